@@ -1,0 +1,680 @@
+"""The cache contract: :class:`BaseCache`, which every provider subclasses.
+
+The public methods (``get``, ``put``, ``keys``...) live here once, with their argument
+checking, expiry arithmetic, read-only guard, error policy and operation events. A
+provider implements only the small set of ``_primitives`` below, each working on
+*storage keys* (namespace already applied) and given ``now`` from the cache's clock, so
+that expiry is decided identically everywhere and tests can inject a clock.
+
+Expiry model (the same on every provider):
+
+* ``time_span`` - absolute lifetime from the write;
+* ``until`` - absolute expiry time (``datetime``);
+* ``idle_time`` - sliding: the entry dies when not read for that long.
+
+An entry's *deadline* is the earliest of its absolute expiry and ``last_accessed +
+idle``. A provider must never return an entry whose deadline has passed, whether or
+not its backend has deleted it yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from itertools import islice
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
+
+from .codec import Codec, make_codec
+from .config import Option, redact, validate_settings
+from .errors import (
+    CacheKeyError,
+    CacheUnavailableError,
+    CacheValueError,
+    InvalidKeyError,
+    ReadOnlyCacheError,
+)
+from .filters import KeyFilter, compile_filter
+from .hookspecs import OperationEvent
+
+if TYPE_CHECKING:
+    from .lock import Lock
+
+__all__ = [
+    "MISSING",
+    "BaseCache",
+    "CacheMetadata",
+    "Entry",
+    "Expiry",
+    "TimeSpan",
+    "BASE_OPTIONS",
+    "MAX_KEY_LENGTH",
+]
+
+T = TypeVar("T")
+TimeSpan = timedelta | int | float
+"""A duration: a ``timedelta`` or a number of seconds."""
+
+MAX_KEY_LENGTH: Final = 16_384
+"""Longest accepted key, in characters. Providers hash keys beyond their own limit."""
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+MISSING: Final[Any] = _Missing()
+"""Sentinel for "no entry", distinct from a cached ``None``: ``cache.get(k, MISSING)``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Expiry:
+    """An entry's expiry policy: absolute deadline (epoch seconds) and idle seconds."""
+
+    expires_at: float | None = None
+    idle: float | None = None
+
+    def deadline(self, accessed: float) -> float | None:
+        """Epoch second at which an entry last read at ``accessed`` dies, or None."""
+        if self.idle is None:
+            return self.expires_at
+        slide = accessed + self.idle
+        return slide if self.expires_at is None else min(slide, self.expires_at)
+
+
+NO_EXPIRY: Final = Expiry()
+
+
+@dataclass(slots=True)
+class Entry:
+    """A stored entry with its metadata, as a provider hands it to the base class."""
+
+    value: Any
+    created: float
+    modified: float
+    accessed: float
+    hits: int = 0
+    expires_at: float | None = None
+    idle: float | None = None
+
+    @classmethod
+    def new(cls, value: Any, expiry: Expiry, now: float) -> Entry:
+        """A fresh entry written at ``now``."""
+        return cls(value, now, now, now, 0, expiry.expires_at, expiry.idle)
+
+    @property
+    def expiry(self) -> Expiry:
+        return Expiry(self.expires_at, self.idle)
+
+    def deadline(self) -> float | None:
+        """Epoch second after which this entry is dead, or None for never."""
+        if self.idle is None:
+            return self.expires_at
+        slide = self.accessed + self.idle
+        return slide if self.expires_at is None else min(slide, self.expires_at)
+
+    def alive(self, now: float) -> bool:
+        """Whether the entry may still be returned at ``now``."""
+        deadline = self.deadline()
+        return deadline is None or now < deadline
+
+
+def _utc(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheMetadata:
+    """What ``metadata(key)`` returns (Lucee's ``cacheGetMetadata``)."""
+
+    hit_count: int
+    time_to_live: timedelta | None
+    """Remaining lifetime, or None when the entry never expires."""
+    idle_time: timedelta | None
+    expires: datetime | None
+    last_accessed: datetime | None
+    last_modified: datetime
+    created: datetime
+
+    @classmethod
+    def from_entry(cls, entry: Entry, now: float) -> CacheMetadata:
+        deadline = entry.deadline()
+        return cls(
+            hit_count=entry.hits,
+            time_to_live=None if deadline is None else timedelta(seconds=max(0.0, deadline - now)),
+            idle_time=None if entry.idle is None else timedelta(seconds=entry.idle),
+            expires=_utc(deadline),
+            last_accessed=_utc(entry.accessed),
+            last_modified=_utc(entry.modified) or datetime.fromtimestamp(0, UTC),
+            created=_utc(entry.created) or datetime.fromtimestamp(0, UTC),
+        )
+
+
+def _seconds(value: TimeSpan | None, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise CacheValueError(
+            f"{what} must be a timedelta or a number of seconds, got {type(value).__name__}.",
+            hint=f"pass e.g. {what}=timedelta(minutes=5) or {what}=300.",
+        )
+    if math.isnan(seconds) or math.isinf(seconds) or seconds <= 0:
+        raise CacheValueError(
+            f"{what} must be a positive, finite duration, got {value!r}.",
+            hint=f"pass a duration > 0, or {what}=None for no expiry.",
+        )
+    return seconds
+
+
+def make_expiry(
+    time_span: TimeSpan | None, idle_time: TimeSpan | None, until: datetime | None, now: float
+) -> Expiry:
+    """Turn the public TTL arguments into an :class:`Expiry`, validating them."""
+    if time_span is None and idle_time is None and until is None:
+        return NO_EXPIRY
+    if time_span is not None and until is not None:
+        raise CacheValueError(
+            "time_span and until both set an absolute expiry; they cannot be combined.",
+            hint="pass either time_span (a lifetime) or until (a point in time).",
+        )
+    expires_at: float | None = None
+    span = _seconds(time_span, "time_span")
+    if span is not None:
+        expires_at = now + span
+    if until is not None:
+        if not isinstance(until, datetime):
+            raise CacheValueError(
+                f"until must be a datetime, got {type(until).__name__}.",
+                hint="pass e.g. until=datetime.now(UTC) + timedelta(hours=2).",
+            )
+        expires_at = until.timestamp()  # naive datetimes are local time, as in stdlib
+        if expires_at <= now:
+            raise CacheValueError(
+                f"until={until.isoformat()} is in the past.",
+                hint="pass a future datetime, or delete the entry instead.",
+            )
+    return Expiry(expires_at, _seconds(idle_time, "idle_time"))
+
+
+BASE_OPTIONS: Final[tuple[Option, ...]] = (
+    Option("namespace", str, "", "prefix for every key, so several caches can share one backend."),
+    Option(
+        "codec",
+        str,
+        "safe",
+        "'safe' (default, never unpickles) or 'pickle' (needs signingKey).",
+        choices=("safe", "pickle"),
+    ),
+    Option("signingKey", str, None, "HMAC key for the opt-in pickle codec.", secret=True),
+    Option(
+        "compressThreshold",
+        int,
+        4096,
+        "compress encoded values larger than this many bytes (0 disables).",
+        minimum=0,
+    ),
+    Option("log", str, "cachehub", "name of the logger cache operations and errors go to."),
+    Option(
+        "onError",
+        str,
+        "raise",
+        "'raise' (default) or 'miss': treat an unreachable backend as a cache miss.",
+        choices=("raise", "miss"),
+    ),
+)
+
+_STRIPES: Final = 64
+_CHUNK: Final = 500
+
+
+class BaseCache:
+    """Base class of every cache provider; see the module docstring for the contract.
+
+    Construction never connects: providers connect lazily, on first use.
+    """
+
+    options: ClassVar[tuple[Option, ...]] = ()
+    """Provider-specific settings (the ``custom`` block), besides :data:`BASE_OPTIONS`."""
+    distributed: ClassVar[bool] = False
+    """True when several processes share the data (enables cross-process stampede locks)."""
+
+    def __init__(
+        self,
+        settings: Mapping[str, Any] | None = None,
+        /,
+        *,
+        name: str = "default",
+        read_only: bool = False,
+        storage: bool = False,
+        clock: Callable[[], float] | None = None,
+        observer: Callable[[OperationEvent], None] | None = None,
+        **options: Any,
+    ) -> None:
+        merged = {**(settings or {}), **options}
+        self.name = name
+        self.settings: dict[str, Any] = validate_settings(
+            merged, (*BASE_OPTIONS, *self.options), where=f"cache '{name}' ({type(self).__name__})"
+        )
+        self.read_only = read_only
+        self.storage = storage
+        self.namespace: str = self.settings["namespace"]
+        self.codec: Codec = make_codec(
+            self.settings["codec"],
+            signing_key=self.settings["signingKey"],
+            compress_threshold=self.settings["compressThreshold"],
+        )
+        self.log = logging.getLogger(self.settings["log"])
+        self._fail_open = self.settings["onError"] == "miss"
+        self._clock: Callable[[], float] = clock or time.time
+        self._observer = observer
+        self._stripes = [threading.Lock() for _ in range(_STRIPES)]
+
+    # ------------------------------------------------------------------ provider primitives
+
+    def _get(self, key: str, now: float) -> Any:
+        """Live value or :data:`MISSING`; counts a hit and slides an idle expiry."""
+        raise NotImplementedError
+
+    def _get_entry(self, key: str, now: float) -> Entry | None:
+        """Live entry with metadata, or None. Does not count a hit."""
+        raise NotImplementedError
+
+    def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
+        """Store ``value`` unconditionally as a fresh entry."""
+        raise NotImplementedError
+
+    def _add(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
+        """Store only if no live entry exists (atomically); True when stored."""
+        raise NotImplementedError
+
+    def _delete(self, key: str, now: float) -> bool:
+        """Remove the entry; True when a live entry was removed."""
+        raise NotImplementedError
+
+    def _delete_if_equal(self, key: str, value: Any, now: float) -> bool:
+        """Atomically remove the entry only if it is live and holds ``value``."""
+        raise NotImplementedError
+
+    def _incr(self, key: str, delta: int, now: float) -> int:
+        """Atomically add ``delta`` to an integer entry (missing = 0, keeps expiry)."""
+        raise NotImplementedError
+
+    def _touch(self, key: str, expiry: Expiry, now: float) -> bool:
+        """Replace a live entry's expiry policy; True when the entry exists."""
+        raise NotImplementedError
+
+    def _scan(self, flt: KeyFilter, now: float) -> Iterator[str]:
+        """Stream the storage keys of live entries selected by ``flt``."""
+        raise NotImplementedError
+
+    # Optional primitives: providers override these with real batch operations.
+
+    def _exists(self, key: str, now: float) -> bool:
+        return self._get_entry(key, now) is not None
+
+    def _get_many(self, keys: list[str], now: float) -> dict[str, Any]:
+        found = {}
+        for key in keys:
+            value = self._get(key, now)
+            if value is not MISSING:
+                found[key] = value
+        return found
+
+    def _set_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
+        for key, value in items.items():
+            self._set(key, value, expiry, now)
+
+    def _delete_many(self, keys: list[str], now: float) -> int:
+        return sum(self._delete(key, now) for key in keys)
+
+    def _count(self, flt: KeyFilter, now: float) -> int:
+        return sum(1 for _ in self._scan(flt, now))
+
+    def _clear(self, flt: KeyFilter, now: float) -> int:
+        removed = 0
+        keys = self._scan(flt, now)
+        while chunk := list(islice(keys, _CHUNK)):
+            removed += self._delete_many(chunk, now)
+        return removed
+
+    def _close(self) -> None:
+        """Release connections; the cache may reconnect lazily afterwards."""
+
+    # ------------------------------------------------------------------ helpers
+
+    def _sk(self, key: str) -> str:
+        """Validate a user key and return its storage key."""
+        if type(key) is not str:
+            if not isinstance(key, str):
+                raise InvalidKeyError(
+                    f"cache keys must be str, got {type(key).__name__} {key!r:.60}.",
+                    hint="convert the key with str() or build a string key such as 'user:42'.",
+                )
+            key = str(key)
+        if not key:
+            raise InvalidKeyError("cache key is empty.", hint="use a non-empty string key.")
+        if len(key) > MAX_KEY_LENGTH:
+            raise InvalidKeyError(
+                f"cache key is {len(key)} characters long; the limit is {MAX_KEY_LENGTH}.",
+                hint="hash long keys yourself (e.g. hashlib.sha256) or shorten them.",
+            )
+        if not key.isascii():
+            try:
+                key.encode()
+            except UnicodeEncodeError:
+                raise InvalidKeyError(
+                    "cache key contains a lone surrogate and cannot be encoded as UTF-8.",
+                    hint="pass a valid Unicode string.",
+                ) from None
+        return self.namespace + key if self.namespace else key
+
+    def _user_key(self, storage_key: str) -> str:
+        return storage_key[len(self.namespace) :] if self.namespace else storage_key
+
+    def _writable(self, op: str) -> None:
+        if self.read_only:
+            raise ReadOnlyCacheError(
+                f"cache '{self.name}' is read-only; {op}() is not allowed.",
+                hint="set readOnly to false in the cache's configuration to allow writes.",
+            )
+
+    def _run(self, op: str, key: str | None, fn: Callable[..., T], *args: Any) -> T:
+        """Call a primitive, reporting it to the observer when one listens."""
+        observer = self._observer
+        if observer is None:
+            return fn(*args)
+        start = time.perf_counter()
+        error: BaseException | None = None
+        result: Any = None
+        try:
+            result = fn(*args)
+            return result  # type: ignore[no-any-return]
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            hit = None
+            if op in ("get", "exists"):
+                hit = error is None and result is not MISSING and result is not False
+            observer(
+                OperationEvent(
+                    cache=self.name,
+                    provider=type(self).__name__,
+                    operation=op,
+                    key=key,
+                    hit=hit,
+                    duration=time.perf_counter() - start,
+                    error=error,
+                )
+            )
+
+    def _failed_open(self, op: str, exc: CacheUnavailableError) -> None:
+        """With ``onError: miss``, log an outage and let the caller degrade."""
+        if not self._fail_open:
+            raise exc
+        self.log.warning("cache '%s' unavailable during %s(): %s", self.name, op, exc)
+
+    # ------------------------------------------------------------------ public API
+
+    def get(
+        self, key: str, default: Any = None, *, throw_when_not_exist: bool = False
+    ) -> Any:
+        """The live value for ``key``; ``default`` (or :class:`CacheKeyError`) if absent."""
+        sk = self._sk(key)
+        try:
+            if self._observer is None:
+                value = self._get(sk, self._clock())
+            else:
+                value = self._run("get", key, self._get, sk, self._clock())
+        except CacheUnavailableError as exc:
+            self._failed_open("get", exc)
+            value = MISSING
+        if value is MISSING:
+            if throw_when_not_exist:
+                raise CacheKeyError(
+                    f"no entry for key {key!r:.200} in cache '{self.name}'.",
+                    hint="check exists() first, or call get(key, default).",
+                )
+            return default
+        return value
+
+    def exists(self, key: str) -> bool:
+        """Whether a live entry exists for ``key`` (does not count as a hit)."""
+        sk = self._sk(key)
+        try:
+            return self._run("exists", key, self._exists, sk, self._clock())
+        except CacheUnavailableError as exc:
+            self._failed_open("exists", exc)
+            return False
+
+    def put(
+        self,
+        key: str,
+        value: Any,
+        time_span: TimeSpan | None = None,
+        idle_time: TimeSpan | None = None,
+        until: datetime | None = None,
+    ) -> None:
+        """Store ``value`` under ``key``, replacing any entry (Lucee's ``cachePut``)."""
+        self._writable("put")
+        sk = self._sk(key)
+        now = self._clock()
+        expiry = make_expiry(time_span, idle_time, until, now)
+        try:
+            self._run("put", key, self._set, sk, value, expiry, now)
+        except CacheUnavailableError as exc:
+            self._failed_open("put", exc)
+
+    def add(
+        self,
+        key: str,
+        value: Any,
+        time_span: TimeSpan | None = None,
+        idle_time: TimeSpan | None = None,
+        until: datetime | None = None,
+    ) -> bool:
+        """Store ``value`` only if ``key`` has no live entry; True when stored. Atomic."""
+        self._writable("add")
+        sk = self._sk(key)
+        now = self._clock()
+        expiry = make_expiry(time_span, idle_time, until, now)
+        return self._run("add", key, self._add, sk, value, expiry, now)
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; True when a live entry was removed."""
+        self._writable("delete")
+        sk = self._sk(key)
+        return self._run("delete", key, self._delete, sk, self._clock())
+
+    def incr(self, key: str, delta: int = 1) -> int:
+        """Atomically add ``delta`` to an integer entry and return the new value.
+
+        A missing key starts at 0 (with no expiry); an existing entry keeps its expiry.
+        A non-integer entry raises :class:`CacheValueError`.
+        """
+        self._writable("incr")
+        if not isinstance(delta, int) or isinstance(delta, bool):
+            raise CacheValueError(
+                f"incr delta must be an int, got {type(delta).__name__}.",
+                hint="pass an integer delta such as 1 or -5.",
+            )
+        sk = self._sk(key)
+        return self._run("incr", key, self._incr, sk, delta, self._clock())
+
+    def decr(self, key: str, delta: int = 1) -> int:
+        """Atomically subtract ``delta``; see :meth:`incr`."""
+        if not isinstance(delta, int) or isinstance(delta, bool):
+            raise CacheValueError(
+                f"decr delta must be an int, got {type(delta).__name__}.",
+                hint="pass an integer delta such as 1.",
+            )
+        return self.incr(key, -delta)
+
+    def touch(
+        self,
+        key: str,
+        time_span: TimeSpan | None = None,
+        idle_time: TimeSpan | None = None,
+        until: datetime | None = None,
+    ) -> bool:
+        """Give a live entry a new expiry (none = never expires); True if it exists."""
+        self._writable("touch")
+        sk = self._sk(key)
+        now = self._clock()
+        expiry = make_expiry(time_span, idle_time, until, now)
+        return self._run("touch", key, self._touch, sk, expiry, now)
+
+    def metadata(self, key: str) -> CacheMetadata:
+        """Hit count, remaining TTL and timestamps of a live entry (``cacheGetMetadata``)."""
+        sk = self._sk(key)
+        now = self._clock()
+        entry = self._run("metadata", key, self._get_entry, sk, now)
+        if entry is None:
+            raise CacheKeyError(
+                f"no entry for key {key!r:.200} in cache '{self.name}'.",
+                hint="metadata() needs an existing key; check exists() first.",
+            )
+        return CacheMetadata.from_entry(entry, now)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Values of the live entries among ``keys``, fetched in provider batches."""
+        storage = {self._sk(k): k for k in keys}
+        try:
+            found = self._run("get_many", None, self._get_many, list(storage), self._clock())
+        except CacheUnavailableError as exc:
+            self._failed_open("get_many", exc)
+            return {}
+        return {storage[sk]: value for sk, value in found.items()}
+
+    def put_many(
+        self,
+        items: Mapping[str, Any],
+        time_span: TimeSpan | None = None,
+        idle_time: TimeSpan | None = None,
+        until: datetime | None = None,
+    ) -> None:
+        """Store every ``key: value`` of ``items`` with one expiry, in provider batches."""
+        self._writable("put_many")
+        now = self._clock()
+        expiry = make_expiry(time_span, idle_time, until, now)
+        batch = {self._sk(k): v for k, v in items.items()}
+        if batch:
+            self._run("put_many", None, self._set_many, batch, expiry, now)
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """Remove ``keys``; returns how many live entries were removed."""
+        self._writable("delete_many")
+        batch = list(dict.fromkeys(self._sk(k) for k in keys))
+        if not batch:
+            return 0
+        return self._run("delete_many", None, self._delete_many, batch, self._clock())
+
+    def keys(self, filter: str | None = None) -> Iterator[str]:
+        """Stream the keys of live entries matching a Lucee wildcard ``filter``."""
+        flt = compile_filter(filter, self.namespace)
+        strip = len(self.namespace)
+        for sk in self._run("keys", filter, self._scan, flt, self._clock()):
+            yield sk[strip:]
+
+    def get_all(self, filter: str | None = None) -> dict[str, Any]:
+        """``{key: value}`` of live entries matching ``filter`` (``cacheGetAll``)."""
+        result: dict[str, Any] = {}
+        flt = compile_filter(filter, self.namespace)
+        strip = len(self.namespace)
+        now = self._clock()
+        keys = self._run("keys", filter, self._scan, flt, now)
+        while chunk := list(islice(keys, _CHUNK)):
+            for sk, value in self._get_many(chunk, now).items():
+                result[sk[strip:]] = value
+        return result
+
+    def count(self, filter: str | None = None) -> int:
+        """Number of live entries matching ``filter`` (``cacheCount``)."""
+        flt = compile_filter(filter, self.namespace)
+        return self._run("count", filter, self._count, flt, self._clock())
+
+    def clear(self, filter: str | None = None) -> int:
+        """Remove live entries matching ``filter`` (all of this namespace when None).
+
+        Never touches keys outside the cache's namespace. Returns the number removed.
+        """
+        self._writable("clear")
+        flt = compile_filter(filter, self.namespace)
+        return self._run("clear", filter, self._clear, flt, self._clock())
+
+    def get_or_set(
+        self,
+        key: str,
+        creator: Callable[[], T],
+        time_span: TimeSpan | None = None,
+        idle_time: TimeSpan | None = None,
+        until: datetime | None = None,
+        *,
+        lock_timeout: float = 30.0,
+    ) -> T:
+        """Return the cached value, or compute it with ``creator()`` exactly once and store it.
+
+        Concurrent callers for one key wait for the first instead of all computing it
+        (single flight per process; across processes too on distributed providers).
+        """
+        value = self.get(key, MISSING)
+        if value is not MISSING:
+            return value  # type: ignore[no-any-return]
+        with self._stripes[hash(key) % _STRIPES]:
+            value = self.get(key, MISSING)
+            if value is not MISSING:
+                return value  # type: ignore[no-any-return]
+            if not self.distributed or self.read_only:
+                created = creator()
+            else:
+                with self.lock(f"{key}\x00fill", ttl=lock_timeout, timeout=lock_timeout):
+                    value = self.get(key, MISSING)
+                    if value is not MISSING:
+                        return value  # type: ignore[no-any-return]
+                    created = creator()
+                    self.put(key, created, time_span, idle_time, until)
+                    return created
+            if not self.read_only:
+                self.put(key, created, time_span, idle_time, until)
+            return created
+
+    def lock(
+        self,
+        name: str,
+        ttl: TimeSpan = 30.0,
+        *,
+        timeout: float | None = None,
+        poll: float = 0.05,
+    ) -> Lock:
+        """A mutually exclusive lock stored in this cache; see :class:`cachehub.lock.Lock`."""
+        from .lock import Lock
+
+        return Lock(self, name, ttl=ttl, timeout=timeout, poll=poll)
+
+    def close(self) -> None:
+        """Close connections. The cache reconnects lazily if used again."""
+        self._close()
+
+    def __enter__(self: T) -> T:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        shown = redact(self.settings, (*BASE_OPTIONS, *self.options))
+        return f"<{type(self).__name__} {self.name!r} {shown}>"

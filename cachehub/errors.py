@@ -1,0 +1,103 @@
+"""Typed errors. Every message names the problem and, where there is one, the fix.
+
+Each class also derives from the closest builtin exception, so ``except KeyError`` and
+friends keep working for code that does not know cachehub.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CacheError",
+    "ConfigError",
+    "UnknownProviderError",
+    "MissingPackageError",
+    "MissingEnvVarError",
+    "CacheKeyError",
+    "InvalidKeyError",
+    "CacheValueError",
+    "SerializationError",
+    "CorruptEntryError",
+    "ReadOnlyCacheError",
+    "CacheUnavailableError",
+    "CacheBackendError",
+    "CachePermissionError",
+    "CacheThrottledError",
+    "LockTimeoutError",
+    "StorageNotEnabledError",
+]
+
+
+class CacheError(Exception):
+    """Base of every cachehub error. ``hint`` says how to fix it, when known."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(f"{message} Fix: {hint}" if hint else message)
+
+    def __str__(self) -> str:  # KeyError would otherwise repr() the message
+        return f"{self.message} Fix: {self.hint}" if self.hint else self.message
+
+
+class ConfigError(CacheError, ValueError):
+    """The configuration is invalid: unknown key, wrong type, missing setting."""
+
+
+class UnknownProviderError(ConfigError):
+    """A ``class`` entry names no registered alias and no importable class."""
+
+
+class MissingPackageError(ConfigError, ImportError):
+    """The ``package`` requirement of a cache entry is not installed."""
+
+
+class MissingEnvVarError(ConfigError):
+    """A ``${VAR}`` reference names an environment variable that is not set."""
+
+
+class CacheKeyError(CacheError, KeyError):
+    """``get(..., throw_when_not_exist=True)`` found no live entry."""
+
+
+class InvalidKeyError(CacheError, ValueError):
+    """The key is not a usable cache key (wrong type, empty, too long)."""
+
+
+class CacheValueError(CacheError, ValueError):
+    """An argument value is invalid (negative or NaN TTL, ``until`` in the past...)."""
+
+
+class SerializationError(CacheError, TypeError):
+    """A value cannot be encoded by the configured codec."""
+
+
+class CorruptEntryError(CacheError):
+    """Stored bytes could not be decoded: corrupted, foreign, or badly signed data."""
+
+
+class ReadOnlyCacheError(CacheError, PermissionError):
+    """A write was attempted on a cache configured with ``readOnly: true``."""
+
+
+class CacheUnavailableError(CacheError, ConnectionError):
+    """The backend cannot be reached (connection refused, timeout, DNS)."""
+
+
+class CacheBackendError(CacheError):
+    """The backend answered with an error cachehub cannot map more precisely."""
+
+
+class CachePermissionError(CacheBackendError, PermissionError):
+    """The backend refused the operation: credentials, IAM policy, ACL."""
+
+
+class CacheThrottledError(CacheBackendError):
+    """The backend kept throttling after every retry."""
+
+
+class LockTimeoutError(CacheError, TimeoutError):
+    """A lock could not be acquired within the given timeout."""
+
+
+class StorageNotEnabledError(ConfigError):
+    """A cache was used for session storage but its entry lacks ``storage: true``."""
