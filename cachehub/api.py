@@ -430,9 +430,7 @@ class BaseCache:
 
     # ------------------------------------------------------------------ public API
 
-    def get(
-        self, key: str, default: Any = None, *, throw_when_not_exist: bool = False
-    ) -> Any:
+    def get(self, key: str, default: Any = None, *, throw_when_not_exist: bool = False) -> Any:
         """The live value for ``key``; ``default`` (or :class:`CacheKeyError`) if absent."""
         sk = self._sk(key)
         try:

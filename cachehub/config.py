@@ -18,7 +18,7 @@ from .errors import ConfigError
 
 __all__ = ["Option", "validate_settings", "redact", "SECRET_MASK", "camel_case"]
 
-SECRET_MASK = "*****"
+SECRET_MASK = "*****"  # noqa: S105 - the mask shown in place of a secret
 _CAMEL_RE = re.compile(r"_([a-z0-9])")
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0", ""}
@@ -46,6 +46,7 @@ class Option:
         """Convert ``value`` (often a string from ``${VAR}``) to this option's type."""
         expected = self.type
         shown = SECRET_MASK if self.secret else repr(value)
+        result: Any
         try:
             if value is None:
                 result = None
@@ -145,7 +146,9 @@ def validate_settings(
     return result
 
 
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
+_URL_PASSWORD = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@"
+)
 
 
 def redact(value: Any, options: Iterable[Option] = ()) -> Any:

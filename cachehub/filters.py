@@ -81,8 +81,6 @@ def compile_filter(pattern: str | None, namespace: str = "") -> KeyFilter:
     if len(tokens) == 2 and tokens[1] == "*" and tokens[0] not in WILDCARDS:
         regex = None  # plain "prefix*": the prefix test alone is exact
     else:
-        body = "".join(
-            ".*" if t == "*" else "." if t == "?" else re.escape(t) for t in tokens
-        )
+        body = "".join(".*" if t == "*" else "." if t == "?" else re.escape(t) for t in tokens)
         regex = re.compile(re.escape(namespace) + body, re.DOTALL)
     return KeyFilter(pattern, namespace, prefix, tokens, regex)

@@ -84,7 +84,7 @@ class Lock:
         if not self.acquire():
             raise LockTimeoutError(
                 f"could not acquire lock '{self.name}' within {self.timeout}s.",
-                hint="raise the timeout, or check for a stuck owner (the lock expires after its ttl).",
+                hint="raise the timeout, or look for a stuck owner (locks expire after their ttl).",
             )
         return self
 

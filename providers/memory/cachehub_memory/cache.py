@@ -56,9 +56,7 @@ class MemoryCache(BaseCache):
         self._data: cachetools.Cache[str, Entry]
         if policy == "ttl":
             # TLRUCache evicts by each item's own deadline, then by recency.
-            self._data = cachetools.TLRUCache(
-                maxsize, ttu=self._ttu, timer=self._clock
-            )
+            self._data = cachetools.TLRUCache(maxsize, ttu=self._ttu, timer=self._clock)
         else:
             self._data = _POLICIES[policy](maxsize)
         self._lock = threading.RLock()
@@ -160,7 +158,7 @@ class MemoryCache(BaseCache):
                 )
             entry.value = self._pack(current + delta)
             entry.modified = now
-            return current + delta  # type: ignore[no-any-return]
+            return current + delta
 
     def _touch(self, key: str, expiry: Expiry, now: float) -> bool:
         with self._lock:
