@@ -21,20 +21,76 @@ from .errors import (
     ReadOnlyCacheError,
     SerializationError,
     StorageNotEnabledError,
+    UnknownCacheError,
     UnknownProviderError,
 )
+from .decorators import CachedFunction, cached
+from .functions import (
+    add,
+    cache,
+    clear,
+    count,
+    decr,
+    delete,
+    delete_many,
+    exists,
+    get,
+    get_all,
+    get_many,
+    get_or_set,
+    incr,
+    keys,
+    lock,
+    metadata,
+    put,
+    put_many,
+    touch,
+)
 from .hookspecs import OperationEvent, hookimpl
+from .loader import CacheEntry
 from .lock import Lock
+from .query import Query, query_new
+from .registry import Caches, configure, get_caches
 
 __version__ = "0.1.0"
 
 __all__ = [
+    # registry and configuration
+    "Caches",
+    "CacheEntry",
+    "configure",
+    "get_caches",
+    # module functions (Lucee's cachePut, cacheGet, ... with cache_name=)
+    "cache",
+    "put",
+    "get",
+    "exists",
+    "delete",
+    "clear",
+    "keys",
+    "get_all",
+    "count",
+    "metadata",
+    "add",
+    "incr",
+    "decr",
+    "touch",
+    "get_many",
+    "put_many",
+    "delete_many",
+    "get_or_set",
+    "lock",
+    "cached",
+    "CachedFunction",
+    # the contract
     "MISSING",
     "BaseCache",
     "CacheMetadata",
     "Entry",
     "Expiry",
     "Lock",
+    "Query",
+    "query_new",
     "OperationEvent",
     "hookimpl",
     "CacheError",
@@ -53,5 +109,6 @@ __all__ = [
     "ReadOnlyCacheError",
     "SerializationError",
     "StorageNotEnabledError",
+    "UnknownCacheError",
     "UnknownProviderError",
 ]

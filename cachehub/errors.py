@@ -10,6 +10,7 @@ __all__ = [
     "CacheError",
     "ConfigError",
     "UnknownProviderError",
+    "UnknownCacheError",
     "MissingPackageError",
     "MissingEnvVarError",
     "CacheKeyError",
@@ -45,6 +46,10 @@ class ConfigError(CacheError, ValueError):
 
 class UnknownProviderError(ConfigError):
     """A ``class`` entry names no registered alias and no importable class."""
+
+
+class UnknownCacheError(ConfigError, KeyError):
+    """A cache name that is not configured (also a ``KeyError``, for ``caches[name]``)."""
 
 
 class MissingPackageError(ConfigError, ImportError):

@@ -1,0 +1,204 @@
+"""``@cached``: cache a function's results, stampede-protected via ``get_or_set``.
+
+::
+
+    @cached("main", time_span=300)
+    def load_user(user_id: int) -> dict[str, Any]: ...
+
+    load_user(42)               # computed once, then served from cache "main"
+    load_user.invalidate(42)    # forget that result
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import time
+from collections.abc import Callable
+from datetime import datetime
+from types import MethodType
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from .api import BaseCache, TimeSpan, make_expiry
+from .codec import Codec, make_codec
+from .errors import InvalidKeyError, SerializationError
+from .registry import get_caches
+
+__all__ = ["cached", "CachedFunction"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_codec: Codec | None = None
+
+
+def _key_codec() -> Codec:
+    # Built lazily: the safe codec is deterministic, so equal arguments hash equally.
+    global _codec
+    if _codec is None:
+        _codec = make_codec("safe")
+    return _codec
+
+
+class CachedFunction(Generic[P, R]):
+    """A function whose results are cached; see :func:`cached`."""
+
+    # Copied from the wrapped function by functools.update_wrapper.
+    __name__: str
+    __qualname__: str
+    __wrapped__: Callable[P, R]
+
+    def __init__(
+        self,
+        func: Callable[P, R],
+        cache: str | BaseCache | None,
+        *,
+        time_span: TimeSpan | None,
+        idle_time: TimeSpan | None,
+        until: datetime | None,
+        key: Callable[..., str] | None,
+        prefix: str | None,
+    ) -> None:
+        self.__wrapped__ = func
+        self._cache = cache
+        self._time_span = time_span
+        self._idle_time = idle_time
+        self._until = until
+        self._key = key
+        self._prefix = prefix
+        self._default_prefix = f"{func.__module__}.{func.__qualname__}"
+        self._signature = inspect.signature(func)
+        functools.update_wrapper(self, func)
+
+    @property
+    def cache(self) -> BaseCache:
+        """The cache results go to (a name is looked up on every call, so reconfiguring works)."""
+        if isinstance(self._cache, BaseCache):
+            return self._cache
+        return get_caches().get(self._cache)
+
+    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The cache key a call with these arguments uses."""
+        if self._key is not None:
+            custom = self._key(*args, **kwargs)
+            if not isinstance(custom, str):
+                raise InvalidKeyError(
+                    f"the key function of {self._default_prefix} returned "
+                    f"{type(custom).__name__}, not str.",
+                    hint="make key=... return a string such as f'user:{user_id}'.",
+                )
+            return f"{self._prefix}:{custom}" if self._prefix else custom
+        # Bind so that f(1, b=2) and f(1, 2) (and omitted defaults) share one key.
+        bound = self._signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        payload = (list(bound.args), sorted(bound.kwargs.items()))
+        try:
+            encoded = _key_codec().dumps(payload)
+        except Exception:
+            raise self._unencodable(bound) from None
+        digest = hashlib.sha256(encoded).hexdigest()
+        return f"{self._prefix or self._default_prefix}:{digest}"
+
+    def _unencodable(self, bound: inspect.BoundArguments) -> SerializationError:
+        """Name the first argument the codec rejects."""
+        codec = _key_codec()
+        culprit = "?"
+        for name, value in bound.arguments.items():
+            try:
+                codec.dumps(value)
+            except Exception:
+                culprit = f"{name} ({type(value).__name__})"
+                break
+        return SerializationError(
+            f"@cached {self._default_prefix}: argument {culprit} cannot be encoded into "
+            "a cache key.",
+            hint="pass key=lambda ...: '...' to build the key yourself, or use simple "
+            "argument types (str, int, float, bool, None, lists, dicts).",
+        )
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        key = self.cache_key(*args, **kwargs)
+        return self.cache.get_or_set(
+            key,
+            lambda: self.__wrapped__(*args, **kwargs),
+            self._time_span,
+            self._idle_time,
+            self._until,
+        )
+
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Forget the cached result for these arguments; True if one was cached."""
+        return self.cache.delete(self.cache_key(*args, **kwargs))
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        # Behave like a function when decorating a method: bind ``self``.
+        if instance is None:
+            return self
+        return MethodType(self, instance)
+
+    def __repr__(self) -> str:
+        target = self._cache if not isinstance(self._cache, BaseCache) else self._cache.name
+        return f"<cached {self._default_prefix} cache={target!r}>"
+
+
+@overload
+def cached(cache: Callable[P, R]) -> CachedFunction[P, R]: ...
+
+
+@overload
+def cached(
+    cache: str | BaseCache | None = None,
+    *,
+    time_span: TimeSpan | None = None,
+    idle_time: TimeSpan | None = None,
+    until: datetime | None = None,
+    key: Callable[..., str] | None = None,
+    prefix: str | None = None,
+) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
+
+
+def cached(
+    cache: str | BaseCache | Callable[P, R] | None = None,
+    *,
+    time_span: TimeSpan | None = None,
+    idle_time: TimeSpan | None = None,
+    until: datetime | None = None,
+    key: Callable[..., str] | None = None,
+    prefix: str | None = None,
+) -> CachedFunction[P, R] | Callable[[Callable[P, R]], CachedFunction[P, R]]:
+    """Cache a function's results in ``cache`` (a name, a cache, or None for the default).
+
+    The key is ``"<prefix or module.qualname>:<sha256 of the arguments>"``, the
+    arguments encoded with the safe codec; pass ``key=`` (same arguments as the
+    function, returning a str) to build it yourself, e.g. for methods. ``None`` results
+    are cached too. Concurrent calls with the same arguments compute once. The wrapper
+    has ``.invalidate(*args, **kwargs)`` and ``.cache_key(*args, **kwargs)``.
+    """
+    # Fail when decorating, not on the first call, for a bad TTL.
+    make_expiry(time_span, idle_time, until, time.time())
+    if callable(cache) and not isinstance(cache, BaseCache):
+        # Used bare, as @cached: the "cache" argument is the function itself.
+        return CachedFunction(
+            cache,
+            None,
+            time_span=time_span,
+            idle_time=idle_time,
+            until=until,
+            key=key,
+            prefix=prefix,
+        )
+    target = cache
+
+    def decorate(func: Callable[P, R]) -> CachedFunction[P, R]:
+        return CachedFunction(
+            func,
+            target,
+            time_span=time_span,
+            idle_time=idle_time,
+            until=until,
+            key=key,
+            prefix=prefix,
+        )
+
+    return decorate

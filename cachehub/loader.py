@@ -1,0 +1,368 @@
+"""Loading cache configuration the way Lucee does.
+
+Two layers, like Lucee: *server* configuration (a ``.CFConfig.json``-style file or dict
+whose ``caches`` key holds the entries, or a file that is directly ``{name: entry}``)
+and *application* configuration (a dict like ``this.caches``). Application entries
+override server entries of the same name. Every string may reference environment
+variables as ``${VAR}`` or ``${VAR:-fallback}``; ``$${`` writes a literal ``${``.
+
+This module checks the *entry* (``class``, ``custom``, ``readOnly``...); the provider's
+own settings inside ``custom`` are checked by the provider (see :mod:`cachehub.config`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final, TypeAlias
+
+from .config import camel_case, redact, suggest
+from .errors import ConfigError, MissingEnvVarError
+
+__all__ = [
+    "CacheEntry",
+    "ConfigSource",
+    "ENTRY_KEYS",
+    "load_config",
+    "load_file",
+    "parse_entries",
+    "interpolate",
+    "default_entry",
+]
+
+_log = logging.getLogger("cachehub.config")
+
+ConfigSource: TypeAlias = "Mapping[str, Any] | str | os.PathLike[str]"
+"""A configuration: a mapping, or the path of a JSON file."""
+
+ENTRY_KEYS: Final = ("class", "package", "custom", "storage", "readOnly", "default")
+"""The keys a cache entry may have (besides the ignored Lucee deployment keys)."""
+
+_IGNORED_KEYS: Final = ("maven", "bundleName", "bundleVersion")
+"""Lucee's extension-deployment keys: meaningless here, accepted so configs load unchanged."""
+
+_KNOWN: Final = {k.lower(): k for k in (*ENTRY_KEYS, *_IGNORED_KEYS)}
+_REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+_VARIABLE = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<fallback>.*))?", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One configured cache, validated and with environment variables resolved."""
+
+    name: str
+    class_name: str
+    package: str | None = None
+    custom: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    """Provider settings, passed to the provider class (read-only view)."""
+    storage: bool = False
+    read_only: bool = False
+    default: bool = False
+    source: str = "application"
+    """Where the entry was defined: ``application``, ``server`` or a file path."""
+
+    def __repr__(self) -> str:
+        package = redact(self.package)  # requirements may be URLs with credentials
+        return (
+            f"CacheEntry(name={self.name!r}, class_name={self.class_name!r}, "
+            f"package={package!r}, custom={redact(dict(self.custom))!r}, "
+            f"storage={self.storage}, read_only={self.read_only}, default={self.default}, "
+            f"source={self.source!r})"
+        )
+
+    __str__ = __repr__
+
+
+# ---------------------------------------------------------------------- interpolation
+
+
+def interpolate(
+    value: Any, *, cache: str, setting: str, environ: Mapping[str, str] | None = None
+) -> Any:
+    """``value`` with ``${VAR}`` references replaced, recursing into mappings and lists.
+
+    ``${VAR:-fallback}`` uses the fallback when VAR is unset or empty; ``$${`` is a
+    literal ``${``. An unset variable without fallback raises
+    :class:`MissingEnvVarError` naming the variable, the cache and the setting.
+    """
+    env = os.environ if environ is None else environ
+    if isinstance(value, str):
+        return _interpolate_str(value, env, cache, setting)
+    if isinstance(value, Mapping):
+        return {
+            k: interpolate(v, cache=cache, setting=f"{setting}.{k}", environ=env)
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [
+            interpolate(v, cache=cache, setting=f"{setting}[{i}]", environ=env)
+            for i, v in enumerate(value)
+        ]
+    return value
+
+
+def _interpolate_str(text: str, env: Mapping[str, str], cache: str, setting: str) -> str:
+    if "${" not in text:
+        return text
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$${":
+            return "${"
+        ref = _VARIABLE.fullmatch(match.group(1))
+        if ref is None:
+            raise ConfigError(
+                f"cache '{cache}', setting '{setting}': '${{{match.group(1)}}}' is not a "
+                "valid environment variable reference.",
+                hint="write ${NAME} or ${NAME:-fallback}; use $${ for a literal ${.",
+            )
+        name, fallback = ref["name"], ref["fallback"]
+        found = env.get(name)
+        if fallback is not None and not found:
+            return fallback
+        if found is None:
+            raise MissingEnvVarError(
+                f"cache '{cache}', setting '{setting}': environment variable '{name}' is not set.",
+                hint=f"export {name}, or give a fallback with ${{{name}:-value}}.",
+            )
+        return found
+
+    result = _REFERENCE.sub(replace, text)
+    # Any "${" left unmatched had no closing brace (escaped ones were already replaced).
+    if "${" in _REFERENCE.sub("", text):
+        raise ConfigError(
+            f"cache '{cache}', setting '{setting}': unterminated '${{' reference.",
+            hint="close it with '}', or write $${ for a literal ${.",
+        )
+    return result
+
+
+# ---------------------------------------------------------------------- files
+
+
+def load_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Parse a JSON configuration file; errors name the file, line and column."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"configuration file {file} does not exist.",
+            hint="check the path (relative paths are relative to the working directory).",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+        raise ConfigError(f"cannot read configuration file {file}: {reason}.") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        # exc.msg never quotes the document, so no secret can leak from here.
+        raise ConfigError(
+            f"configuration file {file} is not valid JSON: {exc.msg} at line {exc.lineno}, "
+            f"column {exc.colno}.",
+            hint="fix the JSON syntax at that position (trailing commas and comments "
+            "are not allowed).",
+        ) from None
+    if not isinstance(doc, dict):
+        raise ConfigError(
+            f"configuration file {file} must contain a JSON object, got {type(doc).__name__}.",
+            hint='write {"caches": {"name": {"class": ...}}} or {"name": {"class": ...}}.',
+        )
+    return doc
+
+
+def _entries_of(doc: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The ``{name: entry}`` block of a document in any of the accepted shapes."""
+    caches = doc.get("caches")
+    if isinstance(caches, Mapping) and "class" not in caches:
+        return caches  # .CFConfig.json: {"caches": {...}, ...other server settings}
+    cache = doc.get("cache")
+    connections = cache.get("connections") if isinstance(cache, Mapping) else None
+    if isinstance(connections, Mapping):
+        return connections  # Lucee's this.cache.connections
+    return doc
+
+
+# ---------------------------------------------------------------------- entries
+
+
+def parse_entries(
+    config: ConfigSource, *, source: str = "application", environ: Mapping[str, str] | None = None
+) -> dict[str, CacheEntry]:
+    """Validate a configuration (mapping or JSON file path) into ``{name: CacheEntry}``."""
+    if isinstance(config, (str, os.PathLike)):
+        source = os.fspath(config)
+        doc: Mapping[str, Any] = load_file(config)
+    elif isinstance(config, Mapping):
+        doc = config
+    else:
+        raise ConfigError(
+            f"a cache configuration must be a mapping or a file path, got {type(config).__name__}.",
+            hint="pass a dict like {'name': {'class': 'memory'}} or the path of a JSON file.",
+        )
+    entries: dict[str, CacheEntry] = {}
+    seen: dict[str, str] = {}
+    for name, raw in _entries_of(doc).items():
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(
+                f"{source}: cache names must be non-empty strings, got {name!r}.",
+                hint="name each cache, e.g. {'sessions': {'class': 'memory'}}.",
+            )
+        # Lucee cache names are case-insensitive; two spellings would be ambiguous.
+        if name.lower() in seen:
+            raise ConfigError(
+                f"{source}: caches '{seen[name.lower()]}' and '{name}' differ only in case.",
+                hint="cache names are case-insensitive; rename or remove one of them.",
+            )
+        seen[name.lower()] = name
+        entries[name] = _parse_entry(name, raw, source, environ)
+    return entries
+
+
+def _parse_entry(name: str, raw: Any, source: str, environ: Mapping[str, str] | None) -> CacheEntry:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(
+            f"cache '{name}' ({source}) must be an object with a 'class' key, "
+            f"got {type(raw).__name__}.",
+            hint=f'write "{name}": {{"class": "memory"}}.',
+        )
+    values: dict[str, Any] = {}
+    for raw_key, raw_value in raw.items():
+        key = _entry_key(name, raw_key, source)
+        if key in values:
+            raise ConfigError(f"cache '{name}' ({source}): key '{key}' is given twice.")
+        if key in _IGNORED_KEYS:
+            values[key] = raw_value  # never used, so an unset ${VAR} in it is no error
+        else:
+            values[key] = interpolate(raw_value, cache=name, setting=key, environ=environ)
+    for key in _IGNORED_KEYS:
+        if key in values:
+            _log.debug(
+                "cache '%s': ignoring Lucee key '%s' (%s); Python packages come from 'package'",
+                name,
+                key,
+                redact(values[key]),
+            )
+    if "class" not in values:
+        raise ConfigError(
+            f"cache '{name}' ({source}) has no 'class'.",
+            hint="add \"class\": a provider alias (memory, redis, dynamodb) or 'module:Class'.",
+        )
+    class_name = values["class"]
+    if not isinstance(class_name, str) or not class_name.strip():
+        raise _wrong_type(name, "class", class_name, "a non-empty string")
+    package = values.get("package")
+    if package is not None and (not isinstance(package, str) or not package.strip()):
+        raise _wrong_type(name, "package", package, "a pip requirement string")
+    custom = values.get("custom")
+    if custom is None:
+        custom = {}
+    if not isinstance(custom, Mapping):
+        raise _wrong_type(name, "custom", custom, "an object of provider settings")
+    return CacheEntry(
+        name=name,
+        class_name=class_name.strip(),
+        package=package.strip() if package else None,
+        custom=MappingProxyType(dict(custom)),
+        storage=_flag(name, "storage", values.get("storage", False)),
+        read_only=_flag(name, "readOnly", values.get("readOnly", False)),
+        default=_default(name, values.get("default")),
+        source=source,
+    )
+
+
+def _entry_key(name: str, raw_key: Any, source: str) -> str:
+    if isinstance(raw_key, str):
+        # CFML struct keys are case-insensitive; Python users may write read_only.
+        key = _KNOWN.get(raw_key.lower()) or _KNOWN.get(camel_case(raw_key).lower())
+        if key is not None:
+            return key
+    guess = suggest(str(raw_key), (*ENTRY_KEYS, *_IGNORED_KEYS))
+    raise ConfigError(
+        f"cache '{name}' ({source}): unknown key '{raw_key}'."
+        + (f" Did you mean '{guess}'?" if guess else ""),
+        hint=f"cache entries accept: {', '.join(ENTRY_KEYS)}; provider settings go in 'custom'.",
+    )
+
+
+def _wrong_type(name: str, key: str, value: Any, expected: str) -> ConfigError:
+    # Values are not shown: a misplaced secret must never reach an error message.
+    return ConfigError(
+        f"cache '{name}': '{key}' must be {expected}, got {type(value).__name__}.",
+        hint=f"set '{key}' to {expected}.",
+    )
+
+
+def _flag(name: str, key: str, value: Any) -> bool:
+    """A bool, or the strings true/false (any case) as produced by ``${VAR}``."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    shown = f"string {value!r}" if isinstance(value, str) else type(value).__name__
+    raise ConfigError(
+        f"cache '{name}': '{key}' must be true or false, got {shown}.",
+        hint=f'write "{key}": true or "{key}": false.',
+    )
+
+
+def _default(name: str, value: Any) -> bool:
+    """Lucee writes ``""`` for not-default and a cache type (``"object"``) for default."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        return lowered not in ("", "false")
+    raise ConfigError(
+        f"cache '{name}': 'default' must be a bool or a string, got {type(value).__name__}.",
+        hint='write "default": true (or Lucee\'s "object"), or "" for not-default.',
+    )
+
+
+# ---------------------------------------------------------------------- layers
+
+
+def load_config(
+    config: ConfigSource | None = None,
+    *,
+    server_config: ConfigSource | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, CacheEntry]:
+    """Merge server and application configuration; application entries win.
+
+    Names match case-insensitively (as in Lucee), so an application entry ``Dynamo``
+    replaces a server entry ``dynamo``.
+    """
+    merged: dict[str, CacheEntry] = {}
+    if server_config is not None:
+        merged.update(parse_entries(server_config, source="server", environ=environ))
+    if config is not None:
+        for name, entry in parse_entries(config, environ=environ).items():
+            for existing in [n for n in merged if n.lower() == name.lower()]:
+                _log.debug("cache '%s': application entry overrides %s", name, existing)
+                del merged[existing]
+            merged[name] = entry
+    return merged
+
+
+def default_entry(entries: Mapping[str, CacheEntry]) -> str | None:
+    """The default cache's name: the one marked default, else the only entry, else None.
+
+    Several entries marked default is a :class:`ConfigError`.
+    """
+    marked = [name for name, entry in entries.items() if entry.default]
+    if len(marked) > 1:
+        raise ConfigError(
+            f"several caches are marked default: {', '.join(marked)}.",
+            hint='mark exactly one cache with "default": true (use "" for the others).',
+        )
+    if marked:
+        return marked[0]
+    if len(entries) == 1:
+        return next(iter(entries))
+    return None
