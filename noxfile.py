@@ -9,7 +9,18 @@ nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 
 PROVIDERS = ["providers/memory", "providers/redis", "providers/dynamodb"]
 EDITABLE = ["-e", ".", *[arg for p in PROVIDERS for arg in ("-e", p)]]
-TEST_DEPS = ["pytest>=8", "pytest-timeout", "hypothesis>=6", "moto[server]>=5", "fakeredis>=2"]
+TEST_DEPS = [
+    "pytest>=8",
+    "pytest-timeout",
+    "hypothesis>=6",
+    "moto[server]>=5",
+    "fakeredis>=2",
+    "django>=4.2",
+    "flask>=3.0",
+    "flask-caching>=2",
+    "cachelib>=0.13",
+    "dogpile.cache>=1.3",
+]
 PYTHON = "3.11"
 
 
@@ -31,7 +42,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the core and every provider."""
-    session.install(*EDITABLE, "mypy>=1.10", "types-cachetools", "pytest", "hypothesis")
+    session.install(*EDITABLE, *TEST_DEPS, "mypy>=1.10", "types-cachetools")
     session.run("mypy")
 
 

@@ -4,6 +4,7 @@ The public API is re-exported here; see the documentation for the full guide.
 """
 
 from .api import MISSING, BaseCache, CacheMetadata, Entry, Expiry
+from .decorators import CachedFunction, cached
 from .errors import (
     CacheBackendError,
     CacheError,
@@ -24,7 +25,6 @@ from .errors import (
     UnknownCacheError,
     UnknownProviderError,
 )
-from .decorators import CachedFunction, cached
 from .functions import (
     add,
     cache,

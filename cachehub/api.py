@@ -663,6 +663,19 @@ class BaseCache:
 
         return Lock(self, name, ttl=ttl, timeout=timeout, poll=poll)
 
+    def stats(self) -> Mapping[str, Any]:
+        """Calls, hits, misses, errors and latency of this cache (see :mod:`cachehub.stats`).
+
+        Collection starts with the first call (or when the process-wide collector of
+        :func:`cachehub.stats.default_collector` is created): unobserved caches pay nothing.
+        """
+        from .stats import cache_stats, default_collector
+
+        collector = default_collector()
+        if self._observer is None:
+            self._observer = collector.observe
+        return cache_stats(self, collector)
+
     def close(self) -> None:
         """Close connections. The cache reconnects lazily if used again."""
         self._close()

@@ -1,0 +1,71 @@
+"""Adapters for the frameworks people already use: Django, Flask, dogpile.cache,
+cachelib / Flask-Caching, and WSGI / ASGI session middleware.
+
+Each adapter lives in its own module and imports its framework only there, so that
+``import cachehub`` never pulls in a framework. Install the matching extra, e.g.
+``pip install cachehub[django]``. See docs/integrations.md.
+
+This package module itself only holds :func:`resolve_cache`, which every adapter uses
+to turn "which cache?" settings into a :class:`~cachehub.api.BaseCache`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from ..api import BaseCache, TimeSpan
+from ..errors import ConfigError
+from ..registry import Caches, get_caches
+from ..session import SessionStore
+
+__all__ = ["CacheSpec", "resolve_cache", "session_store"]
+
+CacheSpec = BaseCache | str | Mapping[str, Any]
+"""A cache object, the name of a cache in the process registry, or one cache entry
+(``{"class": "memory", "custom": {...}, "storage": true}``)."""
+
+# Registries built from inline entries, one per distinct (name, entry): frameworks such as
+# Django build a backend object per thread from copies of the same settings, and they all
+# must share one cache. Keeping the registry alive also keeps its plugin listener alive.
+_inline: dict[str, Caches] = {}
+_inline_lock = threading.Lock()
+
+
+def resolve_cache(spec: CacheSpec, *, name: str = "default", where: str = "adapter") -> BaseCache:
+    """The cache ``spec`` designates.
+
+    * a :class:`BaseCache` is returned as is;
+    * a ``str`` is looked up in the process-wide registry (:func:`cachehub.registry.get_caches`);
+    * a mapping is one cache entry, built through a private :class:`~cachehub.registry.Caches`
+      under ``name`` (validated exactly like a configuration file entry).
+
+    ``where`` names the setting for error messages (e.g. ``"CACHES['default']"``).
+    """
+    if isinstance(spec, BaseCache):
+        return spec
+    if isinstance(spec, str):
+        return get_caches().get(spec)
+    if isinstance(spec, Mapping):
+        fingerprint = json.dumps([name, spec], sort_keys=True, default=repr)
+        with _inline_lock:
+            registry = _inline.get(fingerprint)
+            if registry is None:
+                registry = Caches({name: dict(spec)})
+                _inline[fingerprint] = registry
+        return registry.get(name)
+    raise ConfigError(
+        f"{where}: expected a cache, a cache name or a cache entry, got {type(spec).__name__}.",
+        hint="pass e.g. 'sessions' (a configured cache) or {'class': 'memory', 'storage': True}.",
+    )
+
+
+def session_store(
+    spec: SessionStore | CacheSpec, *, idle_time: TimeSpan, where: str = "session adapter"
+) -> SessionStore:
+    """``spec`` if it is a :class:`SessionStore`, else a store on the cache it designates."""
+    if isinstance(spec, SessionStore):
+        return spec
+    return SessionStore(resolve_cache(spec, where=where), idle_time=idle_time)

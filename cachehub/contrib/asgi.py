@@ -1,0 +1,79 @@
+"""ASGI middleware putting a server-side session in ``scope["session"]``.
+
+::
+
+    from cachehub.contrib.asgi import SessionMiddleware
+    app = SessionMiddleware(app, "sessions")          # a cache with storage: true
+
+HTTP and WebSocket scopes get a :class:`~cachehub.session.TrackedSession`. Changes are
+committed (merged key by key under the session lock) when the app sends
+``http.response.start`` or ``websocket.accept``, and the cookie is added to that
+message's headers; changes made later are not saved. Cache calls run in a worker
+thread (:func:`asyncio.to_thread`) so that a network cache never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import timedelta
+from typing import Any, TypeAlias
+
+from ..api import TimeSpan
+from ..session import SessionCookie, SessionStore
+from . import CacheSpec, session_store
+
+__all__ = ["SessionMiddleware"]
+
+Scope: TypeAlias = MutableMapping[str, Any]
+Message: TypeAlias = MutableMapping[str, Any]
+Receive: TypeAlias = Callable[[], Awaitable[Message]]
+Send: TypeAlias = Callable[[Message], Awaitable[None]]
+ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_COMMIT_ON = {"http.response.start", "websocket.accept"}
+
+
+class SessionMiddleware:
+    """Loads the session for HTTP/WebSocket scopes; other scopes pass through untouched."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        store: SessionStore | CacheSpec,
+        *,
+        idle_time: TimeSpan = timedelta(minutes=30),
+        cookie: SessionCookie | None = None,
+        scope_key: str = "session",
+    ) -> None:
+        self.app = app
+        self.store = session_store(store, idle_time=idle_time, where="ASGI SessionMiddleware")
+        self.cookie = cookie or SessionCookie()
+        self.scope_key = scope_key
+
+    def _cookie_header(self, scope: Scope) -> str | None:
+        for name, value in scope.get("headers") or ():
+            if name.lower() == b"cookie":
+                return bytes(value).decode("latin-1")
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        sid = self.cookie.read(self._cookie_header(scope))
+        session = await asyncio.to_thread(self.store.open, sid)
+        scope = {**scope, self.scope_key: session}
+
+        async def send_with_cookie(message: Message) -> None:
+            if message["type"] in _COMMIT_ON:
+                set_cookie = await asyncio.to_thread(self.cookie.commit, self.store, session)
+                if set_cookie is not None:
+                    headers = [
+                        *message.get("headers", ()),
+                        (b"set-cookie", set_cookie.encode("latin-1")),
+                    ]
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)

@@ -1,0 +1,67 @@
+"""Shared fixtures for the framework adapter tests: Django settings, caches, a clock."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import django
+import pytest
+from cachehub_memory import MemoryCache
+from django.conf import settings
+
+from cachehub.testing.clock import FakeClock
+
+if not settings.configured:
+    # Django needs settings before its cache or session modules can be used. The cache
+    # aliases point at the adapter; individual tests swap them with override_settings.
+    settings.configure(
+        SECRET_KEY="cachehub-tests-not-secret",
+        INSTALLED_APPS=["django.contrib.sessions"],
+        CACHES={
+            "default": {
+                "BACKEND": "cachehub.contrib.django.CacheHubCache",
+                "OPTIONS": {"name": "django-default", "class": "memory"},
+            },
+            "sessions": {
+                "BACKEND": "cachehub.contrib.django.CacheHubCache",
+                "OPTIONS": {"name": "django-sessions", "class": "memory", "storage": True},
+            },
+        },
+        SESSION_ENGINE="django.contrib.sessions.backends.cache",
+        SESSION_CACHE_ALIAS="sessions",
+        USE_TZ=True,
+    )
+    django.setup()
+
+_namespaces = itertools.count()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # dogpile's shipped suites mark their threaded tests with this marker.
+    config.addinivalue_line("markers", "time_intensive: dogpile.cache threaded tests")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A clock that only moves when told to."""
+    return FakeClock()
+
+
+@pytest.fixture
+def make_cache(clock: FakeClock) -> Callable[..., MemoryCache]:
+    """Build memory caches on the fake clock, each in its own namespace."""
+
+    def make(**kwargs: Any) -> MemoryCache:
+        kwargs.setdefault("namespace", f"t{next(_namespaces)}:")
+        kwargs.setdefault("clock", clock)
+        return MemoryCache(**kwargs)
+
+    return make
+
+
+@pytest.fixture
+def storage_cache(make_cache: Callable[..., MemoryCache]) -> MemoryCache:
+    """A memory cache enabled for session storage."""
+    return make_cache(storage=True, name="sessions")

@@ -1,0 +1,172 @@
+"""CacheHubCachelib: the behaviours cachelib's own backend test mixins check, and
+Flask-Caching using it as CACHE_TYPE."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from cachehub_memory import MemoryCache
+from flask import Flask
+from flask_caching import Cache
+
+from cachehub.contrib.cachelib import CacheHubCachelib
+from cachehub.testing.clock import FakeClock
+
+SAMPLE_NUMBERS = [0, 10, 1024000, 9, 5000000000000, 99, 738, 2000000]
+SAMPLE_PAIRS: dict[str, Any] = {
+    "128": False,
+    "beef": True,
+    "crevettes": {},
+    "1024": "spam",
+    "bacon": "eggs",
+    "sausage": 2048,
+    "3072": [],
+    "brandy": [{}, "fried eggs"],
+    "lobster": ["baked beans", [512]],
+    "4096": {"sauce": [], "truffle": 256},
+}
+
+
+@pytest.fixture
+def cache(make_cache: Callable[..., MemoryCache]) -> CacheHubCachelib:
+    return CacheHubCachelib(make_cache(name="cachelib"))
+
+
+def test_set_get(cache: CacheHubCachelib) -> None:
+    for k, v in SAMPLE_PAIRS.items():
+        assert cache.set(k, v)
+        assert cache.get(k) == v
+    assert cache.get("missing") is None
+
+
+def test_set_get_many_and_dict(cache: CacheHubCachelib) -> None:
+    assert cache.set_many(SAMPLE_PAIRS) == list(SAMPLE_PAIRS)
+    assert cache.get_many(*SAMPLE_PAIRS) == list(SAMPLE_PAIRS.values())
+    assert cache.get_dict(*SAMPLE_PAIRS) == SAMPLE_PAIRS
+    assert cache.get_many("bacon", "missing") == ["eggs", None]
+
+
+def test_delete_and_delete_many(cache: CacheHubCachelib) -> None:
+    for k, v in SAMPLE_PAIRS.items():
+        cache.set(k, v)
+        assert cache.delete(k)
+        assert not cache.get(k)
+    assert not cache.delete("never-set")
+    cache.set_many(SAMPLE_PAIRS)
+    assert cache.delete_many(*SAMPLE_PAIRS) == list(SAMPLE_PAIRS)
+    assert not any(cache.get_many(*SAMPLE_PAIRS))
+    cache.set("bacon", "spam")
+    assert cache.delete_many("eggs", "bacon") == ["eggs", "bacon"]
+    assert cache.get("bacon") is None
+
+
+def test_add(cache: CacheHubCachelib) -> None:
+    cache.set_many(SAMPLE_PAIRS)
+    for k in SAMPLE_PAIRS:
+        assert not cache.add(k, "updated")
+    assert cache.get_many(*SAMPLE_PAIRS) == list(SAMPLE_PAIRS.values())
+    for k, v in SAMPLE_PAIRS.items():
+        assert cache.add(f"{k}-new", v)
+        assert cache.get(f"{k}-new") == v
+
+
+def test_inc_dec(cache: CacheHubCachelib) -> None:
+    for n in SAMPLE_NUMBERS:
+        assert not cache.get(f"{n}-key-inc")
+        assert cache.inc(f"{n}-key-inc", n) == n
+        assert cache.get(f"{n}-key-inc") == n
+        assert cache.dec(f"{n}-key-dec", n) == -n
+        assert cache.get(f"{n}-key-dec") == -n
+        assert cache.dec(f"{n}-key-inc", 5) == n - 5
+
+
+def test_has_and_clear(cache: CacheHubCachelib) -> None:
+    assert cache.set_many(SAMPLE_PAIRS)
+    for k in SAMPLE_PAIRS:
+        assert cache.has(k)
+        assert k in cache
+    assert not cache.has("unknown")
+    assert cache.clear()
+    assert not any(cache.get_many(*SAMPLE_PAIRS))
+
+
+def test_expiration(make_cache: Callable[..., MemoryCache], clock: FakeClock) -> None:
+    cache = CacheHubCachelib(make_cache(), default_timeout=300)
+    for k, v in SAMPLE_PAIRS.items():
+        cache.set(f"{k}-t0", v, timeout=0)  # 0: never expires
+        cache.set(f"{k}-t1", v, timeout=1)
+        cache.set(f"{k}-default", v)
+    clock.advance(4)
+    for k, v in SAMPLE_PAIRS.items():
+        assert cache.get(f"{k}-t0") == v
+        assert not cache.has(f"{k}-t1")
+        assert cache.get(f"{k}-default") == v
+    clock.advance(300)
+    assert not any(cache.has(f"{k}-default") for k in SAMPLE_PAIRS)
+    assert all(cache.has(f"{k}-t0") for k in SAMPLE_PAIRS)
+
+
+def test_negative_timeout_stores_nothing(cache: CacheHubCachelib) -> None:
+    cache.set("k", "v")
+    assert cache.set("k", "new", timeout=-1)
+    assert not cache.has("k")
+    assert cache.add("fresh", "v", timeout=-1)
+    assert not cache.has("fresh")
+
+
+def test_flask_caching_cache_type(make_cache: Callable[..., MemoryCache]) -> None:
+    backing = make_cache(name="flask-caching")
+    app = Flask(__name__)
+    app.config.update(
+        CACHE_TYPE="cachehub.contrib.cachelib.CacheHubCachelib",
+        CACHE_OPTIONS={"cache": backing},
+        CACHE_DEFAULT_TIMEOUT=60,
+    )
+    flask_cache = Cache(app)
+    calls: list[int] = []
+
+    @app.get("/square/<int:n>")
+    @flask_cache.cached()
+    def square(n: int) -> str:
+        calls.append(n)
+        return str(n * n)
+
+    @flask_cache.memoize()
+    def double(n: int) -> int:
+        calls.append(-n)
+        return 2 * n
+
+    client = app.test_client()
+    assert client.get("/square/3").text == "9"
+    assert client.get("/square/3").text == "9"
+    with app.app_context():
+        assert double(4) == 8
+        assert double(4) == 8
+        flask_cache.delete_memoized(double, 4)
+        assert double(4) == 8
+        flask_cache.set("plain", {"a": 1})
+        assert flask_cache.get("plain") == {"a": 1}
+        backend = app.extensions["cache"][flask_cache]
+        assert isinstance(backend, CacheHubCachelib)
+        assert backend.default_timeout == 60
+    assert calls == [3, -4, -4]
+    assert backing.count() > 0
+
+
+def test_flask_caching_with_registry_name(
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock
+) -> None:
+    from cachehub import registry
+
+    monkeypatch.setattr(registry, "_current", None)
+    registry.configure({"pages": {"class": "memory"}}, clock=clock)
+    app = Flask(__name__)
+    app.config.update(CACHE_TYPE="cachehub.contrib.cachelib.CacheHubCachelib", CACHE_ARGS=["pages"])
+    flask_cache = Cache(app)
+    with app.app_context():
+        flask_cache.set("k", "v", timeout=5)
+        assert flask_cache.get("k") == "v"
+        clock.advance(6)
+        assert flask_cache.get("k") is None

@@ -1,0 +1,105 @@
+"""Django's cache session engine over CacheHubCache, and cachehub's guarded engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from importlib import import_module
+
+import pytest
+from cachehub_memory import MemoryCache
+from django.contrib.sessions.backends.cache import SessionStore as DjangoCacheSession
+from django.core.cache import caches
+from django.test import override_settings
+
+from cachehub.contrib.django import CacheHubCache
+from cachehub.contrib.django_session import SessionStore as GuardedSession
+from cachehub.errors import ConfigError, StorageNotEnabledError
+from cachehub.testing.clock import FakeClock
+
+
+@pytest.fixture(autouse=True)
+def sessions_cache(make_cache: Callable[..., MemoryCache]) -> Iterator[MemoryCache]:
+    """Point this thread's "sessions" alias at a fresh storage cache on the fake clock."""
+    backend = caches["sessions"]
+    assert isinstance(backend, CacheHubCache)
+    original = backend.cachehub
+    backend.cachehub = make_cache(storage=True, name="django-sessions")
+    yield backend.cachehub
+    backend.cachehub = original
+
+
+@pytest.mark.parametrize("engine", [DjangoCacheSession, GuardedSession])
+def test_session_roundtrip(engine: type[DjangoCacheSession]) -> None:
+    session = engine()
+    session["user_id"] = 42
+    session["cart"] = ["apple", "pear"]
+    session.save()
+    key = session.session_key
+    assert key
+    assert session.exists(key)
+    loaded = engine(session_key=key)
+    assert loaded["user_id"] == 42
+    assert loaded["cart"] == ["apple", "pear"]
+    loaded["user_id"] = 7
+    loaded.save()
+    assert engine(session_key=key)["user_id"] == 7
+    loaded.delete()
+    assert not engine().exists(key)
+    assert dict(engine(session_key=key).items()) == {}
+
+
+def test_cycle_key_moves_data() -> None:
+    session = DjangoCacheSession()
+    session["a"] = 1
+    session.save()
+    old = session.session_key
+    session.cycle_key()
+    assert session.session_key != old
+    assert not session.exists(old)
+    assert DjangoCacheSession(session_key=session.session_key)["a"] == 1
+
+
+def test_create_never_overwrites(sessions_cache: MemoryCache) -> None:
+    session = DjangoCacheSession()
+    session.create()
+    assert session.session_key is not None
+    assert sessions_cache.count() == 1
+
+
+def test_session_expiry(clock: FakeClock) -> None:
+    session = DjangoCacheSession()
+    session["x"] = 1
+    session.set_expiry(60)
+    session.save()
+    key = session.session_key
+    clock.advance(59)
+    assert DjangoCacheSession(session_key=key).get("x") == 1
+    clock.advance(2)
+    assert DjangoCacheSession(session_key=key).get("x") is None
+
+
+def test_engine_importable_by_setting() -> None:
+    with override_settings(SESSION_ENGINE="cachehub.contrib.django_session"):
+        from django.conf import settings
+
+        engine = import_module(settings.SESSION_ENGINE)
+        assert engine.SessionStore is GuardedSession
+
+
+def test_guarded_engine_needs_storage_cache() -> None:
+    with (
+        override_settings(SESSION_CACHE_ALIAS="default"),
+        pytest.raises(StorageNotEnabledError, match="storage: true"),
+    ):
+        GuardedSession()
+
+
+def test_guarded_engine_needs_cachehub_backend() -> None:
+    with (
+        override_settings(
+            CACHES={"locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+            SESSION_CACHE_ALIAS="locmem",
+        ),
+        pytest.raises(ConfigError, match="needs a cachehub cache"),
+    ):
+        GuardedSession()

@@ -1,0 +1,117 @@
+"""Flask SessionInterface: login flow, regeneration, cookie flags, expiry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from cachehub_memory import MemoryCache
+from flask import Flask, session
+
+from cachehub.contrib.flask import CacheHubSession, CacheHubSessionInterface
+from cachehub.errors import StorageNotEnabledError
+from cachehub.testing.clock import FakeClock
+
+
+def make_app(cache: MemoryCache, **config: object) -> Flask:
+    app = Flask(__name__)
+    app.config.update(SESSION_COOKIE_SECURE=True, **config)
+    app.session_interface = CacheHubSessionInterface(cache, idle_time=timedelta(minutes=10))
+
+    @app.post("/cart/<item>")
+    def add(item: str) -> str:
+        session["cart"] = [*session.get("cart", []), item]
+        return "ok"
+
+    @app.post("/login/<user>")
+    def login(user: str) -> str:
+        assert isinstance(session, CacheHubSession)
+        session["user"] = user
+        session.regenerate()  # privilege change: new id against session fixation
+        return "ok"
+
+    @app.post("/logout")
+    def logout() -> str:
+        session.clear()
+        return "bye"
+
+    @app.get("/me")
+    def me() -> dict[str, object]:
+        return {"user": session.get("user"), "cart": session.get("cart", [])}
+
+    return app
+
+
+def sid_of(client: object) -> str | None:
+    cookie = client.get_cookie("session")  # type: ignore[attr-defined]
+    return None if cookie is None else str(cookie.value)
+
+
+def test_login_flow_regenerates_id(storage_cache: MemoryCache) -> None:
+    client = make_app(storage_cache).test_client()
+    assert client.get("/me").json == {"user": None, "cart": []}
+    assert sid_of(client) is None  # anonymous visitors get no session
+    client.post("/cart/apple")
+    anonymous_id = sid_of(client)
+    assert anonymous_id is not None
+    client.post("/login/ann")
+    user_id = sid_of(client)
+    assert user_id not in (None, anonymous_id)
+    assert client.get("/me").json == {"user": "ann", "cart": ["apple"]}  # data carried over
+    assert storage_cache.get(f"session:{anonymous_id}") is None  # old id is dead
+    assert storage_cache.get(f"session:{user_id}") == {"cart": ["apple"], "user": "ann"}
+
+
+def test_logout_deletes_session_and_cookie(storage_cache: MemoryCache) -> None:
+    client = make_app(storage_cache).test_client()
+    client.post("/login/ann")
+    sid = sid_of(client)
+    response = client.post("/logout")
+    assert "session=;" in response.headers["Set-Cookie"]
+    assert sid_of(client) is None
+    assert storage_cache.get(f"session:{sid}") is None
+
+
+def test_cookie_flags(storage_cache: MemoryCache) -> None:
+    client = make_app(storage_cache).test_client()
+    header = client.post("/cart/pear").headers["Set-Cookie"]
+    assert "Secure" in header
+    assert "HttpOnly" in header
+    assert "SameSite=Lax" in header
+    assert "Expires" not in header  # a browser-session cookie unless session.permanent
+    strict = make_app(storage_cache, SESSION_COOKIE_SAMESITE="Strict").test_client()
+    assert "SameSite=Strict" in strict.post("/cart/pear").headers["Set-Cookie"]
+
+
+def test_unchanged_session_sets_no_cookie(storage_cache: MemoryCache) -> None:
+    client = make_app(storage_cache, SESSION_REFRESH_EACH_REQUEST=False).test_client()
+    client.post("/cart/fig")
+    assert "Set-Cookie" not in client.get("/me").headers
+
+
+def test_idle_expiry(storage_cache: MemoryCache, clock: FakeClock) -> None:
+    client = make_app(storage_cache).test_client()
+    client.post("/login/ann")
+    clock.advance(9 * 60)
+    assert client.get("/me").json["user"] == "ann"  # activity slides the deadline
+    clock.advance(9 * 60)
+    assert client.get("/me").json["user"] == "ann"
+    clock.advance(10 * 60 + 1)
+    expired = client.get("/me")
+    assert expired.json == {"user": None, "cart": []}
+    assert "session=;" in expired.headers["Set-Cookie"]  # the stale cookie is cleared
+    assert sid_of(client) is None
+
+
+def test_forged_cookie_is_ignored(storage_cache: MemoryCache) -> None:
+    client = make_app(storage_cache).test_client()
+    client.set_cookie("session", "attacker-chosen-id-aaaaaaaaaaaaaaaaaaaa")
+    client.post("/login/ann")
+    assert sid_of(client) != "attacker-chosen-id-aaaaaaaaaaaaaaaaaaaa"
+    assert storage_cache.get("session:attacker-chosen-id-aaaaaaaaaaaaaaaaaaaa") is None
+
+
+def test_needs_storage_cache(make_cache: Callable[..., MemoryCache]) -> None:
+    with pytest.raises(StorageNotEnabledError):
+        CacheHubSessionInterface(make_cache(name="plain"))

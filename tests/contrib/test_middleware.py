@@ -1,0 +1,146 @@
+"""WSGI and ASGI session middleware with tiny apps and no extra dependencies."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import Any
+from wsgiref.util import setup_testing_defaults
+
+from cachehub_memory import MemoryCache
+
+from cachehub.contrib.asgi import SessionMiddleware as ASGISessions
+from cachehub.contrib.wsgi import SessionMiddleware as WSGISessions
+from cachehub.session import SessionCookie, TrackedSession
+from cachehub.testing.clock import FakeClock
+
+
+def wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    session: TrackedSession = environ["cachehub.session"]
+    path = environ["PATH_INFO"]
+    if path == "/login":
+        session["user"] = "ann"
+        session.regenerate()
+    elif path == "/logout":
+        session.clear()
+    elif path.startswith("/set/"):
+        session[path[5:]] = True
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [repr(sorted(session.items())).encode()]
+
+
+def call_wsgi(app: Any, path: str, cookie: str | None = None) -> tuple[list[str], str]:
+    environ: dict[str, Any] = {"PATH_INFO": path}
+    setup_testing_defaults(environ)
+    if cookie:
+        environ["HTTP_COOKIE"] = cookie
+    captured: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        captured["headers"] = headers
+        return lambda data: None
+
+    body = b"".join(app(environ, start_response)).decode()
+    return [v for k, v in captured["headers"] if k == "Set-Cookie"], body
+
+
+def sid(set_cookie: list[str]) -> str:
+    assert len(set_cookie) == 1
+    return set_cookie[0].split(";")[0].split("=", 1)[1]
+
+
+def test_wsgi_session_lifecycle(storage_cache: MemoryCache, clock: FakeClock) -> None:
+    app = WSGISessions(wsgi_app, storage_cache, idle_time=timedelta(minutes=5))
+    cookies, body = call_wsgi(app, "/")
+    assert cookies == []
+    assert body == "[]"
+    cookies, _ = call_wsgi(app, "/set/cart")
+    first = sid(cookies)
+    assert all(f in cookies[0] for f in ("Secure", "HttpOnly", "SameSite=Lax", "Path=/"))
+    cookies, body = call_wsgi(app, "/", f"session={first}")
+    assert cookies == []
+    assert body == "[('cart', True)]"
+    cookies, _ = call_wsgi(app, "/login", f"session={first}")
+    second = sid(cookies)
+    assert second != first
+    assert call_wsgi(app, "/", f"session={first}")[1] == "[]"  # old id is dead
+    assert call_wsgi(app, "/", f"session={second}")[1] == "[('cart', True), ('user', 'ann')]"
+    clock.advance(5 * 60 + 1)
+    cookies, body = call_wsgi(app, "/", f"session={second}")
+    assert body == "[]"
+    assert "Max-Age=0" in cookies[0]
+
+
+def test_wsgi_logout_clears_cookie(storage_cache: MemoryCache) -> None:
+    app = WSGISessions(wsgi_app, storage_cache, cookie=SessionCookie(name="sid", secure=False))
+    cookies, _ = call_wsgi(app, "/set/x")
+    assert "Secure" not in cookies[0]
+    value = sid(cookies)
+    cookies, _ = call_wsgi(app, "/logout", f"sid={value}")
+    assert cookies[0].startswith("sid=")
+    assert "Max-Age=0" in cookies[0]
+    assert storage_cache.get(f"session:{value}") is None
+
+
+async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        await send({"type": "lifespan.startup.complete"})
+        return
+    session: TrackedSession = scope["session"]
+    if scope["path"] == "/login":
+        session["user"] = "bob"
+        session.regenerate()
+    elif scope["path"] == "/logout":
+        session.clear()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"x-app", b"1")]})
+    await send({"type": "http.response.body", "body": repr(sorted(session.items())).encode()})
+
+
+def call_asgi(app: Any, path: str, cookie: str | None = None) -> tuple[list[str], str]:
+    headers = [(b"host", b"test")]
+    if cookie:
+        headers.append((b"cookie", cookie.encode()))
+    scope = {"type": "http", "method": "GET", "path": path, "headers": headers}
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    start, body = sent
+    assert (b"x-app", b"1") in start["headers"]
+    cookies = [v.decode() for k, v in start["headers"] if k == b"set-cookie"]
+    return cookies, body["body"].decode()
+
+
+def test_asgi_session_lifecycle(storage_cache: MemoryCache) -> None:
+    app = ASGISessions(asgi_app, storage_cache)
+    assert call_asgi(app, "/") == ([], "[]")
+    cookies, _ = call_asgi(app, "/login")
+    first = sid(cookies)
+    assert "HttpOnly" in cookies[0]
+    cookies, body = call_asgi(app, "/", f"session={first}")
+    assert cookies == []
+    assert body == "[('user', 'bob')]"
+    cookies, body = call_asgi(app, "/logout", f"session={first}")
+    assert "Max-Age=0" in cookies[0]
+    assert storage_cache.get(f"session:{first}") is None
+
+
+def test_asgi_passes_other_scopes_through(storage_cache: MemoryCache) -> None:
+    app = ASGISessions(asgi_app, storage_cache)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app({"type": "lifespan"}, receive, send))
+    assert sent == [{"type": "lifespan.startup.complete"}]
+    assert storage_cache.count() == 0
