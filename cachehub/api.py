@@ -408,8 +408,10 @@ class BaseCache:
             raise
         finally:
             hit = None
-            if op in ("get", "exists"):
-                hit = error is None and result is not MISSING and result is not False
+            if op == "get":
+                hit = error is None and result is not MISSING
+            elif op == "exists":
+                hit = error is None and result is True
             observer(
                 OperationEvent(
                     cache=self.name,
@@ -515,6 +517,7 @@ class BaseCache:
 
     def decr(self, key: str, delta: int = 1) -> int:
         """Atomically subtract ``delta``; see :meth:`incr`."""
+        self._writable("decr")
         if not isinstance(delta, int) or isinstance(delta, bool):
             raise CacheValueError(
                 f"decr delta must be an int, got {type(delta).__name__}.",

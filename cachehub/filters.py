@@ -61,17 +61,22 @@ def _tokenize(pattern: str) -> tuple[str, ...]:
     return tuple(tokens)
 
 
-@lru_cache(maxsize=256)
 def compile_filter(pattern: str | None, namespace: str = "") -> KeyFilter:
     """Compile a Lucee wildcard ``pattern`` for keys stored under ``namespace``.
 
     ``None``, ``""`` and ``"*"`` select everything in the namespace.
     """
-    if pattern is not None and not isinstance(pattern, str):
+    # Checked before the cache lookup: an unhashable pattern must get the typed error.
+    if pattern is not None and type(pattern) is not str:
         raise CacheValueError(
             f"filter must be a string such as 'user_*', got {type(pattern).__name__}.",
             hint="pass a str pattern using * and ? wildcards, or None for all keys.",
         )
+    return _compile(pattern, namespace)
+
+
+@lru_cache(maxsize=256)
+def _compile(pattern: str | None, namespace: str) -> KeyFilter:
     if not pattern or pattern.strip("*") == "":
         return KeyFilter(pattern or None, namespace, namespace, ("*",), None)
     tokens = _tokenize(pattern)

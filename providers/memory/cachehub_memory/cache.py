@@ -38,7 +38,7 @@ class MemoryCache(BaseCache):
             str,
             "lru",
             "eviction policy: 'lru', 'lfu', 'fifo', 'rr' (random) or 'ttl' "
-            "(evict the entries closest to expiry first).",
+            "(drop expired entries first, then the least recently used).",
             choices=("lru", "lfu", "fifo", "rr", "ttl"),
         ),
         Option(
@@ -55,7 +55,7 @@ class MemoryCache(BaseCache):
         policy = self.settings["policy"]
         self._data: cachetools.Cache[str, Entry]
         if policy == "ttl":
-            # TLRUCache evicts by each item's own deadline, then by recency.
+            # TLRUCache drops items past their own deadline first, then evicts by recency.
             self._data = cachetools.TLRUCache(maxsize, ttu=self._ttu, timer=self._clock)
         else:
             self._data = _POLICIES[policy](maxsize)

@@ -1,0 +1,353 @@
+"""Connection settings: the option schema, their validation, and building the redis-py client.
+
+Nothing here connects: :func:`build_client` returns a client whose pool opens sockets on
+first use, so a cache can be constructed while Redis is down.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from redis import Redis
+from redis.backoff import ExponentialBackoff
+from redis.cluster import RedisCluster
+from redis.connection import parse_url
+from redis.retry import Retry
+from redis.sentinel import Sentinel
+
+from cachehub.config import Option
+from cachehub.errors import ConfigError
+
+__all__ = [
+    "OPTIONS",
+    "ConnectionPlan",
+    "plan_connection",
+    "build_client",
+    "acquire_client",
+    "release_client",
+]
+
+OPTIONS: Final[tuple[Option, ...]] = (
+    Option(
+        "url",
+        str,
+        None,
+        "connection URL: redis://[user:password@]host:port/db, rediss:// (TLS) or "
+        "unix:///path/redis.sock; replaces host/port/db/username/password.",
+    ),
+    Option("host", str, None, "Redis server host name or IP (default localhost)."),
+    Option("port", int, None, "Redis server port (default 6379).", minimum=1),
+    Option("db", int, None, "database index (default 0; must be 0 in cluster mode).", minimum=0),
+    Option("username", str, None, "ACL user name (Redis 6+); omit for the default user."),
+    Option("password", str, None, "password (requirepass or the ACL user's).", secret=True),
+    Option("ssl", bool, False, "connect with TLS (or use a rediss:// url)."),
+    Option("sslCaCerts", str, None, "path of the CA bundle that signed the server certificate."),
+    Option("sslCertfile", str, None, "client certificate file, for mutual TLS."),
+    Option("sslKeyfile", str, None, "client private key file, for mutual TLS."),
+    Option(
+        "sslCertReqs",
+        str,
+        "required",
+        "server certificate check: 'required' (default), 'optional' or 'none'.",
+        choices=("required", "optional", "none"),
+    ),
+    Option(
+        "socketTimeout",
+        float,
+        5.0,
+        "seconds to wait for a reply before the cache reports Redis unavailable.",
+        minimum=0.001,
+    ),
+    Option(
+        "socketConnectTimeout",
+        float,
+        5.0,
+        "seconds to wait for a TCP connection before reporting Redis unavailable.",
+        minimum=0.001,
+    ),
+    Option(
+        "maxConnections",
+        int,
+        None,
+        "connection pool size per server (default 50).",
+        minimum=1,
+    ),
+    Option(
+        "retries",
+        int,
+        2,
+        "reconnect attempts after a connection error, with exponential backoff (0 disables).",
+        minimum=0,
+    ),
+    Option("cluster", bool, False, "connect to a Redis Cluster (host/url names any node)."),
+    Option("sentinel", str, None, "Sentinel service (master) name; needs 'sentinels'."),
+    Option(
+        "sentinels",
+        object,
+        None,
+        "Sentinel addresses: a list of 'host:port' strings, or one comma separated string.",
+    ),
+    Option("sentinelPassword", str, None, "password of the Sentinel processes.", secret=True),
+    # Setting names of Lucee's Redis extension, so an existing .CFConfig.json works as is.
+    Option("databaseIndex", int, None, "Lucee name of 'db' (-1 means the default)."),
+    Option("maxTotal", int, None, "Lucee name of 'maxConnections'.", minimum=1),
+    Option("masterName", str, None, "Lucee name of 'sentinel' (RedisSentinelCache)."),
+)
+
+_DEFAULT_POOL: Final = 50
+_HOST_PORT = re.compile(r"^\s*(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\s]+)):(?P<port>\d{1,5})\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionPlan:
+    """Validated connection settings; building the client from it never raises ConfigError."""
+
+    mode: str
+    """'single', 'cluster' or 'sentinel'."""
+    endpoint: str
+    """Where we connect, safe to show (no password)."""
+    kwargs: dict[str, Any] = field(repr=False)
+    url: str | None = field(default=None, repr=False)
+    sentinels: tuple[tuple[str, int], ...] = ()
+    service: str | None = None
+    sentinel_password: str | None = field(default=None, repr=False)
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    """Strings that must never appear in a message (scrubbed from redis-py errors)."""
+
+
+def _pick(settings: dict[str, Any], name: str, lucee: str, where: str) -> Any:
+    """The value of ``name``, or of its Lucee spelling; both given and different is an error."""
+    ours, theirs = settings.get(name), settings.get(lucee)
+    if ours is not None and theirs is not None and ours != theirs:
+        raise ConfigError(
+            f"{where}: '{name}' and its Lucee name '{lucee}' are both set, to different values.",
+            hint=f"keep only '{name}'.",
+        )
+    return ours if ours is not None else theirs
+
+
+def parse_sentinels(value: Any, where: str) -> tuple[tuple[str, int], ...]:
+    """``["h1:26379", "h2:26379"]`` or ``"h1:26379, h2:26379"`` -> ``((h1, 26379), ...)``."""
+    if isinstance(value, str):
+        items = [v for v in re.split(r"[,\s]+", value) if v]
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        items = list(value)
+    else:
+        raise ConfigError(
+            f"{where}: 'sentinels' must be a list of 'host:port' strings, "
+            f"got {type(value).__name__}.",
+            hint="set e.g. sentinels: ['10.0.0.1:26379', '10.0.0.2:26379'].",
+        )
+    if not items:
+        raise ConfigError(
+            f"{where}: 'sentinels' is empty.",
+            hint="list at least one Sentinel as 'host:port'.",
+        )
+    parsed = []
+    for item in items:
+        m = _HOST_PORT.match(item)
+        port = int(m["port"]) if m else 0
+        if m is None or not 1 <= port <= 65535:
+            raise ConfigError(
+                f"{where}: sentinel address {item!r} is not 'host:port'.",
+                hint="write each Sentinel as host:port, e.g. 'sentinel-1:26379' or '[::1]:26379'.",
+            )
+        parsed.append((m["v6"] or m["host"], port))
+    return tuple(parsed)
+
+
+def _ssl_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "ssl_ca_certs": settings["sslCaCerts"],
+        "ssl_certfile": settings["sslCertfile"],
+        "ssl_keyfile": settings["sslKeyfile"],
+        "ssl_cert_reqs": settings["sslCertReqs"],
+    }
+
+
+def plan_connection(settings: dict[str, Any], where: str) -> ConnectionPlan:
+    """Check the connection settings for conflicts and turn them into redis-py arguments."""
+    url = settings["url"]
+    db = _pick(settings, "db", "databaseIndex", where)
+    if db is not None and db < 0:
+        db = None  # Lucee's -1: "the default database"
+    pool = _pick(settings, "maxConnections", "maxTotal", where) or _DEFAULT_POOL
+    service = _pick(settings, "sentinel", "masterName", where)
+    secrets = tuple(s for s in (settings["password"], settings["sentinelPassword"]) if s)
+    kwargs: dict[str, Any] = {
+        "socket_timeout": settings["socketTimeout"],
+        "socket_connect_timeout": settings["socketConnectTimeout"],
+        "max_connections": pool,
+    }
+    ssl = settings["ssl"]
+
+    if url is not None:
+        clashing = [n for n in ("host", "port", "username", "password") if settings[n] is not None]
+        if db is not None:
+            clashing.append("db")
+        if clashing:
+            raise ConfigError(
+                f"{where}: 'url' and {', '.join(repr(c) for c in clashing)} are both set.",
+                hint="put everything in the url (redis://user:password@host:port/db), "
+                "or drop the url and use host/port/db/username/password.",
+            )
+        try:
+            parsed: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+        except ValueError as exc:
+            # redis-py's message quotes nothing secret; it names the accepted schemes.
+            raise ConfigError(
+                f"{where}: 'url' is not a Redis URL: {exc}",
+                hint="use redis://host:6379/0, rediss://host:6380/0 or unix:///path/redis.sock.",
+            ) from None
+        if ssl and not url.startswith("rediss://"):
+            raise ConfigError(
+                f"{where}: 'ssl' is true but the url does not start with rediss://.",
+                hint="use a rediss:// url for TLS (and drop 'ssl').",
+            )
+        if parsed.get("password"):
+            secrets += (str(parsed["password"]),)
+        ssl = url.startswith("rediss://")
+        if "path" in parsed:
+            endpoint = f"unix://{parsed['path']}"
+        else:
+            endpoint = f"{parsed.get('host', 'localhost')}:{parsed.get('port', 6379)}"
+            db = parsed.get("db", db)
+    else:
+        host = settings["host"] or "localhost"
+        port = settings["port"] or 6379
+        endpoint = f"{host}:{port}"
+        kwargs.update(
+            host=host,
+            port=port,
+            username=settings["username"],
+            password=settings["password"],
+            ssl=ssl,
+        )
+        if db is not None:
+            kwargs["db"] = db
+    if ssl:
+        kwargs.update(_ssl_kwargs(settings))
+
+    if settings["cluster"]:
+        if service is not None:
+            raise ConfigError(
+                f"{where}: 'cluster' and 'sentinel' cannot be combined.",
+                hint="Sentinel manages a primary with replicas; Cluster shards by itself. "
+                "Pick the one your deployment runs.",
+            )
+        if db not in (None, 0):
+            raise ConfigError(
+                f"{where}: Redis Cluster only has database 0, but db is {db}.",
+                hint="drop 'db' (or the /db part of the url) in cluster mode; "
+                "use 'namespace' to separate caches.",
+            )
+        kwargs.pop("db", None)
+        return ConnectionPlan("cluster", f"cluster via {endpoint}", kwargs, url, secrets=secrets)
+
+    if service is not None or settings["sentinels"] is not None:
+        if service is None or settings["sentinels"] is None:
+            raise ConfigError(
+                f"{where}: Sentinel needs both 'sentinel' (the service name) and 'sentinels'.",
+                hint="set e.g. sentinel: 'mymaster' and sentinels: ['sentinel-1:26379'].",
+            )
+        if url is not None:
+            raise ConfigError(
+                f"{where}: 'url' cannot be combined with Sentinel.",
+                hint="with Sentinel, give username/password/db as separate settings; "
+                "Sentinel tells the client where the primary is.",
+            )
+        nodes = parse_sentinels(settings["sentinels"], where)
+        for name in ("host", "port"):
+            kwargs.pop(name, None)
+        shown = ",".join(f"{h}:{p}" for h, p in nodes)
+        return ConnectionPlan(
+            "sentinel",
+            f"Sentinel service '{service}' via {shown}",
+            kwargs,
+            sentinels=nodes,
+            service=service,
+            sentinel_password=settings["sentinelPassword"],
+            secrets=secrets,
+        )
+    return ConnectionPlan("single", endpoint, kwargs, url, secrets=secrets)
+
+
+def _retry(retries: int) -> Retry:
+    # Few attempts with a short backoff: an outage must fail fast, a blip must not.
+    return Retry(ExponentialBackoff(cap=0.5, base=0.05), retries)
+
+
+def _build_cluster(plan: ConnectionPlan, retries: int) -> RedisCluster:
+    # Only the connection-level retry: cluster-level retries would multiply the wait.
+    kwargs = {**plan.kwargs, "retry": _retry(retries)}
+    if plan.url is not None:
+        return RedisCluster.from_url(plan.url, **kwargs)
+    return RedisCluster(**kwargs)
+
+
+def build_client(plan: ConnectionPlan, retries: int) -> Redis | RedisCluster:
+    """Create the redis-py client (it connects lazily, on its first command)."""
+    if plan.mode == "cluster":
+        return _build_cluster(plan, retries)
+    kwargs = dict(plan.kwargs)
+    if plan.mode == "sentinel":
+        sentinel_kwargs = {
+            "socket_timeout": kwargs["socket_timeout"],
+            "socket_connect_timeout": kwargs["socket_connect_timeout"],
+            "password": plan.sentinel_password,
+        }
+        manager = Sentinel(  # type: ignore[no-untyped-call]
+            list(plan.sentinels),
+            sentinel_kwargs=sentinel_kwargs,
+            retry=_retry(retries),
+            **kwargs,
+        )
+        master: Redis = manager.master_for(plan.service)  # type: ignore[no-untyped-call]
+        return master
+    kwargs["retry"] = _retry(retries)
+    if plan.url is not None:
+        return Redis.from_url(plan.url, **kwargs)
+    return Redis(**kwargs)
+
+
+# A RedisCluster client discovers the topology and downloads the command table when it
+# is created (hundreds of ms), so caches with identical cluster settings share one
+# client, counted by users. When the last user closes, its sockets are closed but the
+# client (topology, command table) is kept for the next cache with the same settings.
+# Single-node and Sentinel clients are cheap to create and never shared.
+_shared_lock = threading.Lock()
+_shared: dict[tuple[Any, ...], tuple[RedisCluster, int]] = {}
+
+
+def _share_key(plan: ConnectionPlan, retries: int) -> tuple[Any, ...]:
+    return (plan.url, retries, tuple(sorted(plan.kwargs.items())))
+
+
+def acquire_client(plan: ConnectionPlan, retries: int) -> Redis | RedisCluster:
+    """The client for ``plan``: a new one, or the shared one of a cluster."""
+    if plan.mode != "cluster":
+        return build_client(plan, retries)
+    key = _share_key(plan, retries)
+    with _shared_lock:
+        shared = _shared.get(key)
+        client, users = shared if shared is not None else (_build_cluster(plan, retries), 0)
+        _shared[key] = (client, users + 1)
+        return client
+
+
+def release_client(plan: ConnectionPlan, retries: int, client: Redis | RedisCluster) -> None:
+    """Give back a client from :func:`acquire_client`; the last user closes it."""
+    if plan.mode == "cluster":
+        key = _share_key(plan, retries)
+        with _shared_lock:
+            shared = _shared.get(key)
+            if shared is not None and shared[0] is client:
+                users = max(0, shared[1] - 1)
+                _shared[key] = (client, users)
+                if users == 0:
+                    client.disconnect_connection_pools()  # type: ignore[no-untyped-call]
+                return
+    client.close()

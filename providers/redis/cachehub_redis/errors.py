@@ -1,0 +1,76 @@
+"""Translate redis-py exceptions into cachehub's typed errors, without leaking secrets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from redis import exceptions as rx
+from redis.sentinel import MasterNotFoundError
+
+from cachehub.config import SECRET_MASK
+from cachehub.errors import (
+    CacheBackendError,
+    CacheError,
+    CachePermissionError,
+    CacheUnavailableError,
+)
+
+__all__ = ["translate", "scrub"]
+
+_AUTH = (
+    rx.AuthenticationError,
+    rx.AuthenticationWrongNumberOfArgsError,
+    rx.AuthorizationError,
+    rx.NoPermissionError,
+)
+_UNREACHABLE = (
+    rx.ConnectionError,
+    rx.TimeoutError,
+    rx.ClusterDownError,
+    rx.RedisClusterException,
+    rx.BusyLoadingError,
+    rx.TryAgainError,
+    MasterNotFoundError,
+)
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret replaced by the mask."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, SECRET_MASK)
+    return text
+
+
+def translate(exc: rx.RedisError, endpoint: str, secrets: Iterable[str]) -> CacheError:
+    """The cachehub error for a redis-py exception raised while talking to ``endpoint``."""
+    detail = scrub(f"{type(exc).__name__}: {exc}", secrets)
+    if isinstance(exc, _AUTH):
+        return CachePermissionError(
+            f"Redis at {endpoint} refused access ({detail}).",
+            hint="check the password/username (or the user:password part of the url) and "
+            "that the ACL user may run EVALSHA, HMGET, SCAN and UNLINK.",
+        )
+    if isinstance(exc, rx.MaxConnectionsError):
+        return CacheUnavailableError(
+            f"the connection pool for Redis at {endpoint} is exhausted ({detail}).",
+            hint="raise 'maxConnections', or reduce the number of threads using this cache.",
+        )
+    if isinstance(exc, _UNREACHABLE):
+        return CacheUnavailableError(
+            f"Redis at {endpoint} is unavailable ({detail}).",
+            hint="check url/host/port, that redis-server is running and reachable from "
+            "here, and 'socketTimeout'; the cache reconnects by itself once it is back.",
+        )
+    if isinstance(exc, rx.ReadOnlyError):
+        return CacheBackendError(
+            f"Redis at {endpoint} is a read-only replica ({detail}).",
+            hint="point the cache at the primary, or use Sentinel so it follows failovers.",
+        )
+    if isinstance(exc, rx.OutOfMemoryError):
+        return CacheBackendError(
+            f"Redis at {endpoint} is out of memory ({detail}).",
+            hint="raise maxmemory or set an eviction policy such as "
+            "maxmemory-policy volatile-lru / allkeys-lru.",
+        )
+    return CacheBackendError(f"Redis at {endpoint} returned an error ({detail}).")
