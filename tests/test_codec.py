@@ -1,0 +1,677 @@
+"""cachehub.codec: exact round trips, poisoned data, signing, compression, error messages."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import datetime as dt
+import decimal
+import enum
+import math
+import pathlib
+import pickle
+import random
+import struct
+import uuid
+import zlib
+import zoneinfo
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cachehub.codec import (
+    FORMAT_PICKLE,
+    FORMAT_PICKLE_ZLIB,
+    FORMAT_SAFE,
+    FORMAT_SAFE_ZLIB,
+    MAX_DECOMPRESSED_SIZE,
+    PickleCodec,
+    SafeCodec,
+    make_codec,
+)
+from cachehub.errors import ConfigError, CorruptEntryError, SerializationError
+from cachehub.query import Query, query_new
+
+KEY = "correct horse battery staple"  # a test signing key (>= 16 characters)
+OTHER_KEY = "another-signing-key-0123456789"
+PARIS = zoneinfo.ZoneInfo("Europe/Paris")
+NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
+PLUS_0530 = dt.timezone(dt.timedelta(hours=5, minutes=30))
+NAMED = dt.timezone(dt.timedelta(hours=-3, seconds=7, microseconds=11), "Odd")
+
+# --------------------------------------------------------------------------- exact equality
+
+
+def assert_exact(got: Any, want: Any, path: str = "value") -> None:
+    """``got`` equals ``want`` down to every type; nan equals nan, -0.0 differs from 0.0."""
+    assert type(got) is type(want), f"{path}: {type(got).__name__} != {type(want).__name__}"
+    if isinstance(want, float):
+        if math.isnan(want):
+            assert math.isnan(got), path
+        else:
+            assert got == want, path
+            assert math.copysign(1, got) == math.copysign(1, want), path  # -0.0 vs 0.0
+    elif isinstance(want, decimal.Decimal):
+        assert got.as_tuple() == want.as_tuple(), path  # sign, digits, exponent, NaN kind
+    elif isinstance(want, dt.datetime | dt.time):
+        assert (got.replace(tzinfo=None), got.fold) == (want.replace(tzinfo=None), want.fold), path
+        assert_same_zone(got.tzinfo, want.tzinfo, path)
+    elif isinstance(want, list | tuple):
+        assert len(got) == len(want), path
+        for index, (a, b) in enumerate(zip(got, want, strict=True)):
+            assert_exact(a, b, f"{path}[{index}]")
+    elif isinstance(want, dict):
+        assert len(got) == len(want), path
+        for (got_key, got_value), (key, value) in zip(got.items(), want.items(), strict=True):
+            assert_exact(got_key, key, f"{path}<key {key!r}>")
+            assert_exact(got_value, value, f"{path}[{key!r}]")
+    elif isinstance(want, set | frozenset):
+        assert got == want, path
+        by_value = {item: item for item in got}
+        for item in want:
+            assert_exact(by_value[item], item, f"{path}<item {item!r}>")
+    elif isinstance(want, Query):
+        assert (got.columns, got.types) == (want.columns, want.types), path
+        assert_exact(got.rows, want.rows, f"{path}.rows")
+    else:
+        assert got == want, path
+
+
+def assert_same_zone(got: dt.tzinfo | None, want: dt.tzinfo | None, path: str) -> None:
+    assert type(got) is type(want), f"{path}: tzinfo {got!r} != {want!r}"
+    if isinstance(want, zoneinfo.ZoneInfo):
+        assert got is want, path  # ZoneInfo(key) is cached: the same zone object
+    elif want is not None:
+        assert repr(got) == repr(want), path  # offset and explicit name
+
+
+def roundtrip(codec: Any, value: Any) -> Any:
+    data = codec.dumps(value)
+    assert isinstance(data, bytes)
+    return codec.loads(data)
+
+
+def test_assert_exact_catches_type_changes() -> None:
+    with pytest.raises(AssertionError):
+        assert_exact([1], (1,))
+    with pytest.raises(AssertionError):
+        assert_exact({"a": 1.0}, {"a": 1})
+    with pytest.raises(AssertionError):
+        assert_exact(0.0, -0.0)
+    with pytest.raises(AssertionError):
+        assert_exact(dt.datetime(2020, 1, 1, tzinfo=dt.UTC), dt.datetime(2020, 1, 1, tzinfo=PARIS))
+
+
+# --------------------------------------------------------------------------- round trips
+
+CASES: list[tuple[str, Any]] = [
+    ("str", "héllo ✓ 𝄞"),
+    ("empty str", ""),
+    ("int", 42),
+    ("negative int", -7),
+    ("uint64 max", 2**64 - 1),
+    ("int64 min", -(2**63)),
+    ("beyond 64 bits", 2**64),
+    ("below int64", -(2**63) - 1),
+    ("huge int", 3**500),
+    ("huge negative int", -(7**300)),
+    ("float", 1.25),
+    ("inf", math.inf),
+    ("-inf", -math.inf),
+    ("nan", math.nan),
+    ("-0.0", -0.0),
+    ("Decimal", decimal.Decimal("-12.3400")),
+    ("Decimal exponent", decimal.Decimal("1.20E+7")),
+    ("Decimal -0", decimal.Decimal("-0")),
+    ("Decimal NaN", decimal.Decimal("NaN")),
+    ("Decimal sNaN", decimal.Decimal("-sNaN123")),
+    ("Decimal Infinity", decimal.Decimal("-Infinity")),
+    ("True", True),
+    ("False", False),
+    ("None", None),
+    ("bytes", b"\x00\xffbin"),
+    ("bytearray", bytearray(b"\x00mutable")),
+    ("naive datetime", dt.datetime(2024, 2, 29, 23, 59, 59, 999_999)),
+    ("naive datetime fold", dt.datetime(2024, 11, 3, 1, 30, fold=1)),
+    ("UTC datetime", dt.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC)),
+    ("UTC datetime fold", dt.datetime(2024, 1, 2, tzinfo=dt.UTC, fold=1)),
+    ("UTC datetime year 1", dt.datetime(1, 1, 1, tzinfo=dt.UTC)),
+    ("UTC datetime year 9999", dt.datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=dt.UTC)),
+    ("UTC before 1970", dt.datetime(1969, 12, 31, 23, 59, 59, 1, tzinfo=dt.UTC)),
+    ("fixed offset", dt.datetime(2024, 5, 6, 7, 8, tzinfo=PLUS_0530)),
+    ("named offset", dt.datetime(2024, 5, 6, 7, 8, tzinfo=NAMED)),
+    ("ZoneInfo", dt.datetime(2024, 7, 1, 12, tzinfo=PARIS)),
+    ("ZoneInfo ambiguous fold", dt.datetime(2024, 11, 3, 1, 30, tzinfo=NEW_YORK, fold=1)),
+    ("ZoneInfo UTC", dt.datetime(2024, 1, 1, tzinfo=zoneinfo.ZoneInfo("UTC"))),
+    ("date", dt.date(2024, 2, 29)),
+    ("time", dt.time(23, 59, 59, 999_999)),
+    ("time fold", dt.time(1, 30, fold=1)),
+    ("time fixed offset", dt.time(8, 0, tzinfo=PLUS_0530)),
+    ("time ZoneInfo", dt.time(8, 0, tzinfo=PARIS)),
+    ("timedelta", dt.timedelta(days=-3, seconds=5, microseconds=7)),
+    ("timedelta max", dt.timedelta.max),
+    ("UUID", uuid.UUID("12345678-1234-5678-1234-567812345678")),
+    ("list", [1, "a", None]),
+    ("tuple", (1, "a", None)),
+    ("empty tuple", ()),
+    ("set", {1, "a", (2, 3)}),
+    ("frozenset", frozenset({1, frozenset({2})})),
+    ("empty set", set()),
+    ("dict", {"a": 1, "b": [2, 3]}),
+    ("non-str keys", {1: "int", (1, 2): "tuple", frozenset({3}): "frozenset", None: 0}),
+    ("mixed keys", {"a": 1, 2: "b", 2.5: "c", b"k": "bytes", True: "bool"}),
+    ("datetime keys", {dt.datetime(2020, 1, 1, tzinfo=PARIS): 1, dt.date(2020, 1, 1): 2}),
+    ("nested tuples", (1, (2, (3, [4, (5,)])))),
+    ("bytearray deep", {"a": [1, (2, {"b": bytearray(b"x")})]}),
+    (
+        "mixed zones",
+        [dt.datetime(2020, 1, 1, tzinfo=dt.UTC), dt.datetime(2020, 1, 1, tzinfo=PARIS)],
+    ),
+    ("Query", query_new("id,name", "integer,varchar", [[1, "Alice"], [2, "Bob"]])),
+    ("Query untyped", query_new("a", rows=[[(1, 2)], [bytearray(b"q")], [{"x": {1}}]])),
+    ("Query empty", query_new("")),
+    (
+        "mixed",
+        {
+            "users": [
+                {"id": 1, "seen": dt.datetime(2024, 1, 1, tzinfo=dt.UTC), "tags": ("a", "b")},
+                {
+                    "id": 2,
+                    "seen": None,
+                    "score": decimal.Decimal("9.50"),
+                    "ids": {uuid.UUID(int=1)},
+                },
+            ],
+            (1, "composite"): [dt.timedelta(hours=1), dt.date(2000, 1, 1), b"raw"],
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("label", "value"), CASES, ids=[label for label, _ in CASES])
+@pytest.mark.parametrize("threshold", [0, 1])
+def test_safe_codec_round_trips_exactly(label: str, value: Any, threshold: int) -> None:
+    assert_exact(roundtrip(make_codec("safe", compress_threshold=threshold), value), value)
+
+
+@pytest.mark.parametrize(("label", "value"), CASES, ids=[label for label, _ in CASES])
+def test_pickle_codec_round_trips_exactly(label: str, value: Any) -> None:
+    assert_exact(roundtrip(make_codec("pickle", signing_key=KEY), value), value)
+
+
+def test_safe_payloads_start_with_their_format_byte() -> None:
+    assert make_codec("safe").dumps([1, 2])[0] == FORMAT_SAFE
+    assert make_codec("safe", compress_threshold=10).dumps("x" * 100)[0] == FORMAT_SAFE_ZLIB
+    assert make_codec("pickle", signing_key=KEY).dumps(1)[0] == FORMAT_PICKLE
+    pickled = make_codec("pickle", signing_key=KEY, compress_threshold=10).dumps("x" * 100)
+    assert pickled[0] == FORMAT_PICKLE_ZLIB
+
+
+def test_utc_datetimes_use_msgpack_timestamps_and_others_keep_their_zone() -> None:
+    codec = make_codec("safe")
+    utc = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    assert codec.dumps(utc)[1:] == msgpack.packb(utc, datetime=True)  # native Timestamp
+    paris = [utc, dt.datetime(2024, 1, 1, tzinfo=PARIS)]  # one non-UTC zone: all hooked
+    assert_exact(codec.loads(codec.dumps(paris)), paris)
+
+
+def test_datetime_state_layout_is_the_documented_one() -> None:
+    # docs/codec.md documents the 10-byte state; the encoder takes it from __reduce_ex__
+    value = dt.datetime(2024, 11, 3, 1, 30, 59, 123_456, fold=1)
+    year, month, day, hour, minute, second = value.timetuple()[:6]
+    expected = struct.pack(">HBBBBB", year, month | 0x80, day, hour, minute, second)
+    expected += value.microsecond.to_bytes(3, "big")
+    data = make_codec("safe").dumps(value)
+    assert msgpack.unpackb(data[1:]) == msgpack.ExtType(7, expected)
+
+
+# --------------------------------------------------------------------------- hypothesis
+
+_ZONES = st.sampled_from([None, dt.UTC, PLUS_0530, NAMED, PARIS, NEW_YORK])
+_hashable_leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text()
+    | st.binary()
+    | st.decimals(allow_nan=False)
+    | st.datetimes(timezones=_ZONES)
+    | st.dates()
+    | st.times(timezones=_ZONES)
+    | st.timedeltas()
+    | st.uuids()
+)
+_hashables = st.recursive(
+    _hashable_leaves,
+    lambda inner: st.tuples(inner, inner) | st.frozensets(inner, max_size=3),
+    max_leaves=6,
+)
+_leaves = (
+    _hashable_leaves
+    | st.floats()
+    | st.decimals()
+    | st.binary().map(bytearray)
+    | st.integers(min_value=2**64)
+)
+_queries = st.lists(st.tuples(_leaves, _leaves), max_size=3).map(
+    lambda rows: Query(("a", "b"), tuple(rows), ("object", "object"))
+)
+values = st.recursive(
+    _leaves | _queries,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.lists(inner, max_size=4).map(tuple)
+        | st.sets(_hashables, max_size=4)
+        | st.frozensets(_hashables, max_size=4)
+        | st.dictionaries(_hashables | st.text(), inner, max_size=4)
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=values, threshold=st.sampled_from([0, 1, 64]))
+def test_safe_codec_round_trip_property(value: Any, threshold: int) -> None:
+    assert_exact(roundtrip(make_codec("safe", compress_threshold=threshold), value), value)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=values)
+def test_pickle_codec_reads_safe_payloads(value: Any) -> None:
+    safe = make_codec("safe").dumps(value)
+    assert_exact(make_codec("pickle", signing_key=KEY).loads(safe), value)
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.binary(max_size=200))
+def test_random_bytes_decode_or_raise_corrupt_entry(data: bytes) -> None:
+    for codec in (make_codec("safe"), make_codec("pickle", signing_key=KEY)):
+        with contextlib.suppress(CorruptEntryError):
+            codec.loads(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.binary(max_size=200), marker=st.sampled_from([FORMAT_SAFE, FORMAT_SAFE_ZLIB]))
+def test_random_bodies_behind_a_valid_marker_never_escape(body: bytes, marker: int) -> None:
+    with contextlib.suppress(CorruptEntryError):
+        make_codec("safe").loads(bytes([marker]) + body)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=values, threshold=st.sampled_from([0, 1]), cut=st.integers(min_value=1))
+def test_truncated_payloads_raise_corrupt_entry(value: Any, threshold: int, cut: int) -> None:
+    for codec in (
+        make_codec("safe", compress_threshold=threshold),
+        make_codec("pickle", signing_key=KEY, compress_threshold=threshold),
+    ):
+        data = codec.dumps(value)
+        with pytest.raises(CorruptEntryError):
+            codec.loads(data[: len(data) - 1 - cut % len(data)])
+
+
+@pytest.mark.parametrize(("label", "value"), CASES[:20], ids=[label for label, _ in CASES[:20]])
+def test_every_prefix_of_a_payload_is_rejected(label: str, value: Any) -> None:
+    codec = make_codec("safe")
+    data = codec.dumps(value)
+    for end in range(len(data)):
+        with pytest.raises(CorruptEntryError):
+            codec.loads(data[:end])
+
+
+# --------------------------------------------------------------------------- poisoned data
+
+
+class Exploit:
+    """Unpickling this creates the marker file: proof that code from the bytes ran."""
+
+    def __init__(self, marker: pathlib.Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (pathlib.Path.touch, (self.marker,))
+
+
+@pytest.fixture
+def exploit(tmp_path: pathlib.Path) -> tuple[bytes, pathlib.Path]:
+    marker = tmp_path / "pwned"
+    blob = pickle.dumps(Exploit(marker), protocol=5)
+    pickle.loads(blob)  # the blob really is armed...
+    assert marker.exists()
+    marker.unlink()  # ...and disarmed again for the test
+    return blob, marker
+
+
+def test_safe_codec_never_unpickles_a_planted_pickle(exploit: tuple[bytes, pathlib.Path]) -> None:
+    blob, marker = exploit
+    codec = make_codec("safe")
+    planted = [
+        blob,
+        bytes([FORMAT_SAFE]) + blob,
+        bytes([FORMAT_SAFE_ZLIB]) + zlib.compress(blob),
+        bytes([FORMAT_PICKLE]) + b"\x00" * 32 + blob,
+        make_codec("pickle", signing_key=KEY).dumps(Exploit(marker)),  # validly signed, too
+    ]
+    for data in planted:
+        with contextlib.suppress(CorruptEntryError):
+            codec.loads(data)
+        assert not marker.exists()
+    with pytest.raises(CorruptEntryError, match="raw pickle"):
+        codec.loads(blob)
+    with pytest.raises(CorruptEntryError, match="never unpickles"):
+        codec.loads(planted[-1])
+
+
+def test_pickle_codec_rejects_unsigned_or_foreign_pickles(
+    exploit: tuple[bytes, pathlib.Path],
+) -> None:
+    blob, marker = exploit
+    codec = make_codec("pickle", signing_key=KEY)
+    forged = [
+        blob,  # no envelope at all
+        bytes([FORMAT_PICKLE]) + b"\x00" * 32 + blob,  # zero signature
+        bytes([FORMAT_PICKLE]) + blob,  # no signature
+        make_codec("pickle", signing_key=OTHER_KEY).dumps(Exploit(marker)),  # another key
+        make_codec("pickle", signing_key=OTHER_KEY, compress_threshold=1).dumps(Exploit(marker)),
+    ]
+    for data in forged:
+        with pytest.raises(CorruptEntryError):
+            codec.loads(data)
+        assert not marker.exists()
+
+
+def test_tampering_with_a_signed_payload_is_detected() -> None:
+    codec = make_codec("pickle", signing_key=KEY)
+    data = bytearray(codec.dumps({"amount": 10}))
+    for index in range(len(data)):
+        tampered = data.copy()
+        tampered[index] ^= 0x01
+        with pytest.raises(CorruptEntryError):
+            codec.loads(bytes(tampered))
+    with pytest.raises(CorruptEntryError, match="signature does not match"):
+        codec.loads(bytes(data[:-1]) + b"\x00")
+
+
+def test_marker_swap_between_compressed_and_plain_is_detected() -> None:
+    codec = make_codec("pickle", signing_key=KEY, compress_threshold=1)
+    data = codec.dumps("x" * 200)
+    assert data[0] == FORMAT_PICKLE_ZLIB
+    with pytest.raises(CorruptEntryError, match="signature"):
+        codec.loads(bytes([FORMAT_PICKLE]) + data[1:])
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty"),
+        (b"\x80\x05K\x01.", "raw pickle"),
+        (b"\x78\x9c\x03\x00", "bare zlib"),
+        (b"\x7fjunk", "format byte 0x7f is unknown"),
+        (b"\x01", "msgpack body is invalid"),
+        (b"\x01\x92\x01", "msgpack body is invalid"),
+        (b"\x01\x01\x02", "msgpack body is invalid"),  # trailing data
+        (b"\x02not zlib", "compressed body is invalid"),
+        (b"\x02" + zlib.compress(b"\x01")[:-2], "truncated"),
+        (b"\x02" + zlib.compress(b"\x01") + b"tail", "extra bytes"),
+        (b"\x01" + msgpack.packb(msgpack.ExtType(99, b"")), "unknown extension type 99"),
+        (b"\x01" + msgpack.packb(msgpack.ExtType(7, b"\x07\xe8\x02\x1e" + bytes(6))), "invalid"),
+        (b"\x01" + msgpack.packb(msgpack.ExtType(7, b"\x07\xe8\x02\x01\x19" + bytes(5))), "inv"),
+        (b"\x01" + msgpack.packb(msgpack.ExtType(7, b"\x07\xe8\x0d\x01" + bytes(6))), "invalid"),
+        (b"\x01" + msgpack.packb(msgpack.ExtType(7, bytes(10) + b"\x09")), "invalid"),
+        (b"\x01" + msgpack.packb(msgpack.ExtType(7, bytes(10) + b"\x03../x")), "invalid"),
+        (b"\x01" + msgpack.packb(msgpack.ExtType(6, b"not a number")), "invalid"),
+        (b"\x01" + msgpack.packb(msgpack.ExtType(11, b"short")), "invalid"),
+        (b"\x01" + msgpack.packb(msgpack.ExtType(3, msgpack.packb([[1]]))), "unhashable"),
+        (b"\x01" + msgpack.packb(msgpack.ExtType(2, msgpack.packb({"a": 1}))), "expected a list"),
+        (
+            b"\x01" + msgpack.packb(msgpack.ExtType(12, msgpack.packb([["a"], [[1, 2]], None]))),
+            "row",
+        ),
+        (b"\x01" + msgpack.packb({(1,): 2}, use_bin_type=True, strict_types=False), "unhashable"),
+    ],
+)
+def test_corrupt_payloads_raise_with_a_clear_reason(data: bytes, message: str) -> None:
+    for codec in (make_codec("safe"), make_codec("pickle", signing_key=KEY)):
+        with pytest.raises(CorruptEntryError, match=message):
+            codec.loads(data)
+
+
+def test_deeply_nested_extension_bytes_are_corrupt_not_a_crash() -> None:
+    inner = msgpack.packb([])
+    for _ in range(5000):  # tuples inside tuples, deeper than Python's recursion limit
+        inner = msgpack.packb(msgpack.ExtType(2, msgpack.packb([msgpack.ExtType(2, inner)])))
+    with pytest.raises(CorruptEntryError):
+        make_codec("safe").loads(b"\x01" + inner)
+
+
+def test_non_bytes_input_is_corrupt() -> None:
+    with pytest.raises(CorruptEntryError, match="expected bytes"):
+        make_codec("safe").loads("text")  # type: ignore[arg-type]
+    assert make_codec("safe").loads(memoryview(make_codec("safe").dumps([1]))) == [1]
+
+
+# --------------------------------------------------------------------------- pickle codec
+
+
+class Point:
+    """A user class the safe codec refuses and the pickle codec stores."""
+
+    def __init__(self, x: int, y: int) -> None:
+        self.x, self.y = x, y
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Point) and (self.x, self.y) == (other.x, other.y)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def test_signed_pickle_round_trips_a_user_class() -> None:
+    codec = make_codec("pickle", signing_key=KEY, compress_threshold=16)
+    for value in (Point(1, 2), [Point(i, -i) for i in range(50)], collections.OrderedDict(a=1)):
+        assert_exact(roundtrip(codec, value), value)
+
+
+def test_enabling_pickle_keeps_safe_entries_readable() -> None:
+    value = {"when": dt.datetime(2024, 1, 1, tzinfo=PARIS), "ids": (1, 2)}
+    for threshold in (0, 1):
+        old = make_codec("safe", compress_threshold=threshold).dumps(value)
+        assert_exact(make_codec("pickle", signing_key=KEY).loads(old), value)
+
+
+@pytest.mark.parametrize("key", [None, "", "short-key", "x" * 15])
+def test_pickle_codec_requires_a_long_signing_key(key: str | None) -> None:
+    with pytest.raises(ConfigError, match="signingKey") as caught:
+        make_codec("pickle", signing_key=key)
+    assert "custom settings" in str(caught.value)
+    if key:
+        assert key not in str(caught.value)
+
+
+def test_pickle_codec_refuses_a_non_string_key() -> None:
+    with pytest.raises(ConfigError, match="must be a string"):
+        PickleCodec(b"0123456789abcdef0123")  # type: ignore[arg-type]
+
+
+def test_the_signing_key_never_appears_in_messages_or_repr() -> None:
+    codec = make_codec("pickle", signing_key=KEY, compress_threshold=10)
+    texts = [repr(codec), str(codec)]
+    for action in (
+        lambda: codec.loads(make_codec("pickle", signing_key=OTHER_KEY).dumps(1)),
+        lambda: codec.loads(b"\x03" + b"\x00" * 40),
+        lambda: codec.loads(b"\x03short"),
+        lambda: codec.loads(b"\x80junk"),
+        lambda: codec.dumps(lambda: None),
+    ):
+        with pytest.raises((CorruptEntryError, SerializationError)) as caught:
+            action()
+        texts.append(str(caught.value))
+        texts.append(repr(caught.value))
+    assert "<hidden>" in repr(codec)
+    for text in texts:
+        assert KEY not in text
+        assert KEY.encode().hex() not in text
+
+
+def test_pickle_codec_reports_unpicklable_values() -> None:
+    codec = make_codec("pickle", signing_key=KEY)
+    with pytest.raises(SerializationError, match="pickle codec cannot store this function"):
+        codec.dumps(lambda: None)
+
+
+def test_signed_pickle_of_a_vanished_class_is_corrupt() -> None:
+    codec = make_codec("pickle", signing_key=KEY)
+    data = codec.dumps(Point(1, 2))
+    body = data[33:].replace(b"Point", b"Pnint")  # as if the class had been renamed
+    forged = data[:1] + codec._sign(data[:1], body) + body  # type: ignore[attr-defined]
+    with pytest.raises(CorruptEntryError, match="renamed or removed"):
+        codec.loads(forged)
+
+
+# --------------------------------------------------------------------------- compression
+
+
+def test_compression_threshold_below_and_above() -> None:
+    codec = make_codec("safe", compress_threshold=100)
+    small, large = "a" * 50, "a" * 10_000
+    assert codec.dumps(small)[0] == FORMAT_SAFE
+    compressed = codec.dumps(large)
+    assert compressed[0] == FORMAT_SAFE_ZLIB
+    assert len(compressed) < len(make_codec("safe").dumps(large)) / 20  # highly repetitive
+    assert codec.loads(compressed) == large
+    assert make_codec("safe").dumps(large)[0] == FORMAT_SAFE  # 0 disables
+
+
+def test_threshold_is_exclusive_and_compares_the_encoded_size() -> None:
+    value = "b" * 300
+    size = len(make_codec("safe").dumps(value)) - 1  # minus the format byte
+    assert make_codec("safe", compress_threshold=size).dumps(value)[0] == FORMAT_SAFE
+    assert make_codec("safe", compress_threshold=size - 1).dumps(value)[0] == FORMAT_SAFE_ZLIB
+
+
+def test_incompressible_payloads_are_stored_plain() -> None:
+    noise = random.Random(7).randbytes(4096)  # deterministic, and zlib cannot shrink it
+    codec = make_codec("safe", compress_threshold=1)
+    data = codec.dumps(noise)
+    assert data[0] == FORMAT_SAFE
+    assert codec.loads(data) == noise
+
+
+def test_decompression_bomb_is_refused() -> None:
+    bomb = bytes([FORMAT_SAFE_ZLIB]) + zlib.compress(b"\x00" * (MAX_DECOMPRESSED_SIZE + 1), 9)
+    assert len(bomb) < 100_000
+    for codec in (make_codec("safe"), make_codec("pickle", signing_key=KEY)):
+        with pytest.raises(CorruptEntryError, match="decompression"):
+            codec.loads(bomb)
+
+
+def test_decompression_limit_applies_to_signed_pickles_too() -> None:
+    writer = PickleCodec(KEY, compress_threshold=1)
+    reader = PickleCodec(KEY, max_decompressed_size=1000)
+    data = writer.dumps("z" * 5000)
+    assert data[0] == FORMAT_PICKLE_ZLIB
+    with pytest.raises(CorruptEntryError, match="decompression"):
+        reader.loads(data)
+
+
+def test_values_beyond_the_limit_are_stored_uncompressed_so_they_stay_readable() -> None:
+    codec = SafeCodec(compress_threshold=10, max_decompressed_size=1000)
+    data = codec.dumps("y" * 5000)
+    assert data[0] == FORMAT_SAFE
+    assert codec.loads(data) == "y" * 5000
+
+
+# --------------------------------------------------------------------------- error messages
+
+
+class Foo:
+    """Not storable by the safe codec."""
+
+
+class Color(enum.IntEnum):
+    RED = 1
+
+
+class Tag(str):
+    """A str subclass: would come back as a plain str."""
+
+
+@pytest.mark.parametrize(
+    ("value", "where", "what", "fix"),
+    [
+        ({"a": [0, 1, 2, Foo()]}, "value['a'][3]", "test_codec.Foo", "codec 'pickle'"),
+        (Foo(), "value", "test_codec.Foo", "convert it to supported types"),
+        ([lambda: None], "value[0]", "function", "codec 'pickle'"),
+        ({"k": (1, Color.RED)}, "value['k'][1]", "Color", "plain int"),
+        ([collections.OrderedDict(a=1)], "value[0]", "OrderedDict", "plain dict"),
+        ({"name": Tag("x")}, "value['name']", "Tag", "plain str"),
+        ({1: {Foo()}}, "value[1]<set item>", "Foo", "codec 'pickle'"),
+        ({(1, Foo()): 1}, "value<key", "Foo", "codec 'pickle'"),
+        (query_new("a", rows=[[1], [Foo()]]), "value.rows[1][0]", "Foo", "codec 'pickle'"),
+        ({"v": memoryview(b"x")}, "value['v']", "memoryview", "bytes(view)"),
+        ({"s": "\udc80"}, "value['s']", "unpaired surrogates", "surrogatepass"),
+    ],
+)
+def test_unsupported_values_name_type_path_and_fix(
+    value: Any, where: str, what: str, fix: str
+) -> None:
+    with pytest.raises(SerializationError) as caught:
+        make_codec("safe").dumps(value)
+    message = str(caught.value)
+    assert where in message
+    assert what in message
+    assert fix in message
+    assert "safe codec" in message or "UTF-8" in message
+
+
+def test_unsupported_tzinfo_is_reported_on_its_datetime() -> None:
+    class Local(dt.tzinfo):
+        def utcoffset(self, when: dt.datetime | None) -> dt.timedelta:
+            return dt.timedelta(hours=1)
+
+    value = {"at": [dt.datetime(2024, 1, 1, tzinfo=Local())]}
+    with pytest.raises(SerializationError, match=r"value\['at'\]\[0\] is a datetime with a tz"):
+        make_codec("safe").dumps(value)
+    utc_file = next(path for path in map(pathlib.Path, zoneinfo.TZPATH) if (path / "UTC").exists())
+    with open(utc_file / "UTC", "rb") as tzif:
+        keyless = zoneinfo.ZoneInfo.from_file(tzif)  # a zone without a key cannot be named
+    with pytest.raises(SerializationError, match=r"value is a datetime with a tzinfo"):
+        make_codec("safe").dumps(dt.datetime(2024, 1, 1, tzinfo=keyless))
+
+
+def test_cycles_and_excessive_nesting_are_serialization_errors() -> None:
+    cyclic: list[Any] = [1]
+    cyclic.append(cyclic)
+    deep: Any = []
+    for _ in range(2000):
+        deep = [deep]
+    deep_tuple: Any = ()
+    for _ in range(2000):
+        deep_tuple = (deep_tuple,)
+    for value in (cyclic, deep, deep_tuple, {"a": cyclic}):
+        with pytest.raises(SerializationError, match="nested"):
+            make_codec("safe").dumps(value)
+
+
+def test_a_failed_encode_leaves_the_codec_usable() -> None:
+    codec = make_codec("safe")
+    with pytest.raises(SerializationError):
+        codec.dumps([1, Foo()])
+    assert codec.loads(codec.dumps([1, 2])) == [1, 2]
+
+
+# --------------------------------------------------------------------------- make_codec
+
+
+def test_make_codec_validates_its_arguments() -> None:
+    assert make_codec("safe").name == "safe"
+    assert make_codec("pickle", signing_key=KEY).name == "pickle"
+    assert repr(make_codec("safe", compress_threshold=5)) == "SafeCodec(compress_threshold=5)"
+    with pytest.raises(ConfigError, match="unknown codec 'json'"):
+        make_codec("json")
+    with pytest.raises(ConfigError, match="0 or more"):
+        make_codec("safe", compress_threshold=-1)
+    with pytest.raises(ConfigError, match="must be an integer"):
+        make_codec("safe", compress_threshold=True)
