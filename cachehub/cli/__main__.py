@@ -1,0 +1,5 @@
+"""``python -m cachehub.cli``: the same as the ``cachehub`` console script."""
+
+from . import main
+
+main()

@@ -1,0 +1,218 @@
+"""The ``cachehub`` click group: global options, config discovery and error handling.
+
+Every command reaches its caches through :class:`State`, which finds the configuration
+(``--config``, then ``$CACHEHUB_CONFIG``, then ``./cachehub.json``) and builds one
+:class:`~cachehub.registry.Caches` registry lazily, so ``--help`` and argument errors
+never touch a backend.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Concatenate, NoReturn, ParamSpec, TypeVar
+
+import click
+
+from ..errors import CacheError, ConfigError
+from .output import Output
+
+if TYPE_CHECKING:
+    from ..api import BaseCache
+    from ..registry import Caches
+
+__all__ = ["CONFIG_ENV", "DEFAULT_CONFIG", "State", "cli", "data_command", "fail", "main"]
+
+CONFIG_ENV = "CACHEHUB_CONFIG"
+"""Environment variable naming the configuration file when ``--config`` is not given."""
+DEFAULT_CONFIG = "cachehub.json"
+"""The configuration file looked up in the working directory as the last resort."""
+DEBUG_ENV = "CACHEHUB_DEBUG"
+"""Set to 1 to let unexpected exceptions show their traceback (for bug reports)."""
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass
+class State:
+    """Per-invocation state shared by the commands (``ctx.obj``)."""
+
+    config_option: Path | None = None
+    cache_name: str | None = None
+    as_json: bool = False
+    _caches: Caches | None = field(default=None, repr=False)
+
+    @property
+    def out(self) -> Output:
+        """Where results go: rich tables, or JSON documents with ``--json``."""
+        return Output(as_json=self.as_json)
+
+    def config_path(self, *, required: bool = True) -> Path | None:
+        """The configuration file to use, or None when none exists and ``required`` is off."""
+        if self.config_option is not None:
+            return self.config_option
+        env = os.environ.get(CONFIG_ENV)
+        if env:
+            return Path(env)
+        local = Path(DEFAULT_CONFIG)
+        if local.is_file():
+            return local
+        if not required:
+            return None
+        raise ConfigError(
+            f"no cache configuration found (no --config, no ${CONFIG_ENV}, no ./{DEFAULT_CONFIG}).",
+            hint=f"pass --config FILE (a cachehub JSON file or a Lucee .CFConfig.json), "
+            f"set {CONFIG_ENV}, or create ./{DEFAULT_CONFIG}; "
+            "`cachehub local-dynamodb` prints a ready-to-paste DynamoDB entry.",
+        )
+
+    def caches(self) -> Caches:
+        """The registry built from the configuration file (created on first use)."""
+        if self._caches is None:
+            from ..registry import Caches
+
+            path = self.config_path()
+            assert path is not None  # required=True never returns None
+            self._caches = Caches.from_file(path)
+        return self._caches
+
+    def cache(self, name: str | None = None) -> BaseCache:
+        """The named cache, else ``--cache``, else the configuration's default cache."""
+        return self.caches().get(name or self.cache_name)
+
+    def close(self) -> None:
+        """Close every cache the registry opened."""
+        if self._caches is not None:
+            self._caches.close()
+            self._caches = None
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``Error: message`` on stderr and exit with code 1."""
+    raise click.ClickException(message)
+
+
+class CacheHubGroup(click.Group):
+    """A click group that turns cachehub errors into one-line messages and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except CacheError as exc:
+            # The typed errors never carry secrets and already say how to fix the problem.
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            raise click.ClickException("interrupted.") from None
+        except Exception as exc:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            from ..config import redact
+
+            raise click.ClickException(
+                f"unexpected {type(exc).__name__}: {redact(str(exc))} "
+                f"(set {DEBUG_ENV}=1 for the traceback and report it)."
+            ) from None
+
+
+@click.group(cls=CacheHubGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_option",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=f"Cache configuration (JSON, or a Lucee .CFConfig.json). "
+    f"Default: ${CONFIG_ENV}, else ./{DEFAULT_CONFIG}.",
+)
+@click.option("--cache", "cache_name", help="Cache to operate on (default: the default cache).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+@click.version_option(package_name="cachehub", prog_name="cachehub")
+@click.pass_context
+def cli(
+    ctx: click.Context, config_option: Path | None, cache_name: str | None, as_json: bool
+) -> None:
+    """cachehub: DynamoDB, Redis and in-memory caches behind one API.
+
+    Start with `cachehub tour`, which needs no configuration.
+    """
+    state = ctx.obj if isinstance(ctx.obj, State) else State()
+    # An embedding program (or a test) may pass a prepared State as obj; options win.
+    state.config_option = config_option or state.config_option
+    state.cache_name = cache_name or state.cache_name
+    state.as_json = as_json or state.as_json
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+def data_command(
+    *, cache_option: bool = True
+) -> Callable[[Callable[Concatenate[State, P], R]], Callable[P, R]]:
+    """Decorate a command that outputs data: adds ``--json`` (and ``--cache``) locally too.
+
+    The options are accepted both before the command name (global) and after it, so
+    ``cachehub --json ls`` and ``cachehub ls --json`` mean the same.
+    """
+
+    def decorate(fn: Callable[Concatenate[State, P], R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        @click.pass_obj
+        def wrapper(state: State, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            if kwargs.pop("as_json", False):
+                state.as_json = True
+            local_cache = kwargs.pop("cache_name", None)
+            if local_cache:
+                state.cache_name = str(local_cache)
+            return fn(state, *args, **kwargs)
+
+        command: Callable[P, R] = click.option(
+            "--json", "as_json", is_flag=True, help="Machine-readable JSON output."
+        )(wrapper)
+        if cache_option:
+            command = click.option(
+                "--cache", "cache_name", help="Cache to operate on (default: the default cache)."
+            )(command)
+        return command
+
+    return decorate
+
+
+def _register_commands() -> None:
+    from . import admin, conformance, doctor, local, migrate, tour
+
+    for module in (tour, local, admin, doctor, migrate, conformance):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``cachehub`` console script.
+
+    Errors are one line on stderr: bad arguments exit 2, configuration and backend
+    errors exit 1 (click's own three-line usage message is shortened).
+    """
+    try:
+        # Without standalone mode click *returns* the code of a click.exceptions.Exit.
+        code = cli.main(
+            args=argv if argv is not None else sys.argv[1:],
+            prog_name="cachehub",
+            standalone_mode=False,
+        )
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx is not None else "cachehub"
+        click.echo(f"Error: {exc.format_message()} (see '{command} --help')", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"Error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,82 @@
+"""``cachehub doctor``: checks that pass, and failures mapped to the spec's advice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cachehub.cli.doctor import advice_for
+from cachehub.errors import (
+    CacheBackendError,
+    CachePermissionError,
+    CacheThrottledError,
+    CacheUnavailableError,
+)
+
+from .conftest import RunCli, dynamo_entry
+
+
+def test_doctor_on_a_good_config(
+    run_cli: RunCli, write_config: Any, dynamodb_endpoint: str, redis_url: str, namespace: str
+) -> None:
+    config = write_config(
+        {
+            "dynamo": dynamo_entry(dynamodb_endpoint, "cli_doctor", namespace=namespace),
+            "redis": {"class": "redis", "custom": {"url": redis_url, "namespace": namespace}},
+            "mem": {"class": "memory"},
+        }
+    )
+    result = run_cli("--config", str(config), "doctor", "--json")
+    assert result.code == 0, result.output
+    reports = {r["cache"]: r for r in result.json()}
+    assert all(r["ok"] for r in reports.values())
+    dynamo = {c["name"]: c for c in reports["dynamo"]["checks"]}
+    assert "discovered partition key 'pk'" in dynamo["connect"]["detail"]
+    assert "ENABLED" in dynamo["ttl"]["detail"]
+    assert {"put", "get", "delete", "ttl honoured"} <= set(dynamo)
+    assert reports["dynamo"]["missingPermissions"] == []
+    # The round trip ran in a scratch namespace and left nothing behind.
+    from cachehub.registry import Caches
+
+    assert Caches(server_config=config)["dynamo"].count() == 0
+
+    one = run_cli("--config", str(config), "doctor", "redis")
+    assert one.code == 0
+    assert "cache 'redis'" in one.stdout
+    assert "cache 'dynamo'" not in one.stdout
+
+
+def test_doctor_on_a_wrong_host_fails_with_the_troubleshooting_advice(
+    run_cli: RunCli, write_config: Any
+) -> None:
+    config = write_config(
+        {
+            "dynamo": dynamo_entry(
+                "http://127.0.0.1:9", "cli_doctor", liveTimeout=2000, maxAttempts=1
+            )
+        }
+    )
+    result = run_cli("--config", str(config), "doctor")
+    assert result.code == 1
+    assert "Connection Errors" in result.stdout
+    assert "verify your credentials and region" in result.stdout
+    assert "host" in result.stdout
+
+
+def test_doctor_on_a_misconfigured_entry(run_cli: RunCli, write_config: Any) -> None:
+    config = write_config({"broken": {"class": "dynamodb", "custom": {"region": "us-east-1"}}})
+    result = run_cli("--config", str(config), "doctor", "--json")
+    assert result.code == 1
+    check = result.json()[0]["checks"][0]
+    assert check["status"] == "fail"
+    assert "tableName" in check["detail"]
+
+
+def test_advice_follows_the_spec_troubleshooting_section() -> None:
+    token = CachePermissionError("the security token included in the request is invalid")
+    assert advice_for(token, dynamodb=True).startswith("Invalid Security Token")
+    missing = CacheBackendError("table 'x' was not found during GetItem")
+    assert "dynamodb:CreateTable" in advice_for(missing, dynamodb=True)
+    assert "on-demand" in advice_for(CacheThrottledError("throttled"), dynamodb=True)
+    down = CacheUnavailableError("unable to connect")
+    assert "region" in advice_for(down, dynamodb=True)
+    assert "region" not in advice_for(down, dynamodb=False)
