@@ -585,11 +585,13 @@ class BaseCache:
         return self._run("delete_many", None, self._delete_many, batch, self._clock())
 
     def keys(self, filter: str | None = None) -> Iterator[str]:
-        """Stream the keys of live entries matching a Lucee wildcard ``filter``."""
+        """Stream the keys of live entries matching a Lucee wildcard ``filter``.
+
+        The filter is checked at the call; the backend is read as the iterator is consumed.
+        """
         flt = compile_filter(filter, self.namespace)
         strip = len(self.namespace)
-        for sk in self._run("keys", filter, self._scan, flt, self._clock()):
-            yield sk[strip:]
+        return (sk[strip:] for sk in self._run("keys", filter, self._scan, flt, self._clock()))
 
     def get_all(self, filter: str | None = None) -> dict[str, Any]:
         """``{key: value}`` of live entries matching ``filter`` (``cacheGetAll``)."""

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import cachetools
 
 from cachehub.api import MISSING, BaseCache, Entry, Expiry
 from cachehub.config import Option
-from cachehub.errors import CacheValueError
+from cachehub.errors import CacheValueError, ConfigError
 from cachehub.filters import KeyFilter
 
 __all__ = ["MemoryCache"]
@@ -21,6 +23,21 @@ _POLICIES: dict[str, type[cachetools.Cache[str, Entry]]] = {
     "fifo": cachetools.FIFOCache,
     "rr": cachetools.RRCache,
 }
+
+
+@dataclass(eq=False)
+class _Store:
+    """The entries and their lock; shared by every cache naming the same ``store``."""
+
+    data: cachetools.Cache[str, Entry]
+    maxsize: int
+    policy: str
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+
+# Named stores live as long as some cache uses them.
+_stores: weakref.WeakValueDictionary[str, _Store] = weakref.WeakValueDictionary()
+_stores_lock = threading.Lock()
 
 
 class MemoryCache(BaseCache):
@@ -42,6 +59,13 @@ class MemoryCache(BaseCache):
             choices=("lru", "lfu", "fifo", "rr", "ttl"),
         ),
         Option(
+            "store",
+            str,
+            None,
+            "name of an in-process store shared by every cache that gives the same name "
+            "(each keeps its own namespace); unset = a private store.",
+        ),
+        Option(
             "serialize",
             bool,
             True,
@@ -51,16 +75,34 @@ class MemoryCache(BaseCache):
 
     def __init__(self, settings: Any = None, /, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
-        maxsize = self.settings["maxsize"]
-        policy = self.settings["policy"]
-        self._data: cachetools.Cache[str, Entry]
+        self._store = self._open_store(self.settings["store"])
+        self._data = self._store.data
+        self._lock = self._store.lock
+        self._encode = self.settings["serialize"]
+
+    def _open_store(self, name: str | None) -> _Store:
+        maxsize, policy = self.settings["maxsize"], self.settings["policy"]
+        if name is None:
+            return _Store(self._new_data(maxsize, policy), maxsize, policy)
+        with _stores_lock:
+            store = _stores.get(name)
+            if store is None:
+                store = _Store(self._new_data(maxsize, policy), maxsize, policy)
+                _stores[name] = store
+            elif (store.maxsize, store.policy) != (maxsize, policy):
+                raise ConfigError(
+                    f"cache '{self.name}': memory store '{name}' already exists with "
+                    f"maxsize={store.maxsize}, policy='{store.policy}', not "
+                    f"maxsize={maxsize}, policy='{policy}'.",
+                    hint="give every cache sharing a store the same maxsize and policy.",
+                )
+            return store
+
+    def _new_data(self, maxsize: int, policy: str) -> cachetools.Cache[str, Entry]:
         if policy == "ttl":
             # TLRUCache drops items past their own deadline first, then evicts by recency.
-            self._data = cachetools.TLRUCache(maxsize, ttu=self._ttu, timer=self._clock)
-        else:
-            self._data = _POLICIES[policy](maxsize)
-        self._lock = threading.RLock()
-        self._encode = self.settings["serialize"]
+            return cachetools.TLRUCache(maxsize, ttu=self._ttu, timer=self._clock)
+        return _POLICIES[policy](maxsize)
 
     @staticmethod
     def _ttu(_key: str, entry: Entry, _now: float) -> float:

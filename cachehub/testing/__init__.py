@@ -1,0 +1,12 @@
+"""Test support for cachehub providers: the conformance suite and a fake clock.
+
+``CacheConformance`` is the shared suite that proves a provider behaves like every other;
+``FakeClock`` drives expiry without sleeping. The pytest plugin
+(:mod:`cachehub.testing.plugin`, loaded automatically) offers them as fixtures too.
+"""
+
+from .clock import FakeClock
+from .conformance import CacheConformance
+from .support import CacheFactory, Timeline, assert_same
+
+__all__ = ["CacheConformance", "CacheFactory", "FakeClock", "Timeline", "assert_same"]

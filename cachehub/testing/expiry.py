@@ -1,0 +1,415 @@
+"""Conformance: time_span, until, idle_time, touch, and what an expired entry looks like."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from cachehub.api import MISSING, BaseCache
+from cachehub.errors import CacheKeyError
+
+from .support import ConformanceBase, Timeline
+
+__all__ = ["ExpiryTests", "MetadataTests"]
+
+# How each operation must behave on a key whose entry has expired (but that a backend
+# may still physically hold): (operation, expected result).
+_ON_EXPIRED: dict[str, tuple[Callable[[BaseCache], Any], Any]] = {
+    "get": (lambda c: c.get("k", MISSING), MISSING),
+    "get_throw": (lambda c: _raises_key_error(lambda: c.get("k", throw_when_not_exist=True)), True),
+    "exists": (lambda c: c.exists("k"), False),
+    "get_many": (lambda c: c.get_many(["k", "alive"]), {"alive": "yes"}),
+    "keys": (lambda c: sorted(c.keys()), ["alive"]),
+    "keys_filtered": (lambda c: list(c.keys("k*")), []),
+    "get_all": (lambda c: c.get_all(), {"alive": "yes"}),
+    "count": (lambda c: c.count(), 1),
+    "count_filtered": (lambda c: c.count("k"), 0),
+    "metadata": (lambda c: _raises_key_error(lambda: c.metadata("k")), True),
+    "incr_restarts_at_zero": (lambda c: c.incr("k", 5), 5),
+    "decr_restarts_at_zero": (lambda c: c.decr("k", 2), -2),
+    "add_succeeds": (lambda c: c.add("k", "new") and c.get("k"), "new"),
+    "touch": (lambda c: c.touch("k", time_span=3600), False),
+    "delete": (lambda c: c.delete("k"), False),
+    "delete_many": (lambda c: c.delete_many(["k"]), 0),
+    "clear_counts_live_only": (lambda c: c.clear(), 1),
+    "clear_filtered": (lambda c: c.clear("k"), 0),
+    "get_or_set_recomputes": (lambda c: c.get_or_set("k", lambda: "fresh"), "fresh"),
+}
+
+
+def _raises_key_error(call: Callable[[], Any]) -> bool:
+    try:
+        call()
+    except CacheKeyError:
+        return True
+    return False
+
+
+def _close(actual: timedelta | None, expected: float, tolerance: float) -> bool:
+    return actual is not None and abs(actual.total_seconds() - expected) <= tolerance
+
+
+class ExpiryTests(ConformanceBase):
+    """Absolute, sliding and combined expiry, all judged by the cache's clock."""
+
+    def _slack(self, timeline: Timeline) -> float:
+        """Seconds of clock drift a check may allow: none on a fake clock."""
+        return self.timestamp_tolerance if timeline.clock else 0.3 * timeline.unit
+
+    def test_no_expiry_lives_forever(self, cache: BaseCache, timeline: Timeline) -> None:
+        cache.put("k", 1)
+        timeline.wait(1_000 if timeline.clock else 1)
+        assert cache.get("k") == 1
+
+    @pytest.mark.parametrize("kind", ["seconds_int", "seconds_float", "timedelta"])
+    def test_time_span(self, cache: BaseCache, timeline: Timeline, kind: str) -> None:
+        span: Any = {
+            "seconds_int": round(timeline.span(1)) or 1,
+            "seconds_float": timeline.span(1.0),
+            "timedelta": timedelta(seconds=timeline.span(1)),
+        }[kind]
+        seconds = span.total_seconds() if isinstance(span, timedelta) else span
+        cache.put("k", "v", time_span=span)
+        timeline.wait(0.5 * seconds / timeline.unit)
+        assert cache.get("k") == "v"
+        timeline.wait(0.7 * seconds / timeline.unit)
+        assert cache.get("k", MISSING) is MISSING
+
+    def test_until_aware(self, cache: BaseCache, timeline: Timeline) -> None:
+        cache.put("k", "v", until=timeline.at(1))
+        timeline.wait(0.5)
+        assert cache.get("k") == "v"
+        timeline.wait(0.7)
+        assert cache.exists("k") is False
+
+    def test_until_aware_other_offset(self, cache: BaseCache, timeline: Timeline) -> None:
+        tz = timezone(timedelta(hours=-7))
+        cache.put("k", "v", until=timeline.at(1).astimezone(tz))
+        timeline.wait(0.5)
+        assert cache.exists("k")
+        timeline.wait(0.7)
+        assert cache.exists("k") is False
+
+    def test_until_naive_is_local_time(self, cache: BaseCache, timeline: Timeline) -> None:
+        naive = datetime.fromtimestamp(timeline.now() + timeline.span(1))
+        assert naive.tzinfo is None
+        cache.put("k", "v", until=naive)
+        timeline.wait(0.5)
+        assert cache.exists("k")
+        timeline.wait(0.7)
+        assert cache.exists("k") is False
+
+    def test_idle_time_slides_on_get(self, cache: BaseCache, timeline: Timeline) -> None:
+        cache.put("k", "v", idle_time=timeline.span(1))
+        for _ in range(4):  # 2.4 units in total, but never 1 unit without a read
+            timeline.wait(0.6)
+            assert cache.get("k") == "v"
+        timeline.wait(1.2)
+        assert cache.get("k", MISSING) is MISSING
+
+    def test_idle_time_without_reads_dies(self, cache: BaseCache, timeline: Timeline) -> None:
+        cache.put("k", "v", idle_time=timedelta(seconds=timeline.span(1)))
+        timeline.wait(0.6)
+        timeline.wait(0.6)
+        assert cache.get("k", MISSING) is MISSING
+
+    def test_idle_time_slides_on_get_many(self, cache: BaseCache, timeline: Timeline) -> None:
+        cache.put("k", "v", idle_time=timeline.span(1))
+        timeline.wait(0.6)
+        assert cache.get_many(["k"]) == {"k": "v"}
+        timeline.wait(0.6)
+        assert cache.get("k") == "v"
+
+    def test_idle_and_time_span_absolute_wins(self, cache: BaseCache, timeline: Timeline) -> None:
+        cache.put("k", "v", time_span=timeline.span(2), idle_time=timeline.span(1))
+        for _ in range(3):  # reads keep the idle deadline away: 1.8 units
+            timeline.wait(0.6)
+            assert cache.get("k") == "v"
+        timeline.wait(0.4)  # 2.2 units: past the absolute lifetime despite recent reads
+        assert cache.get("k", MISSING) is MISSING
+
+    def test_idle_and_time_span_idle_wins(self, cache: BaseCache, timeline: Timeline) -> None:
+        cache.put("k", "v", time_span=timeline.span(10), idle_time=timeline.span(1))
+        timeline.wait(1.3)
+        assert cache.exists("k") is False
+
+    def test_idle_and_until(self, cache: BaseCache, timeline: Timeline) -> None:
+        cache.put("k", "v", until=timeline.at(2), idle_time=timeline.span(1))
+        for _ in range(3):  # reads keep the idle deadline away: 1.8 units
+            timeline.wait(0.6)
+            assert cache.get("k") == "v"
+        timeline.wait(0.4)  # 2.2 units: past until, though the idle deadline is 2.8
+        assert cache.exists("k") is False
+
+    @pytest.mark.parametrize("op", list(_ON_EXPIRED))
+    def test_expired_entry_is_invisible(
+        self, cache: BaseCache, timeline: Timeline, op: str
+    ) -> None:
+        cache.put("k", "old", time_span=timeline.span(1))
+        cache.put("alive", "yes")
+        timeline.wait(1.3)
+        call, expected = _ON_EXPIRED[op]
+        assert call(cache) == expected
+
+    def test_expired_idle_entry_is_invisible(self, cache: BaseCache, timeline: Timeline) -> None:
+        cache.put("k", 1, idle_time=timeline.span(1))
+        timeline.wait(1.3)
+        assert list(cache.keys()) == []
+        assert cache.count() == 0
+        assert cache.get_all() == {}
+        assert cache.add("k", 2) is True
+        assert cache.get("k") == 2
+
+    def test_overwrite_resets_expiry(self, cache: BaseCache, timeline: Timeline) -> None:
+        cache.put("k", 1, time_span=timeline.span(1))
+        cache.put("k", 2)
+        timeline.wait(1.3)
+        assert cache.get("k") == 2
+
+    def test_overwrite_with_shorter_expiry(self, cache: BaseCache, timeline: Timeline) -> None:
+        cache.put("k", 1)
+        cache.put("k", 2, time_span=timeline.span(1))
+        timeline.wait(1.3)
+        assert cache.exists("k") is False
+
+    def test_put_many_with_time_span(self, cache: BaseCache, timeline: Timeline) -> None:
+        cache.put_many({f"k{i}": i for i in range(5)}, time_span=timeline.span(1))
+        cache.put("forever", 0)
+        timeline.wait(0.5)
+        assert cache.count() == 6
+        timeline.wait(0.7)
+        assert list(cache.keys()) == ["forever"]
+
+    def test_put_many_with_idle_time(self, cache: BaseCache, timeline: Timeline) -> None:
+        cache.put_many({"a": 1, "b": 2}, idle_time=timeline.span(1))
+        timeline.wait(0.6)
+        assert cache.get("a") == 1
+        timeline.wait(0.6)
+        assert cache.get_many(["a", "b"]) == {"a": 1}
+
+    def test_add_with_time_span(self, cache: BaseCache, timeline: Timeline) -> None:
+        assert cache.add("k", 1, time_span=timeline.span(1)) is True
+        assert cache.add("k", 2) is False
+        timeline.wait(1.3)
+        assert cache.add("k", 3) is True
+        assert cache.get("k") == 3
+
+    def test_touch_extends_expiry(self, cache: BaseCache, timeline: Timeline) -> None:
+        cache.put("k", "v", time_span=timeline.span(1))
+        timeline.wait(0.5)
+        assert cache.touch("k", time_span=timeline.span(2)) is True
+        timeline.wait(1.0)  # past the original deadline, inside the new one
+        assert cache.get("k") == "v"
+        timeline.wait(1.3)
+        assert cache.exists("k") is False
+
+    def test_touch_shortens_expiry(self, cache: BaseCache, timeline: Timeline) -> None:
+        cache.put("k", "v")
+        assert cache.touch("k", until=timeline.at(1)) is True
+        timeline.wait(1.3)
+        assert cache.exists("k") is False
+
+    def test_touch_without_arguments_removes_expiry(
+        self, cache: BaseCache, timeline: Timeline
+    ) -> None:
+        cache.put("k", "v", time_span=timeline.span(1), idle_time=timeline.span(0.5))
+        assert cache.touch("k") is True
+        assert cache.metadata("k").time_to_live is None
+        timeline.wait(1.3)
+        assert cache.get("k") == "v"
+
+    def test_touch_with_idle_time(self, cache: BaseCache, timeline: Timeline) -> None:
+        cache.put("k", "v")
+        assert cache.touch("k", idle_time=timeline.span(1)) is True
+        timeline.wait(0.6)
+        assert cache.get("k") == "v"
+        timeline.wait(1.2)
+        assert cache.exists("k") is False
+
+    def test_touch_keeps_value(self, cache: BaseCache) -> None:
+        cache.put("k", {"deep": [1]})
+        cache.touch("k", time_span=3600)
+        assert cache.get("k") == {"deep": [1]}
+
+    def test_touch_missing_returns_false(self, cache: BaseCache) -> None:
+        assert cache.touch("absent", time_span=60) is False
+        assert cache.exists("absent") is False
+
+    def test_incr_keeps_expiry(self, cache: BaseCache, timeline: Timeline) -> None:
+        cache.put("n", 10, time_span=timeline.span(1))
+        timeline.wait(0.5)
+        assert cache.incr("n") == 11
+        assert cache.decr("n", 3) == 8
+        timeline.wait(0.7)
+        assert cache.get("n", MISSING) is MISSING
+        assert cache.incr("n") == 1
+
+    def test_incr_missing_never_expires(self, cache: BaseCache, timeline: Timeline) -> None:
+        assert cache.incr("n") == 1
+        assert cache.metadata("n").time_to_live is None
+        timeline.wait(1_000 if timeline.clock else 1)
+        assert cache.get("n") == 1
+
+    def test_get_or_set_with_time_span(self, cache: BaseCache, timeline: Timeline) -> None:
+        calls: list[int] = []
+
+        def create() -> int:
+            calls.append(1)
+            return len(calls)
+
+        assert cache.get_or_set("k", create, time_span=timeline.span(1)) == 1
+        assert cache.get_or_set("k", create, time_span=timeline.span(1)) == 1
+        timeline.wait(1.3)
+        assert cache.get_or_set("k", create, time_span=timeline.span(1)) == 2
+        assert len(calls) == 2
+
+    def test_get_or_set_with_idle_time(self, cache: BaseCache, timeline: Timeline) -> None:
+        assert cache.get_or_set("k", lambda: "a", idle_time=timeline.span(1)) == "a"
+        timeline.wait(1.3)
+        assert cache.get_or_set("k", lambda: "b", idle_time=timeline.span(1)) == "b"
+
+    def test_metadata_time_to_live_decreases(self, cache: BaseCache, timeline: Timeline) -> None:
+        slack = self._slack(timeline)
+        span = timeline.span(2)
+        cache.put("k", "v", time_span=span)
+        first = cache.metadata("k").time_to_live
+        assert _close(first, span, slack)
+        timeline.wait(0.5)
+        second = cache.metadata("k").time_to_live
+        assert _close(second, span - timeline.span(0.5), slack)
+        assert first is not None
+        assert second is not None
+        assert second < first
+
+    def test_metadata_expires_matches_time_span(self, cache: BaseCache, timeline: Timeline) -> None:
+        before = timeline.now()
+        cache.put("k", "v", time_span=timeline.span(3))
+        expires = cache.metadata("k").expires
+        assert expires is not None
+        assert expires.tzinfo is not None
+        assert abs(expires.timestamp() - (before + timeline.span(3))) <= self._slack(timeline)
+
+    def test_metadata_expires_matches_until(self, cache: BaseCache, timeline: Timeline) -> None:
+        until = timeline.at(3)
+        cache.put("k", "v", until=until)
+        meta = cache.metadata("k")
+        assert meta.expires is not None
+        assert abs((meta.expires - until).total_seconds()) <= self.timestamp_tolerance
+
+    def test_metadata_idle_time(self, cache: BaseCache, timeline: Timeline) -> None:
+        cache.put("k", "v", idle_time=timeline.span(1))
+        meta = cache.metadata("k")
+        assert meta.idle_time == timedelta(seconds=timeline.span(1))
+        assert _close(meta.time_to_live, timeline.span(1), self._slack(timeline))
+
+    def test_metadata_after_touch(self, cache: BaseCache, timeline: Timeline) -> None:
+        cache.put("k", "v", time_span=timeline.span(1))
+        cache.touch("k", time_span=timeline.span(5))
+        assert _close(cache.metadata("k").time_to_live, timeline.span(5), self._slack(timeline))
+
+    def test_metadata_without_expiry(self, cache: BaseCache) -> None:
+        cache.put("k", "v")
+        meta = cache.metadata("k")
+        assert meta.time_to_live is None
+        assert meta.expires is None
+        assert meta.idle_time is None
+
+
+class MetadataTests(ConformanceBase):
+    """Hit counts and timestamps (``cacheGetMetadata``)."""
+
+    def test_metadata_missing_raises(self, cache: BaseCache) -> None:
+        with pytest.raises(CacheKeyError):
+            cache.metadata("absent")
+
+    def test_hit_count_starts_at_zero(self, cache: BaseCache) -> None:
+        cache.put("k", "v")
+        assert cache.metadata("k").hit_count == 0
+
+    def test_hit_count_counts_gets(self, cache: BaseCache) -> None:
+        cache.put("k", "v")
+        for _ in range(3):
+            cache.get("k")
+        assert cache.metadata("k").hit_count == 3
+
+    def test_exists_and_metadata_are_not_hits(self, cache: BaseCache) -> None:
+        cache.put("k", "v")
+        cache.get("k")
+        for _ in range(3):
+            cache.exists("k")
+            cache.metadata("k")
+        assert cache.metadata("k").hit_count == 1
+
+    def test_miss_counts_nothing(self, cache: BaseCache) -> None:
+        cache.get("other")
+        cache.put("k", "v")
+        cache.get("absent")
+        assert cache.metadata("k").hit_count == 0
+
+    def test_overwrite_resets_hit_count(self, cache: BaseCache) -> None:
+        cache.put("k", 1)
+        cache.get("k")
+        cache.get("k")
+        cache.put("k", 2)
+        assert cache.metadata("k").hit_count == 0
+
+    def test_timestamps_are_aware_utc(self, cache: BaseCache) -> None:
+        cache.put("k", "v")
+        meta = cache.metadata("k")
+        for stamp in (meta.created, meta.last_modified, meta.last_accessed):
+            assert isinstance(stamp, datetime)
+            assert stamp.utcoffset() == timedelta(0)
+
+    def test_timestamps_follow_the_clock(self, cache: BaseCache, timeline: Timeline) -> None:
+        tolerance = self.timestamp_tolerance if timeline.clock else 0.3 * timeline.unit
+        written = timeline.now()
+        cache.put("k", "v")
+        meta = cache.metadata("k")
+        assert meta.last_accessed is not None
+        for stamp in (meta.created, meta.last_modified, meta.last_accessed):
+            assert abs(stamp.timestamp() - written) <= tolerance
+
+        timeline.wait(1)
+        read = timeline.now()
+        cache.get("k")
+        meta = cache.metadata("k")
+        assert meta.last_accessed is not None
+        assert abs(meta.last_accessed.timestamp() - read) <= tolerance
+        assert abs(meta.created.timestamp() - written) <= tolerance
+        assert meta.created <= meta.last_accessed
+
+    def test_overwrite_updates_modified(self, cache: BaseCache, timeline: Timeline) -> None:
+        cache.put("k", 1)
+        first = cache.metadata("k").last_modified
+        timeline.wait(1)
+        cache.put("k", 2)
+        second = cache.metadata("k").last_modified
+        assert second > first
+        assert abs(second.timestamp() - timeline.now()) <= (
+            self.timestamp_tolerance if timeline.clock else 0.3 * timeline.unit
+        )
+
+    def test_incr_updates_modified(self, cache: BaseCache, timeline: Timeline) -> None:
+        cache.put("n", 1)
+        first = cache.metadata("n").last_modified
+        timeline.wait(1)
+        cache.incr("n")
+        assert cache.metadata("n").last_modified > first
+
+    def test_metadata_of_each_key_is_independent(self, cache: BaseCache) -> None:
+        cache.put_many({"a": 1, "b": 2})
+        cache.get("a")
+        cache.get("a")
+        cache.get("b")
+        assert cache.metadata("a").hit_count == 2
+        assert cache.metadata("b").hit_count == 1
+
+    def test_metadata_created_is_utc_now(self, cache: BaseCache, timeline: Timeline) -> None:
+        cache.put("k", "v")
+        created = cache.metadata("k").created
+        assert abs((created - datetime.fromtimestamp(timeline.now(), UTC)).total_seconds()) <= (
+            self.timestamp_tolerance if timeline.clock else 0.3 * timeline.unit
+        )

@@ -1,0 +1,260 @@
+"""Memory-provider specifics: eviction policies, reference storage, settings."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import uuid
+from typing import Any
+
+import pytest
+from cachehub_memory import MemoryCache
+
+from cachehub.errors import ConfigError
+from cachehub.testing import CacheConformance, FakeClock
+
+
+def _fill(cache: MemoryCache, *keys: str) -> None:
+    for i, key in enumerate(keys):
+        cache.put(key, i)
+
+
+class TestEviction:
+    """maxsize is enforced by the chosen policy; each test tells the policies apart."""
+
+    def test_lru_evicts_least_recently_used(self) -> None:
+        cache = MemoryCache(maxsize=3, policy="lru")
+        _fill(cache, "a", "b", "c")
+        cache.get("a")  # a is now more recent than b and c
+        cache.put("d", 3)
+        assert sorted(cache.keys()) == ["a", "c", "d"]
+
+    def test_lfu_evicts_least_frequently_used(self) -> None:
+        cache = MemoryCache(maxsize=3, policy="lfu")
+        _fill(cache, "a", "b", "c")
+        for key, reads in (("a", 3), ("b", 2), ("c", 1)):  # c is the most recent read
+            for _ in range(reads):
+                cache.get(key)
+        cache.put("d", 3)
+        assert sorted(cache.keys()) == ["a", "b", "d"]
+
+    def test_fifo_evicts_oldest_write_despite_reads(self) -> None:
+        cache = MemoryCache(maxsize=3, policy="fifo")
+        _fill(cache, "a", "b", "c")
+        cache.get("a")
+        cache.get("a")
+        cache.put("d", 3)
+        assert sorted(cache.keys()) == ["b", "c", "d"]
+
+    def test_rr_keeps_maxsize_and_the_new_entry(self) -> None:
+        cache = MemoryCache(maxsize=3, policy="rr")
+        _fill(cache, "a", "b", "c", "d", "e")
+        keys = set(cache.keys())
+        assert len(keys) == 3
+        assert "e" in keys
+        assert keys <= {"a", "b", "c", "d", "e"}
+
+    def test_ttl_drops_expired_entries_first(self) -> None:
+        clock = FakeClock()
+        cache = MemoryCache(maxsize=3, policy="ttl", clock=clock)
+        cache.put("a", 1, time_span=100)
+        cache.put("b", 2, time_span=10)
+        cache.put("c", 3)
+        clock.advance(11)
+        cache.put("d", 4)
+        assert sorted(cache.keys()) == ["a", "c", "d"]
+
+    def test_ttl_without_expired_entries_evicts_least_recently_used(self) -> None:
+        # Nothing has expired: recency decides, not the nearest deadline ('a' expires
+        # first but was read last, so 'b' goes).
+        cache = MemoryCache(maxsize=3, policy="ttl", clock=FakeClock())
+        cache.put("a", 1, time_span=10)
+        cache.put("b", 2, time_span=100)
+        cache.put("c", 3)
+        cache.get("a")
+        cache.put("d", 4)
+        assert sorted(cache.keys()) == ["a", "c", "d"]
+
+    def test_ttl_policy_follows_idle_slides(self) -> None:
+        # The ttl policy must learn of a slid idle deadline, or it drops a live entry.
+        clock = FakeClock()
+        cache = MemoryCache(maxsize=10, policy="ttl", clock=clock)
+        cache.put("a", 1, idle_time=10)
+        clock.advance(8)
+        assert cache.get("a") == 1
+        clock.advance(5)  # 13 s after the write, 5 s after the read
+        assert cache.get("a") == 1
+        clock.advance(11)
+        assert cache.exists("a") is False
+
+    def test_ttl_policy_follows_touch(self) -> None:
+        clock = FakeClock()
+        cache = MemoryCache(maxsize=10, policy="ttl", clock=clock)
+        cache.put("a", 1, time_span=10)
+        cache.touch("a", time_span=100)
+        clock.advance(20)
+        assert cache.get("a") == 1
+
+    @pytest.mark.parametrize("policy", ["lru", "lfu", "fifo", "rr", "ttl"])
+    def test_count_never_exceeds_maxsize(self, policy: str) -> None:
+        cache = MemoryCache(maxsize=5, policy=policy)
+        for i in range(50):
+            cache.put(f"k{i}", i)
+            assert cache.count() <= 5
+        assert cache.count() == 5
+        assert cache.exists("k49")
+
+    @pytest.mark.parametrize("policy", ["lru", "lfu", "fifo", "rr", "ttl"])
+    def test_put_many_respects_maxsize(self, policy: str) -> None:
+        cache = MemoryCache(maxsize=4, policy=policy)
+        cache.put_many({f"k{i}": i for i in range(10)})
+        assert cache.count() == 4
+
+    def test_overwrite_does_not_evict(self) -> None:
+        cache = MemoryCache(maxsize=2)
+        _fill(cache, "a", "b")
+        cache.put("a", 10)
+        cache.put("b", 20)
+        assert cache.get_all() == {"a": 10, "b": 20}
+
+    def test_maxsize_is_shared_by_namespaces_of_one_instance(self) -> None:
+        cache = MemoryCache(maxsize=2, namespace="ns:")
+        _fill(cache, "a", "b", "c")
+        assert cache.count() == 2
+
+
+class TestSerializeFalse:
+    """``serialize: false`` stores references: fast, but shared with the caller."""
+
+    def test_get_returns_the_same_object(self) -> None:
+        cache = MemoryCache(serialize=False)
+        value = {"items": [1]}
+        cache.put("k", value)
+        assert cache.get("k") is value
+
+    def test_mutations_are_visible(self) -> None:
+        cache = MemoryCache(serialize=False)
+        value = [1]
+        cache.put("k", value)
+        value.append(2)
+        assert cache.get("k") == [1, 2]
+        cache.get("k").append(3)
+        assert cache.get("k") == [1, 2, 3]
+
+    def test_unencodable_values_are_accepted(self) -> None:
+        cache = MemoryCache(serialize=False)
+        lock = threading.Lock()
+        cache.put("k", lock)
+        assert cache.get("k") is lock
+
+    def test_default_serializes(self) -> None:
+        cache = MemoryCache()
+        value = [1]
+        cache.put("k", value)
+        assert cache.get("k") is not value
+        assert cache.get("k") == value
+
+    def test_incr_and_lock_still_work(self) -> None:
+        cache = MemoryCache(serialize=False)
+        assert cache.incr("n", 2) == 2
+        with cache.lock("job", timeout=0):
+            assert cache.lock("job").acquire(blocking=False) is False
+
+
+class TestSettings:
+    """Provider settings are validated with typed, helpful errors."""
+
+    def test_defaults(self) -> None:
+        settings = MemoryCache().settings
+        assert (settings["maxsize"], settings["policy"], settings["serialize"]) == (
+            10_000,
+            "lru",
+            True,
+        )
+
+    def test_settings_mapping_and_keywords(self) -> None:
+        cache = MemoryCache({"maxsize": 7, "policy": "fifo"}, policy="lfu")
+        assert cache.settings["maxsize"] == 7
+        assert cache.settings["policy"] == "lfu"
+
+    @pytest.mark.parametrize(
+        ("raw", "expected"),
+        [("5", 5), (" 12 ", 12), (3.0, 3)],
+        ids=["str", "padded_str", "integral_float"],
+    )
+    def test_maxsize_coerced(self, raw: Any, expected: int) -> None:
+        assert MemoryCache(maxsize=raw).settings["maxsize"] == expected
+
+    @pytest.mark.parametrize(
+        "raw", [0, -1, "abc", True, 2.5, [3]], ids=["zero", "neg", "word", "bool", "frac", "list"]
+    )
+    def test_bad_maxsize(self, raw: Any) -> None:
+        with pytest.raises(ConfigError, match="maxsize"):
+            MemoryCache(maxsize=raw)
+
+    def test_unknown_policy_lists_choices(self) -> None:
+        with pytest.raises(ConfigError) as info:
+            MemoryCache(policy="mru")
+        message = str(info.value)
+        for choice in ("lru", "lfu", "fifo", "rr", "ttl"):
+            assert repr(choice) in message
+
+    @pytest.mark.parametrize(("raw", "expected"), [("false", False), ("yes", True), (False, False)])
+    def test_serialize_coerced(self, raw: Any, expected: bool) -> None:
+        assert MemoryCache(serialize=raw).settings["serialize"] is expected
+
+    def test_bad_serialize(self) -> None:
+        with pytest.raises(ConfigError, match="serialize"):
+            MemoryCache(serialize="maybe")
+
+    @pytest.mark.parametrize("name", ["maxSize", "max_size", "polcy"])
+    def test_unknown_setting_suggests(self, name: str) -> None:
+        with pytest.raises(ConfigError, match="Did you mean"):
+            MemoryCache(**{name: 5})
+
+    def test_error_names_the_cache(self) -> None:
+        with pytest.raises(ConfigError, match="'sessions'"):
+            MemoryCache(name="sessions", maxsize=0)
+
+    def test_repr_hides_the_signing_key(self) -> None:
+        cache = MemoryCache(signingKey="s3cr3t-value")
+        assert "s3cr3t-value" not in repr(cache)
+        assert "MemoryCache" in repr(cache)
+
+
+class TestTTLPolicyConformance(CacheConformance):
+    """The whole suite again on the 'ttl' policy, whose store expires by the cache clock."""
+
+    @pytest.fixture
+    def cache_factory(self) -> Any:
+        # The first instance (built with the test's clock) creates the shared store.
+        store = uuid.uuid4().hex
+        return lambda **kw: MemoryCache(policy="ttl", store=store, **kw)
+
+
+class TestSharedStore:
+    def test_caches_naming_one_store_share_entries(self) -> None:
+        store = uuid.uuid4().hex
+        a = MemoryCache(store=store, namespace="a:")
+        b = MemoryCache(store=store, namespace="b:")
+        plain = MemoryCache(store=store)
+        a.put("k", 1)
+        b.put("k", 2)
+        assert (a.get("k"), b.get("k")) == (1, 2)
+        assert sorted(plain.keys()) == ["a:k", "b:k"]
+        assert MemoryCache().count() == 0  # no store name: private
+
+    def test_store_settings_must_agree(self) -> None:
+        store = uuid.uuid4().hex
+        keep = MemoryCache(store=store, maxsize=10)
+        with pytest.raises(ConfigError, match="already exists with maxsize=10"):
+            MemoryCache(store=store, maxsize=20)
+        assert keep.count() == 0
+
+    def test_store_is_released_with_its_last_cache(self) -> None:
+        store = uuid.uuid4().hex
+        first = MemoryCache(store=store, maxsize=10)
+        first.put("k", 1)
+        del first
+        gc.collect()
+        assert MemoryCache(store=store, maxsize=20).count() == 0
