@@ -9,6 +9,7 @@ import pytest
 from cachehub_memory import MemoryCache
 
 from cachehub import registry
+from cachehub import stats as stats_module
 from cachehub.errors import CacheKeyError, CacheValueError
 from cachehub.hookspecs import OperationEvent
 from cachehub.plugins import register, unregister
@@ -106,12 +107,18 @@ def test_registered_as_plugin_sees_registry_caches(monkeypatch: pytest.MonkeyPat
     assert cache_stats("main", stats)["hits"] == 1  # unregistered: no longer counting
 
 
-def test_cache_stats_method_starts_collecting_on_first_call() -> None:
+def test_cache_stats_method_starts_collecting_on_first_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stats_module, "_default", None)  # a fresh process-wide collector
     cache = MemoryCache(name="stats-method")
-    assert cache.stats()["calls"] == 0
-    cache.put("a", 1)
-    cache.get("a")
-    cache.get("missing")
-    summary = cache.stats()
+    try:
+        assert cache.stats()["calls"] == 0
+        cache.put("a", 1)
+        cache.get("a")
+        cache.get("missing")
+        summary = cache.stats()
+    finally:
+        unregister(stats_module.default_collector())  # later tests expect no listener
     assert (summary["calls"], summary["hits"], summary["misses"]) == (3, 1, 1)
     assert summary["hit_ratio"] == 0.5

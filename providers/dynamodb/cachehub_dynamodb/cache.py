@@ -1,0 +1,722 @@
+"""Amazon DynamoDB as a cachehub provider (Lucee's ``DynamoDBCache`` extension).
+
+One table holds the cache; the item layout is in :mod:`.items`. Every single-key operation
+costs exactly one request (idle-time entries add one UpdateItem per read to slide their
+expiry); batches use BatchGetItem/BatchWriteItem; listing uses a key-only Scan filtered
+server-side by key prefix. See docs/dynamodb.md for the request budget.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
+
+from botocore import xform_name
+from botocore.exceptions import ClientError
+
+from cachehub.api import MISSING, BaseCache, Entry, Expiry
+from cachehub.config import Option
+from cachehub.errors import CacheBackendError, CacheError, CacheValueError, ConfigError
+from cachehub.filters import KeyFilter
+
+from .batch import batch_get, batch_write
+from .client import make_client, resolve_region
+from .errors import CallContext, ConditionFailedError, error_code, guarded
+from .items import (
+    DEADLINE,
+    EXPIRED,
+    IDLE,
+    LIVE,
+    MAX_ITEM_BYTES,
+    MODIFIED,
+    PLACEHOLDERS,
+    TTL,
+    VALUE,
+    Item,
+    build_item,
+    decode_value,
+    encode_value,
+    expiry_attrs,
+    expiry_of,
+    is_live,
+    item_size,
+    num,
+    partition_value,
+    storage_key_of,
+    to_entry,
+)
+from .scan import scan_count, scan_items
+from .table import bootstrap_table
+
+__all__ = ["DynamoDBCache"]
+
+_INCR_ROUNDS: Final = 5
+
+_KNOWN_TABLES: dict[tuple[str, str, str], str] = {}
+"""(endpoint, region, table) -> partition-key name, for tables bootstrapped by this process:
+later caches on the same table skip DescribeTable/DescribeTimeToLive."""
+_PLACEHOLDER = re.compile(r"[#:][A-Za-z0-9_]+")
+
+
+@dataclass(slots=True)
+class _Hits:
+    """Reads not yet written back: hit count and last access of one item version."""
+
+    hits: int
+    accessed: float
+    seen: dict[str, Any] | None
+    """The ``updatedTime`` attribute of the version these hits belong to."""
+
+
+class DynamoDBCache(BaseCache):
+    """A distributed cache in one DynamoDB table; also serves :func:`dynamodb_command`.
+
+    Construction never touches the network: the boto3 client is created on first use
+    (one per cache, shared by all threads) and the table is then described, or created
+    with native TTL enabled (see :mod:`.table`).
+    """
+
+    distributed: ClassVar[bool] = True
+    options: ClassVar[tuple[Option, ...]] = (
+        Option(
+            "tableName",
+            str,
+            None,
+            "the DynamoDB table holding the cache; created on first use if missing.",
+            required=True,
+        ),
+        Option(
+            "primaryKey",
+            str,
+            "cacheKey",
+            "partition key name used when the cache creates the table; an existing "
+            "table's own partition key is discovered and used instead.",
+        ),
+        Option(
+            "region",
+            str,
+            None,
+            "AWS region such as 'us-east-1' (default: AWS_DEFAULT_REGION / ~/.aws/config; "
+            "'us-east-1' when only host is set).",
+        ),
+        Option("host", str, None, "endpoint URL, e.g. http://localhost:8000 for DynamoDB Local."),
+        Option(
+            "accessKeyId",
+            str,
+            None,
+            "AWS access key id; leave unset (with secretkey) to use the default credential "
+            "chain or an IAM role.",
+            secret=True,
+        ),
+        Option(
+            "secretkey", str, None, "AWS secret access key (set with accessKeyId).", secret=True
+        ),
+        Option("sessionToken", str, None, "session token for temporary credentials.", secret=True),
+        Option(
+            "liveTimeout",
+            int,
+            10_000,
+            "connect and read timeout of each request in milliseconds.",
+            minimum=1,
+        ),
+        Option("consistentRead", bool, False, "use strongly consistent reads (twice the cost)."),
+        Option(
+            "retryMode",
+            str,
+            "standard",
+            "botocore retry mode: 'standard' or 'adaptive' (client-side rate limiting).",
+            choices=("standard", "adaptive"),
+        ),
+        Option("maxAttempts", int, 3, "attempts per request, first one included.", minimum=1),
+        Option("maxConnections", int, 10, "HTTP connection pool size of the client.", minimum=1),
+        Option("scanSegments", int, 1, "parallel Scan segments for keys/count/clear.", minimum=1),
+        Option(
+            "hitFlushInterval",
+            float,
+            60.0,
+            "seconds after which pending hit counts are written back on the next write "
+            "(0: only on close() or flush_hits()).",
+            minimum=0,
+        ),
+    )
+
+    def __init__(self, settings: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
+        super().__init__(settings, **kwargs)
+        where = f"cache '{self.name}' (DynamoDBCache)"
+        table = self.settings["tableName"].strip()
+        if not table:
+            raise ConfigError(
+                f"{where}: setting 'tableName' is empty.",
+                hint="set tableName to the DynamoDB table the cache should use.",
+            )
+        self.table_name: str = table
+        self.region: str = resolve_region(self.settings, where)
+        self.endpoint: str = (
+            self.settings["host"] or f"https://dynamodb.{self.region}.amazonaws.com"
+        )
+        self._table_id = (self.endpoint, self.region, self.table_name)
+        self._consistent: bool = self.settings["consistentRead"]
+        self._secrets = tuple(
+            str(v)
+            for v in (
+                self.settings["accessKeyId"],
+                self.settings["secretkey"],
+                self.settings["sessionToken"],
+            )
+            if v
+        )
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self._key_name: str | None = None
+        self._boot_lock = threading.Lock()
+        self._pending: dict[str, _Hits] = {}
+        self._pending_lock = threading.Lock()
+        self._last_flush = time.monotonic()
+        self._warned: set[str] = set()
+
+    # ------------------------------------------------------------------ connection
+
+    @property
+    def client(self) -> Any:
+        """The cache's boto3 DynamoDB client, created on first use (no table check)."""
+        client = self._client
+        if client is None:
+            with self._client_lock:
+                if self._client is None:
+                    self._client = make_client(self.region, self.settings)
+                client = self._client
+        return client
+
+    @property
+    def key_name(self) -> str:
+        """The table's partition-key name; bootstraps the table on first use."""
+        name = self._key_name
+        if name is None:
+            with self._boot_lock:
+                if self._key_name is None:
+                    self._key_name = _KNOWN_TABLES.get(self._table_id)
+                if self._key_name is None:
+                    self._key_name = _KNOWN_TABLES[self._table_id] = bootstrap_table(
+                        self._call,
+                        self.client,
+                        self._ctx("DescribeTable"),
+                        self.settings["primaryKey"],
+                        self._warn_once,
+                        lambda msg: self.log.info("cache '%s': %s", self.name, msg),
+                    )
+                name = self._key_name
+        return name
+
+    def connect(self) -> None:
+        """Create the client and bootstrap the table now instead of on first use."""
+        _ = self.key_name
+
+    def _ctx(self, operation: str) -> CallContext:
+        return CallContext(
+            operation,
+            self.table_name,
+            self._key_name or self.settings["primaryKey"],
+            self.endpoint,
+            self._secrets,
+        )
+
+    def _call(self, operation: str, /, **params: Any) -> dict[str, Any]:
+        """One DynamoDB request; every failure becomes a typed cachehub error."""
+        client = self.client
+        with guarded(self._ctx(operation)):
+            try:
+                return getattr(client, xform_name(operation))(**params)  # type: ignore[no-any-return]
+            except ClientError as exc:
+                if error_code(exc) == "ResourceNotFoundException" and operation != "DescribeTable":
+                    # The table vanished: bootstrap (and maybe recreate it) on the next call.
+                    self._key_name = None
+                    _KNOWN_TABLES.pop(self._table_id, None)
+                raise
+
+    def _warn_once(self, topic: str, message: str) -> None:
+        with self._pending_lock:
+            if topic in self._warned:
+                return
+            self._warned.add(topic)
+        self.log.warning("cache '%s': %s", self.name, message)
+
+    # ------------------------------------------------------------------ request helpers
+
+    def _expr(self, *expressions: str, values: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """ExpressionAttributeNames/Values holding exactly the placeholders used."""
+        used = set(_PLACEHOLDER.findall(" ".join(expressions)))
+        names = {ph: attr for ph, attr in PLACEHOLDERS.items() if ph in used}
+        if "#pk" in used:
+            names["#pk"] = self.key_name
+        out: dict[str, Any] = {}
+        if names:
+            out["ExpressionAttributeNames"] = names
+        picked = {k: v for k, v in (values or {}).items() if k in used}
+        if picked:
+            out["ExpressionAttributeValues"] = picked
+        return out
+
+    def _key(self, storage_key: str) -> tuple[dict[str, Any], str]:
+        pk, _ = partition_value(storage_key)
+        return {self.key_name: {"S": pk}}, pk
+
+    def _item(self, storage_key: str, value: Any, expiry: Expiry, now: float) -> Item:
+        """A fresh item, refusing values beyond DynamoDB's 400 KB item limit up front."""
+        item = build_item(self.key_name, storage_key, encode_value(value, self.codec), expiry, now)
+        size = item_size(item)
+        if size > MAX_ITEM_BYTES:
+            raise CacheValueError(
+                f"the value for key {self._user_key(storage_key)!r:.80} needs a {size}-byte "
+                f"item; DynamoDB items are limited to {MAX_ITEM_BYTES} bytes (400 KB), "
+                "after compression.",
+                hint="store large values elsewhere (e.g. S3) and cache a reference, or split "
+                "them over several keys.",
+            )
+        return item
+
+    def _get_item(
+        self, storage_key: str, *, consistent: bool | None = None, projection: str | None = None
+    ) -> tuple[dict[str, Any] | None, dict[str, Any], str]:
+        key, pk = self._key(storage_key)
+        params: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": key,
+            "ConsistentRead": self._consistent if consistent is None else consistent,
+        }
+        if projection:
+            params["ProjectionExpression"] = projection
+            params.update(self._expr(projection))
+        return self._call("GetItem", **params).get("Item"), key, pk
+
+    # ------------------------------------------------------------------ hit accounting
+
+    def _accessed(self, pk: str, key: dict[str, Any], item: Item, now: float) -> None:
+        """Count a read: in-process for plain entries, written at once for idle ones."""
+        if IDLE not in item:
+            with self._pending_lock:
+                pending = self._pending.get(pk)
+                seen = item.get(MODIFIED)
+                if pending is None or pending.seen != seen:
+                    self._pending[pk] = _Hits(1, now, seen)
+                else:
+                    pending.hits += 1
+                    pending.accessed = max(pending.accessed, now)
+            return
+        # Idle entries must slide their deadline for every process: one UpdateItem.
+        attrs = expiry_attrs(expiry_of(item), now)
+        update = "SET #la = :now, #dl = :dl, #ttl = :ttl ADD #hc :h"
+        cond, values = self._same_version(item)
+        values.update(
+            {
+                ":now": num(now),
+                ":dl": attrs[DEADLINE],
+                ":ttl": attrs[TTL],
+                ":h": {"N": str(1 + self._take_hits(pk, item))},
+            }
+        )
+        # If the entry was replaced meanwhile, the new version keeps its own expiry.
+        with contextlib.suppress(ConditionFailedError):
+            self._call(
+                "UpdateItem",
+                TableName=self.table_name,
+                Key=key,
+                UpdateExpression=update,
+                ConditionExpression=cond,
+                **self._expr(update, cond, values=values),
+            )
+
+    @staticmethod
+    def _same_version(item: Item) -> tuple[str, dict[str, Any]]:
+        seen = item.get(MODIFIED)
+        if seen is None:
+            return "attribute_exists(#pk) AND attribute_not_exists(#up)", {}
+        return "#up = :seen", {":seen": seen}
+
+    def _take_hits(self, pk: str, item: Item | None = None) -> int:
+        with self._pending_lock:
+            pending = self._pending.pop(pk, None)
+        if pending is None or (item is not None and pending.seen != item.get(MODIFIED)):
+            return 0
+        return pending.hits
+
+    def _forget(self, *pks: str) -> None:
+        with self._pending_lock:
+            for pk in pks:
+                self._pending.pop(pk, None)
+
+    def pending_hits(self) -> int:
+        """How many keys have read counts not yet written to DynamoDB."""
+        with self._pending_lock:
+            return len(self._pending)
+
+    def flush_hits(self) -> int:
+        """Write pending hit counts and last-access times back (one UpdateItem per key).
+
+        Returns the number of keys flushed. Counts of entries replaced meanwhile are
+        dropped (they belonged to the old entry).
+        """
+        with self._pending_lock:
+            pending, self._pending = self._pending, {}
+            self._last_flush = time.monotonic()
+        if not pending:
+            return 0
+        kn = self.key_name
+        update = "SET #la = :la ADD #hc :h"
+        for pk, hits in pending.items():
+            cond, values = (
+                ("#up = :seen", {":seen": hits.seen})
+                if hits.seen is not None
+                else ("attribute_exists(#pk) AND attribute_not_exists(#up)", {})
+            )
+            values.update({":la": num(hits.accessed), ":h": {"N": str(hits.hits)}})
+            try:
+                self._call(
+                    "UpdateItem",
+                    TableName=self.table_name,
+                    Key={kn: {"S": pk}},
+                    UpdateExpression=update,
+                    ConditionExpression=cond,
+                    **self._expr(update, cond, values=values),
+                )
+            except ConditionFailedError:
+                continue
+        return len(pending)
+
+    def _after_write(self) -> None:
+        """Flush pending hits when the interval has passed (never fails the write)."""
+        interval = self.settings["hitFlushInterval"]
+        if not interval or time.monotonic() - self._last_flush < interval:
+            return
+        with self._pending_lock:
+            if not self._pending:
+                self._last_flush = time.monotonic()
+                return
+        try:
+            self.flush_hits()
+        except CacheError as exc:
+            self.log.warning("cache '%s': could not flush hit counts: %s", self.name, exc)
+
+    # ------------------------------------------------------------------ primitives
+
+    def _get(self, key: str, now: float) -> Any:
+        item, k, pk = self._get_item(key)
+        if not item or not is_live(item, now):
+            return MISSING
+        value = decode_value(item, self.codec)
+        self._accessed(pk, k, item, now)
+        return value
+
+    def _get_entry(self, key: str, now: float) -> Entry | None:
+        item, _, pk = self._get_item(key)
+        if not item or not is_live(item, now):
+            return None
+        entry = to_entry(item, decode_value(item, self.codec))
+        with self._pending_lock:
+            pending = self._pending.get(pk)
+            if pending is not None and pending.seen == item.get(MODIFIED):
+                entry.hits += pending.hits
+                entry.accessed = max(entry.accessed, pending.accessed)
+        return entry
+
+    def _exists(self, key: str, now: float) -> bool:
+        item, _, _ = self._get_item(key, projection="#pk, #dl, #ttl")
+        return bool(item) and is_live(item or {}, now)
+
+    def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
+        item = self._item(key, value, expiry, now)
+        self._call("PutItem", TableName=self.table_name, Item=item)
+        self._forget(item[self.key_name]["S"])
+        self._after_write()
+
+    def _add(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
+        item = self._item(key, value, expiry, now)
+        cond = f"attribute_not_exists(#pk) OR {EXPIRED}"
+        try:
+            self._call(
+                "PutItem",
+                TableName=self.table_name,
+                Item=item,
+                ConditionExpression=cond,
+                **self._expr(cond, values={":now": num(now)}),
+            )
+        except ConditionFailedError:
+            return False
+        self._forget(item[self.key_name]["S"])
+        self._after_write()
+        return True
+
+    def _delete(self, key: str, now: float) -> bool:
+        k, pk = self._key(key)
+        old = self._call(
+            "DeleteItem", TableName=self.table_name, Key=k, ReturnValues="ALL_OLD"
+        ).get("Attributes")
+        self._forget(pk)
+        self._after_write()
+        return bool(old) and is_live(old or {}, now)
+
+    def _delete_if_equal(self, key: str, value: Any, now: float) -> bool:
+        item, k, pk = self._get_item(key, consistent=True)
+        if not item or not is_live(item, now) or decode_value(item, self.codec) != value:
+            return False
+        cond, values = self._same_version(item)
+        if VALUE in item:
+            cond, values[":raw"] = f"#v = :raw AND {cond}", item[VALUE]
+        try:
+            self._call(
+                "DeleteItem",
+                TableName=self.table_name,
+                Key=k,
+                ConditionExpression=cond,
+                **self._expr(cond, values=values),
+            )
+        except ConditionFailedError:
+            return False
+        self._forget(pk)
+        return True
+
+    def _incr(self, key: str, delta: int, now: float) -> int:
+        k, pk = self._key(key)
+        _, original = partition_value(key)
+        base = "SET #v = if_not_exists(#v, :zero) + :d, #up = :now, #cr = if_not_exists(#cr, :now)"
+        if original is not None:
+            base += ", #ok = :ok"
+        cond = f"attribute_not_exists(#pk) OR ({LIVE} AND attribute_type(#v, :n))"
+        for _ in range(_INCR_ROUNDS):
+            hits = self._take_hits(pk)
+            update = base + (" ADD #hc :h" if hits else "")
+            values = {
+                ":zero": {"N": "0"},
+                ":d": {"N": str(delta)},
+                ":now": num(now),
+                ":n": {"S": "N"},
+                ":h": {"N": str(hits)},
+                ":ok": {"S": original or ""},
+            }
+            try:
+                result = self._call(
+                    "UpdateItem",
+                    TableName=self.table_name,
+                    Key=k,
+                    UpdateExpression=update,
+                    ConditionExpression=cond,
+                    ReturnValues="ALL_NEW",  # UPDATED_NEW may omit an unchanged value (delta 0)
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                    **self._expr(update, cond, values=values),
+                )
+                self._after_write()
+                return int(result["Attributes"][VALUE]["N"])
+            except ConditionFailedError as exc:
+                old = _old_item(exc)
+                if old is None:
+                    old, _, _ = self._get_item(key, consistent=True)
+                if old is None:
+                    continue  # deleted meanwhile: the next round creates it
+                if is_live(old, now):
+                    raise self._not_a_number(key, old) from None
+            if self._reset(key, delta, now):  # the old entry had expired: start afresh
+                return delta
+        raise CacheBackendError(
+            f"incr of key {self._user_key(key)!r:.80} kept conflicting with concurrent writes.",
+            hint="retry the call; avoid mixing put() and incr() on one key under contention.",
+        )
+
+    def _reset(self, key: str, delta: int, now: float) -> bool:
+        """Replace an expired entry by a fresh counter, unless someone else rewrote it."""
+        item = build_item(self.key_name, key, {"N": str(delta)}, Expiry(), now)
+        cond = EXPIRED
+        try:
+            self._call(
+                "PutItem",
+                TableName=self.table_name,
+                Item=item,
+                ConditionExpression=cond,
+                **self._expr(cond, values={":now": num(now)}),
+            )
+        except ConditionFailedError:
+            return False
+        return True
+
+    def _not_a_number(self, key: str, item: Item) -> CacheValueError:
+        if VALUE not in item:
+            held = "dict (an item without a value attribute)"
+        else:
+            try:
+                held = type(decode_value(item, self.codec)).__name__
+            except CacheError:
+                held = "undecodable value"
+            if held == "int":
+                held = "int beyond DynamoDB's 38-digit Number range"
+        return CacheValueError(
+            f"cannot incr key {self._user_key(key)!r:.200}: it holds a {held}, not an int.",
+            hint="incr/decr only work on entries created by incr or put with an int.",
+        )
+
+    def _touch(self, key: str, expiry: Expiry, now: float) -> bool:
+        k, pk = self._key(key)
+        attrs = expiry_attrs(expiry, now)
+        by_attr = {attr: ph for ph, attr in PLACEHOLDERS.items()}
+        sets = ["#up = :now"]
+        hits = self._take_hits(pk)
+        values: dict[str, Any] = {":now": num(now), ":h": {"N": str(hits)}}
+        for attr, value in attrs.items():
+            ph = by_attr[attr]
+            sets.append(f"{ph} = :{ph[1:]}")
+            values[f":{ph[1:]}"] = value
+        removed = [by_attr[a] for a in ("deadline", "timeToLive", "expiresAt", "idleTime")]
+        removed = [ph for ph in removed if PLACEHOLDERS[ph] not in attrs]
+        update = "SET " + ", ".join(sets)
+        if removed:
+            update += " REMOVE " + ", ".join(removed)
+        if hits:
+            update += " ADD #hc :h"
+        cond = f"attribute_exists(#pk) AND {LIVE}"
+        try:
+            self._call(
+                "UpdateItem",
+                TableName=self.table_name,
+                Key=k,
+                UpdateExpression=update,
+                ConditionExpression=cond,
+                **self._expr(update, cond, values=values),
+            )
+        except ConditionFailedError:
+            return False
+        self._after_write()
+        return True
+
+    # ------------------------------------------------------------------ scans
+
+    def _scan_params(self, flt: KeyFilter, now: float, *, keys_only: bool) -> dict[str, Any]:
+        live = LIVE
+        filt = f"(begins_with(#pk, :p) OR begins_with(#ok, :p)) AND {live}" if flt.prefix else live
+        params: dict[str, Any] = {
+            "TableName": self.table_name,
+            "FilterExpression": filt,
+            "ConsistentRead": self._consistent,
+        }
+        exprs = [filt]
+        if keys_only:
+            params["ProjectionExpression"] = "#pk, #ok, #dl, #ttl"
+            exprs.append(params["ProjectionExpression"])
+        params.update(self._expr(*exprs, values={":p": {"S": flt.prefix}, ":now": num(now)}))
+        return params
+
+    def _scan_keys(self, flt: KeyFilter, now: float) -> Iterator[tuple[dict[str, Any], str]]:
+        """Stream ``(DynamoDB key, storage key)`` of live items selected by ``flt``."""
+        kn = self.key_name
+        params = self._scan_params(flt, now, keys_only=True)
+        for item in scan_items(self._call, params, self.settings["scanSegments"]):
+            storage_key = storage_key_of(item, kn)
+            if storage_key is None or not flt.matches(storage_key) or not is_live(item, now):
+                continue
+            yield {kn: item[kn]}, storage_key
+
+    def _scan(self, flt: KeyFilter, now: float) -> Iterator[str]:
+        for _, storage_key in self._scan_keys(flt, now):
+            yield storage_key
+
+    def _count(self, flt: KeyFilter, now: float) -> int:
+        if flt.regex is not None:  # only the prefix is server-side: match the rest here
+            return sum(1 for _ in self._scan_keys(flt, now))
+        params = self._scan_params(flt, now, keys_only=False)
+        return scan_count(self._call, params, self.settings["scanSegments"])
+
+    def _clear(self, flt: KeyFilter, now: float) -> int:
+        removed = 0
+        batch: list[dict[str, Any]] = []
+        kn = self.key_name
+        for key, _ in self._scan_keys(flt, now):
+            batch.append({"DeleteRequest": {"Key": key}})
+            if len(batch) == 25:
+                removed += self._delete_batch(batch, kn)
+                batch = []
+        if batch:
+            removed += self._delete_batch(batch, kn)
+        return removed
+
+    def _delete_batch(self, batch: list[dict[str, Any]], kn: str) -> int:
+        self._forget(*(r["DeleteRequest"]["Key"][kn]["S"] for r in batch))
+        return batch_write(self._call, self.table_name, batch)
+
+    # ------------------------------------------------------------------ batches
+
+    def _get_many(self, keys: list[str], now: float) -> dict[str, Any]:
+        kn = self.key_name
+        storage: dict[str, str] = {}
+        for storage_key in keys:
+            storage[partition_value(storage_key)[0]] = storage_key
+        found: dict[str, Any] = {}
+        requested = [{kn: {"S": pk}} for pk in storage]
+        for item in batch_get(self._call, self.table_name, requested, consistent=self._consistent):
+            pk = item[kn]["S"]
+            if pk not in storage or not is_live(item, now):
+                continue
+            found[storage[pk]] = decode_value(item, self.codec)
+            self._accessed(pk, {kn: item[kn]}, item, now)
+        return found
+
+    def _set_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
+        built = [self._item(k, v, expiry, now) for k, v in items.items()]
+        kn = self.key_name
+        batch_write(self._call, self.table_name, [{"PutRequest": {"Item": i}} for i in built])
+        self._forget(*(i[kn]["S"] for i in built))
+        self._after_write()
+
+    def _delete_many(self, keys: list[str], now: float) -> int:
+        kn = self.key_name
+        pks = list(dict.fromkeys(partition_value(k)[0] for k in keys))
+        requested = [{kn: {"S": pk}} for pk in pks]
+        projection = {"ProjectionExpression": "#pk, #dl, #ttl"}
+        projection.update(self._expr(projection["ProjectionExpression"]))
+        # A key-only read first: BatchWriteItem cannot say which deleted items were live.
+        live = sum(
+            1
+            for item in batch_get(
+                self._call, self.table_name, requested, consistent=True, projection=projection
+            )
+            if is_live(item, now)
+        )
+        requests = [{"DeleteRequest": {"Key": key}} for key in requested]
+        batch_write(self._call, self.table_name, requests)
+        self._forget(*pks)
+        self._after_write()
+        return live
+
+    def _close(self) -> None:
+        """Flush pending hit counts, then drop the client (recreated lazily on next use)."""
+        if self._client is not None:
+            try:
+                self.flush_hits()
+            except CacheError as exc:
+                self.log.warning("cache '%s': could not flush hit counts: %s", self.name, exc)
+        with self._client_lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    # ------------------------------------------------------------------ DynamoDBCommand
+
+    def command(self, action: str, data: Mapping[str, Any] | None = None) -> Any:
+        """Run a DynamoDB action on this cache's table (Lucee's ``DynamoDBCommand``).
+
+        See :func:`cachehub_dynamodb.dynamodb_command` for the actions and parameters.
+        """
+        from .command import run_command
+
+        return run_command(self, action, data or {})
+
+
+def _old_item(exc: ConditionFailedError) -> Item | None:
+    """The item a failed conditional write returned (ReturnValuesOnConditionCheckFailure)."""
+    cause = exc.__cause__
+    if isinstance(cause, ClientError):
+        response: Any = cause.response
+        item = response.get("Item")
+        if item:
+            return dict(item)
+    return None

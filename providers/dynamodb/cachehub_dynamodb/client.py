@@ -1,0 +1,86 @@
+"""The DynamoDB client of a cache: region resolution, credentials, timeouts, retries.
+
+All caches of a process share one botocore session, used only to build clients: loading
+DynamoDB's service model costs ~0.3 s, and a shared session loads it once. Credentials
+given in the settings are passed to each client and never stored on the shared session.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import botocore.session
+from botocore.config import Config
+
+from cachehub.errors import ConfigError
+
+__all__ = ["resolve_region", "make_client", "DEFAULT_LOCAL_REGION"]
+
+DEFAULT_LOCAL_REGION = "us-east-1"
+"""Region used when only ``host`` is set: DynamoDB Local and moto accept any region."""
+
+_SESSION: Any = None
+_SESSION_LOCK = threading.Lock()  # botocore sessions are not thread-safe while creating clients
+
+
+def _session() -> Any:
+    global _SESSION
+    if _SESSION is None:
+        _SESSION = botocore.session.get_session()
+    return _SESSION
+
+
+def resolve_region(settings: Mapping[str, Any], where: str) -> str:
+    """The region to use; checks the credential settings too. No network is used.
+
+    Credentials: both ``accessKeyId`` and ``secretkey``, or neither (boto3's default
+    chain: environment, shared files, IAM role). The values never appear in messages.
+    """
+    access_key = settings["accessKeyId"] or None
+    secret_key = settings["secretkey"] or None
+    if (access_key is None) != (secret_key is None):
+        given, missing = (
+            ("accessKeyId", "secretkey") if access_key else ("secretkey", "accessKeyId")
+        )
+        raise ConfigError(
+            f"{where}: '{given}' is set but '{missing}' is not.",
+            hint="set both accessKeyId and secretkey, or neither to use the default AWS "
+            "credential chain (environment, ~/.aws, IAM role).",
+        )
+    region = settings["region"]
+    if not region:
+        with _SESSION_LOCK:
+            region = _session().get_config_variable("region")
+    if not region:
+        if not settings["host"]:
+            raise ConfigError(
+                f"{where}: no AWS region is configured.",
+                hint="set region (e.g. 'us-east-1') in the cache settings or AWS_DEFAULT_REGION "
+                "in the environment; for DynamoDB Local set host instead.",
+            )
+        region = DEFAULT_LOCAL_REGION
+    return str(region)
+
+
+def make_client(region: str, settings: Mapping[str, Any]) -> Any:
+    """The cache's one DynamoDB client (thread-safe; shared by all threads of the cache)."""
+    seconds = settings["liveTimeout"] / 1000.0
+    config = Config(
+        connect_timeout=seconds,
+        read_timeout=seconds,
+        retries={"mode": settings["retryMode"], "max_attempts": settings["maxAttempts"]},
+        max_pool_connections=settings["maxConnections"],
+        user_agent_extra="cachehub",
+    )
+    with _SESSION_LOCK:
+        return _session().create_client(
+            "dynamodb",
+            region_name=region,
+            endpoint_url=settings["host"] or None,
+            aws_access_key_id=settings["accessKeyId"] or None,
+            aws_secret_access_key=settings["secretkey"] or None,
+            aws_session_token=settings["sessionToken"] or None,
+            config=config,
+        )

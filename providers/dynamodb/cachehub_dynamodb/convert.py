@@ -1,0 +1,91 @@
+"""Plain Python values <-> DynamoDB attribute values (the wire format of the low-level client).
+
+boto3's :class:`TypeSerializer` refuses floats and its deserializer returns ``Decimal`` and
+``Binary``; these helpers make both directions plain: floats go in as exact decimals, and
+numbers come back as ``int`` when integral, ``float`` when that is exact, else ``Decimal``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, cast
+
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
+
+from cachehub.errors import CacheValueError
+
+__all__ = ["to_attr", "to_item", "from_attr", "from_item", "plain_number"]
+
+# Typed as Any: the stubs' TypedDicts do not describe the plain dicts this module handles.
+_SERIALIZER: Any = TypeSerializer()
+_DESERIALIZER: Any = TypeDeserializer()
+
+
+def _prepare(value: Any) -> Any:
+    """Make ``value`` acceptable to TypeSerializer (floats -> Decimal, tuples -> lists)."""
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            raise CacheValueError(
+                f"DynamoDB numbers cannot be {value!r}.",
+                hint="store NaN/infinity as a string, or leave the attribute out.",
+            )
+        return Decimal(repr(value))  # repr is the shortest exact round-trip form
+    if isinstance(value, Mapping):
+        return {str(k): _prepare(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_prepare(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return {_prepare(v) for v in value}
+    return value
+
+
+def to_attr(value: Any) -> dict[str, Any]:
+    """One plain value as a DynamoDB attribute value, e.g. ``30 -> {"N": "30"}``."""
+    try:
+        return dict(_SERIALIZER.serialize(_prepare(value)))
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise CacheValueError(
+            f"cannot store a {type(value).__name__} as a DynamoDB attribute: {exc}",
+            hint="use str, int, float, Decimal, bool, None, bytes, list, dict or set values.",
+        ) from None
+
+
+def to_item(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """A plain dict as a DynamoDB item (or key, or ExpressionAttributeValues)."""
+    return {str(k): to_attr(v) for k, v in values.items()}
+
+
+def plain_number(number: Decimal) -> int | float | Decimal:
+    """``int`` if integral, ``float`` if the float is exact, else the ``Decimal`` itself."""
+    if not number.is_finite():
+        return number
+    if number == number.to_integral_value():
+        return int(number)
+    as_float = float(number)
+    return as_float if Decimal(repr(as_float)) == number else number
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return plain_number(value)
+    if isinstance(value, Binary):
+        return bytes(cast(Any, value).value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return {_plain(v) for v in value}
+    return value
+
+
+def from_attr(attr: Mapping[str, Any]) -> Any:
+    """A DynamoDB attribute value as a plain Python value."""
+    return _plain(_DESERIALIZER.deserialize(dict(attr)))
+
+
+def from_item(item: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """A DynamoDB item as a plain dict."""
+    return {k: from_attr(v) for k, v in item.items()}

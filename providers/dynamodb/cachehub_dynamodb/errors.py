@@ -1,0 +1,224 @@
+"""AWS failures -> typed cachehub errors carrying the spec's troubleshooting advice.
+
+Nothing raw from botocore escapes the provider: :func:`translate` maps every exception of
+a DynamoDB call, and scrubs the configured credentials from any text it reuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+)
+
+from cachehub.config import SECRET_MASK
+from cachehub.errors import (
+    CacheBackendError,
+    CacheError,
+    CachePermissionError,
+    CacheThrottledError,
+    CacheUnavailableError,
+    CacheValueError,
+    ConfigError,
+)
+
+__all__ = [
+    "ConditionFailedError",
+    "CallContext",
+    "translate",
+    "guarded",
+    "error_code",
+    "is_unsupported",
+    "THROTTLING_CODES",
+]
+
+THROTTLING_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "Throttling",
+    }
+)
+TOKEN_CODES = frozenset(
+    {
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "ExpiredTokenException",
+        "MissingAuthenticationTokenException",
+        "IncompleteSignatureException",
+        "InvalidClientTokenId",
+    }
+)
+UNAVAILABLE_CODES = frozenset({"InternalServerError", "ServiceUnavailable", "InternalFailure"})
+
+LOCAL_HINT = (
+    "for DynamoDB Local or the LocalDynamoDB test server set host, e.g. http://localhost:8000"
+)
+
+
+class ConditionFailedError(CacheBackendError):
+    """A ``ConditionExpression`` given to ``dynamodb_command`` was not met."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """What a translated error may mention: the call, the table and its key."""
+
+    operation: str
+    table: str
+    key_name: str
+    endpoint: str
+    secrets: tuple[str, ...] = ()
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every configured credential masked."""
+        for secret in self.secrets:
+            if secret:
+                text = text.replace(secret, SECRET_MASK)
+        return text
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a ClientError, or ''."""
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def _message(exc: ClientError) -> str:
+    error: Any = exc.response.get("Error", {})
+    return str(error.get("Message") or error.get("Code") or "no message")
+
+
+def _client_error(exc: ClientError, ctx: CallContext) -> CacheError:
+    code = error_code(exc)
+    op, table = ctx.operation, ctx.table
+    text = ctx.scrub(_message(exc))
+    if code in THROTTLING_CODES:
+        return CacheThrottledError(
+            f"DynamoDB throttled {op} on table '{table}' after every retry ({code}: {text}).",
+            hint="switch the table to on-demand billing (PAY_PER_REQUEST) or raise its "
+            "provisioned capacity; maxAttempts and retryMode='adaptive' retry longer.",
+        )
+    if code in TOKEN_CODES:
+        return CachePermissionError(
+            f"DynamoDB rejected the credentials for {op}: the security token included in "
+            f"the request is invalid ({code}).",
+            hint="verify accessKeyId/secretkey (or the default credential chain) and that "
+            f"they have not expired; {LOCAL_HINT}.",
+        )
+    if code == "AccessDeniedException":
+        return CachePermissionError(
+            f"access denied: dynamodb:{op} on table '{table}' ({text}).",
+            hint=f"allow dynamodb:{op} on the table in the IAM policy "
+            "(see the recommended policy in docs/dynamodb.md).",
+        )
+    if code == "ResourceNotFoundException":
+        return CacheBackendError(
+            f"table '{table}' was not found during {op} ({text}).",
+            hint="the cache creates its table on first use: verify the IAM policy includes "
+            "dynamodb:CreateTable, or create the table yourself; check region and host.",
+        )
+    if code == "ConditionalCheckFailedException":
+        return ConditionFailedError(
+            f"{op} on table '{table}': the ConditionExpression was not met.",
+            hint="read the item again and retry, or relax the condition.",
+        )
+    if code == "TransactionCanceledException":
+        return ConditionFailedError(
+            f"{op} on table '{table}' was cancelled: {text}",
+            hint="the reasons list one entry per action; fix or retry the failing ones.",
+        )
+    if code == "ValidationException":
+        lowered = text.lower()
+        if "item size" in lowered or "size has exceeded" in lowered:
+            return CacheValueError(
+                f"{op} on table '{table}': the item exceeds DynamoDB's 400 KB limit ({text}).",
+                hint="store large values elsewhere (e.g. S3) and cache a reference.",
+            )
+        if "key" in lowered:
+            return CacheValueError(
+                f"{op} on table '{table}': {text}",
+                hint=f"the table's partition key is '{ctx.key_name}' (a string); pass it with "
+                "exactly that name and case.",
+            )
+        return CacheValueError(
+            f"{op} on table '{table}' was rejected: {text}",
+            hint="check the expression syntax and that every :placeholder and #name is "
+            "defined and used.",
+        )
+    if code in UNAVAILABLE_CODES:
+        return CacheUnavailableError(
+            f"DynamoDB is unavailable for {op} ({code}: {text}).",
+            hint="retry later; raise maxAttempts for more automatic retries.",
+        )
+    return CacheBackendError(f"DynamoDB {op} on table '{table}' failed: {code}: {text}")
+
+
+def translate(exc: BaseException, ctx: CallContext) -> CacheError:
+    """The cachehub error for a botocore/boto3 failure of ``ctx.operation``."""
+    if isinstance(exc, CacheError):
+        return exc
+    if isinstance(exc, ClientError):
+        return _client_error(exc, ctx)
+    if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError)):
+        return CacheUnavailableError(
+            f"unable to connect to DynamoDB at {ctx.endpoint} during {ctx.operation}.",
+            hint=f"check host and region and that the endpoint is reachable; {LOCAL_HINT}.",
+        )
+    if isinstance(exc, ReadTimeoutError):
+        return CacheUnavailableError(
+            f"DynamoDB at {ctx.endpoint} did not answer {ctx.operation} within liveTimeout.",
+            hint="check the network path to DynamoDB, or raise liveTimeout (milliseconds).",
+        )
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+        return CachePermissionError(
+            "no AWS credentials were found for DynamoDB.",
+            hint="set accessKeyId and secretkey, or configure the default chain (environment, "
+            f"~/.aws/credentials, IAM role); {LOCAL_HINT} with dummy credentials.",
+        )
+    if isinstance(exc, NoRegionError):
+        return ConfigError(
+            "no AWS region is configured for DynamoDB.",
+            hint="set region (e.g. 'us-east-1') in the cache settings or AWS_DEFAULT_REGION.",
+        )
+    if isinstance(exc, BotoCoreError):
+        return CacheBackendError(
+            f"DynamoDB {ctx.operation} failed: {ctx.scrub(str(exc))}",
+            hint="check host, region and credentials.",
+        )
+    return CacheBackendError(
+        f"DynamoDB {ctx.operation} failed: {type(exc).__name__}: {ctx.scrub(str(exc))}"
+    )
+
+
+def is_unsupported(exc: BaseException, codes: Iterable[str] = ()) -> bool:
+    """Whether an optional call failed because it is denied or not implemented here."""
+    code = error_code(exc)
+    return code in {"AccessDeniedException", "UnknownOperationException", *codes} or (
+        isinstance(exc, ClientError) and code.startswith(("Unsupported", "NotImplemented"))
+    )
+
+
+@contextmanager
+def guarded(ctx: CallContext) -> Iterator[None]:
+    """Translate any botocore failure inside the block; the original stays as ``__cause__``."""
+    try:
+        yield
+    except CacheError:
+        raise
+    except (BotoCoreError, ClientError) as exc:
+        raise translate(exc, ctx) from exc

@@ -1,0 +1,208 @@
+"""Item layout: how a cache entry is stored as a DynamoDB item.
+
+Documented in docs/dynamodb.md so that ``dynamodb_command`` and other tools can read and
+write the same items. Every cache item has:
+
+* the partition key (name discovered from the table, default ``cacheKey``) = namespace +
+  key, or ``sha256:<hex>`` when that exceeds DynamoDB's 2048-byte key limit, with the
+  original key kept in ``originalKey``;
+* ``value``: ``N`` for ints that fit a DynamoDB Number (so ``incr`` is a native atomic
+  update), else the codec's bytes as ``B``. An item *without* ``value`` (written by
+  ``dynamodb_command``) reads through the cache API as a dict of all its attributes;
+* ``deadline`` (exact epoch seconds when the entry dies) and ``timeToLive`` (its ceiling,
+  an integer, for DynamoDB's native TTL deletion), both absent for entries that never
+  expire; for idle-time entries also ``idleTime`` (seconds) and ``expiresAt`` (their
+  absolute expiry, if any) - otherwise the deadline *is* the absolute expiry;
+* ``createdTime`` and ``updatedTime`` (epoch seconds); ``lastAccessed`` and ``hitCount``
+  once reads have been recorded (absent: never read).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, Final
+
+from cachehub.api import Entry, Expiry
+from cachehub.codec import Codec
+
+from .convert import from_attr, from_item
+
+VALUE: Final = "value"
+TTL: Final = "timeToLive"
+DEADLINE: Final = "deadline"
+EXPIRES: Final = "expiresAt"
+IDLE: Final = "idleTime"
+ACCESSED: Final = "lastAccessed"
+CREATED: Final = "createdTime"
+MODIFIED: Final = "updatedTime"
+HITS: Final = "hitCount"
+ORIGINAL_KEY: Final = "originalKey"
+
+MAX_KEY_BYTES: Final = 2048
+"""DynamoDB's limit for a partition key value."""
+MAX_ITEM_BYTES: Final = 400 * 1024
+"""DynamoDB's item size limit (names and values together)."""
+HASH_PREFIX: Final = "sha256:"
+MAX_NUMBER: Final = 10**38
+"""Ints with fewer than 38 digits fit a DynamoDB Number exactly."""
+
+Item = dict[str, dict[str, Any]]
+
+# Expression placeholders: attribute names always go through these, because several of
+# ours (value, ttl...) are DynamoDB reserved words.
+PLACEHOLDERS: Final = {
+    "#v": VALUE,
+    "#ttl": TTL,
+    "#dl": DEADLINE,
+    "#ex": EXPIRES,
+    "#idle": IDLE,
+    "#la": ACCESSED,
+    "#cr": CREATED,
+    "#up": MODIFIED,
+    "#hc": HITS,
+    "#ok": ORIGINAL_KEY,
+}
+
+LIVE: Final = (
+    "(#dl > :now OR (attribute_not_exists(#dl) AND (attribute_not_exists(#ttl) OR #ttl > :now)))"
+)
+"""Condition: the item has not reached its deadline (``timeToLive`` when it has none)."""
+EXPIRED: Final = "(#dl <= :now OR (attribute_not_exists(#dl) AND #ttl <= :now))"
+"""Condition: the item exists but is past its deadline."""
+
+
+def num(value: float) -> dict[str, str]:
+    """A Number attribute; floats keep microsecond precision."""
+    if isinstance(value, int):
+        return {"N": str(value)}
+    if abs(value) >= 1e15:  # beyond any timestamp; whole seconds are plenty
+        return {"N": str(round(value))}
+    return {"N": format(Decimal(repr(value)).quantize(Decimal("0.000001")), "f")}
+
+
+def number(item: Mapping[str, Mapping[str, Any]], name: str) -> float | None:
+    """The Number attribute ``name`` of ``item`` as a float, or None."""
+    attr = item.get(name)
+    if attr is None or "N" not in attr:
+        return None
+    return float(attr["N"])
+
+
+def partition_value(storage_key: str) -> tuple[str, str | None]:
+    """``(partition key value, original key or None)`` for a namespaced storage key."""
+    if len(storage_key) * 4 <= MAX_KEY_BYTES or len(storage_key.encode()) <= MAX_KEY_BYTES:
+        return storage_key, None
+    return HASH_PREFIX + hashlib.sha256(storage_key.encode()).hexdigest(), storage_key
+
+
+def storage_key_of(item: Mapping[str, Mapping[str, Any]], key_name: str) -> str | None:
+    """The namespaced storage key an item belongs to (its original key when hashed)."""
+    original = item.get(ORIGINAL_KEY)
+    if original is not None and "S" in original:
+        return str(original["S"])
+    pk = item.get(key_name)
+    return None if pk is None or "S" not in pk else str(pk["S"])
+
+
+def deadline_of(item: Mapping[str, Mapping[str, Any]]) -> float | None:
+    """When the item dies: ``deadline``, else a ``timeToLive`` set by other tools."""
+    exact = number(item, DEADLINE)
+    return exact if exact is not None else number(item, TTL)
+
+
+def is_live(item: Mapping[str, Mapping[str, Any]], now: float) -> bool:
+    """Whether the item may be returned at ``now`` (expiry is enforced on every read)."""
+    deadline = deadline_of(item)
+    return deadline is None or now < deadline
+
+
+def encode_value(value: Any, codec: Codec) -> dict[str, Any]:
+    """The ``value`` attribute: a native Number for ints, else codec bytes."""
+    if type(value) is int and -MAX_NUMBER < value < MAX_NUMBER:
+        return {"N": str(value)}
+    return {"B": codec.dumps(value)}
+
+
+def decode_value(item: Mapping[str, Mapping[str, Any]], codec: Codec) -> Any:
+    """The cached value of an item; items without ``value`` read as a dict (dual access)."""
+    attr = item.get(VALUE)
+    if attr is None:
+        return from_item(item)
+    if "B" in attr:
+        return codec.loads(bytes(attr["B"]))
+    return from_attr(attr)
+
+
+def expiry_attrs(expiry: Expiry, accessed: float) -> Item:
+    """The expiry attributes of an entry last read at ``accessed`` (absent = never)."""
+    attrs: Item = {}
+    deadline = expiry.deadline(accessed)
+    if deadline is not None:
+        attrs[DEADLINE] = num(deadline)
+        attrs[TTL] = {"N": str(math.ceil(deadline))}
+    if expiry.idle is not None:
+        attrs[IDLE] = num(expiry.idle)
+        if expiry.expires_at is not None:  # without idle time, the deadline is the expiry
+            attrs[EXPIRES] = num(expiry.expires_at)
+    return attrs
+
+
+def build_item(
+    key_name: str, storage_key: str, value: dict[str, Any], expiry: Expiry, now: float
+) -> Item:
+    """A complete, fresh cache item."""
+    pk, original = partition_value(storage_key)
+    stamp = num(now)
+    # lastAccessed and hitCount are left out until there is a read to record: small items
+    # are cheaper (DynamoDB bills by size), and absent means "never read".
+    item: Item = {
+        key_name: {"S": pk},
+        VALUE: value,
+        CREATED: stamp,
+        MODIFIED: stamp,
+        **expiry_attrs(expiry, now),
+    }
+    if original is not None:
+        item[ORIGINAL_KEY] = {"S": original}
+    return item
+
+
+def item_size(item: Mapping[str, Mapping[str, Any]]) -> int:
+    """DynamoDB's size of an item: attribute names plus values (close upper bound)."""
+    size = 0
+    for name, attr in item.items():
+        size += len(name.encode())
+        for kind, raw in attr.items():
+            if kind == "B":
+                size += len(raw)
+            elif kind in ("S", "N"):
+                size += len(str(raw).encode())
+            else:
+                size += len(repr(raw).encode())
+    return size
+
+
+def expiry_of(item: Mapping[str, Mapping[str, Any]]) -> Expiry:
+    """The entry's expiry policy (a bare ``timeToLive`` counts as an absolute expiry)."""
+    idle = number(item, IDLE)
+    if idle is not None:
+        return Expiry(number(item, EXPIRES), idle)
+    return Expiry(deadline_of(item), None)
+
+
+def to_entry(item: Mapping[str, Mapping[str, Any]], value: Any) -> Entry:
+    """An :class:`Entry` with the item's metadata (0 = unknown, for foreign items)."""
+    expiry = expiry_of(item)
+    modified = number(item, MODIFIED) or 0.0
+    return Entry(
+        value=value,
+        created=number(item, CREATED) or modified,
+        modified=modified,
+        accessed=max(number(item, ACCESSED) or 0.0, modified),
+        hits=int(number(item, HITS) or 0),
+        expires_at=expiry.expires_at,
+        idle=expiry.idle,
+    )

@@ -1,0 +1,191 @@
+"""Request budgets, counted on the wire with a botocore ``before-send`` hook."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any
+
+import pytest
+
+from cachehub.testing import FakeClock
+
+
+def test_single_key_operations_cost_one_request(counted: Any) -> None:
+    cache, counter = counted()
+    for operation, expected in [
+        (lambda: cache.put("k", "v"), ["PutItem"]),
+        (lambda: cache.get("k"), ["GetItem"]),
+        (lambda: cache.get("missing"), ["GetItem"]),
+        (lambda: cache.exists("k"), ["GetItem"]),
+        (lambda: cache.add("k", "other"), ["PutItem"]),
+        (lambda: cache.add("fresh", 1), ["PutItem"]),
+        (lambda: cache.incr("fresh", 2), ["UpdateItem"]),
+        (lambda: cache.incr("brand-new"), ["UpdateItem"]),
+        (lambda: cache.delete("k"), ["DeleteItem"]),
+        (lambda: cache.delete("k"), ["DeleteItem"]),
+        (lambda: cache.touch("fresh", time_span=60), ["UpdateItem"]),
+        (lambda: cache.metadata("fresh"), ["GetItem"]),
+    ]:
+        counter.reset()
+        operation()
+        assert counter.calls == expected
+    assert cache.get("fresh") == 3
+
+
+def test_reads_do_not_write_hit_counts(counted: Any) -> None:
+    cache, counter = counted()
+    cache.put("k", "v")
+    counter.reset()
+    for _ in range(5):
+        assert cache.get("k") == "v"
+    assert counter.calls == ["GetItem"] * 5
+    assert cache.metadata("k").hit_count == 5  # pending counts are merged in
+    assert cache.pending_hits() == 1
+
+
+def test_hit_counts_flush_on_close(counted: Any, make: Any) -> None:
+    cache, counter = counted()
+    cache.put("k", "v")
+    cache.get("k")
+    cache.get("k")
+    counter.reset()
+    cache.close()
+    assert counter.calls == ["UpdateItem"]
+    assert make().metadata("k").hit_count == 2
+
+
+def test_hit_counts_flush_after_interval_on_a_later_write(counted: Any, make: Any) -> None:
+    cache, counter = counted(settings={"hitFlushInterval": 0.05})
+    cache.put("k", "v")
+    cache.get("k")
+    time.sleep(0.1)
+    counter.reset()
+    cache.put("other", 1)
+    assert counter.calls == ["PutItem", "UpdateItem"]
+    assert make().metadata("k").hit_count == 1
+    counter.reset()
+    cache.put("other", 2)  # nothing pending, and the interval restarted
+    assert counter.calls == ["PutItem"]
+
+
+def test_hits_of_a_replaced_entry_are_dropped(counted: Any, make: Any) -> None:
+    cache, _ = counted()
+    cache.put("k", "v")
+    cache.get("k")
+    make().put("k", "new")  # another process replaces the entry
+    cache.flush_hits()
+    assert make().metadata("k").hit_count == 0
+
+
+def test_idle_entries_slide_with_one_extra_write(counted: Any) -> None:
+    clock = FakeClock()
+    cache, counter = counted(clock=clock)
+    cache.put("idle", "v", idle_time=10)
+    counter.reset()
+    assert cache.get("idle") == "v"
+    assert counter.calls == ["GetItem", "UpdateItem"]
+
+
+def test_incr_over_expired_entry_resets_with_a_second_write(counted: Any) -> None:
+    clock = FakeClock()
+    cache, counter = counted(clock=clock)
+    cache.put("n", 40, time_span=5)
+    clock.advance(6)
+    counter.reset()
+    assert cache.incr("n", 2) == 2
+    assert counter.calls == ["UpdateItem", "PutItem"]
+    assert cache.metadata("n").time_to_live is None  # a fresh counter never expires
+
+
+@pytest.mark.parametrize("n", [1, 100, 250])
+def test_get_many_batches_of_100(counted: Any, n: int) -> None:
+    cache, counter = counted()
+    cache.put_many({f"k{i}": i for i in range(n)})
+    counter.reset()
+    found = cache.get_many([f"k{i}" for i in range(n)] + ["absent"])
+    assert found == {f"k{i}": i for i in range(n)}
+    assert counter.calls == ["BatchGetItem"] * math.ceil((n + 1) / 100)
+
+
+@pytest.mark.parametrize("n", [1, 25, 60])
+def test_put_many_and_delete_many_batches_of_25(counted: Any, n: int) -> None:
+    cache, counter = counted()
+    counter.reset()
+    cache.put_many({f"k{i}": i for i in range(n)})
+    assert counter.calls == ["BatchWriteItem"] * math.ceil(n / 25)
+    counter.reset()
+    assert cache.delete_many([f"k{i}" for i in range(n)]) == n
+    assert counter.count("BatchWriteItem") == math.ceil(n / 25)
+    assert counter.count("BatchGetItem") == math.ceil(n / 100)  # key-only, for the count
+    assert cache.count() == 0
+
+
+def test_listing_is_a_key_only_prefix_scan(counted: Any) -> None:
+    cache, counter = counted(namespace="ns:")
+    cache.put_many({"user_1": 1, "user_2": 2, "item_1": 3})
+    bodies: list[dict[str, Any]] = []
+    cache.client.meta.events.register(
+        "before-send.dynamodb.Scan", lambda request, **_: bodies.append(json.loads(request.body))
+    )
+    counter.reset()
+    assert sorted(cache.keys("user_*")) == ["user_1", "user_2"]
+    assert counter.calls == ["Scan"]
+    scan = bodies[-1]
+    assert "begins_with(#pk, :p)" in scan["FilterExpression"]
+    assert scan["ExpressionAttributeValues"][":p"] == {"S": "ns:user_"}
+    assert "ProjectionExpression" in scan
+    assert "#v" not in scan["ProjectionExpression"]
+
+    counter.reset()
+    assert cache.count("user_*") == 2
+    assert counter.calls == ["Scan"]
+    assert bodies[-1]["Select"] == "COUNT"
+
+    counter.reset()
+    assert cache.count("user_?") == 2  # not a pure prefix: keys are matched client-side
+    assert "Select" not in bodies[-1]
+
+    counter.reset()
+    assert cache.get_all("user_*") == {"user_1": 1, "user_2": 2}
+    assert counter.calls == ["Scan", "BatchGetItem"]
+
+
+def test_clear_deletes_in_batches_of_25(counted: Any) -> None:
+    cache, counter = counted()
+    cache.put_many({f"k{i}": i for i in range(60)})
+    counter.reset()
+    assert cache.clear() == 60
+    assert counter.calls == ["Scan"] + ["BatchWriteItem"] * 3
+    assert cache.count() == 0
+
+
+def test_parallel_scan_segments(counted: Any) -> None:
+    cache, counter = counted(settings={"scanSegments": 3})
+    cache.put_many({f"k{i}": i for i in range(40)})
+    counter.reset()
+    assert sorted(cache.keys(), key=lambda k: int(k[1:])) == [f"k{i}" for i in range(40)]
+    assert counter.calls == ["Scan"] * 3
+    assert cache.count() == 40
+    assert cache.count("k1*") == 11
+    assert cache.clear("k1*") == 11
+    assert cache.count() == 29
+
+
+def test_one_client_per_cache_shared_by_threads(make: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    cache = make()
+    with ThreadPoolExecutor(8) as pool:
+        clients = set(pool.map(lambda _: id(cache.client), range(32)))
+    assert len(clients) == 1
+    cache.put("k", 1)
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(lambda _: cache.get("k"), range(16))) == [1] * 16
+
+
+def test_construction_is_lazy(make: Any) -> None:
+    cache = make(settings={"host": "http://127.0.0.1:9"})  # nothing listens there
+    assert cache._client is None
+    assert "DynamoDBCache" in repr(cache)

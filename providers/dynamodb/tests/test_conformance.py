@@ -1,0 +1,31 @@
+"""The DynamoDB provider passes the shared conformance suite, against moto in server mode."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pytest
+from cachehub_dynamodb import DynamoDBCache
+
+from cachehub.testing import CacheConformance
+
+from .conftest import CREDENTIALS
+
+
+@pytest.fixture(scope="module")
+def conformance_table(endpoint: str) -> str:
+    """One table for the whole suite; each test gets its own namespace."""
+    DynamoDBCache(tableName="cachehub_conformance", host=endpoint, **CREDENTIALS).connect()
+    return "cachehub_conformance"
+
+
+class TestDynamoDBConformance(CacheConformance):
+    # moto answers one request at a time (~10 ms each, see LocalDynamoDB), so more threads
+    # add wall time but no extra interleavings; 4 threads still race on every write.
+    thread_count: ClassVar[int] = 4
+    incr_rounds: ClassVar[int] = 40
+
+    @pytest.fixture
+    def cache_factory(self, endpoint: str, conformance_table: str) -> Any:
+        settings = {"tableName": conformance_table, "host": endpoint, **CREDENTIALS}
+        return lambda **kw: DynamoDBCache(settings, **kw)

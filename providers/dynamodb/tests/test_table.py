@@ -1,0 +1,130 @@
+"""Table bootstrap: creation with native TTL, Primary Key Discovery, least privilege."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import boto3
+import pytest
+from cachehub_dynamodb import DynamoDBCache
+
+from cachehub.errors import CachePermissionError, ConfigError
+
+from .conftest import CREDENTIALS
+
+
+def _client(endpoint: str) -> Any:
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=CREDENTIALS["accessKeyId"],
+        aws_secret_access_key=CREDENTIALS["secretkey"],
+    )
+
+
+def _create(endpoint: str, table: str, keys: list[tuple[str, str, str]], **extra: Any) -> None:
+    _client(endpoint).create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": n, "KeyType": k} for n, _, k in keys],
+        AttributeDefinitions=[{"AttributeName": n, "AttributeType": t} for n, t, _ in keys],
+        BillingMode="PAY_PER_REQUEST",
+        **extra,
+    )
+
+
+def test_missing_table_is_created_on_demand_with_ttl(
+    make: Any, endpoint: str, table_name: str
+) -> None:
+    cache = make(settings={"primaryKey": "id"})
+    cache.put("k", "v")
+    described = _client(endpoint).describe_table(TableName=table_name)["Table"]
+    assert described["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert described["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    ttl = _client(endpoint).describe_time_to_live(TableName=table_name)["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "timeToLive"}
+
+
+def test_existing_table_key_is_adopted(make: Any, endpoint: str, table_name: str) -> None:
+    _create(endpoint, table_name, [("pk", "S", "HASH")])
+    cache = make()  # primaryKey defaults to cacheKey: the table's own key wins
+    cache.put("user_001", {"n": 1})
+    assert cache.key_name == "pk"
+    assert cache.get("user_001") == {"n": 1}
+    assert cache.command("getItem", {"pk": "user_001"})["pk"] == "user_001"
+    ttl = _client(endpoint).describe_time_to_live(TableName=table_name)["TimeToLiveDescription"]
+    assert ttl["TimeToLiveStatus"] == "ENABLED"  # enabled on the existing table too
+
+
+def test_table_with_sort_key_is_refused(make: Any, endpoint: str, table_name: str) -> None:
+    _create(endpoint, table_name, [("pk", "S", "HASH"), ("sk", "S", "RANGE")])
+    with pytest.raises(ConfigError, match="sort key 'sk'") as info:
+        make().get("k")
+    assert "partition key only" in str(info.value)
+
+
+def test_table_with_numeric_key_is_refused(make: Any, endpoint: str, table_name: str) -> None:
+    _create(endpoint, table_name, [("id", "N", "HASH")])
+    with pytest.raises(ConfigError, match="type N"):
+        make().put("k", 1)
+
+
+def test_missing_table_and_create_denied(injected: Any) -> None:
+    cache, _, inject = injected()
+    inject.fail("CreateTable", "AccessDeniedException")
+    with pytest.raises(CachePermissionError, match="CreateTable") as info:
+        cache.get("k")
+    assert "IAM policy includes dynamodb:CreateTable" in str(info.value)
+
+
+def test_ttl_update_denied_warns_once_and_works(injected: Any, caplog: Any) -> None:
+    cache, counter, inject = injected(settings={"log": "dyn-test"})
+    inject.fail("UpdateTimeToLive", "AccessDeniedException")
+    with caplog.at_level(logging.WARNING, logger="dyn-test"):
+        cache.put("k", "v")
+        assert cache.get("k") == "v"
+        cache.put("k2", "v")
+    warnings = [r for r in caplog.records if "UpdateTimeToLive" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "keeps working" in warnings[0].getMessage()
+    assert counter.count("UpdateTimeToLive") == 1
+
+
+def test_describe_ttl_unsupported_on_existing_table_warns_once(
+    injected: Any, endpoint: str, table_name: str, caplog: Any
+) -> None:
+    _create(endpoint, table_name, [("cacheKey", "S", "HASH")])
+    cache, counter, inject = injected(settings={"log": "dyn-test2"})
+    inject.fail("DescribeTimeToLive", "UnknownOperationException")
+    with caplog.at_level(logging.WARNING, logger="dyn-test2"):
+        cache.put("k", 1)
+        assert cache.incr("k") == 2
+    assert sum("DescribeTimeToLive" in r.getMessage() for r in caplog.records) == 1
+    assert counter.count("UpdateTimeToLive") == 0
+
+
+def test_bootstrap_happens_once_per_table(make: Any, injected: Any) -> None:
+    make().connect()
+    cache, counter, _ = injected()
+    cache.put("k", 1)
+    assert counter.calls == ["PutItem"]  # the table is known to this process already
+
+
+def test_table_deleted_behind_our_back_is_recreated(
+    make: Any, endpoint: str, table_name: str
+) -> None:
+    cache = make()
+    cache.put("k", 1)
+    _client(endpoint).delete_table(TableName=table_name)
+    with pytest.raises(Exception, match="not found"):
+        cache.get("k")
+    cache.put("k", 2)  # bootstraps again: the table is created anew
+    assert cache.get("k") == 2
+
+
+def test_empty_table_name_is_refused(endpoint: str) -> None:
+    with pytest.raises(ConfigError, match="tableName"):
+        DynamoDBCache(tableName="  ", host=endpoint, **CREDENTIALS)
+    with pytest.raises(ConfigError, match="tableName"):
+        DynamoDBCache(host=endpoint, **CREDENTIALS)
