@@ -310,7 +310,7 @@ class DynamoDBCache(BaseCache):
         # Idle entries must slide their deadline for every process: one UpdateItem.
         attrs = expiry_attrs(expiry_of(item), now)
         update = "SET #la = :now, #dl = :dl, #ttl = :ttl ADD #hc :h"
-        cond, values = self._same_version(item)
+        cond, values = self._same_version(item.get(MODIFIED))
         values.update(
             {
                 ":now": num(now),
@@ -331,8 +331,8 @@ class DynamoDBCache(BaseCache):
             )
 
     @staticmethod
-    def _same_version(item: Item) -> tuple[str, dict[str, Any]]:
-        seen = item.get(MODIFIED)
+    def _same_version(seen: Any) -> tuple[str, dict[str, Any]]:
+        """Condition that the item is still the version whose modified stamp was ``seen``."""
         if seen is None:
             return "attribute_exists(#pk) AND attribute_not_exists(#up)", {}
         return "#up = :seen", {":seen": seen}
@@ -368,11 +368,7 @@ class DynamoDBCache(BaseCache):
         kn = self.key_name
         update = "SET #la = :la ADD #hc :h"
         for pk, hits in pending.items():
-            cond, values = (
-                ("#up = :seen", {":seen": hits.seen})
-                if hits.seen is not None
-                else ("attribute_exists(#pk) AND attribute_not_exists(#up)", {})
-            )
+            cond, values = self._same_version(hits.seen)
             values.update({":la": num(hits.accessed), ":h": {"N": str(hits.hits)}})
             try:
                 self._call(
@@ -463,7 +459,7 @@ class DynamoDBCache(BaseCache):
         item, k, pk = self._get_item(key, consistent=True)
         if not item or not is_live(item, now) or decode_value(item, self.codec) != value:
             return False
-        cond, values = self._same_version(item)
+        cond, values = self._same_version(item.get(MODIFIED))
         if VALUE in item:
             cond, values[":raw"] = f"#v = :raw AND {cond}", item[VALUE]
         try:

@@ -1,0 +1,61 @@
+"""Command line: ``python -m benchmarks [--quick] [--only memory,codec] [--out DIR]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from .harness import Config
+from .suite import SECTIONS, run_suite
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def _sections(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(SECTIONS))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown section(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {','.join(SECTIONS)}"
+        )
+    return names
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run the suite, print where the report went."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes, 2 rounds; writes to a temp dir unless --out is given",
+    )
+    parser.add_argument(
+        "--only",
+        type=_sections,
+        default=list(SECTIONS),
+        help=f"comma-separated sections among {','.join(SECTIONS)}",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="directory for benchmarks.md/.png (default: docs/, or a temp dir with --quick)",
+    )
+    args = parser.parse_args(argv)
+    cfg = Config.quick_mode() if args.quick else Config.full()
+    out = args.out
+    if out is None:
+        # Quick numbers are meaningless: never let them overwrite the published page.
+        out = Path(tempfile.mkdtemp(prefix="cachehub-bench-")) if args.quick else DOCS
+    result = run_suite(args.only, cfg, out)
+    print(f"[bench] report: {result.markdown}")
+    if result.chart is not None:
+        print(f"[bench] chart: {result.chart}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

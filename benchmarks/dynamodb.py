@@ -1,0 +1,390 @@
+"""DynamoDB: cachehub DynamoDBCache against raw boto3 calls and cachelib, on one moto server.
+
+Requests are counted exactly with a botocore ``before-send`` hook on each client;
+client CPU is this thread's CPU time divided by those requests (moto runs in threads
+of this process, so process time would include the server's work).
+"""
+
+from __future__ import annotations
+
+import cProfile
+import logging
+import pstats
+from collections.abc import Callable, Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from .harness import Adapter, Case, Config, Measurement, Row, Section, measure
+from .memory import VALUE
+from .peers import missing, optional
+
+__all__ = ["BASELINE", "CACHEHUB", "RequestCounter", "run"]
+
+BASELINE = "boto3 client (raw, same codec)"
+CACHEHUB = "cachehub DynamoDBCache"
+CACHELIB = "cachelib DynamoDbCache"
+REGION = "us-east-1"
+CREDENTIALS = {"accessKeyId": "bench", "secretkey": "bench"}
+"""Dummy credentials: moto accepts any."""
+KEY = "cacheKey"
+CLEAR_FILTER = "clr:*"
+FRAMEWORK_DIRS = ("cachehub", "cachehub_dynamodb")
+"""Directories whose functions count as framework overhead in the profile."""
+
+
+class RequestCounter:
+    """Counts the HTTP requests a botocore client sends (``before-send`` event)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def attach(self, client: Any) -> RequestCounter:
+        """Register on ``client``'s event system; returns self for chaining."""
+        client.meta.events.register("before-send.dynamodb", self._on_send)
+        return self
+
+    def _on_send(self, **_kwargs: Any) -> None:
+        self.count += 1  # returning None lets botocore send the request as usual
+
+    def __call__(self) -> int:
+        return self.count
+
+
+def _chunks(keys: list[str], size: int) -> Iterator[list[str]]:
+    it = iter(keys)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+class RawTable:
+    """What hand-written boto3 code does: one item per key, the value encoded bytes."""
+
+    def __init__(self, client: Any, table: str, codec: Any, *, create: bool = True) -> None:
+        self.client, self.table, self.codec = client, table, codec
+        if not create:
+            return
+        client.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": KEY, "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": KEY, "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        client.get_waiter("table_exists").wait(TableName=table)
+
+    def get(self, key: str) -> Any:
+        """GetItem, decoding the value."""
+        item = self.client.get_item(TableName=self.table, Key={KEY: {"S": key}}).get("Item")
+        return None if item is None else self.codec.loads(item["value"]["B"])
+
+    def put(self, key: str, value: Any) -> None:
+        """PutItem of the encoded value."""
+        item = {KEY: {"S": key}, "value": {"B": self.codec.dumps(value)}}
+        self.client.put_item(TableName=self.table, Item=item)
+
+    def get_many(self, keys: list[str]) -> dict[str, Any]:
+        """BatchGetItem (100 keys per request), retrying unprocessed keys."""
+        found: dict[str, Any] = {}
+        for chunk in _chunks(keys, 100):
+            request: dict[str, Any] = {self.table: {"Keys": [{KEY: {"S": k}} for k in chunk]}}
+            while request:
+                reply = self.client.batch_get_item(RequestItems=request)
+                for item in reply["Responses"].get(self.table, []):
+                    found[item[KEY]["S"]] = self.codec.loads(item["value"]["B"])
+                request = reply.get("UnprocessedKeys") or {}
+        return found
+
+    def _write(self, requests: list[dict[str, Any]]) -> None:
+        for chunk in _chunks(requests, 25):  # type: ignore[arg-type]
+            pending: dict[str, Any] = {self.table: chunk}
+            while pending:
+                reply = self.client.batch_write_item(RequestItems=pending)
+                pending = reply.get("UnprocessedItems") or {}
+
+    def put_many(self, items: dict[str, Any]) -> None:
+        """BatchWriteItem, 25 puts per request."""
+        self._write(
+            [
+                {"PutRequest": {"Item": {KEY: {"S": k}, "value": {"B": self.codec.dumps(v)}}}}
+                for k, v in items.items()
+            ]
+        )
+
+    def count(self) -> int:
+        """Scan with Select=COUNT, following pagination."""
+        total = 0
+        for page in self.client.get_paginator("scan").paginate(
+            TableName=self.table, Select="COUNT"
+        ):
+            total += page["Count"]
+        return total
+
+    def clear(self, prefix: str) -> None:
+        """Scan for keys beginning with ``prefix`` (keys only), then batch-delete them."""
+        pages = self.client.get_paginator("scan").paginate(
+            TableName=self.table,
+            ProjectionExpression="#k",
+            FilterExpression="begins_with(#k, :p)",
+            ExpressionAttributeNames={"#k": KEY},
+            ExpressionAttributeValues={":p": {"S": prefix}},
+        )
+        doomed = [{"DeleteRequest": {"Key": item}} for page in pages for item in page["Items"]]
+        self._write(doomed)
+
+
+def run(cfg: Config) -> Section:
+    """Measure get / put / get_many / put_many / count / clear(filter) on a moto server."""
+    section = Section("dynamodb", "DynamoDB provider", BASELINE, request_label="requests/op")
+    try:
+        from cachehub_dynamodb import DynamoDBCache
+        from cachehub_dynamodb.local import LocalDynamoDB
+    except ImportError:
+        section.skipped = "skipped: provider not installed (cachehub_dynamodb)"
+        return section
+    import boto3
+
+    # The in-process moto server logs every request; the report is the output here.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    with LocalDynamoDB() as local:
+        endpoint = local.endpoint
+        boto = {
+            "endpoint_url": endpoint,
+            "region_name": REGION,
+            "aws_access_key_id": "bench",
+            "aws_secret_access_key": "bench",
+        }
+        cache = DynamoDBCache(
+            tableName="bench_cachehub", host=endpoint, region=REGION, **CREDENTIALS
+        )
+        cache.put("warmup", 0)  # creates the table before anything is counted
+        mine = RequestCounter().attach(cache.client)
+        raw_client: Any = boto3.session.Session(
+            aws_access_key_id="bench", aws_secret_access_key="bench", region_name=REGION
+        ).client("dynamodb", endpoint_url=endpoint)
+        raw = RawTable(raw_client, "bench_raw", cache.codec)
+        theirs = RequestCounter().attach(raw_client)
+        impls: list[tuple[Adapter, Callable[[dict[str, Any]], Any], RequestCounter]] = [
+            (Adapter(BASELINE, raw.get, raw.put, raw.get_many), raw.put_many, theirs),
+            (Adapter(CACHEHUB, cache.get, cache.put, cache.get_many), cache.put_many, mine),
+        ]
+        cachelib = optional("cachelib.dynamodb")
+        cl: Any = None
+        if cachelib is None:
+            section.measurements.append(
+                Measurement("*", CACHELIB, float("nan"), [], skipped=missing("cachelib"))
+            )
+        else:
+            cl = cachelib.DynamoDbCache(table_name="bench_cachelib", key_field=KEY, **boto)
+            impls.append(
+                (
+                    Adapter(CACHELIB, cl.get, cl.set, lambda ks: cl.get_many(*ks)),
+                    lambda items: cl.set_many(items),
+                    RequestCounter().attach(cl._table.meta.client),
+                )
+            )
+        n = cfg.aws_ops
+        hits = [f"hit:{i}" for i in range(cfg.batch)]
+        misses = [f"miss:{i}" for i in range(n)]
+        puts = [f"put:{i}" for i in range(n)]
+        for adapter, put_many, counter in impls:
+            put_many(dict.fromkeys(hits, VALUE))
+            adapter.get(hits[0])  # warm the connection: no per-case warmup, requests are slow
+            cases = _cases(adapter, put_many, counter, hits, misses, puts, cfg)
+            section.measurements += [measure(c, cfg.aws_rounds, warmup=False) for c in cases]
+        _bulk_cases(section, cfg, cache, raw, cl, mine, theirs, boto)
+        _profile(section, cache, hits, puts, cfg, mine)
+        cache.close()
+    _summarize(section, cfg)
+    return section
+
+
+def _cases(
+    adapter: Adapter,
+    put_many: Callable[[dict[str, Any]], Any],
+    counter: RequestCounter,
+    hits: list[str],
+    misses: list[str],
+    puts: list[str],
+    cfg: Config,
+) -> list[Case]:
+    get, put, get_many = adapter.get, adapter.put, adapter.get_many
+    reads = (hits * (len(misses) // len(hits) + 1))[: len(misses)]
+    calls = max(1, len(misses) // 80)  # batches are slow on moto: fewer of them per round
+    batch = dict.fromkeys((f"batch:{i}" for i in range(cfg.batch)), VALUE)
+
+    def get_all() -> None:
+        for key in reads:
+            get(key)
+
+    def miss_all() -> None:
+        for key in misses:
+            get(key)
+
+    def put_all() -> None:
+        for key in puts:
+            put(key, VALUE)
+
+    def get_batches() -> None:
+        for _ in range(calls):
+            get_many(hits)
+
+    def put_batches() -> None:
+        for _ in range(calls):
+            put_many(batch)
+
+    impl, size = adapter.impl, cfg.batch
+    return [
+        Case("get hit", impl, get_all, len(reads), counter=counter),
+        Case("get miss", impl, miss_all, len(misses), counter=counter),
+        Case("put", impl, put_all, len(puts), counter=counter),
+        Case(f"get_many({size})", impl, get_batches, calls, counter=counter),
+        Case(f"put_many({size})", impl, put_batches, calls, counter=counter),
+    ]
+
+
+def _bulk_cases(
+    section: Section,
+    cfg: Config,
+    cache: Any,
+    raw: RawTable,
+    cl: Any,
+    mine: RequestCounter,
+    theirs: RequestCounter,
+    boto: dict[str, str],
+) -> None:
+    total = cfg.clear_keys_dynamodb
+    items = dict.fromkeys((f"clr:{i}" for i in range(total)), VALUE)
+    rounds = min(cfg.aws_rounds, 3)  # every clear round refills ``total`` items
+
+    def fill_cachehub() -> None:
+        cache.put_many(items)
+
+    def fill_raw() -> None:
+        raw.put_many(items)
+
+    cache.put_many(items)
+    raw.put_many(items)
+    count_op = f"count, {total:,}+ items"
+    clear_op = f"clear(filter), {total:,} items"
+    cases = [
+        Case(count_op, BASELINE, raw.count, 1, counter=theirs),
+        Case(count_op, CACHEHUB, cache.count, 1, counter=mine),
+        Case(clear_op, BASELINE, lambda: raw.clear("clr:"), 1, setup=fill_raw, counter=theirs),
+        Case(
+            clear_op,
+            CACHEHUB,
+            lambda: cache.clear(CLEAR_FILTER),
+            1,
+            setup=fill_cachehub,
+            counter=mine,
+        ),
+    ]
+    section.measurements.append(
+        Measurement(count_op, CACHELIB, float("nan"), [], skipped="no count operation")
+    )
+    if cl is not None:
+        # cachelib's clear() empties its whole table: give it a table holding just these.
+        clear_table = type(cl)(table_name="bench_cachelib_clear", key_field=KEY, **boto)
+        client = clear_table._table.meta.client
+        counter = RequestCounter().attach(client)
+        filler = RawTable(raw.client, "bench_cachelib_clear", cache.codec, create=False)
+        cases.append(
+            Case(
+                clear_op,
+                CACHELIB,
+                clear_table.clear,
+                1,
+                setup=lambda: filler.put_many(items),
+                counter=counter,
+            )
+        )
+    for case in cases:
+        section.measurements.append(measure(case, rounds, warmup=False))
+    section.notes.append(
+        f"count runs over a table holding {total:,} items plus the get/put keys. "
+        f"clear(filter) removes the {total:,} 'clr:' items and keeps the rest: raw boto3 is "
+        "a keys-only Scan with begins_with + BatchWriteItem (25 deletes per request); "
+        "cachelib's clear() empties a table holding exactly those items (filled with batch "
+        "writes, as cachelib has no batch put; only the clear is timed)."
+    )
+
+
+def _profile(
+    section: Section,
+    cache: Any,
+    hits: list[str],
+    puts: list[str],
+    cfg: Config,
+    counter: RequestCounter,
+) -> None:
+    """cProfile cachehub doing gets, puts and a get_many; list the framework's hot spots."""
+    before = counter()
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for key in hits[: cfg.aws_ops]:
+        cache.get(key)
+    for key in puts[: cfg.aws_ops]:
+        cache.put(key, VALUE)
+    cache.get_many(hits)
+    profiler.disable()
+    requests = max(1, counter() - before)
+    stats = pstats.Stats(profiler)
+    raw_stats: dict[tuple[str, int, str], tuple[int, int, float, float, Any]]
+    raw_stats = stats.stats  # type: ignore[attr-defined]
+    total = sum(tt for _, _, tt, _, _ in raw_stats.values())
+    ours = [
+        (tt, ct, calls, f"{Path(file).parent.name}/{Path(file).name}:{line} {name}")
+        for (file, line, name), (_, calls, tt, ct, _) in raw_stats.items()
+        if Path(file).parent.name in FRAMEWORK_DIRS
+    ]
+    ours.sort(reverse=True)
+    own = sum(tt for tt, *_ in ours)
+    rows = [
+        [where, str(calls), f"{tt * 1e6 / requests:.1f} µs", f"{ct * 1e6 / requests:.1f} µs"]
+        for tt, ct, calls, where in ours[:12]
+    ]
+    section.extra_tables.append(
+        (
+            f"Framework hot spots (cProfile, {requests} requests: gets, puts, one get_many)",
+            ["function", "calls", "own time/request", "cumulative/request"],
+            rows,
+        )
+    )
+    section.notes.append(
+        f"Profile: cachehub's own functions take {own * 1e6 / requests:.0f} µs of "
+        f"{total * 1e6 / requests:.0f} µs profiled client time per request "
+        f"({100 * own / total if total else 0:.1f}%); the rest is boto3/botocore and the "
+        "HTTP stack (the moto server threads are not profiled)."
+    )
+
+
+def _summarize(section: Section, cfg: Config) -> None:
+    ops = list(dict.fromkeys(m.op for m in section.measurements if m.skipped is None))
+    requests: list[list[str]] = []
+    for op in ops:
+        base, mine = section.find(op, BASELINE), section.find(op, CACHEHUB)
+        if base is not None and mine is not None:
+            section.rows.append(
+                Row(
+                    op,
+                    CACHEHUB,
+                    mine.ns_per_op,
+                    BASELINE,
+                    base.ns_per_op,
+                    None,
+                    mine.requests_per_op,
+                )
+            )
+        row = [op]
+        for impl in (CACHEHUB, BASELINE, CACHELIB):
+            m = section.find(op, impl)
+            row.append("-" if m is None or m.requests_per_op is None else f"{m.requests_per_op:g}")
+        requests.append(row)
+    section.extra_tables.insert(
+        0,
+        (
+            "HTTP requests per operation (exact, botocore before-send)",
+            ["op", CACHEHUB, BASELINE, CACHELIB],
+            requests,
+        ),
+    )

@@ -1,0 +1,294 @@
+"""Timing primitives shared by every section: cases, rounds, medians, results.
+
+A *case* is one implementation doing one operation ``ops`` times per round. Each
+round is timed with ``perf_counter_ns``; the reported figure is the median
+nanoseconds per operation over the rounds, so one noisy round (GC, another process
+on the machine) does not move the result. Ratios are always taken between cases
+measured in the same run, on the same backend instance.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "Case",
+    "Config",
+    "Measurement",
+    "Row",
+    "Section",
+    "Target",
+    "Adapter",
+    "machine_info",
+    "measure",
+    "op_cases",
+    "skipped",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Sizes for one run: ``quick`` shrinks every count so all sections finish fast."""
+
+    quick: bool
+    rounds: int
+    ops: int
+    """Operations per round for cheap (in-process) operations."""
+    remote_ops: int
+    """Operations per round against a server (Redis)."""
+    aws_ops: int
+    """Operations per round against the DynamoDB server (slow: HTTP + moto)."""
+    aws_rounds: int
+    """Rounds for DynamoDB cases (each request costs milliseconds on moto)."""
+    batch: int
+    """Keys per get_many / put_many call."""
+    clear_keys_redis: int
+    clear_keys_dynamodb: int
+    scale_keys: int
+    codec_ops: int
+
+    @classmethod
+    def full(cls) -> Config:
+        """The sizes the published docs/benchmarks.md is generated with."""
+        return cls(
+            quick=False,
+            rounds=7,
+            ops=20_000,
+            remote_ops=2_000,
+            aws_ops=400,
+            aws_rounds=5,
+            batch=100,
+            clear_keys_redis=100_000,
+            clear_keys_dynamodb=10_000,
+            scale_keys=100_000,
+            codec_ops=200,
+        )
+
+    @classmethod
+    def quick_mode(cls) -> Config:
+        """Tiny sizes: checks every section end to end in seconds."""
+        return cls(
+            quick=True,
+            rounds=2,
+            ops=500,
+            remote_ops=50,
+            aws_ops=5,
+            aws_rounds=1,
+            batch=50,
+            clear_keys_redis=500,
+            clear_keys_dynamodb=50,
+            scale_keys=5_000,
+            codec_ops=10,
+        )
+
+
+@dataclass(slots=True)
+class Case:
+    """One implementation performing one operation.
+
+    ``run`` performs exactly ``ops`` operations; ``setup`` (untimed) runs before each
+    round, e.g. to refill what a clear() removed. ``counter`` returns a monotonic
+    request count (HTTP requests, Redis commands) read before and after a round.
+    """
+
+    op: str
+    impl: str
+    run: Callable[[], object]
+    ops: int
+    setup: Callable[[], object] | None = None
+    counter: Callable[[], int] | None = None
+
+
+@dataclass(slots=True)
+class Measurement:
+    """The result of timing a :class:`Case`."""
+
+    op: str
+    impl: str
+    ns_per_op: float
+    rounds_ns: list[float]
+    requests_per_op: float | None = None
+    cpu_us_per_request: float | None = None
+    cpu_us_per_op: float | None = None
+    """Client CPU (this thread) per operation."""
+    round_trips_per_op: float | None = None
+    """Client round trips per operation, counted in a separate untimed pass."""
+    skipped: str | None = None
+    """Why the case was not measured (missing package, server failure...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A goal checked against a measured ratio (cachehub time / baseline time)."""
+
+    label: str
+    max_ratio: float
+
+
+@dataclass(slots=True)
+class Row:
+    """One line of a section's target table: cachehub against the baseline on one op."""
+
+    op: str
+    impl: str
+    ns_per_op: float
+    baseline: str
+    baseline_ns: float
+    target: Target | None
+    requests_per_op: float | None = None
+
+    @property
+    def ratio(self) -> float:
+        """cachehub time / baseline time (lower is better; 1.0 is parity)."""
+        return self.ns_per_op / self.baseline_ns if self.baseline_ns else float("inf")
+
+    @property
+    def met(self) -> bool | None:
+        """Whether the target is met, or None when the row has no target."""
+        return None if self.target is None else self.ratio <= self.target.max_ratio
+
+
+@dataclass(slots=True)
+class Section:
+    """Everything one section measured, ready for the report."""
+
+    key: str
+    title: str
+    baseline: str
+    measurements: list[Measurement] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    extra_tables: list[tuple[str, list[str], list[list[str]]]] = field(default_factory=list)
+    """Additional ``(caption, header, rows)`` tables (profiles, memory peaks...)."""
+    skipped: str | None = None
+    request_label: str = "requests/op"
+    """What the section's request counter counts (HTTP requests, Redis commands)."""
+
+    def find(self, op: str, impl: str) -> Measurement | None:
+        """The measurement of ``impl`` doing ``op``, if it was taken."""
+        for m in self.measurements:
+            if m.op == op and m.impl == impl and m.skipped is None:
+                return m
+        return None
+
+
+def measure(case: Case, rounds: int, *, warmup: bool = True) -> Measurement:
+    """Time ``case`` over ``rounds`` rounds; median ns/op, requests/op, client CPU/request.
+
+    Client CPU is ``time.thread_time``: the moto and Redis servers may run inside this
+    process (moto does, in threads), and ``process_time`` would bill their work to the
+    client.
+    """
+    if warmup:
+        if case.setup is not None:
+            case.setup()
+        case.run()  # first-call costs: connections, imports, lazy table creation
+    samples: list[float] = []
+    requests: list[int] = []
+    cpu: list[float] = []
+    gc_was_enabled = gc.isenabled()
+    for _ in range(rounds):
+        if case.setup is not None:
+            case.setup()
+        gc.collect()
+        gc.disable()  # a collection landing in one impl's round would skew its ratio
+        try:
+            before = case.counter() if case.counter is not None else 0
+            cpu0 = time.thread_time()
+            t0 = time.perf_counter_ns()
+            case.run()
+            elapsed = time.perf_counter_ns() - t0
+            cpu_s = time.thread_time() - cpu0
+            after = case.counter() if case.counter is not None else 0
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        samples.append(elapsed / case.ops)
+        requests.append(after - before)
+        cpu.append(cpu_s)
+    result = Measurement(case.op, case.impl, statistics.median(samples), samples)
+    result.cpu_us_per_op = statistics.median(cpu) * 1e6 / case.ops
+    if case.counter is not None:
+        per_round = statistics.median(requests)
+        result.requests_per_op = per_round / case.ops
+        if per_round:
+            result.cpu_us_per_request = statistics.median(cpu) * 1e6 / per_round
+    return result
+
+
+def skipped(op: str, impl: str, reason: str) -> Measurement:
+    """A placeholder measurement for a case that could not run, saying why."""
+    return Measurement(op, impl, float("nan"), [], skipped=reason)
+
+
+def machine_info() -> dict[str, str]:
+    """Platform, CPU count and Python version, printed at the top of every report."""
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpus": str(os.cpu_count()),
+        "python": f"{platform.python_implementation()} {sys.version.split()[0]}",
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Adapter:
+    """One cache library seen through the four operations every section compares.
+
+    Each callable is the library's own bound method where possible, so the timing loop
+    adds the same (tiny) overhead to every implementation.
+    """
+
+    impl: str
+    get: Callable[[str], Any]
+    put: Callable[[str, Any], Any]
+    get_many: Callable[[list[str]], Any]
+
+
+def op_cases(
+    adapter: Adapter,
+    *,
+    hits: Sequence[str],
+    misses: Sequence[str],
+    puts: Sequence[str],
+    batches: Sequence[list[str]],
+    value: Any,
+    counter: Callable[[], int] | None = None,
+) -> list[Case]:
+    """The get hit / get miss / put / get_many cases of ``adapter``.
+
+    ``hits`` must already be stored; ``batches`` are key lists for get_many, all hits.
+    """
+    get, put, get_many = adapter.get, adapter.put, adapter.get_many
+
+    def get_hits() -> None:
+        for key in hits:
+            get(key)
+
+    def get_misses() -> None:
+        for key in misses:
+            get(key)
+
+    def put_all() -> None:
+        for key in puts:
+            put(key, value)
+
+    def get_batches() -> None:
+        for batch in batches:
+            get_many(batch)
+
+    size = len(batches[0]) if batches else 0
+    return [
+        Case("get hit", adapter.impl, get_hits, len(hits), counter=counter),
+        Case("get miss", adapter.impl, get_misses, len(misses), counter=counter),
+        Case("put", adapter.impl, put_all, len(puts), counter=counter),
+        Case(f"get_many({size})", adapter.impl, get_batches, len(batches), counter=counter),
+    ]

@@ -1,0 +1,280 @@
+"""Redis: cachehub RedisCache against raw redis-py and peer libraries, on one real server.
+
+The suite starts its own ``redis-server`` (``cachehub_redis.server.RedisServer``) so
+that nothing else talks to it: ``INFO commandstats`` deltas are then exactly the
+commands each operation sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from itertools import islice
+from typing import Any
+
+from .harness import Adapter, Case, Config, Measurement, Row, Section, measure, op_cases
+from .memory import VALUE
+from .peers import configure_django, missing, optional
+
+__all__ = ["BASELINE", "CACHEHUB", "command_counter", "count_round_trips", "run"]
+
+BASELINE = "redis-py (raw, same codec)"
+CACHEHUB = "cachehub RedisCache"
+CLEAR_FILTER = "clr:*"
+_FILL_CHUNK = 1000
+
+
+def command_counter(client: Any) -> Callable[[], int]:
+    """Total commands the server executed, excluding the INFO calls made to read it."""
+
+    def count() -> int:
+        stats: dict[str, dict[str, int]] = client.info("commandstats")
+        calls = sum(int(s["calls"]) for s in stats.values())
+        return calls - int(stats.get("cmdstat_info", {}).get("calls", 0))
+
+    return count
+
+
+@contextmanager
+def count_round_trips() -> Iterator[Callable[[], int]]:
+    """Count client round trips: every ``send_packed_command`` of any redis-py connection.
+
+    redis-py sends a single command, or a whole pipeline, with one such call. Server-side
+    ``commandstats`` cannot tell these apart, and it also counts the commands a Lua script
+    runs. The wrapper costs time, so it is only installed for a separate, untimed pass.
+    """
+    from redis.connection import AbstractConnection
+
+    original: Callable[..., None] = AbstractConnection.send_packed_command
+    sent = 0
+
+    def send(self: Any, command: Any, check_health: bool = True) -> None:
+        nonlocal sent
+        sent += 1
+        original(self, command, check_health)
+
+    AbstractConnection.send_packed_command = send  # type: ignore[method-assign]
+    try:
+        yield lambda: sent
+    finally:
+        AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
+
+
+def measure_with_trips(case: Case, rounds: int, *, warmup: bool = True) -> Measurement:
+    """:func:`measure`, then one untimed pass counting the round trips per operation."""
+    result = measure(case, rounds, warmup=warmup)
+    if case.setup is not None:
+        case.setup()
+    with count_round_trips() as trips:
+        case.run()
+        result.round_trips_per_op = trips() / case.ops
+    if result.round_trips_per_op and result.cpu_us_per_op is not None:
+        # A "request" to Redis is a round trip; commandstats also counts script internals.
+        result.cpu_us_per_request = result.cpu_us_per_op / result.round_trips_per_op
+    return result
+
+
+def _chunks(keys: list[str], size: int) -> Iterator[list[str]]:
+    it = iter(keys)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def _raw(client: Any, codec: Any) -> Adapter:
+    dumps, loads = codec.dumps, codec.loads
+    get, mget, set_ = client.get, client.mget, client.set
+
+    def get_one(key: str) -> Any:
+        data = get("raw:" + key)
+        return None if data is None else loads(data)
+
+    def put(key: str, value: Any) -> None:
+        set_("raw:" + key, dumps(value))
+
+    def get_many(keys: list[str]) -> dict[str, Any]:
+        values = mget(["raw:" + k for k in keys])
+        return {k: loads(v) for k, v in zip(keys, values, strict=True) if v is not None}
+
+    return Adapter(BASELINE, get_one, put, get_many)
+
+
+def _cachelib(port: int, prefix: str) -> Any:
+    mod = optional("cachelib")
+    return None if mod is None else mod.RedisCache(host="127.0.0.1", port=port, key_prefix=prefix)
+
+
+def _peers(url: str, port: int) -> list[Adapter | tuple[str, str]]:
+    peers: list[Adapter | tuple[str, str]] = []
+    cl = _cachelib(port, "cl:")
+    if cl is None:
+        peers.append(("cachelib RedisCache", missing("cachelib")))
+    else:
+        peers.append(Adapter("cachelib RedisCache", cl.get, cl.set, lambda ks: cl.get_many(*ks)))
+    django_redis = optional("django.core.cache.backends.redis") if configure_django() else None
+    if django_redis is not None:
+        dj = django_redis.RedisCache(url, {"KEY_PREFIX": "dj", "TIMEOUT": 300})
+        peers.append(Adapter("Django RedisCache", dj.get, dj.set, dj.get_many))
+    else:
+        peers.append(("Django RedisCache", missing("django")))
+    dogpile = optional("dogpile.cache")
+    if dogpile is None:
+        peers.append(("dogpile.cache redis", missing("dogpile.cache")))
+    else:
+        region = dogpile.make_region(key_mangler=lambda k: "dp:" + k).configure(
+            "dogpile.cache.redis", expiration_time=300, arguments={"url": url}
+        )
+        peers.append(Adapter("dogpile.cache redis", region.get, region.set, region.get_multi))
+    return peers
+
+
+def run(cfg: Config) -> Section:
+    """Measure the four operations and clear(filter) against a suite-owned redis-server."""
+    section = Section("redis", "Redis provider", BASELINE, request_label="commands/op (server)")
+    try:
+        from cachehub_redis import RedisCache
+        from cachehub_redis.server import RedisServer
+    except ImportError:
+        section.skipped = "skipped: provider not installed (cachehub_redis)"
+        return section
+    import redis as redis_py
+
+    with RedisServer() as server:
+        url, port = server.url, server.port
+        info = redis_py.Redis.from_url(url)
+        counter = command_counter(info)
+        cache = RedisCache(url=url, namespace="ch:")
+        raw = redis_py.Redis.from_url(url)
+        adapters: list[Adapter] = [
+            _raw(raw, cache.codec),
+            Adapter(CACHEHUB, cache.get, cache.put, cache.get_many),
+        ]
+        for peer in _peers(url, port):
+            if isinstance(peer, Adapter):
+                adapters.append(peer)
+            else:
+                section.measurements.append(
+                    Measurement("*", peer[0], float("nan"), [], skipped=peer[1])
+                )
+        n = cfg.remote_ops
+        hits = [f"hit:{i}" for i in range(n)]
+        misses = [f"miss:{i}" for i in range(n)]
+        puts = [f"put:{i}" for i in range(n)]
+        batches = list(_chunks(hits, cfg.batch))[: max(1, n // cfg.batch)]
+        for adapter in adapters:
+            for key in hits:
+                adapter.put(key, VALUE)
+            for case in op_cases(
+                adapter,
+                hits=hits,
+                misses=misses,
+                puts=puts,
+                batches=batches,
+                value=VALUE,
+                counter=counter,
+            ):
+                section.measurements.append(measure_with_trips(case, cfg.rounds))
+        _clear_cases(section, cfg, cache, raw, port, counter)
+        try:
+            cache.close()
+        finally:
+            info.close()
+            raw.close()
+    _targets(section)
+    return section
+
+
+def _clear_cases(
+    section: Section, cfg: Config, cache: Any, raw: Any, port: int, counter: Callable[[], int]
+) -> None:
+    total = cfg.clear_keys_redis
+    op = f"clear(filter), {total:,} keys"
+    keys = [f"clr:{i}" for i in range(total)]
+    blob = cache.codec.dumps(VALUE)
+    rounds = min(cfg.rounds, 3)  # each round refills ``total`` keys: keep the run short
+
+    def fill_cachehub() -> None:
+        for chunk in _chunks(keys, _FILL_CHUNK):
+            cache.put_many(dict.fromkeys(chunk, VALUE))
+
+    def fill_raw(prefix: str) -> Callable[[], None]:
+        def fill() -> None:
+            for chunk in _chunks(keys, _FILL_CHUNK):
+                raw.mset({prefix + k: blob for k in chunk})
+
+        return fill
+
+    def clear_raw() -> None:
+        # SCAN + UNLINK in batches: what a careful hand-written clear does.
+        batch: list[bytes] = []
+        for key in raw.scan_iter(match="raw:" + CLEAR_FILTER, count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                raw.unlink(*batch)
+                batch = []
+        if batch:
+            raw.unlink(*batch)
+
+    cases = [
+        Case(op, BASELINE, clear_raw, 1, setup=fill_raw("raw:"), counter=counter),
+        Case(
+            op, CACHEHUB, lambda: cache.clear(CLEAR_FILTER), 1, setup=fill_cachehub, counter=counter
+        ),
+    ]
+    # cachelib can only clear its whole key_prefix: give it a prefix holding just these keys.
+    cl = _cachelib(port, "clc:")
+    if cl is None:
+        section.measurements.append(
+            Measurement(op, "cachelib RedisCache", float("nan"), [], skipped=missing("cachelib"))
+        )
+    else:
+        cases.append(
+            Case(op, "cachelib RedisCache", cl.clear, 1, setup=fill_raw("clc:"), counter=counter)
+        )
+    for impl in ("Django RedisCache", "dogpile.cache redis"):
+        section.measurements.append(
+            Measurement(
+                op,
+                impl,
+                float("nan"),
+                [],
+                skipped="no filtered clear (clear() flushes the db)"
+                if impl.startswith("Django")
+                else "no clear operation",
+            )
+        )
+    for case in cases:
+        section.measurements.append(measure_with_trips(case, rounds, warmup=False))
+    section.notes.append(
+        f"clear(filter) removes {total:,} matching keys while other keys stay; raw redis-py "
+        "is SCAN MATCH + UNLINK in batches of 1000; cachelib's clear() (KEYS prefix* + DEL) "
+        "removes its whole key_prefix, which here holds exactly those keys."
+    )
+
+
+def _targets(section: Section) -> None:
+    ops = list(dict.fromkeys(m.op for m in section.measurements if m.skipped is None))
+    for op in ops:
+        base, mine = section.find(op, BASELINE), section.find(op, CACHEHUB)
+        if base is None or mine is None:
+            continue
+        section.rows.append(
+            Row(op, CACHEHUB, mine.ns_per_op, BASELINE, base.ns_per_op, None, mine.requests_per_op)
+        )
+        peers = [
+            m
+            for m in section.measurements
+            if m.op == op and m.skipped is None and m.impl not in (BASELINE, CACHEHUB)
+        ]
+        if peers:
+            best = min(peers, key=lambda m: m.ns_per_op)
+            section.rows.append(
+                Row(
+                    op,
+                    CACHEHUB,
+                    mine.ns_per_op,
+                    f"fastest peer: {best.impl}",
+                    best.ns_per_op,
+                    None,
+                    mine.requests_per_op,
+                )
+            )

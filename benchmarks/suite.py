@@ -1,0 +1,59 @@
+"""Run the selected sections and write the report: the entry point behind ``__main__``."""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+from .harness import Config, Section, machine_info
+from .report import render, write_chart, write_markdown
+
+__all__ = ["SECTIONS", "SuiteResult", "run_suite"]
+
+SECTIONS: tuple[str, ...] = ("memory", "codec", "redis", "dynamodb", "scale")
+"""Every section, in report order; each is a module of this package with ``run(cfg)``."""
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteResult:
+    """What a run produced: the sections, and the files written."""
+
+    sections: list[Section]
+    markdown: Path
+    chart: Path | None
+
+
+def run_suite(
+    only: Sequence[str],
+    cfg: Config,
+    out_dir: Path,
+    *,
+    progress: Callable[[str], object] = print,
+) -> SuiteResult:
+    """Run the sections named in ``only`` (in report order) and write ``benchmarks.md``."""
+    sections: list[Section] = []
+    for name in SECTIONS:
+        if name not in only:
+            continue
+        progress(f"[bench] {name} ...")
+        module = importlib.import_module(f"{__package__}.{name}")
+        runner = cast(Callable[[Config], Section], module.run)
+        started = time.perf_counter()
+        section = runner(cfg)
+        took = time.perf_counter() - started
+        done = section.skipped or f"{len(section.measurements)} cases in {took:.1f} s"
+        progress(f"[bench] {name}: {done}")
+        sections.append(section)
+    mode = "quick" if cfg.quick else f"full ({cfg.rounds} rounds, median)"
+    png = out_dir / "benchmarks.png"
+    chart = png if write_chart(png, sections) else None
+    markdown = out_dir / "benchmarks.md"
+    chart_name = None if chart is None else chart.name
+    write_markdown(markdown, render(sections, machine_info(), mode, chart=chart_name))
+    if chart is None:
+        progress("[bench] matplotlib not installed: no chart written")
+    return SuiteResult(sections, markdown, chart)
