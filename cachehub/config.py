@@ -160,12 +160,19 @@ def redact(value: Any, options: Iterable[Option] = ()) -> Any:
 _SECRET_WORDS = ("secret", "password", "passwd", "token", "signingkey", "credential")
 
 
+def _looks_secret(name: str) -> bool:
+    """Secret-sounding names, misspellings included (``passwrd``, ``secretky``)."""
+    lowered = name.lower().replace("_", "").replace("-", "")
+    if any(w in lowered for w in _SECRET_WORDS):
+        return True
+    return bool(difflib.get_close_matches(lowered, (*_SECRET_WORDS, "secretkey"), 1, 0.8))
+
+
 def _redact(value: Any, secret_names: set[str]) -> Any:
     if isinstance(value, Mapping):
         out: dict[Any, Any] = {}
         for k, v in value.items():
-            lowered = str(k).lower().replace("_", "")
-            if (k in secret_names or any(w in lowered for w in _SECRET_WORDS)) and v:
+            if (k in secret_names or _looks_secret(str(k))) and v:
                 out[k] = SECRET_MASK
             else:
                 out[k] = _redact(v, secret_names)

@@ -366,3 +366,41 @@ def default_entry(entries: Mapping[str, CacheEntry]) -> str | None:
     if len(entries) == 1:
         return next(iter(entries))
     return None
+
+
+def check_namespaces(entries: Mapping[str, CacheEntry]) -> None:
+    """Refuse two caches on one backend whose namespaces nest (``app:`` and ``app:x:``).
+
+    A namespace is a plain key prefix, so ``clear()`` on ``app:`` would also remove
+    every entry of ``app:x:``. Caches are "on one backend" when their class and every
+    setting but ``namespace`` are equal. A cache without a namespace beside namespaced
+    ones is common (a default cache plus a sessions cache) and only logs a warning.
+    """
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for entry in entries.values():
+        settings = {k: v for k, v in entry.custom.items() if k != "namespace"}
+        backend = repr((entry.class_name.lower(), sorted(settings.items(), key=str)))
+        groups.setdefault(backend, []).append((entry.name, str(entry.custom.get("namespace", ""))))
+    for members in groups.values():
+        for outer, outer_ns in members:
+            for inner, inner_ns in members:
+                if outer == inner or outer_ns == inner_ns or not inner_ns.startswith(outer_ns):
+                    continue
+                if not outer_ns:
+                    _log.warning(
+                        "cache '%s' has no namespace and shares its backend with cache '%s' "
+                        "(namespace %r): clear() on '%s' also removes the entries of '%s'.",
+                        outer,
+                        inner,
+                        inner_ns,
+                        outer,
+                        inner,
+                    )
+                    continue
+                raise ConfigError(
+                    f"cache '{inner}' (namespace {inner_ns!r}) lies inside cache '{outer}' "
+                    f"(namespace {outer_ns!r}) on the same backend: clear() on '{outer}' "
+                    f"would remove the entries of '{inner}'.",
+                    hint="use namespaces that are not prefixes of each other, "
+                    "e.g. 'app:main:' and 'app:x:'.",
+                )

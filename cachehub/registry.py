@@ -17,7 +17,7 @@ from typing import Final
 from .api import BaseCache
 from .config import redact, suggest
 from .errors import CacheError, ConfigError, UnknownCacheError
-from .loader import CacheEntry, ConfigSource, default_entry, load_config
+from .loader import CacheEntry, ConfigSource, check_namespaces, default_entry, load_config
 from .plugins import add_change_listener, check_requirement, operation_observer, resolve_provider
 
 __all__ = [
@@ -54,6 +54,7 @@ class Caches:
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self._entries = load_config(config, server_config=server_config, environ=environ)
+        check_namespaces(self._entries)
         self._default = default_entry(self._entries)
         self._folded = {name.lower(): name for name in self._entries}
         self._clock = clock

@@ -446,3 +446,37 @@ def test_get_caches_unconfigured_explains_how() -> None:
     assert "configure(" in message
     assert "CACHEHUB_CONFIG" in message
     assert "cachehub.json" in message
+
+
+# ---------------------------------------------------------------------- namespaces
+
+
+def test_nested_namespaces_on_one_backend_are_refused() -> None:
+    config = {
+        "app": {"class": "redis", "custom": {"url": "redis://h:1/0", "namespace": "app:"}},
+        "sub": {"class": "redis", "custom": {"url": "redis://h:1/0", "namespace": "app:x:"}},
+    }
+    with pytest.raises(ConfigError, match=r"cache 'sub' \(namespace 'app:x:'\) lies inside"):
+        Caches(config)
+
+
+def test_nested_namespaces_on_different_backends_are_fine() -> None:
+    caches = Caches(
+        {
+            "app": {"class": "redis", "custom": {"url": "redis://h:1/0", "namespace": "app:"}},
+            "sub": {"class": "redis", "custom": {"url": "redis://h:1/1", "namespace": "app:x:"}},
+            "sib": {"class": "redis", "custom": {"url": "redis://h:1/0", "namespace": "app2:"}},
+        }
+    )
+    assert caches.names() == ["app", "sub", "sib"]
+
+
+def test_unnamespaced_cache_beside_namespaced_one_warns(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="cachehub.config"):
+        Caches(
+            {
+                "main": {"class": "memory", "custom": {"store": "s"}},
+                "sessions": {"class": "memory", "custom": {"store": "s", "namespace": "s:"}},
+            }
+        )
+    assert "clear() on 'main' also removes the entries of 'sessions'" in caplog.text

@@ -70,7 +70,7 @@ def make_client(region: str, settings: Mapping[str, Any]) -> Any:
     config = Config(
         connect_timeout=seconds,
         read_timeout=seconds,
-        retries={"mode": settings["retryMode"], "max_attempts": settings["maxAttempts"]},
+        retries={"mode": settings["retryMode"], "total_max_attempts": settings["maxAttempts"]},
         max_pool_connections=settings["maxConnections"],
         user_agent_extra="cachehub",
     )
