@@ -63,5 +63,7 @@ def tour(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Benchmarks against raw clients and peer libraries; writes docs/benchmarks.md."""
-    session.install(*EDITABLE, "moto[server]>=5", "cachelib", "dogpile.cache", "django", "matplotlib")
+    session.install(
+        *EDITABLE, "moto[server]>=5", "cachelib", "dogpile.cache", "django", "matplotlib"
+    )
     session.run("python", "-m", "benchmarks", *session.posargs)

@@ -238,6 +238,7 @@ BASE_OPTIONS: Final[tuple[Option, ...]] = (
 )
 
 _STRIPES: Final = 64
+_STR_ONLY: Final = {str}
 _CHUNK: Final = 500
 
 
@@ -382,6 +383,25 @@ class BaseCache:
                 ) from None
         return self.namespace + key if self.namespace else key
 
+    def _plain_sks(self, keys: list[Any]) -> list[str] | None:
+        """Storage keys of a batch of plain keys, deduplicated in order, or None.
+
+        The common batch (non-empty ASCII ``str`` keys within the length limit) is
+        checked by a few C-level passes over the list instead of one :meth:`_sk` call
+        per key; for any other batch this returns None and the caller uses :meth:`_sk`.
+        """
+        if (
+            keys
+            and set(map(type, keys)) == _STR_ONLY
+            and all(keys)
+            and max(map(len, keys)) <= MAX_KEY_LENGTH
+            and "".join(keys).isascii()
+        ):
+            unique = list(dict.fromkeys(keys))
+            ns = self.namespace
+            return [ns + key for key in unique] if ns else unique
+        return None
+
     def _user_key(self, storage_key: str) -> str:
         return storage_key[len(self.namespace) :] if self.namespace else storage_key
 
@@ -434,7 +454,12 @@ class BaseCache:
 
     def get(self, key: str, default: Any = None, *, throw_when_not_exist: bool = False) -> Any:
         """The live value for ``key``; ``default`` (or :class:`CacheKeyError`) if absent."""
-        sk = self._sk(key)
+        # Hot path: a plain ASCII str needs no further checks than these (see _sk).
+        if type(key) is str and 0 < len(key) <= MAX_KEY_LENGTH and key.isascii():
+            ns = self.namespace
+            sk = ns + key if ns else key
+        else:
+            sk = self._sk(key)
         try:
             if self._observer is None:
                 value = self._get(sk, self._clock())
@@ -454,8 +479,14 @@ class BaseCache:
 
     def exists(self, key: str) -> bool:
         """Whether a live entry exists for ``key`` (does not count as a hit)."""
-        sk = self._sk(key)
+        if type(key) is str and 0 < len(key) <= MAX_KEY_LENGTH and key.isascii():
+            ns = self.namespace
+            sk = ns + key if ns else key
+        else:
+            sk = self._sk(key)
         try:
+            if self._observer is None:
+                return self._exists(sk, self._clock())
             return self._run("exists", key, self._exists, sk, self._clock())
         except CacheUnavailableError as exc:
             self._failed_open("exists", exc)
@@ -470,12 +501,23 @@ class BaseCache:
         until: datetime | None = None,
     ) -> None:
         """Store ``value`` under ``key``, replacing any entry (Lucee's ``cachePut``)."""
-        self._writable("put")
-        sk = self._sk(key)
+        if self.read_only:
+            self._writable("put")
+        if type(key) is str and 0 < len(key) <= MAX_KEY_LENGTH and key.isascii():
+            ns = self.namespace
+            sk = ns + key if ns else key
+        else:
+            sk = self._sk(key)
         now = self._clock()
-        expiry = make_expiry(time_span, idle_time, until, now)
+        if time_span is None and idle_time is None and until is None:
+            expiry = NO_EXPIRY
+        else:
+            expiry = make_expiry(time_span, idle_time, until, now)
         try:
-            self._run("put", key, self._set, sk, value, expiry, now)
+            if self._observer is None:
+                self._set(sk, value, expiry, now)
+            else:
+                self._run("put", key, self._set, sk, value, expiry, now)
         except CacheUnavailableError as exc:
             self._failed_open("put", exc)
 
@@ -553,13 +595,26 @@ class BaseCache:
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Values of the live entries among ``keys``, fetched in provider batches."""
-        storage = {self._sk(k): k for k in keys}
+        keys = list(keys)
+        batch = self._plain_sks(keys)
+        storage: dict[str, str] | None = None
+        if batch is None:
+            storage = {self._sk(k): k for k in keys}
+            batch = list(storage)
         try:
-            found = self._run("get_many", None, self._get_many, list(storage), self._clock())
+            if self._observer is None:
+                found = self._get_many(batch, self._clock())
+            else:
+                found = self._run("get_many", None, self._get_many, batch, self._clock())
         except CacheUnavailableError as exc:
             self._failed_open("get_many", exc)
             return {}
-        return {storage[sk]: value for sk, value in found.items()}
+        if storage is not None:
+            return {storage[sk]: value for sk, value in found.items()}
+        strip = len(self.namespace)
+        if not strip:
+            return found
+        return {sk[strip:]: value for sk, value in found.items()}
 
     def put_many(
         self,
@@ -569,19 +624,37 @@ class BaseCache:
         until: datetime | None = None,
     ) -> None:
         """Store every ``key: value`` of ``items`` with one expiry, in provider batches."""
-        self._writable("put_many")
+        if self.read_only:
+            self._writable("put_many")
         now = self._clock()
-        expiry = make_expiry(time_span, idle_time, until, now)
-        batch = {self._sk(k): v for k, v in items.items()}
-        if batch:
+        if time_span is None and idle_time is None and until is None:
+            expiry = NO_EXPIRY
+        else:
+            expiry = make_expiry(time_span, idle_time, until, now)
+        sks = self._plain_sks(list(items))
+        if sks is not None and len(sks) == len(items):  # a mapping's keys are unique
+            batch = dict(zip(sks, items.values(), strict=True))
+        else:
+            batch = {self._sk(k): v for k, v in items.items()}
+        if not batch:
+            return
+        if self._observer is None:
+            self._set_many(batch, expiry, now)
+        else:
             self._run("put_many", None, self._set_many, batch, expiry, now)
 
     def delete_many(self, keys: Iterable[str]) -> int:
         """Remove ``keys``; returns how many live entries were removed."""
-        self._writable("delete_many")
-        batch = list(dict.fromkeys(self._sk(k) for k in keys))
+        if self.read_only:
+            self._writable("delete_many")
+        keys = list(keys)
+        batch = self._plain_sks(keys)
+        if batch is None:
+            batch = list(dict.fromkeys(self._sk(k) for k in keys))
         if not batch:
             return 0
+        if self._observer is None:
+            return self._delete_many(batch, self._clock())
         return self._run("delete_many", None, self._delete_many, batch, self._clock())
 
     def keys(self, filter: str | None = None) -> Iterator[str]:

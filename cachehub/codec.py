@@ -66,6 +66,7 @@ MIN_SIGNING_KEY_LENGTH: Final = 16
 
 _TAG_SIZE: Final = 32  # HMAC-SHA256 digest
 _ZLIB_LEVEL: Final = 1  # cache values are read far more often than written; favour speed
+_MIN_SAVING_SHIFT: Final = 3  # compress only when it saves at least 1/8 (see _worth_it)
 _TOP_BUFFER: Final = 256 * 1024  # msgpack's default: grows as needed
 _NESTED_BUFFER: Final = 512  # initial buffer of the packers used inside extension types
 _TZ_CACHE_SIZE: Final = 256
@@ -164,7 +165,7 @@ class SafeCodec:
         body = _encode(value)
         if 0 < self.compress_threshold < len(body) <= self.max_decompressed_size:
             packed = zlib.compress(body, _ZLIB_LEVEL)
-            if len(packed) < len(body):  # incompressible data is kept as it is
+            if _worth_it(packed, body):
                 return _SAFE_ZLIB + packed
         return _SAFE + body
 
@@ -175,6 +176,8 @@ class SafeCodec:
             CorruptEntryError: the bytes are not a safe payload (wrong or missing format
                 byte, truncated, garbage, a pickle, too large when inflated).
         """
+        if type(data) is bytes and data[:1] == _SAFE:  # the common case, checked cheaply
+            return _decode(memoryview(data)[1:])
         view = _view(data, "safe")
         marker = view[0]
         if marker == FORMAT_SAFE:
@@ -257,7 +260,7 @@ class PickleCodec:
         marker = _PICKLE
         if 0 < self.compress_threshold < len(body) <= self.max_decompressed_size:
             packed = zlib.compress(body, _ZLIB_LEVEL)
-            if len(packed) < len(body):
+            if _worth_it(packed, body):
                 marker, body = _PICKLE_ZLIB, packed
         return marker + self._sign(marker, body) + body
 
@@ -308,6 +311,15 @@ _PICKLE: Final = bytes([FORMAT_PICKLE])
 _PICKLE_ZLIB: Final = bytes([FORMAT_PICKLE_ZLIB])
 
 # --------------------------------------------------------------------------- framing helpers
+
+
+def _worth_it(packed: bytes, body: bytes) -> bool:
+    """Whether storing ``packed`` instead of ``body`` saves at least 1/8 of the bytes.
+
+    Below that, the inflate on every read costs more than the few bytes are worth, and
+    incompressible data (already compressed images, random tokens) stays as it is.
+    """
+    return len(packed) <= len(body) - (len(body) >> _MIN_SAVING_SHIFT)
 
 
 def _view(data: Any, codec: str) -> memoryview:
@@ -593,6 +605,31 @@ _SCANNED: Final = frozenset({list, tuple, set, frozenset, dict, Query})
 _BUFFERS: Final = frozenset({bytearray, memoryview})
 _NATIVE_STAMPS: Final = frozenset({(None, 0), (None, 1), (_UTC, 0)})  # (tzinfo, fold)
 _tz_and_fold: Final = operator.attrgetter("tzinfo", "fold")
+_HAVE_GC: Final = 1 << 14  # Py_TPFLAGS_HAVE_GC
+# Scalars gc does not track (no referents): a level made of these and the builtin
+# containers is walked without filtering. Types that gc tracks (UUID, Query...) are
+# left out, as gc.get_referents would report their type and attributes as contents.
+_LEAVES: Final = frozenset(
+    kind
+    for kind in (
+        type(None),
+        bool,
+        int,
+        float,
+        str,
+        bytes,
+        decimal.Decimal,
+        _dt.datetime,
+        _dt.date,
+        _dt.time,
+        _dt.timedelta,
+    )
+    if not kind.__flags__ & _HAVE_GC
+)
+_WALKABLE: Final = _LEAVES | {list, tuple, set, frozenset, dict}
+_PLAIN_LEAVES: Final = _LEAVES - {_DateTime}
+_PLAIN_WALKABLE: Final = _WALKABLE - {_DateTime}
+
 _MAX_DEPTH: Final = 64  # nested containers; the decoder enforces the same bound
 
 
@@ -600,13 +637,17 @@ def _survey(value: Any) -> tuple[bool, bool]:
     """(holds a bytearray or memoryview, holds a datetime msgpack must not pack natively)."""
     level: Any = (value,)
     hooked = False
-    is_scanned = _SCANNED.__contains__
     for _ in range(_MAX_DEPTH):
-        kinds = list(map(type, level))
-        found = set(kinds)
+        found = set(map(type, level))
+        if found <= _PLAIN_WALKABLE:  # the usual level: no buffer, datetime or other type
+            if found <= _PLAIN_LEAVES:  # the usual last level: only scalars
+                return False, hooked
+            level = gc.get_referents(*level)  # scalars have no referents: no filtering
+            continue
         if not found.isdisjoint(_BUFFERS):
             return True, True
         if not hooked and _DateTime in found:
+            kinds = list(map(type, level))
             stamps = itertools.compress(
                 level, map(operator.is_, kinds, itertools.repeat(_DateTime))
             )
@@ -614,9 +655,16 @@ def _survey(value: Any) -> tuple[bool, bool]:
                 hooked = not _NATIVE_STAMPS.issuperset(map(_tz_and_fold, stamps))
             except Exception:  # an odd tzinfo that cannot be hashed: the hook will judge it
                 hooked = True
-        if found.isdisjoint(_SCANNED):
+        if found <= _WALKABLE:
+            if found <= _LEAVES:  # the usual last level: only scalars
+                return False, hooked
+            # the common case: leaves have no referents, so no filtering pass is needed
+            level = gc.get_referents(*level)
+        elif found.isdisjoint(_SCANNED):
             return False, hooked
-        level = gc.get_referents(*itertools.compress(level, map(is_scanned, kinds)))
+        else:
+            scanned = map(_SCANNED.__contains__, map(type, level))
+            level = gc.get_referents(*itertools.compress(level, scanned))
     raise SerializationError(
         f"the value is nested more than {_MAX_DEPTH} levels deep, or contains itself.",
         hint="store a flatter, acyclic structure.",
@@ -649,7 +697,8 @@ def _swap_buffers(value: Any) -> Any:
 
 def _decode(body: bytes | memoryview) -> Any:
     try:
-        return _unpack(body)
+        # _unpack inlined: this is the hot path of every read
+        return _unpackb(body, ext_hook=_ext_hook, strict_map_key=False, timestamp=3)
     except CorruptEntryError:
         raise
     except Exception as exc:  # any failure means the bytes are not what cachehub wrote
@@ -657,6 +706,7 @@ def _decode(body: bytes | memoryview) -> Any:
 
 
 _nesting = threading.local()
+_unpackb: Final = msgpack.unpackb
 
 
 def _unpack(data: bytes | memoryview) -> Any:

@@ -4,34 +4,87 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import cachetools
 
-from cachehub.api import MISSING, BaseCache, Entry, Expiry
+from cachehub.api import MISSING, NO_EXPIRY, BaseCache, Entry, Expiry
 from cachehub.config import Option
 from cachehub.errors import CacheValueError, ConfigError
 from cachehub.filters import KeyFilter
 
 __all__ = ["MemoryCache"]
 
-_POLICIES: dict[str, type[cachetools.Cache[str, Entry]]] = {
-    "lru": cachetools.LRUCache,
+# An entry is stored as a list, not an Entry: a list literal is several times cheaper to
+# build than a dataclass, and index access is as fast as a slot. The deadline is kept
+# precomputed (inf = never) so the liveness check on every read is one comparison;
+# Entry.deadline() defines it, and reads of idle entries recompute it as they slide.
+_VALUE: Final = 0
+_DEADLINE: Final = 1
+_HITS: Final = 2
+_ACCESSED: Final = 3
+_CREATED: Final = 4
+_MODIFIED: Final = 5
+_EXPIRES_AT: Final = 6
+_IDLE: Final = 7
+_INF: Final = float("inf")
+_Record = list[Any]
+
+_TOOLS_POLICIES: dict[str, type[cachetools.Cache[str, _Record]]] = {
     "lfu": cachetools.LFUCache,
-    "fifo": cachetools.FIFOCache,
     "rr": cachetools.RRCache,
 }
 
 
+def _record(value: Any, expiry: Expiry, now: float) -> _Record:
+    """A fresh record written at ``now``."""
+    if expiry is NO_EXPIRY:
+        return [value, _INF, 0, now, now, now, None, None]
+    deadline = expiry.deadline(now)
+    return [
+        value,
+        _INF if deadline is None else deadline,
+        0,
+        now,
+        now,
+        now,
+        expiry.expires_at,
+        expiry.idle,
+    ]
+
+
+def _slide_deadline(record: _Record, now: float) -> None:
+    """The new deadline of an idle-expiring record read at ``now`` (Entry.deadline)."""
+    expires_at = record[_EXPIRES_AT]
+    slid = now + record[_IDLE]
+    record[_DEADLINE] = slid if expires_at is None else min(slid, expires_at)
+
+
+def _ttu(_key: str, record: _Record, _now: float) -> float:
+    """TLRUCache's time-to-use: the record's deadline."""
+    deadline: float = record[_DEADLINE]
+    return deadline
+
+
 @dataclass(eq=False)
 class _Store:
-    """The entries and their lock; shared by every cache naming the same ``store``."""
+    """The entries and their lock; shared by every cache naming the same ``store``.
 
-    data: cachetools.Cache[str, Entry]
+    ``lru`` and ``fifo`` use a plain OrderedDict, whose C methods cost a fraction of
+    cachetools' pure-Python bookkeeping on every read and write; ``promote`` (set for
+    ``lru``) moves a key to the most-recent end on a read. The other policies use
+    cachetools, which updates its own bookkeeping inside ``get`` and ``__setitem__``.
+    """
+
+    data: MutableMapping[str, _Record]
     maxsize: int
     policy: str
+    ordered: OrderedDict[str, _Record] | None = None
+    """The same object as ``data`` when the store evicts by itself (lru, fifo)."""
+    promote: Callable[[str], None] | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
 
 
@@ -75,19 +128,29 @@ class MemoryCache(BaseCache):
 
     def __init__(self, settings: Any = None, /, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
-        self._store = self._open_store(self.settings["store"])
-        self._data = self._store.data
-        self._lock = self._store.lock
-        self._encode = self.settings["serialize"]
+        store = self._open_store(self.settings["store"])
+        self._store = store
+        self._data = store.data
+        self._ordered = store.ordered
+        self._promote = store.promote
+        self._maxsize = store.maxsize
+        self._lock = store.lock
+        # The hot paths call acquire/release in try/finally: in CPython 3.11 that costs
+        # about half of a `with` block, whose __exit__ call is the slow part.
+        self._acquire = store.lock.acquire
+        self._release = store.lock.release
+        self._encode: bool = self.settings["serialize"]
+        # Only the ttl policy must be told when a read slides an idle deadline.
+        self._reinsert_slid = isinstance(self._data, cachetools.TLRUCache)
 
     def _open_store(self, name: str | None) -> _Store:
         maxsize, policy = self.settings["maxsize"], self.settings["policy"]
         if name is None:
-            return _Store(self._new_data(maxsize, policy), maxsize, policy)
+            return self._new_store(maxsize, policy)
         with _stores_lock:
             store = _stores.get(name)
             if store is None:
-                store = _Store(self._new_data(maxsize, policy), maxsize, policy)
+                store = self._new_store(maxsize, policy)
                 _stores[name] = store
             elif (store.maxsize, store.policy) != (maxsize, policy):
                 raise ConfigError(
@@ -98,16 +161,17 @@ class MemoryCache(BaseCache):
                 )
             return store
 
-    def _new_data(self, maxsize: int, policy: str) -> cachetools.Cache[str, Entry]:
+    def _new_store(self, maxsize: int, policy: str) -> _Store:
+        if policy in ("lru", "fifo"):
+            ordered: OrderedDict[str, _Record] = OrderedDict()
+            promote = ordered.move_to_end if policy == "lru" else None
+            return _Store(ordered, maxsize, policy, ordered, promote)
         if policy == "ttl":
             # TLRUCache drops items past their own deadline first, then evicts by recency.
-            return cachetools.TLRUCache(maxsize, ttu=self._ttu, timer=self._clock)
-        return _POLICIES[policy](maxsize)
-
-    @staticmethod
-    def _ttu(_key: str, entry: Entry, _now: float) -> float:
-        deadline = entry.deadline()
-        return float("inf") if deadline is None else deadline
+            return _Store(
+                cachetools.TLRUCache(maxsize, ttu=_ttu, timer=self._clock), maxsize, policy
+            )
+        return _Store(_TOOLS_POLICIES[policy](maxsize), maxsize, policy)
 
     # Values are encoded on write and decoded on read, outside the lock where possible.
 
@@ -117,99 +181,200 @@ class MemoryCache(BaseCache):
     def _unpack(self, stored: Any) -> Any:
         return self.codec.loads(stored) if self._encode else stored
 
-    def _live(self, key: str, now: float) -> Entry | None:
-        """The live entry for ``key`` (lock held); dead entries are dropped on sight."""
-        entry = self._data.get(key)
-        if entry is None:
+    def _store_record(self, key: str, record: _Record) -> None:
+        """Insert or replace ``key`` as the most recent entry, evicting beyond maxsize."""
+        ordered = self._ordered
+        if ordered is None:
+            self._data[key] = record
+            return
+        size = len(ordered)
+        ordered[key] = record
+        if len(ordered) == size:  # replaced: a rewrite counts as recent, as in cachetools
+            ordered.move_to_end(key)
+        elif size >= self._maxsize:
+            ordered.popitem(last=False)
+
+    def _live(self, key: str, now: float) -> _Record | None:
+        """The live record for ``key`` (lock held); dead entries are dropped on sight.
+
+        Like any cachetools lookup, this counts as a use for the eviction policy.
+        """
+        record = self._data.get(key)
+        if record is None:
             return None
-        if entry.alive(now):
-            return entry
+        if now < record[_DEADLINE]:
+            if self._promote is not None:
+                self._promote(key)
+            return record
         del self._data[key]
         return None
 
     def _get(self, key: str, now: float) -> Any:
-        with self._lock:
-            entry = self._live(key, now)
-            if entry is None:
+        self._acquire()
+        try:
+            record = self._data.get(key)
+            if record is None:
                 return MISSING
-            entry.hits += 1
-            entry.accessed = now
-            if entry.idle is not None and isinstance(self._data, cachetools.TLRUCache):
-                self._data[key] = entry  # re-insert so the policy sees the slid deadline
-            stored = entry.value
-        return self._unpack(stored)
+            if now >= record[_DEADLINE]:
+                del self._data[key]
+                return MISSING
+            record[_HITS] += 1
+            record[_ACCESSED] = now
+            if record[_IDLE] is not None:
+                _slide_deadline(record, now)
+                if self._reinsert_slid:
+                    self._data[key] = record  # so the ttl policy sees the slid deadline
+            if self._promote is not None:
+                self._promote(key)
+            stored = record[_VALUE]
+        finally:
+            self._release()
+        return self.codec.loads(stored) if self._encode else stored
+
+    def _get_many(self, keys: list[str], now: float) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        data = self._data
+        get = data.get
+        promote = self._promote
+        self._acquire()
+        try:
+            for key in keys:
+                record = get(key)
+                if record is None:
+                    continue
+                if now >= record[_DEADLINE]:
+                    del data[key]
+                    continue
+                record[_HITS] += 1
+                record[_ACCESSED] = now
+                if record[_IDLE] is not None:
+                    _slide_deadline(record, now)
+                    if self._reinsert_slid:
+                        data[key] = record
+                if promote is not None:
+                    promote(key)
+                found[key] = record[_VALUE]
+        finally:
+            self._release()
+        if self._encode:
+            loads = self.codec.loads
+            return {key: loads(stored) for key, stored in found.items()}
+        return found
 
     def _get_entry(self, key: str, now: float) -> Entry | None:
         with self._lock:
-            entry = self._live(key, now)
-            if entry is None:
+            record = self._live(key, now)
+            if record is None:
                 return None
-            copy = Entry(**{f: getattr(entry, f) for f in Entry.__slots__})
-        copy.value = self._unpack(copy.value)
-        return copy
+            value, _, hits, accessed, created, modified, expires_at, idle = record
+        return Entry(self._unpack(value), created, modified, accessed, hits, expires_at, idle)
 
     def _exists(self, key: str, now: float) -> bool:
-        with self._lock:
-            return self._live(key, now) is not None
+        self._acquire()
+        try:
+            record = self._data.get(key)
+            if record is None:
+                return False
+            if now < record[_DEADLINE]:
+                if self._promote is not None:
+                    self._promote(key)
+                return True
+            del self._data[key]
+            return False
+        finally:
+            self._release()
 
     def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
-        entry = Entry.new(self._pack(value), expiry, now)
-        with self._lock:
-            self._data[key] = entry
+        if self._encode:
+            value = self.codec.dumps(value)
+        if expiry is NO_EXPIRY:
+            record = [value, _INF, 0, now, now, now, None, None]
+        else:
+            record = _record(value, expiry, now)
+        ordered = self._ordered
+        self._acquire()
+        try:
+            if ordered is None:
+                self._data[key] = record
+            else:
+                size = len(ordered)
+                ordered[key] = record
+                if len(ordered) == size:  # replaced: a rewrite counts as recent
+                    ordered.move_to_end(key)
+                elif size >= self._maxsize:
+                    ordered.popitem(last=False)
+        finally:
+            self._release()
 
     def _set_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
-        packed = {k: Entry.new(self._pack(v), expiry, now) for k, v in items.items()}
+        if self._encode:
+            dumps = self.codec.dumps
+            items = {key: dumps(value) for key, value in items.items()}
         with self._lock:
-            for key, entry in packed.items():
-                self._data[key] = entry
+            for key, value in items.items():
+                self._store_record(key, _record(value, expiry, now))
 
     def _add(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
-        entry = Entry.new(self._pack(value), expiry, now)
+        record = _record(self._pack(value), expiry, now)
         with self._lock:
             if self._live(key, now) is not None:
                 return False
-            self._data[key] = entry
+            self._store_record(key, record)
             return True
 
     def _delete(self, key: str, now: float) -> bool:
         with self._lock:
-            alive = self._live(key, now) is not None
-            self._data.pop(key, None)
-            return alive
+            record = self._data.pop(key, None)
+            return record is not None and now < record[_DEADLINE]
+
+    def _delete_many(self, keys: list[str], now: float) -> int:
+        removed = 0
+        pop = self._data.pop
+        self._acquire()
+        try:
+            for key in keys:
+                record = pop(key, None)
+                if record is not None and now < record[_DEADLINE]:
+                    removed += 1
+        finally:
+            self._release()
+        return removed
 
     def _delete_if_equal(self, key: str, value: Any, now: float) -> bool:
         with self._lock:
-            entry = self._live(key, now)
-            if entry is None or self._unpack(entry.value) != value:
+            record = self._live(key, now)
+            if record is None or self._unpack(record[_VALUE]) != value:
                 return False
             del self._data[key]
             return True
 
     def _incr(self, key: str, delta: int, now: float) -> int:
         with self._lock:
-            entry = self._live(key, now)
-            if entry is None:
-                self._data[key] = Entry.new(self._pack(delta), Expiry(), now)
+            record = self._live(key, now)
+            if record is None:
+                self._store_record(key, _record(self._pack(delta), NO_EXPIRY, now))
                 return delta
-            current = self._unpack(entry.value)
+            current = self._unpack(record[_VALUE])
             if not isinstance(current, int) or isinstance(current, bool):
                 raise CacheValueError(
                     f"cannot incr key {self._user_key(key)!r:.200}: it holds a "
                     f"{type(current).__name__}, not an int.",
                     hint="incr/decr only work on entries created by incr or put with an int.",
                 )
-            entry.value = self._pack(current + delta)
-            entry.modified = now
+            record[_VALUE] = self._pack(current + delta)
+            record[_MODIFIED] = now
             return current + delta
 
     def _touch(self, key: str, expiry: Expiry, now: float) -> bool:
         with self._lock:
-            entry = self._live(key, now)
-            if entry is None:
+            record = self._live(key, now)
+            if record is None:
                 return False
-            entry.expires_at, entry.idle = expiry.expires_at, expiry.idle
-            entry.accessed = entry.modified = now
-            self._data[key] = entry
+            deadline = expiry.deadline(now)
+            record[_DEADLINE] = _INF if deadline is None else deadline
+            record[_EXPIRES_AT], record[_IDLE] = expiry.expires_at, expiry.idle
+            record[_ACCESSED] = record[_MODIFIED] = now
+            self._store_record(key, record)  # so the ttl policy sees the new deadline
             return True
 
     def _scan(self, flt: KeyFilter, now: float) -> Iterator[str]:
@@ -224,15 +389,17 @@ class MemoryCache(BaseCache):
 
     def _count(self, flt: KeyFilter, now: float) -> int:
         with self._lock:
-            return sum(1 for k, e in list(self._data.items()) if flt.matches(k) and e.alive(now))
+            return sum(
+                1 for k, r in list(self._data.items()) if flt.matches(k) and now < r[_DEADLINE]
+            )
 
     def _clear(self, flt: KeyFilter, now: float) -> int:
         with self._lock:
             doomed = [k for k in self._data if flt.matches(k)]
             removed = 0
             for key in doomed:
-                entry = self._data.pop(key, None)
-                if entry is not None and entry.alive(now):
+                record = self._data.pop(key, None)
+                if record is not None and now < record[_DEADLINE]:
                     removed += 1
             return removed
 

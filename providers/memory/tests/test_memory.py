@@ -110,6 +110,35 @@ class TestEviction:
         cache.put_many({f"k{i}": i for i in range(10)})
         assert cache.count() == 4
 
+    def test_lru_counts_rewrites_and_batch_reads_as_uses(self) -> None:
+        cache = MemoryCache(maxsize=3, policy="lru")
+        _fill(cache, "a", "b", "c")
+        cache.put("a", 10)  # a rewrite makes 'a' the most recent
+        assert cache.get_many(["b"]) == {"b": 1}  # a batch read makes 'b' more recent
+        cache.put("d", 3)
+        assert sorted(cache.keys()) == ["a", "b", "d"]
+
+    def test_fifo_ignores_batch_reads(self) -> None:
+        cache = MemoryCache(maxsize=2, policy="fifo")
+        _fill(cache, "a", "b")
+        assert cache.get_many(["a"]) == {"a": 0}
+        cache.put("c", 2)
+        assert sorted(cache.keys()) == ["b", "c"]
+
+    @pytest.mark.parametrize("policy", ["lru", "lfu", "fifo", "rr", "ttl"])
+    def test_get_many_counts_hits_and_slides_idle(self, policy: str) -> None:
+        clock = FakeClock()
+        cache = MemoryCache(maxsize=10, policy=policy, clock=clock)
+        cache.put_many({"a": 1, "b": 2}, idle_time=10)
+        clock.advance(8)
+        assert cache.get_many(["a", "b", "a", "missing"]) == {"a": 1, "b": 2}
+        assert cache.metadata("a").hit_count == 1  # a repeated key is read once
+        clock.advance(8)  # 16 s after the write, 8 s after the batch read
+        assert cache.get_many(["a"]) == {"a": 1}
+        clock.advance(8)  # 'b' was last read 16 s ago
+        assert cache.exists("b") is False
+        assert cache.delete_many(["a", "b"]) == 1
+
     def test_overwrite_does_not_evict(self) -> None:
         cache = MemoryCache(maxsize=2)
         _fill(cache, "a", "b")
