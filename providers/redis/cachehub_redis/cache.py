@@ -1,26 +1,24 @@
-"""The Redis provider: one hash per entry, one round trip per operation."""
+"""The Redis provider: one hash per entry, one round trip per operation (batches too)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from itertools import islice
 from typing import Any, ClassVar, Final
 
-from redis import Redis
 from redis import exceptions as rx
-from redis.cluster import RedisCluster
-from redis.commands.core import Script
 
 from cachehub.api import MISSING, BaseCache, Entry, Expiry
 from cachehub.config import Option
-from cachehub.errors import CacheValueError
+from cachehub.errors import CacheError, CacheValueError
 from cachehub.filters import KeyFilter
 
+from . import scripts as lua
 from .connection import OPTIONS, ConnectionPlan, acquire_client, plan_connection, release_client
+from .dispatch import Call, Client, Key, run_calls, split
 from .errors import translate
-from .scripts import ScriptSet, register_scripts
+from .scripts import LuaScript
 
 __all__ = ["RedisCache", "redis_glob"]
 
@@ -28,7 +26,7 @@ _INT64: Final = range(-(2**63), 2**63)
 _SCAN_COUNT: Final = 1000
 _GLOB_SPECIALS: Final = frozenset("*?[]\\")
 
-Client = Redis | RedisCluster
+_NO_EXPIRY_ARGS: Final[tuple[str, ...]] = ()
 
 
 def _escape_glob(literal: str) -> str:
@@ -45,26 +43,24 @@ def _num(raw: bytes | None) -> float | None:
     return None if raw is None else float(raw)
 
 
-def _alive(x: bytes | None, d: bytes | None, a: bytes | None, now: float) -> bool:
-    expiry = Expiry(_num(x), _num(d))
-    deadline = expiry.deadline(_num(a) or 0.0)
-    return deadline is None or now < deadline
+def _expiry_args(expiry: Expiry) -> tuple[str, ...]:
+    """The expiry as script arguments; trailing "none"s are left out (the scripts read nil).
 
-
-def _expiry_args(expiry: Expiry) -> tuple[str, str]:
-    # repr() keeps every digit; Lua compares numerically and stores the string as is.
-    return (
-        "" if expiry.expires_at is None else repr(expiry.expires_at),
-        "" if expiry.idle is None else repr(expiry.idle),
-    )
+    repr() keeps every digit; Lua compares numerically and stores the string as is.
+    """
+    x, d = expiry.expires_at, expiry.idle
+    if d is None:
+        return _NO_EXPIRY_ARGS if x is None else (repr(x),)
+    return ("" if x is None else repr(x), repr(d))
 
 
 class RedisCache(BaseCache):
     """A cache on Redis: a single server, a Redis Cluster, or a Sentinel-managed primary.
 
-    Each entry is one hash holding the value and its metadata (see docs/redis.md); the
-    single-key operations are Lua scripts, so each is atomic and one round trip. The
-    client is created lazily on first use and shared by all threads (redis-py pools).
+    Each entry is one hash holding the value and its metadata (see docs/redis.md); every
+    operation is one Lua script run by ``EVALSHA``, so each is atomic and one round trip,
+    batches included (one per node in a cluster). The client is created lazily on first
+    use and shared by all threads (redis-py pools).
     """
 
     options: ClassVar[tuple[Option, ...]] = OPTIONS
@@ -76,7 +72,9 @@ class RedisCache(BaseCache):
         self._plan: ConnectionPlan = plan_connection(self.settings, where)
         self._client_lock = threading.Lock()
         self._redis: Client | None = None
-        self._scripts: ScriptSet | None = None
+        # Bound once: the hot paths below run for every get/put.
+        self._dumps = self.codec.dumps
+        self._loads = self.codec.loads
 
     # ------------------------------------------------------------------ connection
 
@@ -85,34 +83,32 @@ class RedisCache(BaseCache):
         """Where this cache connects, safe to show (never includes a password)."""
         return self._plan.endpoint
 
-    def _conn(self) -> tuple[Client, ScriptSet]:
-        """The shared client and its scripts, created on first use."""
-        client, scripts = self._redis, self._scripts
-        if client is not None and scripts is not None:
-            return client, scripts
+    def _client(self) -> Client:
+        """The shared client, created on first use."""
+        client = self._redis
+        if client is not None:
+            return client
         with self._client_lock:
-            if self._redis is None or self._scripts is None:
+            if self._redis is None:
                 self.log.debug("cache '%s': connecting to Redis at %s", self.name, self.endpoint)
-                with self._errors():
-                    client = acquire_client(self._plan, self.settings["retries"])
-                self._scripts = register_scripts(client)
-                self._redis = client
-            return self._redis, self._scripts
+                try:
+                    self._redis = acquire_client(self._plan, self.settings["retries"])
+                except rx.RedisError as exc:
+                    raise self._translate(exc) from None
+            return self._redis
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        """Raise redis-py errors as typed cachehub errors (secrets scrubbed)."""
-        try:
-            yield
-        except rx.RedisError as exc:
-            raise translate(exc, self.endpoint, self._plan.secrets) from None
+    def _translate(self, exc: rx.RedisError) -> CacheError:
+        """The typed cachehub error for a redis-py error (secrets scrubbed)."""
+        return translate(exc, self.endpoint, self._plan.secrets)
 
     def _close(self) -> None:
         with self._client_lock:
-            client, self._redis, self._scripts = self._redis, None, None
+            client, self._redis = self._redis, None
         if client is not None:
-            with self._errors():
+            try:
                 release_client(self._plan, self.settings["retries"], client)
+            except rx.RedisError as exc:
+                raise self._translate(exc) from None
 
     # ------------------------------------------------------------------ encoding
 
@@ -120,14 +116,19 @@ class RedisCache(BaseCache):
         """``('i', digits)`` for a 64-bit int (so incr is HINCRBY), else ``('v', codec bytes)``."""
         if type(value) is int and value in _INT64:
             return "i", str(value).encode()
-        return "v", self.codec.dumps(value)
+        return "v", self._dumps(value)
 
-    def _unpack(self, kind: bytes, payload: bytes) -> Any:
-        return int(payload) if kind == b"i" else self.codec.loads(payload)
+    def _value(self, reply: Any) -> Any:
+        """A GET script reply as a value: bulk = codec bytes, ``[digits]`` = native int."""
+        if reply is None:
+            return MISSING
+        if type(reply) is bytes:
+            return self._loads(reply)
+        return int(reply[0])
 
     def _entry(self, flat: Sequence[bytes]) -> Entry:
         fields = dict(zip(flat[::2], flat[1::2], strict=True))
-        value = int(fields[b"i"]) if b"i" in fields else self.codec.loads(fields[b"v"])
+        value = int(fields[b"i"]) if b"i" in fields else self._loads(fields[b"v"])
         return Entry(
             value=value,
             created=float(fields[b"c"]),
@@ -140,35 +141,49 @@ class RedisCache(BaseCache):
 
     # ------------------------------------------------------------------ single-key primitives
 
-    def _call(self, pick: str, key: str, *args: Any) -> Any:
-        """Run one script on one key: a single EVALSHA round trip."""
-        client, scripts = self._conn()
-        script: Script = getattr(scripts, pick)
-        with self._errors():
-            return script(keys=[key], args=args, client=client)
+    def _eval(self, script: LuaScript, key: str, *args: Any) -> Any:
+        """Run one script on one key: a single EVALSHA round trip.
+
+        ``now`` is passed as a float: redis-py encodes floats with repr(), every digit.
+        """
+        client = self._redis
+        if client is None:
+            client = self._client()
+        try:
+            return client.execute_command("EVALSHA", script.sha, 1, key, *args)  # type: ignore[no-untyped-call]
+        except rx.NoScriptError:
+            try:  # the server lost its scripts (restart, SCRIPT FLUSH): load, then repeat
+                client.script_load(script.source)
+                return client.execute_command("EVALSHA", script.sha, 1, key, *args)  # type: ignore[no-untyped-call]
+            except rx.RedisError as exc:
+                raise self._translate(exc) from None
+        except rx.RedisError as exc:
+            raise self._translate(exc) from None
 
     def _get(self, key: str, now: float) -> Any:
-        found = self._call("get", key, repr(now))
-        return MISSING if found is None else self._unpack(found[0], found[1])
+        return self._value(self._eval(lua.GET, key, now))
 
     def _get_entry(self, key: str, now: float) -> Entry | None:
-        flat = self._call("entry", key, repr(now))
+        flat = self._eval(lua.ENTRY, key, now)
         return None if flat is None else self._entry(flat)
 
     def _exists(self, key: str, now: float) -> bool:
-        return bool(self._call("exists", key, repr(now)))
+        return bool(self._eval(lua.EXISTS, key, now))
 
     def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
-        self._call("set", key, repr(now), *self._pack(value), *_expiry_args(expiry))
+        if type(value) is int and value in _INT64:
+            self._eval(lua.SET, key, now, "i", value, *_expiry_args(expiry))
+        else:
+            self._eval(lua.SET, key, now, "v", self._dumps(value), *_expiry_args(expiry))
 
     def _add(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
-        return bool(self._call("add", key, repr(now), *self._pack(value), *_expiry_args(expiry)))
+        return bool(self._eval(lua.ADD, key, now, *self._pack(value), *_expiry_args(expiry)))
 
     def _delete(self, key: str, now: float) -> bool:
-        return bool(self._call("delete", key, repr(now)))
+        return bool(self._eval(lua.DELETE, key, now))
 
     def _delete_if_equal(self, key: str, value: Any, now: float) -> bool:
-        return bool(self._call("delete_if_equal", key, repr(now), *self._pack(value)))
+        return bool(self._eval(lua.DELETE_IF_EQUAL, key, now, *self._pack(value)))
 
     def _incr(self, key: str, delta: int, now: float) -> int:
         if delta not in _INT64:
@@ -176,7 +191,7 @@ class RedisCache(BaseCache):
                 f"incr delta {delta} does not fit in 64 bits.",
                 hint="Redis counters are signed 64-bit integers; use a smaller delta.",
             )
-        kind, payload = self._call("incr", key, repr(now), str(delta))
+        kind, payload = self._eval(lua.INCR, key, now, delta)
         if kind == b"n":
             return int(payload)
         user_key = self._user_key(key)
@@ -186,7 +201,7 @@ class RedisCache(BaseCache):
                 "in a signed 64-bit integer.",
                 hint="Redis counters are 64-bit; reset the counter or use a smaller delta.",
             )
-        current = self.codec.loads(payload)
+        current = self._loads(payload)
         raise CacheValueError(
             f"cannot incr key {user_key!r:.200}: it holds a {type(current).__name__}, "
             "not a 64-bit int.",
@@ -194,101 +209,77 @@ class RedisCache(BaseCache):
         )
 
     def _touch(self, key: str, expiry: Expiry, now: float) -> bool:
-        return bool(self._call("touch", key, repr(now), *_expiry_args(expiry)))
+        x, d = expiry.expires_at, expiry.idle
+        stamps = ("" if x is None else repr(x), "" if d is None else repr(d))
+        return bool(self._eval(lua.TOUCH, key, now, *stamps))
 
     # ------------------------------------------------------------------ batches
 
-    def _batch(self, pick: str, calls: Sequence[tuple[str | bytes, tuple[Any, ...]]]) -> list[Any]:
-        """Run one script per key in a single pipelined round trip (one per node in a cluster).
-
-        EVALSHA is sent directly: redis-py's pipeline would otherwise ask SCRIPT EXISTS
-        first, a second round trip. redis-py's cluster pipeline refuses EVALSHA, so in a
-        cluster the calls are grouped by owning node and pipelined to each node.
-        """
+    def _run_calls(self, script: LuaScript, calls: Sequence[Call]) -> list[Any]:
+        """Run several script calls in one round trip (one per node in a cluster)."""
         if not calls:
             return []
-        client, scripts = self._conn()
-        script: Script = getattr(scripts, pick)
-        results: list[Any] = [None] * len(calls)
-        with self._errors():
-            if isinstance(client, RedisCluster):
-                groups: dict[str, tuple[Redis, list[int]]] = {}
-                for i, (key, _) in enumerate(calls):
-                    node = client.get_node_from_key(key)  # type: ignore[no-untyped-call]
-                    groups.setdefault(node.name, (node.redis_connection, []))[1].append(i)
-                for node_client, indices in groups.values():
-                    self._pipeline(node_client, script, calls, indices, results)
-            else:
-                self._pipeline(client, script, calls, range(len(calls)), results)
-            for i, result in enumerate(results):
-                if isinstance(result, (rx.NoScriptError, rx.AskError, rx.TryAgainError)):
-                    # The node lost its script cache (a restart) or the slot is moving:
-                    # the Script call through the main client reloads / follows redirects.
-                    key, args = calls[i]
-                    results[i] = script(keys=[key], args=args, client=client)
-                elif isinstance(result, Exception):
-                    raise result
-        return results
+        client = self._client()
+        try:
+            return run_calls(client, script, calls)
+        except rx.RedisError as exc:
+            raise self._translate(exc) from None
 
-    @staticmethod
-    def _pipeline(
-        client: Redis,
-        script: Script,
-        calls: Sequence[tuple[str | bytes, tuple[Any, ...]]],
-        indices: Sequence[int],
-        results: list[Any],
-    ) -> None:
-        pipe = client.pipeline(transaction=False)
-        for i in indices:
-            key, args = calls[i]
-            pipe.evalsha(script.sha, 1, key, *args)
-        for i, result in zip(indices, pipe.execute(raise_on_error=False), strict=True):
-            results[i] = result
+    def _groups(self, keys: Sequence[Key]) -> list[list[Key]]:
+        """``keys`` in groups one script call may take (same hash slot in a cluster)."""
+        client = self._client()
+        try:
+            return split(client, keys)
+        except rx.RedisError as exc:
+            raise self._translate(exc) from None
 
     def _get_many(self, keys: list[str], now: float) -> dict[str, Any]:
-        stamp = (repr(now),)
-        results = self._batch("get", [(k, stamp) for k in keys])
-        return {
-            key: self._unpack(found[0], found[1])
-            for key, found in zip(keys, results, strict=True)
-            if found is not None
-        }
+        groups = self._groups(keys)
+        replies = self._run_calls(lua.GET_MANY, [(group, (now,)) for group in groups])
+        found: dict[str, Any] = {}
+        for group, values in zip(groups, replies, strict=True):
+            for key, reply in zip(group, values, strict=True):
+                if reply is not None:
+                    found[key] = self._value(reply)  # type: ignore[index]
+        return found
 
     def _set_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
-        tail = _expiry_args(expiry)
-        self._batch("set", [(k, (repr(now), *self._pack(v), *tail)) for k, v in items.items()])
+        x, d = expiry.expires_at, expiry.idle
+        head = (now, "" if x is None else repr(x), "" if d is None else repr(d))
+        calls: list[Call] = []
+        for group in self._groups(list(items)):
+            args: list[Any] = [*head]
+            for key in group:
+                args.extend(self._pack(items[key]))  # type: ignore[index]
+            calls.append((group, args))
+        self._run_calls(lua.SET_MANY, calls)
 
     def _delete_many(self, keys: list[str], now: float) -> int:
-        return sum(self._batch("delete", [(k, (repr(now),)) for k in keys]))
+        calls = [(group, (now,)) for group in self._groups(keys)]
+        return sum(self._run_calls(lua.DELETE_MANY, calls))
 
     # ------------------------------------------------------------------ scans
 
-    def _live_batches(self, flt: KeyFilter, now: float) -> Iterator[list[bytes]]:
-        """Batches of storage keys (bytes) of live entries selected by ``flt``.
+    def _scan_batches(self, flt: KeyFilter, mode: str, now: float) -> Iterator[tuple[Any, ...]]:
+        """Per SCAN batch, the keys checked and the SCAN_CHECK replies for them, in ``mode``.
 
         SCAN (never KEYS) with a MATCH on the namespaced pattern and TYPE hash; in a
-        cluster redis-py scans every primary. Each batch's expiry fields are then read in
-        one pipelined round trip and checked against ``now``.
+        cluster redis-py scans every primary. Each batch is then checked against ``now``
+        by one script call per hash slot, in one round trip (per node in a cluster).
+        Memory stays flat: one batch at a time.
         """
-        client, _ = self._conn()
-        with self._errors():
+        client = self._client()
+        try:
             found = client.scan_iter(match=redis_glob(flt), count=_SCAN_COUNT, _type="hash")
             while raw := list(islice(found, _SCAN_COUNT)):
                 batch = [k for k in dict.fromkeys(raw) if self._selects(flt, k)]
                 if not batch:
                     continue
-                pipe = client.pipeline(transaction=False)
-                for key in batch:
-                    pipe.hmget(key, ["x", "d", "a", "c"])
-                fields = pipe.execute(raise_on_error=False)
-                yield [
-                    key
-                    for key, f in zip(batch, fields, strict=True)
-                    # c (created) marks a cachehub entry; errors mean the key changed type.
-                    if not isinstance(f, Exception)
-                    and f[3] is not None
-                    and _alive(f[0], f[1], f[2], now)
-                ]
+                groups = split(client, batch, _SCAN_COUNT)  # one call per SCAN batch
+                calls = [(group, (now, mode)) for group in groups]
+                yield groups, run_calls(client, lua.SCAN_CHECK, calls)
+        except rx.RedisError as exc:
+            raise self._translate(exc) from None
 
     @staticmethod
     def _selects(flt: KeyFilter, key: bytes) -> bool:
@@ -298,15 +289,14 @@ class RedisCache(BaseCache):
             return False  # cachehub writes UTF-8 keys only: not one of ours
 
     def _scan(self, flt: KeyFilter, now: float) -> Iterator[str]:
-        for batch in self._live_batches(flt, now):
-            yield from (k.decode() for k in batch)
+        for groups, flags in self._scan_batches(flt, "k", now):
+            for group, marks in zip(groups, flags, strict=True):
+                # marks holds b"1" (live) or b"0" per key: as ints, 49 or 48.
+                yield from (k.decode() for k, m in zip(group, marks, strict=True) if m == 49)
 
     def _count(self, flt: KeyFilter, now: float) -> int:
-        return sum(len(batch) for batch in self._live_batches(flt, now))
+        return sum(sum(counts) for _, counts in self._scan_batches(flt, "c", now))
 
     def _clear(self, flt: KeyFilter, now: float) -> int:
-        removed = 0
-        for batch in self._live_batches(flt, now):
-            # The delete script re-checks liveness atomically, so a racing write is counted once.
-            removed += sum(self._batch("delete", [(k, (repr(now),)) for k in batch]))
-        return removed
+        # The script re-checks liveness atomically, so a racing write is counted once.
+        return sum(sum(counts) for _, counts in self._scan_batches(flt, "u", now))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from cachehub_redis import RedisCache
 from cachehub_redis.server import RedisClusterServers
 from redis.cluster import RedisCluster
+from redis.connection import AbstractConnection
 
 
 @pytest.fixture
@@ -61,3 +63,35 @@ def test_caches_with_the_same_settings_share_one_cluster_client(
     first.clear()
     second.clear()
     first.close()
+
+
+def test_batches_are_one_round_trip_per_node(
+    cluster_cache: RedisCache, redis_cluster: RedisClusterServers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = {f"k{i}": i for i in range(300)}  # spread over all three primaries
+    cluster_cache.put_many(items)
+    cluster_cache.get_many(list(items))  # scripts loaded everywhere
+    sent = []
+    original = AbstractConnection.send_packed_command
+
+    def counting(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
+        sent.append(self.port)  # type: ignore[attr-defined]
+        original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    assert cluster_cache.get_many(list(items)) == items
+    assert sorted(sent) == sorted(node.port for node in redis_cluster.nodes)
+    sent.clear()
+    assert cluster_cache.delete_many(list(items)) == 300
+    assert len(sent) == 3
+
+
+def test_batches_keep_keys_of_one_slot_together(cluster_cache: RedisCache) -> None:
+    # Hash tags put every key in one slot: one script call takes them all.
+    items = {f"{{user42}}:k{i}": i for i in range(50)}
+    cluster_cache.put_many(items)
+    assert cluster_cache.get_many(list(items)) == items
+    assert cluster_cache.count("{user42}:*") == 50
+    assert cluster_cache.clear("{user42}:k1*") == 11
+    assert cluster_cache.count() == 39
+    cluster_cache.clear()

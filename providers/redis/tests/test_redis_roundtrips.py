@@ -46,6 +46,12 @@ def _warm(cache: RedisCache) -> None:
     cache.exists("warm")
     cache.metadata("warm")
     cache.get_many(["warm"])
+    cache.put_many({"warm": 1, "warm2": 2})
+    cache.delete_many(["warm2"])
+    list(cache.keys())
+    cache.count()
+    cache.clear()  # also runs the delete script's scan check
+    cache.put("warm", 1)
     cache.delete("warm")
     with cache.lock("warm"):
         pass
@@ -131,3 +137,97 @@ def test_listing_uses_scan_never_keys_or_flush(
     assert stats["scan"] >= 4
     for forbidden in ("keys", "flushdb", "flushall"):
         assert forbidden not in stats
+
+
+def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+
+
+@pytest.mark.parametrize(
+    ("name", "operation"),
+    [
+        ("get_many", lambda c, keys: c.get_many(keys)),
+        ("put_many", lambda c, keys: c.put_many(dict.fromkeys(keys, "v"), idle_time=60)),
+        ("delete_many", lambda c, keys: c.delete_many(keys)),
+    ],
+)
+def test_a_batch_of_100_is_one_evalsha_on_the_server(
+    make_cache: Callable[..., RedisCache],
+    plain: Redis,
+    name: str,
+    operation: Callable[[RedisCache, list[str]], object],
+) -> None:
+    cache = make_cache()
+    _warm(cache)
+    keys = [f"k{i}" for i in range(100)]
+    cache.put_many(dict.fromkeys(keys, "v"))
+    before = _commandstats(plain)
+    operation(cache, keys)
+    changed = _delta(before, _commandstats(plain))
+    # One EVALSHA for the whole batch; every other command ran inside that script.
+    assert changed["evalsha"] == 1, name
+    assert not set(changed) - {"evalsha", "info", "hmget", "hset", "del", "unlink", "pexpireat"}
+
+
+def test_batches_beyond_one_script_call_stay_one_round_trip(
+    make_cache: Callable[..., RedisCache], plain: Redis, trips: RoundTrips
+) -> None:
+    cache = make_cache()
+    _warm(cache)
+    items = {f"k{i}": i for i in range(1200)}  # three script calls of at most 500 keys
+    cache.put_many(items)
+    stats = _commandstats(plain)
+    before = trips.count
+    assert cache.get_many(list(items)) == items
+    assert trips.count - before == 1
+    assert _delta(stats, _commandstats(plain))["evalsha"] == 3
+
+
+def test_lost_scripts_are_reloaded_inside_pipelined_batches(
+    make_cache: Callable[..., RedisCache], plain: Redis
+) -> None:
+    cache = make_cache()
+    items = {f"k{i}": f"v{i}" for i in range(1200)}
+    cache.put_many(items)
+    plain.script_flush()  # what a server restart without persistence does
+    assert cache.get_many(list(items)) == items
+    plain.script_flush()
+    assert cache.delete_many(list(items)) == 1200
+
+
+def test_clear_and_count_run_one_evalsha_per_scan_batch(
+    make_cache: Callable[..., RedisCache], plain: Redis
+) -> None:
+    cache = make_cache()
+    _warm(cache)
+    cache.put_many({f"k{i}": i for i in range(2500)})
+    before = _commandstats(plain)
+    assert cache.count() == 2500
+    changed = _delta(before, _commandstats(plain))
+    scans = changed["scan"]
+    # SCAN's COUNT is a hint: batches of 1000 keys, each checked by one script call.
+    assert changed["evalsha"] == len(range(0, 2500, 1000)) <= scans
+    # Counting changes nothing.
+    assert "unlink" not in changed
+    assert "del" not in changed
+    before = _commandstats(plain)
+    assert cache.clear() == 2500
+    changed = _delta(before, _commandstats(plain))
+    assert changed["evalsha"] == 3
+    assert changed["hmget"] == 2500  # one read per key, inside the scripts
+    assert changed["unlink"] == 2 + 2 + 1  # batches of 1000, 1000, 500: UNLINKs of <= 500 keys
+
+
+def test_a_lost_script_costs_two_extra_round_trips_once(
+    make_cache: Callable[..., RedisCache], plain: Redis, trips: RoundTrips
+) -> None:
+    cache = make_cache()
+    _warm(cache)
+    cache.put("k", "v")
+    plain.script_flush()  # what a server restart without persistence does
+    before = trips.count
+    assert cache.get("k") == "v"
+    assert trips.count - before == 3  # EVALSHA (NOSCRIPT), SCRIPT LOAD, EVALSHA
+    before = trips.count
+    assert cache.get("k") == "v"
+    assert trips.count - before == 1
