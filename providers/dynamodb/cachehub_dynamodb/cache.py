@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
 from botocore import xform_name
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from cachehub.api import MISSING, BaseCache, Entry, Expiry
 from cachehub.config import Option
@@ -26,13 +26,15 @@ from cachehub.filters import KeyFilter
 
 from .batch import batch_get, batch_write
 from .client import make_client, resolve_region
-from .errors import CallContext, ConditionFailedError, error_code, guarded
+from .errors import CallContext, ConditionFailedError, error_code, translate
+from .flush import flush_workers, send_updates
 from .items import (
     DEADLINE,
     EXPIRED,
     IDLE,
     LIVE,
     MAX_ITEM_BYTES,
+    MAX_KEY_BYTES,
     MODIFIED,
     PLACEHOLDERS,
     TTL,
@@ -56,11 +58,15 @@ from .table import bootstrap_table
 __all__ = ["DynamoDBCache"]
 
 _INCR_ROUNDS: Final = 5
+_SHORT_KEY: Final = MAX_KEY_BYTES // 4
+"""Storage keys this short fit DynamoDB's key limit in any encoding: used as they are."""
 
 _KNOWN_TABLES: dict[tuple[str, str, str], str] = {}
 """(endpoint, region, table) -> partition-key name, for tables bootstrapped by this process:
 later caches on the same table skip DescribeTable/DescribeTimeToLive."""
 _PLACEHOLDER = re.compile(r"[#:][A-Za-z0-9_]+")
+_METHODS: dict[str, str] = {}
+"""DynamoDB operation name -> client method name (``GetItem`` -> ``get_item``)."""
 
 
 @dataclass(slots=True)
@@ -177,6 +183,7 @@ class DynamoDBCache(BaseCache):
         self._pending: dict[str, _Hits] = {}
         self._pending_lock = threading.Lock()
         self._last_flush = time.monotonic()
+        self._flush_interval: float = self.settings["hitFlushInterval"]
         self._warned: set[str] = set()
 
     # ------------------------------------------------------------------ connection
@@ -226,17 +233,23 @@ class DynamoDBCache(BaseCache):
         )
 
     def _call(self, operation: str, /, **params: Any) -> dict[str, Any]:
-        """One DynamoDB request; every failure becomes a typed cachehub error."""
-        client = self.client
-        with guarded(self._ctx(operation)):
-            try:
-                return getattr(client, xform_name(operation))(**params)  # type: ignore[no-any-return]
-            except ClientError as exc:
-                if error_code(exc) == "ResourceNotFoundException" and operation != "DescribeTable":
-                    # The table vanished: bootstrap (and maybe recreate it) on the next call.
-                    self._key_name = None
-                    _KNOWN_TABLES.pop(self._table_id, None)
-                raise
+        """One DynamoDB request; every failure becomes a typed cachehub error.
+
+        The hot path is one dict lookup and the client method: the error context is
+        built only when a call fails.
+        """
+        client = self._client or self.client
+        method = _METHODS.get(operation) or _METHODS.setdefault(operation, xform_name(operation))
+        try:
+            return getattr(client, method)(**params)  # type: ignore[no-any-return]
+        except ClientError as exc:
+            if error_code(exc) == "ResourceNotFoundException" and operation != "DescribeTable":
+                # The table vanished: bootstrap (and maybe recreate it) on the next call.
+                self._key_name = None
+                _KNOWN_TABLES.pop(self._table_id, None)
+            raise translate(exc, self._ctx(operation)) from exc
+        except BotoCoreError as exc:
+            raise translate(exc, self._ctx(operation)) from exc
 
     def _warn_once(self, topic: str, message: str) -> None:
         with self._pending_lock:
@@ -267,7 +280,13 @@ class DynamoDBCache(BaseCache):
 
     def _item(self, storage_key: str, value: Any, expiry: Expiry, now: float) -> Item:
         """A fresh item, refusing values beyond DynamoDB's 400 KB item limit up front."""
-        item = build_item(self.key_name, storage_key, encode_value(value, self.codec), expiry, now)
+        encoded = encode_value(value, self.codec)
+        item = build_item(self._key_name or self.key_name, storage_key, encoded, expiry, now)
+        # Exact sizing only near the limit: the key (as partition key and originalKey) and
+        # the metadata attributes take at most 8 bytes per key character + 1 KB.
+        raw = encoded.get("B")
+        if raw is not None and len(raw) + 8 * len(storage_key) + 1024 <= MAX_ITEM_BYTES:
+            return item
         size = item_size(item)
         if size > MAX_ITEM_BYTES:
             raise CacheValueError(
@@ -282,32 +301,48 @@ class DynamoDBCache(BaseCache):
     def _get_item(
         self, storage_key: str, *, consistent: bool | None = None, projection: str | None = None
     ) -> tuple[dict[str, Any] | None, dict[str, Any], str]:
-        key, pk = self._key(storage_key)
-        params: dict[str, Any] = {
-            "TableName": self.table_name,
-            "Key": key,
-            "ConsistentRead": self._consistent if consistent is None else consistent,
-        }
-        if projection:
-            params["ProjectionExpression"] = projection
-            params.update(self._expr(projection))
-        return self._call("GetItem", **params).get("Item"), key, pk
+        pk = storage_key if len(storage_key) <= _SHORT_KEY else partition_value(storage_key)[0]
+        key = {self._key_name or self.key_name: {"S": pk}}
+        if projection is None:
+            reply = self._call(
+                "GetItem",
+                TableName=self.table_name,
+                Key=key,
+                ConsistentRead=self._consistent if consistent is None else consistent,
+            )
+        else:
+            reply = self._call(
+                "GetItem",
+                TableName=self.table_name,
+                Key=key,
+                ConsistentRead=self._consistent if consistent is None else consistent,
+                ProjectionExpression=projection,
+                **self._expr(projection),
+            )
+        return reply.get("Item"), key, pk
 
     # ------------------------------------------------------------------ hit accounting
+
+    def _count_hit(self, pk: str, seen: dict[str, Any] | None, now: float) -> None:
+        """Count one read of a plain entry in process; the caller holds ``_pending_lock``."""
+        pending = self._pending.get(pk)
+        if pending is None or pending.seen != seen:
+            self._pending[pk] = _Hits(1, now, seen)
+        else:
+            pending.hits += 1
+            if now > pending.accessed:
+                pending.accessed = now
 
     def _accessed(self, pk: str, key: dict[str, Any], item: Item, now: float) -> None:
         """Count a read: in-process for plain entries, written at once for idle ones."""
         if IDLE not in item:
             with self._pending_lock:
-                pending = self._pending.get(pk)
-                seen = item.get(MODIFIED)
-                if pending is None or pending.seen != seen:
-                    self._pending[pk] = _Hits(1, now, seen)
-                else:
-                    pending.hits += 1
-                    pending.accessed = max(pending.accessed, now)
+                self._count_hit(pk, item.get(MODIFIED), now)
             return
-        # Idle entries must slide their deadline for every process: one UpdateItem.
+        self._slide(pk, key, item, now)
+
+    def _slide(self, pk: str, key: dict[str, Any], item: Item, now: float) -> None:
+        """Idle entries must slide their deadline for every process: one UpdateItem."""
         attrs = expiry_attrs(expiry_of(item), now)
         update = "SET #la = :now, #dl = :dl, #ttl = :ttl ADD #hc :h"
         cond, values = self._same_version(item.get(MODIFIED))
@@ -345,6 +380,8 @@ class DynamoDBCache(BaseCache):
         return pending.hits
 
     def _forget(self, *pks: str) -> None:
+        if not self._pending:  # nothing counted: skip the lock (the common write path)
+            return
         with self._pending_lock:
             for pk in pks:
                 self._pending.pop(pk, None)
@@ -357,8 +394,9 @@ class DynamoDBCache(BaseCache):
     def flush_hits(self) -> int:
         """Write pending hit counts and last-access times back (one UpdateItem per key).
 
-        Returns the number of keys flushed. Counts of entries replaced meanwhile are
-        dropped (they belonged to the old entry).
+        The updates are sent concurrently by up to ``maxConnections // 2`` threads; a
+        read never waits for them. Returns the number of keys flushed. Counts of entries
+        replaced meanwhile are dropped (they belonged to the old entry).
         """
         with self._pending_lock:
             pending, self._pending = self._pending, {}
@@ -367,25 +405,30 @@ class DynamoDBCache(BaseCache):
             return 0
         kn = self.key_name
         update = "SET #la = :la ADD #hc :h"
+        names: dict[str, dict[str, str]] = {}  # per condition: built once per flush
+        requests = []
         for pk, hits in pending.items():
             cond, values = self._same_version(hits.seen)
-            values.update({":la": num(hits.accessed), ":h": {"N": str(hits.hits)}})
-            try:
-                self._call(
-                    "UpdateItem",
-                    TableName=self.table_name,
-                    Key={kn: {"S": pk}},
-                    UpdateExpression=update,
-                    ConditionExpression=cond,
-                    **self._expr(update, cond, values=values),
-                )
-            except ConditionFailedError:
-                continue
+            if cond not in names:
+                names[cond] = self._expr(update, cond)["ExpressionAttributeNames"]
+            values[":la"] = num(hits.accessed)
+            values[":h"] = {"N": str(hits.hits)}
+            requests.append(
+                {
+                    "TableName": self.table_name,
+                    "Key": {kn: {"S": pk}},
+                    "UpdateExpression": update,
+                    "ConditionExpression": cond,
+                    "ExpressionAttributeNames": names[cond],
+                    "ExpressionAttributeValues": values,
+                }
+            )
+        send_updates(self._call, requests, flush_workers(self.settings["maxConnections"]))
         return len(pending)
 
     def _after_write(self) -> None:
         """Flush pending hits when the interval has passed (never fails the write)."""
-        interval = self.settings["hitFlushInterval"]
+        interval = self._flush_interval
         if not interval or time.monotonic() - self._last_flush < interval:
             return
         with self._pending_lock:
@@ -403,8 +446,17 @@ class DynamoDBCache(BaseCache):
         item, k, pk = self._get_item(key)
         if not item or not is_live(item, now):
             return MISSING
-        value = decode_value(item, self.codec)
-        self._accessed(pk, k, item, now)
+        raw = item.get(VALUE)
+        # The common layouts decoded inline; anything else goes through decode_value.
+        if raw is not None and "B" in raw:
+            value = self.codec.loads(raw["B"])
+        else:
+            value = decode_value(item, self.codec)
+        if IDLE in item:
+            self._slide(pk, k, item, now)
+        else:
+            with self._pending_lock:
+                self._count_hit(pk, item.get(MODIFIED), now)
         return value
 
     def _get_entry(self, key: str, now: float) -> Entry | None:
@@ -645,15 +697,33 @@ class DynamoDBCache(BaseCache):
         kn = self.key_name
         storage: dict[str, str] = {}
         for storage_key in keys:
-            storage[partition_value(storage_key)[0]] = storage_key
+            pk = storage_key if len(storage_key) <= _SHORT_KEY else partition_value(storage_key)[0]
+            storage[pk] = storage_key
         found: dict[str, Any] = {}
+        plain: list[tuple[str, dict[str, Any] | None]] = []
+        idle: list[tuple[str, Item]] = []
+        loads = self.codec.loads
         requested = [{kn: {"S": pk}} for pk in storage]
         for item in batch_get(self._call, self.table_name, requested, consistent=self._consistent):
             pk = item[kn]["S"]
-            if pk not in storage or not is_live(item, now):
+            found_key = storage.get(pk)
+            if found_key is None or not is_live(item, now):
                 continue
-            found[storage[pk]] = decode_value(item, self.codec)
-            self._accessed(pk, {kn: item[kn]}, item, now)
+            raw = item.get(VALUE)
+            if raw is not None and "B" in raw:
+                found[found_key] = loads(raw["B"])
+            else:
+                found[found_key] = decode_value(item, self.codec)
+            if IDLE in item:
+                idle.append((pk, item))
+            else:
+                plain.append((pk, item.get(MODIFIED)))
+        if plain:  # one lock round for the whole batch
+            with self._pending_lock:
+                for pk, seen in plain:
+                    self._count_hit(pk, seen, now)
+        for pk, item in idle:
+            self._slide(pk, {kn: item[kn]}, item, now)
         return found
 
     def _set_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any, Final
 
 from cachehub.api import Entry, Expiry
@@ -80,7 +79,7 @@ def num(value: float) -> dict[str, str]:
         return {"N": str(value)}
     if abs(value) >= 1e15:  # beyond any timestamp; whole seconds are plenty
         return {"N": str(round(value))}
-    return {"N": format(Decimal(repr(value)).quantize(Decimal("0.000001")), "f")}
+    return {"N": format(value, ".6f")}  # float formatting: no Decimal round trip per stamp
 
 
 def number(item: Mapping[str, Mapping[str, Any]], name: str) -> float | None:
@@ -115,8 +114,13 @@ def deadline_of(item: Mapping[str, Mapping[str, Any]]) -> float | None:
 
 def is_live(item: Mapping[str, Mapping[str, Any]], now: float) -> bool:
     """Whether the item may be returned at ``now`` (expiry is enforced on every read)."""
-    deadline = deadline_of(item)
-    return deadline is None or now < deadline
+    # Same rule as deadline_of, inlined: this runs for every item read.
+    attr = item.get(DEADLINE)
+    if attr is None or "N" not in attr:
+        attr = item.get(TTL)
+        if attr is None or "N" not in attr:
+            return True
+    return now < float(attr["N"])
 
 
 def encode_value(value: Any, codec: Codec) -> dict[str, Any]:

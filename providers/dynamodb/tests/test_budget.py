@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from typing import Any
 
 import pytest
 
+from cachehub.errors import CachePermissionError
 from cachehub.testing import FakeClock
 
 
@@ -54,6 +56,42 @@ def test_hit_counts_flush_on_close(counted: Any, make: Any) -> None:
     cache.close()
     assert counter.calls == ["UpdateItem"]
     assert make().metadata("k").hit_count == 2
+
+
+def test_flush_sends_one_update_per_key_from_worker_threads(counted: Any, make: Any) -> None:
+    cache, counter = counted(settings={"maxConnections": 8})
+    keys = [f"k{i}" for i in range(40)]
+    cache.put_many(dict.fromkeys(keys, "v"))
+    cache.get_many(keys)
+    cache.get_many(keys[:10])
+    senders: set[int] = set()
+    cache.client.meta.events.register(
+        "before-send.dynamodb", lambda **_: senders.add(threading.get_ident())
+    )
+    counter.reset()
+    assert cache.flush_hits() == 40
+    assert counter.calls == ["UpdateItem"] * 40  # exactly one request per key
+    assert threading.get_ident() not in senders  # sent by the pool, not the caller
+    assert 1 < len(senders) <= 4  # bounded: half of maxConnections
+    other = make()
+    assert [other.metadata(k).hit_count for k in keys[8:12]] == [2, 2, 1, 1]
+    counter.reset()
+    assert cache.flush_hits() == 0
+    assert counter.calls == []
+
+
+def test_a_failed_flush_update_does_not_stop_the_others(injected: Any, make: Any) -> None:
+    cache, counter, injector = injected()
+    keys = [f"k{i}" for i in range(6)]
+    cache.put_many(dict.fromkeys(keys, "v"))
+    cache.get_many(keys)
+    injector.fail("UpdateItem", "AccessDeniedException", times=1)
+    counter.reset()
+    with pytest.raises(CachePermissionError):
+        cache.flush_hits()
+    assert counter.calls == ["UpdateItem"] * 6
+    assert sum(make().metadata(k).hit_count for k in keys) == 5
+    assert cache.pending_hits() == 0
 
 
 def test_hit_counts_flush_after_interval_on_a_later_write(counted: Any, make: Any) -> None:
@@ -117,9 +155,22 @@ def test_put_many_and_delete_many_batches_of_25(counted: Any, n: int) -> None:
     assert counter.calls == ["BatchWriteItem"] * math.ceil(n / 25)
     counter.reset()
     assert cache.delete_many([f"k{i}" for i in range(n)]) == n
-    assert counter.count("BatchWriteItem") == math.ceil(n / 25)
-    assert counter.count("BatchGetItem") == math.ceil(n / 100)  # key-only, for the count
+    # Exactly: ceil(n/100) key-only BatchGetItem (for the live count), then the deletes.
+    reads, writes = math.ceil(n / 100), math.ceil(n / 25)
+    assert counter.calls == ["BatchGetItem"] * reads + ["BatchWriteItem"] * writes
     assert cache.count() == 0
+
+
+def test_delete_many_counts_only_live_entries(counted: Any) -> None:
+    clock = FakeClock()
+    cache, counter = counted(clock=clock)
+    cache.put_many({f"old{i}": i for i in range(30)}, time_span=5)
+    clock.advance(6)
+    cache.put_many({f"new{i}": i for i in range(30)})
+    counter.reset()
+    keys = [f"old{i}" for i in range(30)] + [f"new{i}" for i in range(30)] + ["absent"]
+    assert cache.delete_many(keys) == 30
+    assert counter.calls == ["BatchGetItem"] + ["BatchWriteItem"] * 3
 
 
 def test_listing_is_a_key_only_prefix_scan(counted: Any) -> None:
