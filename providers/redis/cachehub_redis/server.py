@@ -2,7 +2,9 @@
 
 :class:`RedisServer` runs one ``redis-server`` on 127.0.0.1 on a free port in a temporary
 directory; :class:`RedisClusterServers` runs three cluster-enabled nodes joined into one
-cluster. Both are context managers and remove everything they created on exit::
+cluster; :class:`RedisSentinelServers` runs a primary, one replica and one or three
+Sentinels monitoring them. All are context managers and remove everything they created
+on exit::
 
     with RedisServer() as server:
         cache = RedisCache(url=server.url)
@@ -15,16 +17,24 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 
 from redis import Redis
 from redis import exceptions as rx
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-__all__ = ["RedisServer", "RedisClusterServers", "redis_server_available", "ServerError"]
+__all__ = [
+    "RedisServer",
+    "RedisClusterServers",
+    "RedisSentinelServers",
+    "SentinelServer",
+    "redis_server_available",
+    "ServerError",
+]
 
 _READY_TIMEOUT: Final = 15.0
 _HOST: Final = "127.0.0.1"
@@ -65,6 +75,7 @@ class RedisServer:
     survives :meth:`stop` and :meth:`start`, which reuse the same port and directory: a
     client built before the stop works again after the start. ``password`` sets
     ``requirepass`` (written to a config file, never on the command line).
+    ``replicaof`` (a port on 127.0.0.1) starts the server as a replica of that primary.
     """
 
     def __init__(
@@ -73,11 +84,13 @@ class RedisServer:
         persistence: bool = False,
         password: str | None = None,
         cluster: bool = False,
+        replicaof: int | None = None,
         executable: str = "redis-server",
     ) -> None:
         self.persistence = persistence
         self.password = password
         self.cluster = cluster
+        self.replicaof = replicaof
         self.executable = executable
         self.host = _HOST
         self.port = 0
@@ -104,11 +117,15 @@ class RedisServer:
             f"appendonly {'yes' if self.persistence else 'no'}",
             "appendfsync always",
             "logfile redis.log",
+            # A replica syncs at once (the default waits 5 s for more replicas to join).
+            "repl-diskless-sync-delay 0",
         ]
         if self.password:
             lines.append(f"requirepass {self.password}")
         if self.cluster:
             lines += ["cluster-enabled yes", "cluster-config-file nodes.conf"]
+        if self.replicaof is not None:
+            lines.append(f"replicaof {self.host} {self.replicaof}")
         path = directory / "redis.conf"
         path.write_text("\n".join(lines) + "\n")
         path.chmod(0o600)
@@ -130,13 +147,17 @@ class RedisServer:
         config = self._config(self._dir)
         # The executable is this object's own setting, the config file our own.
         self._proc = subprocess.Popen(  # noqa: S603
-            [self.executable, str(config)],
+            [self.executable, str(config), *self._mode_args()],
             cwd=self._dir,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         self._wait_ready()
         return self
+
+    def _mode_args(self) -> list[str]:
+        """Extra command-line arguments after the config file (none for a data server)."""
+        return []
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + _READY_TIMEOUT
@@ -269,6 +290,221 @@ class RedisClusterServers:
             node.close()
 
     def __enter__(self) -> RedisClusterServers:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class SentinelServer(RedisServer):
+    """A ``redis-server --sentinel`` process monitoring one primary on 127.0.0.1.
+
+    Failure detection is tuned for tests: the primary is judged down after
+    ``down_after_ms`` without a reply, and a stuck failover is retried after
+    ``failover_timeout_ms``.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        master_port: int,
+        *,
+        quorum: int = 1,
+        down_after_ms: int = 500,
+        failover_timeout_ms: int = 2000,
+        executable: str = "redis-server",
+    ) -> None:
+        super().__init__(executable=executable)
+        self.service = service
+        self.master_port = master_port
+        self.quorum = quorum
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+
+    def _config(self, directory: Path) -> Path:
+        # Sentinel rewrites its config file (discovered replicas and peers, epochs), so
+        # it is only written the first time: a restart keeps what this Sentinel learnt.
+        path = directory / "sentinel.conf"
+        if path.exists():
+            return path
+        name = self.service
+        lines = [
+            f"bind {self.host}",
+            f"port {self.port}",
+            f"dir {directory}",
+            "daemonize no",
+            "logfile redis.log",
+            f"sentinel monitor {name} {self.host} {self.master_port} {self.quorum}",
+            f"sentinel down-after-milliseconds {name} {self.down_after_ms}",
+            f"sentinel failover-timeout {name} {self.failover_timeout_ms}",
+            f"sentinel parallel-syncs {name} 1",
+        ]
+        path.write_text("\n".join(lines) + "\n")
+        path.chmod(0o600)
+        return path
+
+    def _mode_args(self) -> list[str]:
+        return ["--sentinel"]
+
+    def master_address(self) -> tuple[str, int] | None:
+        """Where this Sentinel says the primary is (``SENTINEL get-master-addr-by-name``)."""
+        client = self.client()
+        try:
+            reply = client.execute_command("SENTINEL GET-MASTER-ADDR-BY-NAME", self.service)  # type: ignore[no-untyped-call]
+        finally:
+            client.close()
+        if not reply:
+            return None
+        host, port = reply
+        return (host.decode() if isinstance(host, bytes) else str(host), int(port))
+
+    def state(self) -> dict[str, str]:
+        """The ``SENTINEL MASTER`` fields of the monitored service, as text."""
+        client = self.client()
+        try:
+            flat = client.execute_command("SENTINEL MASTER", self.service, parse=False)  # type: ignore[no-untyped-call]
+        finally:
+            client.close()
+        return _flat_to_dict(flat)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _flat_to_dict(flat: Any) -> dict[str, str]:
+    """A RESP2 ``[k1, v1, k2, v2, ...]`` reply (or an already parsed dict) as text."""
+    if isinstance(flat, dict):
+        return {_text(k): _text(v) for k, v in flat.items()}
+    items = [_text(v) for v in flat]
+    return dict(zip(items[::2], items[1::2], strict=True))
+
+
+class RedisSentinelServers:
+    """A Sentinel deployment on 127.0.0.1: a primary, one replica and 1 or 3 Sentinels.
+
+    ``start`` waits until the replica is in sync and every Sentinel knows the primary,
+    the replica and (with three) each other, so a failover can happen at once.
+    :meth:`wait_for_failover` waits until the Sentinels have promoted the replica after
+    the primary was stopped::
+
+        with RedisSentinelServers() as servers:
+            cache = RedisCache(sentinel=servers.service, sentinels=servers.sentinel_addresses)
+            servers.master.stop()
+            servers.wait_for_failover()
+    """
+
+    def __init__(self, sentinels: int = 1, service: str = "mymaster") -> None:
+        if sentinels not in (1, 3):
+            raise ValueError("use 1 Sentinel (quorum 1) or 3 Sentinels (quorum 2).")
+        self.service = service
+        self.master = RedisServer()
+        self.replica: RedisServer | None = None
+        self.sentinels: list[SentinelServer] = []
+        self._count = sentinels
+
+    @property
+    def sentinel_addresses(self) -> list[str]:
+        """The Sentinels as ``host:port`` strings, the form of the ``sentinels`` setting."""
+        return [f"{s.host}:{s.port}" for s in self.sentinels]
+
+    def start(self) -> RedisSentinelServers:
+        """Start primary, replica and Sentinels, and wait until the Sentinels are ready."""
+        self.master.start()
+        self.replica = RedisServer(replicaof=self.master.port).start()
+        self._wait("the replica did not sync with the primary", self._replica_synced)
+        quorum = 1 if self._count == 1 else 2
+        self.sentinels = [
+            SentinelServer(self.service, self.master.port, quorum=quorum)
+            for _ in range(self._count)
+        ]
+        for sentinel in self.sentinels:
+            sentinel.start()
+        self._wait("the Sentinels did not discover the primary and replica", self._ready)
+        return self
+
+    def _replica_synced(self) -> bool:
+        if self.replica is None:
+            return False
+        client = self.replica.client()
+        try:
+            info: dict[str, Any] = client.info("replication")
+        finally:
+            client.close()
+        return info.get("master_link_status") == "up"
+
+    def _ready(self) -> bool:
+        for sentinel in self.sentinels:
+            if sentinel.master_address() != (self.master.host, self.master.port):
+                return False
+            state = sentinel.state()
+            # A failover needs a known replica, and a majority of Sentinels that know each other.
+            if state.get("num-slaves") != "1":
+                return False
+            if state.get("num-other-sentinels") != str(self._count - 1):
+                return False
+        return True
+
+    def _wait(self, what: str, done: Callable[[], bool], timeout: float = _READY_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if done():
+                    return
+            except (rx.ConnectionError, rx.TimeoutError, rx.ResponseError):
+                pass  # still starting (or, for a Sentinel, not yet monitoring)
+            if time.monotonic() > deadline:
+                raise ServerError(f"{what} within {timeout:.0f} s.")
+            time.sleep(0.05)
+
+    def master_address(self) -> tuple[str, int] | None:
+        """Where the first running Sentinel says the primary is."""
+        for sentinel in self.sentinels:
+            if sentinel.running:
+                return sentinel.master_address()
+        return None
+
+    def wait_for_failover(self, timeout: float = 20.0) -> RedisServer:
+        """Wait until every Sentinel names the replica as primary; return the new primary.
+
+        Call it after stopping :attr:`master`. The old primary is not restarted.
+        """
+        replica = self.replica
+        if replica is None:
+            raise ServerError("the Sentinel servers are not started.")
+        address = (replica.host, replica.port)
+
+        def promoted() -> bool:
+            if any(s.master_address() != address for s in self.sentinels):
+                return False
+            client = replica.client()
+            try:
+                role: dict[str, Any] = client.info("replication")
+            finally:
+                client.close()
+            return role.get("role") == "master"
+
+        self._wait("the Sentinels did not promote the replica", promoted, timeout)
+        return replica
+
+    def close(self) -> None:
+        """Stop the Sentinels first (no failover during teardown), then the data servers."""
+        for sentinel in self.sentinels:
+            sentinel.close()
+        if self.replica is not None:
+            self.replica.close()
+        self.master.close()
+
+    def __enter__(self) -> RedisSentinelServers:
         try:
             return self.start()
         except BaseException:

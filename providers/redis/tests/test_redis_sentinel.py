@@ -1,0 +1,114 @@
+"""Sentinel against real servers: a primary, a replica and three ``redis-server --sentinel``.
+
+The caches here are configured only with ``sentinel`` + ``sentinels`` (no host, port or
+url), so every connection goes through Sentinel discovery.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from cachehub_redis import RedisCache
+from cachehub_redis.server import RedisSentinelServers
+
+from cachehub.errors import CacheUnavailableError
+from cachehub.testing import CacheConformance
+
+# After the Sentinels report the promotion, the cache must work again within this many
+# attempts (redis-py reconnects through Sentinel on its own; the rest is slack).
+_ATTEMPTS_AFTER_PROMOTION = 5
+
+
+def _sentinel_settings(servers: RedisSentinelServers) -> dict[str, Any]:
+    """Only the Sentinel settings: the primary's address must come from Sentinel."""
+    return {"sentinel": servers.service, "sentinels": servers.sentinel_addresses}
+
+
+@pytest.fixture(scope="module")
+def sentinel_servers(require_redis: None) -> Iterator[RedisSentinelServers]:
+    """A healthy Sentinel deployment shared by the conformance suite (never failed over)."""
+    with RedisSentinelServers(sentinels=3) as servers:
+        yield servers
+
+
+class TestRedisSentinelConformance(CacheConformance):
+    """The whole conformance suite through Sentinel discovery."""
+
+    @pytest.fixture
+    def cache_factory(self, sentinel_servers: RedisSentinelServers) -> Callable[..., RedisCache]:
+        settings = _sentinel_settings(sentinel_servers)
+        return lambda **kw: RedisCache(settings, **kw)
+
+
+def test_cache_settings_name_no_host(sentinel_servers: RedisSentinelServers) -> None:
+    cache = RedisCache(_sentinel_settings(sentinel_servers), namespace="s:")
+    assert cache.settings["host"] is None
+    assert cache.settings["url"] is None
+    assert cache.endpoint.startswith(f"Sentinel service '{sentinel_servers.service}' via ")
+    cache.close()
+
+
+def _until_available(operation: Callable[[], Any]) -> tuple[Any, int]:
+    """Run ``operation`` until it stops raising CacheUnavailableError; (result, attempts)."""
+    for attempt in range(1, _ATTEMPTS_AFTER_PROMOTION + 1):
+        try:
+            return operation(), attempt
+        except CacheUnavailableError:
+            if attempt == _ATTEMPTS_AFTER_PROMOTION:
+                raise
+            time.sleep(0.2)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def test_the_same_cache_follows_a_failover(require_redis: None) -> None:
+    # Its own deployment: this test kills the primary.
+    with RedisSentinelServers(sentinels=3) as servers:
+        cache = RedisCache(_sentinel_settings(servers), namespace=f"f{uuid.uuid4().hex[:8]}:")
+        items = {f"k{i}": {"n": i} for i in range(50)}
+        cache.put_many(items)
+        cache.put("counter", 0)
+        assert cache.incr("counter", 5) == 5
+        old = servers.master
+        assert servers.master_address() == (old.host, old.port)
+        raw = old.client()
+        try:
+            # Every write so far is on the replica before the primary dies.
+            assert raw.wait(1, 5000) == 1
+        finally:
+            raw.close()
+
+        old.stop()  # SIGKILL: a crash, not a shutdown
+        try:
+            during: Any = cache.get("k1")
+        except CacheUnavailableError as exc:
+            during = exc
+        if isinstance(during, CacheUnavailableError):
+            assert "Sentinel service" in str(during)  # the message names where it looked
+        else:
+            assert during == {"n": 1}  # the promotion was already done: right value
+
+        new = servers.wait_for_failover()
+        assert (new.host, new.port) != (old.host, old.port)
+        assert servers.master_address() == (new.host, new.port)
+
+        found, attempts = _until_available(lambda: cache.get_many(list(items)))
+        assert found == items
+        assert attempts <= _ATTEMPTS_AFTER_PROMOTION
+        assert cache.get("counter") == 5
+        assert cache.incr("counter", 1) == 6
+        cache.put("after", "written on the new primary")
+        assert cache.get("after") == "written on the new primary"
+
+        raw = new.client()
+        try:
+            # The write really landed on the promoted replica.
+            assert raw.exists(f"{cache.namespace}after") == 1
+        finally:
+            raw.close()
+        assert cache.delete_many(list(items)) == 50
+        assert cache.clear() == 2
+        cache.close()
