@@ -7,6 +7,14 @@
 
 from .clock import FakeClock
 from .conformance import CacheConformance
+from .servers import unavailable
 from .support import CacheFactory, Timeline, assert_same
 
-__all__ = ["CacheConformance", "CacheFactory", "FakeClock", "Timeline", "assert_same"]
+__all__ = [
+    "CacheConformance",
+    "CacheFactory",
+    "FakeClock",
+    "Timeline",
+    "assert_same",
+    "unavailable",
+]

@@ -6,7 +6,6 @@ skip locally but fail under CI (env var CI set).
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,12 +15,7 @@ import pytest
 
 from cachehub.api import BaseCache
 from cachehub.session import SessionStore
-
-
-def _unavailable(message: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(message + " CI must run the provider session tests.")
-    pytest.skip(message)
+from cachehub.testing import unavailable
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +23,7 @@ def redis_url() -> Iterator[str]:
     from cachehub_redis.server import RedisServer, redis_server_available
 
     if not redis_server_available():
-        _unavailable("redis-server is not installed.")
+        unavailable("redis-server is not installed.")
     with RedisServer() as server:
         yield server.url
 
@@ -39,7 +33,7 @@ def dynamodb_endpoint() -> Iterator[str]:
     try:
         import moto.server  # noqa: F401
     except ImportError:
-        _unavailable("moto[server] is not installed.")
+        unavailable("moto[server] is not installed.")
     from cachehub_dynamodb import LocalDynamoDB
 
     with LocalDynamoDB() as local:
