@@ -23,6 +23,7 @@ import logging
 import math
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -242,7 +243,7 @@ _STR_ONLY: Final = {str}
 _CHUNK: Final = 500
 
 
-class BaseCache:
+class BaseCache(ABC):
     """Base class of every cache provider; see the module docstring for the contract.
 
     Construction never connects: providers connect lazily, on first use.
@@ -286,41 +287,41 @@ class BaseCache:
 
     # ------------------------------------------------------------------ provider primitives
 
+    @abstractmethod
     def _get(self, key: str, now: float) -> Any:
         """Live value or :data:`MISSING`; counts a hit and slides an idle expiry."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _get_entry(self, key: str, now: float) -> Entry | None:
         """Live entry with metadata, or None. Does not count a hit."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
         """Store ``value`` unconditionally as a fresh entry."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _add(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
         """Store only if no live entry exists (atomically); True when stored."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _delete(self, key: str, now: float) -> bool:
         """Remove the entry; True when a live entry was removed."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _delete_if_equal(self, key: str, value: Any, now: float) -> bool:
         """Atomically remove the entry only if it is live and holds ``value``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _incr(self, key: str, delta: int, now: float) -> int:
         """Atomically add ``delta`` to an integer entry (missing = 0, keeps expiry)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _touch(self, key: str, expiry: Expiry, now: float) -> bool:
         """Replace a live entry's expiry policy; True when the entry exists."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _scan(self, flt: KeyFilter, now: float) -> Iterator[str]:
         """Stream the storage keys of live entries selected by ``flt``."""
-        raise NotImplementedError
 
     # Optional primitives: providers override these with real batch operations.
 
@@ -352,7 +353,7 @@ class BaseCache:
             removed += self._delete_many(chunk, now)
         return removed
 
-    def _close(self) -> None:
+    def _close(self) -> None:  # noqa: B027 - optional hook; the default holds no resources
         """Release connections; the cache may reconnect lazily afterwards."""
 
     # ------------------------------------------------------------------ helpers

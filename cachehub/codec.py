@@ -82,11 +82,9 @@ class Codec(Protocol):
 
     def dumps(self, value: Any) -> bytes:
         """Encode ``value``; raises :class:`SerializationError` if it cannot be stored."""
-        ...
 
     def loads(self, data: bytes) -> Any:
         """Decode stored bytes; raises :class:`CorruptEntryError` if they are not valid."""
-        ...
 
 
 def make_codec(name: str, *, signing_key: str | None = None, compress_threshold: int = 0) -> Codec:

@@ -25,7 +25,7 @@ class Lock:
     entry only if it still holds *this* owner's token. Use as a context manager::
 
         with cache.lock("nightly-report", ttl=60, timeout=5):
-            ...
+            build_nightly_report()
     """
 
     def __init__(

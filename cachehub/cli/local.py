@@ -6,6 +6,7 @@ amazon/dynamodb-local``: moto's DynamoDB implementation in server mode, on loopb
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -119,10 +120,10 @@ def local_dynamodb_command(port: int, host: str, table: str) -> None:
         # SIGTERM (service managers, `kill`) stops as cleanly as Ctrl-C does.
         previous = signal.signal(signal.SIGTERM, lambda *_: stopped.set())
         try:
-            while not stopped.wait(0.5):
-                pass
-        except KeyboardInterrupt:
-            pass
+            with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way out
+                # A timed wait keeps the main thread responsive to Ctrl-C.
+                while not stopped.wait(0.5):
+                    continue
         finally:
             signal.signal(signal.SIGTERM, previous)
         stderr_console().print("stopping local DynamoDB endpoint")

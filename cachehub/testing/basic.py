@@ -135,7 +135,7 @@ class BasicTests(ConformanceBase):
 
     def test_str_subclass_key_is_plain_str(self, cache: BaseCache) -> None:
         class Name(str):
-            pass
+            """A str subclass, as an enum or a typed key wrapper would be."""
 
         cache.put(Name("sub"), 1)
         assert cache.get("sub") == 1

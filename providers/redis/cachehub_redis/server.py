@@ -12,6 +12,7 @@ on exit::
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -172,11 +173,10 @@ class RedisServer:
             while True:
                 if not self.running:
                     raise ServerError(f"redis-server exited at start: {self._log_tail()}")
-                try:
+                # Not answering yet (still starting or loading its data): poll again.
+                with contextlib.suppress(rx.ConnectionError, rx.BusyLoadingError, rx.TimeoutError):
                     if probe.ping():
                         return
-                except (rx.ConnectionError, rx.BusyLoadingError, rx.TimeoutError):
-                    pass
                 if time.monotonic() > deadline:
                     raise ServerError(f"redis-server did not answer in time: {self._log_tail()}")
                 time.sleep(0.02)
@@ -457,11 +457,10 @@ class RedisSentinelServers:
     def _wait(self, what: str, done: Callable[[], bool], timeout: float = _READY_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
         while True:
-            try:
+            # Errors mean still starting (or, for a Sentinel, not yet monitoring).
+            with contextlib.suppress(rx.ConnectionError, rx.TimeoutError, rx.ResponseError):
                 if done():
                     return
-            except (rx.ConnectionError, rx.TimeoutError, rx.ResponseError):
-                pass  # still starting (or, for a Sentinel, not yet monitoring)
             if time.monotonic() > deadline:
                 raise ServerError(f"{what} within {timeout:.0f} s.")
             time.sleep(0.05)
