@@ -481,9 +481,8 @@ class DynamoDBCache(BaseCache):
         self._forget(item[self.key_name]["S"])
         self._after_write()
 
-    def _add(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
-        item = self._item(key, value, expiry, now)
-        cond = f"attribute_not_exists(#pk) OR {EXPIRED}"
+    def _put_if(self, item: Item, cond: str, now: float) -> bool:
+        """PutItem under ``cond`` (which may use ``#pk`` and ``:now``); False if it failed."""
         try:
             self._call(
                 "PutItem",
@@ -493,6 +492,12 @@ class DynamoDBCache(BaseCache):
                 **self._expr(cond, values={":now": num(now)}),
             )
         except ConditionFailedError:
+            return False
+        return True
+
+    def _add(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
+        item = self._item(key, value, expiry, now)
+        if not self._put_if(item, f"attribute_not_exists(#pk) OR {EXPIRED}", now):
             return False
         self._forget(item[self.key_name]["S"])
         self._after_write()
@@ -576,18 +581,7 @@ class DynamoDBCache(BaseCache):
     def _reset(self, key: str, delta: int, now: float) -> bool:
         """Replace an expired entry by a fresh counter, unless someone else rewrote it."""
         item = build_item(self.key_name, key, {"N": str(delta)}, Expiry(), now)
-        cond = EXPIRED
-        try:
-            self._call(
-                "PutItem",
-                TableName=self.table_name,
-                Item=item,
-                ConditionExpression=cond,
-                **self._expr(cond, values={":now": num(now)}),
-            )
-        except ConditionFailedError:
-            return False
-        return True
+        return self._put_if(item, EXPIRED, now)
 
     def _not_a_number(self, key: str, item: Item) -> CacheValueError:
         if VALUE not in item:
