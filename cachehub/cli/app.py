@@ -182,9 +182,9 @@ def data_command(
 
 
 def _register_commands() -> None:
-    from . import admin, conformance, doctor, local, migrate, tour
+    from . import admin, bench, conformance, doctor, local, migrate, tour
 
-    for module in (tour, local, admin, doctor, migrate, conformance):
+    for module in (tour, local, admin, doctor, migrate, conformance, bench):
         for command in module.COMMANDS:
             cli.add_command(command)
 

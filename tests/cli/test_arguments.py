@@ -211,3 +211,13 @@ def test_conformance_refuses_an_in_process_cache(
     code, _, err = run_main(["--config", str(memory_config), "conformance", "main"], capsys)
     assert code == 1
     assert "inside one process" in err
+
+
+def test_bench_delegates_to_the_benchmark_suite(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["bench", "--only", "nope"])
+    assert result.exit_code == 2  # argparse's usage error from the suite itself
+    result = CliRunner().invoke(
+        cli, ["bench", "--quick", "--only", "codec", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "encode+decode" in (tmp_path / "benchmarks.md").read_text()
