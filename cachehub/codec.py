@@ -68,6 +68,8 @@ _TAG_SIZE: Final = 32  # HMAC-SHA256 digest
 _ZLIB_LEVEL: Final = 1  # cache values are read far more often than written; favour speed
 _MIN_SAVING_SHIFT: Final = 3  # compress only when it saves at least 1/8 (see _worth_it)
 _TOP_BUFFER: Final = 256 * 1024  # msgpack's default: grows as needed
+_SCALAR_BUFFER: Final = 256  # a lone scalar: a small start buffer, grown as needed
+_SCALARS: Final = frozenset({str, bytes, int, float, bool, type(None)})
 _NESTED_BUFFER: Final = 512  # initial buffer of the packers used inside extension types
 _TZ_CACHE_SIZE: Final = 256
 
@@ -416,6 +418,8 @@ class _Unsupported(Exception):
 
 def _encode(value: Any) -> bytes:
     try:
+        if type(value) in _SCALARS:  # nothing to survey: no container, buffer or datetime
+            return _NATIVE_UTC.pack(value, _SCALAR_BUFFER)
         buffers, hooked = _survey(value)
         if buffers:  # rare: costs a copy of the containers on the way to the bytearray
             where = _locate(value, lambda candidate: type(candidate) is memoryview)
