@@ -8,34 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from spec_examples import CFCONFIG, SECRET
 
 from cachehub.config import SECRET_MASK
 from cachehub.errors import ConfigError, MissingEnvVarError
 from cachehub.loader import CacheEntry, default_entry, interpolate, load_config, parse_entries
-
-SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
-
-# The spec's .CFConfig.json example, verbatim.
-CFCONFIG = """{
-  "caches": {
-    "dynamo": {
-      "class": "org.lucee.extension.aws.dynamodb.DynamoDBCache",
-      "maven": "org.lucee:dynamodb:1.0.0.7-RC",
-      "custom": {
-        "tableName": "prod_cache",
-        "accessKeyId": "${AWS_ACCESS_KEY_ID}",
-        "secretkey": "${AWS_SECRET_ACCESS_KEY}",
-        "primaryKey": "pk",
-        "region": "us-east-1",
-        "liveTimeout": 5000,
-        "log": "dynamodb"
-      },
-      "readOnly": false,
-      "storage": false
-    }
-  }
-}
-"""
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import pytest
 from cachehub_memory import MemoryCache
+from spec_examples import CFCONFIG, SECRET
 
 from cachehub import plugins, registry
 from cachehub.errors import (
@@ -22,29 +23,6 @@ from cachehub.errors import (
 )
 from cachehub.hookspecs import hookimpl
 from cachehub.registry import Caches, UnknownCacheError, configure, get_caches
-
-SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
-
-CFCONFIG = """{
-  "caches": {
-    "dynamo": {
-      "class": "org.lucee.extension.aws.dynamodb.DynamoDBCache",
-      "maven": "org.lucee:dynamodb:1.0.0.7-RC",
-      "custom": {
-        "tableName": "prod_cache",
-        "accessKeyId": "${AWS_ACCESS_KEY_ID}",
-        "secretkey": "${AWS_SECRET_ACCESS_KEY}",
-        "primaryKey": "pk",
-        "region": "us-east-1",
-        "liveTimeout": 5000,
-        "log": "dynamodb"
-      },
-      "readOnly": false,
-      "storage": false
-    }
-  }
-}
-"""
 
 
 class CountingCache(MemoryCache):
