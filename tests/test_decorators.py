@@ -14,20 +14,13 @@ from cachehub import registry
 from cachehub.decorators import CachedFunction, cached
 from cachehub.errors import CacheValueError, InvalidKeyError, SerializationError
 from cachehub.registry import configure
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from cachehub.testing import FakeClock
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     monkeypatch.setattr(registry, "_current", None)
-    clock = Clock()
+    clock = FakeClock(1_000_000.0)
     configure(
         {"main": {"class": "memory", "default": True}, "other": {"class": "memory"}}, clock=clock
     )
@@ -160,7 +153,7 @@ def test_unencodable_argument_is_named() -> None:
     assert "key=" in str(info.value)
 
 
-def test_explicit_cache_object_and_expiry(clock: Clock) -> None:
+def test_explicit_cache_object_and_expiry(clock: FakeClock) -> None:
     cache = MemoryCache(name="direct", clock=clock)
     calls: list[int] = []
 
@@ -172,13 +165,13 @@ def test_explicit_cache_object_and_expiry(clock: Clock) -> None:
     f(1)
     f(1)
     assert cache.count() == 1
-    clock.now += 11
+    clock.advance(11)
     f(1)
     assert calls == [1, 1]
     assert f.cache is cache
 
 
-def test_idle_time(clock: Clock) -> None:
+def test_idle_time(clock: FakeClock) -> None:
     calls: list[int] = []
 
     @cached(idle_time=5)
@@ -187,12 +180,12 @@ def test_idle_time(clock: Clock) -> None:
         return x
 
     f(1)
-    clock.now += 4
+    clock.advance(4)
     f(1)
-    clock.now += 4
+    clock.advance(4)
     f(1)
     assert calls == [1]
-    clock.now += 6
+    clock.advance(6)
     f(1)
     assert calls == [1, 1]
 

@@ -11,20 +11,13 @@ from cachehub import registry
 from cachehub.errors import CacheKeyError, ConfigError, ReadOnlyCacheError
 from cachehub.lock import Lock
 from cachehub.registry import UnknownCacheError, configure
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from cachehub.testing import FakeClock
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     monkeypatch.setattr(registry, "_current", None)
-    clock = Clock()
+    clock = FakeClock(1_000_000.0)
     configure(
         {
             "main": {"class": "memory", "default": True},
@@ -58,14 +51,14 @@ def test_get_default_and_throw() -> None:
         fn.get("absent", throw_when_not_exist=True, cache_name="other")
 
 
-def test_expiry_arguments_are_passed(clock: Clock) -> None:
+def test_expiry_arguments_are_passed(clock: FakeClock) -> None:
     fn.put("t", 1, time_span=10)
     fn.put("i", 1, idle_time=timedelta(seconds=5))
-    clock.now += 6
+    clock.advance(6)
     assert fn.get("i") is None
     assert fn.get("t") == 1
     assert fn.touch("t", time_span=100)
-    clock.now += 50
+    clock.advance(50)
     assert fn.get("t") == 1
 
 
