@@ -18,10 +18,11 @@ import socket
 import subprocess
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Self
 
 from redis import Redis
 from redis import exceptions as rx
@@ -69,7 +70,38 @@ def _free_port(cluster: bool) -> int:
     raise ServerError("no free TCP port pair found for a Redis cluster node.")
 
 
-class RedisServer:
+class _Launcher(ABC):
+    """Context-manager protocol shared by the launchers: start on enter, close on exit.
+
+    A failed start still closes, so no half-started process or directory is left behind.
+    """
+
+    @abstractmethod
+    def start(self) -> object:
+        """Start the process(es) and wait until they answer."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop the process(es) and delete their directories."""
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class RedisServer(_Launcher):
     """A real ``redis-server`` child process on 127.0.0.1.
 
     ``persistence=True`` turns on the append-only file (fsync on every write), so data
@@ -203,28 +235,13 @@ class RedisServer:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
-    def __enter__(self) -> RedisServer:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 def _cluster_state(client: Redis) -> str:
     info: dict[str, str] = client.execute_command("CLUSTER INFO")  # type: ignore[no-untyped-call]
     return info.get("cluster_state", "")
 
 
-class RedisClusterServers:
+class RedisClusterServers(_Launcher):
     """Three ``redis-server --cluster-enabled yes`` nodes joined into one cluster (no replicas)."""
 
     def __init__(self, size: int = 3) -> None:
@@ -288,21 +305,6 @@ class RedisClusterServers:
         """Stop every node and delete their directories."""
         for node in self.nodes:
             node.close()
-
-    def __enter__(self) -> RedisClusterServers:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class SentinelServer(RedisServer):
@@ -389,7 +391,7 @@ def _flat_to_dict(flat: Any) -> dict[str, str]:
     return dict(zip(items[::2], items[1::2], strict=True))
 
 
-class RedisSentinelServers:
+class RedisSentinelServers(_Launcher):
     """A Sentinel deployment on 127.0.0.1: a primary, one replica and 1 or 3 Sentinels.
 
     ``start`` waits until the replica is in sync and every Sentinel knows the primary,
@@ -502,18 +504,3 @@ class RedisSentinelServers:
         if self.replica is not None:
             self.replica.close()
         self.master.close()
-
-    def __enter__(self) -> RedisSentinelServers:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
