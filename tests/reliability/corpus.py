@@ -22,6 +22,7 @@ from typing import Any, Final
 
 import boto3
 import pytest
+from cachehub_redis.entry import KIND_CODEC, pack
 
 from cachehub.api import BaseCache
 from cachehub.codec import PickleCodec
@@ -111,14 +112,11 @@ class Env:
     # ------------------------------------------------------------------ planting
 
     def plant_redis(self, cache: BaseCache, key: str, payload: bytes) -> None:
-        """Write an entry hash directly, in the layout of docs/redis.md (field ``v``)."""
-        now = repr(time.time())
+        """Write an entry directly, in the layout of docs/redis.md (header + codec bytes)."""
+        now = time.time()
         client = self.request.getfixturevalue("redis_server").client()
         try:
-            client.hset(
-                cache.namespace + key,
-                mapping={"v": payload, "c": now, "m": now, "a": now, "h": 0},
-            )
+            client.set(cache.namespace + key, pack(KIND_CODEC, payload, now, now, None, None))
         finally:
             client.close()
 

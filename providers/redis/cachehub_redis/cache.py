@@ -1,4 +1,11 @@
-"""The Redis provider: one hash per entry, one round trip per operation (batches too)."""
+"""The Redis provider: one string per entry, native commands on the hot paths.
+
+``get`` is one ``GET``, ``put`` one ``SET ... PXAT``, ``get_many`` one ``MGET`` and
+``exists`` one ``GETRANGE``: the same commands hand-written redis-py code sends. Reads are
+counted in process (:class:`cachehub.hits.HitBuffer`) and written back in batches, except
+for idle-time entries, whose read must slide the deadline for every client at once.
+Operations that must check an entry before changing it are Lua scripts (:mod:`.scripts`).
+"""
 
 from __future__ import annotations
 
@@ -8,15 +15,18 @@ from itertools import islice
 from typing import Any, ClassVar, Final
 
 from redis import exceptions as rx
+from redis.cluster import RedisCluster
 
 from cachehub.api import MISSING, BaseCache, Entry, Expiry
 from cachehub.config import Option
 from cachehub.errors import CacheError, CacheValueError
 from cachehub.filters import KeyFilter
+from cachehub.hits import HitBuffer
 
 from . import scripts as lua
 from .connection import OPTIONS, ConnectionPlan, acquire_client, plan_connection, release_client
-from .dispatch import Call, Client, Key, run_calls, split
+from .dispatch import MAX_KEYS, Call, Client, Key, evalsha, run_calls, split
+from .entry import DOUBLE, HEADER, HEADER_SIZE, INT, KIND_CODEC, KIND_INT, MAGIC, pack, pxat
 from .errors import translate
 from .scripts import LuaScript
 
@@ -25,8 +35,18 @@ __all__ = ["RedisCache", "redis_glob"]
 _INT64: Final = range(-(2**63), 2**63)
 _SCAN_COUNT: Final = 1000
 _GLOB_SPECIALS: Final = frozenset("*?[]\\")
+_NAN: Final = float("nan")
+_NO_TTL: Final = ""
+"""Script argument for "no PXAT"."""
 
-_NO_EXPIRY_ARGS: Final[tuple[str, ...]] = ()
+HIT_FLUSH: Final = Option(
+    "hitFlushInterval",
+    float,
+    10.0,
+    "seconds after which counted reads (hit counts, last access) are written back, "
+    "checked on each operation (0: only on close() or flush_hits()).",
+    minimum=0,
+)
 
 
 def _escape_glob(literal: str) -> str:
@@ -34,36 +54,44 @@ def _escape_glob(literal: str) -> str:
 
 
 def redis_glob(flt: KeyFilter) -> str:
-    """The ``SCAN MATCH`` pattern selecting (a superset of) the keys ``flt`` matches."""
-    body = "".join(t if t in ("*", "?") else _escape_glob(t) for t in flt.tokens)
+    """The ``SCAN MATCH`` pattern selecting (a superset of) the keys ``flt`` matches.
+
+    Redis matches bytes: its ``?`` is one byte, while the filter's ``?`` is one character
+    (up to 4 UTF-8 bytes), so ``?`` becomes ``*`` and the filter itself decides.
+    """
+    body = "".join("*" if t in ("*", "?") else _escape_glob(t) for t in flt.tokens)
     return _escape_glob(flt.namespace) + body
 
 
-def _num(raw: bytes | None) -> float | None:
-    return None if raw is None else float(raw)
+def _exact_glob(flt: KeyFilter) -> bool:
+    """Whether :func:`redis_glob` selects exactly the filter's keys (literals and ``*``).
 
-
-def _expiry_args(expiry: Expiry) -> tuple[str, ...]:
-    """The expiry as script arguments; trailing "none"s are left out (the scripts read nil).
-
-    repr() keeps every digit; Lua compares numerically and stores the string as is.
+    UTF-8 literals compared byte by byte can only match at character boundaries, so
+    without ``?`` the byte-level glob and the character-level filter agree.
     """
-    x, d = expiry.expires_at, expiry.idle
-    if d is None:
-        return _NO_EXPIRY_ARGS if x is None else (repr(x),)
-    return ("" if x is None else repr(x), repr(d))
+    return "?" not in flt.tokens
+
+
+def _wrong_type(exc: rx.ResponseError) -> bool:
+    """Whether a command failed only because the key holds another Redis type."""
+    return str(exc).startswith("WRONGTYPE")
+
+
+def _ttl_arg(deadline: float | None) -> int | str:
+    ms = pxat(deadline)
+    return _NO_TTL if ms is None else ms
 
 
 class RedisCache(BaseCache):
     """A cache on Redis: a single server, a Redis Cluster, or a Sentinel-managed primary.
 
-    Each entry is one hash holding the value and its metadata (see docs/redis.md); every
-    operation is one Lua script run by ``EVALSHA``, so each is atomic and one round trip,
-    batches included (one per node in a cluster). The client is created lazily on first
-    use and shared by all threads (redis-py pools).
+    Each entry is one string: a 50-byte header (timestamps, hit count, expiry) and the
+    value (see :mod:`cachehub_redis.entry` and docs/redis.md). Every operation is one
+    round trip, batches included (one per node in a cluster). The client is created
+    lazily on first use and shared by all threads (redis-py pools).
     """
 
-    options: ClassVar[tuple[Option, ...]] = OPTIONS
+    options: ClassVar[tuple[Option, ...]] = (*OPTIONS, HIT_FLUSH)
     distributed: ClassVar[bool] = True
 
     def __init__(self, settings: Any = None, /, **kwargs: Any) -> None:
@@ -72,6 +100,7 @@ class RedisCache(BaseCache):
         self._plan: ConnectionPlan = plan_connection(self.settings, where)
         self._client_lock = threading.Lock()
         self._redis: Client | None = None
+        self._hits: HitBuffer[str] = HitBuffer(self.settings["hitFlushInterval"])
         # Bound once: the hot paths below run for every get/put.
         self._dumps = self.codec.dumps
         self._loads = self.codec.loads
@@ -102,6 +131,11 @@ class RedisCache(BaseCache):
         return translate(exc, self.endpoint, self._plan.secrets)
 
     def _close(self) -> None:
+        if self._redis is not None:
+            try:
+                self.flush_hits()
+            except CacheError as exc:
+                self.log.warning("cache '%s': could not flush hit counts: %s", self.name, exc)
         with self._client_lock:
             client, self._redis = self._redis, None
         if client is not None:
@@ -110,42 +144,24 @@ class RedisCache(BaseCache):
             except rx.RedisError as exc:
                 raise self._translate(exc) from None
 
-    # ------------------------------------------------------------------ encoding
+    # ------------------------------------------------------------------ commands
 
-    def _pack(self, value: Any) -> tuple[str, bytes]:
-        """``('i', digits)`` for a 64-bit int (so incr is HINCRBY), else ``('v', codec bytes)``."""
-        if type(value) is int and value in _INT64:
-            return "i", str(value).encode()
-        return "v", self._dumps(value)
-
-    def _value(self, reply: Any) -> Any:
-        """A GET script reply as a value: bulk = codec bytes, ``[digits]`` = native int."""
-        if reply is None:
-            return MISSING
-        if type(reply) is bytes:
-            return self._loads(reply)
-        return int(reply[0])
-
-    def _entry(self, flat: Sequence[bytes]) -> Entry:
-        fields = dict(zip(flat[::2], flat[1::2], strict=True))
-        value = int(fields[b"i"]) if b"i" in fields else self._loads(fields[b"v"])
-        return Entry(
-            value=value,
-            created=float(fields[b"c"]),
-            modified=float(fields[b"m"]),
-            accessed=float(fields[b"a"]),
-            hits=int(fields.get(b"h", b"0")),
-            expires_at=_num(fields.get(b"x")),
-            idle=_num(fields.get(b"d")),
-        )
-
-    # ------------------------------------------------------------------ single-key primitives
+    def _command(self, *args: Any) -> Any:
+        """One native command; a key of another Redis type answers None (not an entry)."""
+        client = self._redis
+        if client is None:
+            client = self._client()
+        try:
+            return client.execute_command(*args)  # type: ignore[no-untyped-call]
+        except rx.ResponseError as exc:
+            if _wrong_type(exc):
+                return None
+            raise self._translate(exc) from None
+        except rx.RedisError as exc:
+            raise self._translate(exc) from None
 
     def _eval(self, script: LuaScript, key: str, *args: Any) -> Any:
-        """Run one script on one key: a single EVALSHA round trip.
-
-        ``now`` is passed as a float: redis-py encodes floats with repr(), every digit.
-        """
+        """Run one script on one key: a single EVALSHA round trip."""
         client = self._redis
         if client is None:
             client = self._client()
@@ -159,61 +175,6 @@ class RedisCache(BaseCache):
                 raise self._translate(exc) from None
         except rx.RedisError as exc:
             raise self._translate(exc) from None
-
-    def _get(self, key: str, now: float) -> Any:
-        return self._value(self._eval(lua.GET, key, now))
-
-    def _get_entry(self, key: str, now: float) -> Entry | None:
-        flat = self._eval(lua.ENTRY, key, now)
-        return None if flat is None else self._entry(flat)
-
-    def _exists(self, key: str, now: float) -> bool:
-        return bool(self._eval(lua.EXISTS, key, now))
-
-    def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
-        if type(value) is int and value in _INT64:
-            self._eval(lua.SET, key, now, "i", value, *_expiry_args(expiry))
-        else:
-            self._eval(lua.SET, key, now, "v", self._dumps(value), *_expiry_args(expiry))
-
-    def _add(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
-        return bool(self._eval(lua.ADD, key, now, *self._pack(value), *_expiry_args(expiry)))
-
-    def _delete(self, key: str, now: float) -> bool:
-        return bool(self._eval(lua.DELETE, key, now))
-
-    def _delete_if_equal(self, key: str, value: Any, now: float) -> bool:
-        return bool(self._eval(lua.DELETE_IF_EQUAL, key, now, *self._pack(value)))
-
-    def _incr(self, key: str, delta: int, now: float) -> int:
-        if delta not in _INT64:
-            raise CacheValueError(
-                f"incr delta {delta} does not fit in 64 bits.",
-                hint="Redis counters are signed 64-bit integers; use a smaller delta.",
-            )
-        kind, payload = self._eval(lua.INCR, key, now, delta)
-        if kind == b"n":
-            return int(payload)
-        user_key = self._user_key(key)
-        if kind == b"e":
-            raise CacheValueError(
-                f"cannot incr key {user_key!r:.200} by {delta}: the result would not fit "
-                "in a signed 64-bit integer.",
-                hint="Redis counters are 64-bit; reset the counter or use a smaller delta.",
-            )
-        current = self._loads(payload)
-        raise CacheValueError(
-            f"cannot incr key {user_key!r:.200}: it holds a {type(current).__name__}, "
-            "not a 64-bit int.",
-            hint="incr/decr only work on entries created by incr or put with an int.",
-        )
-
-    def _touch(self, key: str, expiry: Expiry, now: float) -> bool:
-        x, d = expiry.expires_at, expiry.idle
-        stamps = ("" if x is None else repr(x), "" if d is None else repr(d))
-        return bool(self._eval(lua.TOUCH, key, now, *stamps))
-
-    # ------------------------------------------------------------------ batches
 
     def _run_calls(self, script: LuaScript, calls: Sequence[Call]) -> list[Any]:
         """Run several script calls in one round trip (one per node in a cluster)."""
@@ -233,28 +194,260 @@ class RedisCache(BaseCache):
         except rx.RedisError as exc:
             raise self._translate(exc) from None
 
+    # ------------------------------------------------------------------ encoding
+
+    def _blob(self, value: Any, expiry: Expiry, now: float) -> bytes:
+        """The stored form of a fresh entry: a native int when it fits 64 bits."""
+        if type(value) is int and value in _INT64:
+            return pack(KIND_INT, INT.pack(value), now, now, expiry.expires_at, expiry.idle)
+        return pack(KIND_CODEC, self._dumps(value), now, now, expiry.expires_at, expiry.idle)
+
+    def _payload(self, value: Any) -> tuple[bytes, bytes]:
+        """``(kind byte, payload)`` as stored, to compare a value with an entry's."""
+        if type(value) is int and value in _INT64:
+            return b"i", INT.pack(value)
+        return b"v", self._dumps(value)
+
+    def _read(self, key: str, raw: bytes | None, now: float) -> Any:
+        """The value of a stored entry read at ``now`` (MISSING when absent or dead).
+
+        Counts the read: in process for plain entries; an idle entry's read is written
+        at once (:meth:`_slide`), since it moves the deadline every client sees.
+        """
+        if raw is None or raw[0] != MAGIC or len(raw) < HEADER_SIZE:
+            return MISSING
+        _, kind, created, _, accessed, _, x, d = HEADER.unpack_from(raw)
+        if d != d:  # no idle time (NaN): the deadline is the absolute expiry, if any
+            if x == x and now >= x:
+                return MISSING
+            self._hits.count(key, created, now)
+        else:
+            deadline = accessed + d if x != x or accessed + d < x else x
+            if now >= deadline:
+                return MISSING
+            self._slide([(key, created, x, d)], now)
+        if kind == KIND_INT:
+            return INT.unpack_from(raw, HEADER_SIZE)[0]
+        return self._loads(raw[HEADER_SIZE:])
+
+    def _slide(self, reads: Sequence[tuple[str, float, float, float]], now: float) -> None:
+        """Record reads of idle entries: hit count, access time and a new Redis TTL.
+
+        ``reads`` holds ``(key, created, expires or NaN, idle)`` per entry read.
+        """
+        stamp = DOUBLE.pack(now)
+        calls: list[Call] = []
+        by_key = {key: (created, x, d) for key, created, x, d in reads}
+        for group in self._groups(list(by_key)):
+            args: list[Any] = []
+            for key in group:
+                created, x, d = by_key[key]  # type: ignore[index]
+                deadline = now + d if x != x or now + d < x else x
+                hits = 1 + self._hits.take(key, created)  # type: ignore[arg-type]
+                args.extend((DOUBLE.pack(created), hits, stamp, _ttl_arg(deadline)))
+            calls.append((group, args))
+        self._run_calls(lua.RECORD_READS, calls)
+
+    # ------------------------------------------------------------------ hit accounting
+
+    def pending_hits(self) -> int:
+        """How many keys have reads counted in process, not yet written to Redis."""
+        return len(self._hits)
+
+    def flush_hits(self) -> int:
+        """Write counted reads (hit counts, last access) back: one round trip per node.
+
+        Reads of entries replaced or deleted meanwhile are dropped. Returns the number
+        of keys whose counts were sent.
+        """
+        pending = self._hits.drain()
+        if not pending:
+            return 0
+        calls: list[Call] = []
+        for group in self._groups(list(pending)):
+            args: list[Any] = []
+            for key in group:
+                read = pending[key]  # type: ignore[index]
+                version = read.version
+                assert isinstance(version, float)
+                args.extend((DOUBLE.pack(version), read.hits, DOUBLE.pack(read.accessed), _NO_TTL))
+            calls.append((group, args))
+        self._run_calls(lua.RECORD_READS, calls)
+        return len(pending)
+
+    def _maybe_flush(self) -> None:
+        """Write counted reads back when due (never fails the operation that asked)."""
+        if self._hits.due():
+            try:
+                self.flush_hits()
+            except CacheError as exc:
+                self.log.warning("cache '%s': could not flush hit counts: %s", self.name, exc)
+
+    # ------------------------------------------------------------------ single-key primitives
+
+    def _get(self, key: str, now: float) -> Any:
+        value = self._read(key, self._command("GET", key), now)
+        if self._hits.due():
+            self._maybe_flush()
+        return value
+
+    def _get_entry(self, key: str, now: float) -> Entry | None:
+        raw = self._command("GET", key)
+        if raw is None or raw[0] != MAGIC or len(raw) < HEADER_SIZE:
+            return None
+        _, kind, created, modified, accessed, hits, x, d = HEADER.unpack_from(raw)
+        entry = Entry(
+            value=None,
+            created=created,
+            modified=modified,
+            accessed=accessed,
+            hits=int(hits),
+            expires_at=None if x != x else x,
+            idle=None if d != d else d,
+        )
+        if not entry.alive(now):
+            return None
+        pending = self._hits.peek(key, created)
+        if pending is not None:
+            entry.hits += pending.hits
+            entry.accessed = max(entry.accessed, pending.accessed)
+        if kind == KIND_INT:
+            entry.value = INT.unpack_from(raw, HEADER_SIZE)[0]
+        else:
+            entry.value = self._loads(raw[HEADER_SIZE:])
+        return entry
+
+    def _exists(self, key: str, now: float) -> bool:
+        head = self._command("GETRANGE", key, 0, HEADER_SIZE - 1)
+        if not head or head[0] != MAGIC or len(head) < HEADER_SIZE:
+            return False
+        _, _, _, _, accessed, _, x, d = HEADER.unpack_from(head)
+        deadline: float = x if d != d else (accessed + d if x != x or accessed + d < x else x)
+        return deadline != deadline or now < deadline  # NaN: never expires
+
+    def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
+        blob = self._blob(value, expiry, now)
+        deadline = expiry.deadline(now)
+        if deadline is None:
+            self._command("SET", key, blob)
+        else:
+            self._command("SET", key, blob, "PXAT", pxat(deadline))
+        self._hits.forget(key)
+        if self._hits.due():
+            self._maybe_flush()
+
+    def _add(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
+        blob = self._blob(value, expiry, now)
+        added = bool(self._eval(lua.ADD, key, now, blob, _ttl_arg(expiry.deadline(now))))
+        if added:
+            self._hits.forget(key)
+        return added
+
+    def _delete(self, key: str, now: float) -> bool:
+        self._hits.forget(key)
+        return bool(self._eval(lua.DELETE, key, now))
+
+    def _delete_if_equal(self, key: str, value: Any, now: float) -> bool:
+        deleted = bool(self._eval(lua.DELETE_IF_EQUAL, key, now, *self._payload(value)))
+        if deleted:
+            self._hits.forget(key)
+        return deleted
+
+    def _incr(self, key: str, delta: int, now: float) -> int:
+        if delta not in _INT64:
+            raise CacheValueError(
+                f"incr delta {delta} does not fit in 64 bits.",
+                hint="Redis counters are signed 64-bit integers; use a smaller delta.",
+            )
+        fresh = pack(KIND_INT, INT.pack(delta), now, now, None, None)
+        reply = self._eval(lua.INCR, key, now, delta, fresh, DOUBLE.pack(now))
+        kind = reply[0]
+        if kind == b"n":
+            return int(INT.unpack(reply[1])[0])
+        user_key = self._user_key(key)
+        if kind == b"e":
+            raise CacheValueError(
+                f"cannot incr key {user_key!r:.200} by {delta}: the result would not fit "
+                "in a signed 64-bit integer.",
+                hint="Redis counters are 64-bit; reset the counter or use a smaller delta.",
+            )
+        current = self._loads(reply[1])
+        raise CacheValueError(
+            f"cannot incr key {user_key!r:.200}: it holds a {type(current).__name__}, "
+            "not a 64-bit int.",
+            hint="incr/decr only work on entries created by incr or put with an int.",
+        )
+
+    def _touch(self, key: str, expiry: Expiry, now: float) -> bool:
+        x, d = expiry.expires_at, expiry.idle
+        policy = DOUBLE.pack(_NAN if x is None else x) + DOUBLE.pack(_NAN if d is None else d)
+        ttl = _ttl_arg(expiry.deadline(now))
+        return bool(self._eval(lua.TOUCH, key, now, DOUBLE.pack(now), policy, ttl))
+
+    # ------------------------------------------------------------------ batches
+
+    def _mget(self, keys: list[str]) -> list[Any]:
+        """The stored strings of ``keys``: ``MGET``, one round trip (per node in a cluster)."""
+        if not keys:
+            return []
+        client = self._client()
+        try:
+            if isinstance(client, RedisCluster):
+                return client.mget_nonatomic(keys)
+            if len(keys) <= MAX_KEYS:
+                return client.execute_command("MGET", *keys)  # type: ignore[no-any-return,no-untyped-call]
+            # Chunks, so one command never holds the server for long; pipelined.
+            pipe = client.pipeline(transaction=False)
+            for i in range(0, len(keys), MAX_KEYS):
+                pipe.execute_command("MGET", *keys[i : i + MAX_KEYS])  # type: ignore[no-untyped-call]
+            return [raw for chunk in pipe.execute() for raw in chunk]
+        except rx.RedisError as exc:
+            raise self._translate(exc) from None
+
     def _get_many(self, keys: list[str], now: float) -> dict[str, Any]:
-        groups = self._groups(keys)
-        replies = self._run_calls(lua.GET_MANY, [(group, (now,)) for group in groups])
         found: dict[str, Any] = {}
-        for group, values in zip(groups, replies, strict=True):
-            for key, reply in zip(group, values, strict=True):
-                if reply is not None:
-                    found[key] = self._value(reply)  # type: ignore[index]
+        counted: list[tuple[str, object]] = []
+        idle: list[tuple[str, float, float, float]] = []
+        loads, unpack_from = self._loads, HEADER.unpack_from
+        for key, raw in zip(keys, self._mget(keys), strict=True):
+            if raw is None or raw[0] != MAGIC or len(raw) < HEADER_SIZE:
+                continue
+            _, kind, created, _, accessed, _, x, d = unpack_from(raw)
+            if d != d:  # no idle time (NaN)
+                if x == x and now >= x:
+                    continue
+                counted.append((key, created))
+            else:
+                if now >= (accessed + d if x != x or accessed + d < x else x):
+                    continue
+                idle.append((key, created, x, d))
+            found[key] = (
+                loads(raw[HEADER_SIZE:])
+                if kind == KIND_CODEC
+                else INT.unpack_from(raw, HEADER_SIZE)[0]
+            )
+        if counted:
+            self._hits.count_many(counted, now)
+        if idle:
+            self._slide(idle, now)
+        if self._hits.due():
+            self._maybe_flush()
         return found
 
     def _set_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
-        x, d = expiry.expires_at, expiry.idle
-        head = (now, "" if x is None else repr(x), "" if d is None else repr(d))
+        ttl = _ttl_arg(expiry.deadline(now))
         calls: list[Call] = []
         for group in self._groups(list(items)):
-            args: list[Any] = [*head]
+            args: list[Any] = []
             for key in group:
-                args.extend(self._pack(items[key]))  # type: ignore[index]
+                args.extend((self._blob(items[key], expiry, now), ttl))  # type: ignore[index]
             calls.append((group, args))
         self._run_calls(lua.SET_MANY, calls)
+        self._hits.forget(*items)
+        self._maybe_flush()
 
     def _delete_many(self, keys: list[str], now: float) -> int:
+        self._hits.forget(*keys)
         calls = [(group, (now,)) for group in self._groups(keys)]
         return sum(self._run_calls(lua.DELETE_MANY, calls))
 
@@ -263,14 +456,14 @@ class RedisCache(BaseCache):
     def _scan_batches(self, flt: KeyFilter, mode: str, now: float) -> Iterator[tuple[Any, ...]]:
         """Per SCAN batch, the keys checked and the SCAN_CHECK replies for them, in ``mode``.
 
-        SCAN (never KEYS) with a MATCH on the namespaced pattern and TYPE hash; in a
+        SCAN (never KEYS) with a MATCH on the namespaced pattern and TYPE string; in a
         cluster redis-py scans every primary. Each batch is then checked against ``now``
         by one script call per hash slot, in one round trip (per node in a cluster).
         Memory stays flat: one batch at a time.
         """
         client = self._client()
         try:
-            found = client.scan_iter(match=redis_glob(flt), count=_SCAN_COUNT, _type="hash")
+            found = client.scan_iter(match=redis_glob(flt), count=_SCAN_COUNT, _type="string")
             while raw := list(islice(found, _SCAN_COUNT)):
                 batch = [k for k in dict.fromkeys(raw) if self._selects(flt, k)]
                 if not batch:
@@ -294,9 +487,38 @@ class RedisCache(BaseCache):
                 # marks holds b"1" (live) or b"0" per key: as ints, 49 or 48.
                 yield from (k.decode() for k, m in zip(group, marks, strict=True) if m == 49)
 
+    def _server_pages(self, flt: KeyFilter, mode: str, now: float) -> int | None:
+        """Count (mode 'c') or clear (mode 'u') page by page inside the server.
+
+        One SCAN_PAGE call per SCAN page: the keys never travel to the client. Only on a
+        single server (a cluster spreads keys over nodes and slots) and for filters the
+        Redis glob matches exactly; None otherwise, and the caller scans client-side.
+        """
+        client = self._client()
+        if isinstance(client, RedisCluster) or not _exact_glob(flt):
+            return None
+        pattern, cursor, total = redis_glob(flt), b"0", 0
+        while True:
+            cursor, n = self._eval_keyless(lua.SCAN_PAGE, cursor, pattern, _SCAN_COUNT, now, mode)
+            total += int(n)
+            if cursor == b"0":
+                return total
+
+    def _eval_keyless(self, script: LuaScript, *args: Any) -> Any:
+        try:
+            return evalsha(self._client(), script, (), args)
+        except rx.RedisError as exc:
+            raise self._translate(exc) from None
+
     def _count(self, flt: KeyFilter, now: float) -> int:
+        total = self._server_pages(flt, "c", now)
+        if total is not None:
+            return total
         return sum(sum(counts) for _, counts in self._scan_batches(flt, "c", now))
 
     def _clear(self, flt: KeyFilter, now: float) -> int:
-        # The script re-checks liveness atomically, so a racing write is counted once.
+        # The scripts re-check liveness atomically, so a racing write is counted once.
+        total = self._server_pages(flt, "u", now)
+        if total is not None:
+            return total
         return sum(sum(counts) for _, counts in self._scan_batches(flt, "u", now))

@@ -62,6 +62,7 @@ def _warm(cache: RedisCache) -> None:
     [
         ("get", lambda c: c.get("k")),
         ("get missing", lambda c: c.get("absent")),
+        ("get idle", lambda c: c.get("idle")),  # GET, then its new deadline: see below
         ("put", lambda c: c.put("k", {"a": [1, 2]}, time_span=60)),
         ("put int", lambda c: c.put("k", 7)),
         ("add", lambda c: c.add("new", "v", idle_time=30)),
@@ -78,12 +79,43 @@ def test_single_key_operations_take_one_round_trip(
     name: str,
     operation: Callable[[RedisCache], object],
 ) -> None:
-    cache = make_cache()
+    cache = make_cache(hitFlushInterval=0)
     _warm(cache)
-    cache.put("k", "value", idle_time=60)
+    cache.put("k", "value", time_span=60)
+    cache.put("idle", "value", idle_time=60)
     before = trips.count
     operation(cache)
-    assert trips.count - before == 1, name
+    # Reading an idle entry moves the deadline every client sees: one more round trip.
+    assert trips.count - before == (2 if name == "get idle" else 1), name
+
+
+@pytest.mark.parametrize(
+    ("name", "operation", "command"),
+    [
+        ("get", lambda c: c.get("k"), "get"),
+        ("get missing", lambda c: c.get("absent"), "get"),
+        ("put", lambda c: c.put("k", {"a": 1}, time_span=60), "set"),
+        ("put forever", lambda c: c.put("k", "v"), "set"),
+        ("exists", lambda c: c.exists("k"), "getrange"),
+        ("metadata", lambda c: c.metadata("k"), "get"),
+        ("get_many", lambda c: c.get_many([f"k{i}" for i in range(100)]), "mget"),
+    ],
+)
+def test_hot_operations_are_one_native_command_no_script(
+    make_cache: Callable[..., RedisCache],
+    plain: Redis,
+    name: str,
+    operation: Callable[[RedisCache], object],
+    command: str,
+) -> None:
+    cache = make_cache(hitFlushInterval=0)
+    _warm(cache)
+    cache.put_many({f"k{i}": i for i in range(100)})
+    cache.put("k", "v", time_span=60)
+    before = _commandstats(plain)
+    operation(cache)
+    # The client sent exactly that command (and the INFO of the first snapshot).
+    assert _delta(before, _commandstats(plain)) == {command: 1, "info": 1}, name
 
 
 def test_batches_take_one_round_trip_on_a_single_node(
@@ -106,21 +138,22 @@ def test_batches_take_one_round_trip_on_a_single_node(
     assert trips.count - before == 1
 
 
-def test_get_is_one_evalsha_on_the_server(
-    make_cache: Callable[..., RedisCache], plain: Redis
+def test_counted_reads_are_written_back_by_one_script_call(
+    make_cache: Callable[..., RedisCache], plain: Redis, trips: RoundTrips
 ) -> None:
-    cache = make_cache()
+    cache = make_cache(hitFlushInterval=0)
     _warm(cache)
-    cache.put("k", "v")
-    before = _commandstats(plain)
-    assert cache.get("k") == "v"
-    after = _commandstats(plain)
-    changed = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
-    # Redis also counts the commands the script runs; the client sent only EVALSHA (and the
-    # INFO of the first snapshot, counted by the second one).
-    inside_script = {"type", "hmget", "hincrby", "hset"}
+    cache.flush_hits()
+    cache.put_many({f"k{i}": i for i in range(100)})
+    cache.get_many([f"k{i}" for i in range(100)])
+    cache.get("k1")
+    before, sent = _commandstats(plain), trips.count
+    assert cache.flush_hits() == 100
+    assert trips.count - sent == 1
+    changed = _delta(before, _commandstats(plain))
     assert changed["evalsha"] == 1
-    assert set(changed) - inside_script == {"evalsha", "info"}
+    assert not set(changed) - {"evalsha", "info", "getrange", "setrange"}
+    assert cache.metadata("k1").hit_count == 2
 
 
 def test_listing_uses_scan_never_keys_or_flush(
@@ -146,7 +179,7 @@ def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
 @pytest.mark.parametrize(
     ("name", "operation"),
     [
-        ("get_many", lambda c, keys: c.get_many(keys)),
+        ("get_many idle", lambda c, keys: c.get_many(keys)),  # the new deadlines: a script
         ("put_many", lambda c, keys: c.put_many(dict.fromkeys(keys, "v"), idle_time=60)),
         ("delete_many", lambda c, keys: c.delete_many(keys)),
     ],
@@ -160,13 +193,14 @@ def test_a_batch_of_100_is_one_evalsha_on_the_server(
     cache = make_cache()
     _warm(cache)
     keys = [f"k{i}" for i in range(100)]
-    cache.put_many(dict.fromkeys(keys, "v"))
+    cache.put_many(dict.fromkeys(keys, "v"), idle_time=60)
     before = _commandstats(plain)
     operation(cache, keys)
     changed = _delta(before, _commandstats(plain))
     # One EVALSHA for the whole batch; every other command ran inside that script.
     assert changed["evalsha"] == 1, name
-    assert not set(changed) - {"evalsha", "info", "hmget", "hset", "del", "unlink", "pexpireat"}
+    inside = {"getrange", "setrange", "set", "unlink", "pexpireat"}
+    assert not set(changed) - {"evalsha", "info", "mget", *inside}
 
 
 def test_batches_beyond_one_script_call_stay_one_round_trip(
@@ -174,11 +208,15 @@ def test_batches_beyond_one_script_call_stay_one_round_trip(
 ) -> None:
     cache = make_cache()
     _warm(cache)
-    items = {f"k{i}": i for i in range(1200)}  # three script calls of at most 500 keys
+    items = {f"k{i}": i for i in range(1200)}  # three calls of at most 500 keys
     cache.put_many(items)
     stats = _commandstats(plain)
     before = trips.count
     assert cache.get_many(list(items)) == items
+    assert trips.count - before == 1
+    assert _delta(stats, _commandstats(plain))["mget"] == 3
+    before = trips.count
+    assert cache.delete_many(list(items)) == 1200
     assert trips.count - before == 1
     assert _delta(stats, _commandstats(plain))["evalsha"] == 3
 
@@ -195,26 +233,47 @@ def test_lost_scripts_are_reloaded_inside_pipelined_batches(
     assert cache.delete_many(list(items)) == 1200
 
 
-def test_clear_and_count_run_one_evalsha_per_scan_batch(
+def test_count_and_clear_scan_inside_the_server_one_call_per_page(
+    make_cache: Callable[..., RedisCache], plain: Redis, trips: RoundTrips
+) -> None:
+    cache = make_cache()
+    _warm(cache)
+    cache.put_many({f"k{i}": i for i in range(2500)})
+    before, sent = _commandstats(plain), trips.count
+    assert cache.count() == 2500
+    sent = trips.count - sent
+    changed = _delta(before, _commandstats(plain))
+    # Each script call runs one SCAN page itself: the keys never reach the client.
+    assert changed["evalsha"] == changed["scan"] == sent
+    assert changed["getrange"] == 2500  # one header read per key, never the value
+    assert "unlink" not in changed  # counting changes nothing
+    assert "del" not in changed
+    before = _commandstats(plain)
+    assert cache.clear("k*") == 2500
+    changed = _delta(before, _commandstats(plain))
+    assert changed["evalsha"] == changed["scan"]
+    assert changed["unlink"] >= 5  # at most 500 keys per UNLINK
+    assert cache.count() == 0
+
+
+def test_filters_with_a_question_mark_are_checked_by_the_client_per_scan_batch(
     make_cache: Callable[..., RedisCache], plain: Redis
 ) -> None:
     cache = make_cache()
     _warm(cache)
     cache.put_many({f"k{i}": i for i in range(2500)})
     before = _commandstats(plain)
-    assert cache.count() == 2500
+    # Redis' ? is one byte, the filter's one character: the client decides, per batch.
+    assert cache.count("k?*") == 2500
     changed = _delta(before, _commandstats(plain))
     scans = changed["scan"]
     # SCAN's COUNT is a hint: batches of 1000 keys, each checked by one script call.
     assert changed["evalsha"] == len(range(0, 2500, 1000)) <= scans
-    # Counting changes nothing.
-    assert "unlink" not in changed
-    assert "del" not in changed
     before = _commandstats(plain)
-    assert cache.clear() == 2500
+    assert cache.clear("k?*") == 2500
     changed = _delta(before, _commandstats(plain))
     assert changed["evalsha"] == 3
-    assert changed["hmget"] == 2500  # one read per key, inside the scripts
+    assert changed["getrange"] == 2500
     assert changed["unlink"] == 2 + 2 + 1  # batches of 1000, 1000, 500: UNLINKs of <= 500 keys
 
 
@@ -226,8 +285,9 @@ def test_a_lost_script_costs_two_extra_round_trips_once(
     cache.put("k", "v")
     plain.script_flush()  # what a server restart without persistence does
     before = trips.count
-    assert cache.get("k") == "v"
+    assert cache.delete("k")
     assert trips.count - before == 3  # EVALSHA (NOSCRIPT), SCRIPT LOAD, EVALSHA
+    cache.put("k", "v")
     before = trips.count
-    assert cache.get("k") == "v"
+    assert cache.delete("k")
     assert trips.count - before == 1

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 from cachehub_redis import RedisCache
 from cachehub_redis.cache import redis_glob
+from cachehub_redis.entry import HEADER, HEADER_SIZE, INT, KIND_CODEC, KIND_INT, MAGIC
 from redis import Redis
 
 from cachehub.errors import CacheValueError
@@ -15,33 +16,44 @@ from cachehub.filters import compile_filter
 from cachehub.testing.clock import FakeClock
 
 
-def test_entry_is_one_hash_with_metadata_fields(
+def test_entry_is_one_string_with_a_fixed_header(
     make_cache: Callable[..., RedisCache], plain: Redis
 ) -> None:
     clock = FakeClock()
     cache = make_cache(clock=clock)
     now = clock()
     cache.put("doc", {"a": 1}, time_span=60, idle_time=30)
-    stored = plain.hgetall(f"{cache.namespace}doc")
-    assert set(stored) == {b"v", b"c", b"m", b"a", b"h", b"x", b"d"}
-    assert float(stored[b"c"]) == now
-    assert float(stored[b"x"]) == now + 60
-    assert float(stored[b"d"]) == 30.0
-    assert cache.codec.loads(stored[b"v"]) == {"a": 1}
+    stored = plain.get(f"{cache.namespace}doc")
+    assert stored is not None
+    head = HEADER.unpack_from(stored)
+    assert head[:2] == (MAGIC, KIND_CODEC)
+    assert head[2:6] == (now, now, now, 0.0)  # created, modified, accessed, hits
+    assert head[6:] == (now + 60, 30.0)  # absolute expiry, idle seconds
+    assert cache.codec.loads(stored[HEADER_SIZE:]) == {"a": 1}
     # Redis reclaims the entry by itself at the (idle) deadline, rounded up to the ms.
     assert plain.pexpiretime(f"{cache.namespace}doc") == math.ceil((now + 30) * 1000)
 
+    cache.put("plain", "v")
+    raw = plain.get(f"{cache.namespace}plain")
+    assert raw is not None
+    x, d = HEADER.unpack_from(raw)[6:]
+    assert math.isnan(x)
+    assert math.isnan(d)
+    assert plain.pexpiretime(f"{cache.namespace}plain") == -1
 
-def test_integers_are_native_hash_fields(
+
+def test_integers_are_native_64_bit_fields(
     make_cache: Callable[..., RedisCache], plain: Redis
 ) -> None:
     cache = make_cache()
     cache.put("n", 41)
     key = f"{cache.namespace}n"
-    assert plain.hget(key, "i") == b"41"
-    assert plain.hget(key, "v") is None
-    assert cache.incr("n") == 42
-    assert plain.hget(key, "i") == b"42"
+    raw = plain.get(key)
+    assert raw is not None
+    assert raw[1] == KIND_INT
+    assert INT.unpack_from(raw, HEADER_SIZE)[0] == 41
+    assert cache.incr("n") == 42  # BITFIELD INCRBY on the stored field
+    assert plain.bitfield(key).get("i64", HEADER_SIZE * 8).execute() == [42]
     # Beyond 64 bits the codec stores it, and incr refuses instead of overflowing.
     cache.put("big", 2**70)
     assert cache.get("big") == 2**70
@@ -51,7 +63,65 @@ def test_integers_are_native_hash_fields(
     with pytest.raises(CacheValueError, match="64-bit"):
         cache.incr("edge")
     assert cache.get("edge") == 2**63 - 1
+    cache.put("low", -(2**63))
+    assert cache.decr("low", -5) == -(2**63) + 5
     assert cache.get("n") == 42
+
+
+def test_plain_reads_are_counted_in_process_and_written_back_in_one_round_trip(
+    make_cache: Callable[..., RedisCache], plain: Redis
+) -> None:
+    cache = make_cache(hitFlushInterval=0)
+    cache.put_many({"a": 1, "b": 2})
+    for _ in range(3):
+        cache.get("a")
+    cache.get_many(["a", "b", "absent"])
+    assert cache.pending_hits() == 2
+    raw = plain.get(f"{cache.namespace}a")
+    assert raw is not None
+    assert HEADER.unpack_from(raw)[5] == 0.0
+    assert cache.metadata("a").hit_count == 4  # the in-process counts are included
+    assert cache.flush_hits() == 2
+    assert cache.pending_hits() == 0
+    for key, hits in (("a", 4.0), ("b", 1.0)):
+        raw = plain.get(f"{cache.namespace}{key}")
+        assert raw is not None
+        assert HEADER.unpack_from(raw)[5] == hits
+    other = make_cache(namespace=cache.namespace)
+    assert other.metadata("a").hit_count == 4  # visible to every client once written
+
+
+def test_counted_reads_of_a_replaced_entry_are_dropped(
+    make_cache: Callable[..., RedisCache],
+) -> None:
+    clock = FakeClock()
+    cache = make_cache(clock=clock, hitFlushInterval=0)
+    other = make_cache(namespace=cache.namespace, clock=clock)
+    cache.put("k", 1)
+    cache.get("k")
+    cache.get("k")
+    clock.advance(1)
+    other.put("k", 2)  # another client replaces the entry: a new version
+    assert cache.flush_hits() == 1
+    assert other.metadata("k").hit_count == 0
+
+
+def test_counted_reads_are_flushed_on_close_and_when_the_interval_passes(
+    make_cache: Callable[..., RedisCache],
+) -> None:
+    cache = make_cache(hitFlushInterval=3600)
+    other = make_cache(namespace=cache.namespace)
+    cache.put("k", 1)
+    cache.get("k")
+    assert other.metadata("k").hit_count == 0
+    cache.close()
+    assert other.metadata("k").hit_count == 1
+
+    eager = make_cache(namespace=cache.namespace, hitFlushInterval=0.000001)
+    eager.get("k")
+    eager.get("k")  # the interval has passed: this read writes both back
+    assert eager.pending_hits() == 0
+    assert other.metadata("k").hit_count == 3
 
 
 def test_get_slides_idle_expiry_on_the_server(
@@ -97,10 +167,15 @@ def test_clear_never_touches_foreign_keys_or_other_namespaces(
     plain.set(f"{ns}a9", "a plain string")
     plain.hset(f"{ns}a8", mapping={"field": "a hash that is not a cache entry"})
     plain.rpush(f"{ns}a7", "a list")
+    plain.set(f"{ns}a6", b"\xca too short to hold a header")
     try:
         assert mine.count() == 3
         assert sorted(mine.keys()) == ["a1", "a2", "b1"]
-        assert mine.get("a9") is None
+        for foreign in ("a9", "a8", "a7", "a6"):
+            assert mine.get(foreign) is None
+            assert not mine.exists(foreign)
+            assert mine.get_many([foreign, "a1"]) == {"a1": 1}
+            assert not mine.delete(foreign)
         assert mine.clear("a*") == 2
         assert mine.clear() == 1
         assert mine.count() == 0
@@ -109,8 +184,9 @@ def test_clear_never_touches_foreign_keys_or_other_namespaces(
         assert plain.get(f"{ns}a9") == b"a plain string"
         assert plain.hget(f"{ns}a8", "field") is not None
         assert plain.lrange(f"{ns}a7", 0, -1) == [b"a list"]
+        assert plain.exists(f"{ns}a6") == 1
     finally:
-        plain.delete("foreign:a1", f"{ns}a9", f"{ns}a8", f"{ns}a7")
+        plain.delete("foreign:a1", f"{ns}a9", f"{ns}a8", f"{ns}a7", f"{ns}a6")
 
 
 def test_glob_specials_in_keys_and_namespace_are_literal(
@@ -131,8 +207,23 @@ def test_glob_specials_in_keys_and_namespace_are_literal(
 
 def test_redis_glob_escapes_literals_and_keeps_wildcards() -> None:
     assert redis_glob(compile_filter("user_*", "app:")) == "app:user_*"
-    assert redis_glob(compile_filter("a?[b]*", "n*:")) == "n\\*:a?\\[b\\]*"
+    # Redis' ? matches one byte; the filter's one character: the glob widens it to *.
+    assert redis_glob(compile_filter("a?[b]*", "n*:")) == "n\\*:a*\\[b\\]*"
     assert redis_glob(compile_filter(None, "")) == "*"
+
+
+def test_question_mark_matches_one_character_of_any_utf8_length(
+    make_cache: Callable[..., RedisCache],
+) -> None:
+    cache = make_cache()
+    keys = ["a1", "\u00e91", "\u20ac1", "\U0001f6001", "ab1", "1"]
+    cache.put_many(dict.fromkeys(keys, 0))
+    assert sorted(cache.keys("?1")) == sorted(keys[:4])
+    assert cache.count("?1") == 4
+    assert cache.count("*1") == 6
+    assert cache.count("\u20ac*") == 1
+    assert cache.clear("?1") == 4
+    assert sorted(cache.keys()) == ["1", "ab1"]
 
 
 def test_count_streams_many_entries_across_scan_batches(

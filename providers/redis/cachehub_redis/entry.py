@@ -1,0 +1,119 @@
+"""The stored form of an entry: one Redis string, a fixed 50-byte header then the value.
+
+One string (rather than a hash of fields) lets the hot operations be single native
+commands, exactly what hand-written redis-py code sends: ``get`` is ``GET``, ``put`` is
+``SET ... PXAT``, ``get_many`` is ``MGET``, ``exists`` is ``GETRANGE`` of the header.
+The header is fixed-width so scripts can read it with Lua's ``struct`` and update single
+fields in place with ``SETRANGE`` / ``BITFIELD`` (which keep the key's TTL).
+
+Layout (big-endian; documented in docs/redis.md)::
+
+    offset  size  field
+         0     1  magic 0xCA: a cachehub entry (other strings are never read as entries)
+         1     1  kind: 'v' = codec bytes follow, 'i' = a signed 64-bit integer follows
+         2     8  created        (double, epoch seconds)
+        10     8  last modified  (double)
+        18     8  last accessed  (double; written back lazily, see cachehub.hits)
+        26     8  hit count      (double; exact to 2**53)
+        34     8  absolute expiry (double; NaN = none)
+        42     8  idle seconds    (double; NaN = none)
+        50     -  the value
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Final, NamedTuple
+
+__all__ = [
+    "HEADER",
+    "HEADER_SIZE",
+    "MAGIC",
+    "KIND_CODEC",
+    "KIND_INT",
+    "INT",
+    "DOUBLE",
+    "Header",
+    "pack",
+    "unpack",
+    "pxat",
+    "Offsets",
+]
+
+MAGIC: Final = 0xCA
+KIND_CODEC: Final = 0x76  # 'v'
+KIND_INT: Final = 0x69  # 'i'
+HEADER: Final = struct.Struct(">BBdddddd")
+HEADER_SIZE: Final = HEADER.size  # 50
+INT: Final = struct.Struct(">q")
+DOUBLE: Final = struct.Struct(">d")
+_NONE: Final = math.nan
+
+
+class Offsets:
+    """Byte offsets of the header fields (also used by the Lua scripts)."""
+
+    CREATED: Final = 2
+    MODIFIED: Final = 10
+    ACCESSED: Final = 18
+    HITS: Final = 26
+    EXPIRES: Final = 34
+    IDLE: Final = 42
+    VALUE: Final = 50
+
+
+class Header(NamedTuple):
+    """A parsed header; ``expires_at`` and ``idle`` are None when unset."""
+
+    kind: int
+    created: float
+    modified: float
+    accessed: float
+    hits: float
+    expires_at: float | None
+    idle: float | None
+
+    def deadline(self) -> float | None:
+        """Epoch second after which the entry is dead, or None for never."""
+        if self.idle is None:
+            return self.expires_at
+        slide = self.accessed + self.idle
+        return slide if self.expires_at is None or slide < self.expires_at else self.expires_at
+
+
+def pack(
+    kind: int,
+    payload: bytes,
+    created: float,
+    modified: float,
+    expires_at: float | None,
+    idle: float | None,
+) -> bytes:
+    """A complete stored entry, never read yet (accessed = modified, 0 hits)."""
+    head = HEADER.pack(
+        MAGIC,
+        kind,
+        created,
+        modified,
+        modified,
+        0.0,
+        _NONE if expires_at is None else expires_at,
+        _NONE if idle is None else idle,
+    )
+    return head + payload
+
+
+def unpack(raw: bytes) -> Header | None:
+    """The header of a stored string, or None when it is not a cachehub entry."""
+    if len(raw) < HEADER_SIZE or raw[0] != MAGIC:
+        return None
+    _, kind, created, modified, accessed, hits, x, d = HEADER.unpack_from(raw)
+    return Header(
+        kind, created, modified, accessed, hits, None if x != x else x, None if d != d else d
+    )
+
+
+def pxat(deadline: float | None) -> int | None:
+    """The ``PXAT`` argument for a deadline: milliseconds, rounded up (never early)."""
+    return None if deadline is None else math.ceil(deadline * 1000)
