@@ -9,7 +9,7 @@ from typing import Any
 
 from cachehub.codec import make_codec
 
-from .harness import Case, Config, Row, Section, Target, measure
+from .harness import Case, Config, Row, Section, Target, measure_interleaved
 
 __all__ = ["BASELINE", "CACHEHUB", "CACHEHUB_COMPRESSED", "mixed_struct", "run"]
 
@@ -66,14 +66,20 @@ def run(cfg: Config) -> Section:
         (CACHEHUB_COMPRESSED, compressed.dumps, compressed.loads),
     ]
     sizes: list[list[str]] = []
+    cases: list[Case] = []
     for impl, dumps, loads in codecs:
         if loads(dumps(value)) != value:
             section.notes.append(f"{impl}: does not round-trip the struct exactly")
         sizes.append([impl, f"{len(dumps(value)) / 1024:.1f} KiB"])
-        case = Case(
-            "encode+decode", impl, _roundtrip(dumps, loads, value, cfg.codec_ops), cfg.codec_ops
+        cases.append(
+            Case(
+                "encode+decode",
+                impl,
+                _roundtrip(dumps, loads, value, cfg.codec_ops),
+                cfg.codec_ops,
+            )
         )
-        section.measurements.append(measure(case, cfg.rounds))
+    section.measurements.extend(measure_interleaved(cases, cfg.rounds))
 
     base = section.find("encode+decode", BASELINE)
     js = section.find("encode+decode", JSON)

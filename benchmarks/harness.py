@@ -28,7 +28,9 @@ __all__ = [
     "Target",
     "Adapter",
     "machine_info",
+    "by_op",
     "measure",
+    "measure_interleaved",
     "op_cases",
     "skipped",
 ]
@@ -181,47 +183,80 @@ class Section:
 
 
 def measure(case: Case, rounds: int, *, warmup: bool = True) -> Measurement:
-    """Time ``case`` over ``rounds`` rounds; median ns/op, requests/op, client CPU/request.
+    """Time ``case`` over ``rounds`` rounds; median ns/op, requests/op, client CPU/request."""
+    return measure_interleaved([case], rounds, warmup=warmup)[0]
+
+
+def measure_interleaved(
+    cases: Sequence[Case], rounds: int, *, warmup: bool = True
+) -> list[Measurement]:
+    """Time several cases (implementations of one operation) round-robin.
+
+    Round r of every case runs before round r + 1 of any, in an order rotated each
+    round, so load that drifts while the suite runs (another process, CPU frequency)
+    lands on every implementation alike instead of on whichever ran last; the ratios
+    between them are what the report is about.
 
     Client CPU is ``time.thread_time``: the moto and Redis servers may run inside this
     process (moto does, in threads), and ``process_time`` would bill their work to the
     client.
     """
     if warmup:
-        if case.setup is not None:
-            case.setup()
-        case.run()  # first-call costs: connections, imports, lazy table creation
-    samples: list[float] = []
-    requests: list[int] = []
-    cpu: list[float] = []
+        for case in cases:
+            if case.setup is not None:
+                case.setup()
+            case.run()  # first-call costs: connections, imports, lazy table creation
+    samples: list[list[float]] = [[] for _ in cases]
+    requests: list[list[int]] = [[] for _ in cases]
+    cpu: list[list[float]] = [[] for _ in cases]
+    order = list(range(len(cases)))
+    for r in range(rounds):
+        shift = r % len(cases)
+        for i in order[shift:] + order[:shift]:
+            elapsed, cpu_s, sent = _round(cases[i])
+            samples[i].append(elapsed / cases[i].ops)
+            requests[i].append(sent)
+            cpu[i].append(cpu_s)
+    results = []
+    for i, case in enumerate(cases):
+        result = Measurement(case.op, case.impl, statistics.median(samples[i]), samples[i])
+        result.cpu_us_per_op = statistics.median(cpu[i]) * 1e6 / case.ops
+        if case.counter is not None:
+            per_round = statistics.median(requests[i])
+            result.requests_per_op = per_round / case.ops
+            if per_round:
+                result.cpu_us_per_request = statistics.median(cpu[i]) * 1e6 / per_round
+        results.append(result)
+    return results
+
+
+def _round(case: Case) -> tuple[int, float, int]:
+    """One timed round: (elapsed ns, client CPU seconds, requests counted)."""
+    if case.setup is not None:
+        case.setup()
     gc_was_enabled = gc.isenabled()
-    for _ in range(rounds):
-        if case.setup is not None:
-            case.setup()
-        gc.collect()
-        gc.disable()  # a collection landing in one impl's round would skew its ratio
-        try:
-            before = case.counter() if case.counter is not None else 0
-            cpu0 = time.thread_time()
-            t0 = time.perf_counter_ns()
-            case.run()
-            elapsed = time.perf_counter_ns() - t0
-            cpu_s = time.thread_time() - cpu0
-            after = case.counter() if case.counter is not None else 0
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-        samples.append(elapsed / case.ops)
-        requests.append(after - before)
-        cpu.append(cpu_s)
-    result = Measurement(case.op, case.impl, statistics.median(samples), samples)
-    result.cpu_us_per_op = statistics.median(cpu) * 1e6 / case.ops
-    if case.counter is not None:
-        per_round = statistics.median(requests)
-        result.requests_per_op = per_round / case.ops
-        if per_round:
-            result.cpu_us_per_request = statistics.median(cpu) * 1e6 / per_round
-    return result
+    gc.collect()
+    gc.disable()  # a collection landing in one impl's round would skew its ratio
+    try:
+        before = case.counter() if case.counter is not None else 0
+        cpu0 = time.thread_time()
+        t0 = time.perf_counter_ns()
+        case.run()
+        elapsed = time.perf_counter_ns() - t0
+        cpu_s = time.thread_time() - cpu0
+        after = case.counter() if case.counter is not None else 0
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return elapsed, cpu_s, after - before
+
+
+def by_op(cases: Sequence[Case]) -> list[list[Case]]:
+    """``cases`` grouped by operation, in first-seen order (for :func:`measure_interleaved`)."""
+    groups: dict[str, list[Case]] = {}
+    for case in cases:
+        groups.setdefault(case.op, []).append(case)
+    return list(groups.values())
 
 
 def skipped(op: str, impl: str, reason: str) -> Measurement:

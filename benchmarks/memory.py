@@ -8,7 +8,18 @@ from typing import Any
 import cachetools
 from cachehub_memory import MemoryCache
 
-from .harness import Adapter, Config, Measurement, Row, Section, Target, measure, op_cases
+from .harness import (
+    Adapter,
+    Case,
+    Config,
+    Measurement,
+    Row,
+    Section,
+    Target,
+    by_op,
+    measure_interleaved,
+    op_cases,
+)
 from .peers import configure_django, missing, optional
 
 __all__ = ["BASELINE", "CACHEHUB_FAST", "CACHEHUB_DEFAULT", "VALUE", "run"]
@@ -103,13 +114,15 @@ def run(cfg: Config) -> Section:
         else:
             adapters.append(made)
 
+    cases: list[Case] = []
     for adapter in adapters:
         for key in hits:
             adapter.put(key, VALUE)
-        for case in op_cases(
-            adapter, hits=hits, misses=misses, puts=puts, batches=batches, value=VALUE
-        ):
-            section.measurements.append(measure(case, cfg.rounds))
+        cases.extend(
+            op_cases(adapter, hits=hits, misses=misses, puts=puts, batches=batches, value=VALUE)
+        )
+    for group in by_op(cases):
+        section.measurements.extend(measure_interleaved(group, cfg.rounds))
 
     _targets(section, [a.impl for a in adapters])
     return section
