@@ -86,6 +86,8 @@ def test_password_setting_is_masked() -> None:
         ({"sentinel": "m", "sentinels": "h:1", "url": "redis://h"}, "'url' cannot"),
         ({"db": 1, "databaseIndex": 2}, "Lucee name"),
         ({"socketTimeout": 0}, "minimum"),
+        ({"hitFlushInterval": -1}, "hitFlushInterval"),
+        ({"hitFlushInterval": "soon"}, "hitFlushInterval"),
         ({"sslCertReqs": "maybe"}, "not one of"),
         ({"hots": "x"}, "Did you mean 'host'"),
     ],
