@@ -13,6 +13,7 @@ TEST_DEPS = [
     "pytest>=8",
     "pytest-timeout",
     "hypothesis>=6",
+    "msgpack>=1.0",  # tests build hand-made payloads with it
     "moto[server]>=5",
     "fakeredis>=2",
     "django>=4.2",

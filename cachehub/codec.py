@@ -4,7 +4,9 @@ Two codecs exist (see ``docs/codec.md`` for the byte format and the type table):
 
 * :class:`SafeCodec` (``codec: safe``, the default) stores values as msgpack, with
   extension types for the Python types msgpack lacks. Values come back exactly, type
-  included. It never unpickles and never runs code found in stored bytes.
+  included. It never unpickles and never runs code found in stored bytes. ormsgpack
+  (Rust) packs and unpacks; msgpack (C) reads what ormsgpack cannot: maps with
+  non-str keys, and the Timestamps of entries written before ormsgpack.
 * :class:`PickleCodec` (``codec: pickle``) stores any picklable value, signed with
   HMAC-SHA256 under the cache's ``signingKey``; the signature is checked before anything
   is unpickled. It also reads safe-codec entries, so enabling it keeps old entries.
@@ -21,9 +23,9 @@ import decimal
 import gc
 import hmac
 import itertools
-import operator
 import pickle
 import reprlib
+import secrets
 import struct
 import threading
 import uuid
@@ -33,6 +35,7 @@ from collections.abc import Callable
 from typing import Any, Final, Protocol, cast
 
 import msgpack
+import ormsgpack
 
 from .errors import ConfigError, CorruptEntryError, SerializationError
 from .query import Query
@@ -67,10 +70,7 @@ MIN_SIGNING_KEY_LENGTH: Final = 16
 _TAG_SIZE: Final = 32  # HMAC-SHA256 digest
 _ZLIB_LEVEL: Final = 1  # cache values are read far more often than written; favour speed
 _MIN_SAVING_SHIFT: Final = 3  # compress only when it saves at least 1/8 (see _worth_it)
-_TOP_BUFFER: Final = 256 * 1024  # msgpack's default: grows as needed
-_SCALAR_BUFFER: Final = 256  # a lone scalar: a small start buffer, grown as needed
 _SCALARS: Final = frozenset({str, bytes, int, float, bool, type(None)})
-_NESTED_BUFFER: Final = 512  # initial buffer of the packers used inside extension types
 _TZ_CACHE_SIZE: Final = 256
 
 # --------------------------------------------------------------------------- the protocol
@@ -162,7 +162,13 @@ class SafeCodec:
             SerializationError: the value holds a type the safe codec cannot store; the
                 message names the type and where it sits inside the value.
         """
-        body = _encode(value)
+        try:  # one call, then a look at the bytes: this is the hot path of every write
+            body = _packb(value, _default, _PACK_OPTIONS)
+        except TypeError:
+            body = _encode(value, None)
+        else:
+            if type(value) not in _SCALARS and _may_be_odd(body):
+                body = _encode(value, body)
         if 0 < self.compress_threshold < len(body) <= self.max_decompressed_size:
             packed = zlib.compress(body, _ZLIB_LEVEL)
             if _worth_it(packed, body):
@@ -177,7 +183,13 @@ class SafeCodec:
                 byte, truncated, garbage, a pickle, too large when inflated).
         """
         if type(data) is bytes and data[:1] == _SAFE:  # the common case, checked cheaply
-            return _decode(memoryview(data)[1:])
+            try:  # _decode inlined: this is the hot path of every read
+                framed = _unpackb(b"".join((_OPEN, data, _END)), ext_hook=_ext_hook)
+            except Exception:
+                return _undecided(data, _OPEN)
+            if framed[2] == _END_MARK:
+                return framed[1]
+            return _undecided(data, _OPEN)
         view = _view(data, "safe")
         marker = view[0]
         if marker == FORMAT_SAFE:
@@ -390,8 +402,8 @@ _EXT_TIME: Final = 9
 _EXT_TIMEDELTA: Final = 10
 _EXT_UUID: Final = 11
 _EXT_QUERY: Final = 12
+_EXT_TIMESTAMP: Final = -1  # msgpack's own; read, no longer written (see _timestamp)
 _DateTime: Final = _dt.datetime
-_UTC: Final = _dt.UTC
 
 _DATETIME_STATE: Final = 10  # bytes of pickle's datetime state, see docs/codec.md
 _NO_TIME: Final = _dt.timedelta(0)
@@ -409,95 +421,188 @@ _TZ_ZONE: Final = 3  # zoneinfo.ZoneInfo: UTF-8 key
 
 
 class _Unsupported(Exception):
-    """Raised inside the msgpack hook; turned into a SerializationError with a path."""
+    """Raised inside the packing hook; turned into a SerializationError with a path."""
 
     def __init__(self, obj: Any, what: str, hint: str) -> None:
         super().__init__(what)
         self.obj, self.what, self.hint = obj, what, hint
 
 
-def _encode(value: Any) -> bytes:
+class _State(threading.local):
+    """Per-thread state of the hooks that ormsgpack calls back (see _default, _ext_hook)."""
+
+    failure: BaseException | None = None  # what the last hook raised: ormsgpack drops it
+    depth = 0  # extension types being decoded, one inside the other
+    slow = False  # decoding with msgpack: nested extension types use it too
+
+
+_state: Final = _State()
+
+
+def _hook_failure() -> BaseException | None:
+    """The exception a hook raised during the failed ormsgpack call, if any (cleared).
+
+    ormsgpack reports an exception raised by ``default`` or ``ext_hook`` only as a bare
+    "Type is not msgpack serializable" / "ext_hook failed" error, without ``__cause__``,
+    so the hooks keep the real one here.
+    """
+    failure = _state.failure
+    if failure is not None:
+        _state.failure = None
+    return failure
+
+
+def _encode(value: Any, body: bytes | None) -> bytes:
+    """The safe body of ``value``, after SafeCodec.dumps packed it once.
+
+    ``body`` is what ormsgpack packed it to, which may hide a buffer or nest too deeply
+    (see _may_be_odd), or None if ormsgpack refused it (see _repack). Failures become
+    SerializationErrors that name the culprit and where it sits.
+    """
     try:
-        if type(value) in _SCALARS:  # nothing to survey: no container, buffer or datetime
-            return _NATIVE_UTC.pack(value, _SCALAR_BUFFER)
-        buffers, hooked = _survey(value)
-        if buffers:  # rare: costs a copy of the containers on the way to the bytearray
-            where = _locate(value, lambda candidate: type(candidate) is memoryview)
-            if where is not None:
-                raise SerializationError(
-                    f"{where} is a memoryview, which the safe codec cannot store.",
-                    hint="convert it to bytes (bytes(view)), or opt in to codec 'pickle' "
-                    "(with a signingKey).",
-                )
-            return _HOOKED.pack(_swap_buffers(value))
-        return (_HOOKED if hooked else _NATIVE_UTC).pack(value)
+        if body is None:
+            return _repack(value)
+        buffers = _survey(value)
+        if buffers:  # rare: packed again, each bytearray as its extension
+            return _pack(_without_buffers(value, buffers))
+        return body
     except _Unsupported as exc:
         obj = exc.obj
         where = _locate(value, lambda candidate: candidate is obj) or "a value inside value"
         raise SerializationError(
             f"{where} is {exc.what}, which the safe codec cannot store.", hint=exc.hint
         ) from None
-    except UnicodeEncodeError as exc:
-        where = _locate(value, _unencodable) or "a str inside value"
-        raise SerializationError(
-            f"{where} is a str with unpaired surrogates, which is not valid UTF-8.",
-            hint="encode it with errors='surrogatepass' and store the bytes instead.",
-        ) from exc
     except SerializationError:
         raise
-    except (ValueError, RecursionError) as exc:  # msgpack's nesting limit, or a cycle
+    except RecursionError as exc:  # tuples in tuples...: each level is a hook call
         raise SerializationError(
             f"the value is nested too deeply or contains itself ({exc}).",
             hint="store a flatter, acyclic structure, or opt in to codec 'pickle'.",
         ) from exc
+    except TypeError as exc:  # ormsgpack's own refusal: a str that is not valid UTF-8
+        bad_str = _locate(value, _unencodable)
+        if bad_str is None:
+            raise SerializationError(
+                f"the value cannot be encoded ({_describe(exc)}).",
+                hint="store supported types (see docs/codec.md), or opt in to codec 'pickle'.",
+            ) from exc
+        raise SerializationError(
+            f"{bad_str} is a str with unpaired surrogates, which is not valid UTF-8.",
+            hint="encode it with errors='surrogatepass' and store the bytes instead.",
+        ) from exc
 
 
-class _Packing:
-    """msgpack with the cachehub hook; ``native_utc`` lets msgpack pack UTC datetimes.
+# What ormsgpack hands to the hook instead of converting it its own way, so that every
+# value comes back with its type (and unsupported ones are refused, not converted):
+_PACK_OPTIONS: Final = (
+    ormsgpack.OPT_PASSTHROUGH_BIG_INT  # ints beyond 64 bits: extension 1, not an error
+    | ormsgpack.OPT_PASSTHROUGH_TUPLE  # tuples: extension 2, not an array
+    | ormsgpack.OPT_PASSTHROUGH_DATETIME  # datetime, date, time: 7-9, not RFC 3339 strings
+    | ormsgpack.OPT_PASSTHROUGH_UUID  # UUID: extension 11, not a string
+    | ormsgpack.OPT_PASSTHROUGH_DATACLASS  # Query: extension 12; other dataclasses refused
+    | ormsgpack.OPT_PASSTHROUGH_ENUM  # enum members: refused, not packed as their value
+    | ormsgpack.OPT_PASSTHROUGH_SUBCLASS  # str, int, list, dict subclasses: refused
+)
+# Not OPT_NON_STR_KEYS: with it ormsgpack writes tuple keys as arrays and datetime, UUID,
+# enum or str-subclass keys as their string or value, without asking the hook. Without it,
+# a dict with a non-str key fails the call, and _pack packs that dict itself.
+_packb: Final = ormsgpack.packb  # (obj, default, option): positional is parsed faster
 
-    With ``native_utc``, msgpack's C code packs every aware datetime as its Timestamp
-    extension (-1), which keeps the instant but not the tzinfo, so it is only used when
-    :func:`_survey` found no aware datetime other than UTC ones. Other values use the
-    slower ``_HOOKED`` packing, where every datetime goes through the hook.
+
+def _repack(value: Any) -> bytes:
+    """``value`` packed after ormsgpack refused it.
+
+    Either a hook raised (see _hook_failure), or ormsgpack refused the value itself: a
+    dict with a non-str key, a cycle or nesting beyond ormsgpack's limit (both raise in
+    the survey), or a str with unpaired surrogates (fails again, for _encode to report).
     """
+    failure = _hook_failure()
+    if failure is not None:
+        raise failure from None
+    buffers = _survey(value)
+    return _pack_once(_keyed_maps(_without_buffers(value, buffers) if buffers else value))
 
-    __slots__ = ("native_utc",)
 
-    def __init__(self, *, native_utc: bool) -> None:
-        self.native_utc = native_utc
+def _pack(obj: Any) -> bytes:
+    """``obj`` as msgpack, extension types included (a bare body: no format byte)."""
+    try:
+        return _pack_once(obj)
+    except TypeError:  # most likely a dict with a non-str key; if not, it fails again
+        return _pack_once(_keyed_maps(obj))
 
-    def pack(self, value: Any, buf_size: int = _TOP_BUFFER) -> bytes:
-        packer = msgpack.Packer(
-            default=self.default, strict_types=True, datetime=self.native_utc, buf_size=buf_size
-        )
-        body: bytes = packer.pack(value)
-        return body
 
-    def default(self, obj: Any) -> msgpack.ExtType:
-        """msgpack's hook for everything it does not pack natively (strict_types is on)."""
+def _pack_once(obj: Any) -> bytes:
+    try:
+        return _packb(obj, _default, _PACK_OPTIONS)
+    except TypeError:
+        failure = _hook_failure()
+        if failure is not None:
+            raise failure from None
+        raise
+
+
+def _keyed_maps(obj: Any) -> Any:
+    """``obj`` with each dict that has a non-str key replaced by its packed bytes.
+
+    Only lists and dicts are walked: the items of tuples, sets and queries are packed by
+    the hook, through :func:`_pack`. A dict with a non-str key becomes an
+    ``ormsgpack.Fragment``: the msgpack map header, then its keys and values packed in
+    one call as the items of one list (a list's items are packed exactly like map keys
+    and values, and keys reach the hook there). :func:`_survey` bounded the nesting.
+    """
+    kind = type(obj)
+    if kind is list:
+        return [_keyed_maps(item) if type(item) in _MAPPED else item for item in obj]
+    if kind is not dict:
+        return obj
+    if set(map(type, obj)) <= _STR:
+        return {
+            key: _keyed_maps(item) if type(item) in _MAPPED else item for key, item in obj.items()
+        }
+    items = list(itertools.chain.from_iterable(obj.items()))
+    packed = _pack(items)
+    return ormsgpack.Fragment(_map_header(len(obj)) + packed[_array_header_size(len(items)) :])
+
+
+_MAPPED: Final = frozenset({list, dict})
+_STR: Final = frozenset({str})
+
+
+def _map_header(size: int) -> bytes:
+    if size < 16:
+        return bytes([0x80 | size])  # fixmap
+    if size < 0x10000:
+        return b"\xde" + size.to_bytes(2, "big")  # map 16
+    return b"\xdf" + size.to_bytes(4, "big")  # map 32
+
+
+def _array_header_size(size: int) -> int:
+    return 1 if size < 16 else 3 if size < 0x10000 else 5  # fixarray, array 16, array 32
+
+
+def _default(obj: Any) -> ormsgpack.Ext:
+    """ormsgpack's hook for everything it does not pack itself (see _PACK_OPTIONS)."""
+    try:
         if type(obj) is _DateTime:  # the most common extension type: inlined
             # pickle's 10-byte datetime state (docs/codec.md): the cheapest way to the fields
             state: bytes = cast(_Reduced, obj.__reduce_ex__(4))[1][0]
             tz = obj.tzinfo
-            return _ext(_EXT_DATETIME, state if tz is None else state + _zone_bytes(tz, obj))
+            return _Ext(_EXT_DATETIME, state if tz is None else state + _zone_bytes(tz, obj))
         encode = _ENCODERS.get(type(obj))
         if encode is None:
             raise _Unsupported(obj, f"a {_type_name(obj)}", _hint_for(obj))
-        return encode(self, obj)
-
-    def items(self, code: int, items: list[Any]) -> msgpack.ExtType:
-        """A container's items packed into one extension (re-entrant: a fresh packer)."""
-        return _ext(code, self.pack(items, _NESTED_BUFFER))
-
-
-_NATIVE_UTC: Final = _Packing(native_utc=True)
-_HOOKED: Final = _Packing(native_utc=False)
+        return encode(obj)
+    except BaseException as exc:
+        _state.failure = exc  # ormsgpack drops it: see _hook_failure
+        raise
 
 
-def _ext(code: int, data: bytes) -> msgpack.ExtType:
-    # ExtType.__new__ re-validates in Python; our codes and data are valid by construction,
-    # and this is the hot path for every datetime in a value.
-    return tuple.__new__(msgpack.ExtType, (code, data))
+_Ext: Final = ormsgpack.Ext
+
+
+def _items(code: int, items: list[Any]) -> ormsgpack.Ext:
+    """A container's items packed into one extension (re-entrant: a separate call)."""
+    return _Ext(code, _pack(items))
 
 
 def _hint_for(obj: Any) -> str:
@@ -511,27 +616,27 @@ def _hint_for(obj: Any) -> str:
 _NATIVE: Final = frozenset({type(None), bool, int, float, str, bytes, list, dict})
 
 
-def _encode_int(packing: _Packing, value: int) -> msgpack.ExtType:
+def _encode_int(value: int) -> ormsgpack.Ext:
     # only ints beyond msgpack's 64-bit range reach the hook
     size = (value.bit_length() + 8) // 8  # + a sign bit
-    return _ext(_EXT_BIGINT, value.to_bytes(size, "little", signed=True))
+    return _Ext(_EXT_BIGINT, value.to_bytes(size, "little", signed=True))
 
 
-def _encode_time(packing: _Packing, value: _dt.time) -> msgpack.ExtType:
+def _encode_time(value: _dt.time) -> ormsgpack.Ext:
     head = _TIME.pack(value.hour, value.minute, value.second, value.microsecond, value.fold)
     tz = value.tzinfo
-    return _ext(_EXT_TIME, head if tz is None else head + _zone_bytes(tz, value))
+    return _Ext(_EXT_TIME, head if tz is None else head + _zone_bytes(tz, value))
 
 
-def _encode_timedelta(packing: _Packing, value: _dt.timedelta) -> msgpack.ExtType:
-    return _ext(_EXT_TIMEDELTA, _TIMEDELTA.pack(value.days, value.seconds, value.microseconds))
+def _encode_timedelta(value: _dt.timedelta) -> ormsgpack.Ext:
+    return _Ext(_EXT_TIMEDELTA, _TIMEDELTA.pack(value.days, value.seconds, value.microseconds))
 
 
-def _encode_query(packing: _Packing, value: Query, rows: list[list[Any]] | None = None) -> Any:
+def _encode_query(value: Query, rows: list[list[Any]] | None = None) -> ormsgpack.Ext:
     types = None if value.types is None else list(value.types)
     if rows is None:
         rows = [list(row) for row in value.rows]
-    return packing.items(_EXT_QUERY, [list(value.columns), rows, types])
+    return _items(_EXT_QUERY, [list(value.columns), rows, types])
 
 
 # id(tzinfo) -> (tzinfo, bytes). Keyed by identity: timezone's == ignores the name, and
@@ -579,34 +684,51 @@ def _utf8(text: str, owner: object) -> bytes:
         ) from None
 
 
-_ENCODERS: Final[dict[type, Callable[[_Packing, Any], msgpack.ExtType]]] = {
+_ENCODERS: Final[dict[type, Callable[[Any], ormsgpack.Ext]]] = {
     int: _encode_int,
-    tuple: lambda packing, value: packing.items(_EXT_TUPLE, list(value)),
-    set: lambda packing, value: packing.items(_EXT_SET, list(value)),
-    frozenset: lambda packing, value: packing.items(_EXT_FROZENSET, list(value)),
-    bytearray: lambda packing, value: _ext(_EXT_BYTEARRAY, bytes(value)),
-    decimal.Decimal: lambda packing, value: _ext(_EXT_DECIMAL, str(value).encode("ascii")),
-    _dt.date: lambda packing, value: _ext(
-        _EXT_DATE, _DATE.pack(value.year, value.month, value.day)
-    ),
+    tuple: lambda value: _items(_EXT_TUPLE, list(value)),
+    set: lambda value: _items(_EXT_SET, list(value)),
+    frozenset: lambda value: _items(_EXT_FROZENSET, list(value)),
+    bytearray: lambda value: _Ext(_EXT_BYTEARRAY, bytes(value)),
+    decimal.Decimal: lambda value: _Ext(_EXT_DECIMAL, str(value).encode("ascii")),
+    _dt.date: lambda value: _Ext(_EXT_DATE, _DATE.pack(value.year, value.month, value.day)),
     _dt.time: _encode_time,
     _dt.timedelta: _encode_timedelta,
-    uuid.UUID: lambda packing, value: _ext(_EXT_UUID, value.bytes),
+    uuid.UUID: lambda value: _Ext(_EXT_UUID, value.bytes),
     Query: _encode_query,
 }
 
 # --------------------------------------------------------------------------- the survey
 
-# Before packing, one pass over the value answers two questions msgpack's C packer cannot:
-# does it hold a bytearray or memoryview (packed as plain bin, so they would come back as
-# bytes), and does every aware datetime use timezone.utc (then msgpack may pack them
-# natively, the fast path)? The pass stays in C: gc.get_referents runs the containers' C
-# traverse functions, which visit every item of list, tuple, set and frozenset, and every
-# value (and non-str key) of dict, one nesting level at a time.
+# ormsgpack packs bytearray and memoryview as plain bin, with no option to pass them to
+# the hook: they would come back as bytes. And its own nesting limit (255) is not ours.
+# So after packing, a survey of the value looks for buffers and bounds its nesting, unless
+# the body rules both out: no bin header byte at all (0xc4-0xc6, anywhere, so a byte
+# inside a number or a string counts too), and fewer container header bytes than the
+# nesting limit (every list, tuple, set, dict and query adds at least one). Small values
+# usually pass; the survey costs about as much as packing.
+_CONTAINER_HEADER: Final = bytes(
+    1 if 0x80 <= byte <= 0x9F or 0xDC <= byte <= 0xDF else 0 for byte in range(256)
+)  # translation table: 1 for fixmap, fixarray, array 16/32 and map 16/32, else 0
+_COUNTED: Final = 1024  # longer bodies are surveyed directly: see _may_be_odd
+
+
+def _may_be_odd(body: bytes) -> bool:
+    """Whether the value that packed to ``body`` must be surveyed (see above)."""
+    if 0xC4 in body or 0xC5 in body or 0xC6 in body:  # bin 8, 16, 32 (ints: memchr)
+        return True
+    if len(body) < _MAX_DEPTH:
+        return False
+    # counting costs about as much per byte as the survey per object, and a long body
+    # usually holds many containers anyway: count only in short ones
+    return len(body) > _COUNTED or body.translate(_CONTAINER_HEADER).count(1) >= _MAX_DEPTH
+
+
+# The survey stays in C: gc.get_referents runs the containers' C traverse functions, which
+# visit every item of list, tuple, set and frozenset, and every value (and non-str key) of
+# dict, one nesting level at a time.
 _SCANNED: Final = frozenset({list, tuple, set, frozenset, dict, Query})
 _BUFFERS: Final = frozenset({bytearray, memoryview})
-_NATIVE_STAMPS: Final = frozenset({(None, 0), (None, 1), (_UTC, 0)})  # (tzinfo, fold)
-_tz_and_fold: Final = operator.attrgetter("tzinfo", "fold")
 _HAVE_GC: Final = 1 << 14  # Py_TPFLAGS_HAVE_GC
 # Scalars gc does not track (no referents): a level made of these and the builtin
 # containers is walked without filtering. Types that gc tracks (UUID, Query...) are
@@ -629,48 +751,43 @@ _LEAVES: Final = frozenset(
     if not kind.__flags__ & _HAVE_GC
 )
 _WALKABLE: Final = _LEAVES | {list, tuple, set, frozenset, dict}
-_PLAIN_LEAVES: Final = _LEAVES - {_DateTime}
-_PLAIN_WALKABLE: Final = _WALKABLE - {_DateTime}
 
 _MAX_DEPTH: Final = 64  # nested containers; the decoder enforces the same bound
 
 
-def _survey(value: Any) -> tuple[bool, bool]:
-    """(holds a bytearray or memoryview, holds a datetime msgpack must not pack natively)."""
+def _survey(value: Any) -> set[type]:
+    """The buffer types ``value`` holds; raises if it nests too deeply or contains itself."""
     level: Any = (value,)
-    hooked = False
+    found_buffers: set[type] = set()
     for _ in range(_MAX_DEPTH):
         found = set(map(type, level))
-        if found <= _PLAIN_WALKABLE:  # the usual level: no buffer, datetime or other type
-            if found <= _PLAIN_LEAVES:  # the usual last level: only scalars
-                return False, hooked
+        if found <= _WALKABLE:  # the usual level: builtin containers and scalars
+            if found <= _LEAVES:  # the usual last level: only scalars
+                return found_buffers
             level = gc.get_referents(*level)  # scalars have no referents: no filtering
             continue
-        if not found.isdisjoint(_BUFFERS):
-            return True, True
-        if not hooked and _DateTime in found:
-            kinds = list(map(type, level))
-            stamps = itertools.compress(
-                level, map(operator.is_, kinds, itertools.repeat(_DateTime))
-            )
-            try:
-                hooked = not _NATIVE_STAMPS.issuperset(map(_tz_and_fold, stamps))
-            except Exception:  # an odd tzinfo that cannot be hashed: the hook will judge it
-                hooked = True
-        if found <= _WALKABLE:
-            if found <= _LEAVES:  # the usual last level: only scalars
-                return False, hooked
-            # the common case: leaves have no referents, so no filtering pass is needed
-            level = gc.get_referents(*level)
-        elif found.isdisjoint(_SCANNED):
-            return False, hooked
-        else:
-            scanned = map(_SCANNED.__contains__, map(type, level))
-            level = gc.get_referents(*itertools.compress(level, scanned))
+        found_buffers |= found & _BUFFERS
+        if found.isdisjoint(_SCANNED):
+            return found_buffers
+        scanned = map(_SCANNED.__contains__, map(type, level))
+        level = gc.get_referents(*itertools.compress(level, scanned))
     raise SerializationError(
         f"the value is nested more than {_MAX_DEPTH} levels deep, or contains itself.",
         hint="store a flatter, acyclic structure.",
     )
+
+
+def _without_buffers(value: Any, buffers: set[type]) -> Any:
+    """``value`` with each bytearray replaced by its extension; refuses memoryviews."""
+    if memoryview in buffers:
+        where = _locate(value, lambda candidate: type(candidate) is memoryview)
+        raise SerializationError(
+            f"{where or 'a value inside value'} is a memoryview, which the safe codec cannot "
+            "store.",
+            hint="convert it to bytes (bytes(view)), or opt in to codec 'pickle' "
+            "(with a signingKey).",
+        )
+    return _swap_buffers(value)
 
 
 def _swap_buffers(value: Any) -> Any:
@@ -681,7 +798,7 @@ def _swap_buffers(value: Any) -> Any:
     """
     kind = type(value)
     if kind is bytearray:
-        return _ext(_EXT_BYTEARRAY, bytes(value))
+        return _Ext(_EXT_BYTEARRAY, bytes(value))
     if kind is list:
         return [_swap_buffers(item) for item in value]
     if kind is tuple:
@@ -690,50 +807,111 @@ def _swap_buffers(value: Any) -> Any:
         return {key: _swap_buffers(item) for key, item in value.items()}
     if kind is Query:
         rows = [[_swap_buffers(cell) for cell in row] for row in value.rows]
-        return _encode_query(_HOOKED, value, rows)
+        return _encode_query(value, rows)
     return value
 
 
 # --------------------------------------------------------------------------- safe decoding
 
+# ormsgpack decodes; when it cannot decide, msgpack does, as cachehub did before
+# ormsgpack: ormsgpack reads no map key that is not a str (nor, even with
+# OPT_NON_STR_KEYS, an extension-typed key such as a tuple, datetime or UUID key), and
+# ignores bytes after the body. So ormsgpack reads the body framed as
+# [format byte, body, end mark], where the end mark is a string no stored value can
+# guess (random per process): if anything follows the body, the third item is not the
+# end mark. Any failure of ormsgpack that is not a hook's verdict (see _hook_failure)
+# raises _Slow, and msgpack decodes the whole body; its verdict is final.
+_END_MARK: Final = secrets.token_hex(8)
+_END: Final = ormsgpack.packb(_END_MARK)
+_OPEN: Final = b"\x93"  # array of 3; the body still starts with its format byte (a fixint)
+_OPEN_BARE: Final = b"\x93" + bytes([FORMAT_SAFE])  # the same for a bare body
+_unpackb: Final = ormsgpack.unpackb
 
-def _decode(body: bytes | memoryview) -> Any:
+
+class _Slow(Exception):
+    """ormsgpack could not decode the body: msgpack decodes it."""
+
+
+def _decode(body: bytes | memoryview, opening: bytes = _OPEN_BARE) -> Any:
+    """Decode a safe body (``opening`` is _OPEN if ``body`` starts with its format byte)."""
     try:
-        # _unpack inlined: this is the hot path of every read
-        return _unpackb(body, ext_hook=_ext_hook, strict_map_key=False, timestamp=3)
+        framed = _unpackb(b"".join((opening, body, _END)), ext_hook=_ext_hook)
+    except Exception:
+        return _undecided(body, opening)
+    if framed[2] != _END_MARK:  # bytes after the body, which took the end mark's place
+        return _undecided(body, opening)
+    return framed[1]
+
+
+def _undecided(body: bytes | memoryview, opening: bytes) -> Any:
+    """Decode ``body`` after ormsgpack failed: a hook's verdict stands, msgpack decides the rest."""
+    failure = _hook_failure()
+    if failure is not None and type(failure) is not _Slow:
+        if isinstance(failure, CorruptEntryError) or not isinstance(failure, Exception):
+            raise failure from None
+        raise _corrupt(f"its msgpack body is invalid ({_describe(failure)}).") from failure
+    if opening is _OPEN:
+        body = memoryview(body)[1:]
+    _state.slow = True
+    try:
+        return _slow_unpack(body)
     except CorruptEntryError:
         raise
     except Exception as exc:  # any failure means the bytes are not what cachehub wrote
         raise _corrupt(f"its msgpack body is invalid ({_describe(exc)}).") from exc
+    finally:
+        _state.slow = False
+        _state.failure = None  # msgpack raised the hooks' exceptions itself
 
 
-_nesting = threading.local()
-_unpackb: Final = msgpack.unpackb
+def _unpack(data: bytes | memoryview, opening: bytes = _OPEN_BARE) -> Any:
+    """One msgpack object read by ormsgpack; raises _Slow when it cannot decide."""
+    try:
+        framed = _unpackb(b"".join((opening, data, _END)), ext_hook=_ext_hook)
+    except Exception:
+        failure = _hook_failure()
+        if failure is not None:  # the hook's verdict stands, whichever library reads
+            raise failure from None
+        raise _Slow from None  # a non-str map key, invalid bytes...: msgpack decides
+    if framed[2] != _END_MARK:  # bytes after the body, which took the end mark's place
+        raise _Slow
+    return framed[1]
 
 
-def _unpack(data: bytes | memoryview) -> Any:
+def _slow_unpack(data: bytes | memoryview) -> Any:
     # timestamp=3: msgpack's Timestamp extension (-1) decodes to a datetime in timezone.utc
     return msgpack.unpackb(data, ext_hook=_ext_hook, strict_map_key=False, timestamp=3)
 
 
 def _ext_hook(code: int, data: bytes) -> Any:
-    decode = _DECODERS.get(code)
-    if decode is None:
-        raise _corrupt(f"it holds an unknown extension type {code}.")
-    return decode(data)
+    try:
+        decode = _DECODERS.get(code)
+        if decode is None:
+            raise _corrupt(f"it holds an unknown extension type {code}.")
+        return decode(data)
+    except BaseException as exc:
+        _state.failure = exc  # ormsgpack drops it: see _hook_failure
+        raise
+
+
+def _timestamp(data: bytes) -> Any:
+    # msgpack's Timestamp (-1), written for UTC datetimes before cachehub used ormsgpack:
+    # msgpack decodes it (with timestamp=3 it never reaches this hook)
+    raise _Slow
 
 
 def _unpack_list(data: bytes) -> list[Any]:
-    # Each nested unpack costs ~40 KB of C stack inside msgpack: poisoned bytes nesting
-    # tuples thousands deep would overflow it, so the depth is bounded like the encoder's.
-    depth = getattr(_nesting, "depth", 0)
+    # Each nested unpack costs C stack: poisoned bytes nesting tuples thousands deep would
+    # overflow it, so the depth is bounded like the encoder's.
+    state = _state
+    depth = state.depth
     if depth >= _MAX_DEPTH:
         raise ValueError(f"extension types are nested more than {_MAX_DEPTH} levels deep")
-    _nesting.depth = depth + 1
+    state.depth = depth + 1
     try:
-        items = _unpack(data)
+        items = _slow_unpack(data) if state.slow else _unpack(data)
     finally:
-        _nesting.depth = depth
+        state.depth = depth
     if type(items) is not list:
         raise TypeError(f"expected a list inside the extension, got {_type_name(items)}")
     return items
@@ -827,6 +1005,7 @@ _DECODERS: Final[dict[int, Callable[[bytes], Any]]] = {
     _EXT_TIMEDELTA: _decode_timedelta,
     _EXT_UUID: lambda data: uuid.UUID(bytes=data),
     _EXT_QUERY: _decode_query,
+    _EXT_TIMESTAMP: _timestamp,
 }
 
 # --------------------------------------------------------------------------- error paths

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import datetime as dt
 import decimal
 import enum
+import json
 import math
 import pathlib
 import pickle
@@ -18,10 +20,12 @@ import zoneinfo
 from typing import Any
 
 import msgpack
+import ormsgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cachehub import codec as codec_module
 from cachehub.codec import (
     FORMAT_PICKLE,
     FORMAT_PICKLE_ZLIB,
@@ -210,12 +214,43 @@ def test_safe_payloads_start_with_their_format_byte() -> None:
     assert pickled[0] == FORMAT_PICKLE_ZLIB
 
 
-def test_utc_datetimes_use_msgpack_timestamps_and_others_keep_their_zone() -> None:
+def test_utc_datetimes_are_extension_7_and_old_timestamps_still_decode() -> None:
     codec = make_codec("safe")
-    utc = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
-    assert codec.dumps(utc)[1:] == msgpack.packb(utc, datetime=True)  # native Timestamp
-    paris = [utc, dt.datetime(2024, 1, 1, tzinfo=PARIS)]  # one non-UTC zone: all hooked
-    assert_exact(codec.loads(codec.dumps(paris)), paris)
+    utc = dt.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC)
+    state = msgpack.unpackb(codec.dumps(utc)[1:])
+    assert state.code == 7  # with its zone (offset 0), like every aware datetime
+    assert_exact(codec.loads(codec.dumps(utc)), utc)
+    # entries written before ormsgpack hold msgpack's Timestamp (-1) for UTC datetimes
+    for value in (utc, [utc, {"at": utc}], (utc,), dt.datetime(1969, 1, 1, tzinfo=dt.UTC)):
+        old = bytes([FORMAT_SAFE]) + msgpack.packb(value, datetime=True, strict_types=False)
+        assert b"\xff" in old  # the Timestamp extension
+        got = codec.loads(old)
+        want = list(value) if isinstance(value, tuple) else value  # msgpack lost the tuple
+        assert_exact(got, want)
+        assert_exact(make_codec("pickle", signing_key=KEY).loads(old), want)
+
+
+PAYLOADS_BEFORE_ORMSGPACK: dict[str, str] = json.loads(
+    (pathlib.Path(__file__).parent / "codec_payloads_msgpack.json").read_text()
+)["payloads"]
+UTC_AS_TIMESTAMP = {  # the msgpack encoder wrote these UTC datetimes as Timestamps (-1)
+    "UTC datetime",
+    "UTC datetime year 1",
+    "UTC datetime year 9999",
+    "UTC before 1970",
+    "mixed",
+}
+
+
+@pytest.mark.parametrize(("label", "value"), CASES, ids=[label for label, _ in CASES])
+def test_payloads_are_byte_identical_to_the_msgpack_encoder(label: str, value: Any) -> None:
+    if label not in PAYLOADS_BEFORE_ORMSGPACK:
+        pytest.skip("its order depends on str hashing")
+    old = bytes.fromhex(PAYLOADS_BEFORE_ORMSGPACK[label])
+    codec = make_codec("safe")
+    assert_exact(codec.loads(old), value)  # entries written before ormsgpack stay readable
+    if label not in UTC_AS_TIMESTAMP:
+        assert codec.dumps(value) == old
 
 
 def test_datetime_state_layout_is_the_documented_one() -> None:
@@ -675,3 +710,259 @@ def test_make_codec_validates_its_arguments() -> None:
         make_codec("safe", compress_threshold=-1)
     with pytest.raises(ConfigError, match="must be an integer"):
         make_codec("safe", compress_threshold=True)
+
+
+# --------------------------------------------------------------------------- ormsgpack's own ways
+# ormsgpack packs some types natively where msgpack called the hook, and reads less than
+# msgpack. Each case below is one such difference, and how the safe codec keeps its rules.
+
+
+@dataclasses.dataclass
+class Record:
+    """ormsgpack would pack a dataclass as a map: it must be refused, like any class."""
+
+    x: int = 1
+
+
+class Size(enum.Enum):
+    SMALL = "s"
+
+
+@pytest.mark.parametrize(
+    ("value", "what", "fix"),
+    [
+        ([Record()], "Record", "codec 'pickle'"),
+        ({"s": Size.SMALL}, "Size", "codec 'pickle'"),  # ormsgpack packs an enum's value
+        ({"m": msgpack.ExtType(5, b"x")}, "ExtType", "codec 'pickle'"),  # msgpack packed it raw
+        ({"d": collections.defaultdict(int)}, "defaultdict", "plain dict"),
+        ({"t": collections.namedtuple("Pair", "a b")(1, 2)}, "Pair", "plain tuple"),
+        ({"f": type("Money", (float,), {})(1.5)}, "Money", "plain float"),
+        ({"b": type("Blob", (bytes,), {})(b"x")}, "Blob", "plain bytes"),
+        ({"l": type("Items", (list,), {})([1])}, "Items", "plain list"),
+    ],
+    ids=[
+        "dataclass",
+        "enum",
+        "msgpack ExtType",
+        "defaultdict",
+        "namedtuple",
+        "float",
+        "bytes",
+        "list",
+    ],
+)
+def test_types_ormsgpack_would_convert_are_refused(value: Any, what: str, fix: str) -> None:
+    with pytest.raises(SerializationError) as caught:
+        make_codec("safe").dumps(value)
+    message = str(caught.value)
+    assert what in message
+    assert fix in message
+    assert "value[" in message
+
+
+def test_numpy_and_pydantic_objects_are_refused() -> None:
+    np = pytest.importorskip("numpy")
+    for value in (np.array([1, 2]), np.float64(1.5), np.int64(3), np.str_("x"), np.bool_(True)):
+        with pytest.raises(SerializationError, match=r"value\[0\] is a numpy"):
+            make_codec("safe").dumps([value])
+    pydantic = pytest.importorskip("pydantic")
+
+    class Model(pydantic.BaseModel):  # type: ignore[misc, name-defined]
+        x: int = 1
+
+    with pytest.raises(SerializationError, match="Model"):
+        make_codec("safe").dumps({"m": Model()})
+
+
+def test_ormsgpack_ext_and_fragment_are_written_raw() -> None:
+    # Like msgpack.ExtType before ormsgpack: msgpack building blocks, written as they are
+    # (finding them would cost a survey of every value). They do not come back as such.
+    codec = make_codec("safe")
+    assert codec.loads(codec.dumps([ormsgpack.Ext(5, b"x")])) == [bytearray(b"x")]
+    assert codec.loads(codec.dumps({"f": ormsgpack.Fragment(b"\x91\x01")})) == {"f": [1]}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        bytearray(b"lone"),
+        [bytearray(b"small")],
+        {"a": [1, (2, bytearray(b"x"))], "b": b"bytes too"},
+        [bytearray(b"x" * 100), "y" * 2000],  # a body beyond the counted length
+        query_new("a", rows=[[bytearray(b"q")]]),
+        {(1, 2): [bytearray(b"under a tuple key")]},
+    ],
+    ids=["lone", "small", "nested", "large", "query", "non-str key"],
+)
+def test_bytearrays_stay_bytearrays_wherever_they_are(value: Any) -> None:
+    # ormsgpack packs a bytearray as bin, like bytes, with no option to hand it to the hook
+    codec = make_codec("safe")
+    assert_exact(codec.loads(codec.dumps(value)), value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [memoryview(b"x"), [memoryview(b"x")], {"a": ["y" * 2000, memoryview(b"x")]}],
+    ids=["lone", "small", "large"],
+)
+def test_memoryviews_are_refused_wherever_they_are(value: Any) -> None:
+    with pytest.raises(SerializationError, match=r"memoryview.*bytes\(view\)"):
+        make_codec("safe").dumps(value)
+
+
+def nested_lists(levels: int, leaf: Any = 0) -> Any:
+    value = leaf
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "leaf",
+    [0, b"bin", "z" * 2000, (1,)],
+    ids=["small body", "with a bin", "long body", "tuple leaf"],
+)
+def test_the_nesting_limit_is_exact_whatever_the_body(leaf: Any) -> None:
+    # the survey runs only when the packed bytes cannot rule deep nesting out: the limit
+    # must not depend on that (nor on ormsgpack's own limit of 255)
+    codec = make_codec("safe")
+    depth = 63 if type(leaf) is not tuple else 62  # the tuple is a container too
+    assert_exact(codec.loads(codec.dumps(nested_lists(depth, leaf))), nested_lists(depth, leaf))
+    for levels in (depth + 1, 100, 255, 256):
+        with pytest.raises(SerializationError, match="nested"):
+            codec.dumps(nested_lists(levels, leaf))
+
+
+def test_cycles_through_extension_types_are_serialization_errors() -> None:
+    cyclic: list[Any] = []
+    cyclic.append((cyclic,))
+    looped: dict[str, Any] = {}
+    looped["q"] = query_new("a", rows=[[looped]])
+    for value in (cyclic, looped, {1: cyclic}):
+        with pytest.raises(SerializationError, match="nested"):
+            make_codec("safe").dumps(value)
+
+
+@pytest.mark.parametrize("size", [3, 15, 16, 65_535, 65_536])
+def test_dicts_with_non_str_keys_are_packed_like_msgpack(size: int) -> None:
+    # ormsgpack only packs str keys (its OPT_NON_STR_KEYS would write tuple, datetime or
+    # UUID keys as arrays and strings): the codec packs such maps itself, map header included
+    value = {index if index % 3 else str(index): [index, None] for index in range(size)}
+    value[None] = b"k" if size > 3 else 1.5  # type: ignore[index]
+    data = make_codec("safe").dumps(value)
+    assert data[1:] == msgpack.packb(value, strict_types=True)
+    assert_exact(make_codec("safe").loads(data), value)
+
+
+def test_non_str_keys_nested_anywhere_round_trip() -> None:
+    when = dt.datetime(2024, 1, 1, tzinfo=PARIS)
+    value = {
+        "by id": {1: {"name": "a", "tags": {2: (3, {4: 5})}}},
+        "rows": [{(1, "x"): {when: [dt.date(2020, 1, 1)]}}, {uuid.UUID(int=7): 1, 2**70: 2}],
+        "set": {frozenset({(1, 2)})},
+        "query": query_new("a", rows=[[{1: 2}]]),
+        "keys": {True: 1, 2.5: 2, b"b": 3, None: 4, decimal.Decimal("1.5"): 5},
+    }
+    codec = make_codec("safe")
+    assert_exact(codec.loads(codec.dumps(value)), value)
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        ({1: 1, Tag("k"): 2}, "value<key 'k'>"),
+        ({"a": [{2: 1, Color.RED: 3}]}, "value['a'][0]<key"),
+        ({1: {"\udc80": 1}}, "value[1]<key"),
+    ],
+    ids=["str subclass key", "IntEnum key", "surrogate key"],
+)
+def test_bad_keys_beside_non_str_keys_are_refused_with_their_path(value: Any, where: str) -> None:
+    with pytest.raises(SerializationError) as caught:
+        make_codec("safe").dumps(value)
+    assert where in str(caught.value)
+
+
+def test_hook_exceptions_keep_their_message_through_ormsgpack() -> None:
+    # ormsgpack replaces what its hooks raise by a bare error: the codec keeps the original
+    class Odd(dt.tzinfo):
+        def utcoffset(self, when: dt.datetime | None) -> dt.timedelta:
+            return dt.timedelta(0)
+
+    value = (1, [dt.time(1, tzinfo=Odd())])
+    with pytest.raises(SerializationError, match=r"value\[1\]\[0\] is a time with a tzinfo"):
+        make_codec("safe").dumps(value)
+    data = b"\x01" + msgpack.packb(
+        [1, (msgpack.ExtType(2, msgpack.packb([msgpack.ExtType(99, b"")])))]
+    )
+    with pytest.raises(CorruptEntryError, match="unknown extension type 99"):
+        make_codec("safe").loads(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        msgpack.packb([1, 2]) + b"\x00",
+        msgpack.packb(msgpack.ExtType(2, msgpack.packb([1]) + b"\x02")),  # inside a tuple
+        msgpack.packb({"a": msgpack.ExtType(3, msgpack.packb([1]) + b"\xc0")}),
+    ],
+    ids=["top level", "tuple items", "set items"],
+)
+def test_trailing_bytes_are_corrupt_though_ormsgpack_ignores_them(data: bytes) -> None:
+    with pytest.raises(CorruptEntryError, match="msgpack body is invalid"):
+        make_codec("safe").loads(b"\x01" + data)
+
+
+def msgpack_verdict(body: bytes) -> tuple[str, Any]:
+    """How the msgpack-based decoder (before ormsgpack) read ``body``."""
+    codec_module._state.slow = True  # type: ignore[attr-defined]  # nested: msgpack too
+    try:
+        return "value", codec_module._slow_unpack(body)  # type: ignore[attr-defined]
+    except Exception as exc:
+        return "error", type(exc).__name__
+    finally:
+        codec_module._state.slow = False  # type: ignore[attr-defined]
+        codec_module._state.failure = None  # type: ignore[attr-defined]
+
+
+def _mutated(data: bytes, index: int, byte: int, tail: bytes) -> bytes:
+    index %= len(data)
+    return data[:index] + bytes([byte]) + data[index + 1 :] + tail
+
+
+_int64 = st.integers(min_value=-(2**63), max_value=2**64 - 1)
+_bodies = st.one_of(
+    st.binary(max_size=64),
+    st.builds(
+        _mutated,
+        values.map(lambda value: make_codec("safe").dumps(value)[1:]),
+        st.integers(min_value=0),
+        st.integers(min_value=0, max_value=255),
+        st.sampled_from([b"", b"\x00", b"\xc0", b"\x91"]),
+    ),
+    st.recursive(
+        st.none() | _int64 | st.text(max_size=3) | st.binary(max_size=3),
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(_int64 | st.text(max_size=2) | st.none(), inner, max_size=3)
+            | st.builds(msgpack.ExtType, st.integers(0, 13), st.binary(max_size=12))
+            | st.builds(msgpack.Timestamp, st.integers(-(2**35), 2**35), st.integers(0, 10**9 - 1))
+        ),
+        max_leaves=8,
+    ).map(lambda value: msgpack.packb(value, strict_types=False)),
+    st.binary(max_size=13).map(lambda data: b"\xc7" + bytes([len(data)]) + b"\xff" + data),
+)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=_bodies)
+def test_ormsgpack_never_reads_what_msgpack_would_not(body: bytes) -> None:
+    # ormsgpack decodes first and hands anything it cannot decide to msgpack: the result
+    # must be msgpack's, value for value, error for error
+    kind, want = msgpack_verdict(body)
+    try:
+        got = make_codec("safe").loads(b"\x01" + body)
+    except CorruptEntryError:
+        assert kind == "error", f"msgpack read {want!r}"
+        return
+    assert kind == "value", f"msgpack refused it ({want}), ormsgpack read {got!r}"
+    assert_exact(got, want)
