@@ -25,7 +25,7 @@ from cachehub.errors import CacheBackendError, CacheError, CacheValueError, Conf
 from cachehub.filters import KeyFilter
 
 from .batch import batch_get, batch_write
-from .client import make_client, resolve_region
+from .client import make_client, resolve_region, validate
 from .errors import CallContext, ConditionFailedError, error_code, translate
 from .flush import flush_workers, send_updates
 from .items import (
@@ -35,22 +35,26 @@ from .items import (
     LIVE,
     MAX_ITEM_BYTES,
     MAX_KEY_BYTES,
-    MODIFIED,
     PLACEHOLDERS,
     TTL,
     VALUE,
     Item,
+    Version,
     build_item,
     decode_value,
     encode_value,
     expiry_attrs,
     expiry_of,
+    fresh_attrs,
     is_live,
     item_size,
     num,
     partition_value,
+    read_attributes,
+    same_version,
     storage_key_of,
     to_entry,
+    version_of,
 )
 from .scan import scan_count, scan_items
 from .table import bootstrap_table
@@ -75,8 +79,8 @@ class _Hits:
 
     hits: int
     accessed: float
-    seen: dict[str, Any] | None
-    """The ``updatedTime`` attribute of the version these hits belong to."""
+    seen: Version
+    """The version (:func:`.items.version_of`) these hits belong to."""
 
 
 class DynamoDBCache(BaseCache):
@@ -185,6 +189,7 @@ class DynamoDBCache(BaseCache):
         self._last_flush = time.monotonic()
         self._flush_interval: float = self.settings["hitFlushInterval"]
         self._warned: set[str] = set()
+        self._projection: tuple[str, dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------ connection
 
@@ -209,7 +214,7 @@ class DynamoDBCache(BaseCache):
                     self._key_name = _KNOWN_TABLES.get(self._table_id)
                 if self._key_name is None:
                     self._key_name = _KNOWN_TABLES[self._table_id] = bootstrap_table(
-                        self._call,
+                        self._checked_call,
                         self.client,
                         self._ctx("DescribeTable"),
                         self.settings["primaryKey"],
@@ -251,6 +256,19 @@ class DynamoDBCache(BaseCache):
         except BotoCoreError as exc:
             raise translate(exc, self._ctx(operation)) from exc
 
+    def _checked_call(self, operation: str, /, **params: Any) -> dict[str, Any]:
+        """:meth:`_call` after botocore's parameter validation, which the client skips.
+
+        For parameters the provider does not build itself: ``dynamodb_command``'s, and the
+        bootstrap's (the table name comes from the settings). Invalid ones fail as with a
+        default boto3 client, before anything is sent.
+        """
+        try:
+            validate(self._client or self.client, operation, params)
+        except BotoCoreError as exc:
+            raise translate(exc, self._ctx(operation)) from exc
+        return self._call(operation, **params)
+
     def _warn_once(self, topic: str, message: str) -> None:
         with self._pending_lock:
             if topic in self._warned:
@@ -278,10 +296,13 @@ class DynamoDBCache(BaseCache):
         pk, _ = partition_value(storage_key)
         return {self.key_name: {"S": pk}}, pk
 
-    def _item(self, storage_key: str, value: Any, expiry: Expiry, now: float) -> Item:
+    def _item(
+        self, storage_key: str, value: Any, expiry: Expiry, now: float, shared: Item | None = None
+    ) -> Item:
         """A fresh item, refusing values beyond DynamoDB's 400 KB item limit up front."""
         encoded = encode_value(value, self.codec)
-        item = build_item(self._key_name or self.key_name, storage_key, encoded, expiry, now)
+        kn = self._key_name or self.key_name
+        item = build_item(kn, storage_key, encoded, expiry, now, shared=shared)
         # Exact sizing only near the limit: the key (as partition key and originalKey) and
         # the metadata attributes take at most 8 bytes per key character + 1 KB.
         raw = encoded.get("B")
@@ -299,31 +320,35 @@ class DynamoDBCache(BaseCache):
         return item
 
     def _get_item(
-        self, storage_key: str, *, consistent: bool | None = None, projection: str | None = None
+        self,
+        storage_key: str,
+        *,
+        consistent: bool | None = None,
+        attributes: list[str] | None = None,
     ) -> tuple[dict[str, Any] | None, dict[str, Any], str]:
         pk = storage_key if len(storage_key) <= _SHORT_KEY else partition_value(storage_key)[0]
-        key = {self._key_name or self.key_name: {"S": pk}}
-        if projection is None:
+        kn = self._key_name or self.key_name
+        key = {kn: {"S": pk}}
+        if attributes is None:
             reply = self._call(
                 "GetItem",
                 TableName=self.table_name,
                 Key=key,
                 ConsistentRead=self._consistent if consistent is None else consistent,
             )
-        else:
+        else:  # top-level attributes only: see items.read_attributes
             reply = self._call(
                 "GetItem",
                 TableName=self.table_name,
                 Key=key,
                 ConsistentRead=self._consistent if consistent is None else consistent,
-                ProjectionExpression=projection,
-                **self._expr(projection),
+                AttributesToGet=attributes,
             )
         return reply.get("Item"), key, pk
 
     # ------------------------------------------------------------------ hit accounting
 
-    def _count_hit(self, pk: str, seen: dict[str, Any] | None, now: float) -> None:
+    def _count_hit(self, pk: str, seen: Version, now: float) -> None:
         """Count one read of a plain entry in process; the caller holds ``_pending_lock``."""
         pending = self._pending.get(pk)
         if pending is None or pending.seen != seen:
@@ -333,19 +358,11 @@ class DynamoDBCache(BaseCache):
             if now > pending.accessed:
                 pending.accessed = now
 
-    def _accessed(self, pk: str, key: dict[str, Any], item: Item, now: float) -> None:
-        """Count a read: in-process for plain entries, written at once for idle ones."""
-        if IDLE not in item:
-            with self._pending_lock:
-                self._count_hit(pk, item.get(MODIFIED), now)
-            return
-        self._slide(pk, key, item, now)
-
     def _slide(self, pk: str, key: dict[str, Any], item: Item, now: float) -> None:
         """Idle entries must slide their deadline for every process: one UpdateItem."""
         attrs = expiry_attrs(expiry_of(item), now)
         update = "SET #la = :now, #dl = :dl, #ttl = :ttl ADD #hc :h"
-        cond, values = self._same_version(item.get(MODIFIED))
+        cond, values = same_version(version_of(item))
         values.update(
             {
                 ":now": num(now),
@@ -365,17 +382,10 @@ class DynamoDBCache(BaseCache):
                 **self._expr(update, cond, values=values),
             )
 
-    @staticmethod
-    def _same_version(seen: Any) -> tuple[str, dict[str, Any]]:
-        """Condition that the item is still the version whose modified stamp was ``seen``."""
-        if seen is None:
-            return "attribute_exists(#pk) AND attribute_not_exists(#up)", {}
-        return "#up = :seen", {":seen": seen}
-
     def _take_hits(self, pk: str, item: Item | None = None) -> int:
         with self._pending_lock:
             pending = self._pending.pop(pk, None)
-        if pending is None or (item is not None and pending.seen != item.get(MODIFIED)):
+        if pending is None or (item is not None and pending.seen != version_of(item)):
             return 0
         return pending.hits
 
@@ -408,7 +418,7 @@ class DynamoDBCache(BaseCache):
         names: dict[str, dict[str, str]] = {}  # per condition: built once per flush
         requests = []
         for pk, hits in pending.items():
-            cond, values = self._same_version(hits.seen)
+            cond, values = same_version(hits.seen)
             if cond not in names:
                 names[cond] = self._expr(update, cond)["ExpressionAttributeNames"]
             values[":la"] = num(hits.accessed)
@@ -456,7 +466,7 @@ class DynamoDBCache(BaseCache):
             self._slide(pk, k, item, now)
         else:
             with self._pending_lock:
-                self._count_hit(pk, item.get(MODIFIED), now)
+                self._count_hit(pk, version_of(item), now)
         return value
 
     def _get_entry(self, key: str, now: float) -> Entry | None:
@@ -466,13 +476,14 @@ class DynamoDBCache(BaseCache):
         entry = to_entry(item, decode_value(item, self.codec))
         with self._pending_lock:
             pending = self._pending.get(pk)
-            if pending is not None and pending.seen == item.get(MODIFIED):
+            if pending is not None and pending.seen == version_of(item):
                 entry.hits += pending.hits
                 entry.accessed = max(entry.accessed, pending.accessed)
         return entry
 
     def _exists(self, key: str, now: float) -> bool:
-        item, _, _ = self._get_item(key, projection="#pk, #dl, #ttl")
+        kn = self._key_name or self.key_name
+        item, _, _ = self._get_item(key, attributes=[kn, DEADLINE, TTL])
         return bool(item) and is_live(item or {}, now)
 
     def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
@@ -516,7 +527,7 @@ class DynamoDBCache(BaseCache):
         item, k, pk = self._get_item(key, consistent=True)
         if not item or not is_live(item, now) or decode_value(item, self.codec) != value:
             return False
-        cond, values = self._same_version(item.get(MODIFIED))
+        cond, values = same_version(version_of(item))
         if VALUE in item:
             cond, values[":raw"] = f"#v = :raw AND {cond}", item[VALUE]
         try:
@@ -687,6 +698,13 @@ class DynamoDBCache(BaseCache):
 
     # ------------------------------------------------------------------ batches
 
+    def _read_projection(self, kn: str) -> dict[str, Any]:
+        """BatchGetItem parameters asking only for :func:`.items.read_attributes`."""
+        cached = self._projection
+        if cached is None or cached[0] != kn:  # the key name changes only on re-bootstrap
+            self._projection = cached = (kn, {"AttributesToGet": read_attributes(kn)})
+        return cached[1]
+
     def _get_many(self, keys: list[str], now: float) -> dict[str, Any]:
         kn = self.key_name
         storage: dict[str, str] = {}
@@ -694,24 +712,40 @@ class DynamoDBCache(BaseCache):
             pk = storage_key if len(storage_key) <= _SHORT_KEY else partition_value(storage_key)[0]
             storage[pk] = storage_key
         found: dict[str, Any] = {}
-        plain: list[tuple[str, dict[str, Any] | None]] = []
+        plain: list[tuple[str, Version]] = []
         idle: list[tuple[str, Item]] = []
         loads = self.codec.loads
         requested = [{kn: {"S": pk}} for pk in storage]
-        for item in batch_get(self._call, self.table_name, requested, consistent=self._consistent):
-            pk = item[kn]["S"]
-            found_key = storage.get(pk)
-            if found_key is None or not is_live(item, now):
-                continue
-            raw = item.get(VALUE)
-            if raw is not None and "B" in raw:
-                found[found_key] = loads(raw["B"])
-            else:
-                found[found_key] = decode_value(item, self.codec)
-            if IDLE in item:
-                idle.append((pk, item))
-            else:
-                plain.append((pk, item.get(MODIFIED)))
+        projection: dict[str, Any] | None = self._read_projection(kn)
+        # Reads ask only for what they need. An item without ``value`` (dual access) reads
+        # as a dict of *all* its attributes: those few are read again in full, in a second
+        # round of BatchGetItem.
+        while requested:
+            foreign: list[dict[str, Any]] = []
+            for item in batch_get(
+                self._call,
+                self.table_name,
+                requested,
+                consistent=self._consistent,
+                projection=projection,
+            ):
+                pk = item[kn]["S"]
+                found_key = storage.get(pk)
+                if found_key is None or not is_live(item, now):
+                    continue
+                raw = item.get(VALUE)
+                if raw is not None and "B" in raw:
+                    found[found_key] = loads(raw["B"])
+                elif raw is None and projection is not None:
+                    foreign.append({kn: item[kn]})
+                    continue
+                else:
+                    found[found_key] = decode_value(item, self.codec)
+                if IDLE in item:
+                    idle.append((pk, item))
+                else:
+                    plain.append((pk, version_of(item)))
+            requested, projection = foreign, None
         if plain:  # one lock round for the whole batch
             with self._pending_lock:
                 for pk, seen in plain:
@@ -721,8 +755,9 @@ class DynamoDBCache(BaseCache):
         return found
 
     def _set_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
-        built = [self._item(k, v, expiry, now) for k, v in items.items()]
         kn = self.key_name
+        shared = fresh_attrs(expiry, now)  # the same stamp and expiry for the whole batch
+        built = [self._item(k, v, expiry, now, shared) for k, v in items.items()]
         batch_write(self._call, self.table_name, [{"PutRequest": {"Item": i}} for i in built])
         self._forget(*(i[kn]["S"] for i in built))
         self._after_write()
@@ -731,8 +766,7 @@ class DynamoDBCache(BaseCache):
         kn = self.key_name
         pks = list(dict.fromkeys(partition_value(k)[0] for k in keys))
         requested = [{kn: {"S": pk}} for pk in pks]
-        projection = {"ProjectionExpression": "#pk, #dl, #ttl"}
-        projection.update(self._expr(projection["ProjectionExpression"]))
+        projection = {"AttributesToGet": [kn, DEADLINE, TTL]}
         # A key-only read first: BatchWriteItem cannot say which deleted items were live.
         live = sum(
             1

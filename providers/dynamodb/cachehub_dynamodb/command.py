@@ -73,7 +73,7 @@ class _Command:
         self.table = cache.table_name
 
     def call(self, operation: str, /, **params: Any) -> dict[str, Any]:
-        return self.cache._call(operation, TableName=self.table, **params)
+        return self.cache._checked_call(operation, TableName=self.table, **params)
 
     def pop(self, data: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
         """Take the control parameters ``names`` (any case) out of ``data``, converted."""
@@ -243,7 +243,9 @@ def _batch_get_item(cmd: _Command, data: dict[str, Any]) -> Any:
     rest = {k: v for k, v in data.items() if str(k).lower() != "keys"}
     controls = cmd.only(rest, _READ_CONTROLS)
     consistent = bool(controls.pop("ConsistentRead", cmd.cache.settings["consistentRead"]))
-    items = batch_get(cmd.cache._call, cmd.table, keys, consistent=consistent, projection=controls)
+    items = batch_get(
+        cmd.cache._checked_call, cmd.table, keys, consistent=consistent, projection=controls
+    )
     return [from_item(item) for item in items]
 
 
@@ -262,7 +264,7 @@ def _batch_write_item(cmd: _Command, data: dict[str, Any]) -> Any:
         {"DeleteRequest": {"Key": cmd.key(cmd.mapping(k, "each key"))}}
         for k in _list_of(cmd, data, "delete")
     ]
-    batch_write(cmd.cache._call, cmd.table, puts + deletes)
+    batch_write(cmd.cache._checked_call, cmd.table, puts + deletes)
     return {"put": len(puts), "delete": len(deletes)}
 
 
@@ -309,7 +311,7 @@ def _transact_write_items(cmd: _Command, data: dict[str, Any]) -> Any:
             hint="pass {'items': [{'Put': {'Item': {...}}}, {'Update': {...}}]}.",
         )
     converted = [_transact_action(cmd, a) for a in actions]
-    cmd.cache._call("TransactWriteItems", TransactItems=converted)
+    cmd.cache._checked_call("TransactWriteItems", TransactItems=converted)
     return None
 
 

@@ -13,8 +13,16 @@ write the same items. Every cache item has:
   an integer, for DynamoDB's native TTL deletion), both absent for entries that never
   expire; for idle-time entries also ``idleTime`` (seconds) and ``expiresAt`` (their
   absolute expiry, if any) - otherwise the deadline *is* the absolute expiry;
-* ``createdTime`` and ``updatedTime`` (epoch seconds); ``lastAccessed`` and ``hitCount``
-  once reads have been recorded (absent: never read).
+* ``createdTime`` (epoch seconds); ``updatedTime`` only once the entry has been modified
+  in place (``incr``, ``touch``) - absent, the entry was last modified when it was created.
+  Every attribute of an item costs on every read (the server serializes it, botocore
+  parses it), so ``put`` writes one stamp, not two equal ones. Items written before this
+  (both stamps always) read the same; an item's *version* for conditional writes is its
+  ``updatedTime``, else its ``createdTime`` (:func:`version_of`);
+* ``lastAccessed`` and ``hitCount`` once reads have been recorded (absent: never read).
+
+A batch read asks only for :func:`read_attributes`; the few items without ``value`` are
+then read again in full (dual access).
 """
 
 from __future__ import annotations
@@ -154,24 +162,81 @@ def expiry_attrs(expiry: Expiry, accessed: float) -> Item:
     return attrs
 
 
+def read_attributes(key_name: str) -> list[str]:
+    """What a batch read needs: key, value, version and expiry - not the statistics.
+
+    ``lastAccessed``, ``hitCount`` and ``originalKey`` stay on the server: once reads
+    have been flushed they are two of an item's five attributes. Sent as
+    ``AttributesToGet``, the list form of a projection of top-level attributes: the same
+    result as a ``ProjectionExpression`` naming them, with no expression to parse and no
+    placeholders (``value`` is a reserved word), and moto applies it as a plain filter
+    (it re-converts the whole item once per path of an expression). DynamoDB refuses it
+    next to expression parameters, so it is only for requests without any.
+    """
+    return [key_name, VALUE, MODIFIED, CREATED, DEADLINE, TTL, IDLE, EXPIRES]
+
+
+def fresh_attrs(expiry: Expiry, now: float) -> Item:
+    """What every item written at ``now`` with ``expiry`` has besides key and value.
+
+    ``updatedTime``, ``lastAccessed`` and ``hitCount`` are left out until there is a
+    modification or a read to record: every attribute costs on every read and write, and
+    absent means "as created" / "never read". A batch computes this once for all items
+    (the attribute values are shared, never mutated).
+    """
+    attrs: Item = {CREATED: num(now)}
+    if expiry.expires_at is not None or expiry.idle is not None:
+        attrs.update(expiry_attrs(expiry, now))
+    return attrs
+
+
 def build_item(
-    key_name: str, storage_key: str, value: dict[str, Any], expiry: Expiry, now: float
+    key_name: str,
+    storage_key: str,
+    value: dict[str, Any],
+    expiry: Expiry,
+    now: float,
+    *,
+    shared: Item | None = None,
 ) -> Item:
-    """A complete, fresh cache item."""
+    """A complete, fresh cache item (``shared``: :func:`fresh_attrs`, if already built)."""
     pk, original = partition_value(storage_key)
-    stamp = num(now)
-    # lastAccessed and hitCount are left out until there is a read to record: small items
-    # are cheaper (DynamoDB bills by size), and absent means "never read".
-    item: Item = {
-        key_name: {"S": pk},
-        VALUE: value,
-        CREATED: stamp,
-        MODIFIED: stamp,
-        **expiry_attrs(expiry, now),
-    }
+    item: Item = {key_name: {"S": pk}, VALUE: value}
+    item.update(fresh_attrs(expiry, now) if shared is None else shared)
     if original is not None:
         item[ORIGINAL_KEY] = {"S": original}
     return item
+
+
+Version = tuple[str, Mapping[str, Any]] | None
+"""Which stamp identifies an item's version, and its attribute value (None: neither)."""
+
+
+def version_of(item: Mapping[str, Mapping[str, Any]]) -> Version:
+    """The stored version of an item: its ``updatedTime``, else its ``createdTime``.
+
+    Every write of the cache API changes one of them (a put writes a new ``createdTime``
+    and no ``updatedTime``; incr and touch set ``updatedTime``), so hit counts and
+    conditional deletes can tell whether the entry they read is still the stored one.
+    """
+    attr = item.get(MODIFIED)
+    if attr is not None:
+        return MODIFIED, attr
+    attr = item.get(CREATED)
+    return None if attr is None else (CREATED, attr)
+
+
+def same_version(seen: Version) -> tuple[str, dict[str, Any]]:
+    """Condition (and its values) that the stored item is still version ``seen``."""
+    if seen is None:
+        return (
+            "attribute_exists(#pk) AND attribute_not_exists(#up) AND attribute_not_exists(#cr)",
+            {},
+        )
+    name, attr = seen
+    if name == MODIFIED:
+        return "#up = :seen", {":seen": attr}
+    return "#cr = :seen AND attribute_not_exists(#up)", {":seen": attr}
 
 
 def item_size(item: Mapping[str, Mapping[str, Any]]) -> int:
@@ -200,10 +265,11 @@ def expiry_of(item: Mapping[str, Mapping[str, Any]]) -> Expiry:
 def to_entry(item: Mapping[str, Mapping[str, Any]], value: Any) -> Entry:
     """An :class:`Entry` with the item's metadata (0 = unknown, for foreign items)."""
     expiry = expiry_of(item)
-    modified = number(item, MODIFIED) or 0.0
+    created = number(item, CREATED)
+    modified = number(item, MODIFIED) or created or 0.0
     return Entry(
         value=value,
-        created=number(item, CREATED) or modified,
+        created=created or modified,
         modified=modified,
         accessed=max(number(item, ACCESSED) or 0.0, modified),
         hits=int(number(item, HITS) or 0),
