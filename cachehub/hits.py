@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
-__all__ = ["HitBuffer", "PendingHits"]
+__all__ = ["ANY_VERSION", "HitBuffer", "PendingHits"]
 
 K = TypeVar("K", bound=Hashable)
+
+ANY_VERSION: Final = object()
+"""For :meth:`HitBuffer.take`: the pending reads whatever entry version they belong to."""
 
 DEFAULT_MAX_KEYS: Final = 10_000
 """Keys a buffer holds before it asks to be flushed, whatever the interval."""
@@ -65,7 +68,7 @@ class HitBuffer(Generic[K]):
                 if now > pending.accessed:
                     pending.accessed = now
 
-    def count_many(self, reads: list[tuple[K, object]], now: float) -> None:
+    def count_many(self, reads: Iterable[tuple[K, object]], now: float) -> None:
         """Record one read at ``now`` of each ``(key, version)`` (a batch: one lock)."""
         with self._lock:
             pending_of = self._pending.get
@@ -84,13 +87,19 @@ class HitBuffer(Generic[K]):
             pending = self._pending.get(key)
         return pending if pending is not None and pending.version == version else None
 
-    def take(self, key: K, version: object) -> int:
-        """Remove the pending reads of ``key``; their count if they belong to ``version``."""
+    def take(self, key: K, version: object = ANY_VERSION) -> int:
+        """Remove the pending reads of ``key``; their count if they belong to ``version``.
+
+        With :data:`ANY_VERSION` the count is returned whatever version it belongs to: for
+        writes that keep the entry (and check its version themselves).
+        """
         if not self._pending:
             return 0
         with self._lock:
             pending = self._pending.pop(key, None)
-        return pending.hits if pending is not None and pending.version == version else 0
+        if pending is None or (version is not ANY_VERSION and pending.version != version):
+            return 0
+        return pending.hits
 
     def forget(self, *keys: K) -> None:
         """Drop pending reads of ``keys`` (they were overwritten or deleted)."""

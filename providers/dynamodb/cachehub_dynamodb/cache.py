@@ -11,10 +11,8 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, cast
 
 from botocore import xform_name
 from botocore.exceptions import BotoCoreError, ClientError
@@ -23,6 +21,7 @@ from cachehub.api import MISSING, BaseCache, Entry, Expiry
 from cachehub.config import Option
 from cachehub.errors import CacheBackendError, CacheError, CacheValueError, ConfigError
 from cachehub.filters import KeyFilter
+from cachehub.hits import ANY_VERSION, HitBuffer
 
 from .batch import batch_get, batch_write
 from .client import make_client, resolve_region, validate
@@ -71,16 +70,6 @@ later caches on the same table skip DescribeTable/DescribeTimeToLive."""
 _PLACEHOLDER = re.compile(r"[#:][A-Za-z0-9_]+")
 _METHODS: dict[str, str] = {}
 """DynamoDB operation name -> client method name (``GetItem`` -> ``get_item``)."""
-
-
-@dataclass(slots=True)
-class _Hits:
-    """Reads not yet written back: hit count and last access of one item version."""
-
-    hits: int
-    accessed: float
-    seen: Version
-    """The version (:func:`.items.version_of`) these hits belong to."""
 
 
 class DynamoDBCache(BaseCache):
@@ -150,7 +139,7 @@ class DynamoDBCache(BaseCache):
             float,
             60.0,
             "seconds after which pending hit counts are written back on the next write "
-            "(0: only on close() or flush_hits()).",
+            "(0: only on close(), flush_hits() or once 10,000 keys are pending).",
             minimum=0,
         ),
     )
@@ -184,10 +173,8 @@ class DynamoDBCache(BaseCache):
         self._client_lock = threading.Lock()
         self._key_name: str | None = None
         self._boot_lock = threading.Lock()
-        self._pending: dict[str, _Hits] = {}
-        self._pending_lock = threading.Lock()
-        self._last_flush = time.monotonic()
-        self._flush_interval: float = self.settings["hitFlushInterval"]
+        self._hits: HitBuffer[str] = HitBuffer(self.settings["hitFlushInterval"])
+        self._warn_lock = threading.Lock()
         self._warned: set[str] = set()
         self._projection: tuple[str, dict[str, Any]] | None = None
 
@@ -270,7 +257,7 @@ class DynamoDBCache(BaseCache):
         return self._call(operation, **params)
 
     def _warn_once(self, topic: str, message: str) -> None:
-        with self._pending_lock:
+        with self._warn_lock:
             if topic in self._warned:
                 return
             self._warned.add(topic)
@@ -348,16 +335,6 @@ class DynamoDBCache(BaseCache):
 
     # ------------------------------------------------------------------ hit accounting
 
-    def _count_hit(self, pk: str, seen: Version, now: float) -> None:
-        """Count one read of a plain entry in process; the caller holds ``_pending_lock``."""
-        pending = self._pending.get(pk)
-        if pending is None or pending.seen != seen:
-            self._pending[pk] = _Hits(1, now, seen)
-        else:
-            pending.hits += 1
-            if now > pending.accessed:
-                pending.accessed = now
-
     def _slide(self, pk: str, key: dict[str, Any], item: Item, now: float) -> None:
         """Idle entries must slide their deadline for every process: one UpdateItem."""
         attrs = expiry_attrs(expiry_of(item), now)
@@ -383,23 +360,14 @@ class DynamoDBCache(BaseCache):
             )
 
     def _take_hits(self, pk: str, item: Item | None = None) -> int:
-        with self._pending_lock:
-            pending = self._pending.pop(pk, None)
-        if pending is None or (item is not None and pending.seen != version_of(item)):
-            return 0
-        return pending.hits
+        return self._hits.take(pk, ANY_VERSION if item is None else version_of(item))
 
     def _forget(self, *pks: str) -> None:
-        if not self._pending:  # nothing counted: skip the lock (the common write path)
-            return
-        with self._pending_lock:
-            for pk in pks:
-                self._pending.pop(pk, None)
+        self._hits.forget(*pks)
 
     def pending_hits(self) -> int:
         """How many keys have read counts not yet written to DynamoDB."""
-        with self._pending_lock:
-            return len(self._pending)
+        return len(self._hits)
 
     def flush_hits(self) -> int:
         """Write pending hit counts and last-access times back (one UpdateItem per key).
@@ -408,9 +376,7 @@ class DynamoDBCache(BaseCache):
         read never waits for them. Returns the number of keys flushed. Counts of entries
         replaced meanwhile are dropped (they belonged to the old entry).
         """
-        with self._pending_lock:
-            pending, self._pending = self._pending, {}
-            self._last_flush = time.monotonic()
+        pending = self._hits.drain()
         if not pending:
             return 0
         kn = self.key_name
@@ -418,7 +384,7 @@ class DynamoDBCache(BaseCache):
         names: dict[str, dict[str, str]] = {}  # per condition: built once per flush
         requests = []
         for pk, hits in pending.items():
-            cond, values = same_version(hits.seen)
+            cond, values = same_version(cast(Version, hits.version))
             if cond not in names:
                 names[cond] = self._expr(update, cond)["ExpressionAttributeNames"]
             values[":la"] = num(hits.accessed)
@@ -437,14 +403,9 @@ class DynamoDBCache(BaseCache):
         return len(pending)
 
     def _after_write(self) -> None:
-        """Flush pending hits when the interval has passed (never fails the write)."""
-        interval = self._flush_interval
-        if not interval or time.monotonic() - self._last_flush < interval:
+        """Flush pending hits when due (never fails the write)."""
+        if not self._hits.due():
             return
-        with self._pending_lock:
-            if not self._pending:
-                self._last_flush = time.monotonic()
-                return
         try:
             self.flush_hits()
         except CacheError as exc:
@@ -465,8 +426,7 @@ class DynamoDBCache(BaseCache):
         if IDLE in item:
             self._slide(pk, k, item, now)
         else:
-            with self._pending_lock:
-                self._count_hit(pk, version_of(item), now)
+            self._hits.count(pk, version_of(item), now)
         return value
 
     def _get_entry(self, key: str, now: float) -> Entry | None:
@@ -474,11 +434,10 @@ class DynamoDBCache(BaseCache):
         if not item or not is_live(item, now):
             return None
         entry = to_entry(item, decode_value(item, self.codec))
-        with self._pending_lock:
-            pending = self._pending.get(pk)
-            if pending is not None and pending.seen == version_of(item):
-                entry.hits += pending.hits
-                entry.accessed = max(entry.accessed, pending.accessed)
+        pending = self._hits.peek(pk, version_of(item))
+        if pending is not None:
+            entry.hits += pending.hits
+            entry.accessed = max(entry.accessed, pending.accessed)
         return entry
 
     def _exists(self, key: str, now: float) -> bool:
@@ -746,10 +705,8 @@ class DynamoDBCache(BaseCache):
                 else:
                     plain.append((pk, version_of(item)))
             requested, projection = foreign, None
-        if plain:  # one lock round for the whole batch
-            with self._pending_lock:
-                for pk, seen in plain:
-                    self._count_hit(pk, seen, now)
+        if plain:
+            self._hits.count_many(plain, now)
         for pk, item in idle:
             self._slide(pk, {kn: item[kn]}, item, now)
         return found
