@@ -15,7 +15,17 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from .harness import Adapter, Case, Config, Measurement, Row, Section, measure
+from .harness import (
+    Adapter,
+    Case,
+    Config,
+    Measurement,
+    Row,
+    Section,
+    Target,
+    by_op,
+    measure_interleaved,
+)
 from .memory import VALUE
 from .peers import missing, optional
 
@@ -186,11 +196,13 @@ def run(cfg: Config) -> Section:
         hits = [f"hit:{i}" for i in range(cfg.batch)]
         misses = [f"miss:{i}" for i in range(n)]
         puts = [f"put:{i}" for i in range(n)]
+        cases: list[Case] = []
         for adapter, put_many, counter in impls:
             put_many(dict.fromkeys(hits, VALUE))
             adapter.get(hits[0])  # warm the connection: no per-case warmup, requests are slow
-            cases = _cases(adapter, put_many, counter, hits, misses, puts, cfg)
-            section.measurements += [measure(c, cfg.aws_rounds, warmup=False) for c in cases]
+            cases += _cases(adapter, put_many, counter, hits, misses, puts, cfg)
+        for group in by_op(cases):
+            section.measurements += measure_interleaved(group, cfg.aws_rounds, warmup=False)
         _bulk_cases(section, cfg, cache, raw, cl, mine, theirs, boto)
         _profile(section, cache, hits, puts, cfg, mine)
         cache.close()
@@ -298,8 +310,8 @@ def _bulk_cases(
                 counter=counter,
             )
         )
-    for case in cases:
-        section.measurements.append(measure(case, rounds, warmup=False))
+    for group in by_op(cases):
+        section.measurements += measure_interleaved(group, rounds, warmup=False)
     section.notes.append(
         f"count runs over a table holding {total:,} items plus the get/put keys. "
         f"clear(filter) removes the {total:,} 'clr:' items and keeps the rest: raw boto3 is "
@@ -363,6 +375,8 @@ def _summarize(section: Section, cfg: Config) -> None:
     requests: list[list[str]] = []
     for op in ops:
         base, mine = section.find(op, BASELINE), section.find(op, CACHEHUB)
+        batch = op.startswith(("get_many", "put_many"))
+        single = op in ("get hit", "get miss", "put")
         if base is not None and mine is not None:
             section.rows.append(
                 Row(
@@ -371,7 +385,20 @@ def _summarize(section: Section, cfg: Config) -> None:
                     mine.ns_per_op,
                     BASELINE,
                     base.ns_per_op,
-                    None,
+                    Target("<= 1.05x raw boto3", 1.05) if single else None,
+                    mine.requests_per_op,
+                )
+            )
+        peer = section.find(op, CACHELIB)
+        if batch and mine is not None and peer is not None:
+            section.rows.append(
+                Row(
+                    op,
+                    CACHEHUB,
+                    mine.ns_per_op,
+                    CACHELIB,
+                    peer.ns_per_op,
+                    Target(">= 10x faster than cachelib", 0.1),
                     mine.requests_per_op,
                 )
             )

@@ -1,16 +1,20 @@
 """Scale: peak client memory of keys() and clear() over many items (tracemalloc).
 
-Each operation is measured at N/10 and N items. A streaming provider (Redis SCAN in
-pages) has a peak that stays flat as N grows tenfold; a provider that snapshots its
+Each operation is measured at N/10 and N items. A streaming provider (Redis SCAN, DynamoDB
+Scan, both in pages) has a peak that stays flat as N grows tenfold; a provider that snapshots its
 keys (the in-process memory provider, whose data is already in RAM) grows linearly.
 """
 
 from __future__ import annotations
 
 import gc
+import socket
+import subprocess
+import sys
+import time
 import tracemalloc
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from functools import partial
 from itertools import islice
 from typing import Any
@@ -91,9 +95,13 @@ def run(cfg: Config) -> Section:
     table: list[list[str]] = []
     _measure("memory (default)", lambda: MemoryCache(maxsize=cfg.scale_keys + 1), sizes, table)
     if cfg.quick:
-        section.notes.append("Redis is measured in full mode only (it needs 100k round trips).")
+        section.notes.append(
+            "Redis and DynamoDB are measured in full mode only (they need many round trips)."
+        )
     else:
         _redis(section, sizes, table)
+        # moto serves ~100 requests/s here: a tenth of the items still shows the trend.
+        _dynamodb(section, (sizes[0] // 10, sizes[1] // 10), table)
     section.extra_tables.append(
         (
             "Peak client memory (tracemalloc)",
@@ -129,3 +137,51 @@ def _redis(section: Section, sizes: tuple[int, int], table: list[list[str]]) -> 
     with server as running:
         url = running.url
         _measure("redis", lambda: RedisCache(url=url, namespace="scale:"), sizes, table)
+
+
+@contextmanager
+def _moto_process() -> Iterator[str]:
+    """A DynamoDB endpoint (``cachehub local-dynamodb``) in a child process.
+
+    tracemalloc sees every thread of this process: an in-process moto server would
+    bill its table to the client being measured.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "cachehub", "local-dynamodb", "--port", str(port)]
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if child.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("cachehub local-dynamodb did not start") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        child.terminate()
+        child.wait(timeout=10)
+
+
+def _dynamodb(section: Section, sizes: tuple[int, int], table: list[list[str]]) -> None:
+    try:
+        from cachehub_dynamodb import DynamoDBCache
+    except ImportError:
+        section.notes.append("DynamoDB: skipped: provider not installed (cachehub_dynamodb)")
+        return
+    with _moto_process() as endpoint:
+
+        def make() -> Any:
+            return DynamoDBCache(
+                tableName="scale",
+                host=endpoint,
+                region="us-east-1",
+                accessKeyId="bench",
+                secretkey="bench",
+            )
+
+        _measure("dynamodb", make, sizes, table)

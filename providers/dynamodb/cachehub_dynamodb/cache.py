@@ -68,6 +68,8 @@ _KNOWN_TABLES: dict[tuple[str, str, str], str] = {}
 """(endpoint, region, table) -> partition-key name, for tables bootstrapped by this process:
 later caches on the same table skip DescribeTable/DescribeTimeToLive."""
 _PLACEHOLDER = re.compile(r"[#:][A-Za-z0-9_]+")
+SCAN_PAGE_ITEMS: Final = 1000
+"""Items per Scan page when keys are listed (keys, get_all, clear)."""
 _METHODS: dict[str, str] = {}
 """DynamoDB operation name -> client method name (``GetItem`` -> ``get_item``)."""
 
@@ -615,6 +617,9 @@ class DynamoDBCache(BaseCache):
         if keys_only:
             params["ProjectionExpression"] = "#pk, #ok, #dl, #ttl"
             exprs.append(params["ProjectionExpression"])
+            # A 1 MB page of keys is ~25,000 items, ~20 MB once botocore has parsed them:
+            # smaller pages keep the client's memory flat whatever the table size.
+            params["Limit"] = SCAN_PAGE_ITEMS
         params.update(self._expr(*exprs, values={":p": {"S": flt.prefix}, ":now": num(now)}))
         return params
 

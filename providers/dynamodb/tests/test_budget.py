@@ -212,6 +212,24 @@ def test_clear_deletes_in_batches_of_25(counted: Any) -> None:
     assert cache.count() == 0
 
 
+def test_listing_pages_hold_at_most_1000_items(counted: Any) -> None:
+    # Bounded pages keep the client's memory flat (a 1 MB page of keys is ~25,000 items).
+    cache, counter = counted()
+    cache.put_many({f"k{i}": i for i in range(2500)})
+    bodies: list[dict[str, Any]] = []
+    cache.client.meta.events.register(
+        "before-send.dynamodb.Scan", lambda request, **_: bodies.append(json.loads(request.body))
+    )
+    counter.reset()
+    assert sum(1 for _ in cache.keys()) == 2500
+    assert counter.calls == ["Scan"] * 3
+    assert {body["Limit"] for body in bodies} == {1000}
+    counter.reset()
+    assert cache.count() == 2500
+    assert counter.calls == ["Scan"]  # Select=COUNT returns no items: no Limit needed
+    assert "Limit" not in bodies[-1]
+
+
 def test_parallel_scan_segments(counted: Any) -> None:
     cache, counter = counted(settings={"scanSegments": 3})
     cache.put_many({f"k{i}": i for i in range(40)})
