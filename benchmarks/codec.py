@@ -90,10 +90,8 @@ def run(cfg: Config) -> Section:
         if m is None:
             continue
         target = Target("<= 1.5x pickle", 1.5) if impl == CACHEHUB else None
-        section.rows.append(
-            Row("encode+decode", impl, m.ns_per_op, BASELINE, base.ns_per_op, target)
-        )
-        section.rows.append(Row("encode+decode", impl, m.ns_per_op, JSON, js.ns_per_op, None))
+        section.rows.append(Row.compare("encode+decode", impl, m, BASELINE, base, target))
+        section.rows.append(Row.compare("encode+decode", impl, m, JSON, js, None))
     section.extra_tables.append(("Encoded size of the struct", ["codec", "size"], sizes))
     section.notes.append(
         f"Struct: {len(value['rows'])} records, {len(json.dumps(value)) / 1024:.0f} KiB as json."

@@ -379,12 +379,12 @@ def _summarize(section: Section, cfg: Config) -> None:
         single = op in ("get hit", "get miss", "put")
         if base is not None and mine is not None:
             section.rows.append(
-                Row(
+                Row.compare(
                     op,
                     CACHEHUB,
-                    mine.ns_per_op,
+                    mine,
                     BASELINE,
-                    base.ns_per_op,
+                    base,
                     Target("<= 1.05x raw boto3", 1.05) if single else None,
                     mine.requests_per_op,
                 )
@@ -392,12 +392,12 @@ def _summarize(section: Section, cfg: Config) -> None:
         peer = section.find(op, CACHELIB)
         if batch and mine is not None and peer is not None:
             section.rows.append(
-                Row(
+                Row.compare(
                     op,
                     CACHEHUB,
-                    mine.ns_per_op,
+                    mine,
                     CACHELIB,
-                    peer.ns_per_op,
+                    peer,
                     Target(">= 10x faster than cachelib", 0.1),
                     mine.requests_per_op,
                 )

@@ -129,10 +129,15 @@ class Measurement:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """A goal checked against a measured ratio (cachehub time / baseline time)."""
+    """A goal checked against a measured ratio (cachehub time / baseline time).
+
+    With ``max_round_trips`` the goal is a round-trip count instead (a deterministic
+    count, e.g. "get_many in one round trip"); the ratio is then only reported.
+    """
 
     label: str
     max_ratio: float
+    max_round_trips: float | None = None
 
 
 @dataclass(slots=True)
@@ -146,16 +151,59 @@ class Row:
     baseline_ns: float
     target: Target | None
     requests_per_op: float | None = None
+    paired: float | None = None
+    """Median of the per-round ratios, when both were measured in the same rounds."""
+    round_trips_per_op: float | None = None
+
+    @classmethod
+    def compare(
+        cls,
+        op: str,
+        impl: str,
+        mine: Measurement,
+        baseline: str,
+        base: Measurement,
+        target: Target | None,
+        requests_per_op: float | None = None,
+    ) -> Row:
+        """``mine`` against ``base``, with the paired ratio when their rounds line up."""
+        paired = None
+        if mine.rounds_ns and len(mine.rounds_ns) == len(base.rounds_ns) and all(base.rounds_ns):
+            ratios = [m / b for m, b in zip(mine.rounds_ns, base.rounds_ns, strict=True)]
+            paired = statistics.median(ratios)
+        return cls(
+            op,
+            impl,
+            mine.ns_per_op,
+            baseline,
+            base.ns_per_op,
+            target,
+            requests_per_op,
+            paired,
+            mine.round_trips_per_op,
+        )
 
     @property
     def ratio(self) -> float:
-        """cachehub time / baseline time (lower is better; 1.0 is parity)."""
+        """cachehub time / baseline time (lower is better; 1.0 is parity).
+
+        Rounds of the implementations of one operation run interleaved, so round r of each
+        ran at nearly the same time: the median of the per-round ratios cancels the load
+        that drifts between rounds, which the ratio of the two medians does not.
+        """
+        if self.paired is not None:
+            return self.paired
         return self.ns_per_op / self.baseline_ns if self.baseline_ns else float("inf")
 
     @property
     def met(self) -> bool | None:
         """Whether the target is met, or None when the row has no target."""
-        return None if self.target is None else self.ratio <= self.target.max_ratio
+        if self.target is None:
+            return None
+        if self.target.max_round_trips is not None:
+            trips = self.round_trips_per_op
+            return trips is not None and trips <= self.target.max_round_trips
+        return self.ratio <= self.target.max_ratio
 
 
 @dataclass(slots=True)

@@ -138,20 +138,18 @@ def _targets(section: Section, impls: list[str]) -> None:
         if base is None or fast is None or default is None:
             continue
         two_x = Target("<= 2.0x raw cachetools", 2.0)
-        section.rows.append(Row(op, CACHEHUB_FAST, fast.ns_per_op, BASELINE, base.ns_per_op, two_x))
-        section.rows.append(
-            Row(op, CACHEHUB_DEFAULT, default.ns_per_op, BASELINE, base.ns_per_op, None)
-        )
+        section.rows.append(Row.compare(op, CACHEHUB_FAST, fast, BASELINE, base, two_x))
+        section.rows.append(Row.compare(op, CACHEHUB_DEFAULT, default, BASELINE, base, None))
         measured = [m for p in peers if (m := section.find(op, p)) is not None]
         if measured:
             best = min(measured, key=lambda m: m.ns_per_op)
             section.rows.append(
-                Row(
+                Row.compare(
                     op,
                     CACHEHUB_FAST,
-                    fast.ns_per_op,
+                    fast,
                     f"fastest peer: {best.impl}",
-                    best.ns_per_op,
+                    best,
                     Target("faster than every peer", 1.0),
                 )
             )
@@ -159,12 +157,12 @@ def _targets(section: Section, impls: list[str]) -> None:
         if copying:
             best = min(copying, key=lambda m: m.ns_per_op)
             section.rows.append(
-                Row(
+                Row.compare(
                     op,
                     CACHEHUB_DEFAULT,
-                    default.ns_per_op,
+                    default,
                     f"fastest copying peer: {best.impl}",
-                    best.ns_per_op,
+                    best,
                     Target("faster than copying peers", 1.0),
                 )
             )

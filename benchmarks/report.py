@@ -200,7 +200,7 @@ def write_chart(path: Path, sections: Sequence[Section]) -> bool:
         ]
         ax.barh(range(len(ratios)), ratios, color=colors)
         for i, row in enumerate(section.rows):
-            if row.target is not None:
+            if row.target is not None and row.target.max_round_trips is None:
                 ax.plot([row.target.max_ratio] * 2, [i - 0.4, i + 0.4], color="black")
         ax.set_yticks(range(len(labels)), labels, fontsize=7)
         ax.invert_yaxis()
