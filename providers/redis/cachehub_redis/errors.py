@@ -49,7 +49,7 @@ def translate(exc: rx.RedisError, endpoint: str, secrets: Iterable[str]) -> Cach
         return CachePermissionError(
             f"Redis at {endpoint} refused access ({detail}).",
             hint="check the password/username (or the user:password part of the url) and "
-            "that the ACL user may run EVALSHA, HMGET, SCAN and UNLINK.",
+            "that the ACL user may run GET, SET, MGET, GETRANGE, EVALSHA, SCAN and UNLINK.",
         )
     if isinstance(exc, rx.MaxConnectionsError):
         return CacheUnavailableError(
