@@ -389,11 +389,23 @@ class MemoryCache(BaseCache):
 
     def _count(self, flt: KeyFilter, now: float) -> int:
         with self._lock:
-            return sum(
-                1 for k, r in list(self._data.items()) if flt.matches(k) and now < r[_DEADLINE]
-            )
+            ordered = self._ordered
+            # cachetools' item views look records up one by one, which counts as a use (lfu)
+            # and may drop expired ones (ttl) mid-iteration: those stores are copied first.
+            items = ordered.items() if ordered is not None else list(self._data.items())
+            return sum(1 for k, r in items if flt.matches(k) and now < r[_DEADLINE])
 
     def _clear(self, flt: KeyFilter, now: float) -> int:
+        ordered = self._ordered
+        if ordered is not None and flt.match_all and not flt.namespace:
+            # Everything goes: count the live records and empty the store in place, with
+            # no snapshot of the keys (memory stays flat however many entries there are).
+            # Only for the OrderedDict stores: cachetools' views look records up one by
+            # one, which counts as a use (lfu) or hides expired ones (ttl).
+            with self._lock:
+                removed = sum(1 for record in ordered.values() if now < record[_DEADLINE])
+                ordered.clear()
+                return removed
         with self._lock:
             doomed = [k for k in self._data if flt.matches(k)]
             removed = 0

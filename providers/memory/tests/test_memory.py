@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import tracemalloc
 import uuid
 from typing import Any
 
@@ -287,3 +288,27 @@ class TestSharedStore:
         del first
         gc.collect()
         assert MemoryCache(store=store, maxsize=20).count() == 0
+
+
+@pytest.mark.parametrize("policy", ["lru", "fifo", "lfu", "ttl"])
+def test_clear_everything_counts_only_live_entries(policy: str) -> None:
+    clock = FakeClock()
+    cache = MemoryCache(maxsize=100, policy=policy, clock=clock)
+    cache.put_many({f"k{i}": i for i in range(10)})
+    cache.put_many({f"t{i}": i for i in range(5)}, time_span=1)
+    clock.advance(2)
+    assert cache.clear() == 10
+    assert cache.count() == 0
+    assert list(cache.keys()) == []
+
+
+def test_clear_everything_needs_no_snapshot_of_the_keys() -> None:
+    cache = MemoryCache(maxsize=100_000)
+    cache.put_many({f"item:{i}": i for i in range(50_000)})
+    tracemalloc.start()
+    try:
+        assert cache.clear() == 50_000
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50_000  # a snapshot would take 8 bytes per key: 400,000
