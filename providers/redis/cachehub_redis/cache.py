@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from itertools import islice
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, cast
 
 from redis import exceptions as rx
 from redis.cluster import RedisCluster
@@ -28,7 +28,6 @@ from .connection import OPTIONS, ConnectionPlan, acquire_client, plan_connection
 from .dispatch import MAX_KEYS, Call, Client, Key, evalsha, run_calls, split
 from .entry import (
     DOUBLE,
-    HEADER,
     HEADER_SIZE,
     INT,
     KIND_CODEC,
@@ -37,6 +36,7 @@ from .entry import (
     Offsets,
     pack,
     pxat,
+    unpack,
 )
 from .errors import translate
 from .scripts import LuaScript
@@ -184,13 +184,7 @@ class RedisCache(BaseCache):
         if client is None:
             client = self._client()
         try:
-            return client.execute_command("EVALSHA", script.sha, 1, key, *args)  # type: ignore[no-untyped-call]
-        except rx.NoScriptError:
-            try:  # the server lost its scripts (restart, SCRIPT FLUSH): load, then repeat
-                client.script_load(script.source)
-                return client.execute_command("EVALSHA", script.sha, 1, key, *args)  # type: ignore[no-untyped-call]
-            except rx.RedisError as exc:
-                raise self._translate(exc) from None
+            return evalsha(client, script, (key,), args)
         except rx.RedisError as exc:
             raise self._translate(exc) from None
 
@@ -254,45 +248,55 @@ class RedisCache(BaseCache):
         now: float,
         found: dict[str, Any],
         counted: list[tuple[str, bytes]],
-    ) -> tuple[str, bytes, float, float] | None:
+    ) -> tuple[str, bytes, Expiry] | None:
         """Decode a stored entry into ``found[key]`` when it is alive at ``now``.
 
         A plain entry's read goes to ``counted``; for an idle entry, whose read must be
-        recorded at once, returns ``(key, created, expires or NaN, idle)``.
+        recorded at once, returns ``(key, created stamp bytes, expiry)``.
         """
-        if raw[0] != MAGIC or len(raw) < HEADER_SIZE:
-            return None  # not a cachehub entry
-        _, kind, _, _, accessed, _, x, d = HEADER.unpack_from(raw)
-        idle = None
-        if d != d:  # no idle time (NaN): the deadline is the absolute expiry, if any
-            if x == x and now >= x:
-                return None
+        head = unpack(raw)
+        if head is None or not head.alive(now):
+            return None
+        found[key] = self._value(head.kind, raw)
+        if head.idle is None:
             counted.append((key, raw[_CREATED]))
-        else:
-            if now >= (accessed + d if x != x or accessed + d < x else x):
-                return None
-            idle = (key, raw[_CREATED], x, d)
+            return None
+        return key, raw[_CREATED], head.expiry
+
+    def _value(self, kind: int, raw: bytes) -> Any:
+        """The value stored after the header: a native int, or codec bytes."""
         if kind == KIND_INT:
-            found[key] = INT.unpack_from(raw, HEADER_SIZE)[0]
-        else:
-            found[key] = self._loads(raw[HEADER_SIZE:])
-        return idle
+            return INT.unpack_from(raw, HEADER_SIZE)[0]
+        return self._loads(raw[HEADER_SIZE:])
 
-    def _slide(self, reads: Sequence[tuple[str, bytes, float, float]], now: float) -> None:
-        """Record reads of idle entries: hit count, access time and a new Redis TTL.
+    def _slide(self, reads: Sequence[tuple[str, bytes, Expiry]], now: float) -> None:
+        """Record reads of idle entries at once: hit count, access time, new Redis TTL.
 
-        ``reads`` holds ``(key, created stamp bytes, expires or NaN, idle)`` per entry.
+        ``reads`` holds ``(key, created stamp bytes, expiry)`` per entry read.
         """
         stamp = DOUBLE.pack(now)
+        self._record_reads(
+            {
+                key: (
+                    created,
+                    1 + self._hits.take(key, created),
+                    stamp,
+                    _ttl_arg(expiry.deadline(now)),
+                )
+                for key, created, expiry in reads
+            }
+        )
+
+    def _record_reads(self, reads: dict[str, tuple[bytes, int, bytes, int | str]]) -> None:
+        """RECORD_READS for ``key: (created stamp, hits, access stamp, pxat or '')``.
+
+        One script call per group of keys (per hash slot in a cluster), one round trip.
+        """
         calls: list[Call] = []
-        by_key = {key: (created, x, d) for key, created, x, d in reads}
-        for group in self._groups(list(by_key)):
+        for group in self._groups(list(reads)):
             args: list[Any] = []
             for key in group:
-                created, x, d = by_key[key]  # type: ignore[index]
-                deadline = now + d if x != x or now + d < x else x
-                hits = 1 + self._hits.take(key, created)  # type: ignore[arg-type]
-                args.extend((created, hits, stamp, _ttl_arg(deadline)))
+                args.extend(reads[key])  # type: ignore[index]
             calls.append((group, args))
         self._run_calls(lua.RECORD_READS, calls)
 
@@ -309,17 +313,14 @@ class RedisCache(BaseCache):
         of keys whose counts were sent.
         """
         pending = self._hits.drain()
-        if not pending:
-            return 0
-        calls: list[Call] = []
-        for group in self._groups(list(pending)):
-            args: list[Any] = []
-            for key in group:
-                read = pending[key]  # type: ignore[index]
-                # the version is the created stamp's 8 bytes, as the script compares them
-                args.extend((read.version, read.hits, DOUBLE.pack(read.accessed), _NO_TTL))
-            calls.append((group, args))
-        self._run_calls(lua.RECORD_READS, calls)
+        if pending:
+            # the version is the created stamp's 8 bytes, as the script compares them
+            self._record_reads(
+                {
+                    key: (cast(bytes, read.version), read.hits, DOUBLE.pack(read.accessed), _NO_TTL)
+                    for key, read in pending.items()
+                }
+            )
         return len(pending)
 
     def _maybe_flush(self) -> None:
@@ -340,37 +341,28 @@ class RedisCache(BaseCache):
 
     def _get_entry(self, key: str, now: float) -> Entry | None:
         raw = self._command("GET", key)
-        if raw is None or raw[0] != MAGIC or len(raw) < HEADER_SIZE:
+        head = None if raw is None else unpack(raw)
+        if head is None or not head.alive(now):
             return None
-        _, kind, created, modified, accessed, hits, x, d = HEADER.unpack_from(raw)
         entry = Entry(
-            value=None,
-            created=created,
-            modified=modified,
-            accessed=accessed,
-            hits=int(hits),
-            expires_at=None if x != x else x,
-            idle=None if d != d else d,
+            self._value(head.kind, raw),
+            head.created,
+            head.modified,
+            head.accessed,
+            int(head.hits),
+            head.expires_at,
+            head.idle,
         )
-        if not entry.alive(now):
-            return None
         pending = self._hits.peek(key, raw[_CREATED])
         if pending is not None:
             entry.hits += pending.hits
             entry.accessed = max(entry.accessed, pending.accessed)
-        if kind == KIND_INT:
-            entry.value = INT.unpack_from(raw, HEADER_SIZE)[0]
-        else:
-            entry.value = self._loads(raw[HEADER_SIZE:])
         return entry
 
     def _exists(self, key: str, now: float) -> bool:
-        head = self._command("GETRANGE", key, 0, HEADER_SIZE - 1)
-        if not head or head[0] != MAGIC or len(head) < HEADER_SIZE:
-            return False
-        _, _, _, _, accessed, _, x, d = HEADER.unpack_from(head)
-        deadline: float = x if d != d else (accessed + d if x != x or accessed + d < x else x)
-        return deadline != deadline or now < deadline  # NaN: never expires
+        raw = self._command("GETRANGE", key, 0, HEADER_SIZE - 1)
+        head = None if raw is None else unpack(raw)
+        return head is not None and head.alive(now)
 
     def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
         blob = self._blob(value, expiry, now)
@@ -459,7 +451,7 @@ class RedisCache(BaseCache):
         loads = self._loads
         found = {k: loads(raw[HEADER_SIZE:]) for k, raw in plain}
         counted = [(k, raw[_CREATED]) for k, raw in plain]
-        idle: list[tuple[str, bytes, float, float]] = []
+        idle: list[tuple[str, bytes, Expiry]] = []
         if len(plain) < len(stored):
             check = self._check
             for key, raw in stored:

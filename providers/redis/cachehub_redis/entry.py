@@ -26,6 +26,8 @@ import math
 import struct
 from typing import Final, NamedTuple
 
+from cachehub.api import Expiry
+
 __all__ = [
     "HEADER",
     "HEADER_SIZE",
@@ -74,12 +76,15 @@ class Header(NamedTuple):
     expires_at: float | None
     idle: float | None
 
-    def deadline(self) -> float | None:
-        """Epoch second after which the entry is dead, or None for never."""
-        if self.idle is None:
-            return self.expires_at
-        slide = self.accessed + self.idle
-        return slide if self.expires_at is None or slide < self.expires_at else self.expires_at
+    @property
+    def expiry(self) -> Expiry:
+        """The entry's expiry policy."""
+        return Expiry(self.expires_at, self.idle)
+
+    def alive(self, now: float) -> bool:
+        """Whether the entry may still be returned at ``now`` (the rule of cachehub.api)."""
+        deadline = self.expiry.deadline(self.accessed)
+        return deadline is None or now < deadline
 
 
 def pack(
