@@ -28,6 +28,7 @@ from .connection import OPTIONS, ConnectionPlan, acquire_client, plan_connection
 from .dispatch import MAX_KEYS, Call, Client, Key, evalsha, run_calls, split
 from .entry import (
     DOUBLE,
+    FOREVER,
     HEADER_SIZE,
     INT,
     KIND_CODEC,
@@ -52,8 +53,6 @@ _NO_TTL: Final = ""
 _CREATED: Final = slice(Offsets.CREATED, Offsets.MODIFIED)
 """The created stamp's bytes: the entry version that counted reads belong to."""
 _POLICY: Final = slice(Offsets.EXPIRES, Offsets.VALUE)
-_FOREVER: Final = DOUBLE.pack(_NAN) * 2
-"""Expiry and idle time both unset (NaN), as written by :func:`.entry.pack`."""
 _PLAIN: Final = bytes((MAGIC, KIND_CODEC))
 """The first two header bytes of an entry holding codec bytes."""
 
@@ -228,7 +227,7 @@ class RedisCache(BaseCache):
         """
         if raw is None:
             return MISSING
-        if raw[_POLICY] == _FOREVER and raw[:2] == _PLAIN:
+        if raw[_POLICY] == FOREVER and raw[:2] == _PLAIN:
             # The common entry: codec bytes that never expire. No header to unpack.
             self._hits.count(key, raw[_CREATED], now)
             return self._loads(raw[HEADER_SIZE:])
@@ -447,7 +446,7 @@ class RedisCache(BaseCache):
         stored = [(k, raw) for k, raw in zip(keys, self._mget(keys), strict=True) if raw]
         # The common entry first, in comprehensions (this loop is most of the client time
         # cachehub adds to an MGET): codec bytes that never expire, see _read.
-        plain = [(k, raw) for k, raw in stored if raw[_POLICY] == _FOREVER and raw[:2] == _PLAIN]
+        plain = [(k, raw) for k, raw in stored if raw[_POLICY] == FOREVER and raw[:2] == _PLAIN]
         loads = self._loads
         found = {k: loads(raw[HEADER_SIZE:]) for k, raw in plain}
         counted = [(k, raw[_CREATED]) for k, raw in plain]

@@ -41,6 +41,7 @@ __all__ = [
     "unpack",
     "pxat",
     "Offsets",
+    "FOREVER",
 ]
 
 MAGIC: Final = 0xCA
@@ -63,6 +64,10 @@ class Offsets:
     EXPIRES: Final = 34
     IDLE: Final = 42
     VALUE: Final = 50
+
+
+FOREVER: Final = DOUBLE.pack(_NONE) * 2
+"""The expiry and idle fields when both are unset: an entry that never expires."""
 
 
 class Header(NamedTuple):

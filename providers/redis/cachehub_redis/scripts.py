@@ -17,7 +17,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Final
 
-from .entry import HEADER_SIZE, MAGIC, Offsets
+from .entry import FOREVER, HEADER_SIZE, MAGIC, Offsets
 
 __all__ = [
     "LuaScript",
@@ -48,11 +48,20 @@ class LuaScript:
         object.__setattr__(self, "sha", digest)
 
 
+# Batched header reads (see ``headers`` below): keys per MGET, and the mean value size
+# above which the rest of a batch is read with GETRANGE instead.
+_MGET_KEYS: Final = 100
+_MGET_MEAN_MAX: Final = 1024
+# FOREVER as a Lua string literal of decimal byte escapes.
+_LUA_FOREVER: Final = "".join(f"\\{b}" for b in FOREVER)
+
 # Shared helpers, prepended to every script. Lua's string positions are 1-based: the
 # field at byte offset o starts at position o + 1.
 _PRELUDE = f"""
 local HEAD = {HEADER_SIZE}
 local MAGIC = {MAGIC}
+local FOREVER = "{_LUA_FOREVER}"
+local POLICY = {Offsets.EXPIRES + 1}
 
 -- The entry's header (a string), or nil when the key is missing or not a cachehub entry.
 -- GETRANGE on a key of another type fails, which pcall turns into "not an entry".
@@ -78,6 +87,42 @@ local function deadline(h)
     return slide
   end
   return x
+end
+
+-- Whether the entry h (its header, or the whole string) is alive at now. Most entries
+-- never expire: their policy bytes are compared first, cheaper than unpacking doubles.
+local function alive(h, now)
+  if string.sub(h, POLICY, HEAD) == FOREVER then return true end
+  local dl = deadline(h)
+  return not dl or now < dl
+end
+
+-- Per key: true when it holds a live entry, false a dead one, nil not an entry. MGET reads
+-- {_MGET_KEYS} keys per call, several times cheaper than a GETRANGE call per key, but it
+-- copies whole values: once a batch's values average over {_MGET_MEAN_MAX} bytes, the
+-- rest go back to GETRANGE, so large values are never copied wholesale.
+local function verdicts(keys, now)
+  local out, whole, n = {{}}, true, #keys
+  for i = 1, n, {_MGET_KEYS} do
+    local j = math.min(i + {_MGET_KEYS - 1}, n)
+    if whole then
+      local vals, size = redis.call('MGET', unpack(keys, i, j)), 0
+      for k = i, j do
+        local v = vals[k - i + 1]
+        if v and #v >= HEAD and string.byte(v, 1) == MAGIC then
+          out[k] = alive(v, now)
+          size = size + #v
+        end
+      end
+      whole = size <= {_MGET_MEAN_MAX} * (j - i + 1)
+    else
+      for k = i, j do
+        local h = header(keys[k])
+        if h then out[k] = alive(h, now) end
+      end
+    end
+  end
+  return out
 end
 
 -- The header of a live entry, else nil. Dead entries are dropped on sight.
@@ -237,20 +282,19 @@ return done
 # KEYS: one SCAN batch; ARGV: now, mode. Checks every key against now without changing
 # it, except in mode 'u'. Mode 'k' -> a string with '1' for each live entry, '0' else;
 # 'c' -> how many are live; 'u' -> UNLINKs the cachehub entries (dead ones are garbage
-# anyway) and answers how many were live. Other keys are never touched. Only the
-# headers are read: copying values into Lua would cost time for nothing.
+# anyway) and answers how many were live. Other keys are never touched. Entries are
+# read in MGET batches (see ``verdicts``), large values with GETRANGE.
 SCAN_CHECK: Final = _script(
     "scan_check",
     """
 local now = tonumber(ARGV[1])
 local mode = ARGV[2]
 local flags, doomed, n = {}, {}, 0
+local found = verdicts(KEYS, now)
 for i, key in ipairs(KEYS) do
-  local h = header(key)
   flags[i] = '0'
-  if h then
-    local dl = deadline(h)
-    if not dl or now < dl then
+  if found[i] ~= nil then
+    if found[i] then
       n = n + 1
       flags[i] = '1'
     end
@@ -273,11 +317,10 @@ SCAN_PAGE: Final = _script(
 local page = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3], 'TYPE', 'string')
 local now = tonumber(ARGV[4])
 local doomed, n = {}, 0
-for _, key in ipairs(page[2]) do
-  local h = header(key)
-  if h then
-    local dl = deadline(h)
-    if not dl or now < dl then n = n + 1 end
+local found = verdicts(page[2], now)
+for i, key in ipairs(page[2]) do
+  if found[i] ~= nil then
+    if found[i] then n = n + 1 end
     doomed[#doomed + 1] = key
   end
 end
