@@ -1,14 +1,13 @@
 """DynamoDB: cachehub DynamoDBCache against raw boto3 calls and cachelib, on one moto server.
 
 Requests are counted exactly with a botocore ``before-send`` hook on each client;
-client CPU is this thread's CPU time divided by those requests (moto runs in threads
-of this process, so process time would include the server's work).
+client CPU is this thread's CPU time divided by those requests. The moto server runs in
+a child process, so it neither shares the client's GIL nor counts as client time.
 """
 
 from __future__ import annotations
 
 import cProfile
-import logging
 import pstats
 from collections.abc import Callable, Iterator
 from itertools import islice
@@ -25,6 +24,7 @@ from .harness import (
     Target,
     by_op,
     measure_interleaved,
+    moto_process,
 )
 from .memory import VALUE
 from .peers import missing, optional
@@ -147,16 +147,12 @@ def run(cfg: Config) -> Section:
     section = Section("dynamodb", "DynamoDB provider", BASELINE, request_label="requests/op")
     try:
         from cachehub_dynamodb import DynamoDBCache
-        from cachehub_dynamodb.local import LocalDynamoDB
     except ImportError:
         section.skipped = "skipped: provider not installed (cachehub_dynamodb)"
         return section
     import boto3
 
-    # The in-process moto server logs every request; the report is the output here.
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with LocalDynamoDB() as local:
-        endpoint = local.endpoint
+    with moto_process() as endpoint:
         boto = {
             "endpoint_url": endpoint,
             "region_name": REGION,
@@ -366,7 +362,7 @@ def _profile(
         f"Profile: cachehub's own functions take {own * 1e6 / requests:.0f} µs of "
         f"{total * 1e6 / requests:.0f} µs profiled client time per request "
         f"({100 * own / total if total else 0:.1f}%); the rest is boto3/botocore and the "
-        "HTTP stack (the moto server threads are not profiled)."
+        "HTTP stack (the moto server runs in another process)."
     )
 
 

@@ -12,14 +12,18 @@ from __future__ import annotations
 import gc
 import os
 import platform
+import socket
 import statistics
+import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "moto_process",
     "Case",
     "Config",
     "Measurement",
@@ -245,9 +249,8 @@ def measure_interleaved(
     lands on every implementation alike instead of on whichever ran last; the ratios
     between them are what the report is about.
 
-    Client CPU is ``time.thread_time``: the moto and Redis servers may run inside this
-    process (moto does, in threads), and ``process_time`` would bill their work to the
-    client.
+    Client CPU is ``time.thread_time``: a server running inside this process (a test's
+    in-process moto, say) would otherwise be billed to the client.
     """
     if warmup:
         for case in cases:
@@ -375,3 +378,31 @@ def op_cases(
         Case("put", adapter.impl, put_all, len(puts), counter=counter),
         Case(f"get_many({size})", adapter.impl, get_batches, len(batches), counter=counter),
     ]
+
+
+@contextmanager
+def moto_process() -> Iterator[str]:
+    """A DynamoDB endpoint (``cachehub local-dynamodb``) in a child process.
+
+    Out of this process so the server neither competes with the client being measured
+    for the GIL (timings) nor bills its table to it (tracemalloc sees every thread).
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "cachehub", "local-dynamodb", "--port", str(port)]
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if child.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("cachehub local-dynamodb did not start") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        child.terminate()
+        child.wait(timeout=10)

@@ -8,20 +8,16 @@ keys (the in-process memory provider, whose data is already in RAM) grows linear
 from __future__ import annotations
 
 import gc
-import socket
-import subprocess
-import sys
-import time
 import tracemalloc
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from functools import partial
 from itertools import islice
 from typing import Any
 
 from cachehub_memory import MemoryCache
 
-from .harness import Config, Section
+from .harness import Config, Section, moto_process
 from .memory import VALUE
 
 __all__ = ["FLAT_GROWTH", "peak_bytes", "run"]
@@ -141,41 +137,13 @@ def _redis(section: Section, sizes: tuple[int, int], table: list[list[str]]) -> 
         _measure("redis", lambda: RedisCache(url=url, namespace="scale:"), sizes, table)
 
 
-@contextmanager
-def _moto_process() -> Iterator[str]:
-    """A DynamoDB endpoint (``cachehub local-dynamodb``) in a child process.
-
-    tracemalloc sees every thread of this process: an in-process moto server would
-    bill its table to the client being measured.
-    """
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "cachehub", "local-dynamodb", "--port", str(port)]
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if child.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("cachehub local-dynamodb did not start") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        child.terminate()
-        child.wait(timeout=10)
-
-
 def _dynamodb(section: Section, sizes: tuple[int, int], table: list[list[str]]) -> None:
     try:
         from cachehub_dynamodb import DynamoDBCache
     except ImportError:
         section.notes.append("DynamoDB: skipped: provider not installed (cachehub_dynamodb)")
         return
-    with _moto_process() as endpoint:
+    with moto_process() as endpoint:
 
         def make() -> Any:
             return DynamoDBCache(
