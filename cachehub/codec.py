@@ -167,7 +167,8 @@ class SafeCodec:
         except TypeError:
             body = _encode(value, None)
         else:
-            if type(value) not in _SCALARS and _may_be_odd(body):
+            # no bin 8/16/32 header byte: no bytearray or memoryview inside (see _survey)
+            if type(value) not in _SCALARS and (0xC4 in body or 0xC5 in body or 0xC6 in body):
                 body = _encode(value, body)
         if 0 < self.compress_threshold < len(body) <= self.max_decompressed_size:
             packed = zlib.compress(body, _ZLIB_LEVEL)
@@ -433,6 +434,7 @@ class _State(threading.local):
 
     failure: BaseException | None = None  # what the last hook raised: ormsgpack drops it
     depth = 0  # extension types being decoded, one inside the other
+    packing = 0  # extension types being encoded, one inside the other
     slow = False  # decoding with msgpack: nested extension types use it too
 
 
@@ -455,9 +457,9 @@ def _hook_failure() -> BaseException | None:
 def _encode(value: Any, body: bytes | None) -> bytes:
     """The safe body of ``value``, after SafeCodec.dumps packed it once.
 
-    ``body`` is what ormsgpack packed it to, which may hide a buffer or nest too deeply
-    (see _may_be_odd), or None if ormsgpack refused it (see _repack). Failures become
-    SerializationErrors that name the culprit and where it sits.
+    ``body`` is what ormsgpack packed it to, which may hide a buffer (see _survey), or
+    None if ormsgpack refused it (see _repack). Failures become SerializationErrors that
+    name the culprit and where it sits.
     """
     try:
         if body is None:
@@ -479,7 +481,12 @@ def _encode(value: Any, body: bytes | None) -> bytes:
             f"the value is nested too deeply or contains itself ({exc}).",
             hint="store a flatter, acyclic structure, or opt in to codec 'pickle'.",
         ) from exc
-    except TypeError as exc:  # ormsgpack's own refusal: a str that is not valid UTF-8
+    except TypeError as exc:  # ormsgpack's own refusal: too deep, or a str not valid UTF-8
+        if "Recursion limit" in str(exc):
+            raise SerializationError(
+                f"the value has lists or dicts nested more than {_MAX_NESTING} levels deep.",
+                hint="store a flatter structure, or opt in to codec 'pickle'.",
+            ) from None
         bad_str = _locate(value, _unencodable)
         if bad_str is None:
             raise SerializationError(
@@ -527,8 +534,16 @@ def _pack(obj: Any) -> bytes:
     """``obj`` as msgpack, extension types included (a bare body: no format byte)."""
     try:
         return _pack_once(obj)
-    except TypeError:  # most likely a dict with a non-str key; if not, it fails again
+    except TypeError as exc:
+        # Retried only for a dict with a non-str key: any other failure (from this level
+        # or raised again from a nested extension) would fail again, and retrying it at
+        # every extension level would double the work per level.
+        if type(exc) is not TypeError or str(exc) != _NON_STR_KEY:
+            raise
         return _pack_once(_keyed_maps(obj))
+
+
+_NON_STR_KEY: Final = "Dict key must be str"  # ormsgpack's message, without OPT_NON_STR_KEYS
 
 
 def _pack_once(obj: Any) -> bytes:
@@ -548,7 +563,8 @@ def _keyed_maps(obj: Any) -> Any:
     the hook, through :func:`_pack`. A dict with a non-str key becomes an
     ``ormsgpack.Fragment``: the msgpack map header, then its keys and values packed in
     one call as the items of one list (a list's items are packed exactly like map keys
-    and values, and keys reach the hook there). :func:`_survey` bounded the nesting.
+    and values, and keys reach the hook there). Recursion here is bounded by Python's
+    limit, which :func:`_encode` reports as nesting.
     """
     kind = type(obj)
     if kind is list:
@@ -601,8 +617,24 @@ _Ext: Final = ormsgpack.Ext
 
 
 def _items(code: int, items: list[Any]) -> ormsgpack.Ext:
-    """A container's items packed into one extension (re-entrant: a separate call)."""
-    return _Ext(code, _pack(items))
+    """A container's items packed into one extension (re-entrant: a separate call).
+
+    Each such call restarts ormsgpack's nesting count, so the extension levels are
+    counted here, with the decoder's bound: nothing is stored that cannot be read.
+    """
+    state = _state
+    depth = state.packing
+    if depth >= _MAX_EXT_DEPTH:
+        raise SerializationError(
+            f"the value has tuples, sets or queries nested more than {_MAX_EXT_DEPTH} "
+            "levels deep, or contains itself.",
+            hint="store a flatter, acyclic structure.",
+        )
+    state.packing = depth + 1
+    try:
+        return _Ext(code, _pack(items))
+    finally:
+        state.packing = depth
 
 
 def _hint_for(obj: Any) -> str:
@@ -701,27 +733,11 @@ _ENCODERS: Final[dict[type, Callable[[Any], ormsgpack.Ext]]] = {
 # --------------------------------------------------------------------------- the survey
 
 # ormsgpack packs bytearray and memoryview as plain bin, with no option to pass them to
-# the hook: they would come back as bytes. And its own nesting limit (255) is not ours.
-# So after packing, a survey of the value looks for buffers and bounds its nesting, unless
-# the body rules both out: no bin header byte at all (0xc4-0xc6, anywhere, so a byte
-# inside a number or a string counts too), and fewer container header bytes than the
-# nesting limit (every list, tuple, set, dict and query adds at least one). Small values
-# usually pass; the survey costs about as much as packing.
-_CONTAINER_HEADER: Final = bytes(
-    1 if 0x80 <= byte <= 0x9F or 0xDC <= byte <= 0xDF else 0 for byte in range(256)
-)  # translation table: 1 for fixmap, fixarray, array 16/32 and map 16/32, else 0
-_COUNTED: Final = 1024  # longer bodies are surveyed directly: see _may_be_odd
-
-
-def _may_be_odd(body: bytes) -> bool:
-    """Whether the value that packed to ``body`` must be surveyed (see above)."""
-    if 0xC4 in body or 0xC5 in body or 0xC6 in body:  # bin 8, 16, 32 (ints: memchr)
-        return True
-    if len(body) < _MAX_DEPTH:
-        return False
-    # counting costs about as much per byte as the survey per object, and a long body
-    # usually holds many containers anyway: count only in short ones
-    return len(body) > _COUNTED or body.translate(_CONTAINER_HEADER).count(1) >= _MAX_DEPTH
+# the hook: they would come back as bytes. So after packing, a survey of the value looks
+# for buffers, unless the body rules them out (SafeCodec.dumps): no bin header byte at
+# all (0xc4-0xc6, anywhere, so a byte inside a number or a string counts too; memchr).
+# Nesting needs no look at the body: ormsgpack refuses lists and dicts nested beyond
+# _MAX_NESTING in one call, and the hook counts extension types (see _items).
 
 
 # The survey stays in C: gc.get_referents runs the containers' C traverse functions, which
@@ -752,14 +768,16 @@ _LEAVES: Final = frozenset(
 )
 _WALKABLE: Final = _LEAVES | {list, tuple, set, frozenset, dict}
 
-_MAX_DEPTH: Final = 64  # nested containers; the decoder enforces the same bound
+_MAX_EXT_DEPTH: Final = 64  # tuples, sets, queries nested; the decoder has the same bound
+_MAX_NESTING: Final = 255  # lists and dicts nested inside one of those (ormsgpack's bound)
+_SURVEY_LEVELS: Final = (_MAX_EXT_DEPTH + 1) * (_MAX_NESTING + 1)  # deeper: it holds itself
 
 
 def _survey(value: Any) -> set[type]:
-    """The buffer types ``value`` holds; raises if it nests too deeply or contains itself."""
+    """The buffer types ``value`` holds; raises if it contains itself (or nests absurdly)."""
     level: Any = (value,)
     found_buffers: set[type] = set()
-    for _ in range(_MAX_DEPTH):
+    for _ in range(_SURVEY_LEVELS):
         found = set(map(type, level))
         if found <= _WALKABLE:  # the usual level: builtin containers and scalars
             if found <= _LEAVES:  # the usual last level: only scalars
@@ -772,7 +790,7 @@ def _survey(value: Any) -> set[type]:
         scanned = map(_SCANNED.__contains__, map(type, level))
         level = gc.get_referents(*itertools.compress(level, scanned))
     raise SerializationError(
-        f"the value is nested more than {_MAX_DEPTH} levels deep, or contains itself.",
+        f"the value contains itself (or is nested more than {_SURVEY_LEVELS} levels deep).",
         hint="store a flatter, acyclic structure.",
     )
 
@@ -905,8 +923,8 @@ def _unpack_list(data: bytes) -> list[Any]:
     # overflow it, so the depth is bounded like the encoder's.
     state = _state
     depth = state.depth
-    if depth >= _MAX_DEPTH:
-        raise ValueError(f"extension types are nested more than {_MAX_DEPTH} levels deep")
+    if depth >= _MAX_EXT_DEPTH:
+        raise ValueError(f"extension types are nested more than {_MAX_EXT_DEPTH} levels deep")
     state.depth = depth + 1
     try:
         items = _slow_unpack(data) if state.slow else _unpack(data)

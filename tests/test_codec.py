@@ -819,18 +819,52 @@ def nested_lists(levels: int, leaf: Any = 0) -> Any:
 
 @pytest.mark.parametrize(
     "leaf",
-    [0, b"bin", "z" * 2000, (1,)],
-    ids=["small body", "with a bin", "long body", "tuple leaf"],
+    [0, b"bin", "z" * 2000, (1,), bytearray(b"buf")],
+    ids=["small body", "with a bin", "long body", "tuple leaf", "bytearray leaf"],
 )
-def test_the_nesting_limit_is_exact_whatever_the_body(leaf: Any) -> None:
-    # the survey runs only when the packed bytes cannot rule deep nesting out: the limit
-    # must not depend on that (nor on ormsgpack's own limit of 255)
+def test_lists_and_dicts_nest_up_to_msgpacks_limit_whatever_the_body(leaf: Any) -> None:
+    # 255 levels in one msgpack structure (ormsgpack's bound, which it also reads back);
+    # the survey that runs for a bin header must not impose another limit
     codec = make_codec("safe")
-    depth = 63 if type(leaf) is not tuple else 62  # the tuple is a container too
-    assert_exact(codec.loads(codec.dumps(nested_lists(depth, leaf))), nested_lists(depth, leaf))
-    for levels in (depth + 1, 100, 255, 256):
-        with pytest.raises(SerializationError, match="nested"):
+    for levels in (63, 64, 100, 255):
+        value = nested_lists(levels, leaf)
+        assert_exact(codec.loads(codec.dumps(value)), value)
+    value = nested_lists(254, {"k": leaf})  # the dict is the 255th level
+    assert_exact(codec.loads(codec.dumps(value)), value)
+    for levels in (256, 300):
+        with pytest.raises(SerializationError, match="nested more than 255 levels"):
             codec.dumps(nested_lists(levels, leaf))
+
+
+def nested_tuples(levels: int, leaf: Any = 0, *, lists: int = 0) -> Any:
+    value = leaf
+    for _ in range(levels):
+        value = (nested_lists(lists, value),)
+    return value
+
+
+@pytest.mark.parametrize("lists", [0, 1, 3])
+@pytest.mark.parametrize("leaf", [0, b"bin", bytearray(b"buf")], ids=["int", "bin", "buffer"])
+def test_extension_types_nest_up_to_the_decoders_limit(lists: int, leaf: Any) -> None:
+    # each tuple is its own ormsgpack call: the hook counts them, with the decoder's bound
+    codec = make_codec("safe")
+    value = nested_tuples(64, leaf, lists=lists)
+    assert_exact(codec.loads(codec.dumps(value)), value)
+    with pytest.raises(SerializationError, match="nested more than 64 levels"):
+        codec.dumps(nested_tuples(65, leaf, lists=lists))
+    query = query_new("a", rows=[[nested_tuples(63, leaf)]])  # the query is a level too
+    assert_exact(codec.loads(codec.dumps(query)), query)
+    with pytest.raises(SerializationError, match="nested more than 64 levels"):
+        codec.dumps(query_new("a", rows=[[nested_tuples(64, leaf)]]))
+
+
+def test_failures_deep_inside_extension_types_are_reported_in_linear_time() -> None:
+    # each tuple level once retried the failed call: 2**depth calls before the fix
+    value: Any = "\ud800"
+    for _ in range(60):
+        value = (value,)
+    with pytest.raises(SerializationError, match=r"value(\[0\]){60} is a str with unpaired"):
+        make_codec("safe").dumps(value)
 
 
 def test_cycles_through_extension_types_are_serialization_errors() -> None:
