@@ -46,6 +46,9 @@ class Config:
 
     quick: bool
     rounds: int
+    memory_rounds: int
+    """Rounds for the in-process cases: each is cheap, and the differences between
+    implementations are a few percent, so more rounds steady the median ratio."""
     ops: int
     """Operations per round for cheap (in-process) operations."""
     remote_ops: int
@@ -67,6 +70,7 @@ class Config:
         return cls(
             quick=False,
             rounds=7,
+            memory_rounds=21,
             ops=20_000,
             remote_ops=2_000,
             aws_ops=400,
@@ -84,6 +88,7 @@ class Config:
         return cls(
             quick=True,
             rounds=2,
+            memory_rounds=2,
             ops=500,
             remote_ops=50,
             aws_ops=5,

@@ -122,7 +122,7 @@ def run(cfg: Config) -> Section:
             op_cases(adapter, hits=hits, misses=misses, puts=puts, batches=batches, value=VALUE)
         )
     for group in by_op(cases):
-        section.measurements.extend(measure_interleaved(group, cfg.rounds))
+        section.measurements.extend(measure_interleaved(group, cfg.memory_rounds))
 
     _targets(section, [a.impl for a in adapters])
     return section

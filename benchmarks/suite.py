@@ -48,7 +48,14 @@ def run_suite(
         done = section.skipped or f"{len(section.measurements)} cases in {took:.1f} s"
         progress(f"[bench] {name}: {done}")
         sections.append(section)
-    mode = "quick" if cfg.quick else f"full ({cfg.rounds} rounds, median)"
+    mode = (
+        "quick"
+        if cfg.quick
+        else (
+            f"full (rounds: memory {cfg.memory_rounds}, codec and Redis {cfg.rounds}, "
+            f"DynamoDB {cfg.aws_rounds}; medians)"
+        )
+    )
     png = out_dir / "benchmarks.png"
     chart = png if write_chart(png, sections) else None
     markdown = out_dir / "benchmarks.md"
