@@ -46,6 +46,9 @@ class Config:
 
     quick: bool
     rounds: int
+    """Rounds for the codec and Redis cases. Many short rounds rather than a few long
+    ones: a burst of load on this shared machine then spoils a few of many paired
+    rounds, which the median of the per-round ratios ignores."""
     memory_rounds: int
     """Rounds for the in-process cases: each is cheap, and the differences between
     implementations are a few percent, so more rounds steady the median ratio."""
@@ -56,7 +59,7 @@ class Config:
     aws_ops: int
     """Operations per round against the DynamoDB server (slow: HTTP + moto)."""
     aws_rounds: int
-    """Rounds for DynamoDB cases (each request costs milliseconds on moto)."""
+    """Rounds for DynamoDB cases: many short ones, like ``rounds``."""
     batch: int
     """Keys per get_many / put_many call."""
     clear_keys_redis: int
@@ -69,12 +72,12 @@ class Config:
         """The sizes the published docs/benchmarks.md is generated with."""
         return cls(
             quick=False,
-            rounds=7,
+            rounds=41,
             memory_rounds=21,
             ops=20_000,
-            remote_ops=2_000,
-            aws_ops=400,
-            aws_rounds=5,
+            remote_ops=500,
+            aws_ops=50,
+            aws_rounds=41,
             batch=100,
             clear_keys_redis=100_000,
             clear_keys_dynamodb=10_000,

@@ -206,7 +206,7 @@ def _clear_cases(
     op = f"clear(filter), {total:,} keys"
     keys = [f"clr:{i}" for i in range(total)]
     blob = cache.codec.dumps(VALUE)
-    rounds = min(cfg.rounds, 3)  # each round refills ``total`` keys: keep the run short
+    rounds = min(cfg.rounds, 7)  # each round refills ``total`` keys: keep the run short
 
     def fill_cachehub() -> None:
         for chunk in _chunks(keys, _FILL_CHUNK):
