@@ -164,8 +164,8 @@ class SafeCodec:
         """
         try:  # one call, then a look at the bytes: this is the hot path of every write
             body = _packb(value, _default, _PACK_OPTIONS)
-        except TypeError:
-            body = _encode(value, None)
+        except TypeError as refusal:
+            body = _encode(value, None, refusal)
         else:
             # no bin 8/16/32 header byte: no bytearray or memoryview inside (see _survey)
             if type(value) not in _SCALARS and (0xC4 in body or 0xC5 in body or 0xC6 in body):
@@ -454,16 +454,16 @@ def _hook_failure() -> BaseException | None:
     return failure
 
 
-def _encode(value: Any, body: bytes | None) -> bytes:
+def _encode(value: Any, body: bytes | None, refusal: TypeError | None = None) -> bytes:
     """The safe body of ``value``, after SafeCodec.dumps packed it once.
 
     ``body`` is what ormsgpack packed it to, which may hide a buffer (see _survey), or
-    None if ormsgpack refused it (see _repack). Failures become SerializationErrors that
-    name the culprit and where it sits.
+    None if ormsgpack refused it with ``refusal`` (see _repack). Failures become
+    SerializationErrors that name the culprit and where it sits.
     """
     try:
         if body is None:
-            return _repack(value)
+            return _repack(value, refusal)
         buffers = _survey(value)
         if buffers:  # rare: packed again, each bytearray as its extension
             return _pack(_without_buffers(value, buffers))
@@ -482,11 +482,8 @@ def _encode(value: Any, body: bytes | None) -> bytes:
             hint="store a flatter, acyclic structure, or opt in to codec 'pickle'.",
         ) from exc
     except TypeError as exc:  # ormsgpack's own refusal: too deep, or a str not valid UTF-8
-        if "Recursion limit" in str(exc):
-            raise SerializationError(
-                f"the value has lists or dicts nested more than {_MAX_NESTING} levels deep.",
-                hint="store a flatter structure, or opt in to codec 'pickle'.",
-            ) from None
+        if str(exc) == _TOO_DEEP:
+            raise _too_deep() from None
         bad_str = _locate(value, _unencodable)
         if bad_str is None:
             raise SerializationError(
@@ -516,16 +513,19 @@ _PACK_OPTIONS: Final = (
 _packb: Final = ormsgpack.packb  # (obj, default, option): positional is parsed faster
 
 
-def _repack(value: Any) -> bytes:
-    """``value`` packed after ormsgpack refused it.
+def _repack(value: Any, refusal: TypeError | None) -> bytes:
+    """``value`` packed after ormsgpack refused it with ``refusal``.
 
     Either a hook raised (see _hook_failure), or ormsgpack refused the value itself: a
-    dict with a non-str key, a cycle or nesting beyond ormsgpack's limit (both raise in
-    the survey), or a str with unpaired surrogates (fails again, for _encode to report).
+    cycle or nesting beyond its limit (refused at once: no survey of a value that may
+    hold itself), a dict with a non-str key, or a str with unpaired surrogates (fails
+    again, for _encode to report).
     """
     failure = _hook_failure()
     if failure is not None:
         raise failure from None
+    if refusal is not None and str(refusal) == _TOO_DEEP:
+        raise _too_deep()
     buffers = _survey(value)
     return _pack_once(_keyed_maps(_without_buffers(value, buffers) if buffers else value))
 
@@ -544,6 +544,15 @@ def _pack(obj: Any) -> bytes:
 
 
 _NON_STR_KEY: Final = "Dict key must be str"  # ormsgpack's message, without OPT_NON_STR_KEYS
+_TOO_DEEP: Final = "Recursion limit reached"  # ormsgpack's message past _MAX_NESTING levels
+
+
+def _too_deep() -> SerializationError:
+    return SerializationError(
+        f"the value has lists or dicts nested more than {_MAX_NESTING} levels deep, or it "
+        "contains itself.",
+        hint="store a flatter, acyclic structure, or opt in to codec 'pickle'.",
+    )
 
 
 def _pack_once(obj: Any) -> bytes:
@@ -770,11 +779,11 @@ _WALKABLE: Final = _LEAVES | {list, tuple, set, frozenset, dict}
 
 _MAX_EXT_DEPTH: Final = 64  # tuples, sets, queries nested; the decoder has the same bound
 _MAX_NESTING: Final = 255  # lists and dicts nested inside one of those (ormsgpack's bound)
-_SURVEY_LEVELS: Final = (_MAX_EXT_DEPTH + 1) * (_MAX_NESTING + 1)  # deeper: it holds itself
+_SURVEY_LEVELS: Final = _MAX_NESTING + _MAX_EXT_DEPTH + 1  # then see _walk_deep
 
 
 def _survey(value: Any) -> set[type]:
-    """The buffer types ``value`` holds; raises if it contains itself (or nests absurdly)."""
+    """The buffer types ``value`` holds; raises if it contains itself."""
     level: Any = (value,)
     found_buffers: set[type] = set()
     for _ in range(_SURVEY_LEVELS):
@@ -789,10 +798,41 @@ def _survey(value: Any) -> set[type]:
             return found_buffers
         scanned = map(_SCANNED.__contains__, map(type, level))
         level = gc.get_referents(*itertools.compress(level, scanned))
-    raise SerializationError(
-        f"the value contains itself (or is nested more than {_SURVEY_LEVELS} levels deep).",
-        hint="store a flatter, acyclic structure.",
-    )
+    return _walk_deep(value)
+
+
+def _walk_deep(value: Any) -> set[type]:
+    """The buffer types ``value`` holds, for a value deeper than _survey walks.
+
+    Such a value is either very deep or holds itself, and level by level a wide cycle
+    costs its width at every level. Depth first, each container is walked once, and
+    one met again on its own path is a cycle.
+    """
+    found: set[type] = set()
+    path: set[int] = set()  # ids of the containers being walked, root first
+    done: set[int] = set()  # shared references are walked once
+    stack: list[tuple[Any, bool]] = [(value, False)]
+    while stack:
+        obj, leaving = stack.pop()
+        ident = id(obj)
+        if leaving:
+            path.discard(ident)
+            done.add(ident)
+            continue
+        kind = type(obj)
+        if kind in _BUFFERS:
+            found.add(kind)
+        if kind not in _SCANNED or ident in done:
+            continue
+        if ident in path:
+            raise SerializationError(
+                "the value contains itself, which the safe codec cannot store.",
+                hint="store an acyclic structure, or opt in to codec 'pickle'.",
+            )
+        path.add(ident)
+        stack.append((obj, True))
+        stack.extend((child, False) for child in gc.get_referents(obj))
+    return found
 
 
 def _without_buffers(value: Any, buffers: set[type]) -> Any:

@@ -858,6 +858,27 @@ def test_extension_types_nest_up_to_the_decoders_limit(lists: int, leaf: Any) ->
         codec.dumps(query_new("a", rows=[[nested_tuples(64, leaf)]]))
 
 
+def test_deep_values_with_buffers_and_shared_parts_round_trip() -> None:
+    # deeper in all than the level-by-level survey goes (lists between the tuples): the
+    # depth-first walk finds the bytearray, and a part met twice is shared, not a cycle
+    inner = nested_lists(200, bytearray(b"x"))
+    value = nested_lists(150, (inner, inner))
+    codec = make_codec("safe")
+    assert_exact(codec.loads(codec.dumps(value)), value)
+
+
+def test_wide_values_that_contain_themselves_are_refused() -> None:
+    wide: dict[Any, Any] = {f"k{i}": [i, "x"] for i in range(2000)}
+    wide["self"] = wide
+    keyed: dict[Any, Any] = {f"k{i}": [i, b"x"] for i in range(2000)}
+    keyed[1] = 2  # a non-str key: ormsgpack refuses it before it meets the cycle
+    keyed["self"] = [keyed]
+    with pytest.raises(SerializationError, match="contains itself"):
+        make_codec("safe").dumps(wide)
+    with pytest.raises(SerializationError, match="contains itself"):
+        make_codec("safe").dumps(keyed)
+
+
 def test_failures_deep_inside_extension_types_are_reported_in_linear_time() -> None:
     # each tuple level once retried the failed call: 2**depth calls before the fix
     value: Any = "\ud800"
@@ -873,7 +894,7 @@ def test_cycles_through_extension_types_are_serialization_errors() -> None:
     looped: dict[str, Any] = {}
     looped["q"] = query_new("a", rows=[[looped]])
     for value in (cyclic, looped, {1: cyclic}):
-        with pytest.raises(SerializationError, match="nested"):
+        with pytest.raises(SerializationError, match="nested|contains itself"):
             make_codec("safe").dumps(value)
 
 
