@@ -48,7 +48,7 @@ class LuaScript:
         object.__setattr__(self, "sha", digest)
 
 
-# Batched header reads (see ``headers`` below): keys per MGET, and the mean value size
+# Batched entry reads (see ``verdicts`` below): keys per MGET, and the mean value size
 # above which the rest of a batch is read with GETRANGE instead.
 _MGET_KEYS: Final = 100
 _MGET_MEAN_MAX: Final = 1024
@@ -129,8 +129,7 @@ end
 local function live(key, now)
   local h = header(key)
   if not h then return nil end
-  local dl = deadline(h)
-  if dl and now >= dl then
+  if not alive(h, now) then
     redis.call('UNLINK', key)
     return nil
   end
