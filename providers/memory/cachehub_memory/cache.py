@@ -6,7 +6,9 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import suppress
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, ClassVar, Final
 
 import cachetools
@@ -15,6 +17,8 @@ from cachehub.api import MISSING, NO_EXPIRY, BaseCache, Entry, Expiry
 from cachehub.config import Option
 from cachehub.errors import CacheValueError, ConfigError
 from cachehub.filters import KeyFilter
+
+from .cursor import Cursor
 
 __all__ = ["MemoryCache"]
 
@@ -31,6 +35,9 @@ _MODIFIED: Final = 5
 _EXPIRES_AT: Final = 6
 _IDLE: Final = 7
 _INF: Final = float("inf")
+# Keys a filtered clear deletes per pass: each pass first skips, in C, the entries the
+# previous ones kept, so a larger batch means fewer passes for 32 KiB of references.
+_CLEAR_BATCH: Final = 4096
 _Record = list[Any]
 
 _TOOLS_POLICIES: dict[str, type[cachetools.Cache[str, _Record]]] = {
@@ -86,6 +93,27 @@ class _Store:
     """The same object as ``data`` when the store evicts by itself (lru, fifo)."""
     promote: Callable[[str], None] | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
+    raw: dict[str, _Record] = field(init=False)
+    """The plain dict under ``data``: read through it, scans neither count as a use (lfu)
+    nor reorder anything, and its insertion order is what a :class:`Cursor` walks."""
+    inserts: int = 0
+    """Raised on every insertion of a new key, which may move a walk's dict iterator."""
+
+    def __post_init__(self) -> None:
+        if self.ordered is not None:
+            self.raw = self.ordered  # dict's own methods see the table, not the recency list
+            return
+        raw = vars(self.data).get("_Cache__data")
+        if type(raw) is not dict:  # pragma: no cover - guarded by a test on the pinned range
+            raise RuntimeError(
+                f"cachetools {cachetools.__version__} no longer keeps its entries in a dict "
+                "attribute '_Cache__data': this cachehub-memory needs an update."
+            )
+        self.raw = raw
+
+    def cursor(self) -> Cursor:
+        """A walk over the keys in insertion order; step it with the lock held."""
+        return Cursor(dict.keys(self.raw), self.raw.get, lambda: self.inserts)
 
 
 # Named stores live as long as some cache uses them.
@@ -186,13 +214,16 @@ class MemoryCache(BaseCache):
         ordered = self._ordered
         if ordered is None:
             self._data[key] = record
+            self._store.inserts += 1  # cachetools does not tell whether the key is new
             return
         size = len(ordered)
         ordered[key] = record
         if len(ordered) == size:  # replaced: a rewrite counts as recent, as in cachetools
             ordered.move_to_end(key)
-        elif size >= self._maxsize:
-            ordered.popitem(last=False)
+        else:
+            self._store.inserts += 1
+            if size >= self._maxsize:
+                ordered.popitem(last=False)
 
     def _live(self, key: str, now: float) -> _Record | None:
         """The live record for ``key`` (lock held); dead entries are dropped on sight.
@@ -224,6 +255,7 @@ class MemoryCache(BaseCache):
                 _slide_deadline(record, now)
                 if self._reinsert_slid:
                     self._data[key] = record  # so the ttl policy sees the slid deadline
+                    self._store.inserts += 1  # its expiry pass may have dropped the key
             if self._promote is not None:
                 self._promote(key)
             stored = record[_VALUE]
@@ -251,6 +283,7 @@ class MemoryCache(BaseCache):
                     _slide_deadline(record, now)
                     if self._reinsert_slid:
                         data[key] = record
+                        self._store.inserts += 1
                 if promote is not None:
                     promote(key)
                 found[key] = record[_VALUE]
@@ -296,13 +329,16 @@ class MemoryCache(BaseCache):
         try:
             if ordered is None:
                 self._data[key] = record
+                self._store.inserts += 1  # cachetools does not tell whether the key is new
             else:
                 size = len(ordered)
                 ordered[key] = record
                 if len(ordered) == size:  # replaced: a rewrite counts as recent
                     ordered.move_to_end(key)
-                elif size >= self._maxsize:
-                    ordered.popitem(last=False)
+                else:
+                    self._store.inserts += 1
+                    if size >= self._maxsize:
+                        ordered.popitem(last=False)
         finally:
             self._release()
 
@@ -378,42 +414,68 @@ class MemoryCache(BaseCache):
             return True
 
     def _scan(self, flt: KeyFilter, now: float) -> Iterator[str]:
-        # Snapshot the keys under the lock; checking each one later keeps the lock short.
-        with self._lock:
-            keys = [k for k in self._data if flt.matches(k)]
-        for key in keys:
+        # A cursor visits a few hundred entries per lock hold, so memory stays flat and
+        # writers wait at most one step; see cursor.py for what survives writes meanwhile.
+        cursor = self._store.cursor()
+        matches, lookup = flt.matches, self._store.raw.get
+        while True:
             with self._lock:
-                if self._live(key, now) is None:
-                    continue
-            yield key
+                step = cursor.step()
+            if not step:
+                return
+            for key, record in step:
+                if now < record[_DEADLINE] and matches(key):
+                    # Still stored and alive when the caller gets to it. A lookup in the
+                    # plain dict is atomic, so the lock is not taken once per key.
+                    current = lookup(key)
+                    if current is not None and now < current[_DEADLINE]:
+                        yield key
 
     def _count(self, flt: KeyFilter, now: float) -> int:
+        matches = flt.matches
         with self._lock:
-            ordered = self._ordered
-            # cachetools' item views look records up one by one, which counts as a use (lfu)
-            # and may drop expired ones (ttl) mid-iteration: those stores are copied first.
-            items = ordered.items() if ordered is not None else list(self._data.items())
-            return sum(1 for k, r in items if flt.matches(k) and now < r[_DEADLINE])
+            return sum(
+                1 for k, r in dict.items(self._store.raw) if now < r[_DEADLINE] and matches(k)
+            )
 
     def _clear(self, flt: KeyFilter, now: float) -> int:
-        ordered = self._ordered
-        if ordered is not None and flt.match_all and not flt.namespace:
-            # Everything goes: count the live records and empty the store in place, with
-            # no snapshot of the keys (memory stays flat however many entries there are).
-            # Only for the OrderedDict stores: cachetools' views look records up one by
-            # one, which counts as a use (lfu) or hides expired ones (ttl).
+        raw = self._store.raw
+        if flt.match_all and not flt.namespace:
+            # Everything goes: count the live records and empty the store in place.
             with self._lock:
-                removed = sum(1 for record in ordered.values() if now < record[_DEADLINE])
-                ordered.clear()
+                removed = sum(1 for record in dict.values(raw) if now < record[_DEADLINE])
+                self._data.clear()
                 return removed
+        return self._clear_matching(flt, now)
+
+    def _clear_matching(self, flt: KeyFilter, now: float) -> int:
+        """Delete the matching keys a batch at a time, without a list of all of them.
+
+        The lock is held throughout, so only these deletions change the dict: they never
+        move the entries that stay, and each pass resumes by skipping the ``kept`` entries
+        the previous ones passed.
+        """
+        raw, data, matches = self._store.raw, self._data, flt.matches
+        removed = kept = 0
         with self._lock:
-            doomed = [k for k in self._data if flt.matches(k)]
-            removed = 0
-            for key in doomed:
-                record = self._data.pop(key, None)
-                if record is not None and now < record[_DEADLINE]:
-                    removed += 1
-            return removed
+            while True:
+                it = iter(dict.keys(raw))
+                next(islice(it, kept, kept), None)
+                doomed: list[str] = []
+                for key in it:
+                    if not matches(key):
+                        kept += 1
+                    else:
+                        doomed.append(key)
+                        if len(doomed) == _CLEAR_BATCH:
+                            break
+                for key in doomed:
+                    removed += now < raw[key][_DEADLINE]
+                    # ttl's TLRUCache removes an expired key, then raises KeyError for it.
+                    with suppress(KeyError):
+                        del data[key]
+                if len(doomed) < _CLEAR_BATCH:
+                    return removed
 
     def _close(self) -> None:
         """Nothing to release: the data lives as long as the object."""

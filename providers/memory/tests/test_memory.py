@@ -312,3 +312,142 @@ def test_clear_everything_needs_no_snapshot_of_the_keys() -> None:
     finally:
         tracemalloc.stop()
     assert peak < 50_000  # a snapshot would take 8 bytes per key: 400,000
+
+
+_POLICIES = ["lru", "fifo", "lfu", "rr", "ttl"]
+
+
+def _peak(action: Any) -> int:
+    gc.collect()
+    tracemalloc.start()
+    try:
+        action()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _peaks(policy: str, n: int) -> tuple[list[int], list[int]]:
+    cache = MemoryCache(maxsize=100_000, policy=policy, namespace="ns:")
+    cache.put_many({f"item:{i}": i for i in range(n)})
+    results: list[int] = []
+    peaks = [
+        _peak(lambda: results.append(sum(1 for _ in cache.keys(None)))),
+        _peak(lambda: results.append(cache.count("item:1*"))),
+        _peak(lambda: results.append(cache.clear("item:2*"))),
+        _peak(lambda: results.append(cache.clear())),  # in a namespace: filtered too
+    ]
+    return peaks, results
+
+
+@pytest.mark.parametrize("policy", _POLICIES)
+def test_keys_count_and_clear_stream_in_flat_memory(policy: str) -> None:
+    """Peak memory is bounded by a constant, not by the number of keys."""
+    small, _ = _peaks(policy, 5_000)
+    large, results = _peaks(policy, 50_000)
+    assert results == [50_000, 11_111, 11_111, 38_889]
+    if policy == "rr":
+        # cachetools' RRCache shrinks its own list of keys as entries go: a reallocation
+        # tracemalloc counts, although the list only ever gets smaller.
+        small, large = small[:3], large[:3]
+    for at_5k, at_50k in zip(small, large, strict=True):
+        # Snapshots at 50k: 400 KB (keys), 89 KB (the 11,111 keys of a filter), 311 KB
+        # (the namespace's rest). A walk: at most a batch of 4,096 references, ~33 KB.
+        assert at_50k < 64 * 1024
+        assert at_50k < at_5k + 36 * 1024
+
+
+@pytest.mark.parametrize("batch", [7, 4096])
+@pytest.mark.parametrize("policy", _POLICIES)
+def test_clear_with_a_filter_over_many_batches(
+    policy: str, batch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("cachehub_memory.cache._CLEAR_BATCH", batch)
+    clock = FakeClock()
+    cache = MemoryCache(maxsize=20_000, policy=policy, clock=clock)
+    for i in range(6000):  # interleaved, so every pass skips kept entries first
+        cache.put(f"a{i}", i)
+        cache.put(f"b{i}", i)
+    cache.put_many({f"a{i}": i for i in range(0, 6000, 3)}, time_span=1)  # rewritten: expire
+    clock.advance(2)
+    assert cache.clear("a*") == 4000
+    assert cache.count() == 6000
+    assert sorted(cache.keys()) == sorted(f"b{i}" for i in range(6000))
+
+
+@pytest.mark.parametrize("policy", _POLICIES)
+def test_keys_while_the_loop_deletes_what_it_is_given(policy: str) -> None:
+    cache = MemoryCache(maxsize=10_000, policy=policy)
+    cache.put_many({f"k{i}": i for i in range(2000)})
+    seen = []
+    for key in cache.keys(None):
+        seen.append(key)
+        if int(key[1:]) % 3:
+            cache.delete(key)
+    assert sorted(seen) == sorted(f"k{i}" for i in range(2000))
+    assert cache.count() == 667
+
+
+@pytest.mark.parametrize("policy", _POLICIES)
+def test_keys_while_the_loop_reads_and_rewrites(policy: str) -> None:
+    cache = MemoryCache(maxsize=10_000, policy=policy)
+    cache.put_many({f"k{i}": i for i in range(2000)})
+    seen = []
+    for key in cache.keys(None):
+        seen.append(key)
+        cache.put(key, cache.get(key) + 1)  # a read promotes (lru), a rewrite stays in place
+    assert sorted(seen) == sorted(f"k{i}" for i in range(2000))
+    assert cache.get("k7") == 8
+
+
+@pytest.mark.parametrize("policy", _POLICIES)
+def test_keys_ends_when_the_loop_stores_every_key_again(policy: str) -> None:
+    """delete + put moves a key to the end of the dict: the walk must not chase it."""
+    cache = MemoryCache(maxsize=10_000, policy=policy)
+    cache.put_many({f"k{i}": i for i in range(2000)})
+    seen = []
+    for key in cache.keys(None):
+        seen.append(key)
+        cache.delete(key)
+        cache.put(key, 0)
+        cache.put(f"new:{len(seen)}", 0)
+    assert len(seen) == 2000
+    assert sorted(seen) == sorted(f"k{i}" for i in range(2000))
+
+
+def test_keys_while_other_threads_write_yields_every_untouched_key_once() -> None:
+    cache = MemoryCache(maxsize=100_000)
+    untouched = {f"keep:{i}" for i in range(5000)}
+    cache.put_many(dict.fromkeys(untouched, 0))
+    cache.put_many({f"churn:{i}": 0 for i in range(5000)})
+    stop = threading.Event()
+
+    def churn(seed: int) -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            cache.put(f"churn:{seed}:{i}", i)
+            cache.delete(f"churn:{(i * 7919 + seed) % 5000}")
+            cache.get(f"keep:{i % 5000}")
+
+    writers = [threading.Thread(target=churn, args=(n,)) for n in range(2)]
+    for writer in writers:
+        writer.start()
+    try:
+        seen = [key for key in cache.keys(None) if key.startswith("keep:")]
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join()
+    assert len(seen) == len(untouched)
+    assert set(seen) == untouched
+
+
+@pytest.mark.parametrize("policy", _POLICIES)
+def test_the_walk_reads_each_store_through_its_plain_dict(policy: str) -> None:
+    """cachetools keeps entries in a dict attribute the walk reads: pinned by this test."""
+    cache = MemoryCache(maxsize=10, policy=policy)
+    cache.put("k", 1)
+    raw = cache._store.raw
+    assert type(raw) is dict or policy in ("lru", "fifo")
+    assert list(dict.keys(raw)) == ["k"]
