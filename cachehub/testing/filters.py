@@ -158,6 +158,32 @@ class FilterTests(ConformanceBase):
         assert cache.clear("item:*") == 1_200
         assert cache.count() == 30
 
+    def test_keys_while_the_loop_writes(self, cache: BaseCache) -> None:
+        """Writes during the iteration never hide a key that stays (as Redis SCAN promises).
+
+        Keys added or removed meanwhile may or may not come; a kept key may come twice on
+        backends that say so (SCAN), which a set absorbs.
+        """
+        keep = {f"keep:{i:03d}" for i in range(200)}
+        drop = {f"drop:{i:03d}" for i in range(200)}
+        cache.put_many(dict.fromkeys(keep, 0))
+        cache.put_many(dict.fromkeys(drop, 0))
+        seen: set[str] = set()
+        added: set[str] = set()
+        for n, key in enumerate(cache.keys(None)):
+            seen.add(key)
+            if key in drop:
+                cache.delete(key)  # a removal behind the iteration
+            elif n % 2:
+                cache.put(key, n)  # a rewrite in place
+            if n % 4 == 0:
+                added.add(f"new:{n}")
+                cache.put(f"new:{n}", n)  # an insertion
+        assert keep <= seen
+        assert seen <= keep | drop | added
+        assert cache.count("drop:*") == 0  # each drop key stayed until it was returned
+        assert cache.count("keep:*") == len(keep)
+
 
 class NamespaceTests(ConformanceBase):
     """Caches with different namespaces on one backend.
