@@ -100,6 +100,7 @@ class Cursor:
             passed += taken
             self.done = len(taken) < room
         skip = self._skip
+        # Without keys to skip, every pair passed is a visit: one list serves as both.
         visited = [pair for pair in passed if pair[0] not in skip] if skip else passed
         if len(visited) >= self._budget:
             del visited[self._budget :]

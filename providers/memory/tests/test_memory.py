@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 import tracemalloc
 import uuid
 from typing import Any
@@ -415,12 +416,15 @@ def test_keys_ends_when_the_loop_stores_every_key_again(policy: str) -> None:
     assert sorted(seen) == sorted(f"k{i}" for i in range(2000))
 
 
-def test_keys_while_other_threads_write_yields_every_untouched_key_once() -> None:
-    cache = MemoryCache(maxsize=100_000)
-    untouched = {f"keep:{i}" for i in range(5000)}
-    cache.put_many(dict.fromkeys(untouched, 0))
-    cache.put_many({f"churn:{i}": 0 for i in range(5000)})
+@pytest.mark.parametrize("policy", _POLICIES)
+def test_keys_while_other_threads_write_yields_every_kept_key_once(policy: str) -> None:
+    cache = MemoryCache(maxsize=100_000, policy=policy)
+    kept = [f"keep:{i}" for i in range(5000)]
+    for i, key in enumerate(kept):  # interleaved, so writes land next to the walk
+        cache.put(key, 0)
+        cache.put(f"churn:{i}", 0)
     stop = threading.Event()
+    writes = [0, 0]
 
     def churn(seed: int) -> None:
         i = 0
@@ -428,19 +432,30 @@ def test_keys_while_other_threads_write_yields_every_untouched_key_once() -> Non
             i += 1
             cache.put(f"churn:{seed}:{i}", i)
             cache.delete(f"churn:{(i * 7919 + seed) % 5000}")
+            moved = f"churn:{(i * 104729 + seed) % 5000}"
+            if cache.delete(moved):
+                cache.put(moved, i)  # removed and stored again: to the end of the dict
             cache.get(f"keep:{i % 5000}")
+            cache.put(f"keep:{(i * 31) % 5000}", 0)  # rewritten in place: still kept
+            writes[seed] = i
 
     writers = [threading.Thread(target=churn, args=(n,)) for n in range(2)]
     for writer in writers:
         writer.start()
+    seen = []
     try:
-        seen = [key for key in cache.keys(None) if key.startswith("keep:")]
+        for n, key in enumerate(cache.keys(None)):
+            if key.startswith("keep:"):
+                seen.append(key)
+            if n % 25 == 0:
+                time.sleep(0)  # let the writers run between (and within) steps
     finally:
         stop.set()
         for writer in writers:
             writer.join()
-    assert len(seen) == len(untouched)
-    assert set(seen) == untouched
+    assert min(writes) > 100
+    assert len(seen) == len(kept)
+    assert set(seen) == set(kept)
 
 
 @pytest.mark.parametrize("policy", _POLICIES)
