@@ -5,13 +5,13 @@ from __future__ import annotations
 import gc
 import threading
 import time
-import tracemalloc
 import uuid
 from typing import Any
 
 import pytest
 from cachehub_memory import MemoryCache
 
+from benchmarks.scale import peak_bytes
 from cachehub.errors import ConfigError
 from cachehub.testing import CacheConformance, FakeClock
 
@@ -306,26 +306,13 @@ def test_clear_everything_counts_only_live_entries(policy: str) -> None:
 def test_clear_everything_needs_no_snapshot_of_the_keys() -> None:
     cache = MemoryCache(maxsize=100_000)
     cache.put_many({f"item:{i}": i for i in range(50_000)})
-    tracemalloc.start()
-    try:
-        assert cache.clear() == 50_000
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    removed: list[int] = []
+    peak = peak_bytes(lambda: removed.append(cache.clear()))
+    assert removed == [50_000]
     assert peak < 50_000  # a snapshot would take 8 bytes per key: 400,000
 
 
 _POLICIES = ["lru", "fifo", "lfu", "rr", "ttl"]
-
-
-def _peak(action: Any) -> int:
-    gc.collect()
-    tracemalloc.start()
-    try:
-        action()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
 def _peaks(policy: str, n: int) -> tuple[list[int], list[int]]:
@@ -333,10 +320,10 @@ def _peaks(policy: str, n: int) -> tuple[list[int], list[int]]:
     cache.put_many({f"item:{i}": i for i in range(n)})
     results: list[int] = []
     peaks = [
-        _peak(lambda: results.append(sum(1 for _ in cache.keys(None)))),
-        _peak(lambda: results.append(cache.count("item:1*"))),
-        _peak(lambda: results.append(cache.clear("item:2*"))),
-        _peak(lambda: results.append(cache.clear())),  # in a namespace: filtered too
+        peak_bytes(lambda: results.append(sum(1 for _ in cache.keys(None)))),
+        peak_bytes(lambda: results.append(cache.count("item:1*"))),
+        peak_bytes(lambda: results.append(cache.clear("item:2*"))),
+        peak_bytes(lambda: results.append(cache.clear())),  # in a namespace: filtered too
     ]
     return peaks, results
 
