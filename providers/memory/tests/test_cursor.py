@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 class Store:
     """A dict plus the insert counter a Cursor needs, and a log of removed keys."""
 
-    data: dict[str, list[int]] = field(default_factory=OrderedDict)
+    data: OrderedDict[str, list[int]] = field(default_factory=OrderedDict)
     inserts: int = 0
     removed: set[str] = field(default_factory=set)
     fresh: int = 0
@@ -42,8 +43,16 @@ class Store:
         if self.data.pop(key, None) is not None:
             self.removed.add(key)
 
+    def delete_all(self, keys: list[str]) -> None:
+        for key in keys:
+            self.delete(key)
 
-def _walk(store: Store, cursor: Cursor, between: object) -> list[str]:
+
+Between = Callable[[Store, list[str]], object]
+"""What the test does to the store between two steps, given the keys of the last one."""
+
+
+def _walk(store: Store, cursor: Cursor, between: Between) -> list[str]:
     visited: list[str] = []
     for _ in range(10_000):
         step = cursor.step()
@@ -52,7 +61,7 @@ def _walk(store: Store, cursor: Cursor, between: object) -> list[str]:
         for key, value in step:
             assert value is not None
             visited.append(key)
-        between(store, [key for key, _ in step])  # type: ignore[operator]
+        between(store, [key for key, _ in step])
     raise AssertionError("the walk did not end")
 
 
@@ -95,7 +104,7 @@ def test_promotions_and_overwrites_keep_a_live_iterator() -> None:
 
     def between(s: Store, keys: list[str]) -> None:
         for key in keys:
-            s.data.move_to_end(key, last=False)  # type: ignore[attr-defined]
+            s.data.move_to_end(key, last=False)
             s.put(key)
 
     cursor = store.cursor(step=7, ahead=3)
@@ -106,7 +115,7 @@ def test_promotions_and_overwrites_keep_a_live_iterator() -> None:
 def test_deleting_every_visited_key_empties_the_store() -> None:
     store, initial = _filled(500)
     cursor = store.cursor(step=16, ahead=4)
-    visited = _walk(store, cursor, lambda s, keys: [s.delete(k) for k in keys])
+    visited = _walk(store, cursor, lambda s, keys: s.delete_all(keys))
     assert visited == initial
     assert not store.data
     assert cursor.restarts == 0
@@ -115,7 +124,7 @@ def test_deleting_every_visited_key_empties_the_store() -> None:
 def test_deleting_every_other_visited_key() -> None:
     store, initial = _filled(500)
     cursor = store.cursor(step=16, ahead=4)
-    visited = _walk(store, cursor, lambda s, keys: [s.delete(k) for k in keys[::2]])
+    visited = _walk(store, cursor, lambda s, keys: s.delete_all(keys[::2]))
     assert visited == initial
     assert cursor.restarts == 0
 
@@ -170,8 +179,7 @@ def test_losing_every_remembered_key_restarts_without_skipping() -> None:
         nonlocal lost
         if not lost:  # remove the trail and everything ahead of it that the walk remembers
             lost = True
-            for key in initial[:20]:
-                s.delete(key)
+            s.delete_all(initial[:20])
 
     cursor = store.cursor(step=5, ahead=3)
     visited = _walk(store, cursor, between)
@@ -239,8 +247,7 @@ def test_any_writes_between_steps_keep_the_guarantees(
             elif op == "delete_seen":
                 s.delete(keys[n % len(keys)])
             elif op == "drop_step":
-                for key in keys:
-                    s.delete(key)
+                s.delete_all(keys)
             elif op in ("move_next", "delete_next"):
                 # the first stored key after this step's last one: what the walk holds ahead
                 after = stored.index(keys[-1]) + 1 if keys[-1] in s.data else 0
@@ -258,7 +265,7 @@ def test_any_writes_between_steps_keep_the_guarantees(
                     s.delete(key)
                     s.put(key)
                 else:
-                    s.data.move_to_end(key)  # type: ignore[attr-defined]
+                    s.data.move_to_end(key)
 
     cursor = store.cursor(step, ahead)
     _check(initial, store, cursor, _walk(store, cursor, between))
