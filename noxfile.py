@@ -40,11 +40,44 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
 
 
+# The type checker checks against pinned versions of everything it reads (redis-py, boto3,
+# Django, ...), so an upstream release cannot turn main red overnight; `nox -s lock`
+# updates the pins on purpose. The tests keep installing the newest allowed versions.
+TYPECHECK_TOOLS = ["mypy==2.4.1", "types-cachetools"]
+TYPECHECK_CONSTRAINTS = ".ci/constraints-typecheck.txt"
+
+
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over the core and every provider."""
-    session.install(*EDITABLE, *TEST_DEPS, "mypy==2.4.1", "types-cachetools")
+    """mypy --strict over the core and every provider, against pinned dependencies."""
+    session.install("-c", TYPECHECK_CONSTRAINTS, *EDITABLE, *TEST_DEPS, *TYPECHECK_TOOLS)
     session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def lock(session: nox.Session) -> None:
+    """Re-pin what `typecheck` checks against to today's newest versions (commit the result)."""
+    session.install(*EDITABLE, *TEST_DEPS, *TYPECHECK_TOOLS)
+    frozen = session.run("pip", "freeze", "--exclude-editable", silent=True)
+    assert isinstance(frozen, str)
+    header = "# Written by `nox -s lock`: the versions `nox -s typecheck` checks against.\n"
+    with open(TYPECHECK_CONSTRAINTS, "w", encoding="utf-8") as out:
+        out.write(header + frozen)
+
+
+# The oldest versions the distributions declare (pyproject.toml floors), tested so a
+# floor is a promise rather than a guess.
+OLDEST = ["redis==5.0.0", "cachetools==5.3.0", "pluggy==1.5.0"]
+
+
+@nox.session(python=PYTHON)
+def oldest(session: nox.Session) -> None:
+    """The provider suites against the oldest declared redis-py, cachetools and pluggy."""
+    session.install(*EDITABLE, *TEST_DEPS)
+    session.install(*OLDEST)
+    session.run(
+        "pytest", *(session.posargs or ["-q", "providers/redis/tests", "providers/memory/tests"])
+    )
 
 
 @nox.session(python=PYTHON)

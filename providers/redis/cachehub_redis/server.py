@@ -373,7 +373,9 @@ class SentinelServer(RedisServer):
         """The ``SENTINEL MASTER`` fields of the monitored service, as text."""
         client = self.client()
         try:
-            flat = client.execute_command("SENTINEL MASTER", self.service, parse=False)  # type: ignore[no-untyped-call]
+            # "SENTINEL" alone has no response callback in any redis-py version, so the reply
+            # comes back raw (the parse= option only exists since redis-py 5.1).
+            flat = client.execute_command("SENTINEL", "MASTER", self.service)  # type: ignore[no-untyped-call]
         finally:
             client.close()
         return _flat_to_dict(flat)
