@@ -109,7 +109,8 @@ class _Store:
             return
         # cachetools' own subclasses read their base this way to skip their bookkeeping
         # (LFUCache.popitem does): Cache.__getitem__ is one lookup in the entries' dict.
-        data, getitem, contains = self.data, cachetools.Cache.__getitem__, cachetools.Cache.__contains__
+        data = self.data
+        getitem, contains = cachetools.Cache.__getitem__, cachetools.Cache.__contains__
 
         def peek(key: str) -> _Record | None:
             try:

@@ -60,7 +60,17 @@ class Log:
     must be called with the store's lock held.
     """
 
-    __slots__ = ("_next", "_peek", "_size", "generation", "keys", "limit", "ordered", "seqs", "slot")
+    __slots__ = (
+        "_next",
+        "_peek",
+        "_size",
+        "generation",
+        "keys",
+        "limit",
+        "ordered",
+        "seqs",
+        "slot",
+    )
 
     def __init__(
         self,
@@ -107,7 +117,7 @@ class Log:
             seqs.extend(map(itemgetter(self.slot), dict.values(self.ordered)))
         else:  # filtered in place: no copy, however large the log
             kept, is_live = 0, self.is_live
-            for key, seq in zip(keys, seqs):  # writes land at or behind the readers
+            for key, seq in zip(keys, seqs, strict=True):  # writes land behind the reads
                 if is_live(key, seq):
                     keys[kept], seqs[kept] = key, seq
                     kept += 1

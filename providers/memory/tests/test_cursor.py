@@ -89,7 +89,7 @@ def _walk(store: Store, cursor: Cursor, between: Between) -> list[str]:
 def _check(initial: list[str], store: Store, cursor: Cursor, visited: list[str]) -> None:
     counts = Counter(visited)
     throughout = [key for key in initial if key not in store.removed]
-    assert all(counts[key] == 1 for key in throughout), "a key stored throughout was not visited once"
+    assert all(counts[key] == 1 for key in throughout), "a key stored throughout not seen once"
     assert max(counts.values(), default=1) == 1, "a key came twice"
     assert set(visited) <= set(initial), "a key stored after the walk started came"
     assert cursor.passed <= 2 * len(initial) + walk.SLACK, "the walk did unbounded work"
