@@ -110,6 +110,7 @@ class _Store:
         # cachetools' own subclasses read their base this way to skip their bookkeeping
         # (LFUCache.popitem does): Cache.__getitem__ is one lookup in the entries' dict.
         data = self.data
+        assert isinstance(data, cachetools.Cache)
         getitem, contains = cachetools.Cache.__getitem__, cachetools.Cache.__contains__
 
         def peek(key: str) -> _Record | None:
@@ -121,7 +122,7 @@ class _Store:
 
         def peek_locked(key: str) -> _Record | None:
             # With the lock held nothing changes in between, and a miss costs no exception.
-            return getitem(data, key) if contains(data, key) else None  # type: ignore[no-any-return]
+            return getitem(data, key) if contains(data, key) else None
 
         self.peek, self.peek_locked = peek, peek_locked
         self.log = Log(_SEQ, peek_locked, data.__len__)
@@ -471,14 +472,14 @@ class MemoryCache(BaseCache):
 
     def _count(self, flt: KeyFilter, now: float) -> int:
         with self._lock:
-            return sum(now < record[_DEADLINE] for _, record in self._matching(flt))
+            return sum(1 for _, record in self._matching(flt) if now < record[_DEADLINE])
 
     def _clear(self, flt: KeyFilter, now: float) -> int:
         store = self._store
         if flt.match_all and not flt.namespace:
             # Everything goes: count the live records and empty the store in place.
             with self._lock:
-                removed = sum(now < record[_DEADLINE] for _, record in self._matching(flt))
+                removed = sum(1 for _, record in self._matching(flt) if now < record[_DEADLINE])
                 self._data.clear()
                 store.log.reset()
                 return removed

@@ -62,12 +62,12 @@ class Log:
 
     __slots__ = (
         "_next",
-        "_peek",
         "_size",
         "generation",
         "keys",
         "limit",
         "ordered",
+        "peek",
         "seqs",
         "slot",
     )
@@ -77,10 +77,10 @@ class Log:
         slot: int,
         peek: Callable[[str], Record | None],
         size: Callable[[], int],
-        ordered: dict[str, Record] | None = None,
+        ordered: dict[str, Any] | None = None,
     ) -> None:
         self.slot = slot
-        self._peek = peek
+        self.peek = peek
         self._size = size
         self.ordered = ordered
         self.keys: list[str] = []
@@ -104,7 +104,7 @@ class Log:
 
     def is_live(self, key: str, seq: int) -> bool:
         """Whether the entry ``(key, seq)`` is the current one for ``key``."""
-        record = self._peek(key)
+        record = self.peek(key)
         return record is not None and record[self.slot] == seq
 
     def compact(self) -> None:
@@ -177,7 +177,7 @@ class Cursor:
         keys, numbers = log.keys[start:end], seqs[start:end]
         self._passed = numbers[-1]
         self.passed += end - start
-        peek, slot = log._peek, log.slot
+        peek, slot = log.peek, log.slot
         visited: list[tuple[str, Any]] = []
         for key, seq in zip(keys, numbers, strict=True):
             record = peek(key)

@@ -54,6 +54,10 @@ class Store:
         self.fresh += 1
         self.put(f"new{self.fresh}")
 
+    def burst(self, n: int) -> None:
+        for _ in range(n):
+            self.new()
+
     def delete(self, key: str) -> None:
         if self.data.pop(key, None) is not None:
             self.removed.add(key)
@@ -168,7 +172,7 @@ def test_inserting_during_the_walk_ends_and_misses_nothing(copyable: bool) -> No
     with _slack(4):  # compactions all along the walk
         cursor = Cursor(store.log, step=10)
         generation = store.log.generation
-        visited = _walk(store, cursor, lambda s, keys: [s.new() for _ in range(50)])
+        visited = _walk(store, cursor, lambda s, keys: s.burst(50))
     assert visited == initial  # the keys stored meanwhile never come
     assert store.log.generation > generation
     assert cursor.passed == 300
@@ -278,8 +282,7 @@ def _apply(s: Store, keys: list[str], op: str, n: int) -> None:
     if op == "new":
         s.new()
     elif op == "burst":
-        for _ in range(n % 50):
-            s.new()
+        s.burst(n % 50)
     elif op == "compact":
         s.log.compact()
     elif not stored:
