@@ -20,6 +20,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from unittest.mock import patch
 
 import pytest
@@ -30,6 +31,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cachehub.testing import FakeClock
+
+# The child-process harness lives in the core's tests/reliability, importable as
+# ``reliability`` once the core's tests folder is on the path (as pytest puts it there
+# when it collects those tests; another provider's package already owns the name "tests").
+_CORE_TESTS = str(Path(__file__).resolve().parents[3] / "tests")
+if _CORE_TESTS not in sys.path:
+    sys.path.append(_CORE_TESTS)
+from reliability.sandbox import run_bounded  # noqa: E402
 
 _POLICIES = ["lru", "fifo", "lfu", "rr", "ttl"]
 _MAX_OPS = 400
@@ -190,3 +199,46 @@ def test_a_long_walk_under_heavy_churn_passes_each_entry_once(policy: str) -> No
         seen, (cursor,) = _walk_with_writers(cache, programs, len(kept), 300)
     assert sorted(seen) == sorted(kept)
     assert cursor.passed == len(kept)
+
+
+def walk_under_endless_churn(policy: str, size: int) -> tuple[int, int, int]:
+    """Child process: walk ``size`` keys while a writer churns until the walk has ended.
+
+    The writer never stops by itself: only the end of the walk stops it. Returns the keys
+    the walk gave, how many were distinct, and how many writes ran meanwhile.
+    """
+    sys.setswitchinterval(1e-5)
+    cache = MemoryCache(maxsize=4 * size, policy=policy, serialize=False)
+    cache.put_many({f"keep:{i}": i for i in range(size)})
+    stop = threading.Event()
+    writes = [0]
+
+    def churn() -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            cache.put(f"new:{i}", i)  # stored after the walk started: never given
+            cache.delete(f"new:{i - 50}")  # so the log compacts again and again
+            if cache.delete(f"new:{i - 10}"):
+                cache.put(f"new:{i - 10}", i)  # removed and stored again
+            cache.put(f"keep:{i % size}", i)  # overwritten: still stored throughout
+            writes[0] = i
+
+    writer = threading.Thread(target=churn)
+    writer.start()
+    try:
+        seen = list(cache.keys(None))
+    finally:
+        stop.set()
+        writer.join()
+    return len(seen), len(set(seen)), writes[0]
+
+
+@pytest.mark.parametrize("policy", _POLICIES)
+def test_a_walk_ends_under_a_writer_that_only_stops_when_it_does(policy: str) -> None:
+    """In a child capped in memory and time: a walk that chased the writer would never end."""
+    outcome = run_bounded(walk_under_endless_churn, policy, 20_000, memory_mb=256, seconds=120)
+    assert outcome.kind == "value", outcome
+    given, distinct, writes = outcome.value
+    assert given == distinct == 20_000
+    assert writes > 0
