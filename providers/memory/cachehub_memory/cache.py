@@ -8,6 +8,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar, Final
 
 import cachetools
@@ -125,7 +126,9 @@ class _Store:
             return getitem(data, key) if contains(data, key) else None
 
         self.peek, self.peek_locked = peek, peek_locked
-        self.log = Log(_SEQ, peek_locked, data.__len__)
+        # Cache.__len__ counts the entries as they are: the ttl policy's own len() would
+        # first expire entries, and a walk must not write.
+        self.log = Log(_SEQ, peek_locked, partial(cachetools.Cache.__len__, data))
 
     def cursor(self) -> Cursor:
         """A walk over the keys stored now; step it with the lock held."""

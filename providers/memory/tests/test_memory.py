@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import cachetools
 import pytest
 from cachehub_memory import MemoryCache
 
@@ -462,6 +463,18 @@ def test_walks_count_as_no_use_and_reorder_nothing(policy: str) -> None:
     cache.put("d", 3)
     if policy != "rr":
         assert sorted(cache.keys()) == (["b", "c", "d"])
+
+
+def test_walks_on_the_ttl_policy_expire_nothing() -> None:
+    """Listing is a read: the expired entries go when a write or a read meets them."""
+    clock = FakeClock()
+    cache = MemoryCache(policy="ttl", clock=clock)
+    cache.put_many({f"t{i}": i for i in range(5)}, time_span=1)
+    cache.put("k", 0)
+    clock.advance(2)
+    assert list(cache.keys()) == ["k"]
+    assert cache.count() == 1
+    assert cachetools.Cache.__len__(cache._store.data) == 6  # still there, unexpired
 
 
 def test_no_private_cachetools_attribute_is_read() -> None:
