@@ -14,16 +14,17 @@ place again from the last sequence number it passed.
 - Removing a key leaves its log entry behind, now stale: an entry is *live* while the
   record stored under its key carries its number. A key removed and stored again gets a
   new number, at the end of the log.
-- When the log is mostly stale, it is compacted to its live entries (in order, numbers
-  kept), which costs one pass per as many insertions: amortised O(1) per insertion.
+- The insertion that finds the log twice as long as its live entries were at the last
+  compaction, plus :data:`SLACK`, first compacts it to its live entries (in order, numbers
+  kept): one pass per at least as many insertions, so amortised O(1) per insertion.
 
 A :class:`Cursor` passes the entries that were in the log when it started, a step at a
 time with the store's lock held, and visits the live ones. Guarantees, as for Redis SCAN:
 
 - a key stored for the whole walk is visited exactly once (its entry stays live, keeps
   its place, and the walk passes every place once);
-- a key stored or removed during the walk may or may not be visited: a key stored after
-  the walk started (or removed and stored again) has a newer number and is never visited;
+- a key removed during the walk may or may not be visited; a key stored after the walk
+  started (or removed and stored again) has a newer number and is never visited;
 - so only keys stored when the walk started are visited, each at most once, and the walk
   ends after passing at most as many entries as the log held when it started: never more
   than twice the keys stored then, plus :data:`SLACK` (a walk compacts a sparser log first).
@@ -44,7 +45,7 @@ __all__ = ["SLACK", "STEP", "Cursor", "Log"]
 STEP: Final = 256
 """Log entries a walk passes per step: the lock is held that long."""
 SLACK: Final = 1024
-"""Stale entries a log may hold beyond as many as its live ones before it is compacted."""
+"""A log is compacted once it holds twice its live entries plus this many."""
 
 Record = MutableSequence[Any]
 """A stored record: a list whose item at the log's ``slot`` is the key's sequence number."""
@@ -142,7 +143,7 @@ class Cursor:
     """A walk over the keys a :class:`Log` held when the walk started.
 
     Call :meth:`step` with the store's lock held until :attr:`done`; between steps the
-    store may change in any way. The walk remembers two sequence numbers and two indexes.
+    store may change in any way. The walk remembers numbers and indexes, never keys.
     """
 
     def __init__(self, log: Log, step: int = STEP) -> None:
