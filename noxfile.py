@@ -129,11 +129,11 @@ def build(session: nox.Session) -> None:
         session.run("python", "-m", "build", "--no-isolation", "--outdir", str(DIST), project)
 
 
-def _wheel(name: str) -> str:
+def _wheel(session: nox.Session, name: str) -> str:
     """The one wheel of distribution ``name`` (e.g. ``cachehub_redis``) in dist/."""
     found = sorted(DIST.glob(f"{name}-*-py3-none-any.whl"))
     if len(found) != 1:
-        raise SystemExit(f"expected one {name} wheel in dist/, found {found}: run nox -s build")
+        session.error(f"expected one {name} wheel in dist/, found {found}: run nox -s build")
     return str(found[0].resolve())
 
 
@@ -146,10 +146,10 @@ def wheels(session: nox.Session) -> None:
     runs .ci/wheel_check.py. Run `nox -s build` first (CI does).
     """
     session.install(
-        _wheel("cachehub"),
-        _wheel("cachehub_memory"),
-        _wheel("cachehub_redis") + "[local]",
-        _wheel("cachehub_dynamodb") + "[local]",
+        _wheel(session, "cachehub"),
+        _wheel(session, "cachehub_memory"),
+        _wheel(session, "cachehub_redis") + "[local]",
+        _wheel(session, "cachehub_dynamodb") + "[local]",
         "pytest>=8",  # `cachehub conformance` runs the suite with pytest
     )
     check = Path(".ci/wheel_check.py").resolve()
