@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -12,11 +13,30 @@ from cachehub_redis.server import (
     INSTALL_HINT,
     RedisClusterServers,
     RedisServer,
+    find_redis_binaries,
     redis_server_available,
 )
 from redis import Redis
 
 from cachehub.testing import unavailable
+
+
+def _which_redis() -> str:
+    found = find_redis_binaries()
+    if found is None:
+        return "none found"
+    try:
+        done = subprocess.run(
+            [found.server, "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"{found.server} ({found.origin}; --version failed: {exc!r})"
+    return f"{found.server} ({found.origin}): {done.stdout.strip()}"
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say which redis-server the Redis tests ran on (CI runs them on two versions)."""
+    terminalreporter.write_line(f"redis-server of the Redis tests: {_which_redis()}")
 
 
 @pytest.fixture(scope="session")
