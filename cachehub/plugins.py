@@ -14,12 +14,15 @@ import inspect
 import logging
 import shlex
 import threading
+import tomllib
 import weakref
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Final
 
 import pluggy
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.version import InvalidVersion, Version
 
 from . import hookspecs
 from .api import BaseCache
@@ -36,6 +39,7 @@ __all__ = [
     "provider_aliases",
     "resolve_provider",
     "check_requirement",
+    "install_command",
     "operation_observer",
     "add_change_listener",
     "registered_plugins",
@@ -272,6 +276,62 @@ def _unknown(name: str, table: Mapping[str, object]) -> UnknownProviderError:
     )
 
 
+def _checkout_project(distribution: str) -> tuple[Path, Version] | None:
+    """Where a source checkout holds ``distribution``, and its version; None if not here.
+
+    Only when this cachehub itself runs from a checkout (an editable install): the
+    providers then sit in ``providers/<name>/`` beside the ``cachehub`` package.
+    """
+    prefix = f"{PROJECT}-"
+    if distribution == PROJECT:
+        folder = Path(__file__).resolve().parents[1]
+    elif distribution.startswith(prefix):
+        folder = Path(__file__).resolve().parents[1] / "providers" / distribution[len(prefix) :]
+    else:
+        return None
+    try:
+        meta = tomllib.loads((folder / "pyproject.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    project = meta.get("project")
+    if not isinstance(project, dict) or project.get("name") != distribution:
+        return None
+    try:
+        return folder, Version(str(project.get("version")))
+    except InvalidVersion:
+        return None
+
+
+def install_command(requirement: str) -> str:
+    """The ``pip install`` command for a requirement such as ``cachehub-dynamodb>=0.1``.
+
+    cachehub's own distributions need not be on the package index: when this cachehub
+    runs from a source checkout that holds the distribution (at a version that fits),
+    the command installs it from there, by absolute path, so it works from any directory.
+    Otherwise it is the index command, followed for cachehub's distributions by the
+    command that works in a checkout.
+    """
+    text = requirement.strip()
+    index = f"pip install {shlex.quote(text)}"
+    try:
+        req = Requirement(text)
+    except InvalidRequirement:
+        return index
+    found = _checkout_project(req.name)
+    if found is None:
+        if req.name == PROJECT:
+            return f"{index} (from a cachehub source checkout: pip install .)"
+        if req.name in KNOWN_DISTRIBUTIONS.values():
+            local = f"./providers/{req.name[len(PROJECT) + 1 :]}"
+            return f"{index} (from a cachehub source checkout: pip install {local})"
+        return index
+    folder, version = found
+    if req.specifier and not req.specifier.contains(version, prereleases=True):
+        return index  # the checkout's version does not fit: only the index can help
+    extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+    return f"pip install {shlex.quote(f'{folder}{extras}')}"
+
+
 def _installed_version(distribution: str) -> str | None:
     try:
         return importlib.metadata.version(distribution)
@@ -287,7 +347,7 @@ def _not_registered(name: str, canonical: str) -> ConfigError:
         return MissingPackageError(
             f"cache class '{name}' is provided by the {distribution} package, "
             "which is not installed.",
-            hint=f"pip install {distribution}",
+            hint=install_command(distribution),
         )
     return UnknownProviderError(
         f"cache class '{name}' should come from {distribution} {version}, which is "
@@ -316,7 +376,7 @@ def _import_path(path: str, what: str, table: Mapping[str, object]) -> object:
             raise MissingPackageError(
                 f"{what}: module '{module_name}' needs the {distribution} package, "
                 "which is not installed.",
-                hint=f"pip install {distribution}",
+                hint=install_command(distribution),
             ) from None
         if module_name == missing or module_name.startswith(missing + "."):
             guess = suggest(path, sorted(table))
@@ -378,7 +438,7 @@ def check_requirement(requirement: str) -> None:
         ) from None
     if req.marker is not None and not req.marker.evaluate():
         return  # the requirement does not apply to this interpreter/platform
-    command = f"pip install {shlex.quote(requirement.strip())}"
+    command = install_command(requirement)
     version = _installed_version(req.name)
     if version is None:
         raise MissingPackageError(

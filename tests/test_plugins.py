@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import logging
+import shlex
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,14 @@ from cachehub.api import BaseCache
 from cachehub.errors import ConfigError, MissingPackageError, UnknownProviderError
 from cachehub.hookspecs import OperationEvent, hookimpl
 from cachehub.registry import Caches
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+"""This source checkout: the tests run on its editable install."""
+
+
+def from_checkout(provider: str) -> str:
+    """The install hint for a provider of this checkout."""
+    return f"pip install {CHECKOUT / 'providers' / provider}"
 
 
 class ThirdPartyCache(MemoryCache):
@@ -148,7 +158,7 @@ def test_dynamodb_names_without_the_package_say_what_to_install(
     without_distribution("cachehub-dynamodb", "cachehub_dynamodb")
     with pytest.raises(MissingPackageError) as info:
         plugins.resolve_provider(name)
-    assert info.value.hint == "pip install cachehub-dynamodb"
+    assert info.value.hint == from_checkout("dynamodb")
     assert isinstance(info.value, ImportError)
 
 
@@ -178,14 +188,14 @@ def test_redis_names_without_the_package_say_what_to_install(
     without_distribution("cachehub-redis", "cachehub_redis")
     with pytest.raises(MissingPackageError) as info:
         plugins.resolve_provider(name)
-    assert info.value.hint == "pip install cachehub-redis"
+    assert info.value.hint == from_checkout("redis")
 
 
 def test_provider_module_path_of_a_missing_distribution(without_distribution: Any) -> None:
     without_distribution("cachehub-redis", "cachehub_redis")
     with pytest.raises(MissingPackageError) as info:
         plugins.resolve_provider("cachehub_redis:RedisCache")
-    assert info.value.hint == "pip install cachehub-redis"
+    assert info.value.hint == from_checkout("redis")
 
 
 # ---------------------------------------------------------------------- third-party plugins
@@ -300,7 +310,7 @@ def test_requirement_dynamodb_missing(without_distribution: Any) -> None:
     without_distribution("cachehub-dynamodb", "cachehub_dynamodb")
     with pytest.raises(MissingPackageError) as info:
         plugins.check_requirement("cachehub-dynamodb>=0.1")
-    assert info.value.hint == "pip install 'cachehub-dynamodb>=0.1'"
+    assert info.value.hint == from_checkout("dynamodb")
 
 
 def test_requirement_wrong_version_names_installed_version() -> None:
@@ -309,6 +319,84 @@ def test_requirement_wrong_version_names_installed_version() -> None:
         plugins.check_requirement("cachehub-memory>=99")
     assert f"cachehub-memory {installed} is installed" in str(info.value)
     assert info.value.hint == "pip install 'cachehub-memory>=99'"
+
+
+def _installed_outside_a_checkout(monkeypatch: pytest.MonkeyPatch, site: Path) -> None:
+    """Make cachehub look as if a wheel had put it in ``site`` (site-packages)."""
+    monkeypatch.setattr(plugins, "__file__", str(site / "cachehub" / "plugins.py"))
+
+
+@pytest.mark.parametrize(
+    ("requirement", "expected"),
+    [
+        (
+            "cachehub-dynamodb",
+            "pip install cachehub-dynamodb "
+            "(from a cachehub source checkout: pip install ./providers/dynamodb)",
+        ),
+        (
+            "cachehub-redis[local]>=0.1",
+            "pip install 'cachehub-redis[local]>=0.1' "
+            "(from a cachehub source checkout: pip install ./providers/redis)",
+        ),
+        ("cachehub", "pip install cachehub (from a cachehub source checkout: pip install .)"),
+        ("cachehub-no-such-provider>=0.1", "pip install 'cachehub-no-such-provider>=0.1'"),
+        ("other-package", "pip install other-package"),
+    ],
+)
+def test_outside_a_checkout_the_hint_names_the_index_and_the_checkout_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, requirement: str, expected: str
+) -> None:
+    _installed_outside_a_checkout(monkeypatch, tmp_path / "site-packages")
+    assert plugins.install_command(requirement) == expected
+
+
+def test_in_a_checkout_the_hint_installs_from_it_with_extras_and_from_any_directory() -> None:
+    assert plugins.install_command("cachehub-memory>=0.1") == from_checkout("memory")
+    expected = shlex.quote(f"{CHECKOUT / 'providers' / 'redis'}[local]")
+    assert plugins.install_command("cachehub-redis[local]") == f"pip install {expected}"
+    assert plugins.install_command("cachehub") == f"pip install {CHECKOUT}"
+    # The checkout's version does not fit: only the index can help.
+    assert plugins.install_command("cachehub-memory>=99") == "pip install 'cachehub-memory>=99'"
+
+
+@pytest.mark.parametrize(
+    "pyproject",
+    [
+        '[project]\nname = "someone-else"\nversion = "0.1.0"\n',  # a different project
+        '[project]\nname = "cachehub-dynamodb"\n',  # no version to compare
+        '[project]\nname = "cachehub-dynamodb"\nversion = "not a version"\n',
+        "[project\n",  # broken TOML
+        None,  # not UTF-8
+    ],
+)
+def test_a_look_alike_checkout_is_not_trusted(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pyproject: str | None
+) -> None:
+    root = tmp_path / "with space; rm -rf x"
+    folder = root / "providers" / "dynamodb"
+    folder.mkdir(parents=True)
+    content = b"\xff\xfe" if pyproject is None else pyproject.encode()
+    (folder / "pyproject.toml").write_bytes(content)
+    _installed_outside_a_checkout(monkeypatch, root)
+    assert plugins.install_command("cachehub-dynamodb>=0.1").startswith(
+        "pip install 'cachehub-dynamodb>=0.1' (from a cachehub source checkout"
+    )
+
+
+def test_a_checkout_path_is_quoted_for_the_shell(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    root = tmp_path / "my checkout; echo pwned"
+    folder = root / "providers" / "dynamodb"
+    folder.mkdir(parents=True)
+    (folder / "pyproject.toml").write_text(
+        '[project]\nname = "cachehub-dynamodb"\nversion = "0.1.0"\n', encoding="utf-8"
+    )
+    _installed_outside_a_checkout(monkeypatch, root)
+    hint = plugins.install_command("cachehub-dynamodb")
+    assert hint == f"pip install {shlex.quote(str(folder))}"
+    assert shlex.split(hint) == ["pip", "install", str(folder)]
 
 
 def test_requirement_with_marker_for_another_python_is_skipped() -> None:

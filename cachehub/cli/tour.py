@@ -134,7 +134,10 @@ def _embedded(notes: list[str]) -> Iterator[tuple[dict[str, BaseCache], dict[str
         notes.append(f"local DynamoDB endpoint (moto) on {endpoint}")
         redis_url = stack.enter_context(local_redis())
         if redis_url is None:
-            notes.append("Redis skipped: no redis-server installed and none on localhost:6379")
+            notes.append(
+                "Redis skipped: no redis-server found and none on localhost:6379 "
+                "(pip install 'cachehub-redis[local]' ships one)"
+            )
         else:
             notes.append(f"Redis at {redact(redis_url)}")
         config = embedded_config(endpoint, redis_url)
@@ -223,7 +226,8 @@ def tour_command(state: State) -> None:
     """Walk through the spec's scenarios on every provider, side by side.
 
     With no configuration it starts a local DynamoDB endpoint, an in-memory cache and
-    Redis (when redis-server is installed or one answers on localhost:6379). Exit code 0
+    Redis (a private redis-server: the system's, else the one the cachehub-redis[local]
+    extra ships; failing both, one answering on localhost:6379). Exit code 0
     when every step agrees across providers.
     """
     notes: list[str] = []

@@ -54,10 +54,10 @@ def dynamodb_endpoint() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    from cachehub_redis.server import RedisServer, redis_server_available
+    from cachehub_redis.server import INSTALL_HINT, RedisServer, redis_server_available
 
     if not redis_server_available():
-        unavailable("redis-server is not installed")
+        unavailable(f"no redis-server found: {INSTALL_HINT}.")
     with RedisServer() as server:
         yield server.url
 

@@ -20,10 +20,10 @@ from cachehub.testing import unavailable
 
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
-    from cachehub_redis.server import RedisServer, redis_server_available
+    from cachehub_redis.server import INSTALL_HINT, RedisServer, redis_server_available
 
     if not redis_server_available():
-        unavailable("redis-server is not installed.")
+        unavailable(f"no redis-server found: {INSTALL_HINT}.")
     with RedisServer() as server:
         yield server.url
 

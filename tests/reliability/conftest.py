@@ -17,7 +17,7 @@ import pytest
 from cachehub_dynamodb import DynamoDBCache, LocalDynamoDB
 from cachehub_memory import MemoryCache
 from cachehub_redis import RedisCache
-from cachehub_redis.server import RedisServer, redis_server_available
+from cachehub_redis.server import INSTALL_HINT, RedisServer, redis_server_available
 
 from cachehub.api import BaseCache
 from cachehub.testing import unavailable
@@ -61,7 +61,7 @@ def require_redis() -> None:
     """Skip without redis-server, except under CI (env var CI set), where that fails."""
     if redis_server_available():
         return
-    unavailable("redis-server / redis-cli are not installed (apt-get install redis-server).")
+    unavailable(f"no redis-server / redis-cli found: {INSTALL_HINT}.")
 
 
 @pytest.fixture(scope="session")

@@ -406,10 +406,17 @@ def test_keys_ends_when_the_loop_stores_every_key_again(policy: str) -> None:
     assert sorted(seen) == sorted(f"k{i}" for i in range(2000))
 
 
+_WALK_KEPT = 5000
+_WALK_WRITES = 20_000
+"""Rounds per writer thread: enough to overlap the walk, finite so the test always ends."""
+_WALK_MOST_KEYS = 2 * _WALK_KEPT + 2 * _WALK_WRITES
+"""Every key that can exist during the test; a walk yielding more repeats itself."""
+
+
 @pytest.mark.parametrize("policy", _POLICIES)
 def test_keys_while_other_threads_write_yields_every_kept_key_once(policy: str) -> None:
     cache = MemoryCache(maxsize=100_000, policy=policy)
-    kept = [f"keep:{i}" for i in range(5000)]
+    kept = [f"keep:{i}" for i in range(_WALK_KEPT)]
     for i, key in enumerate(kept):  # interleaved, so writes land next to the walk
         cache.put(key, 0)
         cache.put(f"churn:{i}", 0)
@@ -417,9 +424,10 @@ def test_keys_while_other_threads_write_yields_every_kept_key_once(policy: str) 
     writes = [0, 0]
 
     def churn(seed: int) -> None:
-        i = 0
-        while not stop.is_set():
-            i += 1
+        # Bounded: unbounded writers could keep a walk that chases new keys going forever.
+        for i in range(1, _WALK_WRITES + 1):
+            if stop.is_set():
+                return
             cache.put(f"churn:{seed}:{i}", i)
             cache.delete(f"churn:{(i * 7919 + seed) % 5000}")
             moved = f"churn:{(i * 104729 + seed) % 5000}"
@@ -435,6 +443,11 @@ def test_keys_while_other_threads_write_yields_every_kept_key_once(policy: str) 
     seen = []
     try:
         for n, key in enumerate(cache.keys(None)):
+            if n >= _WALK_MOST_KEYS:
+                pytest.fail(
+                    f"keys() yielded more than the {_WALK_MOST_KEYS} keys that can exist "
+                    f"({len(seen)} of them kept keys): the walk repeats keys"
+                )
             if key.startswith("keep:"):
                 seen.append(key)
             if n % 25 == 0:

