@@ -638,7 +638,7 @@ class DynamoDBCache(BaseCache):
             yield storage_key
 
     def _count(self, flt: KeyFilter, now: float) -> int:
-        if flt.regex is not None:  # only the prefix is server-side: match the rest here
+        if not flt.prefix_only:  # only the prefix is server-side: match the rest here
             return sum(1 for _ in self._scan_keys(flt, now))
         params = self._scan_params(flt, now, keys_only=False)
         return scan_count(self._call, params, self.settings["scanSegments"])

@@ -20,7 +20,7 @@ from redis.cluster import RedisCluster
 from cachehub.api import MISSING, BaseCache, Entry, Expiry
 from cachehub.config import Option
 from cachehub.errors import CacheError, CacheValueError
-from cachehub.filters import KeyFilter
+from cachehub.filters import WILDCARDS, KeyFilter
 from cachehub.hits import HitBuffer
 
 from . import scripts as lua
@@ -70,13 +70,30 @@ def _escape_glob(literal: str) -> str:
     return "".join("\\" + ch if ch in _GLOB_SPECIALS else ch for ch in literal)
 
 
+def _glob_stars(flt: KeyFilter) -> int:
+    """How many ``*`` of the full Redis glob are followed by more pattern.
+
+    Redis before 6.2.11 / 7.0.9 matches globs by recursion that retries every star at
+    every position: ``k`` such stars cost ``O(n**k)`` on an ``n``-byte key, a stall of
+    the whole server. One star is ``O(n * m)`` on every version, and a trailing star is
+    answered at once.
+    """
+    stars = sum(1 for t in flt.tokens if t in WILDCARDS)
+    return stars - (flt.tokens[-1] == "*")
+
+
 def redis_glob(flt: KeyFilter) -> str:
     """The ``SCAN MATCH`` pattern selecting (a superset of) the keys ``flt`` matches.
 
     Redis matches bytes: its ``?`` is one byte, while the filter's ``?`` is one character
-    (up to 4 UTF-8 bytes), so ``?`` becomes ``*`` and the filter itself decides.
+    (up to 4 UTF-8 bytes), so ``?`` becomes ``*`` and the filter itself decides. A pattern
+    that would make Redis backtrack (more than one inner star, see :func:`_glob_stars`)
+    is pushed down as its literal prefix only; the client then matches the rest in
+    linear time (:meth:`cachehub.filters.KeyFilter.matches`).
     """
-    body = "".join("*" if t in ("*", "?") else _escape_glob(t) for t in flt.tokens)
+    if _glob_stars(flt) > 1:
+        return _escape_glob(flt.prefix) + "*"
+    body = "".join("*" if t in WILDCARDS else _escape_glob(t) for t in flt.tokens)
     return _escape_glob(flt.namespace) + body
 
 
@@ -84,9 +101,10 @@ def _exact_glob(flt: KeyFilter) -> bool:
     """Whether :func:`redis_glob` selects exactly the filter's keys (literals and ``*``).
 
     UTF-8 literals compared byte by byte can only match at character boundaries, so
-    without ``?`` the byte-level glob and the character-level filter agree.
+    without ``?`` the byte-level glob and the character-level filter agree - when the
+    whole pattern was pushed down, not just its prefix.
     """
-    return "?" not in flt.tokens
+    return "?" not in flt.tokens and _glob_stars(flt) <= 1
 
 
 def _wrong_type(exc: rx.ResponseError) -> bool:
