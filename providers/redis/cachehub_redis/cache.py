@@ -35,6 +35,7 @@ from .entry import (
     KIND_INT,
     MAGIC,
     Offsets,
+    corrupt,
     pack,
     pxat,
     unpack,
@@ -271,18 +272,20 @@ class RedisCache(BaseCache):
         A plain entry's read goes to ``counted``; for an idle entry, whose read must be
         recorded at once, returns ``(key, created stamp bytes, expiry)``.
         """
-        head = unpack(raw)
+        head = unpack(raw, key)
         if head is None or not head.alive(now):
             return None
-        found[key] = self._value(head.kind, raw)
+        found[key] = self._value(key, head.kind, raw)
         if head.idle is None:
             counted.append((key, raw[_CREATED]))
             return None
         return key, raw[_CREATED], head.expiry
 
-    def _value(self, kind: int, raw: bytes) -> Any:
+    def _value(self, key: str, kind: int, raw: bytes) -> Any:
         """The value stored after the header: a native int, or codec bytes."""
         if kind == KIND_INT:
+            if len(raw) != HEADER_SIZE + INT.size:
+                raise corrupt(key, f"an int entry holds {len(raw) - HEADER_SIZE} bytes, not 8")
             return INT.unpack_from(raw, HEADER_SIZE)[0]
         return self._loads(raw[HEADER_SIZE:])
 
@@ -358,11 +361,11 @@ class RedisCache(BaseCache):
 
     def _get_entry(self, key: str, now: float) -> Entry | None:
         raw = self._command("GET", key)
-        head = None if raw is None else unpack(raw)
+        head = None if raw is None else unpack(raw, key)
         if head is None or not head.alive(now):
             return None
         entry = Entry(
-            self._value(head.kind, raw),
+            self._value(key, head.kind, raw),
             head.created,
             head.modified,
             head.accessed,
@@ -378,7 +381,7 @@ class RedisCache(BaseCache):
 
     def _exists(self, key: str, now: float) -> bool:
         raw = self._command("GETRANGE", key, 0, HEADER_SIZE - 1)
-        head = None if raw is None else unpack(raw)
+        head = None if raw is None else unpack(raw, key)
         return head is not None and head.alive(now)
 
     def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
