@@ -339,7 +339,10 @@ class DynamoDBCache(BaseCache):
 
     def _slide(self, pk: str, key: dict[str, Any], item: Item, now: float) -> None:
         """Idle entries must slide their deadline for every process: one UpdateItem."""
-        attrs = expiry_attrs(expiry_of(item), now)
+        expiry = expiry_of(item)
+        if expiry.idle is None:  # an idleTime that is no Number (another program's): no slide
+            return
+        attrs = expiry_attrs(expiry, now)
         update = "SET #la = :now, #dl = :dl, #ttl = :ttl ADD #hc :h"
         cond, values = same_version(version_of(item))
         values.update(
