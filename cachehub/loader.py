@@ -451,8 +451,12 @@ def load_config(
     if server_config is not None:
         merged.update(parse_entries(server_config, source="server", environ=environ))
     if config is not None:
+        # Each layer's names are unique case-insensitively (parse_entries), so one
+        # folded index finds the server entry an application entry replaces.
+        folded = {name.lower(): name for name in merged}
         for name, entry in parse_entries(config, environ=environ).items():
-            for existing in [n for n in merged if n.lower() == name.lower()]:
+            existing = folded.pop(name.lower(), None)
+            if existing is not None:
                 _log.debug("cache '%s': application entry overrides %s", name, existing)
                 del merged[existing]
             merged[name] = entry
@@ -489,27 +493,39 @@ def check_namespaces(entries: Mapping[str, CacheEntry]) -> None:
     for entry in entries.values():
         settings = {k: v for k, v in entry.custom.items() if k != "namespace"}
         backend = repr((entry.class_name.lower(), sorted(settings.items(), key=str)))
-        groups.setdefault(backend, []).append((entry.name, str(entry.custom.get("namespace", ""))))
+        groups.setdefault(backend, []).append((str(entry.custom.get("namespace", "")), entry.name))
     for members in groups.values():
-        for outer, outer_ns in members:
-            for inner, inner_ns in members:
-                if outer == inner or outer_ns == inner_ns or not inner_ns.startswith(outer_ns):
-                    continue
-                if not outer_ns:
-                    _log.warning(
-                        "cache '%s' has no namespace and shares its backend with cache '%s' "
-                        "(namespace %r): clear() on '%s' also removes the entries of '%s'.",
-                        outer,
-                        inner,
-                        inner_ns,
-                        outer,
-                        inner,
-                    )
-                    continue
-                raise ConfigError(
-                    f"cache '{inner}' (namespace {inner_ns!r}) lies inside cache '{outer}' "
-                    f"(namespace {outer_ns!r}) on the same backend: clear() on '{outer}' "
-                    f"would remove the entries of '{inner}'.",
-                    hint="use namespaces that are not prefixes of each other, "
-                    "e.g. 'app:main:' and 'app:x:'.",
-                )
+        _check_group(members)
+
+
+def _check_group(members: list[tuple[str, str]]) -> None:
+    """:func:`check_namespaces` for the ``(namespace, name)`` caches of one backend.
+
+    ``O(n log n)``: after sorting, every namespace that starts with a shorter one
+    follows it directly or after others that start with it too, so if any pair nests,
+    some *adjacent* pair of distinct namespaces does. Comparing every pair instead made
+    start-up quadratic (16,000 caches: 98 s).
+    """
+    bare = [name for ns, name in members if not ns]
+    spaced = sorted((ns, name) for ns, name in members if ns)
+    if bare and spaced:
+        shown = ", ".join(f"'{name}'" for _, name in spaced[:3])
+        more = f" and {len(spaced) - 3} more" if len(spaced) > 3 else ""
+        for outer in bare:
+            _log.warning(
+                "cache '%s' has no namespace and shares its backend with cache(s) %s%s: "
+                "clear() on '%s' also removes their entries.",
+                outer,
+                shown,
+                more,
+                outer,
+            )
+    for (outer_ns, outer), (inner_ns, inner) in zip(spaced, spaced[1:]):
+        if outer_ns != inner_ns and inner_ns.startswith(outer_ns):
+            raise ConfigError(
+                f"cache '{inner}' (namespace {inner_ns!r}) lies inside cache '{outer}' "
+                f"(namespace {outer_ns!r}) on the same backend: clear() on '{outer}' "
+                f"would remove the entries of '{inner}'.",
+                hint="use namespaces that are not prefixes of each other, "
+                "e.g. 'app:main:' and 'app:x:'.",
+            )
