@@ -513,12 +513,12 @@ def _check_group(members: list[tuple[str, str]]) -> None:
         more = f" and {len(spaced) - 3} more" if len(spaced) > 3 else ""
         for outer in bare:
             _log.warning(
-                "cache '%s' has no namespace and shares its backend with cache(s) %s%s: "
-                "clear() on '%s' also removes their entries.",
+                "cache '%s' has no namespace and shares its backend with namespaced "
+                "caches: clear() on '%s' also removes the entries of %s%s.",
+                outer,
                 outer,
                 shown,
                 more,
-                outer,
             )
     for (outer_ns, outer), (inner_ns, inner) in zip(spaced, spaced[1:]):
         if outer_ns != inner_ns and inner_ns.startswith(outer_ns):
