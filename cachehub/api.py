@@ -193,6 +193,13 @@ def _seconds(value: TimeSpan | None, what: str) -> float | None:
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, int) and abs(value) > _MAX_SECONDS:
+            # Not float(value) nor repr(value): both fail for ints of thousands of digits.
+            raise CacheValueError(
+                f"{what} must be a positive duration of at most {MAX_TIME_SPAN.days:,} days "
+                f"(1,000 years), got an int of {value.bit_length()} bits.",
+                hint=f"pass a shorter duration, or {what}=None for an entry that never expires.",
+            )
         seconds = float(value)
     else:
         raise CacheValueError(
