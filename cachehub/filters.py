@@ -62,11 +62,11 @@ class GlobMatcher:
     def from_tokens(cls, tokens: tuple[str, ...]) -> GlobMatcher:
         """Build the matcher of a tokenized pattern (see :func:`_tokenize`)."""
         parts: list[list[str]] = [[]]
-        for token in tokens:
-            if token == "*":
+        for part in tokens:
+            if part == "*":
                 parts.append([])
             else:
-                parts[-1].append(token)
+                parts[-1].append(part)
         segments = [_segment(p) if p else None for p in parts]
         if len(segments) == 1:
             return cls(segments[0], (), None, star=False)
@@ -176,8 +176,6 @@ def _compile(pattern: str | None, namespace: str) -> KeyFilter:
     if tokens[0] not in WILDCARDS:
         prefix += tokens[0]
         rest = tokens[1:]
-    if rest == ("*",):
-        matcher = None  # plain "prefix*": the prefix test alone is exact
-    else:
-        matcher = GlobMatcher.from_tokens(rest)
+    # A plain "prefix*" needs no matcher: the prefix test alone is exact.
+    matcher = None if rest == ("*",) else GlobMatcher.from_tokens(rest)
     return KeyFilter(pattern, namespace, prefix, tokens, matcher)

@@ -12,6 +12,7 @@ own settings inside ``custom`` are checked by the provider (see :mod:`cachehub.c
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -184,10 +185,10 @@ class _Expander:
                 parts.append(text[pos:])
                 return "".join(parts), len(text)
             parts.append(text[pos : found.start()])
-            token, pos = found.group(), found.end()
-            if token == "$${":
+            mark, pos = found.group(), found.end()
+            if mark == "$${":
                 parts.append("${")
-            elif token == "}":
+            elif mark == "}":
                 if opened is not None:
                     return "".join(parts), pos
                 parts.append("}")
@@ -520,7 +521,7 @@ def _check_group(members: list[tuple[str, str]]) -> None:
                 shown,
                 more,
             )
-    for (outer_ns, outer), (inner_ns, inner) in zip(spaced, spaced[1:]):
+    for (outer_ns, outer), (inner_ns, inner) in itertools.pairwise(spaced):
         if outer_ns != inner_ns and inner_ns.startswith(outer_ns):
             raise ConfigError(
                 f"cache '{inner}' (namespace {inner_ns!r}) lies inside cache '{outer}' "

@@ -399,8 +399,12 @@ def _shared_list_bomb(ctx: Ctx) -> Any:
 def _many_entries(ctx: Ctx) -> Any:
     from cachehub.registry import Caches
 
-    config = {f"c{i}": {"class": "memory", "custom": {"namespace": f"n{i}:"}} for i in range(16_000)}
-    server = {f"s{i}": {"class": "memory", "custom": {"namespace": f"s{i}:"}} for i in range(16_000)}
+    config = {
+        f"c{i}": {"class": "memory", "custom": {"namespace": f"n{i}:"}} for i in range(16_000)
+    }
+    server = {
+        f"s{i}": {"class": "memory", "custom": {"namespace": f"s{i}:"}} for i in range(16_000)
+    }
     caches = Caches(config, server_config=server)
     try:
         return len(caches)
@@ -409,7 +413,9 @@ def _many_entries(ctx: Ctx) -> Any:
 
 
 def _many_entries_one_nested(ctx: Ctx) -> Any:
-    config = {f"c{i}": {"class": "memory", "custom": {"namespace": f"n{i}:"}} for i in range(16_000)}
+    config = {
+        f"c{i}": {"class": "memory", "custom": {"namespace": f"n{i}:"}} for i in range(16_000)
+    }
     config["inner"] = {"class": "memory", "custom": {"namespace": "n15999:deeper:"}}
     return _configure(config)
 
@@ -471,7 +477,10 @@ CASES: Final[list[Hostile]] = [
     Hostile("idle-timedelta-max-redis", "redis", _put_idle(timedelta.max), errors=_BAD_SPAN),
     Hostile("idle-inf-dynamo", "dynamo", _put_idle(_INF), errors=_BAD_SPAN),
     Hostile(
-        "until-datetime-max", "memory", _put_until(datetime.max.replace(tzinfo=UTC)), errors=_BAD_SPAN
+        "until-datetime-max",
+        "memory",
+        _put_until(datetime.max.replace(tzinfo=UTC)),
+        errors=_BAD_SPAN,
     ),
     Hostile("until-naive-max", "memory", _put_until(datetime.max), errors=_BAD_SPAN),
     Hostile("until-naive-min", "redis", _put_until(datetime.min), errors=_BAD_SPAN),
@@ -481,54 +490,233 @@ CASES: Final[list[Hostile]] = [
         for b in ("memory", "redis", "dynamo")
     ),
     # ---- Redis entry headers another process wrote
-    Hostile("redis-nan-created", "redis", _header_metadata((_V, _NAN, 1.0, 1.0, 0.0, _NAN, _NAN)), errors=_CORRUPT),
-    Hostile("redis-inf-expiry", "redis", _header_get((_V, 1.0, 1.0, 1.0, 0.0, _INF, _NAN)), errors=_CORRUPT),
-    Hostile("redis-huge-expiry", "redis", _header_metadata((_V, 1.0, 1.0, 1.0, 0.0, 1e300, _NAN)), errors=_CORRUPT),
-    Hostile("redis-negative-hits", "redis", _header_metadata((_V, 1.0, 1.0, 1.0, -3.0, _NAN, _NAN)), errors=_CORRUPT),
-    Hostile("redis-inf-hits", "redis", _header_metadata((_V, 1.0, 1.0, 1.0, _INF, _NAN, _NAN)), errors=_CORRUPT),
-    Hostile("redis-inf-idle", "redis", _header_get((_V, _NOW, _NOW, _NOW, 0.0, _NAN, _INF)), errors=_CORRUPT),
-    Hostile("redis-negative-idle", "redis", _header_get((_V, _NOW, _NOW, _NOW, 0.0, _NAN, -5.0)), errors=_CORRUPT),
-    Hostile("redis-unknown-kind", "redis", _header_get((0x7A, 1.0, 1.0, 1.0, 0.0, _NAN, _NAN)), errors=_CORRUPT),
-    Hostile("redis-int-truncated", "redis", _header_get((_I, 1.0, 1.0, 1.0, 0.0, _NAN, _NAN), b"\x01\x02"), errors=_CORRUPT),
-    Hostile("redis-int-too-long", "redis", _header_get((_I, 1.0, 1.0, 1.0, 0.0, _NAN, _NAN), b"\x00" * 20), errors=_CORRUPT),
-    Hostile("redis-int-metadata-truncated", "redis", _header_metadata((_I, 1.0, 1.0, 1.0, 0.0, 1e10, _NAN)), errors=_CORRUPT),
+    Hostile(
+        "redis-nan-created",
+        "redis",
+        _header_metadata((_V, _NAN, 1.0, 1.0, 0.0, _NAN, _NAN)),
+        errors=_CORRUPT,
+    ),
+    Hostile(
+        "redis-inf-expiry",
+        "redis",
+        _header_get((_V, 1.0, 1.0, 1.0, 0.0, _INF, _NAN)),
+        errors=_CORRUPT,
+    ),
+    Hostile(
+        "redis-huge-expiry",
+        "redis",
+        _header_metadata((_V, 1.0, 1.0, 1.0, 0.0, 1e300, _NAN)),
+        errors=_CORRUPT,
+    ),
+    Hostile(
+        "redis-negative-hits",
+        "redis",
+        _header_metadata((_V, 1.0, 1.0, 1.0, -3.0, _NAN, _NAN)),
+        errors=_CORRUPT,
+    ),
+    Hostile(
+        "redis-inf-hits",
+        "redis",
+        _header_metadata((_V, 1.0, 1.0, 1.0, _INF, _NAN, _NAN)),
+        errors=_CORRUPT,
+    ),
+    Hostile(
+        "redis-inf-idle",
+        "redis",
+        _header_get((_V, _NOW, _NOW, _NOW, 0.0, _NAN, _INF)),
+        errors=_CORRUPT,
+    ),
+    Hostile(
+        "redis-negative-idle",
+        "redis",
+        _header_get((_V, _NOW, _NOW, _NOW, 0.0, _NAN, -5.0)),
+        errors=_CORRUPT,
+    ),
+    Hostile(
+        "redis-unknown-kind",
+        "redis",
+        _header_get((0x7A, 1.0, 1.0, 1.0, 0.0, _NAN, _NAN)),
+        errors=_CORRUPT,
+    ),
+    Hostile(
+        "redis-int-truncated",
+        "redis",
+        _header_get((_I, 1.0, 1.0, 1.0, 0.0, _NAN, _NAN), b"\x01\x02"),
+        errors=_CORRUPT,
+    ),
+    Hostile(
+        "redis-int-too-long",
+        "redis",
+        _header_get((_I, 1.0, 1.0, 1.0, 0.0, _NAN, _NAN), b"\x00" * 20),
+        errors=_CORRUPT,
+    ),
+    Hostile(
+        "redis-int-metadata-truncated",
+        "redis",
+        _header_metadata((_I, 1.0, 1.0, 1.0, 0.0, 1e10, _NAN)),
+        errors=_CORRUPT,
+    ),
     Hostile("redis-get-many-one-bad", "redis", _header_get_many, errors=_CORRUPT),
     Hostile("redis-exists-nan-accessed", "redis", _header_exists, errors=_CORRUPT),
     Hostile("redis-scans-odd-doubles", "redis", _header_scans, value=True),
     Hostile("redis-truncated-header", "redis", _header_truncated, value="default"),
     # ---- DynamoDB items another program wrote (moto refuses NaN/1e400 like DynamoDB;
     # items.py's own tests cover those)
-    Hostile("dynamo-huge-deadline", "dynamo", _item({"value": {"S": "v"}, "deadline": _BIG}, "metadata"), errors=_CORRUPT),
-    Hostile("dynamo-huge-ttl-get", "dynamo", _item({"value": {"S": "v"}, "timeToLive": _BIG}), value="v"),
-    Hostile("dynamo-negative-created", "dynamo", _item({"value": {"S": "v"}, "createdTime": {"N": "-9.9e125"}}, "metadata"), errors=_CORRUPT),
-    Hostile("dynamo-deadline-as-string", "dynamo", _item({"value": {"N": "7"}, "deadline": {"S": "soon"}}, "metadata"), value=1),
-    Hostile("dynamo-idle-as-string", "dynamo", _item({"value": {"N": "7"}, "idleTime": {"S": "5"}}), value=7),
-    Hostile("dynamo-huge-idle", "dynamo", _item({"value": {"N": "7"}, "idleTime": _BIG, "deadline": _N}), errors=("CacheBackendError", "CorruptEntryError"), value=7),
-    Hostile("dynamo-huge-hits", "dynamo", _item({"value": {"N": "7"}, "hitCount": {"N": "9" * 38}}, "metadata"), value=int("9" * 38)),
-    Hostile("dynamo-value-string-set", "dynamo", _item({"value": {"SS": ["a", "b"]}}), value={"a", "b"}),
-    Hostile("dynamo-value-map", "dynamo", _item({"value": {"M": {"x": {"L": [{"NULL": True}]}}}}, "get_many"), value={"k": {"x": [None]}}),
-    Hostile("dynamo-value-bool", "dynamo", _item({"value": {"BOOL": False}, "lastAccessed": _BIG}), value=False),
+    Hostile(
+        "dynamo-huge-deadline",
+        "dynamo",
+        _item({"value": {"S": "v"}, "deadline": _BIG}, "metadata"),
+        errors=_CORRUPT,
+    ),
+    Hostile(
+        "dynamo-huge-ttl-get", "dynamo", _item({"value": {"S": "v"}, "timeToLive": _BIG}), value="v"
+    ),
+    Hostile(
+        "dynamo-negative-created",
+        "dynamo",
+        _item({"value": {"S": "v"}, "createdTime": {"N": "-9.9e125"}}, "metadata"),
+        errors=_CORRUPT,
+    ),
+    Hostile(
+        "dynamo-deadline-as-string",
+        "dynamo",
+        _item({"value": {"N": "7"}, "deadline": {"S": "soon"}}, "metadata"),
+        value=0,
+    ),
+    Hostile(
+        "dynamo-idle-as-string",
+        "dynamo",
+        _item({"value": {"N": "7"}, "idleTime": {"S": "5"}}),
+        value=7,
+    ),
+    Hostile(
+        "dynamo-huge-idle",
+        "dynamo",
+        _item({"value": {"N": "7"}, "idleTime": _BIG, "deadline": _N}),
+        errors=("CacheBackendError", "CorruptEntryError"),
+        value=7,
+    ),
+    Hostile(
+        "dynamo-huge-hits",
+        "dynamo",
+        _item({"value": {"N": "7"}, "hitCount": {"N": "9" * 38}}, "metadata"),
+        value=int(float("9" * 38)),
+    ),
+    Hostile(
+        "dynamo-value-string-set", "dynamo", _item({"value": {"SS": ["a", "b"]}}), value={"a", "b"}
+    ),
+    Hostile(
+        "dynamo-value-map",
+        "dynamo",
+        _item({"value": {"M": {"x": {"L": [{"NULL": True}]}}}}, "get_many"),
+        value={"k": {"x": [None]}},
+    ),
+    Hostile(
+        "dynamo-value-bool",
+        "dynamo",
+        _item({"value": {"BOOL": False}, "lastAccessed": _BIG}),
+        value=False,
+    ),
     Hostile("dynamo-no-value", "dynamo", _item({"other": {"S": "x"}}), value=ANY),
     # ---- configuration: nesting and references
     Hostile("config-json-100k-deep", "none", _deep_json_file(100_000), errors=_CONFIG),
     Hostile("config-json-past-limit", "none", _deep_json_file(MAX_DEPTH + 5), errors=_CONFIG),
-    Hostile("config-json-deep-lucee-key", "none", _deep_json_file(MAX_DEPTH + 5, "maven"), errors=_CONFIG),
+    Hostile(
+        "config-json-deep-lucee-key",
+        "none",
+        _deep_json_file(MAX_DEPTH + 5, "maven"),
+        errors=_CONFIG,
+    ),
     Hostile("config-dict-50k-deep", "none", _deep_dict, errors=_CONFIG),
     Hostile("config-self-containing", "none", _self_containing, errors=_CONFIG),
     Hostile("config-shared-list-bomb", "none", _shared_list_bomb, errors=_CONFIG),
-    Hostile("ref-nested-fallback", "none", _namespace_of("${HOSTILE_UNSET:-${HOSTILE_A}}:"), value="alpha:", env=_ENV),
-    Hostile("ref-nested-three", "none", _namespace_of("${X1:-${X2:-${X3:-deep}}}"), value="deep", env=_ENV),
-    Hostile("ref-empty-uses-nested", "none", _namespace_of("${HOSTILE_EMPTY:-${HOSTILE_A}x}y"), value="alphaxy", env=_ENV),
-    Hostile("ref-unused-fallback-not-expanded", "none", _namespace_of("${HOSTILE_A:-${HOSTILE_UNSET}}"), value="alpha", env=_ENV),
-    Hostile("ref-used-fallback-missing", "none", _namespace_of("${HOSTILE_UNSET:-${HOSTILE_UNSET2}}"), errors=("MissingEnvVarError",), env=_ENV),
-    Hostile("ref-env-value-not-reexpanded", "none", _namespace_of("${HOSTILE_LOOKS_LIKE_REF}"), value="${HOSTILE_SECRET}", env=_ENV),
-    Hostile("ref-escape-then-ref", "none", _namespace_of("$${HOSTILE_A:-${HOSTILE_A}}"), value="${HOSTILE_A:-alpha}", env=_ENV),
-    Hostile("ref-too-deep", "none", _namespace_of("${X:-" * (MAX_REFERENCE_DEPTH + 1) + "}" * (MAX_REFERENCE_DEPTH + 1)), errors=_CONFIG, env=_ENV),
-    Hostile("ref-100k-deep", "none", _namespace_of("${X:-" * 100_000 + "}" * 100_000), errors=_CONFIG, env=_ENV),
-    Hostile("ref-unterminated-nested", "none", _namespace_of("${HOSTILE_UNSET:-${HOSTILE_A}"), errors=_CONFIG, env=_ENV),
-    Hostile("ref-other-operator", "none", _namespace_of("${HOSTILE_SECRET:?no}"), errors=_CONFIG, env=_ENV),
-    Hostile("ref-unset-default-operator", "none", _namespace_of("${HOSTILE_A-x}"), errors=_CONFIG, env=_ENV),
-    Hostile("ref-huge-string", "none", _huge_string, value=400_000 * 5 - 400_000 + 100_000 * 5, env=_ENV),
+    Hostile(
+        "ref-nested-fallback",
+        "none",
+        _namespace_of("${HOSTILE_UNSET:-${HOSTILE_A}}:"),
+        value="alpha:",
+        env=_ENV,
+    ),
+    Hostile(
+        "ref-nested-three",
+        "none",
+        _namespace_of("${X1:-${X2:-${X3:-deep}}}"),
+        value="deep",
+        env=_ENV,
+    ),
+    Hostile(
+        "ref-empty-uses-nested",
+        "none",
+        _namespace_of("${HOSTILE_EMPTY:-${HOSTILE_A}x}y"),
+        value="alphaxy",
+        env=_ENV,
+    ),
+    Hostile(
+        "ref-unused-fallback-not-expanded",
+        "none",
+        _namespace_of("${HOSTILE_A:-${HOSTILE_UNSET}}"),
+        value="alpha",
+        env=_ENV,
+    ),
+    Hostile(
+        "ref-used-fallback-missing",
+        "none",
+        _namespace_of("${HOSTILE_UNSET:-${HOSTILE_UNSET2}}"),
+        errors=("MissingEnvVarError",),
+        env=_ENV,
+    ),
+    Hostile(
+        "ref-env-value-not-reexpanded",
+        "none",
+        _namespace_of("${HOSTILE_LOOKS_LIKE_REF}"),
+        value="${HOSTILE_SECRET}",
+        env=_ENV,
+    ),
+    Hostile(
+        "ref-escape-then-ref",
+        "none",
+        _namespace_of("$${HOSTILE_A:-${HOSTILE_A}}"),
+        value="${HOSTILE_A:-alpha}",
+        env=_ENV,
+    ),
+    Hostile(
+        "ref-too-deep",
+        "none",
+        _namespace_of("${X:-" * (MAX_REFERENCE_DEPTH + 1) + "}" * (MAX_REFERENCE_DEPTH + 1)),
+        errors=_CONFIG,
+        env=_ENV,
+    ),
+    Hostile(
+        "ref-100k-deep",
+        "none",
+        _namespace_of("${X:-" * 100_000 + "}" * 100_000),
+        errors=_CONFIG,
+        env=_ENV,
+    ),
+    Hostile(
+        "ref-unterminated-nested",
+        "none",
+        _namespace_of("${HOSTILE_UNSET:-${HOSTILE_A}"),
+        errors=_CONFIG,
+        env=_ENV,
+    ),
+    Hostile(
+        "ref-other-operator",
+        "none",
+        _namespace_of("${HOSTILE_SECRET:?no}"),
+        errors=_CONFIG,
+        env=_ENV,
+    ),
+    Hostile(
+        "ref-unset-default-operator",
+        "none",
+        _namespace_of("${HOSTILE_A-x}"),
+        errors=_CONFIG,
+        env=_ENV,
+    ),
+    Hostile(
+        "ref-huge-string", "none", _huge_string, value=400_000 * 5 - 400_000 + 100_000 * 5, env=_ENV
+    ),
     # ---- configuration: scale
     Hostile("config-32k-entries", "none", _many_entries, value=32_000),
     Hostile("config-16k-one-nested", "none", _many_entries_one_nested, errors=_CONFIG),
@@ -579,4 +767,3 @@ def test_the_check_fails_for_an_untyped_error() -> None:
     leaked = Outcome("value", value=1, texts=(f"oops {SECRET_MARK}",))
     with pytest.raises(AssertionError):
         check_outcome(Hostile("self-check-2", "none", _deep_dict, value=1), leaked)
-

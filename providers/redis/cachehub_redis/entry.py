@@ -26,7 +26,7 @@ import math
 import struct
 from typing import Final, NamedTuple
 
-from cachehub.api import Expiry
+from cachehub.api import MAX_TIME_SPAN, Expiry
 from cachehub.errors import CorruptEntryError
 
 __all__ = [
@@ -59,6 +59,7 @@ _STAMP_MAX: Final = 253_402_300_799.0
 """9999-12-31T23:59:59Z, the last second a ``datetime`` holds: no stamp cachehub writes
 comes near it (expiries are at most 1,000 years ahead, see cachehub.api.MAX_TIME_SPAN)."""
 _HITS_MAX: Final = float(2**53)
+_IDLE_MAX: Final = MAX_TIME_SPAN.total_seconds()
 
 
 class Offsets:
@@ -143,7 +144,7 @@ def unpack(raw: bytes, key: str = "") -> Header | None:
         problem = "a hit count that is not a count"
     elif x == x and not 0.0 <= x <= _STAMP_MAX:  # NaN (x != x) means "no expiry"
         problem = "an expiry that is not a time"
-    elif d == d and not 0.0 < d <= _STAMP_MAX:
+    elif d == d and not 0.0 < d <= _IDLE_MAX:
         problem = "an idle time that is not a positive duration"
     if problem is not None:
         raise corrupt(key, f"its header holds {problem}")
