@@ -56,7 +56,7 @@ class Checkpoint:
             doc = json.loads(path.read_text(encoding="utf-8"))
             recorded = (doc["source"], doc["target"], doc.get("filter"))
             done = doc["done"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             raise ConfigError(
                 f"resume file {path} is not a cachehub migrate checkpoint ({type(exc).__name__}).",
                 hint="pass another --resume-file, or delete this one to start over.",

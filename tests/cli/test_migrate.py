@@ -160,3 +160,15 @@ def test_migrate_keeps_entries_that_outlive_the_expiry_cap() -> None:
     target = MemoryCache()
     assert write_batch(target, plan) == []
     assert target.get_many(["far", "idle"]) == {"far": "FAR", "idle": "IDLE"}
+
+
+def test_a_deeply_nested_resume_file_is_a_config_error(tmp_path: Path) -> None:
+    import pytest
+
+    from cachehub.cli.migrate import Checkpoint
+    from cachehub.errors import ConfigError
+
+    path = tmp_path / "resume.json"
+    path.write_text('{"source": "a", "target": "b", "done": ' + "[" * 100_000)
+    with pytest.raises(ConfigError, match="not a cachehub migrate checkpoint"):
+        Checkpoint.load(path, "a", "b", None)
