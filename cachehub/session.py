@@ -324,7 +324,8 @@ class SessionStore:
         )
         if self.refresh.total_seconds() >= idle:
             raise CacheValueError(
-                f"session refresh ({self.refresh}) must be shorter than idle_time ({self.idle_time}).",
+                f"session refresh ({self.refresh}) must be shorter than idle_time "
+                f"({self.idle_time}).",
                 hint="leave refresh unset (idle_time / 10) or pass a fraction of idle_time.",
             )
         self.prefix = prefix
@@ -447,7 +448,9 @@ class SessionStore:
             marker = _GONE if ending else _WRITE
             # A gone marker outlives every late writer; a write claim only the write itself.
             ttl = self._lifetime(record.created, now) if ending else self.lock_ttl
-            if self.cache.add(self._claim_key(key, target), marker, time_span=max(ttl, self.lock_ttl)):
+            if self.cache.add(
+                self._claim_key(key, target), marker, time_span=max(ttl, self.lock_ttl)
+            ):
                 if ending:
                     self.cache.delete(key)
                     return _ENDED if moved is None else _Saved(*moved)
@@ -715,7 +718,8 @@ class SessionCookie:
             isinstance(self.max_age, bool) or not isinstance(self.max_age, int) or self.max_age < 1
         ):
             raise CacheValueError(
-                f"cookie max_age must be a positive int of seconds or None, got {self.max_age!r:.60}.",
+                "cookie max_age must be a positive int of seconds or None, "
+                f"got {self.max_age!r:.60}.",
                 hint="leave max_age unset to follow the session's idle expiry.",
             )
 

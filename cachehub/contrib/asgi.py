@@ -75,8 +75,12 @@ class SessionMiddleware:
                 if set_cookie is not None:
                     headers.append((b"set-cookie", set_cookie.encode("latin-1")))
                 if message["type"] == "http.response.start":
-                    text = [(bytes(n).decode("latin-1"), bytes(v).decode("latin-1")) for n, v in headers]
-                    headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in vary_cookie(text)]
+                    text = [
+                        (bytes(n).decode("latin-1"), bytes(v).decode("latin-1")) for n, v in headers
+                    ]
+                    headers = [
+                        (n.encode("latin-1"), v.encode("latin-1")) for n, v in vary_cookie(text)
+                    ]
                 message = {**message, "headers": headers}
             await send(message)
 

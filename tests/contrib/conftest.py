@@ -67,7 +67,6 @@ def storage_cache(make_cache: Callable[..., MemoryCache]) -> MemoryCache:
     return make_cache(storage=True, name="sessions")
 
 
-
 def _stored_session(cache: Any, sid: str | None, prefix: str = "session:") -> Any:
     import hashlib
 

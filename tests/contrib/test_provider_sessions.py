@@ -249,7 +249,8 @@ def test_dynamodb_stale_reads_lose_no_update_and_revive_nothing(
     assert store.delete(sid)
     stale["left"] = 1_000  # every plain read of it stays stale
     late.modified = True
-    assert store.commit(late) is None and late.gone
+    assert store.commit(late) is None
+    assert late.gone
     assert 1 <= stale["served"] < 10  # refused at the gone marker, not after a timeout
     stale["left"] = 0
     assert store.load(sid) is None

@@ -178,7 +178,8 @@ def test_store_refuses_saves_of_ended_sessions(store: SessionStore) -> None:
     assert store.update(sid, lambda d: d.update(x=1)) is None
     assert store.save(sid, {"user_id": 42}) is False
     assert store.touch(sid) is False
-    assert store.commit(late) is None and late.gone
+    assert store.commit(late) is None
+    assert late.gone
     assert store.load(sid) is None
     assert store.regenerate(sid) != sid  # a fresh, empty session: nothing carried over
     assert not any(v == {"user_id": 42} for v in store.cache.get_all().values())
@@ -225,7 +226,7 @@ def test_concurrent_logout_and_saves_through_wsgi(
     for t in releasers:
         t.start()
     barrier.wait(GATE_TIMEOUT)
-    _, logout_cookies, _ = call(app, "/logout", sid)
+    _, _logout_cookies, _ = call(app, "/logout", sid)
     for t in releasers:
         t.join(GATE_TIMEOUT)
     for thread, _ in running:
@@ -315,7 +316,8 @@ def test_cachehub_django_engine_hashes_keys(storage_cache: MemoryCache) -> None:
         s["user_id"] = 7
         s.save()
         key = s.session_key
-        assert key and all(key not in k for k in storage_cache.keys())
+        assert key
+        assert all(key not in k for k in storage_cache)
         assert GuardedSession(session_key=key)["user_id"] == 7
         assert s.exists(key)
         s.delete()
@@ -457,9 +459,7 @@ def test_regenerate_stores_the_new_session_before_ending_the_old(store: SessionS
 # --------------------------------------------------------------------------- cookies, cost
 
 
-def test_read_only_requests_write_nothing(
-    storage_cache: MemoryCache, clock: FakeClock
-) -> None:
+def test_read_only_requests_write_nothing(storage_cache: MemoryCache, clock: FakeClock) -> None:
     store = SessionStore(storage_cache, idle_time=timedelta(minutes=30))
     app = make_wsgi(store, {})
     sid = cookie_sid(call(app, "/login")[1])
@@ -475,9 +475,7 @@ def test_read_only_requests_write_nothing(
     assert "Max-Age=1800" in cookies[0]
 
 
-def test_cookie_slides_with_the_idle_window(
-    storage_cache: MemoryCache, clock: FakeClock
-) -> None:
+def test_cookie_slides_with_the_idle_window(storage_cache: MemoryCache, clock: FakeClock) -> None:
     """An active user's session and cookie both outlive any fixed window after login."""
     store = SessionStore(storage_cache, idle_time=timedelta(minutes=10))
     app = make_wsgi(store, {})
@@ -488,7 +486,8 @@ def test_cookie_slides_with_the_idle_window(
         clock.advance(10 * 60 - 1)
         body, cookies, _ = call(app, "/", sid)
         assert "user_id" in body
-        assert cookie_sid(cookies) == sid and "Max-Age=600" in cookies[0]
+        assert cookie_sid(cookies) == sid
+        assert "Max-Age=600" in cookies[0]
     clock.advance(10 * 60 + 1)
     body, cookies, _ = call(app, "/", sid)
     assert body == "[]"
@@ -545,5 +544,5 @@ def test_cookie_options() -> None:
     assert "Max-Age=60" in SessionCookie(max_age=60).render(sid, 600)
     with pytest.raises(CacheValueError, match="max_age must be a positive int"):
         SessionCookie(max_age=0)
-    with pytest.raises(CacheValueError, match="refresh .* must be shorter"):
+    with pytest.raises(CacheValueError, match=r"refresh .* must be shorter"):
         SessionStore(MemoryCache(storage=True), idle_time=60, refresh=60)
