@@ -45,7 +45,13 @@ from http.cookies import Morsel
 from typing import Any, Final, SupportsIndex, TypeVar, overload
 
 from .api import MISSING, BaseCache, TimeSpan
-from .errors import CacheValueError, InvalidKeyError, LockTimeoutError, StorageNotEnabledError
+from .errors import (
+    CacheError,
+    CacheValueError,
+    InvalidKeyError,
+    LockTimeoutError,
+    StorageNotEnabledError,
+)
 
 __all__ = [
     "SessionStore",
@@ -448,11 +454,18 @@ class SessionStore:
             marker = _GONE if ending else _WRITE
             # A gone marker outlives every late writer; a write claim only the write itself.
             ttl = self._lifetime(record.created, now) if ending else self.lock_ttl
-            if self.cache.add(
-                self._claim_key(key, target), marker, time_span=max(ttl, self.lock_ttl)
-            ):
-                if ending:
+            try:
+                won = self.cache.add(
+                    self._claim_key(key, target), marker, time_span=max(ttl, self.lock_ttl)
+                )
+                if won and ending:
                     self.cache.delete(key)
+            except BaseException:
+                if moved is not None:  # the user keeps the old id: leave no orphaned copy
+                    self._discard(moved[0])
+                raise
+            if won:
+                if ending:
                     return _ENDED if moved is None else _Saved(*moved)
                 if time.monotonic() - claimed < self.lock_ttl / 2:
                     saved = _Record(target, data, record.created, now)
@@ -460,7 +473,7 @@ class SessionStore:
                     return _Saved(sid, saved)
                 # The claim took so long it may expire mid-write: let it lapse and retry.
             elif moved is not None:
-                self.cache.delete(self.storage_key(moved[0]))  # lost the race: undo the copy
+                self._discard(moved[0])  # lost the race: undo the copy
             if self.cache.get(self._claim_key(key, target), MISSING) == _GONE:
                 return None
             if time.monotonic() - started >= self.lock_timeout:
@@ -472,6 +485,15 @@ class SessionStore:
                 )
             yield pause
             pause = min(pause * 2, _POLL)
+
+    def _discard(self, sid: str) -> None:
+        """Best-effort removal of a copy made for a rotation that did not happen."""
+        try:
+            self.cache.delete(self.storage_key(sid))
+        except CacheError as exc:  # already failing: report the first error, not this one
+            self.cache.log.warning(
+                "could not remove the unused copy of session %s: %s", session_ref(sid), exc
+            )
 
     @staticmethod
     def _run(steps: Generator[float, None, T]) -> T:

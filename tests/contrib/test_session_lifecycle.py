@@ -317,7 +317,9 @@ def test_cachehub_django_engine_hashes_keys(storage_cache: MemoryCache) -> None:
         s.save()
         key = s.session_key
         assert key
-        assert all(key not in k for k in storage_cache)
+        stored = list(storage_cache.keys())
+        assert stored
+        assert all(key not in k for k in stored)
         assert GuardedSession(session_key=key)["user_id"] == 7
         assert s.exists(key)
         s.delete()
@@ -421,9 +423,10 @@ class FailingAdds(MemoryCache):
     """A cache whose ``add`` of new session records fails (an outage mid-login)."""
 
     fail = False
+    fail_claims = False
 
     def add(self, key: str, value: Any, *args: Any, **kwargs: Any) -> bool:
-        if self.fail and "#" not in key:
+        if self.fail_claims if "#" in key else self.fail:
             raise CacheUnavailableError("simulated outage during add().")
         return super().add(key, value, *args, **kwargs)
 
@@ -439,6 +442,19 @@ def test_failed_regenerate_leaves_the_user_logged_in(clock: FakeClock) -> None:
     cache.fail = False
     assert store.load(sid) == {"user_id": 42}  # the old session is intact
     assert len(list(cache.keys())) == 1  # the old record only: no orphaned copy
+
+
+def test_failed_rotation_claim_leaves_no_orphaned_copy(clock: FakeClock) -> None:
+    cache = FailingAdds(storage=True, name="flaky", clock=clock)
+    store = SessionStore(cache)
+    app = make_wsgi(store, {})
+    sid = cookie_sid(call(app, "/login")[1])
+    cache.fail_claims = True  # the copy under the new id is written, then the claim fails
+    with pytest.raises(CacheUnavailableError):
+        call(app, "/rotate", sid)
+    cache.fail_claims = False
+    assert store.load(sid) == {"user_id": 42}
+    assert list(cache.keys()) == [store.storage_key(sid)]  # the copy was removed again
 
 
 def test_regenerate_stores_the_new_session_before_ending_the_old(store: SessionStore) -> None:
