@@ -353,7 +353,7 @@ class SessionStore:
                 f"({type(sid).__name__}, {len(sid) if isinstance(sid, str) else '?'} chars).",
                 hint="use an id returned by SessionStore.create() or regenerate().",
             )
-        return self.prefix + hashlib.sha256(sid.encode()).hexdigest()
+        return self.prefix + hashlib.sha256(sid.encode("ascii")).hexdigest()
 
     @staticmethod
     def _claim_key(key: str, version: int) -> str:

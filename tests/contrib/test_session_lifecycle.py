@@ -300,6 +300,8 @@ def test_django_stock_engine_refused_without_storage_flag(
         backend.cachehub = make_cache(name="stored-django", storage=True)
         s.save()  # the same engine on a storage cache works
         assert DjangoCacheSession(session_key=s.session_key)["user_id"] == 1
+        assert s.session_key is not None
+        assert all(s.session_key not in k for k in list(backend.cachehub.keys()))
     finally:
         backend.cachehub = original
 
