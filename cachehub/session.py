@@ -33,6 +33,7 @@ Design (why it looks like this):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import math
 import re
@@ -458,14 +459,13 @@ class SessionStore:
                 won = self.cache.add(
                     self._claim_key(key, target), marker, time_span=max(ttl, self.lock_ttl)
                 )
-                if won and ending:
-                    self.cache.delete(key)
             except BaseException:
                 if moved is not None:  # the user keeps the old id: leave no orphaned copy
                     self._discard(moved[0])
                 raise
             if won:
                 if ending:
+                    self._remove_ended(key, sid, moved=moved is not None)
                     return _ENDED if moved is None else _Saved(*moved)
                 if time.monotonic() - claimed < self.lock_ttl / 2:
                     saved = _Record(target, data, record.created, now)
@@ -475,6 +475,10 @@ class SessionStore:
             elif moved is not None:
                 self._discard(moved[0])  # lost the race: undo the copy
             if self.cache.get(self._claim_key(key, target), MISSING) == _GONE:
+                # Ended at that version; a record still there is one whose removal
+                # failed: finish it (nobody can write it again, so this is safe).
+                with contextlib.suppress(CacheError):
+                    self.cache.delete(key)
                 return None
             if time.monotonic() - started >= self.lock_timeout:
                 raise SessionBusyError(
@@ -485,6 +489,25 @@ class SessionStore:
                 )
             yield pause
             pause = min(pause * 2, _POLL)
+
+    def _remove_ended(self, key: str, sid: str, *, moved: bool) -> None:
+        """Remove the record of a session whose end is claimed (its gone marker is set).
+
+        If that fails the session is still ended for writers (the marker refuses them,
+        and the next one removes the record). A logout reports the failure; a rotation
+        already stored the session under its new id, so it only logs it and goes on.
+        """
+        try:
+            self.cache.delete(key)
+        except CacheError as exc:
+            if not moved:
+                raise
+            self.cache.log.warning(
+                "session %s moved to a new id, but its old record could not be removed "
+                "(%s); no save can revive it and it expires on its own.",
+                session_ref(sid),
+                exc,
+            )
 
     def _discard(self, sid: str) -> None:
         """Best-effort removal of a copy made for a rotation that did not happen."""

@@ -422,15 +422,21 @@ def test_asgi_waits_without_parking_executor_threads(storage_cache: MemoryCache)
 
 
 class FailingAdds(MemoryCache):
-    """A cache whose ``add`` of new session records fails (an outage mid-login)."""
+    """A cache whose adds of records or claims, or deletes of records, fail on demand."""
 
     fail = False
     fail_claims = False
+    fail_deletes = False
 
     def add(self, key: str, value: Any, *args: Any, **kwargs: Any) -> bool:
         if self.fail_claims if "#" in key else self.fail:
             raise CacheUnavailableError("simulated outage during add().")
         return super().add(key, value, *args, **kwargs)
+
+    def delete(self, key: str) -> bool:
+        if self.fail_deletes and "#" not in key:
+            raise CacheUnavailableError("simulated outage during delete().")
+        return super().delete(key)
 
 
 def test_failed_regenerate_leaves_the_user_logged_in(clock: FakeClock) -> None:
@@ -457,6 +463,29 @@ def test_failed_rotation_claim_leaves_no_orphaned_copy(clock: FakeClock) -> None
     cache.fail_claims = False
     assert store.load(sid) == {"user_id": 42}
     assert list(cache.keys()) == [store.storage_key(sid)]  # the copy was removed again
+
+
+def test_failed_removal_after_a_rotation_or_logout(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = FailingAdds(storage=True, name="flaky", clock=clock)
+    store = SessionStore(cache)
+    app = make_wsgi(store, {})
+    sid = cookie_sid(call(app, "/login")[1])
+    cache.fail_deletes = True
+    _, cookies, _ = call(app, "/rotate", sid)  # moved: the user gets the new id anyway
+    new = cookie_sid(cookies)
+    assert store.load(new) == {"user_id": 42}
+    assert session_ref(sid) in caplog.text
+    assert sid not in caplog.text
+    assert store.update(sid, lambda d: d.update(user_id=1)) is None  # old id: frozen
+    with pytest.raises(CacheUnavailableError):
+        call(app, "/logout", new)  # a logout reports the failure
+    cache.fail_deletes = False
+    for ended in (sid, new):  # the next write attempt finishes the removal
+        assert store.cache.exists(store.storage_key(ended))
+        assert store.save(ended, {"user_id": 1}) is False
+        assert not store.cache.exists(store.storage_key(ended))
 
 
 def test_regenerate_stores_the_new_session_before_ending_the_old(store: SessionStore) -> None:
