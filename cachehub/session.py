@@ -670,8 +670,9 @@ class SessionStore:
     def _commit(self, session: TrackedSession) -> Generator[float, None, str | None]:
         sid = session.sid
         session.extended = False
-        regenerate, session.regenerate_requested = session.regenerate_requested, False
+        regenerate = session.regenerate_requested  # cleared once the commit succeeded
         if sid is None:
+            session.regenerate_requested = False  # a new session gets a fresh id anyway
             if not session:
                 return None
             now = self._now()
@@ -684,6 +685,7 @@ class SessionStore:
             saved = yield from self._write(sid, None, refresh_only=True)
         else:
             return sid  # read-only and recently refreshed: no write at all
+        session.regenerate_requested = False
         if saved is None:
             session.gone = True  # ended by another request: this request's changes are dropped
             session.sid = None
