@@ -22,6 +22,7 @@ from cachehub.config import Option
 from cachehub.errors import CacheBackendError, CacheError, CacheValueError, ConfigError
 from cachehub.filters import KeyFilter
 from cachehub.hits import ANY_VERSION, HitBuffer
+from cachehub.scrub import scrub
 
 from .batch import batch_get, batch_write
 from .client import make_client, resolve_region, validate
@@ -157,7 +158,8 @@ class DynamoDBCache(BaseCache):
             )
         self.table_name: str = table
         self.region: str = resolve_region(self.settings, where)
-        self.endpoint: str = (
+        # Shown in messages: a host with user:password@ is masked (the client gets it raw).
+        self.endpoint: str = scrub(
             self.settings["host"] or f"https://dynamodb.{self.region}.amazonaws.com"
         )
         self._table_id = (self.endpoint, self.region, self.table_name)
