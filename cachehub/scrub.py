@@ -300,12 +300,26 @@ def _redact(value: Any, names: frozenset[str], depth: int) -> Any:
     return value
 
 
+_PLAIN: Final = re.compile(r"[A-Za-z ._-]{0,16}|[0-9 .,:_+-]{0,24}")
+
+
 def shown_value(value: Any, limit: int = 60) -> str:
-    """How an error message may quote a setting's value: scrubbed, shortened, ``repr``'d."""
-    text = scrub(value if isinstance(value, str) else repr(value))
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return repr(text) if isinstance(value, str) else text
+    """How an error message may quote a setting's value without risking a secret.
+
+    A URL is shown scrubbed (its host helps; its password and tokens are masked) and cut
+    to ``limit``; a short word or number is quoted as it is; anything else - which could
+    be a misplaced password - only by its type and length.
+    """
+    if isinstance(value, str):
+        if "://" in value:
+            text = scrub(value)
+            return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+        if _PLAIN.fullmatch(value) and scrub(value) == value:
+            return repr(value)
+        return f"({len(value)} characters, not shown)"
+    if value is None or isinstance(value, (bool, int, float)):
+        return repr(value)
+    return "(not shown)"
 
 
 # ---------------------------------------------------------------------- logging
