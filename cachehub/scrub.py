@@ -169,13 +169,24 @@ def register_secret(value: Any) -> None:
     _KNOWN.add(f for f in _forms(value[:_USERINFO_LIMIT]) if len(f) >= MIN_SECRET_LENGTH)
 
 
+_URL_DELIMITERS: Final = re.compile(r"[#?/@\s:;&=]+")
+
+
 def url_secrets(text: str) -> list[str]:
-    """The secret parts of the URLs in ``text``: passwords (or tokens) and query tokens."""
+    """The secret parts of the URLs in ``text``: passwords (or tokens) and query tokens.
+
+    A password is registered whole and also cut at the characters that end a URL part
+    (``#``, ``?``, ``/``, ``@``, spaces): a parser that stopped there (``'port' is
+    'secret'``) would otherwise show its first piece.
+    """
     found: list[str] = []
     for start, end in _userinfo_spans(text):
         userinfo = text[start:end]
         _, colon, password = userinfo.partition(":")
-        found.append(password if colon else userinfo)
+        secret = password if colon else userinfo
+        found.append(secret)
+        found.extend(_URL_DELIMITERS.split(unquote(secret)))
+        found.extend(_URL_DELIMITERS.split(secret))
     for match in _QUERY_PARAM.finditer(text):
         if _secret_param(match.group(1)) and match.group(2):
             found.append(match.group(2))

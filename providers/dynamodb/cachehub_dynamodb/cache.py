@@ -31,7 +31,7 @@ from cachehub.hits import ANY_VERSION, HitBuffer
 from cachehub.scrub import scrub
 
 from .batch import batch_get, batch_write
-from .client import make_client, resolve_region, validate
+from .client import check_host, make_client, resolve_region, validate
 from .errors import CallContext, ConditionFailedError, error_code, translate
 from .flush import flush_workers, send_updates
 from .items import (
@@ -168,6 +168,7 @@ class DynamoDBCache(BaseCache):
             )
         self.table_name: str = table
         self.region: str = resolve_region(self.settings, where)
+        check_host(self.settings["host"], where)
         # Shown in messages: a host with user:password@ is masked (the client gets it raw).
         self.endpoint: str = scrub(
             self.settings["host"] or f"https://dynamodb.{self.region}.amazonaws.com"
