@@ -472,3 +472,80 @@ def test_redis_url_password_with_specials_is_masked_in_plan_and_errors(
     # url plus host/port is a ConfigError; its message must not quote the url's password.
     assert_contained(outcome, forbidden=FORBIDDEN)
     assert outcome.value["error"] == "ConfigError", outcome.describe()
+
+
+# ---------------------------------------------------------------------- scrubber decisions
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "pwd",
+        "auth",
+        "requirepass",
+        "sessionTokn",
+        "apiKey",
+        "x-api-key",
+        "PASS",
+        "dbPassword",
+        "clientSecret",
+        "bearerToken",
+        "signingKey",
+        "accessKeyId",
+        "Passwort",
+        "secert",
+    ],
+)
+def test_secret_looking_names(name: str) -> None:
+    from cachehub.scrub import looks_secret
+
+    assert looks_secret(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "authority",
+        "author",
+        "primaryKey",
+        "keyPrefix",
+        "tableName",
+        "bypassCache",
+        "passive",
+        "sslKeyfile",
+        "namespace",
+        "sessionTimeout",
+        "maxTotal",
+        "host",
+        "url",
+        "compass",
+    ],
+)
+def test_ordinary_names_are_not_masked(name: str) -> None:
+    from cachehub.scrub import looks_secret
+
+    assert not looks_secret(name)
+
+
+def test_registered_values_are_masked_in_every_encoding_but_not_below_minimum() -> None:
+    from cachehub.scrub import MIN_SECRET_LENGTH, register_secret, scrub
+
+    secret = f"{SECRET_MARK}/@ #'\"é{TAIL}"
+    register_secret(secret)
+    register_secret("abc")  # too short to replace in free text: it would mask words
+    assert len("abc") < MIN_SECRET_LENGTH
+    for form in (secret, quote(secret, safe=""), quote(secret), json.dumps(secret), repr(secret)):
+        shown = scrub(f"before {form} after")
+        assert SECRET_MARK not in shown
+        assert TAIL not in shown
+        assert shown.startswith("before ")
+    assert scrub("abc abcd") == "abc abcd"
+
+
+def test_userinfo_masking_is_linear_on_hostile_text() -> None:
+    from cachehub.scrub import scrub
+
+    hostile = ("a" * 50 + "://" + "@" * 50) * 2000 + "x" * 100_000  # ~300 KB
+    outcome = run_bounded(scrub, hostile, seconds=20, memory_mb=256)
+    assert outcome.kind == "value", outcome.describe()
+    assert outcome.value.count("://*****@") == 2000  # every userinfo masked, up to its last @
