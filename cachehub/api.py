@@ -273,8 +273,8 @@ class BaseCache(ABC):
             merged, (*BASE_OPTIONS, *self.options), where=f"cache '{name}' ({type(self).__name__})"
         )
         # Every secret of this cache is masked in all output from now on (cachehub.scrub).
-        options = (*BASE_OPTIONS, *self.options)
-        register_settings(self.settings, (o.name for o in options if o.secret))
+        declared = (*BASE_OPTIONS, *self.options)
+        register_settings(self.settings, (o.name for o in declared if o.secret))
         install_log_filter()
         self.read_only = read_only
         self.storage = storage

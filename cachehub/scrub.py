@@ -262,8 +262,6 @@ def _mask_header(match: re.Match[str]) -> str:
 
 def scrub(text: str, extra: Iterable[str] = ()) -> str:
     """``text`` with every secret masked (see the module doc); ``extra``: more values."""
-    if not isinstance(text, str):
-        text = str(text)
     known = _KNOWN.pattern
     if known is not None:
         text = known.sub(SECRET_MASK, text)
@@ -366,7 +364,7 @@ class SecretFilter(logging.Filter):
 
 _FILTER: Final = SecretFilter()
 _install_lock = threading.Lock()
-_installed = False
+_installed = threading.Event()
 
 
 def install_log_filter() -> None:
@@ -378,11 +376,10 @@ def install_log_filter() -> None:
     factory in place is wrapped, not replaced. Idempotent and cheap; caches call it when
     they are created.
     """
-    global _installed
-    if _installed:
+    if _installed.is_set():
         return
     with _install_lock:
-        if _installed:
+        if _installed.is_set():
             return
         previous = logging.getLogRecordFactory()
         prefixes = tuple(f"{name}." for name in SCRUBBED_LOGGERS)
@@ -397,4 +394,4 @@ def install_log_filter() -> None:
         logging.setLogRecordFactory(factory)
         for name in SCRUBBED_LOGGERS:  # records created before, or by another factory
             logging.getLogger(name).addFilter(_FILTER)
-        _installed = True
+        _installed.set()
