@@ -31,12 +31,21 @@ from cachehub.codec import (
     FORMAT_PICKLE_ZLIB,
     FORMAT_SAFE,
     FORMAT_SAFE_ZLIB,
+    FORMAT_SIGNED,
+    FORMAT_SIGNED_ZLIB,
     MAX_DECOMPRESSED_SIZE,
+    MAX_EXTENSION_DEPTH,
     PickleCodec,
     SafeCodec,
+    _sign,
     make_codec,
 )
-from cachehub.errors import ConfigError, CorruptEntryError, SerializationError
+from cachehub.errors import (
+    ConfigError,
+    CorruptEntryError,
+    SerializationError,
+    UnknownSigningKeyError,
+)
 from cachehub.query import Query, query_new
 
 KEY = "correct horse battery staple"  # a test signing key (>= 16 characters)
@@ -209,9 +218,9 @@ def test_pickle_codec_round_trips_exactly(label: str, value: Any) -> None:
 def test_safe_payloads_start_with_their_format_byte() -> None:
     assert make_codec("safe").dumps([1, 2])[0] == FORMAT_SAFE
     assert make_codec("safe", compress_threshold=10).dumps("x" * 100)[0] == FORMAT_SAFE_ZLIB
-    assert make_codec("pickle", signing_key=KEY).dumps(1)[0] == FORMAT_PICKLE
+    assert make_codec("pickle", signing_key=KEY).dumps(1)[0] == FORMAT_SIGNED
     pickled = make_codec("pickle", signing_key=KEY, compress_threshold=10).dumps("x" * 100)
-    assert pickled[0] == FORMAT_PICKLE_ZLIB
+    assert pickled[0] == FORMAT_SIGNED_ZLIB
 
 
 def test_utc_datetimes_are_extension_7_and_old_timestamps_still_decode() -> None:
@@ -433,9 +442,9 @@ def test_tampering_with_a_signed_payload_is_detected() -> None:
 def test_marker_swap_between_compressed_and_plain_is_detected() -> None:
     codec = make_codec("pickle", signing_key=KEY, compress_threshold=1)
     data = codec.dumps("x" * 200)
-    assert data[0] == FORMAT_PICKLE_ZLIB
+    assert data[0] == FORMAT_SIGNED_ZLIB
     with pytest.raises(CorruptEntryError, match="signature"):
-        codec.loads(bytes([FORMAT_PICKLE]) + data[1:])
+        codec.loads(bytes([FORMAT_SIGNED]) + data[1:])
 
 
 @pytest.mark.parametrize(
@@ -558,11 +567,11 @@ def test_pickle_codec_reports_unpicklable_values() -> None:
 
 def test_signed_pickle_of_a_vanished_class_is_corrupt() -> None:
     codec = make_codec("pickle", signing_key=KEY)
-    data = codec.dumps(Point(1, 2))
-    body = data[33:].replace(b"Point", b"Pnint")  # as if the class had been renamed
-    forged = data[:1] + codec._sign(data[:1], body) + body  # type: ignore[attr-defined]
+    data = codec.dumps(Point(1, 2), "k")
+    body = data[41:].replace(b"Point", b"Pnint")  # as if the class had been renamed
+    forged = data[:9] + _sign(KEY.encode(), data[:9], "k", body) + body
     with pytest.raises(CorruptEntryError, match="renamed or removed"):
-        codec.loads(forged)
+        codec.loads(forged, "k")
 
 
 # --------------------------------------------------------------------------- compression
@@ -606,16 +615,16 @@ def test_decompression_limit_applies_to_signed_pickles_too() -> None:
     writer = PickleCodec(KEY, compress_threshold=1)
     reader = PickleCodec(KEY, max_decompressed_size=1000)
     data = writer.dumps("z" * 5000)
-    assert data[0] == FORMAT_PICKLE_ZLIB
+    assert data[0] == FORMAT_SIGNED_ZLIB
     with pytest.raises(CorruptEntryError, match="decompression"):
         reader.loads(data)
 
 
-def test_values_beyond_the_limit_are_stored_uncompressed_so_they_stay_readable() -> None:
-    codec = SafeCodec(compress_threshold=10, max_decompressed_size=1000)
-    data = codec.dumps("y" * 5000)
-    assert data[0] == FORMAT_SAFE
-    assert codec.loads(data) == "y" * 5000
+def test_values_beyond_the_limit_are_refused_when_written_so_all_written_stays_readable() -> None:
+    codec = SafeCodec(compress_threshold=10, max_value_size=1000)
+    with pytest.raises(SerializationError, match=r"5003 bytes, more than maxValueSize \(1000"):
+        codec.dumps("y" * 5000)
+    assert codec.loads(codec.dumps("y" * 990)) == "y" * 990
 
 
 # --------------------------------------------------------------------------- error messages
@@ -703,7 +712,9 @@ def test_a_failed_encode_leaves_the_codec_usable() -> None:
 def test_make_codec_validates_its_arguments() -> None:
     assert make_codec("safe").name == "safe"
     assert make_codec("pickle", signing_key=KEY).name == "pickle"
-    assert repr(make_codec("safe", compress_threshold=5)) == "SafeCodec(compress_threshold=5)"
+    assert repr(make_codec("safe", compress_threshold=5)) == (
+        "SafeCodec(compress_threshold=5, max_value_size=16777216)"
+    )
     with pytest.raises(ConfigError, match="unknown codec 'json'"):
         make_codec("json")
     with pytest.raises(ConfigError, match="0 or more"):
@@ -826,12 +837,13 @@ def test_lists_and_dicts_nest_up_to_msgpacks_limit_whatever_the_body(leaf: Any) 
     # 255 levels in one msgpack structure (ormsgpack's bound, which it also reads back);
     # the survey that runs for a bin header must not impose another limit
     codec = make_codec("safe")
-    for levels in (63, 64, 100, 255):
+    top = 254 if type(leaf) is tuple else 255  # a tuple is a level too
+    for levels in (63, 64, 100, top):
         value = nested_lists(levels, leaf)
         assert_exact(codec.loads(codec.dumps(value)), value)
-    value = nested_lists(254, {"k": leaf})  # the dict is the 255th level
+    value = nested_lists(top - 1, {"k": leaf})  # the dict is the 255th level
     assert_exact(codec.loads(codec.dumps(value)), value)
-    for levels in (256, 300):
+    for levels in (top + 1, 300):
         with pytest.raises(SerializationError, match="nested more than 255 levels"):
             codec.dumps(nested_lists(levels, leaf))
 
@@ -846,22 +858,22 @@ def nested_tuples(levels: int, leaf: Any = 0, *, lists: int = 0) -> Any:
 @pytest.mark.parametrize("lists", [0, 1, 3])
 @pytest.mark.parametrize("leaf", [0, b"bin", bytearray(b"buf")], ids=["int", "bin", "buffer"])
 def test_extension_types_nest_up_to_the_decoders_limit(lists: int, leaf: Any) -> None:
-    # each tuple is its own ormsgpack call: the hook counts them, with the decoder's bound
+    # each tuple is its own call: the hook counts them, with the decoder's bound
     codec = make_codec("safe")
-    value = nested_tuples(64, leaf, lists=lists)
+    value = nested_tuples(MAX_EXTENSION_DEPTH, leaf, lists=lists)
     assert_exact(codec.loads(codec.dumps(value)), value)
-    with pytest.raises(SerializationError, match="nested more than 64 levels"):
-        codec.dumps(nested_tuples(65, leaf, lists=lists))
-    query = query_new("a", rows=[[nested_tuples(63, leaf)]])  # the query is a level too
-    assert_exact(codec.loads(codec.dumps(query)), query)
-    with pytest.raises(SerializationError, match="nested more than 64 levels"):
-        codec.dumps(query_new("a", rows=[[nested_tuples(64, leaf)]]))
+    with pytest.raises(SerializationError, match="nested more than 32 levels"):
+        codec.dumps(nested_tuples(MAX_EXTENSION_DEPTH + 1, leaf, lists=lists))
+    query = query_new("a", rows=[[nested_tuples(MAX_EXTENSION_DEPTH - 1, leaf)]])
+    assert_exact(codec.loads(codec.dumps(query)), query)  # the query is a level too
+    with pytest.raises(SerializationError, match="nested more than 32 levels"):
+        codec.dumps(query_new("a", rows=[[nested_tuples(MAX_EXTENSION_DEPTH, leaf)]]))
 
 
 def test_deep_values_with_buffers_and_shared_parts_round_trip() -> None:
     # deeper in all than the level-by-level survey goes (lists between the tuples): the
     # depth-first walk finds the bytearray, and a part met twice is shared, not a cycle
-    inner = nested_lists(200, bytearray(b"x"))
+    inner = nested_lists(100, bytearray(b"x"))
     value = nested_lists(150, (inner, inner))
     codec = make_codec("safe")
     assert_exact(codec.loads(codec.dumps(value)), value)
@@ -882,9 +894,9 @@ def test_wide_values_that_contain_themselves_are_refused() -> None:
 def test_failures_deep_inside_extension_types_are_reported_in_linear_time() -> None:
     # each tuple level once retried the failed call: 2**depth calls before the fix
     value: Any = "\ud800"
-    for _ in range(60):
+    for _ in range(30):
         value = (value,)
-    with pytest.raises(SerializationError, match=r"value(\[0\]){60} is a str with unpaired"):
+    with pytest.raises(SerializationError, match=r"value(\[0\]){30} is a str with unpaired"):
         make_codec("safe").dumps(value)
 
 
