@@ -1309,6 +1309,43 @@ def _slow_unpack(data: bytes | memoryview) -> Any:
     return msgpack.unpackb(data, ext_hook=_ext_hook, strict_map_key=False, timestamp=3)
 
 
+# A payload this short nests at most this deep, whatever it holds (each level takes a
+# byte): ormsgpack reads it, recursion and all, in a few dozen KiB of stack.
+_SHORT: Final = 128
+
+
+def _unpack_short(data: bytes) -> Any:
+    """A short payload read by ormsgpack (fast); msgpack decides when it cannot."""
+    try:
+        framed = _unpackb(b"".join((_OPEN_BARE, data, _END)), ext_hook=_ext_hook)
+    except Exception:
+        failure = _hook_failure()
+        if failure is not None and type(failure) is not _Slow:  # the hook's verdict stands
+            raise failure from None
+        return _unpack_nested(data)  # a non-str map key, a Timestamp, invalid bytes...
+    if framed[2] != _END_MARK:  # bytes after the body, which took the end mark's place
+        raise ValueError("the extension has extra bytes after its items")
+    return framed[1]
+
+
+def _unpack_nested(data: bytes) -> Any:
+    """A payload read by a msgpack Unpacker: iterative, and its state (unlike that of
+    ``msgpack.unpackb``, whose 1024-entry stack sits on the C stack, ~40 KiB per call)
+    lives on the heap, so nested payloads cost little stack each."""
+    unpacker = msgpack.Unpacker(
+        None,
+        ext_hook=_ext_hook,
+        strict_map_key=False,
+        timestamp=3,
+        max_buffer_size=max(1, len(data)),  # also caps every length at the bytes there are
+    )
+    unpacker.feed(data)
+    value = unpacker.unpack()
+    if unpacker.tell() != len(data):
+        raise ValueError("the extension has extra bytes after its items")
+    return value
+
+
 def _ext_hook(code: int, data: bytes) -> Any:
     try:
         decode = _DECODERS.get(code)
@@ -1349,7 +1386,7 @@ def _unpack_list(data: bytes) -> list[Any]:
     state.depth = depth + 1
     state.chain = chain
     try:
-        items = _slow_unpack(data)
+        items = _unpack_short(data) if len(data) <= _SHORT else _unpack_nested(data)
     finally:
         state.depth = depth
         state.chain = outer
