@@ -8,6 +8,7 @@ import dataclasses
 import datetime as dt
 import decimal
 import enum
+import hmac
 import json
 import math
 import pathlib
@@ -34,9 +35,12 @@ from cachehub.codec import (
     FORMAT_SIGNED,
     FORMAT_SIGNED_ZLIB,
     MAX_DECOMPRESSED_SIZE,
+    MAX_DEPTH,
     MAX_EXTENSION_DEPTH,
     PickleCodec,
     SafeCodec,
+    _count_body,
+    _count_value,
     _sign,
     make_codec,
 )
@@ -1033,3 +1037,135 @@ def test_ormsgpack_never_reads_what_msgpack_would_not(body: bytes) -> None:
         return
     assert kind == "value", f"msgpack refused it ({want}), ormsgpack read {got!r}"
     assert_exact(got, want)
+
+
+# --------------------------------------------------------------------------- issue #15: bounds
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=values)
+def test_the_writer_and_the_reader_count_objects_alike(value: Any) -> None:
+    # put() refuses by _count_value what loads() refuses by _count_body: they must agree
+    body = make_codec("safe").dumps(value)[1:]
+    assert _count_body(body, 10**9) == _count_value(value, 10**9)
+
+
+def test_values_with_more_objects_than_the_reader_accepts_are_refused_when_written() -> None:
+    codec = SafeCodec(max_value_size=8192)  # at most 1024 objects
+    fits = [0] * 1023  # the list and its 1023 items
+    assert codec.loads(codec.dumps(fits)) == fits
+    with pytest.raises(SerializationError, match="more than 1024 objects.*raise maxValueSize"):
+        codec.dumps([0] * 1024)
+    with pytest.raises(SerializationError, match="more than 1024 objects"):
+        codec.dumps({i: None for i in range(600)})  # keys count too
+
+
+@pytest.mark.parametrize(
+    ("label", "body"),
+    [
+        ("empty maps", b"\xdd\x00\x00\x08\x00" + b"\x80" * 2048),
+        ("nils in tuples", b"\xdd\x00\x00\x04\x00" + b"\xd5\x02\x91\xc0" * 1024),
+        ("array lie", b"\xdd\x00\x00\x08\x00" + b"\xc0" * 100 + b"\xdd\xff\xff\xff\xff"),
+        ("ext lie", b"\x92\xc4\xff" + b"\0" * 1300 + b"\xc9\xff\xff\xff\xff\x02\x90"),
+    ],
+)
+def test_planted_bodies_beyond_the_object_bound_are_corrupt(label: str, body: bytes) -> None:
+    codec = SafeCodec(max_value_size=8192)
+    for data in (b"\x01" + body, b"\x02" + zlib.compress(body)):
+        with pytest.raises(CorruptEntryError, match="cannot be decoded"):
+            codec.loads(data)
+
+
+def test_nested_payloads_are_bounded_along_a_path_when_written_and_read() -> None:
+    codec = SafeCodec(max_value_size=64 * 1024)
+    blob = b"x" * 20_000
+    ok: Any = blob
+    for _ in range(3):  # two nested payloads hold the blob: 40 KB along the path
+        ok = (ok,)
+    assert codec.loads(codec.dumps(ok)) == ok
+    deep = ((ok,),)  # four nested payloads: 80 KB
+    with pytest.raises(SerializationError, match="add up to .* bytes along one path"):
+        codec.dumps(deep)
+    # the same bytes, planted: refused when read
+    planted = b"\x01" + make_codec("safe", max_value_size=1 << 20).dumps(deep)[1:]
+    with pytest.raises(CorruptEntryError, match="bytes along one path"):
+        codec.loads(planted)
+
+
+def test_total_depth_counts_every_kind_of_container() -> None:
+    codec = make_codec("safe")
+    fits: Any = 1
+    for level in range(MAX_DEPTH):
+        fits = (fits,) if level % 10 == 0 else [fits]  # 26 tuples, 229 lists
+    assert_exact(codec.loads(codec.dumps(fits)), fits)
+    with pytest.raises(SerializationError, match=r"nested more than 255 levels deep \(lists"):
+        codec.dumps([fits])
+
+
+@pytest.mark.parametrize("size", [True, "16", 1023, 2**30 + 1, -1])
+def test_max_value_size_is_validated(size: Any) -> None:
+    with pytest.raises(ConfigError, match="maxValueSize must be") as caught:
+        make_codec("safe", max_value_size=size)
+    assert "Fix:" in str(caught.value)
+
+
+# --------------------------------------------------------------------------- issue #15: signatures
+
+
+def test_signatures_bind_the_storage_key() -> None:
+    codec = make_codec("pickle", signing_key=KEY)
+    data = codec.dumps({"a": 1}, "ns:k")
+    assert codec.loads(data, "ns:k") == {"a": 1}
+    for other in ("ns:k2", "other:k", "ns:", "", "ns:k\x00"):
+        with pytest.raises(CorruptEntryError, match="copied from another key") as caught:
+            codec.loads(data, other)
+        assert not isinstance(caught.value, UnknownSigningKeyError)
+
+
+def test_entries_signed_with_a_fallback_key_read_and_unknown_keys_are_misses() -> None:
+    old = make_codec("pickle", signing_key=OTHER_KEY).dumps([1, 2], "k")
+    rotated = make_codec("pickle", signing_key=KEY, signing_key_fallbacks=[OTHER_KEY])
+    assert rotated.loads(old, "k") == [1, 2]
+    assert rotated.dumps("new", "k")[1:9] != old[1:9]  # written with the new key only
+    comma = make_codec("pickle", signing_key=KEY, signing_key_fallbacks=f" x{OTHER_KEY}, {OTHER_KEY}")
+    assert comma.loads(old, "k") == [1, 2]
+    plain = make_codec("pickle", signing_key=KEY)
+    with pytest.raises(UnknownSigningKeyError, match="signingKeyFallbacks") as caught:
+        plain.loads(old, "k")
+    assert isinstance(caught.value, CorruptEntryError)
+    for text in (str(caught.value), repr(caught.value), repr(rotated)):
+        assert KEY not in text and OTHER_KEY not in text
+
+
+def test_the_previous_unbound_format_is_a_miss() -> None:
+    body = pickle.dumps({"a": 1}, protocol=5)
+    for marker in (FORMAT_PICKLE, FORMAT_PICKLE_ZLIB):
+        tag = hmac.new(KEY.encode(), bytes([marker]) + body, "sha256").digest()
+        with pytest.raises(UnknownSigningKeyError, match="earlier cachehub"):
+            make_codec("pickle", signing_key=KEY).loads(bytes([marker]) + tag + body, "k")
+
+
+@pytest.mark.parametrize(
+    "fallbacks",
+    [["short"], [""], [123], 42, {"k": "v"}],
+    ids=["short", "empty", "not a str", "a number", "a dict"],
+)
+def test_bad_fallback_keys_are_config_errors(fallbacks: Any) -> None:
+    with pytest.raises(ConfigError, match="signingKeyFallbacks") as caught:
+        make_codec("pickle", signing_key=KEY, signing_key_fallbacks=fallbacks)
+    assert KEY not in str(caught.value)
+
+
+def test_a_cache_treats_an_entry_signed_with_an_unknown_key_as_a_miss() -> None:
+    from cachehub_memory import MemoryCache
+
+    reader = MemoryCache(codec="pickle", signingKey=OTHER_KEY, namespace="n:")
+    reader.put("k", "old")
+    reader.put("good", "kept")
+    reader.codec = make_codec("pickle", signing_key=KEY)  # the key rotated, no fallback
+    assert reader.get("k", "default") == "default"
+    assert reader.get_many(["k", "good"]) == {}  # both signed with the old key
+    calls: list[int] = []
+    assert reader.get_or_set("k", lambda: calls.append(1) or "fresh") == "fresh"
+    assert calls == [1] and reader.get("k") == "fresh"
+    assert reader.get_all() == {"k": "fresh"}
