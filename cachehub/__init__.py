@@ -15,7 +15,6 @@ from .errors import (
     CacheValueError,
     ConfigError,
     CorruptEntryError,
-    UnknownSigningKeyError,
     InvalidKeyError,
     LockTimeoutError,
     MissingEnvVarError,
@@ -25,6 +24,7 @@ from .errors import (
     StorageNotEnabledError,
     UnknownCacheError,
     UnknownProviderError,
+    UnknownSigningKeyError,
 )
 from .functions import (
     add,

@@ -177,9 +177,7 @@ def make_codec(
 def _check_size(setting: str, value: Any, minimum: int, maximum: int | None, example: str) -> None:
     hint = f"set {setting} to a byte count, {example}."
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(
-            f"{setting} must be an integer, got {type(value).__name__}.", hint=hint
-        )
+        raise ConfigError(f"{setting} must be an integer, got {type(value).__name__}.", hint=hint)
     if value < minimum:
         raise ConfigError(f"{setting} must be {minimum} or more, got {value}.", hint=hint)
     if maximum is not None and value > maximum:
@@ -208,7 +206,7 @@ class SafeCodec:
         max_decompressed_size: the previous name of ``max_value_size``.
     """
 
-    __slots__ = ("compress_threshold", "max_value_size", "max_objects", "_unchecked")
+    __slots__ = ("_unchecked", "compress_threshold", "max_objects", "max_value_size")
     name: str = "safe"
 
     def __init__(
@@ -358,7 +356,7 @@ class PickleCodec:
         ConfigError: a key is missing, not a string, or too short.
     """
 
-    __slots__ = ("_keys", "_key_id", "_safe", "compress_threshold", "max_value_size")
+    __slots__ = ("_key_id", "_keys", "_safe", "compress_threshold", "max_value_size")
     name: str = "pickle"
 
     def __init__(
@@ -474,8 +472,7 @@ class PickleCodec:
             body = memoryview(_inflate(body, self.max_value_size))
         elif len(body) > self.max_value_size:
             raise _corrupt(
-                f"its pickle is {len(body)} bytes, more than maxValueSize "
-                f"({self.max_value_size})."
+                f"its pickle is {len(body)} bytes, more than maxValueSize ({self.max_value_size})."
             )
         try:
             return pickle.loads(body)  # noqa: S301 - HMAC-verified above
@@ -524,7 +521,9 @@ def _key_id(key: bytes) -> bytes:
     return hmac.new(key, b"cachehub signing key id", "sha256").digest()[:_KEY_ID_SIZE]
 
 
-def _sign(key: bytes, head: bytes | memoryview, storage_key: str, body: bytes | memoryview) -> bytes:
+def _sign(
+    key: bytes, head: bytes | memoryview, storage_key: str, body: bytes | memoryview
+) -> bytes:
     """The tag over format byte + key id, the storage key (length-prefixed) and the body."""
     bound = storage_key.encode("utf-8", "surrogatepass")
     mac = hmac.new(key, head, "sha256")

@@ -167,7 +167,9 @@ CASES: Final[list[Hostile]] = [
     # ---- nesting: the decoder recurses per extension type; bounded across calls
     Hostile("tuples-5000-deep", _one(lambda: _safe(_nested_tuples(5000))), "corrupt"),
     Hostile("tuples-64-x-lists-255", _one(lambda: _safe(_nested_tuples(64, 255))), "corrupt"),
-    Hostile("tuples-33-deep", _one(lambda: _safe(_nested_tuples(MAX_EXTENSION_DEPTH + 1))), "corrupt"),
+    Hostile(
+        "tuples-33-deep", _one(lambda: _safe(_nested_tuples(MAX_EXTENSION_DEPTH + 1))), "corrupt"
+    ),
     Hostile(
         "tuples-32-x-lists-200-readable",
         _one(lambda: _safe(_nested_tuples(MAX_EXTENSION_DEPTH, 200, b"\x07"))),
@@ -183,11 +185,16 @@ CASES: Final[list[Hostile]] = [
         _one(lambda: _safe(b"\x91" * 900 + _ext(4, _array([b"\x91" * 900 + _nested_tuples(100)])))),
         "corrupt",
     ),
-    Hostile("query-cell-recursion", _one(lambda: _safe(_query(_query(_query(_nested_tuples(60)))))),
-            "corrupt"),
+    Hostile(
+        "query-cell-recursion",
+        _one(lambda: _safe(_query(_query(_query(_nested_tuples(60)))))),
+        "corrupt",
+    ),
     Hostile("lists-100000-deep", _one(lambda: _zipped(b"\x91" * 100_000 + b"\xc0")), "corrupt"),
     Hostile("maps-5000-deep", _one(lambda: _zipped(b"\x81\xa1a" * 5000 + b"\xc0")), "corrupt"),
-    Hostile("tuple-keys-deep", _one(lambda: _safe(b"\x81" + _nested_tuples(3000) + b"\xc0")), "corrupt"),
+    Hostile(
+        "tuple-keys-deep", _one(lambda: _safe(b"\x81" + _nested_tuples(3000) + b"\xc0")), "corrupt"
+    ),
     Hostile(
         "zipped-tuple-chain-of-lists",
         _one(lambda: _zipped(_nested_tuples(31, 1000))),
@@ -198,9 +205,13 @@ CASES: Final[list[Hostile]] = [
     Hostile("zlib-empty-maps", _one(lambda: _zipped(_many(M - 16, b"\x80"))), "corrupt"),
     Hostile("zlib-empty-lists", _one(lambda: _zipped(_many(M - 16, b"\x90"))), "corrupt"),
     Hostile("zlib-empty-sets", _one(lambda: _zipped(_many(M // 8, _ext(3, b"\x90")))), "corrupt"),
-    Hostile("zlib-two-char-strings", _one(lambda: _zipped(_many(M // 3 - 8, b"\xa2ab"))), "corrupt"),
+    Hostile(
+        "zlib-two-char-strings", _one(lambda: _zipped(_many(M // 3 - 8, b"\xa2ab"))), "corrupt"
+    ),
     Hostile("zlib-map-of-many-keys", _one(lambda: _zipped(_map_of_ints(M // 4))), "corrupt"),
-    Hostile("zlib-tuples-of-nils", _one(lambda: _zipped(_many(M // 8, _ext(2, b"\x91\xc0")))), "corrupt"),
+    Hostile(
+        "zlib-tuples-of-nils", _one(lambda: _zipped(_many(M // 8, _ext(2, b"\x91\xc0")))), "corrupt"
+    ),
     Hostile(
         "payload-chain-beyond-size",
         _one(lambda: _zipped(_chain_tuples(12, M // 4))),
@@ -211,11 +222,20 @@ CASES: Final[list[Hostile]] = [
     Hostile("str32-lie", _one(lambda: _safe(b"\xdb\xff\xff\xff\xffabc")), "corrupt"),
     Hostile("bin32-lie", _one(lambda: _safe(b"\xc6\xff\xff\xff\xffabc")), "corrupt"),
     Hostile("ext32-lie", _one(lambda: _safe(b"\xc9\xff\xff\xff\xff\x02\x90")), "corrupt"),
-    Hostile("lie-inside-tuple", _one(lambda: _safe(_ext(2, b"\xdd\xff\xff\xff\xff\xc0"))), "corrupt"),
+    Hostile(
+        "lie-inside-tuple", _one(lambda: _safe(_ext(2, b"\xdd\xff\xff\xff\xff\xc0"))), "corrupt"
+    ),
     Hostile(
         "lie-in-a-large-body",
-        _one(lambda: _zipped(b"\x92" + b"\xc6" + struct.pack(">I", M // 4) + b"\0" * (M // 4)
-                     + b"\xdd\xff\xff\xff\xff\xc0")),
+        _one(
+            lambda: _zipped(
+                b"\x92"
+                + b"\xc6"
+                + struct.pack(">I", M // 4)
+                + b"\0" * (M // 4)
+                + b"\xdd\xff\xff\xff\xff\xc0"
+            )
+        ),
         "corrupt",
     ),
     Hostile("bigint-of-half-the-size", _one(lambda: _zipped(_ext(1, b"\x01" * (M // 2)))), "value"),
@@ -230,54 +250,113 @@ CASES: Final[list[Hostile]] = [
         _one(lambda: _safe(b"\xd7\xff" + struct.pack(">Q", (2**30 - 1) << 34))),
         "either",
     ),
-    Hostile("datetime-hour-25", _one(lambda: _safe(_ext(7, b"\x07\xe8\x01\x01\x19\x00\x00\0\0\0"))),
-            "corrupt"),
+    Hostile(
+        "datetime-hour-25",
+        _one(lambda: _safe(_ext(7, b"\x07\xe8\x01\x01\x19\x00\x00\0\0\0"))),
+        "corrupt",
+    ),
     Hostile("decimal-huge-exponent", _one(lambda: _safe(_ext(6, b"1E" + b"9" * 25))), "corrupt"),
     Hostile("decimal-long", _one(lambda: _zipped(_ext(6, b"9" * (M // 2)))), "value"),
     Hostile("unknown-extension", _one(lambda: _safe(_ext(99, b"x"))), "corrupt"),
     Hostile("zlib-trailing-garbage", _one(lambda: _zipped(b"\xc0") + b"junk"), "corrupt"),
-    Hostile("query-rows-not-lists", _one(lambda: _safe(_ext(12, _array([b"\x90", b"\x91\x01",
-                                                                     b"\xc0"])))), "corrupt"),
+    Hostile(
+        "query-rows-not-lists",
+        _one(lambda: _safe(_ext(12, _array([b"\x90", b"\x91\x01", b"\xc0"])))),
+        "corrupt",
+    ),
     # ---- signatures: bound to the storage key; unknown keys are misses
-    Hostile("signed-moved-to-another-key", _signed({"a": 1}, "elsewhere"), "corrupt",
-            codec="pickle"),
-    Hostile("signed-copied-from-another-namespace", _signed_elsewhere({"a": 1}), "corrupt",
-            codec="pickle"),
+    Hostile(
+        "signed-moved-to-another-key", _signed({"a": 1}, "elsewhere"), "corrupt", codec="pickle"
+    ),
+    Hostile(
+        "signed-copied-from-another-namespace",
+        _signed_elsewhere({"a": 1}),
+        "corrupt",
+        codec="pickle",
+    ),
     Hostile("signed-forged-tag", _forged_tag({"a": 1}), "corrupt", codec="pickle"),
-    Hostile("signed-by-unknown-key-is-a-miss", _signed({"a": 1}, "k", signer=ROGUE_KEY),
-            "miss", codec="pickle"),
-    Hostile("signed-by-unknown-key-get-or-set", _signed({"a": 1}, "k", signer=ROGUE_KEY),
-            "miss", codec="pickle", read="get_or_set"),
-    Hostile("signed-by-old-key-with-fallback", _signed({"a": 1}, "k", signer=OLD_KEY),
-            "value", codec="pickle", value={"a": 1}, fallbacks=(OLD_KEY,)),
-    Hostile("signed-by-old-key-without-fallback", _signed({"a": 1}, "k", signer=OLD_KEY),
-            "miss", codec="pickle", read="get_or_set"),
-    Hostile("legacy-unbound-format-is-a-miss", _legacy({"a": 1}), "miss", codec="pickle",
-            read="get_or_set"),
-    Hostile("replayed-at-its-own-key", _signed({"old": 1}, "k"), "value", codec="pickle",
-            value={"old": 1}),
-    Hostile("stale-entry-in-get-many", _with_good(_signed({"a": 1}, "k", signer=ROGUE_KEY)),
-            "miss", codec="pickle", read="get_many"),
-    Hostile("stale-entry-in-get-all", _with_good(_signed({"a": 1}, "k", signer=OLD_KEY)),
-            "miss", codec="pickle", read="get_all"),
-    Hostile("signed-truncated", lambda ns: {"k": b"\x05" + b"\0" * 20}, "corrupt",
-            codec="pickle"),
+    Hostile(
+        "signed-by-unknown-key-is-a-miss",
+        _signed({"a": 1}, "k", signer=ROGUE_KEY),
+        "miss",
+        codec="pickle",
+    ),
+    Hostile(
+        "signed-by-unknown-key-get-or-set",
+        _signed({"a": 1}, "k", signer=ROGUE_KEY),
+        "miss",
+        codec="pickle",
+        read="get_or_set",
+    ),
+    Hostile(
+        "signed-by-old-key-with-fallback",
+        _signed({"a": 1}, "k", signer=OLD_KEY),
+        "value",
+        codec="pickle",
+        value={"a": 1},
+        fallbacks=(OLD_KEY,),
+    ),
+    Hostile(
+        "signed-by-old-key-without-fallback",
+        _signed({"a": 1}, "k", signer=OLD_KEY),
+        "miss",
+        codec="pickle",
+        read="get_or_set",
+    ),
+    Hostile(
+        "legacy-unbound-format-is-a-miss",
+        _legacy({"a": 1}),
+        "miss",
+        codec="pickle",
+        read="get_or_set",
+    ),
+    Hostile(
+        "replayed-at-its-own-key",
+        _signed({"old": 1}, "k"),
+        "value",
+        codec="pickle",
+        value={"old": 1},
+    ),
+    Hostile(
+        "stale-entry-in-get-many",
+        _with_good(_signed({"a": 1}, "k", signer=ROGUE_KEY)),
+        "miss",
+        codec="pickle",
+        read="get_many",
+    ),
+    Hostile(
+        "stale-entry-in-get-all",
+        _with_good(_signed({"a": 1}, "k", signer=OLD_KEY)),
+        "miss",
+        codec="pickle",
+        read="get_all",
+    ),
+    Hostile("signed-truncated", lambda ns: {"k": b"\x05" + b"\0" * 20}, "corrupt", codec="pickle"),
     Hostile(
         "signed-bomb-from-a-fallback-key",
-        lambda ns: {"k": PickleCodec(OLD_KEY, compress_threshold=1, max_value_size=4 * M)
-                    .dumps(b"\0" * (3 * M), ns + "k")},
+        lambda ns: {
+            "k": PickleCodec(OLD_KEY, compress_threshold=1, max_value_size=4 * M).dumps(
+                b"\0" * (3 * M), ns + "k"
+            )
+        },
         "corrupt",
         codec="pickle",
         fallbacks=(OLD_KEY,),
     ),
-    Hostile("safe-bomb-through-the-pickle-codec", _one(lambda: _zipped(_many(M - 16, b"\x80"))),
-            "corrupt", codec="pickle"),
+    Hostile(
+        "safe-bomb-through-the-pickle-codec",
+        _one(lambda: _zipped(_many(M - 16, b"\x80"))),
+        "corrupt",
+        codec="pickle",
+    ),
 ]
 
 # --------------------------------------------------------------------------- the child
 
 
-def _settings(provider: str, conn: dict[str, Any], codec: str, fallbacks: tuple[str, ...]) -> dict[str, Any]:
+def _settings(
+    provider: str, conn: dict[str, Any], codec: str, fallbacks: tuple[str, ...]
+) -> dict[str, Any]:
     settings: dict[str, Any] = {
         "codec": codec,
         "signingKey": SIGNING_KEY,

@@ -40,7 +40,6 @@ from .hostile import (
 )
 from .sandbox import assert_contained, run_bounded
 
-
 # --------------------------------------------------------------------------- the tests
 
 
@@ -71,7 +70,9 @@ def baseline_mb(conn: dict[str, Any]) -> float:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_hostile_value_is_contained(case: Hostile, conn: dict[str, Any], baseline_mb: float) -> None:
+def test_hostile_value_is_contained(
+    case: Hostile, conn: dict[str, Any], baseline_mb: float
+) -> None:
     outcome = run_bounded(
         read_planted, case.id, PROVIDERS, conn, fresh_namespace("hv"), memory_mb=384, seconds=90
     )

@@ -472,7 +472,7 @@ class RedisCache(BaseCache):
         for group in self._groups(list(items)):
             args: list[Any] = []
             for key in group:
-                args.extend((self._blob(key, items[key], expiry, now), ttl))  # type: ignore[index]
+                args.extend((self._blob(key, items[key], expiry, now), ttl))  # type: ignore[index,arg-type]
             calls.append((group, args))
         self._run_calls(lua.SET_MANY, calls)
         self._hits.forget(*items)
