@@ -221,9 +221,10 @@ class SafeCodec:
         self.compress_threshold = compress_threshold
         self.max_value_size = max_value_size
         self.max_objects = max(1, max_value_size // OBJECT_RATIO)
-        # A body decodes to at most one object per byte: up to this size (format byte
-        # included) the object bound holds without counting.
-        self._unchecked = self.max_objects + 1
+        # Up to this size (format byte included) a body is read without a check: it holds
+        # at most one object per byte, and its nested payloads, at most 32 copies of
+        # parts of it, add up to less than max_value_size.
+        self._unchecked = min(self.max_objects, max_value_size // MAX_EXTENSION_DEPTH) + 1
 
     @property
     def max_decompressed_size(self) -> int:
@@ -245,27 +246,49 @@ class SafeCodec:
                 not be read back: nested too deeply, larger than ``max_value_size``, or
                 more objects than the reader accepts.
         """
-        state = _state
-        state.root = value  # see _items: checked for depth before nested extensions
-        state.limit = self.max_value_size
-        try:  # one call, then a look at the bytes: this is the hot path of every write
-            body = _packb(value, _default, _PACK_OPTIONS)
-        except TypeError as refusal:
-            body = _encode(value, None, refusal)
-        else:
-            # no bin 8/16/32 header byte: no bytearray or memoryview inside (see _survey)
-            if type(value) not in _SCALARS and (0xC4 in body or 0xC5 in body or 0xC6 in body):
-                body = _encode(value, body)
-        finally:
-            state.root = None
+        try:
+            try:  # one call, then a look at the bytes: this is the hot path of every write
+                body = _packb(value, _default, _PACK_OPTIONS)
+            except TypeError as refusal:
+                body = _encode(value, None, refusal)
+            else:
+                # no bin 8/16/32 header byte: no bytearray or memoryview inside (_survey)
+                if type(value) not in _SCALARS and (0xC4 in body or 0xC5 in body or 0xC6 in body):
+                    body = _encode(value, body)
+        except _Recheck:  # it holds a tuple, set or query: see _items
+            body = self._dumps_nested(value)
         size = len(body)
-        if size >= self._unchecked:
+        if size > self.max_objects:
             self._check_readable(value, size)
         if 0 < self.compress_threshold < size:
             packed = zlib.compress(body, _ZLIB_LEVEL)
             if _worth_it(packed, body):
                 return _SAFE_ZLIB + packed
         return _SAFE + body
+
+    def _dumps_nested(self, value: Any) -> bytes:
+        """The body of a value holding tuples, sets or queries, checked first for depth.
+
+        Each of those is packed by a call of its own, inside the call packing its
+        container, so their nesting adds up across calls: the whole value is checked
+        (see _check_depth) before any of them is packed, and the bytes of nested payloads
+        are bounded as the reader bounds them (see _items).
+        """
+        _check_depth(value)
+        state = _state
+        state.checked = True
+        state.limit = self.max_value_size
+        try:
+            try:
+                body = _packb(value, _default, _PACK_OPTIONS)
+            except TypeError as refusal:
+                return _encode(value, None, refusal)
+            if type(value) not in _SCALARS and (0xC4 in body or 0xC5 in body or 0xC6 in body):
+                return _encode(value, body)
+            return body
+        finally:
+            state.checked = False
+            state.limit = _NO_LIMIT
 
     def _check_readable(self, value: Any, size: int) -> None:
         """Refuse a large body that :meth:`loads` would refuse (size, then objects)."""
@@ -295,8 +318,6 @@ class SafeCodec:
                 ``max_value_size`` when inflated, more objects than the value may hold,
                 extension types nested too deeply.
         """
-        state = _state
-        state.limit = self.max_value_size
         if type(data) is bytes and data[:1] == _SAFE and len(data) <= self._unchecked:
             try:  # _decode inlined: this is the hot path of every read
                 framed = _unpackb(b"".join((_OPEN, data, _END)), ext_hook=_ext_hook)
@@ -328,8 +349,12 @@ class SafeCodec:
             )
         if size > self.max_objects:  # below, one object per byte at most
             _count_body(body, self.max_objects)
-        _state.limit = self.max_value_size
-        return _decode(body)
+        state = _state
+        state.limit = self.max_value_size  # for the nested payloads (see _unpack_list)
+        try:
+            return _decode(body)
+        finally:
+            state.limit = _NO_LIMIT
 
 
 class PickleCodec:
@@ -741,6 +766,13 @@ class _Unsupported(Exception):
         self.obj, self.what, self.hint = obj, what, hint
 
 
+_NO_LIMIT: Final = 1 << 62  # no bound: a body read without a check cannot reach one
+
+
+class _Recheck(Exception):
+    """Raised by the hook on meeting a tuple, set or query in an unchecked value."""
+
+
 class _State(threading.local):
     """Per-thread state of the hooks that ormsgpack calls back (see _default, _ext_hook)."""
 
@@ -749,8 +781,8 @@ class _State(threading.local):
     chain = 0  # bytes of the nested extension payloads being decoded (copies, all alive)
     packing = 0  # extension types being encoded, one inside the other
     packed_chain = 0  # the largest such sum below the extension being encoded
-    root: Any = None  # the value being encoded, until its depth was checked (see _items)
-    limit = DEFAULT_MAX_VALUE_SIZE  # maxValueSize of the codec at work
+    checked = False  # whether the value being encoded was checked for depth (see _items)
+    limit = _NO_LIMIT  # bytes nested payloads may add up to (see _items, _unpack_list)
 
 
 _state: Final = _State()
@@ -951,9 +983,14 @@ def _items(code: int, items: list[Any]) -> ormsgpack.Ext:
     """
     state = _state
     depth = state.packing
-    if depth == 0 and state.root is not None:
-        root, state.root = state.root, None
-        _check_depth(root)
+    if depth == 0:  # the common case (a tuple in a list...): its payload is part of the body
+        if not state.checked:
+            raise _Recheck  # SafeCodec.dumps checks the value's depth first, then packs again
+        state.packing = 1
+        try:
+            return _Ext(code, _pack(items))
+        finally:
+            state.packing = 0
     if depth >= MAX_EXTENSION_DEPTH:
         raise SerializationError(
             f"the value has tuples, sets or queries nested more than {MAX_EXTENSION_DEPTH} "
@@ -965,7 +1002,7 @@ def _items(code: int, items: list[Any]) -> ormsgpack.Ext:
     state.packed_chain = 0
     try:
         payload = _pack(items)
-        chain = state.packed_chain + len(payload) if depth else 0
+        chain = state.packed_chain + len(payload)
     finally:
         state.packing = depth
     if chain > state.limit:
@@ -975,7 +1012,7 @@ def _items(code: int, items: list[Any]) -> ormsgpack.Ext:
             "would hold them all at once.",
             hint="nest less (e.g. lists instead of tuples), or raise maxValueSize.",
         )
-    state.packed_chain = max(outer, chain)
+    state.packed_chain = chain if chain > outer else outer
     return _Ext(code, payload)
 
 
@@ -988,9 +1025,12 @@ def _check_depth(value: Any) -> None:
     """
     level: Any = [value]
     for _ in range(MAX_DEPTH):
-        level = [item for item in gc.get_referents(*level) if type(item) in _NESTED]
-        if not level:
+        level = gc.get_referents(*level)
+        kinds = set(map(type, level))
+        if kinds.isdisjoint(_NESTED):  # the usual last level: scalars only
             return
+        if not kinds <= _NESTED:  # gc would walk into the other objects' attributes
+            level = [item for item in level if type(item) in _NESTED]
     raise SerializationError(
         f"the value has containers nested more than {MAX_DEPTH} levels deep (lists, "
         "dicts, tuples, sets and queries all count), or it contains itself.",
@@ -1373,22 +1413,29 @@ def _unpack_list(data: bytes) -> list[Any]:
     """
     state = _state
     depth = state.depth
-    if depth >= MAX_EXTENSION_DEPTH:
-        raise _corrupt(f"it nests extension types more than {MAX_EXTENSION_DEPTH} levels deep.")
-    outer = state.chain
-    chain = outer + len(data) if depth else 0
-    if chain > state.limit:
-        raise _corrupt(
-            f"its nested extension types hold {chain} bytes along one path, more than "
-            f"maxValueSize ({state.limit})."
-        )
-    state.depth = depth + 1
-    state.chain = chain
-    try:
-        items = _unpack_short(data) if len(data) <= _SHORT else _unpack_nested(data)
-    finally:
-        state.depth = depth
-        state.chain = outer
+    if depth == 0:  # the common case: the payload is part of the body, not a copy to count
+        state.depth = 1
+        try:
+            items = _unpack_short(data) if len(data) <= _SHORT else _unpack_nested(data)
+        finally:
+            state.depth = 0
+    else:
+        if depth >= MAX_EXTENSION_DEPTH:
+            raise _corrupt(f"it nests extension types more than {MAX_EXTENSION_DEPTH} levels deep.")
+        outer = state.chain
+        chain = outer + len(data)
+        if chain > state.limit:
+            raise _corrupt(
+                f"its nested extension types hold {chain} bytes along one path, more than "
+                f"maxValueSize ({state.limit})."
+            )
+        state.depth = depth + 1
+        state.chain = chain
+        try:
+            items = _unpack_short(data) if len(data) <= _SHORT else _unpack_nested(data)
+        finally:
+            state.depth = depth
+            state.chain = outer
     if type(items) is not list:
         raise TypeError(f"expected a list inside the extension, got {_type_name(items)}")
     return items
