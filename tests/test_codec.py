@@ -1173,3 +1173,25 @@ def test_a_cache_treats_an_entry_signed_with_an_unknown_key_as_a_miss() -> None:
     assert calls == [1]
     assert reader.get("k") == "fresh"
     assert reader.get_all() == {"k": "fresh"}
+
+
+def test_caches_take_max_value_size_and_fallbacks_from_their_settings() -> None:
+    from cachehub_memory import MemoryCache
+
+    cache = MemoryCache(maxValueSize="4096")  # strings from ${VAR} are converted
+    assert cache.codec.max_value_size == 4096
+    with pytest.raises(SerializationError, match="more than maxValueSize"):
+        cache.put("k", "x" * 5000)
+    for bad in ("lots", 100, True):
+        with pytest.raises(ConfigError, match="maxValueSize"):
+            MemoryCache(maxValueSize=bad)
+    store = f"rotation-{uuid.uuid4().hex}"  # one store, shared by the two caches
+    old = MemoryCache(codec="pickle", signingKey=OTHER_KEY, namespace="n:", store=store)
+    old.put("k", {1, 2})
+    signed = MemoryCache(
+        codec="pickle", signingKey=KEY, signingKeyFallbacks=OTHER_KEY, namespace="n:", store=store
+    )
+    assert signed.get("k") == {1, 2}
+    shown = repr(signed)
+    assert OTHER_KEY not in shown
+    assert KEY not in shown
