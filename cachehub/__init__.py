@@ -24,6 +24,7 @@ from .errors import (
     StorageNotEnabledError,
     UnknownCacheError,
     UnknownProviderError,
+    UnknownSigningKeyError,
 )
 from .functions import (
     add,
@@ -102,6 +103,7 @@ __all__ = [
     "CacheValueError",
     "ConfigError",
     "CorruptEntryError",
+    "UnknownSigningKeyError",
     "InvalidKeyError",
     "LockTimeoutError",
     "MissingEnvVarError",

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
-from .codec import Codec, make_codec
+from .codec import DEFAULT_MAX_VALUE_SIZE, MIN_MAX_VALUE_SIZE, Codec, make_codec
 from .config import Option, redact, validate_settings
 from .errors import (
     CacheKeyError,
@@ -39,6 +39,7 @@ from .errors import (
     CorruptEntryError,
     InvalidKeyError,
     ReadOnlyCacheError,
+    UnknownSigningKeyError,
 )
 from .filters import KeyFilter, compile_filter
 from .hookspecs import OperationEvent
@@ -274,6 +275,20 @@ BASE_OPTIONS: Final[tuple[Option, ...]] = (
     ),
     Option("signingKey", str, None, "HMAC key for the opt-in pickle codec.", secret=True),
     Option(
+        "signingKeyFallbacks",
+        object,
+        None,
+        "older signing keys that still verify pickle entries (a list, or comma-separated).",
+        secret=True,
+    ),
+    Option(
+        "maxValueSize",
+        int,
+        DEFAULT_MAX_VALUE_SIZE,
+        "largest encoded value in bytes, written or read (also bounds decoded objects).",
+        minimum=MIN_MAX_VALUE_SIZE,
+    ),
+    Option(
         "compressThreshold",
         int,
         4096,
@@ -334,6 +349,8 @@ class BaseCache(ABC):
             self.settings["codec"],
             signing_key=self.settings["signingKey"],
             compress_threshold=self.settings["compressThreshold"],
+            max_value_size=self.settings["maxValueSize"],
+            signing_key_fallbacks=self.settings["signingKeyFallbacks"],
         )
         self.log = logging.getLogger(self.settings["log"])
         self._fail_open = self.settings["onError"] == "miss"
@@ -413,6 +430,23 @@ class BaseCache(ABC):
         """Release connections; the cache may reconnect lazily afterwards."""
 
     # ------------------------------------------------------------------ helpers
+
+    def _get_verified(self, keys: list[str], now: float) -> dict[str, Any]:
+        """:meth:`_get_many`, leaving out entries signed with an unknown key (misses).
+
+        Such an entry fails its whole batch; the batch is then read key by key, which
+        only happens while a rotated-away key's entries are still around.
+        """
+        try:
+            return self._get_many(keys, now)
+        except UnknownSigningKeyError:
+            found: dict[str, Any] = {}
+            for key in keys:
+                try:
+                    found.update(self._get_many([key], now))
+                except UnknownSigningKeyError:
+                    continue
+            return found
 
     def _sk(self, key: str) -> str:
         """Validate a user key and return its storage key."""
@@ -524,6 +558,9 @@ class BaseCache(ABC):
                 value = self._run("get", key, self._get, sk, self._clock())
         except CacheUnavailableError as exc:
             self._failed_open("get", exc)
+            value = MISSING
+        except UnknownSigningKeyError as exc:  # signed with a rotated-away key: recompute
+            self.log.debug("cache '%s': entry treated as a miss: %s", self.name, exc.message)
             value = MISSING
         if value is MISSING:
             if throw_when_not_exist:
@@ -665,9 +702,9 @@ class BaseCache(ABC):
             batch = list(storage)
         try:
             if self._observer is None:
-                found = self._get_many(batch, self._clock())
+                found = self._get_verified(batch, self._clock())
             else:
-                found = self._run("get_many", None, self._get_many, batch, self._clock())
+                found = self._run("get_many", None, self._get_verified, batch, self._clock())
         except CacheUnavailableError as exc:
             self._failed_open("get_many", exc)
             return {}
@@ -736,7 +773,7 @@ class BaseCache(ABC):
         now = self._clock()
         keys = self._run("keys", filter, self._scan, flt, now)
         while chunk := list(islice(keys, _CHUNK)):
-            for sk, value in self._get_many(chunk, now).items():
+            for sk, value in self._get_verified(chunk, now).items():
                 result[sk[strip:]] = value
         return result
 

@@ -6,14 +6,21 @@ Two codecs exist (see ``docs/codec.md`` for the byte format and the type table):
   extension types for the Python types msgpack lacks. Values come back exactly, type
   included. It never unpickles and never runs code found in stored bytes. ormsgpack
   (Rust) packs and unpacks; msgpack (C) reads what ormsgpack cannot: maps with
-  non-str keys, and the Timestamps of entries written before ormsgpack.
+  non-str keys, the Timestamps of entries written before ormsgpack, and the items of
+  nested extension types (iteratively, so nesting costs no C stack).
 * :class:`PickleCodec` (``codec: pickle``) stores any picklable value, signed with
-  HMAC-SHA256 under the cache's ``signingKey``; the signature is checked before anything
-  is unpickled. It also reads safe-codec entries, so enabling it keeps old entries.
+  HMAC-SHA256 under the cache's ``signingKey``, over the entry's storage key too; the
+  signature is checked before anything is unpickled. It also reads safe-codec entries,
+  so enabling it keeps old entries.
 
 Every payload starts with one format byte (``FORMAT_*``), so bytes that cachehub did not
 write (a planted pickle, another tool's data, truncated or random bytes) are rejected
 with :class:`~cachehub.errors.CorruptEntryError`, never decoded blindly.
+
+Reading is bounded whatever the bytes: a body inflates to at most ``maxValueSize``
+bytes, decodes to at most ``maxValueSize // 8`` objects, and nests extension types at
+most :data:`MAX_EXTENSION_DEPTH` deep; :meth:`SafeCodec.dumps` refuses every value the
+reader would refuse, so whatever is written can be read back, in any thread.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from typing import Any, Final, Protocol, cast
 import msgpack
 import ormsgpack
 
-from .errors import ConfigError, CorruptEntryError, SerializationError
+from .errors import ConfigError, CorruptEntryError, SerializationError, UnknownSigningKeyError
 from .query import Query
 
 __all__ = [
@@ -49,8 +56,16 @@ __all__ = [
     "FORMAT_SAFE_ZLIB",
     "FORMAT_PICKLE",
     "FORMAT_PICKLE_ZLIB",
+    "FORMAT_SIGNED",
+    "FORMAT_SIGNED_ZLIB",
+    "DEFAULT_MAX_VALUE_SIZE",
     "MAX_DECOMPRESSED_SIZE",
+    "MAX_DEPTH",
+    "MAX_EXTENSION_DEPTH",
+    "MIN_MAX_VALUE_SIZE",
+    "MAX_MAX_VALUE_SIZE",
     "MIN_SIGNING_KEY_LENGTH",
+    "OBJECT_RATIO",
 ]
 
 FORMAT_SAFE: Final = 0x01
@@ -58,16 +73,33 @@ FORMAT_SAFE: Final = 0x01
 FORMAT_SAFE_ZLIB: Final = 0x02
 """Format byte: zlib-compressed msgpack body."""
 FORMAT_PICKLE: Final = 0x03
-"""Format byte: 32-byte HMAC-SHA256 tag, then a pickle (protocol 5)."""
+"""Format byte of the previous pickle format (tag over the body only): read as a miss."""
 FORMAT_PICKLE_ZLIB: Final = 0x04
-"""Format byte: 32-byte HMAC-SHA256 tag, then a zlib-compressed pickle."""
+"""Format byte of the previous compressed pickle format: read as a miss."""
+FORMAT_SIGNED: Final = 0x05
+"""Format byte: 8-byte key id, 32-byte HMAC-SHA256 tag (over the storage key too), pickle."""
+FORMAT_SIGNED_ZLIB: Final = 0x06
+"""Format byte: as :data:`FORMAT_SIGNED`, with a zlib-compressed pickle."""
 
-MAX_DECOMPRESSED_SIZE: Final = 64 * 1024 * 1024
-"""Largest body a compressed payload may inflate to; more is treated as a zip bomb."""
+DEFAULT_MAX_VALUE_SIZE: Final = 16 * 1024 * 1024
+"""Default ``maxValueSize``: the largest encoded (inflated) value a cache writes or reads."""
+MIN_MAX_VALUE_SIZE: Final = 1024
+"""Smallest ``maxValueSize`` accepted."""
+MAX_MAX_VALUE_SIZE: Final = 1024 * 1024 * 1024
+"""Largest ``maxValueSize`` accepted (1 GiB)."""
+MAX_DECOMPRESSED_SIZE: Final = DEFAULT_MAX_VALUE_SIZE
+"""Kept for compatibility: the default inflation limit, now ``maxValueSize``."""
+OBJECT_RATIO: Final = 8
+"""A value decodes to at most ``maxValueSize // OBJECT_RATIO`` objects (see docs/codec.md)."""
+MAX_DEPTH: Final = 255
+"""Deepest nesting of containers (list, dict, tuple, set, frozenset, query) written."""
+MAX_EXTENSION_DEPTH: Final = 32
+"""Deepest nesting of tuples, sets, frozensets and queries inside each other."""
 MIN_SIGNING_KEY_LENGTH: Final = 16
 """Shortest ``signingKey`` the pickle codec accepts."""
 
 _TAG_SIZE: Final = 32  # HMAC-SHA256 digest
+_KEY_ID_SIZE: Final = 8  # identifies the signing key, so rotation needs one HMAC, not one per key
 _ZLIB_LEVEL: Final = 1  # cache values are read far more often than written; favour speed
 _MIN_SAVING_SHIFT: Final = 3  # compress only when it saves at least 1/8 (see _worth_it)
 _SCALARS: Final = frozenset({str, bytes, int, float, bool, type(None)})
@@ -81,15 +113,27 @@ class Codec(Protocol):
 
     name: str
     """The codec's setting value: ``"safe"`` or ``"pickle"``."""
+    max_value_size: int
+    """The largest encoded (inflated) body written or read, in bytes."""
 
-    def dumps(self, value: Any) -> bytes:
-        """Encode ``value``; raises :class:`SerializationError` if it cannot be stored."""
+    def dumps(self, value: Any, key: str = "") -> bytes:
+        """Encode ``value`` stored under storage key ``key``; raises
+        :class:`SerializationError` if it cannot be stored (or read back)."""
 
-    def loads(self, data: bytes) -> Any:
-        """Decode stored bytes; raises :class:`CorruptEntryError` if they are not valid."""
+    def loads(self, data: bytes, key: str = "") -> Any:
+        """Decode bytes read from storage key ``key``; raises :class:`CorruptEntryError`
+        if they are not valid (:class:`UnknownSigningKeyError` if signed with no key
+        this codec knows: callers treat that as a miss)."""
 
 
-def make_codec(name: str, *, signing_key: str | None = None, compress_threshold: int = 0) -> Codec:
+def make_codec(
+    name: str,
+    *,
+    signing_key: str | None = None,
+    compress_threshold: int = 0,
+    max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+    signing_key_fallbacks: Any = None,
+) -> Codec:
     """Build the codec a cache's settings ask for.
 
     Args:
@@ -98,29 +142,46 @@ def make_codec(name: str, *, signing_key: str | None = None, compress_threshold:
             the safe codec.
         compress_threshold: payloads larger than this many bytes are zlib-compressed;
             0 disables compression.
+        max_value_size: the largest encoded (inflated) body written or read, in bytes;
+            it also bounds the objects a body decodes to (``max_value_size // 8``).
+        signing_key_fallbacks: older signing keys that still verify entries (a list of
+            strings, or one string of comma-separated keys), for graceful rotation.
 
     Raises:
-        ConfigError: unknown codec name, negative threshold, or a missing or short
+        ConfigError: unknown codec name, a bad threshold or size, or a missing or short
             signing key for the pickle codec.
     """
-    if isinstance(compress_threshold, bool) or not isinstance(compress_threshold, int):
-        raise ConfigError(
-            f"compressThreshold must be an integer, got {type(compress_threshold).__name__}.",
-            hint="set compressThreshold to a byte count, e.g. 4096, or 0 to disable.",
-        )
-    if compress_threshold < 0:
-        raise ConfigError(
-            f"compressThreshold must be 0 or more, got {compress_threshold}.",
-            hint="set compressThreshold to a byte count, e.g. 4096, or 0 to disable.",
-        )
+    _check_size("compressThreshold", compress_threshold, 0, None, "e.g. 4096, or 0 to disable")
+    _check_size(
+        "maxValueSize",
+        max_value_size,
+        MIN_MAX_VALUE_SIZE,
+        MAX_MAX_VALUE_SIZE,
+        f"e.g. {DEFAULT_MAX_VALUE_SIZE} (16 MiB, the default)",
+    )
     if name == "safe":
-        return SafeCodec(compress_threshold=compress_threshold)
+        return SafeCodec(compress_threshold=compress_threshold, max_value_size=max_value_size)
     if name == "pickle":
-        return PickleCodec(signing_key, compress_threshold=compress_threshold)
+        return PickleCodec(
+            signing_key,
+            compress_threshold=compress_threshold,
+            max_value_size=max_value_size,
+            fallbacks=signing_key_fallbacks,
+        )
     raise ConfigError(
         f"unknown codec {name!r}.",
         hint="set codec to 'safe' (the default) or 'pickle' (which also needs signingKey).",
     )
+
+
+def _check_size(setting: str, value: Any, minimum: int, maximum: int | None, example: str) -> None:
+    hint = f"set {setting} to a byte count, {example}."
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{setting} must be an integer, got {type(value).__name__}.", hint=hint)
+    if value < minimum:
+        raise ConfigError(f"{setting} must be {minimum} or more, got {value}.", hint=hint)
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{setting} must be {maximum} or less, got {value}.", hint=hint)
 
 
 # --------------------------------------------------------------------------- the codecs
@@ -140,50 +201,124 @@ class SafeCodec:
 
     Args:
         compress_threshold: compress payloads larger than this many bytes (0: never).
-        max_decompressed_size: reject compressed payloads that inflate beyond this.
+        max_value_size: the largest body (inflated) written or read; a body decodes to
+            at most ``max_value_size // OBJECT_RATIO`` objects.
+        max_decompressed_size: the previous name of ``max_value_size``.
     """
 
-    __slots__ = ("compress_threshold", "max_decompressed_size")
+    __slots__ = ("_unchecked", "compress_threshold", "max_objects", "max_value_size")
     name: str = "safe"
 
     def __init__(
-        self, *, compress_threshold: int = 0, max_decompressed_size: int = MAX_DECOMPRESSED_SIZE
+        self,
+        *,
+        compress_threshold: int = 0,
+        max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+        max_decompressed_size: int | None = None,
     ) -> None:
+        if max_decompressed_size is not None:
+            max_value_size = max_decompressed_size
         self.compress_threshold = compress_threshold
-        self.max_decompressed_size = max_decompressed_size
+        self.max_value_size = max_value_size
+        self.max_objects = max(1, max_value_size // OBJECT_RATIO)
+        # Up to this size (format byte included) a body is read without a check: it holds
+        # at most one object per byte, and its nested payloads, at most 32 copies of
+        # parts of it, add up to less than max_value_size.
+        self._unchecked = min(self.max_objects, max_value_size // MAX_EXTENSION_DEPTH) + 1
+
+    @property
+    def max_decompressed_size(self) -> int:
+        """The previous name of :attr:`max_value_size`."""
+        return self.max_value_size
 
     def __repr__(self) -> str:
-        return f"SafeCodec(compress_threshold={self.compress_threshold})"
+        return (
+            f"SafeCodec(compress_threshold={self.compress_threshold}, "
+            f"max_value_size={self.max_value_size})"
+        )
 
-    def dumps(self, value: Any) -> bytes:
-        """Encode ``value`` as a safe payload.
+    def dumps(self, value: Any, key: str = "") -> bytes:
+        """Encode ``value`` as a safe payload (``key`` is not used: nothing is signed).
 
         Raises:
-            SerializationError: the value holds a type the safe codec cannot store; the
-                message names the type and where it sits inside the value.
+            SerializationError: the value holds a type the safe codec cannot store (the
+                message names the type and where it sits inside the value), or it could
+                not be read back: nested too deeply, larger than ``max_value_size``, or
+                more objects than the reader accepts.
         """
-        try:  # one call, then a look at the bytes: this is the hot path of every write
-            body = _packb(value, _default, _PACK_OPTIONS)
-        except TypeError as refusal:
-            body = _encode(value, None, refusal)
-        else:
-            # no bin 8/16/32 header byte: no bytearray or memoryview inside (see _survey)
-            if type(value) not in _SCALARS and (0xC4 in body or 0xC5 in body or 0xC6 in body):
-                body = _encode(value, body)
-        if 0 < self.compress_threshold < len(body) <= self.max_decompressed_size:
+        try:
+            try:  # one call, then a look at the bytes: this is the hot path of every write
+                body = _packb(value, _default, _PACK_OPTIONS)
+            except TypeError as refusal:
+                body = _encode(value, None, refusal)
+            else:
+                # no bin 8/16/32 header byte: no bytearray or memoryview inside (_survey)
+                if type(value) not in _SCALARS and (0xC4 in body or 0xC5 in body or 0xC6 in body):
+                    body = _encode(value, body)
+        except _Recheck:  # it holds a tuple, set or query: see _items
+            body = self._dumps_nested(value)
+        size = len(body)
+        if size > self.max_objects:
+            self._check_readable(value, size)
+        if 0 < self.compress_threshold < size:
             packed = zlib.compress(body, _ZLIB_LEVEL)
             if _worth_it(packed, body):
                 return _SAFE_ZLIB + packed
         return _SAFE + body
 
-    def loads(self, data: bytes) -> Any:
-        """Decode a safe payload.
+    def _dumps_nested(self, value: Any) -> bytes:
+        """The body of a value holding tuples, sets or queries, checked first for depth.
+
+        Each of those is packed by a call of its own, inside the call packing its
+        container, so their nesting adds up across calls: the whole value is checked
+        (see _check_depth) before any of them is packed, and the bytes of nested payloads
+        are bounded as the reader bounds them (see _items).
+        """
+        _check_depth(value)
+        state = _state
+        state.checked = True
+        state.limit = self.max_value_size
+        try:
+            try:
+                body = _packb(value, _default, _PACK_OPTIONS)
+            except TypeError as refusal:
+                return _encode(value, None, refusal)
+            if type(value) not in _SCALARS and (0xC4 in body or 0xC5 in body or 0xC6 in body):
+                return _encode(value, body)
+            return body
+        finally:
+            state.checked = False
+            state.limit = _NO_LIMIT
+
+    def _check_readable(self, value: Any, size: int) -> None:
+        """Refuse a large body that :meth:`loads` would refuse (size, then objects)."""
+        if size > self.max_value_size:
+            raise SerializationError(
+                f"the value encodes to {size} bytes, more than maxValueSize "
+                f"({self.max_value_size} bytes).",
+                hint="store a smaller value (split it over several keys), or raise the "
+                "cache's maxValueSize setting.",
+            )
+        objects = _count_value(value, self.max_objects)
+        if objects > self.max_objects:
+            raise SerializationError(
+                f"the value holds more than {self.max_objects} objects, the most a value "
+                f"of maxValueSize {self.max_value_size} may decode to "
+                f"(maxValueSize // {OBJECT_RATIO}).",
+                hint="store fewer, larger items (e.g. bytes or str instead of many small "
+                "numbers), split the value over several keys, or raise maxValueSize.",
+            )
+
+    def loads(self, data: bytes, key: str = "") -> Any:
+        """Decode a safe payload (``key`` is not used: nothing is signed).
 
         Raises:
             CorruptEntryError: the bytes are not a safe payload (wrong or missing format
-                byte, truncated, garbage, a pickle, too large when inflated).
+                byte, truncated, garbage, a pickle), or they exceed a bound: larger than
+                ``max_value_size`` when inflated, more objects than the value may hold,
+                extension types nested too deeply.
         """
-        if type(data) is bytes and data[:1] == _SAFE:  # the common case, checked cheaply
+        if type(data) is bytes and data[:1] == _SAFE and len(data) <= self._unchecked:
             try:  # _decode inlined: this is the hot path of every read
                 framed = _unpackb(b"".join((_OPEN, data, _END)), ext_hook=_ext_hook)
             except Exception:
@@ -194,10 +329,10 @@ class SafeCodec:
         view = _view(data, "safe")
         marker = view[0]
         if marker == FORMAT_SAFE:
-            return _decode(view[1:])
+            return self._decode_checked(view[1:])
         if marker == FORMAT_SAFE_ZLIB:
-            return _decode(_inflate(view[1:], self.max_decompressed_size))
-        if marker in (FORMAT_PICKLE, FORMAT_PICKLE_ZLIB):
+            return self._decode_checked(_inflate(view[1:], self.max_value_size))
+        if marker in _PICKLE_MARKERS:
             raise _corrupt(
                 "it was written by the pickle codec, and the safe codec never unpickles.",
                 hint="if you trust the writer, set codec: pickle with the same signingKey "
@@ -205,25 +340,48 @@ class SafeCodec:
             )
         raise _foreign(marker)
 
+    def _decode_checked(self, body: bytes | memoryview) -> Any:
+        """Decode a body that did not take the fast path: bounded in size and objects."""
+        size = len(body)
+        if size > self.max_value_size:
+            raise _corrupt(
+                f"its body is {size} bytes, more than maxValueSize ({self.max_value_size})."
+            )
+        if size > self.max_objects:  # below, one object per byte at most
+            _count_body(body, self.max_objects)
+        state = _state
+        state.limit = self.max_value_size  # for the nested payloads (see _unpack_list)
+        try:
+            return _decode(body)
+        finally:
+            state.limit = _NO_LIMIT
+
 
 class PickleCodec:
     """Opt-in codec for arbitrary picklable values, signed with HMAC-SHA256.
 
-    Each payload carries an HMAC-SHA256 tag over its format byte and body, computed with
-    ``signing_key``; :meth:`loads` checks it with :func:`hmac.compare_digest` before
-    unpickling, so only bytes written by a holder of the key are ever unpickled. It also
-    reads :class:`SafeCodec` payloads. The key never appears in messages or ``repr()``.
+    Each payload carries the id of its signing key and an HMAC-SHA256 tag over its
+    format byte, that id, the entry's storage key and its body; :meth:`loads` checks it
+    with :func:`hmac.compare_digest` before unpickling, so only bytes written by a holder
+    of the key, for that very storage key, are ever unpickled (a copy under another key
+    or namespace is refused). Entries signed with a key that is neither ``signing_key``
+    nor one of ``fallbacks`` raise :class:`UnknownSigningKeyError`, which reads treat as
+    a miss. It also reads :class:`SafeCodec` payloads. No key ever appears in messages
+    or ``repr()``.
 
     Args:
         signing_key: the secret HMAC key, at least :data:`MIN_SIGNING_KEY_LENGTH` chars.
         compress_threshold: compress payloads larger than this many bytes (0: never).
-        max_decompressed_size: reject compressed payloads that inflate beyond this.
+        max_value_size: the largest (inflated) pickle or safe body read or written.
+        fallbacks: older keys that still verify entries (never sign): a list of strings
+            or one string of comma-separated keys.
+        max_decompressed_size: the previous name of ``max_value_size``.
 
     Raises:
-        ConfigError: the key is missing, not a string, or too short.
+        ConfigError: a key is missing, not a string, or too short.
     """
 
-    __slots__ = ("_key", "_safe", "compress_threshold", "max_decompressed_size")
+    __slots__ = ("_key_id", "_keys", "_safe", "compress_threshold", "max_value_size")
     name: str = "pickle"
 
     def __init__(
@@ -231,36 +389,41 @@ class PickleCodec:
         signing_key: str | None,
         *,
         compress_threshold: int = 0,
-        max_decompressed_size: int = MAX_DECOMPRESSED_SIZE,
+        max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+        fallbacks: Any = None,
+        max_decompressed_size: int | None = None,
     ) -> None:
-        hint = (
-            "set `signingKey` in the cache's custom settings to a random secret of at least "
-            f"{MIN_SIGNING_KEY_LENGTH} characters (e.g. signingKey: ${{CACHE_SIGNING_KEY}}), "
-            "or use codec: safe."
-        )
-        if signing_key is None or signing_key == "":
-            raise ConfigError("codec 'pickle' needs a signingKey, and none is set.", hint=hint)
-        if not isinstance(signing_key, str):
-            raise ConfigError(
-                f"signingKey must be a string, got {type(signing_key).__name__}.", hint=hint
-            )
-        if len(signing_key) < MIN_SIGNING_KEY_LENGTH:
-            raise ConfigError(
-                f"signingKey is shorter than {MIN_SIGNING_KEY_LENGTH} characters.", hint=hint
-            )
-        self._key = signing_key.encode("utf-8", "surrogatepass")
-        self._safe = SafeCodec(max_decompressed_size=max_decompressed_size)
+        if max_decompressed_size is not None:
+            max_value_size = max_decompressed_size
+        key = _signing_key(signing_key, "signingKey")
+        keys = {_key_id(key): key}
+        for index, fallback in enumerate(_fallback_list(fallbacks)):
+            extra = _signing_key(fallback, f"signingKeyFallbacks[{index}]")
+            keys.setdefault(_key_id(extra), extra)
+        self._key_id = _key_id(key)
+        self._keys = keys
+        self._safe = SafeCodec(max_value_size=max_value_size)
         self.compress_threshold = compress_threshold
-        self.max_decompressed_size = max_decompressed_size
+        self.max_value_size = max_value_size
+
+    @property
+    def max_decompressed_size(self) -> int:
+        """The previous name of :attr:`max_value_size`."""
+        return self.max_value_size
 
     def __repr__(self) -> str:
-        return f"PickleCodec(signing_key=<hidden>, compress_threshold={self.compress_threshold})"
+        return (
+            f"PickleCodec(signing_key=<hidden>, fallbacks={len(self._keys) - 1}, "
+            f"compress_threshold={self.compress_threshold}, "
+            f"max_value_size={self.max_value_size})"
+        )
 
-    def dumps(self, value: Any) -> bytes:
-        """Pickle ``value`` (protocol 5) and sign it.
+    def dumps(self, value: Any, key: str = "") -> bytes:
+        """Pickle ``value`` (protocol 5) and sign it for storage key ``key``.
 
         Raises:
-            SerializationError: pickle cannot store the value (a lambda, a lock...).
+            SerializationError: pickle cannot store the value (a lambda, a lock...), or
+                it pickles to more than ``max_value_size`` bytes.
         """
         try:
             body = pickle.dumps(value, protocol=5)
@@ -270,39 +433,72 @@ class PickleCodec:
                 hint="store a picklable value: module-level classes and functions, "
                 "no lambdas, open files, locks or sockets.",
             ) from exc
-        marker = _PICKLE
-        if 0 < self.compress_threshold < len(body) <= self.max_decompressed_size:
+        if len(body) > self.max_value_size:
+            raise SerializationError(
+                f"the value pickles to {len(body)} bytes, more than maxValueSize "
+                f"({self.max_value_size} bytes).",
+                hint="store a smaller value (split it over several keys), or raise the "
+                "cache's maxValueSize setting.",
+            )
+        marker = _SIGNED
+        if 0 < self.compress_threshold < len(body):
             packed = zlib.compress(body, _ZLIB_LEVEL)
             if _worth_it(packed, body):
-                marker, body = _PICKLE_ZLIB, packed
-        return marker + self._sign(marker, body) + body
+                marker, body = _SIGNED_ZLIB, packed
+        head = marker + self._key_id
+        return head + _sign(self._keys[self._key_id], head, key, body) + body
 
-    def loads(self, data: bytes) -> Any:
-        """Verify and unpickle a payload; safe payloads are decoded by the safe codec.
+    def loads(self, data: bytes, key: str = "") -> Any:
+        """Verify and unpickle a payload read from storage key ``key``; safe payloads are
+        decoded by the safe codec.
 
         Raises:
-            CorruptEntryError: a bad or missing signature (tampered, or signed with
-                another key; nothing is unpickled then), or bytes cachehub did not write.
+            UnknownSigningKeyError: signed with a key this codec does not know (rotated
+                away), or in the previous, unbound format: treat it as a miss.
+            CorruptEntryError: a bad signature from a known key (tampered, or copied
+                from another storage key; nothing is unpickled then), or bytes cachehub
+                did not write.
         """
         view = _view(data, "pickle")
         marker = view[0]
         if marker in (FORMAT_SAFE, FORMAT_SAFE_ZLIB):
             return self._safe.loads(data)
-        if marker not in (FORMAT_PICKLE, FORMAT_PICKLE_ZLIB):
+        if marker in (FORMAT_PICKLE, FORMAT_PICKLE_ZLIB):
+            raise UnknownSigningKeyError(
+                "cached entry cannot be verified: it was signed by an earlier cachehub, "
+                "whose signatures did not cover the storage key. It is treated as a miss.",
+                hint="nothing to do: reads recompute it and the next write re-signs it.",
+            )
+        if marker not in (FORMAT_SIGNED, FORMAT_SIGNED_ZLIB):
             raise _foreign(marker)
-        if len(view) < 1 + _TAG_SIZE:
+        head_size = 1 + _KEY_ID_SIZE
+        if len(view) < head_size + _TAG_SIZE:
             raise _corrupt(
                 f"the signed pickle is truncated ({len(view)} bytes, no full signature)."
             )
-        tag, body = view[1 : 1 + _TAG_SIZE], view[1 + _TAG_SIZE :]
-        if not hmac.compare_digest(tag, self._sign(view[:1], body)):
-            raise _corrupt(
-                "its HMAC signature does not match: the bytes were altered, or signed with "
-                "a different signingKey. Nothing was unpickled.",
-                hint="use the signingKey that wrote the entry, or delete the entry.",
+        head = view[:head_size]
+        signer = self._keys.get(bytes(head[1:]))
+        if signer is None:
+            raise UnknownSigningKeyError(
+                "cached entry cannot be verified: it was signed with a signingKey this "
+                "cache does not know (rotated away?). Nothing was unpickled; it is treated "
+                "as a miss.",
+                hint="to keep reading such entries, list the old key in "
+                "signingKeyFallbacks; otherwise they are recomputed.",
             )
-        if marker == FORMAT_PICKLE_ZLIB:
-            body = memoryview(_inflate(body, self.max_decompressed_size))
+        tag, body = view[head_size : head_size + _TAG_SIZE], view[head_size + _TAG_SIZE :]
+        if not hmac.compare_digest(tag, _sign(signer, head, key, body)):
+            raise _corrupt(
+                "its HMAC signature does not match: the bytes were altered, or copied from "
+                "another key or namespace. Nothing was unpickled.",
+                hint="delete the entry, and check who else can write to this backend.",
+            )
+        if marker == FORMAT_SIGNED_ZLIB:
+            body = memoryview(_inflate(body, self.max_value_size))
+        elif len(body) > self.max_value_size:
+            raise _corrupt(
+                f"its pickle is {len(body)} bytes, more than maxValueSize ({self.max_value_size})."
+            )
         try:
             return pickle.loads(body)  # noqa: S301 - HMAC-verified above
         except Exception as exc:  # signed, so ours: most likely a class moved or changed
@@ -312,16 +508,63 @@ class PickleCodec:
                 "delete the entry so it is recomputed.",
             ) from exc
 
-    def _sign(self, marker: bytes | memoryview, body: bytes | memoryview) -> bytes:
-        mac = hmac.new(self._key, marker, "sha256")
-        mac.update(body)
-        return mac.digest()
+
+def _signing_key(value: Any, setting: str) -> bytes:
+    hint = (
+        f"set `{setting}` in the cache's custom settings to a random secret of at least "
+        f"{MIN_SIGNING_KEY_LENGTH} characters (e.g. signingKey: ${{CACHE_SIGNING_KEY}}), "
+        "or use codec: safe."
+    )
+    if value is None or value == "":
+        raise ConfigError(f"codec 'pickle' needs a {setting}, and none is set.", hint=hint)
+    if not isinstance(value, str):
+        raise ConfigError(f"{setting} must be a string, got {type(value).__name__}.", hint=hint)
+    if len(value) < MIN_SIGNING_KEY_LENGTH:
+        raise ConfigError(
+            f"{setting} is shorter than {MIN_SIGNING_KEY_LENGTH} characters.", hint=hint
+        )
+    return value.encode("utf-8", "surrogatepass")
+
+
+def _fallback_list(fallbacks: Any) -> list[Any]:
+    """``signingKeyFallbacks`` as a list: None, a list/tuple, or comma-separated keys."""
+    if fallbacks is None:
+        return []
+    if isinstance(fallbacks, str):  # e.g. from ${OLD_SIGNING_KEYS}
+        return [part.strip() for part in fallbacks.split(",") if part.strip()]
+    if isinstance(fallbacks, list | tuple):
+        return list(fallbacks)
+    raise ConfigError(
+        f"signingKeyFallbacks must be a list of strings, got {type(fallbacks).__name__}.",
+        hint="set signingKeyFallbacks to a list of old signing keys, or one string of "
+        "comma-separated keys (e.g. ${OLD_CACHE_SIGNING_KEYS}).",
+    )
+
+
+def _key_id(key: bytes) -> bytes:
+    # A one-way id (an HMAC of a constant): tells which key signed, reveals nothing of it.
+    return hmac.new(key, b"cachehub signing key id", "sha256").digest()[:_KEY_ID_SIZE]
+
+
+def _sign(
+    key: bytes, head: bytes | memoryview, storage_key: str, body: bytes | memoryview
+) -> bytes:
+    """The tag over format byte + key id, the storage key (length-prefixed) and the body."""
+    bound = storage_key.encode("utf-8", "surrogatepass")
+    mac = hmac.new(key, head, "sha256")
+    mac.update(len(bound).to_bytes(4, "big"))
+    mac.update(bound)
+    mac.update(body)
+    return mac.digest()
 
 
 _SAFE: Final = bytes([FORMAT_SAFE])
 _SAFE_ZLIB: Final = bytes([FORMAT_SAFE_ZLIB])
-_PICKLE: Final = bytes([FORMAT_PICKLE])
-_PICKLE_ZLIB: Final = bytes([FORMAT_PICKLE_ZLIB])
+_SIGNED: Final = bytes([FORMAT_SIGNED])
+_SIGNED_ZLIB: Final = bytes([FORMAT_SIGNED_ZLIB])
+_PICKLE_MARKERS: Final = frozenset(
+    {FORMAT_PICKLE, FORMAT_PICKLE_ZLIB, FORMAT_SIGNED, FORMAT_SIGNED_ZLIB}
+)
 
 # --------------------------------------------------------------------------- framing helpers
 
@@ -355,7 +598,7 @@ def _foreign(marker: int) -> CorruptEntryError:
     else:
         reason = (
             f"its format byte 0x{marker:02x} is unknown (cachehub writes "
-            f"0x{FORMAT_SAFE:02x}-0x{FORMAT_PICKLE_ZLIB:02x}): it was written by another "
+            f"0x{FORMAT_SAFE:02x}-0x{FORMAT_SIGNED_ZLIB:02x}): it was written by another "
             "tool or a newer cachehub."
         )
     return _corrupt(
@@ -387,6 +630,100 @@ def _inflate(body: memoryview, limit: int) -> bytes:
     if inflater.unused_data:
         raise _corrupt("it has extra bytes after its compressed body.")
     return out
+
+
+# Byte sizes of the fixed-size msgpack items, by first byte (float, uint, int).
+_FIXED: Final = {0xCA: 4, 0xCB: 8, 0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
+_FIXED.update({0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8})
+_LENGTH: Final = {0xC4: 1, 0xC5: 2, 0xC6: 4, 0xD9: 1, 0xDA: 2, 0xDB: 4}  # bin, str: length size
+_EXT_LENGTH: Final = {0xC7: 1, 0xC8: 2, 0xC9: 4}  # ext 8/16/32: length size
+_FIXEXT: Final = {0xD4: 1, 0xD5: 2, 0xD6: 4, 0xD7: 8, 0xD8: 16}
+_RECURSIVE: Final = frozenset({2, 3, 4, 12})  # extension types whose payload is msgpack
+
+
+def _count_body(body: bytes | memoryview, limit: int) -> int:
+    """The objects a safe body decodes to, without decoding it; corrupt beyond ``limit``.
+
+    Runs only for bodies longer than ``limit`` bytes (shorter ones cannot hold more
+    objects than bytes). Counts like :func:`_count_value`: every item of every array
+    and map (keys and values), and the items inside tuple, set, frozenset and query
+    payloads, which are walked in place. Iterative, so nesting costs no stack; a
+    length that the remaining bytes cannot hold is reported at once.
+    """
+    data = bytes(body)
+    end = len(data)
+    pos = 0
+    count = 0
+    remaining = 1  # items still to read at this level
+    stop = end  # where the bytes of the current level end: the body's, or a payload's
+    exact = True  # whether the current level must end exactly at stop (body, payload)
+    stack: list[tuple[int, int, bool]] = []
+    while True:
+        while remaining == 0:
+            if exact and pos != stop:
+                raise _corrupt("it has extra bytes after its msgpack body or a payload.")
+            if not stack:
+                return count
+            remaining, stop, exact = stack.pop()
+        remaining -= 1
+        count += 1
+        if count > limit:
+            raise _corrupt(
+                f"it decodes to more than {limit} objects, the most a value of its "
+                f"maxValueSize may hold (maxValueSize // {OBJECT_RATIO}): a decompression "
+                "or allocation bomb, or data not written by cachehub."
+            )
+        if pos >= stop:
+            raise _corrupt("its msgpack body is truncated.")
+        head = data[pos]
+        pos += 1
+        items = 0
+        if head <= 0x7F or head >= 0xE0 or head in (0xC0, 0xC2, 0xC3):
+            continue  # fixint, nil, bool
+        if head <= 0x8F:
+            items = 2 * (head & 0x0F)
+        elif head <= 0x9F:
+            items = head & 0x0F
+        elif head <= 0xBF:
+            pos += head & 0x1F
+        elif head in _FIXED:
+            pos += _FIXED[head]
+        elif head in _LENGTH:
+            size = _LENGTH[head]
+            pos += size + int.from_bytes(data[pos : pos + size], "big")
+        elif head in (0xDC, 0xDD, 0xDE, 0xDF):
+            size = 2 if head in (0xDC, 0xDE) else 4
+            items = int.from_bytes(data[pos : pos + size], "big") * (2 if head >= 0xDE else 1)
+            pos += size
+        elif head in _EXT_LENGTH or head in _FIXEXT:
+            if head in _EXT_LENGTH:
+                size = _EXT_LENGTH[head]
+                length = int.from_bytes(data[pos : pos + size], "big")
+                pos += size
+            else:
+                length = _FIXEXT[head]
+            if pos + 1 + length > stop:
+                raise _corrupt("an extension type claims more bytes than the body holds.")
+            code = data[pos]
+            pos += 1
+            if code in _RECURSIVE:  # its payload is one msgpack array, counted in place
+                stack.append((remaining, stop, exact))
+                remaining, stop, exact = 1, pos + length, True
+                count -= 1  # the payload's array is the container itself
+                continue
+            pos += length
+        else:  # 0xC1, never used
+            raise _corrupt(f"its msgpack body holds the invalid byte 0x{head:02x}.")
+        if pos > stop:
+            raise _corrupt("a string, binary or number claims more bytes than the body holds.")
+        if items:
+            if items > stop - pos:  # every item takes a byte at least
+                raise _corrupt(
+                    f"a container claims {items} items with only {stop - pos} bytes left "
+                    "(a length lie)."
+                )
+            stack.append((remaining, stop, exact))
+            remaining, exact = items, False
 
 
 # --------------------------------------------------------------------------- safe encoding
@@ -429,13 +766,23 @@ class _Unsupported(Exception):
         self.obj, self.what, self.hint = obj, what, hint
 
 
+_NO_LIMIT: Final = 1 << 62  # no bound: a body read without a check cannot reach one
+
+
+class _Recheck(Exception):
+    """Raised by the hook on meeting a tuple, set or query in an unchecked value."""
+
+
 class _State(threading.local):
     """Per-thread state of the hooks that ormsgpack calls back (see _default, _ext_hook)."""
 
     failure: BaseException | None = None  # what the last hook raised: ormsgpack drops it
     depth = 0  # extension types being decoded, one inside the other
+    chain = 0  # bytes of the nested extension payloads being decoded (copies, all alive)
     packing = 0  # extension types being encoded, one inside the other
-    slow = False  # decoding with msgpack: nested extension types use it too
+    packed_chain = 0  # the largest such sum below the extension being encoded
+    checked = False  # whether the value being encoded was checked for depth (see _items)
+    limit = _NO_LIMIT  # bytes nested payloads may add up to (see _items, _unpack_list)
 
 
 _state: Final = _State()
@@ -628,22 +975,97 @@ _Ext: Final = ormsgpack.Ext
 def _items(code: int, items: list[Any]) -> ormsgpack.Ext:
     """A container's items packed into one extension (re-entrant: a separate call).
 
-    Each such call restarts ormsgpack's nesting count, so the extension levels are
-    counted here, with the decoder's bound: nothing is stored that cannot be read.
+    Each such call restarts ormsgpack's nesting count and stacks on the calls around
+    it, so before the first one the whole value's depth is checked (see _check_depth);
+    and what the decoder bounds is bounded here alike, so nothing is stored that cannot
+    be read: extension levels (MAX_EXTENSION_DEPTH) and the bytes of nested payloads
+    alive at once while decoding (maxValueSize, see _unpack_list).
     """
     state = _state
     depth = state.packing
-    if depth >= _MAX_EXT_DEPTH:
+    if depth == 0:  # the common case (a tuple in a list...): its payload is part of the body
+        if not state.checked:
+            raise _Recheck  # SafeCodec.dumps checks the value's depth first, then packs again
+        state.packing = 1
+        try:
+            return _Ext(code, _pack(items))
+        finally:
+            state.packing = 0
+    if depth >= MAX_EXTENSION_DEPTH:
         raise SerializationError(
-            f"the value has tuples, sets or queries nested more than {_MAX_EXT_DEPTH} "
+            f"the value has tuples, sets or queries nested more than {MAX_EXTENSION_DEPTH} "
             "levels deep, or contains itself.",
             hint="store a flatter, acyclic structure.",
         )
+    outer = state.packed_chain
     state.packing = depth + 1
+    state.packed_chain = 0
     try:
-        return _Ext(code, _pack(items))
+        payload = _pack(items)
+        chain = state.packed_chain + len(payload)
     finally:
         state.packing = depth
+    if chain > state.limit:
+        raise SerializationError(
+            f"the value nests tuples, sets or queries whose contents add up to {chain} "
+            f"bytes along one path, more than maxValueSize ({state.limit}): reading it "
+            "would hold them all at once.",
+            hint="nest less (e.g. lists instead of tuples), or raise maxValueSize.",
+        )
+    state.packed_chain = chain if chain > outer else outer
+    return _Ext(code, payload)
+
+
+def _check_depth(value: Any) -> None:
+    """Refuse ``value`` if containers nest in it more than MAX_DEPTH levels deep.
+
+    Level by level in C (gc.get_referents), as _survey does: only values holding tuples,
+    sets, frozensets or queries get here, whose nesting ormsgpack cannot bound alone
+    (each extension is packed, and read, by a call of its own).
+    """
+    level: Any = [value]
+    for _ in range(MAX_DEPTH):
+        level = gc.get_referents(*level)
+        kinds = set(map(type, level))
+        if kinds.isdisjoint(_NESTED):  # the usual last level: scalars only
+            return
+        if not kinds <= _NESTED:  # gc would walk into the other objects' attributes
+            level = [item for item in level if type(item) in _NESTED]
+    raise SerializationError(
+        f"the value has containers nested more than {MAX_DEPTH} levels deep (lists, "
+        "dicts, tuples, sets and queries all count), or it contains itself.",
+        hint="store a flatter, acyclic structure, or opt in to codec 'pickle'.",
+    )
+
+
+# Containers as gc sees them: a Query's referents are its tuples of columns and rows.
+_NESTED: Final = frozenset({list, tuple, set, frozenset, dict, Query})
+
+
+def _count_value(value: Any, limit: int) -> int:
+    """The objects ``value`` decodes to, counting the items of every container (keys and
+    values of dicts), like :func:`_count_body`; stops once above ``limit``."""
+    count = 1
+    level: list[Any] = [value]
+    while level and count <= limit:
+        nested: list[Any] = []
+        for obj in level:
+            kind = type(obj)
+            if kind is dict:
+                count += 2 * len(obj)
+                nested.extend(key for key in obj if type(key) in _NESTED)
+                nested.extend(item for item in obj.values() if type(item) in _NESTED)
+            elif kind is Query:
+                # [columns, rows, types]: 3, the columns, each row and its cells, the types
+                width = len(obj.columns)
+                types = 0 if obj.types is None else len(obj.types)
+                count += 3 + width + types + len(obj.rows) * (1 + width)
+                nested.extend(cell for row in obj.rows for cell in row if type(cell) in _NESTED)
+            elif kind in _NESTED:
+                count += len(obj)
+                nested.extend(item for item in obj if type(item) in _NESTED)
+        level = nested
+    return count
 
 
 def _hint_for(obj: Any) -> str:
@@ -777,9 +1199,8 @@ _LEAVES: Final = frozenset(
 )
 _WALKABLE: Final = _LEAVES | {list, tuple, set, frozenset, dict}
 
-_MAX_EXT_DEPTH: Final = 64  # tuples, sets, queries nested; the decoder has the same bound
-_MAX_NESTING: Final = 255  # lists and dicts nested inside one of those (ormsgpack's bound)
-_SURVEY_LEVELS: Final = _MAX_NESTING + _MAX_EXT_DEPTH + 1  # then see _walk_deep
+_MAX_NESTING: Final = 255  # lists and dicts nested in one ormsgpack call (its bound)
+_SURVEY_LEVELS: Final = MAX_DEPTH + 1  # then see _walk_deep
 
 
 def _survey(value: Any) -> set[type]:
@@ -910,7 +1331,6 @@ def _undecided(body: bytes | memoryview, opening: bytes) -> Any:
         raise _corrupt(f"its msgpack body is invalid ({_describe(failure)}).") from failure
     if opening is _OPEN:
         body = memoryview(body)[1:]
-    _state.slow = True
     try:
         return _slow_unpack(body)
     except CorruptEntryError:
@@ -918,27 +1338,51 @@ def _undecided(body: bytes | memoryview, opening: bytes) -> Any:
     except Exception as exc:  # any failure means the bytes are not what cachehub wrote
         raise _corrupt(f"its msgpack body is invalid ({_describe(exc)}).") from exc
     finally:
-        _state.slow = False
         _state.failure = None  # msgpack raised the hooks' exceptions itself
 
 
-def _unpack(data: bytes | memoryview, opening: bytes = _OPEN_BARE) -> Any:
-    """One msgpack object read by ormsgpack; raises _Slow when it cannot decide."""
+def _slow_unpack(data: bytes | memoryview) -> Any:
+    # msgpack reads lists and maps iteratively (its own stack, 1024 deep): no C stack per
+    # level, unlike ormsgpack; and it caps every length at the bytes there are.
+    # timestamp=3: msgpack's Timestamp extension (-1) decodes to a datetime in timezone.utc
+    return msgpack.unpackb(data, ext_hook=_ext_hook, strict_map_key=False, timestamp=3)
+
+
+# A payload this short nests at most this deep, whatever it holds (each level takes a
+# byte): ormsgpack reads it, recursion and all, in a few dozen KiB of stack.
+_SHORT: Final = 128
+
+
+def _unpack_short(data: bytes) -> Any:
+    """A short payload read by ormsgpack (fast); msgpack decides when it cannot."""
     try:
-        framed = _unpackb(b"".join((opening, data, _END)), ext_hook=_ext_hook)
+        framed = _unpackb(b"".join((_OPEN_BARE, data, _END)), ext_hook=_ext_hook)
     except Exception:
         failure = _hook_failure()
-        if failure is not None:  # the hook's verdict stands, whichever library reads
+        if failure is not None and type(failure) is not _Slow:  # the hook's verdict stands
             raise failure from None
-        raise _Slow from None  # a non-str map key, invalid bytes...: msgpack decides
+        return _unpack_nested(data)  # a non-str map key, a Timestamp, invalid bytes...
     if framed[2] != _END_MARK:  # bytes after the body, which took the end mark's place
-        raise _Slow
+        raise ValueError("the extension has extra bytes after its items")
     return framed[1]
 
 
-def _slow_unpack(data: bytes | memoryview) -> Any:
-    # timestamp=3: msgpack's Timestamp extension (-1) decodes to a datetime in timezone.utc
-    return msgpack.unpackb(data, ext_hook=_ext_hook, strict_map_key=False, timestamp=3)
+def _unpack_nested(data: bytes) -> Any:
+    """A payload read by a msgpack Unpacker: iterative, and its state (unlike that of
+    ``msgpack.unpackb``, whose 1024-entry stack sits on the C stack, ~40 KiB per call)
+    lives on the heap, so nested payloads cost little stack each."""
+    unpacker = msgpack.Unpacker(
+        None,
+        ext_hook=_ext_hook,
+        strict_map_key=False,
+        timestamp=3,
+        max_buffer_size=max(1, len(data)),  # also caps every length at the bytes there are
+    )
+    unpacker.feed(data)
+    value = unpacker.unpack()
+    if unpacker.tell() != len(data):
+        raise ValueError("the extension has extra bytes after its items")
+    return value
 
 
 def _ext_hook(code: int, data: bytes) -> Any:
@@ -959,17 +1403,39 @@ def _timestamp(data: bytes) -> Any:
 
 
 def _unpack_list(data: bytes) -> list[Any]:
-    # Each nested unpack costs C stack: poisoned bytes nesting tuples thousands deep would
-    # overflow it, so the depth is bounded like the encoder's.
+    """The items of a tuple, set, frozenset or query: msgpack reads them.
+
+    Each nested extension is a call inside the one reading its container, so the
+    levels are counted across calls (MAX_EXTENSION_DEPTH bounds the C stack, whatever
+    the lists between them: msgpack reads those without recursing), and so are the
+    bytes of the nested payloads, each a copy alive until its container is built
+    (maxValueSize bounds them; the outermost payload is part of the body).
+    """
     state = _state
     depth = state.depth
-    if depth >= _MAX_EXT_DEPTH:
-        raise ValueError(f"extension types are nested more than {_MAX_EXT_DEPTH} levels deep")
-    state.depth = depth + 1
-    try:
-        items = _slow_unpack(data) if state.slow else _unpack(data)
-    finally:
-        state.depth = depth
+    if depth == 0:  # the common case: the payload is part of the body, not a copy to count
+        state.depth = 1
+        try:
+            items = _unpack_short(data) if len(data) <= _SHORT else _unpack_nested(data)
+        finally:
+            state.depth = 0
+    else:
+        if depth >= MAX_EXTENSION_DEPTH:
+            raise _corrupt(f"it nests extension types more than {MAX_EXTENSION_DEPTH} levels deep.")
+        outer = state.chain
+        chain = outer + len(data)
+        if chain > state.limit:
+            raise _corrupt(
+                f"its nested extension types hold {chain} bytes along one path, more than "
+                f"maxValueSize ({state.limit})."
+            )
+        state.depth = depth + 1
+        state.chain = chain
+        try:
+            items = _unpack_short(data) if len(data) <= _SHORT else _unpack_nested(data)
+        finally:
+            state.depth = depth
+            state.chain = outer
     if type(items) is not list:
         raise TypeError(f"expected a list inside the extension, got {_type_name(items)}")
     return items

@@ -24,6 +24,7 @@ __all__ = [
     "CacheValueError",
     "SerializationError",
     "CorruptEntryError",
+    "UnknownSigningKeyError",
     "ReadOnlyCacheError",
     "CacheUnavailableError",
     "CacheBackendError",
@@ -86,6 +87,11 @@ class SerializationError(CacheError, TypeError):
 
 class CorruptEntryError(CacheError):
     """Stored bytes could not be decoded: corrupted, foreign, or badly signed data."""
+
+
+class UnknownSigningKeyError(CorruptEntryError):
+    """A signed entry no configured key can verify (signed with a rotated-away key, or in
+    the previous unbound format). Reads treat it as a miss, so it is recomputed."""
 
 
 class ReadOnlyCacheError(CacheError, PermissionError):

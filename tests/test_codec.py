@@ -8,6 +8,7 @@ import dataclasses
 import datetime as dt
 import decimal
 import enum
+import hmac
 import json
 import math
 import pathlib
@@ -31,12 +32,24 @@ from cachehub.codec import (
     FORMAT_PICKLE_ZLIB,
     FORMAT_SAFE,
     FORMAT_SAFE_ZLIB,
+    FORMAT_SIGNED,
+    FORMAT_SIGNED_ZLIB,
     MAX_DECOMPRESSED_SIZE,
+    MAX_DEPTH,
+    MAX_EXTENSION_DEPTH,
     PickleCodec,
     SafeCodec,
+    _count_body,
+    _count_value,
+    _sign,
     make_codec,
 )
-from cachehub.errors import ConfigError, CorruptEntryError, SerializationError
+from cachehub.errors import (
+    ConfigError,
+    CorruptEntryError,
+    SerializationError,
+    UnknownSigningKeyError,
+)
 from cachehub.query import Query, query_new
 
 KEY = "correct horse battery staple"  # a test signing key (>= 16 characters)
@@ -209,9 +222,9 @@ def test_pickle_codec_round_trips_exactly(label: str, value: Any) -> None:
 def test_safe_payloads_start_with_their_format_byte() -> None:
     assert make_codec("safe").dumps([1, 2])[0] == FORMAT_SAFE
     assert make_codec("safe", compress_threshold=10).dumps("x" * 100)[0] == FORMAT_SAFE_ZLIB
-    assert make_codec("pickle", signing_key=KEY).dumps(1)[0] == FORMAT_PICKLE
+    assert make_codec("pickle", signing_key=KEY).dumps(1)[0] == FORMAT_SIGNED
     pickled = make_codec("pickle", signing_key=KEY, compress_threshold=10).dumps("x" * 100)
-    assert pickled[0] == FORMAT_PICKLE_ZLIB
+    assert pickled[0] == FORMAT_SIGNED_ZLIB
 
 
 def test_utc_datetimes_are_extension_7_and_old_timestamps_still_decode() -> None:
@@ -433,9 +446,9 @@ def test_tampering_with_a_signed_payload_is_detected() -> None:
 def test_marker_swap_between_compressed_and_plain_is_detected() -> None:
     codec = make_codec("pickle", signing_key=KEY, compress_threshold=1)
     data = codec.dumps("x" * 200)
-    assert data[0] == FORMAT_PICKLE_ZLIB
+    assert data[0] == FORMAT_SIGNED_ZLIB
     with pytest.raises(CorruptEntryError, match="signature"):
-        codec.loads(bytes([FORMAT_PICKLE]) + data[1:])
+        codec.loads(bytes([FORMAT_SIGNED]) + data[1:])
 
 
 @pytest.mark.parametrize(
@@ -558,11 +571,11 @@ def test_pickle_codec_reports_unpicklable_values() -> None:
 
 def test_signed_pickle_of_a_vanished_class_is_corrupt() -> None:
     codec = make_codec("pickle", signing_key=KEY)
-    data = codec.dumps(Point(1, 2))
-    body = data[33:].replace(b"Point", b"Pnint")  # as if the class had been renamed
-    forged = data[:1] + codec._sign(data[:1], body) + body  # type: ignore[attr-defined]
+    data = codec.dumps(Point(1, 2), "k")
+    body = data[41:].replace(b"Point", b"Pnint")  # as if the class had been renamed
+    forged = data[:9] + _sign(KEY.encode(), data[:9], "k", body) + body
     with pytest.raises(CorruptEntryError, match="renamed or removed"):
-        codec.loads(forged)
+        codec.loads(forged, "k")
 
 
 # --------------------------------------------------------------------------- compression
@@ -606,16 +619,16 @@ def test_decompression_limit_applies_to_signed_pickles_too() -> None:
     writer = PickleCodec(KEY, compress_threshold=1)
     reader = PickleCodec(KEY, max_decompressed_size=1000)
     data = writer.dumps("z" * 5000)
-    assert data[0] == FORMAT_PICKLE_ZLIB
+    assert data[0] == FORMAT_SIGNED_ZLIB
     with pytest.raises(CorruptEntryError, match="decompression"):
         reader.loads(data)
 
 
-def test_values_beyond_the_limit_are_stored_uncompressed_so_they_stay_readable() -> None:
-    codec = SafeCodec(compress_threshold=10, max_decompressed_size=1000)
-    data = codec.dumps("y" * 5000)
-    assert data[0] == FORMAT_SAFE
-    assert codec.loads(data) == "y" * 5000
+def test_values_beyond_the_limit_are_refused_when_written_so_all_written_stays_readable() -> None:
+    codec = SafeCodec(compress_threshold=10, max_value_size=1000)
+    with pytest.raises(SerializationError, match=r"5003 bytes, more than maxValueSize \(1000"):
+        codec.dumps("y" * 5000)
+    assert codec.loads(codec.dumps("y" * 990)) == "y" * 990
 
 
 # --------------------------------------------------------------------------- error messages
@@ -703,7 +716,9 @@ def test_a_failed_encode_leaves_the_codec_usable() -> None:
 def test_make_codec_validates_its_arguments() -> None:
     assert make_codec("safe").name == "safe"
     assert make_codec("pickle", signing_key=KEY).name == "pickle"
-    assert repr(make_codec("safe", compress_threshold=5)) == "SafeCodec(compress_threshold=5)"
+    assert repr(make_codec("safe", compress_threshold=5)) == (
+        "SafeCodec(compress_threshold=5, max_value_size=16777216)"
+    )
     with pytest.raises(ConfigError, match="unknown codec 'json'"):
         make_codec("json")
     with pytest.raises(ConfigError, match="0 or more"):
@@ -826,12 +841,13 @@ def test_lists_and_dicts_nest_up_to_msgpacks_limit_whatever_the_body(leaf: Any) 
     # 255 levels in one msgpack structure (ormsgpack's bound, which it also reads back);
     # the survey that runs for a bin header must not impose another limit
     codec = make_codec("safe")
-    for levels in (63, 64, 100, 255):
+    top = 254 if type(leaf) is tuple else 255  # a tuple is a level too
+    for levels in (63, 64, 100, top):
         value = nested_lists(levels, leaf)
         assert_exact(codec.loads(codec.dumps(value)), value)
-    value = nested_lists(254, {"k": leaf})  # the dict is the 255th level
+    value = nested_lists(top - 1, {"k": leaf})  # the dict is the 255th level
     assert_exact(codec.loads(codec.dumps(value)), value)
-    for levels in (256, 300):
+    for levels in (top + 1, 300):
         with pytest.raises(SerializationError, match="nested more than 255 levels"):
             codec.dumps(nested_lists(levels, leaf))
 
@@ -846,22 +862,22 @@ def nested_tuples(levels: int, leaf: Any = 0, *, lists: int = 0) -> Any:
 @pytest.mark.parametrize("lists", [0, 1, 3])
 @pytest.mark.parametrize("leaf", [0, b"bin", bytearray(b"buf")], ids=["int", "bin", "buffer"])
 def test_extension_types_nest_up_to_the_decoders_limit(lists: int, leaf: Any) -> None:
-    # each tuple is its own ormsgpack call: the hook counts them, with the decoder's bound
+    # each tuple is its own call: the hook counts them, with the decoder's bound
     codec = make_codec("safe")
-    value = nested_tuples(64, leaf, lists=lists)
+    value = nested_tuples(MAX_EXTENSION_DEPTH, leaf, lists=lists)
     assert_exact(codec.loads(codec.dumps(value)), value)
-    with pytest.raises(SerializationError, match="nested more than 64 levels"):
-        codec.dumps(nested_tuples(65, leaf, lists=lists))
-    query = query_new("a", rows=[[nested_tuples(63, leaf)]])  # the query is a level too
-    assert_exact(codec.loads(codec.dumps(query)), query)
-    with pytest.raises(SerializationError, match="nested more than 64 levels"):
-        codec.dumps(query_new("a", rows=[[nested_tuples(64, leaf)]]))
+    with pytest.raises(SerializationError, match="nested more than 32 levels"):
+        codec.dumps(nested_tuples(MAX_EXTENSION_DEPTH + 1, leaf, lists=lists))
+    query = query_new("a", rows=[[nested_tuples(MAX_EXTENSION_DEPTH - 1, leaf)]])
+    assert_exact(codec.loads(codec.dumps(query)), query)  # the query is a level too
+    with pytest.raises(SerializationError, match="nested more than 32 levels"):
+        codec.dumps(query_new("a", rows=[[nested_tuples(MAX_EXTENSION_DEPTH, leaf)]]))
 
 
 def test_deep_values_with_buffers_and_shared_parts_round_trip() -> None:
     # deeper in all than the level-by-level survey goes (lists between the tuples): the
     # depth-first walk finds the bytearray, and a part met twice is shared, not a cycle
-    inner = nested_lists(200, bytearray(b"x"))
+    inner = nested_lists(100, bytearray(b"x"))
     value = nested_lists(150, (inner, inner))
     codec = make_codec("safe")
     assert_exact(codec.loads(codec.dumps(value)), value)
@@ -882,9 +898,9 @@ def test_wide_values_that_contain_themselves_are_refused() -> None:
 def test_failures_deep_inside_extension_types_are_reported_in_linear_time() -> None:
     # each tuple level once retried the failed call: 2**depth calls before the fix
     value: Any = "\ud800"
-    for _ in range(60):
+    for _ in range(30):
         value = (value,)
-    with pytest.raises(SerializationError, match=r"value(\[0\]){60} is a str with unpaired"):
+    with pytest.raises(SerializationError, match=r"value(\[0\]){30} is a str with unpaired"):
         make_codec("safe").dumps(value)
 
 
@@ -1021,3 +1037,161 @@ def test_ormsgpack_never_reads_what_msgpack_would_not(body: bytes) -> None:
         return
     assert kind == "value", f"msgpack refused it ({want}), ormsgpack read {got!r}"
     assert_exact(got, want)
+
+
+# --------------------------------------------------------------------------- issue #15: bounds
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=values)
+def test_the_writer_and_the_reader_count_objects_alike(value: Any) -> None:
+    # put() refuses by _count_value what loads() refuses by _count_body: they must agree
+    body = make_codec("safe").dumps(value)[1:]
+    assert _count_body(body, 10**9) == _count_value(value, 10**9)
+
+
+def test_values_with_more_objects_than_the_reader_accepts_are_refused_when_written() -> None:
+    codec = SafeCodec(max_value_size=8192)  # at most 1024 objects
+    fits = [0] * 1023  # the list and its 1023 items
+    assert codec.loads(codec.dumps(fits)) == fits
+    with pytest.raises(SerializationError, match=r"more than 1024 objects.*raise maxValueSize"):
+        codec.dumps([0] * 1024)
+    with pytest.raises(SerializationError, match="more than 1024 objects"):
+        codec.dumps(dict.fromkeys(range(600)))  # keys count too
+
+
+@pytest.mark.parametrize(
+    ("label", "body"),
+    [
+        ("empty maps", b"\xdd\x00\x00\x08\x00" + b"\x80" * 2048),
+        ("nils in tuples", b"\xdd\x00\x00\x04\x00" + b"\xd5\x02\x91\xc0" * 1024),
+        ("array lie", b"\xdd\x00\x00\x08\x00" + b"\xc0" * 100 + b"\xdd\xff\xff\xff\xff"),
+        ("ext lie", b"\x92\xc4\xff" + b"\0" * 1300 + b"\xc9\xff\xff\xff\xff\x02\x90"),
+    ],
+)
+def test_planted_bodies_beyond_the_object_bound_are_corrupt(label: str, body: bytes) -> None:
+    codec = SafeCodec(max_value_size=8192)
+    for data in (b"\x01" + body, b"\x02" + zlib.compress(body)):
+        with pytest.raises(CorruptEntryError, match="cannot be decoded"):
+            codec.loads(data)
+
+
+def test_nested_payloads_are_bounded_along_a_path_when_written_and_read() -> None:
+    codec = SafeCodec(max_value_size=64 * 1024)
+    blob = b"x" * 20_000
+    ok: Any = blob
+    for _ in range(3):  # two nested payloads hold the blob: 40 KB along the path
+        ok = (ok,)
+    assert codec.loads(codec.dumps(ok)) == ok
+    deep = ((ok,),)  # four nested payloads: 80 KB
+    with pytest.raises(SerializationError, match=r"add up to .* bytes along one path"):
+        codec.dumps(deep)
+    # the same bytes, planted: refused when read
+    planted = b"\x01" + make_codec("safe", max_value_size=1 << 20).dumps(deep)[1:]
+    with pytest.raises(CorruptEntryError, match="bytes along one path"):
+        codec.loads(planted)
+
+
+def test_total_depth_counts_every_kind_of_container() -> None:
+    codec = make_codec("safe")
+    fits: Any = 1
+    for level in range(MAX_DEPTH):
+        fits = (fits,) if level % 10 == 0 else [fits]  # 26 tuples, 229 lists
+    assert_exact(codec.loads(codec.dumps(fits)), fits)
+    with pytest.raises(SerializationError, match=r"nested more than 255 levels deep \(lists"):
+        codec.dumps([fits])
+
+
+@pytest.mark.parametrize("size", [True, "16", 1023, 2**30 + 1, -1])
+def test_max_value_size_is_validated(size: Any) -> None:
+    with pytest.raises(ConfigError, match="maxValueSize must be") as caught:
+        make_codec("safe", max_value_size=size)
+    assert "Fix:" in str(caught.value)
+
+
+# --------------------------------------------------------------------------- issue #15: signatures
+
+
+def test_signatures_bind_the_storage_key() -> None:
+    codec = make_codec("pickle", signing_key=KEY)
+    data = codec.dumps({"a": 1}, "ns:k")
+    assert codec.loads(data, "ns:k") == {"a": 1}
+    for other in ("ns:k2", "other:k", "ns:", "", "ns:k\x00"):
+        with pytest.raises(CorruptEntryError, match="copied from another key") as caught:
+            codec.loads(data, other)
+        assert not isinstance(caught.value, UnknownSigningKeyError)
+
+
+def test_entries_signed_with_a_fallback_key_read_and_unknown_keys_are_misses() -> None:
+    old = make_codec("pickle", signing_key=OTHER_KEY).dumps([1, 2], "k")
+    rotated = make_codec("pickle", signing_key=KEY, signing_key_fallbacks=[OTHER_KEY])
+    assert rotated.loads(old, "k") == [1, 2]
+    assert rotated.dumps("new", "k")[1:9] != old[1:9]  # written with the new key only
+    comma = make_codec(
+        "pickle", signing_key=KEY, signing_key_fallbacks=f" x{OTHER_KEY}, {OTHER_KEY}"
+    )
+    assert comma.loads(old, "k") == [1, 2]
+    plain = make_codec("pickle", signing_key=KEY)
+    with pytest.raises(UnknownSigningKeyError, match="signingKeyFallbacks") as caught:
+        plain.loads(old, "k")
+    assert isinstance(caught.value, CorruptEntryError)
+    for text in (str(caught.value), repr(caught.value), repr(rotated)):
+        assert KEY not in text
+        assert OTHER_KEY not in text
+
+
+def test_the_previous_unbound_format_is_a_miss() -> None:
+    body = pickle.dumps({"a": 1}, protocol=5)
+    for marker in (FORMAT_PICKLE, FORMAT_PICKLE_ZLIB):
+        tag = hmac.new(KEY.encode(), bytes([marker]) + body, "sha256").digest()
+        with pytest.raises(UnknownSigningKeyError, match="earlier cachehub"):
+            make_codec("pickle", signing_key=KEY).loads(bytes([marker]) + tag + body, "k")
+
+
+@pytest.mark.parametrize(
+    "fallbacks",
+    [["short"], [""], [123], 42, {"k": "v"}],
+    ids=["short", "empty", "not a str", "a number", "a dict"],
+)
+def test_bad_fallback_keys_are_config_errors(fallbacks: Any) -> None:
+    with pytest.raises(ConfigError, match="signingKeyFallbacks") as caught:
+        make_codec("pickle", signing_key=KEY, signing_key_fallbacks=fallbacks)
+    assert KEY not in str(caught.value)
+
+
+def test_a_cache_treats_an_entry_signed_with_an_unknown_key_as_a_miss() -> None:
+    from cachehub_memory import MemoryCache
+
+    reader = MemoryCache(codec="pickle", signingKey=OTHER_KEY, namespace="n:")
+    reader.put("k", "old")
+    reader.put("good", "kept")
+    reader.codec = make_codec("pickle", signing_key=KEY)  # the key rotated, no fallback
+    assert reader.get("k", "default") == "default"
+    assert reader.get_many(["k", "good"]) == {}  # both signed with the old key
+    calls: list[int] = []
+    assert reader.get_or_set("k", lambda: calls.append(1) or "fresh") == "fresh"
+    assert calls == [1]
+    assert reader.get("k") == "fresh"
+    assert reader.get_all() == {"k": "fresh"}
+
+
+def test_caches_take_max_value_size_and_fallbacks_from_their_settings() -> None:
+    from cachehub_memory import MemoryCache
+
+    cache = MemoryCache(maxValueSize="4096")  # strings from ${VAR} are converted
+    assert cache.codec.max_value_size == 4096
+    with pytest.raises(SerializationError, match="more than maxValueSize"):
+        cache.put("k", "x" * 5000)
+    for bad in ("lots", 100, True):
+        with pytest.raises(ConfigError, match="maxValueSize"):
+            MemoryCache(maxValueSize=bad)
+    store = f"rotation-{uuid.uuid4().hex}"  # one store, shared by the two caches
+    old = MemoryCache(codec="pickle", signingKey=OTHER_KEY, namespace="n:", store=store)
+    old.put("k", {1, 2})
+    signed = MemoryCache(
+        codec="pickle", signingKey=KEY, signingKeyFallbacks=OTHER_KEY, namespace="n:", store=store
+    )
+    assert signed.get("k") == {1, 2}
+    shown = repr(signed)
+    assert OTHER_KEY not in shown
+    assert KEY not in shown

@@ -327,7 +327,7 @@ class DynamoDBCache(BaseCache):
         self, storage_key: str, value: Any, expiry: Expiry, now: float, shared: Item | None = None
     ) -> Item:
         """A fresh item, refusing values beyond DynamoDB's 400 KB item limit up front."""
-        encoded = encode_value(value, self.codec)
+        encoded = encode_value(value, self.codec, storage_key)
         kn = self._key_name or self.key_name
         item = build_item(
             kn, storage_key, encoded, expiry, now, shared=shared, namespace=self.namespace
@@ -470,9 +470,9 @@ class DynamoDBCache(BaseCache):
         raw = item.get(VALUE)
         # The common layouts decoded inline; anything else goes through decode_value.
         if raw is not None and "B" in raw:
-            value = self.codec.loads(raw["B"])
+            value = self.codec.loads(raw["B"], key)
         else:
-            value = decode_value(item, self.codec)
+            value = decode_value(item, self.codec, key)
         if IDLE in item:
             self._slide(pk, k, item, now)
         else:
@@ -483,7 +483,7 @@ class DynamoDBCache(BaseCache):
         item, _, pk = self._get_item(key)
         if not item or not is_live(item, now):
             return None
-        entry = to_entry(item, decode_value(item, self.codec))
+        entry = to_entry(item, decode_value(item, self.codec, key))
         pending = self._hits.peek(pk, version_of(item))
         if pending is not None:
             entry.hits += pending.hits
@@ -556,7 +556,7 @@ class DynamoDBCache(BaseCache):
 
     def _delete_if_equal(self, key: str, value: Any, now: float) -> bool:
         item, k, pk = self._get_item(key, consistent=True)
-        if not item or not is_live(item, now) or decode_value(item, self.codec) != value:
+        if not item or not is_live(item, now) or decode_value(item, self.codec, key) != value:
             return False
         cond, values = same_version(version_of(item))
         if VALUE in item:
@@ -646,7 +646,7 @@ class DynamoDBCache(BaseCache):
             held = "dict (an item without a value attribute)"
         else:
             try:
-                held = type(decode_value(item, self.codec)).__name__
+                held = type(decode_value(item, self.codec, key)).__name__
             except CacheError:
                 held = "undecodable value"
             if held == "int":
@@ -788,12 +788,12 @@ class DynamoDBCache(BaseCache):
                     continue
                 raw = item.get(VALUE)
                 if raw is not None and "B" in raw:
-                    found[found_key] = loads(raw["B"])
+                    found[found_key] = loads(raw["B"], found_key)
                 elif raw is None and projection is not None:
                     foreign.append({kn: item[kn]})
                     continue
                 else:
-                    found[found_key] = decode_value(item, self.codec)
+                    found[found_key] = decode_value(item, self.codec, found_key)
                 if IDLE in item:
                     idle.append((pk, item))
                 else:

@@ -226,15 +226,17 @@ def is_live(item: Mapping[str, Mapping[str, Any]], now: float) -> bool:
         ) from None
 
 
-def encode_value(value: Any, codec: Codec) -> dict[str, Any]:
-    """The ``value`` attribute: a native Number for ints, else codec bytes."""
+def encode_value(value: Any, codec: Codec, key: str = "") -> dict[str, Any]:
+    """The ``value`` attribute: a native Number for ints, else codec bytes (signed for
+    storage key ``key`` by the pickle codec)."""
     if type(value) is int and -MAX_NUMBER < value < MAX_NUMBER:
         return {"N": str(value)}
-    return {"B": codec.dumps(value)}
+    return {"B": codec.dumps(value, key)}
 
 
-def decode_value(item: Mapping[str, Mapping[str, Any]], codec: Codec) -> Any:
-    """The cached value of an item; items without ``value`` read as a dict (dual access).
+def decode_value(item: Mapping[str, Mapping[str, Any]], codec: Codec, key: str = "") -> Any:
+    """The cached value of an item read from storage key ``key``; items without ``value``
+    read as a dict (dual access).
 
     A ``value`` no cachehub writer produces (an empty or unknown type descriptor, a
     Number that does not parse) raises :class:`CorruptEntryError`.
@@ -244,7 +246,7 @@ def decode_value(item: Mapping[str, Mapping[str, Any]], codec: Codec) -> Any:
         if attr is None:
             return from_item(item)
         if "B" in attr:
-            return codec.loads(bytes(attr["B"]))
+            return codec.loads(bytes(attr["B"]), key)
         return from_attr(attr)
     except CacheError:
         raise

@@ -232,11 +232,11 @@ class MemoryCache(BaseCache):
 
     # Values are encoded on write and decoded on read, outside the lock where possible.
 
-    def _pack(self, value: Any) -> Any:
-        return self.codec.dumps(value) if self._encode else value
+    def _pack(self, key: str, value: Any) -> Any:
+        return self.codec.dumps(value, key) if self._encode else value
 
-    def _unpack(self, stored: Any) -> Any:
-        return self.codec.loads(stored) if self._encode else stored
+    def _unpack(self, key: str, stored: Any) -> Any:
+        return self.codec.loads(stored, key) if self._encode else stored
 
     def _store_record(self, key: str, record: _Record) -> None:
         """Insert or replace ``key`` as the most recent entry, evicting beyond maxsize.
@@ -294,7 +294,7 @@ class MemoryCache(BaseCache):
             stored = record[_VALUE]
         finally:
             self._release()
-        return self.codec.loads(stored) if self._encode else stored
+        return self.codec.loads(stored, key) if self._encode else stored
 
     def _get_many(self, keys: list[str], now: float) -> dict[str, Any]:
         found: dict[str, Any] = {}
@@ -323,7 +323,7 @@ class MemoryCache(BaseCache):
             self._release()
         if self._encode:
             loads = self.codec.loads
-            return {key: loads(stored) for key, stored in found.items()}
+            return {key: loads(stored, key) for key, stored in found.items()}
         return found
 
     def _get_entry(self, key: str, now: float) -> Entry | None:
@@ -332,7 +332,7 @@ class MemoryCache(BaseCache):
             if record is None:
                 return None
             value, _, hits, accessed, created, modified, expires_at, idle, _ = record
-        return Entry(self._unpack(value), created, modified, accessed, hits, expires_at, idle)
+        return Entry(self._unpack(key, value), created, modified, accessed, hits, expires_at, idle)
 
     def _exists(self, key: str, now: float) -> bool:
         self._acquire()
@@ -351,7 +351,7 @@ class MemoryCache(BaseCache):
 
     def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
         if self._encode:
-            value = self.codec.dumps(value)
+            value = self.codec.dumps(value, key)
         if expiry is NO_EXPIRY:
             record = [value, _INF, 0, now, now, now, None, None, -1]
         else:
@@ -379,13 +379,13 @@ class MemoryCache(BaseCache):
     def _set_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
         if self._encode:
             dumps = self.codec.dumps
-            items = {key: dumps(value) for key, value in items.items()}
+            items = {key: dumps(value, key) for key, value in items.items()}
         with self._lock:
             for key, value in items.items():
                 self._store_record(key, _record(value, expiry, now))
 
     def _add(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
-        record = _record(self._pack(value), expiry, now)
+        record = _record(self._pack(key, value), expiry, now)
         with self._lock:
             if self._live(key, now) is not None:
                 return False
@@ -413,7 +413,7 @@ class MemoryCache(BaseCache):
     def _delete_if_equal(self, key: str, value: Any, now: float) -> bool:
         with self._lock:
             record = self._live(key, now)
-            if record is None or self._unpack(record[_VALUE]) != value:
+            if record is None or self._unpack(key, record[_VALUE]) != value:
                 return False
             del self._data[key]
             return True
@@ -422,16 +422,16 @@ class MemoryCache(BaseCache):
         with self._lock:
             record = self._live(key, now)
             if record is None:
-                self._store_record(key, _record(self._pack(delta), NO_EXPIRY, now))
+                self._store_record(key, _record(self._pack(key, delta), NO_EXPIRY, now))
                 return delta
-            current = self._unpack(record[_VALUE])
+            current = self._unpack(key, record[_VALUE])
             if not isinstance(current, int) or isinstance(current, bool):
                 raise CacheValueError(
                     f"cannot incr key {self._user_key(key)!r:.200}: it holds a "
                     f"{type(current).__name__}, not an int.",
                     hint="incr/decr only work on entries created by incr or put with an int.",
                 )
-            record[_VALUE] = self._pack(current + delta)
+            record[_VALUE] = self._pack(key, current + delta)
             record[_MODIFIED] = now
             return current + delta
 

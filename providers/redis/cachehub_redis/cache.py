@@ -226,17 +226,17 @@ class RedisCache(BaseCache):
 
     # ------------------------------------------------------------------ encoding
 
-    def _blob(self, value: Any, expiry: Expiry, now: float) -> bytes:
+    def _blob(self, key: str, value: Any, expiry: Expiry, now: float) -> bytes:
         """The stored form of a fresh entry: a native int when it fits 64 bits."""
         if type(value) is int and value in _INT64:
             return pack(KIND_INT, INT.pack(value), now, now, expiry.expires_at, expiry.idle)
-        return pack(KIND_CODEC, self._dumps(value), now, now, expiry.expires_at, expiry.idle)
+        return pack(KIND_CODEC, self._dumps(value, key), now, now, expiry.expires_at, expiry.idle)
 
-    def _payload(self, value: Any) -> tuple[bytes, bytes]:
+    def _payload(self, key: str, value: Any) -> tuple[bytes, bytes]:
         """``(kind byte, payload)`` as stored, to compare a value with an entry's."""
         if type(value) is int and value in _INT64:
             return b"i", INT.pack(value)
-        return b"v", self._dumps(value)
+        return b"v", self._dumps(value, key)
 
     def _read(self, key: str, raw: bytes | None, now: float) -> Any:
         """The value of a stored entry read at ``now`` (MISSING when absent or dead).
@@ -249,7 +249,7 @@ class RedisCache(BaseCache):
         if raw[_POLICY] == FOREVER and raw[:2] == _PLAIN:
             # The common entry: codec bytes that never expire. No header to unpack.
             self._hits.count(key, raw[_CREATED], now)
-            return self._loads(raw[HEADER_SIZE:])
+            return self._loads(raw[HEADER_SIZE:], key)
         found: dict[str, Any] = {}
         counted: list[tuple[str, bytes]] = []
         idle = self._check(key, raw, now, found, counted)
@@ -287,7 +287,7 @@ class RedisCache(BaseCache):
             if len(raw) != HEADER_SIZE + INT.size:
                 raise corrupt(key, f"an int entry holds {len(raw) - HEADER_SIZE} bytes, not 8")
             return INT.unpack_from(raw, HEADER_SIZE)[0]
-        return self._loads(raw[HEADER_SIZE:])
+        return self._loads(raw[HEADER_SIZE:], key)
 
     def _slide(self, reads: Sequence[tuple[str, bytes, Expiry]], now: float) -> None:
         """Record reads of idle entries at once: hit count, access time, new Redis TTL.
@@ -385,7 +385,7 @@ class RedisCache(BaseCache):
         return head is not None and head.alive(now)
 
     def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
-        blob = self._blob(value, expiry, now)
+        blob = self._blob(key, value, expiry, now)
         deadline = expiry.deadline(now)
         if deadline is None:
             self._command("SET", key, blob)
@@ -396,7 +396,7 @@ class RedisCache(BaseCache):
             self._maybe_flush()
 
     def _add(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
-        blob = self._blob(value, expiry, now)
+        blob = self._blob(key, value, expiry, now)
         added = bool(self._eval(lua.ADD, key, now, blob, _ttl_arg(expiry.deadline(now))))
         if added:
             self._hits.forget(key)
@@ -407,7 +407,7 @@ class RedisCache(BaseCache):
         return bool(self._eval(lua.DELETE, key, now))
 
     def _delete_if_equal(self, key: str, value: Any, now: float) -> bool:
-        deleted = bool(self._eval(lua.DELETE_IF_EQUAL, key, now, *self._payload(value)))
+        deleted = bool(self._eval(lua.DELETE_IF_EQUAL, key, now, *self._payload(key, value)))
         if deleted:
             self._hits.forget(key)
         return deleted
@@ -430,7 +430,7 @@ class RedisCache(BaseCache):
                 "in a signed 64-bit integer.",
                 hint="Redis counters are 64-bit; reset the counter or use a smaller delta.",
             )
-        current = self._loads(reply[1])
+        current = self._loads(reply[1], key)
         raise CacheValueError(
             f"cannot incr key {user_key!r:.200}: it holds a {type(current).__name__}, "
             "not a 64-bit int.",
@@ -469,7 +469,7 @@ class RedisCache(BaseCache):
         # cachehub adds to an MGET): codec bytes that never expire, see _read.
         plain = [(k, raw) for k, raw in stored if raw[_POLICY] == FOREVER and raw[:2] == _PLAIN]
         loads = self._loads
-        found = {k: loads(raw[HEADER_SIZE:]) for k, raw in plain}
+        found = {k: loads(raw[HEADER_SIZE:], k) for k, raw in plain}
         counted = [(k, raw[_CREATED]) for k, raw in plain]
         idle: list[tuple[str, bytes, Expiry]] = []
         if len(plain) < len(stored):
@@ -493,7 +493,7 @@ class RedisCache(BaseCache):
         for group in self._groups(list(items)):
             args: list[Any] = []
             for key in group:
-                args.extend((self._blob(items[key], expiry, now), ttl))  # type: ignore[index]
+                args.extend((self._blob(key, items[key], expiry, now), ttl))  # type: ignore[index,arg-type]
             calls.append((group, args))
         self._run_calls(lua.SET_MANY, calls)
         self._hits.forget(*items)
