@@ -16,3 +16,7 @@ class TestReferenceConformance(CacheConformance):
     @pytest.fixture
     def cache_factory(self, backend: ReferenceBackend) -> CacheFactory:
         return lambda **kw: ReferenceCache(backend=backend, **kw)
+
+    @pytest.fixture
+    def unreachable_factory(self) -> CacheFactory:
+        return lambda **kw: ReferenceCache(backend=ReferenceBackend(down=True), **kw)

@@ -39,7 +39,7 @@ from .entry import (
     pxat,
     unpack,
 )
-from .errors import translate
+from .errors import REDIS_ERRORS, translate
 from .scripts import LuaScript
 
 __all__ = ["RedisCache", "redis_glob"]
@@ -139,11 +139,11 @@ class RedisCache(BaseCache):
                 self.log.debug("cache '%s': connecting to Redis at %s", self.name, self.endpoint)
                 try:
                     self._redis = acquire_client(self._plan, self.settings["retries"])
-                except rx.RedisError as exc:
+                except REDIS_ERRORS as exc:
                     raise self._translate(exc) from None
             return self._redis
 
-    def _translate(self, exc: rx.RedisError) -> CacheError:
+    def _translate(self, exc: rx.RedisError | rx.RedisClusterException) -> CacheError:
         """The typed cachehub error for a redis-py error (secrets scrubbed)."""
         return translate(exc, self.endpoint, self._plan.secrets)
 
@@ -158,7 +158,7 @@ class RedisCache(BaseCache):
         if client is not None:
             try:
                 release_client(self._plan, self.settings["retries"], client)
-            except rx.RedisError as exc:
+            except REDIS_ERRORS as exc:
                 raise self._translate(exc) from None
 
     # ------------------------------------------------------------------ commands
@@ -174,7 +174,7 @@ class RedisCache(BaseCache):
             if _wrong_type(exc):
                 return None
             raise self._translate(exc) from None
-        except rx.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self._translate(exc) from None
 
     def _eval(self, script: LuaScript, key: str, *args: Any) -> Any:
@@ -184,7 +184,7 @@ class RedisCache(BaseCache):
             client = self._client()
         try:
             return evalsha(client, script, (key,), args)
-        except rx.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self._translate(exc) from None
 
     def _run_calls(self, script: LuaScript, calls: Sequence[Call]) -> list[Any]:
@@ -194,7 +194,7 @@ class RedisCache(BaseCache):
         client = self._client()
         try:
             return run_calls(client, script, calls)
-        except rx.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self._translate(exc) from None
 
     def _groups(self, keys: Sequence[Key]) -> list[list[Key]]:
@@ -202,7 +202,7 @@ class RedisCache(BaseCache):
         client = self._client()
         try:
             return split(client, keys)
-        except rx.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self._translate(exc) from None
 
     # ------------------------------------------------------------------ encoding
@@ -439,7 +439,7 @@ class RedisCache(BaseCache):
             for i in range(0, len(keys), MAX_KEYS):
                 pipe.execute_command("MGET", *keys[i : i + MAX_KEYS])  # type: ignore[no-untyped-call]
             return [raw for chunk in pipe.execute() for raw in chunk]
-        except rx.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self._translate(exc) from None
 
     def _get_many(self, keys: list[str], now: float) -> dict[str, Any]:
@@ -503,7 +503,7 @@ class RedisCache(BaseCache):
                 groups = split(client, batch, _SCAN_COUNT)  # one call per SCAN batch
                 calls = [(group, (now, mode)) for group in groups]
                 yield groups, run_calls(client, lua.SCAN_CHECK, calls)
-        except rx.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self._translate(exc) from None
 
     @staticmethod
@@ -539,7 +539,7 @@ class RedisCache(BaseCache):
     def _eval_keyless(self, script: LuaScript, *args: Any) -> Any:
         try:
             return evalsha(self._client(), script, (), args)
-        except rx.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self._translate(exc) from None
 
     def _count(self, flt: KeyFilter, now: float) -> int:
