@@ -521,7 +521,9 @@ class BaseCache(ABC):
 
     def _untyped(self, op: str, exc: BaseException) -> CacheBackendError:
         """A typed error for an exception a provider let escape; no secret in its text."""
-        text = str(redact(str(exc)))
+        # Cut before redacting: the text may be huge (a provider quoting a whole value),
+        # and only its start is shown.
+        text = str(redact(str(exc)[:1000]))
         for option in (*BASE_OPTIONS, *self.options):
             secret = self.settings.get(option.name) if option.secret else None
             if isinstance(secret, str) and secret:
