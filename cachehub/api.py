@@ -57,6 +57,7 @@ __all__ = [
     "TimeSpan",
     "BASE_OPTIONS",
     "MAX_KEY_LENGTH",
+    "settings_identity",
 ]
 
 T = TypeVar("T")
@@ -244,6 +245,16 @@ BASE_OPTIONS: Final[tuple[Option, ...]] = (
     ),
 )
 
+def settings_identity(provider: type, settings: Mapping[str, Any]) -> Hashable:
+    """The conservative backend identity: the provider plus every setting but the namespace.
+
+    Equal settings certainly mean one store; different ones may still be one store (the
+    provider's own :meth:`BaseCache.backend_identity` knows better).
+    """
+    shown = sorted((str(k), repr(v)) for k, v in settings.items() if k != "namespace")
+    return (f"{provider.__module__}:{provider.__qualname__}", tuple(shown))
+
+
 _STRIPES: Final = 64
 _STR_ONLY: Final = {str}
 _CHUNK: Final = 500
@@ -295,19 +306,18 @@ class BaseCache(ABC):
     def backend_identity(cls, settings: Mapping[str, Any]) -> Hashable | None:
         """What identifies the store a cache with these settings writes to, or None.
 
-        ``settings`` are the validated settings of one cache (``self.settings``). Two
-        caches whose identities are equal (and not None) share one key space, so
-        :func:`cachehub.loader.check_namespaces` refuses nested namespaces between them.
-        None means "shared with no other cache" (a private in-process store). Providers
-        override this and normalise what names the same store in different spellings
-        (a Redis ``url`` versus ``host``/``port``). The default is None for
-        non-distributed providers and, for distributed ones, every setting but the
-        namespace: equal settings are certainly one store, different ones may still be.
+        ``settings`` are the validated settings of one cache (what ``self.settings``
+        would be). Two caches whose identities are equal (and not None) share one key
+        space, so :func:`cachehub.loader.check_namespaces` refuses nested namespaces
+        between them. None means "shared with no other cache" (a private in-process
+        store). Called without constructing the cache; must not touch the network.
+
+        Providers override this, start the result with their own name, and normalise
+        the spellings that name one store (a Redis ``url`` versus ``host``/``port``).
+        The default is None for non-distributed providers and :func:`settings_identity`
+        for distributed ones.
         """
-        if not cls.distributed:
-            return None
-        shown = sorted((k, repr(v)) for k, v in settings.items() if k != "namespace")
-        return (f"{cls.__module__}:{cls.__qualname__}", tuple(shown))
+        return settings_identity(cls, settings) if cls.distributed else None
 
     # ------------------------------------------------------------------ provider primitives
 

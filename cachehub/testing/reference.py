@@ -18,7 +18,7 @@ server. ``backend.down = True`` simulates an outage: every primitive then raises
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,11 +64,6 @@ class ReferenceCache(BaseCache):
     ) -> None:
         super().__init__(settings, **kwargs)
         self.backend = backend if backend is not None else ReferenceBackend()
-
-    @classmethod
-    def backend_identity(cls, settings: Mapping[str, Any]) -> Hashable | None:
-        """Each instance owns its backend unless one is passed in: never shared by config."""
-        return None
 
     def _live(self, key: str, now: float) -> Entry | None:
         """The live entry under ``key``; a dead one is dropped. Call with the lock held."""

@@ -10,7 +10,7 @@ Operations that must check an entry before changing it are Lua scripts (:mod:`.s
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from itertools import islice
 from typing import Any, ClassVar, Final, cast
 
@@ -121,6 +121,15 @@ class RedisCache(BaseCache):
         # Bound once: the hot paths below run for every get/put.
         self._dumps = self.codec.dumps
         self._loads = self.codec.loads
+
+    @classmethod
+    def backend_identity(cls, settings: Mapping[str, Any]) -> Hashable:
+        """The server (or cluster, or Sentinel service) and database these settings use.
+
+        ``url`` and ``host``/``port``/``db`` spellings of one server are equal, as are
+        ``localhost``, ``127.0.0.1`` and ``::1``.
+        """
+        return plan_connection(dict(settings), f"cache class {cls.__name__}").store
 
     # ------------------------------------------------------------------ connection
 
