@@ -245,6 +245,7 @@ BASE_OPTIONS: Final[tuple[Option, ...]] = (
     ),
 )
 
+
 def settings_identity(provider: type, settings: Mapping[str, Any]) -> Hashable:
     """The conservative backend identity: the provider plus every setting but the namespace.
 
@@ -451,9 +452,7 @@ class BaseCache(ABC):
                 hint="set readOnly to false in the cache's configuration to allow writes.",
             )
 
-    def _run(
-        self, op: str, key: str | None, fallback: Any, fn: Callable[..., T], *args: Any
-    ) -> T:
+    def _run(self, op: str, key: str | None, fallback: Any, fn: Callable[..., T], *args: Any) -> T:
         """Call a primitive under the error policy, reporting it to the observer if any.
 
         ``fallback`` is what the operation returns when the backend is unreachable and
@@ -547,9 +546,7 @@ class BaseCache(ABC):
             "provider's maintainers with this message.",
         )
 
-    def _iterate(
-        self, op: str, filter: str | None, flt: KeyFilter, now: float
-    ) -> Iterator[str]:
+    def _iterate(self, op: str, filter: str | None, flt: KeyFilter, now: float) -> Iterator[str]:
         """Stream user keys under the error policy; the event spans the whole iteration.
 
         The event starts at the first ``next()`` and ends at exhaustion, ``close()`` or

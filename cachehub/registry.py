@@ -18,7 +18,8 @@ from .api import BASE_OPTIONS, BaseCache, settings_identity
 from .config import redact, suggest, validate_settings
 from .errors import CacheError, ConfigError, UnknownCacheError
 from .loader import CacheEntry, ConfigSource, check_namespaces, default_entry, load_config
-from .plugins import add_change_listener, check_requirement, operation_observer, resolve_provider
+from .plugins import add_change_listener, check_requirement, operation_observer
+from .resolve import resolve_provider
 
 __all__ = [
     "Caches",

@@ -47,7 +47,8 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
 
 
 def translate(
-    exc: rx.RedisError | rx.RedisClusterException, endpoint: str, secrets: Iterable[str]) -> CacheError:
+    exc: rx.RedisError | rx.RedisClusterException, endpoint: str, secrets: Iterable[str]
+) -> CacheError:
     """The cachehub error for a redis-py exception raised while talking to ``endpoint``."""
     detail = scrub(f"{type(exc).__name__}: {exc}", secrets)
     if isinstance(exc, _AUTH):
