@@ -732,8 +732,11 @@ class BaseCache(ABC):
                 found = self._failed("get_many", exc, {})
         else:
             found = self._run("get_many", None, {}, self._get_many, batch, self._clock())
+        if type(found) is not dict:  # a provider bug must still surface typed
+            raise self._untyped("get_many", TypeError(f"returned {type(found).__name__}"))
         if storage is not None:
-            return {storage[sk]: value for sk, value in found.items()}
+            # .get: a key the provider returns unasked (a bug) must not raise KeyError.
+            return {storage.get(sk, sk): value for sk, value in found.items()}
         strip = len(self.namespace)
         if not strip:
             return found

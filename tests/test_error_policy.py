@@ -273,3 +273,12 @@ def test_distributed_get_or_set_creator_error_releases_the_fill_lock() -> None:
 
 def test_cache_error_is_the_base_of_everything_raised() -> None:
     assert issubclass(CacheBackendError, CacheError)
+
+
+def test_a_provider_returning_garbage_from_get_many_is_a_typed_error() -> None:
+    class Garbage(ReferenceCache):
+        def _get_many(self, keys: list[str], now: float) -> dict[str, Any]:
+            return None  # type: ignore[return-value]
+
+    with pytest.raises(CacheBackendError, match=r"get_many\(\) failed .* returned NoneType"):
+        Garbage().get_many(["a", "b"])
