@@ -24,20 +24,23 @@ import math
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
 from .codec import DEFAULT_MAX_VALUE_SIZE, MIN_MAX_VALUE_SIZE, Codec, make_codec
-from .config import Option, redact, validate_settings
+from .config import SECRET_MASK, Option, redact, validate_settings
 from .errors import (
+    CacheBackendError,
+    CacheError,
     CacheKeyError,
     CacheUnavailableError,
     CacheValueError,
     CorruptEntryError,
     InvalidKeyError,
+    LockTimeoutError,
     ReadOnlyCacheError,
     UnknownSigningKeyError,
 )
@@ -58,6 +61,7 @@ __all__ = [
     "BASE_OPTIONS",
     "MAX_KEY_LENGTH",
     "MAX_TIME_SPAN",
+    "settings_identity",
 ]
 
 T = TypeVar("T")
@@ -89,6 +93,9 @@ class _Missing:
 
 MISSING: Final[Any] = _Missing()
 """Sentinel for "no entry", distinct from a cached ``None``: ``cache.get(k, MISSING)``."""
+
+_RAISE: Final[Any] = object()
+"""``fallback`` of an operation that raises even under ``onError: miss`` (add, incr...)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +312,17 @@ BASE_OPTIONS: Final[tuple[Option, ...]] = (
     ),
 )
 
+
+def settings_identity(provider: type, settings: Mapping[str, Any]) -> Hashable:
+    """The conservative backend identity: the provider plus every setting but the namespace.
+
+    Equal settings certainly mean one store; different ones may still be one store (the
+    provider's own :meth:`BaseCache.backend_identity` knows better).
+    """
+    shown = sorted((str(k), repr(v)) for k, v in settings.items() if k != "namespace")
+    return (f"{provider.__module__}:{provider.__qualname__}", tuple(shown))
+
+
 _STRIPES: Final = 64
 _STR_ONLY: Final = {str}
 _CHUNK: Final = 500
@@ -358,6 +376,23 @@ class BaseCache(ABC):
         self._observer = observer
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
 
+    @classmethod
+    def backend_identity(cls, settings: Mapping[str, Any]) -> Hashable | None:
+        """What identifies the store a cache with these settings writes to, or None.
+
+        ``settings`` are the validated settings of one cache (what ``self.settings``
+        would be). Two caches whose identities are equal (and not None) share one key
+        space, so :func:`cachehub.loader.check_namespaces` refuses nested namespaces
+        between them. None means "shared with no other cache" (a private in-process
+        store). Called without constructing the cache; must not touch the network.
+
+        Providers override this, start the result with their own name, and normalise
+        the spellings that name one store (a Redis ``url`` versus ``host``/``port``).
+        The default is None for non-distributed providers and :func:`settings_identity`
+        for distributed ones.
+        """
+        return settings_identity(cls, settings) if cls.distributed else None
+
     # ------------------------------------------------------------------ provider primitives
 
     @abstractmethod
@@ -410,6 +445,10 @@ class BaseCache(ABC):
         return found
 
     def _set_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
+        # A batch stores nothing when one value cannot be encoded: check them all before
+        # the first write (a provider with a real batch write encodes once instead).
+        for value in items.values():
+            self.codec.dumps(value)
         for key, value in items.items():
             self._set(key, value, expiry, now)
 
@@ -430,6 +469,18 @@ class BaseCache(ABC):
         """Release connections; the cache may reconnect lazily afterwards."""
 
     # ------------------------------------------------------------------ helpers
+
+    def _signed_miss(self, exc: UnknownSigningKeyError) -> Any:
+        """An entry signed with a rotated-away key reads as a miss, so it is recomputed."""
+        self.log.debug("cache '%s': entry treated as a miss: %s", self.name, exc.message)
+        return MISSING
+
+    def _get_checked(self, key: str, now: float) -> Any:
+        """:meth:`_get`, with an entry signed by an unknown key read as a miss."""
+        try:
+            return self._get(key, now)
+        except UnknownSigningKeyError as exc:
+            return self._signed_miss(exc)
 
     def _get_verified(self, keys: list[str], now: float) -> dict[str, Any]:
         """:meth:`_get_many`, leaving out entries signed with an unknown key (misses).
@@ -503,43 +554,128 @@ class BaseCache(ABC):
                 hint="set readOnly to false in the cache's configuration to allow writes.",
             )
 
-    def _run(self, op: str, key: str | None, fn: Callable[..., T], *args: Any) -> T:
-        """Call a primitive, reporting it to the observer when one listens."""
+    def _run(self, op: str, key: str | None, fallback: Any, fn: Callable[..., T], *args: Any) -> T:
+        """Call a primitive under the error policy, reporting it to the observer if any.
+
+        ``fallback`` is what the operation returns when the backend is unreachable and
+        ``onError`` is ``miss``; :data:`_RAISE` for operations that cannot degrade.
+        """
         observer = self._observer
         if observer is None:
-            return fn(*args)
+            try:
+                return fn(*args)
+            except Exception as exc:
+                return self._failed(op, exc, fallback)  # type: ignore[no-any-return]
         start = time.perf_counter()
         error: BaseException | None = None
         result: Any = None
         try:
             result = fn(*args)
             return result  # type: ignore[no-any-return]
+        except Exception as exc:
+            error = exc
+            try:
+                result = self._failed(op, exc, fallback)
+            except CacheError as typed:
+                error = typed
+                raise
+            return result  # type: ignore[no-any-return]
+        except BaseException as exc:  # KeyboardInterrupt and friends: report, never translate
+            error = exc
+            raise
+        finally:
+            self._report(observer, op, key, start, result, error)
+
+    def _report(
+        self,
+        observer: Callable[[OperationEvent], None],
+        op: str,
+        key: str | None,
+        start: float,
+        result: Any,
+        error: BaseException | None,
+    ) -> None:
+        hit = None
+        if op == "get":
+            hit = error is None and result is not MISSING
+        elif op == "exists":
+            hit = error is None and result is True
+        observer(
+            OperationEvent(
+                cache=self.name,
+                provider=type(self).__name__,
+                operation=op,
+                key=key,
+                hit=hit,
+                duration=time.perf_counter() - start,
+                error=error,
+            )
+        )
+
+    def _failed(self, op: str, exc: Exception, fallback: Any) -> Any:
+        """The error policy, in one place: degrade, re-raise, or translate ``exc``.
+
+        An unreachable backend (:class:`CacheUnavailableError`) returns ``fallback`` when
+        ``onError`` is ``miss`` and the operation can degrade (see docs/configuration.md,
+        "Error policy"); every other :class:`CacheError` is re-raised as it is; anything
+        else escaping a provider becomes a :class:`CacheBackendError`, so no untyped
+        exception reaches the caller.
+        """
+        if isinstance(exc, CacheUnavailableError):
+            if self._fail_open and fallback is not _RAISE:
+                self.log.warning("cache '%s' unavailable during %s(): %s", self.name, op, exc)
+                return fallback
+            raise exc
+        if isinstance(exc, CacheError):
+            raise exc
+        raise self._untyped(op, exc) from None
+
+    def _untyped(self, op: str, exc: BaseException) -> CacheBackendError:
+        """A typed error for an exception a provider let escape; no secret in its text."""
+        # Cut before redacting: the text may be huge (a provider quoting a whole value),
+        # and only its start is shown.
+        text = str(redact(str(exc)[:1000]))
+        for option in (*BASE_OPTIONS, *self.options):
+            secret = self.settings.get(option.name) if option.secret else None
+            if isinstance(secret, str) and secret:
+                text = text.replace(secret, SECRET_MASK)
+        if len(text) > 300:
+            text = text[:300] + "..."
+        return CacheBackendError(
+            f"cache '{self.name}': {op}() failed inside {type(self).__name__} with "
+            f"{type(exc).__name__}: {text}",
+            hint="this is a bug or an unexpected answer of the backend; report it to the "
+            "provider's maintainers with this message.",
+        )
+
+    def _iterate(self, op: str, filter: str | None, flt: KeyFilter, now: float) -> Iterator[str]:
+        """Stream user keys under the error policy; the event spans the whole iteration.
+
+        The event starts at the first ``next()`` and ends at exhaustion, ``close()`` or
+        the error. Under ``onError: miss`` an outage ends the iteration early.
+        """
+        observer = self._observer
+        start = time.perf_counter()
+        error: BaseException | None = None
+        strip = len(self.namespace)
+        try:
+            for sk in self._scan(flt, now):
+                yield sk[strip:]
+        except GeneratorExit:
+            raise  # closed early by the consumer: not an error
+        except Exception as exc:
+            error = exc
+            try:
+                self._failed(op, exc, None)
+            except CacheError as typed:
+                error = typed
+                raise
         except BaseException as exc:
             error = exc
             raise
         finally:
-            hit = None
-            if op == "get":
-                hit = error is None and result is not MISSING
-            elif op == "exists":
-                hit = error is None and result is True
-            observer(
-                OperationEvent(
-                    cache=self.name,
-                    provider=type(self).__name__,
-                    operation=op,
-                    key=key,
-                    hit=hit,
-                    duration=time.perf_counter() - start,
-                    error=error,
-                )
-            )
-
-    def _failed_open(self, op: str, exc: CacheUnavailableError) -> None:
-        """With ``onError: miss``, log an outage and let the caller degrade."""
-        if not self._fail_open:
-            raise exc
-        self.log.warning("cache '%s' unavailable during %s(): %s", self.name, op, exc)
+            if observer is not None:
+                self._report(observer, op, filter, start, None, error)
 
     # ------------------------------------------------------------------ public API
 
@@ -551,17 +687,15 @@ class BaseCache(ABC):
             sk = ns + key if ns else key
         else:
             sk = self._sk(key)
-        try:
-            if self._observer is None:
+        if self._observer is None:
+            try:
                 value = self._get(sk, self._clock())
-            else:
-                value = self._run("get", key, self._get, sk, self._clock())
-        except CacheUnavailableError as exc:
-            self._failed_open("get", exc)
-            value = MISSING
-        except UnknownSigningKeyError as exc:  # signed with a rotated-away key: recompute
-            self.log.debug("cache '%s': entry treated as a miss: %s", self.name, exc.message)
-            value = MISSING
+            except UnknownSigningKeyError as exc:
+                value = self._signed_miss(exc)
+            except Exception as exc:
+                value = self._failed("get", exc, MISSING)
+        else:
+            value = self._run("get", key, MISSING, self._get_checked, sk, self._clock())
         if value is MISSING:
             if throw_when_not_exist:
                 raise CacheKeyError(
@@ -578,13 +712,12 @@ class BaseCache(ABC):
             sk = ns + key if ns else key
         else:
             sk = self._sk(key)
-        try:
-            if self._observer is None:
+        if self._observer is None:
+            try:
                 return self._exists(sk, self._clock())
-            return self._run("exists", key, self._exists, sk, self._clock())
-        except CacheUnavailableError as exc:
-            self._failed_open("exists", exc)
-            return False
+            except Exception as exc:
+                return self._failed("exists", exc, False)  # type: ignore[no-any-return]
+        return self._run("exists", key, False, self._exists, sk, self._clock())
 
     def put(
         self,
@@ -607,13 +740,13 @@ class BaseCache(ABC):
             expiry = NO_EXPIRY
         else:
             expiry = make_expiry(time_span, idle_time, until, now)
-        try:
-            if self._observer is None:
+        if self._observer is None:
+            try:
                 self._set(sk, value, expiry, now)
-            else:
-                self._run("put", key, self._set, sk, value, expiry, now)
-        except CacheUnavailableError as exc:
-            self._failed_open("put", exc)
+            except Exception as exc:
+                self._failed("put", exc, None)
+        else:
+            self._run("put", key, None, self._set, sk, value, expiry, now)
 
     def add(
         self,
@@ -623,43 +756,44 @@ class BaseCache(ABC):
         idle_time: TimeSpan | None = None,
         until: datetime | None = None,
     ) -> bool:
-        """Store ``value`` only if ``key`` has no live entry; True when stored. Atomic."""
+        """Store ``value`` only if ``key`` has no live entry; True when stored. Atomic.
+
+        Never degrades under ``onError: miss``: neither True nor False would be true.
+        """
         self._writable("add")
         sk = self._sk(key)
         now = self._clock()
         expiry = make_expiry(time_span, idle_time, until, now)
-        return self._run("add", key, self._add, sk, value, expiry, now)
+        return self._run("add", key, _RAISE, self._add, sk, value, expiry, now)
 
     def delete(self, key: str) -> bool:
         """Remove ``key``; True when a live entry was removed."""
         self._writable("delete")
         sk = self._sk(key)
-        return self._run("delete", key, self._delete, sk, self._clock())
+        return self._run("delete", key, False, self._delete, sk, self._clock())
 
     def incr(self, key: str, delta: int = 1) -> int:
         """Atomically add ``delta`` to an integer entry and return the new value.
 
         A missing key starts at 0 (with no expiry); an existing entry keeps its expiry.
-        A non-integer entry raises :class:`CacheValueError`.
+        A non-integer entry raises :class:`CacheValueError`. Never degrades under
+        ``onError: miss``: there is no value to return without the backend.
         """
-        self._writable("incr")
-        if not isinstance(delta, int) or isinstance(delta, bool):
-            raise CacheValueError(
-                f"incr delta must be an int, got {type(delta).__name__}.",
-                hint="pass an integer delta such as 1 or -5.",
-            )
-        sk = self._sk(key)
-        return self._run("incr", key, self._incr, sk, delta, self._clock())
+        return self._count_by("incr", key, delta, 1)
 
     def decr(self, key: str, delta: int = 1) -> int:
         """Atomically subtract ``delta``; see :meth:`incr`."""
-        self._writable("decr")
+        return self._count_by("decr", key, delta, -1)
+
+    def _count_by(self, op: str, key: str, delta: int, sign: int) -> int:
+        self._writable(op)
         if not isinstance(delta, int) or isinstance(delta, bool):
             raise CacheValueError(
-                f"decr delta must be an int, got {type(delta).__name__}.",
-                hint="pass an integer delta such as 1.",
+                f"{op} delta must be an int, got {type(delta).__name__}.",
+                hint="pass an integer delta such as 1 or -5.",
             )
-        return self.incr(key, -delta)
+        sk = self._sk(key)
+        return self._run(op, key, _RAISE, self._incr, sk, sign * delta, self._clock())
 
     def touch(
         self,
@@ -673,13 +807,13 @@ class BaseCache(ABC):
         sk = self._sk(key)
         now = self._clock()
         expiry = make_expiry(time_span, idle_time, until, now)
-        return self._run("touch", key, self._touch, sk, expiry, now)
+        return self._run("touch", key, False, self._touch, sk, expiry, now)
 
     def metadata(self, key: str) -> CacheMetadata:
         """Hit count, remaining TTL and timestamps of a live entry (``cacheGetMetadata``)."""
         sk = self._sk(key)
         now = self._clock()
-        entry = self._run("metadata", key, self._get_entry, sk, now)
+        entry = self._run("metadata", key, None, self._get_entry, sk, now)
         if entry is None:
             raise CacheKeyError(
                 f"no entry for key {key!r:.200} in cache '{self.name}'.",
@@ -700,16 +834,18 @@ class BaseCache(ABC):
         if batch is None:
             storage = {self._sk(k): k for k in keys}
             batch = list(storage)
-        try:
-            if self._observer is None:
+        if self._observer is None:
+            try:
                 found = self._get_verified(batch, self._clock())
-            else:
-                found = self._run("get_many", None, self._get_verified, batch, self._clock())
-        except CacheUnavailableError as exc:
-            self._failed_open("get_many", exc)
-            return {}
+            except Exception as exc:
+                found = self._failed("get_many", exc, {})
+        else:
+            found = self._run("get_many", None, {}, self._get_verified, batch, self._clock())
+        if type(found) is not dict:  # a provider bug must still surface typed
+            raise self._untyped("get_many", TypeError(f"returned {type(found).__name__}"))
         if storage is not None:
-            return {storage[sk]: value for sk, value in found.items()}
+            # .get: a key the provider returns unasked (a bug) must not raise KeyError.
+            return {storage.get(sk, sk): value for sk, value in found.items()}
         strip = len(self.namespace)
         if not strip:
             return found
@@ -737,10 +873,7 @@ class BaseCache(ABC):
             batch = {self._sk(k): v for k, v in items.items()}
         if not batch:
             return
-        if self._observer is None:
-            self._set_many(batch, expiry, now)
-        else:
-            self._run("put_many", None, self._set_many, batch, expiry, now)
+        self._run("put_many", None, None, self._set_many, batch, expiry, now)
 
     def delete_many(self, keys: Iterable[str]) -> int:
         """Remove ``keys``; returns how many live entries were removed."""
@@ -752,26 +885,26 @@ class BaseCache(ABC):
             batch = list(dict.fromkeys(self._sk(k) for k in keys))
         if not batch:
             return 0
-        if self._observer is None:
-            return self._delete_many(batch, self._clock())
-        return self._run("delete_many", None, self._delete_many, batch, self._clock())
+        return self._run("delete_many", None, 0, self._delete_many, batch, self._clock())
 
     def keys(self, filter: str | None = None) -> Iterator[str]:
         """Stream the keys of live entries matching a Lucee wildcard ``filter``.
 
-        The filter is checked at the call; the backend is read as the iterator is consumed.
+        The filter is checked at the call; the backend is read as the iterator is
+        consumed, and one ``keys`` event spans the whole iteration.
         """
         flt = compile_filter(filter, self.namespace)
-        strip = len(self.namespace)
-        return (sk[strip:] for sk in self._run("keys", filter, self._scan, flt, self._clock()))
+        return self._iterate("keys", filter, flt, self._clock())
 
     def get_all(self, filter: str | None = None) -> dict[str, Any]:
         """``{key: value}`` of live entries matching ``filter`` (``cacheGetAll``)."""
-        result: dict[str, Any] = {}
         flt = compile_filter(filter, self.namespace)
+        return self._run("get_all", filter, {}, self._get_all, flt, self._clock())
+
+    def _get_all(self, flt: KeyFilter, now: float) -> dict[str, Any]:
+        result: dict[str, Any] = {}
         strip = len(self.namespace)
-        now = self._clock()
-        keys = self._run("keys", filter, self._scan, flt, now)
+        keys = self._scan(flt, now)
         while chunk := list(islice(keys, _CHUNK)):
             for sk, value in self._get_verified(chunk, now).items():
                 result[sk[strip:]] = value
@@ -780,7 +913,7 @@ class BaseCache(ABC):
     def count(self, filter: str | None = None) -> int:
         """Number of live entries matching ``filter`` (``cacheCount``)."""
         flt = compile_filter(filter, self.namespace)
-        return self._run("count", filter, self._count, flt, self._clock())
+        return self._run("count", filter, 0, self._count, flt, self._clock())
 
     def clear(self, filter: str | None = None) -> int:
         """Remove live entries matching ``filter`` (all of this namespace when None).
@@ -789,7 +922,7 @@ class BaseCache(ABC):
         """
         self._writable("clear")
         flt = compile_filter(filter, self.namespace)
-        return self._run("clear", filter, self._clear, flt, self._clock())
+        return self._run("clear", filter, 0, self._clear, flt, self._clock())
 
     def get_or_set(
         self,
@@ -805,6 +938,8 @@ class BaseCache(ABC):
 
         Concurrent callers for one key wait for the first instead of all computing it
         (single flight per process; across processes too on distributed providers).
+        With ``onError: miss`` and the backend down, the value is computed (once per
+        process at a time) and returned without being stored.
         """
         value = self.get(key, MISSING)
         if value is not MISSING:
@@ -813,16 +948,30 @@ class BaseCache(ABC):
             value = self.get(key, MISSING)
             if value is not MISSING:
                 return value  # type: ignore[no-any-return]
-            if not self.distributed or self.read_only:
-                created = creator()
-            else:
-                with self.lock(f"{key}\x00fill", ttl=lock_timeout, timeout=lock_timeout):
-                    value = self.get(key, MISSING)
-                    if value is not MISSING:
-                        return value  # type: ignore[no-any-return]
-                    created = creator()
-                    self.put(key, created, time_span, idle_time, until)
-                    return created
+            if self.distributed and not self.read_only:
+                fill = self.lock(f"{key}\x00fill", ttl=lock_timeout, timeout=lock_timeout)
+                try:
+                    acquired = fill.acquire()
+                except CacheUnavailableError as exc:
+                    # Under onError: miss the outage degrades to the in-process flight.
+                    self._failed("get_or_set", exc, None)
+                else:
+                    if not acquired:
+                        raise LockTimeoutError(
+                            f"get_or_set({key!r:.200}) on cache '{self.name}': another "
+                            f"process kept computing the value for over {lock_timeout}s.",
+                            hint="raise lock_timeout, or make the creator faster.",
+                        )
+                    try:
+                        value = self.get(key, MISSING)
+                        if value is not MISSING:
+                            return value  # type: ignore[no-any-return]
+                        created = creator()
+                        self.put(key, created, time_span, idle_time, until)
+                        return created
+                    finally:
+                        fill.release()
+            created = creator()
             if not self.read_only:
                 self.put(key, created, time_span, idle_time, until)
             return created

@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -483,19 +483,24 @@ def default_entry(entries: Mapping[str, CacheEntry]) -> str | None:
     return None
 
 
-def check_namespaces(entries: Mapping[str, CacheEntry]) -> None:
+def check_namespaces(
+    entries: Mapping[str, CacheEntry], identify: Callable[[CacheEntry], Hashable | None]
+) -> None:
     """Refuse two caches on one backend whose namespaces nest (``app:`` and ``app:x:``).
 
     A namespace is a plain key prefix, so ``clear()`` on ``app:`` would also remove
-    every entry of ``app:x:``. Caches are "on one backend" when their class and every
-    setting but ``namespace`` are equal. A cache without a namespace beside namespaced
-    ones is common (a default cache plus a sessions cache) and only logs a warning.
+    every entry of ``app:x:``. ``identify(entry)`` says which backend an entry writes to
+    (the provider's :meth:`~cachehub.api.BaseCache.backend_identity`; None: a store
+    shared with no other cache); the core never guesses it. A cache without a namespace
+    beside namespaced ones is common (a default cache plus a sessions cache) and only
+    logs a warning.
     """
-    groups: dict[str, list[tuple[str, str]]] = {}
+    groups: dict[Hashable, list[tuple[str, str]]] = {}
     for entry in entries.values():
-        settings = {k: v for k, v in entry.custom.items() if k != "namespace"}
-        backend = repr((entry.class_name.lower(), sorted(settings.items(), key=str)))
-        groups.setdefault(backend, []).append((str(entry.custom.get("namespace", "")), entry.name))
+        backend = identify(entry)
+        if backend is not None:
+            namespace = str(entry.custom.get("namespace", ""))
+            groups.setdefault(backend, []).append((namespace, entry.name))
     for members in groups.values():
         _check_group(members)
 

@@ -70,7 +70,11 @@ class Lock:
         self.token: str | None = None
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
-        """Take the lock; wait up to ``timeout`` seconds (None: forever) when blocking."""
+        """Take the lock; wait up to ``timeout`` seconds (None: forever) when blocking.
+
+        An unreachable backend raises :class:`~cachehub.errors.CacheUnavailableError`
+        even under ``onError: miss``: a lock cannot pretend to be held.
+        """
         if self.token is not None:
             raise CacheValueError(f"lock '{self.name}' is already held by this Lock object.")
         token = secrets.token_hex(16)
@@ -93,8 +97,16 @@ class Lock:
             return False
         self.cache._writable("lock release")
         sk = self.cache._sk(self.key)
+        # Under onError: miss an unreachable backend makes this False: the lock then
+        # expires after its ttl, as it would if this process had crashed.
         return self.cache._run(
-            "delete", self.key, self.cache._delete_if_equal, sk, token, self.cache._clock()
+            "lock_release",
+            self.key,
+            False,
+            self.cache._delete_if_equal,
+            sk,
+            token,
+            self.cache._clock(),
         )
 
     @property

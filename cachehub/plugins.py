@@ -1,14 +1,13 @@
-"""The provider registry: one process-wide pluggy ``PluginManager`` for cachehub.
+"""The plugin registry: one process-wide pluggy ``PluginManager`` for cachehub.
 
 Installed provider distributions are found through the ``cachehub`` entry-point group;
-application code and tests add plugins with :func:`register`. A config entry's
-``class`` is turned into a provider class by :func:`resolve_provider`, which accepts a
-registered alias (``memory``, a Lucee class name), ``pkg.mod.Class`` or ``pkg.mod:Class``.
+application code and tests add plugins with :func:`register`. Turning a config entry's
+``class`` into a provider class is :mod:`cachehub.resolve`'s job; this module does not
+know :class:`~cachehub.api.BaseCache`, so that the core's import graph stays acyclic.
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
 import inspect
 import logging
@@ -25,21 +24,20 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
 from . import hookspecs
-from .api import BaseCache
 from .config import suggest
-from .errors import ConfigError, MissingPackageError, UnknownProviderError
+from .errors import ConfigError, MissingPackageError
 from .hookspecs import PROJECT, OperationEvent
 
 __all__ = [
     "KNOWN_DISTRIBUTIONS",
     "LUCEE_CLASSES",
+    "lucee_classes",
     "plugin_manager",
     "register",
     "unregister",
-    "provider_aliases",
-    "resolve_provider",
     "check_requirement",
     "install_command",
+    "installed_version",
     "operation_observer",
     "add_change_listener",
     "registered_plugins",
@@ -58,18 +56,24 @@ LUCEE_CLASSES: Final[Mapping[str, str]] = {
     "org.lucee.extension.aws.dynamodb.DynamoDBCache": "dynamodb",
     "lucee.extension.io.cache.redis.RedisCache": "redis",
     "lucee.extension.io.cache.redis.simple.RedisCache": "redis",
+    "lucee.extension.io.cache.redis.RedisSentinelCache": "redis",
+    "lucee.extension.io.cache.redis.sentinel.RedisSentinelCache": "redis",
     "lucee.runtime.cache.eh.EHCache": "memory",
     "lucee.runtime.cache.ram.RamCache": "memory",
     "org.lucee.extension.cache.eh.EHCache": "memory",
 }
 """Lucee cache class names -> the canonical alias of the cachehub provider replacing them,
-so that an unchanged ``.CFConfig.json`` resolves (or says which package to install)."""
+so that an unchanged ``.CFConfig.json`` resolves (or says which package to install).
 
-_PROVIDER_MODULES: Final[Mapping[str, str]] = {
-    "cachehub_dynamodb": "cachehub-dynamodb",
-    "cachehub_redis": "cachehub-redis",
-    "cachehub_memory": "cachehub-memory",
-}
+The one Lucee class map: the core needs it to name the package to install when no
+provider registers a class, and each shipped provider registers its aliases from it
+with :func:`lucee_classes`."""
+
+
+def lucee_classes(alias: str) -> tuple[str, ...]:
+    """The Lucee class names the provider registered as ``alias`` replaces."""
+    return tuple(name for name, canonical in LUCEE_CLASSES.items() if canonical == alias)
+
 
 _lock = threading.RLock()
 _manager: pluggy.PluginManager | None = None
@@ -177,103 +181,7 @@ def _notify() -> None:
         callback()
 
 
-# ---------------------------------------------------------------------- aliases
-
-
-def _alias_table() -> dict[str, tuple[type | str, str]]:
-    """``alias -> (target, plugin name)``; later registrations override earlier ones."""
-    table: dict[str, tuple[type | str, str]] = {}
-    caller = plugin_manager().hook.cachehub_providers
-    # get_hookimpls() lists plugins in registration order, so the latest wins below.
-    for impl in caller.get_hookimpls():
-        if impl.wrapper or impl.hookwrapper:
-            continue
-        try:
-            provided = impl.function()
-        except Exception as exc:
-            raise ConfigError(
-                f"plugin '{impl.plugin_name}' raised {type(exc).__name__} in "
-                f"cachehub_providers(): {exc}",
-                hint="fix or unregister that plugin.",
-            ) from exc
-        if not isinstance(provided, Mapping):
-            raise ConfigError(
-                f"plugin '{impl.plugin_name}': cachehub_providers() must return a dict "
-                f"of alias -> class, got {type(provided).__name__}.",
-                hint="return e.g. {'myalias': 'my_pkg.cache:MyCache'}.",
-            )
-        for alias, target in provided.items():
-            if not isinstance(alias, str) or not isinstance(target, (str, type)):
-                raise ConfigError(
-                    f"plugin '{impl.plugin_name}': provider alias {alias!r} -> {target!r} "
-                    "is not a str -> class or 'module:Class' pair.",
-                    hint="return e.g. {'myalias': 'my_pkg.cache:MyCache'}.",
-                )
-            table[alias] = (target, impl.plugin_name)
-    return table
-
-
-def _display(target: type | str) -> str:
-    if isinstance(target, str):
-        return target
-    return f"{target.__module__}:{target.__qualname__}"
-
-
-def provider_aliases() -> dict[str, str]:
-    """Every registered alias -> its provider as ``"module:Class"``, sorted by alias."""
-    return {alias: _display(target) for alias, (target, _) in sorted(_alias_table().items())}
-
-
-def _lookup(name: str, table: Mapping[str, tuple[type | str, str]]) -> str | None:
-    """The alias ``name`` refers to: exact match first, then case-insensitively."""
-    if name in table:
-        return name
-    folded = [alias for alias in table if alias.lower() == name.lower()]
-    return folded[0] if len(folded) == 1 else None
-
-
-def resolve_provider(class_name: str) -> type[BaseCache]:
-    """The provider class for a config entry's ``class``.
-
-    Accepts a registered alias, ``pkg.mod.Class`` or ``pkg.mod:Class``. Raises
-    :class:`UnknownProviderError` (with "did you mean"), :class:`MissingPackageError`
-    (with the ``pip install`` command) or :class:`ConfigError` when the target is not a
-    :class:`BaseCache` subclass.
-    """
-    if not isinstance(class_name, str) or not class_name.strip():
-        raise ConfigError(
-            f"a cache class must be a non-empty string, got {class_name!r}.",
-            hint="set 'class' to a provider alias such as 'memory' or a 'module:Class' path.",
-        )
-    name = class_name.strip()
-    table = _alias_table()
-    alias = _lookup(name, table)
-    canonical = LUCEE_CLASSES.get(name)
-    if alias is None and canonical is not None:
-        alias = _lookup(canonical, table)
-    if alias is not None:
-        target, plugin = table[alias]
-        if isinstance(target, str):
-            obj = _import_path(target, f"provider alias '{alias}' (plugin '{plugin}')", table)
-        else:
-            obj = target
-        return _provider_class(obj, name)
-    canonical = canonical or (name.lower() if name.lower() in KNOWN_DISTRIBUTIONS else None)
-    if canonical is not None:
-        raise _not_registered(name, canonical)
-    if ":" in name or "." in name:
-        return _provider_class(_import_path(name, f"cache class '{name}'", table), name)
-    raise _unknown(name, table)
-
-
-def _unknown(name: str, table: Mapping[str, object]) -> UnknownProviderError:
-    pool = sorted({*table, *KNOWN_DISTRIBUTIONS})
-    guess = suggest(name, pool)
-    return UnknownProviderError(
-        f"unknown cache class '{name}'." + (f" Did you mean '{guess}'?" if guess else ""),
-        hint=f"use a registered alias ({', '.join(sorted(table)) or 'none registered'}), "
-        "or a full path such as 'my_pkg.cache:MyCache'.",
-    )
+# ---------------------------------------------------------------------- requirements
 
 
 def _checkout_project(distribution: str) -> tuple[Path, Version] | None:
@@ -332,94 +240,12 @@ def install_command(requirement: str) -> str:
     return f"pip install {shlex.quote(f'{folder}{extras}')}"
 
 
-def _installed_version(distribution: str) -> str | None:
+def installed_version(distribution: str) -> str | None:
+    """The installed version of ``distribution``, or None when it is not installed."""
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def _not_registered(name: str, canonical: str) -> ConfigError:
-    """A well-known provider that no plugin registers: usually its package is missing."""
-    distribution = KNOWN_DISTRIBUTIONS[canonical]
-    version = _installed_version(distribution)
-    if version is None:
-        return MissingPackageError(
-            f"cache class '{name}' is provided by the {distribution} package, "
-            "which is not installed.",
-            hint=install_command(distribution),
-        )
-    return UnknownProviderError(
-        f"cache class '{name}' should come from {distribution} {version}, which is "
-        f"installed but registers no '{canonical}' provider (its entry point is missing).",
-        hint=f"reinstall it: pip install --force-reinstall {distribution}",
-    )
-
-
-def _import_path(path: str, what: str, table: Mapping[str, object]) -> object:
-    """Import ``pkg.mod:Qual.Name`` or ``pkg.mod.Name``; errors name ``what`` and the fix."""
-    if ":" in path:
-        module_name, _, qualname = path.partition(":")
-    else:
-        module_name, _, qualname = path.rpartition(".")
-    if not module_name or not qualname:
-        raise UnknownProviderError(
-            f"{what}: '{path}' is not a 'module:Class' or 'module.Class' path.",
-            hint="write it as 'my_pkg.cache:MyCache'.",
-        )
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        missing = exc.name or module_name
-        distribution = _PROVIDER_MODULES.get(missing.partition(".")[0])
-        if distribution is not None:
-            raise MissingPackageError(
-                f"{what}: module '{module_name}' needs the {distribution} package, "
-                "which is not installed.",
-                hint=install_command(distribution),
-            ) from None
-        if module_name == missing or module_name.startswith(missing + "."):
-            guess = suggest(path, sorted(table))
-            raise UnknownProviderError(
-                f"{what}: module '{module_name}' does not exist."
-                + (f" Did you mean '{guess}'?" if guess else ""),
-                hint="check the spelling, or install the package that provides it.",
-            ) from None
-        raise MissingPackageError(
-            f"{what}: importing '{module_name}' failed because its dependency "
-            f"'{missing}' is not installed.",
-            hint=f"install the package that provides the '{missing}' module.",
-        ) from None
-    except Exception as exc:
-        raise ConfigError(
-            f"{what}: importing '{module_name}' failed: {type(exc).__name__}: {exc}",
-            hint="fix the error in that module.",
-        ) from exc
-    obj: object = module
-    for part in qualname.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            candidates = [n for n in dir(module) if not n.startswith("_")]
-            guess = suggest(part, candidates)
-            raise UnknownProviderError(
-                f"{what}: module '{module_name}' has no attribute '{qualname}'."
-                + (f" Did you mean '{guess}'?" if guess else ""),
-                hint="check the class name (it is case-sensitive).",
-            ) from None
-    return obj
-
-
-def _provider_class(obj: object, name: str) -> type[BaseCache]:
-    if isinstance(obj, type) and issubclass(obj, BaseCache):
-        return obj
-    raise ConfigError(
-        f"cache class '{name}' resolves to {obj!r}, which is not a subclass of cachehub.BaseCache.",
-        hint="point 'class' at a cachehub provider class.",
-    )
-
-
-# ---------------------------------------------------------------------- requirements
 
 
 def check_requirement(requirement: str) -> None:
@@ -439,7 +265,7 @@ def check_requirement(requirement: str) -> None:
     if req.marker is not None and not req.marker.evaluate():
         return  # the requirement does not apply to this interpreter/platform
     command = install_command(requirement)
-    version = _installed_version(req.name)
+    version = installed_version(req.name)
     if version is None:
         raise MissingPackageError(
             f"package {req.name} is required by the cache configuration but is not installed.",

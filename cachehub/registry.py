@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from pathlib import Path
 from typing import Final
 
-from .api import BaseCache
-from .config import redact, suggest
+from .api import BASE_OPTIONS, BaseCache, settings_identity
+from .config import redact, suggest, validate_settings
 from .errors import CacheError, ConfigError, UnknownCacheError
 from .loader import CacheEntry, ConfigSource, check_namespaces, default_entry, load_config
-from .plugins import add_change_listener, check_requirement, operation_observer, resolve_provider
+from .plugins import add_change_listener, check_requirement, operation_observer
+from .resolve import resolve_provider
 
 __all__ = [
     "Caches",
@@ -34,6 +35,40 @@ CONFIG_ENV: Final = "CACHEHUB_CONFIG"
 
 DEFAULT_CONFIG_FILE: Final = "cachehub.json"
 """File in the working directory :func:`get_caches` loads when ``CACHEHUB_CONFIG`` is unset."""
+
+
+def backend_identity(entry: CacheEntry) -> Hashable | None:
+    """Which backend ``entry`` writes to, as its provider says; None when unknown.
+
+    Nothing is built or connected. An entry whose provider cannot be resolved is skipped
+    (it fails when used); one whose settings the provider rejects is identified by the
+    conservative rule of :func:`~cachehub.api.settings_identity` on its raw settings.
+    """
+    try:
+        provider = resolve_provider(entry.class_name)
+    except ConfigError:
+        return None
+    where = f"cache '{entry.name}' ({provider.__name__})"
+    try:
+        settings = validate_settings(entry.custom, (*BASE_OPTIONS, *provider.options), where=where)
+        identity = provider.backend_identity(settings)
+    except CacheError:
+        return settings_identity(provider, entry.custom) if provider.distributed else None
+    except Exception as exc:
+        raise ConfigError(
+            f"{where}: {provider.__name__}.backend_identity() raised {type(exc).__name__}: "
+            f"{redact(str(exc)[:300])}",
+            hint="this is a bug in the provider; report it to its maintainers.",
+        ) from None
+    try:
+        hash(identity)
+    except TypeError:
+        raise ConfigError(
+            f"{where}: {provider.__name__}.backend_identity() returned an unhashable "
+            f"{type(identity).__name__}.",
+            hint="the provider must return a hashable value such as a tuple, or None.",
+        ) from None
+    return identity
 
 
 class Caches:
@@ -54,7 +89,7 @@ class Caches:
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self._entries = load_config(config, server_config=server_config, environ=environ)
-        check_namespaces(self._entries)
+        check_namespaces(self._entries, backend_identity)
         self._default = default_entry(self._entries)
         self._folded = {name.lower(): name for name in self._entries}
         self._clock = clock

@@ -30,10 +30,10 @@ def without_distribution(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[
         for module in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
             monkeypatch.delitem(sys.modules, module)
         monkeypatch.setitem(sys.modules, package, None)  # import now raises ImportError
-        real = plugins._installed_version
+        real = plugins.installed_version
         monkeypatch.setattr(
             plugins,
-            "_installed_version",
+            "installed_version",
             lambda dist: None if dist == distribution else real(dist),
         )
 

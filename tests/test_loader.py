@@ -552,4 +552,5 @@ def test_nested_namespaces_found_among_many() -> None:
     config["deeper"] = {"class": "memory", "custom": {"namespace": "n1234:x:"}}
     config["equal"] = {"class": "memory", "custom": {"namespace": "n77:"}}  # equal: allowed
     with pytest.raises(ConfigError, match=r"cache 'deeper' \(namespace 'n1234:x:'\) lies inside"):
-        loader.check_namespaces(load_config(config))
+        # One shared backend for all (memory caches are private by default).
+        loader.check_namespaces(load_config(config), lambda entry: "one-backend")

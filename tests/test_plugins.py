@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from cachehub_memory import MemoryCache
 
-from cachehub import plugins
+from cachehub import plugins, resolve
 from cachehub.api import BaseCache
 from cachehub.errors import ConfigError, MissingPackageError, UnknownProviderError
 from cachehub.hookspecs import OperationEvent, hookimpl
@@ -74,7 +74,7 @@ def use_plugin() -> Iterator[Any]:
 
 
 def test_memory_provider_registers_through_its_entry_point() -> None:
-    aliases = plugins.provider_aliases()
+    aliases = resolve.provider_aliases()
     for alias in ("memory", "lucee.runtime.cache.eh.EHCache", "lucee.runtime.cache.ram.RamCache"):
         assert aliases[alias] == "cachehub_memory:MemoryCache"
     assert "cachehub_memory.plugin" not in plugins.registered_plugins()
@@ -95,58 +95,58 @@ def test_memory_provider_registers_through_its_entry_point() -> None:
     ],
 )
 def test_resolve_memory_provider(name: str) -> None:
-    assert plugins.resolve_provider(name) is MemoryCache
+    assert resolve.resolve_provider(name) is MemoryCache
 
 
 def test_unknown_alias_suggests_a_known_one() -> None:
     with pytest.raises(UnknownProviderError, match="Did you mean 'memory'") as info:
-        plugins.resolve_provider("memroy")
+        resolve.resolve_provider("memroy")
     assert "memory" in str(info.value.hint)
 
 
 def test_unknown_bare_name_without_close_match() -> None:
     with pytest.raises(UnknownProviderError, match="unknown cache class 'zzzzqqq'"):
-        plugins.resolve_provider("zzzzqqq")
+        resolve.resolve_provider("zzzzqqq")
 
 
 @pytest.mark.parametrize("bad", ["", "   ", None, 42])
 def test_class_name_must_be_a_non_empty_string(bad: Any) -> None:
     with pytest.raises(ConfigError, match="non-empty string"):
-        plugins.resolve_provider(bad)
+        resolve.resolve_provider(bad)
 
 
 def test_non_cache_class_is_rejected_by_name() -> None:
     with pytest.raises(ConfigError, match=r"'collections:OrderedDict'.*not a subclass"):
-        plugins.resolve_provider("collections:OrderedDict")
+        resolve.resolve_provider("collections:OrderedDict")
 
 
 def test_missing_module_is_unknown_provider() -> None:
     with pytest.raises(UnknownProviderError, match=r"module 'no_such_pkg.sub' does not exist"):
-        plugins.resolve_provider("no_such_pkg.sub:Cache")
+        resolve.resolve_provider("no_such_pkg.sub:Cache")
 
 
 def test_missing_attribute_suggests_spelling() -> None:
     with pytest.raises(UnknownProviderError, match="Did you mean 'MemoryCache'"):
-        plugins.resolve_provider("cachehub_memory:MemoryCach")
+        resolve.resolve_provider("cachehub_memory:MemoryCach")
 
 
 def test_missing_dependency_of_a_provider_module(tmp_path: Any, monkeypatch: Any) -> None:
     (tmp_path / "needs_dep.py").write_text("import no_such_dependency_xyz\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(MissingPackageError, match="'no_such_dependency_xyz' is not installed"):
-        plugins.resolve_provider("needs_dep:Cache")
+        resolve.resolve_provider("needs_dep:Cache")
 
 
 def test_module_raising_on_import_is_a_config_error(tmp_path: Any, monkeypatch: Any) -> None:
     (tmp_path / "broken_provider.py").write_text("raise RuntimeError('boom')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ConfigError, match=r"importing 'broken_provider' failed: RuntimeError"):
-        plugins.resolve_provider("broken_provider:Cache")
+        resolve.resolve_provider("broken_provider:Cache")
 
 
 @pytest.mark.parametrize("name", ["dynamodb", "org.lucee.extension.aws.dynamodb.DynamoDBCache"])
 def test_dynamodb_names_resolve_to_the_dynamodb_package(name: str) -> None:
-    cls = plugins.resolve_provider(name)
+    cls = resolve.resolve_provider(name)
     assert issubclass(cls, BaseCache)
     assert cls.__module__.startswith("cachehub_dynamodb")
 
@@ -157,7 +157,7 @@ def test_dynamodb_names_without_the_package_say_what_to_install(
 ) -> None:
     without_distribution("cachehub-dynamodb", "cachehub_dynamodb")
     with pytest.raises(MissingPackageError) as info:
-        plugins.resolve_provider(name)
+        resolve.resolve_provider(name)
     assert info.value.hint == from_checkout("dynamodb")
     assert isinstance(info.value, ImportError)
 
@@ -171,7 +171,7 @@ def test_dynamodb_names_without_the_package_say_what_to_install(
     ],
 )
 def test_redis_names_resolve_to_the_redis_package(name: str) -> None:
-    assert plugins.resolve_provider(name).__module__.startswith("cachehub_redis")
+    assert resolve.resolve_provider(name).__module__.startswith("cachehub_redis")
 
 
 @pytest.mark.parametrize(
@@ -187,14 +187,14 @@ def test_redis_names_without_the_package_say_what_to_install(
 ) -> None:
     without_distribution("cachehub-redis", "cachehub_redis")
     with pytest.raises(MissingPackageError) as info:
-        plugins.resolve_provider(name)
+        resolve.resolve_provider(name)
     assert info.value.hint == from_checkout("redis")
 
 
 def test_provider_module_path_of_a_missing_distribution(without_distribution: Any) -> None:
     without_distribution("cachehub-redis", "cachehub_redis")
     with pytest.raises(MissingPackageError) as info:
-        plugins.resolve_provider("cachehub_redis:RedisCache")
+        resolve.resolve_provider("cachehub_redis:RedisCache")
     assert info.value.hint == from_checkout("redis")
 
 
@@ -202,17 +202,17 @@ def test_provider_module_path_of_a_missing_distribution(without_distribution: An
 
 
 def test_registered_plugin_provides_new_aliases(use_plugin: Any) -> None:
-    assert "thirdparty" not in plugins.provider_aliases()
+    assert "thirdparty" not in resolve.provider_aliases()
     plugin = use_plugin(ProviderPlugin())
-    aliases = plugins.provider_aliases()
+    aliases = resolve.provider_aliases()
     assert aliases["thirdparty"] == f"{__name__}:ThirdPartyCache"
-    assert plugins.resolve_provider("thirdparty") is ThirdPartyCache
-    assert plugins.resolve_provider("thirdparty-path") is ThirdPartyCache
+    assert resolve.resolve_provider("thirdparty") is ThirdPartyCache
+    assert resolve.resolve_provider("thirdparty-path") is ThirdPartyCache
     caches = Caches({"tp": {"class": "thirdparty"}})
     assert type(caches["tp"]) is ThirdPartyCache
     plugins.unregister(plugin)
     with pytest.raises(UnknownProviderError):
-        plugins.resolve_provider("thirdparty")
+        resolve.resolve_provider("thirdparty")
 
 
 def test_later_plugin_overrides_an_alias(use_plugin: Any) -> None:
@@ -222,7 +222,7 @@ def test_later_plugin_overrides_an_alias(use_plugin: Any) -> None:
             return {"memory": ThirdPartyCache}
 
     use_plugin(Override())
-    assert plugins.resolve_provider("memory") is ThirdPartyCache
+    assert resolve.resolve_provider("memory") is ThirdPartyCache
 
 
 def test_register_twice_is_a_config_error(use_plugin: Any) -> None:
@@ -256,7 +256,7 @@ def test_plugin_returning_garbage_is_named(use_plugin: Any) -> None:
 
     use_plugin(Garbage())
     with pytest.raises(ConfigError, match="must return a dict"):
-        plugins.provider_aliases()
+        resolve.provider_aliases()
 
 
 def test_plugin_with_non_class_target_is_named(use_plugin: Any) -> None:
@@ -267,7 +267,7 @@ def test_plugin_with_non_class_target_is_named(use_plugin: Any) -> None:
 
     use_plugin(BadTarget())
     with pytest.raises(ConfigError, match=r"'bad' -> 42"):
-        plugins.resolve_provider("memory")
+        resolve.resolve_provider("memory")
 
 
 def test_plugin_raising_in_hook_is_named(use_plugin: Any) -> None:
@@ -278,7 +278,7 @@ def test_plugin_raising_in_hook_is_named(use_plugin: Any) -> None:
 
     use_plugin(Raises())
     with pytest.raises(ConfigError, match="raised RuntimeError in cachehub_providers"):
-        plugins.provider_aliases()
+        resolve.provider_aliases()
 
 
 def test_alias_pointing_at_a_missing_provider_module(use_plugin: Any) -> None:
@@ -289,7 +289,7 @@ def test_alias_pointing_at_a_missing_provider_module(use_plugin: Any) -> None:
 
     use_plugin(Dangling())
     with pytest.raises(UnknownProviderError, match="provider alias 'dangling'"):
-        plugins.resolve_provider("dangling")
+        resolve.resolve_provider("dangling")
 
 
 # ---------------------------------------------------------------------- requirements
@@ -491,8 +491,8 @@ def test_installed_distribution_without_its_alias_says_reinstall() -> None:
     plugins.unregister(memory_plugin)
     try:
         with pytest.raises(UnknownProviderError, match="registers no 'memory' provider") as info:
-            plugins.resolve_provider("lucee.runtime.cache.eh.EHCache")
+            resolve.resolve_provider("lucee.runtime.cache.eh.EHCache")
         assert info.value.hint == "reinstall it: pip install --force-reinstall cachehub-memory"
     finally:
         plugins.register(memory_plugin, name="memory")
-    assert plugins.resolve_provider("memory") is MemoryCache
+    assert resolve.resolve_provider("memory") is MemoryCache

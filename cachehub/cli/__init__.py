@@ -1,5 +1,15 @@
-"""The ``cachehub`` command: tour, local DynamoDB, admin, doctor, migrate, conformance."""
+"""The ``cachehub`` command: tour, admin, doctor, migrate, conformance, and provider commands.
 
+The built-in commands are registered here, so that :mod:`.app` (which every command
+module imports) imports none of them; providers add theirs through the
+``cachehub_cli_commands`` hook (e.g. ``local-dynamodb``).
+"""
+
+from . import admin, bench, conformance, doctor, migrate, tour
 from .app import cli, main
+
+for _module in (tour, admin, doctor, migrate, conformance, bench):
+    for _command in _module.COMMANDS:
+        cli.add_command(_command)
 
 __all__ = ["cli", "main"]

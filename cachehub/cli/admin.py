@@ -46,7 +46,7 @@ def metadata_dict(meta: CacheMetadata) -> dict[str, Any]:
 
 
 def _provider(class_name: str) -> type[BaseCache] | None:
-    from ..plugins import resolve_provider
+    from ..resolve import resolve_provider
 
     try:
         return resolve_provider(class_name)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, NoReturn, ParamSpec, TypeVar
@@ -98,8 +98,57 @@ def fail(message: str) -> NoReturn:
     raise click.ClickException(message)
 
 
+def plugin_commands(taken: Iterable[str]) -> list[click.Command]:
+    """Commands providers contribute through the ``cachehub_cli_commands`` hook.
+
+    The core CLI imports no provider package. A broken plugin must not take the whole
+    command line down: it is reported on stderr and skipped, as is a command whose name
+    is ``taken`` already.
+    """
+    from ..plugins import plugin_manager
+
+    try:
+        contributed = plugin_manager().hook.cachehub_cli_commands()
+    except Exception as exc:  # a broken third-party plugin: say so, keep the core commands
+        click.echo(f"Warning: plugin commands are unavailable: {exc}", err=True)
+        return []
+    names = set(taken)
+    commands: list[click.Command] = []
+    for group in contributed:
+        for command in group or ():
+            if not isinstance(command, click.Command) or command.name is None:
+                click.echo(f"Warning: ignoring {command!r:.80}: not a click command.", err=True)
+            elif command.name in names:
+                click.echo(f"Warning: ignoring a second 'cachehub {command.name}'.", err=True)
+            else:
+                names.add(command.name)
+                commands.append(command)
+    return commands
+
+
 class CacheHubGroup(click.Group):
-    """A click group that turns cachehub errors into one-line messages and exit code 1."""
+    """A click group that turns cachehub errors into one-line messages and exit code 1.
+
+    Provider commands are added on first use (listing or looking up a command), not at
+    import: a provider's CLI module imports this package, so loading it while this
+    package is still importing would be circular.
+    """
+
+    _plugins_loaded = False
+
+    def _load_plugin_commands(self) -> None:
+        if not self._plugins_loaded:
+            self._plugins_loaded = True
+            for command in plugin_commands(self.commands):
+                self.add_command(command)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self._load_plugin_commands()
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -180,17 +229,6 @@ def data_command(
         return command
 
     return decorate
-
-
-def _register_commands() -> None:
-    from . import admin, bench, conformance, doctor, local, migrate, tour
-
-    for module in (tour, local, admin, doctor, migrate, conformance, bench):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-
-
-_register_commands()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,8 +1,10 @@
 """``cachehub doctor``: check each configured cache and explain every failure.
 
-Each failure is mapped to the matching entry of the spec's Troubleshooting section
-(connection errors, table not found, invalid security token, throttling, 400 Bad
-Request) so the report says what to change, not only what broke.
+The generic checks (configuration, connection, a round trip in a scratch namespace) run
+on every provider. Providers add their own through the plugin hooks: checks with
+``cachehub_doctor_checks`` (DynamoDB: partition-key discovery, native TTL) and the advice
+for a failure with ``cachehub_doctor_advice`` (the spec's Troubleshooting section, chosen
+by error type and backend error code), so the report says what to change.
 """
 
 from __future__ import annotations
@@ -25,33 +27,16 @@ from ..errors import (
     CacheUnavailableError,
     ConfigError,
 )
+from ..hookspecs import DoctorAdvice, DoctorCheck
+from ..plugins import plugin_manager
 from .admin import PROBE_KEY
 from .app import State, data_command
-from .dynamo import is_dynamodb, partition_key
 from .isolate import scratch
 
 __all__ = ["COMMANDS", "Check", "advice_for", "diagnose"]
 
-IAM_ACTIONS = {
-    "connect": "DescribeTable",
-    "put": "PutItem",
-    "get": "GetItem",
-    "metadata": "GetItem",
-    "count": "Scan",
-    "delete": "DeleteItem",
-    "ttl": "DescribeTimeToLive",
-}
-"""The DynamoDB permission each doctor step needs (the spec's Recommended IAM Policy)."""
-
-
-@dataclass
-class Check:
-    """One line of the report: ``status`` is ok, info, warn or fail."""
-
-    name: str
-    status: str
-    detail: str
-    advice: str | None = None
+Check = DoctorCheck
+"""One line of the report (``cachehub.hookspecs.DoctorCheck``)."""
 
 
 @dataclass
@@ -60,7 +45,7 @@ class Diagnosis:
 
     cache: str
     provider: str = "?"
-    checks: list[Check] = field(default_factory=list)
+    checks: list[DoctorCheck] = field(default_factory=list)
     missing_permissions: list[str] = field(default_factory=list)
 
     @property
@@ -68,57 +53,40 @@ class Diagnosis:
         """No check failed."""
         return all(check.status != "fail" for check in self.checks)
 
+    def add(self, check: DoctorCheck) -> None:
+        """Record ``check`` and the permission it found missing, if any."""
+        self.checks.append(check)
+        if check.missing_permission:
+            self.missing_permissions.append(check.missing_permission)
 
-def advice_for(exc: CacheError, *, dynamodb: bool) -> str:
-    """The spec's troubleshooting advice for ``exc``."""
-    text = str(exc).lower()
-    bad_credentials = "credentials" in text and isinstance(exc, CachePermissionError)
-    if "security token" in text or bad_credentials:
-        return (
-            "Invalid Security Token: for AWS, verify accessKeyId/secretkey are correct and "
-            "not expired; for DynamoDB Local, set host to its URL (e.g. http://localhost:8000)."
-        )
-    if "not found" in text or "createtable" in text or "non-existent table" in text:
-        return (
-            "Table Not Found: the cache creates its table automatically; verify the IAM policy "
-            "includes dynamodb:CreateTable (or create the table), and check region and host."
-        )
+
+def advice_for(exc: CacheError) -> str:
+    """Generic advice for ``exc``, by its type (providers refine it through the hook)."""
     if isinstance(exc, CacheThrottledError):
-        return (
-            "Throttling: switch the table to on-demand billing (PAY_PER_REQUEST) or raise its "
-            "provisioned capacity."
-        )
+        return "Throttling: the backend keeps refusing requests; raise its capacity or slow down."
     if isinstance(exc, CachePermissionError):
-        return (
-            "Access denied: grant the missing actions listed below (see the Recommended IAM "
-            "Policy in the spec / docs/dynamodb.md)."
-            if dynamodb
-            else "Authentication failed: check the password/ACL user in the cache settings."
-        )
+        return "Access denied: check the credentials and permissions in the cache settings."
     if isinstance(exc, CacheUnavailableError):
-        if dynamodb:
-            return (
-                "Connection Errors (Unable to connect to DynamoDB): verify your credentials and "
-                "region settings, and that host is set correctly for DynamoDB Local "
-                "(e.g. http://localhost:8000; `cachehub local-dynamodb` runs one)."
-            )
         return "Connection error: check url/host/port and that the server is running."
-    if "key" in text and "required" in text:
-        return (
-            "400 Bad Request (required keys missing): pass the partition key with exactly the "
-            "table's attribute name and case."
-        )
     if isinstance(exc, ConfigError):
         return exc.hint or "fix the cache's configuration entry."
     return exc.hint or "see the error message above."
 
 
+def provider_advice(cache: BaseCache, step: str, exc: CacheError) -> DoctorAdvice:
+    """The provider's advice for ``exc`` (``cachehub_doctor_advice``), else the generic one."""
+    advice = plugin_manager().hook.cachehub_doctor_advice(cache=cache, step=step, error=exc)
+    if isinstance(advice, DoctorAdvice):
+        return advice
+    return DoctorAdvice(advice_for(exc))
+
+
 class _Doctor:
     """Runs the checks of one cache, recording instead of raising."""
 
-    def __init__(self, diagnosis: Diagnosis, dynamodb: bool) -> None:
+    def __init__(self, diagnosis: Diagnosis, cache: BaseCache) -> None:
         self.diagnosis = diagnosis
-        self.dynamodb = dynamodb
+        self.cache = cache
 
     def step(self, name: str, fn: Callable[[], Any], show: Callable[[Any], str] = str) -> Any:
         """Run ``fn``; record ok with ``show(result)`` or fail with advice; MISSING on failure."""
@@ -127,42 +95,24 @@ class _Doctor:
         except CacheError as exc:
             self.fail(name, exc)
             return MISSING
-        self.diagnosis.checks.append(Check(name, "ok", show(result)))
+        self.diagnosis.add(DoctorCheck(name, "ok", show(result)))
         return result
 
     def fail(self, name: str, exc: CacheError) -> None:
-        """Record a failed step, and the permission it lacked when access was denied."""
-        self.diagnosis.checks.append(
-            Check(name, "fail", str(exc), advice_for(exc, dynamodb=self.dynamodb))
+        """Record a failed step with the provider's advice and the permission it lacked."""
+        advice = provider_advice(self.cache, name, exc)
+        self.diagnosis.add(
+            DoctorCheck(name, "fail", str(exc), advice.advice, advice.missing_permission)
         )
-        denied = isinstance(exc, CachePermissionError) and "denied" in str(exc).lower()
-        if self.dynamodb and denied and name in IAM_ACTIONS:
-            self.diagnosis.missing_permissions.append(f"dynamodb:{IAM_ACTIONS[name]}")
 
     def expect(self, name: str, ok: bool, detail: str) -> None:
         """Record a check that ran but returned the wrong thing."""
-        self.diagnosis.checks.append(Check(name, "ok" if ok else "fail", detail))
-
-
-def _ttl_status(cache: BaseCache) -> str:
-    """DynamoDB's native TTL status of the cache's table, as DescribeTimeToLive reports it."""
-    client: Any = getattr(cache, "client")  # noqa: B009 - DynamoDBCache's boto3 client
-    try:
-        described = client.describe_time_to_live(TableName=getattr(cache, "table_name"))  # noqa: B009
-    except Exception as exc:  # botocore errors: report, the cache still enforces expiry
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
-        return f"unknown (DescribeTimeToLive failed: {code})"
-    ttl = described.get("TimeToLiveDescription", {})
-    status = ttl.get("TimeToLiveStatus", "DISABLED")
-    attribute = ttl.get("AttributeName")
-    return f"{status}" + (f" on attribute '{attribute}'" if attribute else "")
+        self.diagnosis.add(DoctorCheck(name, "ok" if ok else "fail", detail))
 
 
 def _round_trip(doctor: _Doctor, cache: BaseCache) -> None:
     if cache.read_only:
-        doctor.diagnosis.checks.append(
-            Check("round trip", "info", "skipped: the cache is read-only")
-        )
+        doctor.diagnosis.add(DoctorCheck("round trip", "info", "skipped: the cache is read-only"))
         return
     with scratch(cache, "doctor") as tmp:
         token = secrets.token_hex(8)
@@ -194,45 +144,44 @@ def _round_trip(doctor: _Doctor, cache: BaseCache) -> None:
         doctor.step("delete", lambda: tmp.delete("doctor"), lambda gone: f"deleted: {gone}")
 
 
+def _provider_checks(doctor: _Doctor, cache: BaseCache) -> bool | None:
+    """Run the providers' ``cachehub_doctor_checks``; None when no provider has any.
+
+    Returns whether every one passed (a failed one stops the round trip).
+    """
+    try:
+        answers = plugin_manager().hook.cachehub_doctor_checks(cache=cache)
+    except Exception as exc:  # a plugin bug must not hide the rest of the report
+        doctor.diagnosis.add(
+            DoctorCheck("provider checks", "fail", f"a doctor plugin raised {type(exc).__name__}")
+        )
+        return False
+    checks = [c for answer in answers if answer for c in answer if isinstance(c, DoctorCheck)]
+    if not checks:
+        return None
+    for check in checks:
+        doctor.diagnosis.add(check)
+    return all(check.status != "fail" for check in checks)
+
+
 def diagnose(state: State, name: str) -> Diagnosis:
     """All checks of the cache called ``name``."""
     diagnosis = Diagnosis(name)
     try:
         cache = state.caches().get(name)
     except CacheError as exc:
-        diagnosis.checks.append(Check("config", "fail", str(exc), advice_for(exc, dynamodb=False)))
+        diagnosis.add(DoctorCheck("config", "fail", str(exc), advice_for(exc)))
         return diagnosis
-    dynamodb = is_dynamodb(cache)
     diagnosis.provider = f"{type(cache).__module__}:{type(cache).__qualname__}"
-    doctor = _Doctor(diagnosis, dynamodb)
-    diagnosis.checks.append(Check("config", "ok", "valid"))
-    if dynamodb:
-        key = doctor.step(
-            "connect",
-            lambda: partition_key(cache),
-            lambda k: (
-                f"table '{getattr(cache, 'table_name', '?')}', discovered partition key '{k}'"
-            ),
-        )
-        if key is MISSING:
-            return diagnosis
-        ttl = _ttl_status(cache)
-        ok = ttl.startswith(("ENABLED", "ENABLING"))
-        diagnosis.checks.append(
-            Check(
-                "ttl",
-                "ok" if ok else "warn",
-                f"native TTL {ttl}",
-                None
-                if ok
-                else "expired entries are never returned, but DynamoDB will not delete them: "
-                "enable TTL on attribute 'timeToLive' (needs dynamodb:UpdateTimeToLive).",
-            )
-        )
-        if "AccessDenied" in ttl:
-            diagnosis.missing_permissions.append("dynamodb:DescribeTimeToLive")
-    elif doctor.step("connect", lambda: cache.exists(PROBE_KEY), lambda _: "answers") is MISSING:
+    doctor = _Doctor(diagnosis, cache)
+    diagnosis.add(DoctorCheck("config", "ok", "valid"))
+    passed = _provider_checks(doctor, cache)
+    if passed is False:
         return diagnosis
+    if passed is None:
+        connected = doctor.step("connect", lambda: cache.exists(PROBE_KEY), lambda _: "answers")
+        if connected is MISSING:
+            return diagnosis
     _round_trip(doctor, cache)
     return diagnosis
 
@@ -265,6 +214,15 @@ def _render(diagnoses: list[Diagnosis]) -> Callable[[Console], None]:
     return render
 
 
+def _check_json(check: DoctorCheck) -> dict[str, Any]:
+    return {
+        "name": check.name,
+        "status": check.status,
+        "detail": check.detail,
+        "advice": check.advice,
+    }
+
+
 @click.command("doctor")
 @click.argument("name", required=False)
 @data_command(cache_option=False)
@@ -283,7 +241,7 @@ def doctor_command(state: State, name: str | None) -> None:
                 "provider": d.provider,
                 "ok": d.ok,
                 "missingPermissions": sorted(set(d.missing_permissions)),
-                "checks": [c.__dict__ for c in d.checks],
+                "checks": [_check_json(c) for c in d.checks],
             }
             for d in diagnoses
         ],

@@ -1,9 +1,11 @@
 """``cachehub tour``: the spec's scenarios on every provider, side by side.
 
-Without a configuration it starts its own backends (a local DynamoDB endpoint, the
-in-memory cache, and Redis when a server is available) and stops them afterwards. With
+Without a configuration it starts its own backends and stops them afterwards: each
+installed provider contributes one through the ``cachehub_tour_backends`` hook (a local
+DynamoDB endpoint, the in-memory cache, Redis when a server is available). With
 ``--config`` it runs on the configured caches, each in a private namespace that is
-cleared at the end.
+cleared at the end. Provider-specific steps (``DynamoDBCommand()``) come from the
+``cachehub_tour_steps`` hook.
 """
 
 from __future__ import annotations
@@ -20,29 +22,27 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from ..api import MISSING, BaseCache
-from ..config import redact
 from ..errors import CacheError
+from ..hookspecs import LocalBackend
+from ..plugins import plugin_manager
 from .admin import entry_config
 from .app import State, data_command
-from .dynamo import dynamodb_steps, is_dynamodb
 from .isolate import clone, private_namespace
-from .local import dynamodb_entry, local_dynamodb, local_redis
 from .output import short
 from .results import Failure, ScenarioResult, compare
 from .scenarios import SCENARIOS, Recorder, Scenario, Step
 
 __all__ = ["COMMANDS", "embedded_config", "run_scenario"]
 
-TOUR_TABLE = "cachehub_tour"
 
-
-def embedded_config(dynamodb_endpoint: str, redis_url: str | None) -> dict[str, Any]:
-    """The tour's default caches: the same application, three configurations."""
-    dynamo = dynamodb_entry(dynamodb_endpoint, TOUR_TABLE)
-    dynamo["custom"]["primaryKey"] = "pk"  # the key name the spec's examples use
-    config: dict[str, Any] = {"dynamo": {**dynamo, "default": True}, "memory": {"class": "memory"}}
-    if redis_url is not None:
-        config["redis"] = {"class": "redis", "custom": {"url": redis_url}}
+def embedded_config(backends: Mapping[str, LocalBackend]) -> dict[str, Any]:
+    """The tour's caches: the same application, one configuration per local backend."""
+    config: dict[str, Any] = {}
+    for name, backend in sorted(backends.items()):
+        if backend.entry is not None:
+            config[name] = {**backend.entry, "default": backend.default}
+    if config and not any(entry["default"] for entry in config.values()):
+        config[next(iter(config))]["default"] = True
     return config
 
 
@@ -130,17 +130,19 @@ def _embedded(notes: list[str]) -> Iterator[tuple[dict[str, BaseCache], dict[str
     from ..registry import Caches
 
     with ExitStack() as stack:
-        endpoint = stack.enter_context(local_dynamodb())
-        notes.append(f"local DynamoDB endpoint (moto) on {endpoint}")
-        redis_url = stack.enter_context(local_redis())
-        if redis_url is None:
-            notes.append(
-                "Redis skipped: no redis-server found and none on localhost:6379 "
-                "(pip install 'cachehub-redis[local]' ships one)"
+        backends: dict[str, LocalBackend] = {}
+        for contributed in plugin_manager().hook.cachehub_tour_backends():
+            for name, factory in (contributed or {}).items():
+                backend = stack.enter_context(factory())
+                backends[name] = backend
+                notes.append(backend.note)
+        config = embedded_config(backends)
+        if not config:
+            raise CacheError(
+                "the tour found no provider able to start a local backend.",
+                hint="pip install cachehub-memory (or cachehub-dynamodb[local]), "
+                "or pass --config with your own caches.",
             )
-        else:
-            notes.append(f"Redis at {redact(redis_url)}")
-        config = embedded_config(endpoint, redis_url)
         registry = stack.enter_context(Caches(config))
         caches = {name: registry.get(name) for name in registry.names()}
         yield caches, config
@@ -175,9 +177,11 @@ def _tour(
         results.append(result)
         if not out.as_json:
             render_result(out.console, result, providers)
+    steps = plugin_manager().hook.cachehub_tour_steps
     for name, cache in caches.items():
-        if is_dynamodb(cache):
-            result = dynamodb_steps(cache, name, namespace)
+        for result in steps(cache=cache, name=name, namespace=namespace):
+            if not isinstance(result, ScenarioResult):
+                continue  # not a result this command can show; a plugin bug, not the user's
             results.append(result)
             if not out.as_json:
                 render_result(out.console, result, [name, "expected"])

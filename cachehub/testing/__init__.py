@@ -7,7 +7,7 @@
 
 from .clock import FakeClock
 from .conformance import CacheConformance
-from .servers import unavailable
+from .servers import closed_port, unavailable
 from .support import CacheFactory, Timeline, assert_same
 
 __all__ = [
@@ -16,5 +16,6 @@ __all__ = [
     "FakeClock",
     "Timeline",
     "assert_same",
+    "closed_port",
     "unavailable",
 ]

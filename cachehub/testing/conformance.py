@@ -19,6 +19,7 @@ from .concurrency import GetOrSetTests, LockTests
 from .counters import CounterTests
 from .expiry import ExpiryTests, MetadataTests
 from .filters import FilterTests, NamespaceTests
+from .onerror import OnErrorTests
 from .readonly import ReadOnlyTests
 from .values import ValueTests
 
@@ -39,11 +40,14 @@ class CacheConformance(
     GetOrSetTests,
     ReadOnlyTests,
     LifecycleTests,
+    OnErrorTests,
 ):
     """Subclass as ``Test<Provider>`` and define the ``cache_factory`` fixture.
 
     ``cache_factory(**kwargs)`` must return a *new* provider instance built with those
     keyword arguments (``namespace``, ``clock``, ``read_only``, ``name``...), every
-    instance sharing one backend. Tunables (class attributes): ``supports_clock``,
+    instance sharing one backend. A provider with a remote backend also defines
+    ``unreachable_factory`` (same contract, pointing at a backend that cannot be reached)
+    to run the ``onError`` cases. Tunables (class attributes): ``supports_clock``,
     ``real_time_unit``, ``timestamp_tolerance``, ``thread_count``, ``incr_rounds``.
     """

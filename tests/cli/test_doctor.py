@@ -71,12 +71,11 @@ def test_doctor_on_a_misconfigured_entry(run_cli: RunCli, write_config: Any) -> 
     assert "tableName" in check["detail"]
 
 
-def test_advice_follows_the_spec_troubleshooting_section() -> None:
-    token = CachePermissionError("the security token included in the request is invalid")
-    assert advice_for(token, dynamodb=True).startswith("Invalid Security Token")
-    missing = CacheBackendError("table 'x' was not found during GetItem")
-    assert "dynamodb:CreateTable" in advice_for(missing, dynamodb=True)
-    assert "on-demand" in advice_for(CacheThrottledError("throttled"), dynamodb=True)
-    down = CacheUnavailableError("unable to connect")
-    assert "region" in advice_for(down, dynamodb=True)
-    assert "region" not in advice_for(down, dynamodb=False)
+def test_generic_advice_is_chosen_by_error_type() -> None:
+    # Providers refine it through cachehub_doctor_advice (see the DynamoDB provider's tests);
+    # the core never matches message text: the same words in another type change nothing.
+    down = CacheUnavailableError("the security token included in the request is invalid")
+    assert advice_for(down).startswith("Connection error")
+    assert advice_for(CachePermissionError("not found")).startswith("Access denied")
+    assert advice_for(CacheThrottledError("x")).startswith("Throttling")
+    assert advice_for(CacheBackendError("x", hint="do y")) == "do y"

@@ -19,7 +19,9 @@ from cachehub_redis import RedisCache
 from cachehub_redis.server import RedisServer
 from redis import exceptions as rx
 
-from cachehub.errors import CacheUnavailableError
+from cachehub.errors import CacheKeyError, CacheUnavailableError
+from cachehub.hookspecs import OperationEvent
+from cachehub.testing.onerror import DEGRADED, NEVER_DEGRADED
 
 from .conftest import REDIS_PASSWORD, SECRET_MARK, fresh_namespace, redis_settings, report
 
@@ -195,4 +197,44 @@ def test_on_error_policy(
     persistent_server.start()
     assert cache.get("kept") == "value"
     assert cache.get("dropped") is None  # the put during the outage never happened
+    cache.close()
+
+
+@pytest.mark.parametrize("policy", ["miss", "raise"])
+def test_on_error_every_operation_after_the_server_dies(
+    persistent_server: RedisServer, policy: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A cache that was connected when the server died, unlike the conformance cases
+    # (which never reach a server): pooled connections break mid-use here.
+    events: list[OperationEvent] = []
+    settings = redis_settings(
+        persistent_server, socketTimeout=1.0, socketConnectTimeout=1.0, retries=1, onError=policy
+    )
+    cache = RedisCache(settings, namespace=fresh_namespace("fault"), observer=events.append)
+    cache.put_many({"a": 1, "b": 2, "k": "v", "n": 5})
+    assert sorted(cache.keys()) == ["a", "b", "k", "n"]
+    persistent_server.stop()
+    caplog.set_level(logging.DEBUG)
+    try:
+        for name, (operation, call, expected) in DEGRADED.items():
+            if policy == "miss":
+                assert call(cache) == expected, name
+            else:
+                with pytest.raises(CacheUnavailableError):
+                    call(cache)
+            assert events[-1].operation == operation, name
+            assert isinstance(events[-1].error, CacheUnavailableError), name
+        for name, (operation, call) in NEVER_DEGRADED.items():
+            with pytest.raises(CacheUnavailableError):
+                call(cache)
+            assert events[-1].operation == operation, name
+        with pytest.raises(CacheKeyError if policy == "miss" else CacheUnavailableError):
+            cache.metadata("k")
+        computed = cache.get_or_set("fresh", lambda: "computed") if policy == "miss" else None
+        assert computed == ("computed" if policy == "miss" else None)
+        assert all(SECRET_MARK not in r.getMessage() for r in caplog.records)
+    finally:
+        persistent_server.start()
+    # Nothing written during the outage reached the server; what was there survived.
+    assert cache.get_all() == {"a": 1, "b": 2, "k": "v", "n": 5}
     cache.close()

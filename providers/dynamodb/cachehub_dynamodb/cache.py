@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from typing import Any, ClassVar, Final, cast
 
 from botocore import xform_name
@@ -156,6 +156,16 @@ class DynamoDBCache(BaseCache):
             minimum=0,
         ),
     )
+
+    @classmethod
+    def backend_identity(cls, settings: Mapping[str, Any]) -> Hashable:
+        """The table, on its endpoint (``host``) or in its region."""
+        host = settings["host"]
+        if host:
+            where: str = host.strip().rstrip("/").lower()
+        else:
+            where = resolve_region(settings, f"cache class {cls.__name__}")
+        return ("dynamodb", where, settings["tableName"].strip())
 
     def __init__(self, settings: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import pytest
 from cachehub_dynamodb import DynamoDBCache
 
-from cachehub.testing import CacheConformance
+from cachehub.testing import CacheConformance, closed_port
 
 from .conftest import CREDENTIALS
 
@@ -28,4 +28,15 @@ class TestDynamoDBConformance(CacheConformance):
     @pytest.fixture
     def cache_factory(self, endpoint: str, conformance_table: str) -> Any:
         settings = {"tableName": conformance_table, "host": endpoint, **CREDENTIALS}
+        return lambda **kw: DynamoDBCache(settings, **kw)
+
+    @pytest.fixture
+    def unreachable_factory(self) -> Any:
+        settings = {
+            "tableName": "cachehub_unreachable",
+            "host": f"http://127.0.0.1:{closed_port()}",
+            "liveTimeout": 1000,
+            "maxAttempts": 1,
+            **CREDENTIALS,
+        }
         return lambda **kw: DynamoDBCache(settings, **kw)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Hashable, Iterator, Mapping, MutableMapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import partial
@@ -199,6 +199,12 @@ class MemoryCache(BaseCache):
         self._encode: bool = self.settings["serialize"]
         # Only the ttl policy must be told when a read slides an idle deadline.
         self._reinsert_slid = isinstance(self._data, cachetools.TLRUCache)
+
+    @classmethod
+    def backend_identity(cls, settings: Mapping[str, Any]) -> Hashable | None:
+        """The named ``store`` caches share; None (shared with nobody) for a private one."""
+        store = settings.get("store")
+        return None if store is None else ("memory", store)
 
     def _open_store(self, name: str | None) -> _Store:
         maxsize, policy = self.settings["maxsize"], self.settings["policy"]

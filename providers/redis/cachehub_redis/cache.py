@@ -10,7 +10,7 @@ Operations that must check an entry before changing it are Lua scripts (:mod:`.s
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from itertools import islice
 from typing import Any, ClassVar, Final, cast
 
@@ -40,7 +40,7 @@ from .entry import (
     pxat,
     unpack,
 )
-from .errors import translate
+from .errors import REDIS_ERRORS, translate
 from .scripts import LuaScript
 
 __all__ = ["RedisCache", "redis_glob"]
@@ -141,6 +141,15 @@ class RedisCache(BaseCache):
         self._dumps = self.codec.dumps
         self._loads = self.codec.loads
 
+    @classmethod
+    def backend_identity(cls, settings: Mapping[str, Any]) -> Hashable:
+        """The server (or cluster, or Sentinel service) and database these settings use.
+
+        ``url`` and ``host``/``port``/``db`` spellings of one server are equal, as are
+        ``localhost``, ``127.0.0.1`` and ``::1``.
+        """
+        return plan_connection(dict(settings), f"cache class {cls.__name__}").store
+
     # ------------------------------------------------------------------ connection
 
     @property
@@ -158,11 +167,11 @@ class RedisCache(BaseCache):
                 self.log.debug("cache '%s': connecting to Redis at %s", self.name, self.endpoint)
                 try:
                     self._redis = acquire_client(self._plan, self.settings["retries"])
-                except rx.RedisError as exc:
+                except REDIS_ERRORS as exc:
                     raise self._translate(exc) from None
             return self._redis
 
-    def _translate(self, exc: rx.RedisError) -> CacheError:
+    def _translate(self, exc: rx.RedisError | rx.RedisClusterException) -> CacheError:
         """The typed cachehub error for a redis-py error (secrets scrubbed)."""
         return translate(exc, self.endpoint, self._plan.secrets)
 
@@ -177,7 +186,7 @@ class RedisCache(BaseCache):
         if client is not None:
             try:
                 release_client(self._plan, self.settings["retries"], client)
-            except rx.RedisError as exc:
+            except REDIS_ERRORS as exc:
                 raise self._translate(exc) from None
 
     # ------------------------------------------------------------------ commands
@@ -193,7 +202,7 @@ class RedisCache(BaseCache):
             if _wrong_type(exc):
                 return None
             raise self._translate(exc) from None
-        except rx.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self._translate(exc) from None
 
     def _eval(self, script: LuaScript, key: str, *args: Any) -> Any:
@@ -203,7 +212,7 @@ class RedisCache(BaseCache):
             client = self._client()
         try:
             return evalsha(client, script, (key,), args)
-        except rx.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self._translate(exc) from None
 
     def _run_calls(self, script: LuaScript, calls: Sequence[Call]) -> list[Any]:
@@ -213,7 +222,7 @@ class RedisCache(BaseCache):
         client = self._client()
         try:
             return run_calls(client, script, calls)
-        except rx.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self._translate(exc) from None
 
     def _groups(self, keys: Sequence[Key]) -> list[list[Key]]:
@@ -221,7 +230,7 @@ class RedisCache(BaseCache):
         client = self._client()
         try:
             return split(client, keys)
-        except rx.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self._translate(exc) from None
 
     # ------------------------------------------------------------------ encoding
@@ -460,7 +469,7 @@ class RedisCache(BaseCache):
             for i in range(0, len(keys), MAX_KEYS):
                 pipe.execute_command("MGET", *keys[i : i + MAX_KEYS])  # type: ignore[no-untyped-call]
             return [raw for chunk in pipe.execute() for raw in chunk]
-        except rx.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self._translate(exc) from None
 
     def _get_many(self, keys: list[str], now: float) -> dict[str, Any]:
@@ -524,7 +533,7 @@ class RedisCache(BaseCache):
                 groups = split(client, batch, _SCAN_COUNT)  # one call per SCAN batch
                 calls = [(group, (now, mode)) for group in groups]
                 yield groups, run_calls(client, lua.SCAN_CHECK, calls)
-        except rx.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self._translate(exc) from None
 
     @staticmethod
@@ -560,7 +569,7 @@ class RedisCache(BaseCache):
     def _eval_keyless(self, script: LuaScript, *args: Any) -> Any:
         try:
             return evalsha(self._client(), script, (), args)
-        except rx.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self._translate(exc) from None
 
     def _count(self, flt: KeyFilter, now: float) -> int:

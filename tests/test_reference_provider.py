@@ -1,0 +1,22 @@
+"""The reference provider (only the required primitives, every base default) conforms."""
+
+from __future__ import annotations
+
+import pytest
+
+from cachehub.testing import CacheConformance, CacheFactory
+from cachehub.testing.reference import ReferenceBackend, ReferenceCache
+
+
+class TestReferenceConformance(CacheConformance):
+    @pytest.fixture
+    def backend(self) -> ReferenceBackend:
+        return ReferenceBackend()
+
+    @pytest.fixture
+    def cache_factory(self, backend: ReferenceBackend) -> CacheFactory:
+        return lambda **kw: ReferenceCache(backend=backend, **kw)
+
+    @pytest.fixture
+    def unreachable_factory(self) -> CacheFactory:
+        return lambda **kw: ReferenceCache(backend=ReferenceBackend(down=True), **kw)
