@@ -36,6 +36,7 @@ from .errors import (
     CacheKeyError,
     CacheUnavailableError,
     CacheValueError,
+    CorruptEntryError,
     InvalidKeyError,
     ReadOnlyCacheError,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "TimeSpan",
     "BASE_OPTIONS",
     "MAX_KEY_LENGTH",
+    "MAX_TIME_SPAN",
 ]
 
 T = TypeVar("T")
@@ -62,6 +64,15 @@ TimeSpan = timedelta | int | float
 
 MAX_KEY_LENGTH: Final = 16_384
 """Longest accepted key, in characters. Providers hash keys beyond their own limit."""
+
+MAX_TIME_SPAN: Final = timedelta(days=365_250)
+"""Longest accepted ``time_span`` / ``idle_time``, and farthest ``until`` (1,000 years).
+
+Every deadline then stays a finite epoch second that ``datetime``, Redis ``PXAT`` and a
+DynamoDB Number all hold; ``timedelta.max`` would overflow each of them. For an entry
+that never expires, pass no expiry at all.
+"""
+_MAX_SECONDS: Final = MAX_TIME_SPAN.total_seconds()
 
 
 class _Missing:
@@ -149,16 +160,31 @@ class CacheMetadata:
 
     @classmethod
     def from_entry(cls, entry: Entry, now: float) -> CacheMetadata:
-        deadline = entry.deadline()
-        return cls(
-            hit_count=entry.hits,
-            time_to_live=None if deadline is None else timedelta(seconds=max(0.0, deadline - now)),
-            idle_time=None if entry.idle is None else timedelta(seconds=entry.idle),
-            expires=_utc(deadline),
-            last_accessed=_utc(entry.accessed),
-            last_modified=_utc(entry.modified) or datetime.fromtimestamp(0, UTC),
-            created=_utc(entry.created) or datetime.fromtimestamp(0, UTC),
-        )
+        """The metadata of ``entry`` read at ``now``.
+
+        Raises :class:`CorruptEntryError` when a stored stamp or duration is not a finite
+        time ``datetime`` can show (NaN, infinity, beyond year 9999): only a foreign or
+        damaged entry holds one, as writes refuse them (:data:`MAX_TIME_SPAN`).
+        """
+        try:
+            deadline = entry.deadline()
+            ttl = None if deadline is None else timedelta(seconds=max(0.0, deadline - now))
+            return cls(
+                hit_count=int(entry.hits),
+                time_to_live=ttl,
+                idle_time=None if entry.idle is None else timedelta(seconds=entry.idle),
+                expires=_utc(deadline),
+                last_accessed=_utc(entry.accessed),
+                last_modified=_utc(entry.modified) or datetime.fromtimestamp(0, UTC),
+                created=_utc(entry.created) or datetime.fromtimestamp(0, UTC),
+            )
+        except (OverflowError, OSError, ValueError, TypeError) as exc:
+            # fromtimestamp/timedelta raise all four for out-of-range or NaN stamps.
+            raise CorruptEntryError(
+                f"the entry's metadata holds an impossible time or count ({type(exc).__name__}).",
+                hint="the entry was written by another program or damaged; delete it "
+                "or put() it again.",
+            ) from None
 
 
 def _seconds(value: TimeSpan | None, what: str) -> float | None:
@@ -167,6 +193,13 @@ def _seconds(value: TimeSpan | None, what: str) -> float | None:
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, int) and abs(value) > _MAX_SECONDS:
+            # Not float(value) nor repr(value): both fail for ints of thousands of digits.
+            raise CacheValueError(
+                f"{what} must be a positive duration of at most {MAX_TIME_SPAN.days:,} days "
+                f"(1,000 years), got an int of {value.bit_length()} bits.",
+                hint=f"pass a shorter duration, or {what}=None for an entry that never expires.",
+            )
         seconds = float(value)
     else:
         raise CacheValueError(
@@ -177,6 +210,12 @@ def _seconds(value: TimeSpan | None, what: str) -> float | None:
         raise CacheValueError(
             f"{what} must be a positive, finite duration, got {value!r}.",
             hint=f"pass a duration > 0, or {what}=None for no expiry.",
+        )
+    if seconds > _MAX_SECONDS:
+        raise CacheValueError(
+            f"{what} must be at most {MAX_TIME_SPAN.days:,} days (1,000 years), "
+            f"got {seconds:.6g} seconds.",
+            hint=f"pass a shorter duration, or {what}=None for an entry that never expires.",
         )
     return seconds
 
@@ -202,7 +241,19 @@ def make_expiry(
                 f"until must be a datetime, got {type(until).__name__}.",
                 hint="pass e.g. until=datetime.now(UTC) + timedelta(hours=2).",
             )
-        expires_at = until.timestamp()  # naive datetimes are local time, as in stdlib
+        try:
+            expires_at = until.timestamp()  # naive datetimes are local time, as in stdlib
+        except (OverflowError, OSError, ValueError):  # naive datetime.min/max in local time
+            raise CacheValueError(
+                f"until={until.isoformat()} cannot be converted to a point in time.",
+                hint="pass an aware datetime such as datetime.now(UTC) + timedelta(hours=2).",
+            ) from None
+        if expires_at - now > _MAX_SECONDS:
+            raise CacheValueError(
+                f"until={until.isoformat()} is more than {MAX_TIME_SPAN.days:,} days "
+                "(1,000 years) ahead.",
+                hint="pass an earlier datetime, or no until for an entry that never expires.",
+            )
         if expires_at <= now:
             raise CacheValueError(
                 f"until={until.isoformat()} is in the past.",
@@ -592,7 +643,12 @@ class BaseCache(ABC):
                 f"no entry for key {key!r:.200} in cache '{self.name}'.",
                 hint="metadata() needs an existing key; check exists() first.",
             )
-        return CacheMetadata.from_entry(entry, now)
+        try:
+            return CacheMetadata.from_entry(entry, now)
+        except CorruptEntryError as exc:
+            raise CorruptEntryError(
+                f"key {key!r:.200} in cache '{self.name}': {exc.message}", hint=exc.hint
+            ) from None
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Values of the live entries among ``keys``, fetched in provider batches."""

@@ -16,6 +16,7 @@ import pytest
 import cachehub
 from cachehub.api import (
     MAX_KEY_LENGTH,
+    MAX_TIME_SPAN,
     MISSING,
     NO_EXPIRY,
     BaseCache,
@@ -29,6 +30,7 @@ from cachehub.errors import (
     CacheKeyError,
     CacheUnavailableError,
     CacheValueError,
+    CorruptEntryError,
     InvalidKeyError,
     ReadOnlyCacheError,
 )
@@ -203,6 +205,42 @@ class TestMakeExpiry:
         expiry = make_expiry(timedelta(days=36_500), None, None, NOW)
         assert expiry.expires_at == NOW + 36_500 * 86_400
 
+    def test_the_longest_span_is_accepted(self) -> None:
+        expiry = make_expiry(MAX_TIME_SPAN, MAX_TIME_SPAN, None, NOW)
+        assert expiry == Expiry(NOW + MAX_TIME_SPAN.total_seconds(), MAX_TIME_SPAN.total_seconds())
+
+    @pytest.mark.parametrize(
+        "span",
+        [
+            timedelta.max,
+            MAX_TIME_SPAN + timedelta(seconds=1),
+            MAX_TIME_SPAN.total_seconds() * 1.01,
+            10**20,
+            10**400,  # float() of it overflows
+            10**5000,  # beyond str(int) limits too
+            1e308,
+        ],
+        ids=["timedelta_max", "one_second_over", "float_over", "1e20", "1e400", "1e5000", "1e308"],
+    )
+    @pytest.mark.parametrize("which", ["time_span", "idle_time"])
+    def test_spans_beyond_the_limit_are_refused(self, span: Any, which: str) -> None:
+        args: dict[str, Any] = {"time_span": None, "idle_time": None, which: span}
+        with pytest.raises(CacheValueError, match=f"{which} must be .*at most 365,250 days"):
+            make_expiry(args["time_span"], args["idle_time"], None, NOW)
+
+    @pytest.mark.parametrize(
+        "until",
+        [
+            datetime.max.replace(tzinfo=UTC),
+            datetime.max,  # naive: local time, timestamp() may overflow
+            datetime.fromtimestamp(NOW, UTC) + MAX_TIME_SPAN + timedelta(seconds=1),
+        ],
+        ids=["aware_max", "naive_max", "one_second_over"],
+    )
+    def test_until_beyond_the_limit_is_refused(self, until: datetime) -> None:
+        with pytest.raises(CacheValueError, match="until="):
+            make_expiry(None, None, until, NOW)
+
     def test_time_span_and_until_conflict(self) -> None:
         until = datetime.fromtimestamp(NOW + 60, UTC)
         with pytest.raises(CacheValueError, match="time_span and until"):
@@ -255,6 +293,26 @@ class TestEntryAndMetadata:
         assert meta.created == datetime.fromtimestamp(NOW, UTC)
         assert meta.last_modified == datetime.fromtimestamp(NOW + 1, UTC)
         assert meta.last_accessed == datetime.fromtimestamp(NOW + 2, UTC)
+
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {"created": math.nan},
+            {"modified": math.inf},
+            {"accessed": 1e300},
+            {"expires_at": 1e20},
+            {"expires_at": math.nan},
+            {"idle": math.inf},
+            {"idle": 1e300},
+            {"hits": math.inf},
+        ],
+        ids=lambda f: "-".join(f"{k}={v}" for k, v in f.items()),
+    )
+    def test_metadata_of_impossible_stamps_is_a_corrupt_entry(self, fields: dict[str, Any]) -> None:
+        stamps: dict[str, Any] = {"created": NOW, "modified": NOW, "accessed": NOW, **fields}
+        entry = Entry("v", **stamps)
+        with pytest.raises(CorruptEntryError, match="impossible time or count"):
+            CacheMetadata.from_entry(entry, NOW)
 
     def test_metadata_time_to_live_never_negative(self) -> None:
         entry = Entry.new("v", Expiry(NOW + 1, None), NOW)

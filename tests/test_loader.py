@@ -420,3 +420,136 @@ def test_several_defaults_is_an_error() -> None:
     )
     with pytest.raises(ConfigError, match="several caches are marked default: a, b"):
         default_entry(entries)
+
+
+# ---------------------------------------------------------------------- hostile input (#15)
+
+_NEST_ENV = {"A": "alpha", "EMPTY": "", "TRAP": "${SECRET_VAR}", "SECRET_VAR": "hunter2"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("${UNSET:-${A}}", "alpha"),
+        ("${UNSET:-${UNSET2:-${A}}}", "alpha"),
+        ("${UNSET:-x${A}y}z", "xalphayz"),
+        ("${EMPTY:-${A}}", "alpha"),  # :- also replaces an empty value, as in shells
+        ("${A:-${UNSET}}", "alpha"),  # an unused fallback is never expanded
+        ("${TRAP}", "${SECRET_VAR}"),  # a value is inserted as it is
+        ("${UNSET:-${TRAP}}", "${SECRET_VAR}"),
+        ("$${A:-${A}}", "${A:-alpha}"),
+        ("${UNSET:-$${A}}", "${A}"),  # $${ in a fallback is literal; the first } closes
+        ("${UNSET:-}", ""),
+        ("a}b${A}}", "a}balpha}"),
+        ("${UNSET:-" * 8 + "deep" + "}" * 8, "deep"),
+    ],
+)
+def test_nested_references(text: str, expected: str) -> None:
+    assert interpolate(text, cache="c", setting="s", environ=_NEST_ENV) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("${UNSET:-${A}", "unterminated '\\${' reference at character 1"),
+        ("x ${A:-${UNSET", "unterminated '\\${' reference at character 8"),
+        ("${A-x}", "'\\${A-x}' is not a valid environment variable reference \\(at character 1"),
+        ("${A:?msg}", "not a valid environment variable reference"),
+        ("${A:+alt}", "not a valid environment variable reference"),
+        ("${UNSET:-${1BAD}}", "'\\${1BAD}' is not a valid"),
+        ("${X:-" * 9 + "}" * 9, "references nest more than 8 levels deep at character 41"),
+        ("${X:-" * 50_000 + "}" * 50_000, "nest more than 8 levels"),
+    ],
+)
+def test_malformed_nested_references(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        interpolate(text, cache="c", setting="s", environ=_NEST_ENV)
+    assert "hunter2" not in str(info.value)
+
+
+def test_a_used_fallback_that_names_an_unset_variable() -> None:
+    with pytest.raises(MissingEnvVarError, match="'INNER' is not set"):
+        interpolate("${OUTER:-${INNER}}", cache="c", setting="s", environ={})
+
+
+def test_deep_json_is_a_config_error(tmp_path: Path) -> None:
+    path = write(tmp_path, '{"c": {"class": "memory", "custom": {"x": ' + "[" * 200_000)
+    with pytest.raises(ConfigError, match="nests objects or lists too deeply"):
+        parse_entries(path)
+
+
+@pytest.mark.parametrize("where", ["custom", "maven"])
+def test_nesting_past_the_limit_is_a_config_error(where: str) -> None:
+    from cachehub.loader import MAX_DEPTH
+
+    deep: Any = "leaf"
+    for _ in range(MAX_DEPTH):
+        deep = [deep]
+    with pytest.raises(ConfigError, match=f"setting '{where}': objects and lists nest more"):
+        parse_entries({"c": {"class": "memory", where: {"x": deep}}})
+
+
+def test_self_containing_and_shared_bombs_are_config_errors() -> None:
+    loop: dict[str, Any] = {}
+    loop["self"] = loop
+    with pytest.raises(ConfigError, match="or contain themselves"):
+        parse_entries({"c": {"class": "memory", "custom": loop}})
+    bomb: list[Any] = ["x"]
+    for _ in range(25):
+        bomb = [bomb, bomb, bomb]
+    with pytest.raises(ConfigError, match="holds more than 100,000 values"):
+        parse_entries({"c": {"class": "memory", "custom": {"bomb": bomb}}})
+
+
+class _Counted(str):
+    """A str that counts how often the loader compares or folds it."""
+
+    calls = 0
+
+    def startswith(self, *args: Any) -> bool:  # type: ignore[override]
+        _Counted.calls += 1
+        return super().startswith(*args)
+
+    def lower(self) -> str:
+        _Counted.calls += 1
+        return super().lower()
+
+
+@pytest.mark.parametrize("n", [500, 4_000])
+def test_merging_n_entries_in_two_layers_is_linear(n: int) -> None:
+    """Before, every application entry scanned every server entry: n**2 lower() calls."""
+    server = {_Counted(f"s{i}"): {"class": "memory"} for i in range(n)}
+    app = {_Counted(f"a{i}"): {"class": "memory"} for i in range(n)}
+    app[_Counted("S7")] = {"class": "memory", "custom": {"namespace": "override:"}}
+    _Counted.calls = 0
+    entries = load_config(app, server_config=server)
+    assert len(entries) == 2 * n
+    assert "s7" not in entries
+    assert entries["S7"].custom["namespace"] == "override:"
+    assert n <= _Counted.calls <= 8 * n  # 6 per entry today; n**2 before
+
+
+@pytest.mark.parametrize("n", [500, 4_000])
+def test_checking_n_namespaces_is_linear(n: int) -> None:
+    """Before, every pair of caches on one backend was compared: n**2 startswith() calls."""
+    from cachehub.loader import _check_group
+
+    members = [(_Counted(f"n{i}:"), f"c{i}") for i in range(n)]
+    _Counted.calls = 0
+    _check_group(members)
+    assert _Counted.calls <= n
+    members.append((_Counted(f"n{n // 2}:inner:"), "inner"))
+    with pytest.raises(ConfigError, match=f"cache 'inner' .* lies inside cache 'c{n // 2}'"):
+        _check_group(members)
+
+
+def test_nested_namespaces_found_among_many() -> None:
+    from cachehub import loader
+
+    config: dict[str, Any] = {
+        f"c{i}": {"class": "memory", "custom": {"namespace": f"n{i}:"}} for i in range(3_000)
+    }
+    config["deeper"] = {"class": "memory", "custom": {"namespace": "n1234:x:"}}
+    config["equal"] = {"class": "memory", "custom": {"namespace": "n77:"}}  # equal: allowed
+    with pytest.raises(ConfigError, match=r"cache 'deeper' \(namespace 'n1234:x:'\) lies inside"):
+        loader.check_namespaces(load_config(config))

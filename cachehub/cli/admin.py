@@ -158,6 +158,8 @@ def _parse_json(ctx: click.Context, param: click.Parameter, text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not valid JSON ({exc.msg} at column {exc.colno}).") from None
+    except RecursionError:
+        raise click.BadParameter("JSON nests objects or lists too deeply to read.") from None
 
 
 @click.command("put")

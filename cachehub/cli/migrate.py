@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..api import MISSING, BaseCache
+from ..api import MAX_TIME_SPAN, MISSING, BaseCache
 from ..errors import CacheKeyError, CacheValueError, ConfigError
 from .app import State, data_command
 from .output import fingerprint, stderr_console
@@ -56,7 +56,7 @@ class Checkpoint:
             doc = json.loads(path.read_text(encoding="utf-8"))
             recorded = (doc["source"], doc["target"], doc.get("filter"))
             done = doc["done"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             raise ConfigError(
                 f"resume file {path} is not a cachehub migrate checkpoint ({type(exc).__name__}).",
                 hint="pass another --resume-file, or delete this one to start over.",
@@ -120,9 +120,14 @@ def plan_batch(source: BaseCache, keys: list[str], now: float) -> Planned:
         except CacheKeyError:
             plan.vanished.append(key)
             continue
+        # Entries written before expiries were capped may outlive MAX_TIME_SPAN, which
+        # the target refuses: a span that long is "never" in practice, so keep the value.
         if meta.idle_time is not None:
-            plan.idle.append((key, value, meta.idle_time.total_seconds()))
-        elif meta.time_to_live is None or meta.expires is None:
+            idle = min(meta.idle_time, MAX_TIME_SPAN).total_seconds()
+            plan.idle.append((key, value, idle))
+        elif (
+            meta.time_to_live is None or meta.expires is None or meta.time_to_live >= MAX_TIME_SPAN
+        ):
             plan.forever[key] = value
         else:
             deadline = math.floor(meta.expires.timestamp())

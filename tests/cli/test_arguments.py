@@ -48,6 +48,7 @@ def with_caches(caches: Caches) -> State:
         ["put", "k", "v", "--ttl", "-1"],
         ["put", "k", "v", "--ttl", "abc"],
         ["put", "k", "{bad", "--json-value"],
+        ["put", "k", "[" * 100_000 + "]" * 100_000, "--json-value"],  # not a RecursionError
         ["migrate", "a"],
         ["migrate", "a", "b", "--batch", "0"],
         ["local-dynamodb", "--port", "70000"],

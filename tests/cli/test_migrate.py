@@ -120,3 +120,55 @@ def test_redis_to_dynamodb_end_to_end_with_resume(
     )
     assert other.code == 1
     assert "belongs to another migration" in other.stderr
+
+
+class _LegacySource:
+    """A source holding entries written before expiries were capped at MAX_TIME_SPAN."""
+
+    def get_many(self, keys: list[str]) -> dict[str, Any]:
+        return {key: key.upper() for key in keys}
+
+    def metadata(self, key: str) -> Any:
+        from datetime import timedelta
+
+        from cachehub.api import CacheMetadata
+
+        now = datetime.now(UTC)
+        far = timedelta(days=400_000)  # ~1,095 years: beyond the cap, within datetime
+        return CacheMetadata(
+            hit_count=0,
+            time_to_live=None if key == "idle" else far,
+            idle_time=far if key == "idle" else None,
+            expires=now + far if key == "far" else None,
+            last_accessed=now,
+            last_modified=now,
+            created=now,
+        )
+
+
+def test_migrate_keeps_entries_that_outlive_the_expiry_cap() -> None:
+    """Not reported as expired (silently dropped), nor refused by the target: kept."""
+    from cachehub_memory import MemoryCache
+
+    from cachehub.api import MAX_TIME_SPAN
+    from cachehub.cli.migrate import plan_batch, write_batch
+
+    source: Any = _LegacySource()
+    plan = plan_batch(source, ["far", "idle"], datetime.now(UTC).timestamp())
+    assert plan.forever == {"far": "FAR"}
+    assert plan.idle == [("idle", "IDLE", MAX_TIME_SPAN.total_seconds())]
+    target = MemoryCache()
+    assert write_batch(target, plan) == []
+    assert target.get_many(["far", "idle"]) == {"far": "FAR", "idle": "IDLE"}
+
+
+def test_a_deeply_nested_resume_file_is_a_config_error(tmp_path: Path) -> None:
+    import pytest
+
+    from cachehub.cli.migrate import Checkpoint
+    from cachehub.errors import ConfigError
+
+    path = tmp_path / "resume.json"
+    path.write_text('{"source": "a", "target": "b", "done": ' + "[" * 100_000)
+    with pytest.raises(ConfigError, match="not a cachehub migrate checkpoint"):
+        Checkpoint.load(path, "a", "b", None)

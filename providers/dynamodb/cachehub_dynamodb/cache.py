@@ -339,7 +339,10 @@ class DynamoDBCache(BaseCache):
 
     def _slide(self, pk: str, key: dict[str, Any], item: Item, now: float) -> None:
         """Idle entries must slide their deadline for every process: one UpdateItem."""
-        attrs = expiry_attrs(expiry_of(item), now)
+        expiry = expiry_of(item)
+        if expiry.idle is None:  # an idleTime that is no Number (another program's): no slide
+            return
+        attrs = expiry_attrs(expiry, now)
         update = "SET #la = :now, #dl = :dl, #ttl = :ttl ADD #hc :h"
         cond, values = same_version(version_of(item))
         values.update(
@@ -638,7 +641,7 @@ class DynamoDBCache(BaseCache):
             yield storage_key
 
     def _count(self, flt: KeyFilter, now: float) -> int:
-        if flt.regex is not None:  # only the prefix is server-side: match the rest here
+        if not flt.prefix_only:  # only the prefix is server-side: match the rest here
             return sum(1 for _ in self._scan_keys(flt, now))
         params = self._scan_params(flt, now, keys_only=False)
         return scan_count(self._call, params, self.settings["scanSegments"])

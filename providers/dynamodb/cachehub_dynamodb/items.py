@@ -34,6 +34,7 @@ from typing import Any, Final
 
 from cachehub.api import Entry, Expiry
 from cachehub.codec import Codec
+from cachehub.errors import CacheError, CorruptEntryError
 
 from .convert import from_attr, from_item
 
@@ -91,11 +92,29 @@ def num(value: float) -> dict[str, str]:
 
 
 def number(item: Mapping[str, Mapping[str, Any]], name: str) -> float | None:
-    """The Number attribute ``name`` of ``item`` as a float, or None."""
+    """The Number attribute ``name`` of ``item`` as a finite float, or None when absent.
+
+    An attribute of another type (``S`` where ``N`` belongs) counts as absent; a Number
+    that is not a finite number (``NaN``, ``1e400``: DynamoDB refuses both, other stores
+    and tools may not) raises :class:`CorruptEntryError`.
+    """
     attr = item.get(name)
     if attr is None or "N" not in attr:
         return None
-    return float(attr["N"])
+    return _finite(attr["N"], name)
+
+
+def _finite(text: Any, name: str) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise CorruptEntryError(
+            f"DynamoDB item attribute '{name}' is not a finite Number ({str(text)[:40]!r}).",
+            hint="another program wrote this item; delete it or put() the key again.",
+        )
+    return value
 
 
 def partition_value(storage_key: str) -> tuple[str, str | None]:
@@ -128,7 +147,13 @@ def is_live(item: Mapping[str, Mapping[str, Any]], now: float) -> bool:
         attr = item.get(TTL)
         if attr is None or "N" not in attr:
             return True
-    return now < float(attr["N"])
+    try:
+        return now < float(attr["N"])  # NaN: never alive
+    except (TypeError, ValueError):
+        raise CorruptEntryError(
+            f"DynamoDB item has a deadline that is not a Number ({str(attr['N'])[:40]!r}).",
+            hint="another program wrote this item; delete it or put() the key again.",
+        ) from None
 
 
 def encode_value(value: Any, codec: Codec) -> dict[str, Any]:
@@ -139,13 +164,27 @@ def encode_value(value: Any, codec: Codec) -> dict[str, Any]:
 
 
 def decode_value(item: Mapping[str, Mapping[str, Any]], codec: Codec) -> Any:
-    """The cached value of an item; items without ``value`` read as a dict (dual access)."""
+    """The cached value of an item; items without ``value`` read as a dict (dual access).
+
+    A ``value`` no cachehub writer produces (an empty or unknown type descriptor, a
+    Number that does not parse) raises :class:`CorruptEntryError`.
+    """
     attr = item.get(VALUE)
-    if attr is None:
-        return from_item(item)
-    if "B" in attr:
-        return codec.loads(bytes(attr["B"]))
-    return from_attr(attr)
+    try:
+        if attr is None:
+            return from_item(item)
+        if "B" in attr:
+            return codec.loads(bytes(attr["B"]))
+        return from_attr(attr)
+    except CacheError:
+        raise
+    except (TypeError, ValueError, ArithmeticError, KeyError, AttributeError) as exc:
+        # boto3's deserializer: TypeError for unknown descriptors, decimal errors for
+        # bad Numbers; bytes() a TypeError for a B that is not bytes.
+        raise CorruptEntryError(
+            f"DynamoDB item attribute '{VALUE}' cannot be read ({type(exc).__name__}).",
+            hint="another program wrote this item; delete it or put() the key again.",
+        ) from None
 
 
 def expiry_attrs(expiry: Expiry, accessed: float) -> Item:

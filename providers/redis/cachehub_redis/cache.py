@@ -20,7 +20,7 @@ from redis.cluster import RedisCluster
 from cachehub.api import MISSING, BaseCache, Entry, Expiry
 from cachehub.config import Option
 from cachehub.errors import CacheError, CacheValueError
-from cachehub.filters import KeyFilter
+from cachehub.filters import WILDCARDS, KeyFilter
 from cachehub.hits import HitBuffer
 
 from . import scripts as lua
@@ -35,6 +35,7 @@ from .entry import (
     KIND_INT,
     MAGIC,
     Offsets,
+    corrupt,
     pack,
     pxat,
     unpack,
@@ -70,13 +71,30 @@ def _escape_glob(literal: str) -> str:
     return "".join("\\" + ch if ch in _GLOB_SPECIALS else ch for ch in literal)
 
 
+def _glob_stars(flt: KeyFilter) -> int:
+    """How many ``*`` of the full Redis glob are followed by more pattern.
+
+    Redis before 6.2.11 / 7.0.9 matches globs by recursion that retries every star at
+    every position: ``k`` such stars cost ``O(n**k)`` on an ``n``-byte key, a stall of
+    the whole server. One star is ``O(n * m)`` on every version, and a trailing star is
+    answered at once.
+    """
+    stars = sum(1 for t in flt.tokens if t in WILDCARDS)
+    return stars - (flt.tokens[-1] == "*")
+
+
 def redis_glob(flt: KeyFilter) -> str:
     """The ``SCAN MATCH`` pattern selecting (a superset of) the keys ``flt`` matches.
 
     Redis matches bytes: its ``?`` is one byte, while the filter's ``?`` is one character
-    (up to 4 UTF-8 bytes), so ``?`` becomes ``*`` and the filter itself decides.
+    (up to 4 UTF-8 bytes), so ``?`` becomes ``*`` and the filter itself decides. A pattern
+    that would make Redis backtrack (more than one inner star, see :func:`_glob_stars`)
+    is pushed down as its literal prefix only; the client then matches the rest in
+    linear time (:meth:`cachehub.filters.KeyFilter.matches`).
     """
-    body = "".join("*" if t in ("*", "?") else _escape_glob(t) for t in flt.tokens)
+    if _glob_stars(flt) > 1:
+        return _escape_glob(flt.prefix) + "*"
+    body = "".join("*" if t in WILDCARDS else _escape_glob(t) for t in flt.tokens)
     return _escape_glob(flt.namespace) + body
 
 
@@ -84,9 +102,10 @@ def _exact_glob(flt: KeyFilter) -> bool:
     """Whether :func:`redis_glob` selects exactly the filter's keys (literals and ``*``).
 
     UTF-8 literals compared byte by byte can only match at character boundaries, so
-    without ``?`` the byte-level glob and the character-level filter agree.
+    without ``?`` the byte-level glob and the character-level filter agree - when the
+    whole pattern was pushed down, not just its prefix.
     """
-    return "?" not in flt.tokens
+    return "?" not in flt.tokens and _glob_stars(flt) <= 1
 
 
 def _wrong_type(exc: rx.ResponseError) -> bool:
@@ -253,18 +272,20 @@ class RedisCache(BaseCache):
         A plain entry's read goes to ``counted``; for an idle entry, whose read must be
         recorded at once, returns ``(key, created stamp bytes, expiry)``.
         """
-        head = unpack(raw)
+        head = unpack(raw, key)
         if head is None or not head.alive(now):
             return None
-        found[key] = self._value(head.kind, raw)
+        found[key] = self._value(key, head.kind, raw)
         if head.idle is None:
             counted.append((key, raw[_CREATED]))
             return None
         return key, raw[_CREATED], head.expiry
 
-    def _value(self, kind: int, raw: bytes) -> Any:
+    def _value(self, key: str, kind: int, raw: bytes) -> Any:
         """The value stored after the header: a native int, or codec bytes."""
         if kind == KIND_INT:
+            if len(raw) != HEADER_SIZE + INT.size:
+                raise corrupt(key, f"an int entry holds {len(raw) - HEADER_SIZE} bytes, not 8")
             return INT.unpack_from(raw, HEADER_SIZE)[0]
         return self._loads(raw[HEADER_SIZE:])
 
@@ -340,11 +361,11 @@ class RedisCache(BaseCache):
 
     def _get_entry(self, key: str, now: float) -> Entry | None:
         raw = self._command("GET", key)
-        head = None if raw is None else unpack(raw)
+        head = None if raw is None else unpack(raw, key)
         if head is None or not head.alive(now):
             return None
         entry = Entry(
-            self._value(head.kind, raw),
+            self._value(key, head.kind, raw),
             head.created,
             head.modified,
             head.accessed,
@@ -360,7 +381,7 @@ class RedisCache(BaseCache):
 
     def _exists(self, key: str, now: float) -> bool:
         raw = self._command("GETRANGE", key, 0, HEADER_SIZE - 1)
-        head = None if raw is None else unpack(raw)
+        head = None if raw is None else unpack(raw, key)
         return head is not None and head.alive(now)
 
     def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:

@@ -26,7 +26,8 @@ import math
 import struct
 from typing import Final, NamedTuple
 
-from cachehub.api import Expiry
+from cachehub.api import MAX_TIME_SPAN, Expiry
+from cachehub.errors import CorruptEntryError
 
 __all__ = [
     "HEADER",
@@ -37,6 +38,7 @@ __all__ = [
     "INT",
     "DOUBLE",
     "Header",
+    "corrupt",
     "pack",
     "unpack",
     "pxat",
@@ -52,6 +54,12 @@ HEADER_SIZE: Final = HEADER.size  # 50
 INT: Final = struct.Struct(">q")
 DOUBLE: Final = struct.Struct(">d")
 _NONE: Final = math.nan
+_KINDS: Final = frozenset((KIND_CODEC, KIND_INT))
+_STAMP_MAX: Final = 253_402_300_799.0
+"""9999-12-31T23:59:59Z, the last second a ``datetime`` holds: no stamp cachehub writes
+comes near it (expiries are at most 1,000 years ahead, see cachehub.api.MAX_TIME_SPAN)."""
+_HITS_MAX: Final = float(2**53)
+_IDLE_MAX: Final = MAX_TIME_SPAN.total_seconds()
 
 
 class Offsets:
@@ -114,13 +122,43 @@ def pack(
     return head + payload
 
 
-def unpack(raw: bytes) -> Header | None:
-    """The header of a stored string, or None when it is not a cachehub entry."""
+def unpack(raw: bytes, key: str = "") -> Header | None:
+    """The header of a stored string, or None when it is not a cachehub entry.
+
+    A string that starts like an entry but whose fields cachehub never writes (an
+    unknown kind, a NaN, infinite, negative or far-future stamp, a negative hit count)
+    raises :class:`CorruptEntryError` naming ``key``: another process wrote it, and no
+    arithmetic on it may fail later with an untyped error.
+    """
     if len(raw) < HEADER_SIZE or raw[0] != MAGIC:
         return None
     _, kind, created, modified, accessed, hits, x, d = HEADER.unpack_from(raw)
+    problem = None
+    if kind not in _KINDS:
+        problem = f"unknown kind byte 0x{kind:02x}"
+    elif not (0.0 <= created <= _STAMP_MAX and 0.0 <= modified <= _STAMP_MAX):
+        problem = "a created or modified stamp that is not a time"  # NaN fails too
+    elif not 0.0 <= accessed <= _STAMP_MAX:
+        problem = "a last-accessed stamp that is not a time"
+    elif not 0.0 <= hits <= _HITS_MAX:
+        problem = "a hit count that is not a count"
+    elif x == x and not 0.0 <= x <= _STAMP_MAX:  # NaN (x != x) means "no expiry"
+        problem = "an expiry that is not a time"
+    elif d == d and not 0.0 < d <= _IDLE_MAX:
+        problem = "an idle time that is not a positive duration"
+    if problem is not None:
+        raise corrupt(key, f"its header holds {problem}")
     return Header(
         kind, created, modified, accessed, hits, None if x != x else x, None if d != d else d
+    )
+
+
+def corrupt(key: str, problem: str) -> CorruptEntryError:
+    """The error for a stored string that looks like an entry but cannot be one."""
+    return CorruptEntryError(
+        f"Redis key {key!r:.200} is not a valid cachehub entry: {problem}.",
+        hint="another program wrote this key; delete it, or give the caches a namespace "
+        "of their own.",
     )
 
 

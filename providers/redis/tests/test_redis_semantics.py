@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 from cachehub_redis import RedisCache
-from cachehub_redis.cache import redis_glob
+from cachehub_redis.cache import _exact_glob, redis_glob
 from cachehub_redis.entry import HEADER, HEADER_SIZE, INT, KIND_CODEC, KIND_INT, MAGIC
 from redis import Redis
 
@@ -248,3 +248,25 @@ def test_instances_share_data_and_locks(make_cache: Callable[..., RedisCache]) -
         assert not second.lock("job").acquire(blocking=False)
     assert second.lock("job").acquire(blocking=False)
     assert RedisCache.distributed is True
+
+
+@pytest.mark.parametrize(
+    ("pattern", "glob", "exact"),
+    [
+        ("*foo*", "n:*foo*", True),  # one inner star: O(n*m) on every Redis version
+        ("user_*", "n:user_*", True),
+        ("user_*x", "n:user_*x", True),
+        ("*a*b", "n:*", False),  # two inner stars: only the prefix goes to Redis
+        ("user_*x*y*", "n:user_*", False),
+        ("*a" * 14 + "*b", "n:*", False),
+        ("a?b", "n:a*b", False),  # ? widens to * (bytes vs characters)
+        ("a?b?c", "n:a*", False),
+        ("[*]*\\*x", "n:\\[*", False),
+    ],
+)
+def test_backtracking_globs_push_down_only_their_prefix(
+    pattern: str, glob: str, exact: bool
+) -> None:
+    flt = compile_filter(pattern, "n:")
+    assert redis_glob(flt) == glob
+    assert _exact_glob(flt) is exact

@@ -1,0 +1,74 @@
+"""Entry headers another process wrote: impossible fields are CorruptEntryError, never a crash."""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import pytest
+from cachehub_redis.entry import HEADER, KIND_CODEC, KIND_INT, MAGIC, pack, unpack
+
+from cachehub.api import MAX_TIME_SPAN, CacheMetadata, Entry
+from cachehub.errors import CorruptEntryError
+
+NAN = math.nan
+INF = math.inf
+NOW = 1.9e9
+
+
+def _raw(kind: int, *doubles: float) -> bytes:
+    return HEADER.pack(MAGIC, kind, *doubles) + b"payload"
+
+
+GOOD = [
+    (KIND_CODEC, NOW, NOW, NOW, 0.0, NAN, NAN),
+    (KIND_INT, NOW, NOW, NOW, 2.0**53, NOW + 5, 0.5),
+    (KIND_CODEC, 0.0, 0.0, 0.0, 0.0, 0.0, NAN),
+    (KIND_CODEC, NOW, NOW, NOW, 3.0, NAN, MAX_TIME_SPAN.total_seconds()),
+]
+
+BAD = {
+    "unknown-kind": (0x00, NOW, NOW, NOW, 0.0, NAN, NAN),
+    "nan-created": (KIND_CODEC, NAN, NOW, NOW, 0.0, NAN, NAN),
+    "inf-modified": (KIND_CODEC, NOW, INF, NOW, 0.0, NAN, NAN),
+    "negative-created": (KIND_CODEC, -1.0, NOW, NOW, 0.0, NAN, NAN),
+    "nan-accessed": (KIND_CODEC, NOW, NOW, NAN, 0.0, NAN, NAN),
+    "far-future-accessed": (KIND_CODEC, NOW, NOW, 1e300, 0.0, NAN, NAN),
+    "negative-hits": (KIND_CODEC, NOW, NOW, NOW, -1.0, NAN, NAN),
+    "nan-hits": (KIND_CODEC, NOW, NOW, NOW, NAN, NAN, NAN),
+    "huge-hits": (KIND_CODEC, NOW, NOW, NOW, 2.0**60, NAN, NAN),
+    "inf-expiry": (KIND_CODEC, NOW, NOW, NOW, 0.0, INF, NAN),
+    "negative-expiry": (KIND_CODEC, NOW, NOW, NOW, 0.0, -INF, NAN),
+    "zero-idle": (KIND_CODEC, NOW, NOW, NOW, 0.0, NAN, 0.0),
+    "negative-idle": (KIND_CODEC, NOW, NOW, NOW, 0.0, NAN, -5.0),
+    "inf-idle": (KIND_CODEC, NOW, NOW, NOW, 0.0, NAN, INF),
+    "idle-beyond-max-span": (KIND_CODEC, NOW, NOW, NOW, 0.0, NAN, 1e11),
+}
+
+
+@pytest.mark.parametrize("fields", GOOD)
+def test_headers_cachehub_writes_parse_and_show(fields: tuple[float, ...]) -> None:
+    head = unpack(_raw(int(fields[0]), *fields[1:]), "k")
+    assert head is not None
+    entry = Entry(1, head.created, head.modified, head.accessed, int(head.hits))
+    entry.expires_at, entry.idle = head.expires_at, head.idle
+    CacheMetadata.from_entry(entry, NOW)  # every field a datetime can show
+
+
+@pytest.mark.parametrize("fields", BAD.values(), ids=list(BAD))
+def test_impossible_fields_are_corrupt_entries(fields: tuple[float, ...]) -> None:
+    with pytest.raises(CorruptEntryError, match="Redis key 'app:k' is not a valid cachehub entry"):
+        unpack(_raw(int(fields[0]), *fields[1:]), "app:k")
+
+
+@pytest.mark.parametrize(
+    "raw", [b"", b"\xca", bytes([MAGIC, KIND_CODEC]) + b"\x00" * 47, b"x" * 80]
+)
+def test_strings_that_are_not_entries_are_none(raw: bytes) -> None:
+    assert unpack(raw, "k") is None
+
+
+def test_pack_round_trips() -> None:
+    head = unpack(pack(KIND_INT, struct.pack(">q", 5), NOW, NOW, NOW + 1, 2.0), "k")
+    assert head is not None
+    assert (head.expires_at, head.idle, head.hits) == (NOW + 1, 2.0, 0.0)
