@@ -8,7 +8,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import suppress
 from dataclasses import dataclass, field
-from itertools import islice
+from functools import partial
 from typing import Any, ClassVar, Final
 
 import cachetools
@@ -18,7 +18,8 @@ from cachehub.config import Option
 from cachehub.errors import CacheValueError, ConfigError
 from cachehub.filters import KeyFilter
 
-from .cursor import Cursor
+from . import cursor as walk
+from .cursor import Cursor, Log
 
 __all__ = ["MemoryCache"]
 
@@ -34,10 +35,10 @@ _CREATED: Final = 4
 _MODIFIED: Final = 5
 _EXPIRES_AT: Final = 6
 _IDLE: Final = 7
+_SEQ: Final = 8
+"""The key's number in the store's Log: set when the key is first stored, then carried
+over by every overwrite, so the key keeps its place in a walk (see cursor.py)."""
 _INF: Final = float("inf")
-# Keys a filtered clear deletes per pass: each pass first skips, in C, the entries the
-# previous ones kept, so a larger batch means fewer passes for 32 KiB of references.
-_CLEAR_BATCH: Final = 4096
 _Record = list[Any]
 
 _TOOLS_POLICIES: dict[str, type[cachetools.Cache[str, _Record]]] = {
@@ -49,7 +50,7 @@ _TOOLS_POLICIES: dict[str, type[cachetools.Cache[str, _Record]]] = {
 def _record(value: Any, expiry: Expiry, now: float) -> _Record:
     """A fresh record written at ``now``."""
     if expiry is NO_EXPIRY:
-        return [value, _INF, 0, now, now, now, None, None]
+        return [value, _INF, 0, now, now, now, None, None, -1]
     deadline = expiry.deadline(now)
     return [
         value,
@@ -60,6 +61,7 @@ def _record(value: Any, expiry: Expiry, now: float) -> _Record:
         now,
         expiry.expires_at,
         expiry.idle,
+        -1,  # numbered by the Log when stored
     ]
 
 
@@ -93,27 +95,53 @@ class _Store:
     """The same object as ``data`` when the store evicts by itself (lru, fifo)."""
     promote: Callable[[str], None] | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
-    raw: dict[str, _Record] = field(init=False)
-    """The plain dict under ``data``: read through it, scans neither count as a use (lfu)
-    nor reorder anything, and its insertion order is what a :class:`Cursor` walks."""
-    inserts: int = 0
-    """Raised on every insertion of a new key, which may move a walk's dict iterator."""
+    peek: Callable[[str], _Record | None] = field(init=False)
+    """The record under a key or ``None``, read without counting as a use (lfu) or
+    reordering anything; safe without the lock too (one dict lookup)."""
+    peek_locked: Callable[[str], _Record | None] = field(init=False)
+    """The same, cheaper on a miss, for callers holding the lock."""
+    log: Log = field(init=False)
+    """Every stored key at a place that survives writes: what walks follow."""
 
     def __post_init__(self) -> None:
         if self.ordered is not None:
-            self.raw = self.ordered  # dict's own methods see the table, not the recency list
+            self.peek = self.peek_locked = self.ordered.get  # OrderedDict.get moves nothing
+            self.log = Log(_SEQ, self.peek, self.ordered.__len__, self.ordered)
             return
-        raw = vars(self.data).get("_Cache__data")
-        if type(raw) is not dict:  # pragma: no cover - guarded by a test on the pinned range
-            raise RuntimeError(
-                f"cachetools {cachetools.__version__} no longer keeps its entries in a dict "
-                "attribute '_Cache__data': this cachehub-memory needs an update."
-            )
-        self.raw = raw
+        # cachetools' own subclasses read their base this way to skip their bookkeeping
+        # (LFUCache.popitem does): Cache.__getitem__ is one lookup in the entries' dict.
+        data = self.data
+        assert isinstance(data, cachetools.Cache)
+        getitem, contains = cachetools.Cache.__getitem__, cachetools.Cache.__contains__
+
+        def peek(key: str) -> _Record | None:
+            try:
+                record: _Record = getitem(data, key)
+            except KeyError:
+                return None
+            return record
+
+        def peek_locked(key: str) -> _Record | None:
+            # With the lock held nothing changes in between, and a miss costs no exception.
+            return getitem(data, key) if contains(data, key) else None
+
+        self.peek, self.peek_locked = peek, peek_locked
+        # Cache.__len__ counts the entries as they are: the ttl policy's own len() would
+        # first expire entries, and a walk must not write.
+        self.log = Log(_SEQ, peek_locked, partial(cachetools.Cache.__len__, data))
 
     def cursor(self) -> Cursor:
-        """A walk over the keys in insertion order; step it with the lock held."""
-        return Cursor(dict.keys(self.raw), self.raw.get, lambda: self.inserts)
+        """A walk over the keys stored now; step it with the lock held."""
+        return Cursor(self.log, walk.STEP)
+
+    def store(self, key: str, record: _Record) -> None:
+        """Insert or replace ``key`` with a cachetools policy (lock held)."""
+        old = self.peek_locked(key)
+        if old is None:
+            self.log.add(key, record)
+        else:
+            record[_SEQ] = old[_SEQ]
+        self.data[key] = record  # may evict, or (ttl) expire entries, this key among them
 
 
 # Named stores live as long as some cache uses them.
@@ -163,6 +191,7 @@ class MemoryCache(BaseCache):
         self._promote = store.promote
         self._maxsize = store.maxsize
         self._lock = store.lock
+        self._number = store.log.add
         # The hot paths call acquire/release in try/finally: in CPython 3.11 that costs
         # about half of a `with` block, whose __exit__ call is the slow part.
         self._acquire = store.lock.acquire
@@ -210,20 +239,24 @@ class MemoryCache(BaseCache):
         return self.codec.loads(stored) if self._encode else stored
 
     def _store_record(self, key: str, record: _Record) -> None:
-        """Insert or replace ``key`` as the most recent entry, evicting beyond maxsize."""
+        """Insert or replace ``key`` as the most recent entry, evicting beyond maxsize.
+
+        A new key is numbered in the store's log; a replaced one passes its number on.
+        """
         ordered = self._ordered
         if ordered is None:
-            self._data[key] = record
-            self._store.inserts += 1  # cachetools does not tell whether the key is new
+            self._store.store(key, record)
             return
-        size = len(ordered)
-        ordered[key] = record
-        if len(ordered) == size:  # replaced: a rewrite counts as recent, as in cachetools
-            ordered.move_to_end(key)
-        else:
-            self._store.inserts += 1
-            if size >= self._maxsize:
+        old = ordered.get(key)
+        if old is None:
+            self._number(key, record)
+            ordered[key] = record
+            if len(ordered) > self._maxsize:
                 ordered.popitem(last=False)
+        else:
+            record[_SEQ] = old[_SEQ]
+            ordered[key] = record
+            ordered.move_to_end(key)  # a rewrite counts as recent, as in cachetools
 
     def _live(self, key: str, now: float) -> _Record | None:
         """The live record for ``key`` (lock held); dead entries are dropped on sight.
@@ -254,8 +287,8 @@ class MemoryCache(BaseCache):
             if record[_IDLE] is not None:
                 _slide_deadline(record, now)
                 if self._reinsert_slid:
-                    self._data[key] = record  # so the ttl policy sees the slid deadline
-                    self._store.inserts += 1  # its expiry pass may have dropped the key
+                    # So the ttl policy sees the slid deadline; the record keeps its number.
+                    self._data[key] = record
             if self._promote is not None:
                 self._promote(key)
             stored = record[_VALUE]
@@ -283,7 +316,6 @@ class MemoryCache(BaseCache):
                     _slide_deadline(record, now)
                     if self._reinsert_slid:
                         data[key] = record
-                        self._store.inserts += 1
                 if promote is not None:
                     promote(key)
                 found[key] = record[_VALUE]
@@ -299,7 +331,7 @@ class MemoryCache(BaseCache):
             record = self._live(key, now)
             if record is None:
                 return None
-            value, _, hits, accessed, created, modified, expires_at, idle = record
+            value, _, hits, accessed, created, modified, expires_at, idle, _ = record
         return Entry(self._unpack(value), created, modified, accessed, hits, expires_at, idle)
 
     def _exists(self, key: str, now: float) -> bool:
@@ -321,24 +353,26 @@ class MemoryCache(BaseCache):
         if self._encode:
             value = self.codec.dumps(value)
         if expiry is NO_EXPIRY:
-            record = [value, _INF, 0, now, now, now, None, None]
+            record = [value, _INF, 0, now, now, now, None, None, -1]
         else:
             record = _record(value, expiry, now)
         ordered = self._ordered
         self._acquire()
         try:
+            # _store_record inlined: this is the hot path.
             if ordered is None:
-                self._data[key] = record
-                self._store.inserts += 1  # cachetools does not tell whether the key is new
+                self._store.store(key, record)
             else:
-                size = len(ordered)
-                ordered[key] = record
-                if len(ordered) == size:  # replaced: a rewrite counts as recent
-                    ordered.move_to_end(key)
-                else:
-                    self._store.inserts += 1
-                    if size >= self._maxsize:
+                old = ordered.get(key)
+                if old is None:
+                    self._number(key, record)
+                    ordered[key] = record
+                    if len(ordered) > self._maxsize:
                         ordered.popitem(last=False)
+                else:
+                    record[_SEQ] = old[_SEQ]
+                    ordered[key] = record
+                    ordered.move_to_end(key)  # a rewrite counts as recent
         finally:
             self._release()
 
@@ -414,68 +448,62 @@ class MemoryCache(BaseCache):
             return True
 
     def _scan(self, flt: KeyFilter, now: float) -> Iterator[str]:
-        # A cursor visits a few hundred entries per lock hold, so memory stays flat and
-        # writers wait at most one step; see cursor.py for what survives writes meanwhile.
-        cursor = self._store.cursor()
-        matches, lookup = flt.matches, self._store.raw.get
-        while True:
+        # A cursor passes a step of the store's log per lock hold, so memory stays flat
+        # and writers wait at most one step; see cursor.py for what survives writes.
+        store = self._store
+        lookup, matches = store.peek, flt.matches
+        with self._lock:
+            cursor = store.cursor()
+        while not cursor.done:
             with self._lock:
                 step = cursor.step()
-            if not step:
-                return
             for key, record in step:
                 if now < record[_DEADLINE] and matches(key):
-                    # Still stored and alive when the caller gets to it. A lookup in the
-                    # plain dict is atomic, so the lock is not taken once per key.
+                    # Still stored and alive when the caller gets to it. The lookup is
+                    # one dict read, atomic, so the lock is not taken once per key.
                     current = lookup(key)
                     if current is not None and now < current[_DEADLINE]:
                         yield key
 
+    def _matching(self, flt: KeyFilter) -> Iterator[tuple[str, _Record]]:
+        """The stored entries matching ``flt``, dead or alive: hold the lock throughout."""
+        cursor, matches = self._store.cursor(), flt.matches
+        while not cursor.done:
+            for key, record in cursor.step():
+                if matches(key):
+                    yield key, record
+
     def _count(self, flt: KeyFilter, now: float) -> int:
-        matches = flt.matches
         with self._lock:
-            return sum(
-                1 for k, r in dict.items(self._store.raw) if now < r[_DEADLINE] and matches(k)
-            )
+            return sum(1 for _, record in self._matching(flt) if now < record[_DEADLINE])
 
     def _clear(self, flt: KeyFilter, now: float) -> int:
-        raw = self._store.raw
+        store = self._store
         if flt.match_all and not flt.namespace:
             # Everything goes: count the live records and empty the store in place.
             with self._lock:
-                removed = sum(1 for record in dict.values(raw) if now < record[_DEADLINE])
+                removed = sum(1 for _, record in self._matching(flt) if now < record[_DEADLINE])
                 self._data.clear()
+                store.log.reset()
                 return removed
         return self._clear_matching(flt, now)
 
     def _clear_matching(self, flt: KeyFilter, now: float) -> int:
-        """Delete the matching keys a batch at a time, without a list of all of them.
+        """Delete the matching keys, holding the lock throughout, without a list of them.
 
-        The lock is held throughout, so only these deletions change the dict: they never
-        move the entries that stay, and each pass resumes by skipping the ``kept`` entries
-        the previous ones passed.
+        Deleting leaves the log as it is (entries only go stale), so the walk deletes
+        each key as it passes it; a log left mostly stale is compacted at the end.
         """
-        raw, data, matches = self._store.raw, self._data, flt.matches
-        removed = kept = 0
+        store, data = self._store, self._data
+        removed = 0
         with self._lock:
-            while True:
-                it = iter(dict.keys(raw))
-                next(islice(it, kept, kept), None)
-                doomed: list[str] = []
-                for key in it:
-                    if not matches(key):
-                        kept += 1
-                    else:
-                        doomed.append(key)
-                        if len(doomed) == _CLEAR_BATCH:
-                            break
-                for key in doomed:
-                    removed += now < raw[key][_DEADLINE]
-                    # ttl's TLRUCache removes an expired key, then raises KeyError for it.
-                    with suppress(KeyError):
-                        del data[key]
-                if len(doomed) < _CLEAR_BATCH:
-                    return removed
+            for key, record in self._matching(flt):
+                removed += now < record[_DEADLINE]
+                # ttl's TLRUCache removes an expired key, then raises KeyError for it.
+                with suppress(KeyError):
+                    del data[key]
+            store.log.tidy()
+        return removed
 
     def _close(self) -> None:
         """Nothing to release: the data lives as long as the object."""

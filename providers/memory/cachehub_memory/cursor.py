@@ -1,143 +1,187 @@
-"""A resumable walk over a dict's keys, so ``keys()`` streams without a snapshot.
+"""The store's key log and the walk over it behind ``keys()``, ``count()`` and ``clear(filter)``.
 
 A dict iterator does not survive writes: it raises once the size changes, and an insertion
-may rebuild the table under it, after which it skips entries without a word. A snapshot
-of the keys costs 8 bytes per key. This walk relies on the one order a dict keeps,
-insertion order, which later writes never change:
+may rebuild the table under it, after which it skips or repeats entries without a word.
+A snapshot of the keys costs 8 bytes per key per walk. So the store keeps its own index,
+a :class:`Log`: every key it stores is appended once, when it is first stored, together
+with a sequence number that is also kept in the key's record. Positions in the log never
+move between compactions, and a compaction keeps the order, so a walk can always find its
+place again from the last sequence number it passed.
 
-- overwriting a key, or moving it in an ``OrderedDict``'s recency list, leaves it in place;
-- a deleted entry vanishes without moving the others;
-- an inserted key lands after every key stored at that moment.
+- A new key gets the next sequence number and is appended to the log.
+- Overwriting a key keeps its number (the new record takes it over), so the key keeps its
+  place; reads, promotions and policy bookkeeping never touch the log.
+- Removing a key leaves its log entry behind, now stale: an entry is *live* while the
+  record stored under its key carries its number. A key removed and stored again gets a
+  new number, at the end of the log.
+- The insertion that finds the log twice as long as its live entries were at the last
+  compaction, plus :data:`SLACK`, first compacts it to its live entries (in order, numbers
+  kept): one pass per at least as many insertions, so amortised O(1) per insertion.
 
-So the keys stored for the whole walk keep their relative order, and every key written
-during the walk lands after all of them. The walk takes a bounded step of entries per
-lock hold and remembers the keys around its position: those passed in the last step (the
-*trail*) and the next few (*ahead*, taken from the iterator but not visited yet). When the
-store gained or lost keys between two steps, it finds its place again at the first of
-those keys still stored, with one pass in C over the keys before it. Memory stays the same
-whatever the size of the store.
+A :class:`Cursor` passes the entries that were in the log when it started, a step at a
+time with the store's lock held, and visits the live ones. Guarantees, as for Redis SCAN:
 
-Guarantees, as for Redis SCAN: a key stored for the whole walk is visited exactly once; a
-key added or removed during the walk may or may not be; and the walk ends after at most as
-many visits as the store held when it started, so a loop that removes and re-stores every
-key it is given still ends. One exception: when none of the few hundred remembered keys
-is provably in place (all removed or rewritten between two steps), the walk starts over
-and may visit keys twice; ``restarts`` counts that.
+- a key stored for the whole walk is visited exactly once (its entry stays live, keeps
+  its place, and the walk passes every place once);
+- a key removed during the walk may or may not be visited; a key stored after the walk
+  started (or removed and stored again) has a newer number and is never visited;
+- so only keys stored when the walk started are visited, each at most once, and the walk
+  ends after passing at most as many entries as the log held when it started: never more
+  than twice the keys stored then, plus :data:`SLACK` (a walk compacts a sparser log first).
+
+There are no restarts: however writers interleave, a walk does O(size + insertions during
+the walk) work, and holds O(:data:`STEP`) memory.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Iterator, KeysView
-from itertools import islice
+from bisect import bisect_right
+from collections.abc import Callable, MutableSequence
+from operator import itemgetter
 from typing import Any, Final
 
-__all__ = ["STEP", "Cursor"]
+__all__ = ["SLACK", "STEP", "Cursor", "Log"]
 
 STEP: Final = 256
-"""Entries visited per step: the lock is held that long, and the trail is that size."""
-_AHEAD: Final = 32
+"""Log entries a walk passes per step: the lock is held that long."""
+SLACK: Final = 1024
+"""A log is compacted once it holds twice its live entries plus this many."""
+
+Record = MutableSequence[Any]
+"""A stored record: a list whose item at the log's ``slot`` is the key's sequence number."""
 
 
-class Cursor:
-    """A position in the insertion order of ``keys`` that survives writes between steps.
+class Log:
+    """Every key of a store in the order it was first stored, at positions that stay put.
 
-    ``lookup`` returns the value stored under a key, or ``None``. A value object must be
-    stored under one key once: an entry removed and written again gets a new object (so
-    an unchanged object proves the entry never left its place). ``inserts`` must return a
-    number the store raises on every insertion of a new key: an insertion may resize the
-    dict and leave a live iterator at the wrong entry without any error. Call :meth:`step`
-    with the store's lock held; nothing else of the store is needed.
+    ``peek`` returns the record stored under a key, or ``None``, without counting as a use
+    (it is called with the lock held). ``ordered`` is the store's own dict when the store
+    is one, so that a compaction can copy its keys in C: its table order is the log's order
+    because new keys are appended to both and nothing else reorders the table. Every method
+    must be called with the store's lock held.
     """
+
+    __slots__ = (
+        "_next",
+        "_size",
+        "generation",
+        "keys",
+        "limit",
+        "ordered",
+        "peek",
+        "seqs",
+        "slot",
+    )
 
     def __init__(
         self,
-        keys: KeysView[str],
-        lookup: Callable[[str], Any],
-        inserts: Callable[[], int],
-        step: int = STEP,
-        ahead: int = _AHEAD,
+        slot: int,
+        peek: Callable[[str], Record | None],
+        size: Callable[[], int],
+        ordered: dict[str, Any] | None = None,
     ) -> None:
-        self._keys = keys
-        self._lookup = lookup
-        self._inserts = inserts
+        self.slot = slot
+        self.peek = peek
+        self._size = size
+        self.ordered = ordered
+        self.keys: list[str] = []
+        self.seqs: list[int] = []  # ascending
+        self._next = 0
+        self.generation = 0
+        """Raised by every compaction: positions in ``keys`` from before it are void."""
+        self.limit = SLACK
+        """The length at which the next insertion compacts the log first."""
+
+    def add(self, key: str, record: Record) -> None:
+        """Number ``record`` and append ``key``: call it when ``key`` is not stored yet."""
+        keys = self.keys
+        if len(keys) >= self.limit:
+            self.compact()  # before appending: the store does not hold the new key yet
+        seq = self._next
+        self._next = seq + 1
+        record[self.slot] = seq
+        keys.append(key)
+        self.seqs.append(seq)
+
+    def is_live(self, key: str, seq: int) -> bool:
+        """Whether the entry ``(key, seq)`` is the current one for ``key``."""
+        record = self.peek(key)
+        return record is not None and record[self.slot] == seq
+
+    def compact(self) -> None:
+        """Drop the stale entries, keeping the order and the numbers of the live ones."""
+        keys, seqs = self.keys, self.seqs
+        if self.ordered is not None:
+            keys.clear()  # freed before the copy is made: the log never takes twice its size
+            seqs.clear()
+            keys.extend(dict.keys(self.ordered))
+            seqs.extend(map(itemgetter(self.slot), dict.values(self.ordered)))
+        else:  # filtered in place: no copy, however large the log
+            kept, is_live = 0, self.is_live
+            for key, seq in zip(keys, seqs, strict=True):  # writes land behind the reads
+                if is_live(key, seq):
+                    keys[kept], seqs[kept] = key, seq
+                    kept += 1
+            del keys[kept:], seqs[kept:]
+        self.generation += 1
+        self.limit = 2 * len(keys) + SLACK
+
+    def tidy(self) -> None:
+        """Compact if more than half the log (beyond the slack) is stale."""
+        if len(self.keys) > 2 * self._size() + SLACK:
+            self.compact()
+
+    def reset(self) -> None:
+        """Forget every entry: the store was emptied. Numbers keep rising."""
+        self.keys.clear()
+        self.seqs.clear()
+        self.generation += 1
+        self.limit = SLACK
+
+
+class Cursor:
+    """A walk over the keys a :class:`Log` held when the walk started.
+
+    Call :meth:`step` with the store's lock held until :attr:`done`; between steps the
+    store may change in any way. The walk remembers numbers and indexes, never keys.
+    """
+
+    def __init__(self, log: Log, step: int = STEP) -> None:
+        log.tidy()  # so the walk passes at most twice as many entries as there are keys
+        self._log = log
         self._step = step
-        self._ahead_size = ahead
-        self._it: Iterator[str] | None = None
-        self._seen = (0, 0)  # (inserts, len) after the last step: any change means re-find
-        self._budget = 0  # visits left: the size of the store when the walk (re)started
-        self._trail: list[tuple[str, Any]] = []  # (key, value) passed in the last step
-        self._ahead: deque[tuple[str, Any]] = deque()  # taken from the iterator, not visited
-        self._skip: frozenset[str] = frozenset()  # passed keys met again after a re-find
-        self.restarts = 0
-        self.done = False
+        self._generation = log.generation
+        self._index = 0  # the next entry to pass, in this generation of the log
+        self._stop = len(log.keys)  # where the entries of the walk end, in this generation
+        self._passed = -1  # the number of the last entry passed
+        self._last = log.seqs[-1] if log.seqs else -1  # the newest entry the walk may visit
+        self.done = not log.keys
+        self.passed = 0
+        """Log entries passed so far: the work done, which tests bound."""
 
     def step(self) -> list[tuple[str, Any]]:
-        """The next ``(key, value)`` pairs, up to one step's worth; ``[]`` only at the end."""
-        while not self.done:
-            visited = self._visit()
-            if visited:
-                return visited
-        return []
-
-    def _visit(self) -> list[tuple[str, Any]]:
-        if self._it is None:
-            self._start()
-        elif self._seen != (self._inserts(), len(self._keys)):
-            self._refind()
-        it = self._it
-        assert it is not None
-        lookup, ahead = self._lookup, self._ahead
-        passed: list[tuple[str, Any]] = []
-        while ahead and len(passed) < self._step:  # taken last time: some may be gone since
-            key = ahead.popleft()[0]
-            value = lookup(key)
-            if value is not None:
-                passed.append((key, value))
-        room = self._step - len(passed)
-        if room > 0:
-            taken = [(key, lookup(key)) for key in islice(it, room)]
-            passed += taken
-            self.done = len(taken) < room
-        skip = self._skip
-        # Without keys to skip, every pair passed is a visit: one list serves as both.
-        visited = [pair for pair in passed if pair[0] not in skip] if skip else passed
-        if len(visited) >= self._budget:
-            del visited[self._budget :]
-            self.done = True
-        self._budget -= len(visited)
-        if passed:
-            self._trail = passed
-        if not self.done:
-            want = self._ahead_size - len(ahead)
-            ahead.extend((key, lookup(key)) for key in islice(it, want))
-        self._seen = (self._inserts(), len(self._keys))
+        """The live ``(key, record)`` pairs among the next step's entries (maybe none)."""
+        if self.done:
+            return []
+        log = self._log
+        seqs = log.seqs
+        if self._generation != log.generation:  # compacted: find the place by number
+            self._generation = log.generation
+            self._index = bisect_right(seqs, self._passed)
+            self._stop = bisect_right(seqs, self._last)
+        start = self._index
+        end = min(start + self._step, self._stop)
+        self._index = end
+        self.done = end >= self._stop
+        if end == start:
+            return []
+        keys, numbers = log.keys[start:end], seqs[start:end]
+        self._passed = numbers[-1]
+        self.passed += end - start
+        peek, slot = log.peek, log.slot
+        visited: list[tuple[str, Any]] = []
+        for key, seq in zip(keys, numbers, strict=True):
+            record = peek(key)
+            if record is not None and record[slot] == seq:
+                visited.append((key, record))
         return visited
-
-    def _start(self) -> None:
-        self._it = iter(self._keys)
-        self._budget = len(self._keys)
-        self._trail, self._ahead, self._skip = [], deque(), frozenset()
-
-    def _refind(self) -> None:
-        """Resume at the first remembered key still stored (a scan in C up to it).
-
-        A key removed and stored again lands after every key that stayed. So once one
-        remembered entry is provably in place (same value object), the first remembered
-        key found is in place too, and the position right after the trail is known.
-        """
-        lookup = self._lookup
-        remembered = [*self._trail, *self._ahead]
-        if not any(lookup(key) is value for key, value in remembered):
-            self.restarts += 1  # no proof of where the walk was: start over
-            self._start()
-            return
-        trail = frozenset(key for key, _ in self._trail)
-        anchors = trail.union(key for key, _ in self._ahead)
-        it = iter(self._keys)
-        first = next(filter(anchors.__contains__, it))
-        self._it = it
-        # Trail keys met from here on were passed already (or were removed and stored
-        # again, which need not be visited twice); ahead keys are met again in order.
-        self._skip = trail
-        self._ahead = deque() if first in trail else deque([(first, lookup(first))])

@@ -1,8 +1,11 @@
-"""The resumable walk behind the memory provider's keys(): what survives writes between steps.
+"""The store's key log and the walk over it: what survives writes between steps.
 
-The model: a dict written only between steps (as the store's lock guarantees), with tiny
-steps so that every write lands next to the walk's position. After each walk the test
-checks the guarantees cursor.py states, against a log of what happened to every key.
+The model: a store written only between steps (as the store's lock guarantees), with tiny
+steps and a tiny compaction slack, so that every write lands next to the walk's position
+and compactions happen mid-walk. Both kinds of log are modelled: one over an OrderedDict
+(compacted by copying the table, as for lru and fifo) and one over a mapping it cannot
+copy (compacted by filtering, as for the cachetools policies). After each walk the test
+checks the guarantees cursor.py states against a log of what happened to every key.
 """
 
 from __future__ import annotations
@@ -10,34 +13,50 @@ from __future__ import annotations
 import random
 from collections import Counter, OrderedDict
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Any
+from unittest.mock import patch
 
 import pytest
-from cachehub_memory.cursor import Cursor
+from cachehub_memory import cursor as walk
+from cachehub_memory.cursor import Cursor, Log
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+_SLOT = 1  # records are [value, seq]
 
 
 @dataclass
 class Store:
-    """A dict plus the insert counter a Cursor needs, and a log of removed keys."""
+    """A store as cache.py keeps one: records numbered by a Log, plus a log of removals."""
 
-    data: OrderedDict[str, list[int]] = field(default_factory=OrderedDict)
-    inserts: int = 0
+    copyable: bool = True
+    data: OrderedDict[str, list[Any]] = field(default_factory=OrderedDict)
     removed: set[str] = field(default_factory=set)
     fresh: int = 0
+    log: Log = field(init=False)
 
-    def cursor(self, step: int, ahead: int) -> Cursor:
-        return Cursor(dict.keys(self.data), self.data.get, lambda: self.inserts, step, ahead)
+    def __post_init__(self) -> None:
+        ordered = self.data if self.copyable else None
+        self.log = Log(_SLOT, self.data.get, self.data.__len__, ordered)
 
     def put(self, key: str) -> None:
-        if key not in self.data:
-            self.inserts += 1
-        self.data[key] = [0]  # a new value object, as every write makes
+        record: list[Any] = [0, -1]  # a new record, as every write makes
+        old = self.data.get(key)
+        if old is None:
+            self.log.add(key, record)
+        else:
+            record[_SLOT] = old[_SLOT]
+        self.data[key] = record
 
     def new(self) -> None:
         self.fresh += 1
         self.put(f"new{self.fresh}")
+
+    def burst(self, n: int) -> None:
+        for _ in range(n):
+            self.new()
 
     def delete(self, key: str) -> None:
         if self.data.pop(key, None) is not None:
@@ -49,17 +68,23 @@ class Store:
 
 
 Between = Callable[[Store, list[str]], object]
-"""What the test does to the store between two steps, given the keys of the last one."""
+"""What the test does to the store between two steps, given the keys visited in the last."""
+
+
+def _slack(n: int) -> AbstractContextManager[Any]:
+    """A small compaction slack, so that logs of a few dozen keys compact mid-walk."""
+    return patch.object(walk, "SLACK", n)  # read by Log at every compaction and tidy
 
 
 def _walk(store: Store, cursor: Cursor, between: Between) -> list[str]:
     visited: list[str] = []
-    for _ in range(10_000):
-        step = cursor.step()
-        if not step:
+    for _ in range(100_000):  # far above any walk here: an endless walk fails, not hangs
+        if cursor.done:
+            assert cursor.step() == []
             return visited
-        for key, value in step:
-            assert value is not None
+        step = cursor.step()
+        for key, record in step:
+            assert store.data[key] is record
             visited.append(key)
         between(store, [key for key, _ in step])
     raise AssertionError("the walk did not end")
@@ -68,69 +93,67 @@ def _walk(store: Store, cursor: Cursor, between: Between) -> list[str]:
 def _check(initial: list[str], store: Store, cursor: Cursor, visited: list[str]) -> None:
     counts = Counter(visited)
     throughout = [key for key in initial if key not in store.removed]
-    assert all(counts[key] >= 1 for key in throughout), "a key stored throughout was skipped"
-    if cursor.restarts == 0:
-        assert all(counts[key] == 1 for key in throughout), "a key stored throughout came twice"
-        assert len(visited) <= len(initial), "the walk visited more than the store held"
-        twice = {key for key, n in counts.items() if n > 1}
-        assert twice <= store.removed, "only keys removed and stored again may come twice"
+    assert all(counts[key] == 1 for key in throughout), "a key stored throughout not seen once"
+    assert max(counts.values(), default=1) == 1, "a key came twice"
+    assert set(visited) <= set(initial), "a key stored after the walk started came"
+    assert cursor.passed <= 2 * len(initial) + walk.SLACK, "the walk did unbounded work"
 
 
-def _filled(n: int) -> tuple[Store, list[str]]:
-    store = Store()
+def _filled(n: int, copyable: bool = True) -> tuple[Store, list[str]]:
+    store = Store(copyable)
     for i in range(n):
         store.put(f"k{i}")
     return store, list(store.data)
 
 
-def test_an_unchanged_dict_is_walked_once_in_insertion_order_a_step_at_a_time() -> None:
-    store, initial = _filled(1000)
-    cursor = store.cursor(step=64, ahead=8)
+def _sorted_and_numbered(store: Store) -> None:
+    """The log's invariants: numbers ascend, and every stored key has exactly one live entry."""
+    log = store.log
+    assert log.seqs == sorted(set(log.seqs))
+    live = [key for key, seq in zip(log.keys, log.seqs, strict=True) if log.is_live(key, seq)]
+    assert sorted(live) == sorted(store.data)
+
+
+@pytest.mark.parametrize("copyable", [True, False])
+def test_an_unchanged_store_is_walked_once_in_insertion_order_a_step_at_a_time(
+    copyable: bool,
+) -> None:
+    store, initial = _filled(1000, copyable)
+    cursor = Cursor(store.log, step=64)
     sizes: list[int] = []
     visited = _walk(store, cursor, lambda s, keys: sizes.append(len(keys)))
     assert visited == initial
     assert max(sizes) == 64
+    assert cursor.passed == 1000
+
+
+def test_an_empty_store_ends_at_once() -> None:
+    cursor = Cursor(Store().log, step=4)
     assert cursor.done
     assert cursor.step() == []
 
 
-def test_an_empty_dict_ends_at_once() -> None:
-    store = Store()
-    assert store.cursor(step=4, ahead=2).step() == []
-
-
-def test_promotions_and_overwrites_keep_a_live_iterator() -> None:
-    store, initial = _filled(100)
+@pytest.mark.parametrize("copyable", [True, False])
+def test_promotions_and_overwrites_keep_every_place(copyable: bool) -> None:
+    store, initial = _filled(100, copyable)
 
     def between(s: Store, keys: list[str]) -> None:
         for key in keys:
             s.data.move_to_end(key, last=False)
             s.put(key)
 
-    cursor = store.cursor(step=7, ahead=3)
-    assert _walk(store, cursor, between) == initial
-    assert cursor.restarts == 0
+    assert _walk(store, Cursor(store.log, step=7), between) == initial
 
 
 def test_deleting_every_visited_key_empties_the_store() -> None:
     store, initial = _filled(500)
-    cursor = store.cursor(step=16, ahead=4)
-    visited = _walk(store, cursor, lambda s, keys: s.delete_all(keys))
+    visited = _walk(store, Cursor(store.log, step=16), lambda s, keys: s.delete_all(keys))
     assert visited == initial
     assert not store.data
-    assert cursor.restarts == 0
-
-
-def test_deleting_every_other_visited_key() -> None:
-    store, initial = _filled(500)
-    cursor = store.cursor(step=16, ahead=4)
-    visited = _walk(store, cursor, lambda s, keys: s.delete_all(keys[::2]))
-    assert visited == initial
-    assert cursor.restarts == 0
 
 
 def test_storing_every_visited_key_again_still_ends() -> None:
-    """Removing and re-storing each key moves it to the end: the walk must not chase it."""
+    """Removing and re-storing each key gives it a new number: the walk must not chase it."""
     store, initial = _filled(300)
 
     def between(s: Store, keys: list[str]) -> None:
@@ -138,80 +161,113 @@ def test_storing_every_visited_key_again_still_ends() -> None:
             s.delete(key)
             s.put(key)
 
-    cursor = store.cursor(step=8, ahead=4)
-    visited = _walk(store, cursor, between)
-    assert sorted(visited) == sorted(initial)
-    assert cursor.restarts == 0
+    cursor = Cursor(store.log, step=8)
+    assert _walk(store, cursor, between) == initial
+    assert cursor.passed == 300
 
 
-def test_inserting_during_the_walk_ends_and_misses_nothing() -> None:
-    store, initial = _filled(300)
+@pytest.mark.parametrize("copyable", [True, False])
+def test_inserting_during_the_walk_ends_and_misses_nothing(copyable: bool) -> None:
+    store, initial = _filled(300, copyable)
+    with _slack(4):  # compactions all along the walk
+        cursor = Cursor(store.log, step=10)
+        generation = store.log.generation
+        visited = _walk(store, cursor, lambda s, keys: s.burst(50))
+    assert visited == initial  # the keys stored meanwhile never come
+    assert store.log.generation > generation
+    assert cursor.passed == 300
 
-    def between(s: Store, keys: list[str]) -> None:
-        for _ in range(50):
-            s.new()
 
-    cursor = store.cursor(step=10, ahead=4)
-    visited = _walk(store, cursor, between)
-    assert visited == initial  # the budget ends the walk before the endless new keys
-    assert cursor.restarts == 0
-
-
-def test_a_resize_under_the_iterator_is_noticed() -> None:
-    """Insert then delete as many: same size, but the table is rebuilt under the iterator."""
-    store, initial = _filled(200)
+@pytest.mark.parametrize("copyable", [True, False])
+def test_compacting_under_the_walk_keeps_its_place(copyable: bool) -> None:
+    """Insert then delete as many between steps: every compaction moves every entry."""
+    store, initial = _filled(200, copyable)
 
     def between(s: Store, keys: list[str]) -> None:
         for _ in range(400):
             s.new()
-        for key in [k for k in s.data if k.startswith("new")]:
-            s.delete(key)
+        s.delete_all([k for k in s.data if k.startswith("new")])
+        s.delete(initial[len(s.removed) % 200])  # and lose keys on both sides of the walk
 
-    cursor = store.cursor(step=10, ahead=4)
-    assert _walk(store, cursor, between) == initial
+    with _slack(8):
+        cursor = Cursor(store.log, step=10)
+        visited = _walk(store, cursor, between)
+    _check(initial, store, cursor, visited)
+    _sorted_and_numbered(store)
 
 
-def test_losing_every_remembered_key_restarts_without_skipping() -> None:
+def test_losing_every_key_around_the_position_skips_nothing() -> None:
+    """The old walk restarted (and repeated keys) here: positions are numbers now."""
     store, initial = _filled(100)
     lost = False
 
     def between(s: Store, keys: list[str]) -> None:
         nonlocal lost
-        if not lost:  # remove the trail and everything ahead of it that the walk remembers
+        if not lost:
             lost = True
             s.delete_all(initial[:20])
+            for key in initial[20:30]:  # the keys ahead go to the end of the log
+                s.delete(key)
+                s.put(key)
+            s.log.compact()
 
-    cursor = store.cursor(step=5, ahead=3)
+    cursor = Cursor(store.log, step=5)
     visited = _walk(store, cursor, between)
-    assert cursor.restarts == 1
+    assert visited == initial[:5] + initial[30:]
     _check(initial, store, cursor, visited)
 
 
-def test_keys_stored_again_are_no_proof_of_the_position() -> None:
-    """The trail is gone and the keys ahead moved to the end: only a restart is safe."""
-    store, _ = _filled(10)
-    cursor = store.cursor(step=2, ahead=2)
-    assert [key for key, _ in cursor.step()] == ["k0", "k1"]
-    for key in ("k0", "k1"):
-        store.delete(key)
-    for key in ("k2", "k3"):
-        store.delete(key)
-        store.put(key)
-    visited = _walk(store, cursor, lambda s, keys: None)
-    assert visited[:6] == ["k4", "k5", "k6", "k7", "k8", "k9"]
-    assert cursor.restarts == 1
+def test_a_walk_over_a_mostly_stale_log_compacts_it_first() -> None:
+    """So its work is bounded by the keys stored, not by how many there once were."""
+    store, initial = _filled(5000)
+    store.delete_all(initial[10:])
+    cursor = Cursor(store.log, step=64)
+    assert len(store.log.keys) == 10
+    assert _walk(store, cursor, lambda s, keys: None) == initial[:10]
+    assert cursor.passed == 10
 
 
-def test_a_walk_remembers_one_step_and_a_few_keys_ahead_whatever_the_size() -> None:
-    store, _ = _filled(5000)
-    cursor = store.cursor(step=32, ahead=4)
+@pytest.mark.parametrize("copyable", [True, False])
+def test_churn_keeps_the_log_within_twice_the_store_plus_the_slack(copyable: bool) -> None:
+    store, _ = _filled(100, copyable)
+    for i in range(20_000):
+        store.delete(f"k{i % 100}")
+        store.put(f"k{i % 100}")
+        assert len(store.log.keys) <= 2 * len(store.data) + walk.SLACK + 1
+    _sorted_and_numbered(store)
+
+
+def test_clearing_the_log_ends_every_walk() -> None:
+    store, _ = _filled(100)
+    cursor = Cursor(store.log, step=10)
     cursor.step()
-    assert len(cursor._trail) == 32
-    assert len(cursor._ahead) == 4
+    store.data.clear()
+    store.log.reset()
+    for _ in range(50):
+        store.new()
+    assert cursor.step() == []
+    assert cursor.done
 
 
-_ANYWHERE = ("put", "new", "delete", "move", "promote", "burst")
-_NEXT_TO_THE_WALK = ("delete_seen", "drop_step", "move_next", "delete_next")
+def test_a_walk_holds_one_step_whatever_the_size() -> None:
+    store, _ = _filled(5000)
+    cursor = Cursor(store.log, step=32)
+    assert len(cursor.step()) == 32
+    assert sorted(vars(cursor)) == [  # positions only: no keys are remembered
+        "_generation",
+        "_index",
+        "_last",
+        "_log",
+        "_passed",
+        "_step",
+        "_stop",
+        "done",
+        "passed",
+    ]
+
+
+_ANYWHERE = ("put", "new", "delete", "move", "promote", "burst", "compact")
+_NEXT_TO_THE_WALK = ("delete_seen", "drop_step", "move_next", "delete_next", "move_seen")
 _OPS = st.lists(
     st.tuples(
         st.sampled_from((*_ANYWHERE, *_NEXT_TO_THE_WALK)),
@@ -221,75 +277,89 @@ _OPS = st.lists(
 )
 
 
+def _apply(s: Store, keys: list[str], op: str, n: int) -> None:
+    stored = list(s.data)
+    if op == "new":
+        s.new()
+    elif op == "burst":
+        s.burst(n % 50)
+    elif op == "compact":
+        s.log.compact()
+    elif not stored:
+        return
+    elif op in ("delete_seen", "move_seen"):
+        if keys:
+            key = keys[n % len(keys)]
+            s.delete(key)
+            if op == "move_seen":
+                s.put(key)
+    elif op == "drop_step":
+        s.delete_all(keys)
+    elif op in ("move_next", "delete_next"):
+        # the first stored key after this step's last one: the walk's next entry
+        after = stored.index(keys[-1]) + 1 if keys and keys[-1] in s.data else 0
+        if after < len(stored):
+            s.delete(stored[after])
+            if op == "move_next":
+                s.put(stored[after])
+    else:
+        key = stored[n % len(stored)]
+        if op == "put":
+            s.put(key)
+        elif op == "delete":
+            s.delete(key)
+        elif op == "move":
+            s.delete(key)
+            s.put(key)
+        else:
+            s.data.move_to_end(key)
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     size=st.integers(0, 60),
     step=st.integers(1, 6),
-    ahead=st.integers(1, 4),
+    slack=st.integers(0, 8),
+    copyable=st.booleans(),
     plan=st.lists(_OPS, max_size=40),
 )
 def test_any_writes_between_steps_keep_the_guarantees(
-    size: int, step: int, ahead: int, plan: list[list[tuple[str, int]]]
+    size: int, step: int, slack: int, copyable: bool, plan: list[list[tuple[str, int]]]
 ) -> None:
-    store, initial = _filled(size)
-    steps = iter(plan)
+    with _slack(slack):
+        store, initial = _filled(size, copyable)
+        steps = iter(plan)
 
-    def between(s: Store, keys: list[str]) -> None:
-        for op, n in next(steps, []):
-            stored = list(s.data)
-            if op == "new":
-                s.new()
-            elif op == "burst":
-                for _ in range(n % 50):
-                    s.new()
-            elif not stored:
-                continue
-            elif op == "delete_seen":
-                s.delete(keys[n % len(keys)])
-            elif op == "drop_step":
-                s.delete_all(keys)
-            elif op in ("move_next", "delete_next"):
-                # the first stored key after this step's last one: what the walk holds ahead
-                after = stored.index(keys[-1]) + 1 if keys[-1] in s.data else 0
-                if after < len(stored):
-                    s.delete(stored[after])
-                    if op == "move_next":
-                        s.put(stored[after])
-            else:
-                key = stored[n % len(stored)]
-                if op == "put":
-                    s.put(key)
-                elif op == "delete":
-                    s.delete(key)
-                elif op == "move":
-                    s.delete(key)
-                    s.put(key)
-                else:
-                    s.data.move_to_end(key)
+        def between(s: Store, keys: list[str]) -> None:
+            for op, n in next(steps, []):
+                _apply(s, keys, op, n)
 
-    cursor = store.cursor(step, ahead)
-    _check(initial, store, cursor, _walk(store, cursor, between))
+        cursor = Cursor(store.log, step)
+        _check(initial, store, cursor, _walk(store, cursor, between))
+        _sorted_and_numbered(store)
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_random_churn_on_a_large_dict(seed: int) -> None:
+def test_random_churn_on_a_large_store(seed: int) -> None:
     rng = random.Random(seed)
-    store, initial = _filled(3000)
+    with _slack(rng.randrange(0, 64)):
+        store, initial = _filled(3000, copyable=seed % 2 == 0)
 
-    def between(s: Store, keys: list[str]) -> None:
-        stored = list(s.data)
-        for _ in range(rng.randrange(30)):
-            action = rng.random()
-            key = rng.choice(stored)
-            if action < 0.3:
-                s.delete(key)
-            elif action < 0.5:
-                s.delete(key)
-                s.put(key)
-            elif action < 0.8:
-                s.new()
-            else:
-                s.put(key)
+        def between(s: Store, keys: list[str]) -> None:
+            stored = list(s.data)
+            for _ in range(rng.randrange(30)):
+                action = rng.random()
+                key = rng.choice(stored)
+                if action < 0.3:
+                    s.delete(key)
+                elif action < 0.5:
+                    s.delete(key)
+                    s.put(key)
+                elif action < 0.8:
+                    s.new()
+                else:
+                    s.put(key)
 
-    cursor = store.cursor(step=rng.randrange(1, 64), ahead=rng.randrange(1, 16))
-    _check(initial, store, cursor, _walk(store, cursor, between))
+        cursor = Cursor(store.log, step=rng.randrange(1, 64))
+        _check(initial, store, cursor, _walk(store, cursor, between))
+        _sorted_and_numbered(store)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import gc
+import re
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
+import cachetools
 import pytest
 from cachehub_memory import MemoryCache
 
@@ -350,7 +353,7 @@ def test_keys_count_and_clear_stream_in_flat_memory(policy: str) -> None:
 def test_clear_with_a_filter_over_many_batches(
     policy: str, batch: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("cachehub_memory.cache._CLEAR_BATCH", batch)
+    monkeypatch.setattr("cachehub_memory.cursor.STEP", batch)  # log entries per step
     clock = FakeClock()
     cache = MemoryCache(maxsize=20_000, policy=policy, clock=clock)
     for i in range(6000):  # interleaved, so every pass skips kept entries first
@@ -459,10 +462,40 @@ def test_keys_while_other_threads_write_yields_every_kept_key_once(policy: str) 
 
 
 @pytest.mark.parametrize("policy", _POLICIES)
-def test_the_walk_reads_each_store_through_its_plain_dict(policy: str) -> None:
-    """cachetools keeps entries in a dict attribute the walk reads: pinned by this test."""
-    cache = MemoryCache(maxsize=10, policy=policy)
-    cache.put("k", 1)
-    raw = cache._store.raw
-    assert type(raw) is dict or policy in ("lru", "fifo")
-    assert list(dict.keys(raw)) == ["k"]
+def test_walks_count_as_no_use_and_reorder_nothing(policy: str) -> None:
+    """keys(), count() and a filtered clear read entries without touching the policy."""
+    clock = FakeClock()
+    cache = MemoryCache(maxsize=3, policy=policy, clock=clock)
+    _fill(cache, "a", "b", "c")
+    cache.get("b")
+    cache.get("c")  # every policy but rr and fifo now evicts "a" first
+    for _ in range(5):  # would make "a" the most used (lfu) or most recent (lru, ttl)
+        assert sorted(cache.keys()) == ["a", "b", "c"]
+        assert cache.count("a") == 1
+        assert cache.clear("z*") == 0
+    cache.put("d", 3)
+    if policy != "rr":
+        assert sorted(cache.keys()) == (["b", "c", "d"])
+
+
+def test_walks_on_the_ttl_policy_expire_nothing() -> None:
+    """Listing is a read: the expired entries go when a write or a read meets them."""
+    clock = FakeClock()
+    cache = MemoryCache(policy="ttl", clock=clock)
+    cache.put_many({f"t{i}": i for i in range(5)}, time_span=1)
+    cache.put("k", 0)
+    clock.advance(2)
+    assert list(cache.keys()) == ["k"]
+    assert cache.count() == 1
+    assert cachetools.Cache.__len__(cache._store.data) == 6  # still there, unexpired
+
+
+def test_no_private_cachetools_attribute_is_read() -> None:
+    """cachetools' name-mangled internals may change in any release: none is used."""
+    import cachehub_memory
+
+    package = Path(cachehub_memory.__file__).parent
+    for source in package.glob("*.py"):
+        text = source.read_text(encoding="utf-8")
+        assert "_Cache__" not in text, source.name
+        assert not re.search(r"\bvars\(|__dict__", text), source.name
