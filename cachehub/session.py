@@ -1,39 +1,66 @@
 """Session and scope storage on any cache built with ``storage: true``.
 
 :class:`SessionStore` is framework-neutral: the Flask, WSGI, ASGI and Django adapters in
-:mod:`cachehub.contrib` all sit on it. Session data is a ``dict`` stored under
-``<prefix><session id>`` through the cache's own codec (never pickle unless the cache is
-configured for it) with a sliding ``idle_time`` expiry: every load or save pushes the
-deadline back, so a session dies after ``idle_time`` without requests.
+:mod:`cachehub.contrib` all sit on it. Each session is one cache entry, a *record*
+holding the data (a ``dict``, through the cache's own codec: never pickle unless the
+cache is configured for it), a version number and two timestamps. See docs/sessions.md.
 
-Concurrency (see docs/sessions.md):
+Design (why it looks like this):
 
-* :meth:`SessionStore.save` replaces the whole session: last writer wins.
-* :meth:`SessionStore.update` and :meth:`SessionStore.commit` do read-modify-write under
-  ``cache.lock`` (atomic ``add`` on the backend, so also across processes), so concurrent
-  requests that change *different* keys of one session never lose each other's writes.
-  The framework adapters always commit this way.
+* **Keys never carry the id.** A session is stored under ``<prefix><sha256(id)>``, so
+  no error message, log record or traceback that names a cache key can leak a usable
+  session id (the same idea as Rack's private session ids). :func:`session_ref` gives
+  the short hash used for correlation in cachehub's own messages.
+* **Versioned writes, no resurrection.** Every write of version ``n + 1`` first claims
+  the marker key ``<key>#<n + 1>`` with the cache's atomic ``add`` (a conditional write
+  on every provider, so it is strongly consistent even when reads are not). Only one
+  writer can claim a version, so a writer that read a stale or superseded record loses
+  the claim and re-reads instead of overwriting newer data. Deleting or rotating a
+  session claims the next version with a long-lived ``gone`` marker, and a save whose
+  record is missing is refused, never treated as empty: a late request cannot bring a
+  deleted, expired or rotated session back.
+* **Bounded waits.** A claim lives ``lock_ttl`` seconds; a crashed writer therefore
+  blocks its session for at most that long, and a save waits at most ``lock_timeout``
+  before raising :class:`SessionBusyError`. The waits are expressed as a generator of
+  sleeps, so :meth:`SessionStore.commit_async` waits with ``asyncio.sleep`` and never
+  parks an executor thread.
+* **Read-only requests do not write.** Expiry is an absolute deadline on the entry
+  (``idle_time`` ahead of the last refresh, never past the absolute lifetime); reading
+  a session is a plain read, and a request that changed nothing rewrites the record only
+  when its deadline is more than ``refresh`` old.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
+import math
 import re
 import secrets
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from http.cookies import Morsel
 from typing import Any, Final, SupportsIndex, TypeVar, overload
 
 from .api import MISSING, BaseCache, TimeSpan
-from .errors import CacheValueError, InvalidKeyError, StorageNotEnabledError
-from .lock import Lock
+from .errors import (
+    CacheError,
+    CacheValueError,
+    InvalidKeyError,
+    LockTimeoutError,
+    StorageNotEnabledError,
+)
 
 __all__ = [
     "SessionStore",
     "TrackedSession",
     "SessionCookie",
+    "SessionBusyError",
     "require_storage",
+    "session_ref",
     "SESSION_ID_PATTERN",
 ]
 
@@ -42,7 +69,36 @@ SESSION_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{22,128}")
 
 _CREATE_ATTEMPTS: Final = 8
 S = TypeVar("S", bound="TrackedSession")
+T = TypeVar("T")
 _COOKIE_NAME: Final = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+
+_WRITE: Final = "write"
+"""Marker value: this version is being (or was) written by the claim's owner."""
+_GONE: Final = "gone"
+"""Marker value: the session ended at this version (deleted or rotated to a new id)."""
+_MAX_VERSION: Final = 2**53
+"""Versions beyond this come from another writer, not from us: the record is refused."""
+_POLL: Final = 0.05
+"""Longest pause between two attempts of a contended save, in seconds."""
+
+
+def session_ref(sid: str) -> str:
+    """A short, irreversible reference to a session id for logs and error messages.
+
+    The first 12 hex digits of its SHA-256: enough to correlate log lines with a
+    session (and with its storage key, which starts with the same digits), useless as
+    a cookie.
+    """
+    return hashlib.sha256(sid.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+class SessionBusyError(LockTimeoutError):
+    """A save could not get its turn within ``lock_timeout`` (the session kept changing).
+
+    A crashed writer blocks a session for at most ``lock_ttl`` (shorter than the default
+    ``lock_timeout``), so this means sustained contention on one session, or a cache
+    whose writes keep failing. Nothing was written; the request may be retried.
+    """
 
 
 def require_storage(cache: BaseCache) -> None:
@@ -83,6 +139,15 @@ class TrackedSession(dict[str, Any]):
         """True after ``clear()``: the commit replaces the stored data instead of merging."""
         self.regenerate_requested = False
         self._force = False
+        self.gone = False
+        """True when the commit found the session already ended by another request
+        (logout, expiry, rotation): this request's changes were dropped."""
+        self.extended = False
+        """True when the commit moved the session's expiry (the cookie is re-sent)."""
+        self.refreshed = 0.0
+        """Epoch second the stored session's idle deadline was last pushed back."""
+        self.expires_in = 0.0
+        """Seconds the session lives after the last commit that wrote it."""
 
     @property
     def modified(self) -> bool:
@@ -173,11 +238,67 @@ class TrackedSession(dict[str, Any]):
         return stored
 
 
-class SessionStore:
-    """Server-side sessions in a cache entry per session, with sliding expiry.
+@dataclass(frozen=True, slots=True)
+class _Record:
+    """One stored session: its data plus what the store needs to version and expire it."""
 
-    ``cache`` must have been built with ``storage=True`` (``storage: true`` in its
-    config entry). ``idle_time`` is how long a session lives without being used.
+    version: int
+    data: dict[str, Any]
+    created: float
+    refreshed: float
+
+    def dump(self) -> dict[str, Any]:
+        return {"v": self.version, "d": self.data, "c": self.created, "r": self.refreshed}
+
+    @classmethod
+    def parse(cls, raw: Any) -> _Record | None:
+        """The record in ``raw``, or None for anything this store did not write."""
+        if not isinstance(raw, dict) or raw.keys() != {"v", "d", "c", "r"}:
+            return None
+        version, data, created, refreshed = raw["v"], raw["d"], raw["c"], raw["r"]
+        if type(version) is not int or not 0 < version < _MAX_VERSION:
+            return None
+        if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+            return None
+        for stamp in (created, refreshed):
+            if isinstance(stamp, bool) or not isinstance(stamp, (int, float)):
+                return None
+            if not math.isfinite(stamp):
+                return None
+        return cls(version, data, float(created), float(refreshed))
+
+
+@dataclass(frozen=True, slots=True)
+class _Saved:
+    """What a versioned write left behind: the id now holding the data (None: ended)."""
+
+    sid: str | None
+    record: _Record | None
+
+
+_ENDED: Final = _Saved(None, None)
+
+
+class SessionStore:
+    """Server-side sessions, one versioned cache entry per session, with sliding expiry.
+
+    ``cache`` must have been built with ``storage=True`` (``storage: true`` in its config
+    entry). Settings:
+
+    * ``idle_time``: how long a session lives without being used (default 30 minutes).
+    * ``absolute_time``: the longest a session may live at all, counted from its
+      creation whatever the activity (default None: no limit). ``regenerate`` keeps the
+      creation time, so rotating ids does not extend it.
+    * ``refresh``: how stale the idle deadline may get before a request that changed
+      nothing rewrites the record to push it back (default ``idle_time / 10``). This is
+      the cost of sliding expiry: at most one write per session per ``refresh``; the
+      price is that a session may end up to ``refresh`` earlier than ``idle_time`` after
+      its last request.
+    * ``lock_ttl``: how long one save may hold its claim on the next version (default
+      2 s). A writer that crashed mid-save blocks its session for at most this long.
+    * ``lock_timeout``: how long a save waits for its turn before raising
+      :class:`SessionBusyError` (default 3 s, longer than ``lock_ttl`` so a crashed
+      writer only delays others).
     """
 
     def __init__(
@@ -185,25 +306,38 @@ class SessionStore:
         cache: BaseCache,
         *,
         idle_time: TimeSpan = timedelta(minutes=30),
+        absolute_time: TimeSpan | None = None,
+        refresh: TimeSpan | None = None,
         prefix: str = "session:",
-        lock_timeout: float = 10.0,
+        lock_ttl: float = 2.0,
+        lock_timeout: float = 3.0,
     ) -> None:
         require_storage(cache)
-        seconds = idle_time.total_seconds() if isinstance(idle_time, timedelta) else idle_time
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
-            raise CacheValueError(
-                f"session idle_time must be a positive duration, got {idle_time!r}.",
-                hint="pass e.g. idle_time=timedelta(minutes=30).",
-            )
         if not isinstance(prefix, str):
             raise CacheValueError(
                 f"session prefix must be a str, got {type(prefix).__name__}.",
                 hint='pass e.g. prefix="session:".',
             )
         self.cache = cache
-        self.idle_time = timedelta(seconds=seconds)
+        self.idle_time = timedelta(seconds=_positive(idle_time, "idle_time", "minutes=30"))
+        self.absolute_time = (
+            None
+            if absolute_time is None
+            else timedelta(seconds=_positive(absolute_time, "absolute_time", "hours=12"))
+        )
+        idle = self.idle_time.total_seconds()
+        self.refresh = timedelta(
+            seconds=idle / 10 if refresh is None else _positive(refresh, "refresh", "minutes=3")
+        )
+        if self.refresh.total_seconds() >= idle:
+            raise CacheValueError(
+                f"session refresh ({self.refresh}) must be shorter than idle_time "
+                f"({self.idle_time}).",
+                hint="leave refresh unset (idle_time / 10) or pass a fraction of idle_time.",
+            )
         self.prefix = prefix
-        self.lock_timeout = lock_timeout
+        self.lock_ttl = _positive(lock_ttl, "lock_ttl", "2")
+        self.lock_timeout = _positive(lock_timeout, "lock_timeout", "3")
 
     # ---------------------------------------------------------------- helpers
 
@@ -212,13 +346,19 @@ class SessionStore:
         """Whether ``sid`` looks like an id this store issues (cheap pre-check for cookies)."""
         return isinstance(sid, str) and SESSION_ID_PATTERN.fullmatch(sid) is not None
 
-    def _key(self, sid: str) -> str:
+    def storage_key(self, sid: str) -> str:
+        """The cache key of session ``sid``: the prefix and the id's SHA-256, never the id."""
         if not self.valid_id(sid):
             raise InvalidKeyError(
-                f"{sid!r:.60} is not a valid session id.",
+                "that is not a valid session id "
+                f"({type(sid).__name__}, {len(sid) if isinstance(sid, str) else '?'} chars).",
                 hint="use an id returned by SessionStore.create() or regenerate().",
             )
-        return self.prefix + sid
+        return self.prefix + hashlib.sha256(sid.encode("ascii")).hexdigest()
+
+    @staticmethod
+    def _claim_key(key: str, version: int) -> str:
+        return f"{key}#{version}"
 
     @staticmethod
     def _check_data(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -235,82 +375,254 @@ class SessionStore:
             )
         return dict(data)
 
-    # ---------------------------------------------------------------- API
+    def _now(self) -> float:
+        return self.cache._clock()
 
-    def create(self, data: Mapping[str, Any] | None = None) -> str:
-        """Store a new session holding ``data`` (default empty) and return its id."""
-        payload = self._check_data(data or {})
+    def _lifetime(self, created: float, now: float) -> float:
+        """Seconds a record written at ``now`` may live: idle window, capped by the absolute one."""
+        idle = self.idle_time.total_seconds()
+        if self.absolute_time is None:
+            return idle
+        return min(idle, created + self.absolute_time.total_seconds() - now)
+
+    def _read(self, key: str) -> _Record | None:
+        """The live record under ``key`` (a plain read: it never writes)."""
+        record = _Record.parse(self.cache.get(key, MISSING))
+        if record is None:
+            return None
+        if self._lifetime(record.created, self._now()) <= 0:
+            return None  # past its absolute lifetime (the entry's own expiry agrees)
+        return record
+
+    def _put(self, key: str, record: _Record, *, new: bool = False) -> bool:
+        """Write ``record`` with its expiry; with ``new``, only if the key is free."""
+        seconds = self._lifetime(record.created, record.refreshed)
+        if new:
+            return self.cache.add(key, record.dump(), time_span=seconds)
+        self.cache.put(key, record.dump(), time_span=seconds)
+        return True
+
+    def _insert(self, data: dict[str, Any], created: float, now: float) -> tuple[str, _Record]:
+        """Store ``data`` under a fresh id and return it with its record."""
+        record = _Record(1, data, created, now)
         for _ in range(_CREATE_ATTEMPTS):
             sid = secrets.token_urlsafe(32)
             # add() is atomic, so an (astronomically unlikely) id collision never merges.
-            if self.cache.add(self.prefix + sid, payload, idle_time=self.idle_time):
-                return sid
+            if self._put(self.storage_key(sid), record, new=True):
+                return sid, record
         raise CacheValueError(
             f"could not create a unique session id in {_CREATE_ATTEMPTS} attempts.",
             hint=f"check that cache '{self.cache.name}' accepts writes under '{self.prefix}'.",
         )
 
+    # ---------------------------------------------------------------- the versioned write
+
+    def _write(
+        self,
+        sid: str,
+        change: Callable[[dict[str, Any]], object] | None,
+        *,
+        move: bool = False,
+        refresh_only: bool = False,
+    ) -> Generator[float, None, _Saved | None]:
+        """Read-modify-write session ``sid`` as version n + 1; yields the pauses to take.
+
+        ``change`` edits the current data in place (None: keep it). Data that ends up
+        empty deletes the session; ``move`` re-stores it under a fresh id first. Returns
+        None when the session is gone (missing, expired, deleted, rotated or not ours):
+        nothing is written then. Raises :class:`SessionBusyError` after ``lock_timeout``.
+        """
+        key = self.storage_key(sid)
+        started = time.monotonic()
+        pause = 0.002
+        while True:
+            record = self._read(key)
+            if record is None:
+                return None
+            now = self._now()
+            if refresh_only and now - record.refreshed < self.refresh.total_seconds():
+                return _Saved(sid, record)  # someone refreshed it meanwhile
+            data = dict(record.data)
+            if change is not None:
+                change(data)
+                data = self._check_data(data)
+            target = record.version + 1
+            ending = not data or move
+            moved: tuple[str, _Record] | None = None
+            if data and move:  # the new session exists before the old one is removed
+                moved = self._insert(data, record.created, now)
+            claimed = time.monotonic()
+            marker = _GONE if ending else _WRITE
+            # A gone marker outlives every late writer; a write claim only the write itself.
+            ttl = self._lifetime(record.created, now) if ending else self.lock_ttl
+            try:
+                won = self.cache.add(
+                    self._claim_key(key, target), marker, time_span=max(ttl, self.lock_ttl)
+                )
+            except BaseException:
+                if moved is not None:  # the user keeps the old id: leave no orphaned copy
+                    self._discard(moved[0])
+                raise
+            if won:
+                if ending:
+                    self._remove_ended(key, sid, moved=moved is not None)
+                    return _ENDED if moved is None else _Saved(*moved)
+                if time.monotonic() - claimed < self.lock_ttl / 2:
+                    saved = _Record(target, data, record.created, now)
+                    self._put(key, saved)
+                    return _Saved(sid, saved)
+                # The claim took so long it may expire mid-write: let it lapse and retry.
+            elif moved is not None:
+                self._discard(moved[0])  # lost the race: undo the copy
+            if self.cache.get(self._claim_key(key, target), MISSING) == _GONE:
+                # Ended at that version; a record still there is one whose removal
+                # failed: finish it (nobody can write it again, so this is safe).
+                with contextlib.suppress(CacheError):
+                    self.cache.delete(key)
+                return None
+            if time.monotonic() - started >= self.lock_timeout:
+                raise SessionBusyError(
+                    f"session {session_ref(sid)} is being saved by another request and "
+                    f"did not become free within {self.lock_timeout}s; nothing was saved.",
+                    hint="retry the request; if it persists, look for requests that write "
+                    "the same session continuously, or a cache whose writes fail.",
+                )
+            yield pause
+            pause = min(pause * 2, _POLL)
+
+    def _remove_ended(self, key: str, sid: str, *, moved: bool) -> None:
+        """Remove the record of a session whose end is claimed (its gone marker is set).
+
+        If that fails the session is still ended for writers (the marker refuses them,
+        and the next one removes the record). A logout reports the failure; a rotation
+        already stored the session under its new id, so it only logs it and goes on.
+        """
+        try:
+            self.cache.delete(key)
+        except CacheError as exc:
+            if not moved:
+                raise
+            self.cache.log.warning(
+                "session %s moved to a new id, but its old record could not be removed "
+                "(%s); no save can revive it and it expires on its own.",
+                session_ref(sid),
+                exc,
+            )
+
+    def _discard(self, sid: str) -> None:
+        """Best-effort removal of a copy made for a rotation that did not happen."""
+        try:
+            self.cache.delete(self.storage_key(sid))
+        except CacheError as exc:  # already failing: report the first error, not this one
+            self.cache.log.warning(
+                "could not remove the unused copy of session %s: %s", session_ref(sid), exc
+            )
+
+    @staticmethod
+    def _run(steps: Generator[float, None, T]) -> T:
+        """Drive a versioned write in this thread, sleeping between attempts."""
+        while True:
+            try:
+                pause = next(steps)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            time.sleep(pause)
+
+    @staticmethod
+    async def _run_async(steps: Generator[float, None, T]) -> T:
+        """Drive a versioned write from asyncio: each attempt runs briefly in a worker
+        thread, and the waits between attempts are ``asyncio.sleep`` (no parked thread)."""
+
+        def step() -> tuple[bool, Any]:
+            try:
+                return False, next(steps)
+            except StopIteration as stop:  # cannot cross a Future: return it instead
+                return True, stop.value
+
+        while True:
+            done, value = await asyncio.to_thread(step)
+            if done:
+                return value  # type: ignore[no-any-return]
+            await asyncio.sleep(value)
+
+    # ---------------------------------------------------------------- API
+
+    def create(self, data: Mapping[str, Any] | None = None) -> str:
+        """Store a new session holding ``data`` (default empty) and return its id."""
+        now = self._now()
+        return self._insert(self._check_data(data or {}), now, now)[0]
+
     def load(self, sid: str | None) -> dict[str, Any] | None:
         """The session's data, or None when it is unknown, expired or ``sid`` is malformed.
 
-        Loading counts as activity: it slides the idle expiry.
+        A plain read: it does not slide the expiry (a commit or :meth:`touch` does).
         """
         if sid is None or not self.valid_id(sid):
             return None
-        data = self.cache.get(self.prefix + sid, MISSING)
-        if data is MISSING or not isinstance(data, dict):
-            return None
-        return data
+        record = self._read(self.storage_key(sid))
+        return None if record is None else record.data
 
     def exists(self, sid: str) -> bool:
         """Whether the session is live (does not slide its expiry)."""
-        return self.valid_id(sid) and self.cache.exists(self.prefix + sid)
+        return self.valid_id(sid) and self._read(self.storage_key(sid)) is not None
 
-    def save(self, sid: str, data: Mapping[str, Any]) -> None:
-        """Replace the session's data and restart its idle expiry (last writer wins)."""
-        self.cache.put(self._key(sid), self._check_data(data), idle_time=self.idle_time)
+    def save(self, sid: str, data: Mapping[str, Any]) -> bool:
+        """Replace the data of a live session (last writer wins) and restart its idle expiry.
+
+        Returns False, writing nothing, when the session does not exist (any more): a
+        save never creates or revives a session. Empty ``data`` deletes it.
+        """
+        payload = self._check_data(data)
+
+        def replace(current: dict[str, Any]) -> None:
+            current.clear()
+            current.update(payload)
+
+        return self._run(self._write(sid, replace)) is not None
 
     def delete(self, sid: str) -> bool:
-        """Remove the session; True when it existed. Malformed ids are simply absent."""
+        """End the session; True when it existed. Malformed ids are simply absent.
+
+        Later saves of it, even by requests that started before, are refused.
+        """
         if not self.valid_id(sid):
             return False
-        return self.cache.delete(self.prefix + sid)
+        return self._run(self._write(sid, dict.clear)) is not None
 
     def touch(self, sid: str) -> bool:
-        """Restart the idle expiry without reading the data; True when the session exists."""
+        """Restart the idle expiry now (one versioned write); True when the session exists."""
         if not self.valid_id(sid):
             return False
-        return self.cache.touch(self.prefix + sid, idle_time=self.idle_time)
+        return self._run(self._write(sid, None)) is not None
 
     def regenerate(self, sid: str | None) -> str:
-        """Move the session's data to a fresh id, delete the old one and return the new id.
+        """Move the session's data to a fresh id, end the old one and return the new id.
 
-        An unknown or expired ``sid`` yields a new empty session.
+        The new session is stored before the old one is removed, so a failure on the way
+        leaves the old session intact. An unknown or expired ``sid`` yields a new empty
+        session (nothing of an ended session is carried over).
         """
         if sid is None or not self.valid_id(sid):
             return self.create()
-        with self._lock(sid):
-            data = self.load(sid) or {}
-            new_sid = self.create(data)
-            self.cache.delete(self.prefix + sid)
-        return new_sid
+        saved = self._run(self._write(sid, None, move=True))
+        if saved is None or saved.sid is None:  # gone, or nothing to carry over
+            return self.create()
+        return saved.sid
 
-    def _lock(self, sid: str) -> Lock:
-        """The per-session lock serialising read-modify-write of one session."""
-        return self.cache.lock(self.prefix + sid, ttl=self.lock_timeout, timeout=self.lock_timeout)
+    def update(
+        self, sid: str, mutator: Callable[[dict[str, Any]], object]
+    ) -> dict[str, Any] | None:
+        """Read-modify-write the session as one versioned write; returns the saved data.
 
-    def update(self, sid: str, mutator: Callable[[dict[str, Any]], object]) -> dict[str, Any]:
-        """Read-modify-write the session under a per-session lock; returns the saved data.
-
-        ``mutator`` receives the current data (empty if the session expired) and changes
-        it in place. Concurrent updates of one session are serialised, so none is lost.
+        ``mutator`` receives the current data and changes it in place. Concurrent
+        updates of one session are serialised, so none is lost. Returns None, writing
+        nothing, when the session does not exist (any more): a missing session is never
+        treated as empty. Data left empty deletes the session (and returns ``{}``).
         """
-        key = self._key(sid)
-        with self._lock(sid):
-            data = self.load(sid) or {}
-            mutator(data)
-            self.cache.put(key, self._check_data(data), idle_time=self.idle_time)
-        return data
+        saved = self._run(self._write(sid, mutator))
+        if saved is None:
+            return None
+        return {} if saved.record is None else saved.record.data
 
     @overload
     def open(self, sid: str | None) -> TrackedSession: ...
@@ -324,48 +636,91 @@ class SessionStore:
         """The session for a request: its stored data, or a new empty session.
 
         ``session_class`` lets an adapter use a subclass (Flask adds ``SessionMixin``).
+        One read, no write.
         """
-        data = self.load(sid)
-        session = session_class() if data is None else session_class(data, sid=sid)
+        record = None
+        if sid is not None and self.valid_id(sid):
+            record = self._read(self.storage_key(sid))
+        if record is None:
+            session = session_class()
+        else:
+            session = session_class(record.data, sid=sid)
+            session.refreshed = record.refreshed
         session.presented = sid if self.valid_id(sid) else None
         return session
 
     def commit(self, session: TrackedSession) -> str | None:
         """Write a request's changes back and return the id the client must now hold.
 
-        Returns None when the session is (now) empty and should be forgotten: the stored
-        entry is deleted and the adapter clears the cookie. New sessions get an id here,
-        only once they hold data, so anonymous requests create nothing.
+        Returns None when there is no session any more: either it ended (emptied,
+        deleted: the adapter clears the cookie) or it was already gone when this
+        request saved (``session.gone``: its changes are dropped and the adapter leaves
+        the cookie alone, as another request already changed it). New sessions get an
+        id here, only once they hold data, so anonymous requests create nothing. A
+        request that changed nothing writes only when the idle deadline is due for a
+        refresh; ``session.extended`` tells whether the deadline moved.
         """
+        return self._run(self._commit(session))
+
+    async def commit_async(self, session: TrackedSession) -> str | None:
+        """:meth:`commit` for asyncio: cache calls in short worker-thread steps, waits
+        for a contended session with ``asyncio.sleep``."""
+        return await self._run_async(self._commit(session))
+
+    def _commit(self, session: TrackedSession) -> Generator[float, None, str | None]:
         sid = session.sid
-        if session.regenerate_requested:
-            session.regenerate_requested = False
-            if sid is not None:
-                sid = self.regenerate(sid)
-                session.sid = sid
+        session.extended = False
+        regenerate = session.regenerate_requested  # cleared once the commit succeeded
         if sid is None:
+            session.regenerate_requested = False  # a new session gets a fresh id anyway
             if not session:
                 return None
-            session.sid = self.create(dict(session))
-            self._reset(session)
+            now = self._now()
+            session.sid, record = self._insert(self._check_data(session), now, now)
+            self._done(session, record)
             return session.sid
-        if session.modified:
-            stored = self.update(sid, session.apply_to)
-            self._reset(session)
-            if not stored:
-                self.delete(sid)
-                session.sid = None
-                return None
+        if session.modified or regenerate:
+            saved = yield from self._write(sid, session.apply_to, move=regenerate)
+        elif self._now() - session.refreshed >= self.refresh.total_seconds():
+            saved = yield from self._write(sid, None, refresh_only=True)
         else:
-            self.touch(sid)
-        return sid
+            return sid  # read-only and recently refreshed: no write at all
+        session.regenerate_requested = False
+        if saved is None:
+            session.gone = True  # ended by another request: this request's changes are dropped
+            session.sid = None
+            return None
+        self._done(session, saved.record)
+        session.sid = saved.sid
+        return saved.sid
 
-    @staticmethod
-    def _reset(session: TrackedSession) -> None:
+    def _done(self, session: TrackedSession, record: _Record | None) -> None:
         session.changed.clear()
         session.removed.clear()
         session.cleared = False
         session.modified = False
+        if record is not None:
+            session.extended = record.refreshed > session.refreshed
+            session.refreshed = record.refreshed
+            session.expires_in = self._lifetime(record.created, record.refreshed)
+
+
+def _positive(value: object, what: str, example: str) -> float:
+    """``value`` (a timedelta or seconds) as a positive, finite number of seconds."""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not math.isfinite(seconds)
+        or seconds <= 0
+    ):
+        raise CacheValueError(
+            f"session {what} must be a positive duration, got {value!r:.60}.",
+            hint=f"pass e.g. {what}=timedelta({example}) or a number of seconds."
+            if "=" in example
+            else f"pass e.g. {what}={example} (seconds).",
+        )
+    return float(seconds)
 
 
 @dataclass(frozen=True)
@@ -373,8 +728,12 @@ class SessionCookie:
     """How the session id travels: the cookie's name and security attributes.
 
     Defaults are the safe ones: ``Secure`` (HTTPS only), ``HttpOnly`` (no JavaScript
-    access) and ``SameSite=Lax``. ``max_age=None`` makes a browser-session cookie; the
-    server-side idle expiry decides how long the session really lives either way.
+    access) and ``SameSite=Lax``. Expiry slides with the session: with ``persistent``
+    (the default) the cookie's ``Max-Age`` is the session's remaining server-side
+    lifetime, re-sent whenever a commit pushes that deadline back (at most once per
+    ``refresh`` of the store, plus on every change), so an active user's cookie lives
+    as long as their session. ``max_age`` fixes the value instead; ``persistent=False``
+    with no ``max_age`` makes a browser-session cookie.
     """
 
     name: str = "session"
@@ -384,22 +743,31 @@ class SessionCookie:
     httponly: bool = True
     samesite: str | None = "Lax"
     max_age: int | None = None
+    persistent: bool = True
 
     def __post_init__(self) -> None:
         if not self.name or not _COOKIE_NAME.fullmatch(self.name):
             raise CacheValueError(
-                f"session cookie name {self.name!r} is not a valid cookie name.",
+                f"session cookie name {self.name!r:.60} is not a valid cookie name.",
                 hint="use letters, digits, '-', '_' or '.', e.g. 'session'.",
             )
         if self.samesite not in (None, "Lax", "Strict", "None"):
             raise CacheValueError(
-                f"samesite must be 'Lax', 'Strict', 'None' or None, got {self.samesite!r}.",
+                f"samesite must be 'Lax', 'Strict', 'None' or None, got {self.samesite!r:.60}.",
                 hint="use samesite='Lax' unless cross-site requests need the session.",
             )
         if self.samesite == "None" and not self.secure:
             raise CacheValueError(
                 "samesite='None' requires secure=True (browsers reject it otherwise).",
                 hint="set secure=True, or use samesite='Lax'.",
+            )
+        if self.max_age is not None and (
+            isinstance(self.max_age, bool) or not isinstance(self.max_age, int) or self.max_age < 1
+        ):
+            raise CacheValueError(
+                "cookie max_age must be a positive int of seconds or None, "
+                f"got {self.max_age!r:.60}.",
+                hint="leave max_age unset to follow the session's idle expiry.",
             )
 
     def read(self, header: str | None) -> str | None:
@@ -411,8 +779,11 @@ class SessionCookie:
                 return value if SESSION_ID_PATTERN.fullmatch(value) else None
         return None
 
-    def render(self, sid: str | None) -> str:
-        """A ``Set-Cookie`` value: the session id, or an expired cookie when ``sid`` is None."""
+    def render(self, sid: str | None, max_age: float | None = None) -> str:
+        """A ``Set-Cookie`` value: the session id, or an expired cookie when ``sid`` is None.
+
+        ``max_age`` (seconds) applies when this cookie has no fixed ``max_age``.
+        """
         morsel: Morsel[str] = Morsel()
         morsel.set(self.name, sid or "", sid or '""')
         morsel["path"] = self.path
@@ -427,18 +798,33 @@ class SessionCookie:
             morsel["expires"] = "Thu, 01 Jan 1970 00:00:00 GMT"
         elif self.max_age is not None:
             morsel["max-age"] = self.max_age
+        elif max_age is not None and self.persistent:
+            morsel["max-age"] = max(1, int(max_age))
         return morsel.OutputString()
 
     def commit(self, store: SessionStore, session: TrackedSession) -> str | None:
         """Commit ``session`` and return the ``Set-Cookie`` value to send, if any.
 
-        A cookie is sent when the id changed (new or regenerated session) and an
-        expired one when a session the client presented is gone or emptied.
+        A cookie is sent when the id changed (new or regenerated session), when the
+        session's expiry moved and the cookie carries one, and an expired cookie when
+        this request ended (or found already expired) the session the client presented.
+        Nothing is sent when another request ended the session meanwhile: that request's
+        response already set the cookie the browser must keep.
         """
-        sid = store.commit(session)
+        return self._after(session, store.commit(session))
+
+    async def commit_async(self, store: SessionStore, session: TrackedSession) -> str | None:
+        """:meth:`commit` for asyncio (see :meth:`SessionStore.commit_async`)."""
+        return self._after(session, await store.commit_async(session))
+
+    def _after(self, session: TrackedSession, sid: str | None) -> str | None:
         if sid is None:
-            return self.render(None) if session.presented is not None else None
-        if sid != session.presented:
+            if session.gone or session.presented is None:
+                return None
+            session.presented = None
+            return self.render(None)
+        expiring = self.max_age is not None or self.persistent
+        if sid != session.presented or (session.extended and expiring):
             session.presented = sid
-            return self.render(sid)
+            return self.render(sid, session.expires_in)
         return None

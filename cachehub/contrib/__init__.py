@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..api import BaseCache, TimeSpan
@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from ..registry import Caches, get_caches
 from ..session import SessionStore
 
-__all__ = ["CacheSpec", "resolve_cache", "session_store"]
+__all__ = ["CacheSpec", "resolve_cache", "session_store", "vary_cookie"]
 
 CacheSpec = BaseCache | str | Mapping[str, Any]
 """A cache object, the name of a cache in the process registry, or one cache entry
@@ -69,3 +69,21 @@ def session_store(
     if isinstance(spec, SessionStore):
         return spec
     return SessionStore(resolve_cache(spec, where=where), idle_time=idle_time)
+
+
+def vary_cookie(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``headers`` with ``Cookie`` added to ``Vary``.
+
+    A response that may depend on the session must not be served from a shared cache
+    to another user: an existing ``Vary`` gets ``Cookie`` appended (unless it already
+    names it or is ``*``), otherwise ``Vary: Cookie`` is added.
+    """
+    out = list(headers)
+    for i, (name, value) in enumerate(out):
+        if name.lower() == "vary":
+            if {f.strip().lower() for f in value.split(",")} & {"cookie", "*"}:
+                return out
+            out[i] = (name, f"{value}, Cookie" if value.strip() else "Cookie")
+            return out
+    out.append(("Vary", "Cookie"))
+    return out

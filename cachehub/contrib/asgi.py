@@ -6,10 +6,13 @@
     app = SessionMiddleware(app, "sessions")          # a cache with storage: true
 
 HTTP and WebSocket scopes get a :class:`~cachehub.session.TrackedSession`. Changes are
-committed (merged key by key under the session lock) when the app sends
+committed (merged key by key as one versioned write) when the app sends
 ``http.response.start`` or ``websocket.accept``, and the cookie is added to that
-message's headers; changes made later are not saved. Cache calls run in a worker
-thread (:func:`asyncio.to_thread`) so that a network cache never blocks the event loop.
+message's headers; changes made later are not saved. HTTP responses get
+``Vary: Cookie``. Cache calls run in short worker-thread steps
+(:func:`asyncio.to_thread`) so that a network cache never blocks the event loop, and a
+save waiting for a busy session waits with ``asyncio.sleep``: no executor thread is
+parked while another request holds the session.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any, TypeAlias
 
 from ..api import TimeSpan
 from ..session import SessionCookie, SessionStore
-from . import CacheSpec, session_store
+from . import CacheSpec, session_store, vary_cookie
 
 __all__ = ["SessionMiddleware"]
 
@@ -67,13 +70,18 @@ class SessionMiddleware:
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] in _COMMIT_ON:
-                set_cookie = await asyncio.to_thread(self.cookie.commit, self.store, session)
+                set_cookie = await self.cookie.commit_async(self.store, session)
+                headers = list(message.get("headers", ()))
                 if set_cookie is not None:
-                    headers = [
-                        *message.get("headers", ()),
-                        (b"set-cookie", set_cookie.encode("latin-1")),
+                    headers.append((b"set-cookie", set_cookie.encode("latin-1")))
+                if message["type"] == "http.response.start":
+                    text = [
+                        (bytes(n).decode("latin-1"), bytes(v).decode("latin-1")) for n, v in headers
                     ]
-                    message = {**message, "headers": headers}
+                    headers = [
+                        (n.encode("latin-1"), v.encode("latin-1")) for n, v in vary_cookie(text)
+                    ]
+                message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)

@@ -26,6 +26,7 @@ codec, not pickle. Gaps are listed in docs/integrations.md.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -36,10 +37,13 @@ from django.core.cache.backends.base import (  # type: ignore[import-untyped]
 
 from ..api import MISSING
 from ..api import BaseCache as CacheHubBase
-from ..errors import CacheValueError, ConfigError
+from ..errors import CacheValueError, ConfigError, StorageNotEnabledError
 from . import resolve_cache
 
 __all__ = ["CacheHubCache"]
+
+_DJANGO_SESSION_KEYS = ("django.contrib.sessions.cache", "django.contrib.sessions.cached_db")
+"""Key prefixes of Django's stock cache and cached_db session engines (fixed by Django)."""
 
 
 class CacheHubCache(BaseCache):  # type: ignore[misc]
@@ -85,6 +89,20 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         return True, float(timeout)
 
     def _key(self, key: Any, version: int | None) -> str:
+        if isinstance(key, str) and key.startswith(_DJANGO_SESSION_KEYS):
+            # Django's own session engines on this backend: the storage flag applies
+            # to them as to cachehub's engine, and the session id is hashed so that no
+            # cache key, error or log line carries it (the message shows no key).
+            if not self.cachehub.storage:
+                raise StorageNotEnabledError(
+                    f"Django's session engine is using cache '{self.cachehub.name}', "
+                    "which is not enabled for session storage.",
+                    hint=f"set `storage: true` on the '{self.cachehub.name}' cache entry, "
+                    "or point SESSION_CACHE_ALIAS at a cache that has it.",
+                )
+            prefix = next(p for p in _DJANGO_SESSION_KEYS if key.startswith(p))
+            raw = key[len(prefix) :].encode("utf-8", "surrogatepass")
+            key = prefix + hashlib.sha256(raw).hexdigest()
         made: str = self.make_and_validate_key(key, version=version)
         return made
 

@@ -9,7 +9,9 @@ Only a random 256-bit session id travels in the cookie; the data stays in the ca
 through its codec (no pickle). The cookie takes Flask's ``SESSION_COOKIE_*`` settings,
 except that ``SameSite`` defaults to ``Lax`` when unset. Call ``session.regenerate()``
 on every privilege change (login, logout) to issue a new id. Concurrent requests on one
-session merge their changes key by key (see docs/sessions.md).
+session merge their changes key by key, and a request that saves after the session was
+ended (logout, expiry, rotation) is refused instead of bringing it back (see
+docs/sessions.md).
 """
 
 from __future__ import annotations
@@ -76,7 +78,9 @@ class CacheHubSessionInterface(SessionInterface):
         refresh = self.should_set_cookie(app, session)
         sid = self.store.commit(session)
         if sid is None:
-            if session.presented is not None:
+            # A session another request ended meanwhile (logout, rotation) keeps whatever
+            # cookie that request set: clearing it here would log the new session out.
+            if session.presented is not None and not session.gone:
                 response.delete_cookie(
                     name,
                     domain=domain,
@@ -88,7 +92,7 @@ class CacheHubSessionInterface(SessionInterface):
                 )
                 response.vary.add("Cookie")
             return
-        if sid != session.presented or refresh:
+        if sid != session.presented or refresh or (session.extended and session.permanent):
             session.presented = sid
             response.set_cookie(
                 name,

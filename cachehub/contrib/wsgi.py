@@ -6,9 +6,11 @@
     app = SessionMiddleware(app, "sessions")          # a cache with storage: true
 
 The session is a :class:`~cachehub.session.TrackedSession` (a ``dict``). Changes are
-committed, merged key by key under the session lock, when the application calls
+committed, merged key by key as one versioned write, when the application calls
 ``start_response``; changes made after that (while streaming the body) are not saved.
-Call ``session.regenerate()`` after a privilege change (login) to get a new id.
+Call ``session.regenerate()`` after a privilege change (login) to get a new id. Every
+response gets ``Vary: Cookie`` (it may depend on the session), and the cookie is re-sent
+whenever the session's idle deadline moves, so it expires with the session.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any, TypeAlias
 
 from ..api import TimeSpan
 from ..session import SessionCookie, SessionStore
-from . import CacheSpec, session_store
+from . import CacheSpec, session_store, vary_cookie
 
 __all__ = ["SessionMiddleware", "ENVIRON_KEY"]
 
@@ -56,6 +58,7 @@ class SessionMiddleware:
                 set_cookie = self.cookie.commit(self.store, session)
                 if set_cookie is not None:
                     headers = [*headers, ("Set-Cookie", set_cookie)]
+            headers = vary_cookie(headers)
             return start_response(status, headers, exc_info)
 
         return self.app(environ, start)

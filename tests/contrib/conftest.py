@@ -65,3 +65,19 @@ def make_cache(clock: FakeClock) -> Callable[..., MemoryCache]:
 def storage_cache(make_cache: Callable[..., MemoryCache]) -> MemoryCache:
     """A memory cache enabled for session storage."""
     return make_cache(storage=True, name="sessions")
+
+
+def _stored_session(cache: Any, sid: str | None, prefix: str = "session:") -> Any:
+    import hashlib
+
+    if sid is None:
+        return None
+    record = cache.get(prefix + hashlib.sha256(sid.encode()).hexdigest())
+    return None if record is None else record["d"]
+
+
+@pytest.fixture
+def stored_session() -> Callable[..., Any]:
+    """``stored_session(cache, sid)``: the data stored for a session, read straight from
+    the cache (its key is the id's SHA-256), or None."""
+    return _stored_session

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from cachehub_memory import MemoryCache
@@ -48,7 +49,9 @@ def sid_of(client: object) -> str | None:
     return None if cookie is None else str(cookie.value)
 
 
-def test_login_flow_regenerates_id(storage_cache: MemoryCache) -> None:
+def test_login_flow_regenerates_id(
+    storage_cache: MemoryCache, stored_session: Callable[..., Any]
+) -> None:
     client = make_app(storage_cache).test_client()
     assert client.get("/me").json == {"user": None, "cart": []}
     assert sid_of(client) is None  # anonymous visitors get no session
@@ -59,18 +62,20 @@ def test_login_flow_regenerates_id(storage_cache: MemoryCache) -> None:
     user_id = sid_of(client)
     assert user_id not in (None, anonymous_id)
     assert client.get("/me").json == {"user": "ann", "cart": ["apple"]}  # data carried over
-    assert storage_cache.get(f"session:{anonymous_id}") is None  # old id is dead
-    assert storage_cache.get(f"session:{user_id}") == {"cart": ["apple"], "user": "ann"}
+    assert stored_session(storage_cache, anonymous_id) is None  # old id is dead
+    assert stored_session(storage_cache, user_id) == {"cart": ["apple"], "user": "ann"}
 
 
-def test_logout_deletes_session_and_cookie(storage_cache: MemoryCache) -> None:
+def test_logout_deletes_session_and_cookie(
+    storage_cache: MemoryCache, stored_session: Callable[..., Any]
+) -> None:
     client = make_app(storage_cache).test_client()
     client.post("/login/ann")
     sid = sid_of(client)
     response = client.post("/logout")
     assert "session=;" in response.headers["Set-Cookie"]
     assert sid_of(client) is None
-    assert storage_cache.get(f"session:{sid}") is None
+    assert stored_session(storage_cache, sid) is None
 
 
 def test_cookie_flags(storage_cache: MemoryCache) -> None:

@@ -72,7 +72,9 @@ def test_wsgi_session_lifecycle(storage_cache: MemoryCache, clock: FakeClock) ->
     assert "Max-Age=0" in cookies[0]
 
 
-def test_wsgi_logout_clears_cookie(storage_cache: MemoryCache) -> None:
+def test_wsgi_logout_clears_cookie(
+    storage_cache: MemoryCache, stored_session: Callable[..., Any]
+) -> None:
     app = WSGISessions(wsgi_app, storage_cache, cookie=SessionCookie(name="sid", secure=False))
     cookies, _ = call_wsgi(app, "/set/x")
     assert "Secure" not in cookies[0]
@@ -80,7 +82,7 @@ def test_wsgi_logout_clears_cookie(storage_cache: MemoryCache) -> None:
     cookies, _ = call_wsgi(app, "/logout", f"sid={value}")
     assert cookies[0].startswith("sid=")
     assert "Max-Age=0" in cookies[0]
-    assert storage_cache.get(f"session:{value}") is None
+    assert stored_session(storage_cache, value) is None
 
 
 async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -117,7 +119,9 @@ def call_asgi(app: Any, path: str, cookie: str | None = None) -> tuple[list[str]
     return cookies, body["body"].decode()
 
 
-def test_asgi_session_lifecycle(storage_cache: MemoryCache) -> None:
+def test_asgi_session_lifecycle(
+    storage_cache: MemoryCache, stored_session: Callable[..., Any]
+) -> None:
     app = ASGISessions(asgi_app, storage_cache)
     assert call_asgi(app, "/") == ([], "[]")
     cookies, _ = call_asgi(app, "/login")
@@ -128,7 +132,7 @@ def test_asgi_session_lifecycle(storage_cache: MemoryCache) -> None:
     assert body == "[('user', 'bob')]"
     cookies, body = call_asgi(app, "/logout", f"session={first}")
     assert "Max-Age=0" in cookies[0]
-    assert storage_cache.get(f"session:{first}") is None
+    assert stored_session(storage_cache, first) is None
 
 
 def test_asgi_passes_other_scopes_through(storage_cache: MemoryCache) -> None:

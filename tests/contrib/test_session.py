@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -10,7 +11,7 @@ import pytest
 from cachehub_memory import MemoryCache
 
 from cachehub.errors import CacheValueError, InvalidKeyError, StorageNotEnabledError
-from cachehub.session import SessionCookie, SessionStore, TrackedSession
+from cachehub.session import SessionCookie, SessionStore, TrackedSession, session_ref
 from cachehub.testing.clock import FakeClock
 
 
@@ -48,10 +49,14 @@ def test_ids_are_unique(store: SessionStore) -> None:
     assert len({store.create() for _ in range(50)}) == 50
 
 
-def test_stored_under_prefix(storage_cache: MemoryCache) -> None:
+def test_stored_under_prefix_and_hash_never_the_id(storage_cache: MemoryCache) -> None:
     store = SessionStore(storage_cache, prefix="s/")
     sid = store.create({"a": 1})
-    assert storage_cache.get(f"s/{sid}") == {"a": 1}
+    [key] = storage_cache.keys()
+    assert key == store.storage_key(sid) == "s/" + hashlib.sha256(sid.encode()).hexdigest()
+    assert sid not in key
+    assert key.startswith("s/" + session_ref(sid))
+    assert storage_cache.get(key)["d"] == {"a": 1}
 
 
 def test_malformed_ids_are_absent_not_errors(store: SessionStore) -> None:
@@ -59,8 +64,9 @@ def test_malformed_ids_are_absent_not_errors(store: SessionStore) -> None:
         assert store.load(bad) is None  # type: ignore[arg-type]
         assert store.delete(bad) is False  # type: ignore[arg-type]
         assert store.touch(bad) is False  # type: ignore[arg-type]
-    with pytest.raises(InvalidKeyError, match="not a valid session id"):
+    with pytest.raises(InvalidKeyError, match="not a valid session id") as err:
         store.save("bad id!", {})
+    assert "bad id" not in str(err.value)  # ids are never echoed, not even malformed ones
 
 
 def test_data_must_be_mapping_with_str_keys(store: SessionStore) -> None:
@@ -74,7 +80,10 @@ def test_data_must_be_mapping_with_str_keys(store: SessionStore) -> None:
 def test_sliding_expiry(store: SessionStore, clock: FakeClock) -> None:
     sid = store.create({"n": 1})
     clock.advance(29 * 60)
-    assert store.load(sid) == {"n": 1}  # a load is activity: the deadline slides
+    session = store.open(sid)  # a read-only request: the commit slides the deadline
+    assert session == {"n": 1}
+    assert store.commit(session) == sid
+    assert session.extended
     clock.advance(29 * 60)
     assert store.touch(sid)
     clock.advance(29 * 60)
@@ -150,8 +159,8 @@ def test_plain_save_is_last_writer_wins(store: SessionStore) -> None:
     b = store.load(sid) or {}
     a["a"] = 1
     b["b"] = 2
-    store.save(sid, a)
-    store.save(sid, b)
+    assert store.save(sid, a)
+    assert store.save(sid, b)
     assert store.load(sid) == {"b": 2}  # documented: save() replaces, update() merges
 
 
