@@ -42,6 +42,7 @@ from .errors import (
 )
 from .filters import KeyFilter, compile_filter
 from .hookspecs import OperationEvent
+from .scrub import install_log_filter, register_settings
 
 if TYPE_CHECKING:
     from .lock import Lock
@@ -322,6 +323,10 @@ class BaseCache(ABC):
         self.settings: dict[str, Any] = validate_settings(
             merged, (*BASE_OPTIONS, *self.options), where=f"cache '{name}' ({type(self).__name__})"
         )
+        # Every secret of this cache is masked in all output from now on (cachehub.scrub).
+        declared = (*BASE_OPTIONS, *self.options)
+        register_settings(self.settings, (o.name for o in declared if o.secret))
+        install_log_filter()
         self.read_only = read_only
         self.storage = storage
         self.namespace: str = self.settings["namespace"]

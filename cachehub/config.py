@@ -1,5 +1,8 @@
 """Provider settings schema: declared options, type coercion, "did you mean", secret masking.
 
+Masking itself lives in :mod:`cachehub.scrub` (the one scrubber); :func:`redact` and
+:data:`SECRET_MASK` are re-exported here for the option schema's callers.
+
 Providers declare their settings as a tuple of :class:`Option`; :func:`validate_settings`
 checks a ``custom`` block against them. Keys are Lucee's camelCase names (``tableName``);
 snake_case spellings (``table_name``) are accepted too, as Python keyword arguments.
@@ -15,10 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
+from .scrub import SECRET_MASK, looks_secret, shown_value
+from .scrub import redact as _scrub_redact
 
 __all__ = ["Option", "validate_settings", "redact", "SECRET_MASK", "camel_case"]
 
-SECRET_MASK = "*****"  # noqa: S105 - the mask shown in place of a secret
 _CAMEL_RE = re.compile(r"_([a-z0-9])")
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0", ""}
@@ -45,7 +49,10 @@ class Option:
     def coerce(self, value: Any, where: str) -> Any:
         """Convert ``value`` (often a string from ``${VAR}``) to this option's type."""
         expected = self.type
-        shown = SECRET_MASK if self.secret else repr(value)
+        # Never quote a value that could be a secret: a URL given to an int setting is
+        # shown scrubbed and shortened, a secret option or secret-named one not at all.
+        secret = self.secret or looks_secret(self.name)
+        shown = SECRET_MASK if secret else shown_value(value)
         result: Any
         try:
             if value is None:
@@ -146,39 +153,7 @@ def validate_settings(
     return result
 
 
-_URL_PASSWORD = re.compile(
-    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@"
-)
-
-
 def redact(value: Any, options: Iterable[Option] = ()) -> Any:
-    """A copy of ``value`` safe to show: secret options and URL passwords are masked."""
-    secret_names = {o.name for o in options if o.secret}
-    return _redact(value, secret_names)
-
-
-_SECRET_WORDS = ("secret", "password", "passwd", "token", "signingkey", "credential")
-
-
-def _looks_secret(name: str) -> bool:
-    """Secret-sounding names, misspellings included (``passwrd``, ``secretky``)."""
-    lowered = name.lower().replace("_", "").replace("-", "")
-    if any(w in lowered for w in _SECRET_WORDS):
-        return True
-    return bool(difflib.get_close_matches(lowered, (*_SECRET_WORDS, "secretkey"), 1, 0.8))
-
-
-def _redact(value: Any, secret_names: set[str]) -> Any:
-    if isinstance(value, Mapping):
-        out: dict[Any, Any] = {}
-        for k, v in value.items():
-            if (k in secret_names or _looks_secret(str(k))) and v:
-                out[k] = SECRET_MASK
-            else:
-                out[k] = _redact(v, secret_names)
-        return out
-    if isinstance(value, (list, tuple)):
-        return type(value)(_redact(v, secret_names) for v in value)
-    if isinstance(value, str):
-        return _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{SECRET_MASK}@", value)
-    return value
+    """A copy of ``value`` safe to show: secret options, secret-looking names, URL passwords
+    and query tokens masked (see :func:`cachehub.scrub.redact`)."""
+    return _scrub_redact(value, (o.name for o in options if o.secret))

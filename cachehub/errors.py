@@ -2,9 +2,15 @@
 
 Each class also derives from the closest builtin exception, so ``except KeyError`` and
 friends keep working for code that does not know cachehub.
+
+Messages and hints pass through :func:`cachehub.scrub.scrub` when the error is created,
+so no error built by cachehub (or by a provider) can carry a URL password, a query
+token or a configured secret, whatever text it was built from.
 """
 
 from __future__ import annotations
+
+from .scrub import scrub
 
 __all__ = [
     "CacheError",
@@ -32,6 +38,8 @@ class CacheError(Exception):
     """Base of every cachehub error. ``hint`` says how to fix it, when known."""
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
+        message = scrub(message)
+        hint = None if hint is None else scrub(hint)
         self.message = message
         self.hint = hint
         super().__init__(f"{message} Fix: {hint}" if hint else message)

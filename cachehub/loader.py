@@ -25,6 +25,7 @@ from typing import Any, Final, TypeAlias
 
 from .config import camel_case, redact, suggest
 from .errors import ConfigError, MissingEnvVarError
+from .scrub import shown_value
 
 __all__ = [
     "CacheEntry",
@@ -414,7 +415,7 @@ def _flag(name: str, key: str, value: Any) -> bool:
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
-    shown = f"string {value!r}" if isinstance(value, str) else type(value).__name__
+    shown = f"string {shown_value(value)}" if isinstance(value, str) else type(value).__name__
     raise ConfigError(
         f"cache '{name}': '{key}' must be true or false, got {shown}.",
         hint=f'write "{key}": true or "{key}": false.',

@@ -2,19 +2,41 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
-from .errors import CacheValueError, LockTimeoutError
+from .api import MAX_KEY_LENGTH
+from .errors import CacheValueError, InvalidKeyError, LockTimeoutError
 
 if TYPE_CHECKING:
     from .api import BaseCache, TimeSpan
 
-__all__ = ["Lock", "LOCK_PREFIX"]
+__all__ = ["Lock", "LOCK_PREFIX", "lock_key"]
 
 LOCK_PREFIX = "lock:"
 """Locks live in the cache's own key space as ``lock:<name>``."""
+_HASHED_LOCK = LOCK_PREFIX + "sha256:"
+
+
+def lock_key(name: str) -> str:
+    """The cache key of the lock called ``name``: ``lock:<name>``.
+
+    A name so long that ``lock:<name>`` would exceed :data:`~cachehub.api.MAX_KEY_LENGTH`
+    becomes ``lock:sha256:<hex of name>`` (71 characters), so that any valid cache key can
+    also name a lock (``get_or_set`` locks ``<key>\x00fill``).
+    """
+    if not isinstance(name, str):
+        raise InvalidKeyError(
+            f"lock names must be str, got {type(name).__name__}.",
+            hint="name the lock with a string, e.g. cache.lock('nightly-report').",
+        )
+    key = LOCK_PREFIX + name
+    if len(key) <= MAX_KEY_LENGTH:
+        return key
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
+    return _HASHED_LOCK + digest
 
 
 class Lock:
@@ -41,7 +63,7 @@ class Lock:
             raise CacheValueError(f"lock poll interval must be > 0, got {poll!r}.")
         self.cache = cache
         self.name = name
-        self.key = LOCK_PREFIX + name
+        self.key = lock_key(name)
         self.ttl = ttl
         self.timeout = timeout
         self.poll = poll

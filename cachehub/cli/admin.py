@@ -131,7 +131,7 @@ def ls_command(state: State, filter: str | None, limit: int | None) -> None:
         if len(shown) < len(keys):
             state.out.note(f"({len(keys) - len(shown)} more keys not shown)")
 
-    state.out.emit(shown, render)
+    state.out.emit(shown, render, raw=True)  # stored keys, shown as they are
 
 
 @click.command("get")
@@ -148,6 +148,7 @@ def get_command(state: State, key: str) -> None:
     state.out.emit(
         {"key": key, "found": True, "type": type(value).__name__, "value": value},
         lambda console: console.print(Pretty(value)),
+        raw=True,  # the stored value, shown as it is
     )
 
 

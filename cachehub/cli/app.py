@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, NoReturn, ParamSpec, TypeVar
 import click
 
 from ..errors import CacheError, ConfigError
+from ..scrub import scrub
 from .output import Output
 
 if TYPE_CHECKING:
@@ -113,10 +114,10 @@ class CacheHubGroup(click.Group):
         except Exception as exc:
             if os.environ.get(DEBUG_ENV):
                 raise
-            from ..config import redact
+            from ..scrub import scrub
 
             raise click.ClickException(
-                f"unexpected {type(exc).__name__}: {redact(str(exc))} "
+                f"unexpected {type(exc).__name__}: {scrub(str(exc))} "
                 f"(set {DEBUG_ENV}=1 for the traceback and report it)."
             ) from None
 
@@ -207,10 +208,11 @@ def main(argv: list[str] | None = None) -> None:
         )
     except click.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx is not None else "cachehub"
-        click.echo(f"Error: {exc.format_message()} (see '{command} --help')", err=True)
+        message = scrub(exc.format_message())
+        click.echo(f"Error: {message} (see '{command} --help')", err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        click.echo(f"Error: {exc.format_message()}", err=True)
+        click.echo(f"Error: {scrub(exc.format_message())}", err=True)
         sys.exit(exc.exit_code)
     except click.Abort:
         click.echo("Aborted.", err=True)

@@ -116,7 +116,8 @@ def local_dynamodb_command(port: int, host: str, table: str) -> None:
     The replacement for `docker run -p 8000:8000 amazon/dynamodb-local`: it prints the
     endpoint and a cache entry to paste into cachehub.json or .CFConfig.json.
     """
-    out = stdout_console()
+    # Unscrubbed: the entry is meant to be pasted, and its "dummy" credentials are no secret.
+    out = stdout_console(raw=True)
     with local_dynamodb(host, port) as endpoint:
         config = {"caches": {"dynamo": {**dynamodb_entry(endpoint, table), "default": True}}}
         out.print(f"DynamoDB-compatible endpoint (moto) listening on [bold]{endpoint}[/]")

@@ -1,4 +1,9 @@
-"""Output helpers: rich for people, JSON for machines, and value conversion for both."""
+"""Output helpers: rich for people, JSON for machines, and value conversion for both.
+
+Everything written goes through :func:`cachehub.scrub.scrub` (JSON strings one by one,
+rich output as it is written), except the stored data that ``get``/``ls`` were asked to
+print (``emit(..., raw=True)``): those show what the cache holds.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import base64
 import dataclasses
 import hashlib
 import json
+import sys
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -14,17 +20,67 @@ from typing import Any
 from rich.console import Console
 from rich.pretty import Pretty
 
-__all__ = ["Output", "fingerprint", "jsonable", "short", "stderr_console", "stdout_console"]
+from ..scrub import scrub
+
+__all__ = [
+    "Output",
+    "fingerprint",
+    "jsonable",
+    "scrubbed",
+    "short",
+    "stderr_console",
+    "stdout_console",
+]
 
 
-def stdout_console() -> Console:
-    """A console on stdout; no colour codes when stdout is not a terminal."""
-    return Console(highlight=False, soft_wrap=False)
+class _ScrubbingStream:
+    """A text stream writing through :func:`scrub` to the *current* stdout/stderr.
+
+    Resolved on every call, so click's CliRunner (which swaps ``sys.stdout``) and
+    rich's terminal detection (``isatty``, ``encoding``...) see the real stream.
+    """
+
+    def __init__(self, stderr: bool) -> None:
+        self._stderr = stderr
+
+    @property
+    def _target(self) -> Any:
+        return sys.stderr if self._stderr else sys.stdout
+
+    def write(self, text: str) -> int:
+        self._target.write(scrub(text))
+        return len(text)
+
+    @property
+    def rich_proxied_file(self) -> _ScrubbingStream:
+        # rich unwraps its own stdout proxies through this name; stay in the chain.
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target, name)
+
+
+def stdout_console(*, raw: bool = False) -> Console:
+    """A console on stdout; no colour codes when stdout is not a terminal; scrubbed."""
+    if raw:
+        return Console(highlight=False, soft_wrap=False)
+    return Console(file=_ScrubbingStream(stderr=False), highlight=False, soft_wrap=False)  # type: ignore[arg-type]
 
 
 def stderr_console() -> Console:
     """A console on stderr, for progress bars and notes that must not pollute ``--json``."""
-    return Console(stderr=True, highlight=False)
+    return Console(file=_ScrubbingStream(stderr=True), highlight=False)  # type: ignore[arg-type]
+
+
+def scrubbed(value: Any) -> Any:
+    """JSON-compatible ``value`` with every string (keys too) passed through :func:`scrub`."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {scrub(k): scrubbed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrubbed(v) for v in value]
+    return value
 
 
 def jsonable(value: Any) -> Any:
@@ -95,14 +151,22 @@ class Output:
         self.console = stdout_console()
         self.err = stderr_console()
 
-    def emit(self, data: Any, render: Callable[[Console], None] | None = None) -> None:
-        """Print ``data`` as JSON with ``--json``, else call ``render`` (or pretty-print)."""
+    def emit(
+        self, data: Any, render: Callable[[Console], None] | None = None, *, raw: bool = False
+    ) -> None:
+        """Print ``data`` as JSON with ``--json``, else call ``render`` (or pretty-print).
+
+        The output is scrubbed of secrets unless ``raw`` (stored keys and values that the
+        command was asked to show, unchanged).
+        """
+        console = stdout_console(raw=True) if raw else self.console
         if self.as_json:
-            click_echo(json.dumps(jsonable(data), indent=2, sort_keys=False))
+            doc = jsonable(data)
+            click_echo(json.dumps(doc if raw else scrubbed(doc), indent=2, sort_keys=False))
         elif render is not None:
-            render(self.console)
+            render(console)
         else:
-            self.console.print(Pretty(data))
+            console.print(Pretty(data))
 
     def note(self, message: str) -> None:
         """A human-only remark on stderr (kept out of JSON output)."""

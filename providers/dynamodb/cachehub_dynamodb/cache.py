@@ -19,12 +19,19 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from cachehub.api import MISSING, BaseCache, Entry, Expiry
 from cachehub.config import Option
-from cachehub.errors import CacheBackendError, CacheError, CacheValueError, ConfigError
+from cachehub.errors import (
+    CacheBackendError,
+    CacheError,
+    CacheValueError,
+    ConfigError,
+    InvalidKeyError,
+)
 from cachehub.filters import KeyFilter
 from cachehub.hits import ANY_VERSION, HitBuffer
+from cachehub.scrub import scrub
 
 from .batch import batch_get, batch_write
-from .client import make_client, resolve_region, validate
+from .client import check_host, make_client, resolve_region, validate
 from .errors import CallContext, ConditionFailedError, error_code, translate
 from .flush import flush_workers, send_updates
 from .items import (
@@ -34,12 +41,14 @@ from .items import (
     LIVE,
     MAX_ITEM_BYTES,
     MAX_KEY_BYTES,
+    ORIGINAL_KEY,
     PLACEHOLDERS,
     TTL,
     VALUE,
     Item,
     Version,
     build_item,
+    consistent_key,
     decode_value,
     encode_value,
     expiry_attrs,
@@ -47,11 +56,13 @@ from .items import (
     fresh_attrs,
     is_live,
     item_size,
+    needs_owner_check,
     num,
+    owner_condition,
+    owns,
     partition_value,
     read_attributes,
     same_version,
-    storage_key_of,
     to_entry,
     version_of,
 )
@@ -157,7 +168,9 @@ class DynamoDBCache(BaseCache):
             )
         self.table_name: str = table
         self.region: str = resolve_region(self.settings, where)
-        self.endpoint: str = (
+        check_host(self.settings["host"], where)
+        # Shown in messages: a host with user:password@ is masked (the client gets it raw).
+        self.endpoint: str = scrub(
             self.settings["host"] or f"https://dynamodb.{self.region}.amazonaws.com"
         )
         self._table_id = (self.endpoint, self.region, self.table_name)
@@ -282,8 +295,33 @@ class DynamoDBCache(BaseCache):
         return out
 
     def _key(self, storage_key: str) -> tuple[dict[str, Any], str]:
-        pk, _ = partition_value(storage_key)
+        pk, _ = partition_value(storage_key, self.namespace)
         return {self.key_name: {"S": pk}}, pk
+
+    def _pk(self, storage_key: str) -> str:
+        """The partition key value of ``storage_key`` (short keys are their own)."""
+        if len(storage_key) <= _SHORT_KEY:
+            return storage_key
+        return partition_value(storage_key, self.namespace)[0]
+
+    def _owner(self, storage_key: str, pk: str) -> tuple[str, dict[str, Any]] | None:
+        """The owner condition for writes to ``pk``, or None where no other key can be."""
+        return owner_condition(storage_key, pk) if needs_owner_check(storage_key, pk) else None
+
+    def _collision(self, storage_key: str, pk: str) -> InvalidKeyError:
+        return InvalidKeyError(
+            f"key {self._user_key(storage_key)!r:.80} maps to DynamoDB partition key "
+            f"{pk!r:.120}, which holds the entry of another key (its originalKey differs); "
+            "cachehub does not overwrite it.",
+            hint="partition keys ending in 'sha256:<64 hex digits>' hold hashed long keys: "
+            "use another key, or remove the item with dynamodb_command('DeleteItem', ...).",
+        )
+
+    def _check_owner(self, storage_key: str, pk: str) -> None:
+        """After a failed owner-conditional write: raise if another key holds ``pk``."""
+        item, _, _ = self._get_item(storage_key, consistent=True, verify=False)
+        if item is not None and not owns(item, storage_key, self.key_name):
+            raise self._collision(storage_key, pk)
 
     def _item(
         self, storage_key: str, value: Any, expiry: Expiry, now: float, shared: Item | None = None
@@ -291,7 +329,9 @@ class DynamoDBCache(BaseCache):
         """A fresh item, refusing values beyond DynamoDB's 400 KB item limit up front."""
         encoded = encode_value(value, self.codec)
         kn = self._key_name or self.key_name
-        item = build_item(kn, storage_key, encoded, expiry, now, shared=shared)
+        item = build_item(
+            kn, storage_key, encoded, expiry, now, shared=shared, namespace=self.namespace
+        )
         # Exact sizing only near the limit: the key (as partition key and originalKey) and
         # the metadata attributes take at most 8 bytes per key character + 1 KB.
         raw = encoded.get("B")
@@ -314,8 +354,10 @@ class DynamoDBCache(BaseCache):
         *,
         consistent: bool | None = None,
         attributes: list[str] | None = None,
+        verify: bool = True,
     ) -> tuple[dict[str, Any] | None, dict[str, Any], str]:
-        pk = storage_key if len(storage_key) <= _SHORT_KEY else partition_value(storage_key)[0]
+        """The item of ``storage_key``; None when absent or (``verify``) another key's."""
+        pk = self._pk(storage_key)
         kn = self._key_name or self.key_name
         key = {kn: {"S": pk}}
         if attributes is None:
@@ -333,7 +375,10 @@ class DynamoDBCache(BaseCache):
                 ConsistentRead=self._consistent if consistent is None else consistent,
                 AttributesToGet=attributes,
             )
-        return reply.get("Item"), key, pk
+        item: dict[str, Any] | None = reply.get("Item")
+        if verify and item is not None and not owns(item, storage_key, kn):
+            return None, key, pk  # a hashed entry of another key: a miss, left alone
+        return item, key, pk
 
     # ------------------------------------------------------------------ hit accounting
 
@@ -447,24 +492,32 @@ class DynamoDBCache(BaseCache):
 
     def _exists(self, key: str, now: float) -> bool:
         kn = self._key_name or self.key_name
-        item, _, _ = self._get_item(key, attributes=[kn, DEADLINE, TTL])
+        item, _, _ = self._get_item(key, attributes=[kn, DEADLINE, TTL, ORIGINAL_KEY])
         return bool(item) and is_live(item or {}, now)
 
     def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
         item = self._item(key, value, expiry, now)
-        self._call("PutItem", TableName=self.table_name, Item=item)
-        self._forget(item[self.key_name]["S"])
+        pk = item[self.key_name]["S"]
+        owner = self._owner(key, pk)
+        if owner is None:
+            self._call("PutItem", TableName=self.table_name, Item=item)
+        elif not self._put_if(item, owner[0], now, owner[1]):
+            raise self._collision(key, pk)
+        self._forget(pk)
         self._after_write()
 
-    def _put_if(self, item: Item, cond: str, now: float) -> bool:
-        """PutItem under ``cond`` (which may use ``#pk`` and ``:now``); False if it failed."""
+    def _put_if(
+        self, item: Item, cond: str, now: float, values: Mapping[str, Any] | None = None
+    ) -> bool:
+        """PutItem under ``cond`` (which may use ``#pk``, ``:now`` and ``values``); False if
+        it failed."""
         try:
             self._call(
                 "PutItem",
                 TableName=self.table_name,
                 Item=item,
                 ConditionExpression=cond,
-                **self._expr(cond, values={":now": num(now)}),
+                **self._expr(cond, values={":now": num(now), **(values or {})}),
             )
         except ConditionFailedError:
             return False
@@ -472,17 +525,31 @@ class DynamoDBCache(BaseCache):
 
     def _add(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
         item = self._item(key, value, expiry, now)
-        if not self._put_if(item, f"attribute_not_exists(#pk) OR {EXPIRED}", now):
+        pk = item[self.key_name]["S"]
+        cond, values = f"attribute_not_exists(#pk) OR {EXPIRED}", {}
+        owner = self._owner(key, pk)
+        if owner is not None:
+            cond, values = f"({cond}) AND {owner[0]}", owner[1]
+        if not self._put_if(item, cond, now, values):
+            if owner is not None:
+                self._check_owner(key, pk)
             return False
-        self._forget(item[self.key_name]["S"])
+        self._forget(pk)
         self._after_write()
         return True
 
     def _delete(self, key: str, now: float) -> bool:
         k, pk = self._key(key)
-        old = self._call(
-            "DeleteItem", TableName=self.table_name, Key=k, ReturnValues="ALL_OLD"
-        ).get("Attributes")
+        owner = self._owner(key, pk)
+        params: dict[str, Any] = {}
+        if owner is not None:
+            params = {"ConditionExpression": owner[0], **self._expr(owner[0], values=owner[1])}
+        try:
+            old = self._call(
+                "DeleteItem", TableName=self.table_name, Key=k, ReturnValues="ALL_OLD", **params
+            ).get("Attributes")
+        except ConditionFailedError:
+            return False  # another key's hashed entry: not ours to delete
         self._forget(pk)
         self._after_write()
         return bool(old) and is_live(old or {}, now)
@@ -494,6 +561,10 @@ class DynamoDBCache(BaseCache):
         cond, values = same_version(version_of(item))
         if VALUE in item:
             cond, values[":raw"] = f"#v = :raw AND {cond}", item[VALUE]
+        owner = self._owner(key, pk)
+        if owner is not None:
+            cond = f"{cond} AND {owner[0]}"
+            values.update(owner[1])
         try:
             self._call(
                 "DeleteItem",
@@ -509,11 +580,14 @@ class DynamoDBCache(BaseCache):
 
     def _incr(self, key: str, delta: int, now: float) -> int:
         k, pk = self._key(key)
-        _, original = partition_value(key)
+        original = key if pk != key else None
         base = "SET #v = if_not_exists(#v, :zero) + :d, #up = :now, #cr = if_not_exists(#cr, :now)"
         if original is not None:
             base += ", #ok = :ok"
         cond = f"attribute_not_exists(#pk) OR ({LIVE} AND attribute_type(#v, :n))"
+        owner = self._owner(key, pk)
+        if owner is not None:
+            cond = f"({cond}) AND {owner[0]}"
         for _ in range(_INCR_ROUNDS):
             hits = self._take_hits(pk)
             update = base + (" ADD #hc :h" if hits else "")
@@ -524,6 +598,7 @@ class DynamoDBCache(BaseCache):
                 ":n": {"S": "N"},
                 ":h": {"N": str(hits)},
                 ":ok": {"S": original or ""},
+                ":sk": {"S": key},
             }
             try:
                 result = self._call(
@@ -541,9 +616,11 @@ class DynamoDBCache(BaseCache):
             except ConditionFailedError as exc:
                 old = _old_item(exc)
                 if old is None:
-                    old, _, _ = self._get_item(key, consistent=True)
+                    old, _, _ = self._get_item(key, consistent=True, verify=False)
                 if old is None:
                     continue  # deleted meanwhile: the next round creates it
+                if not owns(old, key, self.key_name):
+                    raise self._collision(key, pk) from None
                 if is_live(old, now):
                     raise self._not_a_number(key, old) from None
             if self._reset(key, delta, now):  # the old entry had expired: start afresh
@@ -555,8 +632,14 @@ class DynamoDBCache(BaseCache):
 
     def _reset(self, key: str, delta: int, now: float) -> bool:
         """Replace an expired entry by a fresh counter, unless someone else rewrote it."""
-        item = build_item(self.key_name, key, {"N": str(delta)}, Expiry(), now)
-        return self._put_if(item, EXPIRED, now)
+        item = build_item(
+            self.key_name, key, {"N": str(delta)}, Expiry(), now, namespace=self.namespace
+        )
+        pk = item[self.key_name]["S"]
+        owner = self._owner(key, pk)
+        if owner is None:
+            return self._put_if(item, EXPIRED, now)
+        return self._put_if(item, f"{EXPIRED} AND {owner[0]}", now, owner[1])
 
     def _not_a_number(self, key: str, item: Item) -> CacheValueError:
         if VALUE not in item:
@@ -592,6 +675,10 @@ class DynamoDBCache(BaseCache):
         if hits:
             update += " ADD #hc :h"
         cond = f"attribute_exists(#pk) AND {LIVE}"
+        owner = self._owner(key, pk)
+        if owner is not None:
+            cond = f"{cond} AND {owner[0]}"
+            values.update(owner[1])
         try:
             self._call(
                 "UpdateItem",
@@ -631,7 +718,7 @@ class DynamoDBCache(BaseCache):
         kn = self.key_name
         params = self._scan_params(flt, now, keys_only=True)
         for item in scan_items(self._call, params, self.settings["scanSegments"]):
-            storage_key = storage_key_of(item, kn)
+            storage_key = consistent_key(item, kn)  # None: a forged originalKey
             if storage_key is None or not flt.matches(storage_key) or not is_live(item, now):
                 continue
             yield {kn: item[kn]}, storage_key
@@ -676,8 +763,7 @@ class DynamoDBCache(BaseCache):
         kn = self.key_name
         storage: dict[str, str] = {}
         for storage_key in keys:
-            pk = storage_key if len(storage_key) <= _SHORT_KEY else partition_value(storage_key)[0]
-            storage[pk] = storage_key
+            storage[self._pk(storage_key)] = storage_key
         found: dict[str, Any] = {}
         plain: list[tuple[str, Version]] = []
         idle: list[tuple[str, Item]] = []
@@ -698,7 +784,7 @@ class DynamoDBCache(BaseCache):
             ):
                 pk = item[kn]["S"]
                 found_key = storage.get(pk)
-                if found_key is None or not is_live(item, now):
+                if found_key is None or not is_live(item, now) or not owns(item, found_key, kn):
                     continue
                 raw = item.get(VALUE)
                 if raw is not None and "B" in raw:
@@ -722,23 +808,37 @@ class DynamoDBCache(BaseCache):
     def _set_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
         kn = self.key_name
         shared = fresh_attrs(expiry, now)  # the same stamp and expiry for the whole batch
-        built = [self._item(k, v, expiry, now, shared) for k, v in items.items()]
+        built = []
+        for key, value in items.items():
+            item = self._item(key, value, expiry, now, shared)
+            if needs_owner_check(key, item[kn]["S"]):
+                self._set(key, value, expiry, now)  # conditional: never over another key
+            else:
+                built.append(item)
         batch_write(self._call, self.table_name, [{"PutRequest": {"Item": i}} for i in built])
         self._forget(*(i[kn]["S"] for i in built))
         self._after_write()
 
     def _delete_many(self, keys: list[str], now: float) -> int:
         kn = self.key_name
-        pks = list(dict.fromkeys(partition_value(k)[0] for k in keys))
+        checked = [k for k in keys if needs_owner_check(k, self._pk(k))]
+        if checked:  # conditional deletes, one by one: never another key's hashed entry
+            done = set(checked)
+            rest = [k for k in keys if k not in done]
+            return sum(self._delete(k, now) for k in checked) + (
+                self._delete_many(rest, now) if rest else 0
+            )
+        pks = list(dict.fromkeys(self._pk(k) for k in keys))
         requested = [{kn: {"S": pk}} for pk in pks]
-        projection = {"AttributesToGet": [kn, DEADLINE, TTL]}
+        projection = {"AttributesToGet": [kn, DEADLINE, TTL, ORIGINAL_KEY]}
         # A key-only read first: BatchWriteItem cannot say which deleted items were live.
         live = sum(
             1
             for item in batch_get(
                 self._call, self.table_name, requested, consistent=True, projection=projection
             )
-            if is_live(item, now)
+            # Here every key is its own partition key (checked keys were deleted above).
+            if is_live(item, now) and owns(item, item[kn]["S"], kn)
         )
         requests = [{"DeleteRequest": {"Key": key}} for key in requested]
         batch_write(self._call, self.table_name, requests)

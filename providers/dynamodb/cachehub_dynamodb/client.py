@@ -20,11 +20,13 @@ from typing import Any
 
 import botocore.session
 from botocore.config import Config
+from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
 from botocore.validate import validate_parameters
 
 from cachehub.errors import ConfigError
+from cachehub.scrub import shown_value
 
-__all__ = ["resolve_region", "make_client", "validate", "DEFAULT_LOCAL_REGION"]
+__all__ = ["check_host", "resolve_region", "make_client", "validate", "DEFAULT_LOCAL_REGION"]
 
 DEFAULT_LOCAL_REGION = "us-east-1"
 """Region used when only ``host`` is set: DynamoDB Local and moto accept any region."""
@@ -72,6 +74,17 @@ def resolve_region(settings: Mapping[str, Any], where: str) -> str:
     return str(region)
 
 
+def check_host(host: str | None, where: str) -> None:
+    """Refuse a ``host`` botocore would reject on first use (its error quotes the URL)."""
+    if not host or is_valid_endpoint_url(host) or is_valid_ipv6_endpoint_url(host):
+        return
+    raise ConfigError(
+        f"{where}: setting 'host' is not a valid endpoint URL: {shown_value(host)}.",
+        hint="write it like http://localhost:8000 (scheme, host, optional port); "
+        "percent-encode special characters of a user:password part.",
+    )
+
+
 def make_client(region: str, settings: Mapping[str, Any]) -> Any:
     """The cache's one DynamoDB client (thread-safe; shared by all threads of the cache)."""
     seconds = settings["liveTimeout"] / 1000.0
@@ -83,16 +96,22 @@ def make_client(region: str, settings: Mapping[str, Any]) -> Any:
         user_agent_extra="cachehub",
         parameter_validation=False,  # see the module docstring and validate()
     )
-    with _SESSION_LOCK:
-        return _session().create_client(
-            "dynamodb",
-            region_name=region,
-            endpoint_url=settings["host"] or None,
-            aws_access_key_id=settings["accessKeyId"] or None,
-            aws_secret_access_key=settings["secretkey"] or None,
-            aws_session_token=settings["sessionToken"] or None,
-            config=config,
-        )
+    try:
+        with _SESSION_LOCK:
+            return _session().create_client(
+                "dynamodb",
+                region_name=region,
+                endpoint_url=settings["host"] or None,
+                aws_access_key_id=settings["accessKeyId"] or None,
+                aws_secret_access_key=settings["secretkey"] or None,
+                aws_session_token=settings["sessionToken"] or None,
+                config=config,
+            )
+    except ValueError as exc:  # botocore's message quotes the endpoint URL: scrubbed
+        raise ConfigError(
+            f"cannot create the DynamoDB client: {exc}",
+            hint="check host (an endpoint URL such as http://localhost:8000) and region.",
+        ) from None
 
 
 def validate(client: Any, operation: str, params: Mapping[str, Any]) -> None:

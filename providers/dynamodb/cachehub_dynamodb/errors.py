@@ -23,7 +23,6 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from cachehub.config import SECRET_MASK
 from cachehub.errors import (
     CacheBackendError,
     CacheError,
@@ -33,6 +32,7 @@ from cachehub.errors import (
     CacheValueError,
     ConfigError,
 )
+from cachehub.scrub import scrub
 
 __all__ = [
     "ConditionFailedError",
@@ -84,11 +84,8 @@ class CallContext:
     secrets: tuple[str, ...] = ()
 
     def scrub(self, text: str) -> str:
-        """``text`` with every configured credential masked."""
-        for secret in self.secrets:
-            if secret:
-                text = text.replace(secret, SECRET_MASK)
-        return text
+        """``text`` with every configured credential (and URL password, token) masked."""
+        return scrub(text, self.secrets)
 
 
 def error_code(exc: BaseException) -> str:

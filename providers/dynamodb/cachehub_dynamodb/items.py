@@ -4,8 +4,12 @@ Documented in docs/dynamodb.md so that ``dynamodb_command`` and other tools can 
 write the same items. Every cache item has:
 
 * the partition key (name discovered from the table, default ``cacheKey``) = namespace +
-  key, or ``sha256:<hex>`` when that exceeds DynamoDB's 2048-byte key limit, with the
-  original key kept in ``originalKey``;
+  key, or ``<namespace>sha256:<hex of namespace + key>`` when that exceeds DynamoDB's
+  2048-byte key limit (the namespace is kept so that hashed entries stay inside it), with
+  the full namespace + key kept in ``originalKey``. Every read checks ``originalKey``:
+  an item whose ``originalKey`` is not the requested key is somebody else's and reads as
+  a miss; writes to hash-shaped keys are conditional, so they never replace it silently
+  (:func:`owns`, :func:`owner_condition`);
 * ``value``: ``N`` for ints that fit a DynamoDB Number (so ``incr`` is a native atomic
   update), else the codec's bytes as ``B``. An item *without* ``value`` (written by
   ``dynamodb_command``) reads through the cache API as a dict of all its attributes;
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -117,11 +122,76 @@ def _finite(text: Any, name: str) -> float:
     return value
 
 
-def partition_value(storage_key: str) -> tuple[str, str | None]:
-    """``(partition key value, original key or None)`` for a namespaced storage key."""
+_HASHED_LENGTH: Final = len(HASH_PREFIX) + 64
+_HASH_SHAPED: Final = re.compile(r"sha256:[0-9a-f]{64}\Z")
+
+
+def partition_value(storage_key: str, namespace: str = "") -> tuple[str, str | None]:
+    """``(partition key value, original key or None)`` for a namespaced storage key.
+
+    A key beyond DynamoDB's limit becomes ``namespace + "sha256:" + hex``: the hash covers
+    namespace and key, and the namespace stays readable (so prefix scans and IAM
+    ``LeadingKeys`` conditions still see it) unless it is itself too long to fit.
+    """
     if len(storage_key) * 4 <= MAX_KEY_BYTES or len(storage_key.encode()) <= MAX_KEY_BYTES:
         return storage_key, None
-    return HASH_PREFIX + hashlib.sha256(storage_key.encode()).hexdigest(), storage_key
+    digest = hashlib.sha256(storage_key.encode()).hexdigest()
+    fits = len(namespace.encode()) + _HASHED_LENGTH <= MAX_KEY_BYTES
+    prefix = namespace if fits and storage_key.startswith(namespace) else ""
+    return prefix + HASH_PREFIX + digest, storage_key
+
+
+def needs_owner_check(storage_key: str, pk: str) -> bool:
+    """Whether the item at ``pk`` could belong to a key other than ``storage_key``.
+
+    True for hashed keys and for keys shaped like a hash (``...sha256:<64 hex>``), which
+    a hashed long key of another namespace may occupy. Other keys are their own
+    partition key, which no hashed key ever takes.
+    """
+    return pk != storage_key or _HASH_SHAPED.search(storage_key) is not None
+
+
+def owns(item: Mapping[str, Mapping[str, Any]], storage_key: str, key_name: str) -> bool:
+    """Whether ``item`` is the entry of ``storage_key`` (checked on every read).
+
+    An item with ``originalKey`` belongs to that key; one without it to its partition
+    key. So a hashed item whose ``originalKey`` differs (another key with the same hash
+    prefix, or a planted item) and a hash-keyed item with no ``originalKey`` are misses.
+    """
+    original = item.get(ORIGINAL_KEY)
+    if original is None:
+        pk = item.get(key_name)
+        return pk is not None and pk.get("S") == storage_key
+    return original.get("S") == storage_key
+
+
+def owner_condition(storage_key: str, pk: str) -> tuple[str, dict[str, Any]]:
+    """Condition (and values) that the item at ``pk`` is absent or ``storage_key``'s own."""
+    values = {":sk": {"S": storage_key}}
+    if pk != storage_key:
+        return "(attribute_not_exists(#pk) OR #ok = :sk)", values
+    return "(attribute_not_exists(#ok) OR #ok = :sk)", values
+
+
+def consistent_key(item: Mapping[str, Mapping[str, Any]], key_name: str) -> str | None:
+    """The storage key of a scanned item, or None when its ``originalKey`` is forged.
+
+    A genuine hashed item's partition key is a prefix of its ``originalKey`` followed by
+    ``sha256:`` and the hash of that ``originalKey``.
+    """
+    pk_attr = item.get(key_name)
+    pk = None if pk_attr is None or "S" not in pk_attr else str(pk_attr["S"])
+    original_attr = item.get(ORIGINAL_KEY)
+    if original_attr is None:
+        return pk
+    original = original_attr.get("S")
+    if not isinstance(original, str) or pk is None:
+        return None
+    if pk == original:
+        return original
+    head, digest = pk[:-_HASHED_LENGTH], pk[-_HASHED_LENGTH:]
+    expected = HASH_PREFIX + hashlib.sha256(original.encode()).hexdigest()
+    return original if digest == expected and original.startswith(head) else None
 
 
 def storage_key_of(item: Mapping[str, Mapping[str, Any]], key_name: str) -> str | None:
@@ -204,15 +274,16 @@ def expiry_attrs(expiry: Expiry, accessed: float) -> Item:
 def read_attributes(key_name: str) -> list[str]:
     """What a batch read needs: key, value, version and expiry - not the statistics.
 
-    ``lastAccessed``, ``hitCount`` and ``originalKey`` stay on the server: once reads
-    have been flushed they are two of an item's five attributes. Sent as
+    ``lastAccessed`` and ``hitCount`` stay on the server: once reads have been flushed
+    they are two of an item's five attributes. ``originalKey`` is asked for, because
+    every read checks it (:func:`owns`); only hashed items have it. Sent as
     ``AttributesToGet``, the list form of a projection of top-level attributes: the same
     result as a ``ProjectionExpression`` naming them, with no expression to parse and no
     placeholders (``value`` is a reserved word), and moto applies it as a plain filter
     (it re-converts the whole item once per path of an expression). DynamoDB refuses it
     next to expression parameters, so it is only for requests without any.
     """
-    return [key_name, VALUE, MODIFIED, CREATED, DEADLINE, TTL, IDLE, EXPIRES]
+    return [key_name, VALUE, MODIFIED, CREATED, DEADLINE, TTL, IDLE, EXPIRES, ORIGINAL_KEY]
 
 
 def fresh_attrs(expiry: Expiry, now: float) -> Item:
@@ -237,9 +308,10 @@ def build_item(
     now: float,
     *,
     shared: Item | None = None,
+    namespace: str = "",
 ) -> Item:
     """A complete, fresh cache item (``shared``: :func:`fresh_attrs`, if already built)."""
-    pk, original = partition_value(storage_key)
+    pk, original = partition_value(storage_key, namespace)
     item: Item = {key_name: {"S": pk}, VALUE: value}
     item.update(fresh_attrs(expiry, now) if shared is None else shared)
     if original is not None:

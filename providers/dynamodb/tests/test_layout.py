@@ -223,7 +223,7 @@ def test_expired_foreign_items_are_not_read_again(counted: Any) -> None:
 def test_projected_reads_keep_hashed_keys_and_idle_entries(counted: Any) -> None:
     clock = FakeClock(START)
     cache, counter = counted(clock=clock)
-    long_key = "L" * 3000  # stored as sha256:..., with originalKey (not projected)
+    long_key = "L" * 3000  # stored as sha256:..., with originalKey (checked on read)
     cache.put_many({long_key: 1, "short": 2})
     cache.put("idle", "i", idle_time=10, time_span=100)
     counter.reset()
@@ -246,7 +246,7 @@ def test_exists_and_delete_many_read_keys_and_expiry_only(counted: Any) -> None:
     assert cache.exists("a")
     assert cache.delete_many(["a", "b", "c"]) == 2
     assert counter.calls == ["GetItem", "BatchGetItem", "BatchWriteItem"]
-    expected = [cache.key_name, "deadline", "timeToLive"]
+    expected = [cache.key_name, "deadline", "timeToLive", "originalKey"]
     assert gets[-1]["AttributesToGet"] == expected
     assert batches[-1]["RequestItems"][cache.table_name]["AttributesToGet"] == expected
 

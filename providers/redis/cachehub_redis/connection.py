@@ -197,10 +197,15 @@ def plan_connection(settings: dict[str, Any], where: str) -> ConnectionPlan:
         try:
             parsed: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
         except ValueError as exc:
-            # redis-py's message quotes nothing secret; it names the accepted schemes.
+            # redis-py's message may quote a piece of a password that broke the parsing
+            # (a '#' ends the host part: "Port could not be cast ... 'secret'"): only its
+            # kind is shown.
+            reason = "unsupported scheme" if "scheme" in str(exc) else "it cannot be parsed"
             raise ConfigError(
-                f"{where}: 'url' is not a Redis URL: {exc}",
-                hint="use redis://host:6379/0, rediss://host:6380/0 or unix:///path/redis.sock.",
+                f"{where}: 'url' is not a Redis URL ({reason}).",
+                hint="use redis://host:6379/0, rediss://host:6380/0 or unix:///path/redis.sock; "
+                "percent-encode special characters of the password (# as %23, ? as %3F, "
+                "@ as %40, / as %2F, space as %20).",
             ) from None
         if ssl and not url.startswith("rediss://"):
             raise ConfigError(

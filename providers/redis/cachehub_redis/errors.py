@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from redis import exceptions as rx
 from redis.sentinel import MasterNotFoundError
 
-from cachehub.config import SECRET_MASK
+from cachehub import scrub as _scrub
 from cachehub.errors import (
     CacheBackendError,
     CacheError,
@@ -35,11 +35,8 @@ _UNREACHABLE = (
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret replaced by the mask."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, SECRET_MASK)
-    return text
+    """``text`` with ``secrets`` and everything :func:`cachehub.scrub.scrub` knows masked."""
+    return _scrub.scrub(text, secrets)
 
 
 def translate(exc: rx.RedisError, endpoint: str, secrets: Iterable[str]) -> CacheError:
