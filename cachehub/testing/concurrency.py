@@ -9,7 +9,7 @@ import pytest
 
 from cachehub.api import MISSING, BaseCache
 from cachehub.errors import CacheValueError, LockTimeoutError
-from cachehub.lock import LOCK_PREFIX
+
 
 from .support import CacheFactory, ConformanceBase, Timeline, run_threads
 
