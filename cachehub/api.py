@@ -308,6 +308,10 @@ class BaseCache(ABC):
     """Provider-specific settings (the ``custom`` block), besides :data:`BASE_OPTIONS`."""
     distributed: ClassVar[bool] = False
     """True when several processes share the data (enables cross-process stampede locks)."""
+    lock_clock: ClassVar[str] = "cache"
+    """Whose clock decides lock deadlines: ``"cache"`` (the ``clock=`` of the cache taking
+    the lock: a skewed process may take a lock over early, see docs/plugins.md) or
+    ``"server"`` (the backend's own clock: skew between clients does not matter)."""
 
     def __init__(
         self,
@@ -424,22 +428,22 @@ class BaseCache(ABC):
         Idempotent: when ``token`` already holds the lock (a retried request), answer its
         fence again. The fence grows strictly with every new holder of ``name``.
         """
-        return self._lock_table().acquire(name, token, ttl, now)
+        return self._lock_table().acquire(self._lock_pair(name), token, ttl, now)
 
     def _lock_release(self, name: str, token: str, now: float) -> bool:
         """Free lock ``name`` if ``token`` holds it; True also when ``token`` already did."""
-        return self._lock_table().release(name, token, now)
+        return self._lock_table().release(self._lock_pair(name), token, now)
 
     def _lock_extend(self, name: str, token: str, ttl: float, now: float) -> bool:
         """Move ``token``'s live lock's deadline to ``ttl`` seconds from now; False if lost."""
-        return self._lock_table().extend(name, token, ttl, now)
+        return self._lock_table().extend(self._lock_pair(name), token, ttl, now)
 
     def _lock_holder(self, name: str, now: float) -> str | None:
         """The token holding lock ``name`` now, or None."""
-        return self._lock_table().holder(name, now)
+        return self._lock_table().holder(self._lock_pair(name), now)
 
     def _clear_internal(self, now: float) -> int:
-        """Remove every lock (and other internal record) of this namespace; count the held."""
+        """Remove every lock (and other internal record) of this namespace; how many."""
         return self._lock_table().clear(self.namespace)
 
     def _lock_table(self) -> LockTable:
@@ -460,6 +464,10 @@ class BaseCache(ABC):
             if table is None:
                 table = _LOCK_TABLES[type(self)] = LockTable()
         return table
+
+    def _lock_pair(self, name: str) -> tuple[str, str]:
+        """``(namespace, lock id)`` of a namespaced lock id, for :class:`LockTable`."""
+        return self.namespace, name[len(self.namespace) :]
 
     def _lock_name(self, ident: str) -> str:
         """The namespaced id of lock ``ident`` (from :func:`cachehub.lock.lock_id`)."""

@@ -68,6 +68,10 @@ def lock_id(kind: str, name: str) -> str:
     return f"{kind}:sha256:{hashlib.sha256(raw).hexdigest()}"
 
 
+_Name = tuple[str, str]
+"""``(namespace, lock id)``: unambiguous whatever characters either holds."""
+
+
 @dataclass(slots=True)
 class _Held:
     token: str
@@ -78,7 +82,7 @@ class _Held:
 class LockTable:
     """Locks held in this process: the default lock primitives and the memory provider's.
 
-    Keyed by the namespaced lock id; deadlines are compared with the ``now`` of the
+    Keyed by ``(namespace, lock id)``; deadlines are compared with the ``now`` of the
     cache's clock. Expired locks are dropped on sight and swept when the table grows, so
     it holds at most the live locks plus a bounded number of dead ones; the last
     :data:`RELEASED_MEMORY` releases are remembered so that a repeated release by the same
@@ -89,19 +93,19 @@ class LockTable:
 
     def __init__(self) -> None:
         self._mutex = threading.Lock()
-        self._held: dict[str, _Held] = {}
-        self._released: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._held: dict[_Name, _Held] = {}
+        self._released: OrderedDict[tuple[_Name, str], None] = OrderedDict()
         self._fences = itertools.count(1)
         self._sweep_at = 64
 
-    def _live(self, name: str, now: float) -> _Held | None:
+    def _live(self, name: _Name, now: float) -> _Held | None:
         held = self._held.get(name)
         if held is not None and now >= held.deadline:
             del self._held[name]
             return None
         return held
 
-    def acquire(self, name: str, token: str, ttl: float, now: float) -> int | None:
+    def acquire(self, name: _Name, token: str, ttl: float, now: float) -> int | None:
         """The new holder's fence, or None while another token holds ``name``."""
         with self._mutex:
             held = self._live(name, now)
@@ -121,7 +125,7 @@ class LockTable:
             del self._held[name]
         self._sweep_at = max(64, 2 * len(self._held))
 
-    def release(self, name: str, token: str, now: float) -> bool:
+    def release(self, name: _Name, token: str, now: float) -> bool:
         """True when ``token`` held ``name`` until now (or had already released it)."""
         with self._mutex:
             held = self._live(name, now)
@@ -133,7 +137,7 @@ class LockTable:
                 return True
             return (name, token) in self._released
 
-    def extend(self, name: str, token: str, ttl: float, now: float) -> bool:
+    def extend(self, name: _Name, token: str, ttl: float, now: float) -> bool:
         """Give ``token``'s live lock a new deadline ``now + ttl``; False when not held."""
         with self._mutex:
             held = self._live(name, now)
@@ -142,16 +146,16 @@ class LockTable:
             held.deadline = now + ttl
             return True
 
-    def holder(self, name: str, now: float) -> str | None:
+    def holder(self, name: _Name, now: float) -> str | None:
         """The token holding ``name`` now, or None."""
         with self._mutex:
             held = self._live(name, now)
             return None if held is None else held.token
 
-    def clear(self, prefix: str) -> int:
-        """Drop every lock whose id starts with ``prefix``; how many were held."""
+    def clear(self, namespace: str) -> int:
+        """Drop every lock of ``namespace``; how many there were."""
         with self._mutex:
-            doomed = [n for n in self._held if n.startswith(prefix)]
+            doomed = [n for n in self._held if n[0] == namespace]
             for name in doomed:
                 del self._held[name]
             return len(doomed)

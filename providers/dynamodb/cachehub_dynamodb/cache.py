@@ -996,14 +996,18 @@ class DynamoDBCache(BaseCache):
         params: dict[str, Any] = {
             "TableName": self.table_name,
             "FilterExpression": filt,
-            "ProjectionExpression": "#pk",
+            "ProjectionExpression": "#pk, #ok",
             "ConsistentRead": True,
             "Limit": SCAN_PAGE_ITEMS,
-            **self._expr(filt, "#pk", values={":lock": _LOCK, ":p": {"S": prefix}}),
+            **self._expr(filt, "#pk, #ok", values={":lock": _LOCK, ":p": {"S": prefix}}),
         }
         batch: list[dict[str, Any]] = []
         removed = 0
+        ns = self.namespace
         for item in scan_items(self._call, params, self.settings["scanSegments"]):
+            original = str(item.get(ORIGINAL_KEY, {}).get("S", ""))
+            if internal_key(ns, ns + original[len(prefix) :]) != (item[kn].get("S"), original):
+                continue  # another namespace's (one that starts with this one and a NUL)
             batch.append({"DeleteRequest": {"Key": {kn: item[kn]}}})
             if len(batch) == 25:
                 removed += batch_write(self._call, self.table_name, batch)

@@ -161,7 +161,9 @@ def internal_key(namespace: str, lock_name: str) -> tuple[str, str]:
     one hashes its own, different text), so the cache API never reads or overwrites a lock.
     """
     original = namespace + "\x00" + lock_name[len(namespace) :]
-    digest = HASH_PREFIX + hashlib.sha256(original.encode("utf-8", "surrogatepass")).hexdigest()
+    # The hash covers the namespace's length too: namespaces may hold NUL themselves.
+    text = f"{len(namespace)}:{original}".encode("utf-8", "surrogatepass")
+    digest = HASH_PREFIX + hashlib.sha256(text).hexdigest()
     fits = len(namespace.encode("utf-8", "surrogatepass")) + _HASHED_LENGTH <= MAX_KEY_BYTES
     return (namespace + digest if fits else digest), original
 

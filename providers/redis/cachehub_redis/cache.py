@@ -137,6 +137,7 @@ class RedisCache(BaseCache):
 
     options: ClassVar[tuple[Option, ...]] = (*OPTIONS, HIT_FLUSH)
     distributed: ClassVar[bool] = True
+    lock_clock: ClassVar[str] = "server"
 
     def __init__(self, settings: Any = None, /, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
