@@ -303,6 +303,13 @@ class Lock:
         return holder == token
 
     @property
+    def busy(self) -> bool:
+        """Whether anyone (any object, thread or process) holds the lock now (one request)."""
+        cache = self.cache
+        holder = cache._run("lock_holder", self.name, cache._lock_holder, self.key, cache._clock())
+        return holder is not None
+
+    @property
     def locked(self) -> bool:
         """Whether this object believes it holds the lock (no request; see :attr:`held`)."""
         return self.token is not None
