@@ -10,7 +10,6 @@ import pytest
 from cachehub.api import MISSING, BaseCache
 from cachehub.errors import CacheValueError, LockLostError, LockTimeoutError
 
-
 from .lockspace import lock_ttl, outlive
 from .support import CacheFactory, ConformanceBase, Timeline, run_threads
 

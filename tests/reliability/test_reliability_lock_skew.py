@@ -82,7 +82,8 @@ def test_dynamodb_takeover_bound_across_processes(
         assert got is taken, outcome.describe()
         if taken:
             assert not lock.held
-            assert lock.fence is not None and fence > lock.fence  # a fence refuses the stale
+            assert lock.fence is not None
+            assert fence > lock.fence
             with pytest.raises(LockLostError):
                 lock.release()
         elif elapsed < TTL:

@@ -59,10 +59,13 @@ def test_takeover_under_skew_obeys_the_documented_bound(
     taker = rival.lock("job", ttl=TTL)
     assert taker.acquire(blocking=False)
     # The stale holder finds out, and its fence is older than the taker's.
-    assert taker.fence is not None and first.fence is not None and taker.fence > first.fence
+    assert taker.fence is not None
+    assert first.fence is not None
+    assert taker.fence > first.fence
     # By its own clock the stale holder's ttl has not run out, yet held asks the
     # table, which names the taker: the loss is visible before any release.
-    assert first.locked and not first.held
+    assert first.locked
+    assert not first.held
     with pytest.raises(LockLostError):
         first.release()
     assert taker.release() is True
@@ -99,7 +102,8 @@ def test_item_layout(make: Make) -> None:
         item = cache.client.get_item(TableName=cache.table_name, Key={"cacheKey": {"S": pk}})[
             "Item"
         ]
-        assert pk.startswith("lay:sha256:") and original == "lay:\x00lock:job"
+        assert pk.startswith("lay:sha256:")
+        assert original == "lay:\x00lock:job"
         assert item["cachehubInternal"] == {"S": "lock"}
         assert item["originalKey"] == {"S": original}
         assert item["lockHolder"] == {"S": lock.token}
@@ -166,7 +170,8 @@ def test_clear_include_internal_keeps_other_namespaces_locks(make: Make) -> None
     short, tricky = make(namespace="n"), make(namespace="n\x00lock:")
     with short.lock("x", timeout=0) as mine, tricky.lock("y", timeout=0) as theirs:
         short.clear(include_internal=True)
-        assert not mine.held and theirs.held
+        assert not mine.held
+        assert theirs.held
         mine.token = None  # cleared: nothing left to release
     assert tricky.lock("y").acquire(blocking=False)
 
@@ -176,7 +181,8 @@ def test_count_and_keys_skip_lock_items_server_side(make: Make) -> None:
     cache.put("a", 1)
     with cache.lock("job", timeout=0), cache.lock("a", timeout=0):
         counter = RequestCounter(cache.client)
-        assert cache.count() == 1 and cache.count("a*") == 1
+        assert cache.count() == 1
+        assert cache.count("a*") == 1
         assert counter.calls == ["Scan", "Scan"]  # Select=COUNT: filtered in the table
         assert list(cache.keys()) == ["a"]
         assert cache.clear() == 1

@@ -604,12 +604,16 @@ class RedisCache(BaseCache):
 
     def _lock_acquire(self, name: str, token: str, ttl: float, now: float) -> int | None:
         key = self._internal_key(name)
-        reply = self._lock_reply(name, self._eval(lua.LOCK_ACQUIRE, key, token, _ms(ttl), LOCK_GRACE_MS))
+        reply = self._lock_reply(
+            name, self._eval(lua.LOCK_ACQUIRE, key, token, _ms(ttl), LOCK_GRACE_MS)
+        )
         return int(reply[1]) if reply[0] == b"1" else None
 
     def _lock_release(self, name: str, token: str, now: float) -> bool:
         key = self._internal_key(name)
-        return bool(self._lock_reply(name, self._eval(lua.LOCK_RELEASE, key, token, LOCK_GRACE_MS)) == b"1")
+        return bool(
+            self._lock_reply(name, self._eval(lua.LOCK_RELEASE, key, token, LOCK_GRACE_MS)) == b"1"
+        )
 
     def _lock_extend(self, name: str, token: str, ttl: float, now: float) -> bool:
         key = self._internal_key(name)

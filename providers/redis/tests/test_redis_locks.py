@@ -44,20 +44,20 @@ def test_layout_is_a_hash_under_an_internal_key(make_cache: MakeCache, plain: Re
         with pytest.raises(UnicodeDecodeError):
             key.decode()  # so no str key, namespaced or not, is ever this key
     fields = plain.hgetall(ns + b"\xfflock:job")
-    assert b"t" not in fields and fields[b"r"]  # released; the fence is kept for a while
+    assert b"t" not in fields
+    assert fields[b"r"]
 
 
 @pytest.mark.parametrize("skew", [5.0, -5.0, 86_400.0, -86_400.0])
-def test_client_clock_skew_does_not_move_lock_deadlines(
-    make_cache: MakeCache, skew: float
-) -> None:
+def test_client_clock_skew_does_not_move_lock_deadlines(make_cache: MakeCache, skew: float) -> None:
     # Two processes whose clocks disagree by `skew`: the server's clock decides alone.
     holder = make_cache()
     rival = make_cache(namespace=holder.namespace, clock=FakeClock(time.time() + skew))
     first = holder.lock("job", ttl=8)
     assert first.acquire(blocking=False)
     assert rival.lock("job", ttl=8).acquire(blocking=False) is False
-    assert rival.lock("job").busy and first.held
+    assert rival.lock("job").busy
+    assert first.held
     first.release()
 
     short = holder.lock("job", ttl=0.2)  # now let a lock expire for real
@@ -66,7 +66,9 @@ def test_client_clock_skew_does_not_move_lock_deadlines(
     _wait_free(rival, "job")
     taker = rival.lock("job", ttl=30)
     assert taker.acquire(blocking=False)
-    assert taker.fence is not None and short.fence is not None and taker.fence > short.fence
+    assert taker.fence is not None
+    assert short.fence is not None
+    assert taker.fence > short.fence
     with pytest.raises(LockLostError):
         short.release()
     taker.release()
@@ -83,7 +85,9 @@ def test_fences_keep_growing_after_the_lock_key_is_gone(
     plain.delete(cache.namespace.encode() + b"\xfflock:job")  # as if the grace ran out
     again = cache.lock("job")
     assert again.acquire(blocking=False)
-    assert again.fence is not None and first is not None and again.fence > first
+    assert again.fence is not None
+    assert first is not None
+    assert again.fence > first
     again.release()
 
 
@@ -105,9 +109,13 @@ def test_scans_and_clear_skip_internal_keys(make_cache: MakeCache, plain: Redis)
     cache.put("a", 1)
     with cache.lock("job", timeout=0) as lock:
         # Both count/clear paths: in-server pages (exact glob) and client-side checks.
-        assert cache.count() == 1 and cache.count("*a*") == 1 and cache.count("?") == 1
-        assert list(cache.keys()) == ["a"] and list(cache.keys("*")) == ["a"]
-        assert cache.clear("*") == 1 and cache.clear() == 0
+        assert cache.count() == 1
+        assert cache.count("*a*") == 1
+        assert cache.count("?") == 1
+        assert list(cache.keys()) == ["a"]
+        assert list(cache.keys("*")) == ["a"]
+        assert cache.clear("*") == 1
+        assert cache.clear() == 0
         assert lock.held
         assert plain.exists(cache.namespace.encode() + b"\xfflock:job")
     cache.clear(include_internal=True)
@@ -165,7 +173,8 @@ def test_slow_creator_keeps_its_fill_lock(make_cache: MakeCache) -> None:
     threads: list[threading.Thread] = []
     assert one.get_or_set("k", creator_one, lock_timeout=1.5) == "one"
     threads[0].join(30)
-    assert second == ["one"] and second_created == []
+    assert second == ["one"]
+    assert second_created == []
 
 
 def test_crashed_creator_delays_others_at_most_its_lock_timeout(make_cache: MakeCache) -> None:
