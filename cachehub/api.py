@@ -310,7 +310,7 @@ class BaseCache(ABC):
     """True when several processes share the data (enables cross-process stampede locks)."""
     lock_clock: ClassVar[str] = "cache"
     """Whose clock decides lock deadlines: ``"cache"`` (the ``clock=`` of the cache taking
-    the lock: a skewed process may take a lock over early, see docs/plugins.md) or
+    the lock: a skewed process may take a lock over early, see docs/index.md) or
     ``"server"`` (the backend's own clock: skew between clients does not matter)."""
 
     def __init__(

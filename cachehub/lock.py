@@ -10,7 +10,7 @@ the memory provider use.
 Every acquisition returns a *fencing token* (:attr:`Lock.fence`): an integer that grows
 strictly with each new holder of a lock name, so a resource that remembers the highest
 fence it has seen can refuse a stale holder whose lock expired (see "Locks and clocks" in
-docs/plugins.md).
+docs/index.md).
 """
 
 from __future__ import annotations
