@@ -13,6 +13,7 @@ import math
 import re
 import threading
 from collections.abc import Iterator, Mapping
+from decimal import Decimal
 from typing import Any, ClassVar, Final, cast
 
 from botocore import xform_name
@@ -923,6 +924,21 @@ class DynamoDBCache(BaseCache):
             )
         return item
 
+    def _fence(self, name: str, item: Item) -> int:
+        """The item's fence; a fence that is no whole Number is a typed error."""
+        try:
+            fence = Decimal(str(item[LOCK_FENCE]["N"]))
+            if fence == fence.to_integral_value():
+                return int(fence)
+        except (KeyError, TypeError, ArithmeticError):
+            pass
+        raise CorruptEntryError(
+            f"the DynamoDB item of lock {self._user_key(name)!r:.120} holds a fence that "
+            "is not a whole number (another program wrote it).",
+            hint="delete the item with dynamodb_command('DeleteItem', ...); the next "
+            "holder starts a new fence above the old ones.",
+        )
+
     @staticmethod
     def _lock_live(item: Item, token: str | None, now: float) -> bool:
         """Whether ``item`` is held (by ``token``, when given) at ``now``."""
@@ -950,9 +966,9 @@ class DynamoDBCache(BaseCache):
         }
         new, old = self._lock_update(name, update, cond, values)
         if new is not None:
-            return int(new[LOCK_FENCE]["N"])
+            return self._fence(name, new)
         if old is not None and self._lock_live(old, token, now):
-            return int(old[LOCK_FENCE]["N"])  # this token's own lock: a retried request
+            return self._fence(name, old)  # this token's own lock: a retried request
         return None
 
     def _lock_release(self, name: str, token: str, now: float) -> bool:

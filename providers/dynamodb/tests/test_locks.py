@@ -196,3 +196,22 @@ def test_hostile_lock_names_are_stored_safely(make: Make) -> None:
         with cache.lock(name, timeout=0) as lock:
             assert lock.held
     assert list(cache.keys()) == []
+
+
+@pytest.mark.parametrize("fence", ["1.5", "-0.5", "12345678901234567890.25"])
+def test_a_planted_fence_that_is_no_whole_number_is_a_typed_error(make: Make, fence: str) -> None:
+    cache = make(namespace="pf:")
+    cache.connect()
+    pk, original = internal_key("pf:", "pf:lock:job")
+    cache.client.put_item(
+        TableName=cache.table_name,
+        Item={
+            "cacheKey": {"S": pk},
+            "originalKey": {"S": original},
+            "cachehubInternal": {"S": "lock"},
+            "lockFence": {"N": fence},
+        },
+    )
+    lock = cache.lock("job")
+    with pytest.raises(CorruptEntryError, match="fence"):
+        lock.acquire(blocking=False)

@@ -622,7 +622,8 @@ class RedisCache(BaseCache):
 
     def _lock_holder(self, name: str, now: float) -> str | None:
         reply = self._lock_reply(name, self._eval(lua.LOCK_HOLDER, self._internal_key(name)))
-        return reply[1].decode() if reply[0] == b"1" else None
+        # errors="replace": a token another program planted need not be UTF-8.
+        return reply[1].decode(errors="replace") if reply[0] == b"1" else None
 
     def _clear_internal(self, now: float) -> int:
         pattern = _escape_glob(self.namespace).encode() + INTERNAL + b"*"

@@ -350,7 +350,9 @@ local kind = redis.call('TYPE', KEYS[1])['ok']
 if kind ~= 'hash' and kind ~= 'none' then return 'x' end
 local h = redis.call('HMGET', KEYS[1], 't', 'd', 'f', 'r')
 local holder, dl, fence = h[1], tonumber(h[2]), tonumber(h[3])
-if dl and dl <= now then holder = nil end
+-- A record without a usable deadline (another program's) holds nothing.
+if not dl or dl ~= dl or dl <= now then holder = nil end
+if fence and (fence ~= fence or fence >= 2^53 or fence < 0) then fence = nil end
 local function n(x) return string.format('%.0f', x) end
 """
 
@@ -408,11 +410,12 @@ return '1'
 """,
 )
 
-# No ARGV -> {'1', token} held, {'0'} free, 'x' not a lock. Read-only.
+# No ARGV -> {'1', token (at most 64 bytes: cachehub's are 32)} held, {'0'} free, 'x' not
+# a lock. Read-only.
 LOCK_HOLDER: Final = _lock_script(
     "lock_holder",
     """
-if holder then return {'1', holder} end
+if holder then return {'1', string.sub(holder, 1, 64)} end
 return {'0'}
 """,
 )

@@ -186,3 +186,38 @@ def test_crashed_creator_delays_others_at_most_its_lock_timeout(make_cache: Make
     calls: list[int] = []
     assert two.get_or_set("k", lambda: calls.append(1) or 7, lock_timeout=10) == 7
     assert calls == [1]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {b"t": b"planted"},  # no deadline: holds nothing
+        {b"t": b"planted", b"d": b"not a number"},
+        {b"f": b"nan"},
+        {b"f": b"1e308"},
+        {b"f": b"-5"},
+        {b"t": b"x", b"d": b"0", b"f": b"1.5"},
+    ],
+)
+def test_planted_lock_records_never_crash(
+    make_cache: MakeCache, plain: Redis, fields: dict[bytes, bytes]
+) -> None:
+    cache = make_cache()
+    plain.hset(cache.namespace.encode() + b"\xfflock:job", mapping=fields)  # type: ignore[arg-type]
+    with cache.lock("job", timeout=0) as lock:
+        assert isinstance(lock.fence, int)
+        assert 0 < lock.fence < 2**53
+        assert lock.held
+
+
+def test_a_planted_holder_is_read_bounded(make_cache: MakeCache, plain: Redis) -> None:
+    cache = make_cache()
+    key = cache.namespace.encode() + b"\xfflock:job"
+    plain.hset(key, mapping={b"t": b"\xff" * 1_000_000, b"d": b"99999999999999"})
+    lock = cache.lock("job")
+    assert lock.busy  # the planted record holds the lock: only 64 bytes came back
+    assert len(cache._lock_holder(lock.key, cache._clock()) or "") <= 64
+    assert lock.acquire(blocking=False) is False
+    cache.clear(include_internal=True)
+    assert lock.acquire(blocking=False)
+    lock.release()
