@@ -49,7 +49,7 @@ from .hookspecs import OperationEvent
 from .scrub import install_log_filter, register_settings
 
 if TYPE_CHECKING:
-    from .lock import Lock
+    from .lock import Lock, LockTable
 
 __all__ = [
     "MISSING",
@@ -323,6 +323,9 @@ def settings_identity(provider: type, settings: Mapping[str, Any]) -> Hashable:
     return (f"{provider.__module__}:{provider.__qualname__}", tuple(shown))
 
 
+_LOCK_TABLES: dict[type, LockTable] = {}
+"""Per provider class, the in-process locks of the default lock primitives."""
+_TABLES_LOCK = threading.Lock()
 _STRIPES: Final = 64
 _STR_ONLY: Final = {str}
 _CHUNK: Final = 500
@@ -338,6 +341,10 @@ class BaseCache(ABC):
     """Provider-specific settings (the ``custom`` block), besides :data:`BASE_OPTIONS`."""
     distributed: ClassVar[bool] = False
     """True when several processes share the data (enables cross-process stampede locks)."""
+    lock_clock: ClassVar[str] = "cache"
+    """Whose clock decides lock deadlines: ``"cache"`` (the ``clock=`` of the cache taking
+    the lock: a skewed process may take a lock over early, see docs/index.md) or
+    ``"server"`` (the backend's own clock: skew between clients does not matter)."""
 
     def __init__(
         self,
@@ -464,6 +471,63 @@ class BaseCache(ABC):
         while chunk := list(islice(keys, _CHUNK)):
             removed += self._delete_many(chunk, now)
         return removed
+
+    # Internal space: locks. ``name`` is a namespaced lock id (:meth:`_lock_name`), never a
+    # cache key: a provider keeps locks where keys()/count()/clear() never look, no user key
+    # can reach them and no eviction drops them. The defaults hold them in this process
+    # (:class:`cachehub.lock.LockTable`), right for in-process providers only; a
+    # distributed provider must override all five (see docs/plugins.md).
+
+    def _lock_acquire(self, name: str, token: str, ttl: float, now: float) -> int | None:
+        """Take lock ``name`` for ``token`` for ``ttl`` seconds; its fence, or None if held.
+
+        Idempotent: when ``token`` already holds the lock (a retried request), answer its
+        fence again. The fence grows strictly with every new holder of ``name``.
+        """
+        return self._lock_table().acquire(self._lock_pair(name), token, ttl, now)
+
+    def _lock_release(self, name: str, token: str, now: float) -> bool:
+        """Free lock ``name`` if ``token`` holds it; True also when ``token`` already did."""
+        return self._lock_table().release(self._lock_pair(name), token, now)
+
+    def _lock_extend(self, name: str, token: str, ttl: float, now: float) -> bool:
+        """Move ``token``'s live lock's deadline to ``ttl`` seconds from now; False if lost."""
+        return self._lock_table().extend(self._lock_pair(name), token, ttl, now)
+
+    def _lock_holder(self, name: str, now: float) -> str | None:
+        """The token holding lock ``name`` now, or None."""
+        return self._lock_table().holder(self._lock_pair(name), now)
+
+    def _clear_internal(self, now: float) -> int:
+        """Remove every lock (and other internal record) of this namespace; how many."""
+        return self._lock_table().clear(self.namespace)
+
+    def _lock_table(self) -> LockTable:
+        """The in-process lock table behind the default lock primitives."""
+        if self.distributed:
+            from .errors import CacheBackendError
+
+            raise CacheBackendError(
+                f"provider {type(self).__name__} shares data between processes but keeps "
+                "no locks there: it does not implement the lock primitives.",
+                hint="the provider must override _lock_acquire, _lock_release, _lock_extend, "
+                "_lock_holder and _clear_internal (see docs/plugins.md).",
+            )
+        from .lock import LockTable
+
+        with _TABLES_LOCK:
+            table = _LOCK_TABLES.get(type(self))
+            if table is None:
+                table = _LOCK_TABLES[type(self)] = LockTable()
+        return table
+
+    def _lock_pair(self, name: str) -> tuple[str, str]:
+        """``(namespace, lock id)`` of a namespaced lock id, for :class:`LockTable`."""
+        return self.namespace, name[len(self.namespace) :]
+
+    def _lock_name(self, ident: str) -> str:
+        """The namespaced id of lock ``ident`` (from :func:`cachehub.lock.lock_id`)."""
+        return self.namespace + ident
 
     def _close(self) -> None:  # noqa: B027 - optional hook; the default holds no resources
         """Release connections; the cache may reconnect lazily afterwards."""
@@ -611,6 +675,16 @@ class BaseCache(ABC):
                 error=error,
             )
         )
+
+    def _run_strict(self, op: str, key: str | None, fn: Callable[..., T], *args: Any) -> T:
+        """:meth:`_run` for an operation that never degrades under ``onError: miss``
+        (lock acquisition and inspection: a lock cannot pretend to be held)."""
+        return self._run(op, key, _RAISE, fn, *args)
+
+    @staticmethod
+    def _span(value: TimeSpan | None, what: str) -> float | None:
+        """A validated duration in seconds (None stays None); CacheValueError otherwise."""
+        return _seconds(value, what)
 
     def _failed(self, op: str, exc: Exception, fallback: Any) -> Any:
         """The error policy, in one place: degrade, re-raise, or translate ``exc``.
@@ -915,14 +989,26 @@ class BaseCache(ABC):
         flt = compile_filter(filter, self.namespace)
         return self._run("count", filter, 0, self._count, flt, self._clock())
 
-    def clear(self, filter: str | None = None) -> int:
+    def clear(self, filter: str | None = None, *, include_internal: bool = False) -> int:
         """Remove live entries matching ``filter`` (all of this namespace when None).
 
-        Never touches keys outside the cache's namespace. Returns the number removed.
+        Never touches keys outside the cache's namespace, nor the namespace's locks
+        (they are not entries). ``include_internal=True`` (with no filter) also removes
+        every lock of the namespace, held or not: their holders then lose them
+        (:class:`~cachehub.errors.LockLostError`). Returns the number of entries removed.
         """
         self._writable("clear")
         flt = compile_filter(filter, self.namespace)
-        return self._run("clear", filter, 0, self._clear, flt, self._clock())
+        if include_internal and filter is not None:
+            raise CacheValueError(
+                "clear(include_internal=True) removes all of the namespace's locks and "
+                f"cannot take a filter (got {filter!r:.80}).",
+                hint="call clear(filter) for entries, then clear(include_internal=True).",
+            )
+        removed = self._run("clear", filter, 0, self._clear, flt, self._clock())
+        if include_internal:
+            self._run("clear_internal", None, None, self._clear_internal, self._clock())
+        return removed
 
     def get_or_set(
         self,
@@ -937,7 +1023,11 @@ class BaseCache(ABC):
         """Return the cached value, or compute it with ``creator()`` exactly once and store it.
 
         Concurrent callers for one key wait for the first instead of all computing it
-        (single flight per process; across processes too on distributed providers).
+        (single flight per process; across processes too on distributed providers, through
+        a lock in the internal space that no user key can block). The lock lives
+        ``lock_timeout`` seconds and is extended while ``creator`` runs (:meth:`Lock.
+        keep_alive`), so a slow creator runs once; only a holder that stalls for longer
+        than ``lock_timeout`` (or dies) lets a second process compute the value too.
         With ``onError: miss`` and the backend down, the value is computed (once per
         process at a time) and returned without being stored.
         """
@@ -949,7 +1039,9 @@ class BaseCache(ABC):
             if value is not MISSING:
                 return value  # type: ignore[no-any-return]
             if self.distributed and not self.read_only:
-                fill = self.lock(f"{key}\x00fill", ttl=lock_timeout, timeout=lock_timeout)
+                from .lock import Lock
+
+                fill = Lock(self, key, ttl=lock_timeout, timeout=lock_timeout, kind="fill")
                 try:
                     acquired = fill.acquire()
                 except CacheUnavailableError as exc:
@@ -966,11 +1058,13 @@ class BaseCache(ABC):
                         value = self.get(key, MISSING)
                         if value is not MISSING:
                             return value  # type: ignore[no-any-return]
-                        created = creator()
+                        with fill.keep_alive():
+                            created = creator()
                         self.put(key, created, time_span, idle_time, until)
                         return created
                     finally:
-                        fill.release()
+                        # A lost fill lock is only logged: the value is stored anyway.
+                        fill.release_quietly()
             created = creator()
             if not self.read_only:
                 self.put(key, created, time_span, idle_time, until)

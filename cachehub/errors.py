@@ -31,6 +31,7 @@ __all__ = [
     "CachePermissionError",
     "CacheThrottledError",
     "LockTimeoutError",
+    "LockLostError",
     "StorageNotEnabledError",
 ]
 
@@ -116,6 +117,15 @@ class CacheThrottledError(CacheBackendError):
 
 class LockTimeoutError(CacheError, TimeoutError):
     """A lock could not be acquired within the given timeout."""
+
+
+class LockLostError(CacheError):
+    """A lock this process acquired was no longer held when it was released or extended.
+
+    Its ``ttl`` ran out (or the lock was cleared with ``clear(include_internal=True)``),
+    so another holder may have run at the same time. Raised so the loss is observable:
+    work guarded by the lock should be checked, or guarded by the lock's fencing token.
+    """
 
 
 class StorageNotEnabledError(ConfigError):

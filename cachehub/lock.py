@@ -1,53 +1,179 @@
-"""A distributed lock built on the cache's atomic ``add`` and owner-checked delete."""
+"""Distributed locks, kept in each backend's reserved internal space.
+
+A lock is not a cache entry: ``keys()``, ``count()`` and ``clear()`` never see it, a user
+key can never be mistaken for it, and the memory provider never evicts it. Providers store
+locks through five primitives of :class:`~cachehub.api.BaseCache` (``_lock_acquire``,
+``_lock_release``, ``_lock_extend``, ``_lock_holder``, ``_clear_internal``; see
+docs/plugins.md). :class:`LockTable` is the in-process implementation the base class and
+the memory provider use.
+
+Every acquisition returns a *fencing token* (:attr:`Lock.fence`): an integer that grows
+strictly with each new holder of a lock name, so a resource that remembers the highest
+fence it has seen can refuse a stale holder whose lock expired (see "Locks and clocks" in
+docs/index.md).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import itertools
+import logging
 import secrets
+import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
 
-from .api import MAX_KEY_LENGTH
-from .errors import CacheValueError, InvalidKeyError, LockTimeoutError
+from .errors import CacheValueError, InvalidKeyError, LockLostError, LockTimeoutError
 
 if TYPE_CHECKING:
     from .api import BaseCache, TimeSpan
 
-__all__ = ["Lock", "LOCK_PREFIX", "lock_key"]
+__all__ = ["Lock", "LockTable", "lock_id", "MAX_LOCK_ID"]
 
-LOCK_PREFIX = "lock:"
-"""Locks live in the cache's own key space as ``lock:<name>``."""
-_HASHED_LOCK = LOCK_PREFIX + "sha256:"
+MAX_LOCK_ID: Final = 200
+"""Longest internal lock id (characters); longer names are hashed (:func:`lock_id`)."""
+_log = logging.getLogger("cachehub.lock")
 
 
-def lock_key(name: str) -> str:
-    """The cache key of the lock called ``name``: ``lock:<name>``.
+def lock_id(kind: str, name: str) -> str:
+    """The internal id of lock ``name`` of ``kind``: ``<kind>:<name>``.
 
-    A name so long that ``lock:<name>`` would exceed :data:`~cachehub.api.MAX_KEY_LENGTH`
-    becomes ``lock:sha256:<hex of name>`` (71 characters), so that any valid cache key can
-    also name a lock (``get_or_set`` locks ``<key>\x00fill``).
+    ``kind`` keeps user locks (``lock``) apart from the locks ``get_or_set`` takes
+    (``fill``). An id longer than :data:`MAX_LOCK_ID` becomes ``<kind>:sha256:<hex>``, so
+    any valid cache key can name a lock and every backend can store the id.
     """
     if not isinstance(name, str):
         raise InvalidKeyError(
             f"lock names must be str, got {type(name).__name__}.",
             hint="name the lock with a string, e.g. cache.lock('nightly-report').",
         )
-    key = LOCK_PREFIX + name
-    if len(key) <= MAX_KEY_LENGTH:
-        return key
-    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
-    return _HASHED_LOCK + digest
+    if not name:
+        raise InvalidKeyError("lock name is empty.", hint="name the lock, e.g. cache.lock('job').")
+    ident = f"{kind}:{name}"
+    if len(ident) <= MAX_LOCK_ID and ident.isascii():
+        return ident
+    try:
+        raw = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidKeyError(
+            "lock name contains a lone surrogate and cannot be encoded as UTF-8.",
+            hint="pass a valid Unicode string.",
+        ) from None
+    if len(ident) <= MAX_LOCK_ID:
+        return ident
+    return f"{kind}:sha256:{hashlib.sha256(raw).hexdigest()}"
+
+
+_Name = tuple[str, str]
+"""``(namespace, lock id)``: unambiguous whatever characters either holds."""
+
+
+@dataclass(slots=True)
+class _Held:
+    token: str
+    deadline: float
+    fence: int
+
+
+class LockTable:
+    """Locks held in this process: the default lock primitives and the memory provider's.
+
+    Keyed by ``(namespace, lock id)``; deadlines are compared with the ``now`` of the
+    cache's clock. Expired locks are dropped on sight and swept when the table grows, so
+    it holds at most the live locks plus a bounded number of dead ones; the last
+    :data:`RELEASED_MEMORY` releases are remembered so that a repeated release by the same
+    token still answers True (idempotent, as over a network that lost a reply).
+    """
+
+    RELEASED_MEMORY: Final = 1024
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._held: dict[_Name, _Held] = {}
+        self._released: OrderedDict[tuple[_Name, str], None] = OrderedDict()
+        self._fences = itertools.count(1)
+        self._sweep_at = 64
+
+    def _live(self, name: _Name, now: float) -> _Held | None:
+        held = self._held.get(name)
+        if held is not None and now >= held.deadline:
+            del self._held[name]
+            return None
+        return held
+
+    def acquire(self, name: _Name, token: str, ttl: float, now: float) -> int | None:
+        """The new holder's fence, or None while another token holds ``name``."""
+        with self._mutex:
+            held = self._live(name, now)
+            if held is not None:
+                if held.token != token:
+                    return None
+                held.deadline = now + ttl  # the same request again: same fence
+                return held.fence
+            if len(self._held) >= self._sweep_at:
+                self._sweep(now)
+            fence = next(self._fences)
+            self._held[name] = _Held(token, now + ttl, fence)
+            return fence
+
+    def _sweep(self, now: float) -> None:
+        for name in [n for n, h in self._held.items() if now >= h.deadline]:
+            del self._held[name]
+        self._sweep_at = max(64, 2 * len(self._held))
+
+    def release(self, name: _Name, token: str, now: float) -> bool:
+        """True when ``token`` held ``name`` until now (or had already released it)."""
+        with self._mutex:
+            held = self._live(name, now)
+            if held is not None and held.token == token:
+                del self._held[name]
+                self._released[(name, token)] = None
+                if len(self._released) > self.RELEASED_MEMORY:
+                    self._released.popitem(last=False)
+                return True
+            return (name, token) in self._released
+
+    def extend(self, name: _Name, token: str, ttl: float, now: float) -> bool:
+        """Give ``token``'s live lock a new deadline ``now + ttl``; False when not held."""
+        with self._mutex:
+            held = self._live(name, now)
+            if held is None or held.token != token:
+                return False
+            held.deadline = now + ttl
+            return True
+
+    def holder(self, name: _Name, now: float) -> str | None:
+        """The token holding ``name`` now, or None."""
+        with self._mutex:
+            held = self._live(name, now)
+            return None if held is None else held.token
+
+    def clear(self, namespace: str) -> int:
+        """Drop every lock of ``namespace``; how many there were."""
+        with self._mutex:
+            doomed = [n for n in self._held if n[0] == namespace]
+            for name in doomed:
+                del self._held[name]
+            return len(doomed)
 
 
 class Lock:
     """Mutual exclusion across threads and processes sharing one cache.
 
-    Acquire stores a random owner token with ``add`` (atomic put-if-absent) and a
-    ``ttl`` so that a crashed owner cannot hold the lock forever; release deletes the
-    entry only if it still holds *this* owner's token. Use as a context manager::
+    Acquire stores a random owner token in the backend's internal lock space with a
+    ``ttl``, so that a crashed owner cannot hold the lock forever; release removes it only
+    if it still holds *this* token. Use as a context manager::
 
-        with cache.lock("nightly-report", ttl=60, timeout=5):
-            build_nightly_report()
+        with cache.lock("nightly-report", ttl=60, timeout=5) as lock:
+            build_nightly_report(fence=lock.fence)
+
+    A holder whose ``ttl`` ran out has lost the lock: :meth:`release` and :meth:`extend`
+    then raise :class:`~cachehub.errors.LockLostError`, and :attr:`held` is False. Keep a
+    long job's lock with :meth:`extend` or :meth:`keep_alive`.
     """
 
     def __init__(
@@ -58,16 +184,28 @@ class Lock:
         ttl: TimeSpan = 30.0,
         timeout: float | None = None,
         poll: float = 0.05,
+        kind: str = "lock",
     ) -> None:
-        if poll <= 0:
+        if isinstance(poll, bool) or not isinstance(poll, (int, float)) or not poll > 0:
             raise CacheValueError(f"lock poll interval must be > 0, got {poll!r}.")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout != timeout
+        ):
+            raise CacheValueError(
+                f"lock timeout must be a number of seconds or None, got {timeout!r}.",
+                hint="pass e.g. timeout=5 (seconds), or None to wait as long as it takes.",
+            )
         self.cache = cache
         self.name = name
-        self.key = lock_key(name)
+        self.key = cache._lock_name(lock_id(kind, name))
+        """The namespaced internal id of this lock (not a cache key)."""
         self.ttl = ttl
+        self._ttl: float = cache._span(ttl, "lock ttl") or 30.0
         self.timeout = timeout
-        self.poll = poll
+        self.poll = float(poll)
         self.token: str | None = None
+        self.fence: int | None = None
+        """The fencing token of the current holding: grows strictly with each new holder."""
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         """Take the lock; wait up to ``timeout`` seconds (None: forever) when blocking.
@@ -75,44 +213,164 @@ class Lock:
         An unreachable backend raises :class:`~cachehub.errors.CacheUnavailableError`
         even under ``onError: miss``: a lock cannot pretend to be held.
         """
+
         if self.token is not None:
             raise CacheValueError(f"lock '{self.name}' is already held by this Lock object.")
+        cache = self.cache
+        cache._writable("lock")
         token = secrets.token_hex(16)
         limit = self.timeout if timeout is None else timeout
         deadline = None if limit is None else time.monotonic() + limit
         delay = min(self.poll, 0.005)
         while True:
-            if self.cache.add(self.key, token, time_span=self.ttl):
-                self.token = token
+            fence = cache._run_strict(
+                "lock",
+                self.name,
+                cache._lock_acquire,
+                self.key,
+                token,
+                self._ttl,
+                cache._clock(),
+            )
+            if fence is not None:
+                self.token, self.fence = token, int(fence)
                 return True
             if not blocking or (deadline is not None and time.monotonic() >= deadline):
                 return False
             time.sleep(delay)
             delay = min(delay * 2, self.poll)  # back off up to the poll interval
 
+    def _lost(self, what: str) -> LockLostError:
+        return LockLostError(
+            f"lock '{self.name}' was lost before {what}: its ttl of {self._ttl:g}s ran out "
+            "(or it was cleared), so another holder may have run meanwhile.",
+            hint="give the lock a longer ttl, extend() it (or use keep_alive()) during long "
+            "work, and check the fencing token where the work is applied.",
+        )
+
     def release(self) -> bool:
-        """Release the lock if this object still owns it; False if it had expired."""
+        """Release the lock; False if this object does not hold it.
+
+        Raises :class:`~cachehub.errors.LockLostError` when it was acquired but its ttl ran
+        out before the release (the lock is then no longer this object's either).
+        """
         token, self.token = self.token, None
         if token is None:
             return False
-        self.cache._writable("lock release")
-        sk = self.cache._sk(self.key)
-        # Under onError: miss an unreachable backend makes this False: the lock then
-        # expires after its ttl, as it would if this process had crashed.
-        return self.cache._run(
-            "lock_release",
-            self.key,
-            False,
-            self.cache._delete_if_equal,
-            sk,
-            token,
-            self.cache._clock(),
+        cache = self.cache
+        cache._writable("lock release")
+        # Under onError: miss an unreachable backend gives None: the lock then expires
+        # after its ttl, as it would if this process had crashed.
+        released = cache._run(
+            "lock_release", self.name, None, cache._lock_release, self.key, token, cache._clock()
         )
+        if released is None:
+            return False
+        if not released:
+            raise self._lost("release")
+        return True
+
+    def extend(self, ttl: TimeSpan | None = None) -> None:
+        """Hold the lock for ``ttl`` more seconds from now (default: its own ttl).
+
+        Raises :class:`~cachehub.errors.LockLostError` when it had already expired.
+        """
+
+        if self.token is None:
+            raise CacheValueError(
+                f"lock '{self.name}' is not held by this Lock object; nothing to extend.",
+                hint="acquire() the lock first.",
+            )
+        seconds = self._ttl if ttl is None else (self.cache._span(ttl, "lock ttl") or self._ttl)
+        cache = self.cache
+        extended = cache._run_strict(
+            "lock_extend",
+            self.name,
+            cache._lock_extend,
+            self.key,
+            self.token,
+            seconds,
+            cache._clock(),
+        )
+        if not extended:
+            self.token = None
+            raise self._lost("extend")
+        self._ttl = seconds
+
+    def release_quietly(self) -> bool:
+        """:meth:`release`, logging a lost lock as a warning instead of raising."""
+        try:
+            return self.release()
+        except LockLostError as lost:
+            _log.warning("%s", lost)
+            return False
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock now, asked of the backend (one request)."""
+
+        token = self.token
+        if token is None:
+            return False
+        cache = self.cache
+        holder = cache._run_strict(
+            "lock_holder", self.name, cache._lock_holder, self.key, cache._clock()
+        )
+        return holder == token
+
+    @property
+    def busy(self) -> bool:
+        """Whether anyone (any object, thread or process) holds the lock now (one request)."""
+
+        cache = self.cache
+        holder = cache._run_strict(
+            "lock_holder", self.name, cache._lock_holder, self.key, cache._clock()
+        )
+        return holder is not None
 
     @property
     def locked(self) -> bool:
-        """Whether this object currently believes it holds the lock."""
+        """Whether this object believes it holds the lock (no request; see :attr:`held`)."""
         return self.token is not None
+
+    @contextmanager
+    def keep_alive(self, every: float | None = None) -> Iterator[Lock]:
+        """Extend the held lock from a background thread while the block runs.
+
+        The lock is extended by its ttl every ``every`` seconds (default: a third of the
+        ttl), so work longer than the ttl keeps it as long as the process runs. When an
+        extension finds the lock lost, the block is not interrupted: the loss is logged,
+        and :meth:`release` raises :class:`~cachehub.errors.LockLostError` afterwards.
+        """
+        if self.token is None:
+            raise CacheValueError(
+                f"lock '{self.name}' is not held by this Lock object; nothing to keep alive.",
+                hint="acquire() the lock first.",
+            )
+        interval = self._ttl / 3 if every is None else every
+        if not interval > 0:
+            raise CacheValueError(f"keep_alive interval must be > 0, got {every!r}.")
+        stop = threading.Event()
+        token = self.token
+
+        def beat() -> None:
+            while not stop.wait(interval):
+                try:
+                    self.extend()
+                except LockLostError:
+                    self.token = token  # so that release() reports the loss
+                    _log.warning("lock '%s' was lost while kept alive", self.name)
+                    return
+                except Exception as exc:  # a backend outage: retried on the next beat
+                    _log.warning("lock '%s': keep_alive could not extend it: %s", self.name, exc)
+
+        thread = threading.Thread(target=beat, name=f"cachehub-lock-{self.name:.40}", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            thread.join()
 
     def __enter__(self) -> Lock:
         if not self.acquire():
@@ -122,5 +380,8 @@ class Lock:
             )
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.release()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is None:
+            self.release()
+        else:
+            self.release_quietly()  # never hide the block's own exception

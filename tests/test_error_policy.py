@@ -22,6 +22,7 @@ from cachehub.errors import (
 )
 from cachehub.filters import KeyFilter
 from cachehub.hookspecs import OperationEvent
+from cachehub.lock import LockTable
 from cachehub.testing.reference import ReferenceBackend, ReferenceCache
 
 SECRET = "SuperSecret-123-signing"
@@ -33,7 +34,10 @@ _CALLS: dict[str, Callable[[BaseCache], Any]] = {
     "_set": lambda c: c.put("k", 1),
     "_add": lambda c: c.add("k", 1),
     "_delete": lambda c: c.delete("k"),
-    "_delete_if_equal": lambda c: _held_lock(c).release(),
+    "_lock_acquire": lambda c: c.lock("job").acquire(blocking=False),
+    "_lock_release": lambda c: _held_lock(c).release(),
+    "_lock_extend": lambda c: _held_lock(c).extend(),
+    "_lock_holder": lambda c: c.lock("job").busy,
     "_incr": lambda c: c.incr("n"),
     "_touch": lambda c: c.touch("k", 60),
     "_scan": lambda c: list(c.keys()),
@@ -218,29 +222,57 @@ def test_operation_names() -> None:
     cache.decr("n", 2)
     with cache.lock("job"):
         pass
-    assert [e.operation for e in events] == ["incr", "decr", "add", "lock_release"]
+    assert [e.operation for e in events] == ["incr", "decr", "lock", "lock_release"]
 
 
 # ---------------------------------------------------------------------- locks, get_or_set
 
 
+class _RemoteLocks(ReferenceCache):
+    """Locks kept with the reference backend, so that its outage reaches them too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.table = LockTable()
+
+    def _lock_acquire(self, name: str, token: str, ttl: float, now: float) -> int | None:
+        self.backend.check()
+        return self.table.acquire(self._lock_pair(name), token, ttl, now)
+
+    def _lock_release(self, name: str, token: str, now: float) -> bool:
+        self.backend.check()
+        return self.table.release(self._lock_pair(name), token, now)
+
+    def _lock_extend(self, name: str, token: str, ttl: float, now: float) -> bool:
+        self.backend.check()
+        return self.table.extend(self._lock_pair(name), token, ttl, now)
+
+    def _lock_holder(self, name: str, now: float) -> str | None:
+        self.backend.check()
+        return self.table.holder(self._lock_pair(name), now)
+
+    def _clear_internal(self, now: float) -> int:
+        self.backend.check()
+        return self.table.clear(self.namespace)
+
+
 @pytest.mark.parametrize("on_error", ["miss", "raise"])
 def test_lock_release_during_an_outage(on_error: str) -> None:
     backend = ReferenceBackend()
-    cache = ReferenceCache(backend=backend, onError=on_error)
+    cache = _RemoteLocks(backend=backend, onError=on_error)
     lock = cache.lock("job", ttl=60)
     assert lock.acquire(blocking=False)
     backend.down = True
     if on_error == "miss":
-        assert lock.release() is False  # the entry stays until its ttl
+        assert lock.release() is False  # the lock stays until its ttl
     else:
         with pytest.raises(CacheUnavailableError):
             lock.release()
     backend.down = False
-    assert cache.exists("lock:job")
+    assert cache.lock("job").busy
 
 
-class _Distributed(ReferenceCache):
+class _Distributed(_RemoteLocks):
     distributed: ClassVar[bool] = True
 
 
@@ -249,14 +281,16 @@ def test_distributed_get_or_set_under_miss_computes_without_the_fill_lock() -> N
     cache = _Distributed(backend=backend, onError="miss")
     assert cache.get_or_set("k", lambda: "v") == "v"
     backend.down = False
-    assert backend.entries == {}  # neither the value nor a fill lock was written
+    assert backend.entries == {}  # the value was not written
+    assert not cache.lock("k").busy  # nor a fill lock kept
 
 
 def test_distributed_get_or_set_stores_and_releases_the_fill_lock() -> None:
     backend = ReferenceBackend()
     cache = _Distributed(backend=backend)
     assert cache.get_or_set("k", lambda: "v") == "v"
-    assert list(backend.entries) == ["k"]  # the fill lock is gone
+    assert list(backend.entries) == ["k"]
+    assert cache.table.clear(cache.namespace) == 0  # the fill lock is gone
 
 
 def test_distributed_get_or_set_creator_error_releases_the_fill_lock() -> None:
@@ -269,6 +303,7 @@ def test_distributed_get_or_set_creator_error_releases_the_fill_lock() -> None:
     with pytest.raises(ZeroDivisionError):  # the caller's own error, never translated
         cache.get_or_set("k", creator)
     assert backend.entries == {}
+    assert cache.table.clear(cache.namespace) == 0  # the fill lock was released
 
 
 def test_cache_error_is_the_base_of_everything_raised() -> None:

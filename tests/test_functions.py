@@ -125,9 +125,10 @@ def test_lock() -> None:
     lock = fn.lock("job", ttl=10, timeout=0, cache_name="other")
     assert isinstance(lock, Lock)
     with lock:
-        assert fn.exists("lock:job", cache_name="other")
+        assert lock.held
+        assert not fn.exists("lock:job", cache_name="other")  # locks are not entries
         assert not fn.lock("job", timeout=0, cache_name="other").acquire(blocking=False)
-    assert not fn.exists("lock:job", cache_name="other")
+    assert fn.lock("job", timeout=0, cache_name="other").acquire(blocking=False)
 
 
 @pytest.mark.usefixtures("clock")

@@ -45,7 +45,7 @@ from dogpile.cache.api import (
 
 from ..api import MISSING, BaseCache
 from ..errors import CacheValueError, ConfigError
-from ..lock import LOCK_PREFIX, Lock
+from ..lock import Lock
 from . import resolve_cache
 
 __all__ = ["CacheHubBackend", "CacheHubMutex"]
@@ -86,11 +86,11 @@ class CacheHubMutex(CacheMutex):
                 hint="release the mutex in the thread that acquired it.",
             )
         self._held.lock = None
-        lock.release()
+        lock.release_quietly()  # a lock lost to its ttl: the value is regenerated anyway
 
     def locked(self) -> bool:
         """Whether anyone (any thread or process) holds the lock now."""
-        return self.cache.exists(LOCK_PREFIX + self.name)
+        return self.cache.lock(self.name).busy
 
 
 class CacheHubBackend(CacheBackend):

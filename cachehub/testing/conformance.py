@@ -19,6 +19,7 @@ from .concurrency import GetOrSetTests, LockTests
 from .counters import CounterTests
 from .expiry import ExpiryTests, MetadataTests
 from .filters import FilterTests, NamespaceTests
+from .lockspace import LockSpaceTests
 from .onerror import OnErrorTests
 from .readonly import ReadOnlyTests
 from .values import ValueTests
@@ -37,6 +38,7 @@ class CacheConformance(
     BatchTests,
     CounterTests,
     LockTests,
+    LockSpaceTests,
     GetOrSetTests,
     ReadOnlyTests,
     LifecycleTests,

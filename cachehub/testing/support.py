@@ -199,7 +199,7 @@ class ConformanceBase:
         for ns in sorted(used | {namespace}):
             cleaner = cache_factory(namespace=ns)
             try:
-                cleaner.clear()
+                cleaner.clear(include_internal=True)  # locks a test left behind too
             finally:
                 cleaner.close()
         for cache in created:

@@ -9,9 +9,11 @@ server-side by key prefix. See docs/dynamodb.md for the request budget.
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import threading
 from collections.abc import Hashable, Iterator, Mapping
+from decimal import Decimal
 from typing import Any, ClassVar, Final, cast
 
 from botocore import xform_name
@@ -24,6 +26,7 @@ from cachehub.errors import (
     CacheError,
     CacheValueError,
     ConfigError,
+    CorruptEntryError,
     InvalidKeyError,
 )
 from cachehub.filters import KeyFilter
@@ -38,7 +41,12 @@ from .items import (
     DEADLINE,
     EXPIRED,
     IDLE,
+    INTERNAL,
     LIVE,
+    LOCK_FENCE,
+    LOCK_HOLDER,
+    LOCK_RELEASED,
+    LOCK_UNTIL,
     MAX_ITEM_BYTES,
     MAX_KEY_BYTES,
     ORIGINAL_KEY,
@@ -54,6 +62,7 @@ from .items import (
     expiry_attrs,
     expiry_of,
     fresh_attrs,
+    internal_key,
     is_live,
     item_size,
     needs_owner_check,
@@ -81,6 +90,10 @@ later caches on the same table skip DescribeTable/DescribeTimeToLive."""
 _PLACEHOLDER = re.compile(r"[#:][A-Za-z0-9_]+")
 SCAN_PAGE_ITEMS: Final = 1000
 """Items per Scan page when keys are listed (keys, get_all, clear)."""
+LOCK_GRACE: Final = 3600
+"""Seconds a lock item outlives its last holding before native TTL may delete it: longer
+than any clock skew, so a fence restarted from a writer's clock stays above the old ones."""
+_LOCK: Final = {"S": "lock"}
 _METHODS: dict[str, str] = {}
 """DynamoDB operation name -> client method name (``GetItem`` -> ``get_item``)."""
 
@@ -706,7 +719,7 @@ class DynamoDBCache(BaseCache):
     # ------------------------------------------------------------------ scans
 
     def _scan_params(self, flt: KeyFilter, now: float, *, keys_only: bool) -> dict[str, Any]:
-        live = LIVE
+        live = f"{LIVE} AND attribute_not_exists(#int)"  # internal items are not entries
         filt = f"(begins_with(#pk, :p) OR begins_with(#ok, :p)) AND {live}" if flt.prefix else live
         params: dict[str, Any] = {
             "TableName": self.table_name,
@@ -868,6 +881,167 @@ class DynamoDBCache(BaseCache):
         if client is not None:
             client.close()
 
+    # ------------------------------------------------------------------ internal space: locks
+    #
+    # One item per lock (items.internal_key), marked ``cachehubInternal = lock``. Deadlines
+    # are the writer's clock: with clocks skewed by at most S seconds, a lock may be taken
+    # over up to S seconds early; the fence (``lockFence``, ADDed by every new holder)
+    # lets a resource refuse the stale holder. See "Locks and clocks" in docs/dynamodb.md.
+
+    def _lock_item(self, name: str) -> tuple[dict[str, Any], str]:
+        pk, original = internal_key(self.namespace, name)
+        return {self.key_name: {"S": pk}}, original
+
+    def _lock_update(
+        self, name: str, update: str, cond: str, values: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, Item | None]:
+        """One conditional UpdateItem on a lock item: ``(new attributes, None)`` when it
+        was applied, ``(None, the item as it was)`` when the condition failed."""
+        key, original = self._lock_item(name)
+        values = {**values, ":lock": _LOCK, ":ok": {"S": original}}
+        try:
+            reply = self._call(
+                "UpdateItem",
+                TableName=self.table_name,
+                Key=key,
+                UpdateExpression=update,
+                ConditionExpression=cond,
+                ReturnValues="UPDATED_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **self._expr(update, cond, values=values),
+            )
+        except ConditionFailedError as exc:
+            old = _old_item(exc)
+            if old is None:
+                reply = self._call(
+                    "GetItem", TableName=self.table_name, Key=key, ConsistentRead=True
+                )
+                old = reply.get("Item")
+            return None, self._checked_lock(name, old)
+        return reply.get("Attributes", {}), None
+
+    def _checked_lock(self, name: str, item: Item | None) -> Item | None:
+        """``item`` if it is this lock's internal item (or None); else a typed error."""
+        if item is None:
+            return None
+        _, original = self._lock_item(name)
+        if item.get(INTERNAL) != _LOCK or item.get(ORIGINAL_KEY) != {"S": original}:
+            raise CorruptEntryError(
+                f"the DynamoDB item of lock {self._user_key(name)!r:.120} is not a cachehub "
+                "lock item (another program wrote it).",
+                hint="delete the item with dynamodb_command('DeleteItem', ...), or give the "
+                "caches a namespace of their own.",
+            )
+        return item
+
+    def _fence(self, name: str, item: Item) -> int:
+        """The item's fence; a fence that is no whole Number is a typed error."""
+        try:
+            fence = Decimal(str(item[LOCK_FENCE]["N"]))
+            if fence == fence.to_integral_value():
+                return int(fence)
+        except (KeyError, TypeError, ArithmeticError):
+            pass
+        raise CorruptEntryError(
+            f"the DynamoDB item of lock {self._user_key(name)!r:.120} holds a fence that "
+            "is not a whole number (another program wrote it).",
+            hint="delete the item with dynamodb_command('DeleteItem', ...); the next "
+            "holder starts a new fence above the old ones.",
+        )
+
+    @staticmethod
+    def _lock_live(item: Item, token: str | None, now: float) -> bool:
+        """Whether ``item`` is held (by ``token``, when given) at ``now``."""
+        holder = item.get(LOCK_HOLDER, {}).get("S")
+        until = num_of(item, LOCK_UNTIL)
+        return holder is not None and (token is None or holder == token) and now < until
+
+    def _lock_acquire(self, name: str, token: str, ttl: float, now: float) -> int | None:
+        until = now + ttl
+        update = (
+            "SET #holder = :t, #lu = :until, #int = :lock, #ok = :ok, #ttl = :gone, "
+            "#fence = if_not_exists(#fence, :base) + :one REMOVE #rel"
+        )
+        cond = (
+            "attribute_not_exists(#pk) OR (#int = :lock AND #ok = :ok AND "
+            "(attribute_not_exists(#holder) OR #lu <= :now))"
+        )
+        values = {
+            ":t": {"S": token},
+            ":until": num(until),
+            ":gone": {"N": str(math.ceil(until + LOCK_GRACE))},
+            ":base": {"N": str(int(now * 1_000_000))},  # after a TTL delete: above old fences
+            ":one": {"N": "1"},
+            ":now": num(now),
+        }
+        new, old = self._lock_update(name, update, cond, values)
+        if new is not None:
+            return self._fence(name, new)
+        if old is not None and self._lock_live(old, token, now):
+            return self._fence(name, old)  # this token's own lock: a retried request
+        return None
+
+    def _lock_release(self, name: str, token: str, now: float) -> bool:
+        update = "SET #rel = :t, #ttl = :gone REMOVE #holder, #lu"
+        cond = "#int = :lock AND #ok = :ok AND #holder = :t AND #lu > :now"
+        values = {
+            ":t": {"S": token},
+            ":gone": {"N": str(math.ceil(now + LOCK_GRACE))},
+            ":now": num(now),
+        }
+        new, old = self._lock_update(name, update, cond, values)
+        if new is not None:
+            return True
+        return old is not None and old.get(LOCK_RELEASED) == {"S": token}  # a retry
+
+    def _lock_extend(self, name: str, token: str, ttl: float, now: float) -> bool:
+        until = now + ttl
+        update = "SET #lu = :until, #ttl = :gone"
+        cond = "#int = :lock AND #ok = :ok AND #holder = :t AND #lu > :now"
+        values = {
+            ":t": {"S": token},
+            ":until": num(until),
+            ":gone": {"N": str(math.ceil(until + LOCK_GRACE))},
+            ":now": num(now),
+        }
+        new, _ = self._lock_update(name, update, cond, values)
+        return new is not None
+
+    def _lock_holder(self, name: str, now: float) -> str | None:
+        key, _ = self._lock_item(name)
+        reply = self._call("GetItem", TableName=self.table_name, Key=key, ConsistentRead=True)
+        item = self._checked_lock(name, reply.get("Item"))
+        if item is None or not self._lock_live(item, None, now):
+            return None
+        return str(item[LOCK_HOLDER]["S"])
+
+    def _clear_internal(self, now: float) -> int:
+        kn = self.key_name
+        prefix = self.namespace + "\x00"
+        filt = "#int = :lock AND begins_with(#ok, :p)"
+        params: dict[str, Any] = {
+            "TableName": self.table_name,
+            "FilterExpression": filt,
+            "ProjectionExpression": "#pk, #ok",
+            "ConsistentRead": True,
+            "Limit": SCAN_PAGE_ITEMS,
+            **self._expr(filt, "#pk, #ok", values={":lock": _LOCK, ":p": {"S": prefix}}),
+        }
+        batch: list[dict[str, Any]] = []
+        removed = 0
+        ns = self.namespace
+        for item in scan_items(self._call, params, self.settings["scanSegments"]):
+            original = str(item.get(ORIGINAL_KEY, {}).get("S", ""))
+            if internal_key(ns, ns + original[len(prefix) :]) != (item[kn].get("S"), original):
+                continue  # another namespace's (one that starts with this one and a NUL)
+            batch.append({"DeleteRequest": {"Key": {kn: item[kn]}}})
+            if len(batch) == 25:
+                removed += batch_write(self._call, self.table_name, batch)
+                batch = []
+        if batch:
+            removed += batch_write(self._call, self.table_name, batch)
+        return removed
+
     # ------------------------------------------------------------------ DynamoDBCommand
 
     def command(self, action: str, data: Mapping[str, Any] | None = None) -> Any:
@@ -878,6 +1052,14 @@ class DynamoDBCache(BaseCache):
         from .command import run_command
 
         return run_command(self, action, data or {})
+
+
+def num_of(item: Item, name: str) -> float:
+    """A Number attribute of a lock item as a float (absent or unreadable: -inf, "past")."""
+    try:
+        return float(item[name]["N"])
+    except (KeyError, TypeError, ValueError):
+        return float("-inf")
 
 
 def _old_item(exc: ConditionFailedError) -> Item | None:

@@ -53,6 +53,12 @@ CREATED: Final = "createdTime"
 MODIFIED: Final = "updatedTime"
 HITS: Final = "hitCount"
 ORIGINAL_KEY: Final = "originalKey"
+INTERNAL: Final = "cachehubInternal"
+"""Marks an internal item (value ``lock``): never listed, counted or cleared as an entry."""
+LOCK_HOLDER: Final = "lockHolder"
+LOCK_UNTIL: Final = "lockUntil"
+LOCK_FENCE: Final = "lockFence"
+LOCK_RELEASED: Final = "lockReleasedBy"
 
 MAX_KEY_BYTES: Final = 2048
 """DynamoDB's limit for a partition key value."""
@@ -77,6 +83,11 @@ PLACEHOLDERS: Final = {
     "#up": MODIFIED,
     "#hc": HITS,
     "#ok": ORIGINAL_KEY,
+    "#int": INTERNAL,
+    "#holder": LOCK_HOLDER,
+    "#lu": LOCK_UNTIL,
+    "#fence": LOCK_FENCE,
+    "#rel": LOCK_RELEASED,
 }
 
 LIVE: Final = (
@@ -139,6 +150,22 @@ def partition_value(storage_key: str, namespace: str = "") -> tuple[str, str | N
     fits = len(namespace.encode()) + _HASHED_LENGTH <= MAX_KEY_BYTES
     prefix = namespace if fits and storage_key.startswith(namespace) else ""
     return prefix + HASH_PREFIX + digest, storage_key
+
+
+def internal_key(namespace: str, lock_name: str) -> tuple[str, str]:
+    """``(partition key, originalKey)`` of the internal item of a namespaced lock id.
+
+    The originalKey is ``<namespace>\\x00<lock id>`` and the partition key is shaped like a
+    hashed long key, ``<namespace>sha256:<hex of the originalKey>``: no user key maps to
+    it (a short key is its own partition key and is owner-checked when hash-shaped; a long
+    one hashes its own, different text), so the cache API never reads or overwrites a lock.
+    """
+    original = namespace + "\x00" + lock_name[len(namespace) :]
+    # The hash covers the namespace's length too: namespaces may hold NUL themselves.
+    text = f"{len(namespace)}:{original}".encode("utf-8", "surrogatepass")
+    digest = HASH_PREFIX + hashlib.sha256(text).hexdigest()
+    fits = len(namespace.encode("utf-8", "surrogatepass")) + _HASHED_LENGTH <= MAX_KEY_BYTES
+    return (namespace + digest if fits else digest), original
 
 
 def needs_owner_check(storage_key: str, pk: str) -> bool:

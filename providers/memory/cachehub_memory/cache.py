@@ -17,6 +17,7 @@ from cachehub.api import MISSING, NO_EXPIRY, BaseCache, Entry, Expiry
 from cachehub.config import Option
 from cachehub.errors import CacheValueError, ConfigError
 from cachehub.filters import KeyFilter
+from cachehub.lock import LockTable
 
 from . import cursor as walk
 from .cursor import Cursor, Log
@@ -102,6 +103,9 @@ class _Store:
     """The same, cheaper on a miss, for callers holding the lock."""
     log: Log = field(init=False)
     """Every stored key at a place that survives writes: what walks follow."""
+    locks: LockTable = field(default_factory=LockTable)
+    """The internal space: locks of every cache on this store, by namespaced lock id.
+    Outside ``data`` and its log, so never evicted, listed, counted or cleared."""
 
     def __post_init__(self) -> None:
         if self.ordered is not None:
@@ -510,6 +514,10 @@ class MemoryCache(BaseCache):
                     del data[key]
             store.log.tidy()
         return removed
+
+    def _lock_table(self) -> LockTable:
+        """The store's own locks: shared by the caches of a named store, never evicted."""
+        return self._store.locks
 
     def _close(self) -> None:
         """Nothing to release: the data lives as long as the object."""

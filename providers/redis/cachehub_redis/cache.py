@@ -9,6 +9,7 @@ Operations that must check an entry before changing it are Lua scripts (:mod:`.s
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from itertools import islice
@@ -19,7 +20,7 @@ from redis.cluster import RedisCluster
 
 from cachehub.api import MISSING, BaseCache, Entry, Expiry
 from cachehub.config import Option
-from cachehub.errors import CacheError, CacheValueError
+from cachehub.errors import CacheError, CacheValueError, CorruptEntryError
 from cachehub.filters import WILDCARDS, KeyFilter
 from cachehub.hits import HitBuffer
 
@@ -56,6 +57,13 @@ _CREATED: Final = slice(Offsets.CREATED, Offsets.MODIFIED)
 _POLICY: Final = slice(Offsets.EXPIRES, Offsets.VALUE)
 _PLAIN: Final = bytes((MAGIC, KIND_CODEC))
 """The first two header bytes of an entry holding codec bytes."""
+INTERNAL: Final = b"\xff"
+"""Separates the namespace from an internal key (a lock): ``<namespace>\\xff<lock id>``.
+The byte 0xFF never occurs in UTF-8, so no user key can spell an internal key, scans
+(which decode keys as UTF-8 and ask for strings) never return one, and ``clear()`` never
+removes one. Locks are hashes, see :data:`.scripts.LOCK_ACQUIRE`."""
+LOCK_GRACE_MS: Final = 60_000
+"""How long a lock's hash outlives its last holding (keeps its fence counting up)."""
 
 HIT_FLUSH: Final = Option(
     "hitFlushInterval",
@@ -129,6 +137,7 @@ class RedisCache(BaseCache):
 
     options: ClassVar[tuple[Option, ...]] = (*OPTIONS, HIT_FLUSH)
     distributed: ClassVar[bool] = True
+    lock_clock: ClassVar[str] = "server"
 
     def __init__(self, settings: Any = None, /, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
@@ -205,7 +214,7 @@ class RedisCache(BaseCache):
         except REDIS_ERRORS as exc:
             raise self._translate(exc) from None
 
-    def _eval(self, script: LuaScript, key: str, *args: Any) -> Any:
+    def _eval(self, script: LuaScript, key: Key, *args: Any) -> Any:
         """Run one script on one key: a single EVALSHA round trip."""
         client = self._redis
         if client is None:
@@ -584,3 +593,61 @@ class RedisCache(BaseCache):
         if total is not None:
             return total
         return sum(sum(counts) for _, counts in self._scan_batches(flt, "u", now))
+
+    # ------------------------------------------------------------------ internal space: locks
+
+    def _internal_key(self, name: str) -> bytes:
+        """The Redis key of lock ``name`` (namespace, 0xFF, lock id): no user key's form."""
+        ns = self.namespace
+        return ns.encode() + INTERNAL + name[len(ns) :].encode("utf-8", "surrogatepass")
+
+    def _lock_reply(self, name: str, reply: Any) -> Any:
+        if reply == b"x":
+            raise CorruptEntryError(
+                f"Redis key for lock {self._user_key(name)!r:.120} holds another type, "
+                "not a cachehub lock.",
+                hint="another program wrote to cachehub's internal key space; delete the "
+                "key, or give the caches a namespace of their own.",
+            )
+        return reply
+
+    def _lock_acquire(self, name: str, token: str, ttl: float, now: float) -> int | None:
+        key = self._internal_key(name)
+        reply = self._lock_reply(
+            name, self._eval(lua.LOCK_ACQUIRE, key, token, _ms(ttl), LOCK_GRACE_MS)
+        )
+        return int(reply[1]) if reply[0] == b"1" else None
+
+    def _lock_release(self, name: str, token: str, now: float) -> bool:
+        key = self._internal_key(name)
+        return bool(
+            self._lock_reply(name, self._eval(lua.LOCK_RELEASE, key, token, LOCK_GRACE_MS)) == b"1"
+        )
+
+    def _lock_extend(self, name: str, token: str, ttl: float, now: float) -> bool:
+        key = self._internal_key(name)
+        reply = self._eval(lua.LOCK_EXTEND, key, token, _ms(ttl), LOCK_GRACE_MS)
+        return bool(self._lock_reply(name, reply) == b"1")
+
+    def _lock_holder(self, name: str, now: float) -> str | None:
+        reply = self._lock_reply(name, self._eval(lua.LOCK_HOLDER, self._internal_key(name)))
+        # errors="replace": a token another program planted need not be UTF-8.
+        return reply[1].decode(errors="replace") if reply[0] == b"1" else None
+
+    def _clear_internal(self, now: float) -> int:
+        pattern = _escape_glob(self.namespace).encode() + INTERNAL + b"*"
+        client = self._client()
+        removed = 0
+        try:
+            found = client.scan_iter(match=pattern, count=_SCAN_COUNT, _type="hash")
+            while batch := list(islice(found, _SCAN_COUNT)):
+                for key in dict.fromkeys(batch):  # one key per call: cluster slots differ
+                    removed += int(client.unlink(key))
+        except rx.RedisError as exc:
+            raise self._translate(exc) from None
+        return removed
+
+
+def _ms(seconds: float) -> int:
+    """Whole milliseconds for a lock ttl, rounded up (never shorter than asked), >= 1."""
+    return max(1, math.ceil(seconds * 1000))

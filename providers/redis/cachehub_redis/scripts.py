@@ -7,6 +7,10 @@ stored form). What remains here reads the 50-byte header with ``GETRANGE`` and L
 clock, so every provider agrees on what is alive and tests can inject a clock), and
 changes the entry in place with ``SETRANGE`` / ``BITFIELD``, which keep its TTL.
 
+Locks are the exception: they live in the internal space (hashes under keys no user key
+can spell, see :mod:`.cache`) and their deadlines are decided by the *server's* clock
+(``TIME`` inside the ``LOCK_*`` scripts), so clients with skewed clocks agree on them.
+
 Each script is one ``EVALSHA``: one round trip, batches included. Keys that are not
 cachehub entries (other types, strings without the magic byte) are never touched.
 """
@@ -31,6 +35,10 @@ __all__ = [
     "RECORD_READS",
     "SCAN_CHECK",
     "SCAN_PAGE",
+    "LOCK_ACQUIRE",
+    "LOCK_RELEASE",
+    "LOCK_EXTEND",
+    "LOCK_HOLDER",
 ]
 
 
@@ -325,5 +333,89 @@ for i, key in ipairs(page[2]) do
 end
 if ARGV[5] == 'u' and #doomed > 0 then unlink_all(doomed) end
 return {page[1], n}
+""",
+)
+
+
+# Locks: one hash per lock, fields t (holder token), d (deadline, server ms), f (fence of
+# the last holding), r (token of the last release). The hash outlives its lock by a grace
+# period (PEXPIRE ttl + grace), so the fence keeps counting up through quick re-acquires;
+# once it is gone, the next fence starts from the server's clock in microseconds, above
+# every fence handed out before. Numbers are written with %.0f: Lua's tostring would
+# print 16-digit integers in exponent form.
+_LOCK_PRELUDE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind ~= 'hash' and kind ~= 'none' then return 'x' end
+local h = redis.call('HMGET', KEYS[1], 't', 'd', 'f', 'r')
+local holder, dl, fence = h[1], tonumber(h[2]), tonumber(h[3])
+-- A record without a usable deadline (another program's) holds nothing.
+if not dl or dl ~= dl or dl <= now then holder = nil end
+if fence and (fence ~= fence or fence >= 2^53 or fence < 0) then fence = nil end
+local function n(x) return string.format('%.0f', x) end
+"""
+
+
+def _lock_script(name: str, body: str) -> LuaScript:
+    return LuaScript(name, _LOCK_PRELUDE + body)
+
+
+# ARGV: token, ttl ms, grace ms -> {'1', fence} taken (or already this token's: the same
+# fence again, so a retried request succeeds), {'0', ms left} held by another, 'x' the
+# key is not a lock.
+LOCK_ACQUIRE: Final = _lock_script(
+    "lock_acquire",
+    """
+local ttl, grace = tonumber(ARGV[2]), tonumber(ARGV[3])
+if holder then
+  if holder ~= ARGV[1] then return {'0', n(dl - now)} end
+  redis.call('HSET', KEYS[1], 'd', n(now + ttl))
+  redis.call('PEXPIRE', KEYS[1], n(ttl + grace))
+  return {'1', n(fence)}
+end
+local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local f = math.max((fence or 0) + 1, us)
+redis.call('HSET', KEYS[1], 't', ARGV[1], 'd', n(now + ttl), 'f', n(f))
+redis.call('HDEL', KEYS[1], 'r')
+redis.call('PEXPIRE', KEYS[1], n(ttl + grace))
+return {'1', n(f)}
+""",
+)
+
+# ARGV: token, grace ms -> '1' released (or released by this token before: a retried
+# request), '0' not held by this token (its ttl ran out), 'x' not a lock.
+LOCK_RELEASE: Final = _lock_script(
+    "lock_release",
+    """
+if holder == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'r', ARGV[1], 'd', '0')
+  redis.call('HDEL', KEYS[1], 't')
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return '1'
+end
+if h[4] == ARGV[1] then return '1' end
+return '0'
+""",
+)
+
+# ARGV: token, ttl ms, grace ms -> '1' extended to now + ttl, '0' not held, 'x' not a lock.
+LOCK_EXTEND: Final = _lock_script(
+    "lock_extend",
+    """
+if holder ~= ARGV[1] then return '0' end
+redis.call('HSET', KEYS[1], 'd', n(now + tonumber(ARGV[2])))
+redis.call('PEXPIRE', KEYS[1], n(tonumber(ARGV[2]) + tonumber(ARGV[3])))
+return '1'
+""",
+)
+
+# No ARGV -> {'1', token (at most 64 bytes: cachehub's are 32)} held, {'0'} free, 'x' not
+# a lock. Read-only.
+LOCK_HOLDER: Final = _lock_script(
+    "lock_holder",
+    """
+if holder then return {'1', string.sub(holder, 1, 64)} end
+return {'0'}
 """,
 )
