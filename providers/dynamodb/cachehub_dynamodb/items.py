@@ -23,7 +23,9 @@ write the same items. Every cache item has:
   parses it), so ``put`` writes one stamp, not two equal ones. Items written before this
   (both stamps always) read the same; an item's *version* for conditional writes is its
   ``updatedTime``, else its ``createdTime`` (:func:`version_of`);
-* ``lastAccessed`` and ``hitCount`` once reads have been recorded (absent: never read).
+* ``lastAccessed`` and ``hitCount`` once reads have been recorded (absent: never read);
+* ``requestId`` on items last written by ``incr`` or ``add``: the random id of that call,
+  read back after a lost reply to tell an applied write from one that never landed.
 
 A batch read asks only for :func:`read_attributes`; the few items without ``value`` are
 then read again in full (dual access).
@@ -53,6 +55,9 @@ CREATED: Final = "createdTime"
 MODIFIED: Final = "updatedTime"
 HITS: Final = "hitCount"
 ORIGINAL_KEY: Final = "originalKey"
+REQUEST: Final = "requestId"
+"""The random id of the last ``incr``/``add`` that wrote the item: after a lost reply the
+writer reads it back to learn whether its write was applied (see cache._write_once)."""
 
 MAX_KEY_BYTES: Final = 2048
 """DynamoDB's limit for a partition key value."""
@@ -77,6 +82,7 @@ PLACEHOLDERS: Final = {
     "#up": MODIFIED,
     "#hc": HITS,
     "#ok": ORIGINAL_KEY,
+    "#rq": REQUEST,
 }
 
 LIVE: Final = (
