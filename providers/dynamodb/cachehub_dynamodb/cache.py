@@ -692,10 +692,16 @@ class DynamoDBCache(BaseCache):
             if reply is not None:
                 self._forget(pk)
                 return True
-            # The reply was lost. The item is gone once the delete landed: while the very
-            # version read above is still stored, it did not, and sending it again is safe.
+            # The reply was lost. While the very version read above is still stored, the
+            # delete did not land, and sending it again is safe. Once the item is gone,
+            # the entry that held `value` was removed - by this call, or by a delete of
+            # that same entry racing it within one round trip: True either way, as the
+            # caller's entry no longer exists. A newer version cannot tell: unknown.
             now_item, _, _ = self._get_item(key, consistent=True, verify=False)
-            if now_item is None or version_of(now_item) != version_of(item):
+            if now_item is None:
+                self._forget(pk)
+                return True
+            if version_of(now_item) != version_of(item):
                 raise self._unknown("delete_if_equal", key)
         raise self._unknown("delete_if_equal", key)
 
