@@ -64,7 +64,9 @@ class LostReplyTests(ConformanceBase):
         )
 
     @pytest.fixture
-    def cache(self, make_cache: Callable[..., BaseCache], fault_proxy: FaultProxy) -> BaseCache:
+    def warm_cache(
+        self, make_cache: Callable[..., BaseCache], fault_proxy: FaultProxy
+    ) -> BaseCache:
         """A cache on the proxy that has sent each write once (scripts, tables ready)."""
         cache = make_cache()
         cache.incr("warm")
@@ -118,8 +120,9 @@ class LostReplyTests(ConformanceBase):
 
     @pytest.mark.parametrize("op", _OPS)
     def test_lost_reply_applies_once(
-        self, cache: BaseCache, fault_proxy: FaultProxy, op: str
+        self, warm_cache: BaseCache, fault_proxy: FaultProxy, op: str
     ) -> None:
+        cache = warm_cache
         matcher = self._matcher(op)
         call = self._setup(cache, op)
         fault_proxy.drop_reply(matcher)
@@ -131,8 +134,9 @@ class LostReplyTests(ConformanceBase):
 
     @pytest.mark.parametrize("op", _OPS)
     def test_lost_request_applies_at_most_once(
-        self, cache: BaseCache, fault_proxy: FaultProxy, op: str
+        self, warm_cache: BaseCache, fault_proxy: FaultProxy, op: str
     ) -> None:
+        cache = warm_cache
         matcher = self._matcher(op)
         call = self._setup(cache, op)
         fault_proxy.drop_request(matcher)
@@ -147,8 +151,9 @@ class LostReplyTests(ConformanceBase):
             assert result is CacheOutcomeUnknownError or result == (not answer)
 
     def test_later_writes_are_not_taken_for_replays(
-        self, cache: BaseCache, fault_proxy: FaultProxy
+        self, warm_cache: BaseCache, fault_proxy: FaultProxy
     ) -> None:
+        cache = warm_cache
         self._matcher("incr")
         fault_proxy.drop_reply(self.lost_reply_requests["incr"])
         first = _outcome(lambda: cache.incr("n"))
