@@ -153,7 +153,12 @@ class FaultProxy:
         self._arm("reply", match, times)
 
     def drop_request(self, match: Matcher = b"", times: int = 1) -> None:
-        """Lose the next ``times`` requests matching ``match``: never forwarded."""
+        """Lose the next ``times`` requests matching ``match``: never forwarded.
+
+        Matching sees the bytes received so far: a request that arrives in pieces and
+        matches only once a later piece is in has had its earlier pieces forwarded (the
+        server then sees a truncated request and a closed connection).
+        """
         self._arm("request", match, times)
 
     def delay_replies(self, seconds: float) -> None:
