@@ -261,6 +261,15 @@ def test_redis_a_record_of_another_request_is_not_mistaken(
     assert len(_records(raw_redis, one)) == 20
 
 
+def test_every_cluster_slot_has_a_tag() -> None:
+    tags = {redis_records._slot_tag(slot) for slot in (0, 1, 8191, 16383)}
+    assert len(tags) == 4
+    with pytest.raises(ValueError, match="slot"):
+        redis_records._slot_tag(16384)
+    reached = {redis_records.key_slot(str(n).encode()) for n in range(redis_records._TAG_SEARCH)}
+    assert len(reached) == 16384
+
+
 def test_request_ids_are_random_128_bit() -> None:
     ids = {request_id() for _ in range(2000)}
     assert len(ids) == 2000
