@@ -27,6 +27,7 @@ __all__ = [
     "UnknownSigningKeyError",
     "ReadOnlyCacheError",
     "CacheUnavailableError",
+    "CacheOutcomeUnknownError",
     "CacheBackendError",
     "CachePermissionError",
     "CacheThrottledError",
@@ -101,6 +102,14 @@ class ReadOnlyCacheError(CacheError, PermissionError):
 
 class CacheUnavailableError(CacheError, ConnectionError):
     """The backend cannot be reached (connection refused, timeout, DNS)."""
+
+
+class CacheOutcomeUnknownError(CacheUnavailableError):
+    """A write's reply was lost and whether the backend applied it cannot be told.
+
+    Raised instead of re-sending a non-idempotent write (``incr``, ``add``...) blind,
+    which could apply it twice. Read the entry to see where it stands before retrying.
+    """
 
 
 class CacheBackendError(CacheError):

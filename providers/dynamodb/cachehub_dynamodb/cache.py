@@ -11,19 +11,27 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+import secrets
 import threading
 from collections.abc import Hashable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, ClassVar, Final, cast
 
 from botocore import xform_name
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    HTTPClientError,
+)
 
 from cachehub.api import MISSING, BaseCache, Entry, Expiry
 from cachehub.config import Option
 from cachehub.errors import (
     CacheBackendError,
     CacheError,
+    CacheOutcomeUnknownError,
     CacheValueError,
     ConfigError,
     CorruptEntryError,
@@ -51,6 +59,7 @@ from .items import (
     MAX_KEY_BYTES,
     ORIGINAL_KEY,
     PLACEHOLDERS,
+    REQUEST,
     TTL,
     VALUE,
     Item,
@@ -81,6 +90,8 @@ from .table import bootstrap_table
 __all__ = ["DynamoDBCache"]
 
 _INCR_ROUNDS: Final = 5
+_RESEND_ROUNDS: Final = 3
+"""Sends of a conditional delete whose replies keep getting lost (each one checked)."""
 _SHORT_KEY: Final = MAX_KEY_BYTES // 4
 """Storage keys this short fit DynamoDB's key limit in any encoding: used as they are."""
 
@@ -96,6 +107,37 @@ than any clock skew, so a fence restarted from a writer's clock stays above the 
 _LOCK: Final = {"S": "lock"}
 _METHODS: dict[str, str] = {}
 """DynamoDB operation name -> client method name (``GetItem`` -> ``get_item``)."""
+
+_once = threading.local()
+"""``_once.on`` is True while this thread sends a write that must not be re-sent blind."""
+
+
+class _ReplyLost(Exception):
+    """A guarded write's reply was lost after it was sent: it may have been applied."""
+
+
+def _no_blind_resend(caught_exception: Exception | None = None, **_: Any) -> None:
+    """botocore ``needs-retry`` hook: stop the re-send of a guarded write that may have landed.
+
+    botocore re-sends a request after a read timeout or a dropped connection, which for
+    ``incr`` or ``add`` applies the write twice when only the reply was lost. For the
+    writes sent by :meth:`DynamoDBCache._write_once` this raises :class:`_ReplyLost`
+    instead (out of botocore, to the cache), which then reads the item to learn the
+    outcome. Failures that prove the request never left (no connection) and error
+    replies (throttling...) keep botocore's retries.
+    """
+    if (
+        caught_exception is not None
+        and getattr(_once, "on", False)
+        and isinstance(caught_exception, HTTPClientError)
+        and not isinstance(caught_exception, (EndpointConnectionError, ConnectTimeoutError))
+    ):
+        raise _ReplyLost from caught_exception
+
+
+def _request_id() -> str:
+    """A fresh write id: 128 random bits (collisions are negligible)."""
+    return secrets.token_hex(16)
 
 
 class DynamoDBCache(BaseCache):
@@ -225,7 +267,9 @@ class DynamoDBCache(BaseCache):
         if client is None:
             with self._client_lock:
                 if self._client is None:
-                    self._client = make_client(self.region, self.settings)
+                    made = make_client(self.region, self.settings)
+                    made.meta.events.register_first("needs-retry.dynamodb", _no_blind_resend)
+                    self._client = made
                 client = self._client
         return client
 
@@ -280,6 +324,53 @@ class DynamoDBCache(BaseCache):
             raise translate(exc, self._ctx(operation)) from exc
         except BotoCoreError as exc:
             raise translate(exc, self._ctx(operation)) from exc
+
+    def _write_once(self, operation: str, /, **params: Any) -> dict[str, Any] | None:
+        """A non-idempotent write that is never re-sent blind: its reply, or None if lost.
+
+        None means the request was sent but its reply never came (read timeout, dropped
+        connection): it may or may not have been applied, and the caller finds out from
+        the item (its ``requestId``) instead of letting botocore apply it twice.
+        """
+        _once.on = True
+        try:
+            return self._call(operation, **params)
+        except _ReplyLost:
+            self.log.info(
+                "cache '%s': the reply to a %s was lost; reading the item to learn whether "
+                "it was applied.",
+                self.name,
+                operation,
+            )
+            return None
+        finally:
+            _once.on = False
+
+    def _recorded(self, op: str, key: str, rid: str) -> Item:
+        """After a lost reply: the item write ``rid`` left, else :class:`CacheOutcomeUnknownError`.
+
+        An item still carrying ``rid`` was written by that call and by no write after it
+        (every ``incr``/``add`` sets its own id, ``put`` replaces the item). Anything else -
+        no item, another id - cannot tell "never applied" from "applied, then overwritten".
+        """
+        item, _, _ = self._get_item(key, consistent=True, verify=False)
+        mark = None if item is None else item.get(REQUEST)
+        if (
+            item is not None
+            and isinstance(mark, dict)
+            and mark.get("S") == rid
+            and owns(item, key, self.key_name)
+        ):
+            return item
+        raise self._unknown(op, key)
+
+    def _unknown(self, op: str, key: str) -> CacheOutcomeUnknownError:
+        return CacheOutcomeUnknownError(
+            f"the reply to {op}() of key {self._user_key(key)!r:.80} on DynamoDB table "
+            f"'{self.table_name}' was lost, and the item no longer shows whether the write "
+            "was applied; it was not re-sent, so it is applied at most once.",
+            hint="read the key to see its current state before deciding to repeat the call.",
+        )
 
     def _checked_call(self, operation: str, /, **params: Any) -> dict[str, Any]:
         """:meth:`_call` after botocore's parameter validation, which the client skips.
@@ -530,20 +621,41 @@ class DynamoDBCache(BaseCache):
         self._after_write()
 
     def _put_if(
-        self, item: Item, cond: str, now: float, values: Mapping[str, Any] | None = None
+        self,
+        item: Item,
+        cond: str,
+        now: float,
+        values: Mapping[str, Any] | None = None,
+        *,
+        once: tuple[str, str] | None = None,
     ) -> bool:
         """PutItem under ``cond`` (which may use ``#pk``, ``:now`` and ``values``); False if
-        it failed."""
+        it failed.
+
+        ``once`` is ``(operation, storage key)`` for a write that must apply at most once
+        (``add``): the item carries a fresh ``requestId`` and a lost reply is resolved by
+        reading it back (:meth:`_recorded`), never by a blind re-send.
+        """
+        params = self._expr(cond, values={":now": num(now), **(values or {})})
         try:
-            self._call(
-                "PutItem",
-                TableName=self.table_name,
-                Item=item,
-                ConditionExpression=cond,
-                **self._expr(cond, values={":now": num(now), **(values or {})}),
+            if once is None:
+                self._call(
+                    "PutItem",
+                    TableName=self.table_name,
+                    Item=item,
+                    ConditionExpression=cond,
+                    **params,
+                )
+                return True
+            rid = _request_id()
+            item = {**item, REQUEST: {"S": rid}}
+            reply = self._write_once(
+                "PutItem", TableName=self.table_name, Item=item, ConditionExpression=cond, **params
             )
         except ConditionFailedError:
             return False
+        if reply is None:
+            self._recorded(once[0], once[1], rid)
         return True
 
     def _add(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
@@ -553,7 +665,7 @@ class DynamoDBCache(BaseCache):
         owner = self._owner(key, pk)
         if owner is not None:
             cond, values = f"({cond}) AND {owner[0]}", owner[1]
-        if not self._put_if(item, cond, now, values):
+        if not self._put_if(item, cond, now, values, once=("add", key)):
             if owner is not None:
                 self._check_owner(key, pk)
             return False
@@ -588,23 +700,42 @@ class DynamoDBCache(BaseCache):
         if owner is not None:
             cond = f"{cond} AND {owner[0]}"
             values.update(owner[1])
-        try:
-            self._call(
-                "DeleteItem",
-                TableName=self.table_name,
-                Key=k,
-                ConditionExpression=cond,
-                **self._expr(cond, values=values),
-            )
-        except ConditionFailedError:
-            return False
-        self._forget(pk)
-        return True
+        params = self._expr(cond, values=values)
+        for _ in range(_RESEND_ROUNDS):
+            try:
+                reply = self._write_once(
+                    "DeleteItem",
+                    TableName=self.table_name,
+                    Key=k,
+                    ConditionExpression=cond,
+                    **params,
+                )
+            except ConditionFailedError:
+                return False
+            if reply is not None:
+                self._forget(pk)
+                return True
+            # The reply was lost. While the very version read above is still stored, the
+            # delete did not land, and sending it again is safe. Once the item is gone,
+            # the entry that held `value` was removed - by this call, or by a delete of
+            # that same entry racing it within one round trip: True either way, as the
+            # caller's entry no longer exists. A newer version cannot tell: unknown.
+            now_item, _, _ = self._get_item(key, consistent=True, verify=False)
+            if now_item is None:
+                self._forget(pk)
+                return True
+            if version_of(now_item) != version_of(item):
+                raise self._unknown("delete_if_equal", key)
+        raise self._unknown("delete_if_equal", key)
 
     def _incr(self, key: str, delta: int, now: float) -> int:
         k, pk = self._key(key)
         original = key if pk != key else None
-        base = "SET #v = if_not_exists(#v, :zero) + :d, #up = :now, #cr = if_not_exists(#cr, :now)"
+        rid = _request_id()  # one per call: a round only repeats after a definite refusal
+        base = (
+            "SET #v = if_not_exists(#v, :zero) + :d, #up = :now, #cr = if_not_exists(#cr, :now),"
+            " #rq = :rid"
+        )
         if original is not None:
             base += ", #ok = :ok"
         cond = f"attribute_not_exists(#pk) OR ({LIVE} AND attribute_type(#v, :n))"
@@ -622,9 +753,10 @@ class DynamoDBCache(BaseCache):
                 ":h": {"N": str(hits)},
                 ":ok": {"S": original or ""},
                 ":sk": {"S": key},
+                ":rid": {"S": rid},
             }
             try:
-                result = self._call(
+                result = self._write_once(
                     "UpdateItem",
                     TableName=self.table_name,
                     Key=k,
@@ -634,8 +766,10 @@ class DynamoDBCache(BaseCache):
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                     **self._expr(update, cond, values=values),
                 )
+                if result is None:  # the reply was lost: the item tells whether it landed
+                    result = {"Attributes": self._recorded("incr", key, rid)}
                 self._after_write()
-                return int(result["Attributes"][VALUE]["N"])
+                return self._counter(key, result["Attributes"])
             except ConditionFailedError as exc:
                 old = _old_item(exc)
                 if old is None:
@@ -660,9 +794,20 @@ class DynamoDBCache(BaseCache):
         )
         pk = item[self.key_name]["S"]
         owner = self._owner(key, pk)
+        once = ("incr", key)
         if owner is None:
-            return self._put_if(item, EXPIRED, now)
-        return self._put_if(item, f"{EXPIRED} AND {owner[0]}", now, owner[1])
+            return self._put_if(item, EXPIRED, now, once=once)
+        return self._put_if(item, f"{EXPIRED} AND {owner[0]}", now, owner[1], once=once)
+
+    def _counter(self, key: str, item: Item) -> int:
+        """The counter an incr left in ``item`` (read back after a lost reply, too)."""
+        attr = item.get(VALUE)
+        if not isinstance(attr, dict) or "N" not in attr:
+            raise self._not_a_number(key, item)
+        try:
+            return int(attr["N"])
+        except (TypeError, ValueError):
+            raise self._not_a_number(key, item) from None
 
     def _not_a_number(self, key: str, item: Item) -> CacheValueError:
         if VALUE not in item:

@@ -23,7 +23,9 @@ write the same items. Every cache item has:
   parses it), so ``put`` writes one stamp, not two equal ones. Items written before this
   (both stamps always) read the same; an item's *version* for conditional writes is its
   ``updatedTime``, else its ``createdTime`` (:func:`version_of`);
-* ``lastAccessed`` and ``hitCount`` once reads have been recorded (absent: never read).
+* ``lastAccessed`` and ``hitCount`` once reads have been recorded (absent: never read);
+* ``requestId`` on items last written by ``incr`` or ``add``: the random id of that call,
+  read back after a lost reply to tell an applied write from one that never landed.
 
 A batch read asks only for :func:`read_attributes`; the few items without ``value`` are
 then read again in full (dual access).
@@ -59,6 +61,9 @@ LOCK_HOLDER: Final = "lockHolder"
 LOCK_UNTIL: Final = "lockUntil"
 LOCK_FENCE: Final = "lockFence"
 LOCK_RELEASED: Final = "lockReleasedBy"
+REQUEST: Final = "requestId"
+"""The random id of the last ``incr``/``add`` that wrote the item: after a lost reply the
+writer reads it back to learn whether its write was applied (see cache._write_once)."""
 
 MAX_KEY_BYTES: Final = 2048
 """DynamoDB's limit for a partition key value."""
@@ -88,6 +93,7 @@ PLACEHOLDERS: Final = {
     "#lu": LOCK_UNTIL,
     "#fence": LOCK_FENCE,
     "#rel": LOCK_RELEASED,
+    "#rq": REQUEST,
 }
 
 LIVE: Final = (

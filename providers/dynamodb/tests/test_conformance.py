@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pytest
 from cachehub_dynamodb import DynamoDBCache
 
 from cachehub.testing import CacheConformance, closed_port
+from cachehub.testing.faults import FaultProxy, Matcher
+from cachehub.testing.lostreplies import LostReplyTests
 
 from .conftest import CREDENTIALS
 
@@ -39,4 +42,28 @@ class TestDynamoDBConformance(CacheConformance):
             "maxAttempts": 1,
             **CREDENTIALS,
         }
+        return lambda **kw: DynamoDBCache(settings, **kw)
+
+
+class TestDynamoDBLostReplies(LostReplyTests):
+    """incr, add and delete_if_equal behind a proxy that loses one reply or request.
+
+    ``delete`` is left to botocore's re-send: its effect is idempotent (after a lost
+    reply it may answer False for an entry it did remove; see docs/reliability.md).
+    """
+
+    lost_reply_requests: ClassVar[dict[str, Matcher]] = {
+        "incr": b"DynamoDB_20120810.UpdateItem",
+        "add": b"DynamoDB_20120810.PutItem",
+        "delete_if_equal": b"DynamoDB_20120810.DeleteItem",
+    }
+
+    @pytest.fixture
+    def fault_proxy(self, endpoint: str) -> Iterator[FaultProxy]:
+        with FaultProxy("127.0.0.1", int(endpoint.rsplit(":", 1)[1])) as proxy:
+            yield proxy
+
+    @pytest.fixture
+    def cache_factory(self, fault_proxy: FaultProxy, conformance_table: str) -> Any:
+        settings = {"tableName": conformance_table, "host": fault_proxy.url, **CREDENTIALS}
         return lambda **kw: DynamoDBCache(settings, **kw)

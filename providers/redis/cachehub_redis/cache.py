@@ -42,6 +42,7 @@ from .entry import (
     unpack,
 )
 from .errors import REDIS_ERRORS, translate
+from .records import record_key, record_ms, request_id
 from .scripts import LuaScript
 
 __all__ = ["RedisCache", "redis_glob"]
@@ -146,6 +147,7 @@ class RedisCache(BaseCache):
         self._client_lock = threading.Lock()
         self._redis: Client | None = None
         self._hits: HitBuffer[str] = HitBuffer(self.settings["hitFlushInterval"])
+        self._record_ms = record_ms(self.settings)  # 0: never re-sent, nothing to record
         # Bound once: the hot paths below run for every get/put.
         self._dumps = self.codec.dumps
         self._loads = self.codec.loads
@@ -222,6 +224,24 @@ class RedisCache(BaseCache):
         try:
             return evalsha(client, script, (key,), args)
         except REDIS_ERRORS as exc:
+            raise self._translate(exc) from None
+
+    def _eval_once(self, script: LuaScript, key: str, *args: Any) -> Any:
+        """Run a non-idempotent script on one key, applied once even if re-sent.
+
+        The call gets a request record key (see :mod:`.records`) that a re-send after a
+        lost reply shares, and the record's lifetime as its last argument.
+        """
+        client = self._redis
+        if client is None:
+            client = self._client()
+        ms = self._record_ms
+        keys: tuple[Key, ...] = (key,)
+        if ms:
+            keys = (key, record_key(key, request_id(), isinstance(client, RedisCluster)))
+        try:
+            return evalsha(client, script, keys, (*args, ms))
+        except rx.RedisError as exc:
             raise self._translate(exc) from None
 
     def _run_calls(self, script: LuaScript, calls: Sequence[Call]) -> list[Any]:
@@ -415,17 +435,17 @@ class RedisCache(BaseCache):
 
     def _add(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
         blob = self._blob(key, value, expiry, now)
-        added = bool(self._eval(lua.ADD, key, now, blob, _ttl_arg(expiry.deadline(now))))
+        added = bool(self._eval_once(lua.ADD, key, now, blob, _ttl_arg(expiry.deadline(now))))
         if added:
             self._hits.forget(key)
         return added
 
     def _delete(self, key: str, now: float) -> bool:
         self._hits.forget(key)
-        return bool(self._eval(lua.DELETE, key, now))
+        return bool(self._eval_once(lua.DELETE, key, now))
 
     def _delete_if_equal(self, key: str, value: Any, now: float) -> bool:
-        deleted = bool(self._eval(lua.DELETE_IF_EQUAL, key, now, *self._payload(key, value)))
+        deleted = bool(self._eval_once(lua.DELETE_IF_EQUAL, key, now, *self._payload(key, value)))
         if deleted:
             self._hits.forget(key)
         return deleted
@@ -437,7 +457,7 @@ class RedisCache(BaseCache):
                 hint="Redis counters are signed 64-bit integers; use a smaller delta.",
             )
         fresh = pack(KIND_INT, INT.pack(delta), now, now, None, None)
-        reply = self._eval(lua.INCR, key, now, delta, fresh, DOUBLE.pack(now))
+        reply = self._eval_once(lua.INCR, key, now, delta, fresh, DOUBLE.pack(now))
         kind = reply[0]
         if kind == b"n":
             return int(INT.unpack(reply[1])[0])

@@ -13,6 +13,16 @@ can spell, see :mod:`.cache`) and their deadlines are decided by the *server's* 
 
 Each script is one ``EVALSHA``: one round trip, batches included. Keys that are not
 cachehub entries (other types, strings without the magic byte) are never touched.
+
+Lost replies: redis-py re-sends a command after a connection error, so a write the server
+applied but whose reply was lost runs twice. The scripts whose effect is not idempotent
+(``ADD``, ``INCR``, ``DELETE``, ``DELETE_IF_EQUAL``) therefore take an optional second
+key, the *request record* (see :func:`cachehub_redis.cache.record_key`): a name unique to
+the call (it holds a random 128-bit request id) in the entry's hash slot. A call that
+changed the entry stores its outcome there (``SET ... PX``, for as long as the client may
+still retry); a re-sent call finds it and answers the recorded outcome without applying
+again. One round trip still; no record is written when nothing changed (a refused
+``add``, a failed ``incr``), since re-running those is harmless.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from typing import Final
 from .entry import FOREVER, HEADER_SIZE, MAGIC, Offsets
 
 __all__ = [
+    "RECORD",
     "LuaScript",
     "ADD",
     "SET_MANY",
@@ -55,6 +66,9 @@ class LuaScript:
         digest = hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
         object.__setattr__(self, "sha", digest)
 
+
+RECORD: Final = 0xCB
+"""First byte of a request record (an entry's is 0xCA): 0xCB + the call's 8-byte outcome."""
 
 # Batched entry reads (see ``verdicts`` below): keys per MGET, and the mean value size
 # above which the rest of a batch is read with GETRANGE instead.
@@ -144,6 +158,23 @@ local function live(key, now)
   return h
 end
 
+-- Request records (KEYS[2], absent when the client never retries): the outcome a first
+-- attempt of this very call recorded (8 bytes), or nil. Anything else there is ignored.
+local function replayed()
+  if not KEYS[2] then return nil end
+  local r = redis.pcall('GET', KEYS[2])
+  if type(r) == 'string' and #r == 9 and string.byte(r, 1) == {RECORD} then
+    return string.sub(r, 2)
+  end
+  return nil
+end
+
+-- Record this call's outcome (8 bytes) for ttl ms: a re-sent copy answers it (replayed).
+local function remember(outcome, ttl)
+  if KEYS[2] then redis.call('SET', KEYS[2], '\\{RECORD}' .. outcome, 'PX', ttl) end
+end
+local APPLIED = '\\0\\0\\0\\0\\0\\0\\0\\1'
+
 -- SET a complete entry; px is its PXAT in ms, or '' for none.
 local function store(key, blob, px)
   if px == '' then
@@ -166,12 +197,15 @@ def _script(name: str, body: str) -> LuaScript:
     return LuaScript(name, _PRELUDE + body)
 
 
-# ARGV: now, blob, pxat or '' -> 1 when written (no live entry was there).
+# KEYS: entry[, request record]; ARGV: now, blob, pxat or '', record ms -> 1 when
+# written (no live entry was there).
 ADD: Final = _script(
     "add",
     """
+if replayed() then return 1 end
 if live(KEYS[1], tonumber(ARGV[1])) then return 0 end
 store(KEYS[1], ARGV[2], ARGV[3])
+remember(APPLIED, ARGV[4])
 return 1
 """,
 )
@@ -187,12 +221,15 @@ return #KEYS
 """,
 )
 
-# ARGV: now -> 1 when a live entry was removed (a dead one is removed too, answering 0).
+# KEYS: entry[, request record]; ARGV: now, record ms -> 1 when a live entry was
+# removed (a dead one is removed too, answering 0).
 DELETE: Final = _script(
     "delete",
     """
+if replayed() then return 1 end
 if not live(KEYS[1], tonumber(ARGV[1])) then return 0 end
 redis.call('UNLINK', KEYS[1])
+remember(APPLIED, ARGV[2])
 return 1
 """,
 )
@@ -211,28 +248,35 @@ return #doomed
 """,
 )
 
-# ARGV: now, kind (a byte), payload -> 1 when the live entry held exactly that (lock release).
+# KEYS: entry[, request record]; ARGV: now, kind (a byte), payload, record ms -> 1 when
+# the live entry held exactly that (lock release).
 DELETE_IF_EQUAL: Final = _script(
     "delete_if_equal",
     """
+if replayed() then return 1 end
 local h = live(KEYS[1], tonumber(ARGV[1]))
 if not h or string.sub(h, 2, 2) ~= ARGV[2] then return 0 end
 if redis.call('GETRANGE', KEYS[1], HEAD, -1) ~= ARGV[3] then return 0 end
 redis.call('UNLINK', KEYS[1])
+remember(APPLIED, ARGV[4])
 return 1
 """,
 )
 
-# ARGV: now, delta, fresh entry (the counter at delta, no expiry), now as 8 double bytes
+# KEYS: entry[, request record]; ARGV: now, delta, fresh entry (the counter at delta, no
+# expiry), now as 8 double bytes, record ms
 # -> {'n', 8 bytes of the new value} | {'v', codec bytes of a non-integer} | {'e'} overflow.
 # A missing or expired counter starts from 0 with no expiry; a live one keeps its expiry.
 # The new value is answered as bytes: Lua numbers are doubles and would round it.
 INCR: Final = _script(
     "incr",
     f"""
+local done = replayed()
+if done then return {{'n', done}} end
 local h = live(KEYS[1], tonumber(ARGV[1]))
 if not h then
   redis.call('SET', KEYS[1], ARGV[3])
+  remember(string.sub(ARGV[3], HEAD + 1), ARGV[5])
   return {{'n', string.sub(ARGV[3], HEAD + 1)}}
 end
 if string.byte(h, 2) ~= string.byte('i') then
@@ -241,7 +285,9 @@ end
 local r = redis.call('BITFIELD', KEYS[1], 'OVERFLOW', 'FAIL', 'INCRBY', 'i64', HEAD * 8, ARGV[2])
 if not r[1] then return {{'e'}} end
 redis.call('SETRANGE', KEYS[1], {Offsets.MODIFIED}, ARGV[4])
-return {{'n', redis.call('GETRANGE', KEYS[1], HEAD, HEAD + 7)}}
+local n = redis.call('GETRANGE', KEYS[1], HEAD, HEAD + 7)
+remember(n, ARGV[5])
+return {{'n', n}}
 """,
 )
 

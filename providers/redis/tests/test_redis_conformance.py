@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
 
 import pytest
 from cachehub_redis import RedisCache
+from cachehub_redis import scripts as lua
 from cachehub_redis.server import RedisClusterServers, RedisServer
 
 from cachehub.testing import CacheConformance, closed_port
+from cachehub.testing.faults import FaultProxy, Matcher
+from cachehub.testing.lostreplies import LostReplyTests
 
 
 class TestRedisConformance(CacheConformance):
@@ -36,3 +39,23 @@ class TestRedisClusterConformance(CacheConformance):
     def unreachable_factory(self) -> Callable[..., RedisCache]:
         port = closed_port()
         return lambda **kw: RedisCache(host="127.0.0.1", port=port, cluster=True, retries=0, **kw)
+
+
+class TestRedisLostReplies(LostReplyTests):
+    """Every non-idempotent script behind a proxy that loses one reply or request."""
+
+    lost_reply_requests: ClassVar[dict[str, Matcher]] = {
+        "incr": lua.INCR.sha.encode(),
+        "add": lua.ADD.sha.encode(),
+        "delete": lua.DELETE.sha.encode(),
+        "delete_if_equal": lua.DELETE_IF_EQUAL.sha.encode(),
+    }
+
+    @pytest.fixture
+    def fault_proxy(self, redis_server: RedisServer) -> Iterator[FaultProxy]:
+        with FaultProxy(redis_server.host, redis_server.port) as proxy:
+            yield proxy
+
+    @pytest.fixture
+    def cache_factory(self, fault_proxy: FaultProxy) -> Callable[..., RedisCache]:
+        return lambda **kw: RedisCache(host="127.0.0.1", port=fault_proxy.port, **kw)

@@ -1,0 +1,304 @@
+"""A fault-injecting TCP proxy for tests: lost replies, lost requests, slow replies.
+
+:class:`FaultProxy` listens on a free loopback port and forwards every connection to a
+target server (Redis, a DynamoDB endpoint, anything that speaks request/reply over
+TCP). Point a cache at :attr:`FaultProxy.port` instead of the server, then arm faults:
+
+* :meth:`~FaultProxy.drop_reply` - the next request that matches is forwarded and
+  *applied* by the server, but once the server starts answering the proxy closes the
+  client's connection instead of passing the answer on: the client sees a connection
+  error for a write that did happen (the case a blind retry turns into a double write);
+* :meth:`~FaultProxy.drop_request` - the next request that matches is never forwarded:
+  the connection is closed before the server sees it (a retry is then harmless);
+* :meth:`~FaultProxy.delay_replies` - answers are held back before they are passed on.
+
+A *request* is everything a client sent on one connection since the server last
+answered on it: request/reply protocols (RESP, HTTP/1.1) alternate, so this holds one
+command or one HTTP request even when the client wrote it in several pieces. A matcher
+is a ``bytes`` substring of the request or a predicate on its bytes. Every request is
+counted (:meth:`~FaultProxy.count`), so tests assert on round trips, never on time.
+
+Bounded by construction: loopback only, at most :data:`MAX_CONNECTIONS` connections at
+once, daemon threads, and :meth:`~FaultProxy.stop` closes every socket and joins each
+thread with a timeout. Use it as a context manager::
+
+    with FaultProxy("127.0.0.1", redis_port) as proxy:
+        cache = RedisCache(host="127.0.0.1", port=proxy.port)
+        proxy.drop_reply(b"EVALSHA")
+        cache.incr("hits")  # applied once, answered after redis-py's retry
+        assert proxy.dropped == 1
+"""
+
+from __future__ import annotations
+
+import contextlib
+import selectors
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, TypeAlias
+
+__all__ = ["FaultProxy", "Matcher", "MAX_CONNECTIONS"]
+
+Matcher: TypeAlias = bytes | Callable[[bytes], bool]
+"""What selects a request: a substring of its bytes, or a predicate on them."""
+
+MAX_CONNECTIONS: Final = 128
+"""Connections proxied at once; further ones are refused (closed on accept)."""
+_CHUNK: Final = 65536
+_HISTORY: Final = 10_000
+"""Requests remembered for :meth:`FaultProxy.count` (the oldest are forgotten)."""
+_REQUEST_KEEP: Final = 1 << 20
+"""Bytes of one request kept for matching and history: a larger one is matched on its
+first MiB (commands and HTTP headers come first)."""
+_LOOPBACK: Final = ("127.0.0.1", "::1", "localhost")
+
+
+def _matches(matcher: Matcher, request: bytes) -> bool:
+    if isinstance(matcher, bytes):
+        return matcher in request
+    return bool(matcher(request))
+
+
+@dataclass
+class _Rule:
+    """An armed fault: ``kind`` ('reply' or 'request') for the next ``left`` matches."""
+
+    kind: str
+    matcher: Matcher
+    left: int
+
+
+class FaultProxy:
+    """A threaded TCP proxy on loopback that can lose replies or requests on demand."""
+
+    def __init__(self, target_host: str, target_port: int, *, host: str = "127.0.0.1") -> None:
+        if host not in _LOOPBACK or target_host not in _LOOPBACK:
+            raise ValueError(
+                f"FaultProxy is for loopback only: got listen host {host!r} and target "
+                f"host {target_host!r}; use 127.0.0.1, ::1 or localhost."
+            )
+        self.host = host
+        self.target = (target_host, target_port)
+        self._lock = threading.Lock()
+        self._rules: list[_Rule] = []
+        self._delay = 0.0
+        self._history: deque[bytes] = deque(maxlen=_HISTORY)
+        self._threads: set[threading.Thread] = set()
+        self._sockets: set[socket.socket] = set()
+        self._stopping = threading.Event()
+        self._listener: socket.socket | None = None
+        self._acceptor: threading.Thread | None = None
+        self.port = 0
+        self.dropped = 0
+        """Replies lost so far (the server applied the request, the client never heard)."""
+        self.refused = 0
+        """Requests lost so far (never forwarded)."""
+        self.connections = 0
+        """Client connections accepted so far."""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> FaultProxy:
+        """Listen on a free port of ``host`` and start accepting; returns the proxy."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.host, 0))
+        listener.listen(64)
+        listener.settimeout(0.2)  # so the acceptor notices stop()
+        self._listener = listener
+        self.port = listener.getsockname()[1]
+        self._acceptor = threading.Thread(target=self._accept, name="fault-proxy", daemon=True)
+        self._acceptor.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close every socket and join the threads (each for at most ``timeout`` seconds)."""
+        self._stopping.set()
+        with self._lock:
+            sockets = list(self._sockets)
+            threads = list(self._threads)
+        for sock in sockets:
+            _close(sock)
+        if self._listener is not None:
+            _close(self._listener)
+        deadline = time.monotonic() + timeout
+        for thread in [*threads, *([self._acceptor] if self._acceptor else [])]:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def __enter__(self) -> FaultProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of the proxy, for HTTP clients such as botocore."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    # ------------------------------------------------------------------ faults
+
+    def drop_reply(self, match: Matcher = b"", times: int = 1) -> None:
+        """Lose the reply to the next ``times`` requests matching ``match``.
+
+        Each such request is forwarded; when the server answers, the client connection
+        is closed instead (the server has applied the request). ``b""`` matches all.
+        """
+        self._arm("reply", match, times)
+
+    def drop_request(self, match: Matcher = b"", times: int = 1) -> None:
+        """Lose the next ``times`` requests matching ``match``: never forwarded.
+
+        Matching sees the bytes received so far: a request that arrives in pieces and
+        matches only once a later piece is in has had its earlier pieces forwarded (the
+        server then sees a truncated request and a closed connection).
+        """
+        self._arm("request", match, times)
+
+    def delay_replies(self, seconds: float) -> None:
+        """Hold every answer back ``seconds`` before passing it on (0: no delay)."""
+        if not 0 <= seconds <= 60:
+            raise ValueError(f"delay must be between 0 and 60 seconds, got {seconds!r}.")
+        self._delay = seconds
+
+    def clear(self) -> None:
+        """Disarm every fault and delay (counters are kept)."""
+        with self._lock:
+            self._rules.clear()
+        self._delay = 0.0
+
+    def armed(self) -> int:
+        """How many faults are still waiting for a matching request."""
+        with self._lock:
+            return sum(rule.left for rule in self._rules)
+
+    def _arm(self, kind: str, match: Matcher, times: int) -> None:
+        if times < 1:
+            raise ValueError(f"times must be at least 1, got {times!r}.")
+        with self._lock:
+            self._rules.append(_Rule(kind, match, times))
+
+    def _take(self, request: bytes) -> str | None:
+        """The fault for ``request`` (consuming one use of its rule), or None."""
+        with self._lock:
+            for rule in self._rules:
+                if _matches(rule.matcher, request):
+                    rule.left -= 1
+                    if rule.left == 0:
+                        self._rules.remove(rule)
+                    return rule.kind
+        return None
+
+    # ------------------------------------------------------------------ counters
+
+    def requests(self) -> list[bytes]:
+        """The requests seen so far, oldest first (at most the last 10,000)."""
+        with self._lock:
+            return list(self._history)
+
+    def count(self, match: Matcher = b"") -> int:
+        """How many requests seen so far match ``match`` (``b""``: all of them)."""
+        return sum(1 for request in self.requests() if _matches(match, request))
+
+    def reset_counts(self) -> None:
+        """Forget the requests seen and zero the counters."""
+        with self._lock:
+            self._history.clear()
+            self.dropped = self.refused = self.connections = 0
+
+    # ------------------------------------------------------------------ forwarding
+
+    def _accept(self) -> None:
+        listener = self._listener
+        assert listener is not None
+        while not self._stopping.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return  # closed by stop()
+            with self._lock:
+                full = len(self._threads) >= MAX_CONNECTIONS
+                if not full:
+                    self.connections += 1
+            if full:
+                _close(client)
+                continue
+            thread = threading.Thread(
+                target=self._serve, args=(client,), name="fault-proxy-conn", daemon=True
+            )
+            with self._lock:
+                self._threads.add(thread)
+            thread.start()
+
+    def _serve(self, client: socket.socket) -> None:
+        upstream: socket.socket | None = None
+        # Either side going away (OSError) simply ends the connection.
+        with contextlib.suppress(OSError):
+            try:
+                upstream = socket.create_connection(self.target, timeout=5.0)
+                with self._lock:
+                    self._sockets.update((client, upstream))
+                self._pump(client, upstream)
+            finally:
+                _close(client)
+                if upstream is not None:
+                    _close(upstream)
+                with self._lock:
+                    self._sockets.discard(client)
+                    if upstream is not None:
+                        self._sockets.discard(upstream)
+                    self._threads.discard(threading.current_thread())
+
+    def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
+        """Forward both ways until either side closes; apply the armed faults."""
+        request = bytearray()
+        doomed = False  # a reply to lose: close on the server's first answer byte
+        with selectors.DefaultSelector() as sel:
+            sel.register(client, selectors.EVENT_READ, "client")
+            sel.register(upstream, selectors.EVENT_READ, "server")
+            while not self._stopping.is_set():
+                for key, _ in sel.select(timeout=0.2):
+                    data = key.fileobj.recv(_CHUNK)  # type: ignore[union-attr]
+                    if not data:
+                        self._record(request)
+                        return
+                    if key.data == "client":
+                        if len(request) < _REQUEST_KEEP:
+                            request += data[: _REQUEST_KEEP - len(request)]
+                        fault = None if doomed else self._take(bytes(request))
+                        if fault == "request":
+                            with self._lock:
+                                self.refused += 1
+                            self._record(request)
+                            return
+                        doomed = doomed or fault == "reply"
+                        upstream.sendall(data)
+                        continue
+                    self._record(request)
+                    request = bytearray()
+                    if doomed:
+                        with self._lock:
+                            self.dropped += 1
+                        return
+                    if self._delay:
+                        self._stopping.wait(self._delay)
+                    client.sendall(data)
+
+    def _record(self, request: bytearray) -> None:
+        if request:
+            with self._lock:
+                self._history.append(bytes(request))
+
+
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
