@@ -261,7 +261,7 @@ class Lock:
         cache._writable("lock release")
         # Under onError: miss an unreachable backend gives None: the lock then expires
         # after its ttl, as it would if this process had crashed.
-        released = cache._run(
+        released: bool | None = cache._run(
             "lock_release", self.name, None, cache._lock_release, self.key, token, cache._clock()
         )
         if released is None:
