@@ -400,10 +400,12 @@ def _many_entries(ctx: Ctx) -> Any:
     from cachehub.registry import Caches
 
     config = {
-        f"c{i}": {"class": "memory", "custom": {"namespace": f"n{i}:"}} for i in range(16_000)
+        f"c{i}": {"class": "memory", "custom": {"namespace": f"n{i}:", "store": "one"}}
+        for i in range(16_000)
     }
     server = {
-        f"s{i}": {"class": "memory", "custom": {"namespace": f"s{i}:"}} for i in range(16_000)
+        f"s{i}": {"class": "memory", "custom": {"namespace": f"s{i}:", "store": "one"}}
+        for i in range(16_000)
     }
     caches = Caches(config, server_config=server)
     try:
@@ -413,10 +415,12 @@ def _many_entries(ctx: Ctx) -> Any:
 
 
 def _many_entries_one_nested(ctx: Ctx) -> Any:
+    # One named store: memory caches are private otherwise, and private ones never clash.
     config = {
-        f"c{i}": {"class": "memory", "custom": {"namespace": f"n{i}:"}} for i in range(16_000)
+        f"c{i}": {"class": "memory", "custom": {"namespace": f"n{i}:", "store": "one"}}
+        for i in range(16_000)
     }
-    config["inner"] = {"class": "memory", "custom": {"namespace": "n15999:deeper:"}}
+    config["inner"] = {"class": "memory", "custom": {"namespace": "n15999:deeper:", "store": "one"}}
     return _configure(config)
 
 
