@@ -1082,11 +1082,11 @@ class DynamoDBCache(BaseCache):
     def _fence(self, name: str, item: Item) -> int:
         """The item's fence; a fence that is no whole Number is a typed error."""
         try:
-            fence = Decimal(str(item[LOCK_FENCE]["N"]))
-            if fence == fence.to_integral_value():
-                return int(fence)
+            fence: Decimal | None = Decimal(str(item[LOCK_FENCE]["N"]))
         except (KeyError, TypeError, ArithmeticError):
-            pass
+            fence = None
+        if fence is not None and fence.is_finite() and fence == fence.to_integral_value():
+            return int(fence)
         raise CorruptEntryError(
             f"the DynamoDB item of lock {self._user_key(name)!r:.120} holds a fence that "
             "is not a whole number (another program wrote it).",
