@@ -15,6 +15,8 @@ from redis import Redis
 from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster
 from redis.connection import parse_url
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
@@ -312,6 +314,11 @@ def _retry(retries: int) -> Retry:
     return Retry(ExponentialBackoff(cap=0.5, base=0.05), retries)
 
 
+# What a retry covers. redis-py 6+ retries these by default; 5.x retries only the errors
+# named here, so without them 'retries' did nothing there on a dropped connection.
+_RETRY_ON: Final = [RedisConnectionError, RedisTimeoutError]
+
+
 def _build_cluster(plan: ConnectionPlan, retries: int) -> RedisCluster:
     # Only the connection-level retry: cluster-level retries would multiply the wait.
     kwargs = {**plan.kwargs, "retry": _retry(retries)}
@@ -340,11 +347,13 @@ def build_client(plan: ConnectionPlan, retries: int) -> Redis | RedisCluster:
             list(plan.sentinels),
             sentinel_kwargs=sentinel_kwargs,
             retry=_retry(retries),
+            retry_on_error=_RETRY_ON,
             **kwargs,
         )
         master: Redis = manager.master_for(plan.service)
         return master
     kwargs["retry"] = _retry(retries)
+    kwargs["retry_on_error"] = _RETRY_ON
     if plan.url is not None:
         return Redis.from_url(plan.url, **kwargs)
     return Redis(**kwargs)
