@@ -341,6 +341,11 @@ class BaseCache(ABC):
     """Provider-specific settings (the ``custom`` block), besides :data:`BASE_OPTIONS`."""
     distributed: ClassVar[bool] = False
     """True when several processes share the data (enables cross-process stampede locks)."""
+    counts_hits: bool = True
+    """Whether reads are counted in ``metadata()`` (``hit_count``, ``last_accessed``).
+    Remote providers make it the ``hitCounts`` setting (off by default: counting costs a
+    write on the server); when False, ``hit_count`` and ``last_accessed`` only change
+    when the entry is written (or, for idle-time entries, slid by a read)."""
     lock_clock: ClassVar[str] = "cache"
     """Whose clock decides lock deadlines: ``"cache"`` (the ``clock=`` of the cache taking
     the lock: a skewed process may take a lock over early, see docs/index.md) or

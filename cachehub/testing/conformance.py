@@ -17,7 +17,7 @@ from .basic import BasicTests, KeyTests, LifecycleTests
 from .batch import BatchTests
 from .concurrency import GetOrSetTests, LockTests
 from .counters import CounterTests
-from .expiry import ExpiryTests, MetadataTests
+from .expiry import ExpiryTests, MetadataTests, UncountedReadTests
 from .filters import FilterTests, NamespaceTests
 from .lockspace import LockSpaceTests
 from .onerror import OnErrorTests
@@ -33,6 +33,7 @@ class CacheConformance(
     ValueTests,
     ExpiryTests,
     MetadataTests,
+    UncountedReadTests,
     FilterTests,
     NamespaceTests,
     BatchTests,

@@ -11,9 +11,9 @@ import pytest
 from cachehub.api import MISSING, BaseCache
 from cachehub.errors import CacheKeyError
 
-from .support import ConformanceBase, Timeline
+from .support import CacheFactory, ConformanceBase, Timeline
 
-__all__ = ["ExpiryTests", "MetadataTests"]
+__all__ = ["ExpiryTests", "MetadataTests", "UncountedReadTests"]
 
 # How each operation must behave on a key whose entry has expired (but that a backend
 # may still physically hold): (operation, expected result).
@@ -319,97 +319,177 @@ class ExpiryTests(ConformanceBase):
 
 
 class MetadataTests(ConformanceBase):
-    """Hit counts and timestamps (``cacheGetMetadata``)."""
+    """Hit counts and timestamps (``cacheGetMetadata``), on a cache that counts reads."""
 
-    def test_metadata_missing_raises(self, cache: BaseCache) -> None:
+    @pytest.fixture
+    def counting_cache(self, make_cache: CacheFactory) -> BaseCache:
+        """A cache counting reads: remote providers only do with ``hitCounts`` on."""
+        cache = make_cache()
+        return cache if cache.counts_hits else make_cache(hitCounts=True)
+
+    def test_metadata_missing_raises(self, counting_cache: BaseCache) -> None:
         with pytest.raises(CacheKeyError):
-            cache.metadata("absent")
+            counting_cache.metadata("absent")
 
-    def test_hit_count_starts_at_zero(self, cache: BaseCache) -> None:
-        cache.put("k", "v")
-        assert cache.metadata("k").hit_count == 0
+    def test_hit_count_starts_at_zero(self, counting_cache: BaseCache) -> None:
+        counting_cache.put("k", "v")
+        assert counting_cache.metadata("k").hit_count == 0
 
-    def test_hit_count_counts_gets(self, cache: BaseCache) -> None:
-        cache.put("k", "v")
+    def test_hit_count_counts_gets(self, counting_cache: BaseCache) -> None:
+        counting_cache.put("k", "v")
         for _ in range(3):
-            cache.get("k")
-        assert cache.metadata("k").hit_count == 3
+            counting_cache.get("k")
+        assert counting_cache.metadata("k").hit_count == 3
 
-    def test_exists_and_metadata_are_not_hits(self, cache: BaseCache) -> None:
-        cache.put("k", "v")
-        cache.get("k")
+    def test_exists_and_metadata_are_not_hits(self, counting_cache: BaseCache) -> None:
+        counting_cache.put("k", "v")
+        counting_cache.get("k")
         for _ in range(3):
-            cache.exists("k")
-            cache.metadata("k")
-        assert cache.metadata("k").hit_count == 1
+            counting_cache.exists("k")
+            counting_cache.metadata("k")
+        assert counting_cache.metadata("k").hit_count == 1
 
-    def test_miss_counts_nothing(self, cache: BaseCache) -> None:
-        cache.get("other")
-        cache.put("k", "v")
-        cache.get("absent")
-        assert cache.metadata("k").hit_count == 0
+    def test_miss_counts_nothing(self, counting_cache: BaseCache) -> None:
+        counting_cache.get("other")
+        counting_cache.put("k", "v")
+        counting_cache.get("absent")
+        assert counting_cache.metadata("k").hit_count == 0
 
-    def test_overwrite_resets_hit_count(self, cache: BaseCache) -> None:
-        cache.put("k", 1)
-        cache.get("k")
-        cache.get("k")
-        cache.put("k", 2)
-        assert cache.metadata("k").hit_count == 0
+    def test_overwrite_resets_hit_count(self, counting_cache: BaseCache) -> None:
+        counting_cache.put("k", 1)
+        counting_cache.get("k")
+        counting_cache.get("k")
+        counting_cache.put("k", 2)
+        assert counting_cache.metadata("k").hit_count == 0
 
-    def test_timestamps_are_aware_utc(self, cache: BaseCache) -> None:
-        cache.put("k", "v")
-        meta = cache.metadata("k")
+    def test_timestamps_are_aware_utc(self, counting_cache: BaseCache) -> None:
+        counting_cache.put("k", "v")
+        meta = counting_cache.metadata("k")
         for stamp in (meta.created, meta.last_modified, meta.last_accessed):
             assert isinstance(stamp, datetime)
             assert stamp.utcoffset() == timedelta(0)
 
-    def test_timestamps_follow_the_clock(self, cache: BaseCache, timeline: Timeline) -> None:
+    def test_timestamps_follow_the_clock(
+        self, counting_cache: BaseCache, timeline: Timeline
+    ) -> None:
         tolerance = self.timestamp_tolerance if timeline.clock else 0.3 * timeline.unit
         written = timeline.now()
-        cache.put("k", "v")
-        meta = cache.metadata("k")
+        counting_cache.put("k", "v")
+        meta = counting_cache.metadata("k")
         assert meta.last_accessed is not None
         for stamp in (meta.created, meta.last_modified, meta.last_accessed):
             assert abs(stamp.timestamp() - written) <= tolerance
 
         timeline.wait(1)
         read = timeline.now()
-        cache.get("k")
-        meta = cache.metadata("k")
+        counting_cache.get("k")
+        meta = counting_cache.metadata("k")
         assert meta.last_accessed is not None
         assert abs(meta.last_accessed.timestamp() - read) <= tolerance
         assert abs(meta.created.timestamp() - written) <= tolerance
         assert meta.created <= meta.last_accessed
 
-    def test_overwrite_updates_modified(self, cache: BaseCache, timeline: Timeline) -> None:
-        cache.put("k", 1)
-        first = cache.metadata("k").last_modified
+    def test_overwrite_updates_modified(
+        self, counting_cache: BaseCache, timeline: Timeline
+    ) -> None:
+        counting_cache.put("k", 1)
+        first = counting_cache.metadata("k").last_modified
         timeline.wait(1)
-        cache.put("k", 2)
-        second = cache.metadata("k").last_modified
+        counting_cache.put("k", 2)
+        second = counting_cache.metadata("k").last_modified
         assert second > first
         assert abs(second.timestamp() - timeline.now()) <= (
             self.timestamp_tolerance if timeline.clock else 0.3 * timeline.unit
         )
 
-    def test_incr_updates_modified(self, cache: BaseCache, timeline: Timeline) -> None:
-        cache.put("n", 1)
-        first = cache.metadata("n").last_modified
+    def test_incr_updates_modified(self, counting_cache: BaseCache, timeline: Timeline) -> None:
+        counting_cache.put("n", 1)
+        first = counting_cache.metadata("n").last_modified
         timeline.wait(1)
-        cache.incr("n")
-        assert cache.metadata("n").last_modified > first
+        counting_cache.incr("n")
+        assert counting_cache.metadata("n").last_modified > first
 
-    def test_metadata_of_each_key_is_independent(self, cache: BaseCache) -> None:
-        cache.put_many({"a": 1, "b": 2})
-        cache.get("a")
-        cache.get("a")
-        cache.get("b")
-        assert cache.metadata("a").hit_count == 2
-        assert cache.metadata("b").hit_count == 1
+    def test_metadata_of_each_key_is_independent(self, counting_cache: BaseCache) -> None:
+        counting_cache.put_many({"a": 1, "b": 2})
+        counting_cache.get("a")
+        counting_cache.get("a")
+        counting_cache.get("b")
+        assert counting_cache.metadata("a").hit_count == 2
+        assert counting_cache.metadata("b").hit_count == 1
 
-    def test_metadata_created_is_utc_now(self, cache: BaseCache, timeline: Timeline) -> None:
-        cache.put("k", "v")
-        created = cache.metadata("k").created
+    def test_metadata_created_is_utc_now(
+        self, counting_cache: BaseCache, timeline: Timeline
+    ) -> None:
+        counting_cache.put("k", "v")
+        created = counting_cache.metadata("k").created
         assert abs((created - datetime.fromtimestamp(timeline.now(), UTC)).total_seconds()) <= (
             self.timestamp_tolerance if timeline.clock else 0.3 * timeline.unit
         )
+
+
+class UncountedReadTests(ConformanceBase):
+    """Metadata when reads are not counted (``hitCounts`` off, a remote provider's default).
+
+    Reads then write nothing: ``hit_count`` stays what is stored (0 for an entry written
+    since) and ``last_accessed`` is the last write. Skipped for providers that always count.
+    """
+
+    @pytest.fixture
+    def uncounted_cache(self, make_cache: CacheFactory) -> BaseCache:
+        cache = make_cache()
+        if cache.counts_hits:
+            pytest.skip(f"{type(cache).__name__} always counts reads (it costs no write)")
+        return cache
+
+    def _tolerance(self, timeline: Timeline) -> float:
+        return self.timestamp_tolerance if timeline.clock else 0.3 * timeline.unit
+
+    def test_reads_leave_the_hit_count_alone(self, uncounted_cache: BaseCache) -> None:
+        uncounted_cache.put_many({"k": "v", "n": 1})
+        for _ in range(3):
+            assert uncounted_cache.get("k") == "v"
+            assert uncounted_cache.get_many(["k", "n"]) == {"k": "v", "n": 1}
+            assert uncounted_cache.get_or_set("k", lambda: "other") == "v"
+        uncounted_cache.close()  # nothing pending to write back either
+        assert uncounted_cache.metadata("k").hit_count == 0
+        assert uncounted_cache.metadata("n").hit_count == 0
+
+    def test_last_accessed_is_the_last_write(
+        self, uncounted_cache: BaseCache, timeline: Timeline
+    ) -> None:
+        uncounted_cache.put("k", "v")
+        written = timeline.now()
+        timeline.wait(1)
+        uncounted_cache.get("k")
+        uncounted_cache.get_many(["k"])
+        meta = uncounted_cache.metadata("k")
+        assert meta.last_accessed is not None
+        assert abs(meta.last_accessed.timestamp() - written) <= self._tolerance(timeline)
+        assert meta.last_accessed == meta.last_modified
+        timeline.wait(1)
+        uncounted_cache.put("k", "w")
+        meta = uncounted_cache.metadata("k")
+        assert meta.last_accessed is not None
+        assert abs(meta.last_accessed.timestamp() - timeline.now()) <= self._tolerance(timeline)
+
+    def test_counts_of_a_counting_cache_are_shown_truthfully(
+        self, uncounted_cache: BaseCache, make_cache: CacheFactory
+    ) -> None:
+        counting = make_cache(hitCounts=True)
+        counting.put("k", "v")
+        counting.get("k")
+        counting.get("k")
+        counting.close()  # writes its counted reads back
+        for _ in range(3):
+            uncounted_cache.get("k")  # not counted, and does not disturb the stored count
+        assert uncounted_cache.metadata("k").hit_count == 2
+        assert counting.metadata("k").hit_count == 2
+
+    def test_idle_reads_still_slide(self, uncounted_cache: BaseCache, timeline: Timeline) -> None:
+        uncounted_cache.put("k", "v", idle_time=timedelta(seconds=2 * timeline.unit))
+        for _ in range(3):
+            timeline.wait(1)
+            assert uncounted_cache.get("k") == "v"  # alive: each read moved the deadline
+        assert uncounted_cache.metadata("k").hit_count == 0
+        timeline.wait(3)
+        assert uncounted_cache.get("k") is None

@@ -1,9 +1,10 @@
 """Amazon DynamoDB as a cachehub provider (Lucee's ``DynamoDBCache`` extension).
 
 One table holds the cache; the item layout is in :mod:`.items`. Every single-key operation
-costs exactly one request (idle-time entries add one UpdateItem per read to slide their
-expiry); batches use BatchGetItem/BatchWriteItem; listing uses a key-only Scan filtered
-server-side by key prefix. See docs/dynamodb.md for the request budget.
+costs exactly one request, and a read never writes (idle-time entries add one UpdateItem
+per read to slide their expiry; ``hitCounts`` adds one deferred UpdateItem per key read
+per ``hitFlushInterval``); batches use BatchGetItem/BatchWriteItem; listing uses a
+key-only Scan filtered server-side by key prefix. See docs/dynamodb.md for the request budget.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-import secrets
 import threading
 from collections.abc import Hashable, Iterator, Mapping
 from decimal import Decimal
@@ -26,20 +26,26 @@ from botocore.exceptions import (
     HTTPClientError,
 )
 
-from cachehub.api import MISSING, BaseCache, Entry, Expiry
-from cachehub.config import Option
-from cachehub.errors import (
+from cachehub.provider import (
+    HIT_OPTIONS,
+    MISSING,
     CacheBackendError,
     CacheError,
     CacheOutcomeUnknownError,
     CacheValueError,
     ConfigError,
     CorruptEntryError,
+    Entry,
+    Expiry,
     InvalidKeyError,
+    KeyFilter,
+    Option,
+    PendingHits,
+    RemoteCache,
+    not_an_int,
+    request_id,
+    scrub,
 )
-from cachehub.filters import KeyFilter
-from cachehub.hits import ANY_VERSION, HitBuffer
-from cachehub.scrub import scrub
 
 from .batch import batch_get, batch_write
 from .client import check_host, make_client, resolve_region, validate
@@ -135,12 +141,7 @@ def _no_blind_resend(caught_exception: Exception | None = None, **_: Any) -> Non
         raise _ReplyLost from caught_exception
 
 
-def _request_id() -> str:
-    """A fresh write id: 128 random bits (collisions are negligible)."""
-    return secrets.token_hex(16)
-
-
-class DynamoDBCache(BaseCache):
+class DynamoDBCache(RemoteCache[Any]):
     """A distributed cache in one DynamoDB table; also serves :func:`dynamodb_command`.
 
     Construction never touches the network: the boto3 client is created on first use
@@ -148,7 +149,7 @@ class DynamoDBCache(BaseCache):
     with native TTL enabled (see :mod:`.table`).
     """
 
-    distributed: ClassVar[bool] = True
+    backend_errors: ClassVar[tuple[type[Exception], ...]] = (BotoCoreError, ClientError)
     options: ClassVar[tuple[Option, ...]] = (
         Option(
             "tableName",
@@ -202,14 +203,7 @@ class DynamoDBCache(BaseCache):
         Option("maxAttempts", int, 3, "attempts per request, first one included.", minimum=1),
         Option("maxConnections", int, 10, "HTTP connection pool size of the client.", minimum=1),
         Option("scanSegments", int, 1, "parallel Scan segments for keys/count/clear.", minimum=1),
-        Option(
-            "hitFlushInterval",
-            float,
-            60.0,
-            "seconds after which pending hit counts are written back on the next write "
-            "(0: only on close(), flush_hits() or once 10,000 keys are pending).",
-            minimum=0,
-        ),
+        *HIT_OPTIONS,
     )
 
     @classmethod
@@ -249,13 +243,8 @@ class DynamoDBCache(BaseCache):
             )
             if v
         )
-        self._client: Any = None
-        self._client_lock = threading.Lock()
         self._key_name: str | None = None
         self._boot_lock = threading.Lock()
-        self._hits: HitBuffer[str] = HitBuffer(self.settings["hitFlushInterval"])
-        self._warn_lock = threading.Lock()
-        self._warned: set[str] = set()
         self._projection: tuple[str, dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------ connection
@@ -263,15 +252,15 @@ class DynamoDBCache(BaseCache):
     @property
     def client(self) -> Any:
         """The cache's boto3 DynamoDB client, created on first use (no table check)."""
-        client = self._client
-        if client is None:
-            with self._client_lock:
-                if self._client is None:
-                    made = make_client(self.region, self.settings)
-                    made.meta.events.register_first("needs-retry.dynamodb", _no_blind_resend)
-                    self._client = made
-                client = self._client
+        return self._conn or self._connection()
+
+    def _connect(self) -> Any:
+        client = make_client(self.region, self.settings)
+        client.meta.events.register_first("needs-retry.dynamodb", _no_blind_resend)
         return client
+
+    def _translate(self, exc: Exception) -> CacheError:
+        return translate(exc, self._ctx("CreateClient"))
 
     @property
     def key_name(self) -> str:
@@ -312,7 +301,7 @@ class DynamoDBCache(BaseCache):
         The hot path is one dict lookup and the client method: the error context is
         built only when a call fails.
         """
-        client = self._client or self.client
+        client = self._conn or self._connection()
         method = _METHODS.get(operation) or _METHODS.setdefault(operation, xform_name(operation))
         try:
             return getattr(client, method)(**params)  # type: ignore[no-any-return]
@@ -380,17 +369,10 @@ class DynamoDBCache(BaseCache):
         default boto3 client, before anything is sent.
         """
         try:
-            validate(self._client or self.client, operation, params)
+            validate(self._conn or self._connection(), operation, params)
         except BotoCoreError as exc:
             raise translate(exc, self._ctx(operation)) from exc
         return self._call(operation, **params)
-
-    def _warn_once(self, topic: str, message: str) -> None:
-        with self._warn_lock:
-            if topic in self._warned:
-                return
-            self._warned.add(topic)
-        self.log.warning("cache '%s': %s", self.name, message)
 
     # ------------------------------------------------------------------ request helpers
 
@@ -502,16 +484,12 @@ class DynamoDBCache(BaseCache):
         if expiry.idle is None:  # an idleTime that is no Number (another program's): no slide
             return
         attrs = expiry_attrs(expiry, now)
-        update = "SET #la = :now, #dl = :dl, #ttl = :ttl ADD #hc :h"
+        update = "SET #la = :now, #dl = :dl, #ttl = :ttl"
         cond, values = same_version(version_of(item))
-        values.update(
-            {
-                ":now": num(now),
-                ":dl": attrs[DEADLINE],
-                ":ttl": attrs[TTL],
-                ":h": {"N": str(1 + self._take_hits(pk, item))},
-            }
-        )
+        values.update({":now": num(now), ":dl": attrs[DEADLINE], ":ttl": attrs[TTL]})
+        if self.counts_hits:  # the same request carries the count: no extra cost
+            update += " ADD #hc :h"
+            values[":h"] = {"N": str(1 + self._take_hits(pk, version_of(item)))}
         # If the entry was replaced meanwhile, the new version keeps its own expiry.
         with contextlib.suppress(ConditionFailedError):
             self._call(
@@ -523,26 +501,13 @@ class DynamoDBCache(BaseCache):
                 **self._expr(update, cond, values=values),
             )
 
-    def _take_hits(self, pk: str, item: Item | None = None) -> int:
-        return self._hits.take(pk, ANY_VERSION if item is None else version_of(item))
-
-    def _forget(self, *pks: str) -> None:
-        self._hits.forget(*pks)
-
-    def pending_hits(self) -> int:
-        """How many keys have read counts not yet written to DynamoDB."""
-        return len(self._hits)
-
-    def flush_hits(self) -> int:
-        """Write pending hit counts and last-access times back (one UpdateItem per key).
+    def _write_hits(self, pending: dict[str, PendingHits]) -> None:
+        """Pending hit counts and last-access times: one conditional UpdateItem per key.
 
         The updates are sent concurrently by up to ``maxConnections // 2`` threads; a
-        read never waits for them. Returns the number of keys flushed. Counts of entries
-        replaced meanwhile are dropped (they belonged to the old entry).
+        read never waits for them. Counts of entries replaced meanwhile are dropped
+        (they belonged to the old entry).
         """
-        pending = self._hits.drain()
-        if not pending:
-            return 0
         kn = self.key_name
         update = "SET #la = :la ADD #hc :h"
         names: dict[str, dict[str, str]] = {}  # per condition: built once per flush
@@ -564,16 +529,6 @@ class DynamoDBCache(BaseCache):
                 }
             )
         send_updates(self._call, requests, flush_workers(self.settings["maxConnections"]))
-        return len(pending)
-
-    def _after_write(self) -> None:
-        """Flush pending hits when due (never fails the write)."""
-        if not self._hits.due():
-            return
-        try:
-            self.flush_hits()
-        except CacheError as exc:
-            self.log.warning("cache '%s': could not flush hit counts: %s", self.name, exc)
 
     # ------------------------------------------------------------------ primitives
 
@@ -589,7 +544,7 @@ class DynamoDBCache(BaseCache):
             value = decode_value(item, self.codec, key)
         if IDLE in item:
             self._slide(pk, k, item, now)
-        else:
+        elif self.counts_hits:
             self._hits.count(pk, version_of(item), now)
         return value
 
@@ -598,11 +553,7 @@ class DynamoDBCache(BaseCache):
         if not item or not is_live(item, now):
             return None
         entry = to_entry(item, decode_value(item, self.codec, key))
-        pending = self._hits.peek(pk, version_of(item))
-        if pending is not None:
-            entry.hits += pending.hits
-            entry.accessed = max(entry.accessed, pending.accessed)
-        return entry
+        return self._with_pending(entry, pk, version_of(item))
 
     def _exists(self, key: str, now: float) -> bool:
         kn = self._key_name or self.key_name
@@ -647,7 +598,7 @@ class DynamoDBCache(BaseCache):
                     **params,
                 )
                 return True
-            rid = _request_id()
+            rid = request_id()
             item = {**item, REQUEST: {"S": rid}}
             reply = self._write_once(
                 "PutItem", TableName=self.table_name, Item=item, ConditionExpression=cond, **params
@@ -731,7 +682,7 @@ class DynamoDBCache(BaseCache):
     def _incr(self, key: str, delta: int, now: float) -> int:
         k, pk = self._key(key)
         original = key if pk != key else None
-        rid = _request_id()  # one per call: a round only repeats after a definite refusal
+        rid = request_id()  # one per call: a round only repeats after a definite refusal
         base = (
             "SET #v = if_not_exists(#v, :zero) + :d, #up = :now, #cr = if_not_exists(#cr, :now),"
             " #rq = :rid"
@@ -819,10 +770,7 @@ class DynamoDBCache(BaseCache):
                 held = "undecodable value"
             if held == "int":
                 held = "int beyond DynamoDB's 38-digit Number range"
-        return CacheValueError(
-            f"cannot incr key {self._user_key(key)!r:.200}: it holds a {held}, not an int.",
-            hint="incr/decr only work on entries created by incr or put with an int.",
-        )
+        return not_an_int(self._user_key(key), held)
 
     def _touch(self, key: str, expiry: Expiry, now: float) -> bool:
         k, pk = self._key(key)
@@ -936,6 +884,7 @@ class DynamoDBCache(BaseCache):
         plain: list[tuple[str, Version]] = []
         idle: list[tuple[str, Item]] = []
         loads = self.codec.loads
+        counting = self.counts_hits
         requested = [{kn: {"S": pk}} for pk in storage]
         projection: dict[str, Any] | None = self._read_projection(kn)
         # Reads ask only for what they need. An item without ``value`` (dual access) reads
@@ -964,7 +913,7 @@ class DynamoDBCache(BaseCache):
                     found[found_key] = decode_value(item, self.codec, found_key)
                 if IDLE in item:
                     idle.append((pk, item))
-                else:
+                elif counting:
                     plain.append((pk, version_of(item)))
             requested, projection = foreign, None
         if plain:
@@ -1013,18 +962,6 @@ class DynamoDBCache(BaseCache):
         self._forget(*pks)
         self._after_write()
         return live
-
-    def _close(self) -> None:
-        """Flush pending hit counts, then drop the client (recreated lazily on next use)."""
-        if self._client is not None:
-            try:
-                self.flush_hits()
-            except CacheError as exc:
-                self.log.warning("cache '%s': could not flush hit counts: %s", self.name, exc)
-        with self._client_lock:
-            client, self._client = self._client, None
-        if client is not None:
-            client.close()
 
     # ------------------------------------------------------------------ internal space: locks
     #

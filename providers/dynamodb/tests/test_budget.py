@@ -10,8 +10,11 @@ from typing import Any
 
 import pytest
 
-from cachehub.errors import CachePermissionError
+from cachehub.errors import CachePermissionError, ConfigError
 from cachehub.testing import FakeClock
+
+HITS = {"hitCounts": True}
+"""Settings of a cache that keeps per-entry hit counts (off by default)."""
 
 
 def test_single_key_operations_cost_one_request(counted: Any) -> None:
@@ -36,8 +39,91 @@ def test_single_key_operations_cost_one_request(counted: Any) -> None:
     assert cache.get("fresh") == 3
 
 
-def test_reads_do_not_write_hit_counts(counted: Any) -> None:
-    cache, counter = counted()
+_STATISTICS = {"lastAccessed", "hitCount"}
+
+
+def test_plain_reads_never_write_by_default(counted: Any, make: Any) -> None:
+    """#17: a read is one read request and zero writes - now, after the flush interval
+    has passed, on later writes and on close()."""
+    clock = FakeClock()
+    # A tiny interval: with counting on, the put below would flush the reads.
+    cache, counter = counted(clock=clock, settings={"hitFlushInterval": 0.000001})
+    assert cache.counts_hits is False
+    keys = [f"k{i}" for i in range(100)]
+    cache.put_many(dict.fromkeys(keys, "v"))
+    counter.reset()
+    for _ in range(3):
+        assert cache.get("k0") == "v"
+        assert cache.exists("k1") is True
+        assert cache.get("absent") is None
+    assert counter.calls == ["GetItem"] * 9
+    counter.reset()
+    assert cache.get_many(keys) == dict.fromkeys(keys, "v")
+    assert counter.calls == ["BatchGetItem"]
+    assert cache.pending_hits() == 0
+    time.sleep(0.01)  # the flush interval has passed
+    clock.advance(120)
+    counter.reset()
+    cache.put("other", 1)
+    cache.delete("other")
+    assert counter.calls == ["PutItem", "DeleteItem"]
+    counter.reset()
+    assert cache.flush_hits() == 0
+    cache.close()
+    assert counter.calls == []
+    raw = make().command("getItem", {cache.key_name: "k0"})
+    assert not _STATISTICS & raw.keys()  # no write ever reached the item
+
+
+def test_metadata_without_hit_counts_shows_the_last_write(counted: Any) -> None:
+    clock = FakeClock()
+    cache, _ = counted(clock=clock)
+    cache.put("k", "v")
+    written = clock()
+    clock.advance(30)
+    for _ in range(4):
+        cache.get("k")
+    cache.get_many(["k"])
+    meta = cache.metadata("k")
+    assert meta.hit_count == 0
+    assert meta.last_accessed is not None
+    assert meta.last_accessed.timestamp() == pytest.approx(written, abs=1e-3)
+    assert meta.last_modified.timestamp() == pytest.approx(written, abs=1e-3)
+
+
+def test_idle_reads_slide_without_counting_by_default(counted: Any) -> None:
+    """idleTime needs its write (the deadline moves for every process); it carries no count."""
+    clock = FakeClock()
+    cache, counter = counted(clock=clock)
+    cache.put("idle", "v", idle_time=10)
+    clock.advance(5)
+    counter.reset()
+    assert cache.get("idle") == "v"
+    assert cache.get_many(["idle"]) == {"idle": "v"}
+    assert counter.calls == ["GetItem", "UpdateItem", "BatchGetItem", "UpdateItem"]
+    clock.advance(8)  # 13 s after the put, 8 s after the last read: still alive
+    meta = cache.metadata("idle")
+    assert meta.hit_count == 0
+    assert meta.last_accessed is not None
+    assert meta.last_accessed.timestamp() == pytest.approx(clock() - 8, abs=1e-3)
+    assert cache.get("idle") == "v"
+
+
+@pytest.mark.parametrize(
+    ("value", "counts"), [("false", False), ("TRUE", True), ("0", False), (True, True)]
+)
+def test_hit_counts_setting_spellings(make: Any, value: Any, counts: bool) -> None:
+    assert make(settings={"hitCounts": value}).counts_hits is counts
+
+
+@pytest.mark.parametrize("value", ["sometimes", 2, [], {"on": True}, "yes please"])
+def test_hit_counts_setting_refuses_nonsense(make: Any, value: Any) -> None:
+    with pytest.raises(ConfigError, match="hitCounts"):
+        make(settings={"hitCounts": value})
+
+
+def test_counted_reads_are_written_back_later(counted: Any) -> None:
+    cache, counter = counted(settings=HITS)
     cache.put("k", "v")
     counter.reset()
     for _ in range(5):
@@ -48,7 +134,7 @@ def test_reads_do_not_write_hit_counts(counted: Any) -> None:
 
 
 def test_hit_counts_flush_on_close(counted: Any, make: Any) -> None:
-    cache, counter = counted()
+    cache, counter = counted(settings=HITS)
     cache.put("k", "v")
     cache.get("k")
     cache.get("k")
@@ -59,7 +145,7 @@ def test_hit_counts_flush_on_close(counted: Any, make: Any) -> None:
 
 
 def test_flush_sends_one_update_per_key_from_worker_threads(counted: Any, make: Any) -> None:
-    cache, counter = counted(settings={"maxConnections": 8})
+    cache, counter = counted(settings={"maxConnections": 8, **HITS})
     keys = [f"k{i}" for i in range(40)]
     cache.put_many(dict.fromkeys(keys, "v"))
     cache.get_many(keys)
@@ -81,7 +167,7 @@ def test_flush_sends_one_update_per_key_from_worker_threads(counted: Any, make: 
 
 
 def test_a_failed_flush_update_does_not_stop_the_others(injected: Any, make: Any) -> None:
-    cache, counter, injector = injected()
+    cache, counter, injector = injected(settings=HITS)
     keys = [f"k{i}" for i in range(6)]
     cache.put_many(dict.fromkeys(keys, "v"))
     cache.get_many(keys)
@@ -95,7 +181,7 @@ def test_a_failed_flush_update_does_not_stop_the_others(injected: Any, make: Any
 
 
 def test_hit_counts_flush_after_interval_on_a_later_write(counted: Any, make: Any) -> None:
-    cache, counter = counted(settings={"hitFlushInterval": 0.05})
+    cache, counter = counted(settings={"hitFlushInterval": 0.05, **HITS})
     cache.put("k", "v")
     cache.get("k")
     time.sleep(0.1)
@@ -109,7 +195,7 @@ def test_hit_counts_flush_after_interval_on_a_later_write(counted: Any, make: An
 
 
 def test_hits_of_a_replaced_entry_are_dropped(counted: Any, make: Any) -> None:
-    cache, _ = counted()
+    cache, _ = counted(settings=HITS)
     cache.put("k", "v")
     cache.get("k")
     make().put("k", "new")  # another process replaces the entry
@@ -256,5 +342,5 @@ def test_one_client_per_cache_shared_by_threads(make: Any) -> None:
 
 def test_construction_is_lazy(make: Any) -> None:
     cache = make(settings={"host": "http://127.0.0.1:9"})  # nothing listens there
-    assert cache._client is None
+    assert cache._conn is None
     assert "DynamoDBCache" in repr(cache)

@@ -21,6 +21,8 @@ from cachehub.testing import FakeClock
 from .conftest import RequestCounter
 
 START = 1_700_000_000.25
+HITS = {"hitCounts": True}
+"""Settings of a cache that keeps per-entry hit counts (off by default)."""
 """A FakeClock start with a fractional part: stamps are stored with microseconds."""
 
 
@@ -98,7 +100,7 @@ def test_incr_and_touch_set_updated_and_keep_created(make: Any) -> None:
 def test_items_of_the_previous_layout_read_the_same(make: Any) -> None:
     """Items written before: both stamps always, plus flushed read statistics."""
     clock = FakeClock(START + 100)
-    cache = make(clock=clock)
+    cache = make(clock=clock, settings=HITS)
     cache.connect()
     old = {
         "value": cache.codec.dumps({"x": 1}),
@@ -129,7 +131,7 @@ def test_items_of_the_previous_layout_read_the_same(make: Any) -> None:
 
 
 def test_hits_of_an_entry_modified_elsewhere_are_dropped(make: Any) -> None:
-    cache = make()
+    cache = make(settings=HITS)
     cache.put("n", 1)
     cache.get("n")
     make().incr("n")  # updatedTime appears: another version
@@ -143,7 +145,7 @@ def test_hits_of_an_entry_modified_elsewhere_are_dropped(make: Any) -> None:
 
 
 def test_hits_of_foreign_items_without_stamps_are_kept(make: Any) -> None:
-    cache = make()
+    cache = make(settings=HITS)
     cache.connect()
     cache.command("putItem", {cache.key_name: "tool", "value": 7})
     assert cache.get("tool") == 7
@@ -156,7 +158,7 @@ def test_hits_of_foreign_items_without_stamps_are_kept(make: Any) -> None:
 
 
 def test_get_many_asks_only_for_what_a_read_needs(counted: Any) -> None:
-    cache, counter = counted()
+    cache, counter = counted(settings=HITS)
     keys = [f"k{i}" for i in range(30)]
     cache.put_many(dict.fromkeys(keys, "v"))
     cache.get_many(keys)

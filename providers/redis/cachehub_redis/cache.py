@@ -1,16 +1,16 @@
 """The Redis provider: one string per entry, native commands on the hot paths.
 
 ``get`` is one ``GET``, ``put`` one ``SET ... PXAT``, ``get_many`` one ``MGET`` and
-``exists`` one ``GETRANGE``: the same commands hand-written redis-py code sends. Reads are
-counted in process (:class:`cachehub.hits.HitBuffer`) and written back in batches, except
-for idle-time entries, whose read must slide the deadline for every client at once.
-Operations that must check an entry before changing it are Lua scripts (:mod:`.scripts`).
+``exists`` one ``GETRANGE``: the same commands hand-written redis-py code sends. A plain
+read writes nothing; with ``hitCounts`` on, reads are counted in process and written back
+in batches (:class:`cachehub.provider.RemoteCache`). An idle-time entry's read is written
+at once: it slides the deadline for every client. Operations that must check an entry
+before changing it are Lua scripts (:mod:`.scripts`).
 """
 
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from itertools import islice
 from typing import Any, ClassVar, Final, cast
@@ -18,11 +18,21 @@ from typing import Any, ClassVar, Final, cast
 from redis import exceptions as rx
 from redis.cluster import RedisCluster
 
-from cachehub.api import MISSING, BaseCache, Entry, Expiry
-from cachehub.config import Option
-from cachehub.errors import CacheError, CacheValueError, CorruptEntryError
-from cachehub.filters import WILDCARDS, KeyFilter
-from cachehub.hits import HitBuffer
+from cachehub.filters import WILDCARDS
+from cachehub.provider import (
+    HIT_OPTIONS,
+    MISSING,
+    CacheError,
+    CacheValueError,
+    CorruptEntryError,
+    Entry,
+    Expiry,
+    KeyFilter,
+    Option,
+    PendingHits,
+    RemoteCache,
+    not_an_int,
+)
 
 from . import scripts as lua
 from .connection import OPTIONS, ConnectionPlan, acquire_client, plan_connection, release_client
@@ -65,15 +75,6 @@ The byte 0xFF never occurs in UTF-8, so no user key can spell an internal key, s
 removes one. Locks are hashes, see :data:`.scripts.LOCK_ACQUIRE`."""
 LOCK_GRACE_MS: Final = 60_000
 """How long a lock's hash outlives its last holding (keeps its fence counting up)."""
-
-HIT_FLUSH: Final = Option(
-    "hitFlushInterval",
-    float,
-    10.0,
-    "seconds after which counted reads (hit counts, last access) are written back, "
-    "checked on each operation (0: only on close() or flush_hits()).",
-    minimum=0,
-)
 
 
 def _escape_glob(literal: str) -> str:
@@ -127,7 +128,7 @@ def _ttl_arg(deadline: float | None) -> int | str:
     return _NO_TTL if ms is None else ms
 
 
-class RedisCache(BaseCache):
+class RedisCache(RemoteCache[Client]):
     """A cache on Redis: a single server, a Redis Cluster, or a Sentinel-managed primary.
 
     Each entry is one string: a 50-byte header (timestamps, hit count, expiry) and the
@@ -136,17 +137,14 @@ class RedisCache(BaseCache):
     lazily on first use and shared by all threads (redis-py pools).
     """
 
-    options: ClassVar[tuple[Option, ...]] = (*OPTIONS, HIT_FLUSH)
-    distributed: ClassVar[bool] = True
+    options: ClassVar[tuple[Option, ...]] = (*OPTIONS, *HIT_OPTIONS)
+    backend_errors: ClassVar[tuple[type[Exception], ...]] = REDIS_ERRORS
     lock_clock: ClassVar[str] = "server"
 
     def __init__(self, settings: Any = None, /, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
         where = f"cache '{self.name}' ({type(self).__name__})"
         self._plan: ConnectionPlan = plan_connection(self.settings, where)
-        self._client_lock = threading.Lock()
-        self._redis: Client | None = None
-        self._hits: HitBuffer[str] = HitBuffer(self.settings["hitFlushInterval"])
         self._record_ms = record_ms(self.settings)  # 0: never re-sent, nothing to record
         # Bound once: the hot paths below run for every get/put.
         self._dumps = self.codec.dumps
@@ -168,45 +166,22 @@ class RedisCache(BaseCache):
         """Where this cache connects, safe to show (never includes a password)."""
         return self._plan.endpoint
 
-    def _client(self) -> Client:
-        """The shared client, created on first use."""
-        client = self._redis
-        if client is not None:
-            return client
-        with self._client_lock:
-            if self._redis is None:
-                self.log.debug("cache '%s': connecting to Redis at %s", self.name, self.endpoint)
-                try:
-                    self._redis = acquire_client(self._plan, self.settings["retries"])
-                except REDIS_ERRORS as exc:
-                    raise self._translate(exc) from None
-            return self._redis
+    def _connect(self) -> Client:
+        self.log.debug("cache '%s': connecting to Redis at %s", self.name, self.endpoint)
+        return acquire_client(self._plan, self.settings["retries"])
 
-    def _translate(self, exc: rx.RedisError | rx.RedisClusterException) -> CacheError:
+    def _disconnect(self, client: Client) -> None:
+        release_client(self._plan, self.settings["retries"], client)
+
+    def _translate(self, exc: Exception) -> CacheError:
         """The typed cachehub error for a redis-py error (secrets scrubbed)."""
-        return translate(exc, self.endpoint, self._plan.secrets)
-
-    def _close(self) -> None:
-        if self._redis is not None:
-            try:
-                self.flush_hits()
-            except CacheError as exc:
-                self.log.warning("cache '%s': could not flush hit counts: %s", self.name, exc)
-        with self._client_lock:
-            client, self._redis = self._redis, None
-        if client is not None:
-            try:
-                release_client(self._plan, self.settings["retries"], client)
-            except REDIS_ERRORS as exc:
-                raise self._translate(exc) from None
+        return translate(exc, self.endpoint, self._plan.secrets)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ commands
 
     def _command(self, *args: Any) -> Any:
         """One native command; a key of another Redis type answers None (not an entry)."""
-        client = self._redis
-        if client is None:
-            client = self._client()
+        client = self._conn or self._connection()
         try:
             return client.execute_command(*args)  # type: ignore[no-untyped-call]
         except rx.ResponseError as exc:
@@ -218,13 +193,7 @@ class RedisCache(BaseCache):
 
     def _eval(self, script: LuaScript, key: Key, *args: Any) -> Any:
         """Run one script on one key: a single EVALSHA round trip."""
-        client = self._redis
-        if client is None:
-            client = self._client()
-        try:
-            return evalsha(client, script, (key,), args)
-        except REDIS_ERRORS as exc:
-            raise self._translate(exc) from None
+        return self._guarded(evalsha, self._conn or self._connection(), script, (key,), args)
 
     def _eval_once(self, script: LuaScript, key: str, *args: Any) -> Any:
         """Run a non-idempotent script on one key, applied once even if re-sent.
@@ -232,35 +201,22 @@ class RedisCache(BaseCache):
         The call gets a request record key (see :mod:`.records`) that a re-send after a
         lost reply shares, and the record's lifetime as its last argument.
         """
-        client = self._redis
-        if client is None:
-            client = self._client()
+        client = self._conn or self._connection()
         ms = self._record_ms
         keys: tuple[Key, ...] = (key,)
         if ms:
             keys = (key, record_key(key, request_id(), isinstance(client, RedisCluster)))
-        try:
-            return evalsha(client, script, keys, (*args, ms))
-        except rx.RedisError as exc:
-            raise self._translate(exc) from None
+        return self._guarded(evalsha, client, script, keys, (*args, ms))
 
     def _run_calls(self, script: LuaScript, calls: Sequence[Call]) -> list[Any]:
         """Run several script calls in one round trip (one per node in a cluster)."""
         if not calls:
             return []
-        client = self._client()
-        try:
-            return run_calls(client, script, calls)
-        except REDIS_ERRORS as exc:
-            raise self._translate(exc) from None
+        return self._guarded(run_calls, self._conn or self._connection(), script, calls)
 
     def _groups(self, keys: Sequence[Key]) -> list[list[Key]]:
         """``keys`` in groups one script call may take (same hash slot in a cluster)."""
-        client = self._client()
-        try:
-            return split(client, keys)
-        except REDIS_ERRORS as exc:
-            raise self._translate(exc) from None
+        return self._guarded(split, self._conn or self._connection(), keys)
 
     # ------------------------------------------------------------------ encoding
 
@@ -286,13 +242,14 @@ class RedisCache(BaseCache):
             return MISSING
         if raw[_POLICY] == FOREVER and raw[:2] == _PLAIN:
             # The common entry: codec bytes that never expire. No header to unpack.
-            self._hits.count(key, raw[_CREATED], now)
+            if self.counts_hits:
+                self._hits.count(key, raw[_CREATED], now)
             return self._loads(raw[HEADER_SIZE:], key)
         found: dict[str, Any] = {}
         counted: list[tuple[str, bytes]] = []
         idle = self._check(key, raw, now, found, counted)
         if counted:
-            self._hits.count(key, counted[0][1], now)
+            self._count_read(key, counted[0][1], now)
         elif idle is not None:
             self._slide([idle], now)
         return found.get(key, MISSING)
@@ -337,7 +294,7 @@ class RedisCache(BaseCache):
             {
                 key: (
                     created,
-                    1 + self._hits.take(key, created),
+                    1 + self._take_hits(key, created) if self.counts_hits else 0,
                     stamp,
                     _ttl_arg(expiry.deadline(now)),
                 )
@@ -358,43 +315,25 @@ class RedisCache(BaseCache):
             calls.append((group, args))
         self._run_calls(lua.RECORD_READS, calls)
 
-    # ------------------------------------------------------------------ hit accounting
+    def _write_hits(self, pending: dict[str, PendingHits]) -> None:
+        """Counted reads (hit counts, last access): RECORD_READS, one round trip per node.
 
-    def pending_hits(self) -> int:
-        """How many keys have reads counted in process, not yet written to Redis."""
-        return len(self._hits)
-
-    def flush_hits(self) -> int:
-        """Write counted reads (hit counts, last access) back: one round trip per node.
-
-        Reads of entries replaced or deleted meanwhile are dropped. Returns the number
-        of keys whose counts were sent.
+        Reads of entries replaced or deleted meanwhile are dropped by the script.
         """
-        pending = self._hits.drain()
-        if pending:
-            # the version is the created stamp's 8 bytes, as the script compares them
-            self._record_reads(
-                {
-                    key: (cast(bytes, read.version), read.hits, DOUBLE.pack(read.accessed), _NO_TTL)
-                    for key, read in pending.items()
-                }
-            )
-        return len(pending)
-
-    def _maybe_flush(self) -> None:
-        """Write counted reads back when due (never fails the operation that asked)."""
-        if self._hits.due():
-            try:
-                self.flush_hits()
-            except CacheError as exc:
-                self.log.warning("cache '%s': could not flush hit counts: %s", self.name, exc)
+        # the version is the created stamp's 8 bytes, as the script compares them
+        self._record_reads(
+            {
+                key: (cast(bytes, read.version), read.hits, DOUBLE.pack(read.accessed), _NO_TTL)
+                for key, read in pending.items()
+            }
+        )
 
     # ------------------------------------------------------------------ single-key primitives
 
     def _get(self, key: str, now: float) -> Any:
         value = self._read(key, self._command("GET", key), now)
         if self._hits.due():
-            self._maybe_flush()
+            self._after_write()
         return value
 
     def _get_entry(self, key: str, now: float) -> Entry | None:
@@ -411,11 +350,7 @@ class RedisCache(BaseCache):
             head.expires_at,
             head.idle,
         )
-        pending = self._hits.peek(key, raw[_CREATED])
-        if pending is not None:
-            entry.hits += pending.hits
-            entry.accessed = max(entry.accessed, pending.accessed)
-        return entry
+        return self._with_pending(entry, key, raw[_CREATED])
 
     def _exists(self, key: str, now: float) -> bool:
         raw = self._command("GETRANGE", key, 0, HEADER_SIZE - 1)
@@ -431,7 +366,7 @@ class RedisCache(BaseCache):
             self._command("SET", key, blob, "PXAT", pxat(deadline))
         self._hits.forget(key)
         if self._hits.due():
-            self._maybe_flush()
+            self._after_write()
 
     def _add(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
         blob = self._blob(key, value, expiry, now)
@@ -469,11 +404,7 @@ class RedisCache(BaseCache):
                 hint="Redis counters are 64-bit; reset the counter or use a smaller delta.",
             )
         current = self._loads(reply[1], key)
-        raise CacheValueError(
-            f"cannot incr key {user_key!r:.200}: it holds a {type(current).__name__}, "
-            "not a 64-bit int.",
-            hint="incr/decr only work on entries created by incr or put with an int.",
-        )
+        raise not_an_int(user_key, type(current).__name__, "a 64-bit int")
 
     def _touch(self, key: str, expiry: Expiry, now: float) -> bool:
         x, d = expiry.expires_at, expiry.idle
@@ -487,7 +418,7 @@ class RedisCache(BaseCache):
         """The stored strings of ``keys``: ``MGET``, one round trip (per node in a cluster)."""
         if not keys:
             return []
-        client = self._client()
+        client = self._conn or self._connection()
         try:
             if isinstance(client, RedisCluster):
                 return client.mget_nonatomic(keys)
@@ -508,7 +439,7 @@ class RedisCache(BaseCache):
         plain = [(k, raw) for k, raw in stored if raw[_POLICY] == FOREVER and raw[:2] == _PLAIN]
         loads = self._loads
         found = {k: loads(raw[HEADER_SIZE:], k) for k, raw in plain}
-        counted = [(k, raw[_CREATED]) for k, raw in plain]
+        counted = [(k, raw[_CREATED]) for k, raw in plain] if self.counts_hits else []
         idle: list[tuple[str, bytes, Expiry]] = []
         if len(plain) < len(stored):
             check = self._check
@@ -517,12 +448,12 @@ class RedisCache(BaseCache):
                     read = check(key, raw, now, found, counted)
                     if read is not None:
                         idle.append(read)
-        if counted:
+        if counted and self.counts_hits:
             self._hits.count_many(counted, now)
         if idle:
             self._slide(idle, now)
         if self._hits.due():
-            self._maybe_flush()
+            self._after_write()
         return found
 
     def _set_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
@@ -535,7 +466,7 @@ class RedisCache(BaseCache):
             calls.append((group, args))
         self._run_calls(lua.SET_MANY, calls)
         self._hits.forget(*items)
-        self._maybe_flush()
+        self._after_write()
 
     def _delete_many(self, keys: list[str], now: float) -> int:
         self._hits.forget(*keys)
@@ -552,7 +483,7 @@ class RedisCache(BaseCache):
         by one script call per hash slot, in one round trip (per node in a cluster).
         Memory stays flat: one batch at a time.
         """
-        client = self._client()
+        client = self._conn or self._connection()
         try:
             found = client.scan_iter(match=redis_glob(flt), count=_SCAN_COUNT, _type="string")
             while raw := list(islice(found, _SCAN_COUNT)):
@@ -585,7 +516,7 @@ class RedisCache(BaseCache):
         single server (a cluster spreads keys over nodes and slots) and for filters the
         Redis glob matches exactly; None otherwise, and the caller scans client-side.
         """
-        client = self._client()
+        client = self._conn or self._connection()
         if isinstance(client, RedisCluster) or not _exact_glob(flt):
             return None
         pattern, cursor, total = redis_glob(flt), b"0", 0
@@ -596,10 +527,7 @@ class RedisCache(BaseCache):
                 return total
 
     def _eval_keyless(self, script: LuaScript, *args: Any) -> Any:
-        try:
-            return evalsha(self._client(), script, (), args)
-        except REDIS_ERRORS as exc:
-            raise self._translate(exc) from None
+        return self._guarded(evalsha, self._conn or self._connection(), script, (), args)
 
     def _count(self, flt: KeyFilter, now: float) -> int:
         total = self._server_pages(flt, "c", now)
@@ -656,7 +584,7 @@ class RedisCache(BaseCache):
 
     def _clear_internal(self, now: float) -> int:
         pattern = _escape_glob(self.namespace).encode() + INTERNAL + b"*"
-        client = self._client()
+        client = self._conn or self._connection()
         removed = 0
         try:
             found = client.scan_iter(match=pattern, count=_SCAN_COUNT, _type="hash")

@@ -7,15 +7,15 @@ from collections.abc import Iterable
 from redis import exceptions as rx
 from redis.sentinel import MasterNotFoundError
 
-from cachehub import scrub as _scrub
 from cachehub.errors import (
     CacheBackendError,
     CacheError,
     CachePermissionError,
     CacheUnavailableError,
 )
+from cachehub.scrub import scrub
 
-__all__ = ["REDIS_ERRORS", "translate", "scrub"]
+__all__ = ["REDIS_ERRORS", "translate"]
 
 REDIS_ERRORS = (rx.RedisError, rx.RedisClusterException)
 """Everything redis-py raises: RedisClusterException ("no node reachable") is not a
@@ -36,11 +36,6 @@ _UNREACHABLE = (
     rx.TryAgainError,
     MasterNotFoundError,
 )
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with ``secrets`` and everything :func:`cachehub.scrub.scrub` knows masked."""
-    return _scrub.scrub(text, secrets)
 
 
 def translate(

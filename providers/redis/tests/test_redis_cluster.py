@@ -54,8 +54,8 @@ def test_caches_with_the_same_settings_share_one_cluster_client(
     second = RedisCache(settings, namespace="b:")
     first.put("k", 1)
     second.put("k", 2)
-    assert first._redis is second._redis
-    assert isinstance(first._redis, RedisCluster)
+    assert first._conn is second._conn
+    assert isinstance(first._conn, RedisCluster)
     first.close()
     assert second.get("k") == 2  # closing one cache leaves the other working
     second.close()

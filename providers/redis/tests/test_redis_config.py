@@ -21,7 +21,7 @@ def _kwargs(cache: RedisCache) -> dict[str, Any]:
 
 def test_construction_never_connects() -> None:
     cache = RedisCache(host="203.0.113.1", port=6379)  # TEST-NET: unroutable
-    assert cache._redis is None
+    assert cache._conn is None
     assert cache.endpoint == "203.0.113.1:6379"
 
 

@@ -43,7 +43,7 @@ def test_non_idempotent_writes_work_on_every_key_shape(cluster_cache: RedisCache
 def test_records_sit_in_the_entry_slot(cluster_cache: RedisCache) -> None:
     for key in KEYS:
         cluster_cache.incr(key)
-    client = cluster_cache._client()
+    client = cluster_cache._connection()
     assert isinstance(client, RedisCluster)
     found = [k for k in client.scan_iter(match=f"*{cluster_cache.namespace}*") if MARK in k]
     assert len(found) == len(KEYS)

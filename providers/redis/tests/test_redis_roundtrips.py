@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from cachehub_redis import RedisCache
+from cachehub_redis.entry import HEADER
 from cachehub_redis.server import RedisServer
 from redis import Redis
 from redis.connection import AbstractConnection
@@ -143,7 +144,7 @@ def test_batches_take_one_round_trip_on_a_single_node(
 def test_counted_reads_are_written_back_by_one_script_call(
     make_cache: Callable[..., RedisCache], plain: Redis, trips: RoundTrips
 ) -> None:
-    cache = make_cache(hitFlushInterval=0)
+    cache = make_cache(hitCounts=True, hitFlushInterval=0)
     _warm(cache)
     cache.flush_hits()
     cache.put_many({f"k{i}": i for i in range(100)})
@@ -321,3 +322,33 @@ def test_a_lost_script_costs_two_extra_round_trips_once(
     before = trips.count
     assert cache.delete("k")
     assert trips.count - before == 1
+
+
+def test_plain_reads_never_write_by_default(
+    make_cache: Callable[..., RedisCache], plain: Redis
+) -> None:
+    """#17: without hitCounts a read sends its one read command and nothing else - not
+    later, when the flush interval has passed, nor on close()."""
+    cache = make_cache(hitFlushInterval=0.000001)
+    assert cache.counts_hits is False
+    _warm(cache)
+    cache.put_many({f"k{i}": i for i in range(100)})
+    before = _commandstats(plain)
+    for _ in range(3):
+        assert cache.get("k1") == 1
+        assert cache.exists("k2") is True
+        assert cache.get_many([f"k{i}" for i in range(100)])["k99"] == 99
+    assert cache.pending_hits() == 0
+    cache.put("other", 1)  # a write after the interval: nothing pending to flush
+    assert cache.flush_hits() == 0
+    cache.close()
+    assert _delta(before, _commandstats(plain)) == {
+        "get": 3,
+        "getrange": 3,
+        "mget": 3,
+        "set": 1,
+        "info": 1,
+    }
+    raw = plain.get(f"{cache.namespace}k1")
+    assert raw is not None
+    assert HEADER.unpack_from(raw)[5] == 0.0  # the stored hit count was never written

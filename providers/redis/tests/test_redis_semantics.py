@@ -74,7 +74,7 @@ def test_integers_are_native_64_bit_fields(
 def test_plain_reads_are_counted_in_process_and_written_back_in_one_round_trip(
     make_cache: Callable[..., RedisCache], plain: Redis
 ) -> None:
-    cache = make_cache(hitFlushInterval=0)
+    cache = make_cache(hitCounts=True, hitFlushInterval=0)
     cache.put_many({"a": 1, "b": 2})
     for _ in range(3):
         cache.get("a")
@@ -98,7 +98,7 @@ def test_counted_reads_of_a_replaced_entry_are_dropped(
     make_cache: Callable[..., RedisCache],
 ) -> None:
     clock = FakeClock()
-    cache = make_cache(clock=clock, hitFlushInterval=0)
+    cache = make_cache(clock=clock, hitCounts=True, hitFlushInterval=0)
     other = make_cache(namespace=cache.namespace, clock=clock)
     cache.put("k", 1)
     cache.get("k")
@@ -112,7 +112,7 @@ def test_counted_reads_of_a_replaced_entry_are_dropped(
 def test_counted_reads_are_flushed_on_close_and_when_the_interval_passes(
     make_cache: Callable[..., RedisCache],
 ) -> None:
-    cache = make_cache(hitFlushInterval=3600)
+    cache = make_cache(hitCounts=True, hitFlushInterval=3600)
     other = make_cache(namespace=cache.namespace)
     cache.put("k", 1)
     cache.get("k")
@@ -120,7 +120,7 @@ def test_counted_reads_are_flushed_on_close_and_when_the_interval_passes(
     cache.close()
     assert other.metadata("k").hit_count == 1
 
-    eager = make_cache(namespace=cache.namespace, hitFlushInterval=0.000001)
+    eager = make_cache(namespace=cache.namespace, hitCounts=True, hitFlushInterval=0.000001)
     eager.get("k")
     eager.get("k")  # the interval has passed: this read writes both back
     assert eager.pending_hits() == 0
