@@ -901,7 +901,17 @@ class DynamoDBCache(RemoteCache[Any]):
             ):
                 pk = item[kn]["S"]
                 found_key = storage.get(pk)
-                if found_key is None or not is_live(item, now) or not owns(item, found_key, kn):
+                # owns() and is_live() inlined for the common item (its own partition key,
+                # no expiry): this loop is most of the client CPU cachehub adds to the batch.
+                if found_key is None:
+                    continue
+                original = item.get(ORIGINAL_KEY)
+                if original is None:
+                    if pk != found_key:
+                        continue
+                elif original.get("S") != found_key:
+                    continue
+                if (DEADLINE in item or TTL in item) and not is_live(item, now):
                     continue
                 raw = item.get(VALUE)
                 if raw is not None and "B" in raw:
