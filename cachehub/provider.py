@@ -25,6 +25,7 @@ See docs/provider-guide.md for a complete small provider built on it.
 
 from __future__ import annotations
 
+import math
 import secrets
 import threading
 from abc import abstractmethod
@@ -131,7 +132,15 @@ class RemoteCache(BaseCache, Generic[C]):
     def __init__(self, settings: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
         self.counts_hits = bool(self.settings.get("hitCounts", False))
-        self._hits: HitBuffer[str] = HitBuffer(self.settings.get("hitFlushInterval", 60.0))
+        interval = self.settings.get("hitFlushInterval", 60.0)
+        if not math.isfinite(interval):  # "inf"/"nan" parse as floats: never by time
+            raise ConfigError(
+                f"cache '{self.name}' ({type(self).__name__}): setting 'hitFlushInterval' "
+                f"is {interval}, not a number of seconds.",
+                hint="give seconds such as 60, or 0 to write counts back only on close() "
+                "and flush_hits().",
+            )
+        self._hits: HitBuffer[str] = HitBuffer(interval)
         self._conn: C | None = None
         self._conn_lock = threading.Lock()
         self._warn_lock = threading.Lock()
