@@ -29,7 +29,8 @@ import math
 import secrets
 import threading
 from abc import abstractmethod
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from itertools import islice
 from typing import Any, ClassVar, Final, Generic, TypeVar
 
 from .api import MISSING, NO_EXPIRY, BaseCache, CacheMetadata, Entry, Expiry
@@ -73,6 +74,7 @@ __all__ = [
     "Option",
     "PendingHits",
     "RemoteCache",
+    "chunks",
     "not_an_int",
     "request_id",
     "scrub",
@@ -99,6 +101,13 @@ HIT_FLUSH_INTERVAL: Final = Option(
 )
 HIT_OPTIONS: Final = (HIT_COUNTS, HIT_FLUSH_INTERVAL)
 """The read-statistics settings every :class:`RemoteCache` takes (add them to ``options``)."""
+
+
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of at most ``size``, read lazily: a scan streams through in batches."""
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
 
 
 def request_id() -> str:

@@ -42,6 +42,7 @@ from cachehub.provider import (
     Option,
     PendingHits,
     RemoteCache,
+    chunks,
     not_an_int,
     request_id,
     scrub,
@@ -850,17 +851,9 @@ class DynamoDBCache(RemoteCache[Any]):
         return scan_count(self._call, params, self.settings["scanSegments"])
 
     def _clear(self, flt: KeyFilter, now: float) -> int:
-        removed = 0
-        batch: list[dict[str, Any]] = []
         kn = self.key_name
-        for key, _ in self._scan_keys(flt, now):
-            batch.append({"DeleteRequest": {"Key": key}})
-            if len(batch) == 25:
-                removed += self._delete_batch(batch, kn)
-                batch = []
-        if batch:
-            removed += self._delete_batch(batch, kn)
-        return removed
+        deletes = ({"DeleteRequest": {"Key": key}} for key, _ in self._scan_keys(flt, now))
+        return sum(self._delete_batch(batch, kn) for batch in chunks(deletes, 25))
 
     def _delete_batch(self, batch: list[dict[str, Any]], kn: str) -> int:
         self._forget(*(r["DeleteRequest"]["Key"][kn]["S"] for r in batch))
@@ -1119,20 +1112,15 @@ class DynamoDBCache(RemoteCache[Any]):
             "Limit": SCAN_PAGE_ITEMS,
             **self._expr(filt, "#pk, #ok", values={":lock": _LOCK, ":p": {"S": prefix}}),
         }
-        batch: list[dict[str, Any]] = []
-        removed = 0
         ns = self.namespace
-        for item in scan_items(self._call, params, self.settings["scanSegments"]):
-            original = str(item.get(ORIGINAL_KEY, {}).get("S", ""))
-            if internal_key(ns, ns + original[len(prefix) :]) != (item[kn].get("S"), original):
-                continue  # another namespace's (one that starts with this one and a NUL)
-            batch.append({"DeleteRequest": {"Key": {kn: item[kn]}}})
-            if len(batch) == 25:
-                removed += batch_write(self._call, self.table_name, batch)
-                batch = []
-        if batch:
-            removed += batch_write(self._call, self.table_name, batch)
-        return removed
+        deletes = (
+            {"DeleteRequest": {"Key": {kn: item[kn]}}}
+            for item in scan_items(self._call, params, self.settings["scanSegments"])
+            # not another namespace's (one that starts with this one and a NUL)
+            if internal_key(ns, ns + _original(item)[len(prefix) :])
+            == (item[kn].get("S"), _original(item))
+        )
+        return sum(batch_write(self._call, self.table_name, batch) for batch in chunks(deletes, 25))
 
     # ------------------------------------------------------------------ DynamoDBCommand
 
@@ -1152,6 +1140,10 @@ def num_of(item: Item, name: str) -> float:
         return float(item[name]["N"])
     except (KeyError, TypeError, ValueError):
         return float("-inf")
+
+
+def _original(item: Item) -> str:
+    return str(item.get(ORIGINAL_KEY, {}).get("S", ""))
 
 
 def _old_item(exc: ConditionFailedError) -> Item | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Iterator, Mapping, Sequence
-from itertools import islice
 from typing import Any, ClassVar, Final, cast
 
 from redis import exceptions as rx
@@ -31,6 +30,7 @@ from cachehub.provider import (
     Option,
     PendingHits,
     RemoteCache,
+    chunks,
     not_an_int,
 )
 
@@ -486,7 +486,7 @@ class RedisCache(RemoteCache[Client]):
         client = self._conn or self._connection()
         try:
             found = client.scan_iter(match=redis_glob(flt), count=_SCAN_COUNT, _type="string")
-            while raw := list(islice(found, _SCAN_COUNT)):
+            for raw in chunks(found, _SCAN_COUNT):
                 batch = [k for k in dict.fromkeys(raw) if self._selects(flt, k)]
                 if not batch:
                     continue
@@ -588,7 +588,7 @@ class RedisCache(RemoteCache[Client]):
         removed = 0
         try:
             found = client.scan_iter(match=pattern, count=_SCAN_COUNT, _type="hash")
-            while batch := list(islice(found, _SCAN_COUNT)):
+            for batch in chunks(found, _SCAN_COUNT):
                 for key in dict.fromkeys(batch):  # one key per call: cluster slots differ
                     removed += int(client.unlink(key))
         except rx.RedisError as exc:
