@@ -35,6 +35,7 @@ TEST_DEPS = [
     "flask-caching>=2",
     "cachelib>=0.13",
     "dogpile.cache>=1.3",
+    "opentelemetry-sdk>=1.27",  # cachehub.contrib.opentelemetry, with in-memory exporters
 ]
 PYTHON = "3.11"
 

@@ -12,8 +12,10 @@ from flask import Flask
 from flask_caching import Cache
 
 from cachehub.contrib.cachelib import CacheHubCachelib
+from cachehub.contrib.flask_cache import CacheHubFlaskCache
 from cachehub.testing.clock import FakeClock
 
+SECRET = "cachelib-tests-secret-not-for-production"
 SAMPLE_NUMBERS = [0, 10, 1024000, 9, 5000000000000, 99, 738, 2000000]
 SAMPLE_PAIRS: dict[str, Any] = {
     "128": False,
@@ -31,7 +33,7 @@ SAMPLE_PAIRS: dict[str, Any] = {
 
 @pytest.fixture
 def cache(make_cache: Callable[..., MemoryCache]) -> CacheHubCachelib:
-    return CacheHubCachelib(make_cache(name="cachelib"))
+    return CacheHubCachelib(make_cache(name="cachelib"), secret_key=SECRET)
 
 
 def test_set_get(cache: CacheHubCachelib) -> None:
@@ -93,7 +95,7 @@ def test_has_and_clear(cache: CacheHubCachelib) -> None:
 
 
 def test_expiration(make_cache: Callable[..., MemoryCache], clock: FakeClock) -> None:
-    cache = CacheHubCachelib(make_cache(), default_timeout=300)
+    cache = CacheHubCachelib(make_cache(), default_timeout=300, secret_key=SECRET)
     for k, v in SAMPLE_PAIRS.items():
         cache.set(f"{k}-t0", v, timeout=0)  # 0: never expires
         cache.set(f"{k}-t1", v, timeout=1)
@@ -120,7 +122,8 @@ def test_flask_caching_cache_type(make_cache: Callable[..., MemoryCache]) -> Non
     backing = make_cache(name="flask-caching")
     app = Flask(__name__)
     app.config.update(
-        CACHE_TYPE="cachehub.contrib.cachelib.CacheHubCachelib",
+        SECRET_KEY=SECRET,
+        CACHE_TYPE="cachehub.contrib.flask_cache.CacheHubFlaskCache",
         CACHE_OPTIONS={"cache": backing},
         CACHE_DEFAULT_TIMEOUT=60,
     )
@@ -149,7 +152,7 @@ def test_flask_caching_cache_type(make_cache: Callable[..., MemoryCache]) -> Non
         flask_cache.set("plain", {"a": 1})
         assert flask_cache.get("plain") == {"a": 1}
         backend = app.extensions["cache"][flask_cache]
-        assert isinstance(backend, CacheHubCachelib)
+        assert isinstance(backend, CacheHubFlaskCache)
         assert backend.default_timeout == 60
     assert calls == [3, -4, -4]
     assert backing.count() > 0
@@ -163,7 +166,11 @@ def test_flask_caching_with_registry_name(
     monkeypatch.setattr(registry, "_current", None)
     registry.configure({"pages": {"class": "memory"}}, clock=clock)
     app = Flask(__name__)
-    app.config.update(CACHE_TYPE="cachehub.contrib.cachelib.CacheHubCachelib", CACHE_ARGS=["pages"])
+    app.config.update(
+        SECRET_KEY=SECRET,
+        CACHE_TYPE="cachehub.contrib.flask_cache.CacheHubFlaskCache",
+        CACHE_ARGS=["pages"],
+    )
     flask_cache = Cache(app)
     with app.app_context():
         flask_cache.set("k", "v", timeout=5)
