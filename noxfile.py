@@ -116,6 +116,19 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 
+@nox.session(python=PYTHON)
+def frameworks(session: nox.Session) -> None:
+    """Django's, Flask-Caching's and cachelib's own test suites against the adapters.
+
+    Downloads the frameworks' sdists at the installed versions (cached in .nox/.cache),
+    extracts their cache tests and runs them on memory, Redis and local DynamoDB with
+    the adapters' default configuration (see framework_suites/ and docs/integrations.md).
+    """
+    session.install(*EDITABLE_LOCAL, *TEST_DEPS, "pytest-xprocess")  # their conftests import it
+    sdists = Path(session.cache_dir) / "framework-sdists"
+    session.run("python", "-m", "framework_suites", "--sdists", str(sdists), *session.posargs)
+
+
 DISTRIBUTIONS = [".", *PROVIDERS]
 DIST = Path("dist")
 

@@ -21,19 +21,40 @@ cache's codec instead (no pickle at all; ``secret_key`` is not needed then).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cachelib import BaseCache as CachelibBase
+from cachelib.serializers import BaseSerializer, SimpleSerializer
 
 from ..api import MISSING
 from ..errors import ConfigError
 from . import CacheSpec, resolve_cache
-from .signing import SignedValues, incr
+from .signing import AdapterPickleError, SignedValues, incr
 
 __all__ = ["CacheHubCachelib"]
 
+_log = logging.getLogger("cachehub.contrib.cachelib")
+
 _PURPOSE = "cachehub.contrib.cachelib values"
+_DEFAULT_SERIALIZER = SimpleSerializer()
+"""cachelib's pickle serializer: the adapter's signed pickle does its job directly."""
+
+
+class _Serialized:
+    """Bytes made by a replaced cachelib ``serializer``, stored inside the signature."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __getstate__(self) -> bytes:
+        return self.data
+
+    def __setstate__(self, state: bytes) -> None:
+        self.data = state
 
 
 class CacheHubCachelib(CachelibBase):
@@ -50,9 +71,15 @@ class CacheHubCachelib(CachelibBase):
         secret_key_fallbacks: older secrets whose signatures still verify.
         value_format: ``"signed-pickle"`` (default) or ``"cache-codec"``.
 
+    ``serializer`` (cachelib's attribute, set by Flask-Caching's ``CACHE_SERIALIZER``) is
+    honoured with signed pickle: its bytes are signed, and its ``loads`` only ever sees
+    verified bytes. With ``"cache-codec"`` it is not used (its bytes could not be trusted).
+
     Raises:
         ConfigError: no secret for signed pickle, or a bad ``key_prefix``.
     """
+
+    serializer: BaseSerializer = _DEFAULT_SERIALIZER
 
     def __init__(
         self,
@@ -89,6 +116,46 @@ class CacheHubCachelib(CachelibBase):
     def _k(self, key: str) -> str:
         return self.key_prefix + key
 
+    def _dumps(self, key: str, value: Any) -> Any:
+        serializer = self.serializer
+        if (
+            serializer is not _DEFAULT_SERIALIZER
+            and type(value) is not int  # ints stay native, for inc()
+            and self.values.value_format == "signed-pickle"
+        ):
+            try:
+                data = serializer.dumps(value)
+            except Exception as exc:  # a user serializer may raise anything
+                raise AdapterPickleError(
+                    f"the cachelib serializer {type(serializer).__name__} failed on a "
+                    f"{type(value).__name__} ({type(exc).__name__}).",
+                    hint="store a value that serializer supports, or remove it.",
+                ) from exc
+            if not isinstance(data, bytes):
+                raise AdapterPickleError(
+                    f"the cachelib serializer {type(serializer).__name__} could not "
+                    f"serialize a {type(value).__name__}.",
+                    hint="store a value that serializer supports, or remove it.",
+                )
+            value = _Serialized(data)
+        return self.values.dumps(key, value)
+
+    def _loads(self, key: str, stored: Any) -> Any:
+        value = self.values.loads(key, stored)
+        if isinstance(value, _Serialized):
+            try:
+                return self.serializer.loads(value.data)  # verified: this adapter signed it
+            except Exception as exc:  # e.g. written under another CACHE_SERIALIZER
+                _log.warning(
+                    "cache '%s': the cachelib serializer %s could not read an entry "
+                    "(%s); treated as a miss.",
+                    self.cache.name,
+                    type(self.serializer).__name__,
+                    type(exc).__name__,
+                )
+                return None
+        return None if value is MISSING else value
+
     def _lifetime(self, timeout: int | dt.timedelta | None) -> tuple[bool, int | None]:
         """(store?, seconds or None for forever) for a cachelib ``timeout``."""
         seconds = self._normalize_timeout(timeout)
@@ -99,25 +166,20 @@ class CacheHubCachelib(CachelibBase):
     def get(self, key: str) -> Any:
         """The value, or None when absent."""
         k = self._k(key)
-        value = self.values.loads(k, self.cache.get(k, MISSING))
-        return None if value is MISSING else value
+        return self._loads(k, self.cache.get(k, MISSING))
 
     def get_many(self, *keys: str) -> list[Any]:
         """Values in key order, None where absent; one batch."""
         made = [self._k(key) for key in keys]
         found = self.cache.get_many(made)
-        out = []
-        for k in made:
-            value = self.values.loads(k, found.get(k, MISSING))
-            out.append(None if value is MISSING else value)
-        return out
+        return [self._loads(k, found.get(k, MISSING)) for k in made]
 
     def set(self, key: str, value: Any, timeout: int | dt.timedelta | None = None) -> bool:
         """Store ``value``; True on success."""
         k = self._k(key)
         store, seconds = self._lifetime(timeout)
         if store:
-            self.cache.put(k, self.values.dumps(k, value), time_span=seconds)
+            self.cache.put(k, self._dumps(k, value), time_span=seconds)
         else:
             self.cache.delete(k)
         return True
@@ -128,7 +190,7 @@ class CacheHubCachelib(CachelibBase):
         store, seconds = self._lifetime(timeout)
         if not store:
             return not self.cache.exists(k)
-        return self.cache.add(k, self.values.dumps(k, value), time_span=seconds)
+        return self.cache.add(k, self._dumps(k, value), time_span=seconds)
 
     def set_many(
         self, mapping: Mapping[str, Any], timeout: int | dt.timedelta | None = None
@@ -136,8 +198,9 @@ class CacheHubCachelib(CachelibBase):
         """Store every item in one batch; returns the keys stored."""
         store, seconds = self._lifetime(timeout)
         if store:
-            items = ((self._k(key), value) for key, value in mapping.items())
-            self.cache.put_many(self.values.dumps_many(items), time_span=seconds)
+            items = {self._k(key): value for key, value in mapping.items()}
+            stored = {k: self._dumps(k, value) for k, value in items.items()}
+            self.cache.put_many(stored, time_span=seconds)
         else:
             self.cache.delete_many([self._k(key) for key in mapping])
         return list(mapping)

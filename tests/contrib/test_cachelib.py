@@ -3,6 +3,7 @@ Flask-Caching using it as CACHE_TYPE."""
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ from flask_caching import Cache
 
 from cachehub.contrib.cachelib import CacheHubCachelib
 from cachehub.contrib.flask_cache import CacheHubFlaskCache
+from cachehub.errors import CacheError
 from cachehub.testing.clock import FakeClock
 
 SECRET = "cachelib-tests-secret-not-for-production"
@@ -177,3 +179,58 @@ def test_flask_caching_with_registry_name(
         assert flask_cache.get("k") == "v"
         clock.advance(6)
         assert flask_cache.get("k") is None
+
+
+def test_flask_caching_needs_a_cache_and_a_secret(make_cache: Callable[..., MemoryCache]) -> None:
+    from cachehub.errors import ConfigError
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=SECRET, CACHE_TYPE="cachehub.contrib.flask_cache.CacheHubFlaskCache"
+    )
+    with pytest.raises(ConfigError, match="CACHEHUB_CACHE"):
+        Cache(app)
+    app.config["CACHEHUB_CACHE"] = make_cache(name="fc")
+    app.config["CACHE_KEY_PREFIX"] = "site:"
+    cache = Cache(app)
+    with app.app_context():
+        cache.set("k", {"a": (1, 2)})
+        assert cache.get("k") == {"a": (1, 2)}
+    backend = app.extensions["cache"][cache]
+    assert backend.key_prefix == "site:"
+    assert backend.cache.exists("site:k")
+
+
+def test_replaced_serializer_is_used_inside_the_signature(
+    make_cache: Callable[..., MemoryCache],
+) -> None:
+    """Flask-Caching's CACHE_SERIALIZER: its bytes are signed; loads sees verified bytes."""
+    from cachelib.serializers import JSONSerializer
+
+    backing = make_cache(name="ser")
+    cache = CacheHubCachelib(backing, secret_key=SECRET)
+    cache.serializer = JSONSerializer()
+    cache.set("k", {"a": [1, 2]})
+    assert cache.get("k") == {"a": [1, 2]}
+    assert cache.get_many("k", "missing") == [{"a": [1, 2]}, None]
+    cache.set("n", 5)
+    assert cache.inc("n") == 6  # ints stay native
+    stored = backing.get("k")
+    assert isinstance(stored, bytes)
+    backing.put("k", stored[:-1] + bytes([stored[-1] ^ 1]))
+    assert cache.get("k") is None  # tampered: the serializer never sees it
+    with pytest.raises(pickle.PickleError) as info:  # JSON cannot encode a set
+        cache.set("s", {1, 2})
+    assert isinstance(info.value, CacheError)
+
+    class Raising(JSONSerializer):
+        def dumps(self, value: Any, protocol: int | None = None) -> bytes:
+            raise RuntimeError("boom")
+
+        def loads(self, bvalue: bytes) -> Any:
+            raise ValueError("cannot read")
+
+    cache.serializer = Raising()
+    with pytest.raises(pickle.PickleError, match="RuntimeError"):
+        cache.set("r", "x")
+    assert cache.get("k") is None  # written by JSON, unreadable now: a miss
