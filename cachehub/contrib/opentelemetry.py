@@ -24,6 +24,7 @@ may be personal data (session ids, e-mail addresses).
 
 from __future__ import annotations
 
+import importlib.metadata
 import threading
 import time
 from typing import Any, Final
@@ -31,7 +32,6 @@ from typing import Any, Final
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from .. import __version__
 from ..hookspecs import OperationEvent, hookimpl
 from ..plugins import register, unregister
 
@@ -65,6 +65,14 @@ def db_system(provider: str) -> str:
     return f"cachehub.{short}"
 
 
+def _version() -> str | None:
+    """The instrumentation scope's version: cachehub's distribution version."""
+    try:
+        return importlib.metadata.version("cachehub")
+    except importlib.metadata.PackageNotFoundError:  # running from a bare checkout
+        return None
+
+
 def _error_type(error: BaseException) -> str:
     kind = type(error)
     module = kind.__module__
@@ -85,8 +93,9 @@ class OpenTelemetryPlugin:
         tracer_provider: trace.TracerProvider | None = None,
         meter_provider: metrics.MeterProvider | None = None,
     ) -> None:
-        self._tracer = trace.get_tracer(_NAME, __version__, tracer_provider=tracer_provider)
-        meter = metrics.get_meter(_NAME, __version__, meter_provider=meter_provider)
+        version = _version()
+        self._tracer = trace.get_tracer(_NAME, version, tracer_provider=tracer_provider)
+        meter = metrics.get_meter(_NAME, version, meter_provider=meter_provider)
         self._duration = meter.create_histogram(
             "db.client.operation.duration",
             unit="s",
