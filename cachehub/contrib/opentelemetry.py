@@ -65,12 +65,12 @@ def db_system(provider: str) -> str:
     return f"cachehub.{short}"
 
 
-def _version() -> str | None:
+def _version() -> str:
     """The instrumentation scope's version: cachehub's distribution version."""
     try:
         return importlib.metadata.version("cachehub")
     except importlib.metadata.PackageNotFoundError:  # running from a bare checkout
-        return None
+        return "unknown"
 
 
 def _error_type(error: BaseException) -> str:
