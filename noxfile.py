@@ -116,6 +116,18 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 
+# Only what the frameworks' suites need (their conftests import pytest-xprocess); the
+# local servers come with EDITABLE_LOCAL.
+FRAMEWORK_SUITE_DEPS = [
+    "pytest>=8",
+    "pytest-xprocess",
+    "django>=4.2",
+    "flask>=3.0",
+    "flask-caching>=2",
+    "cachelib>=0.13",
+]
+
+
 @nox.session(python=PYTHON)
 def frameworks(session: nox.Session) -> None:
     """Django's, Flask-Caching's and cachelib's own test suites against the adapters.
@@ -124,7 +136,7 @@ def frameworks(session: nox.Session) -> None:
     extracts their cache tests and runs them on memory, Redis and local DynamoDB with
     the adapters' default configuration (see framework_suites/ and docs/integrations.md).
     """
-    session.install(*EDITABLE_LOCAL, *TEST_DEPS, "pytest-xprocess")  # their conftests import it
+    session.install(*EDITABLE_LOCAL, *FRAMEWORK_SUITE_DEPS)
     sdists = Path(session.cache_dir) / "framework-sdists"
     session.run("python", "-m", "framework_suites", "--sdists", str(sdists), *session.posargs)
 

@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from ..api import MISSING, BaseCache
-from ..codec import PickleCodec
+from ..codec import FORMAT_SIGNED, FORMAT_SIGNED_ZLIB, PickleCodec
 from ..errors import (
     CacheValueError,
     ConfigError,
@@ -55,6 +55,7 @@ VALUE_FORMATS: Final = ("signed-pickle", "cache-codec")
 cache's own codec (the safe codec by default: JSON-like values only, never pickle)."""
 
 _SALT: Final = b"cachehub.contrib HKDF salt v1"
+_SIGNED_FORMATS: Final = frozenset(bytes([f]) for f in (FORMAT_SIGNED, FORMAT_SIGNED_ZLIB))
 
 
 class AdapterPickleError(SerializationError, pickle.PicklingError):
@@ -186,9 +187,11 @@ class SignedValues:
         codec = self._codec
         if codec is None or stored is MISSING or type(stored) is int:
             return stored
-        if not isinstance(stored, bytes):
+        if not isinstance(stored, bytes) or stored[:1] not in _SIGNED_FORMATS:
+            # Only signed formats: the pickle codec would also decode its safe formats,
+            # which carry no signature, so anyone could forge a value with them.
             _log.warning(
-                "cache '%s': an entry under an adapter key is a %s, not a signed value; "
+                "cache '%s': an entry under an adapter key is a %s that is not a signed value; "
                 "another writer put it there. Treated as a miss.",
                 self.cache.name,
                 type(stored).__name__,

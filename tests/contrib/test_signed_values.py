@@ -19,6 +19,7 @@ from flask import Flask
 from flask_caching import Cache
 from markupsafe import Markup
 
+from cachehub.codec import SafeCodec
 from cachehub.contrib import django as django_adapter
 from cachehub.contrib.cachelib import CacheHubCachelib
 from cachehub.contrib.django import CacheHubCache
@@ -150,7 +151,7 @@ def test_planted_unsigned_pickle_is_never_unpickled(
     with caplog.at_level(logging.WARNING, "cachehub.contrib"):
         assert backend.get("victim", "default") == "default"
         assert backend.get_many(["victim"]) == {}
-    assert "raw pickle" in caplog.text
+    assert "bytes that is not a signed value" in caplog.text
     assert SECRET not in caplog.text
 
 
@@ -163,6 +164,9 @@ def test_planted_unsigned_pickle_is_never_unpickled(
         pytest.param(lambda b: b[:41] + pickle.dumps(_Bomb()), id="swapped-body"),
         pytest.param(lambda b: b"\x05" + b"\x00" * 8 + b[9:], id="unknown-key-id"),
         pytest.param(lambda b: b"\x03" + b[1:], id="old-format-byte"),
+        pytest.param(
+            lambda b: SafeCodec().dumps({"is_admin": True}), id="unsigned-safe-format-bytes"
+        ),
     ],
 )
 def test_tampered_signed_values_read_as_misses(
