@@ -35,6 +35,7 @@ TEST_DEPS = [
     "flask-caching>=2",
     "cachelib>=0.13",
     "dogpile.cache>=1.3",
+    "opentelemetry-sdk>=1.27",  # cachehub.contrib.opentelemetry, with in-memory exporters
 ]
 PYTHON = "3.11"
 
@@ -113,6 +114,31 @@ def bench(session: nox.Session) -> None:
     """Benchmarks against raw clients and peer libraries; writes docs/benchmarks.md."""
     session.install(*EDITABLE_LOCAL, "cachelib", "dogpile.cache", "django", "matplotlib")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+# Only what the frameworks' suites need (their conftests import pytest-xprocess); the
+# local servers come with EDITABLE_LOCAL.
+FRAMEWORK_SUITE_DEPS = [
+    "pytest>=8",
+    "pytest-xprocess",
+    "django>=4.2",
+    "flask>=3.0",
+    "flask-caching>=2",
+    "cachelib>=0.13",
+]
+
+
+@nox.session(python=PYTHON)
+def frameworks(session: nox.Session) -> None:
+    """Django's, Flask-Caching's and cachelib's own test suites against the adapters.
+
+    Downloads the frameworks' sdists at the installed versions (cached in .nox/.cache),
+    extracts their cache tests and runs them on memory, Redis and local DynamoDB with
+    the adapters' default configuration (see framework_suites/ and docs/integrations.md).
+    """
+    session.install(*EDITABLE_LOCAL, *FRAMEWORK_SUITE_DEPS)
+    sdists = Path(session.cache_dir) / "framework-sdists"
+    session.run("python", "-m", "framework_suites", "--sdists", str(sdists), *session.posargs)
 
 
 DISTRIBUTIONS = [".", *PROVIDERS]

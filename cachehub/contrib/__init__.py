@@ -1,5 +1,8 @@
 """Adapters for the frameworks people already use: Django, Flask, dogpile.cache,
-cachelib / Flask-Caching, and WSGI / ASGI session middleware.
+cachelib / Flask-Caching, and WSGI / ASGI session middleware; plus OpenTelemetry.
+
+The Django, cachelib and Flask-Caching adapters store HMAC-signed pickle keyed from the
+framework's secret (:mod:`cachehub.contrib.signing`).
 
 Each adapter lives in its own module and imports its framework only there, so that
 ``import cachehub`` never pulls in a framework. Install the matching extra, e.g.

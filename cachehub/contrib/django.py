@@ -20,27 +20,98 @@ stats)::
 Django's timeout rules apply: ``None`` caches forever, ``0`` (or less) does not store
 and expires an existing entry, omitted means ``TIMEOUT`` (default 300 s). Keys are made
 by Django (``KEY_PREFIX``, ``VERSION``, ``KEY_FUNCTION``) and then stored in the cachehub
-cache, whose own ``namespace`` still applies. Values go through the cachehub cache's
-codec, not pickle. Gaps are listed in docs/integrations.md.
+cache, whose own ``namespace`` still applies.
+
+Values are pickled like Django's own backends do, but signed: HMAC-SHA256 with a key
+derived from ``SECRET_KEY`` (``SECRET_KEY_FALLBACKS`` still verify), checked before
+anything is unpickled (:mod:`cachehub.contrib.signing`); without a ``SECRET_KEY`` the
+backend refuses to start. ``OPTIONS["VALUE_FORMAT"] = "cache-codec"`` stores values
+through the cachehub cache's codec instead (no pickle at all). Django's ``MAX_ENTRIES``
+and ``CULL_FREQUENCY`` options are accepted and ignored (with one warning): size
+limits are provider settings. Gaps are listed in docs/integrations.md.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import threading
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
+from django.conf import settings  # type: ignore[import-untyped]
 from django.core.cache.backends.base import (  # type: ignore[import-untyped]
     DEFAULT_TIMEOUT,
     BaseCache,
 )
+from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
 
 from ..api import MISSING
 from ..api import BaseCache as CacheHubBase
 from ..errors import CacheValueError, ConfigError, StorageNotEnabledError
 from . import resolve_cache
+from .signing import SignedValues, incr
 
 __all__ = ["CacheHubCache"]
+
+_log = logging.getLogger("cachehub.contrib.django")
+
+IGNORED_OPTIONS: Final = ("MAX_ENTRIES", "CULL_FREQUENCY")
+"""Django's documented OPTIONS for its local backends; size limits are provider settings
+here, so they are accepted and ignored (one warning per option per process)."""
+ADAPTER_OPTIONS: Final = ("VALUE_FORMAT",)
+"""OPTIONS read by the adapter itself; lower-case keys are the inline cache entry."""
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_ignored(option: str) -> None:
+    with _warned_lock:
+        if option in _warned:
+            return
+        _warned.add(option)
+    _log.warning(
+        "Django cache OPTIONS[%r] is ignored by %s: size limits are settings of the "
+        "cachehub provider (e.g. maxsize of the memory provider).",
+        option,
+        "cachehub.contrib.django.CacheHubCache",
+    )
+
+
+def _split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(adapter options, inline cache entry) of a Django ``OPTIONS`` mapping."""
+    adapter: dict[str, Any] = {}
+    entry: dict[str, Any] = {}
+    for key, value in options.items():
+        if not isinstance(key, str):
+            raise ConfigError(
+                f"Django cache OPTIONS keys must be strings, got {type(key).__name__}.",
+                hint="use option names such as 'MAX_ENTRIES' or cache entry keys such as 'class'.",
+            )
+        if key in IGNORED_OPTIONS:
+            _warn_ignored(key)
+        elif key in ADAPTER_OPTIONS:
+            adapter[key] = value
+        elif key.isupper():
+            known = ", ".join((*ADAPTER_OPTIONS, *IGNORED_OPTIONS))
+            raise ConfigError(
+                f"Django cache OPTIONS[{key!r}] is not an option of CacheHubCache.",
+                hint=f"the options it knows are {known}; lower-case keys form an inline "
+                "cachehub cache entry (e.g. 'class', 'custom').",
+            )
+        else:
+            entry[key] = value
+    return adapter, entry
+
+
+def _django_secret() -> tuple[Any, Any]:
+    """``(SECRET_KEY, SECRET_KEY_FALLBACKS)``; None for a missing or empty secret."""
+    try:
+        secret = settings.SECRET_KEY
+    except ImproperlyConfigured:  # Django refuses to hand out an empty SECRET_KEY
+        secret = None
+    return secret or None, getattr(settings, "SECRET_KEY_FALLBACKS", None)
+
 
 _DJANGO_SESSION_KEYS = ("django.contrib.sessions.cache", "django.contrib.sessions.cached_db")
 """Key prefixes of Django's stock cache and cached_db session engines (fixed by Django)."""
@@ -51,7 +122,7 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
 
     def __init__(self, location: str, params: Mapping[str, Any]) -> None:
         super().__init__(params)
-        options = dict(params.get("OPTIONS") or {})
+        adapter, options = _split_options(params.get("OPTIONS") or {})
         name = options.pop("name", "django")
         if location and options:
             raise ConfigError(
@@ -69,6 +140,16 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         spec: str | Mapping[str, Any] = location or options
         self.cachehub: CacheHubBase = resolve_cache(
             spec, name=str(name), where="Django CACHES entry"
+        )
+        secret, fallbacks = _django_secret()
+        self.values = SignedValues(
+            self.cachehub,
+            secret,
+            fallbacks,
+            purpose="cachehub.contrib.django cache values",
+            adapter="Django cache backend CacheHubCache",
+            setting="set Django's SECRET_KEY setting",
+            value_format=adapter.get("VALUE_FORMAT", "signed-pickle"),
         )
 
     # ------------------------------------------------------------------ timeouts
@@ -116,11 +197,12 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         store, seconds = self._lifetime(timeout)
         if not store:
             return not self.cachehub.exists(k)
-        return self.cachehub.add(k, value, time_span=seconds)
+        return self.cachehub.add(k, self.values.dumps(k, value), time_span=seconds)
 
     def get(self, key: Any, default: Any = None, version: Any = None) -> Any:
         """The cached value, or ``default``."""
-        value = self.cachehub.get(self._key(key, version), MISSING)
+        k = self._key(key, version)
+        value = self.values.loads(k, self.cachehub.get(k, MISSING))
         return default if value is MISSING else value
 
     def set(
@@ -130,7 +212,7 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         k = self._key(key, version)
         store, seconds = self._lifetime(timeout)
         if store:
-            self.cachehub.put(k, value, time_span=seconds)
+            self.cachehub.put(k, self.values.dumps(k, value), time_span=seconds)
         else:
             self.cachehub.delete(k)
 
@@ -154,7 +236,12 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         """``{key: value}`` for the keys that exist, fetched in one batch."""
         made = {self._key(key, version): key for key in keys}
         found = self.cachehub.get_many(made)
-        return {made[k]: value for k, value in found.items()}
+        out = {}
+        for k, stored in found.items():
+            value = self.values.loads(k, stored)
+            if value is not MISSING:
+                out[made[k]] = value
+        return out
 
     def set_many(
         self, data: Mapping[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: Any = None
@@ -163,7 +250,7 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         items = {self._key(key, version): value for key, value in data.items()}
         store, seconds = self._lifetime(timeout)
         if store:
-            self.cachehub.put_many(items, time_span=seconds)
+            self.cachehub.put_many(self.values.dumps_many(items.items()), time_span=seconds)
         else:
             self.cachehub.delete_many(items)
         return []
@@ -173,7 +260,8 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         self.cachehub.delete_many([self._key(key, version) for key in keys])
 
     def incr(self, key: Any, delta: int = 1, version: Any = None) -> int:
-        """Atomically add ``delta`` to an existing integer; ValueError when the key is absent.
+        """Atomically add ``delta`` to an existing integer; ValueError when the key is absent,
+        TypeError when its value is not an integer.
 
         The existence check and the increment are two calls: a key deleted in between
         is recreated holding ``delta`` (Django's own non-memcached backends share this).
@@ -184,7 +272,7 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
                 f"Key '{key}' not found.",
                 hint="incr()/decr() need an existing key: set(key, 0) or add(key, 0) first.",
             )
-        return self.cachehub.incr(k, delta)
+        return incr(self.cachehub, k, delta)
 
     def decr(self, key: Any, delta: int = 1, version: Any = None) -> int:
         """Atomically subtract ``delta`` from an existing integer."""

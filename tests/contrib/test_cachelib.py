@@ -3,6 +3,7 @@ Flask-Caching using it as CACHE_TYPE."""
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -12,8 +13,11 @@ from flask import Flask
 from flask_caching import Cache
 
 from cachehub.contrib.cachelib import CacheHubCachelib
+from cachehub.contrib.flask_cache import CacheHubFlaskCache
+from cachehub.errors import CacheError
 from cachehub.testing.clock import FakeClock
 
+SECRET = "cachelib-tests-secret-not-for-production"
 SAMPLE_NUMBERS = [0, 10, 1024000, 9, 5000000000000, 99, 738, 2000000]
 SAMPLE_PAIRS: dict[str, Any] = {
     "128": False,
@@ -31,7 +35,7 @@ SAMPLE_PAIRS: dict[str, Any] = {
 
 @pytest.fixture
 def cache(make_cache: Callable[..., MemoryCache]) -> CacheHubCachelib:
-    return CacheHubCachelib(make_cache(name="cachelib"))
+    return CacheHubCachelib(make_cache(name="cachelib"), secret_key=SECRET)
 
 
 def test_set_get(cache: CacheHubCachelib) -> None:
@@ -93,7 +97,7 @@ def test_has_and_clear(cache: CacheHubCachelib) -> None:
 
 
 def test_expiration(make_cache: Callable[..., MemoryCache], clock: FakeClock) -> None:
-    cache = CacheHubCachelib(make_cache(), default_timeout=300)
+    cache = CacheHubCachelib(make_cache(), default_timeout=300, secret_key=SECRET)
     for k, v in SAMPLE_PAIRS.items():
         cache.set(f"{k}-t0", v, timeout=0)  # 0: never expires
         cache.set(f"{k}-t1", v, timeout=1)
@@ -120,7 +124,8 @@ def test_flask_caching_cache_type(make_cache: Callable[..., MemoryCache]) -> Non
     backing = make_cache(name="flask-caching")
     app = Flask(__name__)
     app.config.update(
-        CACHE_TYPE="cachehub.contrib.cachelib.CacheHubCachelib",
+        SECRET_KEY=SECRET,
+        CACHE_TYPE="cachehub.contrib.flask_cache.CacheHubFlaskCache",
         CACHE_OPTIONS={"cache": backing},
         CACHE_DEFAULT_TIMEOUT=60,
     )
@@ -149,7 +154,7 @@ def test_flask_caching_cache_type(make_cache: Callable[..., MemoryCache]) -> Non
         flask_cache.set("plain", {"a": 1})
         assert flask_cache.get("plain") == {"a": 1}
         backend = app.extensions["cache"][flask_cache]
-        assert isinstance(backend, CacheHubCachelib)
+        assert isinstance(backend, CacheHubFlaskCache)
         assert backend.default_timeout == 60
     assert calls == [3, -4, -4]
     assert backing.count() > 0
@@ -163,10 +168,69 @@ def test_flask_caching_with_registry_name(
     monkeypatch.setattr(registry, "_current", None)
     registry.configure({"pages": {"class": "memory"}}, clock=clock)
     app = Flask(__name__)
-    app.config.update(CACHE_TYPE="cachehub.contrib.cachelib.CacheHubCachelib", CACHE_ARGS=["pages"])
+    app.config.update(
+        SECRET_KEY=SECRET,
+        CACHE_TYPE="cachehub.contrib.flask_cache.CacheHubFlaskCache",
+        CACHE_ARGS=["pages"],
+    )
     flask_cache = Cache(app)
     with app.app_context():
         flask_cache.set("k", "v", timeout=5)
         assert flask_cache.get("k") == "v"
         clock.advance(6)
         assert flask_cache.get("k") is None
+
+
+def test_flask_caching_needs_a_cache_and_a_secret(make_cache: Callable[..., MemoryCache]) -> None:
+    from cachehub.errors import ConfigError
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=SECRET, CACHE_TYPE="cachehub.contrib.flask_cache.CacheHubFlaskCache"
+    )
+    with pytest.raises(ConfigError, match="CACHEHUB_CACHE"):
+        Cache(app)
+    app.config["CACHEHUB_CACHE"] = make_cache(name="fc")
+    app.config["CACHE_KEY_PREFIX"] = "site:"
+    cache = Cache(app)
+    with app.app_context():
+        cache.set("k", {"a": (1, 2)})
+        assert cache.get("k") == {"a": (1, 2)}
+    backend = app.extensions["cache"][cache]
+    assert backend.key_prefix == "site:"
+    assert backend.cache.exists("site:k")
+
+
+def test_replaced_serializer_is_used_inside_the_signature(
+    make_cache: Callable[..., MemoryCache],
+) -> None:
+    """Flask-Caching's CACHE_SERIALIZER: its bytes are signed; loads sees verified bytes."""
+    from cachelib.serializers import JSONSerializer
+
+    backing = make_cache(name="ser")
+    cache = CacheHubCachelib(backing, secret_key=SECRET)
+    cache.serializer = JSONSerializer()
+    cache.set("k", {"a": [1, 2]})
+    assert cache.get("k") == {"a": [1, 2]}
+    assert cache.get_many("k", "missing") == [{"a": [1, 2]}, None]
+    cache.set("n", 5)
+    assert cache.inc("n") == 6  # ints stay native
+    stored = backing.get("k")
+    assert isinstance(stored, bytes)
+    backing.put("k", stored[:-1] + bytes([stored[-1] ^ 1]))
+    assert cache.get("k") is None  # tampered: the serializer never sees it
+    with pytest.raises(pickle.PickleError) as info:  # JSON cannot encode a set
+        cache.set("s", {1, 2})
+    assert isinstance(info.value, CacheError)
+
+    class Raising(JSONSerializer):
+        def dumps(self, value: Any, protocol: int | None = None) -> bytes:
+            raise RuntimeError("boom")
+
+        def loads(self, bvalue: bytes) -> Any:
+            raise ValueError("cannot read")
+
+    cache.serializer = Raising()
+    with pytest.raises(pickle.PickleError, match="RuntimeError"):
+        cache.set("r", "x")
+    assert cache.get("k") is None  # written by JSON, unreadable now: a miss

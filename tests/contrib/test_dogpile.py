@@ -7,15 +7,15 @@ from typing import Any
 
 import pytest
 from cachehub_memory import MemoryCache
-from dogpile.cache import make_region, register_backend
+from dogpile.cache import make_region
 from dogpile.cache.api import NO_VALUE, CachedValue
 from dogpile.testing.fixtures import _GenericBackendTestSuite, _GenericMutexTestSuite
 
 from cachehub.contrib.dogpile import CacheHubBackend, CacheHubMutex
 from cachehub.errors import CacheValueError, ConfigError
 
-# Until the root pyproject declares the entry point, register the backend by hand.
-register_backend("cachehub", "cachehub.contrib.dogpile", "CacheHubBackend")
+# No register_backend() here: "cachehub" resolves through the package's
+# dogpile.cache entry point, as it does for users (test_entry_point_names_the_backend).
 
 _SHARED = MemoryCache(name="dogpile-suite", namespace="dogpile-suite:")
 
@@ -28,6 +28,15 @@ class TestGenericBackend(_GenericBackendTestSuite):
 class TestGenericMutex(_GenericMutexTestSuite):
     backend = "cachehub"
     config_args = {"arguments": {"cache": _SHARED}}  # noqa: RUF012 (dogpile reads it)
+
+
+def test_entry_point_names_the_backend() -> None:
+    from dogpile.cache.region import _backend_loader
+    from dogpile.util.langhelpers import PluginLoader
+
+    assert "cachehub" not in _backend_loader._unloaded  # nobody registered it by hand
+    # A fresh loader knows only the entry points (stevedore), like a new process.
+    assert PluginLoader("dogpile.cache").load("cachehub") is CacheHubBackend
 
 
 def test_cached_value_roundtrip_through_codec() -> None:
