@@ -31,7 +31,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
 from .codec import DEFAULT_MAX_VALUE_SIZE, MIN_MAX_VALUE_SIZE, Codec, make_codec
-from .config import SECRET_MASK, Option, redact, validate_settings
+from .config import SECRET_MASK, LuceeOption, Option, redact, validate_settings
 from .errors import (
     CacheBackendError,
     CacheError,
@@ -339,6 +339,9 @@ class BaseCache(ABC):
 
     options: ClassVar[tuple[Option, ...]] = ()
     """Provider-specific settings (the ``custom`` block), besides :data:`BASE_OPTIONS`."""
+    lucee_options: ClassVar[tuple[LuceeOption, ...]] = ()
+    """Settings of the Lucee extension this provider replaces, mapped or ignored (see
+    :class:`~cachehub.config.LuceeOption`), so an unchanged ``.CFConfig.json`` loads."""
     distributed: ClassVar[bool] = False
     """True when several processes share the data (enables cross-process stampede locks)."""
     lock_clock: ClassVar[str] = "cache"
@@ -361,7 +364,10 @@ class BaseCache(ABC):
         merged = {**(settings or {}), **options}
         self.name = name
         self.settings: dict[str, Any] = validate_settings(
-            merged, (*BASE_OPTIONS, *self.options), where=f"cache '{name}' ({type(self).__name__})"
+            merged,
+            (*BASE_OPTIONS, *self.options),
+            where=f"cache '{name}' ({type(self).__name__})",
+            lucee_options=self.lucee_options,
         )
         # Every secret of this cache is masked in all output from now on (cachehub.scrub).
         declared = (*BASE_OPTIONS, *self.options)

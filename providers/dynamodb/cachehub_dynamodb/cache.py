@@ -42,7 +42,7 @@ from cachehub.hits import ANY_VERSION, HitBuffer
 from cachehub.scrub import scrub
 
 from .batch import batch_get, batch_write
-from .client import check_host, make_client, resolve_region, validate
+from .client import check_host, make_client, normalize_host, resolve_region, validate
 from .errors import CallContext, ConditionFailedError, error_code, translate
 from .flush import flush_workers, send_updates
 from .items import (
@@ -156,6 +156,7 @@ class DynamoDBCache(BaseCache):
             None,
             "the DynamoDB table holding the cache; created on first use if missing.",
             required=True,
+            aliases=("table",),
         ),
         Option(
             "primaryKey",
@@ -170,8 +171,15 @@ class DynamoDBCache(BaseCache):
             None,
             "AWS region such as 'us-east-1' (default: AWS_DEFAULT_REGION / ~/.aws/config; "
             "'us-east-1' when only host is set).",
+            aliases=("location",),
         ),
-        Option("host", str, None, "endpoint URL, e.g. http://localhost:8000 for DynamoDB Local."),
+        Option(
+            "host",
+            str,
+            None,
+            "endpoint URL, e.g. http://localhost:8000 for DynamoDB Local (no scheme: https://).",
+            aliases=("server", "endpoint"),
+        ),
         Option(
             "accessKeyId",
             str,
@@ -179,9 +187,15 @@ class DynamoDBCache(BaseCache):
             "AWS access key id; leave unset (with secretkey) to use the default credential "
             "chain or an IAM role.",
             secret=True,
+            aliases=("accesskey", "awsAccessKeyId"),
         ),
         Option(
-            "secretkey", str, None, "AWS secret access key (set with accessKeyId).", secret=True
+            "secretkey",
+            str,
+            None,
+            "AWS secret access key (set with accessKeyId).",
+            secret=True,
+            aliases=("awsSecretKey",),
         ),
         Option("sessionToken", str, None, "session token for temporary credentials.", secret=True),
         Option(
@@ -215,9 +229,9 @@ class DynamoDBCache(BaseCache):
     @classmethod
     def backend_identity(cls, settings: Mapping[str, Any]) -> Hashable:
         """The table, on its endpoint (``host``) or in its region."""
-        host = settings["host"]
+        host = normalize_host(settings["host"])
         if host:
-            where: str = host.strip().rstrip("/").lower()
+            where: str = host.rstrip("/").lower()
         else:
             where = resolve_region(settings, f"cache class {cls.__name__}")
         return ("dynamodb", where, settings["tableName"].strip())
@@ -232,6 +246,7 @@ class DynamoDBCache(BaseCache):
                 hint="set tableName to the DynamoDB table the cache should use.",
             )
         self.table_name: str = table
+        self.settings["host"] = normalize_host(self.settings["host"])
         self.region: str = resolve_region(self.settings, where)
         check_host(self.settings["host"], where)
         # Shown in messages: a host with user:password@ is masked (the client gets it raw).

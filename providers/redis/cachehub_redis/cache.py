@@ -19,13 +19,20 @@ from redis import exceptions as rx
 from redis.cluster import RedisCluster
 
 from cachehub.api import MISSING, BaseCache, Entry, Expiry
-from cachehub.config import Option
+from cachehub.config import LuceeOption, Option
 from cachehub.errors import CacheError, CacheValueError, CorruptEntryError
 from cachehub.filters import WILDCARDS, KeyFilter
 from cachehub.hits import HitBuffer
 
 from . import scripts as lua
-from .connection import OPTIONS, ConnectionPlan, acquire_client, plan_connection, release_client
+from .connection import (
+    LUCEE_OPTIONS,
+    OPTIONS,
+    ConnectionPlan,
+    acquire_client,
+    plan_connection,
+    release_client,
+)
 from .dispatch import MAX_KEYS, Call, Client, Key, evalsha, run_calls, split
 from .entry import (
     DOUBLE,
@@ -137,6 +144,7 @@ class RedisCache(BaseCache):
     """
 
     options: ClassVar[tuple[Option, ...]] = (*OPTIONS, HIT_FLUSH)
+    lucee_options: ClassVar[tuple[LuceeOption, ...]] = LUCEE_OPTIONS
     distributed: ClassVar[bool] = True
     lock_clock: ClassVar[str] = "server"
 
