@@ -784,6 +784,7 @@ class DynamoDBCache(BaseCache):
                 if result is None:  # the reply was lost: the item tells whether it landed
                     result = {"Attributes": self._recorded("incr", key, rid)}
                 self._after_write()
+                self._undo_fractional_incr(k, result["Attributes"], delta)
                 return self._counter(key, result["Attributes"])
             except ConditionFailedError as exc:
                 old = _old_item(exc)
@@ -1212,6 +1213,38 @@ class DynamoDBCache(BaseCache):
         from .command import run_command
 
         return run_command(self, action, data or {})
+
+    # ------------------------------------------------------------------ incr on fractions
+
+    def _undo_fractional_incr(self, k: Item, item: Item, delta: int) -> None:
+        """Take back an incr that landed on a fractional Number (``1.5`` -> ``2.5``).
+
+        DynamoDB's conditions cannot tell an integer Number from a fraction, so an item
+        another writer (Lucee, DynamoDBCommand) left as ``N 1.5`` passes incr's check and
+        is added to. The old value is restored, only while the value is still exactly
+        what this incr wrote (a later put is never overwritten); :meth:`_counter` then
+        raises the typed error. Integers, the normal case, cost nothing here.
+        """
+        attr = item.get(VALUE)
+        if not isinstance(attr, dict) or "N" not in attr:
+            return
+        try:
+            written = Decimal(attr["N"])
+        except ArithmeticError:
+            return
+        if written == written.to_integral_value():
+            return
+        update, cond = "SET #v = :old", "#v = :new"
+        values = {":old": {"N": str(written - delta)}, ":new": {"N": attr["N"]}}
+        with contextlib.suppress(ConditionFailedError):
+            self._call(
+                "UpdateItem",
+                TableName=self.table_name,
+                Key=k,
+                UpdateExpression=update,
+                ConditionExpression=cond,
+                **self._expr(update, cond, values=values),
+            )
 
 
 def num_of(item: Item, name: str) -> float:
