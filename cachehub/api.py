@@ -1102,6 +1102,37 @@ class BaseCache(ABC):
             self._observer = collector.observe
         return cache_stats(self, collector)
 
+    def info(self) -> dict[str, Any]:
+        """Cache-level properties (Lucee's ``cacheGetProperties``), through the error policy.
+
+        Every cache reports ``name``, ``provider``, ``namespace``, ``readOnly``,
+        ``storage``, ``distributed``, ``codec`` and ``onError``; the provider adds its
+        backend's facts (:meth:`_info`): DynamoDB the table's status, key schema, billing
+        mode, TTL and indexes; Redis the server version, mode, memory and the keys in the
+        namespace; memory its size, maxsize, policy and bytes. Never degrades under
+        ``onError: miss``: a backend that cannot be asked raises. Secrets never appear.
+        """
+        facts: dict[str, Any] = {
+            "name": self.name,
+            "provider": f"{type(self).__module__}:{type(self).__qualname__}",
+            "namespace": self.namespace,
+            "readOnly": self.read_only,
+            "storage": self.storage,
+            "distributed": self.distributed,
+            "codec": self.settings["codec"],
+            "onError": self.settings["onError"],
+        }
+        facts.update(self._run("info", None, _RAISE, self._info, self._clock()))
+        return facts
+
+    def _info(self, now: float) -> dict[str, Any]:
+        """The backend's facts for :meth:`info`; the default counts the live entries.
+
+        Providers override it with what their backend tells cheaply (one or two requests);
+        values must be plain JSON types, and never hold a secret.
+        """
+        return {"count": self._count(compile_filter(None, self.namespace), now)}
+
     def close(self) -> None:
         """Close connections. The cache reconnects lazily if used again."""
         self._close()

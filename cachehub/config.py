@@ -183,9 +183,9 @@ def canonical_settings(
     Lucee admin. Values are not type-checked here (:func:`validate_settings` does).
     """
     by_fold: dict[str, Option] = {}
-    for option in options:
-        for spelling in (option.name, *option.aliases):
-            by_fold.setdefault(_fold(spelling), option)
+    for declared in options:
+        for spelling in (declared.name, *declared.aliases):
+            by_fold.setdefault(_fold(spelling), declared)
     foreign = {_fold(o.name): o for o in lucee_options}
     folded_input = {_fold(k): v for k, v in settings.items() if isinstance(k, str)}
     result: dict[str, Any] = {}
@@ -303,4 +303,9 @@ def validate_settings(
 def redact(value: Any, options: Iterable[Option] = ()) -> Any:
     """A copy of ``value`` safe to show: secret options, secret-looking names, URL passwords
     and query tokens masked (see :func:`cachehub.scrub.redact`)."""
-    return _scrub_redact(value, (o.name for o in options if o.secret))
+    secret = {_fold(n) for o in options if o.secret for n in (o.name, *o.aliases)}
+    names = {o.name for o in options if o.secret}
+    if isinstance(value, Mapping):
+        # Names are case-insensitive and have aliases: mask every spelling of a secret.
+        names |= {k for k in value if isinstance(k, str) and _fold(k) in secret}
+    return _scrub_redact(value, names)

@@ -372,15 +372,15 @@ def parse_entry(
             values[key] = raw_value  # never used, so an unset ${VAR} in it is no error
         elif key == "custom" and isinstance(raw_value, Mapping):
             _check_depth(raw_value, f"cache '{name}', setting 'custom'")
-            custom: dict[Any, Any] = {}
+            resolved: dict[Any, Any] = {}
             for setting, value in raw_value.items():
                 try:
-                    custom[setting] = interpolate(
+                    resolved[setting] = interpolate(
                         value, cache=name, setting=f"custom.{setting}", environ=environ
                     )
                 except MissingEnvVarError as exc:
                     missing.append(exc)
-            values[key] = custom
+            values[key] = resolved
         else:
             try:
                 values[key] = interpolate(raw_value, cache=name, setting=key, environ=environ)

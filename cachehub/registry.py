@@ -122,11 +122,19 @@ class _Config:
     default: str | None
 
     @classmethod
-    def of(cls, entries: Mapping[str, CacheEntry]) -> _Config:
+    def of(cls, entries: Mapping[str, CacheEntry], keep: str | None = None) -> _Config:
+        """The view of ``entries``; ``keep`` stays the default unless another is marked.
+
+        (Adding a second cache at run time must not take the default away from the
+        first, which was the default only because it was alone.)
+        """
+        default = default_entry(entries)  # refuses several marked defaults
+        if default is None and keep in entries:
+            default = keep
         return cls(
             MappingProxyType(dict(entries)),
             MappingProxyType({name.lower(): name for name in entries}),
-            default_entry(entries),
+            default,
         )
 
 
@@ -259,7 +267,8 @@ class Caches:
         "custom": {...}}``, ``${VAR}`` resolved now) or a :class:`CacheEntry`. Refused
         with a :class:`ConfigError`: a name already configured (in any case), an invalid
         entry, a namespace nesting with another cache on the same backend, a second
-        default. Nothing changes when it is refused. Thread-safe.
+        default. Nothing changes when it is refused. The current default stays the
+        default unless the new entry is marked default. Thread-safe.
         """
         if not isinstance(name, str) or not name.strip() or name != name.strip():
             raise ConfigError(
@@ -295,7 +304,7 @@ class Caches:
                 )
             entries = {**config.entries, name: parsed}
             check_namespaces(entries, backend_identity)
-            updated = _Config.of(entries)  # refuses a second default
+            updated = _Config.of(entries, keep=config.default)  # refuses a second default
             cache = self._build(parsed)
             self._caches[name] = cache
             self._config = updated
@@ -305,13 +314,14 @@ class Caches:
         """Remove cache ``name`` at run time (Lucee's ``cacheRegionRemove``) and close it.
 
         The stored entries stay in the backend. Later lookups of ``name`` raise
-        :class:`UnknownCacheError`; the default is recomputed as at start-up. Thread-safe.
+        :class:`UnknownCacheError`. Removing the default cache leaves none, unless one
+        cache is marked default or only one is left (as at start-up). Thread-safe.
         """
         with self._lock:
             config = self._config
             key = self._resolve(name, config)
             entries = {k: v for k, v in config.entries.items() if k != key}
-            self._config = _Config.of(entries)
+            self._config = _Config.of(entries, keep=config.default)
             cache = self._caches.pop(key, None)
         if cache is not None:
             cache.close()

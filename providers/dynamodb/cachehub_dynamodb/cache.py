@@ -32,6 +32,7 @@ from cachehub.errors import (
     CacheBackendError,
     CacheError,
     CacheOutcomeUnknownError,
+    CachePermissionError,
     CacheValueError,
     ConfigError,
     CorruptEntryError,
@@ -1245,6 +1246,56 @@ class DynamoDBCache(BaseCache):
                 ConditionExpression=cond,
                 **self._expr(update, cond, values=values),
             )
+
+    # ------------------------------------------------------------------ info
+
+    def _info(self, now: float) -> dict[str, Any]:
+        """DescribeTable and DescribeTimeToLive: two requests, no scan.
+
+        ``itemCount`` and ``sizeBytes`` are the table's, as DynamoDB reports them (it
+        refreshes them about every six hours), across every namespace sharing it.
+        """
+        table = self._call("DescribeTable", TableName=self.table_name)["Table"]
+        try:
+            ttl = self._call("DescribeTimeToLive", TableName=self.table_name)
+            ttl_desc: dict[str, Any] = ttl.get("TimeToLiveDescription", {})
+        except CachePermissionError:
+            ttl_desc = {"TimeToLiveStatus": "unknown (dynamodb:DescribeTimeToLive is denied)"}
+        billing = table.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
+        facts: dict[str, Any] = {
+            "endpoint": self.endpoint,
+            "region": self.region,
+            "table": self.table_name,
+            "tableStatus": table.get("TableStatus"),
+            "itemCount": table.get("ItemCount"),
+            "sizeBytes": table.get("TableSizeBytes"),
+            "keySchema": _key_schema(table.get("KeySchema", [])),
+            "billingMode": billing,
+            "ttlStatus": ttl_desc.get("TimeToLiveStatus"),
+            "ttlAttribute": ttl_desc.get("AttributeName"),
+            "indexes": [
+                {
+                    "name": index.get("IndexName"),
+                    "kind": kind,
+                    "status": index.get("IndexStatus", "ACTIVE"),
+                    "keySchema": _key_schema(index.get("KeySchema", [])),
+                }
+                for kind, field_name in (
+                    ("global", "GlobalSecondaryIndexes"),
+                    ("local", "LocalSecondaryIndexes"),
+                )
+                for index in table.get(field_name, [])
+            ],
+        }
+        if billing == "PROVISIONED":
+            throughput = table.get("ProvisionedThroughput", {})
+            facts["readCapacityUnits"] = throughput.get("ReadCapacityUnits")
+            facts["writeCapacityUnits"] = throughput.get("WriteCapacityUnits")
+        return facts
+
+
+def _key_schema(schema: list[dict[str, Any]]) -> list[dict[str, str]]:
+    return [{"name": str(k.get("AttributeName")), "type": str(k.get("KeyType"))} for k in schema]
 
 
 def num_of(item: Item, name: str) -> float:

@@ -16,7 +16,7 @@ import cachetools
 from cachehub.api import MISSING, NO_EXPIRY, BaseCache, Entry, Expiry
 from cachehub.config import Option
 from cachehub.errors import CacheValueError, ConfigError
-from cachehub.filters import KeyFilter
+from cachehub.filters import KeyFilter, compile_filter
 from cachehub.lock import LockTable
 
 from . import cursor as walk
@@ -521,3 +521,32 @@ class MemoryCache(BaseCache):
 
     def _close(self) -> None:
         """Nothing to release: the data lives as long as the object."""
+
+    def _info(self, now: float) -> dict[str, Any]:
+        """Entries and encoded bytes of this namespace, and the store's size and policy."""
+        size = stored_bytes = 0
+        with self._lock:
+            for _, record in self._matching(compile_filter(None, self.namespace)):
+                if now < record[_DEADLINE]:
+                    size += 1
+                    value = record[_VALUE]
+                    if isinstance(value, (bytes, bytearray)):
+                        stored_bytes += len(value)
+            ordered = self._ordered
+            # The ttl policy's own len() expires entries first: count them as they are.
+            data = self._data
+            if ordered is not None:
+                in_store = len(ordered)
+            else:
+                assert isinstance(data, cachetools.Cache)
+                in_store = cachetools.Cache.__len__(data)
+        return {
+            "count": size,
+            "storeSize": in_store,
+            "maxsize": self._maxsize,
+            "policy": self._store.policy,
+            "store": self.settings["store"],
+            "serialize": self._encode,
+            # References (serialize: false) have no size worth reporting.
+            "bytes": stored_bytes if self._encode else None,
+        }

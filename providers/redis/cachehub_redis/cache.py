@@ -21,7 +21,7 @@ from redis.cluster import RedisCluster
 from cachehub.api import MISSING, BaseCache, Entry, Expiry
 from cachehub.config import LuceeOption, Option
 from cachehub.errors import CacheError, CacheValueError, CorruptEntryError
-from cachehub.filters import WILDCARDS, KeyFilter
+from cachehub.filters import WILDCARDS, KeyFilter, compile_filter
 from cachehub.hits import HitBuffer
 
 from . import scripts as lua
@@ -674,6 +674,37 @@ class RedisCache(BaseCache):
         except rx.RedisError as exc:
             raise self._translate(exc) from None
         return removed
+
+    # ------------------------------------------------------------------ info
+
+    def _info(self, now: float) -> dict[str, Any]:
+        """INFO server and memory, and the live entries of the namespace (a SCAN)."""
+        client = self._client()
+        try:
+            server = _one_node(client.info("server"))
+            memory = _one_node(client.info("memory"))
+        except REDIS_ERRORS as exc:
+            raise self._translate(exc) from None
+        return {
+            "endpoint": self.endpoint,
+            "mode": self._plan.mode,
+            "serverVersion": server.get("redis_version"),
+            "serverMode": server.get("redis_mode"),
+            "usedMemory": memory.get("used_memory"),
+            "usedMemoryHuman": memory.get("used_memory_human"),
+            "maxMemory": memory.get("maxmemory"),
+            "maxMemoryPolicy": memory.get("maxmemory_policy"),
+            "count": self._count(compile_filter(None, self.namespace), now),
+        }
+
+
+def _one_node(reply: Any) -> dict[str, Any]:
+    """INFO of one server; a cluster answers per node (the first is shown)."""
+    if isinstance(reply, dict) and reply and "redis_version" not in reply:
+        nodes = [v for v in reply.values() if isinstance(v, dict)]
+        if nodes and len(nodes) == len(reply):
+            return nodes[0]
+    return reply if isinstance(reply, dict) else {}
 
 
 def _ms(seconds: float) -> int:
