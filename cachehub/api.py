@@ -906,6 +906,39 @@ class BaseCache(ABC):
                 f"key {key!r:.200} in cache '{self.name}': {exc.message}", hint=exc.hint
             ) from None
 
+    def peek(self, key: str) -> Entry | None:
+        """The live entry under ``key`` with its value and metadata, or None.
+
+        Read without counting a hit, updating the last access or sliding an idle expiry:
+        what ``cachehub migrate`` reads, so the source is left exactly as it was.
+        """
+        sk = self._sk(key)
+        return self._run("peek", key, None, self._get_entry, sk, self._clock())
+
+    def restore(self, key: str, entry: Entry) -> bool:
+        """Write ``entry``'s value with its expiry as of its last access; False if dead.
+
+        An idle entry keeps its *remaining* idle time: it dies when the original would
+        (``accessed + idle``, or its absolute deadline if earlier) and slides by its full
+        idle time when read afterwards. The copy's timestamps are its last access. An
+        entry already dead now is not written.
+        """
+        self._writable("restore")
+        sk = self._sk(key)
+        now = self._clock()
+        if not entry.alive(now):
+            return False
+        for span in (entry.idle, None if entry.expires_at is None else entry.expires_at - now):
+            if span is not None and span > _MAX_SECONDS:
+                raise CacheValueError(
+                    f"restore of key {key!r:.80}: its expiry is more than {MAX_TIME_SPAN.days:,} "
+                    "days away.",
+                    hint="write it without expiry, or with a shorter one.",
+                )
+        expiry = Expiry(entry.expires_at, entry.idle)
+        self._run("restore", key, _RAISE, self._set, sk, entry.value, expiry, entry.accessed)
+        return True
+
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Values of the live entries among ``keys``, fetched in provider batches."""
         keys = list(keys)
