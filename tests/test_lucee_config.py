@@ -252,6 +252,8 @@ def test_cachehub_socket_timeout_stays_in_seconds() -> None:
         ({"connectionMode": "ring"}, "connectionMode must be standalone, sentinel or cluster"),
         ({"socketTimeout": "two seconds"}, "Lucee setting 'socketTimeout'"),
         ({"socketTimeout": "nan"}, "Lucee setting 'socketTimeout'"),
+        ({"socketTimeout": "1e309"}, "Lucee setting 'socketTimeout'"),
+        ({"socketTimeout": True}, "Lucee setting 'socketTimeout'"),
         ({"secretName": "prod/redis"}, "secretName"),
         ({"minIdel": "1"}, "Did you mean 'minIdle'?"),
     ],
@@ -303,6 +305,54 @@ def test_canonical_settings_is_idempotent_and_bounded() -> None:
     many = {f"table{'_' * i}": "x" for i in range(1, 200)}
     with pytest.raises(ConfigError, match="unknown setting"):
         validate_settings(many, options, where="w")
+
+
+def test_lucee_ram_and_eh_cache_entries_load(caplog: pytest.LogCaptureFixture) -> None:
+    config = {
+        "ram": {
+            "class": "lucee.runtime.cache.ram.RamCache",
+            "custom": {"timeToIdleSeconds": "0", "timeToLiveSeconds": "0"},
+            "default": "object",
+        },
+        "eh": {
+            "class": "org.lucee.extension.cache.eh.EHCache",
+            "custom": {
+                "maxelementsinmemory": "500",
+                "memoryevictionpolicy": "LFU",
+                "eternal": "false",
+                "timeToIdleSeconds": "3600",
+                "timeToLiveSeconds": "0",
+                "diskpersistent": "true",
+                "overflowtodisk": "false",
+                "distributed": "false",
+                "automatic_hostName": "",
+            },
+        },
+    }
+    with caplog.at_level(logging.WARNING, logger="cachehub"):
+        caches = Caches(config)
+        assert caches.default_name == "ram"
+        caches["ram"].put("k", 1)
+        eh = caches["eh"]
+    assert (eh.settings["maxsize"], eh.settings["policy"]) == (500, "lfu")
+    ignored = [r.getMessage() for r in caplog.records if "ignoring Lucee" in r.getMessage()]
+    assert len(ignored) == 1
+    assert "timeToIdleSeconds" in ignored[0]
+    assert "diskpersistent" in ignored[0]
+    assert "overflowtodisk" not in ignored[0]  # false: nothing is lost
+
+
+@pytest.mark.parametrize(
+    ("custom", "message"),
+    [
+        ({"maxelementsinmemory": "0"}, "always bounded"),
+        ({"memoryevictionpolicy": "CLOCK"}, "LRU, LFU or FIFO"),
+    ],
+)
+def test_lucee_eh_cache_values_cachehub_cannot_honour(custom: dict[str, Any], message: str) -> None:
+    caches = Caches({"eh": {"class": "org.lucee.extension.cache.eh.EHCache", "custom": custom}})
+    with pytest.raises(ConfigError, match=message):
+        caches["eh"]
 
 
 # ---------------------------------------------------------------------- lazy ${VAR}

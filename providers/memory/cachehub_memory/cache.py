@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Final
 import cachetools
 
 from cachehub.api import MISSING, NO_EXPIRY, BaseCache, Entry, Expiry
-from cachehub.config import Option
+from cachehub.config import LuceeOption, Option
 from cachehub.errors import CacheValueError, ConfigError
 from cachehub.filters import KeyFilter, compile_filter
 from cachehub.lock import LockTable
@@ -153,6 +153,68 @@ _stores: weakref.WeakValueDictionary[str, _Store] = weakref.WeakValueDictionary(
 _stores_lock = threading.Lock()
 
 
+def _positive_size(value: Any) -> int:
+    size = int(str(value).strip())
+    if size <= 0:
+        raise ConfigError(
+            "Lucee setting 'maxelementsinmemory' is 0 (no limit): a cachehub memory cache is "
+            "always bounded.",
+            hint="set maxelementsinmemory (or maxsize) to the most entries to keep.",
+        )
+    return size
+
+
+_EVICTION: Final = {"lru": "lru", "lfu": "lfu", "fifo": "fifo"}
+_NOT_HERE: Final = "disk stores and replication do not exist in an in-process cache"
+
+LUCEE_OPTIONS: Final[tuple[LuceeOption, ...]] = (
+    # Lucee's RamCache and EHCache settings, so their .CFConfig.json entries load as is.
+    LuceeOption("maxelementsinmemory", "maxsize", _positive_size),
+    LuceeOption(
+        "memoryevictionpolicy",
+        "policy",
+        lambda v: _EVICTION[str(v).strip().lower()],
+        "memoryevictionpolicy must be LRU, LFU or FIFO",
+    ),
+    LuceeOption(
+        "timeToLiveSeconds", note="default expiry; pass time_span to put()", defaults=("0",)
+    ),
+    LuceeOption("timeToIdleSeconds", note="default idle expiry; pass idle_time", defaults=("0",)),
+    LuceeOption("controlInterval", note="expired entries are dropped when met"),
+    LuceeOption("eternal", note="entries without expiry never expire", defaults=("false",)),
+    *(
+        LuceeOption(name, note=_NOT_HERE, defaults=("false", "0", ""))
+        for name in (
+            "diskpersistent",
+            "overflowtodisk",
+            "maxelementsondisk",
+            "diskexpirythreadintervalseconds",
+            "distributed",
+            "replicatePuts",
+            "replicatePutsViaCopy",
+            "replicateUpdates",
+            "replicateUpdatesViaCopy",
+            "replicateRemovals",
+            "replicateAsynchronously",
+            "asynchronousReplicationIntervalMillis",
+            "bootstrapAsynchronously",
+            "bootstrapType",
+            "automatic_hostName",
+            "automatic_multicastGroupAddress",
+            "automatic_multicastGroupPort",
+            "automatic_timeToLive",
+            "manual_rmiUrls",
+            "listener_hostName",
+            "listener_port",
+            "listener_remoteObjectPort",
+            "listener_socketTimeoutMillis",
+        )
+    ),
+)
+"""Lucee's RamCache / EHCache settings: the entry bound and eviction policy are mapped,
+the rest (disk, replication, default expiries) accepted and named in one warning."""
+
+
 class MemoryCache(BaseCache):
     """A thread-safe in-memory cache (the analogue of Lucee's EHCache / RAM cache).
 
@@ -185,6 +247,8 @@ class MemoryCache(BaseCache):
             "store values encoded (copies, same rules as remote caches); false stores references.",
         ),
     )
+
+    lucee_options: ClassVar[tuple[LuceeOption, ...]] = LUCEE_OPTIONS
 
     def __init__(self, settings: Any = None, /, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
