@@ -24,7 +24,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from .errors import CacheError, ConfigError
 from .scrub import SECRET_MASK, looks_secret, shown_value
@@ -191,6 +191,7 @@ def canonical_settings(
     result: dict[str, Any] = {}
     spelled: dict[str, str] = {}
     ignored: list[str] = []
+    ignored_folds: set[str] = set()
     for raw_key, value in settings.items():
         if not isinstance(raw_key, str):
             raise ConfigError(f"{where}: setting names must be strings, got {raw_key!r}.")
@@ -208,8 +209,9 @@ def canonical_settings(
             if theirs.target is None:
                 if theirs.convert is not None:
                     _convert(theirs, raw_key, value, where)  # refuses what cannot be honoured
-                if str(value).strip().lower() not in theirs.defaults:
-                    ignored.append(f"{raw_key} ({theirs.note})" if theirs.note else raw_key)
+                if fold not in ignored_folds and str(value).strip().lower() not in theirs.defaults:
+                    ignored_folds.add(fold)  # once per setting, whatever the spellings
+                    ignored.append(f"{theirs.name} ({theirs.note})" if theirs.note else theirs.name)
                 continue
             key = theirs.target
             if theirs.convert is not None:
@@ -220,19 +222,19 @@ def canonical_settings(
             key = option.name
         else:
             pool = [*(o.name for o in by_fold.values()), *(o.name for o in foreign.values())]
-            guess = suggest(raw_key, pool)
+            guess = suggest(raw_key[:_NAME_SHOWN], pool)
             known = ", ".join(sorted({o.name for o in by_fold.values()}))
             raise ConfigError(
-                f"{where}: unknown setting '{raw_key}'."
+                f"{where}: unknown setting '{_shown_name(raw_key)}'."
                 + (f" Did you mean '{guess}'?" if guess else ""),
                 hint=f"known settings are: {known}.",
             )
         if key in result:
             if result[key] != value:
+                first, second = _shown_name(spelled[key]), _shown_name(raw_key)
                 raise ConfigError(
-                    f"{where}: '{spelled[key]}' and '{raw_key}' both set '{key}', "
-                    "to different values.",
-                    hint=f"setting names are case-insensitive and '{raw_key}' is another "
+                    f"{where}: '{first}' and '{second}' both set '{key}', to different values.",
+                    hint=f"setting names are case-insensitive and '{second}' is another "
                     f"name of '{key}'; keep only one of them.",
                 )
             continue
@@ -245,6 +247,14 @@ def canonical_settings(
     return result
 
 
+_NAME_SHOWN: Final = 80
+"""Characters of a setting name quoted in a message (a name is config text, not a value)."""
+
+
+def _shown_name(name: str) -> str:
+    return name if len(name) <= _NAME_SHOWN else name[:_NAME_SHOWN] + "..."
+
+
 def _convert(option: LuceeOption, raw_key: str, value: Any, where: str) -> Any:
     assert option.convert is not None
     try:
@@ -254,8 +264,8 @@ def _convert(option: LuceeOption, raw_key: str, value: Any, where: str) -> Any:
     except (TypeError, ValueError, KeyError):
         shown = SECRET_MASK if looks_secret(raw_key) else shown_value(value)
         raise ConfigError(
-            f"{where}: Lucee setting '{raw_key}' has a value cachehub cannot read: {shown}.",
-            hint=option.note or f"check the value of '{raw_key}'.",
+            f"{where}: Lucee setting '{option.name}' has a value cachehub cannot read: {shown}.",
+            hint=option.note or f"check the value of '{option.name}'.",
         ) from None
 
 
