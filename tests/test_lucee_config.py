@@ -444,3 +444,20 @@ def test_a_single_cache_marked_not_default_is_not_the_default() -> None:
 def test_unknown_cache_still_suggests() -> None:
     with pytest.raises(UnknownCacheError, match="Did you mean 'only'"):
         Caches({"only": {"class": "memory"}})["onyl"]
+
+
+def test_secret_settings_are_masked_in_every_spelling() -> None:
+    from cachehub.cli.admin import entry_config
+    from cachehub.loader import parse_entry
+
+    entry = parse_entry(
+        "d",
+        {
+            "class": "org.lucee.extension.aws.dynamodb.DynamoDBCache",
+            "custom": {"TABLE": "t", "AccessKey": SECRET, "AWSSECRETKEY": SECRET},
+        },
+    )
+    shown = entry_config(entry)
+    assert SECRET not in repr(shown)
+    assert SECRET not in repr(entry)
+    assert shown["custom"]["TABLE"] == "t"
