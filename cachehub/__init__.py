@@ -51,6 +51,7 @@ from .functions import (
 from .hookspecs import OperationEvent, hookimpl
 from .loader import CacheEntry
 from .lock import Lock
+from .migration import MigrationReport, migrate
 from .query import Query, query_new
 from .registry import Caches, configure, get_caches
 
@@ -62,6 +63,9 @@ __all__ = [
     "CacheEntry",
     "configure",
     "get_caches",
+    # copying a cache's entries to another (``cachehub migrate``)
+    "migrate",
+    "MigrationReport",
     # module functions (Lucee's cachePut, cacheGet, ... with cache_name=)
     "cache",
     "put",

@@ -31,7 +31,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
 from .codec import DEFAULT_MAX_VALUE_SIZE, MIN_MAX_VALUE_SIZE, Codec, make_codec
-from .config import SECRET_MASK, Option, redact, validate_settings
+from .config import SECRET_MASK, LuceeOption, Option, redact, validate_settings
 from .errors import (
     CacheBackendError,
     CacheError,
@@ -339,6 +339,9 @@ class BaseCache(ABC):
 
     options: ClassVar[tuple[Option, ...]] = ()
     """Provider-specific settings (the ``custom`` block), besides :data:`BASE_OPTIONS`."""
+    lucee_options: ClassVar[tuple[LuceeOption, ...]] = ()
+    """Settings of the Lucee extension this provider replaces, mapped or ignored (see
+    :class:`~cachehub.config.LuceeOption`), so an unchanged ``.CFConfig.json`` loads."""
     distributed: ClassVar[bool] = False
     """True when several processes share the data (enables cross-process stampede locks)."""
     counts_hits: bool = True
@@ -366,7 +369,10 @@ class BaseCache(ABC):
         merged = {**(settings or {}), **options}
         self.name = name
         self.settings: dict[str, Any] = validate_settings(
-            merged, (*BASE_OPTIONS, *self.options), where=f"cache '{name}' ({type(self).__name__})"
+            merged,
+            (*BASE_OPTIONS, *self.options),
+            where=f"cache '{name}' ({type(self).__name__})",
+            lucee_options=self.lucee_options,
         )
         # Every secret of this cache is masked in all output from now on (cachehub.scrub).
         declared = (*BASE_OPTIONS, *self.options)
@@ -905,6 +911,39 @@ class BaseCache(ABC):
                 f"key {key!r:.200} in cache '{self.name}': {exc.message}", hint=exc.hint
             ) from None
 
+    def peek(self, key: str) -> Entry | None:
+        """The live entry under ``key`` with its value and metadata, or None.
+
+        Read without counting a hit, updating the last access or sliding an idle expiry:
+        what ``cachehub migrate`` reads, so the source is left exactly as it was.
+        """
+        sk = self._sk(key)
+        return self._run("peek", key, None, self._get_entry, sk, self._clock())
+
+    def restore(self, key: str, entry: Entry) -> bool:
+        """Write ``entry``'s value with its expiry as of its last access; False if dead.
+
+        An idle entry keeps its *remaining* idle time: it dies when the original would
+        (``accessed + idle``, or its absolute deadline if earlier) and slides by its full
+        idle time when read afterwards. The copy's timestamps are its last access. An
+        entry already dead now is not written.
+        """
+        self._writable("restore")
+        sk = self._sk(key)
+        now = self._clock()
+        if not entry.alive(now):
+            return False
+        for span in (entry.idle, None if entry.expires_at is None else entry.expires_at - now):
+            if span is not None and span > _MAX_SECONDS:
+                raise CacheValueError(
+                    f"restore of key {key!r:.80}: its expiry is more than {MAX_TIME_SPAN.days:,} "
+                    "days away.",
+                    hint="write it without expiry, or with a shorter one.",
+                )
+        expiry = Expiry(entry.expires_at, entry.idle)
+        self._run("restore", key, _RAISE, self._set, sk, entry.value, expiry, entry.accessed)
+        return True
+
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Values of the live entries among ``keys``, fetched in provider batches."""
         keys = list(keys)
@@ -1100,6 +1139,37 @@ class BaseCache(ABC):
         if self._observer is None:
             self._observer = collector.observe
         return cache_stats(self, collector)
+
+    def info(self) -> dict[str, Any]:
+        """Cache-level properties (Lucee's ``cacheGetProperties``), through the error policy.
+
+        Every cache reports ``name``, ``provider``, ``namespace``, ``readOnly``,
+        ``storage``, ``distributed``, ``codec`` and ``onError``; the provider adds its
+        backend's facts (:meth:`_info`): DynamoDB the table's status, key schema, billing
+        mode, TTL and indexes; Redis the server version, mode, memory and the keys in the
+        namespace; memory its size, maxsize, policy and bytes. Never degrades under
+        ``onError: miss``: a backend that cannot be asked raises. Secrets never appear.
+        """
+        facts: dict[str, Any] = {
+            "name": self.name,
+            "provider": f"{type(self).__module__}:{type(self).__qualname__}",
+            "namespace": self.namespace,
+            "readOnly": self.read_only,
+            "storage": self.storage,
+            "distributed": self.distributed,
+            "codec": self.settings["codec"],
+            "onError": self.settings["onError"],
+        }
+        facts.update(self._run("info", None, _RAISE, self._info, self._clock()))
+        return facts
+
+    def _info(self, now: float) -> dict[str, Any]:
+        """The backend's facts for :meth:`info`; the default counts the live entries.
+
+        Providers override it with what their backend tells cheaply (one or two requests);
+        values must be plain JSON types, and never hold a secret.
+        """
+        return {"count": self._count(compile_filter(None, self.namespace), now)}
 
     def close(self) -> None:
         """Close connections. The cache reconnects lazily if used again."""

@@ -4,24 +4,44 @@ Masking itself lives in :mod:`cachehub.scrub` (the one scrubber); :func:`redact`
 :data:`SECRET_MASK` are re-exported here for the option schema's callers.
 
 Providers declare their settings as a tuple of :class:`Option`; :func:`validate_settings`
-checks a ``custom`` block against them. Keys are Lucee's camelCase names (``tableName``);
-snake_case spellings (``table_name``) are accepted too, as Python keyword arguments.
+checks a ``custom`` block against them. Keys are Lucee's camelCase names (``tableName``),
+matched case-insensitively as in CFML structs; snake_case spellings (``table_name``) are
+accepted too, as Python keyword arguments, and so is every alias an option declares.
+
+Settings of the Lucee extension a provider replaces are declared as :class:`LuceeOption`:
+each is mapped onto a cachehub option with its unit converted (``socketTimeout: 2000`` in
+Lucee's milliseconds becomes 2.0 seconds), or accepted and named in one warning when
+cachehub has no use for it (connection-pool tuning). When a Lucee name is also a cachehub
+name with another unit, the Lucee meaning applies only to entries whose ``class`` is the
+Lucee class name (``lucee=True``): a cachehub ``socketTimeout`` stays in seconds.
 """
 
 from __future__ import annotations
 
 import difflib
+import logging
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-from .errors import ConfigError
+from .errors import CacheError, ConfigError
 from .scrub import SECRET_MASK, looks_secret, shown_value
 from .scrub import redact as _scrub_redact
 
-__all__ = ["Option", "validate_settings", "redact", "SECRET_MASK", "camel_case"]
+__all__ = [
+    "Option",
+    "LuceeOption",
+    "validate_settings",
+    "canonical_settings",
+    "millis_to_seconds",
+    "redact",
+    "SECRET_MASK",
+    "camel_case",
+]
+
+_log = logging.getLogger("cachehub.config")
 
 _CAMEL_RE = re.compile(r"_([a-z0-9])")
 _TRUE = {"true", "yes", "on", "1"}
@@ -45,6 +65,8 @@ class Option:
     required: bool = False
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
+    aliases: tuple[str, ...] = ()
+    """Other names of this setting (Lucee's ``table`` for ``tableName``); any case."""
 
     def coerce(self, value: Any, where: str) -> Any:
         """Convert ``value`` (often a string from ``${VAR}``) to this option's type."""
@@ -106,6 +128,147 @@ class Option:
         return result
 
 
+@dataclass(frozen=True, slots=True)
+class LuceeOption:
+    """A setting of the Lucee extension a provider replaces, read so its config loads unchanged.
+
+    ``target`` is the cachehub option it sets (None: accepted, not used, and named in one
+    warning unless its value is one of ``defaults``); ``convert`` turns the Lucee value
+    into the target's (units, enumerations) and may raise :class:`ConfigError` for a
+    value cachehub cannot honour. ``when=(setting, value)`` applies the setting only when
+    that other Lucee setting has that value (the admin form writes the fields of every
+    connection mode); otherwise it is dropped silently.
+    """
+
+    name: str
+    target: str | None = None
+    convert: Callable[[Any], Any] | None = None
+    note: str = ""
+    when: tuple[str, str] | None = None
+    defaults: tuple[str, ...] = ()
+    """Values (compared as lower-case strings) that mean "off": not worth a warning."""
+
+
+def millis_to_seconds(value: Any) -> float:
+    """Lucee's milliseconds (a number or numeric string) as seconds."""
+    if isinstance(value, bool):
+        raise TypeError(value)
+    number = float(value.strip()) if isinstance(value, str) else float(value)
+    if not math.isfinite(number):
+        raise ValueError(value)
+    return number / 1000.0
+
+
+def _fold(name: str) -> str:
+    return camel_case(name).lower()
+
+
+def canonical_settings(
+    settings: Mapping[str, Any],
+    options: Iterable[Option],
+    lucee_options: Iterable[LuceeOption] = (),
+    *,
+    where: str,
+    lucee: bool = False,
+    warn: bool = True,
+) -> dict[str, Any]:
+    """``settings`` with every key spelled as its option's name and Lucee values converted.
+
+    Names match case-insensitively (CFML structs are), also in snake_case and through
+    each option's aliases. Two spellings of one setting with different values are a
+    :class:`ConfigError` naming both. Lucee settings are mapped onto their targets; the
+    ones cachehub does not use are dropped and named in a single warning (``warn``).
+    ``lucee`` (the entry names a Lucee class): a name that is both a cachehub and a Lucee
+    setting takes the Lucee meaning, and an empty string means "not set", as in the
+    Lucee admin. Values are not type-checked here (:func:`validate_settings` does).
+    """
+    by_fold: dict[str, Option] = {}
+    for declared in options:
+        for spelling in (declared.name, *declared.aliases):
+            by_fold.setdefault(_fold(spelling), declared)
+    foreign = {_fold(o.name): o for o in lucee_options}
+    folded_input = {_fold(k): v for k, v in settings.items() if isinstance(k, str)}
+    result: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
+    ignored: list[str] = []
+    ignored_folds: set[str] = set()
+    for raw_key, value in settings.items():
+        if not isinstance(raw_key, str):
+            raise ConfigError(f"{where}: setting names must be strings, got {raw_key!r}.")
+        fold = _fold(raw_key)
+        option = by_fold.get(fold)
+        theirs = foreign.get(fold)
+        if theirs is not None and (option is None or lucee):
+            if lucee and isinstance(value, str) and not value.strip():
+                continue  # an empty field of the Lucee admin form
+            if theirs.when is not None:
+                other, wanted = theirs.when
+                actual = folded_input.get(_fold(other))
+                if str(actual).strip().lower() != wanted:
+                    continue  # a field of a connection mode that is not in use
+            if theirs.target is None:
+                if theirs.convert is not None:
+                    _convert(theirs, raw_key, value, where)  # refuses what cannot be honoured
+                if fold not in ignored_folds and str(value).strip().lower() not in theirs.defaults:
+                    ignored_folds.add(fold)  # once per setting, whatever the spellings
+                    ignored.append(f"{theirs.name} ({theirs.note})" if theirs.note else theirs.name)
+                continue
+            key = theirs.target
+            if theirs.convert is not None:
+                value = _convert(theirs, raw_key, value, where)
+        elif option is not None:
+            if lucee and isinstance(value, str) and not value.strip():
+                continue
+            key = option.name
+        else:
+            pool = [*(o.name for o in by_fold.values()), *(o.name for o in foreign.values())]
+            guess = suggest(raw_key[:_NAME_SHOWN], pool)
+            known = ", ".join(sorted({o.name for o in by_fold.values()}))
+            raise ConfigError(
+                f"{where}: unknown setting '{_shown_name(raw_key)}'."
+                + (f" Did you mean '{guess}'?" if guess else ""),
+                hint=f"known settings are: {known}.",
+            )
+        if key in result:
+            if result[key] != value:
+                first, second = _shown_name(spelled[key]), _shown_name(raw_key)
+                raise ConfigError(
+                    f"{where}: '{first}' and '{second}' both set '{key}', to different values.",
+                    hint=f"setting names are case-insensitive and '{second}' is another "
+                    f"name of '{key}'; keep only one of them.",
+                )
+            continue
+        result[key] = value
+        spelled[key] = raw_key
+    if ignored and warn:
+        _log.warning(
+            "%s: ignoring Lucee settings cachehub does not use: %s.", where, "; ".join(ignored)
+        )
+    return result
+
+
+_NAME_SHOWN: Final = 80
+"""Characters of a setting name quoted in a message (a name is config text, not a value)."""
+
+
+def _shown_name(name: str) -> str:
+    return name if len(name) <= _NAME_SHOWN else name[:_NAME_SHOWN] + "..."
+
+
+def _convert(option: LuceeOption, raw_key: str, value: Any, where: str) -> Any:
+    assert option.convert is not None
+    try:
+        return option.convert(value)
+    except CacheError:
+        raise
+    except (TypeError, ValueError, KeyError):
+        shown = SECRET_MASK if looks_secret(raw_key) else shown_value(value)
+        raise ConfigError(
+            f"{where}: Lucee setting '{option.name}' has a value cachehub cannot read: {shown}.",
+            hint=option.note or f"check the value of '{option.name}'.",
+        ) from None
+
+
 def suggest(name: str, candidates: Iterable[str]) -> str | None:
     """The closest candidate to ``name``, for "did you mean" messages."""
     pool = list(candidates)
@@ -117,31 +280,25 @@ def suggest(name: str, candidates: Iterable[str]) -> str | None:
 
 
 def validate_settings(
-    settings: Mapping[str, Any], options: Iterable[Option], *, where: str
+    settings: Mapping[str, Any],
+    options: Iterable[Option],
+    *,
+    where: str,
+    lucee_options: Iterable[LuceeOption] = (),
+    warn: bool = True,
 ) -> dict[str, Any]:
     """Check ``settings`` against ``options``; return them complete, coerced and defaulted.
 
-    Raises :class:`ConfigError` for an unknown key (with a suggestion), a wrong type, a
-    value outside its choices, or a missing required setting.
+    Names are resolved first by :func:`canonical_settings` (any case, aliases, Lucee
+    settings). Raises :class:`ConfigError` for an unknown key (with a suggestion), a
+    wrong type, a value outside its choices, or a missing required setting.
     """
-    by_name = {o.name: o for o in options}
+    declared = tuple(options)
+    by_name = {o.name: o for o in declared}
+    canonical = canonical_settings(settings, declared, lucee_options, where=where, warn=warn)
     result: dict[str, Any] = {}
-    for raw_key, value in settings.items():
-        if not isinstance(raw_key, str):
-            raise ConfigError(f"{where}: setting names must be strings, got {raw_key!r}.")
-        key = raw_key if raw_key in by_name else camel_case(raw_key)
-        option = by_name.get(key)
-        if option is None:
-            guess = suggest(raw_key, by_name)
-            known = ", ".join(sorted(by_name))
-            raise ConfigError(
-                f"{where}: unknown setting '{raw_key}'."
-                + (f" Did you mean '{guess}'?" if guess else ""),
-                hint=f"known settings are: {known}.",
-            )
-        if key in result:
-            raise ConfigError(f"{where}: setting '{key}' is given twice ('{raw_key}').")
-        result[key] = option.coerce(value, where)
+    for key, value in canonical.items():
+        result[key] = by_name[key].coerce(value, where)
     for option in by_name.values():
         if result.get(option.name) is None:
             if option.required:
@@ -156,4 +313,9 @@ def validate_settings(
 def redact(value: Any, options: Iterable[Option] = ()) -> Any:
     """A copy of ``value`` safe to show: secret options, secret-looking names, URL passwords
     and query tokens masked (see :func:`cachehub.scrub.redact`)."""
-    return _scrub_redact(value, (o.name for o in options if o.secret))
+    secret = {_fold(n) for o in options if o.secret for n in (o.name, *o.aliases)}
+    names = {o.name for o in options if o.secret}
+    if isinstance(value, Mapping):
+        # Names are case-insensitive and have aliases: mask every spelling of a secret.
+        names |= {k for k in value if isinstance(k, str) and _fold(k) in secret}
+    return _scrub_redact(value, names)

@@ -6,6 +6,10 @@ and *application* configuration (a dict like ``this.caches``). Application entri
 override server entries of the same name. Every string may reference environment
 variables as ``${VAR}`` or ``${VAR:-fallback}``; ``$${`` writes a literal ``${``.
 
+An unset variable breaks only the cache whose entry uses it: the entry is kept with its
+:attr:`CacheEntry.problem`, which is raised when that cache is built (the variable is
+looked up again then), so every other cache, and ``cachehub doctor``, keep working.
+
 This module checks the *entry* (``class``, ``custom``, ``readOnly``...); the provider's
 own settings inside ``custom`` are checked by the provider (see :mod:`cachehub.config`).
 """
@@ -34,6 +38,7 @@ __all__ = [
     "load_config",
     "load_file",
     "parse_entries",
+    "parse_entry",
     "interpolate",
     "default_entry",
 ]
@@ -66,14 +71,22 @@ class CacheEntry:
     default: bool = False
     source: str = "application"
     """Where the entry was defined: ``application``, ``server`` or a file path."""
+    not_default: bool = False
+    """The entry says it is not the default (Lucee's ``"default": ""``), so it is not made
+    the default even when it is the only cache."""
+    problem: ConfigError | None = field(default=None, compare=False)
+    """Why this cache cannot be built (an unset ``${VAR}``); None when it can."""
+    raw: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    """The entry as written, kept when :attr:`problem` is set to resolve it again later."""
 
     def __repr__(self) -> str:
         package = redact(self.package)  # requirements may be URLs with credentials
+        problem = f", problem={self.problem.message!r}" if self.problem is not None else ""
         return (
             f"CacheEntry(name={self.name!r}, class_name={self.class_name!r}, "
             f"package={package!r}, custom={redact(dict(self.custom))!r}, "
             f"storage={self.storage}, read_only={self.read_only}, default={self.default}, "
-            f"source={self.source!r})"
+            f"source={self.source!r}{problem})"
         )
 
     __str__ = __repr__
@@ -330,11 +343,18 @@ def parse_entries(
                 hint="cache names are case-insensitive; rename or remove one of them.",
             )
         seen[name.lower()] = name
-        entries[name] = _parse_entry(name, raw, source, environ)
+        entries[name] = parse_entry(name, raw, source=source, environ=environ)
     return entries
 
 
-def _parse_entry(name: str, raw: Any, source: str, environ: Mapping[str, str] | None) -> CacheEntry:
+def parse_entry(
+    name: str, raw: Any, *, source: str = "application", environ: Mapping[str, str] | None = None
+) -> CacheEntry:
+    """Validate one cache entry (``{"class": ..., "custom": {...}}``) called ``name``.
+
+    An unset ``${VAR}`` does not raise: the entry comes back with its
+    :attr:`~CacheEntry.problem` set (see the module docstring); every other error does.
+    """
     if not isinstance(raw, Mapping):
         raise ConfigError(
             f"cache '{name}' ({source}) must be an object with a 'class' key, "
@@ -342,6 +362,7 @@ def _parse_entry(name: str, raw: Any, source: str, environ: Mapping[str, str] | 
             hint=f'write "{name}": {{"class": "memory"}}.',
         )
     values: dict[str, Any] = {}
+    missing: list[MissingEnvVarError] = []
     for raw_key, raw_value in raw.items():
         key = _entry_key(name, raw_key, source)
         if key in values:
@@ -349,8 +370,24 @@ def _parse_entry(name: str, raw: Any, source: str, environ: Mapping[str, str] | 
         if key in _IGNORED_KEYS:
             _check_depth(raw_value, f"cache '{name}', setting '{key}'")  # logged below
             values[key] = raw_value  # never used, so an unset ${VAR} in it is no error
+        elif key == "custom" and isinstance(raw_value, Mapping):
+            _check_depth(raw_value, f"cache '{name}', setting 'custom'")
+            resolved: dict[Any, Any] = {}
+            for setting, value in raw_value.items():
+                try:
+                    resolved[setting] = interpolate(
+                        value, cache=name, setting=f"custom.{setting}", environ=environ
+                    )
+                except MissingEnvVarError as exc:
+                    missing.append(exc)
+            values[key] = resolved
         else:
-            values[key] = interpolate(raw_value, cache=name, setting=key, environ=environ)
+            try:
+                values[key] = interpolate(raw_value, cache=name, setting=key, environ=environ)
+            except MissingEnvVarError as exc:
+                missing.append(exc)
+                if key == "class" and isinstance(raw_value, str):
+                    values[key] = raw_value  # shown as written; the cache cannot be built
     for key in _IGNORED_KEYS:
         if key in values:
             _log.debug(
@@ -375,6 +412,7 @@ def _parse_entry(name: str, raw: Any, source: str, environ: Mapping[str, str] | 
         custom = {}
     if not isinstance(custom, Mapping):
         raise _wrong_type(name, "custom", custom, "an object of provider settings")
+    default = _default(name, values.get("default"))
     return CacheEntry(
         name=name,
         class_name=class_name.strip(),
@@ -382,8 +420,24 @@ def _parse_entry(name: str, raw: Any, source: str, environ: Mapping[str, str] | 
         custom=MappingProxyType(dict(custom)),
         storage=_flag(name, "storage", values.get("storage", False)),
         read_only=_flag(name, "readOnly", values.get("readOnly", False)),
-        default=_default(name, values.get("default")),
+        default=bool(default),
         source=source,
+        not_default=default is False,
+        problem=_unresolved(name, missing),
+        raw=MappingProxyType(dict(raw)) if missing else None,
+    )
+
+
+def _unresolved(name: str, missing: list[MissingEnvVarError]) -> MissingEnvVarError | None:
+    """One error for every unset variable of an entry (None when all are set)."""
+    if not missing:
+        return None
+    if len(missing) == 1:
+        return missing[0]
+    return MissingEnvVarError(
+        f"cache '{name}': {len(missing)} environment variables are not set: "
+        + "; ".join(exc.message for exc in missing),
+        hint="export each variable named above, or give fallbacks with ${NAME:-value}.",
     )
 
 
@@ -422,10 +476,13 @@ def _flag(name: str, key: str, value: Any) -> bool:
     )
 
 
-def _default(name: str, value: Any) -> bool:
-    """Lucee writes ``""`` for not-default and a cache type (``"object"``) for default."""
+def _default(name: str, value: Any) -> bool | None:
+    """Lucee writes ``""`` for not-default and a cache type (``"object"``) for default.
+
+    None: the entry does not say (absent or null), so a single cache becomes the default.
+    """
     if value is None or isinstance(value, bool):
-        return bool(value)
+        return value
     if isinstance(value, str):
         lowered = value.strip().lower()
         return lowered not in ("", "false")
@@ -468,6 +525,7 @@ def load_config(
 def default_entry(entries: Mapping[str, CacheEntry]) -> str | None:
     """The default cache's name: the one marked default, else the only entry, else None.
 
+    The only entry is not the default when it says so (``"default": ""`` or false).
     Several entries marked default is a :class:`ConfigError`.
     """
     marked = [name for name, entry in entries.items() if entry.default]
@@ -479,7 +537,8 @@ def default_entry(entries: Mapping[str, CacheEntry]) -> str | None:
     if marked:
         return marked[0]
     if len(entries) == 1:
-        return next(iter(entries))
+        only = next(iter(entries.values()))
+        return None if only.not_default else only.name
     return None
 
 

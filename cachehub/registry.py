@@ -3,7 +3,8 @@
 :class:`Caches` holds validated :class:`~cachehub.loader.CacheEntry` objects and builds
 each cache on first lookup (thread-safe). Providers connect lazily themselves, so
 building a cache never touches the network: :meth:`Caches.validate` can surface every
-configuration error at start-up.
+configuration error at start-up. :meth:`Caches.add` and :meth:`Caches.remove` change the
+configured caches at run time (Lucee's ``cacheRegionNew`` / ``cacheRegionRemove``).
 """
 
 from __future__ import annotations
@@ -11,14 +12,23 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Hashable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from types import MappingProxyType
+from typing import Any, Final
 
 from .api import BASE_OPTIONS, BaseCache, settings_identity
-from .config import redact, suggest, validate_settings
+from .config import canonical_settings, redact, suggest, validate_settings
 from .errors import CacheError, ConfigError, UnknownCacheError
-from .loader import CacheEntry, ConfigSource, check_namespaces, default_entry, load_config
-from .plugins import add_change_listener, check_requirement, operation_observer
+from .loader import (
+    CacheEntry,
+    ConfigSource,
+    check_namespaces,
+    default_entry,
+    load_config,
+    parse_entry,
+)
+from .plugins import LUCEE_CLASSES, add_change_listener, check_requirement, operation_observer
 from .resolve import resolve_provider
 
 __all__ = [
@@ -37,20 +47,48 @@ DEFAULT_CONFIG_FILE: Final = "cachehub.json"
 """File in the working directory :func:`get_caches` loads when ``CACHEHUB_CONFIG`` is unset."""
 
 
+def provider_settings(
+    entry: CacheEntry, provider: type[BaseCache], *, warn: bool = True
+) -> dict[str, Any]:
+    """The ``custom`` settings of ``entry`` as ``provider`` receives them.
+
+    An entry whose ``class`` is a Lucee class name is read in Lucee's terms: its Lucee
+    settings are renamed and converted to cachehub's units (``socketTimeout`` in ms) and
+    the ones cachehub does not use are named in one warning (``warn``).
+    """
+    custom = dict(entry.custom)
+    if entry.class_name not in LUCEE_CLASSES:
+        return custom
+    where = f"cache '{entry.name}' ({provider.__name__})"
+    options = (*BASE_OPTIONS, *provider.options)
+    return canonical_settings(
+        custom, options, provider.lucee_options, where=where, lucee=True, warn=warn
+    )
+
+
 def backend_identity(entry: CacheEntry) -> Hashable | None:
     """Which backend ``entry`` writes to, as its provider says; None when unknown.
 
     Nothing is built or connected. An entry whose provider cannot be resolved is skipped
-    (it fails when used); one whose settings the provider rejects is identified by the
-    conservative rule of :func:`~cachehub.api.settings_identity` on its raw settings.
+    (it fails when used), and so is one with an unset ``${VAR}``; one whose settings the
+    provider rejects is identified by the conservative rule of
+    :func:`~cachehub.api.settings_identity` on its raw settings.
     """
+    if entry.problem is not None:
+        return None
     try:
         provider = resolve_provider(entry.class_name)
     except ConfigError:
         return None
     where = f"cache '{entry.name}' ({provider.__name__})"
     try:
-        settings = validate_settings(entry.custom, (*BASE_OPTIONS, *provider.options), where=where)
+        settings = validate_settings(
+            provider_settings(entry, provider, warn=False),
+            (*BASE_OPTIONS, *provider.options),
+            where=where,
+            lucee_options=provider.lucee_options,
+            warn=False,
+        )
         identity = provider.backend_identity(settings)
     except CacheError:
         return settings_identity(provider, entry.custom) if provider.distributed else None
@@ -71,6 +109,35 @@ def backend_identity(entry: CacheEntry) -> Hashable | None:
     return identity
 
 
+@dataclass(frozen=True)
+class _Config:
+    """One consistent view of the configured caches, replaced whole on add/remove.
+
+    Lookups read it without the lock: they always see entries, folded names and the
+    default of one and the same configuration.
+    """
+
+    entries: Mapping[str, CacheEntry]
+    folded: Mapping[str, str]
+    default: str | None
+
+    @classmethod
+    def of(cls, entries: Mapping[str, CacheEntry], keep: str | None = None) -> _Config:
+        """The view of ``entries``; ``keep`` stays the default unless another is marked.
+
+        (Adding a second cache at run time must not take the default away from the
+        first, which was the default only because it was alone.)
+        """
+        default = default_entry(entries)  # refuses several marked defaults
+        if default is None and keep in entries:
+            default = keep
+        return cls(
+            MappingProxyType(dict(entries)),
+            MappingProxyType({name.lower(): name for name in entries}),
+            default,
+        )
+
+
 class Caches:
     """The configured caches: ``caches["name"]``, ``caches.get()`` for the default.
 
@@ -78,6 +145,7 @@ class Caches:
     ``server_config`` server configuration (like ``.CFConfig.json``); each may be a
     mapping or the path of a JSON file. Application entries override server entries of
     the same (case-insensitive) name. ``clock`` is passed to every cache, for tests.
+    ``environ`` replaces ``os.environ`` for ``${VAR}`` references.
     """
 
     def __init__(
@@ -88,11 +156,11 @@ class Caches:
         clock: Callable[[], float] | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        self._entries = load_config(config, server_config=server_config, environ=environ)
-        check_namespaces(self._entries, backend_identity)
-        self._default = default_entry(self._entries)
-        self._folded = {name.lower(): name for name in self._entries}
+        entries = load_config(config, server_config=server_config, environ=environ)
+        check_namespaces(entries, backend_identity)
+        self._config = _Config.of(entries)
         self._clock = clock
+        self._environ = environ
         self._caches: dict[str, BaseCache] = {}
         # Re-entrant: a provider's constructor may itself look up another cache.
         self._lock = threading.RLock()
@@ -110,27 +178,29 @@ class Caches:
     @property
     def default_name(self) -> str | None:
         """Name of the default cache (marked ``default``, or the only one), or None."""
-        return self._default
+        return self._config.default
 
     def names(self) -> list[str]:
         """Configured cache names, in configuration order."""
-        return list(self._entries)
+        return list(self._config.entries)
 
     def entries(self) -> list[CacheEntry]:
         """The validated configuration entries, in configuration order."""
-        return list(self._entries.values())
+        return list(self._config.entries.values())
 
     def entry(self, name: str | None = None) -> CacheEntry:
         """The configuration entry of cache ``name`` (None: the default cache)."""
-        return self._entries[self._resolve(name)]
+        config = self._config
+        return config.entries[self._resolve(name, config)]
 
-    def _resolve(self, name: str | None) -> str:
+    def _resolve(self, name: str | None, config: _Config) -> str:
+        entries = config.entries
         if name is None:
-            if self._default is not None:
-                return self._default
-            configured = ", ".join(self._entries) or "none"
+            if config.default is not None:
+                return config.default
+            configured = ", ".join(entries) or "none"
             raise ConfigError(
-                f"no default cache: {len(self._entries)} caches are configured "
+                f"no default cache: {len(entries)} caches are configured "
                 f"({configured}) and none is marked default.",
                 hint='mark one entry with "default": true, or pass a cache name.',
             )
@@ -139,16 +209,16 @@ class Caches:
                 f"cache names are strings, got {type(name).__name__} {name!r:.60}.",
                 hint="pass the configured name, e.g. caches['sessions'].",
             )
-        if name in self._entries:
+        if name in entries:
             return name
-        folded = self._folded.get(name.lower())
+        folded = config.folded.get(name.lower())
         if folded is not None:
             return folded  # Lucee cache names are case-insensitive
-        guess = suggest(name, self._entries)
+        guess = suggest(name, entries)
         raise UnknownCacheError(
             f"no cache named '{name}' is configured."
             + (f" Did you mean '{guess}'?" if guess else ""),
-            hint=f"configured caches: {', '.join(self._entries) or 'none'}.",
+            hint=f"configured caches: {', '.join(entries) or 'none'}.",
         )
 
     def get(self, name: str | None = None) -> BaseCache:
@@ -156,14 +226,17 @@ class Caches:
 
         The cache is built on first lookup; later lookups return the same object.
         """
-        key = self._resolve(name)
+        key = self._resolve(name, self._config)
         cache = self._caches.get(key)
         if cache is not None:
             return cache
         with self._lock:
+            # Resolved again under the lock: the cache may have been removed meanwhile.
+            config = self._config
+            key = self._resolve(name, config)
             cache = self._caches.get(key)
             if cache is None:
-                cache = self._build(self._entries[key])
+                cache = self._build(config.entries[key])
                 self._caches[key] = cache
             return cache
 
@@ -176,17 +249,92 @@ class Caches:
         return self.get(name)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and (name in self._entries or name.lower() in self._folded)
+        config = self._config
+        return isinstance(name, str) and (name in config.entries or name.lower() in config.folded)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(list(self._entries))
+        return iter(list(self._config.entries))
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._config.entries)
+
+    # ------------------------------------------------------------------ run-time changes
+
+    def add(self, name: str, entry: Mapping[str, Any] | CacheEntry) -> BaseCache:
+        """Configure a new cache ``name`` at run time (Lucee's ``cacheRegionNew``) and build it.
+
+        ``entry`` is a configuration entry as in a config file (``{"class": "redis",
+        "custom": {...}}``, ``${VAR}`` resolved now) or a :class:`CacheEntry`. Refused
+        with a :class:`ConfigError`: a name already configured (in any case), an invalid
+        entry, a namespace nesting with another cache on the same backend, a second
+        default. Nothing changes when it is refused. The current default stays the
+        default unless the new entry is marked default. Thread-safe.
+        """
+        if not isinstance(name, str) or not name.strip() or name != name.strip():
+            raise ConfigError(
+                f"a cache name must be a non-empty string without surrounding spaces, "
+                f"got {name!r:.60}.",
+                hint="name the cache, e.g. caches.add('reports', {'class': 'memory'}).",
+            )
+        if isinstance(entry, CacheEntry):
+            if entry.name != name:
+                raise ConfigError(
+                    f"caches.add('{name}', ...) was given the entry of cache '{entry.name}'.",
+                    hint="pass the entry's own name, or a mapping entry.",
+                )
+            parsed = entry
+        elif isinstance(entry, Mapping):
+            parsed = parse_entry(name, entry, source="runtime", environ=self._environ)
+        else:
+            raise ConfigError(
+                f"cache '{name}': the entry must be a mapping like {{'class': 'memory'}}, "
+                f"got {type(entry).__name__}.",
+                hint="pass e.g. {'class': 'redis', 'custom': {'host': 'localhost'}}.",
+            )
+        if parsed.problem is not None:
+            raise parsed.problem
+        with self._lock:
+            config = self._config
+            existing = config.folded.get(name.lower())
+            if existing is not None:
+                raise ConfigError(
+                    f"a cache named '{existing}' is already configured.",
+                    hint=f"remove it first with caches.remove('{existing}'), or pick another "
+                    "name (cache names are case-insensitive).",
+                )
+            entries = {**config.entries, name: parsed}
+            check_namespaces(entries, backend_identity)
+            updated = _Config.of(entries, keep=config.default)  # refuses a second default
+            cache = self._build(parsed)
+            self._caches[name] = cache
+            self._config = updated
+        return cache
+
+    def remove(self, name: str) -> None:
+        """Remove cache ``name`` at run time (Lucee's ``cacheRegionRemove``) and close it.
+
+        The stored entries stay in the backend. Later lookups of ``name`` raise
+        :class:`UnknownCacheError`. Removing the default cache leaves none, unless one
+        cache is marked default or only one is left (as at start-up). Thread-safe.
+        """
+        with self._lock:
+            config = self._config
+            key = self._resolve(name, config)
+            entries = {k: v for k, v in config.entries.items() if k != key}
+            self._config = _Config.of(entries, keep=config.default)
+            cache = self._caches.pop(key, None)
+        if cache is not None:
+            cache.close()
 
     # ------------------------------------------------------------------ construction
 
     def _build(self, entry: CacheEntry) -> BaseCache:
+        if entry.problem is not None:
+            # ${VAR}s are resolved lazily: the variable may have been set since start-up.
+            assert entry.raw is not None
+            entry = parse_entry(entry.name, entry.raw, source=entry.source, environ=self._environ)
+            if entry.problem is not None:
+                raise entry.problem
         try:
             if entry.package:
                 check_requirement(entry.package)
@@ -198,7 +346,7 @@ class Caches:
             )
         try:
             return provider(
-                dict(entry.custom),
+                provider_settings(entry, provider),
                 name=entry.name,
                 read_only=entry.read_only,
                 storage=entry.storage,
@@ -229,7 +377,8 @@ class Caches:
         """
         errors: list[CacheError] = []
         providers: dict[str, str] = {}
-        for name in self._entries:
+        names = list(self._config.entries)
+        for name in names:
             try:
                 cls = type(self.get(name))
             except CacheError as exc:
@@ -240,7 +389,7 @@ class Caches:
             raise errors[0]
         if errors:
             raise ConfigError(
-                f"{len(errors)} of {len(self._entries)} caches are misconfigured:\n"
+                f"{len(errors)} of {len(names)} caches are misconfigured:\n"
                 + "\n".join(f"  - {exc}" for exc in errors),
                 hint="fix each entry listed above.",
             )
@@ -268,8 +417,9 @@ class Caches:
         self.close()
 
     def __repr__(self) -> str:
-        entries = ", ".join(repr(entry) for entry in self._entries.values())
-        return f"Caches([{entries}], default={self._default!r})"
+        config = self._config
+        entries = ", ".join(repr(entry) for entry in config.entries.values())
+        return f"Caches([{entries}], default={config.default!r})"
 
 
 # ---------------------------------------------------------------------- process-wide

@@ -13,6 +13,7 @@ from spec_examples import CFCONFIG, SECRET
 from cachehub.config import SECRET_MASK
 from cachehub.errors import ConfigError, MissingEnvVarError
 from cachehub.loader import CacheEntry, default_entry, interpolate, load_config, parse_entries
+from cachehub.registry import Caches
 
 
 @pytest.fixture
@@ -195,8 +196,11 @@ def test_missing_variable_names_variable_cache_and_setting(monkeypatch: pytest.M
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", SECRET)
     config = json.loads(CFCONFIG)
+    entry = load_config(server_config=config)["dynamo"]  # lazy: only this cache is broken
+    assert isinstance(entry.problem, MissingEnvVarError)
+    assert SECRET not in repr(entry)
     with pytest.raises(MissingEnvVarError) as info:
-        load_config(server_config=config)
+        Caches(server_config=config).get("dynamo")
     message = str(info.value)
     assert "AWS_SECRET_ACCESS_KEY" in message
     assert "cache 'dynamo'" in message

@@ -256,8 +256,32 @@ def meta_command(state: State, key: str) -> None:
     state.out.emit({"key": key, **data}, render)
 
 
+@click.command("info")
+@click.argument("name", required=False)
+@data_command()
+def info_command(state: State, name: str | None) -> None:
+    """Show cache-level properties of cache NAME (default: --cache, else the default cache).
+
+    Lucee's cacheGetProperties: entry count, size, and the backend's facts (DynamoDB:
+    table status, key schema, billing mode, TTL, indexes; Redis: version, mode, memory).
+    """
+    facts = state.cache(name).info()
+
+    def render(console: Console) -> None:
+        table = Table(title=f"cache '{facts['name']}'", show_header=False)
+        table.add_column("property", style="bold")
+        table.add_column("value", overflow="fold")
+        for field, value in facts.items():
+            shown = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+            table.add_row(field, shown)
+        console.print(table)
+
+    state.out.emit(facts, render)
+
+
 COMMANDS = (
     caches_command,
+    info_command,
     ls_command,
     get_command,
     put_command,

@@ -1,22 +1,13 @@
 """``cachehub migrate SRC DST``: copy entries between caches, TTL included.
 
-The tool for the spec's "Migration from other providers": the application code stays,
-the configuration changes, and this copies the warm data over. Keys are copied in
-sorted batches (``get_many`` / ``put_many``); each entry keeps its remaining lifetime,
-rounded *down* to the second so a copy never outlives its original. A checkpoint file
-records the copied keys after every batch, so an interrupted run resumes where it
-stopped, and re-running is harmless (puts are idempotent).
+A thin command over :func:`cachehub.migration.migrate` (the one implementation, also
+the in-process ``cachehub.migrate`` API): it adds the progress bars, the report, the
+refusal of an in-process (memory) source, and what to do after an interruption.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import random
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -25,195 +16,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..api import MAX_TIME_SPAN, MISSING, BaseCache
-from ..errors import CacheKeyError, CacheValueError, ConfigError
+from ..errors import ConfigError
+from ..migration import Checkpoint, MigrationReport, migrate
 from .app import State, data_command
-from .output import fingerprint, stderr_console
+from .output import stderr_console
 
-__all__ = ["COMMANDS", "Checkpoint", "MigrationReport", "plan_batch"]
-
-SAMPLE_SIZE = 50
-"""How many copied values the final verification compares by checksum."""
-
-
-@dataclass
-class Checkpoint:
-    """The keys already copied from ``source`` to ``target`` (for ``--resume-file``)."""
-
-    path: Path | None
-    source: str
-    target: str
-    filter: str | None
-    done: set[str] = field(default_factory=set)
-
-    @classmethod
-    def load(cls, path: Path | None, source: str, target: str, flt: str | None) -> Checkpoint:
-        """Read the checkpoint at ``path`` (a new one when the file does not exist)."""
-        fresh = cls(path, source, target, flt)
-        if path is None or not path.exists():
-            return fresh
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-            recorded = (doc["source"], doc["target"], doc.get("filter"))
-            done = doc["done"]
-        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
-            raise ConfigError(
-                f"resume file {path} is not a cachehub migrate checkpoint ({type(exc).__name__}).",
-                hint="pass another --resume-file, or delete this one to start over.",
-            ) from None
-        if recorded != (source, target, flt) or not isinstance(done, list):
-            raise ConfigError(
-                f"resume file {path} belongs to another migration "
-                f"({recorded[0]} -> {recorded[1]}, filter {recorded[2]!r}).",
-                hint="use the same SRC, DST and --filter as the interrupted run, "
-                "or another --resume-file.",
-            )
-        fresh.done = {str(k) for k in done}
-        return fresh
-
-    def save(self) -> None:
-        """Write atomically (temp file + rename), so a crash never leaves half a file."""
-        if self.path is None:
-            return
-        doc = {
-            "source": self.source,
-            "target": self.target,
-            "filter": self.filter,
-            "done": sorted(self.done),
-        }
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(doc), encoding="utf-8")
-        os.replace(tmp, self.path)
-
-
-@dataclass
-class Planned:
-    """Entries of one batch grouped by how they must be written."""
-
-    forever: dict[str, Any] = field(default_factory=dict)
-    """Entries without expiry: one ``put_many``."""
-    by_deadline: dict[int, dict[str, Any]] = field(default_factory=dict)
-    """Epoch second -> entries expiring then: one ``put_many(until=...)`` each."""
-    idle: list[tuple[str, Any, float]] = field(default_factory=list)
-    """Sliding-expiry entries, written one by one with their idle time."""
-    vanished: list[str] = field(default_factory=list)
-    """Keys that expired or were deleted while the batch was read."""
-
-    @property
-    def keys(self) -> list[str]:
-        """The keys this batch will write."""
-        timed = [k for group in self.by_deadline.values() for k in group]
-        return [*self.forever, *timed, *(k for k, _, _ in self.idle)]
-
-
-def plan_batch(source: BaseCache, keys: list[str], now: float) -> Planned:
-    """Read ``keys`` from ``source`` with their expiry and group them for writing."""
-    plan = Planned()
-    values = source.get_many(keys)
-    for key in keys:
-        value = values.get(key, MISSING)
-        if value is MISSING:
-            plan.vanished.append(key)
-            continue
-        try:
-            meta = source.metadata(key)
-        except CacheKeyError:
-            plan.vanished.append(key)
-            continue
-        # Entries written before expiries were capped may outlive MAX_TIME_SPAN, which
-        # the target refuses: a span that long is "never" in practice, so keep the value.
-        if meta.idle_time is not None:
-            idle = min(meta.idle_time, MAX_TIME_SPAN).total_seconds()
-            plan.idle.append((key, value, idle))
-        elif (
-            meta.time_to_live is None or meta.expires is None or meta.time_to_live >= MAX_TIME_SPAN
-        ):
-            plan.forever[key] = value
-        else:
-            deadline = math.floor(meta.expires.timestamp())
-            if deadline <= now:
-                plan.vanished.append(key)  # less than a second left: not worth copying
-            else:
-                plan.by_deadline.setdefault(deadline, {})[key] = value
-    return plan
-
-
-def write_batch(target: BaseCache, plan: Planned) -> list[str]:
-    """Write a planned batch; returns the keys that expired before they could be written."""
-    late: list[str] = []
-    if plan.forever:
-        target.put_many(plan.forever)
-    for deadline, items in sorted(plan.by_deadline.items()):
-        try:
-            target.put_many(items, until=datetime.fromtimestamp(deadline, UTC))
-        except CacheValueError:
-            late.extend(items)  # the deadline passed while we were copying
-    for key, value, idle in plan.idle:
-        target.put(key, value, idle_time=idle)
-    return late
-
-
-@dataclass
-class MigrationReport:
-    """What a run did, for the summary table and ``--json``."""
-
-    source: str
-    target: str
-    filter: str | None
-    dry_run: bool
-    total: int = 0
-    already_done: int = 0
-    copied: int = 0
-    with_ttl: int = 0
-    skipped_expired: int = 0
-    batches: int = 0
-    complete: bool = False
-    verified: bool | None = None
-    source_count: int | None = None
-    present_in_target: int | None = None
-    sample: int = 0
-    mismatched: list[str] = field(default_factory=list)
-    would_copy: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _batches(keys: list[str], size: int) -> Iterable[list[str]]:
-    for start in range(0, len(keys), size):
-        yield keys[start : start + size]
-
-
-def _dry_run(source: BaseCache, keys: list[str], report: MigrationReport) -> None:
-    for chunk in _batches(keys, 100):
-        for key in chunk:
-            try:
-                ttl = source.metadata(key).time_to_live
-            except CacheKeyError:
-                report.skipped_expired += 1
-                continue
-            report.would_copy.append(
-                {"key": key, "ttl": None if ttl is None else round(ttl.total_seconds(), 3)}
-            )
-    report.with_ttl = sum(1 for item in report.would_copy if item["ttl"] is not None)
-
-
-def verify(source: BaseCache, target: BaseCache, keys: list[str], report: MigrationReport) -> None:
-    """Compare counts and a sample of values (by checksum) between source and target."""
-    alive = [key for key in keys if source.exists(key)]  # exists() counts no hit
-    report.source_count = len(alive)
-    present: set[str] = set()
-    for chunk in _batches(alive, 100):
-        present.update(target.get_many(chunk))
-    report.present_in_target = len(present)
-    report.mismatched.extend(key for key in alive if key not in present)
-    sample = sorted(random.sample(keys, min(SAMPLE_SIZE, len(keys))))
-    report.sample = len(sample)
-    src_values = source.get_many(sample)
-    dst_values = target.get_many(sample)
-    for key in sample:
-        if key not in src_values:
-            continue  # expired meanwhile in the source: nothing to compare
-        if key in dst_values and fingerprint(src_values[key]) != fingerprint(dst_values[key]):
-            report.mismatched.append(key)
-    report.verified = not report.mismatched
+__all__ = ["COMMANDS", "Checkpoint", "MigrationReport"]
 
 
 def _render(report: MigrationReport) -> Any:
@@ -224,37 +32,47 @@ def _render(report: MigrationReport) -> Any:
         rows: list[tuple[str, Any]] = [("filter", report.filter or "(all keys)")]
         if report.dry_run:
             rows += [
-                ("would copy", len(report.would_copy)),
-                ("of which with TTL", report.with_ttl),
-                ("already copied (resume file)", report.already_done),
+                ("would copy", report.would_copy_count),
+                ("of which with an expiry", report.with_ttl),
+                ("unchanged since copied (resume file)", report.unchanged),
             ]
         else:
             rows += [
                 ("keys in source", report.total),
-                ("already copied (resume file)", report.already_done),
+                ("unchanged since copied (resume file)", report.unchanged),
                 ("copied now", report.copied),
-                ("of which with TTL", report.with_ttl),
+                ("of which changed since an earlier copy", report.recopied),
+                ("of which with TTL / idle", f"{report.with_ttl} / {report.idle}"),
                 ("expired before copy", report.skipped_expired),
                 ("batches", report.batches),
             ]
             if report.verified is not None:
                 rows += [
-                    ("source entries", report.source_count),
-                    ("present in target", report.present_in_target),
-                    (f"checksums compared (sample of {report.sample})", report.sample),
-                    ("missing or different", ", ".join(report.mismatched) or "none"),
+                    ("keys checked in target", report.checked),
+                    ("missing in target", report.missing),
+                    (f"values compared (sample of {report.sample})", report.sample),
+                    ("values different", report.different),
                 ]
         for what, value in rows:
             table.add_row(what, str(value))
         console.print(table, markup=False)
         if report.dry_run:
-            for item in report.would_copy[:20]:
+            for item in report.would_copy:
                 ttl = "no expiry" if item["ttl"] is None else f"ttl {item['ttl']} s"
                 console.print(f"  {item['key']}  ({ttl})", markup=False, highlight=False)
-            if len(report.would_copy) > 20:
-                console.print(f"  … and {len(report.would_copy) - 20} more")
+            if report.would_copy_count > len(report.would_copy):
+                console.print(f"  … and {report.would_copy_count - len(report.would_copy)} more")
             console.print("dry run: nothing was copied.")
-        elif not report.complete:
+            return
+        for title, keys, count in (
+            ("missing in target", report.first_missing, report.missing),
+            ("different in target", report.first_different, report.different),
+        ):
+            if keys:
+                more = f" (and {count - len(keys)} more)" if count > len(keys) else ""
+                shown = ", ".join(keys)
+                console.print(f"{title}: {shown}{more}", markup=False, highlight=False)
+        if not report.complete:
             console.print("stopped early: run again with the same --resume-file to continue.")
         elif report.verified:
             console.print("[green]✓ migration verified[/]")
@@ -262,6 +80,15 @@ def _render(report: MigrationReport) -> Any:
             console.print("[red]✗ verification failed[/]")
 
     return render
+
+
+def _resume_advice(argv: list[str], resume_file: Path | None) -> str:
+    if resume_file is None:
+        return (
+            "no --resume-file was given, so nothing records what was copied: run again "
+            "with --resume-file FILE to make the run resumable (copying again is harmless)."
+        )
+    return f"to continue where it stopped, run again: cachehub {shlex.join(argv)}"
 
 
 @click.command("migrate")
@@ -273,13 +100,15 @@ def _render(report: MigrationReport) -> Any:
 @click.option(
     "--resume-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Checkpoint of copied keys: created if missing, resumed from if present.",
+    help="Checkpoint of copied keys: created if missing, resumed from if present; a "
+    "rerun after completion copies again what changed at the source.",
 )
 @click.option(
     "--max-batches",
     type=click.IntRange(min=1),
     help="Stop after this many batches (resume later with the same --resume-file).",
 )
+@click.option("--no-verify", is_flag=True, help="Skip the verification after the copy.")
 @data_command(cache_option=False)
 def migrate_command(
     state: State,
@@ -290,58 +119,76 @@ def migrate_command(
     batch: int,
     resume_file: Path | None,
     max_batches: int | None,
+    no_verify: bool,
 ) -> None:
-    """Copy entries from cache SOURCE to cache TARGET, values and remaining TTL preserved."""
+    """Copy entries from cache SOURCE to cache TARGET, values and remaining TTL preserved.
+
+    The source is only read (no hit counts, no last-access updates); entries keep their
+    remaining lifetime and idle time. After a complete run the copy is verified.
+    """
     caches = state.caches()
     src, dst = caches.get(source), caches.get(target)
     if src is dst:
         raise click.UsageError("SOURCE and TARGET are the same cache.")
-    if dst.read_only and not dry_run:
+    if not type(src).distributed:
         raise ConfigError(
-            f"cache '{target}' is read-only; migrate cannot write to it.",
-            hint="set readOnly to false on the target cache.",
+            f"cache '{src.name}' ({type(src).__name__}) lives inside each process: this "
+            "command would see only its own, empty copy and copy nothing.",
+            hint="migrate from inside the application that holds the data: "
+            f"cachehub.migrate(caches['{src.name}'], caches['{dst.name}']).",
         )
-    checkpoint = Checkpoint.load(resume_file, src.name, dst.name, flt)
-    keys = sorted(src.keys(flt))
-    report = MigrationReport(src.name, dst.name, flt, dry_run, total=len(keys))
-    pending = [k for k in keys if k not in checkpoint.done]
-    report.already_done = len(keys) - len(pending)
-    if dry_run:
-        _dry_run(src, pending, report)
-        state.out.emit(report, _render(report))
-        return
     progress = Progress(
-        TextColumn("[bold]copying"),
+        TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=stderr_console(),
-        disable=state.as_json,
+        disable=state.as_json or dry_run,
     )
-    with progress:
-        task = progress.add_task("copy", total=len(pending))
-        for chunk in _batches(pending, batch):
-            if max_batches is not None and report.batches >= max_batches:
-                break
-            now = datetime.now(UTC).timestamp()
-            plan = plan_batch(src, chunk, now)
-            late = write_batch(dst, plan)
-            written = [k for k in plan.keys if k not in set(late)]
-            report.copied += len(written)
-            report.with_ttl += sum(len(g) for g in plan.by_deadline.values()) + len(plan.idle)
-            report.skipped_expired += len(plan.vanished) + len(late)
-            report.batches += 1
-            # Expired keys count as done too: there is nothing left to copy for them.
-            checkpoint.done.update(chunk)
-            checkpoint.save()
-            progress.advance(task, len(chunk))
-    report.complete = len(checkpoint.done.intersection(keys)) == len(keys)
-    if report.complete:
-        copied = [k for k in keys if k in checkpoint.done]
-        verify(src, dst, copied, report)
+    tasks: dict[str, Any] = {}
+
+    def tick(phase: str, done: int, total: int) -> None:
+        if phase not in tasks:
+            tasks[phase] = progress.add_task("copying" if phase == "copy" else "verifying")
+        progress.update(tasks[phase], completed=done, total=total)
+
+    argv = _argv_of(click.get_current_context(), state)
+    try:
+        with progress:
+            report = migrate(
+                src,
+                dst,
+                filter=flt,
+                batch=batch,
+                resume_file=resume_file,
+                max_batches=max_batches,
+                dry_run=dry_run,
+                verify=not no_verify,
+                progress=tick,
+            )
+    except KeyboardInterrupt:
+        advice = _resume_advice(argv, resume_file)
+        state.out.err.print(
+            f"interrupted: the batches finished so far are copied. {advice}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,  # the command stays on one line, to copy and paste
+        )
+        raise click.exceptions.Exit(130) from None
     state.out.emit(report, _render(report))
     if report.verified is False:
         raise click.exceptions.Exit(1)
+
+
+def _argv_of(ctx: click.Context, state: State) -> list[str]:
+    """The migrate command line after ``cachehub``, for the resume advice."""
+    words = [] if state.config_option is None else ["--config", str(state.config_option)]
+    words += ["migrate", ctx.params["source"], ctx.params["target"]]
+    if ctx.params.get("flt"):
+        words += ["--filter", ctx.params["flt"]]
+    if ctx.params.get("resume_file") is not None:
+        words += ["--resume-file", str(ctx.params["resume_file"])]
+    return words
 
 
 COMMANDS = (migrate_command,)

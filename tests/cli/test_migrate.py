@@ -8,10 +8,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from click.testing import CliRunner
-
-from cachehub.cli import cli
-from cachehub.cli.app import State
 from cachehub.registry import Caches
 
 from .conftest import RunCli, dynamo_entry
@@ -44,28 +40,43 @@ def assert_copied(target: Any, keys: list[str]) -> None:
             assert ttl is None
 
 
-def test_memory_to_dynamodb_preserves_values_and_ttl(
+def test_memory_to_dynamodb_in_process_preserves_values_and_ttl(
     dynamodb_endpoint: str, namespace: str
 ) -> None:
+    import cachehub
+
     config = {
         "mem": {"class": "memory"},
         "dynamo": dynamo_entry(dynamodb_endpoint, "cli_migrate", namespace=namespace),
     }
     caches = Caches(config)
     fill(caches["mem"])
-    state = State()
-    state._caches = caches
-    result = CliRunner().invoke(
-        cli, ["migrate", "mem", "dynamo", "--batch", "2", "--json"], obj=state
+    seen: list[tuple[str, int, int]] = []
+    report = cachehub.migrate(
+        caches["mem"], caches["dynamo"], batch=2, progress=lambda *p: seen.append(p)
     )
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
-    assert report["copied"] == len(VALUES)
-    assert report["with_ttl"] == len(TTLS)
-    assert report["batches"] == 3
-    assert report["verified"] is True
-    assert report["mismatched"] == []
+    assert report.copied == len(VALUES)
+    assert report.with_ttl == len(TTLS)
+    assert report.batches == 3
+    assert report.verified is True
+    assert (report.missing, report.different) == (0, 0)
+    assert seen[-1] == ("verify", len(VALUES), len(VALUES))
     assert_copied(Caches(config)["dynamo"], list(VALUES))
+
+
+def test_the_cli_refuses_a_memory_source_and_names_the_api(
+    run_cli: RunCli, write_config: Any, dynamodb_endpoint: str, namespace: str
+) -> None:
+    config = write_config(
+        {
+            "mem": {"class": "memory"},
+            "dynamo": dynamo_entry(dynamodb_endpoint, "cli_migrate", namespace=namespace),
+        }
+    )
+    result = run_cli("--config", str(config), "migrate", "mem", "dynamo")
+    assert result.code == 1
+    assert "cachehub.migrate(caches['mem'], caches['dynamo'])" in result.stderr
+    assert "verified" not in result.output
 
 
 def test_redis_to_dynamodb_end_to_end_with_resume(
@@ -101,11 +112,12 @@ def test_redis_to_dynamodb_end_to_end_with_resume(
     assert "resume" in first.stdout
     assert sorted(target.keys()) == ["user_1", "user_2"]
     assert sorted(json.loads(checkpoint.read_text())["done"]) == ["user_1", "user_2"]
+    assert json.loads(checkpoint.read_text())["complete"] is False
 
     resumed = run_cli(*base, "--batch", "2", "--resume-file", str(checkpoint), "--json")
     assert resumed.code == 0, resumed.output
     report = resumed.json()
-    assert (report["already_done"], report["copied"], report["complete"]) == (2, 2, True)
+    assert (report["unchanged"], report["copied"], report["complete"]) == (2, 2, True)
     assert report["verified"] is True
     assert sorted(target.keys()) == ["user_1", "user_2", "user_3", "user_4"]
     assert_copied(target, ["user_1", "user_2", "user_3", "user_4"])
@@ -113,6 +125,14 @@ def test_redis_to_dynamodb_end_to_end_with_resume(
     # Idempotent: running again copies nothing new and still verifies.
     again = run_cli(*base, "--resume-file", str(checkpoint), "--json")
     assert (again.code, again.json()["copied"], again.json()["verified"]) == (0, 0, True)
+
+    # A change at the source after completion is copied by the next run, not skipped.
+    source["redis"].put("user_4", "changed")
+    changed = run_cli(*base, "--resume-file", str(checkpoint), "--json")
+    assert changed.code == 0, changed.output
+    assert (changed.json()["copied"], changed.json()["recopied"]) == (1, 1)
+    assert changed.json()["unchanged"] == 3
+    assert target.get("user_4") == "changed"
 
     # A checkpoint of another migration is refused, not silently reused.
     other = run_cli(
@@ -122,43 +142,25 @@ def test_redis_to_dynamodb_end_to_end_with_resume(
     assert "belongs to another migration" in other.stderr
 
 
-class _LegacySource:
-    """A source holding entries written before expiries were capped at MAX_TIME_SPAN."""
-
-    def get_many(self, keys: list[str]) -> dict[str, Any]:
-        return {key: key.upper() for key in keys}
-
-    def metadata(self, key: str) -> Any:
-        from datetime import timedelta
-
-        from cachehub.api import CacheMetadata
-
-        now = datetime.now(UTC)
-        far = timedelta(days=400_000)  # ~1,095 years: beyond the cap, within datetime
-        return CacheMetadata(
-            hit_count=0,
-            time_to_live=None if key == "idle" else far,
-            idle_time=far if key == "idle" else None,
-            expires=now + far if key == "far" else None,
-            last_accessed=now,
-            last_modified=now,
-            created=now,
-        )
-
-
 def test_migrate_keeps_entries_that_outlive_the_expiry_cap() -> None:
     """Not reported as expired (silently dropped), nor refused by the target: kept."""
-    from cachehub_memory import MemoryCache
+    from datetime import timedelta
 
-    from cachehub.api import MAX_TIME_SPAN
-    from cachehub.cli.migrate import plan_batch, write_batch
+    from cachehub.api import MAX_TIME_SPAN, Entry
+    from cachehub.migration import _plan, _write
 
-    source: Any = _LegacySource()
-    plan = plan_batch(source, ["far", "idle"], datetime.now(UTC).timestamp())
+    now = datetime.now(UTC).timestamp()
+    far = timedelta(days=400_000).total_seconds()  # ~1,095 years: beyond the cap
+    entries = {
+        "far": Entry("FAR", now, now, now, expires_at=now + far),
+        "idle": Entry("IDLE", now, now, now, idle=far),
+    }
+    plan, dying = _plan(entries, now)
+    assert dying == 0
     assert plan.forever == {"far": "FAR"}
-    assert plan.idle == [("idle", "IDLE", MAX_TIME_SPAN.total_seconds())]
-    target = MemoryCache()
-    assert write_batch(target, plan) == []
+    assert plan.idle["idle"].idle == MAX_TIME_SPAN.total_seconds()
+    target = Caches({"m": {"class": "memory"}})["m"]
+    assert _write(target, plan) == set()
     assert target.get_many(["far", "idle"]) == {"far": "FAR", "idle": "IDLE"}
 
 

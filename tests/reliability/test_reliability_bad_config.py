@@ -318,10 +318,10 @@ CASES = [
         _custom("redis", passwrd=REDIS_PASSWORD),
     ),
     Case(
-        "dynamodb-unknown-setting-case",
+        "dynamodb-setting-spelled-twice",  # names are case-insensitive, as in CFML
         ConfigError,
-        ("unknown setting 'tablename'", "Did you mean 'tableName'?"),
-        _custom("dynamodb", tablename="t", secretkey=AWS_SECRET_KEY),
+        ("'tablename' and 'TABLE' both set 'tableName'",),
+        _custom("dynamodb", tablename="t", TABLE="u", secretkey=AWS_SECRET_KEY),
     ),
     Case(
         "dynamodb-unknown-setting-secret-key",

@@ -32,6 +32,7 @@ from cachehub.provider import (
     CacheBackendError,
     CacheError,
     CacheOutcomeUnknownError,
+    CachePermissionError,
     CacheValueError,
     ConfigError,
     CorruptEntryError,
@@ -49,7 +50,7 @@ from cachehub.provider import (
 )
 
 from .batch import batch_get, batch_write
-from .client import check_host, make_client, resolve_region, validate
+from .client import check_host, make_client, normalize_host, resolve_region, validate
 from .errors import CallContext, ConditionFailedError, error_code, translate
 from .flush import flush_workers, send_updates
 from .items import (
@@ -158,6 +159,7 @@ class DynamoDBCache(RemoteCache[Any]):
             None,
             "the DynamoDB table holding the cache; created on first use if missing.",
             required=True,
+            aliases=("table",),
         ),
         Option(
             "primaryKey",
@@ -172,8 +174,15 @@ class DynamoDBCache(RemoteCache[Any]):
             None,
             "AWS region such as 'us-east-1' (default: AWS_DEFAULT_REGION / ~/.aws/config; "
             "'us-east-1' when only host is set).",
+            aliases=("location",),
         ),
-        Option("host", str, None, "endpoint URL, e.g. http://localhost:8000 for DynamoDB Local."),
+        Option(
+            "host",
+            str,
+            None,
+            "endpoint URL, e.g. http://localhost:8000 for DynamoDB Local (no scheme: https://).",
+            aliases=("server", "endpoint"),
+        ),
         Option(
             "accessKeyId",
             str,
@@ -181,9 +190,15 @@ class DynamoDBCache(RemoteCache[Any]):
             "AWS access key id; leave unset (with secretkey) to use the default credential "
             "chain or an IAM role.",
             secret=True,
+            aliases=("accesskey", "awsAccessKeyId"),
         ),
         Option(
-            "secretkey", str, None, "AWS secret access key (set with accessKeyId).", secret=True
+            "secretkey",
+            str,
+            None,
+            "AWS secret access key (set with accessKeyId).",
+            secret=True,
+            aliases=("awsSecretKey",),
         ),
         Option("sessionToken", str, None, "session token for temporary credentials.", secret=True),
         Option(
@@ -210,9 +225,9 @@ class DynamoDBCache(RemoteCache[Any]):
     @classmethod
     def backend_identity(cls, settings: Mapping[str, Any]) -> Hashable:
         """The table, on its endpoint (``host``) or in its region."""
-        host = settings["host"]
+        host = normalize_host(settings["host"])
         if host:
-            where: str = host.strip().rstrip("/").lower()
+            where: str = host.rstrip("/").lower()
         else:
             where = resolve_region(settings, f"cache class {cls.__name__}")
         return ("dynamodb", where, settings["tableName"].strip())
@@ -227,6 +242,7 @@ class DynamoDBCache(RemoteCache[Any]):
                 hint="set tableName to the DynamoDB table the cache should use.",
             )
         self.table_name: str = table
+        self.settings["host"] = normalize_host(self.settings["host"])
         self.region: str = resolve_region(self.settings, where)
         check_host(self.settings["host"], where)
         # Shown in messages: a host with user:password@ is masked (the client gets it raw).
@@ -721,6 +737,7 @@ class DynamoDBCache(RemoteCache[Any]):
                 if result is None:  # the reply was lost: the item tells whether it landed
                     result = {"Attributes": self._recorded("incr", key, rid)}
                 self._after_write()
+                self._undo_fractional_incr(k, result["Attributes"], delta)
                 return self._counter(key, result["Attributes"])
             except ConditionFailedError as exc:
                 old = _old_item(exc)
@@ -1132,6 +1149,88 @@ class DynamoDBCache(RemoteCache[Any]):
         from .command import run_command
 
         return run_command(self, action, data or {})
+
+    # ------------------------------------------------------------------ incr on fractions
+
+    def _undo_fractional_incr(self, k: Item, item: Item, delta: int) -> None:
+        """Take back an incr that landed on a fractional Number (``1.5`` -> ``2.5``).
+
+        DynamoDB's conditions cannot tell an integer Number from a fraction, so an item
+        another writer (Lucee, DynamoDBCommand) left as ``N 1.5`` passes incr's check and
+        is added to. The old value is restored, only while the value is still exactly
+        what this incr wrote (a later put is never overwritten); :meth:`_counter` then
+        raises the typed error. Integers, the normal case, cost nothing here.
+        """
+        attr = item.get(VALUE)
+        if not isinstance(attr, dict) or "N" not in attr:
+            return
+        try:
+            written = Decimal(attr["N"])
+        except ArithmeticError:
+            return
+        if written == written.to_integral_value():
+            return
+        update, cond = "SET #v = :old", "#v = :new"
+        values = {":old": {"N": str(written - delta)}, ":new": {"N": attr["N"]}}
+        with contextlib.suppress(ConditionFailedError):
+            self._call(
+                "UpdateItem",
+                TableName=self.table_name,
+                Key=k,
+                UpdateExpression=update,
+                ConditionExpression=cond,
+                **self._expr(update, cond, values=values),
+            )
+
+    # ------------------------------------------------------------------ info
+
+    def _info(self, now: float) -> dict[str, Any]:
+        """DescribeTable and DescribeTimeToLive: two requests, no scan.
+
+        ``itemCount`` and ``sizeBytes`` are the table's, as DynamoDB reports them (it
+        refreshes them about every six hours), across every namespace sharing it.
+        """
+        table = self._call("DescribeTable", TableName=self.table_name)["Table"]
+        try:
+            ttl = self._call("DescribeTimeToLive", TableName=self.table_name)
+            ttl_desc: dict[str, Any] = ttl.get("TimeToLiveDescription", {})
+        except CachePermissionError:
+            ttl_desc = {"TimeToLiveStatus": "unknown (dynamodb:DescribeTimeToLive is denied)"}
+        billing = table.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
+        facts: dict[str, Any] = {
+            "endpoint": self.endpoint,
+            "region": self.region,
+            "table": self.table_name,
+            "tableStatus": table.get("TableStatus"),
+            "itemCount": table.get("ItemCount"),
+            "sizeBytes": table.get("TableSizeBytes"),
+            "keySchema": _key_schema(table.get("KeySchema", [])),
+            "billingMode": billing,
+            "ttlStatus": ttl_desc.get("TimeToLiveStatus"),
+            "ttlAttribute": ttl_desc.get("AttributeName"),
+            "indexes": [
+                {
+                    "name": index.get("IndexName"),
+                    "kind": kind,
+                    "status": index.get("IndexStatus", "ACTIVE"),
+                    "keySchema": _key_schema(index.get("KeySchema", [])),
+                }
+                for kind, field_name in (
+                    ("global", "GlobalSecondaryIndexes"),
+                    ("local", "LocalSecondaryIndexes"),
+                )
+                for index in table.get(field_name, [])
+            ],
+        }
+        if billing == "PROVISIONED":
+            throughput = table.get("ProvisionedThroughput", {})
+            facts["readCapacityUnits"] = throughput.get("ReadCapacityUnits")
+            facts["writeCapacityUnits"] = throughput.get("WriteCapacityUnits")
+        return facts
+
+
+def _key_schema(schema: list[dict[str, Any]]) -> list[dict[str, str]]:
+    return [{"name": str(k.get("AttributeName")), "type": str(k.get("KeyType"))} for k in schema]
 
 
 def num_of(item: Item, name: str) -> float:

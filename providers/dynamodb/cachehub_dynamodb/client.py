@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import botocore.session
 from botocore.config import Config
@@ -72,6 +72,22 @@ def resolve_region(settings: Mapping[str, Any], where: str) -> str:
             )
         region = DEFAULT_LOCAL_REGION
     return str(region)
+
+
+_DEFAULT_ENDPOINTS: Final = frozenset({"dynamodb.amazonaws.com", "https://dynamodb.amazonaws.com"})
+
+
+def normalize_host(host: str | None) -> str | None:
+    """``host`` as the Lucee extension reads it: no scheme means ``https://``, and
+    ``dynamodb.amazonaws.com`` (or an empty value) means the region's default endpoint."""
+    if host is None:
+        return None
+    host = host.strip()
+    if not host or host.rstrip("/").lower() in _DEFAULT_ENDPOINTS:
+        return None
+    if "://" not in host:
+        host = f"https://{host}"
+    return host
 
 
 def check_host(host: str | None, where: str) -> None:

@@ -6,10 +6,11 @@ a DynamoDB call, and scrubs the configured credentials from any text it reuses.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -95,6 +96,11 @@ def error_code(exc: BaseException) -> str:
     return ""
 
 
+_MISSING_INDEX: Final = re.compile(
+    r"invalid index|specified index|index\b.{0,80}\b(?:not found|does not exist)", re.IGNORECASE
+)
+
+
 def _message(exc: ClientError) -> str:
     error: Any = exc.response.get("Error", {})
     return str(error.get("Message") or error.get("Code") or "no message")
@@ -122,6 +128,13 @@ def _client_error(exc: ClientError, ctx: CallContext) -> CacheError:
             f"access denied: dynamodb:{op} on table '{table}' ({text}).",
             hint=f"allow dynamodb:{op} on the table in the IAM policy "
             "(see the recommended policy in docs/dynamodb.md).",
+        )
+    if code in ("ResourceNotFoundException", "ValidationException") and _MISSING_INDEX.search(text):
+        # DynamoDB Local and moto say ResourceNotFound for a missing index: the table exists.
+        return CacheValueError(
+            f"{op} on table '{table}': the index named in IndexName does not exist ({text}).",
+            hint="check IndexName and its case against the table's indexes (`cachehub info "
+            "NAME` lists them), or add the index with UpdateTable.",
         )
     if code == "ResourceNotFoundException":
         return CacheBackendError(

@@ -14,9 +14,9 @@ from typing import Any, ClassVar, Final
 import cachetools
 
 from cachehub.api import MISSING, NO_EXPIRY, BaseCache, Entry, Expiry
-from cachehub.config import Option
+from cachehub.config import LuceeOption, Option
 from cachehub.errors import CacheValueError, ConfigError
-from cachehub.filters import KeyFilter
+from cachehub.filters import KeyFilter, compile_filter
 from cachehub.lock import LockTable
 
 from . import cursor as walk
@@ -153,6 +153,68 @@ _stores: weakref.WeakValueDictionary[str, _Store] = weakref.WeakValueDictionary(
 _stores_lock = threading.Lock()
 
 
+def _positive_size(value: Any) -> int:
+    size = int(str(value).strip())
+    if size <= 0:
+        raise ConfigError(
+            "Lucee setting 'maxelementsinmemory' is 0 (no limit): a cachehub memory cache is "
+            "always bounded.",
+            hint="set maxelementsinmemory (or maxsize) to the most entries to keep.",
+        )
+    return size
+
+
+_EVICTION: Final = {"lru": "lru", "lfu": "lfu", "fifo": "fifo"}
+_NOT_HERE: Final = "disk stores and replication do not exist in an in-process cache"
+
+LUCEE_OPTIONS: Final[tuple[LuceeOption, ...]] = (
+    # Lucee's RamCache and EHCache settings, so their .CFConfig.json entries load as is.
+    LuceeOption("maxelementsinmemory", "maxsize", _positive_size),
+    LuceeOption(
+        "memoryevictionpolicy",
+        "policy",
+        lambda v: _EVICTION[str(v).strip().lower()],
+        "memoryevictionpolicy must be LRU, LFU or FIFO",
+    ),
+    LuceeOption(
+        "timeToLiveSeconds", note="default expiry; pass time_span to put()", defaults=("0",)
+    ),
+    LuceeOption("timeToIdleSeconds", note="default idle expiry; pass idle_time", defaults=("0",)),
+    LuceeOption("controlInterval", note="expired entries are dropped when met"),
+    LuceeOption("eternal", note="entries without expiry never expire", defaults=("false",)),
+    *(
+        LuceeOption(name, note=_NOT_HERE, defaults=("false", "0", ""))
+        for name in (
+            "diskpersistent",
+            "overflowtodisk",
+            "maxelementsondisk",
+            "diskexpirythreadintervalseconds",
+            "distributed",
+            "replicatePuts",
+            "replicatePutsViaCopy",
+            "replicateUpdates",
+            "replicateUpdatesViaCopy",
+            "replicateRemovals",
+            "replicateAsynchronously",
+            "asynchronousReplicationIntervalMillis",
+            "bootstrapAsynchronously",
+            "bootstrapType",
+            "automatic_hostName",
+            "automatic_multicastGroupAddress",
+            "automatic_multicastGroupPort",
+            "automatic_timeToLive",
+            "manual_rmiUrls",
+            "listener_hostName",
+            "listener_port",
+            "listener_remoteObjectPort",
+            "listener_socketTimeoutMillis",
+        )
+    ),
+)
+"""Lucee's RamCache / EHCache settings: the entry bound and eviction policy are mapped,
+the rest (disk, replication, default expiries) accepted and named in one warning."""
+
+
 class MemoryCache(BaseCache):
     """A thread-safe in-memory cache (the analogue of Lucee's EHCache / RAM cache).
 
@@ -185,6 +247,8 @@ class MemoryCache(BaseCache):
             "store values encoded (copies, same rules as remote caches); false stores references.",
         ),
     )
+
+    lucee_options: ClassVar[tuple[LuceeOption, ...]] = LUCEE_OPTIONS
 
     def __init__(self, settings: Any = None, /, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
@@ -521,3 +585,32 @@ class MemoryCache(BaseCache):
 
     def _close(self) -> None:
         """Nothing to release: the data lives as long as the object."""
+
+    def _info(self, now: float) -> dict[str, Any]:
+        """Entries and encoded bytes of this namespace, and the store's size and policy."""
+        size = stored_bytes = 0
+        with self._lock:
+            for _, record in self._matching(compile_filter(None, self.namespace)):
+                if now < record[_DEADLINE]:
+                    size += 1
+                    value = record[_VALUE]
+                    if isinstance(value, (bytes, bytearray)):
+                        stored_bytes += len(value)
+            ordered = self._ordered
+            # The ttl policy's own len() expires entries first: count them as they are.
+            data = self._data
+            if ordered is not None:
+                in_store = len(ordered)
+            else:
+                assert isinstance(data, cachetools.Cache)
+                in_store = cachetools.Cache.__len__(data)
+        return {
+            "count": size,
+            "storeSize": in_store,
+            "maxsize": self._maxsize,
+            "policy": self._store.policy,
+            "store": self.settings["store"],
+            "serialize": self._encode,
+            # References (serialize: false) have no size worth reporting.
+            "bytes": stored_bytes if self._encode else None,
+        }

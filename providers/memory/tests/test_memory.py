@@ -241,10 +241,14 @@ class TestSettings:
         with pytest.raises(ConfigError, match="serialize"):
             MemoryCache(serialize="maybe")
 
-    @pytest.mark.parametrize("name", ["maxSize", "max_size", "polcy"])
+    @pytest.mark.parametrize("name", ["maxsise", "polcy"])
     def test_unknown_setting_suggests(self, name: str) -> None:
         with pytest.raises(ConfigError, match="Did you mean"):
             MemoryCache(**{name: 5})
+
+    @pytest.mark.parametrize("name", ["maxSize", "MAXSIZE", "max_size"])
+    def test_setting_names_are_case_insensitive(self, name: str) -> None:
+        assert MemoryCache(**{name: 5}).settings["maxsize"] == 5  # CFML structs are
 
     def test_error_names_the_cache(self) -> None:
         with pytest.raises(ConfigError, match="'sessions'"):

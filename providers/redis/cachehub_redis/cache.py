@@ -17,7 +17,8 @@ from typing import Any, ClassVar, Final, cast
 from redis import exceptions as rx
 from redis.cluster import RedisCluster
 
-from cachehub.filters import WILDCARDS
+from cachehub.config import LuceeOption
+from cachehub.filters import WILDCARDS, compile_filter
 from cachehub.provider import (
     HIT_OPTIONS,
     MISSING,
@@ -35,7 +36,14 @@ from cachehub.provider import (
 )
 
 from . import scripts as lua
-from .connection import OPTIONS, ConnectionPlan, acquire_client, plan_connection, release_client
+from .connection import (
+    LUCEE_OPTIONS,
+    OPTIONS,
+    ConnectionPlan,
+    acquire_client,
+    plan_connection,
+    release_client,
+)
 from .dispatch import MAX_KEYS, Call, Client, Key, evalsha, run_calls, split
 from .entry import (
     DOUBLE,
@@ -138,6 +146,7 @@ class RedisCache(RemoteCache[Client]):
     """
 
     options: ClassVar[tuple[Option, ...]] = (*OPTIONS, *HIT_OPTIONS)
+    lucee_options: ClassVar[tuple[LuceeOption, ...]] = LUCEE_OPTIONS
     backend_errors: ClassVar[tuple[type[Exception], ...]] = REDIS_ERRORS
     lock_clock: ClassVar[str] = "server"
 
@@ -594,6 +603,37 @@ class RedisCache(RemoteCache[Client]):
         except rx.RedisError as exc:
             raise self._translate(exc) from None
         return removed
+
+    # ------------------------------------------------------------------ info
+
+    def _info(self, now: float) -> dict[str, Any]:
+        """INFO server and memory, and the live entries of the namespace (a SCAN)."""
+        client = self._connection()
+        try:
+            server = _one_node(client.info("server"))
+            memory = _one_node(client.info("memory"))
+        except REDIS_ERRORS as exc:
+            raise self._translate(exc) from None
+        return {
+            "endpoint": self.endpoint,
+            "mode": self._plan.mode,
+            "serverVersion": server.get("redis_version"),
+            "serverMode": server.get("redis_mode"),
+            "usedMemory": memory.get("used_memory"),
+            "usedMemoryHuman": memory.get("used_memory_human"),
+            "maxMemory": memory.get("maxmemory"),
+            "maxMemoryPolicy": memory.get("maxmemory_policy"),
+            "count": self._count(compile_filter(None, self.namespace), now),
+        }
+
+
+def _one_node(reply: Any) -> dict[str, Any]:
+    """INFO of one server; a cluster answers per node (the first is shown)."""
+    if isinstance(reply, dict) and reply and "redis_version" not in reply:
+        nodes = [v for v in reply.values() if isinstance(v, dict)]
+        if nodes and len(nodes) == len(reply):
+            return nodes[0]
+    return reply if isinstance(reply, dict) else {}
 
 
 def _ms(seconds: float) -> int:

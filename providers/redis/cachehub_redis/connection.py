@@ -20,7 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from cachehub.config import Option
+from cachehub.config import LuceeOption, Option, millis_to_seconds
 from cachehub.errors import ConfigError
 
 __all__ = [
@@ -98,6 +98,76 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option("maxTotal", int, None, "Lucee name of 'maxConnections'.", minimum=1),
     Option("masterName", str, None, "Lucee name of 'sentinel' (RedisSentinelCache)."),
 )
+
+
+def _key_prefix(value: Any) -> str:
+    """Lucee's ``keyPrefix``: a colon is appended when missing (``myapp`` -> ``myapp:``)."""
+    prefix = str(value).strip()
+    return prefix if not prefix or prefix.endswith(":") else prefix + ":"
+
+
+def _no_secret_manager(value: Any) -> None:
+    if str(value).strip():
+        raise ConfigError(
+            "Lucee setting 'secretName' (log in with credentials from AWS Secrets Manager) "
+            "is not supported by cachehub.",
+            hint="drop secretName and set password (and username) from the environment, "
+            'e.g. "password": "${REDIS_PASSWORD}".',
+        )
+
+
+_POOL_NOTE: Final = "connection-pool tuning; redis-py manages its pool itself"
+_MODES: Final = {"standalone": False, "sentinel": False, "cluster": True}
+
+LUCEE_OPTIONS: Final[tuple[LuceeOption, ...]] = (
+    # Lucee's Redis extension (RedisCache / RedisSentinelCache, 3.x and 4.x admin forms).
+    LuceeOption(
+        "socketTimeout", "socketTimeout", millis_to_seconds, "socket timeout in milliseconds"
+    ),
+    LuceeOption(
+        "connectionMode",
+        "cluster",
+        lambda v: _MODES[str(v).strip().lower()],
+        "connectionMode must be standalone, sentinel or cluster",
+    ),
+    LuceeOption("sentinelMasterName", "sentinel", when=("connectionMode", "sentinel")),
+    LuceeOption("sentinelNodes", "sentinels", when=("connectionMode", "sentinel")),
+    LuceeOption(
+        "clusterNodes",
+        note="cachehub reaches the cluster through host/port, any node",
+        when=("connectionMode", "cluster"),
+    ),
+    LuceeOption("keyPrefix", "namespace", _key_prefix, "key prefix"),
+    LuceeOption("secretName", convert=_no_secret_manager),
+    LuceeOption("region", note="AWS Secrets Manager login is not supported"),
+    LuceeOption("accessKeyId", note="AWS Secrets Manager login is not supported"),
+    LuceeOption("secretKey", note="AWS Secrets Manager login is not supported"),
+    LuceeOption(
+        "timeToLiveSeconds",
+        note="default expiry of every entry; pass time_span to put()",
+        defaults=("0", "0.0"),
+    ),
+    LuceeOption(
+        "idleTimeoutSeconds",
+        note="default idle expiry; pass idle_time to put()",
+        defaults=("0", "0.0"),
+    ),
+    LuceeOption("touchOnAccess", note="idle entries always slide on read", defaults=("false",)),
+    LuceeOption("alwaysClone", note="values are always copies", defaults=("false", "true")),
+    LuceeOption("sessionLockingEnabled", note="session locking", defaults=("false",)),
+    LuceeOption("sessionLockExpiration", note="session locking", defaults=("30",)),
+    LuceeOption("sessionLockTimeout", note="session locking", defaults=("5000",)),
+    LuceeOption("minIdle", note=_POOL_NOTE),
+    LuceeOption("maxIdle", note=_POOL_NOTE),
+    LuceeOption("maxLowPriority", note=_POOL_NOTE),
+    LuceeOption("liveTimeout", note=_POOL_NOTE),
+    LuceeOption("idleTimeout", note=_POOL_NOTE),
+    LuceeOption("connectionTimeout", note=_POOL_NOTE),
+    LuceeOption("timeout", note=_POOL_NOTE),
+)
+"""The Lucee Redis extension's settings that are not cachehub settings too (``host``,
+``port``, ``password``, ``databaseIndex``, ``maxTotal``, ``masterName``... are), with
+their units: Lucee's milliseconds stay milliseconds."""
 
 _DEFAULT_POOL: Final = 50
 _HOST_PORT = re.compile(r"^\s*(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\s]+)):(?P<port>\d{1,5})\s*$")

@@ -1,0 +1,395 @@
+"""Copying entries between caches: :func:`migrate`, behind ``cachehub migrate`` too.
+
+The spec's "Migration from other providers": the application code stays, the
+configuration changes, and this copies the warm data over. It never claims what it did
+not check:
+
+* The source is read with :meth:`~cachehub.api.BaseCache.peek`: no hit is counted, no
+  last access updated, no idle expiry slid.
+* Each entry keeps its remaining lifetime, rounded *down* to the second, so a copy never
+  outlives its original; an idle entry keeps its *remaining* idle time
+  (:meth:`~cachehub.api.BaseCache.restore`).
+* A checkpoint (``resume_file``) records each copied key with the source's modification
+  time, after every batch. A rerun, interrupted or after completion, copies again every
+  entry changed at the source since it was copied, and skips only unchanged ones.
+* Verification streams over every copied key (presence in the target, and values of a
+  sample) and keeps the first few differences and the counts, never a list of all.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from .api import MAX_TIME_SPAN, BaseCache, Entry
+from .errors import CacheValueError, ConfigError
+
+__all__ = [
+    "Checkpoint",
+    "MigrationReport",
+    "Progress",
+    "migrate",
+    "SHOWN_DIFFERENCES",
+    "SAMPLE_SIZE",
+]
+
+SAMPLE_SIZE: Final = 50
+"""How many copied values verification compares with the source's."""
+
+SHOWN_DIFFERENCES: Final = 20
+"""How many missing or different keys a report lists (the counts are always complete)."""
+
+CHECKPOINT_VERSION: Final = 2
+
+Progress = Callable[[str, int, int], None]
+"""``progress(phase, done, total)``: phase ``"copy"`` or ``"verify"``."""
+
+
+@dataclass
+class Checkpoint:
+    """The keys already copied from ``source`` to ``target``, with the source's
+    modification time of each when it was copied (``--resume-file``)."""
+
+    path: Path | None
+    source: str
+    target: str
+    filter: str | None
+    done: dict[str, float | None] = field(default_factory=dict)
+    complete: bool = False
+
+    @classmethod
+    def load(cls, path: Path | None, source: str, target: str, flt: str | None) -> Checkpoint:
+        """Read the checkpoint at ``path`` (a new one when the file does not exist).
+
+        The folder must exist and the file be writable: checked now, before anything is
+        copied, by writing the checkpoint once.
+        """
+        fresh = cls(path, source, target, flt)
+        if path is None:
+            return fresh
+        if not path.parent.is_dir():
+            raise ConfigError(
+                f"the folder of resume file {path} does not exist.",
+                hint=f"create it first (mkdir -p {path.parent}), or pass another --resume-file.",
+            )
+        if not path.exists():
+            fresh.save()
+            return fresh
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            recorded = (doc["source"], doc["target"], doc.get("filter"))
+            done = doc["done"]
+            complete = doc.get("complete", False)
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+            raise ConfigError(
+                f"resume file {path} is not a cachehub migrate checkpoint ({type(exc).__name__}).",
+                hint="pass another --resume-file, or delete this one to start over.",
+            ) from None
+        if recorded != (source, target, flt):
+            raise ConfigError(
+                f"resume file {path} belongs to another migration "
+                f"({recorded[0]} -> {recorded[1]}, filter {recorded[2]!r}).",
+                hint="use the same SRC, DST and --filter as the interrupted run, "
+                "or another --resume-file.",
+            )
+        fresh.done = _done_of(done, path)
+        fresh.complete = complete is True
+        fresh.save()  # writable now, not after the first batch
+        return fresh
+
+    def save(self) -> None:
+        """Write atomically (temp file + rename), so a crash never leaves half a file."""
+        if self.path is None:
+            return
+        doc = {
+            "version": CHECKPOINT_VERSION,
+            "source": self.source,
+            "target": self.target,
+            "filter": self.filter,
+            "complete": self.complete,
+            "done": dict(sorted(self.done.items())),
+        }
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps(doc), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write resume file {self.path}: {exc.strerror or type(exc).__name__}.",
+                hint="pass a --resume-file in a writable folder with free space.",
+            ) from None
+
+
+def _done_of(done: Any, path: Path) -> dict[str, float | None]:
+    """The ``done`` record: ``{key: modified}``, or a version 1 list (times unknown)."""
+    if isinstance(done, list) and all(isinstance(k, str) for k in done):
+        return dict.fromkeys(done)  # unknown times: every such entry is copied again
+    if isinstance(done, dict) and all(
+        v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+        for v in done.values()
+    ):
+        return {str(k): None if v is None else float(v) for k, v in done.items()}
+    raise ConfigError(
+        f"resume file {path} is not a cachehub migrate checkpoint ('done' is malformed).",
+        hint="pass another --resume-file, or delete this one to start over.",
+    )
+
+
+@dataclass
+class MigrationReport:
+    """What a run did, for the summary table and ``--json``."""
+
+    source: str
+    target: str
+    filter: str | None
+    dry_run: bool
+    total: int = 0
+    unchanged: int = 0
+    """Keys copied by an earlier run and not modified at the source since."""
+    copied: int = 0
+    recopied: int = 0
+    """Of ``copied``: keys an earlier run copied, copied again because they changed."""
+    with_ttl: int = 0
+    idle: int = 0
+    skipped_expired: int = 0
+    batches: int = 0
+    complete: bool = False
+    verified: bool | None = None
+    checked: int = 0
+    missing: int = 0
+    different: int = 0
+    sample: int = 0
+    first_missing: list[str] = field(default_factory=list)
+    first_different: list[str] = field(default_factory=list)
+    would_copy: list[dict[str, Any]] = field(default_factory=list)
+    would_copy_count: int = 0
+
+
+def _batches(keys: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(keys), size):
+        yield keys[start : start + size]
+
+
+@dataclass
+class _Planned:
+    """Entries of one batch grouped by how they are written."""
+
+    forever: dict[str, Any] = field(default_factory=dict)
+    by_deadline: dict[int, dict[str, Any]] = field(default_factory=dict)
+    idle: dict[str, Entry] = field(default_factory=dict)
+    modified: dict[str, float] = field(default_factory=dict)
+
+
+def _plan(entries: dict[str, Entry], now: float) -> tuple[_Planned, int]:
+    """Group live entries for writing; returns the plan and how many are too close to dying."""
+    plan = _Planned()
+    dying = 0
+    for key, entry in entries.items():
+        if entry.idle is not None:
+            # Counted from the last access rounded down: the copy dies no later.
+            floored = Entry(
+                entry.value,
+                entry.created,
+                entry.modified,
+                math.floor(entry.accessed),
+                0,
+                None if entry.expires_at is None else math.floor(entry.expires_at),
+                min(entry.idle, MAX_TIME_SPAN.total_seconds()),
+            )
+            deadline = floored.deadline()
+            if deadline is not None and deadline <= now + 1:
+                dying += 1
+                continue
+            plan.idle[key] = floored
+        elif entry.expires_at is None or entry.expires_at - now >= MAX_TIME_SPAN.total_seconds():
+            # Beyond the expiry cap (written before it existed): "never" in practice.
+            plan.forever[key] = entry.value
+        else:
+            deadline = math.floor(entry.expires_at)
+            if deadline <= now + 1:
+                dying += 1  # less than a second left: not worth copying
+                continue
+            plan.by_deadline.setdefault(deadline, {})[key] = entry.value
+        plan.modified[key] = entry.modified
+    return plan, dying
+
+
+def _write(target: BaseCache, plan: _Planned) -> set[str]:
+    """Write a planned batch; returns the keys that died before they could be written."""
+    late: set[str] = set()
+    if plan.forever:
+        target.put_many(plan.forever)
+    for deadline, items in sorted(plan.by_deadline.items()):
+        try:
+            target.put_many(items, until=datetime.fromtimestamp(deadline, UTC))
+        except CacheValueError:
+            late.update(items)  # the deadline passed while we were copying
+    for key, entry in plan.idle.items():
+        if not target.restore(key, entry):
+            late.add(key)
+    return late
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values of the same type (1 and 1.0, or True and 1, are different)."""
+    if type(a) is not type(b):
+        return False
+    try:
+        return bool(a == b) or a is b
+    except Exception:  # a value whose == raises is no proof of equality
+        return False
+
+
+def migrate(
+    source: BaseCache,
+    target: BaseCache,
+    *,
+    filter: str | None = None,
+    batch: int = 100,
+    resume_file: str | os.PathLike[str] | None = None,
+    max_batches: int | None = None,
+    dry_run: bool = False,
+    verify: bool = True,
+    progress: Progress | None = None,
+) -> MigrationReport:
+    """Copy the entries of ``source`` matching ``filter`` to ``target``; verify the copy.
+
+    In-process, so it also migrates from a memory cache (the CLI, another process, sees
+    only its own empty memory cache and refuses it). Values and remaining lifetimes are
+    kept and the source is not touched (see the module docstring). ``resume_file`` makes
+    the run resumable (and a rerun after completion copy only what changed); an
+    interruption (``KeyboardInterrupt``) propagates after the last finished batch was
+    recorded. ``max_batches`` stops early (``report.complete`` is then False).
+    Verification runs only after a complete run; ``report.verified`` says whether every
+    copied entry that is still alive at the source is in the target, and a sample of
+    values equals the source's. Raises :class:`~cachehub.errors.ConfigError` for a bad
+    call or resume file, and the caches' own errors.
+    """
+    if source is target:
+        raise ConfigError(
+            "migrate: source and target are the same cache.", hint="pass two different caches."
+        )
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise ConfigError(
+            f"migrate: batch must be a positive int, got {batch!r:.40}.", hint="e.g. batch=100."
+        )
+    if target.read_only and not dry_run:
+        raise ConfigError(
+            f"cache '{target.name}' is read-only; migrate cannot write to it.",
+            hint="set readOnly to false on the target cache.",
+        )
+    path = None if resume_file is None else Path(resume_file)
+    checkpoint = Checkpoint.load(path, source.name, target.name, filter)
+    keys = sorted(source.keys(filter))
+    report = MigrationReport(source.name, target.name, filter, dry_run, total=len(keys))
+    tick = progress or (lambda _phase, _done, _total: None)
+    if dry_run:
+        _dry_run(source, keys, checkpoint, report)
+        return report
+    checkpoint.complete = False  # a run that stops midway leaves it incomplete
+    copied_now: list[str] = []
+    done_count = 0
+    tick("copy", 0, len(keys))
+    for chunk in _batches(keys, batch):
+        if max_batches is not None and report.batches >= max_batches:
+            break
+        entries: dict[str, Entry] = {}
+        for key in chunk:
+            entry = source.peek(key)
+            if entry is None:
+                report.skipped_expired += 1
+                checkpoint.done.pop(key, None)
+            elif key in checkpoint.done and checkpoint.done[key] == entry.modified:
+                report.unchanged += 1
+            else:
+                if key in checkpoint.done:
+                    report.recopied += 1
+                entries[key] = entry
+        plan, dying = _plan(entries, datetime.now(UTC).timestamp())
+        late = _write(target, plan)
+        report.skipped_expired += dying + len(late)
+        for key, modified in plan.modified.items():
+            if key not in late:
+                checkpoint.done[key] = modified
+                copied_now.append(key)
+        report.copied = len(copied_now)
+        report.with_ttl += sum(len(g) for g in plan.by_deadline.values())
+        report.idle += len(plan.idle)
+        report.batches += 1
+        checkpoint.save()
+        done_count += len(chunk)
+        tick("copy", done_count, len(keys))
+    report.complete = done_count == len(keys)
+    if report.complete:
+        checkpoint.complete = True
+        checkpoint.save()
+        if verify:
+            _verify(source, target, [k for k in keys if k in checkpoint.done], report, tick)
+    return report
+
+
+def _dry_run(
+    source: BaseCache, keys: list[str], checkpoint: Checkpoint, report: MigrationReport
+) -> None:
+    now = datetime.now(UTC).timestamp()
+    for key in keys:
+        entry = source.peek(key)
+        if entry is None:
+            report.skipped_expired += 1
+            continue
+        if checkpoint.done.get(key, -1.0) == entry.modified:
+            report.unchanged += 1
+            continue
+        report.would_copy_count += 1
+        deadline = entry.deadline()
+        if deadline is not None:
+            report.with_ttl += 1
+        if len(report.would_copy) < SHOWN_DIFFERENCES:
+            ttl = None if deadline is None else round(max(0.0, deadline - now), 3)
+            report.would_copy.append({"key": key, "ttl": ttl, "idle": entry.idle is not None})
+
+
+def _verify(
+    source: BaseCache,
+    target: BaseCache,
+    keys: list[str],
+    report: MigrationReport,
+    tick: Progress,
+) -> None:
+    """Every key alive in the source is in the target; a sample of values is equal.
+
+    Streams in batches: one ``exists`` per key in the target (counts no hit and slides
+    nothing), the source asked only about the keys the target lacks.
+    """
+    sample = set(random.sample(keys, min(SAMPLE_SIZE, len(keys))))
+    report.sample = len(sample)
+    tick("verify", 0, len(keys))
+    for position, key in enumerate(keys, 1):
+        report.checked += 1
+        if key in sample:
+            copy, original = target.peek(key), source.peek(key)
+            if original is not None:
+                if copy is None:
+                    _missing(report, key)
+                elif not _same(original.value, copy.value):
+                    report.different += 1
+                    if len(report.first_different) < SHOWN_DIFFERENCES:
+                        report.first_different.append(key)
+        elif not target.exists(key) and source.exists(key):
+            _missing(report, key)
+        if position % 100 == 0 or position == len(keys):
+            tick("verify", position, len(keys))
+    report.verified = report.missing == 0 and report.different == 0
+
+
+def _missing(report: MigrationReport, key: str) -> None:
+    report.missing += 1
+    if len(report.first_missing) < SHOWN_DIFFERENCES:
+        report.first_missing.append(key)

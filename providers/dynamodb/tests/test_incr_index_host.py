@@ -1,0 +1,97 @@
+"""incr on a fractional Number written by another client, a missing index, Lucee's host."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from cachehub_dynamodb import DynamoDBCache
+from cachehub_dynamodb.client import normalize_host
+
+from cachehub.errors import CacheValueError
+
+from .conftest import RequestCounter
+
+
+def _write_number(cache: DynamoDBCache, key: str, number: str) -> None:
+    """What the Lucee extension or DynamoDBCommand leaves: a native Number value."""
+    cache.client.update_item(
+        TableName=cache.table_name,
+        Key={cache.key_name: {"S": key}},
+        UpdateExpression="SET #v = :v",
+        ExpressionAttributeNames={"#v": "value"},
+        ExpressionAttributeValues={":v": {"N": number}},
+    )
+
+
+def _stored(cache: DynamoDBCache, key: str) -> object:
+    item = cache.client.get_item(TableName=cache.table_name, Key={cache.key_name: {"S": key}})
+    return item["Item"]["value"]
+
+
+@pytest.mark.parametrize("number", ["1.5", "-0.25", "12345678901234567890.5"])
+def test_incr_on_a_foreign_fraction_is_typed_and_writes_nothing(
+    make: Callable[..., DynamoDBCache], number: str
+) -> None:
+    cache = make()
+    cache.put("k", 1)
+    _write_number(cache, "k", number)
+    with pytest.raises(CacheValueError, match="not an int"):
+        cache.incr("k", 3)
+    with pytest.raises(CacheValueError):
+        cache.decr("k")
+    assert _stored(cache, "k") == {"N": number}
+
+
+def test_incr_on_integers_sends_one_request(
+    counted: Callable[..., tuple[DynamoDBCache, RequestCounter]],
+) -> None:
+    cache, counter = counted()
+    cache.put("n", 5)
+    counter.reset()
+    assert cache.incr("n", 2) == 7
+    assert counter.total == 1
+
+
+def test_a_missing_index_is_not_reported_as_a_missing_table(
+    make: Callable[..., DynamoDBCache],
+) -> None:
+    cache = make()
+    cache.put("k", 1)
+    with pytest.raises(CacheValueError) as info:
+        cache.command(
+            "query",
+            {
+                "IndexName": "byOwner",
+                "KeyConditionExpression": "o = :o",
+                "ExpressionAttributeValues": {":o": "x"},
+            },
+        )
+    message = str(info.value)
+    assert "index" in message
+    assert "byOwner" in message
+    assert "CreateTable" not in message
+    assert "was not found" not in message
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        ("localhost:8000", "https://localhost:8000"),
+        (" dynamodb.eu-west-1.amazonaws.com ", "https://dynamodb.eu-west-1.amazonaws.com"),
+        ("http://localhost:8000", "http://localhost:8000"),
+        ("dynamodb.amazonaws.com", None),
+        ("https://dynamodb.amazonaws.com/", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_host_is_read_as_lucee_reads_it(given: str | None, used: str | None) -> None:
+    assert normalize_host(given) == used
+
+
+def test_scheme_less_host_and_its_url_are_one_backend() -> None:
+    base = {"tableName": "t", "region": "us-east-1"}
+    one = DynamoDBCache.backend_identity({**base, "host": "localhost:8000"})
+    two = DynamoDBCache.backend_identity({**base, "host": "https://LOCALHOST:8000/"})
+    assert one == two
