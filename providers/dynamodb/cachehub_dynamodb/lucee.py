@@ -660,7 +660,7 @@ def convert_from_lucee(
 
     ``source`` reads the table in Lucee's layout (``itemFormat: "lucee"``); entries keep
     their key as Lucee stored it (uppercased) and their remaining lifetime (``ttl``,
-    rounded down to the second). Streamed: at most :data:`CONVERT_CHUNK` entries are held
+    kept as is). Streamed: at most :data:`CONVERT_CHUNK` entries are held
     at a time. Entries that cannot be read are listed in the report, never copied; with
     ``dry_run`` nothing is written.
     """
@@ -701,15 +701,9 @@ def _convert_one(
         return
     ttl = ttl_of(item)
     key = pk[len(source.namespace) :]
-    if dry_run:
-        report.copied += 1
-        return
-    if ttl is None:
-        target.put(key, value)
-    else:
-        remaining = math.floor(ttl - now)
-        if remaining < 1:
-            report.expired += 1
-            return
-        target.put(key, value, until=datetime.fromtimestamp(now + remaining, UTC))
+    if not dry_run:
+        if ttl is None:
+            target.put(key, value)
+        else:  # dies when Lucee's entry dies: at its ttl, a whole second
+            target.put(key, value, until=datetime.fromtimestamp(ttl, UTC))
     report.copied += 1
