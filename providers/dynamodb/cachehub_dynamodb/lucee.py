@@ -183,15 +183,27 @@ def _names(*expressions: str, key_name: str) -> dict[str, str]:
     return names
 
 
+MAX_REPORTED: Final = 1000
+"""Unreadable entries a :class:`ConversionReport` keeps in full (the rest are counted)."""
+
+
 @dataclass
 class ConversionReport:
     """What :func:`convert_from_lucee` did (or, with ``dry_run``, would do)."""
 
     copied: int = 0
     expired: int = 0
+    skipped_count: int = 0
     skipped: list[ForeignEntryError] = field(default_factory=list)
-    """Entries that could not be read, each with its key and what the item holds."""
+    """The first :data:`MAX_REPORTED` unreadable entries, each with its key and what the
+    item holds (``skipped_count`` counts them all)."""
     dry_run: bool = False
+
+    def skip(self, error: ForeignEntryError) -> None:
+        """Record an entry that could not be read (kept in full up to the cap)."""
+        self.skipped_count += 1
+        if len(self.skipped) < MAX_REPORTED:
+            self.skipped.append(error)
 
 
 def _raw_item(cache: DynamoDBCache, key: str) -> Any:
@@ -668,7 +680,7 @@ def convert_from_lucee(
     flt = compile_filter(filter, source.namespace)
     strip = len(source.namespace)
     previous = source.on_foreign_entry
-    source.on_foreign_entry = report.skipped.append
+    source.on_foreign_entry = report.skip
     try:
         keys = source._scan(flt, source._clock())
         while chunk := list(islice(keys, CONVERT_CHUNK)):

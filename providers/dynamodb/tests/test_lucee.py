@@ -9,6 +9,7 @@ table with the low-level client exactly as the extension writes them.
 from __future__ import annotations
 
 import gzip
+import json
 import logging
 import struct
 import zlib
@@ -41,6 +42,8 @@ from cachehub.errors import (
     SerializationError,
 )
 from cachehub.testing import FakeClock
+
+from .conftest import CREDENTIALS
 
 T0 = 1_700_000_000.25  # a fixed "now": 1700000000250 ms
 T0_MS = "1700000000250"
@@ -596,3 +599,50 @@ def test_java_gzip_header_matches_python_zlib() -> None:
     # The writer's deflate stream is plain zlib: any inflater reads it.
     blob = encode_attr(datetime(2024, 1, 1, tzinfo=UTC))["B"]
     assert zlib.decompress(blob[10:-8], -15) == _java_date_stream(1_704_067_200_000)
+
+
+def test_from_lucee_command_converts_and_reports(endpoint: str, table_name: str) -> None:
+    from click.testing import CliRunner
+
+    from cachehub.cli import cli
+    from cachehub.cli.app import State
+    from cachehub.registry import Caches
+
+    custom = {"tableName": table_name, "host": endpoint, **CREDENTIALS, "itemFormat": "lucee"}
+    target = {**custom, "tableName": table_name + "_target", "itemFormat": "cachehub"}
+    config = {
+        "lucee": {"class": "dynamodb", "custom": custom},
+        "plain": {"class": "dynamodb", "custom": target},
+    }
+
+    def invoke(*args: str) -> Any:
+        state = State()
+        state._caches = Caches(config)  # closed by the command line when it ends
+        return CliRunner().invoke(cli, list(args), obj=state)
+
+    seed = Caches(config)
+    try:
+        source = seed["lucee"]
+        assert isinstance(source, LuceeDynamoDBCache)
+        source.connect()
+        _plant(source, _lucee_item("USER_1", {"S": "a"}))
+        _plant(source, _lucee_item("USER_2", {"N": "2"}))
+        _plant(source, _lucee_item("OTHER", {"S": "o"}))
+        query = gzip.compress(_java_object_stream("lucee.runtime.type.QueryImpl"))
+        _plant(source, _lucee_item("USER_Q", {"B": query}))
+        dry = invoke("from-lucee", "lucee", "plain", "--dry-run", "--json")
+        assert dry.exit_code == 0, dry.output
+        assert json.loads(dry.stdout)["copied"] == 3
+        assert seed["plain"].get_all() == {}
+        done = invoke("from-lucee", "lucee", "plain", "--filter", "user_*", "--json")
+        assert done.exit_code == 0, done.output
+        doc = json.loads(done.stdout)
+        assert (doc["copied"], doc["skipped"]) == (2, 1)
+        assert doc["unreadable"][0]["key"] == "USER_Q"
+        assert "QueryImpl" in doc["unreadable"][0]["error"]
+        assert seed["plain"].get_all() == {"USER_1": "a", "USER_2": 2}
+        wrong = invoke("from-lucee", "plain", "lucee")
+        assert wrong.exit_code != 0
+        assert "itemFormat" in wrong.output
+    finally:
+        seed.close()
