@@ -361,8 +361,10 @@ class LuceeDynamoDBCache(DynamoDBCache):
                 hint="flatten the value.",
             ) from None
         raw = attr.get("B")
-        size = (len(raw) if raw is not None else 0) + 4 * len(storage_key) + 256
-        if size > MAX_ITEM_BYTES and item_size({VALUE: attr}) > MAX_ITEM_BYTES - 256:
+        # Key twice at most 4 bytes a character, plus the stamps and spans: < 256 bytes.
+        extra = 4 * len(storage_key) + 256
+        size = len(raw) + extra if raw is not None else item_size({VALUE: attr}) + extra
+        if size > MAX_ITEM_BYTES:
             raise CacheValueError(
                 f"the value for key {self._user_key(storage_key)!r:.80} does not fit "
                 f"DynamoDB's {MAX_ITEM_BYTES}-byte item limit.",
