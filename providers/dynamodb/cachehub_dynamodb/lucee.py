@@ -39,7 +39,6 @@ from cachehub.errors import (
     ConfigError,
     CorruptEntryError,
     InvalidKeyError,
-    UnknownSigningKeyError,
 )
 from cachehub.filters import KeyFilter, compile_filter
 
@@ -255,17 +254,14 @@ def tolerant_get_all(cache: DynamoDBCache, flt: KeyFilter, now: float) -> dict[s
     strip = len(cache.namespace)
     keys = cache._scan(flt, now)
     while chunk := list(islice(keys, CONVERT_CHUNK)):
+        # _get_verified already reads entries signed with a rotated-away key as misses.
         try:
             found = cache._get_verified(chunk, now)
-        except UnknownSigningKeyError:
-            raise
         except CorruptEntryError:
             found = {}
             for key in chunk:
                 try:
                     found.update(cache._get_verified([key], now))
-                except UnknownSigningKeyError:
-                    continue
                 except CorruptEntryError as exc:
                     report_foreign(cache, key, exc)
         for sk, value in found.items():

@@ -646,3 +646,14 @@ def test_from_lucee_command_converts_and_reports(endpoint: str, table_name: str)
         assert "itemFormat" in wrong.output
     finally:
         seed.close()
+
+
+def test_values_beyond_the_item_limit_are_refused_before_sending(counted: Any) -> None:
+    cache, counter = counted(settings={"itemFormat": "lucee"})
+    cache.connect()
+    counter.reset()
+    with pytest.raises(CacheValueError, match="item limit"):
+        cache.put("big", {"text": "x" * 420_000})
+    with pytest.raises(CacheValueError, match="item limit"):
+        cache.put("big", b"\x00" * 420_000)
+    assert counter.calls == []
