@@ -24,6 +24,7 @@ translation and locks, and replaces the entry primitives.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -80,6 +81,7 @@ NAMES: Final = {
     "#idle": IDLE,
     "#int": INTERNAL,
 }
+_PLACEHOLDER: Final = re.compile(r"#[A-Za-z0-9_]+")
 _LIVE: Final = "(attribute_not_exists(#ttl) OR #ttl > :nows)"
 _EXPIRED: Final = "#ttl <= :nows"
 _ROUNDS: Final = 5
@@ -175,9 +177,10 @@ def put_update(value: dict[str, Any], expiry: Expiry, now: float) -> tuple[str, 
 
 
 def _names(*expressions: str, key_name: str) -> dict[str, str]:
-    text = " ".join(expressions)
-    names = {ph: attr for ph, attr in NAMES.items() if ph in text}
-    if "#pk" in text:
+    """ExpressionAttributeNames for exactly the placeholders the expressions use."""
+    used = set(_PLACEHOLDER.findall(" ".join(expressions)))
+    names = {ph: attr for ph, attr in NAMES.items() if ph in used}
+    if "#pk" in used:
         names["#pk"] = key_name
     return names
 

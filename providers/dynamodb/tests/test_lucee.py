@@ -657,3 +657,23 @@ def test_values_beyond_the_item_limit_are_refused_before_sending(counted: Any) -
     with pytest.raises(CacheValueError, match="item limit"):
         cache.put("big", b"\x00" * 420_000)
     assert counter.calls == []
+
+
+def test_request_budget(counted: Any) -> None:
+    cache, counter = counted(settings={"itemFormat": "lucee"})
+    cache.connect()
+    counter.reset()
+    cache.put("a", 1, time_span=60)
+    assert cache.get("A") == 1
+    assert cache.get_many(["a", "b"]) == {"a": 1}
+    assert list(cache.keys()) == ["A"]
+    assert cache.exists("a")
+    assert cache.delete("a")
+    assert counter.calls == [
+        "UpdateItem",  # the put: one merge
+        "GetItem",
+        "BatchGetItem",
+        "Scan",
+        "GetItem",
+        "DeleteItem",
+    ]
