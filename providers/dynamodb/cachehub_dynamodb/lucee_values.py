@@ -113,7 +113,7 @@ def encode_attr(value: Any, depth: int = 0) -> dict[str, Any]:
                 f"the int has {len(str(abs(value)))} digits; DynamoDB Numbers hold 38.",
                 hint="store very large ints as strings in the Lucee item format.",
             )
-        return {"N": str(value)}
+        return {"N": int.__repr__(value)}  # an int subclass's own __str__ is not a Number
     if isinstance(value, float):
         if not math.isfinite(value):
             raise CacheValueError(
@@ -122,7 +122,7 @@ def encode_attr(value: Any, depth: int = 0) -> dict[str, Any]:
             )
         # Lucee's caster prints a whole double without its ".0" (3.0 -> "3").
         whole = value.is_integer() and abs(value) < 1e16
-        return {"N": str(int(value)) if whole else repr(value)}
+        return {"N": str(int(value)) if whole else float.__repr__(value)}
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise CacheValueError(

@@ -677,3 +677,17 @@ def test_request_budget(counted: Any) -> None:
         "GetItem",
         "DeleteItem",
     ]
+
+
+def test_number_subclasses_are_written_as_their_numbers() -> None:
+    class Sneaky(int):
+        def __str__(self) -> str:
+            return "not a number"
+
+    class Flo(float):
+        def __repr__(self) -> str:
+            return "nope"
+
+    assert encode_attr(Sneaky(7)) == {"N": "7"}
+    assert encode_attr(Flo(0.5)) == {"N": "0.5"}
+    assert encode_attr([True, 1]) == {"L": [{"BOOL": True}, {"N": "1"}]}
