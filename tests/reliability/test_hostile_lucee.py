@@ -132,6 +132,7 @@ def test_hostile_lucee_items_are_contained(
     assert_contained(outcome, forbidden=(SECRET_MARK,))
     assert outcome.kind == "value", outcome.describe()
     seen = outcome.value
+    assert isinstance(seen["lucee.get_all"], dict), seen
     assert seen["lucee.get_all"].get("GOOD") == "ok", seen  # the rest stays readable
     assert seen["plain.get_all.good"] == "ok", seen
     if case == "absurd-ttl":  # live, but no date: metadata says so, typed

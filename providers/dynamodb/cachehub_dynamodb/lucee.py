@@ -574,20 +574,25 @@ class LuceeDynamoDBCache(DynamoDBCache):
             return flt
         return compile_filter(flt.pattern.upper(), self.namespace)
 
-    def _scan_items(self, now: float, projection: str | None) -> Iterator[Any]:
+    def _scan_items(self, flt: KeyFilter, now: float) -> Iterator[Any]:
+        """Scan for the keys (and ttl) of live items whose key starts with the filter's
+        literal prefix (namespace included), uppercased: every listed key is canonical,
+        so the prefix test on the server is exact and foreign namespaces stay unread."""
         filt = f"{_LIVE} AND attribute_not_exists(#int)"
+        values = {":nows": {"N": str(math.floor(now))}}
+        if flt.prefix:
+            filt = f"begins_with(#pk, :p) AND {filt}"
+            values[":p"] = {"S": flt.prefix}
+        projection = "#pk, #ttl"
         params: dict[str, Any] = {
             "TableName": self.table_name,
             "FilterExpression": filt,
+            "ProjectionExpression": projection,
             "ConsistentRead": self._consistent,
-            "ExpressionAttributeValues": {":nows": {"N": str(math.floor(now))}},
-            "Limit": _PAGE if projection else CONVERT_CHUNK,
+            "ExpressionAttributeNames": _names(filt, projection, key_name=self.key_name),
+            "ExpressionAttributeValues": values,
+            "Limit": _PAGE,
         }
-        exprs = [filt]
-        if projection:
-            params["ProjectionExpression"] = projection
-            exprs.append(projection)
-        params["ExpressionAttributeNames"] = _names(*exprs, key_name=self.key_name)
         return scan_items(self._call, params, self.settings["scanSegments"])
 
     def _listed(self, item: Any, flt: KeyFilter, now: float) -> str | None:
@@ -608,7 +613,7 @@ class LuceeDynamoDBCache(DynamoDBCache):
     def _scan_keys(self, flt: KeyFilter, now: float) -> Iterator[tuple[dict[str, Any], str]]:
         flt = self._filter(flt)
         kn = self.key_name
-        for item in self._scan_items(now, "#pk, #ttl"):
+        for item in self._scan_items(flt, now):
             pk = self._listed(item, flt, now)
             if pk is not None:
                 yield {kn: item[kn]}, pk

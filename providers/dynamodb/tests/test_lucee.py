@@ -559,7 +559,9 @@ def test_namespace_must_survive_uppercasing(make: Make) -> None:
         make(settings={"itemFormat": "lucee", "namespace": "app:"})
     cache = make(settings={"itemFormat": "lucee", "namespace": "APP:"})
     cache.put("x", 1)
+    _plant(cache, _lucee_item("OTHER:Y", {"S": "not ours"}))
     assert list(cache.keys()) == ["X"]
+    assert cache.get_all("*") == {"X": 1}
     assert _raw(cache, "APP:X") is not None
 
 
@@ -691,3 +693,15 @@ def test_number_subclasses_are_written_as_their_numbers() -> None:
     assert encode_attr(Sneaky(7)) == {"N": "7"}
     assert encode_attr(Flo(0.5)) == {"N": "0.5"}
     assert encode_attr([True, 1]) == {"L": [{"BOOL": True}, {"N": "1"}]}
+
+
+def test_scans_select_the_prefix_on_the_server(counted: Any) -> None:
+    cache, _ = counted(settings={"itemFormat": "lucee", "namespace": "APP:"})
+    cache.put("user_1", 1)
+    sent: list[dict[str, Any]] = []
+    cache.client.meta.events.register(
+        "provide-client-params.dynamodb.Scan", lambda params, **_: sent.append(dict(params))
+    )
+    assert list(cache.keys("user*")) == ["USER_1"]
+    assert sent[-1]["ExpressionAttributeValues"][":p"] == {"S": "APP:USER"}
+    assert sent[-1]["FilterExpression"].startswith("begins_with(#pk, :p)")
