@@ -6,7 +6,13 @@ Reproduces Lucee's DynamoDB cache extension: the cache API on top of one table, 
 
 from .cache import DynamoDBCache
 from .command import dynamodb_command
-from .errors import ConditionFailedError
+from .errors import ConditionFailedError, ForeignEntryError
 from .local import LocalDynamoDB
 
-__all__ = ["DynamoDBCache", "dynamodb_command", "ConditionFailedError", "LocalDynamoDB"]
+__all__ = [
+    "DynamoDBCache",
+    "dynamodb_command",
+    "ConditionFailedError",
+    "ForeignEntryError",
+    "LocalDynamoDB",
+]

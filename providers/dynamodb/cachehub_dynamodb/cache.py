@@ -13,7 +13,7 @@ import contextlib
 import math
 import re
 import threading
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, ClassVar, Final, cast
 
@@ -51,11 +51,12 @@ from cachehub.provider import (
 
 from .batch import batch_get, batch_write
 from .client import check_host, make_client, normalize_host, resolve_region, validate
-from .errors import CallContext, ConditionFailedError, error_code, translate
+from .errors import CallContext, ConditionFailedError, ForeignEntryError, error_code, translate
 from .flush import flush_workers, send_updates
 from .items import (
     DEADLINE,
     EXPIRED,
+    EXPIRY_ATTRIBUTES,
     IDLE,
     INTERNAL,
     LIVE,
@@ -143,6 +144,14 @@ def _no_blind_resend(caught_exception: Exception | None = None, **_: Any) -> Non
         raise _ReplyLost from caught_exception
 
 
+def _wants_lucee(settings: Mapping[str, Any]) -> bool:
+    """Whether raw settings ask for ``itemFormat: "lucee"`` (names are case-insensitive)."""
+    for name, value in settings.items():
+        if str(name).lower() == "itemformat" and str(value).strip().lower() == "lucee":
+            return True
+    return False
+
+
 class DynamoDBCache(RemoteCache[Any]):
     """A distributed cache in one DynamoDB table; also serves :func:`dynamodb_command`.
 
@@ -219,8 +228,28 @@ class DynamoDBCache(RemoteCache[Any]):
         Option("maxAttempts", int, 3, "attempts per request, first one included.", minimum=1),
         Option("maxConnections", int, 10, "HTTP connection pool size of the client.", minimum=1),
         Option("scanSegments", int, 1, "parallel Scan segments for keys/count/clear.", minimum=1),
+        Option(
+            "itemFormat",
+            str,
+            "cachehub",
+            "item layout: 'cachehub' (default) or 'lucee', the Lucee DynamoDB extension's "
+            "own layout, to share a table with a Lucee application (docs/lucee-interop.md).",
+            choices=("cachehub", "lucee"),
+        ),
         *HIT_OPTIONS,
     )
+
+    on_foreign_entry: Callable[[ForeignEntryError], None] | None = None
+    """Called with each entry ``get_all()`` skips because it cannot be read (issue #18);
+    None: a warning in the cache's log. Set it on an instance to collect them."""
+
+    def __new__(cls, settings: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Any:
+        # Hook (issue #18): itemFormat "lucee" selects the Lucee layout (lucee.py).
+        if cls is DynamoDBCache and _wants_lucee({**(settings or {}), **kwargs}):
+            from .lucee import LuceeDynamoDBCache
+
+            return super().__new__(LuceeDynamoDBCache)
+        return super().__new__(cls)
 
     @classmethod
     def backend_identity(cls, settings: Mapping[str, Any]) -> Hashable:
@@ -574,7 +603,7 @@ class DynamoDBCache(RemoteCache[Any]):
 
     def _exists(self, key: str, now: float) -> bool:
         kn = self._key_name or self.key_name
-        item, _, _ = self._get_item(key, attributes=[kn, DEADLINE, TTL, ORIGINAL_KEY])
+        item, _, _ = self._get_item(key, attributes=[kn, *EXPIRY_ATTRIBUTES, ORIGINAL_KEY])
         return bool(item) and is_live(item or {}, now)
 
     def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
@@ -839,7 +868,7 @@ class DynamoDBCache(RemoteCache[Any]):
         }
         exprs = [filt]
         if keys_only:
-            params["ProjectionExpression"] = "#pk, #ok, #dl, #ttl"
+            params["ProjectionExpression"] = "#pk, #ok, #dl, #ttl, #lttl"
             exprs.append(params["ProjectionExpression"])
             # A 1 MB page of keys is ~25,000 items, ~20 MB once botocore has parsed them:
             # smaller pages keep the client's memory flat whatever the table size.
@@ -875,6 +904,12 @@ class DynamoDBCache(RemoteCache[Any]):
     def _delete_batch(self, batch: list[dict[str, Any]], kn: str) -> int:
         self._forget(*(r["DeleteRequest"]["Key"][kn]["S"] for r in batch))
         return batch_write(self._call, self.table_name, batch)
+
+    def _get_all(self, flt: KeyFilter, now: float) -> dict[str, Any]:
+        # Hook (issue #18): one unreadable entry is skipped and reported, never fatal.
+        from .lucee import tolerant_get_all
+
+        return tolerant_get_all(self, flt, now)
 
     # ------------------------------------------------------------------ batches
 
@@ -967,7 +1002,7 @@ class DynamoDBCache(RemoteCache[Any]):
             )
         pks = list(dict.fromkeys(self._pk(k) for k in keys))
         requested = [{kn: {"S": pk}} for pk in pks]
-        projection = {"AttributesToGet": [kn, DEADLINE, TTL, ORIGINAL_KEY]}
+        projection = {"AttributesToGet": [kn, *EXPIRY_ATTRIBUTES, ORIGINAL_KEY]}
         # A key-only read first: BatchWriteItem cannot say which deleted items were live.
         live = sum(
             1

@@ -24,6 +24,7 @@ import click
 from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
 
 from cachehub.api import BaseCache
+from cachehub.cli.app import State, data_command
 from cachehub.cli.output import stderr_console, stdout_console
 from cachehub.cli.results import Failure, Row, ScenarioResult, same
 from cachehub.cli.scenarios import Recorder, Step
@@ -33,15 +34,18 @@ from cachehub.errors import (
     CacheThrottledError,
     CacheUnavailableError,
     CacheValueError,
+    ConfigError,
 )
 from cachehub.hookspecs import DoctorAdvice, DoctorCheck, LocalBackend
 
 from .cache import DynamoDBCache
 from .errors import THROTTLING_CODES, TOKEN_CODES
 from .local import LocalDynamoDB
+from .lucee import ConversionReport, LuceeDynamoDBCache, convert_from_lucee
 
 __all__ = [
     "COMMANDS",
+    "conversion_document",
     "DUMMY_REGION",
     "doctor_advice",
     "doctor_checks",
@@ -120,7 +124,71 @@ def local_dynamodb_command(port: int, host: str, table: str) -> None:
         stderr_console().print("stopping local DynamoDB endpoint")
 
 
-COMMANDS = (local_dynamodb_command,)
+# ---------------------------------------------------------------------- from-lucee
+
+
+def conversion_document(report: ConversionReport, source: str, target: str) -> dict[str, Any]:
+    """The ``from-lucee`` result as a JSON-ready dict."""
+    return {
+        "source": source,
+        "target": target,
+        "dry_run": report.dry_run,
+        "copied": report.copied,
+        "expired": report.expired,
+        "skipped": report.skipped_count,
+        "unreadable": [
+            {"key": e.key, "found": e.found, "error": e.message} for e in report.skipped
+        ],
+    }
+
+
+@click.command("from-lucee")
+@click.argument("source")
+@click.argument("target")
+@click.option("--filter", "flt", help="Only keys matching this Lucee wildcard filter.")
+@click.option("--dry-run", is_flag=True, help="Read and report everything; write nothing.")
+@data_command(cache_option=False)
+def from_lucee_command(
+    state: State, source: str, target: str, flt: str | None, dry_run: bool
+) -> None:
+    """Convert a Lucee-written DynamoDB table (cache SOURCE) into cache TARGET.
+
+    SOURCE is a DynamoDB cache configured with itemFormat "lucee" on the Lucee table.
+    Every live entry it can read is put into TARGET under the key Lucee stored
+    (uppercased), dying when the Lucee entry dies; entries that cannot be read (Lucee
+    queries, components) are listed, never copied. The table is streamed.
+    """
+    caches = state.caches()
+    src, dst = caches.get(source), caches.get(target)
+    if not isinstance(src, LuceeDynamoDBCache):
+        raise ConfigError(
+            f"cache '{source}' does not read the Lucee item layout.",
+            hint='configure it as a DynamoDB cache with "itemFormat": "lucee" on the table '
+            "the Lucee application writes.",
+        )
+    if src is dst:
+        raise click.UsageError("SOURCE and TARGET are the same cache.")
+    if dst.read_only and not dry_run:
+        raise ConfigError(
+            f"cache '{target}' is read-only; from-lucee cannot write to it.",
+            hint="set readOnly to false on the target cache.",
+        )
+    report = convert_from_lucee(src, dst, filter=flt, dry_run=dry_run)
+    doc = conversion_document(report, src.name, dst.name)
+
+    def render(console: Any) -> None:
+        verb = "would copy" if dry_run else "copied"
+        console.print(
+            f"{verb} {report.copied} entries from '{src.name}' to '{dst.name}'; "
+            f"{report.expired} expired, {report.skipped_count} unreadable."
+        )
+        for entry in doc["unreadable"]:
+            console.print(f"  unreadable {entry['key']!r}: {entry['error']}", markup=False)
+
+    state.out.emit(doc, render)
+
+
+COMMANDS = (local_dynamodb_command, from_lucee_command)
 
 
 # ---------------------------------------------------------------------- doctor

@@ -32,10 +32,13 @@ from cachehub.errors import (
     CacheUnavailableError,
     CacheValueError,
     ConfigError,
+    CorruptEntryError,
 )
 from cachehub.scrub import scrub
 
 __all__ = [
+    "ForeignEntryError",
+    "describe_item",
     "ConditionFailedError",
     "CallContext",
     "translate",
@@ -44,6 +47,49 @@ __all__ = [
     "is_unsupported",
     "THROTTLING_CODES",
 ]
+
+
+class ForeignEntryError(CorruptEntryError):
+    """One item of the table cannot be read as a cache entry (issue #18).
+
+    Raised for the entry's key alone, and handed to the cache's ``on_foreign_entry``
+    callback when ``get_all()`` skips it: ``key`` is the user key (or the partition key
+    value, when scanning), ``found`` a short description of what the item holds (its
+    attribute names and types, and the first bytes of a binary ``value``), never the
+    whole value.
+    """
+
+    def __init__(self, message: str, *, key: str, found: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.key = key
+        self.found = found
+
+
+_PEEK = 16
+"""Leading bytes of a binary value shown in a ForeignEntryError."""
+
+
+def describe_item(item: Any) -> str:
+    """What an item holds, for a :class:`ForeignEntryError`: ``name:TYPE`` for each
+    attribute (``value`` with its size and first bytes), bounded in length."""
+    if not isinstance(item, dict):
+        return f"a {type(item).__name__}, not an item"
+    parts = []
+    for name, attr in list(item.items())[:20]:
+        kind = next(iter(attr), "?") if isinstance(attr, dict) and attr else "?"
+        text = f"{str(name)[:40]}:{kind}"
+        raw = attr.get(kind) if isinstance(attr, dict) else None
+        if name == "value" and isinstance(raw, (bytes, bytearray)):
+            text += f" {len(raw)} bytes {bytes(raw[:_PEEK]).hex()}"
+        elif name == "value" and isinstance(raw, str):
+            text += f" {len(raw)} chars"
+        elif name != "value" and kind == "N":
+            text += f"={str(raw)[:24]}"
+        parts.append(text)
+    if len(item) > 20:
+        parts.append(f"... {len(item) - 20} more")
+    return ", ".join(parts)
+
 
 THROTTLING_CODES = frozenset(
     {

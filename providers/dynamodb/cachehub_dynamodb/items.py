@@ -61,6 +61,9 @@ LOCK_HOLDER: Final = "lockHolder"
 LOCK_UNTIL: Final = "lockUntil"
 LOCK_FENCE: Final = "lockFence"
 LOCK_RELEASED: Final = "lockReleasedBy"
+LUCEE_TTL: Final = "ttl"
+"""The expiry of items written by Lucee's extension (epoch seconds): honoured on every read
+in the default layout too, so a Lucee entry past its ttl is never returned (issue #18)."""
 REQUEST: Final = "requestId"
 """The random id of the last ``incr``/``add`` that wrote the item: after a lost reply the
 writer reads it back to learn whether its write was applied (see cache._write_once)."""
@@ -94,14 +97,21 @@ PLACEHOLDERS: Final = {
     "#fence": LOCK_FENCE,
     "#rel": LOCK_RELEASED,
     "#rq": REQUEST,
+    "#lttl": LUCEE_TTL,
 }
 
 LIVE: Final = (
-    "(#dl > :now OR (attribute_not_exists(#dl) AND (attribute_not_exists(#ttl) OR #ttl > :now)))"
+    "(#dl > :now OR (attribute_not_exists(#dl) AND (attribute_not_exists(#ttl) OR #ttl > :now)"
+    " AND (attribute_not_exists(#lttl) OR #lttl > :now)))"
 )
-"""Condition: the item has not reached its deadline (``timeToLive`` when it has none)."""
-EXPIRED: Final = "(#dl <= :now OR (attribute_not_exists(#dl) AND #ttl <= :now))"
+"""Condition: the item has not reached its deadline (``timeToLive``, then Lucee's ``ttl``,
+when it has none)."""
+EXPIRED: Final = "(#dl <= :now OR (attribute_not_exists(#dl) AND (#ttl <= :now OR #lttl <= :now)))"
 """Condition: the item exists but is past its deadline."""
+EXPIRY_ATTRIBUTES: Final = (DEADLINE, TTL, LUCEE_TTL)
+"""The attributes :func:`is_live` reads: what a key-only read must ask for."""
+MS_STAMPS: Final = 1e11
+"""Stamps above this are epoch milliseconds (Lucee's), not seconds: 1e11 s is the year 5138."""
 
 
 def num(value: float) -> dict[str, str]:
@@ -237,9 +247,16 @@ def storage_key_of(item: Mapping[str, Mapping[str, Any]], key_name: str) -> str 
 
 
 def deadline_of(item: Mapping[str, Mapping[str, Any]]) -> float | None:
-    """When the item dies: ``deadline``, else a ``timeToLive`` set by other tools."""
+    """When the item dies: ``deadline``, else a ``timeToLive`` set by other tools, else
+    the ``ttl`` of an item written by Lucee's extension."""
     exact = number(item, DEADLINE)
-    return exact if exact is not None else number(item, TTL)
+    if exact is not None:
+        return exact
+    native = number(item, TTL)
+    lucee = number(item, LUCEE_TTL)
+    if native is None or lucee is None:
+        return native if lucee is None else lucee
+    return min(native, lucee)
 
 
 def is_live(item: Mapping[str, Mapping[str, Any]], now: float) -> bool:
@@ -249,7 +266,11 @@ def is_live(item: Mapping[str, Mapping[str, Any]], now: float) -> bool:
     if attr is None or "N" not in attr:
         attr = item.get(TTL)
         if attr is None or "N" not in attr:
-            return True
+            attr = item.get(LUCEE_TTL)
+            if attr is None or "N" not in attr:
+                return True
+        elif LUCEE_TTL in item:  # both: whichever comes first
+            return now < deadline_of(item)  # type: ignore[operator]
     try:
         return now < float(attr["N"])  # NaN: never alive
     except (TypeError, ValueError):
@@ -318,7 +339,18 @@ def read_attributes(key_name: str) -> list[str]:
     (it re-converts the whole item once per path of an expression). DynamoDB refuses it
     next to expression parameters, so it is only for requests without any.
     """
-    return [key_name, VALUE, MODIFIED, CREATED, DEADLINE, TTL, IDLE, EXPIRES, ORIGINAL_KEY]
+    return [
+        key_name,
+        VALUE,
+        MODIFIED,
+        CREATED,
+        DEADLINE,
+        TTL,
+        LUCEE_TTL,
+        IDLE,
+        EXPIRES,
+        ORIGINAL_KEY,
+    ]
 
 
 def fresh_attrs(expiry: Expiry, now: float) -> Item:
@@ -408,16 +440,26 @@ def expiry_of(item: Mapping[str, Mapping[str, Any]]) -> Expiry:
     return Expiry(deadline_of(item), None)
 
 
+def stamp(item: Mapping[str, Mapping[str, Any]], name: str) -> float | None:
+    """A time stamp attribute in epoch seconds; Lucee's millisecond stamps (between
+    :data:`MS_STAMPS` and 1e14, the year 5138) are converted. Anything else is left as it
+    is: :meth:`CacheMetadata.from_entry` refuses times beyond any date, typed."""
+    value = number(item, name)
+    if value is not None and MS_STAMPS < value < MS_STAMPS * 1000:
+        value /= 1000
+    return value
+
+
 def to_entry(item: Mapping[str, Mapping[str, Any]], value: Any) -> Entry:
     """An :class:`Entry` with the item's metadata (0 = unknown, for foreign items)."""
     expiry = expiry_of(item)
-    created = number(item, CREATED)
-    modified = number(item, MODIFIED) or created or 0.0
+    created = stamp(item, CREATED)
+    modified = stamp(item, MODIFIED) or created or 0.0
     return Entry(
         value=value,
         created=created or modified,
         modified=modified,
-        accessed=max(number(item, ACCESSED) or 0.0, modified),
+        accessed=max(stamp(item, ACCESSED) or 0.0, modified),
         hits=int(number(item, HITS) or 0),
         expires_at=expiry.expires_at,
         idle=expiry.idle,

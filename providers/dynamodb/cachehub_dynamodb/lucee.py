@@ -1,0 +1,727 @@
+"""Lucee interop mode (``itemFormat: "lucee"``): the Lucee DynamoDB extension's item layout.
+
+A Lucee application and a Python application can then share one table during a
+migration. What the extension writes (Lucee documentation, "Cache Entry Structure" and
+"Data Types and Serialization"; where its code differs, the code wins, because a shared
+table must match what the running extension really does):
+
+* the partition key (default ``cacheKey``) holds the id uppercased and trimmed - Lucee
+  core does this before the extension sees a key - and wildcard filters ignore case;
+* ``value`` holds the value natively (see :mod:`.lucee_values`);
+* ``createdTime`` / ``updatedTime`` are epoch **milliseconds**; ``createdTime`` survives
+  overwrites (``if_not_exists``): a put is an ``UpdateItem`` that merges into the item,
+  so a put without an expiry keeps the item's older ``ttl``/``idle``/``until``;
+* ``ttl`` is the absolute expiry in epoch **seconds**; ``until`` and ``idle`` are the
+  live and idle *spans* in ms. An item is live while ``floor(now) < ttl``; the idle span
+  is never slid (``ttl = now + idle``, once), and a live span wins over an idle one;
+* hit counts and last-access times are never stored.
+
+:class:`LuceeDynamoDBCache` is the :class:`~cachehub_dynamodb.DynamoDBCache` chosen by
+``itemFormat: "lucee"``; it reuses the provider's client, table bootstrap, error
+translation and locks, and replaces the entry primitives.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from itertools import islice
+from typing import TYPE_CHECKING, Any, Final
+
+from cachehub.api import MISSING, Entry, Expiry
+from cachehub.errors import (
+    CacheBackendError,
+    CacheError,
+    CacheValueError,
+    ConfigError,
+    CorruptEntryError,
+    InvalidKeyError,
+)
+from cachehub.filters import KeyFilter, compile_filter
+
+from .batch import batch_get, batch_write
+from .cache import DynamoDBCache
+from .errors import ConditionFailedError, ForeignEntryError, describe_item
+from .items import INTERNAL, MAX_ITEM_BYTES, MAX_KEY_BYTES, item_size
+from .lucee_values import LuceeValueError, decode_attr, encode_attr
+from .scan import scan_items
+
+if TYPE_CHECKING:
+    from cachehub.api import BaseCache
+
+__all__ = [
+    "CONVERT_CHUNK",
+    "ConversionReport",
+    "LUCEE_FORMAT",
+    "LuceeDynamoDBCache",
+    "convert_from_lucee",
+    "lucee_key",
+    "report_foreign",
+    "tolerant_get_all",
+]
+
+LUCEE_FORMAT: Final = "lucee"
+"""The ``itemFormat`` value that selects this layout."""
+VALUE: Final = "value"
+CREATED: Final = "createdTime"
+UPDATED: Final = "updatedTime"
+TTL: Final = "ttl"
+UNTIL: Final = "until"
+IDLE: Final = "idle"
+NAMES: Final = {
+    "#v": VALUE,
+    "#c": CREATED,
+    "#u": UPDATED,
+    "#ttl": TTL,
+    "#until": UNTIL,
+    "#idle": IDLE,
+    "#int": INTERNAL,
+}
+_PLACEHOLDER: Final = re.compile(r"#[A-Za-z0-9_]+")
+_LIVE: Final = "(attribute_not_exists(#ttl) OR #ttl > :nows)"
+_EXPIRED: Final = "#ttl <= :nows"
+_ROUNDS: Final = 5
+_PAGE: Final = 1000
+CONVERT_CHUNK: Final = 100
+"""Entries read per BatchGetItem while converting or listing values."""
+_JAVA_WHITESPACE: Final = "".join(chr(c) for c in range(0x21))
+"""What Java's ``String.trim()`` strips: every char up to and including the space."""
+
+
+def lucee_key(key: str) -> str:
+    """The partition key value Lucee stores for cache id ``key`` (``CacheUtil.key``).
+
+    ``key.toUpperCase().trim()``: Java's trim strips control characters and spaces
+    only (not other Unicode whitespace); Python's ``upper`` matches Java's outside the
+    Turkish/Lithuanian locales.
+    """
+    return key.upper().strip(_JAVA_WHITESPACE)
+
+
+def _ms(now: float) -> int:
+    return math.floor(now * 1000)
+
+
+def _whole(item: Mapping[str, Mapping[str, Any]], name: str) -> Decimal | None:
+    """A Number attribute as a finite Decimal; None when absent or of another type."""
+    attr = item.get(name)
+    if not isinstance(attr, Mapping) or "N" not in attr:
+        return None
+    try:
+        value = Decimal(str(attr["N"]))
+    except InvalidOperation:
+        return None
+    return value if value.is_finite() else None
+
+
+def ttl_of(item: Mapping[str, Mapping[str, Any]]) -> float | None:
+    """The item's ``ttl`` (epoch seconds), None when it has none.
+
+    A ``ttl`` that is not a finite Number (another program's) reads as already past:
+    the entry is treated as expired rather than immortal.
+    """
+    if TTL not in item:
+        return None
+    value = _whole(item, TTL)
+    return -math.inf if value is None else float(value)
+
+
+def is_live(item: Mapping[str, Mapping[str, Any]], now: float) -> bool:
+    """Lucee's liveness rule: ``now_seconds < ttl`` with whole seconds."""
+    ttl = ttl_of(item)
+    return ttl is None or math.floor(now) < ttl
+
+
+def _stamp(item: Mapping[str, Mapping[str, Any]], name: str) -> float | None:
+    """A millisecond stamp as epoch seconds (None: absent or outside the datetime range)."""
+    value = _whole(item, name)
+    if value is None:
+        return None
+    seconds = float(value) / 1000
+    return seconds if -62_135_596_800 <= seconds <= 253_402_300_799 else None
+
+
+def expiry_values(expiry: Expiry, now: float) -> dict[str, dict[str, str]]:
+    """``ttl``/``until``/``idle`` for an entry written at ``now`` (empty: never expires).
+
+    As the extension computes them: ``until`` is the live span and ``idle`` the idle span,
+    both in whole ms (at least 1: Lucee ignores spans of 0); ``ttl`` is
+    ``(now_ms + until) // 1000``, else ``(now_ms + idle) // 1000``.
+    """
+    now_ms = _ms(now)
+    attrs: dict[str, dict[str, str]] = {}
+    until = None if expiry.expires_at is None else max(1, _ms(expiry.expires_at) - now_ms)
+    idle = None if expiry.idle is None else max(1, round(expiry.idle * 1000))
+    span = until if until is not None else idle
+    if span is not None:
+        attrs[TTL] = {"N": str((now_ms + span) // 1000)}
+    if idle is not None:
+        attrs[IDLE] = {"N": str(idle)}
+    if until is not None:
+        attrs[UNTIL] = {"N": str(until)}
+    return attrs
+
+
+def put_update(value: dict[str, Any], expiry: Expiry, now: float) -> tuple[str, dict[str, Any]]:
+    """The extension's put: ``UpdateExpression`` and its values (a merge, never a replace)."""
+    values: dict[str, Any] = {":value": value, ":now": {"N": str(_ms(now))}}
+    update = "SET #v = :value, #u = :now, #c = if_not_exists(#c, :now)"
+    for name, attr in expiry_values(expiry, now).items():
+        update += f", #{name} = :{name}"
+        values[f":{name}"] = attr
+    return update, values
+
+
+def _names(*expressions: str, key_name: str) -> dict[str, str]:
+    """ExpressionAttributeNames for exactly the placeholders the expressions use."""
+    used = set(_PLACEHOLDER.findall(" ".join(expressions)))
+    names = {ph: attr for ph, attr in NAMES.items() if ph in used}
+    if "#pk" in used:
+        names["#pk"] = key_name
+    return names
+
+
+MAX_REPORTED: Final = 1000
+"""Unreadable entries a :class:`ConversionReport` keeps in full (the rest are counted)."""
+
+
+@dataclass
+class ConversionReport:
+    """What :func:`convert_from_lucee` did (or, with ``dry_run``, would do)."""
+
+    copied: int = 0
+    expired: int = 0
+    skipped_count: int = 0
+    skipped: list[ForeignEntryError] = field(default_factory=list)
+    """The first :data:`MAX_REPORTED` unreadable entries, each with its key and what the
+    item holds (``skipped_count`` counts them all)."""
+    dry_run: bool = False
+
+    def skip(self, error: ForeignEntryError) -> None:
+        """Record an entry that could not be read (kept in full up to the cap)."""
+        self.skipped_count += 1
+        if len(self.skipped) < MAX_REPORTED:
+            self.skipped.append(error)
+
+
+def _raw_item(cache: DynamoDBCache, key: str) -> Any:
+    """The stored item of ``key`` as it is, for describing it (None if it cannot be read)."""
+    try:
+        if isinstance(cache, LuceeDynamoDBCache):
+            return cache._fetch(key)
+        item, _, _ = cache._get_item(key, verify=False)
+        return item
+    except CacheError:
+        return None
+
+
+def report_foreign(
+    cache: DynamoDBCache, key: str, exc: Exception, item: Any = None
+) -> ForeignEntryError:
+    """Hand an undecodable entry to ``cache.on_foreign_entry`` (default: a warning in
+    the cache's log) as a :class:`ForeignEntryError`; returns that error."""
+    if isinstance(exc, ForeignEntryError):
+        error = exc
+    else:
+        user_key = cache._user_key(key)
+        found = describe_item(item if item is not None else _raw_item(cache, key))
+        error = ForeignEntryError(
+            f"entry {user_key!r:.80} in DynamoDB table '{cache.table_name}' cannot be "
+            f"read and was skipped: {exc} (the item holds {found}).",
+            key=user_key,
+            found=found,
+            hint="open the table with itemFormat 'lucee' if Lucee wrote it, or delete the "
+            "entry; see docs/lucee-interop.md.",
+        )
+    callback = cache.on_foreign_entry
+    if callback is None:
+        cache.log.warning("cache '%s': skipped an unreadable entry: %s", cache.name, error)
+    else:
+        callback(error)
+    return error
+
+
+def tolerant_get_all(cache: DynamoDBCache, flt: KeyFilter, now: float) -> dict[str, Any]:
+    """``get_all`` that skips undecodable entries instead of failing as a whole (#18).
+
+    Keys are read in chunks with the provider's batch read; when a chunk fails with a
+    :class:`CorruptEntryError`, its keys are read one by one and each bad entry is handed
+    to ``cache.on_foreign_entry`` (default: a warning in the cache's log) as a
+    :class:`ForeignEntryError` carrying the key and what the item holds.
+    """
+    result: dict[str, Any] = {}
+    strip = len(cache.namespace)
+    keys = cache._scan(flt, now)
+    while chunk := list(islice(keys, CONVERT_CHUNK)):
+        # _get_verified already reads entries signed with a rotated-away key as misses.
+        try:
+            found = cache._get_verified(chunk, now)
+        except CorruptEntryError:
+            found = {}
+            for key in chunk:
+                try:
+                    found.update(cache._get_verified([key], now))
+                except CorruptEntryError as exc:
+                    report_foreign(cache, key, exc)
+        for sk, value in found.items():
+            result[sk[strip:]] = value
+    return result
+
+
+class LuceeDynamoDBCache(DynamoDBCache):
+    """A :class:`~cachehub_dynamodb.DynamoDBCache` on the Lucee extension's item layout.
+
+    Created by ``DynamoDBCache(..., itemFormat="lucee")``. See the module docstring for
+    the layout and docs/lucee-interop.md for what interoperates.
+    """
+
+    def __init__(self, settings: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
+        super().__init__(settings, **kwargs)
+        ns = self.namespace
+        if ns and lucee_key(ns) != ns:
+            raise ConfigError(
+                f"cache '{self.name}': namespace {ns!r:.80} changes when Lucee uppercases "
+                "and trims keys, so its entries could not be told apart.",
+                hint=f"use the namespace {lucee_key(ns)!r:.80} (uppercase, no surrounding "
+                "spaces) with itemFormat 'lucee'.",
+            )
+
+    # ------------------------------------------------------------------ keys
+
+    def _lucee_pk(self, storage_key: str) -> str:
+        pk = lucee_key(storage_key)
+        if not pk:
+            raise InvalidKeyError(
+                f"key {storage_key!r:.40} is empty once uppercased and trimmed as Lucee does.",
+                hint="use a key with at least one non-space character.",
+            )
+        if len(pk.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+            raise InvalidKeyError(
+                f"key {storage_key[:40]!r}... is longer than DynamoDB's {MAX_KEY_BYTES}-byte "
+                "partition key limit; Lucee's layout has no hashed form for long keys.",
+                hint="shorten the key, or use the default itemFormat (which hashes long keys).",
+            )
+        return pk
+
+    def _lkey(self, storage_key: str) -> tuple[dict[str, Any], str]:
+        pk = self._lucee_pk(storage_key)
+        return {self.key_name: {"S": pk}}, pk
+
+    def _decode(self, key: str, item: Mapping[str, Any]) -> Any:
+        """The value of a Lucee item; :class:`ForeignEntryError` when it cannot be read."""
+        attr = item.get(VALUE)
+        if attr is None:
+            return None  # an item without value (DynamoDBCommand's) reads as null in Lucee
+        try:
+            return decode_attr(attr)
+        except (LuceeValueError, RecursionError) as exc:
+            reason = str(exc) if isinstance(exc, LuceeValueError) else "nests too deeply"
+            raise ForeignEntryError(
+                f"the Lucee entry {self._user_key(key)!r:.80} in DynamoDB table "
+                f"'{self.table_name}' cannot be read: {reason}.",
+                key=self._user_key(key),
+                found=describe_item(dict(item)),
+                hint="delete or rewrite the entry from Lucee; see docs/lucee-interop.md "
+                "for the values both sides read.",
+            ) from None
+
+    def _live(self, key: str, item: Mapping[str, Any], now: float) -> bool:
+        attr = item.get(TTL)
+        if attr is not None and _whole(item, TTL) is None:
+            raise ForeignEntryError(
+                f"the Lucee entry {self._user_key(key)!r:.80} has a ttl that is not a "
+                f"finite Number ({str(attr)[:60]}).",
+                key=self._user_key(key),
+                found=describe_item(dict(item)),
+                hint="delete the item, or put() the key again with an expiry.",
+            )
+        return is_live(item, now)
+
+    def _fetch(self, storage_key: str, *, consistent: bool | None = None) -> Any:
+        key, _ = self._lkey(storage_key)
+        reply = self._call(
+            "GetItem",
+            TableName=self.table_name,
+            Key=key,
+            ConsistentRead=self._consistent if consistent is None else consistent,
+        )
+        return reply.get("Item")
+
+    def _encode(self, storage_key: str, value: Any) -> dict[str, Any]:
+        try:
+            attr = encode_attr(value)
+        except RecursionError:
+            raise CacheValueError(
+                "the value nests too deeply for the Lucee item format.",
+                hint="flatten the value.",
+            ) from None
+        raw = attr.get("B")
+        # Key twice at most 4 bytes a character, plus the stamps and spans: < 256 bytes.
+        extra = 4 * len(storage_key) + 256
+        size = len(raw) + extra if raw is not None else item_size({VALUE: attr}) + extra
+        if size > MAX_ITEM_BYTES:
+            raise CacheValueError(
+                f"the value for key {self._user_key(storage_key)!r:.80} does not fit "
+                f"DynamoDB's {MAX_ITEM_BYTES}-byte item limit.",
+                hint="store large values elsewhere (e.g. S3) and cache a reference.",
+            )
+        return attr
+
+    # ------------------------------------------------------------------ primitives
+
+    def _get(self, key: str, now: float) -> Any:
+        item = self._fetch(key)
+        if not item or not self._live(key, item, now):
+            return MISSING
+        return self._decode(key, item)
+
+    def _get_entry(self, key: str, now: float) -> Entry | None:
+        item = self._fetch(key)
+        if not item or not self._live(key, item, now):
+            return None
+        value = self._decode(key, item)
+        created = _stamp(item, CREATED)
+        modified = _stamp(item, UPDATED) or created or 0.0
+        ttl = ttl_of(item)
+        if ttl is not None and not -62_135_596_800 <= ttl <= 253_402_300_799:
+            raise ForeignEntryError(
+                f"the Lucee entry {self._user_key(key)!r:.80} has a ttl beyond any date "
+                f"({ttl:.0f}).",
+                key=self._user_key(key),
+                found=describe_item(dict(item)),
+                hint="put() the key again with a real expiry.",
+            )
+        return Entry(
+            value=value,
+            created=created or modified,
+            modified=modified,
+            accessed=modified,  # Lucee stores no access time nor hit count
+            hits=0,
+            expires_at=ttl,
+            idle=None,  # stored, but never slid by Lucee: the ttl is the whole story
+        )
+
+    def _exists(self, key: str, now: float) -> bool:
+        k, _ = self._lkey(key)
+        reply = self._call(
+            "GetItem",
+            TableName=self.table_name,
+            Key=k,
+            ConsistentRead=self._consistent,
+            AttributesToGet=[self.key_name, TTL],
+        )
+        item = reply.get("Item")
+        return item is not None and is_live(item, now)
+
+    def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
+        k, _ = self._lkey(key)
+        update, values = put_update(self._encode(key, value), expiry, now)
+        self._call(
+            "UpdateItem",
+            TableName=self.table_name,
+            Key=k,
+            UpdateExpression=update,
+            ExpressionAttributeNames=_names(update, key_name=self.key_name),
+            ExpressionAttributeValues=values,
+        )
+
+    def _fresh_item(self, pk: str, attr: dict[str, Any], expiry: Expiry, now: float) -> Any:
+        stamp = {"N": str(_ms(now))}
+        item = {self.key_name: {"S": pk}, VALUE: attr, UPDATED: stamp, CREATED: stamp}
+        item.update(expiry_values(expiry, now))
+        return item
+
+    def _put_fresh(self, key: str, item: Any, cond: str, now: float, op: str) -> bool:
+        """PutItem of a whole new entry under ``cond``; never re-sent blind."""
+        try:
+            reply = self._write_once(
+                "PutItem",
+                TableName=self.table_name,
+                Item=item,
+                ConditionExpression=cond,
+                ExpressionAttributeNames=_names(cond, key_name=self.key_name),
+                ExpressionAttributeValues={":nows": {"N": str(math.floor(now))}},
+            )
+        except ConditionFailedError:
+            return False
+        if reply is None:
+            raise self._unknown(op, key)
+        return True
+
+    def _add(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
+        _, pk = self._lkey(key)
+        item = self._fresh_item(pk, self._encode(key, value), expiry, now)
+        return self._put_fresh(key, item, f"attribute_not_exists(#pk) OR {_EXPIRED}", now, "add")
+
+    def _delete(self, key: str, now: float) -> bool:
+        k, _ = self._lkey(key)
+        old = self._call(
+            "DeleteItem", TableName=self.table_name, Key=k, ReturnValues="ALL_OLD"
+        ).get("Attributes")
+        return old is not None and is_live(old, now)
+
+    def _delete_if_equal(self, key: str, value: Any, now: float) -> bool:
+        item = self._fetch(key, consistent=True)
+        if not item or not self._live(key, item, now) or self._decode(key, item) != value:
+            return False
+        k, _ = self._lkey(key)
+        cond = "#u = :u" if UPDATED in item else "attribute_not_exists(#u)"
+        values: dict[str, Any] = {":u": item.get(UPDATED)} if UPDATED in item else {}
+        if VALUE in item:
+            cond += " AND #v = :v"
+            values[":v"] = item[VALUE]
+        params: dict[str, Any] = {"ExpressionAttributeNames": _names(cond, key_name=self.key_name)}
+        if values:
+            params["ExpressionAttributeValues"] = values
+        try:
+            self._call(
+                "DeleteItem", TableName=self.table_name, Key=k, ConditionExpression=cond, **params
+            )
+        except ConditionFailedError:
+            return False
+        return True
+
+    def _incr(self, key: str, delta: int, now: float) -> int:
+        k, pk = self._lkey(key)
+        update = "SET #v = if_not_exists(#v, :zero) + :d, #u = :now, #c = if_not_exists(#c, :now)"
+        cond = f"attribute_not_exists(#pk) OR ({_LIVE} AND attribute_type(#v, :n))"
+        values = {
+            ":zero": {"N": "0"},
+            ":d": {"N": str(delta)},
+            ":now": {"N": str(_ms(now))},
+            ":nows": {"N": str(math.floor(now))},
+            ":n": {"S": "N"},
+        }
+        for _ in range(_ROUNDS):
+            try:
+                reply = self._write_once(
+                    "UpdateItem",
+                    TableName=self.table_name,
+                    Key=k,
+                    UpdateExpression=update,
+                    ConditionExpression=cond,
+                    ExpressionAttributeNames=_names(update, cond, key_name=self.key_name),
+                    ExpressionAttributeValues=values,
+                    ReturnValues="ALL_NEW",
+                )
+            except ConditionFailedError:
+                old = self._fetch(key, consistent=True)
+                if old is None:
+                    continue
+                if is_live(old, now):
+                    raise CacheValueError(
+                        f"cannot incr key {self._user_key(key)!r:.200}: it holds no Number.",
+                        hint="incr/decr only work on entries holding a number.",
+                    ) from None
+                fresh = self._fresh_item(pk, {"N": str(delta)}, Expiry(), now)
+                if self._put_fresh(key, fresh, _EXPIRED, now, "incr"):
+                    return delta
+                continue
+            if reply is None:
+                raise self._unknown("incr", key)
+            attr = reply.get("Attributes", {}).get(VALUE, {})
+            try:
+                return int(Decimal(str(attr["N"])))
+            except (KeyError, TypeError, InvalidOperation):
+                raise CacheValueError(
+                    f"incr of key {self._user_key(key)!r:.200} left no whole Number.",
+                    hint="incr/decr only work on entries holding a whole number.",
+                ) from None
+        raise CacheBackendError(
+            f"incr of key {self._user_key(key)!r:.80} kept conflicting with concurrent writes.",
+            hint="retry the call.",
+        )
+
+    def _touch(self, key: str, expiry: Expiry, now: float) -> bool:
+        k, _ = self._lkey(key)
+        attrs = expiry_values(expiry, now)
+        values: dict[str, Any] = {
+            ":now": {"N": str(_ms(now))},
+            ":nows": {"N": str(math.floor(now))},
+        }
+        sets = ["#u = :now"]
+        for name, attr in attrs.items():
+            sets.append(f"#{name} = :{name}")
+            values[f":{name}"] = attr
+        update = "SET " + ", ".join(sets)
+        removed = [f"#{name}" for name in (TTL, UNTIL, IDLE) if name not in attrs]
+        if removed:
+            update += " REMOVE " + ", ".join(removed)
+        cond = f"attribute_exists(#pk) AND {_LIVE}"
+        try:
+            self._call(
+                "UpdateItem",
+                TableName=self.table_name,
+                Key=k,
+                UpdateExpression=update,
+                ConditionExpression=cond,
+                ExpressionAttributeNames=_names(update, cond, key_name=self.key_name),
+                ExpressionAttributeValues=values,
+            )
+        except ConditionFailedError:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ scans
+
+    def _filter(self, flt: KeyFilter) -> KeyFilter:
+        """The filter, case-insensitive as Lucee's: matched uppercased against the key."""
+        if flt.pattern is None:
+            return flt
+        return compile_filter(flt.pattern.upper(), self.namespace)
+
+    def _scan_items(self, flt: KeyFilter, now: float) -> Iterator[Any]:
+        """Scan for the keys (and ttl) of live items whose key starts with the filter's
+        literal prefix (namespace included), uppercased: every listed key is canonical,
+        so the prefix test on the server is exact and foreign namespaces stay unread."""
+        filt = f"{_LIVE} AND attribute_not_exists(#int)"
+        values = {":nows": {"N": str(math.floor(now))}}
+        if flt.prefix:
+            filt = f"begins_with(#pk, :p) AND {filt}"
+            values[":p"] = {"S": flt.prefix}
+        projection = "#pk, #ttl"
+        params: dict[str, Any] = {
+            "TableName": self.table_name,
+            "FilterExpression": filt,
+            "ProjectionExpression": projection,
+            "ConsistentRead": self._consistent,
+            "ExpressionAttributeNames": _names(filt, projection, key_name=self.key_name),
+            "ExpressionAttributeValues": values,
+            "Limit": _PAGE,
+        }
+        return scan_items(self._call, params, self.settings["scanSegments"])
+
+    def _listed(self, item: Any, flt: KeyFilter, now: float) -> str | None:
+        """The storage key of a scanned item when ``flt`` selects it, else None.
+
+        A partition key Lucee could not have written (lowercase, surrounding spaces, not
+        a string) is no reachable entry - every key is uppercased and trimmed before a
+        lookup - so it is never listed, counted or cleared.
+        """
+        attr = item.get(self.key_name)
+        pk = attr.get("S") if isinstance(attr, dict) else None
+        if not isinstance(pk, str) or not pk or lucee_key(pk) != pk:
+            return None
+        if not flt.matches(pk) or not is_live(item, now):
+            return None
+        return pk
+
+    def _scan_keys(self, flt: KeyFilter, now: float) -> Iterator[tuple[dict[str, Any], str]]:
+        flt = self._filter(flt)
+        kn = self.key_name
+        for item in self._scan_items(flt, now):
+            pk = self._listed(item, flt, now)
+            if pk is not None:
+                yield {kn: item[kn]}, pk
+
+    def _scan(self, flt: KeyFilter, now: float) -> Iterator[str]:
+        for _, pk in self._scan_keys(flt, now):
+            yield pk
+
+    def _count(self, flt: KeyFilter, now: float) -> int:
+        return sum(1 for _ in self._scan_keys(flt, now))
+
+    def _clear(self, flt: KeyFilter, now: float) -> int:
+        removed = 0
+        batch: list[dict[str, Any]] = []
+        for key, _ in self._scan_keys(flt, now):
+            batch.append({"DeleteRequest": {"Key": key}})
+            if len(batch) == 25:
+                removed += batch_write(self._call, self.table_name, batch)
+                batch = []
+        if batch:
+            removed += batch_write(self._call, self.table_name, batch)
+        return removed
+
+    # ------------------------------------------------------------------ batches
+
+    def _get_many(self, keys: list[str], now: float) -> dict[str, Any]:
+        kn = self.key_name
+        wanted: dict[str, list[str]] = {}
+        for storage_key in keys:  # "user" and "USER" are one Lucee entry
+            wanted.setdefault(self._lucee_pk(storage_key), []).append(storage_key)
+        found: dict[str, Any] = {}
+        requested = [{kn: {"S": pk}} for pk in wanted]
+        for item in batch_get(self._call, self.table_name, requested, consistent=self._consistent):
+            pk = item.get(kn, {}).get("S")
+            asked = wanted.get(pk) if isinstance(pk, str) else None
+            if not asked or not self._live(asked[0], item, now):
+                continue
+            value = self._decode(asked[0], item)
+            for storage_key in asked:
+                found[storage_key] = value
+        return found
+
+    def _set_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
+        # One merge per key: BatchWriteItem can only replace whole items, which would
+        # drop createdTime (and Lucee's merge semantics) on overwrites.
+        for key, value in items.items():
+            self._set(key, value, expiry, now)
+
+    def _delete_many(self, keys: list[str], now: float) -> int:
+        return sum(self._delete(key, now) for key in dict.fromkeys(map(lucee_key, keys)))
+
+
+def convert_from_lucee(
+    source: LuceeDynamoDBCache,
+    target: BaseCache,
+    *,
+    filter: str | None = None,
+    dry_run: bool = False,
+    on_entry: Callable[[str], None] | None = None,
+) -> ConversionReport:
+    """Copy every readable live entry of a Lucee-written table into ``target``.
+
+    ``source`` reads the table in Lucee's layout (``itemFormat: "lucee"``); entries keep
+    their key as Lucee stored it (uppercased) and their remaining lifetime (``ttl``,
+    kept as is). Streamed: at most :data:`CONVERT_CHUNK` entries are held
+    at a time. Entries that cannot be read are listed in the report, never copied; with
+    ``dry_run`` nothing is written.
+    """
+    report = ConversionReport(dry_run=dry_run)
+    flt = compile_filter(filter, source.namespace)
+    strip = len(source.namespace)
+    previous = source.on_foreign_entry
+    source.on_foreign_entry = report.skip
+    try:
+        keys = source._scan(flt, source._clock())
+        while chunk := list(islice(keys, CONVERT_CHUNK)):
+            now = source._clock()
+            for pk in chunk:
+                _convert_one(source, target, pk, now, report, dry_run)
+                if on_entry is not None:
+                    on_entry(pk[strip:])
+    finally:
+        source.on_foreign_entry = previous
+    return report
+
+
+def _convert_one(
+    source: LuceeDynamoDBCache,
+    target: BaseCache,
+    pk: str,
+    now: float,
+    report: ConversionReport,
+    dry_run: bool,
+) -> None:
+    item = source._fetch(pk)
+    try:
+        if not item or not source._live(pk, item, now):
+            report.expired += 1
+            return
+        value = source._decode(pk, item)
+    except CacheError as exc:
+        report_foreign(source, pk, exc, item)
+        return
+    ttl = ttl_of(item)
+    key = pk[len(source.namespace) :]
+    if not dry_run:
+        if ttl is None:
+            target.put(key, value)
+        else:  # dies when Lucee's entry dies: at its ttl, a whole second
+            target.put(key, value, until=datetime.fromtimestamp(ttl, UTC))
+    report.copied += 1
