@@ -64,6 +64,7 @@ from .items import (
     LOCK_HOLDER,
     LOCK_RELEASED,
     LOCK_UNTIL,
+    LUCEE_TTL,
     MAX_ITEM_BYTES,
     MAX_KEY_BYTES,
     ORIGINAL_KEY,
@@ -956,7 +957,7 @@ class DynamoDBCache(RemoteCache[Any]):
                         continue
                 elif original.get("S") != found_key:
                     continue
-                if (DEADLINE in item or TTL in item) and not is_live(item, now):
+                if (DEADLINE in item or TTL in item or LUCEE_TTL in item) and not is_live(item, now):
                     continue
                 raw = item.get(VALUE)
                 if raw is not None and "B" in raw:
