@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from .harness import Measurement, Section
+from .harness import Measurement, Row, Section
 from .peers import optional
 
 __all__ = ["MARKER", "INTRO", "fmt_ns", "render", "write_chart", "write_markdown"]
@@ -51,6 +51,20 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
     return lines
+
+
+_VERDICTS: dict[str | None, str] = {
+    None: "-",
+    "met": "met",
+    "not met": "**not met**",
+    "inconclusive": "inconclusive",
+}
+
+
+def _spread(row: Row) -> str:
+    """The row's inter-quartile range of per-round ratios, e.g. ``0.91-0.97x``."""
+    spread = row.iqr
+    return "-" if spread is None else f"{spread[0]:.2f}-{spread[1]:.2f}x"
 
 
 def _num(value: float | None, digits: int = 2) -> str:
@@ -111,9 +125,10 @@ def render_section(section: Section) -> list[str]:
                 "cachehub time/op",
                 "baseline",
                 "baseline time/op",
-                "ratio",
+                "ratio (median)",
+                "IQR",
                 "target",
-                "met?",
+                "verdict",
             ],
             [
                 [
@@ -123,8 +138,9 @@ def render_section(section: Section) -> list[str]:
                     r.baseline,
                     fmt_ns(r.baseline_ns),
                     f"{r.ratio:.2f}x",
+                    _spread(r),
                     "-" if r.target is None else r.target.label,
-                    {None: "-", True: "yes", False: "**no**"}[r.met],
+                    _VERDICTS[r.verdict],
                 ]
                 for r in section.rows
             ],
@@ -171,6 +187,14 @@ def write_markdown(path: Path, generated: str) -> None:
     path.write_text(intro + "\n" + generated, encoding="utf-8")
 
 
+_COLORS: dict[str | None, str] = {
+    None: "tab:gray",
+    "inconclusive": "tab:olive",
+    "met": "tab:green",
+    "not met": "tab:red",
+}
+
+
 def write_chart(path: Path, sections: Sequence[Section]) -> bool:
     """Draw every target row's ratio against its target; False when matplotlib is absent."""
     if optional("matplotlib") is None:
@@ -194,11 +218,14 @@ def write_chart(path: Path, sections: Sequence[Section]) -> bool:
     for ax, section in zip(axes[:, 0], charted, strict=True):
         labels = [f"{r.op} · {r.impl} vs {r.baseline}" for r in section.rows]
         ratios = [r.ratio for r in section.rows]
-        colors = [
-            "tab:gray" if r.met is None else ("tab:green" if r.met else "tab:red")
-            for r in section.rows
+        colors = [_COLORS[r.verdict] for r in section.rows]
+        # Whiskers: the inter-quartile range of the per-round ratios the verdict rests on.
+        spreads = [r.iqr or (r.ratio, r.ratio) for r in section.rows]
+        whiskers = [
+            [max(0.0, ratio - low) for ratio, (low, _) in zip(ratios, spreads, strict=True)],
+            [max(0.0, high - ratio) for ratio, (_, high) in zip(ratios, spreads, strict=True)],
         ]
-        ax.barh(range(len(ratios)), ratios, color=colors)
+        ax.barh(range(len(ratios)), ratios, color=colors, xerr=whiskers, capsize=2)
         for i, row in enumerate(section.rows):
             if row.target is not None and row.target.max_round_trips is None:
                 ax.plot([row.target.max_ratio] * 2, [i - 0.4, i + 0.4], color="black")
