@@ -233,10 +233,11 @@ def _cases(impl: _Impl, shape: str, value: Any, n: int, batch: int) -> list[Case
         for keys in batches:
             get_many(keys)
 
+    cpu = time.thread_time_ns  # see Case.timer: steady on a loaded machine
     cases = [
-        Case(f"get hit {shape}", impl.name, get_hits, n),
-        Case(f"get miss {shape}", impl.name, get_misses, n),
-        Case(f"put {shape}", impl.name, put_all, n),
+        Case(f"get hit {shape}", impl.name, get_hits, n, timer=cpu),
+        Case(f"get miss {shape}", impl.name, get_misses, n, timer=cpu),
+        Case(f"put {shape}", impl.name, put_all, n, timer=cpu),
     ]
     if impl.put_ttl is not None:
         put_ttl = impl.put_ttl
@@ -245,9 +246,9 @@ def _cases(impl: _Impl, shape: str, value: Any, n: int, batch: int) -> list[Case
             for key in puts:
                 put_ttl(key, value)
 
-        cases.append(Case(f"put ttl {shape}", impl.name, put_all_ttl, n))
+        cases.append(Case(f"put ttl {shape}", impl.name, put_all_ttl, n, timer=cpu))
     # Per key read, so the 200 B and 10 KB rows compare with get hit.
-    cases.append(Case(f"get_many({batch}) {shape}", impl.name, get_batches, n))
+    cases.append(Case(f"get_many({batch}) {shape}", impl.name, get_batches, n, timer=cpu))
     return cases
 
 
@@ -328,7 +329,15 @@ def _thread_case(impl: _Impl, keys: Sequence[str], value: Any, ops: int) -> Case
         for thread in threads:
             thread.join()
 
-    return Case(f"{THREADS} threads, 9:1 get:put", impl.name, run_threads, THREADS * ops)
+    # CPU time of the whole process (all its threads): the work the threads do, lock
+    # hand-overs included, without the time other tenants of the machine take.
+    return Case(
+        f"{THREADS} threads, 9:1 get:put",
+        impl.name,
+        run_threads,
+        THREADS * ops,
+        timer=time.process_time_ns,
+    )
 
 
 def _child(conn: Connection, names: list[str], size: int, keys: list[str], ops: int) -> None:
@@ -342,14 +351,18 @@ def _child(conn: Connection, names: list[str], size: int, keys: list[str], ops: 
     while (name := conn.recv()) is not None:
         gc.disable()  # as in the parent's timed rounds
         try:
+            started = time.thread_time_ns()
             _workload(impls[name], keys, VALUE, ops)
+            spent = time.thread_time_ns() - started
         finally:
             gc.enable()
-        conn.send(name)
+        conn.send((name, spent))
 
 
 @contextmanager
-def _processes(names: list[str], size: int, keys: list[str], ops: int) -> Iterator[list[Connection]]:
+def _processes(
+    names: list[str], size: int, keys: list[str], ops: int
+) -> Iterator[list[Connection]]:
     """``PROCESSES`` worker processes (see :func:`_child`), stopped on exit."""
     # fork: the children inherit the imported modules; the parent runs no other thread.
     ctx = multiprocessing.get_context("fork")
@@ -381,14 +394,29 @@ def _processes(names: list[str], size: int, keys: list[str], ops: int) -> Iterat
 
 
 def _process_case(name: str, conns: list[Connection], ops: int) -> Case:
+    """One round: every process runs the workload of ``name`` at once. Timed by the CPU
+    time the processes report (summed), for the reason given in :func:`_thread_case`."""
+    spent = [0]
+
     def run_processes() -> None:
         for conn in conns:
             conn.send(name)
         for conn in conns:
-            if not conn.poll(600) or conn.recv() != name:
-                raise RuntimeError(f"a throughput process failed on {name}")
+            # poll: a child that died answers EOF at once rather than never.
+            if not conn.poll(600):
+                raise RuntimeError(f"a throughput process did not finish {name}")
+            done, cpu_ns = conn.recv()
+            if done != name:
+                raise RuntimeError(f"a throughput process answered {done} for {name}")
+            spent[0] += cpu_ns
 
-    return Case(f"{PROCESSES} processes, 9:1 get:put", name, run_processes, PROCESSES * ops)
+    return Case(
+        f"{PROCESSES} processes, 9:1 get:put",
+        name,
+        run_processes,
+        PROCESSES * ops,
+        timer=lambda: spent[0],
+    )
 
 
 def _throughput(section: Section, cfg: Config) -> None:
