@@ -53,7 +53,8 @@ class Config:
     rounds, which the median of the per-round ratios ignores."""
     memory_rounds: int
     """Rounds for the in-process cases: each is cheap, and the differences between
-    implementations are a few percent, so more rounds steady the median ratio."""
+    implementations are a few percent, so many short rounds (timed by CPU time, see
+    :attr:`Case.timer`) steady the median ratio and its inter-quartile range."""
     ops: int
     """Operations per round for cheap (in-process) operations."""
     remote_ops: int
@@ -75,8 +76,8 @@ class Config:
         return cls(
             quick=False,
             rounds=41,
-            memory_rounds=61,
-            ops=4_000,
+            memory_rounds=41,
+            ops=2_000,
             remote_ops=500,
             aws_ops=50,
             aws_rounds=41,

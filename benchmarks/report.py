@@ -30,19 +30,16 @@ INTRO = """# Benchmarks
 How fast is cachehub compared with talking to the backend directly, and with the peer
 libraries people would otherwise use (cachelib, dogpile.cache, Django's cache backends)?
 The suite in `benchmarks/` answers that in one run: every implementation is measured on
-the same backend instance (the same in-process data, the same local `redis-server`, the
-same moto DynamoDB server), each figure is the median of several rounds, and every ratio
-is between two figures of that same run, so machine noise largely cancels out.
+the same backend instance, in interleaved rounds, and every ratio is between figures of
+that same run.
 
-Regenerate this page with `nox -s bench` (or `python -m benchmarks`). `--quick` runs
-every section with tiny sizes and writes to a temporary directory instead of `docs/`;
-`--only memory,codec,redis,dynamodb,scale` selects sections.
+Regenerate this page with `nox -s bench` (or `python -m benchmarks`); `nox -s bench --
+memory` runs one section and replaces only that one. `--quick` runs every section with tiny
+sizes and writes to a temporary directory instead of `docs/`.
 
-Reading the tables: *ratio* is cachehub's time divided by the baseline's (lower is
-better, 1.0 is parity). Request counts are exact: Redis commands come from
-`INFO commandstats` deltas, DynamoDB HTTP requests from a botocore `before-send` hook.
-The DynamoDB server is moto running locally, so absolute DynamoDB latencies say little
-about AWS; requests per operation and client CPU per request are what carry over.
+Reading the tables: *ratio* is the median of the per-round ratios of cachehub's time to the
+baseline's (lower is better, 1.0 is parity), *IQR* their inter-quartile range. A target is
+*met* or *not met* only when the whole range lies on one side of it, else *inconclusive*.
 """
 
 
