@@ -467,5 +467,7 @@ def _notes() -> list[str]:
         "get_many is timed per key read (batches of the configured size).",
         f"Throughput: a 9:1 get:put mix over 1,000 keys of the 200 B shape; {THREADS} threads "
         f"share one cache, {PROCESSES} processes have one each (a process cache is not shared). "
-        "Time/op is wall time over all operations, so a ratio below 1.0 is more throughput.",
+        "Time/op is the CPU time of all threads (or all processes) over all operations, so a "
+        "ratio below 1.0 is more throughput per core; single-operation rows are timed by the "
+        "CPU time of the measuring thread.",
     ]

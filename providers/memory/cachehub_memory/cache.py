@@ -317,14 +317,14 @@ class MemoryCache(BaseCache):
                     if self._promote is not None:
                         self._promote(sk)
                     stored = record[_VALUE]
+                    if not self._encode and stored is not MISSING:
+                        return stored  # a reference: nothing to do outside the lock
             finally:
                 self._release()
             if stored is MISSING:
                 if not (prefix or (0 < len(key) <= MAX_KEY_LENGTH and key.isascii())):
                     self._sk(key)  # raises for a bad key
                 return default
-            if not self._encode:
-                return stored
             return self.codec.loads(stored, sk)
         except UnknownSigningKeyError as exc:
             self._signed_miss(exc)
