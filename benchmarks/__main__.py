@@ -1,4 +1,8 @@
-"""Command line: ``python -m benchmarks [--quick] [--only memory,codec] [--out DIR]``."""
+"""Command line: ``python -m benchmarks [--quick] [--only memory,codec] [--out DIR] [SECTION...]``.
+
+``nox -s bench -- memory`` runs one section: a subset replaces only its own sections
+of docs/benchmarks.md and keeps the others as they were measured.
+"""
 
 from __future__ import annotations
 
@@ -39,18 +43,29 @@ def main(argv: list[str] | None = None) -> int:
         help=f"comma-separated sections among {','.join(SECTIONS)}",
     )
     parser.add_argument(
+        "sections",
+        nargs="*",
+        help="sections to run, like --only (e.g. `nox -s bench -- memory`)",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=None,
         help="directory for benchmarks.md/.png (default: docs/, or a temp dir with --quick)",
     )
     args = parser.parse_args(argv)
+    only = args.only
+    if args.sections:
+        try:
+            only = _sections(",".join(args.sections))
+        except argparse.ArgumentTypeError as exc:
+            parser.error(str(exc))
     cfg = Config.quick_mode() if args.quick else Config.full()
     out = args.out
     if out is None:
         # Quick numbers are meaningless: never let them overwrite the published page.
         out = Path(tempfile.mkdtemp(prefix="cachehub-bench-")) if args.quick else DOCS
-    result = run_suite(args.only, cfg, out)
+    result = run_suite(only, cfg, out)
     print(f"[bench] report: {result.markdown}")
     if result.chart is not None:
         print(f"[bench] chart: {result.chart}")

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
     "moto_process",
@@ -30,6 +30,8 @@ __all__ = [
     "Row",
     "Section",
     "Target",
+    "Verdict",
+    "quartiles",
     "Adapter",
     "machine_info",
     "by_op",
@@ -51,7 +53,8 @@ class Config:
     rounds, which the median of the per-round ratios ignores."""
     memory_rounds: int
     """Rounds for the in-process cases: each is cheap, and the differences between
-    implementations are a few percent, so more rounds steady the median ratio."""
+    implementations are a few percent, so many short rounds (timed by CPU time, see
+    :attr:`Case.timer`) steady the median ratio and its inter-quartile range."""
     ops: int
     """Operations per round for cheap (in-process) operations."""
     remote_ops: int
@@ -73,8 +76,8 @@ class Config:
         return cls(
             quick=False,
             rounds=41,
-            memory_rounds=21,
-            ops=20_000,
+            memory_rounds=41,
+            ops=2_000,
             remote_ops=500,
             aws_ops=50,
             aws_rounds=41,
@@ -110,7 +113,8 @@ class Case:
 
     ``run`` performs exactly ``ops`` operations; ``setup`` (untimed) runs before each
     round, e.g. to refill what a clear() removed. ``counter`` returns a monotonic
-    request count (HTTP requests, Redis commands) read before and after a round.
+    request count (HTTP requests, Redis commands) read before and after a round;
+    ``timer`` is the clock a round is timed with.
     """
 
     op: str
@@ -119,6 +123,11 @@ class Case:
     ops: int
     setup: Callable[[], object] | None = None
     counter: Callable[[], int] | None = None
+    timer: Callable[[], int] | None = None
+    """Nanosecond clock a round is timed with; wall time (``perf_counter_ns``) unless
+    set. In-process cases use ``time.thread_time_ns``: CPU time of the measuring
+    thread, which time spent descheduled by other processes on a shared machine does
+    not inflate (wall time there varies by 2x from round to round)."""
 
 
 @dataclass(slots=True)
@@ -152,6 +161,25 @@ class Target:
     max_round_trips: float | None = None
 
 
+Verdict = Literal["met", "not met", "inconclusive"]
+"""What a target row says: ``met`` / ``not met`` only when the whole inter-quartile range
+of its per-round ratios lies on one side of the target, else ``inconclusive``."""
+
+
+def quartiles(values: Sequence[float]) -> tuple[float, float, float]:
+    """(first quartile, median, third quartile) of ``values`` (at least one value).
+
+    The inclusive method interpolates between observed values, so the range never
+    reaches beyond the smallest and largest ratio measured.
+    """
+    if not values:
+        raise ValueError("quartiles of no values")
+    if len(values) == 1:
+        return values[0], values[0], values[0]
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q2, q3
+
+
 @dataclass(slots=True)
 class Row:
     """One line of a section's target table: cachehub against the baseline on one op."""
@@ -166,6 +194,8 @@ class Row:
     paired: float | None = None
     """Median of the per-round ratios, when both were measured in the same rounds."""
     round_trips_per_op: float | None = None
+    ratios: list[float] = field(default_factory=list)
+    """The per-round ratios (cachehub round r / baseline round r) behind ``paired``."""
 
     @classmethod
     def compare(
@@ -180,6 +210,7 @@ class Row:
     ) -> Row:
         """``mine`` against ``base``, with the paired ratio when their rounds line up."""
         paired = None
+        ratios: list[float] = []
         if mine.rounds_ns and len(mine.rounds_ns) == len(base.rounds_ns) and all(base.rounds_ns):
             ratios = [m / b for m, b in zip(mine.rounds_ns, base.rounds_ns, strict=True)]
             paired = statistics.median(ratios)
@@ -193,6 +224,7 @@ class Row:
             requests_per_op,
             paired,
             mine.round_trips_per_op,
+            ratios,
         )
 
     @property
@@ -208,14 +240,43 @@ class Row:
         return self.ns_per_op / self.baseline_ns if self.baseline_ns else float("inf")
 
     @property
-    def met(self) -> bool | None:
-        """Whether the target is met, or None when the row has no target."""
+    def iqr(self) -> tuple[float, float] | None:
+        """The inter-quartile range of the per-round ratios, or None without pairing."""
+        if not self.ratios:
+            return None
+        q1, _, q3 = quartiles(self.ratios)
+        return q1, q3
+
+    @property
+    def verdict(self) -> Verdict | None:
+        """``met`` / ``not met`` where the evidence is clear, else ``inconclusive``.
+
+        A ratio target is decided only when the whole inter-quartile range of the
+        per-round ratios lies on one side of it: a median alone flips between runs when
+        it sits within the noise of the target. A round-trip target is an exact count.
+        None when the row has no target.
+        """
         if self.target is None:
             return None
         if self.target.max_round_trips is not None:
             trips = self.round_trips_per_op
-            return trips is not None and trips <= self.target.max_round_trips
-        return self.ratio <= self.target.max_ratio
+            return (
+                "met" if trips is not None and trips <= self.target.max_round_trips else "not met"
+            )
+        spread = self.iqr
+        if spread is None:
+            return "inconclusive"
+        low, high = spread
+        if high <= self.target.max_ratio:
+            return "met"
+        if low > self.target.max_ratio:
+            return "not met"
+        return "inconclusive"
+
+    @property
+    def met(self) -> bool | None:
+        """The verdict as a bool; None when the row has no target or is inconclusive."""
+        return {None: None, "inconclusive": None, "met": True, "not met": False}[self.verdict]
 
 
 @dataclass(slots=True)
@@ -298,10 +359,11 @@ def _round(case: Case) -> tuple[int, float, int]:
     gc.disable()  # a collection landing in one impl's round would skew its ratio
     try:
         before = case.counter() if case.counter is not None else 0
+        clock = case.timer or time.perf_counter_ns
         cpu0 = time.thread_time()
-        t0 = time.perf_counter_ns()
+        t0 = clock()
         case.run()
-        elapsed = time.perf_counter_ns() - t0
+        elapsed = clock() - t0
         cpu_s = time.thread_time() - cpu0
         after = case.counter() if case.counter is not None else 0
     finally:

@@ -25,6 +25,7 @@ class SuiteResult:
     sections: list[Section]
     markdown: Path
     chart: Path | None
+    """The first chart written (one per section with targets), if any."""
 
 
 def run_suite(
@@ -53,14 +54,18 @@ def run_suite(
         if cfg.quick
         else (
             f"full (rounds: memory {cfg.memory_rounds}, codec and Redis {cfg.rounds}, "
-            f"DynamoDB {cfg.aws_rounds}; medians)"
+            f"DynamoDB {cfg.aws_rounds}; medians of interleaved rounds)"
         )
     )
-    png = out_dir / "benchmarks.png"
-    chart = png if write_chart(png, sections) else None
+    # One chart per section, so a run of some sections leaves the others' charts alone.
+    charts: dict[str, str] = {}
+    for section in sections:
+        png = out_dir / f"benchmarks-{section.key}.png"
+        if write_chart(png, [section]):
+            charts[section.key] = png.name
+    chart = out_dir / next(iter(charts.values())) if charts else None
     markdown = out_dir / "benchmarks.md"
-    chart_name = None if chart is None else chart.name
-    write_markdown(markdown, render(sections, machine_info(), mode, chart=chart_name))
-    if chart is None:
+    write_markdown(markdown, render(sections, machine_info(), mode, charts=charts), order=SECTIONS)
+    if chart is None and any(s.rows for s in sections):
         progress("[bench] matplotlib not installed: no chart written")
     return SuiteResult(sections, markdown, chart)

@@ -6,18 +6,27 @@ No timing assertions: only the report's structure and exact request counts.
 from __future__ import annotations
 
 import importlib.util
+import statistics
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from benchmarks import Config, Section, run_suite  # importable via pytest's pythonpath
+from benchmarks import SECTIONS, Config, Section, run_suite  # via pytest's pythonpath
 from benchmarks import __main__ as cli
 from benchmarks import memory as memory_section
-from benchmarks.harness import Case, measure
+from benchmarks.harness import Case, Measurement, Row, Target, measure, quartiles
+from benchmarks.report import render_section
 from cachehub.testing import unavailable
 
 QUICK = Config.quick_mode()
 MEMORY_OPS = ["get hit", "get miss", "put", f"get_many({QUICK.batch})"]
+SINGLE_OPS = ["get hit", "get miss", "put", "put ttl", f"get_many({QUICK.batch})"]
+MEMORY_SINGLE = [f"{op} {shape}" for shape in memory_section.SHAPES for op in SINGLE_OPS]
+THROUGHPUT = [
+    f"{memory_section.THREADS} threads, 9:1 get:put",
+    f"{memory_section.PROCESSES} processes, 9:1 get:put",
+]
 
 
 def _quiet(_message: str) -> None:
@@ -41,15 +50,27 @@ def test_quick_memory_and_codec_report(tmp_path: Path) -> None:
 
     memory = sections["memory"]
     assert memory.skipped is None
-    two_x = [r for r in memory.rows if r.target and r.target.label == "<= 2.0x raw cachetools"]
-    assert [r.op for r in two_x] == MEMORY_OPS
-    assert all(r.impl == memory_section.CACHEHUB_FAST for r in two_x)
+    # serialize=false is held to the locked LRUCache on the four single ops (200 B) and
+    # on both throughput workloads; the default to both copying peers everywhere.
+    fast = [
+        r.op
+        for r in memory.rows
+        if r.impl == memory_section.CACHEHUB_FAST and r.target is memory_section.FAST_TARGET
+    ]
+    assert fast == [f"{op} 200 B" for op in ("get hit", "get miss", "put", "put ttl")] + THROUGHPUT
+    for peer in memory_section.COPYING_PEERS:
+        copying = [r.op for r in memory.rows if r.baseline == peer]
+        assert copying == MEMORY_SINGLE + THROUGHPUT
     for impl in (
         memory_section.BASELINE,
         memory_section.CACHEHUB_FAST,
         memory_section.CACHEHUB_DEFAULT,
     ):
-        assert [m.op for m in memory.measurements if m.impl == impl] == MEMORY_OPS
+        assert [m.op for m in memory.measurements if m.impl == impl] == MEMORY_SINGLE + THROUGHPUT
+    for row in memory.rows:
+        assert len(row.ratios) == QUICK.memory_rounds
+        if row.target is not None:
+            assert row.verdict in ("met", "not met", "inconclusive")
 
     codec = sections["codec"]
     [target] = [r for r in codec.rows if r.target is not None]
@@ -67,7 +88,9 @@ def test_quick_memory_and_codec_report(tmp_path: Path) -> None:
         "| python |",
         "## Memory provider",
         "## Codec",
-        f"| get_many({QUICK.batch}) | cachehub memory serialize=false |",
+        f"| get_many({QUICK.batch}) 10 KB | cachehub memory serialize=false |",
+        "| ratio (median) | IQR | target | verdict |",
+        "<!-- section: memory -->",
         "| encode+decode | cachehub codec 'safe' |",
         "<= 1.5x pickle",
     ):
@@ -86,8 +109,9 @@ def test_missing_peers_are_reported_not_fatal(
         "dogpile.cache memory": "skipped: dogpile.cache not installed",
         "Django LocMemCache": "skipped: django not installed",
     }
-    # Without peers the peer rows vanish but the cachetools targets remain.
+    # Without peers the peer rows vanish but the locked LRUCache targets remain.
     assert {r.baseline for r in section.rows} == {memory_section.BASELINE}
+    assert any(r.target is memory_section.FAST_TARGET for r in section.rows)
 
 
 def test_measure_counts_requests_per_op() -> None:
@@ -184,3 +208,128 @@ def test_quick_dynamodb_counts_requests(tmp_path: Path) -> None:
     assert {op: mine[op] for op in expected} == expected
     captions = [caption for caption, _, _ in section.extra_tables]
     assert any(c.startswith("Framework hot spots") for c in captions)
+
+
+def _pair(mine: list[float], base: list[float], target: Target | None) -> Row:
+    return Row.compare(
+        "op",
+        "mine",
+        Measurement("op", "mine", statistics.median(mine), mine),
+        "base",
+        Measurement("op", "base", statistics.median(base), base),
+        target,
+    )
+
+
+def test_quartiles_interpolate_between_observed_values() -> None:
+    assert quartiles([2.0]) == (2.0, 2.0, 2.0)
+    assert quartiles([1.0, 2.0, 3.0, 4.0, 5.0]) == (2.0, 3.0, 4.0)
+    assert quartiles([1.0, 9.0]) == (3.0, 5.0, 7.0)
+    with pytest.raises(ValueError, match="no values"):
+        quartiles([])
+
+
+@pytest.mark.parametrize(
+    ("mine", "verdict"),
+    [
+        # per-round ratios 0.8 .. 1.2: the IQR 0.9-1.15 straddles the 1.1 target
+        ([80.0, 90.0, 100.0, 115.0, 120.0], "inconclusive"),
+        ([80.0, 85.0, 90.0, 95.0, 130.0], "met"),  # IQR 0.85-0.95, one outlier ignored
+        ([100.0, 115.0, 120.0, 125.0, 130.0], "not met"),  # IQR 1.15-1.25
+        ([110.0, 110.0, 110.0, 110.0, 110.0], "met"),  # exactly on the target
+    ],
+)
+def test_verdict_needs_the_whole_iqr_on_one_side(mine: list[float], verdict: str) -> None:
+    row = _pair(mine, [100.0] * 5, Target("<= 1.1x", 1.1))
+    assert row.ratios == [m / 100.0 for m in mine]
+    assert row.ratio == statistics.median(row.ratios)
+    assert row.verdict == verdict
+    assert row.met == {"met": True, "not met": False, "inconclusive": None}[verdict]
+
+
+def test_rows_without_pairing_or_target_claim_nothing() -> None:
+    target = Target("<= 1.0x", 1.0)
+    # Rounds that do not line up (or a zero baseline round) cannot be paired.
+    unpaired = _pair([50.0, 50.0], [100.0, 100.0, 100.0], target)
+    assert unpaired.iqr is None
+    assert unpaired.verdict == "inconclusive"
+    assert unpaired.ratio == 0.5  # still reported, from the medians
+    zero = _pair([50.0, 50.0], [0.0, 100.0], target)
+    assert zero.ratios == []
+    assert zero.verdict == "inconclusive"
+    assert _pair([50.0], [100.0], None).verdict is None
+    trips = Row("op", "mine", 1.0, "base", 1.0, Target("1 trip", 9.9, max_round_trips=1))
+    assert trips.verdict == "not met"  # no count measured
+    trips.round_trips_per_op = 1.0
+    assert trips.verdict == "met"  # a count is exact: no range needed
+
+
+def test_report_shows_median_iqr_and_verdict() -> None:
+    section = Section("memory", "Memory provider", "base")
+    section.rows.append(_pair([80.0, 85.0, 90.0, 95.0, 130.0], [100.0] * 5, Target("t", 1.1)))
+    section.rows.append(_pair([80.0, 90.0, 100.0, 115.0, 120.0], [100.0] * 5, Target("t", 1.1)))
+    text = "\n".join(render_section(section))
+    assert "| 0.90x | 0.85-0.95x | t | met |" in text
+    assert "| 1.00x | 0.90-1.15x | t | inconclusive |" in text
+
+
+def test_case_timer_times_the_rounds() -> None:
+    ticks = iter(range(0, 10_000, 7))
+    result = measure(Case("op", "impl", lambda: None, 1, timer=lambda: next(ticks)), 4)
+    assert result.rounds_ns == [7.0] * 4  # each round reads the timer twice
+
+
+def test_a_subset_run_replaces_only_its_sections(tmp_path: Path) -> None:
+    from benchmarks.report import MARKER, SECTION_CLOSE, SECTION_OPEN, write_markdown
+
+    def block(key: str, text: str) -> str:
+        return (
+            f"{SECTION_OPEN.format(key=key)}\n## {key}\n\n{text}\n{SECTION_CLOSE.format(key=key)}\n"
+        )
+
+    page = tmp_path / "benchmarks.md"
+    old = f"# Intro\n\n{MARKER}\n\n## Machine\n\nold\n\n" + "\n".join(
+        block(k, f"old {k}") for k in ("memory", "codec", "redis")
+    )
+    page.write_text(old, encoding="utf-8")
+    new = f"{MARKER}\n\n## Machine\n\nnew\n\n" + block("codec", "new codec")
+    write_markdown(page, new, order=SECTIONS)
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("# Intro\n")
+    for kept in ("old memory", "old redis", "new codec"):
+        assert kept in text
+    for gone in ("old codec", "\nold\n"):
+        assert gone not in text
+    assert text.index("old memory") < text.index("new codec") < text.index("old redis")
+    assert text.count(MARKER) == 1
+
+
+def test_a_subset_run_keeps_sections_of_an_undelimited_page(tmp_path: Path) -> None:
+    from benchmarks.report import MARKER, write_markdown
+
+    page = tmp_path / "benchmarks.md"
+    page.write_text(
+        f"# Intro\n\n{MARKER}\n\n## Machine\n\nold\n\n## Memory provider\n\nold memory\n\n"
+        "## Codec\n\nold codec\n\n## Scale: peak memory\n\nold scale\n",
+        encoding="utf-8",
+    )
+    write_markdown(page, f"{MARKER}\n\n## Machine\n\nnew\n", order=SECTIONS)
+    text = page.read_text(encoding="utf-8")
+    for kept in ("old memory", "old codec", "old scale", "## Scale: peak memory"):
+        assert kept in text
+    assert "\nold\n" not in text
+
+
+def test_cli_takes_sections_as_arguments(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    seen: list[list[str]] = []
+
+    def fake(only: list[str], cfg: Config, out: Path) -> Any:
+        seen.append(list(only))
+        return run_suite([], cfg, out, progress=_quiet)
+
+    monkeypatch.setattr(cli, "run_suite", fake)
+    assert cli.main(["--quick", "--out", str(tmp_path), "codec", "memory"]) == 0
+    assert seen == [["codec", "memory"]]
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--quick", "--out", str(tmp_path), "memroy"])
+    assert exc.value.code == 2

@@ -8,14 +8,24 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Mapping, MutableMapping
 from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from typing import Any, ClassVar, Final
 
 import cachetools
 
-from cachehub.api import MISSING, NO_EXPIRY, BaseCache, Entry, Expiry
+from cachehub.api import (
+    MAX_KEY_LENGTH,
+    MAX_TIME_SPAN,
+    MISSING,
+    NO_EXPIRY,
+    BaseCache,
+    Entry,
+    Expiry,
+    TimeSpan,
+)
 from cachehub.config import LuceeOption, Option
-from cachehub.errors import CacheValueError, ConfigError
+from cachehub.errors import CacheValueError, ConfigError, UnknownSigningKeyError
 from cachehub.filters import KeyFilter, compile_filter
 from cachehub.lock import LockTable
 
@@ -40,6 +50,8 @@ _SEQ: Final = 8
 """The key's number in the store's Log: set when the key is first stored, then carried
 over by every overwrite, so the key keeps its place in a walk (see cursor.py)."""
 _INF: Final = float("inf")
+_MAX_SECONDS: Final = MAX_TIME_SPAN.total_seconds()
+_SECONDS: Final = frozenset({int, float})
 _Record = list[Any]
 
 _TOOLS_POLICIES: dict[str, type[cachetools.Cache[str, _Record]]] = {
@@ -246,6 +258,34 @@ class MemoryCache(BaseCache):
             True,
             "store values encoded (copies, same rules as remote caches); false stores references.",
         ),
+        # Overrides the common option's default (4096): in process, compressing saves
+        # memory but costs CPU on every write and every read, which is all an in-process
+        # cache is for; the copying peers (cachelib, Django LocMemCache) never compress.
+        Option(
+            "compressThreshold",
+            int,
+            0,
+            "compress encoded values larger than this many bytes (0, the memory default, "
+            "never compresses).",
+            minimum=0,
+        ),
+        # The remote providers' read-statistics settings, accepted so that a Redis or
+        # DynamoDB entry moves to memory by changing its class only. In process a count
+        # costs nothing, so reads are always counted and nothing is ever written back.
+        Option(
+            "hitCounts",
+            bool,
+            True,
+            "accepted for portability; the memory provider always counts reads (free in "
+            "process).",
+        ),
+        Option(
+            "hitFlushInterval",
+            float,
+            60.0,
+            "accepted for portability; nothing is written back in process.",
+            minimum=0,
+        ),
     )
 
     lucee_options: ClassVar[tuple[LuceeOption, ...]] = LUCEE_OPTIONS
@@ -265,6 +305,7 @@ class MemoryCache(BaseCache):
         self._acquire = store.lock.acquire
         self._release = store.lock.release
         self._encode: bool = self.settings["serialize"]
+        self._prefix: str = self.namespace
         # Only the ttl policy must be told when a read slides an idle deadline.
         self._reinsert_slid = isinstance(self._data, cachetools.TLRUCache)
 
@@ -303,6 +344,140 @@ class MemoryCache(BaseCache):
                 cachetools.TLRUCache(maxsize, ttu=_ttu, timer=self._clock), maxsize, policy
             )
         return _Store(_TOOLS_POLICIES[policy](maxsize), maxsize, policy)
+
+    # ------------------------------------------------------------ fast public paths
+    #
+    # get and put override BaseCache's for their common form only: a str key, no
+    # operation observer, and for put no expiry or a lifetime in seconds. That call is
+    # served in one frame, without the _get/_set call, the Expiry object and the span
+    # validation of the general path, which were most of its cost next to a locked
+    # cachetools cache (issue #17); anything else goes to BaseCache, which keeps every
+    # check. The locked parts repeat _get and _set: keep them in step (the conformance
+    # suite runs both paths, see tests/test_conformance.py).
+    #
+    # A key found in the store needs no validation: every key was checked when it was
+    # stored, and without a namespace the storage key is the key itself. So the checks
+    # run on a miss or a new key only, where a bad key still raises InvalidKeyError.
+
+    def _plain(self, key: str) -> bool:
+        """Whether ``key`` (a str) needs none of :meth:`BaseCache._sk`'s slower checks;
+        the others go through ``_sk``, which raises for a bad key."""
+        if 0 < len(key) <= MAX_KEY_LENGTH and key.isascii():
+            return True
+        self._sk(key)
+        return True
+
+    def get(self, key: str, default: Any = None, *, throw_when_not_exist: bool = False) -> Any:
+        """The live value for ``key``; ``default`` (or :class:`CacheKeyError`) if absent."""
+        if self._observer is not None or throw_when_not_exist or type(key) is not str:
+            return super().get(key, default, throw_when_not_exist=throw_when_not_exist)
+        prefix = self._prefix
+        if prefix:
+            # A namespaced storage key may also be found for a bad key (an empty one, say,
+            # when another cache of the store has a shorter namespace): check first.
+            self._plain(key)
+            sk = prefix + key
+        else:
+            sk = key
+        try:
+            self._acquire()
+            try:
+                record = self._data.get(sk)
+                if record is None:
+                    stored: Any = MISSING  # a miss needs no clock
+                elif (now := self._clock()) >= record[_DEADLINE]:
+                    del self._data[sk]
+                    stored = MISSING
+                else:
+                    record[_HITS] += 1
+                    record[_ACCESSED] = now
+                    if record[_IDLE] is not None:
+                        _slide_deadline(record, now)
+                        if self._reinsert_slid:
+                            self._data[sk] = record
+                    if self._promote is not None:
+                        self._promote(sk)
+                    stored = record[_VALUE]
+                    if not self._encode and stored is not MISSING:
+                        return stored  # a reference: nothing to do outside the lock
+            finally:
+                self._release()
+            if stored is MISSING:
+                if not (prefix or (0 < len(key) <= MAX_KEY_LENGTH and key.isascii())):
+                    self._sk(key)  # raises for a bad key
+                return default
+            return self.codec.loads(stored, sk)
+        except UnknownSigningKeyError as exc:
+            self._signed_miss(exc)
+            return default
+        except Exception as exc:
+            # Degrades to a miss (onError: miss) or raises typed, as BaseCache.get does.
+            self._failed("get", exc, MISSING)
+            return default
+
+    def put(
+        self,
+        key: str,
+        value: Any,
+        time_span: TimeSpan | None = None,
+        idle_time: TimeSpan | None = None,
+        until: datetime | None = None,
+    ) -> None:
+        """Store ``value`` under ``key``, replacing any entry (Lucee's ``cachePut``)."""
+        span: Any = time_span  # compared below only once its type is known (int/float)
+        if (
+            idle_time is not None
+            or until is not None
+            or self._observer is not None
+            or self.read_only
+            or type(key) is not str
+            # A lifetime make_expiry would accept as it is: an int or float (not bool),
+            # positive, at most MAX_TIME_SPAN (false for NaN and inf). Else the checks.
+            or not (span is None or (type(span) in _SECONDS and 0 < span <= _MAX_SECONDS))
+        ):
+            super().put(key, value, time_span, idle_time, until)
+            return
+        prefix = self._prefix
+        encode = self._encode
+        if prefix or encode:
+            # Checked first, as BaseCache.put does: encoding costs more than the checks.
+            self._plain(key)
+            sk = prefix + key
+        else:
+            sk = key
+        try:
+            now = self._clock()
+            if encode:
+                value = self.codec.dumps(value, sk)
+            if span is None:
+                record = [value, _INF, 0, now, now, now, None, None, -1]
+            else:
+                expires_at = now + span
+                record = [value, expires_at, 0, now, now, now, expires_at, None, -1]
+            ordered = self._ordered
+            self._acquire()
+            try:
+                if ordered is None:
+                    if not (prefix or encode):
+                        self._plain(key)
+                    self._store.store(sk, record)
+                else:
+                    old = ordered.get(sk)
+                    if old is None:
+                        if not (prefix or encode):
+                            self._plain(key)  # a new key: check it before it is stored
+                        self._number(sk, record)
+                        ordered[sk] = record
+                        if len(ordered) > self._maxsize:
+                            ordered.popitem(last=False)
+                    else:
+                        record[_SEQ] = old[_SEQ]
+                        ordered[sk] = record
+                        ordered.move_to_end(sk)  # a rewrite counts as recent
+            finally:
+                self._release()
+        except Exception as exc:
+            self._failed("put", exc, None)
 
     # Values are encoded on write and decoded on read, outside the lock where possible.
 

@@ -17,3 +17,13 @@ class TestMemoryConformance(CacheConformance):
         # Instances of one test share a named in-process store, like caches on one server.
         store = uuid.uuid4().hex
         return lambda **kw: MemoryCache(store=store, **kw)
+
+
+class TestMemoryConformanceObserved(CacheConformance):
+    """With an operation observer every call takes BaseCache's general path instead of
+    MemoryCache's get/put fast paths, so the suite checks both."""
+
+    @pytest.fixture
+    def cache_factory(self) -> Any:
+        store = uuid.uuid4().hex
+        return lambda **kw: MemoryCache(store=store, observer=lambda _event: None, **kw)

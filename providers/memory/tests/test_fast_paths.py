@@ -1,0 +1,242 @@
+"""MemoryCache's own get/put fast paths keep every check of BaseCache's general path.
+
+The fast paths (see ``cachehub_memory.cache``) skip key validation for a key already
+stored and build records without an Expiry: each test here feeds them what BaseCache
+would refuse or treat specially, on both storage modes and with or without a namespace,
+and checks the same typed error, the same stored entry, or the hand-over to BaseCache.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from cachehub_memory import MemoryCache
+
+from cachehub.api import MAX_KEY_LENGTH, MAX_TIME_SPAN
+from cachehub.codec import FORMAT_SAFE, FORMAT_SAFE_ZLIB
+from cachehub.errors import (
+    CacheBackendError,
+    CacheError,
+    CacheKeyError,
+    CacheValueError,
+    InvalidKeyError,
+    ReadOnlyCacheError,
+    SerializationError,
+)
+from cachehub.hookspecs import OperationEvent
+from cachehub.testing import FakeClock
+
+MODES = [
+    pytest.param({}, id="copies"),
+    pytest.param({"serialize": False}, id="references"),
+    pytest.param({"namespace": "ns:"}, id="copies-namespaced"),
+    pytest.param({"serialize": False, "namespace": "ns:"}, id="references-namespaced"),
+]
+BAD_KEYS = [
+    pytest.param("", id="empty"),
+    pytest.param("k" * (MAX_KEY_LENGTH + 1), id="too-long"),
+    pytest.param("lone-\ud800-surrogate", id="surrogate"),
+    pytest.param(b"bytes", id="bytes"),
+    pytest.param(42, id="int"),
+    pytest.param(None, id="none"),
+    pytest.param(["unhashable"], id="list"),
+]
+
+
+@pytest.mark.parametrize("settings", MODES)
+@pytest.mark.parametrize("key", BAD_KEYS)
+def test_bad_keys_raise_invalid_key_on_get_and_put(settings: dict[str, Any], key: Any) -> None:
+    cache = MemoryCache(**settings)
+    cache.put("good", 1)
+    for call in (
+        lambda: cache.get(key),
+        lambda: cache.get(key, "default"),
+        lambda: cache.put(key, 1),
+        lambda: cache.put(key, 1, 60),
+    ):
+        with pytest.raises(InvalidKeyError):
+            call()
+    assert list(cache.keys()) == ["good"]  # nothing stored under a bad key
+
+
+@pytest.mark.parametrize("settings", MODES)
+def test_a_bad_key_is_refused_even_when_its_storage_key_exists(settings: dict[str, Any]) -> None:
+    # Another cache of the store, with a shorter namespace, stored the very storage key a
+    # bad (empty) key would map to: the bad key must still be refused, not read.
+    store = f"fast-{sorted(settings.items())}"
+    ns = settings.get("namespace", "")
+    other = MemoryCache(store=store, **{**settings, "namespace": ns[:-1]})
+    mine = MemoryCache(store=store, **settings)
+    if ns:
+        other.put(ns[-1], "theirs")  # storage key == ns, what mine.get("") would look up
+    with pytest.raises(InvalidKeyError):
+        mine.get("")
+
+
+@pytest.mark.parametrize("settings", MODES)
+def test_non_ascii_and_str_subclass_keys_work(settings: dict[str, Any]) -> None:
+    class Key(str):
+        """A str subclass with a hostile hash: BaseCache turns it into a plain str."""
+
+        def __hash__(self) -> int:
+            raise RuntimeError("hash of a subclass must not be used")
+
+    cache = MemoryCache(**settings)
+    cache.put("clé-ü-€", "accent")
+    assert cache.get("clé-ü-€") == "accent"
+    cache.put(Key("sub"), "sub")
+    assert cache.get("sub") == "sub"
+    assert cache.get(Key("sub")) == "sub"
+    assert sorted(cache.keys()) == ["clé-ü-€", "sub"]
+
+
+@pytest.mark.parametrize("settings", MODES)
+@pytest.mark.parametrize(
+    "span",
+    [
+        pytest.param(True, id="bool"),
+        pytest.param(0, id="zero"),
+        pytest.param(-1, id="negative"),
+        pytest.param(math.nan, id="nan"),
+        pytest.param(math.inf, id="inf"),
+        pytest.param(10**400, id="huge-int"),
+        pytest.param(MAX_TIME_SPAN.total_seconds() * 2, id="beyond-max"),
+        pytest.param("60", id="str"),
+    ],
+)
+def test_bad_time_spans_raise_cache_value_error(settings: dict[str, Any], span: Any) -> None:
+    cache = MemoryCache(**settings)
+    with pytest.raises(CacheValueError):
+        cache.put("k", 1, span)
+    assert cache.get("k") is None
+
+
+@pytest.mark.parametrize("settings", MODES)
+@pytest.mark.parametrize(
+    "span", [1, 2.5, timedelta(seconds=3), MAX_TIME_SPAN.total_seconds()], ids=str
+)
+def test_time_span_puts_expire_like_the_general_path(settings: dict[str, Any], span: Any) -> None:
+    clock = FakeClock()
+    cache = MemoryCache(clock=clock, **settings)
+    cache.put("k", "v", span)
+    seconds = span.total_seconds() if isinstance(span, timedelta) else float(span)
+    meta = cache.metadata("k")
+    assert meta.time_to_live == timedelta(seconds=seconds)
+    assert meta.idle_time is None
+    clock.advance(seconds - 0.5)
+    assert cache.get("k") == "v"
+    clock.advance(0.5)
+    assert cache.get("k") is None
+    assert cache.count() == 0
+
+
+@pytest.mark.parametrize("settings", MODES)
+def test_get_counts_hits_slides_idle_entries_and_drops_dead_ones(settings: dict[str, Any]) -> None:
+    clock = FakeClock()
+    cache = MemoryCache(clock=clock, **settings)
+    cache.put("idle", "v", idle_time=10)  # general path; read by the fast one
+    for _ in range(3):
+        clock.advance(8)
+        assert cache.get("idle") == "v"  # each read slides the deadline
+    assert cache.metadata("idle").hit_count == 3
+    clock.advance(10)
+    assert cache.get("idle", "gone") == "gone"
+    assert cache.count() == 0
+
+
+@pytest.mark.parametrize("settings", MODES)
+def test_throwing_get_and_default(settings: dict[str, Any]) -> None:
+    cache = MemoryCache(**settings)
+    sentinel = object()
+    assert cache.get("absent", sentinel) is sentinel
+    with pytest.raises(CacheKeyError):
+        cache.get("absent", throw_when_not_exist=True)
+    cache.put("k", None)
+    assert cache.get("k", sentinel) is None  # a cached None is a hit
+
+
+def test_read_only_put_is_refused() -> None:
+    cache = MemoryCache(read_only=True)
+    with pytest.raises(ReadOnlyCacheError):
+        cache.put("k", 1)
+    with pytest.raises(ReadOnlyCacheError):
+        cache.put("k", 1, 60)
+
+
+def test_an_unencodable_value_is_refused_typed_and_not_stored() -> None:
+    cache = MemoryCache()
+    cache.put("k", "old")
+    with pytest.raises(SerializationError):
+        cache.put("k", object())
+    assert cache.get("k") == "old"
+    # A bad key is reported before the value is even looked at, as in BaseCache.put.
+    with pytest.raises(InvalidKeyError):
+        cache.put("", object())
+
+
+class _Broken(OrderedDict[str, Any]):
+    """A store whose reads and writes fail like a provider bug would."""
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        raise RuntimeError("store bug")
+
+
+@pytest.mark.parametrize("op", ["get", "put", "put ttl"])
+def test_a_failing_store_surfaces_as_cache_backend_error(op: str) -> None:
+    cache = MemoryCache(serialize=False)
+    cache._ordered = cache._data = _Broken()  # type: ignore[assignment]
+    calls = {
+        "get": lambda: cache.get("k"),
+        "put": lambda: cache.put("k", 1),
+        "put ttl": lambda: cache.put("k", 1, 60),
+    }
+    with pytest.raises(CacheBackendError, match=op.split()[0]):
+        calls[op]()
+    # The lock was released: the cache still answers.
+    assert cache._lock.acquire(blocking=False)
+    cache._lock.release()
+
+
+def test_an_observer_attached_later_sees_fast_path_operations() -> None:
+    # The registry rebinds observers on live caches when plugins change.
+    cache = MemoryCache()
+    cache.put("k", 1)
+    events: list[OperationEvent] = []
+    cache._observer = events.append
+    cache.get("k")
+    cache.get("absent")
+    cache.put("k", 2, 60)
+    assert [(e.operation, e.key, e.hit) for e in events] == [
+        ("get", "k", True),
+        ("get", "absent", False),
+        ("put", "k", None),
+    ]
+
+
+def test_memory_compresses_only_when_asked() -> None:
+    # In process, compression costs CPU on every read and write for memory alone: the
+    # memory provider's default threshold is 0 (off), unlike the remote providers.
+    big = {"rows": [f"row {i} of a compressible value" for i in range(500)]}
+    default = MemoryCache()
+    assert default.settings["compressThreshold"] == 0
+    default.put("k", big)
+    assert default._data["k"][0][0] == FORMAT_SAFE
+    assert default.get("k") == big
+    compressing = MemoryCache(compressThreshold=1024)
+    compressing.put("k", big)
+    assert compressing._data["k"][0][0] == FORMAT_SAFE_ZLIB
+    assert compressing.get("k") == big
+
+
+def test_errors_are_cache_errors() -> None:
+    # The hostile keys above raise CacheError subclasses only: never a raw TypeError.
+    cache = MemoryCache()
+    for key in (object(), 1.5, ("tuple",)):
+        with pytest.raises(CacheError):
+            cache.get(key)  # type: ignore[arg-type]
+        with pytest.raises(CacheError):
+            cache.put(key, 1)  # type: ignore[arg-type]
