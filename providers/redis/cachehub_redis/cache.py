@@ -35,6 +35,7 @@ from .entry import (
     KIND_CODEC,
     KIND_INT,
     MAGIC,
+    Header,
     Offsets,
     corrupt,
     pack,
@@ -122,9 +123,9 @@ def _wrong_type(exc: rx.ResponseError) -> bool:
     return str(exc).startswith("WRONGTYPE")
 
 
-def _ttl_arg(deadline: float | None) -> int | str:
-    ms = pxat(deadline)
-    return _NO_TTL if ms is None else ms
+def _relative_ms(deadline: float, now: float) -> int:
+    """Milliseconds from ``now`` to ``deadline``, rounded up (never early), at least 1."""
+    return max(1, math.ceil((deadline - now) * 1000))
 
 
 class RedisCache(BaseCache):
@@ -148,6 +149,11 @@ class RedisCache(BaseCache):
         self._redis: Client | None = None
         self._hits: HitBuffer[str] = HitBuffer(self.settings["hitFlushInterval"])
         self._record_ms = record_ms(self.settings)  # 0: never re-sent, nothing to record
+        # Whose clock decides expiry (docs/redis.md, "Time and clocks"): the server's, with
+        # relative TTLs; a cache given its own clock= (tests, simulations) decides by that
+        # clock instead, with absolute deadlines, so expiry is testable without sleeping.
+        self._judge = kwargs.get("clock") is not None
+        self._ttl_cmd = "PXAT" if self._judge else "PX"
         # Bound once: the hot paths below run for every get/put.
         self._dumps = self.codec.dumps
         self._loads = self.codec.loads
@@ -262,6 +268,30 @@ class RedisCache(BaseCache):
         except REDIS_ERRORS as exc:
             raise self._translate(exc) from None
 
+    # ------------------------------------------------------------------ time
+
+    def _ttl(self, deadline: float | None, now: float) -> tuple[str, int | str]:
+        """The ``(command, ms)`` TTL arguments for an entry dying at ``deadline``.
+
+        ``PX`` milliseconds from ``now``: the server applies them by its own clock, so a
+        client whose clock is off still gets the span it asked for. ``PXAT`` (absolute)
+        only when this cache's own clock decides (see ``_judge``); ``('', '')`` for none.
+        """
+        if deadline is None:
+            return _NO_TTL, _NO_TTL
+        if self._judge:
+            return "PXAT", cast(int, pxat(deadline))
+        return "PX", _relative_ms(deadline, now)
+
+    def _now_arg(self, now: float) -> float | str:
+        """``now`` for a script that may judge liveness: '' when the server decides."""
+        return now if self._judge else _NO_TTL
+
+    def _alive(self, head: Header | None, now: float) -> bool:
+        """Whether a stored header is alive: Redis still holding it is enough, unless
+        this cache's own clock decides."""
+        return head is not None and (not self._judge or head.alive(now))
+
     # ------------------------------------------------------------------ encoding
 
     def _blob(self, key: str, value: Any, expiry: Expiry, now: float) -> bytes:
@@ -311,7 +341,7 @@ class RedisCache(BaseCache):
         recorded at once, returns ``(key, created stamp bytes, expiry)``.
         """
         head = unpack(raw, key)
-        if head is None or not head.alive(now):
+        if not self._alive(head, now):
             return None
         found[key] = self._value(key, head.kind, raw)
         if head.idle is None:
@@ -333,26 +363,28 @@ class RedisCache(BaseCache):
         ``reads`` holds ``(key, created stamp bytes, expiry)`` per entry read.
         """
         stamp = DOUBLE.pack(now)
+        # The new TTL is relative (server clock); an idle entry's absolute cap, if it has
+        # one, is judged by this process's clock (off by at most the skew, docs/redis.md).
         self._record_reads(
             {
                 key: (
                     created,
                     1 + self._hits.take(key, created),
                     stamp,
-                    _ttl_arg(expiry.deadline(now)),
+                    self._ttl(expiry.deadline(now), now)[1],
                 )
                 for key, created, expiry in reads
             }
         )
 
     def _record_reads(self, reads: dict[str, tuple[bytes, int, bytes, int | str]]) -> None:
-        """RECORD_READS for ``key: (created stamp, hits, access stamp, pxat or '')``.
+        """RECORD_READS for ``key: (created stamp, hits, access stamp, ttl ms or '')``.
 
         One script call per group of keys (per hash slot in a cluster), one round trip.
         """
         calls: list[Call] = []
         for group in self._groups(list(reads)):
-            args: list[Any] = []
+            args: list[Any] = [self._ttl_cmd]
             for key in group:
                 args.extend(reads[key])  # type: ignore[index]
             calls.append((group, args))
@@ -400,7 +432,7 @@ class RedisCache(BaseCache):
     def _get_entry(self, key: str, now: float) -> Entry | None:
         raw = self._command("GET", key)
         head = None if raw is None else unpack(raw, key)
-        if head is None or not head.alive(now):
+        if head is None or not self._alive(head, now):
             return None
         entry = Entry(
             self._value(key, head.kind, raw),
@@ -420,7 +452,7 @@ class RedisCache(BaseCache):
     def _exists(self, key: str, now: float) -> bool:
         raw = self._command("GETRANGE", key, 0, HEADER_SIZE - 1)
         head = None if raw is None else unpack(raw, key)
-        return head is not None and head.alive(now)
+        return self._alive(head, now)
 
     def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
         blob = self._blob(key, value, expiry, now)
@@ -428,24 +460,26 @@ class RedisCache(BaseCache):
         if deadline is None:
             self._command("SET", key, blob)
         else:
-            self._command("SET", key, blob, "PXAT", pxat(deadline))
+            self._command("SET", key, blob, *self._ttl(deadline, now))
         self._hits.forget(key)
         if self._hits.due():
             self._maybe_flush()
 
     def _add(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
         blob = self._blob(key, value, expiry, now)
-        added = bool(self._eval_once(lua.ADD, key, now, blob, _ttl_arg(expiry.deadline(now))))
+        ttl = self._ttl(expiry.deadline(now), now)
+        added = bool(self._eval_once(lua.ADD, key, self._now_arg(now), blob, *ttl))
         if added:
             self._hits.forget(key)
         return added
 
     def _delete(self, key: str, now: float) -> bool:
         self._hits.forget(key)
-        return bool(self._eval_once(lua.DELETE, key, now))
+        return bool(self._eval_once(lua.DELETE, key, self._now_arg(now)))
 
     def _delete_if_equal(self, key: str, value: Any, now: float) -> bool:
-        deleted = bool(self._eval_once(lua.DELETE_IF_EQUAL, key, now, *self._payload(key, value)))
+        payload = self._payload(key, value)
+        deleted = bool(self._eval_once(lua.DELETE_IF_EQUAL, key, self._now_arg(now), *payload))
         if deleted:
             self._hits.forget(key)
         return deleted
@@ -457,7 +491,7 @@ class RedisCache(BaseCache):
                 hint="Redis counters are signed 64-bit integers; use a smaller delta.",
             )
         fresh = pack(KIND_INT, INT.pack(delta), now, now, None, None)
-        reply = self._eval_once(lua.INCR, key, now, delta, fresh, DOUBLE.pack(now))
+        reply = self._eval_once(lua.INCR, key, self._now_arg(now), delta, fresh, DOUBLE.pack(now))
         kind = reply[0]
         if kind == b"n":
             return int(INT.unpack(reply[1])[0])
@@ -478,8 +512,8 @@ class RedisCache(BaseCache):
     def _touch(self, key: str, expiry: Expiry, now: float) -> bool:
         x, d = expiry.expires_at, expiry.idle
         policy = DOUBLE.pack(_NAN if x is None else x) + DOUBLE.pack(_NAN if d is None else d)
-        ttl = _ttl_arg(expiry.deadline(now))
-        return bool(self._eval(lua.TOUCH, key, now, DOUBLE.pack(now), policy, ttl))
+        ttl = self._ttl(expiry.deadline(now), now)
+        return bool(self._eval(lua.TOUCH, key, self._now_arg(now), DOUBLE.pack(now), policy, *ttl))
 
     # ------------------------------------------------------------------ batches
 
@@ -526,12 +560,11 @@ class RedisCache(BaseCache):
         return found
 
     def _set_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
-        ttl = _ttl_arg(expiry.deadline(now))
+        ttl = self._ttl(expiry.deadline(now), now)
         calls: list[Call] = []
         for group in self._groups(list(items)):
-            args: list[Any] = []
-            for key in group:
-                args.extend((self._blob(key, items[key], expiry, now), ttl))  # type: ignore[index,arg-type]
+            args: list[Any] = [*ttl]
+            args.extend(self._blob(key, items[key], expiry, now) for key in group)  # type: ignore[index,arg-type]
             calls.append((group, args))
         self._run_calls(lua.SET_MANY, calls)
         self._hits.forget(*items)
@@ -539,7 +572,7 @@ class RedisCache(BaseCache):
 
     def _delete_many(self, keys: list[str], now: float) -> int:
         self._hits.forget(*keys)
-        calls = [(group, (now,)) for group in self._groups(keys)]
+        calls = [(group, (self._now_arg(now),)) for group in self._groups(keys)]
         return sum(self._run_calls(lua.DELETE_MANY, calls))
 
     # ------------------------------------------------------------------ scans
@@ -560,7 +593,7 @@ class RedisCache(BaseCache):
                 if not batch:
                     continue
                 groups = split(client, batch, _SCAN_COUNT)  # one call per SCAN batch
-                calls = [(group, (now, mode)) for group in groups]
+                calls = [(group, (self._now_arg(now), mode)) for group in groups]
                 yield groups, run_calls(client, lua.SCAN_CHECK, calls)
         except REDIS_ERRORS as exc:
             raise self._translate(exc) from None
@@ -590,7 +623,9 @@ class RedisCache(BaseCache):
             return None
         pattern, cursor, total = redis_glob(flt), b"0", 0
         while True:
-            cursor, n = self._eval_keyless(lua.SCAN_PAGE, cursor, pattern, _SCAN_COUNT, now, mode)
+            cursor, n = self._eval_keyless(
+                lua.SCAN_PAGE, cursor, pattern, _SCAN_COUNT, self._now_arg(now), mode
+            )
             total += int(n)
             if cursor == b"0":
                 return total

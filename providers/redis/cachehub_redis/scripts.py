@@ -3,9 +3,16 @@
 The hot operations need no script: ``get`` is ``GET``, ``put`` is ``SET ... PXAT``,
 ``get_many`` is ``MGET`` and ``exists`` is ``GETRANGE`` (see :mod:`.entry` for the
 stored form). What remains here reads the 50-byte header with ``GETRANGE`` and Lua's
-``struct``, decides liveness against the ``now`` the client passes in (never the server
-clock, so every provider agrees on what is alive and tests can inject a clock), and
-changes the entry in place with ``SETRANGE`` / ``BITFIELD``, which keep its TTL.
+``struct`` and changes the entry in place with ``SETRANGE`` / ``BITFIELD``, which keep
+its TTL.
+
+Time: the *server* decides expiry. Entries get relative TTLs (``PX`` / ``PEXPIRE``), so
+Redis applies them with its own clock and a key it still holds is alive; the scripts
+take ``now`` as ``''`` and judge nothing. Only a cache built with an explicit ``clock=``
+(tests, simulations) passes its ``now`` and absolute deadlines (``PXAT``): then that
+clock decides, exactly as before, so expiry can be tested without sleeping. Every
+``ttl`` argument is therefore a pair: the command (``'PX'``, ``'PXAT'`` or ``''`` for
+none) and the milliseconds.
 
 Locks are the exception: they live in the internal space (hashes under keys no user key
 can spell, see :mod:`.cache`) and their deadlines are decided by the *server's* clock
@@ -111,10 +118,11 @@ local function deadline(h)
   return x
 end
 
--- Whether the entry h (its header, or the whole string) is alive at now. Most entries
--- never expire: their policy bytes are compared first, cheaper than unpacking doubles.
+-- Whether the entry h (its header, or the whole string) is alive at now. Without a now
+-- (nil: the server's clock decides) every entry Redis still holds is. Most entries never
+-- expire: their policy bytes are compared first, cheaper than unpacking doubles.
 local function alive(h, now)
-  if string.sub(h, POLICY, HEAD) == FOREVER then return true end
+  if not now or string.sub(h, POLICY, HEAD) == FOREVER then return true end
   local dl = deadline(h)
   return not dl or now < dl
 end
@@ -175,12 +183,24 @@ local function remember(outcome, ttl)
 end
 local APPLIED = '\\0\\0\\0\\0\\0\\0\\0\\1'
 
--- SET a complete entry; px is its PXAT in ms, or '' for none.
-local function store(key, blob, px)
-  if px == '' then
+-- SET a complete entry; cmd is 'PX' (ms from now, the server's clock), 'PXAT' (a
+-- client clock's deadline) or '' (no expiry).
+local function store(key, blob, cmd, ms)
+  if cmd == '' then
     redis.call('SET', key, blob)
   else
-    redis.call('SET', key, blob, 'PXAT', px)
+    redis.call('SET', key, blob, cmd, ms)
+  end
+end
+
+-- Set a key's TTL the way store does: relative (PX), absolute (PXAT) or none ('').
+local function expire(key, cmd, ms)
+  if cmd == 'PX' then
+    redis.call('PEXPIRE', key, ms)
+  elseif cmd == 'PXAT' then
+    redis.call('PEXPIREAT', key, ms)
+  else
+    redis.call('PERSIST', key)
   end
 end
 
@@ -197,31 +217,32 @@ def _script(name: str, body: str) -> LuaScript:
     return LuaScript(name, _PRELUDE + body)
 
 
-# KEYS: entry[, request record]; ARGV: now, blob, pxat or '', record ms -> 1 when
-# written (no live entry was there).
+# KEYS: entry[, request record]; ARGV: now or '', blob, ttl command, ttl ms, record ms
+# -> 1 when written (no live entry was there).
 ADD: Final = _script(
     "add",
     """
 if replayed() then return 1 end
 if live(KEYS[1], tonumber(ARGV[1])) then return 0 end
-store(KEYS[1], ARGV[2], ARGV[3])
-remember(APPLIED, ARGV[4])
+store(KEYS[1], ARGV[2], ARGV[3], ARGV[4])
+remember(APPLIED, ARGV[5])
 return 1
 """,
 )
 
-# KEYS: the batch (one hash slot in a cluster); ARGV: blob, pxat or '' per key.
+# KEYS: the batch (one hash slot in a cluster); ARGV: ttl command, ttl ms, then one blob
+# per key (a batch shares one expiry).
 SET_MANY: Final = _script(
     "set_many",
     """
 for n, key in ipairs(KEYS) do
-  store(key, ARGV[2 * n - 1], ARGV[2 * n])
+  store(key, ARGV[n + 2], ARGV[1], ARGV[2])
 end
 return #KEYS
 """,
 )
 
-# KEYS: entry[, request record]; ARGV: now, record ms -> 1 when a live entry was
+# KEYS: entry[, request record]; ARGV: now or '', record ms -> 1 when a live entry was
 # removed (a dead one is removed too, answering 0).
 DELETE: Final = _script(
     "delete",
@@ -234,7 +255,7 @@ return 1
 """,
 )
 
-# KEYS: the batch; ARGV: now -> how many live entries were removed.
+# KEYS: the batch; ARGV: now or '' -> how many live entries were removed.
 DELETE_MANY: Final = _script(
     "delete_many",
     """
@@ -248,7 +269,7 @@ return #doomed
 """,
 )
 
-# KEYS: entry[, request record]; ARGV: now, kind (a byte), payload, record ms -> 1 when
+# KEYS: entry[, request record]; ARGV: now or '', kind (a byte), payload, record ms -> 1 when
 # the live entry held exactly that (lock release).
 DELETE_IF_EQUAL: Final = _script(
     "delete_if_equal",
@@ -263,7 +284,7 @@ return 1
 """,
 )
 
-# KEYS: entry[, request record]; ARGV: now, delta, fresh entry (the counter at delta, no
+# KEYS: entry[, request record]; ARGV: now or '', delta, fresh entry (the counter at delta, no
 # expiry), now as 8 double bytes, record ms
 # -> {'n', 8 bytes of the new value} | {'v', codec bytes of a non-integer} | {'e'} overflow.
 # A missing or expired counter starts from 0 with no expiry; a live one keeps its expiry.
@@ -291,32 +312,29 @@ return {{'n', n}}
 """,
 )
 
-# ARGV: now, now as 8 double bytes, expiry + idle as 16 double bytes, pxat or ''
-# -> 1 when the live entry got the new expiry (its modified and accessed become now).
+# ARGV: now or '', now as 8 double bytes, expiry + idle as 16 double bytes, ttl command,
+# ttl ms -> 1 when the live entry got the new expiry (its modified and accessed become now).
 TOUCH: Final = _script(
     "touch",
     f"""
 if not live(KEYS[1], tonumber(ARGV[1])) then return 0 end
 redis.call('SETRANGE', KEYS[1], {Offsets.MODIFIED}, ARGV[2] .. ARGV[2])
 redis.call('SETRANGE', KEYS[1], {Offsets.EXPIRES}, ARGV[3])
-if ARGV[4] == '' then
-  redis.call('PERSIST', KEYS[1])
-else
-  redis.call('PEXPIREAT', KEYS[1], ARGV[4])
-end
+expire(KEYS[1], ARGV[4], ARGV[5])
 return 1
 """,
 )
 
-# KEYS: the batch; ARGV per key: created (8 double bytes: which version was read), hits
-# to add, last access (8 double bytes), pxat or '' (a new TTL, for idle entries) -> how
-# many entries were updated. Reads of an entry replaced meanwhile are dropped.
+# KEYS: the batch; ARGV[1]: the ttl command of the new TTLs ('PX' or 'PXAT'); then per
+# key: created (8 double bytes: which version was read), hits to add, last access (8
+# double bytes), ttl ms or '' (a new TTL, for idle entries) -> how many entries were
+# updated. Reads of an entry replaced meanwhile are dropped.
 RECORD_READS: Final = _script(
     "record_reads",
     f"""
 local done = 0
 for n, key in ipairs(KEYS) do
-  local i = 4 * n - 3
+  local i = 4 * n - 2
   local h = header(key)
   if h and string.sub(h, {Offsets.CREATED + 1}, {Offsets.CREATED + 8}) == ARGV[i] then
     local _, _, _, a, hits = fields(h)
@@ -324,7 +342,7 @@ for n, key in ipairs(KEYS) do
     if struct.unpack('>d', ARGV[i + 2]) > a then
       redis.call('SETRANGE', key, {Offsets.ACCESSED}, ARGV[i + 2])
     end
-    if ARGV[i + 3] ~= '' then redis.call('PEXPIREAT', key, ARGV[i + 3]) end
+    if ARGV[i + 3] ~= '' then expire(key, ARGV[1], ARGV[i + 3]) end
     done = done + 1
   end
 end
@@ -332,7 +350,7 @@ return done
 """,
 )
 
-# KEYS: one SCAN batch; ARGV: now, mode. Checks every key against now without changing
+# KEYS: one SCAN batch; ARGV: now or '', mode. Checks every key against now without changing
 # it, except in mode 'u'. Mode 'k' -> a string with '1' for each live entry, '0' else;
 # 'c' -> how many are live; 'u' -> UNLINKs the cachehub entries (dead ones are garbage
 # anyway) and answers how many were live. Other keys are never touched. Entries are
@@ -360,7 +378,7 @@ return n
 """,
 )
 
-# No KEYS: scans one page itself. ARGV: cursor, MATCH pattern, COUNT, now, mode ('c' or
+# No KEYS: scans one page itself. ARGV: cursor, MATCH pattern, COUNT, now or '', mode ('c' or
 # 'u' as in SCAN_CHECK) -> {next cursor, live entries counted (and, in 'u', removed)}.
 # For a single server and a pattern Redis matches exactly: the keys never travel to the
 # client and back, and each call is bounded by one SCAN page, like SCAN itself.

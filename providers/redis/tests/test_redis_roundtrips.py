@@ -201,7 +201,7 @@ def test_a_batch_of_100_is_one_evalsha_on_the_server(
     changed = _delta(before, _commandstats(plain))
     # One EVALSHA for the whole batch; every other command ran inside that script.
     assert changed["evalsha"] == 1, name
-    inside = {"getrange", "setrange", "set", "unlink", "pexpireat"}
+    inside = {"getrange", "setrange", "set", "unlink", "pexpire", "pexpireat"}
     assert not set(changed) - {"evalsha", "info", "mget", *inside}
 
 
