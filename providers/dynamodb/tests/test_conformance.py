@@ -11,6 +11,7 @@ from cachehub_dynamodb import DynamoDBCache
 from cachehub.testing import CacheConformance, closed_port
 from cachehub.testing.faults import FaultProxy, Matcher
 from cachehub.testing.lostreplies import LostReplyTests
+from cachehub.testing.skew import SkewTests
 
 from .conftest import CREDENTIALS
 
@@ -66,4 +67,16 @@ class TestDynamoDBLostReplies(LostReplyTests):
     @pytest.fixture
     def cache_factory(self, fault_proxy: FaultProxy, conformance_table: str) -> Any:
         settings = {"tableName": conformance_table, "host": fault_proxy.url, **CREDENTIALS}
+        return lambda **kw: DynamoDBCache(settings, **kw)
+
+
+class TestDynamoDBSkew(SkewTests):
+    """The writer's clock decides (docs/dynamodb.md, "Clocks"): the documented bound holds
+    for entries and locks with a second process 5 s off."""
+
+    expiry_clock: ClassVar[str] = "writer"
+
+    @pytest.fixture
+    def cache_factory(self, endpoint: str, conformance_table: str) -> Any:
+        settings = {"tableName": conformance_table, "host": endpoint, **CREDENTIALS}
         return lambda **kw: DynamoDBCache(settings, **kw)

@@ -430,17 +430,30 @@ class RedisCache(BaseCache):
         return value
 
     def _get_entry(self, key: str, now: float) -> Entry | None:
-        raw = self._command("GET", key)
+        if self._judge:
+            raw, pttl = self._command("GET", key), -1
+        else:
+            reply = self._eval(lua.ENTRY, key)
+            raw, pttl = (None, -1) if reply is None else reply
         head = None if raw is None else unpack(raw, key)
         if head is None or not self._alive(head, now):
             return None
+        expires_at, accessed = head.expires_at, head.accessed
+        if pttl >= 0:
+            # The server's clock decides: its remaining TTL, seen from this clock, is the
+            # deadline (the writer's stamped one is off by the writer's skew).
+            deadline = now + pttl / 1000
+            if head.idle is None:
+                expires_at = deadline
+            else:
+                accessed = min(now, deadline - head.idle)  # the read that slid it last
         entry = Entry(
             self._value(key, head.kind, raw),
             head.created,
             head.modified,
-            head.accessed,
+            accessed,
             int(head.hits),
-            head.expires_at,
+            expires_at,
             head.idle,
         )
         pending = self._hits.peek(key, raw[_CREATED])

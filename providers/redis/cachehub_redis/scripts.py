@@ -50,6 +50,7 @@ __all__ = [
     "DELETE_IF_EQUAL",
     "INCR",
     "TOUCH",
+    "ENTRY",
     "RECORD_READS",
     "SCAN_CHECK",
     "SCAN_PAGE",
@@ -309,6 +310,17 @@ redis.call('SETRANGE', KEYS[1], {Offsets.MODIFIED}, ARGV[4])
 local n = redis.call('GETRANGE', KEYS[1], HEAD, HEAD + 7)
 remember(n, ARGV[5])
 return {{'n', n}}
+""",
+)
+
+# No ARGV -> {stored string, PTTL in ms (-1: none)}, or nil when the key is missing or of
+# another type: an entry and the server's view of its deadline, read atomically.
+ENTRY: Final = _script(
+    "entry",
+    """
+local v = redis.pcall('GET', KEYS[1])
+if type(v) ~= 'string' then return false end
+return {v, redis.call('PTTL', KEYS[1])}
 """,
 )
 

@@ -14,6 +14,7 @@ from cachehub.testing import CacheConformance, closed_port
 from cachehub.testing.expiry import ExpiryTests, MetadataTests
 from cachehub.testing.faults import FaultProxy, Matcher
 from cachehub.testing.lostreplies import LostReplyTests
+from cachehub.testing.skew import SkewTests
 
 
 class TestRedisConformance(CacheConformance):
@@ -72,7 +73,31 @@ class TestRedisServerClockExpiry(ExpiryTests, MetadataTests):
 
     supports_clock: ClassVar[bool] = False
     real_time_unit: ClassVar[float] = 0.4
+    # metadata().expires is the reader's clock plus the server's PTTL: a round trip's
+    # latency (ms on a loaded machine) separates it from the requested deadline.
+    timestamp_tolerance: ClassVar[float] = 0.05
 
     @pytest.fixture
     def cache_factory(self, redis_server: RedisServer) -> Callable[..., RedisCache]:
         return lambda **kw: RedisCache(url=redis_server.url, **kw)
+
+
+class TestRedisSkew(SkewTests):
+    """A second process 5 s off changes nothing: the server's clock decides expiry and locks."""
+
+    expiry_clock: ClassVar[str] = "server"
+
+    @pytest.fixture
+    def cache_factory(self, redis_server: RedisServer) -> Callable[..., RedisCache]:
+        return lambda **kw: RedisCache(url=redis_server.url, **kw)
+
+
+class TestRedisClusterSkew(SkewTests):
+    expiry_clock: ClassVar[str] = "server"
+
+    @pytest.fixture
+    def cache_factory(self, redis_cluster: RedisClusterServers) -> Callable[..., RedisCache]:
+        def make(**kw: Any) -> RedisCache:
+            return RedisCache(host=redis_cluster.host, port=redis_cluster.port, cluster=True, **kw)
+
+        return make

@@ -99,7 +99,6 @@ def test_single_key_operations_take_one_round_trip(
         ("put", lambda c: c.put("k", {"a": 1}, time_span=60), "set"),
         ("put forever", lambda c: c.put("k", "v"), "set"),
         ("exists", lambda c: c.exists("k"), "getrange"),
-        ("metadata", lambda c: c.metadata("k"), "get"),
         ("get_many", lambda c: c.get_many([f"k{i}" for i in range(100)]), "mget"),
     ],
 )
@@ -118,6 +117,19 @@ def test_hot_operations_are_one_native_command_no_script(
     operation(cache)
     # The client sent exactly that command (and the INFO of the first snapshot).
     assert _delta(before, _commandstats(plain)) == {command: 1, "info": 1}, name
+
+
+def test_metadata_reads_the_entry_and_its_server_ttl_in_one_script(
+    make_cache: Callable[..., RedisCache], plain: Redis
+) -> None:
+    """The server's clock decides expiry, so metadata() reads the TTL Redis applies."""
+    cache = make_cache(hitFlushInterval=0)
+    _warm(cache)
+    cache.put("k", "v", time_span=60)
+    cache.metadata("k")
+    before = _commandstats(plain)
+    cache.metadata("k")
+    assert _delta(before, _commandstats(plain)) == {"evalsha": 1, "get": 1, "pttl": 1, "info": 1}
 
 
 def test_batches_take_one_round_trip_on_a_single_node(
