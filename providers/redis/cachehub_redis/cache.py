@@ -504,7 +504,8 @@ class RedisCache(BaseCache):
                 hint="Redis counters are signed 64-bit integers; use a smaller delta.",
             )
         fresh = pack(KIND_INT, INT.pack(delta), now, now, None, None)
-        reply = self._eval_once(lua.INCR, key, self._now_arg(now), delta, fresh, DOUBLE.pack(now))
+        stamp = INT.unpack(DOUBLE.pack(now))[0]  # the double's bytes, for BITFIELD SET i64
+        reply = self._eval_once(lua.INCR, key, self._now_arg(now), delta, fresh, stamp)
         kind = reply[0]
         if kind == b"n":
             return int(INT.unpack(reply[1])[0])
@@ -573,15 +574,63 @@ class RedisCache(BaseCache):
         return found
 
     def _set_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
-        ttl = self._ttl(expiry.deadline(now), now)
+        deadline = expiry.deadline(now)
+        if deadline is None:
+            self._mset(self._blobs(items, expiry, now))
+        else:
+            self._set_many_ttl(items, expiry, deadline, now)
+        self._hits.forget(*items)
+        self._maybe_flush()
+
+    def _blobs(self, items: dict[str, Any], expiry: Expiry, now: float) -> list[Any]:
+        """``[key, stored form, key, stored form, ...]`` of a batch (see :meth:`_blob`).
+
+        Every entry of a batch shares its stamps and expiry, so the two possible headers
+        are packed once, not once per entry.
+        """
+        x, d = expiry.expires_at, expiry.idle
+        codec_head = pack(KIND_CODEC, b"", now, now, x, d)
+        int_head = pack(KIND_INT, b"", now, now, x, d)
+        dumps, ints, pack_int = self._dumps, _INT64, INT.pack
+        flat: list[Any] = []
+        add = flat.append
+        for key, value in items.items():
+            add(key)
+            if type(value) is int and value in ints:
+                add(int_head + pack_int(value))
+            else:
+                add(codec_head + dumps(value, key))
+        return flat
+
+    def _mset(self, flat: list[Any]) -> None:
+        """Entries that never expire (``flat`` as :meth:`_blobs` builds it): ``MSET``, the
+        native command (atomic per call), one round trip (per node in a cluster, one
+        ``MSET`` per hash slot there)."""
+        client = self._client()
+        try:
+            if isinstance(client, RedisCluster):
+                client.mset_nonatomic(dict(zip(flat[::2], flat[1::2], strict=True)))
+            elif len(flat) <= 2 * MAX_KEYS:
+                client.execute_command("MSET", *flat)  # type: ignore[no-untyped-call]
+            else:  # chunks, so one command never holds the server for long; pipelined
+                pipe = client.pipeline(transaction=False)
+                for i in range(0, len(flat), 2 * MAX_KEYS):
+                    pipe.execute_command("MSET", *flat[i : i + 2 * MAX_KEYS])  # type: ignore[no-untyped-call]
+                pipe.execute()
+        except REDIS_ERRORS as exc:
+            raise self._translate(exc) from None
+
+    def _set_many_ttl(
+        self, items: dict[str, Any], expiry: Expiry, deadline: float, now: float
+    ) -> None:
+        """Entries with a TTL (``MSET`` takes none): the SET_MANY script, one round trip."""
+        ttl = self._ttl(deadline, now)
         calls: list[Call] = []
         for group in self._groups(list(items)):
             args: list[Any] = [*ttl]
             args.extend(self._blob(key, items[key], expiry, now) for key in group)  # type: ignore[index,arg-type]
             calls.append((group, args))
         self._run_calls(lua.SET_MANY, calls)
-        self._hits.forget(*items)
-        self._maybe_flush()
 
     def _delete_many(self, keys: list[str], now: float) -> int:
         self._hits.forget(*keys)

@@ -286,7 +286,7 @@ return 1
 )
 
 # KEYS: entry[, request record]; ARGV: now or '', delta, fresh entry (the counter at delta, no
-# expiry), now as 8 double bytes, record ms
+# expiry), now as a signed 64-bit integer of the double's bytes (BITFIELD SET), record ms
 # -> {'n', 8 bytes of the new value} | {'v', codec bytes of a non-integer} | {'e'} overflow.
 # A missing or expired counter starts from 0 with no expiry; a live one keeps its expiry.
 # The new value is answered as bytes: Lua numbers are doubles and would round it.
@@ -304,10 +304,22 @@ end
 if string.byte(h, 2) ~= string.byte('i') then
   return {{'v', redis.call('GETRANGE', KEYS[1], HEAD, -1)}}
 end
-local r = redis.call('BITFIELD', KEYS[1], 'OVERFLOW', 'FAIL', 'INCRBY', 'i64', HEAD * 8, ARGV[2])
-if not r[1] then return {{'e'}} end
-redis.call('SETRANGE', KEYS[1], {Offsets.MODIFIED}, ARGV[4])
-local n = redis.call('GETRANGE', KEYS[1], HEAD, HEAD + 7)
+-- One BITFIELD adds delta and stamps modified (ARGV[4]: its 8 bytes as an i64).
+local r = redis.call('BITFIELD', KEYS[1], 'OVERFLOW', 'FAIL', 'INCRBY', 'i64', HEAD * 8,
+  ARGV[2], 'SET', 'i64', {Offsets.MODIFIED * 8}, ARGV[4])
+if not r[1] then
+  -- Overflow: nothing was added; put the old modified stamp back.
+  local old = string.sub(h, {Offsets.MODIFIED + 1}, {Offsets.MODIFIED + 8})
+  redis.call('SETRANGE', KEYS[1], {Offsets.MODIFIED}, old)
+  return {{'e'}}
+end
+-- Lua numbers are doubles: exact below 2^53; beyond, the stored bytes are read back.
+local n
+if math.abs(r[1]) < 2^53 then
+  n = struct.pack('>i8', r[1])
+else
+  n = redis.call('GETRANGE', KEYS[1], HEAD, HEAD + 7)
+end
 remember(n, ARGV[5])
 return {{'n', n}}
 """,
