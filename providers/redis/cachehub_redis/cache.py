@@ -250,6 +250,16 @@ class RedisCache(BaseCache):
         except rx.RedisError as exc:
             raise self._translate(exc) from None
 
+    def _with_record(self, group: list[Key]) -> list[Key]:
+        """A batch call's keys plus its request record (see :mod:`.records`), when the
+        client may re-send: the batch script then answers a re-send with the first
+        attempt's outcome instead of applying (and counting) again."""
+        if not self._record_ms:
+            return group
+        cluster = isinstance(self._redis, RedisCluster)
+        # The record shares the first key's slot: a batch call's keys share one.
+        return [*group, record_key(cast(str, group[0]), request_id(), cluster)]
+
     def _run_calls(self, script: LuaScript, calls: Sequence[Call]) -> list[Any]:
         """Run several script calls in one round trip (one per node in a cluster)."""
         if not calls:
@@ -384,10 +394,10 @@ class RedisCache(BaseCache):
         """
         calls: list[Call] = []
         for group in self._groups(list(reads)):
-            args: list[Any] = [self._ttl_cmd]
+            args: list[Any] = [self._record_ms, self._ttl_cmd]
             for key in group:
                 args.extend(reads[key])  # type: ignore[index]
-            calls.append((group, args))
+            calls.append((self._with_record(group), args))
         self._run_calls(lua.RECORD_READS, calls)
 
     # ------------------------------------------------------------------ hit accounting
@@ -634,7 +644,8 @@ class RedisCache(BaseCache):
 
     def _delete_many(self, keys: list[str], now: float) -> int:
         self._hits.forget(*keys)
-        calls = [(group, (self._now_arg(now),)) for group in self._groups(keys)]
+        now_arg, ms = self._now_arg(now), self._record_ms
+        calls = [(self._with_record(group), (now_arg, ms)) for group in self._groups(keys)]
         return sum(self._run_calls(lua.DELETE_MANY, calls))
 
     # ------------------------------------------------------------------ scans

@@ -167,11 +167,12 @@ local function live(key, now)
   return h
 end
 
--- Request records (KEYS[2], absent when the client never retries): the outcome a first
--- attempt of this very call recorded (8 bytes), or nil. Anything else there is ignored.
-local function replayed()
-  if not KEYS[2] then return nil end
-  local r = redis.pcall('GET', KEYS[2])
+-- Request records (rk: KEYS[2] of a single-key script, the last key of a batch; nil when
+-- the client never retries): the outcome a first attempt of this very call recorded (8
+-- bytes), or nil. Anything else there is ignored.
+local function replayed(rk)
+  if not rk then return nil end
+  local r = redis.pcall('GET', rk)
   if type(r) == 'string' and #r == 9 and string.byte(r, 1) == {RECORD} then
     return string.sub(r, 2)
   end
@@ -179,8 +180,15 @@ local function replayed()
 end
 
 -- Record this call's outcome (8 bytes) for ttl ms: a re-sent copy answers it (replayed).
-local function remember(outcome, ttl)
-  if KEYS[2] then redis.call('SET', KEYS[2], '\\{RECORD}' .. outcome, 'PX', ttl) end
+local function remember(rk, outcome, ttl)
+  if rk then redis.call('SET', rk, '\\{RECORD}' .. outcome, 'PX', ttl) end
+end
+
+-- A batch's record and entry count: with record ms > 0 its last key is the record.
+local function batch_record(ms)
+  local n = #KEYS
+  if (tonumber(ms) or 0) > 0 then return KEYS[n], n - 1 end
+  return nil, n
 end
 local APPLIED = '\\0\\0\\0\\0\\0\\0\\0\\1'
 
@@ -223,10 +231,10 @@ def _script(name: str, body: str) -> LuaScript:
 ADD: Final = _script(
     "add",
     """
-if replayed() then return 1 end
+if replayed(KEYS[2]) then return 1 end
 if live(KEYS[1], tonumber(ARGV[1])) then return 0 end
 store(KEYS[1], ARGV[2], ARGV[3], ARGV[4])
-remember(APPLIED, ARGV[5])
+remember(KEYS[2], APPLIED, ARGV[5])
 return 1
 """,
 )
@@ -248,24 +256,31 @@ return #KEYS
 DELETE: Final = _script(
     "delete",
     """
-if replayed() then return 1 end
+if replayed(KEYS[2]) then return 1 end
 if not live(KEYS[1], tonumber(ARGV[1])) then return 0 end
 redis.call('UNLINK', KEYS[1])
-remember(APPLIED, ARGV[2])
+remember(KEYS[2], APPLIED, ARGV[2])
 return 1
 """,
 )
 
-# KEYS: the batch; ARGV: now or '' -> how many live entries were removed.
+# KEYS: the batch[, request record]; ARGV: now or '', record ms (0: no record) -> how many
+# live entries were removed. A re-sent call answers the first one's count.
 DELETE_MANY: Final = _script(
     "delete_many",
     """
 local now = tonumber(ARGV[1])
+local rk, n = batch_record(ARGV[2])
+local done = replayed(rk)
+if done then return (struct.unpack('>i8', done)) end
 local doomed = {}
-for _, key in ipairs(KEYS) do
-  if live(key, now) then doomed[#doomed + 1] = key end
+for i = 1, n do
+  if live(KEYS[i], now) then doomed[#doomed + 1] = KEYS[i] end
 end
-if #doomed > 0 then unlink_all(doomed) end
+if #doomed > 0 then
+  unlink_all(doomed)
+  remember(rk, struct.pack('>i8', #doomed), ARGV[2])
+end
 return #doomed
 """,
 )
@@ -275,12 +290,12 @@ return #doomed
 DELETE_IF_EQUAL: Final = _script(
     "delete_if_equal",
     """
-if replayed() then return 1 end
+if replayed(KEYS[2]) then return 1 end
 local h = live(KEYS[1], tonumber(ARGV[1]))
 if not h or string.sub(h, 2, 2) ~= ARGV[2] then return 0 end
 if redis.call('GETRANGE', KEYS[1], HEAD, -1) ~= ARGV[3] then return 0 end
 redis.call('UNLINK', KEYS[1])
-remember(APPLIED, ARGV[4])
+remember(KEYS[2], APPLIED, ARGV[4])
 return 1
 """,
 )
@@ -293,12 +308,12 @@ return 1
 INCR: Final = _script(
     "incr",
     f"""
-local done = replayed()
+local done = replayed(KEYS[2])
 if done then return {{'n', done}} end
 local h = live(KEYS[1], tonumber(ARGV[1]))
 if not h then
   redis.call('SET', KEYS[1], ARGV[3])
-  remember(string.sub(ARGV[3], HEAD + 1), ARGV[5])
+  remember(KEYS[2], string.sub(ARGV[3], HEAD + 1), ARGV[5])
   return {{'n', string.sub(ARGV[3], HEAD + 1)}}
 end
 if string.byte(h, 2) ~= string.byte('i') then
@@ -320,7 +335,7 @@ if math.abs(r[1]) < 2^53 then
 else
   n = redis.call('GETRANGE', KEYS[1], HEAD, HEAD + 7)
 end
-remember(n, ARGV[5])
+remember(KEYS[2], n, ARGV[5])
 return {{'n', n}}
 """,
 )
@@ -349,16 +364,21 @@ return 1
 """,
 )
 
-# KEYS: the batch; ARGV[1]: the ttl command of the new TTLs ('PX' or 'PXAT'); then per
-# key: created (8 double bytes: which version was read), hits to add, last access (8
-# double bytes), ttl ms or '' (a new TTL, for idle entries) -> how many entries were
-# updated. Reads of an entry replaced meanwhile are dropped.
+# KEYS: the batch[, request record]; ARGV[1]: record ms (0: no record), ARGV[2]: the ttl
+# command of the new TTLs ('PX' or 'PXAT'); then per key: created (8 double bytes: which
+# version was read), hits to add, last access (8 double bytes), ttl ms or '' (a new TTL,
+# for idle entries) -> how many entries were updated. Reads of an entry replaced meanwhile
+# are dropped; a re-sent call adds nothing again.
 RECORD_READS: Final = _script(
     "record_reads",
     f"""
+local rk, count = batch_record(ARGV[1])
+local again = replayed(rk)
+if again then return (struct.unpack('>i8', again)) end
 local done = 0
-for n, key in ipairs(KEYS) do
-  local i = 4 * n - 2
+for n = 1, count do
+  local key = KEYS[n]
+  local i = 4 * n - 1
   local h = header(key)
   if h and string.sub(h, {Offsets.CREATED + 1}, {Offsets.CREATED + 8}) == ARGV[i] then
     local _, _, _, a, hits = fields(h)
@@ -366,10 +386,11 @@ for n, key in ipairs(KEYS) do
     if struct.unpack('>d', ARGV[i + 2]) > a then
       redis.call('SETRANGE', key, {Offsets.ACCESSED}, ARGV[i + 2])
     end
-    if ARGV[i + 3] ~= '' then expire(key, ARGV[1], ARGV[i + 3]) end
+    if ARGV[i + 3] ~= '' then expire(key, ARGV[2], ARGV[i + 3]) end
     done = done + 1
   end
 end
+if done > 0 then remember(rk, struct.pack('>i8', done), ARGV[1]) end
 return done
 """,
 )
