@@ -358,6 +358,33 @@ def test_dynamodb_delete_if_equal_lost_request_is_sent_again(
     assert dynamo_proxy.count(DELETE) == 2
 
 
+def test_dynamodb_delete_never_answers_false_for_what_it_removed(
+    via_dynamo: Callable[..., DynamoDBCache], dynamo_proxy: FaultProxy
+) -> None:
+    """A lost reply: the second send finds nothing, so the answer is unknown (not False)."""
+    cache = via_dynamo()
+    cache.put("k", 1)
+    dynamo_proxy.reset_counts()
+    dynamo_proxy.drop_reply(DELETE)
+    with pytest.raises(CacheOutcomeUnknownError, match="entry is gone"):
+        cache.delete("k")
+    assert not cache.exists("k")
+    assert dynamo_proxy.count(DELETE) == 2  # sent once more: deleting twice removes nothing
+
+
+def test_dynamodb_delete_lost_request_is_sent_again_and_answers_true(
+    via_dynamo: Callable[..., DynamoDBCache], dynamo_proxy: FaultProxy
+) -> None:
+    cache = via_dynamo()
+    cache.put("k", 1)
+    dynamo_proxy.reset_counts()
+    dynamo_proxy.drop_request(DELETE)
+    assert cache.delete("k") is True  # the second send removed it, and says so
+    assert not cache.exists("k")
+    assert dynamo_proxy.refused == 1
+    assert cache.delete("k") is False
+
+
 @pytest.mark.parametrize("op", ["incr", "add"])
 def test_dynamodb_lost_request_is_reported_not_guessed(
     via_dynamo: Callable[..., DynamoDBCache], dynamo_proxy: FaultProxy, op: str

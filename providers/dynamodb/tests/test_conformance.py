@@ -47,15 +47,12 @@ class TestDynamoDBConformance(CacheConformance):
 
 
 class TestDynamoDBLostReplies(LostReplyTests):
-    """incr, add and delete_if_equal behind a proxy that loses one reply or request.
-
-    ``delete`` is left to botocore's re-send: its effect is idempotent (after a lost
-    reply it may answer False for an entry it did remove; see docs/reliability.md).
-    """
+    """incr, add, delete and delete_if_equal behind a proxy that loses one reply or request."""
 
     lost_reply_requests: ClassVar[dict[str, Matcher]] = {
         "incr": b"DynamoDB_20120810.UpdateItem",
         "add": b"DynamoDB_20120810.PutItem",
+        "delete": b"DynamoDB_20120810.DeleteItem",
         "delete_if_equal": b"DynamoDB_20120810.DeleteItem",
     }
 
