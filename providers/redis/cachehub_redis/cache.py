@@ -1,6 +1,6 @@
 """The Redis provider: one string per entry, native commands on the hot paths.
 
-``get`` is one ``GET``, ``put`` one ``SET ... PXAT``, ``get_many`` one ``MGET`` and
+``get`` is one ``GET``, ``put`` one ``SET ... PX``, ``get_many`` one ``MGET`` and
 ``exists`` one ``GETRANGE``: the same commands hand-written redis-py code sends. Reads are
 counted in process (:class:`cachehub.hits.HitBuffer`) and written back in batches, except
 for idle-time entries, whose read must slide the deadline for every client at once.
@@ -53,7 +53,7 @@ _SCAN_COUNT: Final = 1000
 _GLOB_SPECIALS: Final = frozenset("*?[]\\")
 _NAN: Final = float("nan")
 _NO_TTL: Final = ""
-"""Script argument for "no PXAT"."""
+"""Script argument for "no TTL" (and "no now": the server decides)."""
 _CREATED: Final = slice(Offsets.CREATED, Offsets.MODIFIED)
 """The created stamp's bytes: the entry version that counted reads belong to."""
 _POLICY: Final = slice(Offsets.EXPIRES, Offsets.VALUE)

@@ -1,6 +1,6 @@
 """Lua scripts: the operations that must check an entry before changing it, atomically.
 
-The hot operations need no script: ``get`` is ``GET``, ``put`` is ``SET ... PXAT``,
+The hot operations need no script: ``get`` is ``GET``, ``put`` is ``SET ... PX``,
 ``get_many`` is ``MGET`` and ``exists`` is ``GETRANGE`` (see :mod:`.entry` for the
 stored form). What remains here reads the 50-byte header with ``GETRANGE`` and Lua's
 ``struct`` and changes the entry in place with ``SETRANGE`` / ``BITFIELD``, which keep
