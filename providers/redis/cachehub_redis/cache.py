@@ -297,10 +297,10 @@ class RedisCache(BaseCache):
         """``now`` for a script that may judge liveness: '' when the server decides."""
         return now if self._judge else _NO_TTL
 
-    def _alive(self, head: Header | None, now: float) -> bool:
+    def _alive(self, head: Header, now: float) -> bool:
         """Whether a stored header is alive: Redis still holding it is enough, unless
         this cache's own clock decides."""
-        return head is not None and (not self._judge or head.alive(now))
+        return not self._judge or head.alive(now)
 
     # ------------------------------------------------------------------ encoding
 
@@ -351,7 +351,7 @@ class RedisCache(BaseCache):
         recorded at once, returns ``(key, created stamp bytes, expiry)``.
         """
         head = unpack(raw, key)
-        if not self._alive(head, now):
+        if head is None or not self._alive(head, now):
             return None
         found[key] = self._value(key, head.kind, raw)
         if head.idle is None:
@@ -475,7 +475,7 @@ class RedisCache(BaseCache):
     def _exists(self, key: str, now: float) -> bool:
         raw = self._command("GETRANGE", key, 0, HEADER_SIZE - 1)
         head = None if raw is None else unpack(raw, key)
-        return self._alive(head, now)
+        return head is not None and self._alive(head, now)
 
     def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
         blob = self._blob(key, value, expiry, now)
