@@ -56,7 +56,8 @@ _NO_TTL: Final = ""
 """Script argument for "no TTL" (and "no now": the server decides)."""
 _CREATED: Final = slice(Offsets.CREATED, Offsets.MODIFIED)
 """The created stamp's bytes: the entry version that counted reads belong to."""
-_POLICY: Final = slice(Offsets.EXPIRES, Offsets.VALUE)
+_EXPIRES: Final = Offsets.EXPIRES
+"""Where the expiry policy bytes (expiry, idle) start: FOREVER there = never expires."""
 _PLAIN: Final = bytes((MAGIC, KIND_CODEC))
 """The first two header bytes of an entry holding codec bytes."""
 INTERNAL: Final = b"\xff"
@@ -324,7 +325,7 @@ class RedisCache(BaseCache):
         """
         if raw is None:
             return MISSING
-        if raw[_POLICY] == FOREVER and raw[:2] == _PLAIN:
+        if raw.startswith(_PLAIN) and raw.startswith(FOREVER, _EXPIRES):
             # The common entry: codec bytes that never expire. No header to unpack.
             self._hits.count(key, raw[_CREATED], now)
             return self._loads(raw[HEADER_SIZE:], key)
@@ -563,7 +564,12 @@ class RedisCache(BaseCache):
         stored = [(k, raw) for k, raw in zip(keys, self._mget(keys), strict=True) if raw]
         # The common entry first, in comprehensions (this loop is most of the client time
         # cachehub adds to an MGET): codec bytes that never expire, see _read.
-        plain = [(k, raw) for k, raw in stored if raw[_POLICY] == FOREVER and raw[:2] == _PLAIN]
+        # startswith at an offset compares in place (slices would copy the bytes).
+        plain = [
+            (k, raw)
+            for k, raw in stored
+            if raw.startswith(_PLAIN) and raw.startswith(FOREVER, _EXPIRES)
+        ]
         loads = self._loads
         found = {k: loads(raw[HEADER_SIZE:], k) for k, raw in plain}
         counted = [(k, raw[_CREATED]) for k, raw in plain]
