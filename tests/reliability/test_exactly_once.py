@@ -358,6 +358,33 @@ def test_dynamodb_delete_if_equal_lost_request_is_sent_again(
     assert dynamo_proxy.count(DELETE) == 2
 
 
+def test_dynamodb_delete_never_answers_false_for_what_it_removed(
+    via_dynamo: Callable[..., DynamoDBCache], dynamo_proxy: FaultProxy
+) -> None:
+    """A lost reply: the second send finds nothing, so the answer is unknown (not False)."""
+    cache = via_dynamo()
+    cache.put("k", 1)
+    dynamo_proxy.reset_counts()
+    dynamo_proxy.drop_reply(DELETE)
+    with pytest.raises(CacheOutcomeUnknownError, match="entry is gone"):
+        cache.delete("k")
+    assert not cache.exists("k")
+    assert dynamo_proxy.count(DELETE) == 2  # sent once more: deleting twice removes nothing
+
+
+def test_dynamodb_delete_lost_request_is_sent_again_and_answers_true(
+    via_dynamo: Callable[..., DynamoDBCache], dynamo_proxy: FaultProxy
+) -> None:
+    cache = via_dynamo()
+    cache.put("k", 1)
+    dynamo_proxy.reset_counts()
+    dynamo_proxy.drop_request(DELETE)
+    assert cache.delete("k") is True  # the second send removed it, and says so
+    assert not cache.exists("k")
+    assert dynamo_proxy.refused == 1
+    assert cache.delete("k") is False
+
+
 @pytest.mark.parametrize("op", ["incr", "add"])
 def test_dynamodb_lost_request_is_reported_not_guessed(
     via_dynamo: Callable[..., DynamoDBCache], dynamo_proxy: FaultProxy, op: str
@@ -406,3 +433,56 @@ def test_dynamodb_garbage_request_id_is_never_taken_for_ours(
     dynamo_proxy.drop_reply(UPDATE)
     assert cache.incr("n") == 3
     assert cache.get("n") == 3
+
+
+def test_redis_delete_many_answers_its_count_when_its_reply_is_lost(
+    via_redis: Callable[..., RedisCache], redis_proxy: FaultProxy
+) -> None:
+    cache = via_redis()
+    _warm_redis(cache, redis_proxy)
+    cache.delete_many(["warm-dm"])  # loads the script
+    cache.put_many({"a": 1, "b": 2, "c": 3})
+    redis_proxy.reset_counts()
+    redis_proxy.drop_reply(lua.DELETE_MANY.sha.encode())
+    # Applied by the first send, re-sent by redis-py: the re-send answers the first count.
+    assert cache.delete_many(["a", "b", "c", "absent"]) == 3
+    assert redis_proxy.dropped == 1
+    assert redis_proxy.count(lua.DELETE_MANY.sha.encode()) == 2
+    assert cache.get_many(["a", "b", "c"]) == {}
+    cache.put("a", 1)
+    assert cache.delete_many(["a", "b"]) == 1  # a later call is not taken for a re-send
+
+
+def test_redis_hit_write_back_counts_once_when_its_reply_is_lost(
+    via_redis: Callable[..., RedisCache], redis_proxy: FaultProxy
+) -> None:
+    cache = via_redis(hitFlushInterval=0)
+    _warm_redis(cache, redis_proxy)
+    cache.put_many({"a": 1, "b": 2})
+    cache.get("a")
+    cache.flush_hits()  # loads the script
+    for _ in range(3):
+        cache.get("a")
+    cache.get("b")
+    redis_proxy.reset_counts()
+    redis_proxy.drop_reply(lua.RECORD_READS.sha.encode())
+    assert cache.flush_hits() == 2
+    assert redis_proxy.dropped == 1
+    assert redis_proxy.count(lua.RECORD_READS.sha.encode()) == 2
+    other = via_redis(namespace=cache.namespace)
+    assert other.metadata("a").hit_count == 4  # not 7: the re-send added nothing
+    assert other.metadata("b").hit_count == 1
+
+
+def test_redis_idle_slide_counts_once_when_its_reply_is_lost(
+    via_redis: Callable[..., RedisCache], redis_proxy: FaultProxy
+) -> None:
+    cache = via_redis()
+    _warm_redis(cache, redis_proxy)
+    cache.put("s", "v", idle_time=600)
+    cache.get("s")  # loads the script
+    redis_proxy.reset_counts()
+    redis_proxy.drop_reply(lua.RECORD_READS.sha.encode())
+    assert cache.get("s") == "v"
+    assert redis_proxy.dropped == 1
+    assert cache.metadata("s").hit_count == 2

@@ -408,6 +408,14 @@ class DynamoDBCache(RemoteCache[Any]):
             hint="read the key to see its current state before deciding to repeat the call.",
         )
 
+    def _delete_unknown(self, key: str) -> CacheOutcomeUnknownError:
+        return CacheOutcomeUnknownError(
+            f"the reply to delete() of key {self._user_key(key)!r:.80} on DynamoDB table "
+            f"'{self.table_name}' was lost; the entry is gone now, but whether this call "
+            "removed a live one (True) or found none (False) cannot be known.",
+            hint="the delete itself is done; treat the answer as unknown, not as False.",
+        )
+
     def _checked_call(self, operation: str, /, **params: Any) -> dict[str, Any]:
         """:meth:`_call` after botocore's parameter validation, which the client skips.
 
@@ -677,10 +685,18 @@ class DynamoDBCache(RemoteCache[Any]):
         params: dict[str, Any] = {}
         if owner is not None:
             params = {"ConditionExpression": owner[0], **self._expr(owner[0], values=owner[1])}
+        request = {"TableName": self.table_name, "Key": k, "ReturnValues": "ALL_OLD", **params}
         try:
-            old = self._call(
-                "DeleteItem", TableName=self.table_name, Key=k, ReturnValues="ALL_OLD", **params
-            ).get("Attributes")
+            reply = self._write_once("DeleteItem", **request)
+            if reply is None:
+                # The reply was lost. Deleting twice removes nothing more, so the delete is
+                # sent once more - but a blind re-send would answer False for the entry the
+                # first send removed. What the second send finds tells: an item, so the first
+                # did not land; nothing, and the answer cannot be known.
+                reply = self._write_once("DeleteItem", **request)
+                if reply is None or not reply.get("Attributes"):
+                    raise self._delete_unknown(key)
+            old = reply.get("Attributes")
         except ConditionFailedError:
             return False  # another key's hashed entry: not ours to delete
         self._forget(pk)

@@ -11,6 +11,7 @@ from cachehub_dynamodb import DynamoDBCache
 from cachehub.testing import CacheConformance, closed_port
 from cachehub.testing.faults import FaultProxy, Matcher
 from cachehub.testing.lostreplies import LostReplyTests
+from cachehub.testing.skew import SkewTests
 
 from .conftest import CREDENTIALS
 
@@ -46,15 +47,12 @@ class TestDynamoDBConformance(CacheConformance):
 
 
 class TestDynamoDBLostReplies(LostReplyTests):
-    """incr, add and delete_if_equal behind a proxy that loses one reply or request.
-
-    ``delete`` is left to botocore's re-send: its effect is idempotent (after a lost
-    reply it may answer False for an entry it did remove; see docs/reliability.md).
-    """
+    """incr, add, delete and delete_if_equal behind a proxy that loses one reply or request."""
 
     lost_reply_requests: ClassVar[dict[str, Matcher]] = {
         "incr": b"DynamoDB_20120810.UpdateItem",
         "add": b"DynamoDB_20120810.PutItem",
+        "delete": b"DynamoDB_20120810.DeleteItem",
         "delete_if_equal": b"DynamoDB_20120810.DeleteItem",
     }
 
@@ -66,4 +64,16 @@ class TestDynamoDBLostReplies(LostReplyTests):
     @pytest.fixture
     def cache_factory(self, fault_proxy: FaultProxy, conformance_table: str) -> Any:
         settings = {"tableName": conformance_table, "host": fault_proxy.url, **CREDENTIALS}
+        return lambda **kw: DynamoDBCache(settings, **kw)
+
+
+class TestDynamoDBSkew(SkewTests):
+    """The writer's clock decides (docs/dynamodb.md, "Clocks"): the documented bound holds
+    for entries and locks with a second process 5 s off."""
+
+    expiry_clock: ClassVar[str] = "writer"
+
+    @pytest.fixture
+    def cache_factory(self, endpoint: str, conformance_table: str) -> Any:
+        settings = {"tableName": conformance_table, "host": endpoint, **CREDENTIALS}
         return lambda **kw: DynamoDBCache(settings, **kw)

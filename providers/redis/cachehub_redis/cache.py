@@ -1,6 +1,6 @@
 """The Redis provider: one string per entry, native commands on the hot paths.
 
-``get`` is one ``GET``, ``put`` one ``SET ... PXAT``, ``get_many`` one ``MGET`` and
+``get`` is one ``GET``, ``put`` one ``SET ... PX``, ``get_many`` one ``MGET`` and
 ``exists`` one ``GETRANGE``: the same commands hand-written redis-py code sends. A plain
 read writes nothing; with ``hitCounts`` on, reads are counted in process and written back
 in batches (:class:`cachehub.provider.RemoteCache`). An idle-time entry's read is written
@@ -53,6 +53,7 @@ from .entry import (
     KIND_CODEC,
     KIND_INT,
     MAGIC,
+    Header,
     Offsets,
     corrupt,
     pack,
@@ -70,10 +71,11 @@ _SCAN_COUNT: Final = 1000
 _GLOB_SPECIALS: Final = frozenset("*?[]\\")
 _NAN: Final = float("nan")
 _NO_TTL: Final = ""
-"""Script argument for "no PXAT"."""
+"""Script argument for "no TTL" (and "no now": the server decides)."""
 _CREATED: Final = slice(Offsets.CREATED, Offsets.MODIFIED)
 """The created stamp's bytes: the entry version that counted reads belong to."""
-_POLICY: Final = slice(Offsets.EXPIRES, Offsets.VALUE)
+_EXPIRES: Final = Offsets.EXPIRES
+"""Where the expiry policy bytes (expiry, idle) start: FOREVER there = never expires."""
 _PLAIN: Final = bytes((MAGIC, KIND_CODEC))
 """The first two header bytes of an entry holding codec bytes."""
 INTERNAL: Final = b"\xff"
@@ -131,9 +133,9 @@ def _wrong_type(exc: rx.ResponseError) -> bool:
     return str(exc).startswith("WRONGTYPE")
 
 
-def _ttl_arg(deadline: float | None) -> int | str:
-    ms = pxat(deadline)
-    return _NO_TTL if ms is None else ms
+def _relative_ms(deadline: float, now: float) -> int:
+    """Milliseconds from ``now`` to ``deadline``, rounded up (never early), at least 1."""
+    return max(1, math.ceil((deadline - now) * 1000))
 
 
 class RedisCache(RemoteCache[Client]):
@@ -155,6 +157,11 @@ class RedisCache(RemoteCache[Client]):
         where = f"cache '{self.name}' ({type(self).__name__})"
         self._plan: ConnectionPlan = plan_connection(self.settings, where)
         self._record_ms = record_ms(self.settings)  # 0: never re-sent, nothing to record
+        # Whose clock decides expiry (docs/redis.md, "Time and clocks"): the server's, with
+        # relative TTLs; a cache given its own clock= (tests, simulations) decides by that
+        # clock instead, with absolute deadlines, so expiry is testable without sleeping.
+        self._judge = kwargs.get("clock") is not None
+        self._ttl_cmd = "PXAT" if self._judge else "PX"
         # Bound once: the hot paths below run for every get/put.
         self._dumps = self.codec.dumps
         self._loads = self.codec.loads
@@ -217,6 +224,16 @@ class RedisCache(RemoteCache[Client]):
             keys = (key, record_key(key, request_id(), isinstance(client, RedisCluster)))
         return self._guarded(evalsha, client, script, keys, (*args, ms))
 
+    def _with_record(self, group: list[Key]) -> list[Key]:
+        """A batch call's keys plus its request record (see :mod:`.records`), when the
+        client may re-send: the batch script then answers a re-send with the first
+        attempt's outcome instead of applying (and counting) again."""
+        if not self._record_ms:
+            return group
+        cluster = isinstance(self._conn or self._connection(), RedisCluster)
+        # The record shares the first key's slot: a batch call's keys share one.
+        return [*group, record_key(cast(str, group[0]), request_id(), cluster)]
+
     def _run_calls(self, script: LuaScript, calls: Sequence[Call]) -> list[Any]:
         """Run several script calls in one round trip (one per node in a cluster)."""
         if not calls:
@@ -226,6 +243,30 @@ class RedisCache(RemoteCache[Client]):
     def _groups(self, keys: Sequence[Key]) -> list[list[Key]]:
         """``keys`` in groups one script call may take (same hash slot in a cluster)."""
         return self._guarded(split, self._conn or self._connection(), keys)
+
+    # ------------------------------------------------------------------ time
+
+    def _ttl(self, deadline: float | None, now: float) -> tuple[str, int | str]:
+        """The ``(command, ms)`` TTL arguments for an entry dying at ``deadline``.
+
+        ``PX`` milliseconds from ``now``: the server applies them by its own clock, so a
+        client whose clock is off still gets the span it asked for. ``PXAT`` (absolute)
+        only when this cache's own clock decides (see ``_judge``); ``('', '')`` for none.
+        """
+        if deadline is None:
+            return _NO_TTL, _NO_TTL
+        if self._judge:
+            return "PXAT", cast(int, pxat(deadline))
+        return "PX", _relative_ms(deadline, now)
+
+    def _now_arg(self, now: float) -> float | str:
+        """``now`` for a script that may judge liveness: '' when the server decides."""
+        return now if self._judge else _NO_TTL
+
+    def _alive(self, head: Header, now: float) -> bool:
+        """Whether a stored header is alive: Redis still holding it is enough, unless
+        this cache's own clock decides."""
+        return not self._judge or head.alive(now)
 
     # ------------------------------------------------------------------ encoding
 
@@ -249,7 +290,7 @@ class RedisCache(RemoteCache[Client]):
         """
         if raw is None:
             return MISSING
-        if raw[_POLICY] == FOREVER and raw[:2] == _PLAIN:
+        if raw.startswith(_PLAIN) and raw.startswith(FOREVER, _EXPIRES):
             # The common entry: codec bytes that never expire. No header to unpack.
             if self.counts_hits:
                 self._hits.count(key, raw[_CREATED], now)
@@ -277,7 +318,7 @@ class RedisCache(RemoteCache[Client]):
         recorded at once, returns ``(key, created stamp bytes, expiry)``.
         """
         head = unpack(raw, key)
-        if head is None or not head.alive(now):
+        if head is None or not self._alive(head, now):
             return None
         found[key] = self._value(key, head.kind, raw)
         if head.idle is None:
@@ -299,29 +340,31 @@ class RedisCache(RemoteCache[Client]):
         ``reads`` holds ``(key, created stamp bytes, expiry)`` per entry read.
         """
         stamp = DOUBLE.pack(now)
+        # The new TTL is relative (server clock); an idle entry's absolute cap, if it has
+        # one, is judged by this process's clock (off by at most the skew, docs/redis.md).
         self._record_reads(
             {
                 key: (
                     created,
                     1 + self._take_hits(key, created) if self.counts_hits else 0,
                     stamp,
-                    _ttl_arg(expiry.deadline(now)),
+                    self._ttl(expiry.deadline(now), now)[1],
                 )
                 for key, created, expiry in reads
             }
         )
 
     def _record_reads(self, reads: dict[str, tuple[bytes, int, bytes, int | str]]) -> None:
-        """RECORD_READS for ``key: (created stamp, hits, access stamp, pxat or '')``.
+        """RECORD_READS for ``key: (created stamp, hits, access stamp, ttl ms or '')``.
 
         One script call per group of keys (per hash slot in a cluster), one round trip.
         """
         calls: list[Call] = []
         for group in self._groups(list(reads)):
-            args: list[Any] = []
+            args: list[Any] = [self._record_ms, self._ttl_cmd]
             for key in group:
                 args.extend(reads[key])  # type: ignore[index]
-            calls.append((group, args))
+            calls.append((self._with_record(group), args))
         self._run_calls(lua.RECORD_READS, calls)
 
     def _write_hits(self, pending: dict[str, PendingHits]) -> None:
@@ -346,17 +389,30 @@ class RedisCache(RemoteCache[Client]):
         return value
 
     def _get_entry(self, key: str, now: float) -> Entry | None:
-        raw = self._command("GET", key)
+        if self._judge:
+            raw, pttl = self._command("GET", key), -1
+        else:
+            reply = self._eval(lua.ENTRY, key)
+            raw, pttl = (None, -1) if reply is None else reply
         head = None if raw is None else unpack(raw, key)
-        if head is None or not head.alive(now):
+        if head is None or not self._alive(head, now):
             return None
+        expires_at, accessed = head.expires_at, head.accessed
+        if pttl >= 0:
+            # The server's clock decides: its remaining TTL, seen from this clock, is the
+            # deadline (the writer's stamped one is off by the writer's skew).
+            deadline = now + pttl / 1000
+            if head.idle is None:
+                expires_at = deadline
+            else:
+                accessed = min(now, deadline - head.idle)  # the read that slid it last
         entry = Entry(
             self._value(key, head.kind, raw),
             head.created,
             head.modified,
-            head.accessed,
+            accessed,
             int(head.hits),
-            head.expires_at,
+            expires_at,
             head.idle,
         )
         return self._with_pending(entry, key, raw[_CREATED])
@@ -364,7 +420,7 @@ class RedisCache(RemoteCache[Client]):
     def _exists(self, key: str, now: float) -> bool:
         raw = self._command("GETRANGE", key, 0, HEADER_SIZE - 1)
         head = None if raw is None else unpack(raw, key)
-        return head is not None and head.alive(now)
+        return head is not None and self._alive(head, now)
 
     def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
         blob = self._blob(key, value, expiry, now)
@@ -372,24 +428,26 @@ class RedisCache(RemoteCache[Client]):
         if deadline is None:
             self._command("SET", key, blob)
         else:
-            self._command("SET", key, blob, "PXAT", pxat(deadline))
+            self._command("SET", key, blob, *self._ttl(deadline, now))
         self._hits.forget(key)
         if self._hits.due():
             self._after_write()
 
     def _add(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
         blob = self._blob(key, value, expiry, now)
-        added = bool(self._eval_once(lua.ADD, key, now, blob, _ttl_arg(expiry.deadline(now))))
+        ttl = self._ttl(expiry.deadline(now), now)
+        added = bool(self._eval_once(lua.ADD, key, self._now_arg(now), blob, *ttl))
         if added:
             self._hits.forget(key)
         return added
 
     def _delete(self, key: str, now: float) -> bool:
         self._hits.forget(key)
-        return bool(self._eval_once(lua.DELETE, key, now))
+        return bool(self._eval_once(lua.DELETE, key, self._now_arg(now)))
 
     def _delete_if_equal(self, key: str, value: Any, now: float) -> bool:
-        deleted = bool(self._eval_once(lua.DELETE_IF_EQUAL, key, now, *self._payload(key, value)))
+        payload = self._payload(key, value)
+        deleted = bool(self._eval_once(lua.DELETE_IF_EQUAL, key, self._now_arg(now), *payload))
         if deleted:
             self._hits.forget(key)
         return deleted
@@ -401,7 +459,8 @@ class RedisCache(RemoteCache[Client]):
                 hint="Redis counters are signed 64-bit integers; use a smaller delta.",
             )
         fresh = pack(KIND_INT, INT.pack(delta), now, now, None, None)
-        reply = self._eval_once(lua.INCR, key, now, delta, fresh, DOUBLE.pack(now))
+        stamp = INT.unpack(DOUBLE.pack(now))[0]  # the double's bytes, for BITFIELD SET i64
+        reply = self._eval_once(lua.INCR, key, self._now_arg(now), delta, fresh, stamp)
         kind = reply[0]
         if kind == b"n":
             return int(INT.unpack(reply[1])[0])
@@ -418,8 +477,8 @@ class RedisCache(RemoteCache[Client]):
     def _touch(self, key: str, expiry: Expiry, now: float) -> bool:
         x, d = expiry.expires_at, expiry.idle
         policy = DOUBLE.pack(_NAN if x is None else x) + DOUBLE.pack(_NAN if d is None else d)
-        ttl = _ttl_arg(expiry.deadline(now))
-        return bool(self._eval(lua.TOUCH, key, now, DOUBLE.pack(now), policy, ttl))
+        ttl = self._ttl(expiry.deadline(now), now)
+        return bool(self._eval(lua.TOUCH, key, self._now_arg(now), DOUBLE.pack(now), policy, *ttl))
 
     # ------------------------------------------------------------------ batches
 
@@ -445,7 +504,12 @@ class RedisCache(RemoteCache[Client]):
         stored = [(k, raw) for k, raw in zip(keys, self._mget(keys), strict=True) if raw]
         # The common entry first, in comprehensions (this loop is most of the client time
         # cachehub adds to an MGET): codec bytes that never expire, see _read.
-        plain = [(k, raw) for k, raw in stored if raw[_POLICY] == FOREVER and raw[:2] == _PLAIN]
+        # startswith at an offset compares in place (slices would copy the bytes).
+        plain = [
+            (k, raw)
+            for k, raw in stored
+            if raw.startswith(_PLAIN) and raw.startswith(FOREVER, _EXPIRES)
+        ]
         loads = self._loads
         found = {k: loads(raw[HEADER_SIZE:], k) for k, raw in plain}
         counted = [(k, raw[_CREATED]) for k, raw in plain] if self.counts_hits else []
@@ -466,20 +530,68 @@ class RedisCache(RemoteCache[Client]):
         return found
 
     def _set_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
-        ttl = _ttl_arg(expiry.deadline(now))
-        calls: list[Call] = []
-        for group in self._groups(list(items)):
-            args: list[Any] = []
-            for key in group:
-                args.extend((self._blob(key, items[key], expiry, now), ttl))  # type: ignore[index,arg-type]
-            calls.append((group, args))
-        self._run_calls(lua.SET_MANY, calls)
+        deadline = expiry.deadline(now)
+        if deadline is None:
+            self._mset(self._blobs(items, expiry, now))
+        else:
+            self._set_many_ttl(items, expiry, deadline, now)
         self._hits.forget(*items)
         self._after_write()
 
+    def _blobs(self, items: dict[str, Any], expiry: Expiry, now: float) -> list[Any]:
+        """``[key, stored form, key, stored form, ...]`` of a batch (see :meth:`_blob`).
+
+        Every entry of a batch shares its stamps and expiry, so the two possible headers
+        are packed once, not once per entry.
+        """
+        x, d = expiry.expires_at, expiry.idle
+        codec_head = pack(KIND_CODEC, b"", now, now, x, d)
+        int_head = pack(KIND_INT, b"", now, now, x, d)
+        dumps, ints, pack_int = self._dumps, _INT64, INT.pack
+        flat: list[Any] = []
+        add = flat.append
+        for key, value in items.items():
+            add(key)
+            if type(value) is int and value in ints:
+                add(int_head + pack_int(value))
+            else:
+                add(codec_head + dumps(value, key))
+        return flat
+
+    def _mset(self, flat: list[Any]) -> None:
+        """Entries that never expire (``flat`` as :meth:`_blobs` builds it): ``MSET``, the
+        native command (atomic per call), one round trip (per node in a cluster, one
+        ``MSET`` per hash slot there)."""
+        client = self._conn or self._connection()
+        try:
+            if isinstance(client, RedisCluster):
+                client.mset_nonatomic(dict(zip(flat[::2], flat[1::2], strict=True)))
+            elif len(flat) <= 2 * MAX_KEYS:
+                client.execute_command("MSET", *flat)  # type: ignore[no-untyped-call]
+            else:  # chunks, so one command never holds the server for long; pipelined
+                pipe = client.pipeline(transaction=False)
+                for i in range(0, len(flat), 2 * MAX_KEYS):
+                    pipe.execute_command("MSET", *flat[i : i + 2 * MAX_KEYS])  # type: ignore[no-untyped-call]
+                pipe.execute()
+        except REDIS_ERRORS as exc:
+            raise self._translate(exc) from None
+
+    def _set_many_ttl(
+        self, items: dict[str, Any], expiry: Expiry, deadline: float, now: float
+    ) -> None:
+        """Entries with a TTL (``MSET`` takes none): the SET_MANY script, one round trip."""
+        ttl = self._ttl(deadline, now)
+        calls: list[Call] = []
+        for group in self._groups(list(items)):
+            args: list[Any] = [*ttl]
+            args.extend(self._blob(key, items[key], expiry, now) for key in group)  # type: ignore[index,arg-type]
+            calls.append((group, args))
+        self._run_calls(lua.SET_MANY, calls)
+
     def _delete_many(self, keys: list[str], now: float) -> int:
         self._hits.forget(*keys)
-        calls = [(group, (now,)) for group in self._groups(keys)]
+        now_arg, ms = self._now_arg(now), self._record_ms
+        calls = [(self._with_record(group), (now_arg, ms)) for group in self._groups(keys)]
         return sum(self._run_calls(lua.DELETE_MANY, calls))
 
     # ------------------------------------------------------------------ scans
@@ -500,7 +612,7 @@ class RedisCache(RemoteCache[Client]):
                 if not batch:
                     continue
                 groups = split(client, batch, _SCAN_COUNT)  # one call per SCAN batch
-                calls = [(group, (now, mode)) for group in groups]
+                calls = [(group, (self._now_arg(now), mode)) for group in groups]
                 yield groups, run_calls(client, lua.SCAN_CHECK, calls)
         except REDIS_ERRORS as exc:
             raise self._translate(exc) from None
@@ -530,7 +642,9 @@ class RedisCache(RemoteCache[Client]):
             return None
         pattern, cursor, total = redis_glob(flt), b"0", 0
         while True:
-            cursor, n = self._eval_keyless(lua.SCAN_PAGE, cursor, pattern, _SCAN_COUNT, now, mode)
+            cursor, n = self._eval_keyless(
+                lua.SCAN_PAGE, cursor, pattern, _SCAN_COUNT, self._now_arg(now), mode
+            )
             total += int(n)
             if cursor == b"0":
                 return total

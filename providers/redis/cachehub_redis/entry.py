@@ -2,7 +2,7 @@
 
 One string (rather than a hash of fields) lets the hot operations be single native
 commands, exactly what hand-written redis-py code sends: ``get`` is ``GET``, ``put`` is
-``SET ... PXAT``, ``get_many`` is ``MGET``, ``exists`` is ``GETRANGE`` of the header.
+``SET ... PX``, ``get_many`` is ``MGET``, ``exists`` is ``GETRANGE`` of the header.
 The header is fixed-width so scripts can read it with Lua's ``struct`` and update single
 fields in place with ``SETRANGE`` / ``BITFIELD`` (which keep the key's TTL).
 

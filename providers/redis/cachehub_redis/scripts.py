@@ -1,11 +1,18 @@
 """Lua scripts: the operations that must check an entry before changing it, atomically.
 
-The hot operations need no script: ``get`` is ``GET``, ``put`` is ``SET ... PXAT``,
+The hot operations need no script: ``get`` is ``GET``, ``put`` is ``SET ... PX``,
 ``get_many`` is ``MGET`` and ``exists`` is ``GETRANGE`` (see :mod:`.entry` for the
 stored form). What remains here reads the 50-byte header with ``GETRANGE`` and Lua's
-``struct``, decides liveness against the ``now`` the client passes in (never the server
-clock, so every provider agrees on what is alive and tests can inject a clock), and
-changes the entry in place with ``SETRANGE`` / ``BITFIELD``, which keep its TTL.
+``struct`` and changes the entry in place with ``SETRANGE`` / ``BITFIELD``, which keep
+its TTL.
+
+Time: the *server* decides expiry. Entries get relative TTLs (``PX`` / ``PEXPIRE``), so
+Redis applies them with its own clock and a key it still holds is alive; the scripts
+take ``now`` as ``''`` and judge nothing. Only a cache built with an explicit ``clock=``
+(tests, simulations) passes its ``now`` and absolute deadlines (``PXAT``): then that
+clock decides, exactly as before, so expiry can be tested without sleeping. Every
+``ttl`` argument is therefore a pair: the command (``'PX'``, ``'PXAT'`` or ``''`` for
+none) and the milliseconds.
 
 Locks are the exception: they live in the internal space (hashes under keys no user key
 can spell, see :mod:`.cache`) and their deadlines are decided by the *server's* clock
@@ -43,6 +50,7 @@ __all__ = [
     "DELETE_IF_EQUAL",
     "INCR",
     "TOUCH",
+    "ENTRY",
     "RECORD_READS",
     "SCAN_CHECK",
     "SCAN_PAGE",
@@ -111,10 +119,11 @@ local function deadline(h)
   return x
 end
 
--- Whether the entry h (its header, or the whole string) is alive at now. Most entries
--- never expire: their policy bytes are compared first, cheaper than unpacking doubles.
+-- Whether the entry h (its header, or the whole string) is alive at now. Without a now
+-- (nil: the server's clock decides) every entry Redis still holds is. Most entries never
+-- expire: their policy bytes are compared first, cheaper than unpacking doubles.
 local function alive(h, now)
-  if string.sub(h, POLICY, HEAD) == FOREVER then return true end
+  if not now or string.sub(h, POLICY, HEAD) == FOREVER then return true end
   local dl = deadline(h)
   return not dl or now < dl
 end
@@ -158,11 +167,12 @@ local function live(key, now)
   return h
 end
 
--- Request records (KEYS[2], absent when the client never retries): the outcome a first
--- attempt of this very call recorded (8 bytes), or nil. Anything else there is ignored.
-local function replayed()
-  if not KEYS[2] then return nil end
-  local r = redis.pcall('GET', KEYS[2])
+-- Request records (rk: KEYS[2] of a single-key script, the last key of a batch; nil when
+-- the client never retries): the outcome a first attempt of this very call recorded (8
+-- bytes), or nil. Anything else there is ignored.
+local function replayed(rk)
+  if not rk then return nil end
+  local r = redis.pcall('GET', rk)
   if type(r) == 'string' and #r == 9 and string.byte(r, 1) == {RECORD} then
     return string.sub(r, 2)
   end
@@ -170,17 +180,36 @@ local function replayed()
 end
 
 -- Record this call's outcome (8 bytes) for ttl ms: a re-sent copy answers it (replayed).
-local function remember(outcome, ttl)
-  if KEYS[2] then redis.call('SET', KEYS[2], '\\{RECORD}' .. outcome, 'PX', ttl) end
+local function remember(rk, outcome, ttl)
+  if rk then redis.call('SET', rk, '\\{RECORD}' .. outcome, 'PX', ttl) end
+end
+
+-- A batch's record and entry count: with record ms > 0 its last key is the record.
+local function batch_record(ms)
+  local n = #KEYS
+  if (tonumber(ms) or 0) > 0 then return KEYS[n], n - 1 end
+  return nil, n
 end
 local APPLIED = '\\0\\0\\0\\0\\0\\0\\0\\1'
 
--- SET a complete entry; px is its PXAT in ms, or '' for none.
-local function store(key, blob, px)
-  if px == '' then
+-- SET a complete entry; cmd is 'PX' (ms from now, the server's clock), 'PXAT' (a
+-- client clock's deadline) or '' (no expiry).
+local function store(key, blob, cmd, ms)
+  if cmd == '' then
     redis.call('SET', key, blob)
   else
-    redis.call('SET', key, blob, 'PXAT', px)
+    redis.call('SET', key, blob, cmd, ms)
+  end
+end
+
+-- Set a key's TTL the way store does: relative (PX), absolute (PXAT) or none ('').
+local function expire(key, cmd, ms)
+  if cmd == 'PX' then
+    redis.call('PEXPIRE', key, ms)
+  elseif cmd == 'PXAT' then
+    redis.call('PEXPIREAT', key, ms)
+  else
+    redis.call('PERSIST', key)
   end
 end
 
@@ -197,126 +226,159 @@ def _script(name: str, body: str) -> LuaScript:
     return LuaScript(name, _PRELUDE + body)
 
 
-# KEYS: entry[, request record]; ARGV: now, blob, pxat or '', record ms -> 1 when
-# written (no live entry was there).
+# KEYS: entry[, request record]; ARGV: now or '', blob, ttl command, ttl ms, record ms
+# -> 1 when written (no live entry was there).
 ADD: Final = _script(
     "add",
     """
-if replayed() then return 1 end
+if replayed(KEYS[2]) then return 1 end
 if live(KEYS[1], tonumber(ARGV[1])) then return 0 end
-store(KEYS[1], ARGV[2], ARGV[3])
-remember(APPLIED, ARGV[4])
+store(KEYS[1], ARGV[2], ARGV[3], ARGV[4])
+remember(KEYS[2], APPLIED, ARGV[5])
 return 1
 """,
 )
 
-# KEYS: the batch (one hash slot in a cluster); ARGV: blob, pxat or '' per key.
+# KEYS: the batch (one hash slot in a cluster); ARGV: ttl command, ttl ms, then one blob
+# per key (a batch shares one expiry).
 SET_MANY: Final = _script(
     "set_many",
     """
 for n, key in ipairs(KEYS) do
-  store(key, ARGV[2 * n - 1], ARGV[2 * n])
+  store(key, ARGV[n + 2], ARGV[1], ARGV[2])
 end
 return #KEYS
 """,
 )
 
-# KEYS: entry[, request record]; ARGV: now, record ms -> 1 when a live entry was
+# KEYS: entry[, request record]; ARGV: now or '', record ms -> 1 when a live entry was
 # removed (a dead one is removed too, answering 0).
 DELETE: Final = _script(
     "delete",
     """
-if replayed() then return 1 end
+if replayed(KEYS[2]) then return 1 end
 if not live(KEYS[1], tonumber(ARGV[1])) then return 0 end
 redis.call('UNLINK', KEYS[1])
-remember(APPLIED, ARGV[2])
+remember(KEYS[2], APPLIED, ARGV[2])
 return 1
 """,
 )
 
-# KEYS: the batch; ARGV: now -> how many live entries were removed.
+# KEYS: the batch[, request record]; ARGV: now or '', record ms (0: no record) -> how many
+# live entries were removed. A re-sent call answers the first one's count.
 DELETE_MANY: Final = _script(
     "delete_many",
     """
 local now = tonumber(ARGV[1])
+local rk, n = batch_record(ARGV[2])
+local done = replayed(rk)
+if done then return (struct.unpack('>i8', done)) end
 local doomed = {}
-for _, key in ipairs(KEYS) do
-  if live(key, now) then doomed[#doomed + 1] = key end
+for i = 1, n do
+  if live(KEYS[i], now) then doomed[#doomed + 1] = KEYS[i] end
 end
-if #doomed > 0 then unlink_all(doomed) end
+if #doomed > 0 then
+  unlink_all(doomed)
+  remember(rk, struct.pack('>i8', #doomed), ARGV[2])
+end
 return #doomed
 """,
 )
 
-# KEYS: entry[, request record]; ARGV: now, kind (a byte), payload, record ms -> 1 when
+# KEYS: entry[, request record]; ARGV: now or '', kind (a byte), payload, record ms -> 1 when
 # the live entry held exactly that (lock release).
 DELETE_IF_EQUAL: Final = _script(
     "delete_if_equal",
     """
-if replayed() then return 1 end
+if replayed(KEYS[2]) then return 1 end
 local h = live(KEYS[1], tonumber(ARGV[1]))
 if not h or string.sub(h, 2, 2) ~= ARGV[2] then return 0 end
 if redis.call('GETRANGE', KEYS[1], HEAD, -1) ~= ARGV[3] then return 0 end
 redis.call('UNLINK', KEYS[1])
-remember(APPLIED, ARGV[4])
+remember(KEYS[2], APPLIED, ARGV[4])
 return 1
 """,
 )
 
-# KEYS: entry[, request record]; ARGV: now, delta, fresh entry (the counter at delta, no
-# expiry), now as 8 double bytes, record ms
+# KEYS: entry[, request record]; ARGV: now or '', delta, fresh entry (the counter at delta, no
+# expiry), now as a signed 64-bit integer of the double's bytes (BITFIELD SET), record ms
 # -> {'n', 8 bytes of the new value} | {'v', codec bytes of a non-integer} | {'e'} overflow.
 # A missing or expired counter starts from 0 with no expiry; a live one keeps its expiry.
 # The new value is answered as bytes: Lua numbers are doubles and would round it.
 INCR: Final = _script(
     "incr",
     f"""
-local done = replayed()
+local done = replayed(KEYS[2])
 if done then return {{'n', done}} end
 local h = live(KEYS[1], tonumber(ARGV[1]))
 if not h then
   redis.call('SET', KEYS[1], ARGV[3])
-  remember(string.sub(ARGV[3], HEAD + 1), ARGV[5])
+  remember(KEYS[2], string.sub(ARGV[3], HEAD + 1), ARGV[5])
   return {{'n', string.sub(ARGV[3], HEAD + 1)}}
 end
 if string.byte(h, 2) ~= string.byte('i') then
   return {{'v', redis.call('GETRANGE', KEYS[1], HEAD, -1)}}
 end
-local r = redis.call('BITFIELD', KEYS[1], 'OVERFLOW', 'FAIL', 'INCRBY', 'i64', HEAD * 8, ARGV[2])
-if not r[1] then return {{'e'}} end
-redis.call('SETRANGE', KEYS[1], {Offsets.MODIFIED}, ARGV[4])
-local n = redis.call('GETRANGE', KEYS[1], HEAD, HEAD + 7)
-remember(n, ARGV[5])
+-- One BITFIELD adds delta and stamps modified (ARGV[4]: its 8 bytes as an i64).
+local r = redis.call('BITFIELD', KEYS[1], 'OVERFLOW', 'FAIL', 'INCRBY', 'i64', HEAD * 8,
+  ARGV[2], 'SET', 'i64', {Offsets.MODIFIED * 8}, ARGV[4])
+if not r[1] then
+  -- Overflow: nothing was added; put the old modified stamp back.
+  local old = string.sub(h, {Offsets.MODIFIED + 1}, {Offsets.MODIFIED + 8})
+  redis.call('SETRANGE', KEYS[1], {Offsets.MODIFIED}, old)
+  return {{'e'}}
+end
+-- Lua numbers are doubles: exact below 2^53; beyond, the stored bytes are read back.
+local n
+if math.abs(r[1]) < 2^53 then
+  n = struct.pack('>i8', r[1])
+else
+  n = redis.call('GETRANGE', KEYS[1], HEAD, HEAD + 7)
+end
+remember(KEYS[2], n, ARGV[5])
 return {{'n', n}}
 """,
 )
 
-# ARGV: now, now as 8 double bytes, expiry + idle as 16 double bytes, pxat or ''
-# -> 1 when the live entry got the new expiry (its modified and accessed become now).
+# No ARGV -> {stored string, PTTL in ms (-1: none)}, or nil when the key is missing or of
+# another type: an entry and the server's view of its deadline, read atomically.
+ENTRY: Final = _script(
+    "entry",
+    """
+local v = redis.pcall('GET', KEYS[1])
+if type(v) ~= 'string' then return false end
+return {v, redis.call('PTTL', KEYS[1])}
+""",
+)
+
+# ARGV: now or '', now as 8 double bytes, expiry + idle as 16 double bytes, ttl command,
+# ttl ms -> 1 when the live entry got the new expiry (its modified and accessed become now).
 TOUCH: Final = _script(
     "touch",
     f"""
 if not live(KEYS[1], tonumber(ARGV[1])) then return 0 end
 redis.call('SETRANGE', KEYS[1], {Offsets.MODIFIED}, ARGV[2] .. ARGV[2])
 redis.call('SETRANGE', KEYS[1], {Offsets.EXPIRES}, ARGV[3])
-if ARGV[4] == '' then
-  redis.call('PERSIST', KEYS[1])
-else
-  redis.call('PEXPIREAT', KEYS[1], ARGV[4])
-end
+expire(KEYS[1], ARGV[4], ARGV[5])
 return 1
 """,
 )
 
-# KEYS: the batch; ARGV per key: created (8 double bytes: which version was read), hits
-# to add, last access (8 double bytes), pxat or '' (a new TTL, for idle entries) -> how
-# many entries were updated. Reads of an entry replaced meanwhile are dropped.
+# KEYS: the batch[, request record]; ARGV[1]: record ms (0: no record), ARGV[2]: the ttl
+# command of the new TTLs ('PX' or 'PXAT'); then per key: created (8 double bytes: which
+# version was read), hits to add, last access (8 double bytes), ttl ms or '' (a new TTL,
+# for idle entries) -> how many entries were updated. Reads of an entry replaced meanwhile
+# are dropped; a re-sent call adds nothing again.
 RECORD_READS: Final = _script(
     "record_reads",
     f"""
+local rk, count = batch_record(ARGV[1])
+local again = replayed(rk)
+if again then return (struct.unpack('>i8', again)) end
 local done = 0
-for n, key in ipairs(KEYS) do
-  local i = 4 * n - 3
+for n = 1, count do
+  local key = KEYS[n]
+  local i = 4 * n - 1
   local h = header(key)
   if h and string.sub(h, {Offsets.CREATED + 1}, {Offsets.CREATED + 8}) == ARGV[i] then
     local _, _, _, a, hits = fields(h)
@@ -324,15 +386,16 @@ for n, key in ipairs(KEYS) do
     if struct.unpack('>d', ARGV[i + 2]) > a then
       redis.call('SETRANGE', key, {Offsets.ACCESSED}, ARGV[i + 2])
     end
-    if ARGV[i + 3] ~= '' then redis.call('PEXPIREAT', key, ARGV[i + 3]) end
+    if ARGV[i + 3] ~= '' then expire(key, ARGV[2], ARGV[i + 3]) end
     done = done + 1
   end
 end
+if done > 0 then remember(rk, struct.pack('>i8', done), ARGV[1]) end
 return done
 """,
 )
 
-# KEYS: one SCAN batch; ARGV: now, mode. Checks every key against now without changing
+# KEYS: one SCAN batch; ARGV: now or '', mode. Checks every key against now without changing
 # it, except in mode 'u'. Mode 'k' -> a string with '1' for each live entry, '0' else;
 # 'c' -> how many are live; 'u' -> UNLINKs the cachehub entries (dead ones are garbage
 # anyway) and answers how many were live. Other keys are never touched. Entries are
@@ -360,7 +423,7 @@ return n
 """,
 )
 
-# No KEYS: scans one page itself. ARGV: cursor, MATCH pattern, COUNT, now, mode ('c' or
+# No KEYS: scans one page itself. ARGV: cursor, MATCH pattern, COUNT, now or '', mode ('c' or
 # 'u' as in SCAN_CHECK) -> {next cursor, live entries counted (and, in 'u', removed)}.
 # For a single server and a pattern Redis matches exactly: the keys never travel to the
 # client and back, and each call is bounded by one SCAN page, like SCAN itself.

@@ -118,3 +118,16 @@ def make_cache(redis_server: RedisServer) -> Iterator[Callable[..., RedisCache]]
     yield make
     for cache in made:
         cache.close()
+
+
+@pytest.fixture
+def cluster_cache(redis_cluster: RedisClusterServers) -> Iterator[RedisCache]:
+    """A cache on the test cluster, on a namespace of its own."""
+    cache = RedisCache(
+        host=redis_cluster.host,
+        port=redis_cluster.port,
+        cluster=True,
+        namespace=f"c{uuid.uuid4().hex[:8]}:",
+    )
+    yield cache
+    cache.close()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,18 +9,6 @@ from cachehub_redis import RedisCache
 from cachehub_redis.server import RedisClusterServers
 from redis.cluster import RedisCluster
 from redis.connection import AbstractConnection
-
-
-@pytest.fixture
-def cluster_cache(redis_cluster: RedisClusterServers) -> Iterator[RedisCache]:
-    cache = RedisCache(
-        host=redis_cluster.host,
-        port=redis_cluster.port,
-        cluster=True,
-        namespace=f"c{uuid.uuid4().hex[:8]}:",
-    )
-    yield cache
-    cache.close()
 
 
 def test_batches_span_every_node(

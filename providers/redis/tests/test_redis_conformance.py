@@ -11,8 +11,10 @@ from cachehub_redis import scripts as lua
 from cachehub_redis.server import RedisClusterServers, RedisServer
 
 from cachehub.testing import CacheConformance, closed_port
+from cachehub.testing.expiry import ExpiryTests, MetadataTests
 from cachehub.testing.faults import FaultProxy, Matcher
 from cachehub.testing.lostreplies import LostReplyTests
+from cachehub.testing.skew import SkewTests
 
 
 class TestRedisConformance(CacheConformance):
@@ -59,3 +61,43 @@ class TestRedisLostReplies(LostReplyTests):
     @pytest.fixture
     def cache_factory(self, fault_proxy: FaultProxy) -> Callable[..., RedisCache]:
         return lambda **kw: RedisCache(host="127.0.0.1", port=fault_proxy.port, **kw)
+
+
+class TestRedisServerClockExpiry(ExpiryTests, MetadataTests):
+    """Expiry and metadata on caches without a ``clock=``: the server's clock decides.
+
+    The other classes inject a fake clock, which makes the cache judge expiry itself
+    (absolute ``PXAT`` deadlines, see docs/redis.md "Time and clocks"); these run the
+    same cases with relative TTLs that Redis applies, sleeping for real.
+    """
+
+    supports_clock: ClassVar[bool] = False
+    real_time_unit: ClassVar[float] = 0.4
+    # metadata().expires is the reader's clock plus the server's PTTL: a round trip's
+    # latency (ms on a loaded machine) separates it from the requested deadline.
+    timestamp_tolerance: ClassVar[float] = 0.05
+
+    @pytest.fixture
+    def cache_factory(self, redis_server: RedisServer) -> Callable[..., RedisCache]:
+        return lambda **kw: RedisCache(url=redis_server.url, **kw)
+
+
+class TestRedisSkew(SkewTests):
+    """A second process 5 s off changes nothing: the server's clock decides expiry and locks."""
+
+    expiry_clock: ClassVar[str] = "server"
+
+    @pytest.fixture
+    def cache_factory(self, redis_server: RedisServer) -> Callable[..., RedisCache]:
+        return lambda **kw: RedisCache(url=redis_server.url, **kw)
+
+
+class TestRedisClusterSkew(SkewTests):
+    expiry_clock: ClassVar[str] = "server"
+
+    @pytest.fixture
+    def cache_factory(self, redis_cluster: RedisClusterServers) -> Callable[..., RedisCache]:
+        def make(**kw: Any) -> RedisCache:
+            return RedisCache(host=redis_cluster.host, port=redis_cluster.port, cluster=True, **kw)
+
+        return make

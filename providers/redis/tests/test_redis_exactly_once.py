@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
-import pytest
 from cachehub_redis import RedisCache
 from cachehub_redis.records import MARK
-from cachehub_redis.server import RedisClusterServers
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 # Keys whose braces make the plain record name land elsewhere, and ones where it does not.
 KEYS = ["plain", "{tag}x", "{}x", "open{", "}close", "}{", "a{b}c", "\u00e9{\u00e9}", "k" * 500]
-
-
-@pytest.fixture
-def cluster_cache(redis_cluster: RedisClusterServers) -> Iterator[RedisCache]:
-    cache = RedisCache(
-        host=redis_cluster.host,
-        port=redis_cluster.port,
-        cluster=True,
-        namespace=f"x{uuid.uuid4().hex[:8]}:",
-    )
-    yield cache
-    cache.close()
 
 
 def test_non_idempotent_writes_work_on_every_key_shape(cluster_cache: RedisCache) -> None:

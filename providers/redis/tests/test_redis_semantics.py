@@ -270,3 +270,23 @@ def test_backtracking_globs_push_down_only_their_prefix(
     flt = compile_filter(pattern, "n:")
     assert redis_glob(flt) == glob
     assert _exact_glob(flt) is exact
+
+
+def test_default_clock_sends_relative_ttls_the_server_applies(
+    make_cache: Callable[..., RedisCache], plain: Redis
+) -> None:
+    """Without clock= the span is sent as PX: the server counts it down, so the
+    writer's clock (however wrong) never shortens it; readers trust what Redis holds."""
+    cache = make_cache()
+    cache.put("k", "v", time_span=60)
+    cache.put_many({"a": 1}, time_span=60)
+    assert cache.add("b", 2, time_span=60)
+    cache.put("idle", "v", idle_time=30, time_span=60)
+    for key, span in (("k", 60_000), ("a", 60_000), ("b", 60_000), ("idle", 30_000)):
+        left = plain.pttl(f"{cache.namespace}{key}")
+        assert span - 5_000 < left <= span, key
+    assert cache.touch("k", time_span=10)
+    assert 5_000 < plain.pttl(f"{cache.namespace}k") <= 10_000
+    meta = cache.metadata("k")
+    assert meta.time_to_live is not None
+    assert 5 < meta.time_to_live.total_seconds() <= 10.1
