@@ -12,6 +12,10 @@ not check:
 * A checkpoint (``resume_file``) records each copied key with the source's modification
   time, after every batch. A rerun, interrupted or after completion, copies again every
   entry changed at the source since it was copied, and skips only unchanged ones.
+* An entry the source cannot decode (corrupt, written by another program, signed with an
+  unknown key) is not copied and does not stop the run: it is counted in
+  ``MigrationReport.unreadable`` with the first few keys and their errors, and the run
+  never reports success while any remain.
 * Verification streams over every copied key (presence in the target, and values of a
   sample) and keeps the first few differences and the counts, never a list of all.
 """
@@ -29,7 +33,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from .api import MAX_TIME_SPAN, BaseCache, Entry
-from .errors import CacheValueError, ConfigError
+from .errors import CacheValueError, ConfigError, CorruptEntryError
 
 __all__ = [
     "Checkpoint",
@@ -170,6 +174,31 @@ class MigrationReport:
     first_different: list[str] = field(default_factory=list)
     would_copy: list[dict[str, Any]] = field(default_factory=list)
     would_copy_count: int = 0
+    unreadable: int = 0
+    """Source entries that could not be decoded: not copied, not verified."""
+    first_unreadable: list[dict[str, str]] = field(default_factory=list)
+    """The first few of them: ``{"key": ..., "error": ...}`` (the error's class and message)."""
+
+    @property
+    def succeeded(self) -> bool:
+        """Complete, every readable entry copied and verified, and none unreadable."""
+        return self.complete and self.verified is not False and self.unreadable == 0
+
+
+def _peek(source: BaseCache, key: str, report: MigrationReport) -> tuple[bool, Entry | None]:
+    """``(readable, entry)`` of a source key; an undecodable entry is recorded, not raised.
+
+    One bad entry must not make the rest of the source unreadable (a foreign writer's
+    item in a shared table, a value signed with a retired key): it is skipped and
+    reported with what the provider's typed error says about it.
+    """
+    try:
+        return True, source.peek(key)
+    except CorruptEntryError as exc:
+        report.unreadable += 1
+        if len(report.first_unreadable) < SHOWN_DIFFERENCES:
+            report.first_unreadable.append({"key": key, "error": f"{type(exc).__name__}: {exc}"})
+        return False, None
 
 
 def _batches(keys: list[str], size: int) -> Iterator[list[str]]:
@@ -302,8 +331,10 @@ def migrate(
             break
         entries: dict[str, Entry] = {}
         for key in chunk:
-            entry = source.peek(key)
-            if entry is None:
+            readable, entry = _peek(source, key, report)
+            if not readable:
+                checkpoint.done.pop(key, None)
+            elif entry is None:
                 report.skipped_expired += 1
                 checkpoint.done.pop(key, None)
             elif key in checkpoint.done and checkpoint.done[key] == entry.modified:
@@ -340,7 +371,9 @@ def _dry_run(
 ) -> None:
     now = datetime.now(UTC).timestamp()
     for key in keys:
-        entry = source.peek(key)
+        readable, entry = _peek(source, key, report)
+        if not readable:
+            continue
         if entry is None:
             report.skipped_expired += 1
             continue
@@ -374,8 +407,9 @@ def _verify(
     for position, key in enumerate(keys, 1):
         report.checked += 1
         if key in sample:
-            copy, original = target.peek(key), source.peek(key)
-            if original is not None:
+            copy = target.peek(key)
+            readable, original = _peek(source, key, report)
+            if readable and original is not None:
                 if copy is None:
                     _missing(report, key)
                 elif not _same(original.value, copy.value):

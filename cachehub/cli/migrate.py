@@ -35,6 +35,7 @@ def _render(report: MigrationReport) -> Any:
                 ("would copy", report.would_copy_count),
                 ("of which with an expiry", report.with_ttl),
                 ("unchanged since copied (resume file)", report.unchanged),
+                ("unreadable at the source", report.unreadable),
             ]
         else:
             rows += [
@@ -44,6 +45,7 @@ def _render(report: MigrationReport) -> Any:
                 ("of which changed since an earlier copy", report.recopied),
                 ("of which with TTL / idle", f"{report.with_ttl} / {report.idle}"),
                 ("expired before copy", report.skipped_expired),
+                ("unreadable at the source, not copied", report.unreadable),
                 ("batches", report.batches),
             ]
             if report.verified is not None:
@@ -72,10 +74,24 @@ def _render(report: MigrationReport) -> Any:
                 more = f" (and {count - len(keys)} more)" if count > len(keys) else ""
                 shown = ", ".join(keys)
                 console.print(f"{title}: {shown}{more}", markup=False, highlight=False)
+        for item in report.first_unreadable:
+            console.print(f"unreadable: {item['key']!r:.200} ({item['error']:.300})", markup=False)
+        if report.unreadable > len(report.first_unreadable):
+            console.print(f"  … and {report.unreadable - len(report.first_unreadable)} more")
+        if report.unreadable:
+            console.print(
+                f"[red]✗ {report.unreadable} source entries could not be read and were not "
+                "copied[/] (see above); fix or delete them at the source, then run again with "
+                "the same --resume-file."
+            )
         if not report.complete:
             console.print("stopped early: run again with the same --resume-file to continue.")
-        elif report.verified:
+        elif report.verified and not report.unreadable:
             console.print("[green]✓ migration verified[/]")
+        elif report.verified:
+            console.print("[yellow]copies verified; the unreadable entries above are missing[/]")
+        elif report.verified is None:
+            console.print("copied; not verified (--no-verify).")
         else:
             console.print("[red]✗ verification failed[/]")
 
@@ -176,7 +192,7 @@ def migrate_command(
         )
         raise click.exceptions.Exit(130) from None
     state.out.emit(report, _render(report))
-    if report.verified is False:
+    if report.verified is False or report.unreadable:
         raise click.exceptions.Exit(1)
 
 
