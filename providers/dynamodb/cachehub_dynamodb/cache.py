@@ -973,7 +973,8 @@ class DynamoDBCache(RemoteCache[Any]):
                         continue
                 elif original.get("S") != found_key:
                     continue
-                if (DEADLINE in item or TTL in item or LUCEE_TTL in item) and not is_live(item, now):
+                expiring = DEADLINE in item or TTL in item or LUCEE_TTL in item
+                if expiring and not is_live(item, now):
                     continue
                 raw = item.get(VALUE)
                 if raw is not None and "B" in raw:

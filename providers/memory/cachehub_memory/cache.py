@@ -276,8 +276,7 @@ class MemoryCache(BaseCache):
             "hitCounts",
             bool,
             True,
-            "accepted for portability; the memory provider always counts reads (free in "
-            "process).",
+            "accepted for portability; the memory provider always counts reads (free in process).",
         ),
         Option(
             "hitFlushInterval",

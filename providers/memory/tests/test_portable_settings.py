@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from cachehub_memory import MemoryCache
 
 from cachehub.errors import ConfigError
-from cachehub_memory import MemoryCache
 
 
 def test_remote_read_statistics_settings_are_accepted_and_reads_still_count() -> None:
