@@ -350,6 +350,11 @@ class SafeCodec:
                 if blob is not None and size <= self.max_value_size:
                     return blob
             if size <= self._unchecked:
+                if size > 1 and 0xA0 <= data[1] < 0xC0 and (data[1] & 0x1F) == size - 2:
+                    try:  # a short str (msgpack fixstr), read as ormsgpack would: strict UTF-8
+                        return data[2:].decode()
+                    except UnicodeDecodeError:
+                        pass  # ormsgpack, then msgpack, refuse it with their reason below
                 try:  # _decode inlined: this is the hot path of every read
                     framed = _unpackb(b"".join((_OPEN, data, _END)), ext_hook=_ext_hook)
                 except Exception:
@@ -861,7 +866,6 @@ _DateTime: Final = _dt.datetime
 
 _DATETIME_STATE: Final = 10  # bytes of pickle's datetime state, see docs/codec.md
 _NO_TIME: Final = _dt.timedelta(0)
-_Reduced = tuple[Any, tuple[bytes, ...]]
 # datetime(state, tzinfo): the constructor pickle uses, typeshed does not know this form
 _from_state: Final = cast(Callable[[bytes, _dt.tzinfo | None], _dt.datetime], _dt.datetime)
 _DATE: Final = struct.Struct(">HBB")  # year month day
@@ -1071,11 +1075,16 @@ def _array_header_size(size: int) -> int:
 def _default(obj: Any) -> ormsgpack.Ext:
     """ormsgpack's hook for everything it does not pack itself (see _PACK_OPTIONS)."""
     try:
-        if type(obj) is _DateTime:  # the most common extension type: inlined
+        if type(obj) is _DateTime:  # the most common extension type: inlined, no calls
             # pickle's 10-byte datetime state (docs/codec.md): the cheapest way to the fields
-            state: bytes = cast(_Reduced, obj.__reduce_ex__(4))[1][0]
+            state: bytes = obj.__reduce_ex__(4)[1][0]  # type: ignore[index]
             tz = obj.tzinfo
-            return _Ext(_EXT_DATETIME, state if tz is None else state + _zone_bytes(tz, obj))
+            if tz is None:
+                return _Ext(_EXT_DATETIME, state)
+            hit = _zone_cache.get(id(tz))
+            if hit is not None and hit[0] is tz:
+                return _Ext(_EXT_DATETIME, state + hit[1])
+            return _Ext(_EXT_DATETIME, state + _zone_bytes(tz, obj))
         encode = _ENCODERS.get(type(obj))
         if encode is None:
             raise _Unsupported(obj, f"a {_type_name(obj)}", _hint_for(obj))
@@ -1503,6 +1512,15 @@ def _unpack_nested(data: bytes) -> Any:
 
 def _ext_hook(code: int, data: bytes) -> Any:
     try:
+        if code == _EXT_DATETIME:  # the most common extension type: _decode_datetime inlined
+            if len(data) == _DATETIME_STATE:
+                value = _from_state(data, None)
+            else:
+                zone = data[_DATETIME_STATE:]
+                value = _from_state(data[:_DATETIME_STATE], _zones.get(zone) or _zone(zone))
+            if value + _NO_TIME == value:  # see _valid
+                return value
+            raise ValueError("the datetime has out-of-range fields")
         decode = _DECODERS.get(code)
         if decode is None:
             raise _corrupt(f"it holds an unknown extension type {code}.")
