@@ -643,10 +643,11 @@ def _deflate(body: bytes | memoryview) -> bytes | None:
     not a pass over the whole body: a head that looks random (_looks_random) is not
     deflated at all. Otherwise one zlib stream deflates the first _PROBE bytes, then
     _CHUNK bytes at a time, each step ending in a sync flush so that the compressed size
-    so far is exact; it stops, and the body is stored plain, as soon as the ratio so
-    far, applied to the whole body, would not save 1/8. So data that slips past the
-    sample test is given up after _PROBE bytes, and a compressible head followed by
-    incompressible data once the average turns.
+    so far is exact; it stops, and the body is stored plain, as soon as the size so far
+    plus the rest at the latest step's ratio would not save 1/8. So data that slips
+    past the sample test is given up after _PROBE bytes, and a compressible head
+    followed by incompressible data after one chunk of it. (The price: a value with
+    a long incompressible stretch between compressible parts may be stored plain.)
     """
     size = len(body)
     if _looks_random(body):
@@ -663,11 +664,12 @@ def _deflate(body: bytes | memoryview) -> bytes | None:
         end = min(done + step, size)
         parts.append(deflater.compress(view[done:end]))
         parts.append(deflater.flush(zlib.Z_SYNC_FLUSH if end < size else zlib.Z_FINISH))
-        packed_size += len(parts[-2]) + len(parts[-1])
-        done, step = end, _CHUNK
-        # the ratio so far, over the whole body: packed_size / done * size
-        if not _worth_it(packed_size * size // done, size):
+        chunk = len(parts[-2]) + len(parts[-1])
+        packed_size += chunk
+        # what the whole would come to if the rest deflated like this chunk
+        if not _worth_it(packed_size + (size - end) * chunk // (end - done), size):
             return None
+        done, step = end, _CHUNK
     return b"".join(parts)
 
 
@@ -868,6 +870,10 @@ _DATETIME_STATE: Final = 10  # bytes of pickle's datetime state, see docs/codec.
 _NO_TIME: Final = _dt.timedelta(0)
 # datetime(state, tzinfo): the constructor pickle uses, typeshed does not know this form
 _from_state: Final = cast(Callable[[bytes, _dt.tzinfo | None], _dt.datetime], _dt.datetime)
+# datetime.__reduce_ex__(protocol 4) is (datetime, (state,) or (state, tzinfo)), fold kept
+_reduce_ex: Final = cast(
+    Callable[[_dt.datetime, int], tuple[Any, tuple[bytes, ...]]], _dt.datetime.__reduce_ex__
+)
 _DATE: Final = struct.Struct(">HBB")  # year month day
 _TIME: Final = struct.Struct(">BBBIB")  # hour minute second µs fold
 _TIMEDELTA: Final = struct.Struct(">iII")  # days seconds µs (timedelta's normal form)
@@ -1077,7 +1083,7 @@ def _default(obj: Any) -> ormsgpack.Ext:
     try:
         if type(obj) is _DateTime:  # the most common extension type: inlined, no calls
             # pickle's 10-byte datetime state (docs/codec.md): the cheapest way to the fields
-            state: bytes = obj.__reduce_ex__(4)[1][0]  # type: ignore[index]
+            state = _reduce_ex(obj, 4)[1][0]
             tz = obj.tzinfo
             if tz is None:
                 return _Ext(_EXT_DATETIME, state)
