@@ -250,7 +250,17 @@ class SafeCodec:
                 not be read back: nested too deeply, larger than ``max_value_size``, or
                 more objects than the reader accepts.
         """
-        if type(value) is bytes:  # large blobs: no copy but the payload's own
+        kind = type(value)
+        if kind is str and len(value) < 32:  # short strings: a fixstr, without ormsgpack
+            try:
+                raw = value.encode()
+            except UnicodeEncodeError:
+                pass  # unpaired surrogates: refused below, with the message that says so
+            else:
+                size = len(raw)
+                if size < 32 and not 0 < self.compress_threshold <= size:
+                    return _FIXSTR[size] + raw
+        elif kind is bytes:  # large blobs: no copy but the payload's own
             return self._dumps_bytes(value)
         try:
             try:  # one call, then a look at the bytes: this is the hot path of every write
@@ -259,7 +269,7 @@ class SafeCodec:
                 body = _encode(value, None, refusal)
             else:
                 # no bin 8/16/32 header byte: no bytearray or memoryview inside (_survey)
-                if type(value) not in _SCALARS and (0xC4 in body or 0xC5 in body or 0xC6 in body):
+                if kind not in _SCALARS and (0xC4 in body or 0xC5 in body or 0xC6 in body):
                     body = _encode(value, body)
         except _Recheck:  # it holds a tuple, set or query: see _items
             body = self._dumps_nested(value)
@@ -727,6 +737,7 @@ def _inflate(body: memoryview, limit: int) -> bytes:
     return out
 
 
+_FIXSTR: Final = [bytes([FORMAT_SAFE, 0xA0 | size]) for size in range(32)]  # + msgpack fixstr
 _BIN_HEADS: Final = b"\xc4\xc5\xc6"  # msgpack bin 8, 16, 32
 _BARE_MIN: Final = 4096  # bodies from this size that are one bin item skip msgpack
 

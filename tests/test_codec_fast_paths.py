@@ -158,6 +158,15 @@ def test_short_strings_that_are_not_valid_are_corrupt(body: bytes) -> None:
         make_codec("safe").loads(SAFE + body)
 
 
+def test_short_strings_still_honour_the_compression_threshold() -> None:
+    value = "a" * 31  # body: a 1-byte header and 31 bytes; zlib shrinks it to 11
+    assert make_codec("safe", compress_threshold=32).dumps(value) == SAFE + b"\xbf" + b"a" * 31
+    for threshold in (1, 31):
+        data = make_codec("safe", compress_threshold=threshold).dumps(value)
+        assert data[0] == FORMAT_SAFE_ZLIB
+        assert make_codec("safe").loads(data) == value
+
+
 def test_a_lone_format_byte_is_corrupt() -> None:
     with pytest.raises(CorruptEntryError):
         make_codec("safe").loads(SAFE)
