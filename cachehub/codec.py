@@ -253,7 +253,7 @@ class SafeCodec:
         kind = type(value)
         if kind is str and len(value) < 32:  # short strings: a fixstr, without ormsgpack
             try:
-                raw = value.encode()
+                raw: bytes = value.encode()
             except UnicodeEncodeError:
                 pass  # unpaired surrogates: refused below, with the message that says so
             else:

@@ -12,6 +12,7 @@ import pytest
 
 from benchmarks import Config, Section, run_suite  # importable via pytest's pythonpath
 from benchmarks import __main__ as cli
+from benchmarks import codec as codec_section
 from benchmarks import memory as memory_section
 from benchmarks.harness import Case, measure
 from cachehub.testing import unavailable
@@ -51,13 +52,9 @@ def test_quick_memory_and_codec_report(tmp_path: Path) -> None:
     ):
         assert [m.op for m in memory.measurements if m.impl == impl] == MEMORY_OPS
 
-    codec = sections["codec"]
-    [target] = [r for r in codec.rows if r.target is not None]
-    assert (target.op, target.baseline, target.target.label) == (  # type: ignore[union-attr]
-        "encode+decode",
-        "pickle protocol 5",
-        "<= 1.5x pickle",
-    )
+    codec = sections["codec"]  # per-shape verdicts: see tests/test_benchmarks_codec.py
+    assert codec.extra_tables[0][0].startswith("Issue #17 targets")
+    assert [row[0] for row in codec.extra_tables[0][2]] == [s.label for s in codec_section.SHAPES]
 
     text = result.markdown.read_text(encoding="utf-8")
     assert result.markdown == tmp_path / "benchmarks.md"
@@ -68,8 +65,8 @@ def test_quick_memory_and_codec_report(tmp_path: Path) -> None:
         "## Memory provider",
         "## Codec",
         f"| get_many({QUICK.batch}) | cachehub memory serialize=false |",
-        "| encode+decode | cachehub codec 'safe' |",
-        "<= 1.5x pickle",
+        "| encode+decode: short str | cachehub codec 'safe' |",
+        "<= 1.2x pickle",
     ):
         assert needle in text
 
