@@ -1345,11 +1345,35 @@ _MAX_NESTING: Final = 255  # lists and dicts nested in one ormsgpack call (its b
 _SURVEY_LEVELS: Final = MAX_DEPTH + 1  # then see _walk_deep
 
 
+_SUM_MIN: Final = 64  # levels at least this long are tried with sum() first
+
+
+def _numbers_only(level: Any) -> bool:
+    """Whether every item of ``level`` is a number, hence no buffer and no container.
+
+    sum() runs in C at a few ns per int or float (type() and a set lookup per item cost
+    several times that), and it fails, at the first item it cannot add, on everything
+    else a packed value can hold: 0 + x raises TypeError for x a bytearray, memoryview,
+    list, dict, tuple, set, str, bytes, None, date or Query, and so does a float or
+    Decimal total plus any of them. So numeric arrays, whose msgpack bodies nearly
+    always hold a 0xc4-0xc6 byte inside some number, skip the type walk. Any failure
+    (TypeError, OverflowError, a trapped Decimal signal) only means "walk this level".
+    """
+    try:
+        sum(level)
+    except Exception:
+        return False
+    return True
+
+
 def _survey(value: Any) -> set[type]:
     """The buffer types ``value`` holds; raises if it contains itself."""
-    level: Any = (value,)
+    # a list's items are its first level as they are: no copy by gc.get_referents
+    level: Any = value if type(value) is list else (value,)
     found_buffers: set[type] = set()
     for _ in range(_SURVEY_LEVELS):
+        if len(level) > _SUM_MIN and _numbers_only(level):  # the usual last level of data
+            return found_buffers
         found = set(map(type, level))
         if found <= _WALKABLE:  # the usual level: builtin containers and scalars
             if found <= _LEAVES:  # the usual last level: only scalars

@@ -8,6 +8,8 @@ No timing here: the work the compression probe saves is counted in bytes fed to 
 from __future__ import annotations
 
 import datetime as dt
+import decimal
+import math
 import random
 import struct
 import zlib
@@ -384,3 +386,54 @@ def test_whatever_the_probe_decides_the_value_comes_back(
     if data[0] == FORMAT_SAFE_ZLIB:  # compressed only when that saved 1/8
         assert len(data) - 1 <= len(ormsgpack.packb(value)) * 7 // 8
     assert_exact(codec.loads(codec.dumps([value, bytearray(value)])), [value, bytearray(value)])
+
+
+# --------------------------------------------------------------------------- the buffer survey
+
+# Numeric levels skip the type walk when sum() succeeds (see _numbers_only): in every
+# shape where sum() might succeed, fail late, or raise something else, the survey (which
+# a buffer's own bin header always starts) must still find the buffer.
+FILLERS = {
+    "ints": [0xC4C5C6 + i for i in range(200)],
+    "floats": [1.5e-300 * i for i in range(200)],
+    "mixed": [i if i % 2 else float(i) + 0.196 for i in range(200)],
+    "big-and-float": [2**70, 0xC4C5C6, 1e308, 1e308],  # OverflowError in sum()
+    "decimal-and-float": [decimal.Decimal("1.5"), 0xC4C5, 2.5] * 30,  # TypeError late
+    "bools-nan-inf": [True, math.nan, -math.inf, 0xC5] * 50,
+}
+
+
+@pytest.mark.parametrize("filler", list(FILLERS), ids=list(FILLERS))
+@pytest.mark.parametrize("where", ["end", "nested", "dict", "tuple"])
+def test_buffers_among_many_numbers_are_still_found(filler: str, where: str) -> None:
+    numbers = FILLERS[filler]
+    buffer = bytearray(b"\xc4buffer")
+    value: Any = {
+        "end": [*numbers, buffer],
+        "nested": [numbers, [[*numbers, buffer]]],
+        "dict": {"a": numbers, "b": dict.fromkeys(map(str, range(100)), 7) | {"x": buffer}},
+        "tuple": [*numbers, (1, buffer)],
+    }[where]
+    codec = make_codec("safe")
+    data = codec.dumps(value)
+    assert_exact(codec.loads(data), value)
+    with pytest.raises(SerializationError, match="memoryview"):
+        codec.dumps([*numbers, memoryview(b"\xc5view")])
+
+
+def test_numbers_only_is_true_only_for_numbers() -> None:
+    numbers_only = codec_module._numbers_only
+    assert numbers_only([1, 2.5, True, 2**80, -0.0])
+    for odd in (
+        bytearray(b"x"),
+        memoryview(b"x"),
+        [1],
+        (1,),
+        {1},
+        "s",
+        b"b",
+        None,
+        dt.date.today(),
+    ):
+        assert not numbers_only([1, 2.0, odd])
+        assert not numbers_only([odd, 1])
