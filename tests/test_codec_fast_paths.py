@@ -437,3 +437,37 @@ def test_numbers_only_is_true_only_for_numbers() -> None:
     ):
         assert not numbers_only([1, 2.0, odd])
         assert not numbers_only([odd, 1])
+
+
+# --------------------------------------------------------------------------- numeric arrays
+
+NUMERIC_ARRAYS = [
+    list(range(16)),
+    list(range(-40_000, 40_000, 7)),
+    [0.5, *range(100)],
+    [2**63, -(2**63), *range(20)],  # a big int (extension 1) among them
+    [1, "two", {"three": 3}, (4,), bytearray(b"5"), *range(20)],  # a number first, then not
+    [dt.datetime(2024, 1, 1, tzinfo=PARIS), *range(20)],
+]
+
+
+@pytest.mark.parametrize("value", NUMERIC_ARRAYS, ids=range(len(NUMERIC_ARRAYS)))
+def test_arrays_starting_with_a_number_read_back_exactly(value: list[Any]) -> None:
+    codec = make_codec("safe")
+    assert_exact(codec.loads(codec.dumps(value)), value)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\xdc\x00\x11" + b"\x01" * 16,  # one item short
+        b"\xdc\x00\x10" + b"\x01" * 17,  # one item too many
+        b"\xdc\x00\x10" + b"\x01" * 15 + b"\xc1",  # the never-used byte
+        b"\xdd\xff\xff\xff\xff" + b"\x01" * 20,  # a length lie
+        b"\xdc\x00\x10" + b"\x01" * 15 + b"\xc7\x01\x63x",  # an unknown extension
+    ],
+    ids=["short", "extra", "invalid-byte", "length-lie", "unknown-extension"],
+)
+def test_bad_numeric_arrays_are_corrupt(body: bytes) -> None:
+    with pytest.raises(CorruptEntryError):
+        make_codec("safe").loads(SAFE + body)
