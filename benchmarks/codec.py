@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import pickle
 import random
 import statistics
@@ -209,6 +210,7 @@ def _ops(shape: Shape, cfg: Config) -> int:
 def run(cfg: Config) -> Section:
     """Measure encode+decode of every shape with pickle and the safe codec."""
     section = Section("codec", "Codec", BASELINE)
+    load = os.getloadavg()[0]  # other jobs on the machine: what the CPU-time ratios exclude
     safe = make_codec("safe")
     compressed = make_codec("safe", compress_threshold=_CACHE_DEFAULT_THRESHOLD)
     codecs: list[tuple[str, Callable[[Any], bytes], Callable[[bytes], Any]]] = [
@@ -292,6 +294,10 @@ def run(cfg: Config) -> Section:
         "rounds is shown beside it. 'met?' says yes only when the whole inter-quartile "
         "range is at or below the target, **no** only when it is all above; otherwise "
         "the run cannot tell, and says so."
+    )
+    section.notes.append(
+        f"Load average when this section started: {load:.1f} on {os.cpu_count()} cpus "
+        "(above the cpu count, the machine was busy with other work while it measured)."
     )
     section.notes.append(
         "The Targets table above lists every shape with and without compression (no target "
