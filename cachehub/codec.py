@@ -951,7 +951,7 @@ def _encode(value: Any, body: bytes | None, refusal: TypeError | None = None) ->
     try:
         if body is None:
             return _repack(value, refusal)
-        buffers = _survey(value)
+        buffers = _survey(value, packed=True)
         if buffers:  # rare: packed again, each bytearray as its extension
             return _pack(_without_buffers(value, buffers))
         return body
@@ -1352,30 +1352,38 @@ _SUM_MIN: Final = 64  # levels at least this long are tried with sum() first
 
 
 def _numbers_only(level: Any) -> bool:
-    """Whether every item of ``level`` is a number, hence no buffer and no container.
+    """Whether every item of ``level`` is an int, float or bool: no buffer, no container.
 
-    sum() runs in C at a few ns per int or float (type() and a set lookup per item cost
-    several times that), and it fails, at the first item it cannot add, on everything
-    else a packed value can hold: 0 + x raises TypeError for x a bytearray, memoryview,
-    list, dict, tuple, set, str, bytes, None, date or Query, and so does a float or
-    Decimal total plus any of them. So numeric arrays, whose msgpack bodies nearly
-    always hold a 0xc4-0xc6 byte inside some number, skip the type walk. Any failure
-    (TypeError, OverflowError, a trapped Decimal signal) only means "walk this level".
+    Only for a value ormsgpack packed whole, so every object in it is of an exact
+    supported type (subclasses and unknown types were refused), none with Python-level
+    arithmetic. sum() from 0.0 runs in C at a few ns per int or float (type() and a set
+    lookup per item cost several times that) and fails at the first item that is not an
+    int, float or bool: 0.0 + x raises TypeError for a bytearray, memoryview, list,
+    dict, tuple, set, str, bytes, None, Decimal (never added: no big intermediate
+    results), date or Query. So numeric arrays, whose msgpack bodies nearly always
+    hold a 0xc4-0xc6 byte inside some number, skip the type walk. Any failure
+    (TypeError, OverflowError for an int beyond a float's range) only means "walk it".
     """
     try:
-        sum(level)
+        sum(level, 0.0)
     except Exception:
         return False
     return True
 
 
-def _survey(value: Any) -> set[type]:
-    """The buffer types ``value`` holds; raises if it contains itself."""
+def _survey(value: Any, packed: bool = False) -> set[type]:
+    """The buffer types ``value`` holds; raises if it contains itself.
+
+    ``packed``: ormsgpack packed ``value`` whole, so numeric levels may be cleared by
+    :func:`_numbers_only` (a value it refused may hold objects with their own ``__radd__``).
+    """
     # a list's items are its first level as they are: no copy by gc.get_referents
     level: Any = value if type(value) is list else (value,)
     found_buffers: set[type] = set()
     for _ in range(_SURVEY_LEVELS):
-        if len(level) > _SUM_MIN and _numbers_only(level):  # the usual last level of data
+        if (
+            packed and len(level) > _SUM_MIN and _numbers_only(level)
+        ):  # the usual last level of data
             return found_buffers
         found = set(map(type, level))
         if found <= _WALKABLE:  # the usual level: builtin containers and scalars

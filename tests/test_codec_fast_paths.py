@@ -434,9 +434,38 @@ def test_numbers_only_is_true_only_for_numbers() -> None:
         b"b",
         None,
         dt.date.today(),
+        decimal.Decimal("1E+999999"),
     ):
         assert not numbers_only([1, 2.0, odd])
         assert not numbers_only([odd, 1])
+    assert not numbers_only([1.0, 2**1100])  # beyond a float: walked, not trusted
+
+
+class Sneaky(float):
+    """A float subclass with its own arithmetic (0.0 + it would call it): refused, and
+    never added up."""
+
+    calls = 0
+
+    def __radd__(self, other: Any) -> Any:
+        Sneaky.calls += 1
+        return NotImplemented
+
+
+def test_the_survey_never_runs_arithmetic_of_a_refused_value() -> None:
+    """A dict with a non-str key makes ormsgpack give up before it meets the subclass;
+    the survey then walks the value without sum()."""
+    Sneaky.calls = 0
+    codec = make_codec("safe")
+    for value in (
+        {1: "non-str key", "x": [Sneaky(5)] * 100},
+        [{1: 2}, *[Sneaky(5)] * 100],
+        [*[Sneaky(5)] * 100, bytearray(b"\xc4")],
+        {"x": [Sneaky(5)] * 100, "y": {2: 3}},
+    ):
+        with pytest.raises(SerializationError, match="Sneaky"):
+            codec.dumps(value)
+    assert Sneaky.calls == 0
 
 
 # --------------------------------------------------------------------------- numeric arrays
