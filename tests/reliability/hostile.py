@@ -238,6 +238,29 @@ CASES: Final[list[Hostile]] = [
         ),
         "corrupt",
     ),
+    # ---- the blob and short-string fast paths (issue #17) refuse what msgpack refuses
+    Hostile(
+        "blob-one-byte-short",
+        _one(lambda: _safe(b"\xc6" + struct.pack(">I", 50_001) + b"\x07" * 50_000)),
+        "corrupt",
+    ),
+    Hostile(
+        "blob-then-trailing-byte",
+        _one(lambda: _safe(b"\xc5" + struct.pack(">H", 50_000) + b"\x07" * 50_001)),
+        "corrupt",
+    ),
+    Hostile(
+        "zlib-blob-beyond-size",
+        _one(lambda: _zipped(b"\xc6" + struct.pack(">I", M + 1) + b"\0" * (M + 1))),
+        "corrupt",
+    ),
+    Hostile(
+        "zlib-blob-of-half-the-size",
+        _one(lambda: _zipped(b"\xc6" + struct.pack(">I", M // 2) + b"\x07" * (M // 2))),
+        "value",
+    ),
+    Hostile("fixstr-not-utf8", _one(lambda: _safe(b"\xa3\xed\xa0\x80")), "corrupt"),
+    Hostile("fixstr-length-lie", _one(lambda: _safe(b"\xbfabc")), "corrupt"),
     Hostile("bigint-of-half-the-size", _one(lambda: _zipped(_ext(1, b"\x01" * (M // 2)))), "value"),
     Hostile("bigint-beyond-size", _one(lambda: _zipped(_ext(1, b"\x01" * (M + 1)))), "corrupt"),
     Hostile(

@@ -1,0 +1,502 @@
+"""The safe codec's fast paths (issue #17): bytes blobs, short strings, datetimes, and the
+compression probe. Each path must give exactly what the general path gives (same bytes
+written, same value and type read back) and refuse exactly what it refuses.
+
+No timing here: the work the compression probe saves is counted in bytes fed to zlib.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import math
+import random
+import struct
+import zlib
+import zoneinfo
+from typing import Any
+
+import ormsgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_codec import KEY, NAMED, PARIS, PLUS_0530, assert_exact
+
+from cachehub import codec as codec_module
+from cachehub.codec import (
+    FORMAT_SAFE,
+    FORMAT_SAFE_ZLIB,
+    FORMAT_SIGNED,
+    FORMAT_SIGNED_ZLIB,
+    PickleCodec,
+    SafeCodec,
+    make_codec,
+)
+from cachehub.errors import CorruptEntryError, SerializationError
+
+NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
+SAFE = bytes([FORMAT_SAFE])
+SAFE_ZLIB = bytes([FORMAT_SAFE_ZLIB])
+
+
+def noise(size: int, seed: int = 7) -> bytes:
+    """Deterministic bytes that zlib cannot shrink."""
+    return random.Random(seed).randbytes(size)
+
+
+def text(size: int) -> bytes:
+    """Deterministic bytes that zlib shrinks a lot (and that repeat pairs)."""
+    words = b"cache entry value record customer order item "
+    return (words * (size // len(words) + 1))[:size]
+
+
+# --------------------------------------------------------------------------- bytes blobs
+
+# Sizes around every msgpack bin header change and around the fast path's threshold.
+BLOB_SIZES = [0, 1, 255, 256, 4095, 4096, 4097, 65535, 65536, 70_000, 1 << 20]
+
+
+@pytest.mark.parametrize("size", BLOB_SIZES)
+def test_bytes_payloads_are_the_bytes_ormsgpack_writes(size: int) -> None:
+    blob = noise(size)
+    data = make_codec("safe").dumps(blob)
+    assert data == SAFE + ormsgpack.packb(blob)
+    got = make_codec("safe").loads(data)
+    assert type(got) is bytes
+    assert got == blob
+
+
+@pytest.mark.parametrize("size", BLOB_SIZES)
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
+def test_blob_payloads_read_back_from_any_buffer_type(size: int, kind: Any) -> None:
+    """Backends hand back bytes, but loads also takes a bytearray or memoryview."""
+    blob = noise(size)
+    data = make_codec("safe").dumps(blob)
+    got = make_codec("safe").loads(kind(data))
+    assert type(got) is bytes
+    assert got == blob
+
+
+@pytest.mark.parametrize("size", [5000, 1 << 20])
+def test_bytearrays_and_nested_blobs_keep_their_types(size: int) -> None:
+    codec = make_codec("safe", compress_threshold=4096)
+    for value in (
+        bytearray(noise(size)),
+        [noise(size)],
+        {"blob": bytearray(text(size)), "raw": noise(size)},
+        (b"", noise(size)),
+    ):
+        assert_exact(codec.loads(codec.dumps(value)), value)
+
+
+def bin_header(size: int) -> bytes:
+    return b"\xc6" + struct.pack(">I", size)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        bin_header(10_000) + bytes(9_999),  # one byte short
+        bin_header(10_000) + bytes(10_001),  # one byte after the blob
+        bin_header(0xFFFF_FFFF) + bytes(8192),  # a length lie far beyond the data
+        b"\xc5" + struct.pack(">H", 5000) + bytes(5000) + b"\xc0",  # a second item
+        b"\xc4\x10" + bytes(8192),  # bin 8 whose length covers a fraction
+    ],
+    ids=["short", "extra-byte", "length-lie", "second-item", "bin8-short"],
+)
+@pytest.mark.parametrize("zipped", [False, True])
+def test_blob_payloads_that_are_not_exactly_one_item_are_corrupt(body: bytes, zipped: bool) -> None:
+    data = SAFE_ZLIB + zlib.compress(body) if zipped else SAFE + body
+    for codec in (make_codec("safe"), make_codec("pickle", signing_key=KEY)):
+        with pytest.raises(CorruptEntryError):
+            codec.loads(data)
+        with pytest.raises(CorruptEntryError):
+            codec.loads(memoryview(data))
+
+
+def test_a_blob_beyond_max_value_size_is_refused_both_ways() -> None:
+    codec = SafeCodec(max_value_size=8192)
+    with pytest.raises(SerializationError, match="more than maxValueSize"):
+        codec.dumps(bytes(8192))  # 8192 + a 3-byte header
+    assert codec.loads(codec.dumps(bytes(8189))) == bytes(8189)  # exactly the limit
+    planted = SAFE + bin_header(9000) + bytes(9000)
+    with pytest.raises(CorruptEntryError, match="more than maxValueSize"):
+        codec.loads(planted)
+    with pytest.raises(CorruptEntryError, match="more than 8192 bytes"):
+        codec.loads(SAFE_ZLIB + zlib.compress(bin_header(9000) + bytes(9000)))
+
+
+# --------------------------------------------------------------------------- short strings
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.text(max_size=40))
+def test_short_strings_round_trip_and_match_ormsgpack(value: str) -> None:
+    codec = make_codec("safe")
+    try:
+        expected = SAFE + ormsgpack.packb(value)
+    except TypeError:  # unpaired surrogates: refused by both
+        with pytest.raises(SerializationError, match="unpaired surrogates"):
+            codec.dumps(value)
+        return
+    data = codec.dumps(value)
+    assert data == expected
+    assert_exact(codec.loads(data), value)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\xa2\xff\xfe",  # not UTF-8
+        b"\xa3\xed\xa0\x80",  # an encoded surrogate: not valid UTF-8 either
+        b"\xa2\xc3",  # a truncated sequence inside the declared length
+        b"\xa5abc",  # the length claims more than there is
+        b"\xa1ab",  # a byte after the string
+    ],
+    ids=["invalid", "surrogate", "truncated-sequence", "length-lie", "trailing"],
+)
+def test_short_strings_that_are_not_valid_are_corrupt(body: bytes) -> None:
+    with pytest.raises(CorruptEntryError):
+        make_codec("safe").loads(SAFE + body)
+
+
+def test_short_strings_still_honour_the_compression_threshold() -> None:
+    value = "a" * 31  # body: a 1-byte header and 31 bytes; zlib shrinks it to 11
+    assert make_codec("safe", compress_threshold=32).dumps(value) == SAFE + b"\xbf" + b"a" * 31
+    for threshold in (1, 31):
+        data = make_codec("safe", compress_threshold=threshold).dumps(value)
+        assert data[0] == FORMAT_SAFE_ZLIB
+        assert make_codec("safe").loads(data) == value
+
+
+def test_a_lone_format_byte_is_corrupt() -> None:
+    with pytest.raises(CorruptEntryError):
+        make_codec("safe").loads(SAFE)
+
+
+# --------------------------------------------------------------------------- datetimes
+
+DATETIMES = [
+    dt.datetime(2024, 5, 1, 12, 0, 0, 123_456),
+    dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC),
+    dt.datetime(1, 1, 1),
+    dt.datetime(9999, 12, 31, 23, 59, 59, 999_999),
+    dt.datetime(2024, 10, 27, 2, 30, fold=1),  # naive with fold
+    dt.datetime(2024, 10, 27, 2, 30, tzinfo=PARIS, fold=0),
+    dt.datetime(2024, 10, 27, 2, 30, tzinfo=PARIS, fold=1),  # the repeated hour
+    dt.datetime(2024, 11, 3, 1, 30, tzinfo=NEW_YORK, fold=1),
+    dt.datetime(2024, 2, 29, tzinfo=PLUS_0530),
+    dt.datetime(2000, 1, 1, tzinfo=NAMED),
+]
+
+
+@pytest.mark.parametrize("value", DATETIMES, ids=[repr(v) for v in DATETIMES])
+def test_datetimes_round_trip_with_zone_and_fold(value: dt.datetime) -> None:
+    codec = make_codec("safe")
+    assert_exact(codec.loads(codec.dumps(value)), value)
+    many = [value] * 50 + [{"at": value, "id": 1}]  # the zone cache, hit after the first
+    assert_exact(codec.loads(codec.dumps(many)), many)
+
+
+def test_datetime_subclasses_are_still_refused() -> None:
+    class Stamp(dt.datetime):
+        pass
+
+    with pytest.raises(SerializationError, match=r"value\[1\] is a .*Stamp"):
+        make_codec("safe").dumps([1, Stamp(2024, 1, 1)])
+
+
+def _ext7(payload: bytes) -> bytes:
+    return SAFE + b"\xc7" + bytes([len(payload), 7]) + payload
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\x07\xe8\x02\x1e" + bytes(6),  # 30 February
+        b"\x07\xe8\x01\x01\x00\x3c" + bytes(4),  # minute 60
+        b"\x07\xe8\x01\x01\x00\x00\x00\x0f\x42\x40",  # microsecond 1,000,000
+        b"\x00\x00\x01\x01" + bytes(6),  # year 0
+        b"\x07\xe8\x01\x01" + bytes(6) + b"\x09",  # an unknown zone kind
+        b"\x07\xe8\x01\x01" + bytes(6) + b"\x01\x00",  # a truncated offset
+        b"\x07\xe8\x01\x01" + bytes(6) + b"\x03\xff",  # a zone key that is not UTF-8
+        b"\x07\xe8\x01\x01" + bytes(6) + b"\x03No/Such_Zone",
+        b"\x07\xe8\x01",  # a truncated state
+    ],
+    ids=[
+        "feb-30",
+        "minute-60",
+        "micro-1e6",
+        "year-0",
+        "zone-kind",
+        "offset",
+        "zone-utf8",
+        "zone-key",
+        "short",
+    ],
+)
+def test_poisoned_datetime_states_are_corrupt(payload: bytes) -> None:
+    codec = make_codec("safe")
+    for data in (_ext7(payload), SAFE + b"\x91" + _ext7(payload)[1:]):
+        with pytest.raises(CorruptEntryError):
+            codec.loads(data)
+
+
+# --------------------------------------------------------------------------- compression
+
+
+class Deflated:
+    """Counts the bytes cachehub.codec feeds to zlib (compressobj and compress)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.fed = 0
+        real_obj, real_compress = zlib.compressobj, zlib.compress
+        counter = self
+
+        class Counting:
+            def __init__(self, *args: Any) -> None:
+                self._inner = real_obj(*args)
+
+            def compress(self, data: Any) -> bytes:
+                counter.fed += len(data)
+                return self._inner.compress(data)
+
+            def flush(self, *args: Any) -> bytes:
+                return self._inner.flush(*args)
+
+        def compress(data: Any, *args: Any) -> bytes:
+            counter.fed += len(data)
+            return real_compress(data, *args)
+
+        fake = type(
+            "zlib",
+            (),
+            {
+                "compressobj": Counting,
+                "compress": staticmethod(compress),
+                "decompressobj": staticmethod(zlib.decompressobj),
+                "error": zlib.error,
+                "Z_SYNC_FLUSH": zlib.Z_SYNC_FLUSH,
+                "Z_FINISH": zlib.Z_FINISH,
+            },
+        )
+        monkeypatch.setattr(codec_module, "zlib", fake)
+
+
+@pytest.fixture
+def deflated(monkeypatch: pytest.MonkeyPatch) -> Deflated:
+    return Deflated(monkeypatch)
+
+
+@pytest.mark.parametrize("value", [noise(1 << 20), [noise(300_000)], {"k": noise(10_000)}])
+def test_random_data_is_never_deflated(deflated: Deflated, value: Any) -> None:
+    codec = make_codec("safe", compress_threshold=4096)
+    data = codec.dumps(value)
+    assert data[0] == FORMAT_SAFE
+    assert deflated.fed == 0
+    assert_exact(codec.loads(data), value)
+
+
+def test_random_data_is_never_deflated_by_the_pickle_codec_either(deflated: Deflated) -> None:
+    codec = PickleCodec(KEY, compress_threshold=4096)
+    value = noise(1 << 20)
+    data = codec.dumps(value, "k")
+    assert data[0] == FORMAT_SIGNED
+    assert deflated.fed == 0
+    assert codec.loads(data, "k") == value
+    zipped = codec.dumps(text(1 << 20), "k")
+    assert zipped[0] == FORMAT_SIGNED_ZLIB
+    assert codec.loads(zipped, "k") == text(1 << 20)
+
+
+@pytest.mark.parametrize("size", [5000, 40_000, 300_000, 3_000_000])
+def test_compressible_data_is_deflated_once(deflated: Deflated, size: int) -> None:
+    codec = make_codec("safe", compress_threshold=4096)
+    value = text(size)
+    data = codec.dumps(value)
+    assert data[0] == FORMAT_SAFE_ZLIB
+    body = len(ormsgpack.packb(value))
+    assert deflated.fed == body  # every byte exactly once, none twice
+    assert codec.loads(data) == value
+    assert zlib.decompress(data[1:]) == ormsgpack.packb(value)  # one plain zlib stream
+
+
+def test_a_head_that_fools_the_sample_costs_one_probe(deflated: Deflated) -> None:
+    """Repeating pairs in the sampled head, then noise: given up after the probe."""
+    value = text(2048) + noise(2_000_000)
+    data = make_codec("safe", compress_threshold=4096).dumps(value)
+    assert data[0] == FORMAT_SAFE
+    assert deflated.fed == codec_module._PROBE
+
+
+def test_a_compressible_head_then_noise_stops_after_one_chunk_of_noise(
+    deflated: Deflated,
+) -> None:
+    head = codec_module._PROBE + 2 * codec_module._CHUNK
+    value = text(head) + noise(6_000_000)  # deflating all of it would save 1/12
+    codec = make_codec("safe", compress_threshold=4096)
+    data = codec.dumps(value)
+    assert data[0] == FORMAT_SAFE
+    # The first chunk that is all noise projects the rest as noise: not worth it.
+    assert deflated.fed == head + codec_module._CHUNK
+    assert codec.loads(data) == value
+
+
+def test_a_mostly_compressible_value_with_some_noise_is_still_compressed() -> None:
+    value = {"log": text(1_000_000).decode(), "token": noise(50_000)}
+    codec = make_codec("safe", compress_threshold=4096)
+    data = codec.dumps(value)
+    assert data[0] == FORMAT_SAFE_ZLIB
+    assert len(data) < 200_000
+    assert_exact(codec.loads(data), value)
+
+
+def test_the_sample_test_tells_random_from_compressible() -> None:
+    looks_random = codec_module._looks_random
+    rng = random.Random(11)
+    # A verdict of "random" skips zlib: it must (nearly) never hit compressible data...
+    import base64
+
+    for _ in range(200):
+        blob = rng.randbytes(8192)
+        assert not looks_random(base64.b64encode(blob))  # deflate saves 1/4
+        assert not looks_random(blob.hex().encode())
+    assert not looks_random(ormsgpack.packb(list(range(5000))))
+    # ...and catch random data, which it misses about once in a thousand.
+    misses = sum(not looks_random(rng.randbytes(8192)) for _ in range(500))
+    assert misses <= 5
+    assert not looks_random(noise(4095))  # too short to sample: zlib decides
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    parts=st.lists(
+        st.one_of(st.binary(max_size=9000), st.sampled_from([b"ab" * 3000, bytes(20_000)])),
+        max_size=6,
+    ),
+    threshold=st.sampled_from([1, 4096]),
+)
+def test_whatever_the_probe_decides_the_value_comes_back(
+    parts: list[bytes], threshold: int
+) -> None:
+    value = b"".join(parts)
+    codec = make_codec("safe", compress_threshold=threshold)
+    data = codec.dumps(value)
+    assert codec.loads(data) == value
+    if data[0] == FORMAT_SAFE_ZLIB:  # compressed only when that saved 1/8
+        assert len(data) - 1 <= len(ormsgpack.packb(value)) * 7 // 8
+    assert_exact(codec.loads(codec.dumps([value, bytearray(value)])), [value, bytearray(value)])
+
+
+# --------------------------------------------------------------------------- the buffer survey
+
+# Numeric levels skip the type walk when sum() succeeds (see _numbers_only): in every
+# shape where sum() might succeed, fail late, or raise something else, the survey (which
+# a buffer's own bin header always starts) must still find the buffer.
+FILLERS = {
+    "ints": [0xC4C5C6 + i for i in range(200)],
+    "floats": [1.5e-300 * i for i in range(200)],
+    "mixed": [i if i % 2 else float(i) + 0.196 for i in range(200)],
+    "big-and-float": [2**70, 0xC4C5C6, 1e308, 1e308],  # OverflowError in sum()
+    "decimal-and-float": [decimal.Decimal("1.5"), 0xC4C5, 2.5] * 30,  # TypeError late
+    "bools-nan-inf": [True, math.nan, -math.inf, 0xC5] * 50,
+}
+
+
+@pytest.mark.parametrize("filler", list(FILLERS), ids=list(FILLERS))
+@pytest.mark.parametrize("where", ["end", "nested", "dict", "tuple"])
+def test_buffers_among_many_numbers_are_still_found(filler: str, where: str) -> None:
+    numbers = FILLERS[filler]
+    buffer = bytearray(b"\xc4buffer")
+    value: Any = {
+        "end": [*numbers, buffer],
+        "nested": [numbers, [[*numbers, buffer]]],
+        "dict": {"a": numbers, "b": dict.fromkeys(map(str, range(100)), 7) | {"x": buffer}},
+        "tuple": [*numbers, (1, buffer)],
+    }[where]
+    codec = make_codec("safe")
+    data = codec.dumps(value)
+    assert_exact(codec.loads(data), value)
+    with pytest.raises(SerializationError, match="memoryview"):
+        codec.dumps([*numbers, memoryview(b"\xc5view")])
+
+
+def test_numbers_only_is_true_only_for_numbers() -> None:
+    numbers_only = codec_module._numbers_only
+    assert numbers_only([1, 2.5, True, 2**80, -0.0])
+    for odd in (
+        bytearray(b"x"),
+        memoryview(b"x"),
+        [1],
+        (1,),
+        {1},
+        "s",
+        b"b",
+        None,
+        dt.date.today(),
+        decimal.Decimal("1E+999999"),
+    ):
+        assert not numbers_only([1, 2.0, odd])
+        assert not numbers_only([odd, 1])
+    assert not numbers_only([1.0, 2**1100])  # beyond a float: walked, not trusted
+
+
+class Sneaky(float):
+    """A float subclass with its own arithmetic (0.0 + it would call it): refused, and
+    never added up."""
+
+    calls = 0
+
+    def __radd__(self, other: Any) -> Any:
+        Sneaky.calls += 1
+        return NotImplemented
+
+
+def test_the_survey_never_runs_arithmetic_of_a_refused_value() -> None:
+    """A dict with a non-str key makes ormsgpack give up before it meets the subclass;
+    the survey then walks the value without sum()."""
+    Sneaky.calls = 0
+    codec = make_codec("safe")
+    for value in (
+        {1: "non-str key", "x": [Sneaky(5)] * 100},
+        [{1: 2}, *[Sneaky(5)] * 100],
+        [*[Sneaky(5)] * 100, bytearray(b"\xc4")],
+        {"x": [Sneaky(5)] * 100, "y": {2: 3}},
+    ):
+        with pytest.raises(SerializationError, match="Sneaky"):
+            codec.dumps(value)
+    assert Sneaky.calls == 0
+
+
+# --------------------------------------------------------------------------- numeric arrays
+
+NUMERIC_ARRAYS = [
+    list(range(16)),
+    list(range(-40_000, 40_000, 7)),
+    [0.5, *range(100)],
+    [2**63, -(2**63), *range(20)],  # a big int (extension 1) among them
+    [1, "two", {"three": 3}, (4,), bytearray(b"5"), *range(20)],  # a number first, then not
+    [dt.datetime(2024, 1, 1, tzinfo=PARIS), *range(20)],
+]
+
+
+@pytest.mark.parametrize("value", NUMERIC_ARRAYS, ids=range(len(NUMERIC_ARRAYS)))
+def test_arrays_starting_with_a_number_read_back_exactly(value: list[Any]) -> None:
+    codec = make_codec("safe")
+    assert_exact(codec.loads(codec.dumps(value)), value)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\xdc\x00\x11" + b"\x01" * 16,  # one item short
+        b"\xdc\x00\x10" + b"\x01" * 17,  # one item too many
+        b"\xdc\x00\x10" + b"\x01" * 15 + b"\xc1",  # the never-used byte
+        b"\xdd\xff\xff\xff\xff" + b"\x01" * 20,  # a length lie
+        b"\xdc\x00\x10" + b"\x01" * 15 + b"\xc7\x01\x63x",  # an unknown extension
+    ],
+    ids=["short", "extra", "invalid-byte", "length-lie", "unknown-extension"],
+)
+def test_bad_numeric_arrays_are_corrupt(body: bytes) -> None:
+    with pytest.raises(CorruptEntryError):
+        make_codec("safe").loads(SAFE + body)
