@@ -13,7 +13,14 @@ from typing import Any, ClassVar, Final
 
 import cachetools
 
-from cachehub.api import MISSING, NO_EXPIRY, BaseCache, Entry, Expiry
+from cachehub.api import (
+    MISSING,
+    NO_EXPIRY,
+    BaseCache,
+    Entry,
+    Expiry,
+    counter_overflow,
+)
 from cachehub.config import Option
 from cachehub.errors import CacheValueError, ConfigError
 from cachehub.filters import KeyFilter
@@ -441,6 +448,9 @@ class MemoryCache(BaseCache):
                     f"{type(current).__name__}, not an int.",
                     hint="incr/decr only work on entries created by incr or put with an int.",
                 )
+            overflow = counter_overflow(self._user_key(key), current, delta)
+            if overflow is not None:
+                raise overflow
             record[_VALUE] = self._pack(key, current + delta)
             record[_MODIFIED] = now
             return current + delta
