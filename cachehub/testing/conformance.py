@@ -17,11 +17,14 @@ from .basic import BasicTests, KeyTests, LifecycleTests
 from .batch import BatchTests
 from .concurrency import GetOrSetTests, LockTests
 from .counters import CounterTests
+from .edges import EdgeTests
 from .expiry import ExpiryTests, MetadataTests
 from .filters import FilterTests, NamespaceTests
+from .instants import InstantTests
 from .lockspace import LockSpaceTests
 from .onerror import OnErrorTests
 from .readonly import ReadOnlyTests
+from .realtime import BackendTTLTests
 from .values import ValueTests
 
 __all__ = ["CacheConformance"]
@@ -33,6 +36,8 @@ class CacheConformance(
     ValueTests,
     ExpiryTests,
     MetadataTests,
+    InstantTests,
+    EdgeTests,
     FilterTests,
     NamespaceTests,
     BatchTests,
@@ -43,6 +48,7 @@ class CacheConformance(
     ReadOnlyTests,
     LifecycleTests,
     OnErrorTests,
+    BackendTTLTests,
 ):
     """Subclass as ``Test<Provider>`` and define the ``cache_factory`` fixture.
 
