@@ -321,6 +321,21 @@ def write_doc(block: str, doc: Path = DOC) -> None:
     doc.write_text(head + block + tail, encoding="utf-8")
 
 
+def from_json(mutants: Sequence[Mutant], paths: Iterable[Path]) -> list[Result]:
+    """Results saved by ``--json``, for the mutants that still exist (later files win)."""
+    by_id = {m.id: m for m in mutants}
+    found: dict[str, Result] = {}
+    for path in paths:
+        for row in json.loads(path.read_text(encoding="utf-8")):
+            mutant = by_id.get(row["id"])
+            if mutant is not None:
+                found[mutant.id] = Result(mutant, row["outcome"], row["seconds"], row["detail"])
+    missing = [m.id for m in mutants if m.id not in found]
+    if missing:
+        raise SystemExit(f"mutation: no saved result for {len(missing)} mutants: {missing}")
+    return [found[m.id] for m in mutants]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m mutation [--target NAME] [--id ID] [--no-doc] [--json PATH]``."""
     parser = argparse.ArgumentParser(prog="python -m mutation", description=__doc__)
@@ -328,8 +343,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--id", action="append", help="only this mutant id (repeatable)")
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite the docs table")
     parser.add_argument("--json", type=Path, help="also write every result as JSON here")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        nargs="+",
+        help="run nothing: write the docs table from --json files of earlier (partial) runs",
+    )
     args = parser.parse_args(argv)
     mutants = load(sorted(MUTANTS.glob("*.toml")))
+    if args.report:
+        saved = from_json(mutants, args.report)
+        block = render(saved, sum(r.seconds for r in saved) / 60)
+        print(block)
+        if not args.no_doc:
+            write_doc(block)
+        return 0
     if args.target:
         mutants = [m for m in mutants if m.target.name in args.target]
     if args.id:
