@@ -299,11 +299,12 @@ class EdgeTests(ConformanceBase):
         cache.put("k", 1)
         cache.get("k")
         timeline.wait(1)
-        for write in (
+        writes: list[Callable[[], None]] = [
             lambda: cache.put("k", 2),
             lambda: cache.put_many({"k": 3}),
             lambda: cache.put("k", 4, time_span=timeline.span(5)),
-        ):
+        ]
+        for write in writes:
             cache.get("k")
             write()
             meta = cache.metadata("k")
@@ -334,7 +335,12 @@ class EdgeTests(ConformanceBase):
     def test_add_race_repeated(self, cache: BaseCache) -> None:
         # Several rounds, each on a fresh key: one lucky interleaving is not enough.
         for round_ in range(10):
-            won = run_threads(self.thread_count, lambda i, r=round_: cache.add(f"race{r}", i))
+            key = f"race{round_}"
+
+            def claim(i: int, key: str = key) -> bool:
+                return cache.add(key, i)
+
+            won = run_threads(self.thread_count, claim)
             assert won.count(True) == 1, f"round {round_}"
             assert cache.get(f"race{round_}") == won.index(True)
 

@@ -55,10 +55,10 @@ _SETTERS: dict[str, Callable[[BaseCache, FakeClock, float], None]] = {
     ),
     "until": lambda c, clock, t0: c.put("k", "old", until=datetime.fromtimestamp(t0 + SPAN, UTC)),
     "idle": lambda c, clock, t0: c.put("k", "old", idle_time=SPAN),
-    "add": lambda c, clock, t0: c.add("k", "old", time_span=SPAN) and None,
+    "add": lambda c, clock, t0: _ignore(c.add("k", "old", time_span=SPAN)),
     "put_many": lambda c, clock, t0: c.put_many({"k": "old"}, time_span=SPAN),
     "put_many_idle": lambda c, clock, t0: c.put_many({"k": "old"}, idle_time=SPAN),
-    "get_or_set": lambda c, clock, t0: c.get_or_set("k", lambda: "old", time_span=SPAN) and None,
+    "get_or_set": lambda c, clock, t0: _ignore(c.get_or_set("k", lambda: "old", time_span=SPAN)),
     "touch_after_put": lambda c, clock, t0: _touched(c, clock, time_span=SPAN - 10),
     "touch_idle": lambda c, clock, t0: _touched(c, clock, idle_time=SPAN - 10),
     "touch_until": lambda c, clock, t0: _touched(
@@ -68,6 +68,10 @@ _SETTERS: dict[str, Callable[[BaseCache, FakeClock, float], None]] = {
     "idle_slid_by_get_many": lambda c, clock, t0: _slid(c, clock, lambda: c.get_many(["k"])),
     "idle_capped_by_time_span": lambda c, clock, t0: _capped(c, clock),
 }
+
+
+def _ignore(_result: object) -> None:
+    """Drop a setter's return value (the table's setters return nothing)."""
 
 
 def _touched(cache: BaseCache, clock: FakeClock, **expiry: Any) -> None:
