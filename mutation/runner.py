@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -311,13 +312,13 @@ def render(results: Sequence[Result], minutes: float) -> str:
     return "\n".join(lines)
 
 
-def write_doc(block: str, doc: Path = DOC) -> None:
-    """Replace the text between the markers of ``doc`` with ``block``."""
+def write_doc(block: str, doc: Path = DOC, markers: tuple[str, str] = (START, END)) -> None:
+    """Replace the text between the ``markers`` of ``doc`` (and the markers) with ``block``."""
     text = doc.read_text(encoding="utf-8")
-    head, start, rest = text.partition(START)
-    _, end, tail = rest.partition(END)
+    head, start, rest = text.partition(markers[0])
+    _, end, tail = rest.partition(markers[1])
     if not start or not end:
-        raise SystemExit(f"mutation: {doc} lacks the {START} ... {END} markers")
+        raise SystemExit(f"mutation: {doc} lacks the {markers[0]} ... {markers[1]} markers")
     doc.write_text(head + block + tail, encoding="utf-8")
 
 
@@ -336,6 +337,62 @@ def from_json(mutants: Sequence[Mutant], paths: Iterable[Path]) -> list[Result]:
     return [found[m.id] for m in mutants]
 
 
+CR_START, CR_END = "<!-- cosmic-ray:start -->", "<!-- cosmic-ray:end -->"
+
+
+def cosmic_ray(tree: Path, module: str, target: Target, select: str | None, log: Any) -> str:
+    """Run cosmic-ray's default operators on ``module`` inside the copy ``tree``.
+
+    cosmic-ray mutates the file it tests in place, which is why it only ever sees the
+    temporary copy. Its test command is the target's pytest run (``-x``, ``-k select``).
+    Returns the markdown table of its outcomes.
+    """
+    command = " ".join(shlex.quote(arg) for arg in _pytest(tree, target, select))
+    config = tree / "cosmic-ray.toml"
+    config.write_text(
+        "[cosmic-ray]\n"
+        f"module-path = {json.dumps(module)}\n"
+        f"timeout = {float(target.timeout)}\n"
+        "excluded-modules = []\n"
+        f"test-command = {json.dumps(command)}\n"
+        "[cosmic-ray.distributor]\n"
+        'name = "local"\n',
+        encoding="utf-8",
+    )
+    session = tree / "cosmic-ray.sqlite"
+    tool = [sys.executable, "-m", "cosmic_ray.cli"]
+    for step in (["init", str(config), str(session)], ["exec", str(config), str(session)]):
+        print(f"[cosmic-ray] {step[0]} {module}", file=log)
+        subprocess.run(  # noqa: S603 - this interpreter's cosmic-ray, arguments from the repo
+            [*tool, "--verbosity", "ERROR", *step],
+            cwd=tree,
+            env=_env(tree),
+            check=True,
+        )
+    dumped = subprocess.run(  # noqa: S603 - same
+        [*tool, "dump", str(session)], cwd=tree, env=_env(tree), check=True, capture_output=True
+    ).stdout.decode()
+    outcomes: Counter[str] = Counter()
+    for line in dumped.splitlines():
+        _, result = json.loads(line)
+        outcome = (result or {}).get("test_outcome") or (result or {}).get("worker_outcome")
+        outcomes[str(outcome)] += 1
+    detected = outcomes["killed"]
+    counted = detected + outcomes["survived"]
+    return "\n".join(
+        [
+            CR_START,
+            "",
+            f"cosmic-ray 8 (default operators) on `{module}` against `{target.name}`"
+            + (f" (`-k {select}`)" if select else "")
+            + f": {detected} of {counted} mutants killed ({_pct(detected, counted)}); "
+            + ", ".join(f"{k}: {v}" for k, v in sorted(outcomes.items())),
+            "",
+            CR_END,
+        ]
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m mutation [--target NAME] [--id ID] [--no-doc] [--json PATH]``."""
     parser = argparse.ArgumentParser(prog="python -m mutation", description=__doc__)
@@ -349,8 +406,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         nargs="+",
         help="run nothing: write the docs table from --json files of earlier (partial) runs",
     )
+    parser.add_argument(
+        "--cosmic-ray",
+        metavar="MODULE",
+        help="instead: cosmic-ray's default operators on MODULE (a path), against the one "
+        "--target given, tests narrowed by --select; writes its own line in the docs",
+    )
+    parser.add_argument("--select", help="with --cosmic-ray: a pytest -k expression")
     args = parser.parse_args(argv)
     mutants = load(sorted(MUTANTS.glob("*.toml")))
+    if args.cosmic_ray:
+        targets = {m.target.name: m.target for m in mutants}
+        if not args.target or len(args.target) != 1 or args.target[0] not in targets:
+            parser.error(f"--cosmic-ray needs one --target of {sorted(targets)}")
+        with tempfile.TemporaryDirectory(prefix="cachehub-cosmic-ray-") as tmp:
+            tree = Path(tmp)
+            copy_tree(tree)
+            check_imports(tree)
+            line = cosmic_ray(
+                tree, args.cosmic_ray, targets[args.target[0]], args.select, sys.stderr
+            )
+        print(line)
+        if not args.no_doc:
+            write_doc(line, DOC, (CR_START, CR_END))
+        return 0
     if args.report:
         saved = from_json(mutants, args.report)
         block = render(saved, sum(r.seconds for r in saved) / 60)
