@@ -248,7 +248,10 @@ class EdgeTests(ConformanceBase):
 
     # ------------------------------------------------------------------ metadata
 
-    def test_metadata_after_every_read_path(self, cache: BaseCache, timeline: Timeline) -> None:
+    def test_metadata_after_every_read_path(
+        self, make_cache: CacheFactory, timeline: Timeline
+    ) -> None:
+        cache = make_cache(**self.hit_count_settings)
         t0 = timeline.align()
         cache.put_many({"k": "v", "other": "w"})
         steps: list[tuple[Callable[[], Any], int]] = [
@@ -295,7 +298,10 @@ class EdgeTests(ConformanceBase):
         assert abs(meta.last_modified.timestamp() - timeline.now()) <= self.timestamp_tolerance
         assert abs(meta.created.timestamp() - t0) <= self.timestamp_tolerance
 
-    def test_overwrite_resets_created_and_hits(self, cache: BaseCache, timeline: Timeline) -> None:
+    def test_overwrite_resets_created_and_hits(
+        self, make_cache: CacheFactory, timeline: Timeline
+    ) -> None:
+        cache = make_cache(**self.hit_count_settings)
         cache.put("k", 1)
         cache.get("k")
         timeline.wait(1)
@@ -312,7 +318,8 @@ class EdgeTests(ConformanceBase):
             assert abs(meta.created.timestamp() - timeline.now()) <= self.timestamp_tolerance
 
     def test_hit_counts_seen_by_a_second_instance(self, make_cache: CacheFactory) -> None:
-        reader, observer = make_cache(), make_cache()
+        reader = make_cache(**self.hit_count_settings)
+        observer = make_cache(**self.hit_count_settings)
         reader.put("k", "v")
         reader.put("idle", "v", idle_time=3600)
         for _ in range(3):

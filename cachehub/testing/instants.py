@@ -170,8 +170,9 @@ class InstantTests(ConformanceBase):
         assert cache.exists("k") is False
 
     def test_metadata_of_an_idle_entry_after_reads(
-        self, cache: BaseCache, fake: tuple[FakeClock, float]
+        self, make_cache: Callable[..., BaseCache], fake: tuple[FakeClock, float]
     ) -> None:
+        cache = make_cache(**self.hit_count_settings)
         clock, t0 = fake
         cache.put("k", "v", idle_time=SPAN)
         meta = cache.metadata("k")

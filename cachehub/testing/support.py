@@ -176,6 +176,9 @@ class ConformanceBase:
     """How many threads race in the concurrency tests."""
     incr_rounds: ClassVar[int] = 200
     """Increments per thread in the atomic-incr test (lower it for a slow emulator)."""
+    hit_count_settings: ClassVar[dict[str, Any]] = {}
+    """Extra ``cache_factory`` keyword arguments of the caches whose hit counts the
+    metadata cases assert (for a provider where hit counting must be switched on)."""
 
     @pytest.fixture
     def cache_factory(self) -> CacheFactory:
