@@ -216,14 +216,18 @@ def check_imports(tree: Path) -> None:
 def run(mutants: Sequence[Mutant], tree: Path, log: Any = sys.stderr) -> list[Result]:
     """Run every mutant against ``tree`` (a copy), baseline first for each target."""
     results: list[Result] = []
-    baseline: dict[str, str] = {}
+    # The unmutated tree must pass exactly the tests a mutant runs: one baseline per
+    # (target, selection), so a narrowly selected target never runs its whole suite.
+    baseline: dict[tuple[str, str | None], str] = {}
     for index, mutant in enumerate(mutants, 1):
         target = mutant.target
-        if target.name not in baseline:
-            outcome, seconds, detail = _execute(tree, target, None)
-            baseline[target.name] = outcome
-            print(f"[baseline {target.name}] {outcome} in {seconds:.0f}s {detail}", file=log)
-        if baseline[target.name] != "survived":
+        group = (target.name, mutant.select)
+        if group not in baseline:
+            outcome, seconds, detail = _execute(tree, target, mutant.select)
+            baseline[group] = outcome
+            where = target.name + (f" -k {mutant.select!r}" if mutant.select else "")
+            print(f"[baseline {where}] {outcome} in {seconds:.0f}s {detail}", file=log)
+        if baseline[group] != "survived":
             results.append(Result(mutant, "error", detail="the unmutated suite does not pass"))
             continue
         path = tree / mutant.file
