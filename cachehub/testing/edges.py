@@ -332,6 +332,25 @@ class EdgeTests(ConformanceBase):
         assert observer.get("k") == "v"  # the reader's close changed nothing else
         assert observer.metadata("k").hit_count == 7
 
+    def test_hits_of_a_replaced_entry_are_not_carried_over(
+        self, make_cache: CacheFactory, timeline: Timeline
+    ) -> None:
+        # Reads counted (perhaps buffered) by one instance belong to the entry they read:
+        # another instance's overwrite in between starts a new entry at zero hits. (A
+        # provider may tell entries apart by their creation stamp: the overwrite comes
+        # a moment later, as it would on a real clock.)
+        reader = make_cache(**self.hit_count_settings)
+        writer = make_cache(**self.hit_count_settings)
+        reader.put("k", "old")
+        reader.get("k")
+        reader.get_many(["k"])
+        timeline.wait(0.01)
+        writer.put("k", "new")
+        reader.close()  # write-back of the two reads, if the provider buffers them
+        meta = writer.metadata("k")
+        assert meta.hit_count == 0
+        assert writer.get("k") == "new"
+
     def test_read_of_a_missing_key_stores_nothing(self, cache: BaseCache) -> None:
         assert cache.get("k", MISSING) is MISSING
         assert cache.get_many(["k"]) == {}
