@@ -213,8 +213,30 @@ def check_imports(tree: Path) -> None:
         raise SystemExit(f"mutation: modules imported from outside the copy: {outside}")
 
 
-def run(mutants: Sequence[Mutant], tree: Path, log: Any = sys.stderr) -> list[Result]:
-    """Run every mutant against ``tree`` (a copy), baseline first for each target."""
+def save_json(results: Sequence[Result], path: Path) -> None:
+    """Every result as JSON (``--report`` reads it back)."""
+    rows = [
+        {
+            "id": r.mutant.id,
+            "target": r.mutant.target.name,
+            "theme": r.mutant.theme,
+            "outcome": r.outcome,
+            "seconds": round(r.seconds, 1),
+            "detail": r.detail,
+        }
+        for r in results
+    ]
+    path.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+
+
+def run(
+    mutants: Sequence[Mutant], tree: Path, log: Any = sys.stderr, save: Path | None = None
+) -> list[Result]:
+    """Run every mutant against ``tree`` (a copy), baseline first for each target.
+
+    With ``save``, the results so far are written there after every mutant, so an
+    interrupted run keeps what it measured.
+    """
     results: list[Result] = []
     # The unmutated tree must pass exactly the tests a mutant runs: one baseline per
     # (target, selection), so a narrowly selected target never runs its whole suite.
@@ -248,6 +270,8 @@ def run(mutants: Sequence[Mutant], tree: Path, log: Any = sys.stderr) -> list[Re
             path.write_text(source, encoding="utf-8")
         results.append(Result(mutant, outcome, seconds, detail))
         print(f"[{index}/{len(mutants)}] {mutant.id}: {outcome} {seconds:.1f}s", file=log)
+        if save is not None:
+            save_json(results, save)
     return results
 
 
@@ -453,28 +477,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         tree = Path(tmp)
         copy_tree(tree)
         check_imports(tree)
-        results = run(mutants, tree)
+        results = run(mutants, tree, save=args.json)
     minutes = (time.monotonic() - started) / 60
     block = render(results, minutes)
     print(block)
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                [
-                    {
-                        "id": r.mutant.id,
-                        "target": r.mutant.target.name,
-                        "theme": r.mutant.theme,
-                        "outcome": r.outcome,
-                        "seconds": round(r.seconds, 1),
-                        "detail": r.detail,
-                    }
-                    for r in results
-                ],
-                indent=1,
-            ),
-            encoding="utf-8",
-        )
+        save_json(results, args.json)
     full = not args.target and not args.id
     if full and not args.no_doc:
         write_doc(block)
