@@ -368,12 +368,20 @@ def from_json(mutants: Sequence[Mutant], paths: Iterable[Path]) -> list[Result]:
 CR_START, CR_END = "<!-- cosmic-ray:start -->", "<!-- cosmic-ray:end -->"
 
 
-def cosmic_ray(tree: Path, module: str, target: Target, select: str | None, log: Any) -> str:
+def cosmic_ray(
+    tree: Path,
+    module: str,
+    target: Target,
+    select: str | None,
+    log: Any,
+    budget: float | None = None,
+) -> str:
     """Run cosmic-ray's default operators on ``module`` inside the copy ``tree``.
 
     cosmic-ray mutates the file it tests in place, which is why it only ever sees the
     temporary copy. Its test command is the target's pytest run (``-x``, ``-k select``).
-    Returns the markdown table of its outcomes.
+    ``budget`` (seconds) stops ``exec`` early: the mutants it did not reach are reported
+    as pending. Returns the markdown line of its outcomes.
     """
     command = " ".join(shlex.quote(arg) for arg in _pytest(tree, target, select))
     config = tree / "cosmic-ray.toml"
@@ -391,12 +399,16 @@ def cosmic_ray(tree: Path, module: str, target: Target, select: str | None, log:
     tool = [sys.executable, "-m", "cosmic_ray.cli"]
     for step in (["init", str(config), str(session)], ["exec", str(config), str(session)]):
         print(f"[cosmic-ray] {step[0]} {module}", file=log)
-        subprocess.run(  # noqa: S603 - this interpreter's cosmic-ray, arguments from the repo
-            [*tool, "--verbosity", "ERROR", *step],
-            cwd=tree,
-            env=_env(tree),
-            check=True,
-        )
+        try:
+            subprocess.run(  # noqa: S603 - this interpreter's cosmic-ray, arguments from the repo
+                [*tool, "--verbosity", "ERROR", *step],
+                cwd=tree,
+                env=_env(tree),
+                check=True,
+                timeout=budget if step[0] == "exec" else None,
+            )
+        except subprocess.TimeoutExpired:
+            print(f"[cosmic-ray] budget of {budget}s spent: reporting so far", file=log)
     dumped = subprocess.run(  # noqa: S603 - same
         [*tool, "dump", str(session)], cwd=tree, env=_env(tree), check=True, capture_output=True
     ).stdout.decode()
@@ -404,7 +416,7 @@ def cosmic_ray(tree: Path, module: str, target: Target, select: str | None, log:
     for line in dumped.splitlines():
         _, result = json.loads(line)
         outcome = (result or {}).get("test_outcome") or (result or {}).get("worker_outcome")
-        outcomes[str(outcome)] += 1
+        outcomes[str(outcome or "pending")] += 1
     detected = outcomes["killed"]
     counted = detected + outcomes["survived"]
     return "\n".join(
@@ -441,6 +453,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--target given, tests narrowed by --select; writes its own line in the docs",
     )
     parser.add_argument("--select", help="with --cosmic-ray: a pytest -k expression")
+    parser.add_argument(
+        "--budget", type=float, help="with --cosmic-ray: stop after this many seconds"
+    )
     args = parser.parse_args(argv)
     mutants = load(sorted(MUTANTS.glob("*.toml")))
     if args.cosmic_ray:
@@ -451,9 +466,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             tree = Path(tmp)
             copy_tree(tree)
             check_imports(tree)
-            line = cosmic_ray(
-                tree, args.cosmic_ray, targets[args.target[0]], args.select, sys.stderr
-            )
+            target = targets[args.target[0]]
+            line = cosmic_ray(tree, args.cosmic_ray, target, args.select, sys.stderr, args.budget)
         print(line)
         if not args.no_doc:
             write_doc(line, DOC, (CR_START, CR_END))
