@@ -161,6 +161,24 @@ class InstantTests(ConformanceBase):
         assert cache.incr("n") == 1  # at the deadline: a fresh counter from 0
         assert cache.metadata("n").expires is None
 
+    def test_clear_of_the_empty_namespace_at_the_deadline(
+        self, make_cache: Callable[..., BaseCache], fake: tuple[FakeClock, float]
+    ) -> None:
+        # clear() on the empty namespace empties the whole backend: only done on an
+        # in-process provider, whose backend lives in this test alone.
+        probe = make_cache()
+        if probe.distributed:
+            pytest.skip("clear() on the empty namespace would wipe a shared backend")
+        clock, _ = fake
+        probe.put_many({"a": 1, "b": 2})
+        probe.put("dying", 3, time_span=SPAN)
+        make_cache(namespace="other:").put("c", 4)
+        clock.advance(SPAN)  # "dying" is dead at this very instant
+        root = make_cache(namespace="")
+        assert root.clear() == 3  # a, b and other:c
+        assert root.count() == 0
+        assert probe.get_many(["a", "b", "dying"]) == {}
+
     def test_until_now_is_refused(self, cache: BaseCache, fake: tuple[FakeClock, float]) -> None:
         clock, _ = fake
         with pytest.raises(CacheValueError):
