@@ -302,12 +302,13 @@ def _pct(detected: int, counted: int) -> str:
     return f"{100 * detected / counted:.0f}%" if counted else "-"
 
 
-def render(results: Sequence[Result], minutes: float) -> str:
+def render(results: Sequence[Result], minutes: float, how: str = "") -> str:
     """The markdown block written between the markers of docs/conformance.md."""
     lines = [
         START,
         "",
-        f"Last measured by `nox -s mutation` ({len(results)} mutants, {minutes:.0f} min).",
+        f"Last measured by `nox -s mutation` ({len(results)} mutants, {minutes:.0f} min"
+        f"{how}). Score = detected / non-equivalent mutants.",
         "",
     ]
     for key, title in (("target", "provider"), ("theme", "theme")):
@@ -474,7 +475,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.report:
         saved = from_json(mutants, args.report)
-        block = render(saved, sum(r.seconds for r in saved) / 60)
+        block = render(
+            saved,
+            sum(r.seconds for r in saved) / 60,
+            " of mutant runs, without baselines; merged from per-target runs",
+        )
         print(block)
         if not args.no_doc:
             write_doc(block)
