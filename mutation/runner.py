@@ -332,7 +332,9 @@ def render(results: Sequence[Result], minutes: float, how: str = "") -> str:
         lines += ["Mutants the suite does not detect, and why that is allowed:", ""]
         lines += ["| mutant | provider | theme | outcome | reason |", "|---|---|---|---|---|"]
         for r in leftover:
-            reason = r.mutant.equivalent or r.detail or "not yet pinned by the suite"
+            reason = r.mutant.equivalent or (
+                r.detail if r.outcome in ("stale", "error") else "not yet pinned by the suite"
+            )
             reason = reason.replace("|", "\\|").replace("\n", " ")
             m = r.mutant
             lines.append(f"| `{m.id}` | {m.target.name} | {m.theme} | {r.outcome} | {reason} |")
