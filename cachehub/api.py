@@ -61,6 +61,8 @@ __all__ = [
     "BASE_OPTIONS",
     "MAX_KEY_LENGTH",
     "MAX_TIME_SPAN",
+    "COUNTER_RANGE",
+    "counter_overflow",
     "settings_identity",
 ]
 
@@ -70,6 +72,28 @@ TimeSpan = timedelta | int | float
 
 MAX_KEY_LENGTH: Final = 16_384
 """Longest accepted key, in characters. Providers hash keys beyond their own limit."""
+
+COUNTER_RANGE: Final = range(-(2**63), 2**63)
+"""What ``incr``/``decr`` count in: signed 64 bits, as Redis counters and every language's
+native long. A delta or result outside it raises :class:`CacheValueError` on every
+provider (nothing is changed), so a counter behaves the same whichever backend holds it."""
+
+
+def counter_overflow(user_key: str, current: int, delta: int) -> CacheValueError | None:
+    """The error of an ``incr`` of ``current`` by ``delta`` outside :data:`COUNTER_RANGE`.
+
+    None when both the stored counter and the result are inside it (the incr may proceed).
+    """
+    if current in COUNTER_RANGE and current + delta in COUNTER_RANGE:
+        return None
+    what = "the result" if current in COUNTER_RANGE else "the stored int"
+    return CacheValueError(
+        f"cannot incr key {user_key!r:.200} by {delta}: {what} does not fit in a "
+        "signed 64-bit integer.",
+        hint="counters are signed 64-bit on every provider; reset the counter or use a "
+        "smaller delta.",
+    )
+
 
 MAX_TIME_SPAN: Final = timedelta(days=365_250)
 """Longest accepted ``time_span`` / ``idle_time``, and farthest ``until`` (1,000 years).
@@ -876,6 +900,11 @@ class BaseCache(ABC):
             raise CacheValueError(
                 f"{op} delta must be an int, got {type(delta).__name__}.",
                 hint="pass an integer delta such as 1 or -5.",
+            )
+        if sign * delta not in COUNTER_RANGE:
+            raise CacheValueError(
+                f"{op} delta {delta} does not fit in a signed 64-bit integer.",
+                hint="counters are signed 64-bit on every provider; use a smaller delta.",
             )
         sk = self._sk(key)
         return self._run(op, key, _RAISE, self._incr, sk, sign * delta, self._clock())

@@ -17,11 +17,14 @@ from .basic import BasicTests, KeyTests, LifecycleTests
 from .batch import BatchTests
 from .concurrency import GetOrSetTests, LockTests
 from .counters import CounterTests
+from .edges import EdgeTests
 from .expiry import ExpiryTests, MetadataTests, UncountedReadTests
 from .filters import FilterTests, NamespaceTests
+from .instants import InstantTests
 from .lockspace import LockSpaceTests
 from .onerror import OnErrorTests
 from .readonly import ReadOnlyTests
+from .realtime import BackendTTLTests
 from .values import ValueTests
 
 __all__ = ["CacheConformance"]
@@ -34,6 +37,8 @@ class CacheConformance(
     ExpiryTests,
     MetadataTests,
     UncountedReadTests,
+    InstantTests,
+    EdgeTests,
     FilterTests,
     NamespaceTests,
     BatchTests,
@@ -44,6 +49,7 @@ class CacheConformance(
     ReadOnlyTests,
     LifecycleTests,
     OnErrorTests,
+    BackendTTLTests,
 ):
     """Subclass as ``Test<Provider>`` and define the ``cache_factory`` fixture.
 

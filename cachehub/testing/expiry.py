@@ -324,8 +324,7 @@ class MetadataTests(ConformanceBase):
     @pytest.fixture
     def counting_cache(self, make_cache: CacheFactory) -> BaseCache:
         """A cache counting reads: remote providers only do with ``hitCounts`` on."""
-        cache = make_cache()
-        return cache if cache.counts_hits else make_cache(hitCounts=True)
+        return self.counting(make_cache)
 
     def test_metadata_missing_raises(self, counting_cache: BaseCache) -> None:
         with pytest.raises(CacheKeyError):

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cachehub.api import MISSING, BaseCache, Entry, Expiry
+from cachehub.api import MISSING, BaseCache, Entry, Expiry, counter_overflow
 from cachehub.errors import CacheUnavailableError, CacheValueError
 from cachehub.filters import KeyFilter
 
@@ -137,6 +137,9 @@ class ReferenceCache(BaseCache):
                     hint="incr only works on entries written by incr or put(key, <int>).",
                 )
             result = current + delta
+            overflow = counter_overflow(self._user_key(key), current, delta)
+            if overflow is not None:
+                raise overflow
             entry.value = self.codec.dumps(result)
             entry.modified = now
             self.backend.entries[key] = entry

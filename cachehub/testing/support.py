@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 import uuid
@@ -56,12 +57,28 @@ class Timeline:
         """An aware UTC datetime ``units`` from now, for ``until=``."""
         return datetime.fromtimestamp(self.now() + self.span(units), UTC)
 
+    def align(self) -> float:
+        """Move a fake clock to the next whole second; return the (real or fake) time.
+
+        Exact-instant tests start here: a whole-second start plus whole-second spans
+        gives deadlines every backend stores exactly (DynamoDB Numbers keep microseconds,
+        Redis headers doubles), so ``now == deadline`` really happens.
+        """
+        if self.clock is not None:
+            now = self.clock()
+            self.clock.advance(math.ceil(now) - now)  # exact: both are close doubles
+        return self.now()
+
     def wait(self, units: float) -> None:
         """Let ``units`` pass: instantly on a fake clock, by sleeping otherwise."""
         if self.clock is not None:
             self.clock.advance(self.span(units))
         else:
             time.sleep(self.span(units))
+
+
+RACE_SWITCH_INTERVAL = 1e-6
+"""``sys.setswitchinterval`` while :func:`run_threads` runs: races become likely."""
 
 
 def run_threads(count: int, target: Callable[[int], T], *, timeout: float = 30.0) -> list[T]:
@@ -82,10 +99,17 @@ def run_threads(count: int, target: Callable[[int], T], *, timeout: float = 30.0
             errors.append(exc)
 
     threads = [threading.Thread(target=body, args=(i,), daemon=True) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout)
+    # CPython switches threads every 5 ms by default: a short critical section without its
+    # lock is then almost never interrupted. A 1 us interval makes those races likely.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(RACE_SWITCH_INTERVAL)
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout)
+    finally:
+        sys.setswitchinterval(interval)
     if any(thread.is_alive() for thread in threads):
         pytest.fail(f"{count} threads did not finish within {timeout}s (deadlock?)")
     if errors:
@@ -152,6 +176,23 @@ class ConformanceBase:
     """How many threads race in the concurrency tests."""
     incr_rounds: ClassVar[int] = 200
     """Increments per thread in the atomic-incr test (lower it for a slow emulator)."""
+    hit_count_settings: ClassVar[dict[str, Any]] = {}
+    """Extra ``cache_factory`` keyword arguments of the caches whose hit counts the
+    metadata cases assert (for a provider where hit counting must be switched on in a
+    way of its own; a :class:`cachehub.provider.RemoteCache` is switched on with the
+    core's ``hitCounts`` setting without this)."""
+
+    def counting(self, make_cache: CacheFactory) -> BaseCache:
+        """A cache that counts reads, for the cases that assert hit counts.
+
+        Remote providers count only with ``hitCounts`` on (a counted read costs a
+        write), so a cache that does not count by default is built again with it.
+        """
+        cache = make_cache(**self.hit_count_settings)
+        if cache.counts_hits:
+            return cache
+        cache.close()
+        return make_cache(**self.hit_count_settings, hitCounts=True)
 
     @pytest.fixture
     def cache_factory(self) -> CacheFactory:

@@ -26,6 +26,7 @@ from botocore.exceptions import (
     HTTPClientError,
 )
 
+from cachehub.api import COUNTER_RANGE, counter_overflow
 from cachehub.provider import (
     HIT_OPTIONS,
     MISSING,
@@ -752,7 +753,14 @@ class DynamoDBCache(RemoteCache[Any]):
         )
         if original is not None:
             base += ", #ok = :ok"
-        cond = f"attribute_not_exists(#pk) OR ({LIVE} AND attribute_type(#v, :n))"
+        # Counters are signed 64-bit (COUNTER_RANGE): a Number can go to 38 digits, so
+        # the old value must leave room for the delta, or the update is refused.
+        low = max(COUNTER_RANGE[0], COUNTER_RANGE[0] - delta)
+        high = min(COUNTER_RANGE[-1], COUNTER_RANGE[-1] - delta)
+        cond = (
+            f"attribute_not_exists(#pk) OR ({LIVE} AND attribute_type(#v, :n)"
+            " AND #v BETWEEN :lo AND :hi)"
+        )
         owner = self._owner(key, pk)
         if owner is not None:
             cond = f"({cond}) AND {owner[0]}"
@@ -762,6 +770,8 @@ class DynamoDBCache(RemoteCache[Any]):
             values = {
                 ":zero": {"N": "0"},
                 ":d": {"N": str(delta)},
+                ":lo": {"N": str(low)},
+                ":hi": {"N": str(high)},
                 ":now": num(now),
                 ":n": {"S": "N"},
                 ":h": {"N": str(hits)},
@@ -794,6 +804,11 @@ class DynamoDBCache(RemoteCache[Any]):
                 if not owns(old, key, self.key_name):
                     raise self._collision(key, pk) from None
                 if is_live(old, now):
+                    current = _number_value(old)
+                    if current is not None:
+                        overflow = counter_overflow(self._user_key(key), current, delta)
+                        if overflow is not None:
+                            raise overflow from None
                     raise self._not_a_number(key, old) from None
             if self._reset(key, delta, now):  # the old entry had expired: start afresh
                 return delta
@@ -1296,6 +1311,17 @@ def num_of(item: Item, name: str) -> float:
 
 def _original(item: Item) -> str:
     return str(item.get(ORIGINAL_KEY, {}).get("S", ""))
+
+
+def _number_value(item: Item) -> int | None:
+    """The integer a Number ``value`` attribute holds, or None (no Number, not an int)."""
+    attr = item.get(VALUE)
+    if not isinstance(attr, dict) or not isinstance(attr.get("N"), str):
+        return None
+    try:
+        return int(attr["N"])
+    except ValueError:
+        return None
 
 
 def _old_item(exc: ConditionFailedError) -> Item | None:

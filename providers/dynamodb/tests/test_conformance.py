@@ -46,6 +46,20 @@ class TestDynamoDBConformance(CacheConformance):
         return lambda **kw: DynamoDBCache(settings, **kw)
 
 
+class TestDynamoDBConsistentConformance(TestDynamoDBConformance):
+    """The whole suite again with ``consistentRead: true``: every read path changes."""
+
+    @pytest.fixture
+    def cache_factory(self, endpoint: str, conformance_table: str) -> Any:
+        settings = {
+            "tableName": conformance_table,
+            "host": endpoint,
+            "consistentRead": True,
+            **CREDENTIALS,
+        }
+        return lambda **kw: DynamoDBCache(settings, **kw)
+
+
 class TestDynamoDBLostReplies(LostReplyTests):
     """incr, add, delete and delete_if_equal behind a proxy that loses one reply or request."""
 

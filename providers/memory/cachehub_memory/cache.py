@@ -23,6 +23,7 @@ from cachehub.api import (
     Entry,
     Expiry,
     TimeSpan,
+    counter_overflow,
 )
 from cachehub.config import LuceeOption, Option
 from cachehub.errors import CacheValueError, ConfigError, UnknownSigningKeyError
@@ -679,6 +680,9 @@ class MemoryCache(BaseCache):
                     f"{type(current).__name__}, not an int.",
                     hint="incr/decr only work on entries created by incr or put with an int.",
                 )
+            overflow = counter_overflow(self._user_key(key), current, delta)
+            if overflow is not None:
+                raise overflow
             record[_VALUE] = self._pack(key, current + delta)
             record[_MODIFIED] = now
             return current + delta

@@ -1,4 +1,4 @@
-"""The memory provider passes the shared conformance suite."""
+"""The memory provider passes the shared conformance suite, under every eviction policy."""
 
 from __future__ import annotations
 
@@ -10,13 +10,21 @@ from cachehub_memory import MemoryCache
 
 from cachehub.testing import CacheConformance
 
+# Every policy changes how entries are kept (ttl also drops expired entries itself and
+# must be told when a read slides a deadline), so each runs the whole suite.
+POLICIES = ["lru", "lfu", "fifo", "rr", "ttl"]
+
 
 class TestMemoryConformance(CacheConformance):
+    @pytest.fixture(params=POLICIES)
+    def policy(self, request: pytest.FixtureRequest) -> str:
+        return str(request.param)
+
     @pytest.fixture
-    def cache_factory(self) -> Any:
+    def cache_factory(self, policy: str) -> Any:
         # Instances of one test share a named in-process store, like caches on one server.
         store = uuid.uuid4().hex
-        return lambda **kw: MemoryCache(store=store, **kw)
+        return lambda **kw: MemoryCache(store=store, policy=policy, **kw)
 
 
 class TestMemoryConformanceObserved(CacheConformance):

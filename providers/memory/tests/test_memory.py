@@ -16,7 +16,7 @@ from cachehub_memory import MemoryCache
 
 from benchmarks.scale import peak_bytes
 from cachehub.errors import ConfigError
-from cachehub.testing import CacheConformance, FakeClock
+from cachehub.testing import FakeClock
 
 
 def _fill(cache: MemoryCache, *keys: str) -> None:
@@ -258,16 +258,6 @@ class TestSettings:
         cache = MemoryCache(signingKey="s3cr3t-value")
         assert "s3cr3t-value" not in repr(cache)
         assert "MemoryCache" in repr(cache)
-
-
-class TestTTLPolicyConformance(CacheConformance):
-    """The whole suite again on the 'ttl' policy, whose store expires by the cache clock."""
-
-    @pytest.fixture
-    def cache_factory(self) -> Any:
-        # The first instance (built with the test's clock) creates the shared store.
-        store = uuid.uuid4().hex
-        return lambda **kw: MemoryCache(policy="ttl", store=store, **kw)
 
 
 class TestSharedStore:

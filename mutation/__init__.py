@@ -1,0 +1,1 @@
+"""Mutation testing of the conformance suite: semantic mutants and their runner."""

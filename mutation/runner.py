@@ -1,0 +1,510 @@
+"""Apply each checked-in semantic mutant to a temporary copy of the tree and run its suite.
+
+A mutant is an exact snippet of a source file and its replacement (``mutation/mutants/*.toml``,
+one file per target). The runner copies the tracked tree once into a temporary directory,
+then for each mutant writes the mutated file there, runs ONLY the conformance tests of the
+mutant's target (``pytest -x`` with a per-mutant deadline) against that copy, and restores the
+file. The working tree is never written: a crashed or interrupted run leaves nothing mutated.
+
+Outcomes: ``killed`` (a test failed), ``timeout`` (the suite did not finish: counted as
+detected), ``survived`` (the suite passed), ``stale`` (the snippet is no longer in the file,
+or not exactly once: the mutant needs refreshing, it is neither killed nor survived).
+Mutants marked ``equivalent = "<reason>"`` are run too but leave the score's denominator.
+
+The score table is written into docs/conformance.md between the markers
+``<!-- mutation-score:start -->`` and ``<!-- mutation-score:end -->``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Mutant", "Result", "Target", "load", "main", "render", "run"]
+
+ROOT = Path(__file__).resolve().parent.parent
+MUTANTS = Path(__file__).resolve().parent / "mutants"
+DOC = ROOT / "docs" / "conformance.md"
+START, END = "<!-- mutation-score:start -->", "<!-- mutation-score:end -->"
+# Import roots of the copy, ahead of the editable installs of the working tree.
+IMPORT_ROOTS = (".", "providers/memory", "providers/redis", "providers/dynamodb")
+
+
+class MutantFileError(ValueError):
+    """A mutants file is malformed: the message names the file and the entry."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one mutants file is measured against: a provider's conformance tests."""
+
+    name: str
+    tests: tuple[str, ...]
+    timeout: float
+    select: str | None = None
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One semantic change: ``original`` (exact, once in ``file``) becomes ``replacement``."""
+
+    id: str
+    target: Target
+    file: str
+    original: str
+    replacement: str
+    theme: str
+    select: str | None = None
+    equivalent: str | None = None
+
+
+@dataclass
+class Result:
+    """What running one mutant gave."""
+
+    mutant: Mutant
+    outcome: str  # killed | survived | timeout | stale | error
+    seconds: float = 0.0
+    detail: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _text(entry: dict[str, Any], key: str, where: str, *, optional: bool = False) -> Any:
+    value = entry.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or (not value and not optional):
+        raise MutantFileError(f"{where}: '{key}' must be a non-empty string.")
+    return value
+
+
+def load(paths: Iterable[Path]) -> list[Mutant]:
+    """Read mutants files; every id is unique and every entry complete."""
+    mutants: list[Mutant] = []
+    seen: set[str] = set()
+    for path in paths:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        where = path.name
+        spec = data.get("target")
+        if not isinstance(spec, dict):
+            raise MutantFileError(f"{where}: a [target] table (name, tests, timeout) is needed.")
+        tests = spec.get("tests")
+        if not isinstance(tests, list) or not all(isinstance(t, str) for t in tests):
+            raise MutantFileError(f"{where}: target.tests must be a list of pytest paths.")
+        target = Target(
+            _text(spec, "name", where),
+            tuple(tests),
+            float(spec.get("timeout", 300)),
+            _text(spec, "select", where, optional=True),
+        )
+        for index, entry in enumerate(data.get("mutant", [])):
+            at = f"{where} mutant #{index + 1}"
+            mutant = Mutant(
+                id=_text(entry, "id", at),
+                target=target,
+                file=_text(entry, "file", at),
+                original=_text(entry, "original", at),
+                replacement=_text(entry, "replacement", at, optional=True) or "",
+                theme=_text(entry, "theme", at),
+                select=_text(entry, "select", at, optional=True),
+                equivalent=_text(entry, "equivalent", at, optional=True),
+            )
+            if mutant.id in seen:
+                raise MutantFileError(f"{at}: duplicate id {mutant.id!r}.")
+            if mutant.original == mutant.replacement:
+                raise MutantFileError(f"{at}: replacement equals original.")
+            seen.add(mutant.id)
+            mutants.append(mutant)
+    return mutants
+
+
+def copy_tree(dest: Path) -> None:
+    """Copy the tracked and new (not ignored) files of the checkout into ``dest``."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"],  # noqa: S607
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    ).stdout.split(b"\0")
+    for raw in listed:
+        if not raw:
+            continue
+        rel = raw.decode()
+        source = ROOT / rel
+        if not source.is_file():
+            continue  # deleted in the working tree but still tracked
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+
+
+def _env(tree: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    roots = [str(tree / root) for root in IMPORT_ROOTS]
+    env["PYTHONPATH"] = os.pathsep.join([*roots, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # a mutated file's .pyc must not outlive it
+    return env
+
+
+def _pytest(tree: Path, target: Target, select: str | None) -> list[str]:
+    args = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly", "-p", "no:xdist"]
+    args += ["--timeout", str(int(target.timeout)), *target.tests]
+    expr = " and ".join(f"({e})" for e in (target.select, select) if e)
+    if expr:
+        args += ["-k", expr]
+    return args
+
+
+def _execute(tree: Path, target: Target, select: str | None) -> tuple[str, float, str]:
+    start = time.monotonic()
+    try:
+        done = subprocess.run(  # noqa: S603 - this interpreter's pytest, arguments from the repo
+            _pytest(tree, target, select),
+            cwd=tree,
+            env=_env(tree),
+            capture_output=True,
+            text=True,
+            timeout=target.timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return "timeout", time.monotonic() - start, ""
+    seconds = time.monotonic() - start
+    tail = (done.stdout + done.stderr).strip().splitlines()[-1:] or [""]
+    if done.returncode == 0:
+        return "survived", seconds, tail[0]
+    if done.returncode == 1:
+        failed = [line for line in done.stdout.splitlines() if line.startswith("FAILED")]
+        return "killed", seconds, (failed or tail)[0]
+    # 2-5: interrupted, internal error, usage error, nothing collected: a runner problem.
+    return "error", seconds, f"pytest exit {done.returncode}: {tail[0]}"
+
+
+def check_imports(tree: Path) -> None:
+    """Fail early unless the copy's modules are the ones a child pytest imports."""
+    probe = (
+        "import cachehub, cachehub_memory, cachehub_redis, cachehub_dynamodb;"
+        "print('\\n'.join(m.__file__ for m in "
+        "(cachehub, cachehub_memory, cachehub_redis, cachehub_dynamodb)))"
+    )
+    out = subprocess.run(  # noqa: S603 - this interpreter, a fixed probe
+        [sys.executable, "-c", probe],
+        cwd=tree,
+        env=_env(tree),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    outside = [path for path in out if not Path(path).resolve().is_relative_to(tree.resolve())]
+    if outside:
+        raise SystemExit(f"mutation: modules imported from outside the copy: {outside}")
+
+
+def save_json(results: Sequence[Result], path: Path) -> None:
+    """Every result as JSON (``--report`` reads it back)."""
+    rows = [
+        {
+            "id": r.mutant.id,
+            "target": r.mutant.target.name,
+            "theme": r.mutant.theme,
+            "outcome": r.outcome,
+            "seconds": round(r.seconds, 1),
+            "detail": r.detail,
+        }
+        for r in results
+    ]
+    path.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+
+
+def run(
+    mutants: Sequence[Mutant], tree: Path, log: Any = sys.stderr, save: Path | None = None
+) -> list[Result]:
+    """Run every mutant against ``tree`` (a copy), baseline first for each target.
+
+    With ``save``, the results so far are written there after every mutant, so an
+    interrupted run keeps what it measured.
+    """
+    results: list[Result] = []
+    # The unmutated tree must pass exactly the tests a mutant runs: one baseline per
+    # (target, selection), so a narrowly selected target never runs its whole suite.
+    baseline: dict[tuple[str, str | None], str] = {}
+    for index, mutant in enumerate(mutants, 1):
+        target = mutant.target
+        group = (target.name, mutant.select)
+        if group not in baseline:
+            outcome, seconds, detail = _execute(tree, target, mutant.select)
+            baseline[group] = outcome
+            where = target.name + (f" -k {mutant.select!r}" if mutant.select else "")
+            print(f"[baseline {where}] {outcome} in {seconds:.0f}s {detail}", file=log)
+        if baseline[group] != "survived":
+            results.append(Result(mutant, "error", detail="the unmutated suite does not pass"))
+            continue
+        path = tree / mutant.file
+        try:
+            source = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            results.append(Result(mutant, "stale", detail=f"{mutant.file} does not exist"))
+            continue
+        found = source.count(mutant.original)
+        if found != 1:
+            results.append(Result(mutant, "stale", detail=f"snippet found {found} times"))
+            print(f"[{index}/{len(mutants)}] {mutant.id}: stale ({found} matches)", file=log)
+            continue
+        path.write_text(source.replace(mutant.original, mutant.replacement), encoding="utf-8")
+        try:
+            outcome, seconds, detail = _execute(tree, target, mutant.select)
+        finally:
+            path.write_text(source, encoding="utf-8")
+        results.append(Result(mutant, outcome, seconds, detail))
+        print(f"[{index}/{len(mutants)}] {mutant.id}: {outcome} {seconds:.1f}s", file=log)
+        if save is not None:
+            save_json(results, save)
+    return results
+
+
+def _detected(outcome: str) -> bool:
+    return outcome in ("killed", "timeout")
+
+
+def score_rows(results: Sequence[Result], key: str) -> list[tuple[str, int, int, int, int]]:
+    """(group, detected, counted, equivalent, stale) per target or theme."""
+    groups: dict[str, Counter[str]] = {}
+    for result in results:
+        group = result.mutant.target.name if key == "target" else result.mutant.theme
+        counter = groups.setdefault(group, Counter())
+        if result.outcome in ("stale", "error"):
+            counter["stale"] += 1
+        elif result.mutant.equivalent is not None and not _detected(result.outcome):
+            counter["equivalent"] += 1
+        else:
+            counter["counted"] += 1
+            counter["detected"] += _detected(result.outcome)
+    return [
+        (name, c["detected"], c["counted"], c["equivalent"], c["stale"])
+        for name, c in sorted(groups.items())
+    ]
+
+
+def _pct(detected: int, counted: int) -> str:
+    return f"{100 * detected / counted:.0f}%" if counted else "-"
+
+
+def render(results: Sequence[Result], minutes: float, how: str = "") -> str:
+    """The markdown block written between the markers of docs/conformance.md."""
+    lines = [
+        START,
+        "",
+        f"Last measured by `nox -s mutation` ({len(results)} mutants, {minutes:.0f} min"
+        f"{how}). Score = detected / non-equivalent mutants.",
+        "",
+    ]
+    for key, title in (("target", "provider"), ("theme", "theme")):
+        lines += [
+            f"| {title} | detected | non-equivalent | score | equivalent | stale |",
+            "|---|---|---|---|---|---|",
+        ]
+        rows = score_rows(results, key)
+        for name, detected, counted, equivalent, stale in rows:
+            score = _pct(detected, counted)
+            lines.append(f"| {name} | {detected} | {counted} | {score} | {equivalent} | {stale} |")
+        if key == "target":
+            det = sum(r[1] for r in rows)
+            cnt = sum(r[2] for r in rows)
+            eq = sum(r[3] for r in rows)
+            st = sum(r[4] for r in rows)
+            lines.append(f"| **all** | {det} | {cnt} | {_pct(det, cnt)} | {eq} | {st} |")
+        lines.append("")
+    leftover = [r for r in results if not _detected(r.outcome)]
+    if leftover:
+        lines += ["Mutants the suite does not detect, and why that is allowed:", ""]
+        lines += ["| mutant | provider | theme | outcome | reason |", "|---|---|---|---|---|"]
+        for r in leftover:
+            reason = r.mutant.equivalent or (
+                r.detail if r.outcome in ("stale", "error") else "not yet pinned by the suite"
+            )
+            reason = reason.replace("|", "\\|").replace("\n", " ")
+            m = r.mutant
+            lines.append(f"| `{m.id}` | {m.target.name} | {m.theme} | {r.outcome} | {reason} |")
+        lines.append("")
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def write_doc(block: str, doc: Path = DOC, markers: tuple[str, str] = (START, END)) -> None:
+    """Replace the text between the ``markers`` of ``doc`` (and the markers) with ``block``."""
+    text = doc.read_text(encoding="utf-8")
+    head, start, rest = text.partition(markers[0])
+    _, end, tail = rest.partition(markers[1])
+    if not start or not end:
+        raise SystemExit(f"mutation: {doc} lacks the {markers[0]} ... {markers[1]} markers")
+    doc.write_text(head + block + tail, encoding="utf-8")
+
+
+def from_json(mutants: Sequence[Mutant], paths: Iterable[Path]) -> list[Result]:
+    """Results saved by ``--json``, for the mutants that still exist (later files win)."""
+    by_id = {m.id: m for m in mutants}
+    found: dict[str, Result] = {}
+    for path in paths:
+        for row in json.loads(path.read_text(encoding="utf-8")):
+            mutant = by_id.get(row["id"])
+            if mutant is not None:
+                found[mutant.id] = Result(mutant, row["outcome"], row["seconds"], row["detail"])
+    missing = [m.id for m in mutants if m.id not in found]
+    if missing:
+        raise SystemExit(f"mutation: no saved result for {len(missing)} mutants: {missing}")
+    return [found[m.id] for m in mutants]
+
+
+CR_START, CR_END = "<!-- cosmic-ray:start -->", "<!-- cosmic-ray:end -->"
+
+
+def cosmic_ray(
+    tree: Path,
+    module: str,
+    target: Target,
+    select: str | None,
+    log: Any,
+    budget: float | None = None,
+) -> str:
+    """Run cosmic-ray's default operators on ``module`` inside the copy ``tree``.
+
+    cosmic-ray mutates the file it tests in place, which is why it only ever sees the
+    temporary copy. Its test command is the target's pytest run (``-x``, ``-k select``).
+    ``budget`` (seconds) stops ``exec`` early: the mutants it did not reach are reported
+    as pending. Returns the markdown line of its outcomes.
+    """
+    command = " ".join(shlex.quote(arg) for arg in _pytest(tree, target, select))
+    config = tree / "cosmic-ray.toml"
+    config.write_text(
+        "[cosmic-ray]\n"
+        f"module-path = {json.dumps(module)}\n"
+        f"timeout = {float(target.timeout)}\n"
+        "excluded-modules = []\n"
+        f"test-command = {json.dumps(command)}\n"
+        "[cosmic-ray.distributor]\n"
+        'name = "local"\n',
+        encoding="utf-8",
+    )
+    session = tree / "cosmic-ray.sqlite"
+    tool = [sys.executable, "-m", "cosmic_ray.cli"]
+    for step in (["init", str(config), str(session)], ["exec", str(config), str(session)]):
+        print(f"[cosmic-ray] {step[0]} {module}", file=log)
+        try:
+            subprocess.run(  # noqa: S603 - this interpreter's cosmic-ray, arguments from the repo
+                [*tool, "--verbosity", "ERROR", *step],
+                cwd=tree,
+                env=_env(tree),
+                check=True,
+                timeout=budget if step[0] == "exec" else None,
+            )
+        except subprocess.TimeoutExpired:
+            print(f"[cosmic-ray] budget of {budget}s spent: reporting so far", file=log)
+    dumped = subprocess.run(  # noqa: S603 - same
+        [*tool, "dump", str(session)], cwd=tree, env=_env(tree), check=True, capture_output=True
+    ).stdout.decode()
+    outcomes: Counter[str] = Counter()
+    for line in dumped.splitlines():
+        _, result = json.loads(line)
+        outcome = (result or {}).get("test_outcome") or (result or {}).get("worker_outcome")
+        outcomes[str(outcome or "pending")] += 1
+    detected = outcomes["killed"]
+    counted = detected + outcomes["survived"]
+    return "\n".join(
+        [
+            CR_START,
+            "",
+            f"cosmic-ray 8 (default operators) on `{module}` against `{target.name}`"
+            + (f" (`-k {select}`)" if select else "")
+            + f": {detected} of {counted} mutants killed ({_pct(detected, counted)}); "
+            + ", ".join(f"{k}: {v}" for k, v in sorted(outcomes.items())),
+            "",
+            CR_END,
+        ]
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m mutation [--target NAME] [--id ID] [--no-doc] [--json PATH]``."""
+    parser = argparse.ArgumentParser(prog="python -m mutation", description=__doc__)
+    parser.add_argument("--target", action="append", help="only this target (repeatable)")
+    parser.add_argument("--id", action="append", help="only this mutant id (repeatable)")
+    parser.add_argument("--no-doc", action="store_true", help="do not rewrite the docs table")
+    parser.add_argument("--json", type=Path, help="also write every result as JSON here")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        nargs="+",
+        help="run nothing: write the docs table from --json files of earlier (partial) runs",
+    )
+    parser.add_argument(
+        "--cosmic-ray",
+        metavar="MODULE",
+        help="instead: cosmic-ray's default operators on MODULE (a path), against the one "
+        "--target given, tests narrowed by --select; writes its own line in the docs",
+    )
+    parser.add_argument("--select", help="with --cosmic-ray: a pytest -k expression")
+    parser.add_argument(
+        "--budget", type=float, help="with --cosmic-ray: stop after this many seconds"
+    )
+    args = parser.parse_args(argv)
+    mutants = load(sorted(MUTANTS.glob("*.toml")))
+    if args.cosmic_ray:
+        targets = {m.target.name: m.target for m in mutants}
+        if not args.target or len(args.target) != 1 or args.target[0] not in targets:
+            parser.error(f"--cosmic-ray needs one --target of {sorted(targets)}")
+        with tempfile.TemporaryDirectory(prefix="cachehub-cosmic-ray-") as tmp:
+            tree = Path(tmp)
+            copy_tree(tree)
+            check_imports(tree)
+            target = targets[args.target[0]]
+            line = cosmic_ray(tree, args.cosmic_ray, target, args.select, sys.stderr, args.budget)
+        print(line)
+        if not args.no_doc:
+            write_doc(line, DOC, (CR_START, CR_END))
+        return 0
+    if args.report:
+        saved = from_json(mutants, args.report)
+        block = render(
+            saved,
+            sum(r.seconds for r in saved) / 60,
+            " of mutant runs, without baselines; merged from per-target runs",
+        )
+        print(block)
+        if not args.no_doc:
+            write_doc(block)
+        return 0
+    if args.target:
+        mutants = [m for m in mutants if m.target.name in args.target]
+    if args.id:
+        mutants = [m for m in mutants if m.id in args.id]
+    if not mutants:
+        print("mutation: no mutant selected", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="cachehub-mutation-") as tmp:
+        tree = Path(tmp)
+        copy_tree(tree)
+        check_imports(tree)
+        results = run(mutants, tree, save=args.json)
+    minutes = (time.monotonic() - started) / 60
+    block = render(results, minutes)
+    print(block)
+    if args.json:
+        save_json(results, args.json)
+    full = not args.target and not args.id
+    if full and not args.no_doc:
+        write_doc(block)
+    return 0
