@@ -547,15 +547,7 @@ class DynamoDBCache(RemoteCache[Any]):
             update += " ADD #hc :h"
             values[":h"] = {"N": str(1 + self._take_hits(pk, version_of(item)))}
         # If the entry was replaced meanwhile, the new version keeps its own expiry.
-        with contextlib.suppress(ConditionFailedError):
-            self._call(
-                "UpdateItem",
-                TableName=self.table_name,
-                Key=key,
-                UpdateExpression=update,
-                ConditionExpression=cond,
-                **self._expr(update, cond, values=values),
-            )
+        self._update_if(key, update, cond, values)
 
     def _write_hits(self, pending: dict[str, PendingHits]) -> None:
         """Pending hit counts and last-access times: one conditional UpdateItem per key.
@@ -1240,11 +1232,18 @@ class DynamoDBCache(RemoteCache[Any]):
             return
         update, cond = "SET #v = :old", "#v = :new"
         values = {":old": {"N": str(written - delta)}, ":new": {"N": attr["N"]}}
+        self._update_if(k, update, cond, values)
+
+    def _update_if(
+        self, key: dict[str, Any], update: str, cond: str, values: dict[str, Any]
+    ) -> None:
+        """One conditional UpdateItem whose failed condition is an answer, not an error:
+        the item changed meanwhile, and the newer version stands."""
         with contextlib.suppress(ConditionFailedError):
             self._call(
                 "UpdateItem",
                 TableName=self.table_name,
-                Key=k,
+                Key=key,
                 UpdateExpression=update,
                 ConditionExpression=cond,
                 **self._expr(update, cond, values=values),
