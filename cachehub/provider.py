@@ -33,7 +33,16 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any, ClassVar, Final, Generic, TypeVar
 
-from .api import MISSING, NO_EXPIRY, BaseCache, CacheMetadata, Entry, Expiry
+from .api import (
+    COUNTER_RANGE,
+    MISSING,
+    NO_EXPIRY,
+    BaseCache,
+    CacheMetadata,
+    Entry,
+    Expiry,
+    counter_overflow,
+)
 from .config import Option
 from .errors import (
     CacheBackendError,
@@ -52,6 +61,7 @@ from .scrub import scrub
 
 __all__ = [
     "ANY_VERSION",
+    "COUNTER_RANGE",
     "HIT_COUNTS",
     "HIT_FLUSH_INTERVAL",
     "HIT_OPTIONS",
@@ -75,6 +85,7 @@ __all__ = [
     "PendingHits",
     "RemoteCache",
     "chunks",
+    "counter_overflow",
     "not_an_int",
     "request_id",
     "scrub",
