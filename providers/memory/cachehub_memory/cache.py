@@ -298,6 +298,11 @@ class MemoryCache(BaseCache):
         self._ordered = store.ordered
         self._promote = store.promote
         self._maxsize = store.maxsize
+        # The get/put fast paths inline _get/_set: a subclass that overrides either
+        # primitive (a wrapper, a test double) must be called, so it takes the general path.
+        cls = type(self)
+        self._fast_get = cls._get is MemoryCache._get
+        self._fast_put = cls._set is MemoryCache._set
         self._lock = store.lock
         self._number = store.log.add
         # The hot paths call acquire/release in try/finally: in CPython 3.11 that costs
@@ -369,7 +374,12 @@ class MemoryCache(BaseCache):
 
     def get(self, key: str, default: Any = None, *, throw_when_not_exist: bool = False) -> Any:
         """The live value for ``key``; ``default`` (or :class:`CacheKeyError`) if absent."""
-        if self._observer is not None or throw_when_not_exist or type(key) is not str:
+        if (
+            self._observer is not None
+            or throw_when_not_exist
+            or type(key) is not str
+            or not self._fast_get
+        ):
             return super().get(key, default, throw_when_not_exist=throw_when_not_exist)
         prefix = self._prefix
         if prefix:
@@ -431,6 +441,7 @@ class MemoryCache(BaseCache):
             or self._observer is not None
             or self.read_only
             or type(key) is not str
+            or not self._fast_put
             # A lifetime make_expiry would accept as it is: an int or float (not bool),
             # positive, at most MAX_TIME_SPAN (false for NaN and inf). Else the checks.
             or not (span is None or (type(span) in _SECONDS and 0 < span <= _MAX_SECONDS))

@@ -240,3 +240,26 @@ def test_errors_are_cache_errors() -> None:
             cache.get(key)  # type: ignore[arg-type]
         with pytest.raises(CacheError):
             cache.put(key, 1)  # type: ignore[arg-type]
+
+
+class _Wrapped(MemoryCache):
+    """A subclass that overrides the primitives the fast paths inline."""
+
+    calls: list[str]
+
+    def _get(self, key: str, now: float) -> Any:
+        self.calls.append("get")
+        return super()._get(key, now)
+
+    def _set(self, key: str, value: Any, expiry: Any, now: float) -> None:
+        self.calls.append("set")
+        super()._set(key, value, expiry, now)
+
+
+def test_a_subclass_overriding_the_primitives_is_called_not_bypassed() -> None:
+    cache = _Wrapped()
+    cache.calls = []
+    cache.put("k", "v")
+    assert cache.get("k") == "v"
+    assert cache.get("absent") is None
+    assert cache.calls == ["set", "get", "get"]
