@@ -344,6 +344,19 @@ class MetadataTests(ConformanceBase):
         cache.put("other", 1)
         assert observer.metadata("k").hit_count == 2  # written back without close()
 
+    def test_reads_of_a_replaced_entry_are_not_carried_to_the_new_one(
+        self, counting_cache: BaseCache, make_cache: CacheFactory, timeline: Timeline
+    ) -> None:
+        counting_cache.put("k", "old")
+        counting_cache.get("k")
+        counting_cache.get("k")  # counted in process, not written back yet (remote providers)
+        timeline.wait(1)  # an entry's version is its created stamp: the new one gets another
+        writer = make_cache()
+        writer.put("k", "new", idle_time=3600)  # another instance replaces the entry
+        assert counting_cache.get("k") == "new"  # an idle read: written at once
+        counting_cache.close()  # writes back whatever it still holds
+        assert writer.metadata("k").hit_count == 1  # the old entry's two reads are not its
+
     def test_metadata_missing_raises(self, counting_cache: BaseCache) -> None:
         with pytest.raises(CacheKeyError):
             counting_cache.metadata("absent")
