@@ -10,6 +10,9 @@ Outcomes: ``killed`` (a test failed), ``timeout`` (the suite did not finish: cou
 detected), ``survived`` (the suite passed), ``stale`` (the snippet is no longer in the file,
 or not exactly once: the mutant needs refreshing, it is neither killed nor survived).
 Mutants marked ``equivalent = "<reason>"`` are run too but leave the score's denominator.
+A mutant may name its own ``tests`` (pytest paths) instead of its target's: for code that
+only runs outside the target's class (a Redis cache without ``clock=``, where the server's
+clock decides expiry; a request record replayed after a lost reply).
 
 The score table is written into docs/conformance.md between the markers
 ``<!-- mutation-score:start -->`` and ``<!-- mutation-score:end -->``.
@@ -69,6 +72,8 @@ class Mutant:
     theme: str
     select: str | None = None
     equivalent: str | None = None
+    tests: tuple[str, ...] | None = None
+    """Pytest paths run instead of the target's (None: the target's)."""
 
 
 @dataclass
@@ -112,6 +117,11 @@ def load(paths: Iterable[Path]) -> list[Mutant]:
         )
         for index, entry in enumerate(data.get("mutant", [])):
             at = f"{where} mutant #{index + 1}"
+            own = entry.get("tests")
+            if own is not None and (
+                not isinstance(own, list) or not own or not all(isinstance(t, str) for t in own)
+            ):
+                raise MutantFileError(f"{at}: 'tests' must be a non-empty list of pytest paths.")
             mutant = Mutant(
                 id=_text(entry, "id", at),
                 target=target,
@@ -121,6 +131,7 @@ def load(paths: Iterable[Path]) -> list[Mutant]:
                 theme=_text(entry, "theme", at),
                 select=_text(entry, "select", at, optional=True),
                 equivalent=_text(entry, "equivalent", at, optional=True),
+                tests=None if own is None else tuple(own),
             )
             if mutant.id in seen:
                 raise MutantFileError(f"{at}: duplicate id {mutant.id!r}.")
@@ -159,20 +170,24 @@ def _env(tree: Path) -> dict[str, str]:
     return env
 
 
-def _pytest(tree: Path, target: Target, select: str | None) -> list[str]:
+def _pytest(
+    tree: Path, target: Target, select: str | None, tests: tuple[str, ...] | None = None
+) -> list[str]:
     args = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly", "-p", "no:xdist"]
-    args += ["--timeout", str(int(target.timeout)), *target.tests]
+    args += ["--timeout", str(int(target.timeout)), *(tests or target.tests)]
     expr = " and ".join(f"({e})" for e in (target.select, select) if e)
     if expr:
         args += ["-k", expr]
     return args
 
 
-def _execute(tree: Path, target: Target, select: str | None) -> tuple[str, float, str]:
+def _execute(
+    tree: Path, target: Target, select: str | None, tests: tuple[str, ...] | None = None
+) -> tuple[str, float, str]:
     start = time.monotonic()
     try:
         done = subprocess.run(  # noqa: S603 - this interpreter's pytest, arguments from the repo
-            _pytest(tree, target, select),
+            _pytest(tree, target, select, tests),
             cwd=tree,
             env=_env(tree),
             capture_output=True,
@@ -240,14 +255,15 @@ def run(
     results: list[Result] = []
     # The unmutated tree must pass exactly the tests a mutant runs: one baseline per
     # (target, selection), so a narrowly selected target never runs its whole suite.
-    baseline: dict[tuple[str, str | None], str] = {}
+    baseline: dict[tuple[str, str | None, tuple[str, ...] | None], str] = {}
     for index, mutant in enumerate(mutants, 1):
         target = mutant.target
-        group = (target.name, mutant.select)
+        group = (target.name, mutant.select, mutant.tests)
         if group not in baseline:
-            outcome, seconds, detail = _execute(tree, target, mutant.select)
+            outcome, seconds, detail = _execute(tree, target, mutant.select, mutant.tests)
             baseline[group] = outcome
-            where = target.name + (f" -k {mutant.select!r}" if mutant.select else "")
+            where = target.name + (f" {' '.join(mutant.tests)}" if mutant.tests else "")
+            where += f" -k {mutant.select!r}" if mutant.select else ""
             print(f"[baseline {where}] {outcome} in {seconds:.0f}s {detail}", file=log)
         if baseline[group] != "survived":
             results.append(Result(mutant, "error", detail="the unmutated suite does not pass"))
@@ -265,7 +281,7 @@ def run(
             continue
         path.write_text(source.replace(mutant.original, mutant.replacement), encoding="utf-8")
         try:
-            outcome, seconds, detail = _execute(tree, target, mutant.select)
+            outcome, seconds, detail = _execute(tree, target, mutant.select, mutant.tests)
         finally:
             path.write_text(source, encoding="utf-8")
         results.append(Result(mutant, outcome, seconds, detail))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -326,6 +327,36 @@ class MetadataTests(ConformanceBase):
         """A cache counting reads: remote providers only do with ``hitCounts`` on."""
         return self.counting(make_cache)
 
+    def test_counted_reads_are_written_back_once_the_interval_passed(
+        self, make_cache: CacheFactory
+    ) -> None:
+        probe = make_cache()
+        takes = {option.name for option in type(probe).options}
+        probe.close()
+        if not {"hitCounts", "hitFlushInterval"} <= takes:
+            pytest.skip(f"{type(probe).__name__} has no hitFlushInterval setting")
+        cache = make_cache(hitCounts=True, hitFlushInterval=0.001)
+        observer = make_cache()
+        cache.put("k", "v")
+        cache.get("k")
+        cache.get("k")
+        time.sleep(0.01)  # the interval (monotonic) has passed: the next operation flushes
+        cache.put("other", 1)
+        assert observer.metadata("k").hit_count == 2  # written back without close()
+
+    def test_reads_of_a_replaced_entry_are_not_carried_to_the_new_one(
+        self, counting_cache: BaseCache, make_cache: CacheFactory, timeline: Timeline
+    ) -> None:
+        counting_cache.put("k", "old")
+        counting_cache.get("k")
+        counting_cache.get("k")  # counted in process, not written back yet (remote providers)
+        timeline.wait(1)  # an entry's version is its created stamp: the new one gets another
+        writer = make_cache()
+        writer.put("k", "new", idle_time=3600)  # another instance replaces the entry
+        assert counting_cache.get("k") == "new"  # an idle read: written at once
+        counting_cache.close()  # writes back whatever it still holds
+        assert writer.metadata("k").hit_count == 1  # the old entry's two reads are not its
+
     def test_metadata_missing_raises(self, counting_cache: BaseCache) -> None:
         with pytest.raises(CacheKeyError):
             counting_cache.metadata("absent")
@@ -437,6 +468,9 @@ class UncountedReadTests(ConformanceBase):
     def uncounted_cache(self, make_cache: CacheFactory) -> BaseCache:
         cache = make_cache()
         if cache.counts_hits:
+            # Only a provider whose own default is to count may: one whose hitCounts
+            # setting is off must not.
+            assert cache.settings.get("hitCounts") is not False, "hitCounts is off, yet it counts"
             pytest.skip(f"{type(cache).__name__} always counts reads (it costs no write)")
         return cache
 
@@ -445,13 +479,16 @@ class UncountedReadTests(ConformanceBase):
 
     def test_reads_leave_the_hit_count_alone(self, uncounted_cache: BaseCache) -> None:
         uncounted_cache.put_many({"k": "v", "n": 1})
+        uncounted_cache.put("x", "v", time_span=3600)  # an entry with an expiry reads apart
         for _ in range(3):
             assert uncounted_cache.get("k") == "v"
-            assert uncounted_cache.get_many(["k", "n"]) == {"k": "v", "n": 1}
+            assert uncounted_cache.get("n") == 1
+            assert uncounted_cache.get("x") == "v"
+            assert uncounted_cache.get_many(["k", "n", "x"]) == {"k": "v", "n": 1, "x": "v"}
             assert uncounted_cache.get_or_set("k", lambda: "other") == "v"
         uncounted_cache.close()  # nothing pending to write back either
-        assert uncounted_cache.metadata("k").hit_count == 0
-        assert uncounted_cache.metadata("n").hit_count == 0
+        for key in ("k", "n", "x"):
+            assert uncounted_cache.metadata(key).hit_count == 0, key
 
     def test_last_accessed_is_the_last_write(
         self, uncounted_cache: BaseCache, timeline: Timeline

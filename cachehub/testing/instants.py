@@ -190,7 +190,7 @@ class InstantTests(ConformanceBase):
     def test_metadata_of_an_idle_entry_after_reads(
         self, make_cache: Callable[..., BaseCache], fake: tuple[FakeClock, float]
     ) -> None:
-        cache = self.counting(make_cache)
+        cache = self.counting(make_cache)  # asserts a hit count: hitCounts on where needed
         clock, t0 = fake
         cache.put("k", "v", idle_time=SPAN)
         meta = cache.metadata("k")

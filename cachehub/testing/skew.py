@@ -34,6 +34,7 @@ import multiprocessing
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from typing import Any, ClassVar, Final
 
@@ -202,8 +203,11 @@ class SkewTests(ConformanceBase):
         assert skewed(-self.skew, lambda c: c.touch("k", time_span=short)) is True
         if self._server():
             assert peer.get("k", _ABSENT) == "v"
+            # The deadline shown is the server's: the lagging toucher's own stamp (now + short
+            # on a clock skew seconds behind) has already passed.
             ttl = peer.metadata("k").time_to_live
             assert ttl is not None
+            assert timedelta(0) < ttl <= timedelta(seconds=short), ttl
         else:
             assert peer.get("k", _ABSENT) == _ABSENT
 
@@ -213,6 +217,13 @@ class SkewTests(ConformanceBase):
         if self._server():
             assert got == "v"
             assert peer.get("k", _ABSENT) == "v"
+            # The slid deadline is the server's: the leading reader's access stamp (skew
+            # seconds ahead) must not push it past now + idle.
+            meta = peer.metadata("k")
+            assert meta.time_to_live is not None
+            assert meta.last_accessed is not None
+            assert meta.time_to_live <= timedelta(seconds=self.skew - 2), meta
+            assert meta.last_accessed <= datetime.now(UTC), meta
         else:
             assert got == _ABSENT
 

@@ -456,7 +456,7 @@ def test_redis_delete_many_answers_its_count_when_its_reply_is_lost(
 def test_redis_hit_write_back_counts_once_when_its_reply_is_lost(
     via_redis: Callable[..., RedisCache], redis_proxy: FaultProxy
 ) -> None:
-    cache = via_redis(hitCounts=True, hitFlushInterval=0)
+    cache = via_redis(hitCounts=True, hitFlushInterval=0)  # counts are opt-in
     _warm_redis(cache, redis_proxy)
     cache.put_many({"a": 1, "b": 2})
     cache.get("a")
@@ -477,7 +477,7 @@ def test_redis_hit_write_back_counts_once_when_its_reply_is_lost(
 def test_redis_idle_slide_counts_once_when_its_reply_is_lost(
     via_redis: Callable[..., RedisCache], redis_proxy: FaultProxy
 ) -> None:
-    cache = via_redis(hitCounts=True)
+    cache = via_redis(hitCounts=True)  # asserts a hit count: counts are opt-in
     _warm_redis(cache, redis_proxy)
     cache.put("s", "v", idle_time=600)
     cache.get("s")  # loads the script
