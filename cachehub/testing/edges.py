@@ -321,13 +321,19 @@ class EdgeTests(ConformanceBase):
             lambda: cache.put("k", 2),
             lambda: cache.put_many({"k": 3}),
             lambda: cache.put("k", 4, time_span=timeline.span(5)),
+            lambda: cache.put("k", 5, time_span=timedelta(seconds=timeline.span(5))),
+            lambda: cache.put("k", 6, idle_time=timeline.span(5)),
+            lambda: cache.put("k", 7, until=datetime.fromtimestamp(timeline.now() + 60, UTC)),
         ]
-        for write in writes:
+        for number, write in enumerate(writes, 1):
+            timeline.wait(0.5)  # each write at its own instant: created must move with it
             cache.get("k")
             write()
             meta = cache.metadata("k")
-            assert meta.hit_count == 0
-            assert abs(meta.created.timestamp() - timeline.now()) <= self.timestamp_tolerance
+            assert meta.hit_count == 0, f"write #{number}"
+            assert abs(meta.created.timestamp() - timeline.now()) <= self.timestamp_tolerance, (
+                f"write #{number}"
+            )
 
     def test_hit_counts_seen_by_a_second_instance(self, make_cache: CacheFactory) -> None:
         reader = self.counting(make_cache)
