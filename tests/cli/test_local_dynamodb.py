@@ -49,6 +49,7 @@ def test_local_dynamodb_serves_until_stopped(tmp_path: Path, stop: signal.Signal
         cache = Caches.from_file(path).get()
         cache.put("hello", {"from": "local-dynamodb"})
         assert cache.get("hello") == {"from": "local-dynamodb"}
+        cache.close()  # the client's pooled connection is not what this test is about
     finally:
         proc.send_signal(stop)
         _, err = proc.communicate(timeout=30)
