@@ -112,8 +112,11 @@ def local_dynamodb_command(port: int, host: str, table: str) -> None:
         )
         sys.stdout.flush()  # the endpoint line must reach a pipe (scripts wait for it)
         stopped = threading.Event()
-        # SIGTERM (service managers, `kill`) stops as cleanly as Ctrl-C does.
+        # SIGTERM (service managers, `kill`) stops as cleanly as Ctrl-C does. SIGINT is
+        # handled here too: a process started in the background by a shell inherits
+        # SIGINT *ignored*, and Python then never raises KeyboardInterrupt for it.
         previous = signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+        previous_int = signal.signal(signal.SIGINT, lambda *_: stopped.set())
         try:
             with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way out
                 # A timed wait keeps the main thread responsive to Ctrl-C.
@@ -121,6 +124,7 @@ def local_dynamodb_command(port: int, host: str, table: str) -> None:
                     continue
         finally:
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
         stderr_console().print("stopping local DynamoDB endpoint")
 
 
