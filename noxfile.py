@@ -26,6 +26,7 @@ EDITABLE_LOCAL = [
 TEST_DEPS = [
     "pytest>=8",
     "pytest-timeout",
+    "pytest-xdist>=3.5",  # the suite runs on every core (`-n auto`); servers are per worker
     "hypothesis>=6",
     "msgpack>=1.0",  # tests build hand-made payloads with it
     "moto[server]>=5",
@@ -38,13 +39,16 @@ TEST_DEPS = [
     "opentelemetry-sdk>=1.27",  # cachehub.contrib.opentelemetry, with in-memory exporters
 ]
 PYTHON = "3.11"
+# One pytest worker per core: most tests wait on a server (moto, redis-server, child
+# processes) rather than compute, and each worker starts its own servers on free ports.
+PARALLEL = ["-q", "-n", "auto"]
 
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The whole test suite: core, conformance on every provider, real servers."""
     session.install(*EDITABLE_LOCAL, *TEST_DEPS)
-    session.run("pytest", *(session.posargs or ["-q"]))
+    session.run("pytest", *(session.posargs or PARALLEL))
 
 
 @nox.session(python=PYTHON)
@@ -91,7 +95,8 @@ def oldest(session: nox.Session) -> None:
     session.install(*EDITABLE_LOCAL, *TEST_DEPS)
     session.install(*OLDEST)
     session.run(
-        "pytest", *(session.posargs or ["-q", "providers/redis/tests", "providers/memory/tests"])
+        "pytest",
+        *(session.posargs or [*PARALLEL, "providers/redis/tests", "providers/memory/tests"]),
     )
 
 
