@@ -344,3 +344,52 @@ def test_construction_is_lazy(make: Any) -> None:
     cache = make(settings={"host": "http://127.0.0.1:9"})  # nothing listens there
     assert cache._conn is None
     assert "DynamoDBCache" in repr(cache)
+
+
+_READS = {"GetItem", "BatchGetItem", "Query", "Scan"}
+
+
+class _ReadRecorder:
+    """Every read request's ``ConsistentRead`` flag, as sent on the wire."""
+
+    def __init__(self, client: Any) -> None:
+        self.flags: list[tuple[str, object]] = []
+        client.meta.events.register("before-send.dynamodb", self._record)
+
+    def _record(self, request: Any, **_: Any) -> None:
+        target = request.headers.get("X-Amz-Target", b"")
+        operation = (target.decode() if isinstance(target, bytes) else target).rsplit(".", 1)[-1]
+        if operation not in _READS:
+            return
+        body = json.loads(request.body)
+        if operation == "BatchGetItem":
+            for table in body["RequestItems"].values():
+                self.flags.append((operation, table.get("ConsistentRead")))
+        else:
+            self.flags.append((operation, body.get("ConsistentRead")))
+
+
+@pytest.mark.parametrize("item_format", ["cachehub", "lucee"])
+@pytest.mark.parametrize("consistent", [True, False])
+def test_consistent_read_reaches_every_read_request(
+    make: Any, item_format: str, consistent: bool
+) -> None:
+    """``consistentRead`` is on every read request or on none (moto is always consistent,
+    so the conformance suite cannot tell; the wire can)."""
+    cache = make(settings={"consistentRead": consistent, "itemFormat": item_format})
+    cache.connect()
+    cache.put_many({f"k{i}": i for i in range(120)})
+    recorder = _ReadRecorder(cache.client)
+    assert cache.get("k1") == 1
+    assert cache.exists("k2") is True
+    cache.metadata("k3")
+    assert len(cache.get_many([f"k{i}" for i in range(120)])) == 120
+    assert sum(1 for _ in cache.keys("k1*")) == 31
+    assert cache.count() == 120
+    assert len(cache.get_all("k2*")) == 11
+    assert cache.get_or_set("k4", lambda: -1) == 4
+    kinds = {operation for operation, _flag in recorder.flags}
+    assert {"GetItem", "BatchGetItem"} <= kinds
+    assert kinds & {"Query", "Scan"}
+    # Off may be sent as false or left out (DynamoDB's default is eventually consistent).
+    assert {bool(flag) for _operation, flag in recorder.flags} == {consistent}
