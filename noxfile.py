@@ -36,6 +36,14 @@ TEST_DEPS = [
     "cachelib>=0.13",
     "dogpile.cache>=1.3",
     "opentelemetry-sdk>=1.27",  # cachehub.contrib.opentelemetry, with in-memory exporters
+    # The web console's extra (cachehub[console]), its test client, and the browser tests'
+    # driver: playwright drives Debian's chromium by path and never downloads a browser.
+    "starlette>=0.37",
+    "jinja2>=3.1",
+    "uvicorn>=0.29",
+    "python-multipart>=0.0.9",
+    "httpx>=0.27",
+    "playwright>=1.44",
 ]
 PYTHON = "3.11"
 
