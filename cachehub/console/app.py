@@ -25,6 +25,7 @@ import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -228,6 +229,8 @@ def create_app(
             elif isinstance(exc, CacheUnavailableError):
                 status = 503
             message = scrub(str(exc))
+        elif isinstance(exc, HTTPException):  # e.g. a form with too many fields
+            status, message = exc.status_code, scrub(str(exc.detail))
         else:
             status = 500
             message = f"unexpected {type(exc).__name__}; the console logged it."
@@ -481,10 +484,13 @@ def create_app(
         cache = console.cache(query(request, "cache"))
         key = query(request, "key")
         value_text = ""
+        uneditable = False
         if key:
             entry = cache.peek(key)
             if entry is not None:
-                value_text = preview(entry.value).json_text or ""
+                json_text = preview(entry.value).json_text
+                uneditable = json_text is None
+                value_text = json_text or ""
         return render(
             request,
             "put.html",
@@ -492,6 +498,7 @@ def create_app(
             cache=cache.name,
             key=key,
             value_text=value_text,
+            uneditable=uneditable,
             ttl="",
             writable=not cache.read_only and not console.read_only,
         )
