@@ -133,7 +133,7 @@ def test_no_resolved_secret_in_any_page_or_log(
     form = env.client.get("/config/edit?name=main").text
     custom = html.unescape(
         re.search(r'<textarea id="custom"[^>]*>(.*?)</textarea>', form, re.S).group(1)
-    )  # type: ignore[union-attr]  # noqa: E501
+    )
     responses.append(
         env.post("/config/save", original="main", name="main", custom=custom, **{"class": provider})
     )

@@ -89,7 +89,7 @@ def test_put_and_edit_json_values(make_console: MakeConsole, provider: str) -> N
     assert ttl is not None
     assert 0 < ttl.total_seconds() <= 90
     entry = env.client.get("/entry?cache=main&key=cfg")
-    deadline = float(re.search(r'data-deadline="([0-9.]+)"', entry.text).group(1))  # type: ignore[union-attr]
+    deadline = float(re.search(r'data-deadline="([0-9.]+)"', entry.text).group(1))
     assert 0 < deadline - time.time() <= 91  # what console.js counts down from
     edit = env.client.get("/put?cache=main&key=cfg")
     assert "&#34;a&#34;: [" in edit.text  # prefilled with the JSON
@@ -186,7 +186,7 @@ def test_dynamodb_command_runner(make_console: MakeConsole) -> None:
     page = env.client.get("/dynamodb?cache=main")
     assert page.status_code == 200
     assert 'id="run"' in page.text
-    key = env.cache.key_name  # type: ignore[attr-defined]
+    key = env.cache.key_name
     item = f'{{"{key}": "console-item", "payload": "hello", "n": 3}}'
     assert env.post("/dynamodb/run", cache="main", action="putItem", data=item).status_code == 200
     got = env.post(
@@ -200,12 +200,12 @@ def test_dynamodb_command_runner(make_console: MakeConsole) -> None:
     bad = env.post("/dynamodb/run", cache="main", action="getItem", data="[1,")
     assert bad.status_code == 400
     assert "not valid JSON" in bad.text
-    env.cache.command("deleteItem", {key: "console-item"})  # type: ignore[attr-defined]
+    env.cache.command("deleteItem", {key: "console-item"})
 
 
 def test_dynamodb_command_runner_read_only_refuses_writes(make_console: MakeConsole) -> None:
     env = make_console("dynamodb", read_only=True)
-    key = env.cache.key_name  # type: ignore[attr-defined]
+    key = env.cache.key_name
     item = f'{{"{key}": "ro-item", "payload": "x"}}'
     refused = env.post("/dynamodb/run", cache="main", action="putItem", data=item)
     assert refused.status_code == 403
