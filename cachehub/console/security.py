@@ -9,7 +9,8 @@ error pages are styled but nothing else is served to a stranger):
 * **Host check**: only the loopback names (and the bound host) are accepted in ``Host``,
   which defeats DNS rebinding: a page on another origin can never reach the console.
 * **Headers** on every response: a Content-Security-Policy without inline script,
-  ``nosniff``, no framing, no referrer (the token must not leak into one), no caching.
+  ``nosniff``, no framing, no referrer to other sites (the token must not leak into
+  one), no caching.
 * **Bodies**: state-changing requests must declare their length, at most
   :data:`MAX_BODY_BYTES`, and may not send more than they declared.
 
@@ -47,14 +48,16 @@ MAX_BODY_BYTES: Final = 1024 * 1024
 """Largest request body accepted (a JSON value to put, a cache definition)."""
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 CSP: Final = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 _HEADERS: Final = (
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
+    # Same-origin: the token never leaves in a Referer, yet form posts carry a real Origin
+    # (with no-referrer, Chromium sends "Origin: null", which the CSRF check refuses).
+    (b"referrer-policy", b"same-origin"),
     (b"cache-control", b"no-store"),
     (b"cross-origin-opener-policy", b"same-origin"),
 )

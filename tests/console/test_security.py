@@ -62,7 +62,7 @@ def test_security_headers_and_no_inline_script(make_console: MakeConsole) -> Non
         response = env.client.get(url)
         assert response.headers["content-security-policy"] == CSP
         assert response.headers["x-frame-options"] == "DENY"
-        assert response.headers["referrer-policy"] == "no-referrer"
+        assert response.headers["referrer-policy"] == "same-origin"
         assert response.headers["x-content-type-options"] == "nosniff"
         assert "unsafe-inline" not in CSP
         html = response.text
