@@ -42,7 +42,8 @@ TEST_DEPS = [
     "jinja2>=3.1",
     "uvicorn>=0.29",
     "python-multipart>=0.0.9",
-    "httpx>=0.27",
+    "httpx>=0.27",  # Starlette's TestClient before 1.x
+    "httpx2>=2",  # ... and from 1.x on (it warns about plain httpx)
     "playwright>=1.44",
 ]
 PYTHON = "3.11"

@@ -9,11 +9,11 @@ Every wait is bounded by Playwright timeouts of a few seconds and pytest-timeout
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,6 +23,7 @@ from typing import Any, Final
 import pytest
 
 from cachehub.console.app import Console, create_app
+from cachehub.console.serve import serving
 from cachehub.testing import unavailable
 
 from .conftest import TOKEN, entry_for
@@ -64,46 +65,21 @@ class Live:
         return f"{self.url}/?token={TOKEN}"
 
 
-class _Server(threading.Thread):
-    def __init__(self, app: Any) -> None:
-        super().__init__(daemon=True)
-        import uvicorn
-
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.started = threading.Event()
-
-    def run(self) -> None:
-        self.server.run()
-
-    def port(self) -> int:
-        for _ in range(200):  # bounded: 10 s
-            if self.server.started:
-                return int(self.server.servers[0].sockets[0].getsockname()[1])
-            self.started.wait(0.05)
-        raise RuntimeError("uvicorn did not start within 10 s")
-
-
 @pytest.fixture
 def live(
     tmp_path: Path, request: pytest.FixtureRequest, console_env: None
 ) -> Iterator[Callable[..., Live]]:
-    servers: list[_Server] = []
+    with contextlib.ExitStack() as stack:
 
-    def start(provider: str = "memory", **kwargs: Any) -> Live:
-        path = tmp_path / f"live-{len(servers)}.json"
-        entry = entry_for(provider, request, f"web{uuid.uuid4().hex[:10]}:")
-        path.write_text(json.dumps({"caches": {"main": entry}}, indent=2))
-        app = create_app(path, token=TOKEN, **kwargs)
-        server = _Server(app)
-        server.start()
-        servers.append(server)
-        return Live(f"http://127.0.0.1:{server.port()}", app.state.console, path)
+        def start(provider: str = "memory", **kwargs: Any) -> Live:
+            path = tmp_path / f"live-{uuid.uuid4().hex[:6]}.json"
+            entry = entry_for(provider, request, f"web{uuid.uuid4().hex[:10]}:")
+            path.write_text(json.dumps({"caches": {"main": entry}}, indent=2))
+            app = create_app(path, token=TOKEN, **kwargs)
+            url = stack.enter_context(serving(app))
+            return Live(url, app.state.console, path)
 
-    yield start
-    for server in servers:
-        server.server.should_exit = True
-        server.join(10)
+        yield start
 
 
 @pytest.fixture
