@@ -166,3 +166,23 @@ def test_a_file_changed_meanwhile_is_not_overwritten_blindly(make_console: MakeC
     assert response.status_code == 400
     assert "no longer in" in html.unescape(response.text)
     assert json.loads(env.path.read_text()) == doc
+
+
+def test_a_broken_file_is_an_error_page_not_a_crash(make_console: MakeConsole) -> None:
+    env = make_console()
+    for text, message in (
+        ('{"caches": {"main": ', "not valid JSON"),
+        ("[1, 2]", "must contain a JSON object"),
+        ("\xff\xfe garbage", "not valid JSON"),
+    ):
+        env.path.write_text(text, encoding="utf-8")
+        for response in (
+            env.client.get("/config"),
+            env.post("/config/save", name="x", custom="{}", **{"class": "memory"}),
+        ):
+            assert response.status_code == 400
+            assert message in html.unescape(response.text)
+            assert "Traceback" not in response.text
+        assert env.path.read_text(encoding="utf-8") == text  # never overwritten
+    # The caches already loaded keep working.
+    assert env.client.get("/keys?cache=main").status_code == 200

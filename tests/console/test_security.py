@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
+from cachehub.console.app import create_app
 from cachehub.console.security import COOKIE, CSP, MAX_BODY_BYTES
 
 from .conftest import BASE_URL, TOKEN, MakeConsole
@@ -142,3 +144,14 @@ def test_logout_when_the_cookie_is_wrong(make_console: MakeConsole) -> None:
     assert client.get("/").status_code == 401
     malformed = TestClient(env.client.app, base_url=BASE_URL)
     assert malformed.get("/", headers={"cookie": '"\\x00;;=;"'}).status_code == 401
+
+
+def test_allow_remote_accepts_other_host_names_but_still_needs_the_token(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "c.json"
+    config.write_text('{"m": {"class": "memory"}}')
+    app = create_app(config, token=TOKEN, bind_host="0.0.0.0", allow_any_host=True)
+    with TestClient(app, base_url="http://console.example:8742") as client:
+        assert client.get("/").status_code == 401
+        assert client.get(f"/?token={TOKEN}").status_code == 200
