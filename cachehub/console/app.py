@@ -56,6 +56,8 @@ _log = logging.getLogger("cachehub.console")
 HERE: Final = Path(__file__).parent
 MAX_JSON_CHARS: Final = 512 * 1024
 """Longest JSON value the put form accepts."""
+COMMAND_LIMIT: Final = 1000
+"""``Limit`` given to a dynamodb_command scan or query that names none."""
 MAX_FILTER_CHARS: Final = 512
 """Longest key filter accepted."""
 Handler = Callable[[Request], Awaitable[Response]]
@@ -379,11 +381,11 @@ def create_app(
         if not number_text.isdigit():
             raise CacheValueError(f"page must be a number, got {number_text!r:.20}.")
         number = int(number_text)
-        result = console.browse.page(sid, cache.name, number) if sid else None
+        result = console.browse.page(sid, cache.name, number, flt) if sid else None
         expired = bool(sid) and result is None
         if result is None:
             sid = console.browse.open(cache.name, flt, cache.keys(flt))
-            result = console.browse.page(sid, cache.name, 0)
+            result = console.browse.page(sid, cache.name, 0, flt)
             assert result is not None
         return render(
             request,
@@ -555,6 +557,7 @@ def create_app(
             action="getItem",
             data_text="{}",
             result=None,
+            note=None,
         )
 
     @action(write=False)
@@ -571,6 +574,16 @@ def create_app(
             ) from None
         except RecursionError:
             raise CacheValueError("the data nests too deeply.", hint="flatten it.") from None
+        note = None
+        if (
+            verb.lower() in ("scan", "query")
+            and isinstance(data, dict)
+            and not any(str(k).lower() == "limit" for k in data)
+        ):
+            # dynamodb_command follows every page: without a Limit a scan would read the
+            # whole table into this process and the page.
+            data["Limit"] = COMMAND_LIMIT
+            note = f"Limited to {COMMAND_LIMIT:,} items evaluated; pass a Limit to change it."
         result = cache.command(verb, data)  # type: ignore[attr-defined]
         shown = json.dumps(result, indent=2, default=str, ensure_ascii=False)
         if len(shown) > MAX_JSON_CHARS:
@@ -583,6 +596,7 @@ def create_app(
             action=verb,
             data_text=data_text,
             result=shown,
+            note=note,
         )
 
     # ------------------------------------------------------------------ configuration

@@ -110,8 +110,9 @@ class BrowseSessions:
             old.shutdown()
         return sid
 
-    def page(self, sid: str, cache: str, number: int) -> Page | None:
-        """Page ``number`` of session ``sid`` (of ``cache``); None if the session is gone.
+    def page(self, sid: str, cache: str, number: int, filter: str | None = None) -> Page | None:
+        """Page ``number`` of session ``sid`` (of ``cache`` and ``filter``); None if the
+        session is gone or lists something else.
 
         Going forward pulls the next keys from the iterator; a page already shown is
         served from memory, never re-read.
@@ -124,7 +125,7 @@ class BrowseSessions:
             dropped = self._expire()
             session = self._sessions.get(sid)
             if session is not None:
-                if session.cache != cache:
+                if session.cache != cache or session.filter != filter:
                     session = None
                 else:
                     self._sessions.move_to_end(sid)

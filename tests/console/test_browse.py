@@ -178,3 +178,16 @@ def test_sessions_are_capped_and_expire() -> None:
     assert sorted(closed) == [0, 1, 2, 3, 4, 5]
     with pytest.raises(CacheValueError):
         sessions.page("x", "c", -1)
+
+
+def test_a_session_of_another_filter_is_not_reused(make_console: MakeConsole) -> None:
+    env = make_console()
+    env.cache.put_many({f"a{i}": i for i in range(60)})
+    env.cache.put_many({f"b{i}": i for i in range(60)})
+    first = env.client.get("/keys?cache=main&filter=a*").text
+    sid = re.search(r"session=([^&\"]+)", first)
+    assert sid is not None
+    other = env.client.get(f"/keys?cache=main&filter=b*&session={sid.group(1)}&page=1").text
+    keys = KEY_LINK.findall(other)
+    assert keys
+    assert all(k.startswith("b") for k in keys)

@@ -220,3 +220,18 @@ def test_dynamodb_command_runner_only_for_dynamodb_caches(make_console: MakeCons
     response = env.client.get("/dynamodb?cache=main")
     assert response.status_code == 400
     assert "not a DynamoDB cache" in response.text
+
+
+def test_dynamodb_command_scan_is_bounded_by_default(make_console: MakeConsole) -> None:
+    env = make_console("dynamodb")
+    sent: list[dict[str, object]] = []
+    env.cache.client.meta.events.register(
+        "provide-client-params.dynamodb.Scan", lambda params, **_: sent.append(dict(params))
+    )
+    response = env.post("/dynamodb/run", cache="main", action="scan", data="{}")
+    assert response.status_code == 200
+    assert "Limited to 1,000 items evaluated" in response.text
+    assert sent
+    assert all(p.get("Limit", 0) <= 1000 for p in sent)
+    explicit = env.post("/dynamodb/run", cache="main", action="scan", data='{"Limit": 2}')
+    assert "Limited to" not in explicit.text
