@@ -42,9 +42,10 @@ from ..errors import (
     UnknownCacheError,
 )
 from ..loader import _entries_of, load_file
+from ..plugins import plugin_manager, register, unregister
 from ..registry import Caches
 from ..scrub import register_secret, scrub
-from ..stats import OperationStats, cache_stats, default_collector
+from ..stats import OperationStats, StatsCollector, cache_stats
 from .browse import BrowseSessions
 from .config_edit import ConfigFile, camel
 from .preview import preview
@@ -83,8 +84,15 @@ class Console:
         self.config_file = ConfigFile(config_path, environ)
         self.browse = BrowseSessions()
         self._lock = threading.Lock()
-        default_collector()  # before any cache is built, so every cache is observed
-        self._caches = self._load()
+        # The console's own collector, registered before any cache is built so every
+        # cache is observed, and unregistered on close: the process is left as it was.
+        self.stats = StatsCollector()
+        register(self.stats, name=f"cachehub.console.stats.{id(self)}")
+        try:
+            self._caches = self._load()
+        except BaseException:
+            unregister(self.stats)
+            raise
 
     def _load(self) -> Caches:
         """The registry of the file; in a read-only console every cache is read-only."""
@@ -122,8 +130,10 @@ class Console:
         return self._caches.get(name)
 
     def close(self) -> None:
-        """Close browse sessions and caches."""
+        """Close browse sessions and caches, and stop collecting statistics."""
         self.browse.close_all()
+        if plugin_manager().is_registered(self.stats):
+            unregister(self.stats)
         self._caches.close()
 
 
@@ -149,8 +159,10 @@ def _millis(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.2f} ms"
 
 
-def _stats_rows(cache: BaseCache) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    summary = cache_stats(cache)
+def _stats_rows(
+    cache: BaseCache, collector: StatsCollector
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    summary = cache_stats(cache, collector)
     rows = []
     for op, stats in sorted(summary["operations"].items()):
         rows.append(
@@ -340,7 +352,7 @@ def create_app(
             info_error = None
         except CacheError as exc:
             info, info_error = {}, scrub(str(exc))
-        totals, stats = _stats_rows(cache)
+        totals, stats = _stats_rows(cache, console.stats)
         return {
             "name": entry.name,
             "provider": f"{type(cache).__module__}:{type(cache).__qualname__}",

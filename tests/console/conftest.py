@@ -29,6 +29,7 @@ from starlette.testclient import TestClient
 
 from cachehub.api import BaseCache
 from cachehub.console.app import Console, create_app
+from cachehub.plugins import plugin_manager
 
 PROVIDERS: Final = ("memory", "redis", "dynamodb")
 TOKEN: Final = "console-test-token-0123456789"
@@ -97,6 +98,19 @@ class Env:
 
 
 MakeConsole = Callable[..., Env]
+
+
+@pytest.fixture(autouse=True)
+def no_console_left_observing() -> Iterator[None]:
+    """Every console a test opens is closed: its statistics collector is unregistered, so
+    later tests (which expect no operation listener at all) see the process as it was."""
+    yield
+    left = [
+        name
+        for name, _ in plugin_manager().list_name_plugin()
+        if name.startswith("cachehub.console.stats.")
+    ]
+    assert left == [], "a console was not closed"
 
 
 @pytest.fixture

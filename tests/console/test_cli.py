@@ -80,6 +80,7 @@ def test_it_prints_the_url_with_the_token_and_serves_the_file(
     assert served["app"].state.console.read_only
     assert len(token) >= 40
     assert console.DEFAULT_PORT == 8742
+    served["app"].state.console.close()  # uvicorn's shutdown would have closed it
 
 
 def test_console_url_brackets_ipv6() -> None:
