@@ -55,8 +55,36 @@ def _size(value: Any) -> str:
         return "-"
 
 
+def _small(value: Any, budget: int = MAX_EDIT_CHARS) -> bool:
+    """Whether ``value``'s strings and nodes add up to at most ``budget`` (bounded walk).
+
+    ``iterencode`` yields each string whole, so a 100 MB string (even deep in a list)
+    would be encoded in one piece before the length check could stop it.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        budget -= 1
+        if isinstance(item, (str, bytes, bytearray)):
+            budget -= len(item)
+        elif isinstance(item, dict):
+            budget -= len(item)
+            if budget >= 0:
+                stack.extend(item.keys())
+                stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            budget -= len(item)
+            if budget >= 0:
+                stack.extend(item)
+        if budget < 0:
+            return False
+    return True
+
+
 def _json_text(value: Any) -> str | None:
     """Indented JSON of ``value`` if it is JSON data and at most MAX_EDIT_CHARS long."""
+    if not _small(value):
+        return None
     encoder = json.JSONEncoder(indent=2, ensure_ascii=False, allow_nan=False, check_circular=True)
     parts: list[str] = []
     length = 0
@@ -73,14 +101,18 @@ def _json_text(value: Any) -> str | None:
 
 def preview(value: Any) -> Preview:
     """A bounded :class:`Preview` of ``value``."""
+    shown = value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        # reprlib has no bytes rule: it would repr() all of them, then cut.
+        shown = bytes(value[: _REPR.maxstring])
     try:
-        text = _REPR.repr(value)
+        text = _REPR.repr(shown)
     except Exception as exc:  # a stored object whose __repr__ fails must not break the page
         text = f"<{type(value).__name__}: repr() raised {type(exc).__name__}>"
     truncated = len(text) > MAX_PREVIEW_CHARS
     if truncated:
         text = text[:MAX_PREVIEW_CHARS] + " …"
-    elif isinstance(value, (str, bytes, bytearray)):
+    elif isinstance(value, (str, bytes, bytearray, memoryview)):
         truncated = len(value) > _REPR.maxstring  # reprlib kept its two ends
     elif isinstance(value, (list, tuple, set, frozenset, dict)):
         truncated = len(value) > _REPR.maxdict  # reprlib showed the first items

@@ -235,3 +235,18 @@ def test_dynamodb_command_scan_is_bounded_by_default(make_console: MakeConsole) 
     assert all(p.get("Limit", 0) <= 1000 for p in sent)
     explicit = env.post("/dynamodb/run", cache="main", action="scan", data='{"Limit": 2}')
     assert "Limited to" not in explicit.text
+
+
+def test_huge_values_render_within_a_memory_cap() -> None:
+    # 100 MB values in a child capped at 384 MB more than its start: a repr() of the
+    # bytes (400 MB) or a JSON encoding of the string would not fit.
+    from reliability.sandbox import assert_contained, run_bounded
+
+    from .hostile_values import render_huge_entries
+
+    outcome = run_bounded(render_huge_entries, 100_000_000, memory_mb=384, seconds=60)
+    assert_contained(outcome)
+    assert outcome.kind == "value", outcome.describe()
+    for page, (status, length) in outcome.value.items():
+        assert status == 200, page
+        assert length < 20_000, page
