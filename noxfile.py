@@ -23,6 +23,8 @@ EDITABLE_LOCAL = [
     *("-e", "providers/redis[local]"),
     *("-e", "providers/dynamodb[local]"),
 ]
+CONSOLE_DEPS = ["starlette>=0.37", "jinja2>=3.1", "uvicorn>=0.29", "python-multipart>=0.0.9"]
+"""cachehub[console] (pyproject.toml), spelled out: the sessions install the core editable."""
 TEST_DEPS = [
     "pytest>=8",
     "pytest-timeout",
@@ -37,6 +39,12 @@ TEST_DEPS = [
     "cachelib>=0.13",
     "dogpile.cache>=1.3",
     "opentelemetry-sdk>=1.27",  # cachehub.contrib.opentelemetry, with in-memory exporters
+    # The web console's extra, its test client, and the browser tests' driver:
+    # playwright drives Debian's chromium by path and never downloads a browser.
+    *CONSOLE_DEPS,
+    "httpx>=0.27",  # Starlette's TestClient before 1.x
+    "httpx2>=2",  # ... and from 1.x on (it warns about plain httpx)
+    "playwright>=1.44",
 ]
 PYTHON = "3.11"
 # One pytest worker per core: most tests wait on a server (moto, redis-server, child
@@ -132,6 +140,7 @@ def tour(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks against raw clients and peer libraries; writes docs/benchmarks.md."""
     session.install(*EDITABLE_LOCAL, "cachelib", "dogpile.cache", "django", "matplotlib")
+    session.install(*CONSOLE_DEPS, "httpx>=0.27")  # the console section's server and client
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 

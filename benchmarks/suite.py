@@ -14,7 +14,7 @@ from .report import render, write_chart, write_markdown
 
 __all__ = ["SECTIONS", "SuiteResult", "run_suite"]
 
-SECTIONS: tuple[str, ...] = ("memory", "codec", "redis", "dynamodb", "scale")
+SECTIONS: tuple[str, ...] = ("memory", "codec", "redis", "dynamodb", "scale", "console")
 """Every section, in report order; each is a module of this package with ``run(cfg)``."""
 
 

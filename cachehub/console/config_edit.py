@@ -1,0 +1,336 @@
+"""The console's configuration editor: show, validate and write back cache definitions.
+
+The file is read *as written* (never interpolated), so ``${VAR}`` references are shown
+and written back as references and a resolved secret can never reach the file or a page.
+Literal secrets already in the file are shown masked; a submitted value equal to what
+was shown keeps the stored value, so saving a form never replaces a password by
+``*****``. An entry is validated by the loader's own code (:func:`~cachehub.loader.
+parse_entry`, the provider's settings schema with its "did you mean", the default and
+namespace rules of the registry) before the file is replaced atomically, with every
+other part of the document (other caches, other server settings) kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from ..api import BASE_OPTIONS
+from ..config import Option, canonical_settings, redact, validate_settings
+from ..errors import ConfigError, MissingEnvVarError
+from ..loader import _entries_of, check_namespaces, default_entry, load_file, parse_entry
+from ..registry import backend_identity, provider_settings
+from ..resolve import resolve_provider
+
+__all__ = ["ConfigFile", "EditableEntry", "MAX_CUSTOM_CHARS"]
+
+MAX_CUSTOM_CHARS: Final = 64 * 1024
+"""Longest ``custom`` JSON text the editor accepts."""
+
+_REFERENCE: Final = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::-[^${}]*)?\}")
+"""A whole value that is one ``${VAR}`` (or ``${VAR:-plain fallback}``) reference."""
+
+
+@dataclass(frozen=True)
+class EditableEntry:
+    """A cache definition as the editor shows it (secrets masked, references kept)."""
+
+    name: str
+    class_name: str
+    package: str
+    custom_text: str
+    read_only: bool
+    default: bool
+    storage: bool
+
+
+def _options(class_name: str) -> tuple[Option, ...]:
+    try:
+        provider = resolve_provider(class_name)
+    except ConfigError:
+        return tuple(BASE_OPTIONS)
+    return (*BASE_OPTIONS, *provider.options)
+
+
+def _shown_custom(custom: Mapping[str, Any], class_name: str) -> dict[str, Any]:
+    """``custom`` safe to show: secrets and URL passwords masked, references as written."""
+    shown: dict[str, Any] = redact(dict(custom), _options(class_name))
+    for key, value in custom.items():
+        if isinstance(value, str) and _REFERENCE.fullmatch(value):
+            shown[key] = value  # a reference names a variable; it holds no secret
+    return shown
+
+
+def _flag(raw: Mapping[str, Any], name: str) -> bool:
+    value = next((v for k, v in raw.items() if str(k).lower() == name.lower()), False)
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "false")
+    return bool(value)
+
+
+def _field(raw: Mapping[str, Any], name: str) -> tuple[str | None, Any]:
+    """The key spelling and value of entry field ``name`` (any case), or (None, None)."""
+    for key, value in raw.items():
+        if str(key).lower() == name.lower():
+            return str(key), value
+    return None, None
+
+
+class ConfigFile:
+    """The configuration file the console edits."""
+
+    def __init__(self, path: Path, environ: Mapping[str, str] | None = None) -> None:
+        self.path = path
+        self._environ = environ
+
+    # ------------------------------------------------------------------ reading
+
+    def _document(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {}
+        return load_file(self.path)
+
+    @staticmethod
+    def _block(doc: dict[str, Any]) -> dict[str, Any]:
+        block = _entries_of(doc)
+        if not isinstance(block, dict):  # json.loads only makes dicts; be explicit
+            raise ConfigError("the configuration's cache block is not a JSON object.")
+        return block
+
+    def entries(self) -> list[EditableEntry]:
+        """Every cache definition of the file, as written, secrets masked."""
+        return [self._editable(name, raw) for name, raw in self._raw_entries().items()]
+
+    def entry(self, name: str) -> EditableEntry | None:
+        """The definition of cache ``name`` (case-insensitive), or None."""
+        for key, raw in self._raw_entries().items():
+            if key.lower() == name.lower():
+                return self._editable(key, raw)
+        return None
+
+    def _raw_entries(self) -> dict[str, Mapping[str, Any]]:
+        block = self._block(self._document())
+        return {str(k): v for k, v in block.items() if isinstance(v, Mapping)}
+
+    def _editable(self, name: str, raw: Mapping[str, Any]) -> EditableEntry:
+        _, class_name = _field(raw, "class")
+        _, custom = _field(raw, "custom")
+        _, package = _field(raw, "package")
+        class_text = class_name if isinstance(class_name, str) else ""
+        custom_map = custom if isinstance(custom, Mapping) else {}
+        return EditableEntry(
+            name=name,
+            class_name=class_text,
+            package=redact(package) if isinstance(package, str) else "",
+            custom_text=json.dumps(
+                _shown_custom(custom_map, class_text), indent=2, ensure_ascii=False
+            ),
+            read_only=_flag(raw, "readOnly"),
+            default=_flag(raw, "default"),
+            storage=_flag(raw, "storage"),
+        )
+
+    # ------------------------------------------------------------------ writing
+
+    def save(
+        self,
+        *,
+        original: str | None,
+        name: str,
+        class_name: str,
+        custom_text: str,
+        package: str = "",
+        read_only: bool = False,
+        default: bool = False,
+        storage: bool = False,
+    ) -> list[str]:
+        """Validate and write the definition of cache ``name``; returns warnings.
+
+        ``original`` is the name being edited (None: a new cache). Raises
+        :class:`ConfigError` naming the problem (with "did you mean" for misspelt
+        settings) and changes nothing when the definition is invalid.
+        """
+        name = name.strip()
+        if not name:
+            raise ConfigError("the cache needs a name.", hint="type a name, e.g. 'sessions'.")
+        if len(name) > 200:
+            raise ConfigError(
+                f"a cache name of {len(name)} characters is too long.",
+                hint="use a name of at most 200 characters.",
+            )
+        custom = self._parse_custom(custom_text)
+        doc = self._document()
+        block = self._block(doc)
+        folded = {key.lower(): key for key in block}
+        old_key = folded.get(original.lower()) if original else None
+        if original and old_key is None:
+            raise ConfigError(
+                f"cache '{original}' is no longer in {self.path.name}.",
+                hint="reload the configuration page; the file changed meanwhile.",
+            )
+        clash = folded.get(name.lower())
+        if clash is not None and clash != old_key:
+            raise ConfigError(
+                f"a cache named '{clash}' is already configured.",
+                hint="pick another name (cache names are case-insensitive).",
+            )
+        old_raw: Mapping[str, Any] = block.get(old_key, {}) if old_key else {}
+        raw = self._merged(old_raw, class_name, custom, package, read_only, default, storage)
+        warnings = self._validate(name, raw)
+        new_block: dict[str, Any] = {}
+        for key, value in block.items():  # keep the order: the edited entry stays in place
+            if key == old_key:
+                new_block[name] = raw
+            else:
+                new_block[key] = value
+        if old_key is None:
+            new_block[name] = raw
+        self._check_together(new_block)
+        block.clear()
+        block.update(new_block)
+        self._write(doc)
+        return warnings
+
+    @staticmethod
+    def _parse_custom(text: str) -> dict[str, Any]:
+        if len(text) > MAX_CUSTOM_CHARS:
+            raise ConfigError(
+                f"the settings are {len(text):,} characters long; at most "
+                f"{MAX_CUSTOM_CHARS:,} are accepted.",
+                hint="cache settings need a few lines; remove what does not belong there.",
+            )
+        if not text.strip():
+            return {}
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"the settings are not valid JSON: {exc.msg} at line {exc.lineno}, "
+                f"column {exc.colno}.",
+                hint='write a JSON object, e.g. {"host": "localhost", "port": 6379}.',
+            ) from None
+        except RecursionError:
+            raise ConfigError(
+                "the settings nest objects or lists too deeply.",
+                hint="cache settings need only a few levels.",
+            ) from None
+        if not isinstance(value, dict):
+            raise ConfigError(
+                f"the settings must be a JSON object, got {type(value).__name__}.",
+                hint='write {"setting": value, ...}.',
+            )
+        return value
+
+    @staticmethod
+    def _merged(
+        old_raw: Mapping[str, Any],
+        class_name: str,
+        custom: dict[str, Any],
+        package: str,
+        read_only: bool,
+        default: bool,
+        storage: bool,
+    ) -> dict[str, Any]:
+        """The new raw entry: the form's fields over the old entry's other keys."""
+        _, old_custom = _field(old_raw, "custom")
+        _, old_class = _field(old_raw, "class")
+        _, old_package = _field(old_raw, "package")
+        if isinstance(old_custom, Mapping):
+            shown = _shown_custom(old_custom, str(old_class or ""))
+            for key, value in list(custom.items()):
+                # Unchanged masked (or scrubbed) values keep what the file holds.
+                if key in old_custom and key in shown and value == shown[key]:
+                    custom[key] = old_custom[key]
+        if isinstance(old_package, str) and package == redact(old_package):
+            package = old_package
+        edited = {"class", "custom", "package", "readonly", "default", "storage"}
+        raw: dict[str, Any] = {"class": class_name.strip()}
+        if package.strip():
+            raw["package"] = package.strip()
+        raw["custom"] = custom
+        if read_only:
+            raw["readOnly"] = True
+        if storage:
+            raw["storage"] = True
+        if default:
+            raw["default"] = True
+        for key, value in old_raw.items():
+            if str(key).lower() not in edited and camel(str(key)) not in edited:
+                raw[str(key)] = value  # keys the form does not edit (e.g. Lucee's maven)
+        return raw
+
+    def _validate(self, name: str, raw: dict[str, Any]) -> list[str]:
+        """Check one entry as the loader and the provider would; returns warnings."""
+        where = f"cache '{name}'"
+        entry = parse_entry(name, raw, source=self.path.name, environ=self._environ)
+        provider = resolve_provider(entry.class_name)
+        options = (*BASE_OPTIONS, *provider.options)
+        warnings: list[str] = []
+        if entry.problem is None:
+            validate_settings(
+                provider_settings(entry, provider, warn=False),
+                options,
+                where=f"{where} ({provider.__name__})",
+                lucee_options=provider.lucee_options,
+                warn=False,
+            )
+        else:
+            # An unset ${VAR}: the values cannot be checked here, the names can.
+            canonical_settings(
+                dict(raw.get("custom", {})),
+                options,
+                provider.lucee_options,
+                where=where,
+                warn=False,
+            )
+            problem = entry.problem
+            detail = problem.message if isinstance(problem, MissingEnvVarError) else str(problem)
+            warnings.append(f"saved as written, but not usable in this console: {detail}")
+        return warnings
+
+    def _check_together(self, block: dict[str, Any]) -> None:
+        """The registry's rules across entries: one default, no nesting namespaces."""
+        entries = {
+            key: parse_entry(key, value, source=self.path.name, environ=self._environ)
+            for key, value in block.items()
+            if isinstance(value, Mapping)
+        }
+        default_entry(entries)
+        check_namespaces(entries, backend_identity)
+
+    def _write(self, doc: dict[str, Any]) -> None:
+        """Replace the file atomically (same directory, fsync, rename), keeping its mode."""
+        text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+        folder = self.path.parent
+        try:
+            mode = self.path.stat().st_mode & 0o777 if self.path.exists() else 0o600
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=folder)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write {self.path}: {exc.strerror}.",
+                hint="check that the console may write to the file's directory.",
+            ) from None
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(text)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(tmp, mode)
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise ConfigError(
+                f"cannot write {self.path}: {exc.strerror}.",
+                hint="check the disk space and the file's permissions.",
+            ) from None
+
+
+def camel(name: str) -> str:
+    """``read_only`` -> ``readonly`` (lower-case, underscores dropped) for field matching."""
+    return name.replace("_", "").lower()

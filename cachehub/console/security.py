@@ -1,0 +1,212 @@
+"""The console's guard: access token, host check, security headers and bounded bodies.
+
+One pure ASGI middleware in front of every route (the static files included, so the
+error pages are styled but nothing else is served to a stranger):
+
+* **Token**, as in Jupyter: ``cachehub console`` prints a URL with ``?token=...``. The
+  first visit exchanges it for an ``HttpOnly; SameSite=Strict`` cookie and is redirected
+  to the same URL without the token, so it leaves the address bar and the history.
+* **Host check**: only the loopback names (and the bound host) are accepted in ``Host``,
+  which defeats DNS rebinding: a page on another origin can never reach the console.
+* **Headers** on every response: a Content-Security-Policy without inline script,
+  ``nosniff``, no framing, no referrer to other sites (the token must not leak into
+  one), no caching.
+* **Bodies**: state-changing requests must declare their length, at most
+  :data:`MAX_BODY_BYTES`, and may not send more than they declared.
+
+CSRF tokens are checked by the routes (:func:`csrf_token`, :func:`csrf_ok`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from http.cookies import SimpleCookie
+from typing import Any, Final
+from urllib.parse import parse_qsl, quote, urlencode
+
+__all__ = [
+    "COOKIE",
+    "CSP",
+    "MAX_BODY_BYTES",
+    "Guard",
+    "csrf_ok",
+    "csrf_token",
+    "LOOPBACK_HOSTS",
+]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+COOKIE: Final = "cachehub_console"
+"""Name of the session cookie that replaces the URL token after the first visit."""
+MAX_BODY_BYTES: Final = 1024 * 1024
+"""Largest request body accepted (a JSON value to put, a cache definition)."""
+LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+CSP: Final = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+_HEADERS: Final = (
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    # Same-origin: the token never leaves in a Referer, yet form posts carry a real Origin
+    # (with no-referrer, Chromium sends "Origin: null", which the CSRF check refuses).
+    (b"referrer-policy", b"same-origin"),
+    (b"cache-control", b"no-store"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+)
+
+
+def csrf_token(token: str) -> str:
+    """The CSRF token of a console whose access token is ``token`` (derived, not stored)."""
+    return hmac.new(token.encode(), b"cachehub-console-csrf", hashlib.sha256).hexdigest()
+
+
+def csrf_ok(token: str, submitted: object) -> bool:
+    """Whether ``submitted`` is the console's CSRF token (constant-time comparison)."""
+    return isinstance(submitted, str) and hmac.compare_digest(
+        submitted.encode(), csrf_token(token).encode()
+    )
+
+
+def _host_name(host: str) -> str:
+    """``Host`` header without its port (IPv6 literals keep their brackets)."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class Guard:
+    """ASGI middleware enforcing the token, the allowed hosts, headers and body limits."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        token: str,
+        allowed_hosts: Iterable[str] = LOOPBACK_HOSTS,
+        any_host: bool = False,
+        max_body: int = MAX_BODY_BYTES,
+    ) -> None:
+        self.app = app
+        self.token = token
+        self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
+        self.any_host = any_host
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        send = self._with_headers(send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if not self.any_host and _host_name(headers.get("host", "")) not in self.allowed_hosts:
+            await _plain(send, 400, "Bad Host header: open the console by the URL it printed.")
+            return
+        path: str = scope.get("path", "/")
+        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        given = [v for k, v in query if k == "token"]
+        if given:
+            if not hmac.compare_digest(given[-1].encode(), self.token.encode()):
+                await _plain(send, 403, "Wrong token: open the URL `cachehub console` printed.")
+                return
+            rest = urlencode([(k, v) for k, v in query if k != "token"])
+            # Quoted, and one leading slash: "//evil.example" must not redirect off-site.
+            here = "/" + quote(path, safe="/").lstrip("/")
+            await self._login(send, here + (f"?{rest}" if rest else ""))
+            return
+        if not path.startswith("/static/") and not self._has_cookie(headers.get("cookie", "")):
+            await _plain(
+                send,
+                401,
+                "This console needs its access token: open the URL that `cachehub console` "
+                "printed (it ends in ?token=...).",
+            )
+            return
+        if scope.get("method") not in ("GET", "HEAD"):
+            length = headers.get("content-length")
+            if length is None or not length.isdigit():
+                await _plain(send, 411, "Send a Content-Length with the request body.")
+                return
+            if int(length) > self.max_body:
+                await _plain(send, 413, f"Request body over {self.max_body:,} bytes.")
+                return
+            receive = self._bounded(receive, int(length))
+        await self.app(scope, receive, send)
+
+    def _has_cookie(self, header: str) -> bool:
+        cookie: SimpleCookie = SimpleCookie()
+        try:
+            cookie.load(header)
+        except Exception:  # a malformed Cookie header is simply no login
+            return False
+        morsel = cookie.get(COOKIE)
+        return morsel is not None and hmac.compare_digest(
+            morsel.value.encode(), self.token.encode()
+        )
+
+    async def _login(self, send: Send, location: str) -> None:
+        cookie = f"{COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 303,
+                "headers": [
+                    (b"location", location.encode("latin-1", "replace")),
+                    (b"set-cookie", cookie.encode()),
+                    (b"content-length", b"0"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
+
+    @staticmethod
+    def _bounded(receive: Receive, declared: int) -> Receive:
+        """``receive`` that ends the request once more than ``declared`` bytes arrive."""
+        seen = 0
+
+        async def bounded() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > declared:
+                    return {"type": "http.disconnect"}
+            return message
+
+        return bounded
+
+    @staticmethod
+    def _with_headers(send: Send) -> Send:
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                message["headers"] = [
+                    *message.get("headers", []),
+                    *((k, v) for k, v in _HEADERS if k not in present),
+                ]
+            await send(message)
+
+        return sending
+
+
+async def _plain(send: Send, status: int, text: str) -> None:
+    body = text.encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,188 @@
+"""The configuration editor: loader validation with did-you-mean, ${VAR} kept, atomic write."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Any
+
+from .conftest import SECRET_MARK, MakeConsole
+
+
+def _form(env: Any, name: str) -> dict[str, str]:
+    text = env.client.get("/config/edit", params={"name": name}).text
+    custom = re.search(r'<textarea id="custom"[^>]*>(.*?)</textarea>', text, re.S)
+    klass = re.search(r'id="class" name="class" value="([^"]*)"', text)
+    assert custom is not None
+    assert klass is not None
+    return {
+        "original": name,
+        "name": name,
+        "class": html.unescape(klass.group(1)),
+        "custom": html.unescape(custom.group(1)),
+    }
+
+
+def test_add_a_cache_keeps_the_rest_of_the_file(make_console: MakeConsole) -> None:
+    env = make_console("redis")
+    before = json.loads(env.path.read_text())
+    response = env.post(
+        "/config/save",
+        name="reports",
+        custom='{"namespace": "reports:", "maxsize": 100, "signingKey": "${CONSOLE_SIGNING_KEY}"}',
+        **{"class": "memory"},
+    )
+    assert response.status_code in (200, 303), html.unescape(response.text)[-400:]
+    after = json.loads(env.path.read_text())
+    assert after["other"] == {"kept": True}  # other server settings untouched
+    assert after["caches"]["main"] == before["caches"]["main"]  # references as written
+    assert after["caches"]["reports"]["custom"]["signingKey"] == "${CONSOLE_SIGNING_KEY}"
+    assert list(after["caches"]) == ["main", "reports"]
+    # The console now serves it.
+    assert "reports" in env.console.caches.names()
+    assert env.client.get("/keys?cache=reports").status_code == 200
+    # No temporary file is left behind.
+    assert sorted(p.name for p in env.path.parent.iterdir()) == [env.path.name]
+
+
+def test_unset_variable_is_saved_as_written_with_a_warning(make_console: MakeConsole) -> None:
+    env = make_console()
+    os.environ.pop("REPORTS_TOKEN_UNSET", None)
+    response = env.post(
+        "/config/save",
+        name="later",
+        custom='{"password": "${REPORTS_TOKEN_UNSET}"}',
+        **{"class": "memory"},
+    )
+    assert response.status_code == 400  # memory has no 'password' setting
+    assert "unknown setting 'password'" in html.unescape(response.text)
+    response = env.post(
+        "/config/save",
+        name="later",
+        custom='{"namespace": "${LATER_NS_UNSET}"}',
+        **{"class": "memory"},
+    )
+    assert response.status_code == 200
+    assert "not usable in this console" in response.text
+    assert "LATER_NS_UNSET" in response.text
+    assert "${LATER_NS_UNSET}" in env.path.read_text()
+
+
+def test_validation_uses_the_loader_with_did_you_mean(make_console: MakeConsole) -> None:
+    env = make_console()
+    before = env.path.read_text()
+    cases = {
+        ("memory", '{"maxsise": 10}'): "Did you mean 'maxsize'?",
+        ("memroy", "{}"): "memroy",
+        ("memory", '{"maxsize": "lots"}'): "maxsize",
+        ("memory", "[1, 2]"): "must be a JSON object",
+        ("memory", "{bad json"): "not valid JSON",
+        ("memory", "[" * 50_000): "too deeply",
+        ("", "{}"): "class",
+    }
+    for (klass, custom), message in cases.items():
+        response = env.post("/config/save", name="x", custom=custom, **{"class": klass})
+        assert response.status_code == 400, (klass, custom)
+        assert message in html.unescape(response.text), (message, response.text[-500:])
+        # The form comes back as submitted, for fixing.
+        assert 'id="config-form"' in response.text
+    for name, message in (("", "needs a name"), ("MAIN", "already configured"), ("n" * 201, "")):
+        response = env.post("/config/save", name=name, custom="{}", **{"class": "memory"})
+        assert response.status_code == 400, name
+        assert message in html.unescape(response.text)
+    assert env.path.read_text() == before
+
+
+def test_registry_rules_across_entries(make_console: MakeConsole) -> None:
+    env = make_console(extra={"b": {"class": "memory", "default": True}})
+    before = env.path.read_text()
+    second_default = env.post(
+        "/config/save", name="c", custom="{}", default="on", **{"class": "memory"}
+    )
+    assert second_default.status_code == 400
+    assert "several caches are marked default" in html.unescape(second_default.text)
+    assert env.path.read_text() == before
+
+
+def test_edit_keeps_masked_literal_secrets_and_renames(
+    make_console: MakeConsole, tmp_path: Path
+) -> None:
+    literal = f"{SECRET_MARK}-literal"
+    env = make_console(
+        "redis",
+        extra={
+            "legacy": {
+                "class": "redis",
+                "custom": {
+                    "url": f"redis://:{literal}@127.0.0.1:1/0",
+                    "password": literal,
+                    "namespace": "legacy:",
+                },
+                "maven": "org.lucee:redis:1.0",
+            }
+        },
+    )
+    os.chmod(env.path, 0o640)
+    form = _form(env, "legacy")
+    assert literal not in form["custom"]
+    shown = json.loads(form["custom"])
+    assert shown["password"] == "*****"
+    assert literal not in shown["url"]
+    shown["namespace"] = "legacy2:"
+    saved = env.post(
+        "/config/save",
+        original="legacy",
+        name="legacy2",
+        custom=json.dumps(shown),
+        readOnly="on",
+        **{"class": "redis"},
+    )
+    assert saved.status_code == 303, html.unescape(saved.text)[-400:]
+    doc = json.loads(env.path.read_text())
+    assert list(doc["caches"]) == ["main", "legacy2"]  # renamed in place
+    entry = doc["caches"]["legacy2"]
+    assert entry["custom"]["password"] == literal  # the masked value was kept
+    assert entry["custom"]["url"] == f"redis://:{literal}@127.0.0.1:1/0"
+    assert entry["custom"]["namespace"] == "legacy2:"
+    assert entry["readOnly"] is True
+    assert entry["maven"] == "org.lucee:redis:1.0"  # keys the form does not edit
+    assert stat.S_IMODE(env.path.stat().st_mode) == 0o640
+    page = env.client.get(saved.headers["location"]).text
+    assert literal not in page
+    assert 'id="saved"' in page
+
+
+def test_a_file_changed_meanwhile_is_not_overwritten_blindly(make_console: MakeConsole) -> None:
+    env = make_console()
+    form = _form(env, "main")
+    doc = json.loads(env.path.read_text())
+    doc["caches"] = {"renamed": doc["caches"]["main"]}
+    env.path.write_text(json.dumps(doc))
+    response = env.post("/config/save", **form)
+    assert response.status_code == 400
+    assert "no longer in" in html.unescape(response.text)
+    assert json.loads(env.path.read_text()) == doc
+
+
+def test_a_broken_file_is_an_error_page_not_a_crash(make_console: MakeConsole) -> None:
+    env = make_console()
+    for text, message in (
+        ('{"caches": {"main": ', "not valid JSON"),
+        ("[1, 2]", "must contain a JSON object"),
+        ("\xff\xfe garbage", "not valid JSON"),
+    ):
+        env.path.write_text(text, encoding="utf-8")
+        for response in (
+            env.client.get("/config"),
+            env.post("/config/save", name="x", custom="{}", **{"class": "memory"}),
+        ):
+            assert response.status_code == 400
+            assert message in html.unescape(response.text)
+            assert "Traceback" not in response.text
+        assert env.path.read_text(encoding="utf-8") == text  # never overwritten
+    # The caches already loaded keep working.
+    assert env.client.get("/keys?cache=main").status_code == 200

@@ -1,0 +1,165 @@
+"""Hostile input: script injection through keys, values, cache names and filters, and no
+resolved secret in any page, error page or log record."""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from .conftest import ENV, SECRET_MARK, MakeConsole
+
+PAYLOADS = (
+    "<script>alert(1)</script>",
+    '"><img src=x onerror=alert(2)>',
+    "'><svg onload=alert(3)>",
+    "javascript:alert(4)",
+    "</textarea><script>alert(5)</script>",
+    "{{ 7*7 }}{% raw %}",
+)
+
+
+class _Tags(HTMLParser):
+    """Every element and attribute the browser would build from a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+def _no_live_markup(text: str) -> None:
+    """Parsed as a browser would: no payload became an element, a handler or a URL."""
+    parser = _Tags()
+    parser.feed(text)
+    for tag, attrs in parser.tags:
+        assert tag not in ("img", "svg", "iframe", "object"), (tag, attrs)
+        if tag == "script":
+            assert attrs == {"src": "/static/console.js", "defer": None}
+        assert not any(name.startswith("on") for name in attrs), (tag, attrs)
+        for name in ("href", "src", "action"):
+            value = attrs.get(name)
+            assert value is None or value.startswith(("/", "#main")), (tag, attrs)
+    assert "49" not in re.findall(r">(\d+)<", text)  # no template evaluated {{ 7*7 }}
+
+
+def test_script_injection_through_keys_values_and_filters(
+    make_console: MakeConsole, provider: str
+) -> None:
+    env = make_console(provider)
+    for i, payload in enumerate(PAYLOADS):
+        env.cache.put(f"{payload}-{i}", {"v": payload, payload: [payload]}, time_span=60)
+    listing = env.client.get("/keys?cache=main")
+    _no_live_markup(listing.text)
+    links = re.findall(r'href="(/entry\?[^"]+)"', listing.text)
+    assert len(links) == len(PAYLOADS)
+    for link in links:
+        entry = env.client.get(html.unescape(link))
+        assert entry.status_code == 200
+        _no_live_markup(entry.text)
+        edit = env.client.get(html.unescape(link).replace("/entry?", "/put?"))
+        _no_live_markup(edit.text)
+    for payload in PAYLOADS:
+        for url in ("/keys", "/clear"):
+            response = env.client.get(url, params={"cache": "main", "filter": payload})
+            _no_live_markup(response.text)
+        # Error pages quote the bad input escaped too.
+        response = env.client.get("/entry", params={"cache": "main", "key": payload})
+        _no_live_markup(response.text)
+        response = env.client.get("/cache", params={"name": payload})
+        assert response.status_code == 404
+        _no_live_markup(response.text)
+
+
+def test_script_injection_through_cache_names_and_settings(make_console: MakeConsole) -> None:
+    hostile = "<script>alert('name')</script>"
+    env = make_console(
+        extra={
+            hostile: {"class": "memory", "custom": {"namespace": "<svg onload=alert(1)>:"}},
+        }
+    )
+    env.console.cache(hostile).put("<b>k</b>", "<i>v</i>")
+    pages = [
+        env.client.get("/").text,
+        env.client.get("/cache", params={"name": hostile}).text,
+        env.client.get("/keys", params={"cache": hostile}).text,
+        env.client.get("/entry", params={"cache": hostile, "key": "<b>k</b>"}).text,
+        env.client.get("/config").text,
+        env.client.get("/config/edit", params={"name": hostile}).text,
+        env.post("/cache/health", cache=hostile).text,
+    ]
+    for text in pages:
+        assert "<script>alert('name')" not in text
+        assert "<svg onload" not in text
+        assert "<b>k</b>" not in text and "<i>v</i>" not in text  # noqa: PT018
+    # Saving a hostile definition shows the problem escaped, and writes nothing bad.
+    saved = env.post(
+        "/config/save", name="<img src=x onerror=alert(1)>", **{"class": "<script>x</script>"}
+    )
+    assert saved.status_code == 400
+    assert "<script>x" not in saved.text
+    assert "<img src=x" not in saved.text
+
+
+def test_no_resolved_secret_in_any_page_or_log(
+    make_console: MakeConsole, provider: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    env = make_console(provider)
+    env.cache.put("k", "v", time_span=60)
+    responses = [
+        env.client.get(url)
+        for url in (
+            "/",
+            "/cache?name=main",
+            "/keys?cache=main",
+            "/entry?cache=main&key=k",
+            "/put?cache=main&key=k",
+            "/clear?cache=main",
+            "/config",
+            "/config/edit?name=main",
+            "/cache?name=missing",
+            "/nope",
+        )
+    ]
+    responses.append(env.post("/cache/health", cache="main"))
+    # Saving the entry unchanged and with a mistake: both pages echo the settings.
+    form = env.client.get("/config/edit?name=main").text
+    custom = html.unescape(
+        re.search(r'<textarea id="custom"[^>]*>(.*?)</textarea>', form, re.S).group(1)
+    )
+    responses.append(
+        env.post("/config/save", original="main", name="main", custom=custom, **{"class": provider})
+    )
+    broken = json.loads(custom)
+    broken["prot"] = 1
+    responses.append(
+        env.post(
+            "/config/save",
+            original="main",
+            name="main",
+            custom=json.dumps(broken),
+            **{"class": provider},
+        )
+    )
+    assert responses[-2].status_code == 303  # saved unchanged
+    assert responses[-1].status_code == 400
+    secrets = [SECRET_MARK, *ENV.values()]
+    for response in responses:
+        for secret in secrets:
+            assert secret not in response.text, response.url
+            assert secret not in str(response.headers)
+    for record in caplog.records:
+        for secret in secrets:
+            assert secret not in record.getMessage()
+    # The file still holds the references, never the values.
+    text = env.path.read_text()
+    assert SECRET_MARK not in text
+    if provider != "memory":
+        assert "${CONSOLE_SIGNING_KEY}" in text

@@ -1,0 +1,157 @@
+"""The console's guard: token login, host check, CSRF, POST-only writes, headers, limits."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from cachehub.console.app import create_app
+from cachehub.console.security import COOKIE, CSP, MAX_BODY_BYTES
+
+from .conftest import BASE_URL, TOKEN, MakeConsole
+
+PAGES = ("/", "/cache?name=main", "/keys?cache=main", "/put?cache=main", "/config")
+
+
+def test_every_page_needs_the_token(make_console: MakeConsole) -> None:
+    env = make_console(login=False)
+    for url in PAGES:
+        response = env.client.get(url)
+        assert response.status_code == 401, url
+        assert "token" in response.text
+    assert env.client.get("/?token=wrong-token").status_code == 403
+    assert env.client.get("/keys?cache=main").status_code == 401
+
+
+def test_the_token_is_traded_for_a_strict_httponly_cookie(make_console: MakeConsole) -> None:
+    env = make_console(login=False)
+    response = env.client.get(f"/keys?cache=main&token={TOKEN}", follow_redirects=False)
+    assert response.status_code == 303
+    # The token leaves the address bar: the redirect keeps every other parameter.
+    assert response.headers["location"] == "/keys?cache=main"
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE}=")
+    assert "HttpOnly" in cookie
+    assert "SameSite=Strict" in cookie
+    assert env.client.get("/keys?cache=main").status_code == 200
+
+
+def test_the_login_redirect_never_leaves_the_site(make_console: MakeConsole) -> None:
+    env = make_console(login=False)
+    response = env.client.get(f"//evil.example/x?token={TOKEN}", follow_redirects=False)
+    location = response.headers["location"]
+    assert location.startswith("/")
+    assert not location.startswith("//")
+
+
+def test_a_foreign_host_header_is_refused(make_console: MakeConsole) -> None:
+    # DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends its own Host.
+    env = make_console()
+    for host in ("evil.example", "evil.example:8742", "127.0.0.1.evil.example"):
+        response = env.client.get("/", headers={"host": host})
+        assert response.status_code == 400, host
+    assert env.client.get("/", headers={"host": "localhost:8742"}).status_code == 200
+    assert env.client.get("/", headers={"host": "[::1]:8742"}).status_code == 200
+
+
+def test_security_headers_and_no_inline_script(make_console: MakeConsole) -> None:
+    env = make_console()
+    env.cache.put("k", {"a": 1}, time_span=60)
+    for url in (*PAGES, "/entry?cache=main&key=k", "/clear?cache=main", "/nope"):
+        response = env.client.get(url)
+        assert response.headers["content-security-policy"] == CSP
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["referrer-policy"] == "same-origin"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert "unsafe-inline" not in CSP
+        html = response.text
+        assert not re.search(r"<script(?![^>]*\bsrc=)", html), url  # only external scripts
+        assert not re.search(r"\son[a-z]+=", html), url  # no inline event handlers
+        assert " style=" not in html, url
+
+
+@pytest.mark.parametrize(
+    "url", ["/entry/delete", "/clear/run", "/put/run", "/config/save", "/dynamodb/run"]
+)
+def test_state_changes_are_post_only(make_console: MakeConsole, url: str) -> None:
+    env = make_console()
+    env.cache.put("k", 1)
+    response = env.client.get(f"{url}?cache=main&key=k&filter=*&confirm=yes")
+    assert response.status_code == 405
+    assert env.cache.get("k") == 1
+
+
+def test_csrf_token_required_on_every_form(make_console: MakeConsole) -> None:
+    env = make_console()
+    env.cache.put("k", 1)
+    forms = {
+        "/entry/delete": {"cache": "main", "key": "k"},
+        "/clear/run": {"cache": "main", "filter": "", "confirm": "yes"},
+        "/put/run": {"cache": "main", "key": "k", "value": "2"},
+        "/config/save": {"name": "x", "class": "memory", "custom": "{}"},
+        "/cache/health": {"cache": "main"},
+    }
+    for url, data in forms.items():
+        for csrf in (None, "", "0" * 64, env.csrf[:-1] + "0"):
+            form = data if csrf is None else {**data, "csrf": csrf}
+            response = env.client.post(url, data=form)
+            assert response.status_code == 403, (url, csrf)
+            assert "CSRF" in response.text
+    # A right token from a foreign Origin is refused too.
+    response = env.client.post(
+        "/entry/delete",
+        data={"csrf": env.csrf, "cache": "main", "key": "k"},
+        headers={"origin": "http://evil.example"},
+    )
+    assert response.status_code == 403
+    assert env.cache.get("k") == 1
+    assert "x" not in env.path.read_text()
+
+
+def test_request_bodies_are_bounded(make_console: MakeConsole) -> None:
+    env = make_console()
+    big = "x" * (MAX_BODY_BYTES + 1)
+    response = env.post("/put/run", cache="main", key="big", value=f'"{big}"')
+    assert response.status_code == 413
+    # A streamed body without Content-Length is refused before it is read.
+    chunks = iter([b"csrf=", env.csrf.encode(), b"&cache=main&key=k&value=1"])
+    response = env.client.post(
+        "/put/run",
+        content=chunks,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 411
+    assert env.cache.get("big") is None
+    assert env.cache.get("k") is None
+
+
+def test_form_fields_are_bounded(make_console: MakeConsole) -> None:
+    env = make_console()
+    response = env.post("/put/run", cache="main", key="k" * 5000, value="1")
+    assert response.status_code == 400
+    assert "at most 4,096" in response.text
+    many = {f"f{i}": "1" for i in range(60)}
+    response = env.client.post("/put/run", data={"csrf": env.csrf, **many})
+    assert response.status_code == 400
+
+
+def test_logout_when_the_cookie_is_wrong(make_console: MakeConsole) -> None:
+    env = make_console(login=False)
+    client = TestClient(env.client.app, base_url=BASE_URL, cookies={COOKIE: "guess"})
+    assert client.get("/").status_code == 401
+    malformed = TestClient(env.client.app, base_url=BASE_URL)
+    assert malformed.get("/", headers={"cookie": '"\\x00;;=;"'}).status_code == 401
+
+
+def test_allow_remote_accepts_other_host_names_but_still_needs_the_token(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "c.json"
+    config.write_text('{"m": {"class": "memory"}}')
+    app = create_app(config, token=TOKEN, bind_host="0.0.0.0", allow_any_host=True)
+    with TestClient(app, base_url="http://console.example:8742") as client:
+        assert client.get("/").status_code == 401
+        assert client.get(f"/?token={TOKEN}").status_code == 200
