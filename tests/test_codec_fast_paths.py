@@ -613,3 +613,74 @@ def test_arrays_starting_with_a_number_read_back_exactly(value: list[Any]) -> No
 def test_bad_numeric_arrays_are_corrupt(body: bytes) -> None:
     with pytest.raises(CorruptEntryError):
         make_codec("safe").loads(SAFE + body)
+
+
+# --------------------------------------------------------------------------- in-process reads
+
+# loads_local reads what a codec of this process wrote (the memory provider's store): maps
+# and short arrays unframed; anything else, and every failure, goes to loads and its verdict.
+LOCAL_VALUES = [
+    {"id": 42, "name": "Alice", "roles": ["admin", "editor"], "score": 3.5, "on": True},
+    {"when": dt.datetime(2024, 5, 1, 12, tzinfo=PARIS), "t": (1, 2), "s": {3}, "b": b"\xc4"},
+    {1: "int key", (2, 3): "tuple key", "x": None},  # non-str keys: ormsgpack refuses
+    {f"k{i}": i for i in range(40)},  # map 16
+    [1, "two", 3.0, None, [4, {"five": 5}]],  # fixarray
+    [],
+    {},
+    list(range(10_000)),  # array 16 of numbers
+    "short",
+    "long " * 100,
+    b"blob" * 2000,
+    bytearray(b"\xc5" * 10),
+    2**100,
+    None,
+    math.nan,
+]
+
+
+@pytest.mark.parametrize("name", ["safe", "pickle"])
+@pytest.mark.parametrize("value", LOCAL_VALUES, ids=range(len(LOCAL_VALUES)))
+def test_loads_local_reads_what_dumps_wrote_as_loads_does(name: str, value: Any) -> None:
+    codec = make_codec(name, signing_key=KEY)
+    data = codec.dumps(value, "k")
+    assert_exact(codec.loads_local(data, "k"), value)
+    assert_exact(codec.loads_local(data, "k"), codec.loads(data, "k"))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        SAFE,
+        b"\x80\x05pickle",
+        "a str",
+        None,
+        [FORMAT_SAFE, 0x80],  # a list that looks like a map payload
+        bytearray(b"\x01\x81"),  # truncated map, in a bytearray
+        SAFE + b"\x81",  # a map header without its items
+        SAFE + b"\x81\xa1k\xc1",  # the never-used byte as a value
+        SAFE + b"\x81\xa1k" + _ext7(b"\x07\xe8\x02\x1e" + bytes(6))[1:],  # 30 February
+        SAFE + b"\x91" + b"\xc7\x01\x63x",  # an unknown extension in an array
+    ],
+    ids=[
+        "empty",
+        "format-byte",
+        "pickle",
+        "str",
+        "none",
+        "list",
+        "bytearray",
+        "truncated",
+        "invalid-byte",
+        "feb-30",
+        "unknown-ext",
+    ],
+)
+def test_loads_local_refuses_what_loads_refuses(data: Any) -> None:
+    codec = make_codec("safe")
+    with pytest.raises(CorruptEntryError) as expected:
+        codec.loads(data)
+    with pytest.raises(CorruptEntryError) as got:
+        codec.loads_local(data)
+    assert str(got.value) == str(expected.value)
+    assert codec_module._state.failure is None  # no hook failure left for a later read

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from cachehub_memory import MemoryCache
+from cachehub_memory import cache as memory_module
 
 from cachehub.api import MAX_KEY_LENGTH, MAX_TIME_SPAN
 from cachehub.codec import FORMAT_SAFE, FORMAT_SAFE_ZLIB
@@ -186,9 +187,14 @@ class _Broken(OrderedDict[str, Any]):
 
 
 @pytest.mark.parametrize("op", ["get", "put", "put ttl"])
-def test_a_failing_store_surfaces_as_cache_backend_error(op: str) -> None:
+def test_a_failing_store_surfaces_as_cache_backend_error(
+    op: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fast paths hold the store's dict from construction on: the broken one is the
+    # one the cache's private store is built with.
+    monkeypatch.setattr(memory_module, "OrderedDict", _Broken)
     cache = MemoryCache(serialize=False)
-    cache._ordered = cache._data = _Broken()  # type: ignore[assignment]
+    assert type(cache._data) is _Broken
     calls = {
         "get": lambda: cache.get("k"),
         "put": lambda: cache.put("k", 1),
