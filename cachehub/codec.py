@@ -1470,10 +1470,10 @@ def _survey(value: Any, packed: bool = False) -> set[type]:
             packed and len(level) > _SUM_MIN and _numbers_only(level)
         ):  # the usual last level of data
             return found_buffers
+        if _LEAVES.issuperset(map(type, level)):  # the usual last level: only scalars
+            return found_buffers  # (no set built; a level of containers stops at once)
         found = set(map(type, level))
         if found <= _WALKABLE:  # the usual level: builtin containers and scalars
-            if found <= _LEAVES:  # the usual last level: only scalars
-                return found_buffers
             level = gc.get_referents(*level)  # scalars have no referents: no filtering
             continue
         found_buffers |= found & _BUFFERS
