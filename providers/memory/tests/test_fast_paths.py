@@ -18,7 +18,7 @@ from cachehub_memory import MemoryCache
 from cachehub_memory import cache as memory_module
 
 from cachehub.api import MAX_KEY_LENGTH, MAX_TIME_SPAN
-from cachehub.codec import FORMAT_SAFE, FORMAT_SAFE_ZLIB
+from cachehub.codec import FORMAT_SAFE, FORMAT_SAFE_ZLIB, make_codec
 from cachehub.errors import (
     CacheBackendError,
     CacheError,
@@ -269,3 +269,39 @@ def test_a_subclass_overriding_the_primitives_is_called_not_bypassed() -> None:
     assert cache.get("k") == "v"
     assert cache.get("absent") is None
     assert cache.calls == ["set", "get", "get"]
+
+
+class _OwnGetPut(MemoryCache):
+    """A subclass that overrides get and put themselves: the fast paths, built per
+    instance, must not shadow them."""
+
+    calls: list[str]
+
+    def get(self, key: str, default: Any = None, *, throw_when_not_exist: bool = False) -> Any:
+        self.calls.append("get")
+        return super().get(key, default, throw_when_not_exist=throw_when_not_exist)
+
+    def put(self, key: str, value: Any, *args: Any, **kwargs: Any) -> None:
+        self.calls.append("put")
+        super().put(key, value, *args, **kwargs)
+
+
+def test_a_subclass_overriding_get_and_put_is_called_not_shadowed() -> None:
+    cache = _OwnGetPut()
+    cache.calls = []
+    cache.put("k", "v", 60)
+    assert cache.get("k") == "v"
+    assert cache.get("absent", "d") == "d"
+    assert cache.calls == ["put", "get", "get"]
+    assert cache.metadata("k").hit_count == 1  # the general path counted the read
+
+
+def test_the_fast_paths_follow_a_codec_swapped_after_construction() -> None:
+    cache = MemoryCache()
+    cache.put("k", {"a": 1})
+    with pytest.raises(SerializationError):
+        cache.put("ordered", OrderedDict(a=1))  # the safe codec refuses subclasses
+    cache.codec = make_codec("pickle", signing_key="s" * 16)
+    cache.put("ordered", OrderedDict(a=1))  # the pickle codec stores it
+    assert type(cache.get("ordered")) is OrderedDict
+    assert cache.get("k") == {"a": 1}  # and still reads what the safe codec wrote
