@@ -363,36 +363,38 @@ class SafeCodec:
         """
         if type(data) is bytes and data[:1] == _SAFE:
             size = len(data)
-            if 1 < size <= self._unchecked and data[1] in _FRAMED_HEADS:
-                # a map or a short array, what caches mostly hold: straight to ormsgpack,
-                # past the checks of the other shapes below (the hot path of every read)
-                try:
-                    framed = _unpackb(b"".join((_OPEN, data, _END)), ext_hook=_ext_hook)
-                except Exception:
+            if 1 < size <= self._unchecked:
+                head = data[1]
+                if head in _FRAMED_HEADS or not (
+                    (0xA0 <= head < 0xC0 and (head & 0x1F) == size - 2)
+                    or (size > _BARE_MIN and head in _BIN_HEADS)
+                    or (size > 6 and head in _ARRAY_FIRST and data[_ARRAY_FIRST[head]] in _NUMBERS)
+                ):
+                    # A map or a short array (what caches mostly hold) or any shape without a
+                    # faster reader below: ormsgpack (the hot path of every read).
+                    try:
+                        framed = _unpackb(b"".join((_OPEN, data, _END)), ext_hook=_ext_hook)
+                    except Exception:
+                        return _undecided(data, _OPEN)
+                    if framed[2] == _END_MARK:
+                        return framed[1]
                     return _undecided(data, _OPEN)
-                if framed[2] == _END_MARK:
-                    return framed[1]
-                return _undecided(data, _OPEN)
-            if size > _BARE_MIN and data[1] in _BIN_HEADS:  # a blob: sliced out, one copy
-                blob = _bare_bin(data, 1)
-                if blob is not None and size <= self.max_value_size:
-                    return blob
-            if size <= self._unchecked:
-                if size > 1 and 0xA0 <= data[1] < 0xC0 and (data[1] & 0x1F) == size - 2:
+                if head < 0xC0:
                     try:  # a short str (msgpack fixstr), read as ormsgpack would: strict UTF-8
                         return data[2:].decode()
                     except UnicodeDecodeError:
-                        pass  # ormsgpack, then msgpack, refuse it with their reason below
-                if size > 6 and data[1] in _ARRAY_FIRST and data[_ARRAY_FIRST[data[1]]] in _NUMBERS:
-                    # an array starting with a number: msgpack reads numbers faster
-                    return _by_msgpack(memoryview(data)[1:])
-                try:  # _decode inlined: array 16/32 of other items, str 8-32, scalars...
-                    framed = _unpackb(b"".join((_OPEN, data, _END)), ext_hook=_ext_hook)
-                except Exception:
+                        return _undecided(data, _OPEN)  # ormsgpack, then msgpack, refuse it
+                if head in _BIN_HEADS:  # a blob: sliced out, one copy
+                    blob = _bare_bin(data, 1)
+                    if blob is not None and size <= self.max_value_size:
+                        return blob
                     return _undecided(data, _OPEN)
-                if framed[2] == _END_MARK:
-                    return framed[1]
-                return _undecided(data, _OPEN)
+                # an array starting with a number: msgpack reads numbers faster
+                return _by_msgpack(memoryview(data)[1:])
+            if size > _BARE_MIN and data[1] in _BIN_HEADS:  # a large blob: sliced out, one copy
+                blob = _bare_bin(data, 1)
+                if blob is not None and size <= self.max_value_size:
+                    return blob
         view = _view(data, "safe")
         marker = view[0]
         if marker == FORMAT_SAFE:
