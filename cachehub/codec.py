@@ -412,18 +412,16 @@ class SafeCodec:
     def loads_local(self, data: bytes, key: str = "") -> Any:
         """Decode a payload that a codec of this process wrote: an in-process store's.
 
-        The same value and errors as :meth:`loads`, minus one check that only foreign
-        writers need. ormsgpack ignores bytes after a body, so :meth:`loads` frames every
-        body with an unguessable end mark to catch them; but bytes that no other process
-        can write (the memory provider's) are exactly what :meth:`dumps` returned, with
-        nothing after the body, so a map or short array is read unframed: no copy into a
-        frame, no end mark to decode and compare (a third of a 200-byte read). Any other
-        shape, size or failure takes :meth:`loads` and its verdict.
+        The same values as :meth:`loads`, minus two checks that only bytes from a foreign
+        writer need. ormsgpack ignores bytes after a body, so :meth:`loads` frames every
+        body with an unguessable end mark to catch them, and counts the objects of a long
+        body before decoding it; but bytes that no other process can write (the memory
+        provider's) are exactly what :meth:`dumps` returned, which refused any value
+        :meth:`loads` would refuse. So a map or short array is read unframed: no copy into
+        a frame, no end mark to decode and compare (a third of a 200-byte read). Any other
+        shape, and any failure, takes :meth:`loads` and its verdict.
         """
         try:
-            # Nor the size bound: dumps refused what loads would refuse, for this
-            # maxValueSize (an in-process store has no other writer: its namespaces
-            # are the caches', nested ones refused at load).
             if data[0] == FORMAT_SAFE and data[1] in _FRAMED_HEADS:
                 return _unpackb(data[1:], ext_hook=_ext_hook)
         except Exception:  # not bytes, too short, a hook's refusal: loads decides
