@@ -129,6 +129,10 @@ class Codec(Protocol):
         if they are not valid (:class:`UnknownSigningKeyError` if signed with no key
         this codec knows: callers treat that as a miss)."""
 
+    def loads_local(self, data: bytes, key: str = "") -> Any:
+        """As :meth:`loads`, for bytes only this process can have written (an in-process
+        store): the same values and errors, with fewer checks against foreign writers."""
+
 
 def make_codec(
     name: str,
@@ -269,7 +273,11 @@ class SafeCodec:
                 body = _encode(value, None, refusal)
             else:
                 # no bin 8/16/32 header byte: no bytearray or memoryview inside (_survey)
-                if kind not in _SCALARS and (0xC4 in body or 0xC5 in body or 0xC6 in body):
+                if (
+                    kind not in _SCALARS
+                    and (0xC4 in body or 0xC5 in body or 0xC6 in body)
+                    and not _fixed_width_numbers(body)
+                ):
                     body = _encode(value, body)
         except _Recheck:  # it holds a tuple, set or query: see _items
             body = self._dumps_nested(value)
@@ -355,26 +363,38 @@ class SafeCodec:
         """
         if type(data) is bytes and data[:1] == _SAFE:
             size = len(data)
-            if size > _BARE_MIN and data[1] in _BIN_HEADS:  # a blob: sliced out, one copy
-                blob = _bare_bin(data, 1)
-                if blob is not None and size <= self.max_value_size:
-                    return blob
-            if size <= self._unchecked:
-                if size > 1 and 0xA0 <= data[1] < 0xC0 and (data[1] & 0x1F) == size - 2:
+            if 1 < size <= self._unchecked:
+                head = data[1]
+                if head in _FRAMED_HEADS or not (
+                    (0xA0 <= head < 0xC0 and (head & 0x1F) == size - 2)
+                    or (size > _BARE_MIN and head in _BIN_HEADS)
+                    or (size > 6 and head in _ARRAY_FIRST and data[_ARRAY_FIRST[head]] in _NUMBERS)
+                ):
+                    # A map or a short array (what caches mostly hold) or any shape without a
+                    # faster reader below: ormsgpack (the hot path of every read).
+                    try:
+                        framed = _unpackb(b"".join((_OPEN, data, _END)), ext_hook=_ext_hook)
+                    except Exception:
+                        return _undecided(data, _OPEN)
+                    if framed[2] == _END_MARK:
+                        return framed[1]
+                    return _undecided(data, _OPEN)
+                if head < 0xC0:
                     try:  # a short str (msgpack fixstr), read as ormsgpack would: strict UTF-8
                         return data[2:].decode()
                     except UnicodeDecodeError:
-                        pass  # ormsgpack, then msgpack, refuse it with their reason below
-                if size > 6 and data[1] in _ARRAY_FIRST and data[_ARRAY_FIRST[data[1]]] in _NUMBERS:
-                    # an array starting with a number: msgpack reads numbers faster
-                    return _by_msgpack(memoryview(data)[1:])
-                try:  # _decode inlined: this is the hot path of every read
-                    framed = _unpackb(b"".join((_OPEN, data, _END)), ext_hook=_ext_hook)
-                except Exception:
+                        return _undecided(data, _OPEN)  # ormsgpack, then msgpack, refuse it
+                if head in _BIN_HEADS:  # a blob: sliced out, one copy
+                    blob = _bare_bin(data, 1)
+                    if blob is not None and size <= self.max_value_size:
+                        return blob
                     return _undecided(data, _OPEN)
-                if framed[2] == _END_MARK:
-                    return framed[1]
-                return _undecided(data, _OPEN)
+                # an array starting with a number: msgpack reads numbers faster
+                return _by_msgpack(memoryview(data)[1:])
+            if size > _BARE_MIN and data[1] in _BIN_HEADS:  # a large blob: sliced out, one copy
+                blob = _bare_bin(data, 1)
+                if blob is not None and size <= self.max_value_size:
+                    return blob
         view = _view(data, "safe")
         marker = view[0]
         if marker == FORMAT_SAFE:
@@ -388,6 +408,25 @@ class SafeCodec:
                 "on this cache; otherwise delete the entry.",
             )
         raise _foreign(marker)
+
+    def loads_local(self, data: bytes, key: str = "") -> Any:
+        """Decode a payload that a codec of this process wrote: an in-process store's.
+
+        The same values as :meth:`loads`, minus two checks that only bytes from a foreign
+        writer need. ormsgpack ignores bytes after a body, so :meth:`loads` frames every
+        body with an unguessable end mark to catch them, and counts the objects of a long
+        body before decoding it; but bytes that no other process can write (the memory
+        provider's) are exactly what :meth:`dumps` returned, which refused any value
+        :meth:`loads` would refuse. So a map or short array is read unframed: no copy into
+        a frame, no end mark to decode and compare (a third of a 200-byte read). Any other
+        shape, and any failure, takes :meth:`loads` and its verdict.
+        """
+        try:
+            if data[0] == FORMAT_SAFE and data[1] in _FRAMED_HEADS:
+                return _unpackb(data[1:], ext_hook=_ext_hook)
+        except Exception:  # not bytes, too short, a hook's refusal: loads decides
+            _state.failure = None
+        return self.loads(data, key)
 
     def _decode_checked(self, body: bytes | memoryview) -> Any:
         """Decode a body that did not take the fast path: bounded in size and objects."""
@@ -500,6 +539,12 @@ class PickleCodec:
                 marker, body = _SIGNED_ZLIB, packed
         head = marker + self._key_id
         return head + _sign(self._keys[self._key_id], head, key, body) + body
+
+    def loads_local(self, data: bytes, key: str = "") -> Any:
+        """As :meth:`loads` (in-process bytes: see :meth:`SafeCodec.loads_local`)."""
+        if type(data) is bytes and data[:1] == _SAFE:
+            return self._safe.loads_local(data)
+        return self.loads(data, key)
 
     def loads(self, data: bytes, key: str = "") -> Any:
         """Verify and unpickle a payload read from storage key ``key``; safe payloads are
@@ -741,6 +786,9 @@ def _inflate(body: memoryview, limit: int) -> bytes:
 
 
 _FIXSTR: Final = [bytes([FORMAT_SAFE, 0xA0 | size]) for size in range(32)]  # + msgpack fixstr
+# First body bytes read by ormsgpack at once: fixmap, fixarray, map 16 and map 32 (the
+# other shapes have faster readers: fixstr, bin, array 16/32 of numbers; see loads).
+_FRAMED_HEADS: Final = frozenset([*range(0x80, 0xA0), 0xDE, 0xDF])
 _BIN_HEADS: Final = b"\xc4\xc5\xc6"  # msgpack bin 8, 16, 32
 _BARE_MIN: Final = 4096  # bodies from this size that are one bin item skip msgpack
 
@@ -1350,6 +1398,43 @@ _SURVEY_LEVELS: Final = MAX_DEPTH + 1  # then see _walk_deep
 
 _SUM_MIN: Final = 64  # levels at least this long are tried with sum() first
 
+# msgpack number items by size, header byte included: float 32/64, uint and int 8-64.
+_WIDTHS: Final = {0xCA: 5, 0xCB: 9, 0xCC: 2, 0xCD: 3, 0xCE: 5, 0xCF: 9}
+_WIDTHS.update({0xD0: 2, 0xD1: 3, 0xD2: 5, 0xD3: 9})
+_HEADS_OF_WIDTH: Final = {
+    width: bytes(head for head, size in _WIDTHS.items() if size == width)
+    for width in set(_WIDTHS.values())
+}
+
+
+def _fixed_width_numbers(body: bytes) -> bool:
+    """Whether ``body`` is one array whose items are all numbers of one encoded width.
+
+    Such a body holds no bin item, so no buffer, whatever bytes its numbers contain:
+    the check that lets arrays of random 32-bit ints (or of floats, or of 64-bit ids) skip
+    the survey, a second pass over every item that costs more than packing them (10,000
+    ints: ~70 us of sum() when the items are in cache, twice that when packing has just
+    evicted them). It reads the body only, in C: an array 16/32 header, then every
+    ``width``-th byte must be a number header of that width, and the body must end
+    exactly after the last item. So item by item, each starts where the previous one
+    ends and is a number: a bin header can sit only inside a number's bytes. A body with
+    numbers of several widths (or anything else) is not decided here: the survey runs.
+    """
+    head = body[0]
+    if head == 0xDC:
+        start, count = 3, int.from_bytes(body[1:3], "big")
+    elif head == 0xDD:
+        start, count = 5, int.from_bytes(body[1:5], "big")
+    else:
+        return False
+    if len(body) <= start:
+        return False
+    width = _WIDTHS.get(body[start])
+    if width is None or len(body) != start + width * count:
+        return False
+    # bytes.translate deletes every header of this width: nothing may be left
+    return not body[start::width].translate(None, _HEADS_OF_WIDTH[width])
+
 
 def _numbers_only(level: Any) -> bool:
     """Whether every item of ``level`` is an int, float or bool: no buffer, no container.
@@ -1385,10 +1470,10 @@ def _survey(value: Any, packed: bool = False) -> set[type]:
             packed and len(level) > _SUM_MIN and _numbers_only(level)
         ):  # the usual last level of data
             return found_buffers
+        if _LEAVES.issuperset(map(type, level)):  # the usual last level: only scalars
+            return found_buffers  # (no set built; a level of containers stops at once)
         found = set(map(type, level))
         if found <= _WALKABLE:  # the usual level: builtin containers and scalars
-            if found <= _LEAVES:  # the usual last level: only scalars
-                return found_buffers
             level = gc.get_referents(*level)  # scalars have no referents: no filtering
             continue
         found_buffers |= found & _BUFFERS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import weakref
 from collections import OrderedDict
@@ -52,7 +53,9 @@ _SEQ: Final = 8
 over by every overwrite, so the key keeps its place in a walk (see cursor.py)."""
 _INF: Final = float("inf")
 _MAX_SECONDS: Final = MAX_TIME_SPAN.total_seconds()
-_SECONDS: Final = frozenset({int, float})
+_MAX_WHOLE_SECONDS: Final = math.floor(_MAX_SECONDS)
+"""The same bound for an int lifetime: an int compares with an int several times faster
+than with a float, and floor() keeps ``span <= bound`` exactly as it is for the float."""
 _Record = list[Any]
 
 _TOOLS_POLICIES: dict[str, type[cachetools.Cache[str, _Record]]] = {
@@ -298,11 +301,6 @@ class MemoryCache(BaseCache):
         self._ordered = store.ordered
         self._promote = store.promote
         self._maxsize = store.maxsize
-        # The get/put fast paths inline _get/_set: a subclass that overrides either
-        # primitive (a wrapper, a test double) must be called, so it takes the general path.
-        cls = type(self)
-        self._fast_get = cls._get is MemoryCache._get
-        self._fast_put = cls._set is MemoryCache._set
         self._lock = store.lock
         self._number = store.log.add
         # The hot paths call acquire/release in try/finally: in CPython 3.11 that costs
@@ -313,6 +311,16 @@ class MemoryCache(BaseCache):
         self._prefix: str = self.namespace
         # Only the ttl policy must be told when a read slides an idle deadline.
         self._reinsert_slid = isinstance(self._data, cachetools.TLRUCache)
+        # The fast paths (see below) inline _get/_set: a subclass that overrides either
+        # primitive (a wrapper, a test double) must be called, or that overrides get or
+        # put itself, keeps the general path. Instance attributes, which shadow
+        # BaseCache.get and BaseCache.put (object.__setattr__: mypy refuses a plain
+        # assignment to a method).
+        cls = type(self)
+        if cls.get is BaseCache.get and cls._get is MemoryCache._get:
+            object.__setattr__(self, "get", _fast_get(self))
+        if cls.put is BaseCache.put and cls._set is MemoryCache._set:
+            object.__setattr__(self, "put", _fast_put(self))
 
     @classmethod
     def backend_identity(cls, settings: Mapping[str, Any]) -> Hashable | None:
@@ -352,13 +360,16 @@ class MemoryCache(BaseCache):
 
     # ------------------------------------------------------------ fast public paths
     #
-    # get and put override BaseCache's for their common form only: a str key, no
-    # operation observer, and for put no expiry or a lifetime in seconds. That call is
-    # served in one frame, without the _get/_set call, the Expiry object and the span
-    # validation of the general path, which were most of its cost next to a locked
-    # cachetools cache (issue #17); anything else goes to BaseCache, which keeps every
-    # check. The locked parts repeat _get and _set: keep them in step (the conformance
-    # suite runs both paths, see tests/test_conformance.py).
+    # get and put are served, in their common form, by functions that __init__ builds for
+    # each cache (see _fast_get, _fast_put) and stores on the instance, where they shadow
+    # BaseCache's methods: a str key, no operation observer, and for put no expiry or a
+    # lifetime in seconds. Such a call runs in one frame, without the _get/_set call, the
+    # Expiry object and the span validation of the general path, and with the store's
+    # dict, lock and clock in closure cells rather than looked up on the instance at each
+    # call: together most of its cost next to a locked cachetools cache (issue #17).
+    # Anything else goes to BaseCache, which keeps every check. They repeat _get and
+    # _set: keep them in step (the conformance suite runs both paths, see
+    # tests/test_conformance.py).
     #
     # A key found in the store needs no validation: every key was checked when it was
     # stored, and without a namespace the storage key is the key itself. So the checks
@@ -372,131 +383,13 @@ class MemoryCache(BaseCache):
         self._sk(key)
         return True
 
-    def get(self, key: str, default: Any = None, *, throw_when_not_exist: bool = False) -> Any:
-        """The live value for ``key``; ``default`` (or :class:`CacheKeyError`) if absent."""
-        if (
-            self._observer is not None
-            or throw_when_not_exist
-            or type(key) is not str
-            or not self._fast_get
-        ):
-            return super().get(key, default, throw_when_not_exist=throw_when_not_exist)
-        prefix = self._prefix
-        if prefix:
-            # A namespaced storage key may also be found for a bad key (an empty one, say,
-            # when another cache of the store has a shorter namespace): check first.
-            self._plain(key)
-            sk = prefix + key
-        else:
-            sk = key
-        try:
-            self._acquire()
-            try:
-                record = self._data.get(sk)
-                if record is None:
-                    stored: Any = MISSING  # a miss needs no clock
-                elif (now := self._clock()) >= record[_DEADLINE]:
-                    del self._data[sk]
-                    stored = MISSING
-                else:
-                    record[_HITS] += 1
-                    record[_ACCESSED] = now
-                    if record[_IDLE] is not None:
-                        _slide_deadline(record, now)
-                        if self._reinsert_slid:
-                            self._data[sk] = record
-                    if self._promote is not None:
-                        self._promote(sk)
-                    stored = record[_VALUE]
-                    if not self._encode and stored is not MISSING:
-                        return stored  # a reference: nothing to do outside the lock
-            finally:
-                self._release()
-            if stored is MISSING:
-                if not (prefix or (0 < len(key) <= MAX_KEY_LENGTH and key.isascii())):
-                    self._sk(key)  # raises for a bad key
-                return default
-            return self.codec.loads(stored, sk)
-        except UnknownSigningKeyError as exc:
-            self._signed_miss(exc)
-            return default
-        except Exception as exc:
-            # Degrades to a miss (onError: miss) or raises typed, as BaseCache.get does.
-            self._failed("get", exc, MISSING)
-            return default
-
-    def put(
-        self,
-        key: str,
-        value: Any,
-        time_span: TimeSpan | None = None,
-        idle_time: TimeSpan | None = None,
-        until: datetime | None = None,
-    ) -> None:
-        """Store ``value`` under ``key``, replacing any entry (Lucee's ``cachePut``)."""
-        span: Any = time_span  # compared below only once its type is known (int/float)
-        if (
-            idle_time is not None
-            or until is not None
-            or self._observer is not None
-            or self.read_only
-            or type(key) is not str
-            or not self._fast_put
-            # A lifetime make_expiry would accept as it is: an int or float (not bool),
-            # positive, at most MAX_TIME_SPAN (false for NaN and inf). Else the checks.
-            or not (span is None or (type(span) in _SECONDS and 0 < span <= _MAX_SECONDS))
-        ):
-            super().put(key, value, time_span, idle_time, until)
-            return
-        prefix = self._prefix
-        encode = self._encode
-        if prefix or encode:
-            # Checked first, as BaseCache.put does: encoding costs more than the checks.
-            self._plain(key)
-            sk = prefix + key
-        else:
-            sk = key
-        try:
-            now = self._clock()
-            if encode:
-                value = self.codec.dumps(value, sk)
-            if span is None:
-                record = [value, _INF, 0, now, now, now, None, None, -1]
-            else:
-                expires_at = now + span
-                record = [value, expires_at, 0, now, now, now, expires_at, None, -1]
-            ordered = self._ordered
-            self._acquire()
-            try:
-                if ordered is None:
-                    if not (prefix or encode):
-                        self._plain(key)
-                    self._store.store(sk, record)
-                else:
-                    old = ordered.get(sk)
-                    if old is None:
-                        if not (prefix or encode):
-                            self._plain(key)  # a new key: check it before it is stored
-                        self._number(sk, record)
-                        ordered[sk] = record
-                        if len(ordered) > self._maxsize:
-                            ordered.popitem(last=False)
-                    else:
-                        record[_SEQ] = old[_SEQ]
-                        ordered[sk] = record
-                        ordered.move_to_end(sk)  # a rewrite counts as recent
-            finally:
-                self._release()
-        except Exception as exc:
-            self._failed("put", exc, None)
-
     # Values are encoded on write and decoded on read, outside the lock where possible.
 
     def _pack(self, key: str, value: Any) -> Any:
         return self.codec.dumps(value, key) if self._encode else value
 
     def _unpack(self, key: str, stored: Any) -> Any:
-        return self.codec.loads(stored, key) if self._encode else stored
+        return self.codec.loads_local(stored, key) if self._encode else stored
 
     def _store_record(self, key: str, record: _Record) -> None:
         """Insert or replace ``key`` as the most recent entry, evicting beyond maxsize.
@@ -554,7 +447,7 @@ class MemoryCache(BaseCache):
             stored = record[_VALUE]
         finally:
             self._release()
-        return self.codec.loads(stored, key) if self._encode else stored
+        return self.codec.loads_local(stored, key) if self._encode else stored
 
     def _get_many(self, keys: list[str], now: float) -> dict[str, Any]:
         found: dict[str, Any] = {}
@@ -582,7 +475,7 @@ class MemoryCache(BaseCache):
         finally:
             self._release()
         if self._encode:
-            loads = self.codec.loads
+            loads = self.codec.loads_local
             return {key: loads(stored, key) for key, stored in found.items()}
         return found
 
@@ -803,3 +696,152 @@ class MemoryCache(BaseCache):
             # References (serialize: false) have no size worth reporting.
             "bytes": stored_bytes if self._encode else None,
         }
+
+
+# ------------------------------------------------------------------ fast public paths
+
+
+def _fast_get(cache: MemoryCache) -> Callable[..., Any]:
+    """``cache.get`` for its common form, in one frame (see MemoryCache's fast paths).
+
+    Everything fixed for the cache's life (its store's dict, lock, clock, eviction hook
+    and namespace) sits in closure cells; what may change (the operation observer, the
+    codec) is read at each call. Anything but a str key and a plain read goes to
+    BaseCache.get.
+    """
+    general = partial(BaseCache.get, cache)
+    data = cache._data
+    acquire, release, clock = cache._acquire, cache._release, cache._clock
+    promote = cache._promote
+    reinsert_slid = cache._reinsert_slid
+    prefix = cache._prefix
+    encode = cache._encode
+
+    def get(key: str, default: Any = None, *, throw_when_not_exist: bool = False) -> Any:
+        if cache._observer is not None or throw_when_not_exist or type(key) is not str:
+            return general(key, default, throw_when_not_exist=throw_when_not_exist)
+        if prefix:
+            # A namespaced storage key may also be found for a bad key (an empty one, say,
+            # when another cache of the store has a shorter namespace): check first.
+            cache._plain(key)
+            sk = prefix + key
+        else:
+            sk = key
+        try:
+            acquire()
+            try:
+                record = data.get(sk)
+                if record is None:
+                    stored: Any = MISSING  # a miss needs no clock
+                elif (now := clock()) >= record[_DEADLINE]:
+                    del data[sk]
+                    stored = MISSING
+                else:
+                    record[_HITS] += 1
+                    record[_ACCESSED] = now
+                    if record[_IDLE] is not None:
+                        _slide_deadline(record, now)
+                        if reinsert_slid:
+                            data[sk] = record
+                    if promote is not None:
+                        promote(sk)
+                    stored = record[_VALUE]
+                    if not encode and stored is not MISSING:
+                        return stored  # a reference: nothing to do outside the lock
+            finally:
+                release()
+            if stored is MISSING:
+                if not (prefix or (0 < len(key) <= MAX_KEY_LENGTH and key.isascii())):
+                    cache._sk(key)  # raises for a bad key
+                return default
+            # In-process bytes: only this process's codecs wrote them (see loads_local).
+            return cache.codec.loads_local(stored, sk)
+        except UnknownSigningKeyError as exc:
+            cache._signed_miss(exc)
+            return default
+        except Exception as exc:
+            # Degrades to a miss (onError: miss) or raises typed, as BaseCache.get does.
+            cache._failed("get", exc, MISSING)
+            return default
+
+    get.__doc__ = BaseCache.get.__doc__
+    return get
+
+
+def _fast_put(cache: MemoryCache) -> Callable[..., None]:
+    """``cache.put`` for its common form, in one frame (see :func:`_fast_get`)."""
+    general = partial(BaseCache.put, cache)
+    prefix = cache._prefix
+    encode = cache._encode
+    clock, acquire, release = cache._clock, cache._acquire, cache._release
+    ordered = cache._ordered
+    store = cache._store.store
+    number = cache._number
+    maxsize = cache._maxsize
+    checked_first = bool(prefix or encode)
+
+    def put(
+        key: str,
+        value: Any,
+        time_span: TimeSpan | None = None,
+        idle_time: TimeSpan | None = None,
+        until: datetime | None = None,
+    ) -> None:
+        span: Any = time_span  # compared below only once its type is known (int/float)
+        if (
+            idle_time is not None
+            or until is not None
+            or type(key) is not str
+            # A lifetime make_expiry would accept as it is: an int or float (not bool),
+            # positive, at most MAX_TIME_SPAN (false for NaN and inf). Else the checks.
+            or not (
+                span is None
+                or (type(span) is int and 0 < span <= _MAX_WHOLE_SECONDS)
+                or (type(span) is float and 0.0 < span <= _MAX_SECONDS)
+            )
+            or cache._observer is not None
+            or cache.read_only
+        ):
+            general(key, value, time_span, idle_time, until)
+            return
+        if checked_first:
+            # Checked first, as BaseCache.put does: encoding costs more than the checks.
+            cache._plain(key)
+            sk = prefix + key
+        else:
+            sk = key
+        try:
+            now = clock()
+            if encode:
+                value = cache.codec.dumps(value, sk)
+            if span is None:
+                record = [value, _INF, 0, now, now, now, None, None, -1]
+            else:
+                expires_at = now + span
+                record = [value, expires_at, 0, now, now, now, expires_at, None, -1]
+            acquire()
+            try:
+                if ordered is None:
+                    if not checked_first:
+                        cache._plain(key)
+                    store(sk, record)
+                else:
+                    old = ordered.get(sk)
+                    if old is None:
+                        if not checked_first:
+                            cache._plain(key)  # a new key: check it before it is stored
+                        number(sk, record)
+                        ordered[sk] = record
+                        if len(ordered) > maxsize:
+                            ordered.popitem(last=False)
+                    else:
+                        record[_SEQ] = old[_SEQ]
+                        ordered[sk] = record
+                        ordered.move_to_end(sk)  # a rewrite counts as recent
+            finally:
+                release()
+        except Exception as exc:
+            cache._failed("put", exc, None)
+
+    put.__doc__ = BaseCache.put.__doc__
+    return put

@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 from cachehub_memory import MemoryCache
+from cachehub_memory import cache as memory_module
 
 from cachehub.api import MAX_KEY_LENGTH, MAX_TIME_SPAN
-from cachehub.codec import FORMAT_SAFE, FORMAT_SAFE_ZLIB
+from cachehub.codec import FORMAT_SAFE, FORMAT_SAFE_ZLIB, make_codec
 from cachehub.errors import (
     CacheBackendError,
     CacheError,
@@ -186,9 +187,14 @@ class _Broken(OrderedDict[str, Any]):
 
 
 @pytest.mark.parametrize("op", ["get", "put", "put ttl"])
-def test_a_failing_store_surfaces_as_cache_backend_error(op: str) -> None:
+def test_a_failing_store_surfaces_as_cache_backend_error(
+    op: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fast paths hold the store's dict from construction on: the broken one is the
+    # one the cache's private store is built with.
+    monkeypatch.setattr(memory_module, "OrderedDict", _Broken)
     cache = MemoryCache(serialize=False)
-    cache._ordered = cache._data = _Broken()  # type: ignore[assignment]
+    assert type(cache._data) is _Broken
     calls = {
         "get": lambda: cache.get("k"),
         "put": lambda: cache.put("k", 1),
@@ -263,3 +269,39 @@ def test_a_subclass_overriding_the_primitives_is_called_not_bypassed() -> None:
     assert cache.get("k") == "v"
     assert cache.get("absent") is None
     assert cache.calls == ["set", "get", "get"]
+
+
+class _OwnGetPut(MemoryCache):
+    """A subclass that overrides get and put themselves: the fast paths, built per
+    instance, must not shadow them."""
+
+    calls: list[str]
+
+    def get(self, key: str, default: Any = None, *, throw_when_not_exist: bool = False) -> Any:
+        self.calls.append("get")
+        return super().get(key, default, throw_when_not_exist=throw_when_not_exist)
+
+    def put(self, key: str, value: Any, *args: Any, **kwargs: Any) -> None:
+        self.calls.append("put")
+        super().put(key, value, *args, **kwargs)
+
+
+def test_a_subclass_overriding_get_and_put_is_called_not_shadowed() -> None:
+    cache = _OwnGetPut()
+    cache.calls = []
+    cache.put("k", "v", 60)
+    assert cache.get("k") == "v"
+    assert cache.get("absent", "d") == "d"
+    assert cache.calls == ["put", "get", "get"]
+    assert cache.metadata("k").hit_count == 1  # the general path counted the read
+
+
+def test_the_fast_paths_follow_a_codec_swapped_after_construction() -> None:
+    cache = MemoryCache()
+    cache.put("k", {"a": 1})
+    with pytest.raises(SerializationError):
+        cache.put("ordered", OrderedDict(a=1))  # the safe codec refuses subclasses
+    cache.codec = make_codec("pickle", signing_key="s" * 16)
+    cache.put("ordered", OrderedDict(a=1))  # the pickle codec stores it
+    assert type(cache.get("ordered")) is OrderedDict
+    assert cache.get("k") == {"a": 1}  # and still reads what the safe codec wrote
