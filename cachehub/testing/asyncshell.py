@@ -22,12 +22,14 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import resource
+import socket
 import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, ClassVar, Final, TypeVar, cast
 
 import pytest
 
@@ -51,18 +53,25 @@ CALL_TIMEOUT = 60.0
 _SCHEDSTAT = "/proc/thread-self/schedstat"
 
 
-def _off_cpu_ready() -> float | None:
-    """Seconds this thread has run plus waited to run (Linux schedstat), or None.
+def _runnable() -> float | None:
+    """Seconds this thread has spent on the CPU or waiting in the run queue, or None.
 
-    What a callback's wall time adds on top of that is time the thread *slept*: blocking
-    I/O, a sync sleep, a lock wait. Preemption on a loaded machine is not counted.
+    CPU time from ``CLOCK_THREAD_CPUTIME_ID`` (exact), run-queue wait from Linux's
+    schedstat (only grows while the thread is not running, so it is current when read).
+    What a callback's wall time adds on top is time the thread *slept*: blocking I/O, a
+    sync sleep, a lock wait. Preemption on a loaded machine is not counted.
     """
     try:
         with open(_SCHEDSTAT, "rb") as f:
-            ran, waited = f.read().split()[:2]
-    except (OSError, ValueError):
+            waited = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
         return None
-    return (int(ran) + int(waited)) / 1e9
+    return time.thread_time() + waited / 1e9
+
+
+def _page_ins() -> int:
+    """Major page faults of this thread so far (pages read back from disk)."""
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_majflt
 
 
 _watched: dict[int, LoopThread] = {}
@@ -74,16 +83,36 @@ def _timed_run(handle: asyncio.events.Handle) -> None:
     if loop is None:
         _original_run(handle)
         return
-    busy = _off_cpu_ready()
+    busy = _runnable()
+    faults = _page_ins()
     start = time.perf_counter()
     try:
         _original_run(handle)
     finally:
         wall = time.perf_counter() - start
-        after = _off_cpu_ready()
+        after = _runnable()
         slept = wall if busy is None or after is None else wall - (after - busy)
-        if loop.limit is not None and slept > loop.limit:
+        # A page read back from disk (a loaded machine's memory pressure) sleeps too,
+        # whatever code touched it: only sleeps without one count.
+        if loop.limit is not None and slept > loop.limit and _page_ins() == faults:
             loop.blocked.append(f"{handle!r:.300} slept {slept * 1000:.1f} ms")
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    """Flag blocking socket calls made on a watched loop's thread, however short they are
+    (a sync client's round trip on localhost takes far less than any time limit)."""
+    if event not in _BLOCKING_EVENTS:
+        return
+    loop = _watched.get(threading.get_ident())
+    if loop is None or loop.limit is None:
+        return
+    if args and isinstance(args[0], socket.socket) and args[0].gettimeout() != 0.0:
+        # asyncio's own sockets are non-blocking (timeout 0.0): this one is a sync client's.
+        loop.blocked.append(f"{event} of a blocking socket on the event loop's thread")
+
+
+_BLOCKING_EVENTS: Final = frozenset({"socket.connect", "socket.sendto"})
+_audit_installed: list[bool] = []
 
 
 class LoopThread:
@@ -108,6 +137,9 @@ class LoopThread:
             # threads running) well under the limit.
             sys.setswitchinterval(min(self._switch, limit / 20))
         asyncio.events.Handle._run = _timed_run  # type: ignore[assignment]
+        if not _audit_installed:  # audit hooks cannot be removed: one for the process
+            sys.addaudithook(_audit)
+            _audit_installed.append(True)
         self._thread = threading.Thread(target=self._main, name="cachehub-test-loop", daemon=True)
         self._thread.start()
 
@@ -208,6 +240,10 @@ class _ShellView:
 
     _shell_loop: LoopThread
     _shell_of: BaseCache
+
+    def _lock_table(self) -> Any:
+        # The in-process lock table is kept per provider class: the cache's, not the view's.
+        return self._shell_of._lock_table()
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         return self._shell_loop.run(coro)
@@ -528,9 +564,11 @@ class AsyncConformance(AsyncOnlyTests):
     slow_callback_limit: ClassVar[float | None] = 0.005
     """Seconds one loop callback may run in the async-only cases (only the loop's thread
     works there) before the test fails as blocking the loop (None: not checked)."""
-    threaded_slow_callback_limit: ClassVar[float | None] = 0.05
+    threaded_slow_callback_limit: ClassVar[float | None] = 0.25
     """The same limit for the sync cases run through the shell: their threads share the
-    GIL with the loop, so a callback's wall time includes waits for other threads."""
+    GIL with the loop, so a callback's time includes waits for a thread holding the GIL
+    (preempted on a loaded machine). A blocking socket's connect or send on the loop's
+    thread fails every case whatever its duration."""
 
     @pytest.fixture
     def shell_loop(self, request: pytest.FixtureRequest) -> Iterator[LoopThread]:
