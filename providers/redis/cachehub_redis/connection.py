@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from redis import Redis
+from redis.asyncio import BlockingConnectionPool as AsyncBlockingConnectionPool
 from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.retry import Retry as AsyncRetry
@@ -467,8 +468,22 @@ def build_async_client(plan: ConnectionPlan, retries: int) -> AsyncRedis | Async
     kwargs["retry"] = _async_retry(retries)
     kwargs["retry_on_error"] = _RETRY_ON
     if plan.url is not None:
-        return AsyncRedis.from_url(plan.url, **kwargs)
-    return AsyncRedis(**kwargs)
+        shape = AsyncRedis.from_url(plan.url, **kwargs)
+    else:
+        shape = AsyncRedis(**kwargs)
+    # Tasks are cheap: a thousand may ask at once. A blocking pool makes the extra ones
+    # wait (up to socketTimeout) for a free connection instead of failing at once.
+    pool = shape.connection_pool
+    blocking = AsyncBlockingConnectionPool(
+        connection_class=pool.connection_class,
+        max_connections=pool.max_connections,
+        timeout=plan.kwargs["socket_timeout"],
+        **pool.connection_kwargs,
+    )
+    client = AsyncRedis(connection_pool=blocking)
+    # The client owns its pool: aclose() closes it (redis-py 5.0.0 has no from_pool()).
+    client.auto_close_connection_pool = True
+    return client
 
 
 # A RedisCluster client discovers the topology and downloads the command table when it
