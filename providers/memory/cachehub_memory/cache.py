@@ -21,6 +21,7 @@ from cachehub.api import (
     MAX_TIME_SPAN,
     MISSING,
     NO_EXPIRY,
+    BaseCache,
     Entry,
     Expiry,
     TimeSpan,
