@@ -15,9 +15,19 @@ from typing import Any, Final
 
 from cachehub.errors import CacheThrottledError
 
+from .flow import Call, Flow, Sleep, Step, run, stepper
 from .table import Caller
 
-__all__ = ["batch_get", "batch_write", "backoff", "GET_CHUNK", "WRITE_CHUNK"]
+__all__ = [
+    "batch_get",
+    "batch_write",
+    "get_batches",
+    "write_batches",
+    "caller_steps",
+    "backoff",
+    "GET_CHUNK",
+    "WRITE_CHUNK",
+]
 
 GET_CHUNK: Final = 100
 WRITE_CHUNK: Final = 25
@@ -43,6 +53,55 @@ def _gave_up(what: str, count: int, table: str) -> CacheThrottledError:
     )
 
 
+def get_batches(
+    table: str,
+    keys: Sequence[dict[str, Any]],
+    *,
+    consistent: bool,
+    projection: dict[str, Any] | None = None,
+) -> Flow[list[dict[str, Any]]]:
+    """The items found for ``keys``: ceil(n/100) BatchGetItem requests plus retries."""
+    found: list[dict[str, Any]] = []
+    for chunk in _chunks(keys, GET_CHUNK):
+        pending: dict[str, Any] = {
+            table: {"Keys": list(chunk), "ConsistentRead": consistent, **(projection or {})}
+        }
+        attempt = 0
+        while pending:
+            response = yield Call("BatchGetItem", {"RequestItems": pending})
+            found.extend(response.get("Responses", {}).get(table, []))
+            pending = response.get("UnprocessedKeys") or {}
+            if pending:
+                attempt += 1
+                if attempt > MAX_ROUNDS:
+                    raise _gave_up("keys", len(pending.get(table, {}).get("Keys", [])), table)
+                yield Sleep(backoff(attempt))
+    return found
+
+
+def write_batches(table: str, requests: Sequence[dict[str, Any]]) -> Flow[int]:
+    """Send Put/DeleteRequests in batches of 25 (+ retries); returns how many were sent."""
+    for chunk in _chunks(requests, WRITE_CHUNK):
+        pending: dict[str, Any] = {table: list(chunk)}
+        attempt = 0
+        while pending:
+            response = yield Call("BatchWriteItem", {"RequestItems": pending})
+            pending = response.get("UnprocessedItems") or {}
+            if pending:
+                attempt += 1
+                if attempt > MAX_ROUNDS:
+                    raise _gave_up("writes", len(pending.get(table, [])), table)
+                yield Sleep(backoff(attempt))
+    return len(requests)
+
+
+def caller_steps(
+    call: Caller, sleep: Callable[[float], None] = time.sleep
+) -> Callable[[Step], Any]:
+    """A :func:`.flow.run` step function sending each :class:`Call` through ``call``."""
+    return stepper(lambda wanted: call(wanted.operation, **wanted.params), sleep)
+
+
 def batch_get(
     call: Caller,
     table: str,
@@ -51,22 +110,10 @@ def batch_get(
     consistent: bool,
     projection: dict[str, Any] | None = None,
     sleep: Callable[[float], None] = time.sleep,
-) -> Iterator[dict[str, Any]]:
-    """Stream the items found for ``keys`` (ceil(n/100) requests plus retries)."""
-    for chunk in _chunks(keys, GET_CHUNK):
-        pending: dict[str, Any] = {
-            table: {"Keys": list(chunk), "ConsistentRead": consistent, **(projection or {})}
-        }
-        attempt = 0
-        while pending:
-            response = call("BatchGetItem", RequestItems=pending)
-            yield from response.get("Responses", {}).get(table, [])
-            pending = response.get("UnprocessedKeys") or {}
-            if pending:
-                attempt += 1
-                if attempt > MAX_ROUNDS:
-                    raise _gave_up("keys", len(pending.get(table, {}).get("Keys", [])), table)
-                sleep(backoff(attempt))
+) -> list[dict[str, Any]]:
+    """:func:`get_batches` sent through ``call`` (e.g. ``dynamodb_command``'s)."""
+    flow = get_batches(table, keys, consistent=consistent, projection=projection)
+    return run(flow, caller_steps(call, sleep))
 
 
 def batch_write(
@@ -76,16 +123,5 @@ def batch_write(
     *,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
-    """Send Put/DeleteRequests in batches of 25 (+ retries); returns how many were sent."""
-    for chunk in _chunks(requests, WRITE_CHUNK):
-        pending: dict[str, Any] = {table: list(chunk)}
-        attempt = 0
-        while pending:
-            response = call("BatchWriteItem", RequestItems=pending)
-            pending = response.get("UnprocessedItems") or {}
-            if pending:
-                attempt += 1
-                if attempt > MAX_ROUNDS:
-                    raise _gave_up("writes", len(pending.get(table, [])), table)
-                sleep(backoff(attempt))
-    return len(requests)
+    """:func:`write_batches` sent through ``call``."""
+    return run(write_batches(table, requests), caller_steps(call, sleep))
