@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import re
@@ -26,20 +27,24 @@ import pytest
 from cachehub_dynamodb import DynamoDBCache
 
 from cachehub.api import Expiry
-from cachehub.errors import CacheThrottledError, CacheUnavailableError
+from cachehub.errors import CacheOutcomeUnknownError, CacheThrottledError, CacheUnavailableError
 from cachehub.filters import compile_filter
+from cachehub.testing.faults import FaultProxy
 
 from .conftest import RequestCounter
 
 T = TypeVar("T")
 
-SLOW_CALLBACK = float(os.environ.get("CACHEHUB_SLOW_CALLBACK_MS", "250")) / 1000
-"""Seconds one event-loop callback may take (asyncio debug mode) before the test fails.
-Wall time: on a machine shared by many processes a 5 ms callback can take 100 ms, so the
-default catches the big blockers (a table bootstrap, building a client or loading the
-service model on the loop: 0.3 s and more) and :func:`_no_sync_io` deterministically
-catches any boto3 request or sleep on the loop. Set CACHEHUB_SLOW_CALLBACK_MS=5 on an
-idle machine for the strict check."""
+SLOW_CALLBACK = float(os.environ.get("CACHEHUB_SLOW_CALLBACK_MS", "1000")) / 1000
+"""Wall seconds one event-loop callback may take (asyncio debug mode's own check). On a
+machine shared by many processes a 3 ms callback can take 300 ms of wall time (and a GC
+pass lands in some callback), so this only catches the gross blockers; set
+CACHEHUB_SLOW_CALLBACK_MS=5 on an idle machine for the strict check."""
+CPU_PER_CALLBACK = float(os.environ.get("CACHEHUB_CALLBACK_CPU_MS", "20")) / 1000
+"""CPU seconds (of the loop's thread, GC passes excluded) one callback may use: load does
+not inflate it. A request's callbacks use under 6 ms each in debug mode; building a
+client or loading the service model on the loop takes 50-800 ms. Blocking *waits* use no
+CPU: :func:`_no_sync_io` catches any boto3 request or sleep on the loop deterministically."""
 
 
 class _SlowCallbacks(logging.Handler):
@@ -82,6 +87,48 @@ def _no_sync_io(blocked: list[str]) -> contextlib.ExitStack:
     return stack
 
 
+def _where(handle: asyncio.events.Handle) -> str:
+    """Where the task a callback stepped is suspended now (the end of its slow step)."""
+    task = getattr(getattr(handle, "_callback", None), "__self__", None)
+    coro = task.get_coro() if isinstance(task, asyncio.Task) else None
+    where = []
+    while coro is not None and len(where) < 8:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is not None:
+            where.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+    return " > ".join(where)
+
+
+@contextlib.contextmanager
+def _cpu_per_callback(hogs: list[str]) -> Iterator[None]:
+    """Record each callback that used more than :data:`CPU_PER_CALLBACK` of CPU, not
+    counting the garbage collector's passes (a full one takes ~0.1 s in a test process
+    and may start in any callback; it is the interpreter's, not the code's)."""
+    real_run = asyncio.events.Handle._run
+    collecting = [0.0, 0.0]  # CPU spent in collections so far, start of the current one
+
+    def on_gc(phase: str, _: dict[str, int]) -> None:
+        if phase == "start":
+            collecting[1] = time.thread_time()
+        else:
+            collecting[0] += time.thread_time() - collecting[1]
+
+    def timed(handle: asyncio.events.Handle) -> None:
+        started, collected = time.thread_time(), collecting[0]
+        real_run(handle)
+        used = time.thread_time() - started - (collecting[0] - collected)
+        if used > CPU_PER_CALLBACK:
+            hogs.append(f"{used * 1000:.1f} ms of CPU in {handle!r:.120} {_where(handle)}")
+
+    gc.callbacks.append(on_gc)
+    try:
+        with mock.patch.object(asyncio.events.Handle, "_run", timed):
+            yield
+    finally:
+        gc.callbacks.remove(on_gc)
+
+
 def in_loop(main: Callable[[], Awaitable[T]], *, deadline: float = 60.0) -> T:
     """Run ``main()`` on a new debug-mode event loop; fail if anything blocked it."""
     watcher = _SlowCallbacks()
@@ -92,7 +139,7 @@ def in_loop(main: Callable[[], Awaitable[T]], *, deadline: float = 60.0) -> T:
     loop.set_debug(True)
     loop.slow_callback_duration = SLOW_CALLBACK
     try:
-        with _no_sync_io(blocked):
+        with _no_sync_io(blocked), _cpu_per_callback(blocked):
             return loop.run_until_complete(asyncio.wait_for(main(), deadline))
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
@@ -454,3 +501,176 @@ def test_unreachable_endpoint_is_unavailable_and_bounded(
         return str(caught.value)
 
     assert "127.0.0.1" in in_loop(main)
+
+
+# ---------------------------------------------------------------- lost replies (on the wire)
+
+UPDATE = b"DynamoDB_20120810.UpdateItem"
+PUT = b"DynamoDB_20120810.PutItem"
+GET = b"DynamoDB_20120810.GetItem"
+
+
+@pytest.fixture
+def proxy(endpoint: str) -> Iterator[FaultProxy]:
+    """A fault-injecting TCP proxy in front of the module's moto server."""
+    with FaultProxy("127.0.0.1", int(endpoint.rsplit(":", 1)[1])) as faults:
+        yield faults
+
+
+@pytest.fixture
+def via_proxy(
+    make: Callable[..., DynamoDBCache], proxy: FaultProxy
+) -> Callable[..., DynamoDBCache]:
+    """A bootstrapped cache that talks to moto through the proxy."""
+
+    def build(**settings: Any) -> DynamoDBCache:
+        cache = make(settings={"host": proxy.url, **settings})
+        cache.connect()
+        return cache
+
+    return build
+
+
+@pytest.mark.parametrize("start", [None, 10], ids=["fresh", "existing"])
+def test_async_incr_applies_once_when_its_reply_is_lost(
+    via_proxy: Callable[..., DynamoDBCache], proxy: FaultProxy, start: int | None
+) -> None:
+    cache = via_proxy()
+    key = cache._sk("n")
+
+    async def main() -> tuple[int, Any, int]:
+        if start is not None:
+            await cache._aset(key, start, _EXPIRY, cache._clock())
+        await cache._aclient()
+        proxy.reset_counts()
+        proxy.drop_reply(UPDATE)
+        counted = await cache._aincr(key, 5, cache._clock())
+        updates = proxy.count(UPDATE)
+        stored = await cache._aget(key, cache._clock())
+        await shut(cache)
+        return counted, stored, updates
+
+    counted, stored, updates = in_loop(main)
+    assert counted == stored == (start or 0) + 5
+    assert proxy.dropped == 1
+    assert updates == 1  # never re-sent: the item's requestId told it had landed
+    assert cache.incr("n") == (start or 0) + 6
+
+
+def test_async_add_answers_true_when_its_reply_is_lost(
+    via_proxy: Callable[..., DynamoDBCache], proxy: FaultProxy
+) -> None:
+    cache = via_proxy()
+    key = cache._sk("k")
+
+    async def main() -> tuple[bool, int, bool]:
+        await cache._aclient()
+        proxy.reset_counts()
+        proxy.drop_reply(PUT)
+        added = await cache._aadd(key, {"v": 1}, _EXPIRY, cache._clock())
+        puts = proxy.count(PUT)
+        again = await cache._aadd(key, "other", _EXPIRY, cache._clock())
+        await shut(cache)
+        return added, puts, again
+
+    assert in_loop(main) == (True, 1, False)
+    assert cache.get("k") == {"v": 1}
+
+
+def test_async_add_lost_request_is_reported_not_guessed(
+    via_proxy: Callable[..., DynamoDBCache], proxy: FaultProxy
+) -> None:
+    """The request never reached moto and another writer's entry is there: the outcome
+    cannot be known, so it is a typed error - never a blind re-send."""
+    cache = via_proxy()
+    cache.put("k", "someone")
+    key = cache._sk("k")
+
+    async def main() -> str:
+        await cache._aclient()
+        proxy.reset_counts()
+        proxy.drop_request(PUT)
+        try:
+            with pytest.raises(CacheOutcomeUnknownError) as caught:
+                await cache._aadd(
+                    key, "mine", Expiry(expires_at=cache._clock() - 1), cache._clock()
+                )
+        finally:
+            await shut(cache)
+        return str(caught.value)
+
+    message = in_loop(main)
+    assert "read the key" in message
+    assert proxy.count(PUT) == 1
+    assert cache.get("k") == "someone"
+
+
+def test_async_lock_acquire_holds_once_when_its_reply_is_lost(
+    via_proxy: Callable[..., DynamoDBCache], proxy: FaultProxy
+) -> None:
+    """botocore re-sends the lost acquire; the re-send finds the lock held by this very
+    token and answers with the fence of the first (and only) acquisition."""
+    cache = via_proxy()
+
+    async def main() -> tuple[int | None, str | None, int]:
+        await cache._aclient()
+        proxy.reset_counts()
+        proxy.drop_reply(UPDATE)
+        fence = await cache._alock_acquire("L", "token-1", 30.0, cache._clock())
+        holder = await cache._alock_holder("L", cache._clock())
+        updates = proxy.count(UPDATE)
+        await shut(cache)
+        return fence, holder, updates
+
+    fence, holder, updates = in_loop(main)
+    assert proxy.dropped == 1
+    assert holder == "token-1"
+    assert updates == 2  # the re-send, which changed nothing
+    item = cache.command("getItem", {cache.key_name: cache._lock_item("L")[0][cache.key_name]["S"]})
+    assert fence == int(item["lockFence"])
+    assert cache._lock_acquire("L", "token-2", 30.0, cache._clock()) is None
+
+
+def test_async_endpoint_that_drops_every_reply_is_unavailable_and_bounded(
+    via_proxy: Callable[..., DynamoDBCache], proxy: FaultProxy
+) -> None:
+    cache = via_proxy(maxAttempts=2)
+    key = cache._sk("k")
+
+    async def main() -> tuple[str, int]:
+        await cache._aclient()
+        proxy.reset_counts()
+        proxy.drop_reply(GET, times=1_000)
+        try:
+            with pytest.raises(CacheUnavailableError) as caught:
+                await cache._aget(key, cache._clock())
+        finally:
+            await shut(cache)
+        return str(caught.value), proxy.count(GET)
+
+    message, sent = in_loop(main)
+    assert sent == 2  # maxAttempts, then a typed error
+    assert "GetItem" in message or "DynamoDB" in message
+
+
+# ---------------------------------------------------------------- the detector itself
+
+
+def test_the_loop_checks_catch_a_blocking_request_and_a_cpu_hog(
+    make: Callable[..., DynamoDBCache],
+) -> None:
+    cache = make()
+    cache.connect()
+
+    async def blocking() -> None:
+        cache.get("k")  # the sync client, on the loop
+
+    async def hogging() -> None:
+        until = time.thread_time() + 2 * CPU_PER_CALLBACK
+        while time.thread_time() < until:
+            continue
+
+    with pytest.raises(AssertionError, match="boto3 GetItem on the event loop"):
+        in_loop(blocking)
+    with pytest.raises(AssertionError, match="ms of CPU in"):
+        in_loop(hogging)
