@@ -3,6 +3,7 @@
 The public API is re-exported here; see the documentation for the full guide.
 """
 
+from .aio import AsyncCache
 from .api import MISSING, BaseCache, CacheMetadata, Entry, Expiry
 from .decorators import CachedFunction, cached
 from .errors import (
@@ -50,7 +51,7 @@ from .functions import (
 )
 from .hookspecs import OperationEvent, hookimpl
 from .loader import CacheEntry
-from .lock import Lock
+from .lock import AsyncLock, Lock
 from .migration import MigrationReport, migrate
 from .query import Query, query_new
 from .registry import Caches, configure, get_caches
@@ -90,6 +91,8 @@ __all__ = [
     "CachedFunction",
     # the contract
     "MISSING",
+    "AsyncCache",
+    "AsyncLock",
     "BaseCache",
     "CacheMetadata",
     "Entry",

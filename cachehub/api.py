@@ -19,12 +19,13 @@ not its backend has deleted it yet.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import islice
@@ -49,6 +50,7 @@ from .hookspecs import OperationEvent
 from .scrub import install_log_filter, register_settings
 
 if TYPE_CHECKING:
+    from .aio import AsyncCache
     from .lock import Lock, LockTable
 
 __all__ = [
@@ -355,6 +357,23 @@ _STR_ONLY: Final = {str}
 _CHUNK: Final = 500
 
 
+_ASYNC_SHELL: list[Callable[[BaseCache], AsyncCache]] = []
+"""The async shell's class, registered by :mod:`cachehub.aio` when it is imported (the
+``cachehub`` package always imports it). Registered rather than imported here, so the
+core's import graph stays acyclic (aio builds on this module)."""
+
+
+def _take(items: Iterator[T], size: int) -> list[T]:
+    """The next ``size`` items of ``items`` (fewer at its end)."""
+    return list(islice(items, size))
+
+
+def _close_iterator(items: Iterator[Any]) -> None:
+    close = getattr(items, "close", None)
+    if close is not None:
+        close()
+
+
 class BaseCache(ABC):
     """Base class of every cache provider; see the module docstring for the contract.
 
@@ -417,6 +436,7 @@ class BaseCache(ABC):
         self._clock: Callable[[], float] = clock or time.time
         self._observer = observer
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
+        self._aio: AsyncCache | None = None
 
     @classmethod
     def backend_identity(cls, settings: Mapping[str, Any]) -> Hashable | None:
@@ -567,6 +587,126 @@ class BaseCache(ABC):
     def _close(self) -> None:  # noqa: B027 - optional hook; the default holds no resources
         """Release connections; the cache may reconnect lazily afterwards."""
 
+    # ------------------------------------------------------------------ async primitives
+    # One per primitive, same arguments and result, awaited by the async shell
+    # (cachehub.aio.AsyncCache). These defaults run the sync primitive in a worker thread,
+    # so a sync-only provider works from async code without blocking the event loop.
+    # In-process providers call their sync primitives directly (cachehub.aio.InlineAsync);
+    # remote ones talk to their backend natively (docs/provider-guide.md, "Async
+    # primitives").
+
+    async def _aget(self, key: str, now: float) -> Any:
+        return await asyncio.to_thread(self._get, key, now)
+
+    async def _aget_entry(self, key: str, now: float) -> Entry | None:
+        return await asyncio.to_thread(self._get_entry, key, now)
+
+    async def _aset(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
+        await asyncio.to_thread(self._set, key, value, expiry, now)
+
+    async def _aadd(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
+        return await asyncio.to_thread(self._add, key, value, expiry, now)
+
+    async def _adelete(self, key: str, now: float) -> bool:
+        return await asyncio.to_thread(self._delete, key, now)
+
+    async def _adelete_if_equal(self, key: str, value: Any, now: float) -> bool:
+        return await asyncio.to_thread(self._delete_if_equal, key, value, now)
+
+    async def _aincr(self, key: str, delta: int, now: float) -> int:
+        return await asyncio.to_thread(self._incr, key, delta, now)
+
+    async def _atouch(self, key: str, expiry: Expiry, now: float) -> bool:
+        return await asyncio.to_thread(self._touch, key, expiry, now)
+
+    async def _aexists(self, key: str, now: float) -> bool:
+        return await asyncio.to_thread(self._exists, key, now)
+
+    async def _aget_many(self, keys: list[str], now: float) -> dict[str, Any]:
+        return await asyncio.to_thread(self._get_many, keys, now)
+
+    async def _aset_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
+        await asyncio.to_thread(self._set_many, items, expiry, now)
+
+    async def _adelete_many(self, keys: list[str], now: float) -> int:
+        return await asyncio.to_thread(self._delete_many, keys, now)
+
+    async def _acount(self, flt: KeyFilter, now: float) -> int:
+        return await asyncio.to_thread(self._count, flt, now)
+
+    async def _aclear(self, flt: KeyFilter, now: float) -> int:
+        return await asyncio.to_thread(self._clear, flt, now)
+
+    async def _ascan(self, flt: KeyFilter, now: float) -> AsyncIterator[str]:
+        """:meth:`_scan` read in a worker thread, a chunk of keys per hop."""
+        keys = self._scan(flt, now)
+        try:
+            while chunk := await asyncio.to_thread(_take, keys, _CHUNK):
+                for key in chunk:
+                    yield key
+        finally:
+            # The sync scan may hold a server cursor or a lock: closed off the loop too.
+            await asyncio.to_thread(_close_iterator, keys)
+
+    async def _alock_acquire(self, name: str, token: str, ttl: float, now: float) -> int | None:
+        return await asyncio.to_thread(self._lock_acquire, name, token, ttl, now)
+
+    async def _alock_release(self, name: str, token: str, now: float) -> bool:
+        return await asyncio.to_thread(self._lock_release, name, token, now)
+
+    async def _alock_extend(self, name: str, token: str, ttl: float, now: float) -> bool:
+        return await asyncio.to_thread(self._lock_extend, name, token, ttl, now)
+
+    async def _alock_holder(self, name: str, now: float) -> str | None:
+        return await asyncio.to_thread(self._lock_holder, name, now)
+
+    async def _aclear_internal(self, now: float) -> int:
+        return await asyncio.to_thread(self._clear_internal, now)
+
+    async def _ainfo(self, now: float) -> dict[str, Any]:
+        return await asyncio.to_thread(self._info, now)
+
+    async def _aclose(self) -> None:
+        """Release what the async shell holds (default: :meth:`_close`, off the loop)."""
+        await asyncio.to_thread(self._close)
+
+    # Async forms of the helpers below, for the async shell.
+
+    async def _aget_checked(self, key: str, now: float) -> Any:
+        """:meth:`_aget`, with an entry signed by an unknown key read as a miss."""
+        try:
+            return await self._aget(key, now)
+        except UnknownSigningKeyError as exc:
+            return self._signed_miss(exc)
+
+    async def _aget_verified(self, keys: list[str], now: float) -> dict[str, Any]:
+        """:meth:`_aget_many`, leaving out entries signed with an unknown key (misses)."""
+        try:
+            return await self._aget_many(keys, now)
+        except UnknownSigningKeyError:
+            found: dict[str, Any] = {}
+            for key in keys:
+                try:
+                    found.update(await self._aget_many([key], now))
+                except UnknownSigningKeyError:
+                    continue
+            return found
+
+    async def _aget_all(self, flt: KeyFilter, now: float) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        strip = len(self.namespace)
+        chunk: list[str] = []
+        async for sk in self._ascan(flt, now):
+            chunk.append(sk)
+            if len(chunk) >= _CHUNK:
+                for key, value in (await self._aget_verified(chunk, now)).items():
+                    result[key[strip:]] = value
+                chunk = []
+        if chunk:
+            for key, value in (await self._aget_verified(chunk, now)).items():
+                result[key[strip:]] = value
+        return result
+
     # ------------------------------------------------------------------ helpers
 
     def _signed_miss(self, exc: UnknownSigningKeyError) -> Any:
@@ -645,6 +785,172 @@ class BaseCache(ABC):
 
     def _user_key(self, storage_key: str) -> str:
         return storage_key[len(self.namespace) :] if self.namespace else storage_key
+
+    # ------------------------------------------------------------------ plans and finishes
+    # The sans-I/O half of every public operation: argument checks, key mapping, expiry
+    # arithmetic before the primitive call (plan), the result's meaning after it (finish).
+    # Both shells (these methods and cachehub.aio.AsyncCache) call them, so each rule is
+    # written once.
+
+    def _got_miss(self, key: str, default: Any, throw_when_not_exist: bool) -> Any:
+        """What ``get`` answers for a missing ``key``: ``default``, or CacheKeyError."""
+        if throw_when_not_exist:
+            raise CacheKeyError(
+                f"no entry for key {key!r:.200} in cache '{self.name}'.",
+                hint="check exists() first, or call get(key, default).",
+            )
+        return default
+
+    def _write_plan(
+        self,
+        op: str,
+        key: str,
+        time_span: TimeSpan | None,
+        idle_time: TimeSpan | None,
+        until: datetime | None,
+    ) -> tuple[str, Expiry, float]:
+        """``(storage key, expiry, now)`` of a write of ``key`` (read-only refused)."""
+        self._writable(op)
+        sk = self._sk(key)
+        now = self._clock()
+        return sk, make_expiry(time_span, idle_time, until, now), now
+
+    def _counter_plan(self, op: str, key: str, delta: int, sign: int) -> tuple[str, int]:
+        """``(storage key, signed delta)`` of an ``incr``/``decr``, checked."""
+        self._writable(op)
+        if not isinstance(delta, int) or isinstance(delta, bool):
+            raise CacheValueError(
+                f"{op} delta must be an int, got {type(delta).__name__}.",
+                hint="pass an integer delta such as 1 or -5.",
+            )
+        if sign * delta not in COUNTER_RANGE:
+            raise CacheValueError(
+                f"{op} delta {delta} does not fit in a signed 64-bit integer.",
+                hint="counters are signed 64-bit on every provider; use a smaller delta.",
+            )
+        return self._sk(key), sign * delta
+
+    def _metadata_of(self, key: str, entry: Entry | None, now: float) -> CacheMetadata:
+        """``metadata``'s answer for the entry read (None: CacheKeyError)."""
+        if entry is None:
+            raise CacheKeyError(
+                f"no entry for key {key!r:.200} in cache '{self.name}'.",
+                hint="metadata() needs an existing key; check exists() first.",
+            )
+        try:
+            return CacheMetadata.from_entry(entry, now)
+        except CorruptEntryError as exc:
+            raise CorruptEntryError(
+                f"key {key!r:.200} in cache '{self.name}': {exc.message}", hint=exc.hint
+            ) from None
+
+    def _restore_plan(self, key: str, entry: Entry) -> tuple[str, Expiry, float] | None:
+        """``(storage key, expiry, stamp)`` to write for ``restore``; None if ``entry`` is dead."""
+        self._writable("restore")
+        sk = self._sk(key)
+        now = self._clock()
+        if not entry.alive(now):
+            return None
+        for span in (entry.idle, None if entry.expires_at is None else entry.expires_at - now):
+            if span is not None and span > _MAX_SECONDS:
+                raise CacheValueError(
+                    f"restore of key {key!r:.80}: its expiry is more than {MAX_TIME_SPAN.days:,} "
+                    "days away.",
+                    hint="write it without expiry, or with a shorter one.",
+                )
+        return sk, Expiry(entry.expires_at, entry.idle), entry.accessed
+
+    def _get_many_plan(self, keys: Iterable[str]) -> tuple[list[str], dict[str, str] | None]:
+        """The storage keys of a ``get_many`` and, for unusual keys, storage -> user key."""
+        keys = list(keys)
+        batch = self._plain_sks(keys)
+        storage: dict[str, str] | None = None
+        if batch is None:
+            storage = {self._sk(k): k for k in keys}
+            batch = list(storage)
+        return batch, storage
+
+    def _get_many_finish(self, found: Any, storage: dict[str, str] | None) -> dict[str, Any]:
+        """``get_many``'s answer (user keys) from what the primitive found (storage keys)."""
+        if type(found) is not dict:  # a provider bug must still surface typed
+            raise self._untyped("get_many", TypeError(f"returned {type(found).__name__}"))
+        got: dict[str, Any] = found
+        if storage is not None:
+            # .get: a key the provider returns unasked (a bug) must not raise KeyError.
+            return {storage.get(sk, sk): value for sk, value in got.items()}
+        strip = len(self.namespace)
+        if not strip:
+            return got
+        return {sk[strip:]: value for sk, value in got.items()}
+
+    def _put_many_plan(
+        self,
+        items: Mapping[str, Any],
+        time_span: TimeSpan | None,
+        idle_time: TimeSpan | None,
+        until: datetime | None,
+    ) -> tuple[dict[str, Any], Expiry, float]:
+        """``(storage key: value, expiry, now)`` of a ``put_many`` (batch may be empty)."""
+        if self.read_only:
+            self._writable("put_many")
+        now = self._clock()
+        if time_span is None and idle_time is None and until is None:
+            expiry = NO_EXPIRY
+        else:
+            expiry = make_expiry(time_span, idle_time, until, now)
+        sks = self._plain_sks(list(items))
+        if sks is not None and len(sks) == len(items):  # a mapping's keys are unique
+            batch = dict(zip(sks, items.values(), strict=True))
+        else:
+            batch = {self._sk(k): v for k, v in items.items()}
+        return batch, expiry, now
+
+    def _delete_many_plan(self, keys: Iterable[str]) -> list[str]:
+        """The unique storage keys of a ``delete_many`` (may be empty)."""
+        if self.read_only:
+            self._writable("delete_many")
+        keys = list(keys)
+        batch = self._plain_sks(keys)
+        if batch is None:
+            batch = list(dict.fromkeys(self._sk(k) for k in keys))
+        return batch
+
+    def _clear_plan(self, filter: str | None, include_internal: bool) -> KeyFilter:
+        """The filter of a ``clear``, checked (read-only and ``include_internal`` rules)."""
+        self._writable("clear")
+        flt = compile_filter(filter, self.namespace)
+        if include_internal and filter is not None:
+            raise CacheValueError(
+                "clear(include_internal=True) removes all of the namespace's locks and "
+                f"cannot take a filter (got {filter!r:.80}).",
+                hint="call clear(filter) for entries, then clear(include_internal=True).",
+            )
+        return flt
+
+    def _fills_across_processes(self) -> bool:
+        """Whether ``get_or_set`` takes a fill lock in the backend (cross-process flight)."""
+        return self.distributed and not self.read_only
+
+    def _fill_timeout(self, key: str, lock_timeout: float) -> LockTimeoutError:
+        """``get_or_set``'s error when another process held the fill lock too long."""
+        return LockTimeoutError(
+            f"get_or_set({key!r:.200}) on cache '{self.name}': another "
+            f"process kept computing the value for over {lock_timeout}s.",
+            hint="raise lock_timeout, or make the creator faster.",
+        )
+
+    def _info_facts(self) -> dict[str, Any]:
+        """The cache-level facts of ``info`` that need no backend."""
+        return {
+            "name": self.name,
+            "provider": f"{type(self).__module__}:{type(self).__qualname__}",
+            "namespace": self.namespace,
+            "readOnly": self.read_only,
+            "storage": self.storage,
+            "distributed": self.distributed,
+            "codec": self.settings["codec"],
+            "onError": self.settings["onError"],
+        }
 
     def _writable(self, op: str) -> None:
         if self.read_only:
@@ -806,12 +1112,7 @@ class BaseCache(ABC):
         else:
             value = self._run("get", key, MISSING, self._get_checked, sk, self._clock())
         if value is MISSING:
-            if throw_when_not_exist:
-                raise CacheKeyError(
-                    f"no entry for key {key!r:.200} in cache '{self.name}'.",
-                    hint="check exists() first, or call get(key, default).",
-                )
-            return default
+            return self._got_miss(key, default, throw_when_not_exist)
         return value
 
     def exists(self, key: str) -> bool:
@@ -869,10 +1170,7 @@ class BaseCache(ABC):
 
         Never degrades under ``onError: miss``: neither True nor False would be true.
         """
-        self._writable("add")
-        sk = self._sk(key)
-        now = self._clock()
-        expiry = make_expiry(time_span, idle_time, until, now)
+        sk, expiry, now = self._write_plan("add", key, time_span, idle_time, until)
         return self._run("add", key, _RAISE, self._add, sk, value, expiry, now)
 
     def delete(self, key: str) -> bool:
@@ -895,19 +1193,8 @@ class BaseCache(ABC):
         return self._count_by("decr", key, delta, -1)
 
     def _count_by(self, op: str, key: str, delta: int, sign: int) -> int:
-        self._writable(op)
-        if not isinstance(delta, int) or isinstance(delta, bool):
-            raise CacheValueError(
-                f"{op} delta must be an int, got {type(delta).__name__}.",
-                hint="pass an integer delta such as 1 or -5.",
-            )
-        if sign * delta not in COUNTER_RANGE:
-            raise CacheValueError(
-                f"{op} delta {delta} does not fit in a signed 64-bit integer.",
-                hint="counters are signed 64-bit on every provider; use a smaller delta.",
-            )
-        sk = self._sk(key)
-        return self._run(op, key, _RAISE, self._incr, sk, sign * delta, self._clock())
+        sk, signed = self._counter_plan(op, key, delta, sign)
+        return self._run(op, key, _RAISE, self._incr, sk, signed, self._clock())
 
     def touch(
         self,
@@ -917,10 +1204,7 @@ class BaseCache(ABC):
         until: datetime | None = None,
     ) -> bool:
         """Give a live entry a new expiry (none = never expires); True if it exists."""
-        self._writable("touch")
-        sk = self._sk(key)
-        now = self._clock()
-        expiry = make_expiry(time_span, idle_time, until, now)
+        sk, expiry, now = self._write_plan("touch", key, time_span, idle_time, until)
         return self._run("touch", key, False, self._touch, sk, expiry, now)
 
     def metadata(self, key: str) -> CacheMetadata:
@@ -928,17 +1212,7 @@ class BaseCache(ABC):
         sk = self._sk(key)
         now = self._clock()
         entry = self._run("metadata", key, None, self._get_entry, sk, now)
-        if entry is None:
-            raise CacheKeyError(
-                f"no entry for key {key!r:.200} in cache '{self.name}'.",
-                hint="metadata() needs an existing key; check exists() first.",
-            )
-        try:
-            return CacheMetadata.from_entry(entry, now)
-        except CorruptEntryError as exc:
-            raise CorruptEntryError(
-                f"key {key!r:.200} in cache '{self.name}': {exc.message}", hint=exc.hint
-            ) from None
+        return self._metadata_of(key, entry, now)
 
     def peek(self, key: str) -> Entry | None:
         """The live entry under ``key`` with its value and metadata, or None.
@@ -957,30 +1231,16 @@ class BaseCache(ABC):
         idle time when read afterwards. The copy's timestamps are its last access. An
         entry already dead now is not written.
         """
-        self._writable("restore")
-        sk = self._sk(key)
-        now = self._clock()
-        if not entry.alive(now):
+        plan = self._restore_plan(key, entry)
+        if plan is None:
             return False
-        for span in (entry.idle, None if entry.expires_at is None else entry.expires_at - now):
-            if span is not None and span > _MAX_SECONDS:
-                raise CacheValueError(
-                    f"restore of key {key!r:.80}: its expiry is more than {MAX_TIME_SPAN.days:,} "
-                    "days away.",
-                    hint="write it without expiry, or with a shorter one.",
-                )
-        expiry = Expiry(entry.expires_at, entry.idle)
-        self._run("restore", key, _RAISE, self._set, sk, entry.value, expiry, entry.accessed)
+        sk, expiry, stamp = plan
+        self._run("restore", key, _RAISE, self._set, sk, entry.value, expiry, stamp)
         return True
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Values of the live entries among ``keys``, fetched in provider batches."""
-        keys = list(keys)
-        batch = self._plain_sks(keys)
-        storage: dict[str, str] | None = None
-        if batch is None:
-            storage = {self._sk(k): k for k in keys}
-            batch = list(storage)
+        batch, storage = self._get_many_plan(keys)
         if self._observer is None:
             try:
                 found = self._get_verified(batch, self._clock())
@@ -988,15 +1248,7 @@ class BaseCache(ABC):
                 found = self._failed("get_many", exc, {})
         else:
             found = self._run("get_many", None, {}, self._get_verified, batch, self._clock())
-        if type(found) is not dict:  # a provider bug must still surface typed
-            raise self._untyped("get_many", TypeError(f"returned {type(found).__name__}"))
-        if storage is not None:
-            # .get: a key the provider returns unasked (a bug) must not raise KeyError.
-            return {storage.get(sk, sk): value for sk, value in found.items()}
-        strip = len(self.namespace)
-        if not strip:
-            return found
-        return {sk[strip:]: value for sk, value in found.items()}
+        return self._get_many_finish(found, storage)
 
     def put_many(
         self,
@@ -1006,30 +1258,14 @@ class BaseCache(ABC):
         until: datetime | None = None,
     ) -> None:
         """Store every ``key: value`` of ``items`` with one expiry, in provider batches."""
-        if self.read_only:
-            self._writable("put_many")
-        now = self._clock()
-        if time_span is None and idle_time is None and until is None:
-            expiry = NO_EXPIRY
-        else:
-            expiry = make_expiry(time_span, idle_time, until, now)
-        sks = self._plain_sks(list(items))
-        if sks is not None and len(sks) == len(items):  # a mapping's keys are unique
-            batch = dict(zip(sks, items.values(), strict=True))
-        else:
-            batch = {self._sk(k): v for k, v in items.items()}
+        batch, expiry, now = self._put_many_plan(items, time_span, idle_time, until)
         if not batch:
             return
         self._run("put_many", None, None, self._set_many, batch, expiry, now)
 
     def delete_many(self, keys: Iterable[str]) -> int:
         """Remove ``keys``; returns how many live entries were removed."""
-        if self.read_only:
-            self._writable("delete_many")
-        keys = list(keys)
-        batch = self._plain_sks(keys)
-        if batch is None:
-            batch = list(dict.fromkeys(self._sk(k) for k in keys))
+        batch = self._delete_many_plan(keys)
         if not batch:
             return 0
         return self._run("delete_many", None, 0, self._delete_many, batch, self._clock())
@@ -1070,14 +1306,7 @@ class BaseCache(ABC):
         every lock of the namespace, held or not: their holders then lose them
         (:class:`~cachehub.errors.LockLostError`). Returns the number of entries removed.
         """
-        self._writable("clear")
-        flt = compile_filter(filter, self.namespace)
-        if include_internal and filter is not None:
-            raise CacheValueError(
-                "clear(include_internal=True) removes all of the namespace's locks and "
-                f"cannot take a filter (got {filter!r:.80}).",
-                hint="call clear(filter) for entries, then clear(include_internal=True).",
-            )
+        flt = self._clear_plan(filter, include_internal)
         removed = self._run("clear", filter, 0, self._clear, flt, self._clock())
         if include_internal:
             self._run("clear_internal", None, None, self._clear_internal, self._clock())
@@ -1111,7 +1340,7 @@ class BaseCache(ABC):
             value = self.get(key, MISSING)
             if value is not MISSING:
                 return value  # type: ignore[no-any-return]
-            if self.distributed and not self.read_only:
+            if self._fills_across_processes():
                 from .lock import Lock
 
                 fill = Lock(self, key, ttl=lock_timeout, timeout=lock_timeout, kind="fill")
@@ -1122,11 +1351,7 @@ class BaseCache(ABC):
                     self._failed("get_or_set", exc, None)
                 else:
                     if not acquired:
-                        raise LockTimeoutError(
-                            f"get_or_set({key!r:.200}) on cache '{self.name}': another "
-                            f"process kept computing the value for over {lock_timeout}s.",
-                            hint="raise lock_timeout, or make the creator faster.",
-                        )
+                        raise self._fill_timeout(key, lock_timeout)
                     try:
                         value = self.get(key, MISSING)
                         if value is not MISSING:
@@ -1179,16 +1404,7 @@ class BaseCache(ABC):
         namespace; memory its size, maxsize, policy and bytes. Never degrades under
         ``onError: miss``: a backend that cannot be asked raises. Secrets never appear.
         """
-        facts: dict[str, Any] = {
-            "name": self.name,
-            "provider": f"{type(self).__module__}:{type(self).__qualname__}",
-            "namespace": self.namespace,
-            "readOnly": self.read_only,
-            "storage": self.storage,
-            "distributed": self.distributed,
-            "codec": self.settings["codec"],
-            "onError": self.settings["onError"],
-        }
+        facts = self._info_facts()
         facts.update(self._run("info", None, _RAISE, self._info, self._clock()))
         return facts
 
@@ -1203,6 +1419,21 @@ class BaseCache(ABC):
     def close(self) -> None:
         """Close connections. The cache reconnects lazily if used again."""
         self._close()
+
+    def aio(self) -> AsyncCache:
+        """This cache's async shell: the same operations as coroutines (see docs/async.md).
+
+        One per cache, sharing its settings, codec, namespace, observer, statistics and
+        error policy; ``await cache.aio().get(key)``. Natively async providers reach their
+        backend without threads; others run their primitives in worker threads.
+        """
+        shell = self._aio
+        if shell is None:
+            with _TABLES_LOCK:
+                shell = self._aio
+                if shell is None:
+                    shell = self._aio = _ASYNC_SHELL[0](self)
+        return shell
 
     def __enter__(self: T) -> T:
         return self

@@ -7,6 +7,10 @@
 
     load_user(42)               # computed once, then served from cache "main"
     load_user.invalidate(42)    # forget that result
+
+An ``async def`` is cached through the cache's async shell (:class:`cachehub.aio.
+AsyncCache`): ``await load_user_async(42)``, single flight across tasks, and
+``await load_user_async.ainvalidate(42)``.
 """
 
 from __future__ import annotations
@@ -15,10 +19,10 @@ import functools
 import hashlib
 import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from types import MethodType
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from .api import BaseCache, TimeSpan, make_expiry
 from .codec import Codec, make_codec
@@ -69,6 +73,7 @@ class CachedFunction(Generic[P, R]):
         self._prefix = prefix
         self._default_prefix = f"{func.__module__}.{func.__qualname__}"
         self._signature = inspect.signature(func)
+        self._is_async = inspect.iscoroutinefunction(func)
         functools.update_wrapper(self, func)
 
     @property
@@ -119,6 +124,9 @@ class CachedFunction(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         key = self.cache_key(*args, **kwargs)
+        if self._is_async:
+            # The coroutine the caller awaits: the async shell awaits the function's own.
+            return cast(R, self._acall(key, args, kwargs))
         return self.cache.get_or_set(
             key,
             lambda: self.__wrapped__(*args, **kwargs),
@@ -127,9 +135,23 @@ class CachedFunction(Generic[P, R]):
             self._until,
         )
 
+    async def _acall(self, key: str, args: Any, kwargs: Any) -> Any:
+        func: Callable[..., Awaitable[Any]] = self.__wrapped__  # type: ignore[assignment]
+        return await self.cache.aio().get_or_set(
+            key,
+            lambda: func(*args, **kwargs),
+            self._time_span,
+            self._idle_time,
+            self._until,
+        )
+
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Forget the cached result for these arguments; True if one was cached."""
         return self.cache.delete(self.cache_key(*args, **kwargs))
+
+    async def ainvalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """:meth:`invalidate` through the async shell (for ``async def`` functions)."""
+        return await self.cache.aio().delete(self.cache_key(*args, **kwargs))
 
     def __get__(self, instance: object, owner: type | None = None) -> Any:
         # Behave like a function when decorating a method: bind ``self``.

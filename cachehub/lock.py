@@ -15,6 +15,7 @@ docs/index.md).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import logging
@@ -22,8 +23,8 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -32,7 +33,7 @@ from .errors import CacheValueError, InvalidKeyError, LockLostError, LockTimeout
 if TYPE_CHECKING:
     from .api import BaseCache, TimeSpan
 
-__all__ = ["Lock", "LockTable", "lock_id", "MAX_LOCK_ID"]
+__all__ = ["AsyncLock", "Lock", "LockTable", "lock_id", "MAX_LOCK_ID"]
 
 MAX_LOCK_ID: Final = 200
 """Longest internal lock id (characters); longer names are hashed (:func:`lock_id`)."""
@@ -161,20 +162,8 @@ class LockTable:
             return len(doomed)
 
 
-class Lock:
-    """Mutual exclusion across threads and processes sharing one cache.
-
-    Acquire stores a random owner token in the backend's internal lock space with a
-    ``ttl``, so that a crashed owner cannot hold the lock forever; release removes it only
-    if it still holds *this* token. Use as a context manager::
-
-        with cache.lock("nightly-report", ttl=60, timeout=5) as lock:
-            build_nightly_report(fence=lock.fence)
-
-    A holder whose ``ttl`` ran out has lost the lock: :meth:`release` and :meth:`extend`
-    then raise :class:`~cachehub.errors.LockLostError`, and :attr:`held` is False. Keep a
-    long job's lock with :meth:`extend` or :meth:`keep_alive`.
-    """
+class _LockState:
+    """What :class:`Lock` and :class:`AsyncLock` share: arguments, state and messages."""
 
     def __init__(
         self,
@@ -207,21 +196,83 @@ class Lock:
         self.fence: int | None = None
         """The fencing token of the current holding: grows strictly with each new holder."""
 
+    def _start(self, timeout: float | None) -> tuple[str, float | None, float]:
+        """Checks before an acquisition: ``(new token, monotonic deadline, first delay)``."""
+        if self.token is not None:
+            raise CacheValueError(f"lock '{self.name}' is already held by this Lock object.")
+        self.cache._writable("lock")
+        limit = self.timeout if timeout is None else timeout
+        deadline = None if limit is None else time.monotonic() + limit
+        return secrets.token_hex(16), deadline, min(self.poll, 0.005)
+
+    def _backoff(self, delay: float) -> float:
+        """The next wait between attempts: doubling up to the poll interval."""
+        return min(delay * 2, self.poll)
+
+    def _lost(self, what: str) -> LockLostError:
+        return LockLostError(
+            f"lock '{self.name}' was lost before {what}: its ttl of {self._ttl:g}s ran out "
+            "(or it was cleared), so another holder may have run meanwhile.",
+            hint="give the lock a longer ttl, extend() it (or use keep_alive()) during long "
+            "work, and check the fencing token where the work is applied.",
+        )
+
+    def _extend_plan(self, ttl: TimeSpan | None) -> tuple[str, float]:
+        """``(token, seconds)`` of an ``extend``: the lock must be held."""
+        if self.token is None:
+            raise CacheValueError(
+                f"lock '{self.name}' is not held by this Lock object; nothing to extend.",
+                hint="acquire() the lock first.",
+            )
+        seconds = self._ttl if ttl is None else (self.cache._span(ttl, "lock ttl") or self._ttl)
+        return self.token, seconds
+
+    def _keep_alive_interval(self, every: float | None) -> float:
+        if self.token is None:
+            raise CacheValueError(
+                f"lock '{self.name}' is not held by this Lock object; nothing to keep alive.",
+                hint="acquire() the lock first.",
+            )
+        interval = self._ttl / 3 if every is None else every
+        if not interval > 0:
+            raise CacheValueError(f"keep_alive interval must be > 0, got {every!r}.")
+        return interval
+
+    def _timed_out(self) -> LockTimeoutError:
+        return LockTimeoutError(
+            f"could not acquire lock '{self.name}' within {self.timeout}s.",
+            hint="raise the timeout, or look for a stuck owner (locks expire after their ttl).",
+        )
+
+    @property
+    def locked(self) -> bool:
+        """Whether this object believes it holds the lock (no request; see :attr:`held`)."""
+        return self.token is not None
+
+
+class Lock(_LockState):
+    """Mutual exclusion across threads and processes sharing one cache.
+
+    Acquire stores a random owner token in the backend's internal lock space with a
+    ``ttl``, so that a crashed owner cannot hold the lock forever; release removes it only
+    if it still holds *this* token. Use as a context manager::
+
+        with cache.lock("nightly-report", ttl=60, timeout=5) as lock:
+            build_nightly_report(fence=lock.fence)
+
+    A holder whose ``ttl`` ran out has lost the lock: :meth:`release` and :meth:`extend`
+    then raise :class:`~cachehub.errors.LockLostError`, and :attr:`held` is False. Keep a
+    long job's lock with :meth:`extend` or :meth:`keep_alive`.
+    """
+
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         """Take the lock; wait up to ``timeout`` seconds (None: forever) when blocking.
 
         An unreachable backend raises :class:`~cachehub.errors.CacheUnavailableError`
         even under ``onError: miss``: a lock cannot pretend to be held.
         """
-
-        if self.token is not None:
-            raise CacheValueError(f"lock '{self.name}' is already held by this Lock object.")
+        token, deadline, delay = self._start(timeout)
         cache = self.cache
-        cache._writable("lock")
-        token = secrets.token_hex(16)
-        limit = self.timeout if timeout is None else timeout
-        deadline = None if limit is None else time.monotonic() + limit
-        delay = min(self.poll, 0.005)
         while True:
             fence = cache._run_strict(
                 "lock",
@@ -238,15 +289,7 @@ class Lock:
             if not blocking or (deadline is not None and time.monotonic() >= deadline):
                 return False
             time.sleep(delay)
-            delay = min(delay * 2, self.poll)  # back off up to the poll interval
-
-    def _lost(self, what: str) -> LockLostError:
-        return LockLostError(
-            f"lock '{self.name}' was lost before {what}: its ttl of {self._ttl:g}s ran out "
-            "(or it was cleared), so another holder may have run meanwhile.",
-            hint="give the lock a longer ttl, extend() it (or use keep_alive()) during long "
-            "work, and check the fencing token where the work is applied.",
-        )
+            delay = self._backoff(delay)
 
     def release(self) -> bool:
         """Release the lock; False if this object does not hold it.
@@ -275,20 +318,14 @@ class Lock:
 
         Raises :class:`~cachehub.errors.LockLostError` when it had already expired.
         """
-
-        if self.token is None:
-            raise CacheValueError(
-                f"lock '{self.name}' is not held by this Lock object; nothing to extend.",
-                hint="acquire() the lock first.",
-            )
-        seconds = self._ttl if ttl is None else (self.cache._span(ttl, "lock ttl") or self._ttl)
+        token, seconds = self._extend_plan(ttl)
         cache = self.cache
         extended = cache._run_strict(
             "lock_extend",
             self.name,
             cache._lock_extend,
             self.key,
-            self.token,
+            token,
             seconds,
             cache._clock(),
         )
@@ -328,11 +365,6 @@ class Lock:
         )
         return holder is not None
 
-    @property
-    def locked(self) -> bool:
-        """Whether this object believes it holds the lock (no request; see :attr:`held`)."""
-        return self.token is not None
-
     @contextmanager
     def keep_alive(self, every: float | None = None) -> Iterator[Lock]:
         """Extend the held lock from a background thread while the block runs.
@@ -342,14 +374,7 @@ class Lock:
         extension finds the lock lost, the block is not interrupted: the loss is logged,
         and :meth:`release` raises :class:`~cachehub.errors.LockLostError` afterwards.
         """
-        if self.token is None:
-            raise CacheValueError(
-                f"lock '{self.name}' is not held by this Lock object; nothing to keep alive.",
-                hint="acquire() the lock first.",
-            )
-        interval = self._ttl / 3 if every is None else every
-        if not interval > 0:
-            raise CacheValueError(f"keep_alive interval must be > 0, got {every!r}.")
+        interval = self._keep_alive_interval(every)
         stop = threading.Event()
         token = self.token
 
@@ -374,10 +399,7 @@ class Lock:
 
     def __enter__(self) -> Lock:
         if not self.acquire():
-            raise LockTimeoutError(
-                f"could not acquire lock '{self.name}' within {self.timeout}s.",
-                hint="raise the timeout, or look for a stuck owner (locks expire after their ttl).",
-            )
+            raise self._timed_out()
         return self
 
     def __exit__(self, exc_type: Any, *exc: Any) -> None:
@@ -385,3 +407,161 @@ class Lock:
             self.release()
         else:
             self.release_quietly()  # never hide the block's own exception
+
+
+_undoing: set[asyncio.Task[Any]] = set()
+"""Releases of acquisitions whose waiter was cancelled (kept referenced until done)."""
+
+
+class AsyncLock(_LockState):
+    """:class:`Lock` for async code: the same lock, awaited (``cache.aio().lock(name)``).
+
+    ``async with cache.aio().lock("job", ttl=60, timeout=5) as lock: ...``. Waiting never
+    blocks the event loop (``asyncio.sleep`` between attempts), and a task cancelled while
+    acquiring leaves no lock behind: an attempt already sent is released when it answers.
+    """
+
+    async def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """Take the lock; wait up to ``timeout`` seconds (None: forever) when blocking."""
+        token, deadline, delay = self._start(timeout)
+        while True:
+            # The attempt runs as its own task: when this waiter is cancelled after the
+            # request left, the answer is still awaited and a won lock given back.
+            attempt = asyncio.ensure_future(self._attempt(token))
+            try:
+                fence = await asyncio.shield(attempt)
+            except asyncio.CancelledError:
+                attempt.add_done_callback(lambda done: self._undo(done, token))
+                raise
+            if fence is not None:
+                self.token, self.fence = token, int(fence)
+                return True
+            if not blocking or (deadline is not None and time.monotonic() >= deadline):
+                return False
+            await asyncio.sleep(delay)
+            delay = self._backoff(delay)
+
+    async def _attempt(self, token: str) -> int | None:
+        cache = self.cache
+        fence: int | None = await cache.aio()._run_strict(
+            "lock", self.name, cache._alock_acquire, self.key, token, self._ttl, cache._clock()
+        )
+        return fence
+
+    def _undo(self, attempt: asyncio.Future[int | None], token: str) -> None:
+        """Give back a lock won by an attempt whose waiter was cancelled."""
+        if attempt.cancelled() or attempt.exception() is not None or attempt.result() is None:
+            return
+        cache = self.cache
+
+        async def release() -> None:
+            try:
+                await cache._alock_release(self.key, token, cache._clock())
+            except Exception as exc:  # it expires after its ttl anyway
+                _log.warning("lock '%s': could not release after cancel: %s", self.name, exc)
+
+        task = asyncio.get_running_loop().create_task(release())
+        _undoing.add(task)
+        task.add_done_callback(_undoing.discard)
+
+    async def release(self) -> bool:
+        """Release the lock; False if this object does not hold it (see :meth:`Lock.release`)."""
+        token, self.token = self.token, None
+        if token is None:
+            return False
+        cache = self.cache
+        cache._writable("lock release")
+        # Shielded: a cancelled holder still gives its lock back.
+        released: bool | None = await asyncio.shield(
+            cache.aio()._run(
+                "lock_release",
+                self.name,
+                None,
+                cache._alock_release,
+                self.key,
+                token,
+                cache._clock(),
+            )
+        )
+        if released is None:
+            return False
+        if not released:
+            raise self._lost("release")
+        return True
+
+    async def extend(self, ttl: TimeSpan | None = None) -> None:
+        """Hold the lock for ``ttl`` more seconds from now (see :meth:`Lock.extend`)."""
+        token, seconds = self._extend_plan(ttl)
+        cache = self.cache
+        extended = await cache.aio()._run_strict(
+            "lock_extend", self.name, cache._alock_extend, self.key, token, seconds, cache._clock()
+        )
+        if not extended:
+            self.token = None
+            raise self._lost("extend")
+        self._ttl = seconds
+
+    async def release_quietly(self) -> bool:
+        """:meth:`release`, logging a lost lock as a warning instead of raising."""
+        try:
+            return await self.release()
+        except LockLostError as lost:
+            _log.warning("%s", lost)
+            return False
+
+    async def held(self) -> bool:
+        """Whether this object holds the lock now, asked of the backend (one request)."""
+        token = self.token
+        if token is None:
+            return False
+        return await self._holder() == token
+
+    async def busy(self) -> bool:
+        """Whether anyone holds the lock now (one request)."""
+        return await self._holder() is not None
+
+    async def _holder(self) -> str | None:
+        cache = self.cache
+        holder: str | None = await cache.aio()._run_strict(
+            "lock_holder", self.name, cache._alock_holder, self.key, cache._clock()
+        )
+        return holder
+
+    @asynccontextmanager
+    async def keep_alive(self, every: float | None = None) -> AsyncIterator[AsyncLock]:
+        """Extend the held lock from a background task while the block runs.
+
+        As :meth:`Lock.keep_alive`: a loss is logged and reported by :meth:`release`.
+        """
+        interval = self._keep_alive_interval(every)
+        token = self.token
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await self.extend()
+                except LockLostError:
+                    self.token = token  # so that release() reports the loss
+                    _log.warning("lock '%s' was lost while kept alive", self.name)
+                    return
+                except Exception as exc:  # a backend outage: retried on the next beat
+                    _log.warning("lock '%s': keep_alive could not extend it: %s", self.name, exc)
+
+        task = asyncio.get_running_loop().create_task(beat())
+        try:
+            yield self
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def __aenter__(self) -> AsyncLock:
+        if not await self.acquire():
+            raise self._timed_out()
+        return self
+
+    async def __aexit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is None:
+            await self.release()
+        else:
+            await self.release_quietly()  # never hide the block's own exception

@@ -18,20 +18,31 @@ talk to a server over the network. It owns, once for every such provider:
   :meth:`RemoteCache._write_hits`, every ``hitFlushInterval`` seconds, on ``close()``
   or on :meth:`RemoteCache.flush_hits`;
 * warn-once logging, request ids for exactly-once writes, and the shared
-  "not an int" error of ``incr``.
+  "not an int" error of ``incr``;
+* the **async client lifecycle** for natively async providers: one async client per
+  running event loop, created lazily by :meth:`RemoteCache._aconnect` and closed by
+  ``cache.aio().close()``; :meth:`RemoteCache._aguarded` error translation; async hit
+  write-back (:meth:`RemoteCache.aflush_hits`);
+* **flows**: a multi-step primitive written once as a generator that yields
+  :class:`Call` objects, run by :meth:`RemoteCache._drive` (sync) and
+  :meth:`RemoteCache._adrive` (async). See docs/provider-guide.md, "Async primitives".
 
 See docs/provider-guide.md for a complete small provider built on it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import math
 import secrets
 import threading
+import weakref
 from abc import abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from itertools import islice
-from typing import Any, ClassVar, Final, Generic, TypeVar
+from typing import Any, ClassVar, Final, Generic, TypeAlias, TypeVar
 
 from .api import (
     COUNTER_RANGE,
@@ -68,6 +79,7 @@ __all__ = [
     "MISSING",
     "NO_EXPIRY",
     "BaseCache",
+    "Call",
     "CacheBackendError",
     "CacheError",
     "CacheMetadata",
@@ -79,6 +91,7 @@ __all__ = [
     "CorruptEntryError",
     "Entry",
     "Expiry",
+    "Flow",
     "InvalidKeyError",
     "KeyFilter",
     "Option",
@@ -112,6 +125,29 @@ HIT_FLUSH_INTERVAL: Final = Option(
 )
 HIT_OPTIONS: Final = (HIT_COUNTS, HIT_FLUSH_INTERVAL)
 """The read-statistics settings every :class:`RemoteCache` takes (add them to ``options``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One backend request a flow yields: ``Call("eval", script, key, arg)``.
+
+    ``name`` names a pair of the provider's I/O methods: the sync driver runs
+    ``self._<name>(*args)``, the async one awaits ``self._a<name>(*args)``. The pair does
+    the one request (and nothing else); the flow decides what to send and what the reply
+    means, once for both shells.
+    """
+
+    name: str
+    args: tuple[Any, ...] = ()
+
+    def __init__(self, name: str, *args: Any) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "args", args)
+
+
+Flow: TypeAlias = Generator[Call, Any, T]
+"""A primitive's logic as a generator: it yields :class:`Call` objects, receives their replies
+(or has their errors thrown in), and returns the primitive's result."""
 
 
 def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -163,6 +199,11 @@ class RemoteCache(BaseCache, Generic[C]):
         self._hits: HitBuffer[str] = HitBuffer(interval)
         self._conn: C | None = None
         self._conn_lock = threading.Lock()
+        # One async client per running event loop (a client's connections belong to the
+        # loop that opened them); a loop that is gone drops its client with it.
+        self._aconns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
         self._warn_lock = threading.Lock()
         self._warned: set[str] = set()
 
@@ -203,6 +244,98 @@ class RemoteCache(BaseCache, Generic[C]):
             client, self._conn = self._conn, None
         if client is not None:
             self._guarded(self._disconnect, client)
+
+    # ------------------------------------------------------------------ the async client
+
+    async def _aconnect(self) -> Any:
+        """A new async client for this cache's server, for the running loop.
+
+        Natively async providers override it (and the ``_a*`` primitives); the default
+        says the provider has none, and the async shell then runs the sync primitives in
+        worker threads (:class:`~cachehub.api.BaseCache`'s defaults).
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no async client")
+
+    async def _adisconnect(self, client: Any) -> None:
+        """Release an async ``client`` (default: its ``aclose()`` or ``close()``, awaited)."""
+        close = getattr(client, "aclose", None) or getattr(client, "close", None)
+        if close is not None:
+            result = close()
+            if inspect.isawaitable(result):
+                await result
+
+    async def _aconnection(self) -> Any:
+        """The async client of the running event loop, created on its first use there.
+
+        A client is never used on another loop than its own: each loop gets its own,
+        and ``cache.aio().close()`` closes the running loop's.
+        """
+        loop = asyncio.get_running_loop()
+        client = self._aconns.get(loop)
+        if client is None:
+            made = await self._aguarded(self._aconnect)
+            client = self._aconns.setdefault(loop, made)
+            if client is not made:  # another task of this loop connected meanwhile
+                await self._adisconnect(made)
+        return client
+
+    async def _aguarded(self, fn: Callable[..., Awaitable[T]], /, *args: Any) -> T:
+        """``await fn(*args)``, with :attr:`backend_errors` raised as :meth:`_translate` says."""
+        try:
+            return await fn(*args)
+        except self.backend_errors as exc:
+            raise self._translate(exc) from None
+
+    async def _aclose(self) -> None:
+        """Write pending read statistics back, then close the running loop's async client.
+
+        Without an async client (a sync-only provider) the sync client is closed, off
+        the loop, as :meth:`BaseCache._aclose` does.
+        """
+        if type(self)._aconnect is RemoteCache._aconnect:
+            await super()._aclose()
+            return
+        loop = asyncio.get_running_loop()
+        if loop in self._aconns:
+            try:
+                await self.aflush_hits()
+            except CacheError as exc:
+                self.log.warning("cache '%s': could not flush hit counts: %s", self.name, exc)
+        client = self._aconns.pop(loop, None)
+        if client is not None:
+            await self._aguarded(self._adisconnect, client)
+
+    # ------------------------------------------------------------------ flows
+
+    def _drive(self, flow: Flow[T]) -> T:
+        """Run ``flow`` with the sync I/O methods (``self._<name>``)."""
+        reply: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                call = flow.send(reply) if error is None else flow.throw(error)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            error = None
+            try:
+                reply = getattr(self, "_" + call.name)(*call.args)
+            except Exception as exc:  # the flow may handle it; if not, it comes back out
+                error = exc
+
+    async def _adrive(self, flow: Flow[T]) -> T:
+        """Run ``flow`` with the async I/O methods (``self._a<name>``)."""
+        reply: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                call = flow.send(reply) if error is None else flow.throw(error)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            error = None
+            try:
+                reply = await getattr(self, "_a" + call.name)(*call.args)
+            except Exception as exc:
+                error = exc
 
     # ------------------------------------------------------------------ errors
 
@@ -283,5 +416,25 @@ class RemoteCache(BaseCache, Generic[C]):
             return
         try:
             self.flush_hits()
+        except CacheError as exc:
+            self.log.warning("cache '%s': could not flush hit counts: %s", self.name, exc)
+
+    async def aflush_hits(self) -> int:
+        """:meth:`flush_hits` for async code (through :meth:`_awrite_hits`)."""
+        pending = self._hits.drain()
+        if pending:
+            await self._awrite_hits(pending)
+        return len(pending)
+
+    async def _awrite_hits(self, pending: dict[str, PendingHits]) -> None:
+        """:meth:`_write_hits` for async code (default: the sync one, in a worker thread)."""
+        await asyncio.to_thread(self._write_hits, pending)
+
+    async def _aafter_write(self) -> None:
+        """:meth:`_after_write` for async code."""
+        if not self._hits.due():
+            return
+        try:
+            await self.aflush_hits()
         except CacheError as exc:
             self.log.warning("cache '%s': could not flush hit counts: %s", self.name, exc)

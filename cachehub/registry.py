@@ -15,7 +15,7 @@ from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .api import BASE_OPTIONS, BaseCache, settings_identity
 from .config import canonical_settings, redact, suggest, validate_settings
@@ -30,6 +30,9 @@ from .loader import (
 )
 from .plugins import LUCEE_CLASSES, add_change_listener, check_requirement, operation_observer
 from .resolve import resolve_provider
+
+if TYPE_CHECKING:
+    from .aio import AsyncCache
 
 __all__ = [
     "Caches",
@@ -239,6 +242,14 @@ class Caches:
                 cache = self._build(config.entries[key])
                 self._caches[key] = cache
             return cache
+
+    def aio(self, name: str | None = None) -> AsyncCache:
+        """The async shell of the cache called ``name`` (the default for None).
+
+        ``await caches.aio("main").get(key)``: the same cache object as :meth:`get`
+        returns, driven by its :class:`~cachehub.aio.AsyncCache` (see docs/async.md).
+        """
+        return self.get(name).aio()
 
     def __getitem__(self, name: str) -> BaseCache:
         """The cache called ``name``; use :meth:`get` with no argument for the default."""

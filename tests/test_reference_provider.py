@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cachehub.testing import CacheConformance, CacheFactory
+from cachehub.testing.asyncshell import AsyncConformance
 from cachehub.testing.reference import ReferenceBackend, ReferenceCache
 
 
@@ -20,3 +21,12 @@ class TestReferenceConformance(CacheConformance):
     @pytest.fixture
     def unreachable_factory(self) -> CacheFactory:
         return lambda **kw: ReferenceCache(backend=ReferenceBackend(down=True), **kw)
+
+
+class TestReferenceAsyncConformance(AsyncConformance, TestReferenceConformance):
+    """The suite through ``cache.aio()`` on a sync-only provider: BaseCache's async
+    defaults (its primitives in worker threads), the path every third-party sync
+    provider gets."""
+
+    # Worker threads share the GIL with the loop in every case here (see the limit's doc).
+    slow_callback_limit = AsyncConformance.threaded_slow_callback_limit

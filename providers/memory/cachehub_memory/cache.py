@@ -14,12 +14,12 @@ from typing import Any, ClassVar, Final
 
 import cachetools
 
+from cachehub.aio import InlineAsync
 from cachehub.api import (
     MAX_KEY_LENGTH,
     MAX_TIME_SPAN,
     MISSING,
     NO_EXPIRY,
-    BaseCache,
     Entry,
     Expiry,
     TimeSpan,
@@ -228,7 +228,7 @@ LUCEE_OPTIONS: Final[tuple[LuceeOption, ...]] = (
 the rest (disk, replication, default expiries) accepted and named in one warning."""
 
 
-class MemoryCache(BaseCache):
+class MemoryCache(InlineAsync):
     """A thread-safe in-memory cache (the analogue of Lucee's EHCache / RAM cache).
 
     Values are stored encoded by the cache's codec by default, so a value read back is

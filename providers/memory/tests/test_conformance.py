@@ -9,6 +9,7 @@ import pytest
 from cachehub_memory import MemoryCache
 
 from cachehub.testing import CacheConformance
+from cachehub.testing.asyncshell import AsyncConformance
 
 # Every policy changes how entries are kept (ttl also drops expired entries itself and
 # must be told when a read slides a deadline), so each runs the whole suite.
@@ -35,3 +36,12 @@ class TestMemoryConformanceObserved(CacheConformance):
     def cache_factory(self) -> Any:
         store = uuid.uuid4().hex
         return lambda **kw: MemoryCache(store=store, observer=lambda _event: None, **kw)
+
+
+class TestMemoryAsyncConformance(AsyncConformance, CacheConformance):
+    """The whole suite again through ``cache.aio()`` (default policy only: CI time)."""
+
+    @pytest.fixture
+    def cache_factory(self) -> Any:
+        store = uuid.uuid4().hex
+        return lambda **kw: MemoryCache(store=store, **kw)

@@ -1,0 +1,383 @@
+"""The async shell (cachehub.aio): one set of semantics, loops, threads and hostile cases.
+
+The conformance suite runs through the shell on every provider (AsyncConformance); these
+are the shell's own cases: what ties it to its cache, what a misbehaving provider or
+caller does to it, and the loop-blocking detector's own proof that it can fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
+
+import pytest
+from cachehub_memory import MemoryCache
+
+from cachehub import AsyncCache, Caches, cached
+from cachehub.errors import (
+    CacheBackendError,
+    CacheUnavailableError,
+    CacheValueError,
+    InvalidKeyError,
+    ReadOnlyCacheError,
+)
+from cachehub.hookspecs import OperationEvent
+from cachehub.testing.asyncshell import LoopThread
+from cachehub.testing.reference import ReferenceBackend, ReferenceCache
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` bounded: a hang fails the test instead of stalling the run."""
+    return asyncio.run(asyncio.wait_for(coro, 30))
+
+
+@pytest.fixture
+def memory() -> Iterator[MemoryCache]:
+    cache = MemoryCache(store=uuid.uuid4().hex)
+    yield cache
+    cache.close()
+
+
+# ---------------------------------------------------------------- one shell per cache
+
+
+def test_aio_is_one_shell_sharing_the_cache(memory: MemoryCache) -> None:
+    shell = memory.aio()
+    assert isinstance(shell, AsyncCache)
+    assert memory.aio() is shell
+    assert shell.cache is memory
+    assert (shell.name, shell.namespace, shell.settings) == (
+        memory.name,
+        memory.namespace,
+        memory.settings,
+    )
+
+    async def scenario() -> tuple[Any, Any]:
+        await shell.put("k", {"a": 1})
+        return await shell.get("k"), memory.get("k")
+
+    assert run(scenario()) == ({"a": 1}, {"a": 1})  # one store, both shells
+
+
+def test_the_registry_gives_the_shell_of_its_cache(tmp_path: Any) -> None:
+    caches = Caches({"main": {"class": "memory", "custom": {"store": uuid.uuid4().hex}}})
+    try:
+        assert caches.aio("main") is caches.get("main").aio()
+        assert caches.aio() is caches.get().aio()  # the default cache
+    finally:
+        caches.close()
+
+
+def test_events_and_error_policy_are_shared() -> None:
+    events: list[OperationEvent] = []
+    backend = ReferenceBackend()
+    cache = ReferenceCache(backend=backend, observer=events.append, onError="miss")
+    shell = cache.aio()
+
+    async def scenario() -> tuple[Any, ...]:
+        await shell.put("a", 1)
+        hit = await shell.get("a")
+        backend.down = True
+        degraded = await shell.get("a", "fallback")
+        keys = [k async for k in shell.keys()]  # noqa: SIM118 - an async iterator
+        with pytest.raises(CacheUnavailableError):
+            await shell.incr("n")  # never degrades
+        return hit, degraded, keys
+
+    assert run(scenario()) == (1, "fallback", [])
+    ops = [(e.operation, e.hit, type(e.error).__name__) for e in events]
+    assert ops == [
+        ("put", None, "NoneType"),
+        ("get", True, "NoneType"),
+        ("get", False, "CacheUnavailableError"),
+        ("keys", None, "CacheUnavailableError"),
+        ("incr", None, "CacheUnavailableError"),
+    ]
+
+
+def test_keys_is_one_event_over_the_whole_iteration(memory: MemoryCache) -> None:
+    events: list[OperationEvent] = []
+    cache = MemoryCache(store=uuid.uuid4().hex, observer=events.append)
+    shell = cache.aio()
+
+    async def scenario() -> list[str]:
+        await shell.put_many({f"k{i}": i for i in range(250)})
+        events.clear()
+        return [k async for k in shell.keys("k1*")]
+
+    found = run(scenario())
+    assert sorted(found) == sorted(k for k in (f"k{i}" for i in range(250)) if k.startswith("k1"))
+    assert [e.operation for e in events] == ["keys"]
+
+
+def test_arguments_are_checked_before_any_await(memory: MemoryCache) -> None:
+    shell = memory.aio()
+    # keys() checks its filter at the call, as the sync keys() does: no coroutine needed.
+    with pytest.raises(CacheValueError):
+        shell.keys(b"bytes")  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        with pytest.raises(InvalidKeyError):
+            await shell.get("")
+        with pytest.raises(CacheValueError):
+            await shell.put("k", 1, time_span=-1)
+        with pytest.raises(CacheValueError):
+            await shell.incr("n", 2**63)
+        with pytest.raises(CacheValueError):
+            await shell.clear("a*", include_internal=True)
+
+    run(scenario())
+
+
+# ---------------------------------------------------------------- read-only caches
+
+
+def test_aio_on_a_read_only_cache_refuses_every_write() -> None:
+    store = uuid.uuid4().hex
+    writer = MemoryCache(store=store)  # kept: a named store lives while a cache uses it
+    writer.put("k", "v")
+    shell = MemoryCache(store=store, read_only=True).aio()
+
+    async def scenario() -> list[str]:
+        refused = []
+        writes = {
+            "put": shell.put("k", 1),
+            "add": shell.add("k", 1),
+            "delete": shell.delete("k"),
+            "incr": shell.incr("n"),
+            "touch": shell.touch("k", time_span=5),
+            "put_many": shell.put_many({"a": 1}),
+            "delete_many": shell.delete_many(["a"]),
+            "clear": shell.clear(),
+        }
+        for name, call in writes.items():
+            try:
+                await call
+            except ReadOnlyCacheError:
+                refused.append(name)
+        with pytest.raises(ReadOnlyCacheError):
+            async with shell.lock("job"):
+                pass
+        # Reads work; get_or_set computes without storing anything.
+        assert await shell.get("k") == "v"
+        assert await shell.get_or_set("fresh", lambda: 42) == 42
+        assert await shell.exists("fresh") is False
+        return refused
+
+    assert run(scenario()) == [
+        "put",
+        "add",
+        "delete",
+        "incr",
+        "touch",
+        "put_many",
+        "delete_many",
+        "clear",
+    ]
+
+
+# ---------------------------------------------------------------- hostile providers
+
+
+class _RawAsync(ReferenceCache):
+    """A provider whose async primitives raise what no provider may let escape."""
+
+    async def _aget(self, key: str, now: float) -> Any:
+        raise KeyError("internal detail")
+
+    async def _aset(self, key: str, value: Any, expiry: Any, now: float) -> None:
+        raise RuntimeError("x" * 100_000)
+
+    async def _ascan(self, flt: Any, now: float) -> Any:
+        yield "a"
+        raise OSError("disk gone mid-scan")
+
+
+def test_raw_exceptions_of_async_primitives_become_typed_errors() -> None:
+    shell = _RawAsync(backend=ReferenceBackend(), onError="miss").aio()
+
+    async def scenario() -> list[str]:
+        messages = []
+        with pytest.raises(CacheBackendError) as got:
+            await shell.get("k")
+        messages.append(got.value.message)
+        with pytest.raises(CacheBackendError) as put:
+            await shell.put("k", 1)
+        assert len(str(put.value)) < 1000  # a huge text is cut, never echoed whole
+        seen = []
+        with pytest.raises(CacheBackendError):
+            async for key in shell.keys():
+                seen.append(key)
+        assert seen == ["a"]
+        return messages
+
+    (message,) = run(scenario())
+    assert "KeyError" in message
+    assert "get()" in message
+
+
+def test_sync_only_provider_runs_off_the_loop() -> None:
+    seen: list[str] = []
+
+    class Recording(ReferenceCache):
+        def _get(self, key: str, now: float) -> Any:
+            seen.append(threading.current_thread().name)
+            return super()._get(key, now)
+
+    shell = Recording(backend=ReferenceBackend()).aio()
+
+    async def scenario() -> Any:
+        await shell.put("k", 1)
+        return await shell.get("k"), threading.current_thread().name
+
+    value, loop_thread = run(scenario())
+    assert value == 1
+    assert seen
+    assert loop_thread not in seen
+
+
+# ---------------------------------------------------------------- loops and threads
+
+
+def test_a_closed_loop_then_a_new_one(memory: MemoryCache) -> None:
+    shell = memory.aio()
+
+    async def first() -> str:
+        async with shell.lock("job"):
+            return await shell.get_or_set("k", lambda: "one")
+
+    async def second() -> str:
+        # The stripes and locks of the closed loop are not carried over.
+        async with shell.lock("job", timeout=5):
+            return await shell.get_or_set("k", lambda: "two")
+
+    assert run(first()) == "one"
+    assert run(second()) == "one"
+
+
+def test_two_loops_in_two_threads_share_one_cache(memory: MemoryCache) -> None:
+    shell = memory.aio()
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        async def count() -> None:
+            for _ in range(200):
+                await shell.incr("n")
+
+        try:
+            run(count())
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    assert memory.get("n") == 800
+
+
+def test_huge_batch_completes_without_blocking_the_loop() -> None:
+    shell = MemoryCache(store=uuid.uuid4().hex, maxsize=100_000).aio()
+    items = {f"k{i}": i for i in range(50_000)}
+    loop = LoopThread(limit=0.25)
+    try:
+
+        async def scenario() -> tuple[int, int, int]:
+            await shell.put_many(items)
+            found = await shell.get_many(list(items))
+            return len(found), await shell.count(), await shell.delete_many(list(items))
+
+        assert loop.run(scenario()) == (50_000, 50_000, 50_000)
+        assert loop.blocked == []
+    finally:
+        loop.close()
+
+
+# ---------------------------------------------------------------- @cached on async def
+
+
+def test_cached_coroutine_function_computes_once_across_tasks(memory: MemoryCache) -> None:
+    calls: list[int] = []
+
+    @cached(memory, time_span=60)
+    async def double(x: int) -> int:
+        calls.append(x)
+        await asyncio.sleep(0.01)
+        return 2 * x
+
+    async def scenario() -> tuple[list[int], bool, int]:
+        results = await asyncio.gather(*(double(21) for _ in range(20)))
+        invalidated = await double.ainvalidate(21)
+        return list(results), invalidated, await double(21)
+
+    assert run(scenario()) == ([42] * 20, True, 42)
+    assert calls == [21, 21]
+
+
+def test_cached_async_creator_error_stores_nothing(memory: MemoryCache) -> None:
+    @cached(memory)
+    async def broken() -> int:
+        raise ValueError("no")
+
+    async def scenario() -> bool:
+        with pytest.raises(ValueError):
+            await broken()
+        return await memory.aio().exists(broken.cache_key())
+
+    assert run(scenario()) is False
+
+
+# ---------------------------------------------------------------- the loop-blocking detector
+
+
+def test_the_detector_fails_on_a_sync_sleep_in_the_loop() -> None:
+    loop = LoopThread(limit=0.005)
+    try:
+
+        async def blocking() -> None:
+            time.sleep(0.02)
+
+        loop.run(blocking())
+        assert len(loop.blocked) == 1
+        assert "slept" in loop.blocked[0]
+    finally:
+        loop.close()
+
+
+def test_the_detector_fails_on_a_blocking_socket_in_the_loop() -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    loop = LoopThread(limit=0.005)
+    try:
+
+        async def blocking() -> None:
+            with socket.create_connection(server.getsockname(), timeout=5):
+                pass
+
+        loop.run(blocking())
+        assert any("socket.connect" in b for b in loop.blocked)
+    finally:
+        loop.close()
+        server.close()
+
+
+def test_the_detector_passes_awaited_waits() -> None:
+    loop = LoopThread(limit=0.005)
+    try:
+
+        async def cooperative() -> None:
+            await asyncio.sleep(0.02)
+            await asyncio.to_thread(time.sleep, 0.02)  # a worker thread may block
+
+        loop.run(cooperative())
+        assert loop.blocked == []
+    finally:
+        loop.close()
