@@ -9,21 +9,16 @@ nothing is lost. If they are still refused after :data:`MAX_ROUNDS`, a
 from __future__ import annotations
 
 import random
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
 from cachehub.errors import CacheThrottledError
 
-from .flow import Call, Flow, Sleep, Step, run, stepper
-from .table import Caller
+from .flow import Flow, pause, request
 
 __all__ = [
-    "batch_get",
-    "batch_write",
     "get_batches",
     "write_batches",
-    "caller_steps",
     "backoff",
     "GET_CHUNK",
     "WRITE_CHUNK",
@@ -59,6 +54,7 @@ def get_batches(
     *,
     consistent: bool,
     projection: dict[str, Any] | None = None,
+    checked: bool = False,
 ) -> Flow[list[dict[str, Any]]]:
     """The items found for ``keys``: ceil(n/100) BatchGetItem requests plus retries."""
     found: list[dict[str, Any]] = []
@@ -68,60 +64,30 @@ def get_batches(
         }
         attempt = 0
         while pending:
-            response = yield Call("BatchGetItem", {"RequestItems": pending})
+            response = yield request("BatchGetItem", {"RequestItems": pending}, checked=checked)
             found.extend(response.get("Responses", {}).get(table, []))
             pending = response.get("UnprocessedKeys") or {}
             if pending:
                 attempt += 1
                 if attempt > MAX_ROUNDS:
                     raise _gave_up("keys", len(pending.get(table, {}).get("Keys", [])), table)
-                yield Sleep(backoff(attempt))
+                yield pause(backoff(attempt))
     return found
 
 
-def write_batches(table: str, requests: Sequence[dict[str, Any]]) -> Flow[int]:
+def write_batches(
+    table: str, requests: Sequence[dict[str, Any]], *, checked: bool = False
+) -> Flow[int]:
     """Send Put/DeleteRequests in batches of 25 (+ retries); returns how many were sent."""
     for chunk in _chunks(requests, WRITE_CHUNK):
         pending: dict[str, Any] = {table: list(chunk)}
         attempt = 0
         while pending:
-            response = yield Call("BatchWriteItem", {"RequestItems": pending})
+            response = yield request("BatchWriteItem", {"RequestItems": pending}, checked=checked)
             pending = response.get("UnprocessedItems") or {}
             if pending:
                 attempt += 1
                 if attempt > MAX_ROUNDS:
                     raise _gave_up("writes", len(pending.get(table, [])), table)
-                yield Sleep(backoff(attempt))
+                yield pause(backoff(attempt))
     return len(requests)
-
-
-def caller_steps(
-    call: Caller, sleep: Callable[[float], None] = time.sleep
-) -> Callable[[Step], Any]:
-    """A :func:`.flow.run` step function sending each :class:`Call` through ``call``."""
-    return stepper(lambda wanted: call(wanted.operation, **wanted.params), sleep)
-
-
-def batch_get(
-    call: Caller,
-    table: str,
-    keys: Sequence[dict[str, Any]],
-    *,
-    consistent: bool,
-    projection: dict[str, Any] | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> list[dict[str, Any]]:
-    """:func:`get_batches` sent through ``call`` (e.g. ``dynamodb_command``'s)."""
-    flow = get_batches(table, keys, consistent=consistent, projection=projection)
-    return run(flow, caller_steps(call, sleep))
-
-
-def batch_write(
-    call: Caller,
-    table: str,
-    requests: Sequence[dict[str, Any]],
-    *,
-    sleep: Callable[[float], None] = time.sleep,
-) -> int:
-    """:func:`write_batches` sent through ``call``."""
-    return run(write_batches(table, requests), caller_steps(call, sleep))

@@ -13,6 +13,7 @@ import asyncio
 import math
 import re
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Hashable, Iterator, Mapping
 from contextvars import ContextVar
 from decimal import Decimal
@@ -36,10 +37,12 @@ from cachehub.provider import (
     CacheOutcomeUnknownError,
     CachePermissionError,
     CacheValueError,
+    Call,
     ConfigError,
     CorruptEntryError,
     Entry,
     Expiry,
+    Flow,
     InvalidKeyError,
     KeyFilter,
     Option,
@@ -61,7 +64,7 @@ from .client import (
     validate,
 )
 from .errors import CallContext, ConditionFailedError, ForeignEntryError, error_code, translate
-from .flow import Call, Flow, arun, astepper, run, stepper
+from .flow import afan_out, fan_out, request
 from .flush import flush_workers, update_all
 from .items import (
     DEADLINE,
@@ -305,9 +308,6 @@ class DynamoDBCache(RemoteCache[Any]):
         self._key_name: str | None = None
         self._boot_lock = threading.Lock()
         self._projection: tuple[str, dict[str, Any]] | None = None
-        self._aclients: dict[asyncio.AbstractEventLoop, Any] = {}
-        self._step = stepper(self._send)
-        self._astep = astepper(self._acall)
 
     # ------------------------------------------------------------------ connection
 
@@ -406,17 +406,55 @@ class DynamoDBCache(RemoteCache[Any]):
         finally:
             _ONCE.reset(token)
 
-    # ------------------------------------------------------------------ flow drivers
+    # ------------------------------------------------------------------ flow I/O
+    #
+    # The steps of .flow, as pairs the core's drivers call: ``_x`` for RemoteCache._drive
+    # (boto3, blocking), ``_ax`` for RemoteCache._adrive (aiobotocore, this loop's).
 
-    def _send(self, call: Call) -> Any:
-        """One request of a flow on the boto3 client."""
-        if call.once:
-            return self._write_once(call.operation, **call.params)
-        return self._call(call.operation, **call.params)
+    def _request(
+        self, operation: str, params: dict[str, Any], once: bool = False, checked: bool = False
+    ) -> Any:
+        if checked:
+            return self._checked_call(operation, **params)
+        if once:
+            return self._write_once(operation, **params)
+        return self._call(operation, **params)
 
-    def _drive(self, flow: Flow[T]) -> T:
-        """Run a primitive's flow on the boto3 client (blocking)."""
-        return run(flow, self._step)  # stepper(self._send), made once in __init__
+    async def _arequest(
+        self, operation: str, params: dict[str, Any], once: bool = False, checked: bool = False
+    ) -> Any:
+        client = self._aconns.get(asyncio.get_running_loop()) or await self._aconnection()
+        method = _METHODS.get(operation) or _METHODS.setdefault(operation, xform_name(operation))
+        token = _ONCE.set(once)
+        try:
+            if checked:
+                validate(client, operation, params)
+            return await getattr(client, method)(**params)
+        except _ReplyLost:
+            if not once:
+                raise
+            self._reply_lost(operation)
+            return None
+        except (ClientError, BotoCoreError) as exc:
+            raise self._request_error(operation, exc) from exc
+        finally:
+            _ONCE.reset(token)
+
+    async def _ascan_page(self, operation: str, params: dict[str, Any]) -> Any:
+        """One Scan page for :func:`.scan.ascan_items` / :func:`.scan.ascan_count`."""
+        return await self._arequest(operation, params)
+
+    def _pause(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    async def _apause(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    def _fanout(self, calls: tuple[Call, ...], workers: int) -> list[Any]:
+        return fan_out(calls, workers, self._request)
+
+    async def _afanout(self, calls: tuple[Call, ...], workers: int) -> list[Any]:
+        return await afan_out(calls, workers, self._arequest)
 
     # ------------------------------------------------------------------ async client
 
@@ -426,61 +464,12 @@ class DynamoDBCache(RemoteCache[Any]):
         client.meta.events.register_first("needs-retry.dynamodb", _no_blind_resend)
         return client
 
-    async def _aclient(self) -> Any:
-        """This event loop's aiobotocore client, created on first use in the loop."""
-        loop = asyncio.get_running_loop()
-        client = self._aclients.get(loop)
-        if client is None:
-            # Clients of closed loops cannot be closed any more (their sessions belong to
-            # the dead loop): dropped, so a long-lived cache does not keep them.
-            for old in [old for old in self._aclients if old.is_closed()]:
-                del self._aclients[old]
-            try:
-                made = await self._aconnect()
-            except self.backend_errors as exc:
-                raise self._translate(exc) from None
-            client = self._aclients.setdefault(loop, made)
-            if client is not made:  # another task of this loop connected first
-                await made.close()
-        return client
-
-    async def _aclose(self) -> None:
-        """Write counted reads back on this loop, close this loop's client, then release
-        the boto3 client (off the loop). Clients of other live loops stay theirs."""
-        pending = self._hits.drain()
-        if pending:
-            try:
-                await self._adrive(self._hits_flow(pending))
-            except CacheError as exc:
-                self.log.warning("cache '%s': could not flush hit counts: %s", self.name, exc)
-        client = self._aclients.pop(asyncio.get_running_loop(), None)
-        for old in [old for old in self._aclients if old.is_closed()]:
-            del self._aclients[old]
-        if client is not None:
-            try:
-                await client.close()
-            except self.backend_errors as exc:
-                raise self._translate(exc) from None
-        if self._conn is not None:
-            await asyncio.to_thread(self._close)
-
-    async def _acall(self, call: Call) -> Any:
-        """One request of a flow on this loop's aiobotocore client (errors translated)."""
-        client = self._aclients.get(asyncio.get_running_loop()) or await self._aclient()
-        operation = call.operation
-        method = _METHODS.get(operation) or _METHODS.setdefault(operation, xform_name(operation))
-        token = _ONCE.set(call.once)
-        try:
-            return await getattr(client, method)(**call.params)
-        except _ReplyLost:
-            if not call.once:
-                raise
-            self._reply_lost(operation)
-            return None
-        except (ClientError, BotoCoreError) as exc:
-            raise self._request_error(operation, exc) from exc
-        finally:
-            _ONCE.reset(token)
+    async def _aconnection(self) -> Any:
+        # A client keeps its loop alive (its HTTP session refers to it), so the weak map
+        # alone never lets a closed loop's client go: dropped here, on the slow path.
+        for loop in [loop for loop in list(self._aconns) if loop.is_closed()]:
+            del self._aconns[loop]
+        return await super()._aconnection()
 
     async def _aready(self) -> None:
         """Bootstrap the table once, off the loop: it runs on the boto3 client in a
@@ -490,10 +479,16 @@ class DynamoDBCache(RemoteCache[Any]):
             await asyncio.to_thread(lambda: self.key_name)
 
     async def _adrive(self, flow: Flow[T]) -> T:
-        """Run a primitive's flow on this loop's aiobotocore client."""
+        """:meth:`RemoteCache._adrive`, after the table bootstrap (:meth:`_aready`)."""
         if self._key_name is None:
             await self._aready()
-        return await arun(flow, self._astep)
+        try:
+            return await super()._adrive(flow)
+        finally:
+            flow.close()  # cancelled mid-flow: its cleanup runs now, not at GC
+
+    async def _awrite_hits(self, pending: dict[str, PendingHits]) -> None:
+        await self._adrive(self._hits_flow(pending))
 
     def _recorded(self, op: str, key: str, rid: str) -> Flow[Item]:
         """After a lost reply: the item write ``rid`` left, else :class:`CacheOutcomeUnknownError`.
@@ -631,7 +626,7 @@ class DynamoDBCache(RemoteCache[Any]):
         }
         if attributes is not None:  # top-level attributes only: see items.read_attributes
             params["AttributesToGet"] = attributes
-        reply = yield Call("GetItem", params)
+        reply = yield request("GetItem", params)
         item: dict[str, Any] | None = reply.get("Item")
         if verify and item is not None and not owns(item, storage_key, kn):
             return None, key, pk  # a hashed entry of another key: a miss, left alone
@@ -834,7 +829,7 @@ class DynamoDBCache(RemoteCache[Any]):
         pk = item[self.key_name]["S"]
         owner = self._owner(key, pk)
         if owner is None:
-            yield Call("PutItem", {"TableName": self.table_name, "Item": item})
+            yield request("PutItem", {"TableName": self.table_name, "Item": item})
         elif not (yield from self._put_if(item, owner[0], now, owner[1])):
             raise self._collision(key, pk)
         self._forget(pk)
@@ -860,11 +855,11 @@ class DynamoDBCache(RemoteCache[Any]):
         params.update(TableName=self.table_name, ConditionExpression=cond)
         try:
             if once is None:
-                yield Call("PutItem", {**params, "Item": item})
+                yield request("PutItem", {**params, "Item": item})
                 return True
             rid = request_id()
             params["Item"] = {**item, REQUEST: {"S": rid}}
-            reply = yield Call("PutItem", params, once=True)
+            reply = yield request("PutItem", params, once=True)
         except ConditionFailedError:
             return False
         if reply is None:
@@ -892,15 +887,15 @@ class DynamoDBCache(RemoteCache[Any]):
         params: dict[str, Any] = {}
         if owner is not None:
             params = {"ConditionExpression": owner[0], **self._expr(owner[0], values=owner[1])}
-        request = {"TableName": self.table_name, "Key": k, "ReturnValues": "ALL_OLD", **params}
+        sent = {"TableName": self.table_name, "Key": k, "ReturnValues": "ALL_OLD", **params}
         try:
-            reply = yield Call("DeleteItem", request, once=True)
+            reply = yield request("DeleteItem", sent, once=True)
             if reply is None:
                 # The reply was lost. Deleting twice removes nothing more, so the delete is
                 # sent once more - but a blind re-send would answer False for the entry the
                 # first send removed. What the second send finds tells: an item, so the first
                 # did not land; nothing, and the answer cannot be known.
-                reply = yield Call("DeleteItem", request, once=True)
+                reply = yield request("DeleteItem", sent, once=True)
                 if reply is None or not reply.get("Attributes"):
                     raise self._delete_unknown(key)
             old = reply.get("Attributes")
@@ -925,7 +920,7 @@ class DynamoDBCache(RemoteCache[Any]):
         params.update(TableName=self.table_name, Key=k, ConditionExpression=cond)
         for _ in range(_RESEND_ROUNDS):
             try:
-                reply = yield Call("DeleteItem", params, once=True)
+                reply = yield request("DeleteItem", params, once=True)
             except ConditionFailedError:
                 return False
             if reply is not None:
@@ -990,7 +985,7 @@ class DynamoDBCache(RemoteCache[Any]):
                 **self._expr(update, cond, values=values),
             }
             try:
-                result = yield Call("UpdateItem", params, once=True)
+                result = yield request("UpdateItem", params, once=True)
                 if result is None:  # the reply was lost: the item tells whether it landed
                     result = {"Attributes": (yield from self._recorded("incr", key, rid))}
                 yield from self._flush_due()
@@ -1078,7 +1073,7 @@ class DynamoDBCache(RemoteCache[Any]):
             cond = f"{cond} AND {owner[0]}"
             values.update(owner[1])
         try:
-            yield Call(
+            yield request(
                 "UpdateItem",
                 {
                     "TableName": self.table_name,
@@ -1142,7 +1137,9 @@ class DynamoDBCache(RemoteCache[Any]):
         """:meth:`_scan_keys` on this loop's async client."""
         await self._aready()
         flt = self._filter(flt)
-        async for item in ascan_items(self._acall, self._list_params(flt, now), self._segments):
+        async for item in ascan_items(
+            self._ascan_page, self._list_params(flt, now), self._segments
+        ):
             if (listed := self._listed(item, flt, now)) is not None:
                 yield listed
 
@@ -1178,7 +1175,7 @@ class DynamoDBCache(RemoteCache[Any]):
             async for _ in self._ascan_keys(flt, now):
                 counted += 1
             return counted
-        return await ascan_count(self._acall, params, self._segments)
+        return await ascan_count(self._ascan_page, params, self._segments)
 
     def _clear(self, flt: KeyFilter, now: float) -> int:
         deletes = (key for key, _ in self._scan_keys(flt, now))
@@ -1338,12 +1335,12 @@ class DynamoDBCache(RemoteCache[Any]):
             **self._expr(update, cond, values=values),
         }
         try:
-            reply = yield Call("UpdateItem", params)
+            reply = yield request("UpdateItem", params)
         except ConditionFailedError as exc:
             old = _old_item(exc)
             if old is None:
                 read = {"TableName": self.table_name, "Key": key, "ConsistentRead": True}
-                old = (yield Call("GetItem", read)).get("Item")
+                old = (yield request("GetItem", read)).get("Item")
             return None, self._checked_lock(name, old)
         return reply.get("Attributes", {}), None
 
@@ -1437,7 +1434,7 @@ class DynamoDBCache(RemoteCache[Any]):
     def _lock_holder_flow(self, name: str, now: float) -> Flow[str | None]:
         key, _ = self._lock_item(name)
         read = {"TableName": self.table_name, "Key": key, "ConsistentRead": True}
-        reply = yield Call("GetItem", read)
+        reply = yield request("GetItem", read)
         item = self._checked_lock(name, reply.get("Item"))
         if item is None or not self._lock_live(item, None, now):
             return None
@@ -1474,7 +1471,7 @@ class DynamoDBCache(RemoteCache[Any]):
     async def _aclear_internal(self, now: float) -> int:
         await self._aready()
         kn = self.key_name
-        scanned = ascan_items(self._acall, self._internal_params(), self._segments)
+        scanned = ascan_items(self._ascan_page, self._internal_params(), self._segments)
         ours = ({kn: item[kn]} async for item in scanned if self._internal_of_ours(item))
         removed = 0
         async for batch in achunks(ours, 25):
@@ -1529,7 +1526,7 @@ class DynamoDBCache(RemoteCache[Any]):
             **self._expr(update, cond, values=values),
         }
         try:
-            yield Call("UpdateItem", params)
+            yield request("UpdateItem", params)
         except ConditionFailedError:
             return
 

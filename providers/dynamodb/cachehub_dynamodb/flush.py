@@ -2,7 +2,7 @@
 
 Flushing the hit counts of many keys is one conditional ``UpdateItem`` per key: sent one
 after another, closing a cache that read 250 keys waited for 250 round trips. They are
-independent, so they go out as one :class:`~.flow.Fanout`: a small thread pool on the
+independent, so they go out as one :func:`~.flow.fanout`: a small thread pool on the
 sync path (botocore clients are thread-safe), concurrent tasks on the event loop. The
 request count does not change: one per key.
 """
@@ -15,7 +15,7 @@ from typing import Any
 from cachehub.errors import CacheError
 
 from .errors import ConditionFailedError
-from .flow import Call, Fanout, Flow
+from .flow import Flow, fanout, request
 
 __all__ = ["update_all", "flush_workers"]
 
@@ -33,7 +33,7 @@ def update_all(requests: Sequence[dict[str, Any]], workers: int) -> Flow[int]:
     request is attempted even if some fail; afterwards the first failure is raised.
     Returns how many updates were applied.
     """
-    results = yield Fanout(tuple(Call("UpdateItem", dict(p)) for p in requests), workers)
+    results = yield fanout([request("UpdateItem", dict(p)) for p in requests], workers)
     for result in results:
         if isinstance(result, CacheError) and not isinstance(result, ConditionFailedError):
             raise result

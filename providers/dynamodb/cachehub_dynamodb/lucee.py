@@ -46,7 +46,7 @@ from cachehub.filters import KeyFilter, compile_filter
 from .batch import get_batches
 from .cache import DynamoDBCache
 from .errors import ConditionFailedError, ForeignEntryError, describe_item
-from .flow import Call, Flow
+from .flow import Flow, request
 from .items import INTERNAL, MAX_ITEM_BYTES, MAX_KEY_BYTES, item_size
 from .lucee_values import LuceeValueError, decode_attr, encode_attr
 
@@ -348,7 +348,7 @@ class LuceeDynamoDBCache(DynamoDBCache):
             "Key": key,
             "ConsistentRead": self._consistent if consistent is None else consistent,
         }
-        return (yield Call("GetItem", read)).get("Item")
+        return (yield request("GetItem", read)).get("Item")
 
     def _encode(self, storage_key: str, value: Any) -> dict[str, Any]:
         try:
@@ -412,7 +412,7 @@ class LuceeDynamoDBCache(DynamoDBCache):
             "ConsistentRead": self._consistent,
             "AttributesToGet": [self.key_name, TTL],
         }
-        item = (yield Call("GetItem", read)).get("Item")
+        item = (yield request("GetItem", read)).get("Item")
         return item is not None and is_live(item, now)
 
     def _set_flow(self, key: str, value: Any, expiry: Expiry, now: float) -> Flow[None]:
@@ -425,7 +425,7 @@ class LuceeDynamoDBCache(DynamoDBCache):
             "ExpressionAttributeNames": _names(update, key_name=self.key_name),
             "ExpressionAttributeValues": values,
         }
-        yield Call("UpdateItem", params)
+        yield request("UpdateItem", params)
 
     def _fresh_item(self, pk: str, attr: dict[str, Any], expiry: Expiry, now: float) -> Any:
         stamp = {"N": str(_ms(now))}
@@ -443,7 +443,7 @@ class LuceeDynamoDBCache(DynamoDBCache):
             "ExpressionAttributeValues": {":nows": {"N": str(math.floor(now))}},
         }
         try:
-            reply = yield Call("PutItem", params, once=True)
+            reply = yield request("PutItem", params, once=True)
         except ConditionFailedError:
             return False
         if reply is None:
@@ -458,8 +458,8 @@ class LuceeDynamoDBCache(DynamoDBCache):
 
     def _delete_flow(self, key: str, now: float) -> Flow[bool]:
         k, _ = self._lkey(key)
-        request = {"TableName": self.table_name, "Key": k, "ReturnValues": "ALL_OLD"}
-        old = (yield Call("DeleteItem", request)).get("Attributes")
+        sent = {"TableName": self.table_name, "Key": k, "ReturnValues": "ALL_OLD"}
+        old = (yield request("DeleteItem", sent)).get("Attributes")
         return old is not None and is_live(old, now)
 
     def _delete_if_equal_flow(self, key: str, value: Any, now: float) -> Flow[bool]:
@@ -481,7 +481,7 @@ class LuceeDynamoDBCache(DynamoDBCache):
         if values:
             params["ExpressionAttributeValues"] = values
         try:
-            yield Call("DeleteItem", params)
+            yield request("DeleteItem", params)
         except ConditionFailedError:
             return False
         return True
@@ -508,7 +508,7 @@ class LuceeDynamoDBCache(DynamoDBCache):
         }
         for _ in range(_ROUNDS):
             try:
-                reply = yield Call("UpdateItem", params, once=True)
+                reply = yield request("UpdateItem", params, once=True)
             except ConditionFailedError:
                 old = yield from self._fetch(key, consistent=True)
                 if old is None:
@@ -562,7 +562,7 @@ class LuceeDynamoDBCache(DynamoDBCache):
             "ExpressionAttributeValues": values,
         }
         try:
-            yield Call("UpdateItem", params)
+            yield request("UpdateItem", params)
         except ConditionFailedError:
             return False
         return True

@@ -16,14 +16,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVar
 
-from .flow import Call
 from .table import Caller
 
 __all__ = ["scan_items", "scan_count", "ascan_items", "ascan_count", "achunks", "AsyncSender"]
 
 T = TypeVar("T")
 
-AsyncSender = Callable[[Call], Awaitable[Any]]
+AsyncSender = Callable[[str, dict[str, Any]], Awaitable[Any]]
 """Sends one request on the event loop and returns its reply (errors translated)."""
 
 _PUT_POLL: Final = 0.1
@@ -46,7 +45,7 @@ def _pages(call: Caller, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
 async def _apages(send: AsyncSender, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     request: dict[str, Any] | None = params
     while request is not None:
-        page = await send(Call("Scan", request))
+        page = await send("Scan", request)
         yield page
         request = _following(request, page)
 

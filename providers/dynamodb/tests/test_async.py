@@ -14,10 +14,6 @@ import contextlib
 import gc
 import logging
 import os
-import re
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -149,28 +145,10 @@ def in_loop(main: Callable[[], Awaitable[T]], *, deadline: float = 60.0) -> T:
         assert not watcher.seen, watcher.seen
 
 
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    """moto in a process of its own (``cachehub local-dynamodb``), for this module: in
-    this process its request handling would hold the GIL while the loop waits, which the
-    slow-callback check would blame on the loop."""
-    server = subprocess.Popen(
-        [sys.executable, "-m", "cachehub", "local-dynamodb", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        lines: list[str] = []
-        reader = threading.Thread(target=lambda: lines.append(server.stdout.readline()))  # type: ignore[union-attr]
-        reader.start()
-        reader.join(60)
-        found = re.search(r"http://[\w.:]+", lines[0]) if lines else None
-        assert found, f"local-dynamodb did not start: {lines}"
-        yield found.group(0)
-    finally:
-        server.terminate()
-        server.wait(30)
+@pytest.fixture
+def endpoint(process_endpoint: str) -> str:
+    """This module's caches talk to moto in its own process (see ``process_endpoint``)."""
+    return process_endpoint
 
 
 async def shut(cache: DynamoDBCache) -> None:
@@ -181,7 +159,7 @@ async def shut(cache: DynamoDBCache) -> None:
 async def async_counter(cache: DynamoDBCache) -> RequestCounter:
     """A request counter on this loop's aiobotocore client of ``cache``."""
     await cache._aready()
-    return RequestCounter(await cache._aclient())
+    return RequestCounter(await cache._aconnection())
 
 
 # ---------------------------------------------------------------- one script, two shells
@@ -347,10 +325,10 @@ def test_each_event_loop_gets_its_own_client_and_a_closed_loop_is_left_behind(
 
     async def first() -> None:
         await cache._aset(key, 1, _EXPIRY, cache._clock())
-        clients.append(await cache._aclient())
+        clients.append(await cache._aconnection())
 
     async def second() -> Any:
-        clients.append(await cache._aclient())
+        clients.append(await cache._aconnection())
         value = await cache._aget(key, cache._clock())
         await shut(cache)
         return value
@@ -358,7 +336,7 @@ def test_each_event_loop_gets_its_own_client_and_a_closed_loop_is_left_behind(
     in_loop(first)  # its loop is closed without closing the client
     assert in_loop(second) == 1
     assert clients[0] is not clients[1]
-    assert cache._aclients == {}  # the dead loop's client was dropped, the live one closed
+    assert len(cache._aconns) == 0  # the dead loop's client was dropped, the live one closed
 
 
 def test_many_tasks_share_one_client_per_loop(make: Callable[..., DynamoDBCache]) -> None:
@@ -369,7 +347,7 @@ def test_many_tasks_share_one_client_per_loop(make: Callable[..., DynamoDBCache]
         await asyncio.gather(*(cache._aincr(k, 1, cache._clock()) for k in keys))
         got = await asyncio.gather(*(cache._aget(k, cache._clock()) for k in keys))
         assert got == [1] * 50
-        clients = len(cache._aclients)
+        clients = len(cache._aconns)
         await shut(cache)
         return clients
 
@@ -399,7 +377,7 @@ def test_cancelled_batch_stops_sending_and_leaves_no_state_behind(
             if counter.count("BatchWriteItem") == 3 and batch is not None:
                 batch.cancel()
 
-        client = await cache._aclient()
+        client = await cache._aconnection()
         client.meta.events.register("before-send.dynamodb", cancel_at_third)
         counter.reset()
         batch = asyncio.ensure_future(cache._aset_many(items, _EXPIRY, cache._clock()))
@@ -430,7 +408,7 @@ def test_throttling_is_a_typed_error_with_advice(
     cache.connect()
 
     async def main() -> str:
-        client = await cache._aclient()
+        client = await cache._aconnection()
         injector = _AsyncErrorInjector(client)
         injector.fail("GetItem", "ProvisionedThroughputExceededException")
         try:
@@ -541,7 +519,7 @@ def test_async_incr_applies_once_when_its_reply_is_lost(
     async def main() -> tuple[int, Any, int]:
         if start is not None:
             await cache._aset(key, start, _EXPIRY, cache._clock())
-        await cache._aclient()
+        await cache._aconnection()
         proxy.reset_counts()
         proxy.drop_reply(UPDATE)
         counted = await cache._aincr(key, 5, cache._clock())
@@ -564,7 +542,7 @@ def test_async_add_answers_true_when_its_reply_is_lost(
     key = cache._sk("k")
 
     async def main() -> tuple[bool, int, bool]:
-        await cache._aclient()
+        await cache._aconnection()
         proxy.reset_counts()
         proxy.drop_reply(PUT)
         added = await cache._aadd(key, {"v": 1}, _EXPIRY, cache._clock())
@@ -587,7 +565,7 @@ def test_async_add_lost_request_is_reported_not_guessed(
     key = cache._sk("k")
 
     async def main() -> str:
-        await cache._aclient()
+        await cache._aconnection()
         proxy.reset_counts()
         proxy.drop_request(PUT)
         try:
@@ -613,7 +591,7 @@ def test_async_lock_acquire_holds_once_when_its_reply_is_lost(
     cache = via_proxy()
 
     async def main() -> tuple[int | None, str | None, int]:
-        await cache._aclient()
+        await cache._aconnection()
         proxy.reset_counts()
         proxy.drop_reply(UPDATE)
         fence = await cache._alock_acquire("L", "token-1", 30.0, cache._clock())
@@ -638,7 +616,7 @@ def test_async_endpoint_that_drops_every_reply_is_unavailable_and_bounded(
     key = cache._sk("k")
 
     async def main() -> tuple[str, int]:
-        await cache._aclient()
+        await cache._aconnection()
         proxy.reset_counts()
         proxy.drop_reply(GET, times=1_000)
         try:

@@ -9,6 +9,7 @@ import pytest
 from cachehub_dynamodb import DynamoDBCache
 
 from cachehub.testing import CacheConformance, closed_port
+from cachehub.testing.asyncshell import AsyncConformance
 from cachehub.testing.faults import FaultProxy, Matcher
 from cachehub.testing.lostreplies import LostReplyTests
 from cachehub.testing.skew import SkewTests
@@ -43,6 +44,17 @@ class TestDynamoDBConformance(CacheConformance):
             "maxAttempts": 1,
             **CREDENTIALS,
         }
+        return lambda **kw: DynamoDBCache(settings, **kw)
+
+
+class TestDynamoDBAsyncConformance(AsyncConformance, TestDynamoDBConformance):
+    """The whole suite again through ``cache.aio()``: the native aiobotocore primitives,
+    on moto in its own process (in this one it would hold the GIL while the loop waits,
+    which the loop-blocking detector would blame on the loop)."""
+
+    @pytest.fixture
+    def cache_factory(self, process_endpoint: str) -> Any:
+        settings = {"tableName": "cachehub_conformance", "host": process_endpoint, **CREDENTIALS}
         return lambda **kw: DynamoDBCache(settings, **kw)
 
 
