@@ -1200,6 +1200,11 @@ class DynamoDBCache(RemoteCache[Any]):
 
         return tolerant_get_all(self, flt, now)
 
+    async def _aget_all(self, flt: KeyFilter, now: float) -> dict[str, Any]:
+        from .lucee import atolerant_get_all
+
+        return await atolerant_get_all(self, flt, now)
+
     # ------------------------------------------------------------------ batches
 
     def _read_projection(self, kn: str) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from cachehub.errors import (
     InvalidKeyError,
 )
 from cachehub.filters import KeyFilter, compile_filter
+from cachehub.provider import Call
 
 from .batch import get_batches
 from .cache import DynamoDBCache
@@ -49,6 +50,7 @@ from .errors import ConditionFailedError, ForeignEntryError, describe_item
 from .flow import Flow, request
 from .items import INTERNAL, MAX_ITEM_BYTES, MAX_KEY_BYTES, item_size
 from .lucee_values import LuceeValueError, decode_attr, encode_attr
+from .scan import achunks
 
 if TYPE_CHECKING:
     from cachehub.api import BaseCache
@@ -62,6 +64,8 @@ __all__ = [
     "lucee_key",
     "report_foreign",
     "tolerant_get_all",
+    "atolerant_get_all",
+    "tolerant_chunk",
 ]
 
 LUCEE_FORMAT: Final = "lucee"
@@ -208,12 +212,12 @@ class ConversionReport:
             self.skipped.append(error)
 
 
-def _raw_item(cache: DynamoDBCache, key: str) -> Any:
+def _raw_item(cache: DynamoDBCache, key: str) -> Flow[Any]:
     """The stored item of ``key`` as it is, for describing it (None if it cannot be read)."""
     try:
         if isinstance(cache, LuceeDynamoDBCache):
-            return cache._drive(cache._fetch(key))
-        item, _, _ = cache._drive(cache._get_item(key, verify=False))
+            return (yield from cache._fetch(key))
+        item, _, _ = yield from cache._get_item(key, verify=False)
         return item
     except CacheError:
         return None
@@ -223,12 +227,13 @@ def report_foreign(
     cache: DynamoDBCache, key: str, exc: Exception, item: Any = None
 ) -> ForeignEntryError:
     """Hand an undecodable entry to ``cache.on_foreign_entry`` (default: a warning in
-    the cache's log) as a :class:`ForeignEntryError`; returns that error."""
+    the cache's log) as a :class:`ForeignEntryError`; returns that error. ``item`` is
+    what the entry holds, when the caller read it."""
     if isinstance(exc, ForeignEntryError):
         error = exc
     else:
         user_key = cache._user_key(key)
-        found = describe_item(item if item is not None else _raw_item(cache, key))
+        found = describe_item(item)
         error = ForeignEntryError(
             f"entry {user_key!r:.80} in DynamoDB table '{cache.table_name}' cannot be "
             f"read and was skipped: {exc} (the item holds {found}).",
@@ -245,29 +250,50 @@ def report_foreign(
     return error
 
 
-def tolerant_get_all(cache: DynamoDBCache, flt: KeyFilter, now: float) -> dict[str, Any]:
-    """``get_all`` that skips undecodable entries instead of failing as a whole (#18).
+def tolerant_chunk(cache: DynamoDBCache, chunk: list[str], now: float) -> Flow[dict[str, Any]]:
+    """The readable entries of ``chunk`` (storage keys), as ``get_all`` reads them (#18).
 
-    Keys are read in chunks with the provider's batch read; when a chunk fails with a
-    :class:`CorruptEntryError`, its keys are read one by one and each bad entry is handed
-    to ``cache.on_foreign_entry`` (default: a warning in the cache's log) as a
-    :class:`ForeignEntryError` carrying the key and what the item holds.
+    One batch read; when it fails with a :class:`CorruptEntryError`, the keys are read
+    one by one and each bad entry is handed to :func:`report_foreign` with what its item
+    holds. A flow (the batch reads are ``_get_verified`` / ``_aget_verified``, which read
+    entries signed with a rotated-away key as misses), so both shells skip alike.
     """
+    try:
+        found: dict[str, Any] = yield Call("get_verified", chunk, now)
+        return found
+    except CorruptEntryError:
+        found = {}
+        for key in chunk:
+            try:
+                found.update((yield Call("get_verified", [key], now)))
+            except CorruptEntryError as exc:
+                item = (
+                    None
+                    if isinstance(exc, ForeignEntryError)
+                    else (yield from _raw_item(cache, key))
+                )
+                report_foreign(cache, key, exc, item)
+        return found
+
+
+def tolerant_get_all(cache: DynamoDBCache, flt: KeyFilter, now: float) -> dict[str, Any]:
+    """``get_all`` that skips undecodable entries instead of failing as a whole (#18):
+    the keys in chunks of :data:`CONVERT_CHUNK`, each read by :func:`tolerant_chunk`."""
     result: dict[str, Any] = {}
     strip = len(cache.namespace)
     keys = cache._scan(flt, now)
     while chunk := list(islice(keys, CONVERT_CHUNK)):
-        # _get_verified already reads entries signed with a rotated-away key as misses.
-        try:
-            found = cache._get_verified(chunk, now)
-        except CorruptEntryError:
-            found = {}
-            for key in chunk:
-                try:
-                    found.update(cache._get_verified([key], now))
-                except CorruptEntryError as exc:
-                    report_foreign(cache, key, exc)
-        for sk, value in found.items():
+        for sk, value in cache._drive(tolerant_chunk(cache, chunk, now)).items():
+            result[sk[strip:]] = value
+    return result
+
+
+async def atolerant_get_all(cache: DynamoDBCache, flt: KeyFilter, now: float) -> dict[str, Any]:
+    """:func:`tolerant_get_all` on the event loop."""
+    result: dict[str, Any] = {}
+    strip = len(cache.namespace)
+    async for chunk in achunks(cache._ascan(flt, now), CONVERT_CHUNK):
+        for sk, value in (await cache._adrive(tolerant_chunk(cache, chunk, now))).items():
             result[sk[strip:]] = value
     return result
 

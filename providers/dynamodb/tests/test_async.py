@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import gzip
 import logging
 import os
 import time
@@ -21,6 +22,7 @@ from unittest import mock
 
 import pytest
 from cachehub_dynamodb import DynamoDBCache
+from cachehub_dynamodb.errors import ForeignEntryError
 
 from cachehub.api import Expiry
 from cachehub.errors import CacheOutcomeUnknownError, CacheThrottledError, CacheUnavailableError
@@ -652,3 +654,35 @@ def test_the_loop_checks_catch_a_blocking_request_and_a_cpu_hog(
         in_loop(blocking)
     with pytest.raises(AssertionError, match="ms of CPU in"):
         in_loop(hogging)
+
+
+# ---------------------------------------------------------------- get_all skips foreign entries
+
+
+@pytest.mark.parametrize("layout", ["cachehub", "lucee"])
+def test_async_get_all_skips_unreadable_entries_and_reports_them(
+    make: Callable[..., DynamoDBCache], layout: str
+) -> None:
+    """Issue #18 on the async path: one entry nobody can decode is skipped and reported
+    with what its item holds; the others are returned."""
+    from .test_lucee import _java_object_stream, _lucee_item, _plant
+
+    cache = make(settings={"itemFormat": layout})
+    cache.connect()
+    good = {f"GOOD{i}": i for i in range(5)}
+    cache.put_many(good)
+    blob = gzip.compress(_java_object_stream("lucee.runtime.type.QueryImpl"))
+    _plant(cache, _lucee_item("QUERY", {"B": blob}))
+    seen: list[ForeignEntryError] = []
+    cache.on_foreign_entry = seen.append
+
+    async def main() -> dict[str, Any]:
+        shell = cache.aio()
+        try:
+            return await shell.get_all()
+        finally:
+            await shell.close()
+
+    assert in_loop(main) == good
+    assert [e.key for e in seen] == ["QUERY"]
+    assert "value:B" in seen[0].found
