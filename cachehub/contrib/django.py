@@ -50,7 +50,7 @@ from ..api import MISSING
 from ..api import BaseCache as CacheHubBase
 from ..errors import CacheValueError, ConfigError, StorageNotEnabledError
 from . import resolve_cache
-from .signing import SignedValues, incr
+from .signing import SignedValues, as_type_error, incr
 
 __all__ = ["CacheHubCache"]
 
@@ -281,6 +281,105 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
     def clear(self) -> None:
         """Remove every entry of the cachehub cache's namespace."""
         self.cachehub.clear()
+
+    # ------------------------------------------------------------------ Django's async API
+    # Native: the cachehub cache's async shell (cache.aio()), not Django's default of the
+    # sync method in a thread. The key and value rules above are shared (no I/O).
+    # aget_or_set is Django's own, built on aget/aadd, so it takes this path too.
+
+    async def aadd(
+        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None
+    ) -> bool:
+        """:meth:`add`, awaited on the native async path."""
+        k = self._key(key, version)
+        store, seconds = self._lifetime(timeout)
+        shell = self.cachehub.aio()
+        if not store:
+            return not await shell.exists(k)
+        return await shell.add(k, self.values.dumps(k, value), time_span=seconds)
+
+    async def aget(self, key: Any, default: Any = None, version: Any = None) -> Any:
+        """:meth:`get`, awaited on the native async path."""
+        k = self._key(key, version)
+        value = self.values.loads(k, await self.cachehub.aio().get(k, MISSING))
+        return default if value is MISSING else value
+
+    async def aset(
+        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None
+    ) -> None:
+        """:meth:`set`, awaited on the native async path."""
+        k = self._key(key, version)
+        store, seconds = self._lifetime(timeout)
+        if store:
+            await self.cachehub.aio().put(k, self.values.dumps(k, value), time_span=seconds)
+        else:
+            await self.cachehub.aio().delete(k)
+
+    async def atouch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None) -> bool:
+        """:meth:`touch`, awaited on the native async path."""
+        k = self._key(key, version)
+        store, seconds = self._lifetime(timeout)
+        if not store:
+            return await self.cachehub.aio().delete(k)
+        return await self.cachehub.aio().touch(k, time_span=seconds)
+
+    async def adelete(self, key: Any, version: Any = None) -> bool:
+        """:meth:`delete`, awaited on the native async path."""
+        return await self.cachehub.aio().delete(self._key(key, version))
+
+    async def ahas_key(self, key: Any, version: Any = None) -> bool:
+        """:meth:`has_key`, awaited on the native async path."""
+        return await self.cachehub.aio().exists(self._key(key, version))
+
+    async def aget_many(self, keys: Iterable[Any], version: Any = None) -> dict[Any, Any]:
+        """:meth:`get_many`, awaited on the native async path (one batch)."""
+        made = {self._key(key, version): key for key in keys}
+        found = await self.cachehub.aio().get_many(made)
+        out = {}
+        for k, stored in found.items():
+            value = self.values.loads(k, stored)
+            if value is not MISSING:
+                out[made[k]] = value
+        return out
+
+    async def aset_many(
+        self, data: Mapping[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: Any = None
+    ) -> list[Any]:
+        """:meth:`set_many`, awaited on the native async path (one batch)."""
+        items = {self._key(key, version): value for key, value in data.items()}
+        store, seconds = self._lifetime(timeout)
+        shell = self.cachehub.aio()
+        if store:
+            await shell.put_many(self.values.dumps_many(items.items()), time_span=seconds)
+        else:
+            await shell.delete_many(items)
+        return []
+
+    async def adelete_many(self, keys: Iterable[Any], version: Any = None) -> None:
+        """:meth:`delete_many`, awaited on the native async path (one batch)."""
+        await self.cachehub.aio().delete_many([self._key(key, version) for key in keys])
+
+    async def aincr(self, key: Any, delta: int = 1, version: Any = None) -> int:
+        """:meth:`incr`, awaited on the native async path."""
+        k = self._key(key, version)
+        shell = self.cachehub.aio()
+        if not await shell.exists(k):
+            raise CacheValueError(
+                f"Key '{key}' not found.",
+                hint="incr()/decr() need an existing key: set(key, 0) or add(key, 0) first.",
+            )
+        try:
+            return await shell.incr(k, delta)
+        except CacheValueError as exc:
+            raise as_type_error(exc) from None
+
+    async def adecr(self, key: Any, delta: int = 1, version: Any = None) -> int:
+        """:meth:`decr`, awaited on the native async path."""
+        return await self.aincr(key, -delta, version=version)
+
+    async def aclear(self) -> None:
+        """:meth:`clear`, awaited on the native async path."""
+        await self.cachehub.aio().clear()
 
     def close(self, **kwargs: Any) -> None:
         """Called by Django after every request: providers keep their pools, so no-op."""

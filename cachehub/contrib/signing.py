@@ -44,6 +44,7 @@ __all__ = [
     "AdapterPickleError",
     "AdapterTypeError",
     "SignedValues",
+    "as_type_error",
     "derive_key",
     "incr",
 ]
@@ -212,6 +213,11 @@ def incr(cache: BaseCache, key: str, delta: int) -> int:
     try:
         return cache.incr(key, delta)
     except CacheValueError as exc:
-        if isinstance(exc, TypeError):
-            raise
-        raise AdapterTypeError(exc.message, hint=exc.hint) from None
+        raise as_type_error(exc) from None
+
+
+def as_type_error(exc: CacheValueError) -> CacheValueError:
+    """``exc`` of a failed ``incr`` as :class:`AdapterTypeError` (unless it is one)."""
+    if isinstance(exc, TypeError):
+        return exc
+    return AdapterTypeError(exc.message, hint=exc.hint)

@@ -528,12 +528,16 @@ class AsyncOnlyTests(ConformanceBase):
     @pytest.mark.parametrize("on_error", ["miss", "raise"])
     def test_async_for_keys_under_outage(
         self,
-        unreachable_factory: CacheFactory,
+        request: pytest.FixtureRequest,
         namespace: str,
         shell_loop: LoopThread,
         on_error: str,
         caplog: pytest.LogCaptureFixture,
     ) -> None:
+        try:
+            unreachable_factory: CacheFactory = request.getfixturevalue("unreachable_factory")
+        except pytest.FixtureLookupError:
+            pytest.skip(f"{type(self).__name__} defines no unreachable_factory fixture")
         events: list[OperationEvent] = []
         cache = unreachable_factory(namespace=namespace, onError=on_error, observer=events.append)
 
@@ -586,6 +590,28 @@ class AsyncConformance(AsyncOnlyTests):
                 "a callback blocked the event loop: " + "; ".join(loop.blocked[:3]),
                 pytrace=False,
             )
+
+    def test_keep_alive_extends_while_the_block_runs(self, cache: BaseCache) -> None:
+        # The sync case counts calls of _lock_extend; the async shell calls _alock_extend.
+        lock = cache.lock("job", ttl=30)
+        assert lock.acquire(blocking=False)
+        calls: list[float] = []
+        real = cache._alock_extend
+
+        async def counting(name: str, token: str, ttl: float, now: float) -> bool:
+            calls.append(ttl)
+            return await real(name, token, ttl, now)
+
+        cache._alock_extend = counting  # type: ignore[method-assign]
+        deadline = time.monotonic() + 10
+        with lock.keep_alive(every=0.01):
+            while len(calls) < 2:
+                assert time.monotonic() < deadline, "keep_alive never extended the lock"
+                time.sleep(0.01)
+        settled = len(calls)
+        time.sleep(0.05)
+        assert len(calls) == settled  # the heartbeat stopped with the block
+        assert lock.release() is True
 
     @pytest.fixture
     def make_cache(

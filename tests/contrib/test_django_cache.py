@@ -340,3 +340,61 @@ def test_configuration_errors() -> None:
         CacheHubCache("main", {"OPTIONS": {"class": "memory"}})
     with pytest.raises(ConfigError, match="unknown cache class"):
         CacheHubCache("", {"OPTIONS": {"class": "nosuchprovider"}})
+
+
+def test_async_methods_take_the_native_path(
+    cache: CacheHubCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Django's defaults run the sync method in a thread; none may be called here.
+    for name in ("add", "get", "set", "touch", "delete", "has_key", "get_many", "set_many"):
+        monkeypatch.setattr(cache, name, None)
+    for name in ("delete_many", "incr", "decr", "clear"):
+        monkeypatch.setattr(cache, name, None)
+
+    async def scenario() -> list[Any]:
+        results: list[Any] = []
+        await cache.aset("a", {"x": 1}, timeout=60)
+        results.append(await cache.aget("a"))
+        results.append(await cache.aadd("a", "other"))
+        results.append(await cache.aadd("b", 0))
+        results.append(await cache.aincr("b", 5))
+        results.append(await cache.adecr("b", 2))
+        results.append(await cache.atouch("a", timeout=30))
+        results.append(await cache.ahas_key("a"))
+        results.append(await cache.aget_many(["a", "b", "missing"]))
+        await cache.aset_many({"c": 3, "d": 4})
+        results.append(await cache.aget_or_set("e", lambda: "made"))
+        results.append(await cache.adelete("c"))
+        await cache.adelete_many(["d", "e"])
+        results.append(await cache.aget_many(["c", "d", "e"]))
+        await cache.aclear()
+        results.append(await cache.aget("a", "gone"))
+        return results
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 30)) == [
+        {"x": 1},
+        False,
+        True,
+        5,
+        3,
+        True,
+        True,
+        {"a": {"x": 1}, "b": 3},
+        "made",
+        True,
+        {},
+        "gone",
+    ]
+
+
+def test_async_incr_errors_match_the_sync_ones(cache: CacheHubCache) -> None:
+    async def scenario() -> None:
+        with pytest.raises(ValueError, match="not found"):
+            await cache.aincr("absent")
+        await cache.aset("text", "abc")
+        with pytest.raises(TypeError):
+            await cache.aincr("text")
+        await cache.aset("zero", 1, timeout=0)  # a timeout <= 0 deletes
+        assert await cache.ahas_key("zero") is False
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))

@@ -6,15 +6,21 @@ read writes nothing; with ``hitCounts`` on, reads are counted in process and wri
 in batches (:class:`cachehub.provider.RemoteCache`). An idle-time entry's read is written
 at once: it slides the deadline for every client. Operations that must check an entry
 before changing it are Lua scripts (:mod:`.scripts`).
+
+Async (``cache.aio()``): the same commands through a ``redis.asyncio`` client per event
+loop. A primitive of more than one step is written once, as a *flow* (``_*_flow``, see
+:class:`cachehub.provider.Call`) that both shells drive; the I/O methods come in pairs
+(``_command``/``_acommand``, ``_eval``/``_aeval``...), each sending one request.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Hashable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Final, cast
 
 from redis import exceptions as rx
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
 from cachehub.config import LuceeOption
@@ -24,9 +30,11 @@ from cachehub.provider import (
     MISSING,
     CacheError,
     CacheValueError,
+    Call,
     CorruptEntryError,
     Entry,
     Expiry,
+    Flow,
     KeyFilter,
     Option,
     PendingHits,
@@ -41,10 +49,22 @@ from .connection import (
     OPTIONS,
     ConnectionPlan,
     acquire_client,
+    build_async_client,
     plan_connection,
     release_client,
 )
-from .dispatch import MAX_KEYS, Call, Client, Key, evalsha, run_calls, split
+from .dispatch import (
+    MAX_KEYS,
+    AsyncClient,
+    Client,
+    Key,
+    aevalsha,
+    arun_calls,
+    evalsha,
+    run_calls,
+    split,
+)
+from .dispatch import Call as ScriptCall
 from .entry import (
     DOUBLE,
     FOREVER,
@@ -189,6 +209,13 @@ class RedisCache(RemoteCache[Client]):
     def _disconnect(self, client: Client) -> None:
         release_client(self._plan, self.settings["retries"], client)
 
+    async def _aconnect(self) -> AsyncClient:
+        self.log.debug("cache '%s': async client for Redis at %s", self.name, self.endpoint)
+        return build_async_client(self._plan, self.settings["retries"])
+
+    async def _adisconnect(self, client: AsyncClient) -> None:
+        await client.aclose()
+
     def _translate(self, exc: Exception) -> CacheError:
         """The typed cachehub error for a redis-py error (secrets scrubbed)."""
         return translate(exc, self.endpoint, self._plan.secrets)  # type: ignore[arg-type]
@@ -224,17 +251,16 @@ class RedisCache(RemoteCache[Client]):
             keys = (key, record_key(key, request_id(), isinstance(client, RedisCluster)))
         return self._guarded(evalsha, client, script, keys, (*args, ms))
 
-    def _with_record(self, group: list[Key]) -> list[Key]:
+    def _with_record(self, group: list[Key], cluster: bool) -> list[Key]:
         """A batch call's keys plus its request record (see :mod:`.records`), when the
         client may re-send: the batch script then answers a re-send with the first
         attempt's outcome instead of applying (and counting) again."""
         if not self._record_ms:
             return group
-        cluster = isinstance(self._conn or self._connection(), RedisCluster)
         # The record shares the first key's slot: a batch call's keys share one.
         return [*group, record_key(cast(str, group[0]), request_id(), cluster)]
 
-    def _run_calls(self, script: LuaScript, calls: Sequence[Call]) -> list[Any]:
+    def _run_calls(self, script: LuaScript, calls: Sequence[ScriptCall]) -> list[Any]:
         """Run several script calls in one round trip (one per node in a cluster)."""
         if not calls:
             return []
@@ -243,6 +269,51 @@ class RedisCache(RemoteCache[Client]):
     def _groups(self, keys: Sequence[Key]) -> list[list[Key]]:
         """``keys`` in groups one script call may take (same hash slot in a cluster)."""
         return self._guarded(split, self._conn or self._connection(), keys)
+
+    def _cluster(self) -> bool:
+        """Whether the client talks to a Redis Cluster (no request sent)."""
+        return isinstance(self._conn or self._connection(), RedisCluster)
+
+    # The async twins: one request each, on the running loop's redis.asyncio client.
+
+    async def _acommand(self, *args: Any) -> Any:
+        client = await self._aconnection()
+        try:
+            return await client.execute_command(*args)
+        except rx.ResponseError as exc:
+            if _wrong_type(exc):
+                return None
+            raise self._translate(exc) from None
+        except REDIS_ERRORS as exc:
+            raise self._translate(exc) from None
+
+    async def _aeval(self, script: LuaScript, key: Key, *args: Any) -> Any:
+        client = await self._aconnection()
+        return await self._aguarded(aevalsha, client, script, (key,), args)
+
+    async def _aeval_once(self, script: LuaScript, key: str, *args: Any) -> Any:
+        client = await self._aconnection()
+        ms = self._record_ms
+        keys: tuple[Key, ...] = (key,)
+        if ms:
+            keys = (key, record_key(key, request_id(), isinstance(client, AsyncRedisCluster)))
+        return await self._aguarded(aevalsha, client, script, keys, (*args, ms))
+
+    async def _arun_calls(self, script: LuaScript, calls: Sequence[ScriptCall]) -> list[Any]:
+        if not calls:
+            return []
+        client = await self._aconnection()
+        return await self._aguarded(arun_calls, client, script, calls)
+
+    async def _agroups(self, keys: Sequence[Key]) -> list[list[Key]]:
+        return split(await self._aconnection(), keys)
+
+    async def _acluster(self) -> bool:
+        return isinstance(await self._aconnection(), AsyncRedisCluster)
+
+    async def _aeval_keyless(self, script: LuaScript, *args: Any) -> Any:
+        client = await self._aconnection()
+        return await self._aguarded(aevalsha, client, script, (), args)
 
     # ------------------------------------------------------------------ time
 
@@ -295,13 +366,23 @@ class RedisCache(RemoteCache[Client]):
             if self.counts_hits:
                 self._hits.count(key, raw[_CREATED], now)
             return self._loads(raw[HEADER_SIZE:], key)
+        return self._drive(self._read_flow(key, raw, now))
+
+    def _read_flow(self, key: str, raw: bytes | None, now: float) -> Flow[Any]:
+        """:meth:`_read` as a flow (the sync shell inlines its common case above)."""
+        if raw is None:
+            return MISSING
+        if raw.startswith(_PLAIN) and raw.startswith(FOREVER, _EXPIRES):
+            if self.counts_hits:
+                self._hits.count(key, raw[_CREATED], now)
+            return self._loads(raw[HEADER_SIZE:], key)
         found: dict[str, Any] = {}
         counted: list[tuple[str, bytes]] = []
         idle = self._check(key, raw, now, found, counted)
         if counted:
             self._count_read(key, counted[0][1], now)
         elif idle is not None:
-            self._slide([idle], now)
+            yield from self._slide_flow([idle], now)
         return found.get(key, MISSING)
 
     def _check(
@@ -334,7 +415,7 @@ class RedisCache(RemoteCache[Client]):
             return INT.unpack_from(raw, HEADER_SIZE)[0]
         return self._loads(raw[HEADER_SIZE:], key)
 
-    def _slide(self, reads: Sequence[tuple[str, bytes, Expiry]], now: float) -> None:
+    def _slide_flow(self, reads: Sequence[tuple[str, bytes, Expiry]], now: float) -> Flow[None]:
         """Record reads of idle entries at once: hit count, access time, new Redis TTL.
 
         ``reads`` holds ``(key, created stamp bytes, expiry)`` per entry read.
@@ -342,7 +423,7 @@ class RedisCache(RemoteCache[Client]):
         stamp = DOUBLE.pack(now)
         # The new TTL is relative (server clock); an idle entry's absolute cap, if it has
         # one, is judged by this process's clock (off by at most the skew, docs/redis.md).
-        self._record_reads(
+        yield from self._record_reads_flow(
             {
                 key: (
                     created,
@@ -354,31 +435,40 @@ class RedisCache(RemoteCache[Client]):
             }
         )
 
-    def _record_reads(self, reads: dict[str, tuple[bytes, int, bytes, int | str]]) -> None:
+    def _record_reads_flow(
+        self, reads: dict[str, tuple[bytes, int, bytes, int | str]]
+    ) -> Flow[None]:
         """RECORD_READS for ``key: (created stamp, hits, access stamp, ttl ms or '')``.
 
         One script call per group of keys (per hash slot in a cluster), one round trip.
         """
-        calls: list[Call] = []
-        for group in self._groups(list(reads)):
+        groups = yield Call("groups", list(reads))
+        cluster = yield Call("cluster")
+        calls: list[ScriptCall] = []
+        for group in groups:
             args: list[Any] = [self._record_ms, self._ttl_cmd]
             for key in group:
-                args.extend(reads[key])  # type: ignore[index]
-            calls.append((self._with_record(group), args))
-        self._run_calls(lua.RECORD_READS, calls)
+                args.extend(reads[key])
+            calls.append((self._with_record(group, cluster), args))
+        yield Call("run_calls", lua.RECORD_READS, calls)
+
+    @staticmethod
+    def _hit_reads(pending: dict[str, PendingHits]) -> dict[str, tuple[bytes, int, bytes, str]]:
+        # the version is the created stamp's 8 bytes, as the script compares them
+        return {
+            key: (cast(bytes, read.version), read.hits, DOUBLE.pack(read.accessed), _NO_TTL)
+            for key, read in pending.items()
+        }
 
     def _write_hits(self, pending: dict[str, PendingHits]) -> None:
         """Counted reads (hit counts, last access): RECORD_READS, one round trip per node.
 
         Reads of entries replaced or deleted meanwhile are dropped by the script.
         """
-        # the version is the created stamp's 8 bytes, as the script compares them
-        self._record_reads(
-            {
-                key: (cast(bytes, read.version), read.hits, DOUBLE.pack(read.accessed), _NO_TTL)
-                for key, read in pending.items()
-            }
-        )
+        self._drive(self._record_reads_flow(dict(self._hit_reads(pending))))
+
+    async def _awrite_hits(self, pending: dict[str, PendingHits]) -> None:
+        await self._adrive(self._record_reads_flow(dict(self._hit_reads(pending))))
 
     # ------------------------------------------------------------------ single-key primitives
 
@@ -388,11 +478,23 @@ class RedisCache(RemoteCache[Client]):
             self._after_write()
         return value
 
+    async def _aget(self, key: str, now: float) -> Any:
+        value = await self._adrive(self._read_flow(key, await self._acommand("GET", key), now))
+        if self._hits.due():
+            await self._aafter_write()
+        return value
+
     def _get_entry(self, key: str, now: float) -> Entry | None:
+        return self._drive(self._get_entry_flow(key, now))
+
+    async def _aget_entry(self, key: str, now: float) -> Entry | None:
+        return await self._adrive(self._get_entry_flow(key, now))
+
+    def _get_entry_flow(self, key: str, now: float) -> Flow[Entry | None]:
         if self._judge:
-            raw, pttl = self._command("GET", key), -1
+            raw, pttl = (yield Call("command", "GET", key)), -1
         else:
-            reply = self._eval(lua.ENTRY, key)
+            reply = yield Call("eval", lua.ENTRY, key)
             raw, pttl = (None, -1) if reply is None else reply
         head = None if raw is None else unpack(raw, key)
         if head is None or not self._alive(head, now):
@@ -418,25 +520,46 @@ class RedisCache(RemoteCache[Client]):
         return self._with_pending(entry, key, raw[_CREATED])
 
     def _exists(self, key: str, now: float) -> bool:
-        raw = self._command("GETRANGE", key, 0, HEADER_SIZE - 1)
+        return self._head_alive(key, self._command("GETRANGE", key, 0, HEADER_SIZE - 1), now)
+
+    async def _aexists(self, key: str, now: float) -> bool:
+        raw = await self._acommand("GETRANGE", key, 0, HEADER_SIZE - 1)
+        return self._head_alive(key, raw, now)
+
+    def _head_alive(self, key: str, raw: bytes | None, now: float) -> bool:
         head = None if raw is None else unpack(raw, key)
         return head is not None and self._alive(head, now)
 
-    def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
+    def _set_command(self, key: str, value: Any, expiry: Expiry, now: float) -> tuple[Any, ...]:
+        """The ``SET`` command storing a fresh entry."""
         blob = self._blob(key, value, expiry, now)
         deadline = expiry.deadline(now)
         if deadline is None:
-            self._command("SET", key, blob)
-        else:
-            self._command("SET", key, blob, *self._ttl(deadline, now))
+            return "SET", key, blob
+        return ("SET", key, blob, *self._ttl(deadline, now))
+
+    def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
+        self._command(*self._set_command(key, value, expiry, now))
         self._hits.forget(key)
         if self._hits.due():
             self._after_write()
 
+    async def _aset(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
+        await self._acommand(*self._set_command(key, value, expiry, now))
+        self._hits.forget(key)
+        if self._hits.due():
+            await self._aafter_write()
+
     def _add(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
+        return self._drive(self._add_flow(key, value, expiry, now))
+
+    async def _aadd(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
+        return await self._adrive(self._add_flow(key, value, expiry, now))
+
+    def _add_flow(self, key: str, value: Any, expiry: Expiry, now: float) -> Flow[bool]:
         blob = self._blob(key, value, expiry, now)
         ttl = self._ttl(expiry.deadline(now), now)
-        added = bool(self._eval_once(lua.ADD, key, self._now_arg(now), blob, *ttl))
+        added = bool((yield Call("eval_once", lua.ADD, key, self._now_arg(now), blob, *ttl)))
         if added:
             self._hits.forget(key)
         return added
@@ -445,14 +568,30 @@ class RedisCache(RemoteCache[Client]):
         self._hits.forget(key)
         return bool(self._eval_once(lua.DELETE, key, self._now_arg(now)))
 
+    async def _adelete(self, key: str, now: float) -> bool:
+        self._hits.forget(key)
+        return bool(await self._aeval_once(lua.DELETE, key, self._now_arg(now)))
+
     def _delete_if_equal(self, key: str, value: Any, now: float) -> bool:
+        return self._drive(self._delete_if_equal_flow(key, value, now))
+
+    async def _adelete_if_equal(self, key: str, value: Any, now: float) -> bool:
+        return await self._adrive(self._delete_if_equal_flow(key, value, now))
+
+    def _delete_if_equal_flow(self, key: str, value: Any, now: float) -> Flow[bool]:
         payload = self._payload(key, value)
-        deleted = bool(self._eval_once(lua.DELETE_IF_EQUAL, key, self._now_arg(now), *payload))
-        if deleted:
+        reply = yield Call("eval_once", lua.DELETE_IF_EQUAL, key, self._now_arg(now), *payload)
+        if reply:
             self._hits.forget(key)
-        return deleted
+        return bool(reply)
 
     def _incr(self, key: str, delta: int, now: float) -> int:
+        return self._drive(self._incr_flow(key, delta, now))
+
+    async def _aincr(self, key: str, delta: int, now: float) -> int:
+        return await self._adrive(self._incr_flow(key, delta, now))
+
+    def _incr_flow(self, key: str, delta: int, now: float) -> Flow[int]:
         if delta not in _INT64:
             raise CacheValueError(
                 f"incr delta {delta} does not fit in 64 bits.",
@@ -460,7 +599,7 @@ class RedisCache(RemoteCache[Client]):
             )
         fresh = pack(KIND_INT, INT.pack(delta), now, now, None, None)
         stamp = INT.unpack(DOUBLE.pack(now))[0]  # the double's bytes, for BITFIELD SET i64
-        reply = self._eval_once(lua.INCR, key, self._now_arg(now), delta, fresh, stamp)
+        reply = yield Call("eval_once", lua.INCR, key, self._now_arg(now), delta, fresh, stamp)
         kind = reply[0]
         if kind == b"n":
             return int(INT.unpack(reply[1])[0])
@@ -474,11 +613,17 @@ class RedisCache(RemoteCache[Client]):
         current = self._loads(reply[1], key)
         raise not_an_int(user_key, type(current).__name__, "a 64-bit int")
 
-    def _touch(self, key: str, expiry: Expiry, now: float) -> bool:
+    def _touch_args(self, expiry: Expiry, now: float) -> tuple[Any, ...]:
         x, d = expiry.expires_at, expiry.idle
         policy = DOUBLE.pack(_NAN if x is None else x) + DOUBLE.pack(_NAN if d is None else d)
         ttl = self._ttl(expiry.deadline(now), now)
-        return bool(self._eval(lua.TOUCH, key, self._now_arg(now), DOUBLE.pack(now), policy, *ttl))
+        return (self._now_arg(now), DOUBLE.pack(now), policy, *ttl)
+
+    def _touch(self, key: str, expiry: Expiry, now: float) -> bool:
+        return bool(self._eval(lua.TOUCH, key, *self._touch_args(expiry, now)))
+
+    async def _atouch(self, key: str, expiry: Expiry, now: float) -> bool:
+        return bool(await self._aeval(lua.TOUCH, key, *self._touch_args(expiry, now)))
 
     # ------------------------------------------------------------------ batches
 
@@ -500,8 +645,37 @@ class RedisCache(RemoteCache[Client]):
         except REDIS_ERRORS as exc:
             raise self._translate(exc) from None
 
+    async def _amget(self, keys: list[str]) -> list[Any]:
+        if not keys:
+            return []
+        client = await self._aconnection()
+        try:
+            if isinstance(client, AsyncRedisCluster):
+                return list(await client.mget_nonatomic(keys))
+            if len(keys) <= MAX_KEYS:
+                return list(await client.execute_command("MGET", *keys))
+            pipe = client.pipeline(transaction=False)
+            for i in range(0, len(keys), MAX_KEYS):
+                pipe.execute_command("MGET", *keys[i : i + MAX_KEYS])
+            return [raw for chunk in await pipe.execute() for raw in chunk]
+        except REDIS_ERRORS as exc:
+            raise self._translate(exc) from None
+
     def _get_many(self, keys: list[str], now: float) -> dict[str, Any]:
-        stored = [(k, raw) for k, raw in zip(keys, self._mget(keys), strict=True) if raw]
+        found = self._drive(self._get_many_flow(keys, now))
+        if self._hits.due():
+            self._after_write()
+        return found
+
+    async def _aget_many(self, keys: list[str], now: float) -> dict[str, Any]:
+        found = await self._adrive(self._get_many_flow(keys, now))
+        if self._hits.due():
+            await self._aafter_write()
+        return found
+
+    def _get_many_flow(self, keys: list[str], now: float) -> Flow[dict[str, Any]]:
+        raws = yield Call("mget", keys)
+        stored = [(k, raw) for k, raw in zip(keys, raws, strict=True) if raw]
         # The common entry first, in comprehensions (this loop is most of the client time
         # cachehub adds to an MGET): codec bytes that never expire, see _read.
         # startswith at an offset compares in place (slices would copy the bytes).
@@ -524,19 +698,24 @@ class RedisCache(RemoteCache[Client]):
         if counted and self.counts_hits:
             self._hits.count_many(counted, now)
         if idle:
-            self._slide(idle, now)
-        if self._hits.due():
-            self._after_write()
+            yield from self._slide_flow(idle, now)
         return found
 
     def _set_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
+        self._drive(self._set_many_flow(items, expiry, now))
+        self._after_write()
+
+    async def _aset_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
+        await self._adrive(self._set_many_flow(items, expiry, now))
+        await self._aafter_write()
+
+    def _set_many_flow(self, items: dict[str, Any], expiry: Expiry, now: float) -> Flow[None]:
         deadline = expiry.deadline(now)
         if deadline is None:
-            self._mset(self._blobs(items, expiry, now))
+            yield Call("mset", self._blobs(items, expiry, now))
         else:
-            self._set_many_ttl(items, expiry, deadline, now)
+            yield from self._set_many_ttl_flow(items, expiry, deadline, now)
         self._hits.forget(*items)
-        self._after_write()
 
     def _blobs(self, items: dict[str, Any], expiry: Expiry, now: float) -> list[Any]:
         """``[key, stored form, key, stored form, ...]`` of a batch (see :meth:`_blob`).
@@ -576,23 +755,46 @@ class RedisCache(RemoteCache[Client]):
         except REDIS_ERRORS as exc:
             raise self._translate(exc) from None
 
-    def _set_many_ttl(
+    async def _amset(self, flat: list[Any]) -> None:
+        client = await self._aconnection()
+        try:
+            if isinstance(client, AsyncRedisCluster):
+                await client.mset_nonatomic(dict(zip(flat[::2], flat[1::2], strict=True)))
+            elif len(flat) <= 2 * MAX_KEYS:
+                await client.execute_command("MSET", *flat)
+            else:
+                pipe = client.pipeline(transaction=False)
+                for i in range(0, len(flat), 2 * MAX_KEYS):
+                    pipe.execute_command("MSET", *flat[i : i + 2 * MAX_KEYS])
+                await pipe.execute()
+        except REDIS_ERRORS as exc:
+            raise self._translate(exc) from None
+
+    def _set_many_ttl_flow(
         self, items: dict[str, Any], expiry: Expiry, deadline: float, now: float
-    ) -> None:
+    ) -> Flow[None]:
         """Entries with a TTL (``MSET`` takes none): the SET_MANY script, one round trip."""
         ttl = self._ttl(deadline, now)
-        calls: list[Call] = []
-        for group in self._groups(list(items)):
+        calls: list[ScriptCall] = []
+        for group in (yield Call("groups", list(items))):
             args: list[Any] = [*ttl]
-            args.extend(self._blob(key, items[key], expiry, now) for key in group)  # type: ignore[index,arg-type]
+            args.extend(self._blob(key, items[key], expiry, now) for key in group)
             calls.append((group, args))
-        self._run_calls(lua.SET_MANY, calls)
+        yield Call("run_calls", lua.SET_MANY, calls)
 
     def _delete_many(self, keys: list[str], now: float) -> int:
+        return self._drive(self._delete_many_flow(keys, now))
+
+    async def _adelete_many(self, keys: list[str], now: float) -> int:
+        return await self._adrive(self._delete_many_flow(keys, now))
+
+    def _delete_many_flow(self, keys: list[str], now: float) -> Flow[int]:
         self._hits.forget(*keys)
         now_arg, ms = self._now_arg(now), self._record_ms
-        calls = [(self._with_record(group), (now_arg, ms)) for group in self._groups(keys)]
-        return sum(self._run_calls(lua.DELETE_MANY, calls))
+        groups = yield Call("groups", keys)
+        cluster = yield Call("cluster")
+        calls = [(self._with_record(group, cluster), (now_arg, ms)) for group in groups]
+        return sum((yield Call("run_calls", lua.DELETE_MANY, calls)))
 
     # ------------------------------------------------------------------ scans
 
@@ -608,14 +810,43 @@ class RedisCache(RemoteCache[Client]):
         try:
             found = client.scan_iter(match=redis_glob(flt), count=_SCAN_COUNT, _type="string")
             for raw in chunks(found, _SCAN_COUNT):
-                batch = [k for k in dict.fromkeys(raw) if self._selects(flt, k)]
-                if not batch:
-                    continue
-                groups = split(client, batch, _SCAN_COUNT)  # one call per SCAN batch
-                calls = [(group, (self._now_arg(now), mode)) for group in groups]
-                yield groups, run_calls(client, lua.SCAN_CHECK, calls)
+                groups, calls = self._check_calls(client, flt, raw, mode, now)
+                if calls:
+                    yield groups, run_calls(client, lua.SCAN_CHECK, calls)
         except REDIS_ERRORS as exc:
             raise self._translate(exc) from None
+
+    async def _ascan_batches(
+        self, flt: KeyFilter, mode: str, now: float
+    ) -> AsyncIterator[tuple[Any, ...]]:
+        """:meth:`_scan_batches` on the running loop's async client."""
+        client = await self._aconnection()
+        try:
+            found = client.scan_iter(match=redis_glob(flt), count=_SCAN_COUNT, _type="string")
+            raw: list[bytes] = []
+            async for key in found:
+                raw.append(key)
+                if len(raw) < _SCAN_COUNT:
+                    continue
+                groups, calls = self._check_calls(client, flt, raw, mode, now)
+                raw = []
+                if calls:
+                    yield groups, await arun_calls(client, lua.SCAN_CHECK, calls)
+            groups, calls = self._check_calls(client, flt, raw, mode, now)
+            if calls:
+                yield groups, await arun_calls(client, lua.SCAN_CHECK, calls)
+        except REDIS_ERRORS as exc:
+            raise self._translate(exc) from None
+
+    def _check_calls(
+        self, client: Client | AsyncClient, flt: KeyFilter, raw: list[bytes], mode: str, now: float
+    ) -> tuple[list[list[Key]], list[ScriptCall]]:
+        """The SCAN_CHECK calls for one SCAN batch: the filter's keys, one call per slot."""
+        batch: list[Key] = [k for k in dict.fromkeys(raw) if self._selects(flt, k)]
+        if not batch:
+            return [], []
+        groups = split(client, batch, _SCAN_COUNT)  # one call per SCAN batch
+        return groups, [(group, (self._now_arg(now), mode)) for group in groups]
 
     @staticmethod
     def _selects(flt: KeyFilter, key: bytes) -> bool:
@@ -626,9 +857,16 @@ class RedisCache(RemoteCache[Client]):
 
     def _scan(self, flt: KeyFilter, now: float) -> Iterator[str]:
         for groups, flags in self._scan_batches(flt, "k", now):
-            for group, marks in zip(groups, flags, strict=True):
-                # marks holds b"1" (live) or b"0" per key: as ints, 49 or 48.
-                yield from (k.decode() for k, m in zip(group, marks, strict=True) if m == 49)
+            yield from _live_keys(groups, flags)
+
+    async def _ascan(self, flt: KeyFilter, now: float) -> AsyncIterator[str]:
+        batches = self._ascan_batches(flt, "k", now)
+        try:
+            async for groups, flags in batches:
+                for key in _live_keys(groups, flags):
+                    yield key
+        finally:
+            await cast(Any, batches).aclose()
 
     def _server_pages(self, flt: KeyFilter, mode: str, now: float) -> int | None:
         """Count (mode 'c') or clear (mode 'u') page by page inside the server.
@@ -637,13 +875,21 @@ class RedisCache(RemoteCache[Client]):
         single server (a cluster spreads keys over nodes and slots) and for filters the
         Redis glob matches exactly; None otherwise, and the caller scans client-side.
         """
-        client = self._conn or self._connection()
-        if isinstance(client, RedisCluster) or not _exact_glob(flt):
+        return self._drive(self._server_pages_flow(flt, mode, now))
+
+    def _server_pages_flow(self, flt: KeyFilter, mode: str, now: float) -> Flow[int | None]:
+        if not _exact_glob(flt) or (yield Call("cluster")):
             return None
         pattern, cursor, total = redis_glob(flt), b"0", 0
         while True:
-            cursor, n = self._eval_keyless(
-                lua.SCAN_PAGE, cursor, pattern, _SCAN_COUNT, self._now_arg(now), mode
+            cursor, n = yield Call(
+                "eval_keyless",
+                lua.SCAN_PAGE,
+                cursor,
+                pattern,
+                _SCAN_COUNT,
+                self._now_arg(now),
+                mode,
             )
             total += int(n)
             if cursor == b"0":
@@ -665,6 +911,21 @@ class RedisCache(RemoteCache[Client]):
             return total
         return sum(sum(counts) for _, counts in self._scan_batches(flt, "u", now))
 
+    async def _acount(self, flt: KeyFilter, now: float) -> int:
+        return await self._apages_or_scan(flt, "c", now)
+
+    async def _aclear(self, flt: KeyFilter, now: float) -> int:
+        return await self._apages_or_scan(flt, "u", now)
+
+    async def _apages_or_scan(self, flt: KeyFilter, mode: str, now: float) -> int:
+        total = await self._adrive(self._server_pages_flow(flt, mode, now))
+        if total is not None:
+            return total
+        total = 0
+        async for _, counts in self._ascan_batches(flt, mode, now):
+            total += sum(counts)
+        return total
+
     # ------------------------------------------------------------------ internal space: locks
 
     def _internal_key(self, name: str) -> bytes:
@@ -683,25 +944,50 @@ class RedisCache(RemoteCache[Client]):
         return reply
 
     def _lock_acquire(self, name: str, token: str, ttl: float, now: float) -> int | None:
+        return self._drive(self._lock_acquire_flow(name, token, ttl))
+
+    async def _alock_acquire(self, name: str, token: str, ttl: float, now: float) -> int | None:
+        return await self._adrive(self._lock_acquire_flow(name, token, ttl))
+
+    def _lock_acquire_flow(self, name: str, token: str, ttl: float) -> Flow[int | None]:
         key = self._internal_key(name)
         reply = self._lock_reply(
-            name, self._eval(lua.LOCK_ACQUIRE, key, token, _ms(ttl), LOCK_GRACE_MS)
+            name, (yield Call("eval", lua.LOCK_ACQUIRE, key, token, _ms(ttl), LOCK_GRACE_MS))
         )
         return int(reply[1]) if reply[0] == b"1" else None
 
     def _lock_release(self, name: str, token: str, now: float) -> bool:
+        return self._drive(self._lock_release_flow(name, token))
+
+    async def _alock_release(self, name: str, token: str, now: float) -> bool:
+        return await self._adrive(self._lock_release_flow(name, token))
+
+    def _lock_release_flow(self, name: str, token: str) -> Flow[bool]:
         key = self._internal_key(name)
-        return bool(
-            self._lock_reply(name, self._eval(lua.LOCK_RELEASE, key, token, LOCK_GRACE_MS)) == b"1"
-        )
+        reply = yield Call("eval", lua.LOCK_RELEASE, key, token, LOCK_GRACE_MS)
+        return bool(self._lock_reply(name, reply) == b"1")
 
     def _lock_extend(self, name: str, token: str, ttl: float, now: float) -> bool:
+        return self._drive(self._lock_extend_flow(name, token, ttl))
+
+    async def _alock_extend(self, name: str, token: str, ttl: float, now: float) -> bool:
+        return await self._adrive(self._lock_extend_flow(name, token, ttl))
+
+    def _lock_extend_flow(self, name: str, token: str, ttl: float) -> Flow[bool]:
         key = self._internal_key(name)
-        reply = self._eval(lua.LOCK_EXTEND, key, token, _ms(ttl), LOCK_GRACE_MS)
+        reply = yield Call("eval", lua.LOCK_EXTEND, key, token, _ms(ttl), LOCK_GRACE_MS)
         return bool(self._lock_reply(name, reply) == b"1")
 
     def _lock_holder(self, name: str, now: float) -> str | None:
-        reply = self._lock_reply(name, self._eval(lua.LOCK_HOLDER, self._internal_key(name)))
+        return self._drive(self._lock_holder_flow(name))
+
+    async def _alock_holder(self, name: str, now: float) -> str | None:
+        return await self._adrive(self._lock_holder_flow(name))
+
+    def _lock_holder_flow(self, name: str) -> Flow[str | None]:
+        reply = self._lock_reply(
+            name, (yield Call("eval", lua.LOCK_HOLDER, self._internal_key(name)))
+        )
         # errors="replace": a token another program planted need not be UTF-8.
         return reply[1].decode(errors="replace") if reply[0] == b"1" else None
 
@@ -714,6 +1000,21 @@ class RedisCache(RemoteCache[Client]):
             for batch in chunks(found, _SCAN_COUNT):
                 for key in dict.fromkeys(batch):  # one key per call: cluster slots differ
                     removed += int(client.unlink(key))
+        except rx.RedisError as exc:
+            raise self._translate(exc) from None
+        return removed
+
+    async def _aclear_internal(self, now: float) -> int:
+        pattern = _escape_glob(self.namespace).encode() + INTERNAL + b"*"
+        client = await self._aconnection()
+        removed = 0
+        try:
+            found = client.scan_iter(match=pattern, count=_SCAN_COUNT, _type="hash")
+            seen: set[bytes] = set()
+            async for key in found:
+                if key not in seen:  # one key per call: cluster slots differ
+                    seen.add(key)
+                    removed += int(await client.unlink(key))
         except rx.RedisError as exc:
             raise self._translate(exc) from None
         return removed
@@ -739,6 +1040,13 @@ class RedisCache(RemoteCache[Client]):
             "maxMemoryPolicy": memory.get("maxmemory_policy"),
             "count": self._count(compile_filter(None, self.namespace), now),
         }
+
+
+def _live_keys(groups: list[list[Any]], flags: list[Any]) -> Iterator[str]:
+    """The live keys of one checked SCAN batch (SCAN_CHECK replies per group)."""
+    for group, marks in zip(groups, flags, strict=True):
+        # marks holds b"1" (live) or b"0" per key: as ints, 49 or 48.
+        yield from (k.decode() for k, m in zip(group, marks, strict=True) if m == 49)
 
 
 def _one_node(reply: Any) -> dict[str, Any]:

@@ -12,6 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from redis import Redis
+from redis.asyncio import BlockingConnectionPool as AsyncBlockingConnectionPool
+from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster
 from redis.connection import parse_url
@@ -28,6 +33,7 @@ __all__ = [
     "ConnectionPlan",
     "plan_connection",
     "build_client",
+    "build_async_client",
     "acquire_client",
     "release_client",
 ]
@@ -427,6 +433,57 @@ def build_client(plan: ConnectionPlan, retries: int) -> Redis | RedisCluster:
     if plan.url is not None:
         return Redis.from_url(plan.url, **kwargs)
     return Redis(**kwargs)
+
+
+def _async_retry(retries: int) -> AsyncRetry:
+    return AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), retries)
+
+
+def build_async_client(plan: ConnectionPlan, retries: int) -> AsyncRedis | AsyncRedisCluster:
+    """The ``redis.asyncio`` client for ``plan``: the same server, settings and retries as
+    :func:`build_client`'s, for one event loop (it connects on its first command)."""
+    kwargs = dict(plan.kwargs)
+    if plan.mode == "cluster":
+        kwargs["retry"] = _async_retry(retries)
+        if plan.url is not None:
+            return AsyncRedisCluster.from_url(plan.url, **kwargs)
+        return AsyncRedisCluster(**kwargs)
+    if plan.mode == "sentinel":
+        sentinel_kwargs = {
+            "socket_timeout": kwargs["socket_timeout"],
+            "socket_connect_timeout": kwargs["socket_connect_timeout"],
+            "password": plan.sentinel_password,
+        }
+        assert plan.service is not None  # plan_connection() gives Sentinel a service name
+        sentinel_class: Any = AsyncSentinel  # typed differently across redis-py versions
+        manager = sentinel_class(
+            list(plan.sentinels),
+            sentinel_kwargs=sentinel_kwargs,
+            retry=_async_retry(retries),
+            retry_on_error=_RETRY_ON,
+            **kwargs,
+        )
+        master: AsyncRedis = manager.master_for(plan.service)
+        return master
+    kwargs["retry"] = _async_retry(retries)
+    kwargs["retry_on_error"] = _RETRY_ON
+    if plan.url is not None:
+        shape = AsyncRedis.from_url(plan.url, **kwargs)
+    else:
+        shape = AsyncRedis(**kwargs)
+    # Tasks are cheap: a thousand may ask at once. A blocking pool makes the extra ones
+    # wait (up to socketTimeout) for a free connection instead of failing at once.
+    pool = shape.connection_pool
+    blocking = AsyncBlockingConnectionPool(
+        connection_class=pool.connection_class,
+        max_connections=pool.max_connections,
+        timeout=plan.kwargs["socket_timeout"],
+        **pool.connection_kwargs,
+    )
+    client = AsyncRedis(connection_pool=blocking)
+    # The client owns its pool: aclose() closes it (redis-py 5.0.0 has no from_pool()).
+    client.auto_close_connection_pool = True
+    return client
 
 
 # A RedisCluster client discovers the topology and downloads the command table when it

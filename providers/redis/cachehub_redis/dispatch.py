@@ -9,24 +9,42 @@ one (``NOSCRIPT``: restarted, or ``SCRIPT FLUSH``) gets it loaded and the call r
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, cast
 
 from redis import Redis
 from redis import exceptions as rx
+from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
 from .scripts import LuaScript
 
-__all__ = ["MAX_KEYS", "Call", "Client", "Key", "evalsha", "run_calls", "split"]
+__all__ = [
+    "MAX_KEYS",
+    "AsyncClient",
+    "Call",
+    "Client",
+    "Key",
+    "aevalsha",
+    "arun_calls",
+    "evalsha",
+    "run_calls",
+    "split",
+]
 
 MAX_KEYS: Final = 500
 """Most keys per script call, so one call never holds the server for long."""
 
 Client: TypeAlias = Redis | RedisCluster
+AsyncClient: TypeAlias = AsyncRedis | AsyncRedisCluster
 Key: TypeAlias = str | bytes
 Call: TypeAlias = tuple[Sequence[Key], Sequence[Any]]
 """One script call: its KEYS and its ARGV."""
+
+_CLUSTER_CONCURRENCY: Final = 8
+"""Script calls of one batch in flight at once on an async cluster client."""
 
 # Replies worth one more try through the main client: a lost script cache, or a slot
 # that moved or is moving (the cluster client follows the redirect and refreshes).
@@ -43,13 +61,27 @@ def evalsha(client: Client, script: LuaScript, keys: Sequence[Key], args: Sequen
         return client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
 
 
-def split(client: Client, keys: Sequence[Key], size: int = MAX_KEYS) -> list[list[Key]]:
+async def aevalsha(
+    client: AsyncClient, script: LuaScript, keys: Sequence[Key], args: Sequence[Any]
+) -> Any:
+    """:func:`evalsha` on a ``redis.asyncio`` client."""
+    try:
+        return await client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+    except rx.NoScriptError:
+        await client.script_load(script.source)
+        return await client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+
+
+def split(
+    client: Client | AsyncClient, keys: Sequence[Key], size: int = MAX_KEYS
+) -> list[list[Key]]:
     """``keys`` cut into groups one script call may take (same slot, at most ``size``)."""
-    if not isinstance(client, RedisCluster):
+    if not isinstance(client, (RedisCluster, AsyncRedisCluster)):
         return [list(keys[i : i + size]) for i in range(0, len(keys), size)]
     slots: dict[int, list[Key]] = {}
     for key in keys:
-        slots.setdefault(client.keyslot(key), []).append(key)  # type: ignore[no-untyped-call]
+        slot: int = cast(Any, client).keyslot(key)  # one typed, one untyped across versions
+        slots.setdefault(slot, []).append(key)
     return [group[i : i + size] for group in slots.values() for i in range(0, len(group), size)]
 
 
@@ -99,3 +131,33 @@ def _pipeline(
         pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
     for i, result in zip(indices, pipe.execute(raise_on_error=False), strict=True):
         results[i] = result
+
+
+async def arun_calls(client: AsyncClient, script: LuaScript, calls: Sequence[Call]) -> list[Any]:
+    """:func:`run_calls` on a ``redis.asyncio`` client: one pipelined round trip on one
+    server. In a cluster the calls are sent concurrently, a few at a time (the async
+    cluster client has no per-node pipeline for scripts): one request per call."""
+    if len(calls) == 1:
+        keys, args = calls[0]
+        return [await aevalsha(client, script, keys, args)]
+    if isinstance(client, AsyncRedisCluster):
+        # Bounded: a batch of hundreds of slots must not take a connection each.
+        replies: list[Any] = []
+        for i in range(0, len(calls), _CLUSTER_CONCURRENCY):
+            wave = calls[i : i + _CLUSTER_CONCURRENCY]
+            replies.extend(await asyncio.gather(*(aevalsha(client, script, k, a) for k, a in wave)))
+        return replies
+    pipe = client.pipeline(transaction=False)
+    for keys, args in calls:
+        pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+    results: list[Any] = list(await pipe.execute(raise_on_error=False))
+    for result in results:
+        if isinstance(result, Exception) and not isinstance(result, _RETRYABLE):
+            raise result
+    retry = [i for i, result in enumerate(results) if isinstance(result, _RETRYABLE)]
+    if retry and any(isinstance(results[i], rx.NoScriptError) for i in retry):
+        await client.script_load(script.source)
+    for i in retry:
+        keys, args = calls[i]
+        results[i] = await aevalsha(client, script, keys, args)
+    return results

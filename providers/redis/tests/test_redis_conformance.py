@@ -11,6 +11,10 @@ from cachehub_redis import scripts as lua
 from cachehub_redis.server import RedisClusterServers, RedisServer
 
 from cachehub.testing import CacheConformance, closed_port
+from cachehub.testing.asyncshell import AsyncConformance
+from cachehub.testing.basic import BasicTests
+from cachehub.testing.batch import BatchTests
+from cachehub.testing.concurrency import GetOrSetTests
 from cachehub.testing.expiry import ExpiryTests, MetadataTests
 from cachehub.testing.faults import FaultProxy, Matcher
 from cachehub.testing.lostreplies import LostReplyTests
@@ -101,3 +105,15 @@ class TestRedisClusterSkew(SkewTests):
             return RedisCache(host=redis_cluster.host, port=redis_cluster.port, cluster=True, **kw)
 
         return make
+
+
+class TestRedisAsyncConformance(AsyncConformance, TestRedisConformance):
+    """The whole suite through ``cache.aio()``: redis.asyncio, one client per loop."""
+
+
+class TestRedisClusterAsyncSmoke(AsyncConformance, BasicTests, BatchTests, GetOrSetTests):
+    """A smoke set through ``cache.aio()`` on the cluster (the whole suite runs on the
+    single server above): the async cluster client, its per-slot batches and scans."""
+
+    cache_factory = TestRedisClusterConformance.cache_factory
+    unreachable_factory = TestRedisClusterConformance.unreachable_factory

@@ -57,6 +57,9 @@ def _warm(cache: RedisCache) -> None:
     cache.clear()  # also runs the delete script's scan check
     cache.put("warm", 1)
     cache.delete("warm")
+    cache.put("warm", 1, idle_time=60)
+    cache.get("warm")  # an idle read: the RECORD_READS script
+    cache.delete("warm")
     with cache.lock("warm"):
         pass
 

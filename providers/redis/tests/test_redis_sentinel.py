@@ -17,6 +17,10 @@ from cachehub_redis.server import RedisSentinelServers
 
 from cachehub.errors import CacheUnavailableError
 from cachehub.testing import CacheConformance
+from cachehub.testing.asyncshell import AsyncConformance
+from cachehub.testing.basic import BasicTests
+from cachehub.testing.batch import BatchTests
+from cachehub.testing.concurrency import LockTests
 
 # After the Sentinels report the promotion, the cache must work again within this many
 # attempts (redis-py reconnects through Sentinel on its own; the rest is slack).
@@ -42,6 +46,12 @@ class TestRedisSentinelConformance(CacheConformance):
     def cache_factory(self, sentinel_servers: RedisSentinelServers) -> Callable[..., RedisCache]:
         settings = _sentinel_settings(sentinel_servers)
         return lambda **kw: RedisCache(settings, **kw)
+
+
+class TestRedisSentinelAsyncSmoke(AsyncConformance, BasicTests, BatchTests, LockTests):
+    """A smoke set through ``cache.aio()`` via Sentinel (redis.asyncio's Sentinel)."""
+
+    cache_factory = TestRedisSentinelConformance.cache_factory
 
 
 def test_cache_settings_name_no_host(sentinel_servers: RedisSentinelServers) -> None:

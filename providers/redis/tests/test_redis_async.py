@@ -1,0 +1,236 @@
+"""The Redis provider's async path: request budgets on the wire, loops, threads, outages.
+
+The async conformance suite (test_redis_conformance.py) proves the semantics; these cases
+count what goes over the wire and abuse the per-loop clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
+
+import pytest
+from cachehub_redis import RedisCache
+from cachehub_redis.server import RedisServer
+from redis.asyncio.connection import AbstractConnection
+
+from cachehub.errors import CacheUnavailableError
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run``, bounded: a hang fails the test."""
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+class Packets:
+    """Counts every packet of commands redis.asyncio writes: one write = one round trip."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+@pytest.fixture
+def packets(monkeypatch: pytest.MonkeyPatch) -> Packets:
+    counter = Packets()
+    original = AbstractConnection.send_packed_command
+
+    async def counting(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
+        counter.count += 1
+        await original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    return counter
+
+
+@pytest.fixture
+def make_cache(redis_server: RedisServer) -> Iterator[Callable[..., RedisCache]]:
+    made: list[RedisCache] = []
+    namespace = f"a{uuid.uuid4().hex[:10]}:"
+
+    def make(**kwargs: Any) -> RedisCache:
+        kwargs.setdefault("namespace", namespace)
+        cache = RedisCache(url=redis_server.url, **kwargs)
+        made.append(cache)
+        return cache
+
+    yield make
+    cleaner = RedisCache(url=redis_server.url, namespace=namespace)
+    cleaner.clear(include_internal=True)
+    cleaner.close()
+    for cache in made:
+        cache.close()
+
+
+OPERATIONS: dict[str, tuple[int, Callable[[Any], Coroutine[Any, Any, Any]]]] = {
+    # name: (round trips, the awaited operation), as the sync provider's budgets
+    "get": (1, lambda a: a.get("k")),
+    "get missing": (1, lambda a: a.get("absent")),
+    "get idle": (2, lambda a: a.get("idle")),  # GET, then the new deadline
+    "put": (1, lambda a: a.put("k", {"a": [1, 2]}, time_span=60)),
+    "add": (1, lambda a: a.add("new", "v", idle_time=30)),
+    "incr": (1, lambda a: a.incr("counter", 5)),
+    "delete": (1, lambda a: a.delete("k")),
+    "touch": (1, lambda a: a.touch("k", time_span=10)),
+    "exists": (1, lambda a: a.exists("k")),
+    "metadata": (1, lambda a: a.metadata("k")),
+    "get_many 1000": (1, lambda a: a.get_many([f"m{i}" for i in range(1000)])),
+    "put_many": (1, lambda a: a.put_many({f"m{i}": i for i in range(100)})),
+    "put_many ttl": (1, lambda a: a.put_many({f"m{i}": i for i in range(100)}, time_span=60)),
+    "delete_many": (1, lambda a: a.delete_many([f"m{i}" for i in range(100)])),
+}
+
+
+@pytest.mark.parametrize("name", list(OPERATIONS))
+def test_async_operations_keep_the_sync_request_budget(
+    make_cache: Callable[..., RedisCache], packets: Packets, name: str
+) -> None:
+    budget, operation = OPERATIONS[name]
+    shell = make_cache(hitFlushInterval=0).aio()
+
+    async def scenario() -> int:
+        # Warm: connect, load every script this case may use.
+        await shell.put("k", "value", time_span=60)
+        await shell.put("idle", "value", idle_time=60)
+        await shell.get("idle")
+        await shell.add("warm", 1)
+        await shell.incr("warm")
+        await shell.touch("warm", time_span=60)
+        await shell.metadata("warm")
+        await shell.delete("warm")
+        await shell.put_many({"w": 1}, time_span=60)
+        await shell.delete_many(["w"])
+        before = packets.count
+        await operation(shell)
+        trips = packets.count - before
+        await shell.close()
+        return trips
+
+    assert run(scenario()) == budget, name
+
+
+def test_count_and_keys_page_inside_the_server(
+    make_cache: Callable[..., RedisCache], packets: Packets
+) -> None:
+    shell = make_cache().aio()
+
+    async def scenario() -> tuple[int, int, int]:
+        await shell.put_many({f"k{i}": i for i in range(2500)})
+        await shell.count()  # warm: SCAN_PAGE loaded
+        before = packets.count
+        total = await shell.count()
+        trips = packets.count - before
+        keys = [k async for k in shell.keys()]  # noqa: SIM118 - an async iterator
+        await shell.close()
+        return total, trips, len(keys)
+
+    total, trips, keys = run(scenario())
+    assert (total, keys) == (2500, 2500)
+    assert trips <= 4  # one SCAN_PAGE call per page of 1000 keys, never one per key
+
+
+def test_a_new_loop_gets_a_new_client(make_cache: Callable[..., RedisCache]) -> None:
+    cache = make_cache()
+    shell = cache.aio()
+    clients: list[Any] = []
+
+    async def use(value: int) -> Any:
+        await shell.put("k", value)
+        clients.append(await cache._aconnection())
+        return await shell.get("k")
+
+    assert run(use(1)) == 1  # this loop is closed afterwards, without aio().close()
+    assert run(use(2)) == 2  # a new loop: a new client, never the dead loop's
+    assert clients[0] is not clients[1]
+
+
+def test_close_releases_the_loops_client_and_reconnects_lazily(
+    make_cache: Callable[..., RedisCache],
+) -> None:
+    cache = make_cache()
+    shell = cache.aio()
+
+    async def scenario() -> tuple[bool, Any]:
+        await shell.put("k", 1)
+        first = await cache._aconnection()
+        await shell.close()
+        value = await shell.get("k")  # reconnects
+        return first is not await cache._aconnection(), value
+
+    assert run(scenario()) == (True, 1)
+
+
+def test_two_loops_in_two_threads(make_cache: Callable[..., RedisCache]) -> None:
+    cache = make_cache()
+    shell = cache.aio()
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        async def count() -> None:
+            await asyncio.gather(*(shell.incr("n") for _ in range(100)))
+            await shell.close()
+
+        try:
+            run(count())
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(90)
+    assert not errors
+    assert cache.get("n") == 300
+
+
+@pytest.mark.parametrize("on_error", ["miss", "raise"])
+def test_outage_in_the_middle_of_async_for(
+    require_redis: None, on_error: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with RedisServer() as server:
+        cache = RedisCache(url=server.url, retries=0, onError=on_error)
+        shell = cache.aio()
+
+        async def scenario() -> list[str]:
+            await shell.put_many({f"k{i}": i for i in range(3000)})  # several SCAN pages
+            seen: list[str] = []
+            async for key in shell.keys():
+                seen.append(key)
+                if len(seen) == 10:
+                    server.stop()  # the next SCAN page finds no server
+            return seen
+
+        try:
+            if on_error == "raise":
+                with pytest.raises(CacheUnavailableError):
+                    run(scenario())
+            else:
+                with caplog.at_level(logging.WARNING):
+                    seen = run(scenario())
+                assert 10 <= len(seen) < 3000  # ended early, without an exception
+                assert any("unavailable" in r.getMessage() for r in caplog.records)
+        finally:
+            cache.close()
+
+
+def test_cancelled_get_leaves_the_client_usable(make_cache: Callable[..., RedisCache]) -> None:
+    shell = make_cache().aio()
+
+    async def scenario() -> Any:
+        await shell.put("k", "v")
+        tasks = [asyncio.ensure_future(shell.get("k")) for _ in range(50)]
+        await asyncio.sleep(0)
+        for task in tasks[::2]:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        value = await shell.get("k")  # no reply of a cancelled request is read as this one
+        await shell.close()
+        return value
+
+    assert run(scenario()) == "v"
