@@ -32,6 +32,8 @@ CACHEHUB = "cachehub cache.aio()"
 AIOCACHE = "aiocache RedisCache"
 CASHEWS = "cashews (redis)"
 KEY = "cacheKey"
+POOL = 50
+"""Connections of every Redis client (cachehub's, raw redis.asyncio's, the peers')."""
 
 Op = Callable[[int], Awaitable[object]]
 """One task's work: the operation on key number ``i``."""
@@ -105,7 +107,7 @@ def _redis(section: Section, cfg: Config) -> None:
 
     n = _tasks(cfg)
     with RedisServer() as server:
-        cache = RedisCache(url=server.url, namespace="aio:")
+        cache = RedisCache(url=server.url, namespace="aio:", maxConnections=POOL)
         if not native_async(cache):
             section.measurements.append(
                 Measurement(
@@ -121,7 +123,12 @@ def _redis(section: Section, cfg: Config) -> None:
         loop = asyncio.new_event_loop()
         try:
             shell = cache.aio()
-            raw = aredis.Redis.from_url(server.url)
+            # The same pool as the cache's: POOL connections, tasks wait for a free one.
+            raw = aredis.Redis(
+                connection_pool=aredis.BlockingConnectionPool.from_url(
+                    server.url, max_connections=POOL
+                )
+            )
             codec = cache.codec
 
             async def raw_get(i: int) -> object:
@@ -171,7 +178,9 @@ def _redis_peers(section: Section, host: str, port: int) -> dict[str, tuple[Op, 
             Measurement("*", AIOCACHE, float("nan"), [], skipped=missing("aiocache"))
         )
     else:
-        ac = aiocache.Cache(aiocache.Cache.REDIS, endpoint=host, port=port, namespace="ac")
+        ac = aiocache.Cache(
+            aiocache.Cache.REDIS, endpoint=host, port=port, namespace="ac", pool_max_size=POOL
+        )
 
         async def ac_get(i: int) -> object:
             return await ac.get(f"k{i}")
@@ -187,7 +196,7 @@ def _redis_peers(section: Section, host: str, port: int) -> dict[str, tuple[Op, 
         )
     else:
         cw = cashews.Cache()
-        cw.setup(f"redis://{host}:{port}/0")
+        cw.setup(f"redis://{host}:{port}/0", max_connections=POOL)
 
         async def cw_get(i: int) -> object:
             return await cw.get(f"cw:{i}")
