@@ -23,22 +23,13 @@ from cachehub.scrub import SECRET_MASK
 
 from .conftest import SECRET_MARK, SHARED_TABLE, fresh_namespace
 from .sandbox import assert_contained, run_bounded
+from .test_hostile_secrets import _Records
 
 ACCESS_KEY_ID = "ASIA" + "ASYNCHOSTILE0001"
 SECRET = f"{SECRET_MARK}/async+secret=="
 TOKEN = f"{SECRET_MARK}/async+token=="
 LOGGERS = ("botocore", "aiobotocore", "aiohttp", "urllib3", "cachehub")
-
-
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.texts: list[str] = []
-        self.setFormatter(logging.Formatter("%(name)s %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.name.startswith(LOGGERS):
-            self.texts.append(self.format(record))
+"""Turned to DEBUG in the child (every record also reaches the sandbox's capture)."""
 
 
 def async_dynamo_logs(endpoint: str, failing: bool) -> dict[str, Any]:

@@ -523,15 +523,7 @@ class LuceeDynamoDBCache(DynamoDBCache):
             ":nows": {"N": str(math.floor(now))},
             ":n": {"S": "N"},
         }
-        params = {
-            "TableName": self.table_name,
-            "Key": k,
-            "UpdateExpression": update,
-            "ConditionExpression": cond,
-            "ExpressionAttributeNames": _names(update, cond, key_name=self.key_name),
-            "ExpressionAttributeValues": values,
-            "ReturnValues": "ALL_NEW",
-        }
+        params = {**self._conditional_update(k, update, cond, values), "ReturnValues": "ALL_NEW"}
         for _ in range(_ROUNDS):
             try:
                 reply = yield request("UpdateItem", params, once=True)
@@ -563,6 +555,19 @@ class LuceeDynamoDBCache(DynamoDBCache):
             hint="retry the call.",
         )
 
+    def _conditional_update(
+        self, key: dict[str, Any], update: str, cond: str, values: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The parameters of an UpdateItem of ``key`` under ``cond``."""
+        return {
+            "TableName": self.table_name,
+            "Key": key,
+            "UpdateExpression": update,
+            "ConditionExpression": cond,
+            "ExpressionAttributeNames": _names(update, cond, key_name=self.key_name),
+            "ExpressionAttributeValues": values,
+        }
+
     def _touch_flow(self, key: str, expiry: Expiry, now: float) -> Flow[bool]:
         k, _ = self._lkey(key)
         attrs = expiry_values(expiry, now)
@@ -579,16 +584,8 @@ class LuceeDynamoDBCache(DynamoDBCache):
         if removed:
             update += " REMOVE " + ", ".join(removed)
         cond = f"attribute_exists(#pk) AND {_LIVE}"
-        params = {
-            "TableName": self.table_name,
-            "Key": k,
-            "UpdateExpression": update,
-            "ConditionExpression": cond,
-            "ExpressionAttributeNames": _names(update, cond, key_name=self.key_name),
-            "ExpressionAttributeValues": values,
-        }
         try:
-            yield request("UpdateItem", params)
+            yield request("UpdateItem", self._conditional_update(k, update, cond, values))
         except ConditionFailedError:
             return False
         return True
