@@ -369,7 +369,7 @@ class DynamoDBCache(RemoteCache[Any]):
             _KNOWN_TABLES.pop(self._table_id, None)
         return translate(exc, self._ctx(operation))
 
-    def _call(self, operation: str, /, **params: Any) -> dict[str, Any]:
+    def _send_request(self, operation: str, /, **params: Any) -> dict[str, Any]:
         """One DynamoDB request; every failure becomes a typed cachehub error.
 
         The hot path is one dict lookup and the client method: the error context is
@@ -399,7 +399,7 @@ class DynamoDBCache(RemoteCache[Any]):
         """
         token = _ONCE.set(True)
         try:
-            return self._call(operation, **params)
+            return self._send_request(operation, **params)
         except _ReplyLost:
             self._reply_lost(operation)
             return None
@@ -418,7 +418,7 @@ class DynamoDBCache(RemoteCache[Any]):
             return self._checked_call(operation, **params)
         if once:
             return self._write_once(operation, **params)
-        return self._call(operation, **params)
+        return self._send_request(operation, **params)
 
     async def _arequest(
         self, operation: str, params: dict[str, Any], once: bool = False, checked: bool = False
@@ -525,7 +525,7 @@ class DynamoDBCache(RemoteCache[Any]):
         )
 
     def _checked_call(self, operation: str, /, **params: Any) -> dict[str, Any]:
-        """:meth:`_call` after botocore's parameter validation, which the client skips.
+        """:meth:`_send_request` after botocore's parameter validation, which the client skips.
 
         For parameters the provider does not build itself: ``dynamodb_command``'s, and the
         bootstrap's (the table name comes from the settings). Invalid ones fail as with a
@@ -535,7 +535,7 @@ class DynamoDBCache(RemoteCache[Any]):
             validate(self._conn or self._connection(), operation, params)
         except BotoCoreError as exc:
             raise translate(exc, self._ctx(operation)) from exc
-        return self._call(operation, **params)
+        return self._send_request(operation, **params)
 
     # ------------------------------------------------------------------ request helpers
 
@@ -1127,7 +1127,7 @@ class DynamoDBCache(RemoteCache[Any]):
     def _scan_keys(self, flt: KeyFilter, now: float) -> Iterator[tuple[dict[str, Any], str]]:
         """Stream ``(DynamoDB key, storage key)`` of live items selected by ``flt``."""
         flt = self._filter(flt)
-        for item in scan_items(self._call, self._list_params(flt, now), self._segments):
+        for item in scan_items(self._send_request, self._list_params(flt, now), self._segments):
             if (listed := self._listed(item, flt, now)) is not None:
                 yield listed
 
@@ -1165,7 +1165,7 @@ class DynamoDBCache(RemoteCache[Any]):
         params = self._count_params(flt, now)
         if params is None:
             return sum(1 for _ in self._scan_keys(flt, now))
-        return scan_count(self._call, params, self._segments)
+        return scan_count(self._send_request, params, self._segments)
 
     async def _acount(self, flt: KeyFilter, now: float) -> int:
         await self._aready()
@@ -1469,7 +1469,7 @@ class DynamoDBCache(RemoteCache[Any]):
 
     def _clear_internal(self, now: float) -> int:
         kn = self.key_name
-        scanned = scan_items(self._call, self._internal_params(), self._segments)
+        scanned = scan_items(self._send_request, self._internal_params(), self._segments)
         ours = ({kn: item[kn]} for item in scanned if self._internal_of_ours(item))
         return sum(self._drive(self._delete_items(batch)) for batch in chunks(ours, 25))
 
@@ -1543,9 +1543,9 @@ class DynamoDBCache(RemoteCache[Any]):
         ``itemCount`` and ``sizeBytes`` are the table's, as DynamoDB reports them (it
         refreshes them about every six hours), across every namespace sharing it.
         """
-        table = self._call("DescribeTable", TableName=self.table_name)["Table"]
+        table = self._send_request("DescribeTable", TableName=self.table_name)["Table"]
         try:
-            ttl = self._call("DescribeTimeToLive", TableName=self.table_name)
+            ttl = self._send_request("DescribeTimeToLive", TableName=self.table_name)
             ttl_desc: dict[str, Any] = ttl.get("TimeToLiveDescription", {})
         except CachePermissionError:
             ttl_desc = {"TimeToLiveStatus": "unknown (dynamodb:DescribeTimeToLive is denied)"}

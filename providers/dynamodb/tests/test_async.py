@@ -68,7 +68,7 @@ def _no_sync_io(blocked: list[str]) -> contextlib.ExitStack:
     """Record every blocking boto3 request or ``time.sleep`` made on the event loop's
     thread while a loop runs there (worker threads are free to make them)."""
     stack = contextlib.ExitStack()
-    real_call, real_sleep = DynamoDBCache._call, time.sleep
+    real_call, real_sleep = DynamoDBCache._send_request, time.sleep
 
     def call(self: DynamoDBCache, operation: str, /, **params: Any) -> Any:
         if _on_a_loop():
@@ -80,7 +80,7 @@ def _no_sync_io(blocked: list[str]) -> contextlib.ExitStack:
             blocked.append(f"time.sleep({seconds}) on the event loop")
         real_sleep(seconds)
 
-    stack.enter_context(mock.patch.object(DynamoDBCache, "_call", call))
+    stack.enter_context(mock.patch.object(DynamoDBCache, "_send_request", call))
     stack.enter_context(mock.patch.object(time, "sleep", sleep))
     return stack
 
