@@ -14,6 +14,7 @@ reported as "not available", never measured through threads as if it were native
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -69,13 +70,29 @@ def _cases(
 def run(cfg: Config) -> Section:
     """Measure concurrent get/put through the async shell on Redis and on DynamoDB."""
     section = Section("async", "Async API (1,000 concurrent tasks)", REDIS_BASELINE)
+    load = os.getloadavg()[0]
     section.notes.append(
-        "Each round is one asyncio.gather of the tasks on one event loop; ratios are the "
-        "median of per-round ratios against the raw async client of the same backend."
+        "Each round is one asyncio.gather of the tasks on one event loop, timed by wall "
+        "clock (the loop waits on the network); ratios are the median of per-round ratios "
+        "against the raw async client of the same backend, and a verdict is given only "
+        "where the whole inter-quartile range is on one side of the target."
+    )
+    section.notes.append(
+        f"Redis: {cfg.rounds} rounds. DynamoDB: {_aws_rounds(cfg)} rounds (moto answers one "
+        "request at a time, so a round of 1,000 tasks takes seconds); its ratios compare "
+        "time per request, which moto dominates."
+    )
+    section.notes.append(
+        f"Load average when this section started: {load:.1f} on {os.cpu_count()} cpus "
+        "(above the cpu count, the machine was busy with other work while it measured)."
     )
     _redis(section, cfg)
     _dynamodb(section, cfg)
     return section
+
+
+def _aws_rounds(cfg: Config) -> int:
+    return cfg.aws_rounds if cfg.quick else max(5, cfg.aws_rounds // 4)
 
 
 def _measure(section: Section, cases: list[Case], rounds: int) -> None:
@@ -151,15 +168,15 @@ def _redis(section: Section, cfg: Config) -> None:
                 if case.op.endswith("put"):
                     case.run()
             for impl, (get, put) in _redis_peers(section, server.host, server.port).items():
-                peer = _cases(loop, "Redis", impl, get, put, n)
+                peer_cases = _cases(loop, "Redis", impl, get, put, n)
                 try:
-                    peer[1].run()  # its puts fill the keys its gets read
+                    peer_cases[1].run()  # its puts fill the keys its gets read
                 except Exception as exc:  # a peer that fails is reported, not fatal
                     section.measurements.append(
                         Measurement("*", impl, float("nan"), [], skipped=f"failed: {exc!r:.120}")
                     )
                     continue
-                cases += peer
+                cases += peer_cases
             _measure(section, cases, cfg.rounds)
             loop.run_until_complete(shell.close())
             loop.run_until_complete(raw.aclose())
@@ -265,14 +282,12 @@ def _dynamodb(section: Section, cfg: Config) -> None:
                 await shell.put(f"k{i}", VALUE)
                 return None
 
-            rounds = cfg.aws_rounds if cfg.quick else max(5, cfg.aws_rounds // 4)
-            dn = n if cfg.quick else n // 4  # moto answers one request at a time
-            cases = _cases(loop, "DynamoDB", DYNAMO_BASELINE, raw_get, raw_put, dn)
-            cases += _cases(loop, "DynamoDB", CACHEHUB, mine_get, mine_put, dn)
+            cases = _cases(loop, "DynamoDB", DYNAMO_BASELINE, raw_get, raw_put, n)
+            cases += _cases(loop, "DynamoDB", CACHEHUB, mine_get, mine_put, n)
             for case in cases:
                 if case.op.endswith("put"):
                     case.run()
-            _measure(section, cases, rounds)
+            _measure(section, cases, _aws_rounds(cfg))
             loop.run_until_complete(shell.close())
             loop.run_until_complete(raw.close())
         finally:
