@@ -43,7 +43,7 @@ from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from http.cookies import Morsel
-from typing import Any, Final, SupportsIndex, TypeVar, overload
+from typing import Any, Final, SupportsIndex, TypeAlias, TypeVar, overload
 
 from .api import MISSING, BaseCache, TimeSpan
 from .errors import (
@@ -279,6 +279,33 @@ class _Saved:
 _ENDED: Final = _Saved(None, None)
 
 
+@dataclass(frozen=True, slots=True)
+class _Op:
+    """One cache call of a session step: ``get``/``add``/``put``/``delete`` (a ttl in seconds
+    is the third argument of ``add``/``put``)."""
+
+    name: str
+    key: str
+    value: Any = None
+    seconds: float | None = None
+
+    def call(self, cache: Any) -> Any:
+        """Call it on ``cache`` (a BaseCache, or its AsyncCache: then it is awaitable)."""
+        if self.name == "get":
+            return cache.get(self.key, self.value)
+        if self.name == "delete":
+            return cache.delete(self.key)
+        method = cache.add if self.name == "add" else cache.put
+        return method(self.key, self.value, time_span=self.seconds)
+
+
+Steps: TypeAlias = Generator["float | _Op", Any, T]
+"""The store's logic, once for both shells: a generator yielding the cache calls to make
+(:class:`_Op`, the reply sent back, an error thrown in) and the pauses to take (seconds)
+between attempts on a busy session; :meth:`SessionStore._run` drives it with the sync
+cache, :meth:`SessionStore._run_async` with its async shell."""
+
+
 class SessionStore:
     """Server-side sessions, one versioned cache entry per session, with sliding expiry.
 
@@ -385,30 +412,33 @@ class SessionStore:
             return idle
         return min(idle, created + self.absolute_time.total_seconds() - now)
 
-    def _read(self, key: str) -> _Record | None:
+    def _read(self, key: str) -> Steps[_Record | None]:
         """The live record under ``key`` (a plain read: it never writes)."""
-        record = _Record.parse(self.cache.get(key, MISSING))
+        record = _Record.parse((yield _Op("get", key, MISSING)))
         if record is None:
             return None
         if self._lifetime(record.created, self._now()) <= 0:
             return None  # past its absolute lifetime (the entry's own expiry agrees)
         return record
 
-    def _put(self, key: str, record: _Record, *, new: bool = False) -> bool:
+    def _put(self, key: str, record: _Record, *, new: bool = False) -> Steps[bool]:
         """Write ``record`` with its expiry; with ``new``, only if the key is free."""
         seconds = self._lifetime(record.created, record.refreshed)
         if new:
-            return self.cache.add(key, record.dump(), time_span=seconds)
-        self.cache.put(key, record.dump(), time_span=seconds)
+            added: bool = yield _Op("add", key, record.dump(), seconds)
+            return added
+        yield _Op("put", key, record.dump(), seconds)
         return True
 
-    def _insert(self, data: dict[str, Any], created: float, now: float) -> tuple[str, _Record]:
+    def _insert(
+        self, data: dict[str, Any], created: float, now: float
+    ) -> Steps[tuple[str, _Record]]:
         """Store ``data`` under a fresh id and return it with its record."""
         record = _Record(1, data, created, now)
         for _ in range(_CREATE_ATTEMPTS):
             sid = secrets.token_urlsafe(32)
             # add() is atomic, so an (astronomically unlikely) id collision never merges.
-            if self._put(self.storage_key(sid), record, new=True):
+            if (yield from self._put(self.storage_key(sid), record, new=True)):
                 return sid, record
         raise CacheValueError(
             f"could not create a unique session id in {_CREATE_ATTEMPTS} attempts.",
@@ -424,8 +454,8 @@ class SessionStore:
         *,
         move: bool = False,
         refresh_only: bool = False,
-    ) -> Generator[float, None, _Saved | None]:
-        """Read-modify-write session ``sid`` as version n + 1; yields the pauses to take.
+    ) -> Steps[_Saved | None]:
+        """Read-modify-write session ``sid`` as version n + 1 (its steps: see ``Steps``).
 
         ``change`` edits the current data in place (None: keep it). Data that ends up
         empty deletes the session; ``move`` re-stores it under a fresh id first. Returns
@@ -436,7 +466,7 @@ class SessionStore:
         started = time.monotonic()
         pause = 0.002
         while True:
-            record = self._read(key)
+            record = yield from self._read(key)
             if record is None:
                 return None
             now = self._now()
@@ -450,35 +480,35 @@ class SessionStore:
             ending = not data or move
             moved: tuple[str, _Record] | None = None
             if data and move:  # the new session exists before the old one is removed
-                moved = self._insert(data, record.created, now)
+                moved = yield from self._insert(data, record.created, now)
             claimed = time.monotonic()
             marker = _GONE if ending else _WRITE
             # A gone marker outlives every late writer; a write claim only the write itself.
             ttl = self._lifetime(record.created, now) if ending else self.lock_ttl
             try:
-                won = self.cache.add(
-                    self._claim_key(key, target), marker, time_span=max(ttl, self.lock_ttl)
+                won = yield _Op(
+                    "add", self._claim_key(key, target), marker, max(ttl, self.lock_ttl)
                 )
             except BaseException:
                 if moved is not None:  # the user keeps the old id: leave no orphaned copy
-                    self._discard(moved[0])
+                    yield from self._discard(moved[0])
                 raise
             if won:
                 if ending:
-                    self._remove_ended(key, sid, moved=moved is not None)
+                    yield from self._remove_ended(key, sid, moved=moved is not None)
                     return _ENDED if moved is None else _Saved(*moved)
                 if time.monotonic() - claimed < self.lock_ttl / 2:
                     saved = _Record(target, data, record.created, now)
-                    self._put(key, saved)
+                    yield from self._put(key, saved)
                     return _Saved(sid, saved)
                 # The claim took so long it may expire mid-write: let it lapse and retry.
             elif moved is not None:
-                self._discard(moved[0])  # lost the race: undo the copy
-            if self.cache.get(self._claim_key(key, target), MISSING) == _GONE:
+                yield from self._discard(moved[0])  # lost the race: undo the copy
+            if (yield _Op("get", self._claim_key(key, target), MISSING)) == _GONE:
                 # Ended at that version; a record still there is one whose removal
                 # failed: finish it (nobody can write it again, so this is safe).
                 with contextlib.suppress(CacheError):
-                    self.cache.delete(key)
+                    yield _Op("delete", key)
                 return None
             if time.monotonic() - started >= self.lock_timeout:
                 raise SessionBusyError(
@@ -490,7 +520,7 @@ class SessionStore:
             yield pause
             pause = min(pause * 2, _POLL)
 
-    def _remove_ended(self, key: str, sid: str, *, moved: bool) -> None:
+    def _remove_ended(self, key: str, sid: str, *, moved: bool) -> Steps[None]:
         """Remove the record of a session whose end is claimed (its gone marker is set).
 
         If that fails the session is still ended for writers (the marker refuses them,
@@ -498,7 +528,7 @@ class SessionStore:
         already stored the session under its new id, so it only logs it and goes on.
         """
         try:
-            self.cache.delete(key)
+            yield _Op("delete", key)
         except CacheError as exc:
             if not moved:
                 raise
@@ -509,48 +539,59 @@ class SessionStore:
                 exc,
             )
 
-    def _discard(self, sid: str) -> None:
+    def _discard(self, sid: str) -> Steps[None]:
         """Best-effort removal of a copy made for a rotation that did not happen."""
         try:
-            self.cache.delete(self.storage_key(sid))
+            yield _Op("delete", self.storage_key(sid))
         except CacheError as exc:  # already failing: report the first error, not this one
             self.cache.log.warning(
                 "could not remove the unused copy of session %s: %s", session_ref(sid), exc
             )
 
-    @staticmethod
-    def _run(steps: Generator[float, None, T]) -> T:
-        """Drive a versioned write in this thread, sleeping between attempts."""
+    def _run(self, steps: Steps[T]) -> T:
+        """Drive ``steps`` in this thread: the cache's sync calls, ``time.sleep`` pauses."""
+        reply: Any = None
+        error: BaseException | None = None
         while True:
             try:
-                pause = next(steps)
+                step = steps.send(reply) if error is None else steps.throw(error)
             except StopIteration as stop:
                 return stop.value  # type: ignore[no-any-return]
-            time.sleep(pause)
-
-    @staticmethod
-    async def _run_async(steps: Generator[float, None, T]) -> T:
-        """Drive a versioned write from asyncio: each attempt runs briefly in a worker
-        thread, and the waits between attempts are ``asyncio.sleep`` (no parked thread)."""
-
-        def step() -> tuple[bool, Any]:
+            reply = error = None
+            if isinstance(step, float):
+                time.sleep(step)
+                continue
             try:
-                return False, next(steps)
-            except StopIteration as stop:  # cannot cross a Future: return it instead
-                return True, stop.value
+                reply = step.call(self.cache)
+            except BaseException as exc:  # handed to the steps, which re-raise or recover
+                error = exc
 
+    async def _run_async(self, steps: Steps[T]) -> T:
+        """Drive ``steps`` from asyncio: the cache's async shell (``cache.aio()``), and
+        ``asyncio.sleep`` between attempts (no thread is parked while a session is busy)."""
+        shell = self.cache.aio()
+        reply: Any = None
+        error: BaseException | None = None
         while True:
-            done, value = await asyncio.to_thread(step)
-            if done:
-                return value  # type: ignore[no-any-return]
-            await asyncio.sleep(value)
+            try:
+                step = steps.send(reply) if error is None else steps.throw(error)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            reply = error = None
+            if isinstance(step, float):
+                await asyncio.sleep(step)
+                continue
+            try:
+                reply = await step.call(shell)
+            except BaseException as exc:
+                error = exc
 
     # ---------------------------------------------------------------- API
 
     def create(self, data: Mapping[str, Any] | None = None) -> str:
         """Store a new session holding ``data`` (default empty) and return its id."""
         now = self._now()
-        return self._insert(self._check_data(data or {}), now, now)[0]
+        return self._run(self._insert(self._check_data(data or {}), now, now))[0]
 
     def load(self, sid: str | None) -> dict[str, Any] | None:
         """The session's data, or None when it is unknown, expired or ``sid`` is malformed.
@@ -559,12 +600,12 @@ class SessionStore:
         """
         if sid is None or not self.valid_id(sid):
             return None
-        record = self._read(self.storage_key(sid))
+        record = self._run(self._read(self.storage_key(sid)))
         return None if record is None else record.data
 
     def exists(self, sid: str) -> bool:
         """Whether the session is live (does not slide its expiry)."""
-        return self.valid_id(sid) and self._read(self.storage_key(sid)) is not None
+        return self.valid_id(sid) and self._run(self._read(self.storage_key(sid))) is not None
 
     def save(self, sid: str, data: Mapping[str, Any]) -> bool:
         """Replace the data of a live session (last writer wins) and restart its idle expiry.
@@ -638,9 +679,18 @@ class SessionStore:
         ``session_class`` lets an adapter use a subclass (Flask adds ``SessionMixin``).
         One read, no write.
         """
+        return self._run(self._open(sid, session_class))
+
+    async def open_async(
+        self, sid: str | None, session_class: type[TrackedSession] = TrackedSession
+    ) -> TrackedSession:
+        """:meth:`open` for asyncio, through the cache's async shell."""
+        return await self._run_async(self._open(sid, session_class))
+
+    def _open(self, sid: str | None, session_class: type[TrackedSession]) -> Steps[TrackedSession]:
         record = None
         if sid is not None and self.valid_id(sid):
-            record = self._read(self.storage_key(sid))
+            record = yield from self._read(self.storage_key(sid))
         if record is None:
             session = session_class()
         else:
@@ -663,11 +713,11 @@ class SessionStore:
         return self._run(self._commit(session))
 
     async def commit_async(self, session: TrackedSession) -> str | None:
-        """:meth:`commit` for asyncio: cache calls in short worker-thread steps, waits
-        for a contended session with ``asyncio.sleep``."""
+        """:meth:`commit` for asyncio: the cache's async shell, and ``asyncio.sleep``
+        while waiting for a contended session."""
         return await self._run_async(self._commit(session))
 
-    def _commit(self, session: TrackedSession) -> Generator[float, None, str | None]:
+    def _commit(self, session: TrackedSession) -> Steps[str | None]:
         sid = session.sid
         session.extended = False
         regenerate = session.regenerate_requested  # cleared once the commit succeeded
@@ -676,7 +726,7 @@ class SessionStore:
             if not session:
                 return None
             now = self._now()
-            session.sid, record = self._insert(self._check_data(session), now, now)
+            session.sid, record = yield from self._insert(self._check_data(session), now, now)
             self._done(session, record)
             return session.sid
         if session.modified or regenerate:

@@ -9,15 +9,14 @@ HTTP and WebSocket scopes get a :class:`~cachehub.session.TrackedSession`. Chang
 committed (merged key by key as one versioned write) when the app sends
 ``http.response.start`` or ``websocket.accept``, and the cookie is added to that
 message's headers; changes made later are not saved. HTTP responses get
-``Vary: Cookie``. Cache calls run in short worker-thread steps
-(:func:`asyncio.to_thread`) so that a network cache never blocks the event loop, and a
-save waiting for a busy session waits with ``asyncio.sleep``: no executor thread is
-parked while another request holds the session.
+``Vary: Cookie``. Cache calls go through the cache's async shell (``cache.aio()``:
+native on Redis and memory, worker threads only for a sync-only provider), so a network
+cache never blocks the event loop, and a save waiting for a busy session waits with
+``asyncio.sleep``: nothing is parked while another request holds the session.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import timedelta
 from typing import Any, TypeAlias
@@ -65,7 +64,7 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
             return
         sid = self.cookie.read(self._cookie_header(scope))
-        session = await asyncio.to_thread(self.store.open, sid)
+        session = await self.store.open_async(sid)
         scope = {**scope, self.scope_key: session}
 
         async def send_with_cookie(message: Message) -> None:

@@ -95,6 +95,8 @@ async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         session.regenerate()
     elif scope["path"] == "/logout":
         session.clear()
+    elif scope["path"].startswith("/set/"):
+        session[scope["path"][5:]] = True
     await send({"type": "http.response.start", "status": 200, "headers": [(b"x-app", b"1")]})
     await send({"type": "http.response.body", "body": repr(sorted(session.items())).encode()})
 
@@ -148,3 +150,56 @@ def test_asgi_passes_other_scopes_through(storage_cache: MemoryCache) -> None:
     asyncio.run(app({"type": "lifespan"}, receive, send))
     assert sent == [{"type": "lifespan.startup.complete"}]
     assert storage_cache.count() == 0
+
+
+def test_asgi_sessions_use_the_async_shell_not_threads(
+    storage_cache: MemoryCache, monkeypatch: Any
+) -> None:
+    # The memory provider's async primitives are native: any worker thread here would
+    # mean the middleware fell back to running the sync cache in threads.
+    def no_threads(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the ASGI middleware ran a cache call in a worker thread")
+
+    monkeypatch.setattr(asyncio, "to_thread", no_threads)
+    calls: list[str] = []
+    shell = storage_cache.aio()
+    for name in ("get", "add", "put", "delete"):
+        real = getattr(shell, name)
+
+        def counted(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+            calls.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(shell, name, counted)
+    app = ASGISessions(asgi_app, storage_cache)
+    cookies, _ = call_asgi(app, "/login")
+    first = sid(cookies)
+    assert call_asgi(app, "/", f"session={first}")[1] == "[('user', 'bob')]"
+    call_asgi(app, "/logout", f"session={first}")
+    assert {"get", "add", "delete"} <= set(calls)
+
+
+def test_asgi_concurrent_saves_of_one_session_wait_cooperatively(
+    storage_cache: MemoryCache,
+) -> None:
+    app = ASGISessions(asgi_app, storage_cache)
+    first = sid(call_asgi(app, "/login")[0])
+
+    async def request(path: str) -> None:
+        headers = [(b"host", b"test"), (b"cookie", f"session={first}".encode())]
+        scope = {"type": "http", "method": "GET", "path": path, "headers": headers}
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            await asyncio.sleep(0)
+
+        await app(scope, receive, send)
+
+    async def together() -> None:
+        await asyncio.gather(*(request(f"/set/k{i}") for i in range(20)))
+
+    asyncio.run(asyncio.wait_for(together(), 30))
+    _cookies, body = call_asgi(app, "/", f"session={first}")
+    assert all(f"('k{i}', True)" in body for i in range(20))  # no save was lost
