@@ -139,7 +139,15 @@ def tour(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Benchmarks against raw clients and peer libraries; writes docs/benchmarks.md."""
-    session.install(*EDITABLE_LOCAL, "cachelib", "dogpile.cache", "django", "matplotlib")
+    session.install(
+        *EDITABLE_LOCAL,
+        "cachelib",
+        "dogpile.cache",
+        "django",
+        "matplotlib",
+        "aiocache>=0.12",  # async peers (the async section reports a missing one)
+        "cashews>=7",
+    )
     session.install(*CONSOLE_DEPS, "httpx>=0.27")  # the console section's server and client
     session.run("python", "-m", "benchmarks", *session.posargs)
 

@@ -14,8 +14,10 @@ from .report import render, write_chart, write_markdown
 
 __all__ = ["SECTIONS", "SuiteResult", "run_suite"]
 
-SECTIONS: tuple[str, ...] = ("memory", "codec", "redis", "dynamodb", "scale", "console")
+SECTIONS: tuple[str, ...] = ("memory", "codec", "redis", "dynamodb", "async", "scale", "console")
 """Every section, in report order; each is a module of this package with ``run(cfg)``."""
+_MODULES = {"async": "aio"}
+"""Sections whose module has another name (``async`` is a keyword)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +43,7 @@ def run_suite(
         if name not in only:
             continue
         progress(f"[bench] {name} ...")
-        module = importlib.import_module(f"{__package__}.{name}")
+        module = importlib.import_module(f"{__package__}.{_MODULES.get(name, name)}")
         runner = cast(Callable[[Config], Section], module.run)
         started = time.perf_counter()
         section = runner(cfg)

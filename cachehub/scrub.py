@@ -57,7 +57,16 @@ MIN_SECRET_LENGTH: Final = 4
 """Registered values shorter than this are not replaced in free text (see module doc)."""
 MAX_REGISTERED: Final = 4096
 """Known secret values kept per process (the oldest are dropped beyond this)."""
-SCRUBBED_LOGGERS: Final = ("botocore", "boto3", "s3transfer", "urllib3", "redis", "cachehub")
+SCRUBBED_LOGGERS: Final = (
+    "botocore",
+    "boto3",
+    "s3transfer",
+    "urllib3",
+    "aiobotocore",  # the async DynamoDB client logs its signed requests at DEBUG too
+    "aiohttp",
+    "redis",
+    "cachehub",
+)
 """Logger hierarchies whose records are scrubbed once :func:`install_log_filter` ran."""
 
 _SCHEME_BEFORE: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]{0,31}\Z")

@@ -330,3 +330,28 @@ def test_cli_takes_sections_as_arguments(monkeypatch: pytest.MonkeyPatch, tmp_pa
     with pytest.raises(SystemExit) as exc:
         cli.main(["--quick", "--out", str(tmp_path), "memroy"])
     assert exc.value.code == 2
+
+
+@pytest.mark.dynamodb
+def test_quick_async_section_compares_against_raw_async_clients() -> None:
+    """Tiny sizes (20 tasks, 2 rounds): the rows exist, the Redis rows are measured only
+    where RedisCache has native async primitives, and a missing peer is a skip row."""
+    _need("cachehub_dynamodb")
+    from benchmarks import aio as aio_section
+
+    section = aio_section.run(QUICK)
+    measured = {(m.op, m.impl) for m in section.measurements if m.skipped is None}
+    for op in ("DynamoDB: 20 tasks get", "DynamoDB: 20 tasks put"):
+        assert (op, aio_section.DYNAMO_BASELINE) in measured
+        assert (op, aio_section.CACHEHUB) in measured
+    targets = {r.op: r.target for r in section.rows if r.baseline == aio_section.DYNAMO_BASELINE}
+    assert {t.max_ratio for t in targets.values() if t is not None} == {1.10}
+    from cachehub_redis import RedisCache
+
+    if aio_section.native_async(RedisCache(host="localhost")):
+        assert ("Redis: 20 tasks get", aio_section.CACHEHUB) in measured
+    else:
+        assert any(
+            m.impl == aio_section.CACHEHUB and (m.skipped or "").startswith("not available")
+            for m in section.measurements
+        )

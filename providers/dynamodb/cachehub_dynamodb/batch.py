@@ -9,15 +9,20 @@ nothing is lost. If they are still refused after :data:`MAX_ROUNDS`, a
 from __future__ import annotations
 
 import random
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
 from cachehub.errors import CacheThrottledError
 
-from .table import Caller
+from .flow import Flow, pause, request
 
-__all__ = ["batch_get", "batch_write", "backoff", "GET_CHUNK", "WRITE_CHUNK"]
+__all__ = [
+    "get_batches",
+    "write_batches",
+    "backoff",
+    "GET_CHUNK",
+    "WRITE_CHUNK",
+]
 
 GET_CHUNK: Final = 100
 WRITE_CHUNK: Final = 25
@@ -43,49 +48,46 @@ def _gave_up(what: str, count: int, table: str) -> CacheThrottledError:
     )
 
 
-def batch_get(
-    call: Caller,
+def get_batches(
     table: str,
     keys: Sequence[dict[str, Any]],
     *,
     consistent: bool,
     projection: dict[str, Any] | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> Iterator[dict[str, Any]]:
-    """Stream the items found for ``keys`` (ceil(n/100) requests plus retries)."""
+    checked: bool = False,
+) -> Flow[list[dict[str, Any]]]:
+    """The items found for ``keys``: ceil(n/100) BatchGetItem requests plus retries."""
+    found: list[dict[str, Any]] = []
     for chunk in _chunks(keys, GET_CHUNK):
         pending: dict[str, Any] = {
             table: {"Keys": list(chunk), "ConsistentRead": consistent, **(projection or {})}
         }
         attempt = 0
         while pending:
-            response = call("BatchGetItem", RequestItems=pending)
-            yield from response.get("Responses", {}).get(table, [])
+            response = yield request("BatchGetItem", {"RequestItems": pending}, checked=checked)
+            found.extend(response.get("Responses", {}).get(table, []))
             pending = response.get("UnprocessedKeys") or {}
             if pending:
                 attempt += 1
                 if attempt > MAX_ROUNDS:
                     raise _gave_up("keys", len(pending.get(table, {}).get("Keys", [])), table)
-                sleep(backoff(attempt))
+                yield pause(backoff(attempt))
+    return found
 
 
-def batch_write(
-    call: Caller,
-    table: str,
-    requests: Sequence[dict[str, Any]],
-    *,
-    sleep: Callable[[float], None] = time.sleep,
-) -> int:
+def write_batches(
+    table: str, requests: Sequence[dict[str, Any]], *, checked: bool = False
+) -> Flow[int]:
     """Send Put/DeleteRequests in batches of 25 (+ retries); returns how many were sent."""
     for chunk in _chunks(requests, WRITE_CHUNK):
         pending: dict[str, Any] = {table: list(chunk)}
         attempt = 0
         while pending:
-            response = call("BatchWriteItem", RequestItems=pending)
+            response = yield request("BatchWriteItem", {"RequestItems": pending}, checked=checked)
             pending = response.get("UnprocessedItems") or {}
             if pending:
                 attempt += 1
                 if attempt > MAX_ROUNDS:
                     raise _gave_up("writes", len(pending.get(table, [])), table)
-                sleep(backoff(attempt))
+                yield pause(backoff(attempt))
     return len(requests)

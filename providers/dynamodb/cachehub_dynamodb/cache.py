@@ -9,13 +9,15 @@ key-only Scan filtered server-side by key prefix. See docs/dynamodb.md for the r
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import math
 import re
 import threading
-from collections.abc import Callable, Hashable, Iterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Hashable, Iterator, Mapping
+from contextvars import ContextVar
 from decimal import Decimal
-from typing import Any, ClassVar, Final, cast
+from typing import Any, ClassVar, Final, TypeVar, cast
 
 from botocore import xform_name
 from botocore.exceptions import (
@@ -35,10 +37,12 @@ from cachehub.provider import (
     CacheOutcomeUnknownError,
     CachePermissionError,
     CacheValueError,
+    Call,
     ConfigError,
     CorruptEntryError,
     Entry,
     Expiry,
+    Flow,
     InvalidKeyError,
     KeyFilter,
     Option,
@@ -50,10 +54,18 @@ from cachehub.provider import (
     scrub,
 )
 
-from .batch import batch_get, batch_write
-from .client import check_host, make_client, normalize_host, resolve_region, validate
+from .batch import get_batches, write_batches
+from .client import (
+    check_host,
+    make_async_client,
+    make_client,
+    normalize_host,
+    resolve_region,
+    validate,
+)
 from .errors import CallContext, ConditionFailedError, ForeignEntryError, error_code, translate
-from .flush import flush_workers, send_updates
+from .flow import afan_out, fan_out, request
+from .flush import flush_workers, update_all
 from .items import (
     DEADLINE,
     EXPIRED,
@@ -95,7 +107,7 @@ from .items import (
     to_entry,
     version_of,
 )
-from .scan import scan_count, scan_items
+from .scan import achunks, ascan_count, ascan_items, scan_count, scan_items
 from .table import bootstrap_table
 
 __all__ = ["DynamoDBCache"]
@@ -116,11 +128,13 @@ LOCK_GRACE: Final = 3600
 """Seconds a lock item outlives its last holding before native TTL may delete it: longer
 than any clock skew, so a fence restarted from a writer's clock stays above the old ones."""
 _LOCK: Final = {"S": "lock"}
+T = TypeVar("T")
 _METHODS: dict[str, str] = {}
 """DynamoDB operation name -> client method name (``GetItem`` -> ``get_item``)."""
 
-_once = threading.local()
-"""``_once.on`` is True while this thread sends a write that must not be re-sent blind."""
+_ONCE: ContextVar[bool] = ContextVar("cachehub_dynamodb_once", default=False)
+"""True while this thread or task sends a write that must not be re-sent blind (a context
+variable: concurrent tasks of one event loop each have their own)."""
 
 
 class _ReplyLost(Exception):
@@ -139,7 +153,7 @@ def _no_blind_resend(caught_exception: Exception | None = None, **_: Any) -> Non
     """
     if (
         caught_exception is not None
-        and getattr(_once, "on", False)
+        and _ONCE.get()
         and isinstance(caught_exception, HTTPClientError)
         and not isinstance(caught_exception, (EndpointConnectionError, ConnectTimeoutError))
     ):
@@ -343,7 +357,19 @@ class DynamoDBCache(RemoteCache[Any]):
             self._secrets,
         )
 
-    def _call(self, operation: str, /, **params: Any) -> dict[str, Any]:
+    def _request_error(self, operation: str, exc: BotoCoreError | ClientError) -> CacheError:
+        """The typed error of a failed request (both clients raise botocore's exceptions)."""
+        if (
+            isinstance(exc, ClientError)
+            and error_code(exc) == "ResourceNotFoundException"
+            and operation != "DescribeTable"
+        ):
+            # The table vanished: bootstrap (and maybe recreate it) on the next call.
+            self._key_name = None
+            _KNOWN_TABLES.pop(self._table_id, None)
+        return translate(exc, self._ctx(operation))
+
+    def _send_request(self, operation: str, /, **params: Any) -> dict[str, Any]:
         """One DynamoDB request; every failure becomes a typed cachehub error.
 
         The hot path is one dict lookup and the client method: the error context is
@@ -353,14 +379,16 @@ class DynamoDBCache(RemoteCache[Any]):
         method = _METHODS.get(operation) or _METHODS.setdefault(operation, xform_name(operation))
         try:
             return getattr(client, method)(**params)  # type: ignore[no-any-return]
-        except ClientError as exc:
-            if error_code(exc) == "ResourceNotFoundException" and operation != "DescribeTable":
-                # The table vanished: bootstrap (and maybe recreate it) on the next call.
-                self._key_name = None
-                _KNOWN_TABLES.pop(self._table_id, None)
-            raise translate(exc, self._ctx(operation)) from exc
-        except BotoCoreError as exc:
-            raise translate(exc, self._ctx(operation)) from exc
+        except (ClientError, BotoCoreError) as exc:
+            raise self._request_error(operation, exc) from exc
+
+    def _reply_lost(self, operation: str) -> None:
+        self.log.info(
+            "cache '%s': the reply to a %s was lost; reading the item to learn whether "
+            "it was applied.",
+            self.name,
+            operation,
+        )
 
     def _write_once(self, operation: str, /, **params: Any) -> dict[str, Any] | None:
         """A non-idempotent write that is never re-sent blind: its reply, or None if lost.
@@ -369,28 +397,107 @@ class DynamoDBCache(RemoteCache[Any]):
         connection): it may or may not have been applied, and the caller finds out from
         the item (its ``requestId``) instead of letting botocore apply it twice.
         """
-        _once.on = True
+        token = _ONCE.set(True)
         try:
-            return self._call(operation, **params)
+            return self._send_request(operation, **params)
         except _ReplyLost:
-            self.log.info(
-                "cache '%s': the reply to a %s was lost; reading the item to learn whether "
-                "it was applied.",
-                self.name,
-                operation,
-            )
+            self._reply_lost(operation)
             return None
         finally:
-            _once.on = False
+            _ONCE.reset(token)
 
-    def _recorded(self, op: str, key: str, rid: str) -> Item:
+    # ------------------------------------------------------------------ flow I/O
+    #
+    # The steps of .flow, as pairs the core's drivers call: ``_x`` for RemoteCache._drive
+    # (boto3, blocking), ``_ax`` for RemoteCache._adrive (aiobotocore, this loop's).
+
+    def _request(
+        self, operation: str, params: dict[str, Any], once: bool = False, checked: bool = False
+    ) -> Any:
+        if checked:
+            return self._checked_call(operation, **params)
+        if once:
+            return self._write_once(operation, **params)
+        return self._send_request(operation, **params)
+
+    async def _arequest(
+        self, operation: str, params: dict[str, Any], once: bool = False, checked: bool = False
+    ) -> Any:
+        client = self._aconns.get(asyncio.get_running_loop()) or await self._aconnection()
+        method = _METHODS.get(operation) or _METHODS.setdefault(operation, xform_name(operation))
+        token = _ONCE.set(once)
+        try:
+            if checked:
+                validate(client, operation, params)
+            return await getattr(client, method)(**params)
+        except _ReplyLost:
+            if not once:
+                raise
+            self._reply_lost(operation)
+            return None
+        except (ClientError, BotoCoreError) as exc:
+            raise self._request_error(operation, exc) from exc
+        finally:
+            _ONCE.reset(token)
+
+    async def _ascan_page(self, operation: str, params: dict[str, Any]) -> Any:
+        """One Scan page for :func:`.scan.ascan_items` / :func:`.scan.ascan_count`."""
+        return await self._arequest(operation, params)
+
+    def _pause(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    async def _apause(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    def _fanout(self, calls: tuple[Call, ...], workers: int) -> list[Any]:
+        return fan_out(calls, workers, self._request)
+
+    async def _afanout(self, calls: tuple[Call, ...], workers: int) -> list[Any]:
+        return await afan_out(calls, workers, self._arequest)
+
+    # ------------------------------------------------------------------ async client
+
+    async def _aconnect(self) -> Any:
+        """A new aiobotocore client for this cache, bound to the running event loop."""
+        client = await make_async_client(self.region, self.settings)
+        client.meta.events.register_first("needs-retry.dynamodb", _no_blind_resend)
+        return client
+
+    async def _aconnection(self) -> Any:
+        # A client keeps its loop alive (its HTTP session refers to it), so the weak map
+        # alone never lets a closed loop's client go: dropped here, on the slow path.
+        for loop in [loop for loop in list(self._aconns) if loop.is_closed()]:
+            del self._aconns[loop]
+        return await super()._aconnection()
+
+    async def _aready(self) -> None:
+        """Bootstrap the table once, off the loop: it runs on the boto3 client in a
+        worker thread (DescribeTable, maybe CreateTable and its waiter), once per table
+        and process; every later request goes through the async client."""
+        if self._key_name is None:
+            await asyncio.to_thread(lambda: self.key_name)
+
+    async def _adrive(self, flow: Flow[T]) -> T:
+        """:meth:`RemoteCache._adrive`, after the table bootstrap (:meth:`_aready`)."""
+        if self._key_name is None:
+            await self._aready()
+        try:
+            return await super()._adrive(flow)
+        finally:
+            flow.close()  # cancelled mid-flow: its cleanup runs now, not at GC
+
+    async def _awrite_hits(self, pending: dict[str, PendingHits]) -> None:
+        await self._adrive(self._hits_flow(pending))
+
+    def _recorded(self, op: str, key: str, rid: str) -> Flow[Item]:
         """After a lost reply: the item write ``rid`` left, else :class:`CacheOutcomeUnknownError`.
 
         An item still carrying ``rid`` was written by that call and by no write after it
         (every ``incr``/``add`` sets its own id, ``put`` replaces the item). Anything else -
         no item, another id - cannot tell "never applied" from "applied, then overwritten".
         """
-        item, _, _ = self._get_item(key, consistent=True, verify=False)
+        item, _, _ = yield from self._get_item(key, consistent=True, verify=False)
         mark = None if item is None else item.get(REQUEST)
         if (
             item is not None
@@ -418,7 +525,7 @@ class DynamoDBCache(RemoteCache[Any]):
         )
 
     def _checked_call(self, operation: str, /, **params: Any) -> dict[str, Any]:
-        """:meth:`_call` after botocore's parameter validation, which the client skips.
+        """:meth:`_send_request` after botocore's parameter validation, which the client skips.
 
         For parameters the provider does not build itself: ``dynamodb_command``'s, and the
         bootstrap's (the table name comes from the settings). Invalid ones fail as with a
@@ -428,7 +535,7 @@ class DynamoDBCache(RemoteCache[Any]):
             validate(self._conn or self._connection(), operation, params)
         except BotoCoreError as exc:
             raise translate(exc, self._ctx(operation)) from exc
-        return self._call(operation, **params)
+        return self._send_request(operation, **params)
 
     # ------------------------------------------------------------------ request helpers
 
@@ -469,9 +576,9 @@ class DynamoDBCache(RemoteCache[Any]):
             "use another key, or remove the item with dynamodb_command('DeleteItem', ...).",
         )
 
-    def _check_owner(self, storage_key: str, pk: str) -> None:
+    def _check_owner(self, storage_key: str, pk: str) -> Flow[None]:
         """After a failed owner-conditional write: raise if another key holds ``pk``."""
-        item, _, _ = self._get_item(storage_key, consistent=True, verify=False)
+        item, _, _ = yield from self._get_item(storage_key, consistent=True, verify=False)
         if item is not None and not owns(item, storage_key, self.key_name):
             raise self._collision(storage_key, pk)
 
@@ -507,26 +614,19 @@ class DynamoDBCache(RemoteCache[Any]):
         consistent: bool | None = None,
         attributes: list[str] | None = None,
         verify: bool = True,
-    ) -> tuple[dict[str, Any] | None, dict[str, Any], str]:
+    ) -> Flow[tuple[dict[str, Any] | None, dict[str, Any], str]]:
         """The item of ``storage_key``; None when absent or (``verify``) another key's."""
         pk = self._pk(storage_key)
         kn = self._key_name or self.key_name
         key = {kn: {"S": pk}}
-        if attributes is None:
-            reply = self._call(
-                "GetItem",
-                TableName=self.table_name,
-                Key=key,
-                ConsistentRead=self._consistent if consistent is None else consistent,
-            )
-        else:  # top-level attributes only: see items.read_attributes
-            reply = self._call(
-                "GetItem",
-                TableName=self.table_name,
-                Key=key,
-                ConsistentRead=self._consistent if consistent is None else consistent,
-                AttributesToGet=attributes,
-            )
+        params = {
+            "TableName": self.table_name,
+            "Key": key,
+            "ConsistentRead": self._consistent if consistent is None else consistent,
+        }
+        if attributes is not None:  # top-level attributes only: see items.read_attributes
+            params["AttributesToGet"] = attributes
+        reply = yield request("GetItem", params)
         item: dict[str, Any] | None = reply.get("Item")
         if verify and item is not None and not owns(item, storage_key, kn):
             return None, key, pk  # a hashed entry of another key: a miss, left alone
@@ -534,7 +634,7 @@ class DynamoDBCache(RemoteCache[Any]):
 
     # ------------------------------------------------------------------ hit accounting
 
-    def _slide(self, pk: str, key: dict[str, Any], item: Item, now: float) -> None:
+    def _slide(self, pk: str, key: dict[str, Any], item: Item, now: float) -> Flow[None]:
         """Idle entries must slide their deadline for every process: one UpdateItem."""
         expiry = expiry_of(item)
         if expiry.idle is None:  # an idleTime that is no Number (another program's): no slide
@@ -547,12 +647,25 @@ class DynamoDBCache(RemoteCache[Any]):
             update += " ADD #hc :h"
             values[":h"] = {"N": str(1 + self._take_hits(pk, version_of(item)))}
         # If the entry was replaced meanwhile, the new version keeps its own expiry.
-        self._update_if(key, update, cond, values)
+        yield from self._update_if(key, update, cond, values)
 
     def _write_hits(self, pending: dict[str, PendingHits]) -> None:
+        self._drive(self._hits_flow(pending))
+
+    def _flush_due(self) -> Flow[None]:
+        """:meth:`RemoteCache._after_write` as a flow: write counted reads back when due
+        (on the event loop too); a failure is logged, never raised."""
+        if not self._hits.due():
+            return
+        try:
+            yield from self._hits_flow(self._hits.drain())
+        except CacheError as exc:
+            self.log.warning("cache '%s': could not flush hit counts: %s", self.name, exc)
+
+    def _hits_flow(self, pending: dict[str, PendingHits]) -> Flow[None]:
         """Pending hit counts and last-access times: one conditional UpdateItem per key.
 
-        The updates are sent concurrently by up to ``maxConnections // 2`` threads; a
+        The updates are sent concurrently, up to ``maxConnections // 2`` at a time; a
         read never waits for them. Counts of entries replaced meanwhile are dropped
         (they belonged to the old entry).
         """
@@ -576,12 +689,114 @@ class DynamoDBCache(RemoteCache[Any]):
                     "ExpressionAttributeValues": values,
                 }
             )
-        send_updates(self._call, requests, flush_workers(self.settings["maxConnections"]))
+        yield from update_all(requests, flush_workers(self.settings["maxConnections"]))
 
     # ------------------------------------------------------------------ primitives
+    #
+    # Each primitive is a flow (see .flow), written once: ``_x`` drives it on the boto3
+    # client, ``_ax`` on this event loop's aiobotocore client. The subclass for Lucee's
+    # layout overrides the flows, and both shells follow.
 
     def _get(self, key: str, now: float) -> Any:
-        item, k, pk = self._get_item(key)
+        return self._drive(self._get_flow(key, now))
+
+    async def _aget(self, key: str, now: float) -> Any:
+        return await self._adrive(self._get_flow(key, now))
+
+    def _get_entry(self, key: str, now: float) -> Entry | None:
+        return self._drive(self._get_entry_flow(key, now))
+
+    async def _aget_entry(self, key: str, now: float) -> Entry | None:
+        return await self._adrive(self._get_entry_flow(key, now))
+
+    def _exists(self, key: str, now: float) -> bool:
+        return self._drive(self._exists_flow(key, now))
+
+    async def _aexists(self, key: str, now: float) -> bool:
+        return await self._adrive(self._exists_flow(key, now))
+
+    def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
+        self._drive(self._set_flow(key, value, expiry, now))
+
+    async def _aset(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
+        await self._adrive(self._set_flow(key, value, expiry, now))
+
+    def _add(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
+        return self._drive(self._add_flow(key, value, expiry, now))
+
+    async def _aadd(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
+        return await self._adrive(self._add_flow(key, value, expiry, now))
+
+    def _delete(self, key: str, now: float) -> bool:
+        return self._drive(self._delete_flow(key, now))
+
+    async def _adelete(self, key: str, now: float) -> bool:
+        return await self._adrive(self._delete_flow(key, now))
+
+    def _delete_if_equal(self, key: str, value: Any, now: float) -> bool:
+        return self._drive(self._delete_if_equal_flow(key, value, now))
+
+    async def _adelete_if_equal(self, key: str, value: Any, now: float) -> bool:
+        return await self._adrive(self._delete_if_equal_flow(key, value, now))
+
+    def _incr(self, key: str, delta: int, now: float) -> int:
+        return self._drive(self._incr_flow(key, delta, now))
+
+    async def _aincr(self, key: str, delta: int, now: float) -> int:
+        return await self._adrive(self._incr_flow(key, delta, now))
+
+    def _touch(self, key: str, expiry: Expiry, now: float) -> bool:
+        return self._drive(self._touch_flow(key, expiry, now))
+
+    async def _atouch(self, key: str, expiry: Expiry, now: float) -> bool:
+        return await self._adrive(self._touch_flow(key, expiry, now))
+
+    def _get_many(self, keys: list[str], now: float) -> dict[str, Any]:
+        return self._drive(self._get_many_flow(keys, now))
+
+    async def _aget_many(self, keys: list[str], now: float) -> dict[str, Any]:
+        return await self._adrive(self._get_many_flow(keys, now))
+
+    def _set_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
+        self._drive(self._set_many_flow(items, expiry, now))
+
+    async def _aset_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
+        await self._adrive(self._set_many_flow(items, expiry, now))
+
+    def _delete_many(self, keys: list[str], now: float) -> int:
+        return self._drive(self._delete_many_flow(keys, now))
+
+    async def _adelete_many(self, keys: list[str], now: float) -> int:
+        return await self._adrive(self._delete_many_flow(keys, now))
+
+    def _lock_acquire(self, name: str, token: str, ttl: float, now: float) -> int | None:
+        return self._drive(self._lock_acquire_flow(name, token, ttl, now))
+
+    async def _alock_acquire(self, name: str, token: str, ttl: float, now: float) -> int | None:
+        return await self._adrive(self._lock_acquire_flow(name, token, ttl, now))
+
+    def _lock_release(self, name: str, token: str, now: float) -> bool:
+        return self._drive(self._lock_release_flow(name, token, now))
+
+    async def _alock_release(self, name: str, token: str, now: float) -> bool:
+        return await self._adrive(self._lock_release_flow(name, token, now))
+
+    def _lock_extend(self, name: str, token: str, ttl: float, now: float) -> bool:
+        return self._drive(self._lock_extend_flow(name, token, ttl, now))
+
+    async def _alock_extend(self, name: str, token: str, ttl: float, now: float) -> bool:
+        return await self._adrive(self._lock_extend_flow(name, token, ttl, now))
+
+    def _lock_holder(self, name: str, now: float) -> str | None:
+        return self._drive(self._lock_holder_flow(name, now))
+
+    async def _alock_holder(self, name: str, now: float) -> str | None:
+        return await self._adrive(self._lock_holder_flow(name, now))
+
+    # ------------------------------------------------------------------ the flows
+
+    def _get_flow(self, key: str, now: float) -> Flow[Any]:
+        item, k, pk = yield from self._get_item(key)
         if not item or not is_live(item, now):
             return MISSING
         raw = item.get(VALUE)
@@ -591,33 +806,34 @@ class DynamoDBCache(RemoteCache[Any]):
         else:
             value = decode_value(item, self.codec, key)
         if IDLE in item:
-            self._slide(pk, k, item, now)
+            yield from self._slide(pk, k, item, now)
         elif self.counts_hits:
             self._hits.count(pk, version_of(item), now)
         return value
 
-    def _get_entry(self, key: str, now: float) -> Entry | None:
-        item, _, pk = self._get_item(key)
+    def _get_entry_flow(self, key: str, now: float) -> Flow[Entry | None]:
+        item, _, pk = yield from self._get_item(key)
         if not item or not is_live(item, now):
             return None
         entry = to_entry(item, decode_value(item, self.codec, key))
         return self._with_pending(entry, pk, version_of(item))
 
-    def _exists(self, key: str, now: float) -> bool:
+    def _exists_flow(self, key: str, now: float) -> Flow[bool]:
         kn = self._key_name or self.key_name
-        item, _, _ = self._get_item(key, attributes=[kn, *EXPIRY_ATTRIBUTES, ORIGINAL_KEY])
+        attributes = [kn, *EXPIRY_ATTRIBUTES, ORIGINAL_KEY]
+        item, _, _ = yield from self._get_item(key, attributes=attributes)
         return bool(item) and is_live(item or {}, now)
 
-    def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
+    def _set_flow(self, key: str, value: Any, expiry: Expiry, now: float) -> Flow[None]:
         item = self._item(key, value, expiry, now)
         pk = item[self.key_name]["S"]
         owner = self._owner(key, pk)
         if owner is None:
-            self._call("PutItem", TableName=self.table_name, Item=item)
-        elif not self._put_if(item, owner[0], now, owner[1]):
+            yield request("PutItem", {"TableName": self.table_name, "Item": item})
+        elif not (yield from self._put_if(item, owner[0], now, owner[1])):
             raise self._collision(key, pk)
         self._forget(pk)
-        self._after_write()
+        yield from self._flush_due()
 
     def _put_if(
         self,
@@ -627,7 +843,7 @@ class DynamoDBCache(RemoteCache[Any]):
         values: Mapping[str, Any] | None = None,
         *,
         once: tuple[str, str] | None = None,
-    ) -> bool:
+    ) -> Flow[bool]:
         """PutItem under ``cond`` (which may use ``#pk``, ``:now`` and ``values``); False if
         it failed.
 
@@ -636,68 +852,61 @@ class DynamoDBCache(RemoteCache[Any]):
         reading it back (:meth:`_recorded`), never by a blind re-send.
         """
         params = self._expr(cond, values={":now": num(now), **(values or {})})
+        params.update(TableName=self.table_name, ConditionExpression=cond)
         try:
             if once is None:
-                self._call(
-                    "PutItem",
-                    TableName=self.table_name,
-                    Item=item,
-                    ConditionExpression=cond,
-                    **params,
-                )
+                yield request("PutItem", {**params, "Item": item})
                 return True
             rid = request_id()
-            item = {**item, REQUEST: {"S": rid}}
-            reply = self._write_once(
-                "PutItem", TableName=self.table_name, Item=item, ConditionExpression=cond, **params
-            )
+            params["Item"] = {**item, REQUEST: {"S": rid}}
+            reply = yield request("PutItem", params, once=True)
         except ConditionFailedError:
             return False
         if reply is None:
-            self._recorded(once[0], once[1], rid)
+            yield from self._recorded(once[0], once[1], rid)
         return True
 
-    def _add(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
+    def _add_flow(self, key: str, value: Any, expiry: Expiry, now: float) -> Flow[bool]:
         item = self._item(key, value, expiry, now)
         pk = item[self.key_name]["S"]
         cond, values = f"attribute_not_exists(#pk) OR {EXPIRED}", {}
         owner = self._owner(key, pk)
         if owner is not None:
             cond, values = f"({cond}) AND {owner[0]}", owner[1]
-        if not self._put_if(item, cond, now, values, once=("add", key)):
+        if not (yield from self._put_if(item, cond, now, values, once=("add", key))):
             if owner is not None:
-                self._check_owner(key, pk)
+                yield from self._check_owner(key, pk)
             return False
         self._forget(pk)
-        self._after_write()
+        yield from self._flush_due()
         return True
 
-    def _delete(self, key: str, now: float) -> bool:
+    def _delete_flow(self, key: str, now: float) -> Flow[bool]:
         k, pk = self._key(key)
         owner = self._owner(key, pk)
         params: dict[str, Any] = {}
         if owner is not None:
             params = {"ConditionExpression": owner[0], **self._expr(owner[0], values=owner[1])}
-        request = {"TableName": self.table_name, "Key": k, "ReturnValues": "ALL_OLD", **params}
+        sent = {"TableName": self.table_name, "Key": k, "ReturnValues": "ALL_OLD", **params}
         try:
-            reply = self._write_once("DeleteItem", **request)
+            reply = yield request("DeleteItem", sent, once=True)
             if reply is None:
                 # The reply was lost. Deleting twice removes nothing more, so the delete is
                 # sent once more - but a blind re-send would answer False for the entry the
                 # first send removed. What the second send finds tells: an item, so the first
                 # did not land; nothing, and the answer cannot be known.
-                reply = self._write_once("DeleteItem", **request)
+                reply = yield request("DeleteItem", sent, once=True)
                 if reply is None or not reply.get("Attributes"):
                     raise self._delete_unknown(key)
             old = reply.get("Attributes")
         except ConditionFailedError:
             return False  # another key's hashed entry: not ours to delete
         self._forget(pk)
-        self._after_write()
+        yield from self._flush_due()
         return bool(old) and is_live(old or {}, now)
 
-    def _delete_if_equal(self, key: str, value: Any, now: float) -> bool:
-        item, k, pk = self._get_item(key, consistent=True)
+    def _delete_if_equal_flow(self, key: str, value: Any, now: float) -> Flow[bool]:
+        item, k, pk = yield from self._get_item(key, consistent=True)
         if not item or not is_live(item, now) or decode_value(item, self.codec, key) != value:
             return False
         cond, values = same_version(version_of(item))
@@ -708,15 +917,10 @@ class DynamoDBCache(RemoteCache[Any]):
             cond = f"{cond} AND {owner[0]}"
             values.update(owner[1])
         params = self._expr(cond, values=values)
+        params.update(TableName=self.table_name, Key=k, ConditionExpression=cond)
         for _ in range(_RESEND_ROUNDS):
             try:
-                reply = self._write_once(
-                    "DeleteItem",
-                    TableName=self.table_name,
-                    Key=k,
-                    ConditionExpression=cond,
-                    **params,
-                )
+                reply = yield request("DeleteItem", params, once=True)
             except ConditionFailedError:
                 return False
             if reply is not None:
@@ -727,7 +931,7 @@ class DynamoDBCache(RemoteCache[Any]):
             # the entry that held `value` was removed - by this call, or by a delete of
             # that same entry racing it within one round trip: True either way, as the
             # caller's entry no longer exists. A newer version cannot tell: unknown.
-            now_item, _, _ = self._get_item(key, consistent=True, verify=False)
+            now_item, _, _ = yield from self._get_item(key, consistent=True, verify=False)
             if now_item is None:
                 self._forget(pk)
                 return True
@@ -735,7 +939,7 @@ class DynamoDBCache(RemoteCache[Any]):
                 raise self._unknown("delete_if_equal", key)
         raise self._unknown("delete_if_equal", key)
 
-    def _incr(self, key: str, delta: int, now: float) -> int:
+    def _incr_flow(self, key: str, delta: int, now: float) -> Flow[int]:
         k, pk = self._key(key)
         original = key if pk != key else None
         rid = request_id()  # one per call: a round only repeats after a definite refusal
@@ -771,26 +975,26 @@ class DynamoDBCache(RemoteCache[Any]):
                 ":sk": {"S": key},
                 ":rid": {"S": rid},
             }
+            params = {
+                "TableName": self.table_name,
+                "Key": k,
+                "UpdateExpression": update,
+                "ConditionExpression": cond,
+                "ReturnValues": "ALL_NEW",  # UPDATED_NEW may omit an unchanged value (delta 0)
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                **self._expr(update, cond, values=values),
+            }
             try:
-                result = self._write_once(
-                    "UpdateItem",
-                    TableName=self.table_name,
-                    Key=k,
-                    UpdateExpression=update,
-                    ConditionExpression=cond,
-                    ReturnValues="ALL_NEW",  # UPDATED_NEW may omit an unchanged value (delta 0)
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                    **self._expr(update, cond, values=values),
-                )
+                result = yield request("UpdateItem", params, once=True)
                 if result is None:  # the reply was lost: the item tells whether it landed
-                    result = {"Attributes": self._recorded("incr", key, rid)}
-                self._after_write()
-                self._undo_fractional_incr(k, result["Attributes"], delta)
+                    result = {"Attributes": (yield from self._recorded("incr", key, rid))}
+                yield from self._flush_due()
+                yield from self._undo_fractional_incr(k, result["Attributes"], delta)
                 return self._counter(key, result["Attributes"])
             except ConditionFailedError as exc:
                 old = _old_item(exc)
                 if old is None:
-                    old, _, _ = self._get_item(key, consistent=True, verify=False)
+                    old, _, _ = yield from self._get_item(key, consistent=True, verify=False)
                 if old is None:
                     continue  # deleted meanwhile: the next round creates it
                 if not owns(old, key, self.key_name):
@@ -802,14 +1006,14 @@ class DynamoDBCache(RemoteCache[Any]):
                         if overflow is not None:
                             raise overflow from None
                     raise self._not_a_number(key, old) from None
-            if self._reset(key, delta, now):  # the old entry had expired: start afresh
+            if (yield from self._reset(key, delta, now)):  # the old entry expired: start afresh
                 return delta
         raise CacheBackendError(
             f"incr of key {self._user_key(key)!r:.80} kept conflicting with concurrent writes.",
             hint="retry the call; avoid mixing put() and incr() on one key under contention.",
         )
 
-    def _reset(self, key: str, delta: int, now: float) -> bool:
+    def _reset(self, key: str, delta: int, now: float) -> Flow[bool]:
         """Replace an expired entry by a fresh counter, unless someone else rewrote it."""
         item = build_item(
             self.key_name, key, {"N": str(delta)}, Expiry(), now, namespace=self.namespace
@@ -818,8 +1022,10 @@ class DynamoDBCache(RemoteCache[Any]):
         owner = self._owner(key, pk)
         once = ("incr", key)
         if owner is None:
-            return self._put_if(item, EXPIRED, now, once=once)
-        return self._put_if(item, f"{EXPIRED} AND {owner[0]}", now, owner[1], once=once)
+            return (yield from self._put_if(item, EXPIRED, now, once=once))
+        return (
+            yield from self._put_if(item, f"{EXPIRED} AND {owner[0]}", now, owner[1], once=once)
+        )
 
     def _counter(self, key: str, item: Item) -> int:
         """The counter an incr left in ``item`` (read back after a lost reply, too)."""
@@ -843,7 +1049,7 @@ class DynamoDBCache(RemoteCache[Any]):
                 held = "int beyond DynamoDB's 38-digit Number range"
         return not_an_int(self._user_key(key), held)
 
-    def _touch(self, key: str, expiry: Expiry, now: float) -> bool:
+    def _touch_flow(self, key: str, expiry: Expiry, now: float) -> Flow[bool]:
         k, pk = self._key(key)
         attrs = expiry_attrs(expiry, now)
         by_attr = {attr: ph for ph, attr in PLACEHOLDERS.items()}
@@ -867,17 +1073,19 @@ class DynamoDBCache(RemoteCache[Any]):
             cond = f"{cond} AND {owner[0]}"
             values.update(owner[1])
         try:
-            self._call(
+            yield request(
                 "UpdateItem",
-                TableName=self.table_name,
-                Key=k,
-                UpdateExpression=update,
-                ConditionExpression=cond,
-                **self._expr(update, cond, values=values),
+                {
+                    "TableName": self.table_name,
+                    "Key": k,
+                    "UpdateExpression": update,
+                    "ConditionExpression": cond,
+                    **self._expr(update, cond, values=values),
+                },
             )
         except ConditionFailedError:
             return False
-        self._after_write()
+        yield from self._flush_due()
         return True
 
     # ------------------------------------------------------------------ scans
@@ -900,40 +1108,102 @@ class DynamoDBCache(RemoteCache[Any]):
         params.update(self._expr(*exprs, values={":p": {"S": flt.prefix}, ":now": num(now)}))
         return params
 
+    def _filter(self, flt: KeyFilter) -> KeyFilter:
+        """The filter as this layout matches it (Lucee's: case-insensitive)."""
+        return flt
+
+    def _list_params(self, flt: KeyFilter, now: float) -> dict[str, Any]:
+        """The key-only Scan that lists the entries ``flt`` may select."""
+        return self._scan_params(flt, now, keys_only=True)
+
+    def _listed(self, item: Item, flt: KeyFilter, now: float) -> tuple[dict[str, Any], str] | None:
+        """``(DynamoDB key, storage key)`` of a scanned item ``flt`` selects, else None."""
+        kn = self.key_name
+        storage_key = consistent_key(item, kn)  # None: a forged originalKey
+        if storage_key is None or not flt.matches(storage_key) or not is_live(item, now):
+            return None
+        return {kn: item[kn]}, storage_key
+
     def _scan_keys(self, flt: KeyFilter, now: float) -> Iterator[tuple[dict[str, Any], str]]:
         """Stream ``(DynamoDB key, storage key)`` of live items selected by ``flt``."""
-        kn = self.key_name
-        params = self._scan_params(flt, now, keys_only=True)
-        for item in scan_items(self._call, params, self.settings["scanSegments"]):
-            storage_key = consistent_key(item, kn)  # None: a forged originalKey
-            if storage_key is None or not flt.matches(storage_key) or not is_live(item, now):
-                continue
-            yield {kn: item[kn]}, storage_key
+        flt = self._filter(flt)
+        for item in scan_items(self._send_request, self._list_params(flt, now), self._segments):
+            if (listed := self._listed(item, flt, now)) is not None:
+                yield listed
+
+    async def _ascan_keys(
+        self, flt: KeyFilter, now: float
+    ) -> AsyncIterator[tuple[dict[str, Any], str]]:
+        """:meth:`_scan_keys` on this loop's async client."""
+        await self._aready()
+        flt = self._filter(flt)
+        async for item in ascan_items(
+            self._ascan_page, self._list_params(flt, now), self._segments
+        ):
+            if (listed := self._listed(item, flt, now)) is not None:
+                yield listed
+
+    @property
+    def _segments(self) -> int:
+        return int(self.settings["scanSegments"])
 
     def _scan(self, flt: KeyFilter, now: float) -> Iterator[str]:
         for _, storage_key in self._scan_keys(flt, now):
             yield storage_key
 
-    def _count(self, flt: KeyFilter, now: float) -> int:
+    async def _ascan(self, flt: KeyFilter, now: float) -> AsyncIterator[str]:
+        async for _, storage_key in self._ascan_keys(flt, now):
+            yield storage_key
+
+    def _count_params(self, flt: KeyFilter, now: float) -> dict[str, Any] | None:
+        """A server-side ``Select=COUNT`` Scan for ``flt``, or None to count listed keys."""
         if not flt.prefix_only:  # only the prefix is server-side: match the rest here
+            return None
+        return self._scan_params(flt, now, keys_only=False)
+
+    def _count(self, flt: KeyFilter, now: float) -> int:
+        params = self._count_params(flt, now)
+        if params is None:
             return sum(1 for _ in self._scan_keys(flt, now))
-        params = self._scan_params(flt, now, keys_only=False)
-        return scan_count(self._call, params, self.settings["scanSegments"])
+        return scan_count(self._send_request, params, self._segments)
+
+    async def _acount(self, flt: KeyFilter, now: float) -> int:
+        await self._aready()
+        params = self._count_params(flt, now)
+        if params is None:
+            counted = 0
+            async for _ in self._ascan_keys(flt, now):
+                counted += 1
+            return counted
+        return await ascan_count(self._ascan_page, params, self._segments)
 
     def _clear(self, flt: KeyFilter, now: float) -> int:
-        kn = self.key_name
-        deletes = ({"DeleteRequest": {"Key": key}} for key, _ in self._scan_keys(flt, now))
-        return sum(self._delete_batch(batch, kn) for batch in chunks(deletes, 25))
+        deletes = (key for key, _ in self._scan_keys(flt, now))
+        return sum(self._drive(self._delete_items(batch)) for batch in chunks(deletes, 25))
 
-    def _delete_batch(self, batch: list[dict[str, Any]], kn: str) -> int:
-        self._forget(*(r["DeleteRequest"]["Key"][kn]["S"] for r in batch))
-        return batch_write(self._call, self.table_name, batch)
+    async def _aclear(self, flt: KeyFilter, now: float) -> int:
+        removed = 0
+        async for batch in achunks((key async for key, _ in self._ascan_keys(flt, now)), 25):
+            removed += await self._adrive(self._delete_items(batch))
+        return removed
+
+    def _delete_items(self, keys: list[dict[str, Any]]) -> Flow[int]:
+        """Delete the items of up to 25 DynamoDB keys listed by a scan."""
+        kn = self.key_name
+        self._forget(*(key[kn]["S"] for key in keys))
+        requests = [{"DeleteRequest": {"Key": key}} for key in keys]
+        return (yield from write_batches(self.table_name, requests))
 
     def _get_all(self, flt: KeyFilter, now: float) -> dict[str, Any]:
         # Hook (issue #18): one unreadable entry is skipped and reported, never fatal.
         from .lucee import tolerant_get_all
 
         return tolerant_get_all(self, flt, now)
+
+    async def _aget_all(self, flt: KeyFilter, now: float) -> dict[str, Any]:
+        from .lucee import atolerant_get_all
+
+        return await atolerant_get_all(self, flt, now)
 
     # ------------------------------------------------------------------ batches
 
@@ -944,7 +1214,7 @@ class DynamoDBCache(RemoteCache[Any]):
             self._projection = cached = (kn, {"AttributesToGet": read_attributes(kn)})
         return cached[1]
 
-    def _get_many(self, keys: list[str], now: float) -> dict[str, Any]:
+    def _get_many_flow(self, keys: list[str], now: float) -> Flow[dict[str, Any]]:
         kn = self.key_name
         storage: dict[str, str] = {}
         for storage_key in keys:
@@ -961,13 +1231,10 @@ class DynamoDBCache(RemoteCache[Any]):
         # round of BatchGetItem.
         while requested:
             foreign: list[dict[str, Any]] = []
-            for item in batch_get(
-                self._call,
-                self.table_name,
-                requested,
-                consistent=self._consistent,
-                projection=projection,
-            ):
+            items = yield from get_batches(
+                self.table_name, requested, consistent=self._consistent, projection=projection
+            )
+            for item in items:
                 pk = item[kn]["S"]
                 found_key = storage.get(pk)
                 # owns() and is_live() inlined for the common item (its own partition key,
@@ -999,48 +1266,50 @@ class DynamoDBCache(RemoteCache[Any]):
         if plain:
             self._hits.count_many(plain, now)
         for pk, item in idle:
-            self._slide(pk, {kn: item[kn]}, item, now)
+            yield from self._slide(pk, {kn: item[kn]}, item, now)
         return found
 
-    def _set_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
+    def _set_many_flow(self, items: dict[str, Any], expiry: Expiry, now: float) -> Flow[None]:
         kn = self.key_name
         shared = fresh_attrs(expiry, now)  # the same stamp and expiry for the whole batch
         built = []
         for key, value in items.items():
             item = self._item(key, value, expiry, now, shared)
             if needs_owner_check(key, item[kn]["S"]):
-                self._set(key, value, expiry, now)  # conditional: never over another key
+                # conditional: never over another key
+                yield from self._set_flow(key, value, expiry, now)
             else:
                 built.append(item)
-        batch_write(self._call, self.table_name, [{"PutRequest": {"Item": i}} for i in built])
+        # Forgotten first: a batch cancelled half-way must not leave stale counts behind.
         self._forget(*(i[kn]["S"] for i in built))
-        self._after_write()
+        yield from write_batches(self.table_name, [{"PutRequest": {"Item": i}} for i in built])
+        yield from self._flush_due()
 
-    def _delete_many(self, keys: list[str], now: float) -> int:
+    def _delete_many_flow(self, keys: list[str], now: float) -> Flow[int]:
         kn = self.key_name
         checked = [k for k in keys if needs_owner_check(k, self._pk(k))]
         if checked:  # conditional deletes, one by one: never another key's hashed entry
             done = set(checked)
             rest = [k for k in keys if k not in done]
-            return sum(self._delete(k, now) for k in checked) + (
-                self._delete_many(rest, now) if rest else 0
-            )
+            removed = 0
+            for k in checked:
+                removed += yield from self._delete_flow(k, now)
+            if rest:
+                removed += yield from self._delete_many_flow(rest, now)
+            return removed
         pks = list(dict.fromkeys(self._pk(k) for k in keys))
         requested = [{kn: {"S": pk}} for pk in pks]
         projection = {"AttributesToGet": [kn, *EXPIRY_ATTRIBUTES, ORIGINAL_KEY]}
         # A key-only read first: BatchWriteItem cannot say which deleted items were live.
-        live = sum(
-            1
-            for item in batch_get(
-                self._call, self.table_name, requested, consistent=True, projection=projection
-            )
-            # Here every key is its own partition key (checked keys were deleted above).
-            if is_live(item, now) and owns(item, item[kn]["S"], kn)
+        found = yield from get_batches(
+            self.table_name, requested, consistent=True, projection=projection
         )
+        # Here every key is its own partition key (checked keys were deleted above).
+        live = sum(1 for item in found if is_live(item, now) and owns(item, item[kn]["S"], kn))
         requests = [{"DeleteRequest": {"Key": key}} for key in requested]
-        batch_write(self._call, self.table_name, requests)
         self._forget(*pks)
-        self._after_write()
+        yield from write_batches(self.table_name, requests)
+        yield from self._flush_due()
         return live
 
     # ------------------------------------------------------------------ internal space: locks
@@ -1056,29 +1325,27 @@ class DynamoDBCache(RemoteCache[Any]):
 
     def _lock_update(
         self, name: str, update: str, cond: str, values: dict[str, Any]
-    ) -> tuple[dict[str, Any] | None, Item | None]:
+    ) -> Flow[tuple[dict[str, Any] | None, Item | None]]:
         """One conditional UpdateItem on a lock item: ``(new attributes, None)`` when it
         was applied, ``(None, the item as it was)`` when the condition failed."""
         key, original = self._lock_item(name)
         values = {**values, ":lock": _LOCK, ":ok": {"S": original}}
+        params = {
+            "TableName": self.table_name,
+            "Key": key,
+            "UpdateExpression": update,
+            "ConditionExpression": cond,
+            "ReturnValues": "UPDATED_NEW",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            **self._expr(update, cond, values=values),
+        }
         try:
-            reply = self._call(
-                "UpdateItem",
-                TableName=self.table_name,
-                Key=key,
-                UpdateExpression=update,
-                ConditionExpression=cond,
-                ReturnValues="UPDATED_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                **self._expr(update, cond, values=values),
-            )
+            reply = yield request("UpdateItem", params)
         except ConditionFailedError as exc:
             old = _old_item(exc)
             if old is None:
-                reply = self._call(
-                    "GetItem", TableName=self.table_name, Key=key, ConsistentRead=True
-                )
-                old = reply.get("Item")
+                read = {"TableName": self.table_name, "Key": key, "ConsistentRead": True}
+                old = (yield request("GetItem", read)).get("Item")
             return None, self._checked_lock(name, old)
         return reply.get("Attributes", {}), None
 
@@ -1118,7 +1385,7 @@ class DynamoDBCache(RemoteCache[Any]):
         until = num_of(item, LOCK_UNTIL)
         return holder is not None and (token is None or holder == token) and now < until
 
-    def _lock_acquire(self, name: str, token: str, ttl: float, now: float) -> int | None:
+    def _lock_acquire_flow(self, name: str, token: str, ttl: float, now: float) -> Flow[int | None]:
         until = now + ttl
         update = (
             "SET #holder = :t, #lu = :until, #int = :lock, #ok = :ok, #ttl = :gone, "
@@ -1136,14 +1403,14 @@ class DynamoDBCache(RemoteCache[Any]):
             ":one": {"N": "1"},
             ":now": num(now),
         }
-        new, old = self._lock_update(name, update, cond, values)
+        new, old = yield from self._lock_update(name, update, cond, values)
         if new is not None:
             return self._fence(name, new)
         if old is not None and self._lock_live(old, token, now):
             return self._fence(name, old)  # this token's own lock: a retried request
         return None
 
-    def _lock_release(self, name: str, token: str, now: float) -> bool:
+    def _lock_release_flow(self, name: str, token: str, now: float) -> Flow[bool]:
         update = "SET #rel = :t, #ttl = :gone REMOVE #holder, #lu"
         cond = "#int = :lock AND #ok = :ok AND #holder = :t AND #lu > :now"
         values = {
@@ -1151,12 +1418,12 @@ class DynamoDBCache(RemoteCache[Any]):
             ":gone": {"N": str(math.ceil(now + LOCK_GRACE))},
             ":now": num(now),
         }
-        new, old = self._lock_update(name, update, cond, values)
+        new, old = yield from self._lock_update(name, update, cond, values)
         if new is not None:
             return True
         return old is not None and old.get(LOCK_RELEASED) == {"S": token}  # a retry
 
-    def _lock_extend(self, name: str, token: str, ttl: float, now: float) -> bool:
+    def _lock_extend_flow(self, name: str, token: str, ttl: float, now: float) -> Flow[bool]:
         until = now + ttl
         update = "SET #lu = :until, #ttl = :gone"
         cond = "#int = :lock AND #ok = :ok AND #holder = :t AND #lu > :now"
@@ -1166,38 +1433,55 @@ class DynamoDBCache(RemoteCache[Any]):
             ":gone": {"N": str(math.ceil(until + LOCK_GRACE))},
             ":now": num(now),
         }
-        new, _ = self._lock_update(name, update, cond, values)
+        new, _ = yield from self._lock_update(name, update, cond, values)
         return new is not None
 
-    def _lock_holder(self, name: str, now: float) -> str | None:
+    def _lock_holder_flow(self, name: str, now: float) -> Flow[str | None]:
         key, _ = self._lock_item(name)
-        reply = self._call("GetItem", TableName=self.table_name, Key=key, ConsistentRead=True)
+        read = {"TableName": self.table_name, "Key": key, "ConsistentRead": True}
+        reply = yield request("GetItem", read)
         item = self._checked_lock(name, reply.get("Item"))
         if item is None or not self._lock_live(item, None, now):
             return None
         return str(item[LOCK_HOLDER]["S"])
 
-    def _clear_internal(self, now: float) -> int:
-        kn = self.key_name
-        prefix = self.namespace + "\x00"
+    def _internal_params(self) -> dict[str, Any]:
+        """The Scan listing this namespace's internal (lock) items."""
         filt = "#int = :lock AND begins_with(#ok, :p)"
-        params: dict[str, Any] = {
+        values = {":lock": _LOCK, ":p": {"S": self.namespace + "\x00"}}
+        return {
             "TableName": self.table_name,
             "FilterExpression": filt,
             "ProjectionExpression": "#pk, #ok",
             "ConsistentRead": True,
             "Limit": SCAN_PAGE_ITEMS,
-            **self._expr(filt, "#pk, #ok", values={":lock": _LOCK, ":p": {"S": prefix}}),
+            **self._expr(filt, "#pk, #ok", values=values),
         }
-        ns = self.namespace
-        deletes = (
-            {"DeleteRequest": {"Key": {kn: item[kn]}}}
-            for item in scan_items(self._call, params, self.settings["scanSegments"])
-            # not another namespace's (one that starts with this one and a NUL)
-            if internal_key(ns, ns + _original(item)[len(prefix) :])
-            == (item[kn].get("S"), _original(item))
+
+    def _internal_of_ours(self, item: Item) -> bool:
+        """Whether a scanned internal item is this namespace's (not one that starts with
+        this one and a NUL)."""
+        ns, kn = self.namespace, self.key_name
+        return internal_key(ns, ns + _original(item)[len(ns) + 1 :]) == (
+            item[kn].get("S"),
+            _original(item),
         )
-        return sum(batch_write(self._call, self.table_name, batch) for batch in chunks(deletes, 25))
+
+    def _clear_internal(self, now: float) -> int:
+        kn = self.key_name
+        scanned = scan_items(self._send_request, self._internal_params(), self._segments)
+        ours = ({kn: item[kn]} for item in scanned if self._internal_of_ours(item))
+        return sum(self._drive(self._delete_items(batch)) for batch in chunks(ours, 25))
+
+    async def _aclear_internal(self, now: float) -> int:
+        await self._aready()
+        kn = self.key_name
+        scanned = ascan_items(self._ascan_page, self._internal_params(), self._segments)
+        ours = ({kn: item[kn]} async for item in scanned if self._internal_of_ours(item))
+        removed = 0
+        async for batch in achunks(ours, 25):
+            removed += await self._adrive(self._delete_items(batch))
+        return removed
 
     # ------------------------------------------------------------------ DynamoDBCommand
 
@@ -1212,7 +1496,7 @@ class DynamoDBCache(RemoteCache[Any]):
 
     # ------------------------------------------------------------------ incr on fractions
 
-    def _undo_fractional_incr(self, k: Item, item: Item, delta: int) -> None:
+    def _undo_fractional_incr(self, k: Item, item: Item, delta: int) -> Flow[None]:
         """Take back an incr that landed on a fractional Number (``1.5`` -> ``2.5``).
 
         DynamoDB's conditions cannot tell an integer Number from a fraction, so an item
@@ -1232,22 +1516,24 @@ class DynamoDBCache(RemoteCache[Any]):
             return
         update, cond = "SET #v = :old", "#v = :new"
         values = {":old": {"N": str(written - delta)}, ":new": {"N": attr["N"]}}
-        self._update_if(k, update, cond, values)
+        yield from self._update_if(k, update, cond, values)
 
     def _update_if(
         self, key: dict[str, Any], update: str, cond: str, values: dict[str, Any]
-    ) -> None:
+    ) -> Flow[None]:
         """One conditional UpdateItem whose failed condition is an answer, not an error:
         the item changed meanwhile, and the newer version stands."""
-        with contextlib.suppress(ConditionFailedError):
-            self._call(
-                "UpdateItem",
-                TableName=self.table_name,
-                Key=key,
-                UpdateExpression=update,
-                ConditionExpression=cond,
-                **self._expr(update, cond, values=values),
-            )
+        params = {
+            "TableName": self.table_name,
+            "Key": key,
+            "UpdateExpression": update,
+            "ConditionExpression": cond,
+            **self._expr(update, cond, values=values),
+        }
+        try:
+            yield request("UpdateItem", params)
+        except ConditionFailedError:
+            return
 
     # ------------------------------------------------------------------ info
 
@@ -1257,9 +1543,9 @@ class DynamoDBCache(RemoteCache[Any]):
         ``itemCount`` and ``sizeBytes`` are the table's, as DynamoDB reports them (it
         refreshes them about every six hours), across every namespace sharing it.
         """
-        table = self._call("DescribeTable", TableName=self.table_name)["Table"]
+        table = self._send_request("DescribeTable", TableName=self.table_name)["Table"]
         try:
-            ttl = self._call("DescribeTimeToLive", TableName=self.table_name)
+            ttl = self._send_request("DescribeTimeToLive", TableName=self.table_name)
             ttl_desc: dict[str, Any] = ttl.get("TimeToLiveDescription", {})
         except CachePermissionError:
             ttl_desc = {"TimeToLiveStatus": "unknown (dynamodb:DescribeTimeToLive is denied)"}

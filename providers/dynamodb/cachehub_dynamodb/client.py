@@ -14,6 +14,7 @@ bootstrap's table and key names from the settings) are validated explicitly with
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Mapping
 from typing import Any, Final
@@ -26,7 +27,14 @@ from botocore.validate import validate_parameters
 from cachehub.errors import ConfigError
 from cachehub.scrub import shown_value
 
-__all__ = ["check_host", "resolve_region", "make_client", "validate", "DEFAULT_LOCAL_REGION"]
+__all__ = [
+    "check_host",
+    "resolve_region",
+    "make_client",
+    "make_async_client",
+    "validate",
+    "DEFAULT_LOCAL_REGION",
+]
 
 DEFAULT_LOCAL_REGION = "us-east-1"
 """Region used when only ``host`` is set: DynamoDB Local and moto accept any region."""
@@ -101,33 +109,103 @@ def check_host(host: str | None, where: str) -> None:
     )
 
 
+def _client_options(region: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """What both clients are built from: endpoint, region, credentials, timeouts, retries.
+
+    One place, so the boto3 and the aiobotocore client of a cache never differ.
+    """
+    seconds = settings["liveTimeout"] / 1000.0
+    return {
+        "region_name": region,
+        "endpoint_url": settings["host"] or None,
+        "aws_access_key_id": settings["accessKeyId"] or None,
+        "aws_secret_access_key": settings["secretkey"] or None,
+        "aws_session_token": settings["sessionToken"] or None,
+        "config": {
+            "connect_timeout": seconds,
+            "read_timeout": seconds,
+            "retries": {
+                "mode": settings["retryMode"],
+                "total_max_attempts": settings["maxAttempts"],
+            },
+            "max_pool_connections": settings["maxConnections"],
+            "user_agent_extra": "cachehub",
+            "parameter_validation": False,  # see the module docstring and validate()
+        },
+    }
+
+
+def _bad_endpoint(exc: ValueError) -> ConfigError:
+    # botocore's message quotes the endpoint URL: scrubbed by ConfigError's rendering
+    return ConfigError(
+        f"cannot create the DynamoDB client: {exc}",
+        hint="check host (an endpoint URL such as http://localhost:8000) and region.",
+    )
+
+
 def make_client(region: str, settings: Mapping[str, Any]) -> Any:
     """The cache's one DynamoDB client (thread-safe; shared by all threads of the cache)."""
-    seconds = settings["liveTimeout"] / 1000.0
-    config = Config(
-        connect_timeout=seconds,
-        read_timeout=seconds,
-        retries={"mode": settings["retryMode"], "total_max_attempts": settings["maxAttempts"]},
-        max_pool_connections=settings["maxConnections"],
-        user_agent_extra="cachehub",
-        parameter_validation=False,  # see the module docstring and validate()
-    )
+    options = _client_options(region, settings)
+    options["config"] = Config(**options["config"])
     try:
         with _SESSION_LOCK:
-            return _session().create_client(
-                "dynamodb",
-                region_name=region,
-                endpoint_url=settings["host"] or None,
-                aws_access_key_id=settings["accessKeyId"] or None,
-                aws_secret_access_key=settings["secretkey"] or None,
-                aws_session_token=settings["sessionToken"] or None,
-                config=config,
-            )
-    except ValueError as exc:  # botocore's message quotes the endpoint URL: scrubbed
-        raise ConfigError(
-            f"cannot create the DynamoDB client: {exc}",
-            hint="check host (an endpoint URL such as http://localhost:8000) and region.",
-        ) from None
+            return _session().create_client("dynamodb", **options)
+    except ValueError as exc:
+        raise _bad_endpoint(exc) from None
+
+
+_AIO_SESSION: Any = None
+
+
+def _aio_session() -> Any:
+    """The process's aiobotocore session, its DynamoDB model loaded (blocking: run in a
+    worker thread, never on the event loop)."""
+    global _AIO_SESSION
+    with _SESSION_LOCK:
+        if _AIO_SESSION is None:
+            from aiobotocore.session import get_session
+
+            session = get_session()
+            # What creating a client reads from disk (~0.3 s), loaded once, here: the
+            # loader caches it, so clients made on the loop later read nothing.
+            warm = getattr(session, "warm_up_loader_caches", None)
+            if warm is not None:
+                warm("dynamodb")
+            else:  # older aiobotocore: what that method loads, by hand
+                loader = session.get_component("data_loader")
+                for name in ("_retry", "endpoints", "partitions", "sdk-default-configuration"):
+                    loader.load_data(name)
+                for kind in ("service-2", "endpoint-rule-set-1"):
+                    loader.load_service_model("dynamodb", kind)
+            session.get_scoped_config()  # reads ~/.aws/config once
+            _AIO_SESSION = session
+        return _AIO_SESSION
+
+
+def _build_async_client(options: dict[str, Any]) -> Any:
+    """An aiobotocore client, built on this (worker) thread: building one is 0.1-1 s of
+    CPU (the service model turned into a client class, endpoint rules, handlers), too
+    long for the event loop. Built with a throwaway loop; the client binds to no loop
+    until it is entered, which :func:`make_async_client` does on the caller's loop."""
+    from aiobotocore.config import AioConfig
+
+    session = _aio_session()
+    options = {**options, "config": AioConfig(**options["config"])}
+
+    async def build() -> Any:
+        return await session._create_client("dynamodb", **options)
+
+    return asyncio.run(build())
+
+
+async def make_async_client(region: str, settings: Mapping[str, Any]) -> Any:
+    """A new aiobotocore DynamoDB client for the running event loop, built from the same
+    settings as :func:`make_client` (close it with ``await client.close()``)."""
+    try:
+        client = await asyncio.to_thread(_build_async_client, _client_options(region, settings))
+    except ValueError as exc:
+        raise _bad_endpoint(exc) from None
+    return await client.__aenter__()  # its HTTP session, on this loop
 
 
 def validate(client: Any, operation: str, params: Mapping[str, Any]) -> None:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from cachehub.config import suggest
 from cachehub.errors import CacheValueError, ConfigError
 
-from .batch import batch_get, batch_write
+from .batch import get_batches, write_batches
 from .convert import from_item, to_item
 
 if TYPE_CHECKING:
@@ -243,9 +243,8 @@ def _batch_get_item(cmd: _Command, data: dict[str, Any]) -> Any:
     rest = {k: v for k, v in data.items() if str(k).lower() != "keys"}
     controls = cmd.only(rest, _READ_CONTROLS)
     consistent = bool(controls.pop("ConsistentRead", cmd.cache.settings["consistentRead"]))
-    items = batch_get(
-        cmd.cache._checked_call, cmd.table, keys, consistent=consistent, projection=controls
-    )
+    flow = get_batches(cmd.table, keys, consistent=consistent, projection=controls, checked=True)
+    items = cmd.cache._drive(flow)
     return [from_item(item) for item in items]
 
 
@@ -264,7 +263,7 @@ def _batch_write_item(cmd: _Command, data: dict[str, Any]) -> Any:
         {"DeleteRequest": {"Key": cmd.key(cmd.mapping(k, "each key"))}}
         for k in _list_of(cmd, data, "delete")
     ]
-    batch_write(cmd.cache._checked_call, cmd.table, puts + deletes)
+    cmd.cache._drive(write_batches(cmd.table, puts + deletes, checked=True))
     return {"put": len(puts), "delete": len(deletes)}
 
 

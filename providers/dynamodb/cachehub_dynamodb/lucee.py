@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -42,13 +42,15 @@ from cachehub.errors import (
     InvalidKeyError,
 )
 from cachehub.filters import KeyFilter, compile_filter
+from cachehub.provider import Call
 
-from .batch import batch_get, batch_write
+from .batch import get_batches
 from .cache import DynamoDBCache
 from .errors import ConditionFailedError, ForeignEntryError, describe_item
+from .flow import Flow, request
 from .items import INTERNAL, MAX_ITEM_BYTES, MAX_KEY_BYTES, item_size
 from .lucee_values import LuceeValueError, decode_attr, encode_attr
-from .scan import scan_items
+from .scan import achunks
 
 if TYPE_CHECKING:
     from cachehub.api import BaseCache
@@ -62,6 +64,8 @@ __all__ = [
     "lucee_key",
     "report_foreign",
     "tolerant_get_all",
+    "atolerant_get_all",
+    "tolerant_chunk",
 ]
 
 LUCEE_FORMAT: Final = "lucee"
@@ -208,12 +212,12 @@ class ConversionReport:
             self.skipped.append(error)
 
 
-def _raw_item(cache: DynamoDBCache, key: str) -> Any:
+def _raw_item(cache: DynamoDBCache, key: str) -> Flow[Any]:
     """The stored item of ``key`` as it is, for describing it (None if it cannot be read)."""
     try:
         if isinstance(cache, LuceeDynamoDBCache):
-            return cache._fetch(key)
-        item, _, _ = cache._get_item(key, verify=False)
+            return (yield from cache._fetch(key))
+        item, _, _ = yield from cache._get_item(key, verify=False)
         return item
     except CacheError:
         return None
@@ -223,12 +227,13 @@ def report_foreign(
     cache: DynamoDBCache, key: str, exc: Exception, item: Any = None
 ) -> ForeignEntryError:
     """Hand an undecodable entry to ``cache.on_foreign_entry`` (default: a warning in
-    the cache's log) as a :class:`ForeignEntryError`; returns that error."""
+    the cache's log) as a :class:`ForeignEntryError`; returns that error. ``item`` is
+    what the entry holds, when the caller read it."""
     if isinstance(exc, ForeignEntryError):
         error = exc
     else:
         user_key = cache._user_key(key)
-        found = describe_item(item if item is not None else _raw_item(cache, key))
+        found = describe_item(item)
         error = ForeignEntryError(
             f"entry {user_key!r:.80} in DynamoDB table '{cache.table_name}' cannot be "
             f"read and was skipped: {exc} (the item holds {found}).",
@@ -245,29 +250,50 @@ def report_foreign(
     return error
 
 
-def tolerant_get_all(cache: DynamoDBCache, flt: KeyFilter, now: float) -> dict[str, Any]:
-    """``get_all`` that skips undecodable entries instead of failing as a whole (#18).
+def tolerant_chunk(cache: DynamoDBCache, chunk: list[str], now: float) -> Flow[dict[str, Any]]:
+    """The readable entries of ``chunk`` (storage keys), as ``get_all`` reads them (#18).
 
-    Keys are read in chunks with the provider's batch read; when a chunk fails with a
-    :class:`CorruptEntryError`, its keys are read one by one and each bad entry is handed
-    to ``cache.on_foreign_entry`` (default: a warning in the cache's log) as a
-    :class:`ForeignEntryError` carrying the key and what the item holds.
+    One batch read; when it fails with a :class:`CorruptEntryError`, the keys are read
+    one by one and each bad entry is handed to :func:`report_foreign` with what its item
+    holds. A flow (the batch reads are ``_get_verified`` / ``_aget_verified``, which read
+    entries signed with a rotated-away key as misses), so both shells skip alike.
     """
+    try:
+        found: dict[str, Any] = yield Call("get_verified", chunk, now)
+        return found
+    except CorruptEntryError:
+        found = {}
+        for key in chunk:
+            try:
+                found.update((yield Call("get_verified", [key], now)))
+            except CorruptEntryError as exc:
+                item = (
+                    None
+                    if isinstance(exc, ForeignEntryError)
+                    else (yield from _raw_item(cache, key))
+                )
+                report_foreign(cache, key, exc, item)
+        return found
+
+
+def tolerant_get_all(cache: DynamoDBCache, flt: KeyFilter, now: float) -> dict[str, Any]:
+    """``get_all`` that skips undecodable entries instead of failing as a whole (#18):
+    the keys in chunks of :data:`CONVERT_CHUNK`, each read by :func:`tolerant_chunk`."""
     result: dict[str, Any] = {}
     strip = len(cache.namespace)
     keys = cache._scan(flt, now)
     while chunk := list(islice(keys, CONVERT_CHUNK)):
-        # _get_verified already reads entries signed with a rotated-away key as misses.
-        try:
-            found = cache._get_verified(chunk, now)
-        except CorruptEntryError:
-            found = {}
-            for key in chunk:
-                try:
-                    found.update(cache._get_verified([key], now))
-                except CorruptEntryError as exc:
-                    report_foreign(cache, key, exc)
-        for sk, value in found.items():
+        for sk, value in cache._drive(tolerant_chunk(cache, chunk, now)).items():
+            result[sk[strip:]] = value
+    return result
+
+
+async def atolerant_get_all(cache: DynamoDBCache, flt: KeyFilter, now: float) -> dict[str, Any]:
+    """:func:`tolerant_get_all` on the event loop."""
+    result: dict[str, Any] = {}
+    strip = len(cache.namespace)
+    async for chunk in achunks(cache._ascan(flt, now), CONVERT_CHUNK):
+        for sk, value in (await cache._adrive(tolerant_chunk(cache, chunk, now))).items():
             result[sk[strip:]] = value
     return result
 
@@ -341,15 +367,14 @@ class LuceeDynamoDBCache(DynamoDBCache):
             )
         return is_live(item, now)
 
-    def _fetch(self, storage_key: str, *, consistent: bool | None = None) -> Any:
+    def _fetch(self, storage_key: str, *, consistent: bool | None = None) -> Flow[Any]:
         key, _ = self._lkey(storage_key)
-        reply = self._call(
-            "GetItem",
-            TableName=self.table_name,
-            Key=key,
-            ConsistentRead=self._consistent if consistent is None else consistent,
-        )
-        return reply.get("Item")
+        read = {
+            "TableName": self.table_name,
+            "Key": key,
+            "ConsistentRead": self._consistent if consistent is None else consistent,
+        }
+        return (yield request("GetItem", read)).get("Item")
 
     def _encode(self, storage_key: str, value: Any) -> dict[str, Any]:
         try:
@@ -373,14 +398,14 @@ class LuceeDynamoDBCache(DynamoDBCache):
 
     # ------------------------------------------------------------------ primitives
 
-    def _get(self, key: str, now: float) -> Any:
-        item = self._fetch(key)
+    def _get_flow(self, key: str, now: float) -> Flow[Any]:
+        item = yield from self._fetch(key)
         if not item or not self._live(key, item, now):
             return MISSING
         return self._decode(key, item)
 
-    def _get_entry(self, key: str, now: float) -> Entry | None:
-        item = self._fetch(key)
+    def _get_entry_flow(self, key: str, now: float) -> Flow[Entry | None]:
+        item = yield from self._fetch(key)
         if not item or not self._live(key, item, now):
             return None
         value = self._decode(key, item)
@@ -405,29 +430,28 @@ class LuceeDynamoDBCache(DynamoDBCache):
             idle=None,  # stored, but never slid by Lucee: the ttl is the whole story
         )
 
-    def _exists(self, key: str, now: float) -> bool:
+    def _exists_flow(self, key: str, now: float) -> Flow[bool]:
         k, _ = self._lkey(key)
-        reply = self._call(
-            "GetItem",
-            TableName=self.table_name,
-            Key=k,
-            ConsistentRead=self._consistent,
-            AttributesToGet=[self.key_name, TTL],
-        )
-        item = reply.get("Item")
+        read = {
+            "TableName": self.table_name,
+            "Key": k,
+            "ConsistentRead": self._consistent,
+            "AttributesToGet": [self.key_name, TTL],
+        }
+        item = (yield request("GetItem", read)).get("Item")
         return item is not None and is_live(item, now)
 
-    def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
+    def _set_flow(self, key: str, value: Any, expiry: Expiry, now: float) -> Flow[None]:
         k, _ = self._lkey(key)
         update, values = put_update(self._encode(key, value), expiry, now)
-        self._call(
-            "UpdateItem",
-            TableName=self.table_name,
-            Key=k,
-            UpdateExpression=update,
-            ExpressionAttributeNames=_names(update, key_name=self.key_name),
-            ExpressionAttributeValues=values,
-        )
+        params = {
+            "TableName": self.table_name,
+            "Key": k,
+            "UpdateExpression": update,
+            "ExpressionAttributeNames": _names(update, key_name=self.key_name),
+            "ExpressionAttributeValues": values,
+        }
+        yield request("UpdateItem", params)
 
     def _fresh_item(self, pk: str, attr: dict[str, Any], expiry: Expiry, now: float) -> Any:
         stamp = {"N": str(_ms(now))}
@@ -435,37 +459,37 @@ class LuceeDynamoDBCache(DynamoDBCache):
         item.update(expiry_values(expiry, now))
         return item
 
-    def _put_fresh(self, key: str, item: Any, cond: str, now: float, op: str) -> bool:
+    def _put_fresh(self, key: str, item: Any, cond: str, now: float, op: str) -> Flow[bool]:
         """PutItem of a whole new entry under ``cond``; never re-sent blind."""
+        params = {
+            "TableName": self.table_name,
+            "Item": item,
+            "ConditionExpression": cond,
+            "ExpressionAttributeNames": _names(cond, key_name=self.key_name),
+            "ExpressionAttributeValues": {":nows": {"N": str(math.floor(now))}},
+        }
         try:
-            reply = self._write_once(
-                "PutItem",
-                TableName=self.table_name,
-                Item=item,
-                ConditionExpression=cond,
-                ExpressionAttributeNames=_names(cond, key_name=self.key_name),
-                ExpressionAttributeValues={":nows": {"N": str(math.floor(now))}},
-            )
+            reply = yield request("PutItem", params, once=True)
         except ConditionFailedError:
             return False
         if reply is None:
             raise self._unknown(op, key)
         return True
 
-    def _add(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
+    def _add_flow(self, key: str, value: Any, expiry: Expiry, now: float) -> Flow[bool]:
         _, pk = self._lkey(key)
         item = self._fresh_item(pk, self._encode(key, value), expiry, now)
-        return self._put_fresh(key, item, f"attribute_not_exists(#pk) OR {_EXPIRED}", now, "add")
+        cond = f"attribute_not_exists(#pk) OR {_EXPIRED}"
+        return (yield from self._put_fresh(key, item, cond, now, "add"))
 
-    def _delete(self, key: str, now: float) -> bool:
+    def _delete_flow(self, key: str, now: float) -> Flow[bool]:
         k, _ = self._lkey(key)
-        old = self._call(
-            "DeleteItem", TableName=self.table_name, Key=k, ReturnValues="ALL_OLD"
-        ).get("Attributes")
+        sent = {"TableName": self.table_name, "Key": k, "ReturnValues": "ALL_OLD"}
+        old = (yield request("DeleteItem", sent)).get("Attributes")
         return old is not None and is_live(old, now)
 
-    def _delete_if_equal(self, key: str, value: Any, now: float) -> bool:
-        item = self._fetch(key, consistent=True)
+    def _delete_if_equal_flow(self, key: str, value: Any, now: float) -> Flow[bool]:
+        item = yield from self._fetch(key, consistent=True)
         if not item or not self._live(key, item, now) or self._decode(key, item) != value:
             return False
         k, _ = self._lkey(key)
@@ -474,18 +498,21 @@ class LuceeDynamoDBCache(DynamoDBCache):
         if VALUE in item:
             cond += " AND #v = :v"
             values[":v"] = item[VALUE]
-        params: dict[str, Any] = {"ExpressionAttributeNames": _names(cond, key_name=self.key_name)}
+        params: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": k,
+            "ConditionExpression": cond,
+            "ExpressionAttributeNames": _names(cond, key_name=self.key_name),
+        }
         if values:
             params["ExpressionAttributeValues"] = values
         try:
-            self._call(
-                "DeleteItem", TableName=self.table_name, Key=k, ConditionExpression=cond, **params
-            )
+            yield request("DeleteItem", params)
         except ConditionFailedError:
             return False
         return True
 
-    def _incr(self, key: str, delta: int, now: float) -> int:
+    def _incr_flow(self, key: str, delta: int, now: float) -> Flow[int]:
         k, pk = self._lkey(key)
         update = "SET #v = if_not_exists(#v, :zero) + :d, #u = :now, #c = if_not_exists(#c, :now)"
         cond = f"attribute_not_exists(#pk) OR ({_LIVE} AND attribute_type(#v, :n))"
@@ -496,20 +523,12 @@ class LuceeDynamoDBCache(DynamoDBCache):
             ":nows": {"N": str(math.floor(now))},
             ":n": {"S": "N"},
         }
+        params = {**self._conditional_update(k, update, cond, values), "ReturnValues": "ALL_NEW"}
         for _ in range(_ROUNDS):
             try:
-                reply = self._write_once(
-                    "UpdateItem",
-                    TableName=self.table_name,
-                    Key=k,
-                    UpdateExpression=update,
-                    ConditionExpression=cond,
-                    ExpressionAttributeNames=_names(update, cond, key_name=self.key_name),
-                    ExpressionAttributeValues=values,
-                    ReturnValues="ALL_NEW",
-                )
+                reply = yield request("UpdateItem", params, once=True)
             except ConditionFailedError:
-                old = self._fetch(key, consistent=True)
+                old = yield from self._fetch(key, consistent=True)
                 if old is None:
                     continue
                 if is_live(old, now):
@@ -518,7 +537,7 @@ class LuceeDynamoDBCache(DynamoDBCache):
                         hint="incr/decr only work on entries holding a number.",
                     ) from None
                 fresh = self._fresh_item(pk, {"N": str(delta)}, Expiry(), now)
-                if self._put_fresh(key, fresh, _EXPIRED, now, "incr"):
+                if (yield from self._put_fresh(key, fresh, _EXPIRED, now, "incr")):
                     return delta
                 continue
             if reply is None:
@@ -536,7 +555,20 @@ class LuceeDynamoDBCache(DynamoDBCache):
             hint="retry the call.",
         )
 
-    def _touch(self, key: str, expiry: Expiry, now: float) -> bool:
+    def _conditional_update(
+        self, key: dict[str, Any], update: str, cond: str, values: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The parameters of an UpdateItem of ``key`` under ``cond``."""
+        return {
+            "TableName": self.table_name,
+            "Key": key,
+            "UpdateExpression": update,
+            "ConditionExpression": cond,
+            "ExpressionAttributeNames": _names(update, cond, key_name=self.key_name),
+            "ExpressionAttributeValues": values,
+        }
+
+    def _touch_flow(self, key: str, expiry: Expiry, now: float) -> Flow[bool]:
         k, _ = self._lkey(key)
         attrs = expiry_values(expiry, now)
         values: dict[str, Any] = {
@@ -553,15 +585,7 @@ class LuceeDynamoDBCache(DynamoDBCache):
             update += " REMOVE " + ", ".join(removed)
         cond = f"attribute_exists(#pk) AND {_LIVE}"
         try:
-            self._call(
-                "UpdateItem",
-                TableName=self.table_name,
-                Key=k,
-                UpdateExpression=update,
-                ConditionExpression=cond,
-                ExpressionAttributeNames=_names(update, cond, key_name=self.key_name),
-                ExpressionAttributeValues=values,
-            )
+            yield request("UpdateItem", self._conditional_update(k, update, cond, values))
         except ConditionFailedError:
             return False
         return True
@@ -574,7 +598,7 @@ class LuceeDynamoDBCache(DynamoDBCache):
             return flt
         return compile_filter(flt.pattern.upper(), self.namespace)
 
-    def _scan_items(self, flt: KeyFilter, now: float) -> Iterator[Any]:
+    def _list_params(self, flt: KeyFilter, now: float) -> dict[str, Any]:
         """Scan for the keys (and ttl) of live items whose key starts with the filter's
         literal prefix (namespace included), uppercased: every listed key is canonical,
         so the prefix test on the server is exact and foreign namespaces stay unread."""
@@ -584,7 +608,7 @@ class LuceeDynamoDBCache(DynamoDBCache):
             filt = f"begins_with(#pk, :p) AND {filt}"
             values[":p"] = {"S": flt.prefix}
         projection = "#pk, #ttl"
-        params: dict[str, Any] = {
+        return {
             "TableName": self.table_name,
             "FilterExpression": filt,
             "ProjectionExpression": projection,
@@ -593,9 +617,8 @@ class LuceeDynamoDBCache(DynamoDBCache):
             "ExpressionAttributeValues": values,
             "Limit": _PAGE,
         }
-        return scan_items(self._call, params, self.settings["scanSegments"])
 
-    def _listed(self, item: Any, flt: KeyFilter, now: float) -> str | None:
+    def _listed(self, item: Any, flt: KeyFilter, now: float) -> tuple[dict[str, Any], str] | None:
         """The storage key of a scanned item when ``flt`` selects it, else None.
 
         A partition key Lucee could not have written (lowercase, surrounding spaces, not
@@ -608,45 +631,22 @@ class LuceeDynamoDBCache(DynamoDBCache):
             return None
         if not flt.matches(pk) or not is_live(item, now):
             return None
-        return pk
+        return {self.key_name: attr}, pk
 
-    def _scan_keys(self, flt: KeyFilter, now: float) -> Iterator[tuple[dict[str, Any], str]]:
-        flt = self._filter(flt)
-        kn = self.key_name
-        for item in self._scan_items(flt, now):
-            pk = self._listed(item, flt, now)
-            if pk is not None:
-                yield {kn: item[kn]}, pk
-
-    def _scan(self, flt: KeyFilter, now: float) -> Iterator[str]:
-        for _, pk in self._scan_keys(flt, now):
-            yield pk
-
-    def _count(self, flt: KeyFilter, now: float) -> int:
-        return sum(1 for _ in self._scan_keys(flt, now))
-
-    def _clear(self, flt: KeyFilter, now: float) -> int:
-        removed = 0
-        batch: list[dict[str, Any]] = []
-        for key, _ in self._scan_keys(flt, now):
-            batch.append({"DeleteRequest": {"Key": key}})
-            if len(batch) == 25:
-                removed += batch_write(self._call, self.table_name, batch)
-                batch = []
-        if batch:
-            removed += batch_write(self._call, self.table_name, batch)
-        return removed
+    def _count_params(self, flt: KeyFilter, now: float) -> dict[str, Any] | None:
+        return None  # listed keys are counted: the canonical-key check is client-side
 
     # ------------------------------------------------------------------ batches
 
-    def _get_many(self, keys: list[str], now: float) -> dict[str, Any]:
+    def _get_many_flow(self, keys: list[str], now: float) -> Flow[dict[str, Any]]:
         kn = self.key_name
         wanted: dict[str, list[str]] = {}
         for storage_key in keys:  # "user" and "USER" are one Lucee entry
             wanted.setdefault(self._lucee_pk(storage_key), []).append(storage_key)
         found: dict[str, Any] = {}
         requested = [{kn: {"S": pk}} for pk in wanted]
-        for item in batch_get(self._call, self.table_name, requested, consistent=self._consistent):
+        items = yield from get_batches(self.table_name, requested, consistent=self._consistent)
+        for item in items:
             pk = item.get(kn, {}).get("S")
             asked = wanted.get(pk) if isinstance(pk, str) else None
             if not asked or not self._live(asked[0], item, now):
@@ -656,14 +656,17 @@ class LuceeDynamoDBCache(DynamoDBCache):
                 found[storage_key] = value
         return found
 
-    def _set_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
+    def _set_many_flow(self, items: dict[str, Any], expiry: Expiry, now: float) -> Flow[None]:
         # One merge per key: BatchWriteItem can only replace whole items, which would
         # drop createdTime (and Lucee's merge semantics) on overwrites.
         for key, value in items.items():
-            self._set(key, value, expiry, now)
+            yield from self._set_flow(key, value, expiry, now)
 
-    def _delete_many(self, keys: list[str], now: float) -> int:
-        return sum(self._delete(key, now) for key in dict.fromkeys(map(lucee_key, keys)))
+    def _delete_many_flow(self, keys: list[str], now: float) -> Flow[int]:
+        removed = 0
+        for key in dict.fromkeys(map(lucee_key, keys)):
+            removed += yield from self._delete_flow(key, now)
+        return removed
 
 
 def convert_from_lucee(
@@ -708,7 +711,7 @@ def _convert_one(
     report: ConversionReport,
     dry_run: bool,
 ) -> None:
-    item = source._fetch(pk)
+    item = source._drive(source._fetch(pk))
     try:
         if not item or not source._live(pk, item, now):
             report.expired += 1

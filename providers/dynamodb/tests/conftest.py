@@ -5,6 +5,10 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -28,6 +32,30 @@ def local_dynamodb() -> Iterator[LocalDynamoDB]:
     """moto's ThreadedMotoServer on 127.0.0.1 and a free port, for the whole session."""
     with LocalDynamoDB() as local:
         yield local
+
+
+@pytest.fixture(scope="session")
+def process_endpoint() -> Iterator[str]:
+    """moto in a process of its own (``cachehub local-dynamodb``), for the async tests: in
+    this process its request handling holds the GIL while the event loop waits, which the
+    loop-blocking checks would blame on the loop."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cachehub", "local-dynamodb", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.append(server.stdout.readline()))  # type: ignore[union-attr]
+        reader.start()
+        reader.join(60)
+        found = re.search(r"http://[\w.:]+", lines[0]) if lines else None
+        assert found, f"local-dynamodb did not start: {lines}"
+        yield found.group(0)
+    finally:
+        server.terminate()
+        server.wait(30)
 
 
 @pytest.fixture(scope="session")

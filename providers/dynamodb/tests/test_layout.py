@@ -263,7 +263,9 @@ def test_cache_requests_skip_client_side_validation(counted: Any) -> None:
     counter.reset()
     # A default client refuses this before sending (ConsistentRead must be a bool).
     with contextlib.suppress(CacheError):
-        cache._call("GetItem", TableName=cache.table_name, Key={"x": {"S": "k"}}, ConsistentRead=1)
+        cache._send_request(
+            "GetItem", TableName=cache.table_name, Key={"x": {"S": "k"}}, ConsistentRead=1
+        )
     assert counter.calls == ["GetItem"]
 
 
