@@ -468,58 +468,60 @@ def _results_path(module: str) -> Path:
     return COSMIC_RESULTS / (module.replace("/", ".") + ".json")
 
 
-def _cosmic_rows(dumped: str, source: str) -> list[dict[str, Any]]:
-    """Each dumped work item as {key, line, operator, outcome, change}, in file order."""
-    lines = source.splitlines()
-    items = []
-    for raw in dumped.splitlines():
-        item, result = json.loads(raw)
-        (spec,) = item["mutations"]
-        row, col = spec["start_pos"]
-        outcome = (result or {}).get("test_outcome") or (result or {}).get("worker_outcome")
-        change = [
-            d[1:].strip()
-            for d in ((result or {}).get("diff") or "").splitlines()
-            if d[:1] in "+-" and d[:3] not in ("+++", "---")
-        ]
-        items.append((row, col, spec["occurrence"], spec["operator_name"], outcome, change))
-    items.sort(key=lambda i: (i[0], i[1], i[3], i[2]))
-    seen: Counter[str] = Counter()
-    return [
-        {
-            "key": cosmic_key(operator, lines[row - 1] if 0 < row <= len(lines) else "", seen),
-            "line": row,
-            "operator": operator,
-            "outcome": str(outcome or "pending"),
-            "change": " => ".join(change),
-        }
-        for row, _col, _occ, operator, outcome, change in items
-    ]
+def _keys_by_job(session: Path, source: str) -> dict[str, str]:
+    """Every work item's key, numbered over the module's whole set of mutants.
 
-
-def _keep_only(session: Path, source: str, keys: set[str]) -> int:
-    """Drop from a fresh cosmic-ray session every work item whose key is not in ``keys``.
-
-    The session's own schema (cosmic-ray 8's ``work_items``/``mutation_specs``) is edited
-    because ``exec`` has no filter; returns how many items are left to run.
+    Read from a fresh session (right after ``init``), so a partial re-run names its
+    mutants exactly as the full run did.
     """
     with sqlite3.connect(session) as db:
         specs = db.execute(
             "SELECT job_id, operator_name, occurrence, start_pos_row, start_pos_col "
             "FROM mutation_specs"
         ).fetchall()
-        ordered = sorted(specs, key=lambda s: (s[3], s[4], s[1], s[2]))
-        lines = source.splitlines()
-        seen: Counter[str] = Counter()
-        drop = [
-            (job,)
-            for job, operator, _occ, row, _col in ordered
-            if cosmic_key(operator, lines[row - 1] if 0 < row <= len(lines) else "", seen)
-            not in keys
+    lines = source.splitlines()
+    seen: Counter[str] = Counter()
+    return {
+        job: cosmic_key(operator, lines[row - 1] if 0 < row <= len(lines) else "", seen)
+        for job, operator, _occ, row, _col in sorted(specs, key=lambda s: (s[3], s[4], s[1], s[2]))
+    }
+
+
+def _cosmic_rows(dumped: str, keys: dict[str, str]) -> list[dict[str, Any]]:
+    """Each dumped work item as {key, line, operator, outcome, change}, in file order."""
+    rows = []
+    for raw in dumped.splitlines():
+        item, result = json.loads(raw)
+        (spec,) = item["mutations"]
+        outcome = (result or {}).get("test_outcome") or (result or {}).get("worker_outcome")
+        change = [
+            d[1:].strip()
+            for d in ((result or {}).get("diff") or "").splitlines()
+            if d[:1] in "+-" and d[:3] not in ("+++", "---")
         ]
+        row = {
+            "key": keys[item["job_id"]],
+            "line": spec["start_pos"][0],
+            "operator": spec["operator_name"],
+            "outcome": str(outcome or "pending"),
+            "change": " => ".join(change),
+        }
+        rows.append((spec["start_pos"], spec["operator_name"], spec["occurrence"], row))
+    rows.sort(key=lambda r: (r[0], r[1], r[2]))
+    return [r[3] for r in rows]
+
+
+def _keep_only(session: Path, keys: dict[str, str], chosen: set[str]) -> int:
+    """Drop from a fresh cosmic-ray session every work item whose key is not ``chosen``.
+
+    The session's own schema (cosmic-ray 8's ``work_items``/``mutation_specs``) is edited
+    because ``exec`` has no filter; returns how many items are left to run.
+    """
+    drop = [(job,) for job, key in keys.items() if key not in chosen]
+    with sqlite3.connect(session) as db:
         db.executemany("DELETE FROM mutation_specs WHERE job_id = ?", drop)
         db.executemany("DELETE FROM work_items WHERE job_id = ?", drop)
-        return len(specs) - len(drop)
+    return len(keys) - len(drop)
 
 
 def cosmic_ray(
@@ -554,10 +556,13 @@ def cosmic_ray(
     session = tree / "cosmic-ray.sqlite"
     source = (tree / module).read_text(encoding="utf-8")
     tool = [sys.executable, "-m", "cosmic_ray.cli"]
+    keys: dict[str, str] = {}
     for step in (["init", str(config), str(session)], ["exec", str(config), str(session)]):
         print(f"[cosmic-ray] {step[0]} {module}", file=log)
+        if step[0] == "exec":
+            keys = _keys_by_job(session, source)
         if step[0] == "exec" and only is not None:
-            left = _keep_only(session, source, only)
+            left = _keep_only(session, keys, only)
             print(f"[cosmic-ray] running {left} of the chosen {len(only)} mutants", file=log)
         try:
             subprocess.run(  # noqa: S603 - this interpreter's cosmic-ray, arguments from the repo
@@ -572,7 +577,7 @@ def cosmic_ray(
     dumped = subprocess.run(  # noqa: S603 - same
         [*tool, "dump", str(session)], cwd=tree, env=_env(tree), check=True, capture_output=True
     ).stdout.decode()
-    return _cosmic_rows(dumped, source)
+    return _cosmic_rows(dumped, keys)
 
 
 def merge_cosmic(
