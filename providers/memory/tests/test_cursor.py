@@ -247,6 +247,19 @@ def test_insertions_compact_the_log_a_logarithmic_number_of_times(copyable: bool
     _sorted_and_numbered(store)
 
 
+@pytest.mark.parametrize("copyable", [True, False])
+def test_a_compaction_before_the_first_step_keeps_the_first_key(copyable: bool) -> None:
+    # The walk has passed nothing yet: it must find its place before the first number
+    # ever given (0), not after it.
+    with _slack(4):
+        store, initial = _filled(8, copyable)
+        cursor = Cursor(store.log, step=3)
+        generation = store.log.generation
+        store.burst(30)
+        assert store.log.generation > generation  # compacted before the walk moved
+        assert _walk(store, cursor, lambda s, keys: None) == initial
+
+
 def test_a_key_removed_and_stored_again_during_the_walk_is_not_visited() -> None:
     # Its new number is past the walk's last one, and its old entry is stale: the record
     # under the key now carries a higher number, which is not the entry's.
