@@ -656,7 +656,11 @@ def main_cosmic(args: argparse.Namespace, targets: dict[str, Target]) -> int:
         old = json.loads(saved.read_text(encoding="utf-8"))["rows"] if saved.exists() else []
         only = None
         if args.survivors:
-            only = {row["key"] for row in old if row["outcome"] == "survived"}
+            only = {
+                row["key"]
+                for row in old
+                if row["outcome"] == "survived" and row["key"] not in module.equivalent
+            }
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="cachehub-cosmic-ray-") as tmp:
             tree = Path(tmp)
@@ -707,8 +711,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--survivors",
         action="store_true",
-        help="with --cosmic-ray: re-run only the mutants that survived last time; the "
-        "others (killed, or not reached within the budget) keep their saved outcome",
+        help="with --cosmic-ray: re-run only last time's survivors not triaged as "
+        "equivalent (what new tests were written to kill); the others keep their saved outcome",
     )
     parser.add_argument(
         "--cosmic-ray-report",
