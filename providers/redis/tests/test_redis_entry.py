@@ -6,7 +6,7 @@ import math
 import struct
 
 import pytest
-from cachehub_redis.entry import HEADER, KIND_CODEC, KIND_INT, MAGIC, pack, unpack
+from cachehub_redis.entry import HEADER, KIND_CODEC, KIND_INT, MAGIC, Offsets, pack, unpack
 
 from cachehub.api import MAX_TIME_SPAN, CacheMetadata, Entry
 from cachehub.errors import CorruptEntryError
@@ -79,6 +79,10 @@ def test_the_stored_layout_is_the_documented_one() -> None:
     # signed 64-bit int); other processes and older versions read these bytes.
     assert pack(KIND_CODEC, b"x", NOW, NOW, None, None)[:2] == b"\xcav"
     assert pack(KIND_INT, struct.pack(">q", 5), NOW, NOW, None, None)[:2] == b"\xcai"
+    # The field offsets the Lua scripts write at, as documented, and as HEADER packs them.
+    offsets = [Offsets.CREATED, Offsets.MODIFIED, Offsets.ACCESSED, Offsets.HITS]
+    offsets += [Offsets.EXPIRES, Offsets.IDLE, Offsets.VALUE]
+    assert offsets == [2, 10, 18, 26, 34, 42, 50] == [*range(2, HEADER.size, 8), HEADER.size]
 
 
 def test_pack_round_trips() -> None:
