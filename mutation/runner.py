@@ -653,7 +653,9 @@ def main_cosmic(args: argparse.Namespace, targets: dict[str, Target]) -> int:
         if module.tests is not None:
             target = Target(target.name, module.tests, target.timeout, target.select)
         saved = _results_path(module.path)
-        old = json.loads(saved.read_text(encoding="utf-8"))["rows"] if saved.exists() else []
+        previous = json.loads(saved.read_text(encoding="utf-8")) if saved.exists() else {}
+        old: list[dict[str, Any]] = previous.get("rows", [])
+        saved_note = str(previous.get("note", "no full run saved"))
         only = None
         if args.survivors:
             only = {
@@ -672,8 +674,11 @@ def main_cosmic(args: argparse.Namespace, targets: dict[str, Target]) -> int:
             )
         minutes = (time.monotonic() - started) / 60
         rows = merge_cosmic(old, new) if only is not None else new
-        how = "survivors re-run" if only is not None else "full run"
-        note = f"last {how} {minutes:.0f} min, {date.today().isoformat()}"
+        today = date.today().isoformat()
+        if only is None:
+            note = f"full run {minutes:.0f} min (budget {budget}s), {today}"
+        else:  # the full run's note stays: it says how much of the module was reached
+            note = f"{saved_note}; {len(only)} survivors re-run {minutes:.0f} min, {today}"
         COSMIC_RESULTS.mkdir(exist_ok=True)
         record = {"note": note, "tests": list(target.tests), "rows": rows}
         saved.write_text(json.dumps(record, indent=1) + "\n", "utf-8")
