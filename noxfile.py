@@ -115,8 +115,9 @@ def mutation(session: nox.Session) -> None:
     Applies every mutant of mutation/mutants/*.toml to a temporary copy of the tree (the
     working tree is never written) and runs that provider's conformance tests with -x.
     ``nox -s mutation -- --target memory`` measures one provider (docs left unchanged);
-    ``-- --cosmic-ray cachehub/filters.py --target core --select filter`` runs cosmic-ray's
-    automated operators on one module, also inside a temporary copy.
+    ``-- --cosmic-ray cachehub/filters.py`` runs cosmic-ray's automated operators on one
+    module listed in mutation/cosmic-ray.toml, also inside a temporary copy, and
+    ``-- --cosmic-ray-report`` rewrites its docs block from the saved outcomes and triage.
     """
     session.install(*EDITABLE_LOCAL, *TEST_DEPS, "cosmic-ray==8.7.0")
     session.run("python", "-m", "mutation", *session.posargs)

@@ -25,6 +25,7 @@ import json
 import os
 import shlex
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -33,10 +34,22 @@ import tomllib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Mutant", "Result", "Target", "load", "main", "render", "run"]
+__all__ = [
+    "CosmicModule",
+    "Mutant",
+    "Result",
+    "Target",
+    "load",
+    "load_cosmic",
+    "main",
+    "render",
+    "render_cosmic",
+    "run",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 MUTANTS = Path(__file__).resolve().parent / "mutants"
@@ -385,6 +398,130 @@ def from_json(mutants: Sequence[Mutant], paths: Iterable[Path]) -> list[Result]:
 
 
 CR_START, CR_END = "<!-- cosmic-ray:start -->", "<!-- cosmic-ray:end -->"
+COSMIC = Path(__file__).resolve().parent / "cosmic-ray.toml"
+"""Which modules cosmic-ray measures (target, selection, budget) and the triage of survivors."""
+COSMIC_RESULTS = Path(__file__).resolve().parent / "cosmic-ray"
+"""One JSON file of outcomes per module, as the last run left them (checked in)."""
+
+
+@dataclass(frozen=True)
+class CosmicModule:
+    """One module cosmic-ray mutates, and the reasons its equivalent survivors may survive."""
+
+    path: str
+    target: str
+    select: str | None
+    budget: float | None
+    tests: tuple[str, ...] | None
+    """Pytest paths run instead of the target's, in this order (-x: cheap unit tests first)."""
+    equivalent: dict[str, str]
+    """Mutant key (see :func:`cosmic_key`) -> why the mutant cannot be told apart."""
+
+
+def load_cosmic(path: Path = COSMIC) -> dict[str, CosmicModule]:
+    """Read ``mutation/cosmic-ray.toml``: every key is triaged once, every field typed."""
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    modules: dict[str, CosmicModule] = {}
+    for index, entry in enumerate(data.get("module", [])):
+        at = f"{path.name} module #{index + 1}"
+        equivalent: dict[str, str] = {}
+        for group in entry.get("equivalent", []):
+            reason = _text(group, "reason", at)
+            keys = group.get("mutants")
+            if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
+                raise MutantFileError(f"{at}: equivalent.mutants must list mutant keys.")
+            for key in keys:
+                if key in equivalent:
+                    raise MutantFileError(f"{at}: {key!r} is triaged twice.")
+                equivalent[key] = reason
+        budget = entry.get("budget")
+        tests = entry.get("tests")
+        if tests is not None and (
+            not isinstance(tests, list) or not tests or not all(isinstance(t, str) for t in tests)
+        ):
+            raise MutantFileError(f"{at}: 'tests' must be a non-empty list of pytest paths.")
+        module = CosmicModule(
+            _text(entry, "path", at),
+            _text(entry, "target", at),
+            _text(entry, "select", at, optional=True),
+            None if budget is None else float(budget),
+            None if tests is None else tuple(tests),
+            equivalent,
+        )
+        modules[module.path] = module
+    return modules
+
+
+def cosmic_key(operator: str, line_text: str, seen: Counter[str]) -> str:
+    """A survivor's name that outlives edits elsewhere in the module.
+
+    cosmic-ray numbers mutants by occurrence, which shifts whenever code is added above;
+    the operator and the text of the mutated line do not (``#n`` tells apart the n-th
+    mutant of one operator on identical lines, counted in file order).
+    """
+    base = f"{operator.removeprefix('core/')} @ {line_text.strip()}"
+    seen[base] += 1
+    return base if seen[base] == 1 else f"{base} #{seen[base]}"
+
+
+def _results_path(module: str) -> Path:
+    return COSMIC_RESULTS / (module.replace("/", ".") + ".json")
+
+
+def _keys_by_job(session: Path, source: str) -> dict[str, str]:
+    """Every work item's key, numbered over the module's whole set of mutants.
+
+    Read from a fresh session (right after ``init``), so a partial re-run names its
+    mutants exactly as the full run did.
+    """
+    with sqlite3.connect(session) as db:
+        specs = db.execute(
+            "SELECT job_id, operator_name, occurrence, start_pos_row, start_pos_col "
+            "FROM mutation_specs"
+        ).fetchall()
+    lines = source.splitlines()
+    seen: Counter[str] = Counter()
+    return {
+        job: cosmic_key(operator, lines[row - 1] if 0 < row <= len(lines) else "", seen)
+        for job, operator, _occ, row, _col in sorted(specs, key=lambda s: (s[3], s[4], s[1], s[2]))
+    }
+
+
+def _cosmic_rows(dumped: str, keys: dict[str, str]) -> list[dict[str, Any]]:
+    """Each dumped work item as {key, line, operator, outcome, change}, in file order."""
+    rows = []
+    for raw in dumped.splitlines():
+        item, result = json.loads(raw)
+        (spec,) = item["mutations"]
+        outcome = (result or {}).get("test_outcome") or (result or {}).get("worker_outcome")
+        change = [
+            d[1:].strip()
+            for d in ((result or {}).get("diff") or "").splitlines()
+            if d[:1] in "+-" and d[:3] not in ("+++", "---")
+        ]
+        row = {
+            "key": keys[item["job_id"]],
+            "line": spec["start_pos"][0],
+            "operator": spec["operator_name"],
+            "outcome": str(outcome or "pending"),
+            "change": " => ".join(change),
+        }
+        rows.append((spec["start_pos"], spec["operator_name"], spec["occurrence"], row))
+    rows.sort(key=lambda r: (r[0], r[1], r[2]))
+    return [r[3] for r in rows]
+
+
+def _keep_only(session: Path, keys: dict[str, str], chosen: set[str]) -> int:
+    """Drop from a fresh cosmic-ray session every work item whose key is not ``chosen``.
+
+    The session's own schema (cosmic-ray 8's ``work_items``/``mutation_specs``) is edited
+    because ``exec`` has no filter; returns how many items are left to run.
+    """
+    drop = [(job,) for job, key in keys.items() if key not in chosen]
+    with sqlite3.connect(session) as db:
+        db.executemany("DELETE FROM mutation_specs WHERE job_id = ?", drop)
+        db.executemany("DELETE FROM work_items WHERE job_id = ?", drop)
+    return len(keys) - len(drop)
 
 
 def cosmic_ray(
@@ -394,13 +531,15 @@ def cosmic_ray(
     select: str | None,
     log: Any,
     budget: float | None = None,
-) -> str:
+    only: set[str] | None = None,
+) -> list[dict[str, Any]]:
     """Run cosmic-ray's default operators on ``module`` inside the copy ``tree``.
 
     cosmic-ray mutates the file it tests in place, which is why it only ever sees the
     temporary copy. Its test command is the target's pytest run (``-x``, ``-k select``).
     ``budget`` (seconds) stops ``exec`` early: the mutants it did not reach are reported
-    as pending. Returns the markdown line of its outcomes.
+    as pending. ``only`` (mutant keys) runs just those, e.g. the last run's survivors.
+    Returns one row per mutant (see :func:`_cosmic_rows`).
     """
     command = " ".join(shlex.quote(arg) for arg in _pytest(tree, target, select))
     config = tree / "cosmic-ray.toml"
@@ -415,9 +554,16 @@ def cosmic_ray(
         encoding="utf-8",
     )
     session = tree / "cosmic-ray.sqlite"
+    source = (tree / module).read_text(encoding="utf-8")
     tool = [sys.executable, "-m", "cosmic_ray.cli"]
+    keys: dict[str, str] = {}
     for step in (["init", str(config), str(session)], ["exec", str(config), str(session)]):
         print(f"[cosmic-ray] {step[0]} {module}", file=log)
+        if step[0] == "exec":
+            keys = _keys_by_job(session, source)
+        if step[0] == "exec" and only is not None:
+            left = _keep_only(session, keys, only)
+            print(f"[cosmic-ray] running {left} of the chosen {len(only)} mutants", file=log)
         try:
             subprocess.run(  # noqa: S603 - this interpreter's cosmic-ray, arguments from the repo
                 [*tool, "--verbosity", "ERROR", *step],
@@ -431,25 +577,116 @@ def cosmic_ray(
     dumped = subprocess.run(  # noqa: S603 - same
         [*tool, "dump", str(session)], cwd=tree, env=_env(tree), check=True, capture_output=True
     ).stdout.decode()
-    outcomes: Counter[str] = Counter()
-    for line in dumped.splitlines():
-        _, result = json.loads(line)
-        outcome = (result or {}).get("test_outcome") or (result or {}).get("worker_outcome")
-        outcomes[str(outcome or "pending")] += 1
-    detected = outcomes["killed"]
-    counted = detected + outcomes["survived"]
-    return "\n".join(
-        [
-            CR_START,
-            "",
-            f"cosmic-ray 8 (default operators) on `{module}` against `{target.name}`"
-            + (f" (`-k {select}`)" if select else "")
-            + f": {detected} of {counted} mutants killed ({_pct(detected, counted)}); "
+    return _cosmic_rows(dumped, keys)
+
+
+def merge_cosmic(
+    old: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The rows of a partial re-run replace the same keys of the last full run."""
+    fresh = {row["key"]: row for row in new if row["outcome"] != "pending"}
+    return [fresh.get(row["key"], row) for row in old] if old else list(new)
+
+
+def render_cosmic(modules: dict[str, CosmicModule], results: Path = COSMIC_RESULTS) -> str:
+    """The cosmic-ray block of docs/conformance.md, from the saved outcomes and the triage.
+
+    Per module: killed, survivors triaged as equivalent (grouped by reason), survivors
+    still to kill, mutants not reached (budget) and triage entries that match no survivor
+    (stale: the code changed under them, or a test now kills them).
+    """
+    lines = [CR_START, ""]
+    table = [
+        "| module | target | mutants | killed | equivalent | remaining | not run | stale triage |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    details: list[str] = []
+    for path, module in modules.items():
+        saved = _results_path(path)
+        if not saved.exists():
+            table.append(f"| `{path}` | {module.target} | not measured yet | | | | | |")
+            continue
+        data = json.loads(saved.read_text(encoding="utf-8"))
+        rows: list[dict[str, Any]] = data["rows"]
+        outcomes = Counter(row["outcome"] for row in rows)
+        survivors = [row for row in rows if row["outcome"] == "survived"]
+        equivalent = [row for row in survivors if row["key"] in module.equivalent]
+        remaining = [row for row in survivors if row["key"] not in module.equivalent]
+        alive = {row["key"] for row in survivors}
+        stale = sorted(key for key in module.equivalent if key not in alive)
+        not_run = len(rows) - outcomes["killed"] - len(survivors)
+        table.append(
+            f"| `{path}` | {module.target} | {len(rows)} | {outcomes['killed']} | "
+            f"{len(equivalent)} | {len(remaining)} | {not_run} | {len(stale)} |"
+        )
+        details += [
+            f"**`{path}`** ({data['note']}; tests "
+            + ", ".join(f"`{t}`" for t in data.get("tests", []))
+            + (f" `-k {module.select!r}`" if module.select else "")
+            + "): "
             + ", ".join(f"{k}: {v}" for k, v in sorted(outcomes.items())),
             "",
-            CR_END,
         ]
-    )
+        by_reason: dict[str, list[dict[str, Any]]] = {}
+        for row in equivalent:
+            by_reason.setdefault(module.equivalent[row["key"]], []).append(row)
+        for reason, group in by_reason.items():
+            at = ", ".join(str(row["line"]) for row in group)
+            details.append(f"- equivalent ({len(group)}; lines {at}): {reason}")
+        for row in remaining:
+            details.append(f"- **remaining**: `{row['key']}` (line {row['line']}: {row['change']})")
+        for key in stale:
+            details.append(f"- stale triage entry: `{key}`")
+        details.append("")
+    lines += [*table, "", *details, CR_END]
+    return "\n".join(lines)
+
+
+def main_cosmic(args: argparse.Namespace, targets: dict[str, Target]) -> int:
+    """``--cosmic-ray MODULE`` (run, save, re-render) or ``--cosmic-ray-report`` (re-render)."""
+    modules = load_cosmic()
+    if args.cosmic_ray:
+        module = modules.get(args.cosmic_ray)
+        if module is None:
+            raise SystemExit(f"mutation: add {args.cosmic_ray} to {COSMIC} first")
+        target = targets[args.target[0] if args.target else module.target]
+        if module.tests is not None:
+            target = Target(target.name, module.tests, target.timeout, target.select)
+        saved = _results_path(module.path)
+        previous = json.loads(saved.read_text(encoding="utf-8")) if saved.exists() else {}
+        old: list[dict[str, Any]] = previous.get("rows", [])
+        saved_note = str(previous.get("note", "no full run saved"))
+        only = None
+        if args.survivors:
+            only = {
+                row["key"]
+                for row in old
+                if row["outcome"] == "survived" and row["key"] not in module.equivalent
+            }
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="cachehub-cosmic-ray-") as tmp:
+            tree = Path(tmp)
+            copy_tree(tree)
+            check_imports(tree)
+            budget = args.budget if args.budget is not None else module.budget
+            new = cosmic_ray(
+                tree, module.path, target, args.select or module.select, sys.stderr, budget, only
+            )
+        minutes = (time.monotonic() - started) / 60
+        rows = merge_cosmic(old, new) if only is not None else new
+        today = date.today().isoformat()
+        if only is None:
+            note = f"full run {minutes:.0f} min (budget {budget}s), {today}"
+        else:  # the full run's note stays: it says how much of the module was reached
+            note = f"{saved_note}; {len(only)} survivors re-run {minutes:.0f} min, {today}"
+        COSMIC_RESULTS.mkdir(exist_ok=True)
+        record = {"note": note, "tests": list(target.tests), "rows": rows}
+        saved.write_text(json.dumps(record, indent=1) + "\n", "utf-8")
+    block = render_cosmic(modules)
+    print(block)
+    if not args.no_doc:
+        write_doc(block, DOC, (CR_START, CR_END))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -468,29 +705,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--cosmic-ray",
         metavar="MODULE",
-        help="instead: cosmic-ray's default operators on MODULE (a path), against the one "
-        "--target given, tests narrowed by --select; writes its own line in the docs",
+        help="instead: cosmic-ray's default operators on MODULE (a path listed in "
+        "mutation/cosmic-ray.toml, which names its target and tests); saves the outcomes "
+        "in mutation/cosmic-ray/ and rewrites the cosmic-ray block of the docs",
     )
-    parser.add_argument("--select", help="with --cosmic-ray: a pytest -k expression")
+    parser.add_argument("--select", help="with --cosmic-ray: another pytest -k expression")
     parser.add_argument(
         "--budget", type=float, help="with --cosmic-ray: stop after this many seconds"
     )
+    parser.add_argument(
+        "--survivors",
+        action="store_true",
+        help="with --cosmic-ray: re-run only last time's survivors not triaged as "
+        "equivalent (what new tests were written to kill); the others keep their saved outcome",
+    )
+    parser.add_argument(
+        "--cosmic-ray-report",
+        action="store_true",
+        help="run nothing: rewrite the cosmic-ray block from the saved outcomes and triage",
+    )
     args = parser.parse_args(argv)
     mutants = load(sorted(MUTANTS.glob("*.toml")))
-    if args.cosmic_ray:
+    if args.cosmic_ray or args.cosmic_ray_report:
         targets = {m.target.name: m.target for m in mutants}
-        if not args.target or len(args.target) != 1 or args.target[0] not in targets:
-            parser.error(f"--cosmic-ray needs one --target of {sorted(targets)}")
-        with tempfile.TemporaryDirectory(prefix="cachehub-cosmic-ray-") as tmp:
-            tree = Path(tmp)
-            copy_tree(tree)
-            check_imports(tree)
-            target = targets[args.target[0]]
-            line = cosmic_ray(tree, args.cosmic_ray, target, args.select, sys.stderr, args.budget)
-        print(line)
-        if not args.no_doc:
-            write_doc(line, DOC, (CR_START, CR_END))
-        return 0
+        if args.target and (len(args.target) != 1 or args.target[0] not in targets):
+            parser.error(f"--cosmic-ray takes at most one --target of {sorted(targets)}")
+        return main_cosmic(args, targets)
     if args.report:
         saved = from_json(mutants, args.report)
         block = render(

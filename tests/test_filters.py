@@ -117,7 +117,12 @@ def test_each_segment_is_searched_at_most_once(pattern: str, key: str) -> None:
 def test_prefix_only_filters_need_no_matcher() -> None:
     assert compile_filter("user_*", "app:").prefix_only
     assert compile_filter("user_*", "app:").prefix == "app:user_"
+    assert compile_filter("user_**", "app:").prefix_only  # "**" is "*"
     assert compile_filter(None, "app:").match_all
+    assert compile_filter("**", "app:").match_all
+    # Only the namespace itself is everything: a longer literal prefix is a real filter.
+    assert not compile_filter("user_*", "app:").match_all
+    assert not compile_filter("user_*", "").match_all
     assert not compile_filter("user_*x", "app:").prefix_only
     assert not compile_filter("user_?", "app:").prefix_only
     assert not compile_filter("user", "app:").prefix_only  # exact: "user_1" must not match

@@ -237,6 +237,41 @@ def test_churn_keeps_the_log_within_twice_the_store_plus_the_slack(copyable: boo
     _sorted_and_numbered(store)
 
 
+@pytest.mark.parametrize("copyable", [True, False])
+def test_insertions_compact_the_log_a_logarithmic_number_of_times(copyable: bool) -> None:
+    # Amortised O(1) per insertion: the limit grows to twice the live entries plus the
+    # slack at each compaction, so 20,000 new keys compact at 1,024, 3,072, 7,168 and
+    # 15,360 entries; a limit that grows by the slack only would compact 19 times.
+    store, _ = _filled(20_000, copyable)
+    assert store.log.generation == 4
+    _sorted_and_numbered(store)
+
+
+@pytest.mark.parametrize("copyable", [True, False])
+def test_a_compaction_before_the_first_step_keeps_the_first_key(copyable: bool) -> None:
+    # The walk has passed nothing yet: it must find its place before the first number
+    # ever given (0), not after it.
+    with _slack(4):
+        store, initial = _filled(8, copyable)
+        cursor = Cursor(store.log, step=3)
+        generation = store.log.generation
+        store.burst(30)
+        assert store.log.generation > generation  # compacted before the walk moved
+        assert _walk(store, cursor, lambda s, keys: None) == initial
+
+
+def test_a_key_removed_and_stored_again_during_the_walk_is_not_visited() -> None:
+    # Its new number is past the walk's last one, and its old entry is stale: the record
+    # under the key now carries a higher number, which is not the entry's.
+    store, initial = _filled(10)
+    cursor = Cursor(store.log, step=2)
+    visited = [key for key, _ in cursor.step()]
+    store.delete("k5")
+    store.put("k5")
+    visited += _walk(store, cursor, lambda s, keys: None)
+    assert visited == [key for key in initial if key != "k5"]
+
+
 def test_clearing_the_log_ends_every_walk() -> None:
     store, _ = _filled(100)
     cursor = Cursor(store.log, step=10)

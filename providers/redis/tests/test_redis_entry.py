@@ -6,7 +6,7 @@ import math
 import struct
 
 import pytest
-from cachehub_redis.entry import HEADER, KIND_CODEC, KIND_INT, MAGIC, pack, unpack
+from cachehub_redis.entry import HEADER, KIND_CODEC, KIND_INT, MAGIC, Offsets, pack, unpack
 
 from cachehub.api import MAX_TIME_SPAN, CacheMetadata, Entry
 from cachehub.errors import CorruptEntryError
@@ -14,6 +14,7 @@ from cachehub.errors import CorruptEntryError
 NAN = math.nan
 INF = math.inf
 NOW = 1.9e9
+LAST = 253_402_300_799.0
 
 
 def _raw(kind: int, *doubles: float) -> bytes:
@@ -25,6 +26,8 @@ GOOD = [
     (KIND_INT, NOW, NOW, NOW, 2.0**53, NOW + 5, 0.5),
     (KIND_CODEC, 0.0, 0.0, 0.0, 0.0, 0.0, NAN),
     (KIND_CODEC, NOW, NOW, NOW, 3.0, NAN, MAX_TIME_SPAN.total_seconds()),
+    # Every stamp at the last second a datetime holds (9999-12-31T23:59:59Z): still a time.
+    (KIND_CODEC, LAST, LAST, LAST, 0.0, LAST, NAN),
 ]
 
 BAD = {
@@ -33,6 +36,9 @@ BAD = {
     "inf-modified": (KIND_CODEC, NOW, INF, NOW, 0.0, NAN, NAN),
     "negative-created": (KIND_CODEC, -1.0, NOW, NOW, 0.0, NAN, NAN),
     "nan-accessed": (KIND_CODEC, NOW, NOW, NAN, 0.0, NAN, NAN),
+    "negative-accessed": (KIND_CODEC, NOW, NOW, -1.0, 0.0, NAN, NAN),
+    "negative-modified": (KIND_CODEC, NOW, -1.0, NOW, 0.0, NAN, NAN),
+    "past-last-created": (KIND_CODEC, LAST + 1, NOW, NOW, 0.0, NAN, NAN),
     "far-future-accessed": (KIND_CODEC, NOW, NOW, 1e300, 0.0, NAN, NAN),
     "negative-hits": (KIND_CODEC, NOW, NOW, NOW, -1.0, NAN, NAN),
     "nan-hits": (KIND_CODEC, NOW, NOW, NOW, NAN, NAN, NAN),
@@ -66,6 +72,17 @@ def test_impossible_fields_are_corrupt_entries(fields: tuple[float, ...]) -> Non
 )
 def test_strings_that_are_not_entries_are_none(raw: bytes) -> None:
     assert unpack(raw, "k") is None
+
+
+def test_the_stored_layout_is_the_documented_one() -> None:
+    # docs/redis.md: magic 0xCA, then the kind as an ASCII letter ('v' codec bytes, 'i' a
+    # signed 64-bit int); other processes and older versions read these bytes.
+    assert pack(KIND_CODEC, b"x", NOW, NOW, None, None)[:2] == b"\xcav"
+    assert pack(KIND_INT, struct.pack(">q", 5), NOW, NOW, None, None)[:2] == b"\xcai"
+    # The field offsets the Lua scripts write at, as documented, and as HEADER packs them.
+    offsets = [Offsets.CREATED, Offsets.MODIFIED, Offsets.ACCESSED, Offsets.HITS]
+    offsets += [Offsets.EXPIRES, Offsets.IDLE, Offsets.VALUE]
+    assert offsets == [2, 10, 18, 26, 34, 42, 50] == [*range(2, HEADER.size, 8), HEADER.size]
 
 
 def test_pack_round_trips() -> None:
