@@ -319,6 +319,31 @@ def test_dynamodb_incr_applies_once_when_its_reply_is_lost(
     assert cache.decr("n") == (start or 0) + 4
 
 
+def test_dynamodb_hit_write_back_counts_once_when_its_reply_is_lost(
+    dynamo_proxy: FaultProxy, made_caches: list[BaseCache]
+) -> None:
+    """With hitCounts on, the ADD hitCount of a write-back is re-sent by botocore after a
+    lost reply; the flush's id in the condition makes the re-send a no-op."""
+    settings = dynamodb_settings(dynamo_proxy.url, hitCounts=True, hitFlushInterval=3600)
+    cache = DynamoDBCache(settings, namespace=fresh_namespace("hf"))
+    made_caches.append(cache)
+    cache.put_many({"a": 1, "b": 2})
+    for _ in range(3):
+        assert cache.get("a") == 1
+    assert cache.get("b") == 2
+    dynamo_proxy.reset_counts()
+    dynamo_proxy.drop_reply(UPDATE)
+    assert cache.flush_hits() == 2
+    assert dynamo_proxy.dropped == 1
+    assert dynamo_proxy.count(UPDATE) == 3  # two write-backs, one of them re-sent
+    assert cache.metadata("a").hit_count == 3
+    assert cache.metadata("b").hit_count == 1
+    # A later flush carries a new id and is counted.
+    assert cache.get("a") == 1
+    assert cache.flush_hits() == 1
+    assert cache.metadata("a").hit_count == 4
+
+
 def test_dynamodb_add_answers_true_when_its_reply_is_lost(
     via_dynamo: Callable[..., DynamoDBCache], dynamo_proxy: FaultProxy
 ) -> None:

@@ -670,14 +670,20 @@ class DynamoDBCache(RemoteCache[Any]):
         (they belonged to the old entry).
         """
         kn = self.key_name
-        update = "SET #la = :la ADD #hc :h"
+        update = "SET #la = :la, #hf = :hf ADD #hc :h"
+        # Exactly once: botocore re-sends an UpdateItem whose reply was lost, and ADD is
+        # not idempotent. Each flush stamps its id; a re-send finds it and fails.
+        once = "(attribute_not_exists(#hf) OR #hf <> :hf)"
+        flush = {"S": request_id()}
         names: dict[str, dict[str, str]] = {}  # per condition: built once per flush
         requests = []
         for pk, hits in pending.items():
-            cond, values = same_version(cast(Version, hits.version))
+            same, values = same_version(cast(Version, hits.version))
+            cond = f"{same} AND {once}"
             if cond not in names:
                 names[cond] = self._expr(update, cond)["ExpressionAttributeNames"]
             values[":la"] = num(hits.accessed)
+            values[":hf"] = flush
             values[":h"] = {"N": str(hits.hits)}
             requests.append(
                 {

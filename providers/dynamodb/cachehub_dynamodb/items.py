@@ -67,6 +67,10 @@ in the default layout too, so a Lucee entry past its ttl is never returned (issu
 REQUEST: Final = "requestId"
 """The random id of the last ``incr``/``add`` that wrote the item: after a lost reply the
 writer reads it back to learn whether its write was applied (see cache._write_once)."""
+HIT_FLUSH: Final = "hitFlush"
+"""The random id of the last hit-count write-back that reached the item (``hitCounts`` on):
+a re-send of that ``ADD hitCount`` after a lost reply finds its own id and fails its
+condition instead of counting the same reads twice."""
 
 MAX_KEY_BYTES: Final = 2048
 """DynamoDB's limit for a partition key value."""
@@ -97,6 +101,7 @@ PLACEHOLDERS: Final = {
     "#fence": LOCK_FENCE,
     "#rel": LOCK_RELEASED,
     "#rq": REQUEST,
+    "#hf": HIT_FLUSH,
     "#lttl": LUCEE_TTL,
 }
 
