@@ -213,9 +213,6 @@ class RedisCache(RemoteCache[Client]):
         self.log.debug("cache '%s': async client for Redis at %s", self.name, self.endpoint)
         return build_async_client(self._plan, self.settings["retries"])
 
-    async def _adisconnect(self, client: AsyncClient) -> None:
-        await client.aclose()
-
     def _translate(self, exc: Exception) -> CacheError:
         """The typed cachehub error for a redis-py error (secrets scrubbed)."""
         return translate(exc, self.endpoint, self._plan.secrets)  # type: ignore[arg-type]

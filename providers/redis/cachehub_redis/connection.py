@@ -481,7 +481,8 @@ def build_async_client(plan: ConnectionPlan, retries: int) -> AsyncRedis | Async
         **pool.connection_kwargs,
     )
     client = AsyncRedis(connection_pool=blocking)
-    # The client owns its pool: aclose() closes it (redis-py 5.0.0 has no from_pool()).
+    # The client owns its pool: closing it (aclose(), or close() on redis-py 5.0.0) closes
+    # the pool too (redis-py 5.0.0 has no from_pool()).
     client.auto_close_connection_pool = True
     return client
 
