@@ -18,7 +18,17 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .harness import Case, Config, Measurement, Row, Section, Target, by_op, measure_interleaved
+from .harness import (
+    Case,
+    Config,
+    Measurement,
+    Row,
+    Section,
+    Target,
+    by_op,
+    load_note,
+    measure_interleaved,
+)
 from .harness import moto_process as _moto_process
 from .memory import VALUE
 from .peers import missing, optional
@@ -82,10 +92,7 @@ def run(cfg: Config) -> Section:
         "request at a time, so a round of 1,000 tasks takes seconds); its ratios compare "
         "time per request, which moto dominates."
     )
-    section.notes.append(
-        f"Load average when this section started: {load:.1f} on {os.cpu_count()} cpus "
-        "(above the cpu count, the machine was busy with other work while it measured)."
-    )
+    section.notes.append(load_note(load))
     _redis(section, cfg)
     _dynamodb(section, cfg)
     return section

@@ -22,7 +22,7 @@ from typing import Any
 
 from cachehub.codec import make_codec
 
-from .harness import Case, Config, Row, Section, measure_interleaved
+from .harness import Case, Config, Row, Section, load_note, measure_interleaved
 from .report import fmt_ns
 
 __all__ = [
@@ -295,10 +295,7 @@ def run(cfg: Config) -> Section:
         "range is at or below the target, **no** only when it is all above; otherwise "
         "the run cannot tell, and says so."
     )
-    section.notes.append(
-        f"Load average when this section started: {load:.1f} on {os.cpu_count()} cpus "
-        "(above the cpu count, the machine was busy with other work while it measured)."
-    )
+    section.notes.append(load_note(load))
     section.notes.append(
         "The Targets table above lists every shape with and without compression (no target "
         "there): the issue's target is the one in the IQR table."

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
+    "load_note",
     "moto_process",
     "Case",
     "Config",
@@ -395,6 +396,17 @@ def by_op(cases: Sequence[Case]) -> list[list[Case]]:
 def skipped(op: str, impl: str, reason: str) -> Measurement:
     """A placeholder measurement for a case that could not run, saying why."""
     return Measurement(op, impl, float("nan"), [], skipped=reason)
+
+
+def load_note(load: float) -> str:
+    """The report's sentence on the load average a section started under."""
+    cpus = os.cpu_count() or 1
+    busy = (
+        " (above the cpu count: the machine was busy with other work while it measured)"
+        if load > cpus
+        else ""
+    )
+    return f"Load average when this section started: {load:.1f} on {cpus} cpus{busy}."
 
 
 def machine_info() -> dict[str, str]:
