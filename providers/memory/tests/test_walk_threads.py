@@ -225,9 +225,14 @@ def walk_under_endless_churn(policy: str, size: int) -> tuple[int, int, int]:
             writes[0] = i
 
     writer = threading.Thread(target=churn)
+    walk = iter(cache.keys(None))
+    # The first key is taken before the writer starts: the walk's start is then fixed with
+    # only the kept keys stored, so no key the writer stores may come (keys stored before
+    # the start and removed during the walk "may or may not" come, which would blur the count).
+    seen = [next(walk)]
     writer.start()
     try:
-        seen = list(cache.keys(None))
+        seen.extend(walk)
     finally:
         stop.set()
         writer.join()
