@@ -227,6 +227,27 @@ class SkewTests(ConformanceBase):
         else:
             assert got == _ABSENT
 
+    def test_idle_entry_cap_holds_whoever_slides_it(self, peer: BaseCache, skewed: Any) -> None:
+        """An idle entry's absolute cap is the server's: a skewed reader's slide neither
+        moves the deadline past it (lagging) nor ends the entry before it (leading), and a
+        lagging writer's cap is its span, not its stamp."""
+        if not self._server():
+            pytest.skip("the writer's clock decides: the span cases above prove its bound")
+        cap = 2.0
+        start = time.monotonic()
+        peer.put("lag", "v", idle_time=60, time_span=cap)
+        peer.put("lead", "v", idle_time=60, time_span=cap)
+        skewed(-self.skew, lambda c: c.put("written", "v", idle_time=60, time_span=cap))
+        assert skewed(-self.skew, lambda c: c.get("lag", _ABSENT)) == "v"  # cap + skew away
+        assert skewed(self.skew, lambda c: c.get("lead", _ABSENT)) == "v"  # cap passed
+        # The lagging writer's cap is skew seconds in the past by this clock: still alive.
+        assert peer.get("written", _ABSENT) == "v"
+        # exists() reads without sliding: only the slides above have set the deadlines.
+        assert peer.exists("lead"), "a leading reader's slide ended the entry before its cap"
+        assert peer.exists("written"), "a slide ended a lagging writer's entry before its cap"
+        time.sleep(max(0.0, cap + 1.0 - (time.monotonic() - start)))
+        assert not peer.exists("lag"), "a lagging reader's slide moved it past its cap"
+
     def test_expired_entry_stays_expired_for_a_lagging_process(
         self, peer: BaseCache, skewed: Any
     ) -> None:

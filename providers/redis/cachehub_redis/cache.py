@@ -331,6 +331,14 @@ class RedisCache(RemoteCache[Client]):
             return "PXAT", cast(int, pxat(deadline))
         return "PX", _relative_ms(deadline, now)
 
+    def _server_cap(self, expiry: Expiry, now: float) -> int | str:
+        """The absolute cap of an idle entry as ms from ``now``, for a script to place on
+        the server's clock (``server_cap`` in :mod:`.scripts`); '' when there is none, or
+        when this cache's own clock decides."""
+        if self._judge or expiry.idle is None or expiry.expires_at is None:
+            return _NO_TTL
+        return _relative_ms(expiry.expires_at, now)
+
     def _now_arg(self, now: float) -> float | str:
         """``now`` for a script that may judge liveness: '' when the server decides."""
         return now if self._judge else _NO_TTL
@@ -422,19 +430,27 @@ class RedisCache(RemoteCache[Client]):
         ``reads`` holds ``(key, created stamp bytes, expiry)`` per entry read.
         """
         stamp = DOUBLE.pack(now)
-        # The new TTL is relative (server clock); an idle entry's absolute cap, if it has
-        # one, is judged by this process's clock (off by at most the skew, docs/redis.md).
         yield from self._record_reads_flow(
             {
                 key: (
                     created,
                     1 + self._take_hits(key, created) if self.counts_hits else 0,
                     stamp,
-                    self._ttl(expiry.deadline(now), now)[1],
+                    self._slide_ttl(expiry, now),
                 )
                 for key, created, expiry in reads
             }
         )
+
+    def _slide_ttl(self, expiry: Expiry, now: float) -> int | str:
+        """The new TTL of an idle entry read at ``now``: its idle time, relative. The
+        script cuts it to what is left of an absolute cap by the *server's* clock, which
+        the cap was placed on when written (:meth:`_server_cap`), so a skewed reader moves
+        no deadline past the cap, nor ends an entry before it. With this cache's own clock
+        deciding: its absolute deadline by that clock."""
+        if self._judge:
+            return self._ttl(expiry.deadline(now), now)[1]
+        return _ms(cast(float, expiry.idle))
 
     def _record_reads_flow(
         self, reads: dict[str, tuple[bytes, int, bytes, int | str]]
@@ -492,11 +508,14 @@ class RedisCache(RemoteCache[Client]):
         return await self._adrive(self._get_entry_flow(key, now))
 
     def _get_entry_flow(self, key: str, now: float) -> Flow[Entry | None]:
+        server_now = now
         if self._judge:
             raw, pttl = (yield Call("command", "GET", key)), -1
         else:
             reply = yield Call("eval", lua.ENTRY, key)
-            raw, pttl = (None, -1) if reply is None else reply
+            raw, pttl = (None, -1) if reply is None else reply[:2]
+            if reply is not None:
+                server_now = int(reply[2]) + int(reply[3]) / 1e6
         head = None if raw is None else unpack(raw, key)
         if head is None or not self._alive(head, now):
             return None
@@ -509,6 +528,8 @@ class RedisCache(RemoteCache[Client]):
                 expires_at = deadline
             else:
                 accessed = min(now, deadline - head.idle)  # the read that slid it last
+                if expires_at is not None:  # a cap on the server's clock, seen from ours
+                    expires_at += now - server_now
         entry = Entry(
             self._value(key, head.kind, raw),
             head.created,
@@ -539,14 +560,29 @@ class RedisCache(RemoteCache[Client]):
             return "SET", key, blob
         return ("SET", key, blob, *self._ttl(deadline, now))
 
+    def _capped_set_args(
+        self, key: str, value: Any, expiry: Expiry, now: float, cap: int | str
+    ) -> tuple[Any, ...]:
+        """SET_MANY's arguments storing one idle entry whose cap the server places."""
+        return (*self._ttl(expiry.deadline(now), now), cap, self._blob(key, value, expiry, now))
+
     def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
-        self._command(*self._set_command(key, value, expiry, now))
+        cap = self._server_cap(expiry, now)
+        if cap == _NO_TTL:
+            self._command(*self._set_command(key, value, expiry, now))
+        else:  # rare: an idle entry with a cap, placed on the server's clock by a script
+            self._eval(lua.SET_MANY, key, *self._capped_set_args(key, value, expiry, now, cap))
         self._hits.forget(key)
         if self._hits.due():
             self._after_write()
 
     async def _aset(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
-        await self._acommand(*self._set_command(key, value, expiry, now))
+        cap = self._server_cap(expiry, now)
+        if cap == _NO_TTL:
+            await self._acommand(*self._set_command(key, value, expiry, now))
+        else:
+            args = self._capped_set_args(key, value, expiry, now, cap)
+            await self._aeval(lua.SET_MANY, key, *args)
         self._hits.forget(key)
         if self._hits.due():
             await self._aafter_write()
@@ -560,7 +596,8 @@ class RedisCache(RemoteCache[Client]):
     def _add_flow(self, key: str, value: Any, expiry: Expiry, now: float) -> Flow[bool]:
         blob = self._blob(key, value, expiry, now)
         ttl = self._ttl(expiry.deadline(now), now)
-        added = bool((yield Call("eval_once", lua.ADD, key, self._now_arg(now), blob, *ttl)))
+        cap = self._server_cap(expiry, now)
+        added = bool((yield Call("eval_once", lua.ADD, key, self._now_arg(now), blob, *ttl, cap)))
         if added:
             self._hits.forget(key)
         return added
@@ -618,7 +655,8 @@ class RedisCache(RemoteCache[Client]):
         x, d = expiry.expires_at, expiry.idle
         policy = DOUBLE.pack(_NAN if x is None else x) + DOUBLE.pack(_NAN if d is None else d)
         ttl = self._ttl(expiry.deadline(now), now)
-        return (self._now_arg(now), DOUBLE.pack(now), policy, *ttl)
+        cap = self._server_cap(expiry, now)
+        return (self._now_arg(now), DOUBLE.pack(now), policy, *ttl, cap)
 
     def _touch(self, key: str, expiry: Expiry, now: float) -> bool:
         return bool(self._eval(lua.TOUCH, key, *self._touch_args(expiry, now)))
@@ -771,7 +809,7 @@ class RedisCache(RemoteCache[Client]):
         ttl = self._ttl(deadline, now)
         calls: list[ScriptCall] = []
         for group in (yield Call("groups", list(items))):
-            args: list[Any] = [*ttl]
+            args: list[Any] = [*ttl, self._server_cap(expiry, now)]
             args.extend(self._blob(key, items[key], expiry, now) for key in group)
             calls.append((group, args))
         yield from self._calls_flow(lua.SET_MANY, calls)
