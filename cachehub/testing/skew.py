@@ -249,7 +249,8 @@ class SkewTests(ConformanceBase):
                 left = peer.metadata(key).time_to_live
             except CacheKeyError:
                 left = timedelta(0)  # already gone
-            assert left is not None and left > timedelta(seconds=0.1), (
+            assert left is not None, f"{key!r} lost its cap"
+            assert left > timedelta(seconds=0.1), (
                 f"{slide} slide of {key!r} ended it before its cap ({left} left)"
             )
         time.sleep(max(0.0, cap + 1.0 - (time.monotonic() - start)))
