@@ -673,7 +673,7 @@ class RedisCache(RemoteCache[Client]):
             return []
         groups = yield Call("groups", keys)
         if len(groups) == 1:
-            return list((yield from self._batch_flow([("MGET", *keys)]))[0])
+            return (yield from self._batch_flow([("MGET", *keys)]))[0]  # type: ignore[no-any-return]
         replies = yield from self._batch_flow([("MGET", *group) for group in groups])
         if not (yield Call("cluster")):  # groups in order: the replies are too
             return [raw for reply in replies for raw in reply]
@@ -696,23 +696,23 @@ class RedisCache(RemoteCache[Client]):
 
     def _get_many_flow(self, keys: list[str], now: float) -> Flow[dict[str, Any]]:
         raws = yield from self._mget_flow(keys)
-        stored = [(k, raw) for k, raw in zip(keys, raws, strict=True) if raw]
-        # The common entry first, in comprehensions (this loop is most of the client time
-        # cachehub adds to an MGET): codec bytes that never expire, see _read.
+        # The common entry first, in one comprehension (this loop is most of the client
+        # time cachehub adds to an MGET): codec bytes that never expire, see _read.
         # startswith at an offset compares in place (slices would copy the bytes).
-        plain = [
-            (k, raw)
-            for k, raw in stored
-            if raw.startswith(_PLAIN) and raw.startswith(FOREVER, _EXPIRES)
-        ]
         loads = self._loads
-        found = {k: loads(raw[HEADER_SIZE:], k) for k, raw in plain}
-        counted = [(k, raw[_CREATED]) for k, raw in plain] if self.counts_hits else []
+        found = {
+            k: loads(raw[HEADER_SIZE:], k)
+            for k, raw in zip(keys, raws, strict=True)
+            if raw and raw.startswith(_PLAIN) and raw.startswith(FOREVER, _EXPIRES)
+        }
+        counted: list[tuple[str, bytes]] = []
+        if self.counts_hits:
+            counted = [(k, raw[_CREATED]) for k, raw in zip(keys, raws, strict=True) if k in found]
         idle: list[tuple[str, bytes, Expiry]] = []
-        if len(plain) < len(stored):
+        if len(found) < len(raws) - raws.count(None):  # other entries: headers to check
             check = self._check
-            for key, raw in stored:
-                if key not in found:
+            for key, raw in zip(keys, raws, strict=True):
+                if raw and key not in found:
                     read = check(key, raw, now, found, counted)
                     if read is not None:
                         idle.append(read)
