@@ -641,6 +641,8 @@ class RedisCache(RemoteCache[Client]):
         kind = reply[0]
         if kind == b"n":
             return int(INT.unpack(reply[1])[0])
+        if kind == b"c":
+            raise corrupt(key, f"an int entry holds {reply[1]} bytes, not 8")
         user_key = self._user_key(key)
         if kind == b"e":
             raise CacheValueError(

@@ -322,7 +322,8 @@ return 1
 
 # KEYS: entry[, request record]; ARGV: now or '', delta, fresh entry (the counter at delta, no
 # expiry), now as a signed 64-bit integer of the double's bytes (BITFIELD SET), record ms
-# -> {'n', 8 bytes of the new value} | {'v', codec bytes of a non-integer} | {'e'} overflow.
+# -> {'n', 8 bytes of the new value} | {'v', codec bytes of a non-integer} | {'e'} overflow
+# | {'c', value bytes} an int entry whose value is not 8 bytes (corrupt).
 # A missing or expired counter starts from 0 with no expiry; a live one keeps its expiry.
 # The new value is answered as bytes: Lua numbers are doubles and would round it.
 INCR: Final = _script(
@@ -339,6 +340,10 @@ end
 if string.byte(h, 2) ~= string.byte('i') then
   return {{'v', redis.call('GETRANGE', KEYS[1], HEAD, -1)}}
 end
+-- An int entry is exactly HEAD + 8 bytes: BITFIELD would pad a shorter one with zeros
+-- (a garbage count) and leave a longer one corrupt. Another program wrote it.
+local size = redis.call('STRLEN', KEYS[1])
+if size ~= HEAD + 8 then return {{'c', size - HEAD}} end
 -- One BITFIELD adds delta and stamps modified (ARGV[4]: its 8 bytes as an i64).
 local r = redis.call('BITFIELD', KEYS[1], 'OVERFLOW', 'FAIL', 'INCRBY', 'i64', HEAD * 8,
   ARGV[2], 'SET', 'i64', {Offsets.MODIFIED * 8}, ARGV[4])
