@@ -41,7 +41,7 @@ from typing import Any, ClassVar, Final
 import pytest
 
 from cachehub.api import BaseCache
-from cachehub.errors import LockLostError
+from cachehub.errors import CacheKeyError, LockLostError
 
 from .support import CacheFactory, ConformanceBase
 
@@ -226,6 +226,35 @@ class SkewTests(ConformanceBase):
             assert meta.last_accessed <= datetime.now(UTC), meta
         else:
             assert got == _ABSENT
+
+    def test_idle_entry_cap_holds_whoever_slides_it(self, peer: BaseCache, skewed: Any) -> None:
+        """An idle entry's absolute cap is the server's: a skewed reader's slide neither
+        moves the deadline past it (lagging) nor ends the entry before it (leading), and a
+        lagging writer's cap is its span, not its stamp."""
+        if not self._server():
+            pytest.skip("the writer's clock decides: the span cases above prove its bound")
+        cap = 2.0
+        start = time.monotonic()
+        peer.put("lag", "v", idle_time=60, time_span=cap)
+        peer.put("lead", "v", idle_time=60, time_span=cap)
+        skewed(-self.skew, lambda c: c.put("written", "v", idle_time=60, time_span=cap))
+        assert skewed(-self.skew, lambda c: c.get("lag", _ABSENT)) == "v"  # cap + skew away
+        assert skewed(self.skew, lambda c: c.get("lead", _ABSENT)) == "v"  # cap passed
+        # The lagging writer's cap is skew seconds in the past by this clock: still alive.
+        assert peer.get("written", _ABSENT) == "v"
+        # metadata() reads without sliding: only the slides above have set the deadlines (a
+        # slide that ended an entry early leaves it a millisecond or so).
+        for key, slide in (("lead", "a leading reader's"), ("written", "this process's")):
+            try:
+                left = peer.metadata(key).time_to_live
+            except CacheKeyError:
+                left = timedelta(0)  # already gone
+            assert left is not None, f"{key!r} lost its cap"
+            assert left > timedelta(seconds=0.1), (
+                f"{slide} slide of {key!r} ended it before its cap ({left} left)"
+            )
+        time.sleep(max(0.0, cap + 1.0 - (time.monotonic() - start)))
+        assert not peer.exists("lag"), "a lagging reader's slide moved it past its cap"
 
     def test_expired_entry_stays_expired_for_a_lagging_process(
         self, peer: BaseCache, skewed: Any

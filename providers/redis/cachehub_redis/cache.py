@@ -54,14 +54,15 @@ from .connection import (
     release_client,
 )
 from .dispatch import (
-    MAX_KEYS,
+    RETRYABLE,
     AsyncClient,
     Client,
+    Command,
     Key,
     aevalsha,
-    arun_calls,
+    asend,
     evalsha,
-    run_calls,
+    send,
     split,
 )
 from .dispatch import Call as ScriptCall
@@ -257,11 +258,14 @@ class RedisCache(RemoteCache[Client]):
         # The record shares the first key's slot: a batch call's keys share one.
         return [*group, record_key(cast(str, group[0]), request_id(), cluster)]
 
-    def _run_calls(self, script: LuaScript, calls: Sequence[ScriptCall]) -> list[Any]:
-        """Run several script calls in one round trip (one per node in a cluster)."""
-        if not calls:
-            return []
-        return self._guarded(run_calls, self._conn or self._connection(), script, calls)
+    def _send(self, commands: Sequence[Command]) -> list[Any]:
+        """Several commands in one round trip (one per node in a cluster); error replies
+        come back in place (see :meth:`_batch_flow`)."""
+        return self._guarded(send, self._conn or self._connection(), commands)
+
+    def _load(self, script: LuaScript) -> None:
+        """``SCRIPT LOAD`` (on every primary of a cluster)."""
+        self._guarded((self._conn or self._connection()).script_load, script.source)
 
     def _groups(self, keys: Sequence[Key]) -> list[list[Key]]:
         """``keys`` in groups one script call may take (same hash slot in a cluster)."""
@@ -296,11 +300,11 @@ class RedisCache(RemoteCache[Client]):
             keys = (key, record_key(key, request_id(), isinstance(client, AsyncRedisCluster)))
         return await self._aguarded(aevalsha, client, script, keys, (*args, ms))
 
-    async def _arun_calls(self, script: LuaScript, calls: Sequence[ScriptCall]) -> list[Any]:
-        if not calls:
-            return []
-        client = await self._aconnection()
-        return await self._aguarded(arun_calls, client, script, calls)
+    async def _asend(self, commands: Sequence[Command]) -> list[Any]:
+        return await self._aguarded(asend, await self._aconnection(), commands)
+
+    async def _aload(self, script: LuaScript) -> None:
+        await self._aguarded((await self._aconnection()).script_load, script.source)
 
     async def _agroups(self, keys: Sequence[Key]) -> list[list[Key]]:
         return split(await self._aconnection(), keys)
@@ -326,6 +330,14 @@ class RedisCache(RemoteCache[Client]):
         if self._judge:
             return "PXAT", cast(int, pxat(deadline))
         return "PX", _relative_ms(deadline, now)
+
+    def _server_cap(self, expiry: Expiry, now: float) -> int | str:
+        """The absolute cap of an idle entry as ms from ``now``, for a script to place on
+        the server's clock (``server_cap`` in :mod:`.scripts`); '' when there is none, or
+        when this cache's own clock decides."""
+        if self._judge or expiry.idle is None or expiry.expires_at is None:
+            return _NO_TTL
+        return _relative_ms(expiry.expires_at, now)
 
     def _now_arg(self, now: float) -> float | str:
         """``now`` for a script that may judge liveness: '' when the server decides."""
@@ -418,19 +430,27 @@ class RedisCache(RemoteCache[Client]):
         ``reads`` holds ``(key, created stamp bytes, expiry)`` per entry read.
         """
         stamp = DOUBLE.pack(now)
-        # The new TTL is relative (server clock); an idle entry's absolute cap, if it has
-        # one, is judged by this process's clock (off by at most the skew, docs/redis.md).
         yield from self._record_reads_flow(
             {
                 key: (
                     created,
                     1 + self._take_hits(key, created) if self.counts_hits else 0,
                     stamp,
-                    self._ttl(expiry.deadline(now), now)[1],
+                    self._slide_ttl(expiry, now),
                 )
                 for key, created, expiry in reads
             }
         )
+
+    def _slide_ttl(self, expiry: Expiry, now: float) -> int | str:
+        """The new TTL of an idle entry read at ``now``: its idle time, relative. The
+        script cuts it to what is left of an absolute cap by the *server's* clock, which
+        the cap was placed on when written (:meth:`_server_cap`), so a skewed reader moves
+        no deadline past the cap, nor ends an entry before it. With this cache's own clock
+        deciding: its absolute deadline by that clock."""
+        if self._judge:
+            return self._ttl(expiry.deadline(now), now)[1]
+        return _ms(cast(float, expiry.idle))
 
     def _record_reads_flow(
         self, reads: dict[str, tuple[bytes, int, bytes, int | str]]
@@ -447,7 +467,7 @@ class RedisCache(RemoteCache[Client]):
             for key in group:
                 args.extend(reads[key])
             calls.append((self._with_record(group, cluster), args))
-        yield Call("run_calls", lua.RECORD_READS, calls)
+        yield from self._calls_flow(lua.RECORD_READS, calls)
 
     @staticmethod
     def _hit_reads(pending: dict[str, PendingHits]) -> dict[str, tuple[bytes, int, bytes, str]]:
@@ -488,11 +508,14 @@ class RedisCache(RemoteCache[Client]):
         return await self._adrive(self._get_entry_flow(key, now))
 
     def _get_entry_flow(self, key: str, now: float) -> Flow[Entry | None]:
+        server_now = now
         if self._judge:
             raw, pttl = (yield Call("command", "GET", key)), -1
         else:
             reply = yield Call("eval", lua.ENTRY, key)
-            raw, pttl = (None, -1) if reply is None else reply
+            raw, pttl = (None, -1) if reply is None else reply[:2]
+            if reply is not None:
+                server_now = int(reply[2]) + int(reply[3]) / 1e6
         head = None if raw is None else unpack(raw, key)
         if head is None or not self._alive(head, now):
             return None
@@ -505,6 +528,8 @@ class RedisCache(RemoteCache[Client]):
                 expires_at = deadline
             else:
                 accessed = min(now, deadline - head.idle)  # the read that slid it last
+                if expires_at is not None:  # a cap on the server's clock, seen from ours
+                    expires_at += now - server_now
         entry = Entry(
             self._value(key, head.kind, raw),
             head.created,
@@ -535,14 +560,29 @@ class RedisCache(RemoteCache[Client]):
             return "SET", key, blob
         return ("SET", key, blob, *self._ttl(deadline, now))
 
+    def _capped_set_args(
+        self, key: str, value: Any, expiry: Expiry, now: float, cap: int | str
+    ) -> tuple[Any, ...]:
+        """SET_MANY's arguments storing one idle entry whose cap the server places."""
+        return (*self._ttl(expiry.deadline(now), now), cap, self._blob(key, value, expiry, now))
+
     def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
-        self._command(*self._set_command(key, value, expiry, now))
+        cap = self._server_cap(expiry, now)
+        if cap == _NO_TTL:
+            self._command(*self._set_command(key, value, expiry, now))
+        else:  # rare: an idle entry with a cap, placed on the server's clock by a script
+            self._eval(lua.SET_MANY, key, *self._capped_set_args(key, value, expiry, now, cap))
         self._hits.forget(key)
         if self._hits.due():
             self._after_write()
 
     async def _aset(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
-        await self._acommand(*self._set_command(key, value, expiry, now))
+        cap = self._server_cap(expiry, now)
+        if cap == _NO_TTL:
+            await self._acommand(*self._set_command(key, value, expiry, now))
+        else:
+            args = self._capped_set_args(key, value, expiry, now, cap)
+            await self._aeval(lua.SET_MANY, key, *args)
         self._hits.forget(key)
         if self._hits.due():
             await self._aafter_write()
@@ -556,7 +596,8 @@ class RedisCache(RemoteCache[Client]):
     def _add_flow(self, key: str, value: Any, expiry: Expiry, now: float) -> Flow[bool]:
         blob = self._blob(key, value, expiry, now)
         ttl = self._ttl(expiry.deadline(now), now)
-        added = bool((yield Call("eval_once", lua.ADD, key, self._now_arg(now), blob, *ttl)))
+        cap = self._server_cap(expiry, now)
+        added = bool((yield Call("eval_once", lua.ADD, key, self._now_arg(now), blob, *ttl, cap)))
         if added:
             self._hits.forget(key)
         return added
@@ -600,6 +641,8 @@ class RedisCache(RemoteCache[Client]):
         kind = reply[0]
         if kind == b"n":
             return int(INT.unpack(reply[1])[0])
+        if kind == b"c":
+            raise corrupt(key, f"an int entry holds {reply[1]} bytes, not 8")
         user_key = self._user_key(key)
         if kind == b"e":
             raise CacheValueError(
@@ -614,7 +657,8 @@ class RedisCache(RemoteCache[Client]):
         x, d = expiry.expires_at, expiry.idle
         policy = DOUBLE.pack(_NAN if x is None else x) + DOUBLE.pack(_NAN if d is None else d)
         ttl = self._ttl(expiry.deadline(now), now)
-        return (self._now_arg(now), DOUBLE.pack(now), policy, *ttl)
+        cap = self._server_cap(expiry, now)
+        return (self._now_arg(now), DOUBLE.pack(now), policy, *ttl, cap)
 
     def _touch(self, key: str, expiry: Expiry, now: float) -> bool:
         return bool(self._eval(lua.TOUCH, key, *self._touch_args(expiry, now)))
@@ -624,39 +668,21 @@ class RedisCache(RemoteCache[Client]):
 
     # ------------------------------------------------------------------ batches
 
-    def _mget(self, keys: list[str]) -> list[Any]:
-        """The stored strings of ``keys``: ``MGET``, one round trip (per node in a cluster)."""
+    def _mget_flow(self, keys: list[str]) -> Flow[list[Any]]:
+        """The stored strings of ``keys``: ``MGET`` per group of keys (per 500 keys, and per
+        hash slot in a cluster), one round trip (one per node in a cluster)."""
         if not keys:
             return []
-        client = self._conn or self._connection()
-        try:
-            if isinstance(client, RedisCluster):
-                return client.mget_nonatomic(keys)
-            if len(keys) <= MAX_KEYS:
-                return client.execute_command("MGET", *keys)  # type: ignore[no-any-return,no-untyped-call]
-            # Chunks, so one command never holds the server for long; pipelined.
-            pipe = client.pipeline(transaction=False)
-            for i in range(0, len(keys), MAX_KEYS):
-                pipe.execute_command("MGET", *keys[i : i + MAX_KEYS])  # type: ignore[no-untyped-call]
-            return [raw for chunk in pipe.execute() for raw in chunk]
-        except REDIS_ERRORS as exc:
-            raise self._translate(exc) from None
-
-    async def _amget(self, keys: list[str]) -> list[Any]:
-        if not keys:
-            return []
-        client = await self._aconnection()
-        try:
-            if isinstance(client, AsyncRedisCluster):
-                return list(await client.mget_nonatomic(keys))
-            if len(keys) <= MAX_KEYS:
-                return list(await client.execute_command("MGET", *keys))
-            pipe = client.pipeline(transaction=False)
-            for i in range(0, len(keys), MAX_KEYS):
-                pipe.execute_command("MGET", *keys[i : i + MAX_KEYS])
-            return [raw for chunk in await pipe.execute() for raw in chunk]
-        except REDIS_ERRORS as exc:
-            raise self._translate(exc) from None
+        groups = yield Call("groups", keys)
+        if len(groups) == 1:
+            return (yield from self._batch_flow([("MGET", *keys)]))[0]  # type: ignore[no-any-return]
+        replies = yield from self._batch_flow([("MGET", *group) for group in groups])
+        if not (yield Call("cluster")):  # groups in order: the replies are too
+            return [raw for reply in replies for raw in reply]
+        found: dict[Key, Any] = {}
+        for group, reply in zip(groups, replies, strict=True):
+            found.update(zip(group, reply, strict=True))
+        return [found[key] for key in keys]
 
     def _get_many(self, keys: list[str], now: float) -> dict[str, Any]:
         found = self._drive(self._get_many_flow(keys, now))
@@ -671,24 +697,24 @@ class RedisCache(RemoteCache[Client]):
         return found
 
     def _get_many_flow(self, keys: list[str], now: float) -> Flow[dict[str, Any]]:
-        raws = yield Call("mget", keys)
-        stored = [(k, raw) for k, raw in zip(keys, raws, strict=True) if raw]
-        # The common entry first, in comprehensions (this loop is most of the client time
-        # cachehub adds to an MGET): codec bytes that never expire, see _read.
+        raws = yield from self._mget_flow(keys)
+        # The common entry first, in one comprehension (this loop is most of the client
+        # time cachehub adds to an MGET): codec bytes that never expire, see _read.
         # startswith at an offset compares in place (slices would copy the bytes).
-        plain = [
-            (k, raw)
-            for k, raw in stored
-            if raw.startswith(_PLAIN) and raw.startswith(FOREVER, _EXPIRES)
-        ]
         loads = self._loads
-        found = {k: loads(raw[HEADER_SIZE:], k) for k, raw in plain}
-        counted = [(k, raw[_CREATED]) for k, raw in plain] if self.counts_hits else []
+        found = {
+            k: loads(raw[HEADER_SIZE:], k)
+            for k, raw in zip(keys, raws, strict=True)
+            if raw and raw.startswith(_PLAIN) and raw.startswith(FOREVER, _EXPIRES)
+        }
+        counted: list[tuple[str, bytes]] = []
+        if self.counts_hits:
+            counted = [(k, raw[_CREATED]) for k, raw in zip(keys, raws, strict=True) if k in found]
         idle: list[tuple[str, bytes, Expiry]] = []
-        if len(plain) < len(stored):
+        if len(found) < len(raws) - raws.count(None):  # other entries: headers to check
             check = self._check
-            for key, raw in stored:
-                if key not in found:
+            for key, raw in zip(keys, raws, strict=True):
+                if raw and key not in found:
                     read = check(key, raw, now, found, counted)
                     if read is not None:
                         idle.append(read)
@@ -709,7 +735,7 @@ class RedisCache(RemoteCache[Client]):
     def _set_many_flow(self, items: dict[str, Any], expiry: Expiry, now: float) -> Flow[None]:
         deadline = expiry.deadline(now)
         if deadline is None:
-            yield Call("mset", self._blobs(items, expiry, now))
+            yield from self._mset_flow(self._blobs(items, expiry, now))
         else:
             yield from self._set_many_ttl_flow(items, expiry, deadline, now)
         self._hits.forget(*items)
@@ -734,38 +760,49 @@ class RedisCache(RemoteCache[Client]):
                 add(codec_head + dumps(value, key))
         return flat
 
-    def _mset(self, flat: list[Any]) -> None:
+    def _mset_flow(self, flat: list[Any]) -> Flow[None]:
         """Entries that never expire (``flat`` as :meth:`_blobs` builds it): ``MSET``, the
-        native command (atomic per call), one round trip (per node in a cluster, one
-        ``MSET`` per hash slot there)."""
-        client = self._conn or self._connection()
-        try:
-            if isinstance(client, RedisCluster):
-                client.mset_nonatomic(dict(zip(flat[::2], flat[1::2], strict=True)))
-            elif len(flat) <= 2 * MAX_KEYS:
-                client.execute_command("MSET", *flat)  # type: ignore[no-untyped-call]
-            else:  # chunks, so one command never holds the server for long; pipelined
-                pipe = client.pipeline(transaction=False)
-                for i in range(0, len(flat), 2 * MAX_KEYS):
-                    pipe.execute_command("MSET", *flat[i : i + 2 * MAX_KEYS])  # type: ignore[no-untyped-call]
-                pipe.execute()
-        except REDIS_ERRORS as exc:
-            raise self._translate(exc) from None
+        native command (atomic per call), per 500 keys (and per hash slot in a cluster),
+        one round trip (one per node in a cluster)."""
+        groups = yield Call("groups", flat[::2])
+        if len(groups) == 1:
+            commands: list[Command] = [("MSET", *flat)]
+        else:
+            blobs = dict(zip(flat[::2], flat[1::2], strict=True))
+            commands = [("MSET", *(x for k in group for x in (k, blobs[k]))) for group in groups]
+        yield from self._batch_flow(commands)
 
-    async def _amset(self, flat: list[Any]) -> None:
-        client = await self._aconnection()
-        try:
-            if isinstance(client, AsyncRedisCluster):
-                await client.mset_nonatomic(dict(zip(flat[::2], flat[1::2], strict=True)))
-            elif len(flat) <= 2 * MAX_KEYS:
-                await client.execute_command("MSET", *flat)
-            else:
-                pipe = client.pipeline(transaction=False)
-                for i in range(0, len(flat), 2 * MAX_KEYS):
-                    pipe.execute_command("MSET", *flat[i : i + 2 * MAX_KEYS])
-                await pipe.execute()
-        except REDIS_ERRORS as exc:
-            raise self._translate(exc) from None
+    def _calls_flow(self, script: LuaScript, calls: Sequence[ScriptCall]) -> Flow[list[Any]]:
+        """Every script call's reply, in order: one round trip (one per node in a cluster)."""
+        if not calls:
+            return []
+        sha = script.sha
+        commands = [("EVALSHA", sha, len(keys), *keys, *args) for keys, args in calls]
+        return (yield from self._batch_flow(commands, script))
+
+    def _batch_flow(
+        self, commands: list[Command], script: LuaScript | None = None
+    ) -> Flow[list[Any]]:
+        """Every command's reply, in order: one round trip (one per node in a cluster).
+
+        A command the server could not complete (see :data:`.dispatch.RETRYABLE`: an
+        unknown script, a slot moving) is repeated alone through the main client, after
+        loading ``script`` once if it was unknown; any other error reply is raised, typed.
+        """
+        replies: list[Any] = yield Call("send", commands)
+        again = [i for i, reply in enumerate(replies) if isinstance(reply, Exception)]
+        if not again:
+            return replies
+        for i in again:
+            if not isinstance(replies[i], RETRYABLE):
+                raise self._translate(replies[i])
+        if script is not None and any(isinstance(replies[i], rx.NoScriptError) for i in again):
+            yield Call("load", script)  # once, not once per failed call
+        for i in again:
+            [replies[i]] = yield Call("send", [commands[i]])
+            if isinstance(replies[i], Exception):
+                raise self._translate(replies[i])
+        return replies
 
     def _set_many_ttl_flow(
         self, items: dict[str, Any], expiry: Expiry, deadline: float, now: float
@@ -774,10 +811,10 @@ class RedisCache(RemoteCache[Client]):
         ttl = self._ttl(deadline, now)
         calls: list[ScriptCall] = []
         for group in (yield Call("groups", list(items))):
-            args: list[Any] = [*ttl]
+            args: list[Any] = [*ttl, self._server_cap(expiry, now)]
             args.extend(self._blob(key, items[key], expiry, now) for key in group)
             calls.append((group, args))
-        yield Call("run_calls", lua.SET_MANY, calls)
+        yield from self._calls_flow(lua.SET_MANY, calls)
 
     def _delete_many(self, keys: list[str], now: float) -> int:
         return self._drive(self._delete_many_flow(keys, now))
@@ -791,7 +828,7 @@ class RedisCache(RemoteCache[Client]):
         groups = yield Call("groups", keys)
         cluster = yield Call("cluster")
         calls = [(self._with_record(group, cluster), (now_arg, ms)) for group in groups]
-        return sum((yield Call("run_calls", lua.DELETE_MANY, calls)))
+        return sum((yield from self._calls_flow(lua.DELETE_MANY, calls)))
 
     # ------------------------------------------------------------------ scans
 
@@ -809,7 +846,7 @@ class RedisCache(RemoteCache[Client]):
             for raw in chunks(found, _SCAN_COUNT):
                 groups, calls = self._check_calls(client, flt, raw, mode, now)
                 if calls:
-                    yield groups, run_calls(client, lua.SCAN_CHECK, calls)
+                    yield groups, self._drive(self._calls_flow(lua.SCAN_CHECK, calls))
         except REDIS_ERRORS as exc:
             raise self._translate(exc) from None
 
@@ -828,10 +865,10 @@ class RedisCache(RemoteCache[Client]):
                 groups, calls = self._check_calls(client, flt, raw, mode, now)
                 raw = []
                 if calls:
-                    yield groups, await arun_calls(client, lua.SCAN_CHECK, calls)
+                    yield groups, await self._adrive(self._calls_flow(lua.SCAN_CHECK, calls))
             groups, calls = self._check_calls(client, flt, raw, mode, now)
             if calls:
-                yield groups, await arun_calls(client, lua.SCAN_CHECK, calls)
+                yield groups, await self._adrive(self._calls_flow(lua.SCAN_CHECK, calls))
         except REDIS_ERRORS as exc:
             raise self._translate(exc) from None
 

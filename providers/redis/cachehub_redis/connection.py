@@ -6,8 +6,12 @@ first use, so a cache can be constructed while Redis is down.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -17,10 +21,12 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelConnectionPool
 from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster
 from redis.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MaxConnectionsError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 from redis.sentinel import Sentinel
@@ -31,6 +37,7 @@ from cachehub.errors import ConfigError
 __all__ = [
     "OPTIONS",
     "ConnectionPlan",
+    "WaitingCluster",
     "plan_connection",
     "build_client",
     "build_async_client",
@@ -439,15 +446,73 @@ def _async_retry(retries: int) -> AsyncRetry:
     return AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), retries)
 
 
+_HOLDING: ContextVar[bool] = ContextVar("cachehub_redis_permit", default=False)
+"""Whether the running task already holds a :class:`WaitingCluster` permit."""
+
+
+class WaitingCluster(AsyncRedisCluster):
+    """redis.asyncio's cluster client, whose callers wait for a free connection.
+
+    The async cluster client fails at once (``MaxConnectionsError``) when all of a node's
+    ``max_connections`` are busy, where the other clients' blocking pools make a caller
+    wait. Here every request - one command, or one pipeline, which takes at most one
+    connection per node - holds one of ``max_connections`` permits, so no node ever runs
+    out; a request beyond waits up to ``wait_timeout`` seconds for a permit, then raises
+    ``MaxConnectionsError`` (a typed ``CacheUnavailableError`` for the user).
+    """
+
+    def __init__(self, *args: Any, wait_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._size = int(kwargs.get("max_connections", _DEFAULT_POOL))
+        self._permits = asyncio.Semaphore(self._size)
+        self._wait = wait_timeout
+
+    @asynccontextmanager
+    async def permit(self) -> AsyncIterator[None]:
+        """Hold one permit for one request (nested requests of a holder reuse its own)."""
+        if _HOLDING.get():
+            yield
+            return
+        try:
+            async with asyncio.timeout(self._wait):
+                await self._permits.acquire()
+        except TimeoutError:
+            raise MaxConnectionsError(
+                f"all {self._size} connections stayed busy for {self._wait:g} s"
+            ) from None
+        token = _HOLDING.set(True)
+        try:
+            yield
+        finally:
+            _HOLDING.reset(token)
+            self._permits.release()
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self.permit():
+            return await super().execute_command(*args, **kwargs)
+
+
+class _BlockingSentinelPool(AsyncSentinelConnectionPool, AsyncBlockingConnectionPool):
+    """redis.asyncio's Sentinel pool with the blocking pool's wait for a free connection
+    (its own fails at once when ``max_connections`` are busy)."""
+
+
 def build_async_client(plan: ConnectionPlan, retries: int) -> AsyncRedis | AsyncRedisCluster:
     """The ``redis.asyncio`` client for ``plan``: the same server, settings and retries as
-    :func:`build_client`'s, for one event loop (it connects on its first command)."""
+    :func:`build_client`'s, for one event loop (it connects on its first command).
+
+    Tasks are cheap: a thousand may ask at once. In every mode a request beyond
+    ``maxConnections`` waits (up to ``socketTimeout``) for a free connection instead of
+    failing at once: a blocking pool on a single server and under Sentinel, permits on a
+    cluster (:class:`WaitingCluster`).
+    """
     kwargs = dict(plan.kwargs)
+    wait = plan.kwargs["socket_timeout"]
     if plan.mode == "cluster":
         kwargs["retry"] = _async_retry(retries)
         if plan.url is not None:
-            return AsyncRedisCluster.from_url(plan.url, **kwargs)
-        return AsyncRedisCluster(**kwargs)
+            return WaitingCluster.from_url(plan.url, wait_timeout=wait, **kwargs)
+        return WaitingCluster(wait_timeout=wait, **kwargs)
     if plan.mode == "sentinel":
         sentinel_kwargs = {
             "socket_timeout": kwargs["socket_timeout"],
@@ -463,7 +528,9 @@ def build_async_client(plan: ConnectionPlan, retries: int) -> AsyncRedis | Async
             retry_on_error=_RETRY_ON,
             **kwargs,
         )
-        master: AsyncRedis = manager.master_for(plan.service)
+        master: AsyncRedis = manager.master_for(
+            plan.service, connection_pool_class=_BlockingSentinelPool, timeout=wait
+        )
         return master
     kwargs["retry"] = _async_retry(retries)
     kwargs["retry_on_error"] = _RETRY_ON
@@ -471,13 +538,11 @@ def build_async_client(plan: ConnectionPlan, retries: int) -> AsyncRedis | Async
         shape = AsyncRedis.from_url(plan.url, **kwargs)
     else:
         shape = AsyncRedis(**kwargs)
-    # Tasks are cheap: a thousand may ask at once. A blocking pool makes the extra ones
-    # wait (up to socketTimeout) for a free connection instead of failing at once.
     pool = shape.connection_pool
     blocking = AsyncBlockingConnectionPool(
         connection_class=pool.connection_class,
         max_connections=pool.max_connections,
-        timeout=plan.kwargs["socket_timeout"],
+        timeout=wait,
         **pool.connection_kwargs,
     )
     client = AsyncRedis(connection_pool=blocking)

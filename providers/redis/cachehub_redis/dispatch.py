@@ -1,15 +1,15 @@
-"""Sending scripts: one ``EVALSHA`` per call, batches split by hash slot and pipelined.
+"""Sending commands: scripts by ``EVALSHA``, batches split by hash slot and pipelined.
 
-A multi-key script needs all its keys in one hash slot in a Redis Cluster, so a batch is
-split into one script call per slot (and per :data:`MAX_KEYS` keys), and the calls are
-pipelined per node: one round trip per node. On a single server a batch of up to
-``MAX_KEYS`` keys is one ``EVALSHA``. Scripts are run by SHA; a server that does not know
-one (``NOSCRIPT``: restarted, or ``SCRIPT FLUSH``) gets it loaded and the call repeated.
+A multi-key command (``MGET``, ``MSET``, a batch script call) needs all its keys in one
+hash slot in a Redis Cluster, so a batch is split into one command per slot (and per
+:data:`MAX_KEYS` keys), and the commands are pipelined per node: one round trip per node,
+sync and async alike (:func:`send`, :func:`asend`). On a single server a batch of up to
+``MAX_KEYS`` keys is one command. Scripts are run by SHA; a server that does not know one
+(``NOSCRIPT``: restarted, or ``SCRIPT FLUSH``) gets it loaded and the call repeated.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any, Final, TypeAlias, cast
 
@@ -19,36 +19,39 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
+from .connection import WaitingCluster
 from .scripts import LuaScript
 
 __all__ = [
     "MAX_KEYS",
+    "RETRYABLE",
     "AsyncClient",
     "Call",
     "Client",
+    "Command",
     "Key",
     "aevalsha",
-    "arun_calls",
+    "asend",
     "evalsha",
-    "run_calls",
+    "first_key",
+    "send",
     "split",
 ]
 
 MAX_KEYS: Final = 500
-"""Most keys per script call, so one call never holds the server for long."""
+"""Most keys per command or script call, so one call never holds the server for long."""
 
 Client: TypeAlias = Redis | RedisCluster
 AsyncClient: TypeAlias = AsyncRedis | AsyncRedisCluster
 Key: TypeAlias = str | bytes
 Call: TypeAlias = tuple[Sequence[Key], Sequence[Any]]
 """One script call: its KEYS and its ARGV."""
+Command: TypeAlias = tuple[Any, ...]
+"""One command as redis-py's ``execute_command`` takes it: ``("MGET", key, ...)``."""
 
-_CLUSTER_CONCURRENCY: Final = 8
-"""Script calls of one batch in flight at once on an async cluster client."""
-
-# Replies worth one more try through the main client: a lost script cache, or a slot
-# that moved or is moving (the cluster client follows the redirect and refreshes).
-_RETRYABLE: Final = (rx.NoScriptError, rx.AskError, rx.TryAgainError)
+RETRYABLE: Final = (rx.NoScriptError, rx.AskError, rx.MovedError, rx.TryAgainError)
+"""Replies worth one more try through the main client: a lost script cache, or a slot
+that moved or is moving (the cluster client follows the redirect and refreshes)."""
 
 
 def evalsha(client: Client, script: LuaScript, keys: Sequence[Key], args: Sequence[Any]) -> Any:
@@ -85,79 +88,57 @@ def split(
     return [group[i : i + size] for group in slots.values() for i in range(0, len(group), size)]
 
 
-def run_calls(client: Client, script: LuaScript, calls: Sequence[Call]) -> list[Any]:
-    """Every call's reply, in order: one round trip on one server, one per node in a cluster.
+def first_key(command: Command) -> Key:
+    """The key a command is routed by: the first of its keys (``EVALSHA sha n key...``)."""
+    return cast(Key, command[3] if command[0] == "EVALSHA" else command[1])
 
-    A single call is sent as it is; several are pipelined (redis-py's cluster pipeline
-    refuses ``EVALSHA``, so in a cluster each node's calls go through that node's own
-    client). Calls the pipeline could not complete (see :data:`_RETRYABLE`) are repeated
-    one by one through the main client; any other error reply is raised.
+
+def send(client: Client, commands: Sequence[Command]) -> list[Any]:
+    """Every command's reply, in order: one round trip, one per node in a cluster.
+
+    Error replies come back in place (as exceptions) for the caller to judge; a lost
+    connection raises. A single command is sent as it is, several are pipelined. In a
+    cluster each node's commands go through that node's own client (redis-py's sync
+    cluster pipeline refuses ``EVALSHA``), so every command's keys must share a slot.
     """
-    if len(calls) == 1:
-        keys, args = calls[0]
-        return [evalsha(client, script, keys, args)]
-    results: list[Any] = [None] * len(calls)
-    if isinstance(client, RedisCluster):
-        nodes: dict[str, tuple[Redis, list[int]]] = {}
-        for i, (keys, _) in enumerate(calls):
-            node = client.get_node_from_key(keys[0])  # type: ignore[no-untyped-call]
-            nodes.setdefault(node.name, (node.redis_connection, []))[1].append(i)
-        for node_client, indices in nodes.values():
-            _pipeline(node_client, script, calls, indices, results)
-    else:
-        _pipeline(client, script, calls, range(len(calls)), results)
-    retry = [i for i, result in enumerate(results) if isinstance(result, _RETRYABLE)]
-    for result in results:
-        if isinstance(result, Exception) and not isinstance(result, _RETRYABLE):
-            raise result
-    if retry and any(isinstance(results[i], rx.NoScriptError) for i in retry):
-        client.script_load(script.source)  # once, not once per failed call
-    for i in retry:
-        keys, args = calls[i]
-        results[i] = evalsha(client, script, keys, args)
+    if len(commands) == 1:
+        try:
+            return [client.execute_command(*commands[0])]  # type: ignore[no-untyped-call]
+        except rx.ResponseError as exc:
+            return [exc]
+    if not isinstance(client, RedisCluster):
+        return _pipeline(client, commands)
+    nodes: dict[str, tuple[Redis, list[int]]] = {}
+    for i, command in enumerate(commands):
+        node = client.get_node_from_key(first_key(command))  # type: ignore[no-untyped-call]
+        nodes.setdefault(node.name, (node.redis_connection, []))[1].append(i)
+    results: list[Any] = [None] * len(commands)
+    for node_client, indices in nodes.values():
+        replies = _pipeline(node_client, [commands[i] for i in indices])
+        for i, reply in zip(indices, replies, strict=True):
+            results[i] = reply
     return results
 
 
-def _pipeline(
-    client: Redis,
-    script: LuaScript,
-    calls: Sequence[Call],
-    indices: Sequence[int],
-    results: list[Any],
-) -> None:
+def _pipeline(client: Redis, commands: Sequence[Command]) -> list[Any]:
     pipe = client.pipeline(transaction=False)
-    for i in indices:
-        keys, args = calls[i]
-        pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
-    for i, result in zip(indices, pipe.execute(raise_on_error=False), strict=True):
-        results[i] = result
+    for command in commands:
+        pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+    return pipe.execute(raise_on_error=False)
 
 
-async def arun_calls(client: AsyncClient, script: LuaScript, calls: Sequence[Call]) -> list[Any]:
-    """:func:`run_calls` on a ``redis.asyncio`` client: one pipelined round trip on one
-    server. In a cluster the calls are sent concurrently, a few at a time (the async
-    cluster client has no per-node pipeline for scripts): one request per call."""
-    if len(calls) == 1:
-        keys, args = calls[0]
-        return [await aevalsha(client, script, keys, args)]
-    if isinstance(client, AsyncRedisCluster):
-        # Bounded: a batch of hundreds of slots must not take a connection each.
-        replies: list[Any] = []
-        for i in range(0, len(calls), _CLUSTER_CONCURRENCY):
-            wave = calls[i : i + _CLUSTER_CONCURRENCY]
-            replies.extend(await asyncio.gather(*(aevalsha(client, script, k, a) for k, a in wave)))
-        return replies
+async def asend(client: AsyncClient, commands: Sequence[Command]) -> list[Any]:
+    """:func:`send` on a ``redis.asyncio`` client. The async cluster pipeline routes each
+    command by its slot and sends one pipeline per node, concurrently."""
+    if len(commands) == 1:
+        try:
+            return [await client.execute_command(*commands[0])]
+        except rx.ResponseError as exc:
+            return [exc]
     pipe = client.pipeline(transaction=False)
-    for keys, args in calls:
-        pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-    results: list[Any] = list(await pipe.execute(raise_on_error=False))
-    for result in results:
-        if isinstance(result, Exception) and not isinstance(result, _RETRYABLE):
-            raise result
-    retry = [i for i, result in enumerate(results) if isinstance(result, _RETRYABLE)]
-    if retry and any(isinstance(results[i], rx.NoScriptError) for i in retry):
-        await client.script_load(script.source)
-    for i in retry:
-        keys, args = calls[i]
-        results[i] = await aevalsha(client, script, keys, args)
-    return results
+    for command in commands:
+        pipe.execute_command(*command)
+    if isinstance(client, WaitingCluster):
+        async with client.permit():  # one request: at most one connection per node
+            return list(await pipe.execute(raise_on_error=False))
+    return list(await pipe.execute(raise_on_error=False))

@@ -27,6 +27,8 @@ _AUTH = (
     rx.AuthorizationError,
     rx.NoPermissionError,
 )
+_POOL_WAIT = "No connection available"
+"""What redis-py's blocking pools raise (a ConnectionError) after waiting in vain."""
 _UNREACHABLE = (
     rx.ConnectionError,
     rx.TimeoutError,
@@ -49,10 +51,11 @@ def translate(
             hint="check the password/username (or the user:password part of the url) and "
             "that the ACL user may run GET, SET, MGET, GETRANGE, EVALSHA, SCAN and UNLINK.",
         )
-    if isinstance(exc, rx.MaxConnectionsError):
+    if isinstance(exc, rx.MaxConnectionsError) or _POOL_WAIT in str(exc):
         return CacheUnavailableError(
             f"the connection pool for Redis at {endpoint} is exhausted ({detail}).",
-            hint="raise 'maxConnections', or reduce the number of threads using this cache.",
+            hint="raise 'maxConnections' (or 'socketTimeout', how long a request waits for "
+            "a free connection), or reduce the threads or tasks using this cache at once.",
         )
     if isinstance(exc, _UNREACHABLE):
         return CacheUnavailableError(

@@ -92,6 +92,22 @@ local HEAD = {HEADER_SIZE}
 local MAGIC = {MAGIC}
 local FOREVER = "{_LUA_FOREVER}"
 local POLICY = {Offsets.EXPIRES + 1}
+local EXPIRES = {Offsets.EXPIRES}
+
+-- The server's clock, in epoch seconds.
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
+-- An idle entry's absolute cap on the server's clock: the writer sends it as ms from now
+-- (a span, whatever its clock says), and the entry's expiry field gets TIME + span, which
+-- each read's slide then caps the new TTL by (RECORD_READS). '' = no cap to set.
+local function server_cap(key, ms)
+  if ms ~= '' then
+    redis.call('SETRANGE', key, EXPIRES, struct.pack('>d', clock() + tonumber(ms) / 1000))
+  end
+end
 
 -- The entry's header (a string), or nil when the key is missing or not a cachehub entry.
 -- GETRANGE on a key of another type fails, which pcall turns into "not an entry".
@@ -226,26 +242,30 @@ def _script(name: str, body: str) -> LuaScript:
     return LuaScript(name, _PRELUDE + body)
 
 
-# KEYS: entry[, request record]; ARGV: now or '', blob, ttl command, ttl ms, record ms
-# -> 1 when written (no live entry was there).
+# KEYS: entry[, request record]; ARGV: now or '', blob, ttl command, ttl ms, cap ms or ''
+# (see server_cap), record ms -> 1 when written (no live entry was there).
 ADD: Final = _script(
     "add",
     """
 if replayed(KEYS[2]) then return 1 end
 if live(KEYS[1], tonumber(ARGV[1])) then return 0 end
 store(KEYS[1], ARGV[2], ARGV[3], ARGV[4])
-remember(KEYS[2], APPLIED, ARGV[5])
+server_cap(KEYS[1], ARGV[5])
+remember(KEYS[2], APPLIED, ARGV[6])
 return 1
 """,
 )
 
-# KEYS: the batch (one hash slot in a cluster); ARGV: ttl command, ttl ms, then one blob
-# per key (a batch shares one expiry).
+# KEYS: the batch (one hash slot in a cluster); ARGV: ttl command, ttl ms, cap ms or ''
+# (see server_cap), then one blob per key (a batch shares one expiry).
 SET_MANY: Final = _script(
     "set_many",
     """
+local cap = nil
+if ARGV[3] ~= '' then cap = struct.pack('>d', clock() + tonumber(ARGV[3]) / 1000) end
 for n, key in ipairs(KEYS) do
-  store(key, ARGV[n + 2], ARGV[1], ARGV[2])
+  store(key, ARGV[n + 3], ARGV[1], ARGV[2])
+  if cap then redis.call('SETRANGE', key, EXPIRES, cap) end
 end
 return #KEYS
 """,
@@ -302,7 +322,8 @@ return 1
 
 # KEYS: entry[, request record]; ARGV: now or '', delta, fresh entry (the counter at delta, no
 # expiry), now as a signed 64-bit integer of the double's bytes (BITFIELD SET), record ms
-# -> {'n', 8 bytes of the new value} | {'v', codec bytes of a non-integer} | {'e'} overflow.
+# -> {'n', 8 bytes of the new value} | {'v', codec bytes of a non-integer} | {'e'} overflow
+# | {'c', value bytes} an int entry whose value is not 8 bytes (corrupt).
 # A missing or expired counter starts from 0 with no expiry; a live one keeps its expiry.
 # The new value is answered as bytes: Lua numbers are doubles and would round it.
 INCR: Final = _script(
@@ -319,6 +340,10 @@ end
 if string.byte(h, 2) ~= string.byte('i') then
   return {{'v', redis.call('GETRANGE', KEYS[1], HEAD, -1)}}
 end
+-- An int entry is exactly HEAD + 8 bytes: BITFIELD would pad a shorter one with zeros
+-- (a garbage count) and leave a longer one corrupt. Another program wrote it.
+local size = redis.call('STRLEN', KEYS[1])
+if size ~= HEAD + 8 then return {{'c', size - HEAD}} end
 -- One BITFIELD adds delta and stamps modified (ARGV[4]: its 8 bytes as an i64).
 local r = redis.call('BITFIELD', KEYS[1], 'OVERFLOW', 'FAIL', 'INCRBY', 'i64', HEAD * 8,
   ARGV[2], 'SET', 'i64', {Offsets.MODIFIED * 8}, ARGV[4])
@@ -340,25 +365,29 @@ return {{'n', n}}
 """,
 )
 
-# No ARGV -> {stored string, PTTL in ms (-1: none)}, or nil when the key is missing or of
-# another type: an entry and the server's view of its deadline, read atomically.
+# No ARGV -> {stored string, PTTL in ms (-1: none), the server's clock as TIME answers it},
+# or nil when the key is missing or of another type: an entry and the server's view of its
+# deadline, read atomically.
 ENTRY: Final = _script(
     "entry",
     """
 local v = redis.pcall('GET', KEYS[1])
 if type(v) ~= 'string' then return false end
-return {v, redis.call('PTTL', KEYS[1])}
+local t = redis.call('TIME')
+return {v, redis.call('PTTL', KEYS[1]), t[1], t[2]}
 """,
 )
 
 # ARGV: now or '', now as 8 double bytes, expiry + idle as 16 double bytes, ttl command,
-# ttl ms -> 1 when the live entry got the new expiry (its modified and accessed become now).
+# ttl ms, cap ms or '' (see server_cap) -> 1 when the live entry got the new expiry (its
+# modified and accessed become now).
 TOUCH: Final = _script(
     "touch",
     f"""
 if not live(KEYS[1], tonumber(ARGV[1])) then return 0 end
 redis.call('SETRANGE', KEYS[1], {Offsets.MODIFIED}, ARGV[2] .. ARGV[2])
 redis.call('SETRANGE', KEYS[1], {Offsets.EXPIRES}, ARGV[3])
+server_cap(KEYS[1], ARGV[6])
 expire(KEYS[1], ARGV[4], ARGV[5])
 return 1
 """,
@@ -368,13 +397,22 @@ return 1
 # command of the new TTLs ('PX' or 'PXAT'); then per key: created (8 double bytes: which
 # version was read), hits to add, last access (8 double bytes), ttl ms or '' (a new TTL,
 # for idle entries) -> how many entries were updated. Reads of an entry replaced meanwhile
-# are dropped; a re-sent call adds nothing again.
+# are dropped; a re-sent call adds nothing again. With 'PX' (the server's clock decides)
+# the new TTL is the idle time, cut to what is left of the entry's absolute cap by the
+# server's clock (capped): never by the reader's.
 RECORD_READS: Final = _script(
     "record_reads",
     f"""
 local rk, count = batch_record(ARGV[1])
 local again = replayed(rk)
 if again then return (struct.unpack('>i8', again)) end
+local now = nil
+local function capped(h, ms)
+  local x = select(6, fields(h))
+  if ARGV[2] ~= 'PX' or not x then return ms end
+  now = now or clock()
+  return string.format('%.0f', math.max(1, math.min(tonumber(ms), math.ceil((x - now) * 1000))))
+end
 local done = 0
 for n = 1, count do
   local key = KEYS[n]
@@ -386,7 +424,7 @@ for n = 1, count do
     if struct.unpack('>d', ARGV[i + 2]) > a then
       redis.call('SETRANGE', key, {Offsets.ACCESSED}, ARGV[i + 2])
     end
-    if ARGV[i + 3] ~= '' then expire(key, ARGV[2], ARGV[i + 3]) end
+    if ARGV[i + 3] ~= '' then expire(key, ARGV[2], capped(h, ARGV[i + 3])) end
     done = done + 1
   end
 end

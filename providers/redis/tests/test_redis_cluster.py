@@ -1,14 +1,24 @@
-"""Cluster specifics: batches across slots and nodes, SCAN on every primary, shared client."""
+"""Cluster specifics: batches across slots and nodes (sync and async), SCAN on every
+primary, the shared client, async requests waiting for a free connection."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any, Final, TypeVar
 
 import pytest
 from cachehub_redis import RedisCache
+from cachehub_redis.connection import WaitingCluster
 from cachehub_redis.server import RedisClusterServers
+from redis.asyncio.connection import AbstractConnection as AsyncConnection
 from redis.cluster import RedisCluster
 from redis.connection import AbstractConnection
+
+from cachehub.errors import CacheError, CacheUnavailableError
+
+T = TypeVar("T")
 
 
 def test_batches_span_every_node(
@@ -81,3 +91,170 @@ def test_batches_keep_keys_of_one_slot_together(cluster_cache: RedisCache) -> No
     assert cluster_cache.clear("{user42}:k1*") == 11
     assert cluster_cache.count() == 39
     cluster_cache.clear()
+
+
+# ---------------------------------------------------------------------- async
+
+
+def _arun(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run``, bounded: a hang fails the test."""
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+@pytest.fixture
+def async_sends(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The port of every packet redis.asyncio writes: one write = one round trip."""
+    sent: list[int] = []
+    original = AsyncConnection.send_packed_command
+
+    async def counting(self: AsyncConnection, command: Any, check_health: bool = True) -> None:
+        sent.append(self.port)  # type: ignore[attr-defined]
+        await original(self, command, check_health)
+
+    monkeypatch.setattr(AsyncConnection, "send_packed_command", counting)
+    return sent
+
+
+ITEMS: Final = {f"k{i}": i for i in range(300)}  # over all three primaries, ~300 slots
+ASYNC_BATCHES: dict[str, Callable[[Any], Coroutine[Any, Any, Any]]] = {
+    "get_many": lambda a: a.get_many(list(ITEMS)),
+    "get_many idle": lambda a: a.get_many([f"idle{i}" for i in range(300)]),  # + the slides
+    "put_many": lambda a: a.put_many(ITEMS),
+    "put_many ttl": lambda a: a.put_many(ITEMS, time_span=600),
+    "delete_many": lambda a: a.delete_many(list(ITEMS)),
+}
+
+
+@pytest.mark.parametrize("name", list(ASYNC_BATCHES))
+def test_async_batches_are_one_round_trip_per_node(
+    cluster_cache: RedisCache,
+    redis_cluster: RedisClusterServers,
+    async_sends: list[int],
+    name: str,
+) -> None:
+    shell = cluster_cache.aio()
+    ports = sorted(node.port for node in redis_cluster.nodes)
+
+    async def scenario() -> list[int]:
+        # Warm: topology known, every script loaded on every primary.
+        await shell.put_many(ITEMS, time_span=600)
+        await shell.put_many({f"idle{i}": i for i in range(300)}, idle_time=600)
+        await shell.get_many([f"idle{i}" for i in range(300)])
+        await shell.delete_many(["absent"])
+        await shell.put_many(ITEMS)
+        async_sends.clear()
+        await ASYNC_BATCHES[name](shell)
+        sent = list(async_sends)
+        await shell.close()
+        return sent
+
+    sent = _arun(scenario())
+    trips = 2 if name == "get_many idle" else 1  # MGET, then the slides: as sync
+    assert sorted(sent) == sorted(ports * trips), name
+
+
+def test_async_hit_write_back_is_one_round_trip_per_node(
+    redis_cluster: RedisClusterServers, async_sends: list[int]
+) -> None:
+    cache = RedisCache(
+        host=redis_cluster.host,
+        port=redis_cluster.port,
+        cluster=True,
+        namespace=f"h{uuid.uuid4().hex[:8]}:",
+        hitCounts=True,
+        hitFlushInterval=0,
+    )
+    shell = cache.aio()
+
+    async def scenario() -> tuple[list[int], int, int]:
+        await shell.put_many(ITEMS)
+        await shell.get_many(list(ITEMS))
+        await cache.aflush_hits()  # warm: RECORD_READS loaded everywhere
+        await shell.get_many(list(ITEMS))
+        async_sends.clear()
+        flushed = await cache.aflush_hits()
+        sent = list(async_sends)
+        hits = (await shell.metadata("k7")).hit_count
+        await shell.clear()
+        await shell.close()
+        return sent, flushed, hits
+
+    try:
+        sent, flushed, hits = _arun(scenario())
+    finally:
+        cache.close()
+    assert flushed == 300
+    assert sorted(sent) == sorted(node.port for node in redis_cluster.nodes)
+    assert hits == 2
+
+
+def test_async_batch_survives_a_script_flush(
+    cluster_cache: RedisCache, redis_cluster: RedisClusterServers
+) -> None:
+    shell = cluster_cache.aio()
+
+    async def scenario() -> tuple[int, int]:
+        await shell.put_many(ITEMS, time_span=600)
+        for node in redis_cluster.nodes:  # every primary forgets every script
+            client = node.client()
+            client.script_flush()
+            client.close()
+        deleted = await shell.delete_many(list(ITEMS))
+        count = await shell.count()
+        await shell.close()
+        return deleted, count
+
+    assert _arun(scenario()) == (300, 0)
+
+
+def test_async_cluster_requests_wait_for_a_free_connection(
+    redis_cluster: RedisClusterServers,
+) -> None:
+    cache = RedisCache(
+        host=redis_cluster.host,
+        port=redis_cluster.port,
+        cluster=True,
+        namespace=f"w{uuid.uuid4().hex[:8]}:",
+        maxConnections=1,
+        socketTimeout=0.5,
+    )
+    shell = cache.aio()
+
+    async def scenario() -> tuple[list[Any], type[BaseException] | None, str]:
+        await shell.put_many(ITEMS)
+        # 60 tasks on one connection per node: the extra ones wait their turn.
+        got: list[Any] = list(await asyncio.gather(*(shell.get(f"k{i}") for i in range(60))))
+        got.append(await shell.get_many(list(ITEMS)) == ITEMS)
+        # Hold the only permit: a request now waits socketTimeout, then a typed error.
+        client = await cache._aconnection()
+        assert isinstance(client, WaitingCluster)
+        held, release = asyncio.Event(), asyncio.Event()
+
+        async def hold() -> None:
+            async with client.permit():
+                held.set()
+                await release.wait()
+
+        holder = asyncio.ensure_future(hold())
+        await held.wait()
+        error: type[BaseException] | None = None
+        message = ""
+        try:
+            await shell.get("k1")
+        except CacheError as exc:
+            error, message = type(exc), str(exc)
+        release.set()
+        await holder
+        got.append(await shell.get("k1"))  # the permit is back: works again
+        await shell.clear()
+        await shell.close()
+        return got, error, message
+
+    try:
+        got, error, message = _arun(scenario())
+    finally:
+        cache.close()
+    assert got == [*range(60), True, 1]
+    assert error is CacheUnavailableError
+    assert "exhausted" in message
+    assert "busy for 0.5 s" in message

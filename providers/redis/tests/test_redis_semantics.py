@@ -8,10 +8,10 @@ from collections.abc import Callable
 import pytest
 from cachehub_redis import RedisCache
 from cachehub_redis.cache import _exact_glob, redis_glob
-from cachehub_redis.entry import HEADER, HEADER_SIZE, INT, KIND_CODEC, KIND_INT, MAGIC
+from cachehub_redis.entry import HEADER, HEADER_SIZE, INT, KIND_CODEC, KIND_INT, MAGIC, pack
 from redis import Redis
 
-from cachehub.errors import CacheValueError
+from cachehub.errors import CacheError, CacheValueError, CorruptEntryError
 from cachehub.filters import compile_filter
 from cachehub.testing.clock import FakeClock
 
@@ -69,6 +69,58 @@ def test_integers_are_native_64_bit_fields(
     cache.put("low", -(2**63))
     assert cache.decr("low", -5) == -(2**63) + 5
     assert cache.get("n") == 42
+
+
+@pytest.mark.parametrize("size", [0, 3, 7, 9, 20])
+def test_incr_refuses_an_int_entry_of_the_wrong_size(
+    make_cache: Callable[..., RedisCache], plain: Redis, size: int
+) -> None:
+    # Another program wrote an int entry whose value is not 8 bytes: BITFIELD would pad a
+    # short one with zeros (a garbage count) and leave a long one corrupt.
+    cache = make_cache()
+    key = f"{cache.namespace}n"
+    planted = pack(KIND_INT, bytes(range(1, size + 1)), 1.0e9, 1.0e9, None, None)
+    plain.set(key, planted)
+    for delta in (1, -1):
+        with pytest.raises(CorruptEntryError, match=f"holds {size} bytes, not 8"):
+            cache.incr("n", delta)
+    assert plain.get(key) == planted  # untouched
+    with pytest.raises(CorruptEntryError):
+        cache.get("n")
+
+
+def test_incr_on_values_other_programs_planted(
+    make_cache: Callable[..., RedisCache], plain: Redis
+) -> None:
+    cache = make_cache()
+    ns = cache.namespace
+    # A cachehub entry holding a string: refused, typed, left as it is.
+    cache.put("text", "41")
+    with pytest.raises(CacheValueError, match="not"):
+        cache.incr("text")
+    assert cache.get("text") == "41"
+    # A counter at the top of the signed 64-bit range: refused, value and stamp kept.
+    plain.set(f"{ns}top", pack(KIND_INT, INT.pack(2**63 - 1), 1.0e9, 1.0e9, None, None))
+    before = plain.get(f"{ns}top")
+    with pytest.raises(CacheValueError, match="64-bit"):
+        cache.incr("top")
+    assert plain.get(f"{ns}top") == before
+    assert cache.decr("top") == 2**63 - 2
+    # An unknown kind byte or junk after a valid-looking header: a typed error, never a
+    # crash or a number made of junk.
+    plain.set(f"{ns}odd", pack(0x7A, b"\xc1junk", 1.0e9, 1.0e9, None, None))
+    with pytest.raises(CacheError):
+        cache.incr("odd")
+    # Keys that are not cachehub entries count as absent, for incr as for get: a bare
+    # Redis integer (another program's INCR) or a key of another type is replaced by a
+    # fresh counter, as put() would replace it.
+    plain.set(f"{ns}bare", b"41")
+    plain.hset(f"{ns}hash", "field", "value")
+    assert cache.get("bare") is None
+    assert cache.get("hash") is None
+    assert cache.incr("bare", 2) == 2
+    assert cache.incr("hash", 3) == 3
+    assert cache.get_many(["bare", "hash"]) == {"bare": 2, "hash": 3}
 
 
 def test_plain_reads_are_counted_in_process_and_written_back_in_one_round_trip(

@@ -6,6 +6,7 @@ url), so every connection goes through Sentinel discovery.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -122,3 +123,41 @@ def test_the_same_cache_follows_a_failover(require_redis: None) -> None:
         assert cache.delete_many(list(items)) == 50
         assert cache.clear() == 2
         cache.close()
+
+
+def test_async_requests_wait_for_a_free_connection(
+    sentinel_servers: RedisSentinelServers,
+) -> None:
+    # As on a single server: more tasks than maxConnections wait their turn (up to
+    # socketTimeout) instead of failing at once, then get a typed error naming the pool.
+    cache = RedisCache(
+        _sentinel_settings(sentinel_servers),
+        namespace=f"w{uuid.uuid4().hex[:8]}:",
+        maxConnections=1,
+        socketTimeout=0.5,
+    )
+    shell = cache.aio()
+
+    async def scenario() -> tuple[list[Any], str]:
+        await shell.put_many({f"k{i}": i for i in range(60)})
+        got: list[Any] = list(await asyncio.gather(*(shell.get(f"k{i}") for i in range(60))))
+        client = await cache._aconnection()
+        pipe = client.pipeline()
+        await pipe.watch(f"{cache.namespace}k1")  # WATCH keeps the only connection
+        message = ""
+        try:
+            await shell.get("k1")
+        except CacheUnavailableError as exc:
+            message = str(exc)
+        await pipe.reset()  # gives the connection back
+        got.append(await shell.get("k1"))
+        await shell.clear()
+        await shell.close()
+        return got, message
+
+    try:
+        got, message = asyncio.run(asyncio.wait_for(scenario(), 60))
+    finally:
+        cache.close()
+    assert got == [*range(60), 1]
+    assert "exhausted" in message
