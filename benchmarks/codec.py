@@ -31,6 +31,7 @@ from .harness import (
     load_note,
     measure_interleaved,
     quartiles,
+    steady_allocator,
     verdict_of,
 )
 from .report import fmt_ns, fmt_verdict
@@ -209,6 +210,7 @@ def _ops(shape: Shape, cfg: Config) -> int:
 def run(cfg: Config) -> Section:
     """Measure encode+decode of every shape with pickle and the safe codec."""
     section = Section("codec", "Codec", BASELINE)
+    allocator = steady_allocator()
     load = os.getloadavg()[0]  # other jobs on the machine: what the CPU-time ratios exclude
     safe = make_codec("safe")
     compressed = make_codec("safe", compress_threshold=_CACHE_DEFAULT_THRESHOLD)
@@ -304,6 +306,7 @@ def run(cfg: Config) -> Section:
         "says inconclusive."
     )
     section.notes.append(load_note(load))
+    section.notes.append(allocator)
     section.notes.append(
         "The Targets table above lists every shape with and without compression (no target "
         "there): the issue's target is the one in the IQR table."

@@ -9,6 +9,7 @@ measured in the same run, on the same backend instance.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
 import platform
@@ -42,6 +43,7 @@ __all__ = [
     "measure_interleaved",
     "op_cases",
     "skipped",
+    "steady_allocator",
 ]
 
 
@@ -454,6 +456,45 @@ def by_op(cases: Sequence[Case]) -> list[list[Case]]:
 def skipped(op: str, impl: str, reason: str) -> Measurement:
     """A placeholder measurement for a case that could not run, saying why."""
     return Measurement(op, impl, float("nan"), [], skipped=reason)
+
+
+_M_TRIM_THRESHOLD: int = -1  # glibc's mallopt parameters (malloc.h)
+_M_MMAP_THRESHOLD: int = -3
+_STEADY_MMAP: int = 32 << 20  # the largest mmap threshold glibc accepts on 64-bit
+_steady: list[str] = []
+
+
+def steady_allocator() -> str:
+    """Keep this process's large allocations out of fresh mmaps; the report's note on it.
+
+    glibc serves an allocation above its mmap threshold (128 KiB at first, then moved by
+    what was last freed) with a fresh mapping, and returns freed heap above its trim
+    threshold to the system: the next allocation of that size then pays ~250 page faults
+    per MiB, in the thread's CPU time. Whether a 1 MB value's copies fault therefore
+    depended on what ran before (pickle's round trip of 1 MB bytes measured 627 us in one
+    shape and 48 us in the next, the same value), so ratios measured allocator history,
+    not the code. Fixed thresholds (32 MiB, and no trimming) keep every implementation in
+    the same state: large copies come from the heap. Idempotent; on a C library without
+    mallopt (musl, macOS) nothing changes and the note says so.
+    """
+    if not _steady:
+        try:
+            mallopt = ctypes.CDLL(None).mallopt
+            mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+            done = mallopt(_M_MMAP_THRESHOLD, _STEADY_MMAP) and mallopt(
+                _M_TRIM_THRESHOLD, 2 * _STEADY_MMAP
+            )
+        except (AttributeError, OSError):
+            done = 0
+        _steady.append(
+            "Allocator: glibc mallopt sets the mmap threshold to 32 MiB and the trim threshold "
+            "to 64 MiB for the run, so no implementation's large copies pay page faults that "
+            "another's do not (see benchmarks.harness.steady_allocator)."
+            if done
+            else "Allocator: left as it is (no glibc mallopt): large values' rows may include "
+            "page faults."
+        )
+    return _steady[0]
 
 
 def load_note(load: float) -> str:
