@@ -296,14 +296,14 @@ def run(cfg: Config) -> Section:
         ("Encoded sizes", ["shape", "value", *(impl for impl, _, _ in codecs)], sizes)
     )
     section.notes.append(
-        f"{cfg.rounds} interleaved rounds per shape, then {cfg.rounds} more at a time while "
-        f"the shape's inter-quartile range straddles the target, up to {cfg.settle_rounds} "
-        "(the rounds column). Ratios are per round (round r of both ran back to back) of "
-        "the thread CPU time, which leaves out the time the process waited for a core on a "
-        "loaded machine; the wall-clock ratio of the same rounds is shown beside it. The "
-        "verdict is met only when the whole inter-quartile range is at or below the "
-        "target, not met only when it is all above; otherwise the run cannot tell, and "
-        "says inconclusive."
+        f"{cfg.rounds} interleaved rounds per shape; a shape whose inter-quartile range "
+        f"straddles the target after them runs on to {cfg.settle_rounds} rounds and is "
+        "decided on all of them (the rounds column). Ratios are per round (round r of "
+        "both ran back to back) of the thread CPU time, which leaves out the time the "
+        "process waited for a core on a loaded machine; the wall-clock ratio of the same "
+        "rounds is shown beside it. The verdict is met only when the whole inter-quartile "
+        "range is at or below the target, not met only when it is all above; otherwise "
+        "the run cannot tell, and says inconclusive."
     )
     section.notes.append(load_note(load))
     section.notes.append(allocator)

@@ -211,14 +211,14 @@ class Settle:
     """More rounds for an operation whose target rows are not yet decided.
 
     A verdict flips between runs when a quartile of the per-round ratios sits near the
-    target: the quartiles of 41 rounds move by a few percent from run to run. So after the
-    first batch of rounds, while any of ``targets`` is *inconclusive*, the operation runs
-    another batch (every implementation again, interleaved as before) until each target is
-    decided or ``max_rounds`` rounds ran; the verdict then rests on all rounds, and one
-    still straddling the target at the cap stays *inconclusive*. More rounds do not narrow
-    the range itself (it is the spread of the per-round ratios, not an error bar): they pin
-    its ends down, so a range that clears its target in one run clears it in the next.
-    At most ``max_rounds / rounds`` looks, each at all rounds so far.
+    target: the quartiles of 41 rounds move by a few percent from run to run. So when any
+    of ``targets`` is *inconclusive* after the first rounds, the operation runs on (every
+    implementation again, interleaved as before) until ``max_rounds`` rounds ran, and the
+    verdict rests on all of them; one still straddling its target then stays
+    *inconclusive*. More rounds do not narrow the range itself (it is the spread of the
+    per-round ratios, not an error bar): they pin its ends down. Two looks only, the
+    second at the cap: stopping at whichever look first cleared the target would favour
+    a lucky stretch, the very flip this is meant to prevent.
     """
 
     targets: tuple[tuple[str, str, float], ...]
@@ -409,7 +409,7 @@ def _measure_rounds(
         done += batch
         batch = 0
         if settle is not None and done < settle.max_rounds and settle.undecided(cases, samples):
-            batch = min(rounds, settle.max_rounds - done)
+            batch = settle.max_rounds - done  # one more look only: see Settle
     results = []
     for i, case in enumerate(cases):
         result = Measurement(case.op, case.impl, statistics.median(samples[i]), samples[i])

@@ -501,9 +501,9 @@ def _notes(cfg: Config) -> list[str]:
         "Every TTL put, the baseline's included, is called through the same two-argument "
         "wrapper, so its frame is on both sides of each ratio.",
         "get_many is timed per key read (batches of the configured size).",
-        f"Rounds: {cfg.memory_rounds} per operation, then {cfg.memory_rounds} more at a time "
-        "while a target row of that operation straddles its target, up to "
-        f"{cfg.settle_rounds}; the rounds column says how many each row rests on.",
+        f"Rounds: {cfg.memory_rounds} per operation; an operation with a target row whose "
+        f"range straddles its target after them runs on to {cfg.settle_rounds} rounds and "
+        "is decided on all of them (the rounds column).",
         f"Throughput: a 9:1 get:put mix over 1,000 keys of the 200 B shape; {THREADS} threads "
         f"share one cache, {PROCESSES} processes have one each (a process cache is not shared). "
         "Time/op is the CPU time of all threads (or all processes) over all operations, so a "

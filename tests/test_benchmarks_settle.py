@@ -60,15 +60,19 @@ def test_a_decided_operation_runs_its_rounds_only() -> None:
     assert _measure([150.0] * 5, cap=20) == (5, "not met")
 
 
-def test_an_undecided_operation_runs_more_rounds_until_it_is_decided() -> None:
-    # Ratios 0.8 .. 1.2 straddle 1.1 (IQR 0.9-1.15); five more rounds at 0.9 settle it.
-    assert _measure([80.0, 90.0, 100.0, 115.0, 120.0] + [90.0] * 5, cap=20) == (10, "met")
+def test_an_undecided_operation_runs_to_the_cap_and_is_decided_on_all_rounds() -> None:
+    # Ratios 0.8 .. 1.2 straddle 1.1 (IQR 0.9-1.15): it runs on to the cap, not to the
+    # first look that clears the target (after 10 rounds here), and the verdict rests on
+    # all 20 rounds.
+    assert _measure([80.0, 90.0, 100.0, 115.0, 120.0] + [90.0] * 15, cap=20) == (20, "met")
+    late = [80.0, 90.0, 100.0, 115.0, 120.0] + [90.0] * 5 + [130.0] * 10
+    assert _measure(late, cap=20) == (20, "inconclusive")
 
 
 def test_an_operation_that_never_settles_stops_at_the_cap_inconclusive() -> None:
     straddling = [80.0, 90.0, 100.0, 115.0, 120.0] * 4
     assert _measure(straddling, cap=20) == (20, "inconclusive")
-    # a cap that is not a multiple of the batch: the last batch is cut to fit
+    # a cap that is not a multiple of the first batch
     assert _measure(straddling, cap=12) == (12, "inconclusive")
 
 
