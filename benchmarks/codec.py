@@ -22,8 +22,19 @@ from typing import Any
 
 from cachehub.codec import make_codec
 
-from .harness import Case, Config, Row, Section, load_note, measure_interleaved
-from .report import fmt_ns
+from .harness import (
+    Case,
+    Config,
+    Row,
+    Section,
+    Settle,
+    load_note,
+    measure_interleaved,
+    quartiles,
+    steady_allocator,
+    verdict_of,
+)
+from .report import fmt_ns, fmt_verdict
 
 __all__ = [
     "BASELINE",
@@ -147,51 +158,40 @@ class Spread:
     q1: float
     q3: float
 
-    def verdict(self, target: float) -> str:
-        """``yes`` / ``**no**`` only when the whole IQR is on one side of ``target``."""
-        if self.q3 <= target:
-            return "yes"
-        if self.q1 > target:
-            return "**no**"
-        return "unclear (IQR spans the target)"
-
 
 def spread(mine: list[float], base: list[float]) -> Spread:
     """Median and inter-quartile range of the per-round ratios ``mine[r] / base[r]``.
 
     Rounds ran interleaved, so round r of both ran back to back.
     """
-    ratios = [m / b for m, b in zip(mine, base, strict=True)]
-    if len(ratios) == 1:
-        return Spread(ratios[0], ratios[0], ratios[0])
-    q1, _, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
-    return Spread(statistics.median(ratios), q1, q3)
+    q1, median, q3 = quartiles([m / b for m, b in zip(mine, base, strict=True)])
+    return Spread(median, q1, q3)
 
 
 class _Roundtrip:
-    """``ops`` encode+decode pairs per call; records each call's thread CPU time.
+    """``ops`` encode+decode pairs per call; records each call's wall time.
 
-    The harness times wall-clock rounds. On a shared, loaded machine a round also
-    holds the time this process waited for a core, which no codec spends, so the
-    verdicts use the CPU time of the same rounds (``time.thread_time_ns``).
+    The harness times each round by the CPU time of this thread (the Case's timer), which
+    leaves out the time the process waited for a core on a shared, loaded machine: the
+    verdicts rest on it. The wall time of the same rounds is shown beside it.
     """
 
     def __init__(
         self, dumps: Callable[[Any], bytes], loads: Callable[[bytes], Any], value: Any, ops: int
     ) -> None:
         self.dumps, self.loads, self.value, self.ops = dumps, loads, value, ops
-        self.cpu_ns: list[float] = []
+        self.wall_ns: list[float] = []
 
     def __call__(self) -> None:
         dumps, loads, value = self.dumps, self.loads, self.value
-        start = time.thread_time_ns()
+        start = time.perf_counter_ns()
         for _ in range(self.ops):
             loads(dumps(value))
-        self.cpu_ns.append((time.thread_time_ns() - start) / self.ops)
+        self.wall_ns.append((time.perf_counter_ns() - start) / self.ops)
 
     def rounds(self, count: int) -> list[float]:
-        """CPU ns per pair of the last ``count`` calls (the timed rounds, not the warm-up)."""
-        return self.cpu_ns[-count:]
+        """Wall ns per pair of the last ``count`` calls (the timed rounds, not the warm-up)."""
+        return self.wall_ns[-count:]
 
 
 def _size(size: int) -> str:
@@ -210,6 +210,7 @@ def _ops(shape: Shape, cfg: Config) -> int:
 def run(cfg: Config) -> Section:
     """Measure encode+decode of every shape with pickle and the safe codec."""
     section = Section("codec", "Codec", BASELINE)
+    allocator = steady_allocator()
     load = os.getloadavg()[0]  # other jobs on the machine: what the CPU-time ratios exclude
     safe = make_codec("safe")
     compressed = make_codec("safe", compress_threshold=_CACHE_DEFAULT_THRESHOLD)
@@ -220,6 +221,7 @@ def run(cfg: Config) -> Section:
     ]
     targets: list[list[str]] = []
     sizes: list[list[str]] = []
+    cpu = time.thread_time_ns  # see _Roundtrip
     for shape in SHAPES:
         value = shape.make()
         op = f"encode+decode: {shape.label}"
@@ -233,10 +235,13 @@ def run(cfg: Config) -> Section:
             if type(back) is not type(value) or back != value:
                 section.notes.append(f"{impl}: does not round-trip '{shape.label}' exactly")
             runs[impl] = _Roundtrip(dumps, loads, value, ops)
-            cases.append(Case(op, impl, runs[impl], ops))
+            cases.append(Case(op, impl, runs[impl], ops, timer=cpu))
         if shape.label == "100 KB nested":  # the struct is json-compatible: json too
-            cases.append(Case(op, JSON, _Roundtrip(_json_dumps, json.loads, value, ops), ops))
-        measured = measure_interleaved(cases, cfg.rounds)
+            trip = _Roundtrip(_json_dumps, json.loads, value, ops)
+            cases.append(Case(op, JSON, trip, ops, timer=cpu))
+        mine = CACHEHUB_COMPRESSED if shape.compressed else CACHEHUB
+        settle = Settle(((mine, BASELINE, TARGET),), cfg.settle_rounds)
+        measured = measure_interleaved(cases, cfg.rounds, settle=settle)
         section.measurements.extend(measured)
         base = section.find(op, BASELINE)
         assert base is not None
@@ -249,10 +254,11 @@ def run(cfg: Config) -> Section:
             section.rows.append(Row.compare(op, m.impl, m, BASELINE, base, None))
             if (m.impl == CACHEHUB_COMPRESSED) != shape.compressed:
                 continue  # the target names one codec setting per shape
-            base_cpu = runs[BASELINE].rounds(cfg.rounds)
-            mine_cpu = runs[m.impl].rounds(cfg.rounds)
+            count = len(m.rounds_ns)  # the timed rounds, settled ones included
+            base_cpu, mine_cpu = base.rounds_ns, m.rounds_ns
             s = spread(mine_cpu, base_cpu)
-            wall = spread(m.rounds_ns, base.rounds_ns)
+            wall = spread(runs[m.impl].rounds(count), runs[BASELINE].rounds(count))
+            ratios = [a / b for a, b in zip(mine_cpu, base_cpu, strict=True)]
             targets.append(
                 [
                     shape.label,
@@ -263,7 +269,8 @@ def run(cfg: Config) -> Section:
                     f"{s.q1:.2f}x - {s.q3:.2f}x",
                     f"{wall.median:.2f}x ({wall.q1:.2f}x - {wall.q3:.2f}x)",
                     f"<= {TARGET}x pickle",
-                    s.verdict(TARGET),
+                    fmt_verdict(verdict_of(ratios, TARGET)),
+                    str(count),
                 ]
             )
     section.extra_tables.insert(
@@ -279,7 +286,8 @@ def run(cfg: Config) -> Section:
                 "IQR",
                 "wall-clock ratio (IQR)",
                 "target",
-                "met?",
+                "verdict",
+                "rounds",
             ],
             targets,
         ),
@@ -288,14 +296,17 @@ def run(cfg: Config) -> Section:
         ("Encoded sizes", ["shape", "value", *(impl for impl, _, _ in codecs)], sizes)
     )
     section.notes.append(
-        f"{cfg.rounds} interleaved rounds per shape. Ratios are per round (round r of "
+        f"{cfg.rounds} interleaved rounds per shape; a shape whose inter-quartile range "
+        f"straddles the target after them runs on to {cfg.settle_rounds} rounds and is "
+        "decided on all of them (the rounds column). Ratios are per round (round r of "
         "both ran back to back) of the thread CPU time, which leaves out the time the "
         "process waited for a core on a loaded machine; the wall-clock ratio of the same "
-        "rounds is shown beside it. 'met?' says yes only when the whole inter-quartile "
-        "range is at or below the target, **no** only when it is all above; otherwise "
-        "the run cannot tell, and says so."
+        "rounds is shown beside it. The verdict is met only when the whole inter-quartile "
+        "range is at or below the target, not met only when it is all above; otherwise "
+        "the run cannot tell, and says inconclusive."
     )
     section.notes.append(load_note(load))
+    section.notes.append(allocator)
     section.notes.append(
         "The Targets table above lists every shape with and without compression (no target "
         "there): the issue's target is the one in the IQR table."

@@ -9,6 +9,7 @@ measured in the same run, on the same backend instance.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
 import platform
@@ -30,9 +31,11 @@ __all__ = [
     "Measurement",
     "Row",
     "Section",
+    "Settle",
     "Target",
     "Verdict",
     "quartiles",
+    "verdict_of",
     "Adapter",
     "machine_info",
     "by_op",
@@ -40,6 +43,7 @@ __all__ = [
     "measure_interleaved",
     "op_cases",
     "skipped",
+    "steady_allocator",
 ]
 
 
@@ -56,6 +60,10 @@ class Config:
     """Rounds for the in-process cases: each is cheap, and the differences between
     implementations are a few percent, so many short rounds (timed by CPU time, see
     :attr:`Case.timer`) steady the median ratio and its inter-quartile range."""
+    settle_rounds: int
+    """The most rounds a memory or codec operation runs while a target's inter-quartile
+    range still straddles its target (see :class:`Settle`); the first ``rounds`` /
+    ``memory_rounds`` decide every other row."""
     ops: int
     """Operations per round for cheap (in-process) operations."""
     remote_ops: int
@@ -78,6 +86,7 @@ class Config:
             quick=False,
             rounds=41,
             memory_rounds=41,
+            settle_rounds=164,
             ops=2_000,
             remote_ops=500,
             aws_ops=50,
@@ -96,6 +105,7 @@ class Config:
             quick=True,
             rounds=2,
             memory_rounds=2,
+            settle_rounds=4,
             ops=500,
             remote_ops=50,
             aws_ops=5,
@@ -181,6 +191,55 @@ def quartiles(values: Sequence[float]) -> tuple[float, float, float]:
     return q1, q2, q3
 
 
+def verdict_of(ratios: Sequence[float], max_ratio: float) -> Verdict:
+    """The verdict of per-round ratios against a ``max_ratio`` target (the one rule every
+    section applies): ``met`` when the whole inter-quartile range is at or below the
+    target, ``not met`` when it is all above, else (or without ratios) ``inconclusive``.
+    """
+    if not ratios:
+        return "inconclusive"
+    low, _, high = quartiles(ratios)
+    if high <= max_ratio:
+        return "met"
+    if low > max_ratio:
+        return "not met"
+    return "inconclusive"
+
+
+@dataclass(frozen=True, slots=True)
+class Settle:
+    """More rounds for an operation whose target rows are not yet decided.
+
+    A verdict flips between runs when a quartile of the per-round ratios sits near the
+    target: the quartiles of 41 rounds move by a few percent from run to run. So when any
+    of ``targets`` is *inconclusive* after the first rounds, the operation runs on (every
+    implementation again, interleaved as before) until ``max_rounds`` rounds ran, and the
+    verdict rests on all of them; one still straddling its target then stays
+    *inconclusive*. More rounds do not narrow the range itself (it is the spread of the
+    per-round ratios, not an error bar): they pin its ends down. Two looks only, the
+    second at the cap: stopping at whichever look first cleared the target would favour
+    a lucky stretch, the very flip this is meant to prevent.
+    """
+
+    targets: tuple[tuple[str, str, float], ...]
+    """``(implementation, baseline implementation, max ratio)`` of each target row."""
+    max_rounds: int
+
+    def undecided(self, cases: Sequence[Case], samples: Sequence[Sequence[float]]) -> bool:
+        """Whether a target's per-round ratios (``samples`` aligned with ``cases``) straddle it."""
+        index = {case.impl: i for i, case in enumerate(cases)}
+        for impl, base, max_ratio in self.targets:
+            if impl not in index or base not in index:
+                continue  # an implementation that was not measured (a missing peer)
+            mine, theirs = samples[index[impl]], samples[index[base]]
+            if not all(theirs):
+                continue  # unpaired, as Row.compare would find it: no verdict to settle
+            ratios = [m / b for m, b in zip(mine, theirs, strict=True)]
+            if verdict_of(ratios, max_ratio) == "inconclusive":
+                return True
+        return False
+
+
 @dataclass(slots=True)
 class Row:
     """One line of a section's target table: cachehub against the baseline on one op."""
@@ -264,15 +323,7 @@ class Row:
             return (
                 "met" if trips is not None and trips <= self.target.max_round_trips else "not met"
             )
-        spread = self.iqr
-        if spread is None:
-            return "inconclusive"
-        low, high = spread
-        if high <= self.target.max_ratio:
-            return "met"
-        if low > self.target.max_ratio:
-            return "not met"
-        return "inconclusive"
+        return verdict_of(self.ratios, self.target.max_ratio)
 
     @property
     def met(self) -> bool | None:
@@ -310,7 +361,7 @@ def measure(case: Case, rounds: int, *, warmup: bool = True) -> Measurement:
 
 
 def measure_interleaved(
-    cases: Sequence[Case], rounds: int, *, warmup: bool = True
+    cases: Sequence[Case], rounds: int, *, warmup: bool = True, settle: Settle | None = None
 ) -> list[Measurement]:
     """Time several cases (implementations of one operation) round-robin.
 
@@ -320,7 +371,8 @@ def measure_interleaved(
     between them are what the report is about.
 
     Client CPU is ``time.thread_time``: a server running inside this process (a test's
-    in-process moto, say) would otherwise be billed to the client.
+    in-process moto, say) would otherwise be billed to the client. With ``settle``, batches
+    of ``rounds`` more rounds follow while a target is undecided (see :class:`Settle`).
     """
     if warmup:
         for case in cases:
@@ -333,23 +385,31 @@ def measure_interleaved(
     # pytest session holding a whole suite's objects made it take seconds per round).
     gc.freeze()
     try:
-        return _measure_rounds(cases, rounds)
+        return _measure_rounds(cases, rounds, settle)
     finally:
         gc.unfreeze()
 
 
-def _measure_rounds(cases: Sequence[Case], rounds: int) -> list[Measurement]:
+def _measure_rounds(
+    cases: Sequence[Case], rounds: int, settle: Settle | None = None
+) -> list[Measurement]:
     samples: list[list[float]] = [[] for _ in cases]
     requests: list[list[int]] = [[] for _ in cases]
     cpu: list[list[float]] = [[] for _ in cases]
     order = list(range(len(cases)))
-    for r in range(rounds):
-        shift = r % len(cases)
-        for i in order[shift:] + order[:shift]:
-            elapsed, cpu_s, sent = _round(cases[i])
-            samples[i].append(elapsed / cases[i].ops)
-            requests[i].append(sent)
-            cpu[i].append(cpu_s)
+    done, batch = 0, rounds
+    while batch > 0:
+        for r in range(done, done + batch):
+            shift = r % len(cases)
+            for i in order[shift:] + order[:shift]:
+                elapsed, cpu_s, sent = _round(cases[i])
+                samples[i].append(elapsed / cases[i].ops)
+                requests[i].append(sent)
+                cpu[i].append(cpu_s)
+        done += batch
+        batch = 0
+        if settle is not None and done < settle.max_rounds and settle.undecided(cases, samples):
+            batch = settle.max_rounds - done  # one more look only: see Settle
     results = []
     for i, case in enumerate(cases):
         result = Measurement(case.op, case.impl, statistics.median(samples[i]), samples[i])
@@ -396,6 +456,45 @@ def by_op(cases: Sequence[Case]) -> list[list[Case]]:
 def skipped(op: str, impl: str, reason: str) -> Measurement:
     """A placeholder measurement for a case that could not run, saying why."""
     return Measurement(op, impl, float("nan"), [], skipped=reason)
+
+
+_M_TRIM_THRESHOLD: int = -1  # glibc's mallopt parameters (malloc.h)
+_M_MMAP_THRESHOLD: int = -3
+_STEADY_MMAP: int = 32 << 20  # the largest mmap threshold glibc accepts on 64-bit
+_steady: list[str] = []
+
+
+def steady_allocator() -> str:
+    """Keep this process's large allocations out of fresh mmaps; the report's note on it.
+
+    glibc serves an allocation above its mmap threshold (128 KiB at first, then moved by
+    what was last freed) with a fresh mapping, and returns freed heap above its trim
+    threshold to the system: the next allocation of that size then pays ~250 page faults
+    per MiB, in the thread's CPU time. Whether a 1 MB value's copies fault therefore
+    depended on what ran before (pickle's round trip of 1 MB bytes measured 627 us in one
+    shape and 48 us in the next, the same value), so ratios measured allocator history,
+    not the code. Fixed thresholds (32 MiB, and no trimming) keep every implementation in
+    the same state: large copies come from the heap. Idempotent; on a C library without
+    mallopt (musl, macOS) nothing changes and the note says so.
+    """
+    if not _steady:
+        try:
+            mallopt = ctypes.CDLL(None).mallopt
+            mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+            done = mallopt(_M_MMAP_THRESHOLD, _STEADY_MMAP) and mallopt(
+                _M_TRIM_THRESHOLD, 2 * _STEADY_MMAP
+            )
+        except (AttributeError, OSError):
+            done = 0
+        _steady.append(
+            "Allocator: glibc mallopt sets the mmap threshold to 32 MiB and the trim threshold "
+            "to 64 MiB for the run, so no implementation's large copies pay page faults that "
+            "another's do not (see benchmarks.harness.steady_allocator)."
+            if done
+            else "Allocator: left as it is (no glibc mallopt): large values' rows may include "
+            "page faults."
+        )
+    return _steady[0]
 
 
 def load_note(load: float) -> str:

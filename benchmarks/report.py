@@ -17,6 +17,7 @@ __all__ = [
     "SECTION_CLOSE",
     "SECTION_OPEN",
     "fmt_ns",
+    "fmt_verdict",
     "merge",
     "render",
     "write_chart",
@@ -68,6 +69,11 @@ _VERDICTS: dict[str | None, str] = {
     "not met": "**not met**",
     "inconclusive": "inconclusive",
 }
+
+
+def fmt_verdict(verdict: str | None) -> str:
+    """A verdict as every table shows it: ``met``, ``**not met**``, ``inconclusive``, ``-``."""
+    return _VERDICTS[verdict]
 
 
 def _spread(row: Row) -> str:
@@ -138,6 +144,7 @@ def render_section(section: Section) -> list[str]:
                 "IQR",
                 "target",
                 "verdict",
+                "rounds",
             ],
             [
                 [
@@ -149,7 +156,8 @@ def render_section(section: Section) -> list[str]:
                     f"{r.ratio:.2f}x",
                     _spread(r),
                     "-" if r.target is None else r.target.label,
-                    _VERDICTS[r.verdict],
+                    fmt_verdict(r.verdict),
+                    str(len(r.ratios)) if r.ratios else "-",
                 ]
                 for r in section.rows
             ],

@@ -69,7 +69,7 @@ def test_quick_memory_and_codec_report(tmp_path: Path) -> None:
     ):
         assert [m.op for m in memory.measurements if m.impl == impl] == MEMORY_SINGLE + THROUGHPUT
     for row in memory.rows:
-        assert len(row.ratios) == QUICK.memory_rounds
+        assert QUICK.memory_rounds <= len(row.ratios) <= QUICK.settle_rounds
         if row.target is not None:
             assert row.verdict in ("met", "not met", "inconclusive")
 

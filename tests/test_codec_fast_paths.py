@@ -16,6 +16,7 @@ import zlib
 import zoneinfo
 from typing import Any
 
+import msgpack
 import ormsgpack
 import pytest
 from hypothesis import example, given, settings
@@ -204,6 +205,26 @@ def test_datetime_subclasses_are_still_refused() -> None:
 
     with pytest.raises(SerializationError, match=r"value\[1\] is a .*Stamp"):
         make_codec("safe").dumps([1, Stamp(2024, 1, 1)])
+
+
+@pytest.mark.parametrize("tz", [None, dt.UTC, PLUS_0530, NAMED, PARIS], ids=str)
+@pytest.mark.parametrize("fold", [0, 1])
+def test_the_datetime_state_is_protocol_4s_with_or_without_fold(tz: Any, fold: int) -> None:
+    # The encoder takes protocol 2's state when fold is 0 (the same bytes, cheaper to get)
+    # and protocol 4's otherwise: either way the payload holds protocol 4's state.
+    codec = make_codec("safe")
+    for value in (
+        dt.datetime(2024, 10, 27, 2, 30, 0, 999_999, tzinfo=tz, fold=fold),
+        dt.datetime.min.replace(tzinfo=tz, fold=fold),
+        dt.datetime.max.replace(tzinfo=tz, fold=fold),
+    ):
+        data = codec.dumps(value)
+        ext = msgpack.unpackb(data[1:])
+        assert ext.code == 7
+        assert ext.data[:10] == value.__reduce_ex__(4)[1][0]
+        assert (ext.data[2] >> 7) == fold
+        assert_exact(codec.loads(data), value)
+        assert codec.loads(data).fold == fold
 
 
 def _ext7(payload: bytes) -> bytes:

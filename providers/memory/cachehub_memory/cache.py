@@ -776,10 +776,20 @@ def _fast_put(cache: MemoryCache) -> Callable[..., None]:
     encode = cache._encode
     clock, acquire, release = cache._clock, cache._acquire, cache._release
     ordered = cache._ordered
+    # Bound once: a method lookup per call is a measurable share of a put (issue #17).
+    # Without an OrderedDict (cachetools policies) they are bound to an unused one.
+    bound: OrderedDict[str, _Record] = OrderedDict() if ordered is None else ordered
+    lookup, to_end = bound.get, bound.move_to_end
     store = cache._store.store
     number = cache._number
     maxsize = cache._maxsize
     checked_first = bool(prefix or encode)
+    max_whole, max_seconds = _MAX_WHOLE_SECONDS, _MAX_SECONDS
+    # The last lifetime object this put accepted. Ints and floats are immutable, so the same
+    # object passes the same checks again: a caller passing one constant (the common case:
+    # `put(k, v, 300)` or a TTL read once from config) pays one identity test instead of
+    # the type and range checks. Only an exact int or float within the bounds is stored.
+    accepted: Any = None
 
     def put(
         key: str,
@@ -788,18 +798,22 @@ def _fast_put(cache: MemoryCache) -> Callable[..., None]:
         idle_time: TimeSpan | None = None,
         until: datetime | None = None,
     ) -> None:
+        nonlocal accepted
         span: Any = time_span  # compared below only once its type is known (int/float)
+        if span is not None and span is not accepted:
+            # A lifetime make_expiry would accept as it is: an int or float (not bool),
+            # positive, at most MAX_TIME_SPAN (false for NaN and inf). Else the checks.
+            if (type(span) is int and 0 < span <= max_whole) or (
+                type(span) is float and 0.0 < span <= max_seconds
+            ):
+                accepted = span
+            else:
+                general(key, value, time_span, idle_time, until)
+                return
         if (
             idle_time is not None
             or until is not None
             or type(key) is not str
-            # A lifetime make_expiry would accept as it is: an int or float (not bool),
-            # positive, at most MAX_TIME_SPAN (false for NaN and inf). Else the checks.
-            or not (
-                span is None
-                or (type(span) is int and 0 < span <= _MAX_WHOLE_SECONDS)
-                or (type(span) is float and 0.0 < span <= _MAX_SECONDS)
-            )
             or cache._observer is not None
             or cache.read_only
         ):
@@ -827,7 +841,7 @@ def _fast_put(cache: MemoryCache) -> Callable[..., None]:
                         cache._plain(key)
                     store(sk, record)
                 else:
-                    old = ordered.get(sk)
+                    old = lookup(sk)
                     if old is None:
                         if not checked_first:
                             cache._plain(key)  # a new key: check it before it is stored
@@ -838,7 +852,7 @@ def _fast_put(cache: MemoryCache) -> Callable[..., None]:
                     else:
                         record[_SEQ] = old[_SEQ]
                         ordered[sk] = record
-                        ordered.move_to_end(sk)  # a rewrite counts as recent
+                        to_end(sk)  # a rewrite counts as recent
             finally:
                 release()
         except Exception as exc:

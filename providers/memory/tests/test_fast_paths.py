@@ -136,6 +136,28 @@ def test_time_span_puts_expire_like_the_general_path(settings: dict[str, Any], s
 
 
 @pytest.mark.parametrize("settings", MODES)
+def test_a_remembered_lifetime_lets_no_other_through(settings: dict[str, Any]) -> None:
+    # The fast put skips the checks for the very lifetime object it accepted last: every
+    # other object, bad ones in between good ones included, is still checked, and each
+    # entry gets its own put's lifetime.
+    clock = FakeClock()
+    cache = MemoryCache(clock=clock, **settings)
+    too_long = MAX_TIME_SPAN.total_seconds() * 2
+    # 1 == True: a memo compared by value rather than identity would let True through.
+    for good in (1, 300):
+        for bad in (True, 0, -300, math.nan, math.inf, 10**400, too_long, "300", 300.0j):
+            cache.put("good", 1, good)
+            with pytest.raises(CacheValueError):
+                cache.put("bad", 1, bad)
+    assert sorted(cache.keys()) == ["good"]
+    for key, span in (("a", 5), ("b", 7.5), ("c", 5), ("d", 300), ("e", 5)):
+        cache.put(key, key, span)
+        assert cache.metadata(key).time_to_live == timedelta(seconds=span)
+    clock.advance(5)
+    assert sorted(cache.keys()) == ["b", "d", "good"]
+
+
+@pytest.mark.parametrize("settings", MODES)
 def test_get_counts_hits_slides_idle_entries_and_drops_dead_ones(settings: dict[str, Any]) -> None:
     clock = FakeClock()
     cache = MemoryCache(clock=clock, **settings)
