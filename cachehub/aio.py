@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
@@ -42,7 +41,7 @@ from .api import (
     _close_iterator,
     make_expiry,
 )
-from .errors import CacheError, CacheUnavailableError
+from .errors import CacheUnavailableError
 from .filters import KeyFilter, compile_filter
 from .lock import AsyncLock
 
@@ -118,30 +117,14 @@ class AsyncCache:
         """Await an async primitive under the error policy, reporting it (see ``_run``)."""
         cache = self.cache
         observer = cache._observer
-        if observer is None:
+        if observer is None:  # the hot path: no event to time
             try:
                 return await fn(*args)
             except Exception as exc:
                 return cache._failed(op, exc, fallback)  # type: ignore[no-any-return]
-        start = time.perf_counter()
-        error: BaseException | None = None
-        result: Any = None
-        try:
-            result = await fn(*args)
-            return result  # type: ignore[no-any-return]
-        except Exception as exc:
-            error = exc
-            try:
-                result = cache._failed(op, exc, fallback)
-            except CacheError as typed:
-                error = typed
-                raise
-            return result  # type: ignore[no-any-return]
-        except BaseException as exc:  # cancellation and friends: report, never translate
-            error = exc
-            raise
-        finally:
-            cache._report(observer, op, key, start, result, error)
+        with cache._operation(op, key, fallback) as call:
+            call.result = await fn(*args)
+        return call.result  # type: ignore[no-any-return]
 
     async def _run_strict(
         self, op: str, key: str | None, fn: Callable[..., Awaitable[T]], *args: Any
@@ -309,30 +292,14 @@ class AsyncCache:
         self, op: str, filter: str | None, flt: KeyFilter, now: float
     ) -> AsyncIterator[str]:
         cache = self.cache
-        observer = cache._observer
-        start = time.perf_counter()
-        error: BaseException | None = None
         strip = len(cache.namespace)
         scan = cache._ascan(flt, now)
-        try:
-            async for sk in scan:
-                yield sk[strip:]
-        except GeneratorExit:
-            raise  # closed early by the consumer: not an error
-        except Exception as exc:
-            error = exc
+        with cache._operation(op, filter, None):
             try:
-                cache._failed(op, exc, None)
-            except CacheError as typed:
-                error = typed
-                raise
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            await cast(Any, scan).aclose()
-            if observer is not None:
-                cache._report(observer, op, filter, start, None, error)
+                async for sk in scan:
+                    yield sk[strip:]
+            finally:
+                await cast(Any, scan).aclose()
 
     async def get_all(self, filter: str | None = None) -> dict[str, Any]:
         """``{key: value}`` of live entries matching ``filter``."""
