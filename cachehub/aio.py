@@ -320,7 +320,7 @@ class AsyncCache:
         cache = self.cache
         strip = len(cache.namespace)
         scan = cache._ascan(flt, now)
-        with cache._operation(op, filter, None):
+        with cache._operation(op, filter, None, stream=True):
             try:
                 async for sk in scan:
                     yield sk[strip:]

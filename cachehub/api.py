@@ -388,11 +388,11 @@ class _Operation:
     :attr:`result` the fallback - re-raise a typed error, or translate anything else) and
     reports one :class:`OperationEvent` (when the cache has an observer) spanning the
     whole block: for a key stream, the whole iteration. Cancellation and other
-    non-``Exception`` errors are reported, never translated; a stream closed early by
-    its consumer (``GeneratorExit``) is not an error.
+    non-``Exception`` errors are reported, never translated; a stream (``stream=True``)
+    closed early by its consumer (``GeneratorExit``) is not an error.
     """
 
-    __slots__ = ("_cache", "_fallback", "_key", "_observer", "_op", "_start", "result")
+    __slots__ = ("_cache", "_fallback", "_key", "_observer", "_op", "_start", "_stream", "result")
 
     def __init__(
         self,
@@ -401,8 +401,10 @@ class _Operation:
         op: str,
         key: str | None,
         fallback: Any,
+        stream: bool = False,
     ) -> None:
         self._cache = cache
+        self._stream = stream
         self._observer = observer
         self._op = op
         self._key = key
@@ -414,7 +416,7 @@ class _Operation:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _: Any) -> bool:
-        error = None if kind is GeneratorExit else exc
+        error = None if self._stream and kind is GeneratorExit else exc
         try:
             if not isinstance(exc, Exception):
                 return False  # done, or cancelled and friends: never translated
@@ -1034,9 +1036,11 @@ class BaseCache(ABC):
             call.result = fn(*args)
         return call.result  # type: ignore[no-any-return]
 
-    def _operation(self, op: str, key: str | None, fallback: Any) -> _Operation:
+    def _operation(
+        self, op: str, key: str | None, fallback: Any, *, stream: bool = False
+    ) -> _Operation:
         """The error policy and event of one operation, for both shells (:class:`_Operation`)."""
-        return _Operation(self, self._observer, op, key, fallback)
+        return _Operation(self, self._observer, op, key, fallback, stream)
 
     def _report(
         self,
@@ -1117,7 +1121,7 @@ class BaseCache(ABC):
         the error. Under ``onError: miss`` an outage ends the iteration early.
         """
         strip = len(self.namespace)
-        with self._operation(op, filter, None):
+        with self._operation(op, filter, None, stream=True):
             for sk in self._scan(flt, now):
                 yield sk[strip:]
 

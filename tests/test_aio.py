@@ -223,6 +223,63 @@ def test_raw_exceptions_of_async_primitives_become_typed_errors() -> None:
     assert "get()" in message
 
 
+class _Stuck(ReferenceCache):
+    """A provider whose async get never answers, and whose put raises a BaseException."""
+
+    async def _aget(self, key: str, now: float) -> Any:
+        await asyncio.get_running_loop().create_future()  # never set
+
+    async def _aset(self, key: str, value: Any, expiry: Any, now: float) -> None:
+        raise _Abort("not an Exception")
+
+
+class _Abort(BaseException):
+    pass
+
+
+def test_an_operation_ended_from_outside_is_reported_as_what_ended_it() -> None:
+    events: list[OperationEvent] = []
+    shell = _Stuck(backend=ReferenceBackend(), observer=events.append, onError="miss").aio()
+
+    async def scenario() -> None:
+        # A get whose coroutine is closed mid-flight (a loop shut down under it) ended
+        # with GeneratorExit: an error, never a hit, never degraded to the fallback.
+        stuck = shell.get("k")
+        stuck.send(None)  # runs up to the never-answered await
+        stuck.close()
+        # Cancelled: reported as cancelled, never translated.
+        task = asyncio.ensure_future(shell.get("k"))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # A BaseException from a primitive goes through as it is.
+        with pytest.raises(_Abort):
+            await shell.put("k", 1)
+
+    run(scenario())
+    assert [(e.operation, type(e.error).__name__, e.hit) for e in events] == [
+        ("get", "GeneratorExit", False),
+        ("get", "CancelledError", False),
+        ("put", "_Abort", None),
+    ]
+
+
+def test_an_async_key_stream_closed_early_is_not_an_error(memory: MemoryCache) -> None:
+    events: list[OperationEvent] = []
+    memory._observer = events.append
+    memory.put_many({f"k{i}": i for i in range(5)})
+
+    async def scenario() -> str:
+        stream = memory.aio().keys()
+        first = await stream.__anext__()
+        await stream.aclose()  # the consumer stops after one key
+        return first
+
+    assert run(scenario()).startswith("k")
+    assert [(e.operation, e.error) for e in events if e.operation == "keys"] == [("keys", None)]
+
+
 def test_sync_only_provider_runs_off_the_loop() -> None:
     seen: list[str] = []
 
