@@ -26,7 +26,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
@@ -374,6 +374,7 @@ def _close_iterator(items: Iterator[Any]) -> None:
         close()
 
 
+@dataclass(slots=True)
 class _Operation:
     """One public operation's error policy and event, sans I/O, for both shells.
 
@@ -392,36 +393,25 @@ class _Operation:
     closed early by its consumer (``GeneratorExit``) is not an error.
     """
 
-    __slots__ = ("_cache", "_fallback", "_key", "_observer", "_op", "_start", "_stream", "result")
-
-    def __init__(
-        self,
-        cache: BaseCache,
-        observer: Callable[[OperationEvent], None] | None,
-        op: str,
-        key: str | None,
-        fallback: Any,
-        stream: bool = False,
-    ) -> None:
-        self._cache = cache
-        self._stream = stream
-        self._observer = observer
-        self._op = op
-        self._key = key
-        self._fallback = fallback
-        self._start = time.perf_counter()
-        self.result: Any = None
+    cache: BaseCache
+    observer: Callable[[OperationEvent], None] | None
+    op: str
+    key: str | None
+    fallback: Any
+    stream: bool = False
+    start: float = field(default_factory=time.perf_counter)
+    result: Any = None
 
     def __enter__(self) -> _Operation:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _: Any) -> bool:
-        error = None if self._stream and kind is GeneratorExit else exc
+        error = None if self.stream and kind is GeneratorExit else exc
         try:
             if not isinstance(exc, Exception):
                 return False  # done, or cancelled and friends: never translated
             try:
-                self.result = self._cache._failed(self._op, exc, self._fallback)
+                self.result = self.cache._failed(self.op, exc, self.fallback)
             except CacheError as typed:
                 error = typed
                 if typed is exc:
@@ -429,10 +419,8 @@ class _Operation:
                 raise
             return True  # degraded: the fallback is the result
         finally:
-            if self._observer is not None:
-                self._cache._report(
-                    self._observer, self._op, self._key, self._start, self.result, error
-                )
+            if self.observer is not None:
+                self.cache._report(self.observer, self.op, self.key, self.start, self.result, error)
 
 
 class BaseCache(ABC):
