@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import gzip
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 from unittest import mock
 
@@ -62,7 +62,7 @@ def _no_sync_io(blocked: list[str]) -> contextlib.ExitStack:
     return stack
 
 
-def in_loop(main: Callable[[], Awaitable[T]], *, deadline: float = 60.0) -> T:
+def in_loop(main: Callable[[], Coroutine[Any, Any, T]], *, deadline: float = 60.0) -> T:
     """Run ``main()`` on a new event loop, watched by the async conformance suite's
     blocking detector (:class:`~cachehub.testing.asyncshell.LoopThread`: waits counted,
     CPU per callback limited); fail if anything blocked it, or made a boto3 request or
