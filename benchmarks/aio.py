@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import statistics
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,6 +34,7 @@ from .harness import (
 from .harness import moto_process as _moto_process
 from .memory import VALUE
 from .peers import missing, optional
+from .report import fmt_ns
 
 __all__ = ["DYNAMO_BASELINE", "REDIS_BASELINE", "CACHEHUB", "native_async", "run"]
 
@@ -39,6 +42,10 @@ TASKS = 1_000
 """Concurrent tasks per round in a full run (``Config.quick`` uses a handful)."""
 REDIS_BASELINE = "redis.asyncio (raw, same codec)"
 DYNAMO_BASELINE = "aiobotocore (raw, same codec)"
+DYNAMO_SAME_ITEM = "aiobotocore (raw, same item)"
+"""Raw puts of the very item cachehub writes (its ``createdTime`` too): between it and
+the baseline is the cost of the item format in the server, between cachehub and it the
+cost of cachehub's own code."""
 CACHEHUB = "cachehub cache.aio()"
 AIOCACHE = "aiocache RedisCache"
 CASHEWS = "cashews (redis)"
@@ -282,6 +289,14 @@ def _dynamodb(section: Section, cfg: Config) -> None:
                 item = {kn: {"S": f"raw:{i}"}, "value": {"B": codec.dumps(VALUE)}}
                 return await raw.put_item(TableName=table, Item=item)
 
+            async def raw_put_same_item(i: int) -> object:
+                item = {
+                    kn: {"S": f"same:{i}"},
+                    "value": {"B": codec.dumps(VALUE)},
+                    "createdTime": {"N": format(time.time(), ".6f")},
+                }
+                return await raw.put_item(TableName=table, Item=item)
+
             async def mine_get(i: int) -> object:
                 return await shell.get(f"k{i}")
 
@@ -291,6 +306,9 @@ def _dynamodb(section: Section, cfg: Config) -> None:
 
             cases = _cases(loop, "DynamoDB", DYNAMO_BASELINE, raw_get, raw_put, n)
             cases += _cases(loop, "DynamoDB", CACHEHUB, mine_get, mine_put, n)
+            cases.append(
+                _case(loop, f"DynamoDB: {n} tasks put", DYNAMO_SAME_ITEM, raw_put_same_item, n)
+            )
             for case in cases:
                 if case.op.endswith("put"):
                     case.run()
@@ -301,3 +319,34 @@ def _dynamodb(section: Section, cfg: Config) -> None:
             loop.close()
             cache.close()
     _compare(section, DYNAMO_BASELINE, CACHEHUB, Target("<= 1.10x raw aiobotocore", 1.10))
+    _put_breakdown(section, f"DynamoDB: {n} tasks put")
+
+
+def _put_breakdown(section: Section, op: str) -> None:
+    """What a DynamoDB put's time is made of: the server (moto, the item it stores) or the
+    client (CPU of this thread, where cachehub's code runs)."""
+    base = section.find(op, DYNAMO_BASELINE)
+    if base is None:
+        return
+    rows = []
+    for impl in (DYNAMO_BASELINE, DYNAMO_SAME_ITEM, CACHEHUB):
+        m = section.find(op, impl)
+        if m is None:
+            continue
+        paired = sorted(a / b for a, b in zip(m.rounds_ns, base.rounds_ns, strict=True))
+        rows.append(
+            [
+                impl,
+                fmt_ns(m.ns_per_op),
+                f"{statistics.median(paired):.2f}x",
+                f"{m.cpu_us_per_op:.0f} µs" if m.cpu_us_per_op is not None else "-",
+            ]
+        )
+    section.extra_tables.append(
+        (
+            f"{op}: where the time goes (the same rounds; client CPU is this process's "
+            "event-loop thread, the server is moto in a child process)",
+            ["implementation", "time/op", "x raw (median of rounds)", "client CPU/op"],
+            rows,
+        )
+    )

@@ -18,9 +18,9 @@ public methods) calls the sync primitive in between, this one awaits the async p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import threading
-import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
@@ -42,7 +42,7 @@ from .api import (
     _close_iterator,
     make_expiry,
 )
-from .errors import CacheError, CacheUnavailableError
+from .errors import CacheUnavailableError
 from .filters import KeyFilter, compile_filter
 from .lock import AsyncLock
 
@@ -64,6 +64,31 @@ async def _created(creator: Callable[[], T | Awaitable[T]]) -> T:
     if inspect.isawaitable(value):
         return cast(T, await value)
     return value
+
+
+_POLL_FIRST: Final = 0.001
+_POLL_MOST: Final = 0.05
+
+
+@contextlib.asynccontextmanager
+async def _process_stripe(cache: BaseCache, key: str) -> AsyncIterator[None]:
+    """Hold the cache's in-process stripe of ``key`` - the thread lock the sync
+    ``get_or_set`` holds - without blocking the loop.
+
+    It makes ``get_or_set``'s single flight one per process, across event loops and
+    threads, as the sync shell's is. A thread lock cannot be awaited: it is tried, and
+    while another loop or thread holds it, tried again after a short sleep (1 ms,
+    doubling to 50 ms), so a cancelled waiter holds nothing and no worker thread waits.
+    """
+    stripe = cache._stripes[hash(key) % _STRIPES]
+    pause = _POLL_FIRST
+    while not stripe.acquire(blocking=False):
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, _POLL_MOST)
+    try:
+        yield
+    finally:
+        stripe.release()
 
 
 class AsyncCache:
@@ -118,30 +143,14 @@ class AsyncCache:
         """Await an async primitive under the error policy, reporting it (see ``_run``)."""
         cache = self.cache
         observer = cache._observer
-        if observer is None:
+        if observer is None:  # the hot path: no event to time
             try:
                 return await fn(*args)
             except Exception as exc:
                 return cache._failed(op, exc, fallback)  # type: ignore[no-any-return]
-        start = time.perf_counter()
-        error: BaseException | None = None
-        result: Any = None
-        try:
-            result = await fn(*args)
-            return result  # type: ignore[no-any-return]
-        except Exception as exc:
-            error = exc
-            try:
-                result = cache._failed(op, exc, fallback)
-            except CacheError as typed:
-                error = typed
-                raise
-            return result  # type: ignore[no-any-return]
-        except BaseException as exc:  # cancellation and friends: report, never translate
-            error = exc
-            raise
-        finally:
-            cache._report(observer, op, key, start, result, error)
+        with cache._operation(op, key, fallback) as call:
+            call.result = await fn(*args)
+        return call.result  # type: ignore[no-any-return]
 
     async def _run_strict(
         self, op: str, key: str | None, fn: Callable[..., Awaitable[T]], *args: Any
@@ -309,30 +318,14 @@ class AsyncCache:
         self, op: str, filter: str | None, flt: KeyFilter, now: float
     ) -> AsyncIterator[str]:
         cache = self.cache
-        observer = cache._observer
-        start = time.perf_counter()
-        error: BaseException | None = None
         strip = len(cache.namespace)
         scan = cache._ascan(flt, now)
-        try:
-            async for sk in scan:
-                yield sk[strip:]
-        except GeneratorExit:
-            raise  # closed early by the consumer: not an error
-        except Exception as exc:
-            error = exc
+        with cache._operation(op, filter, None, stream=True):
             try:
-                cache._failed(op, exc, None)
-            except CacheError as typed:
-                error = typed
-                raise
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            await cast(Any, scan).aclose()
-            if observer is not None:
-                cache._report(observer, op, filter, start, None, error)
+                async for sk in scan:
+                    yield sk[strip:]
+            finally:
+                await cast(Any, scan).aclose()
 
     async def get_all(self, filter: str | None = None) -> dict[str, Any]:
         """``{key: value}`` of live entries matching ``filter``."""
@@ -412,35 +405,50 @@ class AsyncCache:
         value = await self.get(key, MISSING)
         if value is not MISSING:
             return value
-        async with self._stripe(key):
+        # One flight per key among this loop's tasks, then among every loop and thread of
+        # the process (the sync shell's stripe), then across processes (the fill lock).
+        async with self._stripe(key), _process_stripe(cache, key):
             value = await self.get(key, MISSING)
             if value is not MISSING:
                 return value
-            if cache._fills_across_processes():
-                fill = AsyncLock(cache, key, ttl=lock_timeout, timeout=lock_timeout, kind="fill")
+            return await self._fill(key, creator, time_span, idle_time, until, lock_timeout)
+
+    async def _fill(
+        self,
+        key: str,
+        creator: Callable[[], Any],
+        time_span: TimeSpan | None,
+        idle_time: TimeSpan | None,
+        until: datetime | None,
+        lock_timeout: float,
+    ) -> Any:
+        """get_or_set's miss, in its single flight: the creator's value computed and stored."""
+        cache = self.cache
+        if cache._fills_across_processes():
+            fill = AsyncLock(cache, key, ttl=lock_timeout, timeout=lock_timeout, kind="fill")
+            try:
+                acquired = await fill.acquire()
+            except CacheUnavailableError as exc:
+                # Under onError: miss the outage degrades to the in-process flight.
+                cache._failed("get_or_set", exc, None)
+            else:
+                if not acquired:
+                    raise cache._fill_timeout(key, lock_timeout)
                 try:
-                    acquired = await fill.acquire()
-                except CacheUnavailableError as exc:
-                    # Under onError: miss the outage degrades to the in-process flight.
-                    cache._failed("get_or_set", exc, None)
-                else:
-                    if not acquired:
-                        raise cache._fill_timeout(key, lock_timeout)
-                    try:
-                        value = await self.get(key, MISSING)
-                        if value is not MISSING:
-                            return value
-                        async with fill.keep_alive():
-                            created = await _created(creator)
-                        await self.put(key, created, time_span, idle_time, until)
-                        return created
-                    finally:
-                        # A lost fill lock is only logged: the value is stored anyway.
-                        await fill.release_quietly()
-            created = await _created(creator)
-            if not cache.read_only:
-                await self.put(key, created, time_span, idle_time, until)
-            return created
+                    value = await self.get(key, MISSING)
+                    if value is not MISSING:
+                        return value
+                    async with fill.keep_alive():
+                        created = await _created(creator)
+                    await self.put(key, created, time_span, idle_time, until)
+                    return created
+                finally:
+                    # A lost fill lock is only logged: the value is stored anyway.
+                    await fill.release_quietly()
+        created = await _created(creator)
+        if not cache.read_only:
+            await self.put(key, created, time_span, idle_time, until)
+        return created
 
     def lock(
         self,

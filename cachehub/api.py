@@ -26,7 +26,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
@@ -372,6 +372,55 @@ def _close_iterator(items: Iterator[Any]) -> None:
     close = getattr(items, "close", None)
     if close is not None:
         close()
+
+
+@dataclass(slots=True)
+class _Operation:
+    """One public operation's error policy and event, sans I/O, for both shells.
+
+    The sync shell calls the primitive inside it, the async shell awaits it there::
+
+        with cache._operation("get", key, MISSING) as call:
+            call.result = primitive(...)   # or: await aprimitive(...)
+        return call.result
+
+    Leaving the block applies the error policy to an exception (:meth:`BaseCache._failed`:
+    degrade to ``fallback`` under ``onError: miss`` - the block then ends normally with
+    :attr:`result` the fallback - re-raise a typed error, or translate anything else) and
+    reports one :class:`OperationEvent` (when the cache has an observer) spanning the
+    whole block: for a key stream, the whole iteration. Cancellation and other
+    non-``Exception`` errors are reported, never translated; a stream (``stream=True``)
+    closed early by its consumer (``GeneratorExit``) is not an error.
+    """
+
+    cache: BaseCache
+    observer: Callable[[OperationEvent], None] | None
+    op: str
+    key: str | None
+    fallback: Any
+    stream: bool = False
+    start: float = field(default_factory=time.perf_counter)
+    result: Any = None
+
+    def __enter__(self) -> _Operation:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _: Any) -> bool:
+        error = None if self.stream and kind is GeneratorExit else exc
+        try:
+            if not isinstance(exc, Exception):
+                return False  # done, or cancelled and friends: never translated
+            try:
+                self.result = self.cache._failed(self.op, exc, self.fallback)
+            except CacheError as typed:
+                error = typed
+                if typed is exc:
+                    return False  # already typed: it goes on as it is
+                raise
+            return True  # degraded: the fallback is the result
+        finally:
+            if self.observer is not None:
+                self.cache._report(self.observer, self.op, self.key, self.start, self.result, error)
 
 
 class BaseCache(ABC):
@@ -966,30 +1015,20 @@ class BaseCache(ABC):
         ``onError`` is ``miss``; :data:`_RAISE` for operations that cannot degrade.
         """
         observer = self._observer
-        if observer is None:
+        if observer is None:  # the hot path: no event to time
             try:
                 return fn(*args)
             except Exception as exc:
                 return self._failed(op, exc, fallback)  # type: ignore[no-any-return]
-        start = time.perf_counter()
-        error: BaseException | None = None
-        result: Any = None
-        try:
-            result = fn(*args)
-            return result  # type: ignore[no-any-return]
-        except Exception as exc:
-            error = exc
-            try:
-                result = self._failed(op, exc, fallback)
-            except CacheError as typed:
-                error = typed
-                raise
-            return result  # type: ignore[no-any-return]
-        except BaseException as exc:  # KeyboardInterrupt and friends: report, never translate
-            error = exc
-            raise
-        finally:
-            self._report(observer, op, key, start, result, error)
+        with _Operation(self, observer, op, key, fallback) as call:
+            call.result = fn(*args)
+        return call.result  # type: ignore[no-any-return]
+
+    def _operation(
+        self, op: str, key: str | None, fallback: Any, *, stream: bool = False
+    ) -> _Operation:
+        """The error policy and event of one operation, for both shells (:class:`_Operation`)."""
+        return _Operation(self, self._observer, op, key, fallback, stream)
 
     def _report(
         self,
@@ -1069,28 +1108,10 @@ class BaseCache(ABC):
         The event starts at the first ``next()`` and ends at exhaustion, ``close()`` or
         the error. Under ``onError: miss`` an outage ends the iteration early.
         """
-        observer = self._observer
-        start = time.perf_counter()
-        error: BaseException | None = None
         strip = len(self.namespace)
-        try:
+        with self._operation(op, filter, None, stream=True):
             for sk in self._scan(flt, now):
                 yield sk[strip:]
-        except GeneratorExit:
-            raise  # closed early by the consumer: not an error
-        except Exception as exc:
-            error = exc
-            try:
-                self._failed(op, exc, None)
-            except CacheError as typed:
-                error = typed
-                raise
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            if observer is not None:
-                self._report(observer, op, filter, start, None, error)
 
     # ------------------------------------------------------------------ public API
 

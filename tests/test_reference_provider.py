@@ -27,6 +27,3 @@ class TestReferenceAsyncConformance(AsyncConformance, TestReferenceConformance):
     """The suite through ``cache.aio()`` on a sync-only provider: BaseCache's async
     defaults (its primitives in worker threads), the path every third-party sync
     provider gets."""
-
-    # Worker threads share the GIL with the loop in every case here (see the limit's doc).
-    slow_callback_limit = AsyncConformance.threaded_slow_callback_limit

@@ -25,6 +25,7 @@ __all__ = [
     "ConformanceBase",
     "Timeline",
     "assert_same",
+    "cache_maker",
     "run_threads",
 ]
 
@@ -163,6 +164,41 @@ def assert_same(expected: Any, actual: Any, path: str = "value") -> None:
         assert expected == actual, f"{path}: {expected!r:.200} != {actual!r:.200}"
 
 
+def cache_maker(
+    cache_factory: CacheFactory,
+    clock: FakeClock | None,
+    namespace: str,
+    *,
+    view: Callable[[BaseCache], BaseCache] = lambda cache: cache,
+    release: Callable[[BaseCache], object] = BaseCache.close,
+) -> Iterator[CacheFactory]:
+    """The ``make_cache`` fixture's body: caches on the test's namespace (by default),
+    handed out as ``view(cache)``; afterwards the test's namespaces are cleared and each
+    cache is ``release``d."""
+    created: list[BaseCache] = []
+
+    def make(**kwargs: Any) -> BaseCache:
+        kwargs.setdefault("namespace", namespace)
+        if clock is not None:
+            kwargs.setdefault("clock", clock)
+        cache = cache_factory(**kwargs)
+        created.append(cache)
+        return view(cache)
+
+    yield make
+    # Clear with the real clock: the fake one may hide entries a backend still holds.
+    # Only the test's own namespaces: "" would wipe a shared backend.
+    used = {c.namespace for c in created if c.namespace.startswith(namespace)}
+    for ns in sorted(used | {namespace}):
+        cleaner = cache_factory(namespace=ns)
+        try:
+            cleaner.clear(include_internal=True)  # locks a test left behind too
+        finally:
+            cleaner.close()
+    for cache in created:
+        release(cache)
+
+
 class ConformanceBase:
     """Fixtures every conformance mixin relies on; see :class:`CacheConformance`."""
 
@@ -223,28 +259,7 @@ class ConformanceBase:
         self, cache_factory: CacheFactory, clock: FakeClock | None, namespace: str
     ) -> Iterator[CacheFactory]:
         """Build caches on the test's namespace (by default) and clean them up afterwards."""
-        created: list[BaseCache] = []
-
-        def make(**kwargs: Any) -> BaseCache:
-            kwargs.setdefault("namespace", namespace)
-            if clock is not None:
-                kwargs.setdefault("clock", clock)
-            cache = cache_factory(**kwargs)
-            created.append(cache)
-            return cache
-
-        yield make
-        # Clear with the real clock: the fake one may hide entries a backend still holds.
-        # Only the test's own namespaces: "" would wipe a shared backend.
-        used = {c.namespace for c in created if c.namespace.startswith(namespace)}
-        for ns in sorted(used | {namespace}):
-            cleaner = cache_factory(namespace=ns)
-            try:
-                cleaner.clear(include_internal=True)  # locks a test left behind too
-            finally:
-                cleaner.close()
-        for cache in created:
-            cache.close()
+        yield from cache_maker(cache_factory, clock, namespace)
 
     @pytest.fixture
     def cache(self, make_cache: CacheFactory) -> BaseCache:

@@ -9,6 +9,11 @@ from .command import dynamodb_command
 from .errors import ConditionFailedError, ForeignEntryError
 from .local import LocalDynamoDB
 
+# The Lucee item layout subclasses DynamoDBCache, so cache.py imports it lazily; loaded
+# here with the package, a first get_all() or Lucee-format cache never imports (compiles,
+# reads from disk) it on an event loop.
+from .lucee import LuceeDynamoDBCache  # noqa: F401  isort: skip
+
 __all__ = [
     "DynamoDBCache",
     "dynamodb_command",

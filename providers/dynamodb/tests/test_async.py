@@ -3,20 +3,18 @@
 Every async primitive is driven by the same flow as its sync twin (``cachehub_dynamodb.flow``),
 so these tests run one script of operations through both shells on the moto server and
 compare the answers *and* the requests each operation sent, counted on the wire with a
-``before-send`` hook on each client. Each async test runs on a fresh event loop in debug
-mode whose slow-callback log fails the test (nothing may block the loop).
+``before-send`` hook on each client. Each async test runs on a fresh event loop watched
+by the async conformance suite's blocking detector (``in_loop``): a wait or a CPU hog in
+a callback, a boto3 request or a sleep on the loop fails the test.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import gzip
-import logging
-import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 from unittest import mock
 
@@ -27,33 +25,12 @@ from cachehub_dynamodb.errors import ForeignEntryError
 from cachehub.api import Expiry
 from cachehub.errors import CacheOutcomeUnknownError, CacheThrottledError, CacheUnavailableError
 from cachehub.filters import compile_filter
+from cachehub.testing.asyncshell import CPU_PER_CALLBACK, LoopThread
 from cachehub.testing.faults import FaultProxy
 
 from .conftest import RequestCounter
 
 T = TypeVar("T")
-
-SLOW_CALLBACK = float(os.environ.get("CACHEHUB_SLOW_CALLBACK_MS", "1000")) / 1000
-"""Wall seconds one event-loop callback may take (asyncio debug mode's own check). On a
-machine shared by many processes a 3 ms callback can take 300 ms of wall time (and a GC
-pass lands in some callback), so this only catches the gross blockers; set
-CACHEHUB_SLOW_CALLBACK_MS=5 on an idle machine for the strict check."""
-CPU_PER_CALLBACK = float(os.environ.get("CACHEHUB_CALLBACK_CPU_MS", "20")) / 1000
-"""CPU seconds (of the loop's thread, GC passes excluded) one callback may use: load does
-not inflate it. A request's callbacks use under 6 ms each in debug mode; building a
-client or loading the service model on the loop takes 50-800 ms. Blocking *waits* use no
-CPU: :func:`_no_sync_io` catches any boto3 request or sleep on the loop deterministically."""
-
-
-class _SlowCallbacks(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.seen: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if message.startswith("Executing") and " took " in message:
-            self.seen.append(message[:120] + " ... " + message[-40:])
 
 
 def _on_a_loop() -> bool:
@@ -85,66 +62,20 @@ def _no_sync_io(blocked: list[str]) -> contextlib.ExitStack:
     return stack
 
 
-def _where(handle: asyncio.events.Handle) -> str:
-    """Where the task a callback stepped is suspended now (the end of its slow step)."""
-    task = getattr(getattr(handle, "_callback", None), "__self__", None)
-    coro = task.get_coro() if isinstance(task, asyncio.Task) else None
-    where = []
-    while coro is not None and len(where) < 8:
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
-        if frame is not None:
-            where.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
-    return " > ".join(where)
-
-
-@contextlib.contextmanager
-def _cpu_per_callback(hogs: list[str]) -> Iterator[None]:
-    """Record each callback that used more than :data:`CPU_PER_CALLBACK` of CPU, not
-    counting the garbage collector's passes (a full one takes ~0.1 s in a test process
-    and may start in any callback; it is the interpreter's, not the code's)."""
-    real_run = asyncio.events.Handle._run
-    collecting = [0.0, 0.0]  # CPU spent in collections so far, start of the current one
-
-    def on_gc(phase: str, _: dict[str, int]) -> None:
-        if phase == "start":
-            collecting[1] = time.thread_time()
-        else:
-            collecting[0] += time.thread_time() - collecting[1]
-
-    def timed(handle: asyncio.events.Handle) -> None:
-        started, collected = time.thread_time(), collecting[0]
-        real_run(handle)
-        used = time.thread_time() - started - (collecting[0] - collected)
-        if used > CPU_PER_CALLBACK:
-            hogs.append(f"{used * 1000:.1f} ms of CPU in {handle!r:.120} {_where(handle)}")
-
-    gc.callbacks.append(on_gc)
-    try:
-        with mock.patch.object(asyncio.events.Handle, "_run", timed):
-            yield
-    finally:
-        gc.callbacks.remove(on_gc)
-
-
-def in_loop(main: Callable[[], Awaitable[T]], *, deadline: float = 60.0) -> T:
-    """Run ``main()`` on a new debug-mode event loop; fail if anything blocked it."""
-    watcher = _SlowCallbacks()
+def in_loop(main: Callable[[], Coroutine[Any, Any, T]], *, deadline: float = 60.0) -> T:
+    """Run ``main()`` on a new event loop, watched by the async conformance suite's
+    blocking detector (:class:`~cachehub.testing.asyncshell.LoopThread`: waits counted,
+    CPU per callback limited); fail if anything blocked it, or made a boto3 request or
+    slept on the loop."""
     blocked: list[str] = []
-    asyncio_log = logging.getLogger("asyncio")
-    asyncio_log.addHandler(watcher)
-    loop = asyncio.new_event_loop()
-    loop.set_debug(True)
-    loop.slow_callback_duration = SLOW_CALLBACK
+    loop = LoopThread(CPU_PER_CALLBACK)
     try:
-        with _no_sync_io(blocked), _cpu_per_callback(blocked):
-            return loop.run_until_complete(asyncio.wait_for(main(), deadline))
+        with _no_sync_io(blocked):
+            return loop.run(main(), deadline)
     finally:
-        loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
-        asyncio_log.removeHandler(watcher)
         assert not blocked, blocked
-        assert not watcher.seen, watcher.seen
+        assert not loop.blocked, loop.blocked
 
 
 @pytest.fixture
@@ -652,7 +583,7 @@ def test_the_loop_checks_catch_a_blocking_request_and_a_cpu_hog(
 
     with pytest.raises(AssertionError, match="boto3 GetItem on the event loop"):
         in_loop(blocking)
-    with pytest.raises(AssertionError, match="ms of CPU in"):
+    with pytest.raises(AssertionError, match="ms of CPU"):
         in_loop(hogging)
 
 

@@ -58,15 +58,6 @@ class TestDynamoDBAsyncConformance(AsyncConformance, TestDynamoDBConformance):
     on moto in its own process (in this one it would hold the GIL while the loop waits,
     which the loop-blocking detector would blame on the loop)."""
 
-    slow_callback_limit: ClassVar[float | None] = None
-    """Not timed: the first call on each test's new loop builds that loop's aiobotocore
-    client in a worker thread (0.1-1 s of CPU, kept off the loop on purpose), and the
-    loop's callbacks meanwhile wait for the GIL it holds - on a loaded CI machine for
-    hundreds of milliseconds, which no limit tells apart from blocking. Blocking sockets
-    and time.sleep on the loop still fail any case (audit hooks), and
-    providers/dynamodb/tests/test_async.py checks each callback's own CPU time and any
-    boto3 request on the loop."""
-
     @pytest.fixture
     def cache_factory(self, process_endpoint: str) -> Any:
         settings = {"tableName": "cachehub_conformance", "host": process_endpoint, **CREDENTIALS}

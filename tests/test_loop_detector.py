@@ -1,0 +1,233 @@
+"""The loop-blocking detector of the async conformance suite proves that it can fail.
+
+:class:`cachehub.testing.asyncshell.LoopThread` must flag a provider that blocks the
+loop, in the async-only cases (the loop's thread works alone) and in the threaded ones
+(the sync cases' threads share the GIL with the loop), and must not flag a provider that
+does not block, however long other threads hold the GIL. Each blocking way below is a
+deliberately broken provider: its async ``get`` does the blocking thing on the loop.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import os
+import random
+import select
+import selectors
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from cachehub_memory import MemoryCache
+
+from cachehub.api import BaseCache
+from cachehub.testing.asyncshell import CPU_PER_CALLBACK, LoopThread, shell_view
+from cachehub.testing.reference import ReferenceBackend, ReferenceCache
+
+THREADS = 2
+CALLS = 4
+
+
+def _sleep() -> None:
+    time.sleep(0.001)
+
+
+def _socket_recv() -> None:
+    one, two = socket.socketpair()  # blocking sockets, data already there: no wait needed
+    with one, two:
+        two.sendall(b"x")
+        one.recv(1)
+
+
+def _socket_connect() -> None:
+    with (
+        socket.create_server(("127.0.0.1", 0)) as server,
+        socket.create_connection(server.getsockname(), timeout=5),
+    ):
+        pass
+
+
+def _name_lookup() -> None:
+    socket.getaddrinfo("localhost", 80)
+
+
+def _select() -> None:
+    read, write = os.pipe()
+    try:
+        select.select([read], [], [], 0.001)
+    finally:
+        os.close(read)
+        os.close(write)
+
+
+def _selector() -> None:
+    with selectors.DefaultSelector() as selector:
+        selector.select(0.001)
+
+
+def _event_wait() -> None:
+    threading.Event().wait(0.001)
+
+
+def _future_result() -> None:
+    with contextlib.suppress(TimeoutError):  # never completed: the wait always happens
+        concurrent.futures.Future().result(timeout=0.001)
+
+
+def _file_read() -> None:
+    with open(__file__, "rb") as f:
+        f.read(100)
+
+
+def _os_read() -> None:
+    read, write = os.pipe()
+    try:
+        os.write(write, b"x")
+        os.read(read, 1)
+    finally:
+        os.close(read)
+        os.close(write)
+
+
+def _cpu_hog() -> None:
+    until = time.thread_time() + 2 * CPU_PER_CALLBACK
+    while time.thread_time() < until:
+        continue
+
+
+BLOCKERS: dict[str, tuple[Callable[[], None], str]] = {
+    "sleep": (_sleep, "time.sleep(0.001)"),
+    "socket recv": (_socket_recv, "socket recv() on a blocking socket"),
+    "socket connect": (_socket_connect, "socket.connect of a blocking socket"),
+    "name lookup": (_name_lookup, "socket.getaddrinfo"),
+    "select": (_select, "select.select(timeout=0.001)"),
+    "selector": (_selector, "Selector.select(timeout=0.001)"),
+    "event wait": (_event_wait, "a thread wait"),
+    "future result": (_future_result, "a thread wait"),
+    "file read": (_file_read, "(file I/O)"),
+    "os.read": (_os_read, "os.read of blocking descriptor"),
+    "cpu": (_cpu_hog, "ms of CPU"),
+}
+
+
+class BlockingCache(ReferenceCache):
+    """A broken provider: its async ``get`` blocks the loop first (``blocker``)."""
+
+    blocker: Callable[[], None] = staticmethod(_sleep)
+
+    async def _aget(self, key: str, now: float) -> Any:
+        self.blocker()
+        return self._get(key, now)
+
+
+@contextlib.contextmanager
+def gil_hog() -> Iterator[None]:
+    """A thread holding the GIL for long stretches (one C call sorting 100k ints, ~10 ms
+    each) while the test runs: every callback of the loop waits for it."""
+    numbers = list(range(100_000))
+    random.Random(7).shuffle(numbers)
+    stop = threading.Event()
+
+    def hog() -> None:
+        while not stop.is_set():
+            sorted(numbers)
+
+    thread = threading.Thread(target=hog, name="gil-hog", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(30)
+
+
+def _hammer(view: BaseCache) -> None:
+    """The threaded cases' shape: several threads call the cache through the shell."""
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(CALLS):
+                view.get("k")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+    assert not any(thread.is_alive() for thread in threads)
+
+
+@pytest.fixture
+def loop() -> Iterator[LoopThread]:
+    loop = LoopThread(CPU_PER_CALLBACK)
+    try:
+        yield loop
+    finally:
+        loop.close()
+
+
+def _blocking_view(how: str, loop: LoopThread) -> BaseCache:
+    cache = BlockingCache(backend=ReferenceBackend())
+    cache.blocker = BLOCKERS[how][0]  # type: ignore[method-assign]
+    return shell_view(cache, loop)
+
+
+@pytest.mark.parametrize("how", list(BLOCKERS))
+def test_a_blocking_provider_fails_the_async_only_case(how: str, loop: LoopThread) -> None:
+    view = _blocking_view(how, loop)
+    assert loop.run(view.aio().get("k", "miss")) == "miss"
+    expected = BLOCKERS[how][1]
+    assert loop.blocked, f"{how} on the loop was not detected"
+    assert any(expected in b for b in loop.blocked), loop.blocked
+
+
+@pytest.mark.parametrize("how", list(BLOCKERS))
+def test_a_blocking_provider_fails_the_threaded_case(how: str, loop: LoopThread) -> None:
+    view = _blocking_view(how, loop)
+    with gil_hog():
+        _hammer(view)
+    expected = BLOCKERS[how][1]
+    # Every call blocked once: none is hidden by the other threads or the GIL hog.
+    assert len([b for b in loop.blocked if expected in b]) >= THREADS * CALLS, loop.blocked
+
+
+@pytest.mark.parametrize("provider", ["memory (inline)", "reference (worker threads)"])
+def test_a_non_blocking_provider_passes_while_other_threads_hold_the_gil(
+    provider: str, loop: LoopThread
+) -> None:
+    # The case the old wall-time limit failed at random: the loop's callbacks wait for a
+    # GIL other threads hold. No wait on the loop, no CPU beyond the limit: nothing flagged.
+    cache: BaseCache
+    if provider.startswith("memory"):
+        cache = MemoryCache(store=uuid.uuid4().hex)
+    else:
+        cache = ReferenceCache(backend=ReferenceBackend())
+    view = shell_view(cache, loop)
+    try:
+        with gil_hog():
+            loop.run(view.aio().put("k", list(range(100))))
+            _hammer(view)
+            assert loop.run(view.aio().get_or_set("k2", lambda: "v")) == "v"
+    finally:
+        loop.run(view.aio().close())
+    assert loop.blocked == []
+
+
+def test_waits_outside_callbacks_and_in_worker_threads_are_not_flagged(loop: LoopThread) -> None:
+    async def cooperative() -> None:
+        await loop.loop.run_in_executor(None, _event_wait)  # a worker thread may wait
+        await loop.loop.run_in_executor(None, _socket_recv)
+
+    loop.run(cooperative())
+    _event_wait()  # this thread is not the loop's
+    _socket_recv()
+    assert loop.blocked == []
