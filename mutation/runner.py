@@ -1026,6 +1026,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("mutation: no mutant selected", file=sys.stderr)
         return 2
     started = time.monotonic()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="cachehub-mutation-") as tmp:
         tree = Path(tmp)
         copy_tree(tree)
@@ -1033,7 +1034,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warm_pytest(tree) as env:
             results = run(mutants, tree, save=args.json, env=env)
     minutes = (time.monotonic() - started) / 60
-    block = render(results, minutes)
+    # The machine's load says how far the wall time is from an idle machine's.
+    how = (
+        f" wall time, baselines included, on {os.cpu_count()} CPUs; 1-minute load average "
+        f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+    )
+    block = render(results, minutes, how)
     print(block)
     if args.json:
         save_json(results, args.json)
