@@ -433,3 +433,16 @@ def test_a_walk_whose_remaining_entries_all_go_ends_past_the_small_int_cache() -
     assert cursor.done
     assert visited == initial[:300]
     assert cursor.passed == 300
+
+
+def test_a_walk_compacts_a_log_just_over_twice_its_keys_plus_the_slack() -> None:
+    # 7,000 keys (the log compacted last at 3,072 entries, limit 7,168), 4,500 removed:
+    # 7,000 entries for 2,500 keys is over 2 * 2,500 + SLACK = 6,024, so the walk compacts
+    # first and passes only the live entries (within the bound cursor.py states).
+    store, initial = _filled(7000)
+    store.delete_all(initial[2500:])
+    assert len(store.log.keys) == 7000
+    cursor = Cursor(store.log, step=256)
+    assert _walk(store, cursor, lambda s, keys: None) == initial[:2500]
+    assert cursor.passed == 2500
+    _check(initial, store, cursor, initial[:2500])
