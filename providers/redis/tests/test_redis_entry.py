@@ -43,6 +43,7 @@ BAD = {
     "negative-hits": (KIND_CODEC, NOW, NOW, NOW, -1.0, NAN, NAN),
     "nan-hits": (KIND_CODEC, NOW, NOW, NOW, NAN, NAN, NAN),
     "huge-hits": (KIND_CODEC, NOW, NOW, NOW, 2.0**60, NAN, NAN),
+    "hits-past-2**53": (KIND_CODEC, NOW, NOW, NOW, 2.0**53 + 2, NAN, NAN),  # the next double
     "inf-expiry": (KIND_CODEC, NOW, NOW, NOW, 0.0, INF, NAN),
     "negative-expiry": (KIND_CODEC, NOW, NOW, NOW, 0.0, -INF, NAN),
     "zero-idle": (KIND_CODEC, NOW, NOW, NOW, 0.0, NAN, 0.0),
