@@ -46,6 +46,7 @@ BAD = {
     "hits-past-2**53": (KIND_CODEC, NOW, NOW, NOW, 2.0**53 + 2, NAN, NAN),  # the next double
     "inf-expiry": (KIND_CODEC, NOW, NOW, NOW, 0.0, INF, NAN),
     "negative-expiry": (KIND_CODEC, NOW, NOW, NOW, 0.0, -INF, NAN),
+    "expiry-just-below-zero": (KIND_CODEC, NOW, NOW, NOW, 0.0, -0.5, NAN),
     "zero-idle": (KIND_CODEC, NOW, NOW, NOW, 0.0, NAN, 0.0),
     "negative-idle": (KIND_CODEC, NOW, NOW, NOW, 0.0, NAN, -5.0),
     "inf-idle": (KIND_CODEC, NOW, NOW, NOW, 0.0, NAN, INF),
