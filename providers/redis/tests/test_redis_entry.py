@@ -70,7 +70,17 @@ def test_impossible_fields_are_corrupt_entries(fields: tuple[float, ...]) -> Non
 
 
 @pytest.mark.parametrize(
-    "raw", [b"", b"\xca", bytes([MAGIC, KIND_CODEC]) + b"\x00" * 47, b"x" * 80]
+    "raw",
+    [
+        b"",
+        b"\xca",
+        bytes([MAGIC, KIND_CODEC]) + b"\x00" * 47,
+        b"x" * 80,
+        # A header that is right in every field but the magic byte, on either side of it.
+        HEADER.pack(MAGIC + 1, KIND_CODEC, NOW, NOW, NOW, 0.0, NAN, NAN) + b"v",
+        HEADER.pack(0xFF, KIND_CODEC, NOW, NOW, NOW, 0.0, NAN, NAN) + b"v",
+        HEADER.pack(MAGIC - 1, KIND_CODEC, NOW, NOW, NOW, 0.0, NAN, NAN) + b"v",
+    ],
 )
 def test_strings_that_are_not_entries_are_none(raw: bytes) -> None:
     assert unpack(raw, "k") is None
