@@ -124,7 +124,8 @@ def test_the_deadline_and_liveness_follow_one_rule(
 ) -> None:
     assert deadline_of(item) == deadline
     if deadline is None:
-        assert is_live(item, T) and is_live(item, 1e12)
+        assert is_live(item, T)
+        assert is_live(item, 1e12)
         return
     # Alive strictly before the deadline, dead at the instant itself and after.
     assert is_live(item, deadline - 0.001)
@@ -206,6 +207,7 @@ def test_a_bare_time_to_live_reads_as_an_absolute_expiry() -> None:
         (1_700_000_000_250.0, T),  # Lucee's epoch milliseconds
         (MS_STAMPS * 1000 - 1000, (MS_STAMPS * 1000 - 1000) / 1000),
         (MS_STAMPS * 1000, MS_STAMPS * 1000),  # beyond: left for from_entry to refuse
+        (MS_STAMPS * 10_000, MS_STAMPS * 10_000),
         (-5.0, -5.0),
     ],
 )
@@ -247,6 +249,13 @@ def test_missing_stamps_fall_back_on_each_other_and_then_on_zero() -> None:
     assert (only_modified.created, only_modified.modified, only_modified.accessed) == (T, T, T)
     bare = to_entry({}, 1)
     assert (bare.created, bare.modified, bare.accessed, bare.hits) == (0.0, 0.0, 0.0, 0)
+
+
+def test_an_unrecorded_access_is_unknown_zero_even_beside_stamps_before_1970() -> None:
+    # 0 is "unknown" for a foreign item's stamps (to_entry); a stamp before the epoch
+    # never makes the last access earlier than that.
+    entry = to_entry({CREATED: n(-5.0)}, 1)
+    assert (entry.created, entry.modified, entry.accessed) == (-5.0, -5.0, 0.0)
 
 
 def test_an_entry_carries_the_stored_expiry_and_lucee_stamps_in_seconds() -> None:
