@@ -332,3 +332,18 @@ def test_the_owner_condition_fits_hashed_and_plain_keys() -> None:
         "(attribute_not_exists(#ok) OR #ok = :sk)",
         values,
     )
+
+
+@pytest.mark.parametrize(
+    "read",
+    [lambda item: is_live(item, T), lambda item: number(item, DEADLINE)],
+    ids=["is_live", "number"],
+)
+def test_a_long_bad_number_is_quoted_to_its_first_40_characters(read: Any) -> None:
+    # Bounded messages: a planted attribute of any length shows 40 characters of itself.
+    text = "9" * 39 + "xyz" + "9" * 10_000
+    with pytest.raises(CorruptEntryError) as info:
+        read({DEADLINE: {"N": text}})
+    assert repr(text[:40]) in str(info.value)
+    assert repr(text[:41]) not in str(info.value)
+    assert repr(text[:39]) + ")" not in str(info.value)
