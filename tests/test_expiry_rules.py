@@ -8,6 +8,7 @@ are the first stage of the cosmic-ray run of api.py's expiry pieces (docs/confor
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -109,3 +110,16 @@ def test_metadata_of_an_entry_that_never_expires_and_of_an_idle_one() -> None:
     assert idle.expires == datetime.fromtimestamp(NOW + 6, UTC)
     at_deadline = CacheMetadata.from_entry(Entry("v", NOW, NOW, NOW, 0, NOW + 1), NOW + 1)
     assert at_deadline.time_to_live == timedelta(0)
+
+
+def test_an_expiry_and_metadata_are_immutable_hashable_values() -> None:
+    # metadata() hands CacheMetadata to callers, and an Expiry is shared between entries
+    # (NO_EXPIRY by every put without one): neither may change under its holders.
+    expiry = Expiry(NOW + 1, 2.0)
+    with pytest.raises(FrozenInstanceError):
+        expiry.idle = 3.0  # type: ignore[misc]
+    assert hash(expiry) == hash(Expiry(NOW + 1, 2.0))
+    meta = CacheMetadata.from_entry(Entry.new("v", expiry, NOW), NOW)
+    with pytest.raises(FrozenInstanceError):
+        meta.hit_count = 5  # type: ignore[misc]
+    assert meta in {CacheMetadata.from_entry(Entry.new("v", expiry, NOW), NOW)}
