@@ -21,10 +21,13 @@ The score table is written into docs/conformance.md between the markers
 from __future__ import annotations
 
 import argparse
+import ast
+import contextlib
 import json
 import os
 import shlex
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -32,11 +35,13 @@ import tempfile
 import time
 import tomllib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+
+from .stages import SOCKET_VARIABLE
 
 __all__ = [
     "CosmicModule",
@@ -183,6 +188,41 @@ def _env(tree: Path) -> dict[str, str]:
     return env
 
 
+@contextlib.contextmanager
+def warm_pytest(tree: Path, log: Any = sys.stderr) -> Iterator[dict[str, str]]:
+    """A :mod:`mutation.forkserver` for ``tree`` while the block runs; yields the
+    environment that routes :mod:`mutation.stages`' pytest runs through it.
+
+    Without a server (it failed to start), the environment runs them as subprocesses.
+    """
+    env = _env(tree)
+    with tempfile.TemporaryDirectory(prefix="cachehub-forkserver-") as tmp:
+        path = str(Path(tmp) / "socket")
+        server = subprocess.Popen(  # noqa: S603 - this interpreter, a module of the repo
+            [sys.executable, "-m", "mutation.forkserver", path],
+            cwd=tree,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            ready = server.stdout.readline().strip() if server.stdout else ""
+            if ready == "ready":
+                env = {**env, SOCKET_VARIABLE: path}
+            else:
+                print("[mutation] no fork server: every run starts cold", file=log)
+            yield env
+        finally:
+            server.terminate()  # it kills the run it is serving, if any, then exits
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(timeout=30)
+            if server.stdout:
+                server.stdout.close()
+
+
 def _pytest(
     tree: Path, target: Target, select: str | None, tests: tuple[str, ...] | None = None
 ) -> list[str]:
@@ -194,31 +234,56 @@ def _pytest(
     return args
 
 
-def _execute(
-    tree: Path, target: Target, select: str | None, tests: tuple[str, ...] | None = None
-) -> tuple[str, float, str]:
+def run_stages(
+    tree: Path, stages: Sequence[Sequence[str]], timeout: float, env: dict[str, str] | None = None
+) -> tuple[int | None, float, str]:
+    """Run ``stages`` in turn through :mod:`mutation.stages` in ``tree``, within ``timeout``.
+
+    Returns (exit status, or None when the timeout was reached; seconds; output). The
+    stages run in a session of their own, killed as a whole at the timeout (with the
+    servers their tests started).
+    """
+    command = [sys.executable, "-m", "mutation.stages", json.dumps([list(s) for s in stages])]
     start = time.monotonic()
+    proc = subprocess.Popen(  # noqa: S603 - this interpreter, arguments from the repo
+        command,
+        cwd=tree,
+        env=_env(tree) if env is None else env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
-        done = subprocess.run(  # noqa: S603 - this interpreter's pytest, arguments from the repo
-            _pytest(tree, target, select, tests),
-            cwd=tree,
-            env=_env(tree),
-            capture_output=True,
-            text=True,
-            timeout=target.timeout,
-            check=False,
-        )
+        output, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        return "timeout", time.monotonic() - start, ""
-    seconds = time.monotonic() - start
-    tail = (done.stdout + done.stderr).strip().splitlines()[-1:] or [""]
-    if done.returncode == 0:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return None, time.monotonic() - start, ""
+    return proc.returncode, time.monotonic() - start, output
+
+
+def _execute(
+    tree: Path,
+    target: Target,
+    select: str | None,
+    tests: tuple[str, ...] | None = None,
+    env: dict[str, str] | None = None,
+) -> tuple[str, float, str]:
+    status, seconds, output = run_stages(
+        tree, [_pytest(tree, target, select, tests)], target.timeout, env
+    )
+    if status is None:
+        return "timeout", seconds, ""
+    tail = output.strip().splitlines()[-1:] or [""]
+    if status == 0:
         return "survived", seconds, tail[0]
-    if done.returncode == 1:
-        failed = [line for line in done.stdout.splitlines() if line.startswith("FAILED")]
+    if status == 1:
+        failed = [line for line in output.splitlines() if line.startswith("FAILED")]
         return "killed", seconds, (failed or tail)[0]
     # 2-5: interrupted, internal error, usage error, nothing collected: a runner problem.
-    return "error", seconds, f"pytest exit {done.returncode}: {tail[0]}"
+    return "error", seconds, f"pytest exit {status}: {tail[0]}"
 
 
 def check_imports(tree: Path) -> None:
@@ -258,12 +323,17 @@ def save_json(results: Sequence[Result], path: Path) -> None:
 
 
 def run(
-    mutants: Sequence[Mutant], tree: Path, log: Any = sys.stderr, save: Path | None = None
+    mutants: Sequence[Mutant],
+    tree: Path,
+    log: Any = sys.stderr,
+    save: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> list[Result]:
     """Run every mutant against ``tree`` (a copy), baseline first for each target.
 
     With ``save``, the results so far are written there after every mutant, so an
-    interrupted run keeps what it measured.
+    interrupted run keeps what it measured. ``env`` (default: the copy's import paths)
+    is the environment of the test runs, e.g. one from :func:`warm_pytest`.
     """
     results: list[Result] = []
     # The unmutated tree must pass exactly the tests a mutant runs: one baseline per
@@ -273,7 +343,7 @@ def run(
         target = mutant.target
         group = (target.name, mutant.select, mutant.tests)
         if group not in baseline:
-            outcome, seconds, detail = _execute(tree, target, mutant.select, mutant.tests)
+            outcome, seconds, detail = _execute(tree, target, mutant.select, mutant.tests, env)
             baseline[group] = outcome
             where = target.name + (f" {' '.join(mutant.tests)}" if mutant.tests else "")
             where += f" -k {mutant.select!r}" if mutant.select else ""
@@ -294,7 +364,7 @@ def run(
             continue
         path.write_text(source.replace(mutant.original, mutant.replacement), encoding="utf-8")
         try:
-            outcome, seconds, detail = _execute(tree, target, mutant.select, mutant.tests)
+            outcome, seconds, detail = _execute(tree, target, mutant.select, mutant.tests, env)
         finally:
             path.write_text(source, encoding="utf-8")
         results.append(Result(mutant, outcome, seconds, detail))
@@ -413,9 +483,17 @@ class CosmicModule:
     select: str | None
     budget: float | None
     tests: tuple[str, ...] | None
-    """Pytest paths run instead of the target's, in this order (-x: cheap unit tests first)."""
+    """Pytest paths run instead of the target's, in this order (-x), narrowed by ``select``."""
     equivalent: dict[str, str]
     """Mutant key (see :func:`cosmic_key`) -> why the mutant cannot be told apart."""
+    unit: tuple[str, ...] = ()
+    """The module's own fast tests, run first in a process of their own (no ``-k``): a
+    mutant they kill never starts the ``tests`` stage, its servers and its collection."""
+    timeout: float | None = None
+    """Seconds one mutant's tests may take (None: the target's); beyond it, killed."""
+    functions: tuple[str, ...] = ()
+    """Only the mutants inside these top-level functions or classes (a documented subset
+    of a module too large for the budget); empty: every mutant of the module."""
 
 
 def load_cosmic(path: Path = COSMIC) -> dict[str, CosmicModule]:
@@ -435,18 +513,30 @@ def load_cosmic(path: Path = COSMIC) -> dict[str, CosmicModule]:
                     raise MutantFileError(f"{at}: {key!r} is triaged twice.")
                 equivalent[key] = reason
         budget = entry.get("budget")
-        tests = entry.get("tests")
-        if tests is not None and (
-            not isinstance(tests, list) or not tests or not all(isinstance(t, str) for t in tests)
-        ):
-            raise MutantFileError(f"{at}: 'tests' must be a non-empty list of pytest paths.")
+        timeout = entry.get("timeout")
+        for name, number in (("budget", budget), ("timeout", timeout)):
+            if number is not None and (
+                isinstance(number, bool) or not isinstance(number, int | float) or number <= 0
+            ):
+                raise MutantFileError(f"{at}: '{name}' must be a positive number of seconds.")
+        lists: dict[str, tuple[str, ...] | None] = {}
+        for name in ("tests", "unit", "functions"):
+            value = entry.get(name)
+            if value is not None and not (
+                isinstance(value, list) and value and all(isinstance(v, str) for v in value)
+            ):
+                raise MutantFileError(f"{at}: '{name}' must be a non-empty list of strings.")
+            lists[name] = None if value is None else tuple(value)
         module = CosmicModule(
             _text(entry, "path", at),
             _text(entry, "target", at),
             _text(entry, "select", at, optional=True),
             None if budget is None else float(budget),
-            None if tests is None else tuple(tests),
+            lists["tests"],
             equivalent,
+            lists["unit"] or (),
+            None if timeout is None else float(timeout),
+            lists["functions"] or (),
         )
         modules[module.path] = module
     return modules
@@ -468,27 +558,104 @@ def _results_path(module: str) -> Path:
     return COSMIC_RESULTS / (module.replace("/", ".") + ".json")
 
 
+def _specs(session: Path) -> list[tuple[str, str, int, int, int, int, int]]:
+    """(job, operator, occurrence, row, col, end row, end col) of every work item."""
+    with sqlite3.connect(session) as db:
+        return db.execute(
+            "SELECT job_id, operator_name, occurrence, start_pos_row, start_pos_col, "
+            "end_pos_row, end_pos_col FROM mutation_specs"
+        ).fetchall()
+
+
 def _keys_by_job(session: Path, source: str) -> dict[str, str]:
     """Every work item's key, numbered over the module's whole set of mutants.
 
     Read from a fresh session (right after ``init``), so a partial re-run names its
     mutants exactly as the full run did.
     """
-    with sqlite3.connect(session) as db:
-        specs = db.execute(
-            "SELECT job_id, operator_name, occurrence, start_pos_row, start_pos_col "
-            "FROM mutation_specs"
-        ).fetchall()
+    specs = _specs(session)
     lines = source.splitlines()
     seen: Counter[str] = Counter()
     return {
         job: cosmic_key(operator, lines[row - 1] if 0 < row <= len(lines) else "", seen)
-        for job, operator, _occ, row, _col in sorted(specs, key=lambda s: (s[3], s[4], s[1], s[2]))
+        for job, operator, _occ, row, *_ in sorted(specs, key=lambda s: (s[3], s[4], s[1], s[2]))
     }
 
 
+def function_lines(source: str, names: Iterable[str], where: str = "") -> set[int]:
+    """The line numbers of the named top-level functions and classes (decorators included).
+
+    Raises :class:`MutantFileError` for a name the module does not define at top level, so
+    a renamed function cannot silently shrink the subset to nothing.
+    """
+    wanted = set(names)
+    lines: set[int] = set()
+    for node in ast.parse(source).body:
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            continue
+        if node.name in wanted:
+            wanted.discard(node.name)
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            lines.update(range(first, (node.end_lineno or node.lineno) + 1))
+    if wanted:
+        raise MutantFileError(f"{where}: no top-level function or class {sorted(wanted)}.")
+    return lines
+
+
+ANNOTATION: Final = "annotation"
+"""The outcome of a mutant inside an annotation of a module with ``from __future__ import
+annotations``: equivalent by construction (the annotation is never evaluated), so it is
+classified without running its tests."""
+
+
+def annotation_spans(source: str) -> list[tuple[int, int, int, int]]:
+    """(row, col, end row, end col) of every annotation, if the module never evaluates them.
+
+    Empty unless the module has ``from __future__ import annotations``; positions in
+    characters, as cosmic-ray (parso) gives them.
+    """
+    tree = ast.parse(source)
+    future = any(
+        isinstance(node, ast.ImportFrom)
+        and node.module == "__future__"
+        and any(alias.name == "annotations" for alias in node.names)
+        for node in tree.body
+    )
+    if not future:
+        return []
+    lines = source.splitlines()
+
+    def char(row: int, col: int) -> int:  # ast counts UTF-8 bytes
+        return len(lines[row - 1].encode()[:col].decode(errors="ignore"))
+
+    found: list[ast.expr] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg | ast.AnnAssign) and node.annotation is not None:
+            found.append(node.annotation)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns:
+            found.append(node.returns)
+    spans = []
+    for a in found:
+        end = a.end_lineno or a.lineno
+        spans.append(
+            (a.lineno, char(a.lineno, a.col_offset), end, char(end, a.end_col_offset or 0))
+        )
+    return spans
+
+
+def _inside_annotation(
+    spans: Sequence[tuple[int, int, int, int]], start: tuple[int, int], end: tuple[int, int]
+) -> bool:
+    return any((r, c) <= start and end <= (er, ec) for r, c, er, ec in spans)
+
+
 def _cosmic_rows(dumped: str, keys: dict[str, str]) -> list[dict[str, Any]]:
-    """Each dumped work item as {key, line, operator, outcome, change}, in file order."""
+    """Each dumped work item as {key, line, operator, outcome, change}, in file order.
+
+    A mutant killed because its tests ran past the module's timeout (cosmic-ray kills the
+    test command's whole process group and reports ``killed`` with the output "timeout")
+    also carries ``"timeout": true``.
+    """
     rows = []
     for raw in dumped.splitlines():
         item, result = json.loads(raw)
@@ -499,56 +666,96 @@ def _cosmic_rows(dumped: str, keys: dict[str, str]) -> list[dict[str, Any]]:
             for d in ((result or {}).get("diff") or "").splitlines()
             if d[:1] in "+-" and d[:3] not in ("+++", "---")
         ]
-        row = {
+        row: dict[str, Any] = {
             "key": keys[item["job_id"]],
             "line": spec["start_pos"][0],
             "operator": spec["operator_name"],
             "outcome": str(outcome or "pending"),
             "change": " => ".join(change),
         }
+        if row["outcome"] == "killed" and (result or {}).get("output") == "timeout":
+            row["timeout"] = True
         rows.append((spec["start_pos"], spec["operator_name"], spec["occurrence"], row))
     rows.sort(key=lambda r: (r[0], r[1], r[2]))
     return [r[3] for r in rows]
 
 
-def _keep_only(session: Path, keys: dict[str, str], chosen: set[str]) -> int:
-    """Drop from a fresh cosmic-ray session every work item whose key is not ``chosen``.
+def _keep_only(session: Path, drop: Iterable[str]) -> None:
+    """Drop the work items ``drop`` (job ids) from a fresh cosmic-ray session.
 
     The session's own schema (cosmic-ray 8's ``work_items``/``mutation_specs``) is edited
-    because ``exec`` has no filter; returns how many items are left to run.
+    because ``exec`` has no filter.
     """
-    drop = [(job,) for job, key in keys.items() if key not in chosen]
+    rows = [(job,) for job in drop]
     with sqlite3.connect(session) as db:
-        db.executemany("DELETE FROM mutation_specs WHERE job_id = ?", drop)
-        db.executemany("DELETE FROM work_items WHERE job_id = ?", drop)
-    return len(keys) - len(drop)
+        db.executemany("DELETE FROM mutation_specs WHERE job_id = ?", rows)
+        db.executemany("DELETE FROM work_items WHERE job_id = ?", rows)
+
+
+def stage_commands(
+    tree: Path, module: CosmicModule, target: Target, select: str | None
+) -> list[list[str]]:
+    """The pytest runs of one mutant, cheapest first: ``unit`` (if any), then ``tests -k``."""
+    stages = []
+    if module.unit:
+        stages.append(_pytest(tree, Target(target.name, module.unit, target.timeout), None))
+    stages.append(_pytest(tree, target, select))
+    return stages
+
+
+@dataclass
+class CosmicRun:
+    """What one cosmic-ray run measured, besides the outcomes."""
+
+    rows: list[dict[str, Any]]
+    baseline: float
+    """Seconds the unmutated copy took to pass every stage."""
+    ran: int = 0
+    """Mutants whose tests finished within the budget."""
+    seconds: float = 0.0
+    """Seconds ``exec`` ran."""
 
 
 def cosmic_ray(
     tree: Path,
     module: str,
-    target: Target,
-    select: str | None,
+    stages: Sequence[Sequence[str]],
+    timeout: float,
     log: Any,
     budget: float | None = None,
     only: set[str] | None = None,
-) -> list[dict[str, Any]]:
+    lines: set[int] | None = None,
+    env: dict[str, str] | None = None,
+) -> CosmicRun:
     """Run cosmic-ray's default operators on ``module`` inside the copy ``tree``.
 
     cosmic-ray mutates the file it tests in place, which is why it only ever sees the
-    temporary copy. Its test command is the target's pytest run (``-x``, ``-k select``).
-    ``budget`` (seconds) stops ``exec`` early: the mutants it did not reach are reported
-    as pending. ``only`` (mutant keys) runs just those, e.g. the last run's survivors.
-    Returns one row per mutant (see :func:`_cosmic_rows`).
+    temporary copy. Its test command runs ``stages`` (pytest runs with ``-x``) in turn
+    through :mod:`mutation.stages`, first against the unmutated copy (the baseline must
+    pass, or every mutant would count as killed); a mutant whose tests take longer than
+    ``timeout`` seconds is killed. ``budget`` (seconds) stops ``exec`` early: the mutants
+    it did not reach are reported as pending. ``only`` (mutant keys) runs just those,
+    e.g. the last run's survivors; ``lines`` just the mutants starting on those lines.
+    ``env`` is the environment of the test runs (default: the copy's import paths).
     """
-    command = " ".join(shlex.quote(arg) for arg in _pytest(tree, target, select))
+    command = [sys.executable, "-m", "mutation.stages", json.dumps([list(s) for s in stages])]
+    env = _env(tree) if env is None else env
+    status, baseline, output = run_stages(tree, stages, timeout, env)
+    if status is None:
+        raise SystemExit(
+            f"mutation: the unmutated tests of {module} take over the timeout of {timeout:.0f}s"
+        )
+    if status != 0:
+        tail = output.strip().splitlines()[-5:]
+        raise SystemExit(f"mutation: the unmutated tests of {module} fail: " + " | ".join(tail))
+    print(f"[cosmic-ray] baseline passed in {baseline:.1f}s", file=log)
     config = tree / "cosmic-ray.toml"
     config.write_text(
         "[cosmic-ray]\n"
         f"module-path = {json.dumps(module)}\n"
-        f"timeout = {float(target.timeout)}\n"
+        f"timeout = {float(timeout)}\n"
         "excluded-modules = []\n"
-        f"test-command = {json.dumps(command)}\n"
+        f"test-command = {json.dumps(' '.join(shlex.quote(arg) for arg in command))}\n"
         "[cosmic-ray.distributor]\n"
         'name = "local"\n',
         encoding="utf-8",
@@ -557,27 +764,64 @@ def cosmic_ray(
     source = (tree / module).read_text(encoding="utf-8")
     tool = [sys.executable, "-m", "cosmic_ray.cli"]
     keys: dict[str, str] = {}
+    specs: dict[str, tuple[str, str, int, int, int, int, int]] = {}
+    static: list[str] = []
+    run = CosmicRun([], baseline)
     for step in (["init", str(config), str(session)], ["exec", str(config), str(session)]):
         print(f"[cosmic-ray] {step[0]} {module}", file=log)
         if step[0] == "exec":
             keys = _keys_by_job(session, source)
-        if step[0] == "exec" and only is not None:
-            left = _keep_only(session, keys, only)
-            print(f"[cosmic-ray] running {left} of the chosen {len(only)} mutants", file=log)
+            specs = {spec[0]: spec for spec in _specs(session)}
+            drop = {
+                job
+                for job, key in keys.items()
+                if (only is not None and key not in only)
+                or (lines is not None and specs[job][3] not in lines)
+            }
+            spans = annotation_spans(source)
+            for job, _op, _occ, row, col, end_row, end_col in specs.values():
+                if job not in drop and _inside_annotation(spans, (row, col), (end_row, end_col)):
+                    drop.add(job)
+                    static.append(job)
+            _keep_only(session, drop)
+            print(
+                f"[cosmic-ray] running {len(keys) - len(drop)} of {len(keys)} mutants "
+                f"({len(static)} in annotations: equivalent without a run)",
+                file=log,
+            )
+        started = time.monotonic()
         try:
             subprocess.run(  # noqa: S603 - this interpreter's cosmic-ray, arguments from the repo
                 [*tool, "--verbosity", "ERROR", *step],
                 cwd=tree,
-                env=_env(tree),
+                env=env,
                 check=True,
                 timeout=budget if step[0] == "exec" else None,
             )
         except subprocess.TimeoutExpired:
             print(f"[cosmic-ray] budget of {budget}s spent: reporting so far", file=log)
+        if step[0] == "exec":
+            run.seconds = time.monotonic() - started
     dumped = subprocess.run(  # noqa: S603 - same
         [*tool, "dump", str(session)], cwd=tree, env=_env(tree), check=True, capture_output=True
     ).stdout.decode()
-    return _cosmic_rows(dumped, keys)
+    run.rows = _cosmic_rows(dumped, keys)
+    run.ran = sum(row["outcome"] != "pending" for row in run.rows)
+    for job in static:
+        _job, operator, _occ, row, _col, _er, _ec = specs[job]
+        run.rows.append(
+            {
+                "key": keys[job],
+                "line": row,
+                "operator": operator,
+                "outcome": ANNOTATION,
+                "change": "",
+            }
+        )
+    run.rows.sort(key=lambda r: int(r["line"]))  # stable: the dumped order within a line
+    rate = run.ran / (run.seconds / 60) if run.seconds else 0.0
+    print(f"[cosmic-ray] {run.ran} mutants in {run.seconds:.0f}s: {rate:.1f}/min", file=log)
+    return run
 
 
 def merge_cosmic(
@@ -591,9 +835,10 @@ def merge_cosmic(
 def render_cosmic(modules: dict[str, CosmicModule], results: Path = COSMIC_RESULTS) -> str:
     """The cosmic-ray block of docs/conformance.md, from the saved outcomes and the triage.
 
-    Per module: killed, survivors triaged as equivalent (grouped by reason), survivors
-    still to kill, mutants not reached (budget) and triage entries that match no survivor
-    (stale: the code changed under them, or a test now kills them).
+    Per module: killed (and how many of them by the timeout), survivors triaged as
+    equivalent (grouped by reason), survivors still to kill, mutants not reached (budget)
+    and triage entries that match no survivor (stale: the code changed under them, or a
+    test now kills them).
     """
     lines = [CR_START, ""]
     table = [
@@ -614,22 +859,42 @@ def render_cosmic(modules: dict[str, CosmicModule], results: Path = COSMIC_RESUL
         remaining = [row for row in survivors if row["key"] not in module.equivalent]
         alive = {row["key"] for row in survivors}
         stale = sorted(key for key in module.equivalent if key not in alive)
-        not_run = len(rows) - outcomes["killed"] - len(survivors)
+        static = [row for row in rows if row["outcome"] == ANNOTATION]
+        not_run = len(rows) - outcomes["killed"] - len(survivors) - len(static)
+        timeouts = sum(bool(row.get("timeout")) for row in rows)
+        subset = " (subset)" if module.functions else ""
         table.append(
-            f"| `{path}` | {module.target} | {len(rows)} | {outcomes['killed']} | "
-            f"{len(equivalent)} | {len(remaining)} | {not_run} | {len(stale)} |"
+            f"| `{path}`{subset} | {module.target} | {len(rows)} | {outcomes['killed']} | "
+            f"{len(equivalent) + len(static)} | {len(remaining)} | {not_run} | {len(stale)} |"
         )
-        details += [
-            f"**`{path}`** ({data['note']}; tests "
-            + ", ".join(f"`{t}`" for t in data.get("tests", []))
+        stages = [*(["`" + "`, `".join(module.unit) + "`"] if module.unit else [])]
+        stages.append(
+            ", ".join(f"`{t}`" for t in data.get("tests", []))
             + (f" `-k {module.select!r}`" if module.select else "")
-            + "): "
-            + ", ".join(f"{k}: {v}" for k, v in sorted(outcomes.items())),
+        )
+        counts = ", ".join(f"{k}: {v}" for k, v in sorted(outcomes.items()))
+        if timeouts:
+            counts += f" ({timeouts} of the killed by the timeout)"
+        details += [
+            f"**`{path}`** ({data['note']}; tests " + ", then ".join(stages) + "): " + counts,
             "",
         ]
+        if module.functions:
+            details += [
+                "Subset: only the mutants inside "
+                + ", ".join(f"`{name}`" for name in module.functions)
+                + ".",
+                "",
+            ]
         by_reason: dict[str, list[dict[str, Any]]] = {}
         for row in equivalent:
             by_reason.setdefault(module.equivalent[row["key"]], []).append(row)
+        if static:
+            at = ", ".join(sorted({str(row["line"]) for row in static}, key=int))
+            details.append(
+                f"- equivalent without a run ({len(static)}; lines {at}): inside an "
+                "annotation, which `from __future__ import annotations` never evaluates"
+            )
         for reason, group in by_reason.items():
             at = ", ".join(str(row["line"]) for row in group)
             details.append(f"- equivalent ({len(group)}; lines {at}): {reason}")
@@ -650,8 +915,8 @@ def main_cosmic(args: argparse.Namespace, targets: dict[str, Target]) -> int:
         if module is None:
             raise SystemExit(f"mutation: add {args.cosmic_ray} to {COSMIC} first")
         target = targets[args.target[0] if args.target else module.target]
-        if module.tests is not None:
-            target = Target(target.name, module.tests, target.timeout, target.select)
+        timeout = module.timeout if module.timeout is not None else target.timeout
+        target = Target(target.name, module.tests or target.tests, timeout, target.select)
         saved = _results_path(module.path)
         previous = json.loads(saved.read_text(encoding="utf-8")) if saved.exists() else {}
         old: list[dict[str, Any]] = previous.get("rows", [])
@@ -669,14 +934,25 @@ def main_cosmic(args: argparse.Namespace, targets: dict[str, Target]) -> int:
             copy_tree(tree)
             check_imports(tree)
             budget = args.budget if args.budget is not None else module.budget
-            new = cosmic_ray(
-                tree, module.path, target, args.select or module.select, sys.stderr, budget, only
-            )
+            lines = None
+            if module.functions:
+                source = (tree / module.path).read_text(encoding="utf-8")
+                lines = function_lines(source, module.functions, f"{COSMIC.name} {module.path}")
+            stages = stage_commands(tree, module, target, args.select or module.select)
+            with warm_pytest(tree) as env:
+                run = cosmic_ray(
+                    tree, module.path, stages, timeout, sys.stderr, budget, only, lines, env
+                )
         minutes = (time.monotonic() - started) / 60
-        rows = merge_cosmic(old, new) if only is not None else new
+        rows = merge_cosmic(old, run.rows) if only is not None else run.rows
         today = date.today().isoformat()
+        rate = run.ran / (run.seconds / 60) if run.seconds else 0.0
+        speed = (
+            f"{run.ran} mutants at {rate:.1f}/min, baseline {run.baseline:.0f}s, "
+            f"timeout {timeout:.0f}s"
+        )
         if only is None:
-            note = f"full run {minutes:.0f} min (budget {budget}s), {today}"
+            note = f"full run {minutes:.0f} min (budget {budget}s; {speed}), {today}"
         else:  # the full run's note stays: it says how much of the module was reached
             note = f"{saved_note}; {len(only)} survivors re-run {minutes:.0f} min, {today}"
         COSMIC_RESULTS.mkdir(exist_ok=True)
@@ -750,13 +1026,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("mutation: no mutant selected", file=sys.stderr)
         return 2
     started = time.monotonic()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="cachehub-mutation-") as tmp:
         tree = Path(tmp)
         copy_tree(tree)
         check_imports(tree)
-        results = run(mutants, tree, save=args.json)
+        with warm_pytest(tree) as env:
+            results = run(mutants, tree, save=args.json, env=env)
     minutes = (time.monotonic() - started) / 60
-    block = render(results, minutes)
+    # The machine's load says how far the wall time is from an idle machine's.
+    how = (
+        f" wall time, baselines included, on {os.cpu_count()} CPUs; 1-minute load average "
+        f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+    )
+    block = render(results, minutes, how)
     print(block)
     if args.json:
         save_json(results, args.json)

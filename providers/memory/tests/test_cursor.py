@@ -398,3 +398,51 @@ def test_random_churn_on_a_large_store(seed: int) -> None:
         cursor = Cursor(store.log, step=rng.randrange(1, 64))
         _check(initial, store, cursor, _walk(store, cursor, between))
         _sorted_and_numbered(store)
+
+
+@pytest.mark.parametrize("copyable", [True, False])
+@pytest.mark.parametrize("live", [0, 1, 300, 512, 700, 1023, 1500, 2600])
+def test_a_compaction_leaves_room_for_its_live_entries_plus_the_slack(
+    copyable: bool, live: int
+) -> None:
+    # The documented rule, exactly: after a compaction to L live entries, the insertion
+    # that finds the log at 2 * L + SLACK entries compacts it again - not one before. A
+    # limit below that (2 * L ^ SLACK is one for L from 512 to 1023) compacts at every
+    # insertion for a while: the same results, but O(n) per insertion.
+    store, initial = _filled(live + 50, copyable)
+    store.delete_all(initial[live:])
+    store.log.compact()
+    generation = store.log.generation
+    assert len(store.log.keys) == live
+    store.burst(live + walk.SLACK)  # fills the log to 2 * L + SLACK entries
+    assert store.log.generation == generation
+    store.new()
+    assert store.log.generation == generation + 1
+    _sorted_and_numbered(store)
+
+
+def test_a_walk_whose_remaining_entries_all_go_ends_past_the_small_int_cache() -> None:
+    # After a compaction drops every entry ahead of the walk, the next step starts at its
+    # (new) stop; positions beyond 256 are distinct int objects, so only `==` sees that.
+    store, initial = _filled(400)
+    cursor = Cursor(store.log, step=300)
+    visited = [key for key, _ in cursor.step()]
+    store.delete_all(initial[300:])
+    store.log.compact()
+    assert cursor.step() == []
+    assert cursor.done
+    assert visited == initial[:300]
+    assert cursor.passed == 300
+
+
+def test_a_walk_compacts_a_log_just_over_twice_its_keys_plus_the_slack() -> None:
+    # 7,000 keys (the log compacted last at 3,072 entries, limit 7,168), 4,500 removed:
+    # 7,000 entries for 2,500 keys is over 2 * 2,500 + SLACK = 6,024, so the walk compacts
+    # first and passes only the live entries (within the bound cursor.py states).
+    store, initial = _filled(7000)
+    store.delete_all(initial[2500:])
+    assert len(store.log.keys) == 7000
+    cursor = Cursor(store.log, step=256)
+    assert _walk(store, cursor, lambda s, keys: None) == initial[:2500]
+    assert cursor.passed == 2500
+    _check(initial, store, cursor, initial[:2500])

@@ -6,7 +6,7 @@ import math
 import struct
 
 import pytest
-from cachehub_redis.entry import HEADER, KIND_CODEC, KIND_INT, MAGIC, Offsets, pack, unpack
+from cachehub_redis.entry import HEADER, KIND_CODEC, KIND_INT, MAGIC, Offsets, pack, pxat, unpack
 
 from cachehub.api import MAX_TIME_SPAN, CacheMetadata, Entry
 from cachehub.errors import CorruptEntryError
@@ -43,8 +43,10 @@ BAD = {
     "negative-hits": (KIND_CODEC, NOW, NOW, NOW, -1.0, NAN, NAN),
     "nan-hits": (KIND_CODEC, NOW, NOW, NOW, NAN, NAN, NAN),
     "huge-hits": (KIND_CODEC, NOW, NOW, NOW, 2.0**60, NAN, NAN),
+    "hits-past-2**53": (KIND_CODEC, NOW, NOW, NOW, 2.0**53 + 2, NAN, NAN),  # the next double
     "inf-expiry": (KIND_CODEC, NOW, NOW, NOW, 0.0, INF, NAN),
     "negative-expiry": (KIND_CODEC, NOW, NOW, NOW, 0.0, -INF, NAN),
+    "expiry-just-below-zero": (KIND_CODEC, NOW, NOW, NOW, 0.0, -0.5, NAN),
     "zero-idle": (KIND_CODEC, NOW, NOW, NOW, 0.0, NAN, 0.0),
     "negative-idle": (KIND_CODEC, NOW, NOW, NOW, 0.0, NAN, -5.0),
     "inf-idle": (KIND_CODEC, NOW, NOW, NOW, 0.0, NAN, INF),
@@ -68,7 +70,17 @@ def test_impossible_fields_are_corrupt_entries(fields: tuple[float, ...]) -> Non
 
 
 @pytest.mark.parametrize(
-    "raw", [b"", b"\xca", bytes([MAGIC, KIND_CODEC]) + b"\x00" * 47, b"x" * 80]
+    "raw",
+    [
+        b"",
+        b"\xca",
+        bytes([MAGIC, KIND_CODEC]) + b"\x00" * 47,
+        b"x" * 80,
+        # A header that is right in every field but the magic byte, on either side of it.
+        HEADER.pack(MAGIC + 1, KIND_CODEC, NOW, NOW, NOW, 0.0, NAN, NAN) + b"v",
+        HEADER.pack(0xFF, KIND_CODEC, NOW, NOW, NOW, 0.0, NAN, NAN) + b"v",
+        HEADER.pack(MAGIC - 1, KIND_CODEC, NOW, NOW, NOW, 0.0, NAN, NAN) + b"v",
+    ],
 )
 def test_strings_that_are_not_entries_are_none(raw: bytes) -> None:
     assert unpack(raw, "k") is None
@@ -89,3 +101,62 @@ def test_pack_round_trips() -> None:
     head = unpack(pack(KIND_INT, struct.pack(">q", 5), NOW, NOW, NOW + 1, 2.0), "k")
     assert head is not None
     assert (head.expires_at, head.idle, head.hits) == (NOW + 1, 2.0, 0.0)
+
+
+def test_pack_writes_a_fresh_entry_accessed_when_modified_and_never_read() -> None:
+    head = unpack(pack(KIND_CODEC, b"v", NOW - 9, NOW, None, None), "k")
+    assert head == (KIND_CODEC, NOW - 9, NOW, NOW, 0.0, None, None)
+    assert head is not None
+    assert head.expiry.deadline(head.accessed) is None
+
+
+@pytest.mark.parametrize(
+    ("expires_at", "idle", "accessed", "deadline"),
+    [
+        (NOW + 5, None, NOW, NOW + 5),
+        (None, 2.5, NOW + 1, NOW + 3.5),  # idle: from the last access
+        (NOW + 5, 10.0, NOW + 1, NOW + 5),  # both: the earlier one
+        (NOW + 50, 10.0, NOW + 1, NOW + 11),
+    ],
+)
+def test_a_header_is_alive_strictly_before_its_deadline(
+    expires_at: float | None, idle: float | None, accessed: float, deadline: float
+) -> None:
+    raw = HEADER.pack(
+        MAGIC,
+        KIND_CODEC,
+        NOW,
+        NOW,
+        accessed,
+        0.0,
+        NAN if expires_at is None else expires_at,
+        NAN if idle is None else idle,
+    )
+    head = unpack(raw, "k")
+    assert head is not None
+    assert head.expiry.deadline(head.accessed) == deadline
+    assert head.alive(deadline - 0.001)
+    assert not head.alive(deadline)
+    assert not head.alive(deadline + 0.001)
+
+
+def test_a_header_without_expiry_is_always_alive() -> None:
+    head = unpack(pack(KIND_CODEC, b"", NOW, NOW, None, None), "k")
+    assert head is not None
+    assert head.alive(LAST)
+
+
+@pytest.mark.parametrize(
+    ("deadline", "ms"),
+    [
+        (None, None),
+        (2.0, 2000),  # a whole millisecond stays that millisecond
+        (2.0005, 2001),  # rounded up: the server never drops the entry early
+        (NOW + 0.25, int(NOW * 1000) + 250),
+        (0.0001, 1),
+    ],
+)
+def test_pxat_is_the_deadline_in_milliseconds_rounded_up(
+    deadline: float | None, ms: int | None
+) -> None:
+    assert pxat(deadline) == ms
