@@ -163,8 +163,9 @@ class Measurement:
 class Target:
     """A goal checked against a measured ratio (cachehub time / baseline time).
 
-    With ``max_round_trips`` the goal is a round-trip count instead (a deterministic
-    count, e.g. "get_many in one round trip"); the ratio is then only reported.
+    With ``max_round_trips`` the round trips per operation (a deterministic count) must
+    also stay within it: more is "not met" whatever the ratio. A ``max_ratio`` of
+    ``inf`` makes the count the only goal.
     """
 
     label: str
@@ -320,9 +321,10 @@ class Row:
             return None
         if self.target.max_round_trips is not None:
             trips = self.round_trips_per_op
-            return (
-                "met" if trips is not None and trips <= self.target.max_round_trips else "not met"
-            )
+            if trips is None or trips > self.target.max_round_trips:
+                return "not met"
+            if self.target.max_ratio == float("inf"):
+                return "met"
         return verdict_of(self.ratios, self.target.max_ratio)
 
     @property

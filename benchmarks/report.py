@@ -315,7 +315,7 @@ def write_chart(path: Path, sections: Sequence[Section]) -> bool:
         ]
         ax.barh(range(len(ratios)), ratios, color=colors, xerr=whiskers, capsize=2)
         for i, row in enumerate(section.rows):
-            if row.target is not None and row.target.max_round_trips is None:
+            if row.target is not None and row.target.max_ratio != float("inf"):
                 ax.plot([row.target.max_ratio] * 2, [i - 0.4, i + 0.4], color="black")
         ax.set_yticks(range(len(labels)), labels, fontsize=7)
         ax.invert_yaxis()

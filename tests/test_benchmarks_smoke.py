@@ -255,10 +255,20 @@ def test_rows_without_pairing_or_target_claim_nothing() -> None:
     assert zero.ratios == []
     assert zero.verdict == "inconclusive"
     assert _pair([50.0], [100.0], None).verdict is None
-    trips = Row("op", "mine", 1.0, "base", 1.0, Target("1 trip", 9.9, max_round_trips=1))
+    trips = Row("op", "mine", 1.0, "base", 1.0, Target("1 trip", float("inf"), max_round_trips=1))
     assert trips.verdict == "not met"  # no count measured
     trips.round_trips_per_op = 1.0
     assert trips.verdict == "met"  # a count is exact: no range needed
+    # Both goals: the count must hold, then the ratio decides as any ratio target does.
+    both = Target("<= 1.1x, 1 trip", 1.1, max_round_trips=1)
+    fast = _pair([80.0, 85.0, 90.0, 95.0, 100.0], [100.0] * 5, both)
+    fast.round_trips_per_op = 2.0
+    assert fast.verdict == "not met"  # fast, but one round trip too many
+    fast.round_trips_per_op = 1.0
+    assert fast.verdict == "met"
+    slow = _pair([120.0, 125.0, 130.0, 135.0, 140.0], [100.0] * 5, both)
+    slow.round_trips_per_op = 1.0
+    assert slow.verdict == "not met"  # one round trip, but 1.3x: the ratio is a goal too
 
 
 def test_report_shows_median_iqr_and_verdict() -> None:
