@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import cProfile
 import pstats
+import statistics
 from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
@@ -371,7 +372,9 @@ def _cpu_row(op: str, mine: Measurement, base: Measurement) -> Row:
 
     Wall time on moto is mostly the server's (it serves cachehub's items, which carry a
     few more attributes); the client's CPU is what a real deployment pays per request.
+    The ratio is per round, like the time rows: round r of both ran back to back.
     """
+    ratios = [m / b for m, b in zip(mine.rounds_cpu_ns, base.rounds_cpu_ns, strict=True) if b]
     return Row(
         f"{op}, client CPU",
         CACHEHUB,
@@ -380,6 +383,8 @@ def _cpu_row(op: str, mine: Measurement, base: Measurement) -> Row:
         (base.cpu_us_per_op or 0.0) * 1000,
         Target("client CPU <= 1.10x raw boto3", 1.10),
         mine.requests_per_op,
+        statistics.median(ratios) if ratios else None,
+        ratios=ratios,
     )
 
 

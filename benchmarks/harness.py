@@ -157,6 +157,8 @@ class Measurement:
     """Client round trips per operation, counted in a separate untimed pass."""
     skipped: str | None = None
     """Why the case was not measured (missing package, server failure...)."""
+    rounds_cpu_ns: list[float] = field(default_factory=list)
+    """Client CPU (this thread) per operation in each round, in the order of ``rounds_ns``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,6 +418,7 @@ def _measure_rounds(
     for i, case in enumerate(cases):
         result = Measurement(case.op, case.impl, statistics.median(samples[i]), samples[i])
         result.cpu_us_per_op = statistics.median(cpu[i]) * 1e6 / case.ops
+        result.rounds_cpu_ns = [c * 1e9 / case.ops for c in cpu[i]]
         if case.counter is not None:
             per_round = statistics.median(requests[i])
             result.requests_per_op = per_round / case.ops

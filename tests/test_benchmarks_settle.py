@@ -10,7 +10,16 @@ from collections.abc import Iterable
 
 import pytest
 
-from benchmarks.harness import Case, Row, Settle, Target, measure_interleaved, verdict_of
+from benchmarks.dynamodb import _cpu_row
+from benchmarks.harness import (
+    Case,
+    Measurement,
+    Row,
+    Settle,
+    Target,
+    measure_interleaved,
+    verdict_of,
+)
 
 TARGET = 1.1
 
@@ -96,3 +105,16 @@ def test_a_zero_baseline_round_cannot_be_settled() -> None:
     cases = [_scripted("base", [])[0], _scripted("mine", [])[0]]
     assert not settle.undecided(cases, [[0.0, 100.0], [80.0, 130.0]])
     assert settle.undecided(cases, [[100.0, 100.0], [80.0, 130.0]])
+
+
+def test_the_client_cpu_row_is_judged_on_its_per_round_cpu_ratios() -> None:
+    """#17 item 5 (DynamoDB get_many client CPU) pairs round r of both, like time rows."""
+    base = Measurement("get_many", "raw", 1.0, [1.0] * 4, cpu_us_per_op=100.0)
+    base.rounds_cpu_ns = [100_000.0, 200_000.0, 100_000.0, 200_000.0]
+    near = Measurement("get_many", "mine", 1.0, [1.0] * 4, cpu_us_per_op=105.0)
+    near.rounds_cpu_ns = [105_000.0, 210_000.0, 104_000.0, 208_000.0]  # 1.04-1.05x each round
+    far = Measurement("get_many", "mine", 1.0, [1.0] * 4, cpu_us_per_op=150.0)
+    far.rounds_cpu_ns = [100_000.0, 300_000.0, 160_000.0, 250_000.0]  # 1.0, 1.5, 1.6, 1.25
+    assert _cpu_row("get_many", near, base).verdict == "met"
+    assert _cpu_row("get_many", far, base).verdict == "not met"
+    assert _cpu_row("get_many", far, base).ratios == [1.0, 1.5, 1.6, 1.25]
