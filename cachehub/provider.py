@@ -25,7 +25,9 @@ talk to a server over the network. It owns, once for every such provider:
   write-back (:meth:`RemoteCache.aflush_hits`);
 * **flows**: a multi-step primitive written once as a generator that yields
   :class:`Call` objects, run by :meth:`RemoteCache._drive` (sync) and
-  :meth:`RemoteCache._adrive` (async). See docs/provider-guide.md, "Async primitives".
+  :meth:`RemoteCache._adrive` (async); :class:`FlowCache` defines every primitive and
+  its async twin as the driver of the provider's flow, so a flow provider writes only
+  flows. See docs/provider-guide.md, "Async primitives".
 
 See docs/provider-guide.md for a complete small provider built on it.
 """
@@ -39,7 +41,15 @@ import secrets
 import threading
 import weakref
 from abc import abstractmethod
-from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, ClassVar, Final, Generic, TypeAlias, TypeVar
@@ -92,11 +102,13 @@ __all__ = [
     "Entry",
     "Expiry",
     "Flow",
+    "FlowCache",
     "InvalidKeyError",
     "KeyFilter",
     "Option",
     "PendingHits",
     "RemoteCache",
+    "achunks",
     "chunks",
     "counter_overflow",
     "not_an_int",
@@ -154,6 +166,18 @@ def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
     """``items`` in lists of at most ``size``, read lazily: a scan streams through in batches."""
     it = iter(items)
     while chunk := list(islice(it, size)):
+        yield chunk
+
+
+async def achunks(items: AsyncIterator[T], size: int) -> AsyncIterator[list[T]]:
+    """:func:`chunks` for an async iterator: lists of at most ``size``, read lazily."""
+    chunk: list[T] = []
+    async for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
         yield chunk
 
 
@@ -438,3 +462,217 @@ class RemoteCache(BaseCache, Generic[C]):
             await self.aflush_hits()
         except CacheError as exc:
             self.log.warning("cache '%s': could not flush hit counts: %s", self.name, exc)
+
+
+class FlowCache(RemoteCache[C]):
+    """A :class:`RemoteCache` whose primitives are flows, driven here for both shells.
+
+    A provider writes each primitive once, as a flow (``_get_flow``, ``_set_flow``, ...,
+    the same arguments as the primitive, see :class:`Call`); this class defines every
+    primitive ``_x`` as ``self._drive(self._x_flow(...))`` and its async twin ``_ax`` as
+    ``await self._adrive(self._x_flow(...))`` - the one call a provider would write, no
+    extra layer. A provider may still override a primitive directly (a single-request hot
+    path); it then needs no flow for it. A primitive with neither raises
+    ``NotImplementedError`` naming both.
+
+    Hit write-back is a flow too: :meth:`_write_hits_flow` (written by the provider) backs
+    ``flush_hits()``/``aflush_hits()``, and :meth:`_flush_due_flow` is
+    :meth:`RemoteCache._after_write` inside a flow (on the event loop as well).
+    """
+
+    def _unwritten(self, primitive: str) -> NotImplementedError:
+        return NotImplementedError(
+            f"{type(self).__name__} implements neither {primitive}() nor {primitive}_flow(); "
+            f"a FlowCache provider writes {primitive}_flow (docs/provider-guide.md, "
+            "'Async primitives')."
+        )
+
+    # ------------------------------------------------------------------ the flows to write
+    # Defaults raise: a provider that writes neither the flow nor the primitive is told
+    # which at the first call. The batch and internal-space primitives have no loop
+    # default here (BaseCache's loops call the sync primitives, which a flow provider's
+    # async shell must not block on).
+
+    def _get_flow(self, key: str, now: float) -> Flow[Any]:
+        """:meth:`BaseCache._get` as a flow."""
+        raise self._unwritten("_get")
+
+    def _get_entry_flow(self, key: str, now: float) -> Flow[Entry | None]:
+        """:meth:`BaseCache._get_entry` as a flow."""
+        raise self._unwritten("_get_entry")
+
+    def _exists_flow(self, key: str, now: float) -> Flow[bool]:
+        """:meth:`BaseCache._exists` as a flow (default: as BaseCache's, via the entry)."""
+        return (yield from self._get_entry_flow(key, now)) is not None
+
+    def _set_flow(self, key: str, value: Any, expiry: Expiry, now: float) -> Flow[None]:
+        """:meth:`BaseCache._set` as a flow."""
+        raise self._unwritten("_set")
+
+    def _add_flow(self, key: str, value: Any, expiry: Expiry, now: float) -> Flow[bool]:
+        """:meth:`BaseCache._add` as a flow."""
+        raise self._unwritten("_add")
+
+    def _delete_flow(self, key: str, now: float) -> Flow[bool]:
+        """:meth:`BaseCache._delete` as a flow."""
+        raise self._unwritten("_delete")
+
+    def _delete_if_equal_flow(self, key: str, value: Any, now: float) -> Flow[bool]:
+        """:meth:`BaseCache._delete_if_equal` as a flow."""
+        raise self._unwritten("_delete_if_equal")
+
+    def _incr_flow(self, key: str, delta: int, now: float) -> Flow[int]:
+        """:meth:`BaseCache._incr` as a flow."""
+        raise self._unwritten("_incr")
+
+    def _touch_flow(self, key: str, expiry: Expiry, now: float) -> Flow[bool]:
+        """:meth:`BaseCache._touch` as a flow."""
+        raise self._unwritten("_touch")
+
+    def _get_many_flow(self, keys: list[str], now: float) -> Flow[dict[str, Any]]:
+        """:meth:`BaseCache._get_many` as a flow."""
+        raise self._unwritten("_get_many")
+
+    def _set_many_flow(self, items: dict[str, Any], expiry: Expiry, now: float) -> Flow[None]:
+        """:meth:`BaseCache._set_many` as a flow."""
+        raise self._unwritten("_set_many")
+
+    def _delete_many_flow(self, keys: list[str], now: float) -> Flow[int]:
+        """:meth:`BaseCache._delete_many` as a flow."""
+        raise self._unwritten("_delete_many")
+
+    def _lock_acquire_flow(self, name: str, token: str, ttl: float, now: float) -> Flow[int | None]:
+        """:meth:`BaseCache._lock_acquire` as a flow."""
+        raise self._unwritten("_lock_acquire")
+
+    def _lock_release_flow(self, name: str, token: str, now: float) -> Flow[bool]:
+        """:meth:`BaseCache._lock_release` as a flow."""
+        raise self._unwritten("_lock_release")
+
+    def _lock_extend_flow(self, name: str, token: str, ttl: float, now: float) -> Flow[bool]:
+        """:meth:`BaseCache._lock_extend` as a flow."""
+        raise self._unwritten("_lock_extend")
+
+    def _lock_holder_flow(self, name: str, now: float) -> Flow[str | None]:
+        """:meth:`BaseCache._lock_holder` as a flow."""
+        raise self._unwritten("_lock_holder")
+
+    def _write_hits_flow(self, pending: dict[str, PendingHits]) -> Flow[None]:
+        """:meth:`RemoteCache._write_hits` as a flow (needed for ``hitCounts``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not write hit counts back")
+
+    def _flush_due_flow(self) -> Flow[None]:
+        """:meth:`RemoteCache._after_write` as a flow: write counted reads back when due;
+        a failure is logged, never raised (the write that called it succeeded)."""
+        if not self._hits.due():
+            return
+        try:
+            yield from self._write_hits_flow(self._hits.drain())
+        except CacheError as exc:
+            self.log.warning("cache '%s': could not flush hit counts: %s", self.name, exc)
+
+    # ------------------------------------------------------------------ the drivers
+    # Each is the one line a provider would otherwise write twice: keep them that thin
+    # (the hot paths run through them).
+
+    def _get(self, key: str, now: float) -> Any:
+        return self._drive(self._get_flow(key, now))
+
+    async def _aget(self, key: str, now: float) -> Any:
+        return await self._adrive(self._get_flow(key, now))
+
+    def _get_entry(self, key: str, now: float) -> Entry | None:
+        return self._drive(self._get_entry_flow(key, now))
+
+    async def _aget_entry(self, key: str, now: float) -> Entry | None:
+        return await self._adrive(self._get_entry_flow(key, now))
+
+    def _exists(self, key: str, now: float) -> bool:
+        return self._drive(self._exists_flow(key, now))
+
+    async def _aexists(self, key: str, now: float) -> bool:
+        return await self._adrive(self._exists_flow(key, now))
+
+    def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
+        self._drive(self._set_flow(key, value, expiry, now))
+
+    async def _aset(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
+        await self._adrive(self._set_flow(key, value, expiry, now))
+
+    def _add(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
+        return self._drive(self._add_flow(key, value, expiry, now))
+
+    async def _aadd(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
+        return await self._adrive(self._add_flow(key, value, expiry, now))
+
+    def _delete(self, key: str, now: float) -> bool:
+        return self._drive(self._delete_flow(key, now))
+
+    async def _adelete(self, key: str, now: float) -> bool:
+        return await self._adrive(self._delete_flow(key, now))
+
+    def _delete_if_equal(self, key: str, value: Any, now: float) -> bool:
+        return self._drive(self._delete_if_equal_flow(key, value, now))
+
+    async def _adelete_if_equal(self, key: str, value: Any, now: float) -> bool:
+        return await self._adrive(self._delete_if_equal_flow(key, value, now))
+
+    def _incr(self, key: str, delta: int, now: float) -> int:
+        return self._drive(self._incr_flow(key, delta, now))
+
+    async def _aincr(self, key: str, delta: int, now: float) -> int:
+        return await self._adrive(self._incr_flow(key, delta, now))
+
+    def _touch(self, key: str, expiry: Expiry, now: float) -> bool:
+        return self._drive(self._touch_flow(key, expiry, now))
+
+    async def _atouch(self, key: str, expiry: Expiry, now: float) -> bool:
+        return await self._adrive(self._touch_flow(key, expiry, now))
+
+    def _get_many(self, keys: list[str], now: float) -> dict[str, Any]:
+        return self._drive(self._get_many_flow(keys, now))
+
+    async def _aget_many(self, keys: list[str], now: float) -> dict[str, Any]:
+        return await self._adrive(self._get_many_flow(keys, now))
+
+    def _set_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
+        self._drive(self._set_many_flow(items, expiry, now))
+
+    async def _aset_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
+        await self._adrive(self._set_many_flow(items, expiry, now))
+
+    def _delete_many(self, keys: list[str], now: float) -> int:
+        return self._drive(self._delete_many_flow(keys, now))
+
+    async def _adelete_many(self, keys: list[str], now: float) -> int:
+        return await self._adrive(self._delete_many_flow(keys, now))
+
+    def _lock_acquire(self, name: str, token: str, ttl: float, now: float) -> int | None:
+        return self._drive(self._lock_acquire_flow(name, token, ttl, now))
+
+    async def _alock_acquire(self, name: str, token: str, ttl: float, now: float) -> int | None:
+        return await self._adrive(self._lock_acquire_flow(name, token, ttl, now))
+
+    def _lock_release(self, name: str, token: str, now: float) -> bool:
+        return self._drive(self._lock_release_flow(name, token, now))
+
+    async def _alock_release(self, name: str, token: str, now: float) -> bool:
+        return await self._adrive(self._lock_release_flow(name, token, now))
+
+    def _lock_extend(self, name: str, token: str, ttl: float, now: float) -> bool:
+        return self._drive(self._lock_extend_flow(name, token, ttl, now))
+
+    async def _alock_extend(self, name: str, token: str, ttl: float, now: float) -> bool:
+        return await self._adrive(self._lock_extend_flow(name, token, ttl, now))
+
+    def _lock_holder(self, name: str, now: float) -> str | None:
+        return self._drive(self._lock_holder_flow(name, now))
+
+    async def _alock_holder(self, name: str, now: float) -> str | None:
+        return await self._adrive(self._lock_holder_flow(name, now))
+
+    def _write_hits(self, pending: dict[str, PendingHits]) -> None:
+        self._drive(self._write_hits_flow(pending))
+
+    async def _awrite_hits(self, pending: dict[str, PendingHits]) -> None:
+        await self._adrive(self._write_hits_flow(pending))

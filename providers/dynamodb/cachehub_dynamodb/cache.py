@@ -43,11 +43,12 @@ from cachehub.provider import (
     Entry,
     Expiry,
     Flow,
+    FlowCache,
     InvalidKeyError,
     KeyFilter,
     Option,
     PendingHits,
-    RemoteCache,
+    achunks,
     chunks,
     not_an_int,
     request_id,
@@ -107,7 +108,7 @@ from .items import (
     to_entry,
     version_of,
 )
-from .scan import achunks, ascan_count, ascan_items, scan_count, scan_items
+from .scan import ascan_count, ascan_items, scan_count, scan_items
 from .table import bootstrap_table
 
 __all__ = ["DynamoDBCache"]
@@ -168,7 +169,7 @@ def _wants_lucee(settings: Mapping[str, Any]) -> bool:
     return False
 
 
-class DynamoDBCache(RemoteCache[Any]):
+class DynamoDBCache(FlowCache[Any]):
     """A distributed cache in one DynamoDB table; also serves :func:`dynamodb_command`.
 
     Construction never touches the network: the boto3 client is created on first use
@@ -487,9 +488,6 @@ class DynamoDBCache(RemoteCache[Any]):
         finally:
             flow.close()  # cancelled mid-flow: its cleanup runs now, not at GC
 
-    async def _awrite_hits(self, pending: dict[str, PendingHits]) -> None:
-        await self._adrive(self._hits_flow(pending))
-
     def _recorded(self, op: str, key: str, rid: str) -> Flow[Item]:
         """After a lost reply: the item write ``rid`` left, else :class:`CacheOutcomeUnknownError`.
 
@@ -649,20 +647,7 @@ class DynamoDBCache(RemoteCache[Any]):
         # If the entry was replaced meanwhile, the new version keeps its own expiry.
         yield from self._update_if(key, update, cond, values)
 
-    def _write_hits(self, pending: dict[str, PendingHits]) -> None:
-        self._drive(self._hits_flow(pending))
-
-    def _flush_due(self) -> Flow[None]:
-        """:meth:`RemoteCache._after_write` as a flow: write counted reads back when due
-        (on the event loop too); a failure is logged, never raised."""
-        if not self._hits.due():
-            return
-        try:
-            yield from self._hits_flow(self._hits.drain())
-        except CacheError as exc:
-            self.log.warning("cache '%s': could not flush hit counts: %s", self.name, exc)
-
-    def _hits_flow(self, pending: dict[str, PendingHits]) -> Flow[None]:
+    def _write_hits_flow(self, pending: dict[str, PendingHits]) -> Flow[None]:
         """Pending hit counts and last-access times: one conditional UpdateItem per key.
 
         The updates are sent concurrently, up to ``maxConnections // 2`` at a time; a
@@ -697,109 +682,11 @@ class DynamoDBCache(RemoteCache[Any]):
             )
         yield from update_all(requests, flush_workers(self.settings["maxConnections"]))
 
-    # ------------------------------------------------------------------ primitives
-    #
-    # Each primitive is a flow (see .flow), written once: ``_x`` drives it on the boto3
-    # client, ``_ax`` on this event loop's aiobotocore client. The subclass for Lucee's
-    # layout overrides the flows, and both shells follow.
-
-    def _get(self, key: str, now: float) -> Any:
-        return self._drive(self._get_flow(key, now))
-
-    async def _aget(self, key: str, now: float) -> Any:
-        return await self._adrive(self._get_flow(key, now))
-
-    def _get_entry(self, key: str, now: float) -> Entry | None:
-        return self._drive(self._get_entry_flow(key, now))
-
-    async def _aget_entry(self, key: str, now: float) -> Entry | None:
-        return await self._adrive(self._get_entry_flow(key, now))
-
-    def _exists(self, key: str, now: float) -> bool:
-        return self._drive(self._exists_flow(key, now))
-
-    async def _aexists(self, key: str, now: float) -> bool:
-        return await self._adrive(self._exists_flow(key, now))
-
-    def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
-        self._drive(self._set_flow(key, value, expiry, now))
-
-    async def _aset(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
-        await self._adrive(self._set_flow(key, value, expiry, now))
-
-    def _add(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
-        return self._drive(self._add_flow(key, value, expiry, now))
-
-    async def _aadd(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
-        return await self._adrive(self._add_flow(key, value, expiry, now))
-
-    def _delete(self, key: str, now: float) -> bool:
-        return self._drive(self._delete_flow(key, now))
-
-    async def _adelete(self, key: str, now: float) -> bool:
-        return await self._adrive(self._delete_flow(key, now))
-
-    def _delete_if_equal(self, key: str, value: Any, now: float) -> bool:
-        return self._drive(self._delete_if_equal_flow(key, value, now))
-
-    async def _adelete_if_equal(self, key: str, value: Any, now: float) -> bool:
-        return await self._adrive(self._delete_if_equal_flow(key, value, now))
-
-    def _incr(self, key: str, delta: int, now: float) -> int:
-        return self._drive(self._incr_flow(key, delta, now))
-
-    async def _aincr(self, key: str, delta: int, now: float) -> int:
-        return await self._adrive(self._incr_flow(key, delta, now))
-
-    def _touch(self, key: str, expiry: Expiry, now: float) -> bool:
-        return self._drive(self._touch_flow(key, expiry, now))
-
-    async def _atouch(self, key: str, expiry: Expiry, now: float) -> bool:
-        return await self._adrive(self._touch_flow(key, expiry, now))
-
-    def _get_many(self, keys: list[str], now: float) -> dict[str, Any]:
-        return self._drive(self._get_many_flow(keys, now))
-
-    async def _aget_many(self, keys: list[str], now: float) -> dict[str, Any]:
-        return await self._adrive(self._get_many_flow(keys, now))
-
-    def _set_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
-        self._drive(self._set_many_flow(items, expiry, now))
-
-    async def _aset_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
-        await self._adrive(self._set_many_flow(items, expiry, now))
-
-    def _delete_many(self, keys: list[str], now: float) -> int:
-        return self._drive(self._delete_many_flow(keys, now))
-
-    async def _adelete_many(self, keys: list[str], now: float) -> int:
-        return await self._adrive(self._delete_many_flow(keys, now))
-
-    def _lock_acquire(self, name: str, token: str, ttl: float, now: float) -> int | None:
-        return self._drive(self._lock_acquire_flow(name, token, ttl, now))
-
-    async def _alock_acquire(self, name: str, token: str, ttl: float, now: float) -> int | None:
-        return await self._adrive(self._lock_acquire_flow(name, token, ttl, now))
-
-    def _lock_release(self, name: str, token: str, now: float) -> bool:
-        return self._drive(self._lock_release_flow(name, token, now))
-
-    async def _alock_release(self, name: str, token: str, now: float) -> bool:
-        return await self._adrive(self._lock_release_flow(name, token, now))
-
-    def _lock_extend(self, name: str, token: str, ttl: float, now: float) -> bool:
-        return self._drive(self._lock_extend_flow(name, token, ttl, now))
-
-    async def _alock_extend(self, name: str, token: str, ttl: float, now: float) -> bool:
-        return await self._adrive(self._lock_extend_flow(name, token, ttl, now))
-
-    def _lock_holder(self, name: str, now: float) -> str | None:
-        return self._drive(self._lock_holder_flow(name, now))
-
-    async def _alock_holder(self, name: str, now: float) -> str | None:
-        return await self._adrive(self._lock_holder_flow(name, now))
-
     # ------------------------------------------------------------------ the flows
+    #
+    # Each primitive is a flow (see .flow), written once: FlowCache's ``_x`` drives it on
+    # the boto3 client, ``_ax`` on this event loop's aiobotocore client. The subclass for
+    # Lucee's layout overrides the flows, and both shells follow.
 
     def _get_flow(self, key: str, now: float) -> Flow[Any]:
         item, k, pk = yield from self._get_item(key)
@@ -839,7 +726,7 @@ class DynamoDBCache(RemoteCache[Any]):
         elif not (yield from self._put_if(item, owner[0], now, owner[1])):
             raise self._collision(key, pk)
         self._forget(pk)
-        yield from self._flush_due()
+        yield from self._flush_due_flow()
 
     def _put_if(
         self,
@@ -884,7 +771,7 @@ class DynamoDBCache(RemoteCache[Any]):
                 yield from self._check_owner(key, pk)
             return False
         self._forget(pk)
-        yield from self._flush_due()
+        yield from self._flush_due_flow()
         return True
 
     def _delete_flow(self, key: str, now: float) -> Flow[bool]:
@@ -908,7 +795,7 @@ class DynamoDBCache(RemoteCache[Any]):
         except ConditionFailedError:
             return False  # another key's hashed entry: not ours to delete
         self._forget(pk)
-        yield from self._flush_due()
+        yield from self._flush_due_flow()
         return bool(old) and is_live(old or {}, now)
 
     def _delete_if_equal_flow(self, key: str, value: Any, now: float) -> Flow[bool]:
@@ -994,7 +881,7 @@ class DynamoDBCache(RemoteCache[Any]):
                 result = yield request("UpdateItem", params, once=True)
                 if result is None:  # the reply was lost: the item tells whether it landed
                     result = {"Attributes": (yield from self._recorded("incr", key, rid))}
-                yield from self._flush_due()
+                yield from self._flush_due_flow()
                 yield from self._undo_fractional_incr(k, result["Attributes"], delta)
                 return self._counter(key, result["Attributes"])
             except ConditionFailedError as exc:
@@ -1091,7 +978,7 @@ class DynamoDBCache(RemoteCache[Any]):
             )
         except ConditionFailedError:
             return False
-        yield from self._flush_due()
+        yield from self._flush_due_flow()
         return True
 
     # ------------------------------------------------------------------ scans
@@ -1289,7 +1176,7 @@ class DynamoDBCache(RemoteCache[Any]):
         # Forgotten first: a batch cancelled half-way must not leave stale counts behind.
         self._forget(*(i[kn]["S"] for i in built))
         yield from write_batches(self.table_name, [{"PutRequest": {"Item": i}} for i in built])
-        yield from self._flush_due()
+        yield from self._flush_due_flow()
 
     def _delete_many_flow(self, keys: list[str], now: float) -> Flow[int]:
         kn = self.key_name
@@ -1315,7 +1202,7 @@ class DynamoDBCache(RemoteCache[Any]):
         requests = [{"DeleteRequest": {"Key": key}} for key in requested]
         self._forget(*pks)
         yield from write_batches(self.table_name, requests)
-        yield from self._flush_due()
+        yield from self._flush_due_flow()
         return live
 
     # ------------------------------------------------------------------ internal space: locks

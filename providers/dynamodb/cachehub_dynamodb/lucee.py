@@ -42,7 +42,7 @@ from cachehub.errors import (
     InvalidKeyError,
 )
 from cachehub.filters import KeyFilter, compile_filter
-from cachehub.provider import Call
+from cachehub.provider import Call, achunks
 
 from .batch import get_batches
 from .cache import DynamoDBCache
@@ -50,7 +50,6 @@ from .errors import ConditionFailedError, ForeignEntryError, describe_item
 from .flow import Flow, request
 from .items import INTERNAL, MAX_ITEM_BYTES, MAX_KEY_BYTES, item_size
 from .lucee_values import LuceeValueError, decode_attr, encode_attr
-from .scan import achunks
 
 if TYPE_CHECKING:
     from cachehub.api import BaseCache

@@ -14,13 +14,11 @@ import queue
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 from .table import Caller
 
-__all__ = ["scan_items", "scan_count", "ascan_items", "ascan_count", "achunks", "AsyncSender"]
-
-T = TypeVar("T")
+__all__ = ["scan_items", "scan_count", "ascan_items", "ascan_count", "AsyncSender"]
 
 AsyncSender = Callable[[str, dict[str, Any]], Awaitable[Any]]
 """Sends one request on the event loop and returns its reply (errors translated)."""
@@ -142,15 +140,3 @@ def scan_count(call: Caller, params: dict[str, Any], segments: int = 1) -> int:
         return count(None)
     with ThreadPoolExecutor(max_workers=segments, thread_name_prefix="cachehub-count") as pool:
         return sum(pool.map(count, range(segments)))
-
-
-async def achunks(items: AsyncIterator[T], size: int) -> AsyncIterator[list[T]]:
-    """:func:`cachehub.provider.chunks` for an async iterator: lists of at most ``size``."""
-    chunk: list[T] = []
-    async for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

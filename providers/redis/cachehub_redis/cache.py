@@ -26,6 +26,7 @@ from redis.cluster import RedisCluster
 from cachehub.config import LuceeOption
 from cachehub.filters import WILDCARDS, compile_filter
 from cachehub.provider import (
+    COUNTER_RANGE,
     HIT_OPTIONS,
     MISSING,
     CacheError,
@@ -35,10 +36,11 @@ from cachehub.provider import (
     Entry,
     Expiry,
     Flow,
+    FlowCache,
     KeyFilter,
     Option,
     PendingHits,
-    RemoteCache,
+    achunks,
     chunks,
     not_an_int,
 )
@@ -87,7 +89,8 @@ from .scripts import LuaScript
 
 __all__ = ["RedisCache", "redis_glob"]
 
-_INT64: Final = range(-(2**63), 2**63)
+_INT64: Final = COUNTER_RANGE
+"""Ints stored natively (kind INT): the signed 64 bits Redis counts in, as every counter."""
 _SCAN_COUNT: Final = 1000
 _GLOB_SPECIALS: Final = frozenset("*?[]\\")
 _NAN: Final = float("nan")
@@ -159,7 +162,7 @@ def _relative_ms(deadline: float, now: float) -> int:
     return max(1, math.ceil((deadline - now) * 1000))
 
 
-class RedisCache(RemoteCache[Client]):
+class RedisCache(FlowCache[Client]):
     """A cache on Redis: a single server, a Redis Cluster, or a Sentinel-managed primary.
 
     Each entry is one string: a 50-byte header (timestamps, hit count, expiry) and the
@@ -477,15 +480,12 @@ class RedisCache(RemoteCache[Client]):
             for key, read in pending.items()
         }
 
-    def _write_hits(self, pending: dict[str, PendingHits]) -> None:
+    def _write_hits_flow(self, pending: dict[str, PendingHits]) -> Flow[None]:
         """Counted reads (hit counts, last access): RECORD_READS, one round trip per node.
 
         Reads of entries replaced or deleted meanwhile are dropped by the script.
         """
-        self._drive(self._record_reads_flow(dict(self._hit_reads(pending))))
-
-    async def _awrite_hits(self, pending: dict[str, PendingHits]) -> None:
-        await self._adrive(self._record_reads_flow(dict(self._hit_reads(pending))))
+        yield from self._record_reads_flow(dict(self._hit_reads(pending)))
 
     # ------------------------------------------------------------------ single-key primitives
 
@@ -500,12 +500,6 @@ class RedisCache(RemoteCache[Client]):
         if self._hits.due():
             await self._aafter_write()
         return value
-
-    def _get_entry(self, key: str, now: float) -> Entry | None:
-        return self._drive(self._get_entry_flow(key, now))
-
-    async def _aget_entry(self, key: str, now: float) -> Entry | None:
-        return await self._adrive(self._get_entry_flow(key, now))
 
     def _get_entry_flow(self, key: str, now: float) -> Flow[Entry | None]:
         server_now = now
@@ -587,12 +581,6 @@ class RedisCache(RemoteCache[Client]):
         if self._hits.due():
             await self._aafter_write()
 
-    def _add(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
-        return self._drive(self._add_flow(key, value, expiry, now))
-
-    async def _aadd(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
-        return await self._adrive(self._add_flow(key, value, expiry, now))
-
     def _add_flow(self, key: str, value: Any, expiry: Expiry, now: float) -> Flow[bool]:
         blob = self._blob(key, value, expiry, now)
         ttl = self._ttl(expiry.deadline(now), now)
@@ -610,24 +598,12 @@ class RedisCache(RemoteCache[Client]):
         self._hits.forget(key)
         return bool(await self._aeval_once(lua.DELETE, key, self._now_arg(now)))
 
-    def _delete_if_equal(self, key: str, value: Any, now: float) -> bool:
-        return self._drive(self._delete_if_equal_flow(key, value, now))
-
-    async def _adelete_if_equal(self, key: str, value: Any, now: float) -> bool:
-        return await self._adrive(self._delete_if_equal_flow(key, value, now))
-
     def _delete_if_equal_flow(self, key: str, value: Any, now: float) -> Flow[bool]:
         payload = self._payload(key, value)
         reply = yield Call("eval_once", lua.DELETE_IF_EQUAL, key, self._now_arg(now), *payload)
         if reply:
             self._hits.forget(key)
         return bool(reply)
-
-    def _incr(self, key: str, delta: int, now: float) -> int:
-        return self._drive(self._incr_flow(key, delta, now))
-
-    async def _aincr(self, key: str, delta: int, now: float) -> int:
-        return await self._adrive(self._incr_flow(key, delta, now))
 
     def _incr_flow(self, key: str, delta: int, now: float) -> Flow[int]:
         if delta not in _INT64:
@@ -684,18 +660,6 @@ class RedisCache(RemoteCache[Client]):
             found.update(zip(group, reply, strict=True))
         return [found[key] for key in keys]
 
-    def _get_many(self, keys: list[str], now: float) -> dict[str, Any]:
-        found = self._drive(self._get_many_flow(keys, now))
-        if self._hits.due():
-            self._after_write()
-        return found
-
-    async def _aget_many(self, keys: list[str], now: float) -> dict[str, Any]:
-        found = await self._adrive(self._get_many_flow(keys, now))
-        if self._hits.due():
-            await self._aafter_write()
-        return found
-
     def _get_many_flow(self, keys: list[str], now: float) -> Flow[dict[str, Any]]:
         raws = yield from self._mget_flow(keys)
         # The common entry first, in one comprehension (this loop is most of the client
@@ -722,15 +686,9 @@ class RedisCache(RemoteCache[Client]):
             self._hits.count_many(counted, now)
         if idle:
             yield from self._slide_flow(idle, now)
+        if self._hits.due():
+            yield from self._flush_due_flow()
         return found
-
-    def _set_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
-        self._drive(self._set_many_flow(items, expiry, now))
-        self._after_write()
-
-    async def _aset_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
-        await self._adrive(self._set_many_flow(items, expiry, now))
-        await self._aafter_write()
 
     def _set_many_flow(self, items: dict[str, Any], expiry: Expiry, now: float) -> Flow[None]:
         deadline = expiry.deadline(now)
@@ -739,6 +697,7 @@ class RedisCache(RemoteCache[Client]):
         else:
             yield from self._set_many_ttl_flow(items, expiry, deadline, now)
         self._hits.forget(*items)
+        yield from self._flush_due_flow()
 
     def _blobs(self, items: dict[str, Any], expiry: Expiry, now: float) -> list[Any]:
         """``[key, stored form, key, stored form, ...]`` of a batch (see :meth:`_blob`).
@@ -816,12 +775,6 @@ class RedisCache(RemoteCache[Client]):
             calls.append((group, args))
         yield from self._calls_flow(lua.SET_MANY, calls)
 
-    def _delete_many(self, keys: list[str], now: float) -> int:
-        return self._drive(self._delete_many_flow(keys, now))
-
-    async def _adelete_many(self, keys: list[str], now: float) -> int:
-        return await self._adrive(self._delete_many_flow(keys, now))
-
     def _delete_many_flow(self, keys: list[str], now: float) -> Flow[int]:
         self._hits.forget(*keys)
         now_arg, ms = self._now_arg(now), self._record_ms
@@ -857,18 +810,10 @@ class RedisCache(RemoteCache[Client]):
         client = await self._aconnection()
         try:
             found = client.scan_iter(match=redis_glob(flt), count=_SCAN_COUNT, _type="string")
-            raw: list[bytes] = []
-            async for key in found:
-                raw.append(key)
-                if len(raw) < _SCAN_COUNT:
-                    continue
+            async for raw in achunks(found, _SCAN_COUNT):
                 groups, calls = self._check_calls(client, flt, raw, mode, now)
-                raw = []
                 if calls:
                     yield groups, await self._adrive(self._calls_flow(lua.SCAN_CHECK, calls))
-            groups, calls = self._check_calls(client, flt, raw, mode, now)
-            if calls:
-                yield groups, await self._adrive(self._calls_flow(lua.SCAN_CHECK, calls))
         except REDIS_ERRORS as exc:
             raise self._translate(exc) from None
 
@@ -902,16 +847,13 @@ class RedisCache(RemoteCache[Client]):
         finally:
             await cast(Any, batches).aclose()
 
-    def _server_pages(self, flt: KeyFilter, mode: str, now: float) -> int | None:
+    def _server_pages_flow(self, flt: KeyFilter, mode: str, now: float) -> Flow[int | None]:
         """Count (mode 'c') or clear (mode 'u') page by page inside the server.
 
         One SCAN_PAGE call per SCAN page: the keys never travel to the client. Only on a
         single server (a cluster spreads keys over nodes and slots) and for filters the
         Redis glob matches exactly; None otherwise, and the caller scans client-side.
         """
-        return self._drive(self._server_pages_flow(flt, mode, now))
-
-    def _server_pages_flow(self, flt: KeyFilter, mode: str, now: float) -> Flow[int | None]:
         if not _exact_glob(flt) or (yield Call("cluster")):
             return None
         pattern, cursor, total = redis_glob(flt), b"0", 0
@@ -933,23 +875,24 @@ class RedisCache(RemoteCache[Client]):
         return self._guarded(evalsha, self._conn or self._connection(), script, (), args)
 
     def _count(self, flt: KeyFilter, now: float) -> int:
-        total = self._server_pages(flt, "c", now)
-        if total is not None:
-            return total
-        return sum(sum(counts) for _, counts in self._scan_batches(flt, "c", now))
+        return self._pages_or_scan(flt, "c", now)
 
     def _clear(self, flt: KeyFilter, now: float) -> int:
         # The scripts re-check liveness atomically, so a racing write is counted once.
-        total = self._server_pages(flt, "u", now)
-        if total is not None:
-            return total
-        return sum(sum(counts) for _, counts in self._scan_batches(flt, "u", now))
+        return self._pages_or_scan(flt, "u", now)
 
     async def _acount(self, flt: KeyFilter, now: float) -> int:
         return await self._apages_or_scan(flt, "c", now)
 
     async def _aclear(self, flt: KeyFilter, now: float) -> int:
         return await self._apages_or_scan(flt, "u", now)
+
+    def _pages_or_scan(self, flt: KeyFilter, mode: str, now: float) -> int:
+        """Count or clear (``mode``) inside the server when it can, else by SCAN batches."""
+        total = self._drive(self._server_pages_flow(flt, mode, now))
+        if total is not None:
+            return total
+        return sum(sum(counts) for _, counts in self._scan_batches(flt, mode, now))
 
     async def _apages_or_scan(self, flt: KeyFilter, mode: str, now: float) -> int:
         total = await self._adrive(self._server_pages_flow(flt, mode, now))
@@ -977,48 +920,24 @@ class RedisCache(RemoteCache[Client]):
             )
         return reply
 
-    def _lock_acquire(self, name: str, token: str, ttl: float, now: float) -> int | None:
-        return self._drive(self._lock_acquire_flow(name, token, ttl))
-
-    async def _alock_acquire(self, name: str, token: str, ttl: float, now: float) -> int | None:
-        return await self._adrive(self._lock_acquire_flow(name, token, ttl))
-
-    def _lock_acquire_flow(self, name: str, token: str, ttl: float) -> Flow[int | None]:
+    def _lock_acquire_flow(self, name: str, token: str, ttl: float, now: float) -> Flow[int | None]:
         key = self._internal_key(name)
         reply = self._lock_reply(
             name, (yield Call("eval", lua.LOCK_ACQUIRE, key, token, _ms(ttl), LOCK_GRACE_MS))
         )
         return int(reply[1]) if reply[0] == b"1" else None
 
-    def _lock_release(self, name: str, token: str, now: float) -> bool:
-        return self._drive(self._lock_release_flow(name, token))
-
-    async def _alock_release(self, name: str, token: str, now: float) -> bool:
-        return await self._adrive(self._lock_release_flow(name, token))
-
-    def _lock_release_flow(self, name: str, token: str) -> Flow[bool]:
+    def _lock_release_flow(self, name: str, token: str, now: float) -> Flow[bool]:
         key = self._internal_key(name)
         reply = yield Call("eval", lua.LOCK_RELEASE, key, token, LOCK_GRACE_MS)
         return bool(self._lock_reply(name, reply) == b"1")
 
-    def _lock_extend(self, name: str, token: str, ttl: float, now: float) -> bool:
-        return self._drive(self._lock_extend_flow(name, token, ttl))
-
-    async def _alock_extend(self, name: str, token: str, ttl: float, now: float) -> bool:
-        return await self._adrive(self._lock_extend_flow(name, token, ttl))
-
-    def _lock_extend_flow(self, name: str, token: str, ttl: float) -> Flow[bool]:
+    def _lock_extend_flow(self, name: str, token: str, ttl: float, now: float) -> Flow[bool]:
         key = self._internal_key(name)
         reply = yield Call("eval", lua.LOCK_EXTEND, key, token, _ms(ttl), LOCK_GRACE_MS)
         return bool(self._lock_reply(name, reply) == b"1")
 
-    def _lock_holder(self, name: str, now: float) -> str | None:
-        return self._drive(self._lock_holder_flow(name))
-
-    async def _alock_holder(self, name: str, now: float) -> str | None:
-        return await self._adrive(self._lock_holder_flow(name))
-
-    def _lock_holder_flow(self, name: str) -> Flow[str | None]:
+    def _lock_holder_flow(self, name: str, now: float) -> Flow[str | None]:
         reply = self._lock_reply(
             name, (yield Call("eval", lua.LOCK_HOLDER, self._internal_key(name)))
         )
@@ -1044,10 +963,8 @@ class RedisCache(RemoteCache[Client]):
         removed = 0
         try:
             found = client.scan_iter(match=pattern, count=_SCAN_COUNT, _type="hash")
-            seen: set[bytes] = set()
-            async for key in found:
-                if key not in seen:  # one key per call: cluster slots differ
-                    seen.add(key)
+            async for batch in achunks(found, _SCAN_COUNT):
+                for key in dict.fromkeys(batch):  # one key per call: cluster slots differ
                     removed += int(await client.unlink(key))
         except rx.RedisError as exc:
             raise self._translate(exc) from None

@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import pytest
+import redis
 from cachehub_redis import RedisCache
 from cachehub_redis.server import RedisServer
 from redis.asyncio.connection import AbstractConnection
@@ -234,3 +235,32 @@ def test_cancelled_get_leaves_the_client_usable(make_cache: Callable[..., RedisC
         return value
 
     assert run(scenario()) == "v"
+
+
+def test_clearing_the_internal_space_walks_every_scan_batch(
+    make_cache: Callable[..., RedisCache], redis_server: RedisServer
+) -> None:
+    """More internal keys than one SCAN batch: every one is removed, in bounded batches."""
+    cache = make_cache()
+    raw = redis.Redis.from_url(str(redis_server.url))
+    prefix = cache.namespace.encode() + b"\xff"
+    with raw.pipeline(transaction=False) as pipe:
+        for i in range(2100):  # two full SCAN batches of 1000 and a partial one
+            pipe.hset(prefix + b"lock:%d" % i, mapping={"t": "planted"})
+        pipe.execute()
+    other = b"zz" + prefix + b"lock:0"  # another namespace's shape: left alone
+    raw.hset(other, mapping={"t": "planted"})
+    shell = cache.aio()
+
+    async def scenario() -> None:
+        await shell.put("k", 1)
+        await shell.clear(include_internal=True)
+        await shell.close()
+
+    try:
+        run(scenario())
+        assert list(raw.scan_iter(match=prefix + b"*", count=1000)) == []
+        assert raw.exists(other) == 1
+    finally:
+        raw.delete(other)
+        raw.close()

@@ -1,0 +1,302 @@
+"""cachehub.provider.FlowCache: every primitive and its async twin drive the provider's flow.
+
+A flow provider writes only ``_x_flow`` generators; the core's drivers must call exactly
+that flow with the primitive's arguments, once, through ``_drive``/``_adrive`` (no extra
+layer), and return its result. A provider that writes neither the flow nor the primitive
+is told which, and the hit write-back runs through the provider's ``_write_hits_flow``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import pytest
+
+from cachehub.errors import CacheUnavailableError
+from cachehub.provider import (
+    HIT_OPTIONS,
+    CacheError,
+    Call,
+    Entry,
+    Expiry,
+    Flow,
+    FlowCache,
+    KeyFilter,
+    Option,
+    PendingHits,
+    achunks,
+    chunks,
+)
+
+NOW = 1000.0
+EXPIRY = Expiry(None, None)
+ENTRY = Entry("v", 1.0, 1.0, 1.0, 0)
+
+# primitive name -> (its arguments after self, the result the fake flow returns)
+PRIMITIVES: dict[str, tuple[tuple[Any, ...], Any]] = {
+    "get": (("k", NOW), "value"),
+    "get_entry": (("k", NOW), ENTRY),
+    "exists": (("k", NOW), True),
+    "set": (("k", "v", EXPIRY, NOW), None),
+    "add": (("k", "v", EXPIRY, NOW), False),
+    "delete": (("k", NOW), True),
+    "delete_if_equal": (("k", "v", NOW), False),
+    "incr": (("k", 5, NOW), 42),
+    "touch": (("k", EXPIRY, NOW), True),
+    "get_many": ((["a", "b"], NOW), {"a": 1}),
+    "set_many": (({"a": 1}, EXPIRY, NOW), None),
+    "delete_many": ((["a", "b"], NOW), 2),
+    "lock_acquire": (("lock", "tok", 8.0, NOW), 7),
+    "lock_release": (("lock", "tok", NOW), True),
+    "lock_extend": (("lock", "tok", 8.0, NOW), False),
+    "lock_holder": (("lock", NOW), "tok"),
+}
+
+
+class Boom(Exception):
+    """What the fake client library raises; its text holds a secret."""
+
+
+class Recorder(FlowCache[object]):
+    """Each flow sends one request (``Call("send", primitive, *args)``) and returns a canned
+    result; the I/O pair records what reached the "server"."""
+
+    options: ClassVar[tuple[Option, ...]] = (*HIT_OPTIONS,)
+    backend_errors: ClassVar[tuple[type[Exception], ...]] = (Boom,)
+
+    def __init__(self, settings: Any = None, /, **kwargs: Any) -> None:
+        super().__init__(settings, **kwargs)
+        self.sent: list[tuple[Any, ...]] = []
+        self.drives = 0
+        self.fail_hits = False
+
+    def _connect(self) -> object:
+        return object()
+
+    def _translate(self, exc: Exception) -> CacheError:
+        return CacheUnavailableError("fake server is down.", hint="start it.")
+
+    def _send(self, *args: Any) -> Any:
+        self.sent.append(("sync", *args))
+        if args[0] == "hits" and self.fail_hits:
+            raise self._translate(Boom("password=hunter22"))
+        return None
+
+    async def _asend(self, *args: Any) -> Any:
+        self.sent.append(("async", *args))
+        return None
+
+    def _drive(self, flow: Flow[Any]) -> Any:
+        self.drives += 1
+        return super()._drive(flow)
+
+    async def _adrive(self, flow: Flow[Any]) -> Any:
+        self.drives += 1
+        return await super()._adrive(flow)
+
+    def _one(self, name: str, *args: Any) -> Flow[Any]:
+        yield Call("send", name, *args)
+        return PRIMITIVES[name][1]
+
+    def _get_flow(self, key: str, now: float) -> Flow[Any]:
+        return self._one("get", key, now)
+
+    def _get_entry_flow(self, key: str, now: float) -> Flow[Entry | None]:
+        return self._one("get_entry", key, now)
+
+    def _exists_flow(self, key: str, now: float) -> Flow[bool]:
+        return self._one("exists", key, now)
+
+    def _set_flow(self, key: str, value: Any, expiry: Expiry, now: float) -> Flow[None]:
+        return self._one("set", key, value, expiry, now)
+
+    def _add_flow(self, key: str, value: Any, expiry: Expiry, now: float) -> Flow[bool]:
+        return self._one("add", key, value, expiry, now)
+
+    def _delete_flow(self, key: str, now: float) -> Flow[bool]:
+        return self._one("delete", key, now)
+
+    def _delete_if_equal_flow(self, key: str, value: Any, now: float) -> Flow[bool]:
+        return self._one("delete_if_equal", key, value, now)
+
+    def _incr_flow(self, key: str, delta: int, now: float) -> Flow[int]:
+        return self._one("incr", key, delta, now)
+
+    def _touch_flow(self, key: str, expiry: Expiry, now: float) -> Flow[bool]:
+        return self._one("touch", key, expiry, now)
+
+    def _get_many_flow(self, keys: list[str], now: float) -> Flow[dict[str, Any]]:
+        return self._one("get_many", keys, now)
+
+    def _set_many_flow(self, items: dict[str, Any], expiry: Expiry, now: float) -> Flow[None]:
+        return self._one("set_many", items, expiry, now)
+
+    def _delete_many_flow(self, keys: list[str], now: float) -> Flow[int]:
+        return self._one("delete_many", keys, now)
+
+    def _lock_acquire_flow(self, name: str, token: str, ttl: float, now: float) -> Flow[int | None]:
+        return self._one("lock_acquire", name, token, ttl, now)
+
+    def _lock_release_flow(self, name: str, token: str, now: float) -> Flow[bool]:
+        return self._one("lock_release", name, token, now)
+
+    def _lock_extend_flow(self, name: str, token: str, ttl: float, now: float) -> Flow[bool]:
+        return self._one("lock_extend", name, token, ttl, now)
+
+    def _lock_holder_flow(self, name: str, now: float) -> Flow[str | None]:
+        return self._one("lock_holder", name, now)
+
+    def _write_hits_flow(self, pending: dict[str, PendingHits]) -> Flow[None]:
+        yield Call("send", "hits", {k: p.hits for k, p in pending.items()})
+
+    def _scan(self, flt: KeyFilter, now: float) -> Iterator[str]:
+        return iter(())
+
+
+class Bare(FlowCache[object]):
+    """Writes no flow at all, and one primitive directly."""
+
+    def _connect(self) -> object:
+        return object()
+
+    def _translate(self, exc: Exception) -> CacheError:
+        return CacheUnavailableError("down.", hint="start it.")
+
+    def _get(self, key: str, now: float) -> Any:
+        return "direct"
+
+    def _get_entry_flow(self, key: str, now: float) -> Flow[Entry | None]:
+        yield Call("entry", key)
+        return None if key == "absent" else ENTRY
+
+    def _entry(self, key: str) -> None:
+        """The one I/O step of :meth:`_get_entry_flow` (the reply is decided there)."""
+
+    def _scan(self, flt: KeyFilter, now: float) -> Iterator[str]:
+        return iter(())
+
+
+@pytest.mark.parametrize("name", sorted(PRIMITIVES))
+def test_each_sync_primitive_drives_its_flow_once(name: str) -> None:
+    cache = Recorder()
+    args, result = PRIMITIVES[name]
+    assert getattr(cache, "_" + name)(*args) == result
+    assert cache.sent == [("sync", name, *args)]
+    assert cache.drives == 1  # one driver call: no extra layer on the hot path
+
+
+@pytest.mark.parametrize("name", sorted(PRIMITIVES))
+def test_each_async_primitive_drives_the_same_flow_once(name: str) -> None:
+    cache = Recorder()
+    args, result = PRIMITIVES[name]
+    assert asyncio.run(getattr(cache, "_a" + name)(*args)) == result
+    assert cache.sent == [("async", name, *args)]
+    assert cache.drives == 1
+
+
+def test_the_drivers_cover_every_flow_the_core_declares() -> None:
+    """A new flow declared in FlowCache without its drivers (or the reverse) fails here."""
+    flows = {n[1:-5] for n in vars(FlowCache) if n.startswith("_") and n.endswith("_flow")}
+    flows -= {"write_hits", "flush_due"}  # hit write-back: driven by flush_hits, not a primitive
+    assert flows == set(PRIMITIVES)
+    for name in flows:
+        assert "_" + name in vars(FlowCache)
+        assert asyncio.iscoroutinefunction(vars(FlowCache)["_a" + name])
+
+
+@pytest.mark.parametrize("name", sorted(set(PRIMITIVES) - {"get", "get_entry", "exists"}))
+def test_a_primitive_without_its_flow_names_both(name: str) -> None:
+    cache = Bare()
+    args, _ = PRIMITIVES[name]
+    with pytest.raises(NotImplementedError, match=f"neither _{name}\\(\\) nor _{name}_flow"):
+        getattr(cache, "_" + name)(*args)
+    with pytest.raises(NotImplementedError, match=f"_{name}_flow"):
+        asyncio.run(getattr(cache, "_a" + name)(*args))
+
+
+def test_a_primitive_written_directly_needs_no_flow() -> None:
+    assert Bare()._get("k", NOW) == "direct"
+
+
+def test_exists_defaults_to_the_entry_flow() -> None:
+    cache = Bare()
+    assert cache._exists("k", NOW) is True
+    assert cache._exists("absent", NOW) is False
+
+
+def test_hit_write_back_runs_the_write_hits_flow_in_both_shells() -> None:
+    cache = Recorder(hitCounts=True, hitFlushInterval=0)
+    cache._count_read("k", 1.0, NOW)
+    cache._count_read("k", 1.0, NOW)
+    assert cache.flush_hits() == 1
+    cache._count_read("j", 1.0, NOW)
+    assert asyncio.run(cache.aflush_hits()) == 1
+    assert cache.sent == [("sync", "hits", {"k": 2}), ("async", "hits", {"j": 1})]
+    assert cache.flush_hits() == 0  # nothing pending: nothing sent
+    assert len(cache.sent) == 2
+
+
+def test_flush_due_flow_sends_only_when_due() -> None:
+    cache = Recorder(hitCounts=True, hitFlushInterval=3600)
+    cache._count_read("k", 1.0, NOW)
+    cache._drive(cache._flush_due_flow())
+    assert cache.sent == []  # not due: no request
+    assert cache.pending_hits() == 1
+    cache._hits.max_keys = 1  # one pending key is now enough to be due
+    cache._drive(cache._flush_due_flow())
+    assert cache.sent == [("sync", "hits", {"k": 1})]
+    assert cache.pending_hits() == 0
+
+
+def test_a_failing_flush_in_a_flow_is_logged_never_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cache = Recorder(hitCounts=True, hitFlushInterval=0)
+    cache.fail_hits = True
+    cache._count_read("k", 1.0, NOW)
+    cache._hits.max_keys = 1  # due
+    with caplog.at_level(logging.WARNING, logger="cachehub"):
+        cache._drive(cache._flush_due_flow())  # the write that called it stays a success
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("could not flush hit counts" in m for m in messages)
+    assert not any("hunter22" in m for m in messages)
+    assert cache.sent == [("sync", "hits", {"k": 1})]  # tried once, not retried
+
+
+def test_a_flow_provider_without_hit_write_back_says_so() -> None:
+    cache = Bare()
+    cache._hits.count("k", 1.0, NOW)
+    with pytest.raises(NotImplementedError, match="does not write hit counts back"):
+        cache.flush_hits()
+
+
+async def _agen(n: int, log: list[int]) -> Any:
+    for i in range(n):
+        log.append(i)
+        yield i
+
+
+@pytest.mark.parametrize(("n", "size"), [(0, 3), (1, 3), (3, 3), (7, 3), (5, 1)])
+def test_achunks_matches_chunks(n: int, size: int) -> None:
+    async def collect() -> list[list[int]]:
+        return [chunk async for chunk in achunks(_agen(n, []), size)]
+
+    assert asyncio.run(collect()) == list(chunks(range(n), size))
+
+
+def test_achunks_reads_lazily() -> None:
+    """A scan streams: a chunk is handed over before the next is read from the source."""
+    log: list[int] = []
+
+    async def first() -> list[int]:
+        batches = achunks(_agen(10**9, log), 4)  # unbounded source: must not be drained
+        try:
+            return await anext(batches)
+        finally:
+            await batches.aclose()  # type: ignore[attr-defined]
+
+    assert asyncio.run(first()) == [0, 1, 2, 3]
+    assert log == [0, 1, 2, 3]
