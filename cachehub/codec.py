@@ -431,6 +431,25 @@ class SafeCodec:
             _state.failure = None
         return self.loads(data, key)
 
+    def loads_local_many(self, stored: dict[str, bytes]) -> dict[str, Any]:
+        """:meth:`loads_local` of every value of ``stored``, under the same keys.
+
+        What the memory provider's ``get_many`` calls: one call for the whole batch, with
+        :meth:`loads_local`'s fast path inline (the Python call per value was a quarter
+        of reading a 200-byte record). The same values and the same errors, key by key.
+        """
+        found: dict[str, Any] = {}
+        unpackb, hook, heads = _unpackb, _ext_hook, _FRAMED_HEADS
+        for key, data in stored.items():
+            try:
+                if data[0] == FORMAT_SAFE and data[1] in heads:
+                    found[key] = unpackb(data[1:], ext_hook=hook)
+                    continue
+            except Exception:  # as in loads_local: loads decides
+                _state.failure = None
+            found[key] = self.loads(data, key)
+        return found
+
     def _decode_checked(self, body: bytes | memoryview) -> Any:
         """Decode a body that did not take the fast path: bounded in size and objects."""
         size = len(body)

@@ -894,3 +894,35 @@ def test_loads_local_refuses_what_loads_refuses(data: Any) -> None:
         codec.loads_local(data)
     assert str(got.value) == str(expected.value)
     assert codec_module._state.failure is None  # no hook failure left for a later read
+
+
+def test_loads_local_many_reads_a_batch_as_loads_local_reads_each() -> None:
+    codec = make_codec("safe", compress_threshold=4096)
+    stored = {f"k{i}": codec.dumps(value, f"k{i}") for i, value in enumerate(LOCAL_VALUES)}
+    stored["big"] = codec.dumps(text(50_000).decode())  # compressed
+    stored["blob"] = codec.dumps(noise(70_000))  # one bin item
+    assert isinstance(codec, SafeCodec)
+    got = codec.loads_local_many(stored)
+    assert list(got) == list(stored)  # every key, in the batch's order
+    for key, data in stored.items():
+        assert_exact(got[key], codec.loads_local(data, key))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [b"", SAFE + b"\x81", SAFE + b"\x81\xa1k\xc1", b"\x80\x05pickle", SAFE + b"\x91\xc7\x01\x63x"],
+    ids=["empty", "truncated", "invalid-byte", "pickle", "unknown-ext"],
+)
+def test_loads_local_many_refuses_a_bad_value_as_loads_local_does(bad: bytes) -> None:
+    """One bad entry fails the batch with loads_local's own error, and leaves no hook
+    failure behind for a later read."""
+    codec = make_codec("safe")
+    assert isinstance(codec, SafeCodec)
+    stored = {"good": codec.dumps({"a": 1}), "bad": bad, "after": codec.dumps([1, 2])}
+    with pytest.raises(CorruptEntryError) as expected:
+        codec.loads_local(bad, "bad")
+    with pytest.raises(CorruptEntryError) as got:
+        codec.loads_local_many(stored)
+    assert str(got.value) == str(expected.value)
+    assert codec_module._state.failure is None
+    assert codec.loads_local_many({"good": stored["good"]}) == {"good": {"a": 1}}
