@@ -718,7 +718,7 @@ def _looks_random(body: bytes | memoryview) -> bool:
     bytes as random data: deflate at level 1 saves less than 1/8 on them too.
 
     The probe reads at most _WINDOWS * _WINDOW bytes whatever the size of the body
-    (~2 us, against ~50 us for pickle to round-trip 1 MB). Only a verdict of "random" is
+    (2 to 3 us, against ~50 us for pickle to round-trip 1 MB). Only a verdict of "random" is
     trusted: a value that looks compressible is still checked by deflating it (see
     _deflate), so a value that fools the probe costs one zlib probe, never a wrong
     payload. What it misses: a random token repeated with a longer period, stored plain.
