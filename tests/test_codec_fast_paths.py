@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import itertools
 import math
 import random
 import struct
@@ -386,7 +387,7 @@ def test_the_sample_test_tells_random_from_compressible() -> None:
     # ...and catch random data, which it misses about once in a thousand.
     misses = sum(not looks_random(rng.randbytes(8192)) for _ in range(500))
     assert misses <= 5
-    assert not looks_random(noise(4095))  # too short to sample: zlib decides
+    assert not looks_random(noise(1023))  # too short to sample: zlib decides
 
 
 @settings(max_examples=60, deadline=None)
@@ -410,6 +411,191 @@ def test_whatever_the_probe_decides_the_value_comes_back(
         plain = len(ormsgpack.packb(value))
         assert len(data) - 1 <= plain - (plain >> 3)
     assert_exact(codec.loads(codec.dumps([value, bytearray(value)])), [value, bytearray(value)])
+
+
+class Reads(bytes):
+    """Bytes that record the slices taken of them: what the probe reads."""
+
+    spans: list[tuple[int, int]]
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            start, stop, _ = index.indices(len(self))
+            self.spans.append((start, stop))
+            return bytes(self)[index]  # a plain copy: what a slice of bytes is
+        return super().__getitem__(index)
+
+
+def reads(data: bytes) -> Reads:
+    out = Reads(data)
+    out.spans = []
+    return out
+
+
+@pytest.mark.parametrize("size", [1024, 1025, 4097, 65_537, 1 << 20, 16 << 20])
+def test_the_probe_reads_a_few_windows_whatever_the_size(size: int) -> None:
+    body = reads(noise(size))
+    assert codec_module._looks_random(body)
+    window, count = codec_module._WINDOW, codec_module._WINDOWS
+    assert len(body.spans) == count  # every window of a random body, none twice
+    assert all(stop - start == window for start, stop in body.spans)
+    assert sum(stop - start for start, stop in body.spans) == count * window  # 1 KiB
+    starts = [start for start, _ in body.spans]
+    assert starts == sorted(set(starts))  # spread, not overlapping: head, middle, tail
+    assert all(b - a >= window for a, b in itertools.pairwise(starts))
+    assert starts[0] == 0
+    assert size - body.spans[-1][1] < count  # the last one ends at the tail
+
+
+def test_the_probe_stops_at_the_first_compressible_window() -> None:
+    body = reads(text(1 << 20))
+    assert not codec_module._looks_random(body)
+    assert body.spans == [(0, codec_module._WINDOW)]
+
+
+def test_bodies_too_short_for_the_windows_are_left_to_zlib(deflated: Deflated) -> None:
+    short = codec_module._WINDOWS * codec_module._WINDOW - 1
+    assert not codec_module._looks_random(noise(short))
+    assert not codec_module._looks_random(b"")
+    codec = make_codec("safe", compress_threshold=1)
+    for size in (0, 1, 100, short - 3):  # bodies up to `short` bytes with their bin header
+        deflated.fed = 0
+        data = codec.dumps(noise(size))
+        assert data[0] == FORMAT_SAFE  # zlib could not save 1/8
+        assert deflated.fed == len(ormsgpack.packb(noise(size)))  # what zlib read: all of it
+        assert codec.loads(data) == noise(size)
+
+
+def _prices(count: int) -> list[float]:
+    rng = random.Random(5)
+    return [round(rng.uniform(1, 100), 2) for _ in range(count)]
+
+
+def _records(count: int) -> list[dict[str, Any]]:
+    return [
+        {"id": i, "name": f"customer {i}", "balance": i * 1.25, "tags": ["eu", f"t{i % 4}"]}
+        for i in range(count)
+    ]
+
+
+def _datetimes(count: int) -> list[dict[str, Any]]:
+    base = dt.datetime(2024, 5, 1, 12, 0)
+    return [
+        {"id": i, "at": base + dt.timedelta(minutes=i), "due": base.replace(tzinfo=PARIS)}
+        for i in range(count)
+    ]
+
+
+# Every shape that deflate shrinks by 1/8 or more, among them the ones the benchmarks and the
+# suite store: the probe must leave each to zlib. Floats and ints look random-ish byte by byte.
+COMPRESSIBLE = {
+    "text": lambda: text(100_000).decode(),
+    "repeated bytes": lambda: b"\x00\x01\x02\x03" * 50_000,
+    "one random token repeated": lambda: noise(100) * 2000,
+    "records": lambda: _records(2000),
+    "datetime records": lambda: _datetimes(1000),
+    "float prices": lambda: _prices(20_000),
+    "float64 array of prices": lambda: struct.pack("<20000d", *_prices(20_000)),
+    "10k small ints": lambda: [random.Random(2).randrange(100_000) for _ in range(10_000)],
+    "10k ints in order": lambda: list(range(10_000)),
+    "base64 of noise": lambda: __import__("base64").b64encode(noise(60_000)),
+    "hex of noise": lambda: noise(40_000).hex(),
+}
+
+
+@pytest.mark.parametrize("shape", COMPRESSIBLE)
+def test_every_compressible_shape_is_compressed(shape: str) -> None:
+    value = COMPRESSIBLE[shape]()
+    codec = make_codec("safe", compress_threshold=4096)
+    data = codec.dumps(value)
+    plain = len(make_codec("safe").dumps(value))
+    assert data[0] == FORMAT_SAFE_ZLIB
+    assert len(data) <= plain - plain // 8
+    assert_exact(codec.loads(data), value)
+
+
+def _floats64(count: int) -> bytes:
+    rng = random.Random(9)
+    return struct.pack(f"<{count}d", *(rng.random() for _ in range(count)))
+
+
+# Shapes deflate cannot shrink by 1/8: the probe skips zlib on these altogether.
+INCOMPRESSIBLE = {
+    "noise": lambda: noise(1 << 20),
+    "already deflated": lambda: zlib.compress(noise(100_000).hex().encode(), 6),
+    "float64 array of random floats": lambda: _floats64(100_000),
+    "noise in a list": lambda: [noise(300_000)],
+    "noise under a key": lambda: {"k": noise(10_000)},
+    "noise in records": lambda: [{"id": i, "blob": noise(4000, seed=i)} for i in range(20)],
+}
+
+
+@pytest.mark.parametrize("shape", INCOMPRESSIBLE)
+def test_incompressible_shapes_cost_the_probe_only(deflated: Deflated, shape: str) -> None:
+    value = INCOMPRESSIBLE[shape]()
+    codec = make_codec("safe", compress_threshold=4096)
+    data = codec.dumps(value)
+    assert data[0] == FORMAT_SAFE
+    assert deflated.fed == 0
+    assert_exact(codec.loads(data), value)
+
+
+@pytest.mark.parametrize("prefix", [100, 2000, 10_000])
+def test_a_random_prefix_does_not_stop_compression(prefix: int) -> None:
+    """The head window is noise, the others are not: zlib decides, and it saves."""
+    value = noise(prefix) + text(20_000)
+    codec = make_codec("safe", compress_threshold=4096)
+    data = codec.dumps(value)
+    assert data[0] == FORMAT_SAFE_ZLIB
+    assert len(data) < prefix + 2000
+    assert codec.loads(data) == value
+
+
+def test_a_compressible_tail_behind_noise_still_compresses_a_large_value() -> None:
+    value = {"token": noise(3000), "log": text(1 << 20).decode()}
+    codec = make_codec("safe", compress_threshold=4096)
+    data = codec.dumps(value)
+    assert data[0] == FORMAT_SAFE_ZLIB
+    assert len(data) < 50_000
+    assert_exact(codec.loads(data), value)
+
+
+def _windows(size: int) -> list[int]:
+    window, count = codec_module._WINDOW, codec_module._WINDOWS
+    step = (size - window) // (count - 1)
+    return [i * step for i in range(count)]
+
+
+def test_noise_planted_where_the_probe_looks_only_costs_compression(
+    deflated: Deflated,
+) -> None:
+    """A writer who knows the windows can make a compressible value look random: the
+    value is then stored plain (larger), read back intact, and zlib never runs."""
+    value = bytearray(1 << 20)
+    body_size = len(ormsgpack.packb(bytes(value)))
+    for start in _windows(body_size):  # the windows over the body, bin header included
+        begin = max(0, start - 5)
+        value[begin : start - 5 + codec_module._WINDOW] = noise(
+            start - 5 + codec_module._WINDOW - begin, seed=start
+        )
+    data = make_codec("safe", compress_threshold=4096).dumps(bytes(value))
+    assert data[0] == FORMAT_SAFE
+    assert deflated.fed == 0
+    assert make_codec("safe").loads(data) == bytes(value)
+
+
+def test_text_planted_where_the_probe_looks_costs_one_zlib_probe(deflated: Deflated) -> None:
+    """The reverse: noise everywhere but the windows, so the probe says "compressible";
+    zlib gives up after its first _PROBE bytes and the value is stored plain."""
+    value = bytearray(noise(1 << 20))
+    body_size = len(ormsgpack.packb(bytes(value)))
+    for start in _windows(body_size):
+        begin = max(0, start - 5)
+        value[begin : start - 5 + codec_module._WINDOW] = bytes(start - 5 + 256 - begin)
+    data = make_codec("safe", compress_threshold=4096).dumps(bytes(value))
+    assert data[0] == FORMAT_SAFE
+    assert deflated.fed == codec_module._PROBE
+    assert make_codec("safe").loads(data) == bytes(value)
 
 
 # --------------------------------------------------------------------------- the buffer survey
@@ -708,3 +894,35 @@ def test_loads_local_refuses_what_loads_refuses(data: Any) -> None:
         codec.loads_local(data)
     assert str(got.value) == str(expected.value)
     assert codec_module._state.failure is None  # no hook failure left for a later read
+
+
+def test_loads_local_many_reads_a_batch_as_loads_local_reads_each() -> None:
+    codec = make_codec("safe", compress_threshold=4096)
+    stored = {f"k{i}": codec.dumps(value, f"k{i}") for i, value in enumerate(LOCAL_VALUES)}
+    stored["big"] = codec.dumps(text(50_000).decode())  # compressed
+    stored["blob"] = codec.dumps(noise(70_000))  # one bin item
+    assert isinstance(codec, SafeCodec)
+    got = codec.loads_local_many(stored)
+    assert list(got) == list(stored)  # every key, in the batch's order
+    for key, data in stored.items():
+        assert_exact(got[key], codec.loads_local(data, key))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [b"", SAFE + b"\x81", SAFE + b"\x81\xa1k\xc1", b"\x80\x05pickle", SAFE + b"\x91\xc7\x01\x63x"],
+    ids=["empty", "truncated", "invalid-byte", "pickle", "unknown-ext"],
+)
+def test_loads_local_many_refuses_a_bad_value_as_loads_local_does(bad: bytes) -> None:
+    """One bad entry fails the batch with loads_local's own error, and leaves no hook
+    failure behind for a later read."""
+    codec = make_codec("safe")
+    assert isinstance(codec, SafeCodec)
+    stored = {"good": codec.dumps({"a": 1}), "bad": bad, "after": codec.dumps([1, 2])}
+    with pytest.raises(CorruptEntryError) as expected:
+        codec.loads_local(bad, "bad")
+    with pytest.raises(CorruptEntryError) as got:
+        codec.loads_local_many(stored)
+    assert str(got.value) == str(expected.value)
+    assert codec_module._state.failure is None
+    assert codec.loads_local_many({"good": stored["good"]}) == {"good": {"a": 1}}

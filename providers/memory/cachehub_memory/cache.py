@@ -27,6 +27,7 @@ from cachehub.api import (
     TimeSpan,
     counter_overflow,
 )
+from cachehub.codec import SafeCodec
 from cachehub.config import LuceeOption, Option
 from cachehub.errors import CacheValueError, ConfigError, UnknownSigningKeyError
 from cachehub.filters import KeyFilter, compile_filter
@@ -476,7 +477,10 @@ class MemoryCache(InlineAsync):
         finally:
             self._release()
         if self._encode:
-            loads = self.codec.loads_local
+            codec = self.codec
+            if type(codec) is SafeCodec:  # the default: the batch in one call
+                return codec.loads_local_many(found)
+            loads = codec.loads_local
             return {key: loads(stored, key) for key, stored in found.items()}
         return found
 

@@ -327,3 +327,33 @@ def test_the_fast_paths_follow_a_codec_swapped_after_construction() -> None:
     cache.put("ordered", OrderedDict(a=1))  # the pickle codec stores it
     assert type(cache.get("ordered")) is OrderedDict
     assert cache.get("k") == {"a": 1}  # and still reads what the safe codec wrote
+
+
+def test_get_many_decodes_the_batch_in_one_codec_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default (copying) get_many hands its hits to loads_local_many at once; the
+    values are copies, counted as hits, and a pickle codec still reads key by key."""
+    cache = MemoryCache()
+    for i in range(5):
+        cache.put(f"k{i}", {"n": i, "tags": ["a", "b"]})
+    calls: list[int] = []
+    many = type(cache.codec).loads_local_many
+
+    def counting(self: Any, stored: dict[str, bytes]) -> dict[str, Any]:
+        calls.append(len(stored))
+        return many(self, stored)
+
+    monkeypatch.setattr(type(cache.codec), "loads_local_many", counting)
+    got = cache.get_many(["k0", "k3", "nope", "k4"])
+    assert calls == [3]
+    assert got == {
+        "k0": {"n": 0, "tags": ["a", "b"]},
+        "k3": {"n": 3, "tags": ["a", "b"]},
+        "k4": {"n": 4, "tags": ["a", "b"]},
+    }
+    got["k0"]["tags"].append("c")  # a copy: the cache's entry is untouched
+    assert cache.get("k0") == {"n": 0, "tags": ["a", "b"]}
+    assert cache._data["k3"][memory_module._HITS] == 1
+    pickled = MemoryCache(codec="pickle", signingKey="k" * 32)
+    pickled.put("p", {"x": 1})
+    assert pickled.get_many(["p"]) == {"p": {"x": 1}}
+    assert calls == [3]
