@@ -157,6 +157,8 @@ class Measurement:
     """Client round trips per operation, counted in a separate untimed pass."""
     skipped: str | None = None
     """Why the case was not measured (missing package, server failure...)."""
+    wall_rounds_ns: list[float] = field(default_factory=list)
+    """Wall-clock ns per operation of each round (``rounds_ns`` is by the case's timer)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,6 +398,7 @@ def _measure_rounds(
     cases: Sequence[Case], rounds: int, settle: Settle | None = None
 ) -> list[Measurement]:
     samples: list[list[float]] = [[] for _ in cases]
+    walls: list[list[float]] = [[] for _ in cases]
     requests: list[list[int]] = [[] for _ in cases]
     cpu: list[list[float]] = [[] for _ in cases]
     order = list(range(len(cases)))
@@ -404,8 +407,9 @@ def _measure_rounds(
         for r in range(done, done + batch):
             shift = r % len(cases)
             for i in order[shift:] + order[:shift]:
-                elapsed, cpu_s, sent = _round(cases[i])
+                elapsed, cpu_s, sent, wall = _round(cases[i])
                 samples[i].append(elapsed / cases[i].ops)
+                walls[i].append(wall / cases[i].ops)
                 requests[i].append(sent)
                 cpu[i].append(cpu_s)
         done += batch
@@ -415,6 +419,7 @@ def _measure_rounds(
     results = []
     for i, case in enumerate(cases):
         result = Measurement(case.op, case.impl, statistics.median(samples[i]), samples[i])
+        result.wall_rounds_ns = walls[i]
         result.cpu_us_per_op = statistics.median(cpu[i]) * 1e6 / case.ops
         if case.counter is not None:
             per_round = statistics.median(requests[i])
@@ -425,8 +430,8 @@ def _measure_rounds(
     return results
 
 
-def _round(case: Case) -> tuple[int, float, int]:
-    """One timed round: (elapsed ns, client CPU seconds, requests counted)."""
+def _round(case: Case) -> tuple[int, float, int, int]:
+    """One timed round: (elapsed ns, client CPU seconds, requests counted, wall ns)."""
     if case.setup is not None:
         case.setup()
     gc_was_enabled = gc.isenabled()
@@ -436,15 +441,17 @@ def _round(case: Case) -> tuple[int, float, int]:
         before = case.counter() if case.counter is not None else 0
         clock = case.timer or time.perf_counter_ns
         cpu0 = time.thread_time()
+        wall0 = time.perf_counter_ns()
         t0 = clock()
         case.run()
         elapsed = clock() - t0
+        wall = time.perf_counter_ns() - wall0
         cpu_s = time.thread_time() - cpu0
         after = case.counter() if case.counter is not None else 0
     finally:
         if gc_was_enabled:
             gc.enable()
-    return elapsed, cpu_s, after - before
+    return elapsed, cpu_s, after - before, wall
 
 
 def by_op(cases: Sequence[Case]) -> list[list[Case]]:
