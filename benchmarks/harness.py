@@ -159,6 +159,8 @@ class Measurement:
     """Why the case was not measured (missing package, server failure...)."""
     rounds_cpu_ns: list[float] = field(default_factory=list)
     """Client CPU (this thread) per operation in each round, in the order of ``rounds_ns``."""
+    wall_rounds_ns: list[float] = field(default_factory=list)
+    """Wall-clock ns per operation of each round (``rounds_ns`` is by the case's timer)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,6 +400,7 @@ def _measure_rounds(
     cases: Sequence[Case], rounds: int, settle: Settle | None = None
 ) -> list[Measurement]:
     samples: list[list[float]] = [[] for _ in cases]
+    walls: list[list[float]] = [[] for _ in cases]
     requests: list[list[int]] = [[] for _ in cases]
     cpu: list[list[float]] = [[] for _ in cases]
     order = list(range(len(cases)))
@@ -406,8 +409,9 @@ def _measure_rounds(
         for r in range(done, done + batch):
             shift = r % len(cases)
             for i in order[shift:] + order[:shift]:
-                elapsed, cpu_s, sent = _round(cases[i])
+                elapsed, cpu_s, sent, wall = _round(cases[i])
                 samples[i].append(elapsed / cases[i].ops)
+                walls[i].append(wall / cases[i].ops)
                 requests[i].append(sent)
                 cpu[i].append(cpu_s)
         done += batch
@@ -417,6 +421,7 @@ def _measure_rounds(
     results = []
     for i, case in enumerate(cases):
         result = Measurement(case.op, case.impl, statistics.median(samples[i]), samples[i])
+        result.wall_rounds_ns = walls[i]
         result.cpu_us_per_op = statistics.median(cpu[i]) * 1e6 / case.ops
         result.rounds_cpu_ns = [c * 1e9 / case.ops for c in cpu[i]]
         if case.counter is not None:
@@ -428,8 +433,8 @@ def _measure_rounds(
     return results
 
 
-def _round(case: Case) -> tuple[int, float, int]:
-    """One timed round: (elapsed ns, client CPU seconds, requests counted)."""
+def _round(case: Case) -> tuple[int, float, int, int]:
+    """One timed round: (elapsed ns, client CPU seconds, requests counted, wall ns)."""
     if case.setup is not None:
         case.setup()
     gc_was_enabled = gc.isenabled()
@@ -439,15 +444,17 @@ def _round(case: Case) -> tuple[int, float, int]:
         before = case.counter() if case.counter is not None else 0
         clock = case.timer or time.perf_counter_ns
         cpu0 = time.thread_time()
+        wall0 = time.perf_counter_ns()
         t0 = clock()
         case.run()
         elapsed = clock() - t0
+        wall = time.perf_counter_ns() - wall0
         cpu_s = time.thread_time() - cpu0
         after = case.counter() if case.counter is not None else 0
     finally:
         if gc_was_enabled:
             gc.enable()
-    return elapsed, cpu_s, after - before
+    return elapsed, cpu_s, after - before, wall
 
 
 def by_op(cases: Sequence[Case]) -> list[list[Case]]:

@@ -42,7 +42,7 @@ from .api import (
     _close_iterator,
     make_expiry,
 )
-from .errors import CacheUnavailableError
+from .errors import CacheUnavailableError, UnknownSigningKeyError
 from .filters import KeyFilter, compile_filter
 from .lock import AsyncLock
 
@@ -171,8 +171,23 @@ class AsyncCache:
     ) -> Any:
         """The live value for ``key``; ``default`` (or CacheKeyError) if absent."""
         cache = self.cache
-        sk = self._sk(key)
-        value = await self._run("get", key, MISSING, cache._aget_checked, sk, cache._clock())
+        # The hot path, as the sync shell's get (BaseCache.get): the key checks of _sk
+        # inline, and without an observer the error policy around the primitive directly,
+        # no _run/_aget_checked coroutine frames in between.
+        if type(key) is str and 0 < len(key) <= MAX_KEY_LENGTH and key.isascii():
+            ns = cache.namespace
+            sk = ns + key if ns else key
+        else:
+            sk = cache._sk(key)
+        if cache._observer is None:
+            try:
+                value = await cache._aget(sk, cache._clock())
+            except UnknownSigningKeyError as exc:
+                value = cache._signed_miss(exc)
+            except Exception as exc:
+                value = cache._failed("get", exc, MISSING)
+        else:
+            value = await self._run("get", key, MISSING, cache._aget_checked, sk, cache._clock())
         if value is MISSING:
             return cache._got_miss(key, default, throw_when_not_exist)
         return value
@@ -195,13 +210,23 @@ class AsyncCache:
         cache = self.cache
         if cache.read_only:
             cache._writable("put")
-        sk = self._sk(key)
+        if type(key) is str and 0 < len(key) <= MAX_KEY_LENGTH and key.isascii():
+            ns = cache.namespace
+            sk = ns + key if ns else key
+        else:
+            sk = cache._sk(key)
         now = cache._clock()
         if time_span is None and idle_time is None and until is None:
             expiry = NO_EXPIRY
         else:
             expiry = make_expiry(time_span, idle_time, until, now)
-        await self._run("put", key, None, cache._aset, sk, value, expiry, now)
+        if cache._observer is None:  # the hot path, as get's
+            try:
+                await cache._aset(sk, value, expiry, now)
+            except Exception as exc:
+                cache._failed("put", exc, None)
+        else:
+            await self._run("put", key, None, cache._aset, sk, value, expiry, now)
 
     async def add(
         self,

@@ -15,6 +15,7 @@ loop. A primitive of more than one step is written once, as a *flow* (``_*_flow`
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator, Hashable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Final, cast
@@ -102,6 +103,8 @@ _EXPIRES: Final = Offsets.EXPIRES
 """Where the expiry policy bytes (expiry, idle) start: FOREVER there = never expires."""
 _PLAIN: Final = bytes((MAGIC, KIND_CODEC))
 """The first two header bytes of an entry holding codec bytes."""
+_UNCOMMON: Final = object()
+"""What :meth:`RedisCache._read_common` returns for an entry its fast path does not read."""
 INTERNAL: Final = b"\xff"
 """Separates the namespace from an internal key (a lock): ``<namespace>\\xff<lock id>``.
 The byte 0xFF never occurs in UTF-8, so no user key can spell an internal key, scans
@@ -281,7 +284,8 @@ class RedisCache(FlowCache[Client]):
     # The async twins: one request each, on the running loop's redis.asyncio client.
 
     async def _acommand(self, *args: Any) -> Any:
-        client = await self._aconnection()
+        # The running loop's client without a coroutine frame once it exists (hot path).
+        client = self._aconns.get(asyncio.get_running_loop()) or await self._aconnection()
         try:
             return await client.execute_command(*args)
         except rx.ResponseError as exc:
@@ -365,29 +369,28 @@ class RedisCache(FlowCache[Client]):
             return b"i", INT.pack(value)
         return b"v", self._dumps(value, key)
 
-    def _read(self, key: str, raw: bytes | None, now: float) -> Any:
-        """The value of a stored entry read at ``now`` (MISSING when absent or dead).
+    def _read_common(self, key: str, raw: bytes | None, now: float) -> Any:
+        """The value of a stored entry read at ``now``, for the common cases, which need no
+        request: MISSING for no entry, the value of codec bytes that never expire (no
+        header to unpack, the read counted in process); else ``_UNCOMMON``.
 
-        Counts the read: in process for plain entries; an idle entry's read is written
-        at once (:meth:`_slide`), since it moves the deadline every client sees.
+        Both shells' get call it before building a flow (a generator, driven) for the rest:
+        :meth:`_read_flow` reads any entry, and writes an idle entry's read at once
+        (:meth:`_slide`), since it moves the deadline every client sees.
         """
         if raw is None:
             return MISSING
         if raw.startswith(_PLAIN) and raw.startswith(FOREVER, _EXPIRES):
-            # The common entry: codec bytes that never expire. No header to unpack.
             if self.counts_hits:
                 self._hits.count(key, raw[_CREATED], now)
             return self._loads(raw[HEADER_SIZE:], key)
-        return self._drive(self._read_flow(key, raw, now))
+        return _UNCOMMON
 
     def _read_flow(self, key: str, raw: bytes | None, now: float) -> Flow[Any]:
-        """:meth:`_read` as a flow (the sync shell inlines its common case above)."""
-        if raw is None:
-            return MISSING
-        if raw.startswith(_PLAIN) and raw.startswith(FOREVER, _EXPIRES):
-            if self.counts_hits:
-                self._hits.count(key, raw[_CREATED], now)
-            return self._loads(raw[HEADER_SIZE:], key)
+        """The value of a stored entry read at ``now`` (MISSING when absent or dead)."""
+        value = self._read_common(key, raw, now)
+        if value is not _UNCOMMON or raw is None:
+            return value
         found: dict[str, Any] = {}
         counted: list[tuple[str, bytes]] = []
         idle = self._check(key, raw, now, found, counted)
@@ -490,13 +493,19 @@ class RedisCache(FlowCache[Client]):
     # ------------------------------------------------------------------ single-key primitives
 
     def _get(self, key: str, now: float) -> Any:
-        value = self._read(key, self._command("GET", key), now)
+        raw = self._command("GET", key)
+        value = self._read_common(key, raw, now)
+        if value is _UNCOMMON:
+            value = self._drive(self._read_flow(key, raw, now))
         if self._hits.due():
             self._after_write()
         return value
 
     async def _aget(self, key: str, now: float) -> Any:
-        value = await self._adrive(self._read_flow(key, await self._acommand("GET", key), now))
+        raw = await self._acommand("GET", key)
+        value = self._read_common(key, raw, now)
+        if value is _UNCOMMON:
+            value = await self._adrive(self._read_flow(key, raw, now))
         if self._hits.due():
             await self._aafter_write()
         return value

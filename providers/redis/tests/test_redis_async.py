@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
@@ -264,3 +266,86 @@ def test_clearing_the_internal_space_walks_every_scan_batch(
     finally:
         raw.delete(other)
         raw.close()
+
+
+def _frames_of(shell: Any, operation: Callable[[Any], Coroutine[Any, Any, Any]]) -> list[str]:
+    """The functions of cachehub and this provider one awaited operation runs, one entry
+    per frame (a coroutine resumed after a wait is the same frame: counted once), after a
+    warm-up of the same operation connected the loop's client."""
+    import cachehub_redis
+
+    import cachehub
+
+    ours = tuple(os.path.dirname(m.__file__ or "") + os.sep for m in (cachehub, cachehub_redis))
+    frames: dict[int, tuple[Any, str]] = {}  # id -> (the frame, kept alive: ids stay unique)
+
+    def profile(frame: Any, event: str, _arg: Any) -> None:
+        if event == "call" and frame.f_code.co_filename.startswith(ours):
+            frames.setdefault(id(frame), (frame, frame.f_code.co_name))
+
+    async def scenario() -> None:
+        await operation(shell)  # warm: the client, the connection, the scripts
+        sys.setprofile(profile)
+        try:
+            await operation(shell)
+        finally:
+            sys.setprofile(None)
+        await shell.close()
+
+    run(scenario())
+    return [name for _, name in frames.values()]
+
+
+# The async shell's work around the one request of a plain get / put: its frames, counted
+# (never timed). The hot path is the sync shell's: no _run / _aget_checked / _sk frames
+# and no flow (generator + driver) for a plain entry.
+PLAIN_GET_FRAMES = ["get", "_aget", "_acommand", "_read_common", "loads", "due"]
+PLAIN_PUT_FRAMES = ["put", "_aset", "_server_cap", "_set_command", "_blob", "dumps", "pack"]
+
+
+def test_a_plain_async_get_runs_no_flow_and_no_extra_frames(
+    make_cache: Callable[..., RedisCache],
+) -> None:
+    cache = make_cache()
+    cache.put("plain", {"a": [1, 2]})
+    frames = _frames_of(cache.aio(), lambda a: a.get("plain"))
+    assert sorted(frames) == sorted(PLAIN_GET_FRAMES)
+    miss = _frames_of(cache.aio(), lambda a: a.get("absent"))
+    assert "_adrive" not in miss
+    assert "_read_flow" not in miss
+    assert "_got_miss" in miss
+
+
+def test_an_idle_async_get_still_slides_through_the_shared_flow(
+    make_cache: Callable[..., RedisCache],
+) -> None:
+    """The counter-case: an entry the fast path does not read goes through the flow both
+    shells share (the idle entry's deadline moves on the server: a second request)."""
+    cache = make_cache()
+    cache.put("idle", "v", idle_time=60)
+    frames = _frames_of(cache.aio(), lambda a: a.get("idle"))
+    assert {"_read_common", "_adrive", "_read_flow", "_slide_flow"} <= set(frames)
+
+
+def test_a_plain_async_put_runs_no_extra_frames(make_cache: Callable[..., RedisCache]) -> None:
+    shell = make_cache().aio()
+    frames = _frames_of(shell, lambda a: a.put("k", {"a": [1, 2]}))
+    counted = [f for f in frames if f not in ("_acommand", "deadline", "forget", "due")]
+    assert sorted(counted) == sorted(PLAIN_PUT_FRAMES)
+    assert frames.count("_acommand") == 1
+    assert "_run" not in frames
+
+
+def test_an_observed_async_get_reports_through_the_shared_operation(
+    make_cache: Callable[..., RedisCache],
+) -> None:
+    """With an observer the async get takes the shared skeleton (_run, _Operation): one
+    event per get, as the sync shell reports."""
+    events: list[Any] = []
+    cache = make_cache(observer=events.append)
+    cache.put("k", 1)
+    events.clear()
+    frames = _frames_of(cache.aio(), lambda a: a.get("k"))
+    assert "_run" in frames
+    assert "_aget_checked" in frames
+    assert [e.operation for e in events] == ["get", "get"]  # the warm-up and the counted get
