@@ -714,8 +714,8 @@ class RedisCache(RemoteCache[Client]):
             map(starts, hits, repeat(FOREVER), repeat(_EXPIRES))
         ):
             if self.counts_hits:
-                self._hits.count_many(list(zip(hit_keys, map(_STAMP, hits))), now)
-            return dict(zip(hit_keys, map(self._loads, map(_BODY, hits), hit_keys)))
+                self._hits.count_many(list(zip(hit_keys, map(_STAMP, hits), strict=True)), now)
+            return dict(zip(hit_keys, map(self._loads, map(_BODY, hits), hit_keys), strict=True))
         # Otherwise the common entries first, in one comprehension, then the others.
         # startswith at an offset compares in place (slices would copy the bytes).
         loads = self._loads

@@ -54,7 +54,8 @@ def test_get_many_answers_what_get_answers_on_every_shape(
     assert cache.get_many(keys) == expected
     # Spot checks, so that an agreeing pair of wrong answers cannot pass.
     assert expected["c3"] == {"n": 3, "s": "xxx"}
-    assert expected["int"] == 7 and expected["idle"] == "i"
+    assert expected["int"] == 7
+    assert expected["idle"] == "i"
     assert not {"foreign", "empty", "short", "hash", "list", "absent1"} & set(expected)
 
 
