@@ -193,6 +193,13 @@ def run(cfg: Config) -> Section:
             )
         once = RedisCache(url=url, namespace="nr:", retries=0)
         cases.extend(_write_cases(cfg, cache, once, raw, counter))
+        section.notes.append(
+            "incr runs one EVALSHA: GETRANGE of the header (and one byte past an int's 8) and "
+            "one BITFIELD, plus its request record's GET and SET PX when the client may "
+            f"re-send. '{FLOOR}' is the least any script-based incr costs (dispatch alone); "
+            f"'{NO_RECORD}' is cachehub's incr without the record (docs/redis.md, "
+            "'Counters')."
+        )
         for group in by_op(cases):
             section.measurements.extend(measure_with_trips(group, cfg.rounds))
         _clear_cases(section, cfg, cache, raw, port, counter)
