@@ -7,6 +7,7 @@ commands each operation sent.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import islice
@@ -21,6 +22,7 @@ from .harness import (
     Section,
     Target,
     by_op,
+    load_note,
     measure_interleaved,
     op_cases,
 )
@@ -146,6 +148,7 @@ def _peers(url: str, port: int) -> list[Adapter | tuple[str, str]]:
 def run(cfg: Config) -> Section:
     """Measure the four operations and clear(filter) against a suite-owned redis-server."""
     section = Section("redis", "Redis provider", BASELINE, request_label="commands/op (server)")
+    section.notes.append(load_note(os.getloadavg()[0]))  # ratios hold within a run; say how busy
     try:
         from cachehub_redis import RedisCache
         from cachehub_redis.server import RedisServer
