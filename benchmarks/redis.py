@@ -7,6 +7,7 @@ commands each operation sent.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import islice
@@ -21,6 +22,7 @@ from .harness import (
     Section,
     Target,
     by_op,
+    load_note,
     measure_interleaved,
     op_cases,
 )
@@ -31,6 +33,10 @@ __all__ = ["BASELINE", "CACHEHUB", "command_counter", "count_round_trips", "run"
 
 BASELINE = "redis-py (raw, same codec)"
 CACHEHUB = "cachehub RedisCache"
+FLOOR = "floor: redis-py EVALSHA of INCRBY only"
+"""What any script-based incr costs: one EVALSHA whose script does nothing but INCRBY."""
+NO_RECORD = "cachehub RedisCache, retries 0 (no request record)"
+"""incr without its request record: what exactly-once by records costs on top."""
 CLEAR_FILTER = "clr:*"
 _FILL_CHUNK = 1000
 
@@ -142,6 +148,7 @@ def _peers(url: str, port: int) -> list[Adapter | tuple[str, str]]:
 def run(cfg: Config) -> Section:
     """Measure the four operations and clear(filter) against a suite-owned redis-server."""
     section = Section("redis", "Redis provider", BASELINE, request_label="commands/op (server)")
+    section.notes.append(load_note(os.getloadavg()[0]))  # ratios hold within a run; say how busy
     try:
         from cachehub_redis import RedisCache
         from cachehub_redis.server import RedisServer
@@ -187,12 +194,21 @@ def run(cfg: Config) -> Section:
                     counter=counter,
                 )
             )
-        cases.extend(_write_cases(cfg, cache, raw, counter))
+        once = RedisCache(url=url, namespace="nr:", retries=0)
+        cases.extend(_write_cases(cfg, cache, once, raw, counter))
+        section.notes.append(
+            "incr runs one EVALSHA: GETRANGE of the header (and one byte past an int's 8) and "
+            "one BITFIELD, plus its request record's GET and SET PX when the client may "
+            f"re-send. '{FLOOR}' is the least any script-based incr costs (dispatch alone); "
+            f"'{NO_RECORD}' is cachehub's incr without the record (docs/redis.md, "
+            "'Counters')."
+        )
         for group in by_op(cases):
             section.measurements.extend(measure_with_trips(group, cfg.rounds))
         _clear_cases(section, cfg, cache, raw, port, counter)
         try:
             cache.close()
+            once.close()
         finally:
             info.close()
             raw.close()
@@ -200,8 +216,11 @@ def run(cfg: Config) -> Section:
     return section
 
 
-def _write_cases(cfg: Config, cache: Any, raw: Any, counter: Callable[[], int]) -> list[Case]:
-    """put_many and incr (issue #17): raw redis-py's MSET and INCRBY against cachehub's."""
+def _write_cases(
+    cfg: Config, cache: Any, once: Any, raw: Any, counter: Callable[[], int]
+) -> list[Case]:
+    """put_many and incr (issue #17): raw redis-py's MSET and INCRBY against cachehub's;
+    ``once`` is a cache with ``retries: 0`` (its incr writes no request record)."""
     dumps = cache.codec.dumps
     items = {f"pm:{i}": VALUE for i in range(cfg.batch)}
     rounds_of_batches = max(1, cfg.remote_ops // cfg.batch)
@@ -223,12 +242,26 @@ def _write_cases(cfg: Config, cache: Any, raw: Any, counter: Callable[[], int]) 
         for _ in range(n):
             cache.incr("counter", 1)
 
+    # The design's reference points (docs/redis.md, "Counters"), measured in the same
+    # rounds: the script dispatch floor, and cachehub's incr without a request record.
+    only_incrby = raw.register_script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+
+    def floor_incr() -> None:
+        for _ in range(n):
+            only_incrby(keys=["floor:counter"], args=[1])
+
+    def no_record_incr() -> None:
+        for _ in range(n):
+            once.incr("counter", 1)
+
     op = f"put_many({cfg.batch})"
     return [
         Case(op, BASELINE, raw_put_many, rounds_of_batches, counter=counter),
         Case(op, CACHEHUB, cachehub_put_many, rounds_of_batches, counter=counter),
         Case("incr", BASELINE, raw_incr, n, counter=counter),
         Case("incr", CACHEHUB, cachehub_incr, n, counter=counter),
+        Case("incr", FLOOR, floor_incr, n, counter=counter),
+        Case("incr", NO_RECORD, no_record_incr, n, counter=counter),
     ]
 
 
@@ -324,10 +357,18 @@ def _targets(section: Section) -> None:
                 mine.requests_per_op,
             )
         )
+        for reference in (FLOOR, NO_RECORD):
+            ref = section.find(op, reference)
+            if ref is not None:  # incr's reference points, against the same baseline
+                section.rows.append(
+                    Row.compare(op, reference, ref, BASELINE, base, None, ref.requests_per_op)
+                )
         peers = [
             m
             for m in section.measurements
-            if m.op == op and m.skipped is None and m.impl not in (BASELINE, CACHEHUB)
+            if m.op == op
+            and m.skipped is None
+            and m.impl not in (BASELINE, CACHEHUB, FLOOR, NO_RECORD)
         ]
         if peers:
             best = min(peers, key=lambda m: m.ns_per_op)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator, Hashable, Iterator, Mapping, Sequence
+from itertools import compress, repeat
+from operator import itemgetter
 from typing import Any, ClassVar, Final, cast
 
 from redis import exceptions as rx
@@ -105,6 +107,9 @@ _PLAIN: Final = bytes((MAGIC, KIND_CODEC))
 """The first two header bytes of an entry holding codec bytes."""
 _UNCOMMON: Final = object()
 """What :meth:`RedisCache._read_common` returns for an entry its fast path does not read."""
+_BODY: Final = itemgetter(slice(HEADER_SIZE, None))
+"""An entry's value bytes, cut by a C-level callable (``map`` over a batch)."""
+_STAMP: Final = itemgetter(_CREATED)
 INTERNAL: Final = b"\xff"
 """Separates the namespace from an internal key (a lock): ``<namespace>\\xff<lock id>``.
 The byte 0xFF never occurs in UTF-8, so no user key can spell an internal key, scans
@@ -671,8 +676,23 @@ class RedisCache(FlowCache[Client]):
 
     def _get_many_flow(self, keys: list[str], now: float) -> Flow[dict[str, Any]]:
         raws = yield from self._mget_flow(keys)
-        # The common entry first, in one comprehension (this loop is most of the client
-        # time cachehub adds to an MGET): codec bytes that never expire, see _read.
+        # This loop is most of the client time cachehub adds to an MGET. The usual batch
+        # holds only common entries (codec bytes that never expire, see _read) and misses:
+        # the hits are picked (compress, filter: a miss is None) and checked with C-level
+        # calls, then decoded in one pass, with no Python step per key beyond the codec's.
+        hit_keys: list[str] = list(compress(keys, raws))
+        hits: list[bytes] = list(filter(None, raws))
+        starts = bytes.startswith  # the unbound method: map calls it with no lookup per key
+        if all(map(starts, hits, repeat(_PLAIN))) and all(
+            map(starts, hits, repeat(FOREVER), repeat(_EXPIRES))
+        ):
+            if self.counts_hits:
+                self._hits.count_many(list(zip(hit_keys, map(_STAMP, hits), strict=True)), now)
+            common = dict(zip(hit_keys, map(self._loads, map(_BODY, hits), hit_keys), strict=True))
+            if self._hits.due():
+                yield from self._flush_due_flow()
+            return common
+        # Otherwise the common entries first, in one comprehension, then the others.
         # startswith at an offset compares in place (slices would copy the bytes).
         loads = self._loads
         found = {

@@ -326,13 +326,20 @@ return 1
 # | {'c', value bytes} an int entry whose value is not 8 bytes (corrupt).
 # A missing or expired counter starts from 0 with no expiry; a live one keeps its expiry.
 # The new value is answered as bytes: Lua numbers are doubles and would round it.
+# The hot path is two commands (GETRANGE, BITFIELD) plus, when the client may re-send,
+# the record's GET and SET: every command here is measured (docs/benchmarks.md).
 INCR: Final = _script(
     "incr",
     f"""
 local done = replayed(KEYS[2])
 if done then return {{'n', done}} end
-local h = live(KEYS[1], tonumber(ARGV[1]))
-if not h then
+-- The header and one byte past an int entry's 8: an int entry is exactly HEAD + 8 bytes
+-- (BITFIELD would pad a shorter one with zeros, a garbage count, and leave a longer one
+-- corrupt), which one read of HEAD + 9 bytes tells without a STRLEN.
+local h = redis.pcall('GETRANGE', KEYS[1], 0, HEAD + 8)
+if type(h) ~= 'string' or #h < HEAD or string.byte(h, 1) ~= MAGIC
+    or not alive(h, tonumber(ARGV[1])) then
+  -- Missing, dead, or not an entry (another program's key): a fresh counter replaces it.
   redis.call('SET', KEYS[1], ARGV[3])
   remember(KEYS[2], string.sub(ARGV[3], HEAD + 1), ARGV[5])
   return {{'n', string.sub(ARGV[3], HEAD + 1)}}
@@ -340,10 +347,7 @@ end
 if string.byte(h, 2) ~= string.byte('i') then
   return {{'v', redis.call('GETRANGE', KEYS[1], HEAD, -1)}}
 end
--- An int entry is exactly HEAD + 8 bytes: BITFIELD would pad a shorter one with zeros
--- (a garbage count) and leave a longer one corrupt. Another program wrote it.
-local size = redis.call('STRLEN', KEYS[1])
-if size ~= HEAD + 8 then return {{'c', size - HEAD}} end
+if #h ~= HEAD + 8 then return {{'c', redis.call('STRLEN', KEYS[1]) - HEAD}} end
 -- One BITFIELD adds delta and stamps modified (ARGV[4]: its 8 bytes as an i64).
 local r = redis.call('BITFIELD', KEYS[1], 'OVERFLOW', 'FAIL', 'INCRBY', 'i64', HEAD * 8,
   ARGV[2], 'SET', 'i64', {Offsets.MODIFIED * 8}, ARGV[4])
