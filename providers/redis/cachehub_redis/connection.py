@@ -7,6 +7,7 @@ first use, so a cache can be constructed while Redis is down.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import threading
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import redis.utils
 from redis import Redis
 from redis.asyncio import BlockingConnectionPool as AsyncBlockingConnectionPool
 from redis.asyncio import Redis as AsyncRedis
@@ -35,6 +37,12 @@ from cachehub.config import LuceeOption, Option, millis_to_seconds
 from cachehub.errors import ConfigError
 
 from .commandtable import offload_command_table
+
+# redis-py 8 reads its own package metadata (a file) when the first client of the process
+# is built, and keeps it (functools.cache): read it now, at import, not in a callback of
+# an event loop (an async client is built on the loop).
+with contextlib.suppress(Exception):
+    getattr(redis.utils, "get_lib_version", lambda: None)()
 
 __all__ = [
     "OPTIONS",
