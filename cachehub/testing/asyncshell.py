@@ -112,15 +112,18 @@ def _describe(handle: asyncio.events.Handle) -> str:
     if not isinstance(task, asyncio.Task):
         return f"{handle!r:.300}"
     chain: list[str] = []
-    awaited: Any = task.get_coro()
-    while awaited is not None and len(chain) < 12:
-        code = getattr(awaited, "cr_code", None) or getattr(awaited, "gi_code", None)
-        if code is None:
-            chain.append(type(awaited).__name__)
-            break
-        chain.append(f"{code.co_qualname} ({os.path.basename(code.co_filename)})")
-        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
-    return " > ".join(chain)
+    try:
+        awaited: Any = task.get_coro()
+        while awaited is not None and len(chain) < 12:
+            code = getattr(awaited, "cr_code", None) or getattr(awaited, "gi_code", None)
+            if code is None:
+                chain.append(type(awaited).__name__)
+                break
+            chain.append(f"{code.co_qualname} ({os.path.basename(code.co_filename)})")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    except Exception:  # a diagnostic must never stop the loop it watches
+        return f"{handle!r:.300}"
+    return " > ".join(chain) or f"{handle!r:.300}"
 
 
 def _on_gc(phase: str, info: dict[str, int]) -> None:
