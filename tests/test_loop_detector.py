@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import json
 import os
 import random
 import select
@@ -26,7 +27,8 @@ import pytest
 from cachehub_memory import MemoryCache
 
 from cachehub.api import BaseCache
-from cachehub.testing.asyncshell import CPU_PER_CALLBACK, LoopThread, shell_view
+from cachehub.testing import asyncshell
+from cachehub.testing.asyncshell import CPU_PER_CALLBACK, HEAVY_CALLBACK, LoopThread, shell_view
 from cachehub.testing.reference import ReferenceBackend, ReferenceCache
 
 THREADS = 2
@@ -94,10 +96,14 @@ def _os_read() -> None:
         os.close(write)
 
 
-def _cpu_hog() -> None:
-    until = time.thread_time() + 2 * CPU_PER_CALLBACK
+def _compute(seconds: float) -> None:
+    until = time.thread_time() + seconds
     while time.thread_time() < until:
         continue
+
+
+def _cpu_hog() -> None:
+    _compute(3 * CPU_PER_CALLBACK)  # a client built or a model loaded on the loop
 
 
 BLOCKERS: dict[str, tuple[Callable[[], None], str]] = {
@@ -231,3 +237,35 @@ def test_waits_outside_callbacks_and_in_worker_threads_are_not_flagged(loop: Loo
     _event_wait()  # this thread is not the loop's
     _socket_recv()
     assert loop.blocked == []
+
+
+def test_computing_under_the_limit_is_not_flagged_but_listed(loop: LoopThread) -> None:
+    # The limit is a threshold, not zero: half of it passes; the heavy list still shows it.
+    cache = BlockingCache(backend=ReferenceBackend())
+    cache.blocker = lambda: _compute(CPU_PER_CALLBACK / 2)  # type: ignore[method-assign]
+    view = shell_view(cache, loop)
+    assert loop.run(view.aio().get("k", "miss")) == "miss"
+    assert loop.blocked == []
+    assert CPU_PER_CALLBACK / 2 <= loop.peak < CPU_PER_CALLBACK
+    assert [round(used, 3) for used, _ in loop.heavy] == [round(loop.peak, 3)]
+    # Described by the coroutines of the task that computed, not only the handle.
+    assert "AsyncCache.get" in loop.heavy[0][1]
+
+
+def test_the_cpu_report_lists_each_tests_heaviest_callbacks(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, loop: LoopThread
+) -> None:
+    report = tmp_path / "cpu.jsonl"
+    monkeypatch.setenv(asyncshell.CPU_REPORT_ENV, str(report))
+    cache = BlockingCache(backend=ReferenceBackend())
+    cache.blocker = lambda: _compute(2 * HEAVY_CALLBACK)  # type: ignore[method-assign]
+    view = shell_view(cache, loop)
+    for _ in range(asyncshell.HEAVY_KEPT + 5):
+        loop.run(view.aio().get("k"))
+    asyncshell._report_cpu("t::one", loop)
+    (line,) = report.read_text(encoding="utf-8").splitlines()
+    row = json.loads(line)
+    assert row["test"] == "t::one"
+    assert row["peak_ms"] >= 2 * HEAVY_CALLBACK * 1000
+    assert len(row["heavy"]) == asyncshell.HEAVY_KEPT  # bounded: the heaviest only
+    assert row["heavy"] == sorted(row["heavy"], key=lambda item: -item[0])

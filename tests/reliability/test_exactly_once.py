@@ -262,12 +262,30 @@ def test_redis_a_record_of_another_request_is_not_mistaken(
 
 
 def test_every_cluster_slot_has_a_tag() -> None:
-    tags = {redis_records._slot_tag(slot) for slot in (0, 1, 8191, 16383)}
-    assert len(tags) == 4
-    with pytest.raises(ValueError, match="slot"):
-        redis_records._slot_tag(16384)
-    reached = {redis_records.key_slot(str(n).encode()) for n in range(redis_records._TAG_SEARCH)}
-    assert len(reached) == 16384
+    tags = [redis_records._slot_tag(slot) for slot in range(16384)]
+    assert [redis_records.key_slot(tag) for tag in tags] == list(range(16384))
+    # Four printable characters, never a brace (a brace would end or move the hash tag).
+    assert all(len(tag) == 4 and set(tag) <= set(b"@ABCDEFGHIJKLMNO") for tag in tags)
+    for bad in (-1, 16384, 2**40):
+        with pytest.raises(ValueError, match="slot"):
+            redis_records._slot_tag(bad)
+
+
+def test_record_keys_of_a_wide_batch_cost_a_few_crcs_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cluster batch's record keys over hundreds of slots are computed, not searched:
+    at most three CRC16s per key (the entry's, the plain name's, the tagged name's)."""
+    real = redis_records.key_slot
+    calls: list[bytes] = []
+
+    def counting(key: bytes) -> int:
+        calls.append(key)
+        return int(real(key))
+
+    monkeypatch.setattr(redis_records, "key_slot", counting)
+    keys = [f"ns:k{i}" for i in range(2000)]  # ~1,800 distinct slots, none seen before
+    names = [record_key(key, request_id(), cluster=True) for key in keys]
+    assert len(calls) <= 3 * len(keys)
+    assert [real(n) for n in names] == [real(k.encode()) for k in keys]
 
 
 def test_request_ids_are_random_128_bit() -> None:

@@ -7,6 +7,7 @@ first use, so a cache can be constructed while Redis is down.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import threading
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import redis.utils
 from redis import Redis
 from redis.asyncio import BlockingConnectionPool as AsyncBlockingConnectionPool
 from redis.asyncio import Redis as AsyncRedis
@@ -33,6 +35,14 @@ from redis.sentinel import Sentinel
 
 from cachehub.config import LuceeOption, Option, millis_to_seconds
 from cachehub.errors import ConfigError
+
+from .commandtable import offload_command_table
+
+# redis-py 8 reads its own package metadata (a file) when the first client of the process
+# is built, and keeps it (functools.cache): read it now, at import, not in a callback of
+# an event loop (an async client is built on the loop).
+with contextlib.suppress(Exception):
+    getattr(redis.utils, "get_lib_version", lambda: None)()
 
 __all__ = [
     "OPTIONS",
@@ -442,6 +452,17 @@ def build_client(plan: ConnectionPlan, retries: int) -> Redis | RedisCluster:
     return Redis(**kwargs)
 
 
+def _node_client(plan: ConnectionPlan, retries: int, host: str, port: int) -> Redis:
+    """A sync client of one cluster node (``host``:``port``) with ``plan``'s credentials,
+    TLS and timeouts, holding one connection (the command table's reader)."""
+    kwargs = {**plan.kwargs, "max_connections": 1, "retry": _retry(retries)}
+    kwargs["retry_on_error"] = _RETRY_ON
+    client = Redis.from_url(plan.url, **kwargs) if plan.url is not None else Redis(**kwargs)
+    # The url (or host/port) names the seed node; this client talks to the one given.
+    client.connection_pool.connection_kwargs.update(host=host, port=port)
+    return client
+
+
 def _async_retry(retries: int) -> AsyncRetry:
     return AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), retries)
 
@@ -510,9 +531,14 @@ def build_async_client(plan: ConnectionPlan, retries: int) -> AsyncRedis | Async
     wait = plan.kwargs["socket_timeout"]
     if plan.mode == "cluster":
         kwargs["retry"] = _async_retry(retries)
+        cluster: AsyncRedisCluster
         if plan.url is not None:
-            return WaitingCluster.from_url(plan.url, wait_timeout=wait, **kwargs)
-        return WaitingCluster(wait_timeout=wait, **kwargs)
+            cluster = WaitingCluster.from_url(plan.url, wait_timeout=wait, **kwargs)
+        else:
+            cluster = WaitingCluster(wait_timeout=wait, **kwargs)
+        # Its command table is read in a worker thread, not parsed on the loop.
+        offload_command_table(cluster, lambda host, port: _node_client(plan, retries, host, port))
+        return cluster
     if plan.mode == "sentinel":
         sentinel_kwargs = {
             "socket_timeout": kwargs["socket_timeout"],

@@ -22,12 +22,13 @@ as a script's keys must.
 
 from __future__ import annotations
 
+import binascii
 import math
 import secrets
 from collections.abc import Mapping
 from typing import Any, Final
 
-from redis.crc import key_slot
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 __all__ = ["MARK", "record_key", "record_ms", "request_id"]
 
@@ -36,9 +37,42 @@ MARK: Final = b"\x00rq:"
 followed by 32 hex digits of a fresh random id, so no entry is ever a record."""
 _SLACK_S: Final = 5.0
 """Added to the retry window: backoff sleeps, cluster redirects, scheduling."""
-_TAG_SEARCH: Final = 109_758
-_slot_tags: dict[int, bytes] = {}
-"""Slot -> a short hash tag that hashes to it (found once per slot, on demand)."""
+_TAG_LEN: Final = 4
+_TAG_BASE: Final = 0x40
+"""Slot tags are 4 characters of ``@ABCDEFGHIJKLMNO`` (0x40 | a 4-bit digit): no braces."""
+_SLOT_MASK: Final = REDIS_CLUSTER_HASH_SLOTS - 1
+
+
+def _crc(data: bytes) -> int:
+    return binascii.crc_hqx(data, 0)  # Redis Cluster's CRC16 (XMODEM), as key_slot's
+
+
+def _tag_basis() -> dict[int, tuple[int, int]]:
+    """For solving CRC16(tag) = slot: leading slot bit -> (slot bits, tag digit bits).
+
+    CRC16/XMODEM has no initial or final XOR, so over tags of one length it is linear
+    in the tag's bits: each of the 16 digit bits flips a fixed set of slot bits, and a
+    tag for any slot is the XOR of a few of them (Gaussian elimination over GF(2)).
+    Their 16 flips span all 14 slot bits (checked in the tests for every slot).
+    """
+    base = _crc(bytes([_TAG_BASE] * _TAG_LEN))
+    basis: dict[int, tuple[int, int]] = {}
+    for bit in range(4 * _TAG_LEN):
+        tag = bytearray([_TAG_BASE] * _TAG_LEN)
+        tag[bit // 4] |= 1 << (bit % 4)
+        flips, digits = (_crc(bytes(tag)) ^ base) & _SLOT_MASK, 1 << bit
+        while flips:
+            lead = flips.bit_length() - 1
+            if lead not in basis:
+                basis[lead] = (flips, digits)
+                break
+            flips ^= basis[lead][0]
+            digits ^= basis[lead][1]
+    return basis
+
+
+_BASIS: Final = _tag_basis()
+_BASE_SLOT: Final = _crc(bytes([_TAG_BASE] * _TAG_LEN)) & _SLOT_MASK
 
 
 def request_id() -> bytes:
@@ -61,18 +95,17 @@ def record_ms(settings: Mapping[str, Any]) -> int:
 
 
 def _slot_tag(slot: int) -> bytes:
-    """A hash tag (no braces) whose CRC16 puts a key in ``slot``."""
-    tag = _slot_tags.get(slot)
-    if tag is not None:
-        return tag
-    # Decimal strings below 109,758 reach every one of the 16,384 slots (checked in the
-    # tests): ~16k CRC16s on average, once per slot per process.
-    for n in range(_TAG_SEARCH):
-        candidate = str(n).encode()
-        if key_slot(candidate) == slot:
-            _slot_tags[slot] = candidate
-            return candidate
-    raise ValueError(f"no hash slot {slot}: Redis Cluster slots are 0..16383.")
+    """A hash tag (no braces) whose CRC16 puts a key in ``slot``: solved, not searched
+    (a few microseconds; a search costs thousands of CRC16s, and a cluster batch needs a
+    tag for each of hundreds of slots at once)."""
+    if not 0 <= slot <= _SLOT_MASK:
+        raise ValueError(f"no hash slot {slot}: Redis Cluster slots are 0..{_SLOT_MASK}.")
+    rest, digits = slot ^ _BASE_SLOT, 0
+    while rest:
+        flips, bits = _BASIS[rest.bit_length() - 1]
+        rest ^= flips
+        digits ^= bits
+    return bytes(_TAG_BASE | (digits >> (4 * i)) & 15 for i in range(_TAG_LEN))
 
 
 def record_key(key: str, rid: bytes, cluster: bool = False) -> bytes:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import subprocess
 import sys
 import threading
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import pytest
 import redis
@@ -349,3 +350,28 @@ def test_an_observed_async_get_reports_through_the_shared_operation(
     assert "_run" in frames
     assert "_aget_checked" in frames
     assert [e.operation for e in events] == ["get", "get"]  # the warm-up and the counted get
+
+
+_FIRST_CLIENT: Final = """
+import asyncio, sys
+from cachehub_redis import RedisCache
+opened = []
+sys.addaudithook(lambda event, args: opened.append(str(args[0])) if event == "open" else None)
+
+async def build():
+    cache = RedisCache(host="127.0.0.1", port=1)
+    await cache._aconnection()  # built on the loop; connects on its first command
+
+asyncio.run(build())
+print([path for path in opened if "dist-info" in path or "METADATA" in path])
+"""
+
+
+def test_the_first_async_client_of_a_process_reads_no_file_on_the_loop() -> None:
+    # redis-py 8 reads its package metadata when its first client is built; the provider
+    # reads it at import instead, so building a client in a loop callback opens no file.
+    done = subprocess.run(
+        [sys.executable, "-c", _FIRST_CLIENT], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -115,12 +115,5 @@ class TestRedisClusterAsyncSmoke(AsyncConformance, BasicTests, BatchTests, GetOr
     """A smoke set through ``cache.aio()`` on the cluster (the whole suite runs on the
     single server above): the async cluster client, its per-slot batches and scans."""
 
-    slow_callback_limit = None
-    """Waits on the loop are still caught; CPU is not checked here, for one known finding
-    of the detector (reported, to be fixed in the provider): a new ``redis.asyncio``
-    cluster client's first command parses the server's whole COMMAND table (~8,400 RESP
-    elements, in pure Python) inside one loop callback, 70-200 ms of CPU, once per event
-    loop. Remove this line with the fix (e.g. the table read off the loop)."""
-
     cache_factory = TestRedisClusterConformance.cache_factory
     unreachable_factory = TestRedisClusterConformance.unreachable_factory
