@@ -513,7 +513,7 @@ def load_note(load: float) -> str:
     """The report's sentence on the load average a section started under."""
     cpus = os.cpu_count() or 1
     busy = (
-        " (above the cpu count: the machine was busy with other work while it measured)"
+        " (above the cpu count: other work, or the section before this one, was running)"
         if load > cpus
         else ""
     )
