@@ -171,14 +171,11 @@ class AsyncCache:
     ) -> Any:
         """The live value for ``key``; ``default`` (or CacheKeyError) if absent."""
         cache = self.cache
-        # The hot path, as the sync shell's get (BaseCache.get): the key checks of _sk
-        # inline, and without an observer the error policy around the primitive directly,
-        # no _run/_aget_checked coroutine frames in between.
-        if type(key) is str and 0 < len(key) <= MAX_KEY_LENGTH and key.isascii():
-            ns = cache.namespace
-            sk = ns + key if ns else key
-        else:
-            sk = cache._sk(key)
+        # The hot path, as the sync shell's get (BaseCache.get): without an observer the
+        # error policy around the primitive directly, no _run/_aget_checked coroutine
+        # frames in between. (The key goes through self._sk: the sync shell inlines its
+        # fast case to save a call, which is noise next to an awaited request.)
+        sk = self._sk(key)
         if cache._observer is None:
             try:
                 value = await cache._aget(sk, cache._clock())
@@ -210,11 +207,7 @@ class AsyncCache:
         cache = self.cache
         if cache.read_only:
             cache._writable("put")
-        if type(key) is str and 0 < len(key) <= MAX_KEY_LENGTH and key.isascii():
-            ns = cache.namespace
-            sk = ns + key if ns else key
-        else:
-            sk = cache._sk(key)
+        sk = self._sk(key)
         now = cache._clock()
         if time_span is None and idle_time is None and until is None:
             expiry = NO_EXPIRY
