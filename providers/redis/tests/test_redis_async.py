@@ -278,10 +278,14 @@ def _frames_of(shell: Any, operation: Callable[[Any], Coroutine[Any, Any, Any]])
     import cachehub
 
     ours = tuple(os.path.dirname(m.__file__ or "") + os.sep for m in (cachehub, cachehub_redis))
+    # The test kit is not the shell: the loop detector (cachehub.testing.asyncshell), once
+    # another test in this worker installed it, wraps every callback of every loop.
+    kit = os.path.join(os.path.dirname(cachehub.__file__ or ""), "testing") + os.sep
     frames: dict[int, tuple[Any, str]] = {}  # id -> (the frame, kept alive: ids stay unique)
 
     def profile(frame: Any, event: str, _arg: Any) -> None:
-        if event == "call" and frame.f_code.co_filename.startswith(ours):
+        name = frame.f_code.co_filename
+        if event == "call" and name.startswith(ours) and not name.startswith(kit):
             frames.setdefault(id(frame), (frame, frame.f_code.co_name))
 
     async def scenario() -> None:
