@@ -335,31 +335,39 @@ class RemoteCache(BaseCache, Generic[C]):
         """Run ``flow`` with the sync I/O methods (``self._<name>``)."""
         reply: Any = None
         error: BaseException | None = None
-        while True:
-            try:
-                call = flow.send(reply) if error is None else flow.throw(error)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            error = None
-            try:
-                reply = getattr(self, "_" + call.name)(*call.args)
-            except Exception as exc:  # the flow may handle it; if not, it comes back out
-                error = exc
+        try:
+            while True:
+                try:
+                    call = flow.send(reply) if error is None else flow.throw(error)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+                error = None
+                try:
+                    reply = getattr(self, "_" + call.name)(*call.args)
+                except Exception as exc:  # the flow may handle it; if not, it comes back out
+                    error = exc
+        finally:
+            # Interrupted mid-flow (KeyboardInterrupt, a cancelled task): the flow's cleanup
+            # runs now, not when a kept traceback lets the collector reach it.
+            flow.close()
 
     async def _adrive(self, flow: Flow[T]) -> T:
         """Run ``flow`` with the async I/O methods (``self._a<name>``)."""
         reply: Any = None
         error: BaseException | None = None
-        while True:
-            try:
-                call = flow.send(reply) if error is None else flow.throw(error)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            error = None
-            try:
-                reply = await getattr(self, "_a" + call.name)(*call.args)
-            except Exception as exc:
-                error = exc
+        try:
+            while True:
+                try:
+                    call = flow.send(reply) if error is None else flow.throw(error)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+                error = None
+                try:
+                    reply = await getattr(self, "_a" + call.name)(*call.args)
+                except Exception as exc:
+                    error = exc
+        finally:
+            flow.close()  # as in _drive: a cancelled task's flow is closed at once
 
     # ------------------------------------------------------------------ errors
 

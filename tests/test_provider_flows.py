@@ -300,3 +300,51 @@ def test_achunks_reads_lazily() -> None:
 
     assert asyncio.run(first()) == [0, 1, 2, 3]
     assert log == [0, 1, 2, 3]
+
+
+class Hanging(Recorder):
+    """A get whose request never answers, and whose flow records when it is closed."""
+
+    closed: ClassVar[list[str]] = []
+
+    async def _asend(self, *args: Any) -> Any:
+        await asyncio.Event().wait()  # the reply never comes: only cancel() ends this
+
+    def _send(self, *args: Any) -> Any:
+        raise KeyboardInterrupt  # a sync call interrupted mid-request
+
+    def _get_flow(self, key: str, now: float) -> Flow[Any]:
+        try:
+            yield Call("send", "get", key, now)
+        finally:
+            self.closed.append(key)  # a flow's cleanup: a held resource released
+        return None
+
+
+def test_a_cancelled_async_flow_is_closed_by_the_driver_not_the_collector() -> None:
+    """Cancelling a task mid-request runs the flow's cleanup at once: the task's kept
+    CancelledError (its traceback holds the driver's frame) must not keep it open."""
+    cache = Hanging(namespace="n:")
+    Hanging.closed.clear()
+
+    async def scenario() -> BaseException:
+        task = asyncio.ensure_future(cache._aget("k", NOW))
+        await asyncio.sleep(0)  # the flow is now waiting for its reply
+        assert Hanging.closed == []
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError) as caught:
+            await task
+        return caught.value  # kept, as a caller logging it would keep it
+
+    error = asyncio.run(scenario())
+    assert isinstance(error, asyncio.CancelledError)
+    assert Hanging.closed == ["k"]
+
+
+def test_an_interrupted_sync_flow_is_closed_by_the_driver() -> None:
+    cache = Hanging(namespace="n:")
+    Hanging.closed.clear()
+    with pytest.raises(KeyboardInterrupt) as caught:
+        cache._get("k", NOW)
+    assert caught.value.__traceback__ is not None  # holds the driver's frame, and the flow
+    assert Hanging.closed == ["k"]

@@ -483,10 +483,7 @@ class DynamoDBCache(FlowCache[Any]):
         """:meth:`RemoteCache._adrive`, after the table bootstrap (:meth:`_aready`)."""
         if self._key_name is None:
             await self._aready()
-        try:
-            return await super()._adrive(flow)
-        finally:
-            flow.close()  # cancelled mid-flow: its cleanup runs now, not at GC
+        return await super()._adrive(flow)
 
     def _recorded(self, op: str, key: str, rid: str) -> Flow[Item]:
         """After a lost reply: the item write ``rid`` left, else :class:`CacheOutcomeUnknownError`.
