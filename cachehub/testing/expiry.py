@@ -125,11 +125,14 @@ class ExpiryTests(ConformanceBase):
         assert cache.get("k") == "v"
 
     def test_idle_and_time_span_absolute_wins(self, cache: BaseCache, timeline: Timeline) -> None:
+        # On a schedule from before the put: the last read must land before 2 units however
+        # slow each request is on a loaded machine, so waits may not add up.
+        start = timeline.now()
         cache.put("k", "v", time_span=timeline.span(2), idle_time=timeline.span(1))
-        for _ in range(3):  # reads keep the idle deadline away: 1.8 units
-            timeline.wait(0.6)
+        for step in (0.6, 1.2, 1.8):  # reads keep the idle deadline away
+            timeline.wait_until(start, step)
             assert cache.get("k") == "v"
-        timeline.wait(0.4)  # 2.2 units: past the absolute lifetime despite recent reads
+        timeline.wait_until(start, 2.2)  # past the absolute lifetime despite recent reads
         assert cache.get("k", MISSING) is MISSING
 
     def test_idle_and_time_span_idle_wins(self, cache: BaseCache, timeline: Timeline) -> None:
@@ -138,11 +141,12 @@ class ExpiryTests(ConformanceBase):
         assert cache.exists("k") is False
 
     def test_idle_and_until(self, cache: BaseCache, timeline: Timeline) -> None:
+        start = timeline.now()  # one schedule, as in the test above
         cache.put("k", "v", until=timeline.at(2), idle_time=timeline.span(1))
-        for _ in range(3):  # reads keep the idle deadline away: 1.8 units
-            timeline.wait(0.6)
+        for step in (0.6, 1.2, 1.8):  # reads keep the idle deadline away
+            timeline.wait_until(start, step)
             assert cache.get("k") == "v"
-        timeline.wait(0.4)  # 2.2 units: past until, though the idle deadline is 2.8
+        timeline.wait_until(start, 2.2)  # past until, though the idle deadline is 2.8
         assert cache.exists("k") is False
 
     @pytest.mark.parametrize("op", list(_ON_EXPIRED))

@@ -77,6 +77,21 @@ class Timeline:
         else:
             time.sleep(self.span(units))
 
+    def wait_until(self, start: float, units: float) -> None:
+        """Let time reach ``start`` (a :meth:`now` reading) plus ``units``.
+
+        A schedule of these does not drift: each real sleep overshoots once, instead of
+        every earlier sleep's overshoot and request adding up as repeated :meth:`wait`
+        calls do. Tests that must read just before a deadline use it.
+        """
+        left = start + self.span(units) - self.now()
+        if left <= 0:
+            return  # late already: time never moves backwards
+        if self.clock is not None:
+            self.clock.advance(left)
+        else:
+            time.sleep(left)
+
 
 RACE_SWITCH_INTERVAL = 1e-6
 """``sys.setswitchinterval`` while :func:`run_threads` runs: races become likely."""
