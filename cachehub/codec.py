@@ -5,9 +5,9 @@ Two codecs exist (see ``docs/codec.md`` for the byte format and the type table):
 * :class:`SafeCodec` (``codec: safe``, the default) stores values as msgpack, with
   extension types for the Python types msgpack lacks. Values come back exactly, type
   included. It never unpickles and never runs code found in stored bytes. ormsgpack
-  (Rust) packs and unpacks; msgpack (C) reads what ormsgpack cannot: maps with
-  non-str keys, the Timestamps of entries written before ormsgpack, and the items of
-  nested extension types (iteratively, so nesting costs no C stack).
+  (Rust) packs and unpacks, msgpack Timestamps (UTC datetimes) included; msgpack (C)
+  reads what ormsgpack cannot: maps with non-str keys and the items of nested
+  extension types (iteratively, so nesting costs no C stack).
 * :class:`PickleCodec` (``codec: pickle``) stores any picklable value, signed with
   HMAC-SHA256 under the cache's ``signingKey``, over the entry's storage key too; the
   signature is checked before anything is unpickled. It also reads safe-codec entries,
@@ -1766,8 +1766,8 @@ def _ext_hook(code: int, data: bytes) -> Any:
 
 
 def _timestamp(data: bytes) -> Any:
-    # msgpack's Timestamp (-1), written for UTC datetimes before cachehub used ormsgpack:
-    # msgpack decodes it (with timestamp=3 it never reaches this hook)
+    # msgpack's Timestamp (-1): ormsgpack (under _UNPACK) and msgpack (timestamp=3) read it
+    # themselves, so it never reaches this hook; if it did, msgpack would decide
     raise _Slow
 
 
