@@ -5,9 +5,9 @@ Two codecs exist (see ``docs/codec.md`` for the byte format and the type table):
 * :class:`SafeCodec` (``codec: safe``, the default) stores values as msgpack, with
   extension types for the Python types msgpack lacks. Values come back exactly, type
   included. It never unpickles and never runs code found in stored bytes. ormsgpack
-  (Rust) packs and unpacks; msgpack (C) reads what ormsgpack cannot: maps with
-  non-str keys, the Timestamps of entries written before ormsgpack, and the items of
-  nested extension types (iteratively, so nesting costs no C stack).
+  (Rust) packs and unpacks, msgpack Timestamps (UTC datetimes) included; msgpack (C)
+  reads what ormsgpack cannot: maps with non-str keys and the items of nested
+  extension types (iteratively, so nesting costs no C stack).
 * :class:`PickleCodec` (``codec: pickle``) stores any picklable value, signed with
   HMAC-SHA256 under the cache's ``signingKey``, over the entry's storage key too; the
   signature is checked before anything is unpickled. It also reads safe-codec entries,
@@ -376,7 +376,9 @@ class SafeCodec:
                     # A map or a short array (what caches mostly hold) or any shape without a
                     # faster reader below: ormsgpack (the hot path of every read).
                     try:
-                        framed = _unpackb(b"".join((_OPEN, data, _END)), ext_hook=_ext_hook)
+                        framed = _unpackb(
+                            b"".join((_OPEN, data, _END)), ext_hook=_ext_hook, option=_UNPACK
+                        )
                     except Exception:
                         return _undecided(data, _OPEN)
                     if framed[2] == _END_MARK:
@@ -422,11 +424,13 @@ class SafeCodec:
         provider's) are exactly what :meth:`dumps` returned, which refused any value
         :meth:`loads` would refuse. So a map or short array is read unframed: no copy into
         a frame, no end mark to decode and compare (a third of a 200-byte read). Any other
-        shape, and any failure, takes :meth:`loads` and its verdict.
+        shape, and any failure, takes :meth:`loads` and its verdict. A long body is read
+        through a view, not sliced out: no copy of it (see _VIEW_FROM).
         """
         try:
             if data[0] == FORMAT_SAFE and data[1] in _FRAMED_HEADS:
-                return _unpackb(data[1:], ext_hook=_ext_hook)
+                body = data[1:] if len(data) < _VIEW_FROM else memoryview(data)[1:]
+                return _unpackb(body, ext_hook=_ext_hook, option=_UNPACK)
         except Exception:  # not bytes, too short, a hook's refusal: loads decides
             _state.failure = None
         return self.loads(data, key)
@@ -439,11 +443,13 @@ class SafeCodec:
         of reading a 200-byte record). The same values and the same errors, key by key.
         """
         found: dict[str, Any] = {}
-        unpackb, hook, heads = _unpackb, _ext_hook, _FRAMED_HEADS
+        unpackb, hook, heads, option = _unpackb, _ext_hook, _FRAMED_HEADS, _UNPACK
+        view_from = _VIEW_FROM
         for key, data in stored.items():
             try:
                 if data[0] == FORMAT_SAFE and data[1] in heads:
-                    found[key] = unpackb(data[1:], ext_hook=hook)
+                    body = data[1:] if len(data) < view_from else memoryview(data)[1:]
+                    found[key] = unpackb(body, ext_hook=hook, option=option)
                     continue
             except Exception:  # as in loads_local: loads decides
                 _state.failure = None
@@ -834,6 +840,10 @@ _FIXSTR: Final = [bytes([FORMAT_SAFE, 0xA0 | size]) for size in range(32)]  # + 
 _FRAMED_HEADS: Final = frozenset([*range(0x80, 0xA0), 0xDE, 0xDF])
 _BIN_HEADS: Final = b"\xc4\xc5\xc6"  # msgpack bin 8, 16, 32
 _BARE_MIN: Final = 4096  # bodies from this size that are one bin item skip msgpack
+# From this size loads_local reads a body through a memoryview: two small objects instead
+# of a copy of the body (a fresh block of its size, filled, read once and freed), which
+# was 5% of reading a 10 KB record page; below it the copy is the cheaper of the two.
+_VIEW_FROM: Final = 4096
 
 
 def _bin_header(size: int) -> bytes:
@@ -968,8 +978,16 @@ _EXT_TIME: Final = 9
 _EXT_TIMEDELTA: Final = 10
 _EXT_UUID: Final = 11
 _EXT_QUERY: Final = 12
-_EXT_TIMESTAMP: Final = -1  # msgpack's own; read, no longer written (see _timestamp)
+_EXT_TIMESTAMP: Final = -1  # msgpack's own: datetimes in timezone.utc (see _default)
 _DateTime: Final = _dt.datetime
+_UTC: Final = _dt.UTC
+_EPOCH: Final = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
+# msgpack's timestamp 96 (ext 8 header: 0xc7, 12 bytes, type -1; then nanoseconds and
+# signed seconds since the epoch): covers years 1 to 9999, as datetime does. One format
+# for every instant, so one struct call; the 32 and 64-bit forms save 5 to 9 bytes, but
+# choosing between them and shifting the nanoseconds into place costs more Python.
+_TIMESTAMP: Final = struct.Struct(">BBbIq")
+_Fragment: Final = ormsgpack.Fragment
 
 _DATETIME_STATE: Final = 10  # bytes of pickle's datetime state, see docs/codec.md
 _NO_TIME: Final = _dt.timedelta(0)
@@ -1187,17 +1205,32 @@ def _array_header_size(size: int) -> int:
     return 1 if size < 16 else 3 if size < 0x10000 else 5  # fixarray, array 16, array 32
 
 
-def _default(obj: Any) -> ormsgpack.Ext:
+def _default(obj: Any) -> ormsgpack.Ext | ormsgpack.Fragment:
     """ormsgpack's hook for everything it does not pack itself (see _PACK_OPTIONS)."""
     try:
         if type(obj) is _DateTime:  # the most common extension type: inlined, no calls
+            tz = obj.tzinfo
             # pickle's 10-byte datetime state (docs/codec.md): the cheapest way to the fields.
             # Protocol 4 adds fold (the month's top bit); without fold protocol 2's state is
             # the same bytes, and __reduce__ takes no arguments to parse (~30 ns a datetime).
-            state = (_reduce_ex(obj, 4) if obj.fold else _reduce(obj))[1][0]
-            tz = obj.tzinfo
             if tz is None:
-                return _Ext(_EXT_DATETIME, state)
+                return _Ext(_EXT_DATETIME, (_reduce_ex(obj, 4) if obj.fold else _reduce(obj))[1][0])
+            if tz is _UTC and not obj.fold:
+                # msgpack's Timestamp, which ormsgpack decodes without calling the hook (the
+                # hook's ~300 ns per datetime were most of decoding datetime records), and
+                # the encoder costs about what the state and zone cost. Same tzinfo as
+                # _EPOCH: the subtraction is field arithmetic, no utcoffset() call.
+                delta = obj - _EPOCH
+                return _Fragment(
+                    _TIMESTAMP.pack(
+                        0xC7,
+                        12,
+                        _EXT_TIMESTAMP,
+                        delta.microseconds * 1000,
+                        delta.days * 86_400 + delta.seconds,
+                    )
+                )
+            state = (_reduce_ex(obj, 4) if obj.fold else _reduce(obj))[1][0]
             hit = _zone_cache.get(id(tz))
             if hit is not None and hit[0] is tz:
                 return _Ext(_EXT_DATETIME, state + hit[1])
@@ -1616,6 +1649,11 @@ _END: Final = ormsgpack.packb(_END_MARK)
 _OPEN: Final = b"\x93"  # array of 3; the body still starts with its format byte (a fixint)
 _OPEN_BARE: Final = b"\x93" + bytes([FORMAT_SAFE])  # the same for a bare body
 _unpackb: Final = ormsgpack.unpackb
+# msgpack's Timestamp (-1), which the encoder writes for datetimes in timezone.utc, is
+# read by ormsgpack itself (to a datetime in timezone.utc, as msgpack's timestamp=3
+# reads it): no hook call. An invalid one (nanoseconds >= 10**9, a year beyond 9999)
+# fails the call, and msgpack's verdict decides, as for any other failure.
+_UNPACK: Final = ormsgpack.OPT_DATETIME_AS_TIMESTAMP_EXT
 
 
 class _Slow(Exception):
@@ -1625,7 +1663,7 @@ class _Slow(Exception):
 def _decode(body: bytes | memoryview, opening: bytes = _OPEN_BARE) -> Any:
     """Decode a safe body (``opening`` is _OPEN if ``body`` starts with its format byte)."""
     try:
-        framed = _unpackb(b"".join((opening, body, _END)), ext_hook=_ext_hook)
+        framed = _unpackb(b"".join((opening, body, _END)), ext_hook=_ext_hook, option=_UNPACK)
     except Exception:
         return _undecided(body, opening)
     if framed[2] != _END_MARK:  # bytes after the body, which took the end mark's place
@@ -1678,7 +1716,7 @@ _SHORT: Final = 128
 def _unpack_short(data: bytes) -> Any:
     """A short payload read by ormsgpack (fast); msgpack decides when it cannot."""
     try:
-        framed = _unpackb(b"".join((_OPEN_BARE, data, _END)), ext_hook=_ext_hook)
+        framed = _unpackb(b"".join((_OPEN_BARE, data, _END)), ext_hook=_ext_hook, option=_UNPACK)
     except Exception:
         failure = _hook_failure()
         if failure is not None and type(failure) is not _Slow:  # the hook's verdict stands
@@ -1728,8 +1766,8 @@ def _ext_hook(code: int, data: bytes) -> Any:
 
 
 def _timestamp(data: bytes) -> Any:
-    # msgpack's Timestamp (-1), written for UTC datetimes before cachehub used ormsgpack:
-    # msgpack decodes it (with timestamp=3 it never reaches this hook)
+    # msgpack's Timestamp (-1): ormsgpack (under _UNPACK) and msgpack (timestamp=3) read it
+    # themselves, so it never reaches this hook; if it did, msgpack would decide
     raise _Slow
 
 

@@ -227,12 +227,28 @@ def test_safe_payloads_start_with_their_format_byte() -> None:
     assert pickled[0] == FORMAT_SIGNED_ZLIB
 
 
-def test_utc_datetimes_are_extension_7_and_old_timestamps_still_decode() -> None:
+# 2024-01-02 03:04:05.000006 in timezone.utc as the encoder wrote it before it wrote
+# Timestamps: extension 7 (ext 8 header c7 13 07), the 10-byte state, zone kind 1, offset 0.
+UTC_AS_EXTENSION_7 = bytes.fromhex("01c71307" + "07e8010203040500000601" + "00" * 8)
+
+
+def test_utc_datetimes_are_timestamps_and_older_forms_still_decode() -> None:
     codec = make_codec("safe")
     utc = dt.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC)
-    state = msgpack.unpackb(codec.dumps(utc)[1:])
-    assert state.code == 7  # with its zone (offset 0), like every aware datetime
-    assert_exact(codec.loads(codec.dumps(utc)), utc)
+    data = codec.dumps(utc)
+    assert data == bytes([FORMAT_SAFE]) + b"\xc7\x0c\xff" + struct.pack(">Iq", 6000, 1704164645)
+    assert msgpack.unpackb(data[1:], timestamp=3) == utc  # msgpack's own Timestamp (-1)
+    assert_exact(codec.loads(data), utc)
+    # fold=1 keeps extension 7, which carries fold; so do other zones at offset 0
+    folded = utc.replace(fold=1)
+    assert msgpack.unpackb(codec.dumps(folded)[1:]).code == 7
+    assert_exact(codec.loads(codec.dumps(folded)), folded)
+    named = utc.replace(tzinfo=dt.timezone(dt.timedelta(0), "UTC"))
+    assert msgpack.unpackb(codec.dumps(named)[1:]).code == 7
+    assert_exact(codec.loads(codec.dumps(named)), named)
+    # entries written between ormsgpack and Timestamps: extension 7 with a zero offset
+    assert_exact(codec.loads(UTC_AS_EXTENSION_7), utc)
+    assert_exact(make_codec("pickle", signing_key=KEY).loads(UTC_AS_EXTENSION_7), utc)
     # entries written before ormsgpack hold msgpack's Timestamp (-1) for UTC datetimes
     for value in (utc, [utc, {"at": utc}], (utc,), dt.datetime(1969, 1, 1, tzinfo=dt.UTC)):
         old = bytes([FORMAT_SAFE]) + msgpack.packb(value, datetime=True, strict_types=False)
@@ -246,7 +262,8 @@ def test_utc_datetimes_are_extension_7_and_old_timestamps_still_decode() -> None
 PAYLOADS_BEFORE_ORMSGPACK: dict[str, str] = json.loads(
     (pathlib.Path(__file__).parent / "codec_payloads_msgpack.json").read_text()
 )["payloads"]
-UTC_AS_TIMESTAMP = {  # the msgpack encoder wrote these UTC datetimes as Timestamps (-1)
+UTC_AS_TIMESTAMP = {  # their UTC datetimes: written as Timestamps (-1), but not the same ones
+    "mixed zones",  # the msgpack encoder wrote extension 7 for UTC beside other zones
     "UTC datetime",
     "UTC datetime year 1",
     "UTC datetime year 9999",

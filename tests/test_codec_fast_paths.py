@@ -13,9 +13,10 @@ import itertools
 import math
 import random
 import struct
+import tracemalloc
 import zlib
 import zoneinfo
-from typing import Any
+from typing import Any, Final
 
 import msgpack
 import ormsgpack
@@ -220,12 +221,15 @@ def test_the_datetime_state_is_protocol_4s_with_or_without_fold(tz: Any, fold: i
         dt.datetime.max.replace(tzinfo=tz, fold=fold),
     ):
         data = codec.dumps(value)
+        assert_exact(codec.loads(data), value)
+        assert codec.loads(data).fold == fold
+        if tz is dt.UTC and not fold:  # msgpack's Timestamp (-1) instead: no state
+            assert msgpack.unpackb(data[1:]).to_datetime() == value
+            continue
         ext = msgpack.unpackb(data[1:])
         assert ext.code == 7
         assert ext.data[:10] == value.__reduce_ex__(4)[1][0]
         assert (ext.data[2] >> 7) == fold
-        assert_exact(codec.loads(data), value)
-        assert codec.loads(data).fold == fold
 
 
 def _ext7(payload: bytes) -> bytes:
@@ -262,6 +266,115 @@ def test_poisoned_datetime_states_are_corrupt(payload: bytes) -> None:
     for data in (_ext7(payload), SAFE + b"\x91" + _ext7(payload)[1:]):
         with pytest.raises(CorruptEntryError):
             codec.loads(data)
+
+
+_DAY: Final = 86_400 * 10**6  # µs
+
+
+@pytest.mark.parametrize(
+    "offset",
+    [_DAY, -_DAY, _DAY + 1, 2**63 - 1, -(2**63)],
+    ids=["24h", "-24h", "24h+1us", "max", "min"],
+)
+def test_datetime_offsets_of_24_hours_or_more_are_corrupt(offset: int) -> None:
+    # timezone() takes strictly less than 24 hours either way: beyond, the zone is refused
+    codec = make_codec("safe")
+    for kind, name in ((b"\x01", b""), (b"\x02", b"named")):
+        payload = b"\x07\xe8\x01\x01" + bytes(6) + kind + struct.pack(">q", offset) + name
+        for data in (_ext7(payload), SAFE + b"\x81\xa1k" + _ext7(payload)[1:]):
+            with pytest.raises(CorruptEntryError):
+                codec.loads(data)
+            with pytest.raises(CorruptEntryError):
+                codec.loads_local(data)
+
+
+def _stamp96(nanoseconds: int, seconds: int) -> bytes:
+    return b"\xc7\x0c\xff" + struct.pack(">Iq", nanoseconds, seconds)
+
+
+# msgpack Timestamps (-1) hold UTC datetimes; ormsgpack reads them without the hook.
+# Whatever the fields, a read gives the instant they name or CorruptEntryError.
+@pytest.mark.parametrize(
+    ("stamp", "want"),
+    [
+        (_stamp96(0, 2**62), None),  # far beyond year 9999
+        (_stamp96(0, -(2**62)), None),  # far before year 1
+        (_stamp96(0, 253_402_300_800), None),  # 10000-01-01: one second too late
+        (_stamp96(0, -62_135_596_801), None),  # one second before year 1
+        (_stamp96(10**9, 0), None),  # nanoseconds out of range
+        (_stamp96(2**32 - 1, 0), None),
+        (b"\xd7\xff" + struct.pack(">Q", (10**9 << 34) | 1), None),  # 64-bit, bad ns
+        (b"\xd6\xff" + struct.pack(">I", 2**32 - 1), dt.datetime(2106, 2, 7, 6, 28, 15)),
+        (_stamp96(999_999_999, 253_402_300_799), dt.datetime(9999, 12, 31, 23, 59, 59, 999_999)),
+        (_stamp96(0, -62_135_596_800), dt.datetime(1, 1, 1)),
+        (_stamp96(1_999, 0), dt.datetime(1970, 1, 1, 0, 0, 0, 1)),  # ns below a µs: cut
+        (b"\xc7\x0b\xff" + bytes(11), None),  # a length no Timestamp has
+        (b"\xd5\xff\x00\x00", None),
+    ],
+    ids=[
+        "year-huge",
+        "year-negative",
+        "year-10000",
+        "year-0",
+        "ns-1e9",
+        "ns-max",
+        "ts64-ns",
+        "ts32-max",
+        "last-instant",
+        "first-instant",
+        "sub-microsecond",
+        "length-11",
+        "length-2",
+    ],
+)
+def test_hostile_timestamps_decode_to_their_instant_or_are_corrupt(
+    stamp: bytes, want: dt.datetime | None
+) -> None:
+    codec = make_codec("safe")
+    for data in (SAFE + stamp, SAFE + b"\x92\x01" + stamp, SAFE + b"\x81\xa1k" + stamp):
+        for read in (codec.loads, codec.loads_local):
+            if want is None:
+                with pytest.raises(CorruptEntryError):
+                    read(data)
+                continue
+            value = read(data)
+            got = (
+                value
+                if type(value) is dt.datetime
+                else value[1]
+                if type(value) is list
+                else value["k"]
+            )
+            assert_exact(got, want.replace(tzinfo=dt.UTC))
+        assert codec_module._state.failure is None
+
+
+def test_a_huge_count_of_timestamps_is_refused_before_it_is_read() -> None:
+    # an array 32 claiming 2**31 Timestamps in a few bytes: a length lie, refused whole
+    codec = make_codec("safe", max_value_size=1024)
+    lie = SAFE + b"\xdd\x7f\xff\xff\xff" + _stamp96(0, 0) * 200
+    with pytest.raises(CorruptEntryError):
+        codec.loads(lie)
+    # and a real array of them beyond maxValueSize // 8 objects is refused by the count
+    many = make_codec("safe").dumps([dt.datetime(2024, 1, 1, tzinfo=dt.UTC)] * 200)
+    with pytest.raises(CorruptEntryError):
+        codec.loads(many)
+
+
+def test_utc_datetimes_round_trip_over_the_whole_range() -> None:
+    codec = make_codec("safe")
+    values = [
+        dt.datetime.min.replace(tzinfo=dt.UTC),
+        dt.datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=dt.UTC),
+        dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
+        dt.datetime(2106, 2, 7, 6, 28, 16, tzinfo=dt.UTC),  # past 32-bit seconds
+        dt.datetime(2514, 5, 30, 1, 53, 4, tzinfo=dt.UTC),  # past 34-bit seconds
+        dt.datetime.max.replace(tzinfo=dt.UTC),
+    ]
+    for value in values:
+        for shaped in (value, [value], {"at": value}, (value,), {value: 1}):
+            assert_exact(codec.loads(codec.dumps(shaped)), shaped)
+            assert_exact(codec.loads_local(codec.dumps(shaped)), shaped)
 
 
 # --------------------------------------------------------------------------- compression
@@ -845,6 +958,16 @@ LOCAL_VALUES = [
     2**100,
     None,
     math.nan,
+    # long maps (read through a view): UTC Timestamps, zoned and naive datetimes, a blob
+    {
+        "rows": [
+            {"at": dt.datetime(2024, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=i), "i": i}
+            for i in range(300)
+        ],
+        "zoned": [dt.datetime(2024, 5, 1, 12, i % 60, tzinfo=PARIS) for i in range(100)],
+        "naive": [dt.datetime(2024, 5, 1, 12, i % 60, fold=i % 2) for i in range(100)],
+        "blob": b"\xc4" * 5000,
+    },
 ]
 
 
@@ -871,6 +994,8 @@ def test_loads_local_reads_what_dumps_wrote_as_loads_does(name: str, value: Any)
         SAFE + b"\x81\xa1k\xc1",  # the never-used byte as a value
         SAFE + b"\x81\xa1k" + _ext7(b"\x07\xe8\x02\x1e" + bytes(6))[1:],  # 30 February
         SAFE + b"\x91" + b"\xc7\x01\x63x",  # an unknown extension in an array
+        SAFE + b"\x81\xa1k\xda\x20\x00" + b"x" * 5000,  # long, truncated: read via a view
+        SAFE + b"\x82\xa1k\xda\x10\x00" + b"x" * 4096 + b"\xa1j\xc1",  # long, invalid byte
     ],
     ids=[
         "empty",
@@ -884,6 +1009,8 @@ def test_loads_local_reads_what_dumps_wrote_as_loads_does(name: str, value: Any)
         "invalid-byte",
         "feb-30",
         "unknown-ext",
+        "long-truncated",
+        "long-invalid-byte",
     ],
 )
 def test_loads_local_refuses_what_loads_refuses(data: Any) -> None:
@@ -894,6 +1021,24 @@ def test_loads_local_refuses_what_loads_refuses(data: Any) -> None:
         codec.loads_local(data)
     assert str(got.value) == str(expected.value)
     assert codec_module._state.failure is None  # no hook failure left for a later read
+
+
+def test_local_reads_of_a_long_body_make_no_copy_of_it() -> None:
+    # Read through a view: what is allocated is the value (its one long str), not a copy
+    # of the 1 MB body beside it as well (tracemalloc sees every Python allocation).
+    codec = make_codec("safe")
+    assert isinstance(codec, SafeCodec)
+    text_value = "x" * 1_000_000
+    data = codec.dumps({"blob": text_value})
+    for read in (codec.loads_local, lambda raw: codec.loads_local_many({"k": raw})["k"]):
+        tracemalloc.start()
+        try:
+            value = read(data)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert value == {"blob": text_value}
+        assert len(data) < peak < 1.5 * len(data)
 
 
 def test_loads_local_many_reads_a_batch_as_loads_local_reads_each() -> None:

@@ -273,6 +273,34 @@ CASES: Final[list[Hostile]] = [
         _one(lambda: _safe(b"\xd7\xff" + struct.pack(">Q", (2**30 - 1) << 34))),
         "either",
     ),
+    # UTC datetimes are written as Timestamps, which ormsgpack reads itself: a count lie
+    # is refused before anything is read, and a body of nothing but them reads within bounds
+    Hostile(
+        "timestamps-count-lie",
+        _one(lambda: _safe(b"\xdd" + struct.pack(">I", 2**31) + b"\xc7\x0c\xff" + bytes(12))),
+        "corrupt",
+    ),
+    Hostile(
+        "timestamps-many",
+        _one(lambda: _zipped(_many(M // 16, b"\xc7\x0c\xff" + struct.pack(">Iq", 0, 1 << 30)))),
+        "value",
+    ),
+    Hostile(
+        "timestamps-many-of-them-invalid",
+        _one(lambda: _zipped(_many(M // 16, b"\xc7\x0c\xff" + struct.pack(">Iq", 0, 1 << 62)))),
+        "corrupt",
+    ),
+    Hostile(
+        "datetime-offset-beyond-24h",
+        _one(
+            lambda: _safe(
+                _ext(
+                    7, b"\x07\xe8\x01\x01" + bytes(6) + b"\x01" + struct.pack(">q", 90_000 * 10**6)
+                )
+            )
+        ),
+        "corrupt",
+    ),
     Hostile(
         "datetime-hour-25",
         _one(lambda: _safe(_ext(7, b"\x07\xe8\x01\x01\x19\x00\x00\0\0\0"))),
