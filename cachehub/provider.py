@@ -11,7 +11,8 @@ talk to a server over the network. It owns, once for every such provider:
   (which writes pending read statistics back first, then releases the client);
 * **error translation**: :attr:`RemoteCache.backend_errors` raised by the client library
   become typed :class:`~cachehub.errors.CacheError`\\ s through the provider's
-  :meth:`RemoteCache._translate` (:meth:`RemoteCache._guarded`);
+  :meth:`RemoteCache._translate` (:meth:`RemoteCache._guarded`), which runs the
+  provider's table of :class:`ErrorRule` rows through :func:`translate_error`;
 * **read statistics** (per-entry hit counts and last access), which cost a write on the
   server: off by default (``hitCounts``); when on, counted in process
   (:class:`cachehub.hits.HitBuffer`) and written back in batches by
@@ -37,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+import re
 import secrets
 import threading
 import weakref
@@ -100,6 +102,7 @@ __all__ = [
     "ConfigError",
     "CorruptEntryError",
     "Entry",
+    "ErrorRule",
     "Expiry",
     "Flow",
     "FlowCache",
@@ -114,6 +117,7 @@ __all__ = [
     "not_an_int",
     "request_id",
     "scrub",
+    "translate_error",
 ]
 
 C = TypeVar("C")
@@ -184,6 +188,64 @@ async def achunks(items: AsyncIterator[T], size: int) -> AsyncIterator[list[T]]:
 def request_id() -> str:
     """A fresh id for a write that must apply once: 128 random bits, as 32 hex digits."""
     return secrets.token_hex(16)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRule:
+    """One row of a provider's error table: which client-library failures it covers and
+    the typed :class:`CacheError` they become.
+
+    A rule covers an exception when every criterion it gives holds: ``types`` (an
+    ``isinstance`` check), ``codes`` (the backend's error code, e.g. an AWS error code)
+    and ``text`` (a regular expression searched, case-insensitively, in the failure's
+    text). A rule with no criterion covers everything: the table's last, catch-all row.
+    ``message`` and ``hint`` are :meth:`str.format` templates filled with the fields
+    given to :func:`translate_error` (what the server and the call were, the scrubbed
+    detail); the values are never parsed as templates themselves.
+    """
+
+    error: type[CacheError]
+    message: str
+    hint: str | None = None
+    types: tuple[type[BaseException], ...] = ()
+    codes: frozenset[str] = frozenset()
+    text: str | None = None
+
+    def covers(self, exc: BaseException, code: str, text: str) -> bool:
+        """Whether this rule applies to ``exc`` (with error code ``code`` and text ``text``)."""
+        return (
+            (not self.types or isinstance(exc, self.types))
+            and (not self.codes or code in self.codes)
+            and (self.text is None or re.search(self.text, text, re.IGNORECASE) is not None)
+        )
+
+
+def translate_error(
+    rules: Iterable[ErrorRule],
+    exc: BaseException,
+    /,
+    *,
+    code: str = "",
+    text: str | None = None,
+    **fields: str,
+) -> CacheError:
+    """The typed error of the first of ``rules`` covering ``exc``, its templates
+    filled with ``fields`` (``code`` and ``text`` too; ``text`` defaults to ``str(exc)``).
+
+    Every provider's translation is this loop over its own table; the table is the
+    backend's words (which failures mean unavailable, throttled, denied), the loop is
+    not. Pass only scrubbed text in ``fields``: the error scrubs known secret shapes
+    (:mod:`cachehub.scrub`), but only the provider knows its configured secrets. A table
+    without a catch-all row that covers nothing gives a :class:`CacheBackendError`
+    naming the exception's type alone (its text may hold what the table would scrub).
+    """
+    text = str(exc) if text is None else text
+    for rule in rules:
+        if rule.covers(exc, code, text):
+            values = {"code": code, "text": text, **fields}
+            hint = None if rule.hint is None else rule.hint.format(**values)
+            return rule.error(rule.message.format(**values), hint=hint)
+    return CacheBackendError(f"the backend failed with {type(exc).__name__}.")
 
 
 def not_an_int(user_key: str, held: str, counter: str = "an int") -> CacheValueError:
