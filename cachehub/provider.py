@@ -26,7 +26,8 @@ talk to a server over the network. It owns, once for every such provider:
   write-back (:meth:`RemoteCache.aflush_hits`);
 * **flows**: a multi-step primitive written once as a generator that yields
   :class:`Call` objects, run by :meth:`RemoteCache._drive` (sync) and
-  :meth:`RemoteCache._adrive` (async); :class:`FlowCache` defines every primitive and
+  :meth:`RemoteCache._adrive` (async), which also answer the generic steps :func:`pause`
+  and :func:`fanout`; :class:`FlowCache` defines every primitive and
   its async twin as the driver of the provider's flow, so a flow provider writes only
   flows. See docs/provider-guide.md, "Async primitives".
 
@@ -41,6 +42,7 @@ import math
 import re
 import secrets
 import threading
+import time
 import weakref
 from abc import abstractmethod
 from collections.abc import (
@@ -52,6 +54,7 @@ from collections.abc import (
     Iterator,
     Mapping,
 )
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, ClassVar, Final, Generic, TypeAlias, TypeVar
@@ -114,7 +117,9 @@ __all__ = [
     "achunks",
     "chunks",
     "counter_overflow",
+    "fanout",
     "not_an_int",
+    "pause",
     "request_id",
     "scrub",
     "translate_error",
@@ -164,6 +169,19 @@ class Call:
 Flow: TypeAlias = Generator[Call, Any, T]
 """A primitive's logic as a generator: it yields :class:`Call` objects, receives their replies
 (or has their errors thrown in), and returns the primitive's result."""
+
+
+def pause(seconds: float) -> Call:
+    """The step of waiting ``seconds`` before the next one (a retry's backoff); the
+    driver answers it with ``time.sleep`` on the sync shell, ``asyncio.sleep`` on the loop."""
+    return Call("pause", seconds)
+
+
+def fanout(calls: Iterable[Call], workers: int) -> Call:
+    """The step of sending independent ``calls``, ``workers`` at a time (threads on the
+    sync shell, tasks on the loop). Its reply lists each call's reply in order, or its
+    :class:`CacheError` as a value: one failure neither stops nor hides the others."""
+    return Call("fanout", tuple(calls), workers)
 
 
 def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -430,6 +448,39 @@ class RemoteCache(BaseCache, Generic[C]):
                     error = exc
         finally:
             flow.close()  # as in _drive: a cancelled task's flow is closed at once
+
+    # Steps any flow may yield besides the provider's own I/O (:func:`pause`,
+    # :func:`fanout`): how to wait and how to run calls at once is the shell's business.
+
+    def _pause(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    async def _apause(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    def _settled(self, call: Call) -> Any:
+        try:
+            return getattr(self, "_" + call.name)(*call.args)
+        except CacheError as exc:
+            return exc
+
+    def _fanout(self, calls: tuple[Call, ...], workers: int) -> list[Any]:
+        if workers <= 1 or len(calls) <= 1:
+            return [self._settled(call) for call in calls]
+        with ThreadPoolExecutor(min(workers, len(calls)), "cachehub-fanout") as pool:
+            return list(pool.map(self._settled, calls))
+
+    async def _afanout(self, calls: tuple[Call, ...], workers: int) -> list[Any]:
+        gate = asyncio.Semaphore(max(1, workers))
+
+        async def settled(call: Call) -> Any:
+            async with gate:
+                try:
+                    return await getattr(self, "_a" + call.name)(*call.args)
+                except CacheError as exc:
+                    return exc
+
+        return list(await asyncio.gather(*(settled(call) for call in calls)))
 
     # ------------------------------------------------------------------ errors
 
