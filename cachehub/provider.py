@@ -11,7 +11,8 @@ talk to a server over the network. It owns, once for every such provider:
   (which writes pending read statistics back first, then releases the client);
 * **error translation**: :attr:`RemoteCache.backend_errors` raised by the client library
   become typed :class:`~cachehub.errors.CacheError`\\ s through the provider's
-  :meth:`RemoteCache._translate` (:meth:`RemoteCache._guarded`);
+  :meth:`RemoteCache._translate` (:meth:`RemoteCache._guarded`), which runs the
+  provider's table of :class:`ErrorRule` rows through :func:`translate_error`;
 * **read statistics** (per-entry hit counts and last access), which cost a write on the
   server: off by default (``hitCounts``); when on, counted in process
   (:class:`cachehub.hits.HitBuffer`) and written back in batches by
@@ -25,7 +26,8 @@ talk to a server over the network. It owns, once for every such provider:
   write-back (:meth:`RemoteCache.aflush_hits`);
 * **flows**: a multi-step primitive written once as a generator that yields
   :class:`Call` objects, run by :meth:`RemoteCache._drive` (sync) and
-  :meth:`RemoteCache._adrive` (async); :class:`FlowCache` defines every primitive and
+  :meth:`RemoteCache._adrive` (async), which also answer the generic steps :func:`pause`
+  and :func:`fanout`; :class:`FlowCache` defines every primitive and
   its async twin as the driver of the provider's flow, so a flow provider writes only
   flows. See docs/provider-guide.md, "Async primitives".
 
@@ -37,8 +39,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+import re
 import secrets
 import threading
+import time
 import weakref
 from abc import abstractmethod
 from collections.abc import (
@@ -50,6 +54,7 @@ from collections.abc import (
     Iterator,
     Mapping,
 )
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, ClassVar, Final, Generic, TypeAlias, TypeVar
@@ -100,6 +105,7 @@ __all__ = [
     "ConfigError",
     "CorruptEntryError",
     "Entry",
+    "ErrorRule",
     "Expiry",
     "Flow",
     "FlowCache",
@@ -111,9 +117,12 @@ __all__ = [
     "achunks",
     "chunks",
     "counter_overflow",
+    "fanout",
     "not_an_int",
+    "pause",
     "request_id",
     "scrub",
+    "translate_error",
 ]
 
 C = TypeVar("C")
@@ -162,6 +171,19 @@ Flow: TypeAlias = Generator[Call, Any, T]
 (or has their errors thrown in), and returns the primitive's result."""
 
 
+def pause(seconds: float) -> Call:
+    """The step of waiting ``seconds`` before the next one (a retry's backoff); the
+    driver answers it with ``time.sleep`` on the sync shell, ``asyncio.sleep`` on the loop."""
+    return Call("pause", seconds)
+
+
+def fanout(calls: Iterable[Call], workers: int) -> Call:
+    """The step of sending independent ``calls``, ``workers`` at a time (threads on the
+    sync shell, tasks on the loop). Its reply lists each call's reply in order, or its
+    :class:`CacheError` as a value: one failure neither stops nor hides the others."""
+    return Call("fanout", tuple(calls), workers)
+
+
 def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
     """``items`` in lists of at most ``size``, read lazily: a scan streams through in batches."""
     it = iter(items)
@@ -184,6 +206,64 @@ async def achunks(items: AsyncIterator[T], size: int) -> AsyncIterator[list[T]]:
 def request_id() -> str:
     """A fresh id for a write that must apply once: 128 random bits, as 32 hex digits."""
     return secrets.token_hex(16)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRule:
+    """One row of a provider's error table: which client-library failures it covers and
+    the typed :class:`CacheError` they become.
+
+    A rule covers an exception when every criterion it gives holds: ``types`` (an
+    ``isinstance`` check), ``codes`` (the backend's error code, e.g. an AWS error code)
+    and ``text`` (a regular expression searched, case-insensitively, in the failure's
+    text). A rule with no criterion covers everything: the table's last, catch-all row.
+    ``message`` and ``hint`` are :meth:`str.format` templates filled with the fields
+    given to :func:`translate_error` (what the server and the call were, the scrubbed
+    detail); the values are never parsed as templates themselves.
+    """
+
+    error: type[CacheError]
+    message: str
+    hint: str | None = None
+    types: tuple[type[BaseException], ...] = ()
+    codes: frozenset[str] = frozenset()
+    text: str | None = None
+
+    def covers(self, exc: BaseException, code: str, text: str) -> bool:
+        """Whether this rule applies to ``exc`` (with error code ``code`` and text ``text``)."""
+        return (
+            (not self.types or isinstance(exc, self.types))
+            and (not self.codes or code in self.codes)
+            and (self.text is None or re.search(self.text, text, re.IGNORECASE) is not None)
+        )
+
+
+def translate_error(
+    rules: Iterable[ErrorRule],
+    exc: BaseException,
+    /,
+    *,
+    code: str = "",
+    text: str | None = None,
+    **fields: str,
+) -> CacheError:
+    """The typed error of the first of ``rules`` covering ``exc``, its templates
+    filled with ``fields`` (``code`` and ``text`` too; ``text`` defaults to ``str(exc)``).
+
+    Every provider's translation is this loop over its own table; the table is the
+    backend's words (which failures mean unavailable, throttled, denied), the loop is
+    not. Pass only scrubbed text in ``fields``: the error scrubs known secret shapes
+    (:mod:`cachehub.scrub`), but only the provider knows its configured secrets. A table
+    without a catch-all row that covers nothing gives a :class:`CacheBackendError`
+    naming the exception's type alone (its text may hold what the table would scrub).
+    """
+    text = str(exc) if text is None else text
+    for rule in rules:
+        if rule.covers(exc, code, text):
+            values = {"code": code, "text": text, **fields}
+            hint = None if rule.hint is None else rule.hint.format(**values)
+            return rule.error(rule.message.format(**values), hint=hint)
+    return CacheBackendError(f"the backend failed with {type(exc).__name__}.")
 
 
 def not_an_int(user_key: str, held: str, counter: str = "an int") -> CacheValueError:
@@ -368,6 +448,39 @@ class RemoteCache(BaseCache, Generic[C]):
                     error = exc
         finally:
             flow.close()  # as in _drive: a cancelled task's flow is closed at once
+
+    # Steps any flow may yield besides the provider's own I/O (:func:`pause`,
+    # :func:`fanout`): how to wait and how to run calls at once is the shell's business.
+
+    def _pause(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    async def _apause(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    def _settled(self, call: Call) -> Any:
+        try:
+            return getattr(self, "_" + call.name)(*call.args)
+        except CacheError as exc:
+            return exc
+
+    def _fanout(self, calls: tuple[Call, ...], workers: int) -> list[Any]:
+        if workers <= 1 or len(calls) <= 1:
+            return [self._settled(call) for call in calls]
+        with ThreadPoolExecutor(min(workers, len(calls)), "cachehub-fanout") as pool:
+            return list(pool.map(self._settled, calls))
+
+    async def _afanout(self, calls: tuple[Call, ...], workers: int) -> list[Any]:
+        gate = asyncio.Semaphore(max(1, workers))
+
+        async def settled(call: Call) -> Any:
+            async with gate:
+                try:
+                    return await getattr(self, "_a" + call.name)(*call.args)
+                except CacheError as exc:
+                    return exc
+
+        return list(await asyncio.gather(*(settled(call) for call in calls)))
 
     # ------------------------------------------------------------------ errors
 

@@ -10,12 +10,20 @@ from typing import Any, ClassVar
 
 import pytest
 
-from cachehub.errors import CacheUnavailableError, CacheValueError, ConfigError
+from cachehub.errors import (
+    CacheBackendError,
+    CachePermissionError,
+    CacheThrottledError,
+    CacheUnavailableError,
+    CacheValueError,
+    ConfigError,
+)
 from cachehub.provider import (
     HIT_OPTIONS,
     MISSING,
     CacheError,
     Entry,
+    ErrorRule,
     Expiry,
     KeyFilter,
     Option,
@@ -23,6 +31,7 @@ from cachehub.provider import (
     RemoteCache,
     not_an_int,
     request_id,
+    translate_error,
 )
 
 
@@ -246,3 +255,65 @@ def test_request_ids_are_fresh_128_bit_hex() -> None:
     ids = {request_id() for _ in range(1000)}
     assert len(ids) == 1000
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+# ---------------------------------------------------------------------- error tables
+
+
+class Denied(Boom):
+    """A client-library error type that a table names."""
+
+
+TABLE = (
+    ErrorRule(CachePermissionError, "{where} refused access.", "check the password.", (Denied,)),
+    ErrorRule(
+        CacheThrottledError,
+        "{where} is busy ({code}).",
+        "slow down.",
+        codes=frozenset({"Busy", "SlowDown"}),
+    ),
+    ErrorRule(CacheValueError, "{where}: too big ({text}).", codes=frozenset({"Bad"}), text="size"),
+    ErrorRule(CacheValueError, "{where}: bad request ({text}).", codes=frozenset({"Bad"})),
+    ErrorRule(CacheBackendError, "{where} failed: {text}"),
+)
+
+
+def test_an_error_table_picks_the_first_rule_whose_every_criterion_holds() -> None:
+    denied = translate_error(TABLE, Denied("x"), code="Busy", where="srv")
+    assert type(denied) is CachePermissionError  # first match wins over the code rule
+    assert str(denied) == "srv refused access. Fix: check the password."
+    busy = translate_error(TABLE, Boom("x"), code="SlowDown", where="srv")
+    assert type(busy) is CacheThrottledError
+    assert busy.message == "srv is busy (SlowDown)."
+    # the text criterion narrows its code: searched case-insensitively, else the next row
+    big = translate_error(TABLE, Boom("Item SIZE exceeded"), code="Bad", where="srv")
+    assert big.message == "srv: too big (Item SIZE exceeded)."
+    other = translate_error(TABLE, Boom("syntax"), code="Bad", where="srv")
+    assert other.message == "srv: bad request (syntax)."
+    assert other.hint is None
+    assert translate_error(TABLE, Boom("odd"), where="srv").message == "srv failed: odd"
+
+
+def test_an_error_table_fills_templates_but_never_parses_the_values() -> None:
+    # A hostile server message shaped like a template (or a format attack) stays text.
+    hostile = "{where} {0} {code.__class__} {text!r:>99999999}"
+    error = translate_error(TABLE, Boom(hostile), code="Bad", where="srv")
+    assert error.message == f"srv: bad request ({hostile})."
+    assert len(str(error)) < 200
+
+
+def test_an_error_table_scrubs_and_a_table_without_a_catch_all_shows_only_the_type() -> None:
+    leaked = Boom("auth failed for redis://user:hunter2@host:6379/0")
+    error = translate_error(TABLE, leaked, where="srv")
+    assert "hunter2" not in str(error)
+    assert "srv failed" in str(error)
+    uncovered = translate_error(TABLE[:2], leaked, code="Other", where="srv")
+    assert type(uncovered) is CacheBackendError
+    assert str(uncovered) == "the backend failed with Boom."
+
+
+def test_an_error_table_takes_any_field_name_a_template_uses() -> None:
+    # "table" and "rules" are what providers name their fields too (DynamoDB's table).
+    rows = (ErrorRule(CacheBackendError, "{table}: {rules} ({code})"),)
+    error = translate_error(rows, Boom("x"), code="C", table="t", rules="r")
+    assert error.message == "t: r (C)"

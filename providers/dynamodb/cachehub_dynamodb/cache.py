@@ -13,7 +13,6 @@ import asyncio
 import math
 import re
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Hashable, Iterator, Mapping
 from contextvars import ContextVar
 from decimal import Decimal
@@ -37,7 +36,6 @@ from cachehub.provider import (
     CacheOutcomeUnknownError,
     CachePermissionError,
     CacheValueError,
-    Call,
     ConfigError,
     CorruptEntryError,
     Entry,
@@ -65,7 +63,7 @@ from .client import (
     validate,
 )
 from .errors import CallContext, ConditionFailedError, ForeignEntryError, error_code, translate
-from .flow import afan_out, fan_out, request
+from .flow import request
 from .flush import flush_workers, update_all
 from .items import (
     DEADLINE,
@@ -444,18 +442,6 @@ class DynamoDBCache(FlowCache[Any]):
     async def _ascan_page(self, operation: str, params: dict[str, Any]) -> Any:
         """One Scan page for :func:`.scan.ascan_items` / :func:`.scan.ascan_count`."""
         return await self._arequest(operation, params)
-
-    def _pause(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-    async def _apause(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-    def _fanout(self, calls: tuple[Call, ...], workers: int) -> list[Any]:
-        return fan_out(calls, workers, self._request)
-
-    async def _afanout(self, calls: tuple[Call, ...], workers: int) -> list[Any]:
-        return await afan_out(calls, workers, self._arequest)
 
     # ------------------------------------------------------------------ async client
 

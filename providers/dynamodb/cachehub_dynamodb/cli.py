@@ -39,7 +39,7 @@ from cachehub.errors import (
 from cachehub.hookspecs import DoctorAdvice, DoctorCheck, LocalBackend
 
 from .cache import DynamoDBCache
-from .errors import THROTTLING_CODES, TOKEN_CODES
+from .errors import THROTTLING_CODES, TOKEN_CODES, error_code
 from .local import LocalDynamoDB
 from .lucee import ConversionReport, LuceeDynamoDBCache, convert_from_lucee
 
@@ -198,31 +198,29 @@ COMMANDS = (local_dynamodb_command, from_lucee_command)
 # ---------------------------------------------------------------------- doctor
 
 
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and its causes/contexts, each once (a cycle ends the walk)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
 def _aws_error(exc: BaseException) -> tuple[str, str]:
     """``(AWS error code, API operation)`` of the ClientError behind ``exc``, or ``("", "")``.
 
     The provider raises its typed errors ``from`` botocore's, so the code is in the chain.
     """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in _chain(exc):
         if isinstance(current, ClientError):
-            code = str(current.response.get("Error", {}).get("Code", ""))
-            return code, str(current.operation_name or "")
-        current = current.__cause__ or current.__context__
+            return error_code(current), str(current.operation_name or "")
     return "", ""
 
 
 def _in_chain(exc: BaseException, types: tuple[type[BaseException], ...]) -> bool:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, types):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+    return any(isinstance(current, types) for current in _chain(exc))
 
 
 SIGNATURE_ADVICE = (

@@ -6,7 +6,6 @@ a DynamoDB call, and scrubs the configured credentials from any text it reuses.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,17 +23,19 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from cachehub.errors import (
+from cachehub.errors import CacheThrottledError
+from cachehub.provider import (
     CacheBackendError,
     CacheError,
     CachePermissionError,
-    CacheThrottledError,
     CacheUnavailableError,
     CacheValueError,
     ConfigError,
     CorruptEntryError,
+    ErrorRule,
+    scrub,
+    translate_error,
 )
-from cachehub.scrub import scrub
 
 __all__ = [
     "ForeignEntryError",
@@ -46,6 +47,7 @@ __all__ = [
     "error_code",
     "is_unsupported",
     "THROTTLING_CODES",
+    "TABLE",
 ]
 
 
@@ -142,86 +144,131 @@ def error_code(exc: BaseException) -> str:
     return ""
 
 
-_MISSING_INDEX: Final = re.compile(
-    r"invalid index|specified index|index\b.{0,80}\b(?:not found|does not exist)", re.IGNORECASE
+_MISSING_INDEX: Final = (
+    r"invalid index|specified index|index\b.{0,80}\b(?:not found|does not exist)"
 )
 
-
-def _message(exc: ClientError) -> str:
-    error: Any = exc.response.get("Error", {})
-    return str(error.get("Message") or error.get("Code") or "no message")
-
-
-def _client_error(exc: ClientError, ctx: CallContext) -> CacheError:
-    code = error_code(exc)
-    op, table = ctx.operation, ctx.table
-    text = ctx.scrub(_message(exc))
-    if code in THROTTLING_CODES:
-        return CacheThrottledError(
-            f"DynamoDB throttled {op} on table '{table}' after every retry ({code}: {text}).",
-            hint="switch the table to on-demand billing (PAY_PER_REQUEST) or raise its "
-            "provisioned capacity; maxAttempts and retryMode='adaptive' retry longer.",
-        )
-    if code in TOKEN_CODES:
-        return CachePermissionError(
-            f"DynamoDB rejected the credentials for {op}: the security token included in "
-            f"the request is invalid ({code}).",
-            hint="verify accessKeyId/secretkey (or the default credential chain) and that "
-            f"they have not expired; {LOCAL_HINT}.",
-        )
-    if code == "AccessDeniedException":
-        return CachePermissionError(
-            f"access denied: dynamodb:{op} on table '{table}' ({text}).",
-            hint=f"allow dynamodb:{op} on the table in the IAM policy "
-            "(see the recommended policy in docs/dynamodb.md).",
-        )
-    if code in ("ResourceNotFoundException", "ValidationException") and _MISSING_INDEX.search(text):
-        # DynamoDB Local and moto say ResourceNotFound for a missing index: the table exists.
-        return CacheValueError(
-            f"{op} on table '{table}': the index named in IndexName does not exist ({text}).",
-            hint="check IndexName and its case against the table's indexes (`cachehub info "
-            "NAME` lists them), or add the index with UpdateTable.",
-        )
-    if code == "ResourceNotFoundException":
-        return CacheBackendError(
-            f"table '{table}' was not found during {op} ({text}).",
-            hint="the cache creates its table on first use: verify the IAM policy includes "
-            "dynamodb:CreateTable, or create the table yourself; check region and host.",
-        )
-    if code == "ConditionalCheckFailedException":
-        return ConditionFailedError(
-            f"{op} on table '{table}': the ConditionExpression was not met.",
-            hint="read the item again and retry, or relax the condition.",
-        )
-    if code == "TransactionCanceledException":
-        return ConditionFailedError(
-            f"{op} on table '{table}' was cancelled: {text}",
-            hint="the reasons list one entry per action; fix or retry the failing ones.",
-        )
-    if code == "ValidationException":
-        lowered = text.lower()
-        if "item size" in lowered or "size has exceeded" in lowered:
-            return CacheValueError(
-                f"{op} on table '{table}': the item exceeds DynamoDB's 400 KB limit ({text}).",
-                hint="store large values elsewhere (e.g. S3) and cache a reference.",
-            )
-        if "key" in lowered:
-            return CacheValueError(
-                f"{op} on table '{table}': {text}",
-                hint=f"the table's partition key is '{ctx.key_name}' (a string); pass it with "
-                "exactly that name and case.",
-            )
-        return CacheValueError(
-            f"{op} on table '{table}' was rejected: {text}",
-            hint="check the expression syntax and that every :placeholder and #name is "
-            "defined and used.",
-        )
-    if code in UNAVAILABLE_CODES:
-        return CacheUnavailableError(
-            f"DynamoDB is unavailable for {op} ({code}: {text}).",
-            hint="retry later; raise maxAttempts for more automatic retries.",
-        )
-    return CacheBackendError(f"DynamoDB {op} on table '{table}' failed: {code}: {text}")
+TABLE: Final = (
+    # AWS error codes of a ClientError ({op}, {table}, {key_name}: the call; {code} and
+    # {text}: the error's code and scrubbed message).
+    ErrorRule(
+        CacheThrottledError,
+        "DynamoDB throttled {op} on table '{table}' after every retry ({code}: {text}).",
+        "switch the table to on-demand billing (PAY_PER_REQUEST) or raise its provisioned "
+        "capacity; maxAttempts and retryMode='adaptive' retry longer.",
+        codes=THROTTLING_CODES,
+    ),
+    ErrorRule(
+        CachePermissionError,
+        "DynamoDB rejected the credentials for {op}: the security token included in the "
+        "request is invalid ({code}).",
+        "verify accessKeyId/secretkey (or the default credential chain) and that they have "
+        f"not expired; {LOCAL_HINT}.",
+        codes=TOKEN_CODES,
+    ),
+    ErrorRule(
+        CachePermissionError,
+        "access denied: dynamodb:{op} on table '{table}' ({text}).",
+        "allow dynamodb:{op} on the table in the IAM policy (see the recommended policy in "
+        "docs/dynamodb.md).",
+        codes=frozenset({"AccessDeniedException"}),
+    ),
+    # DynamoDB Local and moto say ResourceNotFound for a missing index: the table exists.
+    ErrorRule(
+        CacheValueError,
+        "{op} on table '{table}': the index named in IndexName does not exist ({text}).",
+        "check IndexName and its case against the table's indexes (`cachehub info NAME` "
+        "lists them), or add the index with UpdateTable.",
+        codes=frozenset({"ResourceNotFoundException", "ValidationException"}),
+        text=_MISSING_INDEX,
+    ),
+    ErrorRule(
+        CacheBackendError,
+        "table '{table}' was not found during {op} ({text}).",
+        "the cache creates its table on first use: verify the IAM policy includes "
+        "dynamodb:CreateTable, or create the table yourself; check region and host.",
+        codes=frozenset({"ResourceNotFoundException"}),
+    ),
+    ErrorRule(
+        ConditionFailedError,
+        "{op} on table '{table}': the ConditionExpression was not met.",
+        "read the item again and retry, or relax the condition.",
+        codes=frozenset({"ConditionalCheckFailedException"}),
+    ),
+    ErrorRule(
+        ConditionFailedError,
+        "{op} on table '{table}' was cancelled: {text}",
+        "the reasons list one entry per action; fix or retry the failing ones.",
+        codes=frozenset({"TransactionCanceledException"}),
+    ),
+    ErrorRule(
+        CacheValueError,
+        "{op} on table '{table}': the item exceeds DynamoDB's 400 KB limit ({text}).",
+        "store large values elsewhere (e.g. S3) and cache a reference.",
+        codes=frozenset({"ValidationException"}),
+        text="item size|size has exceeded",
+    ),
+    ErrorRule(
+        CacheValueError,
+        "{op} on table '{table}': {text}",
+        "the table's partition key is '{key_name}' (a string); pass it with exactly that "
+        "name and case.",
+        codes=frozenset({"ValidationException"}),
+        text="key",
+    ),
+    ErrorRule(
+        CacheValueError,
+        "{op} on table '{table}' was rejected: {text}",
+        "check the expression syntax and that every :placeholder and #name is defined and used.",
+        codes=frozenset({"ValidationException"}),
+    ),
+    ErrorRule(
+        CacheUnavailableError,
+        "DynamoDB is unavailable for {op} ({code}: {text}).",
+        "retry later; raise maxAttempts for more automatic retries.",
+        codes=UNAVAILABLE_CODES,
+    ),
+    ErrorRule(
+        CacheBackendError,
+        "DynamoDB {op} on table '{table}' failed: {code}: {text}",
+        types=(ClientError,),
+    ),
+    # botocore's own exceptions ({endpoint}: where the client sends requests).
+    ErrorRule(
+        CacheUnavailableError,
+        "unable to connect to DynamoDB at {endpoint} during {op}.",
+        f"check host and region and that the endpoint is reachable; {LOCAL_HINT}.",
+        types=(EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError),
+    ),
+    ErrorRule(
+        CacheUnavailableError,
+        "DynamoDB at {endpoint} did not answer {op} within liveTimeout.",
+        "check the network path to DynamoDB, or raise liveTimeout (milliseconds).",
+        types=(ReadTimeoutError,),
+    ),
+    ErrorRule(
+        CachePermissionError,
+        "no AWS credentials were found for DynamoDB.",
+        "set accessKeyId and secretkey, or configure the default chain (environment, "
+        f"~/.aws/credentials, IAM role); {LOCAL_HINT} with dummy credentials.",
+        types=(NoCredentialsError, PartialCredentialsError),
+    ),
+    ErrorRule(
+        ConfigError,
+        "no AWS region is configured for DynamoDB.",
+        "set region (e.g. 'us-east-1') in the cache settings or AWS_DEFAULT_REGION.",
+        types=(NoRegionError,),
+    ),
+    ErrorRule(
+        CacheBackendError,
+        "DynamoDB {op} failed: {text}",
+        "check host, region and credentials.",
+        types=(BotoCoreError,),
+    ),
+    ErrorRule(CacheBackendError, "DynamoDB {op} failed: {kind}: {text}"),
+)
+"""botocore's failures as cachehub errors, first match wins: the spec's troubleshooting
+advice, one row per AWS error code or botocore exception."""
 
 
 def translate(exc: BaseException, ctx: CallContext) -> CacheError:
@@ -229,35 +276,20 @@ def translate(exc: BaseException, ctx: CallContext) -> CacheError:
     if isinstance(exc, CacheError):
         return exc
     if isinstance(exc, ClientError):
-        return _client_error(exc, ctx)
-    if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError)):
-        return CacheUnavailableError(
-            f"unable to connect to DynamoDB at {ctx.endpoint} during {ctx.operation}.",
-            hint=f"check host and region and that the endpoint is reachable; {LOCAL_HINT}.",
-        )
-    if isinstance(exc, ReadTimeoutError):
-        return CacheUnavailableError(
-            f"DynamoDB at {ctx.endpoint} did not answer {ctx.operation} within liveTimeout.",
-            hint="check the network path to DynamoDB, or raise liveTimeout (milliseconds).",
-        )
-    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
-        return CachePermissionError(
-            "no AWS credentials were found for DynamoDB.",
-            hint="set accessKeyId and secretkey, or configure the default chain (environment, "
-            f"~/.aws/credentials, IAM role); {LOCAL_HINT} with dummy credentials.",
-        )
-    if isinstance(exc, NoRegionError):
-        return ConfigError(
-            "no AWS region is configured for DynamoDB.",
-            hint="set region (e.g. 'us-east-1') in the cache settings or AWS_DEFAULT_REGION.",
-        )
-    if isinstance(exc, BotoCoreError):
-        return CacheBackendError(
-            f"DynamoDB {ctx.operation} failed: {ctx.scrub(str(exc))}",
-            hint="check host, region and credentials.",
-        )
-    return CacheBackendError(
-        f"DynamoDB {ctx.operation} failed: {type(exc).__name__}: {ctx.scrub(str(exc))}"
+        error: Any = exc.response.get("Error", {})
+        text = str(error.get("Message") or error.get("Code") or "no message")
+    else:
+        text = str(exc)
+    return translate_error(
+        TABLE,
+        exc,
+        code=error_code(exc),
+        text=ctx.scrub(text),
+        op=ctx.operation,
+        table=ctx.table,
+        key_name=ctx.key_name,
+        endpoint=ctx.endpoint,
+        kind=type(exc).__name__,
     )
 
 

@@ -5,28 +5,26 @@ decodes the replies; :meth:`RemoteCache._drive` runs it on the boto3 client and
 :meth:`RemoteCache._adrive` awaits it on the running loop's aiobotocore client. So request
 building, condition expressions, reply decoding, lost-reply handling, batch chunking and
 retries, and hit write-back exist once, and both shells send exactly the same requests.
-A flow yields only these steps, each a pair of I/O methods of ``DynamoDBCache``:
+A flow yields only these steps:
 
-* :func:`request` - one DynamoDB request (``_request`` / ``_arequest``); the reply dict
-  comes back, or its typed :class:`~cachehub.errors.CacheError` is raised at the
-  ``yield``. ``once`` marks a non-idempotent write never re-sent blind: ``None`` comes
-  back when its reply was lost. ``checked`` validates user-given parameters first;
-* :func:`pause` - a wait (batch retry backoff: ``time.sleep`` / ``asyncio.sleep``);
-* :func:`fanout` - independent requests sent concurrently (threads / tasks), each
-  answered by its reply or its CacheError as a value (hit-count write-back).
+* :func:`request` - one DynamoDB request, the one pair of I/O methods of
+  ``DynamoDBCache`` (``_request`` / ``_arequest``); the reply dict comes back, or its
+  typed :class:`~cachehub.errors.CacheError` is raised at the ``yield``. ``once`` marks a
+  non-idempotent write never re-sent blind: ``None`` comes back when its reply was lost.
+  ``checked`` validates user-given parameters first;
+* the core's generic steps, answered by its drivers: :func:`cachehub.provider.pause` (batch
+  retry backoff) and :func:`cachehub.provider.fanout` (independent requests sent
+  concurrently, each answered by its reply or its CacheError as a value: hit-count
+  write-back).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from cachehub.errors import CacheError
 from cachehub.provider import Call, Flow
 
-__all__ = ["Flow", "request", "pause", "fanout", "fan_out", "afan_out"]
+__all__ = ["Flow", "request"]
 
 
 def request(
@@ -34,44 +32,3 @@ def request(
 ) -> Call:
     """The step of one DynamoDB request (``operation`` such as ``"GetItem"``)."""
     return Call("request", operation, params, once, checked)
-
-
-def pause(seconds: float) -> Call:
-    """The step of waiting ``seconds`` before the next request."""
-    return Call("pause", seconds)
-
-
-def fanout(requests: Sequence[Call], workers: int) -> Call:
-    """The step of sending independent :func:`request` steps, ``workers`` at a time."""
-    return Call("fanout", tuple(requests), workers)
-
-
-def _settled(send: Callable[..., Any], call: Call) -> Any:
-    try:
-        return send(*call.args)
-    except CacheError as exc:
-        return exc
-
-
-def fan_out(calls: Sequence[Call], workers: int, send: Callable[..., Any]) -> list[Any]:
-    """Answer a :func:`fanout` with ``send(*request.args)`` on a small thread pool."""
-    if workers <= 1 or len(calls) <= 1:
-        return [_settled(send, call) for call in calls]
-    with ThreadPoolExecutor(min(workers, len(calls)), "cachehub-dynamodb-fanout") as pool:
-        return list(pool.map(lambda call: _settled(send, call), calls))
-
-
-async def afan_out(
-    calls: Sequence[Call], workers: int, send: Callable[..., Awaitable[Any]]
-) -> list[Any]:
-    """Answer a :func:`fanout` with ``await send(*request.args)``, ``workers`` in flight."""
-    gate = asyncio.Semaphore(max(1, workers))
-
-    async def settled(call: Call) -> Any:
-        async with gate:
-            try:
-                return await send(*call.args)
-            except CacheError as exc:
-                return exc
-
-    return list(await asyncio.gather(*(settled(call) for call in calls)))

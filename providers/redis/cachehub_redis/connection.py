@@ -402,9 +402,9 @@ def plan_connection(settings: dict[str, Any], where: str) -> ConnectionPlan:
     )
 
 
-def _retry(retries: int) -> Retry:
+def _retry(retries: int, retry_class: Any = Retry) -> Any:
     # Few attempts with a short backoff: an outage must fail fast, a blip must not.
-    return Retry(ExponentialBackoff(cap=0.5, base=0.05), retries)
+    return retry_class(ExponentialBackoff(cap=0.5, base=0.05), retries)
 
 
 # What a retry covers. redis-py 6+ retries these by default; 5.x retries only the errors
@@ -412,59 +412,73 @@ def _retry(retries: int) -> Retry:
 _RETRY_ON: Final = [RedisConnectionError, RedisTimeoutError]
 
 
-def _build_cluster(plan: ConnectionPlan, retries: int) -> RedisCluster:
-    # Only the connection-level retry: cluster-level retries would multiply the wait.
-    kwargs = {**plan.kwargs, "retry": _retry(retries)}
+# The plan -> redis-py arguments translation, written once: the sync and the async
+# builders below differ only in the client classes they name.
+
+
+def _client_kwargs(plan: ConnectionPlan, retry: Any, *, cluster: bool = False) -> dict[str, Any]:
+    """``plan``'s client arguments with the connection-level retry. A cluster client takes
+    no ``retry_on_error`` and only this retry: cluster-level retries would multiply the wait."""
+    kwargs = {**plan.kwargs, "retry": retry}
+    if not cluster:
+        kwargs["retry_on_error"] = _RETRY_ON
+    return kwargs
+
+
+def _open(client_class: Any, plan: ConnectionPlan, **kwargs: Any) -> Any:
+    """``client_class`` for ``plan``'s url, or for its host/port when it has none."""
     if plan.url is not None:
-        return RedisCluster.from_url(plan.url, **kwargs)
-    return RedisCluster(**kwargs)
+        return client_class.from_url(plan.url, **kwargs)
+    return client_class(**kwargs)
+
+
+def _sentinel(plan: ConnectionPlan, sentinel_class: Any, retry: Any) -> Any:
+    """The Sentinel manager of ``plan`` (``sentinel_class`` is the sync or async one;
+    redis-py 5 ships it untyped, 6+ typed, so it is passed as Any: mypy --strict stays
+    clean on every version the provider declares, with no version-specific ignores)."""
+    return sentinel_class(
+        list(plan.sentinels),
+        sentinel_kwargs={
+            "socket_timeout": plan.kwargs["socket_timeout"],
+            "socket_connect_timeout": plan.kwargs["socket_connect_timeout"],
+            "password": plan.sentinel_password,
+        },
+        **_client_kwargs(plan, retry),
+    )
+
+
+def _service(plan: ConnectionPlan) -> str:
+    # plan_connection() only makes a Sentinel plan with a service name.
+    assert plan.service is not None
+    return plan.service
+
+
+def _build_cluster(plan: ConnectionPlan, retries: int) -> RedisCluster:
+    cluster: RedisCluster = _open(
+        RedisCluster, plan, **_client_kwargs(plan, _retry(retries), cluster=True)
+    )
+    return cluster
 
 
 def build_client(plan: ConnectionPlan, retries: int) -> Redis | RedisCluster:
     """Create the redis-py client (it connects lazily, on its first command)."""
     if plan.mode == "cluster":
         return _build_cluster(plan, retries)
-    kwargs = dict(plan.kwargs)
     if plan.mode == "sentinel":
-        sentinel_kwargs = {
-            "socket_timeout": kwargs["socket_timeout"],
-            "socket_connect_timeout": kwargs["socket_connect_timeout"],
-            "password": plan.sentinel_password,
-        }
-        # plan_connection() only makes a Sentinel plan with a service name.
-        assert plan.service is not None
-        # redis-py 5 ships Sentinel untyped, 6+ typed: going through Any keeps mypy --strict
-        # clean on every version the provider declares, with no version-specific ignores.
-        sentinel_class: Any = Sentinel
-        manager = sentinel_class(
-            list(plan.sentinels),
-            sentinel_kwargs=sentinel_kwargs,
-            retry=_retry(retries),
-            retry_on_error=_RETRY_ON,
-            **kwargs,
-        )
-        master: Redis = manager.master_for(plan.service)
+        master: Redis = _sentinel(plan, Sentinel, _retry(retries)).master_for(_service(plan))
         return master
-    kwargs["retry"] = _retry(retries)
-    kwargs["retry_on_error"] = _RETRY_ON
-    if plan.url is not None:
-        return Redis.from_url(plan.url, **kwargs)
-    return Redis(**kwargs)
+    client: Redis = _open(Redis, plan, **_client_kwargs(plan, _retry(retries)))
+    return client
 
 
 def _node_client(plan: ConnectionPlan, retries: int, host: str, port: int) -> Redis:
     """A sync client of one cluster node (``host``:``port``) with ``plan``'s credentials,
     TLS and timeouts, holding one connection (the command table's reader)."""
-    kwargs = {**plan.kwargs, "max_connections": 1, "retry": _retry(retries)}
-    kwargs["retry_on_error"] = _RETRY_ON
-    client = Redis.from_url(plan.url, **kwargs) if plan.url is not None else Redis(**kwargs)
+    kwargs = {**_client_kwargs(plan, _retry(retries)), "max_connections": 1}
+    client: Redis = _open(Redis, plan, **kwargs)
     # The url (or host/port) names the seed node; this client talks to the one given.
     client.connection_pool.connection_kwargs.update(host=host, port=port)
     return client
-
-
-def _async_retry(retries: int) -> AsyncRetry:
-    return AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), retries)
 
 
 _HOLDING: ContextVar[bool] = ContextVar("cachehub_redis_permit", default=False)
@@ -527,43 +541,20 @@ def build_async_client(plan: ConnectionPlan, retries: int) -> AsyncRedis | Async
     failing at once: a blocking pool on a single server and under Sentinel, permits on a
     cluster (:class:`WaitingCluster`).
     """
-    kwargs = dict(plan.kwargs)
     wait = plan.kwargs["socket_timeout"]
+    retry = _retry(retries, AsyncRetry)
     if plan.mode == "cluster":
-        kwargs["retry"] = _async_retry(retries)
-        cluster: AsyncRedisCluster
-        if plan.url is not None:
-            cluster = WaitingCluster.from_url(plan.url, wait_timeout=wait, **kwargs)
-        else:
-            cluster = WaitingCluster(wait_timeout=wait, **kwargs)
+        kwargs = _client_kwargs(plan, retry, cluster=True)
+        cluster: AsyncRedisCluster = _open(WaitingCluster, plan, wait_timeout=wait, **kwargs)
         # Its command table is read in a worker thread, not parsed on the loop.
         offload_command_table(cluster, lambda host, port: _node_client(plan, retries, host, port))
         return cluster
     if plan.mode == "sentinel":
-        sentinel_kwargs = {
-            "socket_timeout": kwargs["socket_timeout"],
-            "socket_connect_timeout": kwargs["socket_connect_timeout"],
-            "password": plan.sentinel_password,
-        }
-        assert plan.service is not None  # plan_connection() gives Sentinel a service name
-        sentinel_class: Any = AsyncSentinel  # typed differently across redis-py versions
-        manager = sentinel_class(
-            list(plan.sentinels),
-            sentinel_kwargs=sentinel_kwargs,
-            retry=_async_retry(retries),
-            retry_on_error=_RETRY_ON,
-            **kwargs,
-        )
-        master: AsyncRedis = manager.master_for(
-            plan.service, connection_pool_class=_BlockingSentinelPool, timeout=wait
+        master: AsyncRedis = _sentinel(plan, AsyncSentinel, retry).master_for(
+            _service(plan), connection_pool_class=_BlockingSentinelPool, timeout=wait
         )
         return master
-    kwargs["retry"] = _async_retry(retries)
-    kwargs["retry_on_error"] = _RETRY_ON
-    if plan.url is not None:
-        shape = AsyncRedis.from_url(plan.url, **kwargs)
-    else:
-        shape = AsyncRedis(**kwargs)
+    shape: AsyncRedis = _open(AsyncRedis, plan, **_client_kwargs(plan, retry))
     pool = shape.connection_pool
     blocking = AsyncBlockingConnectionPool(
         connection_class=pool.connection_class,
