@@ -535,10 +535,15 @@ class AsyncLock(_LockState):
         """
         interval = self._keep_alive_interval(every)
         token = self.token
+        stop = asyncio.Event()
 
         async def beat() -> None:
             while True:
-                await asyncio.sleep(interval)
+                try:
+                    await asyncio.wait_for(stop.wait(), interval)
+                    return  # the block ended
+                except TimeoutError:
+                    pass  # a beat is due
                 try:
                     await self.extend()
                 except LockLostError:
@@ -552,7 +557,10 @@ class AsyncLock(_LockState):
         try:
             yield self
         finally:
-            task.cancel()
+            # Told to stop, not cancelled, as the sync heartbeat is: an extension in flight
+            # finishes (bounded by the client's timeouts). Cancelling it mid-request is what
+            # redis-py 5.0.0 could swallow: the heartbeat then beat on and this exit hung.
+            stop.set()
             await asyncio.gather(task, return_exceptions=True)
 
     async def __aenter__(self) -> AsyncLock:

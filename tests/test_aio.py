@@ -319,6 +319,52 @@ def test_a_closed_loop_then_a_new_one(memory: MemoryCache) -> None:
     assert run(second()) == "one"
 
 
+def test_keep_alive_ends_with_its_block_without_waiting_for_a_beat(memory: MemoryCache) -> None:
+    shell = memory.aio()
+
+    async def block() -> bool:
+        lock = shell.lock("job", ttl=30)
+        assert await lock.acquire(blocking=False)
+        async with lock.keep_alive(every=3600):  # the next beat is an hour away
+            pass
+        return await lock.release()
+
+    assert run(block()) is True  # bounded by run(): a wait for the beat would fail it
+
+
+def test_keep_alive_lets_an_extension_in_flight_finish_instead_of_cancelling_it(
+    memory: MemoryCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # redis-py 5.0.0 could swallow a cancel that arrived mid-request: the heartbeat then beat
+    # on, and leaving the block waited for it forever. The heartbeat is now told to stop,
+    # never cancelled; this extension swallows a cancel the same way, so a cancel would show.
+    shell = memory.aio()
+    real = memory._alock_extend
+    started, finished = asyncio.Event(), []
+
+    async def slow_extend(name: str, token: str, ttl: float, now: float) -> bool:
+        started.set()
+        try:
+            await asyncio.sleep(0.05)
+        except asyncio.CancelledError:
+            finished.append("cancelled")
+            return True
+        finished.append("done")
+        return await real(name, token, ttl, now)
+
+    monkeypatch.setattr(memory, "_alock_extend", slow_extend)
+
+    async def block() -> bool:
+        lock = shell.lock("job", ttl=30)
+        assert await lock.acquire(blocking=False)
+        async with lock.keep_alive(every=0.001):
+            await started.wait()  # leave the block while an extension is in flight
+        return await lock.release()
+
+    assert run(block()) is True
+    assert finished == ["done"]
+
+
 def test_get_or_set_is_one_flight_per_process_across_loops_and_threads() -> None:
     # Two event loops in two threads and a sync caller race for one key of a memory cache
     # (no fill lock in a backend): the creator runs once. The computing caller keeps the
