@@ -13,20 +13,18 @@ A flow yields only these steps, each a pair of I/O methods of ``DynamoDBCache``:
   back when its reply was lost. ``checked`` validates user-given parameters first;
 * :func:`pause` - a wait (batch retry backoff: ``time.sleep`` / ``asyncio.sleep``);
 * :func:`fanout` - independent requests sent concurrently (threads / tasks), each
-  answered by its reply or its CacheError as a value (hit-count write-back).
+  answered by its reply or its CacheError as a value (hit-count write-back, parallel
+  Scan segments); the core answers it (:meth:`cachehub.provider.RemoteCache._fanout`).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from typing import Any
 
-from cachehub.errors import CacheError
 from cachehub.provider import Call, Flow
 
-__all__ = ["Flow", "request", "pause", "fanout", "fan_out", "afan_out"]
+__all__ = ["Flow", "request", "pause", "fanout"]
 
 
 def request(
@@ -44,34 +42,3 @@ def pause(seconds: float) -> Call:
 def fanout(requests: Sequence[Call], workers: int) -> Call:
     """The step of sending independent :func:`request` steps, ``workers`` at a time."""
     return Call("fanout", tuple(requests), workers)
-
-
-def _settled(send: Callable[..., Any], call: Call) -> Any:
-    try:
-        return send(*call.args)
-    except CacheError as exc:
-        return exc
-
-
-def fan_out(calls: Sequence[Call], workers: int, send: Callable[..., Any]) -> list[Any]:
-    """Answer a :func:`fanout` with ``send(*request.args)`` on a small thread pool."""
-    if workers <= 1 or len(calls) <= 1:
-        return [_settled(send, call) for call in calls]
-    with ThreadPoolExecutor(min(workers, len(calls)), "cachehub-dynamodb-fanout") as pool:
-        return list(pool.map(lambda call: _settled(send, call), calls))
-
-
-async def afan_out(
-    calls: Sequence[Call], workers: int, send: Callable[..., Awaitable[Any]]
-) -> list[Any]:
-    """Answer a :func:`fanout` with ``await send(*request.args)``, ``workers`` in flight."""
-    gate = asyncio.Semaphore(max(1, workers))
-
-    async def settled(call: Call) -> Any:
-        async with gate:
-            try:
-                return await send(*call.args)
-            except CacheError as exc:
-                return exc
-
-    return list(await asyncio.gather(*(settled(call) for call in calls)))

@@ -27,8 +27,9 @@ import math
 from collections.abc import Mapping
 from typing import Any, Final
 
-from cachehub.provider import request_id as core_request_id
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
+from cachehub.provider import request_id as core_request_id
 
 __all__ = ["MARK", "record_key", "record_ms", "request_id"]
 
