@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from cachehub.errors import CacheUnavailableError
+from cachehub.errors import CacheBackendError, CacheUnavailableError
 from cachehub.filters import compile_filter
 from cachehub.hookspecs import OperationEvent
 from cachehub.provider import (
@@ -720,3 +720,33 @@ def test_a_flow_stopping_a_pulled_stream_early_closes_it() -> None:
     assert cache._drive(first_batch()) == ["n:e0-0", "n:e0-1"]
     assert cache.closed == 1
     assert len(cache.requests) == 1
+
+
+class Garbled(Pager):
+    """A buggy flow: it names an I/O method the provider does not have, or emits junk."""
+
+    step: Any = Call("no_such_io")
+
+    def _walk(self, flt: KeyFilter) -> Stream[str]:
+        try:
+            yield Emit(["n:k0"])
+            yield self.step
+        finally:
+            self.closed += 1
+
+
+@pytest.mark.parametrize("step", [Call("no_such_io"), Call("page", "not-an-index", 1, 2)])
+@pytest.mark.parametrize("shell", ["sync", "async"])
+def test_a_buggy_iterator_flow_is_a_typed_error_and_closed(shell: str, step: Call) -> None:
+    cache = Garbled(namespace="n:")
+    cache.step = step
+    got: list[str] = []
+
+    async def consume() -> None:
+        async for key in cache.aio().keys():
+            got.append(key)
+
+    with pytest.raises(CacheBackendError, match="keys\\(\\) failed inside Garbled"):
+        got.extend(cache.keys()) if shell == "sync" else asyncio.run(consume())
+    assert got == ["k0"]
+    assert cache.closed == 1
