@@ -25,7 +25,8 @@ talk to a server over the network. It owns, once for every such provider:
   write-back (:meth:`RemoteCache.aflush_hits`);
 * **flows**: a multi-step primitive written once as a generator that yields
   :class:`Call` objects, run by :meth:`RemoteCache._drive` (sync) and
-  :meth:`RemoteCache._adrive` (async); :class:`FlowCache` defines every primitive and
+  :meth:`RemoteCache._adrive` (async), which also answer the generic steps :func:`pause`
+  and :func:`fanout`; :class:`FlowCache` defines every primitive and
   its async twin as the driver of the provider's flow, so a flow provider writes only
   flows. See docs/provider-guide.md, "Async primitives";
 * **iterator flows**: a scan written once as a generator that yields :class:`Call`
@@ -45,6 +46,7 @@ import inspect
 import math
 import secrets
 import threading
+import time
 import weakref
 from abc import abstractmethod
 from collections.abc import (
@@ -122,7 +124,9 @@ __all__ = [
     "achunks",
     "chunks",
     "counter_overflow",
+    "fanout",
     "not_an_int",
+    "pause",
     "pull",
     "rebatched",
     "request_id",
@@ -173,6 +177,19 @@ class Call:
 Flow: TypeAlias = Generator[Call, Any, T]
 """A primitive's logic as a generator: it yields :class:`Call` objects, receives their replies
 (or has their errors thrown in), and returns the primitive's result."""
+
+
+def pause(seconds: float) -> Call:
+    """The step of waiting ``seconds`` before the next one (a retry's backoff); the
+    driver answers it with ``time.sleep`` on the sync shell, ``asyncio.sleep`` on the loop."""
+    return Call("pause", seconds)
+
+
+def fanout(calls: Iterable[Call], workers: int) -> Call:
+    """The step of sending independent ``calls``, ``workers`` at a time (threads on the
+    sync shell, tasks on the loop). Its reply lists each call's reply in order, or its
+    :class:`CacheError` as a value: one failure neither stops nor hides the others."""
+    return Call("fanout", tuple(calls), workers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -486,14 +503,14 @@ class RemoteCache(BaseCache, Generic[C]):
         finally:
             flow.close()  # as in _drive_iter: aclose(), a cancelled task, an error
 
-    def _fanout(self, calls: Sequence[Call], workers: int) -> list[Any]:
-        """Answer ``Call("fanout", calls, workers)``: each call's reply in order, at most
-        ``workers`` at a time on a thread pool; a call's :class:`CacheError` comes back
-        as its reply (a value), so one failure does not hide the others' outcomes."""
-        if workers <= 1 or len(calls) <= 1:
-            return [self._settled(call) for call in calls]
-        with ThreadPoolExecutor(min(workers, len(calls)), "cachehub-fanout") as pool:
-            return list(pool.map(self._settled, calls))
+    # Steps any flow may yield besides the provider's own I/O (:func:`pause`,
+    # :func:`fanout`): how to wait and how to run calls at once is the shell's business.
+
+    def _pause(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    async def _apause(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
     def _settled(self, call: Call) -> Any:
         try:
@@ -501,8 +518,13 @@ class RemoteCache(BaseCache, Generic[C]):
         except CacheError as exc:
             return exc
 
-    async def _afanout(self, calls: Sequence[Call], workers: int) -> list[Any]:
-        """:meth:`_fanout` on the event loop: tasks, at most ``workers`` in flight."""
+    def _fanout(self, calls: tuple[Call, ...], workers: int) -> list[Any]:
+        if workers <= 1 or len(calls) <= 1:
+            return [self._settled(call) for call in calls]
+        with ThreadPoolExecutor(min(workers, len(calls)), "cachehub-fanout") as pool:
+            return list(pool.map(self._settled, calls))
+
+    async def _afanout(self, calls: tuple[Call, ...], workers: int) -> list[Any]:
         gate = asyncio.Semaphore(max(1, workers))
 
         async def settled(call: Call) -> Any:

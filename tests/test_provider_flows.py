@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from cachehub import provider
 from cachehub.errors import CacheBackendError, CacheUnavailableError
 from cachehub.filters import compile_filter
 from cachehub.hookspecs import OperationEvent
@@ -35,6 +36,8 @@ from cachehub.provider import (
     Stream,
     achunks,
     chunks,
+    fanout,
+    pause,
     pull,
     rebatched,
 )
@@ -750,3 +753,98 @@ def test_a_buggy_iterator_flow_is_a_typed_error_and_closed(shell: str, step: Cal
         got.extend(cache.keys()) if shell == "sync" else asyncio.run(consume())
     assert got == ["k0"]
     assert cache.closed == 1
+
+
+# ---------------------------------------------------------------------- generic steps
+
+
+class FanOut(Recorder):
+    """Flows that yield the core's generic steps: ``pause`` and ``fanout`` of ``work``
+    calls; the I/O pair records how many calls were in flight at once."""
+
+    def __init__(self, settings: Any = None, /, **kwargs: Any) -> None:
+        super().__init__(settings, **kwargs)
+        self.in_flight = 0
+        self.most = 0
+        self.gate = threading.Lock()
+
+    def _enter(self) -> None:
+        with self.gate:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+
+    def _leave(self, n: int) -> int:
+        with self.gate:
+            self.in_flight -= 1
+        if n % 3 == 2:  # every third call fails, typed
+            raise self._translate(Boom(f"call {n}"))
+        return n * 10
+
+    def _work(self, n: int) -> int:
+        self._enter()
+        return self._leave(n)
+
+    async def _awork(self, n: int) -> int:
+        self._enter()
+        await asyncio.sleep(0)  # let the other tasks start: they overlap here
+        return self._leave(n)
+
+    def fan(self, n: int, workers: int) -> Flow[list[Any]]:
+        replies = yield fanout([Call("work", i) for i in range(n)], workers)
+        return list(replies)
+
+    def paused(self, seconds: float) -> Flow[str]:
+        yield pause(seconds)
+        return "done"
+
+
+@pytest.mark.parametrize("workers", [1, 3, 100])
+def test_fanout_answers_every_call_in_order_with_failures_as_values(workers: int) -> None:
+    cache = FanOut(namespace="n:")
+    for replies in (
+        cache._drive(cache.fan(8, workers)),
+        asyncio.run(cache._adrive(cache.fan(8, workers))),
+    ):
+        assert [r for r in replies if not isinstance(r, CacheError)] == [0, 10, 30, 40, 60, 70]
+        failed = [i for i, r in enumerate(replies) if isinstance(r, CacheUnavailableError)]
+        assert failed == [2, 5]  # one failure neither stops nor hides the others
+        assert str(replies[2]) == "fake server is down. Fix: start it."
+
+
+def test_fanout_keeps_to_its_workers_in_both_shells() -> None:
+    cache = FanOut(namespace="n:")
+    cache._drive(cache.fan(40, 4))
+    assert 1 <= cache.most <= 4
+    cache.most = 0
+    asyncio.run(cache._adrive(cache.fan(40, 4)))
+    assert cache.most == 4  # every task yields once inside: exactly the gate's width
+    cache.most = 0
+    assert cache._drive(cache.fan(0, 4)) == []  # nothing to send: no pool, no request
+
+
+def test_fanout_lets_an_untyped_error_out() -> None:
+    """Only CacheErrors become values: a bug in an I/O method is not swallowed."""
+
+    class Broken(FanOut):
+        def _work(self, n: int) -> int:
+            raise RuntimeError("bug")
+
+    broken = Broken(namespace="n:")
+    with pytest.raises(RuntimeError, match="bug"):
+        broken._drive(broken.fan(3, 2))
+
+
+def test_pause_sleeps_with_each_shells_own_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[tuple[str, float]] = []
+    real_sleep = asyncio.sleep
+
+    async def asleep(seconds: float) -> None:
+        slept.append(("async", seconds))
+        await real_sleep(0)
+
+    cache = FanOut(namespace="n:")
+    monkeypatch.setattr(provider.time, "sleep", lambda s: slept.append(("sync", s)))
+    assert cache._drive(cache.paused(0.25)) == "done"
+    monkeypatch.setattr(provider.asyncio, "sleep", asleep)
+    assert asyncio.run(cache._adrive(cache.paused(0.5))) == "done"
+    assert slept == [("sync", 0.25), ("async", 0.5)]

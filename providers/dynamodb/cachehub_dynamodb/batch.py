@@ -9,12 +9,13 @@ nothing is lost. If they are still refused after :data:`MAX_ROUNDS`, a
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 from cachehub.errors import CacheThrottledError
+from cachehub.provider import chunks, pause
 
-from .flow import Flow, pause, request
+from .flow import Flow, request
 
 __all__ = [
     "get_batches",
@@ -36,11 +37,6 @@ def backoff(attempt: int) -> float:
     return random.uniform(0, min(MAX_DELAY, BASE_DELAY * 2**attempt))
 
 
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def _gave_up(what: str, count: int, table: str) -> CacheThrottledError:
     return CacheThrottledError(
         f"DynamoDB left {count} {what} unprocessed on table '{table}' after {MAX_ROUNDS} retries.",
@@ -58,7 +54,7 @@ def get_batches(
 ) -> Flow[list[dict[str, Any]]]:
     """The items found for ``keys``: ceil(n/100) BatchGetItem requests plus retries."""
     found: list[dict[str, Any]] = []
-    for chunk in _chunks(keys, GET_CHUNK):
+    for chunk in chunks(keys, GET_CHUNK):
         pending: dict[str, Any] = {
             table: {"Keys": list(chunk), "ConsistentRead": consistent, **(projection or {})}
         }
@@ -79,7 +75,7 @@ def write_batches(
     table: str, requests: Sequence[dict[str, Any]], *, checked: bool = False
 ) -> Flow[int]:
     """Send Put/DeleteRequests in batches of 25 (+ retries); returns how many were sent."""
-    for chunk in _chunks(requests, WRITE_CHUNK):
+    for chunk in chunks(requests, WRITE_CHUNK):
         pending: dict[str, Any] = {table: list(chunk)}
         attempt = 0
         while pending:

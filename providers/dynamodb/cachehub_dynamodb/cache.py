@@ -13,7 +13,6 @@ import asyncio
 import math
 import re
 import threading
-import time
 from collections.abc import Callable, Hashable, Mapping
 from contextlib import closing
 from contextvars import ContextVar
@@ -447,12 +446,6 @@ class DynamoDBCache(FlowCache[Any]):
     def _ready(self) -> None:
         """The table bootstrap, as a flow step (:attr:`key_name` does it on first use)."""
         self.key_name  # noqa: B018 - the property bootstraps
-
-    def _pause(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-    async def _apause(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
 
     # ------------------------------------------------------------------ async client
 

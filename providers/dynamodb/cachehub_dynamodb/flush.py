@@ -2,7 +2,7 @@
 
 Flushing the hit counts of many keys is one conditional ``UpdateItem`` per key: sent one
 after another, closing a cache that read 250 keys waited for 250 round trips. They are
-independent, so they go out as one :func:`~.flow.fanout`: a small thread pool on the
+independent, so they go out as one :func:`cachehub.provider.fanout`: a small thread pool on the
 sync path (botocore clients are thread-safe), concurrent tasks on the event loop. The
 request count does not change: one per key.
 """
@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from cachehub.errors import CacheError
+from cachehub.provider import CacheError, fanout
 
 from .errors import ConditionFailedError
-from .flow import Flow, fanout, request
+from .flow import Flow, request
 
 __all__ = ["update_all", "flush_workers"]
 

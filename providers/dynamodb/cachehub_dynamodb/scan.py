@@ -3,19 +3,19 @@
 :func:`scan_pages` is an iterator flow (:data:`cachehub.provider.Stream`) that both
 shells drive: pages come round by round, so memory stays flat whatever the table size.
 With ``segments > 1`` each round asks every unfinished segment for its next page at once
-(one ``fanout`` step: threads on the sync side, tasks on the event loop) and hands the
-pages over in segment order, so at most ``segments`` pages are held. A consumer that
-stops early closes the flow between rounds, when no request is in flight: no worker
-outlives the scan.
+(one :func:`~cachehub.provider.fanout` step: threads on the sync side, tasks on the event
+loop) and hands the pages over in segment order, so at most ``segments`` pages are
+held. A consumer that stops early closes the flow between rounds, when no request is in
+flight: no worker outlives the scan.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from cachehub.provider import Emit, Stream
+from cachehub.provider import Emit, Stream, fanout
 
-from .flow import fanout, request
+from .flow import request
 
 __all__ = ["scan_pages", "segment_requests"]
 
