@@ -32,9 +32,9 @@ talk to a server over the network. It owns, once for every such provider:
 * **iterator flows**: a scan written once as a generator that yields :class:`Call`
   objects and :class:`Emit` batches of output (a :data:`Stream`), run by
   :meth:`RemoteCache._drive_iter` (an ``Iterator``) and :meth:`RemoteCache._adrive_iter`
-  (an ``AsyncIterator``); :func:`pull` reads one stream inside another flow, and a
-  ``Call("fanout", calls, workers)`` sends independent calls concurrently
-  (:meth:`RemoteCache._fanout`: threads / tasks).
+  (an ``AsyncIterator``); :func:`pull` reads one stream inside another flow and
+  :func:`rebatched` re-cuts its batches; with :func:`fanout`, parallel pages (DynamoDB's
+  Scan segments) are one flow too.
 
 See docs/provider-guide.md for a complete small provider built on it.
 """
