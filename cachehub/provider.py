@@ -29,7 +29,13 @@ talk to a server over the network. It owns, once for every such provider:
   :meth:`RemoteCache._adrive` (async), which also answer the generic steps :func:`pause`
   and :func:`fanout`; :class:`FlowCache` defines every primitive and
   its async twin as the driver of the provider's flow, so a flow provider writes only
-  flows. See docs/provider-guide.md, "Async primitives".
+  flows. See docs/provider-guide.md, "Async primitives";
+* **iterator flows**: a scan written once as a generator that yields :class:`Call`
+  objects and :class:`Emit` batches of output (a :data:`Stream`), run by
+  :meth:`RemoteCache._drive_iter` (an ``Iterator``) and :meth:`RemoteCache._adrive_iter`
+  (an ``AsyncIterator``); :func:`pull` reads one stream inside another flow and
+  :func:`rebatched` re-cuts its batches; with :func:`fanout`, parallel pages (DynamoDB's
+  Scan segments) are one flow too.
 
 See docs/provider-guide.md for a complete small provider built on it.
 """
@@ -53,8 +59,10 @@ from collections.abc import (
     Iterable,
     Iterator,
     Mapping,
+    Sequence,
 )
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, ClassVar, Final, Generic, TypeAlias, TypeVar
@@ -95,6 +103,7 @@ __all__ = [
     "NO_EXPIRY",
     "BaseCache",
     "Call",
+    "Emit",
     "CacheBackendError",
     "CacheError",
     "CacheMetadata",
@@ -114,12 +123,15 @@ __all__ = [
     "Option",
     "PendingHits",
     "RemoteCache",
+    "Stream",
     "achunks",
     "chunks",
     "counter_overflow",
     "fanout",
     "not_an_int",
     "pause",
+    "pull",
+    "rebatched",
     "request_id",
     "scrub",
     "translate_error",
@@ -182,6 +194,62 @@ def fanout(calls: Iterable[Call], workers: int) -> Call:
     sync shell, tasks on the loop). Its reply lists each call's reply in order, or its
     :class:`CacheError` as a value: one failure neither stops nor hides the others."""
     return Call("fanout", tuple(calls), workers)
+
+
+@dataclass(frozen=True, slots=True)
+class Emit(Generic[T]):
+    """Output of an iterator flow (a :data:`Stream`): ``yield Emit(keys)`` hands ``keys``
+    to the consumer, one at a time; the flow resumes (with ``None``) once they are taken.
+
+    A batch per backend page keeps the driver's cost per page, not per item; the flow
+    is suspended while the consumer holds the iterator, so memory is one batch.
+    """
+
+    items: Sequence[T]
+
+
+Stream: TypeAlias = Generator["Call | Emit[T]", Any, None]
+"""An iterator flow: a :data:`Flow` that also yields :class:`Emit` batches of output.
+Driven by :meth:`RemoteCache._drive_iter` / :meth:`RemoteCache._adrive_iter`, or read
+inside another flow by :func:`pull`."""
+
+
+def pull(stream: Stream[T]) -> Flow[Sequence[T] | None]:
+    """The next :class:`Emit` batch of ``stream``, inside another flow (None once it ends).
+
+    ``batch = yield from pull(stream)``: the stream's calls pass through the outer flow's
+    driver (their errors are thrown back into the stream, which may handle them). The
+    outer flow owns ``stream`` and closes it (``with closing(stream):``).
+    """
+    reply: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            step = stream.send(reply) if error is None else stream.throw(error)
+        except StopIteration:
+            return None
+        if isinstance(step, Emit):
+            return step.items
+        error = reply = None
+        try:
+            reply = yield step
+        except Exception as exc:  # back into the stream: it may handle it
+            error = exc
+
+
+def rebatched(stream: Stream[T], size: int) -> Stream[T]:
+    """``stream``'s output in :class:`Emit` batches of exactly ``size`` items (the last may
+    hold fewer): a backend's page sizes vary, a batch request's limit does not. At most
+    ``size`` items plus one batch of ``stream`` are held."""
+    held: list[T] = []
+    with closing(stream):
+        while (batch := (yield from pull(stream))) is not None:
+            held += batch
+            while len(held) >= size:
+                yield Emit(held[:size])
+                del held[:size]
+    if held:
+        yield Emit(held)
 
 
 def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -449,6 +517,54 @@ class RemoteCache(BaseCache, Generic[C]):
         finally:
             flow.close()  # as in _drive: a cancelled task's flow is closed at once
 
+    def _drive_iter(self, flow: Stream[T]) -> Iterator[T]:
+        """Run the iterator flow ``flow`` with the sync I/O methods; its output, lazily.
+
+        As :meth:`_drive`, plus :class:`Emit` steps: their items are yielded to the
+        consumer. A consumer that stops early (``close()``), raises or is interrupted
+        closes the flow at once (the ``finally``), whatever it was waiting on.
+        """
+        reply: Any = None
+        error: BaseException | None = None
+        try:
+            while True:
+                try:
+                    step = flow.send(reply) if error is None else flow.throw(error)
+                except StopIteration:
+                    return
+                error = reply = None
+                if isinstance(step, Emit):
+                    yield from step.items
+                    continue
+                try:
+                    reply = getattr(self, "_" + step.name)(*step.args)
+                except Exception as exc:
+                    error = exc
+        finally:
+            flow.close()
+
+    async def _adrive_iter(self, flow: Stream[T]) -> AsyncIterator[T]:
+        """Run the iterator flow ``flow`` with the async I/O methods (``self._a<name>``)."""
+        reply: Any = None
+        error: BaseException | None = None
+        try:
+            while True:
+                try:
+                    step = flow.send(reply) if error is None else flow.throw(error)
+                except StopIteration:
+                    return
+                error = reply = None
+                if isinstance(step, Emit):
+                    for item in step.items:
+                        yield item
+                    continue
+                try:
+                    reply = await getattr(self, "_a" + step.name)(*step.args)
+                except Exception as exc:
+                    error = exc
+        finally:
+            flow.close()  # as in _drive_iter: aclose(), a cancelled task, an error
+
     # Steps any flow may yield besides the provider's own I/O (:func:`pause`,
     # :func:`fanout`): how to wait and how to run calls at once is the shell's business.
 
@@ -678,6 +794,35 @@ class FlowCache(RemoteCache[C]):
         """:meth:`BaseCache._lock_holder` as a flow."""
         raise self._unwritten("_lock_holder")
 
+    def _clear_internal_flow(self, now: float) -> Flow[int]:
+        """:meth:`BaseCache._clear_internal` as a flow (the locks live on the server)."""
+        raise self._unwritten("_clear_internal")
+
+    # The scans: one iterator flow, and count/clear over it unless the backend counts or
+    # deletes server-side (then the provider overrides them with its own flows).
+
+    def _scan_flow(self, flt: KeyFilter, now: float) -> Stream[str]:
+        """:meth:`BaseCache._scan` as an iterator flow: ``yield Emit(keys)`` per page."""
+        raise self._unwritten("_scan")
+
+    def _count_flow(self, flt: KeyFilter, now: float) -> Flow[int]:
+        """:meth:`BaseCache._count` as a flow (default: the keys of :meth:`_scan_flow`)."""
+        counted = 0
+        with closing(self._scan_flow(flt, now)) as keys:
+            while (batch := (yield from pull(keys))) is not None:
+                counted += len(batch)
+        return counted
+
+    def _clear_flow(self, flt: KeyFilter, now: float) -> Flow[int]:
+        """:meth:`BaseCache._clear` as a flow (default: each batch of :meth:`_scan_flow`
+        deleted by :meth:`_delete_many_flow` before the next page is read)."""
+        removed = 0
+        with closing(self._scan_flow(flt, now)) as keys:
+            while (batch := (yield from pull(keys))) is not None:
+                if batch:
+                    removed += yield from self._delete_many_flow(list(batch), now)
+        return removed
+
     def _write_hits_flow(self, pending: dict[str, PendingHits]) -> Flow[None]:
         """:meth:`RemoteCache._write_hits` as a flow (needed for ``hitCounts``)."""
         raise NotImplementedError(f"{type(self).__name__} does not write hit counts back")
@@ -791,6 +936,30 @@ class FlowCache(RemoteCache[C]):
 
     async def _alock_holder(self, name: str, now: float) -> str | None:
         return await self._adrive(self._lock_holder_flow(name, now))
+
+    def _clear_internal(self, now: float) -> int:
+        return self._drive(self._clear_internal_flow(now))
+
+    async def _aclear_internal(self, now: float) -> int:
+        return await self._adrive(self._clear_internal_flow(now))
+
+    def _scan(self, flt: KeyFilter, now: float) -> Iterator[str]:
+        return self._drive_iter(self._scan_flow(flt, now))
+
+    def _ascan(self, flt: KeyFilter, now: float) -> AsyncIterator[str]:
+        return self._adrive_iter(self._scan_flow(flt, now))
+
+    def _count(self, flt: KeyFilter, now: float) -> int:
+        return self._drive(self._count_flow(flt, now))
+
+    async def _acount(self, flt: KeyFilter, now: float) -> int:
+        return await self._adrive(self._count_flow(flt, now))
+
+    def _clear(self, flt: KeyFilter, now: float) -> int:
+        return self._drive(self._clear_flow(flt, now))
+
+    async def _aclear(self, flt: KeyFilter, now: float) -> int:
+        return await self._adrive(self._clear_flow(flt, now))
 
     def _write_hits(self, pending: dict[str, PendingHits]) -> None:
         self._drive(self._write_hits_flow(pending))

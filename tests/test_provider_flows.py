@@ -12,16 +12,20 @@ import asyncio
 import logging
 import threading
 from collections.abc import Iterator
+from contextlib import closing
 from typing import Any, ClassVar
 
 import pytest
 
 from cachehub import provider
-from cachehub.errors import CacheUnavailableError
+from cachehub.errors import CacheBackendError, CacheUnavailableError
+from cachehub.filters import compile_filter
+from cachehub.hookspecs import OperationEvent
 from cachehub.provider import (
     HIT_OPTIONS,
     CacheError,
     Call,
+    Emit,
     Entry,
     Expiry,
     Flow,
@@ -29,10 +33,13 @@ from cachehub.provider import (
     KeyFilter,
     Option,
     PendingHits,
+    Stream,
     achunks,
     chunks,
     fanout,
     pause,
+    pull,
+    rebatched,
 )
 
 NOW = 1000.0
@@ -57,7 +64,12 @@ PRIMITIVES: dict[str, tuple[tuple[Any, ...], Any]] = {
     "lock_release": (("lock", "tok", NOW), True),
     "lock_extend": (("lock", "tok", 8.0, NOW), False),
     "lock_holder": (("lock", NOW), "tok"),
+    "count": ((compile_filter("a*", "n:"), NOW), 3),
+    "clear": ((compile_filter(None, "n:"), NOW), 4),
+    "clear_internal": ((NOW,), 5),
 }
+ITERATORS = {"scan"}
+"""Primitives driven as iterator flows (``_scan``/``_ascan`` return iterators)."""
 
 
 class Boom(Exception):
@@ -153,6 +165,15 @@ class Recorder(FlowCache[object]):
     def _lock_holder_flow(self, name: str, now: float) -> Flow[str | None]:
         return self._one("lock_holder", name, now)
 
+    def _count_flow(self, flt: KeyFilter, now: float) -> Flow[int]:
+        return self._one("count", flt, now)
+
+    def _clear_flow(self, flt: KeyFilter, now: float) -> Flow[int]:
+        return self._one("clear", flt, now)
+
+    def _clear_internal_flow(self, now: float) -> Flow[int]:
+        return self._one("clear_internal", now)
+
     def _write_hits_flow(self, pending: dict[str, PendingHits]) -> Flow[None]:
         yield Call("send", "hits", {k: p.hits for k, p in pending.items()})
 
@@ -205,13 +226,18 @@ def test_the_drivers_cover_every_flow_the_core_declares() -> None:
     """A new flow declared in FlowCache without its drivers (or the reverse) fails here."""
     flows = {n[1:-5] for n in vars(FlowCache) if n.startswith("_") and n.endswith("_flow")}
     flows -= {"write_hits", "flush_due"}  # hit write-back: driven by flush_hits, not a primitive
-    assert flows == set(PRIMITIVES)
+    assert flows == set(PRIMITIVES) | ITERATORS
     for name in flows:
         assert "_" + name in vars(FlowCache)
-        assert asyncio.iscoroutinefunction(vars(FlowCache)["_a" + name])
+        if name not in ITERATORS:
+            assert asyncio.iscoroutinefunction(vars(FlowCache)["_a" + name])
 
 
-@pytest.mark.parametrize("name", sorted(set(PRIMITIVES) - {"get", "get_entry", "exists"}))
+DEFAULTED = {"get", "get_entry", "exists", "count", "clear"}
+"""Flows FlowCache writes from others by default (the entry flow, the scan flow)."""
+
+
+@pytest.mark.parametrize("name", sorted(set(PRIMITIVES) - DEFAULTED))
 def test_a_primitive_without_its_flow_names_both(name: str) -> None:
     cache = Bare()
     args, _ = PRIMITIVES[name]
@@ -352,6 +378,381 @@ def test_an_interrupted_sync_flow_is_closed_by_the_driver() -> None:
         cache._get("k", NOW)
     assert caught.value.__traceback__ is not None  # holds the driver's frame, and the flow
     assert Hanging.closed == ["k"]
+
+
+# ---------------------------------------------------------------------- iterator flows
+
+
+class Pager(FlowCache[object]):
+    """A flow provider that writes only its scan as an iterator flow (and delete_many):
+    ``store`` is the "server", listed two keys per ``page`` request; ``fail_at`` makes
+    that page's request fail, ``hang_at`` makes its async request never answer.
+    ``endless`` lists fresh keys forever (a consumer must stop it)."""
+
+    backend_errors: ClassVar[tuple[type[Exception], ...]] = (Boom,)
+
+    def __init__(self, settings: Any = None, /, **kwargs: Any) -> None:
+        super().__init__(settings, **kwargs)
+        self.store: dict[str, Any] = {}
+        self.requests: list[tuple[str, Any]] = []
+        self.closed = 0
+        self.fail_at: int | None = None
+        self.hang_at: int | None = None
+        self.endless = False
+        self.recovers = False
+        self.listing: list[str] = []
+        self.live: list[Stream[str]] = []
+
+    def _connect(self) -> object:
+        return object()
+
+    def _translate(self, exc: Exception) -> CacheError:
+        return CacheUnavailableError("fake server is down.", hint="start it.")
+
+    def _page(self, index: int) -> list[str]:
+        self.requests.append(("sync", index))
+        if index == self.fail_at:
+            raise self._translate(Boom("password=hunter22"))
+        if self.endless:
+            return [f"{self.namespace}e{index}-{i}" for i in range(2)]
+        if index == 0:  # a cursor's view: deletes during the walk do not shift pages
+            self.listing = sorted(self.store)
+        return self.listing[2 * index : 2 * index + 2]
+
+    async def _apage(self, index: int) -> list[str]:
+        if index == self.hang_at:
+            self.requests.append(("async", index))
+            await asyncio.Event().wait()  # the reply never comes: only cancel() ends this
+        self.requests.append(("async", index))
+        return self._page(index)[:2] if index != self.fail_at else self._raise(index)
+
+    def _raise(self, index: int) -> list[str]:
+        raise self._translate(Boom(f"page {index}"))
+
+    def _drop(self, keys: list[str]) -> int:
+        self.requests.append(("sync-drop", len(keys)))
+        return sum(self.store.pop(k, None) is not None for k in keys)
+
+    async def _adrop(self, keys: list[str]) -> int:
+        self.requests.append(("async-drop", len(keys)))
+        return sum(self.store.pop(k, None) is not None for k in keys)
+
+    def _scan_flow(self, flt: KeyFilter, now: float) -> Stream[str]:
+        walk = self._walk(flt)
+        # Held here, so only the driver's explicit close() can close it (not refcounting).
+        self.live.append(walk)
+        return walk
+
+    def _walk(self, flt: KeyFilter) -> Stream[str]:
+        index = 0
+        try:
+            while True:
+                try:
+                    keys = yield Call("page", index)
+                except CacheUnavailableError:
+                    if not self.recovers:
+                        raise
+                    keys = ["n:recovered"]  # a flow may handle its call's error
+                if not keys:
+                    return
+                yield Emit([k for k in keys if flt.matches(k)])
+                index += 1
+        finally:
+            self.closed += 1  # a flow's cleanup: a server cursor released
+
+    def _delete_many_flow(self, keys: list[str], now: float) -> Flow[int]:
+        return int((yield Call("drop", keys)))
+
+
+ALL = compile_filter(None, "n:")
+
+
+def _pager(n: int = 5) -> Pager:
+    cache = Pager(namespace="n:")
+    cache.store = {f"n:k{i}": i for i in range(n)}
+    return cache
+
+
+async def _alist(it: Any) -> list[Any]:
+    return [x async for x in it]
+
+
+def test_an_iterator_flow_gives_both_shells_the_same_keys_and_requests() -> None:
+    cache = _pager(5)
+    assert list(cache._scan(ALL, NOW)) == [f"n:k{i}" for i in range(5)]
+    sync_requests = [i for _, i in cache.requests]
+    cache.requests.clear()
+    assert asyncio.run(_alist(cache._ascan(ALL, NOW))) == [f"n:k{i}" for i in range(5)]
+    assert sync_requests == [0, 1, 2, 3]  # three pages of keys, one empty: the end
+    assert [i for shell, i in cache.requests if shell == "async"] == sync_requests
+    assert cache.closed == 2
+
+
+def test_a_provider_writing_only_the_scan_flow_gets_the_public_walks() -> None:
+    """keys(), count() and clear(), sync and async, all from the one iterator flow."""
+    cache = _pager(5)
+    assert sorted(cache.keys()) == [f"k{i}" for i in range(5)]
+    assert sorted(asyncio.run(_alist(cache.aio().keys("k?")))) == [f"k{i}" for i in range(5)]
+    assert cache.count() == 5
+    assert asyncio.run(cache.aio().count("k1*")) == 1
+    assert cache.clear("k1") == 1
+    # clear deletes each scanned batch before reading the next page: a batch per request
+    assert [r for r in cache.requests if r[0] == "sync-drop"] == [("sync-drop", 1)]
+    assert asyncio.run(cache.aio().clear()) == 4
+    assert [r for r in cache.requests if r[0] == "async-drop"] == [("async-drop", 2)] * 2
+    assert cache.store == {}
+
+
+def test_the_driver_is_lazy_and_early_stop_closes_the_flow_at_once() -> None:
+    cache = Pager(namespace="n:")
+    cache.endless = True  # an unbounded scan: only the consumer stops it
+    keys = cache._scan(ALL, NOW)
+    assert [next(keys) for _ in range(3)] == ["n:e0-0", "n:e0-1", "n:e1-0"]
+    assert len(cache.requests) == 2  # one page ahead at most, never drained
+    keys.close()  # type: ignore[attr-defined]
+    assert cache.closed == 1
+    assert len(cache.requests) == 2
+
+
+def test_the_async_driver_is_lazy_and_aclose_closes_the_flow_at_once() -> None:
+    cache = Pager(namespace="n:")
+    cache.endless = True
+
+    async def scenario() -> list[str]:
+        keys = cache._ascan(ALL, NOW)
+        first = [await anext(keys) for _ in range(3)]
+        await keys.aclose()  # type: ignore[attr-defined]
+        return first
+
+    assert asyncio.run(scenario()) == ["n:e0-0", "n:e0-1", "n:e1-0"]
+    assert cache.closed == 1
+    assert [i for shell, i in cache.requests if shell == "async"] == [0, 1]
+
+
+def test_the_public_keys_iterator_stopped_early_closes_the_flow() -> None:
+    cache = Pager(namespace="n:")
+    cache.endless = True
+    for taken, _ in enumerate(cache.keys()):
+        if taken == 2:
+            break
+    assert cache.closed == 1  # the shell's generator let go of the driver at once
+    assert len(cache.requests) == 2
+
+
+def test_an_exception_in_the_consumer_closes_the_flow() -> None:
+    cache = Pager(namespace="n:")
+    cache.endless = True
+    keys = cache._scan(ALL, NOW)
+    next(keys)
+    with pytest.raises(ValueError, match="consumer"):
+        keys.throw(ValueError("consumer failed"))  # type: ignore[attr-defined]
+    assert cache.closed == 1
+    assert len(cache.requests) == 1
+
+
+def test_an_exception_in_an_async_consumer_closes_the_flow() -> None:
+    cache = Pager(namespace="n:")
+    cache.endless = True
+
+    async def scenario() -> None:
+        keys = cache._ascan(ALL, NOW)
+        await anext(keys)
+        await keys.athrow(ValueError("consumer failed"))  # type: ignore[attr-defined]
+
+    with pytest.raises(ValueError, match="consumer"):
+        asyncio.run(scenario())
+    assert cache.closed == 1
+
+
+@pytest.mark.parametrize("shell", ["sync", "async"])
+def test_a_failing_call_ends_the_iteration_typed_after_the_keys_before_it(shell: str) -> None:
+    cache = _pager(5)
+    cache.fail_at = 1
+    got: list[str] = []
+
+    async def consume() -> None:
+        async for key in cache._ascan(ALL, NOW):
+            got.append(key)
+
+    with pytest.raises(CacheUnavailableError) as caught:
+        if shell == "sync":
+            got.extend(cache._scan(ALL, NOW))
+        else:
+            asyncio.run(consume())
+    assert got == ["n:k0", "n:k1"]  # the first page was handed over before the failure
+    assert "hunter22" not in str(caught.value)
+    assert cache.closed == 1
+
+
+@pytest.mark.parametrize("shell", ["sync", "async"])
+def test_a_flow_may_handle_its_call_error(shell: str) -> None:
+    cache = _pager(0)
+    cache.fail_at, cache.recovers = 0, True
+    keys = cache._scan(ALL, NOW) if shell == "sync" else None
+    got = list(keys) if keys is not None else asyncio.run(_alist(cache._ascan(ALL, NOW)))
+    assert got == ["n:recovered"]
+
+
+@pytest.mark.parametrize("shell", ["sync", "async"])
+def test_a_call_error_reaches_the_error_policy_and_the_whole_iteration_event(shell: str) -> None:
+    """The core shell still wraps the driven scan: one ``keys`` event ends with the
+    error, and ``onError: miss`` ends the iteration early after the keys already read."""
+    for on_error, keys in (("raise", None), ("miss", ["k0", "k1"])):
+        events: list[OperationEvent] = []
+        cache = Pager(namespace="n:", observer=events.append, onError=on_error)
+        cache.store, cache.fail_at = {f"n:k{i}": i for i in range(5)}, 1
+        got: list[str] = []
+
+        async def consume(cache: Pager = cache, got: list[str] = got) -> None:
+            async for key in cache.aio().keys():
+                got.append(key)
+
+        try:
+            got.extend(cache.keys()) if shell == "sync" else asyncio.run(consume())
+        except CacheUnavailableError:
+            assert keys is None
+        else:
+            assert got == keys
+        assert got == ["k0", "k1"]
+        assert [(e.operation, type(e.error).__name__) for e in events] == [
+            ("keys", "CacheUnavailableError")
+        ]
+        assert cache.closed == 1
+
+
+def test_cancelling_the_async_iteration_closes_the_flow_at_once() -> None:
+    cache = _pager(5)
+    cache.hang_at = 1
+
+    async def scenario() -> BaseException:
+        got: list[str] = []
+
+        async def consume() -> None:
+            async for key in cache._ascan(ALL, NOW):
+                got.append(key)
+
+        task = asyncio.ensure_future(consume())
+        while len(cache.requests) < 3:  # page 0 answered, page 1 sent and hanging
+            await asyncio.sleep(0)
+        assert got == ["n:k0", "n:k1"]
+        assert cache.closed == 0
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError) as caught:
+            await task
+        return caught.value  # kept, as a caller logging it would keep it
+
+    error = asyncio.run(scenario())
+    assert isinstance(error, asyncio.CancelledError)
+    assert cache.closed == 1
+
+
+class Fan(Pager):
+    """Fan-out I/O: ``_echo`` answers its argument, records how many run at once."""
+
+    def __init__(self, settings: Any = None, /, **kwargs: Any) -> None:
+        super().__init__(settings, **kwargs)
+        self.running = self.peak = 0
+        self.gate = threading.Lock()
+
+    def _echo(self, i: int) -> int:
+        with self.gate:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        try:
+            if i == 3:
+                raise self._translate(Boom("password=hunter22"))
+            return i * 10
+        finally:
+            with self.gate:
+                self.running -= 1
+
+    async def _aecho(self, i: int) -> int:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        try:
+            for _ in range(10 - i):  # later calls finish first: order must not follow
+                await asyncio.sleep(0)
+            if i == 3:
+                raise self._translate(Boom("password=hunter22"))
+            return i * 10
+        finally:
+            self.running -= 1
+
+    def _scan_flow(self, flt: KeyFilter, now: float) -> Stream[str]:
+        replies = yield Call("fanout", [Call("echo", i) for i in range(6)], 2)
+        yield Emit([str(r) if not isinstance(r, CacheError) else "error" for r in replies])
+
+
+@pytest.mark.parametrize("shell", ["sync", "async"])
+def test_fanout_answers_in_call_order_within_its_worker_bound(shell: str) -> None:
+    cache = Fan(namespace="n:")
+    scan = cache._scan(ALL, NOW) if shell == "sync" else None
+    got = list(scan) if scan is not None else asyncio.run(_alist(cache._ascan(ALL, NOW)))
+    assert got == ["0", "10", "20", "error", "40", "50"]  # a failure is a value, in place
+    assert 1 <= cache.peak <= 2
+    if shell == "async":
+        assert cache.peak == 2  # tasks: the bound is reached, never passed
+    assert cache.running == 0  # every call settled before the flow resumed
+
+
+def test_pull_reads_a_stream_inside_a_flow_and_rebatched_cuts_exact_batches() -> None:
+    cache = _pager(7)
+    batches: list[list[str]] = []
+
+    def flow() -> Flow[int]:
+        with closing(rebatched(cache._scan_flow(ALL, NOW), 3)) as keys:
+            while (batch := (yield from pull(keys))) is not None:
+                batches.append(list(batch))
+        return len(batches)
+
+    assert cache._drive(flow()) == 3
+    assert batches == [["n:k0", "n:k1", "n:k2"], ["n:k3", "n:k4", "n:k5"], ["n:k6"]]
+    assert cache.closed == 1
+    assert asyncio.run(cache._adrive(flow())) == 6  # and the same on the event loop
+    assert batches[3:] == batches[:3]
+
+
+def test_a_flow_stopping_a_pulled_stream_early_closes_it() -> None:
+    cache = Pager(namespace="n:")
+    cache.endless = True
+
+    def first_batch() -> Flow[list[str]]:
+        with closing(cache._scan_flow(ALL, NOW)) as keys:
+            return list((yield from pull(keys)) or [])
+
+    assert cache._drive(first_batch()) == ["n:e0-0", "n:e0-1"]
+    assert cache.closed == 1
+    assert len(cache.requests) == 1
+
+
+class Garbled(Pager):
+    """A buggy flow: it names an I/O method the provider does not have, or emits junk."""
+
+    step: Any = Call("no_such_io")
+
+    def _walk(self, flt: KeyFilter) -> Stream[str]:
+        try:
+            yield Emit(["n:k0"])
+            yield self.step
+        finally:
+            self.closed += 1
+
+
+@pytest.mark.parametrize("step", [Call("no_such_io"), Call("page", "not-an-index", 1, 2)])
+@pytest.mark.parametrize("shell", ["sync", "async"])
+def test_a_buggy_iterator_flow_is_a_typed_error_and_closed(shell: str, step: Call) -> None:
+    cache = Garbled(namespace="n:")
+    cache.step = step
+    got: list[str] = []
+
+    async def consume() -> None:
+        async for key in cache.aio().keys():
+            got.append(key)
+
+    with pytest.raises(CacheBackendError, match="keys\\(\\) failed inside Garbled"):
+        got.extend(cache.keys()) if shell == "sync" else asyncio.run(consume())
+    assert got == ["k0"]
+    assert cache.closed == 1
 
 
 # ---------------------------------------------------------------------- generic steps

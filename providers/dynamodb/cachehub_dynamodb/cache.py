@@ -13,7 +13,8 @@ import asyncio
 import math
 import re
 import threading
-from collections.abc import AsyncIterator, Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Mapping
+from contextlib import closing
 from contextvars import ContextVar
 from decimal import Decimal
 from typing import Any, ClassVar, Final, TypeVar, cast
@@ -36,8 +37,10 @@ from cachehub.provider import (
     CacheOutcomeUnknownError,
     CachePermissionError,
     CacheValueError,
+    Call,
     ConfigError,
     CorruptEntryError,
+    Emit,
     Entry,
     Expiry,
     Flow,
@@ -46,9 +49,10 @@ from cachehub.provider import (
     KeyFilter,
     Option,
     PendingHits,
-    achunks,
-    chunks,
+    Stream,
     not_an_int,
+    pull,
+    rebatched,
     request_id,
     scrub,
 )
@@ -106,7 +110,7 @@ from .items import (
     to_entry,
     version_of,
 )
-from .scan import ascan_count, ascan_items, scan_count, scan_items
+from .scan import scan_pages
 from .table import bootstrap_table
 
 __all__ = ["DynamoDBCache"]
@@ -439,9 +443,9 @@ class DynamoDBCache(FlowCache[Any]):
         finally:
             _ONCE.reset(token)
 
-    async def _ascan_page(self, operation: str, params: dict[str, Any]) -> Any:
-        """One Scan page for :func:`.scan.ascan_items` / :func:`.scan.ascan_count`."""
-        return await self._arequest(operation, params)
+    def _ready(self) -> None:
+        """The table bootstrap, as a flow step (:attr:`key_name` does it on first use)."""
+        self.key_name  # noqa: B018 - the property bootstraps
 
     # ------------------------------------------------------------------ async client
 
@@ -1000,36 +1004,23 @@ class DynamoDBCache(FlowCache[Any]):
             return None
         return {kn: item[kn]}, storage_key
 
-    def _scan_keys(self, flt: KeyFilter, now: float) -> Iterator[tuple[dict[str, Any], str]]:
+    def _listed_flow(self, flt: KeyFilter, now: float) -> Stream[tuple[dict[str, Any], str]]:
         """Stream ``(DynamoDB key, storage key)`` of live items selected by ``flt``."""
+        yield Call("ready")  # the async shell bootstraps the table off the loop
         flt = self._filter(flt)
-        for item in scan_items(self._send_request, self._list_params(flt, now), self._segments):
-            if (listed := self._listed(item, flt, now)) is not None:
-                yield listed
-
-    async def _ascan_keys(
-        self, flt: KeyFilter, now: float
-    ) -> AsyncIterator[tuple[dict[str, Any], str]]:
-        """:meth:`_scan_keys` on this loop's async client."""
-        await self._aready()
-        flt = self._filter(flt)
-        async for item in ascan_items(
-            self._ascan_page, self._list_params(flt, now), self._segments
-        ):
-            if (listed := self._listed(item, flt, now)) is not None:
-                yield listed
+        with closing(scan_pages(self._list_params(flt, now), self._segments)) as pages:
+            while (batch := (yield from pull(pages))) is not None:
+                items = (item for page in batch for item in page.get("Items", []))
+                yield Emit([x for item in items if (x := self._listed(item, flt, now))])
 
     @property
     def _segments(self) -> int:
         return int(self.settings["scanSegments"])
 
-    def _scan(self, flt: KeyFilter, now: float) -> Iterator[str]:
-        for _, storage_key in self._scan_keys(flt, now):
-            yield storage_key
-
-    async def _ascan(self, flt: KeyFilter, now: float) -> AsyncIterator[str]:
-        async for _, storage_key in self._ascan_keys(flt, now):
-            yield storage_key
+    def _scan_flow(self, flt: KeyFilter, now: float) -> Stream[str]:
+        with closing(self._listed_flow(flt, now)) as listed:
+            while (batch := (yield from pull(listed))) is not None:
+                yield Emit([storage_key for _, storage_key in batch])
 
     def _count_params(self, flt: KeyFilter, now: float) -> dict[str, Any] | None:
         """A server-side ``Select=COUNT`` Scan for ``flt``, or None to count listed keys."""
@@ -1037,30 +1028,27 @@ class DynamoDBCache(FlowCache[Any]):
             return None
         return self._scan_params(flt, now, keys_only=False)
 
-    def _count(self, flt: KeyFilter, now: float) -> int:
+    def _count_flow(self, flt: KeyFilter, now: float) -> Flow[int]:
+        yield Call("ready")
         params = self._count_params(flt, now)
         if params is None:
-            return sum(1 for _ in self._scan_keys(flt, now))
-        return scan_count(self._send_request, params, self._segments)
+            return (yield from super()._count_flow(flt, now))  # the listed keys, counted
+        counted = 0
+        with closing(scan_pages({**params, "Select": "COUNT"}, self._segments)) as pages:
+            while (batch := (yield from pull(pages))) is not None:
+                counted += sum(int(page.get("Count", 0)) for page in batch)
+        return counted
 
-    async def _acount(self, flt: KeyFilter, now: float) -> int:
-        await self._aready()
-        params = self._count_params(flt, now)
-        if params is None:
-            counted = 0
-            async for _ in self._ascan_keys(flt, now):
-                counted += 1
-            return counted
-        return await ascan_count(self._ascan_page, params, self._segments)
+    def _clear_flow(self, flt: KeyFilter, now: float) -> Flow[int]:
+        return (yield from self._delete_listed(self._listed_flow(flt, now)))
 
-    def _clear(self, flt: KeyFilter, now: float) -> int:
-        deletes = (key for key, _ in self._scan_keys(flt, now))
-        return sum(self._drive(self._delete_items(batch)) for batch in chunks(deletes, 25))
-
-    async def _aclear(self, flt: KeyFilter, now: float) -> int:
+    def _delete_listed(self, listed: Stream[tuple[dict[str, Any], str]]) -> Flow[int]:
+        """Delete the items a scan lists (``(DynamoDB key, storage key)``), 25 per
+        BatchWriteItem, as the scan goes: one batch of keys is held at a time."""
         removed = 0
-        async for batch in achunks((key async for key, _ in self._ascan_keys(flt, now)), 25):
-            removed += await self._adrive(self._delete_items(batch))
+        with closing(rebatched(listed, 25)) as batches:
+            while (batch := (yield from pull(batches))) is not None:
+                removed += yield from self._delete_items([key for key, _ in batch])
         return removed
 
     def _delete_items(self, keys: list[dict[str, Any]]) -> Flow[int]:
@@ -1070,16 +1058,24 @@ class DynamoDBCache(FlowCache[Any]):
         requests = [{"DeleteRequest": {"Key": key}} for key in keys]
         return (yield from write_batches(self.table_name, requests))
 
-    def _get_all(self, flt: KeyFilter, now: float) -> dict[str, Any]:
-        # Hook (issue #18): one unreadable entry is skipped and reported, never fatal.
-        from .lucee import tolerant_get_all
+    def _get_all_flow(self, flt: KeyFilter, now: float) -> Flow[dict[str, Any]]:
+        """``get_all`` that skips undecodable entries instead of failing as a whole (#18):
+        the keys in chunks of ``CONVERT_CHUNK``, each read by ``tolerant_chunk``."""
+        from .lucee import CONVERT_CHUNK, tolerant_chunk
 
-        return tolerant_get_all(self, flt, now)
+        result: dict[str, Any] = {}
+        strip = len(self.namespace)
+        with closing(rebatched(self._scan_flow(flt, now), CONVERT_CHUNK)) as keys:
+            while (chunk := (yield from pull(keys))) is not None:
+                for sk, value in (yield from tolerant_chunk(self, list(chunk), now)).items():
+                    result[sk[strip:]] = value
+        return result
+
+    def _get_all(self, flt: KeyFilter, now: float) -> dict[str, Any]:
+        return self._drive(self._get_all_flow(flt, now))
 
     async def _aget_all(self, flt: KeyFilter, now: float) -> dict[str, Any]:
-        from .lucee import atolerant_get_all
-
-        return await atolerant_get_all(self, flt, now)
+        return await self._adrive(self._get_all_flow(flt, now))
 
     # ------------------------------------------------------------------ batches
 
@@ -1343,21 +1339,18 @@ class DynamoDBCache(FlowCache[Any]):
             _original(item),
         )
 
-    def _clear_internal(self, now: float) -> int:
+    def _internal_listed_flow(self) -> Stream[tuple[dict[str, Any], str]]:
+        """``(DynamoDB key, original key)`` of this namespace's internal (lock) items."""
+        yield Call("ready")
         kn = self.key_name
-        scanned = scan_items(self._send_request, self._internal_params(), self._segments)
-        ours = ({kn: item[kn]} for item in scanned if self._internal_of_ours(item))
-        return sum(self._drive(self._delete_items(batch)) for batch in chunks(ours, 25))
+        with closing(scan_pages(self._internal_params(), self._segments)) as pages:
+            while (batch := (yield from pull(pages))) is not None:
+                items = (item for page in batch for item in page.get("Items", []))
+                ours = [item for item in items if self._internal_of_ours(item)]
+                yield Emit([({kn: item[kn]}, _original(item)) for item in ours])
 
-    async def _aclear_internal(self, now: float) -> int:
-        await self._aready()
-        kn = self.key_name
-        scanned = ascan_items(self._ascan_page, self._internal_params(), self._segments)
-        ours = ({kn: item[kn]} async for item in scanned if self._internal_of_ours(item))
-        removed = 0
-        async for batch in achunks(ours, 25):
-            removed += await self._adrive(self._delete_items(batch))
-        return removed
+    def _clear_internal_flow(self, now: float) -> Flow[int]:
+        return (yield from self._delete_listed(self._internal_listed_flow()))
 
     # ------------------------------------------------------------------ DynamoDBCommand
 

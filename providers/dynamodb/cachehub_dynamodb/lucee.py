@@ -42,7 +42,7 @@ from cachehub.errors import (
     InvalidKeyError,
 )
 from cachehub.filters import KeyFilter, compile_filter
-from cachehub.provider import Call, achunks
+from cachehub.provider import Call
 
 from .batch import get_batches
 from .cache import DynamoDBCache
@@ -62,8 +62,6 @@ __all__ = [
     "convert_from_lucee",
     "lucee_key",
     "report_foreign",
-    "tolerant_get_all",
-    "atolerant_get_all",
     "tolerant_chunk",
 ]
 
@@ -273,28 +271,6 @@ def tolerant_chunk(cache: DynamoDBCache, chunk: list[str], now: float) -> Flow[d
                 )
                 report_foreign(cache, key, exc, item)
         return found
-
-
-def tolerant_get_all(cache: DynamoDBCache, flt: KeyFilter, now: float) -> dict[str, Any]:
-    """``get_all`` that skips undecodable entries instead of failing as a whole (#18):
-    the keys in chunks of :data:`CONVERT_CHUNK`, each read by :func:`tolerant_chunk`."""
-    result: dict[str, Any] = {}
-    strip = len(cache.namespace)
-    keys = cache._scan(flt, now)
-    while chunk := list(islice(keys, CONVERT_CHUNK)):
-        for sk, value in cache._drive(tolerant_chunk(cache, chunk, now)).items():
-            result[sk[strip:]] = value
-    return result
-
-
-async def atolerant_get_all(cache: DynamoDBCache, flt: KeyFilter, now: float) -> dict[str, Any]:
-    """:func:`tolerant_get_all` on the event loop."""
-    result: dict[str, Any] = {}
-    strip = len(cache.namespace)
-    async for chunk in achunks(cache._ascan(flt, now), CONVERT_CHUNK):
-        for sk, value in (await cache._adrive(tolerant_chunk(cache, chunk, now))).items():
-            result[sk[strip:]] = value
-    return result
 
 
 class LuceeDynamoDBCache(DynamoDBCache):

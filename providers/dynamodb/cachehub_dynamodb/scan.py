@@ -1,29 +1,23 @@
-"""Paginated, streamed Scan - optionally split into parallel segments.
+"""Paginated, streamed Scan - optionally split into parallel segments - as one flow.
 
-Items are yielded page by page, so memory stays flat whatever the table size. With
-``segments > 1`` one thread per segment pages through its part of the table and hands
-pages over a small bounded queue; closing the generator early stops the workers. The
-async twins (:func:`ascan_items`, :func:`ascan_count`) share the paging rule
-(:func:`_following`) and await each page on the event loop.
+:func:`scan_pages` is an iterator flow (:data:`cachehub.provider.Stream`) that both
+shells drive: pages come round by round, so memory stays flat whatever the table size.
+With ``segments > 1`` each round asks every unfinished segment for its next page at once
+(one :func:`~cachehub.provider.fanout` step: threads on the sync side, tasks on the event
+loop) and hands the pages over in segment order, so at most ``segments`` pages are
+held. A consumer that stops early closes the flow between rounds, when no request is in
+flight: no worker outlives the scan.
 """
 
 from __future__ import annotations
 
-import asyncio
-import queue
-import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Final
+from typing import Any
 
-from .table import Caller
+from cachehub.provider import Emit, Stream, fanout
 
-__all__ = ["scan_items", "scan_count", "ascan_items", "ascan_count", "AsyncSender"]
+from .flow import request
 
-AsyncSender = Callable[[str, dict[str, Any]], Awaitable[Any]]
-"""Sends one request on the event loop and returns its reply (errors translated)."""
-
-_PUT_POLL: Final = 0.1
+__all__ = ["scan_pages", "segment_requests"]
 
 
 def _following(request: dict[str, Any], page: dict[str, Any]) -> dict[str, Any] | None:
@@ -32,111 +26,31 @@ def _following(request: dict[str, Any], page: dict[str, Any]) -> dict[str, Any] 
     return {**request, "ExclusiveStartKey": last} if last else None
 
 
-def _pages(call: Caller, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    request: dict[str, Any] | None = params
-    while request is not None:
-        page = call("Scan", **request)
-        yield page
-        request = _following(request, page)
-
-
-async def _apages(send: AsyncSender, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-    request: dict[str, Any] | None = params
-    while request is not None:
-        page = await send("Scan", request)
-        yield page
-        request = _following(request, page)
-
-
-def _segment(params: dict[str, Any], segment: int, total: int) -> dict[str, Any]:
-    return {**params, "Segment": segment, "TotalSegments": total}
-
-
-def scan_items(call: Caller, params: dict[str, Any], segments: int = 1) -> Iterator[dict[str, Any]]:
-    """Stream every item of a Scan with ``params``, following pagination."""
+def segment_requests(params: dict[str, Any], segments: int = 1) -> list[dict[str, Any]]:
+    """The first request of each of ``segments`` parallel segments (one plain Scan for 1)."""
     if segments <= 1:
-        for page in _pages(call, params):
-            yield from page.get("Items", [])
-        return
-    pages: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=segments * 2)
-    stop = threading.Event()
-
-    def hand_over(message: tuple[str, Any]) -> bool:
-        while not stop.is_set():
-            try:
-                pages.put(message, timeout=_PUT_POLL)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def worker(segment: int) -> None:
-        try:
-            for page in _pages(call, _segment(params, segment, segments)):
-                if not hand_over(("page", page.get("Items", []))):
-                    return
-            hand_over(("done", None))
-        except BaseException as exc:  # surfaced in the consumer's thread
-            hand_over(("error", exc))
-
-    threads = [
-        threading.Thread(target=worker, args=(s,), name=f"cachehub-scan-{s}", daemon=True)
-        for s in range(segments)
-    ]
-    for thread in threads:
-        thread.start()
-    try:
-        running = segments
-        while running:
-            kind, payload = pages.get()
-            if kind == "page":
-                yield from payload
-            elif kind == "done":
-                running -= 1
-            else:
-                raise payload
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
+        return [params]
+    return [{**params, "Segment": s, "TotalSegments": segments} for s in range(segments)]
 
 
-async def ascan_items(
-    send: AsyncSender, params: dict[str, Any], segments: int = 1
-) -> AsyncIterator[dict[str, Any]]:
-    """:func:`scan_items` on the event loop; segments are paged one after another (each
-    page is one awaited request, so the loop is never blocked while the next one runs)."""
-    requests = (
-        [params] if segments <= 1 else [_segment(params, s, segments) for s in range(segments)]
-    )
-    for request in requests:
-        async for page in _apages(send, request):
-            for item in page.get("Items", []):
-                yield item
+def scan_pages(params: dict[str, Any], segments: int = 1) -> Stream[dict[str, Any]]:
+    """Every page of a Scan with ``params``, following pagination: ``Emit(pages)`` per round.
 
-
-async def ascan_count(send: AsyncSender, params: dict[str, Any], segments: int = 1) -> int:
-    """:func:`scan_count` on the event loop (segments counted concurrently)."""
-    counted = {**params, "Select": "COUNT"}
-
-    async def count(request: dict[str, Any]) -> int:
-        return sum([int(page.get("Count", 0)) async for page in _apages(send, request)])
-
-    if segments <= 1:
-        return await count(counted)
-    parts = await asyncio.gather(*(count(_segment(counted, s, segments)) for s in range(segments)))
-    return sum(parts)
-
-
-def scan_count(call: Caller, params: dict[str, Any], segments: int = 1) -> int:
-    """``Select=COUNT`` over the whole table (segments scanned in parallel)."""
-    counted = {**params, "Select": "COUNT"}
-
-    def count(segment: int | None) -> int:
-        request = counted if segment is None else _segment(counted, segment, segments)
-        return sum(int(page.get("Count", 0)) for page in _pages(call, request))
-
-    if segments <= 1:
-        return count(None)
-    with ThreadPoolExecutor(max_workers=segments, thread_name_prefix="cachehub-count") as pool:
-        return sum(pool.map(count, range(segments)))
+    A failed page raises its typed error (the first, in segment order) once the round's
+    other requests have settled.
+    """
+    pending = segment_requests(params, segments)
+    while pending:
+        if len(pending) == 1:
+            pages = [(yield request("Scan", pending[0]))]
+        else:
+            pages = yield fanout([request("Scan", r) for r in pending], len(pending))
+            for page in pages:
+                if isinstance(page, Exception):  # fanout answers a CacheError as a value
+                    raise page
+        pending = [
+            following
+            for sent, page in zip(pending, pages, strict=True)
+            if (following := _following(sent, page)) is not None
+        ]
+        yield Emit(pages)

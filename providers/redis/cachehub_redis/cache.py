@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from contextlib import closing
 from itertools import compress, repeat
 from operator import itemgetter
-from typing import Any, ClassVar, Final, cast
+from typing import Any, ClassVar, Final, TypeAlias, cast
 
 from redis import exceptions as rx
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
@@ -36,6 +37,7 @@ from cachehub.provider import (
     CacheValueError,
     Call,
     CorruptEntryError,
+    Emit,
     Entry,
     Expiry,
     Flow,
@@ -43,9 +45,10 @@ from cachehub.provider import (
     KeyFilter,
     Option,
     PendingHits,
-    achunks,
-    chunks,
+    Stream,
     not_an_int,
+    pull,
+    rebatched,
 )
 
 from . import scripts as lua
@@ -59,6 +62,7 @@ from .connection import (
     release_client,
 )
 from .dispatch import (
+    MAX_KEYS,
     RETRYABLE,
     AsyncClient,
     Client,
@@ -95,6 +99,9 @@ __all__ = ["RedisCache", "redis_glob"]
 _INT64: Final = COUNTER_RANGE
 """Ints stored natively (kind INT): the signed 64 bits Redis counts in, as every counter."""
 _SCAN_COUNT: Final = 1000
+ScanState: TypeAlias = dict[str | None, int]
+"""The SCAN cursors still to follow: per node name in a cluster, else one (name None).
+None before the first page; empty once every node's scan is complete."""
 _GLOB_SPECIALS: Final = frozenset("*?[]\\")
 _NAN: Final = float("nan")
 _NO_TTL: Final = ""
@@ -278,9 +285,18 @@ class RedisCache(FlowCache[Client]):
         """``SCRIPT LOAD`` (on every primary of a cluster)."""
         self._guarded((self._conn or self._connection()).script_load, script.source)
 
-    def _groups(self, keys: Sequence[Key]) -> list[list[Key]]:
+    def _groups(self, keys: Sequence[Key], size: int = MAX_KEYS) -> list[list[Key]]:
         """``keys`` in groups one script call may take (same hash slot in a cluster)."""
-        return self._guarded(split, self._conn or self._connection(), keys)
+        return self._guarded(split, self._conn or self._connection(), keys, size)
+
+    def _scan_page(
+        self, state: ScanState | None, match: str | bytes, kind: str
+    ) -> tuple[ScanState, list[bytes]]:
+        """One SCAN round trip: the cursors left to follow and the page's keys."""
+        client = self._conn or self._connection()
+        cursor, node = _scan_at(client, state)
+        reply = self._guarded(lambda: client.scan(cursor, match, _SCAN_COUNT, kind, **node))
+        return _scan_next(state, reply)
 
     def _cluster(self) -> bool:
         """Whether the client talks to a Redis Cluster (no request sent)."""
@@ -318,8 +334,16 @@ class RedisCache(FlowCache[Client]):
     async def _aload(self, script: LuaScript) -> None:
         await self._aguarded((await self._aconnection()).script_load, script.source)
 
-    async def _agroups(self, keys: Sequence[Key]) -> list[list[Key]]:
-        return split(await self._aconnection(), keys)
+    async def _agroups(self, keys: Sequence[Key], size: int = MAX_KEYS) -> list[list[Key]]:
+        return split(await self._aconnection(), keys, size)
+
+    async def _ascan_page(
+        self, state: ScanState | None, match: str | bytes, kind: str
+    ) -> tuple[ScanState, list[bytes]]:
+        client = await self._aconnection()
+        cursor, node = _scan_at(client, state)
+        reply = await self._aguarded(lambda: client.scan(cursor, match, _SCAN_COUNT, kind, **node))
+        return _scan_next(state, reply)
 
     async def _acluster(self) -> bool:
         return isinstance(await self._aconnection(), AsyncRedisCluster)
@@ -814,47 +838,31 @@ class RedisCache(FlowCache[Client]):
 
     # ------------------------------------------------------------------ scans
 
-    def _scan_batches(self, flt: KeyFilter, mode: str, now: float) -> Iterator[tuple[Any, ...]]:
+    def _keys_flow(self, match: str | bytes, kind: str) -> Stream[bytes]:
+        """The keys of every SCAN page (MATCH ``match``, TYPE ``kind``), page by page; in a
+        cluster every primary is scanned. SCAN, never KEYS: the server is not blocked."""
+        state: ScanState | None = None
+        while state != {}:
+            state, page = yield Call("scan_page", state, match, kind)
+            yield Emit(page)
+
+    def _batches_flow(self, flt: KeyFilter, mode: str, now: float) -> Stream[tuple[Any, ...]]:
         """Per SCAN batch, the keys checked and the SCAN_CHECK replies for them, in ``mode``.
 
-        SCAN (never KEYS) with a MATCH on the namespaced pattern and TYPE string; in a
-        cluster redis-py scans every primary. Each batch is then checked against ``now``
-        by one script call per hash slot, in one round trip (per node in a cluster).
-        Memory stays flat: one batch at a time.
+        SCAN with a MATCH on the namespaced pattern and TYPE string, its pages re-cut to
+        batches of ``_SCAN_COUNT`` keys (COUNT is only a hint). Each batch is then checked
+        against ``now`` by one script call per hash slot, in one round trip (per node in
+        a cluster). Memory stays flat: one batch at a time.
         """
-        client = self._conn or self._connection()
-        try:
-            found = client.scan_iter(match=redis_glob(flt), count=_SCAN_COUNT, _type="string")
-            for raw in chunks(found, _SCAN_COUNT):
-                groups, calls = self._check_calls(client, flt, raw, mode, now)
-                if calls:
-                    yield groups, self._drive(self._calls_flow(lua.SCAN_CHECK, calls))
-        except REDIS_ERRORS as exc:
-            raise self._translate(exc) from None
-
-    async def _ascan_batches(
-        self, flt: KeyFilter, mode: str, now: float
-    ) -> AsyncIterator[tuple[Any, ...]]:
-        """:meth:`_scan_batches` on the running loop's async client."""
-        client = await self._aconnection()
-        try:
-            found = client.scan_iter(match=redis_glob(flt), count=_SCAN_COUNT, _type="string")
-            async for raw in achunks(found, _SCAN_COUNT):
-                groups, calls = self._check_calls(client, flt, raw, mode, now)
-                if calls:
-                    yield groups, await self._adrive(self._calls_flow(lua.SCAN_CHECK, calls))
-        except REDIS_ERRORS as exc:
-            raise self._translate(exc) from None
-
-    def _check_calls(
-        self, client: Client | AsyncClient, flt: KeyFilter, raw: list[bytes], mode: str, now: float
-    ) -> tuple[list[list[Key]], list[ScriptCall]]:
-        """The SCAN_CHECK calls for one SCAN batch: the filter's keys, one call per slot."""
-        batch: list[Key] = [k for k in dict.fromkeys(raw) if self._selects(flt, k)]
-        if not batch:
-            return [], []
-        groups = split(client, batch, _SCAN_COUNT)  # one call per SCAN batch
-        return groups, [(group, (self._now_arg(now), mode)) for group in groups]
+        found = rebatched(self._keys_flow(redis_glob(flt), "string"), _SCAN_COUNT)
+        with closing(found):
+            while (raw := (yield from pull(found))) is not None:
+                batch: list[Key] = [k for k in dict.fromkeys(raw) if self._selects(flt, k)]
+                if batch:
+                    groups = yield Call("groups", batch, _SCAN_COUNT)  # one call per batch
+                    calls = [(group, (self._now_arg(now), mode)) for group in groups]
+                    flags = yield from self._calls_flow(lua.SCAN_CHECK, calls)
+                    yield Emit([(groups, flags)])
 
     @staticmethod
     def _selects(flt: KeyFilter, key: bytes) -> bool:
@@ -863,18 +871,11 @@ class RedisCache(FlowCache[Client]):
         except UnicodeDecodeError:
             return False  # cachehub writes UTF-8 keys only: not one of ours
 
-    def _scan(self, flt: KeyFilter, now: float) -> Iterator[str]:
-        for groups, flags in self._scan_batches(flt, "k", now):
-            yield from _live_keys(groups, flags)
-
-    async def _ascan(self, flt: KeyFilter, now: float) -> AsyncIterator[str]:
-        batches = self._ascan_batches(flt, "k", now)
-        try:
-            async for groups, flags in batches:
-                for key in _live_keys(groups, flags):
-                    yield key
-        finally:
-            await cast(Any, batches).aclose()
+    def _scan_flow(self, flt: KeyFilter, now: float) -> Stream[str]:
+        with closing(self._batches_flow(flt, "k", now)) as batches:
+            while (checked := (yield from pull(batches))) is not None:
+                for groups, flags in checked:
+                    yield Emit(list(_live_keys(groups, flags)))
 
     def _server_pages_flow(self, flt: KeyFilter, mode: str, now: float) -> Flow[int | None]:
         """Count (mode 'c') or clear (mode 'u') page by page inside the server.
@@ -903,33 +904,22 @@ class RedisCache(FlowCache[Client]):
     def _eval_keyless(self, script: LuaScript, *args: Any) -> Any:
         return self._guarded(evalsha, self._conn or self._connection(), script, (), args)
 
-    def _count(self, flt: KeyFilter, now: float) -> int:
-        return self._pages_or_scan(flt, "c", now)
+    def _count_flow(self, flt: KeyFilter, now: float) -> Flow[int]:
+        return (yield from self._pages_or_scan_flow(flt, "c", now))
 
-    def _clear(self, flt: KeyFilter, now: float) -> int:
+    def _clear_flow(self, flt: KeyFilter, now: float) -> Flow[int]:
         # The scripts re-check liveness atomically, so a racing write is counted once.
-        return self._pages_or_scan(flt, "u", now)
+        return (yield from self._pages_or_scan_flow(flt, "u", now))
 
-    async def _acount(self, flt: KeyFilter, now: float) -> int:
-        return await self._apages_or_scan(flt, "c", now)
-
-    async def _aclear(self, flt: KeyFilter, now: float) -> int:
-        return await self._apages_or_scan(flt, "u", now)
-
-    def _pages_or_scan(self, flt: KeyFilter, mode: str, now: float) -> int:
+    def _pages_or_scan_flow(self, flt: KeyFilter, mode: str, now: float) -> Flow[int]:
         """Count or clear (``mode``) inside the server when it can, else by SCAN batches."""
-        total = self._drive(self._server_pages_flow(flt, mode, now))
-        if total is not None:
-            return total
-        return sum(sum(counts) for _, counts in self._scan_batches(flt, mode, now))
-
-    async def _apages_or_scan(self, flt: KeyFilter, mode: str, now: float) -> int:
-        total = await self._adrive(self._server_pages_flow(flt, mode, now))
+        total = yield from self._server_pages_flow(flt, mode, now)
         if total is not None:
             return total
         total = 0
-        async for _, counts in self._ascan_batches(flt, mode, now):
-            total += sum(counts)
+        with closing(self._batches_flow(flt, mode, now)) as batches:
+            while (checked := (yield from pull(batches))) is not None:
+                total += sum(sum(counts) for _, counts in checked)
         return total
 
     # ------------------------------------------------------------------ internal space: locks
@@ -973,30 +963,13 @@ class RedisCache(FlowCache[Client]):
         # errors="replace": a token another program planted need not be UTF-8.
         return reply[1].decode(errors="replace") if reply[0] == b"1" else None
 
-    def _clear_internal(self, now: float) -> int:
+    def _clear_internal_flow(self, now: float) -> Flow[int]:
         pattern = _escape_glob(self.namespace).encode() + INTERNAL + b"*"
-        client = self._conn or self._connection()
         removed = 0
-        try:
-            found = client.scan_iter(match=pattern, count=_SCAN_COUNT, _type="hash")
-            for batch in chunks(found, _SCAN_COUNT):
+        with closing(rebatched(self._keys_flow(pattern, "hash"), _SCAN_COUNT)) as found:
+            while (batch := (yield from pull(found))) is not None:
                 for key in dict.fromkeys(batch):  # one key per call: cluster slots differ
-                    removed += int(client.unlink(key))
-        except rx.RedisError as exc:
-            raise self._translate(exc) from None
-        return removed
-
-    async def _aclear_internal(self, now: float) -> int:
-        pattern = _escape_glob(self.namespace).encode() + INTERNAL + b"*"
-        client = await self._aconnection()
-        removed = 0
-        try:
-            found = client.scan_iter(match=pattern, count=_SCAN_COUNT, _type="hash")
-            async for batch in achunks(found, _SCAN_COUNT):
-                for key in dict.fromkeys(batch):  # one key per call: cluster slots differ
-                    removed += int(await client.unlink(key))
-        except rx.RedisError as exc:
-            raise self._translate(exc) from None
+                    removed += int((yield Call("command", "UNLINK", key)) or 0)
         return removed
 
     # ------------------------------------------------------------------ info
@@ -1020,6 +993,24 @@ class RedisCache(FlowCache[Client]):
             "maxMemoryPolicy": memory.get("maxmemory_policy"),
             "count": self._count(compile_filter(None, self.namespace), now),
         }
+
+
+def _scan_at(client: Client | AsyncClient, state: ScanState | None) -> tuple[int, dict[str, Any]]:
+    """The cursor of the next SCAN page for ``state``, and the node to send it to."""
+    if state is None:
+        return 0, {}  # the first SCAN: a cluster client asks every primary at once
+    name, cursor = next(iter(state.items()))
+    if name is None:
+        return cursor, {}
+    return cursor, {"target_nodes": cast(Any, client).get_node(node_name=name)}
+
+
+def _scan_next(state: ScanState | None, reply: Any) -> tuple[ScanState, list[bytes]]:
+    """The cursors left to follow after a SCAN ``reply`` (a cluster answers per node)."""
+    cursors, keys = reply
+    following = dict(state or {})
+    following.update(cursors if isinstance(cursors, dict) else {None: cursors})
+    return {name: cursor for name, cursor in following.items() if cursor}, keys
 
 
 def _live_keys(groups: list[list[Any]], flags: list[Any]) -> Iterator[str]:

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import binascii
 import math
-import secrets
 from collections.abc import Mapping
 from typing import Any, Final
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
+from cachehub.provider import request_id as core_request_id
 
 __all__ = ["MARK", "record_key", "record_ms", "request_id"]
 
@@ -76,8 +77,9 @@ _BASE_SLOT: Final = _crc(bytes([_TAG_BASE] * _TAG_LEN)) & _SLOT_MASK
 
 
 def request_id() -> bytes:
-    """A fresh request id: 128 random bits (collisions are negligible), as 32 hex bytes."""
-    return secrets.token_hex(16).encode()
+    """The core's :func:`cachehub.provider.request_id` (128 random bits, 32 hex digits)
+    as bytes, the form a record key is built from."""
+    return core_request_id().encode()
 
 
 def record_ms(settings: Mapping[str, Any]) -> int:
