@@ -88,6 +88,7 @@ __all__ = [
     "HIT_OPTIONS",
     "MISSING",
     "NO_EXPIRY",
+    "PAUSE",
     "BaseCache",
     "Call",
     "CacheBackendError",
@@ -160,6 +161,12 @@ class Call:
 Flow: TypeAlias = Generator[Call, Any, T]
 """A primitive's logic as a generator: it yields :class:`Call` objects, receives their replies
 (or has their errors thrown in), and returns the primitive's result."""
+
+PAUSE: Final = Call("pause")
+"""What a flow yields between two long stretches of its own CPU work (decoding a big
+batch): the async driver lets the event loop run its other callbacks first (the provider's
+``_apause``, ``await asyncio.sleep(0)``), the sync one goes on at once (``_pause``). The
+reply is None. It keeps one callback of the loop to one stretch (docs/async.md)."""
 
 
 def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -368,6 +375,13 @@ class RemoteCache(BaseCache, Generic[C]):
                     error = exc
         finally:
             flow.close()  # as in _drive: a cancelled task's flow is closed at once
+
+    def _pause(self) -> None:
+        """:data:`PAUSE` in the sync driver: no loop to hand over, the flow goes on."""
+
+    async def _apause(self) -> None:
+        """:data:`PAUSE` in the async driver: the loop's other callbacks run first."""
+        await asyncio.sleep(0)
 
     # ------------------------------------------------------------------ errors
 

@@ -32,6 +32,7 @@ from cachehub.provider import (
     COUNTER_RANGE,
     HIT_OPTIONS,
     MISSING,
+    PAUSE,
     CacheError,
     CacheValueError,
     Call,
@@ -59,6 +60,7 @@ from .connection import (
     release_client,
 )
 from .dispatch import (
+    MAX_KEYS,
     RETRYABLE,
     AsyncClient,
     Client,
@@ -676,6 +678,8 @@ class RedisCache(FlowCache[Client]):
 
     def _get_many_flow(self, keys: list[str], now: float) -> Flow[dict[str, Any]]:
         raws = yield from self._mget_flow(keys)
+        if len(raws) > MAX_KEYS:  # the loop runs others between the last reply and the decode
+            yield PAUSE
         # This loop is most of the client time cachehub adds to an MGET. The usual batch
         # holds only common entries (codec bytes that never expire, see _read) and misses:
         # the hits are picked (compress, filter: a miss is None) and checked with C-level
@@ -840,6 +844,8 @@ class RedisCache(FlowCache[Client]):
         try:
             found = client.scan_iter(match=redis_glob(flt), count=_SCAN_COUNT, _type="string")
             async for raw in achunks(found, _SCAN_COUNT):
+                # The loop runs others between parsing a SCAN reply and checking its keys.
+                await asyncio.sleep(0)
                 groups, calls = self._check_calls(client, flt, raw, mode, now)
                 if calls:
                     yield groups, await self._adrive(self._calls_flow(lua.SCAN_CHECK, calls))
