@@ -155,14 +155,21 @@ def _yield_between_replies(pipe: Any) -> None:
     loaded machine. A batch is a few commands of up to :data:`MAX_KEYS` keys, so a yield
     after each reply bounds a callback by one command's reply, in the same round trip.
     The pipeline holds its connection throughout, so no other task reads from it; a task
-    cancelled at the yield is handled as at any await of the read loop (the pipeline drops
-    the connection with the replies still on it).
+    cancelled at the yield drops the connection, whose unread replies would otherwise
+    answer the next request that borrows it.
     """
     parse = pipe.parse_response
 
     async def parse_response(connection: Any, command_name: Any, **options: Any) -> Any:
         reply = await parse(connection, command_name, **options)
-        await asyncio.sleep(0)
+        try:
+            await asyncio.sleep(0)
+        except BaseException:
+            # Cancelled with the batch's other replies still on the socket: drop the
+            # connection, as redis-py does when cancelled in a read (redis-py 5.0's pipeline
+            # would hand it back to the pool as it is).
+            await connection.disconnect(nowait=True)
+            raise
         return reply
 
     pipe.parse_response = parse_response
