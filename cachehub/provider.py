@@ -88,7 +88,7 @@ __all__ = [
     "HIT_OPTIONS",
     "MISSING",
     "NO_EXPIRY",
-    "PAUSE",
+    "YIELD_LOOP",
     "BaseCache",
     "Call",
     "CacheBackendError",
@@ -162,11 +162,11 @@ Flow: TypeAlias = Generator[Call, Any, T]
 """A primitive's logic as a generator: it yields :class:`Call` objects, receives their replies
 (or has their errors thrown in), and returns the primitive's result."""
 
-PAUSE: Final = Call("pause")
+YIELD_LOOP: Final = Call("yield_loop")
 """What a flow yields between two long stretches of its own CPU work (decoding a big
-batch): the async driver lets the event loop run its other callbacks first (the provider's
-``_apause``, ``await asyncio.sleep(0)``), the sync one goes on at once (``_pause``). The
-reply is None. It keeps one callback of the loop to one stretch (docs/async.md)."""
+batch): the async driver lets the event loop run its other callbacks first
+(``_ayield_loop``: ``await asyncio.sleep(0)``), the sync one goes on at once
+(``_yield_loop``). The reply is None. One callback of the loop holds one stretch."""
 
 
 def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -376,11 +376,11 @@ class RemoteCache(BaseCache, Generic[C]):
         finally:
             flow.close()  # as in _drive: a cancelled task's flow is closed at once
 
-    def _pause(self) -> None:
-        """:data:`PAUSE` in the sync driver: no loop to hand over, the flow goes on."""
+    def _yield_loop(self) -> None:
+        """:data:`YIELD_LOOP` in the sync driver: no loop to hand over, the flow goes on."""
 
-    async def _apause(self) -> None:
-        """:data:`PAUSE` in the async driver: the loop's other callbacks run first."""
+    async def _ayield_loop(self) -> None:
+        """:data:`YIELD_LOOP` in the async driver: the loop's other callbacks run first."""
         await asyncio.sleep(0)
 
     # ------------------------------------------------------------------ errors

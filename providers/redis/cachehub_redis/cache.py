@@ -32,7 +32,7 @@ from cachehub.provider import (
     COUNTER_RANGE,
     HIT_OPTIONS,
     MISSING,
-    PAUSE,
+    YIELD_LOOP,
     CacheError,
     CacheValueError,
     Call,
@@ -679,7 +679,7 @@ class RedisCache(FlowCache[Client]):
     def _get_many_flow(self, keys: list[str], now: float) -> Flow[dict[str, Any]]:
         raws = yield from self._mget_flow(keys)
         if len(raws) > MAX_KEYS:  # the loop runs others between the last reply and the decode
-            yield PAUSE
+            yield YIELD_LOOP
         # This loop is most of the client time cachehub adds to an MGET. The usual batch
         # holds only common entries (codec bytes that never expire, see _read) and misses:
         # the hits are picked (compress, filter: a miss is None) and checked with C-level
