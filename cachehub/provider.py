@@ -101,6 +101,7 @@ __all__ = [
     "HIT_OPTIONS",
     "MISSING",
     "NO_EXPIRY",
+    "YIELD_LOOP",
     "BaseCache",
     "Call",
     "Emit",
@@ -181,6 +182,12 @@ class Call:
 Flow: TypeAlias = Generator[Call, Any, T]
 """A primitive's logic as a generator: it yields :class:`Call` objects, receives their replies
 (or has their errors thrown in), and returns the primitive's result."""
+
+YIELD_LOOP: Final = Call("yield_loop")
+"""What a flow yields between two long stretches of its own CPU work (decoding a big
+batch): the async driver lets the event loop run its other callbacks first
+(``_ayield_loop``: ``await asyncio.sleep(0)``), the sync one goes on at once
+(``_yield_loop``). The reply is None. One callback of the loop holds one stretch."""
 
 
 def pause(seconds: float) -> Call:
@@ -597,6 +604,13 @@ class RemoteCache(BaseCache, Generic[C]):
                     return exc
 
         return list(await asyncio.gather(*(settled(call) for call in calls)))
+
+    def _yield_loop(self) -> None:
+        """:data:`YIELD_LOOP` in the sync driver: no loop to hand over, the flow goes on."""
+
+    async def _ayield_loop(self) -> None:
+        """:data:`YIELD_LOOP` in the async driver: the loop's other callbacks run first."""
+        await asyncio.sleep(0)
 
     # ------------------------------------------------------------------ errors
 

@@ -33,6 +33,7 @@ from cachehub.provider import (
     COUNTER_RANGE,
     HIT_OPTIONS,
     MISSING,
+    YIELD_LOOP,
     CacheError,
     CacheValueError,
     Call,
@@ -700,6 +701,8 @@ class RedisCache(FlowCache[Client]):
 
     def _get_many_flow(self, keys: list[str], now: float) -> Flow[dict[str, Any]]:
         raws = yield from self._mget_flow(keys)
+        if len(raws) > MAX_KEYS:  # the loop runs others between the last reply and the decode
+            yield YIELD_LOOP
         # This loop is most of the client time cachehub adds to an MGET. The usual batch
         # holds only common entries (codec bytes that never expire, see _read) and misses:
         # the hits are picked (compress, filter: a miss is None) and checked with C-level
@@ -857,6 +860,7 @@ class RedisCache(FlowCache[Client]):
         found = rebatched(self._keys_flow(redis_glob(flt), "string"), _SCAN_COUNT)
         with closing(found):
             while (raw := (yield from pull(found))) is not None:
+                yield YIELD_LOOP  # the loop runs others between a SCAN reply and its check
                 batch: list[Key] = [k for k in dict.fromkeys(raw) if self._selects(flt, k)]
                 if batch:
                     groups = yield Call("groups", batch, _SCAN_COUNT)  # one call per batch

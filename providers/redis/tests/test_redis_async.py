@@ -19,6 +19,7 @@ from typing import Any, Final, TypeVar
 import pytest
 import redis
 from cachehub_redis import RedisCache
+from cachehub_redis.dispatch import MAX_KEYS
 from cachehub_redis.server import RedisServer
 from redis.asyncio.connection import AbstractConnection
 
@@ -359,6 +360,7 @@ def test_an_observed_async_get_reports_through_the_shared_operation(
 _FIRST_CLIENT: Final = """
 import asyncio, sys
 from cachehub_redis import RedisCache
+from cachehub_redis.dispatch import MAX_KEYS
 opened = []
 sys.addaudithook(lambda event, args: opened.append(str(args[0])) if event == "open" else None)
 
@@ -379,3 +381,107 @@ def test_the_first_async_client_of_a_process_reads_no_file_on_the_loop() -> None
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+class ReplyTurns:
+    """Which turn of the loop each pipelined reply was parsed in: a ticker task counts the
+    turns, and every reply a ``redis.asyncio`` pipeline parses notes the count."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self.seen: list[int] = []
+        self.cancel_after: int | None = None  # cancel the reading task after this reply
+
+    async def tick(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.ticks += 1
+            await asyncio.sleep(0)
+
+
+@pytest.fixture
+def reply_turns(monkeypatch: pytest.MonkeyPatch) -> ReplyTurns:
+    turns = ReplyTurns()
+    original = redis.asyncio.client.Pipeline.parse_response
+
+    async def noting(self: Any, connection: Any, command_name: Any, **options: Any) -> Any:
+        reply = await original(self, connection, command_name, **options)
+        turns.seen.append(turns.ticks)
+        if turns.cancel_after is not None and len(turns.seen) == turns.cancel_after:
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()  # delivered at the provider's next await: the yield after it
+        return reply
+
+    monkeypatch.setattr(redis.asyncio.client.Pipeline, "parse_response", noting)
+    return turns
+
+
+BIG_BATCH: Final = [f"big{i:05}" for i in range(3 * MAX_KEYS)]  # 3 MGETs, one pipeline
+
+
+def test_a_big_batch_gives_the_loop_up_between_replies(
+    make_cache: Callable[..., RedisCache], packets: Packets, reply_turns: ReplyTurns
+) -> None:
+    # redis-py parses a whole pipeline's replies in one callback; the provider yields
+    # after each, so other tasks run between them, in the same single round trip.
+    cache = make_cache()
+    cache.put_many({key: i for i, key in enumerate(BIG_BATCH)})
+    shell = cache.aio()
+
+    async def scenario() -> tuple[dict[str, Any], int]:
+        await shell.get("warm")  # connected: the round trip below is the batch alone
+        stop = asyncio.Event()
+        ticker = asyncio.ensure_future(reply_turns.tick(stop))
+        await asyncio.sleep(0)
+        before = packets.count
+        found = await shell.get_many(BIG_BATCH)
+        trips = packets.count - before
+        stop.set()
+        await ticker
+        await shell.close()
+        return found, trips
+
+    found, trips = run(scenario())
+    assert found == {key: i for i, key in enumerate(BIG_BATCH)}
+    assert trips == 1
+    assert len(reply_turns.seen) == 3
+    assert len(set(reply_turns.seen)) == 3, reply_turns.seen  # each reply in a turn of its own
+
+
+def test_a_batch_cancelled_between_replies_leaves_the_client_usable(
+    make_cache: Callable[..., RedisCache], reply_turns: ReplyTurns
+) -> None:
+    # Cancelled at the yield after its first reply, with two replies still unread on the
+    # connection: they must never be read as the answer to a later request.
+    cache = make_cache()
+    cache.put_many({key: i for i, key in enumerate(BIG_BATCH)})
+    cache.put_many({"other": "x"})
+    shell = cache.aio()
+
+    async def scenario() -> tuple[bool, Any, dict[str, Any]]:
+        reply_turns.cancel_after = 1
+        batch = asyncio.ensure_future(shell.get_many(BIG_BATCH))
+        cancelled = False
+        try:
+            await batch
+        except asyncio.CancelledError:
+            cancelled = True
+        reply_turns.cancel_after = None
+        other = await shell.get("other")
+        again = await shell.get_many(BIG_BATCH)
+        await shell.close()
+        return cancelled, other, again
+
+    cancelled, other, again = run(scenario())
+    assert cancelled
+    assert other == "x"
+    assert again == {key: i for i, key in enumerate(BIG_BATCH)}
+
+
+def test_the_sync_batch_is_unchanged_by_the_async_yields(
+    make_cache: Callable[..., RedisCache],
+) -> None:
+    # The pause before decoding is a no-op in the sync driver: same result, same client.
+    cache = make_cache()
+    cache.put_many({key: i for i, key in enumerate(BIG_BATCH)})
+    assert cache.get_many([*BIG_BATCH, "absent"]) == {key: i for i, key in enumerate(BIG_BATCH)}
