@@ -59,6 +59,7 @@ from .connection import (
     release_client,
 )
 from .dispatch import (
+    MAX_KEYS,
     RETRYABLE,
     AsyncClient,
     Client,
@@ -676,8 +677,23 @@ class RedisCache(FlowCache[Client]):
             found.update(zip(group, reply, strict=True))
         return [found[key] for key in keys]
 
-    def _get_many_flow(self, keys: list[str], now: float) -> Flow[dict[str, Any]]:
-        raws = yield from self._mget_flow(keys)
+    def _get_many(self, keys: list[str], now: float) -> dict[str, Any]:
+        """The sync shell's batch read. On a single server a batch up to ``MAX_KEYS`` is
+        one ``MGET``, sent here directly: the flow only reads its replies (no grouping,
+        no ``Call`` round through the driver); a cluster's batch takes the whole flow."""
+        client = self._conn or self._connection()
+        if 0 < len(keys) <= MAX_KEYS and not isinstance(client, RedisCluster):
+            raws = self._guarded(client.execute_command, "MGET", *keys)
+            return self._drive(self._get_many_flow(keys, now, raws))
+        return self._drive(self._get_many_flow(keys, now))
+
+    def _get_many_flow(
+        self, keys: list[str], now: float, raws: list[Any] | None = None
+    ) -> Flow[dict[str, Any]]:
+        """The live entries among ``keys``; ``raws``: their stored strings, when already
+        read (:meth:`_get_many`), else one ``MGET`` round trip (:meth:`_mget_flow`)."""
+        if raws is None:
+            raws = yield from self._mget_flow(keys)
         # This loop is most of the client time cachehub adds to an MGET. The usual batch
         # holds only common entries (codec bytes that never expire, see _read) and misses:
         # the hits are picked (compress, filter: a miss is None) and checked with C-level
@@ -724,6 +740,22 @@ class RedisCache(FlowCache[Client]):
         if self._hits.due():
             yield from self._flush_due_flow()
         return found
+
+    def _set_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
+        """The sync shell's batch write. Entries that never expire, up to ``MAX_KEYS`` on a
+        single server: one ``MSET`` sent here directly, as :meth:`_mset_flow` would send it
+        (no grouping, no driver); anything else takes the flow."""
+        client = self._conn or self._connection()
+        if (
+            0 < len(items) <= MAX_KEYS
+            and expiry.deadline(now) is None
+            and not isinstance(client, RedisCluster)
+        ):
+            self._guarded(client.execute_command, "MSET", *self._blobs(items, expiry, now))
+            self._hits.forget(*items)
+            self._after_write()
+            return
+        self._drive(self._set_many_flow(items, expiry, now))
 
     def _set_many_flow(self, items: dict[str, Any], expiry: Expiry, now: float) -> Flow[None]:
         deadline = expiry.deadline(now)
