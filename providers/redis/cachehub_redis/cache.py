@@ -23,8 +23,6 @@ from operator import itemgetter
 from typing import Any, ClassVar, Final, cast
 
 from redis import exceptions as rx
-from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
-from redis.cluster import RedisCluster
 
 from cachehub.config import LuceeOption
 from cachehub.filters import WILDCARDS, compile_filter
@@ -68,6 +66,7 @@ from .dispatch import (
     aevalsha,
     asend,
     evalsha,
+    is_cluster,
     send,
     split,
 )
@@ -260,7 +259,7 @@ class RedisCache(FlowCache[Client]):
         ms = self._record_ms
         keys: tuple[Key, ...] = (key,)
         if ms:
-            keys = (key, record_key(key, request_id(), isinstance(client, RedisCluster)))
+            keys = (key, record_key(key, request_id(), is_cluster(client)))
         return self._guarded(evalsha, client, script, keys, (*args, ms))
 
     def _with_record(self, group: list[Key], cluster: bool) -> list[Key]:
@@ -287,7 +286,7 @@ class RedisCache(FlowCache[Client]):
 
     def _cluster(self) -> bool:
         """Whether the client talks to a Redis Cluster (no request sent)."""
-        return isinstance(self._conn or self._connection(), RedisCluster)
+        return is_cluster(self._conn or self._connection())
 
     # The async twins: one request each, on the running loop's redis.asyncio client.
 
@@ -312,7 +311,7 @@ class RedisCache(FlowCache[Client]):
         ms = self._record_ms
         keys: tuple[Key, ...] = (key,)
         if ms:
-            keys = (key, record_key(key, request_id(), isinstance(client, AsyncRedisCluster)))
+            keys = (key, record_key(key, request_id(), is_cluster(client)))
         return await self._aguarded(aevalsha, client, script, keys, (*args, ms))
 
     async def _asend(self, commands: Sequence[Command]) -> list[Any]:
@@ -325,7 +324,7 @@ class RedisCache(FlowCache[Client]):
         return split(await self._aconnection(), keys)
 
     async def _acluster(self) -> bool:
-        return isinstance(await self._aconnection(), AsyncRedisCluster)
+        return is_cluster(await self._aconnection())
 
     async def _aeval_keyless(self, script: LuaScript, *args: Any) -> Any:
         client = await self._aconnection()
@@ -682,7 +681,7 @@ class RedisCache(FlowCache[Client]):
         one ``MGET``, sent here directly: the flow only reads its replies (no grouping,
         no ``Call`` round through the driver); a cluster's batch takes the whole flow."""
         client = self._conn or self._connection()
-        if 0 < len(keys) <= MAX_KEYS and not isinstance(client, RedisCluster):
+        if 0 < len(keys) <= MAX_KEYS and not is_cluster(client):
             raws = self._guarded(client.execute_command, "MGET", *keys)
             return self._drive(self._get_many_flow(keys, now, raws))
         return self._drive(self._get_many_flow(keys, now))
@@ -746,11 +745,7 @@ class RedisCache(FlowCache[Client]):
         single server: one ``MSET`` sent here directly, as :meth:`_mset_flow` would send it
         (no grouping, no driver); anything else takes the flow."""
         client = self._conn or self._connection()
-        if (
-            0 < len(items) <= MAX_KEYS
-            and expiry.deadline(now) is None
-            and not isinstance(client, RedisCluster)
-        ):
+        if 0 < len(items) <= MAX_KEYS and expiry.deadline(now) is None and not is_cluster(client):
             self._guarded(client.execute_command, "MSET", *self._blobs(items, expiry, now))
             self._hits.forget(*items)
             self._after_write()
