@@ -136,6 +136,8 @@ def _shapes(body: bytes) -> dict[str, bytes]:
         "magic above": bytes((MAGIC + 1, KIND_CODEC)) + _PAD + FOREVER + body,
         "magic below": bytes((MAGIC - 1, KIND_CODEC)) + _PAD + FOREVER + body,
         "header, no body": bytes((MAGIC, KIND_CODEC)) + _PAD + FOREVER,
+        "cut in the policy": bytes((MAGIC, KIND_CODEC)) + _PAD + FOREVER[:8],
+        "policy shifted": bytes((MAGIC, KIND_CODEC)) + _PAD[1:] + FOREVER + body,
         "header, junk body": bytes((MAGIC, KIND_CODEC)) + _PAD + FOREVER + b"\xc1junk",
         "nan stamps": bytes((MAGIC, KIND_CODEC)) + b"\xff" * len(_PAD) + FOREVER + body,
         "expiry not forever": bytes((MAGIC, KIND_CODEC)) + _PAD + b"\x00" * 16 + body,
