@@ -122,9 +122,10 @@ def send(client: Client, commands: Sequence[Command]) -> list[Any]:
             return [exc]
     if not is_cluster(client):
         return _pipeline(cast(Redis, client), commands)
+    cluster = cast(RedisCluster, client)
     nodes: dict[str, tuple[Redis, list[int]]] = {}
     for i, command in enumerate(commands):
-        node = client.get_node_from_key(first_key(command))  # type: ignore[no-untyped-call]
+        node = cluster.get_node_from_key(first_key(command))  # type: ignore[no-untyped-call]
         nodes.setdefault(node.name, (node.redis_connection, []))[1].append(i)
     results: list[Any] = [None] * len(commands)
     for node_client, indices in nodes.values():
