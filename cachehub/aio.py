@@ -295,9 +295,9 @@ class AsyncCache:
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Values of the live entries among ``keys``."""
         cache = self.cache
-        batch, storage = cache._get_many_plan(keys)
+        batch, users = cache._get_many_plan(keys)
         found = await self._run("get_many", None, {}, cache._aget_verified, batch, cache._clock())
-        return cache._get_many_finish(found, storage)
+        return cache._get_many_finish(found, batch, users)
 
     async def put_many(
         self,

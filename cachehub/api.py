@@ -357,6 +357,20 @@ _STR_ONLY: Final = {str}
 _CHUNK: Final = 500
 
 
+def _plain(keys: list[Any]) -> bool:
+    """Whether a batch holds only plain keys: non-empty ASCII ``str`` (exactly ``str``)
+    within the length limit, the keys :meth:`BaseCache._sk` would pass unchanged.
+
+    A few C-level passes over the list instead of one :meth:`~BaseCache._sk` call per key.
+    """
+    if not keys or set(map(type, keys)) != _STR_ONLY or not all(keys):
+        return False
+    joined = "".join(keys)
+    # Within the limit together, each is: the longest key is measured only when not.
+    short = len(joined) <= MAX_KEY_LENGTH or max(map(len, keys)) <= MAX_KEY_LENGTH
+    return short and joined.isascii()
+
+
 _ASYNC_SHELL: list[Callable[[BaseCache], AsyncCache]] = []
 """The async shell's class, registered by :mod:`cachehub.aio` when it is imported (the
 ``cachehub`` package always imports it). Registered rather than imported here, so the
@@ -820,17 +834,14 @@ class BaseCache(ABC):
         checked by a few C-level passes over the list instead of one :meth:`_sk` call
         per key; for any other batch this returns None and the caller uses :meth:`_sk`.
         """
-        if (
-            keys
-            and set(map(type, keys)) == _STR_ONLY
-            and all(keys)
-            and max(map(len, keys)) <= MAX_KEY_LENGTH
-            and "".join(keys).isascii()
-        ):
-            unique = list(dict.fromkeys(keys))
-            ns = self.namespace
-            return [ns + key for key in unique] if ns else unique
+        if _plain(keys):
+            return self._storage_keys(list(dict.fromkeys(keys)))
         return None
+
+    def _storage_keys(self, keys: list[str]) -> list[str]:
+        """The storage keys of plain user keys (see :func:`_plain`), in order."""
+        ns = self.namespace
+        return [ns + key for key in keys] if ns else keys
 
     def _user_key(self, storage_key: str) -> str:
         return storage_key[len(self.namespace) :] if self.namespace else storage_key
@@ -909,27 +920,34 @@ class BaseCache(ABC):
                 )
         return sk, Expiry(entry.expires_at, entry.idle), entry.accessed
 
-    def _get_many_plan(self, keys: Iterable[str]) -> tuple[list[str], dict[str, str] | None]:
-        """The storage keys of a ``get_many`` and, for unusual keys, storage -> user key."""
+    def _get_many_plan(self, keys: Iterable[str]) -> tuple[list[str], list[str] | dict[str, str]]:
+        """The storage keys of a ``get_many`` and their user keys: a list in the same order
+        for plain keys, else a dict storage -> user key (see :meth:`_get_many_finish`)."""
         keys = list(keys)
-        batch = self._plain_sks(keys)
-        storage: dict[str, str] | None = None
-        if batch is None:
-            storage = {self._sk(k): k for k in keys}
-            batch = list(storage)
-        return batch, storage
+        if _plain(keys):
+            users = list(dict.fromkeys(keys))
+            return self._storage_keys(users), users
+        storage = {self._sk(k): k for k in keys}
+        return list(storage), storage
 
-    def _get_many_finish(self, found: Any, storage: dict[str, str] | None) -> dict[str, Any]:
-        """``get_many``'s answer (user keys) from what the primitive found (storage keys)."""
+    def _get_many_finish(
+        self, found: Any, batch: list[str], users: list[str] | dict[str, str]
+    ) -> dict[str, Any]:
+        """``get_many``'s answer (user keys) from what the primitive found (storage keys);
+        ``batch`` and ``users`` as :meth:`_get_many_plan` planned them."""
         if type(found) is not dict:  # a provider bug must still surface typed
             raise self._untyped("get_many", TypeError(f"returned {type(found).__name__}"))
         got: dict[str, Any] = found
-        if storage is not None:
+        if type(users) is dict:
             # .get: a key the provider returns unasked (a bug) must not raise KeyError.
-            return {storage.get(sk, sk): value for sk, value in got.items()}
+            return {users.get(sk, sk): value for sk, value in got.items()}
         strip = len(self.namespace)
         if not strip:
             return got
+        if len(got) == len(batch) and list(got) == batch:
+            # Every key found, in the order asked (a batch of hits, as providers build it):
+            # the user keys are the plan's, no key is sliced.
+            return dict(zip(users, got.values(), strict=True))
         return {sk[strip:]: value for sk, value in got.items()}
 
     def _put_many_plan(
@@ -947,9 +965,11 @@ class BaseCache(ABC):
             expiry = NO_EXPIRY
         else:
             expiry = make_expiry(time_span, idle_time, until, now)
-        sks = self._plain_sks(list(items))
-        if sks is not None and len(sks) == len(items):  # a mapping's keys are unique
-            batch = dict(zip(sks, items.values(), strict=True))
+        keys = list(items)
+        if type(items) is dict and _plain(keys):
+            # A dict's keys are unique and its values in the same order: no dedup, no
+            # per-key step (another Mapping may yield anything and takes the checks below).
+            batch = dict(zip(self._storage_keys(keys), items.values(), strict=True))
         else:
             batch = {self._sk(k): v for k, v in items.items()}
         return batch, expiry, now
@@ -1261,7 +1281,7 @@ class BaseCache(ABC):
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Values of the live entries among ``keys``, fetched in provider batches."""
-        batch, storage = self._get_many_plan(keys)
+        batch, users = self._get_many_plan(keys)
         if self._observer is None:
             try:
                 found = self._get_verified(batch, self._clock())
@@ -1269,7 +1289,7 @@ class BaseCache(ABC):
                 found = self._failed("get_many", exc, {})
         else:
             found = self._run("get_many", None, {}, self._get_verified, batch, self._clock())
-        return self._get_many_finish(found, storage)
+        return self._get_many_finish(found, batch, users)
 
     def put_many(
         self,

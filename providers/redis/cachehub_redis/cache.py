@@ -19,13 +19,11 @@ import asyncio
 import math
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from contextlib import closing
-from itertools import compress, repeat
+from itertools import compress
 from operator import itemgetter
 from typing import Any, ClassVar, Final, TypeAlias, cast
 
 from redis import exceptions as rx
-from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
-from redis.cluster import RedisCluster
 
 from cachehub.config import LuceeOption
 from cachehub.filters import WILDCARDS, compile_filter
@@ -72,6 +70,7 @@ from .dispatch import (
     aevalsha,
     asend,
     evalsha,
+    is_cluster,
     send,
     split,
 )
@@ -113,10 +112,12 @@ _EXPIRES: Final = Offsets.EXPIRES
 """Where the expiry policy bytes (expiry, idle) start: FOREVER there = never expires."""
 _PLAIN: Final = bytes((MAGIC, KIND_CODEC))
 """The first two header bytes of an entry holding codec bytes."""
+_PLAIN_END: Final = bytes((MAGIC, KIND_CODEC + 1))
+"""The least string greater than every string starting with :data:`_PLAIN`."""
 _UNCOMMON: Final = object()
 """What :meth:`RedisCache._read_common` returns for an entry its fast path does not read."""
-_BODY: Final = itemgetter(slice(HEADER_SIZE, None))
-"""An entry's value bytes, cut by a C-level callable (``map`` over a batch)."""
+_POLICY: Final = itemgetter(slice(_EXPIRES, HEADER_SIZE))
+"""An entry's expiry policy bytes, cut by a C-level callable (``map`` over a batch)."""
 _STAMP: Final = itemgetter(_CREATED)
 INTERNAL: Final = b"\xff"
 """Separates the namespace from an internal key (a lock): ``<namespace>\\xff<lock id>``.
@@ -244,11 +245,14 @@ class RedisCache(FlowCache[Client]):
         client = self._conn or self._connection()
         try:
             return client.execute_command(*args)  # type: ignore[no-untyped-call]
-        except rx.ResponseError as exc:
-            if _wrong_type(exc):
-                return None
-            raise self._translate(exc) from None
         except REDIS_ERRORS as exc:
+            self._unless_wrong_type(exc)
+            return None
+
+    def _unless_wrong_type(self, exc: Exception) -> None:
+        """Raise a native command's error as the typed cachehub error, unless the key only
+        holds another Redis type: not an entry, which the command answers as None."""
+        if not (isinstance(exc, rx.ResponseError) and _wrong_type(exc)):
             raise self._translate(exc) from None
 
     def _eval(self, script: LuaScript, key: Key, *args: Any) -> Any:
@@ -265,7 +269,7 @@ class RedisCache(FlowCache[Client]):
         ms = self._record_ms
         keys: tuple[Key, ...] = (key,)
         if ms:
-            keys = (key, record_key(key, request_id(), isinstance(client, RedisCluster)))
+            keys = (key, record_key(key, request_id(), is_cluster(client)))
         return self._guarded(evalsha, client, script, keys, (*args, ms))
 
     def _with_record(self, group: list[Key], cluster: bool) -> list[Key]:
@@ -301,7 +305,7 @@ class RedisCache(FlowCache[Client]):
 
     def _cluster(self) -> bool:
         """Whether the client talks to a Redis Cluster (no request sent)."""
-        return isinstance(self._conn or self._connection(), RedisCluster)
+        return is_cluster(self._conn or self._connection())
 
     # The async twins: one request each, on the running loop's redis.asyncio client.
 
@@ -310,12 +314,9 @@ class RedisCache(FlowCache[Client]):
         client = self._aconns.get(asyncio.get_running_loop()) or await self._aconnection()
         try:
             return await client.execute_command(*args)
-        except rx.ResponseError as exc:
-            if _wrong_type(exc):
-                return None
-            raise self._translate(exc) from None
         except REDIS_ERRORS as exc:
-            raise self._translate(exc) from None
+            self._unless_wrong_type(exc)
+            return None
 
     async def _aeval(self, script: LuaScript, key: Key, *args: Any) -> Any:
         client = await self._aconnection()
@@ -326,7 +327,7 @@ class RedisCache(FlowCache[Client]):
         ms = self._record_ms
         keys: tuple[Key, ...] = (key,)
         if ms:
-            keys = (key, record_key(key, request_id(), isinstance(client, AsyncRedisCluster)))
+            keys = (key, record_key(key, request_id(), is_cluster(client)))
         return await self._aguarded(aevalsha, client, script, keys, (*args, ms))
 
     async def _asend(self, commands: Sequence[Command]) -> list[Any]:
@@ -347,7 +348,7 @@ class RedisCache(FlowCache[Client]):
         return _scan_next(state, reply)
 
     async def _acluster(self) -> bool:
-        return isinstance(await self._aconnection(), AsyncRedisCluster)
+        return is_cluster(await self._aconnection())
 
     async def _aeval_keyless(self, script: LuaScript, *args: Any) -> Any:
         client = await self._aconnection()
@@ -532,7 +533,15 @@ class RedisCache(FlowCache[Client]):
         return value
 
     async def _aget(self, key: str, now: float) -> Any:
-        raw = await self._acommand("GET", key)
+        # _acommand's GET inlined: one coroutine fewer to create, await and finish on the
+        # hottest async path (a coroutine costs more than a plain call, see the async
+        # frame counts in tests/test_redis_async.py).
+        client = self._aconns.get(asyncio.get_running_loop()) or await self._aconnection()
+        try:
+            raw = await client.execute_command("GET", key)
+        except REDIS_ERRORS as exc:
+            self._unless_wrong_type(exc)
+            raw = None
         value = self._read_common(key, raw, now)
         if value is _UNCOMMON:
             value = await self._adrive(self._read_flow(key, raw, now))
@@ -699,8 +708,23 @@ class RedisCache(FlowCache[Client]):
             found.update(zip(group, reply, strict=True))
         return [found[key] for key in keys]
 
-    def _get_many_flow(self, keys: list[str], now: float) -> Flow[dict[str, Any]]:
-        raws = yield from self._mget_flow(keys)
+    def _get_many(self, keys: list[str], now: float) -> dict[str, Any]:
+        """The sync shell's batch read. On a single server a batch up to ``MAX_KEYS`` is
+        one ``MGET``, sent here directly: the flow only reads its replies (no grouping,
+        no ``Call`` round through the driver); a cluster's batch takes the whole flow."""
+        client = self._conn or self._connection()
+        if 0 < len(keys) <= MAX_KEYS and not is_cluster(client):
+            raws = self._guarded(client.execute_command, "MGET", *keys)
+            return self._drive(self._get_many_flow(keys, now, raws))
+        return self._drive(self._get_many_flow(keys, now))
+
+    def _get_many_flow(
+        self, keys: list[str], now: float, raws: list[Any] | None = None
+    ) -> Flow[dict[str, Any]]:
+        """The live entries among ``keys``; ``raws``: their stored strings, when already
+        read (:meth:`_get_many`), else one ``MGET`` round trip (:meth:`_mget_flow`)."""
+        if raws is None:
+            raws = yield from self._mget_flow(keys)
         if len(raws) > MAX_KEYS:  # the loop runs others between the last reply and the decode
             yield YIELD_LOOP
         # This loop is most of the client time cachehub adds to an MGET. The usual batch
@@ -709,13 +733,22 @@ class RedisCache(FlowCache[Client]):
         # calls, then decoded in one pass, with no Python step per key beyond the codec's.
         hit_keys: list[str] = list(compress(keys, raws))
         hits: list[bytes] = list(filter(None, raws))
-        starts = bytes.startswith  # the unbound method: map calls it with no lookup per key
-        if all(map(starts, hits, repeat(_PLAIN))) and all(
-            map(starts, hits, repeat(FOREVER), repeat(_EXPIRES))
+        # Every hit starts with _PLAIN when the least and the greatest do (bytes compare
+        # lexicographically; no string starting with _PLAIN reaches _PLAIN_END). Every
+        # hit's policy bytes are FOREVER when their concatenation is FOREVER repeated: a
+        # shorter string's cut is shorter, so the lengths could not add up. C-level passes,
+        # no call per key.
+        if not hits or (
+            min(hits) >= _PLAIN
+            and max(hits) < _PLAIN_END
+            and b"".join(map(_POLICY, hits)) == FOREVER * len(hits)
         ):
             if self.counts_hits:
                 self._hits.count_many(list(zip(hit_keys, map(_STAMP, hits), strict=True)), now)
-            common = dict(zip(hit_keys, map(self._loads, map(_BODY, hits), hit_keys), strict=True))
+            # A comprehension, not map: the codec is Python, and a call from the eval loop
+            # is cheaper than one from map's C loop (no re-entry per value).
+            loads = self._loads
+            common = {k: loads(raw[HEADER_SIZE:], k) for k, raw in zip(hit_keys, hits, strict=True)}
             if self._hits.due():
                 yield from self._flush_due_flow()
             return common
@@ -745,6 +778,18 @@ class RedisCache(FlowCache[Client]):
         if self._hits.due():
             yield from self._flush_due_flow()
         return found
+
+    def _set_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
+        """The sync shell's batch write. Entries that never expire, up to ``MAX_KEYS`` on a
+        single server: one ``MSET`` sent here directly, as :meth:`_mset_flow` would send it
+        (no grouping, no driver); anything else takes the flow."""
+        client = self._conn or self._connection()
+        if 0 < len(items) <= MAX_KEYS and expiry.deadline(now) is None and not is_cluster(client):
+            self._guarded(client.execute_command, "MSET", *self._blobs(items, expiry, now))
+            self._hits.forget(*items)
+            self._after_write()
+            return
+        self._drive(self._set_many_flow(items, expiry, now))
 
     def _set_many_flow(self, items: dict[str, Any], expiry: Expiry, now: float) -> Flow[None]:
         deadline = expiry.deadline(now)

@@ -35,6 +35,7 @@ __all__ = [
     "asend",
     "evalsha",
     "first_key",
+    "is_cluster",
     "send",
     "split",
 ]
@@ -50,9 +51,22 @@ Call: TypeAlias = tuple[Sequence[Key], Sequence[Any]]
 Command: TypeAlias = tuple[Any, ...]
 """One command as redis-py's ``execute_command`` takes it: ``("MGET", key, ...)``."""
 
+_SINGLE: Final = frozenset((Redis, AsyncRedis))
+"""The client classes of a single server (also what a Sentinel's ``master_for`` gives)."""
+
 RETRYABLE: Final = (rx.NoScriptError, rx.AskError, rx.MovedError, rx.TryAgainError)
 """Replies worth one more try through the main client: a lost script cache, or a slot
 that moved or is moving (the cluster client follows the redirect and refreshes)."""
+
+
+def is_cluster(client: Client | AsyncClient) -> bool:
+    """Whether ``client`` talks to a Redis Cluster (sync or async).
+
+    redis-py's cluster classes are ``typing.Protocol`` subclasses, whose ``isinstance``
+    runs the protocol machinery (about half a microsecond); a plain client, the usual
+    one, is told by its exact type first.
+    """
+    return type(client) not in _SINGLE and isinstance(client, (RedisCluster, AsyncRedisCluster))
 
 
 def evalsha(client: Client, script: LuaScript, keys: Sequence[Key], args: Sequence[Any]) -> Any:
@@ -80,7 +94,7 @@ def split(
     client: Client | AsyncClient, keys: Sequence[Key], size: int = MAX_KEYS
 ) -> list[list[Key]]:
     """``keys`` cut into groups one script call may take (same slot, at most ``size``)."""
-    if not isinstance(client, (RedisCluster, AsyncRedisCluster)):
+    if not is_cluster(client):
         return [list(keys[i : i + size]) for i in range(0, len(keys), size)]
     slots: dict[int, list[Key]] = {}
     for key in keys:
@@ -107,11 +121,12 @@ def send(client: Client, commands: Sequence[Command]) -> list[Any]:
             return [client.execute_command(*commands[0])]  # type: ignore[no-untyped-call]
         except rx.ResponseError as exc:
             return [exc]
-    if not isinstance(client, RedisCluster):
-        return _pipeline(client, commands)
+    if not is_cluster(client):
+        return _pipeline(cast(Redis, client), commands)
+    cluster = cast(RedisCluster, client)
     nodes: dict[str, tuple[Redis, list[int]]] = {}
     for i, command in enumerate(commands):
-        node = client.get_node_from_key(first_key(command))  # type: ignore[no-untyped-call]
+        node = cluster.get_node_from_key(first_key(command))  # type: ignore[no-untyped-call]
         nodes.setdefault(node.name, (node.redis_connection, []))[1].append(i)
     results: list[Any] = [None] * len(commands)
     for node_client, indices in nodes.values():

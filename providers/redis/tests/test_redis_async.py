@@ -305,7 +305,7 @@ def _frames_of(shell: Any, operation: Callable[[Any], Coroutine[Any, Any, Any]])
 # The async shell's work around the one request of a plain get / put: its frames, counted
 # (never timed). The hot path is the sync shell's: no _run / _aget_checked / _sk frames
 # and no flow (generator + driver) for a plain entry.
-PLAIN_GET_FRAMES = ["get", "_sk", "_aget", "_acommand", "_read_common", "loads", "due"]
+PLAIN_GET_FRAMES = ["get", "_sk", "_aget", "_read_common", "loads", "due"]
 PLAIN_PUT_FRAMES = ["put", "_sk", "_aset", "_server_cap", "_set_command", "_blob", "dumps", "pack"]
 
 
