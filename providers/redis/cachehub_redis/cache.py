@@ -856,8 +856,15 @@ class RedisCache(FlowCache[Client]):
         for i in again:
             if not isinstance(replies[i], RETRYABLE):
                 raise self._translate(replies[i])
-        if script is not None and any(isinstance(replies[i], rx.NoScriptError) for i in again):
+        unknown = [i for i in again if isinstance(replies[i], rx.NoScriptError)]
+        if script is not None and unknown:
             yield Call("load", script)  # once, not once per failed call
+            # A server that lost its scripts (restart, SCRIPT FLUSH) refuses the whole
+            # batch: send it again as a batch (one round trip per node), not one by one.
+            resent = yield Call("send", [commands[i] for i in unknown])
+            for i, reply in zip(unknown, resent, strict=True):
+                replies[i] = reply
+            again = [i for i in again if isinstance(replies[i], Exception)]
         for i in again:
             [replies[i]] = yield Call("send", [commands[i]])
             if isinstance(replies[i], Exception):

@@ -66,7 +66,9 @@ def test_batches_are_one_round_trip_per_node(
 ) -> None:
     items = {f"k{i}": i for i in range(300)}  # spread over all three primaries
     cluster_cache.put_many(items)
-    cluster_cache.get_many(list(items))  # scripts loaded everywhere
+    cluster_cache.delete_many(list(items))
+    cluster_cache.put_many(items)
+    cluster_cache.get_many(list(items))  # the scripts of all three loaded everywhere
     sent = []
     original = AbstractConnection.send_packed_command
 
@@ -80,6 +82,30 @@ def test_batches_are_one_round_trip_per_node(
     sent.clear()
     assert cluster_cache.delete_many(list(items)) == 300
     assert len(sent) == 3
+
+
+def test_a_batch_refused_for_an_unknown_script_is_sent_again_as_a_batch(
+    cluster_cache: RedisCache, redis_cluster: RedisClusterServers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every primary forgot its scripts (a restart, a SCRIPT FLUSH by another client): the
+    # batch is refused on each node, the script loaded once, the batch sent again per node
+    # - never one request per key (306 requests for 300 keys before).
+    items = {f"k{i}": i for i in range(300)}
+    cluster_cache.put_many(items)
+    for node in redis_cluster.nodes:
+        with node.client() as client:
+            client.script_flush()
+    sent = []
+    original = AbstractConnection.send_packed_command
+
+    def counting(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
+        sent.append(self.port)  # type: ignore[attr-defined]
+        original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    assert cluster_cache.delete_many(list(items)) == 300
+    assert len(sent) == 9  # refused, SCRIPT LOAD, sent again: once per primary each
+    assert cluster_cache.get_many(list(items)) == {}
 
 
 def test_batches_keep_keys_of_one_slot_together(cluster_cache: RedisCache) -> None:
