@@ -61,6 +61,19 @@ def test_caches_with_the_same_settings_share_one_cluster_client(
     first.close()
 
 
+def _count_sends(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The port of every request the sync clients send from now on, in order."""
+    sent: list[int] = []
+    original = AbstractConnection.send_packed_command
+
+    def counting(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
+        sent.append(self.port)  # type: ignore[attr-defined]
+        original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    return sent
+
+
 def test_batches_are_one_round_trip_per_node(
     cluster_cache: RedisCache, redis_cluster: RedisClusterServers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -69,14 +82,7 @@ def test_batches_are_one_round_trip_per_node(
     cluster_cache.delete_many(list(items))
     cluster_cache.put_many(items)
     cluster_cache.get_many(list(items))  # the scripts of all three loaded everywhere
-    sent = []
-    original = AbstractConnection.send_packed_command
-
-    def counting(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
-        sent.append(self.port)  # type: ignore[attr-defined]
-        original(self, command, check_health)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    sent = _count_sends(monkeypatch)
     assert cluster_cache.get_many(list(items)) == items
     assert sorted(sent) == sorted(node.port for node in redis_cluster.nodes)
     sent.clear()
@@ -95,14 +101,7 @@ def test_a_batch_refused_for_an_unknown_script_is_sent_again_as_a_batch(
     for node in redis_cluster.nodes:
         with node.client() as client:
             client.script_flush()
-    sent = []
-    original = AbstractConnection.send_packed_command
-
-    def counting(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
-        sent.append(self.port)  # type: ignore[attr-defined]
-        original(self, command, check_health)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    sent = _count_sends(monkeypatch)
     assert cluster_cache.delete_many(list(items)) == 300
     assert len(sent) == 9  # refused, SCRIPT LOAD, sent again: once per primary each
     assert cluster_cache.get_many(list(items)) == {}
