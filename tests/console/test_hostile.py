@@ -163,3 +163,46 @@ def test_no_resolved_secret_in_any_page_or_log(
     assert SECRET_MARK not in text
     if provider != "memory":
         assert "${CONSOLE_SIGNING_KEY}" in text
+
+
+def test_a_cache_added_in_the_console_cannot_reveal_another_variable(
+    make_console: MakeConsole, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whoever holds the token can add a cache that references any environment variable
+    in any setting; the console must show the reference, never the variable's value
+    (here through a namespace, which the cache page's properties and doctor report)."""
+    caplog.set_level(logging.DEBUG)
+    victim = f"{SECRET_MARK}-unrelated-variable"
+    monkeypatch.setenv("CONSOLE_VICTIM", victim)
+    env = make_console()
+    saved = env.post(
+        "/config/save",
+        name="probe",
+        custom='{"namespace": "ns-${CONSOLE_VICTIM}:"}',
+        **{"class": "memory"},
+    )
+    assert saved.status_code == 303
+    pages = [
+        env.client.get(url)
+        for url in ("/", "/cache?name=probe", "/keys?cache=probe", "/config", "/clear?cache=probe")
+    ]
+    pages.append(env.post("/cache/health", cache="probe"))
+    # A definition refused by validation echoes nothing resolved either.
+    pages.append(
+        env.post(
+            "/config/save",
+            name="probe2",
+            custom='{"namespace": "${CONSOLE_VICTIM}", "nope": 1}',
+            **{"class": "memory"},
+        )
+    )
+    assert pages[1].status_code == 200
+    assert "namespace" in pages[1].text  # the property is listed, its value masked
+    assert pages[-1].status_code == 400
+    for page in pages:
+        assert victim not in page.text, page.url
+        assert victim not in str(page.headers)
+    for record in caplog.records:
+        assert victim not in record.getMessage()
+    assert "${CONSOLE_VICTIM}" in env.path.read_text()
+    assert victim not in env.path.read_text()
