@@ -432,7 +432,7 @@ def create_app(
         flt = query(request, "filter", MAX_FILTER_CHARS) or None
         sid = query(request, "session", 64)
         number_text = query(request, "page", 12) or "0"
-        if not number_text.isdigit():
+        if not (number_text.isascii() and number_text.isdigit()):
             raise CacheValueError(f"page must be a number, got {number_text!r:.20}.")
         number = int(number_text)
         result = console.browse.page(sid, cache.name, number, flt) if sid else None

@@ -131,11 +131,13 @@ class Guard:
             )
             return
         if scope.get("method") not in ("GET", "HEAD"):
-            length = headers.get("content-length")
-            if length is None or not length.isdigit():
+            length = headers.get("content-length", "")
+            # ASCII digits only: str.isdigit() accepts "²", which int() refuses.
+            if not (length.isascii() and length.isdigit()):
                 await _plain(send, 411, "Send a Content-Length with the request body.")
                 return
-            if int(length) > self.max_body:
+            # Checked on the text first: int() refuses (raises on) thousands of digits.
+            if len(length.lstrip("0")) > len(str(self.max_body)) or int(length) > self.max_body:
                 await _plain(send, 413, f"Request body over {self.max_body:,} bytes.")
                 return
             receive = self._bounded(receive, int(length))
