@@ -53,7 +53,7 @@ from .config_edit import ConfigFile, camel
 from .preview import preview
 from .security import LOOPBACK_HOSTS, Guard, csrf_ok, csrf_token
 
-__all__ = ["Console", "create_app", "MAX_JSON_CHARS"]
+__all__ = ["Console", "create_app", "visible", "MAX_JSON_CHARS"]
 
 _log = logging.getLogger("cachehub.console")
 HERE: Final = Path(__file__).parent
@@ -222,6 +222,19 @@ def _stats_rows(
     return totals, rows
 
 
+def visible(text: str) -> str:
+    """``text`` with every character that does not print written as its Python escape.
+
+    Keys are attacker-controlled: a zero-width space makes two keys look alike, a
+    right-to-left override shows ``report<U+202E>gpj.exe`` as ``reportexe.jpg``, control
+    characters vanish. Displayed text shows them as escapes (``admin\\u200b``); links
+    and form fields keep the real key.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _shown(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value, default=str)
@@ -252,6 +265,7 @@ def create_app(
         autoescape=True,  # every template, whatever its extension
         undefined=jinja2.StrictUndefined,
     )
+    env.filters["visible"] = visible
 
     def render(
         request: Request, template_name: str, status: int = 200, **context: Any
@@ -470,7 +484,7 @@ def create_app(
         return render(
             request,
             "entry.html",
-            title=f"Entry {key[:80]}",
+            title=f"Entry {visible(key[:80])}",
             cache=cache.name,
             key=key,
             preview=preview(entry.value),

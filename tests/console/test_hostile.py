@@ -206,3 +206,38 @@ def test_a_cache_added_in_the_console_cannot_reveal_another_variable(
         assert victim not in record.getMessage()
     assert "${CONSOLE_VICTIM}" in env.path.read_text()
     assert victim not in env.path.read_text()
+
+
+def test_invisible_and_bidi_characters_in_keys_are_shown_escaped(make_console: MakeConsole) -> None:
+    """Two keys that differ only by a zero-width space, or a key whose right-to-left
+    override turns "gpj.exe" around, must not look alike or like something else in
+    the key list and on the entry page; links and forms still carry the real key."""
+    env = make_console()
+    tricky = {
+        "admin\u200b": 1,  # zero-width space
+        "report\u202egpj.exe": 2,  # right-to-left override
+        "line\nbreak\x00nul\x1b[31m": 3,  # controls
+        "nb\u00a0sp": 4,  # a space that is not " "
+    }
+    env.cache.put_many({"admin": 0, **tricky})
+    pages = [env.client.get("/keys?cache=main").text]
+    for key in tricky:
+        page = env.client.get("/entry", params={"cache": "main", "key": key})
+        assert page.status_code == 200
+        pages.append(page.text)
+        # The delete form still names the real key.
+        hidden = re.search(r'<input type="hidden" name="key" value="([^"]*)"', page.text)
+        assert hidden is not None
+        assert html.unescape(hidden.group(1)) == key
+    for text in pages:
+        shown = re.sub(r'(value|href)="[^"]*"', "", text)  # attributes carry real keys
+        for char in ("\u200b", "\u202e", "\x00", "\x1b", "\u00a0"):
+            assert char not in shown
+    listing = pages[0]
+    assert "admin\\u200b" in listing
+    assert "report\\u202egpj.exe" in listing
+    assert "nb\\xa0sp" in listing
+    removed = env.post("/entry/delete", cache="main", key="admin\u200b")
+    assert removed.status_code == 200
+    assert env.cache.get("admin") == 0
+    assert env.cache.get("admin\u200b") is None
