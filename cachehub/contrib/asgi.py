@@ -56,10 +56,14 @@ class SessionMiddleware:
         self.scope_key = scope_key
 
     def _cookie_header(self, scope: Scope) -> str | None:
-        for name, value in scope.get("headers") or ():
-            if name.lower() == b"cookie":
-                return bytes(value).decode("latin-1")
-        return None
+        # HTTP/2 lets a client split Cookie into several fields (RFC 9113 8.2.3), and an
+        # ASGI server may pass them on as they came: join them as HTTP/1.1 would.
+        fields = [
+            bytes(value).decode("latin-1")
+            for name, value in scope.get("headers") or ()
+            if name.lower() == b"cookie"
+        ]
+        return "; ".join(fields) if fields else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):

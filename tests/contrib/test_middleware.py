@@ -257,3 +257,31 @@ def test_responses_setting_the_cookie_are_private(storage_cache: MemoryCache) ->
     # no-store already keeps every cache away; no Cache-Control at all becomes private.
     assert private_response([("Cache-Control", "no-store")]) == [("Cache-Control", "no-store")]
     assert private_response([]) == [("Cache-Control", "private")]
+
+
+def test_asgi_reads_the_session_cookie_from_any_cookie_field(storage_cache: MemoryCache) -> None:
+    """Over HTTP/2 a browser may split ``Cookie`` into several fields (RFC 9113 8.2.3),
+    and an ASGI server may pass them on as they came: the session cookie can be in any."""
+    app = ASGISessions(asgi_app, storage_cache)
+    cookies, _ = call_asgi(app, "/login")
+    value = sid(cookies)
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/",
+        "headers": [
+            (b"host", b"test"),
+            (b"cookie", b"theme=dark; lang=en"),
+            (b"cookie", f"session={value}".encode()),
+        ],
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    assert sent[1]["body"] == b"[('user', 'bob')]"
