@@ -272,3 +272,16 @@ def test_valid_cookie_attributes_render() -> None:
     assert "Path=/app" in SessionCookie(path="/app").render(sid)
     assert "Domain=.example.com" in SessionCookie(domain=".example.com").render(sid)
     assert SessionCookie(name="__Host-session").render(sid).startswith("__Host-session=")
+
+
+def test_stores_with_different_prefixes_on_one_cache_do_not_share_sessions(
+    storage_cache: MemoryCache,
+) -> None:
+    """Two applications on one cache: app B must not accept app A's session id."""
+    app_a = SessionStore(storage_cache, prefix="app-a:")
+    app_b = SessionStore(storage_cache, prefix="app-b:")
+    sid = app_a.create({"user_id": 1})
+    assert app_b.load(sid) is None
+    assert app_b.open(sid).sid is None
+    assert not app_b.save(sid, {"user_id": 2})
+    assert app_a.load(sid) == {"user_id": 1}
