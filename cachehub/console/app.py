@@ -131,7 +131,9 @@ class Console:
                 stack.extend(item.values())
             elif isinstance(item, (list, tuple)):
                 stack.extend(item)
-        return tuple(value for name in sorted(names) if (value := environ.get(name)))
+        values = [value for name in sorted(names) if (value := environ.get(name))]
+        # Parsers lower-case what they take for a host name ("redis://${VAR}:6379").
+        return tuple(dict.fromkeys([*values, *(value.lower() for value in values)]))
 
     def hide(self, text: str, extra: tuple[str, ...] = ()) -> str:
         """``text`` safe to show: :func:`~cachehub.scrub.scrub`, and the value of every
@@ -720,7 +722,9 @@ def create_app(
         }
         original = text(form, "original", 200) or None
         # The submitted definition is not in the file yet: mask what it references too.
-        submitted = console.variable_values([fields["custom"], fields["package"]])
+        submitted = console.variable_values(
+            [fields["name"], fields["class"], fields["custom"], fields["package"]]
+        )
         try:
             warnings = console.config_file.save(
                 original=original,

@@ -11,6 +11,8 @@ from html.parser import HTMLParser
 
 import pytest
 
+from cachehub.scrub import SECRET_MASK
+
 from .conftest import ENV, SECRET_MARK, MakeConsole
 
 PAYLOADS = (
@@ -196,8 +198,13 @@ def test_a_cache_added_in_the_console_cannot_reveal_another_variable(
             **{"class": "memory"},
         )
     )
+    # Nor one whose class names the variable ("unknown cache class '...'").
+    pages.append(
+        env.post("/config/save", name="probe3", custom="{}", **{"class": "${CONSOLE_VICTIM}"})
+    )
     assert pages[1].status_code == 200
     assert "namespace" in pages[1].text  # the property is listed, its value masked
+    assert pages[-2].status_code == 400
     assert pages[-1].status_code == 400
     for page in pages:
         assert victim not in page.text, page.url
@@ -241,3 +248,14 @@ def test_invisible_and_bidi_characters_in_keys_are_shown_escaped(make_console: M
     assert removed.status_code == 200
     assert env.cache.get("admin") == 0
     assert env.cache.get("admin\u200b") is None
+
+
+def test_variable_values_cover_what_parsers_lower_case(make_console: MakeConsole) -> None:
+    """A host from ``redis://${VAR}:6379`` comes back lower-cased in connection errors."""
+    env = make_console()
+    environ = {"MIXED": "MiXeD-Secret-Host", "UNUSED": "never-referenced"}
+    env.console.environ = environ
+    values = env.console.variable_values({"custom": {"url": "redis://${MIXED}:6379/0"}})
+    assert set(values) == {"MiXeD-Secret-Host", "mixed-secret-host"}
+    shown = env.console.hide("Redis at mixed-secret-host:6379 is unavailable", values)
+    assert shown == f"Redis at {SECRET_MASK}:6379 is unavailable"
