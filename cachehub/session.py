@@ -71,6 +71,10 @@ _CREATE_ATTEMPTS: Final = 8
 S = TypeVar("S", bound="TrackedSession")
 T = TypeVar("T")
 _COOKIE_NAME: Final = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+_COOKIE_PATH: Final = re.compile(r"/[\x21-\x3a\x3c-\x7e]*")
+"""A cookie ``Path``: absolute, printable ASCII without ``;`` (RFC 6265 path-value)."""
+_COOKIE_DOMAIN: Final = re.compile(r"\.?[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+"""A cookie ``Domain``: an ASCII host name (IDNA-encode others), optionally dot-led."""
 
 _WRITE: Final = "write"
 """Marker value: this version is being (or was) written by the claim's owner."""
@@ -800,6 +804,34 @@ class SessionCookie:
             raise CacheValueError(
                 f"session cookie name {self.name!r:.60} is not a valid cookie name.",
                 hint="use letters, digits, '-', '_' or '.', e.g. 'session'.",
+            )
+        # Path and domain are written into Set-Cookie as they are: a ";" or a line break
+        # would add attributes (or headers) to every session cookie.
+        if not isinstance(self.path, str) or not _COOKIE_PATH.fullmatch(self.path):
+            raise CacheValueError(
+                f"session cookie path {self.path!r:.60} is not a valid cookie path.",
+                hint="use an absolute path of printable ASCII without ';', e.g. '/' or '/app'.",
+            )
+        if self.domain is not None and (
+            not isinstance(self.domain, str) or not _COOKIE_DOMAIN.fullmatch(self.domain)
+        ):
+            raise CacheValueError(
+                f"session cookie domain {self.domain!r:.60} is not a valid cookie domain.",
+                hint="use a host name such as 'example.com' (IDNA-encoded), or None for "
+                "the request's host only.",
+            )
+        # Browsers drop a prefixed cookie whose attributes break the prefix's rules, and
+        # then every request would silently start a new session.
+        if self.name.startswith("__Host-") and (not self.secure or self.domain or self.path != "/"):
+            raise CacheValueError(
+                "a __Host- cookie needs secure=True, path='/' and no domain "
+                "(browsers drop it otherwise).",
+                hint="set secure=True, path='/', domain=None, or drop the __Host- prefix.",
+            )
+        if self.name.startswith("__Secure-") and not self.secure:
+            raise CacheValueError(
+                "a __Secure- cookie needs secure=True (browsers drop it otherwise).",
+                hint="set secure=True, or drop the __Secure- prefix.",
             )
         if self.samesite not in (None, "Lax", "Strict", "None"):
             raise CacheValueError(

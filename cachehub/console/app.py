@@ -9,11 +9,13 @@ builds every cache read-only, hides every write control and answers writes with 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
 import math
 import os
+import re
 import secrets
 import threading
 import time
@@ -51,7 +53,7 @@ from .config_edit import ConfigFile, camel
 from .preview import preview
 from .security import LOOPBACK_HOSTS, Guard, csrf_ok, csrf_token
 
-__all__ = ["Console", "create_app", "MAX_JSON_CHARS"]
+__all__ = ["Console", "create_app", "visible", "MAX_JSON_CHARS"]
 
 _log = logging.getLogger("cachehub.console")
 HERE: Final = Path(__file__).parent
@@ -61,6 +63,8 @@ COMMAND_LIMIT: Final = 1000
 """``Limit`` given to a dynamodb_command scan or query that names none."""
 MAX_FILTER_CHARS: Final = 512
 """Longest key filter accepted."""
+_VARIABLE: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
+"""The variable named by a ``${VAR}`` (or ``${VAR:-fallback}``) reference."""
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -88,6 +92,7 @@ class Console:
         # cache is observed, and unregistered on close: the process is left as it was.
         self.stats = StatsCollector()
         register(self.stats, name=f"cachehub.console.stats.{id(self)}")
+        self._referenced: tuple[str, ...] = ()
         try:
             self._caches = self._load()
         except BaseException:
@@ -97,10 +102,12 @@ class Console:
     def _load(self) -> Caches:
         """The registry of the file; in a read-only console every cache is read-only."""
         if not self.config_path.exists():
+            self._referenced = ()
             return Caches({}, environ=self.environ)  # the editor creates the file
+        block = _entries_of(load_file(self.config_path))
+        self._referenced = self.variable_values(block)
         if not self.read_only:
             return Caches(server_config=self.config_path, environ=self.environ)
-        block = _entries_of(load_file(self.config_path))
         forced: dict[str, Any] = {}
         for name, raw in block.items():
             if isinstance(raw, Mapping):
@@ -109,6 +116,35 @@ class Console:
             else:
                 forced[name] = raw  # the loader reports it
         return Caches(server_config={"caches": forced}, environ=self.environ)
+
+    def variable_values(self, raw: Any) -> tuple[str, ...]:
+        """The values of the environment variables that ``${VAR}`` references in ``raw``
+        (configuration as written: strings, mappings and lists) name."""
+        environ = os.environ if self.environ is None else self.environ
+        names: set[str] = set()
+        stack = [raw]
+        while stack:  # iterative: the loader already bounded the document's depth and size
+            item = stack.pop()
+            if isinstance(item, str):
+                names.update(_VARIABLE.findall(item))
+            elif isinstance(item, Mapping):
+                stack.extend(item.values())
+            elif isinstance(item, (list, tuple)):
+                stack.extend(item)
+        values = [value for name in sorted(names) if (value := environ.get(name))]
+        # Parsers lower-case what they take for a host name ("redis://${VAR}:6379").
+        return tuple(dict.fromkeys([*values, *(value.lower() for value in values)]))
+
+    def hide(self, text: str, extra: tuple[str, ...] = ()) -> str:
+        """``text`` safe to show: :func:`~cachehub.scrub.scrub`, and the value of every
+        variable the configuration references masked too.
+
+        A value resolved from ``${VAR}`` may be a secret in any setting (a namespace, a
+        host, a table name), and anyone with the console's token can add a cache that
+        references any variable: what the backend reports of its settings (``info()``,
+        errors, doctor checks) must not show it.
+        """
+        return scrub(text, (*self._referenced, *extra))
 
     @property
     def caches(self) -> Caches:
@@ -188,6 +224,19 @@ def _stats_rows(
     return totals, rows
 
 
+def visible(text: str) -> str:
+    """``text`` with every character that does not print written as its Python escape.
+
+    Keys are attacker-controlled: a zero-width space makes two keys look alike, a
+    right-to-left override shows ``report<U+202E>gpj.exe`` as ``reportexe.jpg``, control
+    characters vanish. Displayed text shows them as escapes (``admin\\u200b``); links
+    and form fields keep the real key.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _shown(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value, default=str)
@@ -218,6 +267,7 @@ def create_app(
         autoescape=True,  # every template, whatever its extension
         undefined=jinja2.StrictUndefined,
     )
+    env.filters["visible"] = visible
 
     def render(
         request: Request, template_name: str, status: int = 200, **context: Any
@@ -242,9 +292,9 @@ def create_app(
                 status = 404
             elif isinstance(exc, CacheUnavailableError):
                 status = 503
-            message = scrub(str(exc))
+            message = console.hide(str(exc))
         elif isinstance(exc, HTTPException):  # e.g. a form with too many fields
-            status, message = exc.status_code, scrub(str(exc.detail))
+            status, message = exc.status_code, console.hide(str(exc.detail))
         else:
             status = 500
             message = f"unexpected {type(exc).__name__}; the console logged it."
@@ -336,7 +386,7 @@ def create_app(
                     "default": entry.name == console.caches.default_name,
                     "read_only": entry.read_only,
                     "storage": entry.storage,
-                    "problem": None if entry.problem is None else scrub(str(entry.problem)),
+                    "problem": None if entry.problem is None else console.hide(str(entry.problem)),
                 }
             )
         return render(request, "index.html", rows=rows, title="Caches")
@@ -348,15 +398,15 @@ def create_app(
         settings = entry_config(entry)
         cache = console.cache(entry.name)
         try:
-            info = {k: _shown(v) for k, v in cache.info().items()}
+            info = {k: console.hide(_shown(v)) for k, v in cache.info().items()}
             info_error = None
         except CacheError as exc:
-            info, info_error = {}, scrub(str(exc))
+            info, info_error = {}, console.hide(str(exc))
         totals, stats = _stats_rows(cache, console.stats)
         return {
             "name": entry.name,
             "provider": f"{type(cache).__module__}:{type(cache).__qualname__}",
-            "settings": json.dumps(settings, indent=2, default=str),
+            "settings": console.hide(json.dumps(settings, indent=2, default=str)),
             "info": info,
             "info_error": info_error,
             "totals": totals,
@@ -379,6 +429,14 @@ def create_app(
 
         name = console.caches.entry(text(form, "cache", required=True)).name
         diagnosis = diagnose(State(_caches=console.caches), name)
+        diagnosis.checks = [
+            dataclasses.replace(
+                check,
+                detail=console.hide(check.detail),
+                advice=None if check.advice is None else console.hide(check.advice),
+            )
+            for check in diagnosis.checks
+        ]
         context = _cache_context(name)
         return render(request, "cache.html", title=f"Cache {name}", diagnosis=diagnosis, **context)
 
@@ -390,7 +448,7 @@ def create_app(
         flt = query(request, "filter", MAX_FILTER_CHARS) or None
         sid = query(request, "session", 64)
         number_text = query(request, "page", 12) or "0"
-        if not number_text.isdigit():
+        if not (number_text.isascii() and number_text.isdigit()):
             raise CacheValueError(f"page must be a number, got {number_text!r:.20}.")
         number = int(number_text)
         result = console.browse.page(sid, cache.name, number, flt) if sid else None
@@ -428,7 +486,7 @@ def create_app(
         return render(
             request,
             "entry.html",
-            title=f"Entry {key[:80]}",
+            title=f"Entry {visible(key[:80])}",
             cache=cache.name,
             key=key,
             preview=preview(entry.value),
@@ -663,6 +721,10 @@ def create_app(
             "storage": form.get("storage") == "on",
         }
         original = text(form, "original", 200) or None
+        # The submitted definition is not in the file yet: mask what it references too.
+        submitted = console.variable_values(
+            [fields["name"], fields["class"], fields["custom"], fields["package"]]
+        )
         try:
             warnings = console.config_file.save(
                 original=original,
@@ -683,7 +745,7 @@ def create_app(
                 title="Fix the cache definition",
                 original=original or "",
                 form=fields,
-                problem=scrub(str(exc)),
+                problem=console.hide(str(exc), submitted),
                 warnings=[],
             )
         console.reload()
@@ -695,7 +757,7 @@ def create_app(
                 original=str(fields["name"]).strip(),
                 form=fields,
                 problem=None,
-                warnings=[scrub(w) for w in warnings],
+                warnings=[console.hide(w, submitted) for w in warnings],
             )
         url = request.url_for("config").include_query_params(saved=str(fields["name"]).strip())
         return RedirectResponse(str(url), status_code=303)

@@ -114,8 +114,9 @@ class BrowseSessions:
         """Page ``number`` of session ``sid`` (of ``cache`` and ``filter``); None if the
         session is gone or lists something else.
 
-        Going forward pulls the next keys from the iterator; a page already shown is
-        served from memory, never re-read.
+        Going forward pulls the next keys from the iterator (one page at most: a number
+        past the next page gives the next page); a page already shown is served from
+        memory, never re-read.
         """
         if number < 0:
             raise CacheValueError(
@@ -135,6 +136,9 @@ class BrowseSessions:
         if session is None:
             return None
         with session.lock:
+            # ``number`` comes from the URL: a page far ahead would pull every key up to
+            # it in this one request. Going forward is one page at a time, as Next does.
+            number = min(number, max(session.pages, default=-1) + 1)
             while number not in session.pages:
                 latest = max(session.pages, default=-1)
                 if number < latest or session.exhausted:

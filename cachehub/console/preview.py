@@ -1,7 +1,8 @@
 """Bounded previews of cached values: what the entry page shows, whatever the value's size.
 
 A cached value may be a 100 MB string or a list of a million dicts. Nothing here walks
-or copies more than a fixed budget of it: :mod:`reprlib` cuts strings and containers,
+or copies more than a fixed budget of it: :mod:`reprlib` cuts strings and containers
+(sets and dicts unsorted, see :class:`_Repr`),
 and the JSON text offered for editing is produced lazily by ``iterencode`` and abandoned
 as soon as it passes :data:`MAX_EDIT_CHARS`.
 """
@@ -10,7 +11,10 @@ from __future__ import annotations
 
 import json
 import reprlib
+from collections.abc import Collection, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Final
 
 __all__ = ["Preview", "preview", "MAX_PREVIEW_CHARS", "MAX_EDIT_CHARS"]
@@ -20,7 +24,44 @@ MAX_PREVIEW_CHARS: Final = 4000
 MAX_EDIT_CHARS: Final = 64 * 1024
 """Longest JSON text offered in the edit form (larger values are not editable here)."""
 
-_REPR = reprlib.Repr()
+
+class _Repr(reprlib.Repr):
+    """:class:`reprlib.Repr` showing sets and dicts in iteration order.
+
+    reprlib sorts them first, which copies and compares *every* item to show the first
+    50: a set or dict of millions of items would cost seconds and a list of its size.
+    Iteration order (a dict's insertion order, as its JSON shows) costs 50 items.
+    """
+
+    def repr_set(self, x: AbstractSet[Any], level: int) -> str:
+        return self._first(x, level, "{", "}", self.maxset) if x else "set()"
+
+    def repr_frozenset(self, x: AbstractSet[Any], level: int) -> str:
+        return self._first(x, level, "frozenset({", "})", self.maxfrozenset) if x else "frozenset()"
+
+    def repr_dict(self, x: Mapping[Any, Any], level: int) -> str:
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{" + self.fillvalue + "}"
+        pieces = [
+            f"{self.repr1(key, level - 1)}: {self.repr1(x[key], level - 1)}"
+            for key in islice(x, self.maxdict)
+        ]
+        if len(x) > self.maxdict:
+            pieces.append(self.fillvalue)
+        return "{" + ", ".join(pieces) + "}"
+
+    def _first(self, x: Collection[Any], level: int, left: str, right: str, limit: int) -> str:
+        if level <= 0:
+            return left + self.fillvalue + right
+        pieces = [self.repr1(item, level - 1) for item in islice(x, limit)]
+        if len(x) > limit:
+            pieces.append(self.fillvalue)
+        return left + ", ".join(pieces) + right
+
+
+_REPR = _Repr()
 _REPR.maxlevel = 4
 _REPR.maxstring = 2000
 _REPR.maxother = 200

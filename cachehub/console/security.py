@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from http.cookies import SimpleCookie
 from typing import Any, Final
@@ -75,12 +76,19 @@ def csrf_ok(token: str, submitted: object) -> bool:
     )
 
 
+_HOST: Final = re.compile(r"(?P<name>\[[0-9a-f:.]+\]|[0-9a-z._-]+)(?::[0-9]{1,5})?")
+"""A ``Host`` header: a name or bracketed IPv6 literal, then an optional numeric port."""
+
+
 def _host_name(host: str) -> str:
-    """``Host`` header without its port (IPv6 literals keep their brackets)."""
+    """``Host`` header without its port (IPv6 literals keep their brackets); "" when it is
+    not a host and an optional port: ``127.0.0.1:1@evil.example`` would otherwise pass
+    as ``127.0.0.1`` while URLs built from it point at evil.example."""
     host = host.strip().lower()
-    if host.startswith("["):
-        return host[: host.find("]") + 1] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if host == "::1":  # a bare IPv6 literal, as some clients send it
+        return host
+    found = _HOST.fullmatch(host)
+    return "" if found is None else found.group("name")
 
 
 class Guard:
@@ -131,11 +139,13 @@ class Guard:
             )
             return
         if scope.get("method") not in ("GET", "HEAD"):
-            length = headers.get("content-length")
-            if length is None or not length.isdigit():
+            length = headers.get("content-length", "")
+            # ASCII digits only: str.isdigit() accepts "²", which int() refuses.
+            if not (length.isascii() and length.isdigit()):
                 await _plain(send, 411, "Send a Content-Length with the request body.")
                 return
-            if int(length) > self.max_body:
+            # Checked on the text first: int() refuses (raises on) thousands of digits.
+            if len(length.lstrip("0")) > len(str(self.max_body)) or int(length) > self.max_body:
                 await _plain(send, 413, f"Request body over {self.max_body:,} bytes.")
                 return
             receive = self._bounded(receive, int(length))

@@ -24,7 +24,7 @@ from ..errors import ConfigError
 from ..registry import Caches, get_caches
 from ..session import SessionStore
 
-__all__ = ["CacheSpec", "resolve_cache", "session_store", "vary_cookie"]
+__all__ = ["CacheSpec", "private_response", "resolve_cache", "session_store", "vary_cookie"]
 
 CacheSpec = BaseCache | str | Mapping[str, Any]
 """A cache object, the name of a cache in the process registry, or one cache entry
@@ -89,4 +89,35 @@ def vary_cookie(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
             out[i] = (name, f"{value}, Cookie" if value.strip() else "Cookie")
             return out
     out.append(("Vary", "Cookie"))
+    return out
+
+
+def private_response(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``headers`` of a response that sets (or clears) the session cookie, made so that
+    no shared cache stores it.
+
+    A CDN or proxy that stored such a response would hand its ``Set-Cookie`` (one user's
+    session id) to every later visitor: ``Vary: Cookie`` does not help, since the next
+    visitor without a cookie matches the request that got it. ``Cache-Control`` gets
+    ``private`` (shared caches must not store; the user's browser still may), and the
+    directives that address shared caches (``public``, ``s-maxage``) are dropped;
+    ``no-store`` is enough as it is. Several ``Cache-Control`` fields become one.
+    """
+    out: list[tuple[str, str]] = []
+    directives: list[str] = []
+    name = "Cache-Control"
+    for header, value in headers:
+        if header.lower() == "cache-control":
+            name = header
+            directives.extend(d.strip() for d in value.split(",") if d.strip())
+        else:
+            out.append((header, value))
+    kept = [
+        d
+        for d in directives
+        if d.split("=", 1)[0].strip().lower() not in ("public", "s-maxage", "private")
+    ]
+    if not any(d.lower() == "no-store" for d in kept):
+        kept.append("private")
+    out.append((name, ", ".join(kept)))
     return out

@@ -9,10 +9,12 @@ HTTP and WebSocket scopes get a :class:`~cachehub.session.TrackedSession`. Chang
 committed (merged key by key as one versioned write) when the app sends
 ``http.response.start`` or ``websocket.accept``, and the cookie is added to that
 message's headers; changes made later are not saved. HTTP responses get
-``Vary: Cookie``. Cache calls go through the cache's async shell (``cache.aio()``:
-native on Redis and memory, worker threads only for a sync-only provider), so a network
-cache never blocks the event loop, and a save waiting for a busy session waits with
-``asyncio.sleep``: nothing is parked while another request holds the session.
+``Vary: Cookie``, and those that set the cookie ``Cache-Control: private`` (a shared
+cache must not hand it to others). Cache calls go through the cache's async shell
+(``cache.aio()``: native on Redis and memory, worker threads only for a sync-only
+provider), so a network cache never blocks the event loop, and a save waiting for a
+busy session waits with ``asyncio.sleep``: nothing is parked while another request holds
+the session.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any, TypeAlias
 
 from ..api import TimeSpan
 from ..session import SessionCookie, SessionStore
-from . import CacheSpec, session_store, vary_cookie
+from . import CacheSpec, private_response, session_store, vary_cookie
 
 __all__ = ["SessionMiddleware"]
 
@@ -54,10 +56,14 @@ class SessionMiddleware:
         self.scope_key = scope_key
 
     def _cookie_header(self, scope: Scope) -> str | None:
-        for name, value in scope.get("headers") or ():
-            if name.lower() == b"cookie":
-                return bytes(value).decode("latin-1")
-        return None
+        # HTTP/2 lets a client split Cookie into several fields (RFC 9113 8.2.3), and an
+        # ASGI server may pass them on as they came: join them as HTTP/1.1 would.
+        fields = [
+            bytes(value).decode("latin-1")
+            for name, value in scope.get("headers") or ()
+            if name.lower() == b"cookie"
+        ]
+        return "; ".join(fields) if fields else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -74,12 +80,12 @@ class SessionMiddleware:
                 if set_cookie is not None:
                     headers.append((b"set-cookie", set_cookie.encode("latin-1")))
                 if message["type"] == "http.response.start":
-                    text = [
+                    text = vary_cookie(
                         (bytes(n).decode("latin-1"), bytes(v).decode("latin-1")) for n, v in headers
-                    ]
-                    headers = [
-                        (n.encode("latin-1"), v.encode("latin-1")) for n, v in vary_cookie(text)
-                    ]
+                    )
+                    if set_cookie is not None:
+                        text = private_response(text)
+                    headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in text]
                 message = {**message, "headers": headers}
             await send(message)
 

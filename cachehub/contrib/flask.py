@@ -8,10 +8,11 @@
 Only a random 256-bit session id travels in the cookie; the data stays in the cache,
 through its codec (no pickle). The cookie takes Flask's ``SESSION_COOKIE_*`` settings,
 except that ``SameSite`` defaults to ``Lax`` when unset. Call ``session.regenerate()``
-on every privilege change (login, logout) to issue a new id. Concurrent requests on one
-session merge their changes key by key, and a request that saves after the session was
-ended (logout, expiry, rotation) is refused instead of bringing it back (see
-docs/sessions.md).
+on every privilege change (login, logout) to issue a new id. A response that sets or
+clears the cookie gets ``Cache-Control: private``, so no shared cache hands it to
+others. Concurrent requests on one session merge their changes key by key, and a
+request that saves after the session was ended (logout, expiry, rotation) is refused
+instead of bringing it back (see docs/sessions.md).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from flask.sessions import SessionInterface, SessionMixin
 
 from ..api import TimeSpan
 from ..session import SessionStore, TrackedSession
-from . import CacheSpec, session_store
+from . import CacheSpec, private_response, session_store
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -91,6 +92,7 @@ class CacheHubSessionInterface(SessionInterface):
                     httponly=httponly,
                 )
                 response.vary.add("Cookie")
+                _private(response)
             return
         if sid != session.presented or refresh or (session.extended and session.permanent):
             session.presented = sid
@@ -106,3 +108,13 @@ class CacheHubSessionInterface(SessionInterface):
                 httponly=httponly,
             )
             response.vary.add("Cookie")
+            _private(response)
+
+
+def _private(response: Response) -> None:
+    """``Cache-Control: private`` on a response that sets the session cookie, so that no
+    shared cache hands that cookie to other visitors (see
+    :func:`cachehub.contrib.private_response`)."""
+    fields = [("Cache-Control", v) for v in response.headers.getlist("Cache-Control")]
+    ((_, value),) = private_response(fields)
+    response.headers["Cache-Control"] = value

@@ -9,8 +9,9 @@ The session is a :class:`~cachehub.session.TrackedSession` (a ``dict``). Changes
 committed, merged key by key as one versioned write, when the application calls
 ``start_response``; changes made after that (while streaming the body) are not saved.
 Call ``session.regenerate()`` after a privilege change (login) to get a new id. Every
-response gets ``Vary: Cookie`` (it may depend on the session), and the cookie is re-sent
-whenever the session's idle deadline moves, so it expires with the session.
+response gets ``Vary: Cookie`` (it may depend on the session), one that sets the cookie
+``Cache-Control: private`` (a shared cache must not hand it to others), and the cookie is
+re-sent whenever the session's idle deadline moves, so it expires with the session.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, TypeAlias
 
 from ..api import TimeSpan
 from ..session import SessionCookie, SessionStore
-from . import CacheSpec, session_store, vary_cookie
+from . import CacheSpec, private_response, session_store, vary_cookie
 
 __all__ = ["SessionMiddleware", "ENVIRON_KEY"]
 
@@ -57,7 +58,7 @@ class SessionMiddleware:
             if exc_info is None:  # an error page replacing a failed response saves nothing
                 set_cookie = self.cookie.commit(self.store, session)
                 if set_cookie is not None:
-                    headers = [*headers, ("Set-Cookie", set_cookie)]
+                    headers = private_response([*headers, ("Set-Cookie", set_cookie)])
             headers = vary_cookie(headers)
             return start_response(status, headers, exc_info)
 

@@ -191,3 +191,44 @@ def test_a_session_of_another_filter_is_not_reused(make_console: MakeConsole) ->
     keys = KEY_LINK.findall(other)
     assert keys
     assert all(k.startswith("b") for k in keys)
+
+
+def test_a_page_number_far_ahead_pulls_one_page_not_the_whole_cache(
+    make_console: MakeConsole, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``page`` is a URL parameter: ``page=99999999999`` must not make one request read
+    every key of the backend (the Next links only ever ask for the following page)."""
+    env = make_console()
+    env.cache.put_many({f"k{i:05d}": i for i in range(5_000)})
+    counted = Counted(env, monkeypatch)
+    first = env.client.get("/keys?cache=main").text
+    sid = re.search(r"session=([^&\"]+)", first)
+    assert sid is not None
+    assert counted.pulled == PAGE_SIZE
+    jump = env.client.get(f"/keys?cache=main&session={sid.group(1)}&page=99999999999")
+    assert jump.status_code == 200
+    assert counted.pulled == 2 * PAGE_SIZE  # only the page after the last one shown
+    assert len(KEY_LINK.findall(jump.text)) == PAGE_SIZE
+    assert "Page 2 " in jump.text
+    # Its Next link goes on from there, one page at a time.
+    onward = NEXT.search(jump.text)
+    assert onward is not None and "page=2" in onward.group(1)  # noqa: PT018
+
+
+def test_browse_sessions_clamp_a_jump_to_the_next_page() -> None:
+    sessions = BrowseSessions(page_size=2)
+    pulled: list[int] = []
+
+    def keys() -> Iterator[str]:
+        for i in range(1_000):
+            pulled.append(i)
+            yield f"k{i}"
+
+    sid = sessions.open("c", None, keys())
+    page = sessions.page(sid, "c", 10**9)
+    assert page is not None
+    assert (page.number, page.keys) == (0, ("k0", "k1"))
+    page = sessions.page(sid, "c", 10**9)
+    assert page is not None
+    assert (page.number, page.keys) == (1, ("k2", "k3"))
+    assert len(pulled) <= 5  # a generator runs one item ahead at most

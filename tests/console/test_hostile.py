@@ -11,6 +11,8 @@ from html.parser import HTMLParser
 
 import pytest
 
+from cachehub.scrub import SECRET_MASK
+
 from .conftest import ENV, SECRET_MARK, MakeConsole
 
 PAYLOADS = (
@@ -163,3 +165,97 @@ def test_no_resolved_secret_in_any_page_or_log(
     assert SECRET_MARK not in text
     if provider != "memory":
         assert "${CONSOLE_SIGNING_KEY}" in text
+
+
+def test_a_cache_added_in_the_console_cannot_reveal_another_variable(
+    make_console: MakeConsole, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whoever holds the token can add a cache that references any environment variable
+    in any setting; the console must show the reference, never the variable's value
+    (here through a namespace, which the cache page's properties and doctor report)."""
+    caplog.set_level(logging.DEBUG)
+    victim = f"{SECRET_MARK}-unrelated-variable"
+    monkeypatch.setenv("CONSOLE_VICTIM", victim)
+    env = make_console()
+    saved = env.post(
+        "/config/save",
+        name="probe",
+        custom='{"namespace": "ns-${CONSOLE_VICTIM}:"}',
+        **{"class": "memory"},
+    )
+    assert saved.status_code == 303
+    pages = [
+        env.client.get(url)
+        for url in ("/", "/cache?name=probe", "/keys?cache=probe", "/config", "/clear?cache=probe")
+    ]
+    pages.append(env.post("/cache/health", cache="probe"))
+    # A definition refused by validation echoes nothing resolved either.
+    pages.append(
+        env.post(
+            "/config/save",
+            name="probe2",
+            custom='{"namespace": "${CONSOLE_VICTIM}", "nope": 1}',
+            **{"class": "memory"},
+        )
+    )
+    # Nor one whose class names the variable ("unknown cache class '...'").
+    pages.append(
+        env.post("/config/save", name="probe3", custom="{}", **{"class": "${CONSOLE_VICTIM}"})
+    )
+    assert pages[1].status_code == 200
+    assert "namespace" in pages[1].text  # the property is listed, its value masked
+    assert pages[-2].status_code == 400
+    assert pages[-1].status_code == 400
+    for page in pages:
+        assert victim not in page.text, page.url
+        assert victim not in str(page.headers)
+    for record in caplog.records:
+        assert victim not in record.getMessage()
+    assert "${CONSOLE_VICTIM}" in env.path.read_text()
+    assert victim not in env.path.read_text()
+
+
+def test_invisible_and_bidi_characters_in_keys_are_shown_escaped(make_console: MakeConsole) -> None:
+    """Two keys that differ only by a zero-width space, or a key whose right-to-left
+    override turns "gpj.exe" around, must not look alike or like something else in
+    the key list and on the entry page; links and forms still carry the real key."""
+    env = make_console()
+    tricky = {
+        "admin\u200b": 1,  # zero-width space
+        "report\u202egpj.exe": 2,  # right-to-left override
+        "line\nbreak\x00nul\x1b[31m": 3,  # controls
+        "nb\u00a0sp": 4,  # a space that is not " "
+    }
+    env.cache.put_many({"admin": 0, **tricky})
+    pages = [env.client.get("/keys?cache=main").text]
+    for key in tricky:
+        page = env.client.get("/entry", params={"cache": "main", "key": key})
+        assert page.status_code == 200
+        pages.append(page.text)
+        # The delete form still names the real key.
+        hidden = re.search(r'<input type="hidden" name="key" value="([^"]*)"', page.text)
+        assert hidden is not None
+        assert html.unescape(hidden.group(1)) == key
+    for text in pages:
+        shown = re.sub(r'(value|href)="[^"]*"', "", text)  # attributes carry real keys
+        for char in ("\u200b", "\u202e", "\x00", "\x1b", "\u00a0"):
+            assert char not in shown
+    listing = pages[0]
+    assert "admin\\u200b" in listing
+    assert "report\\u202egpj.exe" in listing
+    assert "nb\\xa0sp" in listing
+    removed = env.post("/entry/delete", cache="main", key="admin\u200b")
+    assert removed.status_code == 200
+    assert env.cache.get("admin") == 0
+    assert env.cache.get("admin\u200b") is None
+
+
+def test_variable_values_cover_what_parsers_lower_case(make_console: MakeConsole) -> None:
+    """A host from ``redis://${VAR}:6379`` comes back lower-cased in connection errors."""
+    env = make_console()
+    environ = {"MIXED": "MiXeD-Secret-Host", "UNUSED": "never-referenced"}
+    env.console.environ = environ
+    values = env.console.variable_values({"custom": {"url": "redis://${MIXED}:6379/0"}})
+    assert set(values) == {"MiXeD-Secret-Host", "mixed-secret-host"}
+    shown = env.console.hide("Redis at mixed-secret-host:6379 is unavailable", values)
+    assert shown == f"Redis at {SECRET_MASK}:6379 is unavailable"

@@ -250,3 +250,42 @@ def test_huge_values_render_within_a_memory_cap() -> None:
     for page, (status, length) in outcome.value.items():
         assert status == 200, page
         assert length < 20_000, page
+
+
+class _Compared:
+    """A set member / dict key that counts how often it is compared for ordering."""
+
+    compared = 0
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+
+    def __lt__(self, other: _Compared) -> bool:
+        _Compared.compared += 1
+        return self.number < other.number
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Compared) and other.number == self.number
+
+    def __hash__(self) -> int:
+        return self.number
+
+    def __repr__(self) -> str:
+        return f"c{self.number}"
+
+
+@pytest.mark.parametrize("kind", [set, frozenset, dict])
+def test_previews_of_sets_and_dicts_do_not_sort_them(kind: type) -> None:
+    """reprlib sorts a set or dict before showing its first items: every item is
+    copied and compared. The preview shows the first items in iteration order."""
+    from cachehub.console.preview import preview
+
+    items = [_Compared(n) for n in range(20_000, 0, -1)]
+    value = dict.fromkeys(items, 0) if kind is dict else kind(items)
+    _Compared.compared = 0
+    shown = preview(value)
+    assert _Compared.compared == 0
+    assert shown.truncated
+    first = next(iter(value))
+    assert repr(first) in shown.text
+    assert shown.text.count("c") <= 60  # about 50 items, not 20,000

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
 from cachehub.console.app import create_app
-from cachehub.console.security import COOKIE, CSP, MAX_BODY_BYTES
+from cachehub.console.security import COOKIE, CSP, MAX_BODY_BYTES, Guard
 
 from .conftest import BASE_URL, TOKEN, MakeConsole
 
@@ -155,3 +157,81 @@ def test_allow_remote_accepts_other_host_names_but_still_needs_the_token(
     with TestClient(app, base_url="http://console.example:8742") as client:
         assert client.get("/").status_code == 401
         assert client.get(f"/?token={TOKEN}").status_code == 200
+
+
+def _through_guard(method: str, headers: list[tuple[bytes, bytes]]) -> tuple[int, bool]:
+    """(status sent, whether the app was reached) of one raw ASGI request to the guard:
+    raw, because an HTTP client would normalise or refuse the hostile headers."""
+    reached: list[str] = []
+    sent: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": "/entry/delete",
+        "query_string": b"",
+        "headers": [(b"cookie", f"{COOKIE}={TOKEN}".encode()), *headers],
+    }
+    asyncio.run(asyncio.wait_for(Guard(app, token=TOKEN)(scope, receive, send), 10))
+    assert sent[0]["type"] == "http.response.start"
+    return sent[0]["status"], bool(reached)
+
+
+@pytest.mark.parametrize(
+    "length",
+    [
+        "\u00b2",  # str.isdigit() says yes, int() says no
+        "\u00b9\u00b3",
+        "1" * 5000,  # more digits than int() converts (sys.get_int_max_str_digits)
+        "9" * 40,
+        "-1",
+        "",
+    ],
+)
+def test_a_hostile_content_length_is_refused_not_a_crash(length: str) -> None:
+    """The guard parses Content-Length itself: what a server passes through (the
+    header as raw latin-1 bytes) is answered 411/413, never an exception in the guard."""
+    status, reached = _through_guard(
+        "POST", [(b"host", b"127.0.0.1:8742"), (b"content-length", length.encode("latin-1"))]
+    )
+    assert (status in (411, 413), reached) == (True, False)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1:8742@evil.example",  # a URL built from it would point at evil.example
+        "127.0.0.1:evil.example",
+        "[::1]evil.example",
+        "[::1]:8742@evil.example",
+        "localhost/evil.example",
+        "localhost:8742:1",
+        "",
+    ],
+)
+def test_a_malformed_host_header_is_refused(host: str) -> None:
+    status, reached = _through_guard("GET", [(b"host", host.encode("latin-1"))])
+    assert (status, reached) == (400, False)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost:8742", "[::1]:8742", "LOCALHOST"])
+def test_loopback_host_headers_pass(host: str) -> None:
+    assert _through_guard("GET", [(b"host", host.encode())]) == (200, True)
+
+
+def test_a_non_ascii_page_number_is_a_typed_error(make_console: MakeConsole) -> None:
+    env = make_console()
+    response = env.client.get("/keys?cache=main&page=\u00b2")
+    assert response.status_code == 400
+    assert "page must be a number" in response.text

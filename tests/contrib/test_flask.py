@@ -120,3 +120,41 @@ def test_forged_cookie_is_ignored(storage_cache: MemoryCache) -> None:
 def test_needs_storage_cache(make_cache: Callable[..., MemoryCache]) -> None:
     with pytest.raises(StorageNotEnabledError):
         CacheHubSessionInterface(make_cache(name="plain"))
+
+
+def test_a_response_setting_the_cookie_is_never_for_shared_caches(
+    storage_cache: MemoryCache,
+) -> None:
+    """A CDN honouring the view's ``public, s-maxage`` would serve the first visitor's
+    Set-Cookie (their session id) to every later visitor without a cookie."""
+    app = make_app(storage_cache)
+
+    @app.post("/public/<item>")
+    def public(item: str) -> Any:
+        session["cart"] = [item]
+        response = app.make_response("ok")
+        response.headers["Cache-Control"] = "public, max-age=60, s-maxage=600"
+        return response
+
+    @app.get("/public-read")
+    def public_read() -> Any:
+        response = app.make_response(str(session.get("cart")))
+        response.headers["Cache-Control"] = "public, max-age=60"
+        return response
+
+    client = app.test_client()
+    first = client.post("/public/apple")
+    assert "session=" in first.headers["Set-Cookie"]
+    directives = {d.strip() for d in first.headers["Cache-Control"].split(",")}
+    assert directives == {"private", "max-age=60"}
+    # A response that sets no cookie keeps the view's caching headers.
+    unchanged = client.get("/public-read")
+    assert "Set-Cookie" not in unchanged.headers
+    assert unchanged.headers["Cache-Control"] == "public, max-age=60"
+    # Logging out clears the cookie: that response is private too.
+    bye = client.post("/logout")
+    assert (
+        "Max-Age=0" in bye.headers["Set-Cookie"]
+        or "Expires=Thu, 01 Jan 1970" in (bye.headers["Set-Cookie"])
+    )
+    assert "private" in bye.headers["Cache-Control"]

@@ -10,6 +10,7 @@ from wsgiref.util import setup_testing_defaults
 
 from cachehub_memory import MemoryCache
 
+from cachehub.contrib import private_response
 from cachehub.contrib.asgi import SessionMiddleware as ASGISessions
 from cachehub.contrib.wsgi import SessionMiddleware as WSGISessions
 from cachehub.session import SessionCookie, TrackedSession
@@ -203,3 +204,84 @@ def test_asgi_concurrent_saves_of_one_session_wait_cooperatively(
     asyncio.run(asyncio.wait_for(together(), 30))
     _cookies, body = call_asgi(app, "/", f"session={first}")
     assert all(f"('k{i}', True)" in body for i in range(20))  # no save was lost
+
+
+def test_responses_setting_the_cookie_are_private(storage_cache: MemoryCache) -> None:
+    """A shared cache storing a response with Set-Cookie hands that session to every
+    later visitor (Vary: Cookie does not stop it: they send no cookie either)."""
+
+    def cached_wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        environ["cachehub.session"]["seen"] = True
+        start_response(
+            "200 OK", [("Cache-Control", "public, max-age=60"), ("cache-control", "s-maxage=9")]
+        )
+        return [b"ok"]
+
+    environ: dict[str, Any] = {"PATH_INFO": "/"}
+    setup_testing_defaults(environ)
+    captured: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        captured["headers"] = headers
+        return lambda data: None
+
+    b"".join(WSGISessions(cached_wsgi, storage_cache)(environ, start_response))
+    headers = captured["headers"]
+    assert any(k == "Set-Cookie" for k, _ in headers)
+    assert [v for k, v in headers if k.lower() == "cache-control"] == ["max-age=60, private"]
+
+    async def cached_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        scope["session"]["seen"] = True
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"cache-control", b"public, s-maxage=600")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [(b"host", b"t")]}
+    asyncio.run(ASGISessions(cached_asgi, storage_cache)(scope, receive, send))
+    headers = sent[0]["headers"]
+    assert any(k == b"set-cookie" for k, _ in headers)
+    assert [v for k, v in headers if k.lower() == b"cache-control"] == [b"private"]
+    # no-store already keeps every cache away; no Cache-Control at all becomes private.
+    assert private_response([("Cache-Control", "no-store")]) == [("Cache-Control", "no-store")]
+    assert private_response([]) == [("Cache-Control", "private")]
+
+
+def test_asgi_reads_the_session_cookie_from_any_cookie_field(storage_cache: MemoryCache) -> None:
+    """Over HTTP/2 a browser may split ``Cookie`` into several fields (RFC 9113 8.2.3),
+    and an ASGI server may pass them on as they came: the session cookie can be in any."""
+    app = ASGISessions(asgi_app, storage_cache)
+    cookies, _ = call_asgi(app, "/login")
+    value = sid(cookies)
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/",
+        "headers": [
+            (b"host", b"test"),
+            (b"cookie", b"theme=dark; lang=en"),
+            (b"cookie", f"session={value}".encode()),
+        ],
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    assert sent[1]["body"] == b"[('user', 'bob')]"

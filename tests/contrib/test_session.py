@@ -6,6 +6,7 @@ import hashlib
 import threading
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from cachehub_memory import MemoryCache
@@ -238,3 +239,49 @@ def test_cookie_validation() -> None:
         SessionCookie(samesite="None", secure=False)
     with pytest.raises(CacheValueError, match="samesite must be"):
         SessionCookie(samesite="lax-ish")
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"path": "/\r\nSet-Cookie: admin=1"}, "cookie path"),
+        ({"path": "/; SameSite=None"}, "cookie path"),
+        ({"path": "app"}, "cookie path"),
+        ({"domain": "example.com; Secure"}, "cookie domain"),
+        ({"domain": "exa mple.com"}, "cookie domain"),
+        ({"domain": "ex\u00e4mple.com"}, "cookie domain"),
+        ({"name": "__Host-session", "secure": False}, "__Host-"),
+        ({"name": "__Host-session", "domain": "example.com"}, "__Host-"),
+        ({"name": "__Host-session", "path": "/app"}, "__Host-"),
+        ({"name": "__Secure-session", "secure": False}, "__Secure-"),
+    ],
+)
+def test_cookie_attributes_cannot_inject_or_be_dropped(
+    settings: dict[str, Any], message: str
+) -> None:
+    """Path and domain are written into Set-Cookie as they are: a ';' or a line break
+    would add attributes or headers. Cookies with a name prefix the browser enforces
+    (``__Host-``, ``__Secure-``) and attributes it would reject are dropped silently, so
+    every request would start a new session: refused up front instead."""
+    with pytest.raises(CacheValueError, match=message):
+        SessionCookie(**settings)
+
+
+def test_valid_cookie_attributes_render() -> None:
+    sid = "A" * 43
+    assert "Path=/app" in SessionCookie(path="/app").render(sid)
+    assert "Domain=.example.com" in SessionCookie(domain=".example.com").render(sid)
+    assert SessionCookie(name="__Host-session").render(sid).startswith("__Host-session=")
+
+
+def test_stores_with_different_prefixes_on_one_cache_do_not_share_sessions(
+    storage_cache: MemoryCache,
+) -> None:
+    """Two applications on one cache: app B must not accept app A's session id."""
+    app_a = SessionStore(storage_cache, prefix="app-a:")
+    app_b = SessionStore(storage_cache, prefix="app-b:")
+    sid = app_a.create({"user_id": 1})
+    assert app_b.load(sid) is None
+    assert app_b.open(sid).sid is None
+    assert not app_b.save(sid, {"user_id": 2})
+    assert app_a.load(sid) == {"user_id": 1}
