@@ -49,6 +49,7 @@ __all__ = [
     "register_settings",
     "scrub",
     "shown_value",
+    "unmask",
     "url_secrets",
 ]
 
@@ -250,6 +251,50 @@ def _userinfo_spans(text: str) -> Iterator[tuple[int, int]]:
         if at > start and _SCHEME_BEFORE.search(text, max(0, pos - 32), pos):
             yield start, at
         pos = text.find("://", start)
+
+
+_AUTHORITY_END: Final = re.compile(r"[/?#\s'\"<>`]|\Z")
+_PORT: Final = re.compile(r":[0-9]*\Z")
+
+
+def _host_after(text: str, at: int) -> str:
+    """The ``@host`` after the userinfo ending at ``at``, its ``:port`` left out."""
+    end = _AUTHORITY_END.search(text, at)
+    authority = text[at : end.start() if end else len(text)]
+    port = _PORT.search(authority)
+    return authority[: port.start()] if port else authority
+
+
+def unmask(edited: str, original: str) -> str | None:
+    """``edited``, a person's change to ``scrub(original)``, with the URL userinfo each mask
+    stands for put back; ``None`` when a mask cannot be given back safely.
+
+    A form that shows ``redis://*****@cache:6379/0`` and comes back as
+    ``redis://*****@cache:6380/0`` means "the same credentials, another port". The masks
+    are matched in order, and only when every mask of ``scrub(original)`` is a URL's
+    userinfo and ``edited`` keeps each one behind the same scheme and before the same
+    ``@host`` (the port, path and query may change): credentials are never handed to a
+    host they were not written for.
+    """
+    if SECRET_MASK not in edited:
+        return edited
+    spans = list(_userinfo_spans(original))
+    if (
+        not spans
+        or scrub(original).count(SECRET_MASK) != len(spans)
+        or edited.count(SECRET_MASK) != len(spans)
+    ):
+        return None
+    pieces = edited.split(SECRET_MASK)
+    restored = [pieces[0]]
+    for (start, at), after in zip(spans, pieces[1:], strict=True):
+        scheme = _SCHEME_BEFORE.search(original, max(0, start - 3 - 32), start - 3)
+        if scheme is None or not restored[-1].endswith(scheme.group() + "://"):
+            return None
+        if _host_after(after, 0) != _host_after(original, at):
+            return None  # another host, or more host: '@cache.evil.example'
+        restored += [original[start:at], after]
+    return "".join(restored)
 
 
 def _secret_param(name: str) -> bool:

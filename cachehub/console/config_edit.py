@@ -3,11 +3,12 @@
 The file is read *as written* (never interpolated), so ``${VAR}`` references are shown
 and written back as references and a resolved secret can never reach the file or a page.
 Literal secrets already in the file are shown masked; a submitted value equal to what
-was shown keeps the stored value, so saving a form never replaces a password by
-``*****``. An entry is validated by the loader's own code (:func:`~cachehub.loader.
-parse_entry`, the provider's settings schema with its "did you mean", the default and
-namespace rules of the registry) before the file is replaced atomically, with every
-other part of the document (other caches, other server settings) kept.
+was shown keeps the stored value, and an edited URL keeps its masked credentials while
+its scheme and host stay, so saving a form never replaces a password by ``*****``. An
+entry is validated by the loader's own code (:func:`~cachehub.loader.parse_entry`, the
+provider's settings schema with its "did you mean", the default and namespace rules of
+the registry) before the file is replaced atomically, with every other part of the
+document (other caches, other server settings) kept.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..errors import ConfigError, MissingEnvVarError
 from ..loader import _entries_of, check_namespaces, default_entry, load_file, parse_entry
 from ..registry import backend_identity, provider_settings
 from ..resolve import resolve_provider
+from ..scrub import SECRET_MASK, unmask
 
 __all__ = ["ConfigFile", "EditableEntry", "MAX_CUSTOM_CHARS"]
 
@@ -244,9 +246,13 @@ class ConfigFile:
         if isinstance(old_custom, Mapping):
             shown = _shown_custom(old_custom, str(old_class or ""))
             for key, value in list(custom.items()):
-                # Unchanged masked (or scrubbed) values keep what the file holds.
-                if key in old_custom and key in shown and value == shown[key]:
+                if key not in old_custom or key not in shown:
+                    continue
+                if value == shown[key]:
+                    # Unchanged masked (or scrubbed) values keep what the file holds.
                     custom[key] = old_custom[key]
+                elif isinstance(value, str) and SECRET_MASK in str(shown[key]):
+                    custom[key] = ConfigFile._unmasked(key, value, old_custom[key])
         if isinstance(old_package, str) and package == redact(old_package):
             package = old_package
         edited = {"class", "custom", "package", "readonly", "default", "storage"}
@@ -264,6 +270,21 @@ class ConfigFile:
             if str(key).lower() not in edited and camel(str(key)) not in edited:
                 raw[str(key)] = value  # keys the form does not edit (e.g. Lucee's maven)
         return raw
+
+    @staticmethod
+    def _unmasked(key: str, value: str, old: Any) -> str:
+        """An edited setting that was shown masked: a URL whose credentials stay where they
+        were gets them back (:func:`~cachehub.scrub.unmask`); a mask left anywhere else
+        would be saved as the secret itself, so it is refused."""
+        restored = unmask(value, old) if isinstance(old, str) else None
+        if restored is None and SECRET_MASK in value:
+            raise ConfigError(
+                f"setting '{key}' still holds {SECRET_MASK} where the file has a secret, and "
+                "it can no longer be told which secret it stands for (the host or scheme "
+                "changed, or the mask moved).",
+                hint="type the secret again, or write a ${VAR} reference to it.",
+            )
+        return value if restored is None else restored
 
     def _validate(self, name: str, raw: dict[str, Any]) -> list[str]:
         """Check one entry as the loader and the provider would; returns warnings."""

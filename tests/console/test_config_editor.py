@@ -186,3 +186,50 @@ def test_a_broken_file_is_an_error_page_not_a_crash(make_console: MakeConsole) -
         assert env.path.read_text(encoding="utf-8") == text  # never overwritten
     # The caches already loaded keep working.
     assert env.client.get("/keys?cache=main").status_code == 200
+
+
+def _legacy_redis(make_console: MakeConsole, url: str) -> Any:
+    return make_console(
+        "redis",
+        extra={"legacy": {"class": "redis", "custom": {"url": url, "namespace": "legacy:"}}},
+    )
+
+
+def test_an_edited_url_keeps_its_masked_credentials_while_the_host_stays(
+    make_console: MakeConsole,
+) -> None:
+    literal = f"{SECRET_MARK}-p@ss#word"
+    env = _legacy_redis(make_console, f"redis://admin:{literal}@127.0.0.1:1/0")
+    form = _form(env, "legacy")
+    shown = json.loads(form["custom"])
+    assert shown["url"] == "redis://*****@127.0.0.1:1/0"
+    shown["url"] = "redis://*****@127.0.0.1:2/3"  # another port and database
+    saved = env.post("/config/save", **{**form, "custom": json.dumps(shown)})
+    assert saved.status_code == 303, html.unescape(saved.text)[-400:]
+    entry = json.loads(env.path.read_text())["caches"]["legacy"]
+    assert entry["custom"]["url"] == f"redis://admin:{literal}@127.0.0.1:2/3"
+    assert literal not in env.client.get(saved.headers["location"]).text
+
+
+def test_a_mask_moved_to_another_host_or_place_is_refused(make_console: MakeConsole) -> None:
+    literal = f"{SECRET_MARK}-password"
+    env = _legacy_redis(make_console, f"redis://:{literal}@cache.internal:6379/0")
+    form = _form(env, "legacy")
+    before = env.path.read_text()
+    for url in (
+        "redis://*****@evil.example:6379/0",  # the credentials would go to another host
+        "redis://*****@cache.internal.evil.example:6379/0",  # more host after the name
+        "redis://*****@cache.internal:6379@evil.example/0",
+        "rediss://*****@cache.internal:6379/0",  # another scheme
+        "redis://cache.internal:6379/0?password=*****",  # the mask moved into the query
+        "redis://*****@cache.internal/0 redis://*****@cache.internal/1",  # two masks, one secret
+        "*****",
+    ):
+        shown = {**json.loads(form["custom"]), "url": url}
+        response = env.post("/config/save", **{**form, "custom": json.dumps(shown)})
+        text = html.unescape(response.text)
+        assert response.status_code == 400, url
+        assert "setting 'url' still holds *****" in text
+        assert "type the secret again" in text
+        assert literal not in text
+        assert env.path.read_text() == before  # nothing written, the secret kept

@@ -549,3 +549,40 @@ def test_userinfo_masking_is_linear_on_hostile_text() -> None:
     outcome = run_bounded(scrub, hostile, seconds=20, memory_mb=256)
     assert outcome.kind == "value", outcome.describe()
     assert outcome.value.count("://*****@") == 2000  # every userinfo masked, up to its last @
+
+
+@pytest.mark.parametrize(
+    ("edited", "expected"),
+    [
+        ("redis://*****@cache:6380/1", "redis://u:p@ss:w#rd@cache:6380/1"),
+        ("redis://*****@cache", "redis://u:p@ss:w#rd@cache"),
+        ("see redis://*****@cache:1 now", "see redis://u:p@ss:w#rd@cache:1 now"),
+        ("no mask left", "no mask left"),
+        ("redis://*****@evil:6379/0", None),
+        ("redis://*****@cache.evil:6379/0", None),
+        ("redis://*****@cache:6379@evil/0", None),
+        ("redis://*****@cache:\u00b2/0", None),  # a port of non-ASCII digits is more host
+        ("rediss://*****@cache:6379/0", None),
+        ("redis://*****@cache:6379/0?password=*****", None),
+        ("redis://cache:6379/0?password=*****", None),  # the mask moved into the query
+        ("*****", None),
+    ],
+)
+def test_unmask_gives_credentials_back_only_to_their_host(
+    edited: str, expected: str | None
+) -> None:
+    from cachehub.scrub import unmask
+
+    assert unmask(edited, "redis://u:p@ss:w#rd@cache:6379/0") == expected
+
+
+def test_unmask_refuses_what_is_not_userinfo_and_stays_linear() -> None:
+    from cachehub.scrub import scrub, unmask
+
+    signed = "https://h/x?X-Amz-Signature=abcdef0123456789"
+    assert SECRET_MASK in scrub(signed)
+    assert unmask(scrub(signed), signed) is None  # a query token is not given back
+    assert unmask("*****", "plain-secret-value") is None
+    # Hostile sizes: a megabyte of host and port characters is one linear pass.
+    huge = "redis://a:b@" + ":1" * 500_000
+    assert unmask("redis://*****@" + "1" * 1_000_000, huge) is None
