@@ -291,6 +291,7 @@ def test_async_cluster_requests_wait_for_a_free_connection(
         pytest.param(lambda a: a.get_many(list(ITEMS)), id="get_many"),
         pytest.param(lambda a: a.put_many(ITEMS, time_span=600), id="put_many-script"),
         pytest.param(lambda a: a.get("k1"), id="get"),
+        pytest.param(lambda a: a.count("k1*"), id="count-scan"),
     ],
 )
 def test_async_cluster_requests_cancelled_mid_reply_leave_every_connection_usable(
