@@ -163,6 +163,16 @@ def compile_filter(pattern: str | None, namespace: str = "") -> KeyFilter:
             f"filter must be a string such as 'user_*', got {type(pattern).__name__}.",
             hint="pass a str pattern using * and ? wildcards, or None for all keys.",
         )
+    if pattern and not pattern.isascii():
+        try:
+            pattern.encode()
+        except UnicodeEncodeError:
+            # As for keys (BaseCache._sk): none can hold one, and a backend sent the
+            # pattern could not encode it either.
+            raise CacheValueError(
+                "filter contains a lone surrogate and cannot be encoded as UTF-8.",
+                hint="pass a valid Unicode string (no key can contain a lone surrogate).",
+            ) from None
     return _compile(pattern, namespace)
 
 

@@ -148,6 +148,16 @@ class FilterTests(ConformanceBase):
             filled.get_all(bad)
         assert filled.count() == len(FILTER_KEYS)
 
+    @pytest.mark.parametrize("bad", ["user_\udcff*", "*\ud800?"], ids=["low", "high"])
+    def test_filter_with_a_lone_surrogate_rejected(self, filled: BaseCache, bad: str) -> None:
+        # No key can hold one (keys must encode as UTF-8), and a backend that is sent the
+        # pattern cannot encode it either: the same typed refusal everywhere, not a
+        # provider's encoding failure (Redis) or a silent "nothing matched" (others).
+        for call in (filled.count, filled.clear, filled.keys, filled.get_all):
+            with pytest.raises(CacheValueError, match="surrogate"):
+                call(bad)
+        assert filled.count() == len(FILTER_KEYS)
+
     def test_filter_over_many_keys(self, cache: BaseCache) -> None:
         # Enough keys to need several pages/chunks on paginating backends.
         cache.put_many({f"item:{i:04d}": i for i in range(1_200)})

@@ -10,11 +10,11 @@ import asyncio
 import contextlib
 import re
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import redis.utils
 from redis import Redis
@@ -37,6 +37,8 @@ from cachehub.config import LuceeOption, Option, millis_to_seconds
 from cachehub.errors import ConfigError
 
 from .commandtable import offload_command_table
+
+T = TypeVar("T")
 
 # redis-py 8 reads its own package metadata (a file) when the first client of the process
 # is built, and keeps it (functools.cache): read it now, at import, not in a callback of
@@ -502,12 +504,7 @@ class WaitingCluster(AsyncRedisCluster):
         self._permits = asyncio.Semaphore(self._size)
         self._wait = wait_timeout
 
-    @asynccontextmanager
-    async def permit(self) -> AsyncIterator[None]:
-        """Hold one permit for one request (nested requests of a holder reuse its own)."""
-        if _HOLDING.get():
-            yield
-            return
+    async def _take_permit(self) -> None:
         try:
             async with asyncio.timeout(self._wait):
                 await self._permits.acquire()
@@ -515,6 +512,14 @@ class WaitingCluster(AsyncRedisCluster):
             raise MaxConnectionsError(
                 f"all {self._size} connections stayed busy for {self._wait:g} s"
             ) from None
+
+    @asynccontextmanager
+    async def permit(self) -> AsyncIterator[None]:
+        """Hold one permit for one request (nested requests of a holder reuse its own)."""
+        if _HOLDING.get():
+            yield
+            return
+        await self._take_permit()
         token = _HOLDING.set(True)
         try:
             yield
@@ -522,9 +527,47 @@ class WaitingCluster(AsyncRedisCluster):
             _HOLDING.reset(token)
             self._permits.release()
 
+    async def request(self, send: Callable[[], Awaitable[T]]) -> T:
+        """``await send()`` (one request: a command, or a pipeline's ``execute``) under a
+        permit, carried to its end even when the caller is cancelled.
+
+        A cancel (a timeout around the call) reaches only the caller: the request runs on
+        in a task of its own, which hands its connections back and then the permit.
+        redis-py 5's cluster node drops a connection cancelled mid-request without
+        handing it back to its free list, so each such cancel used up one of the node's
+        ``max_connections`` for good, and the node then refused every request ("pool
+        exhausted"). Nested requests of a holder run in place, in its task.
+        """
+        if _HOLDING.get():
+            return await send()
+        await self._take_permit()
+        token = _HOLDING.set(True)  # the task copies the context: its nested requests
+        try:
+            task = asyncio.ensure_future(self._releasing(send))
+        except BaseException:
+            self._permits.release()
+            raise
+        finally:
+            _HOLDING.reset(token)
+        task.add_done_callback(_retrieve)
+        return await asyncio.shield(task)
+
+    async def _releasing(self, send: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await send()
+        finally:
+            self._permits.release()
+
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        async with self.permit():
-            return await super().execute_command(*args, **kwargs)
+        send = super().execute_command
+        return await self.request(lambda: send(*args, **kwargs))
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a request's outcome as seen: its caller may have been cancelled, and an error
+    nobody awaited must not be logged by asyncio as "never retrieved"."""
+    if not task.cancelled():
+        task.exception()
 
 
 class _BlockingSentinelPool(AsyncSentinelConnectionPool, AsyncBlockingConnectionPool):

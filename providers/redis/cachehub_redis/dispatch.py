@@ -156,9 +156,8 @@ async def asend(client: AsyncClient, commands: Sequence[Command]) -> list[Any]:
         pipe.execute_command(*command)
     if not isinstance(client, AsyncRedisCluster):
         _yield_between_replies(pipe)
-    if isinstance(client, WaitingCluster):
-        async with client.permit():  # one request: at most one connection per node
-            return list(await pipe.execute(raise_on_error=False))
+    if isinstance(client, WaitingCluster):  # one request: at most one connection per node
+        return list(await client.request(lambda: pipe.execute(raise_on_error=False)))
     return list(await pipe.execute(raise_on_error=False))
 
 

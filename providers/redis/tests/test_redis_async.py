@@ -485,3 +485,57 @@ def test_the_sync_batch_is_unchanged_by_the_async_yields(
     cache = make_cache()
     cache.put_many({key: i for i, key in enumerate(BIG_BATCH)})
     assert cache.get_many([*BIG_BATCH, "absent"]) == {key: i for i, key in enumerate(BIG_BATCH)}
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        pytest.param(lambda a: a.get_many(BIG_BATCH), id="get_many"),
+        pytest.param(lambda a: a.put_many(dict.fromkeys(BIG_BATCH, -1), time_span=60), id="script"),
+    ],
+)
+def test_a_batch_timed_out_while_awaiting_its_replies_answers_no_later_request(
+    make_cache: Callable[..., RedisCache],
+    redis_server: RedisServer,
+    packets: Packets,
+    batch: Callable[[Any], Coroutine[Any, Any, Any]],
+) -> None:
+    # A timeout around a pipelined batch while the server has not answered yet (paused):
+    # its three replies arrive later on that connection, and must never be read as the
+    # answer to the next request, whichever connection that request borrows.
+    cache = make_cache(maxConnections=1)
+    cache.put_many({key: i for i, key in enumerate(BIG_BATCH)})
+    cache.put_many({"other": "x"})
+    shell = cache.aio()
+    admin = redis.Redis.from_url(str(redis_server.url))
+
+    async def scenario() -> tuple[int, Any, dict[str, Any]]:
+        await shell.get("warm")  # connected: the next packet is the batch
+        timed_out = 0
+        for _ in range(2):
+            # The pause ends by itself (PAUSE ALL holds an UNPAUSE too): far longer than
+            # the few ms until the timeout below.
+            admin.execute_command("CLIENT", "PAUSE", 1000, "ALL")
+            before = packets.count
+            task = asyncio.ensure_future(batch(shell))
+            for _ in range(1000):  # until the batch is on the wire (bounded)
+                if packets.count > before:
+                    break
+                await asyncio.sleep(0.001)
+            try:
+                await asyncio.wait_for(task, 0.01)
+            except TimeoutError:
+                timed_out += 1
+        other = await shell.get("other")
+        again = await shell.get_many(BIG_BATCH)
+        await shell.close()
+        return timed_out, other, again
+
+    try:
+        timed_out, other, again = run(scenario())
+    finally:
+        admin.close()
+    assert timed_out == 2
+    assert other == "x"
+    assert set(again) == set(BIG_BATCH)
+    assert all(type(value) is int for value in again.values())

@@ -283,3 +283,70 @@ def test_async_cluster_requests_wait_for_a_free_connection(
     assert error is CacheUnavailableError
     assert "exhausted" in message
     assert "busy for 0.5 s" in message
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        pytest.param(lambda a: a.get_many(list(ITEMS)), id="get_many"),
+        pytest.param(lambda a: a.put_many(ITEMS, time_span=600), id="put_many-script"),
+        pytest.param(lambda a: a.get("k1"), id="get"),
+        pytest.param(lambda a: a.count("k1*"), id="count-scan"),
+    ],
+)
+def test_async_cluster_requests_cancelled_mid_reply_leave_every_connection_usable(
+    redis_cluster: RedisClusterServers,
+    async_sends: list[int],
+    request_: Callable[[Any], Coroutine[Any, Any, Any]],
+) -> None:
+    # A request cancelled while its replies are awaited (a timeout around it): redis-py
+    # 5.0's cluster node dropped such a connection without handing it back to its free
+    # list, so with one connection per node every later request to that node failed as
+    # "pool exhausted", for good (the permits cannot help). Each node is paused (CLIENT
+    # PAUSE) while the request is in flight, so the cancel lands in the read.
+    cache = RedisCache(
+        host=redis_cluster.host,
+        port=redis_cluster.port,
+        cluster=True,
+        namespace=f"x{uuid.uuid4().hex[:8]}:",
+        maxConnections=1,
+        socketTimeout=5,
+    )
+    shell = cache.aio()
+    admins = [node.client() for node in redis_cluster.nodes]
+
+    async def scenario() -> tuple[int, dict[str, Any], Any]:
+        await shell.put_many(ITEMS, time_span=600)  # every node connected, scripts loaded
+        cancelled = 0
+        for _ in range(2):
+            # Every node answers nothing for a second (the pause ends by itself: CLIENT
+            # PAUSE ALL holds an UNPAUSE too), far longer than the few ms to the cancel.
+            for admin in admins:
+                admin.execute_command("CLIENT", "PAUSE", 1000, "ALL")
+            async_sends.clear()
+            task = asyncio.ensure_future(request_(shell))
+            for _ in range(1000):  # until the request is on the wire (bounded)
+                if async_sends:
+                    break
+                await asyncio.sleep(0.001)
+            await asyncio.sleep(0.01)  # the other nodes' parts too: all wait on a reply
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                cancelled += 1
+        found = await shell.get_many(list(ITEMS))  # every node, every reply its own
+        one = await shell.get("k7")
+        await shell.clear()
+        await shell.close()
+        return cancelled, found, one
+
+    try:
+        cancelled, found, one = _arun(scenario())
+    finally:
+        cache.close()
+        for admin in admins:
+            admin.close()
+    assert cancelled == 2
+    assert found == ITEMS
+    assert one == 7
