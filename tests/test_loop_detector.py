@@ -12,6 +12,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import json
+import linecache
 import os
 import random
 import select
@@ -269,3 +270,33 @@ def test_the_cpu_report_lists_each_tests_heaviest_callbacks(
     assert row["peak_ms"] >= 2 * HEAVY_CALLBACK * 1000
     assert len(row["heavy"]) == asyncshell.HEAVY_KEPT  # bounded: the heaviest only
     assert row["heavy"] == sorted(row["heavy"], key=lambda item: -item[0])
+
+
+def test_debug_modes_source_reads_are_not_the_callbacks_cpu(
+    tmp_path: Any, loop: LoopThread
+) -> None:
+    # asyncio's debug mode keeps each callback's creation stack with its source lines; the
+    # first time a file is on such a stack, linecache reads it, in whichever callback meets
+    # it (not done outside debug mode). A large module read that way is not blocking.
+    source = tmp_path / "generated.py"
+    line = "value = 0  # a line of a large generated module, read once by linecache\n"
+    source.write_text(line * 400_000, encoding="utf-8")
+    spent: list[float] = []
+
+    def read_source() -> None:
+        start = time.thread_time()
+        assert linecache.getline(str(source), 1) == line
+        spent.append(time.thread_time() - start)
+        _compute(CPU_PER_CALLBACK / 4)  # the callback's own work still counts
+
+    cache = BlockingCache(backend=ReferenceBackend())
+    cache.blocker = read_source  # type: ignore[method-assign]
+    view = shell_view(cache, loop)
+    try:
+        assert loop.run(view.aio().get("k", "miss")) == "miss"
+    finally:
+        linecache.checkcache(str(source))
+        linecache.cache.pop(str(source), None)
+    assert spent[0] > CPU_PER_CALLBACK  # the read alone would have failed the callback
+    assert loop.blocked == []
+    assert CPU_PER_CALLBACK / 4 <= loop.peak < CPU_PER_CALLBACK

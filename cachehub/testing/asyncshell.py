@@ -23,6 +23,7 @@ import concurrent.futures
 import contextlib
 import gc
 import json
+import linecache
 import logging
 import os
 import select
@@ -94,7 +95,8 @@ def _timed_run(handle: asyncio.events.Handle) -> None:
         _original_run(handle)
     finally:
         # The garbage collector's passes are the interpreter's, and start in whichever
-        # callback allocates at the wrong moment: not the callback's own work.
+        # callback allocates at the wrong moment; a source file read into linecache is
+        # debug mode's (see _updatecache): neither is the callback's own work.
         used = time.thread_time() - start - (loop.collected - collected)
         loop.in_callback = False
         if used > loop.peak:
@@ -134,6 +136,26 @@ def _on_gc(phase: str, info: dict[str, int]) -> None:
         loop.gc_started = time.thread_time()
     else:
         loop.collected += time.thread_time() - loop.gc_started
+
+
+_real_updatecache = linecache.updatecache
+
+
+def _updatecache(filename: str, module_globals: Any = None) -> list[str]:
+    """linecache reading a source file: asyncio's debug mode records where each callback
+    and future was made (a stack with its source lines), and the first time a file is on
+    such a stack it is read and split here - milliseconds for a large module, in whichever
+    callback meets it first, and none of it happens outside debug mode. Counted with the
+    collector's passes (``loop.collected``), not as the callback's CPU."""
+    loop = _watched.get(threading.get_ident())
+    if loop is None:
+        return _real_updatecache(filename, module_globals)
+    start, collected = time.thread_time(), loop.collected
+    try:
+        return _real_updatecache(filename, module_globals)
+    finally:
+        # A collector pass inside the read is counted by _on_gc already.
+        loop.collected += time.thread_time() - start - (loop.collected - collected)
 
 
 _AUDITED: Final = frozenset(
@@ -282,6 +304,7 @@ def _install() -> None:
     asyncio.events.Handle._run = _timed_run  # type: ignore[method-assign,assignment]
     sys.addaudithook(_audit)
     gc.callbacks.append(_on_gc)
+    linecache.updatecache = _updatecache
     for cls in (socket.socket, ssl.SSLSocket):
         for name in _SOCKET_IO:
             if name in vars(cls) or (cls is socket.socket and hasattr(cls, name)):
@@ -344,7 +367,9 @@ class LoopThread:
         self.peak = 0.0  # CPU seconds of the heaviest callback so far
         self.heavy: list[tuple[float, str]] = []  # the heaviest ones above HEAVY_CALLBACK
         self.in_callback = False
-        self.collected = 0.0  # CPU seconds spent in GC passes on the loop's thread
+        # CPU seconds on the loop's thread that are no callback's own: GC passes, and
+        # source files read for debug mode's stacks (_updatecache)
+        self.collected = 0.0
         self.gc_started = 0.0
         self.loop = asyncio.new_event_loop()
         self.loop.set_debug(True)
