@@ -23,7 +23,6 @@ import concurrent.futures
 import contextlib
 import gc
 import json
-import linecache
 import logging
 import os
 import select
@@ -95,8 +94,8 @@ def _timed_run(handle: asyncio.events.Handle) -> None:
         _original_run(handle)
     finally:
         # The garbage collector's passes are the interpreter's, and start in whichever
-        # callback allocates at the wrong moment; a source file read into linecache is
-        # debug mode's (see _updatecache): neither is the callback's own work.
+        # callback allocates at the wrong moment; the stacks debug mode records for each
+        # handle and future are the detector's (_extract_stack): neither is the callback's.
         used = time.thread_time() - start - (loop.collected - collected)
         loop.in_callback = False
         if used > loop.peak:
@@ -138,23 +137,24 @@ def _on_gc(phase: str, info: dict[str, int]) -> None:
         loop.collected += time.thread_time() - loop.gc_started
 
 
-_real_updatecache = linecache.updatecache
+_real_extract_stack = asyncio.format_helpers.extract_stack
 
 
-def _updatecache(filename: str, module_globals: Any = None) -> list[str]:
-    """linecache reading a source file: asyncio's debug mode records where each callback
-    and future was made (a stack with its source lines), and the first time a file is on
-    such a stack it is read and split here - milliseconds for a large module, in whichever
-    callback meets it first, and none of it happens outside debug mode. Counted with the
-    collector's passes (``loop.collected``), not as the callback's CPU."""
+def _extract_stack(f: FrameType | None = None, limit: int | None = None) -> Any:
+    """asyncio's debug mode recording where a handle, future or task was made: a stack
+    with its source lines (``os.stat`` of each file, and a read of any file not yet in
+    linecache), 30-100 us per handle, and for a file not read yet milliseconds. A callback
+    reading a pipeline's replies makes a timeout handle per reply, so this is a third of
+    such a callback's CPU in the detector and none of it outside debug mode: counted with
+    the collector's passes (``loop.collected``), not as the callback's own."""
     loop = _watched.get(threading.get_ident())
-    if loop is None:
-        return _real_updatecache(filename, module_globals)
+    if loop is None or not loop.in_callback:
+        return _real_extract_stack(f, limit)
     start, collected = time.thread_time(), loop.collected
     try:
-        return _real_updatecache(filename, module_globals)
+        return _real_extract_stack(f, limit)
     finally:
-        # A collector pass inside the read is counted by _on_gc already.
+        # A collector pass inside is counted by _on_gc already.
         loop.collected += time.thread_time() - start - (loop.collected - collected)
 
 
@@ -304,7 +304,7 @@ def _install() -> None:
     asyncio.events.Handle._run = _timed_run  # type: ignore[method-assign,assignment]
     sys.addaudithook(_audit)
     gc.callbacks.append(_on_gc)
-    linecache.updatecache = _updatecache
+    asyncio.format_helpers.extract_stack = _extract_stack  # type: ignore[assignment]
     for cls in (socket.socket, ssl.SSLSocket):
         for name in _SOCKET_IO:
             if name in vars(cls) or (cls is socket.socket and hasattr(cls, name)):
@@ -368,7 +368,7 @@ class LoopThread:
         self.heavy: list[tuple[float, str]] = []  # the heaviest ones above HEAVY_CALLBACK
         self.in_callback = False
         # CPU seconds on the loop's thread that are no callback's own: GC passes, and
-        # source files read for debug mode's stacks (_updatecache)
+        # the stacks debug mode records (_extract_stack)
         self.collected = 0.0
         self.gc_started = 0.0
         self.loop = asyncio.new_event_loop()
