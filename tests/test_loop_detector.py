@@ -303,3 +303,15 @@ def test_debug_modes_stacks_are_not_the_callbacks_cpu(tmp_path: Any, loop: LoopT
     assert spent[0] > CPU_PER_CALLBACK  # the handles alone would have failed the callback
     assert loop.blocked == []
     assert CPU_PER_CALLBACK / 4 <= loop.peak < CPU_PER_CALLBACK
+
+
+def test_an_operation_that_never_finishes_says_where_it_waits(loop: LoopThread) -> None:
+    # A hang is reported with the coroutines it is suspended in, bounded by the timeout.
+    async def stuck_inner() -> None:
+        await asyncio.Event().wait()
+
+    async def stuck_outer() -> None:
+        await stuck_inner()
+
+    with pytest.raises(pytest.fail.Exception, match=r"within 0.2s \(suspended in .*stuck_inner"):
+        loop.run(stuck_outer(), timeout=0.2)

@@ -113,9 +113,13 @@ def _describe(handle: asyncio.events.Handle) -> str:
     task = getattr(getattr(handle, "_callback", None), "__self__", None)
     if not isinstance(task, asyncio.Task):
         return f"{handle!r:.300}"
+    return _awaiting(task.get_coro()) or f"{handle!r:.300}"
+
+
+def _awaiting(awaited: Any) -> str:
+    """The chain of coroutines ``awaited`` is suspended in, outermost first ("" if none)."""
     chain: list[str] = []
     try:
-        awaited: Any = task.get_coro()
         while awaited is not None and len(chain) < 12:
             code = getattr(awaited, "cr_code", None) or getattr(awaited, "gi_code", None)
             if code is None:
@@ -124,8 +128,8 @@ def _describe(handle: asyncio.events.Handle) -> str:
             chain.append(f"{code.co_qualname} ({os.path.basename(code.co_filename)})")
             awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
     except Exception:  # a diagnostic must never stop the loop it watches
-        return f"{handle!r:.300}"
-    return " > ".join(chain) or f"{handle!r:.300}"
+        return ""
+    return " > ".join(chain)
 
 
 def _on_gc(phase: str, info: dict[str, int]) -> None:
@@ -403,8 +407,12 @@ class LoopThread:
         # (LockTimeoutError is one), which must reach the test as they are.
         done, _ = concurrent.futures.wait([future], timeout)
         if not done:
+            where = _awaiting(coro)  # read before the cancellation unwinds it
             future.cancel()
-            pytest.fail(f"an awaited cache operation did not finish within {timeout}s")
+            pytest.fail(
+                f"an awaited cache operation did not finish within {timeout}s "
+                f"(suspended in {where or 'nothing'})"
+            )
         return future.result()
 
     def close(self) -> None:
