@@ -332,7 +332,7 @@ must let pass, measured per callback over every async suite (memory, reference, 
 single/Cluster/Sentinel, DynamoDB; ~3,700 tests, in asyncio's debug mode under xdist
 -n 2 on 2 shared cores at a load of 5-7, where CPU time itself stretches): redis-py's
 topology discovery of a new cluster client (CLUSTER SLOTS made into a 16,384-slot
-table, up to 12 ms; up to 16 ms in an earlier round at a load of 12), which the provider
+table, up to 12 ms; 16 ms with redis-py 5.0.0 at a load of 10), which the provider
 cannot cut; then a cluster node's pipeline and DynamoDB replies (aiohttp and botocore
 reading a 1,000-key Scan page or a 100-item BatchGetItem of 20 KB values, up to 10 ms).
 The Redis replies that took up to 33 ms are cut on the loop (SCAN pages and batch

@@ -176,8 +176,9 @@ def _yield_between_replies(pipe: Any) -> None:
 
     redis-py parses every reply of a pipeline in one callback once the bytes are in (it
     yields only every 1,000 commands): a batch of 2,600 values is ~30 ms of the loop on a
-    loaded machine. A batch is a few commands of up to :data:`MAX_KEYS` keys, so a yield
-    after each reply bounds a callback by one command's reply, in the same round trip.
+    loaded machine. On the loop a batch is commands of up to :data:`LOOP_MAX_KEYS` keys,
+    so a yield after each reply bounds a callback by one command's reply, in the same
+    round trip.
     The pipeline holds its connection throughout, so no other task reads from it; a task
     cancelled at the yield drops the connection, whose unread replies would otherwise
     answer the next request that borrows it.
