@@ -26,8 +26,8 @@ talk to a server over the network. It owns, once for every such provider:
   write-back (:meth:`RemoteCache.aflush_hits`);
 * **flows**: a multi-step primitive written once as a generator that yields
   :class:`Call` objects, run by :meth:`RemoteCache._drive` (sync) and
-  :meth:`RemoteCache._adrive` (async), which also answer the generic steps :func:`pause`
-  and :func:`fanout`; :class:`FlowCache` defines every primitive and
+  :meth:`RemoteCache._adrive` (async), which also answer the generic steps :func:`pause`,
+  :func:`fanout` and :func:`batch_limit`; :class:`FlowCache` defines every primitive and
   its async twin as the driver of the provider's flow, so a flow provider writes only
   flows. See docs/provider-guide.md, "Async primitives";
 * **iterator flows**: a scan written once as a generator that yields :class:`Call`
@@ -126,6 +126,7 @@ __all__ = [
     "RemoteCache",
     "Stream",
     "achunks",
+    "batch_limit",
     "chunks",
     "counter_overflow",
     "fanout",
@@ -194,6 +195,15 @@ def pause(seconds: float) -> Call:
     """The step of waiting ``seconds`` before the next one (a retry's backoff); the
     driver answers it with ``time.sleep`` on the sync shell, ``asyncio.sleep`` on the loop."""
     return Call("pause", seconds)
+
+
+def batch_limit(size: int) -> Call:
+    """The step of asking how many items one request of a batch, or one scan page, may
+    carry, the flow's own limit being ``size``. The sync driver answers ``size``; the
+    async one at most :attr:`RemoteCache.loop_batch_limit`: a client library parses each
+    reply in one event-loop callback, so a smaller reply is a shorter stall of the loop
+    (more commands per round trip, or more pages, on the loop only)."""
+    return Call("batch_limit", size)
 
 
 def fanout(calls: Iterable[Call], workers: int) -> Call:
@@ -363,6 +373,10 @@ class RemoteCache(BaseCache, Generic[C]):
     distributed: ClassVar[bool] = True
     backend_errors: ClassVar[tuple[type[Exception], ...]] = ()
     """What the client library raises; :meth:`_guarded` translates exactly these."""
+    loop_batch_limit: ClassVar[int | None] = None
+    """Most items one request of a batch (or one scan page) carries in the async shell,
+    where the client parses each reply in one callback of the event loop: the async
+    driver's answer to :func:`batch_limit` (None: the flow's own limit, as in sync)."""
 
     def __init__(self, settings: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
@@ -604,6 +618,15 @@ class RemoteCache(BaseCache, Generic[C]):
                     return exc
 
         return list(await asyncio.gather(*(settled(call) for call in calls)))
+
+    def _batch_limit(self, size: int) -> int:
+        """:func:`batch_limit` in the sync driver: the flow's own limit."""
+        return size
+
+    async def _abatch_limit(self, size: int) -> int:
+        """:func:`batch_limit` in the async driver: at most :attr:`loop_batch_limit`."""
+        limit = self.loop_batch_limit
+        return size if limit is None else max(1, min(size, limit))
 
     def _yield_loop(self) -> None:
         """:data:`YIELD_LOOP` in the sync driver: no loop to hand over, the flow goes on."""

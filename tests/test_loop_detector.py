@@ -9,9 +9,11 @@ deliberately broken provider: its async ``get`` does the blocking thing on the l
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import json
+import linecache
 import os
 import random
 import select
@@ -269,3 +271,47 @@ def test_the_cpu_report_lists_each_tests_heaviest_callbacks(
     assert row["peak_ms"] >= 2 * HEAVY_CALLBACK * 1000
     assert len(row["heavy"]) == asyncshell.HEAVY_KEPT  # bounded: the heaviest only
     assert row["heavy"] == sorted(row["heavy"], key=lambda item: -item[0])
+
+
+def test_debug_modes_stacks_are_not_the_callbacks_cpu(tmp_path: Any, loop: LoopThread) -> None:
+    # asyncio's debug mode records the stack (with source lines) of each handle made, and
+    # reads a source file the first time one is on such a stack: none of it happens
+    # outside debug mode. A callback making many handles is not blocking for that.
+    source = tmp_path / "generated.py"
+    line = "value = 0  # a line of a large generated module, read once by linecache\n"
+    source.write_text(line * 100_000, encoding="utf-8")
+    spent: list[float] = []
+
+    def make_handles() -> None:
+        running = asyncio.get_running_loop()
+        start = time.thread_time()
+        # A frame of the large module on the stack: its first read is in the first handle.
+        namespace: dict[str, Any] = {"running": running}
+        code = compile("for _ in range(3000): running.call_soon(int)", str(source), "exec")
+        exec(code, namespace)  # 3,000 handles, each run later as a callback of its own
+        spent.append(time.thread_time() - start)
+        _compute(CPU_PER_CALLBACK / 4)  # the callback's own work still counts
+
+    cache = BlockingCache(backend=ReferenceBackend())
+    cache.blocker = make_handles  # type: ignore[method-assign]
+    view = shell_view(cache, loop)
+    try:
+        assert loop.run(view.aio().get("k", "miss")) == "miss"
+    finally:
+        linecache.checkcache(str(source))
+        linecache.cache.pop(str(source), None)
+    assert spent[0] > CPU_PER_CALLBACK  # the handles alone would have failed the callback
+    assert loop.blocked == []
+    assert CPU_PER_CALLBACK / 4 <= loop.peak < CPU_PER_CALLBACK
+
+
+def test_an_operation_that_never_finishes_says_where_it_waits(loop: LoopThread) -> None:
+    # A hang is reported with the coroutines it is suspended in, bounded by the timeout.
+    async def stuck_inner() -> None:
+        await asyncio.Event().wait()
+
+    async def stuck_outer() -> None:
+        await stuck_inner()
+
+    with pytest.raises(pytest.fail.Exception, match=r"within 0.2s \(suspended in .*stuck_inner"):
+        loop.run(stuck_outer(), timeout=0.2)

@@ -35,6 +35,7 @@ from cachehub.provider import (
     PendingHits,
     Stream,
     achunks,
+    batch_limit,
     chunks,
     fanout,
     pause,
@@ -797,6 +798,9 @@ class FanOut(Recorder):
         yield pause(seconds)
         return "done"
 
+    def sized(self, size: int) -> Flow[int]:
+        return int((yield batch_limit(size)))
+
 
 @pytest.mark.parametrize("workers", [1, 3, 100])
 def test_fanout_answers_every_call_in_order_with_failures_as_values(workers: int) -> None:
@@ -848,3 +852,19 @@ def test_pause_sleeps_with_each_shells_own_sleep(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(provider.asyncio, "sleep", asleep)
     assert asyncio.run(cache._adrive(cache.paused(0.5))) == "done"
     assert slept == [("sync", 0.25), ("async", 0.5)]
+
+
+@pytest.mark.parametrize(
+    ("limit", "size", "on_the_loop"),
+    [(None, 500, 500), (200, 500, 200), (200, 150, 150), (200, 200, 200), (0, 500, 1), (-5, 9, 1)],
+)
+def test_batch_limit_is_the_flows_own_in_sync_and_at_most_the_loops_in_async(
+    limit: int | None, size: int, on_the_loop: int
+) -> None:
+    class Sized(FanOut):
+        loop_batch_limit = limit
+
+    cache = Sized(namespace="n:")
+    assert cache._drive(cache.sized(size)) == size  # the sync shell keeps its sizes
+    # Never zero or negative, whatever a provider sets: a batch always makes progress.
+    assert asyncio.run(cache._adrive(cache.sized(size))) == on_the_loop

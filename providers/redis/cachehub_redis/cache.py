@@ -45,6 +45,7 @@ from cachehub.provider import (
     Option,
     PendingHits,
     Stream,
+    batch_limit,
     not_an_int,
     pull,
     rebatched,
@@ -61,6 +62,7 @@ from .connection import (
     release_client,
 )
 from .dispatch import (
+    LOOP_MAX_KEYS,
     MAX_KEYS,
     RETRYABLE,
     AsyncClient,
@@ -99,6 +101,8 @@ __all__ = ["RedisCache", "redis_glob"]
 _INT64: Final = COUNTER_RANGE
 """Ints stored natively (kind INT): the signed 64 bits Redis counts in, as every counter."""
 _SCAN_COUNT: Final = 1000
+"""Keys per SCAN page (COUNT, a hint) and per checked scan batch; the async shell's SCAN
+pages are smaller (:data:`.dispatch.LOOP_MAX_KEYS`, see :func:`batch_limit`)."""
 ScanState: TypeAlias = dict[str | None, int]
 """The SCAN cursors still to follow: per node name in a cluster, else one (name None).
 None before the first page; empty once every node's scan is complete."""
@@ -192,6 +196,7 @@ class RedisCache(FlowCache[Client]):
     lucee_options: ClassVar[tuple[LuceeOption, ...]] = LUCEE_OPTIONS
     backend_errors: ClassVar[tuple[type[Exception], ...]] = REDIS_ERRORS
     lock_clock: ClassVar[str] = "server"
+    loop_batch_limit: ClassVar[int | None] = LOOP_MAX_KEYS
 
     def __init__(self, settings: Any = None, /, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
@@ -295,12 +300,13 @@ class RedisCache(FlowCache[Client]):
         return self._guarded(split, self._conn or self._connection(), keys, size)
 
     def _scan_page(
-        self, state: ScanState | None, match: str | bytes, kind: str
+        self, state: ScanState | None, match: str | bytes, kind: str, count: int
     ) -> tuple[ScanState, list[bytes]]:
-        """One SCAN round trip: the cursors left to follow and the page's keys."""
+        """One SCAN round trip (COUNT ``count``): the cursors left to follow and the
+        page's keys."""
         client = self._conn or self._connection()
         cursor, node = _scan_at(client, state)
-        reply = self._guarded(lambda: client.scan(cursor, match, _SCAN_COUNT, kind, **node))
+        reply = self._guarded(lambda: client.scan(cursor, match, count, kind, **node))
         return _scan_next(state, reply)
 
     def _cluster(self) -> bool:
@@ -340,11 +346,11 @@ class RedisCache(FlowCache[Client]):
         return split(await self._aconnection(), keys, size)
 
     async def _ascan_page(
-        self, state: ScanState | None, match: str | bytes, kind: str
+        self, state: ScanState | None, match: str | bytes, kind: str, count: int
     ) -> tuple[ScanState, list[bytes]]:
         client = await self._aconnection()
         cursor, node = _scan_at(client, state)
-        reply = await self._aguarded(lambda: client.scan(cursor, match, _SCAN_COUNT, kind, **node))
+        reply = await self._aguarded(lambda: client.scan(cursor, match, count, kind, **node))
         return _scan_next(state, reply)
 
     async def _acluster(self) -> bool:
@@ -496,7 +502,7 @@ class RedisCache(FlowCache[Client]):
 
         One script call per group of keys (per hash slot in a cluster), one round trip.
         """
-        groups = yield Call("groups", list(reads))
+        groups = yield Call("groups", list(reads), (yield batch_limit(MAX_KEYS)))
         cluster = yield Call("cluster")
         calls: list[ScriptCall] = []
         for group in groups:
@@ -693,11 +699,12 @@ class RedisCache(FlowCache[Client]):
     # ------------------------------------------------------------------ batches
 
     def _mget_flow(self, keys: list[str]) -> Flow[list[Any]]:
-        """The stored strings of ``keys``: ``MGET`` per group of keys (per 500 keys, and per
-        hash slot in a cluster), one round trip (one per node in a cluster)."""
+        """The stored strings of ``keys``: ``MGET`` per group of keys (per 500 keys, 200 in
+        the async shell, and per hash slot in a cluster), one round trip (one per node in
+        a cluster)."""
         if not keys:
             return []
-        groups = yield Call("groups", keys)
+        groups = yield Call("groups", keys, (yield batch_limit(MAX_KEYS)))
         if len(groups) == 1:
             return (yield from self._batch_flow([("MGET", *keys)]))[0]  # type: ignore[no-any-return]
         replies = yield from self._batch_flow([("MGET", *group) for group in groups])
@@ -822,9 +829,9 @@ class RedisCache(FlowCache[Client]):
 
     def _mset_flow(self, flat: list[Any]) -> Flow[None]:
         """Entries that never expire (``flat`` as :meth:`_blobs` builds it): ``MSET``, the
-        native command (atomic per call), per 500 keys (and per hash slot in a cluster),
-        one round trip (one per node in a cluster)."""
-        groups = yield Call("groups", flat[::2])
+        native command (atomic per call), per 500 keys (200 in the async shell, and per
+        hash slot in a cluster), one round trip (one per node in a cluster)."""
+        groups = yield Call("groups", flat[::2], (yield batch_limit(MAX_KEYS)))
         if len(groups) == 1:
             commands: list[Command] = [("MSET", *flat)]
         else:
@@ -877,7 +884,7 @@ class RedisCache(FlowCache[Client]):
         """Entries with a TTL (``MSET`` takes none): the SET_MANY script, one round trip."""
         ttl = self._ttl(deadline, now)
         calls: list[ScriptCall] = []
-        for group in (yield Call("groups", list(items))):
+        for group in (yield Call("groups", list(items), (yield batch_limit(MAX_KEYS)))):
             args: list[Any] = [*ttl, self._server_cap(expiry, now)]
             args.extend(self._blob(key, items[key], expiry, now) for key in group)
             calls.append((group, args))
@@ -886,7 +893,7 @@ class RedisCache(FlowCache[Client]):
     def _delete_many_flow(self, keys: list[str], now: float) -> Flow[int]:
         self._hits.forget(*keys)
         now_arg, ms = self._now_arg(now), self._record_ms
-        groups = yield Call("groups", keys)
+        groups = yield Call("groups", keys, (yield batch_limit(MAX_KEYS)))
         cluster = yield Call("cluster")
         calls = [(self._with_record(group, cluster), (now_arg, ms)) for group in groups]
         return sum((yield from self._calls_flow(lua.DELETE_MANY, calls)))
@@ -895,10 +902,16 @@ class RedisCache(FlowCache[Client]):
 
     def _keys_flow(self, match: str | bytes, kind: str) -> Stream[bytes]:
         """The keys of every SCAN page (MATCH ``match``, TYPE ``kind``), page by page; in a
-        cluster every primary is scanned. SCAN, never KEYS: the server is not blocked."""
+        cluster every primary is scanned. SCAN, never KEYS: the server is not blocked.
+
+        COUNT is :data:`_SCAN_COUNT` in the sync shell, :data:`.dispatch.LOOP_MAX_KEYS` in
+        the async one (:func:`batch_limit`): redis-py parses a page in one callback of the
+        event loop. Each page needs the cursor of the one before: smaller pages are more
+        round trips, on the loop only."""
+        count = yield batch_limit(_SCAN_COUNT)
         state: ScanState | None = None
         while state != {}:
-            state, page = yield Call("scan_page", state, match, kind)
+            state, page = yield Call("scan_page", state, match, kind, count)
             yield Emit(page)
 
     def _batches_flow(self, flt: KeyFilter, mode: str, now: float) -> Stream[tuple[Any, ...]]:
@@ -906,16 +919,18 @@ class RedisCache(FlowCache[Client]):
 
         SCAN with a MATCH on the namespaced pattern and TYPE string, its pages re-cut to
         batches of ``_SCAN_COUNT`` keys (COUNT is only a hint). Each batch is then checked
-        against ``now`` by one script call per hash slot, in one round trip (per node in
-        a cluster). Memory stays flat: one batch at a time.
+        against ``now`` by one script call per hash slot (and per ``_SCAN_COUNT`` keys,
+        :data:`.dispatch.LOOP_MAX_KEYS` in the async shell), in one round trip (per node
+        in a cluster). Memory stays flat: one batch at a time.
         """
+        size = yield batch_limit(_SCAN_COUNT)
         found = rebatched(self._keys_flow(redis_glob(flt), "string"), _SCAN_COUNT)
         with closing(found):
             while (raw := (yield from pull(found))) is not None:
                 yield YIELD_LOOP  # the loop runs others between a SCAN reply and its check
                 batch: list[Key] = [k for k in dict.fromkeys(raw) if self._selects(flt, k)]
                 if batch:
-                    groups = yield Call("groups", batch, _SCAN_COUNT)  # one call per batch
+                    groups = yield Call("groups", batch, size)  # one call per group
                     calls = [(group, (self._now_arg(now), mode)) for group in groups]
                     flags = yield from self._calls_flow(lua.SCAN_CHECK, calls)
                     yield Emit([(groups, flags)])

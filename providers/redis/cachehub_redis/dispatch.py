@@ -24,6 +24,7 @@ from .connection import WaitingCluster
 from .scripts import LuaScript
 
 __all__ = [
+    "LOOP_MAX_KEYS",
     "MAX_KEYS",
     "RETRYABLE",
     "AsyncClient",
@@ -42,6 +43,14 @@ __all__ = [
 
 MAX_KEYS: Final = 500
 """Most keys per command or script call, so one call never holds the server for long."""
+
+LOOP_MAX_KEYS: Final = 200
+"""Most keys per command, script call or SCAN page in the async shell (the provider's
+``loop_batch_limit``): redis-py parses each reply in one callback of the event loop, with
+its pure-Python parser unless hiredis is installed, and a reply of 500 values took up to
+19 ms of a loaded machine's CPU (a SCAN page of 1,000 keys up to 33 ms). A batch is then
+more commands in the same pipeline, the same round trips (:func:`asend` yields between
+replies); a scan is more pages, each a round trip."""
 
 Client: TypeAlias = Redis | RedisCluster
 AsyncClient: TypeAlias = AsyncRedis | AsyncRedisCluster
@@ -166,8 +175,9 @@ def _yield_between_replies(pipe: Any) -> None:
 
     redis-py parses every reply of a pipeline in one callback once the bytes are in (it
     yields only every 1,000 commands): a batch of 2,600 values is ~30 ms of the loop on a
-    loaded machine. A batch is a few commands of up to :data:`MAX_KEYS` keys, so a yield
-    after each reply bounds a callback by one command's reply, in the same round trip.
+    loaded machine. On the loop a batch is commands of up to :data:`LOOP_MAX_KEYS` keys,
+    so a yield after each reply bounds a callback by one command's reply, in the same
+    round trip.
     The pipeline holds its connection throughout, so no other task reads from it; a task
     cancelled at the yield drops the connection, whose unread replies would otherwise
     answer the next request that borrows it.

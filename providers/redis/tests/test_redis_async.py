@@ -19,7 +19,7 @@ from typing import Any, Final, TypeVar
 import pytest
 import redis
 from cachehub_redis import RedisCache
-from cachehub_redis.dispatch import MAX_KEYS
+from cachehub_redis.dispatch import LOOP_MAX_KEYS, MAX_KEYS
 from cachehub_redis.server import RedisServer
 from redis.asyncio.connection import AbstractConnection
 
@@ -416,7 +416,8 @@ def reply_turns(monkeypatch: pytest.MonkeyPatch) -> ReplyTurns:
     return turns
 
 
-BIG_BATCH: Final = [f"big{i:05}" for i in range(3 * MAX_KEYS)]  # 3 MGETs, one pipeline
+BIG_BATCH: Final = [f"big{i:05}" for i in range(3 * MAX_KEYS)]  # 8 MGETs, one pipeline
+BIG_BATCH_COMMANDS: Final = -(-len(BIG_BATCH) // LOOP_MAX_KEYS)
 
 
 def test_a_big_batch_gives_the_loop_up_between_replies(
@@ -444,14 +445,15 @@ def test_a_big_batch_gives_the_loop_up_between_replies(
     found, trips = run(scenario())
     assert found == {key: i for i, key in enumerate(BIG_BATCH)}
     assert trips == 1
-    assert len(reply_turns.seen) == 3
-    assert len(set(reply_turns.seen)) == 3, reply_turns.seen  # each reply in a turn of its own
+    assert len(reply_turns.seen) == BIG_BATCH_COMMANDS
+    # each reply in a turn of its own
+    assert len(set(reply_turns.seen)) == BIG_BATCH_COMMANDS, reply_turns.seen
 
 
 def test_a_batch_cancelled_between_replies_leaves_the_client_usable(
     make_cache: Callable[..., RedisCache], reply_turns: ReplyTurns
 ) -> None:
-    # Cancelled at the yield after its first reply, with two replies still unread on the
+    # Cancelled at the yield after its first reply, with seven replies still unread on the
     # connection: they must never be read as the answer to a later request.
     cache = make_cache()
     cache.put_many({key: i for i, key in enumerate(BIG_BATCH)})
@@ -539,3 +541,142 @@ def test_a_batch_timed_out_while_awaiting_its_replies_answers_no_later_request(
     assert other == "x"
     assert set(again) == set(BIG_BATCH)
     assert all(type(value) is int for value in again.values())
+
+
+# ------------------------------------------------------------------ reply sizes on the loop
+# redis-py parses each reply in one callback of the event loop: the async shell sends
+# commands of at most LOOP_MAX_KEYS keys (more of them, in the same round trips) and SCAN
+# pages of COUNT LOOP_MAX_KEYS, where the sync shell keeps MAX_KEYS and COUNT 1000.
+
+
+class Sent:
+    """Every command the async clients pack, by name with its arguments."""
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[str, tuple[Any, ...]]] = []
+
+    def named(self, name: str) -> list[tuple[Any, ...]]:
+        return [args for cmd, args in self.commands if cmd == name]
+
+    def clear(self) -> None:
+        self.commands.clear()
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> Sent:
+    record = Sent()
+    original = AbstractConnection.pack_command
+
+    def packing(self: AbstractConnection, *args: Any) -> Any:
+        name = args[0].decode() if isinstance(args[0], bytes) else str(args[0])
+        record.commands.append((name.upper(), args[1:]))
+        return original(self, *args)
+
+    monkeypatch.setattr(AbstractConnection, "pack_command", packing)
+    return record
+
+
+def _evalsha_keys(args: tuple[Any, ...]) -> int:
+    return int(args[1])  # EVALSHA sha numkeys key... arg...
+
+
+BATCHES: dict[str, tuple[str, Callable[[Any, list[str]], Coroutine[Any, Any, Any]]]] = {
+    # name: (the command that carries the keys, the awaited batch over the keys)
+    "get_many": ("MGET", lambda a, keys: a.get_many(keys)),
+    "put_many": ("MSET", lambda a, keys: a.put_many(dict.fromkeys(keys, 1))),
+    "put_many ttl": ("EVALSHA", lambda a, keys: a.put_many(dict.fromkeys(keys, 1), time_span=60)),
+    "delete_many": ("EVALSHA", lambda a, keys: a.delete_many(keys)),
+}
+
+
+@pytest.mark.parametrize("size", [LOOP_MAX_KEYS, LOOP_MAX_KEYS + 1, 1000, 2 * MAX_KEYS + 3])
+@pytest.mark.parametrize("name", list(BATCHES))
+def test_an_async_batch_is_commands_of_the_loop_size_in_one_round_trip(
+    make_cache: Callable[..., RedisCache], packets: Packets, sent: Sent, name: str, size: int
+) -> None:
+    command, batch = BATCHES[name]
+    keys = [f"b{i:05}" for i in range(size)]
+    shell = make_cache().aio()
+
+    async def scenario() -> int:
+        await shell.put_many({"w": 1}, time_span=60)  # connected, scripts loaded
+        await shell.delete_many(["w"])
+        sent.clear()
+        before = packets.count
+        await batch(shell, keys)
+        trips = packets.count - before
+        await shell.close()
+        return trips
+
+    assert run(scenario()) == 1
+    wanted = {shell.cache.namespace + key for key in keys}
+    calls = sent.named(command)
+    # The batch's own keys in each call (a script call may carry a request record too).
+    per_call = [sum(1 for arg in args if arg in wanted) for args in calls]
+    assert len(calls) == -(-size // LOOP_MAX_KEYS), per_call
+    assert sum(per_call) == size
+    assert max(per_call) <= LOOP_MAX_KEYS
+
+
+def test_the_sync_batch_keeps_its_own_size(
+    make_cache: Callable[..., RedisCache], plain: redis.Redis
+) -> None:
+    # The loop's size is the async shell's only: a sync get_many of 1,000 keys is still
+    # two MGETs of 500 (the server's command stats count them).
+    cache = make_cache()
+    keys = [f"s{i:04}" for i in range(1000)]
+    cache.put_many(dict.fromkeys(keys, 1))
+    plain.config_resetstat()
+    assert len(cache.get_many(keys)) == 1000
+    assert plain.info("commandstats")["cmdstat_mget"]["calls"] == 2
+
+
+def test_async_scans_ask_for_pages_of_the_loop_size(
+    make_cache: Callable[..., RedisCache], sent: Sent
+) -> None:
+    cache = make_cache()
+    cache.put_many({f"k{i:04}": i for i in range(1000)})
+    shell = cache.aio()
+
+    async def scenario() -> tuple[list[str], int, dict[str, Any]]:
+        await shell.get("warm")
+        sent.clear()
+        keys = [k async for k in shell.keys()]  # noqa: SIM118 - an async iterator
+        counted = await shell.count("k0*")  # a glob Redis matches exactly: SCAN_PAGE
+        found = await shell.get_all("k00*")  # SCAN, SCAN_CHECK, then MGET
+        await shell.close()
+        return keys, counted, found
+
+    keys, counted, found = run(scenario())
+    assert sorted(keys) == [f"k{i:04}" for i in range(1000)]
+    assert counted == 1000
+    assert found == {f"k{i:04}": i for i in range(100)}
+    scans = sent.named("SCAN")
+    assert len(scans) >= 2 * -(-1000 // LOOP_MAX_KEYS)  # every page asked for, twice over
+    counts = {args[i + 1] for args in scans for i, a in enumerate(args) if a in (b"COUNT", "COUNT")}
+    assert counts == {LOOP_MAX_KEYS}
+    checks = [args for args in sent.named("EVALSHA") if _evalsha_keys(args) > 0]
+    assert checks
+    assert max(_evalsha_keys(args) for args in checks) <= LOOP_MAX_KEYS
+    # Counting in the server sends no keys back: its pages stay at 1000 keys.
+    assert {args[4] for args in sent.named("EVALSHA") if _evalsha_keys(args) == 0} == {1000}
+
+
+def test_a_sync_scan_keeps_its_page_size(
+    make_cache: Callable[..., RedisCache], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = make_cache()
+    cache.put_many({f"k{i}": i for i in range(300)})
+    counts: list[Any] = []
+    original = redis.Redis.scan
+
+    def scan(
+        self: redis.Redis, cursor: int = 0, match: Any = None, count: Any = None, *a: Any, **k: Any
+    ) -> Any:
+        counts.append(count)
+        return original(self, cursor, match, count, *a, **k)
+
+    monkeypatch.setattr(redis.Redis, "scan", scan)
+    assert len(list(cache.keys())) == 300
+    assert counts
+    assert set(counts) == {1000}
