@@ -62,6 +62,19 @@ def test_one_connection_serves_many_requests(local: LocalDynamoDB) -> None:
         conn.close()
 
 
+def test_replies_are_not_held_back_by_nagle(local: LocalDynamoDB) -> None:
+    """A reply is written in two parts: without TCP_NODELAY the body of every reply on a
+    kept-alive connection waits for the client's delayed ACK (~40 ms a request)."""
+    conn = http.client.HTTPConnection(local.host, local.port, timeout=10)
+    try:
+        conn.request("POST", "/", body=b"{}", headers=LIST_TABLES)
+        conn.getresponse().read()
+        (served,) = local._server._server.open_connections
+        assert served.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        conn.close()
+
+
 def test_a_cache_reuses_its_connection(local: LocalDynamoDB) -> None:
     accepted = len(local._server._server.open_connections)
     cache = DynamoDBCache(tableName="keepalive", host=local.endpoint, **CREDENTIALS)
