@@ -152,6 +152,7 @@ def run(cfg: Config) -> Section:
         section.skipped = "skipped: provider not installed (cachehub_dynamodb)"
         return section
     import boto3
+    import botocore.config
 
     with moto_process() as endpoint:
         boto = {
@@ -165,9 +166,17 @@ def run(cfg: Config) -> Section:
         )
         cache.put("warmup", 0)  # creates the table before anything is counted
         mine = RequestCounter().attach(cache.client)
+        # Configured as the cache's own client is: without botocore's client-side parameter
+        # validation (see cachehub_dynamodb.client), which walks every attribute of a
+        # request: ~0.35 ms of a 100-key BatchGetItem's ~5 ms of client CPU that only the
+        # baseline paid. Same client, same work: the ratio is then cachehub's own code.
         raw_client: Any = boto3.session.Session(
             aws_access_key_id="bench", aws_secret_access_key="bench", region_name=REGION
-        ).client("dynamodb", endpoint_url=endpoint)
+        ).client(
+            "dynamodb",
+            endpoint_url=endpoint,
+            config=botocore.config.Config(parameter_validation=False),
+        )
         raw = RawTable(raw_client, "bench_raw", cache.codec)
         theirs = RequestCounter().attach(raw_client)
         impls: list[tuple[Adapter, Callable[[dict[str, Any]], Any], RequestCounter]] = [
@@ -218,7 +227,7 @@ def _cases(
 ) -> list[Case]:
     get, put, get_many = adapter.get, adapter.put, adapter.get_many
     reads = (hits * (len(misses) // len(hits) + 1))[: len(misses)]
-    calls = max(1, len(misses) // 80)  # batches are slow on moto: fewer of them per round
+    calls = max(1, len(misses) // 50)  # batches are slow on moto: fewer of them per round
     batch = dict.fromkeys((f"batch:{i}" for i in range(cfg.batch)), VALUE)
 
     def get_all() -> None:
@@ -242,12 +251,15 @@ def _cases(
             put_many(batch)
 
     impl, size = adapter.impl, cfg.batch
+    # Each round is preceded (untimed) by one call of its operation, every implementation
+    # alike: the connection the round uses is then open and its first request pays no
+    # reconnect (the server closes connections idle for a minute; the bulk cases run long).
     return [
-        Case("get hit", impl, get_all, len(reads), counter=counter),
-        Case("get miss", impl, miss_all, len(misses), counter=counter),
-        Case("put", impl, put_all, len(puts), counter=counter),
-        Case(f"get_many({size})", impl, get_batches, calls, counter=counter),
-        Case(f"put_many({size})", impl, put_batches, calls, counter=counter),
+        Case("get hit", impl, get_all, len(reads), lambda: get(reads[0]), counter),
+        Case("get miss", impl, miss_all, len(misses), lambda: get(misses[0]), counter),
+        Case("put", impl, put_all, len(puts), lambda: put(puts[0], VALUE), counter),
+        Case(f"get_many({size})", impl, get_batches, calls, lambda: get_many(hits), counter),
+        Case(f"put_many({size})", impl, put_batches, calls, lambda: put_many(batch), counter),
     ]
 
 
@@ -367,8 +379,18 @@ def _profile(
     )
 
 
-def _cpu_row(op: str, mine: Measurement, base: Measurement) -> Row:
-    """Client CPU per call against raw boto3's (#17: a batch read adds <= 10% of CPU).
+SINGLE_TARGET = Target("client CPU <= 1.05x raw boto3", 1.05)
+"""Single operations: cachehub's client CPU within 5% of raw boto3's. On wall clock too
+until the moto server kept connections open; since, a request's wall time on moto is
+mostly the server's (another process, one request at a time), whose spread decides a
+wall-clock range, so the target is on what the client controls and wall clock is
+reported beside it (docs/benchmarks.md, Method)."""
+BATCH_TARGET = Target("client CPU <= 1.10x raw boto3", 1.10)
+"""#17: a batch read adds at most 10% to raw ``batch_get_item``'s client CPU."""
+
+
+def _cpu_row(op: str, mine: Measurement, base: Measurement, target: Target) -> Row:
+    """Client CPU per call against raw boto3's.
 
     Wall time on moto is mostly the server's (it serves cachehub's items, which carry a
     few more attributes); the client's CPU is what a real deployment pays per request.
@@ -381,7 +403,7 @@ def _cpu_row(op: str, mine: Measurement, base: Measurement) -> Row:
         (mine.cpu_us_per_op or 0.0) * 1000,
         BASELINE,
         (base.cpu_us_per_op or 0.0) * 1000,
-        Target("client CPU <= 1.10x raw boto3", 1.10),
+        target,
         mine.requests_per_op,
         statistics.median(ratios) if ratios else None,
         ratios=ratios,
@@ -403,12 +425,12 @@ def _summarize(section: Section, cfg: Config) -> None:
                     mine,
                     BASELINE,
                     base,
-                    Target("<= 1.05x raw boto3", 1.05) if single else None,
+                    None,  # wall clock: reported, decided on client CPU (SINGLE_TARGET)
                     mine.requests_per_op,
                 )
             )
-        if op.startswith("get_many") and base is not None and mine is not None:
-            section.rows.append(_cpu_row(op, mine, base))
+        if base is not None and mine is not None and (single or op.startswith("get_many")):
+            section.rows.append(_cpu_row(op, mine, base, SINGLE_TARGET if single else BATCH_TARGET))
         peer = section.find(op, CACHELIB)
         if batch and mine is not None and peer is not None:
             section.rows.append(

@@ -89,7 +89,7 @@ class Config:
             settle_rounds=164,
             ops=2_000,
             remote_ops=500,
-            aws_ops=50,
+            aws_ops=100,
             aws_rounds=41,
             batch=100,
             clear_keys_redis=100_000,

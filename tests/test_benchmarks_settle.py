@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from benchmarks.dynamodb import _cpu_row
+from benchmarks.dynamodb import BATCH_TARGET, SINGLE_TARGET, _cpu_row
 from benchmarks.harness import (
     Case,
     Measurement,
@@ -115,6 +115,13 @@ def test_the_client_cpu_row_is_judged_on_its_per_round_cpu_ratios() -> None:
     near.rounds_cpu_ns = [105_000.0, 210_000.0, 104_000.0, 208_000.0]  # 1.04-1.05x each round
     far = Measurement("get_many", "mine", 1.0, [1.0] * 4, cpu_us_per_op=150.0)
     far.rounds_cpu_ns = [100_000.0, 300_000.0, 160_000.0, 250_000.0]  # 1.0, 1.5, 1.6, 1.25
-    assert _cpu_row("get_many", near, base).verdict == "met"
-    assert _cpu_row("get_many", far, base).verdict == "not met"
-    assert _cpu_row("get_many", far, base).ratios == [1.0, 1.5, 1.6, 1.25]
+    assert _cpu_row("get_many", near, base, BATCH_TARGET).verdict == "met"
+    assert _cpu_row("get_many", far, base, BATCH_TARGET).verdict == "not met"
+    assert _cpu_row("get_many", far, base, BATCH_TARGET).ratios == [1.0, 1.5, 1.6, 1.25]
+    # single operations are judged the same way, against 1.05x: 1.04-1.05x is met,
+    # a round at 1.06x in the upper quartile is not decided
+    assert _cpu_row("get", near, base, SINGLE_TARGET).verdict == "met"
+    edge = Measurement("get", "mine", 1.0, [1.0] * 4, cpu_us_per_op=105.0)
+    edge.rounds_cpu_ns = [100_000.0, 212_000.0, 104_000.0, 212_000.0]  # 1.0, 1.06, 1.04, 1.06
+    assert _cpu_row("get", edge, base, SINGLE_TARGET).verdict == "inconclusive"
+    assert _cpu_row("get", edge, base, BATCH_TARGET).verdict == "met"

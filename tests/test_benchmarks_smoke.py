@@ -203,6 +203,15 @@ def test_quick_dynamodb_counts_requests(tmp_path: Path) -> None:
     }
     assert {op: raw[op] for op in expected} == expected
     assert {op: mine[op] for op in expected} == expected
+    # Single operations are decided on client CPU (1.05x), their wall clock is reported
+    # beside without a verdict; get_many's client CPU keeps its 1.10x.
+    base = dynamodb_section.BASELINE
+    rows = {(r.op, r.baseline): r for r in section.rows}
+    for op in ("get hit", "get miss", "put"):
+        assert rows[(op, base)].target is None
+        assert rows[(f"{op}, client CPU", base)].target == dynamodb_section.SINGLE_TARGET
+        assert rows[(f"{op}, client CPU", base)].ratios  # paired per round
+    assert rows[(f"get_many({n}), client CPU", base)].target == dynamodb_section.BATCH_TARGET
     captions = [caption for caption, _, _ in section.extra_tables]
     assert any(c.startswith("Framework hot spots") for c in captions)
 
@@ -361,8 +370,15 @@ def test_quick_async_section_compares_against_raw_async_clients() -> None:
     captions = [caption for caption, _, _ in section.extra_tables]
     assert any("CPU and wall-clock ratios" in c for c in captions)
     assert any(c.startswith("DynamoDB: 20 tasks get: where the time goes") for c in captions)
-    targets = {r.op: r.target for r in section.rows if r.baseline == aio_section.DYNAMO_BASELINE}
+    targets = {
+        (r.op, r.impl): r.target for r in section.rows if r.baseline == aio_section.DYNAMO_BASELINE
+    }
     assert {t.max_ratio for t in targets.values() if t is not None} == {1.10}
+    for op in ("DynamoDB: 20 tasks get", "DynamoDB: 20 tasks put"):
+        assert targets[(op, aio_section.CACHEHUB)] is not None
+        # the A/A control: the baseline's code again, a row without a target
+        assert (op, aio_section.DYNAMO_AGAIN) in measured
+        assert targets[(op, aio_section.DYNAMO_AGAIN)] is None
     from cachehub_redis import RedisCache
 
     if aio_section.native_async(RedisCache(host="localhost")):

@@ -12,13 +12,18 @@ extra (``pip install cachehub-dynamodb[local]``, i.e. ``moto[server]``).
 moto handles concurrent requests without locking, so two conditional writes racing on one
 item could both succeed - unlike DynamoDB, where each item write is atomic. The server
 therefore handles one request at a time (``serialize=True``, the default), which keeps
-``add``, ``incr`` and locks exact under concurrency.
+``add``, ``incr`` and locks exact under concurrency. That server also keeps client
+connections open between requests (HTTP/1.1 keep-alive), as DynamoDB does: werkzeug's own
+handler closes each one after a reply, which made every request a new TCP connection.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -26,6 +31,22 @@ from typing import Any
 from cachehub.errors import CacheUnavailableError, MissingPackageError
 
 __all__ = ["LocalDynamoDB"]
+
+_IDLE_SECONDS = 60
+"""How long the server keeps an idle client connection open (clients close theirs sooner)."""
+_FRAMING = frozenset({"content-length", "connection", "transfer-encoding"})
+"""Response headers the keep-alive handler writes itself."""
+_MAX_BODY = 32 << 20
+"""The largest request body read into memory (DynamoDB's own limit is 16 MB)."""
+
+
+def _content_length(text: str | None) -> int | None:
+    """A request's body length, or None when it is not a plain decimal number."""
+    if text is None:
+        return 0
+    if not (text.isascii() and text.isdigit()) or len(text) > 20:  # int() takes "+1", "1_0"
+        return None
+    return int(text)
 
 
 class LocalDynamoDB:
@@ -111,7 +132,71 @@ def _serialized_server_class() -> Any:
 
     class _KeepAliveHandler(tms.MotoRequestHandler):  # type: ignore[misc]  # Any base
         # HTTP/1.1 keeps the client's connections open: no connect + thread per request.
+        # werkzeug's own run_wsgi cannot: it answers every request with "Connection: close"
+        # (it drains the socket after a reply, which would eat a kept-alive connection's
+        # next request). Without this every request cost the client a TCP connect - more
+        # client CPU than the request itself, and the noisiest part of it.
         protocol_version = "HTTP/1.1"
+        timeout = _IDLE_SECONDS  # an idle kept-alive connection ends; its thread with it
+
+        def setup(self) -> None:
+            super().setup()
+            # A reply is two writes (headers, body): with Nagle's algorithm the second
+            # waits for the client's delayed ACK of the first, ~40 ms, on every request of
+            # a kept-alive connection.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.server.open_connections.add(self.connection)
+
+        def finish(self) -> None:
+            self.server.open_connections.discard(self.connection)
+            super().finish()
+
+        def run_wsgi(self) -> None:
+            framing = self.headers.get("Transfer-Encoding") or self.headers.get("Expect")
+            length = _content_length(self.headers.get("Content-Length"))
+            if length is not None and length > _MAX_BODY:
+                self.close_connection = True  # not read into memory, nor waited for
+                self.send_error(413, f"request body over {_MAX_BODY} bytes")
+                return
+            if framing or length is None:
+                # chunked, 100-continue or a bad length: werkzeug's own handling, and close
+                self.close_connection = True
+                super().run_wsgi()
+                return
+            # The whole body is read here, so the next request line is where it should be.
+            body = self.rfile.read(length)
+            if len(body) < length:  # the client went away mid-body
+                self.close_connection = True
+                return
+            environ = self.make_environ()
+            environ["wsgi.input"] = io.BytesIO(body)
+            reply: list[Any] = []
+            written: list[bytes] = []  # WSGI's legacy write(); moto returns its bodies
+
+            def start_response(
+                status: str, headers: list[tuple[str, str]], exc_info: Any = None
+            ) -> Callable[[bytes], None]:
+                reply[:] = [status, headers]
+                return written.append
+
+            try:
+                chunks = list(self.server.app(environ, start_response))
+                content = b"".join([*written, *chunks])
+            except Exception:  # moto failed: a 500 and a fresh connection, as werkzeug would
+                self.close_connection = True
+                self.send_error(500)
+                return
+            status, headers = reply
+            code, _, message = status.partition(" ")
+            self.send_response(int(code), message)
+            for name, value in headers:
+                if name.lower() not in _FRAMING:
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(content)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(content)
+            self.wfile.flush()
 
     class SerializedMotoServer(tms.ThreadedMotoServer):  # type: ignore[misc]  # Any base
         def _server_entry(self) -> None:
@@ -124,14 +209,23 @@ def _serialized_server_class() -> Any:
                 with lock:  # the body is produced under the lock too
                     return list(app(environ, start_response))
 
-            self._server = tms.make_server(
+            server = tms.make_server(
                 self._ip_address,
                 self._port,
                 serialized,
                 True,
                 request_handler=_KeepAliveHandler,
             )
+            server.open_connections = set()
+            self._server = server
             self._server_ready_event.set()
-            self._server.serve_forever()
+            server.serve_forever()
+
+        def stop(self) -> None:
+            super().stop()
+            # A stopped endpoint answers nothing, on kept-alive connections either.
+            for connection in list(getattr(self._server, "open_connections", ())):
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
 
     return SerializedMotoServer
