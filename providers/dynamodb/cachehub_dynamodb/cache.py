@@ -106,6 +106,7 @@ from .items import (
     owns,
     partition_value,
     read_attributes,
+    same_deadline,
     same_version,
     to_entry,
     version_of,
@@ -619,14 +620,17 @@ class DynamoDBCache(FlowCache[Any]):
 
     # ------------------------------------------------------------------ hit accounting
 
-    def _slide(self, pk: str, key: dict[str, Any], item: Item, now: float) -> Flow[None]:
-        """Idle entries must slide their deadline for every process: one UpdateItem."""
+    def _slide(
+        self, pk: str, key: dict[str, Any], item: Item, now: float, *, versioned: bool = True
+    ) -> Flow[None]:
+        """Idle entries must slide their deadline for every process: one UpdateItem.
+        ``versioned``: ``item`` was read with its version stamps (see read_attributes)."""
         expiry = expiry_of(item)
         if expiry.idle is None:  # an idleTime that is no Number (another program's): no slide
             return
         attrs = expiry_attrs(expiry, now)
         update = "SET #la = :now, #dl = :dl, #ttl = :ttl"
-        cond, values = same_version(version_of(item))
+        cond, values = same_version(version_of(item)) if versioned else same_deadline(item)
         values.update({":now": num(now), ":dl": attrs[DEADLINE], ":ttl": attrs[TTL]})
         if self.counts_hits:  # the same request carries the count: no extra cost
             update += " ADD #hc :h"
@@ -1083,7 +1087,8 @@ class DynamoDBCache(FlowCache[Any]):
         """BatchGetItem parameters asking only for :func:`.items.read_attributes`."""
         cached = self._projection
         if cached is None or cached[0] != kn:  # the key name changes only on re-bootstrap
-            self._projection = cached = (kn, {"AttributesToGet": read_attributes(kn)})
+            attributes = read_attributes(kn, versions=self.counts_hits)
+            self._projection = cached = (kn, {"AttributesToGet": attributes})
         return cached[1]
 
     def _get_many_flow(self, keys: list[str], now: float) -> Flow[dict[str, Any]]:
@@ -1138,7 +1143,7 @@ class DynamoDBCache(FlowCache[Any]):
         if plain:
             self._hits.count_many(plain, now)
         for pk, item in idle:
-            yield from self._slide(pk, {kn: item[kn]}, item, now)
+            yield from self._slide(pk, {kn: item[kn]}, item, now, versioned=counting)
         return found
 
     def _set_many_flow(self, items: dict[str, Any], expiry: Expiry, now: float) -> Flow[None]:

@@ -178,6 +178,52 @@ def test_get_many_asks_only_for_what_a_read_needs(counted: Any) -> None:
     assert cache.metadata("k0").hit_count == 2  # metadata still reads everything
 
 
+def test_get_many_without_hit_counts_leaves_the_version_stamps_on_the_server(
+    counted: Any,
+) -> None:
+    """Only counted hits need an entry's version: a cache that does not count them reads
+    key and value of a plain entry, nothing else (botocore parses every attribute)."""
+    cache, counter = counted()
+    keys = [f"k{i}" for i in range(30)]
+    cache.put_many(dict.fromkeys(keys, "v"))
+    cache.incr("n", 1)  # an entry with updatedTime too
+    bodies = _bodies(cache, "BatchGetItem")
+    responses = _responses(cache, "BatchGetItem")
+    counter.reset()
+    assert cache.get_many([*keys, "n"]) == {**dict.fromkeys(keys, "v"), "n": 1}
+    assert counter.calls == ["BatchGetItem"]
+    asked = bodies[-1]["RequestItems"][cache.table_name]["AttributesToGet"]
+    assert asked == read_attributes(cache.key_name, versions=False)
+    assert not {"createdTime", "updatedTime"} & set(asked)
+    items = responses[-1]["Responses"][cache.table_name]
+    assert {name for item in items for name in item} == {cache.key_name, "value"}
+    assert cache.metadata("n").last_modified is not None  # metadata still reads everything
+
+
+def test_an_idle_slide_read_without_versions_leaves_a_replacement_alone(counted: Any) -> None:
+    """Between the batch read and its slide another process replaces the idle entry: the
+    slide's condition (the deadline it read) fails, and the replacement keeps its own."""
+    clock = FakeClock(START)
+    cache, counter = counted(clock=clock)
+    cache.put("idle", "old", idle_time=10)
+    clock.advance(5)
+    replaced = {**_raw(cache, "idle"), "value": "foreign", "deadline": Decimal(START + 1000)}
+    slides: list[str] = []
+
+    def replace_first(**_: Any) -> None:
+        if not slides:  # once, just before the slide's UpdateItem goes out
+            slides.append("replaced")
+            cache.command("putItem", replaced)
+
+    cache.client.meta.events.register("before-send.dynamodb.UpdateItem", replace_first)
+    counter.reset()
+    assert cache.get_many(["idle"]) == {"idle": "old"}  # what the read saw
+    assert slides == ["replaced"]
+    assert counter.calls.count("UpdateItem") == 1  # the slide was sent, and refused
+    assert _raw(cache, "idle")["deadline"] == Decimal(START + 1000)
+    assert _raw(cache, "idle")["value"] == "foreign"
+
+
 def test_get_many_reads_items_without_value_in_full(counted: Any) -> None:
     """Dual access: the projected read shows no ``value``; those items are read again."""
     cache, counter = counted()
