@@ -183,3 +183,30 @@ def test_a_cancelled_get_or_set_waiter_never_computes(
 
     assert run(scenario()) == (True, "first", "first")
     assert computed == ["slow"]
+
+
+def test_a_timeout_around_a_request_the_client_swallows_still_times_out(
+    make_cache: Callable[..., RedisCache], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``asyncio.timeout`` cancels the task when it expires: the swallowed cancel used to
+    let the request answer past its deadline instead of raising TimeoutError."""
+    shell = make_cache().aio()
+
+    async def scenario() -> list[Any]:
+        await shell.put("present", "v", time_span=600)
+        fake = _swallowing(shell, "GET", monkeypatch)
+        scopes: list[asyncio.Timeout] = []
+
+        async def bounded() -> Any:
+            async with asyncio.timeout(None) as scope:
+                scopes.append(scope)
+                return await shell.get("present", MISSING)
+
+        task = asyncio.ensure_future(bounded())
+        await fake.sent.wait()
+        scopes[0].reschedule(asyncio.get_running_loop().time())  # expires now, no clock
+        outcome = await asyncio.gather(task, return_exceptions=True)
+        await shell.close()
+        return [type(outcome[0]), fake.swallowed]
+
+    assert run(scenario()) == [TimeoutError, 1]
