@@ -473,11 +473,29 @@ class RemoteCache(BaseCache, Generic[C]):
         return client
 
     async def _aguarded(self, fn: Callable[..., Awaitable[T]], /, *args: Any) -> T:
-        """``await fn(*args)``, with :attr:`backend_errors` raised as :meth:`_translate` says."""
+        """``await fn(*args)``, with :attr:`backend_errors` raised as :meth:`_translate` says.
+
+        A cancel the client library swallowed is raised here: a task cancelled while the
+        call waited gets ``CancelledError``, never the call's answer or error. On Python
+        3.11 ``asyncio.wait_for`` returns its inner result when the cancel arrives in
+        the loop turn that inner call finished in (CPython gh-86296), and redis-py sends
+        every command through one (``send_packed_command``): a cancelled ``get`` went on
+        and answered, and a cancelled ``get_or_set`` waiter went on to compute. The
+        task's count of cancel requests (``Task.cancelling()``), which grew and was not
+        taken back (``uncancel()``), tells. Inlined where a coroutine frame counts
+        (``RedisCache._acommand`` and ``_aget``): keep them alike.
+        """
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
         try:
-            return await fn(*args)
+            result = await fn(*args)
         except self.backend_errors as exc:
+            if task is not None and task.cancelling() > cancels:
+                raise asyncio.CancelledError from exc
             raise self._translate(exc) from None
+        if task is not None and task.cancelling() > cancels:
+            raise asyncio.CancelledError
+        return result
 
     async def _aclose(self) -> None:
         """Write pending read statistics back, then close the running loop's async client.
