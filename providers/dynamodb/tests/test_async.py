@@ -378,6 +378,29 @@ def test_a_failed_build_reaches_every_waiter_and_the_next_operation_retries(
     assert len(builds) == 2  # one failed build shared by five tasks, then one retry
 
 
+def test_a_table_known_to_the_process_is_ready_without_a_worker_thread(
+    make: Callable[..., DynamoDBCache],
+) -> None:
+    first = make()
+    first.connect()  # this process bootstraps the table once
+    cache = make()  # a new cache on it
+    hops: list[Any] = []
+    real = asyncio.to_thread
+
+    async def counting(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        hops.append(func)
+        return await real(func, *args, **kwargs)
+
+    async def main() -> None:
+        with mock.patch.object(asyncio, "to_thread", counting):
+            await asyncio.gather(*(cache._aready() for _ in range(20)))
+
+    in_loop(main)
+    assert hops == []
+    assert cache._key_name == first.key_name
+    assert cache._conn is None  # nor a sync client made for it
+
+
 # ---------------------------------------------------------------- hostile
 
 
