@@ -397,6 +397,8 @@ class RemoteCache(BaseCache, Generic[C]):
         self._aconns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
         )
+        # The one client build in flight per loop (see _aconnection), until it ends.
+        self._aconnecting: dict[asyncio.AbstractEventLoop, asyncio.Task[Any]] = {}
         self._warn_lock = threading.Lock()
         self._warned: set[str] = set()
 
@@ -465,12 +467,39 @@ class RemoteCache(BaseCache, Generic[C]):
         """
         loop = asyncio.get_running_loop()
         client = self._aconns.get(loop)
-        if client is None:
-            made = await self._aguarded(self._aconnect)
-            client = self._aconns.setdefault(loop, made)
-            if client is not made:  # another task of this loop connected meanwhile
-                await self._adisconnect(made)
+        if client is not None:
+            return client
+        # One build per loop, whatever number of tasks arrive before it ends: each build
+        # is a client made in a worker thread (for aiobotocore 0.1-1 s of CPU), and N
+        # tasks starting together (a web worker's first requests) used to make N of them
+        # and keep one. N builds racing for the GIL cost the loop's own thread 50-110 ms
+        # of CPU in a single callback (thread starts and GIL hand-offs, thousands of
+        # context switches), and the thrown-away clients were pure waste.
+        build = self._aconnecting.get(loop)
+        if build is None:
+            build = loop.create_task(self._abuild_client(loop))
+            self._aconnecting[loop] = build
+            build.add_done_callback(self._aconnect_ended)
+        # Shielded: a waiter's cancellation must not cancel the build the others await.
+        return await asyncio.shield(build)
+
+    async def _abuild_client(self, loop: asyncio.AbstractEventLoop) -> Any:
+        """Make the client of ``loop`` and keep it (:meth:`_aconnection`'s single build)."""
+        made = await self._aguarded(self._aconnect)
+        client = self._aconns.setdefault(loop, made)
+        if client is not made:  # kept by a subclass or a test meanwhile: one client per loop
+            await self._adisconnect(made)
         return client
+
+    def _aconnect_ended(self, build: asyncio.Task[Any]) -> None:
+        """Forget a finished build (a failed one is retried by the next operation)."""
+        loop = build.get_loop()
+        if self._aconnecting.get(loop) is build:
+            del self._aconnecting[loop]
+        if not build.cancelled():
+            # Its error reached every waiter; read here so that a build whose waiters were
+            # all cancelled is not logged as "exception never retrieved".
+            build.exception()
 
     async def _aguarded(self, fn: Callable[..., Awaitable[T]], /, *args: Any) -> T:
         """``await fn(*args)``, with :attr:`backend_errors` raised as :meth:`_translate` says.

@@ -468,6 +468,11 @@ class DynamoDBCache(FlowCache[Any]):
         worker thread (DescribeTable, maybe CreateTable and its waiter), once per table
         and process; every later request goes through the async client."""
         if self._key_name is None:
+            # A table this process bootstrapped already needs no worker thread: N tasks
+            # starting together on a new cache would each start one (thread starts and
+            # GIL hand-offs on the loop's thread) only to read this dict.
+            self._key_name = _KNOWN_TABLES.get(self._table_id)
+        if self._key_name is None:
             await asyncio.to_thread(lambda: self.key_name)
 
     async def _adrive(self, flow: Flow[T]) -> T:

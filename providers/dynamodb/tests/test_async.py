@@ -22,7 +22,7 @@ import pytest
 from cachehub_dynamodb import DynamoDBCache
 from cachehub_dynamodb.errors import ForeignEntryError
 
-from cachehub.api import Expiry
+from cachehub.api import MISSING, Expiry
 from cachehub.errors import CacheOutcomeUnknownError, CacheThrottledError, CacheUnavailableError
 from cachehub.filters import compile_filter
 from cachehub.testing.asyncshell import CPU_PER_CALLBACK, LoopThread
@@ -285,6 +285,120 @@ def test_many_tasks_share_one_client_per_loop(make: Callable[..., DynamoDBCache]
         return clients
 
     assert in_loop(main) == 1
+
+
+def _counting_builds(cache: DynamoDBCache, builds: list[int], fail: list[bool]) -> None:
+    """Count the async clients ``cache`` builds (each one a client made in a worker
+    thread); while ``fail`` holds True, a build fails as an unreachable endpoint would.
+    The table is bootstrapped first (in this thread): that is not what is counted."""
+    assert cache.key_name
+    real = cache._aconnect
+
+    async def counting() -> Any:
+        builds.append(1)
+        await asyncio.sleep(0.01)  # every other first task arrives while this one builds
+        if fail and fail[0]:
+            raise CacheUnavailableError("endpoint unreachable (injected)", hint="retry")
+        return await real()
+
+    cache._aconnect = counting  # type: ignore[method-assign]
+
+
+def test_tasks_starting_together_build_one_client(make: Callable[..., DynamoDBCache]) -> None:
+    """50 tasks whose first operation on a loop starts at once make one client, not 50:
+    the others wait for that build. (On main each made its own in a worker thread and 49
+    were thrown away; those racing builds cost the loop's thread 50-110 ms of CPU in one
+    callback under load - GIL hand-offs - which the blocking detector caught.)"""
+    cache = make()
+    builds: list[int] = []
+    _counting_builds(cache, builds, [])
+
+    async def main() -> list[Any]:
+        keys = [cache._sk(f"k{i}") for i in range(50)]
+        got = await asyncio.gather(*(cache._aget(k, cache._clock()) for k in keys))
+        clients = list(cache._aconns.values())
+        await shut(cache)
+        return [got, clients]
+
+    got, clients = in_loop(main)
+    assert got == [MISSING] * 50
+    assert len(builds) == 1
+    assert len(clients) == 1
+    assert cache._aconnecting == {}
+
+
+def test_a_cancelled_first_task_does_not_cancel_the_build_the_others_await(
+    make: Callable[..., DynamoDBCache],
+) -> None:
+    cache = make()
+    builds: list[int] = []
+    _counting_builds(cache, builds, [])
+
+    async def main() -> tuple[list[Any], int]:
+        first = asyncio.ensure_future(cache._aconnection())
+        others = [asyncio.ensure_future(cache._aconnection()) for _ in range(5)]
+        await asyncio.sleep(0)  # every task waits on the one build now
+        first.cancel()
+        clients = await asyncio.gather(*others)
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        again = await cache._aconnection()
+        assert again is clients[0]
+        kept = len(cache._aconns)
+        await shut(cache)
+        return clients, kept
+
+    clients, kept = in_loop(main)
+    assert len(builds) == 1
+    assert all(c is clients[0] for c in clients)
+    assert kept == 1
+
+
+def test_a_failed_build_reaches_every_waiter_and_the_next_operation_retries(
+    make: Callable[..., DynamoDBCache],
+) -> None:
+    cache = make()
+    builds: list[int] = []
+    fail = [True]
+    _counting_builds(cache, builds, fail)
+
+    async def main() -> tuple[list[Any], Any]:
+        results = await asyncio.gather(
+            *(cache._aconnection() for _ in range(5)), return_exceptions=True
+        )
+        assert cache._aconnecting == {}  # nothing failed is kept: the next call retries
+        fail[0] = False
+        client = await cache._aconnection()
+        await shut(cache)
+        return results, client
+
+    results, client = in_loop(main)
+    assert all(isinstance(r, CacheUnavailableError) for r in results), results
+    assert client is not None
+    assert len(builds) == 2  # one failed build shared by five tasks, then one retry
+
+
+def test_a_table_known_to_the_process_is_ready_without_a_worker_thread(
+    make: Callable[..., DynamoDBCache],
+) -> None:
+    first = make()
+    first.connect()  # this process bootstraps the table once
+    cache = make()  # a new cache on it
+    hops: list[Any] = []
+    real = asyncio.to_thread
+
+    async def counting(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        hops.append(func)
+        return await real(func, *args, **kwargs)
+
+    async def main() -> None:
+        with mock.patch.object(asyncio, "to_thread", counting):
+            await asyncio.gather(*(cache._aready() for _ in range(20)))
+
+    in_loop(main)
+    assert hops == []
+    assert cache._key_name == first.key_name
+    assert cache._conn is None  # nor a sync client made for it
 
 
 # ---------------------------------------------------------------- hostile
