@@ -477,6 +477,10 @@ class RemoteCache(BaseCache, Generic[C]):
         # context switches), and the thrown-away clients were pure waste.
         build = self._aconnecting.get(loop)
         if build is None:
+            # A loop closed while its build waited never ends that build: forget it, or
+            # the map keeps the loop (and all it refers to) for the rest of the process.
+            for closed in [other for other in self._aconnecting if other.is_closed()]:
+                del self._aconnecting[closed]
             build = loop.create_task(self._abuild_client(loop))
             self._aconnecting[loop] = build
             build.add_done_callback(self._aconnect_ended)
@@ -536,6 +540,12 @@ class RemoteCache(BaseCache, Generic[C]):
             await super()._aclose()
             return
         loop = asyncio.get_running_loop()
+        build = self._aconnecting.get(loop)
+        if build is not None:
+            # A build in flight would keep its client after this close: let it end (its
+            # error is its waiters'), then close what it kept. Not shielded from this
+            # task's cancel, and never cancelling the build the waiters share.
+            await asyncio.wait((build,))
         if loop in self._aconns:
             try:
                 await self.aflush_hits()
