@@ -479,8 +479,10 @@ class RemoteCache(BaseCache, Generic[C]):
         if build is None:
             # A loop closed while its build waited never ends that build: forget it, or
             # the map keeps the loop (and all it refers to) for the rest of the process.
-            for closed in [other for other in self._aconnecting if other.is_closed()]:
-                del self._aconnecting[closed]
+            # (A copy, and pop: loops in other threads change the map meanwhile.)
+            for other in list(self._aconnecting):
+                if other.is_closed():
+                    self._aconnecting.pop(other, None)
             build = loop.create_task(self._abuild_client(loop))
             self._aconnecting[loop] = build
             build.add_done_callback(self._aconnect_ended)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import threading
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -175,3 +177,43 @@ def test_every_waiter_cancelled_the_build_still_ends_and_is_kept(waiters: int) -
     assert builds == 1
     assert in_flight == 0
     assert client.closed == 0
+
+
+class InstantRemote(FakeRemote):
+    """A provider whose async client build yields to the loop (as a worker-thread build
+    does) and counts builds per loop."""
+
+    def __init__(self, settings: Any = None, /, **kwargs: Any) -> None:
+        super().__init__(settings, **kwargs)
+        self.builds: list[asyncio.AbstractEventLoop] = []
+
+    async def _aconnect(self) -> AsyncClient:
+        self.builds.append(asyncio.get_running_loop())
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return AsyncClient()
+
+
+def test_loops_in_threads_building_at_once_get_one_client_each() -> None:
+    """Eight loops in eight threads, 20 tasks each starting together (twice, with the
+    loops closed in between): one build per loop, each loop its own client, nothing
+    left in flight, no closed loop kept."""
+    cache = InstantRemote()
+    threads = 8
+    start = threading.Barrier(threads)
+
+    async def tasks() -> list[Any]:
+        return await asyncio.gather(*(cache._aconnection() for _ in range(20)))
+
+    def worker() -> tuple[int, int]:
+        start.wait(timeout=30)
+        clients = asyncio.run(tasks())
+        return len({id(c) for c in clients}), len(clients)
+
+    for _ in range(2):
+        with ThreadPoolExecutor(threads) as pool:
+            results = list(pool.map(lambda _: worker(), range(threads)))
+        assert results == [(1, 20)] * threads
+    assert len(cache.builds) == 2 * threads
+    assert len(set(map(id, cache.builds))) >= threads  # each loop built its own
+    assert cache._aconnecting == {}
