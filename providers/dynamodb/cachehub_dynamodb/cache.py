@@ -459,8 +459,12 @@ class DynamoDBCache(FlowCache[Any]):
     async def _aconnection(self) -> Any:
         # A client keeps its loop alive (its HTTP session refers to it), so the weak map
         # alone never lets a closed loop's client go: dropped here, on the slow path.
-        for loop in [loop for loop in list(self._aconns) if loop.is_closed()]:
-            del self._aconns[loop]
+        # keyrefs() copies the map in one step and pop() tolerates a loop that another
+        # thread's first operation dropped meanwhile (each thread's loop looks at once).
+        for ref in self._aconns.keyrefs():
+            loop = ref()
+            if loop is not None and loop.is_closed():
+                self._aconns.pop(loop, None)
         return await super()._aconnection()
 
     async def _aready(self) -> None:
