@@ -217,3 +217,36 @@ def test_loops_in_threads_building_at_once_get_one_client_each() -> None:
     assert len(cache.builds) == 2 * threads
     assert len(set(map(id, cache.builds))) >= threads  # each loop built its own
     assert cache._aconnecting == {}
+
+
+class LoopBoundClient(AsyncClient):
+    """A client that refers to its loop, as redis-py's streams and aiobotocore's HTTP
+    session do: the weak map alone never lets such a loop go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.get_running_loop()
+
+
+class LoopBoundRemote(FakeRemote):
+    async def _aconnect(self) -> LoopBoundClient:
+        return LoopBoundClient()
+
+
+def test_closed_loops_do_not_keep_their_clients() -> None:
+    """``asyncio.run`` once per call (as ``async_to_sync`` does), never closing the
+    cache: each new loop's first operation drops the clients of closed loops, so the
+    cache holds one client at most, and the closed loops are freed. On main every loop
+    and its client (for Redis: its open connection) stayed for good."""
+    cache = LoopBoundRemote()
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def first_use() -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        await cache._aconnection()
+
+    for _ in range(20):
+        asyncio.run(first_use())
+    gc.collect()
+    assert len(cache._aconns) == 1  # the last loop's, until the next loop's first use
+    assert sum(ref() is not None for ref in loops) <= 1

@@ -456,17 +456,6 @@ class DynamoDBCache(FlowCache[Any]):
         client.meta.events.register_first("needs-retry.dynamodb", _no_blind_resend)
         return client
 
-    async def _aconnection(self) -> Any:
-        # A client keeps its loop alive (its HTTP session refers to it), so the weak map
-        # alone never lets a closed loop's client go: dropped here, on the slow path.
-        # keyrefs() copies the map in one step and pop() tolerates a loop that another
-        # thread's first operation dropped meanwhile (each thread's loop looks at once).
-        for ref in self._aconns.keyrefs():
-            loop = ref()
-            if loop is not None and loop.is_closed():
-                self._aconns.pop(loop, None)
-        return await super()._aconnection()
-
     async def _aready(self) -> None:
         """Bootstrap the table once, off the loop: it runs on the boto3 client in a
         worker thread (DescribeTable, maybe CreateTable and its waiter), once per table
