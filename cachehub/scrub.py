@@ -290,19 +290,23 @@ def unmask(edited: str, original: str) -> str | None:
         return None
     pieces = edited.split(SECRET_MASK)
     restored = [pieces[0]]
+    since = 0  # where the original text before this mask's URL starts
     for (start, at), after in zip(spans, pieces[1:], strict=True):
         scheme = _SCHEME_BEFORE.search(original, max(0, start - 3 - 32), start - 3)
         if scheme is None or not restored[-1].endswith(scheme.group() + "://"):
             return None
         # The URL must start there, not inside another one: 'http://evil/?u=redis://' or
         # '...?client_name=redis://' would send the credentials to evil in a query, and
-        # 'xredis://' is another scheme.
+        # 'xredis://' is another scheme. Text left as it was is fine.
         head = restored[-1][: -len(scheme.group()) - 3]
-        if "://" in head or not _URL_START.search(head):
+        if head != original[since : scheme.start()] and (
+            "://" in head or not _URL_START.search(head)
+        ):
             return None
         if _host_after(after, 0) != _host_after(original, at):
             return None  # another host, or more host: '@cache.evil.example'
         restored += [original[start:at], after]
+        since = at
     return "".join(restored)
 
 

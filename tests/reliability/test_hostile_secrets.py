@@ -603,3 +603,9 @@ def test_unmask_keeps_each_of_several_urls_out_of_the_others() -> None:
     # a URL put between them would carry the second credentials in its query
     assert unmask("redis://*****@a:1 http://evil/?q= redis://*****@b", original) is None
     assert unmask("redis://*****@a:1/?q=redis://*****@b", original) is None
+    # Text before a URL that was there already stays acceptable, URLs included.
+    noted = "docs at http://wiki/x then redis://u:p@h"
+    assert unmask("docs at http://wiki/x then redis://*****@h:2", noted) == (
+        "docs at http://wiki/x then redis://u:p@h:2"
+    )
+    assert unmask("docs at http://evil/?x= redis://*****@h", noted) is None
