@@ -477,11 +477,30 @@ class RemoteCache(BaseCache, Generic[C]):
         # context switches), and the thrown-away clients were pure waste.
         build = self._aconnecting.get(loop)
         if build is None:
+            self._forget_closed_loops()
             build = loop.create_task(self._abuild_client(loop))
             self._aconnecting[loop] = build
             build.add_done_callback(self._aconnect_ended)
         # Shielded: a waiter's cancellation must not cancel the build the others await.
         return await asyncio.shield(build)
+
+    def _forget_closed_loops(self) -> None:
+        """Drop the clients and builds of closed loops (on a new loop's first operation).
+
+        A client keeps its loop alive (its connections refer to it: redis-py's streams,
+        aiobotocore's HTTP session), so the weak map alone never lets a closed loop's
+        client go, and a loop closed while its build waited never ends that build: each
+        ``asyncio.run`` (or ``async_to_sync``) of a process would keep a loop, a client
+        and its sockets for good. Copies, and pop: loops in other threads change the maps
+        meanwhile (``keyrefs()`` copies the weak map in one step).
+        """
+        for ref in self._aconns.keyrefs():
+            loop = ref()
+            if loop is not None and loop.is_closed():
+                self._aconns.pop(loop, None)
+        for loop in list(self._aconnecting):
+            if loop.is_closed():
+                self._aconnecting.pop(loop, None)
 
     async def _abuild_client(self, loop: asyncio.AbstractEventLoop) -> Any:
         """Make the client of ``loop`` and keep it (:meth:`_aconnection`'s single build)."""
@@ -536,6 +555,12 @@ class RemoteCache(BaseCache, Generic[C]):
             await super()._aclose()
             return
         loop = asyncio.get_running_loop()
+        build = self._aconnecting.get(loop)
+        if build is not None:
+            # A build in flight would keep its client after this close: let it end (its
+            # error is its waiters'), then close what it kept. Not shielded from this
+            # task's cancel, and never cancelling the build the waiters share.
+            await asyncio.wait((build,))
         if loop in self._aconns:
             try:
                 await self.aflush_hits()

@@ -255,6 +255,8 @@ def _userinfo_spans(text: str) -> Iterator[tuple[int, int]]:
 
 _AUTHORITY_END: Final = re.compile(r"[/?#\s'\"<>`]|\Z")
 _PORT: Final = re.compile(r":[0-9]*\Z")
+_URL_START: Final = re.compile(r"(?:\A|[\s'\"<>`])\Z")
+"""The end of text a URL may start after: nothing, or a character no URL runs across."""
 
 
 def _host_after(text: str, at: int) -> str:
@@ -273,8 +275,9 @@ def unmask(edited: str, original: str) -> str | None:
     ``redis://*****@cache:6380/0`` means "the same credentials, another port". The masks
     are matched in order, and only when every mask of ``scrub(original)`` is a URL's
     userinfo and ``edited`` keeps each one behind the same scheme and before the same
-    ``@host`` (the port, path and query may change): credentials are never handed to a
-    host they were not written for.
+    ``@host`` (the port, path and query may change), the URL starting at the start of
+    the text or after a space or quote (never inside another URL's query): credentials
+    are never handed to a host they were not written for.
     """
     if SECRET_MASK not in edited:
         return edited
@@ -287,13 +290,23 @@ def unmask(edited: str, original: str) -> str | None:
         return None
     pieces = edited.split(SECRET_MASK)
     restored = [pieces[0]]
+    since = 0  # where the original text before this mask's URL starts
     for (start, at), after in zip(spans, pieces[1:], strict=True):
         scheme = _SCHEME_BEFORE.search(original, max(0, start - 3 - 32), start - 3)
         if scheme is None or not restored[-1].endswith(scheme.group() + "://"):
             return None
+        # The URL must start there, not inside another one: 'http://evil/?u=redis://' or
+        # '...?client_name=redis://' would send the credentials to evil in a query, and
+        # 'xredis://' is another scheme. Text left as it was is fine.
+        head = restored[-1][: -len(scheme.group()) - 3]
+        if head != original[since : scheme.start()] and (
+            "://" in head or not _URL_START.search(head)
+        ):
+            return None
         if _host_after(after, 0) != _host_after(original, at):
             return None  # another host, or more host: '@cache.evil.example'
         restored += [original[start:at], after]
+        since = at
     return "".join(restored)
 
 

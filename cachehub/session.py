@@ -821,14 +821,16 @@ class SessionCookie:
                 "the request's host only.",
             )
         # Browsers drop a prefixed cookie whose attributes break the prefix's rules, and
-        # then every request would silently start a new session.
-        if self.name.startswith("__Host-") and (not self.secure or self.domain or self.path != "/"):
+        # then every request would silently start a new session. They match a prefix in
+        # any letter case (RFC 6265bis, "Cookie Name Prefixes").
+        folded = self.name.lower()
+        if folded.startswith("__host-") and (not self.secure or self.domain or self.path != "/"):
             raise CacheValueError(
                 "a __Host- cookie needs secure=True, path='/' and no domain "
                 "(browsers drop it otherwise).",
                 hint="set secure=True, path='/', domain=None, or drop the __Host- prefix.",
             )
-        if self.name.startswith("__Secure-") and not self.secure:
+        if folded.startswith("__secure-") and not self.secure:
             raise CacheValueError(
                 "a __Secure- cookie needs secure=True (browsers drop it otherwise).",
                 hint="set secure=True, or drop the __Secure- prefix.",

@@ -114,7 +114,21 @@ class Guard:
             await self.app(scope, receive, send)
             return
         send = self._with_headers(send)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers: dict[str, str] = {}
+        fields: dict[str, int] = {}
+        for raw_name, raw_value in scope["headers"]:
+            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+            fields[name] = fields.get(name, 0) + 1
+            # HTTP/2 may split Cookie into several fields (RFC 9113): one header, as
+            # HTTP/1.1 sends it. Any other repeated field: the last (Host is refused).
+            if name == "cookie" and name in headers:
+                value = f"{headers[name]}; {value}"
+            headers[name] = value
+        if fields.get("host", 0) > 1:
+            # RFC 9112: a 400. The app builds its URLs from the first, this check read
+            # the last: 'Host: evil.example' then 'Host: 127.0.0.1' passed.
+            await _plain(send, 400, "Bad Host header: send exactly one.")
+            return
         if not self.any_host and _host_name(headers.get("host", "")) not in self.allowed_hosts:
             await _plain(send, 400, "Bad Host header: open the console by the URL it printed.")
             return

@@ -24,7 +24,14 @@ from ..errors import ConfigError
 from ..registry import Caches, get_caches
 from ..session import SessionStore
 
-__all__ = ["CacheSpec", "private_response", "resolve_cache", "session_store", "vary_cookie"]
+__all__ = [
+    "CacheSpec",
+    "for_cdns_only",
+    "private_response",
+    "resolve_cache",
+    "session_store",
+    "vary_cookie",
+]
 
 CacheSpec = BaseCache | str | Mapping[str, Any]
 """A cache object, the name of a cache in the process registry, or one cache entry
@@ -101,7 +108,9 @@ def private_response(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]
     visitor without a cookie matches the request that got it. ``Cache-Control`` gets
     ``private`` (shared caches must not store; the user's browser still may), and the
     directives that address shared caches (``public``, ``s-maxage``) are dropped;
-    ``no-store`` is enough as it is. Several ``Cache-Control`` fields become one.
+    ``no-store`` is enough as it is. Several ``Cache-Control`` fields become one. The
+    fields addressed to CDNs only (:func:`for_cdns_only`) are dropped: a CDN that reads
+    one ignores ``Cache-Control``.
     """
     out: list[tuple[str, str]] = []
     directives: list[str] = []
@@ -110,7 +119,7 @@ def private_response(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]
         if header.lower() == "cache-control":
             name = header
             directives.extend(d.strip() for d in value.split(",") if d.strip())
-        else:
+        elif not for_cdns_only(header):
             out.append((header, value))
     kept = [
         d
@@ -121,3 +130,12 @@ def private_response(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]
         kept.append("private")
     out.append((name, ", ".join(kept)))
     return out
+
+
+def for_cdns_only(header: str) -> bool:
+    """Whether ``header`` is a caching field addressed to CDNs only: ``CDN-Cache-Control``
+    and the vendors' targeted fields (``Cloudflare-CDN-Cache-Control``..., RFC 9213) and
+    ``Surrogate-Control``. A CDN that reads one ignores ``Cache-Control`` (and its
+    ``private``)."""
+    name = header.lower()
+    return name.endswith("cdn-cache-control") or name == "surrogate-control"

@@ -24,7 +24,7 @@ from flask.sessions import SessionInterface, SessionMixin
 
 from ..api import TimeSpan
 from ..session import SessionStore, TrackedSession
-from . import CacheSpec, private_response, session_store
+from . import CacheSpec, for_cdns_only, private_response, session_store
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -118,3 +118,5 @@ def _private(response: Response) -> None:
     fields = [("Cache-Control", v) for v in response.headers.getlist("Cache-Control")]
     ((_, value),) = private_response(fields)
     response.headers["Cache-Control"] = value
+    for name in {name for name, _ in response.headers.items() if for_cdns_only(name)}:
+        del response.headers[name]

@@ -223,6 +223,9 @@ def test_a_mask_moved_to_another_host_or_place_is_refused(make_console: MakeCons
         "rediss://*****@cache.internal:6379/0",  # another scheme
         "redis://cache.internal:6379/0?password=*****",  # the mask moved into the query
         "redis://*****@cache.internal/0 redis://*****@cache.internal/1",  # two masks, one secret
+        # inside another URL, whose host gets it in a query (the client name is sent)
+        "redis://evil.example:6379/0?client_name=redis://*****@cache.internal:6379/0",
+        "xredis://*****@cache.internal:6379/0",  # another scheme, ending like this one
         "*****",
     ):
         shown = {**json.loads(form["custom"]), "url": url}

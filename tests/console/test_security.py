@@ -235,3 +235,61 @@ def test_a_non_ascii_page_number_is_a_typed_error(make_console: MakeConsole) -> 
     response = env.client.get("/keys?cache=main&page=\u00b2")
     assert response.status_code == 400
     assert "page must be a number" in response.text
+
+
+@pytest.mark.parametrize(
+    "hosts",
+    [
+        [b"evil.example", b"127.0.0.1:8742"],  # the app builds its URLs from the first
+        [b"127.0.0.1:8742", b"evil.example"],
+        [b"127.0.0.1:8742", b"127.0.0.1:8742"],
+    ],
+)
+def test_more_than_one_host_field_is_refused(hosts: list[bytes]) -> None:
+    """RFC 9112 ("Request Target"): a request with more than one Host field is a 400. The
+    guard read the last one while Starlette builds ``request.url`` (the Origin check,
+    redirects) from the first; on main ``evil.example`` then ``127.0.0.1`` passed."""
+    status, reached = _through_guard("GET", [(b"host", h) for h in hosts])
+    assert (status, reached) == (400, False)
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1.", "localhost.", "[::ffff:127.0.0.1]", "[0:0:0:0:0:0:0:1]", "0x7f.1"]
+)
+def test_other_spellings_of_loopback_are_refused(host: str) -> None:
+    """Only the names the console prints pass: a trailing dot, a mapped or expanded IPv6
+    literal, a hex address are other names a rebinding page could use."""
+    assert _through_guard("GET", [(b"host", host.encode())]) == (400, False)
+
+
+def test_the_token_cookie_is_found_in_any_cookie_field() -> None:
+    """HTTP/2 lets a client split Cookie into several fields (RFC 9113, "Compressing the
+    Cookie Header Field"), and an ASGI server may pass them on as they came: the console
+    cookie in the first of two fields is a login. On main only the last was read (401)."""
+    sent: list[dict[str, Any]] = []
+    reached: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(True)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"127.0.0.1:8742"),
+            (b"cookie", f"{COOKIE}={TOKEN}".encode()),
+            (b"cookie", b"theme=dark"),
+        ],
+    }
+    asyncio.run(asyncio.wait_for(Guard(app, token=TOKEN)(scope, receive, send), 10))
+    assert (sent[0]["status"], reached) == (200, [True])

@@ -158,3 +158,30 @@ def test_a_response_setting_the_cookie_is_never_for_shared_caches(
         or "Expires=Thu, 01 Jan 1970" in (bye.headers["Set-Cookie"])
     )
     assert "private" in bye.headers["Cache-Control"]
+
+
+def test_a_response_setting_the_cookie_drops_the_fields_addressed_to_cdns(
+    storage_cache: MemoryCache,
+) -> None:
+    """A CDN that reads a targeted field (``CDN-Cache-Control``, RFC 9213, or a
+    vendor's, or ``Surrogate-Control``) ignores ``Cache-Control``: ``private`` alone does
+    not keep it from storing the Set-Cookie. On main those fields stayed."""
+    app = make_app(storage_cache)
+
+    @app.post("/cdn/<item>")
+    def cdn(item: str) -> Any:
+        session["cart"] = [item]
+        response = app.make_response("ok")
+        response.headers["CDN-Cache-Control"] = "max-age=600"
+        response.headers["Cloudflare-CDN-Cache-Control"] = "max-age=600"
+        response.headers["surrogate-control"] = "max-age=600"
+        response.headers["X-Kept"] = "1"
+        return response
+
+    response = app.test_client().post("/cdn/apple")
+    assert "session=" in response.headers["Set-Cookie"]
+    assert "CDN-Cache-Control" not in response.headers
+    assert "Cloudflare-CDN-Cache-Control" not in response.headers
+    assert "Surrogate-Control" not in response.headers
+    assert response.headers["Cache-Control"] == "private"
+    assert response.headers["X-Kept"] == "1"

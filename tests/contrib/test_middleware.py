@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 from wsgiref.util import setup_testing_defaults
 
+import pytest
 from cachehub_memory import MemoryCache
 
 from cachehub.contrib import private_response
@@ -285,3 +286,57 @@ def test_asgi_reads_the_session_cookie_from_any_cookie_field(storage_cache: Memo
 
     asyncio.run(app(scope, receive, send))
     assert sent[1]["body"] == b"[('user', 'bob')]"
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["CDN-Cache-Control", "cdn-cache-control", "Fastly-CDN-Cache-Control", "Surrogate-Control"],
+)
+def test_responses_setting_the_cookie_drop_the_fields_addressed_to_cdns(
+    storage_cache: MemoryCache, field: str
+) -> None:
+    """A CDN that reads a targeted field (RFC 9213, or Surrogate-Control) ignores
+    Cache-Control, so ``private`` alone would not keep it from storing the Set-Cookie:
+    the field goes (the CDN then reads ``private``). On main it stayed."""
+
+    def wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        environ["cachehub.session"]["seen"] = True
+        start_response("200 OK", [(field, "max-age=600"), ("X-Kept", "1")])
+        return [b"ok"]
+
+    environ: dict[str, Any] = {"PATH_INFO": "/"}
+    setup_testing_defaults(environ)
+    captured: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        captured["headers"] = headers
+        return lambda data: None
+
+    b"".join(WSGISessions(wsgi_app, storage_cache)(environ, start_response))
+    names = [k.lower() for k, _ in captured["headers"]]
+    assert "set-cookie" in names
+    assert field.lower() not in names
+    assert "x-kept" in names
+
+    async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        scope["session"]["seen"] = True
+        headers = [(field.lower().encode(), b"max-age=600"), (b"x-kept", b"1")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [(b"host", b"t")]}
+    asyncio.run(ASGISessions(asgi_app, storage_cache)(scope, receive, send))
+    names_b = [k.lower() for k, _ in sent[0]["headers"]]
+    assert b"set-cookie" in names_b
+    assert field.lower().encode() not in names_b
+    assert b"x-kept" in names_b
+    # The helper itself: the field goes, Cache-Control says private.
+    assert private_response([(field, "max-age=600")]) == [("Cache-Control", "private")]

@@ -254,6 +254,13 @@ def test_cookie_validation() -> None:
         ({"name": "__Host-session", "domain": "example.com"}, "__Host-"),
         ({"name": "__Host-session", "path": "/app"}, "__Host-"),
         ({"name": "__Secure-session", "secure": False}, "__Secure-"),
+        # Browsers match the prefixes in any letter case (RFC 6265bis, "Cookie Name
+        # Prefixes"), so they drop these too.
+        ({"name": "__HOST-session", "secure": False}, "__Host-"),
+        ({"name": "__host-session", "domain": "example.com"}, "__Host-"),
+        ({"name": "__Host-Session", "path": "/app"}, "__Host-"),
+        ({"name": "__SECURE-session", "secure": False}, "__Secure-"),
+        ({"name": "__secure-session", "secure": False}, "__Secure-"),
     ],
 )
 def test_cookie_attributes_cannot_inject_or_be_dropped(

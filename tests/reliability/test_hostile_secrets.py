@@ -566,6 +566,12 @@ def test_userinfo_masking_is_linear_on_hostile_text() -> None:
         ("redis://*****@cache:6379/0?password=*****", None),
         ("redis://cache:6379/0?password=*****", None),  # the mask moved into the query
         ("*****", None),
+        # The URL moved inside another one, whose host would get the credentials.
+        ("http://evil.example/?u=redis://*****@cache:6379/0", None),
+        ("redis://evil.example:6379/0?client_name=redis://*****@cache:6379/0", None),
+        ("http://evil.example/?q= redis://*****@cache:6379/0", None),
+        ("xredis://*****@cache:6379/0", None),  # another scheme, ending like this one
+        ('"redis://*****@cache"', '"redis://u:p@ss:w#rd@cache"'),
     ],
 )
 def test_unmask_gives_credentials_back_only_to_their_host(
@@ -586,3 +592,20 @@ def test_unmask_refuses_what_is_not_userinfo_and_stays_linear() -> None:
     # Hostile sizes: a megabyte of host and port characters is one linear pass.
     huge = "redis://a:b@" + ":1" * 500_000
     assert unmask("redis://*****@" + "1" * 1_000_000, huge) is None
+    assert unmask("a" * 1_000_000 + "=redis://*****@h", "redis://u:p@h") is None
+
+
+def test_unmask_keeps_each_of_several_urls_out_of_the_others() -> None:
+    from cachehub.scrub import unmask
+
+    original = "redis://u:p@a:1 redis://v:q@b"
+    assert unmask("redis://*****@a:2 redis://*****@b", original) == "redis://u:p@a:2 redis://v:q@b"
+    # a URL put between them would carry the second credentials in its query
+    assert unmask("redis://*****@a:1 http://evil/?q= redis://*****@b", original) is None
+    assert unmask("redis://*****@a:1/?q=redis://*****@b", original) is None
+    # Text before a URL that was there already stays acceptable, URLs included.
+    noted = "docs at http://wiki/x then redis://u:p@h"
+    assert unmask("docs at http://wiki/x then redis://*****@h:2", noted) == (
+        "docs at http://wiki/x then redis://u:p@h:2"
+    )
+    assert unmask("docs at http://evil/?x= redis://*****@h", noted) is None

@@ -456,13 +456,6 @@ class DynamoDBCache(FlowCache[Any]):
         client.meta.events.register_first("needs-retry.dynamodb", _no_blind_resend)
         return client
 
-    async def _aconnection(self) -> Any:
-        # A client keeps its loop alive (its HTTP session refers to it), so the weak map
-        # alone never lets a closed loop's client go: dropped here, on the slow path.
-        for loop in [loop for loop in list(self._aconns) if loop.is_closed()]:
-            del self._aconns[loop]
-        return await super()._aconnection()
-
     async def _aready(self) -> None:
         """Bootstrap the table once, off the loop: it runs on the boto3 client in a
         worker thread (DescribeTable, maybe CreateTable and its waiter), once per table

@@ -420,13 +420,25 @@ def same_version(seen: Version) -> tuple[str, dict[str, Any]]:
 
 def same_deadline(item: Mapping[str, Mapping[str, Any]]) -> tuple[str, dict[str, Any]]:
     """Condition (and its values) that the stored item still has the deadline ``item`` was
-    read with: an idle entry's slide read without its version stamps. A replacement, a
-    touch or another process's slide writes a new deadline, so the condition fails and the
-    newer deadline stands, as it does with :func:`same_version`."""
-    attr = item.get(DEADLINE)
-    if attr is None:
-        return "attribute_exists(#pk) AND attribute_not_exists(#dl)", {}
-    return "#dl = :seen", {":seen": attr}
+    read with, and the expiry it slides by (idle time, absolute expiry): an idle entry's
+    slide read without its version stamps. A replacement, a touch or another process's
+    slide writes a new deadline, so the condition fails and the newer deadline stands, as
+    it does with :func:`same_version`; a replacement that ends at the same deadline by
+    another idle time or time span fails it too (the slide, computed from the old
+    entry's, would extend it past its own)."""
+    parts: list[str] = []
+    values: dict[str, Any] = {}
+    compared = (("#dl", DEADLINE, ":seen"), ("#idle", IDLE, ":idle"), ("#ex", EXPIRES, ":ex"))
+    for placeholder, name, value in compared:
+        attr = item.get(name)
+        if attr is None:
+            parts.append(f"attribute_not_exists({placeholder})")
+        else:
+            parts.append(f"{placeholder} = {value}")
+            values[value] = attr
+    if not values:  # nothing compared: the entry itself must still be there
+        parts.insert(0, "attribute_exists(#pk)")
+    return " AND ".join(parts), values
 
 
 def item_size(item: Mapping[str, Mapping[str, Any]]) -> int:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from unittest import mock
 
@@ -731,3 +733,46 @@ def test_async_get_all_skips_unreadable_entries_and_reports_them(
     assert in_loop(main) == good
     assert [e.key for e in seen] == ["QUERY"]
     assert "value:B" in seen[0].found
+
+
+def test_two_threads_dropping_one_closed_loops_client_at_once(
+    make: Callable[..., DynamoDBCache],
+) -> None:
+    """Two loops in two threads whose first operations both find the same closed loop's
+    client to drop: each gets its own client, neither fails. On main both deleted it and
+    one got a raw KeyError."""
+    cache = make()
+    both = threading.Barrier(2)
+    armed = [False]
+
+    class ClosedLoop(asyncio.SelectorEventLoop):
+        def is_closed(self) -> bool:  # both threads look before either drops it
+            if armed[0]:
+                both.wait(timeout=10)
+            return True
+
+    gone = ClosedLoop()
+    asyncio.SelectorEventLoop.close(gone)
+
+    class Client:
+        async def close(self) -> None:
+            return None
+
+    async def build() -> Client:
+        return Client()
+
+    cache._aconnect = build  # type: ignore[method-assign]
+    cache._aconns[gone] = Client()
+    armed[0] = True
+
+    def worker() -> Any:
+        return asyncio.run(cache._aconnection())
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            clients = list(pool.map(lambda _: worker(), range(2)))
+    finally:
+        armed[0] = False
+    assert all(isinstance(c, Client) for c in clients)
+    assert clients[0] is not clients[1]
+    assert gone not in cache._aconns

@@ -224,6 +224,39 @@ def test_an_idle_slide_read_without_versions_leaves_a_replacement_alone(counted:
     assert _raw(cache, "idle")["value"] == "foreign"
 
 
+@pytest.mark.parametrize(
+    ("idle", "span"),
+    [(5, None), (10, 5)],
+    ids=["a shorter idle time", "a time span ending at the same deadline"],
+)
+def test_an_idle_slide_read_without_versions_leaves_a_replacement_with_the_same_deadline(
+    counted: Any, idle: float, span: float | None
+) -> None:
+    """A replacement whose deadline happens to equal the one the read saw (another idle
+    time or a time span, written 5 s after the old entry's last access) keeps its own
+    expiry: the slide, computed from the old entry's, must not extend it. On main the
+    slide's condition (the deadline alone) held, and the new entry, never read, got the
+    old one's slide: 5 s more than its idle time, or past its time span."""
+    clock = FakeClock(START)
+    cache, _ = counted(clock=clock)
+    cache.put("idle", "old", idle_time=10)  # deadline START + 10
+    clock.advance(5)
+    slides: list[str] = []
+
+    def replace_first(**_: Any) -> None:
+        if not slides:  # once, just before the slide's UpdateItem goes out
+            slides.append("replaced")
+            cache.put("idle", "new", idle_time=idle, time_span=span)  # deadline START + 10
+            assert _raw(cache, "idle")["deadline"] == Decimal(str(START + 10))
+
+    cache.client.meta.events.register("before-send.dynamodb.UpdateItem", replace_first)
+    assert cache.get_many(["idle"]) == {"idle": "old"}  # what the read saw
+    assert slides == ["replaced"]
+    assert _raw(cache, "idle")["deadline"] == Decimal(str(START + 10))
+    clock.advance(5.5)  # past the replacement's own deadline, never read since
+    assert cache.get("idle") is None
+
+
 def test_get_many_reads_items_without_value_in_full(counted: Any) -> None:
     """Dual access: the projected read shows no ``value``; those items are read again."""
     cache, counter = counted()

@@ -7,6 +7,7 @@ count what goes over the wire and abuse the per-loop clients.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import subprocess
@@ -680,3 +681,27 @@ def test_a_sync_scan_keeps_its_page_size(
     assert len(list(cache.keys())) == 300
     assert counts
     assert set(counts) == {1000}
+
+
+def test_a_loop_per_call_keeps_no_client_of_a_closed_loop(
+    make_cache: Callable[..., RedisCache], plain: redis.Redis
+) -> None:
+    """An application that runs each call on a new loop (``asyncio.run``, asgiref's
+    ``async_to_sync``) and never closes the cache: the clients of closed loops are
+    dropped at the next loop's first operation, with their connections. On main each
+    loop's client (its loop, its open connection) was kept for good: 20 calls, 20."""
+    cache = make_cache()
+    shell = cache.aio()
+    name = f"loop-per-call-{uuid.uuid4().hex[:8]}"
+
+    async def call(i: int) -> Any:
+        client = cache._aconns.get(asyncio.get_running_loop()) or await cache._aconnection()
+        await client.client_setname(name)  # its connection, as the server lists it
+        return await shell.get(f"k{i}")
+
+    for i in range(20):
+        assert asyncio.run(call(i)) is None
+    gc.collect()
+    assert len(cache._aconns) == 1
+    named = [c for c in plain.client_list() if c.get("name") == name]
+    assert len(named) <= 2  # the live loop's (and at most one not yet collected)
