@@ -344,6 +344,40 @@ def test_typed_errors_name_the_fix(dynamo: DynamoDBCache) -> None:
         _other_cache_command()
 
 
+def test_transactions_stay_on_the_cache_table(
+    dynamo: DynamoDBCache, make: Any, table_name: str
+) -> None:
+    """A transaction item naming another table is refused before anything is sent: the
+    command must not reach other tables through the cache's credentials (it did)."""
+    victim = make(settings={"tableName": table_name + "_victim"})
+    victim.put("kept", "original")
+    victim_pk = victim.key_name
+    for kind, body in [
+        ("Put", {"Item": {"pk": victim_pk, victim_pk: "kept", "value": "pwned"}}),
+        ("Delete", {"Key": {"pk": "kept"}}),
+        ("Update", {"Key": {"pk": "kept"}, "UpdateExpression": "SET x = :one"}),
+    ]:
+        for spelling in ("TableName", "tablename"):
+            with pytest.raises(CacheValueError, match="works on the cache's table .* only"):
+                dynamo.command(
+                    "transactWriteItems",
+                    {"items": [{kind: {**body, spelling: victim.table_name}}]},
+                )
+    assert victim.get("kept") == "original"
+    # Its own table's name is accepted; unknown parameters are named, not sent.
+    dynamo.command(
+        "transactWriteItems",
+        {"items": [{"Put": {"Item": {"pk": "own"}, "TableName": dynamo.table_name}}]},
+    )
+    assert dynamo.command("getItem", {"pk": "own"}) == {"pk": "own"}
+    with pytest.raises(CacheValueError, match="unknown parameter 'ConditionExpresion'"):
+        dynamo.command(
+            "transactWriteItems",
+            {"items": [{"Delete": {"Key": {"pk": "own"}, "ConditionExpresion": "x"}}]},
+        )
+    assert dynamo.command("getItem", {"pk": "own"}) == {"pk": "own"}
+
+
 def _other_cache_command() -> Any:
     from cachehub import registry
 
