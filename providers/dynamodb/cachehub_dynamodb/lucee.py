@@ -417,8 +417,9 @@ class LuceeDynamoDBCache(DynamoDBCache):
         return item is not None and is_live(item, now)
 
     def _set_flow(self, key: str, value: Any, expiry: Expiry, now: float) -> Flow[None]:
-        k, _ = self._lkey(key)
-        update, values = put_update(self._encode(key, value), expiry, now)
+        k, pk = self._lkey(key)
+        attr = self._encode(key, value)
+        update, values = put_update(attr, expiry, now)
         params = {
             "TableName": self.table_name,
             "Key": k,
@@ -426,7 +427,30 @@ class LuceeDynamoDBCache(DynamoDBCache):
             "ExpressionAttributeNames": _names(update, key_name=self.key_name),
             "ExpressionAttributeValues": values,
         }
-        yield request("UpdateItem", params)
+        if expiry.expires_at is not None or expiry.idle is not None:
+            yield request("UpdateItem", params)  # the merge sets a new ttl
+            return
+        # Without an expiry the merge keeps the item's ttl: over an expired entry the new
+        # value would be dead on arrival for both Lucee and cachehub (a put lost without
+        # a word). So merge only into a live item (or none); an expired one is replaced
+        # by a fresh item without ttl, which both sides read as live.
+        cond = f"attribute_not_exists(#pk) OR {_LIVE}"
+        params["ConditionExpression"] = cond
+        params["ExpressionAttributeNames"] = _names(update, cond, key_name=self.key_name)
+        params["ExpressionAttributeValues"] = {**values, ":nows": {"N": str(math.floor(now))}}
+        fresh = self._fresh_item(pk, attr, expiry, now)
+        for _ in range(_ROUNDS):
+            try:
+                yield request("UpdateItem", params)
+                return
+            except ConditionFailedError:
+                pass
+            if (yield from self._put_fresh(key, fresh, f"NOT {_LIVE}", now, "put")):
+                return
+        raise CacheBackendError(
+            f"put of key {self._user_key(key)!r:.80} kept conflicting with concurrent writes.",
+            hint="retry the call.",
+        )
 
     def _fresh_item(self, pk: str, attr: dict[str, Any], expiry: Expiry, now: float) -> Any:
         stamp = {"N": str(_ms(now))}

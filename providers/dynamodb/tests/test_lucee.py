@@ -249,6 +249,32 @@ def test_put_is_a_merge_that_keeps_created_time_and_older_expiry(
     assert meta.hit_count == 0
 
 
+def test_put_without_expiry_over_an_expired_entry_is_live(
+    lucee: LuceeDynamoDBCache, clock: FakeClock
+) -> None:
+    """The merge kept the expired ttl, so the new value was dead on arrival: put, then
+    get, returned None (failed on main). The expired item is replaced by a fresh one."""
+    lucee.put("k", 1, time_span=5)
+    _plant(lucee, _lucee_item("OLD", {"S": "lucee"}, ttl="1600000000", until="1000", idle="9"))
+    clock.advance(10)
+    lucee.put("k", 2)
+    lucee.put_many({"old": "new", "other": 3})
+    assert lucee.get("k") == 2
+    assert lucee.get_many(["old", "other"]) == {"old": "new", "other": 3}
+    assert sorted(lucee.keys()) == ["K", "OLD", "OTHER"]
+    now_ms = {"N": "1700000010250"}
+    for pk, value in [("K", {"N": "2"}), ("OLD", {"S": "new"})]:
+        # A fresh Lucee item: no ttl/until/idle left over, so Lucee reads it as live too.
+        assert _raw(lucee, pk) == {
+            "cacheKey": {"S": pk},
+            "value": value,
+            "createdTime": now_ms,
+            "updatedTime": now_ms,
+        }
+    clock.advance(10**6)
+    assert lucee.get("old") == "new"  # never expires
+
+
 def test_add_incr_touch_and_delete_keep_the_layout(
     lucee: LuceeDynamoDBCache, clock: FakeClock
 ) -> None:
