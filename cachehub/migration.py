@@ -16,6 +16,10 @@ not check:
   unknown key) is not copied and does not stop the run: it is counted in
   ``MigrationReport.unreadable`` with the first few keys and their errors, and the run
   never reports success while any remain.
+* Likewise an entry the *target* refuses (a key or value it cannot represent, e.g. an
+  empty or over-long key, or a set, in the Lucee layout): its batch is retried key by
+  key, the entry is counted in ``MigrationReport.unwritable`` with its typed error, never
+  recorded as copied (a rerun tries it again), and the rest of the batch is copied.
 * Verification streams over every copied key (presence in the target, and values of a
   sample) and keeps the first few differences and the counts, never a list of all.
 """
@@ -33,7 +37,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from .api import MAX_TIME_SPAN, BaseCache, Entry
-from .errors import CacheValueError, ConfigError, CorruptEntryError
+from .errors import (
+    CacheValueError,
+    ConfigError,
+    CorruptEntryError,
+    InvalidKeyError,
+    SerializationError,
+)
 
 __all__ = [
     "Checkpoint",
@@ -178,11 +188,20 @@ class MigrationReport:
     """Source entries that could not be decoded: not copied, not verified."""
     first_unreadable: list[dict[str, str]] = field(default_factory=list)
     """The first few of them: ``{"key": ..., "error": ...}`` (the error's class and message)."""
+    unwritable: int = 0
+    """Source entries the target refused (a key or value it cannot hold): not copied."""
+    first_unwritable: list[dict[str, str]] = field(default_factory=list)
+    """The first few of them, as ``first_unreadable``."""
 
     @property
     def succeeded(self) -> bool:
-        """Complete, every readable entry copied and verified, and none unreadable."""
-        return self.complete and self.verified is not False and self.unreadable == 0
+        """Complete, every readable entry copied and verified, none unreadable or refused."""
+        return (
+            self.complete
+            and self.verified is not False
+            and self.unreadable == 0
+            and self.unwritable == 0
+        )
 
 
 def _peek(source: BaseCache, key: str, report: MigrationReport) -> tuple[bool, Entry | None]:
@@ -250,20 +269,67 @@ def _plan(entries: dict[str, Entry], now: float) -> tuple[_Planned, int]:
     return plan, dying
 
 
-def _write(target: BaseCache, plan: _Planned) -> set[str]:
-    """Write a planned batch; returns the keys that died before they could be written."""
-    late: set[str] = set()
-    if plan.forever:
-        target.put_many(plan.forever)
-    for deadline, items in sorted(plan.by_deadline.items()):
+_REFUSED: Final = (InvalidKeyError, CacheValueError, SerializationError)
+"""What a target raises for one entry it cannot hold (a key it cannot represent, a value
+it cannot store or, for an expiry, a deadline already past): the entry's fault, never
+the whole run's."""
+
+
+def _refused(report: MigrationReport, key: str, exc: Exception) -> None:
+    report.unwritable += 1
+    if len(report.first_unwritable) < SHOWN_DIFFERENCES:
+        report.first_unwritable.append({"key": key, "error": f"{type(exc).__name__}: {exc}"})
+
+
+def _put_group(
+    target: BaseCache,
+    items: dict[str, Any],
+    deadline: int | None,
+    late: set[str],
+    report: MigrationReport,
+) -> set[str]:
+    """``put_many`` of entries with one deadline; returns the keys the target refused.
+
+    When the batch is refused, the keys are written one by one, so that one entry the
+    target cannot hold costs only itself: each refusal is late (its deadline has passed
+    meanwhile) or recorded in the report as unwritable.
+    """
+    until = None if deadline is None else datetime.fromtimestamp(deadline, UTC)
+    try:
+        target.put_many(items, until=until)
+        return set()
+    except _REFUSED:
+        pass
+    refused: set[str] = set()
+    for key, value in items.items():
         try:
-            target.put_many(items, until=datetime.fromtimestamp(deadline, UTC))
-        except CacheValueError:
-            late.update(items)  # the deadline passed while we were copying
+            target.put(key, value, until=until)
+        except _REFUSED as exc:
+            if deadline is not None and deadline <= datetime.now(UTC).timestamp():
+                late.add(key)  # the deadline passed while we were copying
+            else:
+                refused.add(key)
+                _refused(report, key, exc)
+    return refused
+
+
+def _write(target: BaseCache, plan: _Planned, report: MigrationReport) -> tuple[set[str], set[str]]:
+    """Write a planned batch; returns the keys that died before they could be written,
+    and those the target refused (recorded in ``report``)."""
+    late: set[str] = set()
+    refused: set[str] = set()
+    if plan.forever:
+        refused |= _put_group(target, plan.forever, None, late, report)
+    for deadline, items in sorted(plan.by_deadline.items()):
+        refused |= _put_group(target, items, deadline, late, report)
     for key, entry in plan.idle.items():
-        if not target.restore(key, entry):
-            late.add(key)
-    return late
+        try:
+            if not target.restore(key, entry):
+                late.add(key)
+        except _REFUSED as exc:
+            refused.add(key)
+            _refused(report, key, exc)
+    return late, refused
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -344,15 +410,17 @@ def migrate(
                     report.recopied += 1
                 entries[key] = entry
         plan, dying = _plan(entries, datetime.now(UTC).timestamp())
-        late = _write(target, plan)
+        late, refused = _write(target, plan, report)
         report.skipped_expired += dying + len(late)
         for key, modified in plan.modified.items():
-            if key not in late:
+            if key in refused:
+                checkpoint.done.pop(key, None)  # a rerun tries it again
+            elif key not in late:
                 checkpoint.done[key] = modified
                 copied_now.append(key)
         report.copied = len(copied_now)
-        report.with_ttl += sum(len(g) for g in plan.by_deadline.values())
-        report.idle += len(plan.idle)
+        report.with_ttl += sum(len(g.keys() - late - refused) for g in plan.by_deadline.values())
+        report.idle += len(plan.idle.keys() - late - refused)
         report.batches += 1
         checkpoint.save()
         done_count += len(chunk)

@@ -358,7 +358,7 @@ def test_transactions_stay_on_the_cache_table(
         ("Update", {"Key": {"pk": "kept"}, "UpdateExpression": "SET x = :one"}),
     ]:
         for spelling in ("TableName", "tablename"):
-            with pytest.raises(CacheValueError, match="works on the cache's table .* only"):
+            with pytest.raises(CacheValueError, match=r"works on the cache's table .* only"):
                 dynamo.command(
                     "transactWriteItems",
                     {"items": [{kind: {**body, spelling: victim.table_name}}]},

@@ -623,6 +623,47 @@ def test_convert_from_lucee_copies_readable_entries(
     assert lucee.on_foreign_entry is None  # restored
 
 
+def test_migrating_into_a_lucee_table_refuses_entries_one_by_one(make: Make, tmp_path: Any) -> None:
+    """Keys and values the Lucee layout cannot hold are refused per entry, reported and
+    retried by a rerun; the rest is copied. On main the first such key aborted the whole
+    migration (every rerun too), and a refused value in a group with a TTL made the whole
+    group count as 'expired before copy'."""
+    from cachehub.migration import migrate
+
+    target = make(settings={"itemFormat": "lucee"})
+    source = MemoryCache(name="mem")
+    source.put_many({"good": 1, "  ": "blank key", "k" * 3000: "long key"})
+    source.put_many({"soon": "a", "set": {1, 2}, "later": "b"}, time_span=3600)
+    source.put("idle", "c", idle_time=600)
+    source.put("\t", "d", idle_time=600)
+    resume = tmp_path / "resume.json"
+    report = migrate(source, target, resume_file=resume, batch=100)
+    assert report.complete
+    assert report.copied == 4
+    assert report.skipped_expired == 0
+    assert report.unwritable == 4
+    assert not report.succeeded
+    refused = {item["key"]: item["error"] for item in report.first_unwritable}
+    assert sorted(refused) == sorted(["  ", "k" * 3000, "set", "\t"])
+    assert refused["  "].startswith("InvalidKeyError: key '  ' is empty once uppercased")
+    assert refused["set"].startswith("SerializationError: a set cannot be stored")
+    assert target.get_many(["good", "soon", "later", "idle"]) == {
+        "good": 1,
+        "soon": "a",
+        "later": "b",
+        "idle": "c",
+    }
+    assert target.metadata("soon").expires is not None
+    assert report.verified is True  # the copies are right; the refused ones are listed
+    # A rerun copies nothing again and tries the refused entries again.
+    source.delete_many(["  ", "k" * 3000, "\t"])
+    source.put("set", [1, 2], time_span=3600)
+    again = migrate(source, target, resume_file=resume)
+    assert (again.unchanged, again.copied, again.unwritable) == (4, 1, 0)
+    assert again.succeeded
+    assert target.get("set") == [1, 2]
+
+
 def test_java_gzip_header_matches_python_zlib() -> None:
     # The writer's deflate stream is plain zlib: any inflater reads it.
     blob = encode_attr(datetime(2024, 1, 1, tzinfo=UTC))["B"]
