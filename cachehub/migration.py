@@ -9,6 +9,12 @@ not check:
 * Each entry keeps its remaining lifetime, rounded *down* to the second, so a copy never
   outlives its original; an idle entry keeps its *remaining* idle time
   (:meth:`~cachehub.api.BaseCache.restore`).
+* The target is read (``peek``) before each batch is written: an entry it holds in a
+  version *newer* than the source's (the application, already switched to the target,
+  wrote it during the migration) is kept, counted in ``MigrationReport.kept_newer``; an
+  entry the target cannot read (another program's item in a shared table) is never
+  overwritten and is reported as unwritable. Only the moments between that read and
+  the batch's write remain unguarded.
 * A checkpoint (``resume_file``) records each copied key with the source's modification
   time, after every batch. A rerun, interrupted or after completion, copies again every
   entry changed at the source since it was copied, and skips only unchanged ones.
@@ -188,8 +194,12 @@ class MigrationReport:
     """Source entries that could not be decoded: not copied, not verified."""
     first_unreadable: list[dict[str, str]] = field(default_factory=list)
     """The first few of them: ``{"key": ..., "error": ...}`` (the error's class and message)."""
+    kept_newer: int = 0
+    """Entries the target already held in a version newer than the source's (written
+    there during the migration): kept, not copied over."""
     unwritable: int = 0
-    """Source entries the target refused (a key or value it cannot hold): not copied."""
+    """Source entries the target refused (a key or value it cannot hold, or a key under
+    which it holds an item it cannot read): not copied."""
     first_unwritable: list[dict[str, str]] = field(default_factory=list)
     """The first few of them, as ``first_unreadable``."""
 
@@ -218,6 +228,33 @@ def _peek(source: BaseCache, key: str, report: MigrationReport) -> tuple[bool, E
         if len(report.first_unreadable) < SHOWN_DIFFERENCES:
             report.first_unreadable.append({"key": key, "error": f"{type(exc).__name__}: {exc}"})
         return False, None
+
+
+_REFUSED: Final = (InvalidKeyError, CacheValueError, SerializationError)
+"""What a target raises for one entry it cannot hold (a key it cannot represent, a value
+it cannot store or, for an expiry, a deadline already past): the entry's fault, never
+the whole run's."""
+
+
+def _refused(report: MigrationReport, key: str, exc: Exception) -> None:
+    report.unwritable += 1
+    if len(report.first_unwritable) < SHOWN_DIFFERENCES:
+        report.first_unwritable.append({"key": key, "error": f"{type(exc).__name__}: {exc}"})
+
+
+def _held_back(target: BaseCache, key: str, entry: Entry, report: MigrationReport) -> bool:
+    """Whether the copy of ``entry`` must not be written: the target holds the key in a
+    newer version (counted as kept), or holds an item under it that it cannot read, or
+    cannot name the key at all (both recorded as unwritable)."""
+    try:
+        held = target.peek(key)
+    except (CorruptEntryError, *_REFUSED) as exc:
+        _refused(report, key, exc)  # another program's item: not ours to overwrite
+        return True
+    if held is not None and held.modified > entry.modified:
+        report.kept_newer += 1  # written to the target after the source's version
+        return True
+    return False
 
 
 def _batches(keys: list[str], size: int) -> Iterator[list[str]]:
@@ -267,18 +304,6 @@ def _plan(entries: dict[str, Entry], now: float) -> tuple[_Planned, int]:
             plan.by_deadline.setdefault(deadline, {})[key] = entry.value
         plan.modified[key] = entry.modified
     return plan, dying
-
-
-_REFUSED: Final = (InvalidKeyError, CacheValueError, SerializationError)
-"""What a target raises for one entry it cannot hold (a key it cannot represent, a value
-it cannot store or, for an expiry, a deadline already past): the entry's fault, never
-the whole run's."""
-
-
-def _refused(report: MigrationReport, key: str, exc: Exception) -> None:
-    report.unwritable += 1
-    if len(report.first_unwritable) < SHOWN_DIFFERENCES:
-        report.first_unwritable.append({"key": key, "error": f"{type(exc).__name__}: {exc}"})
 
 
 def _put_group(
@@ -386,7 +411,7 @@ def migrate(
     report = MigrationReport(source.name, target.name, filter, dry_run, total=len(keys))
     tick = progress or (lambda _phase, _done, _total: None)
     if dry_run:
-        _dry_run(source, keys, checkpoint, report)
+        _dry_run(source, target, keys, checkpoint, report)
         return report
     checkpoint.complete = False  # a run that stops midway leaves it incomplete
     copied_now: list[str] = []
@@ -405,6 +430,8 @@ def migrate(
                 checkpoint.done.pop(key, None)
             elif key in checkpoint.done and checkpoint.done[key] == entry.modified:
                 report.unchanged += 1
+            elif _held_back(target, key, entry, report):
+                checkpoint.done.pop(key, None)  # not a copy of ours: never verified as one
             else:
                 if key in checkpoint.done:
                     report.recopied += 1
@@ -435,7 +462,11 @@ def migrate(
 
 
 def _dry_run(
-    source: BaseCache, keys: list[str], checkpoint: Checkpoint, report: MigrationReport
+    source: BaseCache,
+    target: BaseCache,
+    keys: list[str],
+    checkpoint: Checkpoint,
+    report: MigrationReport,
 ) -> None:
     now = datetime.now(UTC).timestamp()
     for key in keys:
@@ -447,6 +478,8 @@ def _dry_run(
             continue
         if checkpoint.done.get(key, -1.0) == entry.modified:
             report.unchanged += 1
+            continue
+        if _held_back(target, key, entry, report):
             continue
         report.would_copy_count += 1
         deadline = entry.deadline()

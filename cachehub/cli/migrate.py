@@ -35,7 +35,9 @@ def _render(report: MigrationReport) -> Any:
                 ("would copy", report.would_copy_count),
                 ("of which with an expiry", report.with_ttl),
                 ("unchanged since copied (resume file)", report.unchanged),
+                ("newer in the target, kept", report.kept_newer),
                 ("unreadable at the source", report.unreadable),
+                ("refused by the target", report.unwritable),
             ]
         else:
             rows += [
@@ -45,6 +47,7 @@ def _render(report: MigrationReport) -> Any:
                 ("of which changed since an earlier copy", report.recopied),
                 ("of which with TTL / idle", f"{report.with_ttl} / {report.idle}"),
                 ("expired before copy", report.skipped_expired),
+                ("newer in the target, kept", report.kept_newer),
                 ("unreadable at the source, not copied", report.unreadable),
                 ("refused by the target, not copied", report.unwritable),
                 ("batches", report.batches),
