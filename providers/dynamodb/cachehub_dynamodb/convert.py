@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 
@@ -22,9 +22,19 @@ __all__ = ["to_attr", "to_item", "from_attr", "from_item", "plain_number"]
 _SERIALIZER: Any = TypeSerializer()
 _DESERIALIZER: Any = TypeDeserializer()
 
+MAX_NESTING: Final = 32
+"""DynamoDB's limit for nested lists and maps: deeper values are refused before any
+recursion can exhaust the interpreter's stack (a self-containing list included)."""
 
-def _prepare(value: Any) -> Any:
+
+def _prepare(value: Any, depth: int = 0) -> Any:
     """Make ``value`` acceptable to TypeSerializer (floats -> Decimal, tuples -> lists)."""
+    if depth > MAX_NESTING:
+        raise CacheValueError(
+            f"the value nests deeper than {MAX_NESTING} levels, DynamoDB's limit for "
+            "lists and maps (or contains itself).",
+            hint="flatten the value, or store it through the cache API (which serializes it).",
+        )
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             raise CacheValueError(
@@ -33,11 +43,11 @@ def _prepare(value: Any) -> Any:
             )
         return Decimal(repr(value))  # repr is the shortest exact round-trip form
     if isinstance(value, Mapping):
-        return {str(k): _prepare(v) for k, v in value.items()}
+        return {str(k): _prepare(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_prepare(v) for v in value]
+        return [_prepare(v, depth + 1) for v in value]
     if isinstance(value, (set, frozenset)):
-        return {_prepare(v) for v in value}
+        return {_prepare(v, depth + 1) for v in value}
     return value
 
 
@@ -45,7 +55,14 @@ def to_attr(value: Any) -> dict[str, Any]:
     """One plain value as a DynamoDB attribute value, e.g. ``30 -> {"N": "30"}``."""
     try:
         return dict(_SERIALIZER.serialize(_prepare(value)))
-    except (TypeError, ValueError, ArithmeticError) as exc:
+    except ArithmeticError:
+        # boto3's decimal context signals Inexact/Rounded, whose text names no problem.
+        raise CacheValueError(
+            f"cannot store a {type(value).__name__} as a DynamoDB attribute: it holds a "
+            "number beyond DynamoDB's 38 significant digits (or outside 1e-130..1e126).",
+            hint="store such numbers as strings.",
+        ) from None
+    except (TypeError, ValueError) as exc:
         raise CacheValueError(
             f"cannot store a {type(value).__name__} as a DynamoDB attribute: {exc}",
             hint="use str, int, float, Decimal, bool, None, bytes, list, dict or set values.",

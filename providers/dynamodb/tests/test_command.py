@@ -502,3 +502,33 @@ def test_use_case_distributed_lock_exclusive(make: Any) -> None:
         other.lock("job", ttl=30, timeout=0.2),
     ):
         pytest.fail("a second owner acquired the lock")
+
+
+def test_hostile_values_are_typed_errors_before_sending(dynamo: DynamoDBCache) -> None:
+    """A value nested thousands deep, or containing itself, raised a raw RecursionError
+    (failed on main); a 40-digit int said only "[<class 'decimal.Rounded'>]"."""
+    deep: Any = 1
+    for _ in range(5000):
+        deep = [deep]
+    looped: list[Any] = []
+    looped.append(looped)
+    ok: Any = "leaf"
+    for _ in range(30):
+        ok = {"m": ok}
+    for value in (deep, looped, {"a": deep}):
+        with pytest.raises(CacheValueError, match="nests deeper than 32 levels"):
+            dynamo.command("putItem", {"pk": "deep", "v": value})
+    with pytest.raises(CacheValueError, match="38 significant digits"):
+        dynamo.command("putItem", {"pk": "big", "v": 10**40})
+    with pytest.raises(CacheValueError, match="nests deeper"):
+        dynamo.command(
+            "updateItem",
+            {
+                "key": {"pk": "deep"},
+                "UpdateExpression": "SET v = :v",
+                "ExpressionAttributeValues": {":v": deep},
+            },
+        )
+    assert dynamo.command("scan", {}) == []
+    dynamo.command("putItem", {"pk": "ok", "v": ok})
+    assert dynamo.command("getItem", {"pk": "ok"})["v"] == ok
