@@ -530,7 +530,10 @@ class LuceeDynamoDBCache(DynamoDBCache):
                 old = yield from self._fetch(key, consistent=True)
                 if old is None:
                     continue
-                if is_live(old, now):
+                # _live, not is_live: a ttl that is no Number fails both conditions on
+                # DynamoDB (a comparison across types is false), so it must end here as a
+                # ForeignEntryError, not after every round as a "conflict".
+                if self._live(key, old, now):
                     raise CacheValueError(
                         f"cannot incr key {self._user_key(key)!r:.200}: it holds no Number.",
                         hint="incr/decr only work on entries holding a number.",

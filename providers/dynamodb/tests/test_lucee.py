@@ -511,6 +511,31 @@ def test_hostile_ttls_and_keys(lucee: LuceeDynamoDBCache, make: Make, clock: Fak
         lucee.put("k" * 3000, 1)
 
 
+def test_incr_of_an_item_whose_ttl_is_no_number_names_it(
+    lucee: LuceeDynamoDBCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DynamoDB evaluates ``ttl > :now`` and ``ttl <= :now`` as false for an S ttl, so
+    both of incr's conditions fail (moto cannot compare across types, so the test plays
+    DynamoDB's part). On main incr retried every round and then blamed "concurrent
+    writes"; it is the entry's fault, a ForeignEntryError naming it, after one read."""
+    from cachehub_dynamodb.errors import ConditionFailedError
+
+    _plant(lucee, {**_lucee_item("TXT", {"N": "1"}), "ttl": {"S": "soon"}})
+    sent: list[str] = []
+    real = lucee._request
+
+    def dynamodb(operation: str, params: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        sent.append(operation)
+        if "ConditionExpression" in params and "#ttl" in params["ConditionExpression"]:
+            raise ConditionFailedError("The conditional request failed")
+        return real(operation, params, *args, **kwargs)
+
+    monkeypatch.setattr(lucee, "_request", dynamodb)
+    with pytest.raises(ForeignEntryError, match="ttl that is not a finite Number"):
+        lucee.incr("txt")
+    assert sent == ["UpdateItem", "GetItem"]
+
+
 def test_bson_reader_is_bounded() -> None:
     deep = _bson([])
     for _ in range(MAX_DEPTH + 5):
