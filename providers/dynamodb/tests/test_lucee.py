@@ -536,6 +536,42 @@ def test_incr_of_an_item_whose_ttl_is_no_number_names_it(
     assert sent == ["UpdateItem", "GetItem"]
 
 
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(9999, 12, 31, 23, 59, 59, 999000, UTC),
+        datetime(2500, 1, 1, 0, 0, 0, 1000, UTC),
+        datetime(3000, 6, 1, 12, 0, 0, 123000, UTC),
+        datetime(1, 1, 1, 0, 0, 0, 1000, UTC),
+    ],
+)
+def test_far_dates_keep_every_millisecond(lucee: LuceeDynamoDBCache, when: datetime) -> None:
+    """Dates went through ``ms / 1000`` as a float: beyond about 2242 (and long before
+    1970) they came back microseconds off (9999-12-31 23:59:59.999 as .998993), from
+    cachehub's own writes, Lucee's Java dates and BSON dates alike (failed on main)."""
+    ms = (when - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+    lucee.put("when", when)
+    assert lucee.get("when") == when
+    raw = _raw(lucee, "WHEN")
+    assert raw is not None
+    assert gzip.decompress(bytes(raw["value"]["B"])) == _java_date_stream(ms)
+    assert (
+        decode_binary(
+            _java_date_stream(ms, ("lucee.runtime.type.dt.DateTimeImpl", "java.util.Date"))
+        )
+        == when
+    )
+    assert read_bson(_bson([b"\x09" + _cstr("d") + struct.pack("<q", ms)])) == {"d": when}
+
+
+def test_a_naive_datetime_beyond_the_range_is_a_typed_error(lucee: LuceeDynamoDBCache) -> None:
+    """``datetime.min`` without a zone raised a raw ValueError ("year 0 is out of range")
+    from ``timestamp()`` (failed on main)."""
+    with pytest.raises(CacheValueError, match="out of range"):
+        lucee.put("min", datetime.min)
+    assert lucee.get("min") is None
+
+
 def test_bson_reader_is_bounded() -> None:
     deep = _bson([])
     for _ in range(MAX_DEPTH + 5):
