@@ -196,6 +196,9 @@ class ConversionReport:
 
     copied: int = 0
     expired: int = 0
+    kept_newer: int = 0
+    """Entries the target already held in a version newer than Lucee's (its application
+    wrote them during the conversion): kept, not overwritten."""
     skipped_count: int = 0
     skipped: list[ForeignEntryError] = field(default_factory=list)
     """The first :data:`MAX_REPORTED` unreadable entries, each with its key and what the
@@ -683,9 +686,11 @@ def convert_from_lucee(
 
     ``source`` reads the table in Lucee's layout (``itemFormat: "lucee"``); entries keep
     their key as Lucee stored it (uppercased) and their remaining lifetime (``ttl``,
-    kept as is). Streamed: at most :data:`CONVERT_CHUNK` entries are held
-    at a time. Entries that cannot be read are listed in the report, never copied; with
-    ``dry_run`` nothing is written.
+    kept as is). An entry the target already holds in a newer version (by modification
+    time) is kept, and one it cannot read is never overwritten (listed as skipped).
+    Streamed: at most :data:`CONVERT_CHUNK` entries are held at a time. Entries that
+    cannot be read are listed in the report, never copied; with ``dry_run`` nothing is
+    written.
     """
     report = ConversionReport(dry_run=dry_run)
     flt = compile_filter(filter, source.namespace)
@@ -724,6 +729,23 @@ def _convert_one(
         return
     ttl = ttl_of(item)
     key = pk[len(source.namespace) :]
+    modified = _stamp(item, UPDATED) or _stamp(item, CREATED) or 0.0
+    try:
+        held = target.peek(key)
+    except CorruptEntryError as exc:  # another program's item: not ours to overwrite
+        report.skip(
+            ForeignEntryError(
+                f"the target cache '{target.name}' holds an entry for {key!r:.80} that it "
+                f"cannot read ({exc.message}); it was not overwritten.",
+                key=key,
+                found="an unreadable entry in the target",
+                hint="delete that entry from the target, then convert again.",
+            )
+        )
+        return
+    if held is not None and held.modified > modified:
+        report.kept_newer += 1  # written to the target after Lucee's version
+        return
     if not dry_run:
         if ttl is None:
             target.put(key, value)

@@ -687,6 +687,35 @@ def test_convert_from_lucee_copies_readable_entries(
     assert lucee.on_foreign_entry is None  # restored
 
 
+def test_convert_from_lucee_keeps_what_the_target_holds_newer(
+    lucee: LuceeDynamoDBCache, make: Make, clock: FakeClock
+) -> None:
+    """The application, switched to the target, wrote ``A`` after Lucee last did: the
+    conversion must not put Lucee's older value over it (on main it did); an older target
+    entry is replaced, and another program's unreadable item is never overwritten."""
+    for pk in ("A", "B", "C", "D"):
+        _plant(lucee, _lucee_item(pk, {"S": f"lucee {pk}"}))  # updatedTime T0 - 0.25 s
+    app_clock = FakeClock(T0 - 100)
+    target = make(clock=app_clock, settings={"tableName": lucee.table_name + "_target"})
+    target.put("B", "older than Lucee's")
+    app_clock.advance(200)
+    target.put("A", "written by the app")
+    junk = {target.key_name: {"S": "C"}, "value": {"B": b"\x99junk"}}
+    _plant(target, junk)
+    dry = convert_from_lucee(lucee, target, dry_run=True)
+    assert (dry.copied, dry.kept_newer, dry.skipped_count) == (2, 1, 1)
+    report = convert_from_lucee(lucee, target)
+    assert (report.copied, report.kept_newer, report.skipped_count) == (2, 1, 1)
+    assert report.skipped[0].key == "C"
+    assert "cannot read" in report.skipped[0].message
+    assert target.get_many(["A", "B", "D"]) == {
+        "A": "written by the app",
+        "B": "lucee B",
+        "D": "lucee D",
+    }
+    assert _raw(target, "C") == junk
+
+
 def test_migrating_into_a_lucee_table_refuses_entries_one_by_one(make: Make, tmp_path: Any) -> None:
     """Keys and values the Lucee layout cannot hold are refused per entry, reported and
     retried by a rerun; the rest is copied. On main the first such key aborted the whole
