@@ -30,7 +30,7 @@ from typing import Any, Final
 
 from cachehub.errors import CacheValueError, SerializationError
 
-from .convert import from_attr, plain_number
+from .convert import from_attr, plain_number, utf8_text
 
 __all__ = [
     "LuceeValueError",
@@ -129,7 +129,7 @@ def encode_attr(value: Any, depth: int = 0) -> dict[str, Any]:
     if isinstance(value, bool):
         return {"BOOL": value}
     if isinstance(value, str):
-        return {"S": value}
+        return {"S": utf8_text(value, "a string")}
     if isinstance(value, int):
         if not -MAX_NUMBER < value < MAX_NUMBER:
             raise CacheValueError(
@@ -160,7 +160,7 @@ def encode_attr(value: Any, depth: int = 0) -> dict[str, Any]:
                     f"a dict key of type {type(key).__name__} cannot be a Lucee struct key.",
                     hint="use str keys in values stored with itemFormat 'lucee'.",
                 )
-            out[key] = encode_attr(item, depth + 1)
+            out[utf8_text(key, "a struct key")] = encode_attr(item, depth + 1)
         return {"M": out}
     if isinstance(value, (list, tuple)):
         return {"L": [encode_attr(item, depth + 1) for item in value]}

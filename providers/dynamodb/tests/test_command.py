@@ -532,3 +532,16 @@ def test_hostile_values_are_typed_errors_before_sending(dynamo: DynamoDBCache) -
     assert dynamo.command("scan", {}) == []
     dynamo.command("putItem", {"pk": "ok", "v": ok})
     assert dynamo.command("getItem", {"pk": "ok"})["v"] == ok
+
+
+def test_lone_surrogates_are_refused_before_sending(dynamo: DynamoDBCache) -> None:
+    """They were sent and failed on the server (or in the client) (failed on main)."""
+    for data in (
+        {"pk": "s", "v": "\ud800"},
+        {"pk": "s", "m": {"\udc00": 1}},
+        {"pk": "s", "\udc00": 1},
+        {"pk": "s", "set": {"a", "\ud800"}},
+    ):
+        with pytest.raises(CacheValueError, match="lone surrogate"):
+            dynamo.command("putItem", data)
+    assert dynamo.command("scan", {}) == []

@@ -572,6 +572,23 @@ def test_a_naive_datetime_beyond_the_range_is_a_typed_error(lucee: LuceeDynamoDB
     assert lucee.get("min") is None
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["\ud800", "ok \udfff", {"\udc00": 1}, ["fine", {"deep": ["\ud83d"]}]],
+    ids=["lone", "trailing", "struct-key", "nested"],
+)
+def test_lone_surrogates_are_refused_before_sending(counted: Any, value: Any) -> None:
+    """A str DynamoDB cannot store (not UTF-8) failed inside the cache with a
+    UnicodeEncodeError reported as "a bug", or was sent and refused by the server
+    (failed on main): a CacheValueError naming it, and no request."""
+    cache, counter = counted(settings={"itemFormat": "lucee"})
+    with pytest.raises(CacheValueError, match="lone surrogate"):
+        cache.put("k", value)
+    assert counter.total == 0
+    cache.put("k", "\U0001f600 \u00df")  # astral and non-ASCII text are fine
+    assert cache.get("k") == "\U0001f600 \u00df"
+
+
 def test_bson_reader_is_bounded() -> None:
     deep = _bson([])
     for _ in range(MAX_DEPTH + 5):
