@@ -85,11 +85,20 @@ class Checkpoint:
     complete: bool = False
 
     @classmethod
-    def load(cls, path: Path | None, source: str, target: str, flt: str | None) -> Checkpoint:
+    def load(
+        cls,
+        path: Path | None,
+        source: str,
+        target: str,
+        flt: str | None,
+        *,
+        write: bool = True,
+    ) -> Checkpoint:
         """Read the checkpoint at ``path`` (a new one when the file does not exist).
 
         The folder must exist and the file be writable: checked now, before anything is
-        copied, by writing the checkpoint once.
+        copied, by writing the checkpoint once (unless ``write`` is false: a dry run
+        writes nothing, not even a new checkpoint).
         """
         fresh = cls(path, source, target, flt)
         if path is None:
@@ -100,7 +109,8 @@ class Checkpoint:
                 hint=f"create it first (mkdir -p {path.parent}), or pass another --resume-file.",
             )
         if not path.exists():
-            fresh.save()
+            if write:
+                fresh.save()
             return fresh
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
@@ -121,7 +131,8 @@ class Checkpoint:
             )
         fresh.done = _done_of(done, path)
         fresh.complete = complete is True
-        fresh.save()  # writable now, not after the first batch
+        if write:
+            fresh.save()  # writable now, not after the first batch
         return fresh
 
     def save(self) -> None:
@@ -406,7 +417,7 @@ def migrate(
             hint="set readOnly to false on the target cache.",
         )
     path = None if resume_file is None else Path(resume_file)
-    checkpoint = Checkpoint.load(path, source.name, target.name, filter)
+    checkpoint = Checkpoint.load(path, source.name, target.name, filter, write=not dry_run)
     keys = sorted(source.keys(filter))
     report = MigrationReport(source.name, target.name, filter, dry_run, total=len(keys))
     tick = progress or (lambda _phase, _done, _total: None)
