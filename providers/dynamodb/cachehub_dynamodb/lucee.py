@@ -595,6 +595,21 @@ class LuceeDynamoDBCache(DynamoDBCache):
             return False
         return True
 
+    def _restore_plan(self, key: str, entry: Entry) -> tuple[str, Expiry, float] | None:
+        """As the base, but an entry with both spans dies when its idle time runs out.
+
+        Lucee's ttl follows the live span when both are given and never slides, so a copy
+        written with both would outlive its original (which dies ``idle`` after its last
+        access if unread) by up to the whole live span: the live span is shortened to the
+        earlier of the two deadlines (the idle span is still stored)."""
+        plan = super()._restore_plan(key, entry)
+        if plan is None:
+            return None
+        sk, expiry, stamp = plan
+        if expiry.expires_at is not None and expiry.idle is not None:
+            expiry = Expiry(min(expiry.expires_at, stamp + expiry.idle), expiry.idle)
+        return sk, expiry, stamp
+
     # ------------------------------------------------------------------ scans
 
     def _filter(self, flt: KeyFilter) -> KeyFilter:

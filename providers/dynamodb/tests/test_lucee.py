@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import math
 import struct
 import zlib
 from collections.abc import Callable
@@ -731,6 +732,33 @@ def test_convert_from_lucee_keeps_what_the_target_holds_newer(
         "D": "lucee D",
     }
     assert _raw(target, "C") == junk
+
+
+def test_a_migrated_idle_entry_never_outlives_its_original(make: Make) -> None:
+    """An entry with a live span of an hour and an idle span of a minute dies a minute
+    after its last read. Lucee's ttl follows the live span and never slides, so the copy
+    lived the whole hour (failed on main): its ttl is the earlier deadline."""
+    from cachehub.migration import migrate
+
+    target = make(settings={"itemFormat": "lucee"})
+    source = MemoryCache(name="mem")
+    source.put("both", "b", time_span=3600, idle_time=60)
+    source.put("idle", "i", idle_time=60)
+    source.put("short_live", "l", time_span=30, idle_time=600)
+    accessed = {k: math.floor(source.peek(k).accessed) for k in ("both", "idle")}  # type: ignore[union-attr]
+    report = migrate(source, target)
+    assert (report.copied, report.idle) == (3, 3)
+
+    def ttl(pk: str) -> int:
+        raw = _raw(target, pk)
+        assert raw is not None
+        return int(raw["ttl"]["N"])
+
+    assert ttl("BOTH") == accessed["both"] + 60
+    assert ttl("IDLE") == accessed["idle"] + 60
+    expires = source.peek("short_live").expires_at  # type: ignore[union-attr]
+    assert ttl("SHORT_LIVE") == math.floor(expires)  # the live span ends first: kept
+    assert _raw(target, "BOTH")["idle"] == {"N": "60000"}  # type: ignore[index]
 
 
 def test_migrating_into_a_lucee_table_refuses_entries_one_by_one(make: Make, tmp_path: Any) -> None:
