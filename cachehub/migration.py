@@ -9,12 +9,13 @@ not check:
 * Each entry keeps its remaining lifetime, rounded *down* to the second, so a copy never
   outlives its original; an idle entry keeps its *remaining* idle time
   (:meth:`~cachehub.api.BaseCache.restore`).
-* The target is read (``peek``) before each batch is written: an entry it holds in a
-  version *newer* than the source's (the application, already switched to the target,
-  wrote it during the migration) is kept, counted in ``MigrationReport.kept_newer``; an
-  entry the target cannot read (another program's item in a shared table) is never
-  overwritten and is reported as unwritable. Only the moments between that read and
-  the batch's write remain unguarded.
+* The target is read (``peek``) before each batch is written, for keys the checkpoint
+  does not list as copied before: an entry it holds in a version *newer* than the
+  source's (the application, already switched to the target, wrote it during the
+  migration) is kept, counted in ``MigrationReport.kept_newer``; an entry the target
+  cannot read (another program's item in a shared table) is never overwritten and is
+  reported as unwritable. Only the moments between that read and the batch's write
+  remain unguarded.
 * A checkpoint (``resume_file``) records each copied key with the source's modification
   time, after every batch. A rerun, interrupted or after completion, copies again every
   entry changed at the source since it was copied, and skips only unchanged ones.
@@ -256,7 +257,11 @@ def _refused(report: MigrationReport, key: str, exc: Exception) -> None:
 def _held_back(target: BaseCache, key: str, entry: Entry, report: MigrationReport) -> bool:
     """Whether the copy of ``entry`` must not be written: the target holds the key in a
     newer version (counted as kept), or holds an item under it that it cannot read, or
-    cannot name the key at all (both recorded as unwritable)."""
+    cannot name the key at all (both recorded as unwritable).
+
+    Asked only for keys the checkpoint does not list: a key this migration copied before
+    and that changed at the source since is copied again (the source is still being
+    written, so it is the authority), whatever the two hosts' clocks say."""
     try:
         held = target.peek(key)
     except (CorruptEntryError, *_REFUSED) as exc:
@@ -441,7 +446,7 @@ def migrate(
                 checkpoint.done.pop(key, None)
             elif key in checkpoint.done and checkpoint.done[key] == entry.modified:
                 report.unchanged += 1
-            elif _held_back(target, key, entry, report):
+            elif key not in checkpoint.done and _held_back(target, key, entry, report):
                 checkpoint.done.pop(key, None)  # not a copy of ours: never verified as one
             else:
                 if key in checkpoint.done:
@@ -490,7 +495,7 @@ def _dry_run(
         if checkpoint.done.get(key, -1.0) == entry.modified:
             report.unchanged += 1
             continue
-        if _held_back(target, key, entry, report):
+        if key not in checkpoint.done and _held_back(target, key, entry, report):
             continue
         report.would_copy_count += 1
         deadline = entry.deadline()

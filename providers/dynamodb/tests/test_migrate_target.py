@@ -75,3 +75,21 @@ def test_another_programs_item_in_the_target_is_never_overwritten(make: Make) ->
     )
     assert raw["Item"] == foreign
     assert target.get_many(["mine", "plain"]) == {"mine": "copy", "plain": "copy"}
+
+
+def test_a_key_copied_before_is_copied_again_when_the_source_changes(
+    make: Make, tmp_path: Path
+) -> None:
+    """The resume file says this run's copy is in the target: a change at the source wins
+    even when the target's clock runs ahead of the source's (its copy looks newer)."""
+    source_clock = FakeClock(1_700_000_000.0)
+    source = MemoryCache(name="src", clock=source_clock)
+    target = make(clock=FakeClock(1_700_090_000.0))  # a day ahead
+    source.put("k", "v1")
+    resume = tmp_path / "resume.json"
+    assert migrate(source, target, resume_file=resume).copied == 1
+    source_clock.advance(60)
+    source.put("k", "v2")
+    again = migrate(source, target, resume_file=resume)
+    assert (again.copied, again.recopied, again.kept_newer) == (1, 1, 0)
+    assert target.get("k") == "v2"
