@@ -9,6 +9,13 @@ not check:
 * Each entry keeps its remaining lifetime, rounded *down* to the second, so a copy never
   outlives its original; an idle entry keeps its *remaining* idle time
   (:meth:`~cachehub.api.BaseCache.restore`).
+* The target is read (``peek``) before each batch is written, for keys the checkpoint
+  does not list as copied before: an entry it holds in a version *newer* than the
+  source's (the application, already switched to the target, wrote it during the
+  migration) is kept, counted in ``MigrationReport.kept_newer``; an entry the target
+  cannot read (another program's item in a shared table) is never overwritten and is
+  reported as unwritable. Only the moments between that read and the batch's write
+  remain unguarded.
 * A checkpoint (``resume_file``) records each copied key with the source's modification
   time, after every batch. A rerun, interrupted or after completion, copies again every
   entry changed at the source since it was copied, and skips only unchanged ones.
@@ -16,6 +23,10 @@ not check:
   unknown key) is not copied and does not stop the run: it is counted in
   ``MigrationReport.unreadable`` with the first few keys and their errors, and the run
   never reports success while any remain.
+* Likewise an entry the *target* refuses (a key or value it cannot represent, e.g. an
+  empty or over-long key, or a set, in the Lucee layout): its batch is retried key by
+  key, the entry is counted in ``MigrationReport.unwritable`` with its typed error, never
+  recorded as copied (a rerun tries it again), and the rest of the batch is copied.
 * Verification streams over every copied key (presence in the target, and values of a
   sample) and keeps the first few differences and the counts, never a list of all.
 """
@@ -33,7 +44,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from .api import MAX_TIME_SPAN, BaseCache, Entry
-from .errors import CacheValueError, ConfigError, CorruptEntryError
+from .errors import (
+    CacheValueError,
+    ConfigError,
+    CorruptEntryError,
+    InvalidKeyError,
+    SerializationError,
+)
 
 __all__ = [
     "Checkpoint",
@@ -69,11 +86,20 @@ class Checkpoint:
     complete: bool = False
 
     @classmethod
-    def load(cls, path: Path | None, source: str, target: str, flt: str | None) -> Checkpoint:
+    def load(
+        cls,
+        path: Path | None,
+        source: str,
+        target: str,
+        flt: str | None,
+        *,
+        write: bool = True,
+    ) -> Checkpoint:
         """Read the checkpoint at ``path`` (a new one when the file does not exist).
 
         The folder must exist and the file be writable: checked now, before anything is
-        copied, by writing the checkpoint once.
+        copied, by writing the checkpoint once (unless ``write`` is false: a dry run
+        writes nothing, not even a new checkpoint).
         """
         fresh = cls(path, source, target, flt)
         if path is None:
@@ -84,7 +110,8 @@ class Checkpoint:
                 hint=f"create it first (mkdir -p {path.parent}), or pass another --resume-file.",
             )
         if not path.exists():
-            fresh.save()
+            if write:
+                fresh.save()
             return fresh
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
@@ -105,7 +132,8 @@ class Checkpoint:
             )
         fresh.done = _done_of(done, path)
         fresh.complete = complete is True
-        fresh.save()  # writable now, not after the first batch
+        if write:
+            fresh.save()  # writable now, not after the first batch
         return fresh
 
     def save(self) -> None:
@@ -178,11 +206,24 @@ class MigrationReport:
     """Source entries that could not be decoded: not copied, not verified."""
     first_unreadable: list[dict[str, str]] = field(default_factory=list)
     """The first few of them: ``{"key": ..., "error": ...}`` (the error's class and message)."""
+    kept_newer: int = 0
+    """Entries the target already held in a version newer than the source's (written
+    there during the migration): kept, not copied over."""
+    unwritable: int = 0
+    """Source entries the target refused (a key or value it cannot hold, or a key under
+    which it holds an item it cannot read): not copied."""
+    first_unwritable: list[dict[str, str]] = field(default_factory=list)
+    """The first few of them, as ``first_unreadable``."""
 
     @property
     def succeeded(self) -> bool:
-        """Complete, every readable entry copied and verified, and none unreadable."""
-        return self.complete and self.verified is not False and self.unreadable == 0
+        """Complete, every readable entry copied and verified, none unreadable or refused."""
+        return (
+            self.complete
+            and self.verified is not False
+            and self.unreadable == 0
+            and self.unwritable == 0
+        )
 
 
 def _peek(source: BaseCache, key: str, report: MigrationReport) -> tuple[bool, Entry | None]:
@@ -199,6 +240,37 @@ def _peek(source: BaseCache, key: str, report: MigrationReport) -> tuple[bool, E
         if len(report.first_unreadable) < SHOWN_DIFFERENCES:
             report.first_unreadable.append({"key": key, "error": f"{type(exc).__name__}: {exc}"})
         return False, None
+
+
+_REFUSED: Final = (InvalidKeyError, CacheValueError, SerializationError)
+"""What a target raises for one entry it cannot hold (a key it cannot represent, a value
+it cannot store or, for an expiry, a deadline already past): the entry's fault, never
+the whole run's."""
+
+
+def _refused(report: MigrationReport, key: str, exc: Exception) -> None:
+    report.unwritable += 1
+    if len(report.first_unwritable) < SHOWN_DIFFERENCES:
+        report.first_unwritable.append({"key": key, "error": f"{type(exc).__name__}: {exc}"})
+
+
+def _held_back(target: BaseCache, key: str, entry: Entry, report: MigrationReport) -> bool:
+    """Whether the copy of ``entry`` must not be written: the target holds the key in a
+    newer version (counted as kept), or holds an item under it that it cannot read, or
+    cannot name the key at all (both recorded as unwritable).
+
+    Asked only for keys the checkpoint does not list: a key this migration copied before
+    and that changed at the source since is copied again (the source is still being
+    written, so it is the authority), whatever the two hosts' clocks say."""
+    try:
+        held = target.peek(key)
+    except (CorruptEntryError, *_REFUSED) as exc:
+        _refused(report, key, exc)  # another program's item: not ours to overwrite
+        return True
+    if held is not None and held.modified > entry.modified:
+        report.kept_newer += 1  # written to the target after the source's version
+        return True
+    return False
 
 
 def _batches(keys: list[str], size: int) -> Iterator[list[str]]:
@@ -250,20 +322,55 @@ def _plan(entries: dict[str, Entry], now: float) -> tuple[_Planned, int]:
     return plan, dying
 
 
-def _write(target: BaseCache, plan: _Planned) -> set[str]:
-    """Write a planned batch; returns the keys that died before they could be written."""
-    late: set[str] = set()
-    if plan.forever:
-        target.put_many(plan.forever)
-    for deadline, items in sorted(plan.by_deadline.items()):
+def _put_group(
+    target: BaseCache,
+    items: dict[str, Any],
+    deadline: int | None,
+    late: set[str],
+    report: MigrationReport,
+) -> set[str]:
+    """``put_many`` of entries with one deadline; returns the keys the target refused.
+
+    When the batch is refused, the keys are written one by one, so that one entry the
+    target cannot hold costs only itself: each refusal is late (its deadline has passed
+    meanwhile) or recorded in the report as unwritable.
+    """
+    until = None if deadline is None else datetime.fromtimestamp(deadline, UTC)
+    try:
+        target.put_many(items, until=until)
+        return set()
+    except _REFUSED:
+        pass
+    refused: set[str] = set()
+    for key, value in items.items():
         try:
-            target.put_many(items, until=datetime.fromtimestamp(deadline, UTC))
-        except CacheValueError:
-            late.update(items)  # the deadline passed while we were copying
+            target.put(key, value, until=until)
+        except _REFUSED as exc:
+            if deadline is not None and deadline <= datetime.now(UTC).timestamp():
+                late.add(key)  # the deadline passed while we were copying
+            else:
+                refused.add(key)
+                _refused(report, key, exc)
+    return refused
+
+
+def _write(target: BaseCache, plan: _Planned, report: MigrationReport) -> tuple[set[str], set[str]]:
+    """Write a planned batch; returns the keys that died before they could be written,
+    and those the target refused (recorded in ``report``)."""
+    late: set[str] = set()
+    refused: set[str] = set()
+    if plan.forever:
+        refused |= _put_group(target, plan.forever, None, late, report)
+    for deadline, items in sorted(plan.by_deadline.items()):
+        refused |= _put_group(target, items, deadline, late, report)
     for key, entry in plan.idle.items():
-        if not target.restore(key, entry):
-            late.add(key)
-    return late
+        try:
+            if not target.restore(key, entry):
+                late.add(key)
+        except _REFUSED as exc:
+            refused.add(key)
+            _refused(report, key, exc)
+    return late, refused
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -315,12 +422,12 @@ def migrate(
             hint="set readOnly to false on the target cache.",
         )
     path = None if resume_file is None else Path(resume_file)
-    checkpoint = Checkpoint.load(path, source.name, target.name, filter)
+    checkpoint = Checkpoint.load(path, source.name, target.name, filter, write=not dry_run)
     keys = sorted(source.keys(filter))
     report = MigrationReport(source.name, target.name, filter, dry_run, total=len(keys))
     tick = progress or (lambda _phase, _done, _total: None)
     if dry_run:
-        _dry_run(source, keys, checkpoint, report)
+        _dry_run(source, target, keys, checkpoint, report)
         return report
     checkpoint.complete = False  # a run that stops midway leaves it incomplete
     copied_now: list[str] = []
@@ -339,20 +446,24 @@ def migrate(
                 checkpoint.done.pop(key, None)
             elif key in checkpoint.done and checkpoint.done[key] == entry.modified:
                 report.unchanged += 1
+            elif key not in checkpoint.done and _held_back(target, key, entry, report):
+                checkpoint.done.pop(key, None)  # not a copy of ours: never verified as one
             else:
                 if key in checkpoint.done:
                     report.recopied += 1
                 entries[key] = entry
         plan, dying = _plan(entries, datetime.now(UTC).timestamp())
-        late = _write(target, plan)
+        late, refused = _write(target, plan, report)
         report.skipped_expired += dying + len(late)
         for key, modified in plan.modified.items():
-            if key not in late:
+            if key in refused:
+                checkpoint.done.pop(key, None)  # a rerun tries it again
+            elif key not in late:
                 checkpoint.done[key] = modified
                 copied_now.append(key)
         report.copied = len(copied_now)
-        report.with_ttl += sum(len(g) for g in plan.by_deadline.values())
-        report.idle += len(plan.idle)
+        report.with_ttl += sum(len(g.keys() - late - refused) for g in plan.by_deadline.values())
+        report.idle += len(plan.idle.keys() - late - refused)
         report.batches += 1
         checkpoint.save()
         done_count += len(chunk)
@@ -367,7 +478,11 @@ def migrate(
 
 
 def _dry_run(
-    source: BaseCache, keys: list[str], checkpoint: Checkpoint, report: MigrationReport
+    source: BaseCache,
+    target: BaseCache,
+    keys: list[str],
+    checkpoint: Checkpoint,
+    report: MigrationReport,
 ) -> None:
     now = datetime.now(UTC).timestamp()
     for key in keys:
@@ -379,6 +494,8 @@ def _dry_run(
             continue
         if checkpoint.done.get(key, -1.0) == entry.modified:
             report.unchanged += 1
+            continue
+        if key not in checkpoint.done and _held_back(target, key, entry, report):
             continue
         report.would_copy_count += 1
         deadline = entry.deadline()

@@ -35,7 +35,9 @@ def _render(report: MigrationReport) -> Any:
                 ("would copy", report.would_copy_count),
                 ("of which with an expiry", report.with_ttl),
                 ("unchanged since copied (resume file)", report.unchanged),
+                ("newer in the target, kept", report.kept_newer),
                 ("unreadable at the source", report.unreadable),
+                ("refused by the target", report.unwritable),
             ]
         else:
             rows += [
@@ -45,7 +47,9 @@ def _render(report: MigrationReport) -> Any:
                 ("of which changed since an earlier copy", report.recopied),
                 ("of which with TTL / idle", f"{report.with_ttl} / {report.idle}"),
                 ("expired before copy", report.skipped_expired),
+                ("newer in the target, kept", report.kept_newer),
                 ("unreadable at the source, not copied", report.unreadable),
+                ("refused by the target, not copied", report.unwritable),
                 ("batches", report.batches),
             ]
             if report.verified is not None:
@@ -84,12 +88,24 @@ def _render(report: MigrationReport) -> Any:
                 "copied[/] (see above); fix or delete them at the source, then run again with "
                 "the same --resume-file."
             )
+        for item in report.first_unwritable:
+            console.print(f"refused: {item['key']!r:.200} ({item['error']:.300})", markup=False)
+        if report.unwritable > len(report.first_unwritable):
+            console.print(f"  … and {report.unwritable - len(report.first_unwritable)} more")
+        if report.unwritable:
+            console.print(
+                f"[red]✗ {report.unwritable} entries were refused by the target and not "
+                "copied[/] (see above); rename or convert them at the source, then run again "
+                "with the same --resume-file."
+            )
         if not report.complete:
             console.print("stopped early: run again with the same --resume-file to continue.")
-        elif report.verified and not report.unreadable:
+        elif report.verified and not (report.unreadable or report.unwritable):
             console.print("[green]✓ migration verified[/]")
         elif report.verified:
-            console.print("[yellow]copies verified; the unreadable entries above are missing[/]")
+            console.print(
+                "[yellow]copies verified; the unreadable or refused entries above are missing[/]"
+            )
         elif report.verified is None:
             console.print("copied; not verified (--no-verify).")
         else:
@@ -192,7 +208,7 @@ def migrate_command(
         )
         raise click.exceptions.Exit(130) from None
     state.out.emit(report, _render(report))
-    if report.verified is False or report.unreadable:
+    if report.verified is False or report.unreadable or report.unwritable:
         raise click.exceptions.Exit(1)
 
 

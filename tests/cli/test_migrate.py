@@ -147,7 +147,7 @@ def test_migrate_keeps_entries_that_outlive_the_expiry_cap() -> None:
     from datetime import timedelta
 
     from cachehub.api import MAX_TIME_SPAN, Entry
-    from cachehub.migration import _plan, _write
+    from cachehub.migration import MigrationReport, _plan, _write
 
     now = datetime.now(UTC).timestamp()
     far = timedelta(days=400_000).total_seconds()  # ~1,095 years: beyond the cap
@@ -160,7 +160,9 @@ def test_migrate_keeps_entries_that_outlive_the_expiry_cap() -> None:
     assert plan.forever == {"far": "FAR"}
     assert plan.idle["idle"].idle == MAX_TIME_SPAN.total_seconds()
     target = Caches({"m": {"class": "memory"}})["m"]
-    assert _write(target, plan) == set()
+    report = MigrationReport("s", "m", None, False)
+    assert _write(target, plan, report) == (set(), set())
+    assert report.unwritable == 0
     assert target.get_many(["far", "idle"]) == {"far": "FAR", "idle": "IDLE"}
 
 

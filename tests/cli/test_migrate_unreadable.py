@@ -64,6 +64,22 @@ def test_a_dry_run_counts_unreadable_entries_too() -> None:
     assert dst.count() == 0
 
 
+def test_a_dry_run_writes_no_resume_file(tmp_path: Any) -> None:
+    """``--dry-run`` copies nothing and writes nothing: it created (or rewrote) the
+    resume file (failed on main); it still reads one, to report what is unchanged."""
+    src, dst = _pair()
+    src.put_many({"a": 1, "b": 2})
+    resume = tmp_path / "resume.json"
+    cachehub.migrate(src, dst, dry_run=True, resume_file=resume)
+    assert not resume.exists()
+    cachehub.migrate(src, dst, resume_file=resume)
+    before = resume.stat().st_mtime_ns, resume.read_bytes()
+    src.put("c", 3)
+    dry = cachehub.migrate(src, dst, dry_run=True, resume_file=resume)
+    assert (dry.unchanged, dry.would_copy_count) == (2, 1)
+    assert (resume.stat().st_mtime_ns, resume.read_bytes()) == before
+
+
 def test_an_entry_signed_with_a_retired_key_is_reported_not_fatal() -> None:
     # Two caches on one shared in-process store: the writer signs with a key the
     # migrating reader no longer knows.

@@ -139,6 +139,7 @@ def conversion_document(report: ConversionReport, source: str, target: str) -> d
         "dry_run": report.dry_run,
         "copied": report.copied,
         "expired": report.expired,
+        "kept_newer": report.kept_newer,
         "skipped": report.skipped_count,
         "unreadable": [
             {"key": e.key, "found": e.found, "error": e.message} for e in report.skipped
@@ -184,7 +185,8 @@ def from_lucee_command(
         verb = "would copy" if dry_run else "copied"
         console.print(
             f"{verb} {report.copied} entries from '{src.name}' to '{dst.name}'; "
-            f"{report.expired} expired, {report.skipped_count} unreadable."
+            f"{report.expired} expired, {report.kept_newer} newer in the target (kept), "
+            f"{report.skipped_count} unreadable."
         )
         for entry in doc["unreadable"]:
             console.print(f"  unreadable {entry['key']!r}: {entry['error']}", markup=False)

@@ -15,7 +15,8 @@ as in Lucee. Actions (case-insensitive):
   the items *evaluated* (before filtering), as in DynamoDB.
 * ``batchGetItem`` - ``{"keys": [...]}``; returns the items found (any order).
 * ``batchWriteItem`` - ``{"put": [items], "delete": [keys]}``; returns the counts.
-* ``transactWriteItems`` - ``{"items": [{"Put": {"Item": ...}}, {"Update": ...}, ...]}``.
+* ``transactWriteItems`` - ``{"items": [{"Put": {"Item": ...}}, {"Update": ...}, ...]}``,
+  every item on the cache's table (a ``TableName`` naming another table is refused).
 
 A failed ``ConditionExpression`` raises :class:`~cachehub_dynamodb.ConditionFailedError`.
 """
@@ -267,6 +268,21 @@ def _batch_write_item(cmd: _Command, data: dict[str, Any]) -> Any:
     return {"put": len(puts), "delete": len(deletes)}
 
 
+_TRANSACT_CONTROLS = (
+    "ConditionExpression",
+    "ExpressionAttributeNames",
+    "ExpressionAttributeValues",
+    "ReturnValuesOnConditionCheckFailure",
+)
+_TRANSACT_PARAMS = {
+    "Put": _TRANSACT_CONTROLS,
+    "Update": ("UpdateExpression", *_TRANSACT_CONTROLS),
+    "Delete": _TRANSACT_CONTROLS,
+    "ConditionCheck": _TRANSACT_CONTROLS,
+}
+"""What each kind of transaction item may carry besides its Item/Key (TableName is the
+cache's own)."""
+
 _TRANSACT_KINDS = {
     "put": "Put",
     "update": "Update",
@@ -291,8 +307,19 @@ def _transact_action(cmd: _Command, action: Any) -> dict[str, Any]:
             hint="use Put, Update, Delete or ConditionCheck.",
         )
     spec = dict(cmd.mapping(body, kind))
-    converted = cmd.params({k: v for k, v in spec.items() if k not in ("Item", "Key")})
-    converted.setdefault("TableName", cmd.table)
+    table = next((v for k, v in spec.items() if str(k).lower() == "tablename"), cmd.table)
+    if table != cmd.table:
+        # DynamoDBCommand works on its cache's table only: a caller must not reach
+        # another table through the cache's credentials.
+        raise CacheValueError(
+            f"transactWriteItems: {kind} names table {str(table)!r:.80}, but this command "
+            f"works on the cache's table '{cmd.table}' only.",
+            hint="leave TableName out; use the cache configured on the other table.",
+        )
+    rest = {k: v for k, v in spec.items() if k not in ("Item", "Key")}
+    rest.pop(next((k for k in rest if str(k).lower() == "tablename"), ""), None)
+    converted = cmd.only(rest, _TRANSACT_PARAMS[kind])
+    converted["TableName"] = cmd.table
     if kind == "Put":
         item = cmd.mapping(spec.get("Item"), "Put.Item")
         cmd.require_key(item)

@@ -10,21 +10,46 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 
 from cachehub.errors import CacheValueError
 
-__all__ = ["to_attr", "to_item", "from_attr", "from_item", "plain_number"]
+__all__ = ["to_attr", "to_item", "from_attr", "from_item", "plain_number", "utf8_text"]
 
 # Typed as Any: the stubs' TypedDicts do not describe the plain dicts this module handles.
 _SERIALIZER: Any = TypeSerializer()
 _DESERIALIZER: Any = TypeDeserializer()
 
+MAX_NESTING: Final = 32
+"""DynamoDB's limit for nested lists and maps: deeper values are refused before any
+recursion can exhaust the interpreter's stack (a self-containing list included)."""
 
-def _prepare(value: Any) -> Any:
+
+def utf8_text(text: str, what: str) -> str:
+    """``text`` when it can be sent as UTF-8 (DynamoDB's encoding), else a typed error:
+    a lone surrogate would otherwise fail deep in the client or on the server."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise CacheValueError(
+                f"{what} {text[:40]!r} holds a lone surrogate and cannot be encoded as UTF-8, "
+                "which DynamoDB stores.",
+                hint="pass valid Unicode text (e.g. decode bytes with errors='replace').",
+            ) from None
+    return text
+
+
+def _prepare(value: Any, depth: int = 0) -> Any:
     """Make ``value`` acceptable to TypeSerializer (floats -> Decimal, tuples -> lists)."""
+    if depth > MAX_NESTING:
+        raise CacheValueError(
+            f"the value nests deeper than {MAX_NESTING} levels, DynamoDB's limit for "
+            "lists and maps (or contains itself).",
+            hint="flatten the value, or store it through the cache API (which serializes it).",
+        )
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             raise CacheValueError(
@@ -32,12 +57,14 @@ def _prepare(value: Any) -> Any:
                 hint="store NaN/infinity as a string, or leave the attribute out.",
             )
         return Decimal(repr(value))  # repr is the shortest exact round-trip form
+    if isinstance(value, str):
+        return utf8_text(value, "a string")
     if isinstance(value, Mapping):
-        return {str(k): _prepare(v) for k, v in value.items()}
+        return {utf8_text(str(k), "a map key"): _prepare(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_prepare(v) for v in value]
+        return [_prepare(v, depth + 1) for v in value]
     if isinstance(value, (set, frozenset)):
-        return {_prepare(v) for v in value}
+        return {_prepare(v, depth + 1) for v in value}
     return value
 
 
@@ -45,7 +72,16 @@ def to_attr(value: Any) -> dict[str, Any]:
     """One plain value as a DynamoDB attribute value, e.g. ``30 -> {"N": "30"}``."""
     try:
         return dict(_SERIALIZER.serialize(_prepare(value)))
-    except (TypeError, ValueError, ArithmeticError) as exc:
+    except CacheValueError:
+        raise  # already names the problem and its fix
+    except ArithmeticError:
+        # boto3's decimal context signals Inexact/Rounded, whose text names no problem.
+        raise CacheValueError(
+            f"cannot store a {type(value).__name__} as a DynamoDB attribute: it holds a "
+            "number beyond DynamoDB's 38 significant digits (or outside 1e-130..1e126).",
+            hint="store such numbers as strings.",
+        ) from None
+    except (TypeError, ValueError) as exc:
         raise CacheValueError(
             f"cannot store a {type(value).__name__} as a DynamoDB attribute: {exc}",
             hint="use str, int, float, Decimal, bool, None, bytes, list, dict or set values.",
@@ -54,7 +90,7 @@ def to_attr(value: Any) -> dict[str, Any]:
 
 def to_item(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """A plain dict as a DynamoDB item (or key, or ExpressionAttributeValues)."""
-    return {str(k): to_attr(v) for k, v in values.items()}
+    return {utf8_text(str(k), "an attribute name"): to_attr(v) for k, v in values.items()}
 
 
 def plain_number(number: Decimal) -> int | float | Decimal:

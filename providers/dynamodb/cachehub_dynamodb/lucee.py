@@ -196,6 +196,9 @@ class ConversionReport:
 
     copied: int = 0
     expired: int = 0
+    kept_newer: int = 0
+    """Entries the target already held in a version newer than Lucee's (its application
+    wrote them during the conversion): kept, not overwritten."""
     skipped_count: int = 0
     skipped: list[ForeignEntryError] = field(default_factory=list)
     """The first :data:`MAX_REPORTED` unreadable entries, each with its key and what the
@@ -417,8 +420,9 @@ class LuceeDynamoDBCache(DynamoDBCache):
         return item is not None and is_live(item, now)
 
     def _set_flow(self, key: str, value: Any, expiry: Expiry, now: float) -> Flow[None]:
-        k, _ = self._lkey(key)
-        update, values = put_update(self._encode(key, value), expiry, now)
+        k, pk = self._lkey(key)
+        attr = self._encode(key, value)
+        update, values = put_update(attr, expiry, now)
         params = {
             "TableName": self.table_name,
             "Key": k,
@@ -426,7 +430,30 @@ class LuceeDynamoDBCache(DynamoDBCache):
             "ExpressionAttributeNames": _names(update, key_name=self.key_name),
             "ExpressionAttributeValues": values,
         }
-        yield request("UpdateItem", params)
+        if expiry.expires_at is not None or expiry.idle is not None:
+            yield request("UpdateItem", params)  # the merge sets a new ttl
+            return
+        # Without an expiry the merge keeps the item's ttl: over an expired entry the new
+        # value would be dead on arrival for both Lucee and cachehub (a put lost without
+        # a word). So merge only into a live item (or none); an expired one is replaced
+        # by a fresh item without ttl, which both sides read as live.
+        cond = f"attribute_not_exists(#pk) OR {_LIVE}"
+        params["ConditionExpression"] = cond
+        params["ExpressionAttributeNames"] = _names(update, cond, key_name=self.key_name)
+        params["ExpressionAttributeValues"] = {**values, ":nows": {"N": str(math.floor(now))}}
+        fresh = self._fresh_item(pk, attr, expiry, now)
+        for _ in range(_ROUNDS):
+            try:
+                yield request("UpdateItem", params)
+                return
+            except ConditionFailedError:
+                pass
+            if (yield from self._put_fresh(key, fresh, f"NOT {_LIVE}", now, "put")):
+                return
+        raise CacheBackendError(
+            f"put of key {self._user_key(key)!r:.80} kept conflicting with concurrent writes.",
+            hint="retry the call.",
+        )
 
     def _fresh_item(self, pk: str, attr: dict[str, Any], expiry: Expiry, now: float) -> Any:
         stamp = {"N": str(_ms(now))}
@@ -506,7 +533,10 @@ class LuceeDynamoDBCache(DynamoDBCache):
                 old = yield from self._fetch(key, consistent=True)
                 if old is None:
                     continue
-                if is_live(old, now):
+                # _live, not is_live: a ttl that is no Number fails both conditions on
+                # DynamoDB (a comparison across types is false), so it must end here as a
+                # ForeignEntryError, not after every round as a "conflict".
+                if self._live(key, old, now):
                     raise CacheValueError(
                         f"cannot incr key {self._user_key(key)!r:.200}: it holds no Number.",
                         hint="incr/decr only work on entries holding a number.",
@@ -564,6 +594,21 @@ class LuceeDynamoDBCache(DynamoDBCache):
         except ConditionFailedError:
             return False
         return True
+
+    def _restore_plan(self, key: str, entry: Entry) -> tuple[str, Expiry, float] | None:
+        """As the base, but an entry with both spans dies when its idle time runs out.
+
+        Lucee's ttl follows the live span when both are given and never slides, so a copy
+        written with both would outlive its original (which dies ``idle`` after its last
+        access if unread) by up to the whole live span: the live span is shortened to the
+        earlier of the two deadlines (the idle span is still stored)."""
+        plan = super()._restore_plan(key, entry)
+        if plan is None:
+            return None
+        sk, expiry, stamp = plan
+        if expiry.expires_at is not None and expiry.idle is not None:
+            expiry = Expiry(min(expiry.expires_at, stamp + expiry.idle), expiry.idle)
+        return sk, expiry, stamp
 
     # ------------------------------------------------------------------ scans
 
@@ -656,9 +701,11 @@ def convert_from_lucee(
 
     ``source`` reads the table in Lucee's layout (``itemFormat: "lucee"``); entries keep
     their key as Lucee stored it (uppercased) and their remaining lifetime (``ttl``,
-    kept as is). Streamed: at most :data:`CONVERT_CHUNK` entries are held
-    at a time. Entries that cannot be read are listed in the report, never copied; with
-    ``dry_run`` nothing is written.
+    kept as is). An entry the target already holds in a newer version (by modification
+    time) is kept, and one it cannot read is never overwritten (listed as skipped).
+    Streamed: at most :data:`CONVERT_CHUNK` entries are held at a time. Entries that
+    cannot be read are listed in the report, never copied; with ``dry_run`` nothing is
+    written.
     """
     report = ConversionReport(dry_run=dry_run)
     flt = compile_filter(filter, source.namespace)
@@ -697,6 +744,23 @@ def _convert_one(
         return
     ttl = ttl_of(item)
     key = pk[len(source.namespace) :]
+    modified = _stamp(item, UPDATED) or _stamp(item, CREATED) or 0.0
+    try:
+        held = target.peek(key)
+    except CorruptEntryError as exc:  # another program's item: not ours to overwrite
+        report.skip(
+            ForeignEntryError(
+                f"the target cache '{target.name}' holds an entry for {key!r:.80} that it "
+                f"cannot read ({exc.message}); it was not overwritten.",
+                key=key,
+                found="an unreadable entry in the target",
+                hint="delete that entry from the target, then convert again.",
+            )
+        )
+        return
+    if held is not None and held.modified > modified:
+        report.kept_newer += 1  # written to the target after Lucee's version
+        return
     if not dry_run:
         if ttl is None:
             target.put(key, value)

@@ -24,13 +24,13 @@ import math
 import struct
 import zlib
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from cachehub.errors import CacheValueError, SerializationError
 
-from .convert import from_attr, plain_number
+from .convert import from_attr, plain_number, utf8_text
 
 __all__ = [
     "LuceeValueError",
@@ -76,6 +76,29 @@ _DATE_SUID: Final = 0x686A81014B597419
 _MIN_MS: Final = -62_135_596_800_000
 """0001-01-01T00:00:00Z in epoch milliseconds (the range a Python datetime holds)."""
 _MAX_MS: Final = 253_402_300_799_999
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MS: Final = timedelta(milliseconds=1)
+
+
+def _from_ms(ms: int) -> datetime:
+    """Epoch milliseconds as an aware UTC datetime, exactly (``fromtimestamp(ms / 1000)``
+    goes through a float, which is microseconds off for dates after about 2242)."""
+    return _EPOCH + ms * _MS
+
+
+def _to_ms(value: datetime) -> int:
+    """A datetime as epoch milliseconds, rounded half to even, in integers (a naive one
+    is local time, as ``datetime.timestamp`` reads it)."""
+    try:
+        aware = value if value.tzinfo is not None else value.astimezone()
+        micros = (aware - _EPOCH) // timedelta(microseconds=1)
+    except (OverflowError, ValueError):  # a naive datetime at the ends of the range
+        raise CacheValueError(
+            f"the datetime {value.isoformat()[:40]} is out of range once made aware.",
+            hint="store an aware datetime (tzinfo=UTC) between the years 1 and 9999.",
+        ) from None
+    ms, rest = divmod(micros, 1000)
+    return ms + (rest > 500 or (rest == 500 and ms % 2 == 1))
 
 
 class LuceeValueError(Exception):
@@ -106,7 +129,7 @@ def encode_attr(value: Any, depth: int = 0) -> dict[str, Any]:
     if isinstance(value, bool):
         return {"BOOL": value}
     if isinstance(value, str):
-        return {"S": value}
+        return {"S": utf8_text(value, "a string")}
     if isinstance(value, int):
         if not -MAX_NUMBER < value < MAX_NUMBER:
             raise CacheValueError(
@@ -137,14 +160,14 @@ def encode_attr(value: Any, depth: int = 0) -> dict[str, Any]:
                     f"a dict key of type {type(key).__name__} cannot be a Lucee struct key.",
                     hint="use str keys in values stored with itemFormat 'lucee'.",
                 )
-            out[key] = encode_attr(item, depth + 1)
+            out[utf8_text(key, "a struct key")] = encode_attr(item, depth + 1)
         return {"M": out}
     if isinstance(value, (list, tuple)):
         return {"L": [encode_attr(item, depth + 1) for item in value]}
     if isinstance(value, (bytes, bytearray, memoryview)):
         return {"B": bytes(value)}
     if isinstance(value, datetime):
-        return {"B": java_date(round(value.timestamp() * 1000))}
+        return {"B": java_date(_to_ms(value))}
     if isinstance(value, date):
         raise SerializationError(
             "a date without a time has no Lucee counterpart.",
@@ -329,7 +352,7 @@ def read_java(data: bytes) -> datetime:
                 ms = struct.unpack(">q", block[:8])[0]
     if ms is None or not _MIN_MS <= ms <= _MAX_MS:
         raise LuceeValueError(f"{names[0]} holds no time in the datetime range")
-    return datetime.fromtimestamp(ms / 1000, UTC)
+    return _from_ms(ms)
 
 
 def _class_chain(reader: _Reader) -> list[tuple[str, int, list[str]]]:
@@ -434,7 +457,7 @@ def _bson_value(reader: _Reader, kind: int, depth: int) -> Any:
         ms = reader.unpack("<q")
         if not _MIN_MS <= ms <= _MAX_MS:
             raise LuceeValueError("BSON date is out of range")
-        return datetime.fromtimestamp(ms / 1000, UTC)
+        return _from_ms(ms)
     if kind == 0x0A:
         return None
     if kind == 0x10:

@@ -344,6 +344,40 @@ def test_typed_errors_name_the_fix(dynamo: DynamoDBCache) -> None:
         _other_cache_command()
 
 
+def test_transactions_stay_on_the_cache_table(
+    dynamo: DynamoDBCache, make: Any, table_name: str
+) -> None:
+    """A transaction item naming another table is refused before anything is sent: the
+    command must not reach other tables through the cache's credentials (it did)."""
+    victim = make(settings={"tableName": table_name + "_victim"})
+    victim.put("kept", "original")
+    victim_pk = victim.key_name
+    for kind, body in [
+        ("Put", {"Item": {"pk": victim_pk, victim_pk: "kept", "value": "pwned"}}),
+        ("Delete", {"Key": {"pk": "kept"}}),
+        ("Update", {"Key": {"pk": "kept"}, "UpdateExpression": "SET x = :one"}),
+    ]:
+        for spelling in ("TableName", "tablename"):
+            with pytest.raises(CacheValueError, match=r"works on the cache's table .* only"):
+                dynamo.command(
+                    "transactWriteItems",
+                    {"items": [{kind: {**body, spelling: victim.table_name}}]},
+                )
+    assert victim.get("kept") == "original"
+    # Its own table's name is accepted; unknown parameters are named, not sent.
+    dynamo.command(
+        "transactWriteItems",
+        {"items": [{"Put": {"Item": {"pk": "own"}, "TableName": dynamo.table_name}}]},
+    )
+    assert dynamo.command("getItem", {"pk": "own"}) == {"pk": "own"}
+    with pytest.raises(CacheValueError, match="unknown parameter 'ConditionExpresion'"):
+        dynamo.command(
+            "transactWriteItems",
+            {"items": [{"Delete": {"Key": {"pk": "own"}, "ConditionExpresion": "x"}}]},
+        )
+    assert dynamo.command("getItem", {"pk": "own"}) == {"pk": "own"}
+
+
 def _other_cache_command() -> Any:
     from cachehub import registry
 
@@ -468,3 +502,46 @@ def test_use_case_distributed_lock_exclusive(make: Any) -> None:
         other.lock("job", ttl=30, timeout=0.2),
     ):
         pytest.fail("a second owner acquired the lock")
+
+
+def test_hostile_values_are_typed_errors_before_sending(dynamo: DynamoDBCache) -> None:
+    """A value nested thousands deep, or containing itself, raised a raw RecursionError
+    (failed on main); a 40-digit int said only "[<class 'decimal.Rounded'>]"."""
+    deep: Any = 1
+    for _ in range(5000):
+        deep = [deep]
+    looped: list[Any] = []
+    looped.append(looped)
+    ok: Any = "leaf"
+    for _ in range(30):
+        ok = {"m": ok}
+    for value in (deep, looped, {"a": deep}):
+        with pytest.raises(CacheValueError, match="nests deeper than 32 levels"):
+            dynamo.command("putItem", {"pk": "deep", "v": value})
+    with pytest.raises(CacheValueError, match="38 significant digits"):
+        dynamo.command("putItem", {"pk": "big", "v": 10**40})
+    with pytest.raises(CacheValueError, match="nests deeper"):
+        dynamo.command(
+            "updateItem",
+            {
+                "key": {"pk": "deep"},
+                "UpdateExpression": "SET v = :v",
+                "ExpressionAttributeValues": {":v": deep},
+            },
+        )
+    assert dynamo.command("scan", {}) == []
+    dynamo.command("putItem", {"pk": "ok", "v": ok})
+    assert dynamo.command("getItem", {"pk": "ok"})["v"] == ok
+
+
+def test_lone_surrogates_are_refused_before_sending(dynamo: DynamoDBCache) -> None:
+    """They were sent and failed on the server (or in the client) (failed on main)."""
+    for data in (
+        {"pk": "s", "v": "\ud800"},
+        {"pk": "s", "m": {"\udc00": 1}},
+        {"pk": "s", "\udc00": 1},
+        {"pk": "s", "set": {"a", "\ud800"}},
+    ):
+        with pytest.raises(CacheValueError, match="lone surrogate"):
+            dynamo.command("putItem", data)
+    assert dynamo.command("scan", {}) == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import math
 import struct
 import zlib
 from collections.abc import Callable
@@ -249,6 +250,32 @@ def test_put_is_a_merge_that_keeps_created_time_and_older_expiry(
     assert meta.hit_count == 0
 
 
+def test_put_without_expiry_over_an_expired_entry_is_live(
+    lucee: LuceeDynamoDBCache, clock: FakeClock
+) -> None:
+    """The merge kept the expired ttl, so the new value was dead on arrival: put, then
+    get, returned None (failed on main). The expired item is replaced by a fresh one."""
+    lucee.put("k", 1, time_span=5)
+    _plant(lucee, _lucee_item("OLD", {"S": "lucee"}, ttl="1600000000", until="1000", idle="9"))
+    clock.advance(10)
+    lucee.put("k", 2)
+    lucee.put_many({"old": "new", "other": 3})
+    assert lucee.get("k") == 2
+    assert lucee.get_many(["old", "other"]) == {"old": "new", "other": 3}
+    assert sorted(lucee.keys()) == ["K", "OLD", "OTHER"]
+    now_ms = {"N": "1700000010250"}
+    for pk, value in [("K", {"N": "2"}), ("OLD", {"S": "new"})]:
+        # A fresh Lucee item: no ttl/until/idle left over, so Lucee reads it as live too.
+        assert _raw(lucee, pk) == {
+            "cacheKey": {"S": pk},
+            "value": value,
+            "createdTime": now_ms,
+            "updatedTime": now_ms,
+        }
+    clock.advance(10**6)
+    assert lucee.get("old") == "new"  # never expires
+
+
 def test_add_incr_touch_and_delete_keep_the_layout(
     lucee: LuceeDynamoDBCache, clock: FakeClock
 ) -> None:
@@ -485,6 +512,84 @@ def test_hostile_ttls_and_keys(lucee: LuceeDynamoDBCache, make: Make, clock: Fak
         lucee.put("k" * 3000, 1)
 
 
+def test_incr_of_an_item_whose_ttl_is_no_number_names_it(
+    lucee: LuceeDynamoDBCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DynamoDB evaluates ``ttl > :now`` and ``ttl <= :now`` as false for an S ttl, so
+    both of incr's conditions fail (moto cannot compare across types, so the test plays
+    DynamoDB's part). On main incr retried every round and then blamed "concurrent
+    writes"; it is the entry's fault, a ForeignEntryError naming it, after one read."""
+    from cachehub_dynamodb.errors import ConditionFailedError
+
+    _plant(lucee, {**_lucee_item("TXT", {"N": "1"}), "ttl": {"S": "soon"}})
+    sent: list[str] = []
+    real = lucee._request
+
+    def dynamodb(operation: str, params: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        sent.append(operation)
+        if "ConditionExpression" in params and "#ttl" in params["ConditionExpression"]:
+            raise ConditionFailedError("The conditional request failed")
+        return real(operation, params, *args, **kwargs)
+
+    monkeypatch.setattr(lucee, "_request", dynamodb)
+    with pytest.raises(ForeignEntryError, match="ttl that is not a finite Number"):
+        lucee.incr("txt")
+    assert sent == ["UpdateItem", "GetItem"]
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(9999, 12, 31, 23, 59, 59, 999000, UTC),
+        datetime(2500, 1, 1, 0, 0, 0, 1000, UTC),
+        datetime(3000, 6, 1, 12, 0, 0, 123000, UTC),
+        datetime(1, 1, 1, 0, 0, 0, 1000, UTC),
+    ],
+)
+def test_far_dates_keep_every_millisecond(lucee: LuceeDynamoDBCache, when: datetime) -> None:
+    """Dates went through ``ms / 1000`` as a float: beyond about 2242 (and long before
+    1970) they came back microseconds off (9999-12-31 23:59:59.999 as .998993), from
+    cachehub's own writes, Lucee's Java dates and BSON dates alike (failed on main)."""
+    ms = (when - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+    lucee.put("when", when)
+    assert lucee.get("when") == when
+    raw = _raw(lucee, "WHEN")
+    assert raw is not None
+    assert gzip.decompress(bytes(raw["value"]["B"])) == _java_date_stream(ms)
+    assert (
+        decode_binary(
+            _java_date_stream(ms, ("lucee.runtime.type.dt.DateTimeImpl", "java.util.Date"))
+        )
+        == when
+    )
+    assert read_bson(_bson([b"\x09" + _cstr("d") + struct.pack("<q", ms)])) == {"d": when}
+
+
+def test_a_naive_datetime_beyond_the_range_is_a_typed_error(lucee: LuceeDynamoDBCache) -> None:
+    """``datetime.min`` without a zone raised a raw ValueError ("year 0 is out of range")
+    from ``timestamp()`` (failed on main)."""
+    with pytest.raises(CacheValueError, match="out of range"):
+        lucee.put("min", datetime.min)
+    assert lucee.get("min") is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["\ud800", "ok \udfff", {"\udc00": 1}, ["fine", {"deep": ["\ud83d"]}]],
+    ids=["lone", "trailing", "struct-key", "nested"],
+)
+def test_lone_surrogates_are_refused_before_sending(counted: Any, value: Any) -> None:
+    """A str DynamoDB cannot store (not UTF-8) failed inside the cache with a
+    UnicodeEncodeError reported as "a bug", or was sent and refused by the server
+    (failed on main): a CacheValueError naming it, and no request."""
+    cache, counter = counted(settings={"itemFormat": "lucee"})
+    with pytest.raises(CacheValueError, match="lone surrogate"):
+        cache.put("k", value)
+    assert counter.total == 0
+    cache.put("k", "\U0001f600 \u00df")  # astral and non-ASCII text are fine
+    assert cache.get("k") == "\U0001f600 \u00df"
+
+
 def test_bson_reader_is_bounded() -> None:
     deep = _bson([])
     for _ in range(MAX_DEPTH + 5):
@@ -533,6 +638,9 @@ class _Early(datetime):
 
     def timestamp(self) -> float:
         return -1e13
+
+    def __sub__(self, other: Any) -> Any:
+        return timedelta(days=-999_999_999)
 
 
 def test_dates_beyond_the_datetime_range_are_refused() -> None:
@@ -595,6 +703,103 @@ def test_convert_from_lucee_copies_readable_entries(
     meta = target.metadata("B")
     assert meta.expires == datetime.fromtimestamp(1_700_000_100, UTC)  # Lucee's ttl
     assert lucee.on_foreign_entry is None  # restored
+
+
+def test_convert_from_lucee_keeps_what_the_target_holds_newer(
+    lucee: LuceeDynamoDBCache, make: Make, clock: FakeClock
+) -> None:
+    """The application, switched to the target, wrote ``A`` after Lucee last did: the
+    conversion must not put Lucee's older value over it (on main it did); an older target
+    entry is replaced, and another program's unreadable item is never overwritten."""
+    for pk in ("A", "B", "C", "D"):
+        _plant(lucee, _lucee_item(pk, {"S": f"lucee {pk}"}))  # updatedTime T0 - 0.25 s
+    app_clock = FakeClock(T0 - 100)
+    target = make(clock=app_clock, settings={"tableName": lucee.table_name + "_target"})
+    target.put("B", "older than Lucee's")
+    app_clock.advance(200)
+    target.put("A", "written by the app")
+    junk = {target.key_name: {"S": "C"}, "value": {"B": b"\x99junk"}}
+    _plant(target, junk)
+    dry = convert_from_lucee(lucee, target, dry_run=True)
+    assert (dry.copied, dry.kept_newer, dry.skipped_count) == (2, 1, 1)
+    report = convert_from_lucee(lucee, target)
+    assert (report.copied, report.kept_newer, report.skipped_count) == (2, 1, 1)
+    assert report.skipped[0].key == "C"
+    assert "cannot read" in report.skipped[0].message
+    assert target.get_many(["A", "B", "D"]) == {
+        "A": "written by the app",
+        "B": "lucee B",
+        "D": "lucee D",
+    }
+    assert _raw(target, "C") == junk
+
+
+def test_a_migrated_idle_entry_never_outlives_its_original(make: Make) -> None:
+    """An entry with a live span of an hour and an idle span of a minute dies a minute
+    after its last read. Lucee's ttl follows the live span and never slides, so the copy
+    lived the whole hour (failed on main): its ttl is the earlier deadline."""
+    from cachehub.migration import migrate
+
+    target = make(settings={"itemFormat": "lucee"})
+    source = MemoryCache(name="mem")
+    source.put("both", "b", time_span=3600, idle_time=60)
+    source.put("idle", "i", idle_time=60)
+    source.put("short_live", "l", time_span=30, idle_time=600)
+    accessed = {k: math.floor(source.peek(k).accessed) for k in ("both", "idle")}  # type: ignore[union-attr]
+    report = migrate(source, target)
+    assert (report.copied, report.idle) == (3, 3)
+
+    def ttl(pk: str) -> int:
+        raw = _raw(target, pk)
+        assert raw is not None
+        return int(raw["ttl"]["N"])
+
+    assert ttl("BOTH") == accessed["both"] + 60
+    assert ttl("IDLE") == accessed["idle"] + 60
+    expires = source.peek("short_live").expires_at  # type: ignore[union-attr]
+    assert ttl("SHORT_LIVE") == math.floor(expires)  # the live span ends first: kept
+    assert _raw(target, "BOTH")["idle"] == {"N": "60000"}  # type: ignore[index]
+
+
+def test_migrating_into_a_lucee_table_refuses_entries_one_by_one(make: Make, tmp_path: Any) -> None:
+    """Keys and values the Lucee layout cannot hold are refused per entry, reported and
+    retried by a rerun; the rest is copied. On main the first such key aborted the whole
+    migration (every rerun too), and a refused value in a group with a TTL made the whole
+    group count as 'expired before copy'."""
+    from cachehub.migration import migrate
+
+    target = make(settings={"itemFormat": "lucee"})
+    source = MemoryCache(name="mem")
+    source.put_many({"good": 1, "  ": "blank key", "k" * 3000: "long key"})
+    source.put_many({"soon": "a", "set": {1, 2}, "later": "b"}, time_span=3600)
+    source.put("idle", "c", idle_time=600)
+    source.put("\t", "d", idle_time=600)
+    resume = tmp_path / "resume.json"
+    report = migrate(source, target, resume_file=resume, batch=100)
+    assert report.complete
+    assert report.copied == 4
+    assert report.skipped_expired == 0
+    assert report.unwritable == 4
+    assert not report.succeeded
+    refused = {item["key"]: item["error"] for item in report.first_unwritable}
+    assert sorted(refused) == sorted(["  ", "k" * 3000, "set", "\t"])
+    assert refused["  "].startswith("InvalidKeyError: key '  ' is empty once uppercased")
+    assert refused["set"].startswith("SerializationError: a set cannot be stored")
+    assert target.get_many(["good", "soon", "later", "idle"]) == {
+        "good": 1,
+        "soon": "a",
+        "later": "b",
+        "idle": "c",
+    }
+    assert target.metadata("soon").expires is not None
+    assert report.verified is True  # the copies are right; the refused ones are listed
+    # A rerun copies nothing again and tries the refused entries again.
+    source.delete_many(["  ", "k" * 3000, "\t"])
+    source.put("set", [1, 2], time_span=3600)
+    again = migrate(source, target, resume_file=resume)
+    assert (again.unchanged, again.copied, again.unwritable) == (4, 1, 0)
+    assert again.succeeded
+    assert target.get("set") == [1, 2]
 
 
 def test_java_gzip_header_matches_python_zlib() -> None:
