@@ -35,6 +35,7 @@ from cachehub.provider import (
     CacheError,
     CacheValueError,
     Call,
+    CancelWatch,
     CorruptEntryError,
     Emit,
     Entry,
@@ -318,18 +319,14 @@ class RedisCache(FlowCache[Client]):
     async def _acommand(self, *args: Any) -> Any:
         # The running loop's client without a coroutine frame once it exists (hot path).
         client = self._aconns.get(asyncio.get_running_loop()) or await self._aconnection()
-        # A cancel redis-py swallowed is raised, as RemoteCache._aguarded does (inlined).
-        task = asyncio.current_task()
-        cancels = task.cancelling() if task is not None else 0
+        watch = CancelWatch()  # a cancel redis-py swallowed is raised
         try:
             reply = await client.execute_command(*args)
         except REDIS_ERRORS as exc:
-            if task is not None and task.cancelling() > cancels:
-                raise asyncio.CancelledError from exc
+            watch.check(exc)
             self._unless_wrong_type(exc)
             return None
-        if task is not None and task.cancelling() > cancels:
-            raise asyncio.CancelledError
+        watch.check()
         return reply
 
     async def _aeval(self, script: LuaScript, key: Key, *args: Any) -> Any:
@@ -551,18 +548,14 @@ class RedisCache(FlowCache[Client]):
         # hottest async path (a coroutine costs more than a plain call, see the async
         # frame counts in tests/test_redis_async.py).
         client = self._aconns.get(asyncio.get_running_loop()) or await self._aconnection()
-        # A cancel redis-py swallowed is raised, as RemoteCache._aguarded does (inlined).
-        task = asyncio.current_task()
-        cancels = task.cancelling() if task is not None else 0
+        watch = CancelWatch()  # a cancel redis-py swallowed is raised
         try:
             raw = await client.execute_command("GET", key)
         except REDIS_ERRORS as exc:
-            if task is not None and task.cancelling() > cancels:
-                raise asyncio.CancelledError from exc
+            watch.check(exc)
             self._unless_wrong_type(exc)
             raw = None
-        if task is not None and task.cancelling() > cancels:
-            raise asyncio.CancelledError
+        watch.check()
         value = self._read_common(key, raw, now)
         if value is _UNCOMMON:
             value = await self._adrive(self._read_flow(key, raw, now))
