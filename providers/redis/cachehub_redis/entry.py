@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from operator import itemgetter
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, TypeAlias
 
 from cachehub.api import MAX_TIME_SPAN, Expiry
 from cachehub.errors import CorruptEntryError
@@ -161,10 +161,11 @@ def unpack(raw: bytes, key: str = "") -> Header | None:
 
 _STAMP_TOP: Final = DOUBLE.pack(STAMP_MAX)
 _HITS_TOP: Final = DOUBLE.pack(HITS_MAX)
-_STAMPS: Final = tuple(
+_Cut: TypeAlias = Callable[[bytes], bytes]
+_STAMPS: Final[tuple[_Cut, ...]] = tuple(
     itemgetter(slice(at, at + 8)) for at in (Offsets.CREATED, Offsets.MODIFIED, Offsets.ACCESSED)
 )
-_HITS: Final = itemgetter(slice(Offsets.HITS, Offsets.HITS + 8))
+_HITS: Final[_Cut] = itemgetter(slice(Offsets.HITS, Offsets.HITS + 8))
 
 
 def sound_stamps(raws: Sequence[bytes]) -> bool:
