@@ -128,8 +128,10 @@ def cachehub_doctor_checks(cache: BaseCache) -> Sequence[DoctorCheck] | None:
 def cachehub_doctor_advice(cache: BaseCache, step: str, error: CacheError) -> DoctorAdvice | None:
     """Advice for ``error`` raised by ``doctor`` step ``step`` on ``cache``, or None.
 
-    Choose it by the error's type (and the backend's error code in its ``__cause__``
-    chain), never by matching message text. The first non-None answer wins.
+    Choose it by the error's type (and the backend's error code in its ``__context__``
+    chain: providers raise typed errors ``from None``, so that the client library's text
+    stays out of tracebacks), never by matching message text. The first non-None answer
+    wins.
     """
 
 

@@ -104,6 +104,7 @@ __all__ = [
     "YIELD_LOOP",
     "BaseCache",
     "Call",
+    "CancelWatch",
     "Emit",
     "CacheBackendError",
     "CacheError",
@@ -160,6 +161,38 @@ HIT_FLUSH_INTERVAL: Final = Option(
 )
 HIT_OPTIONS: Final = (HIT_COUNTS, HIT_FLUSH_INTERVAL)
 """The read-statistics settings every :class:`RemoteCache` takes (add them to ``options``)."""
+
+
+class CancelWatch:
+    """Raises a cancel the client library swallowed during one awaited request.
+
+    Made just before the ``await`` and checked after it (``check()`` on the answer,
+    ``check(exc)`` on the library's error): a task cancelled while the call waited gets
+    ``CancelledError``, never the call's answer or error. On Python 3.11
+    ``asyncio.wait_for`` returns its inner result when the cancel arrives in the loop
+    turn that inner call finished in (CPython gh-86296), and redis-py sends every command
+    through one (``send_packed_command``): a cancelled ``get`` went on and answered, and a
+    cancelled ``get_or_set`` waiter went on to compute. The task's count of cancel
+    requests (``Task.cancelling()``), which grew and was not taken back (``uncancel()``),
+    tells; a cancel ``asyncio.timeout`` made is then its ``TimeoutError``, as usual.
+
+    A plain object, not a wrapping coroutine: the hot paths (``RedisCache._aget``) await
+    the client directly, one coroutine frame fewer.
+    """
+
+    __slots__ = ("_cancels", "_task")
+
+    def __init__(self) -> None:
+        self._task = asyncio.current_task()
+        self._cancels = self._task.cancelling() if self._task is not None else 0
+
+    def check(self, cause: BaseException | None = None) -> None:
+        """Raise ``CancelledError`` (chained to ``cause``, the call's own error) if the
+        task was cancelled since this watch was made."""
+        if self._task is not None and self._task.cancelling() > self._cancels:
+            if cause is None:
+                raise asyncio.CancelledError
+            raise asyncio.CancelledError from cause
 
 
 @dataclass(frozen=True, slots=True)
@@ -523,26 +556,17 @@ class RemoteCache(BaseCache, Generic[C]):
     async def _aguarded(self, fn: Callable[..., Awaitable[T]], /, *args: Any) -> T:
         """``await fn(*args)``, with :attr:`backend_errors` raised as :meth:`_translate` says.
 
-        A cancel the client library swallowed is raised here: a task cancelled while the
-        call waited gets ``CancelledError``, never the call's answer or error. On Python
-        3.11 ``asyncio.wait_for`` returns its inner result when the cancel arrives in
-        the loop turn that inner call finished in (CPython gh-86296), and redis-py sends
-        every command through one (``send_packed_command``): a cancelled ``get`` went on
-        and answered, and a cancelled ``get_or_set`` waiter went on to compute. The
-        task's count of cancel requests (``Task.cancelling()``), which grew and was not
-        taken back (``uncancel()``), tells. Inlined where a coroutine frame counts
-        (``RedisCache._acommand`` and ``_aget``): keep them alike.
+        A cancel the client library swallowed is raised here (:class:`CancelWatch`): a
+        task cancelled while the call waited gets ``CancelledError``, never the call's
+        answer or error.
         """
-        task = asyncio.current_task()
-        cancels = task.cancelling() if task is not None else 0
+        watch = CancelWatch()
         try:
             result = await fn(*args)
         except self.backend_errors as exc:
-            if task is not None and task.cancelling() > cancels:
-                raise asyncio.CancelledError from exc
+            watch.check(exc)
             raise self._translate(exc) from None
-        if task is not None and task.cancelling() > cancels:
-            raise asyncio.CancelledError
+        watch.check()
         return result
 
     async def _aclose(self) -> None:

@@ -61,12 +61,22 @@ def _options(class_name: str) -> tuple[Option, ...]:
 
 
 def _shown_custom(custom: Mapping[str, Any], class_name: str) -> dict[str, Any]:
-    """``custom`` safe to show: secrets and URL passwords masked, references as written."""
-    shown: dict[str, Any] = redact(dict(custom), _options(class_name))
-    for key, value in custom.items():
-        if isinstance(value, str) and _REFERENCE.fullmatch(value):
-            shown[key] = value  # a reference names a variable; it holds no secret
+    """``custom`` safe to show: secrets and URL passwords masked, references as written
+    (at any depth: a dict or list under a setting is shown as a setting is)."""
+    shown: dict[str, Any] = _references_kept(custom, redact(dict(custom), _options(class_name)))
     return shown
+
+
+def _references_kept(written: Any, shown: Any) -> Any:
+    """``shown`` (the redacted ``written``) with every whole ``${VAR}`` value as written:
+    a reference names a variable; it holds no secret."""
+    if isinstance(written, str) and _REFERENCE.fullmatch(written):
+        return written
+    if isinstance(written, Mapping) and isinstance(shown, dict):
+        return {k: _references_kept(written[k], v) if k in written else v for k, v in shown.items()}
+    if isinstance(written, (list, tuple)) and isinstance(shown, (list, tuple)):
+        return type(shown)(_references_kept(w, v) for w, v in zip(written, shown, strict=True))
+    return shown  # redact's depth cap shows a whole subtree as one mask
 
 
 def _flag(raw: Mapping[str, Any], name: str) -> bool:
@@ -246,13 +256,13 @@ class ConfigFile:
         if isinstance(old_custom, Mapping):
             shown = _shown_custom(old_custom, str(old_class or ""))
             for key, value in list(custom.items()):
-                if key not in old_custom or key not in shown:
-                    continue
-                if value == shown[key]:
-                    # Unchanged masked (or scrubbed) values keep what the file holds.
-                    custom[key] = old_custom[key]
-                elif isinstance(value, str) and SECRET_MASK in str(shown[key]):
-                    custom[key] = ConfigFile._unmasked(key, value, old_custom[key])
+                if key in old_custom and key in shown:
+                    custom[key] = ConfigFile._restored(key, value, shown[key], old_custom[key])
+                else:
+                    ConfigFile._refuse_mask(key, value)
+        else:
+            for key, value in custom.items():
+                ConfigFile._refuse_mask(key, value)
         if isinstance(old_package, str) and package == redact(old_package):
             package = old_package
         edited = {"class", "custom", "package", "readonly", "default", "storage"}
@@ -270,6 +280,62 @@ class ConfigFile:
             if str(key).lower() not in edited and camel(str(key)) not in edited:
                 raw[str(key)] = value  # keys the form does not edit (e.g. Lucee's maven)
         return raw
+
+    @staticmethod
+    def _restored(where: str, value: Any, shown: Any, old: Any) -> Any:
+        """The value to save for a setting (or a part of one, at ``where``) the form
+        showed as ``shown`` and the file holds as ``old``.
+
+        One rule at every depth: a value that comes back as it was shown keeps what the
+        file holds (a masked secret, a scrubbed URL); a dict or a list is matched key by
+        key and index by index, so an edit elsewhere in it keeps its masked parts; an
+        edited string that was shown masked goes through :meth:`_unmasked`; a mask
+        anywhere else (pasted into another key or a new list element, or typed) is
+        refused, since it would be saved as the secret itself.
+        """
+        if value == shown:
+            return old
+        if isinstance(value, dict) and isinstance(shown, dict) and isinstance(old, Mapping):
+            return {
+                k: (
+                    ConfigFile._restored(f"{where}.{k}", v, shown[k], old[k])
+                    if k in shown and k in old
+                    else ConfigFile._refuse_mask(f"{where}.{k}", v)
+                )
+                for k, v in value.items()
+            }
+        if (
+            isinstance(value, list)
+            and isinstance(shown, (list, tuple))
+            and isinstance(old, (list, tuple))
+            and len(shown) == len(old)
+        ):
+            return [
+                (
+                    ConfigFile._restored(f"{where}[{i}]", v, shown[i], old[i])
+                    if i < len(shown)
+                    else ConfigFile._refuse_mask(f"{where}[{i}]", v)
+                )
+                for i, v in enumerate(value)
+            ]
+        if isinstance(value, str) and SECRET_MASK in str(shown):
+            return ConfigFile._unmasked(where, value, old)
+        return ConfigFile._refuse_mask(where, value)
+
+    @staticmethod
+    def _refuse_mask(where: str, value: Any) -> Any:
+        """``value``, a part the form did not show masked: refused when it holds a mask,
+        which could only be a secret pasted from elsewhere or a literal the console cannot
+        tell from its own mask."""
+        if SECRET_MASK in json.dumps(value, ensure_ascii=False):
+            raise ConfigError(
+                f"setting '{where}' holds {SECRET_MASK}, the console's mask of a secret, "
+                "where the file has no secret to put back (it was pasted from another "
+                "setting or typed).",
+                hint="type the secret itself, or write a ${VAR} reference to it; a value "
+                f"that really contains {SECRET_MASK} can only be written in the file.",
+            )
+        return value
 
     @staticmethod
     def _unmasked(key: str, value: str, old: Any) -> str:

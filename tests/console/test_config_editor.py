@@ -7,8 +7,17 @@ import json
 import os
 import re
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+import pytest
+from cachehub_memory import MemoryCache
+
+from cachehub.config import Option
+from cachehub.console.config_edit import ConfigFile
+from cachehub.errors import ConfigError
+from cachehub.scrub import SECRET_MASK
 
 from .conftest import SECRET_MARK, MakeConsole
 
@@ -236,3 +245,168 @@ def test_a_mask_moved_to_another_host_or_place_is_refused(make_console: MakeCons
         assert "type the secret again" in text
         assert literal not in text
         assert env.path.read_text() == before  # nothing written, the secret kept
+
+
+# ---------------------------------------------------------------- nested values
+
+
+class NestedOptionsCache(MemoryCache):
+    """A memory cache with a dict and a list setting: nested custom values to edit."""
+
+    options: ClassVar[tuple[Option, ...]] = (
+        *MemoryCache.options,
+        Option("connection", dict, None, "nested connection settings"),
+        Option("servers", list, None, "server URLs"),
+    )
+
+
+NESTED_CLASS = f"{__name__}:NestedOptionsCache"
+NESTED_SECRET = f"{SECRET_MARK}-nested"
+
+
+def _nested_file(tmp_path: Path, custom: dict[str, Any]) -> ConfigFile:
+    path = tmp_path / "caches.json"
+    path.write_text(json.dumps({"caches": {"n": {"class": NESTED_CLASS, "custom": custom}}}))
+    return ConfigFile(path, environ={})
+
+
+NESTED = {
+    "connection": {"user": "app", "password": NESTED_SECRET, "token": "${TOKEN_VAR}"},
+    "servers": [f"redis://:{NESTED_SECRET}@a.internal:6379/0", "redis://b.internal:6379/0"],
+}
+
+
+def _shown(config: ConfigFile) -> dict[str, Any]:
+    entry = config.entry("n")
+    assert entry is not None
+    assert NESTED_SECRET not in entry.custom_text
+    shown: dict[str, Any] = json.loads(entry.custom_text)
+    return shown
+
+
+def _save(config: ConfigFile, custom: dict[str, Any]) -> dict[str, Any]:
+    config.save(original="n", name="n", class_name=NESTED_CLASS, custom_text=json.dumps(custom))
+    saved: dict[str, Any] = json.loads(config.path.read_text())["caches"]["n"]["custom"]
+    return saved
+
+
+def test_nested_values_are_shown_as_top_level_ones(tmp_path: Path) -> None:
+    shown = _shown(_nested_file(tmp_path, NESTED))
+    assert shown["connection"] == {"user": "app", "password": "*****", "token": "${TOKEN_VAR}"}
+    assert shown["servers"] == ["redis://*****@a.internal:6379/0", "redis://b.internal:6379/0"]
+
+
+def test_nested_masked_values_are_kept_when_something_else_changes(tmp_path: Path) -> None:
+    """On main an edit anywhere in a dict or list saved its masks as the secrets."""
+    config = _nested_file(tmp_path, NESTED)
+    shown = _shown(config)
+    shown["connection"]["user"] = "app2"  # the dict changed, its masked password did not
+    shown["servers"][1] = "redis://c.internal:6379/0"  # the list changed, not its mask
+    shown["servers"][0] = "redis://*****@a.internal:6380/1"  # same host, another port
+    saved = _save(config, shown)
+    assert saved["connection"] == {
+        "user": "app2",
+        "password": NESTED_SECRET,
+        "token": "${TOKEN_VAR}",
+    }
+    assert saved["servers"] == [
+        f"redis://:{NESTED_SECRET}@a.internal:6380/1",
+        "redis://c.internal:6379/0",
+    ]
+    assert SECRET_MASK not in config.path.read_text()
+
+
+def test_nested_values_sent_back_unchanged_keep_the_file(tmp_path: Path) -> None:
+    config = _nested_file(tmp_path, NESTED)
+    shown = _shown(config)
+    shown["namespace"] = "other:"
+    saved = _save(config, shown)
+    assert {k: saved[k] for k in NESTED} == NESTED
+
+
+@pytest.mark.parametrize(
+    ("edit", "where"),
+    [
+        pytest.param(
+            lambda s: s["connection"].update(user="*****"),
+            "connection.user",
+            id="mask-pasted-into-key",
+        ),
+        pytest.param(
+            lambda s: s["connection"].update(extra="*****"),
+            "connection.extra",
+            id="mask-in-a-new-key",
+        ),
+        pytest.param(
+            lambda s: s["servers"].append("redis://*****@a.internal:6379/0"),
+            "servers[2]",
+            id="mask-in-a-new-list-element",
+        ),
+        pytest.param(
+            lambda s: s["servers"].__setitem__(1, "redis://*****@b.internal:6379/0"),
+            "servers[1]",
+            id="mask-pasted-into-another-element",
+        ),
+        pytest.param(
+            lambda s: s["servers"].__setitem__(0, "redis://*****@evil.example:6379/0"),
+            "servers[0]",
+            id="mask-moved-to-another-host",
+        ),
+        pytest.param(
+            lambda s: s["servers"].reverse(), "servers[1]", id="elements-swapped-masks-moved"
+        ),
+        pytest.param(
+            lambda s: s["connection"].update(password="my*****pass"),
+            "connection.password",
+            id="mask-looking-literal-typed",
+        ),
+        pytest.param(
+            lambda s: s.update(namespace="*****"), "namespace", id="top-level-mask-into-another-key"
+        ),
+        pytest.param(
+            lambda s: s.update(servers={"primary": "*****"}), "servers", id="list-became-a-dict"
+        ),
+    ],
+)
+def test_a_nested_mask_that_moved_or_was_typed_is_refused(
+    tmp_path: Path, edit: Callable[[dict[str, Any]], None], where: str
+) -> None:
+    config = _nested_file(tmp_path, NESTED)
+    before = config.path.read_text()
+    shown = _shown(config)
+    edit(shown)
+    with pytest.raises(ConfigError) as info:
+        _save(config, shown)
+    assert f"setting '{where}'" in str(info.value)
+    assert "type the secret" in str(info.value)
+    assert NESTED_SECRET not in str(info.value)
+    assert config.path.read_text() == before  # nothing written, the secret kept
+
+
+def test_a_new_cache_with_a_mask_anywhere_is_refused(tmp_path: Path) -> None:
+    config = _nested_file(tmp_path, NESTED)
+    with pytest.raises(ConfigError, match=r"setting 'connection' holds \*\*\*\*\*"):
+        config.save(
+            original=None,
+            name="fresh",
+            class_name=NESTED_CLASS,
+            custom_text=json.dumps({"connection": {"deep": [{"password": "*****"}]}}),
+        )
+
+
+def test_a_nested_edit_through_the_form_keeps_the_secret(
+    make_console: MakeConsole, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOKEN_VAR", f"{SECRET_MARK}-token")
+    env = make_console(extra={"n": {"class": NESTED_CLASS, "custom": NESTED}})
+    form = _form(env, "n")
+    assert NESTED_SECRET not in form["custom"]
+    shown = json.loads(form["custom"])
+    shown["connection"]["user"] = "someone"
+    saved = env.post("/config/save", **{**form, "custom": json.dumps(shown)})
+    text = html.unescape(saved.text)
+    assert saved.status_code == 303, re.findall(r'class="(?:bad|note)"[^>]*>(.*?)<', text)
+    entry = json.loads(env.path.read_text())["caches"]["n"]
+    assert entry["custom"]["connection"]["password"] == NESTED_SECRET
+    assert entry["custom"]["connection"]["token"] == "${TOKEN_VAR}"
+    assert NESTED_SECRET not in env.client.get(saved.headers["location"]).text

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from raw_asgi import asgi_exchange
 from starlette.testclient import TestClient
 
 from cachehub.console.app import create_app
@@ -163,18 +164,11 @@ def _through_guard(method: str, headers: list[tuple[bytes, bytes]]) -> tuple[int
     """(status sent, whether the app was reached) of one raw ASGI request to the guard:
     raw, because an HTTP client would normalise or refuse the hostile headers."""
     reached: list[str] = []
-    sent: list[dict[str, Any]] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         reached.append(scope["path"])
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b""})
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
 
     scope = {
         "type": "http",
@@ -183,7 +177,7 @@ def _through_guard(method: str, headers: list[tuple[bytes, bytes]]) -> tuple[int
         "query_string": b"",
         "headers": [(b"cookie", f"{COOKIE}={TOKEN}".encode()), *headers],
     }
-    asyncio.run(asyncio.wait_for(Guard(app, token=TOKEN)(scope, receive, send), 10))
+    sent = asyncio.run(asyncio.wait_for(asgi_exchange(Guard(app, token=TOKEN), scope), 10))
     assert sent[0]["type"] == "http.response.start"
     return sent[0]["status"], bool(reached)
 

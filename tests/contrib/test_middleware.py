@@ -10,6 +10,7 @@ from wsgiref.util import setup_testing_defaults
 
 import pytest
 from cachehub_memory import MemoryCache
+from raw_asgi import asgi_exchange
 
 from cachehub.contrib import private_response
 from cachehub.contrib.asgi import SessionMiddleware as ASGISessions
@@ -108,16 +109,7 @@ def call_asgi(app: Any, path: str, cookie: str | None = None) -> tuple[list[str]
     if cookie:
         headers.append((b"cookie", cookie.encode()))
     scope = {"type": "http", "method": "GET", "path": path, "headers": headers}
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    asyncio.run(app(scope, receive, send))
-    start, body = sent
+    start, body = asyncio.run(asgi_exchange(app, scope))
     assert (b"x-app", b"1") in start["headers"]
     cookies = [v.decode() for k, v in start["headers"] if k == b"set-cookie"]
     return cookies, body["body"].decode()
@@ -141,15 +133,7 @@ def test_asgi_session_lifecycle(
 
 def test_asgi_passes_other_scopes_through(storage_cache: MemoryCache) -> None:
     app = ASGISessions(asgi_app, storage_cache)
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "lifespan.startup"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    asyncio.run(app({"type": "lifespan"}, receive, send))
+    sent = asyncio.run(asgi_exchange(app, {"type": "lifespan"}, {"type": "lifespan.startup"}))
     assert sent == [{"type": "lifespan.startup.complete"}]
     assert storage_cache.count() == 0
 
@@ -242,16 +226,8 @@ def test_responses_setting_the_cookie_are_private(storage_cache: MemoryCache) ->
         )
         await send({"type": "http.response.body", "body": b"ok"})
 
-    sent: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
     scope = {"type": "http", "method": "GET", "path": "/", "headers": [(b"host", b"t")]}
-    asyncio.run(ASGISessions(cached_asgi, storage_cache)(scope, receive, send))
+    sent = asyncio.run(asgi_exchange(ASGISessions(cached_asgi, storage_cache), scope))
     headers = sent[0]["headers"]
     assert any(k == b"set-cookie" for k, _ in headers)
     assert [v for k, v in headers if k.lower() == b"cache-control"] == [b"private"]
@@ -276,15 +252,7 @@ def test_asgi_reads_the_session_cookie_from_any_cookie_field(storage_cache: Memo
             (b"cookie", f"session={value}".encode()),
         ],
     }
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    asyncio.run(app(scope, receive, send))
+    sent = asyncio.run(asgi_exchange(app, scope))
     assert sent[1]["body"] == b"[('user', 'bob')]"
 
 

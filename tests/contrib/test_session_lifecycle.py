@@ -23,6 +23,7 @@ from cachehub_memory import MemoryCache
 from django.contrib.sessions.backends.cache import SessionStore as DjangoCacheSession
 from django.core.cache import caches
 from flask import Flask, session
+from raw_asgi import asgi_exchange
 
 from cachehub.api import BaseCache
 from cachehub.contrib import vary_cookie
@@ -382,21 +383,12 @@ def test_asgi_waits_without_parking_executor_threads(storage_cache: MemoryCache)
     mw = ASGISessions(app, store)
 
     async def request(sid: str) -> list[dict[str, Any]]:
-        sent: list[dict[str, Any]] = []
-
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
         scope = {
             "type": "http",
             "path": "/",
             "headers": [(b"cookie", f"session={sid}".encode())],
         }
-        await mw(scope, receive, send)
-        return sent
+        return await asgi_exchange(mw, scope)
 
     async def main() -> tuple[bool, list[dict[str, Any]]]:
         asyncio.get_running_loop().set_default_executor(
@@ -572,15 +564,9 @@ def test_vary_cookie_on_every_response(store: SessionStore) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    sent: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request"}
-
-    asyncio.run(ASGISessions(asgi_app, store)({"type": "http", "headers": []}, receive, send))
+    scope = {"type": "http", "headers": []}
+    mw = ASGISessions(asgi_app, store)
+    sent = asyncio.run(asgi_exchange(mw, scope, {"type": "http.request"}))
     assert (b"Vary", b"Cookie") in sent[0]["headers"]
 
 

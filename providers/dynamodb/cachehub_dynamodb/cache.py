@@ -66,7 +66,14 @@ from .client import (
     resolve_region,
     validate,
 )
-from .errors import CallContext, ConditionFailedError, ForeignEntryError, error_code, translate
+from .errors import (
+    CallContext,
+    ConditionFailedError,
+    ForeignEntryError,
+    backend_error,
+    error_code,
+    translate,
+)
 from .flow import request
 from .flush import flush_workers, update_all
 from .items import (
@@ -384,7 +391,7 @@ class DynamoDBCache(FlowCache[Any]):
         try:
             return getattr(client, method)(**params)  # type: ignore[no-any-return]
         except (ClientError, BotoCoreError) as exc:
-            raise self._request_error(operation, exc) from exc
+            raise self._request_error(operation, exc) from None  # see errors.backend_error
 
     def _reply_lost(self, operation: str) -> None:
         self.log.info(
@@ -440,7 +447,7 @@ class DynamoDBCache(FlowCache[Any]):
             self._reply_lost(operation)
             return None
         except (ClientError, BotoCoreError) as exc:
-            raise self._request_error(operation, exc) from exc
+            raise self._request_error(operation, exc) from None  # see errors.backend_error
         finally:
             _ONCE.reset(token)
 
@@ -518,7 +525,7 @@ class DynamoDBCache(FlowCache[Any]):
         try:
             validate(self._conn or self._connection(), operation, params)
         except BotoCoreError as exc:
-            raise translate(exc, self._ctx(operation)) from exc
+            raise translate(exc, self._ctx(operation)) from None  # see errors.backend_error
         return self._send_request(operation, **params)
 
     # ------------------------------------------------------------------ request helpers
@@ -1483,7 +1490,7 @@ def _number_value(item: Item) -> int | None:
 
 def _old_item(exc: ConditionFailedError) -> Item | None:
     """The item a failed conditional write returned (ReturnValuesOnConditionCheckFailure)."""
-    cause = exc.__cause__
+    cause = backend_error(exc)
     if isinstance(cause, ClientError):
         response: Any = cause.response
         item = response.get("Item")

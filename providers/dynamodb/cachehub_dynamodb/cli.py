@@ -213,7 +213,8 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 def _aws_error(exc: BaseException) -> tuple[str, str]:
     """``(AWS error code, API operation)`` of the ClientError behind ``exc``, or ``("", "")``.
 
-    The provider raises its typed errors ``from`` botocore's, so the code is in the chain.
+    The provider keeps botocore's exception as its typed error's ``__context__`` (raised
+    ``from None``: see ``errors.backend_error``), so the code is in the chain.
     """
     for current in _chain(exc):
         if isinstance(current, ClientError):

@@ -45,6 +45,7 @@ __all__ = [
     "translate",
     "guarded",
     "error_code",
+    "backend_error",
     "is_unsupported",
     "THROTTLING_CODES",
     "TABLE",
@@ -142,6 +143,18 @@ def error_code(exc: BaseException) -> str:
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code", ""))
     return ""
+
+
+def backend_error(exc: BaseException) -> BaseException | None:
+    """The botocore exception a typed error was translated from, or None.
+
+    Translated errors are raised ``from None``, as every provider's are: botocore's text
+    (an endpoint URL with its userinfo or a token in its query) would otherwise reach any
+    logged traceback. The original stays as ``__context__``, which tracebacks do not show
+    then, for the code that needs its error code or its returned item.
+    """
+    cause = exc.__cause__ or exc.__context__
+    return cause if isinstance(cause, (BotoCoreError, ClientError)) else None
 
 
 _MISSING_INDEX: Final = (
@@ -303,10 +316,11 @@ def is_unsupported(exc: BaseException, codes: Iterable[str] = ()) -> bool:
 
 @contextmanager
 def guarded(ctx: CallContext) -> Iterator[None]:
-    """Translate any botocore failure inside the block; the original stays as ``__cause__``."""
+    """Translate any botocore failure inside the block (not chained: see
+    :func:`backend_error`)."""
     try:
         yield
     except CacheError:
         raise
     except (BotoCoreError, ClientError) as exc:
-        raise translate(exc, ctx) from exc
+        raise translate(exc, ctx) from None

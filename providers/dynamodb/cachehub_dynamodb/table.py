@@ -22,7 +22,7 @@ from cachehub.errors import (
     ConfigError,
 )
 
-from .errors import CallContext, error_code, guarded, is_unsupported
+from .errors import CallContext, backend_error, error_code, guarded, is_unsupported
 from .items import TTL
 
 __all__ = ["bootstrap_table", "Caller"]
@@ -37,7 +37,8 @@ class Caller(Protocol):
 
 
 def _cause_code(exc: BaseException) -> str:
-    return error_code(exc.__cause__) if exc.__cause__ is not None else ""
+    cause = backend_error(exc)
+    return error_code(cause) if cause is not None else ""
 
 
 def _key_name(desc: dict[str, Any], table: str) -> str:
@@ -117,7 +118,7 @@ class _Bootstrap:
                 return _key_name(
                     self.call("DescribeTable", TableName=self.table)["Table"], self.table
                 )
-            if isinstance(exc, CachePermissionError) or is_unsupported(exc.__cause__ or exc):
+            if isinstance(exc, CachePermissionError) or is_unsupported(backend_error(exc) or exc):
                 raise CachePermissionError(
                     f"table '{self.table}' does not exist and dynamodb:CreateTable was denied "
                     f"({code or type(exc).__name__}).",

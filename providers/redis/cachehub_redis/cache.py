@@ -35,6 +35,7 @@ from cachehub.provider import (
     CacheError,
     CacheValueError,
     Call,
+    CancelWatch,
     CorruptEntryError,
     Emit,
     Entry,
@@ -90,6 +91,7 @@ from .entry import (
     corrupt,
     pack,
     pxat,
+    sound_stamps,
     unpack,
 )
 from .errors import REDIS_ERRORS, translate
@@ -318,18 +320,14 @@ class RedisCache(FlowCache[Client]):
     async def _acommand(self, *args: Any) -> Any:
         # The running loop's client without a coroutine frame once it exists (hot path).
         client = self._aconns.get(asyncio.get_running_loop()) or await self._aconnection()
-        # A cancel redis-py swallowed is raised, as RemoteCache._aguarded does (inlined).
-        task = asyncio.current_task()
-        cancels = task.cancelling() if task is not None else 0
+        watch = CancelWatch()  # a cancel redis-py swallowed is raised
         try:
             reply = await client.execute_command(*args)
         except REDIS_ERRORS as exc:
-            if task is not None and task.cancelling() > cancels:
-                raise asyncio.CancelledError from exc
+            watch.check(exc)
             self._unless_wrong_type(exc)
             return None
-        if task is not None and task.cancelling() > cancels:
-            raise asyncio.CancelledError
+        watch.check()
         return reply
 
     async def _aeval(self, script: LuaScript, key: Key, *args: Any) -> Any:
@@ -425,7 +423,8 @@ class RedisCache(FlowCache[Client]):
         """
         if raw is None:
             return MISSING
-        if raw.startswith(_PLAIN) and raw.startswith(FOREVER, _EXPIRES):
+        # A header whose stamps unpack() would refuse is not common: the flow raises.
+        if raw.startswith(_PLAIN) and raw.startswith(FOREVER, _EXPIRES) and sound_stamps((raw,)):
             if self.counts_hits:
                 self._hits.count(key, raw[_CREATED], now)
             return self._loads(raw[HEADER_SIZE:], key)
@@ -551,18 +550,14 @@ class RedisCache(FlowCache[Client]):
         # hottest async path (a coroutine costs more than a plain call, see the async
         # frame counts in tests/test_redis_async.py).
         client = self._aconns.get(asyncio.get_running_loop()) or await self._aconnection()
-        # A cancel redis-py swallowed is raised, as RemoteCache._aguarded does (inlined).
-        task = asyncio.current_task()
-        cancels = task.cancelling() if task is not None else 0
+        watch = CancelWatch()  # a cancel redis-py swallowed is raised
         try:
             raw = await client.execute_command("GET", key)
         except REDIS_ERRORS as exc:
-            if task is not None and task.cancelling() > cancels:
-                raise asyncio.CancelledError from exc
+            watch.check(exc)
             self._unless_wrong_type(exc)
             raw = None
-        if task is not None and task.cancelling() > cancels:
-            raise asyncio.CancelledError
+        watch.check()
         value = self._read_common(key, raw, now)
         if value is _UNCOMMON:
             value = await self._adrive(self._read_flow(key, raw, now))
@@ -688,6 +683,8 @@ class RedisCache(FlowCache[Client]):
             return int(INT.unpack(reply[1])[0])
         if kind == b"c":
             raise corrupt(key, f"an int entry holds {reply[1]} bytes, not 8")
+        if kind == b"x":
+            raise _unsound(key, reply[1])
         user_key = self._user_key(key)
         if kind == b"e":
             raise CacheValueError(
@@ -706,10 +703,11 @@ class RedisCache(FlowCache[Client]):
         return (self._now_arg(now), DOUBLE.pack(now), policy, *ttl, cap)
 
     def _touch(self, key: str, expiry: Expiry, now: float) -> bool:
-        return bool(self._eval(lua.TOUCH, key, *self._touch_args(expiry, now)))
+        return _touched(key, self._eval(lua.TOUCH, key, *self._touch_args(expiry, now)))
 
     async def _atouch(self, key: str, expiry: Expiry, now: float) -> bool:
-        return bool(await self._aeval(lua.TOUCH, key, *self._touch_args(expiry, now)))
+        reply = await self._aeval(lua.TOUCH, key, *self._touch_args(expiry, now))
+        return _touched(key, reply)
 
     # ------------------------------------------------------------------ batches
 
@@ -764,6 +762,7 @@ class RedisCache(FlowCache[Client]):
             min(hits) >= _PLAIN
             and max(hits) < _PLAIN_END
             and b"".join(map(_POLICY, hits)) == FOREVER * len(hits)
+            and sound_stamps(hits)
         ):
             if self.counts_hits:
                 self._hits.count_many(list(zip(hit_keys, map(_STAMP, hits), strict=True)), now)
@@ -780,7 +779,10 @@ class RedisCache(FlowCache[Client]):
         found = {
             k: loads(raw[HEADER_SIZE:], k)
             for k, raw in zip(keys, raws, strict=True)
-            if raw and raw.startswith(_PLAIN) and raw.startswith(FOREVER, _EXPIRES)
+            if raw
+            and raw.startswith(_PLAIN)
+            and raw.startswith(FOREVER, _EXPIRES)
+            and sound_stamps((raw,))
         }
         counted: list[tuple[str, bytes]] = []
         if self.counts_hits:
@@ -1079,6 +1081,23 @@ class RedisCache(FlowCache[Client]):
             "maxMemoryPolicy": memory.get("maxmemory_policy"),
             "count": self._count(compile_filter(None, self.namespace), now),
         }
+
+
+def _unsound(key: str, head: bytes) -> CorruptEntryError:
+    """The error for an entry whose header a script found unsound (its ``sound``): the
+    one :func:`.entry.unpack` raises for it, which names the field."""
+    try:
+        unpack(head, key)
+    except CorruptEntryError as exc:
+        return exc
+    return corrupt(key, "its header holds fields cachehub never writes")
+
+
+def _touched(key: str, reply: Any) -> bool:
+    """TOUCH's reply: whether the live entry got its new expiry (a header: unsound)."""
+    if isinstance(reply, bytes):
+        raise _unsound(key, reply)
+    return bool(reply)
 
 
 def _scan_at(client: Client | AsyncClient, state: ScanState | None) -> tuple[int, dict[str, Any]]:

@@ -38,7 +38,17 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Final
 
-from .entry import FOREVER, HEADER_SIZE, MAGIC, Offsets
+from .entry import (
+    FOREVER,
+    HEADER_SIZE,
+    HITS_MAX,
+    IDLE_MAX,
+    KIND_CODEC,
+    KIND_INT,
+    MAGIC,
+    STAMP_MAX,
+    Offsets,
+)
 
 __all__ = [
     "RECORD",
@@ -125,6 +135,19 @@ local function fields(h)
   return kind, c, m, a, n, x, d
 end
 
+-- Whether header h holds only fields cachehub writes: the checks of entry.unpack (a known
+-- kind, stamps from 0 to year 9999, a hit count 0..2^53, an expiry and an idle time in
+-- range or none). A NaN fails every comparison. False: the client raises CorruptEntryError.
+local function sound(h)
+  local kind, c, m, a, n, x, d = fields(h)
+  if kind ~= {KIND_CODEC} and kind ~= {KIND_INT} then return false end
+  for _, t in ipairs({{c, m, a, x or 0}}) do
+    if not (t >= 0 and t <= {STAMP_MAX!r}) then return false end
+  end
+  if not (n >= 0 and n <= {HITS_MAX!r}) then return false end
+  return not d or (d > 0 and d <= {IDLE_MAX!r})
+end
+
 local function deadline(h)
   local _, _, _, a, _, x, d = fields(h)
   if d then
@@ -172,9 +195,10 @@ local function verdicts(keys, now)
   return out
 end
 
--- The header of a live entry, else nil. Dead entries are dropped on sight.
-local function live(key, now)
-  local h = header(key)
+-- The header of a live entry, else nil. Dead entries are dropped on sight. h: the key's
+-- header when the caller read it already.
+local function live(key, now, h)
+  h = h or header(key)
   if not h then return nil end
   if not alive(h, now) then
     redis.call('UNLINK', key)
@@ -323,7 +347,8 @@ return 1
 # KEYS: entry[, request record]; ARGV: now or '', delta, fresh entry (the counter at delta, no
 # expiry), now as a signed 64-bit integer of the double's bytes (BITFIELD SET), record ms
 # -> {'n', 8 bytes of the new value} | {'v', codec bytes of a non-integer} | {'e'} overflow
-# | {'c', value bytes} an int entry whose value is not 8 bytes (corrupt).
+# | {'c', value bytes} an int entry whose value is not 8 bytes (corrupt) | {'x', header} an
+# entry whose header is not sound (corrupt; nothing changed, whether alive or not).
 # A missing or expired counter starts from 0 with no expiry; a live one keeps its expiry.
 # The new value is answered as bytes: Lua numbers are doubles and would round it.
 # The hot path is two commands (GETRANGE, BITFIELD) plus, when the client may re-send,
@@ -337,8 +362,9 @@ if done then return {{'n', done}} end
 -- (BITFIELD would pad a shorter one with zeros, a garbage count, and leave a longer one
 -- corrupt), which one read of HEAD + 9 bytes tells without a STRLEN.
 local h = redis.pcall('GETRANGE', KEYS[1], 0, HEAD + 8)
-if type(h) ~= 'string' or #h < HEAD or string.byte(h, 1) ~= MAGIC
-    or not alive(h, tonumber(ARGV[1])) then
+local entry = type(h) == 'string' and #h >= HEAD and string.byte(h, 1) == MAGIC
+if entry and not sound(h) then return {{'x', string.sub(h, 1, HEAD)}} end
+if not entry or not alive(h, tonumber(ARGV[1])) then
   -- Missing, dead, or not an entry (another program's key): a fresh counter replaces it.
   redis.call('SET', KEYS[1], ARGV[3])
   remember(KEYS[2], string.sub(ARGV[3], HEAD + 1), ARGV[5])
@@ -384,11 +410,14 @@ return {v, redis.call('PTTL', KEYS[1]), t[1], t[2]}
 
 # ARGV: now or '', now as 8 double bytes, expiry + idle as 16 double bytes, ttl command,
 # ttl ms, cap ms or '' (see server_cap) -> 1 when the live entry got the new expiry (its
-# modified and accessed become now).
+# modified and accessed become now), 0 when there is none, or the header (a string) when
+# it is not sound: nothing is changed, and the client raises CorruptEntryError.
 TOUCH: Final = _script(
     "touch",
     f"""
-if not live(KEYS[1], tonumber(ARGV[1])) then return 0 end
+local h = header(KEYS[1])
+if h and not sound(h) then return h end
+if not h or not live(KEYS[1], tonumber(ARGV[1]), h) then return 0 end
 redis.call('SETRANGE', KEYS[1], {Offsets.MODIFIED}, ARGV[2] .. ARGV[2])
 redis.call('SETRANGE', KEYS[1], {Offsets.EXPIRES}, ARGV[3])
 server_cap(KEYS[1], ARGV[6])

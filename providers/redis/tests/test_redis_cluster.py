@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, Final, TypeVar
 
 import pytest
@@ -232,17 +232,35 @@ def test_async_batch_survives_a_script_flush(
     assert _arun(scenario()) == (300, 0)
 
 
-def test_async_cluster_requests_wait_for_a_free_connection(
+@pytest.fixture
+def one_connection_cache(
     redis_cluster: RedisClusterServers,
+) -> Iterator[Callable[[float], RedisCache]]:
+    """Makes caches on the test cluster with one connection per node (``maxConnections``
+    1) and the given ``socketTimeout``, each on a namespace of its own; closed at the end."""
+    made: list[RedisCache] = []
+
+    def make(socket_timeout: float) -> RedisCache:
+        cache = RedisCache(
+            host=redis_cluster.host,
+            port=redis_cluster.port,
+            cluster=True,
+            namespace=f"o{uuid.uuid4().hex[:8]}:",
+            maxConnections=1,
+            socketTimeout=socket_timeout,
+        )
+        made.append(cache)
+        return cache
+
+    yield make
+    for cache in made:
+        cache.close()
+
+
+def test_async_cluster_requests_wait_for_a_free_connection(
+    one_connection_cache: Callable[[float], RedisCache],
 ) -> None:
-    cache = RedisCache(
-        host=redis_cluster.host,
-        port=redis_cluster.port,
-        cluster=True,
-        namespace=f"w{uuid.uuid4().hex[:8]}:",
-        maxConnections=1,
-        socketTimeout=0.5,
-    )
+    cache = one_connection_cache(0.5)
     shell = cache.aio()
 
     async def scenario() -> tuple[list[Any], type[BaseException] | None, str]:
@@ -275,10 +293,7 @@ def test_async_cluster_requests_wait_for_a_free_connection(
         await shell.close()
         return got, error, message
 
-    try:
-        got, error, message = _arun(scenario())
-    finally:
-        cache.close()
+    got, error, message = _arun(scenario())
     assert got == [*range(60), True, 1]
     assert error is CacheUnavailableError
     assert "exhausted" in message
@@ -296,6 +311,7 @@ def test_async_cluster_requests_wait_for_a_free_connection(
 )
 def test_async_cluster_requests_cancelled_mid_reply_leave_every_connection_usable(
     redis_cluster: RedisClusterServers,
+    one_connection_cache: Callable[[float], RedisCache],
     async_sends: list[int],
     request_: Callable[[Any], Coroutine[Any, Any, Any]],
 ) -> None:
@@ -304,15 +320,7 @@ def test_async_cluster_requests_cancelled_mid_reply_leave_every_connection_usabl
     # list, so with one connection per node every later request to that node failed as
     # "pool exhausted", for good (the permits cannot help). Each node is paused (CLIENT
     # PAUSE) while the request is in flight, so the cancel lands in the read.
-    cache = RedisCache(
-        host=redis_cluster.host,
-        port=redis_cluster.port,
-        cluster=True,
-        namespace=f"x{uuid.uuid4().hex[:8]}:",
-        maxConnections=1,
-        socketTimeout=5,
-    )
-    shell = cache.aio()
+    shell = one_connection_cache(5).aio()
     admins = [node.client() for node in redis_cluster.nodes]
 
     async def scenario() -> tuple[int, dict[str, Any], Any]:
@@ -344,7 +352,6 @@ def test_async_cluster_requests_cancelled_mid_reply_leave_every_connection_usabl
     try:
         cancelled, found, one = _arun(scenario())
     finally:
-        cache.close()
         for admin in admins:
             admin.close()
     assert cancelled == 2

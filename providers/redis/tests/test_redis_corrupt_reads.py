@@ -1,0 +1,132 @@
+"""One rule for an entry whose header holds a field cachehub never writes, on every read.
+
+Planted through a raw client on the real server, each of ``test_redis_entry.BAD``'s
+headers: every operation that reads the entry (``get`` sync and async, ``get_many``,
+``get_all``, ``exists``, ``metadata``, ``touch``, ``incr``) raises ``CorruptEntryError``
+naming the key, and changes nothing; ``keys``, ``count`` and ``clear`` list, count and
+remove its key without reading it, so it can be found and deleted. On main ``get`` (whose
+fast path skipped the header) read the value of an entry with a corrupt created, modified,
+accessed or hit-count field that ``exists`` refused, ``touch`` answered True on any of
+them, and ``incr`` added to an int entry with corrupt stamps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from cachehub_redis import RedisCache
+from cachehub_redis.entry import HEADER, INT, KIND_CODEC, KIND_INT, MAGIC, sound_stamps, unpack
+from redis import Redis
+from test_redis_entry import BAD, GOOD
+
+from cachehub.errors import CorruptEntryError
+
+READS: dict[str, Callable[[RedisCache], Any]] = {
+    "get": lambda c: c.get("k"),
+    "aget": lambda c: asyncio.run(asyncio.wait_for(c.aio().get("k"), 10)),
+    "get_many": lambda c: c.get_many(["k", "absent"]),
+    "get_all": lambda c: dict(c.get_all()),
+    "exists": lambda c: c.exists("k"),
+    "metadata": lambda c: c.metadata("k"),
+    "touch": lambda c: c.touch("k", time_span=60),
+    "atouch": lambda c: asyncio.run(asyncio.wait_for(c.aio().touch("k", time_span=60), 10)),
+    "incr": lambda c: c.incr("k"),
+}
+
+
+def _planted(cache: RedisCache, plain: Redis, fields: tuple[float, ...]) -> bytes:
+    """Stores the header ``fields`` at key ``k`` with a value fitting its kind."""
+    kind = int(fields[0])
+    value = INT.pack(5) if kind == KIND_INT else cache.codec.dumps("v")
+    raw = HEADER.pack(MAGIC, kind, *fields[1:]) + value
+    plain.set(f"{cache.namespace}k", raw)
+    return raw
+
+
+@pytest.mark.parametrize("read", list(READS))
+@pytest.mark.parametrize("fields", BAD.values(), ids=list(BAD))
+def test_every_read_of_a_corrupt_header_raises_naming_the_key(
+    make_cache: Callable[..., RedisCache], plain: Redis, fields: tuple[float, ...], read: str
+) -> None:
+    cache = make_cache()
+    raw = _planted(cache, plain, fields)
+    with pytest.raises(CorruptEntryError) as info:
+        READS[read](cache)
+    assert f"Redis key '{cache.namespace}k' is not a valid cachehub entry" in str(info.value)
+    assert "delete it" in str(info.value)  # the fix
+    assert plain.get(f"{cache.namespace}k") == raw  # never changed, never dropped
+
+
+@pytest.mark.parametrize("fields", BAD.values(), ids=list(BAD))
+def test_an_int_entry_with_a_corrupt_header_is_never_incremented(
+    make_cache: Callable[..., RedisCache], plain: Redis, fields: tuple[float, ...]
+) -> None:
+    cache = make_cache()
+    raw = _planted(cache, plain, (KIND_INT, *fields[1:]) if fields[0] == KIND_CODEC else fields)
+    with pytest.raises(CorruptEntryError):
+        cache.incr("k", 3)
+    assert plain.get(f"{cache.namespace}k") == raw
+
+
+@pytest.mark.parametrize("fields", BAD.values(), ids=list(BAD))
+def test_enumeration_lists_counts_and_clears_a_corrupt_entry(
+    make_cache: Callable[..., RedisCache], plain: Redis, fields: tuple[float, ...]
+) -> None:
+    cache = make_cache()
+    cache.put("good", 1)
+    _planted(cache, plain, fields)
+    assert sorted(cache.keys()) == ["good", "k"]
+    assert cache.count() == 2
+    assert cache.count("k*") == 1
+    assert cache.clear() == 2
+    assert plain.get(f"{cache.namespace}k") is None
+
+
+def test_a_batch_with_one_corrupt_stamp_among_common_entries_raises(
+    make_cache: Callable[..., RedisCache], plain: Redis
+) -> None:
+    """The batch fast path (C-level checks over every hit) refuses it as ``get`` does."""
+    cache = make_cache()
+    cache.put_many({f"c{i}": i for i in range(30)})
+    _planted(cache, plain, BAD["nan-accessed"])
+    with pytest.raises(CorruptEntryError, match="last-accessed stamp"):
+        cache.get_many([*(f"c{i}" for i in range(30)), "k"])
+
+
+@pytest.mark.parametrize("fields", GOOD)
+def test_sound_stamps_takes_only_headers_unpack_accepts(fields: tuple[float, ...]) -> None:
+    raw = HEADER.pack(MAGIC, int(fields[0]), *fields[1:])
+    assert unpack(raw, "k") is not None
+    assert sound_stamps((raw,))
+
+
+STAMP_BAD = [
+    name for name in BAD if any(f in name for f in ("created", "modified", "accessed", "hits"))
+]
+
+
+@pytest.mark.parametrize("name", STAMP_BAD)
+def test_sound_stamps_refuses_every_corrupt_stamp(name: str) -> None:
+    raw = HEADER.pack(MAGIC, *BAD[name])
+    good = HEADER.pack(MAGIC, *GOOD[0])
+    assert not sound_stamps((raw,))
+    assert not sound_stamps((good, raw, good))  # one among many: the batch form
+    assert sound_stamps((good, good))
+
+
+def test_negative_zero_stamps_take_the_slow_path_and_still_read(
+    make_cache: Callable[..., RedisCache], plain: Redis
+) -> None:
+    """-0.0 passes unpack but not the byte test: the entry is read by the flow, not lost."""
+    cache = make_cache()
+    now = time.time()
+    raw = _planted(cache, plain, (KIND_CODEC, -0.0, now, now, 0.0, math.nan, math.nan))
+    assert not sound_stamps((raw,))
+    assert cache.get("k") == "v"
+    assert cache.get_many(["k"]) == {"k": "v"}
+    assert cache.exists("k")
