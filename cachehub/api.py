@@ -46,6 +46,7 @@ from .errors import (
     UnknownSigningKeyError,
 )
 from .filters import KeyFilter, compile_filter
+from .flights import Flights
 from .hookspecs import OperationEvent
 from .scrub import install_log_filter, register_settings
 
@@ -352,7 +353,6 @@ def settings_identity(provider: type, settings: Mapping[str, Any]) -> Hashable:
 _LOCK_TABLES: dict[type, LockTable] = {}
 """Per provider class, the in-process locks of the default lock primitives."""
 _TABLES_LOCK = threading.Lock()
-_STRIPES: Final = 64
 _STR_ONLY: Final = {str}
 _CHUNK: Final = 500
 
@@ -498,7 +498,7 @@ class BaseCache(ABC):
         self._fail_open = self.settings["onError"] == "miss"
         self._clock: Callable[[], float] = clock or time.time
         self._observer = observer
-        self._stripes = [threading.Lock() for _ in range(_STRIPES)]
+        self._flights = Flights()  # get_or_set's single flight, shared with the async shell
         self._aio: AsyncCache | None = None
 
     @classmethod
@@ -1377,7 +1377,26 @@ class BaseCache(ABC):
         value = self.get(key, MISSING)
         if value is not MISSING:
             return value  # type: ignore[no-any-return]
-        with self._stripes[hash(key) % _STRIPES]:
+        owner = threading.get_ident()
+        while True:
+            led, awaited = self._flights.start(key, owner)
+            if awaited is None:
+                break
+            try:
+                awaited.done.wait()
+            finally:
+                self._flights.stop_waiting(owner)
+            value = self.get(key, MISSING)
+            if value is not MISSING:
+                return value  # type: ignore[no-any-return]
+        if led is None:
+            # This thread already computes `key` (a function needing its own result), or
+            # waiting would close a cycle: compute, as without a cache, and store.
+            created = creator()
+            if not self.read_only:
+                self.put(key, created, time_span, idle_time, until)
+            return created
+        try:
             value = self.get(key, MISSING)
             if value is not MISSING:
                 return value  # type: ignore[no-any-return]
@@ -1408,6 +1427,8 @@ class BaseCache(ABC):
             if not self.read_only:
                 self.put(key, created, time_span, idle_time, until)
             return created
+        finally:
+            self._flights.finish(key, led)
 
     def lock(
         self,
