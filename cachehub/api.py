@@ -39,6 +39,7 @@ from .errors import (
     CacheKeyError,
     CacheUnavailableError,
     CacheValueError,
+    ConfigError,
     CorruptEntryError,
     InvalidKeyError,
     LockTimeoutError,
@@ -357,6 +358,33 @@ _STR_ONLY: Final = {str}
 _CHUNK: Final = 500
 
 
+def _checked_namespace(namespace: str, name: str, provider: type) -> str:
+    """The ``namespace`` setting, refused when no storage key built on it could be sent.
+
+    Keys are checked one by one (:meth:`BaseCache._sk`), but the namespace is prepended
+    to each: a lone surrogate in it (what ``${VAR}`` yields for an environment variable
+    holding bytes that are not UTF-8) failed every operation on Redis and DynamoDB, and
+    a namespace longer than a key may be made every key too long.
+    """
+    where = f"cache '{name}' ({provider.__name__})"
+    if len(namespace) > MAX_KEY_LENGTH:
+        raise ConfigError(
+            f"{where}: setting 'namespace' is {len(namespace):,} characters long; the limit "
+            f"is {MAX_KEY_LENGTH:,}.",
+            hint="use a short prefix such as 'app:sessions:'.",
+        )
+    if not namespace.isascii():
+        try:
+            namespace.encode()
+        except UnicodeEncodeError:
+            raise ConfigError(
+                f"{where}: setting 'namespace' contains a lone surrogate (bytes that are not "
+                "UTF-8, e.g. from an environment variable) and cannot be encoded.",
+                hint="set the namespace to valid UTF-8 text.",
+            ) from None
+    return namespace
+
+
 def _plain(keys: list[Any]) -> bool:
     """Whether a batch holds only plain keys: non-empty ASCII ``str`` (exactly ``str``)
     within the length limit, the keys :meth:`BaseCache._sk` would pass unchanged.
@@ -486,7 +514,7 @@ class BaseCache(ABC):
         install_log_filter()
         self.read_only = read_only
         self.storage = storage
-        self.namespace: str = self.settings["namespace"]
+        self.namespace: str = _checked_namespace(self.settings["namespace"], name, type(self))
         self.codec: Codec = make_codec(
             self.settings["codec"],
             signing_key=self.settings["signingKey"],

@@ -158,3 +158,27 @@ def test_a_plugin_hook_error_is_named_and_scrubbed() -> None:
         plugins.unregister(plugins.plugin_manager().get_plugin(name))
     assert SECRET not in str(info.value)
     assert len(str(info.value)) < 1000
+
+
+# ---------------------------------------------------------------------- namespace
+
+
+def test_a_namespace_of_bytes_that_are_not_utf8_is_refused_when_built() -> None:
+    # os.environ holds undecodable bytes as lone surrogates (surrogateescape); every key
+    # passed its own check, and then every Redis or DynamoDB request failed to encode.
+    hostile = b"app:\xff:".decode("utf-8", "surrogateescape")
+    caches = Caches(
+        {"c": {"class": "memory", "custom": {"namespace": "${NS}"}}}, environ={"NS": hostile}
+    )
+    with pytest.raises(ConfigError, match="'namespace' contains a lone surrogate"):
+        caches["c"]
+
+
+def test_a_namespace_longer_than_a_key_is_refused() -> None:
+    from cachehub_memory import MemoryCache
+
+    from cachehub.api import MAX_KEY_LENGTH
+
+    MemoryCache({"namespace": "n" * MAX_KEY_LENGTH})  # at the limit
+    with pytest.raises(ConfigError, match="'namespace' is 16,385 characters long"):
+        MemoryCache({"namespace": "n" * (MAX_KEY_LENGTH + 1)})
