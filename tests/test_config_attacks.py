@@ -182,3 +182,31 @@ def test_a_namespace_longer_than_a_key_is_refused() -> None:
     MemoryCache({"namespace": "n" * MAX_KEY_LENGTH})  # at the limit
     with pytest.raises(ConfigError, match="'namespace' is 16,385 characters long"):
         MemoryCache({"namespace": "n" * (MAX_KEY_LENGTH + 1)})
+
+
+# ---------------------------------------------------------------------- numbers as strings
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "1e309", "nan", float("inf")])
+def test_a_float_setting_must_be_finite(value: Any) -> None:
+    from cachehub_redis import RedisCache
+
+    # Built without connecting; the Redis constructor raised a raw OverflowError.
+    with pytest.raises(ConfigError, match="setting 'socketTimeout' must be float"):
+        RedisCache({"host": "127.0.0.1", "socketTimeout": value})
+    from cachehub_memory import MemoryCache
+
+    with pytest.raises(ConfigError, match="setting 'hitFlushInterval' must be float"):
+        MemoryCache({"hitFlushInterval": value})
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("false", False), ("FALSE", False), ("0", False), ("no", False), (" true ", True)],
+)
+def test_boolean_settings_read_the_strings_of_environment_variables(
+    value: str, expected: bool
+) -> None:
+    from cachehub_memory import MemoryCache
+
+    assert MemoryCache({"serialize": value}).settings["serialize"] is expected
