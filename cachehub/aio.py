@@ -21,8 +21,7 @@ import asyncio
 import contextlib
 import inspect
 import threading
-import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Final, TypeVar, cast, overload
@@ -30,7 +29,6 @@ from typing import Any, Final, TypeVar, cast, overload
 from .api import (
     _ASYNC_SHELL,
     _RAISE,
-    _STRIPES,
     MAX_KEY_LENGTH,
     MISSING,
     NO_EXPIRY,
@@ -71,24 +69,49 @@ _POLL_MOST: Final = 0.05
 
 
 @contextlib.asynccontextmanager
-async def _process_stripe(cache: BaseCache, key: str) -> AsyncIterator[None]:
-    """Hold the cache's in-process stripe of ``key`` - the thread lock the sync
-    ``get_or_set`` holds - without blocking the loop.
+async def _process_flight(cache: BaseCache, key: str) -> AsyncIterator[tuple[bool, Any]]:
+    """Lead ``key``'s in-process flight (the one the sync ``get_or_set`` joins too), or
+    wait for the flight another task or thread leads, without blocking the loop.
 
-    It makes ``get_or_set``'s single flight one per process, across event loops and
-    threads, as the sync shell's is. A thread lock cannot be awaited: it is tried, and
-    while another loop or thread holds it, tried again after a short sleep (1 ms,
-    doubling to 50 ms), so a cancelled waiter holds nothing and no worker thread waits.
+    Yields ``(leading, found)``: ``found`` is the value a waited-for flight stored (else
+    MISSING); ``leading`` False with nothing found means this task may not wait, as it
+    leads the flight itself (an ``async def`` needing its own result) or waiting would
+    close a cycle (:mod:`cachehub.flights`): compute without a flight. A waiter is woken
+    on its own loop when the flight ends; a cancelled one leaves nothing behind.
     """
-    stripe = cache._stripes[hash(key) % _STRIPES]
-    pause = _POLL_FIRST
-    while not stripe.acquire(blocking=False):
-        await asyncio.sleep(pause)
-        pause = min(pause * 2, _POLL_MOST)
+    loop = asyncio.get_running_loop()
+    owner: Hashable = asyncio.current_task() or threading.get_ident()
+    flights = cache._flights
+    while True:
+        woken: asyncio.Future[None] = loop.create_future()
+
+        def wake(woken: asyncio.Future[None] = woken) -> None:
+            loop.call_soon_threadsafe(_resolve, woken)
+
+        led, awaited = flights.start(key, owner, wake)
+        if awaited is None:
+            break
+        try:
+            if not awaited.done.is_set():
+                await woken
+        finally:
+            flights.stop_waiting(owner)
+        value = await cache.aio().get(key, MISSING)
+        if value is not MISSING:
+            yield False, value
+            return
+    if led is None:
+        yield False, MISSING
+        return
     try:
-        yield
+        yield True, MISSING
     finally:
-        stripe.release()
+        flights.finish(key, led)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class AsyncCache:
@@ -103,12 +126,6 @@ class AsyncCache:
     def __init__(self, cache: BaseCache) -> None:
         self.cache = cache
         """The cache this shell drives (its sync shell)."""
-        # get_or_set's in-process single flight, per event loop (an asyncio.Lock belongs
-        # to one loop); a loop that is gone drops its stripes with it.
-        self._stripes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[asyncio.Lock]] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._stripes_lock = threading.Lock()
 
     # ------------------------------------------------------------------ facts
 
@@ -368,16 +385,6 @@ class AsyncCache:
 
     # ------------------------------------------------------------------ single flight, locks
 
-    def _stripe(self, key: str) -> asyncio.Lock:
-        loop = asyncio.get_running_loop()
-        stripes = self._stripes.get(loop)
-        if stripes is None:
-            with self._stripes_lock:
-                stripes = self._stripes.get(loop)
-                if stripes is None:
-                    stripes = self._stripes[loop] = [asyncio.Lock() for _ in range(_STRIPES)]
-        return stripes[hash(key) % _STRIPES]
-
     @overload
     async def get_or_set(
         self,
@@ -423,9 +430,16 @@ class AsyncCache:
         value = await self.get(key, MISSING)
         if value is not MISSING:
             return value
-        # One flight per key among this loop's tasks, then among every loop and thread of
-        # the process (the sync shell's stripe), then across processes (the fill lock).
-        async with self._stripe(key), _process_stripe(cache, key):
+        # One flight per key among every task, loop and thread of the process (shared
+        # with the sync shell), then across processes (the fill lock).
+        async with _process_flight(cache, key) as (leading, found):
+            if found is not MISSING:
+                return found
+            if not leading:
+                created = await _created(creator)
+                if not cache.read_only:
+                    await self.put(key, created, time_span, idle_time, until)
+                return created
             value = await self.get(key, MISSING)
             if value is not MISSING:
                 return value

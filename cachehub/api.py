@@ -39,6 +39,7 @@ from .errors import (
     CacheKeyError,
     CacheUnavailableError,
     CacheValueError,
+    ConfigError,
     CorruptEntryError,
     InvalidKeyError,
     LockTimeoutError,
@@ -46,6 +47,7 @@ from .errors import (
     UnknownSigningKeyError,
 )
 from .filters import KeyFilter, compile_filter
+from .flights import Flights
 from .hookspecs import OperationEvent
 from .scrub import install_log_filter, register_settings
 
@@ -352,9 +354,35 @@ def settings_identity(provider: type, settings: Mapping[str, Any]) -> Hashable:
 _LOCK_TABLES: dict[type, LockTable] = {}
 """Per provider class, the in-process locks of the default lock primitives."""
 _TABLES_LOCK = threading.Lock()
-_STRIPES: Final = 64
 _STR_ONLY: Final = {str}
 _CHUNK: Final = 500
+
+
+def _checked_namespace(namespace: str, name: str, provider: type) -> str:
+    """The ``namespace`` setting, refused when no storage key built on it could be sent.
+
+    Keys are checked one by one (:meth:`BaseCache._sk`), but the namespace is prepended
+    to each: a lone surrogate in it (what ``${VAR}`` yields for an environment variable
+    holding bytes that are not UTF-8) failed every operation on Redis and DynamoDB, and
+    a namespace longer than a key may be made every key too long.
+    """
+    where = f"cache '{name}' ({provider.__name__})"
+    if len(namespace) > MAX_KEY_LENGTH:
+        raise ConfigError(
+            f"{where}: setting 'namespace' is {len(namespace):,} characters long; the limit "
+            f"is {MAX_KEY_LENGTH:,}.",
+            hint="use a short prefix such as 'app:sessions:'.",
+        )
+    if not namespace.isascii():
+        try:
+            namespace.encode()
+        except UnicodeEncodeError:
+            raise ConfigError(
+                f"{where}: setting 'namespace' contains a lone surrogate (bytes that are not "
+                "UTF-8, e.g. from an environment variable) and cannot be encoded.",
+                hint="set the namespace to valid UTF-8 text.",
+            ) from None
+    return namespace
 
 
 def _plain(keys: list[Any]) -> bool:
@@ -486,7 +514,7 @@ class BaseCache(ABC):
         install_log_filter()
         self.read_only = read_only
         self.storage = storage
-        self.namespace: str = self.settings["namespace"]
+        self.namespace: str = _checked_namespace(self.settings["namespace"], name, type(self))
         self.codec: Codec = make_codec(
             self.settings["codec"],
             signing_key=self.settings["signingKey"],
@@ -498,7 +526,7 @@ class BaseCache(ABC):
         self._fail_open = self.settings["onError"] == "miss"
         self._clock: Callable[[], float] = clock or time.time
         self._observer = observer
-        self._stripes = [threading.Lock() for _ in range(_STRIPES)]
+        self._flights = Flights()  # get_or_set's single flight, shared with the async shell
         self._aio: AsyncCache | None = None
 
     @classmethod
@@ -1377,7 +1405,26 @@ class BaseCache(ABC):
         value = self.get(key, MISSING)
         if value is not MISSING:
             return value  # type: ignore[no-any-return]
-        with self._stripes[hash(key) % _STRIPES]:
+        owner = threading.get_ident()
+        while True:
+            led, awaited = self._flights.start(key, owner)
+            if awaited is None:
+                break
+            try:
+                awaited.done.wait()
+            finally:
+                self._flights.stop_waiting(owner)
+            value = self.get(key, MISSING)
+            if value is not MISSING:
+                return value  # type: ignore[no-any-return]
+        if led is None:
+            # This thread already computes `key` (a function needing its own result), or
+            # waiting would close a cycle: compute, as without a cache, and store.
+            created = creator()
+            if not self.read_only:
+                self.put(key, created, time_span, idle_time, until)
+            return created
+        try:
             value = self.get(key, MISSING)
             if value is not MISSING:
                 return value  # type: ignore[no-any-return]
@@ -1408,6 +1455,8 @@ class BaseCache(ABC):
             if not self.read_only:
                 self.put(key, created, time_span, idle_time, until)
             return created
+        finally:
+            self._flights.finish(key, led)
 
     def lock(
         self,

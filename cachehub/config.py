@@ -98,7 +98,9 @@ class Option:
                 if isinstance(value, bool):
                     raise TypeError
                 result = float(value.strip()) if isinstance(value, str) else float(value)
-                if math.isnan(result):
+                if not math.isfinite(result):
+                    # "inf" or "1e309" from ${VAR}: no setting means forever this way,
+                    # and timeouts derived from it overflowed (OverflowError in ceil).
                     raise TypeError
             elif expected is str:
                 if not isinstance(value, str):

@@ -22,10 +22,10 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from types import MethodType
-from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
+from typing import Any, Final, Generic, ParamSpec, TypeVar, cast, overload
 
 from .api import BaseCache, TimeSpan, make_expiry
-from .codec import Codec, make_codec
+from .codec import MAX_DEPTH, Codec, make_codec
 from .errors import InvalidKeyError, SerializationError
 from .registry import get_caches
 
@@ -43,6 +43,64 @@ def _key_codec() -> Codec:
     if _codec is None:
         _codec = make_codec("safe")
     return _codec
+
+
+_SETS: Final = (set, frozenset)
+_SCALARS: Final = frozenset({str, int, float, bool, bytes, type(None)})
+
+
+def _arguments_bytes(args: list[Any], kwargs: list[tuple[str, Any]]) -> bytes:
+    """The encoded arguments a key is the digest of, equal in every process for equal values.
+
+    A set is encoded in its iteration order, and the order of str members changes from
+    one process to the next (hash randomisation), so ``f({"a", "b"})`` had a different
+    key in every worker of a shared cache. Each set is replaced by the sorted encodings
+    of its items, and the payload then lists where sets were, with their type, so the
+    replacement can never equal an argument that held no set there. Arguments without
+    sets keep the plain ``(args, kwargs)`` payload (and so their keys).
+    """
+    found: list[tuple[tuple[Any, ...], str]] = []
+    canonical_args = _without_sets(args, (0,), found, 0)
+    canonical_kwargs = _without_sets(kwargs, (1,), found, 0)
+    if not found:
+        return _key_codec().dumps((args, kwargs))
+    return _key_codec().dumps((canonical_args, canonical_kwargs, found))
+
+
+def _without_sets(
+    value: Any, path: tuple[Any, ...], found: list[tuple[tuple[Any, ...], str]], depth: int
+) -> Any:
+    """``value`` with every set replaced by its items' sorted encodings; ``found`` gets
+    each set's path and type. Past the codec's depth limit nothing is replaced (the codec
+    then refuses the value, which also stops a list that contains itself)."""
+    kind = type(value)
+    if kind in _SCALARS or depth > MAX_DEPTH:
+        return value
+    if kind in _SETS:
+        found.append((path, kind.__name__))
+        return sorted(_arguments_bytes([item], []) for item in value)
+    if kind is list or kind is tuple:
+        items = [_without_sets(item, (*path, i), found, depth + 1) for i, item in enumerate(value)]
+        return items if kind is list else tuple(items)
+    if kind is dict:
+        # Keys stay as they are: a dict key that is a frozenset is too rare to pay for.
+        return {k: _without_sets(v, (*path, k), found, depth + 1) for k, v in value.items()}
+    return value
+
+
+def _default_prefix(func: Callable[..., Any]) -> str:
+    """``module.qualname``, plus the place in the source for a lambda.
+
+    Every lambda of a module has the qualname ``<lambda>``: ``cached(lambda x: x * x)``
+    and ``cached(lambda x: 2 * x)`` shared their keys, so one served the other's results.
+    The line and the column of the body tell them apart, the same in every process.
+    """
+    name = f"{getattr(func, '__module__', None)}.{getattr(func, '__qualname__', func)}"
+    code = getattr(func, "__code__", None)
+    if "<lambda>" not in name or code is None:
+        return name
+    columns = [start for _, _, start, _ in code.co_positions() if start]
+    return f"{name}@{code.co_firstlineno}:{min(columns, default=0)}"
 
 
 class CachedFunction(Generic[P, R]):
@@ -71,7 +129,7 @@ class CachedFunction(Generic[P, R]):
         self._until = until
         self._key = key
         self._prefix = prefix
-        self._default_prefix = f"{func.__module__}.{func.__qualname__}"
+        self._default_prefix = _default_prefix(func)
         self._signature = inspect.signature(func)
         self._is_async = inspect.iscoroutinefunction(func)
         functools.update_wrapper(self, func)
@@ -97,9 +155,8 @@ class CachedFunction(Generic[P, R]):
         # Bind so that f(1, b=2) and f(1, 2) (and omitted defaults) share one key.
         bound = self._signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        payload = (list(bound.args), sorted(bound.kwargs.items()))
         try:
-            encoded = _key_codec().dumps(payload)
+            encoded = _arguments_bytes(list(bound.args), sorted(bound.kwargs.items()))
         except Exception:
             raise self._unencodable(bound) from None
         digest = hashlib.sha256(encoded).hexdigest()
@@ -192,8 +249,10 @@ def cached(
     """Cache a function's results in ``cache`` (a name, a cache, or None for the default).
 
     The key is ``"<prefix or module.qualname>:<sha256 of the arguments>"``, the
-    arguments encoded with the safe codec; pass ``key=`` (same arguments as the
-    function, returning a str) to build it yourself, e.g. for methods. ``None`` results
+    arguments encoded with the safe codec (sets by their sorted items, so the key is the
+    same in every process); pass ``key=`` (same arguments as the function, returning a
+    str) to build it yourself, e.g. for methods. Functions made by one factory share
+    their qualified name: give each its own ``prefix=``. ``None`` results
     are cached too. Concurrent calls with the same arguments compute once. The wrapper
     has ``.invalidate(*args, **kwargs)`` and ``.cache_key(*args, **kwargs)``.
     """

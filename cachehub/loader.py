@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import re
+import stat
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -263,11 +264,64 @@ def _interpolate_str(text: str, env: Mapping[str, str], cache: str, setting: str
 # ---------------------------------------------------------------------- files
 
 
+MAX_FILE_BYTES: Final = 32 * 1024 * 1024
+"""Largest configuration file read (32 MiB): 16,000 entries take about 3 MiB."""
+
+
+class _Refused(Exception):
+    """Raised while parsing for valid Python json that is not acceptable JSON here."""
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all distinct: json.loads would keep the last silently."""
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            shown = key if len(key) <= _SHOWN else key[:_SHOWN] + "..."
+            raise _Refused(
+                f"key '{shown}' appears twice in one object (a JSON reader keeps only one)"
+            )
+        obj[key] = value
+    return obj
+
+
+def _no_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; Python's json module accepts them by default.
+    raise _Refused(f"{name} is not a JSON value")
+
+
+def _read_limited(file: Path) -> bytes:
+    """The bytes of a regular file of at most :data:`MAX_FILE_BYTES`.
+
+    Opened non-blocking and checked with fstat, so a FIFO, a device (``/dev/zero``) or a
+    sparse file of terabytes is refused without blocking or reading it whole.
+    """
+    fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise ConfigError(
+                f"configuration file {file} is not a regular file.",
+                hint="point at a JSON file (not a directory, device or pipe).",
+            )
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(
+            f"configuration file {file} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB.",
+            hint="cache configuration is small; check that this is the right file.",
+        )
+    return data
+
+
 def load_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Parse a JSON configuration file; errors name the file, line and column."""
+    """Parse a JSON configuration file; errors name the file, line and column.
+
+    The file must be a regular file of at most :data:`MAX_FILE_BYTES`; a key given twice
+    in one object, ``NaN`` and ``Infinity`` are errors (Python's json would accept them,
+    keeping the last of two keys silently).
+    """
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8-sig")
+        text = _read_limited(file).decode("utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(
             f"configuration file {file} does not exist.",
@@ -277,11 +331,16 @@ def load_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
         raise ConfigError(f"cannot read configuration file {file}: {reason}.") from None
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, object_pairs_hook=_unique_object, parse_constant=_no_constant)
     except RecursionError:
         raise ConfigError(
             f"configuration file {file} nests objects or lists too deeply to read.",
             hint=f"cache configuration needs only a few levels (at most {MAX_DEPTH}).",
+        ) from None
+    except _Refused as exc:
+        raise ConfigError(
+            f"configuration file {file} is not valid: {exc}.",
+            hint="write each key once per object, and numbers as plain decimals.",
         ) from None
     except json.JSONDecodeError as exc:
         # exc.msg never quotes the document, so no secret can leak from here.
@@ -290,6 +349,13 @@ def load_file(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"column {exc.colno}.",
             hint="fix the JSON syntax at that position (trailing commas and comments "
             "are not allowed).",
+        ) from None
+    except ValueError:
+        # The one other ValueError of json.loads: an integer longer than Python converts
+        # (sys.get_int_max_str_digits(), 4300 digits by default).
+        raise ConfigError(
+            f"configuration file {file} holds an integer of thousands of digits.",
+            hint="write numbers of a few digits.",
         ) from None
     if not isinstance(doc, dict):
         raise ConfigError(

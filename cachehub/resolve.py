@@ -9,6 +9,7 @@ command), a path that does not name a :class:`~cachehub.api.BaseCache` subclass.
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Mapping
 from typing import Final
 
@@ -17,6 +18,7 @@ from .api import BaseCache
 from .config import suggest
 from .errors import ConfigError, MissingPackageError, UnknownProviderError
 from .plugins import KNOWN_DISTRIBUTIONS, LUCEE_CLASSES, plugin_manager
+from .scrub import scrub
 
 __all__ = ["provider_aliases", "resolve_provider"]
 
@@ -40,7 +42,7 @@ def _alias_table() -> dict[str, tuple[type | str, str]]:
         except Exception as exc:
             raise ConfigError(
                 f"plugin '{impl.plugin_name}' raised {type(exc).__name__} in "
-                f"cachehub_providers(): {exc}",
+                f"cachehub_providers(): {scrub(str(exc))[:300]}",
                 hint="fix or unregister that plugin.",
             ) from exc
         if not isinstance(provided, Mapping):
@@ -146,10 +148,25 @@ def _import_path(path: str, what: str, table: Mapping[str, object]) -> object:
         module_name, _, qualname = path.partition(":")
     else:
         module_name, _, qualname = path.rpartition(".")
-    if not module_name or not qualname:
+    parts = module_name.split(".")
+    if not all(part.isidentifier() for part in (*parts, *qualname.split("."))):
         raise UnknownProviderError(
             f"{what}: '{path}' is not a 'module:Class' or 'module.Class' path.",
             hint="write it as 'my_pkg.cache:MyCache'.",
+        )
+    if module_name not in sys.modules and (
+        parts[0] in sys.stdlib_module_names or "__main__" in parts
+    ):
+        # Importing runs the module: a `class` read from a file or ${VAR} someone else
+        # controls must not start a program (venv.__main__, idlelib.idle) or a browser
+        # (antigravity) before the check below. No provider lives in the standard library
+        # or in a __main__ script, so these are refused unimported.
+        kind = "a script" if "__main__" in parts else "part of the Python standard library"
+        raise ConfigError(
+            f"{what}: module '{module_name}' is {kind}, not a cachehub provider; "
+            "it is not imported.",
+            hint="point 'class' at a provider alias or a cachehub provider class "
+            "such as 'my_pkg.cache:MyCache'.",
         )
     try:
         module = importlib.import_module(module_name)
@@ -174,9 +191,11 @@ def _import_path(path: str, what: str, table: Mapping[str, object]) -> object:
             f"'{missing}' is not installed.",
             hint=f"install the package that provides the '{missing}' module.",
         ) from None
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
+        # SystemExit too: a module that exits when imported must not end the program.
         raise ConfigError(
-            f"{what}: importing '{module_name}' failed: {type(exc).__name__}: {exc}",
+            f"{what}: importing '{module_name}' failed: {type(exc).__name__}: "
+            f"{scrub(str(exc))[:300]}",
             hint="fix the error in that module.",
         ) from exc
     obj: object = module

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.pretty import Pretty
 from rich.table import Table
 
@@ -107,8 +108,17 @@ def caches_command(state: State, no_probe: bool) -> None:
         for row in rows:
             flags = [f for f in ("default", "readOnly", "storage") if row[f]]
             ok = row["status"] == "ok"
-            status = f"[green]{row['status']}[/]" if ok else f"[red]{row['status']}[/]"
-            table.add_row(row["name"], row["class"], row["provider"], " ".join(flags), status)
+            status = (
+                f"[green]{escape(row['status'])}[/]" if ok else f"[red]{escape(row['status'])}[/]"
+            )
+            # Names and messages come from configuration and backends: never markup.
+            table.add_row(
+                escape(row["name"]),
+                escape(row["class"]),
+                escape(row["provider"]),
+                " ".join(flags),
+                status,
+            )
         console.print(table)
 
     state.out.emit(rows, render)
@@ -219,7 +229,9 @@ def clear_command(state: State, filter: str | None, yes: bool) -> None:
     removed = cache.clear(filter)
     state.out.emit(
         {"filter": filter, "removed": removed},
-        lambda console: console.print(f"removed {removed} entries from cache '{cache.name}'"),
+        lambda console: console.print(
+            f"removed {removed} entries from cache '{cache.name}'", markup=False
+        ),
     )
 
 
@@ -240,7 +252,7 @@ def meta_command(state: State, key: str) -> None:
     data = metadata_dict(state.cache().metadata(key))
 
     def render(console: Console) -> None:
-        table = Table(title=f"metadata of {short(key)}", show_header=False)
+        table = Table(title=f"metadata of {escape(short(key))}", show_header=False)
         table.add_column("field", style="bold")
         table.add_column("value")
         for field, value in data.items():
@@ -268,12 +280,12 @@ def info_command(state: State, name: str | None) -> None:
     facts = state.cache(name).info()
 
     def render(console: Console) -> None:
-        table = Table(title=f"cache '{facts['name']}'", show_header=False)
+        table = Table(title=f"cache '{escape(str(facts['name']))}'", show_header=False)
         table.add_column("property", style="bold")
         table.add_column("value", overflow="fold")
         for field, value in facts.items():
             shown = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
-            table.add_row(field, shown)
+            table.add_row(escape(str(field)), escape(shown))
         console.print(table)
 
     state.out.emit(facts, render)

@@ -193,7 +193,7 @@ def _render(diagnoses: list[Diagnosis]) -> Callable[[Console], None]:
         for diagnosis in diagnoses:
             mark = "[green]✓[/]" if diagnosis.ok else "[red]✗[/]"
             table = Table(
-                title=f"{mark} cache '{diagnosis.cache}' ({diagnosis.provider})",
+                title=f"{mark} cache '{escape(diagnosis.cache)}' ({escape(diagnosis.provider)})",
                 title_justify="left",
             )
             table.add_column("check", style="bold")
@@ -204,7 +204,7 @@ def _render(diagnoses: list[Diagnosis]) -> Callable[[Console], None]:
                 detail = escape(check.detail)
                 if check.advice:
                     detail += f"\n[yellow]→ {escape(check.advice)}[/]"
-                table.add_row(check.name, f"[{colour}]{check.status}[/]", detail)
+                table.add_row(escape(check.name), f"[{colour}]{escape(check.status)}[/]", detail)
             console.print(table, markup=True)
             if diagnosis.missing_permissions:
                 console.print(

@@ -52,7 +52,7 @@ CASES = {
     },
     # A setting name of a megabyte: refused with a short message.
     "huge-unknown-name": {"class": LUCEE_REDIS, "custom": {"x" * 1_000_000: "1"}},
-    # A megabyte keyPrefix: a namespace, not a crash.
+    # A megabyte keyPrefix: a namespace longer than any key may be, refused (not a crash).
     "huge-key-prefix": {"class": LUCEE_REDIS, "custom": {"keyPrefix": "p" * 1_000_000}},
     # A socketTimeout far beyond a float: a typed error.
     "socket-timeout-overflow": {
@@ -66,7 +66,7 @@ EXPECTED = {
     "many-spellings-of-an-ignored-setting": "value",
     "colliding-secret-spellings": "both set 'password'",
     "huge-unknown-name": "unknown setting 'xxxxx",
-    "huge-key-prefix": "value",
+    "huge-key-prefix": "'namespace' is 1,000,001 characters long",
     "socket-timeout-overflow": "Lucee setting 'socketTimeout'",
 }
 

@@ -113,6 +113,8 @@ class _Store:
     ordered: OrderedDict[str, _Record] | None = None
     """The same object as ``data`` when the store evicts by itself (lru, fifo)."""
     promote: Callable[[str], None] | None = None
+    serialize: bool = True
+    """Whether values are stored encoded: every cache sharing the store must agree."""
     lock: threading.RLock = field(default_factory=threading.RLock)
     peek: Callable[[str], _Record | None] = field(init=False)
     """The record under a key or ``None``, read without counting as a use (lfu) or
@@ -332,33 +334,40 @@ class MemoryCache(InlineAsync):
 
     def _open_store(self, name: str | None) -> _Store:
         maxsize, policy = self.settings["maxsize"], self.settings["policy"]
+        serialize: bool = self.settings["serialize"]
         if name is None:
-            return self._new_store(maxsize, policy)
+            return self._new_store(maxsize, policy, serialize)
         with _stores_lock:
             store = _stores.get(name)
             if store is None:
-                store = self._new_store(maxsize, policy)
+                store = self._new_store(maxsize, policy, serialize)
                 _stores[name] = store
-            elif (store.maxsize, store.policy) != (maxsize, policy):
+            elif (store.maxsize, store.policy, store.serialize) != (maxsize, policy, serialize):
+                # serialize too: a cache storing references read another's encoded
+                # entries as bytes (silently wrong values), and the other way round failed.
                 raise ConfigError(
                     f"cache '{self.name}': memory store '{name}' already exists with "
-                    f"maxsize={store.maxsize}, policy='{store.policy}', not "
-                    f"maxsize={maxsize}, policy='{policy}'.",
-                    hint="give every cache sharing a store the same maxsize and policy.",
+                    f"maxsize={store.maxsize}, policy='{store.policy}', "
+                    f"serialize={store.serialize}, not maxsize={maxsize}, policy='{policy}', "
+                    f"serialize={serialize}.",
+                    hint="give every cache sharing a store the same maxsize, policy and serialize.",
                 )
             return store
 
-    def _new_store(self, maxsize: int, policy: str) -> _Store:
+    def _new_store(self, maxsize: int, policy: str, serialize: bool) -> _Store:
         if policy in ("lru", "fifo"):
             ordered: OrderedDict[str, _Record] = OrderedDict()
             promote = ordered.move_to_end if policy == "lru" else None
-            return _Store(ordered, maxsize, policy, ordered, promote)
+            return _Store(ordered, maxsize, policy, ordered, promote, serialize)
         if policy == "ttl":
             # TLRUCache drops items past their own deadline first, then evicts by recency.
             return _Store(
-                cachetools.TLRUCache(maxsize, ttu=_ttu, timer=self._clock), maxsize, policy
+                cachetools.TLRUCache(maxsize, ttu=_ttu, timer=self._clock),
+                maxsize,
+                policy,
+                serialize=serialize,
             )
-        return _Store(_TOOLS_POLICIES[policy](maxsize), maxsize, policy)
+        return _Store(_TOOLS_POLICIES[policy](maxsize), maxsize, policy, serialize=serialize)
 
     # ------------------------------------------------------------ fast public paths
     #

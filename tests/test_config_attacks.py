@@ -1,0 +1,212 @@
+"""An attacker's view of configuration files and provider ``class`` names.
+
+The bounded, child-process cases (``/dev/zero``, a FIFO, a sparse file, modules that run
+a program on import) are in ``tests/reliability/test_config_attacks.py``; these are the
+cases that cannot crash or stall the test process.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cachehub import hookimpl, loader, plugins, resolve
+from cachehub.errors import ConfigError, UnknownProviderError
+from cachehub.loader import load_file, parse_entries
+from cachehub.registry import Caches
+
+SECRET = "HuntcSecret-9f3b"
+
+
+def _file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "caches.json"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------- duplicate keys
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        # Two caches of one name: the second silently replaced the first.
+        ('{"main": {"class": "memory"}, "main": {"class": "redis"}}', "main"),
+        # Two classes in one entry: which provider serves the cache depended on order.
+        ('{"main": {"class": "redis", "class": "memory"}}', "class"),
+        # A setting given twice: a reviewer reading the first value is misled.
+        (
+            '{"caches": {"m": {"class": "memory", "custom": '
+            f'{{"signingKey": "{SECRET}", "signingKey": "other"}}}}}}}}',
+            "signingKey",
+        ),
+    ],
+)
+def test_a_key_given_twice_in_a_file_is_an_error(tmp_path: Path, text: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=f"key '{key}' appears twice") as info:
+        parse_entries(_file(tmp_path, text))
+    assert SECRET not in str(info.value)
+
+
+def test_the_same_key_in_different_objects_is_fine(tmp_path: Path) -> None:
+    text = '{"a": {"class": "memory", "custom": {"namespace": "a:"}}, "b": {"class": "memory"}}'
+    assert set(parse_entries(_file(tmp_path, text))) == {"a", "b"}
+
+
+# ---------------------------------------------------------------------- numbers
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json(tmp_path: Path, constant: str) -> None:
+    path = _file(tmp_path, f'{{"m": {{"class": "memory", "custom": {{"maxsize": {constant}}}}}}}')
+    with pytest.raises(ConfigError, match=f"{constant} is not a JSON value"):
+        load_file(path)
+
+
+def test_an_integer_of_thousands_of_digits_is_a_config_error(tmp_path: Path) -> None:
+    # Python refuses to convert it (int_max_str_digits) with a raw ValueError.
+    digits = "9" * 5000
+    path = _file(tmp_path, f'{{"m": {{"class": "memory", "custom": {{"maxsize": {digits}}}}}}}')
+    with pytest.raises(ConfigError, match="integer of thousands of digits") as info:
+        load_file(path)
+    assert "set_int_max_str_digits" not in str(info.value)  # not advice for a config file
+
+
+# ---------------------------------------------------------------------- size and kind
+
+
+def test_a_file_over_the_size_limit_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = '{"m": {"class": "memory"}}'
+    monkeypatch.setattr(loader, "MAX_FILE_BYTES", len(text))
+    assert load_file(_file(tmp_path, text)) == {"m": {"class": "memory"}}  # at the limit
+    with pytest.raises(ConfigError, match="larger than"):
+        load_file(_file(tmp_path, text + " "))
+
+
+def test_a_directory_is_not_a_configuration(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"Is a directory|not a regular file"):
+        Caches.from_file(tmp_path)
+
+
+def test_a_byte_order_mark_is_still_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "caches.json"
+    path.write_bytes(b'\xef\xbb\xbf{"m": {"class": "memory"}}')
+    assert load_file(path) == {"m": {"class": "memory"}}
+
+
+# ---------------------------------------------------------------------- class names
+
+
+@pytest.mark.parametrize("name", ["json.tool:X", "pip.__main__:X"])
+def test_a_script_or_stdlib_module_is_refused_unimported(name: str) -> None:
+    module = name.partition(":")[0]
+    already = module in sys.modules
+    with pytest.raises(ConfigError, match=r"not a cachehub provider|not a subclass"):
+        resolve.resolve_provider(name)
+    if not already:
+        assert module not in sys.modules
+
+
+def test_an_imported_stdlib_class_is_still_named_as_not_a_provider() -> None:
+    with pytest.raises(ConfigError, match=r"'collections:OrderedDict'.*not a subclass"):
+        resolve.resolve_provider("collections:OrderedDict")
+
+
+@pytest.mark.parametrize(
+    "name", ["..up:Cache", "a-b:Cache", "pkg..mod:Cache", "pkg:Ca-che", "x: Y"]
+)
+def test_a_path_that_no_import_can_name_is_refused(name: str) -> None:
+    with pytest.raises(UnknownProviderError, match="is not a 'module:Class'"):
+        resolve.resolve_provider(name)
+
+
+def test_a_module_exiting_on_import_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "exits_on_import.py").write_text("raise SystemExit(3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match=r"importing 'exits_on_import' failed: SystemExit"):
+        resolve.resolve_provider("exits_on_import:Cache")
+
+
+def test_an_import_error_text_is_scrubbed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "leaky_provider.py").write_text(
+        f"raise RuntimeError('cannot reach redis://user:{SECRET}@db:6379/0')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match="RuntimeError") as info:
+        resolve.resolve_provider("leaky_provider:Cache")
+    assert SECRET not in str(info.value)
+
+
+def test_a_plugin_hook_error_is_named_and_scrubbed() -> None:
+    class Leaky:
+        @hookimpl
+        def cachehub_providers(self) -> Any:
+            raise RuntimeError(f"login failed for redis://app:{SECRET}@cache:6379 " + "x" * 5000)
+
+    name = plugins.register(Leaky(), name="leaky-plugin")
+    try:
+        with pytest.raises(ConfigError, match="plugin 'leaky-plugin' raised RuntimeError") as info:
+            resolve.resolve_provider("memory")
+    finally:
+        plugins.unregister(plugins.plugin_manager().get_plugin(name))
+    assert SECRET not in str(info.value)
+    assert len(str(info.value)) < 1000
+
+
+# ---------------------------------------------------------------------- namespace
+
+
+def test_a_namespace_of_bytes_that_are_not_utf8_is_refused_when_built() -> None:
+    # os.environ holds undecodable bytes as lone surrogates (surrogateescape); every key
+    # passed its own check, and then every Redis or DynamoDB request failed to encode.
+    hostile = b"app:\xff:".decode("utf-8", "surrogateescape")
+    caches = Caches(
+        {"c": {"class": "memory", "custom": {"namespace": "${NS}"}}}, environ={"NS": hostile}
+    )
+    with pytest.raises(ConfigError, match="'namespace' contains a lone surrogate"):
+        caches["c"]
+
+
+def test_a_namespace_longer_than_a_key_is_refused() -> None:
+    from cachehub_memory import MemoryCache
+
+    from cachehub.api import MAX_KEY_LENGTH
+
+    MemoryCache({"namespace": "n" * MAX_KEY_LENGTH})  # at the limit
+    with pytest.raises(ConfigError, match="'namespace' is 16,385 characters long"):
+        MemoryCache({"namespace": "n" * (MAX_KEY_LENGTH + 1)})
+
+
+# ---------------------------------------------------------------------- numbers as strings
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "1e309", "nan", float("inf")])
+def test_a_float_setting_must_be_finite(value: Any) -> None:
+    from cachehub_redis import RedisCache
+
+    # Built without connecting; the Redis constructor raised a raw OverflowError.
+    with pytest.raises(ConfigError, match="setting 'socketTimeout' must be float"):
+        RedisCache({"host": "127.0.0.1", "socketTimeout": value})
+    from cachehub_memory import MemoryCache
+
+    with pytest.raises(ConfigError, match="setting 'hitFlushInterval' must be float"):
+        MemoryCache({"hitFlushInterval": value})
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("false", False), ("FALSE", False), ("0", False), ("no", False), (" true ", True)],
+)
+def test_boolean_settings_read_the_strings_of_environment_variables(
+    value: str, expected: bool
+) -> None:
+    from cachehub_memory import MemoryCache
+
+    assert MemoryCache({"serialize": value}).settings["serialize"] is expected
