@@ -24,7 +24,7 @@ from redis.asyncio.cluster import NodesManager
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import key_slot
 
-from cachehub.errors import CacheUnavailableError
+from cachehub.errors import CacheError, CacheUnavailableError
 from cachehub.testing.asyncshell import CPU_PER_CALLBACK, LoopThread
 
 T = TypeVar("T")
@@ -503,3 +503,23 @@ def test_moved_after_a_failover(own_cluster: Cluster, builds: Builds) -> None:
     assert f"{replica.host}:{replica.port}" in [name for name, _ in table]
     assert learned[0][0] == f"{replica.host}:{replica.port}"
     assert builds.threads  # the first table; redis-py 5.0.0's MOVED patches it in place
+
+
+def test_a_server_that_is_no_cluster_is_a_typed_error_from_the_worker(
+    redis_server: RedisServer, builds: Builds
+) -> None:
+    # A cluster cache pointed at a plain server (a wrong config, or a server that changed
+    # under it): redis-py's own refusal, raised in the worker, reaches the caller typed.
+    cache = RedisCache(host=redis_server.host, port=redis_server.port, cluster=True)
+    loop = LoopThread(CPU_PER_CALLBACK)
+    try:
+        for _ in range(2):
+            with pytest.raises(CacheError) as caught:
+                loop.run(cache.aio().get("k"))
+            assert "cluster" in str(caught.value).lower()
+        loop.run(cache.aio().close())
+    finally:
+        loop.close()
+        cache.close()
+    assert loop.blocked == []
+    assert builds.threads == []
