@@ -330,14 +330,16 @@ loop (70-200 ms for a Redis Cluster command table under load, hundreds of ms for
 botocore model), a batch decoded or a reply parsed whole where it should be cut. What it
 must let pass, measured per callback over every async suite (memory, reference, Redis
 single/Cluster/Sentinel, DynamoDB; ~3,700 tests, in asyncio's debug mode under xdist
--n 2 on 2 shared cores at a load of 5-7, where CPU time itself stretches): redis-py's
-topology discovery of a new cluster client (CLUSTER SLOTS made into a 16,384-slot
-table, up to 12 ms; 16 ms with redis-py 5.0.0 at a load of 10), which the provider
-cannot cut; then a cluster node's pipeline and DynamoDB replies (aiohttp and botocore
-reading a 1,000-key Scan page or a 100-item BatchGetItem of 20 KB values, up to 10 ms).
-The Redis replies that took up to 33 ms are cut on the loop (SCAN pages and batch
-commands of 200 keys, :data:`cachehub_redis.dispatch.LOOP_MAX_KEYS`). What debug mode
-itself adds (the stacks it records per handle) and collector passes are not counted.
+-n 2 on 2 shared cores at loads of 4-13, where CPU time itself stretches): a Redis
+Cluster node's pipeline of a 5 MB batch (redis-py packs, routes or reads all of a node's
+commands in one callback: up to 17 ms at a load of 10) and the decoding of a 5 MB
+get_many (up to 15 ms), both the data the caller asked for. A new cluster client's
+topology discovery (up to 16 ms) now runs in a worker thread
+(:mod:`cachehub_redis.topology`); the DynamoDB shell yields between a page's parse and
+its use and while a batch write encodes (a Scan page and a 2,600-item put_many were up
+to 15 ms); the Redis replies that took up to 33 ms are cut on the loop (SCAN pages and
+batch commands of 200 keys, :data:`cachehub_redis.dispatch.LOOP_MAX_KEYS`). What debug
+mode itself adds (the stacks it records per handle) and collector passes are not counted.
 docs/async.md lists what is covered and how the limit was chosen."""
 
 

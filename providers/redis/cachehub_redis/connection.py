@@ -37,6 +37,7 @@ from cachehub.config import LuceeOption, Option, millis_to_seconds
 from cachehub.errors import ConfigError
 
 from .commandtable import offload_command_table
+from .topology import offload_topology
 
 T = TypeVar("T")
 
@@ -589,8 +590,10 @@ def build_async_client(plan: ConnectionPlan, retries: int) -> AsyncRedis | Async
     if plan.mode == "cluster":
         kwargs = _client_kwargs(plan, retry, cluster=True)
         cluster: AsyncRedisCluster = _open(WaitingCluster, plan, wait_timeout=wait, **kwargs)
-        # Its command table is read in a worker thread, not parsed on the loop.
+        # Its command table is read, and its first topology built, in worker threads:
+        # neither is parsed on the loop.
         offload_command_table(cluster, lambda host, port: _node_client(plan, retries, host, port))
+        offload_topology(cluster)
         return cluster
     if plan.mode == "sentinel":
         master: AsyncRedis = _sentinel(plan, AsyncSentinel, retry).master_for(
