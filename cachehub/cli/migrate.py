@@ -78,26 +78,24 @@ def _render(report: MigrationReport) -> Any:
                 more = f" (and {count - len(keys)} more)" if count > len(keys) else ""
                 shown = ", ".join(keys)
                 console.print(f"{title}: {shown}{more}", markup=False, highlight=False)
-        for item in report.first_unreadable:
-            console.print(f"unreadable: {item['key']!r:.200} ({item['error']:.300})", markup=False)
-        if report.unreadable > len(report.first_unreadable):
-            console.print(f"  … and {report.unreadable - len(report.first_unreadable)} more")
-        if report.unreadable:
-            console.print(
-                f"[red]✗ {report.unreadable} source entries could not be read and were not "
-                "copied[/] (see above); fix or delete them at the source, then run again with "
-                "the same --resume-file."
-            )
-        for item in report.first_unwritable:
-            console.print(f"refused: {item['key']!r:.200} ({item['error']:.300})", markup=False)
-        if report.unwritable > len(report.first_unwritable):
-            console.print(f"  … and {report.unwritable - len(report.first_unwritable)} more")
-        if report.unwritable:
-            console.print(
-                f"[red]✗ {report.unwritable} entries were refused by the target and not "
-                "copied[/] (see above); rename or convert them at the source, then run again "
-                "with the same --resume-file."
-            )
+        _print_failed(
+            console,
+            "unreadable",
+            report.first_unreadable,
+            report.unreadable,
+            f"[red]✗ {report.unreadable} source entries could not be read and were not "
+            "copied[/] (see above); fix or delete them at the source, then run again with "
+            "the same --resume-file.",
+        )
+        _print_failed(
+            console,
+            "refused",
+            report.first_unwritable,
+            report.unwritable,
+            f"[red]✗ {report.unwritable} entries were refused by the target and not "
+            "copied[/] (see above); rename or convert them at the source, then run again "
+            "with the same --resume-file.",
+        )
         if not report.complete:
             console.print("stopped early: run again with the same --resume-file to continue.")
         elif report.verified and not (report.unreadable or report.unwritable):
@@ -112,6 +110,18 @@ def _render(report: MigrationReport) -> Any:
             console.print("[red]✗ verification failed[/]")
 
     return render
+
+
+def _print_failed(
+    console: Console, label: str, shown: list[dict[str, str]], count: int, summary: str
+) -> None:
+    """The entries a run could not copy: the first ones by key and error, then ``summary``."""
+    for item in shown:
+        console.print(f"{label}: {item['key']!r:.200} ({item['error']:.300})", markup=False)
+    if count > len(shown):
+        console.print(f"  … and {count - len(shown)} more")
+    if count:
+        console.print(summary)
 
 
 def _resume_advice(argv: list[str], resume_file: Path | None) -> str:

@@ -33,7 +33,10 @@ def wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Ite
     return [repr(sorted(session.items())).encode()]
 
 
-def call_wsgi(app: Any, path: str, cookie: str | None = None) -> tuple[list[str], str]:
+def wsgi_exchange(
+    app: Any, path: str = "/", cookie: str | None = None
+) -> tuple[list[tuple[str, str]], str]:
+    """The response headers and body of one WSGI request to ``app``."""
     environ: dict[str, Any] = {"PATH_INFO": path}
     setup_testing_defaults(environ)
     if cookie:
@@ -45,7 +48,12 @@ def call_wsgi(app: Any, path: str, cookie: str | None = None) -> tuple[list[str]
         return lambda data: None
 
     body = b"".join(app(environ, start_response)).decode()
-    return [v for k, v in captured["headers"] if k == "Set-Cookie"], body
+    return captured["headers"], body
+
+
+def call_wsgi(app: Any, path: str, cookie: str | None = None) -> tuple[list[str], str]:
+    headers, body = wsgi_exchange(app, path, cookie)
+    return [v for k, v in headers if k == "Set-Cookie"], body
 
 
 def sid(set_cookie: list[str]) -> str:
@@ -202,16 +210,7 @@ def test_responses_setting_the_cookie_are_private(storage_cache: MemoryCache) ->
         )
         return [b"ok"]
 
-    environ: dict[str, Any] = {"PATH_INFO": "/"}
-    setup_testing_defaults(environ)
-    captured: dict[str, Any] = {}
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        captured["headers"] = headers
-        return lambda data: None
-
-    b"".join(WSGISessions(cached_wsgi, storage_cache)(environ, start_response))
-    headers = captured["headers"]
+    headers, _ = wsgi_exchange(WSGISessions(cached_wsgi, storage_cache))
     assert any(k == "Set-Cookie" for k, _ in headers)
     assert [v for k, v in headers if k.lower() == "cache-control"] == ["max-age=60, private"]
 
@@ -272,16 +271,8 @@ def test_responses_setting_the_cookie_drop_the_fields_addressed_to_cdns(
         start_response("200 OK", [(field, "max-age=600"), ("X-Kept", "1")])
         return [b"ok"]
 
-    environ: dict[str, Any] = {"PATH_INFO": "/"}
-    setup_testing_defaults(environ)
-    captured: dict[str, Any] = {}
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        captured["headers"] = headers
-        return lambda data: None
-
-    b"".join(WSGISessions(wsgi_app, storage_cache)(environ, start_response))
-    names = [k.lower() for k, _ in captured["headers"]]
+    headers, _ = wsgi_exchange(WSGISessions(wsgi_app, storage_cache))
+    names = [k.lower() for k, _ in headers]
     assert "set-cookie" in names
     assert field.lower() not in names
     assert "x-kept" in names
@@ -292,16 +283,8 @@ def test_responses_setting_the_cookie_drop_the_fields_addressed_to_cdns(
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    sent: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
     scope = {"type": "http", "method": "GET", "path": "/", "headers": [(b"host", b"t")]}
-    asyncio.run(ASGISessions(asgi_app, storage_cache)(scope, receive, send))
+    sent = asyncio.run(asgi_exchange(ASGISessions(asgi_app, storage_cache), scope))
     names_b = [k.lower() for k, _ in sent[0]["headers"]]
     assert b"set-cookie" in names_b
     assert field.lower().encode() not in names_b

@@ -308,12 +308,7 @@ class Cluster:
         self.replica = replica
 
     def node_id(self, node: RedisServer) -> str:
-        client = node.client()
-        try:
-            found = client.execute_command("CLUSTER MYID")
-            return found.decode() if isinstance(found, bytes) else str(found)
-        finally:
-            client.close()
+        return _text(node, "CLUSTER MYID")
 
     def owner(self, slot: int) -> RedisServer:
         for node in self.primaries.nodes:
@@ -335,13 +330,18 @@ def _until(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.05)
 
 
-def _ids(node: RedisServer) -> str:
+def _text(node: RedisServer, command: str) -> str:
+    """``command``'s reply from ``node``, as text."""
     client = node.client()
     try:
-        found = client.execute_command("CLUSTER NODES")
+        found = client.execute_command(command)
         return found.decode() if isinstance(found, bytes) else str(found)
     finally:
         client.close()
+
+
+def _ids(node: RedisServer) -> str:
+    return _text(node, "CLUSTER NODES")
 
 
 def _serves(node: RedisServer, replica: RedisServer) -> bool:
