@@ -65,6 +65,9 @@ class Option:
     required: bool = False
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
+    maximum: float | None = None
+    """The largest value accepted: a bound on what a setting can make the cache do (a
+    retry count of 10**30 retried forever against a server that is down)."""
     aliases: tuple[str, ...] = ()
     """Other names of this setting (Lucee's ``table`` for ``tableName``); any case."""
 
@@ -126,6 +129,11 @@ class Option:
             raise ConfigError(
                 f"{where}: setting '{self.name}' is {shown}, below its minimum {self.minimum}.",
                 hint=f"use a value >= {self.minimum}.",
+            )
+        if result is not None and self.maximum is not None and result > self.maximum:
+            raise ConfigError(
+                f"{where}: setting '{self.name}' is {shown}, above its maximum {self.maximum:g}.",
+                hint=f"use a value <= {self.maximum:g}.",
             )
         return result
 

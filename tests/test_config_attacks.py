@@ -200,6 +200,37 @@ def test_a_float_setting_must_be_finite(value: Any) -> None:
         MemoryCache({"hitFlushInterval": value})
 
 
+_REDIS = ("cachehub_redis", "RedisCache", {"host": "127.0.0.1", "port": 1})
+_DYNAMO = (
+    "cachehub_dynamodb",
+    "DynamoDBCache",
+    {"host": "http://127.0.0.1:1", "region": "us-east-1", "tableName": "t"},
+)
+
+
+@pytest.mark.parametrize(
+    ("provider", "name", "over", "at_most"),
+    [
+        # 1e308 s overflowed the request record's lifetime (a raw OverflowError).
+        (_REDIS, "socketTimeout", 1e308, 86_400),
+        (_REDIS, "socketConnectTimeout", "1e300", 86_400),
+        # 10**30 re-sends: every call against a server that is down retried for ever.
+        (_REDIS, "retries", 10**30, 20),
+        (_REDIS, "retries", "21", 20),
+        (_DYNAMO, "maxAttempts", 10**30, 20),
+        (_DYNAMO, "maxAttempts", 2**63, 20),
+    ],
+)
+def test_a_setting_that_bounds_waiting_has_a_maximum(
+    provider: tuple[str, str, dict[str, Any]], name: str, over: Any, at_most: int
+) -> None:
+    module, cls_name, base = provider
+    cls = getattr(__import__(module), cls_name)
+    with pytest.raises(ConfigError, match=rf"setting '{name}' is .*above its maximum {at_most}"):
+        cls({**base, name: over})
+    cls({**base, name: at_most}).close()  # the bound itself is accepted
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [("false", False), ("FALSE", False), ("0", False), ("no", False), (" true ", True)],

@@ -125,6 +125,9 @@ from .table import bootstrap_table
 __all__ = ["DynamoDBCache"]
 
 _INCR_ROUNDS: Final = 5
+MAX_ATTEMPTS: Final = 20
+"""The most attempts per request (``maxAttempts``): botocore backs off between them, so a
+count of 10**30 made every call against an endpoint that is down retry for ever."""
 _RESEND_ROUNDS: Final = 3
 """Sends of a conditional delete whose replies keep getting lost (each one checked)."""
 _SHORT_KEY: Final = MAX_KEY_BYTES // 4
@@ -260,7 +263,14 @@ class DynamoDBCache(FlowCache[Any]):
             "botocore retry mode: 'standard' or 'adaptive' (client-side rate limiting).",
             choices=("standard", "adaptive"),
         ),
-        Option("maxAttempts", int, 3, "attempts per request, first one included.", minimum=1),
+        Option(
+            "maxAttempts",
+            int,
+            3,
+            "attempts per request, first one included.",
+            minimum=1,
+            maximum=MAX_ATTEMPTS,
+        ),
         Option("maxConnections", int, 10, "HTTP connection pool size of the client.", minimum=1),
         Option("scanSegments", int, 1, "parallel Scan segments for keys/count/clear.", minimum=1),
         Option(

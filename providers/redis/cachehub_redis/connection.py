@@ -41,6 +41,15 @@ from .topology import offload_topology
 
 T = TypeVar("T")
 
+MAX_WAIT_S: Final = 86_400.0
+"""The longest ``socketTimeout``/``socketConnectTimeout`` (a day): a request record lives
+as long as the client's last re-send may come (:func:`.records.record_ms`), and 1e308 s
+overflowed that arithmetic."""
+
+MAX_RETRIES: Final = 20
+"""The most re-sends after a connection error: each waits for a reconnect, so a count of
+10**30 made every call against a server that is down retry for ever."""
+
 # redis-py 8 reads its own package metadata (a file) when the first client of the process
 # is built, and keeps it (functools.cache): read it now, at import, not in a callback of
 # an event loop (an async client is built on the loop).
@@ -88,6 +97,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
         5.0,
         "seconds to wait for a reply before the cache reports Redis unavailable.",
         minimum=0.001,
+        maximum=MAX_WAIT_S,
     ),
     Option(
         "socketConnectTimeout",
@@ -95,6 +105,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
         5.0,
         "seconds to wait for a TCP connection before reporting Redis unavailable.",
         minimum=0.001,
+        maximum=MAX_WAIT_S,
     ),
     Option(
         "maxConnections",
@@ -109,6 +120,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
         2,
         "reconnect attempts after a connection error, with exponential backoff (0 disables).",
         minimum=0,
+        maximum=MAX_RETRIES,
     ),
     Option("cluster", bool, False, "connect to a Redis Cluster (host/url names any node)."),
     Option("sentinel", str, None, "Sentinel service (master) name; needs 'sentinels'."),
