@@ -241,3 +241,16 @@ def test_boolean_settings_read_the_strings_of_environment_variables(
     from cachehub_memory import MemoryCache
 
     assert MemoryCache({"serialize": value}).settings["serialize"] is expected
+
+
+def test_an_unparsable_redis_url_gets_its_whole_advice() -> None:
+    # The hint named the URLs first and the '@' of its encoding advice after them: the
+    # secret scrubber read that '@' as the unix URL's credentials and masked the advice.
+    from cachehub_redis import RedisCache
+
+    with pytest.raises(ConfigError) as caught:
+        RedisCache({"url": "redis://127.0.0.1:99999/0"})
+    text = str(caught.value)
+    assert "*****" not in text
+    assert "@ as %40" in text
+    assert "unix:///path/redis.sock" in text

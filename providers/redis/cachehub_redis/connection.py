@@ -76,7 +76,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
         "unix:///path/redis.sock; replaces host/port/db/username/password.",
     ),
     Option("host", str, None, "Redis server host name or IP (default localhost)."),
-    Option("port", int, None, "Redis server port (default 6379).", minimum=1),
+    Option("port", int, None, "Redis server port (default 6379).", minimum=1, maximum=65535),
     Option("db", int, None, "database index (default 0; must be 0 in cluster mode).", minimum=0),
     Option("username", str, None, "ACL user name (Redis 6+); omit for the default user."),
     Option("password", str, None, "password (requirepass or the ACL user's).", secret=True),
@@ -324,9 +324,11 @@ def plan_connection(settings: dict[str, Any], where: str) -> ConnectionPlan:
             reason = "unsupported scheme" if "scheme" in str(exc) else "it cannot be parsed"
             raise ConfigError(
                 f"{where}: 'url' is not a Redis URL ({reason}).",
-                hint="use redis://host:6379/0, rediss://host:6380/0 or unix:///path/redis.sock; "
-                "percent-encode special characters of the password (# as %23, ? as %3F, "
-                "@ as %40, / as %2F, space as %20).",
+                # The encoding advice first: an '@' after a URL in the same text reads as
+                # that URL's credentials, and the secret scrubber masks it all.
+                hint="percent-encode special characters of the password (# as %23, ? as %3F, "
+                "@ as %40, / as %2F, space as %20) and use redis://host:6379/0, "
+                "rediss://host:6380/0 or unix:///path/redis.sock.",
             ) from None
         if ssl and not url.startswith("rediss://"):
             raise ConfigError(
