@@ -200,10 +200,13 @@ class CacheMetadata:
         """The metadata of ``entry`` read at ``now``.
 
         Raises :class:`CorruptEntryError` when a stored stamp or duration is not a finite
-        time ``datetime`` can show (NaN, infinity, beyond year 9999): only a foreign or
-        damaged entry holds one, as writes refuse them (:data:`MAX_TIME_SPAN`).
+        time ``datetime`` can show (NaN, infinity, beyond year 9999), or a hit count or
+        idle time is negative: only a foreign or damaged entry holds one, as writes refuse
+        them (:data:`MAX_TIME_SPAN`).
         """
         try:
+            if entry.hits < 0 or (entry.idle is not None and entry.idle < 0):
+                raise ValueError("a negative count or duration")
             deadline = entry.deadline()
             ttl = None if deadline is None else timedelta(seconds=max(0.0, deadline - now))
             return cls(

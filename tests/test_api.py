@@ -305,6 +305,9 @@ class TestEntryAndMetadata:
             {"idle": math.inf},
             {"idle": 1e300},
             {"hits": math.inf},
+            # Writes refuse both; another program's item had them shown as they were.
+            {"hits": -3},
+            {"idle": -5.0},
         ],
         ids=lambda f: "-".join(f"{k}={v}" for k, v in f.items()),
     )

@@ -606,6 +606,19 @@ CASES: Final[list[Hostile]] = [
         _item({"value": {"N": "7"}, "hitCount": {"N": "9" * 38}}, "metadata"),
         value=int(float("9" * 38)),
     ),
+    # Writes refuse both; metadata() showed them as they were (hit_count -3).
+    Hostile(
+        "dynamo-negative-hits",
+        "dynamo",
+        _item({"value": {"N": "7"}, "hitCount": {"N": "-3"}}, "metadata"),
+        errors=("CorruptEntryError",),
+    ),
+    Hostile(
+        "dynamo-negative-idle",
+        "dynamo",
+        _item({"value": {"N": "7"}, "idleTime": {"N": "-5"}, "deadline": _N}, "metadata"),
+        errors=("CorruptEntryError",),
+    ),
     Hostile(
         "dynamo-value-string-set", "dynamo", _item({"value": {"SS": ["a", "b"]}}), value={"a", "b"}
     ),
