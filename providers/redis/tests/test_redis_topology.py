@@ -322,12 +322,19 @@ class Cluster:
         raise AssertionError(f"no primary owns slot {slot}")
 
 
-def _until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
+def _settles(condition: Callable[[], bool], seconds: float) -> bool:
+    """Whether ``condition`` holds within ``seconds`` (asked every 50 ms)."""
+    deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"the cluster did not settle: {what}")
+            return False
         time.sleep(0.05)
+    return True
+
+
+def _until(condition: Callable[[], bool], what: str) -> None:
+    if not _settles(condition, DEADLINE):
+        raise AssertionError(f"the cluster did not settle: {what}")
 
 
 def _text(node: RedisServer, command: str) -> str:
@@ -466,9 +473,18 @@ def test_moved_after_a_failover(own_cluster: Cluster, builds: Builds) -> None:
 
     def fail_over() -> None:
         client = replica.client()
+
+        def is_primary() -> bool:
+            return client.execute_command("ROLE")[0] in (b"master", "master")
+
         try:
             client.execute_command("CLUSTER FAILOVER")
-            _until(lambda: client.execute_command("ROLE")[0] in (b"master", "master"), "role")
+            if not _settles(is_primary, 10.0):
+                # A manual failover is given up when primary and replica do not agree
+                # within its own timeout (a loaded 2-core CI machine, Redis 6.2): the
+                # replica then takes over without agreement. Same topology change.
+                client.execute_command("CLUSTER FAILOVER", "TAKEOVER")
+                _until(is_primary, "role")
         finally:
             client.close()
 
