@@ -19,6 +19,7 @@ Lucee class name (``lucee=True``): a cachehub ``socketTimeout`` stays in seconds
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 import math
 import re
@@ -169,7 +170,10 @@ def millis_to_seconds(value: Any) -> float:
     return number / 1000.0
 
 
+@functools.lru_cache(maxsize=4096)
 def _fold(name: str) -> str:
+    # Memoised: every cache's settings are matched against every option's spellings, the
+    # same few dozen names for thousands of caches.
     return camel_case(name).lower()
 
 
