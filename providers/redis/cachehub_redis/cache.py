@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Final, TypeAlias, cast
 
 from redis import exceptions as rx
 
+from cachehub import provider
 from cachehub.config import LuceeOption
 from cachehub.filters import WILDCARDS, compile_filter
 from cachehub.provider import (
@@ -52,7 +53,6 @@ from cachehub.provider import (
     not_an_int,
     pull,
     rebatched,
-    stretch_due,
     stretched,
 )
 
@@ -716,7 +716,7 @@ class RedisCache(FlowCache[Client]):
     # ------------------------------------------------------------------ batches
 
     def _mget_flow(self, keys: list[str]) -> Flow[list[Any]]:
-        """The stored strings of ``keys``: ``MGET`` per group of keys (per 500 keys, 200 in
+        """The stored strings of ``keys``: ``MGET`` per group of keys (per 500 keys, 100 in
         the async shell, and per hash slot in a cluster), one round trip (one per node in
         a cluster)."""
         if not keys:
@@ -747,13 +747,14 @@ class RedisCache(FlowCache[Client]):
     ) -> Flow[dict[str, Any]]:
         """The live entries among ``keys``; ``raws``: their stored strings, when already
         read (:meth:`_get_many`), else one ``MGET`` round trip (:meth:`_mget_flow`)."""
+        given = raws is not None
         if raws is None:
             raws = yield from self._mget_flow(keys)
         hit_keys: list[str] = list(compress(keys, raws))  # a miss is None
         hits: list[bytes] = list(filter(None, raws))
         if len(raws) > MAX_KEYS:  # the loop runs others between the last reply and the decode
             yield YIELD_LOOP
-        if len(hits) <= FIRST_STRETCH:
+        if given or len(hits) <= FIRST_STRETCH:  # given: the sync shell's, no loop
             found, idle = self._decode_hits(hit_keys, hits, now)
         else:
             # Decoded in stretches of LOOP_STRETCH seconds, the loop running others
@@ -833,8 +834,7 @@ class RedisCache(FlowCache[Client]):
         (no grouping, no driver); anything else takes the flow."""
         client = self._conn or self._connection()
         if 0 < len(items) <= MAX_KEYS and expiry.deadline(now) is None and not is_cluster(client):
-            flat = self._drive(self._blobs_flow(items, expiry, now))
-            self._guarded(client.execute_command, "MSET", *flat)
+            self._guarded(client.execute_command, "MSET", *self._blobs(items, expiry, now))
             self._hits.forget(*items)
             self._after_write()
             return
@@ -849,14 +849,26 @@ class RedisCache(FlowCache[Client]):
         self._hits.forget(*items)
         yield from self._flush_due_flow()
 
-    def _blobs_flow(self, items: dict[str, Any], expiry: Expiry, now: float) -> Flow[list[Any]]:
+    def _blobs(self, items: dict[str, Any], expiry: Expiry, now: float) -> list[Any]:
+        """:meth:`_blobs_flow` in one go: the sync shell's direct ``MSET`` (no loop)."""
+        try:
+            next(self._blobs_flow(items, expiry, now, math.inf))
+        except StopIteration as done:
+            return cast(list[Any], done.value)
+        raise AssertionError("an endless stretch yielded")  # pragma: no cover
+
+    def _blobs_flow(
+        self, items: dict[str, Any], expiry: Expiry, now: float, stretch: float | None = None
+    ) -> Flow[list[Any]]:
         """``[key, stored form, key, stored form, ...]`` of a batch (see :meth:`_blob`).
 
         Every entry of a batch shares its stamps and expiry, so the two possible headers
         are packed once, not once per entry. Encoded in stretches of
         :data:`~cachehub.provider.LOOP_STRETCH` seconds, the event loop running others
-        between two (:data:`YIELD_LOOP`; the sync driver goes on).
+        between two (:data:`YIELD_LOOP`; the sync driver goes on), or ``stretch``.
         """
+        if stretch is None:
+            stretch = provider.LOOP_STRETCH
         x, d = expiry.expires_at, expiry.idle
         codec_head = pack(KIND_CODEC, b"", now, now, x, d)
         int_head = pack(KIND_INT, b"", now, now, x, d)
@@ -865,7 +877,7 @@ class RedisCache(FlowCache[Client]):
         add = flat.append
         began = perf_counter()
         for i, (key, value) in enumerate(items.items()):
-            if not i % 8 and i and stretch_due(began):  # the clock read every 8 values
+            if not i % 8 and i and perf_counter() - began >= stretch:  # read every 8 values
                 yield YIELD_LOOP
                 began = perf_counter()
             add(key)
@@ -877,7 +889,7 @@ class RedisCache(FlowCache[Client]):
 
     def _mset_flow(self, flat: list[Any]) -> Flow[None]:
         """Entries that never expire (``flat`` as :meth:`_blobs_flow` builds it): ``MSET``, the
-        native command (atomic per call), per 500 keys (200 in the async shell, and per
+        native command (atomic per call), per 500 keys (100 in the async shell, and per
         hash slot in a cluster), one round trip (one per node in a cluster)."""
         groups = yield Call("groups", flat[::2], (yield batch_limit(MAX_KEYS)))
         if len(groups) == 1:
