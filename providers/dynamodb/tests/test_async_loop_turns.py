@@ -18,6 +18,7 @@ from cachehub_dynamodb import cache as dynamo_cache
 from cachehub import provider
 from cachehub.api import Expiry
 from cachehub.filters import compile_filter
+from cachehub.testing.support import count_loop_yields
 
 from .conftest import RequestCounter
 from .test_async import async_counter, in_loop, shut
@@ -29,30 +30,13 @@ def endpoint(process_endpoint: str) -> str:
     return process_endpoint
 
 
-def _count_yields(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    seen = {"sync": 0, "async": 0}
-    real_sync, real_async = DynamoDBCache._yield_loop, DynamoDBCache._ayield_loop
-
-    def sync_yield(self: DynamoDBCache) -> None:
-        seen["sync"] += 1
-        real_sync(self)
-
-    async def async_yield(self: DynamoDBCache) -> None:
-        seen["async"] += 1
-        await real_async(self)
-
-    monkeypatch.setattr(DynamoDBCache, "_yield_loop", sync_yield)
-    monkeypatch.setattr(DynamoDBCache, "_ayield_loop", async_yield)
-    return seen
-
-
 @pytest.mark.parametrize("size", [1, 2, 260])
 def test_a_batch_write_yields_between_encoding_stretches_and_sends_what_sync_sends(
     make: Callable[..., DynamoDBCache], monkeypatch: pytest.MonkeyPatch, size: int
 ) -> None:
     # Stretches are LOOP_STRETCH seconds of work: at 0, every item is one (counted, not timed).
     monkeypatch.setattr(provider, "LOOP_STRETCH", 0.0)
-    yields = _count_yields(monkeypatch)
+    yields = count_loop_yields(monkeypatch, DynamoDBCache)
     sync_cache = make(namespace="SYNC")
     sync_cache.connect()
     counter = RequestCounter(sync_cache.client)
@@ -84,7 +68,7 @@ def test_a_batch_under_one_stretch_takes_no_turn(
     make: Callable[..., DynamoDBCache], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(provider, "LOOP_STRETCH", 3600.0)  # no stretch ever ends
-    yields = _count_yields(monkeypatch)
+    yields = count_loop_yields(monkeypatch, DynamoDBCache)
     cache = make()
     items = {cache._sk(f"k{i}"): i for i in range(300)}
 

@@ -21,29 +21,13 @@ from cachehub_redis.dispatch import LOOP_CLUSTER_COMMANDS
 from redis.crc import key_slot
 
 from cachehub import provider
+from cachehub.testing.support import count_loop_yields
 
 T = TypeVar("T")
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(asyncio.wait_for(coro, 60))
-
-
-def _count_yields(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    seen = {"sync": 0, "async": 0}
-    real_sync, real_async = RedisCache._yield_loop, RedisCache._ayield_loop
-
-    def sync_yield(self: RedisCache) -> None:
-        seen["sync"] += 1
-        real_sync(self)
-
-    async def async_yield(self: RedisCache) -> None:
-        seen["async"] += 1
-        await real_async(self)
-
-    monkeypatch.setattr(RedisCache, "_yield_loop", sync_yield)
-    monkeypatch.setattr(RedisCache, "_ayield_loop", async_yield)
-    return seen
 
 
 VALUES = {f"v{i}": bytes([i % 256]) * 2_000 for i in range(100)}
@@ -55,7 +39,7 @@ def test_a_big_batch_is_encoded_and_decoded_in_stretches(
 ) -> None:
     # Each stretch as short as the clock allows: the flow yields between them.
     monkeypatch.setattr(provider, "LOOP_STRETCH", 0.0)
-    yields = _count_yields(monkeypatch)
+    yields = count_loop_yields(monkeypatch, RedisCache)
     cache = make_cache()
     shell = cache.aio()
 
@@ -80,7 +64,7 @@ def test_a_small_batch_takes_no_turn_however_short_a_stretch(
     make_cache: Callable[..., RedisCache], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(provider, "LOOP_STRETCH", 0.0)
-    yields = _count_yields(monkeypatch)
+    yields = count_loop_yields(monkeypatch, RedisCache)
     shell = make_cache().aio()
     few = dict(list(VALUES.items())[:8])
 
