@@ -337,7 +337,8 @@ and decoded in stretches of 1 ms (:func:`cachehub.provider.stretched`), Redis re
 hold 100 keys, pipelines 1,000 arguments and, on a cluster, 32 commands
 (:mod:`cachehub_redis.dispatch`). What is left above 8 ms is a fixed cost per request or
 per value, not per batch: botocore building and signing one DynamoDB request, or parsing
-its reply (up to 8.5 ms at a load of 13, in every DynamoDB test), decoding one large
+its reply (up to 8.5 ms at a load of 13, in every DynamoDB test; a 1 MB page up to
+11.4 ms at 13-18), decoding one large
 value (a list of dicts: 14.3 ms at 18), one cluster ``EVALSHA`` among 10 tasks
 contending for a lock (14.7 and 14.9 ms, two runs). A 12 ms limit failed those two tests
 at a load of 18, so the limit stays 20 ms (1.3x the worst). docs/async.md lists what is
