@@ -243,10 +243,10 @@ def stretched(work: Callable[[range], None], count: int) -> Flow[None]:
     """Call ``work`` on consecutive ranges that cover ``range(count)``, with
     :data:`YIELD_LOOP` whenever :data:`LOOP_STRETCH` seconds have passed since the last:
     the async shell's loop runs others between two stretches, the sync driver goes on,
-    so both shells share the flow. The first range holds :data:`FIRST_STRETCH` items,
-    the next ones (at most twice as many) as many as half a stretch's time holds at the
-    last range's pace (the clock is read per range, not
-    per item: ``work`` keeps its C-level passes)."""
+    so both shells share the flow. The first range holds :data:`FIRST_STRETCH` items;
+    each next one as many as half a stretch holds at the last range's pace, at most twice
+    the last range (the clock is read per range, not per item: ``work`` keeps its C-level
+    passes)."""
     start, size = 0, FIRST_STRETCH
     began = time.perf_counter()
     while start < count:
