@@ -99,6 +99,8 @@ __all__ = [
     "HIT_COUNTS",
     "HIT_FLUSH_INTERVAL",
     "HIT_OPTIONS",
+    "FIRST_STRETCH",
+    "LOOP_STRETCH",
     "MISSING",
     "NO_EXPIRY",
     "YIELD_LOOP",
@@ -131,6 +133,8 @@ __all__ = [
     "chunks",
     "counter_overflow",
     "fanout",
+    "stretch_due",
+    "stretched",
     "not_an_int",
     "pause",
     "pull",
@@ -222,6 +226,48 @@ YIELD_LOOP: Final = Call("yield_loop")
 batch): the async driver lets the event loop run its other callbacks first
 (``_ayield_loop``: ``await asyncio.sleep(0)``), the sync one goes on at once
 (``_yield_loop``). The reply is None. One callback of the loop holds one stretch."""
+
+
+LOOP_STRETCH: Final = 0.001
+"""Seconds of a flow's own CPU work (encoding or decoding a batch) between two
+:data:`YIELD_LOOP` (see :func:`stretched`). Measured by the clock, not by bytes: values
+are stored compressed, so 5 MB of 20 KB values may be 50 KB on the wire, and decoding
+them whole held the event loop for 10-15 ms under load."""
+
+FIRST_STRETCH: Final = 32
+"""Items of a flow's first stretch (see :func:`stretched`): a batch of up to this many is
+handled in one go, with no yield."""
+
+
+def stretched(work: Callable[[range], None], count: int) -> Flow[None]:
+    """Call ``work`` on consecutive ranges that cover ``range(count)``, with
+    :data:`YIELD_LOOP` whenever :data:`LOOP_STRETCH` seconds have passed since the last:
+    the async shell's loop runs others between two stretches, the sync driver goes on,
+    so both shells share the flow. The first range holds :data:`FIRST_STRETCH` items;
+    each next one as many as half a stretch holds at the last range's pace, at most twice
+    the last range (the clock is read per range, not per item: ``work`` keeps its C-level
+    passes)."""
+    start, size = 0, FIRST_STRETCH
+    began = time.perf_counter()
+    while start < count:
+        stop = min(count, start + size)
+        before = time.perf_counter()
+        work(range(start, stop))
+        after = time.perf_counter()
+        if stop < count and after - began >= LOOP_STRETCH:
+            yield YIELD_LOOP
+            began = time.perf_counter()
+        spent = (after - before) / (stop - start)  # per item
+        # At most doubled: a batch's cheap first values say little of its later ones.
+        size = max(1, min(2 * size, int(LOOP_STRETCH / 2 / spent))) if spent > 0 else 2 * size
+        start = stop
+
+
+def stretch_due(began: float) -> bool:
+    """Whether a flow that started its stretch at ``began`` (``time.perf_counter()``) has
+    worked :data:`LOOP_STRETCH` seconds: time to :data:`YIELD_LOOP` (for loops that
+    handle one item at a time; see :func:`stretched`)."""
+    return time.perf_counter() - began >= LOOP_STRETCH
 
 
 def pause(seconds: float) -> Call:

@@ -277,8 +277,9 @@ def test_debug_modes_stacks_are_not_the_callbacks_cpu(tmp_path: Any, loop: LoopT
     # asyncio's debug mode records the stack (with source lines) of each handle made, and
     # reads a source file the first time one is on such a stack: none of it happens
     # outside debug mode. A callback making many handles is not blocking for that.
-    # Making a handle costs a few us of its own that do count (12 ms for 3,000 under load
-    # left this test no margin): 1,200 handles record 30-60 ms of stacks and cost ~7 ms.
+    # Making a handle costs 6-19 us of its own that do count (1,600 cost 30 ms at a load
+    # of 13) and records 25-50 us of stacks: a handle per 28 us of the limit records more
+    # than the limit in all and costs at most 70% of it.
     source = tmp_path / "generated.py"
     line = "value = 0  # a line of a large generated module, read once by linecache\n"
     source.write_text(line * 100_000, encoding="utf-8")
@@ -289,8 +290,9 @@ def test_debug_modes_stacks_are_not_the_callbacks_cpu(tmp_path: Any, loop: LoopT
         start = time.thread_time()
         # A frame of the large module on the stack: its first read is in the first handle.
         namespace: dict[str, Any] = {"running": running}
-        code = compile("for _ in range(1200): running.call_soon(int)", str(source), "exec")
-        exec(code, namespace)  # 1,200 handles, each run later as a callback of its own
+        handles = round(CPU_PER_CALLBACK / 28e-6)
+        code = compile(f"for _ in range({handles}): running.call_soon(int)", str(source), "exec")
+        exec(code, namespace)  # each handle run later as a callback of its own
         spent.append(time.thread_time() - start)
         _compute(CPU_PER_CALLBACK / 8)  # the callback's own work still counts
 

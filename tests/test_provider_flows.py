@@ -9,6 +9,7 @@ is told which, and the hit write-back runs through the provider's ``_write_hits_
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 from collections.abc import Iterator
@@ -868,3 +869,28 @@ def test_batch_limit_is_the_flows_own_in_sync_and_at_most_the_loops_in_async(
     assert cache._drive(cache.sized(size)) == size  # the sync shell keeps its sizes
     # Never zero or negative, whatever a provider sets: a batch always makes progress.
     assert asyncio.run(cache._adrive(cache.sized(size))) == on_the_loop
+
+
+# ------------------------------------------------------------------ stretches on the loop
+
+
+def test_stretches_cover_the_batch_in_order() -> None:
+    seen: list[range] = []
+    flow = provider.stretched(seen.append, 1000)
+    steps = list(flow)
+    # Cheap work: the ranges grow (at most doubling); a yield only between two ranges.
+    covered = [i for span in seen for i in span]
+    assert covered == list(range(1000))
+    assert seen[0] == range(provider.FIRST_STRETCH)
+    assert all(len(b) <= 2 * len(a) for a, b in itertools.pairwise(seen))
+    assert all(step is provider.YIELD_LOOP for step in steps)
+    assert len(steps) <= len(seen) - 1
+
+
+def test_stretches_of_no_time_yield_between_every_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(provider, "LOOP_STRETCH", 0.0)
+    seen: list[range] = []
+    steps = list(provider.stretched(seen.append, 40))
+    assert [i for span in seen for i in span] == list(range(40))
+    assert len(steps) == len(seen) - 1  # between two ranges, never after the last
+    assert list(provider.stretched(seen.append, 0)) == []

@@ -26,6 +26,7 @@ __all__ = [
     "Timeline",
     "assert_same",
     "cache_maker",
+    "count_loop_yields",
     "run_threads",
 ]
 
@@ -280,3 +281,24 @@ class ConformanceBase:
     def cache(self, make_cache: CacheFactory) -> BaseCache:
         """A fresh, empty, writable cache on the test's own namespace."""
         return make_cache()
+
+
+def count_loop_yields(monkeypatch: pytest.MonkeyPatch, cls: type[Any]) -> dict[str, int]:
+    """How often the flows of ``cls`` (a :class:`cachehub.provider.FlowCache`) hand the
+    event loop over (:data:`cachehub.provider.YIELD_LOOP`), by driver: ``{"sync": n,
+    "async": n}``, counted from now until the test ends. Counted, not timed: a test sets
+    ``cachehub.provider.LOOP_STRETCH`` to 0 to make every stretch end."""
+    seen = {"sync": 0, "async": 0}
+    real_sync, real_async = cls._yield_loop, cls._ayield_loop
+
+    def sync_yield(self: Any) -> None:
+        seen["sync"] += 1
+        real_sync(self)
+
+    async def async_yield(self: Any) -> None:
+        seen["async"] += 1
+        await real_async(self)
+
+    monkeypatch.setattr(cls, "_yield_loop", sync_yield)
+    monkeypatch.setattr(cls, "_ayield_loop", async_yield)
+    return seen

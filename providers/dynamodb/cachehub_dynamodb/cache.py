@@ -17,6 +17,7 @@ from collections.abc import Callable, Hashable, Mapping
 from contextlib import closing
 from contextvars import ContextVar
 from decimal import Decimal
+from time import perf_counter
 from typing import Any, ClassVar, Final, TypeVar, cast
 
 from botocore import xform_name
@@ -56,6 +57,7 @@ from cachehub.provider import (
     rebatched,
     request_id,
     scrub,
+    stretch_due,
 )
 
 from .batch import get_batches, write_batches
@@ -147,9 +149,6 @@ T = TypeVar("T")
 _METHODS: dict[str, str] = {}
 """DynamoDB operation name -> client method name (``GetItem`` -> ``get_item``)."""
 
-BUILD_STRETCH: Final = 250
-"""Items a batch write encodes between two turns of the async shell's event loop (2,600
-items encoded in one callback took 12-15 ms of a loaded machine's CPU)."""
 _PAGES: Final = frozenset({"Scan", "Query", "BatchGetItem"})
 """Operations whose reply can be a page of up to 1 MB (1,000 keys, 100 items of 20 KB):
 the async shell hands the loop back between parsing such a reply and using it."""
@@ -1139,7 +1138,11 @@ class DynamoDBCache(FlowCache[Any]):
             items = yield from get_batches(
                 self.table_name, requested, consistent=self._consistent, projection=projection
             )
-            for item in items:
+            began = perf_counter()
+            for i, item in enumerate(items):
+                if i and stretch_due(began):
+                    yield YIELD_LOOP  # the async shell's loop runs others between stretches
+                    began = perf_counter()
                 pk = item[kn]["S"]
                 found_key = storage.get(pk)
                 # owns() and is_live() inlined for the common item (its own partition key,
@@ -1178,9 +1181,11 @@ class DynamoDBCache(FlowCache[Any]):
         kn = self.key_name
         shared = fresh_attrs(expiry, now)  # the same stamp and expiry for the whole batch
         built = []
+        began = perf_counter()
         for i, (key, value) in enumerate(items.items()):
-            if i and not i % BUILD_STRETCH:
+            if i and stretch_due(began):
                 yield YIELD_LOOP  # the async shell's loop runs others between stretches
+                began = perf_counter()
             item = self._item(key, value, expiry, now, shared)
             if needs_owner_check(key, item[kn]["S"]):
                 # conditional: never over another key

@@ -1,5 +1,6 @@
 """The async DynamoDB shell hands the event loop back inside its big steps, with no extra
-request: between encoding stretches of a batch write, and between botocore's parse of a
+request: between encoding stretches of a batch write and decoding stretches of a batch
+read (:data:`cachehub.provider.LOOP_STRETCH`), and between botocore's parse of a
 page (``Scan``, ``Query``, ``BatchGetItem``) and the flow's use of it. Counted, not timed:
 loop turns taken by another task, yields, and requests on the wire against the sync shell.
 """
@@ -14,8 +15,10 @@ import pytest
 from cachehub_dynamodb import DynamoDBCache
 from cachehub_dynamodb import cache as dynamo_cache
 
+from cachehub import provider
 from cachehub.api import Expiry
 from cachehub.filters import compile_filter
+from cachehub.testing.support import count_loop_yields
 
 from .conftest import RequestCounter
 from .test_async import async_counter, in_loop, shut
@@ -27,36 +30,20 @@ def endpoint(process_endpoint: str) -> str:
     return process_endpoint
 
 
-def _count_yields(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    seen = {"sync": 0, "async": 0}
-    real_sync, real_async = DynamoDBCache._yield_loop, DynamoDBCache._ayield_loop
-
-    def sync_yield(self: DynamoDBCache) -> None:
-        seen["sync"] += 1
-        real_sync(self)
-
-    async def async_yield(self: DynamoDBCache) -> None:
-        seen["async"] += 1
-        await real_async(self)
-
-    monkeypatch.setattr(DynamoDBCache, "_yield_loop", sync_yield)
-    monkeypatch.setattr(DynamoDBCache, "_ayield_loop", async_yield)
-    return seen
-
-
-@pytest.mark.parametrize("size", [1, 250, 251, 2_600])
+@pytest.mark.parametrize("size", [1, 2, 260])
 def test_a_batch_write_yields_between_encoding_stretches_and_sends_what_sync_sends(
     make: Callable[..., DynamoDBCache], monkeypatch: pytest.MonkeyPatch, size: int
 ) -> None:
-    yields = _count_yields(monkeypatch)
-    stretches = -(-size // dynamo_cache.BUILD_STRETCH) - 1  # yields between stretches
+    # Stretches are LOOP_STRETCH seconds of work: at 0, every item is one (counted, not timed).
+    monkeypatch.setattr(provider, "LOOP_STRETCH", 0.0)
+    yields = count_loop_yields(monkeypatch, DynamoDBCache)
     sync_cache = make(namespace="SYNC")
     sync_cache.connect()
     counter = RequestCounter(sync_cache.client)
     items = {sync_cache._sk(f"k{i}"): {"i": i, "pad": "x" * 100} for i in range(size)}
     sync_cache._set_many(items, Expiry(), sync_cache._clock())
     sent_sync = list(counter.calls)
-    assert yields == {"sync": stretches, "async": 0}
+    assert yields == {"sync": size - 1, "async": 0}
 
     async_cache = make(namespace="ASYNC")
 
@@ -65,14 +52,33 @@ def test_a_batch_write_yields_between_encoding_stretches_and_sends_what_sync_sen
         mine = {async_cache._sk(f"k{i}"): {"i": i, "pad": "x" * 100} for i in range(size)}
         await async_cache._aset_many(mine, Expiry(), async_cache._clock())
         sent = list(counted.calls)
+        assert yields["async"] == size - 1  # between the items encoded, none after the last
         got = await async_cache._aget_many(list(mine), async_cache._clock())
         await shut(async_cache)
         return sent, got
 
     sent_async, got = in_loop(main)
-    assert yields == {"sync": stretches, "async": stretches}
     assert sent_async == sent_sync  # the same requests: the yields cost none
     assert got == {async_cache._sk(f"k{i}"): {"i": i, "pad": "x" * 100} for i in range(size)}
+    # The batch read decodes its items one stretch each, too.
+    assert yields["async"] == 2 * (size - 1)
+
+
+def test_a_batch_under_one_stretch_takes_no_turn(
+    make: Callable[..., DynamoDBCache], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(provider, "LOOP_STRETCH", 3600.0)  # no stretch ever ends
+    yields = count_loop_yields(monkeypatch, DynamoDBCache)
+    cache = make()
+    items = {cache._sk(f"k{i}"): i for i in range(300)}
+
+    async def main() -> None:
+        await cache._aset_many(items, Expiry(), cache._clock())
+        assert await cache._aget_many(list(items), cache._clock()) == items
+        await shut(cache)
+
+    in_loop(main)
+    assert yields == {"sync": 0, "async": 0}
 
 
 def test_a_page_is_parsed_and_used_in_two_callbacks(

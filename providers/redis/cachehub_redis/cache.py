@@ -21,14 +21,17 @@ from collections.abc import Hashable, Iterator, Mapping, Sequence
 from contextlib import closing
 from itertools import compress
 from operator import itemgetter
+from time import perf_counter
 from typing import Any, ClassVar, Final, TypeAlias, cast
 
 from redis import exceptions as rx
 
+from cachehub import provider
 from cachehub.config import LuceeOption
 from cachehub.filters import WILDCARDS, compile_filter
 from cachehub.provider import (
     COUNTER_RANGE,
+    FIRST_STRETCH,
     HIT_OPTIONS,
     MISSING,
     YIELD_LOOP,
@@ -50,6 +53,7 @@ from cachehub.provider import (
     not_an_int,
     pull,
     rebatched,
+    stretched,
 )
 
 from . import scripts as lua
@@ -712,7 +716,7 @@ class RedisCache(FlowCache[Client]):
     # ------------------------------------------------------------------ batches
 
     def _mget_flow(self, keys: list[str]) -> Flow[list[Any]]:
-        """The stored strings of ``keys``: ``MGET`` per group of keys (per 500 keys, 200 in
+        """The stored strings of ``keys``: ``MGET`` per group of keys (per 500 keys, 100 in
         the async shell, and per hash slot in a cluster), one round trip (one per node in
         a cluster)."""
         if not keys:
@@ -743,21 +747,50 @@ class RedisCache(FlowCache[Client]):
     ) -> Flow[dict[str, Any]]:
         """The live entries among ``keys``; ``raws``: their stored strings, when already
         read (:meth:`_get_many`), else one ``MGET`` round trip (:meth:`_mget_flow`)."""
+        given = raws is not None
         if raws is None:
             raws = yield from self._mget_flow(keys)
+        hit_keys: list[str] = list(compress(keys, raws))  # a miss is None
+        hits: list[bytes] = list(filter(None, raws))
         if len(raws) > MAX_KEYS:  # the loop runs others between the last reply and the decode
             yield YIELD_LOOP
-        # This loop is most of the client time cachehub adds to an MGET. The usual batch
-        # holds only common entries (codec bytes that never expire, see _read) and misses:
-        # the hits are picked (compress, filter: a miss is None) and checked with C-level
-        # calls, then decoded in one pass, with no Python step per key beyond the codec's.
-        hit_keys: list[str] = list(compress(keys, raws))
-        hits: list[bytes] = list(filter(None, raws))
+        if given or len(hits) <= FIRST_STRETCH:  # given: the sync shell's, no loop
+            found, idle = self._decode_hits(hit_keys, hits, now)
+        else:
+            # Decoded in stretches of LOOP_STRETCH seconds, the loop running others
+            # between two: values are stored compressed, their size says nothing of the work.
+            found, idle = {}, []
+
+            def decode(span: range) -> None:
+                part, slid = self._decode_hits(
+                    hit_keys[span.start : span.stop], hits[span.start : span.stop], now
+                )
+                found.update(part)
+                idle.extend(slid)
+
+            yield from stretched(decode, len(hits))
+        if idle:
+            yield from self._slide_flow(idle, now)
+        if self._hits.due():
+            yield from self._flush_due_flow()
+        return found
+
+    def _decode_hits(
+        self, hit_keys: list[str], hits: list[bytes], now: float
+    ) -> tuple[dict[str, Any], list[tuple[str, bytes, Expiry]]]:
+        """The live entries among the stored strings ``hits`` of ``hit_keys`` (no miss),
+        their reads counted; and the idle ones read, whose reads must be recorded at once
+        (see :meth:`_check`)."""
+        # This is most of the client time cachehub adds to an MGET. The usual batch
+        # holds only common entries (codec bytes that never expire, see _read): checked
+        # with C-level calls, then decoded in one pass, with no Python step per key beyond
+        # the codec's.
         # Every hit starts with _PLAIN when the least and the greatest do (bytes compare
         # lexicographically; no string starting with _PLAIN reaches _PLAIN_END). Every
         # hit's policy bytes are FOREVER when their concatenation is FOREVER repeated: a
         # shorter string's cut is shorter, so the lengths could not add up. C-level passes,
         # no call per key.
+        loads = self._loads
         if not hits or (
             min(hits) >= _PLAIN
             and max(hits) < _PLAIN_END
@@ -768,40 +801,32 @@ class RedisCache(FlowCache[Client]):
                 self._hits.count_many(list(zip(hit_keys, map(_STAMP, hits), strict=True)), now)
             # A comprehension, not map: the codec is Python, and a call from the eval loop
             # is cheaper than one from map's C loop (no re-entry per value).
-            loads = self._loads
-            common = {k: loads(raw[HEADER_SIZE:], k) for k, raw in zip(hit_keys, hits, strict=True)}
-            if self._hits.due():
-                yield from self._flush_due_flow()
-            return common
+            return {
+                k: loads(raw[HEADER_SIZE:], k) for k, raw in zip(hit_keys, hits, strict=True)
+            }, []
         # Otherwise the common entries first, in one comprehension, then the others.
         # startswith at an offset compares in place (slices would copy the bytes).
-        loads = self._loads
         found = {
             k: loads(raw[HEADER_SIZE:], k)
-            for k, raw in zip(keys, raws, strict=True)
-            if raw
-            and raw.startswith(_PLAIN)
-            and raw.startswith(FOREVER, _EXPIRES)
-            and sound_stamps((raw,))
+            for k, raw in zip(hit_keys, hits, strict=True)
+            if raw.startswith(_PLAIN) and raw.startswith(FOREVER, _EXPIRES) and sound_stamps((raw,))
         }
         counted: list[tuple[str, bytes]] = []
         if self.counts_hits:
-            counted = [(k, raw[_CREATED]) for k, raw in zip(keys, raws, strict=True) if k in found]
+            counted = [
+                (k, raw[_CREATED]) for k, raw in zip(hit_keys, hits, strict=True) if k in found
+            ]
         idle: list[tuple[str, bytes, Expiry]] = []
-        if len(found) < len(raws) - raws.count(None):  # other entries: headers to check
+        if len(found) < len(hits):  # other entries: headers to check
             check = self._check
-            for key, raw in zip(keys, raws, strict=True):
-                if raw and key not in found:
+            for key, raw in zip(hit_keys, hits, strict=True):
+                if key not in found:
                     read = check(key, raw, now, found, counted)
                     if read is not None:
                         idle.append(read)
         if counted and self.counts_hits:
             self._hits.count_many(counted, now)
-        if idle:
-            yield from self._slide_flow(idle, now)
-        if self._hits.due():
-            yield from self._flush_due_flow()
-        return found
+        return found, idle
 
     def _set_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
         """The sync shell's batch write. Entries that never expire, up to ``MAX_KEYS`` on a
@@ -818,25 +843,43 @@ class RedisCache(FlowCache[Client]):
     def _set_many_flow(self, items: dict[str, Any], expiry: Expiry, now: float) -> Flow[None]:
         deadline = expiry.deadline(now)
         if deadline is None:
-            yield from self._mset_flow(self._blobs(items, expiry, now))
+            yield from self._mset_flow((yield from self._blobs_flow(items, expiry, now)))
         else:
             yield from self._set_many_ttl_flow(items, expiry, deadline, now)
         self._hits.forget(*items)
         yield from self._flush_due_flow()
 
     def _blobs(self, items: dict[str, Any], expiry: Expiry, now: float) -> list[Any]:
+        """:meth:`_blobs_flow` in one go: the sync shell's direct ``MSET`` (no loop)."""
+        try:
+            next(self._blobs_flow(items, expiry, now, math.inf))
+        except StopIteration as done:
+            return cast(list[Any], done.value)
+        raise AssertionError("an endless stretch yielded")  # pragma: no cover
+
+    def _blobs_flow(
+        self, items: dict[str, Any], expiry: Expiry, now: float, stretch: float | None = None
+    ) -> Flow[list[Any]]:
         """``[key, stored form, key, stored form, ...]`` of a batch (see :meth:`_blob`).
 
         Every entry of a batch shares its stamps and expiry, so the two possible headers
-        are packed once, not once per entry.
+        are packed once, not once per entry. Encoded in stretches of
+        :data:`~cachehub.provider.LOOP_STRETCH` seconds, the event loop running others
+        between two (:data:`YIELD_LOOP`; the sync driver goes on), or ``stretch``.
         """
+        if stretch is None:
+            stretch = provider.LOOP_STRETCH
         x, d = expiry.expires_at, expiry.idle
         codec_head = pack(KIND_CODEC, b"", now, now, x, d)
         int_head = pack(KIND_INT, b"", now, now, x, d)
         dumps, ints, pack_int = self._dumps, _INT64, INT.pack
         flat: list[Any] = []
         add = flat.append
-        for key, value in items.items():
+        began = perf_counter()
+        for i, (key, value) in enumerate(items.items()):
+            if not i % 8 and i and perf_counter() - began >= stretch:  # read every 8 values
+                yield YIELD_LOOP
+                began = perf_counter()
             add(key)
             if type(value) is int and value in ints:
                 add(int_head + pack_int(value))
@@ -845,8 +888,8 @@ class RedisCache(FlowCache[Client]):
         return flat
 
     def _mset_flow(self, flat: list[Any]) -> Flow[None]:
-        """Entries that never expire (``flat`` as :meth:`_blobs` builds it): ``MSET``, the
-        native command (atomic per call), per 500 keys (200 in the async shell, and per
+        """Entries that never expire (``flat`` as :meth:`_blobs_flow` builds it): ``MSET``, the
+        native command (atomic per call), per 500 keys (100 in the async shell, and per
         hash slot in a cluster), one round trip (one per node in a cluster)."""
         groups = yield Call("groups", flat[::2], (yield batch_limit(MAX_KEYS)))
         if len(groups) == 1:
@@ -900,10 +943,12 @@ class RedisCache(FlowCache[Client]):
     ) -> Flow[None]:
         """Entries with a TTL (``MSET`` takes none): the SET_MANY script, one round trip."""
         ttl = self._ttl(deadline, now)
+        flat = yield from self._blobs_flow(items, expiry, now)
+        blobs = dict(zip(flat[::2], flat[1::2], strict=True))
         calls: list[ScriptCall] = []
         for group in (yield Call("groups", list(items), (yield batch_limit(MAX_KEYS)))):
             args: list[Any] = [*ttl, self._server_cap(expiry, now)]
-            args.extend(self._blob(key, items[key], expiry, now) for key in group)
+            args.extend(blobs[key] for key in group)
             calls.append((group, args))
         yield from self._calls_flow(lua.SET_MANY, calls)
 

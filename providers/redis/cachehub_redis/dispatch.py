@@ -24,7 +24,9 @@ from .connection import WaitingCluster
 from .scripts import LuaScript
 
 __all__ = [
+    "LOOP_CLUSTER_COMMANDS",
     "LOOP_MAX_KEYS",
+    "LOOP_PIPELINE_ARGS",
     "MAX_KEYS",
     "RETRYABLE",
     "AsyncClient",
@@ -37,6 +39,7 @@ __all__ = [
     "evalsha",
     "first_key",
     "is_cluster",
+    "pipelines",
     "send",
     "split",
 ]
@@ -44,13 +47,28 @@ __all__ = [
 MAX_KEYS: Final = 500
 """Most keys per command or script call, so one call never holds the server for long."""
 
-LOOP_MAX_KEYS: Final = 200
+LOOP_MAX_KEYS: Final = 100
 """Most keys per command, script call or SCAN page in the async shell (the provider's
 ``loop_batch_limit``): redis-py parses each reply in one callback of the event loop, with
-its pure-Python parser unless hiredis is installed, and a reply of 500 values took up to
-19 ms of a loaded machine's CPU (a SCAN page of 1,000 keys up to 33 ms). A batch is then
-more commands in the same pipeline, the same round trips (:func:`asend` yields between
-replies); a scan is more pages, each a round trip."""
+its pure-Python parser unless hiredis is installed, 25-55 us of CPU per element under
+load: a reply of 500 values took up to 19 ms (a SCAN page of 1,000 keys up to 33 ms), one
+of 200 up to 11 ms. A batch is then more commands in the same pipeline, the same round
+trips (:func:`asend` yields between replies); a scan is more pages, each a round trip
+(ten for 1,000 keys, where the sync shell takes one)."""
+
+LOOP_PIPELINE_ARGS: Final = 1_000
+"""Most arguments (keys and values) of one async pipeline (:func:`asend`): redis-py packs
+all of a pipeline's commands in one callback of the event loop, 1-2 us of CPU per
+argument under load (30 MSETs of 100 keys, a 3,000-key put_many, took up to 9 ms). A
+larger batch is sent as several pipelines, one after the other: one more round trip per
+1,000 arguments (four MSETs or nine MGETs of :data:`LOOP_MAX_KEYS` keys)."""
+
+LOOP_CLUSTER_COMMANDS: Final = 32
+"""Most commands of one async cluster pipeline (:func:`asend`): redis-py routes all of a
+pipeline's commands in one callback of the event loop and each node packs and reads all
+of its own in one more, 60-200 us of CPU per command under load (a 250-key batch, one
+command per hash slot, held the loop for 15-21 ms). A larger batch is sent as several
+pipelines, one after the other: one round trip per node for each 32 commands."""
 
 Client: TypeAlias = Redis | RedisCluster
 AsyncClient: TypeAlias = AsyncRedis | AsyncRedisCluster
@@ -154,7 +172,15 @@ def _pipeline(client: Redis, commands: Sequence[Command]) -> list[Any]:
 
 async def asend(client: AsyncClient, commands: Sequence[Command]) -> list[Any]:
     """:func:`send` on a ``redis.asyncio`` client. The async cluster pipeline routes each
-    command by its slot and sends one pipeline per node, concurrently."""
+    command by its slot and sends one pipeline per node, concurrently. A batch larger than
+    one pipeline should be on the event loop is several, one after the other
+    (:func:`pipelines`)."""
+    parts = pipelines(commands, isinstance(client, AsyncRedisCluster))
+    if len(parts) > 1:
+        replies: list[Any] = []
+        for part in parts:
+            replies += await asend(client, commands[part.start : part.stop])
+        return replies
     if len(commands) == 1:
         try:
             return [await client.execute_command(*commands[0])]
@@ -168,6 +194,22 @@ async def asend(client: AsyncClient, commands: Sequence[Command]) -> list[Any]:
     if isinstance(client, WaitingCluster):  # one request: at most one connection per node
         return list(await client.request(lambda: pipe.execute(raise_on_error=False)))
     return list(await pipe.execute(raise_on_error=False))
+
+
+def pipelines(commands: Sequence[Command], cluster: bool) -> list[range]:
+    """The consecutive ranges of ``commands`` :func:`asend` sends as one pipeline each: at
+    most :data:`LOOP_PIPELINE_ARGS` arguments (a larger command alone) and, in a cluster,
+    :data:`LOOP_CLUSTER_COMMANDS` commands."""
+    most = LOOP_CLUSTER_COMMANDS if cluster else len(commands)
+    parts: list[range] = []
+    start = size = 0
+    for i, command in enumerate(commands):
+        if i > start and (i - start >= most or size + len(command) > LOOP_PIPELINE_ARGS):
+            parts.append(range(start, i))
+            start, size = i, 0
+        size += len(command)
+    parts.append(range(start, len(commands)))
+    return parts
 
 
 def _yield_between_replies(pipe: Any) -> None:
