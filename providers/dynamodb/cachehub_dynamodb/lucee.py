@@ -296,6 +296,14 @@ class LuceeDynamoDBCache(DynamoDBCache):
 
     # ------------------------------------------------------------------ keys
 
+    def _entry_key(self, key: str) -> str:
+        """Lucee's key mapping (``CacheUtil.key``): ``user`` and ``USER`` are one entry.
+
+        A key that maps to nothing (blank) stays itself: it is no entry at all, and a write
+        refuses it with its own error rather than as a collision of blank keys.
+        """
+        return lucee_key(key) or key
+
     def _lucee_pk(self, storage_key: str) -> str:
         pk = lucee_key(storage_key)
         if not pk:
