@@ -48,7 +48,7 @@ from .batch import get_batches
 from .cache import DynamoDBCache
 from .errors import ConditionFailedError, ForeignEntryError, describe_item
 from .flow import Flow, request
-from .items import INTERNAL, MAX_ITEM_BYTES, MAX_KEY_BYTES, item_size
+from .items import MAX_ITEM_BYTES, MAX_KEY_BYTES, item_size
 from .lucee_values import LuceeValueError, decode_attr, encode_attr
 
 if TYPE_CHECKING:
@@ -80,7 +80,6 @@ NAMES: Final = {
     "#ttl": TTL,
     "#until": UNTIL,
     "#idle": IDLE,
-    "#int": INTERNAL,
 }
 _PLACEHOLDER: Final = re.compile(r"#[A-Za-z0-9_]+")
 _LIVE: Final = "(attribute_not_exists(#ttl) OR #ttl > :nows)"
@@ -629,8 +628,12 @@ class LuceeDynamoDBCache(DynamoDBCache):
     def _list_params(self, flt: KeyFilter, now: float) -> dict[str, Any]:
         """Scan for the keys (and ttl) of live items whose key starts with the filter's
         literal prefix (namespace included), uppercased: every listed key is canonical,
-        so the prefix test on the server is exact and foreign namespaces stay unread."""
-        filt = f"{_LIVE} AND attribute_not_exists(#int)"
+        so the prefix test on the server is exact and foreign namespaces stay unread.
+
+        ``cachehubInternal`` hides nothing here: a lock item's partition key holds the
+        lowercase ``sha256:`` no Lucee key has, so :meth:`_listed` never lists it, and the
+        marker on an entry (another writer's) must not keep it from ``clear``."""
+        filt = _LIVE
         values = {":nows": {"N": str(math.floor(now))}}
         if flt.prefix:
             filt = f"begins_with(#pk, :p) AND {filt}"
