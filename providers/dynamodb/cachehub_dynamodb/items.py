@@ -82,6 +82,15 @@ MAX_NUMBER: Final = 10**38
 
 Item = dict[str, dict[str, Any]]
 
+ITEM_ATTRIBUTES: Final = frozenset(
+    {VALUE, TTL, DEADLINE, EXPIRES, IDLE, ACCESSED, CREATED, MODIFIED, HITS, ORIGINAL_KEY}
+    | {INTERNAL, LOCK_HOLDER, LOCK_UNTIL, LOCK_FENCE, LOCK_RELEASED, LUCEE_TTL, REQUEST}
+    | {HIT_FLUSH, "until", "idle"}  # the last two: Lucee's spans (its layout, lucee.py)
+)
+"""Every attribute name either layout writes besides the partition key: a table whose
+partition key has one of these names cannot hold cache items (the attribute would replace
+the key), see table.py."""
+
 # Expression placeholders: attribute names always go through these, because several of
 # ours (value, ttl...) are DynamoDB reserved words.
 PLACEHOLDERS: Final = {
