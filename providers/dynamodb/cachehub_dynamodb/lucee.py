@@ -82,8 +82,12 @@ NAMES: Final = {
     "#idle": IDLE,
 }
 _PLACEHOLDER: Final = re.compile(r"#[A-Za-z0-9_]+")
-_LIVE: Final = "(attribute_not_exists(#ttl) OR #ttl > :nows)"
-_EXPIRED: Final = "#ttl <= :nows"
+_LIVE: Final = "(attribute_not_exists(#ttl) OR (attribute_type(#ttl, :n) AND #ttl > :nows))"
+_EXPIRED: Final = f"NOT {_LIVE}"
+"""On an existing item, the exact complement of ``_LIVE``: a ``ttl`` that is no Number is
+expired for ``add`` too, as for every list and :func:`is_live` (DynamoDB compares across
+types as false; the explicit type test keeps moto, which answers such a comparison with a
+500, evaluating it)."""
 _ROUNDS: Final = 5
 _PAGE: Final = 1000
 CONVERT_CHUNK: Final = 100
@@ -100,6 +104,11 @@ def lucee_key(key: str) -> str:
     Turkish/Lithuanian locales.
     """
     return key.upper().strip(_JAVA_WHITESPACE)
+
+
+def _now(now: float) -> dict[str, dict[str, str]]:
+    """The values ``_LIVE``/``_EXPIRED`` use: the whole second ``now``, and type N."""
+    return {":nows": {"N": str(math.floor(now))}, ":n": {"S": "N"}}
 
 
 def _ms(now: float) -> int:
@@ -447,7 +456,7 @@ class LuceeDynamoDBCache(DynamoDBCache):
         cond = f"attribute_not_exists(#pk) OR {_LIVE}"
         params["ConditionExpression"] = cond
         params["ExpressionAttributeNames"] = _names(update, cond, key_name=self.key_name)
-        params["ExpressionAttributeValues"] = {**values, ":nows": {"N": str(math.floor(now))}}
+        params["ExpressionAttributeValues"] = {**values, **_now(now)}
         fresh = self._fresh_item(pk, attr, expiry, now)
         for _ in range(_ROUNDS):
             try:
@@ -475,7 +484,7 @@ class LuceeDynamoDBCache(DynamoDBCache):
             "Item": item,
             "ConditionExpression": cond,
             "ExpressionAttributeNames": _names(cond, key_name=self.key_name),
-            "ExpressionAttributeValues": {":nows": {"N": str(math.floor(now))}},
+            "ExpressionAttributeValues": _now(now),
         }
         try:
             reply = yield request("PutItem", params, once=True)
@@ -529,8 +538,7 @@ class LuceeDynamoDBCache(DynamoDBCache):
             ":zero": {"N": "0"},
             ":d": {"N": str(delta)},
             ":now": {"N": str(_ms(now))},
-            ":nows": {"N": str(math.floor(now))},
-            ":n": {"S": "N"},
+            **_now(now),
         }
         params = {**self._conditional_update(k, update, cond, values), "ReturnValues": "ALL_NEW"}
         for _ in range(_ROUNDS):
@@ -585,7 +593,7 @@ class LuceeDynamoDBCache(DynamoDBCache):
         attrs = expiry_values(expiry, now)
         values: dict[str, Any] = {
             ":now": {"N": str(_ms(now))},
-            ":nows": {"N": str(math.floor(now))},
+            **_now(now),
         }
         sets = ["#u = :now"]
         for name, attr in attrs.items():
@@ -634,7 +642,7 @@ class LuceeDynamoDBCache(DynamoDBCache):
         lowercase ``sha256:`` no Lucee key has, so :meth:`_listed` never lists it, and the
         marker on an entry (another writer's) must not keep it from ``clear``."""
         filt = _LIVE
-        values = {":nows": {"N": str(math.floor(now))}}
+        values = _now(now)
         if flt.prefix:
             filt = f"begins_with(#pk, :p) AND {filt}"
             values[":p"] = {"S": flt.prefix}

@@ -93,9 +93,9 @@ count, a counter): DynamoDB's TTL reads them as a date before now."""
 def _ttl_warning(table: str, attribute: str) -> str:
     """The warning for a table whose native TTL is on ``attribute``, not ``timeToLive``.
 
-    On main it always said DynamoDB "will not delete" the entries; with TTL on an
-    attribute the items hold for another purpose (``createdTime``, ``idleTime``...) the
-    opposite is true: DynamoDB reads it as a date in the past and deletes live entries.
+    With TTL on an attribute the items hold for another purpose (``createdTime``,
+    ``idleTime``...) DynamoDB reads it as a date in the past and deletes live entries: the
+    warning must say so, not that DynamoDB leaves them alone.
     """
     head = f"table '{table}' has TTL on attribute '{attribute}', not '{TTL}'; "
     if attribute in _PAST_NAMES:
