@@ -55,7 +55,12 @@ def _content_length(text: str | None) -> int | None:
 
 
 class LocalDynamoDB:
-    """Start moto's ThreadedMotoServer on ``host`` (a free port unless ``port`` is given)."""
+    """Start moto's ThreadedMotoServer on ``host`` (a free port unless ``port`` is given).
+
+    ``max_connections`` caps the connections the (default, ``serialize=True``) server
+    keeps open at once, one thread each; ``serialize=False`` runs moto's own server,
+    which closes every connection after one reply.
+    """
 
     def __init__(
         self,
