@@ -1286,6 +1286,16 @@ class BaseCache(ABC):
         entry = self._run("metadata", key, None, self._get_entry, sk, now)
         return self._metadata_of(key, entry, now)
 
+    def _entry_key(self, key: str) -> str:
+        """The key as this cache stores it: two keys with the same one are one entry.
+
+        The key itself; a layout that maps keys overrides it (Lucee's upper-cases and
+        trims them, so ``user`` and ``USER`` are one entry). ``migrate`` reports source
+        keys that would land on one entry of the target instead of copying one over the
+        other.
+        """
+        return key
+
     def peek(self, key: str) -> Entry | None:
         """The live entry under ``key`` with its value and metadata, or None.
 

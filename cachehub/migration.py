@@ -27,6 +27,9 @@ not check:
   empty or over-long key, or a set, in the Lucee layout): its batch is retried key by
   key, the entry is counted in ``MigrationReport.unwritable`` with its typed error, never
   recorded as copied (a rerun tries it again), and the rest of the batch is copied.
+* Source keys that the target stores as one entry (Lucee's layout upper-cases keys:
+  ``user`` and ``USER``) are not copied at all - one would silently replace the other -
+  and are reported in ``MigrationReport.colliding``, a dry run included.
 * Verification streams over every copied key (presence in the target, and values of a
   sample) and keeps the first few differences and the counts, never a list of all.
 """
@@ -214,6 +217,12 @@ class MigrationReport:
     which it holds an item it cannot read): not copied."""
     first_unwritable: list[dict[str, str]] = field(default_factory=list)
     """The first few of them, as ``first_unreadable``."""
+    colliding: int = 0
+    """Source keys the target stores as one entry (Lucee's layout upper-cases keys, so
+    ``user`` and ``USER`` collide): none of them is copied, so none silently replaces
+    another."""
+    first_colliding: list[list[str]] = field(default_factory=list)
+    """The first few groups of colliding keys (each at most :data:`SHOWN_COLLIDING` keys)."""
 
     @property
     def succeeded(self) -> bool:
@@ -223,7 +232,33 @@ class MigrationReport:
             and self.verified is not False
             and self.unreadable == 0
             and self.unwritable == 0
+            and self.colliding == 0
         )
+
+
+SHOWN_COLLIDING: Final = 5
+"""How many keys of one colliding group a report lists."""
+
+
+def _without_collisions(target: BaseCache, keys: list[str], report: MigrationReport) -> list[str]:
+    """``keys`` less those that the target would store as one entry, which are reported.
+
+    Copying them would leave one of each group, the last written, and lose the others
+    without a word; the application must rename them (or drop all but one) first.
+    """
+    groups: dict[str, list[str]] = {}
+    for key in keys:
+        groups.setdefault(target._entry_key(key), []).append(key)
+    if len(groups) == len(keys):
+        return keys
+    colliding = set()
+    for group in groups.values():
+        if len(group) > 1:
+            colliding.update(group)
+            report.colliding += len(group)
+            if len(report.first_colliding) < SHOWN_DIFFERENCES:
+                report.first_colliding.append(group[:SHOWN_COLLIDING])
+    return [key for key in keys if key not in colliding]
 
 
 def _peek(source: BaseCache, key: str, report: MigrationReport) -> tuple[bool, Entry | None]:
@@ -425,6 +460,7 @@ def migrate(
     checkpoint = Checkpoint.load(path, source.name, target.name, filter, write=not dry_run)
     keys = sorted(source.keys(filter))
     report = MigrationReport(source.name, target.name, filter, dry_run, total=len(keys))
+    keys = _without_collisions(target, keys, report)
     tick = progress or (lambda _phase, _done, _total: None)
     if dry_run:
         _dry_run(source, target, keys, checkpoint, report)

@@ -38,6 +38,7 @@ def _render(report: MigrationReport) -> Any:
                 ("newer in the target, kept", report.kept_newer),
                 ("unreadable at the source", report.unreadable),
                 ("refused by the target", report.unwritable),
+                ("colliding in the target, not copied", report.colliding),
             ]
         else:
             rows += [
@@ -50,6 +51,7 @@ def _render(report: MigrationReport) -> Any:
                 ("newer in the target, kept", report.kept_newer),
                 ("unreadable at the source, not copied", report.unreadable),
                 ("refused by the target, not copied", report.unwritable),
+                ("colliding in the target, not copied", report.colliding),
                 ("batches", report.batches),
             ]
             if report.verified is not None:
@@ -62,6 +64,7 @@ def _render(report: MigrationReport) -> Any:
         for what, value in rows:
             table.add_row(what, str(value))
         console.print(table, markup=False)
+        _print_colliding(console, report)
         if report.dry_run:
             for item in report.would_copy:
                 ttl = "no expiry" if item["ttl"] is None else f"ttl {item['ttl']} s"
@@ -98,11 +101,12 @@ def _render(report: MigrationReport) -> Any:
         )
         if not report.complete:
             console.print("stopped early: run again with the same --resume-file to continue.")
-        elif report.verified and not (report.unreadable or report.unwritable):
+        elif report.verified and not (report.unreadable or report.unwritable or report.colliding):
             console.print("[green]✓ migration verified[/]")
         elif report.verified:
             console.print(
-                "[yellow]copies verified; the unreadable or refused entries above are missing[/]"
+                "[yellow]copies verified; the unreadable, refused or colliding entries above are "
+                "missing[/]"
             )
         elif report.verified is None:
             console.print("copied; not verified (--no-verify).")
@@ -110,6 +114,19 @@ def _render(report: MigrationReport) -> Any:
             console.print("[red]✗ verification failed[/]")
 
     return render
+
+
+def _print_colliding(console: Console, report: MigrationReport) -> None:
+    """The source keys that are one entry in the target, group by group."""
+    for group in report.first_colliding:
+        shown = ", ".join(repr(key)[:200] for key in group)
+        console.print(f"colliding: {shown}", markup=False, highlight=False)
+    if report.colliding:
+        console.print(
+            f"[red]✗ {report.colliding} source keys are one entry in the target (e.g. "
+            "'user' and 'USER' in Lucee's layout, which upper-cases keys) and were not "
+            "copied[/]; rename them at the source so that each is unique, then run again.",
+        )
 
 
 def _print_failed(
@@ -218,7 +235,7 @@ def migrate_command(
         )
         raise click.exceptions.Exit(130) from None
     state.out.emit(report, _render(report))
-    if report.verified is False or report.unreadable or report.unwritable:
+    if report.verified is False or report.unreadable or report.unwritable or report.colliding:
         raise click.exceptions.Exit(1)
 
 

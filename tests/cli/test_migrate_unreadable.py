@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -135,3 +136,31 @@ def test_cli_reports_planted_garbage_and_exits_non_zero(
     assert "planted" in result.output
     assert "<script>" in result.output  # shown as text, never interpreted
     assert "verification failed" not in result.output  # --no-verify: nothing was checked
+
+
+class _Upper(MemoryCache):
+    """A target that stores keys upper-cased, as a Lucee-layout DynamoDB table does."""
+
+    def _entry_key(self, key: str) -> str:
+        return key.upper()
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_colliding_keys_are_shown_and_none_is_copied(dry_run: bool) -> None:
+    from rich.console import Console
+
+    from cachehub.cli.migrate import _render
+
+    source, target = MemoryCache(name="src"), _Upper(name="dst")
+    source.put_many({"user": 1, "USER": 2, "other": 3})
+    report = cachehub.migrate(source, target, dry_run=dry_run)
+    assert (report.colliding, report.first_colliding) == (2, [["USER", "user"]])
+    assert not report.succeeded
+    console = Console(record=True, width=200)
+    _render(report)(console)
+    shown = console.export_text()
+    assert re.search(r"colliding in the target, not copied\s+│ 2 ", shown)
+    assert "colliding: 'USER', 'user'" in shown
+    assert "rename them at the source" in shown
+    assert target.get("user") is None
+    assert target.get("other") == (None if dry_run else 3)

@@ -584,8 +584,8 @@ CASES: Final[list[Hostile]] = [
     Hostile(
         "dynamo-deadline-as-string",
         "dynamo",
-        _item({"value": {"N": "7"}, "deadline": {"S": "soon"}}, "metadata"),
-        value=0,
+        _item({"value": {"N": "7"}, "deadline": {"S": "soon"}}),
+        value=None,  # a deadline of another type: already past (docs/dynamodb.md)
     ),
     Hostile(
         "dynamo-idle-as-string",

@@ -29,7 +29,7 @@ from botocore.exceptions import (
     HTTPClientError,
 )
 
-from cachehub.api import COUNTER_RANGE, counter_overflow
+from cachehub.api import COUNTER_RANGE, MAX_TIME_SPAN, counter_overflow
 from cachehub.provider import (
     HIT_OPTIONS,
     MISSING,
@@ -80,7 +80,9 @@ from .errors import (
 from .flow import request
 from .flush import flush_workers, update_all
 from .items import (
+    CONSTANTS,
     DEADLINE,
+    ENTRY,
     EXPIRED,
     EXPIRY_ATTRIBUTES,
     IDLE,
@@ -145,6 +147,16 @@ LOCK_GRACE: Final = 3600
 """Seconds a lock item outlives its last holding before native TTL may delete it: longer
 than any clock skew, so a fence restarted from a writer's clock stays above the old ones."""
 _LOCK: Final = {"S": "lock"}
+HELD_BY_HOLDER: Final = (
+    "#int = :lock AND #ok = :ok AND #holder = :t AND attribute_type(#lu, :n) AND #lu > :now"
+)
+"""Condition of release and extend: the lock is still this token's. A ``lockUntil`` of
+another type (another program's) fails it as a lost lock; the explicit type test keeps
+moto, which fails a comparison across types with a 500, evaluating it."""
+LOCK_HORIZON: Final = MAX_TIME_SPAN.total_seconds() + 86_400
+"""No cachehub writer sets a ``lockUntil`` further ahead than the longest lock ttl (1,000
+years) plus a day of clock skew: one beyond it was written by another program, and the lock
+is free to take, as is one whose ``lockUntil`` is missing or not a Number."""
 T = TypeVar("T")
 _METHODS: dict[str, str] = {}
 """DynamoDB operation name -> client method name (``GetItem`` -> ``get_item``)."""
@@ -561,7 +573,7 @@ class DynamoDBCache(FlowCache[Any]):
         out: dict[str, Any] = {}
         if names:
             out["ExpressionAttributeNames"] = names
-        picked = {k: v for k, v in (values or {}).items() if k in used}
+        picked = {k: v for k, v in {**CONSTANTS, **(values or {})}.items() if k in used}
         if picked:
             out["ExpressionAttributeValues"] = picked
         return out
@@ -880,7 +892,6 @@ class DynamoDBCache(FlowCache[Any]):
                 ":lo": {"N": str(low)},
                 ":hi": {"N": str(high)},
                 ":now": num(now),
-                ":n": {"S": "N"},
                 ":h": {"N": str(hits)},
                 ":ok": {"S": original or ""},
                 ":sk": {"S": key},
@@ -1002,7 +1013,7 @@ class DynamoDBCache(FlowCache[Any]):
     # ------------------------------------------------------------------ scans
 
     def _scan_params(self, flt: KeyFilter, now: float, *, keys_only: bool) -> dict[str, Any]:
-        live = f"{LIVE} AND attribute_not_exists(#int)"  # internal items are not entries
+        live = f"{LIVE} AND {ENTRY}"  # internal items are not entries
         filt = f"(begins_with(#pk, :p) OR begins_with(#ok, :p)) AND {live}" if flt.prefix else live
         params: dict[str, Any] = {
             "TableName": self.table_name,
@@ -1295,6 +1306,8 @@ class DynamoDBCache(FlowCache[Any]):
         """Whether ``item`` is held (by ``token``, when given) at ``now``."""
         holder = item.get(LOCK_HOLDER, {}).get("S")
         until = num_of(item, LOCK_UNTIL)
+        if until > now + LOCK_HORIZON:  # another program's: free, as acquire reads it
+            return False
         return holder is not None and (token is None or holder == token) and now < until
 
     def _lock_acquire_flow(self, name: str, token: str, ttl: float, now: float) -> Flow[int | None]:
@@ -1303,12 +1316,16 @@ class DynamoDBCache(FlowCache[Any]):
             "SET #holder = :t, #lu = :until, #int = :lock, #ok = :ok, #ttl = :gone, "
             "#fence = if_not_exists(#fence, :base) + :one REMOVE #rel"
         )
+        # Free: no holder, or its lockUntil is past, missing, no Number or beyond
+        # LOCK_HORIZON (another program's item must not block the lock forever).
         cond = (
             "attribute_not_exists(#pk) OR (#int = :lock AND #ok = :ok AND "
-            "(attribute_not_exists(#holder) OR #lu <= :now))"
+            "(NOT attribute_type(#lu, :n) OR #lu > :far OR "
+            "attribute_not_exists(#holder) OR #lu <= :now))"
         )
         values = {
             ":t": {"S": token},
+            ":far": num(now + LOCK_HORIZON),
             ":until": num(until),
             ":gone": {"N": str(math.ceil(until + LOCK_GRACE))},
             ":base": {"N": str(int(now * 1_000_000))},  # after a TTL delete: above old fences
@@ -1324,7 +1341,7 @@ class DynamoDBCache(FlowCache[Any]):
 
     def _lock_release_flow(self, name: str, token: str, now: float) -> Flow[bool]:
         update = "SET #rel = :t, #ttl = :gone REMOVE #holder, #lu"
-        cond = "#int = :lock AND #ok = :ok AND #holder = :t AND #lu > :now"
+        cond = HELD_BY_HOLDER
         values = {
             ":t": {"S": token},
             ":gone": {"N": str(math.ceil(now + LOCK_GRACE))},
@@ -1338,7 +1355,7 @@ class DynamoDBCache(FlowCache[Any]):
     def _lock_extend_flow(self, name: str, token: str, ttl: float, now: float) -> Flow[bool]:
         until = now + ttl
         update = "SET #lu = :until, #ttl = :gone"
-        cond = "#int = :lock AND #ok = :ok AND #holder = :t AND #lu > :now"
+        cond = HELD_BY_HOLDER
         values = {
             ":t": {"S": token},
             ":until": num(until),

@@ -239,8 +239,33 @@ def _list_of(cmd: _Command, data: Mapping[str, Any], name: str) -> list[Any]:
     return list(value)
 
 
+def _distinct(cmd: _Command, keys: list[dict[str, Any]], what: str) -> None:
+    """Refuse a batch naming one key twice, naming the duplicates (at most 5 shown).
+
+    DynamoDB refuses such a request with a ValidationException ("Provided list of item
+    keys contains duplicates") that names none of them, and the batch helpers split a
+    long list into requests of 100 or 25, where a duplicate across two requests would
+    not even be refused: it is checked here, before anything is sent.
+    """
+    seen: set[str] = set()
+    twice: dict[str, None] = {}
+    for key in keys:
+        value = str(key[cmd.kn]["S"])
+        if value in seen:
+            twice[value] = None
+        seen.add(value)
+    if twice:
+        shown = ", ".join(repr(k[:80]) for k in list(twice)[:5])
+        more = f" and {len(twice) - 5} more" if len(twice) > 5 else ""
+        raise CacheValueError(
+            f"{cmd.action}: {what} name {len(twice)} key(s) more than once: {shown}{more}.",
+            hint="DynamoDB refuses a batch that names one key twice: pass each key once.",
+        )
+
+
 def _batch_get_item(cmd: _Command, data: dict[str, Any]) -> Any:
     keys = [cmd.key(cmd.mapping(k, "each key")) for k in _list_of(cmd, data, "keys")]
+    _distinct(cmd, keys, "the keys")
     rest = {k: v for k, v in data.items() if str(k).lower() != "keys"}
     controls = cmd.only(rest, _READ_CONTROLS)
     consistent = bool(controls.pop("ConsistentRead", cmd.cache.settings["consistentRead"]))
@@ -264,6 +289,8 @@ def _batch_write_item(cmd: _Command, data: dict[str, Any]) -> Any:
         {"DeleteRequest": {"Key": cmd.key(cmd.mapping(k, "each key"))}}
         for k in _list_of(cmd, data, "delete")
     ]
+    written = [r["PutRequest"]["Item"] for r in puts] + [r["DeleteRequest"]["Key"] for r in deletes]
+    _distinct(cmd, written, "put and delete")
     cmd.cache._drive(write_batches(cmd.table, puts + deletes, checked=True))
     return {"put": len(puts), "delete": len(deletes)}
 

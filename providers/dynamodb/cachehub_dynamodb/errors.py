@@ -221,6 +221,18 @@ TABLE: Final = (
         codes=frozenset({"ValidationException"}),
         text="item size|size has exceeded",
     ),
+    # DynamoDB: "Type mismatch for Index Key value Expected: S Actual: B IndexName: x";
+    # the partition-key hint below blamed the key the caller had named correctly.
+    ErrorRule(
+        CacheValueError,
+        "{op} on table '{table}': a secondary index of the table is keyed on an attribute "
+        "this item holds with another type ({text}).",
+        "key the index on an attribute the cache does not write (value, deadline, "
+        "createdTime... see 'Item layout' in docs/dynamodb.md), or give the cache a table "
+        "of its own.",
+        codes=frozenset({"ValidationException"}),
+        text="index key|indexname:",
+    ),
     ErrorRule(
         CacheValueError,
         "{op} on table '{table}': {text}",

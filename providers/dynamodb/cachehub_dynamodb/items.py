@@ -82,6 +82,15 @@ MAX_NUMBER: Final = 10**38
 
 Item = dict[str, dict[str, Any]]
 
+ITEM_ATTRIBUTES: Final = frozenset(
+    {VALUE, TTL, DEADLINE, EXPIRES, IDLE, ACCESSED, CREATED, MODIFIED, HITS, ORIGINAL_KEY}
+    | {INTERNAL, LOCK_HOLDER, LOCK_UNTIL, LOCK_FENCE, LOCK_RELEASED, LUCEE_TTL, REQUEST}
+    | {HIT_FLUSH, "until", "idle"}  # the last two: Lucee's spans (its layout, lucee.py)
+)
+"""Every attribute name either layout writes besides the partition key: a table whose
+partition key has one of these names cannot hold cache items (the attribute would replace
+the key), see table.py."""
+
 # Expression placeholders: attribute names always go through these, because several of
 # ours (value, ttl...) are DynamoDB reserved words.
 PLACEHOLDERS: Final = {
@@ -105,14 +114,27 @@ PLACEHOLDERS: Final = {
     "#lttl": LUCEE_TTL,
 }
 
+CONSTANTS: Final = {":n": {"S": "N"}, ":lock": {"S": "lock"}, ":nul": {"S": "\x00"}}
+"""Expression values every request may use (``attribute_type(x, :n)``, :data:`ENTRY`)."""
 LIVE: Final = (
-    "(#dl > :now OR (attribute_not_exists(#dl) AND (attribute_not_exists(#ttl) OR #ttl > :now)"
-    " AND (attribute_not_exists(#lttl) OR #lttl > :now)))"
+    "((attribute_type(#dl, :n) AND #dl > :now) OR (attribute_not_exists(#dl)"
+    " AND (attribute_not_exists(#ttl) OR (attribute_type(#ttl, :n) AND #ttl > :now))"
+    " AND (attribute_not_exists(#lttl) OR (attribute_type(#lttl, :n) AND #lttl > :now))))"
 )
 """Condition: the item has not reached its deadline (``timeToLive``, then Lucee's ``ttl``,
-when it has none)."""
-EXPIRED: Final = "(#dl <= :now OR (attribute_not_exists(#dl) AND (#ttl <= :now OR #lttl <= :now)))"
-"""Condition: the item exists but is past its deadline."""
+when it has none). An expiry attribute that is not a Number fails it, as DynamoDB's own
+comparison across types would (:func:`is_live` agrees); the explicit ``attribute_type``
+says so, and keeps moto, which fails such a comparison with a 500, evaluating it."""
+EXPIRED: Final = f"NOT {LIVE}"
+"""Condition, on an item that exists: past its deadline. The exact complement of
+:data:`LIVE`, so that an expiry attribute of another type (no comparison holds) reads as
+expired to ``add`` and ``incr`` as it does to every read, not as live to neither."""
+ENTRY: Final = "(attribute_not_exists(#int) OR NOT (#int = :lock AND contains(#ok, :nul)))"
+"""Condition (values in :data:`CONSTANTS`): the item is an entry, not an internal (lock)
+item. Only the marker *with* the ``originalKey`` only a lock
+has (it holds a NUL, see :func:`internal_key`) hides an item: ``cachehubInternal`` set on an
+ordinary item by another writer does not hide it from ``keys``/``count`` nor keep it from
+``clear``."""
 EXPIRY_ATTRIBUTES: Final = (DEADLINE, TTL, LUCEE_TTL)
 """The attributes :func:`is_live` reads: what a key-only read must ask for."""
 MS_STAMPS: Final = 1e11
@@ -251,14 +273,29 @@ def storage_key_of(item: Mapping[str, Mapping[str, Any]], key_name: str) -> str 
     return None if pk is None or "S" not in pk else str(pk["S"])
 
 
+def _expiry(item: Mapping[str, Mapping[str, Any]], name: str) -> float | None:
+    """An expiry attribute: None when absent, ``-inf`` (past) when not a Number."""
+    attr = item.get(name)
+    if attr is None:
+        return None
+    return _finite(attr["N"], name) if "N" in attr else -math.inf
+
+
 def deadline_of(item: Mapping[str, Mapping[str, Any]]) -> float | None:
     """When the item dies: ``deadline``, else a ``timeToLive`` set by other tools, else
-    the ``ttl`` of an item written by Lucee's extension."""
-    exact = number(item, DEADLINE)
-    if exact is not None:
-        return exact
-    native = number(item, TTL)
-    lucee = number(item, LUCEE_TTL)
+    the ``ttl`` of an item written by Lucee's extension.
+
+    An expiry attribute of another type (``{"S": "2030-01-01"}``, written by another
+    program) reads as already past, ``-inf``: DynamoDB's TTL process ignores it, so the
+    server keeps the item forever, and its conditions (:data:`LIVE`) compare it as false
+    - so every read, scan and conditional write treats the item as expired, and the
+    next ``put``/``add``/``incr`` replaces it. (Lucee's extension fails on such a
+    ``ttl``, which ``cacheGet`` turns into a miss.)
+    """
+    if DEADLINE in item:
+        return _expiry(item, DEADLINE)
+    native = _expiry(item, TTL)
+    lucee = _expiry(item, LUCEE_TTL)
     if native is None or lucee is None:
         return native if lucee is None else lucee
     return min(native, lucee)
@@ -268,14 +305,16 @@ def is_live(item: Mapping[str, Mapping[str, Any]], now: float) -> bool:
     """Whether the item may be returned at ``now`` (expiry is enforced on every read)."""
     # Same rule as deadline_of, inlined: this runs for every item read.
     attr = item.get(DEADLINE)
-    if attr is None or "N" not in attr:
+    if attr is None:
         attr = item.get(TTL)
-        if attr is None or "N" not in attr:
+        if attr is None:
             attr = item.get(LUCEE_TTL)
-            if attr is None or "N" not in attr:
+            if attr is None:
                 return True
         elif LUCEE_TTL in item:  # both: whichever comes first
             return now < deadline_of(item)  # type: ignore[operator]
+    if "N" not in attr:  # another type: past, as DynamoDB's LIVE condition reads it
+        return False
     try:
         return now < float(attr["N"])  # NaN: never alive
     except (TypeError, ValueError):

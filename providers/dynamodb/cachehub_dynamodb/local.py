@@ -28,12 +28,17 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from cachehub.errors import CacheUnavailableError, MissingPackageError
+from cachehub.errors import CacheUnavailableError, ConfigError, MissingPackageError
 
 __all__ = ["LocalDynamoDB"]
 
 _IDLE_SECONDS = 60
 """How long the server keeps an idle client connection open (clients close theirs sooner)."""
+MAX_CONNECTIONS = 256
+"""Client connections the server keeps open at once, one thread each: beyond them a new
+connection is closed at once (and logged), so idle or abandoned connections cannot make
+the process start a thread for each (10,000 of them were 10,000 threads)."""
+_log = logging.getLogger(__name__)
 _FRAMING = frozenset({"content-length", "connection", "transfer-encoding"})
 """Response headers the keep-alive handler writes itself."""
 _MAX_BODY = 32 << 20
@@ -50,12 +55,36 @@ def _content_length(text: str | None) -> int | None:
 
 
 class LocalDynamoDB:
-    """Start moto's ThreadedMotoServer on ``host`` (a free port unless ``port`` is given)."""
+    """Start moto's ThreadedMotoServer on ``host`` (a free port unless ``port`` is given).
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, serialize: bool = True) -> None:
+    ``max_connections`` caps the connections the (default, ``serialize=True``) server
+    keeps open at once, one thread each; ``serialize=False`` runs moto's own server,
+    which closes every connection after one reply.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        serialize: bool = True,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+            raise ConfigError(
+                "LocalDynamoDB max_connections must be an int, got "
+                f"{type(max_connections).__name__}.",
+                hint=f"pass a whole number of connections, e.g. {MAX_CONNECTIONS}.",
+            )
+        if max_connections < 1:
+            raise ConfigError(
+                f"LocalDynamoDB max_connections must be at least 1, got {max_connections}.",
+                hint=f"pass a whole number of connections, e.g. {MAX_CONNECTIONS}.",
+            )
         self.host = host
         self.port = port
         self.serialize = serialize
+        self.max_connections = max_connections
         self._server: Any = None
 
     @property
@@ -82,7 +111,7 @@ class LocalDynamoDB:
         access_log = logging.getLogger("werkzeug")
         if access_log.level == logging.NOTSET:
             access_log.setLevel(logging.WARNING)
-        factory = _serialized_server_class() if self.serialize else None
+        factory = _serialized_server_class(self.max_connections) if self.serialize else None
         server = (factory or ThreadedMotoServer)(
             ip_address=self.host, port=self.port, verbose=False
         )
@@ -114,8 +143,9 @@ class LocalDynamoDB:
         return f"<LocalDynamoDB {state}>"
 
 
-def _serialized_server_class() -> Any:
-    """ThreadedMotoServer whose WSGI app runs one request at a time (None if moto changed)."""
+def _serialized_server_class(max_connections: int = MAX_CONNECTIONS) -> Any:
+    """ThreadedMotoServer whose WSGI app runs one request at a time and which serves at most
+    ``max_connections`` connections at once (None if moto changed)."""
     # Typed as Any: these are moto internals (checked below), not its public API.
     tms: Any = importlib.import_module("moto.moto_server.threaded_moto_server")
 
@@ -217,6 +247,7 @@ def _serialized_server_class() -> Any:
                 request_handler=_KeepAliveHandler,
             )
             server.open_connections = set()
+            _cap_connections(server, max_connections)
             self._server = server
             self._server_ready_event.set()
             server.serve_forever()
@@ -229,3 +260,43 @@ def _serialized_server_class() -> Any:
                     connection.shutdown(socket.SHUT_RDWR)
 
     return SerializedMotoServer
+
+
+def _cap_connections(server: Any, limit: int) -> None:
+    """Serve at most ``limit`` connections of a threading ``server`` at once.
+
+    socketserver's ThreadingMixIn starts a thread per accepted connection, and a kept-alive
+    one lives until it has been idle for ``_IDLE_SECONDS``: without a cap, every idle
+    connection held a thread. A connection beyond the limit is closed at once - the
+    client sees it dropped and may retry - and one warning is logged until a slot frees.
+    """
+    slots = threading.BoundedSemaphore(limit)
+    warned = threading.Event()
+    start, serve = server.process_request, server.process_request_thread
+
+    def process_request(request: Any, client_address: Any) -> None:
+        if not slots.acquire(blocking=False):
+            if not warned.is_set():
+                warned.set()
+                _log.warning(
+                    "LocalDynamoDB refuses new connections: %d are open, the limit "
+                    "(max_connections); close idle clients or raise the limit.",
+                    limit,
+                )
+            server.shutdown_request(request)
+            return
+        try:
+            start(request, client_address)
+        except BaseException:  # no thread started (e.g. none left): the slot is free again
+            slots.release()
+            raise
+
+    def process_request_thread(request: Any, client_address: Any) -> None:
+        try:
+            serve(request, client_address)
+        finally:
+            slots.release()
+            warned.clear()
+
+    server.process_request = process_request
+    server.process_request_thread = process_request_thread

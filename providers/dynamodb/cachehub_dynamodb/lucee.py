@@ -48,7 +48,7 @@ from .batch import get_batches
 from .cache import DynamoDBCache
 from .errors import ConditionFailedError, ForeignEntryError, describe_item
 from .flow import Flow, request
-from .items import INTERNAL, MAX_ITEM_BYTES, MAX_KEY_BYTES, item_size
+from .items import MAX_ITEM_BYTES, MAX_KEY_BYTES, item_size
 from .lucee_values import LuceeValueError, decode_attr, encode_attr
 
 if TYPE_CHECKING:
@@ -80,11 +80,14 @@ NAMES: Final = {
     "#ttl": TTL,
     "#until": UNTIL,
     "#idle": IDLE,
-    "#int": INTERNAL,
 }
 _PLACEHOLDER: Final = re.compile(r"#[A-Za-z0-9_]+")
-_LIVE: Final = "(attribute_not_exists(#ttl) OR #ttl > :nows)"
-_EXPIRED: Final = "#ttl <= :nows"
+_LIVE: Final = "(attribute_not_exists(#ttl) OR (attribute_type(#ttl, :n) AND #ttl > :nows))"
+_EXPIRED: Final = f"NOT {_LIVE}"
+"""On an existing item, the exact complement of ``_LIVE``: a ``ttl`` that is no Number is
+expired for ``add`` too, as for every list and :func:`is_live` (DynamoDB compares across
+types as false; the explicit type test keeps moto, which answers such a comparison with a
+500, evaluating it)."""
 _ROUNDS: Final = 5
 _PAGE: Final = 1000
 CONVERT_CHUNK: Final = 100
@@ -101,6 +104,11 @@ def lucee_key(key: str) -> str:
     Turkish/Lithuanian locales.
     """
     return key.upper().strip(_JAVA_WHITESPACE)
+
+
+def _now(now: float) -> dict[str, dict[str, str]]:
+    """The values ``_LIVE``/``_EXPIRED`` use: the whole second ``now``, and type N."""
+    return {":nows": {"N": str(math.floor(now))}, ":n": {"S": "N"}}
 
 
 def _ms(now: float) -> int:
@@ -296,6 +304,14 @@ class LuceeDynamoDBCache(DynamoDBCache):
 
     # ------------------------------------------------------------------ keys
 
+    def _entry_key(self, key: str) -> str:
+        """Lucee's key mapping (``CacheUtil.key``): ``user`` and ``USER`` are one entry.
+
+        A key that maps to nothing (blank) stays itself: it is no entry at all, and a write
+        refuses it with its own error rather than as a collision of blank keys.
+        """
+        return lucee_key(key) or key
+
     def _lucee_pk(self, storage_key: str) -> str:
         pk = lucee_key(storage_key)
         if not pk:
@@ -440,7 +456,7 @@ class LuceeDynamoDBCache(DynamoDBCache):
         cond = f"attribute_not_exists(#pk) OR {_LIVE}"
         params["ConditionExpression"] = cond
         params["ExpressionAttributeNames"] = _names(update, cond, key_name=self.key_name)
-        params["ExpressionAttributeValues"] = {**values, ":nows": {"N": str(math.floor(now))}}
+        params["ExpressionAttributeValues"] = {**values, **_now(now)}
         fresh = self._fresh_item(pk, attr, expiry, now)
         for _ in range(_ROUNDS):
             try:
@@ -468,7 +484,7 @@ class LuceeDynamoDBCache(DynamoDBCache):
             "Item": item,
             "ConditionExpression": cond,
             "ExpressionAttributeNames": _names(cond, key_name=self.key_name),
-            "ExpressionAttributeValues": {":nows": {"N": str(math.floor(now))}},
+            "ExpressionAttributeValues": _now(now),
         }
         try:
             reply = yield request("PutItem", params, once=True)
@@ -522,8 +538,7 @@ class LuceeDynamoDBCache(DynamoDBCache):
             ":zero": {"N": "0"},
             ":d": {"N": str(delta)},
             ":now": {"N": str(_ms(now))},
-            ":nows": {"N": str(math.floor(now))},
-            ":n": {"S": "N"},
+            **_now(now),
         }
         params = {**self._conditional_update(k, update, cond, values), "ReturnValues": "ALL_NEW"}
         for _ in range(_ROUNDS):
@@ -578,7 +593,7 @@ class LuceeDynamoDBCache(DynamoDBCache):
         attrs = expiry_values(expiry, now)
         values: dict[str, Any] = {
             ":now": {"N": str(_ms(now))},
-            ":nows": {"N": str(math.floor(now))},
+            **_now(now),
         }
         sets = ["#u = :now"]
         for name, attr in attrs.items():
@@ -621,9 +636,13 @@ class LuceeDynamoDBCache(DynamoDBCache):
     def _list_params(self, flt: KeyFilter, now: float) -> dict[str, Any]:
         """Scan for the keys (and ttl) of live items whose key starts with the filter's
         literal prefix (namespace included), uppercased: every listed key is canonical,
-        so the prefix test on the server is exact and foreign namespaces stay unread."""
-        filt = f"{_LIVE} AND attribute_not_exists(#int)"
-        values = {":nows": {"N": str(math.floor(now))}}
+        so the prefix test on the server is exact and foreign namespaces stay unread.
+
+        ``cachehubInternal`` hides nothing here: a lock item's partition key holds the
+        lowercase ``sha256:`` no Lucee key has, so :meth:`_listed` never lists it, and the
+        marker on an entry (another writer's) must not keep it from ``clear``."""
+        filt = _LIVE
+        values = _now(now)
         if flt.prefix:
             filt = f"begins_with(#pk, :p) AND {filt}"
             values[":p"] = {"S": flt.prefix}

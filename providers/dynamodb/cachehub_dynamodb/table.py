@@ -9,7 +9,7 @@ enforced on every read anyway.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from botocore.exceptions import WaiterError
 
@@ -23,7 +23,7 @@ from cachehub.errors import (
 )
 
 from .errors import CallContext, backend_error, error_code, guarded, is_unsupported
-from .items import TTL
+from .items import ACCESSED, CREATED, HITS, IDLE, ITEM_ATTRIBUTES, MODIFIED, TTL, VALUE
 
 __all__ = ["bootstrap_table", "Caller"]
 
@@ -39,6 +39,22 @@ class Caller(Protocol):
 def _cause_code(exc: BaseException) -> str:
     cause = backend_error(exc)
     return error_code(cause) if cause is not None else ""
+
+
+def _not_an_item_attribute(name: str, table: str, hint: str) -> str:
+    """``name``, unless it is an attribute every cache item holds (ConfigError).
+
+    A partition key named ``value`` or ``createdTime`` was replaced by that attribute in
+    every item written (put() failed with a KeyError), one named ``deadline`` or ``ttl``
+    by its expiry (put() "succeeded" and get() missed).
+    """
+    if name in ITEM_ATTRIBUTES:
+        raise ConfigError(
+            f"table '{table}': the partition key name '{name}' is also an attribute every "
+            "cache item holds, so the cache cannot store items in it.",
+            hint=hint,
+        )
+    return name
 
 
 def _key_name(desc: dict[str, Any], table: str) -> str:
@@ -66,7 +82,29 @@ def _key_name(desc: dict[str, Any], table: str) -> str:
             "are strings (type S).",
             hint=fix,
         )
-    return name
+    return _not_an_item_attribute(name, table, fix)
+
+
+_PAST_NAMES: Final = frozenset({CREATED, MODIFIED, ACCESSED, IDLE, HITS, VALUE})
+"""Item attributes that hold a time already past or a small number (an idle span, a hit
+count, a counter): DynamoDB's TTL reads them as a date before now."""
+
+
+def _ttl_warning(table: str, attribute: str) -> str:
+    """The warning for a table whose native TTL is on ``attribute``, not ``timeToLive``.
+
+    With TTL on an attribute the items hold for another purpose (``createdTime``,
+    ``idleTime``...) DynamoDB reads it as a date in the past and deletes live entries: the
+    warning must say so, not that DynamoDB leaves them alone.
+    """
+    head = f"table '{table}' has TTL on attribute '{attribute}', not '{TTL}'; "
+    if attribute in _PAST_NAMES:
+        return (
+            head + f"the items hold '{attribute}' as a time already past or a small number, "
+            "so DynamoDB deletes LIVE entries within about 48 hours of their writing; point "
+            f"the table's TTL at '{TTL}'."
+        )
+    return head + "expired cache entries are never returned, but DynamoDB may not delete them."
 
 
 class _Bootstrap:
@@ -103,6 +141,12 @@ class _Bootstrap:
         return name
 
     def _create(self) -> str:
+        _not_an_item_attribute(
+            self.primary_key,
+            self.table,
+            "set primaryKey to another name, such as the default 'cacheKey' (names are "
+            "case-sensitive).",
+        )
         try:
             self.call(
                 "CreateTable",
@@ -181,11 +225,7 @@ class _Bootstrap:
         status, attribute = ttl.get("TimeToLiveStatus"), ttl.get("AttributeName")
         if status in ("ENABLED", "ENABLING"):
             if attribute != TTL:
-                self.warn(
-                    "ttl-attribute",
-                    f"table '{self.table}' has TTL on attribute '{attribute}', not '{TTL}'; "
-                    "expired cache entries are never returned but DynamoDB will not delete them.",
-                )
+                self.warn("ttl-attribute", _ttl_warning(self.table, str(attribute)))
             return
         if status == "DISABLING":
             return

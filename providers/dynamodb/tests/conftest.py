@@ -144,11 +144,20 @@ class ErrorInjector:
 
     def __init__(self, client: Any) -> None:
         self.rules: dict[str, tuple[str, int]] = {}
+        self.messages: dict[str, str] = {}
         client.meta.events.register("before-send.dynamodb", self._answer)
 
-    def fail(self, operation: str, code: str, times: int = 1_000_000, status: int = 400) -> None:
+    def fail(
+        self,
+        operation: str,
+        code: str,
+        times: int = 1_000_000,
+        status: int = 400,
+        message: str | None = None,
+    ) -> None:
         self.rules[operation] = (code, times)
         self.status = status
+        self.messages[operation] = message or f"injected {code}"
 
     def _answer(self, request: Any, **_: Any) -> Any:
         from botocore.awsrequest import AWSResponse
@@ -161,7 +170,10 @@ class ErrorInjector:
         code, times = rule
         self.rules[operation] = (code, times - 1)
         body = json.dumps(
-            {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": f"injected {code}"}
+            {
+                "__type": f"com.amazonaws.dynamodb.v20120810#{code}",
+                "message": self.messages[operation],
+            }
         )
         headers = {"x-amzn-RequestId": "test", "Content-Type": "application/x-amz-json-1.0"}
         return AWSResponse(request.url, self.status, headers, _Raw(body.encode()))

@@ -545,3 +545,23 @@ def test_lone_surrogates_are_refused_before_sending(dynamo: DynamoDBCache) -> No
         with pytest.raises(CacheValueError, match="lone surrogate"):
             dynamo.command("putItem", data)
     assert dynamo.command("scan", {}) == []
+
+
+def test_a_batch_naming_a_key_twice_names_the_duplicates(dynamo: DynamoDBCache) -> None:
+    # DynamoDB answers "Provided list of item keys contains duplicates", naming none, and
+    # the old hint blamed the partition key's name; 100 apart, in two requests, the
+    # duplicate was not refused at all and its item came back twice.
+    dynamo.command("putItem", {"pk": "a", "n": 1})
+    keys = [{"pk": k} for k in ("a", "b", "a", "c", "c", "c")]
+    with pytest.raises(CacheValueError, match=r"2 key\(s\) more than once: 'a', 'c'\.") as err:
+        dynamo.command("batchGetItem", {"keys": keys})
+    assert "pass each key once" in (err.value.hint or "")
+    apart = [{"pk": "a"}] + [{"pk": f"k{i}"} for i in range(100)] + [{"pk": "a"}]
+    with pytest.raises(CacheValueError, match=r"1 key\(s\) more than once: 'a'\."):
+        dynamo.command("batchGetItem", {"keys": apart})
+    many = [{"pk": f"d{i}"} for i in range(8)] * 2
+    with pytest.raises(CacheValueError, match=r"8 key\(s\).*'d4' and 3 more\."):
+        dynamo.command("batchGetItem", {"keys": many})
+    with pytest.raises(CacheValueError, match=r"put and delete name 1 key\(s\).*'a'"):
+        dynamo.command("batchWriteItem", {"put": [{"pk": "a", "n": 2}], "delete": [{"pk": "a"}]})
+    assert dynamo.command("getItem", {"pk": "a"})["n"] == 1  # nothing was written

@@ -143,6 +143,27 @@ def test_access_denied_names_the_action(injected: Any) -> None:
         cache.delete("k")
 
 
+def test_an_index_keyed_on_a_cache_attribute_is_named_not_the_partition_key(
+    injected: Any,
+) -> None:
+    # DynamoDB refuses an item whose attribute has another type than a secondary index
+    # keyed on it says (moto does not check, so the answer is injected). On main the hint
+    # said to pass the partition key with exactly its name and case.
+    cache, _, inject = injected()
+    cache.connect()
+    inject.fail(
+        "PutItem",
+        "ValidationException",
+        message="One or more parameter values were invalid: Type mismatch for Index Key "
+        "value Expected: S Actual: B IndexName: byValue",
+    )
+    with pytest.raises(CacheValueError, match="secondary index") as info:
+        cache.put("k", [1, 2])
+    assert "IndexName: byValue" in str(info.value)
+    assert "does not write" in (info.value.hint or "")
+    assert "partition key" not in (info.value.hint or "")
+
+
 def test_resource_not_found_has_the_create_table_hint(injected: Any) -> None:
     cache, _, inject = injected()
     cache.connect()

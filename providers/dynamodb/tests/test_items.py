@@ -24,8 +24,9 @@ def test_numbers_that_are_not_finite_are_corrupt(text: str) -> None:
 @pytest.mark.parametrize("attr", [{"S": "5"}, {"B": b"5"}, {"NULL": True}, {"L": []}])
 def test_attributes_of_another_type_count_as_absent(attr: dict[str, Any]) -> None:
     assert number({"deadline": attr}, "deadline") is None
-    assert deadline_of({"deadline": attr}) is None
-    assert is_live({"deadline": attr}, 1e9)
+    # ... except an expiry: present but no Number, it is already past (docs/dynamodb.md)
+    assert deadline_of({"deadline": attr}) == -math.inf
+    assert not is_live({"deadline": attr}, 1e9)
 
 
 def test_a_nan_deadline_is_never_alive_and_garbage_is_corrupt() -> None:

@@ -7,9 +7,11 @@ itself, and the noisiest part of the benchmarks. The counts here are connections
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -131,3 +133,54 @@ def test_stop_closes_kept_alive_connections(local: LocalDynamoDB) -> None:
             conn.getresponse().read()
     finally:
         conn.close()
+
+
+def _list_tables(local: LocalDynamoDB) -> int:
+    conn = http.client.HTTPConnection(local.host, local.port, timeout=10)
+    try:
+        conn.request("POST", "/", body=b"{}", headers=LIST_TABLES)
+        reply = conn.getresponse()
+        reply.read()
+        return reply.status
+    finally:
+        conn.close()
+
+
+def test_idle_connections_beyond_the_cap_are_closed_not_given_threads(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Every accepted connection got a thread that idled for 60 s: 10,000 idle sockets were
+    # 10,000 threads. 4 are served; the 5th to 8th are closed at once, with one warning.
+    import threading
+
+    with LocalDynamoDB(max_connections=4) as local:
+        before = threading.active_count()
+        held = [socket.create_connection((local.host, local.port), timeout=10) for _ in range(4)]
+        extra = [socket.create_connection((local.host, local.port), timeout=10) for _ in range(4)]
+        try:
+            for sock in extra:
+                assert sock.recv(1) == b""  # closed by the server, no thread waiting on it
+            assert threading.active_count() <= before + 4
+            assert [r.getMessage() for r in caplog.records].count(
+                "LocalDynamoDB refuses new connections: 4 are open, the limit "
+                "(max_connections); close idle clients or raise the limit."
+            ) == 1
+            held[0].close()  # a freed slot serves again
+            for _ in range(100):  # bounded: the freed thread ends on its own, soon
+                with contextlib.suppress(ConnectionError, http.client.HTTPException):
+                    if _list_tables(local) == 200:
+                        break
+                time.sleep(0.05)
+            else:
+                pytest.fail("no connection was served after one was freed")
+        finally:
+            for sock in held + extra:
+                sock.close()
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 2.5, "8"])
+def test_max_connections_must_be_a_positive_int(bad: object) -> None:
+    from cachehub.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="max_connections"):
+        LocalDynamoDB(max_connections=bad)  # type: ignore[arg-type]

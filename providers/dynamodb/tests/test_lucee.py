@@ -512,6 +512,25 @@ def test_hostile_ttls_and_keys(lucee: LuceeDynamoDBCache, make: Make, clock: Fak
         lucee.put("k" * 3000, 1)
 
 
+def test_a_ttl_that_is_no_number_is_expired_to_lists_and_add_alike(
+    lucee: LuceeDynamoDBCache,
+) -> None:
+    """A single read names the entry (ForeignEntryError); everything else reads it as
+    expired, DynamoDB's conditions included. On main add() answered False (its condition
+    "ttl <= now" is false for an S ttl) for a key exists() denied, and moto answered the
+    scan filter with a 500."""
+    _plant(lucee, _lucee_item("LIVE", {"S": "x"}))
+    _plant(lucee, {**_lucee_item("TXT", {"S": "z"}), "ttl": {"S": "soon"}})
+    with pytest.raises(ForeignEntryError, match="ttl that is not a finite Number"):
+        lucee.get("txt")
+    assert not lucee.exists("txt")
+    assert sorted(lucee.keys()) == ["LIVE"]
+    assert lucee.count() == 1
+    assert not lucee.touch("txt", 60)
+    assert lucee.add("txt", "mine")
+    assert lucee.get("txt") == "mine"
+
+
 def test_incr_of_an_item_whose_ttl_is_no_number_names_it(
     lucee: LuceeDynamoDBCache, monkeypatch: pytest.MonkeyPatch
 ) -> None:

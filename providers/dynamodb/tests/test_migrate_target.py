@@ -93,3 +93,25 @@ def test_a_key_copied_before_is_copied_again_when_the_source_changes(
     again = migrate(source, target, resume_file=resume)
     assert (again.copied, again.recopied, again.kept_newer) == (1, 1, 0)
     assert target.get("k") == "v2"
+
+
+def test_keys_that_are_one_entry_in_a_lucee_target_are_reported_not_overwritten(
+    make: Make,
+) -> None:
+    """Lucee's layout upper-cases keys (``CacheUtil.key``): ``user`` and ``USER`` are one
+    item. On main the copy wrote both and the last replaced the first: the report said
+    "copied", and only a sampled value check (50 of all keys) could notice it, as a "value
+    different" - with more keys, silently lost."""
+    source = MemoryCache(name="src")
+    source.put_many({"user": "lower", "USER": "upper", " User ": "spaced", "plain": 1})
+    source.put_many({f"dup{i}": i for i in range(25)} | {f"DUP{i}": i for i in range(25)})
+    target = make(itemFormat="lucee")
+    dry = migrate(source, target, dry_run=True)
+    assert (dry.would_copy_count, dry.colliding) == (1, 53)
+    assert len(dry.first_colliding) == 20  # bounded: the count is complete
+    assert [" User ", "USER", "user"] in dry.first_colliding
+    report = migrate(source, target)
+    assert (report.total, report.copied, report.colliding) == (54, 1, 53)
+    assert not report.succeeded
+    assert target.get("user") is None  # none of them replaced another
+    assert target.get("plain") == 1

@@ -70,6 +70,22 @@ def test_table_with_numeric_key_is_refused(make: Any, endpoint: str, table_name:
         make().put("k", 1)
 
 
+@pytest.mark.parametrize("name", ["value", "deadline", "createdTime", "ttl", "until", "lockUntil"])
+@pytest.mark.parametrize("existing", [True, False], ids=["existing", "created"])
+def test_a_partition_key_named_like_an_item_attribute_is_refused(
+    make: Any, endpoint: str, table_name: str, name: str, existing: bool
+) -> None:
+    # On main the attribute replaced the key in every item: 'value' or 'createdTime' made
+    # put() fail with a KeyError, 'deadline' or 'ttl' made it "succeed" and get() miss.
+    if existing:
+        _create(endpoint, table_name, [(name, "S", "HASH")])
+    cache = make(settings={"primaryKey": name})
+    with pytest.raises(ConfigError, match=f"partition key name '{name}' is also an attribute"):
+        cache.put("k", 5)
+    tables = _client(endpoint).list_tables()["TableNames"]
+    assert (table_name in tables) is existing  # nothing created for a refused name
+
+
 def test_missing_table_and_create_denied(injected: Any) -> None:
     cache, _, inject = injected()
     inject.fail("CreateTable", "AccessDeniedException")
@@ -102,6 +118,33 @@ def test_describe_ttl_unsupported_on_existing_table_warns_once(
         assert cache.incr("k") == 2
     assert sum("DescribeTimeToLive" in r.getMessage() for r in caplog.records) == 1
     assert counter.count("UpdateTimeToLive") == 0
+
+
+@pytest.mark.parametrize(
+    ("attribute", "says"),
+    [
+        ("createdTime", "deletes LIVE entries"),
+        ("idleTime", "deletes LIVE entries"),
+        ("value", "deletes LIVE entries"),
+        ("expires", "may not delete them"),
+    ],
+)
+def test_ttl_on_another_attribute_warns_what_dynamodb_will_do(
+    make: Any, endpoint: str, table_name: str, caplog: Any, attribute: str, says: str
+) -> None:
+    # On main every such table got "DynamoDB will not delete them" - for createdTime it
+    # deletes every entry within about 48 hours of its writing.
+    _create(endpoint, table_name, [("cacheKey", "S", "HASH")])
+    _client(endpoint).update_time_to_live(
+        TableName=table_name,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute},
+    )
+    with caplog.at_level(logging.WARNING, logger="dyn-ttl-attr"):
+        make(settings={"log": "dyn-ttl-attr"}).put("k", 1)
+    warned = [r.getMessage() for r in caplog.records if "has TTL on attribute" in r.getMessage()]
+    assert len(warned) == 1
+    assert f"'{attribute}'" in warned[0]
+    assert says in warned[0]
 
 
 def test_bootstrap_happens_once_per_table(make: Any, injected: Any) -> None:
