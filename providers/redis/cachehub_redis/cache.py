@@ -98,7 +98,7 @@ from .errors import REDIS_ERRORS, translate
 from .records import record_key, record_ms, request_id
 from .scripts import LuaScript
 
-__all__ = ["RedisCache", "redis_glob"]
+__all__ = ["RedisCache", "acl_key_rule", "redis_glob"]
 
 _INT64: Final = COUNTER_RANGE
 """Ints stored natively (kind INT): the signed 64 bits Redis counts in, as every counter."""
@@ -136,6 +136,12 @@ LOCK_GRACE_MS: Final = 60_000
 
 def _escape_glob(literal: str) -> str:
     return "".join("\\" + ch if ch in _GLOB_SPECIALS else ch for ch in literal)
+
+
+def acl_key_rule(namespace: str) -> str:
+    """The ACL key pattern (``ACL SETUSER ... ~<pattern>``) of a namespace's keys: its
+    entries, their request records and its locks all start with the namespace."""
+    return f"~{_escape_glob(namespace)}*"
 
 
 def _glob_stars(flt: KeyFilter) -> int:
@@ -243,7 +249,8 @@ class RedisCache(FlowCache[Client]):
 
     def _translate(self, exc: Exception) -> CacheError:
         """The typed cachehub error for a redis-py error (secrets scrubbed)."""
-        return translate(exc, self.endpoint, self._plan.secrets)  # type: ignore[arg-type]
+        key_rule = acl_key_rule(self.namespace)
+        return translate(exc, self.endpoint, self._plan.secrets, key_rule)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ commands
 

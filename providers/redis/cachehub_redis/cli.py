@@ -6,11 +6,32 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from cachehub.hookspecs import LocalBackend
+from cachehub.api import BaseCache
+from cachehub.errors import CacheError
+from cachehub.hookspecs import DoctorAdvice, LocalBackend
 
+from .cache import RedisCache, acl_key_rule
+from .errors import RedisPermissionError, acl_rules
 from .server import RedisServer, redis_server_available
 
-__all__ = ["answers", "tour_backend"]
+__all__ = ["answers", "doctor_advice", "tour_backend"]
+
+
+def doctor_advice(cache: BaseCache, step: str, error: CacheError) -> DoctorAdvice | None:
+    """The ACL rule to grant when Redis refused the cache's user a command or key.
+
+    doctor runs in a scratch namespace inside the cache's: a refused key is reported as
+    the pattern of the cache's own keys, which covers the scratch namespace too.
+    """
+    if not (isinstance(cache, RedisCache) and isinstance(error, RedisPermissionError)):
+        return None
+    keys = acl_key_rule(cache.namespace)
+    rule = keys if error.rule.startswith("~") else error.rule
+    return DoctorAdvice(
+        f"Redis refused the cache's ACL user: grant it with ACL SETUSER <user> {rule} "
+        f"(all a cache needs: {acl_rules(keys)}).",
+        missing_permission=rule,
+    )
 
 
 def answers(host: str, port: int, timeout: float = 0.3) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Final
@@ -19,11 +20,64 @@ from cachehub.provider import (
     translate_error,
 )
 
-__all__ = ["REDIS_ERRORS", "TABLE", "translate"]
+from .scripts import CALLED, command_at
+
+__all__ = [
+    "NATIVE_COMMANDS",
+    "REDIS_ERRORS",
+    "TABLE",
+    "RedisPermissionError",
+    "acl_rules",
+    "missing_rule",
+    "translate",
+]
 
 REDIS_ERRORS = (rx.RedisError, rx.RedisClusterException)
 """Everything redis-py raises: RedisClusterException ("no node reachable") is not a
 RedisError, so ``except rx.RedisError`` alone lets a cluster outage escape untyped."""
+
+NATIVE_COMMANDS: Final = frozenset(
+    ("GET", "SET", "MGET", "MSET", "GETRANGE", "UNLINK", "SCAN", "EVALSHA", "SCRIPT|LOAD", "INFO")
+)
+"""The commands the provider sends itself (``INFO`` for ``info()`` only); the scripts it
+runs by ``EVALSHA`` need :data:`.scripts.CALLED` too."""
+
+_DENIED: Final = (
+    r"no permissions to (run|access)|executing the script can't (run|access)"
+    r"|\bNOPERM\b"
+)
+"""An ACL refusal, as a command's reply and as a script's error reply (6.2 and 7) say it."""
+_KEY_DENIED: Final = re.compile(r"access one of the keys|access at least one of the keys")
+_RUN_DENIED: Final = re.compile(r"permissions to run the '([^']+)' command")
+_READ_DENIED: Final = re.compile(r"the script's ([A-Z]+) failed")
+_SCRIPT_AT: Final = re.compile(r"([0-9a-f]{40})\b.*?@user_script:\s*(\d+)", re.DOTALL)
+
+
+class RedisPermissionError(CachePermissionError):
+    """The Redis ACL user lacks a command or key: :attr:`rule` is what to grant."""
+
+    rule: str = ""
+    """The ``ACL SETUSER`` rule that allows what was refused (``+scan``, ``~ns:*``)."""
+
+
+def acl_rules(key_rule: str) -> str:
+    """Every ``ACL SETUSER`` rule a cache's user needs: its keys, then the commands."""
+    commands = sorted(c.lower() for c in NATIVE_COMMANDS | CALLED)
+    return " ".join((key_rule, *(f"+{c}" for c in commands)))
+
+
+def missing_rule(text: str, key_rule: str) -> str:
+    """The ACL rule a refusal's ``text`` says is missing: the key pattern ``key_rule``, or
+    the refused command; every rule a cache needs when the text names neither."""
+    if _KEY_DENIED.search(text):
+        return key_rule
+    found = _READ_DENIED.search(text) or _RUN_DENIED.search(text)
+    command = found[1] if found else None
+    if command is None and (at := _SCRIPT_AT.search(text)):
+        # A script's own redis.call: the reply gives the script and the line, not the name.
+        command = command_at(at[1], int(at[2]))
+    return f"+{command.lower()}" if command else acl_rules(key_rule)
+
 
 _POOL_EXHAUSTED: Final = ErrorRule(
     CacheUnavailableError,
@@ -35,10 +89,18 @@ _POOL_EXHAUSTED: Final = ErrorRule(
 
 TABLE: Final = (
     ErrorRule(
+        RedisPermissionError,
+        "Redis at {endpoint} refused this cache's ACL user a command or key ({detail}).",
+        "allow it: ACL SETUSER <user> {rule} (all a cache needs: {rules}; docs/redis.md, "
+        "'Sharing a Redis').",
+        types=(rx.NoPermissionError, rx.ResponseError),
+        text=_DENIED,
+    ),
+    ErrorRule(
         CachePermissionError,
         "Redis at {endpoint} refused access ({detail}).",
-        "check the password/username (or the user:password part of the url) and that the "
-        "ACL user may run GET, SET, MGET, GETRANGE, EVALSHA, SCAN and UNLINK.",
+        "check the password/username (or the user:password part of the url); the ACL "
+        "rules a cache needs are in docs/redis.md, 'Sharing a Redis'.",
         types=(
             rx.AuthenticationError,
             rx.AuthenticationWrongNumberOfArgsError,
@@ -84,8 +146,17 @@ raises a ConnectionError: it is told apart before the other connection errors)."
 
 
 def translate(
-    exc: rx.RedisError | rx.RedisClusterException, endpoint: str, secrets: Iterable[str]
+    exc: rx.RedisError | rx.RedisClusterException,
+    endpoint: str,
+    secrets: Iterable[str],
+    key_rule: str = "~*",
 ) -> CacheError:
-    """The cachehub error for a redis-py exception raised while talking to ``endpoint``."""
+    """The cachehub error for a redis-py exception raised while talking to ``endpoint``;
+    ``key_rule`` is the ACL key pattern of the cache's keys (for an ACL refusal's hint)."""
     detail = scrub(f"{type(exc).__name__}: {exc}", secrets)
-    return translate_error(TABLE, exc, endpoint=endpoint, detail=detail)
+    rule = missing_rule(str(exc), key_rule)
+    rules = acl_rules(key_rule)
+    error = translate_error(TABLE, exc, endpoint=endpoint, detail=detail, rule=rule, rules=rules)
+    if isinstance(error, RedisPermissionError):
+        error.rule = rule
+    return error

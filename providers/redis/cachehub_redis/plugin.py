@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 
-from cachehub.hookspecs import LocalBackend, hookimpl
+from cachehub.hookspecs import DoctorAdvice, LocalBackend, hookimpl
 from cachehub.plugins import lucee_classes
+
+if TYPE_CHECKING:
+    from cachehub.api import BaseCache
+    from cachehub.errors import CacheError
 
 
 @hookimpl
@@ -14,6 +19,14 @@ def cachehub_providers() -> dict[str, str]:
     """``redis`` plus the class names of Lucee's Redis extension found in .CFConfig.json."""
     target = "cachehub_redis:RedisCache"
     return {"redis": target, **dict.fromkeys(lucee_classes("redis"), target)}
+
+
+@hookimpl
+def cachehub_doctor_advice(cache: BaseCache, step: str, error: CacheError) -> DoctorAdvice | None:
+    """The ACL rule a Redis cache's user lacks, when Redis refused a command or key."""
+    from .cli import doctor_advice
+
+    return doctor_advice(cache, step, error)
 
 
 @hookimpl

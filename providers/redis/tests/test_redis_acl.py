@@ -1,0 +1,202 @@
+"""A Redis shared with other apps: ACL users allowed fewer commands or keys than a cache needs.
+
+Every refusal is a typed error naming the ACL rule to grant, whether Redis refused the
+command itself or a command a script runs; a refused read inside a script is never taken
+for a missing entry (which made ``incr`` and ``add`` overwrite what was there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from cachehub_redis import RedisCache
+from cachehub_redis.cache import acl_key_rule
+from cachehub_redis.errors import RedisPermissionError, acl_rules
+from cachehub_redis.server import RedisServer
+from redis import Redis
+
+from cachehub.errors import CachePermissionError
+
+PASSWORD = "acl-Pa55word-q7"
+
+Op = Callable[[RedisCache], Any]
+
+
+@pytest.fixture
+def acl_cache(
+    redis_server: RedisServer, plain: Redis
+) -> Iterator[Callable[..., tuple[RedisCache, str]]]:
+    """Build a cache whose ACL user has exactly ``rules``; ``{keys}`` in a rule is the
+    cache's key pattern, ``{ns}`` its namespace. Returns the cache and its namespace; the
+    users are deleted after."""
+    users: list[str] = []
+    caches: list[RedisCache] = []
+
+    def make(*rules: str) -> tuple[RedisCache, str]:
+        namespace = f"acl{uuid.uuid4().hex[:8]}:"
+        user = f"u{uuid.uuid4().hex[:8]}"
+        keys = acl_key_rule(namespace)
+        expanded = [p for rule in rules for p in rule.format(keys=keys, ns=namespace).split()]
+        plain.execute_command("ACL", "SETUSER", user, "reset", "on", f">{PASSWORD}", *expanded)
+        users.append(user)
+        url = f"redis://{user}:{PASSWORD}@{redis_server.host}:{redis_server.port}/0"
+        cache = RedisCache(url=url, namespace=namespace, retries=0)
+        caches.append(cache)
+        return cache, namespace
+
+    yield make
+    for cache in caches:
+        cache.close()
+    for user in users:
+        plain.execute_command("ACL", "DELUSER", user)
+
+
+def _every_operation(cache: RedisCache) -> None:
+    cache.put("a", {"v": 1})
+    cache.put("t", "x", time_span=60)
+    cache.put_many({"b": 2, "c": [3]})
+    cache.put_many({"d": 4}, time_span=60)
+    assert cache.get("a") == {"v": 1}
+    assert cache.get_many(["a", "b", "zz"]) == {"a": {"v": 1}, "b": 2}
+    assert cache.exists("c")
+    assert cache.incr("n", 5) == 5
+    assert cache.incr("n", 2) == 7
+    assert not cache.add("a", 0)
+    assert cache.touch("a", time_span=60)
+    assert cache.metadata("t").time_to_live is not None
+    assert sorted(cache.keys()) == ["a", "b", "c", "d", "n", "t"]
+    assert cache.count() == 6
+    assert cache.get_all("a*") == {"a": {"v": 1}}
+    assert cache.delete("a")
+    assert cache.delete_many(["b", "c"]) == 2
+    lock = cache.lock("job", timeout=10)
+    assert lock.acquire(blocking=False)
+    lock.release()
+    assert cache.info()["count"] == 3
+    assert cache.clear(include_internal=True) == 3
+    assert cache.count() == 0
+
+
+def test_the_documented_acl_rules_are_enough_for_every_operation(
+    acl_cache: Callable[..., tuple[RedisCache, str]], plain: Redis
+) -> None:
+    cache, _ = acl_cache(acl_rules("{keys}"))
+    plain.script_flush()  # the cache loads its scripts itself: SCRIPT LOAD is in the rules
+    _every_operation(cache)
+
+    async def run_async() -> None:
+        aio = cache.aio()
+        await aio.put("x", 1)
+        assert await aio.incr("x") == 2
+        assert await aio.count() == 1
+        assert await aio.clear() == 1
+
+    asyncio.run(run_async())
+
+
+def test_the_rules_name_the_namespace_as_a_pattern_of_literal_characters() -> None:
+    # A namespace holding glob characters must not grant the user other apps' keys.
+    assert acl_key_rule("a*[b]?\\:") == "~a\\*\\[b\\]\\?\\\\:*"
+    assert acl_rules("~ns:*").split()[0] == "~ns:*"
+    assert "+evalsha" in acl_rules("~ns:*").split()
+
+
+DENIED: list[tuple[str, str, Op, str]] = [
+    # (what is taken away, the rule it is, operation, id) - native commands first.
+    ("-scan", "+scan", lambda c: list(c.keys()), "keys"),
+    ("-info", "+info", lambda c: c.info(), "info"),
+    ("-evalsha", "+evalsha", lambda c: c.incr("n"), "incr-evalsha"),
+    ("-mset", "+mset", lambda c: c.put_many({"a": 1, "b": 2}), "put_many"),
+    # Commands a script runs: Redis names the script and its line, not the command.
+    ("-scan", "+scan", lambda c: c.count(), "count"),
+    ("-scan", "+scan", lambda c: c.clear(), "clear"),
+    ("-unlink", "+unlink", lambda c: c.delete("planted"), "delete"),
+    ("-bitfield", "+bitfield", lambda c: c.incr("planted"), "incr"),
+    ("-time", "+time", lambda c: c.lock("job", timeout=5).acquire(blocking=False), "lock"),
+    ("-setrange", "+setrange", lambda c: c.touch("planted", time_span=30), "touch"),
+]
+
+
+@pytest.mark.parametrize(
+    ("taken", "rule", "operation"),
+    [pytest.param(t, r, o, id=i) for t, r, o, i in DENIED],
+)
+def test_a_refused_command_is_a_permission_error_naming_the_rule_to_grant(
+    acl_cache: Callable[..., tuple[RedisCache, str]],
+    make_cache: Callable[..., RedisCache],
+    taken: str,
+    rule: str,
+    operation: Op,
+) -> None:
+    # Before: a command refused inside a script was a CacheBackendError "returned an
+    # error", and every refusal's hint listed seven commands, not the one refused.
+    cache, namespace = acl_cache(acl_rules("{keys}"), taken)
+    admin = make_cache(namespace=namespace)
+    admin.put("planted", 10)
+    with pytest.raises(RedisPermissionError) as caught:
+        operation(cache)
+    assert isinstance(caught.value, CachePermissionError)
+    assert caught.value.rule == rule
+    assert f"ACL SETUSER <user> {rule} " in str(caught.value)
+    assert PASSWORD not in str(caught.value)
+    assert admin.get("planted") == 10
+
+
+def test_a_refused_command_in_the_async_shell_names_the_rule_too(
+    acl_cache: Callable[..., tuple[RedisCache, str]],
+) -> None:
+    cache, _ = acl_cache(acl_rules("{keys}"), "-scan")
+
+    async def count() -> int:
+        return await cache.aio().count()
+
+    with pytest.raises(RedisPermissionError) as caught:
+        asyncio.run(count())
+    assert caught.value.rule == "+scan"
+
+
+@pytest.mark.parametrize(
+    ("taken", "operation"),
+    [
+        pytest.param("-getrange", lambda c: c.incr("planted", 5), id="incr"),
+        pytest.param("-getrange", lambda c: c.add("planted", 99), id="add"),
+        pytest.param("-getrange", lambda c: c.delete("planted"), id="delete"),
+        pytest.param("-getrange", lambda c: c.touch("planted", time_span=30), id="touch"),
+        pytest.param("-get", lambda c: c.metadata("planted"), id="metadata"),
+    ],
+)
+def test_a_refused_read_inside_a_script_is_never_taken_for_a_missing_entry(
+    acl_cache: Callable[..., tuple[RedisCache, str]],
+    make_cache: Callable[..., RedisCache],
+    taken: str,
+    operation: Op,
+) -> None:
+    # Before: the scripts read an entry's header with redis.pcall, which turned the ACL
+    # refusal into "no entry": incr(5) on a counter at 10 stored 5, add() replaced the
+    # entry and answered True, delete() answered False - all without an error.
+    cache, namespace = acl_cache(acl_rules("{keys}"), taken)
+    admin = make_cache(namespace=namespace)
+    admin.put("planted", 10)
+    with pytest.raises(RedisPermissionError) as caught:
+        operation(cache)
+    assert caught.value.rule == f"+{taken[1:]}"
+    assert admin.get("planted") == 10
+
+
+def test_a_key_pattern_narrower_than_the_namespace_names_the_namespace_pattern(
+    acl_cache: Callable[..., tuple[RedisCache, str]],
+    make_cache: Callable[..., RedisCache],
+) -> None:
+    # The user may touch only the namespace's keys starting with "a": another app's key
+    # "zz" in the namespace makes the scans refuse (inside a script, before: untyped).
+    cache, namespace = acl_cache(acl_rules("~{ns}a*"))
+    make_cache(namespace=namespace).put("zz", 1)
+    cache.put("a1", 1)
+    for operation in (cache.count, cache.clear, lambda: cache.get("zz")):
+        with pytest.raises(RedisPermissionError) as caught:
+            operation()
+        assert caught.value.rule == acl_key_rule(namespace)
