@@ -87,6 +87,20 @@ _POOL_EXHAUSTED: Final = ErrorRule(
     types=(rx.MaxConnectionsError,),
 )
 
+_READ_ONLY: Final = ErrorRule(
+    CacheBackendError,
+    "Redis at {endpoint} is a read-only replica ({detail}).",
+    "point the cache at the primary, or use Sentinel so it follows failovers.",
+    types=(rx.ReadOnlyError,),
+)
+_OUT_OF_MEMORY: Final = ErrorRule(
+    CacheBackendError,
+    "Redis at {endpoint} is out of memory ({detail}).",
+    "raise maxmemory or set an eviction policy such as "
+    "maxmemory-policy volatile-lru / allkeys-lru.",
+    types=(rx.OutOfMemoryError,),
+)
+
 TABLE: Final = (
     ErrorRule(
         RedisPermissionError,
@@ -126,19 +140,36 @@ TABLE: Final = (
             MasterNotFoundError,
         ),
     ),
+    # Server states that pass (another client's script ends, the replicas reconnect):
+    # unavailable, so onError: miss degrades reads instead of raising.
     ErrorRule(
-        CacheBackendError,
-        "Redis at {endpoint} is a read-only replica ({detail}).",
+        CacheUnavailableError,
+        "Redis at {endpoint} is busy running another client's script ({detail}).",
+        "every client waits until that script ends; its owner can stop it with SCRIPT "
+        "KILL. The cache works again by itself afterwards.",
+        types=(rx.ResponseError,),
+        text=r"^BUSY\b",
+    ),
+    ErrorRule(
+        CacheUnavailableError,
+        "Redis at {endpoint} refuses writes: too few replicas are connected ({detail}).",
+        "check the replicas and their links to the primary, or lower the primary's "
+        "min-replicas-to-write.",
+        types=(rx.ResponseError,),
+        text=r"\bNOREPLICAS\b",
+    ),
+    ErrorRule(
+        CacheUnavailableError,
+        "Redis at {endpoint} is a replica that lost its primary ({detail}).",
         "point the cache at the primary, or use Sentinel so it follows failovers.",
-        types=(rx.ReadOnlyError,),
+        types=(rx.ResponseError,),
+        text=r"\bMASTERDOWN\b",
     ),
-    ErrorRule(
-        CacheBackendError,
-        "Redis at {endpoint} is out of memory ({detail}).",
-        "raise maxmemory or set an eviction policy such as "
-        "maxmemory-policy volatile-lru / allkeys-lru.",
-        types=(rx.OutOfMemoryError,),
-    ),
+    _READ_ONLY,
+    # Redis 6.2 reports a script's failed command inside a generic "Error running script".
+    replace(_READ_ONLY, types=(rx.ResponseError,), text=r"\bREADONLY You can't write"),
+    _OUT_OF_MEMORY,
+    replace(_OUT_OF_MEMORY, types=(rx.ResponseError,), text=r"\bOOM command not allowed"),
     ErrorRule(CacheBackendError, "Redis at {endpoint} returned an error ({detail})."),
 )
 """redis-py's exceptions as cachehub errors, first match wins (a pool that waited in vain

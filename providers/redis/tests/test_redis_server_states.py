@@ -1,0 +1,125 @@
+"""Server states another client of a shared Redis causes: typed errors and onError: miss.
+
+A long script of another app (``BUSY``), a primary short of replicas (``NOREPLICAS``), a
+replica that lost its primary (``MASTERDOWN``) pass by themselves: the cache is
+unavailable meanwhile, so ``onError: miss`` degrades reads instead of raising. Redis 6.2
+wraps a script's refused write (``READONLY``, ``OOM``) in a generic script error: it gets
+the same error and advice as the command's own refusal.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import suppress
+
+import pytest
+from cachehub_redis import RedisCache
+from cachehub_redis.errors import translate
+from cachehub_redis.server import RedisServer
+from redis import Redis
+from redis import exceptions as rx
+
+from cachehub.errors import CacheBackendError, CacheUnavailableError
+
+
+@pytest.fixture
+def own_server(require_redis: None) -> Iterator[RedisServer]:
+    """A private server: these tests block it or change its configuration."""
+    with RedisServer() as server:
+        yield server
+
+
+def _busy(server: RedisServer) -> tuple[threading.Thread, Redis]:
+    """Another client running a script that never ends, until SCRIPT KILL; returns once
+    the server answers BUSY (bounded: at most 200 probes)."""
+    admin = server.client()
+    admin.config_set("lua-time-limit", 50)  # BUSY after 50 ms (busy-reply-threshold in 7)
+    runner = Redis(host=server.host, port=server.port, socket_timeout=30)
+
+    def run() -> None:
+        with suppress(rx.RedisError):  # killed: the end this test waits for
+            runner.eval("while true do end", 0)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    probe = Redis(host=server.host, port=server.port, socket_timeout=5)
+    for _ in range(200):
+        try:
+            probe.ping()
+        except rx.ResponseError as exc:
+            if str(exc).startswith("BUSY"):
+                return thread, probe
+            raise
+        threading.Event().wait(0.05)
+    raise AssertionError("the other client's script never made the server BUSY")
+
+
+def test_another_clients_long_script_makes_the_cache_unavailable_not_broken(
+    own_server: RedisServer,
+) -> None:
+    # Before: BUSY was a CacheBackendError ("returned an error", no advice), so even
+    # onError: miss raised on every get while another app's script ran.
+    strict = RedisCache(url=own_server.url, namespace="s:", retries=0)
+    lenient = RedisCache(url=own_server.url, namespace="s:", retries=0, onError="miss")
+    strict.put("k", 1)
+    strict.incr("n")
+    thread, probe = _busy(own_server)
+    try:
+        for operation in (lambda: strict.get("k"), lambda: strict.put("k", 2), strict.count):
+            with pytest.raises(CacheUnavailableError, match="SCRIPT KILL"):
+                operation()
+        assert lenient.get("k", "fallback") == "fallback"
+        assert lenient.get_many(["k"]) == {}
+    finally:
+        probe.script_kill()
+        thread.join(10)
+        probe.close()
+    assert strict.get("k") == 1
+    strict.close()
+    lenient.close()
+
+
+def test_a_primary_short_of_replicas_refuses_writes_as_unavailable(
+    own_server: RedisServer,
+) -> None:
+    # Before: NOREPLICAS was a CacheBackendError without advice, for put and incr alike.
+    cache = RedisCache(url=own_server.url, namespace="r:", retries=0)
+    cache.put("k", 1)
+    cache.incr("n")
+    admin = own_server.client()
+    admin.config_set("min-replicas-to-write", 1)
+    try:
+        for operation in (lambda: cache.put("k", 2), lambda: cache.incr("n")):
+            with pytest.raises(CacheUnavailableError, match="min-replicas-to-write"):
+                operation()
+        assert cache.get("k") == 1  # reads still work
+    finally:
+        admin.config_set("min-replicas-to-write", 0)
+    assert cache.incr("n") == 2
+    cache.close()
+    admin.close()
+
+
+SCRIPT_62 = "Error running script (call to f_{sha}): @user_script:195: @user_script: 195: -{reply}"
+
+
+@pytest.mark.parametrize(
+    ("reply", "error", "words"),
+    [
+        ("READONLY You can't write against a read only replica.", CacheBackendError, "primary"),
+        ("OOM command not allowed when used memory > 'maxmemory'.", CacheBackendError, "maxmemory"),
+        ("NOREPLICAS Not enough good replicas to write.", CacheUnavailableError, "replicas"),
+        ("MASTERDOWN Link with MASTER is down", CacheUnavailableError, "primary"),
+    ],
+)
+def test_redis_62_script_errors_get_the_advice_of_the_command_they_wrap(
+    reply: str, error: type[Exception], words: str
+) -> None:
+    # Before: Redis 6.2's "Error running script ... -READONLY ..." was a CacheBackendError
+    # "returned an error" without advice (Redis 7 gives the wrapped code, so it had one).
+    text = SCRIPT_62.format(sha="e" * 40, reply=reply)
+    translated = translate(rx.ResponseError(text), "127.0.0.1:6379", ())
+    assert type(translated) is error
+    assert translated.hint is not None
+    assert words in translated.hint
