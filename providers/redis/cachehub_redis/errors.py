@@ -165,6 +165,21 @@ TABLE: Final = (
         types=(rx.ResponseError,),
         text=r"\bMASTERDOWN\b",
     ),
+    ErrorRule(
+        CacheBackendError,
+        "Redis at {endpoint} does not know a command the cache needs ({detail}).",
+        "use Redis 6.2 or later, and restore the command if the server's configuration "
+        "renames or disables it (rename-command); the commands a cache needs are in "
+        "docs/redis.md, 'Sharing a Redis'.",
+        types=(rx.ResponseError,),
+        text=r"^(ERR )?unknown command\b",
+    ),
+    ErrorRule(
+        CacheUnavailableError,
+        "the server at {endpoint} does not answer in Redis's protocol ({detail}).",
+        "check url/host/port: another service listens there (a TLS port needs rediss://).",
+        types=(rx.InvalidResponse,),
+    ),
     _READ_ONLY,
     # Redis 6.2 reports a script's failed command inside a generic "Error running script".
     replace(_READ_ONLY, types=(rx.ResponseError,), text=r"\bREADONLY You can't write"),

@@ -9,9 +9,11 @@ the same error and advice as the command's own refusal.
 
 from __future__ import annotations
 
+import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import suppress
+from pathlib import Path
 
 import pytest
 from cachehub_redis import RedisCache
@@ -123,3 +125,61 @@ def test_redis_62_script_errors_get_the_advice_of_the_command_they_wrap(
     assert type(translated) is error
     assert translated.hint is not None
     assert words in translated.hint
+
+
+class _RenamedServer(RedisServer):
+    """A server whose configuration file disables commands (``rename-command X ""``)."""
+
+    def __init__(self, *disabled: str) -> None:
+        super().__init__()
+        self.disabled = disabled
+
+    def _config(self, directory: Path) -> Path:
+        path = super()._config(directory)
+        lines = [f'rename-command {name} ""' for name in self.disabled]
+        path.write_text(path.read_text() + "\n".join(lines) + "\n")
+        return path
+
+
+@pytest.mark.parametrize(
+    ("disabled", "operation"),
+    [
+        pytest.param("EVALSHA", lambda c: c.incr("n"), id="evalsha"),
+        pytest.param("SCAN", lambda c: list(c.keys()), id="scan"),
+        pytest.param("MSET", lambda c: c.put_many({"a": 1, "b": 2}), id="mset"),
+    ],
+)
+def test_a_command_the_server_disables_is_named_with_the_fix(
+    require_redis: None, disabled: str, operation: Callable[[RedisCache], object]
+) -> None:
+    # Before: "returned an error (ResponseError: unknown command 'scan' ...)", no advice.
+    with _RenamedServer(disabled) as server:
+        cache = RedisCache(url=server.url, namespace="d:", retries=0)
+        with pytest.raises(CacheBackendError, match="rename-command") as caught:
+            operation(cache)
+        assert disabled.lower() in str(caught.value).lower()
+        cache.close()
+
+
+def test_a_server_that_is_not_redis_is_named_so(require_redis: None) -> None:
+    # Before: "returned an error (InvalidResponse: Protocol Error: b'HTTP/1.1 400 ...')",
+    # a CacheBackendError without advice. A one-connection loopback server answering HTTP.
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    cache = RedisCache(url=f"redis://127.0.0.1:{port}/0", retries=0, socketTimeout=5)
+    try:
+        with pytest.raises(CacheUnavailableError, match="rediss://"):
+            cache.get("k")
+    finally:
+        cache.close()
+        listener.close()
+        thread.join(10)
