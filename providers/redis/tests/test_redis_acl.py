@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -200,3 +201,9 @@ def test_a_key_pattern_narrower_than_the_namespace_names_the_namespace_pattern(
         with pytest.raises(RedisPermissionError) as caught:
             operation()
         assert caught.value.rule == acl_key_rule(namespace)
+
+
+def test_the_docs_show_the_rules_the_provider_needs() -> None:
+    docs = Path(__file__).resolve().parents[3] / "docs" / "redis.md"
+    line = "ACL SETUSER myapp on >password " + acl_rules("~myapp:*")
+    assert line in docs.read_text(encoding="utf-8").splitlines()
