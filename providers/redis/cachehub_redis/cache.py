@@ -71,6 +71,7 @@ from .dispatch import (
     Command,
     Key,
     aevalsha,
+    as_eval,
     asend,
     evalsha,
     is_cluster,
@@ -300,10 +301,6 @@ class RedisCache(FlowCache[Client]):
         come back in place (see :meth:`_batch_flow`)."""
         return self._guarded(send, self._conn or self._connection(), commands)
 
-    def _load(self, script: LuaScript) -> None:
-        """``SCRIPT LOAD`` (on every primary of a cluster)."""
-        self._guarded((self._conn or self._connection()).script_load, script.source)
-
     def _groups(self, keys: Sequence[Key], size: int = MAX_KEYS) -> list[list[Key]]:
         """``keys`` in groups one script call may take (same hash slot in a cluster)."""
         return self._guarded(split, self._conn or self._connection(), keys, size)
@@ -351,9 +348,6 @@ class RedisCache(FlowCache[Client]):
 
     async def _asend(self, commands: Sequence[Command]) -> list[Any]:
         return await self._aguarded(asend, await self._aconnection(), commands)
-
-    async def _aload(self, script: LuaScript) -> None:
-        await self._aguarded((await self._aconnection()).script_load, script.source)
 
     async def _agroups(self, keys: Sequence[Key], size: int = MAX_KEYS) -> list[list[Key]]:
         return split(await self._aconnection(), keys, size)
@@ -877,8 +871,8 @@ class RedisCache(FlowCache[Client]):
         """Every command's reply, in order: one round trip (one per node in a cluster).
 
         A command the server could not complete (see :data:`.dispatch.RETRYABLE`: an
-        unknown script, a slot moving) is repeated alone through the main client, after
-        loading ``script`` once if it was unknown; any other error reply is raised, typed.
+        unknown script, a slot moving) is repeated through the main client, as ``EVAL`` of
+        ``script`` if it was unknown; any other error reply is raised, typed.
         """
         replies: list[Any] = yield Call("send", commands)
         again = [i for i, reply in enumerate(replies) if isinstance(reply, Exception)]
@@ -889,10 +883,10 @@ class RedisCache(FlowCache[Client]):
                 raise self._translate(replies[i])
         unknown = [i for i in again if isinstance(replies[i], rx.NoScriptError)]
         if script is not None and unknown:
-            yield Call("load", script)  # once, not once per failed call
             # A server that lost its scripts (restart, SCRIPT FLUSH) refuses the whole
-            # batch: send it again as a batch (one round trip per node), not one by one.
-            resent = yield Call("send", [commands[i] for i in unknown])
+            # batch: send it again as a batch of EVALs (one round trip per node), not one
+            # by one; they had not run, so each applies once.
+            resent = yield Call("send", [as_eval(commands[i], script) for i in unknown])
             for i, reply in zip(unknown, resent, strict=True):
                 replies[i] = reply
             again = [i for i in again if isinstance(replies[i], Exception)]

@@ -37,10 +37,10 @@ REDIS_ERRORS = (rx.RedisError, rx.RedisClusterException)
 RedisError, so ``except rx.RedisError`` alone lets a cluster outage escape untyped."""
 
 NATIVE_COMMANDS: Final = frozenset(
-    ("GET", "SET", "MGET", "MSET", "GETRANGE", "UNLINK", "SCAN", "EVALSHA", "SCRIPT|LOAD", "INFO")
+    ("GET", "SET", "MGET", "MSET", "GETRANGE", "UNLINK", "SCAN", "EVALSHA", "EVAL", "INFO")
 )
-"""The commands the provider sends itself (``INFO`` for ``info()`` only); the scripts it
-runs by ``EVALSHA`` need :data:`.scripts.CALLED` too."""
+"""The commands the provider sends itself (``EVAL`` when the server lost a script,
+``INFO`` for ``info()`` only); the scripts it runs need :data:`.scripts.CALLED` too."""
 
 _DENIED: Final = (
     r"no permissions to (run|access)|executing the script can't (run|access)"

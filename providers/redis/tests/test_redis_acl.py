@@ -99,6 +99,24 @@ def test_the_documented_acl_rules_are_enough_for_every_operation(
     asyncio.run(run_async())
 
 
+def test_a_user_refused_script_load_works_after_another_client_flushed_the_scripts(
+    acl_cache: Callable[..., tuple[RedisCache, str]], plain: Redis
+) -> None:
+    # Before: a lost script was loaded with SCRIPT LOAD, so a user without it (common on
+    # a shared Redis: "+@all -script") failed every scripted operation (incr, delete,
+    # count...) with a permission error after any SCRIPT FLUSH or restart.
+    cache, _ = acl_cache("{keys}", "+@all", "-script")
+    cache.put_many({"a": 1, "b": 2})
+    for _ in range(2):
+        plain.script_flush()
+        assert cache.incr("n") in (1, 2)
+        plain.script_flush()
+        assert cache.delete_many(["a", "b"]) in (0, 2)
+        plain.script_flush()
+        assert cache.count() == 1
+    assert cache.get("n") == 2  # each incr applied once
+
+
 def test_the_rules_name_the_namespace_as_a_pattern_of_literal_characters() -> None:
     # A namespace holding glob characters must not grant the user other apps' keys.
     assert acl_key_rule("a*[b]?\\:") == "~a\\*\\[b\\]\\?\\\\:*"
