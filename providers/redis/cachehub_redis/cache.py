@@ -250,8 +250,9 @@ class RedisCache(FlowCache[Client]):
 
     def _translate(self, exc: Exception) -> CacheError:
         """The typed cachehub error for a redis-py error (secrets scrubbed)."""
+        cluster = self._plan.mode == "cluster"
         key_rule = acl_key_rule(self.namespace)
-        return translate(exc, self.endpoint, self._plan.secrets, key_rule)  # type: ignore[arg-type]
+        return translate(exc, self.endpoint, self._plan.secrets, key_rule, cluster)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ commands
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import Final
+from typing import Final, cast
 
 from redis import exceptions as rx
 from redis.sentinel import MasterNotFoundError
@@ -23,6 +23,7 @@ from cachehub.provider import (
 from .scripts import CALLED, command_at
 
 __all__ = [
+    "CLUSTER_COMMANDS",
     "NATIVE_COMMANDS",
     "REDIS_ERRORS",
     "TABLE",
@@ -42,6 +43,10 @@ NATIVE_COMMANDS: Final = frozenset(
 """The commands the provider sends itself (``EVAL`` when the server lost a script,
 ``INFO`` for ``info()`` only); the scripts it runs need :data:`.scripts.CALLED` too."""
 
+CLUSTER_COMMANDS: Final = frozenset(("CLUSTER|SLOTS", "COMMAND"))
+"""What redis-py's cluster client asks every node when it starts: the slot map and the
+command table (where each command's keys are, to route it)."""
+
 _DENIED: Final = (
     r"no permissions to (run|access)|executing the script can't (run|access)"
     r"|\bNOPERM\b"
@@ -60,10 +65,26 @@ class RedisPermissionError(CachePermissionError):
     """The ``ACL SETUSER`` rule that allows what was refused (``+scan``, ``~ns:*``)."""
 
 
-def acl_rules(key_rule: str) -> str:
-    """Every ``ACL SETUSER`` rule a cache's user needs: its keys, then the commands."""
-    commands = sorted(c.lower() for c in NATIVE_COMMANDS | CALLED)
-    return " ".join((key_rule, *(f"+{c}" for c in commands)))
+def acl_rules(key_rule: str, cluster: bool = False) -> str:
+    """Every ``ACL SETUSER`` rule a cache's user needs: its keys, then the commands
+    (with those of a Redis Cluster client when ``cluster``)."""
+    needed = NATIVE_COMMANDS | CALLED | (CLUSTER_COMMANDS if cluster else frozenset())
+    return " ".join((key_rule, *(f"+{c}" for c in sorted(c.lower() for c in needed))))
+
+
+def _refusal(exc: BaseException) -> BaseException:
+    """The ACL refusal behind ``exc``, if any, else ``exc``.
+
+    redis-py's cluster client reports any error reply to its ``CLUSTER SLOTS`` - an ACL
+    refusal too - as "Cluster mode is not enabled on this node", raised while handling
+    the reply's error (its ``__context__``), and wraps that again (``__cause__``).
+    """
+    inner: BaseException | None = exc
+    for _ in range(4):  # the wrapping is two levels deep; a bound, not a walk of any chain
+        if inner is None or isinstance(inner, rx.NoPermissionError):
+            break
+        inner = inner.__cause__ or inner.__context__
+    return inner if isinstance(inner, rx.NoPermissionError) else exc
 
 
 def missing_rule(text: str, key_rule: str) -> str:
@@ -196,12 +217,15 @@ def translate(
     endpoint: str,
     secrets: Iterable[str],
     key_rule: str = "~*",
+    cluster: bool = False,
 ) -> CacheError:
     """The cachehub error for a redis-py exception raised while talking to ``endpoint``;
-    ``key_rule`` is the ACL key pattern of the cache's keys (for an ACL refusal's hint)."""
+    ``key_rule`` is the ACL key pattern of the cache's keys and ``cluster`` whether it is
+    a Redis Cluster (for an ACL refusal's hint)."""
+    exc = cast(rx.RedisError, _refusal(exc))
     detail = scrub(f"{type(exc).__name__}: {exc}", secrets)
     rule = missing_rule(str(exc), key_rule)
-    rules = acl_rules(key_rule)
+    rules = acl_rules(key_rule, cluster)
     error = translate_error(TABLE, exc, endpoint=endpoint, detail=detail, rule=rule, rules=rules)
     if isinstance(error, RedisPermissionError):
         error.rule = rule

@@ -17,7 +17,7 @@ import pytest
 from cachehub_redis import RedisCache
 from cachehub_redis.cache import acl_key_rule
 from cachehub_redis.errors import RedisPermissionError, acl_rules
-from cachehub_redis.server import RedisServer
+from cachehub_redis.server import RedisClusterServers, RedisServer
 from redis import Redis
 
 from cachehub.errors import CachePermissionError
@@ -225,3 +225,56 @@ def test_the_docs_show_the_rules_the_provider_needs() -> None:
     docs = Path(__file__).resolve().parents[3] / "docs" / "redis.md"
     line = "ACL SETUSER myapp on >password " + acl_rules("~myapp:*")
     assert line in docs.read_text(encoding="utf-8").splitlines()
+
+
+def test_a_cluster_user_refused_the_slot_map_is_told_which_rule_not_cluster_mode_off(
+    redis_cluster: RedisClusterServers,
+) -> None:
+    # Before: redis-py reports the refused CLUSTER SLOTS as "Cluster mode is not enabled
+    # on this node": a CacheUnavailableError telling to check url/host/port.
+    user, namespace = f"c{uuid.uuid4().hex[:8]}", f"acl{uuid.uuid4().hex[:8]}:"
+
+    def grant(rules: str) -> None:
+        for node in redis_cluster.nodes:
+            with node.client() as client:
+                client.execute_command(
+                    "ACL", "SETUSER", user, "reset", "on", f">{PASSWORD}", *rules.split()
+                )
+
+    def cache() -> RedisCache:
+        return RedisCache(
+            host=redis_cluster.host,
+            port=redis_cluster.port,
+            cluster=True,
+            namespace=namespace,
+            username=user,
+            password=PASSWORD,
+            retries=0,
+        )
+
+    async def async_put(made: RedisCache) -> None:
+        await made.aio().put("x", 1)
+
+    try:
+        grant(acl_rules(acl_key_rule(namespace)))
+        refused = cache()
+        with pytest.raises(RedisPermissionError) as caught:
+            refused.put("a", 1)
+        assert caught.value.rule == "+cluster|slots"
+        assert "+cluster|slots +command" in str(caught.value)  # the cluster's full rules
+        with pytest.raises(RedisPermissionError):
+            asyncio.run(async_put(refused))
+        refused.close()
+
+        grant(acl_rules(acl_key_rule(namespace), cluster=True))
+        granted = cache()
+        granted.put_many({f"k{i}": i for i in range(50)})
+        assert granted.incr("n") == 1
+        asyncio.run(async_put(granted))
+        assert granted.count() == 52
+        assert granted.clear() == 52
+        granted.close()
+    finally:
+        for node in redis_cluster.nodes:
+            with node.client() as client:
+                client.execute_command("ACL", "DELUSER", user)
