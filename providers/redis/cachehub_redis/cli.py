@@ -81,7 +81,7 @@ def doctor_advice(cache: BaseCache, step: str, error: CacheError) -> DoctorAdvic
     rule = keys if error.rule.startswith("~") else error.rule
     return DoctorAdvice(
         f"Redis refused the cache's ACL user: grant it with ACL SETUSER <user> {rule} "
-        f"(all a cache needs: {acl_rules(keys)}).",
+        f"(all a cache needs: {acl_rules(keys, bool(cache.settings.get('cluster')))}).",
         missing_permission=rule,
     )
 
