@@ -65,6 +65,9 @@ class RedisPermissionError(CachePermissionError):
     """The ``ACL SETUSER`` rule that allows what was refused (``+scan``, ``~ns:*``)."""
 
 
+_NEEDED: Final = NATIVE_COMMANDS | CALLED | CLUSTER_COMMANDS
+
+
 def acl_rules(key_rule: str, cluster: bool = False) -> str:
     """Every ``ACL SETUSER`` rule a cache's user needs: its keys, then the commands
     (with those of a Redis Cluster client when ``cluster``)."""
@@ -97,7 +100,11 @@ def missing_rule(text: str, key_rule: str) -> str:
     if command is None and (at := _SCRIPT_AT.search(text)):
         # A script's own redis.call: the reply gives the script and the line, not the name.
         command = command_at(at[1], int(at[2]))
-    return f"+{command.lower()}" if command else acl_rules(key_rule)
+    if command is None:
+        return acl_rules(key_rule)
+    # Redis 6.2 names the container command ('cluster'): grant the one subcommand needed.
+    sub = [c for c in _NEEDED if c.startswith(f"{command.upper()}|")]
+    return f"+{(sub[0] if len(sub) == 1 else command).lower()}"
 
 
 _POOL_EXHAUSTED: Final = ErrorRule(

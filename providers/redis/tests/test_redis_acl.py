@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from cachehub_redis import RedisCache
 from cachehub_redis.cache import acl_key_rule
-from cachehub_redis.errors import RedisPermissionError, acl_rules
+from cachehub_redis.errors import RedisPermissionError, acl_rules, missing_rule
 from cachehub_redis.server import RedisClusterServers, RedisServer
 from redis import Redis
 
@@ -200,6 +200,21 @@ def test_a_key_pattern_narrower_than_the_namespace_names_the_namespace_pattern(
         with pytest.raises(RedisPermissionError) as caught:
             operation()
         assert caught.value.rule == acl_key_rule(namespace)
+
+
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [
+        # Redis 7 names the subcommand, 6.2 the container: the rule is the subcommand.
+        ("this user has no permissions to run the 'cluster|slots' command", "+cluster|slots"),
+        ("this user has no permissions to run the 'cluster' command", "+cluster|slots"),
+        ("this user has no permissions to run the 'config' command", "+config"),
+        ("this user has no permissions to access one of the keys used as arguments", "~ns:*"),
+        ("something Redis never said", acl_rules("~ns:*")),
+    ],
+)
+def test_the_missing_rule_is_read_off_both_versions_replies(text: str, rule: str) -> None:
+    assert missing_rule(text, "~ns:*") == rule
 
 
 def test_the_docs_show_the_rules_the_provider_needs() -> None:
