@@ -95,7 +95,7 @@ from .entry import (
     sound_stamps,
     unpack,
 )
-from .errors import REDIS_ERRORS, translate
+from .errors import REDIS_ERRORS, RedisPermissionError, translate
 from .records import record_key, record_ms, request_id
 from .scripts import LuaScript
 
@@ -1065,14 +1065,25 @@ class RedisCache(FlowCache[Client]):
     # ------------------------------------------------------------------ info
 
     def _info(self, now: float) -> dict[str, Any]:
-        """INFO server and memory, and the live entries of the namespace (a SCAN)."""
+        """INFO server and memory, and the live entries of the namespace (a SCAN).
+
+        INFO is in ACL category @dangerous, which a shared Redis's users often lack
+        (``+@all -@dangerous``): then the server's facts are None and ``serverInfo``
+        says which rule would show them; the cache's own facts stay.
+        """
         client = self._connection()
+        refused: str | None = None
         try:
             server = _one_node(client.info("server"))
             memory = _one_node(client.info("memory"))
         except REDIS_ERRORS as exc:
-            raise self._translate(exc) from None
+            error = self._translate(exc)
+            if not isinstance(error, RedisPermissionError):
+                raise error from None
+            server, memory = {}, {}
+            refused = f"refused to this ACL user (grant {error.rule} to show it)"
         return {
+            "serverInfo": refused or "ok",
             "endpoint": self.endpoint,
             "mode": self._plan.mode,
             "serverVersion": server.get("redis_version"),
