@@ -53,7 +53,8 @@ _DENIED: Final = (
 )
 """An ACL refusal, as a command's reply and as a script's error reply (6.2 and 7) say it."""
 _KEY_DENIED: Final = re.compile(r"access one of the keys|access at least one of the keys")
-_RUN_DENIED: Final = re.compile(r"permissions to run the '([^']+)' command")
+_RUN_DENIED: Final = re.compile(r"permissions to run the '([A-Za-z_|-]{1,64})' command")
+"""A command's name as Redis spells it: what else a reply holds never reaches the hint."""
 _READ_DENIED: Final = re.compile(r"the script's ([A-Z]+) failed")
 _SCRIPT_AT: Final = re.compile(r"([0-9a-f]{40})\b.*?@user_script:\s*(\d+)", re.DOTALL)
 
