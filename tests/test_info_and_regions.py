@@ -104,6 +104,7 @@ def test_redis_info_reports_server_and_namespace(redis: RedisServer) -> None:
         info = cache.info()
     _base(info, "r")
     assert info["serverVersion"]
+    assert info["serverInfo"] == "ok"
     assert info["mode"] == "single"
     assert info["usedMemory"] > 0
     assert info["count"] == 3

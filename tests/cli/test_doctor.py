@@ -79,3 +79,35 @@ def test_generic_advice_is_chosen_by_error_type() -> None:
     assert advice_for(CachePermissionError("not found")).startswith("Access denied")
     assert advice_for(CacheThrottledError("x")).startswith("Throttling")
     assert advice_for(CacheBackendError("x", hint="do y")) == "do y"
+
+
+def test_doctor_names_the_acl_rules_a_shared_redis_user_lacks(
+    run_cli: RunCli, write_config: Any, redis_url: str, namespace: str
+) -> None:
+    # Before: a user refused SCAN failed only doctor's count step, with advice to "check
+    # the credentials", and no missing permission; BITFIELD (incr) and TIME (locks) were
+    # never tried. Now each refused command is a missing ACL rule.
+    from redis import Redis
+
+    admin = Redis.from_url(redis_url)
+    user, password = f"doc{namespace[-9:-1]}", "doctor-acl-pw"
+    admin.execute_command(
+        "ACL", "SETUSER", user, "reset", "on", f">{password}", "~*", "+@all",
+        "-scan", "-bitfield", "-time",
+    )  # fmt: skip
+    try:
+        url = redis_url.replace("redis://", f"redis://{user}:{password}@")
+        config = write_config(
+            {"redis": {"class": "redis", "custom": {"url": url, "namespace": namespace}}}
+        )
+        result = run_cli("--config", str(config), "doctor", "--json")
+        assert result.code == 1, result.output
+        [report] = result.json()
+        assert report["missingPermissions"] == ["+bitfield", "+scan", "+time"]
+        checks = {c["name"]: c for c in report["checks"]}
+        assert checks["connect"]["status"] == "ok"
+        assert "ACL SETUSER <user> +scan" in checks["keys"]["advice"]
+        assert password not in result.output
+    finally:
+        admin.execute_command("ACL", "DELUSER", user)
+        admin.close()

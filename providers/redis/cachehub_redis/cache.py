@@ -75,6 +75,7 @@ from .dispatch import (
     Command,
     Key,
     aevalsha,
+    as_eval,
     asend,
     evalsha,
     is_cluster,
@@ -98,11 +99,11 @@ from .entry import (
     sound_stamps,
     unpack,
 )
-from .errors import REDIS_ERRORS, translate
+from .errors import REDIS_ERRORS, RedisPermissionError, translate
 from .records import record_key, record_ms, request_id
 from .scripts import LuaScript
 
-__all__ = ["RedisCache", "redis_glob"]
+__all__ = ["RedisCache", "acl_key_rule", "redis_glob"]
 
 _INT64: Final = COUNTER_RANGE
 """Ints stored natively (kind INT): the signed 64 bits Redis counts in, as every counter."""
@@ -140,6 +141,12 @@ LOCK_GRACE_MS: Final = 60_000
 
 def _escape_glob(literal: str) -> str:
     return "".join("\\" + ch if ch in _GLOB_SPECIALS else ch for ch in literal)
+
+
+def acl_key_rule(namespace: str) -> str:
+    """The ACL key pattern (``ACL SETUSER ... ~<pattern>``) of a namespace's keys: its
+    entries, their request records and its locks all start with the namespace."""
+    return f"~{_escape_glob(namespace)}*"
 
 
 def _glob_stars(flt: KeyFilter) -> int:
@@ -247,7 +254,9 @@ class RedisCache(FlowCache[Client]):
 
     def _translate(self, exc: Exception) -> CacheError:
         """The typed cachehub error for a redis-py error (secrets scrubbed)."""
-        return translate(exc, self.endpoint, self._plan.secrets)  # type: ignore[arg-type]
+        cluster = self._plan.mode == "cluster"
+        key_rule = acl_key_rule(self.namespace)
+        return translate(exc, self.endpoint, self._plan.secrets, key_rule, cluster)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ commands
 
@@ -297,10 +306,6 @@ class RedisCache(FlowCache[Client]):
         come back in place (see :meth:`_batch_flow`)."""
         return self._guarded(send, self._conn or self._connection(), commands)
 
-    def _load(self, script: LuaScript) -> None:
-        """``SCRIPT LOAD`` (on every primary of a cluster)."""
-        self._guarded((self._conn or self._connection()).script_load, script.source)
-
     def _groups(self, keys: Sequence[Key], size: int = MAX_KEYS) -> list[list[Key]]:
         """``keys`` in groups one script call may take (same hash slot in a cluster)."""
         return self._guarded(split, self._conn or self._connection(), keys, size)
@@ -348,9 +353,6 @@ class RedisCache(FlowCache[Client]):
 
     async def _asend(self, commands: Sequence[Command]) -> list[Any]:
         return await self._aguarded(asend, await self._aconnection(), commands)
-
-    async def _aload(self, script: LuaScript) -> None:
-        await self._aguarded((await self._aconnection()).script_load, script.source)
 
     async def _agroups(self, keys: Sequence[Key], size: int = MAX_KEYS) -> list[list[Key]]:
         return split(await self._aconnection(), keys, size)
@@ -913,8 +915,8 @@ class RedisCache(FlowCache[Client]):
         """Every command's reply, in order: one round trip (one per node in a cluster).
 
         A command the server could not complete (see :data:`.dispatch.RETRYABLE`: an
-        unknown script, a slot moving) is repeated alone through the main client, after
-        loading ``script`` once if it was unknown; any other error reply is raised, typed.
+        unknown script, a slot moving) is repeated through the main client, as ``EVAL`` of
+        ``script`` if it was unknown; any other error reply is raised, typed.
         """
         replies: list[Any] = yield Call("send", commands)
         again = [i for i, reply in enumerate(replies) if isinstance(reply, Exception)]
@@ -925,10 +927,10 @@ class RedisCache(FlowCache[Client]):
                 raise self._translate(replies[i])
         unknown = [i for i in again if isinstance(replies[i], rx.NoScriptError)]
         if script is not None and unknown:
-            yield Call("load", script)  # once, not once per failed call
             # A server that lost its scripts (restart, SCRIPT FLUSH) refuses the whole
-            # batch: send it again as a batch (one round trip per node), not one by one.
-            resent = yield Call("send", [commands[i] for i in unknown])
+            # batch: send it again as a batch of EVALs (one round trip per node), not one
+            # by one; they had not run, so each applies once.
+            resent = yield Call("send", [as_eval(commands[i], script) for i in unknown])
             for i, reply in zip(unknown, resent, strict=True):
                 replies[i] = reply
             again = [i for i in again if isinstance(replies[i], Exception)]
@@ -1108,14 +1110,25 @@ class RedisCache(FlowCache[Client]):
     # ------------------------------------------------------------------ info
 
     def _info(self, now: float) -> dict[str, Any]:
-        """INFO server and memory, and the live entries of the namespace (a SCAN)."""
+        """INFO server and memory, and the live entries of the namespace (a SCAN).
+
+        INFO is in ACL category @dangerous, which a shared Redis's users often lack
+        (``+@all -@dangerous``): then the server's facts are None and ``serverInfo``
+        says which rule would show them; the cache's own facts stay.
+        """
         client = self._connection()
+        refused: str | None = None
         try:
             server = _one_node(client.info("server"))
             memory = _one_node(client.info("memory"))
         except REDIS_ERRORS as exc:
-            raise self._translate(exc) from None
+            error = self._translate(exc)
+            if not isinstance(error, RedisPermissionError):
+                raise error from None
+            server, memory = {}, {}
+            refused = f"refused to this ACL user (grant {error.rule} to show it)"
         return {
+            "serverInfo": refused or "ok",
             "endpoint": self.endpoint,
             "mode": self._plan.mode,
             "serverVersion": server.get("redis_version"),

@@ -3,14 +3,87 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from cachehub.hookspecs import LocalBackend
+from cachehub.api import BaseCache
+from cachehub.cli.admin import PROBE_KEY
+from cachehub.cli.isolate import scratch
+from cachehub.errors import CacheError
+from cachehub.hookspecs import DoctorAdvice, DoctorCheck, LocalBackend
 
+from .cache import RedisCache, acl_key_rule
+from .errors import RedisPermissionError, acl_rules
 from .server import RedisServer, redis_server_available
 
-__all__ = ["answers", "tour_backend"]
+__all__ = ["answers", "doctor_advice", "doctor_checks", "tour_backend"]
+
+_ACL_STEPS: tuple[tuple[str, Callable[[BaseCache], Any]], ...] = (
+    ("incr", lambda c: [c.incr("doctor") for _ in "ab"]),  # the 2nd changes a counter
+    ("keys", lambda c: list(c.keys())),
+    ("lock", lambda c: c.lock("doctor", timeout=10).acquire(blocking=False)),
+    ("clear", lambda c: c.clear(include_internal=True)),
+)
+"""What doctor's generic round trip (put, get, count, delete) leaves out, each needing
+other commands: a shared Redis's ACL user may lack any of them."""
+
+
+def doctor_checks(cache: BaseCache) -> list[DoctorCheck] | None:
+    """The connection, then (unless read-only) the operations the round trip leaves out,
+    in a scratch namespace: every refused command or key is reported, not just the first."""
+    if not isinstance(cache, RedisCache):
+        return None
+    steps: list[tuple[str, Callable[[BaseCache], Any]]] = [
+        ("connect", lambda c: c.exists(PROBE_KEY))
+    ]
+    checks = _run(cache, cache, steps)
+    if cache.read_only or checks[-1].status == "fail":
+        return checks
+    with scratch(cache, "doctor") as tmp:
+        checks += _run(cache, tmp, _ACL_STEPS)
+    return checks
+
+
+def _run(
+    cache: BaseCache, target: BaseCache, steps: Iterable[tuple[str, Callable[[BaseCache], Any]]]
+) -> list[DoctorCheck]:
+    """Run each step on ``target``: ok, or failed with ``cache``'s advice."""
+    checks: list[DoctorCheck] = []
+    for name, step in steps:
+        try:
+            step(target)
+        except CacheError as exc:
+            advice = doctor_advice(cache, name, exc)
+            checks.append(
+                DoctorCheck(
+                    name,
+                    "fail",
+                    str(exc),
+                    advice.advice if advice else exc.hint,
+                    advice.missing_permission if advice else None,
+                )
+            )
+        else:
+            checks.append(DoctorCheck(name, "ok", "answers" if name == "connect" else "ok"))
+    return checks
+
+
+def doctor_advice(cache: BaseCache, step: str, error: CacheError) -> DoctorAdvice | None:
+    """The ACL rule to grant when Redis refused the cache's user a command or key.
+
+    doctor runs in a scratch namespace inside the cache's: a refused key is reported as
+    the pattern of the cache's own keys, which covers the scratch namespace too.
+    """
+    if not (isinstance(cache, RedisCache) and isinstance(error, RedisPermissionError)):
+        return None
+    keys = acl_key_rule(cache.namespace)
+    rule = keys if error.rule.startswith("~") else error.rule
+    return DoctorAdvice(
+        f"Redis refused the cache's ACL user: grant it with ACL SETUSER <user> {rule} "
+        f"(all a cache needs: {acl_rules(keys, bool(cache.settings.get('cluster')))}).",
+        missing_permission=rule,
+    )
 
 
 def answers(host: str, port: int, timeout: float = 0.3) -> bool:

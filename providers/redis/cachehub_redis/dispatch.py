@@ -4,8 +4,9 @@ A multi-key command (``MGET``, ``MSET``, a batch script call) needs all its keys
 hash slot in a Redis Cluster, so a batch is split into one command per slot (and per
 :data:`MAX_KEYS` keys), and the commands are pipelined per node: one round trip per node,
 sync and async alike (:func:`send`, :func:`asend`). On a single server a batch of up to
-``MAX_KEYS`` keys is one command. Scripts are run by SHA; a server that does not know one
-(``NOSCRIPT``: restarted, or ``SCRIPT FLUSH``) gets it loaded and the call repeated.
+``MAX_KEYS`` keys is one command. Scripts are run by SHA; a call a server refuses for not
+knowing the script (``NOSCRIPT``: restarted, or ``SCRIPT FLUSH``) is sent again as
+``EVAL`` with the source (:func:`as_eval`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "Command",
     "Key",
     "aevalsha",
+    "as_eval",
     "asend",
     "evalsha",
     "first_key",
@@ -96,25 +98,32 @@ def is_cluster(client: Client | AsyncClient) -> bool:
     return type(client) not in _SINGLE and isinstance(client, (RedisCluster, AsyncRedisCluster))
 
 
+def as_eval(command: Command, script: LuaScript) -> Command:
+    """An ``EVALSHA`` the server refused (``NOSCRIPT``) as ``EVAL`` with the source: it runs
+    the call (which had not run) and leaves the script cached for the next ``EVALSHA``,
+    in one round trip, and needs no ``SCRIPT LOAD``, which a shared Redis's ACL user
+    often may not run."""
+    return ("EVAL", script.source, *command[2:])
+
+
 def evalsha(client: Client, script: LuaScript, keys: Sequence[Key], args: Sequence[Any]) -> Any:
-    """Run ``script`` once: ``EVALSHA``, loading the script first if the server lacks it."""
+    """Run ``script`` once: ``EVALSHA``, or ``EVAL`` when the server lacks it (:func:`as_eval`)."""
+    command: Command = ("EVALSHA", script.sha, len(keys), *keys, *args)
     try:
-        return client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+        return client.execute_command(*command)  # type: ignore[no-untyped-call]
     except rx.NoScriptError:
-        # A cluster client loads it on every primary; a single client on its server.
-        client.script_load(script.source)
-        return client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+        return client.execute_command(*as_eval(command, script))  # type: ignore[no-untyped-call]
 
 
 async def aevalsha(
     client: AsyncClient, script: LuaScript, keys: Sequence[Key], args: Sequence[Any]
 ) -> Any:
     """:func:`evalsha` on a ``redis.asyncio`` client."""
+    command: Command = ("EVALSHA", script.sha, len(keys), *keys, *args)
     try:
-        return await client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        return await client.execute_command(*command)
     except rx.NoScriptError:
-        await client.script_load(script.source)
-        return await client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        return await client.execute_command(*as_eval(command, script))
 
 
 def split(
@@ -132,7 +141,7 @@ def split(
 
 def first_key(command: Command) -> Key:
     """The key a command is routed by: the first of its keys (``EVALSHA sha n key...``)."""
-    return cast(Key, command[3] if command[0] == "EVALSHA" else command[1])
+    return cast(Key, command[3] if command[0] in ("EVALSHA", "EVAL") else command[1])
 
 
 def send(client: Client, commands: Sequence[Command]) -> list[Any]:

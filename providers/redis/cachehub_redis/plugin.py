@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 
-from cachehub.hookspecs import LocalBackend, hookimpl
+from cachehub.hookspecs import DoctorAdvice, DoctorCheck, LocalBackend, hookimpl
 from cachehub.plugins import lucee_classes
+
+if TYPE_CHECKING:
+    from cachehub.api import BaseCache
+    from cachehub.errors import CacheError
 
 
 @hookimpl
@@ -14,6 +19,22 @@ def cachehub_providers() -> dict[str, str]:
     """``redis`` plus the class names of Lucee's Redis extension found in .CFConfig.json."""
     target = "cachehub_redis:RedisCache"
     return {"redis": target, **dict.fromkeys(lucee_classes("redis"), target)}
+
+
+@hookimpl
+def cachehub_doctor_checks(cache: BaseCache) -> Sequence[DoctorCheck] | None:
+    """The commands a shared Redis's ACL user may lack (incr, keys, lock, clear)."""
+    from .cli import doctor_checks
+
+    return doctor_checks(cache)
+
+
+@hookimpl
+def cachehub_doctor_advice(cache: BaseCache, step: str, error: CacheError) -> DoctorAdvice | None:
+    """The ACL rule a Redis cache's user lacks, when Redis refused a command or key."""
+    from .cli import doctor_advice
+
+    return doctor_advice(cache, step, error)
 
 
 @hookimpl

@@ -35,6 +35,7 @@ again. One round trip still; no record is written when nothing changed (a refuse
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -51,8 +52,11 @@ from .entry import (
 )
 
 __all__ = [
+    "BY_SHA",
+    "CALLED",
     "RECORD",
     "LuaScript",
+    "command_at",
     "ADD",
     "SET_MANY",
     "DELETE",
@@ -119,10 +123,22 @@ local function server_cap(key, ms)
   end
 end
 
+-- A read of a key that may hold another Redis type: that error (WRONGTYPE) is nil, "not
+-- an entry". Any other error is raised, naming the command: an ACL user denied the
+-- command (a shared Redis) would otherwise read every entry as missing, and INCR or ADD
+-- would overwrite what is there.
+local function read(cmd, ...)
+  local r = redis.pcall(cmd, ...)
+  if type(r) == 'table' and r.err then
+    if string.find(r.err, 'WRONGTYPE', 1, true) then return nil end
+    error("the script's " .. cmd .. ' failed: ' .. r.err)
+  end
+  return r
+end
+
 -- The entry's header (a string), or nil when the key is missing or not a cachehub entry.
--- GETRANGE on a key of another type fails, which pcall turns into "not an entry".
 local function header(key)
-  local h = redis.pcall('GETRANGE', key, 0, HEAD - 1)
+  local h = read('GETRANGE', key, 0, HEAD - 1)
   if type(h) ~= 'string' or #h < HEAD or string.byte(h, 1) ~= MAGIC then return nil end
   return h
 end
@@ -212,7 +228,7 @@ end
 -- bytes), or nil. Anything else there is ignored.
 local function replayed(rk)
   if not rk then return nil end
-  local r = redis.pcall('GET', rk)
+  local r = read('GET', rk)
   if type(r) == 'string' and #r == 9 and string.byte(r, 1) == {RECORD} then
     return string.sub(r, 2)
   end
@@ -361,7 +377,7 @@ if done then return {{'n', done}} end
 -- The header and one byte past an int entry's 8: an int entry is exactly HEAD + 8 bytes
 -- (BITFIELD would pad a shorter one with zeros, a garbage count, and leave a longer one
 -- corrupt), which one read of HEAD + 9 bytes tells without a STRLEN.
-local h = redis.pcall('GETRANGE', KEYS[1], 0, HEAD + 8)
+local h = read('GETRANGE', KEYS[1], 0, HEAD + 8)
 local entry = type(h) == 'string' and #h >= HEAD and string.byte(h, 1) == MAGIC
 if entry and not sound(h) then return {{'x', string.sub(h, 1, HEAD)}} end
 if not entry or not alive(h, tonumber(ARGV[1])) then
@@ -401,7 +417,7 @@ return {{'n', n}}
 ENTRY: Final = _script(
     "entry",
     """
-local v = redis.pcall('GET', KEYS[1])
+local v = read('GET', KEYS[1])
 if type(v) ~= 'string' then return false end
 local t = redis.call('TIME')
 return {v, redis.call('PTTL', KEYS[1]), t[1], t[2]}
@@ -599,3 +615,22 @@ if holder then return {'1', string.sub(holder, 1, 64)} end
 return {'0'}
 """,
 )
+
+BY_SHA: Final = {s.sha: s for s in list(globals().values()) if isinstance(s, LuaScript)}
+"""Every script above by its SHA1, the name a server's error reply gives it by."""
+
+_CALL: Final = re.compile(r"""redis\.p?call\(\s*'([A-Z]+)'|read\(\s*'([A-Z]+)'""")
+
+CALLED: Final = frozenset(
+    name for s in BY_SHA.values() for pair in _CALL.findall(s.source) for name in pair if name
+)
+"""The commands the scripts run: what an ACL user needs beyond ``EVALSHA`` to run them."""
+
+
+def command_at(sha: str, line: int) -> str | None:
+    """The command script ``sha`` runs on its line ``line`` (as a server's error reply
+    gives the place of a failed call), or None when that line runs none."""
+    script = BY_SHA.get(sha)
+    lines = script.source.splitlines() if script is not None else []
+    found = _CALL.search(lines[line - 1]) if 0 < line <= len(lines) else None
+    return None if found is None else found[1] or found[2]

@@ -1,0 +1,185 @@
+"""Server states another client of a shared Redis causes: typed errors and onError: miss.
+
+A long script of another app (``BUSY``), a primary short of replicas (``NOREPLICAS``), a
+replica that lost its primary (``MASTERDOWN``) pass by themselves: the cache is
+unavailable meanwhile, so ``onError: miss`` degrades reads instead of raising. Redis 6.2
+wraps a script's refused write (``READONLY``, ``OOM``) in a generic script error: it gets
+the same error and advice as the command's own refusal.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from pathlib import Path
+
+import pytest
+from cachehub_redis import RedisCache
+from cachehub_redis.errors import translate
+from cachehub_redis.server import RedisServer
+from redis import Redis
+from redis import exceptions as rx
+
+from cachehub.errors import CacheBackendError, CacheUnavailableError
+
+
+@pytest.fixture
+def own_server(require_redis: None) -> Iterator[RedisServer]:
+    """A private server: these tests block it or change its configuration."""
+    with RedisServer() as server:
+        yield server
+
+
+def _busy(server: RedisServer) -> tuple[threading.Thread, Redis]:
+    """Another client running a script that never ends, until SCRIPT KILL; returns once
+    the server answers BUSY (bounded: at most 200 probes)."""
+    admin = server.client()
+    admin.config_set("lua-time-limit", 50)  # BUSY after 50 ms (busy-reply-threshold in 7)
+    runner = Redis(host=server.host, port=server.port, socket_timeout=30)
+
+    def run() -> None:
+        with suppress(rx.RedisError):  # killed: the end this test waits for
+            runner.eval("while true do end", 0)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    probe = Redis(host=server.host, port=server.port, socket_timeout=5)
+    for _ in range(200):
+        try:
+            probe.ping()
+        except rx.ResponseError as exc:
+            if str(exc).startswith("BUSY"):
+                return thread, probe
+            raise
+        threading.Event().wait(0.05)
+    raise AssertionError("the other client's script never made the server BUSY")
+
+
+def test_another_clients_long_script_makes_the_cache_unavailable_not_broken(
+    own_server: RedisServer,
+) -> None:
+    # Before: BUSY was a CacheBackendError ("returned an error", no advice), so even
+    # onError: miss raised on every get while another app's script ran.
+    strict = RedisCache(url=own_server.url, namespace="s:", retries=0)
+    lenient = RedisCache(url=own_server.url, namespace="s:", retries=0, onError="miss")
+    strict.put("k", 1)
+    strict.incr("n")
+    thread, probe = _busy(own_server)
+    try:
+        for operation in (lambda: strict.get("k"), lambda: strict.put("k", 2), strict.count):
+            with pytest.raises(CacheUnavailableError, match="SCRIPT KILL"):
+                operation()
+        assert lenient.get("k", "fallback") == "fallback"
+        assert lenient.get_many(["k"]) == {}
+    finally:
+        probe.script_kill()
+        thread.join(10)
+        probe.close()
+    assert strict.get("k") == 1
+    strict.close()
+    lenient.close()
+
+
+def test_a_primary_short_of_replicas_refuses_writes_as_unavailable(
+    own_server: RedisServer,
+) -> None:
+    # Before: NOREPLICAS was a CacheBackendError without advice, for put and incr alike.
+    cache = RedisCache(url=own_server.url, namespace="r:", retries=0)
+    cache.put("k", 1)
+    cache.incr("n")
+    admin = own_server.client()
+    admin.config_set("min-replicas-to-write", 1)
+    try:
+        for operation in (lambda: cache.put("k", 2), lambda: cache.incr("n")):
+            with pytest.raises(CacheUnavailableError, match="min-replicas-to-write"):
+                operation()
+        assert cache.get("k") == 1  # reads still work
+    finally:
+        admin.config_set("min-replicas-to-write", 0)
+    assert cache.incr("n") == 2
+    cache.close()
+    admin.close()
+
+
+SCRIPT_62 = "Error running script (call to f_{sha}): @user_script:195: @user_script: 195: -{reply}"
+
+
+@pytest.mark.parametrize(
+    ("reply", "error", "words"),
+    [
+        ("READONLY You can't write against a read only replica.", CacheBackendError, "primary"),
+        ("OOM command not allowed when used memory > 'maxmemory'.", CacheBackendError, "maxmemory"),
+        ("NOREPLICAS Not enough good replicas to write.", CacheUnavailableError, "replicas"),
+        ("MASTERDOWN Link with MASTER is down", CacheUnavailableError, "primary"),
+    ],
+)
+def test_redis_62_script_errors_get_the_advice_of_the_command_they_wrap(
+    reply: str, error: type[Exception], words: str
+) -> None:
+    # Before: Redis 6.2's "Error running script ... -READONLY ..." was a CacheBackendError
+    # "returned an error" without advice (Redis 7 gives the wrapped code, so it had one).
+    text = SCRIPT_62.format(sha="e" * 40, reply=reply)
+    translated = translate(rx.ResponseError(text), "127.0.0.1:6379", ())
+    assert type(translated) is error
+    assert translated.hint is not None
+    assert words in translated.hint
+
+
+class _RenamedServer(RedisServer):
+    """A server whose configuration file disables commands (``rename-command X ""``)."""
+
+    def __init__(self, *disabled: str) -> None:
+        super().__init__()
+        self.disabled = disabled
+
+    def _config(self, directory: Path) -> Path:
+        path = super()._config(directory)
+        lines = [f'rename-command {name} ""' for name in self.disabled]
+        path.write_text(path.read_text() + "\n".join(lines) + "\n")
+        return path
+
+
+@pytest.mark.parametrize(
+    ("disabled", "operation"),
+    [
+        pytest.param("EVALSHA", lambda c: c.incr("n"), id="evalsha"),
+        pytest.param("SCAN", lambda c: list(c.keys()), id="scan"),
+        pytest.param("MSET", lambda c: c.put_many({"a": 1, "b": 2}), id="mset"),
+    ],
+)
+def test_a_command_the_server_disables_is_named_with_the_fix(
+    require_redis: None, disabled: str, operation: Callable[[RedisCache], object]
+) -> None:
+    # Before: "returned an error (ResponseError: unknown command 'scan' ...)", no advice.
+    with _RenamedServer(disabled) as server:
+        cache = RedisCache(url=server.url, namespace="d:", retries=0)
+        with pytest.raises(CacheBackendError, match="rename-command") as caught:
+            operation(cache)
+        assert disabled.lower() in str(caught.value).lower()
+        cache.close()
+
+
+def test_a_server_that_is_not_redis_is_named_so(require_redis: None) -> None:
+    # Before: "returned an error (InvalidResponse: Protocol Error: b'HTTP/1.1 400 ...')",
+    # a CacheBackendError without advice. A one-connection loopback server answering HTTP.
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    cache = RedisCache(url=f"redis://127.0.0.1:{port}/0", retries=0, socketTimeout=5)
+    try:
+        with pytest.raises(CacheUnavailableError, match="rediss://"):
+            cache.get("k")
+    finally:
+        cache.close()
+        listener.close()
+        thread.join(10)
