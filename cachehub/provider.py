@@ -592,7 +592,10 @@ class RemoteCache(BaseCache, Generic[C]):
                 self.log.warning("cache '%s': could not flush hit counts: %s", self.name, exc)
         client = self._aconns.pop(loop, None)
         if client is not None:
-            await self._aguarded(self._adisconnect, client)
+            # Shielded: once forgotten, the client is closed whatever happens to this
+            # task; a close cancelled in its disconnect left the client's connections
+            # open, referenced by nothing (ResourceWarning: unclosed Connection).
+            await asyncio.shield(self._aguarded(self._adisconnect, client))
 
     # ------------------------------------------------------------------ flows
 
