@@ -820,7 +820,9 @@ class RemoteCache(BaseCache, Generic[C]):
         """:meth:`flush_hits` for async code (through :meth:`_awrite_hits`)."""
         pending = self._hits.drain()
         if pending:
-            await self._awrite_hits(pending)
+            # Shielded: the reads taken out of the buffer are written whatever happens to
+            # this task; a cancelled close() (or read that wrote counts back) lost them.
+            await asyncio.shield(self._awrite_hits(pending))
         return len(pending)
 
     async def _awrite_hits(self, pending: dict[str, PendingHits]) -> None:
