@@ -458,6 +458,9 @@ async def _after_cancel(shell: AsyncCache, name: str, at: int) -> list[str]:
     written = await shell.get("written", MISSING)
     if written is not MISSING and not str(written).endswith(BIG):
         problems.append(f"after {name} cancel at {at}: a torn put ({len(str(written))} chars)")
+    batch = await shell.get_many([f"m{i}" for i in range(5)])
+    if any(type(value) is not int for value in batch.values()):
+        problems.append(f"after {name} cancel at {at}: a torn batch entry {batch!r:.100}")
     if cast_flights(shell):
         problems.append(f"after {name} cancel at {at}: flights left {cast_flights(shell)}")
     return problems
