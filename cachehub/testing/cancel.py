@@ -126,7 +126,7 @@ async def _lock_block(shell: AsyncCache) -> None:
         await asyncio.sleep(0)
 
 
-def _cached_function(shell: AsyncCache) -> Callable[[int], Awaitable[str]]:
+def _cached_function(shell: AsyncCache) -> Callable[[int], Coroutine[Any, Any, str]]:
     @cached(shell.cache, prefix="cancel-cached", time_span=600)
     async def compute(n: int) -> str:
         await asyncio.sleep(0)
