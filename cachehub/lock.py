@@ -443,26 +443,34 @@ class AsyncLock(_LockState):
 
     async def _attempt(self, token: str) -> int | None:
         cache = self.cache
-        fence: int | None = await cache.aio()._run_strict(
-            "lock", self.name, cache._alock_acquire, self.key, token, self._ttl, cache._clock()
-        )
+        try:
+            fence: int | None = await cache.aio()._run_strict(
+                "lock", self.name, cache._alock_acquire, self.key, token, self._ttl, cache._clock()
+            )
+        except asyncio.CancelledError:
+            # The attempt itself was cancelled (asyncio.run ending cancels every task left,
+            # this one too): its request may have won the lock on the server all the same,
+            # with nobody left to release it (held for its whole ttl). Give back whatever
+            # the token holds before ending; the loop waits for a cancelled task.
+            await self._give_back(token)
+            raise
         return fence
 
     def _undo(self, attempt: asyncio.Future[int | None], token: str) -> None:
         """Give back a lock won by an attempt whose waiter was cancelled."""
         if attempt.cancelled() or attempt.exception() is not None or attempt.result() is None:
             return
-        cache = self.cache
-
-        async def release() -> None:
-            try:
-                await cache._alock_release(self.key, token, cache._clock())
-            except Exception as exc:  # it expires after its ttl anyway
-                _log.warning("lock '%s': could not release after cancel: %s", self.name, exc)
-
-        task = asyncio.get_running_loop().create_task(release())
+        task = asyncio.get_running_loop().create_task(self._give_back(token))
         _undoing.add(task)
         task.add_done_callback(_undoing.discard)
+
+    async def _give_back(self, token: str) -> None:
+        """Release what ``token`` holds, if anything, for a waiter that was cancelled."""
+        cache = self.cache
+        try:
+            await cache._alock_release(self.key, token, cache._clock())
+        except Exception as exc:  # it expires after its ttl anyway
+            _log.warning("lock '%s': could not release after cancel: %s", self.name, exc)
 
     async def release(self) -> bool:
         """Release the lock; False if this object does not hold it (see :meth:`Lock.release`)."""

@@ -638,7 +638,10 @@ class RemoteCache(BaseCache, Generic[C]):
                 self.log.warning("cache '%s': could not flush hit counts: %s", self.name, exc)
         client = self._aconns.pop(loop, None)
         if client is not None:
-            await self._aguarded(self._adisconnect, client)
+            # Shielded: once forgotten, the client is closed whatever happens to this
+            # task; a close cancelled in its disconnect left the client's connections
+            # open, referenced by nothing (ResourceWarning: unclosed Connection).
+            await asyncio.shield(self._aguarded(self._adisconnect, client))
 
     # ------------------------------------------------------------------ flows
 
@@ -863,7 +866,9 @@ class RemoteCache(BaseCache, Generic[C]):
         """:meth:`flush_hits` for async code (through :meth:`_awrite_hits`)."""
         pending = self._hits.drain()
         if pending:
-            await self._awrite_hits(pending)
+            # Shielded: the reads taken out of the buffer are written whatever happens to
+            # this task; a cancelled close() (or read that wrote counts back) lost them.
+            await asyncio.shield(self._awrite_hits(pending))
         return len(pending)
 
     async def _awrite_hits(self, pending: dict[str, PendingHits]) -> None:

@@ -46,6 +46,7 @@ from cachehub.errors import CacheUnavailableError, LockTimeoutError
 from cachehub.hookspecs import OperationEvent
 from cachehub.lock import AsyncLock
 
+from .cancel import CancelTests
 from .clock import FakeClock
 from .support import CacheFactory, ConformanceBase, cache_maker
 
@@ -822,7 +823,7 @@ def _report_cpu(test: str, loop: LoopThread) -> None:
         out.write(json.dumps(line) + "\n")
 
 
-class AsyncConformance(AsyncOnlyTests):
+class AsyncConformance(CancelTests, AsyncOnlyTests):
     """Mix in front of a provider's :class:`CacheConformance` class to run it via ``aio()``."""
 
     slow_callback_limit: ClassVar[float | None] = CPU_PER_CALLBACK

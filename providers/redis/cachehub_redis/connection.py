@@ -558,20 +558,21 @@ class WaitingCluster(AsyncRedisCluster):
         await self._take_permit()
         token = _HOLDING.set(True)  # the task copies the context: its nested requests
         try:
-            task = asyncio.ensure_future(self._releasing(send))
+            task = asyncio.ensure_future(send())
         except BaseException:
             self._permits.release()
             raise
         finally:
             _HOLDING.reset(token)
-        task.add_done_callback(_retrieve)
+        # The permit goes back when the task ends, however: a task cancelled before its
+        # first step (the loop shutting down, asyncio.run cancelling what is left) never
+        # runs a ``finally`` of its coroutine, and kept the permit for good.
+        task.add_done_callback(self._ended)
         return await asyncio.shield(task)
 
-    async def _releasing(self, send: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await send()
-        finally:
-            self._permits.release()
+    def _ended(self, task: asyncio.Future[Any]) -> None:
+        self._permits.release()
+        _retrieve(task)
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         send = super().execute_command

@@ -377,3 +377,31 @@ def test_async_cluster_requests_cancelled_mid_reply_leave_every_connection_usabl
     assert cancelled == 2
     assert found == ITEMS
     assert one == 7
+
+
+def test_a_cluster_request_cancelled_before_its_first_step_gives_its_permit_back() -> None:
+    # The loop shutting down (asyncio.run cancelling every task left) cancels a request's
+    # own task before its first step: its coroutine never ran, so a permit handed back in
+    # its ``finally`` was lost for good (2 permits left 1). No server: the request never
+    # reaches the client, whose constructor does not connect.
+    client = WaitingCluster(host="127.0.0.1", port=1, max_connections=2, wait_timeout=1)
+    sent: list[str] = []
+
+    async def send() -> str:
+        sent.append("sent")
+        return "answer"
+
+    async def scenario() -> tuple[int, list[bool]]:
+        outer = asyncio.ensure_future(client.request(send))
+        await asyncio.sleep(0)  # outer took a permit and made the request's task
+        pending = asyncio.all_tasks() - {asyncio.current_task()}
+        assert outer in pending
+        assert len(pending) == 2  # and the request's own task, not yet started
+        for task in pending:  # as asyncio.run does with the tasks left at its end
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.sleep(0)  # done callbacks have run
+        return client._permits._value, [task.cancelled() for task in pending]
+
+    assert asyncio.run(scenario()) == (2, [True, True])  # nothing in it can wait
+    assert sent == []
