@@ -21,13 +21,15 @@ Arguments:
 
 Other arguments are ignored, as dogpile backends conventionally do. Values go through
 the cachehub cache's codec (no pickle unless the cache is configured for it): without
-a region serializer, dogpile's ``CachedValue`` is stored as ``[payload, metadata]``.
+a region serializer, dogpile's ``CachedValue`` is stored as ``[payload, metadata]``;
+an entry in any other form (another client's value) is a miss, so dogpile regenerates it.
 The mutex is ``cache.lock``, so on Redis and DynamoDB only one process regenerates a
 key at a time.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -41,6 +43,7 @@ from dogpile.cache.api import (
     CachedValue,
     CacheMutex,
     KeyType,
+    SerializedReturnType,
 )
 
 from ..api import MISSING, BaseCache
@@ -122,16 +125,32 @@ class CacheHubBackend(CacheBackend):
 
     @staticmethod
     def _unpack(stored: Any) -> BackendFormatted:
-        if stored is MISSING:
-            return NO_VALUE
-        if isinstance(stored, (list, tuple)) and len(stored) == 2 and isinstance(stored[1], dict):
+        """A ``CachedValue`` as the region reads it without a serializer, or ``NO_VALUE``."""
+        if (
+            isinstance(stored, (list, tuple))
+            and len(stored) == 2
+            and isinstance(stored[1], dict)
+            and _valid_metadata(stored[1])
+        ):
             return CachedValue(stored[0], stored[1])
-        if isinstance(stored, bytes):
-            return stored
-        return NO_VALUE  # not written by this backend: treat as absent, dogpile regenerates
+        # Absent, or not written by a region without serializer (serialized bytes,
+        # another client's value): a miss, so dogpile regenerates instead of failing
+        # on the value's missing metadata.
+        return NO_VALUE
+
+    @staticmethod
+    def _unpack_serialized(stored: Any) -> SerializedReturnType:
+        """The stored bytes as a region with a serializer reads them, or ``NO_VALUE``.
+
+        Any bytes are returned as they are (dogpile's backend contract: ``get_serialized``
+        returns what ``set_serialized`` stored); anything else (a ``CachedValue`` a
+        region without serializer wrote, another client's value) is a miss, where the
+        region would fail on it.
+        """
+        return stored if isinstance(stored, bytes) else NO_VALUE
 
     def get(self, key: KeyType) -> BackendFormatted:
-        """The stored value (``CachedValue`` or serialized bytes), or ``NO_VALUE``."""
+        """The stored ``CachedValue``, or ``NO_VALUE``."""
         return self._unpack(self.cache.get(key, MISSING))
 
     def get_multi(self, keys: Iterable[KeyType]) -> Sequence[BackendFormatted]:
@@ -139,6 +158,16 @@ class CacheHubBackend(CacheBackend):
         keys = list(keys)
         found = self.cache.get_many(keys)
         return [self._unpack(found.get(key, MISSING)) for key in keys]
+
+    def get_serialized(self, key: KeyType) -> SerializedReturnType:
+        """The stored serialized bytes (region with a serializer), or ``NO_VALUE``."""
+        return self._unpack_serialized(self.cache.get(key, MISSING))
+
+    def get_serialized_multi(self, keys: Iterable[KeyType]) -> Sequence[SerializedReturnType]:
+        """:meth:`get_serialized` for ``keys`` in order; one batch."""
+        keys = list(keys)
+        found = self.cache.get_many(keys)
+        return [self._unpack_serialized(found.get(key, MISSING)) for key in keys]
 
     def set(self, key: KeyType, value: BackendSetType) -> None:
         """Store ``value`` (with the backend ``time_span``, if configured)."""
@@ -169,6 +198,14 @@ class CacheHubBackend(CacheBackend):
     def has_lock_timeout(self) -> bool:
         """True: an abandoned lock frees itself after ``lock_timeout`` seconds."""
         return True
+
+
+def _valid_metadata(metadata: dict[Any, Any]) -> bool:
+    """Whether ``metadata`` has what dogpile's region reads from every value: the format
+    version ``v`` (an int) and the creation time ``ct`` (a finite number of seconds).
+    Without them the region fails with a KeyError or TypeError instead of regenerating."""
+    version, created = metadata.get("v"), metadata.get("ct")
+    return type(version) is int and type(created) in (int, float) and math.isfinite(created)
 
 
 def _seconds(arguments: BackendArguments, name: str, default: float | None) -> float | None:
