@@ -115,6 +115,10 @@ def _django_secret() -> tuple[Any, Any]:
 
 _DJANGO_SESSION_KEYS = ("django.contrib.sessions.cache", "django.contrib.sessions.cached_db")
 """Key prefixes of Django's stock cache and cached_db session engines (fixed by Django)."""
+SESSION_ENGINE_PREFIX: Final = "cachehub.contrib.django_session:"
+"""Key prefix of :mod:`cachehub.contrib.django_session` (before the hashed session id)."""
+_SESSION_KEYS = (*_DJANGO_SESSION_KEYS, SESSION_ENGINE_PREFIX)
+"""Key prefixes of every Django session engine over this backend."""
 
 
 class CacheHubCache(BaseCache):  # type: ignore[misc]
@@ -199,10 +203,35 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
             return not self.cachehub.exists(k)
         return self.cachehub.add(k, self.values.dumps(k, value), time_span=seconds)
 
+    def _value(self, key: Any, k: str, stored: Any) -> Any:
+        """The value of ``stored`` (read under ``k`` for the caller's ``key``), or MISSING.
+
+        A session engine's entry must hold the session dict: Django's engines return
+        whatever the cache gives, and fail on anything else (AttributeError on every
+        request of that session). Such an entry (written by another client, which the
+        cache-codec format cannot tell apart) is a miss, so Django starts a new session
+        (``cached_db`` reads the database), as it does for a missing one.
+        """
+        value = self.values.loads(k, stored)
+        if (
+            value is not MISSING
+            and not isinstance(value, dict)
+            and isinstance(key, str)
+            and key.startswith(_SESSION_KEYS)
+        ):
+            _log.warning(
+                "cache '%s': a Django session entry holds a %s, not the session dict; "
+                "treated as a miss.",
+                self.cachehub.name,
+                type(value).__name__,
+            )
+            return MISSING
+        return value
+
     def get(self, key: Any, default: Any = None, version: Any = None) -> Any:
         """The cached value, or ``default``."""
         k = self._key(key, version)
-        value = self.values.loads(k, self.cachehub.get(k, MISSING))
+        value = self._value(key, k, self.cachehub.get(k, MISSING))
         return default if value is MISSING else value
 
     def set(
@@ -238,7 +267,7 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         found = self.cachehub.get_many(made)
         out = {}
         for k, stored in found.items():
-            value = self.values.loads(k, stored)
+            value = self._value(made[k], k, stored)
             if value is not MISSING:
                 out[made[k]] = value
         return out
@@ -301,7 +330,7 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
     async def aget(self, key: Any, default: Any = None, version: Any = None) -> Any:
         """:meth:`get`, awaited on the native async path."""
         k = self._key(key, version)
-        value = self.values.loads(k, await self.cachehub.aio().get(k, MISSING))
+        value = self._value(key, k, await self.cachehub.aio().get(k, MISSING))
         return default if value is MISSING else value
 
     async def aset(
@@ -337,7 +366,7 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         found = await self.cachehub.aio().get_many(made)
         out = {}
         for k, stored in found.items():
-            value = self.values.loads(k, stored)
+            value = self._value(made[k], k, stored)
             if value is not MISSING:
                 out[made[k]] = value
         return out
