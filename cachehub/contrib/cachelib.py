@@ -179,7 +179,8 @@ class CacheHubCachelib(CachelibBase):
         k = self._k(key)
         store, seconds = self._lifetime(timeout)
         if store:
-            self.cache.put(k, self._dumps(k, value), time_span=seconds)
+            with self.values.storing():
+                self.cache.put(k, self._dumps(k, value), time_span=seconds)
         else:
             self.cache.delete(k)
         return True
@@ -190,7 +191,8 @@ class CacheHubCachelib(CachelibBase):
         store, seconds = self._lifetime(timeout)
         if not store:
             return not self.cache.exists(k)
-        return self.cache.add(k, self._dumps(k, value), time_span=seconds)
+        with self.values.storing():
+            return self.cache.add(k, self._dumps(k, value), time_span=seconds)
 
     def set_many(
         self, mapping: Mapping[str, Any], timeout: int | dt.timedelta | None = None
@@ -200,7 +202,8 @@ class CacheHubCachelib(CachelibBase):
         if store:
             items = {self._k(key): value for key, value in mapping.items()}
             stored = {k: self._dumps(k, value) for k, value in items.items()}
-            self.cache.put_many(stored, time_span=seconds)
+            with self.values.storing():
+                self.cache.put_many(stored, time_span=seconds)
         else:
             self.cache.delete_many([self._k(key) for key in mapping])
         return list(mapping)

@@ -201,7 +201,8 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         store, seconds = self._lifetime(timeout)
         if not store:
             return not self.cachehub.exists(k)
-        return self.cachehub.add(k, self.values.dumps(k, value), time_span=seconds)
+        with self.values.storing():
+            return self.cachehub.add(k, self.values.dumps(k, value), time_span=seconds)
 
     def _value(self, key: Any, k: str, stored: Any) -> Any:
         """The value of ``stored`` (read under ``k`` for the caller's ``key``), or MISSING.
@@ -241,7 +242,8 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         k = self._key(key, version)
         store, seconds = self._lifetime(timeout)
         if store:
-            self.cachehub.put(k, self.values.dumps(k, value), time_span=seconds)
+            with self.values.storing():
+                self.cachehub.put(k, self.values.dumps(k, value), time_span=seconds)
         else:
             self.cachehub.delete(k)
 
@@ -279,7 +281,8 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         items = {self._key(key, version): value for key, value in data.items()}
         store, seconds = self._lifetime(timeout)
         if store:
-            self.cachehub.put_many(self.values.dumps_many(items.items()), time_span=seconds)
+            with self.values.storing():
+                self.cachehub.put_many(self.values.dumps_many(items.items()), time_span=seconds)
         else:
             self.cachehub.delete_many(items)
         return []
@@ -325,7 +328,8 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         shell = self.cachehub.aio()
         if not store:
             return not await shell.exists(k)
-        return await shell.add(k, self.values.dumps(k, value), time_span=seconds)
+        with self.values.storing():
+            return await shell.add(k, self.values.dumps(k, value), time_span=seconds)
 
     async def aget(self, key: Any, default: Any = None, version: Any = None) -> Any:
         """:meth:`get`, awaited on the native async path."""
@@ -340,7 +344,8 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         k = self._key(key, version)
         store, seconds = self._lifetime(timeout)
         if store:
-            await self.cachehub.aio().put(k, self.values.dumps(k, value), time_span=seconds)
+            with self.values.storing():
+                await self.cachehub.aio().put(k, self.values.dumps(k, value), time_span=seconds)
         else:
             await self.cachehub.aio().delete(k)
 
@@ -379,7 +384,8 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         store, seconds = self._lifetime(timeout)
         shell = self.cachehub.aio()
         if store:
-            await shell.put_many(self.values.dumps_many(items.items()), time_span=seconds)
+            with self.values.storing():
+                await shell.put_many(self.values.dumps_many(items.items()), time_span=seconds)
         else:
             await shell.delete_many(items)
         return []

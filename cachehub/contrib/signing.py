@@ -26,7 +26,8 @@ import hashlib
 import hmac
 import logging
 import pickle
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, Final
 
 from ..api import MISSING, BaseCache
@@ -118,7 +119,7 @@ class SignedValues:
         ConfigError: no secret, a secret that is not a string, or an unknown format.
     """
 
-    __slots__ = ("_bind", "_codec", "cache", "value_format")
+    __slots__ = ("_adapter", "_bind", "_codec", "cache", "value_format")
 
     def __init__(
         self,
@@ -139,6 +140,7 @@ class SignedValues:
                 "or 'cache-codec' (the cache's own codec).",
             )
         self.value_format: str = value_format
+        self._adapter = adapter
         self._bind = f"{purpose}\x00{cache.namespace}\x00"
         self._codec: PickleCodec | None = None
         if value_format == "cache-codec":
@@ -177,6 +179,25 @@ class SignedValues:
             return codec.dumps(value, self._bind + key)
         except SerializationError as exc:
             raise AdapterPickleError(exc.message, hint=exc.hint) from exc.__cause__
+
+    @contextmanager
+    def storing(self) -> Iterator[None]:
+        """Around a cache write of :meth:`dumps` results: with the ``cache-codec`` format,
+        a value the cache's codec cannot encode raises :class:`AdapterPickleError`, whose
+        hint also names the adapter's default format (the codec's own hint only knows the
+        cache's settings, and a framework's cached responses need pickle)."""
+        try:
+            yield
+        except SerializationError as exc:
+            if self._codec is not None or isinstance(exc, AdapterPickleError):
+                raise
+            raise AdapterPickleError(
+                exc.message,
+                hint=f"{exc.hint or 'store a value the codec supports.'} Or drop the "
+                f"'cache-codec' value format (VALUE_FORMAT, value_format) of {self._adapter}: "
+                "the default, signed pickle, stores any picklable value (responses, "
+                "template fragments...) as the framework's own backends do.",
+            ) from exc
 
     def dumps_many(self, items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
         """:meth:`dumps` of every ``(key, value)``."""

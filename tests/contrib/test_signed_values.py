@@ -315,6 +315,44 @@ def test_cache_codec_format_needs_no_secret_and_never_pickles(memory: MemoryCach
         CacheHubCache("", {"OPTIONS": {"VALUE_FORMAT": "pickle", "class": "memory"}})
 
 
+def test_cache_codec_refusal_names_the_default_format(memory: MemoryCache) -> None:
+    """With ``cache-codec`` a value the codec refuses (Django's cached ``HttpResponse``,
+    a user object) raises AdapterPickleError, a PicklingError as with signed pickle, whose
+    hint names the adapter's default format as the fix; on main it was the codec's bare
+    SerializationError, whose hint named only the cache's codec settings. Nothing is
+    stored, on every write path."""
+    import asyncio
+
+    with override_settings(SECRET_KEY=""):
+        options = {"VALUE_FORMAT": "cache-codec", "class": "memory", "name": "codec-hint"}
+        backend = CacheHubCache("", {"OPTIONS": options})
+    backend.cachehub = memory
+    cachelib = CacheHubCachelib(memory, value_format="cache-codec")
+    response = HttpResponse("page")
+    writes: list[Callable[[], Any]] = [
+        lambda: backend.set("r", response),
+        lambda: backend.add("r", response),
+        lambda: backend.set_many({"ok": 1, "r": response}),
+        lambda: backend.get_or_set("r", response),
+        lambda: asyncio.run(backend.aset("r", response)),
+        lambda: asyncio.run(backend.aadd("r", response)),
+        lambda: asyncio.run(backend.aset_many({"ok": 1, "r": response})),
+        lambda: cachelib.set("r", Point(1, 2)),
+        lambda: cachelib.add("r", Point(1, 2)),
+        lambda: cachelib.set_many({"ok": 1, "r": Point(1, 2)}),
+    ]
+    for write in writes:
+        with pytest.raises(AdapterPickleError) as info:
+            write()
+        assert isinstance(info.value, pickle.PicklingError)
+        assert "'cache-codec' value format" in str(info.value)
+        assert "signed pickle" in str(info.value)
+        assert isinstance(info.value.__cause__, SerializationError)
+    assert memory.count() == 0
+    backend.set("fine", {"a": [1, 2]})  # what the codec holds is stored as before
+    assert backend.get("fine") == {"a": [1, 2]}
+
+
 # --------------------------------------------------------------------------- error types
 
 
