@@ -28,7 +28,7 @@ from typing import Any
 from cachelib import BaseCache as CachelibBase
 from cachelib.serializers import BaseSerializer, SimpleSerializer
 
-from ..api import MISSING
+from ..api import MAX_TIME_SPAN, MISSING
 from ..errors import ConfigError
 from . import CacheSpec, resolve_cache
 from .signing import AdapterPickleError, SignedValues, incr
@@ -161,6 +161,8 @@ class CacheHubCachelib(CachelibBase):
         seconds = self._normalize_timeout(timeout)
         if seconds < 0:
             return False, None
+        if seconds > MAX_TIME_SPAN.total_seconds():
+            return True, None  # cachelib's own backends keep it: beyond 1,000 years, forever
         return True, seconds or None
 
     def get(self, key: str) -> Any:

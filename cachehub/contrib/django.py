@@ -46,7 +46,7 @@ from django.core.cache.backends.base import (  # type: ignore[import-untyped]
 )
 from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
 
-from ..api import MISSING
+from ..api import MAX_TIME_SPAN, MISSING
 from ..api import BaseCache as CacheHubBase
 from ..errors import CacheValueError, ConfigError, StorageNotEnabledError
 from . import resolve_cache
@@ -171,6 +171,10 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
             )
         if timeout <= 0:
             return False, None
+        if timeout > MAX_TIME_SPAN.total_seconds():
+            # Django's own backends keep such an entry (LocMemCache even for inf); beyond
+            # cachehub's longest time span it is kept forever rather than refused.
+            return True, None
         return True, float(timeout)
 
     def _key(self, key: Any, version: int | None) -> str:

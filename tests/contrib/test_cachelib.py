@@ -234,3 +234,28 @@ def test_replaced_serializer_is_used_inside_the_signature(
     with pytest.raises(pickle.PickleError, match="RuntimeError"):
         cache.set("r", "x")
     assert cache.get("k") is None  # written by JSON, unreadable now: a miss
+
+
+@pytest.mark.parametrize(
+    "timeout", [10**12, 2**70, 365_251 * 86_400], ids=["1e12", "2**70", "1000y+1d"]
+)
+def test_timeout_beyond_1000_years_keeps_the_entry_like_simplecache(
+    make_cache: Callable[..., MemoryCache], clock: FakeClock, timeout: int
+) -> None:
+    """cachelib's SimpleCache (and RedisCache) store an entry with a timeout of any size;
+    on main the adapter refused one above 1,000 years with CacheValueError. Such an entry
+    is now kept without expiry, also as the default timeout."""
+    from cachelib import SimpleCache
+
+    reference = SimpleCache()
+    ours = CacheHubCachelib(make_cache(), secret_key="k" * 32)
+    default = CacheHubCachelib(make_cache(), default_timeout=timeout, secret_key="k" * 32)
+    for backend in (reference, ours):
+        assert backend.set("s", 1, timeout) is True
+        assert backend.add("a", 2, timeout) is True
+        assert backend.set_many({"m": 3}, timeout) == ["m"]
+        assert backend.get_many("s", "a", "m") == [1, 2, 3]
+    assert default.set("d", 4) is True
+    clock.advance(10**10)
+    assert ours.get_many("s", "a", "m") == [1, 2, 3]
+    assert default.get("d") == 4
