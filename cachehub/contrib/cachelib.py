@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,9 +30,9 @@ from cachelib import BaseCache as CachelibBase
 from cachelib.serializers import BaseSerializer, SimpleSerializer
 
 from ..api import MAX_TIME_SPAN, MISSING
-from ..errors import ConfigError
+from ..errors import CacheValueError, ConfigError
 from . import CacheSpec, resolve_cache
-from .signing import AdapterPickleError, SignedValues, incr
+from .signing import AdapterPickleError, AdapterTypeError, SignedValues, incr
 
 __all__ = ["CacheHubCachelib"]
 
@@ -155,6 +156,24 @@ class CacheHubCachelib(CachelibBase):
                 )
                 return None
         return None if value is MISSING else value
+
+    @staticmethod
+    def _to_seconds(timeout: int | float | dt.timedelta) -> int:
+        """cachelib's conversion to whole seconds, with a typed error for what it cannot
+        convert (cachelib raises a bare OverflowError, ValueError or TypeError)."""
+        if isinstance(timeout, float) and not math.isfinite(timeout):
+            raise CacheValueError(
+                f"cachelib timeout must be a finite number of seconds, got {timeout!r}.",
+                hint="pass e.g. timeout=300, or 0 for an entry that never expires.",
+            )
+        try:
+            return CachelibBase._to_seconds(timeout)
+        except TypeError:
+            raise AdapterTypeError(
+                "cachelib timeout must be an int of seconds or a timedelta, "
+                f"got {type(timeout).__name__}.",
+                hint="pass e.g. timeout=300, or 0 for an entry that never expires.",
+            ) from None
 
     def _lifetime(self, timeout: int | dt.timedelta | None) -> tuple[bool, int | None]:
         """(store?, seconds or None for forever) for a cachelib ``timeout``."""

@@ -66,8 +66,8 @@ class AdapterPickleError(SerializationError, pickle.PicklingError):
 
 
 class AdapterTypeError(CacheValueError, TypeError):
-    """``incr``/``decr`` on a value that is not an integer; also a :class:`TypeError`,
-    as Django raises it."""
+    """``incr``/``decr`` on a value that is not an integer, or a cachelib timeout that is
+    neither an int nor a timedelta; also a :class:`TypeError`, as the frameworks raise it."""
 
 
 def derive_key(secret: str | bytes, purpose: str) -> str:

@@ -259,3 +259,39 @@ def test_timeout_beyond_1000_years_keeps_the_entry_like_simplecache(
     clock.advance(10**10)
     assert ours.get_many("s", "a", "m") == [1, 2, 3]
     assert default.get("d") == 4
+
+
+@pytest.mark.parametrize(
+    ("timeout", "error"),
+    [(float("inf"), ValueError), (float("nan"), ValueError), ("10", TypeError), ([1], TypeError)],
+    ids=["inf", "nan", "str", "list"],
+)
+def test_unconvertible_timeout_is_a_typed_error(
+    make_cache: Callable[..., MemoryCache], timeout: Any, error: type[Exception]
+) -> None:
+    """cachelib's own conversion raises a bare OverflowError (inf), ValueError (nan) or
+    TypeError; the adapter raises a CacheError that is still a ValueError / TypeError
+    and says what to pass, on every path that takes a timeout, and for default_timeout
+    (on main: the bare errors)."""
+    ours = CacheHubCachelib(make_cache(), secret_key="k" * 32)
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY="k" * 32,
+        CACHE_TYPE="cachehub.contrib.flask_cache.CacheHubFlaskCache",
+        CACHEHUB_CACHE=make_cache(),
+    )
+    flask_cache = Cache(app)
+    calls: list[Callable[[], Any]] = [
+        lambda: ours.set("k", 1, timeout),
+        lambda: ours.add("k", 1, timeout),
+        lambda: ours.set_many({"k": 1}, timeout),
+        lambda: CacheHubCachelib(make_cache(), default_timeout=timeout, secret_key="k" * 32),
+    ]
+    with app.app_context():
+        calls.append(lambda: flask_cache.set("k", 1, timeout=timeout))
+        for call in calls:
+            with pytest.raises(CacheError, match="timeout must be") as info:
+                call()
+            assert isinstance(info.value, error)
+            assert "timeout=300" in str(info.value)
+    assert ours.get("k") is None
