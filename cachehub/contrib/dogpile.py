@@ -59,10 +59,14 @@ _LOCK_NAMESPACE = "dogpile:"
 class CacheHubMutex(CacheMutex):
     """A dogpile mutex over :meth:`BaseCache.lock`.
 
-    dogpile shares one mutex object per key between threads, so the lock each thread
-    holds is kept thread-locally; ``locked()`` asks the cache, so it sees other
-    processes' locks too. Not re-entrant: a second ``acquire`` by the holder fails
-    (or, blocking, waits for the ``lock_timeout``).
+    dogpile shares one mutex object per key between threads; each ``acquire`` takes the
+    cache lock under a token of its own, and the mutex remembers which thread took it.
+    ``release`` releases the lock the calling thread took, or else the oldest one this
+    object holds: dogpile's ``async_creation_runner`` hands the held mutex to a thread
+    of its own, which releases it when the value is stored (as with dogpile's memory
+    backend, whose mutex is a ``threading.Lock``). ``locked()`` asks the cache, so it
+    sees other processes' locks too. Not re-entrant: a second ``acquire`` by the holder
+    fails (or, blocking, waits for the ``lock_timeout``).
     """
 
     def __init__(self, cache: BaseCache, name: str, *, ttl: float, poll: float) -> None:
@@ -70,25 +74,30 @@ class CacheHubMutex(CacheMutex):
         self.name = name
         self.ttl = ttl
         self.poll = poll
-        self._held = threading.local()
+        self._held: dict[int, Lock] = {}
+        self._guard = threading.Lock()
 
     def acquire(self, wait: bool = True) -> bool:
         """Take the lock; block until free when ``wait``, else fail fast."""
         lock = self.cache.lock(self.name, ttl=self.ttl, poll=self.poll)
         if not lock.acquire(blocking=wait):
             return False
-        self._held.lock = lock
+        with self._guard:
+            self._held[threading.get_ident()] = lock
         return True
 
     def release(self) -> None:
-        """Release the lock this thread holds."""
-        lock: Lock | None = getattr(self._held, "lock", None)
+        """Release the lock this thread took, or else the oldest one this mutex holds
+        (handed to another thread, as ``async_creation_runner`` does)."""
+        with self._guard:
+            lock = self._held.pop(threading.get_ident(), None)
+            if lock is None and self._held:
+                lock = self._held.pop(next(iter(self._held)))
         if lock is None:
             raise CacheValueError(
-                f"dogpile mutex '{self.name}' released by a thread that does not hold it.",
-                hint="release the mutex in the thread that acquired it.",
+                f"dogpile mutex '{self.name}' released, but it does not hold it.",
+                hint="release the mutex once per acquire.",
             )
-        self._held.lock = None
         lock.release_quietly()  # a lock lost to its ttl: the value is regenerated anyway
 
     def locked(self) -> bool:

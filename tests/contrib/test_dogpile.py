@@ -142,3 +142,44 @@ def test_cached_value_under_a_serializer_region_is_regenerated() -> None:
     assert serialized.get_multi(["k", "m"]) == [{"x": 2}, NO_VALUE]
     cache.put("s", "a string")
     assert serialized.backend.get_serialized("s") is NO_VALUE
+
+
+def test_async_creation_runner_releases_the_mutex_in_its_thread() -> None:
+    """dogpile's ``async_creation_runner`` (its documented recipe) releases the mutex in
+    the thread it starts. Side by side with dogpile's memory backend: the stale value is
+    served, the runner stores the new one, and the lock is free afterwards. On main the
+    release raised CacheValueError in the runner's thread and the lock stayed held until
+    ``lock_timeout``, so no process could regenerate the key meanwhile."""
+    threads: list[threading.Thread] = []
+    failures: list[BaseException] = []
+
+    def runner(cache: Any, key: str, creator: Any, mutex: Any) -> None:
+        def run() -> None:
+            try:
+                cache.set(key, creator())
+            finally:
+                try:
+                    mutex.release()
+                except BaseException as exc:  # recorded: a thread's error is otherwise lost
+                    failures.append(exc)
+
+        thread = threading.Thread(target=run)
+        threads.append(thread)
+        thread.start()
+
+    cache = MemoryCache(namespace="async-runner:")
+    for backend, arguments in (("dogpile.cache.memory", {}), ("cachehub", {"cache": cache})):
+        region = make_region(async_creation_runner=runner).configure(
+            backend, expiration_time=3600, arguments=arguments
+        )
+        create = iter(range(1, 10)).__next__
+        assert region.get_or_create("k", create) == 1
+        region.invalidate(hard=False)  # stale: served while the runner regenerates
+        assert region.get_or_create("k", create) == 1
+        for thread in threads:
+            thread.join(10)
+            assert not thread.is_alive()
+        threads.clear()
+        assert failures == []
+        assert region.get("k") == 2
+    assert not CacheHubBackend({"cache": cache}).get_mutex("k").locked()
