@@ -32,7 +32,7 @@ from cachelib.serializers import BaseSerializer, SimpleSerializer
 from ..api import MAX_TIME_SPAN, MISSING
 from ..errors import CacheValueError, ConfigError
 from . import CacheSpec, resolve_cache
-from .signing import AdapterPickleError, AdapterTypeError, SignedValues, incr
+from .signing import AdapterPickleError, AdapterTypeError, SignedValues, add, incr
 
 __all__ = ["CacheHubCachelib"]
 
@@ -175,6 +175,10 @@ class CacheHubCachelib(CachelibBase):
                 hint="pass e.g. timeout=300, or 0 for an entry that never expires.",
             ) from None
 
+    def _readable(self, key: str, stored: Any) -> bool:
+        """Whether ``stored`` (the raw entry under ``key``) is a value :meth:`get` returns."""
+        return self.values.loads(key, stored) is not MISSING
+
     def _lifetime(self, timeout: int | dt.timedelta | None) -> tuple[bool, int | None]:
         """(store?, seconds or None for forever) for a cachelib ``timeout``."""
         seconds = self._normalize_timeout(timeout)
@@ -213,7 +217,8 @@ class CacheHubCachelib(CachelibBase):
         if not store:
             return not self.cache.exists(k)
         with self.values.storing():
-            return self.cache.add(k, self._dumps(k, value), time_span=seconds)
+            stored = self._dumps(k, value)
+            return add(self.cache, k, stored, seconds, lambda raw: self._readable(k, raw))
 
     def set_many(
         self, mapping: Mapping[str, Any], timeout: int | dt.timedelta | None = None

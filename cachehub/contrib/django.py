@@ -36,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 from django.conf import settings  # type: ignore[import-untyped]
@@ -50,7 +50,7 @@ from ..api import MAX_TIME_SPAN, MISSING
 from ..api import BaseCache as CacheHubBase
 from ..errors import CacheValueError, ConfigError, StorageNotEnabledError
 from . import resolve_cache
-from .signing import SignedValues, as_type_error, incr
+from .signing import SignedValues, aadd, add, as_type_error, incr
 
 __all__ = ["CacheHubCache"]
 
@@ -206,7 +206,8 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         if not store:
             return not self.cachehub.exists(k)
         with self.values.storing():
-            return self.cachehub.add(k, self.values.dumps(k, value), time_span=seconds)
+            stored = self.values.dumps(k, value)
+            return add(self.cachehub, k, stored, seconds, self._readable(key, k))
 
     def _value(self, key: Any, k: str, stored: Any) -> Any:
         """The value of ``stored`` (read under ``k`` for the caller's ``key``), or MISSING.
@@ -232,6 +233,10 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
             )
             return MISSING
         return value
+
+    def _readable(self, key: Any, k: str) -> Callable[[Any], bool]:
+        """Whether a raw entry under ``k`` is a value :meth:`get` returns (for add)."""
+        return lambda stored: self._value(key, k, stored) is not MISSING
 
     def get(self, key: Any, default: Any = None, version: Any = None) -> Any:
         """The cached value, or ``default``."""
@@ -333,7 +338,8 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         if not store:
             return not await shell.exists(k)
         with self.values.storing():
-            return await shell.add(k, self.values.dumps(k, value), time_span=seconds)
+            stored = self.values.dumps(k, value)
+            return await aadd(self.cachehub, k, stored, seconds, self._readable(key, k))
 
     async def aget(self, key: Any, default: Any = None, version: Any = None) -> Any:
         """:meth:`get`, awaited on the native async path."""

@@ -26,7 +26,7 @@ import hashlib
 import hmac
 import logging
 import pickle
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, Final
 
@@ -45,6 +45,8 @@ __all__ = [
     "AdapterPickleError",
     "AdapterTypeError",
     "SignedValues",
+    "aadd",
+    "add",
     "as_type_error",
     "derive_key",
     "incr",
@@ -226,6 +228,60 @@ class SignedValues:
         except CorruptEntryError as exc:
             _log.warning("cache '%s': %s Treated as a miss.", self.cache.name, exc.message)
             return MISSING
+
+
+def _add_lock(key: str) -> str:
+    """The lock that serialises replacing an unreadable entry under ``key``."""
+    return (
+        "cachehub.contrib add:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    )
+
+
+def add(
+    cache: BaseCache,
+    key: str,
+    stored: Any,
+    seconds: float | None,
+    readable: Callable[[Any], bool],
+) -> bool:
+    """``cache.add(key, stored)``, with an entry the adapter cannot read taken as absent.
+
+    ``readable(raw)`` says whether the adapter's ``get`` would return the raw entry
+    (False for :data:`~cachehub.api.MISSING`). An entry it reads as a miss (signed with a
+    retired secret, another writer's bytes) would otherwise refuse every ``add`` until it
+    expires, if ever, so Django's ``get_or_set`` recomputed on every call and never cached
+    again. Replacing it (delete, then add) runs under a lock on the key, so two adders
+    that both find it cannot both win.
+    """
+    if cache.add(key, stored, time_span=seconds):
+        return True
+    if readable(cache.get(key, MISSING)):
+        return False
+    with cache.lock(_add_lock(key)):
+        if readable(cache.get(key, MISSING)):
+            return False
+        cache.delete(key)
+        return cache.add(key, stored, time_span=seconds)
+
+
+async def aadd(
+    cache: BaseCache,
+    key: str,
+    stored: Any,
+    seconds: float | None,
+    readable: Callable[[Any], bool],
+) -> bool:
+    """:func:`add` on the cache's async shell."""
+    shell = cache.aio()
+    if await shell.add(key, stored, time_span=seconds):
+        return True
+    if readable(await shell.get(key, MISSING)):
+        return False
+    async with shell.lock(_add_lock(key)):
+        if readable(await shell.get(key, MISSING)):
+            return False
+        await shell.delete(key)
+        return await shell.add(key, stored, time_span=seconds)
 
 
 def incr(cache: BaseCache, key: str, delta: int) -> int:

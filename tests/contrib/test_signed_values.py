@@ -249,6 +249,79 @@ def test_secret_rotation_with_fallbacks(memory: MemoryCache) -> None:
     assert fresh.loads("k", stored) is django_adapter.MISSING
 
 
+def test_unreadable_entry_does_not_block_add_or_get_or_set(memory: MemoryCache) -> None:
+    """An entry the adapter reads as a miss (signed with a retired secret, bytes of
+    another writer) is absent for ``add`` too, as ``get`` says. On main ``add`` kept
+    returning False, so Django's ``get_or_set`` recomputed on every call and never
+    cached that key again (forever, for an entry stored with timeout=None); side by
+    side, LocMemCache computes once."""
+    import asyncio
+
+    from django.core.cache.backends.locmem import LocMemCache
+
+    with override_settings(SECRET_KEY=OLD_SECRET):
+        old = django_backend(memory)
+        old.values = SignedValues(
+            memory,
+            OLD_SECRET,
+            purpose="cachehub.contrib.django cache values",
+            adapter="t",
+            setting="t",
+        )
+        old.set("rotated", "old value", None)
+        old.set("async", "old value", None)
+    new = django_backend(memory)
+    memory.put(new.make_key("junk"), b"bytes of another writer")
+    reference = LocMemCache("unreadable-add", {})
+    reference.clear()
+    for backend in (reference, new):
+        computed: list[str] = []
+
+        def compute(computed: list[str] = computed) -> str:
+            computed.append("fresh")
+            return "fresh"
+
+        for key in ("rotated", "junk"):
+            for _ in range(3):
+                assert backend.get_or_set(key, compute) == "fresh"
+        assert computed == ["fresh", "fresh"]  # once per key
+        assert backend.add("rotated", "other") is False  # a readable entry still wins
+    assert asyncio.run(new.aadd("async", "fresh")) is True
+    assert asyncio.run(new.aadd("async", "other")) is False
+    assert new.get("async") == "fresh"
+    cachelib = CacheHubCachelib(memory, secret_key=SECRET)
+    memory.put("planted", b"bytes of another writer")
+    assert cachelib.add("planted", "fresh") is True
+    assert cachelib.add("planted", "other") is False
+    assert cachelib.get("planted") == "fresh"
+
+
+def test_adders_racing_over_an_unreadable_entry_have_one_winner(memory: MemoryCache) -> None:
+    """Replacing an unreadable entry is delete-then-add under a lock on the key: of
+    eight threads adding over it at once exactly one wins, as add promises."""
+    import threading
+
+    backend = django_backend(memory)
+    memory.put(backend.make_key("k"), b"bytes of another writer")
+    start = threading.Barrier(8)
+    results: dict[int, bool] = {}
+
+    def adder(n: int) -> None:
+        start.wait(10)
+        results[n] = backend.add("k", n)
+
+    threads = [threading.Thread(target=adder, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+        assert not thread.is_alive()
+    winners = [n for n, won in results.items() if won]
+    assert len(results) == 8
+    assert len(winners) == 1
+    assert backend.get("k") == winners[0]
+
+
 def test_django_reads_secret_key_fallbacks(memory: MemoryCache) -> None:
     with override_settings(SECRET_KEY=OLD_SECRET):
         old = CacheHubCache("", {"OPTIONS": {"class": "memory", "name": "rot"}})
