@@ -214,7 +214,9 @@ def _valid_metadata(metadata: dict[Any, Any]) -> bool:
     version ``v`` (an int) and the creation time ``ct`` (a finite number of seconds).
     Without them the region fails with a KeyError or TypeError instead of regenerating."""
     version, created = metadata.get("v"), metadata.get("ct")
-    return type(version) is int and type(created) in (int, float) and math.isfinite(created)
+    if type(version) is not int or isinstance(created, bool):
+        return False
+    return isinstance(created, (int, float)) and math.isfinite(created)
 
 
 def _seconds(arguments: BackendArguments, name: str, default: float | None) -> float | None:
