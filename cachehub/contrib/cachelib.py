@@ -32,7 +32,7 @@ from cachelib.serializers import BaseSerializer, SimpleSerializer
 from ..api import MAX_TIME_SPAN, MISSING
 from ..errors import CacheValueError, ConfigError
 from . import CacheSpec, resolve_cache
-from .signing import AdapterPickleError, AdapterTypeError, SignedValues, add, incr
+from .signing import AdapterPickleError, AdapterTypeError, Add, SignedValues, incr
 
 __all__ = ["CacheHubCachelib"]
 
@@ -218,7 +218,7 @@ class CacheHubCachelib(CachelibBase):
             return not self.cache.exists(k)
         with self.values.storing():
             stored = self._dumps(k, value)
-            return add(self.cache, k, stored, seconds, lambda raw: self._readable(k, raw))
+            return Add(self.cache, k, stored, seconds, lambda raw: self._readable(k, raw)).run()
 
     def set_many(
         self, mapping: Mapping[str, Any], timeout: int | dt.timedelta | None = None

@@ -50,7 +50,7 @@ from ..api import MAX_TIME_SPAN, MISSING
 from ..api import BaseCache as CacheHubBase
 from ..errors import CacheValueError, ConfigError, StorageNotEnabledError
 from . import resolve_cache
-from .signing import SignedValues, aadd, add, as_type_error, incr
+from .signing import Add, SignedValues, as_type_error, incr
 
 __all__ = ["CacheHubCache"]
 
@@ -207,7 +207,7 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
             return not self.cachehub.exists(k)
         with self.values.storing():
             stored = self.values.dumps(k, value)
-            return add(self.cachehub, k, stored, seconds, self._readable(key, k))
+            return Add(self.cachehub, k, stored, seconds, self._readable(key, k)).run()
 
     def _value(self, key: Any, k: str, stored: Any) -> Any:
         """The value of ``stored`` (read under ``k`` for the caller's ``key``), or MISSING.
@@ -339,7 +339,7 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
             return not await shell.exists(k)
         with self.values.storing():
             stored = self.values.dumps(k, value)
-            return await aadd(self.cachehub, k, stored, seconds, self._readable(key, k))
+            return await Add(self.cachehub, k, stored, seconds, self._readable(key, k)).run_async()
 
     async def aget(self, key: Any, default: Any = None, version: Any = None) -> Any:
         """:meth:`get`, awaited on the native async path."""

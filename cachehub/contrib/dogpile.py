@@ -162,11 +162,15 @@ class CacheHubBackend(CacheBackend):
         """The stored ``CachedValue``, or ``NO_VALUE``."""
         return self._unpack(self.cache.get(key, MISSING))
 
-    def get_multi(self, keys: Iterable[KeyType]) -> Sequence[BackendFormatted]:
-        """Values for ``keys`` in order, ``NO_VALUE`` where absent; one batch."""
+    def _stored(self, keys: Iterable[KeyType]) -> list[Any]:
+        """The raw entries of ``keys`` in order, MISSING where absent; one batch."""
         keys = list(keys)
         found = self.cache.get_many(keys)
-        return [self._unpack(found.get(key, MISSING)) for key in keys]
+        return [found.get(key, MISSING) for key in keys]
+
+    def get_multi(self, keys: Iterable[KeyType]) -> Sequence[BackendFormatted]:
+        """Values for ``keys`` in order, ``NO_VALUE`` where absent; one batch."""
+        return [self._unpack(stored) for stored in self._stored(keys)]
 
     def get_serialized(self, key: KeyType) -> SerializedReturnType:
         """The stored serialized bytes (region with a serializer), or ``NO_VALUE``."""
@@ -174,9 +178,7 @@ class CacheHubBackend(CacheBackend):
 
     def get_serialized_multi(self, keys: Iterable[KeyType]) -> Sequence[SerializedReturnType]:
         """:meth:`get_serialized` for ``keys`` in order; one batch."""
-        keys = list(keys)
-        found = self.cache.get_many(keys)
-        return [self._unpack_serialized(found.get(key, MISSING)) for key in keys]
+        return [self._unpack_serialized(stored) for stored in self._stored(keys)]
 
     def set(self, key: KeyType, value: BackendSetType) -> None:
         """Store ``value`` (with the backend ``time_span``, if configured)."""

@@ -22,12 +22,14 @@ works on them. Threat model and settings: docs/integrations.md.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
 import pickle
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Final
 
 from ..api import MISSING, BaseCache
@@ -45,8 +47,7 @@ __all__ = [
     "AdapterPickleError",
     "AdapterTypeError",
     "SignedValues",
-    "aadd",
-    "add",
+    "Add",
     "as_type_error",
     "derive_key",
     "incr",
@@ -230,20 +231,8 @@ class SignedValues:
             return MISSING
 
 
-def _add_lock(key: str) -> str:
-    """The lock that serialises replacing an unreadable entry under ``key``."""
-    return (
-        "cachehub.contrib add:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
-    )
-
-
-def add(
-    cache: BaseCache,
-    key: str,
-    stored: Any,
-    seconds: float | None,
-    readable: Callable[[Any], bool],
-) -> bool:
+@dataclass(frozen=True, slots=True)
+class Add:
     """``cache.add(key, stored)``, with an entry the adapter cannot read taken as absent.
 
     ``readable(raw)`` says whether the adapter's ``get`` would return the raw entry
@@ -253,35 +242,41 @@ def add(
     again. Replacing it (delete, then add) runs under a lock on the key, so two adders
     that both find it cannot both win.
     """
-    if cache.add(key, stored, time_span=seconds):
-        return True
-    if readable(cache.get(key, MISSING)):
-        return False
-    with cache.lock(_add_lock(key)):
-        if readable(cache.get(key, MISSING)):
-            return False
-        cache.delete(key)
-        return cache.add(key, stored, time_span=seconds)
 
+    cache: BaseCache
+    key: str
+    stored: Any
+    seconds: float | None
+    readable: Callable[[Any], bool]
 
-async def aadd(
-    cache: BaseCache,
-    key: str,
-    stored: Any,
-    seconds: float | None,
-    readable: Callable[[Any], bool],
-) -> bool:
-    """:func:`add` on the cache's async shell."""
-    shell = cache.aio()
-    if await shell.add(key, stored, time_span=seconds):
-        return True
-    if readable(await shell.get(key, MISSING)):
-        return False
-    async with shell.lock(_add_lock(key)):
-        if readable(await shell.get(key, MISSING)):
+    def run(self) -> bool:
+        """True when ``stored`` was added."""
+        if self.cache.add(self.key, self.stored, time_span=self.seconds):
+            return True
+        if self.readable(self.cache.get(self.key, MISSING)):
             return False
-        await shell.delete(key)
-        return await shell.add(key, stored, time_span=seconds)
+        return self._replace()
+
+    async def run_async(self) -> bool:
+        """:meth:`run` on the cache's async shell; the rare replacement of an unreadable
+        entry (which may wait for the lock) runs in a worker thread."""
+        shell = self.cache.aio()
+        if await shell.add(self.key, self.stored, time_span=self.seconds):
+            return True
+        if self.readable(await shell.get(self.key, MISSING)):
+            return False
+        return await asyncio.to_thread(self._replace)
+
+    def _replace(self) -> bool:
+        """Delete the unreadable entry and add, under a lock on the key; False when a
+        readable entry is there by then (another adder won)."""
+        cache, key = self.cache, self.key
+        name = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        with cache.lock("cachehub.contrib add:" + name):
+            if self.readable(cache.get(key, MISSING)):
+                return False
+            cache.delete(key)
+            return cache.add(key, self.stored, time_span=self.seconds)
 
 
 def incr(cache: BaseCache, key: str, delta: int) -> int:
