@@ -244,8 +244,15 @@ class CacheHubCachelib(CachelibBase):
         return list(keys)
 
     def has(self, key: str) -> bool:
-        """Whether ``key`` exists (without reading its value)."""
-        return self.cache.exists(self._k(key))
+        """Whether ``key`` holds a value :meth:`get` returns.
+
+        The entry is read, not just checked for existence: one this adapter reads as a
+        miss (signed with a retired secret, another writer's bytes) must not count, since
+        Flask-Caching's ``cached(cache_none=True)`` takes ``get() is None and has()`` for
+        a cached None and would return None from the view (a 500 on every request).
+        """
+        k = self._k(key)
+        return self._readable(k, self.cache.get(k, MISSING))
 
     def clear(self) -> bool:
         """Remove every entry under ``key_prefix`` (all of the cachehub namespace without one)."""
@@ -261,7 +268,7 @@ class CacheHubCachelib(CachelibBase):
         return incr(self.cache, self._k(key), -delta)
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self.cache.exists(self._k(key))
+        return isinstance(key, str) and self.has(key)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} over {self.cache!r}>"

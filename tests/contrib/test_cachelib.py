@@ -295,3 +295,43 @@ def test_unconvertible_timeout_is_a_typed_error(
             assert isinstance(info.value, error)
             assert "timeout=300" in str(info.value)
     assert ours.get("k") is None
+
+
+def test_cached_none_view_after_a_secret_rotation_is_recomputed(
+    make_cache: Callable[..., MemoryCache],
+) -> None:
+    """Flask-Caching's ``cached(cache_none=True)`` takes ``get() is None and has()`` for a
+    cached None. An entry signed with a retired SECRET_KEY is a miss for ``get``; on main
+    ``has`` still said True, so the view returned None: a 500 on every request until the
+    entry expired. ``has`` and ``in`` now agree with ``get``, as with SimpleCache."""
+    shared = make_cache()
+
+    def app_with(secret: str) -> Flask:
+        app = Flask(__name__)
+        app.config.update(
+            SECRET_KEY=secret,
+            CACHE_TYPE="cachehub.contrib.flask_cache.CacheHubFlaskCache",
+            CACHEHUB_CACHE=shared,
+        )
+        cache = Cache(app)
+
+        @app.get("/")
+        @cache.cached(cache_none=True)
+        def page() -> str:
+            return "page"
+
+        return app
+
+    assert app_with("old-secret-" * 4).test_client().get("/").data == b"page"
+    rotated = app_with("new-secret-" * 4)
+    for _ in range(2):
+        response = rotated.test_client().get("/")
+        assert response.status_code == 200
+        assert response.data == b"page"
+    ours = CacheHubCachelib(shared, secret_key="new-secret-" * 4)
+    shared.put("planted", b"bytes of another writer")
+    ours.set("none", None)
+    assert not ours.has("planted")
+    assert "planted" not in ours
+    assert ours.has("none")
+    assert "none" in ours
