@@ -855,12 +855,20 @@ class SessionCookie:
             )
 
     def read(self, header: str | None) -> str | None:
-        """The session id in a ``Cookie`` request header, or None."""
+        """The session id in a ``Cookie`` request header, or None.
+
+        A browser sends every cookie of this name that matches the request (another
+        path, a parent domain: another application's ``session`` cookie), in an order
+        the server cannot rely on (RFC 6265, "The Cookie Header"). The first value that
+        looks like a session id wins; the others are ignored, so a foreign cookie of
+        the same name does not start a new session on every request.
+        """
         for part in (header or "").split(";"):
             name, sep, value = part.strip().partition("=")
             if sep and name == self.name:
                 value = value.strip().strip('"')
-                return value if SESSION_ID_PATTERN.fullmatch(value) else None
+                if SESSION_ID_PATTERN.fullmatch(value):
+                    return value
         return None
 
     def render(self, sid: str | None, max_age: float | None = None) -> str:

@@ -22,16 +22,17 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cachelib import BaseCache as CachelibBase
 from cachelib.serializers import BaseSerializer, SimpleSerializer
 
-from ..api import MISSING
-from ..errors import ConfigError
+from ..api import MAX_TIME_SPAN, MISSING
+from ..errors import CacheValueError, ConfigError
 from . import CacheSpec, resolve_cache
-from .signing import AdapterPickleError, SignedValues, incr
+from .signing import AdapterPickleError, AdapterTypeError, Add, SignedValues, incr
 
 __all__ = ["CacheHubCachelib"]
 
@@ -156,11 +157,35 @@ class CacheHubCachelib(CachelibBase):
                 return None
         return None if value is MISSING else value
 
+    @staticmethod
+    def _to_seconds(timeout: int | float | dt.timedelta) -> int:
+        """cachelib's conversion to whole seconds, with a typed error for what it cannot
+        convert (cachelib raises a bare OverflowError, ValueError or TypeError)."""
+        if isinstance(timeout, float) and not math.isfinite(timeout):
+            raise CacheValueError(
+                f"cachelib timeout must be a finite number of seconds, got {timeout!r}.",
+                hint="pass e.g. timeout=300, or 0 for an entry that never expires.",
+            )
+        try:
+            return CachelibBase._to_seconds(timeout)
+        except TypeError:
+            raise AdapterTypeError(
+                "cachelib timeout must be an int of seconds or a timedelta, "
+                f"got {type(timeout).__name__}.",
+                hint="pass e.g. timeout=300, or 0 for an entry that never expires.",
+            ) from None
+
+    def _readable(self, key: str, stored: Any) -> bool:
+        """Whether ``stored`` (the raw entry under ``key``) is a value :meth:`get` returns."""
+        return self.values.loads(key, stored) is not MISSING
+
     def _lifetime(self, timeout: int | dt.timedelta | None) -> tuple[bool, int | None]:
         """(store?, seconds or None for forever) for a cachelib ``timeout``."""
         seconds = self._normalize_timeout(timeout)
         if seconds < 0:
             return False, None
+        if seconds > MAX_TIME_SPAN.total_seconds():
+            return True, None  # cachelib's own backends keep it: beyond 1,000 years, forever
         return True, seconds or None
 
     def get(self, key: str) -> Any:
@@ -179,7 +204,8 @@ class CacheHubCachelib(CachelibBase):
         k = self._k(key)
         store, seconds = self._lifetime(timeout)
         if store:
-            self.cache.put(k, self._dumps(k, value), time_span=seconds)
+            with self.values.storing():
+                self.cache.put(k, self._dumps(k, value), time_span=seconds)
         else:
             self.cache.delete(k)
         return True
@@ -190,7 +216,9 @@ class CacheHubCachelib(CachelibBase):
         store, seconds = self._lifetime(timeout)
         if not store:
             return not self.cache.exists(k)
-        return self.cache.add(k, self._dumps(k, value), time_span=seconds)
+        with self.values.storing():
+            stored = self._dumps(k, value)
+            return Add(self.cache, k, stored, seconds, lambda raw: self._readable(k, raw)).run()
 
     def set_many(
         self, mapping: Mapping[str, Any], timeout: int | dt.timedelta | None = None
@@ -200,7 +228,8 @@ class CacheHubCachelib(CachelibBase):
         if store:
             items = {self._k(key): value for key, value in mapping.items()}
             stored = {k: self._dumps(k, value) for k, value in items.items()}
-            self.cache.put_many(stored, time_span=seconds)
+            with self.values.storing():
+                self.cache.put_many(stored, time_span=seconds)
         else:
             self.cache.delete_many([self._k(key) for key in mapping])
         return list(mapping)
@@ -215,8 +244,15 @@ class CacheHubCachelib(CachelibBase):
         return list(keys)
 
     def has(self, key: str) -> bool:
-        """Whether ``key`` exists (without reading its value)."""
-        return self.cache.exists(self._k(key))
+        """Whether ``key`` holds a value :meth:`get` returns.
+
+        The entry is read, not just checked for existence: one this adapter reads as a
+        miss (signed with a retired secret, another writer's bytes) must not count, since
+        Flask-Caching's ``cached(cache_none=True)`` takes ``get() is None and has()`` for
+        a cached None and would return None from the view (a 500 on every request).
+        """
+        k = self._k(key)
+        return self._readable(k, self.cache.get(k, MISSING))
 
     def clear(self) -> bool:
         """Remove every entry under ``key_prefix`` (all of the cachehub namespace without one)."""
@@ -232,7 +268,7 @@ class CacheHubCachelib(CachelibBase):
         return incr(self.cache, self._k(key), -delta)
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self.cache.exists(self._k(key))
+        return isinstance(key, str) and self.has(key)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} over {self.cache!r}>"

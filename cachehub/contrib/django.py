@@ -36,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 from django.conf import settings  # type: ignore[import-untyped]
@@ -46,11 +46,11 @@ from django.core.cache.backends.base import (  # type: ignore[import-untyped]
 )
 from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
 
-from ..api import MISSING
+from ..api import MAX_TIME_SPAN, MISSING
 from ..api import BaseCache as CacheHubBase
 from ..errors import CacheValueError, ConfigError, StorageNotEnabledError
 from . import resolve_cache
-from .signing import SignedValues, as_type_error, incr
+from .signing import Add, SignedValues, as_type_error, incr
 
 __all__ = ["CacheHubCache"]
 
@@ -115,6 +115,10 @@ def _django_secret() -> tuple[Any, Any]:
 
 _DJANGO_SESSION_KEYS = ("django.contrib.sessions.cache", "django.contrib.sessions.cached_db")
 """Key prefixes of Django's stock cache and cached_db session engines (fixed by Django)."""
+SESSION_ENGINE_PREFIX: Final = "cachehub.contrib.django_session:"
+"""Key prefix of :mod:`cachehub.contrib.django_session` (before the hashed session id)."""
+_SESSION_KEYS = (*_DJANGO_SESSION_KEYS, SESSION_ENGINE_PREFIX)
+"""Key prefixes of every Django session engine over this backend."""
 
 
 class CacheHubCache(BaseCache):  # type: ignore[misc]
@@ -167,6 +171,10 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
             )
         if timeout <= 0:
             return False, None
+        if timeout > MAX_TIME_SPAN.total_seconds():
+            # Django's own backends keep such an entry (LocMemCache even for inf); beyond
+            # cachehub's longest time span it is kept forever rather than refused.
+            return True, None
         return True, float(timeout)
 
     def _key(self, key: Any, version: int | None) -> str:
@@ -197,12 +205,43 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         store, seconds = self._lifetime(timeout)
         if not store:
             return not self.cachehub.exists(k)
-        return self.cachehub.add(k, self.values.dumps(k, value), time_span=seconds)
+        with self.values.storing():
+            stored = self.values.dumps(k, value)
+            return Add(self.cachehub, k, stored, seconds, self._readable(key, k)).run()
+
+    def _value(self, key: Any, k: str, stored: Any) -> Any:
+        """The value of ``stored`` (read under ``k`` for the caller's ``key``), or MISSING.
+
+        A session engine's entry must hold the session dict: Django's engines return
+        whatever the cache gives, and fail on anything else (AttributeError on every
+        request of that session). Such an entry (written by another client, which the
+        cache-codec format cannot tell apart) is a miss, so Django starts a new session
+        (``cached_db`` reads the database), as it does for a missing one.
+        """
+        value = self.values.loads(k, stored)
+        if (
+            value is not MISSING
+            and not isinstance(value, dict)
+            and isinstance(key, str)
+            and key.startswith(_SESSION_KEYS)
+        ):
+            _log.warning(
+                "cache '%s': a Django session entry holds a %s, not the session dict; "
+                "treated as a miss.",
+                self.cachehub.name,
+                type(value).__name__,
+            )
+            return MISSING
+        return value
+
+    def _readable(self, key: Any, k: str) -> Callable[[Any], bool]:
+        """Whether a raw entry under ``k`` is a value :meth:`get` returns (for add)."""
+        return lambda stored: self._value(key, k, stored) is not MISSING
 
     def get(self, key: Any, default: Any = None, version: Any = None) -> Any:
         """The cached value, or ``default``."""
         k = self._key(key, version)
-        value = self.values.loads(k, self.cachehub.get(k, MISSING))
+        value = self._value(key, k, self.cachehub.get(k, MISSING))
         return default if value is MISSING else value
 
     def set(
@@ -212,7 +251,8 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         k = self._key(key, version)
         store, seconds = self._lifetime(timeout)
         if store:
-            self.cachehub.put(k, self.values.dumps(k, value), time_span=seconds)
+            with self.values.storing():
+                self.cachehub.put(k, self.values.dumps(k, value), time_span=seconds)
         else:
             self.cachehub.delete(k)
 
@@ -238,7 +278,7 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         found = self.cachehub.get_many(made)
         out = {}
         for k, stored in found.items():
-            value = self.values.loads(k, stored)
+            value = self._value(made[k], k, stored)
             if value is not MISSING:
                 out[made[k]] = value
         return out
@@ -250,7 +290,8 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         items = {self._key(key, version): value for key, value in data.items()}
         store, seconds = self._lifetime(timeout)
         if store:
-            self.cachehub.put_many(self.values.dumps_many(items.items()), time_span=seconds)
+            with self.values.storing():
+                self.cachehub.put_many(self.values.dumps_many(items.items()), time_span=seconds)
         else:
             self.cachehub.delete_many(items)
         return []
@@ -296,12 +337,14 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         shell = self.cachehub.aio()
         if not store:
             return not await shell.exists(k)
-        return await shell.add(k, self.values.dumps(k, value), time_span=seconds)
+        with self.values.storing():
+            stored = self.values.dumps(k, value)
+            return await Add(self.cachehub, k, stored, seconds, self._readable(key, k)).run_async()
 
     async def aget(self, key: Any, default: Any = None, version: Any = None) -> Any:
         """:meth:`get`, awaited on the native async path."""
         k = self._key(key, version)
-        value = self.values.loads(k, await self.cachehub.aio().get(k, MISSING))
+        value = self._value(key, k, await self.cachehub.aio().get(k, MISSING))
         return default if value is MISSING else value
 
     async def aset(
@@ -311,7 +354,8 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         k = self._key(key, version)
         store, seconds = self._lifetime(timeout)
         if store:
-            await self.cachehub.aio().put(k, self.values.dumps(k, value), time_span=seconds)
+            with self.values.storing():
+                await self.cachehub.aio().put(k, self.values.dumps(k, value), time_span=seconds)
         else:
             await self.cachehub.aio().delete(k)
 
@@ -337,7 +381,7 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         found = await self.cachehub.aio().get_many(made)
         out = {}
         for k, stored in found.items():
-            value = self.values.loads(k, stored)
+            value = self._value(made[k], k, stored)
             if value is not MISSING:
                 out[made[k]] = value
         return out
@@ -350,7 +394,8 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         store, seconds = self._lifetime(timeout)
         shell = self.cachehub.aio()
         if store:
-            await shell.put_many(self.values.dumps_many(items.items()), time_span=seconds)
+            with self.values.storing():
+                await shell.put_many(self.values.dumps_many(items.items()), time_span=seconds)
         else:
             await shell.delete_many(items)
         return []

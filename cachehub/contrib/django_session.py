@@ -21,7 +21,7 @@ from django.contrib.sessions.backends.cache import (  # type: ignore[import-unty
 
 from ..errors import ConfigError
 from ..session import require_storage
-from .django import CacheHubCache
+from .django import SESSION_ENGINE_PREFIX, CacheHubCache
 
 __all__ = ["SessionStore"]
 
@@ -41,7 +41,7 @@ class SessionStore(CacheSessionStore):  # type: ignore[misc]
             )
         require_storage(backend.cachehub)
 
-    cache_key_prefix = "cachehub.contrib.django_session:"
+    cache_key_prefix = SESSION_ENGINE_PREFIX
 
     def _storage_key(self, session_key: str) -> str:
         digest = hashlib.sha256(session_key.encode("utf-8", "surrogatepass")).hexdigest()

@@ -21,13 +21,15 @@ Arguments:
 
 Other arguments are ignored, as dogpile backends conventionally do. Values go through
 the cachehub cache's codec (no pickle unless the cache is configured for it): without
-a region serializer, dogpile's ``CachedValue`` is stored as ``[payload, metadata]``.
+a region serializer, dogpile's ``CachedValue`` is stored as ``[payload, metadata]``;
+an entry in any other form (another client's value) is a miss, so dogpile regenerates it.
 The mutex is ``cache.lock``, so on Redis and DynamoDB only one process regenerates a
 key at a time.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -41,6 +43,7 @@ from dogpile.cache.api import (
     CachedValue,
     CacheMutex,
     KeyType,
+    SerializedReturnType,
 )
 
 from ..api import MISSING, BaseCache
@@ -56,10 +59,14 @@ _LOCK_NAMESPACE = "dogpile:"
 class CacheHubMutex(CacheMutex):
     """A dogpile mutex over :meth:`BaseCache.lock`.
 
-    dogpile shares one mutex object per key between threads, so the lock each thread
-    holds is kept thread-locally; ``locked()`` asks the cache, so it sees other
-    processes' locks too. Not re-entrant: a second ``acquire`` by the holder fails
-    (or, blocking, waits for the ``lock_timeout``).
+    dogpile shares one mutex object per key between threads; each ``acquire`` takes the
+    cache lock under a token of its own, and the mutex remembers which thread took it.
+    ``release`` releases the lock the calling thread took, or else the oldest one this
+    object holds: dogpile's ``async_creation_runner`` hands the held mutex to a thread
+    of its own, which releases it when the value is stored (as with dogpile's memory
+    backend, whose mutex is a ``threading.Lock``). ``locked()`` asks the cache, so it
+    sees other processes' locks too. Not re-entrant: a second ``acquire`` by the holder
+    fails (or, blocking, waits for the ``lock_timeout``).
     """
 
     def __init__(self, cache: BaseCache, name: str, *, ttl: float, poll: float) -> None:
@@ -67,25 +74,30 @@ class CacheHubMutex(CacheMutex):
         self.name = name
         self.ttl = ttl
         self.poll = poll
-        self._held = threading.local()
+        self._held: dict[int, Lock] = {}
+        self._guard = threading.Lock()
 
     def acquire(self, wait: bool = True) -> bool:
         """Take the lock; block until free when ``wait``, else fail fast."""
         lock = self.cache.lock(self.name, ttl=self.ttl, poll=self.poll)
         if not lock.acquire(blocking=wait):
             return False
-        self._held.lock = lock
+        with self._guard:
+            self._held[threading.get_ident()] = lock
         return True
 
     def release(self) -> None:
-        """Release the lock this thread holds."""
-        lock: Lock | None = getattr(self._held, "lock", None)
+        """Release the lock this thread took, or else the oldest one this mutex holds
+        (handed to another thread, as ``async_creation_runner`` does)."""
+        with self._guard:
+            lock = self._held.pop(threading.get_ident(), None)
+            if lock is None and self._held:
+                lock = self._held.pop(next(iter(self._held)))
         if lock is None:
             raise CacheValueError(
-                f"dogpile mutex '{self.name}' released by a thread that does not hold it.",
-                hint="release the mutex in the thread that acquired it.",
+                f"dogpile mutex '{self.name}' released, but it does not hold it.",
+                hint="release the mutex once per acquire.",
             )
-        self._held.lock = None
         lock.release_quietly()  # a lock lost to its ttl: the value is regenerated anyway
 
     def locked(self) -> bool:
@@ -122,23 +134,51 @@ class CacheHubBackend(CacheBackend):
 
     @staticmethod
     def _unpack(stored: Any) -> BackendFormatted:
-        if stored is MISSING:
-            return NO_VALUE
-        if isinstance(stored, (list, tuple)) and len(stored) == 2 and isinstance(stored[1], dict):
+        """A ``CachedValue`` as the region reads it without a serializer, or ``NO_VALUE``."""
+        if (
+            isinstance(stored, (list, tuple))
+            and len(stored) == 2
+            and isinstance(stored[1], dict)
+            and _valid_metadata(stored[1])
+        ):
             return CachedValue(stored[0], stored[1])
-        if isinstance(stored, bytes):
-            return stored
-        return NO_VALUE  # not written by this backend: treat as absent, dogpile regenerates
+        # Absent, or not written by a region without serializer (serialized bytes,
+        # another client's value): a miss, so dogpile regenerates instead of failing
+        # on the value's missing metadata.
+        return NO_VALUE
+
+    @staticmethod
+    def _unpack_serialized(stored: Any) -> SerializedReturnType:
+        """The stored bytes as a region with a serializer reads them, or ``NO_VALUE``.
+
+        Any bytes are returned as they are (dogpile's backend contract: ``get_serialized``
+        returns what ``set_serialized`` stored); anything else (a ``CachedValue`` a
+        region without serializer wrote, another client's value) is a miss, where the
+        region would fail on it.
+        """
+        return stored if isinstance(stored, bytes) else NO_VALUE
 
     def get(self, key: KeyType) -> BackendFormatted:
-        """The stored value (``CachedValue`` or serialized bytes), or ``NO_VALUE``."""
+        """The stored ``CachedValue``, or ``NO_VALUE``."""
         return self._unpack(self.cache.get(key, MISSING))
+
+    def _stored(self, keys: Iterable[KeyType]) -> list[Any]:
+        """The raw entries of ``keys`` in order, MISSING where absent; one batch."""
+        keys = list(keys)
+        found = self.cache.get_many(keys)
+        return [found.get(key, MISSING) for key in keys]
 
     def get_multi(self, keys: Iterable[KeyType]) -> Sequence[BackendFormatted]:
         """Values for ``keys`` in order, ``NO_VALUE`` where absent; one batch."""
-        keys = list(keys)
-        found = self.cache.get_many(keys)
-        return [self._unpack(found.get(key, MISSING)) for key in keys]
+        return [self._unpack(stored) for stored in self._stored(keys)]
+
+    def get_serialized(self, key: KeyType) -> SerializedReturnType:
+        """The stored serialized bytes (region with a serializer), or ``NO_VALUE``."""
+        return self._unpack_serialized(self.cache.get(key, MISSING))
+
+    def get_serialized_multi(self, keys: Iterable[KeyType]) -> Sequence[SerializedReturnType]:
+        """:meth:`get_serialized` for ``keys`` in order; one batch."""
+        return [self._unpack_serialized(stored) for stored in self._stored(keys)]
 
     def set(self, key: KeyType, value: BackendSetType) -> None:
         """Store ``value`` (with the backend ``time_span``, if configured)."""
@@ -169,6 +209,16 @@ class CacheHubBackend(CacheBackend):
     def has_lock_timeout(self) -> bool:
         """True: an abandoned lock frees itself after ``lock_timeout`` seconds."""
         return True
+
+
+def _valid_metadata(metadata: dict[Any, Any]) -> bool:
+    """Whether ``metadata`` has what dogpile's region reads from every value: the format
+    version ``v`` (an int) and the creation time ``ct`` (a finite number of seconds).
+    Without them the region fails with a KeyError or TypeError instead of regenerating."""
+    version, created = metadata.get("v"), metadata.get("ct")
+    if type(version) is not int or isinstance(created, bool):
+        return False
+    return isinstance(created, (int, float)) and math.isfinite(created)
 
 
 def _seconds(arguments: BackendArguments, name: str, default: float | None) -> float | None:

@@ -60,7 +60,10 @@ class CacheHubSessionInterface(SessionInterface):
 
     def open_session(self, app: Flask, request: Request) -> CacheHubSession:
         """Load the session named by the request's cookie, or start an empty one."""
-        sid = request.cookies.get(self.get_cookie_name(app))
+        # Every cookie of that name the browser sent (another path's or a parent
+        # domain's too): the first that looks like an id, as SessionCookie.read does.
+        values = request.cookies.getlist(self.get_cookie_name(app))
+        sid = next((v for v in values if SessionStore.valid_id(v)), None)
         return self.store.open(sid, CacheHubSession)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:

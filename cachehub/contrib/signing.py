@@ -22,11 +22,14 @@ works on them. Threat model and settings: docs/integrations.md.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
 import pickle
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Final
 
 from ..api import MISSING, BaseCache
@@ -44,6 +47,7 @@ __all__ = [
     "AdapterPickleError",
     "AdapterTypeError",
     "SignedValues",
+    "Add",
     "as_type_error",
     "derive_key",
     "incr",
@@ -65,8 +69,8 @@ class AdapterPickleError(SerializationError, pickle.PicklingError):
 
 
 class AdapterTypeError(CacheValueError, TypeError):
-    """``incr``/``decr`` on a value that is not an integer; also a :class:`TypeError`,
-    as Django raises it."""
+    """``incr``/``decr`` on a value that is not an integer, or a cachelib timeout that is
+    neither an int nor a timedelta; also a :class:`TypeError`, as the frameworks raise it."""
 
 
 def derive_key(secret: str | bytes, purpose: str) -> str:
@@ -118,7 +122,7 @@ class SignedValues:
         ConfigError: no secret, a secret that is not a string, or an unknown format.
     """
 
-    __slots__ = ("_bind", "_codec", "cache", "value_format")
+    __slots__ = ("_adapter", "_bind", "_codec", "cache", "value_format")
 
     def __init__(
         self,
@@ -139,6 +143,7 @@ class SignedValues:
                 "or 'cache-codec' (the cache's own codec).",
             )
         self.value_format: str = value_format
+        self._adapter = adapter
         self._bind = f"{purpose}\x00{cache.namespace}\x00"
         self._codec: PickleCodec | None = None
         if value_format == "cache-codec":
@@ -178,6 +183,25 @@ class SignedValues:
         except SerializationError as exc:
             raise AdapterPickleError(exc.message, hint=exc.hint) from exc.__cause__
 
+    @contextmanager
+    def storing(self) -> Iterator[None]:
+        """Around a cache write of :meth:`dumps` results: with the ``cache-codec`` format,
+        a value the cache's codec cannot encode raises :class:`AdapterPickleError`, whose
+        hint also names the adapter's default format (the codec's own hint only knows the
+        cache's settings, and a framework's cached responses need pickle)."""
+        try:
+            yield
+        except SerializationError as exc:
+            if self._codec is not None or isinstance(exc, AdapterPickleError):
+                raise
+            raise AdapterPickleError(
+                exc.message,
+                hint=f"{exc.hint or 'store a value the codec supports.'} Or drop the "
+                f"'cache-codec' value format (VALUE_FORMAT, value_format) of {self._adapter}: "
+                "the default, signed pickle, stores any picklable value (responses, "
+                "template fragments...) as the framework's own backends do.",
+            ) from exc
+
     def dumps_many(self, items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
         """:meth:`dumps` of every ``(key, value)``."""
         return {key: self.dumps(key, value) for key, value in items}
@@ -205,6 +229,54 @@ class SignedValues:
         except CorruptEntryError as exc:
             _log.warning("cache '%s': %s Treated as a miss.", self.cache.name, exc.message)
             return MISSING
+
+
+@dataclass(frozen=True, slots=True)
+class Add:
+    """``cache.add(key, stored)``, with an entry the adapter cannot read taken as absent.
+
+    ``readable(raw)`` says whether the adapter's ``get`` would return the raw entry
+    (False for :data:`~cachehub.api.MISSING`). An entry it reads as a miss (signed with a
+    retired secret, another writer's bytes) would otherwise refuse every ``add`` until it
+    expires, if ever, so Django's ``get_or_set`` recomputed on every call and never cached
+    again. Replacing it (delete, then add) runs under a lock on the key, so two adders
+    that both find it cannot both win.
+    """
+
+    cache: BaseCache
+    key: str
+    stored: Any
+    seconds: float | None
+    readable: Callable[[Any], bool]
+
+    def run(self) -> bool:
+        """True when ``stored`` was added."""
+        if self.cache.add(self.key, self.stored, time_span=self.seconds):
+            return True
+        if self.readable(self.cache.get(self.key, MISSING)):
+            return False
+        return self._replace()
+
+    async def run_async(self) -> bool:
+        """:meth:`run` on the cache's async shell; the rare replacement of an unreadable
+        entry (which may wait for the lock) runs in a worker thread."""
+        shell = self.cache.aio()
+        if await shell.add(self.key, self.stored, time_span=self.seconds):
+            return True
+        if self.readable(await shell.get(self.key, MISSING)):
+            return False
+        return await asyncio.to_thread(self._replace)
+
+    def _replace(self) -> bool:
+        """Delete the unreadable entry and add, under a lock on the key; False when a
+        readable entry is there by then (another adder won)."""
+        cache, key = self.cache, self.key
+        name = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        with cache.lock("cachehub.contrib add:" + name):
+            if self.readable(cache.get(key, MISSING)):
+                return False
+            cache.delete(key)
+            return cache.add(key, self.stored, time_span=self.seconds)
 
 
 def incr(cache: BaseCache, key: str, delta: int) -> int:

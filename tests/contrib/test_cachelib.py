@@ -234,3 +234,104 @@ def test_replaced_serializer_is_used_inside_the_signature(
     with pytest.raises(pickle.PickleError, match="RuntimeError"):
         cache.set("r", "x")
     assert cache.get("k") is None  # written by JSON, unreadable now: a miss
+
+
+@pytest.mark.parametrize(
+    "timeout", [10**12, 2**70, 365_251 * 86_400], ids=["1e12", "2**70", "1000y+1d"]
+)
+def test_timeout_beyond_1000_years_keeps_the_entry_like_simplecache(
+    make_cache: Callable[..., MemoryCache], clock: FakeClock, timeout: int
+) -> None:
+    """cachelib's SimpleCache (and RedisCache) store an entry with a timeout of any size;
+    on main the adapter refused one above 1,000 years with CacheValueError. Such an entry
+    is now kept without expiry, also as the default timeout."""
+    from cachelib import SimpleCache
+
+    reference = SimpleCache()
+    ours = CacheHubCachelib(make_cache(), secret_key="k" * 32)
+    default = CacheHubCachelib(make_cache(), default_timeout=timeout, secret_key="k" * 32)
+    for backend in (reference, ours):
+        assert backend.set("s", 1, timeout) is True
+        assert backend.add("a", 2, timeout) is True
+        assert backend.set_many({"m": 3}, timeout) == ["m"]
+        assert backend.get_many("s", "a", "m") == [1, 2, 3]
+    assert default.set("d", 4) is True
+    clock.advance(10**10)
+    assert ours.get_many("s", "a", "m") == [1, 2, 3]
+    assert default.get("d") == 4
+
+
+@pytest.mark.parametrize(
+    ("timeout", "error"),
+    [(float("inf"), ValueError), (float("nan"), ValueError), ("10", TypeError), ([1], TypeError)],
+    ids=["inf", "nan", "str", "list"],
+)
+def test_unconvertible_timeout_is_a_typed_error(
+    make_cache: Callable[..., MemoryCache], timeout: Any, error: type[Exception]
+) -> None:
+    """cachelib's own conversion raises a bare OverflowError (inf), ValueError (nan) or
+    TypeError; the adapter raises a CacheError that is still a ValueError / TypeError
+    and says what to pass, on every path that takes a timeout, and for default_timeout
+    (on main: the bare errors)."""
+    ours = CacheHubCachelib(make_cache(), secret_key="k" * 32)
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY="k" * 32,
+        CACHE_TYPE="cachehub.contrib.flask_cache.CacheHubFlaskCache",
+        CACHEHUB_CACHE=make_cache(),
+    )
+    flask_cache = Cache(app)
+    calls: list[Callable[[], Any]] = [
+        lambda: ours.set("k", 1, timeout),
+        lambda: ours.add("k", 1, timeout),
+        lambda: ours.set_many({"k": 1}, timeout),
+        lambda: CacheHubCachelib(make_cache(), default_timeout=timeout, secret_key="k" * 32),
+    ]
+    with app.app_context():
+        calls.append(lambda: flask_cache.set("k", 1, timeout=timeout))
+        for call in calls:
+            with pytest.raises(CacheError, match="timeout must be") as info:
+                call()
+            assert isinstance(info.value, error)
+            assert "timeout=300" in str(info.value)
+    assert ours.get("k") is None
+
+
+def test_cached_none_view_after_a_secret_rotation_is_recomputed(
+    make_cache: Callable[..., MemoryCache],
+) -> None:
+    """Flask-Caching's ``cached(cache_none=True)`` takes ``get() is None and has()`` for a
+    cached None. An entry signed with a retired SECRET_KEY is a miss for ``get``; on main
+    ``has`` still said True, so the view returned None: a 500 on every request until the
+    entry expired. ``has`` and ``in`` now agree with ``get``, as with SimpleCache."""
+    shared = make_cache()
+
+    def app_with(secret: str) -> Flask:
+        app = Flask(__name__)
+        app.config.update(
+            SECRET_KEY=secret,
+            CACHE_TYPE="cachehub.contrib.flask_cache.CacheHubFlaskCache",
+            CACHEHUB_CACHE=shared,
+        )
+        cache = Cache(app)
+
+        @app.get("/")
+        @cache.cached(cache_none=True)
+        def page() -> str:
+            return "page"
+
+        return app
+
+    assert app_with("old-secret-" * 4).test_client().get("/").data == b"page"
+    rotated = app_with("new-secret-" * 4)
+    for _ in range(2):
+        response = rotated.test_client().get("/")
+        assert response.status_code == 200
+        assert response.data == b"page"
+    ours = CacheHubCachelib(shared, secret_key="new-secret-" * 4)
+    shared.put("planted", b"bytes of another writer")
+    ours.set("none", None)
+    assert not ours.has("planted")
+    assert "planted" not in ours
+    assert ours.has("none")
+    assert "none" in ours

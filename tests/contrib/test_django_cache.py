@@ -18,7 +18,7 @@ from django.core.cache.backends.base import CacheKeyWarning
 
 from cachehub import registry
 from cachehub.contrib.django import CacheHubCache
-from cachehub.errors import ConfigError
+from cachehub.errors import CacheValueError, ConfigError
 from cachehub.testing.clock import FakeClock
 
 
@@ -398,3 +398,38 @@ def test_async_incr_errors_match_the_sync_ones(cache: CacheHubCache) -> None:
         assert await cache.ahas_key("zero") is False
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+@pytest.mark.parametrize(
+    "timeout",
+    [10**12, 2**70, float("inf"), 365_251 * 86_400],
+    ids=["1e12", "2**70", "inf", "1000y+1d"],
+)
+def test_timeout_beyond_1000_years_keeps_the_entry_like_locmem(
+    cache: CacheHubCache, clock: FakeClock, timeout: float
+) -> None:
+    """Django's LocMemCache (and its Redis backend, for finite values) store an entry with a
+    timeout of any size; on main the adapter refused one above 1,000 years (cachehub's
+    longest time span) with CacheValueError. Such an entry is now kept without expiry."""
+    from django.core.cache.backends.locmem import LocMemCache
+
+    reference = LocMemCache("timeout-beyond", {})
+    reference.clear()  # LocMemCache instances of one name share their entries
+    for backend in (reference, cache):
+        backend.set("s", 1, timeout)
+        assert backend.add("a", 2, timeout) is True
+        backend.set_many({"m": 3}, timeout)
+        backend.set("t", 4, 10)
+        assert backend.touch("t", timeout) is True
+        asyncio.run(backend.aset("as", 5, timeout))
+        assert backend.get_many(["s", "a", "m", "t", "as"]) == {
+            "s": 1,
+            "a": 2,
+            "m": 3,
+            "t": 4,
+            "as": 5,
+        }
+    clock.advance(10**10)  # 317 years: still there (the reference runs on real time)
+    assert cache.get_many(["s", "a", "m", "t", "as"]) == {"s": 1, "a": 2, "m": 3, "t": 4, "as": 5}
+    with pytest.raises(CacheValueError, match="finite"):
+        cache.set("nan", 1, float("nan"))  # not a duration at all: still refused

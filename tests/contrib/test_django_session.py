@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from importlib import import_module
+from typing import Any
 
 import pytest
 from cachehub_memory import MemoryCache
@@ -103,3 +105,51 @@ def test_guarded_engine_needs_cachehub_backend() -> None:
         pytest.raises(ConfigError, match="needs a cachehub cache"),
     ):
         GuardedSession()
+
+
+@pytest.mark.parametrize("value_format", ["signed-pickle", "cache-codec"])
+@pytest.mark.parametrize("engine", [DjangoCacheSession, GuardedSession])
+@pytest.mark.parametrize("planted", ["a string", [1, 2], 5, b"bytes", True, None])
+def test_entry_that_is_not_a_session_dict_is_no_session(
+    engine: type[DjangoCacheSession],
+    value_format: str,
+    planted: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A session entry holding something other than the session dict (another client's
+    value: with ``cache-codec`` anyone who can write to the backend can put one there)
+    reads as no session, as a missing one does: Django starts a new session. On main
+    every request of that session failed with AttributeError ("'str' object has no
+    attribute 'items'"); a None was a miss for the engines but ``get_many`` returned it."""
+    backend = caches["sessions"]
+    assert isinstance(backend, CacheHubCache)
+    if value_format == "cache-codec":
+        options = {"class": "memory", "storage": True, "VALUE_FORMAT": value_format}
+        monkeypatch.setattr(backend, "values", CacheHubCache("", {"OPTIONS": options}).values)
+    session = engine()
+    session["user_id"] = 42
+    session.save()
+    sid = session.session_key
+    assert engine(session_key=sid)["user_id"] == 42  # the format round-trips a session
+    stored = backend._key(engine(session_key=sid).cache_key, None)
+    backend.cachehub.put(stored, backend.values.dumps(stored, planted))
+
+    loaded = engine(session_key=sid)
+    assert dict(loaded.items()) == {}
+    assert loaded.session_key is None  # Django's "no such session": a new id on save
+    assert asyncio.run(engine(session_key=sid).aload()) == {}
+    assert backend.get_many([engine(session_key=sid).cache_key]) == {}
+    assert asyncio.run(backend.aget_many([engine(session_key=sid).cache_key])) == {}
+    loaded["user_id"] = 7
+    loaded.save()
+    assert loaded.session_key != sid
+    assert engine(session_key=loaded.session_key)["user_id"] == 7
+
+
+def test_non_dict_values_outside_session_keys_are_kept() -> None:
+    """Only the session engines' keys must hold a dict: other keys keep any value."""
+    backend = caches["sessions"]
+    backend.set("django.contrib.sessionsX", "a string")
+    backend.set("sessions", [1, 2])
+    assert backend.get("django.contrib.sessionsX") == "a string"
+    assert backend.get("sessions") == [1, 2]

@@ -94,3 +94,92 @@ def test_backend_time_span(clock: Any) -> None:
     backend.set("k", b"v")
     clock.advance(11)
     assert backend.get("k") is NO_VALUE
+
+
+_PLANTED = [
+    pytest.param(b"raw bytes", id="bytes"),
+    pytest.param([1, {}], id="no-metadata"),
+    pytest.param([1, {"v": 2}], id="no-ct"),
+    pytest.param([1, {"v": 2, "ct": "yesterday"}], id="ct-str"),
+    pytest.param([1, {"v": 2, "ct": None}], id="ct-none"),
+    pytest.param([1, {"v": 2, "ct": float("nan")}], id="ct-nan"),
+    pytest.param([1, {"v": True, "ct": 1.0}], id="v-bool"),
+    pytest.param([1, {"v": 2.0, "ct": 1.0}], id="v-float"),
+    pytest.param(("x", {"ct": 1.0}), id="tuple-no-v"),
+    pytest.param("a string", id="str"),
+]
+
+
+@pytest.mark.parametrize("planted", _PLANTED)
+def test_foreign_value_without_serializer_is_regenerated(planted: Any) -> None:
+    """A value no region wrote (another client, an older format) is a miss that dogpile
+    regenerates; on main the region failed on it (AttributeError on bytes, KeyError 'v'
+    or 'ct', TypeError comparing a str 'ct')."""
+    cache = MemoryCache(namespace="planted:")
+    region = make_region().configure("cachehub", expiration_time=60, arguments={"cache": cache})
+    cache.put("k", planted)
+    cache.put("m", planted)
+    assert region.get_or_create("k", lambda: "fresh") == "fresh"
+    assert region.get("k") == "fresh"  # replaced by the regenerated value
+    assert region.get("m") is NO_VALUE
+    assert region.get_multi(["m", "k"]) == [NO_VALUE, "fresh"]
+
+
+def test_cached_value_under_a_serializer_region_is_regenerated() -> None:
+    """A region with a serializer reads only bytes: a ``[payload, metadata]`` entry (written
+    by a region without one, on the same cache) is a miss, not an AttributeError
+    ('CachedValue' object has no attribute 'partition') as on main."""
+    import json
+
+    cache = MemoryCache(namespace="mixed:")
+    plain = make_region().configure("cachehub", arguments={"cache": cache})
+    serialized = make_region(
+        serializer=lambda v: json.dumps(v).encode(), deserializer=json.loads
+    ).configure("cachehub", arguments={"cache": cache})
+    plain.set("k", {"x": 1})
+    plain.set("m", {"x": 1})
+    assert serialized.get_or_create("k", lambda: {"x": 2}) == {"x": 2}
+    assert serialized.get_multi(["k", "m"]) == [{"x": 2}, NO_VALUE]
+    cache.put("s", "a string")
+    assert serialized.backend.get_serialized("s") is NO_VALUE
+
+
+def test_async_creation_runner_releases_the_mutex_in_its_thread() -> None:
+    """dogpile's ``async_creation_runner`` (its documented recipe) releases the mutex in
+    the thread it starts. Side by side with dogpile's memory backend: the stale value is
+    served, the runner stores the new one, and the lock is free afterwards. On main the
+    release raised CacheValueError in the runner's thread and the lock stayed held until
+    ``lock_timeout``, so no process could regenerate the key meanwhile."""
+    threads: list[threading.Thread] = []
+    failures: list[BaseException] = []
+
+    def runner(cache: Any, key: str, creator: Any, mutex: Any) -> None:
+        def run() -> None:
+            try:
+                cache.set(key, creator())
+            finally:
+                try:
+                    mutex.release()
+                except BaseException as exc:  # recorded: a thread's error is otherwise lost
+                    failures.append(exc)
+
+        thread = threading.Thread(target=run)
+        threads.append(thread)
+        thread.start()
+
+    cache = MemoryCache(namespace="async-runner:")
+    for backend, arguments in (("dogpile.cache.memory", {}), ("cachehub", {"cache": cache})):
+        region = make_region(async_creation_runner=runner).configure(
+            backend, expiration_time=3600, arguments=arguments
+        )
+        create = iter(range(1, 10)).__next__
+        assert region.get_or_create("k", create) == 1
+        region.invalidate(hard=False)  # stale: served while the runner regenerates
+        assert region.get_or_create("k", create) == 1
+        for thread in threads:
+            thread.join(10)
+            assert not thread.is_alive()
+        threads.clear()
+        assert failures == []
+        assert region.get("k") == 2
+    assert not CacheHubBackend({"cache": cache}).get_mutex("k").locked()

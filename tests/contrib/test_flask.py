@@ -185,3 +185,27 @@ def test_a_response_setting_the_cookie_drops_the_fields_addressed_to_cdns(
     assert "Surrogate-Control" not in response.headers
     assert response.headers["Cache-Control"] == "private"
     assert response.headers["X-Kept"] == "1"
+
+
+_FOREIGN = "eyJ1c2VyIjoiZXZlIn0.Z3mNqA.c2lnbmF0dXJl"
+"""Flask's own signed session cookie (client-side sessions) of another application on a
+parent domain or another path: same name, not an id this store issues."""
+
+
+@pytest.mark.parametrize("order", ["foreign-first", "foreign-last"])
+def test_foreign_cookie_of_the_same_name_is_skipped(storage_cache: MemoryCache, order: str) -> None:
+    """The browser sends every ``session`` cookie that matches (another app's, from a
+    parent domain or another path), in no order the server can rely on. The first that
+    looks like a session id is the session. On main a foreign value first meant no
+    session: the user was logged out on every request."""
+    app = make_app(storage_cache)
+    client = app.test_client()
+    client.post("/login/ann")
+    user_id = sid_of(client)
+    assert user_id is not None
+    pair = [f"session={_FOREIGN}", f"session={user_id}"]
+    header = "; ".join(pair if order == "foreign-first" else pair[::-1])
+    browser = app.test_client(use_cookies=False)  # sends the Cookie header as given
+    response = browser.get("/me", headers={"Cookie": header})
+    assert response.json == {"user": "ann", "cart": []}
+    assert "Set-Cookie" not in response.headers  # the session is not replaced

@@ -291,3 +291,25 @@ def test_responses_setting_the_cookie_drop_the_fields_addressed_to_cdns(
     assert b"x-kept" in names_b
     # The helper itself: the field goes, Cache-Control says private.
     assert private_response([(field, "max-age=600")]) == [("Cache-Control", "private")]
+
+
+_FOREIGN = "eyJ1c2VyIjoiZXZlIn0.Z3mNqA.c2lnbmF0dXJl"
+"""Another application's ``session`` cookie (a parent domain's, another path's)."""
+
+
+@pytest.mark.parametrize("order", ["foreign-first", "foreign-last"])
+def test_foreign_cookie_of_the_same_name_is_skipped(storage_cache: MemoryCache, order: str) -> None:
+    """A browser sends every cookie of the name that matches, in no order the server can
+    rely on (RFC 6265, "The Cookie Header"): the first value that looks like a session
+    id is the session, on WSGI and ASGI. On main a foreign value first meant no session
+    (a new one on every request), also as an empty value or a lone name."""
+    wsgi = WSGISessions(wsgi_app, storage_cache)
+    asgi = ASGISessions(asgi_app, storage_cache)
+    for call, user in ((call_wsgi, "ann"), (call_asgi, "bob")):
+        value = sid(call(wsgi if call is call_wsgi else asgi, "/login")[0])
+        for foreign in (f"session={_FOREIGN}", "session=", 'session=""', "session"):
+            pair = [foreign, f"session={value}"]
+            header = "; ".join(pair if order == "foreign-first" else pair[::-1])
+            cookies, body = call(wsgi if call is call_wsgi else asgi, "/", header)
+            assert body == f"[('user', '{user}')]"
+            assert cookies == []

@@ -249,6 +249,79 @@ def test_secret_rotation_with_fallbacks(memory: MemoryCache) -> None:
     assert fresh.loads("k", stored) is django_adapter.MISSING
 
 
+def test_unreadable_entry_does_not_block_add_or_get_or_set(memory: MemoryCache) -> None:
+    """An entry the adapter reads as a miss (signed with a retired secret, bytes of
+    another writer) is absent for ``add`` too, as ``get`` says. On main ``add`` kept
+    returning False, so Django's ``get_or_set`` recomputed on every call and never
+    cached that key again (forever, for an entry stored with timeout=None); side by
+    side, LocMemCache computes once."""
+    import asyncio
+
+    from django.core.cache.backends.locmem import LocMemCache
+
+    with override_settings(SECRET_KEY=OLD_SECRET):
+        old = django_backend(memory)
+        old.values = SignedValues(
+            memory,
+            OLD_SECRET,
+            purpose="cachehub.contrib.django cache values",
+            adapter="t",
+            setting="t",
+        )
+        old.set("rotated", "old value", None)
+        old.set("async", "old value", None)
+    new = django_backend(memory)
+    memory.put(new.make_key("junk"), b"bytes of another writer")
+    reference = LocMemCache("unreadable-add", {})
+    reference.clear()
+    for backend in (reference, new):
+        computed: list[str] = []
+
+        def compute(computed: list[str] = computed) -> str:
+            computed.append("fresh")
+            return "fresh"
+
+        for key in ("rotated", "junk"):
+            for _ in range(3):
+                assert backend.get_or_set(key, compute) == "fresh"
+        assert computed == ["fresh", "fresh"]  # once per key
+        assert backend.add("rotated", "other") is False  # a readable entry still wins
+    assert asyncio.run(new.aadd("async", "fresh")) is True
+    assert asyncio.run(new.aadd("async", "other")) is False
+    assert new.get("async") == "fresh"
+    cachelib = CacheHubCachelib(memory, secret_key=SECRET)
+    memory.put("planted", b"bytes of another writer")
+    assert cachelib.add("planted", "fresh") is True
+    assert cachelib.add("planted", "other") is False
+    assert cachelib.get("planted") == "fresh"
+
+
+def test_adders_racing_over_an_unreadable_entry_have_one_winner(memory: MemoryCache) -> None:
+    """Replacing an unreadable entry is delete-then-add under a lock on the key: of
+    eight threads adding over it at once exactly one wins, as add promises."""
+    import threading
+
+    backend = django_backend(memory)
+    memory.put(backend.make_key("k"), b"bytes of another writer")
+    start = threading.Barrier(8)
+    results: dict[int, bool] = {}
+
+    def adder(n: int) -> None:
+        start.wait(10)
+        results[n] = backend.add("k", n)
+
+    threads = [threading.Thread(target=adder, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+        assert not thread.is_alive()
+    winners = [n for n, won in results.items() if won]
+    assert len(results) == 8
+    assert len(winners) == 1
+    assert backend.get("k") == winners[0]
+
+
 def test_django_reads_secret_key_fallbacks(memory: MemoryCache) -> None:
     with override_settings(SECRET_KEY=OLD_SECRET):
         old = CacheHubCache("", {"OPTIONS": {"class": "memory", "name": "rot"}})
@@ -313,6 +386,44 @@ def test_cache_codec_format_needs_no_secret_and_never_pickles(memory: MemoryCach
         backend.set("p", Point(1, 2))
     with pytest.raises(ConfigError, match="unknown value format"):
         CacheHubCache("", {"OPTIONS": {"VALUE_FORMAT": "pickle", "class": "memory"}})
+
+
+def test_cache_codec_refusal_names_the_default_format(memory: MemoryCache) -> None:
+    """With ``cache-codec`` a value the codec refuses (Django's cached ``HttpResponse``,
+    a user object) raises AdapterPickleError, a PicklingError as with signed pickle, whose
+    hint names the adapter's default format as the fix; on main it was the codec's bare
+    SerializationError, whose hint named only the cache's codec settings. Nothing is
+    stored, on every write path."""
+    import asyncio
+
+    with override_settings(SECRET_KEY=""):
+        options = {"VALUE_FORMAT": "cache-codec", "class": "memory", "name": "codec-hint"}
+        backend = CacheHubCache("", {"OPTIONS": options})
+    backend.cachehub = memory
+    cachelib = CacheHubCachelib(memory, value_format="cache-codec")
+    response = HttpResponse("page")
+    writes: list[Callable[[], Any]] = [
+        lambda: backend.set("r", response),
+        lambda: backend.add("r", response),
+        lambda: backend.set_many({"ok": 1, "r": response}),
+        lambda: backend.get_or_set("r", response),
+        lambda: asyncio.run(backend.aset("r", response)),
+        lambda: asyncio.run(backend.aadd("r", response)),
+        lambda: asyncio.run(backend.aset_many({"ok": 1, "r": response})),
+        lambda: cachelib.set("r", Point(1, 2)),
+        lambda: cachelib.add("r", Point(1, 2)),
+        lambda: cachelib.set_many({"ok": 1, "r": Point(1, 2)}),
+    ]
+    for write in writes:
+        with pytest.raises(AdapterPickleError) as info:
+            write()
+        assert isinstance(info.value, pickle.PicklingError)
+        assert "'cache-codec' value format" in str(info.value)
+        assert "signed pickle" in str(info.value)
+        assert isinstance(info.value.__cause__, SerializationError)
+    assert memory.count() == 0
+    backend.set("fine", {"a": [1, 2]})  # what the codec holds is stored as before
+    assert backend.get("fine") == {"a": [1, 2]}
 
 
 # --------------------------------------------------------------------------- error types

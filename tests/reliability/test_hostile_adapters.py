@@ -77,6 +77,6 @@ def test_planted_payloads_under_adapter_keys_are_contained_misses() -> None:
     for index in range(0, len(seen) - 1, 3):
         assert seen[index] is None  # a miss
         assert seen[index + 1] == [None, {"ok": True}]  # the batch keeps the good entry
-        assert seen[index + 2] is True  # present, just never trusted
+        assert seen[index + 2] is False  # has() agrees with get(): never trusted, so absent
     assert seen[-1] == {"ok": True}
     assert outcome.peak_rss_mb < 256, outcome.describe()
