@@ -16,9 +16,9 @@ import threading
 from collections.abc import Callable, Hashable, Mapping
 from contextlib import closing
 from contextvars import ContextVar
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 from time import perf_counter
-from typing import Any, ClassVar, Final, TypeVar, cast
+from typing import Any, ClassVar, Final, TypeGuard, TypeVar, cast
 
 from botocore import xform_name
 from botocore.exceptions import (
@@ -1288,11 +1288,8 @@ class DynamoDBCache(FlowCache[Any]):
 
     def _fence(self, name: str, item: Item) -> int:
         """The item's fence; a fence that is no whole Number is a typed error."""
-        try:
-            fence: Decimal | None = Decimal(str(item[LOCK_FENCE]["N"]))
-        except (KeyError, TypeError, ArithmeticError):
-            fence = None
-        if fence is not None and fence.is_finite() and fence == fence.to_integral_value():
+        fence = _fence_number(item)
+        if fence is not None and fence == fence.to_integral_value():
             return int(fence)
         raise CorruptEntryError(
             f"the DynamoDB item of lock {self._user_key(name)!r:.120} holds a fence that "
@@ -1312,31 +1309,57 @@ class DynamoDBCache(FlowCache[Any]):
 
     def _lock_acquire_flow(self, name: str, token: str, ttl: float, now: float) -> Flow[int | None]:
         until = now + ttl
-        update = (
-            "SET #holder = :t, #lu = :until, #int = :lock, #ok = :ok, #ttl = :gone, "
-            "#fence = if_not_exists(#fence, :base) + :one REMOVE #rel"
-        )
+        holding = "SET #holder = :t, #lu = :until, #int = :lock, #ok = :ok, #ttl = :gone, "
         # Free: no holder, or its lockUntil is past, missing, no Number or beyond
         # LOCK_HORIZON (another program's item must not block the lock forever).
-        cond = (
-            "attribute_not_exists(#pk) OR (#int = :lock AND #ok = :ok AND "
+        free = (
+            "(attribute_not_exists(#pk) OR (#int = :lock AND #ok = :ok AND "
             "(NOT attribute_type(#lu, :n) OR #lu > :far OR "
-            "attribute_not_exists(#holder) OR #lu <= :now))"
+            "attribute_not_exists(#holder) OR #lu <= :now)))"
         )
         values = {
             ":t": {"S": token},
             ":far": num(now + LOCK_HORIZON),
             ":until": num(until),
             ":gone": {"N": str(math.ceil(until + LOCK_GRACE))},
-            ":base": {"N": str(int(now * 1_000_000))},  # after a TTL delete: above old fences
-            ":one": {"N": "1"},
             ":now": num(now),
+            ":one": {"N": "1"},
+            ":top": _top(now),
         }
-        new, old = yield from self._lock_update(name, update, cond, values)
-        if new is not None:
-            return self._fence(name, new)
+        # A fence no cachehub writer produces (see _restarted_fence) is never added to:
+        # + 1 on 9.9E+125 overflows DynamoDB's 38 digits, and would fail every acquire.
+        ours = f"(attribute_not_exists(#fence) OR {_FENCE_IN_REACH})"
+        update = holding + "#fence = if_not_exists(#fence, :base) + :one REMOVE #rel"
+        values[":base"] = {"N": str(_clock_fence(now))}  # a new item: above old fences
+        new, old = yield from self._lock_update(name, update, f"{free} AND {ours}", values)
+        if new is None and old is not None and not self._lock_live(old, None, now):
+            # Free, with a fence no cachehub writer produces: restart it from the clock.
+            update = holding + "#fence = :fence REMOVE #rel"
+            values[":fence"] = {"N": str(_restarted_fence(old, now))}
+            cond = f"{free} AND NOT {_FENCE_IN_REACH}"
+            new, old = yield from self._lock_update(name, update, cond, values)
+        if new is None and old is not None and self._lock_live(old, token, now):
+            new = old  # this token's own lock: a retried request, answered with its fence
+        if new is None:
+            return None
+        fence = _fence_number(new)
+        if _in_reach(fence, now) and fence == fence.to_integral_value():
+            return int(fence)
+        # A fraction within reach (1.5 + 1: DynamoDB's conditions cannot tell it from a
+        # whole Number), or one planted since: the lock is this token's, its fence replaced.
+        return (yield from self._refenced_flow(name, token, new, now))
+
+    def _refenced_flow(self, name: str, token: str, new: Item, now: float) -> Flow[int | None]:
+        """Replace the fence of the lock this token holds by a whole one in reach."""
+        fence = _restarted_fence(new, now)
+        values = {":t": {"S": token}, ":now": num(now), ":fence": {"N": str(fence)}}
+        done, old = yield from self._lock_update(
+            name, "SET #fence = :fence", HELD_BY_HOLDER, values
+        )
+        if done is not None:
+            return fence
         if old is not None and self._lock_live(old, token, now):
-            return self._fence(name, old)  # this token's own lock: a retried request
+            return self._fence(name, old)
         return None
 
     def _lock_release_flow(self, name: str, token: str, now: float) -> Flow[bool]:
@@ -1510,6 +1533,50 @@ class DynamoDBCache(FlowCache[Any]):
 
 def _key_schema(schema: list[dict[str, Any]]) -> list[dict[str, str]]:
     return [{"name": str(k.get("AttributeName")), "type": str(k.get("KeyType"))} for k in schema]
+
+
+_FENCE_IN_REACH: Final = "(attribute_type(#fence, :n) AND #fence >= :one AND #fence < :top)"
+"""Condition: the fence is one a cachehub writer can have produced and add one to (see
+:func:`_top`)."""
+
+
+def _clock_fence(now: float) -> int:
+    """The writer's clock in microseconds: where a lock item's fence starts."""
+    return int(now * 1_000_000)
+
+
+def _top(now: float) -> dict[str, str]:
+    """The highest fence a cachehub writer can have produced, as a DynamoDB Number.
+
+    Fences start at the clock in microseconds and grow by one per holder, far slower than
+    the clock; LOCK_GRACE covers the clock skew. A larger fence is another program's.
+    """
+    return {"N": str(_clock_fence(now + LOCK_GRACE))}
+
+
+def _fence_number(item: Item) -> Decimal | None:
+    """The item's fence as a finite Number, or None (missing, another type, NaN)."""
+    try:
+        fence = Decimal(str(item[LOCK_FENCE]["N"]))
+    except (KeyError, TypeError, ArithmeticError):
+        return None
+    return fence if fence.is_finite() else None
+
+
+def _in_reach(fence: Decimal | None, now: float) -> TypeGuard[Decimal]:
+    """Whether ``fence`` lies where cachehub's fences do: above 0, at most :func:`_top`."""
+    return fence is not None and 0 < fence <= Decimal(_top(now)["N"])
+
+
+def _restarted_fence(item: Item, now: float) -> int:
+    """The fence that replaces one no cachehub writer produces: the clock in microseconds
+    plus one, as on a new lock item - or one above a fraction within reach of the clock,
+    so the fence never goes down from a value a holder may have been given."""
+    start = _clock_fence(now)
+    fence = _fence_number(item)
+    if _in_reach(fence, now):
+        start = max(start, int(fence.to_integral_value(rounding=ROUND_FLOOR)))
+    return start + 1
 
 
 def num_of(item: Item, name: str) -> float:

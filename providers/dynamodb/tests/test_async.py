@@ -658,6 +658,38 @@ def test_async_lock_acquire_holds_once_when_its_reply_is_lost(
     assert cache._lock_acquire("L", "token-2", 30.0, cache._clock()) is None
 
 
+@pytest.mark.parametrize("planted", ["9.9E+125", "-5", "1.5"])
+def test_async_lock_restarts_a_planted_fence(
+    make: Callable[..., DynamoDBCache], planted: str
+) -> None:
+    """A fence no cachehub writer produces is restarted from the clock, never added to
+    (the sync test_locks.py covers every shape; this drives the same flow async)."""
+    cache = make(namespace="apf:")
+    cache.connect()
+    key, original = cache._lock_item("lock:job")
+    item = {
+        **key,
+        "originalKey": {"S": original},
+        "cachehubInternal": {"S": "lock"},
+        "lockFence": {"N": planted},
+    }
+    cache.client.put_item(TableName=cache.table_name, Item=item)
+
+    async def main() -> int | None:
+        await cache._aconnection()
+        fence = await cache._alock_acquire("lock:job", "token-1", 30.0, cache._clock())
+        await shut(cache)
+        return fence
+
+    before = int(cache._clock() * 1_000_000)
+    fence = in_loop(main)
+    assert fence is not None
+    assert before < fence <= int(cache._clock() * 1_000_000) + 1
+    stored = cache.client.get_item(TableName=cache.table_name, Key=key, ConsistentRead=True)
+    assert stored["Item"]["lockFence"] == {"N": str(fence)}
+    assert stored["Item"]["lockHolder"] == {"S": "token-1"}
+
+
 def test_async_endpoint_that_drops_every_reply_is_unavailable_and_bounded(
     via_proxy: Callable[..., DynamoDBCache], proxy: FaultProxy
 ) -> None:

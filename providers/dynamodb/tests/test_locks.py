@@ -198,20 +198,138 @@ def test_hostile_lock_names_are_stored_safely(make: Make) -> None:
     assert list(cache.keys()) == []
 
 
-@pytest.mark.parametrize("fence", ["1.5", "-0.5", "12345678901234567890.25"])
-def test_a_planted_fence_that_is_no_whole_number_is_a_typed_error(make: Make, fence: str) -> None:
-    cache = make(namespace="pf:")
+def _plant_lock(cache: DynamoDBCache, name: str, **attrs: dict[str, Any]) -> None:
+    """Another program's lock item for ``name``: marked and keyed as cachehub's."""
+    pk, original = internal_key(cache.namespace, cache.namespace + "lock:" + name)
+    item = {
+        "cacheKey": {"S": pk},
+        "originalKey": {"S": original},
+        "cachehubInternal": {"S": "lock"},
+        **attrs,
+    }
+    cache.client.put_item(TableName=cache.table_name, Item=item)
+
+
+CLOCK_US = int(T0 * 1_000_000)
+"""The writer's clock in microseconds: where a restarted fence starts."""
+
+
+@pytest.mark.parametrize(
+    ("planted", "expected", "updates"),
+    [
+        # Shapes no cachehub writer produces: the fence restarts from the clock.
+        ({"N": "9.9E+125"}, CLOCK_US + 1, 2),  # + 1 overflowed DynamoDB's 38 digits
+        ({"N": "99999999999999999999999999999999999999"}, CLOCK_US + 1, 2),  # 38 nines
+        ({"N": str(CLOCK_US + (LOCK_GRACE + 1) * 1_000_000)}, CLOCK_US + 1, 2),  # beyond clock
+        ({"N": "-5"}, CLOCK_US + 1, 2),
+        ({"N": "0"}, CLOCK_US + 1, 2),
+        ({"N": "1.5"}, CLOCK_US + 1, 2),
+        ({"N": "-0.5"}, CLOCK_US + 1, 2),
+        ({"N": "12345678901234567890.25"}, CLOCK_US + 1, 2),
+        ({"S": "7"}, CLOCK_US + 1, 2),
+        ({"SS": ["1", "2"]}, CLOCK_US + 1, 2),
+        ({"BOOL": True}, CLOCK_US + 1, 2),
+        (None, CLOCK_US + 1, 1),  # missing
+        # A fraction a little ahead of the clock: the restart stays above it.
+        ({"N": f"{CLOCK_US + 1000}.5"}, CLOCK_US + 1002, 2),
+        # A whole fence within reach of the clock is cachehub's: it grows by one.
+        ({"N": "7"}, 8, 1),
+        ({"N": str(CLOCK_US + 1000)}, CLOCK_US + 1001, 1),
+    ],
+    ids=repr,
+)
+@pytest.mark.parametrize("held", [False, True], ids=["free", "expired"])
+def test_a_planted_fence_never_blocks_the_lock(
+    make: Make, planted: dict[str, Any] | None, expected: int, updates: int, held: bool
+) -> None:
+    clock = FakeClock(T0)
+    cache = make(namespace="pf:", clock=clock)
     cache.connect()
-    pk, original = internal_key("pf:", "pf:lock:job")
-    cache.client.put_item(
+    attrs: dict[str, Any] = {} if planted is None else {"lockFence": planted}
+    if held:  # another holder's lock whose deadline has passed
+        attrs |= {"lockHolder": {"S": "gone"}, "lockUntil": {"N": str(T0 - 1)}}
+    _plant_lock(cache, "job", **attrs)
+    counter = RequestCounter(cache.client)
+    lock = cache.lock("job", ttl=TTL)
+    assert lock.acquire(blocking=False) is True
+    assert lock.fence == expected
+    assert counter.calls == ["UpdateItem"] * updates  # one more only for a planted fence
+    assert lock.held
+    item = _lock_item(cache, "job")
+    assert item["lockFence"] == {"N": str(expected)}
+    assert item["lockHolder"]["S"]
+    # The fence goes on growing from there, by one per holder.
+    lock.extend(TTL)  # raises LockLostError when lost
+    lock.release()
+    again = cache.lock("job", ttl=TTL)
+    assert again.acquire(blocking=False) is True
+    assert again.fence == expected + 1
+    again.release()
+
+
+@pytest.mark.parametrize(
+    "planted", [{"N": "9.9E+125"}, {"N": "-5"}, {"N": "1.5"}, {"S": "x"}], ids=repr
+)
+def test_a_fence_planted_under_a_live_holder_keeps_the_lock_its_holders(
+    make: Make, planted: dict[str, Any]
+) -> None:
+    clock = FakeClock(T0)
+    cache = make(namespace="pf:", clock=clock)
+    holder = cache.lock("job", ttl=TTL)
+    assert holder.acquire(blocking=False) is True
+    first = holder.fence
+    assert first is not None
+    pk, _ = internal_key("pf:", "pf:lock:job")
+    cache.client.update_item(
         TableName=cache.table_name,
-        Item={
-            "cacheKey": {"S": pk},
-            "originalKey": {"S": original},
-            "cachehubInternal": {"S": "lock"},
-            "lockFence": {"N": fence},
-        },
+        Key={"cacheKey": {"S": pk}},
+        UpdateExpression="SET lockFence = :f",
+        ExpressionAttributeValues={":f": planted},
     )
-    lock = cache.lock("job")
-    with pytest.raises(CorruptEntryError, match="fence"):
-        lock.acquire(blocking=False)
+    rival = cache.lock("job", ttl=TTL)
+    assert rival.acquire(blocking=False) is False  # busy, no error
+    assert holder.held
+    assert not rival.held
+    holder.extend(TTL)
+    holder.release()
+    assert not holder.held
+    clock.advance(1.0)
+    assert rival.acquire(blocking=False) is True
+    assert rival.fence is not None
+    assert rival.fence > first  # the fencing guarantee survives the planted fence
+    rival.release()
+
+
+def _lock_item(cache: DynamoDBCache, name: str) -> dict[str, Any]:
+    pk, _ = internal_key(cache.namespace, cache.namespace + "lock:" + name)
+    reply = cache.client.get_item(
+        TableName=cache.table_name, Key={"cacheKey": {"S": pk}}, ConsistentRead=True
+    )
+    item: dict[str, Any] = reply["Item"]
+    return item
+
+
+@pytest.mark.parametrize("planted", [{"N": "1.5"}, {"N": "9.9E+125"}, {"S": "x"}], ids=repr)
+def test_a_retried_acquire_over_a_fence_planted_meanwhile_keeps_the_lock(
+    make: Make, planted: dict[str, Any]
+) -> None:
+    """The re-sent acquire of a lost reply finds its own lock with a planted fence: it
+    answers with a restarted fence instead of an error (the lock would stay held)."""
+    clock = FakeClock(T0)
+    cache = make(namespace="rp:", clock=clock)
+    cache.connect()
+    name = cache._lock_name("lock:job")
+    first = cache._lock_acquire(name, "tok", 30.0, cache._clock())
+    assert first is not None
+    key, _ = cache._lock_item(name)
+    cache.client.update_item(
+        TableName=cache.table_name,
+        Key=key,
+        UpdateExpression="SET lockFence = :f",
+        ExpressionAttributeValues={":f": planted},
+    )
+    fence = cache._lock_acquire(name, "tok", 30.0, cache._clock())
+    assert fence == CLOCK_US + 1
+    item = cache.client.get_item(TableName=cache.table_name, Key=key, ConsistentRead=True)
+    assert item["Item"]["lockFence"] == {"N": str(fence)}
+    assert cache._lock_holder(name, cache._clock()) == "tok"

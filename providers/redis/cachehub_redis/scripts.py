@@ -537,8 +537,11 @@ return {page[1], n}
 # the last holding), r (token of the last release). The hash outlives its lock by a grace
 # period (PEXPIRE ttl + grace), so the fence keeps counting up through quick re-acquires;
 # once it is gone, the next fence starts from the server's clock in microseconds, above
-# every fence handed out before. Numbers are written with %.0f: Lua's tostring would
-# print 16-digit integers in exponent form.
+# every fence handed out before. So no fence of cachehub's runs more than the grace ahead
+# of the clock; one more than a day ahead (room for a failover to a server whose clock
+# lags) was planted by another program and is restarted from the clock, never handed on.
+# Numbers are written with %.0f: Lua's tostring would print 16-digit integers in exponent
+# form.
 _LOCK_PRELUDE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -548,7 +551,8 @@ local h = redis.call('HMGET', KEYS[1], 't', 'd', 'f', 'r')
 local holder, dl, fence = h[1], tonumber(h[2]), tonumber(h[3])
 -- A record without a usable deadline (another program's) holds nothing.
 if not dl or dl ~= dl or dl <= now then holder = nil end
-if fence and (fence ~= fence or fence >= 2^53 or fence < 0) then fence = nil end
+local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if fence and (fence ~= fence or fence > us + 86400000000 or fence < 0) then fence = nil end
 local function n(x) return string.format('%.0f', x) end
 """
 
@@ -568,9 +572,9 @@ if holder then
   if holder ~= ARGV[1] then return {'0', n(dl - now)} end
   redis.call('HSET', KEYS[1], 'd', n(now + ttl))
   redis.call('PEXPIRE', KEYS[1], n(ttl + grace))
-  return {'1', n(fence)}
+  if fence then return {'1', n(fence)} end
+  -- A retry of this token's acquire over a fence planted since: restarted below.
 end
-local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local f = math.max((fence or 0) + 1, us)
 redis.call('HSET', KEYS[1], 't', ARGV[1], 'd', n(now + ttl), 'f', n(f))
 redis.call('HDEL', KEYS[1], 'r')

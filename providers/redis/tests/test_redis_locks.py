@@ -221,3 +221,50 @@ def test_a_planted_holder_is_read_bounded(make_cache: MakeCache, plain: Redis) -
     cache.clear(include_internal=True)
     assert lock.acquire(blocking=False)
     lock.release()
+
+
+def _server_us(plain: Redis) -> int:
+    seconds, micros = plain.time()
+    return int(seconds) * 1_000_000 + int(micros)
+
+
+@pytest.mark.parametrize(
+    "ahead_us",
+    [
+        2**53 - 1,  # + 1 reached 2**53, where the next acquire went back to the clock
+        2 * 86_400 * 1_000_000,  # two days ahead of the server's clock
+    ],
+)
+def test_a_fence_planted_far_ahead_of_the_clock_restarts_from_it(
+    make_cache: MakeCache, plain: Redis, ahead_us: int
+) -> None:
+    """No cachehub fence runs ahead of the server's clock (in microseconds) by more than a
+    day; one that does was planted, and is never handed to a holder."""
+    cache = make_cache()
+    key = cache.namespace.encode() + b"\xfflock:job"
+    before = _server_us(plain)
+    planted = ahead_us if ahead_us >= 2**52 else before + ahead_us
+    plain.hset(key, mapping={b"f": str(planted).encode()})
+    with cache.lock("job", timeout=0) as lock:
+        assert lock.fence is not None
+        assert before <= lock.fence <= _server_us(plain)
+    with cache.lock("job", timeout=0) as again:
+        assert again.fence is not None
+        assert again.fence > lock.fence  # and grows from there
+
+
+@pytest.mark.parametrize("planted", [b"abc", b"nan", b"-5", b"1e308"])
+def test_a_retried_acquire_over_a_fence_planted_meanwhile_keeps_the_lock(
+    make_cache: MakeCache, plain: Redis, planted: bytes
+) -> None:
+    """The re-sent acquire of a lost reply finds its own lock whose fence another program
+    replaced: it answers with a restarted fence (the script used to fail on it)."""
+    cache = make_cache()
+    lock = cache.lock("job")
+    first = cache._lock_acquire(lock.key, "tok", 30.0, cache._clock())
+    assert first is not None
+    plain.hset(cache.namespace.encode() + b"\xfflock:job", b"f", planted)
+    fence = cache._lock_acquire(lock.key, "tok", 30.0, cache._clock())
+    assert fence is not None
+    assert first <= fence <= _server_us(plain)
+    assert cache._lock_holder(lock.key, cache._clock()) == "tok"
