@@ -180,7 +180,7 @@ def test_async_batches_are_one_round_trip_per_node_per_pipeline(
         await shell.put_many(ITEMS, time_span=600)
         await shell.put_many({f"idle{i}": i for i in range(300)}, idle_time=600)
         await shell.get_many([f"idle{i}" for i in range(300)])
-        await shell.delete_many(["absent"])
+        await shell.delete_many([f"absent{i}" for i in range(300)])  # on every primary
         await shell.put_many(ITEMS)
         async_sends.clear()
         await ASYNC_BATCHES[name](shell)
