@@ -478,6 +478,10 @@ class RemoteCache(BaseCache, Generic[C]):
         )
         # The one client build in flight per loop (see _aconnection), until it ends.
         self._aconnecting: dict[asyncio.AbstractEventLoop, asyncio.Task[Any]] = {}
+        # Hit write-backs running in tasks of their own (see _awrite_hits_shielded), and
+        # those whose caller was cancelled: close() waits for them, their errors are logged.
+        self._hit_writes: set[asyncio.Task[None]] = set()
+        self._orphan_writes: set[asyncio.Task[None]] = set()
         self._warn_lock = threading.Lock()
         self._warned: set[str] = set()
 
@@ -631,6 +635,10 @@ class RemoteCache(BaseCache, Generic[C]):
             # error is its waiters'), then close what it kept. Not shielded from this
             # task's cancel, and never cancelling the build the waiters share.
             await asyncio.wait((build,))
+        # Write-backs of cancelled operations first: they need this loop's client.
+        mine = [task for task in self._hit_writes if task.get_loop() is loop]
+        if mine:
+            await asyncio.wait(mine)
         if loop in self._aconns:
             try:
                 await self.aflush_hits()
@@ -866,10 +874,39 @@ class RemoteCache(BaseCache, Generic[C]):
         """:meth:`flush_hits` for async code (through :meth:`_awrite_hits`)."""
         pending = self._hits.drain()
         if pending:
-            # Shielded: the reads taken out of the buffer are written whatever happens to
-            # this task; a cancelled close() (or read that wrote counts back) lost them.
-            await asyncio.shield(self._awrite_hits(pending))
+            await self._awrite_hits_shielded(pending)
         return len(pending)
+
+    def _write_hits_shielded(self, pending: dict[str, PendingHits]) -> None:
+        """The sync twin of :meth:`_awrite_hits_shielded`: nothing cancels a thread."""
+        self._write_hits(pending)
+
+    async def _awrite_hits_shielded(self, pending: dict[str, PendingHits]) -> None:
+        """:meth:`_awrite_hits` in a task of its own, which a cancel of the caller leaves
+        running: the reads taken out of the buffer are written exactly once.
+
+        Put back into the buffer instead, counts whose request had reached the server
+        would be written twice; dropped, they were lost (a cancelled close(), or a write
+        that flushed counts back). ``close()`` waits for such a task before it closes the
+        loop's client, and logs its failure (the cancelled caller cannot see it).
+        """
+        task = asyncio.get_running_loop().create_task(self._awrite_hits(pending))
+        self._hit_writes.add(task)
+        task.add_done_callback(self._hit_write_done)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                self._orphan_writes.add(task)
+            raise
+
+    def _hit_write_done(self, task: asyncio.Task[None]) -> None:
+        self._hit_writes.discard(task)
+        if task in self._orphan_writes:
+            self._orphan_writes.discard(task)
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                self.log.warning("cache '%s': could not flush hit counts: %s", self.name, error)
 
     async def _awrite_hits(self, pending: dict[str, PendingHits]) -> None:
         """:meth:`_write_hits` for async code (default: the sync one, in a worker thread)."""
@@ -1013,11 +1050,16 @@ class FlowCache(RemoteCache[C]):
 
     def _flush_due_flow(self) -> Flow[None]:
         """:meth:`RemoteCache._after_write` as a flow: write counted reads back when due;
-        a failure is logged, never raised (the write that called it succeeded)."""
+        a failure is logged, never raised (the write that called it succeeded).
+
+        One step, ``write_hits_shielded``: on the loop, :meth:`_awrite_hits_shielded`, so a cancel
+        of the operation neither loses the drained counts nor writes them twice (their
+        requests were yielded by this flow before, and died with it).
+        """
         if not self._hits.due():
             return
         try:
-            yield from self._write_hits_flow(self._hits.drain())
+            yield Call("write_hits_shielded", self._hits.drain())
         except CacheError as exc:
             self.log.warning("cache '%s': could not flush hit counts: %s", self.name, exc)
 

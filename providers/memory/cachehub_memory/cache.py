@@ -64,6 +64,20 @@ _TOOLS_POLICIES: dict[str, type[cachetools.Cache[str, _Record]]] = {
     "lfu": cachetools.LFUCache,
     "rr": cachetools.RRCache,
 }
+_BYTE_BOUNDED: Final[dict[str, type[cachetools.Cache[str, _Record]]]] = {
+    **_TOOLS_POLICIES,
+    "lru": cachetools.LRUCache,
+    "fifo": cachetools.FIFOCache,
+}
+"""With ``maxBytes`` every policy is a cachetools cache sized by :func:`_encoded_size`
+(``ttl``, a TLRUCache, is built apart): the OrderedDict fast paths count entries only."""
+MAX_BYTES: Final = 1 << 50
+"""Largest ``maxBytes`` accepted (1 PiB): beyond any process, so a typo is caught."""
+
+
+def _encoded_size(record: _Record) -> int:
+    """What a record weighs against ``maxBytes``: its encoded value's length in bytes."""
+    return len(record[_VALUE])
 
 
 def _record(value: Any, expiry: Expiry, now: float) -> _Record:
@@ -126,6 +140,10 @@ class _Store:
     locks: LockTable = field(default_factory=LockTable)
     """The internal space: locks of every cache on this store, by namespaced lock id.
     Outside ``data`` and its log, so never evicted, listed, counted or cleared."""
+    max_bytes: int | None = None
+    """The byte bound (``maxBytes``): ``data`` is then a cachetools cache of that
+    ``maxsize`` weighing records by :func:`_encoded_size`, and :meth:`store` keeps the
+    entry bound (``maxsize``) itself."""
 
     def __post_init__(self) -> None:
         if self.ordered is not None:
@@ -160,12 +178,48 @@ class _Store:
 
     def store(self, key: str, record: _Record) -> None:
         """Insert or replace ``key`` with a cachetools policy (lock held)."""
+        max_bytes = self.max_bytes
+        if max_bytes is not None:
+            self.check_size(key, record[_VALUE])
+        data = self.data
         old = self.peek_locked(key)
         if old is None:
+            if max_bytes is not None:
+                self.make_room(data)
             self.log.add(key, record)
         else:
             record[_SEQ] = old[_SEQ]
-        self.data[key] = record  # may evict, or (ttl) expire entries, this key among them
+        data[key] = record  # may evict, or (ttl) expire entries, this key among them
+
+    def make_room(self, data: MutableMapping[str, _Record]) -> None:
+        """Keep ``maxsize`` under a byte bound, before a new key goes in (lock held).
+
+        cachetools bounds one measure, bytes here, so the entry count is kept by the
+        policy's own public ``popitem``, as cachetools does: before the insert, so the
+        new key (the least used of all under ``lfu``) is never the one evicted.
+        """
+        assert isinstance(data, cachetools.Cache)
+        if (
+            isinstance(data, cachetools.TLRUCache)
+            and cachetools.Cache.__len__(data) >= self.maxsize
+        ):
+            data.expire()  # the expired go first, as TLRUCache's own eviction does
+        while cachetools.Cache.__len__(data) >= self.maxsize:
+            data.popitem()
+
+    def check_size(self, key: str, value: bytes) -> None:
+        """Refuse an encoded value larger than the whole byte bound, naming both sizes.
+
+        cachetools raises a bare ``ValueError('value too large')`` for it; checked first
+        so that nothing (the entry, the key log) has changed when the put fails.
+        """
+        if self.max_bytes is not None and len(value) > self.max_bytes:
+            raise CacheValueError(
+                f"value for storage key {key!r:.200} is {len(value):,} bytes encoded, more "
+                f"than the whole memory store holds (maxBytes {self.max_bytes:,}); not stored.",
+                hint="raise maxBytes above the largest value you cache, or set maxValueSize "
+                "at most maxBytes so such values are refused by every provider alike.",
+            )
 
 
 # Named stores live as long as some cache uses them.
@@ -235,6 +289,11 @@ LUCEE_OPTIONS: Final[tuple[LuceeOption, ...]] = (
 the rest (disk, replication, default expiries) accepted and named in one warning."""
 
 
+def _store_shape(settings: Mapping[str, Any]) -> tuple[int, str, bool, int | None]:
+    """What every cache sharing a named store must agree on."""
+    return (settings["maxsize"], settings["policy"], settings["serialize"], settings["maxBytes"])
+
+
 class MemoryCache(InlineAsync):
     """A thread-safe in-memory cache (the analogue of Lucee's EHCache / RAM cache).
 
@@ -245,6 +304,15 @@ class MemoryCache(InlineAsync):
 
     options: ClassVar[tuple[Option, ...]] = (
         Option("maxsize", int, 10_000, "maximum number of entries before eviction.", minimum=1),
+        Option(
+            "maxBytes",
+            int,
+            None,
+            "maximum total size in bytes of the stored (encoded) values before eviction; "
+            "unset = bounded by maxsize only. Needs serialize: true.",
+            minimum=1,
+            maximum=MAX_BYTES,
+        ),
         Option(
             "policy",
             str,
@@ -333,28 +401,51 @@ class MemoryCache(InlineAsync):
         return None if store is None else ("memory", store)
 
     def _open_store(self, name: str | None) -> _Store:
-        maxsize, policy = self.settings["maxsize"], self.settings["policy"]
-        serialize: bool = self.settings["serialize"]
+        shape = _store_shape(self.settings)
+        if shape[3] is not None and not shape[2]:
+            # A reference has no size worth a bound: sys.getsizeof is shallow (a list of
+            # large strings weighs its pointers), and a deep walk costs more than the put.
+            raise ConfigError(
+                f"cache '{self.name}': maxBytes needs serialize: true (the default); with "
+                "serialize: false values are stored as references, which have no size "
+                "cachehub can measure honestly.",
+                hint="remove serialize: false to bound the cache in bytes, or bound it in "
+                "entries with maxsize only.",
+            )
         if name is None:
-            return self._new_store(maxsize, policy, serialize)
+            return self._new_store(*shape)
         with _stores_lock:
             store = _stores.get(name)
             if store is None:
-                store = self._new_store(maxsize, policy, serialize)
+                store = self._new_store(*shape)
                 _stores[name] = store
-            elif (store.maxsize, store.policy, store.serialize) != (maxsize, policy, serialize):
+            elif (store.maxsize, store.policy, store.serialize, store.max_bytes) != shape:
                 # serialize too: a cache storing references read another's encoded
                 # entries as bytes (silently wrong values), and the other way round failed.
+                maxsize, policy, serialize, max_bytes = shape
                 raise ConfigError(
                     f"cache '{self.name}': memory store '{name}' already exists with "
                     f"maxsize={store.maxsize}, policy='{store.policy}', "
-                    f"serialize={store.serialize}, not maxsize={maxsize}, policy='{policy}', "
+                    f"maxBytes={store.max_bytes}, serialize={store.serialize}, not "
+                    f"maxsize={maxsize}, policy='{policy}', maxBytes={max_bytes}, "
                     f"serialize={serialize}.",
-                    hint="give every cache sharing a store the same maxsize, policy and serialize.",
+                    hint="give every cache sharing a store the same maxsize, policy, "
+                    "serialize and maxBytes.",
                 )
             return store
 
-    def _new_store(self, maxsize: int, policy: str, serialize: bool) -> _Store:
+    def _new_store(
+        self, maxsize: int, policy: str, serialize: bool, max_bytes: int | None
+    ) -> _Store:
+        if max_bytes is not None:
+            data: cachetools.Cache[str, _Record]
+            if policy == "ttl":
+                data = cachetools.TLRUCache(
+                    max_bytes, ttu=_ttu, timer=self._clock, getsizeof=_encoded_size
+                )
+            else:
+                data = _BYTE_BOUNDED[policy](max_bytes, getsizeof=_encoded_size)
+            return _Store(data, maxsize, policy, serialize=serialize, max_bytes=max_bytes)
         if policy in ("lru", "fifo"):
             ordered: OrderedDict[str, _Record] = OrderedDict()
             promote = ordered.move_to_end if policy == "lru" else None
@@ -547,6 +638,10 @@ class MemoryCache(InlineAsync):
         if self._encode:
             dumps = self.codec.dumps
             items = {key: dumps(value, key) for key, value in items.items()}
+            if self._store.max_bytes is not None:
+                # All or nothing, as a value refused by the codec is: checked before any.
+                for key, value in items.items():
+                    self._store.check_size(key, value)
         with self._lock:
             for key, value in items.items():
                 self._store_record(key, _record(value, expiry, now))
@@ -601,8 +696,15 @@ class MemoryCache(InlineAsync):
             overflow = counter_overflow(self._user_key(key), current, delta)
             if overflow is not None:
                 raise overflow
+            weighed = self._store.max_bytes is not None
+            if weighed:
+                # A longer encoding must be weighed again: a copy, stored anew below
+                # (cachetools keeps each entry's size from when it was set).
+                record = record.copy()
             record[_VALUE] = self._pack(key, current + delta)
             record[_MODIFIED] = now
+            if weighed:
+                self._store.store(key, record)
             return current + delta
 
     def _touch(self, key: str, expiry: Expiry, now: float) -> bool:
@@ -695,15 +797,20 @@ class MemoryCache(InlineAsync):
             ordered = self._ordered
             # The ttl policy's own len() expires entries first: count them as they are.
             data = self._data
+            store_bytes = None
             if ordered is not None:
                 in_store = len(ordered)
             else:
                 assert isinstance(data, cachetools.Cache)
                 in_store = cachetools.Cache.__len__(data)
+                if self._store.max_bytes is not None:
+                    store_bytes = data.currsize  # cachetools' own sum of the sizes
         return {
             "count": size,
             "storeSize": in_store,
             "maxsize": self._maxsize,
+            "maxBytes": self._store.max_bytes,
+            "storeBytes": store_bytes,
             "policy": self._store.policy,
             "store": self.settings["store"],
             "serialize": self._encode,

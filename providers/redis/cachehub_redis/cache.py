@@ -224,6 +224,7 @@ class RedisCache(FlowCache[Client]):
         # Bound once: the hot paths below run for every get/put.
         self._dumps = self.codec.dumps
         self._loads = self.codec.loads
+        self._eviction_checked = False
 
     @classmethod
     def backend_identity(cls, settings: Mapping[str, Any]) -> Hashable:
@@ -268,6 +269,26 @@ class RedisCache(FlowCache[Client]):
         except REDIS_ERRORS as exc:
             self._unless_wrong_type(exc)
             return None
+
+    def _memory(self) -> dict[str, Any] | None:
+        """INFO memory (of one node), or None when this ACL user may not run INFO."""
+        try:
+            return _one_node((self._conn or self._connection()).info("memory"))
+        except REDIS_ERRORS as exc:
+            _unless_refused(self._translate(exc))
+            return None
+
+    async def _amemory(self) -> dict[str, Any] | None:
+        client = self._aconns.get(asyncio.get_running_loop()) or await self._aconnection()
+        watch = CancelWatch()
+        try:
+            reply = await client.info("memory")
+        except REDIS_ERRORS as exc:
+            watch.check(exc)
+            _unless_refused(self._translate(exc))
+            return None
+        watch.check()
+        return _one_node(reply)
 
     def _unless_wrong_type(self, exc: Exception) -> None:
         """Raise a native command's error as the typed cachehub error, unless the key only
@@ -1075,6 +1096,13 @@ class RedisCache(FlowCache[Client]):
         return reply
 
     def _lock_acquire_flow(self, name: str, token: str, ttl: float, now: float) -> Flow[int | None]:
+        if not self._eviction_checked:
+            # Once per cache: a lock's hash has a TTL, so any eviction policy may drop it
+            # while held (docs/redis.md, "Eviction policies"): say so before it matters.
+            self._eviction_checked = True
+            risk = eviction_risk((yield Call("memory")))
+            if risk is not None:
+                self.log.warning("cache '%s' (Redis at %s): %s", self.name, self.endpoint, risk)
         key = self._internal_key(name)
         reply = self._lock_reply(
             name, (yield Call("eval", lua.LOCK_ACQUIRE, key, token, _ms(ttl), LOCK_GRACE_MS))
@@ -1181,6 +1209,38 @@ def _live_keys(groups: list[list[Any]], flags: list[Any]) -> Iterator[str]:
     for group, marks in zip(groups, flags, strict=True):
         # marks holds b"1" (live) or b"0" per key: as ints, 49 or 48.
         yield from (k.decode() for k, m in zip(group, marks, strict=True) if m == 49)
+
+
+def _unless_refused(error: CacheError) -> None:
+    """Nothing for a refused INFO (a shared Redis's users often lack ``@dangerous``, see
+    docs/redis.md, "Sharing a Redis"): an unknown fact, never an error; else ``error``."""
+    if isinstance(error, RedisPermissionError):
+        return
+    raise error
+
+
+def eviction_risk(memory: Mapping[str, Any] | None) -> str | None:
+    """What the server's ``maxmemory-policy`` may evict of cachehub's keys, or None when
+    it evicts nothing (``noeviction``, or no ``maxmemory``) or INFO was refused.
+
+    Locks and request records (:mod:`.records`) carry a TTL: every policy but
+    ``noeviction`` may drop them under memory pressure, ``volatile-ttl`` first of all
+    (their TTLs are the shortest). Counters and entries without expiry have none: only the
+    ``allkeys-*`` policies drop those.
+    """
+    if not memory:
+        return None
+    policy = str(memory.get("maxmemory_policy", "noeviction"))
+    if policy == "noeviction" or not int(memory.get("maxmemory") or 0):
+        return None
+    also = " and counters and entries without expiry," if policy.startswith("allkeys") else ""
+    return (
+        f"maxmemory-policy is {policy}: when memory is full Redis may evict held locks{also} "
+        "and the request records that keep a re-sent incr/add/lock from applying twice. "
+        "An evicted lock can be taken by another client before its holder learns at its "
+        "next extend or release (LockLostError); use a Redis with maxmemory-policy "
+        "noeviction for locks and counters (docs: Redis, 'Eviction policies')."
+    )
 
 
 def _one_node(reply: Any) -> dict[str, Any]:

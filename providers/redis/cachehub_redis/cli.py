@@ -13,7 +13,7 @@ from cachehub.cli.isolate import scratch
 from cachehub.errors import CacheError
 from cachehub.hookspecs import DoctorAdvice, DoctorCheck, LocalBackend
 
-from .cache import RedisCache, acl_key_rule
+from .cache import RedisCache, acl_key_rule, eviction_risk
 from .errors import RedisPermissionError, acl_rules
 from .server import RedisServer, redis_server_available
 
@@ -38,11 +38,33 @@ def doctor_checks(cache: BaseCache) -> list[DoctorCheck] | None:
         ("connect", lambda c: c.exists(PROBE_KEY))
     ]
     checks = _run(cache, cache, steps)
-    if cache.read_only or checks[-1].status == "fail":
+    if checks[-1].status == "fail":
+        return checks
+    checks.append(_eviction_check(cache))
+    if cache.read_only:
         return checks
     with scratch(cache, "doctor") as tmp:
         checks += _run(cache, tmp, _ACL_STEPS)
     return checks
+
+
+def _eviction_check(cache: RedisCache) -> DoctorCheck:
+    """Whether the server's maxmemory-policy may evict locks and request records."""
+    try:
+        memory = cache._memory()
+    except CacheError as exc:
+        return DoctorCheck("eviction", "warn", f"could not read INFO memory: {exc}")
+    if memory is None:
+        return DoctorCheck(
+            "eviction",
+            "info",
+            "maxmemory-policy unknown: this ACL user may not run INFO",
+            "grant +info to let doctor check that locks cannot be evicted.",
+        )
+    risk = eviction_risk(memory)
+    if risk is not None:
+        return DoctorCheck("eviction", "warn", risk, "CONFIG SET maxmemory-policy noeviction")
+    return DoctorCheck("eviction", "ok", f"maxmemory-policy {memory.get('maxmemory_policy')}")
 
 
 def _run(
