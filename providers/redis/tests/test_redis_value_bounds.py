@@ -14,17 +14,19 @@ planted non-integer entry downloaded its value to name its type.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from cachehub_redis import RedisCache
 from cachehub_redis.entry import HEADER, KIND_CODEC, MAGIC
-from cachehub_redis.server import RedisServer
+from cachehub_redis.server import RedisClusterServers, RedisServer
 from redis import Redis
 
 from cachehub.codec import PAYLOAD_OVERHEAD
 from cachehub.errors import CacheKeyError, CacheValueError, CorruptEntryError, SerializationError
+from cachehub.session import SessionStore
 from cachehub.testing.faults import FaultProxy
 
 LIMIT = 4096
@@ -138,6 +140,25 @@ def test_no_read_downloads_more_than_max_value_size(
         assert "maxValueSize" in str(outcome)
 
 
+@pytest.mark.parametrize("plant", list(PLANTS))
+def test_a_session_load_never_downloads_a_planted_value(
+    proxy: FaultProxy, plain: Redis, plant: str
+) -> None:
+    cache = RedisCache(
+        host=proxy.host, port=proxy.port, namespace="vs:", maxValueSize=LIMIT, storage=True
+    )
+    store = SessionStore(cache)
+    try:
+        sid = store.create({"user": 1})
+        plain.set("vs:" + store.storage_key(sid), PLANTS[plant]())
+        received, loaded = _received(proxy, lambda: store.load(sid))
+        assert received <= BOUND, f"load downloaded {received} bytes of a {plant} value"
+        assert loaded is None or isinstance(loaded, CorruptEntryError)
+    finally:
+        cache.clear()
+        cache.close()
+
+
 def test_a_batch_of_oversized_values_downloads_none_of_them(
     bounded: RedisCache, proxy: FaultProxy, plain: Redis
 ) -> None:
@@ -198,3 +219,49 @@ def test_every_write_refuses_a_value_over_max_value_size(
         WRITES[write](bounded, b"v" * (LIMIT + 1))
     assert proxy.count(b"v" * (LIMIT + 1)) == 0  # the value was never sent to be stored
     assert bounded.get_many(["w", "w2"]) == {}
+
+
+def _sent(nodes: list[Redis]) -> int:
+    """Bytes the servers have sent to clients so far (INFO stats, every node)."""
+    return sum(int(node.info("stats")["total_net_output_bytes"]) for node in nodes)
+
+
+TOPOLOGY_READS: dict[str, Callable[[RedisCache, list[str]], Any]] = {
+    "get": lambda c, keys: [c.get(k) for k in keys],
+    "aget": lambda c, keys: [_arun(lambda k=k: c.aio().get(k)) for k in keys],
+    "get_many": lambda c, keys: c.get_many(keys),
+    "aget_many": lambda c, keys: _arun(lambda: c.aio().get_many(keys)),
+    "peek": lambda c, keys: [c.peek(k) for k in keys],
+}
+
+
+@pytest.mark.parametrize("read", list(TOPOLOGY_READS))
+def test_a_cluster_never_sends_a_planted_value_either(
+    redis_cluster: RedisClusterServers, read: str
+) -> None:
+    """Keys over every hash slot's node; counted by the servers themselves (a proxy cannot
+    stand in for a cluster's nodes). Reads send no writes, so no replication is counted."""
+    cache = RedisCache(
+        host=redis_cluster.host,
+        port=redis_cluster.port,
+        cluster=True,
+        namespace=f"vb{uuid.uuid4().hex[:8]}:",
+        maxValueSize=LIMIT,
+    )
+    nodes = [node.client() for node in redis_cluster.nodes]
+    keys = [f"k{i}" for i in range(6)]
+    try:
+        cache.put("warm", 1)
+        TOPOLOGY_READS[read](cache, ["warm"])  # connected, scripts loaded
+        admin = cache._connection()  # the cluster client: routes each key to its node
+        for key in keys:
+            admin.set(cache.namespace + key, _foreign())
+        before = _sent(nodes)
+        TOPOLOGY_READS[read](cache, keys)
+        # Six 1 MiB values: 6 MiB on main. The INFO replies themselves are a few KiB.
+        assert _sent(nodes) - before <= len(keys) * BOUND + 32 * 1024
+    finally:
+        cache.clear()
+        cache.close()
+        for node in nodes:
+            node.close()
