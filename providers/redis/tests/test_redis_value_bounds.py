@@ -78,7 +78,12 @@ def proxy(own_server: RedisServer) -> Iterator[FaultProxy]:
 def bounded(proxy: FaultProxy) -> Iterator[RedisCache]:
     """A cache with a 4 KiB maxValueSize, talking to the server through ``proxy``."""
     cache = RedisCache(
-        host=proxy.host, port=proxy.port, namespace="vb:", maxValueSize=LIMIT, retries=0
+        host=proxy.host,
+        port=proxy.port,
+        namespace="vb:",
+        maxValueSize=LIMIT,
+        retries=0,
+        storage=True,
     )
     cache.put("warm", 1)  # connect, so the counts below are the operations' own
     cache.delete("warm")
@@ -207,6 +212,7 @@ WRITES: dict[str, Callable[[RedisCache, Any], Any]] = {
     "get_or_set": lambda c, v: c.get_or_set("w", lambda: v),
     "aput": lambda c, v: _arun(lambda: c.aio().put("w", v)),
     "aput_many": lambda c, v: _arun(lambda: c.aio().put_many({"w": v})),
+    "session": lambda c, v: SessionStore(c, prefix="w").create({"v": v}),
 }
 
 
