@@ -54,23 +54,16 @@ PLANTS = {"foreign": _foreign, "headed": _headed}
 
 
 @pytest.fixture(scope="module")
-def own_server(require_redis: None) -> Iterator[RedisServer]:
-    """A server of this module's own: the scans of get_all then walk only its keys, so
-    the bytes they download do not depend on what other tests stored."""
+def redis_server(require_redis: None) -> Iterator[RedisServer]:
+    """A server of this module's own (for ``plain`` too): the scans of get_all then walk
+    only its keys, so the bytes they download do not depend on what other tests stored."""
     with RedisServer() as server:
         yield server
 
 
 @pytest.fixture
-def plain(own_server: RedisServer) -> Iterator[Redis]:
-    client = own_server.client()
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def proxy(own_server: RedisServer) -> Iterator[FaultProxy]:
-    with FaultProxy(own_server.host, own_server.port) as running:
+def proxy(redis_server: RedisServer) -> Iterator[FaultProxy]:
+    with FaultProxy(redis_server.host, redis_server.port) as running:
         yield running
 
 
