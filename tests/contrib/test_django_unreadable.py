@@ -145,3 +145,22 @@ def test_has_key_counts_no_hit_and_slides_no_idle_entry(
     django.set("k", "v", None)
     assert django.has_key("k")
     assert cache.metadata(django.make_key("k")).hit_count == 0
+
+
+@pytest.mark.parametrize("kind", ["redis", "dynamodb"])
+def test_an_entry_the_caches_own_codec_cannot_verify_is_absent(
+    make_remote: Callable[..., BaseCache], kind: str
+) -> None:
+    """A cache on the pickle codec whose signingKey rotated: its get reads the old entries
+    as misses (UnknownSigningKeyError), and peek, which has_key now reads, raised it."""
+    old = make_remote(kind, codec="pickle", signingKey="old-signing-key-0123456789")
+    new = make_remote(
+        kind, namespace=old.namespace, codec="pickle", signingKey="new-signing-key-0123456789"
+    )
+    _backend(old).set("k", "v", None)
+    django = _backend(new)
+    assert django.get("k", "dflt") == "dflt"
+    assert not django.has_key("k")
+    assert _arun(django.ahas_key("k")) is False
+    assert django.add("k", "v", timeout=0) is True
+    assert django.touch("k", 60) is False
