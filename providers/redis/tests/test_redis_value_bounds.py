@@ -198,6 +198,28 @@ def test_a_value_of_exactly_max_value_size_still_reads(bounded: RedisCache) -> N
     assert entry.value == largest
 
 
+def test_the_bound_is_exact_at_one_byte_past_the_largest_entry(
+    bounded: RedisCache, plain: Redis
+) -> None:
+    """A headed string of the largest length a payload may have is handed to the codec
+    (which judges its garbage body); one byte more is refused as oversized, by every read."""
+    largest = PAYLOAD_OVERHEAD + LIMIT
+    plain.set("vb:k", _headed(largest))
+    with pytest.raises(CorruptEntryError) as judged:
+        bounded.get("k")
+    assert "maxValueSize allows" not in str(judged.value)
+    plain.set("vb:k", _headed(largest + 1))
+    reads = [
+        lambda: bounded.get("k"),
+        lambda: bounded.get_many(["k"]),
+        lambda: bounded.peek("k"),
+        lambda: _arun(lambda: bounded.aio().get("k")),
+    ]
+    for read in reads:
+        with pytest.raises(CorruptEntryError, match="maxValueSize allows"):
+            read()
+
+
 WRITES: dict[str, Callable[[RedisCache, Any], Any]] = {
     "put": lambda c, v: c.put("w", v),
     "put_many": lambda c, v: c.put_many({"w": v, "w2": 1}),
