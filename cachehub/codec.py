@@ -66,6 +66,7 @@ __all__ = [
     "MAX_MAX_VALUE_SIZE",
     "MIN_SIGNING_KEY_LENGTH",
     "OBJECT_RATIO",
+    "PAYLOAD_OVERHEAD",
 ]
 
 FORMAT_SAFE: Final = 0x01
@@ -100,6 +101,10 @@ MIN_SIGNING_KEY_LENGTH: Final = 16
 
 _TAG_SIZE: Final = 32  # HMAC-SHA256 digest
 _KEY_ID_SIZE: Final = 8  # identifies the signing key, so rotation needs one HMAC, not one per key
+PAYLOAD_OVERHEAD: Final = 1 + _KEY_ID_SIZE + _TAG_SIZE
+"""The most bytes a payload adds to its body (format byte, signing key id, tag): no codec
+writes a payload longer than ``maxValueSize`` plus this (a compressed body is kept only
+when smaller), so a provider may refuse to read a longer one without downloading it."""
 _ZLIB_LEVEL: Final = 1  # cache values are read far more often than written; favour speed
 _MIN_SAVING_SHIFT: Final = 3  # compress only when it saves at least 1/8 (see _worth_it)
 _WINDOWS: Final = 4  # windows sampled, spread over the body, before deflating (_looks_random)

@@ -48,7 +48,7 @@ from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-u
 
 from ..api import MAX_TIME_SPAN, MISSING
 from ..api import BaseCache as CacheHubBase
-from ..errors import CacheValueError, ConfigError, StorageNotEnabledError
+from ..errors import CacheValueError, ConfigError, StorageNotEnabledError, UnknownSigningKeyError
 from . import resolve_cache
 from .signing import Add, SignedValues, as_type_error, incr
 
@@ -204,7 +204,7 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         k = self._key(key, version)
         store, seconds = self._lifetime(timeout)
         if not store:
-            return not self.cachehub.exists(k)
+            return not self._present(key, k)
         with self.values.storing():
             stored = self.values.dumps(k, value)
             return Add(self.cachehub, k, stored, seconds, self._readable(key, k)).run()
@@ -238,6 +238,28 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         """Whether a raw entry under ``k`` is a value :meth:`get` returns (for add)."""
         return lambda stored: self._value(key, k, stored) is not MISSING
 
+    def _present(self, key: Any, k: str) -> bool:
+        """Whether :meth:`get` would return a value for ``key`` (stored under ``k``), read
+        without counting a hit or sliding an idle expiry.
+
+        Not ``exists``: an entry this adapter cannot read (signed with a secret since
+        rotated out, another writer's bytes) exists in the cache, but ``get`` answers a
+        miss for it, and so must ``has_key``, ``in``, ``add`` and ``touch``.
+        """
+        try:
+            entry = self.cachehub.peek(k)
+        except UnknownSigningKeyError:  # the cache's own codec: get reads it as a miss
+            return False
+        return entry is not None and self._value(key, k, entry.value) is not MISSING
+
+    async def _apresent(self, key: Any, k: str) -> bool:
+        """:meth:`_present` on the cache's async shell."""
+        try:
+            entry = await self.cachehub.aio().peek(k)
+        except UnknownSigningKeyError:
+            return False
+        return entry is not None and self._value(key, k, entry.value) is not MISSING
+
     def get(self, key: Any, default: Any = None, version: Any = None) -> Any:
         """The cached value, or ``default``."""
         k = self._key(key, version)
@@ -257,20 +279,22 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
             self.cachehub.delete(k)
 
     def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None) -> bool:
-        """Give an existing key a new timeout; True when it existed."""
+        """Give an existing key a new timeout; True when it existed. An entry :meth:`get`
+        cannot read is absent: False, and it keeps its timeout (a 0 timeout removes it)."""
         k = self._key(key, version)
         store, seconds = self._lifetime(timeout)
+        present = self._present(key, k)
         if not store:
-            return self.cachehub.delete(k)
-        return self.cachehub.touch(k, time_span=seconds)
+            return self.cachehub.delete(k) and present
+        return present and self.cachehub.touch(k, time_span=seconds)
 
     def delete(self, key: Any, version: Any = None) -> bool:
         """Remove the key; True when it existed."""
         return self.cachehub.delete(self._key(key, version))
 
     def has_key(self, key: Any, version: Any = None) -> bool:
-        """Whether the key exists (without counting a hit)."""
-        return self.cachehub.exists(self._key(key, version))
+        """Whether :meth:`get` would find a value (without counting a hit)."""
+        return self._present(key, self._key(key, version))
 
     def get_many(self, keys: Iterable[Any], version: Any = None) -> dict[Any, Any]:
         """``{key: value}`` for the keys that exist, fetched in one batch."""
@@ -308,7 +332,7 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         is recreated holding ``delta`` (Django's own non-memcached backends share this).
         """
         k = self._key(key, version)
-        if not self.cachehub.exists(k):
+        if not self._present(key, k):
             raise CacheValueError(
                 f"Key '{key}' not found.",
                 hint="incr()/decr() need an existing key: set(key, 0) or add(key, 0) first.",
@@ -334,9 +358,8 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         """:meth:`add`, awaited on the native async path."""
         k = self._key(key, version)
         store, seconds = self._lifetime(timeout)
-        shell = self.cachehub.aio()
         if not store:
-            return not await shell.exists(k)
+            return not await self._apresent(key, k)
         with self.values.storing():
             stored = self.values.dumps(k, value)
             return await Add(self.cachehub, k, stored, seconds, self._readable(key, k)).run_async()
@@ -363,9 +386,10 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         """:meth:`touch`, awaited on the native async path."""
         k = self._key(key, version)
         store, seconds = self._lifetime(timeout)
+        present = await self._apresent(key, k)
         if not store:
-            return await self.cachehub.aio().delete(k)
-        return await self.cachehub.aio().touch(k, time_span=seconds)
+            return await self.cachehub.aio().delete(k) and present
+        return present and await self.cachehub.aio().touch(k, time_span=seconds)
 
     async def adelete(self, key: Any, version: Any = None) -> bool:
         """:meth:`delete`, awaited on the native async path."""
@@ -373,7 +397,7 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
 
     async def ahas_key(self, key: Any, version: Any = None) -> bool:
         """:meth:`has_key`, awaited on the native async path."""
-        return await self.cachehub.aio().exists(self._key(key, version))
+        return await self._apresent(key, self._key(key, version))
 
     async def aget_many(self, keys: Iterable[Any], version: Any = None) -> dict[Any, Any]:
         """:meth:`get_many`, awaited on the native async path (one batch)."""
@@ -408,7 +432,7 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         """:meth:`incr`, awaited on the native async path."""
         k = self._key(key, version)
         shell = self.cachehub.aio()
-        if not await shell.exists(k):
+        if not await self._apresent(key, k):
             raise CacheValueError(
                 f"Key '{key}' not found.",
                 hint="incr()/decr() need an existing key: set(key, 0) or add(key, 0) first.",

@@ -16,7 +16,8 @@ A *request* is everything a client sent on one connection since the server last
 answered on it: request/reply protocols (RESP, HTTP/1.1) alternate, so this holds one
 command or one HTTP request even when the client wrote it in several pieces. A matcher
 is a ``bytes`` substring of the request or a predicate on its bytes. Every request is
-counted (:meth:`~FaultProxy.count`), so tests assert on round trips, never on time.
+counted (:meth:`~FaultProxy.count`), so tests assert on round trips, never on time, and so
+is every reply byte (:attr:`~FaultProxy.replied`): what a client downloaded.
 
 Bounded by construction: loopback only, at most :data:`MAX_CONNECTIONS` connections at
 once, daemon threads, and :meth:`~FaultProxy.stop` closes every socket and joins each
@@ -99,6 +100,8 @@ class FaultProxy:
         """Requests lost so far (never forwarded)."""
         self.connections = 0
         """Client connections accepted so far."""
+        self.replied = 0
+        """Reply bytes passed on to clients so far: what a client downloaded."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -210,7 +213,7 @@ class FaultProxy:
         """Forget the requests seen and zero the counters."""
         with self._lock:
             self._history.clear()
-            self.dropped = self.refused = self.connections = 0
+            self.dropped = self.refused = self.connections = self.replied = 0
 
     # ------------------------------------------------------------------ forwarding
 
@@ -290,6 +293,8 @@ class FaultProxy:
                         return
                     if self._delay:
                         self._stopping.wait(self._delay)
+                    with self._lock:
+                        self.replied += len(data)
                     client.sendall(data)
 
     def _record(self, request: bytearray) -> None:

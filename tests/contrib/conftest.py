@@ -1,9 +1,11 @@
-"""Shared fixtures for the framework adapter tests: Django settings, caches, a clock."""
+"""Shared fixtures for the framework adapter tests: Django settings, caches, a clock, and
+caches on the real Redis server and the moto DynamoDB server."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import django
@@ -11,6 +13,8 @@ import pytest
 from cachehub_memory import MemoryCache
 from django.conf import settings
 
+from cachehub.api import BaseCache
+from cachehub.testing import unavailable
 from cachehub.testing.clock import FakeClock
 
 if not settings.configured:
@@ -81,3 +85,58 @@ def stored_session() -> Callable[..., Any]:
     """``stored_session(cache, sid)``: the data stored for a session, read straight from
     the cache (its key is the id's SHA-256), or None."""
     return _stored_session
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    from cachehub_redis.server import INSTALL_HINT, RedisServer, redis_server_available
+
+    if not redis_server_available():
+        unavailable(f"no redis-server found: {INSTALL_HINT}.")
+    with RedisServer() as server:
+        yield server.url
+
+
+@pytest.fixture(scope="module")
+def dynamodb_endpoint() -> Iterator[str]:
+    try:
+        import moto.server  # noqa: F401
+    except ImportError:
+        unavailable("moto[server] is not installed.")
+    from cachehub_dynamodb import LocalDynamoDB
+
+    with LocalDynamoDB() as local:
+        yield local.endpoint
+
+
+@pytest.fixture
+def make_remote(request: pytest.FixtureRequest) -> Iterator[Callable[..., BaseCache]]:
+    """``make_remote("redis" | "dynamodb", **settings)``: a cache on the real server (a
+    fresh namespace each; one table per test), closed after the test. Same servers as the
+    providers' own test fixtures; without them tests skip locally but fail under CI."""
+    made: list[BaseCache] = []
+    table = f"cachehub_contrib_{uuid.uuid4().hex[:8]}"
+
+    def make(kind: str, **kwargs: Any) -> BaseCache:
+        kwargs.setdefault("namespace", f"s{uuid.uuid4().hex[:8]}:")
+        cache: BaseCache
+        if kind == "redis":
+            from cachehub_redis import RedisCache
+
+            cache = RedisCache(url=request.getfixturevalue("redis_url"), **kwargs)
+        else:
+            from cachehub_dynamodb import DynamoDBCache
+
+            settings = {
+                "tableName": table,
+                "host": request.getfixturevalue("dynamodb_endpoint"),
+                "accessKeyId": "AKIADUMMYTESTKEY0001",
+                "secretkey": "dummy-secret-for-tests",
+            }
+            cache = DynamoDBCache(settings, **kwargs)
+        made.append(cache)
+        return cache
+
+    yield make
+    for cache in made:
+        cache.close()

@@ -1,7 +1,9 @@
 """The Redis provider: one string per entry, native commands on the hot paths.
 
-``get`` is one ``GET``, ``put`` one ``SET ... PX``, ``get_many`` one ``MGET`` and
-``exists`` one ``GETRANGE``: the same commands hand-written redis-py code sends. A plain
+``get`` is one ``GETRANGE`` (a ``GET`` that stops after the largest entry the cache
+reads, see ``maxValueSize``), ``put`` one ``SET ... PX``, ``get_many`` one
+:data:`.scripts.READ_MANY` call and ``exists`` one ``GETRANGE`` of the header: one
+command each, as hand-written redis-py code sends. A plain
 read writes nothing; with ``hitCounts`` on, reads are counted in process and written back
 in batches (:class:`cachehub.provider.RemoteCache`). An idle-time entry's read is written
 at once: it slides the deadline for every client. Operations that must check an entry
@@ -27,6 +29,7 @@ from typing import Any, ClassVar, Final, TypeAlias, cast
 from redis import exceptions as rx
 
 from cachehub import provider
+from cachehub.codec import PAYLOAD_OVERHEAD
 from cachehub.config import LuceeOption
 from cachehub.filters import WILDCARDS, compile_filter
 from cachehub.provider import (
@@ -94,6 +97,7 @@ from .entry import (
     Header,
     Offsets,
     corrupt,
+    oversized,
     pack,
     pxat,
     sound_stamps,
@@ -225,6 +229,11 @@ class RedisCache(FlowCache[Client]):
         self._dumps = self.codec.dumps
         self._loads = self.codec.loads
         self._eviction_checked = False
+        # Reads stop one byte past the largest entry this cache accepts, on the server
+        # (GETRANGE): a planted string of any size costs at most that much to download,
+        # and the extra byte tells it from one of exactly the largest size.
+        self._most = self.codec.max_value_size + PAYLOAD_OVERHEAD
+        self._read_end = HEADER_SIZE + self._most
 
     @classmethod
     def backend_identity(cls, settings: Mapping[str, Any]) -> Hashable:
@@ -448,10 +457,16 @@ class RedisCache(FlowCache[Client]):
         :meth:`_read_flow` reads any entry, and writes an idle entry's read at once
         (:meth:`_slide`), since it moves the deadline every client sees.
         """
-        if raw is None:
+        if not raw:  # GETRANGE answers b"" for a missing key
             return MISSING
-        # A header whose stamps unpack() would refuse is not common: the flow raises.
-        if raw.startswith(_PLAIN) and raw.startswith(FOREVER, _EXPIRES) and sound_stamps((raw,)):
+        # A header whose stamps unpack() would refuse is not common, nor is a value cut
+        # short (oversized): the flow raises.
+        if (
+            raw.startswith(_PLAIN)
+            and raw.startswith(FOREVER, _EXPIRES)
+            and len(raw) <= self._read_end
+            and sound_stamps((raw,))
+        ):
             if self.counts_hits:
                 self._hits.count(key, raw[_CREATED], now)
             return self._loads(raw[HEADER_SIZE:], key)
@@ -460,7 +475,7 @@ class RedisCache(FlowCache[Client]):
     def _read_flow(self, key: str, raw: bytes | None, now: float) -> Flow[Any]:
         """The value of a stored entry read at ``now`` (MISSING when absent or dead)."""
         value = self._read_common(key, raw, now)
-        if value is not _UNCOMMON or raw is None:
+        if value is not _UNCOMMON or not raw:
             return value
         found: dict[str, Any] = {}
         counted: list[tuple[str, bytes]] = []
@@ -485,7 +500,11 @@ class RedisCache(FlowCache[Client]):
         recorded at once, returns ``(key, created stamp bytes, expiry)``.
         """
         head = unpack(raw, key)
-        if head is None or not self._alive(head, now):
+        if head is None:
+            return None
+        if len(raw) > self._read_end:
+            raise oversized(key, self._most)
+        if not self._alive(head, now):
             return None
         found[key] = self._value(key, head.kind, raw)
         if head.idle is None:
@@ -564,7 +583,7 @@ class RedisCache(FlowCache[Client]):
     # ------------------------------------------------------------------ single-key primitives
 
     def _get(self, key: str, now: float) -> Any:
-        raw = self._command("GET", key)
+        raw = self._command("GETRANGE", key, 0, self._read_end)
         value = self._read_common(key, raw, now)
         if value is _UNCOMMON:
             value = self._drive(self._read_flow(key, raw, now))
@@ -573,13 +592,13 @@ class RedisCache(FlowCache[Client]):
         return value
 
     async def _aget(self, key: str, now: float) -> Any:
-        # _acommand's GET inlined: one coroutine fewer to create, await and finish on the
+        # _acommand's GETRANGE inlined: one coroutine fewer to create, await and finish on the
         # hottest async path (a coroutine costs more than a plain call, see the async
         # frame counts in tests/test_redis_async.py).
         client = self._aconns.get(asyncio.get_running_loop()) or await self._aconnection()
         watch = CancelWatch()  # a cancel redis-py swallowed is raised
         try:
-            raw = await client.execute_command("GET", key)
+            raw = await client.execute_command("GETRANGE", key, 0, self._read_end)
         except REDIS_ERRORS as exc:
             watch.check(exc)
             self._unless_wrong_type(exc)
@@ -595,13 +614,15 @@ class RedisCache(FlowCache[Client]):
     def _get_entry_flow(self, key: str, now: float) -> Flow[Entry | None]:
         server_now = now
         if self._judge:
-            raw, pttl = (yield Call("command", "GET", key)), -1
+            raw, pttl = (yield Call("command", "GETRANGE", key, 0, self._read_end)), -1
         else:
-            reply = yield Call("eval", lua.ENTRY, key)
+            reply = yield Call("eval", lua.ENTRY, key, self._read_end)
             raw, pttl = (None, -1) if reply is None else reply[:2]
             if reply is not None:
                 server_now = int(reply[2]) + int(reply[3]) / 1e6
-        head = None if raw is None else unpack(raw, key)
+        head = unpack(raw, key) if raw else None
+        if head is not None and len(raw) > self._read_end:
+            raise oversized(key, self._most)
         if head is None or not self._alive(head, now):
             return None
         expires_at, accessed = head.expires_at, head.accessed
@@ -704,7 +725,9 @@ class RedisCache(FlowCache[Client]):
             )
         fresh = pack(KIND_INT, INT.pack(delta), now, now, None, None)
         stamp = INT.unpack(DOUBLE.pack(now))[0]  # the double's bytes, for BITFIELD SET i64
-        reply = yield Call("eval_once", lua.INCR, key, self._now_arg(now), delta, fresh, stamp)
+        reply = yield Call(
+            "eval_once", lua.INCR, key, self._now_arg(now), delta, fresh, stamp, self._most
+        )
         kind = reply[0]
         if kind == b"n":
             return int(INT.unpack(reply[1])[0])
@@ -719,6 +742,8 @@ class RedisCache(FlowCache[Client]):
                 "in a signed 64-bit integer.",
                 hint="Redis counters are 64-bit; reset the counter or use a smaller delta.",
             )
+        if len(reply[1]) > self._most:
+            raise oversized(key, self._most)
         current = self._loads(reply[1], key)
         raise not_an_int(user_key, type(current).__name__, "a 64-bit int")
 
@@ -739,15 +764,17 @@ class RedisCache(FlowCache[Client]):
     # ------------------------------------------------------------------ batches
 
     def _mget_flow(self, keys: list[str]) -> Flow[list[Any]]:
-        """The stored strings of ``keys``: ``MGET`` per group of keys (per 500 keys, 100 in
-        the async shell, and per hash slot in a cluster), one round trip (one per node in
-        a cluster)."""
+        """The stored strings of ``keys``, each cut one byte past the largest entry read
+        (:data:`.scripts.READ_MANY`): one call per group of keys (per 500 keys, 100 in the
+        async shell, and per hash slot in a cluster), one round trip (one per node in a
+        cluster)."""
         if not keys:
             return []
         groups = yield Call("groups", keys, (yield batch_limit(MAX_KEYS)))
+        end = (self._read_end,)
         if len(groups) == 1:
-            return (yield from self._batch_flow([("MGET", *keys)]))[0]  # type: ignore[no-any-return]
-        replies = yield from self._batch_flow([("MGET", *group) for group in groups])
+            return (yield from self._calls_flow(lua.READ_MANY, [(keys, end)]))[0]  # type: ignore[no-any-return]
+        replies = yield from self._calls_flow(lua.READ_MANY, [(group, end) for group in groups])
         if not (yield Call("cluster")):  # groups in order: the replies are too
             return [raw for reply in replies for raw in reply]
         found: dict[Key, Any] = {}
@@ -757,11 +784,12 @@ class RedisCache(FlowCache[Client]):
 
     def _get_many(self, keys: list[str], now: float) -> dict[str, Any]:
         """The sync shell's batch read. On a single server a batch up to ``MAX_KEYS`` is
-        one ``MGET``, sent here directly: the flow only reads its replies (no grouping,
-        no ``Call`` round through the driver); a cluster's batch takes the whole flow."""
+        one :data:`.scripts.READ_MANY` call, sent here directly: the flow only reads its
+        replies (no grouping, no ``Call`` round through the driver); a cluster's batch
+        takes the whole flow."""
         client = self._conn or self._connection()
         if 0 < len(keys) <= MAX_KEYS and not is_cluster(client):
-            raws = self._guarded(client.execute_command, "MGET", *keys)
+            raws = self._guarded(evalsha, client, lua.READ_MANY, keys, (self._read_end,))
             return self._drive(self._get_many_flow(keys, now, raws))
         return self._drive(self._get_many_flow(keys, now))
 
@@ -769,7 +797,7 @@ class RedisCache(FlowCache[Client]):
         self, keys: list[str], now: float, raws: list[Any] | None = None
     ) -> Flow[dict[str, Any]]:
         """The live entries among ``keys``; ``raws``: their stored strings, when already
-        read (:meth:`_get_many`), else one ``MGET`` round trip (:meth:`_mget_flow`)."""
+        read (:meth:`_get_many`), else one round trip (:meth:`_mget_flow`)."""
         given = raws is not None
         if raws is None:
             raws = yield from self._mget_flow(keys)
@@ -814,10 +842,12 @@ class RedisCache(FlowCache[Client]):
         # shorter string's cut is shorter, so the lengths could not add up. C-level passes,
         # no call per key.
         loads = self._loads
+        end = self._read_end
         if not hits or (
             min(hits) >= _PLAIN
             and max(hits) < _PLAIN_END
             and b"".join(map(_POLICY, hits)) == FOREVER * len(hits)
+            and max(map(len, hits)) <= end
             and sound_stamps(hits)
         ):
             if self.counts_hits:
@@ -832,7 +862,10 @@ class RedisCache(FlowCache[Client]):
         found = {
             k: loads(raw[HEADER_SIZE:], k)
             for k, raw in zip(hit_keys, hits, strict=True)
-            if raw.startswith(_PLAIN) and raw.startswith(FOREVER, _EXPIRES) and sound_stamps((raw,))
+            if raw.startswith(_PLAIN)
+            and raw.startswith(FOREVER, _EXPIRES)
+            and len(raw) <= end
+            and sound_stamps((raw,))
         }
         counted: list[tuple[str, bytes]] = []
         if self.counts_hits:

@@ -41,6 +41,7 @@ __all__ = [
     "DOUBLE",
     "Header",
     "corrupt",
+    "oversized",
     "sound_stamps",
     "pack",
     "unpack",
@@ -194,6 +195,17 @@ def corrupt(key: str, problem: str) -> CorruptEntryError:
         f"Redis key {key!r:.200} is not a valid cachehub entry: {problem}.",
         hint="another program wrote this key; delete it, or give the caches a namespace "
         "of their own.",
+    )
+
+
+def oversized(key: str, most: int) -> CorruptEntryError:
+    """The error for an entry holding more than ``most`` value bytes, the most this
+    cache's ``maxValueSize`` allows (its reads stop there: see docs/redis.md)."""
+    return CorruptEntryError(
+        f"Redis key {key!r:.200} holds a value of more than {most} bytes, larger than "
+        "this cache's maxValueSize allows.",
+        hint="if a cache with a larger maxValueSize wrote it, give this cache the same "
+        "maxValueSize; otherwise another program wrote it: delete the key.",
     )
 
 

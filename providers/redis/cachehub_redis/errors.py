@@ -38,7 +38,7 @@ REDIS_ERRORS = (rx.RedisError, rx.RedisClusterException)
 RedisError, so ``except rx.RedisError`` alone lets a cluster outage escape untyped."""
 
 NATIVE_COMMANDS: Final = frozenset(
-    ("GET", "SET", "MGET", "MSET", "GETRANGE", "UNLINK", "SCAN", "EVALSHA", "EVAL", "INFO")
+    ("SET", "MSET", "GETRANGE", "UNLINK", "SCAN", "EVALSHA", "EVAL", "INFO")
 )
 """The commands the provider sends itself (``EVAL`` when the server lost a script,
 ``INFO`` for ``info()`` only); the scripts it runs need :data:`.scripts.CALLED` too."""

@@ -1,10 +1,11 @@
 """Lua scripts: the operations that must check an entry before changing it, atomically.
 
-The hot operations need no script: ``get`` is ``GET``, ``put`` is ``SET ... PX``,
-``get_many`` is ``MGET`` and ``exists`` is ``GETRANGE`` (see :mod:`.entry` for the
-stored form). What remains here reads the 50-byte header with ``GETRANGE`` and Lua's
-``struct`` and changes the entry in place with ``SETRANGE`` / ``BITFIELD``, which keep
-its TTL.
+The hot single-key operations need no script: ``get`` is ``GETRANGE`` up to the largest
+entry the cache reads (its ``maxValueSize``), ``put`` is ``SET ... PX`` and ``exists`` is
+``GETRANGE`` of the header (see :mod:`.entry` for the stored form); ``get_many`` is
+:data:`READ_MANY`, since ``MGET`` cannot be bounded. What remains here reads the 50-byte
+header with ``GETRANGE`` and Lua's ``struct`` and changes the entry in place with
+``SETRANGE`` / ``BITFIELD``, which keep its TTL.
 
 Time: the *server* decides expiry. Entries get relative TTLs (``PX`` / ``PEXPIRE``), so
 Redis applies them with its own clock and a key it still holds is alive; the scripts
@@ -65,6 +66,7 @@ __all__ = [
     "INCR",
     "TOUCH",
     "ENTRY",
+    "READ_MANY",
     "RECORD_READS",
     "SCAN_CHECK",
     "SCAN_PAGE",
@@ -361,7 +363,8 @@ return 1
 )
 
 # KEYS: entry[, request record]; ARGV: now or '', delta, fresh entry (the counter at delta, no
-# expiry), now as a signed 64-bit integer of the double's bytes (BITFIELD SET), record ms
+# expiry), now as a signed 64-bit integer of the double's bytes (BITFIELD SET), the most
+# value bytes the cache reads (see READ_MANY), record ms
 # -> {'n', 8 bytes of the new value} | {'v', codec bytes of a non-integer} | {'e'} overflow
 # | {'c', value bytes} an int entry whose value is not 8 bytes (corrupt) | {'x', header} an
 # entry whose header is not sound (corrupt; nothing changed, whether alive or not).
@@ -383,11 +386,13 @@ if entry and not sound(h) then return {{'x', string.sub(h, 1, HEAD)}} end
 if not entry or not alive(h, tonumber(ARGV[1])) then
   -- Missing, dead, or not an entry (another program's key): a fresh counter replaces it.
   redis.call('SET', KEYS[1], ARGV[3])
-  remember(KEYS[2], string.sub(ARGV[3], HEAD + 1), ARGV[5])
+  remember(KEYS[2], string.sub(ARGV[3], HEAD + 1), ARGV[6])
   return {{'n', string.sub(ARGV[3], HEAD + 1)}}
 end
 if string.byte(h, 2) ~= string.byte('i') then
-  return {{'v', redis.call('GETRANGE', KEYS[1], HEAD, -1)}}
+  -- Codec bytes, to name their type: at most one byte past the most the cache reads
+  -- (ARGV[5]), so a planted huge value is refused without being sent.
+  return {{'v', redis.call('GETRANGE', KEYS[1], HEAD, HEAD + tonumber(ARGV[5]))}}
 end
 if #h ~= HEAD + 8 then return {{'c', redis.call('STRLEN', KEYS[1]) - HEAD}} end
 -- One BITFIELD adds delta and stamps modified (ARGV[4]: its 8 bytes as an i64).
@@ -406,21 +411,39 @@ if math.abs(r[1]) < 2^53 then
 else
   n = redis.call('GETRANGE', KEYS[1], HEAD, HEAD + 7)
 end
-remember(KEYS[2], n, ARGV[5])
+remember(KEYS[2], n, ARGV[6])
 return {{'n', n}}
 """,
 )
 
-# No ARGV -> {stored string, PTTL in ms (-1: none), the server's clock as TIME answers it},
-# or nil when the key is missing or of another type: an entry and the server's view of its
-# deadline, read atomically.
+# ARGV: the last byte to read (see READ_MANY) -> {stored string, PTTL in ms (-1: none), the
+# server's clock as TIME answers it}, or nil when the key is missing or of another type:
+# an entry and the server's view of its deadline, read atomically.
 ENTRY: Final = _script(
     "entry",
     """
-local v = read('GET', KEYS[1])
-if type(v) ~= 'string' then return false end
+local v = read('GETRANGE', KEYS[1], 0, ARGV[1])
+if type(v) ~= 'string' or v == '' then return false end
 local t = redis.call('TIME')
 return {v, redis.call('PTTL', KEYS[1]), t[1], t[2]}
+""",
+)
+
+# KEYS: the batch; ARGV: the last byte to read -> per key its stored string, cut one byte
+# past the largest entry the cache reads (header, codec framing and maxValueSize: the
+# client refuses a longer one, see entry.oversized), or nil when missing or of another
+# type. MGET's reply, except that no value larger than the reader accepts is ever sent:
+# GETRANGE (like MGET) copies no more than it answers.
+READ_MANY: Final = _script(
+    "read_many",
+    """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local v = read('GETRANGE', key, 0, ARGV[1])
+  if v == nil or v == '' then v = false end
+  out[i] = v
+end
+return out
 """,
 )
 

@@ -143,7 +143,10 @@ DENIED: list[tuple[str, str, Op, str]] = [
     ("-getrange", "+getrange", lambda c: c.add("planted", 99), "add-read"),
     ("-getrange", "+getrange", lambda c: c.delete("planted"), "delete-read"),
     ("-getrange", "+getrange", lambda c: c.touch("planted", time_span=30), "touch-read"),
-    ("-get", "+get", lambda c: c.metadata("planted"), "metadata-read"),
+    ("-getrange", "+getrange", lambda c: c.metadata("planted"), "metadata-read"),
+    # get and get_many read with GETRANGE (bounded by maxValueSize), natively and in a script.
+    ("-getrange", "+getrange", lambda c: c.get("planted"), "get-read"),
+    ("-getrange", "+getrange", lambda c: c.get_many(["planted"]), "get_many-read"),
 ]
 
 

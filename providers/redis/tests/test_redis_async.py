@@ -87,7 +87,7 @@ OPERATIONS: dict[str, tuple[int, Callable[[Any], Coroutine[Any, Any, Any]]]] = {
     "exists": (1, lambda a: a.exists("k")),
     "metadata": (1, lambda a: a.metadata("k")),
     "get_many 200": (1, lambda a: a.get_many([f"m{i}" for i in range(200)])),
-    # 1,000 keys: ten MGETs of LOOP_MAX_KEYS, two pipelines of LOOP_PIPELINE_ARGS on the
+    # 1,000 keys: ten READ_MANY calls of LOOP_MAX_KEYS, two pipelines of LOOP_PIPELINE_ARGS on the
     # loop (one round trip in sync): a huge batch's packing is cut, at one round trip more.
     "get_many 1000": (2, lambda a: a.get_many([f"m{i}" for i in range(1000)])),
     "put_many": (1, lambda a: a.put_many({f"m{i}": i for i in range(100)})),
@@ -429,10 +429,11 @@ def reply_turns(monkeypatch: pytest.MonkeyPatch) -> ReplyTurns:
 
 
 BIG_BATCH: Final = [f"big{i:05}" for i in range(3 * MAX_KEYS)]
-BIG_BATCH_MGETS: Final = [
-    ("MGET", *BIG_BATCH[i : i + LOOP_MAX_KEYS]) for i in range(0, len(BIG_BATCH), LOOP_MAX_KEYS)
+BIG_BATCH_READS: Final = [  # READ_MANY calls: EVALSHA sha numkeys keys... last byte
+    ("EVALSHA", "sha", LOOP_MAX_KEYS, *BIG_BATCH[i : i + LOOP_MAX_KEYS], "end")
+    for i in range(0, len(BIG_BATCH), LOOP_MAX_KEYS)
 ]
-BIG_BATCH_COMMANDS: Final = len(BIG_BATCH_MGETS)  # 15 MGETs, two pipelines
+BIG_BATCH_COMMANDS: Final = len(BIG_BATCH_READS)  # 15 calls, two pipelines
 
 
 def test_a_big_batch_gives_the_loop_up_between_replies(
@@ -459,7 +460,7 @@ def test_a_big_batch_gives_the_loop_up_between_replies(
 
     found, trips = run(scenario())
     assert found == {key: i for i, key in enumerate(BIG_BATCH)}
-    assert trips == len(pipelines(BIG_BATCH_MGETS, False)) == 2
+    assert trips == len(pipelines(BIG_BATCH_READS, False)) == 2
     assert len(reply_turns.seen) == BIG_BATCH_COMMANDS
     # each reply in a turn of its own
     assert len(set(reply_turns.seen)) == BIG_BATCH_COMMANDS, reply_turns.seen
@@ -597,7 +598,7 @@ def _evalsha_keys(args: tuple[Any, ...]) -> int:
 
 BATCHES: dict[str, tuple[str, Callable[[Any, list[str]], Coroutine[Any, Any, Any]]]] = {
     # name: (the command that carries the keys, the awaited batch over the keys)
-    "get_many": ("MGET", lambda a, keys: a.get_many(keys)),
+    "get_many": ("EVALSHA", lambda a, keys: a.get_many(keys)),  # READ_MANY
     "put_many": ("MSET", lambda a, keys: a.put_many(dict.fromkeys(keys, 1))),
     "put_many ttl": ("EVALSHA", lambda a, keys: a.put_many(dict.fromkeys(keys, 1), time_span=60)),
     "delete_many": ("EVALSHA", lambda a, keys: a.delete_many(keys)),
@@ -642,13 +643,13 @@ def test_the_sync_batch_keeps_its_own_size(
     make_cache: Callable[..., RedisCache], plain: redis.Redis
 ) -> None:
     # The loop's size is the async shell's only: a sync get_many of 1,000 keys is still
-    # two MGETs of 500 (the server's command stats count them).
+    # two READ_MANY calls of 500 (the server's command stats count them).
     cache = make_cache()
     keys = [f"s{i:04}" for i in range(1000)]
     cache.put_many(dict.fromkeys(keys, 1))
     plain.config_resetstat()
     assert len(cache.get_many(keys)) == 1000
-    assert plain.info("commandstats")["cmdstat_mget"]["calls"] == 2
+    assert plain.info("commandstats")["cmdstat_evalsha"]["calls"] == 2
 
 
 def test_async_scans_ask_for_pages_of_the_loop_size(

@@ -125,7 +125,7 @@ def _swallowing(shell: AsyncCache, command: str, monkeypatch: pytest.MonkeyPatch
 
 @pytest.mark.parametrize(
     ("name", "command"),
-    [("get hit", "GET"), ("exists", "GETRANGE"), ("put", "SET"), ("delete", "EVALSHA")],
+    [("get hit", "GETRANGE"), ("exists", "GETRANGE"), ("put", "SET"), ("delete", "EVALSHA")],
 )
 def test_a_cancel_the_client_swallows_still_reaches_the_task(
     make_cache: Callable[..., RedisCache],
@@ -171,7 +171,7 @@ def test_a_cancelled_get_or_set_waiter_never_computes(
         await shell.get("k", MISSING)  # warm: the loop's client exists
         first = asyncio.ensure_future(shell.get_or_set("k", slow, lock_timeout=30))
         await started.wait()
-        fake = _swallowing(shell, "GET", monkeypatch)
+        fake = _swallowing(shell, "GETRANGE", monkeypatch)
         waiting = asyncio.ensure_future(shell.get_or_set("k", slow, lock_timeout=30))
         await fake.sent.wait()
         waiting.cancel()
@@ -194,7 +194,7 @@ def test_a_timeout_around_a_request_the_client_swallows_still_times_out(
 
     async def scenario() -> list[Any]:
         await shell.put("present", "v", time_span=600)
-        fake = _swallowing(shell, "GET", monkeypatch)
+        fake = _swallowing(shell, "GETRANGE", monkeypatch)
         scopes: list[asyncio.Timeout] = []
 
         async def bounded() -> Any:

@@ -99,12 +99,12 @@ def test_single_key_operations_take_one_round_trip(
 @pytest.mark.parametrize(
     ("name", "operation", "command"),
     [
-        ("get", lambda c: c.get("k"), "get"),
-        ("get missing", lambda c: c.get("absent"), "get"),
+        # GETRANGE: a GET that stops past maxValueSize (test_redis_value_bounds.py).
+        ("get", lambda c: c.get("k"), "getrange"),
+        ("get missing", lambda c: c.get("absent"), "getrange"),
         ("put", lambda c: c.put("k", {"a": 1}, time_span=60), "set"),
         ("put forever", lambda c: c.put("k", "v"), "set"),
         ("exists", lambda c: c.exists("k"), "getrange"),
-        ("get_many", lambda c: c.get_many([f"k{i}" for i in range(100)]), "mget"),
         ("put_many", lambda c: c.put_many({f"k{i}": i for i in range(100)}), "mset"),
     ],
 )
@@ -125,6 +125,21 @@ def test_hot_operations_are_one_native_command_no_script(
     assert _delta(before, _commandstats(plain)) == {command: 1, "info": 1}, name
 
 
+def test_get_many_is_one_bounded_read_script(
+    make_cache: Callable[..., RedisCache], plain: Redis, trips: RoundTrips
+) -> None:
+    """MGET cannot stop at maxValueSize: READ_MANY runs a GETRANGE per key instead, in
+    one EVALSHA, one round trip (test_redis_value_bounds.py)."""
+    cache = make_cache(hitFlushInterval=0)
+    _warm(cache)
+    keys = [f"k{i}" for i in range(100)]
+    cache.put_many(dict.fromkeys(keys, "v"))
+    before, sent = _commandstats(plain), trips.count
+    assert cache.get_many(keys) == dict.fromkeys(keys, "v")
+    assert trips.count - sent == 1
+    assert _delta(before, _commandstats(plain)) == {"evalsha": 1, "getrange": 100, "info": 1}
+
+
 def test_metadata_reads_the_entry_and_its_server_ttl_in_one_script(
     make_cache: Callable[..., RedisCache], plain: Redis
 ) -> None:
@@ -137,7 +152,7 @@ def test_metadata_reads_the_entry_and_its_server_ttl_in_one_script(
     before = _commandstats(plain)
     cache.metadata("k")
     changed = _delta(before, _commandstats(plain))
-    assert changed == {"evalsha": 1, "get": 1, "pttl": 1, "time": 1, "info": 1}
+    assert changed == {"evalsha": 1, "getrange": 1, "pttl": 1, "time": 1, "info": 1}
 
 
 def test_batches_take_one_round_trip_on_a_single_node(
@@ -220,8 +235,9 @@ def test_a_batch_of_100_is_one_evalsha_on_the_server(
     before = _commandstats(plain)
     operation(cache, keys)
     changed = _delta(before, _commandstats(plain))
-    # One EVALSHA for the whole batch; every other command ran inside that script.
-    assert changed["evalsha"] == 1, name
+    # One EVALSHA for the whole batch (a read's and its slide's for get_many); every
+    # other command ran inside that script.
+    assert changed["evalsha"] == (2 if name == "get_many idle" else 1), name
     inside = {"getrange", "setrange", "get", "set", "unlink", "pexpire", "pexpireat"}
     assert not set(changed) - {"evalsha", "info", "mget", *inside}
 
@@ -237,7 +253,8 @@ def test_batches_beyond_one_script_call_stay_one_round_trip(
     before = trips.count
     assert cache.get_many(list(items)) == items
     assert trips.count - before == 1
-    assert _delta(stats, _commandstats(plain))["mget"] == 3
+    assert _delta(stats, _commandstats(plain))["evalsha"] == 3
+    stats = _commandstats(plain)
     before = trips.count
     assert cache.delete_many(list(items)) == 1200
     assert trips.count - before == 1
@@ -363,9 +380,8 @@ def test_plain_reads_never_write_by_default(
     assert cache.flush_hits() == 0
     cache.close()
     assert _delta(before, _commandstats(plain)) == {
-        "get": 3,
-        "getrange": 3,
-        "mget": 3,
+        "getrange": 3 + 3 + 300,  # get, exists, and get_many's script per key
+        "evalsha": 3,
         "set": 1,
         "info": 1,
     }

@@ -161,3 +161,28 @@ def test_async_requests_wait_for_a_free_connection(
         cache.close()
     assert got == [*range(60), 1]
     assert "exhausted" in message
+
+
+def test_reads_through_sentinel_never_download_a_planted_value(
+    sentinel_servers: RedisSentinelServers,
+) -> None:
+    """maxValueSize bounds the reads of a Sentinel-managed primary too (see
+    test_redis_value_bounds.py): counted by the primary, which sends no replication
+    while only reads run. On main each read of the 1 MiB value sent all of it."""
+    settings = _sentinel_settings(sentinel_servers)
+    cache = RedisCache(settings, namespace=f"vb{uuid.uuid4().hex[:8]}:", maxValueSize=4096)
+    primary = sentinel_servers.master.client()
+    try:
+        cache.put("warm", 1)
+        cache.get_many(["warm"])  # connected, READ_MANY loaded
+        primary.set(cache.namespace + "k", b"x" * (1 << 20))
+        before = int(primary.info("stats")["total_net_output_bytes"])
+        assert cache.get("k", "miss") == "miss"
+        assert cache.get_many(["k"]) == {}
+        assert asyncio.run(asyncio.wait_for(cache.aio().get("k", "miss"), 30)) == "miss"
+        sent = int(primary.info("stats")["total_net_output_bytes"]) - before
+        assert sent <= 3 * 8192 + 16 * 1024, sent  # three bounded reads and INFO replies
+    finally:
+        cache.clear()
+        cache.close()
+        primary.close()
