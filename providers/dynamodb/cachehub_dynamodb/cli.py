@@ -37,6 +37,7 @@ from cachehub.errors import (
     ConfigError,
 )
 from cachehub.hookspecs import DoctorAdvice, DoctorCheck, LocalBackend
+from cachehub.provider import causes
 
 from .cache import DynamoDBCache
 from .errors import THROTTLING_CODES, TOKEN_CODES, error_code
@@ -200,30 +201,20 @@ COMMANDS = (local_dynamodb_command, from_lucee_command)
 # ---------------------------------------------------------------------- doctor
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and its causes/contexts, each once (a cycle ends the walk)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
 def _aws_error(exc: BaseException) -> tuple[str, str]:
     """``(AWS error code, API operation)`` of the ClientError behind ``exc``, or ``("", "")``.
 
     The provider keeps botocore's exception as its typed error's ``__context__`` (raised
     ``from None``: see ``errors.backend_error``), so the code is in the chain.
     """
-    for current in _chain(exc):
+    for current in causes(exc):
         if isinstance(current, ClientError):
             return error_code(current), str(current.operation_name or "")
     return "", ""
 
 
 def _in_chain(exc: BaseException, types: tuple[type[BaseException], ...]) -> bool:
-    return any(isinstance(current, types) for current in _chain(exc))
+    return any(isinstance(current, types) for current in causes(exc))
 
 
 SIGNATURE_ADVICE = (
