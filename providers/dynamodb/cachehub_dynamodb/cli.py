@@ -267,17 +267,6 @@ def doctor_advice(cache: BaseCache, step: str, error: CacheError) -> DoctorAdvic
     return None
 
 
-def _failed(cache: DynamoDBCache, step: str, error: CacheError) -> DoctorCheck:
-    advice = doctor_advice(cache, step, error)
-    return DoctorCheck(
-        step,
-        "fail",
-        str(error),
-        advice.advice if advice else error.hint,
-        advice.missing_permission if advice else None,
-    )
-
-
 def _ttl_check(cache: DynamoDBCache) -> DoctorCheck:
     """DynamoDB's native TTL on the table, as DescribeTimeToLive reports it."""
     try:
@@ -314,7 +303,7 @@ def doctor_checks(cache: BaseCache) -> list[DoctorCheck] | None:
     try:
         key = cache.key_name
     except CacheError as exc:
-        return [_failed(cache, "connect", exc)]
+        return [DoctorCheck.failed("connect", exc, doctor_advice(cache, "connect", exc))]
     connect = DoctorCheck(
         "connect", "ok", f"table '{cache.table_name}', discovered partition key '{key}'"
     )
