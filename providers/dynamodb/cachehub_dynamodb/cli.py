@@ -11,11 +11,8 @@ Imported only when the CLI asks, so using the cache never loads click or rich.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import signal
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,7 +21,7 @@ import click
 from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
 
 from cachehub.api import BaseCache
-from cachehub.cli.app import State, data_command
+from cachehub.cli.app import State, data_command, wait_until_stopped
 from cachehub.cli.output import stderr_console, stdout_console
 from cachehub.cli.results import Failure, Row, ScenarioResult, same
 from cachehub.cli.scenarios import Recorder, Step
@@ -112,20 +109,7 @@ def local_dynamodb_command(port: int, host: str, table: str) -> None:
             style="dim",
         )
         sys.stdout.flush()  # the endpoint line must reach a pipe (scripts wait for it)
-        stopped = threading.Event()
-        # SIGTERM (service managers, `kill`) stops as cleanly as Ctrl-C does. SIGINT is
-        # handled here too: a process started in the background by a shell inherits
-        # SIGINT *ignored*, and Python then never raises KeyboardInterrupt for it.
-        previous = signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-        previous_int = signal.signal(signal.SIGINT, lambda *_: stopped.set())
-        try:
-            with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way out
-                # A timed wait keeps the main thread responsive to Ctrl-C.
-                while not stopped.wait(0.5):
-                    continue
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-            signal.signal(signal.SIGINT, previous_int)
+        wait_until_stopped()
         stderr_console().print("stopping local DynamoDB endpoint")
 
 
