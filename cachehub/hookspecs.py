@@ -89,6 +89,18 @@ class DoctorCheck:
     missing_permission: str | None = None
     """A backend permission the check found missing (e.g. ``dynamodb:DescribeTimeToLive``)."""
 
+    @classmethod
+    def failed(cls, name: str, error: CacheError, advice: DoctorAdvice | None) -> DoctorCheck:
+        """The ``fail`` line of step ``name`` that raised ``error``: what to do is
+        ``advice`` (a provider's :func:`cachehub_doctor_advice`), else the error's hint."""
+        return cls(
+            name,
+            "fail",
+            str(error),
+            advice.advice if advice else error.hint,
+            advice.missing_permission if advice else None,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class DoctorAdvice:

@@ -130,6 +130,7 @@ __all__ = [
     "Stream",
     "achunks",
     "batch_limit",
+    "causes",
     "chunks",
     "counter_overflow",
     "fanout",
@@ -428,6 +429,25 @@ def translate_error(
             hint = None if rule.hint is None else rule.hint.format(**values)
             return rule.error(rule.message.format(**values), hint=hint)
     return CacheBackendError(f"the backend failed with {type(exc).__name__}.")
+
+
+def causes(exc: BaseException, limit: int | None = None) -> Iterator[BaseException]:
+    """``exc``, then the exception it was raised from or while handling (``__cause__``,
+    else ``__context__``), and so on, each once: a cycle ends the walk, as does ``limit``.
+
+    Translated errors are raised ``from None`` (see :meth:`RemoteCache._guarded`), which
+    keeps the client library's exception as the typed error's ``__context__``: code that
+    needs its error code (``doctor`` advice) finds it here, and a translation finds the
+    failure a client library wrapped in its own exceptions.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if limit is not None and len(seen) >= limit:
+            return
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
 
 
 def not_an_int(user_key: str, held: str, counter: str = "an int") -> CacheValueError:

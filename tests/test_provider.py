@@ -29,6 +29,7 @@ from cachehub.provider import (
     Option,
     PendingHits,
     RemoteCache,
+    causes,
     not_an_int,
     request_id,
     translate_error,
@@ -317,3 +318,17 @@ def test_an_error_table_takes_any_field_name_a_template_uses() -> None:
     rows = (ErrorRule(CacheBackendError, "{table}: {rules} ({code})"),)
     error = translate_error(rows, Boom("x"), code="C", table="t", rules="r")
     assert error.message == "t: r (C)"
+
+
+def test_causes_walks_cause_before_context_each_once_and_stops_at_a_limit() -> None:
+    outer, cause, context, root = Boom("outer"), Boom("cause"), Boom("context"), Boom("root")
+    outer.__cause__, outer.__context__ = cause, context  # ``raise ... from cause`` wins
+    cause.__context__ = root
+    assert list(causes(outer)) == [outer, cause, root]
+    assert list(causes(outer, limit=2)) == [outer, cause]
+    assert list(causes(outer, limit=0)) == []
+    # A hostile cycle (a handler re-raising what it caught as the cause) ends the walk.
+    root.__context__ = outer
+    assert list(causes(outer)) == [outer, cause, root]
+    alone = Boom("alone")
+    assert list(causes(alone)) == [alone]

@@ -8,9 +8,12 @@ never touch a backend.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +29,16 @@ if TYPE_CHECKING:
     from ..api import BaseCache
     from ..registry import Caches
 
-__all__ = ["CONFIG_ENV", "DEFAULT_CONFIG", "State", "cli", "data_command", "fail", "main"]
+__all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_CONFIG",
+    "State",
+    "cli",
+    "data_command",
+    "fail",
+    "main",
+    "wait_until_stopped",
+]
 
 CONFIG_ENV = "CACHEHUB_CONFIG"
 """Environment variable naming the configuration file when ``--config`` is not given."""
@@ -169,6 +181,25 @@ class CacheHubGroup(click.Group):
                 f"unexpected {type(exc).__name__}: {scrub(str(exc))} "
                 f"(set {DEBUG_ENV}=1 for the traceback and report it)."
             ) from None
+
+
+def wait_until_stopped() -> None:
+    """Block until Ctrl-C (SIGINT) or SIGTERM: the main loop of a command that serves
+    something (a provider's local server) until the user stops it."""
+    stopped = threading.Event()
+    # SIGTERM (service managers, `kill`) stops as cleanly as Ctrl-C does. SIGINT is
+    # handled here too: a process started in the background by a shell inherits
+    # SIGINT *ignored*, and Python then never raises KeyboardInterrupt for it.
+    previous = signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    previous_int = signal.signal(signal.SIGINT, lambda *_: stopped.set())
+    try:
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way out
+            # A timed wait keeps the main thread responsive to Ctrl-C.
+            while not stopped.wait(0.5):
+                continue
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 @click.group(cls=CacheHubGroup, context_settings={"help_option_names": ["-h", "--help"]})

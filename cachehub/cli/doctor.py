@@ -100,10 +100,7 @@ class _Doctor:
 
     def fail(self, name: str, exc: CacheError) -> None:
         """Record a failed step with the provider's advice and the permission it lacked."""
-        advice = provider_advice(self.cache, name, exc)
-        self.diagnosis.add(
-            DoctorCheck(name, "fail", str(exc), advice.advice, advice.missing_permission)
-        )
+        self.diagnosis.add(DoctorCheck.failed(name, exc, provider_advice(self.cache, name, exc)))
 
     def expect(self, name: str, ok: bool, detail: str) -> None:
         """Record a check that ran but returned the wrong thing."""

@@ -11,6 +11,7 @@ from cachehub.errors import (
     CacheThrottledError,
     CacheUnavailableError,
 )
+from cachehub.hookspecs import DoctorAdvice, DoctorCheck
 
 from .conftest import RunCli, dynamo_entry
 
@@ -111,3 +112,12 @@ def test_doctor_names_the_acl_rules_a_shared_redis_user_lacks(
     finally:
         admin.execute_command("ACL", "DELUSER", user)
         admin.close()
+
+
+def test_a_failed_check_takes_the_providers_advice_else_the_errors_hint() -> None:
+    error = CachePermissionError("denied.", hint="grant it.")
+    advised = DoctorCheck.failed("ttl", error, DoctorAdvice("allow X.", "svc:X"))
+    assert advised == DoctorCheck("ttl", "fail", str(error), "allow X.", "svc:X")
+    assert DoctorCheck.failed("ttl", error, None) == DoctorCheck(
+        "ttl", "fail", "denied. Fix: grant it.", "grant it.", None
+    )

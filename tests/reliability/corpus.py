@@ -27,6 +27,7 @@ from cachehub_redis.entry import KIND_CODEC, pack
 from cachehub.api import BaseCache
 from cachehub.codec import PickleCodec
 from cachehub.errors import CacheError
+from cachehub.provider import causes
 from cachehub.registry import Caches
 
 from .conftest import AWS_ACCESS_KEY_ID, AWS_SECRET_KEY, SECRET_MARK, SHARED_TABLE
@@ -176,15 +177,6 @@ def params(cases: list[Case]) -> list[Any]:
     ]
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in seen:
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    return seen
-
-
 def check(case: Case, env: Env, caplog: pytest.LogCaptureFixture) -> None:
     """Run ``case`` and assert everything the corpus promises about it."""
     caplog.set_level(logging.DEBUG)
@@ -197,7 +189,7 @@ def check(case: Case, env: Env, caplog: pytest.LogCaptureFixture) -> None:
         assert fragment in message, f"{fragment!r} not in {message!r}"
 
     texts = [message, repr(exc), "".join(traceback.format_exception(exc))]
-    texts += [f"{type(e).__name__}: {e!s} {e!r}" for e in _chain(exc)]
+    texts += [f"{type(e).__name__}: {e!s} {e!r}" for e in causes(exc)]
     texts += [repr(shown) for shown in env.shown]
     for record in caplog.records:
         texts.append(record.getMessage())

@@ -11,11 +11,8 @@ Imported only when the CLI asks, so using the cache never loads click or rich.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import signal
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,7 +21,7 @@ import click
 from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
 
 from cachehub.api import BaseCache
-from cachehub.cli.app import State, data_command
+from cachehub.cli.app import State, data_command, wait_until_stopped
 from cachehub.cli.output import stderr_console, stdout_console
 from cachehub.cli.results import Failure, Row, ScenarioResult, same
 from cachehub.cli.scenarios import Recorder, Step
@@ -37,6 +34,7 @@ from cachehub.errors import (
     ConfigError,
 )
 from cachehub.hookspecs import DoctorAdvice, DoctorCheck, LocalBackend
+from cachehub.provider import causes
 
 from .cache import DynamoDBCache
 from .errors import THROTTLING_CODES, TOKEN_CODES, error_code
@@ -111,20 +109,7 @@ def local_dynamodb_command(port: int, host: str, table: str) -> None:
             style="dim",
         )
         sys.stdout.flush()  # the endpoint line must reach a pipe (scripts wait for it)
-        stopped = threading.Event()
-        # SIGTERM (service managers, `kill`) stops as cleanly as Ctrl-C does. SIGINT is
-        # handled here too: a process started in the background by a shell inherits
-        # SIGINT *ignored*, and Python then never raises KeyboardInterrupt for it.
-        previous = signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-        previous_int = signal.signal(signal.SIGINT, lambda *_: stopped.set())
-        try:
-            with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way out
-                # A timed wait keeps the main thread responsive to Ctrl-C.
-                while not stopped.wait(0.5):
-                    continue
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-            signal.signal(signal.SIGINT, previous_int)
+        wait_until_stopped()
         stderr_console().print("stopping local DynamoDB endpoint")
 
 
@@ -200,30 +185,20 @@ COMMANDS = (local_dynamodb_command, from_lucee_command)
 # ---------------------------------------------------------------------- doctor
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and its causes/contexts, each once (a cycle ends the walk)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
 def _aws_error(exc: BaseException) -> tuple[str, str]:
     """``(AWS error code, API operation)`` of the ClientError behind ``exc``, or ``("", "")``.
 
     The provider keeps botocore's exception as its typed error's ``__context__`` (raised
     ``from None``: see ``errors.backend_error``), so the code is in the chain.
     """
-    for current in _chain(exc):
+    for current in causes(exc):
         if isinstance(current, ClientError):
             return error_code(current), str(current.operation_name or "")
     return "", ""
 
 
 def _in_chain(exc: BaseException, types: tuple[type[BaseException], ...]) -> bool:
-    return any(isinstance(current, types) for current in _chain(exc))
+    return any(isinstance(current, types) for current in causes(exc))
 
 
 SIGNATURE_ADVICE = (
@@ -276,17 +251,6 @@ def doctor_advice(cache: BaseCache, step: str, error: CacheError) -> DoctorAdvic
     return None
 
 
-def _failed(cache: DynamoDBCache, step: str, error: CacheError) -> DoctorCheck:
-    advice = doctor_advice(cache, step, error)
-    return DoctorCheck(
-        step,
-        "fail",
-        str(error),
-        advice.advice if advice else error.hint,
-        advice.missing_permission if advice else None,
-    )
-
-
 def _ttl_check(cache: DynamoDBCache) -> DoctorCheck:
     """DynamoDB's native TTL on the table, as DescribeTimeToLive reports it."""
     try:
@@ -323,7 +287,7 @@ def doctor_checks(cache: BaseCache) -> list[DoctorCheck] | None:
     try:
         key = cache.key_name
     except CacheError as exc:
-        return [_failed(cache, "connect", exc)]
+        return [DoctorCheck.failed("connect", exc, doctor_advice(cache, "connect", exc))]
     connect = DoctorCheck(
         "connect", "ok", f"table '{cache.table_name}', discovered partition key '{key}'"
     )

@@ -76,16 +76,7 @@ def _run(
         try:
             step(target)
         except CacheError as exc:
-            advice = doctor_advice(cache, name, exc)
-            checks.append(
-                DoctorCheck(
-                    name,
-                    "fail",
-                    str(exc),
-                    advice.advice if advice else exc.hint,
-                    advice.missing_permission if advice else None,
-                )
-            )
+            checks.append(DoctorCheck.failed(name, exc, doctor_advice(cache, name, exc)))
         else:
             checks.append(DoctorCheck(name, "ok", "answers" if name == "connect" else "ok"))
     return checks

@@ -16,6 +16,7 @@ from cachehub.provider import (
     CachePermissionError,
     CacheUnavailableError,
     ErrorRule,
+    causes,
     scrub,
     translate_error,
 )
@@ -83,12 +84,9 @@ def _refusal(exc: BaseException) -> BaseException:
     refusal too - as "Cluster mode is not enabled on this node", raised while handling
     the reply's error (its ``__context__``), and wraps that again (``__cause__``).
     """
-    inner: BaseException | None = exc
-    for _ in range(4):  # the wrapping is two levels deep; a bound, not a walk of any chain
-        if inner is None or isinstance(inner, rx.NoPermissionError):
-            break
-        inner = inner.__cause__ or inner.__context__
-    return inner if isinstance(inner, rx.NoPermissionError) else exc
+    # The wrapping is two levels deep: five exceptions are a bound, not a walk of any chain.
+    refusals = (e for e in causes(exc, limit=5) if isinstance(e, rx.NoPermissionError))
+    return next(refusals, exc)
 
 
 def missing_rule(text: str, key_rule: str) -> str:
