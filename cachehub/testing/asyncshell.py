@@ -22,10 +22,12 @@ import asyncio
 import asyncio.format_helpers as format_helpers
 import concurrent.futures
 import contextlib
+import cProfile
 import gc
 import json
 import logging
 import os
+import pstats
 import select
 import selectors
 import socket
@@ -91,6 +93,7 @@ def _timed_run(handle: asyncio.events.Handle) -> None:
         return
     loop.in_callback = True
     collected = loop.collected
+    profiler = _profiler() if loop.profile else None
     start = time.thread_time()
     try:
         _original_run(handle)
@@ -99,11 +102,13 @@ def _timed_run(handle: asyncio.events.Handle) -> None:
         # callback allocates at the wrong moment; the stacks debug mode records for each
         # handle and future are the detector's (_extract_stack): neither is the callback's.
         used = time.thread_time() - start - (loop.collected - collected)
+        if profiler is not None:
+            profiler.disable()
         loop.in_callback = False
         if used > loop.peak:
             loop.peak = used
         if used > HEAVY_CALLBACK:
-            loop.note_heavy(used, handle)
+            loop.note_heavy(used, handle, profiler)
         if loop.limit is not None and used > loop.limit:
             loop.blocked.append(f"{handle!r:.300} used {used * 1000:.1f} ms of CPU")
 
@@ -131,6 +136,35 @@ def _awaiting(awaited: Any) -> str:
     except Exception:  # a diagnostic must never stop the loop it watches
         return ""
     return " > ".join(chain)
+
+
+def _profiler() -> cProfile.Profile | None:
+    """A started profiler of the loop thread's own CPU (``None`` if one is running)."""
+    profiler = cProfile.Profile(time.thread_time)
+    try:
+        profiler.enable()
+    except ValueError:  # another profiler (a debugger, coverage's) owns the thread
+        return None
+    return profiler
+
+
+def _profile_summary(profiler: cProfile.Profile) -> str:
+    """The functions a heavy callback spent its CPU in: the :data:`PROFILE_TOP` heaviest
+    by own time (where the CPU went) and by time inside (which call it was under)."""
+    try:
+        stats = cast(Any, pstats.Stats(profiler)).stats
+    except (TypeError, ValueError):  # nothing recorded
+        return ""
+
+    def name(where: tuple[str, int, str]) -> str:
+        file, line, function = where
+        return f"{function} ({os.path.basename(file)}:{line})" if line else function
+
+    def top(column: int) -> str:
+        rows = sorted(stats.items(), key=lambda item: -item[1][column])[:PROFILE_TOP]
+        return ", ".join(f"{name(where)} {row[column] * 1000:.1f}" for where, row in rows)
+
+    return f"own ms: {top(2)}; inside ms: {top(3)}"
 
 
 def _on_gc(phase: str, info: dict[str, int]) -> None:
@@ -362,6 +396,17 @@ line per test: its heaviest loop callback's CPU and the callbacks above
 :data:`HEAVY_CALLBACK` (how the limit is measured, docs/conformance.md)."""
 
 
+PROFILE_ENV: Final = "CACHEHUB_LOOP_PROFILE"
+"""Environment variable that, set to ``1``, profiles every callback of every watched loop
+(:mod:`cProfile`, on the thread's CPU clock) and adds to each callback listed in
+:attr:`LoopThread.heavy` the functions it spent its CPU in: a diagnostic mode to explain
+a heavy callback, never on by default (profiling makes each callback several times
+slower, so its limit is not checked while it is on)."""
+
+PROFILE_TOP: Final = 6
+"""How many functions a heavy callback's profile names, by own time and by time inside."""
+
+
 class LoopThread:
     """An asyncio event loop running in its own thread, for calling coroutines from sync code.
 
@@ -377,7 +422,9 @@ class LoopThread:
     """
 
     def __init__(self, limit: float | None = None) -> None:
-        self.limit = limit
+        self.profile = os.environ.get(PROFILE_ENV) == "1"
+        # Profiled callbacks are slower than they are: listed, not judged.
+        self.limit = None if self.profile else limit
         self.blocked: list[str] = []
         self.peak = 0.0  # CPU seconds of the heaviest callback so far
         self.heavy: list[tuple[float, str]] = []  # the heaviest ones above HEAVY_CALLBACK
@@ -400,11 +447,17 @@ class LoopThread:
         finally:
             _watched.pop(threading.get_ident(), None)
 
-    def note_heavy(self, used: float, handle: asyncio.events.Handle) -> None:
-        """List a callback above :data:`HEAVY_CALLBACK` (the :data:`HEAVY_KEPT` heaviest)."""
+    def note_heavy(
+        self, used: float, handle: asyncio.events.Handle, profiler: cProfile.Profile | None = None
+    ) -> None:
+        """List a callback above :data:`HEAVY_CALLBACK` (the :data:`HEAVY_KEPT` heaviest),
+        with what its ``profiler`` (:data:`PROFILE_ENV`) recorded."""
         if len(self.heavy) >= HEAVY_KEPT and used <= self.heavy[-1][0]:
             return
-        self.heavy.append((used, _describe(handle)))
+        what = _describe(handle)
+        if profiler is not None:
+            what = f"{what} | {_profile_summary(profiler)}"
+        self.heavy.append((used, what))
         self.heavy.sort(key=lambda item: -item[0])
         del self.heavy[HEAVY_KEPT:]
 
