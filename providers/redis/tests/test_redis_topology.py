@@ -269,8 +269,16 @@ def test_a_worker_that_fails_unexpectedly_falls_back_to_the_loop(
 
 
 def test_an_unreachable_cluster_is_a_typed_error_each_time(
-    builds: Builds,
+    builds: Builds, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    closed: list[Any] = []
+    real_close = RedisCache._adisconnect
+
+    async def closing(self: RedisCache, client: Any) -> None:
+        closed.append(client)
+        await real_close(self, client)
+
+    monkeypatch.setattr(RedisCache, "_adisconnect", closing)
     with RedisServer() as dead:  # a free port: start a server, stop it, keep its port
         port = dead.port
     cache = RedisCache(
@@ -293,6 +301,9 @@ def test_an_unreachable_cluster_is_a_typed_error_each_time(
         cache.close()
     assert loop.blocked == []
     assert builds.threads == []  # nothing to build
+    # Each attempt's client failed its discovery while being made: closed, not kept.
+    assert len(closed) == 2
+    assert len({id(client) for client in closed}) == 2
 
 
 def test_a_caller_cancelled_during_the_discovery_waits_for_the_worker(
