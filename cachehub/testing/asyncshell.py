@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import pstats
+import resource
 import select
 import selectors
 import socket
@@ -94,6 +95,7 @@ def _timed_run(handle: asyncio.events.Handle) -> None:
     loop.in_callback = True
     collected = loop.collected
     profiler = _profiler() if loop.profile else None
+    usage = _thread_usage()
     start = time.thread_time()
     try:
         _original_run(handle)
@@ -108,7 +110,7 @@ def _timed_run(handle: asyncio.events.Handle) -> None:
         if used > loop.peak:
             loop.peak = used
         if used > HEAVY_CALLBACK:
-            loop.note_heavy(used, handle, profiler)
+            loop.note_heavy(used, handle, profiler, _usage_since(usage))
         if loop.limit is not None and used > loop.limit:
             loop.blocked.append(f"{handle!r:.300} used {used * 1000:.1f} ms of CPU")
 
@@ -136,6 +138,31 @@ def _awaiting(awaited: Any) -> str:
     except Exception:  # a diagnostic must never stop the loop it watches
         return ""
     return " > ".join(chain)
+
+
+_RUSAGE_THREAD: Final[int | None] = getattr(resource, "RUSAGE_THREAD", None)  # Linux only
+
+
+def _thread_usage() -> resource.struct_rusage | None:
+    """The loop thread's resource usage so far (None where the system cannot tell)."""
+    return None if _RUSAGE_THREAD is None else resource.getrusage(_RUSAGE_THREAD)
+
+
+def _usage_since(before: resource.struct_rusage | None) -> str:
+    """How a heavy callback's CPU splits between the interpreter (user) and the kernel
+    (sys), with the page faults and preemptions it took: kernel time with many faults is
+    memory handed to the process (a page fault may compact memory on a loaded machine),
+    not the callback's own computing."""
+    if before is None or _RUSAGE_THREAD is None:
+        return ""
+    after = resource.getrusage(_RUSAGE_THREAD)
+    return (
+        f"user {(after.ru_utime - before.ru_utime) * 1000:.1f} ms, "
+        f"sys {(after.ru_stime - before.ru_stime) * 1000:.1f} ms, "
+        f"{after.ru_minflt - before.ru_minflt} minor and "
+        f"{after.ru_majflt - before.ru_majflt} major faults, "
+        f"{after.ru_nivcsw - before.ru_nivcsw} preemptions"
+    )
 
 
 def _profiler() -> cProfile.Profile | None:
@@ -448,13 +475,20 @@ class LoopThread:
             _watched.pop(threading.get_ident(), None)
 
     def note_heavy(
-        self, used: float, handle: asyncio.events.Handle, profiler: cProfile.Profile | None = None
+        self,
+        used: float,
+        handle: asyncio.events.Handle,
+        profiler: cProfile.Profile | None = None,
+        usage: str = "",
     ) -> None:
         """List a callback above :data:`HEAVY_CALLBACK` (the :data:`HEAVY_KEPT` heaviest),
-        with what its ``profiler`` (:data:`PROFILE_ENV`) recorded."""
+        with its CPU's split (``usage``, :func:`_usage_since`) and what its ``profiler``
+        (:data:`PROFILE_ENV`) recorded."""
         if len(self.heavy) >= HEAVY_KEPT and used <= self.heavy[-1][0]:
             return
         what = _describe(handle)
+        if usage:
+            what = f"{what} [{usage}]"
         if profiler is not None:
             what = f"{what} | {_profile_summary(profiler)}"
         self.heavy.append((used, what))
