@@ -16,6 +16,8 @@ import json
 import linecache
 import os
 import random
+import re
+import resource
 import select
 import selectors
 import socket
@@ -249,9 +251,17 @@ def test_computing_under_the_limit_is_not_flagged_but_listed(loop: LoopThread) -
     assert loop.run(view.aio().get("k", "miss")) == "miss"
     assert loop.blocked == []
     assert CPU_PER_CALLBACK / 2 <= loop.peak < CPU_PER_CALLBACK
-    assert [round(used, 3) for used, _ in loop.heavy] == [round(loop.peak, 3)]
+    assert [round(used, 3) for used, _ in loop.heavy] == [round(loop.peak, 3)], loop.heavy
     # Described by the coroutines of the task that computed, not only the handle.
     assert "AsyncCache.get" in loop.heavy[0][1]
+    # And how its CPU split between the interpreter (user) and the kernel (sys; here
+    # mostly the CPU clock _compute reads), with the page faults: on a loaded machine a
+    # fault may compact memory, which shows as sys time and faults.
+    split = re.search(
+        r"\[user \S+ ms, sys \S+ ms, \d+ minor and \d+ major faults", loop.heavy[0][1]
+    )
+    if hasattr(resource, "RUSAGE_THREAD"):  # Linux (CI); other systems cannot tell
+        assert split is not None, loop.heavy[0][1]
 
 
 def test_the_cpu_report_lists_each_tests_heaviest_callbacks(
@@ -319,3 +329,35 @@ def test_an_operation_that_never_finishes_says_where_it_waits(loop: LoopThread) 
 
     with pytest.raises(pytest.fail.Exception, match=r"within 0.2s \(suspended in .*stuck_inner"):
         loop.run(stuck_outer(), timeout=0.2)
+
+
+def _heavy_work() -> None:
+    _compute(2 * HEAVY_CALLBACK)
+
+
+def test_the_profile_mode_names_where_a_heavy_callback_spent_its_cpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # CACHEHUB_LOOP_PROFILE=1 (diagnostic): each heavy callback says which functions used
+    # its CPU. Off (the default), nothing is profiled and nothing is added.
+    entries: dict[bool, list[tuple[float, str]]] = {}
+    for profile in (False, True):
+        monkeypatch.setenv(asyncshell.PROFILE_ENV, "1" if profile else "0")
+        loop = LoopThread(CPU_PER_CALLBACK)
+        cache = BlockingCache(backend=ReferenceBackend())
+        cache.blocker = _heavy_work  # type: ignore[method-assign]
+        try:
+            assert loop.run(shell_view(cache, loop).aio().get("k", "miss")) == "miss"
+        finally:
+            loop.close()
+        assert loop.blocked == []
+        assert loop.limit is (None if profile else CPU_PER_CALLBACK)  # profiled: not judged
+        entries[profile] = loop.heavy
+    assert entries[False]
+    assert all(" | " not in what for _, what in entries[False])
+    ((_, what),) = [entry for entry in entries[True] if "_heavy_work" in entry[1]]
+    assert "AsyncCache.get" in what  # the coroutines, as without profiling
+    own, inside = what.split(" | ")[1].split("; ")
+    assert own.startswith("own ms: ")  # where the CPU went: _compute's loop and its clock
+    assert "_compute (test_loop_detector.py" in own
+    assert "_heavy_work (test_loop_detector.py" in inside  # which call it was under

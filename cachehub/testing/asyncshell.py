@@ -22,10 +22,13 @@ import asyncio
 import asyncio.format_helpers as format_helpers
 import concurrent.futures
 import contextlib
+import cProfile
 import gc
 import json
 import logging
 import os
+import pstats
+import resource
 import select
 import selectors
 import socket
@@ -91,6 +94,8 @@ def _timed_run(handle: asyncio.events.Handle) -> None:
         return
     loop.in_callback = True
     collected = loop.collected
+    profiler = _profiler() if loop.profile else None
+    usage = _thread_usage()
     start = time.thread_time()
     try:
         _original_run(handle)
@@ -99,11 +104,13 @@ def _timed_run(handle: asyncio.events.Handle) -> None:
         # callback allocates at the wrong moment; the stacks debug mode records for each
         # handle and future are the detector's (_extract_stack): neither is the callback's.
         used = time.thread_time() - start - (loop.collected - collected)
+        if profiler is not None:
+            profiler.disable()
         loop.in_callback = False
         if used > loop.peak:
             loop.peak = used
         if used > HEAVY_CALLBACK:
-            loop.note_heavy(used, handle)
+            loop.note_heavy(used, handle, profiler, _usage_since(usage))
         if loop.limit is not None and used > loop.limit:
             loop.blocked.append(f"{handle!r:.300} used {used * 1000:.1f} ms of CPU")
 
@@ -131,6 +138,60 @@ def _awaiting(awaited: Any) -> str:
     except Exception:  # a diagnostic must never stop the loop it watches
         return ""
     return " > ".join(chain)
+
+
+_RUSAGE_THREAD: Final[int | None] = getattr(resource, "RUSAGE_THREAD", None)  # Linux only
+
+
+def _thread_usage() -> resource.struct_rusage | None:
+    """The loop thread's resource usage so far (None where the system cannot tell)."""
+    return None if _RUSAGE_THREAD is None else resource.getrusage(_RUSAGE_THREAD)
+
+
+def _usage_since(before: resource.struct_rusage | None) -> str:
+    """How a heavy callback's CPU splits between the interpreter (user) and the kernel
+    (sys), with the page faults and preemptions it took: kernel time with many faults is
+    memory handed to the process (a page fault may compact memory on a loaded machine),
+    not the callback's own computing."""
+    if before is None or _RUSAGE_THREAD is None:
+        return ""
+    after = resource.getrusage(_RUSAGE_THREAD)
+    return (
+        f"user {(after.ru_utime - before.ru_utime) * 1000:.1f} ms, "
+        f"sys {(after.ru_stime - before.ru_stime) * 1000:.1f} ms, "
+        f"{after.ru_minflt - before.ru_minflt} minor and "
+        f"{after.ru_majflt - before.ru_majflt} major faults, "
+        f"{after.ru_nivcsw - before.ru_nivcsw} preemptions"
+    )
+
+
+def _profiler() -> cProfile.Profile | None:
+    """A started profiler of the loop thread's own CPU (``None`` if one is running)."""
+    profiler = cProfile.Profile(time.thread_time)
+    try:
+        profiler.enable()
+    except ValueError:  # another profiler (a debugger, coverage's) owns the thread
+        return None
+    return profiler
+
+
+def _profile_summary(profiler: cProfile.Profile) -> str:
+    """The functions a heavy callback spent its CPU in: the :data:`PROFILE_TOP` heaviest
+    by own time (where the CPU went) and by time inside (which call it was under)."""
+    try:
+        stats = cast(Any, pstats.Stats(profiler)).stats
+    except (TypeError, ValueError):  # nothing recorded
+        return ""
+
+    def name(where: tuple[str, int, str]) -> str:
+        file, line, function = where
+        return f"{function} ({os.path.basename(file)}:{line})" if line else function
+
+    def top(column: int) -> str:
+        rows = sorted(stats.items(), key=lambda item: -item[1][column])[:PROFILE_TOP]
+        return ", ".join(f"{name(where)} {row[column] * 1000:.1f}" for where, row in rows)
+
+    return f"own ms: {top(2)}; inside ms: {top(3)}"
 
 
 def _on_gc(phase: str, info: dict[str, int]) -> None:
@@ -345,8 +406,13 @@ its reply (up to 8.5 ms at a load of 13, in every DynamoDB test; a 1 MB page up 
 11.4 ms at 13-18), decoding one large value (a list of dicts: 14.3 ms at 18), one
 cluster ``EVALSHA`` among 10 tasks contending for a lock (14.7 and 14.9 ms, two runs).
 A 12 ms limit failed those two tests at a load of 18, so the limit stayed 20 ms (1.3x
-the worst), then 25 ms (above). docs/async.md lists what is covered and how the limit
-was chosen."""
+the worst), then 25 ms (above). The cluster ``EVALSHA`` (and likely the "wake-ups" of
+20.7-22.2 ms) was redis-py rebuilding its slot table on the loop after five ``MOVED``
+replies to tasks sent to random nodes before a new client knew the topology: cut, the
+client is made with it (2.4 ms). Two more runs (loads 6-13 and 10-17) left at most
+17.0 ms (botocore, one DynamoDB request in a cancellation sweep; 10-12 ms for a Scan
+page), above 0.6x any lower limit: it stays 25 ms. docs/async.md lists what is covered
+and how the limit was chosen."""
 
 
 HEAVY_CALLBACK: Final = 0.002
@@ -360,6 +426,17 @@ CPU_REPORT_ENV: Final = "CACHEHUB_LOOP_CPU_REPORT"
 """Environment variable naming a file to which :class:`AsyncConformance` appends one JSON
 line per test: its heaviest loop callback's CPU and the callbacks above
 :data:`HEAVY_CALLBACK` (how the limit is measured, docs/conformance.md)."""
+
+
+PROFILE_ENV: Final = "CACHEHUB_LOOP_PROFILE"
+"""Environment variable that, set to ``1``, profiles every callback of every watched loop
+(:mod:`cProfile`, on the thread's CPU clock) and adds to each callback listed in
+:attr:`LoopThread.heavy` the functions it spent its CPU in: a diagnostic mode to explain
+a heavy callback, never on by default (profiling makes each callback several times
+slower, so its limit is not checked while it is on)."""
+
+PROFILE_TOP: Final = 6
+"""How many functions a heavy callback's profile names, by own time and by time inside."""
 
 
 class LoopThread:
@@ -377,7 +454,9 @@ class LoopThread:
     """
 
     def __init__(self, limit: float | None = None) -> None:
-        self.limit = limit
+        self.profile = os.environ.get(PROFILE_ENV) == "1"
+        # Profiled callbacks are slower than they are: listed, not judged.
+        self.limit = None if self.profile else limit
         self.blocked: list[str] = []
         self.peak = 0.0  # CPU seconds of the heaviest callback so far
         self.heavy: list[tuple[float, str]] = []  # the heaviest ones above HEAVY_CALLBACK
@@ -400,11 +479,24 @@ class LoopThread:
         finally:
             _watched.pop(threading.get_ident(), None)
 
-    def note_heavy(self, used: float, handle: asyncio.events.Handle) -> None:
-        """List a callback above :data:`HEAVY_CALLBACK` (the :data:`HEAVY_KEPT` heaviest)."""
+    def note_heavy(
+        self,
+        used: float,
+        handle: asyncio.events.Handle,
+        profiler: cProfile.Profile | None = None,
+        usage: str = "",
+    ) -> None:
+        """List a callback above :data:`HEAVY_CALLBACK` (the :data:`HEAVY_KEPT` heaviest),
+        with its CPU's split (``usage``, :func:`_usage_since`) and what its ``profiler``
+        (:data:`PROFILE_ENV`) recorded."""
         if len(self.heavy) >= HEAVY_KEPT and used <= self.heavy[-1][0]:
             return
-        self.heavy.append((used, _describe(handle)))
+        what = _describe(handle)
+        if usage:
+            what = f"{what} [{usage}]"
+        if profiler is not None:
+            what = f"{what} | {_profile_summary(profiler)}"
+        self.heavy.append((used, what))
         self.heavy.sort(key=lambda item: -item[0])
         del self.heavy[HEAVY_KEPT:]
 

@@ -18,6 +18,7 @@ loop. A primitive of more than one step is written once, as a *flow* (``_*_flow`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from contextlib import closing
@@ -260,7 +261,20 @@ class RedisCache(FlowCache[Client]):
 
     async def _aconnect(self) -> AsyncClient:
         self.log.debug("cache '%s': async client for Redis at %s", self.name, self.endpoint)
-        return build_async_client(self._plan, self.settings["retries"])
+        client = build_async_client(self._plan, self.settings["retries"])
+        if self._plan.mode == "cluster":
+            # The topology is learnt with the client (off the loop, .topology), which
+            # every task of the loop awaits: a command sent before it is known goes to a
+            # random node and comes back MOVED, and five of those rebuild the whole
+            # slot table in one loop callback (redis-py's reinitialize_steps).
+            try:
+                await cast(Any, client).initialize()
+            except BaseException:
+                # Not kept by anyone: closed here (a failed or cancelled build).
+                with contextlib.suppress(Exception):
+                    await self._adisconnect(client)
+                raise
+        return client
 
     def _translate(self, exc: Exception) -> CacheError:
         """The typed cachehub error for a redis-py error (secrets scrubbed)."""
