@@ -181,10 +181,16 @@ class ExpiryTests(ConformanceBase):
         assert cache.exists("k") is False
 
     def test_put_many_with_time_span(self, cache: BaseCache, timeline: Timeline) -> None:
+        start = timeline.now()
         cache.put_many({f"k{i}": i for i in range(5)}, time_span=timeline.span(1))
         cache.put("forever", 0)
         timeline.wait(0.5)
-        assert cache.count() == 6
+        counted = cache.count()
+        # On real time a loaded machine can answer after the deadline (seen at a load of
+        # 17 with 0.4 s units): only a count answered before it must see all six. A fake
+        # clock always is.
+        if timeline.now() < start + timeline.span(1):
+            assert counted == 6
         timeline.wait(0.7)
         assert list(cache.keys()) == ["forever"]
 
