@@ -1147,7 +1147,11 @@ class RedisCache(FlowCache[Client]):
             # Once per cache: a lock's hash has a TTL, so any eviction policy may drop it
             # while held (docs/redis.md, "Eviction policies"): say so before it matters.
             self._eviction_checked = True
-            risk = eviction_risk((yield Call("memory")))
+            try:
+                memory = yield Call("memory")
+            except CacheError:  # a diagnostic: a server or proxy refusing INFO keeps its locks
+                memory = None
+            risk = eviction_risk(memory)
             if risk is not None:
                 self.log.warning("cache '%s' (Redis at %s): %s", self.name, self.endpoint, risk)
         key = self._internal_key(name)
@@ -1278,7 +1282,11 @@ def eviction_risk(memory: Mapping[str, Any] | None) -> str | None:
     if not memory:
         return None
     policy = str(memory.get("maxmemory_policy", "noeviction"))
-    if policy == "noeviction" or not int(memory.get("maxmemory") or 0):
+    try:
+        limited = int(memory.get("maxmemory") or 0) > 0
+    except (TypeError, ValueError):  # a Redis-like server's own INFO shape: unknown
+        limited = True
+    if policy == "noeviction" or not limited:
         return None
     also = " and counters and entries without expiry," if policy.startswith("allkeys") else ""
     return (

@@ -9,6 +9,7 @@ the same error and advice as the command's own refusal.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from cachehub_redis import RedisCache
+from cachehub_redis.cache import eviction_risk
 from cachehub_redis.errors import translate
 from cachehub_redis.server import RedisServer
 from redis import Redis
@@ -183,3 +185,45 @@ def test_a_server_that_is_not_redis_is_named_so(require_redis: None) -> None:
         cache.close()
         listener.close()
         thread.join(10)
+
+
+def test_locks_work_on_a_server_that_disables_info(
+    require_redis: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A cache's first lock checks the eviction policy (INFO memory), a diagnostic: a server
+    # or proxy without INFO (rename-command INFO "") keeps its locks, sync and async, and
+    # no warning is made up. Before, "unknown command" failed each cache's first acquire.
+    async def first_async_lock(cache: RedisCache) -> int | None:
+        async with cache.aio().lock("job", ttl=10, timeout=1) as lock:
+            return lock.fence
+
+    with _RenamedServer("INFO") as server:
+        sync_cache, async_cache = (
+            RedisCache(url=server.url, namespace=f"i{n}:", retries=0) for n in range(2)
+        )
+        with sync_cache.lock("job", ttl=10, timeout=1) as held:
+            assert held.fence is not None
+        assert asyncio.run(asyncio.wait_for(first_async_lock(async_cache), 30)) is not None
+        sync_cache.close()
+        async_cache.close()
+    assert not [r for r in caplog.records if "maxmemory" in r.getMessage()]
+
+
+@pytest.mark.parametrize(
+    ("memory", "warns"),
+    [
+        ({"maxmemory": "abc", "maxmemory_policy": "allkeys-lru"}, True),
+        ({"maxmemory": None, "maxmemory_policy": "allkeys-lru"}, False),
+        ({"maxmemory": [1], "maxmemory_policy": "volatile-ttl"}, True),
+        ({"maxmemory": "0", "maxmemory_policy": "allkeys-lru"}, False),
+        ({"maxmemory": 1 << 30, "maxmemory_policy": "noeviction"}, False),
+        ({"maxmemory": 1 << 30}, False),
+        ({}, False),
+    ],
+)
+def test_eviction_risk_reads_any_info_shape_without_raising(
+    memory: dict[str, object], warns: bool
+) -> None:
+    # A Redis-like server's INFO may not be Redis's: an unreadable maxmemory with an
+    # evicting policy still warns (the policy is what evicts); nothing raises.
+    assert (eviction_risk(memory) is not None) is warns
