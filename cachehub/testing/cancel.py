@@ -32,7 +32,7 @@ import pytest
 from cachehub.aio import AsyncCache
 from cachehub.api import MISSING
 from cachehub.decorators import cached
-from cachehub.lock import AsyncLock, _undoing
+from cachehub.lock import AsyncLock
 
 from .support import CacheFactory, ConformanceBase
 
@@ -48,6 +48,8 @@ STEPS: Final = 400
 operation needs (an HTTP request to a local emulator suspends a few dozen times)."""
 ROUNDS: Final = 20
 """Rounds of every kind of operation after a sweep, each checked."""
+RELEASE_TURNS: Final = 20
+"""Loop turns a lock release takes in the loop-shutdown case, as a request does."""
 BIG: Final = "x" * 200_000
 """A value large enough that writing it may span several loop turns."""
 
@@ -198,7 +200,6 @@ async def _settle(before: set[asyncio.Task[Any]]) -> list[str]:
     """Let the tasks an operation left (a shielded request, a lock given back) end; the
     ones still pending after a generous bound are listed as leaks."""
     for _ in range(3):
-        await asyncio.gather(*list(_undoing), return_exceptions=True)
         left = asyncio.all_tasks() - before - {asyncio.current_task()}
         if not left:
             return []
@@ -393,13 +394,80 @@ class CancelTests(ConformanceBase):
 
         assert shell_loop.run(scenario(), timeout=240) == []
 
-    @pytest.mark.xfail(
-        strict=False,  # it depends on the loop turn the shutdown's cancel lands in
-        reason="not fixed yet: a lock attempt that wins in the very turn asyncio.run "
-        "cancels every task hands the lock back through a new task (AsyncLock._undo), "
-        "which the closing loop never runs: the lock stays held until its ttl (seen once "
-        "in two CI runs on Redis 6.2)",
+    @pytest.mark.parametrize(
+        ("turns", "ignores_cancel"),
+        [(1, False), (2, False), (2, True)],
+        ids=["answered, waiter not resumed", "attempt still out", "client ignores the cancel"],
     )
+    def test_a_lock_won_as_the_loop_shuts_down_is_given_back(
+        self, make_cache: CacheFactory, turns: int, ignores_cancel: bool
+    ) -> None:
+        """``asyncio.run`` returns while a lock attempt has just won: no task is left
+        pending once the tasks it cancelled have ended, and the lock is free.
+
+        Counted loop turns, never time: the attempt's answer reaches it ``turns`` turns
+        after its reply arrived, and ``main`` returns in the turn it sees the reply (or
+        the next), so every task is cancelled when the attempt is done but its waiter
+        not resumed yet (1: the waiter must give the lock back itself), or while the
+        attempt is still out (2: it is cancelled too, or, as a client that ignores a
+        cancel, answers anyway). asyncio.run runs the loop only until the tasks it
+        cancelled have ended: a release left to a task created then may never finish
+        (its :data:`RELEASE_TURNS` turns, as a request takes, are still to run).
+        """
+        shell = make_cache()._shell_of.aio()  # type: ignore[attr-defined]
+        base = shell.cache
+        acquire, release = base._alock_acquire, base._alock_release
+        replied: list[bool] = []
+        waiters: list[asyncio.Future[bool]] = []
+
+        async def answered_late(*args: Any) -> Any:
+            fence = await acquire(*args)
+            replied.append(fence is not None)
+            for _ in range(turns):
+                try:
+                    await asyncio.sleep(0)
+                except asyncio.CancelledError:
+                    if not ignores_cancel:
+                        raise
+            return fence
+
+        async def slow_release(*args: Any) -> Any:
+            for _ in range(RELEASE_TURNS):
+                await asyncio.sleep(0)
+            return await release(*args)
+
+        async def main() -> None:
+            waiters.append(asyncio.ensure_future(shell.lock("turn-job", ttl=30).acquire()))
+            # Bounded in this task: wait_for would run main in a task of its own, and
+            # its turns to hand back the result would shift the count.
+            async with asyncio.timeout(60):
+                while not replied:  # one loop turn each
+                    await asyncio.sleep(0)
+
+        async def next_loop() -> bool:
+            free = await _free(shell, "turn-job")
+            await shell.close()
+            return free
+
+        base._alock_acquire, base._alock_release = answered_late, slow_release
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(main())
+            # The end of asyncio.run, step by step (asyncio.runners): every task left is
+            # cancelled, and the loop runs until they have ended.
+            cancelled = asyncio.all_tasks(loop)
+            for task in cancelled:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*cancelled, return_exceptions=True))
+            left = [f"{task!r:.200}" for task in asyncio.all_tasks(loop)]
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()
+            del base._alock_acquire, base._alock_release
+        assert (replied, waiters[0].cancelled(), left) == ([True], True, [])
+        assert asyncio.run(asyncio.wait_for(next_loop(), 60)) is True
+
     def test_a_loop_shut_down_with_operations_pending_leaks_nothing(
         self, make_cache: CacheFactory
     ) -> None:
