@@ -585,6 +585,14 @@ async def _workout(shell: AsyncCache) -> list[str]:
     return problems
 
 
+async def _held_until_cancelled(lock: AsyncLock) -> None:
+    """A task that waits for ``lock`` and then holds it until cancelled (``async with``
+    gives it back): a bare ``acquire()`` may win before the loop ends, and then the lock is
+    rightly held by a task that never releases it."""
+    async with lock:
+        await asyncio.Event().wait()
+
+
 class _LoopShutdown:
     """``asyncio.run`` returning while operations of ``cache`` are still pending."""
 
@@ -608,7 +616,7 @@ class _LoopShutdown:
         await holder.acquire()
         self.pending = [
             asyncio.ensure_future(shell.get_or_set("shutdown-key", stuck, lock_timeout=30)),
-            asyncio.ensure_future(shell.lock("shutdown-job", ttl=30, poll=0.01).acquire()),
+            asyncio.ensure_future(_held_until_cancelled(shell.lock("shutdown-job", poll=0.01))),
             asyncio.ensure_future(shell.put("shutdown-put", "p", time_span=600)),
             asyncio.ensure_future(shell.get_many(["shutdown-put", "absent"])),
         ]
