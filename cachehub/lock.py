@@ -195,6 +195,8 @@ class _LockState:
         self.token: str | None = None
         self.fence: int | None = None
         """The fencing token of the current holding: grows strictly with each new holder."""
+        self._abandoned: set[str] = set()
+        """:class:`AsyncLock`: tokens whose attempt is still out, its waiter cancelled."""
 
     def _start(self, timeout: float | None) -> tuple[str, float | None, float]:
         """Checks before an acquisition: ``(new token, monotonic deadline, first delay)``."""
@@ -421,11 +423,6 @@ class AsyncLock(_LockState):
     blocks the event loop (``asyncio.sleep`` between attempts), and a task cancelled while
     acquiring leaves no lock behind: an attempt already sent is released when it answers.
     """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._abandoned: set[str] = set()
-        """Tokens whose attempt is still out while their waiter was cancelled."""
 
     async def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         """Take the lock; wait up to ``timeout`` seconds (None: forever) when blocking."""
