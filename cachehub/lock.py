@@ -195,6 +195,8 @@ class _LockState:
         self.token: str | None = None
         self.fence: int | None = None
         """The fencing token of the current holding: grows strictly with each new holder."""
+        self._abandoned: set[str] = set()
+        """:class:`AsyncLock`: tokens whose attempt is still out, its waiter cancelled."""
 
     def _start(self, timeout: float | None) -> tuple[str, float | None, float]:
         """Checks before an acquisition: ``(new token, monotonic deadline, first delay)``."""
@@ -409,8 +411,9 @@ class Lock(_LockState):
             self.release_quietly()  # never hide the block's own exception
 
 
-_undoing: set[asyncio.Task[Any]] = set()
-"""Releases of acquisitions whose waiter was cancelled (kept referenced until done)."""
+def _won(attempt: asyncio.Future[int | None]) -> bool:
+    """Whether a finished lock attempt took the lock (answered with a fence)."""
+    return not attempt.cancelled() and attempt.exception() is None and attempt.result() is not None
 
 
 class AsyncLock(_LockState):
@@ -431,7 +434,14 @@ class AsyncLock(_LockState):
             try:
                 fence = await asyncio.shield(attempt)
             except asyncio.CancelledError:
-                attempt.add_done_callback(lambda done: self._undo(done, token))
+                # Given back here or by the attempt itself, never by a new task: when
+                # asyncio.run ends it waits only for the tasks it cancelled (this one and
+                # the attempt), so a task created now would never run and the won lock
+                # would stay held for its whole ttl.
+                if not attempt.done():
+                    self._abandoned.add(token)  # the attempt gives back when it answers
+                elif _won(attempt):
+                    await self._give_back_whole(token)
                 raise
             if fence is not None:
                 self.token, self.fence = token, int(fence)
@@ -452,17 +462,30 @@ class AsyncLock(_LockState):
             # this one too): its request may have won the lock on the server all the same,
             # with nobody left to release it (held for its whole ttl). Give back whatever
             # the token holds before ending; the loop waits for a cancelled task.
-            await self._give_back(token)
+            self._abandoned.discard(token)
+            await self._give_back_whole(token)
             raise
+        except BaseException:
+            self._abandoned.discard(token)
+            raise
+        if token in self._abandoned:  # its waiter was cancelled meanwhile
+            self._abandoned.discard(token)
+            if fence is not None:
+                await self._give_back_whole(token)
         return fence
 
-    def _undo(self, attempt: asyncio.Future[int | None], token: str) -> None:
-        """Give back a lock won by an attempt whose waiter was cancelled."""
-        if attempt.cancelled() or attempt.exception() is not None or attempt.result() is None:
-            return
-        task = asyncio.get_running_loop().create_task(self._give_back(token))
-        _undoing.add(task)
-        task.add_done_callback(_undoing.discard)
+    async def _give_back_whole(self, token: str) -> None:
+        """:meth:`_give_back` to its end even if this task is cancelled again meanwhile
+        (that cancel is raised afterwards): half a release would leave the lock held."""
+        giving = asyncio.ensure_future(self._give_back(token))
+        cancelled = False
+        while not giving.done():
+            try:
+                await asyncio.shield(giving)
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
 
     async def _give_back(self, token: str) -> None:
         """Release what ``token`` holds, if anything, for a waiter that was cancelled."""

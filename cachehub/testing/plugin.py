@@ -25,3 +25,15 @@ def fake_clock() -> FakeClock:
 def cache_namespace() -> str:
     """A namespace unique to this test, so tests can share one cache backend safely."""
     return f"chtest-{uuid.uuid4().hex[:16]}:"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the conformance suite's markers (``--strict-markers`` accepts them)."""
+    config.addinivalue_line(
+        "markers", "cancellation: a cancellation conformance case (cachehub.testing.cancel)"
+    )
+    config.addinivalue_line(
+        "markers",
+        "cancel_smoke: the cancellation cases worth running again on other dependency "
+        "versions (a read, a write, a batch, a fill, a lock, a close, loop shutdown)",
+    )
