@@ -46,7 +46,7 @@ from django.core.cache.backends.base import (  # type: ignore[import-untyped]
 )
 from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
 
-from ..api import MAX_TIME_SPAN, MISSING
+from ..api import MAX_TIME_SPAN, MISSING, Entry
 from ..api import BaseCache as CacheHubBase
 from ..errors import CacheValueError, ConfigError, StorageNotEnabledError, UnknownSigningKeyError
 from . import resolve_cache
@@ -250,7 +250,7 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
             entry = self.cachehub.peek(k)
         except UnknownSigningKeyError:  # the cache's own codec: get reads it as a miss
             return False
-        return entry is not None and self._value(key, k, entry.value) is not MISSING
+        return self._readable_entry(key, k, entry)
 
     async def _apresent(self, key: Any, k: str) -> bool:
         """:meth:`_present` on the cache's async shell."""
@@ -258,6 +258,10 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
             entry = await self.cachehub.aio().peek(k)
         except UnknownSigningKeyError:
             return False
+        return self._readable_entry(key, k, entry)
+
+    def _readable_entry(self, key: Any, k: str, entry: Entry | None) -> bool:
+        """The judgement both :meth:`_present` forms make of what ``peek`` read."""
         return entry is not None and self._value(key, k, entry.value) is not MISSING
 
     def get(self, key: Any, default: Any = None, version: Any = None) -> Any:
