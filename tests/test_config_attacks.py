@@ -286,3 +286,41 @@ def test_a_config_of_thousands_of_caches_checks_each_setting_name_once(
     finally:
         caches.close()
     assert calls < 100  # a few names, each matched once; was 8,000
+
+
+# ---------------------------------------------------------------------- expansion bombs
+
+_MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        # One short string, a variable's value inserted once per reference: 40 references
+        # of a 1 MiB variable were joined into 40 MiB (a 32 MiB file of "${A}" references,
+        # terabytes).
+        {"c": {"class": "memory", "custom": {"x": "${BIG}" * 40}}},
+        # Through fallbacks and lists: the same text, reached another way.
+        {"c": {"class": "memory", "custom": {"x": ["${UNSET:-${BIG}}"] * 40}}},
+        # Spread over many caches, each of them small: they add up for the configuration.
+        {f"c{i}": {"class": "memory", "custom": {"x": "${BIG}"}} for i in range(40)},
+        # The class itself, not only settings.
+        {"c": {"class": "${BIG}" * 40}},
+    ],
+)
+def test_environment_variables_cannot_blow_a_configuration_up(config: dict[str, Any]) -> None:
+    environ = {"BIG": SECRET + "x" * (_MIB - len(SECRET))}
+    expected = r"insert more than 32 MiB of text .*at character"
+    with pytest.raises(ConfigError, match=expected) as info:
+        parse_entries(config, environ=environ)
+    assert SECRET not in str(info.value)
+    assert SECRET not in str(info.value.hint)
+
+
+def test_a_large_variable_referenced_a_few_times_is_still_inserted() -> None:
+    # A certificate bundle or a long token in a variable is fine: the limit is the
+    # configuration's total, far above what real settings insert.
+    value = "b" * (4 * _MIB)
+    config = {f"c{i}": {"class": "memory", "custom": {"x": "${BIG}"}} for i in range(7)}
+    entries = parse_entries(config, environ={"BIG": value})
+    assert all(entry.custom["x"] == value for entry in entries.values())
