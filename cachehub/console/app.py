@@ -43,7 +43,7 @@ from ..errors import (
     ReadOnlyCacheError,
     UnknownCacheError,
 )
-from ..loader import _entries_of, load_file
+from ..loader import _entries_of, load_file, parse_json
 from ..plugins import plugin_manager, register, unregister
 from ..registry import Caches
 from ..scrub import register_secret, scrub
@@ -580,17 +580,9 @@ def create_app(
         cache = console.cache(text(form, "cache", required=True))
         key = text(form, "key", required=True)
         raw = text(form, "value", MAX_JSON_CHARS)
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise CacheValueError(
-                f"the value is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
-                hint='write JSON: "text" in quotes, 42, true, null, [...] or {...}.',
-            ) from None
-        except RecursionError:
-            raise CacheValueError(
-                "the value nests lists or objects too deeply.", hint="flatten it."
-            ) from None
+        value = parse_json(
+            raw, "the value", 'write JSON: "text" in quotes, 42, true, null, [...] or {...}.'
+        )
         ttl_text = text(form, "ttl", 32).strip()
         ttl: float | None = None
         if ttl_text:
@@ -635,15 +627,7 @@ def create_app(
         cache = _command_cache(text(form, "cache", required=True))
         verb = text(form, "action", 64, required=True)
         data_text = text(form, "data", MAX_JSON_CHARS) or "{}"
-        try:
-            data = json.loads(data_text)
-        except json.JSONDecodeError as exc:
-            raise CacheValueError(
-                f"the data is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
-                hint='write a JSON object, e.g. {"key": "user_1"}.',
-            ) from None
-        except RecursionError:
-            raise CacheValueError("the data nests too deeply.", hint="flatten it.") from None
+        data = parse_json(data_text, "the data", 'write a JSON object, e.g. {"key": "user_1"}.')
         note = None
         if (
             verb.lower() in ("scan", "query")

@@ -25,7 +25,14 @@ from typing import Any, Final
 from ..api import BASE_OPTIONS
 from ..config import Option, canonical_settings, redact, validate_settings
 from ..errors import ConfigError, MissingEnvVarError
-from ..loader import _entries_of, check_namespaces, default_entry, load_file, parse_entry
+from ..loader import (
+    _entries_of,
+    check_namespaces,
+    default_entry,
+    load_file,
+    parse_entry,
+    parse_json,
+)
 from ..registry import backend_identity, provider_settings
 from ..resolve import resolve_provider
 from ..scrub import SECRET_MASK, unmask
@@ -219,19 +226,12 @@ class ConfigFile:
             )
         if not text.strip():
             return {}
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(
-                f"the settings are not valid JSON: {exc.msg} at line {exc.lineno}, "
-                f"column {exc.colno}.",
-                hint='write a JSON object, e.g. {"host": "localhost", "port": 6379}.',
-            ) from None
-        except RecursionError:
-            raise ConfigError(
-                "the settings nest objects or lists too deeply.",
-                hint="cache settings need only a few levels.",
-            ) from None
+        value = parse_json(
+            text,
+            "the settings text",
+            'write a JSON object, e.g. {"host": "localhost", "port": 6379}.',
+            ConfigError,
+        )
         if not isinstance(value, dict):
             raise ConfigError(
                 f"the settings must be a JSON object, got {type(value).__name__}.",

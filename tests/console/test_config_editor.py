@@ -91,6 +91,8 @@ def test_validation_uses_the_loader_with_did_you_mean(make_console: MakeConsole)
         ("memory", "[1, 2]"): "must be a JSON object",
         ("memory", "{bad json"): "not valid JSON",
         ("memory", "[" * 50_000): "too deeply",
+        # A bare ValueError of json.loads (over 4,300 digits): it was a 500 page.
+        ("memory", '{"maxsize": ' + "7" * 5_000 + "}"): "integer of thousands of digits",
         ("", "{}"): "class",
     }
     for (klass, custom), message in cases.items():
