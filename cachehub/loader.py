@@ -43,6 +43,7 @@ __all__ = [
     "interpolate",
     "default_entry",
     "parse_json",
+    "referenced_variables",
 ]
 
 _log = logging.getLogger("cachehub.config")
@@ -293,6 +294,29 @@ class _Expander:
             f"{self.where}: unterminated '${{' reference at character {start + 1}.",
             hint="close it with '}', or write $${ for a literal ${.",
         )
+
+
+def referenced_variables(value: Any) -> set[str]:
+    """The names of the environment variables that the ``${...}`` references in ``value``
+    (configuration as written: strings, mappings and lists, any depth) name.
+
+    Scanned with the expander's own tokens, so ``$${X}`` (a literal) names nothing and a
+    fallback's references (``${A:-${B}}``) are counted, used or not. Iterative: callers
+    pass configuration whose depth and size the loader bounded, or form input.
+    """
+    names: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            for token in _TOKEN.finditer(item):
+                if token.group() == "${" and (name := _NAME.match(item, token.end())):
+                    names.add(name.group())
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return names
 
 
 def _interpolate_str(

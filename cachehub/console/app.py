@@ -15,7 +15,6 @@ import json
 import logging
 import math
 import os
-import re
 import secrets
 import threading
 import time
@@ -43,7 +42,7 @@ from ..errors import (
     ReadOnlyCacheError,
     UnknownCacheError,
 )
-from ..loader import _entries_of, load_file, parse_json
+from ..loader import _entries_of, load_file, parse_json, referenced_variables
 from ..plugins import plugin_manager, register, unregister
 from ..registry import Caches
 from ..scrub import register_secret, scrub
@@ -63,8 +62,6 @@ COMMAND_LIMIT: Final = 1000
 """``Limit`` given to a dynamodb_command scan or query that names none."""
 MAX_FILTER_CHARS: Final = 512
 """Longest key filter accepted."""
-_VARIABLE: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
-"""The variable named by a ``${VAR}`` (or ``${VAR:-fallback}``) reference."""
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -121,16 +118,7 @@ class Console:
         """The values of the environment variables that ``${VAR}`` references in ``raw``
         (configuration as written: strings, mappings and lists) name."""
         environ = os.environ if self.environ is None else self.environ
-        names: set[str] = set()
-        stack = [raw]
-        while stack:  # iterative: the loader already bounded the document's depth and size
-            item = stack.pop()
-            if isinstance(item, str):
-                names.update(_VARIABLE.findall(item))
-            elif isinstance(item, Mapping):
-                stack.extend(item.values())
-            elif isinstance(item, (list, tuple)):
-                stack.extend(item)
+        names = referenced_variables(raw)
         values = [value for name in sorted(names) if (value := environ.get(name))]
         # Parsers lower-case what they take for a host name ("redis://${VAR}:6379").
         return tuple(dict.fromkeys([*values, *(value.lower() for value in values)]))
