@@ -7,6 +7,7 @@ cases that cannot crash or stall the test process.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,49 @@ def test_an_import_error_text_is_scrubbed(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(ConfigError, match="RuntimeError") as info:
         resolve.resolve_provider("leaky_provider:Cache")
     assert SECRET not in str(info.value)
+
+
+_OBJECTS_MODULE = f"""
+class Settings:
+    def __repr__(self):
+        return "Settings(password='{SECRET}', " + "x" * 100_000 + ")"
+
+class Lazy:  # django.conf:settings before settings.configure()
+    @property
+    def __class__(self):
+        raise RuntimeError("settings are not configured")
+
+class Proxy:  # flask:request outside a request
+    def __getattr__(self, name):
+        raise RuntimeError("working outside of request context")
+
+settings = Settings()
+lazy = Lazy()
+proxy = Proxy()
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        # Its repr was the message: a settings object showed its password, 100 KB long.
+        ("cfg_objects:settings", "resolves to a Settings object, which is not a subclass"),
+        # isinstance() asked the lazy object's __class__: RuntimeError, not a ConfigError.
+        ("cfg_objects:lazy", "resolves to a Lazy object, which is not a subclass"),
+        # getattr() on a proxy raised its own error: RuntimeError, not a ConfigError.
+        ("cfg_objects:proxy.Cache", "reading 'Cache' of 'cfg_objects:proxy.Cache' raised"),
+    ],
+)
+def test_a_class_path_to_a_lazy_or_talkative_object_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, expected: str
+) -> None:
+    (tmp_path / "cfg_objects.py").write_text(_OBJECTS_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "cfg_objects", raising=False)
+    with pytest.raises(ConfigError, match=re.escape(expected)) as info:
+        resolve.resolve_provider(name)
+    assert SECRET not in str(info.value)
+    assert len(str(info.value)) < 1000
 
 
 def test_a_plugin_hook_error_is_named_and_scrubbed() -> None:
