@@ -356,24 +356,26 @@ def _no_constant(name: str) -> Any:
     raise _Refused(f"{name} is not a JSON value")
 
 
-def _read_limited(file: Path) -> bytes:
-    """The bytes of a regular file of at most :data:`MAX_FILE_BYTES`.
+def _read_limited(file: Path, what: str = "configuration file", limit: int | None = None) -> bytes:
+    """The bytes of a regular file of at most ``limit`` (default :data:`MAX_FILE_BYTES`);
+    errors call it ``what``.
 
     Opened non-blocking and checked with fstat, so a FIFO, a device (``/dev/zero``) or a
     sparse file of terabytes is refused without blocking or reading it whole.
     """
+    limit = MAX_FILE_BYTES if limit is None else limit
     fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             raise ConfigError(
-                f"configuration file {file} is not a regular file.",
+                f"{what} {file} is not a regular file.",
                 hint="point at a JSON file (not a directory, device or pipe).",
             )
-        data = handle.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
         raise ConfigError(
-            f"configuration file {file} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB.",
-            hint="cache configuration is small; check that this is the right file.",
+            f"{what} {file} is larger than {limit // (1024 * 1024)} MiB.",
+            hint="check that this is the right file.",
         )
     return data
 
