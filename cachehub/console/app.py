@@ -60,6 +60,8 @@ MAX_JSON_CHARS: Final = 512 * 1024
 """Longest JSON value the put form accepts."""
 COMMAND_LIMIT: Final = 1000
 """``Limit`` given to a dynamodb_command scan or query that names none."""
+MAX_COMMAND_LIMIT: Final = 10_000
+"""Largest ``Limit`` the console runs: every item is held in the process and the page."""
 MAX_FILTER_CHARS: Final = 512
 """Longest key filter accepted."""
 Handler = Callable[[Request], Awaitable[Response]]
@@ -617,11 +619,20 @@ def create_app(
         data_text = text(form, "data", MAX_JSON_CHARS) or "{}"
         data = parse_json(data_text, "the data", 'write a JSON object, e.g. {"key": "user_1"}.')
         note = None
-        if (
-            verb.lower() in ("scan", "query")
-            and isinstance(data, dict)
-            and not any(str(k).lower() == "limit" for k in data)
-        ):
+        given = (
+            [v for k, v in data.items() if str(k).lower() == "limit"]
+            if isinstance(data, dict)
+            else []
+        )
+        if any(type(v) is int and v > MAX_COMMAND_LIMIT for v in given):
+            # A Limit of millions read the whole table into this process before the page
+            # cut what it shows.
+            raise CacheValueError(
+                f"the console runs a Limit of at most {MAX_COMMAND_LIMIT:,} items.",
+                hint="page through with ExclusiveStartKey, or run larger reads with "
+                "dynamodb_command from Python.",
+            )
+        if verb.lower() in ("scan", "query") and isinstance(data, dict) and not given:
             # dynamodb_command follows every page: without a Limit a scan would read the
             # whole table into this process and the page.
             data["Limit"] = COMMAND_LIMIT

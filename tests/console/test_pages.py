@@ -205,6 +205,15 @@ def test_dynamodb_command_runner(make_console: MakeConsole) -> None:
     bad = env.post("/dynamodb/run", cache="main", action="getItem", data="[1,")
     assert bad.status_code == 400
     assert "not valid JSON" in bad.text
+    # A Limit of millions read the whole table into the console before the page was cut.
+    for limit in ('"Limit": 10001', '"limit": 1000000000'):
+        huge = env.post("/dynamodb/run", cache="main", action="scan", data=f"{{{limit}}}")
+        assert huge.status_code == 400, limit
+        assert "at most 10,000" in html.unescape(huge.text)
+    assert (
+        env.post("/dynamodb/run", cache="main", action="scan", data='{"Limit": 10000}').status_code
+        == 200
+    )
     digits = env.post("/dynamodb/run", cache="main", action="getItem", data="7" * 5_000)
     assert digits.status_code == 400  # was a 500: json.loads' bare ValueError
     assert "integer of thousands of digits" in digits.text
