@@ -29,7 +29,7 @@ from types import MappingProxyType
 from typing import Any, Final, TypeAlias
 
 from .config import camel_case, redact, suggest
-from .errors import ConfigError, MissingEnvVarError
+from .errors import CacheError, CacheValueError, ConfigError, MissingEnvVarError
 from .scrub import shown_value
 
 __all__ = [
@@ -42,6 +42,8 @@ __all__ = [
     "parse_entry",
     "interpolate",
     "default_entry",
+    "parse_json",
+    "referenced_variables",
 ]
 
 _log = logging.getLogger("cachehub.config")
@@ -104,6 +106,20 @@ MAX_VALUES: Final = 100_000
 MAX_REFERENCE_DEPTH: Final = 8
 """Deepest nesting of ``${A:-${B:-...}}`` references."""
 
+MAX_EXPANDED_CHARS: Final = 32 * 1024 * 1024
+"""Most characters environment variables may insert into one configuration (as much as
+the largest file read): ``"${A}${A}..."`` repeated through a file would otherwise ask
+for terabytes, a variable's value being inserted once per reference."""
+
+
+@dataclass
+class ExpansionBudget:
+    """What is left of :data:`MAX_EXPANDED_CHARS` for one configuration: shared by
+    every entry :func:`parse_entries` reads, so many small settings cannot add up."""
+
+    left: int = MAX_EXPANDED_CHARS
+
+
 _TOKEN = re.compile(r"\$\$\{|\$\{|\}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SHOWN: Final = 40
@@ -111,7 +127,12 @@ _SHOWN: Final = 40
 
 
 def interpolate(
-    value: Any, *, cache: str, setting: str, environ: Mapping[str, str] | None = None
+    value: Any,
+    *,
+    cache: str,
+    setting: str,
+    environ: Mapping[str, str] | None = None,
+    budget: ExpansionBudget | None = None,
 ) -> Any:
     """``value`` with ``${VAR}`` references replaced, recursing into mappings and lists.
 
@@ -120,21 +141,24 @@ def interpolate(
     expanded only when it is used, as in POSIX shells. ``$${`` is a literal ``${``. A
     variable's value is inserted as it is, never expanded again. An unset variable
     without fallback raises :class:`MissingEnvVarError` naming the variable, the cache and
-    the setting; any other malformed reference, or nesting deeper than
-    :data:`MAX_DEPTH`, a :class:`ConfigError` naming the position.
+    the setting; any other malformed reference, nesting deeper than :data:`MAX_DEPTH`,
+    or variables inserting more than what is left of ``budget`` (default: a fresh
+    :data:`MAX_EXPANDED_CHARS`), a :class:`ConfigError` naming the position.
     """
     env = os.environ if environ is None else environ
     _check_depth(value, f"cache '{cache}', setting '{setting}'")
-    return _interpolate(value, env, cache, setting)
+    return _interpolate(value, env, cache, setting, budget or ExpansionBudget())
 
 
-def _interpolate(value: Any, env: Mapping[str, str], cache: str, setting: str) -> Any:
+def _interpolate(
+    value: Any, env: Mapping[str, str], cache: str, setting: str, budget: ExpansionBudget
+) -> Any:
     if isinstance(value, str):
-        return _interpolate_str(value, env, cache, setting)
+        return _interpolate_str(value, env, cache, setting, budget)
     if isinstance(value, Mapping):
-        return {k: _interpolate(v, env, cache, f"{setting}.{k}") for k, v in value.items()}
+        return {k: _interpolate(v, env, cache, f"{setting}.{k}", budget) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_interpolate(v, env, cache, f"{setting}[{i}]") for i, v in enumerate(value)]
+        return [_interpolate(v, env, cache, f"{setting}[{i}]", budget) for i, v in enumerate(value)]
     return value
 
 
@@ -177,10 +201,13 @@ class _Expander:
     character is passed once; recursion is bounded by :data:`MAX_REFERENCE_DEPTH`.
     """
 
-    def __init__(self, text: str, env: Mapping[str, str], where: str) -> None:
+    def __init__(
+        self, text: str, env: Mapping[str, str], where: str, budget: ExpansionBudget
+    ) -> None:
         self.text = text
         self.env = env
         self.where = where
+        self.budget = budget
 
     def expand(self) -> str:
         return self._word(0, 0, live=True, opened=None)[0]
@@ -242,11 +269,25 @@ class _Expander:
                     f"{self.where}: environment variable '{variable}' is not set.",
                     hint=f"export {variable}, or give a fallback with ${{{variable}:-value}}.",
                 )
-            return found or "", pos + 1
+            return self._spend(found or "", start), pos + 1
         # ${NAME:-fallback}: the fallback is expanded only when it is used.
         use_fallback = live and not found
         fallback, pos = self._word(pos + 2, depth, live=use_fallback, opened=start)
-        return (fallback if use_fallback else found or ""), pos
+        return (fallback if use_fallback else self._spend(found or "", start)), pos
+
+    def _spend(self, value: str, start: int) -> str:
+        """``value``, a variable's value about to be inserted, charged to the budget
+        before anything joins it (the refusal allocates nothing)."""
+        self.budget.left -= len(value)
+        if self.budget.left < 0:
+            raise ConfigError(
+                f"{self.where}: environment variables insert more than "
+                f"{MAX_EXPANDED_CHARS // (1024 * 1024)} MiB of text into the configuration "
+                f"(at character {start + 1}).",
+                hint="reference each variable once or a few times; a configuration "
+                "holds settings, not bulk data.",
+            )
+        return value
 
     def _unterminated(self, start: int) -> ConfigError:
         return ConfigError(
@@ -255,10 +296,35 @@ class _Expander:
         )
 
 
-def _interpolate_str(text: str, env: Mapping[str, str], cache: str, setting: str) -> str:
+def referenced_variables(value: Any) -> set[str]:
+    """The names of the environment variables that the ``${...}`` references in ``value``
+    (configuration as written: strings, mappings and lists, any depth) name.
+
+    Scanned with the expander's own tokens, so ``$${X}`` (a literal) names nothing and a
+    fallback's references (``${A:-${B}}``) are counted, used or not. Iterative: callers
+    pass configuration whose depth and size the loader bounded, or form input.
+    """
+    names: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            for token in _TOKEN.finditer(item):
+                if token.group() == "${" and (name := _NAME.match(item, token.end())):
+                    names.add(name.group())
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return names
+
+
+def _interpolate_str(
+    text: str, env: Mapping[str, str], cache: str, setting: str, budget: ExpansionBudget
+) -> str:
     if "${" not in text:
         return text
-    return _Expander(text, env, f"cache '{cache}', setting '{setting}'").expand()
+    return _Expander(text, env, f"cache '{cache}', setting '{setting}'", budget).expand()
 
 
 # ---------------------------------------------------------------------- files
@@ -290,24 +356,26 @@ def _no_constant(name: str) -> Any:
     raise _Refused(f"{name} is not a JSON value")
 
 
-def _read_limited(file: Path) -> bytes:
-    """The bytes of a regular file of at most :data:`MAX_FILE_BYTES`.
+def _read_limited(file: Path, what: str = "configuration file", limit: int | None = None) -> bytes:
+    """The bytes of a regular file of at most ``limit`` (default :data:`MAX_FILE_BYTES`);
+    errors call it ``what``.
 
     Opened non-blocking and checked with fstat, so a FIFO, a device (``/dev/zero``) or a
     sparse file of terabytes is refused without blocking or reading it whole.
     """
+    limit = MAX_FILE_BYTES if limit is None else limit
     fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             raise ConfigError(
-                f"configuration file {file} is not a regular file.",
+                f"{what} {file} is not a regular file.",
                 hint="point at a JSON file (not a directory, device or pipe).",
             )
-        data = handle.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
         raise ConfigError(
-            f"configuration file {file} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB.",
-            hint="cache configuration is small; check that this is the right file.",
+            f"{what} {file} is larger than {limit // (1024 * 1024)} MiB.",
+            hint="check that this is the right file.",
         )
     return data
 
@@ -365,6 +433,33 @@ def load_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return doc
 
 
+def parse_json(text: str, what: str, hint: str, error: type[CacheError] = CacheValueError) -> Any:
+    """``text`` (JSON typed by a user: a form field, a CLI argument) parsed, or ``error``
+    saying why not: what the text is (``what``, e.g. "the value") and ``hint``.
+
+    Besides syntax errors, json.loads raises RecursionError for thousands of nested
+    brackets and a plain ValueError for an integer longer than Python converts
+    (sys.get_int_max_str_digits(), 4300 digits by default): both are the user's input,
+    not the program's failure. Error messages never quote the text.
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(
+            f"{what} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
+            hint=hint,
+        ) from None
+    except RecursionError:
+        raise error(
+            f"{what} nests objects or lists too deeply.", hint="flatten it: a few levels do."
+        ) from None
+    except ValueError:
+        raise error(
+            f"{what} holds an integer of thousands of digits, more than JSON readers convert.",
+            hint="write numbers of a few digits (as a string if they must be longer).",
+        ) from None
+
+
 def _entries_of(doc: Mapping[str, Any]) -> Mapping[str, Any]:
     """The ``{name: entry}`` block of a document in any of the accepted shapes."""
     caches = doc.get("caches")
@@ -396,6 +491,7 @@ def parse_entries(
         )
     entries: dict[str, CacheEntry] = {}
     seen: dict[str, str] = {}
+    budget = ExpansionBudget()
     for name, raw in _entries_of(doc).items():
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(
@@ -409,18 +505,25 @@ def parse_entries(
                 hint="cache names are case-insensitive; rename or remove one of them.",
             )
         seen[name.lower()] = name
-        entries[name] = parse_entry(name, raw, source=source, environ=environ)
+        entries[name] = parse_entry(name, raw, source=source, environ=environ, budget=budget)
     return entries
 
 
 def parse_entry(
-    name: str, raw: Any, *, source: str = "application", environ: Mapping[str, str] | None = None
+    name: str,
+    raw: Any,
+    *,
+    source: str = "application",
+    environ: Mapping[str, str] | None = None,
+    budget: ExpansionBudget | None = None,
 ) -> CacheEntry:
     """Validate one cache entry (``{"class": ..., "custom": {...}}``) called ``name``.
 
     An unset ``${VAR}`` does not raise: the entry comes back with its
     :attr:`~CacheEntry.problem` set (see the module docstring); every other error does.
+    ``budget`` is the configuration's :class:`ExpansionBudget` (default: a fresh one).
     """
+    budget = budget or ExpansionBudget()
     if not isinstance(raw, Mapping):
         raise ConfigError(
             f"cache '{name}' ({source}) must be an object with a 'class' key, "
@@ -442,14 +545,20 @@ def parse_entry(
             for setting, value in raw_value.items():
                 try:
                     resolved[setting] = interpolate(
-                        value, cache=name, setting=f"custom.{setting}", environ=environ
+                        value,
+                        cache=name,
+                        setting=f"custom.{setting}",
+                        environ=environ,
+                        budget=budget,
                     )
                 except MissingEnvVarError as exc:
                     missing.append(exc)
             values[key] = resolved
         else:
             try:
-                values[key] = interpolate(raw_value, cache=name, setting=key, environ=environ)
+                values[key] = interpolate(
+                    raw_value, cache=name, setting=key, environ=environ, budget=budget
+                )
             except MissingEnvVarError as exc:
                 missing.append(exc)
                 if key == "class" and isinstance(raw_value, str):

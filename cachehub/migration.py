@@ -54,6 +54,7 @@ from .errors import (
     InvalidKeyError,
     SerializationError,
 )
+from .loader import _read_limited
 
 __all__ = [
     "Checkpoint",
@@ -71,6 +72,8 @@ SHOWN_DIFFERENCES: Final = 20
 """How many missing or different keys a report lists (the counts are always complete)."""
 
 CHECKPOINT_VERSION: Final = 2
+MAX_CHECKPOINT_BYTES: Final = 512 * 1024 * 1024
+"""Largest resume file read (about ten million copied keys)."""
 
 Progress = Callable[[str, int, int], None]
 """``progress(phase, done, total)``: phase ``"copy"`` or ``"verify"``."""
@@ -117,10 +120,14 @@ class Checkpoint:
                 fresh.save()
             return fresh
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
+            # Not read_text(): a FIFO would block and /dev/zero fill the memory.
+            raw = _read_limited(path, "resume file", MAX_CHECKPOINT_BYTES)
+            doc = json.loads(raw.decode("utf-8"))
             recorded = (doc["source"], doc["target"], doc.get("filter"))
             done = doc["done"]
             complete = doc.get("complete", False)
+        except ConfigError:
+            raise  # not a regular file, or too large: the message says which
         except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             raise ConfigError(
                 f"resume file {path} is not a cachehub migrate checkpoint ({type(exc).__name__}).",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Mapping
-from typing import Final
+from typing import Final, cast
 
 from . import plugins
 from .api import BaseCache
@@ -210,13 +210,30 @@ def _import_path(path: str, what: str, table: Mapping[str, object]) -> object:
                 + (f" Did you mean '{guess}'?" if guess else ""),
                 hint="check the class name (it is case-sensitive).",
             ) from None
+        except Exception as exc:
+            # A lazy object or proxy (django.conf:settings, flask:request) computes its
+            # attributes: unconfigured, it raises its framework's own error.
+            raise ConfigError(
+                f"{what}: reading '{part}' of '{module_name}:{qualname}' raised "
+                f"{type(exc).__name__}: {scrub(str(exc))[:300]}",
+                hint="point 'class' at a cachehub provider class.",
+            ) from exc
     return obj
 
 
 def _provider_class(obj: object, name: str) -> type[BaseCache]:
-    if isinstance(obj, type) and issubclass(obj, BaseCache):
-        return obj
+    # type(obj), never isinstance(): a lazy object answers isinstance() through its
+    # __class__ property, which sets it up (and raises when it cannot). Nor repr(obj):
+    # an arbitrary object's repr may run code, be huge or show its settings' secrets.
+    if issubclass(type(obj), type):
+        cls = cast(type, obj)
+        if issubclass(cls, BaseCache):
+            return cls
+        kind = "class"
+    else:
+        kind = f"{type(obj).__name__} object"
     raise ConfigError(
-        f"cache class '{name}' resolves to {obj!r}, which is not a subclass of cachehub.BaseCache.",
+        f"cache class '{name}' resolves to a {kind}, which is not a subclass of "
+        "cachehub.BaseCache.",
         hint="point 'class' at a cachehub provider class.",
     )

@@ -474,6 +474,11 @@ class SessionStore:
             if record is None:
                 return None
             now = self._now()
+            if self._lifetime(record.created, now) <= 0:
+                # Its absolute lifetime ended since the read (or the clock stepped
+                # forward): gone, as the next read would say. Writing it would ask the
+                # cache for a TTL <= 0, which it refuses with an error.
+                return None
             if refresh_only and now - record.refreshed < self.refresh.total_seconds():
                 return _Saved(sid, record)  # someone refreshed it meanwhile
             data = dict(record.data)

@@ -7,6 +7,7 @@ cases that cannot crash or stall the test process.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,49 @@ def test_an_import_error_text_is_scrubbed(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(ConfigError, match="RuntimeError") as info:
         resolve.resolve_provider("leaky_provider:Cache")
     assert SECRET not in str(info.value)
+
+
+_OBJECTS_MODULE = f"""
+class Settings:
+    def __repr__(self):
+        return "Settings(password='{SECRET}', " + "x" * 100_000 + ")"
+
+class Lazy:  # django.conf:settings before settings.configure()
+    @property
+    def __class__(self):
+        raise RuntimeError("settings are not configured")
+
+class Proxy:  # flask:request outside a request
+    def __getattr__(self, name):
+        raise RuntimeError("working outside of request context")
+
+settings = Settings()
+lazy = Lazy()
+proxy = Proxy()
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        # Its repr was the message: a settings object showed its password, 100 KB long.
+        ("cfg_objects:settings", "resolves to a Settings object, which is not a subclass"),
+        # isinstance() asked the lazy object's __class__: RuntimeError, not a ConfigError.
+        ("cfg_objects:lazy", "resolves to a Lazy object, which is not a subclass"),
+        # getattr() on a proxy raised its own error: RuntimeError, not a ConfigError.
+        ("cfg_objects:proxy.Cache", "reading 'Cache' of 'cfg_objects:proxy.Cache' raised"),
+    ],
+)
+def test_a_class_path_to_a_lazy_or_talkative_object_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, expected: str
+) -> None:
+    (tmp_path / "cfg_objects.py").write_text(_OBJECTS_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "cfg_objects", raising=False)
+    with pytest.raises(ConfigError, match=re.escape(expected)) as info:
+        resolve.resolve_provider(name)
+    assert SECRET not in str(info.value)
+    assert len(str(info.value)) < 1000
 
 
 def test_a_plugin_hook_error_is_named_and_scrubbed() -> None:
@@ -286,3 +330,41 @@ def test_a_config_of_thousands_of_caches_checks_each_setting_name_once(
     finally:
         caches.close()
     assert calls < 100  # a few names, each matched once; was 8,000
+
+
+# ---------------------------------------------------------------------- expansion bombs
+
+_MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        # One short string, a variable's value inserted once per reference: 40 references
+        # of a 1 MiB variable were joined into 40 MiB (a 32 MiB file of "${A}" references,
+        # terabytes).
+        {"c": {"class": "memory", "custom": {"x": "${BIG}" * 40}}},
+        # Through fallbacks and lists: the same text, reached another way.
+        {"c": {"class": "memory", "custom": {"x": ["${UNSET:-${BIG}}"] * 40}}},
+        # Spread over many caches, each of them small: they add up for the configuration.
+        {f"c{i}": {"class": "memory", "custom": {"x": "${BIG}"}} for i in range(40)},
+        # The class itself, not only settings.
+        {"c": {"class": "${BIG}" * 40}},
+    ],
+)
+def test_environment_variables_cannot_blow_a_configuration_up(config: dict[str, Any]) -> None:
+    environ = {"BIG": SECRET + "x" * (_MIB - len(SECRET))}
+    expected = r"insert more than 32 MiB of text .*at character"
+    with pytest.raises(ConfigError, match=expected) as info:
+        parse_entries(config, environ=environ)
+    assert SECRET not in str(info.value)
+    assert SECRET not in str(info.value.hint)
+
+
+def test_a_large_variable_referenced_a_few_times_is_still_inserted() -> None:
+    # A certificate bundle or a long token in a variable is fine: the limit is the
+    # configuration's total, far above what real settings insert.
+    value = "b" * (4 * _MIB)
+    config = {f"c{i}": {"class": "memory", "custom": {"x": "${BIG}"}} for i in range(7)}
+    entries = parse_entries(config, environ={"BIG": value})
+    assert all(entry.custom["x"] == value for entry in entries.values())

@@ -13,8 +13,8 @@ from rich.table import Table
 
 from ..api import BASE_OPTIONS, MISSING, BaseCache, CacheMetadata
 from ..config import redact
-from ..errors import CacheError
-from ..loader import CacheEntry
+from ..errors import CacheError, CacheValueError
+from ..loader import CacheEntry, parse_json
 from .app import State, data_command, fail
 from .output import short
 
@@ -166,11 +166,9 @@ def _parse_json(ctx: click.Context, param: click.Parameter, text: str) -> Any:
     if not ctx.params.get("json_value"):
         return text
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON ({exc.msg} at column {exc.colno}).") from None
-    except RecursionError:
-        raise click.BadParameter("JSON nests objects or lists too deeply to read.") from None
+        return parse_json(text, "VALUE", 'write JSON: "text" in quotes, 42, true, null, [...].')
+    except CacheValueError as exc:
+        raise click.BadParameter(f"{exc.message} {exc.hint}") from None
 
 
 @click.command("put")

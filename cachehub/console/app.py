@@ -15,7 +15,6 @@ import json
 import logging
 import math
 import os
-import re
 import secrets
 import threading
 import time
@@ -43,7 +42,7 @@ from ..errors import (
     ReadOnlyCacheError,
     UnknownCacheError,
 )
-from ..loader import _entries_of, load_file
+from ..loader import _entries_of, load_file, parse_json, referenced_variables
 from ..plugins import plugin_manager, register, unregister
 from ..registry import Caches
 from ..scrub import register_secret, scrub
@@ -61,10 +60,10 @@ MAX_JSON_CHARS: Final = 512 * 1024
 """Longest JSON value the put form accepts."""
 COMMAND_LIMIT: Final = 1000
 """``Limit`` given to a dynamodb_command scan or query that names none."""
+MAX_COMMAND_LIMIT: Final = 10_000
+"""Largest ``Limit`` the console runs: every item is held in the process and the page."""
 MAX_FILTER_CHARS: Final = 512
 """Longest key filter accepted."""
-_VARIABLE: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
-"""The variable named by a ``${VAR}`` (or ``${VAR:-fallback}``) reference."""
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -121,16 +120,7 @@ class Console:
         """The values of the environment variables that ``${VAR}`` references in ``raw``
         (configuration as written: strings, mappings and lists) name."""
         environ = os.environ if self.environ is None else self.environ
-        names: set[str] = set()
-        stack = [raw]
-        while stack:  # iterative: the loader already bounded the document's depth and size
-            item = stack.pop()
-            if isinstance(item, str):
-                names.update(_VARIABLE.findall(item))
-            elif isinstance(item, Mapping):
-                stack.extend(item.values())
-            elif isinstance(item, (list, tuple)):
-                stack.extend(item)
+        names = referenced_variables(raw)
         values = [value for name in sorted(names) if (value := environ.get(name))]
         # Parsers lower-case what they take for a host name ("redis://${VAR}:6379").
         return tuple(dict.fromkeys([*values, *(value.lower() for value in values)]))
@@ -580,17 +570,9 @@ def create_app(
         cache = console.cache(text(form, "cache", required=True))
         key = text(form, "key", required=True)
         raw = text(form, "value", MAX_JSON_CHARS)
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise CacheValueError(
-                f"the value is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
-                hint='write JSON: "text" in quotes, 42, true, null, [...] or {...}.',
-            ) from None
-        except RecursionError:
-            raise CacheValueError(
-                "the value nests lists or objects too deeply.", hint="flatten it."
-            ) from None
+        value = parse_json(
+            raw, "the value", 'write JSON: "text" in quotes, 42, true, null, [...] or {...}.'
+        )
         ttl_text = text(form, "ttl", 32).strip()
         ttl: float | None = None
         if ttl_text:
@@ -635,21 +617,22 @@ def create_app(
         cache = _command_cache(text(form, "cache", required=True))
         verb = text(form, "action", 64, required=True)
         data_text = text(form, "data", MAX_JSON_CHARS) or "{}"
-        try:
-            data = json.loads(data_text)
-        except json.JSONDecodeError as exc:
-            raise CacheValueError(
-                f"the data is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
-                hint='write a JSON object, e.g. {"key": "user_1"}.',
-            ) from None
-        except RecursionError:
-            raise CacheValueError("the data nests too deeply.", hint="flatten it.") from None
+        data = parse_json(data_text, "the data", 'write a JSON object, e.g. {"key": "user_1"}.')
         note = None
-        if (
-            verb.lower() in ("scan", "query")
-            and isinstance(data, dict)
-            and not any(str(k).lower() == "limit" for k in data)
-        ):
+        given = (
+            [v for k, v in data.items() if str(k).lower() == "limit"]
+            if isinstance(data, dict)
+            else []
+        )
+        if any(type(v) is int and v > MAX_COMMAND_LIMIT for v in given):
+            # A Limit of millions read the whole table into this process before the page
+            # cut what it shows.
+            raise CacheValueError(
+                f"the console runs a Limit of at most {MAX_COMMAND_LIMIT:,} items.",
+                hint="page through with ExclusiveStartKey, or run larger reads with "
+                "dynamodb_command from Python.",
+            )
+        if verb.lower() in ("scan", "query") and isinstance(data, dict) and not given:
             # dynamodb_command follows every page: without a Limit a scan would read the
             # whole table into this process and the page.
             data["Limit"] = COMMAND_LIMIT

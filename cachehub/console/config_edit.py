@@ -25,7 +25,15 @@ from typing import Any, Final
 from ..api import BASE_OPTIONS
 from ..config import Option, canonical_settings, redact, validate_settings
 from ..errors import ConfigError, MissingEnvVarError
-from ..loader import _entries_of, check_namespaces, default_entry, load_file, parse_entry
+from ..loader import (
+    _entries_of,
+    check_namespaces,
+    default_entry,
+    load_file,
+    parse_entry,
+    parse_json,
+    referenced_variables,
+)
 from ..registry import backend_identity, provider_settings
 from ..resolve import resolve_provider
 from ..scrub import SECRET_MASK, unmask
@@ -179,6 +187,7 @@ class ConfigFile:
         custom = self._parse_custom(custom_text)
         doc = self._document()
         block = self._block(doc)
+        known = referenced_variables(block)  # before this edit: the file's author's choice
         folded = {key.lower(): key for key in block}
         old_key = folded.get(original.lower()) if original else None
         if original and old_key is None:
@@ -194,6 +203,7 @@ class ConfigFile:
             )
         old_raw: Mapping[str, Any] = block.get(old_key, {}) if old_key else {}
         raw = self._merged(old_raw, class_name, custom, package, read_only, default, storage)
+        self._refuse_new_variables(raw, known)
         warnings = self._validate(name, raw)
         new_block: dict[str, Any] = {}
         for key, value in block.items():  # keep the order: the edited entry stays in place
@@ -209,6 +219,28 @@ class ConfigFile:
         self._write(doc)
         return warnings
 
+    def _refuse_new_variables(self, raw: Mapping[str, Any], known: set[str]) -> None:
+        """Refuse ``${VAR}`` references to variables the file does not reference yet.
+
+        Masking what the console shows cannot keep a variable's value from whoever holds
+        the token once they may reference it: as the namespace of a cache sharing its
+        store with one that has none, it is listed among that cache's keys; whether
+        another namespace nests in it answers "does it start with ...?" one character
+        at a time; as a host, it is sent to a server of their choosing. So the console
+        may use and move the variables the file's author referenced, never others.
+        """
+        added = sorted(referenced_variables(raw) - known)
+        if added:
+            names = ", ".join(added[:5]) + (f" and {len(added) - 5} more" if len(added) > 5 else "")
+            raise ConfigError(
+                f"the definition references the environment variable(s) {names}, which "
+                f"{self.path.name} does not reference yet; the console only uses variables "
+                "the file already names, since a reference could reveal the console's "
+                "environment to anyone holding its token.",
+                hint="type the value itself, or add the reference to the file with a text "
+                "editor (then the console keeps it).",
+            )
+
     @staticmethod
     def _parse_custom(text: str) -> dict[str, Any]:
         if len(text) > MAX_CUSTOM_CHARS:
@@ -219,19 +251,12 @@ class ConfigFile:
             )
         if not text.strip():
             return {}
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(
-                f"the settings are not valid JSON: {exc.msg} at line {exc.lineno}, "
-                f"column {exc.colno}.",
-                hint='write a JSON object, e.g. {"host": "localhost", "port": 6379}.',
-            ) from None
-        except RecursionError:
-            raise ConfigError(
-                "the settings nest objects or lists too deeply.",
-                hint="cache settings need only a few levels.",
-            ) from None
+        value = parse_json(
+            text,
+            "the settings text",
+            'write a JSON object, e.g. {"host": "localhost", "port": 6379}.',
+            ConfigError,
+        )
         if not isinstance(value, dict):
             raise ConfigError(
                 f"the settings must be a JSON object, got {type(value).__name__}.",

@@ -59,18 +59,22 @@ def test_add_a_cache_keeps_the_rest_of_the_file(make_console: MakeConsole) -> No
 
 
 def test_unset_variable_is_saved_as_written_with_a_warning(make_console: MakeConsole) -> None:
-    env = make_console()
-    os.environ.pop("REPORTS_TOKEN_UNSET", None)
+    os.environ.pop("LATER_NS_UNSET", None)
+    # The file references the variable (the console never adds one: see test_hostile).
+    env = make_console(extra={"later": {"class": "memory", "custom": {"namespace": "x:"}}})
+    env.path.write_text(env.path.read_text().replace('"x:"', '"${LATER_NS_UNSET}"'))
     response = env.post(
         "/config/save",
+        original="later",
         name="later",
-        custom='{"password": "${REPORTS_TOKEN_UNSET}"}',
+        custom='{"password": "${LATER_NS_UNSET}"}',
         **{"class": "memory"},
     )
     assert response.status_code == 400  # memory has no 'password' setting
     assert "unknown setting 'password'" in html.unescape(response.text)
     response = env.post(
         "/config/save",
+        original="later",
         name="later",
         custom='{"namespace": "${LATER_NS_UNSET}"}',
         **{"class": "memory"},
@@ -91,6 +95,8 @@ def test_validation_uses_the_loader_with_did_you_mean(make_console: MakeConsole)
         ("memory", "[1, 2]"): "must be a JSON object",
         ("memory", "{bad json"): "not valid JSON",
         ("memory", "[" * 50_000): "too deeply",
+        # A bare ValueError of json.loads (over 4,300 digits): it was a 500 page.
+        ("memory", '{"maxsize": ' + "7" * 5_000 + "}"): "integer of thousands of digits",
         ("", "{}"): "class",
     }
     for (klass, custom), message in cases.items():

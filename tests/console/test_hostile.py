@@ -170,49 +170,78 @@ def test_no_resolved_secret_in_any_page_or_log(
 def test_a_cache_added_in_the_console_cannot_reveal_another_variable(
     make_console: MakeConsole, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Whoever holds the token can add a cache that references any environment variable
-    in any setting; the console must show the reference, never the variable's value
-    (here through a namespace, which the cache page's properties and doctor report)."""
+    """Whoever holds the token must not learn the console's environment. Masking pages
+    is not enough once a cache may reference any variable: as the namespace of a cache
+    sharing its store with one that has none, the value was listed among that cache's
+    keys; whether another namespace nests in it answered "does it start with 'T'?" one
+    character at a time. So the editor refuses references to variables the file does not
+    already reference, in every field, and nothing it answers shows the value."""
     caplog.set_level(logging.DEBUG)
     victim = f"{SECRET_MARK}-unrelated-variable"
     monkeypatch.setenv("CONSOLE_VICTIM", victim)
     env = make_console()
-    saved = env.post(
+    before = env.path.read_text()
+    attempts = [
+        ("probe", '{"namespace": "ns-${CONSOLE_VICTIM}:", "store": "shared"}', "memory"),
+        ("probe", '{"namespace": "${UNSET_X:-${CONSOLE_VICTIM}}"}', "memory"),  # a fallback
+        ("probe", '{"namespace": "${CONSOLE_VICTIM}", "nope": 1}', "memory"),
+        ("probe", '{"store": ["${CONSOLE_VICTIM}"]}', "memory"),  # nested
+        ("probe", "{}", "${CONSOLE_VICTIM}"),  # the class
+    ]
+    pages = []
+    for name, custom, klass in attempts:
+        refused = env.post("/config/save", name=name, custom=custom, **{"class": klass})
+        assert refused.status_code == 400, custom
+        assert "CONSOLE_VICTIM" in html.unescape(refused.text)  # named, never resolved
+        assert "does not reference yet" in html.unescape(refused.text)
+        pages.append(refused)
+    # Editing the existing cache cannot add one either, nor can its package.
+    edit = env.post(
         "/config/save",
-        name="probe",
-        custom='{"namespace": "ns-${CONSOLE_VICTIM}:"}',
+        original="main",
+        name="main",
+        custom='{"namespace": "${CONSOLE_VICTIM}"}',
         **{"class": "memory"},
     )
-    assert saved.status_code == 303
-    pages = [
-        env.client.get(url)
-        for url in ("/", "/cache?name=probe", "/keys?cache=probe", "/config", "/clear?cache=probe")
-    ]
-    pages.append(env.post("/cache/health", cache="probe"))
-    # A definition refused by validation echoes nothing resolved either.
-    pages.append(
-        env.post(
-            "/config/save",
-            name="probe2",
-            custom='{"namespace": "${CONSOLE_VICTIM}", "nope": 1}',
-            **{"class": "memory"},
-        )
+    assert edit.status_code == 400
+    pages.append(edit)
+    package = env.post(
+        "/config/save", name="p", custom="{}", package="x==${CONSOLE_VICTIM}", **{"class": "memory"}
     )
-    # Nor one whose class names the variable ("unknown cache class '...'").
-    pages.append(
-        env.post("/config/save", name="probe3", custom="{}", **{"class": "${CONSOLE_VICTIM}"})
+    assert package.status_code == 400
+    pages.append(package)
+    # What the file does hold stays usable ($${ is a literal, not a reference).
+    literal = env.post(
+        "/config/save",
+        name="lit",
+        custom='{"namespace": "$${CONSOLE_VICTIM}:"}',
+        **{"class": "memory"},
     )
-    assert pages[1].status_code == 200
-    assert "namespace" in pages[1].text  # the property is listed, its value masked
-    assert pages[-2].status_code == 400
-    assert pages[-1].status_code == 400
+    assert literal.status_code == 303
+    assert env.console.cache("lit").namespace == "${CONSOLE_VICTIM}:"
+    pages.extend(env.client.get(url) for url in ("/", "/config", "/keys?cache=lit"))
     for page in pages:
         assert victim not in page.text, page.url
         assert victim not in str(page.headers)
     for record in caplog.records:
         assert victim not in record.getMessage()
-    assert "${CONSOLE_VICTIM}" in env.path.read_text()
+    assert "CONSOLE_VICTIM}" not in before
     assert victim not in env.path.read_text()
+    assert "${CONSOLE_VICTIM}:" in env.path.read_text()  # only the literal, written as $${
+
+
+def test_the_variables_the_file_references_can_be_used_in_new_caches(
+    make_console: MakeConsole,
+) -> None:
+    # The file's author chose them: a new cache may use them (and move them).
+    env = make_console("redis")
+    saved = env.post(
+        "/config/save",
+        name="reports",
+        custom='{"namespace": "reports:", "signingKey": "${CONSOLE_SIGNING_KEY}"}',
+        **{"class": "memory"},
+    )
+    assert saved.status_code == 303, html.unescape(saved.text)[-400:]
 
 
 def test_invisible_and_bidi_characters_in_keys_are_shown_escaped(make_console: MakeConsole) -> None:

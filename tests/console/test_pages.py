@@ -93,7 +93,12 @@ def test_put_and_edit_json_values(make_console: MakeConsole, provider: str) -> N
     assert 0 < deadline - time.time() <= 91  # what console.js counts down from
     edit = env.client.get("/put?cache=main&key=cfg")
     assert "&#34;a&#34;: [" in edit.text  # prefilled with the JSON
-    for bad, message in (("{nope", "not valid JSON"), ("[" * 100_000, "too deeply")):
+    for bad, message in (
+        ("{nope", "not valid JSON"),
+        ("[" * 100_000, "too deeply"),
+        # json.loads raises a bare ValueError past 4,300 digits: it was a 500 page.
+        ("[" + "7" * 5_000 + "]", "integer of thousands of digits"),
+    ):
         response = env.post("/put/run", cache="main", key="cfg", value=bad)
         assert response.status_code == 400
         assert message in response.text
@@ -200,6 +205,18 @@ def test_dynamodb_command_runner(make_console: MakeConsole) -> None:
     bad = env.post("/dynamodb/run", cache="main", action="getItem", data="[1,")
     assert bad.status_code == 400
     assert "not valid JSON" in bad.text
+    # A Limit of millions read the whole table into the console before the page was cut.
+    for limit in ('"Limit": 10001', '"limit": 1000000000'):
+        huge = env.post("/dynamodb/run", cache="main", action="scan", data=f"{{{limit}}}")
+        assert huge.status_code == 400, limit
+        assert "at most 10,000" in html.unescape(huge.text)
+    assert (
+        env.post("/dynamodb/run", cache="main", action="scan", data='{"Limit": 10000}').status_code
+        == 200
+    )
+    digits = env.post("/dynamodb/run", cache="main", action="getItem", data="7" * 5_000)
+    assert digits.status_code == 400  # was a 500: json.loads' bare ValueError
+    assert "integer of thousands of digits" in digits.text
     env.cache.command("deleteItem", {key: "console-item"})
 
 

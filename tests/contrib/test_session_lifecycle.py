@@ -553,6 +553,37 @@ def test_absolute_lifetime_ends_active_sessions(
         SessionStore(storage_cache, absolute_time=0)
 
 
+@pytest.mark.parametrize("op", ["touch", "save", "update", "commit", "regenerate"])
+def test_a_session_reaching_its_absolute_end_mid_write_is_gone_not_an_error(
+    storage_cache: MemoryCache, clock: FakeClock, op: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The read finds 1 s of life left; by the time the write takes its own "now", the
+    # lifetime has run out (a slow read, or the clock stepped). The write then asked the
+    # cache for a negative TTL: "time_span must be a positive, finite duration, got
+    # -0.2", a CacheValueError out of every save of a session in its last moment.
+    store = SessionStore(storage_cache, idle_time=600, absolute_time=600)
+    sid = store.create({"user_id": 42})
+    session = store.open(sid)
+    session["x"] = 1
+    clock.advance(599)
+    monkeypatch.setattr(store, "_now", lambda: clock.advance(0.6))  # each look: 0.6 s on
+    calls: dict[str, Callable[[], Any]] = {
+        "touch": lambda: store.touch(sid),
+        "save": lambda: store.save(sid, {"user_id": 7}),
+        "update": lambda: store.update(sid, lambda data: data.update(x=2)),
+        "commit": lambda: store.commit(session),
+        "regenerate": lambda: store.regenerate(sid),
+    }
+    result = calls[op]()
+    if op == "regenerate":  # nothing of the ended session is carried over
+        assert result != sid
+        assert store.load(result) == {}
+    else:
+        assert result in (False, None)
+    assert op != "commit" or session.gone
+    assert store.load(sid) is None
+
+
 def test_vary_cookie_on_every_response(store: SessionStore) -> None:
     app = make_wsgi(store, {})
     assert call(app, "/")[2]["Vary"] == "Cookie"

@@ -17,6 +17,16 @@ def load_file_config(path: str) -> list[str]:
     return Caches.from_file(path).names()
 
 
+def load_checkpoint(path: str) -> bool:
+    """Read ``path`` as a ``cachehub migrate --resume-file`` checkpoint (nothing written)."""
+    from pathlib import Path
+
+    from cachehub.migration import Checkpoint
+
+    Checkpoint.load(Path(path), "a", "b", None, write=False)
+    return True
+
+
 def load_class_from_env(class_name: str) -> bool:
     """Load (and validate) one cache whose ``class`` comes from ``${HOSTILE_CLASS}``.
 

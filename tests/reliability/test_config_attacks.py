@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from reliability.config_attacks import (
+    load_checkpoint,
     load_class_from_env,
     load_file_config,
     module_was_imported_after_refusal,
@@ -51,6 +52,19 @@ def test_a_sparse_file_of_gigabytes_is_refused_before_reading(tmp_path: Path) ->
     assert_contained(outcome, errors=_CONFIG)
     assert outcome.kind == "error"
     _refused(outcome.message, "larger than 32 MiB")
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo"])
+def test_a_resume_file_that_is_not_a_file_is_refused_unread(tmp_path: Path, kind: str) -> None:
+    # `cachehub migrate --resume-file`: read_text() filled the memory from /dev/zero and
+    # blocked for ever opening a FIFO nobody writes to.
+    path = Path("/dev/zero") if kind == "dev-zero" else tmp_path / "checkpoint.json"
+    if kind == "fifo":
+        os.mkfifo(path)
+    outcome = run_bounded(load_checkpoint, str(path), memory_mb=128, seconds=20)
+    assert_contained(outcome, errors=_CONFIG)
+    assert outcome.kind == "error"
+    _refused(outcome.message, "resume file", "not a regular file")
 
 
 @pytest.mark.parametrize(
