@@ -84,13 +84,19 @@ def test_a_cluster_batch_is_pipelines_of_the_loop_size(
 ) -> None:
     pipelines: list[int] = []
     real = redis.asyncio.cluster.ClusterPipeline.execute
+    items = {f"c{i}": i for i in range(size)}
+    # The scripts loaded on every node first: a node's first EVALSHA after a start (or
+    # SCRIPT FLUSH) answers NOSCRIPT and is re-sent, one more pipeline. Run alone on a
+    # fresh cluster this test counted 3 instead of 2; earlier tests had hidden it.
+    cluster_cache.put_many(items)
+    assert cluster_cache.get_many(items) == items
+    cluster_cache.clear()
 
     async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
         pipelines.append(1)
         return await real(self, *args, **kwargs)
 
     monkeypatch.setattr(redis.asyncio.cluster.ClusterPipeline, "execute", counted)
-    items = {f"c{i}": i for i in range(size)}
     # One MGET or MSET per hash slot: the commands of the batch.
     commands = len({key_slot(f"{cluster_cache.namespace}{key}".encode()) for key in items})
     shell = cluster_cache.aio()
