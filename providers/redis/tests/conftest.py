@@ -54,6 +54,14 @@ def redis_server(require_redis: None) -> Iterator[RedisServer]:
         yield server
 
 
+@pytest.fixture(scope="module")
+def private_redis_server(require_redis: None) -> Iterator[RedisServer]:
+    """A redis-server of the requesting module's own, for tests that change or read its
+    server-wide state (memory configuration, memory figures) without other tests' keys."""
+    with RedisServer() as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def redis_cluster(require_redis: None) -> Iterator[RedisClusterServers]:
     """A real three-primary Redis Cluster shared by the session."""

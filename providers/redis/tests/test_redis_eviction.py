@@ -26,10 +26,9 @@ FILL_BATCHES = 200
 
 
 @pytest.fixture(scope="module")
-def server(require_redis: None) -> Iterator[RedisServer]:
+def server(private_redis_server: RedisServer) -> RedisServer:
     """A private server: these tests change its memory configuration."""
-    with RedisServer() as own:
-        yield own
+    return private_redis_server
 
 
 @pytest.fixture

@@ -285,8 +285,10 @@ def test_count_and_clear_scan_inside_the_server_one_call_per_page(
     changed = _delta(before, _commandstats(plain))
     # Each script call runs one SCAN page itself: the keys never reach the client.
     assert changed["evalsha"] == changed["scan"] == sent
-    # Small values: read 100 keys per MGET, never one call per key.
+    # Small values: 100 keys per MGET, after a STRLEN per key (O(1), copies nothing), the
+    # check that keeps long strings out of MGET; never a GETRANGE per key.
     assert changed["mget"] >= 25
+    assert changed["strlen"] >= 2500
     assert "getrange" not in changed
     assert "unlink" not in changed  # counting changes nothing
     assert "del" not in changed
@@ -301,9 +303,7 @@ def test_count_and_clear_scan_inside_the_server_one_call_per_page(
 def test_scans_read_large_values_by_header_only(
     make_cache: Callable[..., RedisCache], plain: Redis, redis_server: RedisServer
 ) -> None:
-    # A database of its own: keys other tests leave on the shared server (request records,
-    # lock hashes) would thin out the SCAN pages, so each page's first MGET batch could
-    # read all of its matching keys and no GETRANGE would be needed.
+    # A database of its own: only this test's keys are scanned and counted.
     url = f"redis://{redis_server.host}:{redis_server.port}/7"
     own = Redis.from_url(url)
     try:
@@ -316,10 +316,12 @@ def test_scans_read_large_values_by_header_only(
     before = _commandstats(plain)
     assert cache.count("big*") == 300
     changed = _delta(before, _commandstats(plain))
-    # One MGET batch per SCAN page shows the values are large; the rest of the page is
-    # read with GETRANGE of the 50-byte header, so few whole values are ever copied.
-    assert changed["mget"] <= changed["scan"]
-    assert changed["getrange"] >= 300 - 100 * changed["mget"] > 0
+    # STRLEN tells a page's first 100 values are over 1 KiB: they and the rest of the page
+    # are read by their 50-byte header (GETRANGE), none copied whole by MGET (before, the
+    # first MGET of every page copied 100).
+    assert "mget" not in changed
+    assert changed["getrange"] == 300
+    assert changed["strlen"] <= 100 * changed["scan"]
     assert cache.clear("big*") == 300
     assert cache.count() == 0
 
