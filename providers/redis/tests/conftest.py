@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from cachehub_redis import RedisCache
+from cachehub_redis.scripts import BY_SHA
 from cachehub_redis.server import (
     INSTALL_HINT,
     RedisClusterServers,
@@ -47,10 +48,27 @@ def require_redis() -> None:
     unavailable(f"no redis-server / redis-cli found: {INSTALL_HINT}.")
 
 
+def load_scripts(client: Redis) -> None:
+    """Every cachehub script into the server's script cache, in one round trip.
+
+    Tests that count round trips on the shared server expect the scripts a cache loads
+    on first use to be there already; whether an earlier test on the same xdist worker
+    loaded them (or flushed them: a restart's effect, tested on purpose) depended on
+    how the run was distributed, and counted one NOSCRIPT re-send more now and then.
+    """
+    pipe = client.pipeline(transaction=False)
+    for script in BY_SHA.values():
+        pipe.script_load(script.source)
+    pipe.execute()
+
+
 @pytest.fixture(scope="session")
 def redis_server(require_redis: None) -> Iterator[RedisServer]:
     """One real redis-server shared by the session; tests separate by namespace."""
     with RedisServer() as server:
+        client = server.client()
+        load_scripts(client)
+        client.close()
         yield server
 
 
@@ -74,6 +92,7 @@ def plain(redis_server: RedisServer) -> Iterator[Redis]:
     """A plain redis-py client on the shared server, for setup and assertions."""
     client = redis_server.client()
     yield client
+    load_scripts(client)  # back, if the test flushed them (see load_scripts)
     client.close()
 
 
