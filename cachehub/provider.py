@@ -379,7 +379,8 @@ def encoded(value: Any, fn: Callable[..., T], *args: Any) -> Flow[T]:
     (:func:`off_loop`) when ``value`` is :func:`heavy`, else at once."""
     if not heavy(value):
         return fn(*args)
-    return (yield off_loop(fn, *args))
+    done: T = yield off_loop(fn, *args)
+    return done
 
 
 async def run_off_loop(fn: Callable[..., T], *args: Any) -> T:

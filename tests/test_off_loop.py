@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from cachehub_memory import MemoryCache
 
-from cachehub import provider
 from cachehub.codec import SafeCodec
 from cachehub.errors import SerializationError
 from cachehub.provider import (
@@ -29,22 +28,13 @@ from cachehub.provider import (
     encoded,
     heavy,
 )
-
-T = TypeVar("T")
+from cachehub.testing.asyncshell import count_hops, large_value
 
 
 @pytest.fixture
 def hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The functions sent to a worker thread by ``provider.run_off_loop``, by name."""
-    sent: list[str] = []
-    real = provider.run_off_loop
-
-    async def counting(fn: Callable[..., T], *args: Any) -> T:
-        sent.append(getattr(fn, "__name__", repr(fn)))
-        return await real(fn, *args)
-
-    monkeypatch.setattr(provider, "run_off_loop", counting)
-    return sent
+    """The functions sent to a worker thread, by name."""
+    return count_hops(monkeypatch)
 
 
 @pytest.fixture
@@ -134,7 +124,7 @@ def test_a_hostile_large_value_fails_typed_from_the_worker_thread(
 def test_a_cancelled_large_read_still_counts_its_read_once(
     memory: MemoryCache, hops: list[str]
 ) -> None:
-    value = [(i,) for i in range(20_000)]
+    value = large_value()
     memory.put("k", value)
 
     async def scenario() -> None:

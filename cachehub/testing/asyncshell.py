@@ -55,7 +55,14 @@ from .cancel import CancelTests
 from .clock import FakeClock
 from .support import CacheFactory, ConformanceBase, cache_maker
 
-__all__ = ["AsyncConformance", "AsyncOnlyTests", "LoopThread", "shell_view"]
+__all__ = [
+    "AsyncConformance",
+    "AsyncOnlyTests",
+    "LoopThread",
+    "count_hops",
+    "large_value",
+    "shell_view",
+]
 
 T = TypeVar("T")
 
@@ -454,6 +461,20 @@ def large_value() -> list[tuple[tuple[int]]]:
     codec (tuples go through the codec's extension hooks: 300 us per KiB for these), yet
     fits one DynamoDB item (300 KB encoded, under 400 KB)."""
     return [((i,),) for i in range(30_000)]
+
+
+def count_hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the functions the async shells send to a worker thread from now on
+    (``provider.run_off_loop`` patched for the test): hops counted, never timed."""
+    hops: list[str] = []
+    real = provider.run_off_loop
+
+    async def counting(fn: Callable[..., T], *args: Any) -> T:
+        hops.append(getattr(fn, "__name__", repr(fn)))
+        return await real(fn, *args)
+
+    monkeypatch.setattr(provider, "run_off_loop", counting)
+    return hops
 
 
 def _codec_cost(value: Any) -> float:
@@ -921,13 +942,15 @@ class AsyncOnlyTests(ConformanceBase):
             got.append(await shell.add("big3", value))
             got.append(await shell.get_or_set("big4", lambda: value))
             got.append(await shell.get("big4"))
+            got.append(await shell.get_all())
             return got
 
         got = shell_loop.run(scenario())
         assert got[0] == value
         assert got[1] == {"big": value, "big2": value, "small": 1}
         assert got[2] == value
-        assert got[3:] == [True, value, value]
+        assert got[3:6] == [True, value, value]
+        assert got[6] == {"big": value, "big2": value, "small": 1, "big3": value, "big4": value}
 
     def test_only_a_large_value_leaves_the_loop(
         self, make_cache: CacheFactory, shell_loop: LoopThread, monkeypatch: pytest.MonkeyPatch
@@ -935,14 +958,7 @@ class AsyncOnlyTests(ConformanceBase):
         """Small values are encoded and decoded on the loop (a thread hop would cost more):
         the hops to a worker thread are counted, none for them."""
         shell = self._aio(make_cache)
-        hops: list[str] = []
-        real = provider.run_off_loop
-
-        async def counting(fn: Callable[..., T], *args: Any) -> T:
-            hops.append(getattr(fn, "__name__", repr(fn)))
-            return await real(fn, *args)
-
-        monkeypatch.setattr(provider, "run_off_loop", counting)
+        hops = count_hops(monkeypatch)
         small = {"rows": [(i, f"n{i}") for i in range(20)], "text": "x" * 1000}
 
         async def light() -> list[Any]:

@@ -529,8 +529,8 @@ class RedisCache(FlowCache[Client]):
         counted: list[tuple[str, bytes]],
         large: list[tuple[str, bytes]],
     ) -> tuple[str, bytes, Expiry] | None:
-        """Decode a stored entry into ``found[key]`` when it is alive at ``now``; a value
-        of :data:`~cachehub.provider.OFF_LOOP_BYTES` or more goes to ``large`` as
+        """Decode a stored entry into ``found[key]`` when it is alive at ``now``; a large
+        value (not :func:`~cachehub.provider.decodes_inline`) goes to ``large`` as
         ``(key, raw)`` instead, for the flow to decode off the event loop.
 
         A plain entry's read goes to ``counted``; for an idle entry, whose read must be
