@@ -43,8 +43,10 @@ from typing import Any, ClassVar, Final, SupportsIndex, TypeVar, cast
 
 import pytest
 
+from cachehub import provider
 from cachehub.aio import AsyncCache
 from cachehub.api import BaseCache, CacheMetadata, Entry, TimeSpan
+from cachehub.codec import SafeCodec
 from cachehub.errors import CacheUnavailableError, LockTimeoutError
 from cachehub.hookspecs import OperationEvent
 from cachehub.lock import AsyncLock
@@ -53,7 +55,14 @@ from .cancel import CancelTests
 from .clock import FakeClock
 from .support import CacheFactory, ConformanceBase, cache_maker
 
-__all__ = ["AsyncConformance", "AsyncOnlyTests", "LoopThread", "shell_view"]
+__all__ = [
+    "AsyncConformance",
+    "AsyncOnlyTests",
+    "LoopThread",
+    "count_hops",
+    "large_value",
+    "shell_view",
+]
 
 T = TypeVar("T")
 
@@ -403,7 +412,8 @@ hold 100 keys, pipelines 1,000 arguments and, on a cluster, 32 commands
 (:mod:`cachehub_redis.dispatch`). What is left above 8 ms is a fixed cost per request or
 per value, not per batch: botocore building and signing one DynamoDB request, or parsing
 its reply (up to 8.5 ms at a load of 13, in every DynamoDB test; a 1 MB page up to
-11.4 ms at 13-18), decoding one large value (a list of dicts: 14.3 ms at 18), one
+11.4 ms at 13-18), decoding one large value (a list of dicts: 14.3 ms at 18; since
+decoded in a worker thread, see :data:`cachehub.provider.OFF_LOOP_BYTES`), one
 cluster ``EVALSHA`` among 10 tasks contending for a lock (14.7 and 14.9 ms, two runs).
 A 12 ms limit failed those two tests at a load of 18, so the limit stayed 20 ms (1.3x
 the worst), then 25 ms (above). The cluster ``EVALSHA`` (and likely the "wake-ups" of
@@ -437,6 +447,46 @@ slower, so its limit is not checked while it is on)."""
 
 PROFILE_TOP: Final = 6
 """How many functions a heavy callback's profile names, by own time and by time inside."""
+
+
+LARGE_VALUE_LIMIT: Final = 0.02
+"""The loop's CPU limit per callback while a large value round-trips (see
+:func:`large_value`), lowered from :data:`CPU_PER_CALLBACK`: under half of what the value
+costs to encode or to decode, above what else a callback costs (botocore's request at
+most 17 ms at loads of 10-18)."""
+
+
+def large_value() -> list[tuple[tuple[int]]]:
+    """A value that costs 60-100 ms of CPU to encode and as much to decode with the default
+    codec (tuples go through the codec's extension hooks: 300 us per KiB for these), yet
+    fits one DynamoDB item (300 KB encoded, under 400 KB)."""
+    return [((i,),) for i in range(30_000)]
+
+
+def count_hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the functions the async shells send to a worker thread from now on
+    (``provider.run_off_loop`` patched for the test): hops counted, never timed."""
+    hops: list[str] = []
+    real = provider.run_off_loop
+
+    async def counting(fn: Callable[..., T], *args: Any) -> T:
+        hops.append(getattr(fn, "__name__", repr(fn)))
+        return await real(fn, *args)
+
+    monkeypatch.setattr(provider, "run_off_loop", counting)
+    return hops
+
+
+def _codec_cost(value: Any) -> float:
+    """The least of the CPU seconds the default codec takes to encode ``value`` and to
+    decode it, on this thread."""
+    codec = SafeCodec()
+    start = time.thread_time()
+    data = codec.dumps(value)
+    encoded = time.thread_time() - start
+    start = time.thread_time()
+    codec.loads(data)
+    return min(encoded, time.thread_time() - start)
 
 
 class LoopThread:
@@ -865,6 +915,80 @@ class AsyncOnlyTests(ConformanceBase):
                         pass
 
         shell_loop.run(scenario())
+
+    def test_a_large_value_is_encoded_and_decoded_off_the_loop(
+        self, make_cache: CacheFactory, shell_loop: LoopThread
+    ) -> None:
+        """A value whose encoding and decoding each cost far more CPU than the loop's limit
+        round-trips through every operation that encodes or decodes, the limit lowered to
+        :data:`LARGE_VALUE_LIMIT`: the shell moves that work to a worker thread (docs/async.md,
+        "What runs off the event loop")."""
+        shell = self._aio(make_cache)
+        value = large_value()
+        cost = _codec_cost(value)
+        assert cost >= 2 * LARGE_VALUE_LIMIT, (
+            f"the large value costs only {cost * 1000:.1f} ms of CPU to encode or decode: "
+            "too cheap to tell a loop that keeps it from one that does not"
+        )
+        shell_loop.limit = LARGE_VALUE_LIMIT if shell_loop.limit is not None else None
+
+        async def scenario() -> list[Any]:
+            await shell.put("big", value)
+            got = [await shell.get("big")]
+            await shell.put_many({"big2": value, "small": 1})
+            got.append(await shell.get_many(["big", "big2", "small"]))
+            entry = await shell.peek("big")
+            got.append(None if entry is None else entry.value)
+            got.append(await shell.add("big3", value))
+            got.append(await shell.get_or_set("big4", lambda: value))
+            got.append(await shell.get("big4"))
+            got.append(await shell.get_all())
+            return got
+
+        got = shell_loop.run(scenario())
+        assert got[0] == value
+        assert got[1] == {"big": value, "big2": value, "small": 1}
+        assert got[2] == value
+        assert got[3:6] == [True, value, value]
+        assert got[6] == {"big": value, "big2": value, "small": 1, "big3": value, "big4": value}
+
+    def test_only_a_large_value_leaves_the_loop(
+        self, make_cache: CacheFactory, shell_loop: LoopThread, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Small values are encoded and decoded on the loop (a thread hop would cost more):
+        the hops to a worker thread are counted, none for them."""
+        shell = self._aio(make_cache)
+        hops = count_hops(monkeypatch)
+        small = {"rows": [(i, f"n{i}") for i in range(20)], "text": "x" * 1000}
+
+        async def light() -> list[Any]:
+            await shell.put("small", small)
+            await shell.put_many({"a": small, "b": [small] * 3})
+            await shell.add("c", small)
+            return [
+                await shell.get("small"),
+                await shell.get_many(["small", "a", "b"]),
+                await shell.peek("a"),
+                await shell.get_or_set("d", lambda: small),
+            ]
+
+        got = shell_loop.run(light())
+        assert got[:2] == [small, {"small": small, "a": small, "b": [small] * 3}]
+        assert got[2] is not None
+        assert got[2].value == small
+        assert got[3] == small
+        assert hops == []
+        big = large_value()
+
+        async def heavy() -> Any:
+            await shell.put("big", big)
+            return await shell.get("big")
+
+        assert shell_loop.run(heavy()) == big
+        cache = shell.cache
+        native = type(cache)._aget is not BaseCache._aget
+        if native and getattr(cache, "_encode", True):  # memory with serialize=false: none
+            assert len(hops) == 2, hops  # one encode, one decode
 
     @pytest.mark.parametrize("on_error", ["miss", "raise"])
     def test_async_for_keys_under_outage(

@@ -52,7 +52,11 @@ from cachehub.provider import (
     Option,
     PendingHits,
     Stream,
+    decoded,
+    decodes_inline,
+    encoded,
     not_an_int,
+    off_loop,
     pull,
     rebatched,
     request_id,
@@ -632,6 +636,25 @@ class DynamoDBCache(FlowCache[Any]):
             )
         return item
 
+    def _item_flow(
+        self, storage_key: str, value: Any, expiry: Expiry, now: float, shared: Item | None = None
+    ) -> Flow[Item]:
+        """:meth:`_item` in a flow: a heavy value is encoded off the event loop."""
+        return (yield from encoded(value, self._item, storage_key, value, expiry, now, shared))
+
+    def _value_flow(self, item: Item, key: str) -> Flow[Any]:
+        """The value ``item`` holds: codec bytes of a large value decoded off the event
+        loop (:func:`decoded`); anything else through :func:`decode_value`."""
+        raw = item.get(VALUE)
+        if raw is not None and "B" in raw:
+            return (yield from decoded(self.codec.loads, raw["B"], key))
+        return decode_value(item, self.codec, key)
+
+    def _loads_large(self, large: list[tuple[str, bytes]]) -> dict[str, Any]:
+        """``key: value`` of each ``(key, codec bytes)``: an :func:`off_loop` step's work."""
+        loads = self.codec.loads
+        return {key: loads(data, key) for key, data in large}
+
     def _get_item(
         self,
         storage_key: str,
@@ -722,12 +745,7 @@ class DynamoDBCache(FlowCache[Any]):
         item, k, pk = yield from self._get_item(key)
         if not item or not is_live(item, now):
             return MISSING
-        raw = item.get(VALUE)
-        # The common layouts decoded inline; anything else goes through decode_value.
-        if raw is not None and "B" in raw:
-            value = self.codec.loads(raw["B"], key)
-        else:
-            value = decode_value(item, self.codec, key)
+        value = yield from self._value_flow(item, key)
         if IDLE in item:
             yield from self._slide(pk, k, item, now)
         elif self.counts_hits:
@@ -738,7 +756,7 @@ class DynamoDBCache(FlowCache[Any]):
         item, _, pk = yield from self._get_item(key)
         if not item or not is_live(item, now):
             return None
-        entry = to_entry(item, decode_value(item, self.codec, key))
+        entry = to_entry(item, (yield from self._value_flow(item, key)))
         return self._with_pending(entry, pk, version_of(item))
 
     def _exists_flow(self, key: str, now: float) -> Flow[bool]:
@@ -748,7 +766,7 @@ class DynamoDBCache(FlowCache[Any]):
         return bool(item) and is_live(item or {}, now)
 
     def _set_flow(self, key: str, value: Any, expiry: Expiry, now: float) -> Flow[None]:
-        item = self._item(key, value, expiry, now)
+        item = yield from self._item_flow(key, value, expiry, now)
         pk = item[self.key_name]["S"]
         owner = self._owner(key, pk)
         if owner is None:
@@ -790,7 +808,7 @@ class DynamoDBCache(FlowCache[Any]):
         return True
 
     def _add_flow(self, key: str, value: Any, expiry: Expiry, now: float) -> Flow[bool]:
-        item = self._item(key, value, expiry, now)
+        item = yield from self._item_flow(key, value, expiry, now)
         pk = item[self.key_name]["S"]
         cond, values = f"attribute_not_exists(#pk) OR {EXPIRED}", {}
         owner = self._owner(key, pk)
@@ -830,7 +848,7 @@ class DynamoDBCache(FlowCache[Any]):
 
     def _delete_if_equal_flow(self, key: str, value: Any, now: float) -> Flow[bool]:
         item, k, pk = yield from self._get_item(key, consistent=True)
-        if not item or not is_live(item, now) or decode_value(item, self.codec, key) != value:
+        if not item or not is_live(item, now) or (yield from self._value_flow(item, key)) != value:
             return False
         cond, values = same_version(version_of(item))
         if VALUE in item:
@@ -1135,6 +1153,7 @@ class DynamoDBCache(FlowCache[Any]):
         for storage_key in keys:
             storage[self._pk(storage_key)] = storage_key
         found: dict[str, Any] = {}
+        large: list[tuple[str, bytes]] = []  # decoded off the loop, all in one step
         plain: list[tuple[str, Version]] = []
         idle: list[tuple[str, Item]] = []
         loads = self.codec.loads
@@ -1171,7 +1190,10 @@ class DynamoDBCache(FlowCache[Any]):
                     continue
                 raw = item.get(VALUE)
                 if raw is not None and "B" in raw:
-                    found[found_key] = loads(raw["B"], found_key)
+                    if decodes_inline(raw["B"]):
+                        found[found_key] = loads(raw["B"], found_key)
+                    else:
+                        large.append((found_key, raw["B"]))
                 elif raw is None and projection is not None:
                     foreign.append({kn: item[kn]})
                     continue
@@ -1182,6 +1204,8 @@ class DynamoDBCache(FlowCache[Any]):
                 elif counting:
                     plain.append((pk, version_of(item)))
             requested, projection = foreign, None
+        if large:  # before any read is counted or slid: a cancel here leaves none
+            found.update((yield off_loop(self._loads_large, large)))
         if plain:
             self._hits.count_many(plain, now)
         for pk, item in idle:
@@ -1197,7 +1221,7 @@ class DynamoDBCache(FlowCache[Any]):
             if i and stretch_due(began):
                 yield YIELD_LOOP  # the async shell's loop runs others between stretches
                 began = perf_counter()
-            item = self._item(key, value, expiry, now, shared)
+            item = yield from self._item_flow(key, value, expiry, now, shared)
             if needs_owner_check(key, item[kn]["S"]):
                 # conditional: never over another key
                 yield from self._set_flow(key, value, expiry, now)

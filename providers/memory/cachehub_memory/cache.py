@@ -15,7 +15,8 @@ from typing import Any, ClassVar, Final
 
 import cachetools
 
-from cachehub.aio import InlineAsync
+from cachehub import provider
+from cachehub.aio import _INLINE_BATCH, InlineAsync
 from cachehub.api import (
     MAX_KEY_LENGTH,
     MAX_TIME_SPAN,
@@ -32,6 +33,7 @@ from cachehub.config import LuceeOption, Option
 from cachehub.errors import CacheValueError, ConfigError, UnknownSigningKeyError
 from cachehub.filters import KeyFilter, compile_filter
 from cachehub.lock import LockTable
+from cachehub.provider import OFF_LOOP_BYTES, adecoded, decode_weight, heavy
 
 from . import cursor as walk
 from .cursor import Cursor, Log
@@ -529,6 +531,21 @@ class MemoryCache(InlineAsync):
         return None
 
     def _get(self, key: str, now: float) -> Any:
+        stored = self._take(key, now)
+        if stored is MISSING or not self._encode:
+            return stored
+        return self.codec.loads_local(stored, key)
+
+    async def _aget(self, key: str, now: float) -> Any:
+        # As _get, a large value decoded off the loop (after the read is counted, as in
+        # the sync shell: the record was read).
+        stored = self._take(key, now)
+        if stored is MISSING or not self._encode:
+            return stored
+        return await adecoded(self.codec.loads_local, stored, key)
+
+    def _take(self, key: str, now: float) -> Any:
+        """The stored form of ``key``'s live entry (MISSING if none), its read counted."""
         self._acquire()
         try:
             record = self._data.get(key)
@@ -546,12 +563,32 @@ class MemoryCache(InlineAsync):
                     self._data[key] = record
             if self._promote is not None:
                 self._promote(key)
-            stored = record[_VALUE]
+            return record[_VALUE]
         finally:
             self._release()
-        return self.codec.loads_local(stored, key) if self._encode else stored
 
     def _get_many(self, keys: list[str], now: float) -> dict[str, Any]:
+        found = self._take_many(keys, now)
+        return self._unpack_many(found) if self._encode else found
+
+    async def _aget_many(self, keys: list[str], now: float) -> dict[str, Any]:
+        if len(keys) > _INLINE_BATCH or not self._encode:
+            return await super()._aget_many(keys, now)
+        found = self._take_many(keys, now)
+        if sum(map(decode_weight, found.values())) < OFF_LOOP_BYTES:
+            return self._unpack_many(found)
+        return await provider.run_off_loop(self._unpack_many, found)
+
+    def _unpack_many(self, found: dict[str, Any]) -> dict[str, Any]:
+        """The values of ``found``'s stored forms (``serialize`` on)."""
+        codec = self.codec
+        if type(codec) is SafeCodec:  # the default: the batch in one call
+            return codec.loads_local_many(found)
+        loads = codec.loads_local
+        return {key: loads(stored, key) for key, stored in found.items()}
+
+    def _take_many(self, keys: list[str], now: float) -> dict[str, Any]:
+        """The stored forms of ``keys``' live entries, their reads counted."""
         found: dict[str, Any] = {}
         data = self._data
         get = data.get
@@ -576,21 +613,28 @@ class MemoryCache(InlineAsync):
                 found[key] = record[_VALUE]
         finally:
             self._release()
-        if self._encode:
-            codec = self.codec
-            if type(codec) is SafeCodec:  # the default: the batch in one call
-                return codec.loads_local_many(found)
-            loads = codec.loads_local
-            return {key: loads(stored, key) for key, stored in found.items()}
         return found
 
     def _get_entry(self, key: str, now: float) -> Entry | None:
+        entry = self._peek_stored(key, now)
+        if entry is not None and self._encode:
+            entry.value = self.codec.loads_local(entry.value, key)
+        return entry
+
+    async def _aget_entry(self, key: str, now: float) -> Entry | None:
+        entry = self._peek_stored(key, now)
+        if entry is not None and self._encode:
+            entry.value = await adecoded(self.codec.loads_local, entry.value, key)
+        return entry
+
+    def _peek_stored(self, key: str, now: float) -> Entry | None:
+        """``key``'s live entry holding its stored form (None if there is none)."""
         with self._lock:
             record = self._live(key, now)
             if record is None:
                 return None
             value, _, hits, accessed, created, modified, expires_at, idle, _ = record
-        return Entry(self._unpack(key, value), created, modified, accessed, hits, expires_at, idle)
+        return Entry(value, created, modified, accessed, hits, expires_at, idle)
 
     def _exists(self, key: str, now: float) -> bool:
         self._acquire()
@@ -645,6 +689,27 @@ class MemoryCache(InlineAsync):
         with self._lock:
             for key, value in items.items():
                 self._store_record(key, _record(value, expiry, now))
+
+    # A heavy value is written from a worker thread, encoding and all: the store's
+    # critical section is short, the encoding is not (what InlineAsync does for batches).
+
+    async def _aset(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
+        if self._encode and heavy(value):
+            await provider.run_off_loop(self._set, key, value, expiry, now)
+        else:
+            self._set(key, value, expiry, now)
+
+    async def _aadd(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
+        if self._encode and heavy(value):
+            return await provider.run_off_loop(self._add, key, value, expiry, now)
+        return self._add(key, value, expiry, now)
+
+    async def _aset_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
+        # Weighed only when the batch would be written on the loop (InlineAsync's rule).
+        if len(items) <= _INLINE_BATCH and self._encode and any(map(heavy, items.values())):
+            await provider.run_off_loop(self._set_many, items, expiry, now)
+        else:
+            await super()._aset_many(items, expiry, now)
 
     def _add(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
         record = _record(self._pack(key, value), expiry, now)

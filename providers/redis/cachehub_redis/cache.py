@@ -37,7 +37,10 @@ from cachehub.provider import (
     COUNTER_RANGE,
     FIRST_STRETCH,
     HIT_OPTIONS,
+    INFLATION,
     MISSING,
+    OFF_LOOP_BYTES,
+    ON_LOOP,
     YIELD_LOOP,
     CacheError,
     CacheValueError,
@@ -54,7 +57,12 @@ from cachehub.provider import (
     PendingHits,
     Stream,
     batch_limit,
+    decoded,
+    decodes_inline,
+    encoded,
+    heavy,
     not_an_int,
+    off_loop,
     pull,
     rebatched,
     stretched,
@@ -235,6 +243,11 @@ class RedisCache(FlowCache[Client]):
         # and the extra byte tells it from one of exactly the largest size.
         self._most = self.codec.max_value_size + PAYLOAD_OVERHEAD
         self._read_end = HEADER_SIZE + self._most
+        # Longest entry whose value is decoded where it is read, whatever its payload (a
+        # compressed one weighs INFLATION times its size); a longer one is decoded there
+        # when decodes_inline() says so, else by an off_loop step (a worker thread in the
+        # async shell). The length alone settles the usual small entry.
+        self._inline_end = min(self._read_end, HEADER_SIZE + OFF_LOOP_BYTES // INFLATION - 1)
 
     @classmethod
     def backend_identity(cls, settings: Mapping[str, Any]) -> Hashable:
@@ -474,11 +487,15 @@ class RedisCache(FlowCache[Client]):
         if not raw:  # GETRANGE answers b"" for a missing key
             return MISSING
         # A header whose stamps unpack() would refuse is not common, nor is a value cut
-        # short (oversized): the flow raises.
+        # short (oversized): the flow raises. Nor a large value: the flow decodes it
+        # off the event loop.
         if (
             raw.startswith(_PLAIN)
             and raw.startswith(FOREVER, _EXPIRES)
-            and len(raw) <= self._read_end
+            and (
+                len(raw) <= self._inline_end
+                or (len(raw) <= self._read_end and decodes_inline(raw, HEADER_SIZE))
+            )
             and sound_stamps((raw,))
         ):
             if self.counts_hits:
@@ -493,7 +510,10 @@ class RedisCache(FlowCache[Client]):
             return value
         found: dict[str, Any] = {}
         counted: list[tuple[str, bytes]] = []
-        idle = self._check(key, raw, now, found, counted)
+        large: list[tuple[str, bytes]] = []
+        idle = self._check(key, raw, now, found, counted, large)
+        if large:  # decoded before the read is counted or slid: a cancel here leaves none
+            found[key] = yield from decoded(self._loads, raw[HEADER_SIZE:], key)
         if counted:
             self._count_read(key, counted[0][1], now)
         elif idle is not None:
@@ -507,8 +527,11 @@ class RedisCache(FlowCache[Client]):
         now: float,
         found: dict[str, Any],
         counted: list[tuple[str, bytes]],
+        large: list[tuple[str, bytes]],
     ) -> tuple[str, bytes, Expiry] | None:
-        """Decode a stored entry into ``found[key]`` when it is alive at ``now``.
+        """Decode a stored entry into ``found[key]`` when it is alive at ``now``; a large
+        value (not :func:`~cachehub.provider.decodes_inline`) goes to ``large`` as
+        ``(key, raw)`` instead, for the flow to decode off the event loop.
 
         A plain entry's read goes to ``counted``; for an idle entry, whose read must be
         recorded at once, returns ``(key, created stamp bytes, expiry)``.
@@ -520,7 +543,10 @@ class RedisCache(FlowCache[Client]):
             raise oversized(key, self._most)
         if not self._alive(head, now):
             return None
-        found[key] = self._value(key, head.kind, raw)
+        if head.kind != KIND_INT and not decodes_inline(raw, HEADER_SIZE):
+            large.append((key, raw))
+        else:
+            found[key] = self._value(key, head.kind, raw)
         if head.idle is None:
             counted.append((key, raw[_CREATED]))
             return None
@@ -533,6 +559,11 @@ class RedisCache(FlowCache[Client]):
                 raise corrupt(key, f"an int entry holds {len(raw) - HEADER_SIZE} bytes, not 8")
             return INT.unpack_from(raw, HEADER_SIZE)[0]
         return self._loads(raw[HEADER_SIZE:], key)
+
+    def _loads_large(self, large: list[tuple[str, bytes]]) -> dict[str, Any]:
+        """The values of ``large`` (see :meth:`_check`): an :func:`off_loop` step's work."""
+        loads = self._loads
+        return {key: loads(raw[HEADER_SIZE:], key) for key, raw in large}
 
     def _slide_flow(self, reads: Sequence[tuple[str, bytes, Expiry]], now: float) -> Flow[None]:
         """Record reads of idle entries at once: hit count, access time, new Redis TTL.
@@ -650,8 +681,12 @@ class RedisCache(FlowCache[Client]):
                 accessed = min(now, deadline - head.idle)  # the read that slid it last
                 if expires_at is not None:  # a cap on the server's clock, seen from ours
                     expires_at += now - server_now
+        if head.kind != KIND_INT and not decodes_inline(raw, HEADER_SIZE):
+            value = yield from decoded(self._loads, raw[HEADER_SIZE:], key)
+        else:
+            value = self._value(key, head.kind, raw)
         entry = Entry(
-            self._value(key, head.kind, raw),
+            value,
             head.created,
             head.modified,
             accessed,
@@ -672,43 +707,49 @@ class RedisCache(FlowCache[Client]):
         head = None if raw is None else unpack(raw, key)
         return head is not None and self._alive(head, now)
 
-    def _set_command(self, key: str, value: Any, expiry: Expiry, now: float) -> tuple[Any, ...]:
-        """The ``SET`` command storing a fresh entry."""
-        blob = self._blob(key, value, expiry, now)
+    def _set_command(self, key: str, blob: bytes, expiry: Expiry, now: float) -> tuple[Any, ...]:
+        """The ``SET`` command storing a fresh entry (``blob``, see :meth:`_blob`)."""
         deadline = expiry.deadline(now)
         if deadline is None:
             return "SET", key, blob
         return ("SET", key, blob, *self._ttl(deadline, now))
 
     def _capped_set_args(
-        self, key: str, value: Any, expiry: Expiry, now: float, cap: int | str
+        self, blob: bytes, expiry: Expiry, now: float, cap: int | str
     ) -> tuple[Any, ...]:
         """SET_MANY's arguments storing one idle entry whose cap the server places."""
-        return (*self._ttl(expiry.deadline(now), now), cap, self._blob(key, value, expiry, now))
+        return (*self._ttl(expiry.deadline(now), now), cap, blob)
 
     def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
+        blob = self._blob(key, value, expiry, now)
         cap = self._server_cap(expiry, now)
         if cap == _NO_TTL:
-            self._command(*self._set_command(key, value, expiry, now))
+            self._command(*self._set_command(key, blob, expiry, now))
         else:  # rare: an idle entry with a cap, placed on the server's clock by a script
-            self._eval(lua.SET_MANY, key, *self._capped_set_args(key, value, expiry, now, cap))
+            self._eval(lua.SET_MANY, key, *self._capped_set_args(blob, expiry, now, cap))
         self._hits.forget(key)
         if self._hits.due():
             self._after_write()
 
     async def _aset(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
+        # A heavy value is encoded off the loop (inline here, not through a flow or a
+        # coroutine: the hot path, see tests/test_redis_async.py's frame counts).
+        if heavy(value):
+            blob = await provider.run_off_loop(self._blob, key, value, expiry, now)
+        else:
+            blob = self._blob(key, value, expiry, now)
         cap = self._server_cap(expiry, now)
         if cap == _NO_TTL:
-            await self._acommand(*self._set_command(key, value, expiry, now))
+            await self._acommand(*self._set_command(key, blob, expiry, now))
         else:
-            args = self._capped_set_args(key, value, expiry, now, cap)
+            args = self._capped_set_args(blob, expiry, now, cap)
             await self._aeval(lua.SET_MANY, key, *args)
         self._hits.forget(key)
         if self._hits.due():
             await self._aafter_write()
 
     def _add_flow(self, key: str, value: Any, expiry: Expiry, now: float) -> Flow[bool]:
-        blob = self._blob(key, value, expiry, now)
+        blob = yield from encoded(value, self._blob, key, value, expiry, now)
         ttl = self._ttl(expiry.deadline(now), now)
         cap = self._server_cap(expiry, now)
         added = bool((yield Call("eval_once", lua.ADD, key, self._now_arg(now), blob, *ttl, cap)))
@@ -819,8 +860,9 @@ class RedisCache(FlowCache[Client]):
         hits: list[bytes] = list(filter(None, raws))
         if len(raws) > MAX_KEYS:  # the loop runs others between the last reply and the decode
             yield YIELD_LOOP
+        large: list[tuple[str, bytes]] = []  # decoded off the loop, all in one step
         if given or len(hits) <= FIRST_STRETCH:  # given: the sync shell's, no loop
-            found, idle = self._decode_hits(hit_keys, hits, now)
+            found, idle = self._decode_hits(hit_keys, hits, now, large)
         else:
             # Decoded in stretches of LOOP_STRETCH seconds, the loop running others
             # between two: values are stored compressed, their size says nothing of the work.
@@ -828,12 +870,14 @@ class RedisCache(FlowCache[Client]):
 
             def decode(span: range) -> None:
                 part, slid = self._decode_hits(
-                    hit_keys[span.start : span.stop], hits[span.start : span.stop], now
+                    hit_keys[span.start : span.stop], hits[span.start : span.stop], now, large
                 )
                 found.update(part)
                 idle.extend(slid)
 
             yield from stretched(decode, len(hits))
+        if large:
+            found.update((yield off_loop(self._loads_large, large)))
         if idle:
             yield from self._slide_flow(idle, now)
         if self._hits.due():
@@ -841,11 +885,15 @@ class RedisCache(FlowCache[Client]):
         return found
 
     def _decode_hits(
-        self, hit_keys: list[str], hits: list[bytes], now: float
+        self,
+        hit_keys: list[str],
+        hits: list[bytes],
+        now: float,
+        large: list[tuple[str, bytes]],
     ) -> tuple[dict[str, Any], list[tuple[str, bytes, Expiry]]]:
         """The live entries among the stored strings ``hits`` of ``hit_keys`` (no miss),
         their reads counted; and the idle ones read, whose reads must be recorded at once
-        (see :meth:`_check`)."""
+        (see :meth:`_check`). Large values are left to the caller, in ``large``."""
         # This is most of the client time cachehub adds to an MGET. The usual batch
         # holds only common entries (codec bytes that never expire, see _read): checked
         # with C-level calls, then decoded in one pass, with no Python step per key beyond
@@ -855,8 +903,8 @@ class RedisCache(FlowCache[Client]):
         # hit's policy bytes are FOREVER when their concatenation is FOREVER repeated: a
         # shorter string's cut is shorter, so the lengths could not add up. C-level passes,
         # no call per key.
-        loads = self._loads
-        end = self._read_end
+        loads, inline = self._loads, decodes_inline
+        end = self._inline_end
         if not hits or (
             min(hits) >= _PLAIN
             and max(hits) < _PLAIN_END
@@ -878,7 +926,7 @@ class RedisCache(FlowCache[Client]):
             for k, raw in zip(hit_keys, hits, strict=True)
             if raw.startswith(_PLAIN)
             and raw.startswith(FOREVER, _EXPIRES)
-            and len(raw) <= end
+            and (len(raw) <= end or (len(raw) <= self._read_end and inline(raw, HEADER_SIZE)))
             and sound_stamps((raw,))
         }
         counted: list[tuple[str, bytes]] = []
@@ -891,7 +939,7 @@ class RedisCache(FlowCache[Client]):
             check = self._check
             for key, raw in zip(hit_keys, hits, strict=True):
                 if key not in found:
-                    read = check(key, raw, now, found, counted)
+                    read = check(key, raw, now, found, counted, large)
                     if read is not None:
                         idle.append(read)
         if counted and self.counts_hits:
@@ -922,23 +970,33 @@ class RedisCache(FlowCache[Client]):
     def _blobs(self, items: dict[str, Any], expiry: Expiry, now: float) -> list[Any]:
         """:meth:`_blobs_flow` in one go: the sync shell's direct ``MSET`` (no loop)."""
         try:
-            next(self._blobs_flow(items, expiry, now, math.inf))
+            next(self._blobs_flow(items, expiry, now, math.inf, weigh=False))
         except StopIteration as done:
             return cast(list[Any], done.value)
         raise AssertionError("an endless stretch yielded")  # pragma: no cover
 
     def _blobs_flow(
-        self, items: dict[str, Any], expiry: Expiry, now: float, stretch: float | None = None
+        self,
+        items: dict[str, Any],
+        expiry: Expiry,
+        now: float,
+        stretch: float | None = None,
+        *,
+        weigh: bool | None = None,
     ) -> Flow[list[Any]]:
         """``[key, stored form, key, stored form, ...]`` of a batch (see :meth:`_blob`).
 
         Every entry of a batch shares its stamps and expiry, so the two possible headers
         are packed once, not once per entry. Encoded in stretches of
         :data:`~cachehub.provider.LOOP_STRETCH` seconds, the event loop running others
-        between two (:data:`YIELD_LOOP`; the sync driver goes on), or ``stretch``.
+        between two (:data:`YIELD_LOOP`; the sync driver goes on), or ``stretch``. With
+        ``weigh`` (by default: on an event loop, :data:`ON_LOOP`), a :func:`heavy` value
+        is encoded off the loop, in a step of its own.
         """
         if stretch is None:
             stretch = provider.LOOP_STRETCH
+        if weigh is None:
+            weigh = yield ON_LOOP
         x, d = expiry.expires_at, expiry.idle
         codec_head = pack(KIND_CODEC, b"", now, now, x, d)
         int_head = pack(KIND_INT, b"", now, now, x, d)
@@ -953,6 +1011,9 @@ class RedisCache(FlowCache[Client]):
             add(key)
             if type(value) is int and value in ints:
                 add(int_head + pack_int(value))
+            elif weigh and heavy(value):
+                add(codec_head + (yield off_loop(dumps, value, key)))
+                began = perf_counter()  # the loop ran others meanwhile
             else:
                 add(codec_head + dumps(value, key))
         return flat

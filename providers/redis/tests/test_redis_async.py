@@ -318,7 +318,8 @@ def _frames_of(shell: Any, operation: Callable[[Any], Coroutine[Any, Any, Any]])
 WATCH_FRAMES = ["__init__", "check"]
 PLAIN_GET_FRAMES = ["get", "_sk", "_aget", *WATCH_FRAMES, "_read_common", "sound_stamps"]
 PLAIN_GET_FRAMES += ["loads", "due"]
-PLAIN_PUT_FRAMES = ["put", "_sk", "_aset", "_server_cap", "_set_command", "_blob", "dumps", "pack"]
+PLAIN_PUT_FRAMES = ["put", "_sk", "_aset", "heavy", "_server_cap", "_set_command", "_blob"]
+PLAIN_PUT_FRAMES += ["dumps", "pack"]
 
 
 def test_a_plain_async_get_runs_no_flow_and_no_extra_frames(
