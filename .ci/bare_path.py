@@ -2,10 +2,16 @@
 
     python3 .ci/bare_path.py python3 -m nox -s tests
 
-Each directory of PATH is mirrored by a temporary directory of symlinks to everything in
-it except ``redis-*`` (``redis-server``, ``redis-cli``, ``redis-sentinel``...), and the
-command runs with PATH made of those mirrors. Nothing on the system is changed or
-deleted; the mirrors are removed afterwards. The command's exit code is returned.
+Each directory of PATH that holds a ``redis-*`` entry (``redis-server``, ``redis-cli``,
+``redis-sentinel``...) is mirrored by a temporary directory of symlinks to everything in it
+except those, and the command runs with PATH made of the mirrors and the other directories
+as they are. Nothing on the system is changed or deleted; the mirrors are removed
+afterwards. The command's exit code is returned.
+
+Only those directories are mirrored because a virtualenv links to the interpreter by the
+path it was found at: a venv that nox made through a mirror (pyenv puts its interpreter's
+directory first on PATH) pointed into a deleted directory once the command ended, so CI's
+next ``nox -R -s tests`` found it broken and installed everything again (about 3 minutes).
 """
 
 from __future__ import annotations
@@ -21,19 +27,22 @@ HIDDEN_PREFIX = "redis-"
 
 
 def bare_path(path: str, root: Path) -> str:
-    """A PATH like ``path`` whose directories mirror the originals minus ``redis-*``."""
-    mirrors: list[str] = []
+    """A PATH like ``path`` whose directories holding ``redis-*`` are mirrored without them."""
+    entries: list[str] = []
     for index, entry in enumerate(path.split(os.pathsep)):
         source = Path(entry)
         if not entry or not source.is_dir():
+            continue
+        if not any(item.name.startswith(HIDDEN_PREFIX) for item in source.iterdir()):
+            entries.append(entry)  # nothing to hide: the directory itself (see above)
             continue
         mirror = root / str(index)
         mirror.mkdir()
         for item in source.iterdir():
             if not item.name.startswith(HIDDEN_PREFIX):
                 (mirror / item.name).symlink_to(item)
-        mirrors.append(str(mirror))
-    return os.pathsep.join(mirrors)
+        entries.append(str(mirror))
+    return os.pathsep.join(entries)
 
 
 def main(argv: list[str]) -> int:

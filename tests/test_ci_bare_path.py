@@ -52,6 +52,21 @@ def test_the_mirror_hides_redis_and_keeps_everything_else(tmp_path: Path, system
     assert (system / "redis-server").exists()  # the original is untouched
 
 
+def test_a_directory_without_redis_is_kept_as_it_is(tmp_path: Path, system: Path) -> None:
+    # A venv links to its interpreter by the path it was found at: found through a mirror
+    # (pyenv's version directory comes first), the venv broke when the mirror was removed
+    # and CI's `nox -R -s tests` after the README command reinstalled everything.
+    interpreter_dir = tmp_path / "pyenv-version-bin"
+    _tool(interpreter_dir, "python3")
+    mirrors = tmp_path / "mirrors"
+    mirrors.mkdir()
+    path = bare_path.bare_path(os.pathsep.join([str(interpreter_dir), str(system)]), mirrors)
+    kept, mirror = path.split(os.pathsep)
+    assert kept == str(interpreter_dir)
+    assert Path(mirror).parent == mirrors  # the one holding redis-* is still mirrored
+    assert sorted(p.name for p in mirrors.iterdir()) == [Path(mirror).name]
+
+
 def test_the_command_runs_without_redis_on_path_and_its_exit_code_is_returned(
     system: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -248,10 +248,21 @@ def test_computing_under_the_limit_is_not_flagged_but_listed(loop: LoopThread) -
     cache = BlockingCache(backend=ReferenceBackend())
     cache.blocker = lambda: _compute(CPU_PER_CALLBACK / 2)  # type: ignore[method-assign]
     view = shell_view(cache, loop)
+
+    async def warm_up() -> None:
+        # Other callbacks above HEAVY_CALLBACK are listed too: a fresh process's first
+        # run_coroutine_threadsafe hand-off measured 2.1 ms (more on a loaded machine),
+        # which made an exact one-entry list flaky. Here one is made on purpose.
+        _compute(2 * HEAVY_CALLBACK)
+
+    loop.run(warm_up())
     assert loop.run(view.aio().get("k", "miss")) == "miss"
     assert loop.blocked == []
     assert CPU_PER_CALLBACK / 2 <= loop.peak < CPU_PER_CALLBACK
-    assert [round(used, 3) for used, _ in loop.heavy] == [round(loop.peak, 3)], loop.heavy
+    # The heaviest entry is the computing callback, and the only one of its size.
+    assert round(loop.heavy[0][0], 3) == round(loop.peak, 3), loop.heavy
+    assert [used for used, _ in loop.heavy if used >= CPU_PER_CALLBACK / 2] == [loop.peak]
+    assert any("warm_up" in what for _, what in loop.heavy[1:]), loop.heavy
     # Described by the coroutines of the task that computed, not only the handle.
     assert "AsyncCache.get" in loop.heavy[0][1]
     # And how its CPU split between the interpreter (user) and the kernel (sys; here
