@@ -198,10 +198,17 @@ def run(cfg: Config) -> Section:
         cases.extend(_write_cases(cfg, cache, once, raw, counter))
         section.notes.append(
             "incr runs one EVALSHA: GETRANGE of the header (and one byte past an int's 8) and "
-            "one BITFIELD, plus its request record's GET and SET PX when the client may "
+            "one BITFIELD, plus its request record's GETRANGE and SET PX when the client may "
             f"re-send. '{FLOOR}' is the least any script-based incr costs (dispatch alone); "
             f"'{NO_RECORD}' is cachehub's incr without the record (docs/redis.md, "
             "'Counters')."
+        )
+        section.notes.append(
+            "get_many(100) runs one EVALSHA of READ_MANY: a GETRANGE per key, bounded by "
+            "maxValueSize, because MGET cannot be bounded and a value planted under the "
+            "namespace would be downloaded whole (docs/redis.md, 'Values larger than "
+            "maxValueSize'). That is 101 server commands against MGET's one: the cost of "
+            "the bound is this row's distance from raw redis-py."
         )
         for group in by_op(cases):
             section.measurements.extend(measure_with_trips(group, cfg.rounds))
