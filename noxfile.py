@@ -49,7 +49,8 @@ TEST_DEPS = [
 PYTHON = "3.11"
 # One pytest worker per core: most tests wait on a server (moto, redis-server, child
 # processes) rather than compute, and each worker starts its own servers on free ports.
-PARALLEL = ["-q", "-n", "auto"]
+# The 25 slowest tests are listed at the end: where CI's time goes, in every CI log.
+PARALLEL = ["-q", "-n", "auto", "--durations=25"]
 
 
 @nox.session(python=PYTHON)
