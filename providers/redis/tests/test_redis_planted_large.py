@@ -27,7 +27,7 @@ from cachehub_redis.entry import HEADER, KIND_CODEC, MAGIC
 from cachehub_redis.records import record_key
 from cachehub_redis.server import RedisClusterServers, RedisServer
 from redis import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import MovedError, ResponseError
 
 from cachehub.errors import CorruptEntryError
 
@@ -98,8 +98,10 @@ def levelled(client: Redis) -> int:
         try:
             client.setrange(f"ballast:{attempt}:{uuid.uuid4().hex}", gap, b"\0")
             break
-        except ResponseError as refused:  # MovedError on recent redis-py, bare on 5.0
-            if not str(refused).startswith("MOVED"):
+        except ResponseError as refused:
+            # Recent redis-py raises MovedError (its text: "<slot> <node>"); 5.0 raises a
+            # bare ResponseError whose text starts with MOVED.
+            if not isinstance(refused, MovedError) and not str(refused).startswith("MOVED"):
                 raise
             continue
     return int(client.info("memory")["used_memory_peak"])
