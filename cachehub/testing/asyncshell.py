@@ -33,6 +33,7 @@ import select
 import selectors
 import socket
 import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -60,6 +61,7 @@ __all__ = [
     "AsyncOnlyTests",
     "LoopThread",
     "count_hops",
+    "first_imports",
     "large_value",
     "shell_view",
 ]
@@ -105,9 +107,6 @@ def _timed_run(handle: asyncio.events.Handle) -> None:
     collected = loop.collected
     profiler = _profiler() if loop.profile else None
     usage = _thread_usage()
-    modules = len(sys.modules)
-    if modules != len(loop.modules):  # another thread imported since: not this callback
-        loop.modules = set(sys.modules)
     start = time.thread_time()
     try:
         _original_run(handle)
@@ -119,7 +118,7 @@ def _timed_run(handle: asyncio.events.Handle) -> None:
         if profiler is not None:
             profiler.disable()
         loop.in_callback = False
-        imported = loop.note_imports(handle) if len(sys.modules) > modules else ""
+        imported = loop.note_imports(handle) if loop.importing else ""
         if used > loop.peak:
             loop.peak = used
         if used > HEAVY_CALLBACK:
@@ -257,7 +256,13 @@ _AUDITED: Final = frozenset(
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
     """Flag the audited calls that wait: a blocking socket's connect or send, a name
-    lookup, a file opened (disk I/O)."""
+    lookup, a file opened (disk I/O); note a callback's first imports (raised once per
+    module not yet in ``sys.modules``, on the importing thread)."""
+    if event == "import":
+        loop = _in_callback()
+        if loop is not None:
+            loop.importing.append(str(args[0]))
+        return
     if event not in _AUDITED or _in_callback() is None:
         return
     if event == "open":
@@ -473,6 +478,65 @@ def large_value() -> list[tuple[tuple[int]]]:
     return [((i,),) for i in range(30_000)]
 
 
+_FIRST_OPERATIONS: Final = """
+import asyncio, json, sys
+from cachehub.testing.asyncshell import LoopThread
+{setup}
+loop = LoopThread(None)
+
+async def operations():
+    shell = cache.aio()
+    await shell.put("k", {{"a": [1, 2], "b": "text"}}, time_span=60)
+    await shell.get("k")
+    await shell.get_many(["k", "j"])
+    await shell.put_many({{"a": 1, "b": (1, 2)}})
+    await shell.add("x", 1, time_span=60)
+    await shell.touch("x", time_span=120)
+    await shell.metadata("x")
+    await shell.restore("y", await shell.peek("x"))
+    await shell.exists("x")
+    await shell.incr("n")
+    await shell.decr("n")
+    await shell.count()
+    await shell.get_all()
+    [key async for key in shell.keys()]
+    await shell.delete("k")
+    await shell.delete_many(["x", "y"])
+    async with shell.lock("l", ttl=5):
+        pass
+    await shell.get_or_set("g", lambda: 1)
+    await shell.info()
+    task = asyncio.ensure_future(shell.get("a"))
+    await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await shell.clear()
+    await shell.close()
+
+try:
+    loop.run(operations())
+finally:
+    loop.close()
+    cache.close()
+print(json.dumps(loop.imported))
+"""
+
+
+def first_imports(setup: str, timeout: float = CALL_TIMEOUT) -> list[list[Any]]:
+    """The first imports made on the event loop by a new process's first async
+    operations (every kind, a cancelled one and ``close`` among them) on the cache that
+    the Python code ``setup`` builds as ``cache``: ``[[callback, [module, ...]], ...]``
+    (:meth:`LoopThread.note_imports`), for a test that wants it empty. A fresh process,
+    since a module is imported once per process, whichever test comes first."""
+    code = _FIRST_OPERATIONS.format(setup=setup)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found: list[list[Any]] = json.loads(done.stdout.strip().splitlines()[-1])
+    return found
+
+
 def count_hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The names of the functions the async shells send to a worker thread from now on
     (``provider.run_off_loop`` patched for the test): hops counted, never timed."""
@@ -521,9 +585,9 @@ class LoopThread:
         self.peak = 0.0  # CPU seconds of the heaviest callback so far
         self.heavy: list[tuple[float, str]] = []  # the heaviest ones above HEAVY_CALLBACK
         self.in_callback = False
-        # The modules loaded when the last callback began, and the first imports made in
-        # a callback (an import costs milliseconds, once per process: see note_imports)
-        self.modules: set[str] = set(sys.modules)
+        # The first imports the running callback made (the audit's "import" events, on
+        # this thread only), and every callback that made some (see note_imports)
+        self.importing: list[str] = []
         self.imported: list[tuple[str, list[str]]] = []
         # CPU seconds on the loop's thread that are no callback's own: GC passes, and
         # the stacks debug mode records (_extract_stack)
@@ -544,16 +608,13 @@ class LoopThread:
             _watched.pop(threading.get_ident(), None)
 
     def note_imports(self, handle: asyncio.events.Handle) -> str:
-        """List in :attr:`imported` the modules first imported while ``handle`` ran (the
-        names, only when ``sys.modules`` grew), and return them for a heavy callback's
-        note: a first import on the loop reads and compiles or unmarshals files, once
-        per process, so a callback making it is heavy in one test only, whichever runs
-        first (such a callback was once 78 ms where the same one is under 2 ms)."""
-        current = set(sys.modules)
-        names = sorted(current - self.modules)
-        self.modules = current
-        if not names:
-            return ""
+        """List in :attr:`imported` the modules ``handle`` first imported (or tried to:
+        a missing optional one searches the path as long), and return them for a heavy
+        callback's note: a first import on the loop finds, reads and unmarshals (in a
+        clean clone, compiles) files, once per process, so the callback making it is heavy
+        in whichever test runs first (one was 78 ms where it is otherwise under 2 ms).
+        Imports by other threads meanwhile (a worker building a client) are not its."""
+        names, self.importing = self.importing, []
         self.imported.append((_describe(handle), names))
         shown = ", ".join(names[:IMPORTS_SHOWN])
         more = len(names) - IMPORTS_SHOWN
@@ -1073,6 +1134,7 @@ def _report_cpu(test: str, loop: LoopThread) -> None:
         "test": test,
         "peak_ms": round(loop.peak * 1000, 2),
         "heavy": [[round(used * 1000, 2), what] for used, what in loop.heavy],
+        "imported": loop.imported,
     }
     # One write per line in append mode: parallel test workers do not interleave lines.
     with open(path, "a", encoding="utf-8") as out:
