@@ -282,3 +282,28 @@ def test_no_shipped_suite_declares_a_value_size_limit() -> None:
                         setters.append(f"{path.relative_to(root)}:{node.name}")
     assert setters == []
     assert ConformanceBase.value_size_limit is None
+
+
+def test_incr_and_delete_if_equal_decode_a_large_stored_value_off_the_loop(
+    memory: MemoryCache, hops: list[str]
+) -> None:
+    # Before: both decoded the stored value on the loop (incr to name its type in the
+    # error, delete_if_equal to compare it): 60-100 ms of CPU for large_value().
+    value = large_value()
+    memory.put("big", value)
+    memory.put("small", [1, 2])
+    shell = memory.aio()
+    with pytest.raises(CacheValueError, match="holds a list"):
+        asyncio.run(shell.incr("big"))
+    with pytest.raises(CacheValueError, match="holds a list"):
+        asyncio.run(shell.incr("small"))
+    assert hops == ["_incr"]
+    sk = memory._sk("big")
+    assert asyncio.run(memory._adelete_if_equal(sk, "other", memory._clock())) is False
+    assert asyncio.run(memory._adelete_if_equal(sk, value, memory._clock())) is True
+    assert hops == ["_incr", "_delete_if_equal", "_delete_if_equal"]
+    assert memory.get("big") is None
+    small = memory._sk("small")
+    assert asyncio.run(memory._adelete_if_equal(small, [1, 2], memory._clock())) is True
+    assert asyncio.run(shell.incr("counter", 5)) == 5
+    assert len(hops) == 3  # small values and counters stay on the loop
