@@ -48,7 +48,7 @@ from cachehub import provider
 from cachehub.aio import AsyncCache
 from cachehub.api import BaseCache, CacheMetadata, Entry, TimeSpan
 from cachehub.codec import SafeCodec
-from cachehub.errors import CacheUnavailableError, LockTimeoutError
+from cachehub.errors import CacheUnavailableError, CacheValueError, LockTimeoutError
 from cachehub.hookspecs import OperationEvent
 from cachehub.lock import AsyncLock
 
@@ -1087,6 +1087,27 @@ class AsyncOnlyTests(ConformanceBase):
         native = type(cache)._aget is not BaseCache._aget
         if native and getattr(cache, "_encode", True):  # memory with serialize=false: none
             assert len(hops) == 2, hops  # one encode, one decode
+
+    def test_incr_of_a_large_value_names_its_type_off_the_loop(
+        self, make_cache: CacheFactory, shell_loop: LoopThread, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """``incr`` of a key holding a large value decodes it to name its type in the
+        error: in a worker thread (one hop), the loop's limit lowered as for the other
+        large values; a small one is decoded on the loop."""
+        value = large_value()
+        self.needs_value_bytes(len(SafeCodec().dumps(value)))
+        shell = self._aio(make_cache)
+        shell_loop.limit = LARGE_VALUE_LIMIT if shell_loop.limit is not None else None
+        shell_loop.run(shell.put("big", value))
+        shell_loop.run(shell.put("small", [1, 2]))
+        hops = count_hops(monkeypatch)
+        for key in ("big", "small"):
+            with pytest.raises(CacheValueError, match=r"\blist\b"):  # the type it holds
+                shell_loop.run(shell.incr(key))
+        cache = shell.cache
+        native = type(cache)._aincr is not BaseCache._aincr
+        if native and getattr(cache, "_encode", True):  # memory with serialize=false: none
+            assert len(hops) == 1, hops
 
     @pytest.mark.parametrize("on_error", ["miss", "raise"])
     def test_async_for_keys_under_outage(

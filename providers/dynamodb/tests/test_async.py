@@ -30,15 +30,12 @@ from cachehub.errors import (
     CacheOutcomeUnknownError,
     CacheThrottledError,
     CacheUnavailableError,
-    CacheValueError,
 )
 from cachehub.filters import compile_filter
 from cachehub.testing.asyncshell import (
     CPU_PER_CALLBACK,
     LoopThread,
-    count_hops,
     first_imports,
-    large_value,
 )
 from cachehub.testing.faults import FaultProxy
 
@@ -828,22 +825,3 @@ def test_the_first_async_operations_import_nothing_on_the_loop(endpoint: str) ->
     settings = {"tableName": f"first_imports_{os.getpid()}", "host": endpoint, **CREDENTIALS}
     setup = f"from cachehub_dynamodb import DynamoDBCache\ncache = DynamoDBCache({settings!r})"
     assert first_imports(setup) == []
-
-
-def test_incr_on_a_large_value_decodes_it_off_the_loop(
-    make: Callable[..., DynamoDBCache], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Before: the value was decoded on the loop to name its type in the error.
-    cache = make()
-    cache.put("big", large_value())
-    cache.put("small", [1, 2])
-    hops = count_hops(monkeypatch)
-
-    async def scenario() -> None:
-        for key in ("big", "small"):
-            with pytest.raises(CacheValueError, match="holds a list"):
-                await cache.aio().incr(key)
-        await shut(cache)
-
-    asyncio.run(scenario())
-    assert hops == ["_not_a_number"]  # the large one only
