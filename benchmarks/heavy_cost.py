@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import decimal
+import functools
 import shutil
 import socket
 import subprocess
@@ -49,7 +50,7 @@ def _values() -> dict[str, Any]:
         "row dict (5 fields)": row,
         "20 rows": [dict(row, id=i) for i in range(20)],
         "dataclass": _User(1, "Ada", ["a", "b"]),
-        "query 10x3": Query(("a", "b", "c"), [(i, "x", None) for i in range(10)]),
+        "query 10x3": Query(("a", "b", "c"), tuple((i, "x", None) for i in range(10))),
         "1 KB str": "x" * 1024,
     }
 
@@ -119,7 +120,7 @@ def main() -> None:
     puts = _put_cpu(values)
     print(f"{'value':<22}{'heavy() us':>12}{'put us':>10}{'share':>9}")
     for name, value in values.items():
-        walk = _best(lambda value=value: heavy(value))
+        walk = _best(functools.partial(heavy, value))
         print(
             f"{name:<22}{walk * 1e6:>12.2f}{puts[name] * 1e6:>10.1f}"
             f"{walk / puts[name] * 100:>8.2f}%"

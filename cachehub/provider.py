@@ -43,7 +43,6 @@ See docs/provider-guide.md for a complete small provider built on it.
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 import inspect
 import math
@@ -431,16 +430,25 @@ def _attributes(obj: Any) -> list[Any]:
     return found
 
 
-@functools.lru_cache(maxsize=256)
+_LAYOUTS: dict[type, tuple[bool, tuple[str, ...]]] = {}
+
+
 def _layout(kind: type) -> tuple[bool, tuple[str, ...]]:
     """Whether instances of ``kind`` have a ``__dict__``, and the ``__slots__`` names of
-    ``kind`` and its bases (looked up once per class)."""
+    ``kind`` and its bases (looked up once per class, for up to 256 classes)."""
+    known = _LAYOUTS.get(kind)
+    if known is not None:
+        return known
     names: list[str] = []
     for cls in kind.__mro__:
         slots = cls.__dict__.get("__slots__", ())
         names.extend((slots,) if isinstance(slots, str) else slots)
     has_dict = any("__dict__" in cls.__dict__ for cls in kind.__mro__[:-1])
-    return has_dict, tuple(n for n in names if n not in ("__dict__", "__weakref__"))
+    layout = has_dict, tuple(n for n in names if n not in ("__dict__", "__weakref__"))
+    if len(_LAYOUTS) >= 256:  # classes made on the fly: the table stays bounded
+        _LAYOUTS.clear()
+    _LAYOUTS[kind] = layout
+    return layout
 
 
 def off_loop(fn: Callable[..., Any], *args: Any) -> Call:
