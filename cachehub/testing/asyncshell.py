@@ -62,6 +62,7 @@ __all__ = [
     "LoopThread",
     "count_hops",
     "first_imports",
+    "flags_cpu",
     "large_value",
     "shell_view",
 ]
@@ -535,6 +536,24 @@ def first_imports(setup: str, timeout: float = CALL_TIMEOUT) -> list[list[Any]]:
     assert done.returncode == 0, done.stderr[-3000:]
     found: list[list[Any]] = json.loads(done.stdout.strip().splitlines()[-1])
     return found
+
+
+def flags_cpu(limit: float | None, cpu: float) -> bool:
+    """Whether a :class:`LoopThread` with ``limit`` fails a callback that computes for
+    ``cpu`` seconds of its thread's CPU: how a suite shows what its
+    :attr:`AsyncConformance.slow_callback_limit` catches (counted in CPU, not timed)."""
+    loop = LoopThread(limit)
+
+    async def compute() -> None:
+        end = time.thread_time() + cpu
+        while time.thread_time() < end:
+            pass
+
+    try:
+        loop.run(compute())
+    finally:
+        loop.close()
+    return bool(loop.blocked)
 
 
 def count_hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -1170,7 +1189,10 @@ class AsyncConformance(CancelTests, AsyncOnlyTests):
     (None: not checked), in every case. Waits fail a case whatever their length (see
     :class:`LoopThread`); CPU time is the loop thread's own, so the threads of the sync
     cases, a worker building a client or a server in this process holding the GIL
-    cannot fail a callback. Keep the default: it is the same for every provider."""
+    cannot fail a callback. A suite may lower it to what its own heaviest callback
+    justifies (at most 0.6 of it at loads of 10 and more, measured with
+    :data:`CPU_REPORT_ENV`; docs/async.md lists the shipped suites' values); never raise
+    it above the default."""
 
     @pytest.fixture
     def shell_loop(self, request: pytest.FixtureRequest) -> Iterator[LoopThread]:
