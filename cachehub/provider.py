@@ -43,6 +43,7 @@ See docs/provider-guide.md for a complete small provider built on it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import math
 import re
@@ -62,10 +63,14 @@ from collections.abc import (
     Sequence,
 )
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass
-from itertools import islice
+from datetime import date, datetime, timedelta
+from datetime import time as dt_time
+from decimal import Decimal
+from itertools import compress, islice
 from typing import Any, ClassVar, Final, Generic, TypeAlias, TypeVar
+from uuid import UUID
 
 from .api import (
     COUNTER_RANGE,
@@ -320,42 +325,131 @@ def decodes_inline(data: bytes | bytearray | memoryview, start: int = 0) -> bool
 
 
 OFF_LOOP_NODES: Final = 256
-"""Items (containers, and the scalars in them) from which :func:`heavy` calls a value
-heavy to encode: 256 tuples encode in 0.4 ms, 256 dict fields in 0.1 ms; the walk that
-counts them costs the loop 10-25 us, less than a hop."""
+"""Items (of lists, tuples and sets, entries of dicts, attributes of objects, in all
+nesting levels) from which :func:`heavy` calls a value heavy to encode: 256 tuples
+encode in 0.4 ms, 256 dict fields in 0.1 ms. The walk that counts them costs the loop
+0.1 us for a scalar, 1-3 us for a short flat value, 17-37 us for 100-250 items on a
+loaded machine (benchmarks/heavy_cost.py): less than a hop."""
 
 
 def heavy(value: Any) -> bool:
     """Whether encoding ``value`` may cost the event loop more than a thread hop: a str
     or bytes of :data:`OFF_LOOP_BYTES` or more, or containers holding more than
-    :data:`OFF_LOOP_NODES` items in all, or strings of that many bytes in all. The size
-    of an encoding is not known before it is made: the walk stops at the budget, so a
-    heavy value costs the same small walk as a light one."""
+    :data:`OFF_LOOP_NODES` items in all, or strings of that many bytes in all. Objects
+    the codec handles through its extension hooks or pickle (a query, a dataclass, a
+    namedtuple or ``OrderedDict``, any object with attributes) are looked into: their
+    attributes and items count alike. The size of an encoding is not known before it is
+    made: the walk stops at the budget, so a heavy value costs the same small walk as a
+    light one."""
     kind = type(value)
-    if kind is str or kind is bytes or kind is bytearray:
+    if kind in _STRINGS:
         return len(value) >= OFF_LOOP_BYTES
-    if kind not in _CONTAINERS:
-        return False  # a number, a date, an object the codec's extension hooks handle
+    if kind in _ATOMS:
+        return False  # the most common values: one type look-up, no walk
+    if kind in _CONTAINERS:
+        if len(value) > OFF_LOOP_NODES:
+            return True
+        if len(value) <= _SHORT:  # a row, a few ids: one look at the items, no walk
+            items = list(value.values() if kind is dict else value)
+            kinds = list(map(type, items))
+            found = set(kinds)
+            if found <= _ATOMS:
+                return False
+            if found <= _FLAT:
+                texts = compress(items, map(_STRINGS.__contains__, kinds))
+                return sum(map(len, texts)) >= OFF_LOOP_BYTES
+    # One nesting level at a time, in C: the level's types by map, its containers'
+    # sizes by len, the next level by gc.get_referents (their items; a dict's values, and
+    # its keys unless all are str). A per-item Python loop cost 27-61 us for 20
+    # five-field rows, 14-24% of an async Redis put of them (benchmarks/heavy_cost.py).
     budget, size = OFF_LOOP_NODES, 0
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        kind = type(item)
-        if kind in _CONTAINERS:
-            budget -= len(item) * (2 if kind is dict else 1)
-            if budget < 0:
-                return True
-            stack.extend(item.values() if kind is dict else item)
-            if kind is dict:
-                stack.extend(item)
-        elif kind is str or kind is bytes or kind is bytearray:
-            size += len(item)
+    level: list[Any] = [value]
+    while level:
+        kinds = list(map(type, level))
+        found = set(kinds)
+        if found <= _ATOMS:
+            return False
+        if not found.isdisjoint(_STRINGS):
+            size += sum(map(len, compress(level, map(_STRINGS.__contains__, kinds))))
             if size >= OFF_LOOP_BYTES:
                 return True
+        containers = list(compress(level, map(_CONTAINERS.__contains__, kinds)))
+        budget -= sum(map(len, containers))  # checked before the next level is built
+        if budget < 0:
+            return True
+        below = gc.get_referents(*containers)
+        if not found <= _KNOWN:
+            # Objects the codec's hooks or pickle encode by their parts (not passed to
+            # get_referents, which would add their classes); a subclass of str or of a
+            # container also by its text or items.
+            for item in compress(level, map((found - _KNOWN).__contains__, kinds)):
+                parts = _attributes(item)
+                if isinstance(item, _TEXTS):
+                    size += len(item)
+                elif isinstance(item, _CONTAINER_BASES):
+                    parts.extend(item.values() if isinstance(item, dict) else item)
+                budget -= 1 + len(parts)
+                if budget < 0 or size >= OFF_LOOP_BYTES:
+                    return True
+                below.extend(parts)
+        level = below
     return False
 
 
 _CONTAINERS: Final = frozenset({list, tuple, dict, set, frozenset})
+_CONTAINER_BASES: Final = (list, tuple, dict, set, frozenset)
+_STRINGS: Final = frozenset({str, bytes, bytearray})
+_TEXTS: Final = (str, bytes, bytearray, memoryview)
+
+_ATOMS: Final = frozenset(
+    {int, float, bool, complex, type(None), Decimal, datetime, date, dt_time, timedelta, UUID}
+)
+"""Types whose encoding costs the same whatever the value: no walk looks into them."""
+
+_FLAT: Final = _ATOMS | _STRINGS
+_KNOWN: Final = _FLAT | _CONTAINERS
+
+_SHORT: Final = 16
+"""Items of a container of scalars and strings (a dict: its values) that :func:`heavy`
+weighs at a glance (``map`` in C, no walk): the shape of many values put (a row, ids)."""
+
+
+def _attributes(obj: Any) -> list[Any]:
+    """The attribute values of ``obj`` that pickle or the codec's hooks would encode: its
+    ``__dict__`` and ``__slots__`` (a query's rows, a dataclass's fields). An attribute
+    that raises on reading counts as absent: the encoder reports it, not this estimate."""
+    found: list[Any] = []
+    has_dict, slots = _layout(type(obj))
+    # A hostile __getattr__ or __dict__: the estimate stays what it has.
+    with suppress(Exception):
+        if has_dict:
+            own = obj.__dict__
+            if type(own) is dict:
+                found.extend(own.values())
+        for name in slots:
+            found.append(getattr(obj, name, None))
+    return found
+
+
+_LAYOUTS: dict[type, tuple[bool, tuple[str, ...]]] = {}
+
+
+def _layout(kind: type) -> tuple[bool, tuple[str, ...]]:
+    """Whether instances of ``kind`` have a ``__dict__``, and the ``__slots__`` names of
+    ``kind`` and its bases (looked up once per class, for up to 256 classes)."""
+    known = _LAYOUTS.get(kind)
+    if known is not None:
+        return known
+    names: list[str] = []
+    for cls in kind.__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        names.extend((slots,) if isinstance(slots, str) else slots)
+    has_dict = any("__dict__" in cls.__dict__ for cls in kind.__mro__[:-1])
+    layout = has_dict, tuple(n for n in names if n not in ("__dict__", "__weakref__"))
+    if len(_LAYOUTS) >= 256:  # classes made on the fly: the table stays bounded
+        _LAYOUTS.clear()
+    _LAYOUTS[kind] = layout
+    return layout
 
 
 def off_loop(fn: Callable[..., Any], *args: Any) -> Call:

@@ -372,3 +372,81 @@ def test_the_profile_mode_names_where_a_heavy_callback_spent_its_cpu(
     assert own.startswith("own ms: ")  # where the CPU went: _compute's loop and its clock
     assert "_compute (test_loop_detector.py" in own
     assert "_heavy_work (test_loop_detector.py" in inside  # which call it was under
+
+
+def _module(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, cpu: float = 0.0) -> str:
+    """A module no test imported yet, whose import costs ``cpu`` seconds of CPU."""
+    name = f"first_import_{uuid.uuid4().hex[:12]}"
+    (tmp_path / f"{name}.py").write_text(
+        "import time\n"
+        f"_end = time.thread_time() + {cpu}\n"
+        "while time.thread_time() < _end:\n"
+        "    pass\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
+def test_a_first_import_on_the_loop_is_named(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before: a callback made heavy by a first import (78 ms once in CI, under 2 ms in
+    # every other run) said nothing of it. Now the callback's note and its failure name
+    # the modules, and the loop lists every callback that imported.
+    name = _module(tmp_path, monkeypatch, cpu=2 * HEAVY_CALLBACK)
+    loop = LoopThread(limit=HEAVY_CALLBACK)
+
+    async def first() -> None:
+        __import__(name)
+        __import__(name)  # loaded now: the second one is no first import
+
+    try:
+        loop.run(first())
+    finally:
+        loop.close()
+    assert [names for _, names in loop.imported] == [[name]]
+    assert "first (test_loop_detector.py)" in loop.imported[0][0]
+    assert any(f"first imported in it: {name}" in what for _, what in loop.heavy)
+    assert any(f"first imported in it: {name}" in why for why in loop.blocked)
+
+
+def test_an_import_by_another_thread_is_not_the_callbacks(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker thread importing while a callback runs (asyncio.to_thread building a
+    # client) is not the loop's import: sys.modules grows, the callback imported nothing.
+    name = _module(tmp_path, monkeypatch)
+    loop = LoopThread(limit=None)
+    done = threading.Event()
+
+    def worker() -> None:
+        __import__(name)
+        done.set()
+
+    async def callback_while_importing() -> None:
+        thread = threading.Thread(target=worker)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not done.is_set() and time.monotonic() < deadline:  # one callback, no wait
+            pass
+        assert done.is_set()
+        await asyncio.to_thread(thread.join, 10)
+
+    try:
+        loop.run(callback_while_importing())
+    finally:
+        loop.close()
+    assert loop.imported == []
+
+
+def test_no_async_provider_imports_a_module_on_its_first_operations() -> None:
+    # Every kind of operation, a cancelled one and close, in a new process: each module
+    # a provider's async path needs is imported at module load or client creation (in a
+    # worker thread), never in a callback on the loop.
+    memory = "import uuid\nfrom cachehub_memory import MemoryCache\n"
+    memory += "cache = MemoryCache(store=uuid.uuid4().hex)"
+    reference = "from cachehub.testing.reference import ReferenceBackend, ReferenceCache\n"
+    reference += "cache = ReferenceCache(backend=ReferenceBackend())"
+    assert asyncshell.first_imports(memory) == []
+    assert asyncshell.first_imports(reference) == []

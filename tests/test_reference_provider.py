@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cachehub.testing import CacheConformance, CacheFactory
-from cachehub.testing.asyncshell import AsyncConformance
+from cachehub.testing.asyncshell import AsyncConformance, flags_cpu
 from cachehub.testing.reference import ReferenceBackend, ReferenceCache
 
 
@@ -27,3 +27,15 @@ class TestReferenceAsyncConformance(AsyncConformance, TestReferenceConformance):
     """The suite through ``cache.aio()`` on a sync-only provider: BaseCache's async
     defaults (its primitives in worker threads), the path every third-party sync
     provider gets."""
+
+    slow_callback_limit = 0.010
+    """Its heaviest callback: 2.4 ms of CPU (a 2,000-key put_many handed to a worker)
+    over 940 tests at a load of 10, with two busy loops beside; 10 ms, not 4, leaves
+    room for a callback's kernel time when memory is handed to the process (up to
+    4.5 ms seen in one Redis callback of the same run)."""
+
+
+def test_the_async_suite_fails_a_callback_the_default_limit_lets_pass() -> None:
+    # 12 ms of CPU in one callback: under CPU_PER_CALLBACK (25 ms), over this suite's.
+    assert flags_cpu(TestReferenceAsyncConformance.slow_callback_limit, 0.012)
+    assert not flags_cpu(TestReferenceAsyncConformance.slow_callback_limit, 0.003)

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, TypeVar
 import pytest
 
 from cachehub.api import BaseCache
+from cachehub.errors import CacheValueError
 
 from .clock import FakeClock
 
@@ -233,6 +234,39 @@ class ConformanceBase:
     metadata cases assert (for a provider where hit counting must be switched on in a
     way of its own; a :class:`cachehub.provider.RemoteCache` is switched on with the
     core's ``hitCounts`` setting without this)."""
+
+    value_size_limit: ClassVar[int | None] = None
+    """Bytes of the largest encoded value the provider's backend can hold, for a backend
+    that cannot hold the large-value cases' ~300 KB (an item limit of 256 KB): the cases
+    whose value encodes to more are skipped, saying so (see :meth:`needs_value_bytes`).
+    None: no such limit. The shipped providers hold them all and never set it."""
+
+    def holds_value_bytes(self, size: int) -> bool:
+        """Whether the backend holds a value that encodes to ``size`` bytes (see
+        :attr:`value_size_limit`).
+
+        Raises:
+            CacheValueError: ``value_size_limit`` is neither None nor a positive int.
+        """
+        limit = self.value_size_limit
+        if limit is None:
+            return True
+        if type(limit) is not int or limit <= 0:
+            raise CacheValueError(
+                f"{type(self).__name__}.value_size_limit is {limit!r}.",
+                hint="set it to a positive number of bytes (the largest encoded value your "
+                "backend can hold), or leave it None when there is no such limit.",
+            )
+        return size <= limit
+
+    def needs_value_bytes(self, size: int) -> None:
+        """Skip the calling case when its value encodes to ``size`` bytes, more than
+        :attr:`value_size_limit`; the reason names the setting."""
+        if not self.holds_value_bytes(size):
+            pytest.skip(
+                f"the case's value encodes to {size} bytes, more than "
+                f"{type(self).__name__}.value_size_limit ({self.value_size_limit} bytes)"
+            )
 
     def counting(self, make_cache: CacheFactory) -> BaseCache:
         """A cache that counts reads, for the cases that assert hit counts.

@@ -945,6 +945,11 @@ class DynamoDBCache(FlowCache[Any]):
                         overflow = counter_overflow(self._user_key(key), current, delta)
                         if overflow is not None:
                             raise overflow from None
+                    attr = old.get(VALUE)
+                    raw = attr.get("B") if isinstance(attr, dict) else None
+                    if raw is not None and not decodes_inline(raw):
+                        # Decoded to name its type: a large value off the loop.
+                        raise (yield off_loop(self._not_a_number, key, old)) from None
                     raise self._not_a_number(key, old) from None
             if (yield from self._reset(key, delta, now)):  # the old entry expired: start afresh
                 return delta

@@ -42,7 +42,7 @@ from cachehub.errors import (
     InvalidKeyError,
 )
 from cachehub.filters import KeyFilter, compile_filter
-from cachehub.provider import Call
+from cachehub.provider import Call, encoded, heavy, off_loop
 
 from .batch import get_batches
 from .cache import DynamoDBCache
@@ -349,6 +349,15 @@ class LuceeDynamoDBCache(DynamoDBCache):
                 "for the values both sides read.",
             ) from None
 
+    def _decoded(self, key: str, item: Mapping[str, Any]) -> Flow[Any]:
+        """:meth:`_decode` inside a flow: off the event loop when the value attribute is
+        large (:func:`cachehub.provider.heavy` weighs it as it weighs a value to encode:
+        64 KiB of binary or text, or more than 256 map and list entries), else at once."""
+        attr = item.get(VALUE)
+        if attr is None or not heavy(attr):
+            return self._decode(key, item)
+        return (yield off_loop(self._decode, key, item))
+
     def _live(self, key: str, item: Mapping[str, Any], now: float) -> bool:
         attr = item.get(TTL)
         if attr is not None and _whole(item, TTL) is None:
@@ -396,13 +405,13 @@ class LuceeDynamoDBCache(DynamoDBCache):
         item = yield from self._fetch(key)
         if not item or not self._live(key, item, now):
             return MISSING
-        return self._decode(key, item)
+        return (yield from self._decoded(key, item))
 
     def _get_entry_flow(self, key: str, now: float) -> Flow[Entry | None]:
         item = yield from self._fetch(key)
         if not item or not self._live(key, item, now):
             return None
-        value = self._decode(key, item)
+        value = yield from self._decoded(key, item)
         created = _stamp(item, CREATED)
         modified = _stamp(item, UPDATED) or created or 0.0
         ttl = ttl_of(item)
@@ -437,7 +446,7 @@ class LuceeDynamoDBCache(DynamoDBCache):
 
     def _set_flow(self, key: str, value: Any, expiry: Expiry, now: float) -> Flow[None]:
         k, pk = self._lkey(key)
-        attr = self._encode(key, value)
+        attr = yield from encoded(value, self._encode, key, value)
         update, values = put_update(attr, expiry, now)
         params = {
             "TableName": self.table_name,
@@ -496,7 +505,8 @@ class LuceeDynamoDBCache(DynamoDBCache):
 
     def _add_flow(self, key: str, value: Any, expiry: Expiry, now: float) -> Flow[bool]:
         _, pk = self._lkey(key)
-        item = self._fresh_item(pk, self._encode(key, value), expiry, now)
+        attr = yield from encoded(value, self._encode, key, value)
+        item = self._fresh_item(pk, attr, expiry, now)
         cond = f"attribute_not_exists(#pk) OR {_EXPIRED}"
         return (yield from self._put_fresh(key, item, cond, now, "add"))
 
@@ -508,7 +518,9 @@ class LuceeDynamoDBCache(DynamoDBCache):
 
     def _delete_if_equal_flow(self, key: str, value: Any, now: float) -> Flow[bool]:
         item = yield from self._fetch(key, consistent=True)
-        if not item or not self._live(key, item, now) or self._decode(key, item) != value:
+        if not item or not self._live(key, item, now):
+            return False
+        if (yield from self._decoded(key, item)) != value:
             return False
         k, _ = self._lkey(key)
         cond = "#u = :u" if UPDATED in item else "attribute_not_exists(#u)"
@@ -690,7 +702,7 @@ class LuceeDynamoDBCache(DynamoDBCache):
             asked = wanted.get(pk) if isinstance(pk, str) else None
             if not asked or not self._live(asked[0], item, now):
                 continue
-            value = self._decode(asked[0], item)
+            value = yield from self._decoded(asked[0], item)
             for storage_key in asked:
                 found[storage_key] = value
         return found

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import os
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -25,12 +26,20 @@ from cachehub_dynamodb import DynamoDBCache
 from cachehub_dynamodb.errors import ForeignEntryError
 
 from cachehub.api import MISSING, Expiry
-from cachehub.errors import CacheOutcomeUnknownError, CacheThrottledError, CacheUnavailableError
+from cachehub.errors import (
+    CacheOutcomeUnknownError,
+    CacheThrottledError,
+    CacheUnavailableError,
+)
 from cachehub.filters import compile_filter
-from cachehub.testing.asyncshell import CPU_PER_CALLBACK, LoopThread
+from cachehub.testing.asyncshell import (
+    CPU_PER_CALLBACK,
+    LoopThread,
+    first_imports,
+)
 from cachehub.testing.faults import FaultProxy
 
-from .conftest import RequestCounter
+from .conftest import CREDENTIALS, RequestCounter
 
 T = TypeVar("T")
 
@@ -808,3 +817,11 @@ def test_two_threads_dropping_one_closed_loops_client_at_once(
     assert all(isinstance(c, Client) for c in clients)
     assert clients[0] is not clients[1]
     assert gone not in cache._aconns
+
+
+def test_the_first_async_operations_import_nothing_on_the_loop(endpoint: str) -> None:
+    # aiobotocore and aiohttp are imported in the worker thread that builds the client
+    # (a first import there is no callback's), nothing on the loop.
+    settings = {"tableName": f"first_imports_{os.getpid()}", "host": endpoint, **CREDENTIALS}
+    setup = f"from cachehub_dynamodb import DynamoDBCache\ncache = DynamoDBCache({settings!r})"
+    assert first_imports(setup) == []

@@ -8,6 +8,7 @@ table with the low-level client exactly as the extension writes them.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import logging
@@ -43,6 +44,7 @@ from cachehub.errors import (
     SerializationError,
 )
 from cachehub.testing import FakeClock
+from cachehub.testing.asyncshell import count_hops
 
 from .conftest import CREDENTIALS
 
@@ -929,3 +931,30 @@ def test_scans_select_the_prefix_on_the_server(counted: Any) -> None:
     assert list(cache.keys("user*")) == ["USER_1"]
     assert sent[-1]["ExpressionAttributeValues"][":p"] == {"S": "APP:USER"}
     assert sent[-1]["FilterExpression"].startswith("begins_with(#pk, :p)")
+
+
+def test_a_large_lucee_value_is_encoded_and_decoded_off_the_loop(
+    lucee: LuceeDynamoDBCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before: the Lucee layout encoded and decoded every value on the loop (5,000 rows:
+    # 0 hops; now one per encode and per decode). Small values still cause none.
+    rows = [{"id": i, "name": f"n{i}"} for i in range(5_000)]
+    hops = count_hops(monkeypatch)
+
+    async def scenario() -> list[Any]:
+        shell = lucee.aio()
+        await shell.put("small", {"a": 1})
+        got: list[Any] = [await shell.get("small")]
+        assert hops == []
+        await shell.put("big", rows)
+        await shell.add("big2", rows)
+        got.append(await shell.get("big"))
+        got.append(await shell.get_many(["big", "small"]))
+        entry = await shell.peek("big2")
+        got.append(None if entry is None else entry.value)
+        await lucee._aclose()
+        return got
+
+    got = asyncio.run(scenario())
+    assert got == [{"a": 1}, rows, {"big": rows, "small": {"a": 1}}, rows]
+    assert hops == ["_encode", "_encode", "_decode", "_decode", "_decode"]

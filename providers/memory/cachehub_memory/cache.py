@@ -33,7 +33,7 @@ from cachehub.config import LuceeOption, Option
 from cachehub.errors import CacheValueError, ConfigError, UnknownSigningKeyError
 from cachehub.filters import KeyFilter, compile_filter
 from cachehub.lock import LockTable
-from cachehub.provider import OFF_LOOP_BYTES, adecoded, decode_weight, heavy
+from cachehub.provider import OFF_LOOP_BYTES, adecoded, decode_weight, decodes_inline, heavy
 
 from . import cursor as walk
 from .cursor import Cursor, Log
@@ -710,6 +710,26 @@ class MemoryCache(InlineAsync):
             await provider.run_off_loop(self._set_many, items, expiry, now)
         else:
             await super()._aset_many(items, expiry, now)
+
+    async def _adelete_if_equal(self, key: str, value: Any, now: float) -> bool:
+        # The comparison decodes the stored value under the lock: a large one in a worker.
+        if self._stored_heavy(key):
+            return await provider.run_off_loop(self._delete_if_equal, key, value, now)
+        return self._delete_if_equal(key, value, now)
+
+    async def _aincr(self, key: str, delta: int, now: float) -> int:
+        # A key holding a large non-int value is decoded to name its type in the error.
+        if self._stored_heavy(key):
+            return await provider.run_off_loop(self._incr, key, delta, now)
+        return self._incr(key, delta, now)
+
+    def _stored_heavy(self, key: str) -> bool:
+        """Whether ``key``'s stored payload decodes off the loop (see
+        :func:`cachehub.provider.decodes_inline`): a peek, no use counted, no lock."""
+        if not self._encode:
+            return False
+        record = self._store.peek(key)
+        return record is not None and not decodes_inline(record[_VALUE])
 
     def _add(self, key: str, value: Any, expiry: Expiry, now: float) -> bool:
         record = _record(self._pack(key, value), expiry, now)

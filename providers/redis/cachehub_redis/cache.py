@@ -799,7 +799,7 @@ class RedisCache(FlowCache[Client]):
             )
         if len(reply[1]) > self._most:
             raise oversized(key, self._most)
-        current = self._loads(reply[1], key)
+        current = yield from decoded(self._loads, reply[1], key)  # a large one off the loop
         raise not_an_int(user_key, type(current).__name__, "a 64-bit int")
 
     def _touch_args(self, expiry: Expiry, now: float) -> tuple[Any, ...]:

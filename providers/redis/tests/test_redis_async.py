@@ -25,6 +25,7 @@ from cachehub_redis.server import RedisServer
 from redis.asyncio.connection import AbstractConnection
 
 from cachehub.errors import CacheUnavailableError
+from cachehub.testing.asyncshell import first_imports
 
 T = TypeVar("T")
 
@@ -727,3 +728,13 @@ def test_a_loop_per_call_keeps_no_client_of_a_closed_loop(
     assert len(cache._aconns) == 1
     named = [c for c in plain.client_list() if c.get("name") == name]
     assert len(named) <= 2  # the live loop's (and at most one not yet collected)
+
+
+def test_the_first_async_operations_import_nothing_on_the_loop(
+    redis_server: RedisServer,
+) -> None:
+    # A first import in a callback costs milliseconds once per process (a 78 ms
+    # teardown callback in one CI run was suspected of one): redis.asyncio and every
+    # module the provider's async path needs are imported before the loop needs them.
+    setup = f"from cachehub_redis import RedisCache\ncache = RedisCache(url={redis_server.url!r})"
+    assert first_imports(setup) == []
