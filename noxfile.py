@@ -78,7 +78,11 @@ TYPECHECK_CONSTRAINTS = ".ci/constraints-typecheck.txt"
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the core and every provider, against pinned dependencies."""
-    session.install("-c", TYPECHECK_CONSTRAINTS, *EDITABLE, *TEST_DEPS, *TYPECHECK_TOOLS)
+    # --no-compile: mypy reads the sources and stubs, it imports none of them, so byte-compiling
+    # every installed module was a third of the install's CPU (73 s -> 51 s measured).
+    session.install(
+        "--no-compile", "-c", TYPECHECK_CONSTRAINTS, *EDITABLE, *TEST_DEPS, *TYPECHECK_TOOLS
+    )
     session.run("mypy")
 
 
