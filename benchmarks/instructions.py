@@ -204,13 +204,14 @@ def _servers(groups: Sequence[str]) -> Iterator[dict[str, str]]:
 
 
 def measure(
-    groups: Sequence[str], sizes: Sizes, *, jobs: int = 2, timeout: float = 1800.0
+    groups: Sequence[str], sizes: Sizes, *, jobs: int = 0, timeout: float = 1800.0
 ) -> dict[tuple[str, str], list[float]]:
     """Instructions per operation of every ``(op, impl)``, one value per round.
 
     Round r of every group runs before round r + 1 of any; within a worker the
-    implementations run in an order rotated by r. ``jobs`` workers run at once: a count
-    does not depend on what else runs, so they may share the machine.
+    implementations run in an order rotated by r. ``jobs`` workers run at once (0: all of
+    them): a count does not depend on what else runs, so they may share the machine, and
+    each is mostly one core's work for minutes.
     """
     results: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="cachehub-instr-") as tmp, _servers(groups) as where:
@@ -229,7 +230,7 @@ def measure(
             for g in groups
         ]
         counted: dict[tuple[int, str, str], float] = {}
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        with ThreadPoolExecutor(max_workers=jobs or len(specs)) as pool:
             for counts in pool.map(lambda spec: _worker_round(spec, workdir, timeout), specs):
                 counted.update(counts)
     for (_, op, impl), value in sorted(counted.items()):  # by round: pairs line up

@@ -349,6 +349,11 @@ def test_cli_takes_sections_as_arguments(monkeypatch: pytest.MonkeyPatch, tmp_pa
     with pytest.raises(SystemExit) as exc:
         cli.main(["--quick", "--out", str(tmp_path), "memroy"])
     assert exc.value.code == 2
+    # The instruction counts (half an hour under valgrind) run only when named.
+    assert cli.main(["--quick", "--out", str(tmp_path)]) == 0
+    assert seen[-1] == [s for s in SECTIONS if s != "instructions"]
+    assert cli.main(["--quick", "--out", str(tmp_path), "instructions"]) == 0
+    assert seen[-1] == ["instructions"]
 
 
 @pytest.mark.dynamodb
