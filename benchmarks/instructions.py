@@ -499,7 +499,7 @@ def run(cfg: Config, groups: Sequence[str] = GROUPS) -> Section:
         section.notes.append(
             "Not met in instructions: "
             + "; ".join(f"{r.op} ({r.impl}, {r.ratio:.2f}x)" for r in missed)
-            + ". See the profile notes in docs/benchmarks.md's method section."
+            + ". Where the extra instructions go: the text above this page's generated part."
         )
     return section
 

@@ -27,7 +27,7 @@ SECTIONS: tuple[str, ...] = (
 """Every section, in report order; each is a module of this package with ``run(cfg)``."""
 ON_REQUEST: tuple[str, ...] = ("instructions",)
 """Sections a run without section names leaves out: ``instructions`` runs its cases under
-valgrind for half an hour, and needs no quiet machine, so it is run on its own
+valgrind for about ten minutes, and needs no quiet machine, so it is run on its own
 (``nox -s bench -- instructions``)."""
 _MODULES = {"async": "aio"}
 """Sections whose module has another name (``async`` is a keyword)."""
@@ -83,7 +83,8 @@ def run_suite(
             charts[section.key] = png.name
     chart = out_dir / next(iter(charts.values())) if charts else None
     markdown = out_dir / "benchmarks.md"
-    write_markdown(markdown, render(sections, machine_info(), mode, charts=charts), order=SECTIONS)
+    page = render(sections, machine_info(), mode, charts=charts)
+    write_markdown(markdown, page, order=SECTIONS, keep_head=not timed)
     if chart is None and any(s.rows for s in sections):
         progress("[bench] matplotlib not installed: no chart written")
     return SuiteResult(sections, markdown, chart)

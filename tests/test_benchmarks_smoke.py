@@ -318,6 +318,17 @@ def test_a_subset_run_replaces_only_its_sections(tmp_path: Path) -> None:
         assert gone not in text
     assert text.index("old memory") < text.index("new codec") < text.index("old redis")
     assert text.count(MARKER) == 1
+    # A run of the instruction counts alone keeps the page's machine table (its mode
+    # describes the timed sections), and adds its own section in report order.
+    page.write_text(old, encoding="utf-8")
+    only = f"{MARKER}\n\n## Machine\n\ninstr mode\n\n" + block("instructions", "counts")
+    write_markdown(page, only, order=SECTIONS, keep_head=True)
+    text = page.read_text(encoding="utf-8")
+    assert "\nold\n" in text
+    assert "instr mode" not in text
+    assert text.index("old redis") < text.index("counts")
+    for kept in ("old memory", "old codec", "old redis"):
+        assert text.count(kept) == 1
 
 
 def test_a_subset_run_keeps_sections_of_an_undelimited_page(tmp_path: Path) -> None:
@@ -349,7 +360,7 @@ def test_cli_takes_sections_as_arguments(monkeypatch: pytest.MonkeyPatch, tmp_pa
     with pytest.raises(SystemExit) as exc:
         cli.main(["--quick", "--out", str(tmp_path), "memroy"])
     assert exc.value.code == 2
-    # The instruction counts (half an hour under valgrind) run only when named.
+    # The instruction counts (minutes under valgrind) run only when named.
     assert cli.main(["--quick", "--out", str(tmp_path)]) == 0
     assert seen[-1] == [s for s in SECTIONS if s != "instructions"]
     assert cli.main(["--quick", "--out", str(tmp_path), "instructions"]) == 0
