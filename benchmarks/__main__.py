@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from .harness import Config
-from .suite import SECTIONS, run_suite
+from .suite import ON_REQUEST, SECTIONS, run_suite
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -39,8 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         type=_sections,
-        default=list(SECTIONS),
-        help=f"comma-separated sections among {','.join(SECTIONS)}",
+        default=[s for s in SECTIONS if s not in ON_REQUEST],
+        help=f"comma-separated sections among {','.join(SECTIONS)} (default: all but "
+        f"{','.join(ON_REQUEST)}, which run only when named)",
     )
     parser.add_argument(
         "sections",

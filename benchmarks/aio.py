@@ -46,7 +46,15 @@ from .memory import VALUE
 from .peers import missing, optional
 from .report import fmt_ns
 
-__all__ = ["DYNAMO_BASELINE", "REDIS_BASELINE", "CACHEHUB", "native_async", "run"]
+__all__ = [
+    "CACHEHUB",
+    "DYNAMO_BASELINE",
+    "REDIS_BASELINE",
+    "dynamo_raw_ops",
+    "native_async",
+    "run",
+    "shell_ops",
+]
 
 TASKS = 1_000
 """Concurrent tasks per round in a full run (``Config.quick`` uses a handful)."""
@@ -91,6 +99,35 @@ def native_async(cache: Any) -> bool:
     from cachehub.api import BaseCache
 
     return type(cache)._aget is not BaseCache._aget
+
+
+def dynamo_raw_ops(raw: Any, codec: Any, table: str, key_name: str) -> tuple[Op, Op]:
+    """The baseline's get and put: raw aiobotocore requests on keys ``raw:<i>``, the value
+    encoded with cachehub's codec (also measured in instructions: benchmarks.instructions)."""
+
+    async def raw_get(i: int) -> object:
+        reply = await raw.get_item(TableName=table, Key={key_name: {"S": f"raw:{i}"}})
+        item = reply.get("Item")
+        return None if item is None else codec.loads(item["value"]["B"])
+
+    async def raw_put(i: int) -> object:
+        item = {key_name: {"S": f"raw:{i}"}, "value": {"B": codec.dumps(VALUE)}}
+        return await raw.put_item(TableName=table, Item=item)
+
+    return raw_get, raw_put
+
+
+def shell_ops(shell: Any) -> tuple[Op, Op]:
+    """cachehub's get and put through an async shell (``cache.aio()``) on keys ``k<i>``."""
+
+    async def mine_get(i: int) -> object:
+        return await shell.get(f"k{i}")
+
+    async def mine_put(i: int) -> object:
+        await shell.put(f"k{i}", VALUE)
+        return None
+
+    return mine_get, mine_put
 
 
 def _tasks(cfg: Config) -> int:
@@ -299,12 +336,7 @@ def _redis(section: Section, cfg: Config) -> None:
             async def raw_put(i: int) -> object:
                 return await raw.set(f"raw:{i}", codec.dumps(VALUE))
 
-            async def mine_get(i: int) -> object:
-                return await shell.get(f"k{i}")
-
-            async def mine_put(i: int) -> object:
-                await shell.put(f"k{i}", VALUE)
-                return None
+            mine_get, mine_put = shell_ops(shell)
 
             section.notes.append(
                 f"Redis: raw redis.asyncio is configured as cachehub's client is: a blocking "
@@ -423,20 +455,13 @@ def _dynamodb(section: Section, cfg: Config) -> None:
             raw = loop.run_until_complete(make_async_client("us-east-1", cache.settings))
             codec, table, kn = cache.codec, cache.table_name, cache.key_name
 
-            async def raw_get(i: int) -> object:
-                reply = await raw.get_item(TableName=table, Key={kn: {"S": f"raw:{i}"}})
-                item = reply.get("Item")
-                return None if item is None else codec.loads(item["value"]["B"])
+            raw_get, raw_put = dynamo_raw_ops(raw, codec, table, kn)
 
             async def raw_get_same_item(i: int) -> object:
                 # cachehub's own items (its puts wrote them), decoded the same way
                 reply = await raw.get_item(TableName=table, Key={kn: {"S": f"aio:k{i}"}})
                 item = reply.get("Item")
                 return None if item is None else codec.loads(item["value"]["B"])
-
-            async def raw_put(i: int) -> object:
-                item = {kn: {"S": f"raw:{i}"}, "value": {"B": codec.dumps(VALUE)}}
-                return await raw.put_item(TableName=table, Item=item)
 
             async def raw_put_same_item(i: int) -> object:
                 item = {
@@ -446,13 +471,7 @@ def _dynamodb(section: Section, cfg: Config) -> None:
                 }
                 return await raw.put_item(TableName=table, Item=item)
 
-            async def mine_get(i: int) -> object:
-                return await shell.get(f"k{i}")
-
-            async def mine_put(i: int) -> object:
-                await shell.put(f"k{i}", VALUE)
-                return None
-
+            mine_get, mine_put = shell_ops(shell)
             ops, warm = (get_op, put_op), min(n, WARM_TASKS)
             cases = _cases(loop, ops, DYNAMO_BASELINE, raw_get, raw_put, n, 1, warm)
             cases += _cases(loop, ops, CACHEHUB, mine_get, mine_put, n, 1, warm)

@@ -30,7 +30,7 @@ from .harness import (
 from .memory import VALUE
 from .peers import missing, optional
 
-__all__ = ["BASELINE", "CACHEHUB", "RequestCounter", "run"]
+__all__ = ["BASELINE", "CACHEHUB", "RequestCounter", "raw_boto_client", "run"]
 
 BASELINE = "boto3 client (raw, same codec)"
 CACHEHUB = "cachehub DynamoDBCache"
@@ -143,6 +143,21 @@ class RawTable:
         self._write(doomed)
 
 
+def raw_boto_client(endpoint: str) -> Any:
+    """The baseline's boto3 client, configured as the cache's own client is (see
+    :func:`run`): also measured in instructions (benchmarks.instructions)."""
+    import boto3
+    import botocore.config
+
+    return boto3.session.Session(
+        aws_access_key_id="bench", aws_secret_access_key="bench", region_name=REGION
+    ).client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        config=botocore.config.Config(parameter_validation=False),
+    )
+
+
 def run(cfg: Config) -> Section:
     """Measure get / put / get_many / put_many / count / clear(filter) on a moto server."""
     section = Section("dynamodb", "DynamoDB provider", BASELINE, request_label="requests/op")
@@ -151,9 +166,6 @@ def run(cfg: Config) -> Section:
     except ImportError:
         section.skipped = "skipped: provider not installed (cachehub_dynamodb)"
         return section
-    import boto3
-    import botocore.config
-
     with moto_process() as endpoint:
         boto = {
             "endpoint_url": endpoint,
@@ -170,13 +182,7 @@ def run(cfg: Config) -> Section:
         # validation (see cachehub_dynamodb.client), which walks every attribute of a
         # request: ~0.35 ms of a 100-key BatchGetItem's ~5 ms of client CPU that only the
         # baseline paid. Same client, same work: the ratio is then cachehub's own code.
-        raw_client: Any = boto3.session.Session(
-            aws_access_key_id="bench", aws_secret_access_key="bench", region_name=REGION
-        ).client(
-            "dynamodb",
-            endpoint_url=endpoint,
-            config=botocore.config.Config(parameter_validation=False),
-        )
+        raw_client = raw_boto_client(endpoint)
         raw = RawTable(raw_client, "bench_raw", cache.codec)
         theirs = RequestCounter().attach(raw_client)
         impls: list[tuple[Adapter, Callable[[dict[str, Any]], Any], RequestCounter]] = [

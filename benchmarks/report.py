@@ -240,18 +240,20 @@ def _blocks(generated: str) -> dict[str, str]:
     return found
 
 
-def merge(generated: str, existing: str, order: Sequence[str]) -> str:
+def merge(generated: str, existing: str, order: Sequence[str], *, keep_head: bool = False) -> str:
     """``generated`` plus the sections of ``existing`` it does not have, in ``order``.
 
     So ``--only memory`` replaces the memory section of the page and keeps the others
-    as they were measured (each says when).
+    as they were measured (each says when). With ``keep_head``, the page's machine table
+    stays the existing one: a run of sections that says nothing about the timed ones'
+    mode (the instruction counts) must not restate it.
     """
     new, old = _blocks(generated), _blocks(existing)
     kept = {k: v for k, v in old.items() if k not in new}
     if not kept:
         return generated
-    head = generated
-    for block in new.values():
+    head = existing if keep_head and old else generated
+    for block in (old if head is existing else new).values():
         head = head.replace(block, "")
     head = head.rstrip() + "\n\n"
     merged = {**kept, **new}
@@ -259,10 +261,12 @@ def merge(generated: str, existing: str, order: Sequence[str]) -> str:
     return head + "\n".join(merged[k] for k in keys)
 
 
-def write_markdown(path: Path, generated: str, order: Sequence[str] = ()) -> None:
+def write_markdown(
+    path: Path, generated: str, order: Sequence[str] = (), *, keep_head: bool = False
+) -> None:
     """Write ``path``, keeping any hand-written text above :data:`MARKER` and, when
     ``order`` (every section key, in report order) is given, the sections of the page
-    that ``generated`` does not replace."""
+    that ``generated`` does not replace (and with ``keep_head`` its machine table)."""
     intro = INTRO
     if path.exists():
         existing = path.read_text(encoding="utf-8")
@@ -270,7 +274,7 @@ def write_markdown(path: Path, generated: str, order: Sequence[str] = ()) -> Non
             intro, previous = existing.split(MARKER, 1)
             intro = intro.rstrip() + "\n"
             if order:
-                generated = merge(generated, MARKER + previous, order)
+                generated = merge(generated, MARKER + previous, order, keep_head=keep_head)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(intro + "\n" + generated, encoding="utf-8")
 

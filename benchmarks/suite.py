@@ -12,10 +12,23 @@ from typing import cast
 from .harness import Config, Section, machine_info
 from .report import render, write_chart, write_markdown
 
-__all__ = ["SECTIONS", "SuiteResult", "run_suite"]
+__all__ = ["ON_REQUEST", "SECTIONS", "SuiteResult", "run_suite"]
 
-SECTIONS: tuple[str, ...] = ("memory", "codec", "redis", "dynamodb", "async", "scale", "console")
+SECTIONS: tuple[str, ...] = (
+    "memory",
+    "codec",
+    "redis",
+    "dynamodb",
+    "async",
+    "scale",
+    "console",
+    "instructions",
+)
 """Every section, in report order; each is a module of this package with ``run(cfg)``."""
+ON_REQUEST: tuple[str, ...] = ("instructions",)
+"""Sections a run without section names leaves out: ``instructions`` runs its cases under
+valgrind for about ten minutes, and needs no quiet machine, so it is run on its own
+(``nox -s bench -- instructions``)."""
 _MODULES = {"async": "aio"}
 """Sections whose module has another name (``async`` is a keyword)."""
 
@@ -51,12 +64,15 @@ def run_suite(
         done = section.skipped or f"{len(section.measurements)} cases in {took:.1f} s"
         progress(f"[bench] {name}: {done}")
         sections.append(section)
+    timed = [s for s in sections if s.key not in ON_REQUEST]
     mode = (
         "quick"
         if cfg.quick
         else (
             f"full (rounds: memory {cfg.memory_rounds}, codec and Redis {cfg.rounds}, "
             f"DynamoDB {cfg.aws_rounds}; medians of interleaved rounds)"
+            if timed
+            else "full (instruction counts; rounds as the section states)"
         )
     )
     # One chart per section, so a run of some sections leaves the others' charts alone.
@@ -67,7 +83,8 @@ def run_suite(
             charts[section.key] = png.name
     chart = out_dir / next(iter(charts.values())) if charts else None
     markdown = out_dir / "benchmarks.md"
-    write_markdown(markdown, render(sections, machine_info(), mode, charts=charts), order=SECTIONS)
+    page = render(sections, machine_info(), mode, charts=charts)
+    write_markdown(markdown, page, order=SECTIONS, keep_head=not timed)
     if chart is None and any(s.rows for s in sections):
         progress("[bench] matplotlib not installed: no chart written")
     return SuiteResult(sections, markdown, chart)

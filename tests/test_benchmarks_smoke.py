@@ -318,6 +318,17 @@ def test_a_subset_run_replaces_only_its_sections(tmp_path: Path) -> None:
         assert gone not in text
     assert text.index("old memory") < text.index("new codec") < text.index("old redis")
     assert text.count(MARKER) == 1
+    # A run of the instruction counts alone keeps the page's machine table (its mode
+    # describes the timed sections), and adds its own section in report order.
+    page.write_text(old, encoding="utf-8")
+    only = f"{MARKER}\n\n## Machine\n\ninstr mode\n\n" + block("instructions", "counts")
+    write_markdown(page, only, order=SECTIONS, keep_head=True)
+    text = page.read_text(encoding="utf-8")
+    assert "\nold\n" in text
+    assert "instr mode" not in text
+    assert text.index("old redis") < text.index("counts")
+    for kept in ("old memory", "old codec", "old redis"):
+        assert text.count(kept) == 1
 
 
 def test_a_subset_run_keeps_sections_of_an_undelimited_page(tmp_path: Path) -> None:
@@ -349,6 +360,11 @@ def test_cli_takes_sections_as_arguments(monkeypatch: pytest.MonkeyPatch, tmp_pa
     with pytest.raises(SystemExit) as exc:
         cli.main(["--quick", "--out", str(tmp_path), "memroy"])
     assert exc.value.code == 2
+    # The instruction counts (minutes under valgrind) run only when named.
+    assert cli.main(["--quick", "--out", str(tmp_path)]) == 0
+    assert seen[-1] == [s for s in SECTIONS if s != "instructions"]
+    assert cli.main(["--quick", "--out", str(tmp_path), "instructions"]) == 0
+    assert seen[-1] == ["instructions"]
 
 
 @pytest.mark.dynamodb
@@ -390,3 +406,75 @@ def test_quick_async_section_compares_against_raw_async_clients() -> None:
             m.impl == aio_section.CACHEHUB and (m.skipped or "").startswith("not available")
             for m in section.measurements
         )
+
+
+def _dump(path: Path, label: str | None, instructions: int) -> None:
+    """A callgrind dump as the worker's client request writes it (only what is parsed)."""
+    trigger = "Program termination" if label is None else f"Client Request: {label}"
+    path.write_text(
+        f"# callgrind format\nversion: 1\ndesc: Trigger: {trigger}\n"
+        f"events: Ir\nsummary: {instructions}\ntotals: {instructions}\n",
+        encoding="utf-8",
+    )
+
+
+def test_instruction_dumps_add_threads_and_ignore_the_rest(tmp_path: Path) -> None:
+    """A region's per-thread files add up; the termination dump (imports, client
+    construction) and a label-less file never reach a count."""
+    from benchmarks import instructions
+
+    _dump(tmp_path / "cg.7.1-01", "0\tget hit\traw\t10", 1_000_000)
+    _dump(tmp_path / "cg.7.1-02", "0\tget hit\traw\t10", 50_000)
+    _dump(tmp_path / "cg.7.2-01", "0\tget hit\tcachehub\t10", 1_100_000)
+    _dump(tmp_path / "cg.7-02", None, 1_745_119_751)
+    (tmp_path / "cg.7.3-01").write_text("garbage\n", encoding="utf-8")
+    counts = instructions.parse_dumps(sorted(tmp_path.glob("cg.*")))
+    assert counts == {(0, "get hit", "raw"): 105_000.0, (0, "get hit", "cachehub"): 110_000.0}
+
+
+def test_instruction_rows_pair_rounds_with_an_aa_control() -> None:
+    from benchmarks import dynamodb as dynamodb_section
+    from benchmarks import instructions
+
+    base = dynamodb_section.BASELINE
+    counts = {
+        ("get hit", base): [100.0, 102.0, 98.0],
+        ("get hit", dynamodb_section.CACHEHUB): [103.0, 105.0, 100.0],
+        ("get hit", base + instructions.AGAIN): [100.0, 101.0, 99.0],
+    }
+    found = {r.impl: r for r in instructions.rows(counts)}
+    mine, control = found[dynamodb_section.CACHEHUB], found[base + instructions.AGAIN]
+    assert mine.target is dynamodb_section.SINGLE_TARGET
+    assert mine.verdict == "met"
+    assert mine.ratios == [1.03, 105.0 / 102.0, 100.0 / 98.0]
+    assert control.target is None
+    assert control.verdict is None
+    _caption, header, body = instructions._table(list(found.values()))
+    assert "instructions/op" in header
+    assert body[0][-2:] == ["met", "3"]
+
+
+@pytest.mark.timeout(600)
+def test_quick_instruction_counts_under_callgrind() -> None:
+    """One worker under valgrind (the memory rows: no server, ~1 min under callgrind):
+    the counts are per key read, the A/A control's ratio is exactly what the method
+    adds, and every row has a ratio per round."""
+    import shutil
+
+    from benchmarks import instructions
+
+    if shutil.which("valgrind") is None:
+        unavailable("valgrind is not installed (the instruction counts run under callgrind)")
+    section = instructions.run(QUICK, groups=("memory",))
+    assert section.skipped is None, section.skipped
+    caption, _, body = section.extra_tables[0]
+    assert caption.startswith("Client instructions per operation")
+    by_impl = {row[1]: row for row in body}
+    assert set(by_impl) == {"cachehub memory (default)", "cachelib SimpleCache (again)"}
+    for row in body:
+        assert row[0] == "get_many(100) 10 KB"
+        assert row[-1] == "2"
+        # a 10 KB value is copied per key read: thousands of instructions, not millions
+        assert 1_000 < float(row[2].replace(",", "")) < 10_000_000
+    low, high = (float(x) for x in by_impl["cachelib SimpleCache (again)"][6][:-1].split("-"))
+    assert 0.9 < low <= high < 1.1  # the A/A control: same code, near-equal counts
