@@ -254,7 +254,7 @@ def test_closed_loops_do_not_keep_their_clients() -> None:
     assert len(cache._aconns) == 0
     assert len(cache._aguards) == 0
     assert [client.closed for client in clients] == [1] * 20
-    del clients  # each holds its loop
+    clients.clear()  # each holds its loop
     gc.collect()
     assert sum(ref() is not None for ref in loops) == 0
 
