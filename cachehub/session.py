@@ -264,12 +264,17 @@ class _Record:
             return None
         if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
             return None
+        stamps: list[float] = []
         for stamp in (created, refreshed):
             if isinstance(stamp, bool) or not isinstance(stamp, (int, float)):
                 return None
-            if not math.isfinite(stamp):
+            try:  # an int beyond a float's range (10**400) raised OverflowError here
+                stamps.append(float(stamp))
+            except OverflowError:
                 return None
-        return cls(version, data, float(created), float(refreshed))
+            if not math.isfinite(stamps[-1]):
+                return None
+        return cls(version, data, stamps[0], stamps[1])
 
 
 @dataclass(frozen=True, slots=True)
