@@ -45,7 +45,7 @@ from datetime import timedelta
 from http.cookies import Morsel
 from typing import Any, Final, SupportsIndex, TypeAlias, TypeVar, overload
 
-from .api import MISSING, BaseCache, TimeSpan
+from .api import MAX_TIME_SPAN, MISSING, BaseCache, TimeSpan
 from .errors import (
     CacheError,
     CacheValueError,
@@ -772,6 +772,11 @@ class SessionStore:
 def _positive(value: object, what: str, example: str) -> float:
     """``value`` (a timedelta or seconds) as a positive, finite number of seconds."""
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, int) and not isinstance(seconds, bool):
+        try:
+            seconds = float(seconds)
+        except OverflowError:  # 10**400: math.isfinite raised it raw; refused below
+            seconds = math.inf
     if (
         isinstance(seconds, bool)
         or not isinstance(seconds, (int, float))
@@ -783,6 +788,12 @@ def _positive(value: object, what: str, example: str) -> float:
             hint=f"pass e.g. {what}=timedelta({example}) or a number of seconds."
             if "=" in example
             else f"pass e.g. {what}={example} (seconds).",
+        )
+    if seconds > MAX_TIME_SPAN.total_seconds():  # timedelta(seconds=1e300) raised raw
+        raise CacheValueError(
+            f"session {what} of {value!r:.60} is longer than the 1,000 years a cache "
+            "entry may live.",
+            hint=f"pass at most {what}=timedelta(days={MAX_TIME_SPAN.days}).",
         )
     return float(seconds)
 
