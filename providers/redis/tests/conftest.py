@@ -63,6 +63,13 @@ def load_scripts(client: Redis) -> None:
 
 
 @pytest.fixture(scope="session")
+def script_loader() -> Callable[[Redis], None]:
+    """:func:`load_scripts`, for a test module's own server (conftest is no module to
+    import from)."""
+    return load_scripts
+
+
+@pytest.fixture(scope="session")
 def redis_server(require_redis: None) -> Iterator[RedisServer]:
     """One real redis-server shared by the session; tests separate by namespace."""
     with RedisServer() as server:
