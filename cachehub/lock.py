@@ -162,6 +162,31 @@ class LockTable:
             return len(doomed)
 
 
+def _seconds(value: float, what: str) -> float:
+    """``value`` as a float: an int beyond a float's range (10**400) raised a raw
+    OverflowError where a lock computed its deadline or waits."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise CacheValueError(
+            f"lock {what} must be a number of seconds, got an int of "
+            f"{value.bit_length() if isinstance(value, int) else '?'} bits.",
+            hint="pass a number of seconds such as 5, or timeout=None to wait as long as it takes.",
+        ) from None
+
+
+def _wait_limit(timeout: object) -> float | None:
+    """A lock ``timeout`` (seconds, or None: no limit) checked and made a float."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout != timeout:
+        raise CacheValueError(
+            f"lock timeout must be a number of seconds or None, got {timeout!r:.60}.",
+            hint="pass e.g. timeout=5 (seconds), or None to wait as long as it takes.",
+        )
+    return _seconds(timeout, "timeout")
+
+
 class _LockState:
     """What :class:`Lock` and :class:`AsyncLock` share: arguments, state and messages."""
 
@@ -176,14 +201,9 @@ class _LockState:
         kind: str = "lock",
     ) -> None:
         if isinstance(poll, bool) or not isinstance(poll, (int, float)) or not poll > 0:
-            raise CacheValueError(f"lock poll interval must be > 0, got {poll!r}.")
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout != timeout
-        ):
-            raise CacheValueError(
-                f"lock timeout must be a number of seconds or None, got {timeout!r}.",
-                hint="pass e.g. timeout=5 (seconds), or None to wait as long as it takes.",
-            )
+            raise CacheValueError(f"lock poll interval must be > 0, got {poll!r:.60}.")
+        poll = _seconds(poll, "poll interval")
+        timeout = _wait_limit(timeout)
         self.cache = cache
         self.name = name
         self.key = cache._lock_name(lock_id(kind, name))
@@ -203,7 +223,7 @@ class _LockState:
         if self.token is not None:
             raise CacheValueError(f"lock '{self.name}' is already held by this Lock object.")
         self.cache._writable("lock")
-        limit = self.timeout if timeout is None else timeout
+        limit = self.timeout if timeout is None else _wait_limit(timeout)
         deadline = None if limit is None else time.monotonic() + limit
         return secrets.token_hex(16), deadline, min(self.poll, 0.005)
 

@@ -177,7 +177,10 @@ def _done_of(done: Any, path: Path) -> dict[str, float | None]:
         v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
         for v in done.values()
     ):
-        return {str(k): None if v is None else float(v) for k, v in done.items()}
+        try:  # a whole number beyond a float's range (10**400) raised OverflowError here
+            return {str(k): None if v is None else float(v) for k, v in done.items()}
+        except OverflowError:
+            pass
     raise ConfigError(
         f"resume file {path} is not a cachehub migrate checkpoint ('done' is malformed).",
         hint="pass another --resume-file, or delete this one to start over.",

@@ -53,6 +53,7 @@ import time
 import weakref
 from abc import abstractmethod
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterator,
     Awaitable,
     Callable,
@@ -725,6 +726,11 @@ class RemoteCache(BaseCache, Generic[C]):
         )
         # The one client build in flight per loop (see _aconnection), until it ends.
         self._aconnecting: dict[asyncio.AbstractEventLoop, asyncio.Task[Any]] = {}
+        # Per loop, the async generator that closes its client at the loop's shutdown
+        # (see _shutdown_guard); kept here because the loop only holds it weakly.
+        self._aguards: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, AsyncGenerator[None, None]
+        ] = weakref.WeakKeyDictionary()
         # Hit write-backs running in tasks of their own (see _awrite_hits_shielded), and
         # those whose caller was cancelled: close() waits for them, their errors are logged.
         self._hit_writes: set[asyncio.Task[None]] = set()
@@ -828,6 +834,10 @@ class RemoteCache(BaseCache, Generic[C]):
             loop = ref()
             if loop is not None and loop.is_closed():
                 self._aconns.pop(loop, None)
+        for ref in self._aguards.keyrefs():
+            loop = ref()
+            if loop is not None and loop.is_closed():
+                _end_guard(self._aguards.pop(loop, None))
         for loop in list(self._aconnecting):
             if loop.is_closed():
                 self._aconnecting.pop(loop, None)
@@ -838,7 +848,41 @@ class RemoteCache(BaseCache, Generic[C]):
         client = self._aconns.setdefault(loop, made)
         if client is not made:  # kept by a subclass or a test meanwhile: one client per loop
             await self._adisconnect(made)
+        else:
+            _end_guard(self._aguards.pop(loop, None))
+            guard = self._shutdown_guard(loop, client)
+            await anext(guard)  # started on this loop: the loop now finalizes it
+            self._aguards[loop] = guard
         return client
+
+    async def _shutdown_guard(
+        self, loop: asyncio.AbstractEventLoop, client: Any
+    ) -> AsyncGenerator[None, None]:
+        """Close ``client`` when ``loop`` shuts down without ``aio().close()``.
+
+        ``asyncio.run`` (and every runner that calls ``loop.shutdown_asyncgens()``) closes
+        the async generators started on the loop before closing it, while the loop still
+        runs: this one then closes the loop's client. Without it the client of a loop
+        closed without ``aio().close()`` was only dropped at the next loop's first
+        operation, its connections never closed: aiohttp logged "Unclosed client
+        session" and redis-py "Unclosed ... client" whenever the collector reached it.
+        Ended without awaiting anything once the client was closed or the loop is gone
+        (:func:`_end_guard`).
+        """
+        try:
+            yield
+        finally:
+            self._aguards.pop(loop, None)  # this guard, or one _end_guard is ending
+            if not loop.is_closed() and self._aconns.get(loop) is client:
+                del self._aconns[loop]
+                try:
+                    await self._adisconnect(client)
+                except Exception as exc:  # shutting down: say so, never raise out of it
+                    self.log.warning(
+                        "cache '%s': closing the client of a loop shutting down failed: %s",
+                        self.name,
+                        scrub(str(exc)),
+                    )
 
     def _aconnect_ended(self, build: asyncio.Task[Any]) -> None:
         """Forget a finished build (a failed one is retried by the next operation)."""
@@ -892,6 +936,7 @@ class RemoteCache(BaseCache, Generic[C]):
             except CacheError as exc:
                 self.log.warning("cache '%s': could not flush hit counts: %s", self.name, exc)
         client = self._aconns.pop(loop, None)
+        _end_guard(self._aguards.pop(loop, None))
         if client is not None:
             # Shielded: once forgotten, the client is closed whatever happens to this
             # task; a close cancelled in its disconnect left the client's connections
@@ -1455,3 +1500,19 @@ class FlowCache(RemoteCache[C]):
 
     async def _awrite_hits(self, pending: dict[str, PendingHits]) -> None:
         await self._adrive(self._write_hits_flow(pending))
+
+
+def _end_guard(guard: AsyncGenerator[None, None] | None) -> None:
+    """End a :meth:`RemoteCache._shutdown_guard` whose client is closed or whose loop is
+    gone, here and now: its cleanup then awaits nothing, so one ``send`` runs it, and a
+    guard collected unfinished never asks its closed loop to finalize it."""
+    if guard is None:
+        return
+    closing = guard.aclose()
+    try:
+        closing.send(None)
+    except StopIteration:
+        return
+    except RuntimeError:  # already running or finished elsewhere: nothing left to end
+        return
+    closing.close()  # unreachable by construction: its cleanup awaits nothing here

@@ -45,7 +45,7 @@ from datetime import timedelta
 from http.cookies import Morsel
 from typing import Any, Final, SupportsIndex, TypeAlias, TypeVar, overload
 
-from .api import MISSING, BaseCache, TimeSpan
+from .api import MAX_TIME_SPAN, MISSING, BaseCache, TimeSpan
 from .errors import (
     CacheError,
     CacheValueError,
@@ -264,12 +264,17 @@ class _Record:
             return None
         if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
             return None
+        stamps: list[float] = []
         for stamp in (created, refreshed):
             if isinstance(stamp, bool) or not isinstance(stamp, (int, float)):
                 return None
-            if not math.isfinite(stamp):
+            try:  # an int beyond a float's range (10**400) raised OverflowError here
+                stamps.append(float(stamp))
+            except OverflowError:
                 return None
-        return cls(version, data, float(created), float(refreshed))
+            if not math.isfinite(stamps[-1]):
+                return None
+        return cls(version, data, stamps[0], stamps[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -767,6 +772,11 @@ class SessionStore:
 def _positive(value: object, what: str, example: str) -> float:
     """``value`` (a timedelta or seconds) as a positive, finite number of seconds."""
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, int) and not isinstance(seconds, bool):
+        try:
+            seconds = float(seconds)
+        except OverflowError:  # 10**400: math.isfinite raised it raw; refused below
+            seconds = math.inf
     if (
         isinstance(seconds, bool)
         or not isinstance(seconds, (int, float))
@@ -778,6 +788,12 @@ def _positive(value: object, what: str, example: str) -> float:
             hint=f"pass e.g. {what}=timedelta({example}) or a number of seconds."
             if "=" in example
             else f"pass e.g. {what}={example} (seconds).",
+        )
+    if seconds > MAX_TIME_SPAN.total_seconds():  # timedelta(seconds=1e300) raised raw
+        raise CacheValueError(
+            f"session {what} of {value!r:.60} is longer than the 1,000 years a cache "
+            "entry may live.",
+            hint=f"pass at most {what}=timedelta(days={MAX_TIME_SPAN.days}).",
         )
     return float(seconds)
 

@@ -75,7 +75,7 @@ def test_the_cache_reconnects_after_a_close_that_met_a_build() -> None:
     """The close above does not break the cache: the next operation builds a new client."""
     cache = GatedRemote()
 
-    async def main() -> tuple[Any, Any, list[AsyncClient]]:
+    async def main() -> tuple[Any, Any, list[AsyncClient], int]:
         gate, started = _open(cache)
         first = asyncio.ensure_future(cache._aconnection())
         await asyncio.wait_for(started.wait(), 10)
@@ -84,12 +84,13 @@ def test_the_cache_reconnects_after_a_close_that_met_a_build() -> None:
         gate.set()
         got = await asyncio.wait_for(asyncio.gather(first, closing, return_exceptions=True), 10)
         again = await asyncio.wait_for(cache._aconnection(), 10)
-        return got[0], again, cache.made
+        return got[0], again, cache.made, again.closed  # open while the loop runs
 
-    first, again, made = asyncio.run(main())
+    first, again, made, closed = asyncio.run(main())
     assert first is made[0]  # the waiter still got the client it waited for
     assert again is made[-1]
-    assert again.closed == 0
+    assert closed == 0
+    assert again.closed == 1  # by the loop's shutdown
     assert len(made) == 2
 
 
@@ -171,12 +172,12 @@ def test_every_waiter_cancelled_the_build_still_ends_and_is_kept(waiters: int) -
         await asyncio.gather(*tasks, return_exceptions=True)
         gate.set()
         client = await asyncio.wait_for(cache._aconnection(), 10)
-        return len(cache.made), len(cache._aconnecting), client
+        return len(cache.made), len(cache._aconnecting), client.closed
 
-    builds, in_flight, client = asyncio.run(main())
+    builds, in_flight, closed = asyncio.run(main())
     assert builds == 1
     assert in_flight == 0
-    assert client.closed == 0
+    assert closed == 0  # kept while the loop runs (its shutdown closes it)
 
 
 class InstantRemote(FakeRemote):
@@ -235,18 +236,42 @@ class LoopBoundRemote(FakeRemote):
 
 def test_closed_loops_do_not_keep_their_clients() -> None:
     """``asyncio.run`` once per call (as ``async_to_sync`` does), never closing the
-    cache: each new loop's first operation drops the clients of closed loops, so the
-    cache holds one client at most, and the closed loops are freed. On main every loop
-    and its client (for Redis: its open connection) stayed for good."""
+    cache: each loop's shutdown closes its client, so the cache holds none and the
+    loops are freed. Before, each client was left unclosed to the next loop's first
+    operation (the last one for good); on an older main every loop and its client
+    (for Redis: its open connection) stayed for good."""
     cache = LoopBoundRemote()
     loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+    clients: list[Any] = []
 
     async def first_use() -> None:
         loops.append(weakref.ref(asyncio.get_running_loop()))
-        await cache._aconnection()
+        clients.append(await cache._aconnection())
 
     for _ in range(20):
         asyncio.run(first_use())
     gc.collect()
+    assert len(cache._aconns) == 0
+    assert len(cache._aguards) == 0
+    assert [client.closed for client in clients] == [1] * 20
+    clients.clear()  # each holds its loop
+    gc.collect()
+    assert sum(ref() is not None for ref in loops) == 0
+
+
+def test_loops_closed_without_their_shutdown_drop_their_clients() -> None:
+    """A loop closed by hand, without ``shutdown_asyncgens()``, cannot close its client
+    at its end: the next loop's first operation drops it (and ends its guard without
+    touching the closed loop), so the cache holds one client at most."""
+    cache = LoopBoundRemote()
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+    for _ in range(5):
+        loop = asyncio.new_event_loop()
+        loops.append(weakref.ref(loop))
+        loop.run_until_complete(cache._aconnection())
+        loop.close()
+        del loop
+    gc.collect()
     assert len(cache._aconns) == 1  # the last loop's, until the next loop's first use
+    assert len(cache._aguards) == 1
     assert sum(ref() is not None for ref in loops) <= 1

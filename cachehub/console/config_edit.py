@@ -111,10 +111,33 @@ class ConfigFile:
 
     # ------------------------------------------------------------------ reading
 
+    def _target(self) -> Path:
+        """The file reads and writes go to: the path itself, or the file a link names.
+
+        Deployments often link the configuration to a mounted config or secret volume;
+        writing through keeps the link (a rename over the link would replace it by a
+        regular file the volume never sees). A link that leads nowhere (dangling, or a
+        loop) is refused rather than replaced: an empty editor over a missing mount
+        would otherwise save a one-cache file in the link's place.
+        """
+        if not self.path.is_symlink():
+            return self.path
+        try:
+            return Path(os.path.realpath(self.path, strict=True))
+        except (OSError, RuntimeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigError(
+                f"configuration file {self.path} is a symbolic link that leads to no file "
+                f"({reason}).",
+                hint="point the link at the configuration file (is its volume mounted?), "
+                "or replace the link by the file itself.",
+            ) from None
+
     def _document(self) -> dict[str, Any]:
-        if not self.path.exists():
+        target = self._target()
+        if not target.exists():
             return {}
-        return load_file(self.path)
+        return load_file(target)
 
     @staticmethod
     def _block(doc: dict[str, Any]) -> dict[str, Any]:
@@ -417,16 +440,22 @@ class ConfigFile:
         check_namespaces(entries, backend_identity)
 
     def _write(self, doc: dict[str, Any]) -> None:
-        """Replace the file atomically (same directory, fsync, rename), keeping its mode."""
+        """Replace the file atomically (same directory, fsync, rename), keeping its mode.
+
+        Through a symbolic link the link's target is replaced (in the target's directory,
+        so the rename stays atomic on the target's volume) and the link is kept.
+        """
         text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
-        folder = self.path.parent
+        target = self._target()
+        shown = str(self.path) if target == self.path else f"{self.path} (linked to {target})"
         try:
-            mode = self.path.stat().st_mode & 0o777 if self.path.exists() else 0o600
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=folder)
+            mode = target.stat().st_mode & 0o777 if target.exists() else 0o600
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         except OSError as exc:
             raise ConfigError(
-                f"cannot write {self.path}: {exc.strerror}.",
-                hint="check that the console may write to the file's directory.",
+                f"cannot write {shown}: {exc.strerror}.",
+                hint="check that the console may write to the file's directory "
+                "(a read-only mounted volume cannot be edited from the console).",
             ) from None
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
@@ -434,11 +463,11 @@ class ConfigFile:
                 out.flush()
                 os.fsync(out.fileno())
             os.chmod(tmp, mode)
-            os.replace(tmp, self.path)
+            os.replace(tmp, target)
         except OSError as exc:
             Path(tmp).unlink(missing_ok=True)
             raise ConfigError(
-                f"cannot write {self.path}: {exc.strerror}.",
+                f"cannot write {shown}: {exc.strerror}.",
                 hint="check the disk space and the file's permissions.",
             ) from None
 

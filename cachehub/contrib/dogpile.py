@@ -218,7 +218,12 @@ def _valid_metadata(metadata: dict[Any, Any]) -> bool:
     version, created = metadata.get("v"), metadata.get("ct")
     if type(version) is not int or isinstance(created, bool):
         return False
-    return isinstance(created, (int, float)) and math.isfinite(created)
+    if not isinstance(created, (int, float)):
+        return False
+    try:  # an int beyond a float's range (10**400) raised OverflowError here
+        return math.isfinite(created)
+    except OverflowError:
+        return False
 
 
 def _seconds(arguments: BackendArguments, name: str, default: float | None) -> float | None:

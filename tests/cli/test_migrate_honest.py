@@ -79,6 +79,8 @@ def test_a_resume_file_in_a_missing_folder_is_refused_before_copying(tmp_path: P
     [
         {"source": "src", "target": "dst", "done": {"k": "yesterday"}},
         {"source": "src", "target": "dst", "done": {"k": True}},
+        # A time beyond a float's range: loading raised a raw OverflowError.
+        {"source": "src", "target": "dst", "done": {"k": 10**400}},
         {"source": "src", "target": "dst", "done": [1, 2]},
         {"source": "src", "target": "dst", "done": "everything"},
         ["not", "an", "object"],

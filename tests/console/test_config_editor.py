@@ -416,3 +416,107 @@ def test_a_nested_edit_through_the_form_keeps_the_secret(
     assert entry["custom"]["connection"]["password"] == NESTED_SECRET
     assert entry["custom"]["connection"]["token"] == "${TOKEN_VAR}"
     assert NESTED_SECRET not in env.client.get(saved.headers["location"]).text
+
+
+# ---------------------------------------------------------------- symbolic links
+# Deployments link the configuration to a mounted config or secret volume: a save writes
+# through to the link's target (atomically, in the target's directory, mode kept) and
+# keeps the link; a link that leads nowhere, or into a directory the console may not
+# write, is a ConfigError naming it, and nothing is changed.
+
+SIMPLE = {"caches": {"main": {"class": "memory", "custom": {}}}}
+
+
+def _linked(tmp_path: Path) -> tuple[Path, Path]:
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    target = volume / "caches.json"
+    target.write_text(json.dumps(SIMPLE))
+    os.chmod(target, 0o640)
+    link = tmp_path / "app" / "caches.json"
+    link.parent.mkdir()
+    link.symlink_to(target)
+    return link, target
+
+
+def test_a_save_through_a_symlink_writes_the_target_and_keeps_the_link(tmp_path: Path) -> None:
+    link, target = _linked(tmp_path)
+    ConfigFile(link, environ={}).save(
+        original=None, name="extra", class_name="memory", custom_text="{}"
+    )
+    assert link.is_symlink()
+    assert os.readlink(link) == str(target)
+    assert set(json.loads(target.read_text())["caches"]) == {"main", "extra"}
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert sorted(p.name for p in target.parent.iterdir()) == ["caches.json"]  # no temp left
+    assert sorted(p.name for p in link.parent.iterdir()) == ["caches.json"]
+
+
+def test_a_chain_of_relative_links_is_followed_to_the_file(tmp_path: Path) -> None:
+    # Kubernetes' projected volumes: caches.json -> ..data/caches.json, ..data -> ..2026_x
+    link, target = _linked(tmp_path)
+    data = tmp_path / "app" / "..data"
+    data.symlink_to(os.path.relpath(target.parent, data.parent))
+    link.unlink()
+    link.symlink_to("..data/caches.json")
+    ConfigFile(link, environ={}).save(
+        original="main", name="main", class_name="memory", custom_text='{"maxsize": 5}'
+    )
+    assert link.is_symlink()
+    assert data.is_symlink()
+    assert json.loads(target.read_text())["caches"]["main"]["custom"] == {"maxsize": 5}
+
+
+@pytest.mark.parametrize("kind", ["dangling", "loop", "self"])
+def test_a_link_that_leads_nowhere_is_refused_and_kept(tmp_path: Path, kind: str) -> None:
+    link = tmp_path / "caches.json"
+    if kind == "dangling":
+        link.symlink_to(tmp_path / "unmounted" / "caches.json")
+    elif kind == "loop":
+        link.symlink_to(tmp_path / "other.json")
+        (tmp_path / "other.json").symlink_to(link)
+    else:
+        link.symlink_to(link.name)
+    before = os.readlink(link)
+    config = ConfigFile(link, environ={})
+    for action in (
+        config.entries,
+        lambda: config.save(original=None, name="x", class_name="memory", custom_text="{}"),
+    ):
+        with pytest.raises(ConfigError, match="symbolic link that leads to no file") as caught:
+            action()
+        assert str(link) in str(caught.value)
+        assert "mounted" in str(caught.value)
+    assert link.is_symlink()
+    assert os.readlink(link) == before
+    assert not (tmp_path / "unmounted").exists()
+
+
+def test_a_link_into_a_directory_the_console_cannot_write_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    link, target = _linked(tmp_path)
+    before = target.read_text()
+    if os.geteuid() == 0:  # root writes anywhere: the volume refuses as a read-only one would
+        real = __import__("tempfile").mkstemp
+
+        def refuse(*args: Any, **kwargs: Any) -> tuple[int, str]:
+            if Path(kwargs["dir"]) == target.parent:
+                raise OSError(30, "Read-only file system")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr("cachehub.console.config_edit.tempfile.mkstemp", refuse)
+    else:
+        target.parent.chmod(0o500)
+    try:
+        with pytest.raises(ConfigError, match="cannot write") as caught:
+            ConfigFile(link, environ={}).save(
+                original=None, name="x", class_name="memory", custom_text="{}"
+            )
+    finally:
+        target.parent.chmod(0o700)
+    assert f"linked to {target}" in str(caught.value)
+    assert "read-only mounted volume" in str(caught.value)
+    assert link.is_symlink()
+    assert target.read_text() == before
+    assert sorted(p.name for p in link.parent.iterdir()) == ["caches.json"]

@@ -288,3 +288,45 @@ def test_variable_values_cover_what_parsers_lower_case(make_console: MakeConsole
     assert set(values) == {"MiXeD-Secret-Host", "mixed-secret-host"}
     shown = env.console.hide("Redis at mixed-secret-host:6379 is unavailable", values)
     assert shown == f"Redis at {SECRET_MASK}:6379 is unavailable"
+
+
+def test_a_dynamodb_number_wider_than_38_digits_is_an_error_page_naming_it(
+    make_console: MakeConsole, request: pytest.FixtureRequest
+) -> None:
+    """Another program's item holding a Number of 39 digits (which DynamoDB-compatible
+    servers such as moto store): the DynamoDB command page answered 500 "unexpected
+    Inexact" for a scan or getItem; now a 400 naming the attribute, and the entry page
+    is no crash either."""
+    import boto3
+
+    from .conftest import CONSOLE_TABLE
+
+    env = make_console("dynamodb")
+    assert env.post("/put/run", cache="main", key="seed", value="1").status_code < 400
+    namespace = json.loads(env.path.read_text())["caches"]["main"]["custom"]["namespace"]
+    local = request.getfixturevalue("local_dynamodb")
+    boto3.client(
+        "dynamodb",
+        endpoint_url=local.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="planted",
+        aws_secret_access_key="planted",
+    ).put_item(
+        TableName=CONSOLE_TABLE,
+        Item={"cacheKey": {"S": namespace + "wide"}, "count": {"N": "9" * 39}},
+    )
+    for action, data in (
+        ("scan", "{}"),
+        ("getItem", json.dumps({"cacheKey": namespace + "wide"})),
+    ):
+        response = env.post("/dynamodb/run", cache="main", action=action, data=data)
+        assert response.status_code == 400, action
+        assert "attribute &#39;count&#39; cannot be read" in response.text or (
+            "attribute 'count' cannot be read" in html.unescape(response.text)
+        )
+        assert "Traceback" not in response.text
+    # (The key listing is not checked: moto itself answers 500 to a filtered Scan over
+    # such a Number, which DynamoDB never stores.)
+    entry = env.client.get("/entry", params={"cache": "main", "key": "wide"})
+    assert entry.status_code < 500
+    assert "Traceback" not in entry.text

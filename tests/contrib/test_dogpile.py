@@ -103,6 +103,7 @@ _PLANTED = [
     pytest.param([1, {"v": 2, "ct": "yesterday"}], id="ct-str"),
     pytest.param([1, {"v": 2, "ct": None}], id="ct-none"),
     pytest.param([1, {"v": 2, "ct": float("nan")}], id="ct-nan"),
+    pytest.param([1, {"v": 2, "ct": 10**400}], id="ct-int-beyond-float"),
     pytest.param([1, {"v": True, "ct": 1.0}], id="v-bool"),
     pytest.param([1, {"v": 2.0, "ct": 1.0}], id="v-float"),
     pytest.param(("x", {"ct": 1.0}), id="tuple-no-v"),

@@ -33,6 +33,17 @@ def test_rejects_non_cache_and_bad_idle_time(storage_cache: MemoryCache) -> None
         SessionStore(storage_cache, idle_time=0)
 
 
+@pytest.mark.parametrize("setting", ["idle_time", "absolute_time", "refresh", "lock_ttl"])
+@pytest.mark.parametrize("seconds", [10**400, 10**300, 1e300])
+def test_durations_beyond_a_cache_entrys_life_are_refused(
+    storage_cache: MemoryCache, setting: str, seconds: float
+) -> None:
+    """Before: 10**400 raised a raw OverflowError (math.isfinite), 10**300 and 1e300 one
+    from timedelta for idle_time and absolute_time."""
+    with pytest.raises(CacheValueError, match=setting):
+        SessionStore(storage_cache, **{setting: seconds})
+
+
 def test_create_load_save_delete(store: SessionStore) -> None:
     sid = store.create({"user": 1})
     assert store.valid_id(sid)

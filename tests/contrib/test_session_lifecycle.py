@@ -199,6 +199,9 @@ def test_hostile_records_are_absent_not_errors(store: SessionStore) -> None:
         {"v": 1, "d": {1: 2}, "c": 0, "r": 0},
         {"v": 1, "d": {}, "c": float("nan"), "r": 0},
         {"v": 1, "d": [], "c": 0, "r": 0},
+        # Whole numbers beyond a float's range: parsing raised a raw OverflowError.
+        {"v": 1, "d": {}, "c": 10**400, "r": 0},
+        {"v": 1, "d": {}, "c": 0, "r": -(10**400)},
     ]
     for value in junk:
         store.cache.put(key, value)

@@ -394,6 +394,26 @@ CASES = [
         ("poll interval must be > 0",),
         _on("memory", lambda c: c.lock("l", poll=0)),
     ),
+    # Ints beyond a float's range raised a raw OverflowError when the lock computed its
+    # deadline or waits.
+    Case(
+        "lock-timeout-beyond-float",
+        CacheValueError,
+        ("lock timeout must be a number of seconds", "1329 bits"),
+        _on("memory", lambda c: c.lock("l", timeout=10**400).acquire()),
+    ),
+    Case(
+        "lock-acquire-timeout-beyond-float",
+        CacheValueError,
+        ("lock timeout must be a number of seconds",),
+        _on("memory", lambda c: c.lock("l").acquire(timeout=-(10**400))),
+    ),
+    Case(
+        "lock-poll-beyond-float",
+        CacheValueError,
+        ("lock poll interval must be a number of seconds",),
+        _on("memory", lambda c: c.lock("l", poll=10**400)),
+    ),
     Case(
         "get-missing-throw",
         CacheKeyError,

@@ -14,7 +14,7 @@ from typing import Any, Final, cast
 
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 
-from cachehub.errors import CacheValueError
+from cachehub.errors import CacheValueError, CorruptEntryError
 
 __all__ = ["to_attr", "to_item", "from_attr", "from_item", "plain_number", "utf8_text"]
 
@@ -123,5 +123,21 @@ def from_attr(attr: Mapping[str, Any]) -> Any:
 
 
 def from_item(item: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """A DynamoDB item as a plain dict."""
-    return {k: from_attr(v) for k, v in item.items()}
+    """A DynamoDB item as a plain dict.
+
+    An attribute boto3 cannot read raises :class:`CorruptEntryError` naming it: a Number
+    of more than DynamoDB's 38 digits (which DynamoDB-compatible servers such as moto
+    store and return) made boto3's decimal context raise ``decimal.Rounded``/``Inexact``
+    through ``dynamodb_command``.
+    """
+    plain: dict[str, Any] = {}
+    for name, attr in item.items():
+        try:
+            plain[name] = from_attr(attr)
+        except (TypeError, ValueError, ArithmeticError, KeyError, AttributeError) as exc:
+            raise CorruptEntryError(
+                f"DynamoDB item attribute '{str(name)[:100]}' cannot be read "
+                f"({type(exc).__name__}).",
+                hint="another program wrote this item; delete it or write the attribute again.",
+            ) from None
+    return plain

@@ -565,3 +565,55 @@ def test_a_batch_naming_a_key_twice_names_the_duplicates(dynamo: DynamoDBCache) 
     with pytest.raises(CacheValueError, match=r"put and delete name 1 key\(s\).*'a'"):
         dynamo.command("batchWriteItem", {"put": [{"pk": "a", "n": 2}], "delete": [{"pk": "a"}]})
     assert dynamo.command("getItem", {"pk": "a"})["n"] == 1  # nothing was written
+
+
+# A DynamoDB-compatible server (moto here) stores a Number of 39 digits that another
+# program wrote, or that an ADD pushed past 38; boto3's decimal context then raised a raw
+# decimal.Rounded out of every action that returns items. Now a CorruptEntryError names
+# the attribute (and the cache API names it too, not 'value', for an item without one).
+_DIGITS_39 = "9" * 39
+
+
+@pytest.mark.parametrize(
+    ("action", "data"),
+    [
+        ("getItem", {"cacheKey": "wide"}),
+        ("scan", {}),
+        (
+            "query",
+            {
+                "KeyConditionExpression": "cacheKey = :k",
+                "ExpressionAttributeValues": {":k": "wide"},
+            },
+        ),
+        ("batchGetItem", {"keys": [{"cacheKey": "wide"}]}),
+        (
+            "updateItem",
+            {
+                "key": {"cacheKey": "wide"},
+                "UpdateExpression": "SET extra = :o",
+                "ExpressionAttributeValues": {":o": 1},
+                "ReturnValues": "ALL_NEW",
+            },
+        ),
+        ("deleteItem", {"cacheKey": "wide", "ReturnValues": "ALL_OLD"}),
+    ],
+)
+def test_a_number_wider_than_38_digits_is_a_corrupt_entry_naming_it(
+    make: Any, endpoint: str, action: str, data: dict[str, Any]
+) -> None:
+    from cachehub_dynamodb.command import run_command
+
+    from cachehub.errors import CorruptEntryError
+
+    cache = make()
+    cache.put("seed", 1)
+    _client(endpoint).put_item(
+        TableName=cache.settings["tableName"],
+        Item={"cacheKey": {"S": "wide"}, "count": {"N": _DIGITS_39}},
+    )
+    with pytest.raises(CorruptEntryError, match="attribute 'count' cannot be read"):
+        run_command(cache, action, data)
+    if action == "getItem":
+        with pytest.raises(CorruptEntryError, match="attribute 'count' cannot be read"):
+            cache.get("wide")

@@ -63,15 +63,6 @@ class TestDynamoDBAsyncConformance(AsyncConformance, TestDynamoDBConformance):
         settings = {"tableName": "cachehub_conformance", "host": process_endpoint, **CREDENTIALS}
         return lambda **kw: DynamoDBCache(settings, **kw)
 
-    @pytest.mark.xfail(
-        strict=False,  # when aiohttp's report comes depends on the collector
-        reason="not fixed yet: the aiobotocore client of a loop closed without "
-        "aio().close() is dropped at the next loop's first operation, and aiohttp may "
-        "then log 'Unclosed client session' / 'Unclosed connector' through the closed loop",
-    )
-    def test_a_loop_shut_down_with_operations_pending_leaks_nothing(self, make_cache: Any) -> None:
-        super().test_a_loop_shut_down_with_operations_pending_leaks_nothing(make_cache)
-
 
 class TestDynamoDBConsistentConformance(
     BasicTests,

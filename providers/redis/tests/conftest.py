@@ -63,6 +63,13 @@ def load_scripts(client: Redis) -> None:
 
 
 @pytest.fixture(scope="session")
+def script_loader() -> Callable[[Redis], None]:
+    """:func:`load_scripts`, for a test module's own server (conftest is no module to
+    import from)."""
+    return load_scripts
+
+
+@pytest.fixture(scope="session")
 def redis_server(require_redis: None) -> Iterator[RedisServer]:
     """One real redis-server shared by the session; tests separate by namespace."""
     with RedisServer() as server:
@@ -88,12 +95,33 @@ def redis_cluster(require_redis: None) -> Iterator[RedisClusterServers]:
 
 
 @pytest.fixture
-def plain(redis_server: RedisServer) -> Iterator[Redis]:
-    """A plain redis-py client on the shared server, for setup and assertions."""
+def plain(redis_server: RedisServer, request: pytest.FixtureRequest) -> Iterator[Redis]:
+    """A plain redis-py client on the shared server, for setup and assertions.
+
+    A test marked ``flushes_scripts`` (it flushes the server's scripts on purpose) gets
+    them back afterwards (see load_scripts); any other test must leave them loaded, which
+    one SCRIPT EXISTS checks, so an unmarked flush fails where it happens instead of
+    costing a later test one NOSCRIPT re-send more.
+    """
     client = redis_server.client()
     yield client
-    load_scripts(client)  # back, if the test flushed them (see load_scripts)
-    client.close()
+    try:
+        if request.node.get_closest_marker("flushes_scripts"):
+            load_scripts(client)
+        else:
+            missing = [
+                script.name
+                for script, there in zip(
+                    BY_SHA.values(), client.script_exists(*BY_SHA), strict=True
+                )
+                if not there
+            ]
+            assert not missing, (
+                f"the test left scripts {missing[:3]} unloaded: mark it "
+                "@pytest.mark.flushes_scripts if it flushes them on purpose"
+            )
+    finally:
+        client.close()
 
 
 ExpiryCheck = Callable[[str, int], None]

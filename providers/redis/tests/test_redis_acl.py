@@ -82,6 +82,7 @@ def _every_operation(cache: RedisCache) -> None:
     assert cache.count() == 0
 
 
+@pytest.mark.flushes_scripts
 def test_the_documented_acl_rules_are_enough_for_every_operation(
     acl_cache: Callable[..., tuple[RedisCache, str]], plain: Redis
 ) -> None:
@@ -99,6 +100,7 @@ def test_the_documented_acl_rules_are_enough_for_every_operation(
     asyncio.run(run_async())
 
 
+@pytest.mark.flushes_scripts
 def test_a_user_refused_script_load_works_after_another_client_flushed_the_scripts(
     acl_cache: Callable[..., tuple[RedisCache, str]], plain: Redis
 ) -> None:

@@ -117,13 +117,3 @@ class TestRedisClusterAsyncSmoke(AsyncConformance, BasicTests, BatchTests, GetOr
 
     cache_factory = TestRedisClusterConformance.cache_factory
     unreachable_factory = TestRedisClusterConformance.unreachable_factory
-
-    @pytest.mark.xfail(
-        strict=False,  # when redis-py's report comes depends on the collector
-        reason="not fixed yet: the async cluster client of a loop closed without "
-        "aio().close() is dropped at the next loop's first operation, and redis-py may "
-        "then log 'Unclosed RedisCluster client' / 'Unclosed ClusterNode object' through "
-        "the closed loop (2 of 5 runs)",
-    )
-    def test_a_loop_shut_down_with_operations_pending_leaks_nothing(self, make_cache: Any) -> None:
-        super().test_a_loop_shut_down_with_operations_pending_leaks_nothing(make_cache)

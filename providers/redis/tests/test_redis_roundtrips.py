@@ -261,6 +261,7 @@ def test_batches_beyond_one_script_call_stay_one_round_trip(
     assert _delta(stats, _commandstats(plain))["evalsha"] == 3
 
 
+@pytest.mark.flushes_scripts
 def test_lost_scripts_are_reloaded_inside_pipelined_batches(
     make_cache: Callable[..., RedisCache], plain: Redis
 ) -> None:
@@ -347,6 +348,7 @@ def test_filters_with_a_question_mark_are_checked_by_the_client_per_scan_batch(
     assert changed["unlink"] == 2 + 2 + 1  # batches of 1000, 1000, 500: UNLINKs of <= 500 keys
 
 
+@pytest.mark.flushes_scripts
 def test_a_lost_script_costs_one_extra_round_trip_once(
     make_cache: Callable[..., RedisCache], plain: Redis, trips: RoundTrips
 ) -> None:

@@ -54,10 +54,16 @@ PLANTS = {"foreign": _foreign, "headed": _headed}
 
 
 @pytest.fixture(scope="module")
-def redis_server(require_redis: None) -> Iterator[RedisServer]:
+def redis_server(
+    require_redis: None, script_loader: Callable[[Redis], None]
+) -> Iterator[RedisServer]:
     """A server of this module's own (for ``plain`` too): the scans of get_all then walk
-    only its keys, so the bytes they download do not depend on what other tests stored."""
+    only its keys, so the bytes they download do not depend on what other tests stored.
+    Its scripts are loaded first, as on the shared server (``plain`` checks they stay)."""
     with RedisServer() as server:
+        client = server.client()
+        script_loader(client)
+        client.close()
         yield server
 
 
