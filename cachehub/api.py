@@ -631,7 +631,9 @@ class BaseCache(ABC):
         """Take lock ``name`` for ``token`` for ``ttl`` seconds; its fence, or None if held.
 
         Idempotent: when ``token`` already holds the lock (a retried request), answer its
-        fence again. The fence grows strictly with every new holder of ``name``.
+        fence again. The fence grows strictly with every new holder of ``name``. A token
+        that was the last to release ``name`` never takes it again (None): its request
+        arrived after the release that gave it up (see :class:`~cachehub.lock.AsyncLock`).
         """
         return self._lock_table().acquire(self._lock_pair(name), token, ttl, now)
 

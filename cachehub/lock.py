@@ -107,7 +107,8 @@ class LockTable:
         return held
 
     def acquire(self, name: _Name, token: str, ttl: float, now: float) -> int | None:
-        """The new holder's fence, or None while another token holds ``name``."""
+        """The new holder's fence, or None while another token holds ``name`` (or when
+        ``token`` has released it: a request that arrived late)."""
         with self._mutex:
             held = self._live(name, now)
             if held is not None:
@@ -115,6 +116,8 @@ class LockTable:
                     return None
                 held.deadline = now + ttl  # the same request again: same fence
                 return held.fence
+            if (name, token) in self._released:
+                return None
             if len(self._held) >= self._sweep_at:
                 self._sweep(now)
             fence = next(self._fences)
@@ -480,10 +483,11 @@ class AsyncLock(_LockState):
         except asyncio.CancelledError:
             # The attempt itself was cancelled (asyncio.run ending cancels every task left,
             # this one too): its request may have won the lock on the server all the same,
-            # with nobody left to release it (held for its whole ttl). Give back whatever
-            # the token holds before ending; the loop waits for a cancelled task.
+            # with nobody left to release it (held for its whole ttl), or may still be on
+            # its way. Give back whatever the token holds before ending; the loop waits for
+            # a cancelled task.
             self._abandoned.discard(token)
-            await self._give_back_whole(token)
+            await self._give_back_whole(token, unanswered=True)
             raise
         except BaseException:
             self._abandoned.discard(token)
@@ -494,10 +498,10 @@ class AsyncLock(_LockState):
                 await self._give_back_whole(token)
         return fence
 
-    async def _give_back_whole(self, token: str) -> None:
+    async def _give_back_whole(self, token: str, unanswered: bool = False) -> None:
         """:meth:`_give_back` to its end even if this task is cancelled again meanwhile
         (that cancel is raised afterwards): half a release would leave the lock held."""
-        giving = asyncio.ensure_future(self._give_back(token))
+        giving = asyncio.ensure_future(self._give_back(token, unanswered))
         cancelled = False
         while not giving.done():
             try:
@@ -507,10 +511,23 @@ class AsyncLock(_LockState):
         if cancelled:
             raise asyncio.CancelledError
 
-    async def _give_back(self, token: str) -> None:
-        """Release what ``token`` holds, if anything, for a waiter that was cancelled."""
+    async def _give_back(self, token: str, unanswered: bool) -> None:
+        """Release what ``token`` holds, if anything, for a waiter that was cancelled.
+
+        ``unanswered``: the token's acquire request got no answer, and may still reach the
+        server after this release (on its own connection, which a server such as DynamoDB
+        serves in parallel with the new one). Then the lock is taken again first, with the
+        same token (which answers the fence if the request did win), and released: a
+        release leaves the token refused for good (see ``BaseCache._lock_acquire``), so the
+        late request takes nothing. Taken by another holder meanwhile, it is left alone.
+        """
         cache = self.cache
         try:
+            if (
+                unanswered
+                and await cache._alock_acquire(self.key, token, self._ttl, cache._clock()) is None
+            ):
+                return
             await cache._alock_release(self.key, token, cache._clock())
         except Exception as exc:  # it expires after its ttl anyway
             _log.warning("lock '%s': could not release after cancel: %s", self.name, exc)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import socket
 import socketserver
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -91,6 +92,47 @@ def test_drop_request_never_reaches_the_server(
         assert _ask(sock, b"secret") == b"SECRET"
     assert echo.seen.count(b"secret") == 1  # type: ignore[attr-defined]
     assert proxy.refused == 2
+
+
+def test_hold_request_reaches_the_server_after_later_requests(
+    proxy: FaultProxy, echo: socketserver.ThreadingTCPServer
+) -> None:
+    proxy.hold_request(b"first")
+    early = _client(proxy)
+    early.sendall(b"first")
+    _wait_for(lambda: proxy.held == 1)
+    early.sendall(b"-and-more")  # the rest of the request, sent while held
+    early.close()  # the client gave up on it
+    with _client(proxy) as sock:
+        assert _ask(sock, b"second") == b"SECOND"
+    assert echo.seen == [b"second"]  # type: ignore[attr-defined]
+    assert proxy.let_through() == 1
+    assert b"".join(echo.seen[1:]) == b"first-and-more"  # type: ignore[attr-defined]
+    with _client(proxy) as sock:
+        assert _ask(sock, b"first") == b"FIRST"  # held once only
+
+
+def test_let_through_waits_a_bounded_time_for_a_silent_server() -> None:
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
+    try:
+        with FaultProxy("127.0.0.1", silent.getsockname()[1]) as proxy:
+            assert proxy.let_through(timeout=0.1) == 0  # nothing held: at once
+            proxy.hold_request()
+            with _client(proxy) as sock:
+                sock.sendall(b"x")
+                _wait_for(lambda: proxy.held == 1)
+            assert proxy.let_through(timeout=0.2) == 0  # held, never answered
+    finally:
+        silent.close()
+    assert not any(t.name.startswith("fault-proxy") and t.is_alive() for t in threading.enumerate())
+
+
+def _wait_for(condition: Callable[[], bool]) -> None:
+    """Poll ``condition`` (bounded: 10 s) for what another thread does."""
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in 10 s"
+        time.sleep(0.001)
 
 
 def test_clear_disarms(proxy: FaultProxy) -> None:

@@ -439,6 +439,10 @@ class CancelTests(ConformanceBase):
         cancel, answers anyway). asyncio.run runs the loop only until the tasks it
         cancelled have ended: a release left to a task created then may never finish
         (its :data:`RELEASE_TURNS` turns, as a request takes, are still to run).
+        An attempt cancelled while still out may yet reach the server, so its give-back
+        takes the lock again (a second acquire, answered with the same token's fence)
+        before releasing it: whether a case ends so depends on the turns the provider's
+        request path takes (a remote provider's attempt has often ended by then).
         """
         shell = make_cache()._shell_of.aio()  # type: ignore[attr-defined]
         base = shell.cache
@@ -491,7 +495,14 @@ class CancelTests(ConformanceBase):
         finally:
             loop.close()
             del base._alock_acquire, base._alock_release
-        assert (replied, waiters[0].cancelled(), left) == ([True], True, [])
+        assert (replied[:1], set(replied), waiters[0].cancelled(), left) == (
+            [True],
+            {True},
+            True,
+            [],
+        )
+        assert len(replied) <= 2, f"{len(replied)} acquires: a give-back takes it once more"
+
         assert asyncio.run(asyncio.wait_for(next_loop(), 60)) is True
 
     @pytest.mark.cancellation

@@ -10,7 +10,11 @@ TCP). Point a cache at :attr:`FaultProxy.port` instead of the server, then arm f
   error for a write that did happen (the case a blind retry turns into a double write);
 * :meth:`~FaultProxy.drop_request` - the next request that matches is never forwarded:
   the connection is closed before the server sees it (a retry is then harmless);
-* :meth:`~FaultProxy.delay_replies` - answers are held back before they are passed on.
+* :meth:`~FaultProxy.delay_replies` - answers are held back before they are passed on;
+* :meth:`~FaultProxy.hold_request` - the next request that matches is held back until
+  :meth:`~FaultProxy.let_through`, then reaches the server *late*: after the client gave up
+  on it, closed its connection and sent other requests on new ones (the order a server
+  that handles connections in parallel, such as DynamoDB, may apply them in).
 
 A *request* is everything a client sent on one connection since the server last
 answered on it: request/reply protocols (RESP, HTTP/1.1) alternate, so this holds one
@@ -102,6 +106,12 @@ class FaultProxy:
         """Client connections accepted so far."""
         self.replied = 0
         """Reply bytes passed on to clients so far: what a client downloaded."""
+        self.held = 0
+        """Requests held back so far by :meth:`hold_request`."""
+        self.late = 0
+        """Held requests the server has answered since they were let through."""
+        self._let_through = threading.Event()
+        self._late_answered = threading.Condition(self._lock)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -169,6 +179,28 @@ class FaultProxy:
         if not 0 <= seconds <= 60:
             raise ValueError(f"delay must be between 0 and 60 seconds, got {seconds!r}.")
         self._delay = seconds
+
+    def hold_request(self, match: Matcher = b"", times: int = 1) -> None:
+        """Hold back the next ``times`` requests matching ``match`` until :meth:`let_through`.
+
+        The client sees no answer and may give up on the request and close its
+        connection; the proxy keeps its own connection to the server open, and once let
+        through the request reaches the server (which applies it) after whatever the
+        client sent since on other connections. Pieces of the request that arrived
+        before it matched were forwarded at once, as for :meth:`drop_request`.
+        """
+        self._arm("hold", match, times)
+
+    def let_through(self, timeout: float = 10.0) -> int:
+        """Forward every held request and wait (up to ``timeout`` seconds) until the
+        server has answered each; returns how many it answered. Answers are not passed on
+        to a client that has closed its connection."""
+        self._let_through.set()
+        deadline = time.monotonic() + timeout
+        with self._late_answered:
+            while self.late < self.held and (left := deadline - time.monotonic()) > 0:
+                self._late_answered.wait(left)
+            return self.late
 
     def clear(self) -> None:
         """Disarm every fault and delay (counters are kept)."""
@@ -277,6 +309,9 @@ class FaultProxy:
                         if len(request) < _REQUEST_KEEP:
                             request += data[: _REQUEST_KEEP - len(request)]
                         fault = None if doomed else self._take(bytes(request))
+                        if fault == "hold":
+                            self._hold_then_forward(client, upstream, request, data)
+                            return
                         if fault == "request":
                             with self._lock:
                                 self.refused += 1
@@ -296,6 +331,37 @@ class FaultProxy:
                     with self._lock:
                         self.replied += len(data)
                     client.sendall(data)
+
+    def _hold_then_forward(
+        self, client: socket.socket, upstream: socket.socket, request: bytearray, data: bytes
+    ) -> None:
+        """:meth:`hold_request`'s fault: wait to be let through, then forward ``data`` and
+        the rest the client sent, and wait for the server's answer (bounded)."""
+        with self._lock:
+            self.held += 1
+        self._record(request)
+        while not (self._let_through.wait(0.2) or self._stopping.is_set()):
+            pass
+        if self._stopping.is_set():
+            return
+        late = bytearray(data)
+        client.setblocking(False)  # the rest of the request, if any: what is already in
+        with contextlib.suppress(BlockingIOError, OSError):
+            while chunk := client.recv(_CHUNK):
+                late += chunk
+        upstream.sendall(late)
+        upstream.settimeout(5.0)  # a server that never answers ends the wait, not the run
+        try:
+            answer = upstream.recv(_CHUNK)
+        except OSError:
+            answer = b""
+        if not answer:
+            return  # let_through reports it: fewer answered than held
+        with self._late_answered:
+            self.late += 1
+            self._late_answered.notify_all()
+        with contextlib.suppress(OSError):
+            client.sendall(answer)
 
     def _record(self, request: bytearray) -> None:
         if request:

@@ -205,6 +205,20 @@ class LockSpaceTests(ConformanceBase):
         assert cache._lock_holder(key, cache._clock()) is None
         assert cache._lock_extend(key, "token-a", 30.0, cache._clock()) is False
 
+    def test_a_released_token_never_takes_the_lock_again(self, cache: BaseCache) -> None:
+        # Its acquire arrived after the release that gave it up (AsyncLock gives back a
+        # cancelled, unanswered attempt so): taking the lock then would hold it for nobody.
+        key = cache._lock_name("lock:job")
+        first = cache._lock_acquire(key, "token-a", 30.0, cache._clock())
+        assert first is not None
+        assert cache._lock_release(key, "token-a", cache._clock()) is True
+        assert cache._lock_acquire(key, "token-a", 30.0, cache._clock()) is None
+        assert cache._lock_holder(key, cache._clock()) is None
+        second = cache._lock_acquire(key, "token-b", 30.0, cache._clock())
+        assert second is not None
+        assert second > first  # others take it as before
+        assert cache._lock_release(key, "token-b", cache._clock()) is True
+
     @pytest.mark.parametrize("name", [123, b"job", None, ""])
     def test_bad_lock_names_rejected(self, cache: BaseCache, name: object) -> None:
         with pytest.raises(InvalidKeyError):

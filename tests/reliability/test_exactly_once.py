@@ -11,6 +11,7 @@ the proxy; nothing is timed.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,7 +26,7 @@ from cachehub_redis.server import RedisServer
 
 from cachehub.api import BaseCache
 from cachehub.errors import CacheOutcomeUnknownError, CacheUnavailableError
-from cachehub.testing.faults import FaultProxy
+from cachehub.testing.faults import FaultProxy, Matcher
 
 from .conftest import (
     REDIS_PASSWORD,
@@ -529,3 +530,61 @@ def test_redis_idle_slide_counts_once_when_its_reply_is_lost(
     assert cache.get("s") == "v"
     assert redis_proxy.dropped == 1
     assert cache.metadata("s").hit_count == 2
+
+
+# ---------------------------------------------------------------- late lock requests
+
+
+def _given_up_acquire_leaves_the_lock_free(
+    cache: BaseCache, proxy: FaultProxy, acquire: Matcher
+) -> tuple[int, bool]:
+    """``asyncio.run`` ends while a lock acquire's request is on its way; the request then
+    reaches the server after the cancelled attempt's give-back. How many late requests
+    the server answered, and whether the lock is free afterwards."""
+
+    async def given_up() -> None:
+        shell = cache.aio()
+        warm = shell.lock("late-warm", ttl=30)  # scripts loaded, table known
+        assert await warm.acquire(blocking=False)
+        await warm.release()
+        proxy.hold_request(acquire)
+        waiter = asyncio.ensure_future(shell.lock("late", ttl=30).acquire())
+        async with asyncio.timeout(10):
+            while proxy.held == 0:
+                await asyncio.sleep(0.001)
+        assert not waiter.done()
+        # Returns with the attempt waiting: asyncio.run cancels it and its waiter.
+
+    async def free() -> bool:
+        shell = cache.aio()
+        probe = shell.lock("late", ttl=30)
+        taken = await probe.acquire(blocking=False)
+        if taken:
+            await probe.release()
+        await shell.close()
+        return taken
+
+    asyncio.run(asyncio.wait_for(given_up(), 30))
+    answered = proxy.let_through()
+    return answered, asyncio.run(asyncio.wait_for(free(), 30))
+
+
+def test_redis_lock_acquire_arriving_after_its_give_back_takes_nothing(
+    via_redis: Callable[..., RedisCache], redis_proxy: FaultProxy
+) -> None:
+    """The give-back of a cancelled attempt (AsyncLock) runs on a new connection and may
+    reach the server before the attempt's own request: that request must then be refused,
+    or the lock stays held by nobody for its ttl."""
+    acquire = lua.LOCK_ACQUIRE.sha.encode()
+    cache = via_redis()
+    assert _given_up_acquire_leaves_the_lock_free(cache, redis_proxy, acquire) == (1, True)
+
+
+def test_dynamodb_lock_acquire_arriving_after_its_give_back_takes_nothing(
+    via_dynamo: Callable[..., DynamoDBCache], dynamo_proxy: FaultProxy
+) -> None:
+    """As for Redis; DynamoDB handles connections in parallel, so the order the requests
+    were sent in does not decide the order they are applied in."""
+    cache = via_dynamo()
+    acquire = b"if_not_exists(#fence"  # the acquire's UpdateExpression, and only its
+    assert _given_up_acquire_leaves_the_lock_free(cache, dynamo_proxy, acquire) == (1, True)

@@ -1340,11 +1340,13 @@ class DynamoDBCache(FlowCache[Any]):
         until = now + ttl
         holding = "SET #holder = :t, #lu = :until, #int = :lock, #ok = :ok, #ttl = :gone, "
         # Free: no holder, or its lockUntil is past, missing, no Number or beyond
-        # LOCK_HORIZON (another program's item must not block the lock forever).
+        # LOCK_HORIZON (another program's item must not block the lock forever). Never
+        # for the token that released it last: that request arrived after its give-back.
         free = (
             "(attribute_not_exists(#pk) OR (#int = :lock AND #ok = :ok AND "
             "(NOT attribute_type(#lu, :n) OR #lu > :far OR "
-            "attribute_not_exists(#holder) OR #lu <= :now)))"
+            "attribute_not_exists(#holder) OR #lu <= :now) AND "
+            "(attribute_not_exists(#rel) OR #rel <> :t)))"
         )
         values = {
             ":t": {"S": token},

@@ -605,7 +605,8 @@ def _lock_script(name: str, body: str) -> LuaScript:
 
 
 # ARGV: token, ttl ms, grace ms -> {'1', fence} taken (or already this token's: the same
-# fence again, so a retried request succeeds), {'0', ms left} held by another, 'x' the
+# fence again, so a retried request succeeds), {'0', ms left} held by another (or
+# {'0', '0'} released by this token: its request arrived after the give-back), 'x' the
 # key is not a lock.
 LOCK_ACQUIRE: Final = _lock_script(
     "lock_acquire",
@@ -617,6 +618,8 @@ if holder then
   redis.call('PEXPIRE', KEYS[1], n(ttl + grace))
   if fence then return {'1', n(fence)} end
   -- A retry of this token's acquire over a fence planted since: restarted below.
+elseif h[4] == ARGV[1] then
+  return {'0', '0'}
 end
 local f = math.max((fence or 0) + 1, us)
 redis.call('HSET', KEYS[1], 't', ARGV[1], 'd', n(now + ttl), 'f', n(f))
