@@ -200,6 +200,16 @@ def test_a_blocking_provider_fails_the_async_only_case(how: str, loop: LoopThrea
     assert any(expected in b for b in loop.blocked), loop.blocked
 
 
+@pytest.mark.skipif(not hasattr(resource, "RUSAGE_THREAD"), reason="Linux's per-thread usage")
+def test_a_cpu_failure_splits_user_and_kernel_time(loop: LoopThread) -> None:
+    # A rare spike under load was the kernel's (page faults), not the callback's: the
+    # failure itself says which, as the CPU report does for heavy callbacks.
+    view = _blocking_view("cpu", loop)
+    assert loop.run(view.aio().get("k", "miss")) == "miss"
+    (failure,) = [b for b in loop.blocked if "ms of CPU" in b]
+    assert re.search(r"ms of CPU \(user [0-9.]+ ms, sys [0-9.]+ ms, \d+ minor", failure), failure
+
+
 @pytest.mark.parametrize("how", list(BLOCKERS))
 def test_a_blocking_provider_fails_the_threaded_case(how: str, loop: LoopThread) -> None:
     view = _blocking_view(how, loop)

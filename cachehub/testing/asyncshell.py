@@ -122,11 +122,16 @@ def _timed_run(handle: asyncio.events.Handle) -> None:
         imported = loop.note_imports(handle) if loop.importing else ""
         if used > loop.peak:
             loop.peak = used
+        over = loop.limit is not None and used > loop.limit
+        split = _usage_since(usage) if over or used > HEAVY_CALLBACK else ""
         if used > HEAVY_CALLBACK:
-            loop.note_heavy(used, handle, profiler, _usage_since(usage), imported)
-        if loop.limit is not None and used > loop.limit:
+            loop.note_heavy(used, handle, profiler, split, imported)
+        if over:
+            # The split tells a callback's own computing (user) from memory the kernel
+            # handed it (sys, with page faults): a rare spike under load was the latter.
             loop.blocked.append(
                 f"{handle!r:.300} used {used * 1000:.1f} ms of CPU"
+                + (f" ({split})" if split else "")
                 + (f" (first imported in it: {imported})" if imported else "")
             )
 
