@@ -69,6 +69,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as dt_time
 from decimal import Decimal
+from functools import lru_cache
 from itertools import compress, islice
 from typing import Any, ClassVar, Final, Generic, TypeAlias, TypeVar
 from uuid import UUID
@@ -397,8 +398,8 @@ def heavy(value: Any) -> bool:
     return False
 
 
-_CONTAINERS: Final = frozenset({list, tuple, dict, set, frozenset})
-_CONTAINER_BASES: Final = (list, tuple, dict, set, frozenset)
+_CONTAINER_BASES: Final = (list, tuple, dict, set, frozenset)  # and their subclasses
+_CONTAINERS: Final = frozenset(_CONTAINER_BASES)
 _STRINGS: Final = frozenset({str, bytes, bytearray})
 _TEXTS: Final = (str, bytes, bytearray, memoryview)
 
@@ -420,7 +421,8 @@ def _attributes(obj: Any) -> list[Any]:
     ``__dict__`` and ``__slots__`` (a query's rows, a dataclass's fields). An attribute
     that raises on reading counts as absent: the encoder reports it, not this estimate."""
     found: list[Any] = []
-    has_dict, slots = _layout(type(obj))
+    kind: type = type(obj)  # as a plain type: mypy takes type[Any] for unhashable
+    has_dict, slots = _layout(kind)
     # A hostile __getattr__ or __dict__: the estimate stays what it has.
     with suppress(Exception):
         if has_dict:
@@ -432,25 +434,16 @@ def _attributes(obj: Any) -> list[Any]:
     return found
 
 
-_LAYOUTS: dict[type, tuple[bool, tuple[str, ...]]] = {}
-
-
+@lru_cache(maxsize=256)  # classes made on the fly: the table stays bounded
 def _layout(kind: type) -> tuple[bool, tuple[str, ...]]:
     """Whether instances of ``kind`` have a ``__dict__``, and the ``__slots__`` names of
-    ``kind`` and its bases (looked up once per class, for up to 256 classes)."""
-    known = _LAYOUTS.get(kind)
-    if known is not None:
-        return known
+    ``kind`` and its bases (looked up once per class, for the last 256 classes)."""
     names: list[str] = []
     for cls in kind.__mro__:
         slots = cls.__dict__.get("__slots__", ())
         names.extend((slots,) if isinstance(slots, str) else slots)
     has_dict = any("__dict__" in cls.__dict__ for cls in kind.__mro__[:-1])
-    layout = has_dict, tuple(n for n in names if n not in ("__dict__", "__weakref__"))
-    if len(_LAYOUTS) >= 256:  # classes made on the fly: the table stays bounded
-        _LAYOUTS.clear()
-    _LAYOUTS[kind] = layout
-    return layout
+    return has_dict, tuple(n for n in names if n not in ("__dict__", "__weakref__"))
 
 
 def off_loop(fn: Callable[..., Any], *args: Any) -> Call:

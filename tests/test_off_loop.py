@@ -221,6 +221,22 @@ def test_heavy_ends_on_hostile_objects() -> None:
     assert heavy(chain)
 
 
+def test_classes_made_on_the_fly_are_weighed_right_and_keep_the_class_table_bounded() -> None:
+    # An app (or an attacker's payload) that makes a class per value: each is weighed by
+    # its own layout, and the per-class table keeps at most 256 of them alive.
+    from cachehub import provider
+
+    for i in range(1_000):
+        slotted = type(f"S{i}", (), {"__slots__": ("rows",)})
+        plain = type(f"P{i}", (), {})
+        big, small = slotted(), plain()
+        big.rows = list(range(OFF_LOOP_NODES + 1))  # type: ignore[attr-defined]
+        small.rows = [1]  # type: ignore[attr-defined]
+        assert heavy(big)
+        assert not heavy(small)
+    assert provider._layout.cache_info().currsize <= 256
+
+
 def test_short_flat_values_are_light_at_a_glance() -> None:
     assert not heavy(tuple(range(16)))
     assert not heavy([1.5, None, True, uuid.uuid4(), Decimal(1), datetime.now(UTC)])
