@@ -317,7 +317,7 @@ def _frames_of(shell: Any, operation: Callable[[Any], Coroutine[Any, Any, Any]])
 # and no flow (generator + driver) for a plain entry. The CancelWatch around the request
 # (made, checked) is two plain calls, no coroutine.
 WATCH_FRAMES = ["__init__", "check"]
-PLAIN_GET_FRAMES = ["get", "_sk", "_aget", *WATCH_FRAMES, "_read_common", "sound_stamps"]
+PLAIN_GET_FRAMES = ["get", "_sk", "_aget", *WATCH_FRAMES, "_read_common", "common_head"]
 PLAIN_GET_FRAMES += ["loads", "due"]
 PLAIN_PUT_FRAMES = ["put", "_sk", "_aset", "heavy", "_server_cap", "_set_command", "_blob"]
 PLAIN_PUT_FRAMES += ["dumps", "pack"]
