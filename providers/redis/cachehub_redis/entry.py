@@ -208,6 +208,13 @@ def common_head(raw: bytes) -> bool:
     """
     if len(raw) < HEADER_SIZE:
         return False
+    # Annotations only (no run-time cost): unpack_from is typed tuple[Any, ...].
+    tag: int
+    created: int
+    modified: int
+    accessed: int
+    hits: int
+    policy: bytes
     tag, created, modified, accessed, hits, policy = _COMMON_HEAD.unpack_from(raw)
     top = _STAMP_TOP_BITS
     return (
