@@ -98,6 +98,38 @@ def test_a_plain_sync_get_runs_one_frame_per_step_and_sends_what_redis_py_would(
     ]
 
 
+def test_an_observed_counting_sync_get_keeps_its_events_counts_and_typed_errors(
+    make_cache: Callable[..., RedisCache], plain: Redis, trips: list[bytes]
+) -> None:
+    """The counter-case of the plain get: with an observer and hit counts the same _get
+    (its inlined GETRANGE) runs under the shared operation: one event per get with its
+    hit flag, the read counted, a key of another Redis type a miss, a corrupt header a
+    typed error, reported. (onError on an outage: the conformance suite's onerror cases.)"""
+    events: list[Any] = []
+    cache = make_cache(observer=events.append, hitCounts=True, hitFlushInterval=3600)
+    cache.put_many({"plain": {"a": 1}})
+    plain.hset(f"{cache.namespace}hash", "f", "v")
+    events.clear()
+    trips.clear()
+    assert cache.get("plain") == {"a": 1}
+    assert cache.get("absent", "d") == "d"
+    assert cache.get("hash", "d") == "d"  # WRONGTYPE: not an entry, a miss
+    assert [(e.operation, e.hit, e.error) for e in events] == [
+        ("get", True, None),
+        ("get", False, None),
+        ("get", False, None),
+    ]
+    assert [t.split(b"\r\n")[2] for t in trips] == [b"GETRANGE"] * 3
+    cache.flush_hits()
+    assert cache.metadata("plain").hit_count == 1
+    head = bytes((MAGIC, KIND_CODEC)) + b"\xff" * (HEADER_SIZE - 2 - len(FOREVER)) + FOREVER
+    plain.set(f"{cache.namespace}odd", head + b"v")  # NaN stamps: not a common entry
+    events.clear()
+    with pytest.raises(CorruptEntryError):
+        cache.get("odd")
+    assert [(e.operation, type(e.error)) for e in events] == [("get", CorruptEntryError)]
+
+
 @pytest.mark.parametrize("hit_counts", [False, True])
 def test_get_many_of_common_entries_runs_no_python_step_per_key(
     make_cache: Callable[..., RedisCache], trips: list[bytes], hit_counts: bool
