@@ -43,6 +43,7 @@ __all__ = [
     "corrupt",
     "oversized",
     "sound_stamps",
+    "common_head",
     "pack",
     "unpack",
     "pxat",
@@ -186,6 +187,43 @@ def sound_stamps(raws: Sequence[bytes]) -> bool:
         and max(map(m, raws)) <= top
         and max(map(a, raws)) <= top
         and max(map(_HITS, raws)) <= _HITS_TOP
+    )
+
+
+_COMMON_HEAD: Final = struct.Struct(">H4Q16s")
+"""A header as :func:`common_head` reads it: the magic and kind bytes as one number, the
+created, modified, last-accessed and hit-count fields as unsigned 64-bit ints (the
+doubles' big-endian bytes, which order as those bytes do), then the policy bytes."""
+_PLAIN_TAG: Final = MAGIC << 8 | KIND_CODEC
+_STAMP_TOP_BITS: Final = int.from_bytes(_STAMP_TOP, "big")
+_HITS_TOP_BITS: Final = int.from_bytes(_HITS_TOP, "big")
+
+
+def common_head(raw: bytes) -> bool:
+    """Whether ``raw`` starts with the header of a common entry: codec bytes that never
+    expire (FOREVER policy) and stamps :func:`sound_stamps` takes, so :func:`unpack`
+    would accept it. The one-entry form of the fast read's test: one C-level unpack and
+    four int compares (the same compares as :func:`sound_stamps`' byte compares of equal
+    length, a third of its instructions for one entry: no ``map``, no ``max``, no slices).
+    """
+    if len(raw) < HEADER_SIZE:
+        return False
+    # Annotations only (no run-time cost): unpack_from is typed tuple[Any, ...].
+    tag: int
+    created: int
+    modified: int
+    accessed: int
+    hits: int
+    policy: bytes
+    tag, created, modified, accessed, hits, policy = _COMMON_HEAD.unpack_from(raw)
+    top = _STAMP_TOP_BITS
+    return (
+        tag == _PLAIN_TAG
+        and policy == FOREVER
+        and created <= top
+        and modified <= top
+        and accessed <= top
+        and hits <= _HITS_TOP_BITS
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import pytest
 import redis
 from cachehub_redis import RedisCache
 from cachehub_redis.dispatch import LOOP_MAX_KEYS, MAX_KEYS, pipelines
+from cachehub_redis.entry import HEADER, KIND_CODEC, MAGIC
 from cachehub_redis.server import RedisServer
 from redis.asyncio.connection import AbstractConnection
 
@@ -317,7 +319,7 @@ def _frames_of(shell: Any, operation: Callable[[Any], Coroutine[Any, Any, Any]])
 # and no flow (generator + driver) for a plain entry. The CancelWatch around the request
 # (made, checked) is two plain calls, no coroutine.
 WATCH_FRAMES = ["__init__", "check"]
-PLAIN_GET_FRAMES = ["get", "_sk", "_aget", *WATCH_FRAMES, "_read_common", "sound_stamps"]
+PLAIN_GET_FRAMES = ["get", "_sk", "_aget", *WATCH_FRAMES, "_read_common", "common_head"]
 PLAIN_GET_FRAMES += ["loads", "due"]
 PLAIN_PUT_FRAMES = ["put", "_sk", "_aset", "heavy", "_server_cap", "_set_command", "_blob"]
 PLAIN_PUT_FRAMES += ["dumps", "pack"]
@@ -732,10 +734,25 @@ def test_a_loop_per_call_keeps_no_client_of_a_closed_loop(
 
 
 def test_the_first_async_operations_import_nothing_on_the_loop(
-    redis_server: RedisServer,
+    redis_server: RedisServer, plain: redis.Redis
 ) -> None:
     # A first import in a callback costs milliseconds once per process (a 78 ms
     # teardown callback in one CI run was suspected of one): redis.asyncio and every
     # module the provider's async path needs are imported before the loop needs them.
-    setup = f"from cachehub_redis import RedisCache\ncache = RedisCache(url={redis_server.url!r})"
-    assert first_imports(setup) == []
+    # On a namespace of its own: the operations read every entry (get_all) and end in
+    # clear(). Without one they read the whole shared server, and failed with a
+    # CorruptEntryError whenever test_redis_corrupt_reads had planted its headers in this
+    # worker before (and removed every other test's keys). A planted one stands for those.
+    other = f"o{uuid.uuid4().hex[:10]}:k"
+    planted = HEADER.pack(MAGIC, KIND_CODEC, math.nan, 0.0, 0.0, 0.0, math.nan, math.nan)
+    plain.set(other, planted)
+    try:
+        namespace = f"f{uuid.uuid4().hex[:10]}:"
+        setup = (
+            "from cachehub_redis import RedisCache\n"
+            f"cache = RedisCache(url={redis_server.url!r}, namespace={namespace!r})"
+        )
+        assert first_imports(setup) == []
+        assert plain.get(other) == planted  # clear() kept to its namespace
+    finally:
+        plain.delete(other)

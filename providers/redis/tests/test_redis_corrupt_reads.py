@@ -20,7 +20,20 @@ from typing import Any
 
 import pytest
 from cachehub_redis import RedisCache
-from cachehub_redis.entry import HEADER, INT, KIND_CODEC, KIND_INT, MAGIC, sound_stamps, unpack
+from cachehub_redis.entry import (
+    FOREVER,
+    HEADER,
+    HEADER_SIZE,
+    INT,
+    KIND_CODEC,
+    KIND_INT,
+    MAGIC,
+    common_head,
+    sound_stamps,
+    unpack,
+)
+from hypothesis import given
+from hypothesis import strategies as st
 from redis import Redis
 from test_redis_entry import BAD, GOOD
 
@@ -117,6 +130,62 @@ def test_sound_stamps_refuses_every_corrupt_stamp(name: str) -> None:
     assert not sound_stamps((raw,))
     assert not sound_stamps((good, raw, good))  # one among many: the batch form
     assert sound_stamps((good, good))
+
+
+_PLAIN = bytes((MAGIC, KIND_CODEC))
+
+
+def _old_common_head(raw: bytes) -> bool:
+    """The fast read's header test as get ran it before common_head: byte compares."""
+    return raw.startswith(_PLAIN) and raw.startswith(FOREVER, 34) and sound_stamps((raw,))
+
+
+@pytest.mark.parametrize("fields", [*GOOD, *BAD.values()])
+def test_common_head_agrees_with_sound_stamps_on_every_header(fields: tuple[float, ...]) -> None:
+    """get's one-entry test (ints from one unpack) takes exactly the never-expiring codec
+    entries the byte compares take, for every good and corrupt stamp."""
+    for kind, policy in ((KIND_CODEC, FOREVER), (int(fields[0]), None)):
+        head = HEADER.pack(MAGIC, kind, *fields[1:])
+        raw = (head[:34] + policy if policy else head) + b"\xa1v"
+        assert common_head(raw) == _old_common_head(raw)
+        if common_head(raw):
+            assert unpack(raw, "k") is not None  # never a header unpack would refuse
+
+
+def test_common_head_refuses_short_foreign_and_expiring_strings() -> None:
+    good = HEADER.pack(MAGIC, KIND_CODEC, 1e9, 1e9, 1e9, 0.0, math.nan, math.nan)
+    assert common_head(good)
+    assert common_head(good + b"v")
+    assert not common_head(b"")
+    assert not common_head(good[: HEADER_SIZE - 1])  # cut in the policy: False, not struct.error
+    assert not common_head(bytes((MAGIC, KIND_INT)) + good[2:])
+    assert not common_head(bytes((MAGIC + 1,)) + good[1:])
+    other_nan = b"\x7f\xf8\x00\x00\x00\x00\x00\x01" * 2  # a NaN, but not the one written
+    assert not common_head(good[:34] + other_nan)
+    assert not common_head(good[:34] + b"\x00" * 16)  # expires at 0.0: not never
+
+
+_STAMP_BYTES = st.one_of(
+    st.binary(min_size=8, max_size=8),
+    st.floats(allow_nan=True).map(lambda f: HEADER.pack(MAGIC, KIND_CODEC, f, 0, 0, 0, 0, 0)[2:10]),
+    st.sampled_from([b"\x00" * 8, b"\x80" + b"\x00" * 7, b"\x42\x4d\x7f" + b"\xff" * 5]),
+)
+
+
+@given(
+    st.tuples(_STAMP_BYTES, _STAMP_BYTES, _STAMP_BYTES, _STAMP_BYTES),
+    st.sampled_from([_PLAIN, bytes((MAGIC, KIND_INT)), b"\x00\x00"]),
+    st.sampled_from([FOREVER, FOREVER[:8] + b"\x00" * 8, FOREVER[:15]]),
+    st.binary(max_size=4),
+)
+def test_common_head_is_the_byte_compares_on_any_string(
+    stamps: tuple[bytes, ...], tag: bytes, policy: bytes, tail: bytes
+) -> None:
+    """Hostile headers: any stamp bytes (NaNs of every payload, -0.0, the bounds and
+    one past them), other kinds, shifted or cut policies: the int compares of one unpack
+    decide as the byte compares of sound_stamps did."""
+    raw = tag + b"".join(stamps) + policy + tail
+    assert common_head(raw) == _old_common_head(raw)
 
 
 def test_negative_zero_stamps_take_the_slow_path_and_still_read(

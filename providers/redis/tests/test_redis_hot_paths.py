@@ -23,7 +23,7 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
-from redis.connection import AbstractConnection
+from redis.connection import AbstractConnection, Connection
 
 import cachehub
 from cachehub.errors import CacheError, CorruptEntryError
@@ -71,6 +71,63 @@ def trips(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
 
     monkeypatch.setattr(AbstractConnection, "send_packed_command", send)
     return sent
+
+
+def test_a_plain_sync_get_runs_one_frame_per_step_and_sends_what_redis_py_would(
+    make_cache: Callable[..., RedisCache], trips: list[bytes]
+) -> None:
+    """get hit and miss on the sync shell (issue #17): the GETRANGE is sent from get's own
+    frame, the header tested in one call (common_head, not sound_stamps' passes), and the
+    request is byte for byte what redis-py packs for the int bounds, ASCII key or not."""
+    cache = make_cache()
+    cache.put_many({"plain": {"a": [1, 2]}, "clé ✓": "v"})
+    cache.get("plain")  # warm: the connection
+    trips.clear()
+    hit, codec = _frames(lambda: cache.get("plain"))
+    assert sorted(hit) == sorted(["get", "_get", "_read_common", "common_head", "due"])
+    assert codec == 1
+    miss, codec = _frames(lambda: cache.get("absent"))
+    assert sorted(miss) == sorted(["get", "_get", "_read_common", "due", "_got_miss"])
+    assert codec == 0
+    assert cache.get("clé ✓") == "v"
+    end = cache._read_end  # the first byte past the largest entry accepted
+    packer = Connection()  # never connected: only its packer is used
+    assert trips == [
+        b"".join(packer.pack_command("GETRANGE", cache.namespace + key, 0, end))
+        for key in ("plain", "absent", "clé ✓")
+    ]
+
+
+def test_an_observed_counting_sync_get_keeps_its_events_counts_and_typed_errors(
+    make_cache: Callable[..., RedisCache], plain: Redis, trips: list[bytes]
+) -> None:
+    """The counter-case of the plain get: with an observer and hit counts the same _get
+    (its inlined GETRANGE) runs under the shared operation: one event per get with its
+    hit flag, the read counted, a key of another Redis type a miss, a corrupt header a
+    typed error, reported. (onError on an outage: the conformance suite's onerror cases.)"""
+    events: list[Any] = []
+    cache = make_cache(observer=events.append, hitCounts=True, hitFlushInterval=3600)
+    cache.put_many({"plain": {"a": 1}})
+    plain.hset(f"{cache.namespace}hash", "f", "v")
+    events.clear()
+    trips.clear()
+    assert cache.get("plain") == {"a": 1}
+    assert cache.get("absent", "d") == "d"
+    assert cache.get("hash", "d") == "d"  # WRONGTYPE: not an entry, a miss
+    assert [(e.operation, e.hit, e.error) for e in events] == [
+        ("get", True, None),
+        ("get", False, None),
+        ("get", False, None),
+    ]
+    assert [t.split(b"\r\n")[2] for t in trips] == [b"GETRANGE"] * 3
+    cache.flush_hits()
+    assert cache.metadata("plain").hit_count == 1
+    head = bytes((MAGIC, KIND_CODEC)) + b"\xff" * (HEADER_SIZE - 2 - len(FOREVER)) + FOREVER
+    plain.set(f"{cache.namespace}odd", head + b"v")  # NaN stamps: not a common entry
+    events.clear()
+    with pytest.raises(CorruptEntryError):
+        cache.get("odd")
+    assert [(e.operation, type(e.error)) for e in events] == [("get", CorruptEntryError)]
 
 
 @pytest.mark.parametrize("hit_counts", [False, True])
