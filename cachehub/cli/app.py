@@ -169,10 +169,10 @@ class LazyCommand(click.Command):
             module, _, attribute = self.target.partition(":")
             try:
                 command = getattr(importlib.import_module(module), attribute)
-            except (ImportError, AttributeError) as exc:
+            except (Exception, SystemExit) as exc:  # a module that exits must not end us
                 raise ConfigError(
                     f"'cachehub {self.name}' cannot be loaded from {self.target}: "
-                    f"{type(exc).__name__}: {scrub(str(exc))}.",
+                    f"{type(exc).__name__}: {scrub(str(exc))[:300]}.",
                     hint="Reinstall the package that provides the command.",
                 ) from None
             if not isinstance(command, click.Command):

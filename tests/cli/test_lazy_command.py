@@ -25,11 +25,16 @@ def hello(name):
 not_a_command = 42
 '''
 
+_EXPLODING = """
+raise SystemExit("x" * 100_000)
+"""
+
 
 @pytest.fixture
 def group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> click.Group:
     (tmp_path / "lazy_cmd_demo.py").write_text(_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "lazy_cmd_exits.py").write_text(_EXPLODING)
     monkeypatch.delitem(sys.modules, "lazy_cmd_demo", raising=False)
 
     @click.group(cls=CacheHubGroup)
@@ -39,6 +44,7 @@ def group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> click.Group:
     root.add_command(LazyCommand("hello", "lazy_cmd_demo:hello", "Greet someone."))
     root.add_command(LazyCommand("broken", "lazy_cmd_demo:not_a_command", "Broken."))
     root.add_command(LazyCommand("gone", "no_such_module_xyz:cmd", "Gone."))
+    root.add_command(LazyCommand("exits", "lazy_cmd_exits:cmd", "Exits when imported."))
     return root
 
 
@@ -61,6 +67,7 @@ def test_listing_imports_nothing_and_running_loads_the_real_command(group: click
     [
         ("broken", "lazy_cmd_demo:not_a_command is a int, not a click command"),
         ("gone", "cannot be loaded from no_such_module_xyz:cmd: ModuleNotFoundError"),
+        ("exits", "cannot be loaded from lazy_cmd_exits:cmd: SystemExit: xxx"),
     ],
 )
 def test_a_broken_target_is_one_error_line(group: click.Group, name: str, expected: str) -> None:
@@ -69,6 +76,7 @@ def test_a_broken_target_is_one_error_line(group: click.Group, name: str, expect
     assert expected in result.output
     assert "Fix:" in result.output
     assert "Traceback" not in result.output
+    assert len(result.output) < 1000  # a huge exception message is cut
 
 
 @pytest.mark.parametrize("target", ["no_colon", ":cmd", "module:", ""])

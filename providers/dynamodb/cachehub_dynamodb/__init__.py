@@ -11,13 +11,6 @@ from typing import TYPE_CHECKING
 
 from cachehub.plugins import lazy_exports
 
-if TYPE_CHECKING:
-    from .cache import DynamoDBCache
-    from .command import dynamodb_command
-    from .errors import ConditionFailedError, ForeignEntryError
-    from .local import LocalDynamoDB
-    from .lucee import LuceeDynamoDBCache  # noqa: F401
-
 __all__ = [
     "DynamoDBCache",
     "dynamodb_command",
@@ -26,14 +19,21 @@ __all__ = [
     "LocalDynamoDB",
 ]
 
-__getattr__, __dir__ = lazy_exports(
-    __name__,
-    {
-        "DynamoDBCache": ".cache",
-        "dynamodb_command": ".command",
-        "ConditionFailedError": ".errors",
-        "ForeignEntryError": ".errors",
-        "LocalDynamoDB": ".local",
-        "LuceeDynamoDBCache": ".lucee",
-    },
-)
+if TYPE_CHECKING:
+    from .cache import DynamoDBCache
+    from .command import dynamodb_command
+    from .errors import ConditionFailedError, ForeignEntryError
+    from .local import LocalDynamoDB
+    from .lucee import LuceeDynamoDBCache  # noqa: F401
+else:  # run time only: type checkers see the real names and still flag a misspelt one
+    __getattr__, __dir__ = lazy_exports(
+        __name__,
+        {
+            "DynamoDBCache": ".cache",
+            "dynamodb_command": ".command",
+            "ConditionFailedError": ".errors",
+            "ForeignEntryError": ".errors",
+            "LocalDynamoDB": ".local",
+            "LuceeDynamoDBCache": ".lucee",
+        },
+    )

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 from cachehub.plugins import lazy_exports
 
-if TYPE_CHECKING:
-    from .cache import RedisCache
-
 __all__ = ["RedisCache"]
 
-__getattr__, __dir__ = lazy_exports(__name__, {"RedisCache": ".cache"})
+if TYPE_CHECKING:
+    from .cache import RedisCache
+else:  # run time only: type checkers see the real names and still flag a misspelt one
+    __getattr__, __dir__ = lazy_exports(__name__, {"RedisCache": ".cache"})
