@@ -8,10 +8,12 @@ know :class:`~cachehub.api.BaseCache`, so that the core's import graph stays acy
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import inspect
 import logging
 import shlex
+import sys
 import threading
 import tomllib
 import weakref
@@ -31,6 +33,7 @@ from .hookspecs import PROJECT, OperationEvent
 __all__ = [
     "KNOWN_DISTRIBUTIONS",
     "LUCEE_CLASSES",
+    "lazy_exports",
     "lucee_classes",
     "plugin_manager",
     "register",
@@ -73,6 +76,32 @@ with :func:`lucee_classes`."""
 def lucee_classes(alias: str) -> tuple[str, ...]:
     """The Lucee class names the provider registered as ``alias`` replaces."""
     return tuple(name for name, canonical in LUCEE_CLASSES.items() if canonical == alias)
+
+
+def lazy_exports(
+    package: str, exports: Mapping[str, str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """A provider package's PEP 562 ``__getattr__`` and ``__dir__``: each exported name
+    (``{name: ".submodule"}``) is imported from its submodule on first access.
+
+    Loading the plugins (every ``cachehub`` command, ``--help`` included) imports each
+    provider package; imported eagerly, its cache class would bring its backend library
+    (redis-py, botocore) into processes that never talk to a backend.
+    """
+    module = sys.modules[package]
+
+    def __getattr__(name: str) -> Any:
+        submodule = exports.get(name)
+        if submodule is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(submodule, package), name)
+        setattr(module, name, value)  # later lookups are plain attribute reads
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*vars(module), *exports})
+
+    return __getattr__, __dir__
 
 
 _lock = threading.RLock()

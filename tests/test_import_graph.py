@@ -8,6 +8,7 @@ only hides a cycle until that function runs); imports under ``if TYPE_CHECKING:`
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -186,3 +187,90 @@ def test_the_cli_loads_provider_commands_through_the_plugin_hook() -> None:
     from cachehub.cli import cli
 
     assert "local-dynamodb" in cli.list_commands(click.Context(cli))
+
+
+BACKEND_LIBRARIES = ("redis", "botocore", "boto3", "aiobotocore", "cachetools", "opentelemetry")
+
+_CLI_FOOTPRINT = """
+import json, sys
+from cachehub.cli import main
+try:
+    main({args!r})
+except SystemExit:
+    pass
+print("MODULES " + json.dumps(sorted(sys.modules)))
+"""
+
+
+def _fresh(code: str) -> str:
+    """The stdout of ``code`` run by a new interpreter (a module is imported once per
+    process, so what a first use imports shows only in a fresh one)."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    return done.stdout
+
+
+def _heavy(modules: list[str]) -> list[str]:
+    """The backend libraries and provider cache/CLI modules among ``modules``."""
+    return [
+        m
+        for m in modules
+        if m.partition(".")[0] in BACKEND_LIBRARIES
+        or (m.partition(".")[0] in PROVIDER_PACKAGES and m.rpartition(".")[2] in ("cache", "cli"))
+    ]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["get", "--help"]])
+def test_the_cli_imports_no_backend_library_until_a_command_needs_one(args: list[str]) -> None:
+    # Loading the plugins imported every provider package, whose __init__ imported its
+    # cache class: `cachehub --help` imported 775 modules (redis-py, opentelemetry,
+    # botocore, boto3, cachetools among them) where 402 do.
+    out = _fresh(_CLI_FOOTPRINT.format(args=args))
+    modules: list[str] = json.loads(out.rpartition("MODULES ")[2])
+    assert _heavy(modules) == []
+    if args == ["--help"]:  # the provider commands are listed all the same
+        assert "local-dynamodb" in out
+        assert "from-lucee" in out
+        assert "cachehub_dynamodb.plugin" in modules
+
+
+_PROVIDER_ATTRIBUTES = """
+import sys
+import cachehub_redis, cachehub_memory, cachehub_dynamodb
+assert [m for m in sys.modules if m.partition(".")[0] in ("redis", "botocore", "cachetools")] == []
+assert "RedisCache" in dir(cachehub_redis) and "DynamoDBCache" in dir(cachehub_dynamodb)
+from cachehub_redis.cache import RedisCache
+assert cachehub_redis.RedisCache is RedisCache and "redis" in sys.modules
+from cachehub_dynamodb import DynamoDBCache, dynamodb_command, LocalDynamoDB
+from cachehub_dynamodb import ConditionFailedError, ForeignEntryError, LuceeDynamoDBCache
+# Whatever loads the class loads the Lucee layout too: never first imported on a loop.
+assert "cachehub_dynamodb.lucee" in sys.modules
+assert issubclass(LuceeDynamoDBCache, DynamoDBCache)
+from cachehub_dynamodb import *
+from cachehub_memory import MemoryCache
+for package in (cachehub_redis, cachehub_memory, cachehub_dynamodb):
+    try:
+        package.NoSuchName
+    except AttributeError as exc:
+        assert str(exc) == f"module {package.__name__!r} has no attribute 'NoSuchName'", exc
+    else:
+        raise AssertionError("no AttributeError")
+print("ok")
+"""
+
+
+@pytest.mark.timeout(60)
+def test_provider_packages_import_their_classes_on_first_access() -> None:
+    assert _fresh(_PROVIDER_ATTRIBUTES).strip() == "ok"
+
+
+@pytest.mark.timeout(60)
+def test_a_first_lucee_cache_class_loads_the_lucee_layout_with_it() -> None:
+    # The cache module, imported directly, brings lucee.py along (get_all() and an
+    # itemFormat "lucee" cache import it lazily, maybe on an event loop).
+    code = "import sys, cachehub_dynamodb.cache\nprint('cachehub_dynamodb.lucee' in sys.modules)"
+    assert _fresh(code).strip() == "True"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import os
 import signal
 import sys
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONFIG_ENV",
     "DEFAULT_CONFIG",
+    "LazyCommand",
     "State",
     "cli",
     "data_command",
@@ -136,6 +138,64 @@ def plugin_commands(taken: Iterable[str]) -> list[click.Command]:
                 names.add(command.name)
                 commands.append(command)
     return commands
+
+
+class LazyCommand(click.Command):
+    """A provider's command that ``cachehub --help`` lists without importing its module.
+
+    ``LazyCommand("local-dynamodb", "cachehub_dynamodb.cli:local_dynamodb_command",
+    "Run a local DynamoDB endpoint.")``: the listing shows the name and ``summary``
+    (shortened as click shortens a docstring's first sentence);
+    running the command, its ``--help`` or its completion imports ``target`` (a
+    ``"module:attribute"`` naming the real click command) and hands over to it, so a
+    provider whose command module imports its backend library keeps it out of every
+    other command.
+    """
+
+    def __init__(self, name: str, target: str, summary: str) -> None:
+        module, _, attribute = target.partition(":")
+        if not module or not attribute:
+            raise ConfigError(
+                f"lazy command {name!r}: target {target!r} is not 'module:attribute'.",
+                hint="Name the click command as e.g. 'my_provider.cli:my_command'.",
+            )
+        super().__init__(name, help=summary, add_help_option=False)
+        self.target = target
+        self._command: click.Command | None = None
+
+    def load(self) -> click.Command:
+        """The real command (imported on first call)."""
+        if self._command is None:
+            module, _, attribute = self.target.partition(":")
+            try:
+                command = getattr(importlib.import_module(module), attribute)
+            except (Exception, SystemExit) as exc:  # a module that exits must not end us
+                raise ConfigError(
+                    f"'cachehub {self.name}' cannot be loaded from {self.target}: "
+                    f"{type(exc).__name__}: {scrub(str(exc))[:300]}.",
+                    hint="Reinstall the package that provides the command.",
+                ) from None
+            if not isinstance(command, click.Command):
+                raise ConfigError(
+                    f"'cachehub {self.name}': {self.target} is a {type(command).__name__}, "
+                    "not a click command.",
+                    hint="Point the lazy command at a click command object.",
+                )
+            self._command = command
+        return self._command
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        # The context (so parsing, --help, completion and invoke) is the real command's.
+        return self.load().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return self.load().invoke(ctx)
 
 
 class CacheHubGroup(click.Group):

@@ -1642,3 +1642,10 @@ def _old_item(exc: ConditionFailedError) -> Item | None:
         if item:
             return dict(item)
     return None
+
+
+# The Lucee item layout subclasses DynamoDBCache, so the hook above imports it lazily;
+# loaded with this module (which whatever first touches the class imports), a first
+# get_all() or Lucee-format cache never imports (compiles, reads from disk) it on an
+# event loop. Last, since lucee.py imports DynamoDBCache from here.
+from . import lucee as _lucee  # noqa: E402, F401  isort: skip

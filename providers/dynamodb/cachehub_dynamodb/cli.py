@@ -42,7 +42,6 @@ from .local import LocalDynamoDB
 from .lucee import ConversionReport, LuceeDynamoDBCache, convert_from_lucee
 
 __all__ = [
-    "COMMANDS",
     "conversion_document",
     "DUMMY_REGION",
     "doctor_advice",
@@ -177,9 +176,6 @@ def from_lucee_command(
             console.print(f"  unreadable {entry['key']!r}: {entry['error']}", markup=False)
 
     state.out.emit(doc, render)
-
-
-COMMANDS = (local_dynamodb_command, from_lucee_command)
 
 
 # ---------------------------------------------------------------------- doctor

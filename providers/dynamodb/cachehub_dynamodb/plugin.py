@@ -1,8 +1,9 @@
 """Registers the DynamoDB provider with cachehub through the ``cachehub`` entry-point group.
 
-Besides the provider aliases it contributes to the command line (``local-dynamodb``, the
-``doctor`` checks and advice, the ``tour``'s endpoint); :mod:`.cli` is imported only when
-the command line asks, so loading this plugin stays cheap.
+Besides the provider aliases it contributes to the command line (``local-dynamodb``,
+``from-lucee``, the ``doctor`` checks and advice, the ``tour``'s endpoint); :mod:`.cli` is
+imported only when one of those runs, so loading this plugin (``cachehub --help``) stays
+cheap.
 """
 
 from __future__ import annotations
@@ -28,10 +29,22 @@ def cachehub_providers() -> dict[str, str]:
 
 @hookimpl
 def cachehub_cli_commands() -> Sequence[Any]:
-    """``cachehub local-dynamodb``."""
-    from .cli import COMMANDS
+    """``cachehub local-dynamodb`` and ``cachehub from-lucee``, listed without importing
+    :mod:`.cli` (and botocore with it) until one of them runs."""
+    from cachehub.cli.app import LazyCommand
 
-    return COMMANDS
+    return (
+        LazyCommand(
+            "local-dynamodb",
+            "cachehub_dynamodb.cli:local_dynamodb_command",
+            "Run a DynamoDB-compatible endpoint (moto) until Ctrl-C.",
+        ),
+        LazyCommand(
+            "from-lucee",
+            "cachehub_dynamodb.cli:from_lucee_command",
+            "Convert a Lucee-written DynamoDB table (cache SOURCE) into cache TARGET.",
+        ),
+    )
 
 
 @hookimpl

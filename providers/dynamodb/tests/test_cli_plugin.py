@@ -120,3 +120,17 @@ def test_doctor_checks_on_an_unreachable_endpoint(cache: DynamoDBCache) -> None:
     assert [(c.name, c.status, c.advice) for c in checks] == [
         ("connect", "fail", CONNECTION_ADVICE)
     ]
+
+
+def test_the_listed_commands_load_the_real_ones_with_the_same_summary() -> None:
+    # The hook lists stubs (so `cachehub --help` imports no botocore); each names a real
+    # command of .cli whose own help starts with the summary the listing shows.
+    from cachehub.cli.app import LazyCommand
+
+    stubs = [c for group in plugin_manager().hook.cachehub_cli_commands() for c in group]
+    assert [c.name for c in stubs] == ["local-dynamodb", "from-lucee"]
+    for stub in stubs:
+        assert isinstance(stub, LazyCommand)
+        real = stub.load()
+        assert real.name == stub.name
+        assert stub.get_short_help_str(200) == real.get_short_help_str(200)
