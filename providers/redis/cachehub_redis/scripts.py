@@ -40,6 +40,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
+from cachehub.api import MAX_KEY_LENGTH
+
 from .entry import (
     FOREVER,
     HEADER_SIZE,
@@ -69,6 +71,7 @@ __all__ = [
     "READ_MANY",
     "RECORD_READS",
     "SCAN_CHECK",
+    "SCAN_NAMES",
     "SCAN_PAGE",
     "LOCK_ACQUIRE",
     "LOCK_RELEASE",
@@ -278,6 +281,19 @@ local function expire(key, cmd, ms)
   else
     redis.call('PERSIST', key)
   end
+end
+
+-- Whether a scanned name could be a key cachehub writes: the namespace (nsb bytes, nsc
+-- characters) and a key of at most {MAX_KEY_LENGTH} characters, 4 UTF-8 bytes each at most. A
+-- longer name was planted by another program: never listed, counted or cleared. Names
+-- that fit by bytes fit by characters; only those between are counted by characters
+-- (the bytes that do not continue a UTF-8 character).
+local function ours(name, nsb, nsc)
+  local n = #name - nsb
+  if n <= {MAX_KEY_LENGTH} then return true end
+  if n > {4 * MAX_KEY_LENGTH} then return false end
+  local _, chars = string.gsub(name, '[^\\128-\\191]', '')
+  return chars - nsc <= {MAX_KEY_LENGTH}
 end
 
 -- UNLINK (frees large values in the background) in chunks: Lua's unpack has a stack limit.
@@ -544,18 +560,40 @@ return n
 """,
 )
 
+# No KEYS: scans one page itself. ARGV: cursor, MATCH pattern, COUNT, TYPE, the namespace's
+# bytes and characters (see ours) -> {next cursor, the page's names cachehub could have
+# written}. SCAN from the client would send every name it finds, also one of 512 MB
+# planted under the namespace: here a name longer than any key cachehub writes stays in
+# the server (copied once into the script's reply to it, as SCAN copies it into its own).
+SCAN_NAMES: Final = _script(
+    "scan_names",
+    """
+local page = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3], 'TYPE', ARGV[4])
+local nsb, nsc, names = tonumber(ARGV[5]), tonumber(ARGV[6]), {}
+for _, name in ipairs(page[2]) do
+  if ours(name, nsb, nsc) then names[#names + 1] = name end
+end
+return {page[1], names}
+""",
+)
+
 # No KEYS: scans one page itself. ARGV: cursor, MATCH pattern, COUNT, now or '', mode ('c' or
-# 'u' as in SCAN_CHECK) -> {next cursor, live entries counted (and, in 'u', removed)}.
-# For a single server and a pattern Redis matches exactly: the keys never travel to the
-# client and back, and each call is bounded by one SCAN page, like SCAN itself.
+# 'u' as in SCAN_CHECK), the namespace's bytes and characters (see ours) -> {next cursor,
+# live entries counted (and, in 'u', removed)}. For a single server and a pattern Redis
+# matches exactly: the keys never travel to the client and back, and each call is bounded
+# by one SCAN page, like SCAN itself. Names longer than cachehub writes are skipped.
 SCAN_PAGE: Final = _script(
     "scan_page",
     """
 local page = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3], 'TYPE', 'string')
 local now = tonumber(ARGV[4])
+local nsb, nsc, keys = tonumber(ARGV[6]), tonumber(ARGV[7]), {}
+for _, name in ipairs(page[2]) do
+  if ours(name, nsb, nsc) then keys[#keys + 1] = name end
+end
 local doomed, n = {}, 0
-local found = verdicts(page[2], now)
-for i, key in ipairs(page[2]) do
+local found = verdicts(keys, now)
+for i, key in ipairs(keys) do
   if found[i] ~= nil then
     if found[i] then n = n + 1 end
     doomed[#doomed + 1] = key

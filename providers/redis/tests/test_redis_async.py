@@ -21,6 +21,7 @@ import pytest
 import redis
 from cachehub_redis import RedisCache
 from cachehub_redis.dispatch import LOOP_MAX_KEYS, MAX_KEYS, pipelines
+from cachehub_redis.scripts import SCAN_NAMES, SCAN_PAGE
 from cachehub_redis.server import RedisServer
 from redis.asyncio.connection import AbstractConnection
 
@@ -675,15 +676,15 @@ def test_async_scans_ask_for_pages_of_the_loop_size(
     assert sorted(keys) == [f"k{i:04}" for i in range(1000)]
     assert counted == 1000
     assert found == {f"k{i:04}": i for i in range(100)}
-    scans = sent.named("SCAN")
+    # SCAN runs inside a script (SCAN_NAMES: EVALSHA sha 0 cursor match count ...).
+    scans = [args for args in sent.named("EVALSHA") if args[0] == SCAN_NAMES.sha]
     assert len(scans) >= 2 * -(-1000 // LOOP_MAX_KEYS)  # every page asked for, twice over
-    counts = {args[i + 1] for args in scans for i, a in enumerate(args) if a in (b"COUNT", "COUNT")}
-    assert counts == {LOOP_MAX_KEYS}
+    assert {args[4] for args in scans} == {LOOP_MAX_KEYS}
     checks = [args for args in sent.named("EVALSHA") if _evalsha_keys(args) > 0]
     assert checks
     assert max(_evalsha_keys(args) for args in checks) <= LOOP_MAX_KEYS
     # Counting in the server sends no keys back: its pages stay at 1000 keys.
-    assert {args[4] for args in sent.named("EVALSHA") if _evalsha_keys(args) == 0} == {1000}
+    assert {args[4] for args in sent.named("EVALSHA") if args[0] == SCAN_PAGE.sha} == {1000}
 
 
 def test_a_sync_scan_keeps_its_page_size(
@@ -692,15 +693,14 @@ def test_a_sync_scan_keeps_its_page_size(
     cache = make_cache()
     cache.put_many({f"k{i}": i for i in range(300)})
     counts: list[Any] = []
-    original = redis.Redis.scan
+    original = redis.Redis.execute_command
 
-    def scan(
-        self: redis.Redis, cursor: int = 0, match: Any = None, count: Any = None, *a: Any, **k: Any
-    ) -> Any:
-        counts.append(count)
-        return original(self, cursor, match, count, *a, **k)
+    def execute(self: redis.Redis, *args: Any, **options: Any) -> Any:
+        if args[:2] == ("EVALSHA", SCAN_NAMES.sha):  # EVALSHA sha 0 cursor match count ...
+            counts.append(args[5])
+        return original(self, *args, **options)
 
-    monkeypatch.setattr(redis.Redis, "scan", scan)
+    monkeypatch.setattr(redis.Redis, "execute_command", execute)
     assert len(list(cache.keys())) == 300
     assert counts
     assert set(counts) == {1000}
