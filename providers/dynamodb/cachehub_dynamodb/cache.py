@@ -29,7 +29,7 @@ from botocore.exceptions import (
     HTTPClientError,
 )
 
-from cachehub.api import COUNTER_RANGE, MAX_TIME_SPAN, counter_overflow
+from cachehub.api import COUNTER_RANGE, HIT_COUNT_MAX, MAX_TIME_SPAN, counter_overflow
 from cachehub.provider import (
     HIT_OPTIONS,
     MISSING,
@@ -712,6 +712,10 @@ class DynamoDBCache(FlowCache[Any]):
         # Exactly once: botocore re-sends an UpdateItem whose reply was lost, and ADD is
         # not idempotent. Each flush stamps its id; a re-send finds it and fails.
         once = "(attribute_not_exists(#hf) OR #hf <> :hf)"
+        # A count another program made negative or huge (38 digits: one more is refused
+        # as a Number overflow, which failed the read that flushed) is left as it is, for
+        # metadata() to report (items.hit_count); ours never passes HIT_COUNT_MAX.
+        once += " AND (attribute_not_exists(#hc) OR #hc BETWEEN :h0 AND :hx)"
         flush = {"S": request_id()}
         names: dict[str, dict[str, str]] = {}  # per condition: built once per flush
         requests = []
@@ -723,6 +727,8 @@ class DynamoDBCache(FlowCache[Any]):
             values[":la"] = num(hits.accessed)
             values[":hf"] = flush
             values[":h"] = {"N": str(hits.hits)}
+            values[":h0"] = {"N": "0"}
+            values[":hx"] = {"N": str(max(0, HIT_COUNT_MAX - hits.hits))}
             requests.append(
                 {
                     "TableName": self.table_name,
@@ -756,7 +762,7 @@ class DynamoDBCache(FlowCache[Any]):
         item, _, pk = yield from self._get_item(key)
         if not item or not is_live(item, now):
             return None
-        entry = to_entry(item, (yield from self._value_flow(item, key)))
+        entry = to_entry(item, (yield from self._value_flow(item, key)), key)
         return self._with_pending(entry, pk, version_of(item))
 
     def _exists_flow(self, key: str, now: float) -> Flow[bool]:
