@@ -66,6 +66,7 @@ from cachehub.provider import (
 
 from .batch import get_batches, write_batches
 from .client import (
+    abandon_async_client,
     check_host,
     make_async_client,
     make_client,
@@ -500,6 +501,9 @@ class DynamoDBCache(FlowCache[Any]):
         client = await make_async_client(self.region, self.settings)
         client.meta.events.register_first("needs-retry.dynamodb", _no_blind_resend)
         return client
+
+    def _abandon(self, client: Any) -> None:
+        abandon_async_client(client)
 
     async def _aready(self) -> None:
         """Bootstrap the table once, off the loop: it runs on the boto3 client in a

@@ -73,10 +73,12 @@ from .connection import (
     LUCEE_OPTIONS,
     OPTIONS,
     ConnectionPlan,
+    abandon_async_client,
     acquire_client,
     build_async_client,
     plan_connection,
     release_client,
+    sentinel_clients,
 )
 from .dispatch import (
     LOOP_MAX_KEYS,
@@ -288,6 +290,16 @@ class RedisCache(FlowCache[Client]):
                     await self._adisconnect(client)
                 raise
         return client
+
+    def _abandon(self, client: AsyncClient) -> None:
+        abandon_async_client(client)
+
+    async def _adisconnect(self, client: AsyncClient) -> None:
+        await super()._adisconnect(client)
+        # Through Sentinel, the Sentinels' own clients too: each asyncio.run's client
+        # left a connection to a Sentinel open for the collector to find.
+        for sentinel in sentinel_clients(client):
+            await super()._adisconnect(sentinel)
 
     def _translate(self, exc: Exception) -> CacheError:
         """The typed cachehub error for a redis-py error (secrets scrubbed)."""

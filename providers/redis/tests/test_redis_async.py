@@ -26,7 +26,7 @@ from cachehub_redis.server import RedisServer
 from redis.asyncio.connection import AbstractConnection
 
 from cachehub.errors import CacheUnavailableError
-from cachehub.testing.asyncshell import first_imports
+from cachehub.testing.asyncshell import closed_loop_leftovers, first_imports
 
 T = TypeVar("T")
 
@@ -729,6 +729,33 @@ def test_a_loop_per_call_keeps_no_client_of_a_closed_loop(
     assert len(cache._aconns) == 0
     named = [c for c in plain.client_list() if c.get("name") == name]
     assert len(named) <= 2  # the live loop's (and at most one not yet collected)
+
+
+@pytest.mark.parametrize("where", ["single", "cluster"])
+def test_a_loop_closed_without_its_shutdown_leaves_nothing_open(
+    request: pytest.FixtureRequest, where: str
+) -> None:
+    """An application that runs calls with its own ``loop.run_until_complete(...)`` and
+    then ``loop.close()`` (no ``shutdown_asyncgens``, so the cache cannot close the
+    loop's client at the loop's end): the next loop's first operation closes what the
+    closed loop left. Before, it only dropped the client: its connections stayed open
+    until the collector found them (3 loops: 3 sockets on a single server, one per node
+    touched in a cluster), which then warned "unclosed Connection", "loop is closed"
+    and "unclosed transport" for each."""
+    if where == "single":
+        cache = request.getfixturevalue("make_cache")()
+    else:
+        cache = request.getfixturevalue("cluster_cache")
+    shell = cache.aio()
+
+    async def use() -> None:
+        await shell.put("k", 1)
+        assert await shell.get("k") == 1
+
+    left, complaints = closed_loop_leftovers(use)
+    assert left == 0
+    assert complaints == []
+    assert len(cache._aconns) == len(cache._aguards) == 0
 
 
 def test_the_first_async_operations_import_nothing_on_the_loop(
