@@ -547,13 +547,12 @@ def _open_fds() -> int:
     raise pytest.skip.Exception("no /proc/self/fd or /dev/fd to count file descriptors")
 
 
-def closed_loop_leftovers(
-    use: Callable[[], Coroutine[Any, Any, object]], loops: int = 3
-) -> tuple[int, list[str]]:
+def closed_loop_leftovers(cache: BaseCache, loops: int = 3) -> tuple[int, list[str]]:
     """What event loops closed by hand leave open once the next loop has run.
 
-    ``use()`` (a first async operation on a cache) runs once under ``asyncio.run``
-    (the warm-up: the process's steady state), then on ``loops`` loops that are closed
+    ``use()`` (a ``put`` and a ``get`` through ``cache.aio()``, the first operations of
+    a loop) runs once under ``asyncio.run`` (the warm-up: the process's steady state),
+    then on ``loops`` loops that are closed
     with ``loop.close()`` alone - no ``shutdown_asyncgens``, as an application running
     its own ``loop.run_until_complete`` does - then once more under ``asyncio.run``.
     With the collector off meanwhile, nothing is closed unless the cache closes it.
@@ -561,6 +560,12 @@ def closed_loop_leftovers(
     WARNING-or-worse log records raised when the collector then runs (unclosed
     sessions, connectors, connections, transports).
     """
+    shell = cache.aio()
+
+    async def use() -> None:
+        await shell.put("closed-loop", 1)
+        assert await shell.get("closed-loop") == 1
+
     asyncio.run(use())
     gc.collect()
     enabled = gc.isenabled()
