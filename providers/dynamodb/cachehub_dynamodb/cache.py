@@ -134,6 +134,9 @@ from .table import bootstrap_table
 __all__ = ["DynamoDBCache"]
 
 _INCR_ROUNDS: Final = 5
+_ADD_HITS: Final = " ADD #hc :h"
+"""The clause that carries pending hits in an update of the entry (the slide, ``touch``,
+``incr``): see :meth:`DynamoDBCache._update_with_hits`."""
 MAX_ATTEMPTS: Final = 20
 """The most attempts per request (``maxAttempts``): botocore backs off between them, so a
 count of 10**30 made every call against an endpoint that is down retry for ever."""
@@ -699,7 +702,7 @@ class DynamoDBCache(FlowCache[Any]):
         cond, values = same_version(version_of(item)) if versioned else same_deadline(item)
         values.update({":now": num(now), ":dl": attrs[DEADLINE], ":ttl": attrs[TTL]})
         if self.counts_hits:  # the same request carries the count: no extra cost
-            update += " ADD #hc :h"
+            update += _ADD_HITS
             values[":h"] = {"N": str(1 + self._take_hits(pk, version_of(item)))}
         # If the entry was replaced meanwhile, the new version keeps its own expiry.
         yield from self._update_if(key, update, cond, values)
@@ -913,7 +916,7 @@ class DynamoDBCache(FlowCache[Any]):
             cond = f"({cond}) AND {owner[0]}"
         for _ in range(_INCR_ROUNDS):
             hits = self._take_hits(pk)
-            update = base + (" ADD #hc :h" if hits else "")
+            update = base + (_ADD_HITS if hits else "")
             values = {
                 ":zero": {"N": "0"},
                 ":d": {"N": str(delta)},
@@ -935,7 +938,15 @@ class DynamoDBCache(FlowCache[Any]):
                 **self._expr(update, cond, values=values),
             }
             try:
-                result = yield request("UpdateItem", params, once=True)
+                try:
+                    result = yield request("UpdateItem", params, once=True)
+                except CorruptEntryError:
+                    # Another program's hitCount refused the ADD of the hits this round
+                    # carried, and nothing was applied: the next round goes without them
+                    # (see _update_with_hits).
+                    if not hits:
+                        raise
+                    continue
                 if result is None:  # the reply was lost: the item tells whether it landed
                     result = {"Attributes": (yield from self._recorded("incr", key, rid))}
                 yield from self._flush_due_flow()
@@ -1021,23 +1032,14 @@ class DynamoDBCache(FlowCache[Any]):
         if removed:
             update += " REMOVE " + ", ".join(removed)
         if hits:
-            update += " ADD #hc :h"
+            update += _ADD_HITS
         cond = f"attribute_exists(#pk) AND {LIVE}"
         owner = self._owner(key, pk)
         if owner is not None:
             cond = f"{cond} AND {owner[0]}"
             values.update(owner[1])
         try:
-            yield request(
-                "UpdateItem",
-                {
-                    "TableName": self.table_name,
-                    "Key": k,
-                    "UpdateExpression": update,
-                    "ConditionExpression": cond,
-                    **self._expr(update, cond, values=values),
-                },
-            )
+            yield from self._update_with_hits(k, update, cond, values)
         except ConditionFailedError:
             return False
         yield from self._flush_due_flow()
@@ -1511,17 +1513,38 @@ class DynamoDBCache(FlowCache[Any]):
     ) -> Flow[None]:
         """One conditional UpdateItem whose failed condition is an answer, not an error:
         the item changed meanwhile, and the newer version stands."""
-        params = {
-            "TableName": self.table_name,
-            "Key": key,
-            "UpdateExpression": update,
-            "ConditionExpression": cond,
-            **self._expr(update, cond, values=values),
-        }
         try:
-            yield request("UpdateItem", params)
+            yield from self._update_with_hits(key, update, cond, values)
         except ConditionFailedError:
             return
+
+    def _update_with_hits(
+        self, key: dict[str, Any], update: str, cond: str, values: dict[str, Any]
+    ) -> Flow[Any]:
+        """One conditional UpdateItem that may carry pending hits (``ADD #hc :h``).
+
+        DynamoDB refuses the whole update when the ADD fails: another program's hitCount
+        of 38 digits (one more overflows) or of another type (CorruptEntryError, see
+        .errors). The update is then sent once more without the hits, which are dropped
+        (``metadata()`` reports the count): the slide, touch or incr they rode on is not
+        lost with them.
+        """
+
+        def params(expression: str) -> dict[str, Any]:
+            return {
+                "TableName": self.table_name,
+                "Key": key,
+                "UpdateExpression": expression,
+                "ConditionExpression": cond,
+                **self._expr(expression, cond, values=values),
+            }
+
+        try:
+            return (yield request("UpdateItem", params(update)))
+        except CorruptEntryError:
+            if _ADD_HITS not in update:
+                raise
+        return (yield request("UpdateItem", params(update.replace(_ADD_HITS, ""))))
 
     # ------------------------------------------------------------------ info
 

@@ -143,3 +143,41 @@ def test_removing_the_attribute_is_the_fix(counting: DynamoDBCache) -> None:
     counting.get("k")
     counting.flush_hits()
     assert counting.metadata("k").hit_count == 1
+
+
+OVERFLOW = (
+    "Number overflow. Attempting to store a number with magnitude larger than supported range"
+)
+"""DynamoDB's answer to ``ADD hitCount :h`` on a count of 38 nines (moto stores 39 digits
+instead, so the answer is injected)."""
+WRONG_TYPE = "An operand in the update expression has an incorrect data type"
+"""DynamoDB's answer to ``ADD hitCount :h`` on a hitCount of another type."""
+
+CARRIERS: dict[str, Callable[[DynamoDBCache], Any]] = {
+    "idle-get": lambda c: c.get("idle"),  # the slide carries the read's hit
+    "touch": lambda c: c.touch("k", 60),  # carries the hits pending for k
+    "incr": lambda c: c.incr("n"),  # carries the hits pending for n
+}
+
+
+@pytest.mark.parametrize("message", [OVERFLOW, WRONG_TYPE], ids=["overflow", "wrong-type"])
+@pytest.mark.parametrize("operation", list(CARRIERS))
+def test_an_update_carrying_hits_to_a_planted_count_still_applies(
+    injected: Callable[..., Any], operation: str, message: str
+) -> None:
+    """The idle slide, ``touch`` and ``incr`` carry pending hits in their own UpdateItem
+    (``ADD hitCount``). On DynamoDB a planted count of 38 digits (or another type) makes
+    that ADD fail the whole update: before, the operation raised "UpdateItem ... was
+    rejected: Number overflow ... check the expression syntax" (CacheValueError) and the
+    idle entry was not slid. Now the update is sent once more without the hits."""
+    cache, counter, injector = injected(settings={"hitCounts": True, "hitFlushInterval": 3600})
+    cache.put("idle", "v", idle_time=60)
+    cache.put("k", "v")
+    cache.put("n", 1)
+    cache.get("k")
+    cache.get("n")  # hits now pending for k and n
+    counter.reset()
+    injector.fail("UpdateItem", "ValidationException", times=1, message=message)
+    outcome = CARRIERS[operation](cache)
+    assert outcome == {"idle-get": "v", "touch": True, "incr": 2}[operation]
+    assert counter.count("UpdateItem") == 2  # the refused one, then the one without hits

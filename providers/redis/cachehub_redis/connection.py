@@ -659,7 +659,7 @@ def abandon_async_client(client: AsyncRedis | AsyncRedisCluster) -> None:
         nodes.default_node = None
         cast(Any, client)._initialize = True
     else:
-        pools.append(client.connection_pool)
+        pools.append(cast(Any, client).connection_pool)
         pools.extend(sentinel.connection_pool for sentinel in sentinel_clients(client))
     for pool in pools:
         connections = [
