@@ -283,6 +283,18 @@ local function expire(key, cmd, ms)
   end
 end
 
+-- UNLINK (frees large values in the background) in chunks: Lua's unpack has a stack limit.
+local function unlink_all(keys)
+  for i = 1, #keys, 500 do
+    redis.call('UNLINK', unpack(keys, i, math.min(i + 499, #keys)))
+  end
+end
+"""
+
+
+# What the scans that run SCAN themselves (SCAN_NAMES, SCAN_PAGE) add to the prelude: the
+# tests of a name, which no other script needs.
+_NAMES = f"""
 -- Whether a scanned name could be a key cachehub writes: the namespace (nsb bytes, nsc
 -- characters) and a key of at most {MAX_KEY_LENGTH} characters, 4 UTF-8 bytes each at most. A
 -- longer name was planted by another program: never listed, counted or cleared. Names
@@ -296,11 +308,23 @@ local function ours(name, nsb, nsc)
   return chars - nsc <= {MAX_KEY_LENGTH}
 end
 
--- UNLINK (frees large values in the background) in chunks: Lua's unpack has a stack limit.
-local function unlink_all(keys)
-  for i = 1, #keys, 500 do
-    redis.call('UNLINK', unpack(keys, i, math.min(i + 499, #keys)))
-  end
+-- Whether a name is UTF-8 (cachehub writes no other keys; the client's scans decode each
+-- name and skip the others). ASCII is told by one find; otherwise each well-formed
+-- sequence (RFC 3629: no overlong form, no surrogate, nothing past U+10FFFF) becomes 'x',
+-- which joins no neighbours, and a byte over 127 left over is not UTF-8.
+local WELL_FORMED = {{
+  '\\240[\\144-\\191][\\128-\\191][\\128-\\191]',
+  '[\\241-\\243][\\128-\\191][\\128-\\191][\\128-\\191]',
+  '\\244[\\128-\\143][\\128-\\191][\\128-\\191]',
+  '\\224[\\160-\\191][\\128-\\191]',
+  '[\\225-\\236\\238\\239][\\128-\\191][\\128-\\191]',
+  '\\237[\\128-\\159][\\128-\\191]',
+  '[\\194-\\223][\\128-\\191]',
+}}
+local function utf8(name)
+  if not string.find(name, '[\\128-\\255]') then return true end
+  for _, form in ipairs(WELL_FORMED) do name = string.gsub(name, form, 'x') end
+  return not string.find(name, '[\\128-\\255]')
 end
 """
 
@@ -567,7 +591,8 @@ return n
 # the server (copied once into the script's reply to it, as SCAN copies it into its own).
 SCAN_NAMES: Final = _script(
     "scan_names",
-    """
+    _NAMES
+    + """
 local page = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3], 'TYPE', ARGV[4])
 local nsb, nsc, names = tonumber(ARGV[5]), tonumber(ARGV[6]), {}
 for _, name in ipairs(page[2]) do
@@ -581,15 +606,17 @@ return {page[1], names}
 # 'u' as in SCAN_CHECK), the namespace's bytes and characters (see ours) -> {next cursor,
 # live entries counted (and, in 'u', removed)}. For a single server and a pattern Redis
 # matches exactly: the keys never travel to the client and back, and each call is bounded
-# by one SCAN page, like SCAN itself. Names longer than cachehub writes are skipped.
+# by one SCAN page, like SCAN itself. Names longer than cachehub writes, or not UTF-8,
+# are skipped, as the client-side scan skips them.
 SCAN_PAGE: Final = _script(
     "scan_page",
-    """
+    _NAMES
+    + """
 local page = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3], 'TYPE', 'string')
 local now = tonumber(ARGV[4])
 local nsb, nsc, keys = tonumber(ARGV[6]), tonumber(ARGV[7]), {}
 for _, name in ipairs(page[2]) do
-  if ours(name, nsb, nsc) then keys[#keys + 1] = name end
+  if ours(name, nsb, nsc) and utf8(name) then keys[#keys + 1] = name end
 end
 local doomed, n = {}, 0
 local found = verdicts(keys, now)

@@ -237,3 +237,34 @@ def test_a_cluster_scan_leaves_planted_long_names_on_their_nodes(
         cache.close()
         for node in nodes:
             node.close()
+
+
+NOT_UTF8 = {
+    "lone-byte": b"bad\xfe",
+    "overlong": b"\xc0\xaf",
+    "surrogate": b"\xed\xa0\x80",
+    "cut-short": b"euro\xe2\x82",
+    "past-U+10FFFF": b"\xf4\x90\x80\x80",
+    "continuation": b"\x80abc",
+    "joined-if-removed": b"\xc3\xf0\x9f\x98\x80\xa9",  # a lead byte, an emoji, a continuation
+}
+UTF8 = ["\u00e9t\u00e9", "\u20ac", "\U0001f600", "\U0010ffff", "\uffff", "\u0800", "\u07ff"]
+
+
+def test_names_that_are_not_utf8_are_skipped_by_every_scan_alike(
+    cache: RedisCache, admin: Redis
+) -> None:
+    """On a single server ``count`` and ``clear`` scan inside the server: they counted and
+    removed an entry under a name that is not UTF-8 (which cachehub never writes), while
+    ``keys`` and a ``?`` filter, decoding each name in the client, skipped it (count() 19,
+    count('?*') 12 here). Now the server skips it too; every UTF-8 name counts."""
+    value = _entry_bytes(cache, "v")
+    for raw in NOT_UTF8.values():
+        admin.set(NS.encode() + raw, value)
+    for key in UTF8:
+        admin.set((NS + key).encode(), value)
+    ours = sorted([*ENTRIES, *UTF8])
+    assert sorted(cache.keys()) == ours
+    assert cache.count() == cache.count("?*") == cache.count("*") == len(ours)
+    assert cache.clear() == len(ours)
+    assert admin.exists(*(NS.encode() + raw for raw in NOT_UTF8.values())) == len(NOT_UTF8)
