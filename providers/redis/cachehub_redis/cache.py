@@ -706,6 +706,8 @@ class RedisCache(FlowCache[Client]):
             value = yield from decoded(self._loads, raw[HEADER_SIZE:], key)
         else:
             value = self._value(key, head.kind, raw)
+        if not head.hits.is_integer():  # reads count it on; only its metadata is refused
+            raise corrupt(key, f"its header holds a hit count of {head.hits!r}, not a whole number")
         entry = Entry(
             value,
             head.created,
