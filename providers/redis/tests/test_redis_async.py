@@ -21,7 +21,6 @@ import pytest
 import redis
 from cachehub_redis import RedisCache
 from cachehub_redis.dispatch import LOOP_MAX_KEYS, MAX_KEYS, pipelines
-from cachehub_redis.scripts import SCAN_NAMES, SCAN_PAGE
 from cachehub_redis.server import RedisServer
 from redis.asyncio.connection import AbstractConnection
 
@@ -676,6 +675,8 @@ def test_async_scans_ask_for_pages_of_the_loop_size(
     assert sorted(keys) == [f"k{i:04}" for i in range(1000)]
     assert counted == 1000
     assert found == {f"k{i:04}": i for i in range(100)}
+    from cachehub_redis.scripts import SCAN_NAMES, SCAN_PAGE
+
     # SCAN runs inside a script (SCAN_NAMES: EVALSHA sha 0 cursor match count ...).
     scans = [args for args in sent.named("EVALSHA") if args[0] == SCAN_NAMES.sha]
     assert len(scans) >= 2 * -(-1000 // LOOP_MAX_KEYS)  # every page asked for, twice over
@@ -692,6 +693,8 @@ def test_a_sync_scan_keeps_its_page_size(
 ) -> None:
     cache = make_cache()
     cache.put_many({f"k{i}": i for i in range(300)})
+    from cachehub_redis.scripts import SCAN_NAMES
+
     counts: list[Any] = []
     original = redis.Redis.execute_command
 
