@@ -766,7 +766,9 @@ class RemoteCache(BaseCache, Generic[C]):
         return client
 
     def _close(self) -> None:
-        """Write pending read statistics back, then release the client (recreated lazily)."""
+        """Write pending read statistics back, then release the client (recreated lazily),
+        and what loops closed by hand left (:meth:`_forget_closed_loops`): a process that
+        ran its last loop that way has no next loop to release them."""
         if self._conn is not None:
             try:
                 self.flush_hits()
@@ -774,6 +776,7 @@ class RemoteCache(BaseCache, Generic[C]):
                 self.log.warning("cache '%s': could not flush hit counts: %s", self.name, exc)
         with self._conn_lock:
             client, self._conn = self._conn, None
+        self._forget_closed_loops()
         if client is not None:
             self._guarded(self._disconnect, client)
 

@@ -547,14 +547,18 @@ def _open_fds() -> int:
     raise pytest.skip.Exception("no /proc/self/fd or /dev/fd to count file descriptors")
 
 
-def closed_loop_leftovers(cache: BaseCache, loops: int = 3) -> tuple[int, list[str]]:
-    """What event loops closed by hand leave open once the next loop has run.
+def closed_loop_leftovers(
+    cache: BaseCache, loops: int = 3, *, by_close: bool = False
+) -> tuple[int, list[str]]:
+    """What event loops closed by hand leave open once the next loop has run (or, with
+    ``by_close``, once ``cache.close()`` has: a process whose last loop ended so).
 
     ``use()`` (a ``put`` and a ``get`` through ``cache.aio()``, the first operations of
     a loop) runs once under ``asyncio.run`` (the warm-up: the process's steady state),
     then on ``loops`` loops that are closed
     with ``loop.close()`` alone - no ``shutdown_asyncgens``, as an application running
-    its own ``loop.run_until_complete`` does - then once more under ``asyncio.run``.
+    its own ``loop.run_until_complete`` does - then once more under ``asyncio.run`` (or
+    ``cache.close()`` is called).
     With the collector off meanwhile, nothing is closed unless the cache closes it.
     Returns the file descriptors open beyond the warm-up's, and the warnings and the
     WARNING-or-worse log records raised when the collector then runs (unclosed
@@ -578,7 +582,10 @@ def closed_loop_leftovers(cache: BaseCache, loops: int = 3) -> tuple[int, list[s
                 loop.run_until_complete(asyncio.wait_for(use(), CALL_TIMEOUT))
             finally:
                 loop.close()
-        asyncio.run(asyncio.wait_for(use(), CALL_TIMEOUT))
+        if by_close:
+            cache.close()
+        else:
+            asyncio.run(asyncio.wait_for(use(), CALL_TIMEOUT))
         left = _open_fds() - before
     finally:
         if enabled:

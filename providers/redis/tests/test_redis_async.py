@@ -753,6 +753,17 @@ def test_a_loop_closed_without_its_shutdown_leaves_nothing_open(
     assert len(cache._aconns) == len(cache._aguards) == 0
 
 
+def test_close_releases_what_loops_closed_by_hand_left(
+    make_cache: Callable[..., RedisCache],
+) -> None:
+    """No next loop: the process's last loops ended with ``loop.close()``, then the cache
+    is closed. Before, ``close()`` closed the sync client only, and the loops' clients
+    stayed (3 sockets) until the collector found them."""
+    cache = make_cache()
+    assert closed_loop_leftovers(cache, by_close=True) == (0, [])
+    assert len(cache._aconns) == len(cache._aguards) == 0
+
+
 def test_the_first_async_operations_import_nothing_on_the_loop(
     redis_server: RedisServer,
 ) -> None:
