@@ -64,6 +64,11 @@ def cache(private_redis_server: RedisServer, admin: Redis) -> Iterator[RedisCach
     made.close()
 
 
+def _lua(client: Redis) -> int:
+    """The server's Lua heap: what the scan scripts still hold after their call."""
+    return int(client.info("memory")["used_memory_lua"])
+
+
 def _sent(clients: list[Redis]) -> int:
     return sum(int(c.info("stats")["total_net_output_bytes"]) for c in clients)
 
@@ -126,11 +131,13 @@ def test_a_planted_long_name_is_never_sent_listed_counted_or_cleared(
     cache: RedisCache, admin: Redis, scan: str
 ) -> None:
     planted = _plant_long(admin, cache, _entry_bytes(cache, "planted"))
-    before = _sent([admin])
+    before, lua = _sent([admin]), _lua(admin)
     outcome = SCANS[scan](cache)
     sent = _sent([admin]) - before
     assert outcome == _expected(scan, ENTRIES)
     assert sent < SENT_MOST, f"{scan} sent {sent} bytes"
+    # The script's copy of the names is collected before it returns (before: 2 MiB kept).
+    assert _lua(admin) - lua < SENT_MOST
     assert admin.exists(*planted) == 2  # another program's keys: clear leaves them
     assert cache.count() == (0 if "clear" in scan else len(ENTRIES))
 
