@@ -63,6 +63,7 @@ __all__ = [
     "Expiry",
     "TimeSpan",
     "BASE_OPTIONS",
+    "HIT_COUNT_MAX",
     "MAX_KEY_LENGTH",
     "MAX_TIME_SPAN",
     "COUNTER_RANGE",
@@ -76,6 +77,12 @@ TimeSpan = timedelta | int | float
 
 MAX_KEY_LENGTH: Final = 16_384
 """Longest accepted key, in characters. Providers hash keys beyond their own limit."""
+
+HIT_COUNT_MAX: Final = 2**53
+"""The largest hit count a stored entry may hold: one read counted every nanosecond for
+104 days, and the largest integer a double (Redis's header, a Lua number) holds exactly.
+A larger, negative or fractional count was written by another program: reads of the
+entry's metadata raise :class:`CorruptEntryError` naming it."""
 
 COUNTER_RANGE: Final = range(-(2**63), 2**63)
 """What ``incr``/``decr`` count in: signed 64 bits, as Redis counters and every language's
@@ -200,13 +207,19 @@ class CacheMetadata:
         """The metadata of ``entry`` read at ``now``.
 
         Raises :class:`CorruptEntryError` when a stored stamp or duration is not a finite
-        time ``datetime`` can show (NaN, infinity, beyond year 9999), or a hit count or
-        idle time is negative: only a foreign or damaged entry holds one, as writes refuse
-        them (:data:`MAX_TIME_SPAN`).
-        """
+        time ``datetime`` can show (NaN, infinity, beyond year 9999), an idle time is
+        negative, or the hit count is not a whole number within :data:`HIT_COUNT_MAX`:
+        only a foreign or damaged entry holds one, as writes refuse them
+        (:data:`MAX_TIME_SPAN`)."""
+        if not 0 <= entry.hits <= HIT_COUNT_MAX or entry.hits != int(entry.hits):
+            raise CorruptEntryError(
+                f"the entry's hit count is {entry.hits!r:.60}, not a whole number from 0 "
+                f"to {HIT_COUNT_MAX:,} (2^53): another program wrote it.",
+                hint="delete the entry or put() it again.",
+            )
         try:
-            if entry.hits < 0 or (entry.idle is not None and entry.idle < 0):
-                raise ValueError("a negative count or duration")
+            if entry.idle is not None and entry.idle < 0:
+                raise ValueError("a negative duration")
             deadline = entry.deadline()
             ttl = None if deadline is None else timedelta(seconds=max(0.0, deadline - now))
             return cls(

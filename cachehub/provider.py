@@ -140,6 +140,7 @@ __all__ = [
     "PendingHits",
     "RemoteCache",
     "Stream",
+    "abandon_transport",
     "achunks",
     "adecoded",
     "batch_limit",
@@ -758,7 +759,9 @@ class RemoteCache(BaseCache, Generic[C]):
         return client
 
     def _close(self) -> None:
-        """Write pending read statistics back, then release the client (recreated lazily)."""
+        """Write pending read statistics back, then release the client (recreated lazily),
+        and what loops closed by hand left (:meth:`_forget_closed_loops`): a process that
+        ran its last loop that way has no next loop to release them."""
         if self._conn is not None:
             try:
                 self.flush_hits()
@@ -766,6 +769,7 @@ class RemoteCache(BaseCache, Generic[C]):
                 self.log.warning("cache '%s': could not flush hit counts: %s", self.name, exc)
         with self._conn_lock:
             client, self._conn = self._conn, None
+        self._forget_closed_loops()
         if client is not None:
             self._guarded(self._disconnect, client)
 
@@ -814,26 +818,42 @@ class RemoteCache(BaseCache, Generic[C]):
         return await asyncio.shield(build)
 
     def _forget_closed_loops(self) -> None:
-        """Drop the clients and builds of closed loops (on a new loop's first operation).
+        """Drop the clients, guards and builds of closed loops, and close what the clients
+        left open (on a new loop's first operation).
 
         A client keeps its loop alive (its connections refer to it: redis-py's streams,
         aiobotocore's HTTP session), so the weak map alone never lets a closed loop's
         client go, and a loop closed while its build waited never ends that build: each
         ``asyncio.run`` (or ``async_to_sync``) of a process would keep a loop, a client
-        and its sockets for good. Copies, and pop: loops in other threads change the maps
-        meanwhile (``keyrefs()`` copies the weak map in one step).
+        and its sockets for good. A loop closed without ``shutdown_asyncgens`` (a
+        ``loop.run_until_complete(...)`` then ``loop.close()``) never ran
+        :meth:`_shutdown_guard`: its client's sockets are closed here
+        (:meth:`_abandon`). One sweep over the three per-loop maps; copies, and pop:
+        loops in other threads change the maps meanwhile (``keyrefs()`` copies the weak
+        maps in one step).
         """
-        for ref in self._aconns.keyrefs():
-            loop = ref()
-            if loop is not None and loop.is_closed():
-                self._aconns.pop(loop, None)
-        for ref in self._aguards.keyrefs():
-            loop = ref()
-            if loop is not None and loop.is_closed():
-                _end_guard(self._aguards.pop(loop, None))
-        for loop in list(self._aconnecting):
-            if loop.is_closed():
-                self._aconnecting.pop(loop, None)
+        refs = [*self._aconns.keyrefs(), *self._aguards.keyrefs()]
+        loops = {loop for loop in (ref() for ref in refs) if loop is not None}
+        for loop in loops.union(list(self._aconnecting)):
+            if not loop.is_closed():
+                continue
+            self._aconnecting.pop(loop, None)
+            _end_guard(self._aguards.pop(loop, None))
+            client = self._aconns.pop(loop, None)
+            if client is not None:
+                try:
+                    self._abandon(client)
+                except Exception as exc:  # a library's internals moved: the collector's then
+                    self.log.debug("cache '%s': abandoning a client: %r", self.name, exc)
+
+    def _abandon(self, client: Any) -> None:
+        """Release the async ``client`` of a loop that was closed with it open.
+
+        Nothing runs on a closed loop any more, so nothing is awaited: a provider closes
+        the client's sockets here and now (:func:`abandon_transport`) and marks it
+        closed, so that it warns of nothing when collected. Default: nothing (the
+        collector closes what it can).
+        """
 
     async def _abuild_client(self, loop: asyncio.AbstractEventLoop) -> Any:
         """Make the client of ``loop`` and keep it (:meth:`_aconnection`'s single build)."""
@@ -1493,6 +1513,26 @@ class FlowCache(RemoteCache[C]):
 
     async def _awrite_hits(self, pending: dict[str, PendingHits]) -> None:
         await self._adrive(self._write_hits_flow(pending))
+
+
+def abandon_transport(transport: Any) -> None:
+    """Close the socket under ``transport``, whose event loop was closed with it open.
+
+    ``transport.close()`` marks the transport closing (so its stream warns of nothing),
+    then schedules the rest on its loop, which a closed loop refuses (RuntimeError): the
+    socket is closed here instead and dropped from the transport, which would otherwise
+    warn "unclosed transport" and close it only when collected. An SSL transport's
+    socket is its inner transport's.
+    """
+    inner = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)
+    if inner is not None:
+        abandon_transport(inner)
+    with suppress(RuntimeError):
+        transport.close()
+    sock = getattr(transport, "_sock", None)
+    if sock is not None:
+        sock.close()
+        transport._sock = None
 
 
 def _end_guard(guard: AsyncGenerator[None, None] | None) -> None:

@@ -304,9 +304,7 @@ class TestEntryAndMetadata:
             {"expires_at": math.nan},
             {"idle": math.inf},
             {"idle": 1e300},
-            {"hits": math.inf},
-            # Writes refuse both; another program's item had them shown as they were.
-            {"hits": -3},
+            # Writes refuse it; another program's item had it shown as it was.
             {"idle": -5.0},
         ],
         ids=lambda f: "-".join(f"{k}={v}" for k, v in f.items()),
@@ -316,6 +314,18 @@ class TestEntryAndMetadata:
         entry = Entry("v", **stamps)
         with pytest.raises(CorruptEntryError, match="impossible time or count"):
             CacheMetadata.from_entry(entry, NOW)
+
+    @pytest.mark.parametrize(
+        "hits", [-3, -1, math.inf, math.nan, 1.5, 2**53 + 1, 10**38 - 1], ids=repr
+    )
+    def test_metadata_of_an_impossible_hit_count_names_it(self, hits: Any) -> None:
+        """Before: a negative or infinite count was "an impossible time or count
+        (ValueError)", naming neither; 10**38 - 1 (DynamoDB's largest) and 1.5 were shown
+        as they came, cut or rounded."""
+        entry = Entry("v", NOW, NOW, NOW, hits)
+        with pytest.raises(CorruptEntryError, match=r"hit count is .*not a whole number"):
+            CacheMetadata.from_entry(entry, NOW)
+        assert CacheMetadata.from_entry(Entry("v", NOW, NOW, NOW, 2**53), NOW).hit_count == 2**53
 
     def test_metadata_time_to_live_never_negative(self) -> None:
         entry = Entry.new("v", Expiry(NOW + 1, None), NOW)

@@ -37,6 +37,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
 from datetime import datetime
 from types import CodeType, FrameType
@@ -61,6 +62,7 @@ __all__ = [
     "AsyncOnlyTests",
     "LoopThread",
     "count_hops",
+    "closed_loop_leftovers",
     "first_imports",
     "flags_cpu",
     "large_value",
@@ -541,6 +543,75 @@ def first_imports(setup: str, timeout: float = CALL_TIMEOUT) -> list[list[Any]]:
     assert done.returncode == 0, done.stderr[-3000:]
     found: list[list[Any]] = json.loads(done.stdout.strip().splitlines()[-1])
     return found
+
+
+def _open_fds() -> int:
+    for where in ("/proc/self/fd", "/dev/fd"):
+        if os.path.isdir(where):
+            return len(os.listdir(where))
+    raise pytest.skip.Exception("no /proc/self/fd or /dev/fd to count file descriptors")
+
+
+def closed_loop_leftovers(
+    cache: BaseCache, loops: int = 3, *, by_close: bool = False
+) -> tuple[int, list[str]]:
+    """What event loops closed by hand leave open once the next loop has run (or, with
+    ``by_close``, once ``cache.close()`` has: a process whose last loop ended so).
+
+    ``use()`` (a ``put`` and a ``get`` through ``cache.aio()``, the first operations of
+    a loop) runs once under ``asyncio.run`` (the warm-up: the process's steady state),
+    then on ``loops`` loops that are closed
+    with ``loop.close()`` alone - no ``shutdown_asyncgens``, as an application running
+    its own ``loop.run_until_complete`` does - then once more under ``asyncio.run`` (or
+    ``cache.close()`` is called).
+    With the collector off meanwhile, nothing is closed unless the cache closes it.
+    Returns the file descriptors open beyond the warm-up's, and the warnings and the
+    WARNING-or-worse log records raised when the collector then runs (unclosed
+    sessions, connectors, connections, transports).
+    """
+    shell = cache.aio()
+
+    async def use() -> None:
+        await shell.put("closed-loop", 1)
+        assert await shell.get("closed-loop") == 1
+
+    asyncio.run(use())
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        before = _open_fds()
+        for _ in range(loops):
+            loop = asyncio.new_event_loop()
+            try:
+                loop.run_until_complete(asyncio.wait_for(use(), CALL_TIMEOUT))
+            finally:
+                loop.close()
+        if by_close:
+            cache.close()
+        else:
+            asyncio.run(asyncio.wait_for(use(), CALL_TIMEOUT))
+        left = _open_fds() - before
+    finally:
+        if enabled:
+            gc.enable()
+    complaints: list[str] = []
+
+    class _Records(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            complaints.append(f"{record.name}: {record.getMessage()}")
+
+    handler = _Records(logging.WARNING)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            gc.collect()
+    finally:
+        root.removeHandler(handler)
+    complaints.extend(f"{w.category.__name__}: {w.message}" for w in caught)
+    return left, complaints
 
 
 def flags_cpu(limit: float | None, cpu: float) -> bool:

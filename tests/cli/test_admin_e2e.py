@@ -55,3 +55,40 @@ def test_admin_round_trip(run_cli: RunCli, config: Any) -> None:
     assert row["status"] == "ok"
     assert row["default"] is True
     assert SECRET_KEY not in listed.stdout
+
+
+def test_meta_of_a_planted_hit_count_is_an_error_naming_it(
+    run_cli: RunCli, write_config: Any, namespace: str, dynamodb_endpoint: str
+) -> None:
+    """Another program set an item's hitCount to 38 nines: ``meta`` showed it rounded
+    through a float (99999999999999997748809823456034029568); now an error naming the
+    attribute and the fix, no traceback."""
+    import boto3
+
+    custom = dynamo_entry(dynamodb_endpoint, "cli_hits", namespace=namespace)["custom"]
+    del custom["primaryKey"]
+    config = write_config({"main": {"class": "dynamodb", "custom": custom, "default": True}})
+    cli = ["--config", str(config)]
+    assert run_cli(*cli, "put", "k", "v").code == 0
+    planter = boto3.client(
+        "dynamodb",
+        endpoint_url=dynamodb_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="planted",
+        aws_secret_access_key="planted",
+    )
+    planter.update_item(
+        TableName="cli_hits",
+        Key={"cacheKey": {"S": namespace + "k"}},
+        UpdateExpression="SET hitCount = :h",
+        ExpressionAttributeValues={":h": {"N": "9" * 38}},
+    )
+    for args in (("meta", "k"), ("meta", "k", "--json")):
+        shown = run_cli(*cli, *args)
+        assert shown.code != 0, args
+        output = shown.stdout + shown.stderr
+        assert "hitCount" in output
+        assert "9" * 38 in output  # as stored, not rounded
+        assert "REMOVE hitCount" in output
+        assert "99999999999999997748809823456034029568" not in output
+        assert "Traceback" not in output

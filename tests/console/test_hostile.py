@@ -8,6 +8,7 @@ import json
 import logging
 import re
 from html.parser import HTMLParser
+from typing import Any
 
 import pytest
 
@@ -339,3 +340,30 @@ def test_a_dynamodb_number_wider_than_38_digits_is_an_error_page_naming_it(
     entry = env.client.get("/entry", params={"cache": "main", "key": "wide"})
     assert entry.status_code < 500
     assert "Traceback" not in entry.text
+
+
+@pytest.mark.parametrize("count", ["-5", "9" * 38, "1.5"])
+def test_an_entry_page_of_a_planted_hit_count_names_it(
+    make_console: MakeConsole, count: str
+) -> None:
+    """Another program set an entry's hitCount: the entry page showed -5 as an
+    "impossible time or count (ValueError)", and 38 nines or 1.5 rounded as if counted;
+    now a 400 naming the attribute, what it holds and the fix."""
+    env = make_console("dynamodb")
+    cache: Any = env.cache
+    cache.put("planted-hits", "v")
+    cache.client.update_item(
+        TableName=cache.table_name,
+        Key={cache.key_name: {"S": cache._sk("planted-hits")}},
+        UpdateExpression="SET hitCount = :h",
+        ExpressionAttributeValues={":h": {"N": count}},
+    )
+    try:
+        page = env.client.get("/entry", params={"cache": "main", "key": "planted-hits"})
+        shown = html.unescape(page.text)
+        assert page.status_code == 400
+        assert f"holds hitCount '{count}'" in shown
+        assert "REMOVE hitCount" in shown
+        assert "Traceback" not in shown
+    finally:
+        cache.delete("planted-hits")  # the console tests share their worker's table

@@ -29,7 +29,7 @@ from botocore.exceptions import (
     HTTPClientError,
 )
 
-from cachehub.api import COUNTER_RANGE, MAX_TIME_SPAN, counter_overflow
+from cachehub.api import COUNTER_RANGE, HIT_COUNT_MAX, MAX_TIME_SPAN, counter_overflow
 from cachehub.provider import (
     HIT_OPTIONS,
     MISSING,
@@ -66,6 +66,7 @@ from cachehub.provider import (
 
 from .batch import get_batches, write_batches
 from .client import (
+    abandon_async_client,
     check_host,
     make_async_client,
     make_client,
@@ -133,6 +134,9 @@ from .table import bootstrap_table
 __all__ = ["DynamoDBCache"]
 
 _INCR_ROUNDS: Final = 5
+_ADD_HITS: Final = " ADD #hc :h"
+"""The clause that carries pending hits in an update of the entry (the slide, ``touch``,
+``incr``): see :meth:`DynamoDBCache._update_with_hits`."""
 MAX_ATTEMPTS: Final = 20
 """The most attempts per request (``maxAttempts``): botocore backs off between them, so a
 count of 10**30 made every call against an endpoint that is down retry for ever."""
@@ -501,6 +505,9 @@ class DynamoDBCache(FlowCache[Any]):
         client.meta.events.register_first("needs-retry.dynamodb", _no_blind_resend)
         return client
 
+    def _abandon(self, client: Any) -> None:
+        abandon_async_client(client)
+
     async def _aready(self) -> None:
         """Bootstrap the table once, off the loop: it runs on the boto3 client in a
         worker thread (DescribeTable, maybe CreateTable and its waiter), once per table
@@ -695,7 +702,7 @@ class DynamoDBCache(FlowCache[Any]):
         cond, values = same_version(version_of(item)) if versioned else same_deadline(item)
         values.update({":now": num(now), ":dl": attrs[DEADLINE], ":ttl": attrs[TTL]})
         if self.counts_hits:  # the same request carries the count: no extra cost
-            update += " ADD #hc :h"
+            update += _ADD_HITS
             values[":h"] = {"N": str(1 + self._take_hits(pk, version_of(item)))}
         # If the entry was replaced meanwhile, the new version keeps its own expiry.
         yield from self._update_if(key, update, cond, values)
@@ -712,6 +719,10 @@ class DynamoDBCache(FlowCache[Any]):
         # Exactly once: botocore re-sends an UpdateItem whose reply was lost, and ADD is
         # not idempotent. Each flush stamps its id; a re-send finds it and fails.
         once = "(attribute_not_exists(#hf) OR #hf <> :hf)"
+        # A count another program made negative or huge (38 digits: one more is refused
+        # as a Number overflow, which failed the read that flushed) is left as it is, for
+        # metadata() to report (items.hit_count); ours never passes HIT_COUNT_MAX.
+        once += " AND (attribute_not_exists(#hc) OR #hc BETWEEN :h0 AND :hx)"
         flush = {"S": request_id()}
         names: dict[str, dict[str, str]] = {}  # per condition: built once per flush
         requests = []
@@ -723,6 +734,8 @@ class DynamoDBCache(FlowCache[Any]):
             values[":la"] = num(hits.accessed)
             values[":hf"] = flush
             values[":h"] = {"N": str(hits.hits)}
+            values[":h0"] = {"N": "0"}
+            values[":hx"] = {"N": str(max(0, HIT_COUNT_MAX - hits.hits))}
             requests.append(
                 {
                     "TableName": self.table_name,
@@ -756,7 +769,7 @@ class DynamoDBCache(FlowCache[Any]):
         item, _, pk = yield from self._get_item(key)
         if not item or not is_live(item, now):
             return None
-        entry = to_entry(item, (yield from self._value_flow(item, key)))
+        entry = to_entry(item, (yield from self._value_flow(item, key)), key)
         return self._with_pending(entry, pk, version_of(item))
 
     def _exists_flow(self, key: str, now: float) -> Flow[bool]:
@@ -903,7 +916,7 @@ class DynamoDBCache(FlowCache[Any]):
             cond = f"({cond}) AND {owner[0]}"
         for _ in range(_INCR_ROUNDS):
             hits = self._take_hits(pk)
-            update = base + (" ADD #hc :h" if hits else "")
+            update = base + (_ADD_HITS if hits else "")
             values = {
                 ":zero": {"N": "0"},
                 ":d": {"N": str(delta)},
@@ -925,7 +938,15 @@ class DynamoDBCache(FlowCache[Any]):
                 **self._expr(update, cond, values=values),
             }
             try:
-                result = yield request("UpdateItem", params, once=True)
+                try:
+                    result = yield request("UpdateItem", params, once=True)
+                except CorruptEntryError:
+                    # Another program's hitCount refused the ADD of the hits this round
+                    # carried, and nothing was applied: the next round goes without them
+                    # (see _update_with_hits).
+                    if not hits:
+                        raise
+                    continue
                 if result is None:  # the reply was lost: the item tells whether it landed
                     result = {"Attributes": (yield from self._recorded("incr", key, rid))}
                 yield from self._flush_due_flow()
@@ -1011,23 +1032,14 @@ class DynamoDBCache(FlowCache[Any]):
         if removed:
             update += " REMOVE " + ", ".join(removed)
         if hits:
-            update += " ADD #hc :h"
+            update += _ADD_HITS
         cond = f"attribute_exists(#pk) AND {LIVE}"
         owner = self._owner(key, pk)
         if owner is not None:
             cond = f"{cond} AND {owner[0]}"
             values.update(owner[1])
         try:
-            yield request(
-                "UpdateItem",
-                {
-                    "TableName": self.table_name,
-                    "Key": k,
-                    "UpdateExpression": update,
-                    "ConditionExpression": cond,
-                    **self._expr(update, cond, values=values),
-                },
-            )
+            yield from self._update_with_hits(k, update, cond, values)
         except ConditionFailedError:
             return False
         yield from self._flush_due_flow()
@@ -1503,17 +1515,38 @@ class DynamoDBCache(FlowCache[Any]):
     ) -> Flow[None]:
         """One conditional UpdateItem whose failed condition is an answer, not an error:
         the item changed meanwhile, and the newer version stands."""
-        params = {
-            "TableName": self.table_name,
-            "Key": key,
-            "UpdateExpression": update,
-            "ConditionExpression": cond,
-            **self._expr(update, cond, values=values),
-        }
         try:
-            yield request("UpdateItem", params)
+            yield from self._update_with_hits(key, update, cond, values)
         except ConditionFailedError:
             return
+
+    def _update_with_hits(
+        self, key: dict[str, Any], update: str, cond: str, values: dict[str, Any]
+    ) -> Flow[Any]:
+        """One conditional UpdateItem that may carry pending hits (``ADD #hc :h``).
+
+        DynamoDB refuses the whole update when the ADD fails: another program's hitCount
+        of 38 digits (one more overflows) or of another type (CorruptEntryError, see
+        .errors). The update is then sent once more without the hits, which are dropped
+        (``metadata()`` reports the count): the slide, touch or incr they rode on is not
+        lost with them.
+        """
+
+        def params(expression: str) -> dict[str, Any]:
+            return {
+                "TableName": self.table_name,
+                "Key": key,
+                "UpdateExpression": expression,
+                "ConditionExpression": cond,
+                **self._expr(expression, cond, values=values),
+            }
+
+        try:
+            return (yield request("UpdateItem", params(update)))
+        except CorruptEntryError:
+            if _ADD_HITS not in update:
+                raise
+        return (yield request("UpdateItem", params(update.replace(_ADD_HITS, ""))))
 
     # ------------------------------------------------------------------ info
 

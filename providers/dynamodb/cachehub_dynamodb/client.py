@@ -15,6 +15,7 @@ bootstrap's table and key names from the settings) are validated explicitly with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Mapping
 from typing import Any, Final
@@ -25,6 +26,7 @@ from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
 from botocore.validate import validate_parameters
 
 from cachehub.errors import ConfigError
+from cachehub.provider import abandon_transport
 from cachehub.scrub import shown_value
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "resolve_region",
     "make_client",
     "make_async_client",
+    "abandon_async_client",
     "validate",
     "DEFAULT_LOCAL_REGION",
 ]
@@ -206,6 +209,32 @@ async def make_async_client(region: str, settings: Mapping[str, Any]) -> Any:
     except ValueError as exc:
         raise _bad_endpoint(exc) from None
     return await client.__aenter__()  # its HTTP session, on this loop
+
+
+def abandon_async_client(client: Any) -> None:
+    """Close the sockets of an aiobotocore ``client`` whose event loop was closed with it
+    open (see :meth:`cachehub.provider.RemoteCache._abandon`): ``await client.close()``
+    cannot run there.
+
+    Every connection of its aiohttp sessions (one per proxy) has its socket closed, idle
+    or in use, then each connector is marked closed: aiohttp's own close on a closed loop
+    does only that, and left the sockets open; a session or connector collected unclosed
+    logs "Unclosed client session" / "Unclosed connector" at ERROR level. aiohttp's and
+    aiobotocore's state is reached by attribute names, read with defaults: a version
+    without them leaves the rest to the collector.
+    """
+    http = getattr(getattr(client, "_endpoint", None), "http_session", None)
+    for session in list((getattr(http, "_sessions", None) or {}).values()):
+        connector = getattr(session, "_connector", None)
+        if connector is None:
+            continue
+        held = [proto for idle in getattr(connector, "_conns", {}).values() for proto, _ in idle]
+        for proto in [*held, *getattr(connector, "_acquired", ())]:
+            transport = getattr(proto, "transport", None)
+            if transport is not None:
+                abandon_transport(transport)
+        with contextlib.suppress(RuntimeError):
+            connector._close()  # on a closed loop: marks it closed, touches nothing else
 
 
 def validate(client: Any, operation: str, params: Mapping[str, Any]) -> None:

@@ -221,6 +221,17 @@ TABLE: Final = (
         codes=frozenset({"ValidationException"}),
         text="item size|size has exceeded",
     ),
+    # The cache's own updates add only to hitCount (ADD) and to a counter whose type and
+    # range the condition checked: a refused addition is another program's hitCount.
+    ErrorRule(
+        CorruptEntryError,
+        "{op} on table '{table}': a Number the update adds to is out of DynamoDB's range or "
+        "of another type ({text}).",
+        "another program wrote the item's hitCount (38 digits, or not a Number): delete the "
+        "item, put() the key again, or remove the attribute (UpdateItem REMOVE hitCount).",
+        codes=frozenset({"ValidationException"}),
+        text="number overflow|incorrect data type",
+    ),
     # DynamoDB: "Type mismatch for Index Key value Expected: S Actual: B IndexName: x";
     # the partition-key hint below blamed the key the caller had named correctly.
     ErrorRule(

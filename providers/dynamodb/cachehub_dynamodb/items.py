@@ -37,9 +37,10 @@ import hashlib
 import math
 import re
 from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from cachehub.api import Entry, Expiry
+from cachehub.api import HIT_COUNT_MAX, Entry, Expiry
 from cachehub.codec import Codec
 from cachehub.errors import CacheError, CorruptEntryError
 
@@ -174,6 +175,35 @@ def _finite(text: Any, name: str) -> float:
             hint="another program wrote this item; delete it or put() the key again.",
         )
     return value
+
+
+def hit_count(item: Mapping[str, Mapping[str, Any]], key: str = "") -> int:
+    """The ``hitCount`` of the item of storage key ``key``, exactly (absent: never read, 0).
+
+    Read from the Number's text, not as a float: a float would round a 38-digit count
+    silently. Anything but a whole Number from 0 to :data:`HIT_COUNT_MAX` (a negative,
+    fractional or 38-digit count, another type) was written by another program: it
+    raises :class:`CorruptEntryError` naming the attribute and the fix.
+    """
+    attr = item.get(HITS)
+    if attr is None:
+        return 0
+    text = attr.get("N")
+    if isinstance(text, str) and len(text) <= 40:  # DynamoDB Numbers: 38 digits, sign, dot
+        try:
+            count = Decimal(text)
+        except InvalidOperation:
+            count = Decimal("NaN")
+        whole = count.is_finite() and count == count.to_integral_value()
+        if whole and 0 <= count <= HIT_COUNT_MAX:
+            return int(count)
+    shown = repr(text) if text is not None else f"a value of type {'/'.join(attr)}"
+    raise CorruptEntryError(
+        f"DynamoDB item {key!r:.200} holds {HITS} {shown:.60}, not a whole number from 0 to "
+        f"{HIT_COUNT_MAX:,} (2^53): another program wrote it.",
+        hint=f"delete the item, put() the key again, or remove its '{HITS}' attribute "
+        f"(UpdateItem REMOVE {HITS}): the count then restarts from 0.",
+    )
 
 
 _HASHED_LENGTH: Final = len(HASH_PREFIX) + 64
@@ -513,8 +543,9 @@ def stamp(item: Mapping[str, Mapping[str, Any]], name: str) -> float | None:
     return value
 
 
-def to_entry(item: Mapping[str, Mapping[str, Any]], value: Any) -> Entry:
-    """An :class:`Entry` with the item's metadata (0 = unknown, for foreign items)."""
+def to_entry(item: Mapping[str, Mapping[str, Any]], value: Any, key: str = "") -> Entry:
+    """An :class:`Entry` with the item's metadata (0 = unknown, for foreign items); ``key``
+    (the storage key) names the item in an error."""
     expiry = expiry_of(item)
     created = stamp(item, CREATED)
     modified = stamp(item, MODIFIED) or created or 0.0
@@ -523,7 +554,7 @@ def to_entry(item: Mapping[str, Mapping[str, Any]], value: Any) -> Entry:
         created=created or modified,
         modified=modified,
         accessed=max(stamp(item, ACCESSED) or 0.0, modified),
-        hits=int(number(item, HITS) or 0),
+        hits=hit_count(item, key),
         expires_at=expiry.expires_at,
         idle=expiry.idle,
     )

@@ -35,6 +35,7 @@ from cachehub.filters import compile_filter
 from cachehub.testing.asyncshell import (
     CPU_PER_CALLBACK,
     LoopThread,
+    closed_loop_leftovers,
     first_imports,
 )
 from cachehub.testing.faults import FaultProxy
@@ -281,6 +282,20 @@ def test_each_event_loop_gets_its_own_client_and_a_closed_loop_is_left_behind(
     assert in_loop(second) == 1
     assert clients[0] is not clients[1]
     assert len(cache._aconns) == 0  # the dead loop's client was dropped, the live one closed
+
+
+def test_a_loop_closed_without_its_shutdown_leaves_nothing_open(
+    make: Callable[..., DynamoDBCache],
+) -> None:
+    """An application that runs calls with its own ``loop.run_until_complete(...)`` and
+    then ``loop.close()`` (no ``shutdown_asyncgens``, so the cache cannot close the
+    loop's client at the loop's end): the next loop's first operation closes what the
+    closed loop left. Before, it only dropped the client: its HTTP connection stayed
+    open until the collector found it (3 loops: 3 sockets), and aiohttp then logged
+    "Unclosed client session" and "Unclosed connector" at ERROR level for each."""
+    cache = make()
+    assert closed_loop_leftovers(cache) == (0, [])  # no fd left open, nothing warned
+    assert len(cache._aconns) == len(cache._aguards) == 0
 
 
 def test_many_tasks_share_one_client_per_loop(make: Callable[..., DynamoDBCache]) -> None:

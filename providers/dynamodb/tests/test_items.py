@@ -51,7 +51,10 @@ def test_planted_stamps_beyond_datetime_are_corrupt_in_metadata() -> None:
         CacheMetadata.from_entry(entry, 1e9)
 
 
-def test_huge_hit_counts_stay_integers() -> None:
-    entry = to_entry({"createdTime": {"N": "1"}, "hitCount": {"N": "9" * 38}}, 1)
-    assert entry.hits == int(float("9" * 38))
-    assert math.isfinite(CacheMetadata.from_entry(entry, 2.0).hit_count)
+def test_huge_hit_counts_are_corrupt_never_rounded() -> None:
+    """Before, 38 nines read as int(float(...)): 99999999999999997748809823456034029568,
+    a count nobody made; see test_planted_hit_counts for the whole range of cases."""
+    with pytest.raises(CorruptEntryError, match=r"holds hitCount '9{38}', not a whole number"):
+        to_entry({"createdTime": {"N": "1"}, "hitCount": {"N": "9" * 38}}, 1, "ns:k")
+    entry = to_entry({"createdTime": {"N": "1"}, "hitCount": {"N": str(2**53)}}, 1)
+    assert CacheMetadata.from_entry(entry, 2.0).hit_count == 2**53  # exact, the largest

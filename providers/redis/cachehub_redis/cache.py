@@ -73,10 +73,12 @@ from .connection import (
     LUCEE_OPTIONS,
     OPTIONS,
     ConnectionPlan,
+    abandon_async_client,
     acquire_client,
     build_async_client,
     plan_connection,
     release_client,
+    sentinel_clients,
 )
 from .dispatch import (
     LOOP_MAX_KEYS,
@@ -294,6 +296,16 @@ class RedisCache(FlowCache[Client]):
                 raise
         return client
 
+    def _abandon(self, client: AsyncClient) -> None:
+        abandon_async_client(client)
+
+    async def _adisconnect(self, client: AsyncClient) -> None:
+        await super()._adisconnect(client)
+        # Through Sentinel, the Sentinels' own clients too: each asyncio.run's client
+        # left a connection to a Sentinel open for the collector to find.
+        for sentinel in sentinel_clients(client):
+            await super()._adisconnect(sentinel)
+
     def _translate(self, exc: Exception) -> CacheError:
         """The typed cachehub error for a redis-py error (secrets scrubbed)."""
         cluster = self._plan.mode == "cluster"
@@ -375,12 +387,20 @@ class RedisCache(FlowCache[Client]):
     def _scan_page(
         self, state: ScanState | None, match: str | bytes, kind: str, count: int
     ) -> tuple[ScanState, list[bytes]]:
-        """One SCAN round trip (COUNT ``count``): the cursors left to follow and the
-        page's keys."""
+        """One SCAN page (COUNT ``count``), in one round trip: the cursors left to follow
+        and the page's names, those longer than any key cachehub writes left out in the
+        server (:data:`.scripts.SCAN_NAMES`)."""
         client = self._conn or self._connection()
-        cursor, node = _scan_at(client, state)
-        reply = self._guarded(lambda: client.scan(cursor, match, count, kind, **node))
-        return _scan_next(state, reply)
+        state, name, node = _scan_at(client, state)
+        args = (state[name], match, count, kind, *self._names_args(kind))
+        reply = self._guarded(lambda: evalsha(client, lua.SCAN_NAMES, (), args, **node))
+        return _scan_next(state, name, reply)
+
+    def _names_args(self, kind: str) -> tuple[int, int]:
+        """The namespace's length in bytes and characters, as :data:`.scripts.SCAN_NAMES`
+        takes it: a lock's (kind hash) with the 0xFF byte after it (:data:`INTERNAL`)."""
+        extra = kind == "hash"
+        return len(self.namespace.encode()) + extra, len(self.namespace) + extra
 
     def _cluster(self) -> bool:
         """Whether the client talks to a Redis Cluster (no request sent)."""
@@ -423,9 +443,10 @@ class RedisCache(FlowCache[Client]):
         self, state: ScanState | None, match: str | bytes, kind: str, count: int
     ) -> tuple[ScanState, list[bytes]]:
         client = await self._aconnection()
-        cursor, node = _scan_at(client, state)
-        reply = await self._aguarded(lambda: client.scan(cursor, match, count, kind, **node))
-        return _scan_next(state, reply)
+        state, name, node = _scan_at(client, state)
+        args = (state[name], match, count, kind, *self._names_args(kind))
+        reply = await self._aguarded(lambda: aevalsha(client, lua.SCAN_NAMES, (), args, **node))
+        return _scan_next(state, name, reply)
 
     async def _acluster(self) -> bool:
         return is_cluster(await self._aconnection())
@@ -694,6 +715,8 @@ class RedisCache(FlowCache[Client]):
             value = yield from decoded(self._loads, raw[HEADER_SIZE:], key)
         else:
             value = self._value(key, head.kind, raw)
+        if not head.hits.is_integer():  # reads count it on; only its metadata is refused
+            raise corrupt(key, f"its header holds a hit count of {head.hits!r}, not a whole number")
         entry = Entry(
             value,
             head.created,
@@ -1169,6 +1192,7 @@ class RedisCache(FlowCache[Client]):
                 _SCAN_COUNT,
                 self._now_arg(now),
                 mode,
+                *self._names_args("string"),
             )
             total += int(n)
             if cursor == b"0":
@@ -1307,22 +1331,29 @@ def _touched(key: str, reply: Any) -> bool:
     return bool(reply)
 
 
-def _scan_at(client: Client | AsyncClient, state: ScanState | None) -> tuple[int, dict[str, Any]]:
-    """The cursor of the next SCAN page for ``state``, and the node to send it to."""
+def _scan_at(
+    client: Client | AsyncClient, state: ScanState | None
+) -> tuple[ScanState, str | None, dict[str, Any]]:
+    """The cursors to follow (every primary's at 0 before the first page of a cluster),
+    the node of the next page (None: the single server) and its routing option."""
     if state is None:
-        return 0, {}  # the first SCAN: a cluster client asks every primary at once
-    name, cursor = next(iter(state.items()))
+        nodes = cast(Any, client).get_primaries() if is_cluster(client) else [None]
+        state = {None if node is None else node.name: 0 for node in nodes}
+    name = next(iter(state))
     if name is None:
-        return cursor, {}
-    return cursor, {"target_nodes": cast(Any, client).get_node(node_name=name)}
+        return state, None, {}
+    return state, name, {"target_nodes": cast(Any, client).get_node(node_name=name)}
 
 
-def _scan_next(state: ScanState | None, reply: Any) -> tuple[ScanState, list[bytes]]:
-    """The cursors left to follow after a SCAN ``reply`` (a cluster answers per node)."""
-    cursors, keys = reply
-    following = dict(state or {})
-    following.update(cursors if isinstance(cursors, dict) else {None: cursors})
-    return {name: cursor for name, cursor in following.items() if cursor}, keys
+def _scan_next(state: ScanState, name: str | None, reply: Any) -> tuple[ScanState, list[bytes]]:
+    """The cursors left to follow after node ``name``'s page ``reply`` (cursor, names)."""
+    cursor, keys = reply
+    following = dict(state)
+    if int(cursor):
+        following[name] = int(cursor)
+    else:  # that node's scan is complete (the others may not have started: cursor 0)
+        del following[name]
+    return following, keys
 
 
 def _live_keys(groups: list[list[Any]], flags: list[Any]) -> Iterator[str]:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 import redis.utils
 from redis import Redis
@@ -35,6 +35,7 @@ from redis.sentinel import Sentinel
 
 from cachehub.config import LuceeOption, Option, millis_to_seconds
 from cachehub.errors import ConfigError
+from cachehub.provider import abandon_transport
 
 from .commandtable import offload_command_table
 from .topology import offload_topology
@@ -63,6 +64,8 @@ __all__ = [
     "plan_connection",
     "build_client",
     "build_async_client",
+    "abandon_async_client",
+    "sentinel_clients",
     "acquire_client",
     "release_client",
 ]
@@ -628,6 +631,47 @@ def build_async_client(plan: ConnectionPlan, retries: int) -> AsyncRedis | Async
     # the pool too (redis-py 5.0.0 has no from_pool()).
     client.auto_close_connection_pool = True
     return client
+
+
+def sentinel_clients(client: Any) -> list[Any]:
+    """The clients of the Sentinels behind a client built through Sentinel (none for
+    another client): its own ``close``/``aclose`` leaves their connections open."""
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    return list(getattr(manager, "sentinels", ()))
+
+
+def abandon_async_client(client: AsyncRedis | AsyncRedisCluster) -> None:
+    """Close the sockets of ``client``, whose event loop was closed with it open (see
+    :meth:`cachehub.provider.RemoteCache._abandon`): its ``aclose()`` cannot run there.
+
+    Each connection's socket is closed and the connection marked disconnected, as
+    ``aclose()`` leaves them; every pool of the client is visited (the client's own, a
+    Sentinel's sentinels', a cluster's nodes). redis-py's own state is reached by its
+    attribute names, read with defaults: a version without them leaves the rest to the
+    collector.
+    """
+    pools: list[Any] = []
+    nodes = getattr(client, "nodes_manager", None)
+    if nodes is not None:  # a cluster: each node keeps its connections itself
+        for where in ("nodes_cache", "startup_nodes"):
+            pools.extend(getattr(nodes, where, {}).values())
+        # What aclose() leaves: no topology, so the client warns of nothing.
+        nodes.default_node = None
+        cast(Any, client)._initialize = True
+    else:
+        pools.append(cast(Any, client).connection_pool)
+        pools.extend(sentinel.connection_pool for sentinel in sentinel_clients(client))
+    for pool in pools:
+        connections = [
+            *getattr(pool, "_connections", ()),  # a cluster node
+            *getattr(pool, "_available_connections", ()),
+            *getattr(pool, "_in_use_connections", ()),
+        ]
+        for connection in connections:
+            writer = getattr(connection, "_writer", None)
+            if writer is not None:
+                abandon_transport(writer.transport)
+            connection._writer = connection._reader = None
 
 
 # A RedisCluster client discovers the topology and downloads the command table when it

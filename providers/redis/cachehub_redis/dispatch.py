@@ -106,24 +106,31 @@ def as_eval(command: Command, script: LuaScript) -> Command:
     return ("EVAL", script.source, *command[2:])
 
 
-def evalsha(client: Client, script: LuaScript, keys: Sequence[Key], args: Sequence[Any]) -> Any:
-    """Run ``script`` once: ``EVALSHA``, or ``EVAL`` when the server lacks it (:func:`as_eval`)."""
+def evalsha(
+    client: Client, script: LuaScript, keys: Sequence[Key], args: Sequence[Any], **options: Any
+) -> Any:
+    """Run ``script`` once: ``EVALSHA``, or ``EVAL`` when the server lacks it (:func:`as_eval`).
+    ``options`` go to redis-py (``target_nodes``: a keyless script's node in a cluster)."""
     command: Command = ("EVALSHA", script.sha, len(keys), *keys, *args)
     try:
-        return client.execute_command(*command)  # type: ignore[no-untyped-call]
+        return client.execute_command(*command, **options)  # type: ignore[no-untyped-call]
     except rx.NoScriptError:
-        return client.execute_command(*as_eval(command, script))  # type: ignore[no-untyped-call]
+        return client.execute_command(*as_eval(command, script), **options)  # type: ignore[no-untyped-call]
 
 
 async def aevalsha(
-    client: AsyncClient, script: LuaScript, keys: Sequence[Key], args: Sequence[Any]
+    client: AsyncClient,
+    script: LuaScript,
+    keys: Sequence[Key],
+    args: Sequence[Any],
+    **options: Any,
 ) -> Any:
     """:func:`evalsha` on a ``redis.asyncio`` client."""
     command: Command = ("EVALSHA", script.sha, len(keys), *keys, *args)
     try:
-        return await client.execute_command(*command)
+        return await client.execute_command(*command, **options)
     except rx.NoScriptError:
-        return await client.execute_command(*as_eval(command, script))
+        return await client.execute_command(*as_eval(command, script), **options)
 
 
 def split(

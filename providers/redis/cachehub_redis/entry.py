@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Final, NamedTuple, TypeAlias
 
-from cachehub.api import MAX_TIME_SPAN, Expiry
+from cachehub.api import HIT_COUNT_MAX, MAX_TIME_SPAN, Expiry
 from cachehub.errors import CorruptEntryError
 
 __all__ = [
@@ -66,7 +66,7 @@ _KINDS: Final = frozenset((KIND_CODEC, KIND_INT))
 STAMP_MAX: Final = 253_402_300_799.0
 """9999-12-31T23:59:59Z, the last second a ``datetime`` holds: no stamp cachehub writes
 comes near it (expiries are at most 1,000 years ahead, see cachehub.api.MAX_TIME_SPAN)."""
-HITS_MAX: Final = float(2**53)
+HITS_MAX: Final = float(HIT_COUNT_MAX)
 IDLE_MAX: Final = MAX_TIME_SPAN.total_seconds()
 
 

@@ -106,6 +106,12 @@ def missing_rule(text: str, key_rule: str) -> str:
     return f"+{(sub[0] if len(sub) == 1 else command).lower()}"
 
 
+_RESTORE_HINT: Final = (
+    "use Redis 6.2 or later, and restore the command if the server's configuration "
+    "renames or disables it (rename-command); the commands a cache needs are in "
+    "docs/redis.md, 'Sharing a Redis'."
+)
+
 _POOL_EXHAUSTED: Final = ErrorRule(
     CacheUnavailableError,
     "the connection pool for Redis at {endpoint} is exhausted ({detail}).",
@@ -195,11 +201,18 @@ TABLE: Final = (
     ErrorRule(
         CacheBackendError,
         "Redis at {endpoint} does not know a command the cache needs ({detail}).",
-        "use Redis 6.2 or later, and restore the command if the server's configuration "
-        "renames or disables it (rename-command); the commands a cache needs are in "
-        "docs/redis.md, 'Sharing a Redis'.",
+        _RESTORE_HINT,
         types=(rx.ResponseError,),
         text=r"^(ERR )?unknown command\b",
+    ),
+    ErrorRule(
+        # A command run inside a script: the reply names the script and its line, and
+        # missing_rule the command there ('{rule}' is its ACL form, e.g. +scan).
+        CacheBackendError,
+        "Redis at {endpoint} does not know the command {rule} a cachehub script runs ({detail}).",
+        _RESTORE_HINT,
+        types=(rx.ResponseError,),
+        text=r"\bUnknown Redis command called from script\b",
     ),
     ErrorRule(
         CacheUnavailableError,

@@ -40,6 +40,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
+from cachehub.api import MAX_KEY_LENGTH
+
 from .entry import (
     FOREVER,
     HEADER_SIZE,
@@ -69,6 +71,7 @@ __all__ = [
     "READ_MANY",
     "RECORD_READS",
     "SCAN_CHECK",
+    "SCAN_NAMES",
     "SCAN_PAGE",
     "LOCK_ACQUIRE",
     "LOCK_RELEASE",
@@ -285,6 +288,61 @@ local function unlink_all(keys)
   for i = 1, #keys, 500 do
     redis.call('UNLINK', unpack(keys, i, math.min(i + 499, #keys)))
   end
+end
+"""
+
+
+# What the scans that run SCAN themselves (SCAN_NAMES, SCAN_PAGE) add to the prelude: the
+# tests of a name, which no other script needs.
+_NAMES = f"""
+-- Whether a scanned name could be a key cachehub writes: the namespace (nsb bytes, nsc
+-- characters) and a key of at most {MAX_KEY_LENGTH} characters, 4 UTF-8 bytes each at most. A
+-- longer name was planted by another program: never listed, counted or cleared. Names
+-- that fit by bytes fit by characters; only those between are counted by characters
+-- (the bytes that do not continue a UTF-8 character).
+local function ours(name, nsb, nsc)
+  local n = #name - nsb
+  if n <= {MAX_KEY_LENGTH} then return true end
+  if n > {4 * MAX_KEY_LENGTH} then return false end
+  local _, chars = string.gsub(name, '[^\\128-\\191]', '')
+  return chars - nsc <= {MAX_KEY_LENGTH}
+end
+
+-- Whether a name is UTF-8 (cachehub writes no other keys; the client's scans decode each
+-- name and skip the others). ASCII is told by one find; otherwise each well-formed
+-- sequence (RFC 3629: no overlong form, no surrogate, nothing past U+10FFFF) becomes 'x',
+-- which joins no neighbours, and a byte over 127 left over is not UTF-8.
+local WELL_FORMED = {{
+  '\\240[\\144-\\191][\\128-\\191][\\128-\\191]',
+  '[\\241-\\243][\\128-\\191][\\128-\\191][\\128-\\191]',
+  '\\244[\\128-\\143][\\128-\\191][\\128-\\191]',
+  '\\224[\\160-\\191][\\128-\\191]',
+  '[\\225-\\236\\238\\239][\\128-\\191][\\128-\\191]',
+  '\\237[\\128-\\159][\\128-\\191]',
+  '[\\194-\\223][\\128-\\191]',
+}}
+local function utf8(name)
+  if not string.find(name, '[\\128-\\255]') then return true end
+  for _, form in ipairs(WELL_FORMED) do name = string.gsub(name, form, 'x') end
+  return not string.find(name, '[\\128-\\255]')
+end
+
+-- The names of a SCAN reply that could be cachehub's keys (ours; and UTF-8 with text).
+-- The page's list is dropped, and after a name too long for ours the script's heap is
+-- collected at once: Redis' Lua collector kept a planted 32 MiB name for 32 MiB of the
+-- server's memory after the call, until its next cycle.
+local function page_names(page, nsb, nsc, text)
+  local names, long = {{}}, false
+  for _, name in ipairs(page[2]) do
+    if not ours(name, nsb, nsc) then
+      long = true
+    elseif not text or utf8(name) then
+      names[#names + 1] = name
+    end
+  end
+  page[2] = nil
+  if long then collectgarbage() end
+  return names
 end
 """
 
@@ -544,18 +602,36 @@ return n
 """,
 )
 
+# No KEYS: scans one page itself. ARGV: cursor, MATCH pattern, COUNT, TYPE, the namespace's
+# bytes and characters (see ours) -> {next cursor, the page's names cachehub could have
+# written}. SCAN from the client would send every name it finds, also one of 512 MB
+# planted under the namespace: here a name longer than any key cachehub writes stays in
+# the server (copied once into the script's reply to it, as SCAN copies it into its own).
+SCAN_NAMES: Final = _script(
+    "scan_names",
+    _NAMES
+    + """
+local page = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3], 'TYPE', ARGV[4])
+return {page[1], page_names(page, tonumber(ARGV[5]), tonumber(ARGV[6]), false)}
+""",
+)
+
 # No KEYS: scans one page itself. ARGV: cursor, MATCH pattern, COUNT, now or '', mode ('c' or
-# 'u' as in SCAN_CHECK) -> {next cursor, live entries counted (and, in 'u', removed)}.
-# For a single server and a pattern Redis matches exactly: the keys never travel to the
-# client and back, and each call is bounded by one SCAN page, like SCAN itself.
+# 'u' as in SCAN_CHECK), the namespace's bytes and characters (see ours) -> {next cursor,
+# live entries counted (and, in 'u', removed)}. For a single server and a pattern Redis
+# matches exactly: the keys never travel to the client and back, and each call is bounded
+# by one SCAN page, like SCAN itself. Names longer than cachehub writes, or not UTF-8,
+# are skipped, as the client-side scan skips them.
 SCAN_PAGE: Final = _script(
     "scan_page",
-    """
+    _NAMES
+    + """
 local page = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3], 'TYPE', 'string')
 local now = tonumber(ARGV[4])
+local keys = page_names(page, tonumber(ARGV[6]), tonumber(ARGV[7]), true)
 local doomed, n = {}, 0
-local found = verdicts(page[2], now)
-for i, key in ipairs(page[2]) do
+local found = verdicts(keys, now)
+for i, key in ipairs(keys) do
   if found[i] ~= nil then
     if found[i] then n = n + 1 end
     doomed[#doomed + 1] = key

@@ -27,7 +27,7 @@ from cachehub_redis.server import RedisServer
 from redis.asyncio.connection import AbstractConnection
 
 from cachehub.errors import CacheUnavailableError
-from cachehub.testing.asyncshell import first_imports
+from cachehub.testing.asyncshell import closed_loop_leftovers, first_imports
 
 T = TypeVar("T")
 
@@ -677,15 +677,17 @@ def test_async_scans_ask_for_pages_of_the_loop_size(
     assert sorted(keys) == [f"k{i:04}" for i in range(1000)]
     assert counted == 1000
     assert found == {f"k{i:04}": i for i in range(100)}
-    scans = sent.named("SCAN")
+    from cachehub_redis.scripts import SCAN_NAMES, SCAN_PAGE
+
+    # SCAN runs inside a script (SCAN_NAMES: EVALSHA sha 0 cursor match count ...).
+    scans = [args for args in sent.named("EVALSHA") if args[0] == SCAN_NAMES.sha]
     assert len(scans) >= 2 * -(-1000 // LOOP_MAX_KEYS)  # every page asked for, twice over
-    counts = {args[i + 1] for args in scans for i, a in enumerate(args) if a in (b"COUNT", "COUNT")}
-    assert counts == {LOOP_MAX_KEYS}
+    assert {args[4] for args in scans} == {LOOP_MAX_KEYS}
     checks = [args for args in sent.named("EVALSHA") if _evalsha_keys(args) > 0]
     assert checks
     assert max(_evalsha_keys(args) for args in checks) <= LOOP_MAX_KEYS
     # Counting in the server sends no keys back: its pages stay at 1000 keys.
-    assert {args[4] for args in sent.named("EVALSHA") if _evalsha_keys(args) == 0} == {1000}
+    assert {args[4] for args in sent.named("EVALSHA") if args[0] == SCAN_PAGE.sha} == {1000}
 
 
 def test_a_sync_scan_keeps_its_page_size(
@@ -693,16 +695,17 @@ def test_a_sync_scan_keeps_its_page_size(
 ) -> None:
     cache = make_cache()
     cache.put_many({f"k{i}": i for i in range(300)})
+    from cachehub_redis.scripts import SCAN_NAMES
+
     counts: list[Any] = []
-    original = redis.Redis.scan
+    original = redis.Redis.execute_command
 
-    def scan(
-        self: redis.Redis, cursor: int = 0, match: Any = None, count: Any = None, *a: Any, **k: Any
-    ) -> Any:
-        counts.append(count)
-        return original(self, cursor, match, count, *a, **k)
+    def execute(self: redis.Redis, *args: Any, **options: Any) -> Any:
+        if args[:2] == ("EVALSHA", SCAN_NAMES.sha):  # EVALSHA sha 0 cursor match count ...
+            counts.append(args[5])
+        return original(self, *args, **options)
 
-    monkeypatch.setattr(redis.Redis, "scan", scan)
+    monkeypatch.setattr(redis.Redis, "execute_command", execute)
     assert len(list(cache.keys())) == 300
     assert counts
     assert set(counts) == {1000}
@@ -731,6 +734,36 @@ def test_a_loop_per_call_keeps_no_client_of_a_closed_loop(
     assert len(cache._aconns) == 0
     named = [c for c in plain.client_list() if c.get("name") == name]
     assert len(named) <= 2  # the live loop's (and at most one not yet collected)
+
+
+@pytest.mark.parametrize("where", ["single", "cluster"])
+def test_a_loop_closed_without_its_shutdown_leaves_nothing_open(
+    request: pytest.FixtureRequest, where: str
+) -> None:
+    """An application that runs calls with its own ``loop.run_until_complete(...)`` and
+    then ``loop.close()`` (no ``shutdown_asyncgens``, so the cache cannot close the
+    loop's client at the loop's end): the next loop's first operation closes what the
+    closed loop left. Before, it only dropped the client: its connections stayed open
+    until the collector found them (3 loops: 3 sockets on a single server, one per node
+    touched in a cluster), which then warned "unclosed Connection", "loop is closed"
+    and "unclosed transport" for each."""
+    if where == "single":
+        cache = request.getfixturevalue("make_cache")()
+    else:
+        cache = request.getfixturevalue("cluster_cache")
+    assert closed_loop_leftovers(cache) == (0, [])  # no fd left open, nothing warned
+    assert len(cache._aconns) == len(cache._aguards) == 0
+
+
+def test_close_releases_what_loops_closed_by_hand_left(
+    make_cache: Callable[..., RedisCache],
+) -> None:
+    """No next loop: the process's last loops ended with ``loop.close()``, then the cache
+    is closed. Before, ``close()`` closed the sync client only, and the loops' clients
+    stayed (3 sockets) until the collector found them."""
+    cache = make_cache()
+    assert closed_loop_leftovers(cache, by_close=True) == (0, [])
+    assert len(cache._aconns) == len(cache._aguards) == 0
 
 
 def test_the_first_async_operations_import_nothing_on_the_loop(

@@ -199,3 +199,20 @@ def test_negative_zero_stamps_take_the_slow_path_and_still_read(
     assert cache.get("k") == "v"
     assert cache.get_many(["k"]) == {"k": "v"}
     assert cache.exists("k")
+
+
+@pytest.mark.parametrize("hits", [1.5, 0.25, 2.0**51 + 0.5], ids=repr)
+def test_a_fractional_hit_count_is_named_by_metadata(
+    make_cache: Callable[..., RedisCache], plain: Redis, hits: float
+) -> None:
+    """A hit count within 0..2^53 but not whole: the entry reads (its value is sound),
+    and ``metadata`` (and the console's entry page, through ``peek``) names the count
+    instead of showing it cut to an int (1.5 was 1)."""
+    cache = make_cache()
+    now = time.time()
+    _planted(cache, plain, (KIND_CODEC, now, now, now, hits, math.nan, math.nan))
+    assert cache.get("k") == "v"
+    with pytest.raises(
+        CorruptEntryError, match=rf"'{cache.namespace}k'.*hit count of {hits!r}, not"
+    ):
+        cache.metadata("k")
