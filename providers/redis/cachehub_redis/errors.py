@@ -212,7 +212,7 @@ TABLE: Final = (
         "Redis at {endpoint} does not know the command {rule} a cachehub script runs ({detail}).",
         _RESTORE_HINT,
         types=(rx.ResponseError,),
-        text=r"\bUnknown Redis command called from script\b",
+        text=r"\bUnknown Redis command called from (Lua )?script\b",  # 7 / 6.2
     ),
     ErrorRule(
         CacheUnavailableError,

@@ -736,7 +736,22 @@ def test_a_loop_per_call_keeps_no_client_of_a_closed_loop(
     assert len(named) <= 2  # the live loop's (and at most one not yet collected)
 
 
-@pytest.mark.parametrize("where", ["single", "cluster"])
+# redis-py 5.0.0 (the oldest declared) keeps sockets of its own for a loop closed by hand
+# (4 on a cluster, 1 and a "loop is closed" warning through Sentinel) that the collector
+# closes later; 5.0.1 and every later version measured (5.0.3, 5.0.8, 5.1.0, 5.2.1, 6.0.0,
+# 8.2.0) leave none with the same cachehub code.
+@pytest.mark.parametrize(
+    "where",
+    [
+        "single",
+        pytest.param(
+            "cluster",
+            marks=pytest.mark.skipif(
+                redis.__version__ == "5.0.0", reason="redis-py 5.0.0's own cluster sockets"
+            ),
+        ),
+    ],
+)
 def test_a_loop_closed_without_its_shutdown_leaves_nothing_open(
     request: pytest.FixtureRequest, where: str
 ) -> None:

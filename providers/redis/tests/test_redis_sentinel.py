@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
 from cachehub_redis import RedisCache
 from cachehub_redis.server import RedisSentinelServers
 
@@ -188,6 +189,11 @@ def test_reads_through_sentinel_never_download_a_planted_value(
         primary.close()
 
 
+# redis-py 5.0.0 (the oldest declared) keeps sockets of its own for a loop closed by hand
+# (4 on a cluster, 1 and a "loop is closed" warning through Sentinel) that the collector
+# closes later; 5.0.1 and every later version measured (5.0.3, 5.0.8, 5.1.0, 5.2.1, 6.0.0,
+# 8.2.0) leave none with the same cachehub code.
+@pytest.mark.skipif(redis.__version__ == "5.0.0", reason="redis-py 5.0.0's own Sentinel sockets")
 def test_a_loop_closed_without_its_shutdown_leaves_nothing_open(
     sentinel_servers: RedisSentinelServers,
 ) -> None:
