@@ -3,7 +3,7 @@
 The rival runs in a fresh interpreter (:func:`sandbox.run_bounded`) with its own clock:
 
 * Redis decides lock deadlines with the server's clock, so the rival's skew of +-5 s
-  changes nothing: a lock with ttl 8 stays held.
+  changes nothing: a held lock stays held (its ttl outlasts the rival's start).
 * DynamoDB decides them with the writer's clock, as documented ("Locks and clocks"): with
   clocks S seconds apart a lock of ttl T is taken over after T - S seconds, never
   earlier, and the taker's fencing token is higher than the stale holder's.
@@ -15,7 +15,7 @@ depends on how long a child takes to start.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Final
 
 import pytest
 from cachehub_dynamodb import DynamoDBCache, LocalDynamoDB
@@ -26,9 +26,13 @@ from cachehub.errors import LockLostError
 from cachehub.testing import FakeClock
 
 from .conftest import dynamodb_settings, fresh_namespace, redis_settings
-from .sandbox import assert_contained, run_bounded
+from .sandbox import DEFAULT_SECONDS, assert_contained, run_bounded
 
 TTL = 8.0
+SERVER_TTL: Final = 3 * DEFAULT_SECONDS
+"""The Redis lock's ttl: the server's clock decides it, so it must outlast the rival's
+start, however slow (bounded by run_bounded's DEFAULT_SECONDS). With 8 s, a rival that
+took over 8 s to start on a loaded CI machine rightly found the lock expired."""
 
 
 def rival_takes_lock(provider: str, settings: dict[str, Any], now: float) -> tuple[bool, int]:
@@ -45,10 +49,11 @@ def test_redis_lock_ignores_a_skewed_process(redis_server: RedisServer, skew: fl
     settings = redis_settings(redis_server, namespace=fresh_namespace("skew"))
     holder = RedisCache(settings)
     try:
-        lock = holder.lock("job", ttl=TTL)
+        lock = holder.lock("job", ttl=SERVER_TTL)
         assert lock.acquire(blocking=False)
-        # The rival believes TTL + 1 s have passed: by its clock the lock is long dead.
-        outcome = run_bounded(rival_takes_lock, "redis", settings, time.time() + skew + TTL + 1)
+        # The rival believes the ttl + 1 s have passed: by its clock the lock is long dead.
+        rival_now = time.time() + skew + SERVER_TTL + 1
+        outcome = run_bounded(rival_takes_lock, "redis", settings, rival_now)
         assert_contained(outcome)
         assert outcome.value == (False, 0), outcome.describe()
         assert lock.held
