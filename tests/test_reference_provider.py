@@ -28,14 +28,14 @@ class TestReferenceAsyncConformance(AsyncConformance, TestReferenceConformance):
     defaults (its primitives in worker threads), the path every third-party sync
     provider gets."""
 
-    slow_callback_limit = 0.010
+    slow_callback_limit = 0.020
     """Its heaviest callback: 2.4 ms of CPU (a 2,000-key put_many handed to a worker)
-    over 940 tests at a load of 10, with two busy loops beside; 10 ms, not 4, leaves
-    room for a callback's kernel time when memory is handed to the process (up to
-    4.5 ms seen in one Redis callback of the same run)."""
+    over 940 tests at a load of 10, with two busy loops beside. 20 ms, not 10: a
+    clean-clone CI counted 10.2 ms of user CPU (3 preemptions, no faults) in one task
+    wake-up of the clear() cancellation sweep, beside the CI's parallel installs."""
 
 
 def test_the_async_suite_fails_a_callback_the_default_limit_lets_pass() -> None:
-    # 12 ms of CPU in one callback: under CPU_PER_CALLBACK (25 ms), over this suite's.
-    assert flags_cpu(TestReferenceAsyncConformance.slow_callback_limit, 0.012)
+    # 22 ms of CPU in one callback: under CPU_PER_CALLBACK (25 ms), over this suite's.
+    assert flags_cpu(TestReferenceAsyncConformance.slow_callback_limit, 0.022)
     assert not flags_cpu(TestReferenceAsyncConformance.slow_callback_limit, 0.003)
