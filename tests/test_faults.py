@@ -112,6 +112,23 @@ def test_hold_request_reaches_the_server_after_later_requests(
         assert _ask(sock, b"first") == b"FIRST"  # held once only
 
 
+def test_a_second_hold_waits_for_its_own_let_through(
+    proxy: FaultProxy, echo: socketserver.ThreadingTCPServer
+) -> None:
+    # A let_through releases what was held before it, not every later hold too.
+    for round_, word in enumerate([b"one", b"two"], start=1):
+        proxy.hold_request(word)
+        held = _client(proxy)
+        held.sendall(word)
+        _wait_for(lambda round_=round_: proxy.held == round_)
+        with _client(proxy) as sock:  # a later request overtakes it: still held
+            assert _ask(sock, b"probe") == b"PROBE"
+        assert word not in echo.seen  # type: ignore[attr-defined]
+        assert proxy.let_through() == round_  # answered: every held one so far
+        assert echo.seen[-1] == word  # type: ignore[attr-defined]
+        held.close()
+
+
 def test_let_through_waits_a_bounded_time_for_a_silent_server() -> None:
     silent = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
     try:

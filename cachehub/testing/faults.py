@@ -110,7 +110,10 @@ class FaultProxy:
         """Requests held back so far by :meth:`hold_request`."""
         self.late = 0
         """Held requests the server has answered since they were let through."""
-        self._let_through = threading.Event()
+        # Each let_through() releases the requests held before it, and only those: a
+        # request held later waits for the next one (a count, not a flag left set).
+        self._releases = 0
+        self._released = threading.Condition(self._lock)
         self._late_answered = threading.Condition(self._lock)
 
     # ------------------------------------------------------------------ lifecycle
@@ -194,8 +197,11 @@ class FaultProxy:
     def let_through(self, timeout: float = 10.0) -> int:
         """Forward every held request and wait (up to ``timeout`` seconds) until the
         server has answered each; returns how many it answered. Answers are not passed on
-        to a client that has closed its connection."""
-        self._let_through.set()
+        to a client that has closed its connection. A request held after this call waits
+        for the next one."""
+        with self._released:
+            self._releases += 1
+            self._released.notify_all()
         deadline = time.monotonic() + timeout
         with self._late_answered:
             while self.late < self.held and (left := deadline - time.monotonic()) > 0:
@@ -337,11 +343,13 @@ class FaultProxy:
     ) -> None:
         """:meth:`hold_request`'s fault: wait to be let through, then forward ``data`` and
         the rest the client sent, and wait for the server's answer (bounded)."""
-        with self._lock:
+        with self._released:
             self.held += 1
+            batch = self._releases
+            # Polled, so that stop() (an Event of its own) ends the wait too.
+            while self._releases == batch and not self._stopping.is_set():
+                self._released.wait(0.2)
         self._record(request)
-        while not (self._let_through.wait(0.2) or self._stopping.is_set()):
-            pass
         if self._stopping.is_set():
             return
         late = bytearray(data)
