@@ -25,14 +25,26 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, ClassVar, cast
 
 import pytest
 from cachehub_memory import MemoryCache
 
+from cachehub import provider
 from cachehub.api import BaseCache
-from cachehub.testing import asyncshell
-from cachehub.testing.asyncshell import CPU_PER_CALLBACK, HEAVY_CALLBACK, LoopThread, shell_view
+from cachehub.codec import SafeCodec
+from cachehub.testing import asyncshell, plugin
+from cachehub.testing.asyncshell import (
+    CPU_NOTED,
+    CPU_PER_CALLBACK,
+    HEAVY_CALLBACK,
+    NOTED_PROPERTY,
+    LoopThread,
+    codec_on_loop,
+    large_value,
+    shell_view,
+)
 from cachehub.testing.reference import ReferenceBackend, ReferenceCache
 
 THREADS = 2
@@ -340,6 +352,32 @@ def test_debug_modes_stacks_are_not_the_callbacks_cpu(tmp_path: Any, loop: LoopT
     assert CPU_PER_CALLBACK / 8 <= loop.peak < CPU_PER_CALLBACK
 
 
+def test_the_codec_watch_tells_a_large_value_decoded_on_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The large-value cases prove "off the loop" by where the codec ran: the proof must
+    # fail for a shell that keeps the decoding on the loop (the threshold moved out of
+    # reach), and see nothing for the one that moves it.
+    value = large_value()
+    store = uuid.uuid4().hex
+    loop = LoopThread(limit=None)  # 60-100 ms of decoding on purpose below
+    try:
+        with codec_on_loop(SafeCodec, loop) as watch:
+            cache = MemoryCache(store=store)
+            loop.run(cache.aio().put("big", value))
+            assert loop.run(cache.aio().get("big")) == value
+        assert watch.on_loop == []
+        assert {call.split()[0] for call in watch.large} >= {"dumps", "loads_local"}
+        monkeypatch.setattr(provider, "OFF_LOOP_BYTES", 2**62)
+        with codec_on_loop(SafeCodec, loop) as watch:
+            assert loop.run(MemoryCache(store=store).aio().get("big")) == value
+        assert "loads_local" in {call.split()[0] for call in watch.on_loop}, watch.on_loop
+        assert SafeCodec.loads_local.__name__ == "loads_local"
+        assert not hasattr(SafeCodec.loads_local, "__wrapped__")  # put back after the block
+    finally:
+        loop.close()
+
+
 def test_an_operation_that_never_finishes_says_where_it_waits(loop: LoopThread) -> None:
     # A hang is reported with the coroutines it is suspended in, bounded by the timeout.
     async def stuck_inner() -> None:
@@ -460,3 +498,56 @@ def test_no_async_provider_imports_a_module_on_its_first_operations() -> None:
     reference += "cache = ReferenceCache(backend=ReferenceBackend())"
     assert asyncshell.first_imports(memory) == []
     assert asyncshell.first_imports(reference) == []
+
+
+def test_the_run_summary_lists_callbacks_above_the_noted_cpu() -> None:
+    # Cases whose loop ran a callback above CPU_NOTED carry it as a report property (which
+    # crosses from xdist's workers); the summary lists them, heaviest first, bounded.
+    lines: list[str] = []
+
+    def report(nodeid: str, *properties: tuple[str, object]) -> SimpleNamespace:
+        return SimpleNamespace(nodeid=nodeid, user_properties=list(properties))
+
+    class Reporter:
+        stats: ClassVar[dict[str, list[SimpleNamespace]]] = {
+            "": [report(f"t::{i}", (NOTED_PROPERTY, 0.026 + i / 1000)) for i in range(7)],
+            "passed": [report("t::plain"), report("t::other", ("other", 0.5))],
+            "failed": [report("t::bad", (NOTED_PROPERTY, "not a number"))],
+        }
+
+        def write_sep(self, sep: str, title: str) -> None:
+            lines.append(title)
+
+        def write_line(self, line: str) -> None:
+            lines.append(line)
+
+    plugin.pytest_terminal_summary(cast(Any, Reporter()))
+    assert lines[0] == "event-loop callbacks above 25 ms of CPU (noted, not failed)"
+    assert lines[1] == "7 case(s); the heaviest:"
+    assert [line.split()[-1] for line in lines[2:]] == [f"t::{i}" for i in (6, 5, 4, 3, 2)]
+    assert lines[2].split()[0] == "32.0"
+    empty: list[str] = []
+    quiet = SimpleNamespace(stats={"": [report("t::0")]}, write_line=empty.append)
+    plugin.pytest_terminal_summary(cast(Any, quiet))
+    assert empty == []  # nothing noted: no section
+
+
+def test_a_case_above_the_noted_cpu_carries_it_to_the_summary() -> None:
+    # The conformance fixture's side: its loop's peak, when above CPU_NOTED, and only then.
+    loop = LoopThread(limit=None)
+    try:
+        node = SimpleNamespace(user_properties=[])
+        loop.run(asyncio.sleep(0))
+        asyncshell._note_cpu(node, loop)
+        assert node.user_properties == []
+
+        async def compute() -> None:
+            _compute(CPU_NOTED * 1.2)
+
+        loop.run(compute())
+        asyncshell._note_cpu(node, loop)
+        ((name, peak),) = node.user_properties
+        assert name == NOTED_PROPERTY
+        assert peak >= CPU_NOTED
+    finally:
+        loop.close()

@@ -11,7 +11,8 @@ public operations go through ``cache.aio()`` on a dedicated event-loop thread
 (:class:`LoopThread`). Concurrency, locks and cross-process single flight run unchanged,
 as do the ``onError`` cases. The loop runs in asyncio debug mode, watched: a callback
 that waits (blocking I/O, a sync sleep, a thread wait) or computes for longer than
-:attr:`AsyncConformance.slow_callback_limit` of CPU fails the test. Cases only async has
+:attr:`AsyncConformance.slow_callback_limit` of CPU fails the test, and a large value's
+encoding and decoding are proven off the loop by the thread they ran in. Cases only async has
 (single flight across tasks, lock contention between tasks, cancellation, ``async for``
 under an outage) are added by :class:`AsyncOnlyTests`. See docs/conformance.md.
 """
@@ -23,6 +24,7 @@ import asyncio.format_helpers as format_helpers
 import concurrent.futures
 import contextlib
 import cProfile
+import functools
 import gc
 import json
 import logging
@@ -55,12 +57,17 @@ from cachehub.lock import AsyncLock
 
 from .cancel import CancelTests
 from .clock import FakeClock
+from .plugin import CPU_NOTED, NOTED_PROPERTY
 from .support import CacheFactory, ConformanceBase, cache_maker
 
 __all__ = [
     "AsyncConformance",
     "AsyncOnlyTests",
+    "CPU_NOTED",
+    "CPU_PER_CALLBACK",
+    "NOTED_PROPERTY",
     "LoopThread",
+    "codec_on_loop",
     "count_hops",
     "closed_loop_leftovers",
     "first_imports",
@@ -414,36 +421,21 @@ def _install() -> None:
     threading.Condition.wait = _wait  # type: ignore[method-assign]
 
 
-CPU_PER_CALLBACK: Final = 0.025
-"""CPU seconds one callback may use before it counts as blocking the loop (waits count
-whatever their length). 25 ms since the cancellation sweeps multiplied the async
-requests of a run: at 20 ms, single aiohttp and redis.asyncio wake-ups of 20.7-22.2 ms
-(small replies: noise, not work that can be cut) failed 2 of 4 clean-clone CI runs.
-What it catches: a client built or a service model loaded on the loop (70-200 ms for a
-Redis Cluster command table under load, hundreds of ms for a botocore model), a batch
-decoded or a reply parsed whole where it should be cut. What it must let pass, measured
-per callback over every async suite (memory, reference, Redis single/Cluster/Sentinel,
-DynamoDB; ~3,700 tests, in asyncio's debug mode under xdist -n 2 on 2 shared cores at
-loads of 10-18, where CPU time itself stretches).
+CPU_PER_CALLBACK: Final = 0.100
+"""CPU seconds one callback may use before it fails as blocking the loop: asyncio's own
+``slow_callback_duration`` default. Waits fail whatever their length; this is the safety
+net for computing, and deliberately not a measurement.
 
-What grew with the caller's batch is cut (the heaviest before: 21 ms): values are encoded
-and decoded in stretches of 1 ms (:func:`cachehub.provider.stretched`), Redis replies
-hold 100 keys, pipelines 1,000 arguments and, on a cluster, 32 commands
-(:mod:`cachehub_redis.dispatch`). What is left above 8 ms is a fixed cost per request or
-per value, not per batch: botocore building and signing one DynamoDB request, or parsing
-its reply (up to 8.5 ms at a load of 13, in every DynamoDB test; a 1 MB page up to
-11.4 ms at 13-18), decoding one large value (a list of dicts: 14.3 ms at 18; since
-decoded in a worker thread, see :data:`cachehub.provider.OFF_LOOP_BYTES`), one
-cluster ``EVALSHA`` among 10 tasks contending for a lock (14.7 and 14.9 ms, two runs).
-A 12 ms limit failed those two tests at a load of 18, so the limit stayed 20 ms (1.3x
-the worst), then 25 ms (above). The cluster ``EVALSHA`` (and likely the "wake-ups" of
-20.7-22.2 ms) was redis-py rebuilding its slot table on the loop after five ``MOVED``
-replies to tasks sent to random nodes before a new client knew the topology: cut, the
-client is made with it (2.4 ms). Two more runs (loads 6-13 and 10-17) left at most
-17.0 ms (botocore, one DynamoDB request in a cancellation sweep; 10-12 ms for a Scan
-page), above 0.6x any lower limit: it stays 25 ms. docs/async.md lists what is covered
-and how the limit was chosen."""
-
+It was 10-25 ms until the project's 2-core CI failed 14 tests of one run on it (memory,
+Redis and DynamoDB suites; 21-38 ms each), one of them a ``_call_set_state`` callback whose
+own work is microseconds: on a shared machine one callback's CPU time stretches by tens of
+milliseconds with no work behind it (the worst seen: 49 ms). A tighter limit there is a
+timed assertion that fails at random. What the tight limits caught is now proven by counts,
+which do not depend on the machine: work handed to a worker thread
+(:func:`count_hops`), the codec never run on the loop for a large value
+(:func:`codec_on_loop`), batches cut into stretches (:func:`cachehub.provider.stretched`).
+Callbacks above :data:`CPU_NOTED` are still measured and listed at the end of the run
+(docs/async.md, "The blocking detector")."""
 
 HEAVY_CALLBACK: Final = 0.002
 """CPU seconds above which a callback is listed in :attr:`LoopThread.heavy` (whatever the
@@ -470,13 +462,6 @@ IMPORTS_SHOWN: Final = 8
 
 PROFILE_TOP: Final = 6
 """How many functions a heavy callback's profile names, by own time and by time inside."""
-
-
-LARGE_VALUE_LIMIT: Final = 0.02
-"""The loop's CPU limit per callback while a large value round-trips (see
-:func:`large_value`), lowered from :data:`CPU_PER_CALLBACK`: under half of what the value
-costs to encode or to decode, above what else a callback costs (botocore's request at
-most 17 ms at loads of 10-18)."""
 
 
 def large_value() -> list[tuple[tuple[int]]]:
@@ -646,16 +631,67 @@ def count_hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return hops
 
 
-def _codec_cost(value: Any) -> float:
-    """The least of the CPU seconds the default codec takes to encode ``value`` and to
-    decode it, on this thread."""
-    codec = SafeCodec()
-    start = time.thread_time()
-    data = codec.dumps(value)
-    encoded = time.thread_time() - start
-    start = time.thread_time()
-    codec.loads(data)
-    return min(encoded, time.thread_time() - start)
+LARGE_PAYLOAD: Final = 16 * 1024
+"""Codec bytes from which :func:`codec_on_loop` counts a call: the large value
+(:func:`large_value`) is 49 KB compressed and 300 KB plain, the cases' small ones under
+2 KB; and a compressed payload of 8 KiB already weighs :data:`provider.OFF_LOOP_BYTES`."""
+
+_CODEC_CALLS: Final = frozenset({"dumps", "loads", "loads_local", "loads_local_many"})
+
+
+def _payload_bytes(data: Any) -> int:
+    """The codec bytes in ``data``: one payload, or a batch's (a mapping or sequence)."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return len(data)
+    if isinstance(data, Mapping):
+        data = data.values()
+    if isinstance(data, Iterable) and not isinstance(data, str):
+        return sum(_payload_bytes(item) for item in data)
+    return 0
+
+
+class CodecWatch:
+    """What :func:`codec_on_loop` saw: every codec call of :data:`LARGE_PAYLOAD` bytes
+    or more (``large``), and those made on the loop's thread (``on_loop``)."""
+
+    def __init__(self) -> None:
+        self.large: list[str] = []
+        self.on_loop: list[str] = []
+
+
+@contextlib.contextmanager
+def codec_on_loop(codec_type: type, loop: LoopThread) -> Iterator[CodecWatch]:
+    """Record, while the block runs, each call of a ``codec_type`` codec that encodes or
+    decodes :data:`LARGE_PAYLOAD` bytes or more, and which of them ran on ``loop``'s
+    thread: a large value's encoding and decoding proven off the loop by where they ran,
+    on any machine, rather than by how long a callback took.
+
+    The class's methods are wrapped, so a cache must be made inside the block: providers
+    keep their codec's bound methods from the start (Redis does, for speed)."""
+    watch = CodecWatch()
+    originals = {name: vars(codec_type)[name] for name in _CODEC_CALLS if name in vars(codec_type)}
+
+    def wrap(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(real)
+        def watched(self: Any, *args: Any, **kwargs: Any) -> Any:
+            result = real(self, *args, **kwargs)
+            size = _payload_bytes(result if name == "dumps" else args[0])
+            if size >= LARGE_PAYLOAD:
+                call = f"{name} of {size} bytes"
+                watch.large.append(call)
+                if threading.get_ident() == loop.thread_id:
+                    watch.on_loop.append(call)
+            return result
+
+        return watched
+
+    try:
+        for name, real in originals.items():
+            setattr(codec_type, name, wrap(name, real))
+        yield watch
+    finally:
+        for name, real in originals.items():
+            setattr(codec_type, name, real)
 
 
 class LoopThread:
@@ -694,6 +730,11 @@ class LoopThread:
         _install()
         self._thread = threading.Thread(target=self._main, name="cachehub-test-loop", daemon=True)
         self._thread.start()
+
+    @property
+    def thread_id(self) -> int | None:
+        """The identifier of the thread the loop runs in."""
+        return self._thread.ident
 
     def _main(self) -> None:
         _watched[threading.get_ident()] = self
@@ -1109,19 +1150,13 @@ class AsyncOnlyTests(ConformanceBase):
     def test_a_large_value_is_encoded_and_decoded_off_the_loop(
         self, make_cache: CacheFactory, shell_loop: LoopThread
     ) -> None:
-        """A value whose encoding and decoding each cost far more CPU than the loop's limit
-        round-trips through every operation that encodes or decodes, the limit lowered to
-        :data:`LARGE_VALUE_LIMIT`: the shell moves that work to a worker thread (docs/async.md,
-        "What runs off the event loop")."""
+        """A value that costs 60-100 ms of CPU to encode and as much to decode round-trips
+        through every operation that encodes or decodes, and the codec never handles it on
+        the loop's thread: the shell moves that work to a worker thread (docs/async.md,
+        "What runs off the event loop"). Where the codec ran is recorded, not timed."""
         value = large_value()
         self.needs_value_bytes(len(SafeCodec().dumps(value)))
-        shell = self._aio(make_cache)
-        cost = _codec_cost(value)
-        assert cost >= 2 * LARGE_VALUE_LIMIT, (
-            f"the large value costs only {cost * 1000:.1f} ms of CPU to encode or decode: "
-            "too cheap to tell a loop that keeps it from one that does not"
-        )
-        shell_loop.limit = LARGE_VALUE_LIMIT if shell_loop.limit is not None else None
+        codec_type = type(self._aio(make_cache).cache.codec)
 
         async def scenario() -> list[Any]:
             await shell.put("big", value)
@@ -1136,7 +1171,14 @@ class AsyncOnlyTests(ConformanceBase):
             got.append(await shell.get_all())
             return got
 
-        got = shell_loop.run(scenario())
+        with codec_on_loop(codec_type, shell_loop) as watch:
+            shell = self._aio(make_cache)  # made in the block: its codec calls are watched
+            got = shell_loop.run(scenario())
+        assert watch.on_loop == [], watch.on_loop
+        if getattr(shell.cache, "_encode", True):  # memory with serialize=false: no codec
+            calls = {call.split()[0] for call in watch.large}
+            assert "dumps" in calls, watch.large  # the watch saw the value, both ways
+            assert calls & {"loads", "loads_local", "loads_local_many"}, watch.large
         assert got[0] == value
         assert got[1] == {"big": value, "big2": value, "small": 1}
         assert got[2] == value
@@ -1187,18 +1229,20 @@ class AsyncOnlyTests(ConformanceBase):
         self, make_cache: CacheFactory, shell_loop: LoopThread, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """``incr`` of a key holding a large value decodes it to name its type in the
-        error: in a worker thread (one hop), the loop's limit lowered as for the other
-        large values; a small one is decoded on the loop."""
+        error: in a worker thread (one hop; the codec never on the loop's thread, as for
+        the other large values); a small one is decoded on the loop."""
         value = large_value()
         self.needs_value_bytes(len(SafeCodec().dumps(value)))
         shell = self._aio(make_cache)
-        shell_loop.limit = LARGE_VALUE_LIMIT if shell_loop.limit is not None else None
         shell_loop.run(shell.put("big", value))
         shell_loop.run(shell.put("small", [1, 2]))
         hops = count_hops(monkeypatch)
-        for key in ("big", "small"):
-            with pytest.raises(CacheValueError, match=r"\blist\b"):  # the type it holds
-                shell_loop.run(shell.incr(key))
+        with codec_on_loop(type(shell.cache.codec), shell_loop) as watch:
+            shell = self._aio(make_cache)  # made in the block: its codec calls are watched
+            for key in ("big", "small"):
+                with pytest.raises(CacheValueError, match=r"\blist\b"):  # the type it holds
+                    shell_loop.run(shell.incr(key))
+        assert watch.on_loop == [], watch.on_loop
         cache = shell.cache
         native = type(cache)._aincr is not BaseCache._aincr
         if native and getattr(cache, "_encode", True):  # memory with serialize=false: none
@@ -1241,6 +1285,13 @@ class AsyncOnlyTests(ConformanceBase):
                 cache.close()
 
 
+def _note_cpu(node: Any, loop: LoopThread) -> None:
+    """Carry ``loop``'s heaviest callback, when above :data:`CPU_NOTED`, on the test's
+    reports (``node.user_properties``), for the run's summary (the cachehub plugin)."""
+    if loop.peak > CPU_NOTED:
+        node.user_properties.append((NOTED_PROPERTY, round(loop.peak, 4)))
+
+
 def _report_cpu(test: str, loop: LoopThread) -> None:
     """Append ``test``'s heaviest callbacks to the file named by :data:`CPU_REPORT_ENV`."""
     path = os.environ.get(CPU_REPORT_ENV)
@@ -1265,10 +1316,9 @@ class AsyncConformance(CancelTests, AsyncOnlyTests):
     (None: not checked), in every case. Waits fail a case whatever their length (see
     :class:`LoopThread`); CPU time is the loop thread's own, so the threads of the sync
     cases, a worker building a client or a server in this process holding the GIL
-    cannot fail a callback. A suite may lower it to what its own heaviest callback
-    justifies (at most 0.6 of it at loads of 10 and more, measured with
-    :data:`CPU_REPORT_ENV`; docs/async.md lists the shipped suites' values); never raise
-    it above the default."""
+    cannot fail a callback. Never set it below what a shared machine's noise reaches
+    (:data:`CPU_PER_CALLBACK`); callbacks above :data:`CPU_NOTED` are listed at the end
+    of the run instead."""
 
     @pytest.fixture
     def shell_loop(self, request: pytest.FixtureRequest) -> Iterator[LoopThread]:
@@ -1279,6 +1329,7 @@ class AsyncConformance(CancelTests, AsyncOnlyTests):
         finally:
             loop.close()
             _report_cpu(request.node.nodeid, loop)
+            _note_cpu(request.node, loop)
         if loop.blocked:
             pytest.fail(
                 "a callback blocked the event loop: " + "; ".join(loop.blocked[:3]),

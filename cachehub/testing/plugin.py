@@ -7,12 +7,27 @@ conformance suite does not depend on it: its fixtures live on the suite class.
 from __future__ import annotations
 
 import uuid
+from typing import Final
 
 import pytest
 
 from .clock import FakeClock
 
-__all__ = ["cache_namespace", "fake_clock"]
+__all__ = ["CPU_NOTED", "NOTED_PROPERTY", "cache_namespace", "fake_clock"]
+
+CPU_NOTED: Final = 0.025
+"""CPU seconds above which an event-loop callback of the async conformance suite is listed
+in the run's summary (not failed; the failing limit is
+:data:`cachehub.testing.asyncshell.CPU_PER_CALLBACK`): where to look first when a
+provider's callbacks grow."""
+
+NOTED_PROPERTY: Final = "cachehub_loop_cpu_peak"
+"""The test report's user property carrying an async case's heaviest event-loop callback
+above :data:`CPU_NOTED` (CPU seconds): report properties
+reach this summary from pytest-xdist's workers too."""
+
+NOTED_SHOWN: Final = 5
+"""How many of the heaviest noted callbacks the summary names."""
 
 
 @pytest.fixture
@@ -37,3 +52,23 @@ def pytest_configure(config: pytest.Config) -> None:
         "cancel_smoke: the cancellation cases worth running again on other dependency "
         "versions (a read, a write, a batch, a fill, a lock, a close, loop shutdown)",
     )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """List the async cases whose event loop ran a callback above :data:`CPU_NOTED`:
+    not failures (one callback's CPU time stretches on a shared machine), but where to
+    look first when a provider's callbacks grow (docs/async.md, "The blocking detector")."""
+    noted: list[tuple[float, str]] = []
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            for name, value in getattr(report, "user_properties", ()):
+                if name == NOTED_PROPERTY and isinstance(value, int | float):
+                    noted.append((float(value), report.nodeid))
+    if not noted:
+        return
+    noted.sort(reverse=True)
+    title = f"event-loop callbacks above {CPU_NOTED * 1000:.0f} ms of CPU (noted, not failed)"
+    terminalreporter.write_sep("-", title)
+    terminalreporter.write_line(f"{len(noted)} case(s); the heaviest:")
+    for used, nodeid in noted[:NOTED_SHOWN]:
+        terminalreporter.write_line(f"  {used * 1000:.1f} ms  {nodeid}")

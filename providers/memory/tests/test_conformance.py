@@ -13,7 +13,7 @@ import pytest
 from cachehub_memory import MemoryCache
 
 from cachehub.testing import CacheConformance
-from cachehub.testing.asyncshell import AsyncConformance, flags_cpu
+from cachehub.testing.asyncshell import CPU_PER_CALLBACK, AsyncConformance, flags_cpu
 
 # Every policy changes how entries are kept (ttl also drops expired entries itself and
 # must be told when a read slides a deadline), so each runs the whole suite.
@@ -44,11 +44,6 @@ class TestMemoryConformanceObserved(CacheConformance):
 
 class TestMemoryAsyncConformance(AsyncConformance, CacheConformance):
     """The whole suite again through ``cache.aio()`` (default policy only: CI time)."""
-
-    slow_callback_limit = 0.020
-    """Its heaviest callback: 8.3 ms of CPU (a cancellation sweep's count of the store)
-    over 890 tests at a load of 10, with two busy loops beside (0.42 of this limit; the
-    reference suite's 10 ms limit was passed by 10.2 ms in a clean-clone CI)."""
 
     @pytest.fixture
     def cache_factory(self) -> Any:
@@ -184,7 +179,9 @@ class TestMemoryAddRace:
         assert two.get("k") == "a"
 
 
-def test_the_async_suite_fails_a_callback_the_default_limit_lets_pass() -> None:
-    # 18 ms of CPU in one callback: under CPU_PER_CALLBACK (25 ms), over this suite's.
-    assert flags_cpu(TestMemoryAsyncConformance.slow_callback_limit, 0.022)
-    assert not flags_cpu(TestMemoryAsyncConformance.slow_callback_limit, 0.005)
+def test_the_async_suite_fails_a_callback_that_computes_past_its_limit() -> None:
+    # The default limit (a shared machine's noise stays under it); waits fail at any length.
+    limit = TestMemoryAsyncConformance.slow_callback_limit
+    assert limit == CPU_PER_CALLBACK
+    assert flags_cpu(limit, 1.5 * limit)
+    assert not flags_cpu(limit, 0.005)
