@@ -266,9 +266,10 @@ def test_waits_outside_callbacks_and_in_worker_threads_are_not_flagged(loop: Loo
 
 
 def test_computing_under_the_limit_is_not_flagged_but_listed(loop: LoopThread) -> None:
-    # The limit is a threshold, not zero: half of it passes; the heavy list still shows it.
+    # The limit is a threshold, not zero: a quarter of it passes (with room for what a
+    # loaded machine adds to one callback's CPU); the heavy list still shows it.
     cache = BlockingCache(backend=ReferenceBackend())
-    cache.blocker = lambda: _compute(CPU_PER_CALLBACK / 2)  # type: ignore[method-assign]
+    cache.blocker = lambda: _compute(CPU_PER_CALLBACK / 4)  # type: ignore[method-assign]
     view = shell_view(cache, loop)
 
     async def warm_up() -> None:
@@ -280,10 +281,10 @@ def test_computing_under_the_limit_is_not_flagged_but_listed(loop: LoopThread) -
     loop.run(warm_up())
     assert loop.run(view.aio().get("k", "miss")) == "miss"
     assert loop.blocked == []
-    assert CPU_PER_CALLBACK / 2 <= loop.peak < CPU_PER_CALLBACK
+    assert CPU_PER_CALLBACK / 4 <= loop.peak < CPU_PER_CALLBACK
     # The heaviest entry is the computing callback, and the only one of its size.
     assert round(loop.heavy[0][0], 3) == round(loop.peak, 3), loop.heavy
-    assert [used for used, _ in loop.heavy if used >= CPU_PER_CALLBACK / 2] == [loop.peak]
+    assert [used for used, _ in loop.heavy if used >= CPU_PER_CALLBACK / 4] == [loop.peak]
     assert any("warm_up" in what for _, what in loop.heavy[1:]), loop.heavy
     # Described by the coroutines of the task that computed, not only the handle.
     assert "AsyncCache.get" in loop.heavy[0][1]

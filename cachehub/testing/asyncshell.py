@@ -675,7 +675,8 @@ def codec_on_loop(codec_type: type, loop: LoopThread) -> Iterator[CodecWatch]:
         @functools.wraps(real)
         def watched(self: Any, *args: Any, **kwargs: Any) -> Any:
             result = real(self, *args, **kwargs)
-            size = _payload_bytes(result if name == "dumps" else args[0])
+            given = args[0] if args else next(iter(kwargs.values()), b"")
+            size = _payload_bytes(result if name == "dumps" else given)
             if size >= LARGE_PAYLOAD:
                 call = f"{name} of {size} bytes"
                 watch.large.append(call)
