@@ -602,8 +602,9 @@ def closed_loop_leftovers(
 def flags_cpu(limit: float | None, cpu: float) -> bool:
     """Whether a :class:`LoopThread` with ``limit`` fails a callback that computes for
     ``cpu`` seconds of its thread's CPU: how a suite shows what its
-    :attr:`AsyncConformance.slow_callback_limit` catches (counted in CPU, not timed)."""
-    loop = LoopThread(limit)
+    :attr:`AsyncConformance.slow_callback_limit` catches (counted in CPU, not timed).
+    Judged even in the profile mode (:data:`PROFILE_ENV`), which judges no other loop."""
+    loop = LoopThread(limit, profile=False)
 
     async def compute() -> None:
         end = time.thread_time() + cpu
@@ -709,8 +710,9 @@ class LoopThread:
     cannot fail a callback, nor hide one that blocks.
     """
 
-    def __init__(self, limit: float | None = None) -> None:
-        self.profile = os.environ.get(PROFILE_ENV) == "1"
+    def __init__(self, limit: float | None = None, *, profile: bool | None = None) -> None:
+        # profile: None follows PROFILE_ENV (the diagnostic mode), a bool overrides it.
+        self.profile = os.environ.get(PROFILE_ENV) == "1" if profile is None else profile
         # Profiled callbacks are slower than they are: listed, not judged.
         self.limit = None if self.profile else limit
         self.blocked: list[str] = []
