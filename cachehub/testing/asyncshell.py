@@ -435,7 +435,7 @@ which do not depend on the machine: work handed to a worker thread
 (:func:`count_hops`), the codec never run on the loop for a large value
 (:func:`codec_on_loop`), batches cut into stretches (:func:`cachehub.provider.stretched`).
 Callbacks above :data:`CPU_NOTED` are still measured and listed at the end of the run
-(docs/async.md, "The blocking detector")."""
+(docs/conformance.md, "Blocking detector")."""
 
 HEAVY_CALLBACK: Final = 0.002
 """CPU seconds above which a callback is listed in :attr:`LoopThread.heavy` (whatever the

@@ -57,7 +57,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """List the async cases whose event loop ran a callback above :data:`CPU_NOTED`:
     not failures (one callback's CPU time stretches on a shared machine), but where to
-    look first when a provider's callbacks grow (docs/async.md, "The blocking detector")."""
+    look first when a provider's callbacks grow (docs/conformance.md, "Blocking detector")."""
     noted: list[tuple[float, str]] = []
     for reports in terminalreporter.stats.values():
         for report in reports:
