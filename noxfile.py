@@ -29,6 +29,7 @@ TEST_DEPS = [
     "pytest>=8",
     "pytest-timeout",
     "pytest-xdist>=3.5",  # the suite runs on every core (`-n auto`); servers are per worker
+    "pytest-rerunfailures>=14",  # confirms a CPU-only loop verdict (pyproject.toml)
     "hypothesis>=6",
     "msgpack>=1.0",  # tests build hand-made payloads with it
     "moto[server]>=5",
@@ -104,7 +105,13 @@ def lock(session: nox.Session) -> None:
 OLDEST = ["redis==5.0.0", "cachetools==5.3.0", "pluggy==1.5.0"]
 # What the oldest session's suites import (nothing of Django, Flask, the console, moto or
 # Playwright): a smaller install than TEST_DEPS, minutes less on CI.
-OLDEST_TEST_DEPS = ["pytest>=8", "pytest-timeout", "pytest-xdist>=3.5", "hypothesis>=6"]
+OLDEST_TEST_DEPS = [
+    "pytest>=8",
+    "pytest-timeout",
+    "pytest-xdist>=3.5",
+    "pytest-rerunfailures>=14",
+    "hypothesis>=6",
+]
 # Only what runs through a pinned library differs between versions, so that is what runs:
 # - every Redis suite: each class drives another redis-py client (Redis, redis.asyncio,
 #   RedisCluster, Sentinel) with its own connections, pipelines, scripts and errors;

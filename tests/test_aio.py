@@ -455,7 +455,7 @@ def test_get_or_set_waiting_on_another_thread_neither_blocks_the_loop_nor_holds_
         assert loop.run(scenario()) == (True, "free")
         holder.join(30)
         assert memory.get("k") == "sync"
-        assert loop.blocked == []
+        loop.check()
     finally:
         release.set()
         loop.close()
@@ -497,7 +497,7 @@ def test_huge_batch_completes_without_blocking_the_loop() -> None:
             return len(found), await shell.count(), await shell.delete_many(list(items))
 
         assert loop.run(scenario()) == (50_000, 50_000, 50_000)
-        assert loop.blocked == []
+        loop.check()
     finally:
         loop.close()
 

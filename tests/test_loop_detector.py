@@ -21,10 +21,13 @@ import resource
 import select
 import selectors
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar, cast
 
@@ -552,3 +555,70 @@ def test_a_case_above_the_noted_cpu_carries_it_to_the_summary() -> None:
         assert peak >= CPU_NOTED
     finally:
         loop.close()
+
+
+_RERUN_CASES = """
+import asyncio, os, time, pytest
+from cachehub.testing.asyncshell import LoopThread
+
+def _ran(name):
+    with open(os.environ["RUNS_FILE"], "a", encoding="utf-8") as out:
+        out.write(name + "\\n")
+    with open(os.environ["RUNS_FILE"], encoding="utf-8") as runs:
+        return runs.read().split().count(name)
+
+async def _compute():
+    end = time.thread_time() + 0.01
+    while time.thread_time() < end:
+        pass
+
+async def _sleep():
+    time.sleep(0.001)
+
+def _verdict(coro, limit):
+    loop = LoopThread(limit)
+    try:
+        loop.run(coro)
+    finally:
+        loop.close()
+    loop.check()
+
+def test_cpu_once():
+    if _ran("cpu_once") == 1:
+        _verdict(_compute(), 0.001)
+
+def test_cpu_always():
+    _ran("cpu_always")
+    _verdict(_compute(), 0.001)
+
+def test_wait():
+    _ran("wait")
+    _verdict(_sleep(), 0.001)
+
+def test_other():
+    _ran("other")
+    raise AssertionError("not the detector: used 120.0 ms of CPU")
+"""
+
+
+def test_only_a_cpu_verdict_alone_is_rerun(tmp_path: Path) -> None:
+    # pyproject.toml's only_rerun: a CPU verdict with no wait is confirmed by reruns (one
+    # that passes the second time passes, one that fails every time fails); a wait, or
+    # any other failure, fails at once.
+    cases = tmp_path / "test_cases.py"
+    cases.write_text(_RERUN_CASES, encoding="utf-8")
+    runs = tmp_path / "runs"
+    project = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    command = [sys.executable, "-m", "pytest", "-q", "-c", str(project)]
+    done = subprocess.run(
+        [*command, "--rootdir", str(tmp_path), "-o", "reruns_delay=0", str(cases)],
+        env={**os.environ, "RUNS_FILE": str(runs), "CACHEHUB_LOOP_PROFILE": ""},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    executions = runs.read_text(encoding="utf-8").split()
+    counts = {name: executions.count(name) for name in ("cpu_once", "cpu_always", "wait", "other")}
+    assert counts == {"cpu_once": 2, "cpu_always": 3, "wait": 1, "other": 1}, done.stdout
+    assert "3 failed, 1 passed, 3 rerun" in done.stdout, done.stdout

@@ -180,7 +180,7 @@ def test_no_callback_of_a_new_cluster_client_computes_past_the_limit(
             loop.run(cluster_cache.aio().close())
     finally:
         loop.close()
-    assert loop.blocked == []
+    loop.check()
     assert sent.on_loop == []
     assert len(sent.by_sync) == 1
 

@@ -154,7 +154,7 @@ def test_the_loop_detector_sees_no_heavy_first_command(
     finally:
         loop.close()
         cache.close()
-    assert loop.blocked == []
+    loop.check()
     assert len(builds.threads) == 2
     assert loop._thread.ident not in builds.threads
 
@@ -203,7 +203,7 @@ def test_tasks_arriving_together_on_a_new_client_are_routed_by_their_keys(
         node.close()
     assert len(builds.threads) == 1  # the first table only, in the worker: no refresh
     assert loop._thread.ident not in builds.threads
-    assert loop.blocked == []
+    loop.check()
 
 
 def test_only_a_known_manager_is_replaced(redis_cluster: RedisClusterServers) -> None:
@@ -303,7 +303,7 @@ def test_an_unreachable_cluster_is_a_typed_error_each_time(
         loop.run(cache.aio().close())
         loop.close()
         cache.close()
-    assert loop.blocked == []
+    loop.check()
     assert builds.threads == []  # nothing to build
     # Each attempt's client failed its discovery while being made: closed, not kept.
     assert len(closed) == 2
@@ -597,5 +597,5 @@ def test_a_server_that_is_no_cluster_is_a_typed_error_from_the_worker(
     finally:
         loop.close()
         cache.close()
-    assert loop.blocked == []
+    loop.check()
     assert builds.threads == []
