@@ -343,13 +343,14 @@ class FaultProxy:
     ) -> None:
         """:meth:`hold_request`'s fault: wait to be let through, then forward ``data`` and
         the rest the client sent, and wait for the server's answer (bounded)."""
-        with self._released:
+        with self._lock:
             self.held += 1
             batch = self._releases
+        self._record(request)  # received now, whenever it reaches the server
+        with self._released:
             # Polled, so that stop() (an Event of its own) ends the wait too.
             while self._releases == batch and not self._stopping.is_set():
                 self._released.wait(0.2)
-        self._record(request)
         if self._stopping.is_set():
             return
         late = bytearray(data)
