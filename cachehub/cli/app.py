@@ -161,14 +161,14 @@ class LazyCommand(click.Command):
             )
         super().__init__(name, help=summary, add_help_option=False)
         self.target = target
+        self._module, self._attribute = module, attribute
         self._command: click.Command | None = None
 
     def load(self) -> click.Command:
         """The real command (imported on first call)."""
         if self._command is None:
-            module, _, attribute = self.target.partition(":")
             try:
-                command = getattr(importlib.import_module(module), attribute)
+                command = getattr(importlib.import_module(self._module), self._attribute)
             except (Exception, SystemExit) as exc:  # a module that exits must not end us
                 raise ConfigError(
                     f"'cachehub {self.name}' cannot be loaded from {self.target}: "
