@@ -66,6 +66,7 @@ __all__ = [
     "HIT_COUNT_MAX",
     "MAX_KEY_LENGTH",
     "MAX_TIME_SPAN",
+    "LOCK_HORIZON",
     "COUNTER_RANGE",
     "counter_overflow",
     "settings_identity",
@@ -114,6 +115,12 @@ DynamoDB Number all hold; ``timedelta.max`` would overflow each of them. For an 
 that never expires, pass no expiry at all.
 """
 _MAX_SECONDS: Final = MAX_TIME_SPAN.total_seconds()
+LOCK_HORIZON: Final = _MAX_SECONDS + 86_400
+"""Seconds from now past which no cachehub writer sets a lock's deadline: the longest lock
+ttl (:data:`MAX_TIME_SPAN`) plus a day of clock skew. A lock record whose deadline lies
+beyond it was written by another program and holds nothing: the next acquire takes it
+over, where it would otherwise block the lock (and every ``get_or_set`` of its key) for
+centuries."""
 
 
 class _Missing:

@@ -29,7 +29,7 @@ from botocore.exceptions import (
     HTTPClientError,
 )
 
-from cachehub.api import COUNTER_RANGE, HIT_COUNT_MAX, MAX_TIME_SPAN, counter_overflow
+from cachehub.api import COUNTER_RANGE, HIT_COUNT_MAX, LOCK_HORIZON, counter_overflow
 from cachehub.provider import (
     HIT_OPTIONS,
     MISSING,
@@ -161,10 +161,6 @@ HELD_BY_HOLDER: Final = (
 """Condition of release and extend: the lock is still this token's. A ``lockUntil`` of
 another type (another program's) fails it as a lost lock; the explicit type test keeps
 moto, which fails a comparison across types with a 500, evaluating it."""
-LOCK_HORIZON: Final = MAX_TIME_SPAN.total_seconds() + 86_400
-"""No cachehub writer sets a ``lockUntil`` further ahead than the longest lock ttl (1,000
-years) plus a day of clock skew: one beyond it was written by another program, and the lock
-is free to take, as is one whose ``lockUntil`` is missing or not a Number."""
 T = TypeVar("T")
 _METHODS: dict[str, str] = {}
 """DynamoDB operation name -> client method name (``GetItem`` -> ``get_item``)."""

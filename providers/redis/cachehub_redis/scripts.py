@@ -40,7 +40,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
-from cachehub.api import MAX_KEY_LENGTH
+from cachehub.api import LOCK_HORIZON, MAX_KEY_LENGTH
 
 from .entry import (
     FOREVER,
@@ -652,7 +652,9 @@ return {page[1], n}
 # lags) was planted by another program and is restarted from the clock, never handed on.
 # Numbers are written with %.0f: Lua's tostring would print 16-digit integers in exponent
 # form.
-_LOCK_PRELUDE = """
+_LOCK_PRELUDE = (
+    f"local HORIZON = {int(LOCK_HORIZON * 1000)}"
+    + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local kind = redis.call('TYPE', KEYS[1])['ok']
@@ -668,12 +670,16 @@ local function field(name, over)
 end
 local h = {field('t', OVER), field('d', false), field('f', false), field('r', false)}
 local holder, dl, fence = h[1], tonumber(h[2]), tonumber(h[3])
--- A record without a usable deadline (another program's) holds nothing.
+-- A record without a usable deadline (another program's) holds nothing; nor does one
+-- whose deadline lies past the longest ttl (HORIZON ms) or whose key never expires:
+-- cachehub sets both within bounds in the same script, so only another program's does.
 if not dl or dl ~= dl or dl <= now then holder = nil end
+if holder and (dl > now + HORIZON or redis.call('PTTL', KEYS[1]) < 0) then holder = nil end
 local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 if fence and (fence ~= fence or fence > us + 86400000000 or fence < 0) then fence = nil end
 local function n(x) return string.format('%.0f', x) end
 """
+)
 
 
 def _lock_script(name: str, body: str) -> LuaScript:

@@ -213,7 +213,10 @@ def test_planted_lock_records_never_crash(
 def test_a_planted_holder_is_read_bounded(make_cache: MakeCache, plain: Redis) -> None:
     cache = make_cache()
     key = cache.namespace.encode() + b"\xfflock:job"
-    plain.hset(key, mapping={b"t": b"\xff" * 1_000_000, b"d": b"99999999999999"})
+    seconds, _ = plain.time()
+    deadline = str((int(seconds) + 600) * 1000).encode()
+    plain.hset(key, mapping={b"t": b"\xff" * 1_000_000, b"d": deadline})
+    plain.pexpire(key, 600_000)
     lock = cache.lock("job")
     assert lock.busy  # the planted record holds the lock: only 64 bytes came back
     assert len(cache._lock_holder(lock.key, cache._clock()) or "") <= 64
@@ -221,6 +224,60 @@ def test_a_planted_holder_is_read_bounded(make_cache: MakeCache, plain: Redis) -
     cache.clear(include_internal=True)
     assert lock.acquire(blocking=False)
     lock.release()
+
+
+@pytest.mark.parametrize(
+    "deadline",
+    [b"99999999999999999999", b"1e300", b"inf", b"31557686400000+"],
+    ids=["20 digits", "1e300", "inf", "a horizon and a day ahead"],
+)
+@pytest.mark.parametrize("expires", [True, False], ids=["expiring", "persistent"])
+def test_a_deadline_past_the_horizon_holds_nothing(
+    make_cache: MakeCache, plain: Redis, deadline: bytes, expires: bool
+) -> None:
+    """Another program's record whose deadline no ttl reaches: the lock and get_or_set of
+    its key are free at once, not blocked for centuries (or for ever)."""
+    cache = make_cache()
+    ns = cache.namespace.encode()
+    if deadline.endswith(b"+"):  # the horizon (1,000 years and a day) plus a minute
+        seconds, _ = plain.time()
+        deadline = str(int(seconds) * 1000 + int(deadline[:-1]) + 60_000).encode()
+    for key in (ns + b"\xfflock:job", ns + b"\xfffill:report"):
+        plain.hset(key, mapping={b"t": b"attacker", b"d": deadline, b"f": b"1"})
+        if expires:
+            plain.pexpire(key, 3_600_000)
+    lock = cache.lock("job", timeout=0)
+    assert not lock.busy
+    with lock:
+        assert lock.held
+        assert 0 < plain.pttl(ns + b"\xfflock:job") <= 30_000 + LOCK_GRACE_MS
+    assert cache.get_or_set("report", lambda: "made", lock_timeout=0.5) == "made"
+
+
+def test_a_persistent_record_holds_nothing_whatever_its_deadline(
+    make_cache: MakeCache, plain: Redis
+) -> None:
+    """cachehub sets a lock's expiry in the script that sets its holder: a hash that never
+    expires is another program's, even with a plausible deadline a minute ahead."""
+    cache = make_cache()
+    key = cache.namespace.encode() + b"\xfflock:job"
+    seconds, _ = plain.time()
+    plain.hset(key, mapping={b"t": b"attacker", b"d": str((int(seconds) + 60) * 1000)})
+    with cache.lock("job", timeout=0) as lock:
+        assert lock.held
+    plain.pexpire(key, 120_000)  # the same record, expiring: now it holds the lock
+    plain.hset(key, mapping={b"t": b"attacker", b"d": str((int(seconds) + 60) * 1000)})
+    assert cache.lock("job").busy
+    assert cache.lock("job").acquire(blocking=False) is False
+
+
+def test_the_lock_horizon_is_the_longest_ttl_and_a_day() -> None:
+    from cachehub_redis import scripts
+
+    from cachehub.api import LOCK_HORIZON, MAX_TIME_SPAN
+
+    assert MAX_TIME_SPAN.total_seconds() + 86_400 == LOCK_HORIZON
+    assert f"local HORIZON = {int(LOCK_HORIZON * 1000)}\n" in scripts.LOCK_ACQUIRE.source
 
 
 def _server_us(plain: Redis) -> int:
