@@ -101,6 +101,7 @@ from .items import (
     MAX_ITEM_BYTES,
     MAX_KEY_BYTES,
     ORIGINAL_KEY,
+    OWNED,
     PLACEHOLDERS,
     REQUEST,
     TTL,
@@ -599,6 +600,14 @@ class DynamoDBCache(FlowCache[Any]):
         """The owner condition for writes to ``pk``, or None where no other key can be."""
         return owner_condition(storage_key, pk) if needs_owner_check(storage_key, pk) else None
 
+    def _own(self, storage_key: str, pk: str) -> tuple[str, dict[str, Any]]:
+        """The condition that the item at ``pk``, if any, is ``storage_key``'s own, for every
+        key: what reads check with :func:`owns`. At a key's own partition key an item whose
+        ``originalKey`` names another key is another program's: a miss to every read, so
+        ``touch``, ``delete`` and ``incr`` must not act on it either (``put``, ``add`` and
+        ``incr`` replace it, as Redis replaces a foreign value)."""
+        return owner_condition(storage_key, pk)
+
     def _collision(self, storage_key: str, pk: str) -> InvalidKeyError:
         return InvalidKeyError(
             f"key {self._user_key(storage_key)!r:.80} maps to DynamoDB partition key "
@@ -823,6 +832,9 @@ class DynamoDBCache(FlowCache[Any]):
         owner = self._owner(key, pk)
         if owner is not None:
             cond, values = f"({cond}) AND {owner[0]}", owner[1]
+        else:  # another program's item at the key's own partition key is a miss: replaced
+            own, values = self._own(key, pk)
+            cond = f"{cond} OR NOT {own}"
         if not (yield from self._put_if(item, cond, now, values, once=("add", key))):
             if owner is not None:
                 yield from self._check_owner(key, pk)
@@ -833,10 +845,8 @@ class DynamoDBCache(FlowCache[Any]):
 
     def _delete_flow(self, key: str, now: float) -> Flow[bool]:
         k, pk = self._key(key)
-        owner = self._owner(key, pk)
-        params: dict[str, Any] = {}
-        if owner is not None:
-            params = {"ConditionExpression": owner[0], **self._expr(owner[0], values=owner[1])}
+        own, values = self._own(key, pk)
+        params = {"ConditionExpression": own, **self._expr(own, values=values)}
         sent = {"TableName": self.table_name, "Key": k, "ReturnValues": "ALL_OLD", **params}
         try:
             reply = yield request("DeleteItem", sent, once=True)
@@ -850,7 +860,7 @@ class DynamoDBCache(FlowCache[Any]):
                     raise self._delete_unknown(key)
             old = reply.get("Attributes")
         except ConditionFailedError:
-            return False  # another key's hashed entry: not ours to delete
+            return False  # another key's hashed entry, or another program's: not ours
         self._forget(pk)
         yield from self._flush_due_flow()
         return bool(old) and is_live(old or {}, now)
@@ -907,9 +917,7 @@ class DynamoDBCache(FlowCache[Any]):
             f"attribute_not_exists(#pk) OR ({LIVE} AND attribute_type(#v, :n)"
             " AND #v BETWEEN :lo AND :hi)"
         )
-        owner = self._owner(key, pk)
-        if owner is not None:
-            cond = f"({cond}) AND {owner[0]}"
+        cond = f"({cond}) AND {self._own(key, pk)[0]}"
         for _ in range(_INCR_ROUNDS):
             hits = self._take_hits(pk)
             update = base + (_ADD_HITS if hits else "")
@@ -955,8 +963,10 @@ class DynamoDBCache(FlowCache[Any]):
                 if old is None:
                     continue  # deleted meanwhile: the next round creates it
                 if not owns(old, key, self.key_name):
-                    raise self._collision(key, pk) from None
-                if is_live(old, now):
+                    if self._owner(key, pk) is not None:
+                        raise self._collision(key, pk) from None
+                    # another program's item at the key's own partition key: replaced
+                elif is_live(old, now):
                     current = _number_value(old)
                     if current is not None:
                         overflow = counter_overflow(self._user_key(key), current, delta)
@@ -983,8 +993,10 @@ class DynamoDBCache(FlowCache[Any]):
         pk = item[self.key_name]["S"]
         owner = self._owner(key, pk)
         once = ("incr", key)
-        if owner is None:
-            return (yield from self._put_if(item, EXPIRED, now, once=once))
+        if owner is None:  # another program's item there is replaced, as an expired one
+            own, values = self._own(key, pk)
+            cond = f"{EXPIRED} OR NOT {own}"
+            return (yield from self._put_if(item, cond, now, values, once=once))
         return (
             yield from self._put_if(item, f"{EXPIRED} AND {owner[0]}", now, owner[1], once=once)
         )
@@ -1029,11 +1041,9 @@ class DynamoDBCache(FlowCache[Any]):
             update += " REMOVE " + ", ".join(removed)
         if hits:
             update += _ADD_HITS
-        cond = f"attribute_exists(#pk) AND {LIVE}"
-        owner = self._owner(key, pk)
-        if owner is not None:
-            cond = f"{cond} AND {owner[0]}"
-            values.update(owner[1])
+        own, owner_values = self._own(key, pk)
+        cond = f"attribute_exists(#pk) AND {LIVE} AND {own}"
+        values.update(owner_values)
         try:
             yield from self._update_with_hits(k, update, cond, values)
         except ConditionFailedError:
@@ -1044,7 +1054,7 @@ class DynamoDBCache(FlowCache[Any]):
     # ------------------------------------------------------------------ scans
 
     def _scan_params(self, flt: KeyFilter, now: float, *, keys_only: bool) -> dict[str, Any]:
-        live = f"{LIVE} AND {ENTRY}"  # internal items are not entries
+        live = f"{LIVE} AND {ENTRY} AND {OWNED}"  # internal and foreign items are not entries
         filt = f"(begins_with(#pk, :p) OR begins_with(#ok, :p)) AND {live}" if flt.prefix else live
         params: dict[str, Any] = {
             "TableName": self.table_name,
@@ -1266,7 +1276,9 @@ class DynamoDBCache(FlowCache[Any]):
         )
         # Here every key is its own partition key (checked keys were deleted above).
         live = sum(1 for item in found if is_live(item, now) and owns(item, item[kn]["S"], kn))
-        requests = [{"DeleteRequest": {"Key": key}} for key in requested]
+        # Another program's item at a key (its originalKey names another) is a miss: kept.
+        foreign = {item[kn]["S"] for item in found if not owns(item, item[kn]["S"], kn)}
+        requests = [{"DeleteRequest": {"Key": k}} for k in requested if k[kn]["S"] not in foreign]
         self._forget(*pks)
         yield from write_batches(self.table_name, requests)
         yield from self._flush_due_flow()

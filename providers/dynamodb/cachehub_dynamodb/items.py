@@ -115,7 +115,12 @@ PLACEHOLDERS: Final = {
     "#lttl": LUCEE_TTL,
 }
 
-CONSTANTS: Final = {":n": {"S": "N"}, ":lock": {"S": "lock"}, ":nul": {"S": "\x00"}}
+CONSTANTS: Final = {
+    ":n": {"S": "N"},
+    ":lock": {"S": "lock"},
+    ":nul": {"S": "\x00"},
+    ":hashed": {"S": HASH_PREFIX},
+}
 """Expression values every request may use (``attribute_type(x, :n)``, :data:`ENTRY`)."""
 LIVE: Final = (
     "((attribute_type(#dl, :n) AND #dl > :now) OR (attribute_not_exists(#dl)"
@@ -136,6 +141,12 @@ item. Only the marker *with* the ``originalKey`` only a lock
 has (it holds a NUL, see :func:`internal_key`) hides an item: ``cachehubInternal`` set on an
 ordinary item by another writer does not hide it from ``keys``/``count`` nor keep it from
 ``clear``."""
+OWNED: Final = "(attribute_not_exists(#ok) OR #ok = #pk OR contains(#pk, :hashed))"
+"""Condition (values in :data:`CONSTANTS`): the item may be its key's own entry, as far as
+the server can tell. An item whose ``originalKey`` names another key than its partition
+key is another program's unless it is a hashed item (``sha256:`` in the partition key),
+whose hash only the client can check (:func:`consistent_key`): so a server-side count
+skips the first, as every read does."""
 EXPIRY_ATTRIBUTES: Final = (DEADLINE, TTL, LUCEE_TTL)
 """The attributes :func:`is_live` reads: what a key-only read must ask for."""
 MS_STAMPS: Final = 1e11

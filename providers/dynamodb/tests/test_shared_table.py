@@ -1,5 +1,6 @@
 """Items other writers put in a shared table: expiry attributes and lock deadlines of the
-wrong type, and the internal-item marker on an ordinary entry.
+wrong type, the internal-item marker on an ordinary entry, and an ``originalKey`` that names
+another key.
 
 Each rule is documented in docs/dynamodb.md ("Items other programs write"); every path
 that reads an entry must apply it the same way, on the client and in the conditions and
@@ -14,7 +15,6 @@ from typing import Any
 
 import pytest
 from cachehub_dynamodb import DynamoDBCache
-from cachehub_dynamodb.cache import LOCK_HORIZON
 from cachehub_dynamodb.items import (
     DEADLINE,
     ENTRY,
@@ -27,6 +27,7 @@ from cachehub_dynamodb.items import (
     is_live,
 )
 
+from cachehub.api import LOCK_HORIZON
 from cachehub.errors import CacheKeyError, LockLostError
 from cachehub.testing import FakeClock
 
@@ -231,3 +232,83 @@ def test_the_lucee_layout_lists_and_clears_a_marked_entry(make: Make) -> None:
         assert cache.count() == 2
         assert cache.clear() == 2
         assert cache.lock("job").busy
+
+
+# -- 4. an originalKey that names another key, at a key's own partition key ----------------
+
+
+def _plant_foreign(cache: DynamoDBCache, key: str, owner: str = "other") -> None:
+    _plant(cache, key, originalKey={"S": cache.namespace + owner})
+
+
+def _raw(cache: DynamoDBCache, key: str) -> dict[str, Any] | None:
+    found = cache.client.get_item(
+        TableName=cache.table_name, Key={cache.key_name: {"S": cache.namespace + key}}
+    )
+    return found.get("Item")
+
+
+def test_a_foreign_owner_is_a_miss_to_every_listing(make: Make) -> None:
+    # On main count() counted it (Select=COUNT has no client-side check) while keys(),
+    # get_all() and clear() skipped it: count() stayed 1 after clear().
+    cache = make(namespace="f:")
+    cache.put("mine", 1)
+    _plant_foreign(cache, "k1")
+    _plant_foreign(cache, "k2", owner="k1")  # names a key of this very namespace
+    assert cache.get("k1") is None
+    assert not cache.exists("k1")
+    assert sorted(cache.keys()) == ["mine"]
+    assert cache.get_all() == {"mine": 1}
+    assert cache.count() == 1  # Select=COUNT, filtered on the server
+    assert cache.count("k*") == 0  # listed keys, counted
+    assert cache.count("?ine") == 1
+    assert cache.clear() == 1
+    assert cache.count() == 0
+    assert _raw(cache, "k1") is not None  # another program's: never cleared
+
+
+def test_touch_and_delete_leave_a_foreign_item_alone(make: Make) -> None:
+    # On main touch() answered True and rewrote its deadline, delete() and delete_many()
+    # removed it: acting on an item every read calls a miss.
+    cache = make(namespace="g:")
+    _plant_foreign(cache, "k")
+    before = _raw(cache, "k")
+    assert not cache.touch("k", 60)
+    assert not cache.delete("k")
+    assert cache.delete_many(["k", "absent"]) == 0
+    assert not cache._delete_if_equal(cache.namespace + "k", 5, cache._clock())
+    assert _raw(cache, "k") == before
+
+
+@pytest.mark.parametrize("write", ["incr", "add", "put", "put_many", "get_or_set"])
+def test_a_write_replaces_a_foreign_item_as_a_miss(make: Make, write: str) -> None:
+    # On main incr() added to its value (5 + 10 = 15, revealing it) and add() answered
+    # False for a key every read calls a miss.
+    cache = make(namespace="h:")
+    _plant_foreign(cache, "k")
+    if write == "incr":
+        assert cache.incr("k", 10) == 10  # a fresh counter, as after a miss
+    elif write == "add":
+        assert cache.add("k", 10)
+    elif write == "put":
+        cache.put("k", 10)
+    elif write == "put_many":
+        cache.put_many({"k": 10, "j": 1})
+    else:
+        assert cache.get_or_set("k", lambda: 10) == 10
+    assert cache.get("k") == 10
+    assert "originalKey" not in (_raw(cache, "k") or {})
+    assert cache.count() == len(list(cache.keys()))
+
+
+def test_a_forged_hashed_item_is_counted_as_documented(make: Make) -> None:
+    """The one case a server-side count cannot tell (docs/dynamodb.md, "Items other
+    programs write"): a partition key shaped like a hashed key's, whose originalKey does
+    not hash to it. Listing, reads and a count of listed keys skip it; a count by prefix
+    (``Select=COUNT``) does not."""
+    cache = make(namespace="q:")
+    _plant(cache, "sha256:" + "0" * 64, originalKey={"S": "q:elsewhere"})
+    assert list(cache.keys()) == []
+    assert cache.get("sha256:" + "0" * 64) is None
+    assert cache.count("?ha256*") == 0
+    assert cache.count() == cache.count("s*") == 1
