@@ -128,6 +128,28 @@ class InstantTests(ConformanceBase):
         call, expected = _ON_ALIVE[op]
         assert call(cache) == expected
 
+    @pytest.mark.parametrize("offset", [0.3327086, 0.1558325, 0.9999996])
+    def test_an_unaligned_deadline_is_one_instant_to_every_operation(
+        self, make_cache: Callable[..., BaseCache], fake: tuple[FakeClock, float], offset: float
+    ) -> None:
+        """A start with a sub-microsecond part, as ``time.time()`` has: a backend that
+        stores deadlines to the microsecond must judge ``now`` to the same microsecond on
+        every path (DynamoDB's get once compared the raw instant with a deadline rounded
+        up, and found alive what add, keys and count found dead)."""
+        clock, _ = fake
+        clock.advance(offset)
+        cache, other = make_cache(), make_cache()
+        cache.put("k", "old", time_span=SPAN)
+        cache.put("alive", "yes")
+        clock.advance(SPAN)  # now == deadline, unrounded
+        assert other.get("k", MISSING) is MISSING
+        assert other.exists("k") is False
+        assert sorted(other.keys()) == ["alive"]
+        assert other.count() == 1
+        assert other.get_many(["k", "alive"]) == {"alive": "yes"}
+        assert other.add("k", "new") is True
+        assert cache.get("k") == "new"
+
     @pytest.mark.parametrize("setter", list(_SETTERS))
     def test_every_deadline_is_exact(
         self, make_cache: Callable[..., BaseCache], fake: tuple[FakeClock, float], setter: str

@@ -344,6 +344,10 @@ def deadline_of(item: Mapping[str, Mapping[str, Any]]) -> float | None:
 
 def is_live(item: Mapping[str, Mapping[str, Any]], now: float) -> bool:
     """Whether the item may be returned at ``now`` (expiry is enforced on every read)."""
+    # Deadlines are stored to the microsecond (num), and the conditions and filters the
+    # server evaluates compare them with num(now): the same instant here, or an entry at
+    # its (rounded-up) deadline was alive to get() and expired to add() and keys().
+    now = round(now, 6)
     # Same rule as deadline_of, inlined: this runs for every item read.
     attr = item.get(DEADLINE)
     if attr is None:
