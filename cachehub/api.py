@@ -247,6 +247,19 @@ class CacheMetadata:
             ) from None
 
 
+def _key_list(keys: object, op: str) -> list[Any]:
+    """The keys of a batch call, listed; CacheValueError for a str, bytes or non-iterable
+    (a str would otherwise be read as one key per character)."""
+    if type(keys) is list or type(keys) is tuple:  # the common case, at the cost of a copy
+        return list(keys)
+    if isinstance(keys, (str, bytes, bytearray)) or not isinstance(keys, Iterable):
+        raise CacheValueError(
+            f"{op}() takes an iterable of keys, got {type(keys).__name__}.",
+            hint=f"pass a list of keys, e.g. {op}(['a', 'b']).",
+        )
+    return list(keys)
+
+
 def _seconds(value: TimeSpan | None, what: str) -> float | None:
     if value is None:
         return None
@@ -960,6 +973,11 @@ class BaseCache(ABC):
     def _restore_plan(self, key: str, entry: Entry) -> tuple[str, Expiry, float] | None:
         """``(storage key, expiry, stamp)`` to write for ``restore``; None if ``entry`` is dead."""
         self._writable("restore")
+        if not isinstance(entry, Entry):
+            raise CacheValueError(
+                f"restore() takes an Entry, as peek() returns, got {type(entry).__name__}.",
+                hint="peek() returns None for a missing key: restore only what it found.",
+            )
         sk = self._sk(key)
         now = self._clock()
         if not entry.alive(now):
@@ -976,7 +994,7 @@ class BaseCache(ABC):
     def _get_many_plan(self, keys: Iterable[str]) -> tuple[list[str], list[str] | dict[str, str]]:
         """The storage keys of a ``get_many`` and their user keys: a list in the same order
         for plain keys, else a dict storage -> user key (see :meth:`_get_many_finish`)."""
-        keys = list(keys)
+        keys = _key_list(keys, "get_many")
         if _plain(keys):
             users = list(dict.fromkeys(keys))
             return self._storage_keys(users), users
@@ -1013,6 +1031,11 @@ class BaseCache(ABC):
         """``(storage key: value, expiry, now)`` of a ``put_many`` (batch may be empty)."""
         if self.read_only:
             self._writable("put_many")
+        if type(items) is not dict and not isinstance(items, Mapping):
+            raise CacheValueError(
+                f"put_many() takes a mapping of keys to values, got {type(items).__name__}.",
+                hint="pass a dict, e.g. put_many({'a': 1, 'b': 2}) (dict(pairs) for pairs).",
+            )
         now = self._clock()
         if time_span is None and idle_time is None and until is None:
             expiry = NO_EXPIRY
@@ -1031,7 +1054,7 @@ class BaseCache(ABC):
         """The unique storage keys of a ``delete_many`` (may be empty)."""
         if self.read_only:
             self._writable("delete_many")
-        keys = list(keys)
+        keys = _key_list(keys, "delete_many")
         batch = self._plain_sks(keys)
         if batch is None:
             batch = list(dict.fromkeys(self._sk(k) for k in keys))
@@ -1437,6 +1460,9 @@ class BaseCache(ABC):
         With ``onError: miss`` and the backend down, the value is computed (once per
         process at a time) and returned without being stored.
         """
+        # Checked here, not only where a fill lock is made: a provider without one (memory)
+        # must refuse what a distributed one refuses, or a config change breaks the call.
+        _seconds(lock_timeout, "lock_timeout")
         value = self.get(key, MISSING)
         if value is not MISSING:
             return value  # type: ignore[no-any-return]

@@ -59,6 +59,21 @@ _WITH_EXPIRY: dict[str, Callable[[BaseCache, dict[str, Any]], Any]] = {
 }
 
 
+_BAD_SHAPES: dict[str, Callable[[BaseCache], Any]] = {
+    "get_many(None)": lambda c: c.get_many(None),
+    "get_many(5)": lambda c: c.get_many(5),
+    "get_many('ab')": lambda c: c.get_many("ab"),  # not the keys "a" and "b"
+    "get_many(b'ab')": lambda c: c.get_many(b"ab"),
+    "put_many(pairs)": lambda c: c.put_many([("a", 1)]),
+    "put_many(None)": lambda c: c.put_many(None),
+    "delete_many(None)": lambda c: c.delete_many(None),
+    "delete_many('ab')": lambda c: c.delete_many("ab"),
+    "restore(None)": lambda c: c.restore("a", None),
+    "restore(peek(missing))": lambda c: c.restore("a", c.peek("missing")),
+}
+"""Batch and restore calls given an argument of the wrong shape."""
+
+
 class EdgeTests(ConformanceBase):
     """Batch sizes past every chunk boundary, filter corners, validation, metadata."""
 
@@ -238,6 +253,26 @@ class EdgeTests(ConformanceBase):
             getattr(cache, method)("missing", delta)
         assert cache.get("n") == 5
         assert cache.exists("missing") is False
+
+    @pytest.mark.parametrize("call", list(_BAD_SHAPES))
+    def test_batch_arguments_of_the_wrong_shape_are_refused(
+        self, cache: BaseCache, call: str
+    ) -> None:
+        # On main these raised TypeError/AttributeError, and get_many("ab") read two keys.
+        cache.put("a", "old")
+        with pytest.raises(CacheValueError):
+            _BAD_SHAPES[call](cache)
+        assert cache.get("a") == "old"
+
+    @pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), "5", True, 10**400])
+    def test_get_or_set_refuses_a_bad_lock_timeout_on_every_provider(
+        self, cache: BaseCache, bad: Any
+    ) -> None:
+        # On main only distributed providers checked it (making their fill lock): code
+        # tried on memory broke when the config moved it to Redis or DynamoDB.
+        with pytest.raises(CacheValueError):
+            cache.get_or_set("k", lambda: 1, lock_timeout=bad)
+        assert cache.exists("k") is False
 
     # ------------------------------------------------------------------ 64-bit counters
 
