@@ -54,6 +54,11 @@ def camel_case(name: str) -> str:
     return _CAMEL_RE.sub(lambda m: m.group(1).upper(), name)
 
 
+def _bound(value: float) -> str:
+    """A setting's limit as a reader writes it: 86400000, not 8.64e+07."""
+    return str(int(value)) if value == int(value) and abs(value) < 1e15 else f"{value:g}"
+
+
 @dataclass(frozen=True, slots=True)
 class Option:
     """One provider setting: its name, Python type, default and documentation."""
@@ -133,8 +138,9 @@ class Option:
             )
         if result is not None and self.maximum is not None and result > self.maximum:
             raise ConfigError(
-                f"{where}: setting '{self.name}' is {shown}, above its maximum {self.maximum:g}.",
-                hint=f"use a value <= {self.maximum:g}.",
+                f"{where}: setting '{self.name}' is {shown}, above its maximum "
+                f"{_bound(self.maximum)}.",
+                hint=f"use a value <= {_bound(self.maximum)}.",
             )
         return result
 

@@ -263,9 +263,17 @@ _DYNAMO = (
         (_REDIS, "retries", "21", 20),
         (_DYNAMO, "maxAttempts", 10**30, 20),
         (_DYNAMO, "maxAttempts", 2**63, 20),
+        # 10**13 ms overflowed time_t on every request, reported as a backend bug.
+        (_DYNAMO, "liveTimeout", 10**13, 86_400_000),
+        # urllib3 fills the pool slot by slot: 10**7 took 15 s, 10**30 never returned.
+        (_DYNAMO, "maxConnections", 10**30, 1_000),
+        (_DYNAMO, "maxConnections", 10**7, 1_000),
+        # a thread (or task) and a page per segment: 10**6 exhausted the threads.
+        (_DYNAMO, "scanSegments", 10**6, 64),
+        (_DYNAMO, "scanSegments", 10**30, 64),
     ],
 )
-def test_a_setting_that_bounds_waiting_has_a_maximum(
+def test_a_setting_that_bounds_waiting_or_resources_has_a_maximum(
     provider: tuple[str, str, dict[str, Any]], name: str, over: Any, at_most: int
 ) -> None:
     module, cls_name, base = provider

@@ -141,6 +141,17 @@ _ADD_HITS: Final = " ADD #hc :h"
 MAX_ATTEMPTS: Final = 20
 """The most attempts per request (``maxAttempts``): botocore backs off between them, so a
 count of 10**30 made every call against an endpoint that is down retry for ever."""
+MAX_LIVE_TIMEOUT_MS: Final = 86_400_000
+"""The longest ``liveTimeout`` (a day; Lucee's own default is an hour): botocore turns it
+into a socket deadline, and 10**13 ms overflowed the platform's time_t on every request,
+reported as an unexpected backend error."""
+MAX_CONNECTIONS: Final = 1_000
+"""The largest ``maxConnections``: urllib3 fills its pool's queue with one slot per
+connection when the client is made (10**7 took 15 s and 180 MB, 10**30 never returned),
+and a hit-count flush runs half as many threads."""
+MAX_SCAN_SEGMENTS: Final = 64
+"""The most ``scanSegments``: each segment's page is fetched by a thread (or task) of its
+own and held until the round ends; 10**6 exhausted the threads, 10**30 the memory."""
 _RESEND_ROUNDS: Final = 3
 """Sends of a conditional delete whose replies keep getting lost (each one checked)."""
 _SHORT_KEY: Final = MAX_KEY_BYTES // 4
@@ -270,6 +281,7 @@ class DynamoDBCache(FlowCache[Any]):
             10_000,
             "connect and read timeout of each request in milliseconds.",
             minimum=1,
+            maximum=MAX_LIVE_TIMEOUT_MS,
         ),
         Option("consistentRead", bool, False, "use strongly consistent reads (twice the cost)."),
         Option(
@@ -287,8 +299,22 @@ class DynamoDBCache(FlowCache[Any]):
             minimum=1,
             maximum=MAX_ATTEMPTS,
         ),
-        Option("maxConnections", int, 10, "HTTP connection pool size of the client.", minimum=1),
-        Option("scanSegments", int, 1, "parallel Scan segments for keys/count/clear.", minimum=1),
+        Option(
+            "maxConnections",
+            int,
+            10,
+            "HTTP connection pool size of the client.",
+            minimum=1,
+            maximum=MAX_CONNECTIONS,
+        ),
+        Option(
+            "scanSegments",
+            int,
+            1,
+            "parallel Scan segments for keys/count/clear.",
+            minimum=1,
+            maximum=MAX_SCAN_SEGMENTS,
+        ),
         Option(
             "itemFormat",
             str,
