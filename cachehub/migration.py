@@ -36,10 +36,12 @@ not check:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import random
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -115,6 +117,11 @@ class Checkpoint:
                 f"the folder of resume file {path} does not exist.",
                 hint=f"create it first (mkdir -p {path.parent}), or pass another --resume-file.",
             )
+        if path.is_dir():
+            raise ConfigError(
+                f"resume file {path} is a folder.",
+                hint="pass the path of a file, e.g. --resume-file migrate.json.",
+            )
         if not path.exists():
             if write:
                 fresh.save()
@@ -158,15 +165,27 @@ class Checkpoint:
             "complete": self.complete,
             "done": dict(sorted(self.done.items())),
         }
-        tmp = self.path.with_name(self.path.name + ".tmp")
+        # A fresh name made exclusively (mkstemp: O_CREAT | O_EXCL, mode 0600), never a
+        # fixed "<name>.tmp": in a shared folder another user could plant that name as a
+        # symlink, and the write would follow it onto any file this process may write.
+        tmp: str | None = None
         try:
-            tmp.write_text(json.dumps(doc), encoding="utf-8")
-            os.replace(tmp, self.path)
+            fd, tmp = tempfile.mkstemp(
+                prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+            )
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(json.dumps(doc))
+            os.replace(tmp, self.path)  # replaces a symlink at path, never its target
+            tmp = None
         except OSError as exc:
             raise ConfigError(
                 f"cannot write resume file {self.path}: {exc.strerror or type(exc).__name__}.",
                 hint="pass a --resume-file in a writable folder with free space.",
             ) from None
+        finally:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
 
 
 def _done_of(done: Any, path: Path) -> dict[str, float | None]:

@@ -74,6 +74,43 @@ def test_a_resume_file_in_a_missing_folder_is_refused_before_copying(tmp_path: P
     assert caches["dst"].count() == 0
 
 
+def test_a_planted_temp_name_is_never_followed(tmp_path: Path) -> None:
+    # On main the checkpoint went to the fixed name "<resume file>.tmp" with write_text,
+    # which follows a symlink: another user planting it in a shared folder had a migrate
+    # overwrite any file the migrating user may write.
+    caches = Caches({"src": {"class": "memory"}, "dst": {"class": "memory"}})
+    caches["src"].put("k", 1)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    resume = tmp_path / "resume.json"
+    (tmp_path / "resume.json.tmp").symlink_to(victim)
+    report = cachehub.migrate(caches["src"], caches["dst"], resume_file=resume)
+    assert report.verified is True
+    assert victim.read_text() == "precious"
+    assert json.loads(resume.read_text())["complete"] is True
+    assert resume.stat().st_mode & 0o077 == 0  # keys are listed in it: the user's alone
+    leftovers = sorted(p.name for p in tmp_path.iterdir())
+    assert leftovers == ["resume.json", "resume.json.tmp", "victim.txt"]
+
+
+def test_a_symlinked_resume_file_is_replaced_not_written_through(tmp_path: Path) -> None:
+    caches = Caches({"src": {"class": "memory"}, "dst": {"class": "memory"}})
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    resume = tmp_path / "resume.json"
+    resume.symlink_to(victim)
+    with pytest.raises(ConfigError, match="not a cachehub migrate checkpoint"):
+        cachehub.migrate(caches["src"], caches["dst"], resume_file=resume)
+    assert victim.read_text() == "precious"
+
+
+def test_a_folder_as_resume_file_is_named_as_such(tmp_path: Path) -> None:
+    caches = Caches({"src": {"class": "memory"}, "dst": {"class": "memory"}})
+    with pytest.raises(ConfigError, match="is a folder") as info:
+        cachehub.migrate(caches["src"], caches["dst"], resume_file=tmp_path)
+    assert "delete" not in str(info.value)  # never advice to delete the folder
+
+
 @pytest.mark.parametrize(
     "doc",
     [
