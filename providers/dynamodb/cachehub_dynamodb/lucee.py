@@ -32,7 +32,7 @@ from decimal import Decimal, InvalidOperation
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Final
 
-from cachehub.api import MISSING, Entry, Expiry
+from cachehub.api import COUNTER_RANGE, MISSING, Entry, Expiry, counter_overflow
 from cachehub.errors import (
     CacheBackendError,
     CacheError,
@@ -545,10 +545,17 @@ class LuceeDynamoDBCache(DynamoDBCache):
     def _incr_flow(self, key: str, delta: int, now: float) -> Flow[int]:
         k, pk = self._lkey(key)
         update = "SET #v = if_not_exists(#v, :zero) + :d, #u = :now, #c = if_not_exists(#c, :now)"
-        cond = f"attribute_not_exists(#pk) OR ({_LIVE} AND attribute_type(#v, :n))"
+        # Counters are signed 64-bit on every provider (COUNTER_RANGE), as in the default
+        # layout: the old value must leave room for the delta, or nothing is written.
+        cond = (
+            f"attribute_not_exists(#pk) OR ({_LIVE} AND attribute_type(#v, :n)"
+            " AND #v BETWEEN :lo AND :hi)"
+        )
         values = {
             ":zero": {"N": "0"},
             ":d": {"N": str(delta)},
+            ":lo": {"N": str(max(COUNTER_RANGE[0], COUNTER_RANGE[0] - delta))},
+            ":hi": {"N": str(min(COUNTER_RANGE[-1], COUNTER_RANGE[-1] - delta))},
             ":now": {"N": str(_ms(now))},
             **_now(now),
         }
@@ -564,6 +571,12 @@ class LuceeDynamoDBCache(DynamoDBCache):
                 # DynamoDB (a comparison across types is false), so it must end here as a
                 # ForeignEntryError, not after every round as a "conflict".
                 if self._live(key, old, now):
+                    current = _whole_number(old)
+                    if current is not None:
+                        overflow = counter_overflow(self._user_key(key), current, delta)
+                        if overflow is not None:
+                            raise overflow from None
+                        continue  # it was rewritten meanwhile: the next round adds to it
                     raise CacheValueError(
                         f"cannot incr key {self._user_key(key)!r:.200}: it holds no Number.",
                         hint="incr/decr only work on entries holding a number.",
@@ -798,3 +811,16 @@ def _convert_one(
         else:  # dies when Lucee's entry dies: at its ttl, a whole second
             target.put(key, value, until=datetime.fromtimestamp(ttl, UTC))
     report.copied += 1
+
+
+def _whole_number(item: Mapping[str, Any]) -> int | None:
+    """The whole number a Number ``value`` holds (``1E+3`` included), else None."""
+    attr = item.get(VALUE)
+    raw = attr.get("N") if isinstance(attr, dict) else None
+    try:
+        number = Decimal(str(raw)) if isinstance(raw, str) else None
+    except InvalidOperation:
+        return None
+    if number is None or not number.is_finite() or number != number.to_integral_value():
+        return None
+    return int(number)

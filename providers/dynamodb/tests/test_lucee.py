@@ -958,3 +958,34 @@ def test_a_large_lucee_value_is_encoded_and_decoded_off_the_loop(
     got = asyncio.run(scenario())
     assert got == [{"a": 1}, rows, {"big": rows, "small": {"a": 1}}, rows]
     assert hops == ["_encode", "_encode", "_decode", "_decode", "_decode"]
+
+
+@pytest.mark.parametrize(
+    ("stored", "delta"),
+    [
+        (str(2**63 - 1), 1),
+        (str(-(2**63)), -1),
+        ("9" * 38, 1),  # a Number of 38 digits: DynamoDB's own limit, far past 64 bits
+        ("1E+30", 1),
+        (str(2**62), 2**62),  # each fits, the sum does not
+    ],
+)
+def test_incr_is_held_to_signed_64_bits_as_in_the_default_layout(
+    lucee: LuceeDynamoDBCache, stored: str, delta: int
+) -> None:
+    # On main the Lucee layout added past 2**63 - 1 (and 10**38 - 1 to 10**38), where the
+    # default layout refuses: counters are signed 64-bit on every provider.
+    _plant(lucee, _lucee_item("C", {"N": stored}))
+    with pytest.raises(CacheValueError, match="signed 64-bit"):
+        lucee.incr("c", delta)
+    item = _raw(lucee, "C")
+    assert item is not None
+    assert item["value"] == {"N": stored}  # nothing was written
+    assert item["updatedTime"] == {"N": "1700000000000"}
+
+
+def test_incr_within_the_range_still_adds(lucee: LuceeDynamoDBCache) -> None:
+    _plant(lucee, _lucee_item("C", {"N": str(2**63 - 2)}))
+    assert lucee.incr("c") == 2**63 - 1
+    assert lucee.decr("c", 2**63 - 1) == 0
+    assert lucee.incr("fresh", -(2**63)) == -(2**63)
