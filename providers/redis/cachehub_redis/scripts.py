@@ -559,7 +559,8 @@ for n = 1, count do
   local key = KEYS[n]
   local i = 4 * n - 1
   local h = header(key)
-  if h and string.sub(h, {Offsets.CREATED + 1}, {Offsets.CREATED + 8}) == ARGV[i] then
+  -- sound: a header another program corrupted is left as it is, as every read leaves it
+  if h and sound(h) and string.sub(h, {Offsets.CREATED + 1}, {Offsets.CREATED + 8}) == ARGV[i] then
     local _, _, _, a, hits = fields(h)
     redis.call('SETRANGE', key, {Offsets.HITS}, struct.pack('>d', hits + tonumber(ARGV[i + 1])))
     if struct.unpack('>d', ARGV[i + 2]) > a then

@@ -216,3 +216,28 @@ def test_a_fractional_hit_count_is_named_by_metadata(
         CorruptEntryError, match=rf"'{cache.namespace}k'.*hit count of {hits!r}, not"
     ):
         cache.metadata("k")
+
+
+_KEEPS_CREATED = {name: f for name, f in BAD.items() if "created" not in name}
+
+
+@pytest.mark.parametrize("fields", _KEEPS_CREATED.values(), ids=list(_KEEPS_CREATED))
+def test_the_hit_write_back_leaves_a_corrupt_header_as_it_is(
+    make_cache: Callable[..., RedisCache], plain: Redis, fields: tuple[float, ...]
+) -> None:
+    """Hits counted on a sound entry, whose header another program then corrupts keeping
+    its created stamp (which the write-back matches on): the write-back changes nothing,
+    as every read leaves such an entry. On main it wrote the hits and access time into it
+    (and slid an idle entry's TTL)."""
+    cache = make_cache(hitCounts=True, hitFlushInterval=3600)
+    cache.put("k", "v")
+    assert cache.get("k") == "v"  # one hit, pending
+    key = f"{cache.namespace}k"
+    header = unpack(plain.get(key) or b"")
+    assert header is not None
+    created = header.created
+    _planted(cache, plain, (fields[0], created, *fields[2:]))
+    before = plain.get(key)
+    cache.flush_hits()
+    assert plain.get(key) == before
+    assert plain.pttl(key) == -1
