@@ -30,7 +30,7 @@ from typing import Any, Final, TypeAlias
 
 from .config import camel_case, redact, suggest
 from .errors import CacheError, CacheValueError, ConfigError, MissingEnvVarError
-from .scrub import shown_value
+from .scrub import looks_secret, shown_value
 
 __all__ = [
     "CacheEntry",
@@ -124,6 +124,10 @@ _TOKEN = re.compile(r"\$\$\{|\$\{|\}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SHOWN: Final = 40
 """Characters of a bad reference quoted in an error (config text, never a variable's value)."""
+_ENV_STYLE: Final = re.compile(r"[A-Z_][A-Z0-9_]*")
+"""How environment variables are named by convention (``REDIS_PASSWORD``)."""
+_CREDENTIALS: Final = re.compile(r"://[^/@\s]*@")
+"""A URL with a user-info part (``redis://user:password@host``): its text is a secret."""
 
 
 def interpolate(
@@ -202,12 +206,21 @@ class _Expander:
     """
 
     def __init__(
-        self, text: str, env: Mapping[str, str], where: str, budget: ExpansionBudget
+        self,
+        text: str,
+        env: Mapping[str, str],
+        where: str,
+        budget: ExpansionBudget,
+        *,
+        secret: bool = False,
     ) -> None:
         self.text = text
         self.env = env
         self.where = where
         self.budget = budget
+        self.secret = secret
+        """The text holds a secret (a password, a URL with credentials): its messages give
+        positions, never its text - a literal password may contain ``${``."""
 
     def expand(self) -> str:
         return self._word(0, 0, live=True, opened=None)[0]
@@ -256,15 +269,27 @@ class _Expander:
             shown = text[start : close + 1 if close >= 0 else len(text)]
             if len(shown) > _SHOWN:
                 shown = shown[:_SHOWN] + "..."
+            what = "the '${' here" if self.secret else f"'{shown}'"
             raise ConfigError(
-                f"{self.where}: '{shown}' is not a valid environment variable reference "
+                f"{self.where}: {what} is not a valid environment variable reference "
                 f"(at character {start + 1}).",
-                hint="write ${NAME} or ${NAME:-fallback}; use $${ for a literal ${.",
+                hint="write ${NAME} or ${NAME:-fallback}; use $${ for a literal ${ (as in a "
+                "password that contains one).",
             )
         found = self.env.get(name.group()) if live else None
         if text[pos] == "}":
             if live and found is None:
                 variable = name.group()
+                if self.secret and not _ENV_STYLE.fullmatch(variable):
+                    # Not named like an environment variable (DB_PASSWORD): more likely a
+                    # piece of a literal password that holds "${", so not shown.
+                    raise MissingEnvVarError(
+                        f"{self.where}: the environment variable referenced at character "
+                        f"{start + 1} is not set (its name is not shown: this setting holds "
+                        "a secret).",
+                        hint="export it, or write $${ for a literal ${ if the value is a "
+                        "password that contains one.",
+                    )
                 raise MissingEnvVarError(
                     f"{self.where}: environment variable '{variable}' is not set.",
                     hint=f"export {variable}, or give a fallback with ${{{variable}:-value}}.",
@@ -324,7 +349,9 @@ def _interpolate_str(
 ) -> str:
     if "${" not in text:
         return text
-    return _Expander(text, env, f"cache '{cache}', setting '{setting}'", budget).expand()
+    secret = any(looks_secret(part) for part in setting.split(".")) or _CREDENTIALS.search(text)
+    where = f"cache '{cache}', setting '{setting}'"
+    return _Expander(text, env, where, budget, secret=bool(secret)).expand()
 
 
 # ---------------------------------------------------------------------- files

@@ -471,6 +471,36 @@ def test_malformed_nested_references(text: str, message: str) -> None:
     assert "hunter2" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("setting", "text", "fragment"),
+    [
+        ("custom.password", "Xy7${Kq-9zT}Pw", "Kq-9zT"),
+        ("custom.password", "ab${Secretpart}cd", "Secretpart"),
+        ("custom.sentinelPassword", "p${a b}", "a b"),
+        ("custom.secretkey", "s3${cr3t", "cr3t"),
+        ("custom.url", "redis://admin:Tr0ub${dor-3}x@127.0.0.1:6379/0", "dor-3"),
+        ("custom.url", "redis://admin:Tr0ub${dorthree}x@127.0.0.1:6379/0", "dorthree"),
+        ("custom.host", "https://u:p${ass-w}@example.test", "ass-w"),
+    ],
+)
+def test_a_secret_setting_is_never_quoted_by_a_reference_error(
+    setting: str, text: str, fragment: str
+) -> None:
+    # On main the "not a valid reference" error quoted '${Kq-9zT}', and the unset-variable
+    # error named 'Secretpart': pieces of a literal password that contains "${".
+    with pytest.raises(ConfigError) as info:
+        interpolate(text, cache="c", setting=setting, environ={})
+    rendered = f"{info.value} {info.value.hint}"
+    assert fragment not in rendered
+    assert "at character" in rendered  # where to look, still
+    assert "$${" in (info.value.hint or "")  # and how to write a literal ${
+
+
+def test_a_secret_setting_still_names_a_variable_named_like_one() -> None:
+    with pytest.raises(MissingEnvVarError, match="'REDIS_PASSWORD' is not set"):
+        interpolate("${REDIS_PASSWORD}", cache="c", setting="custom.password", environ={})
+
+
 def test_a_used_fallback_that_names_an_unset_variable() -> None:
     with pytest.raises(MissingEnvVarError, match="'INNER' is not set"):
         interpolate("${OUTER:-${INNER}}", cache="c", setting="s", environ={})
