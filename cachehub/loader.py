@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import os
 import re
 import stat
@@ -383,6 +384,14 @@ def _no_constant(name: str) -> Any:
     raise _Refused(f"{name} is not a JSON value")
 
 
+def _finite(text: str) -> float:
+    # json reads a literal past a float's range (1e400) as inf, which no JSON value is.
+    value = float(text)
+    if math.isinf(value):
+        raise _Refused(f"the number {text[:40]} is beyond a float's range")
+    return value
+
+
 def _read_limited(file: Path, what: str = "configuration file", limit: int | None = None) -> bytes:
     """The bytes of a regular file of at most ``limit`` (default :data:`MAX_FILE_BYTES`);
     errors call it ``what``.
@@ -424,9 +433,14 @@ def load_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
-        raise ConfigError(f"cannot read configuration file {file}: {reason}.") from None
+        raise ConfigError(
+            f"cannot read configuration file {file}: {reason}.",
+            hint="pass a readable UTF-8 JSON file (not a folder), or fix its permissions.",
+        ) from None
     try:
-        doc = json.loads(text, object_pairs_hook=_unique_object, parse_constant=_no_constant)
+        doc = json.loads(
+            text, object_pairs_hook=_unique_object, parse_constant=_no_constant, parse_float=_finite
+        )
     except RecursionError:
         raise ConfigError(
             f"configuration file {file} nests objects or lists too deeply to read.",
@@ -470,7 +484,11 @@ def parse_json(text: str, what: str, hint: str, error: type[CacheError] = CacheV
     not the program's failure. Error messages never quote the text.
     """
     try:
-        return json.loads(text)
+        # Strict as the configuration files: NaN, Infinity and a literal beyond a float's
+        # range (1e400, read as inf) are no JSON values.
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except _Refused as exc:
+        raise error(f"{what} is not valid JSON: {exc}.", hint=hint) from None
     except json.JSONDecodeError as exc:
         raise error(
             f"{what} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",

@@ -501,6 +501,16 @@ def test_a_secret_setting_still_names_a_variable_named_like_one() -> None:
         interpolate("${REDIS_PASSWORD}", cache="c", setting="custom.password", environ={})
 
 
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "1.5e999"])
+def test_a_number_past_a_floats_range_is_refused_as_infinity_is(
+    tmp_path: Path, number: str
+) -> None:
+    # json reads 1e400 as inf: on main it passed the file's "no Infinity" rule.
+    path = write(tmp_path, '{"c": {"class": "memory", "custom": {"x": ' + number + "}}}")
+    with pytest.raises(ConfigError, match="beyond a float's range"):
+        load_config(path)
+
+
 def test_a_used_fallback_that_names_an_unset_variable() -> None:
     with pytest.raises(MissingEnvVarError, match="'INNER' is not set"):
         interpolate("${OUTER:-${INNER}}", cache="c", setting="s", environ={})

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.pretty import Pretty
 from rich.table import Table
 
-from ..api import BASE_OPTIONS, MISSING, BaseCache, CacheMetadata
+from ..api import BASE_OPTIONS, MAX_TIME_SPAN, MISSING, BaseCache, CacheMetadata
 from ..config import redact
 from ..errors import CacheError, CacheValueError
 from ..loader import CacheEntry, parse_json
@@ -171,6 +171,12 @@ def _parse_json(ctx: click.Context, param: click.Parameter, text: str) -> Any:
         raise click.BadParameter(f"{exc.message} {exc.hint}") from None
 
 
+def _finite_ttl(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and value != value:  # nan: FloatRange's comparisons all pass it
+        raise click.BadParameter("nan is not a number of seconds.")
+    return value
+
+
 @click.command("put")
 @click.option(
     "--json-value", "json_value", is_flag=True, is_eager=True, help="Parse VALUE as JSON."
@@ -179,8 +185,11 @@ def _parse_json(ctx: click.Context, param: click.Parameter, text: str) -> Any:
 @click.argument("value", callback=_parse_json)
 @click.option(
     "--ttl",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Expire the entry after this many seconds.",
+    # max: the core's MAX_TIME_SPAN; with the nan check, every bad --ttl is a usage error
+    # (exit 2), not a command the cache then fails (exit 1).
+    type=click.FloatRange(min=0, min_open=True, max=MAX_TIME_SPAN.total_seconds()),
+    callback=_finite_ttl,
+    help="Expire the entry after this many seconds (at most 1,000 years).",
 )
 @data_command()
 def put_command(state: State, key: str, value: Any, ttl: float | None, json_value: bool) -> None:
