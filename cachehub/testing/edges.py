@@ -59,7 +59,7 @@ _WITH_EXPIRY: dict[str, Callable[[BaseCache, dict[str, Any]], Any]] = {
 }
 
 
-_BAD_SHAPES: dict[str, Callable[[BaseCache], Any]] = {
+_BAD_SHAPES: dict[str, Callable[[Any], Any]] = {  # Any: the arguments are wrong on purpose
     "get_many(None)": lambda c: c.get_many(None),
     "get_many(5)": lambda c: c.get_many(5),
     "get_many('ab')": lambda c: c.get_many("ab"),  # not the keys "a" and "b"
