@@ -32,7 +32,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..api import BaseCache, CacheMetadata
+from ..api import MAX_KEY_LENGTH, BaseCache, CacheMetadata
 from ..errors import (
     CacheError,
     CacheKeyError,
@@ -52,7 +52,7 @@ from .config_edit import ConfigFile, camel
 from .preview import preview
 from .security import LOOPBACK_HOSTS, Guard, csrf_ok, csrf_token
 
-__all__ = ["Console", "create_app", "visible", "MAX_JSON_CHARS"]
+__all__ = ["Console", "create_app", "form_safe", "json_literal", "visible", "MAX_JSON_CHARS"]
 
 _log = logging.getLogger("cachehub.console")
 HERE: Final = Path(__file__).parent
@@ -64,6 +64,9 @@ MAX_COMMAND_LIMIT: Final = 10_000
 """Largest ``Limit`` the console runs: every item is held in the process and the page."""
 MAX_FILTER_CHARS: Final = 512
 """Longest key filter accepted."""
+_JSON_ESCAPE_CHARS: Final = 12
+"""Most characters one character takes as an ASCII JSON string (an escaped surrogate
+pair: ``\\ud83d\\ude00``)."""
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -227,6 +230,35 @@ def visible(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def form_safe(text: str) -> bool:
+    """Whether a browser submits ``text`` unchanged from a form field it was written into.
+
+    HTML parsing turns NUL into U+FFFD and CR into LF, a text input drops line breaks,
+    and urlencoded submission writes every line break as CRLF: a key holding any of them
+    must travel as :func:`json_literal` (``key_json``, ``filter_json`` fields).
+    """
+    return not any(c in text for c in "\r\n\x00")
+
+
+def json_literal(text: str) -> str:
+    """``text`` as an ASCII JSON string literal, which every browser submits unchanged."""
+    return json.dumps(text, ensure_ascii=True)
+
+
+def _bounded_json(value: Any, limit: int) -> tuple[str, bool]:
+    """The indented JSON of ``value``, cut after about ``limit`` characters; and whether
+    it was cut. Encoded piece by piece: a result of large items is never held whole."""
+    encoder = json.JSONEncoder(indent=2, default=str, ensure_ascii=False)
+    pieces: list[str] = []
+    size = 0
+    for piece in encoder.iterencode(value):
+        pieces.append(piece)
+        size += len(piece)
+        if size > limit:
+            return "".join(pieces)[:limit], True
+    return "".join(pieces), False
+
+
 def _shown(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value, default=str)
@@ -258,6 +290,8 @@ def create_app(
         undefined=jinja2.StrictUndefined,
     )
     env.filters["visible"] = visible
+    env.filters["json_literal"] = json_literal
+    env.tests["form_safe"] = form_safe
 
     def render(
         request: Request, template_name: str, status: int = 200, **context: Any
@@ -265,6 +299,7 @@ def create_app(
         template = env.get_template(template_name)
         body = template.render(
             console=console,
+            max_key=MAX_KEY_LENGTH,
             csrf=console.csrf,
             read_only=console.read_only,
             cache_names=console.caches.names(),
@@ -345,6 +380,33 @@ def create_app(
         value = form.get(name, "")
         if not isinstance(value, str):
             raise CacheValueError(f"form field '{name}' must be text.", hint="resend the form.")
+        if len(value) > limit:
+            raise CacheValueError(
+                f"form field '{name}' is {len(value):,} characters long; at most {limit:,}.",
+                hint=f"shorten '{name}'.",
+            )
+        if required and not value:
+            raise CacheValueError(f"form field '{name}' is empty.", hint=f"fill in '{name}'.")
+        return value
+
+    def encoded_text(
+        form: FormData, name: str, limit: int = MAX_KEY_LENGTH, *, required: bool = False
+    ) -> str:
+        """Form field ``name``, or its ``{name}_json`` twin (a JSON string literal, which
+        survives the browser's line-break and NUL rewriting) when the form sends one."""
+        raw_name = f"{name}_json"
+        if raw_name not in form:
+            return text(form, name, limit, required=required)
+        raw = text(form, raw_name, _JSON_ESCAPE_CHARS * limit + 2).strip()
+        # A string literal only: json.loads of '[[[[...' would recurse, of '1' give an int.
+        value: Any = None
+        if len(raw) >= 2 and raw[0] == raw[-1] == '"':
+            with contextlib.suppress(ValueError):
+                value = json.loads(raw)
+        if not isinstance(value, str):
+            raise CacheValueError(
+                f"form field '{raw_name}' is not a JSON string.", hint="reload the page and resend."
+            )
         if len(value) > limit:
             raise CacheValueError(
                 f"form field '{name}' is {len(value):,} characters long; at most {limit:,}.",
@@ -463,7 +525,7 @@ def create_app(
     @page
     def entry_page(request: Request) -> Response:
         cache = console.cache(query(request, "cache"))
-        key = query(request, "key")
+        key = query(request, "key", MAX_KEY_LENGTH)
         entry = cache.peek(key)
         if entry is None:
             raise CacheKeyError(
@@ -496,7 +558,7 @@ def create_app(
     @action()
     def delete(request: Request, form: FormData) -> Response:
         cache = console.cache(text(form, "cache", required=True))
-        key = text(form, "key", required=True)
+        key = encoded_text(form, "key", required=True)
         removed = cache.delete(key)
         return render(
             request,
@@ -524,7 +586,7 @@ def create_app(
     @action()
     def clear(request: Request, form: FormData) -> Response:
         cache = console.cache(text(form, "cache", required=True))
-        flt = text(form, "filter", MAX_FILTER_CHARS) or None
+        flt = encoded_text(form, "filter", MAX_FILTER_CHARS) or None
         if text(form, "confirm") != "yes":
             raise CacheValueError(
                 "clearing needs the confirmation box ticked.",
@@ -544,7 +606,7 @@ def create_app(
     @page
     def put_page(request: Request) -> Response:
         cache = console.cache(query(request, "cache"))
-        key = query(request, "key")
+        key = query(request, "key", MAX_KEY_LENGTH)
         value_text = ""
         uneditable = False
         if key:
@@ -568,7 +630,7 @@ def create_app(
     @action()
     def put(request: Request, form: FormData) -> Response:
         cache = console.cache(text(form, "cache", required=True))
-        key = text(form, "key", required=True)
+        key = encoded_text(form, "key", required=True)
         raw = text(form, "value", MAX_JSON_CHARS)
         value = parse_json(
             raw, "the value", 'write JSON: "text" in quotes, 42, true, null, [...] or {...}.'
@@ -638,9 +700,9 @@ def create_app(
             data["Limit"] = COMMAND_LIMIT
             note = f"Limited to {COMMAND_LIMIT:,} items evaluated; pass a Limit to change it."
         result = cache.command(verb, data)  # type: ignore[attr-defined]
-        shown = json.dumps(result, indent=2, default=str, ensure_ascii=False)
-        if len(shown) > MAX_JSON_CHARS:
-            shown = shown[:MAX_JSON_CHARS] + "\n… (cut: the result is longer)"
+        shown, cut = _bounded_json(result, MAX_JSON_CHARS)
+        if cut:
+            shown += "\n… (cut: the result is longer)"
         return render(
             request,
             "dynamodb.html",

@@ -6,6 +6,11 @@ error pages are styled but nothing else is served to a stranger):
 * **Token**, as in Jupyter: ``cachehub console`` prints a URL with ``?token=...``. The
   first visit exchanges it for an ``HttpOnly; SameSite=Strict`` cookie and is redirected
   to the same URL without the token, so it leaves the address bar and the history.
+  Browsers send a cookie to every port of its host, so the cookie is named after the
+  console's port (:func:`cookie_name`: two consoles do not log each other out) and holds
+  an HMAC of the token under a key made for this process, not the token: another local
+  server that receives it learns neither the URL token nor a login that outlives a
+  restart.
 * **Host check**: only the loopback names (and the bound host) are accepted in ``Host``,
   which defeats DNS rebinding: a page on another origin can never reach the console.
 * **Headers** on every response: a Content-Security-Policy without inline script,
@@ -22,8 +27,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import secrets
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from http.cookies import SimpleCookie
 from typing import Any, Final
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -32,6 +37,7 @@ __all__ = [
     "CSP",
     "MAX_BODY_BYTES",
     "Guard",
+    "cookie_name",
     "csrf_ok",
     "csrf_token",
     "LOOPBACK_HOSTS",
@@ -44,7 +50,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 COOKIE: Final = "cachehub_console"
-"""Name of the session cookie that replaces the URL token after the first visit."""
+"""Prefix of the name of the login cookie (see :func:`cookie_name`)."""
 MAX_BODY_BYTES: Final = 1024 * 1024
 """Largest request body accepted (a JSON value to put, a cache definition)."""
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
@@ -74,6 +80,31 @@ def csrf_ok(token: str, submitted: object) -> bool:
     return isinstance(submitted, str) and hmac.compare_digest(
         submitted.encode(), csrf_token(token).encode()
     )
+
+
+def cookie_name(port: object) -> str:
+    """Name of the login cookie of a console serving on ``port``: ``cachehub_console_8742``.
+
+    Cookies are shared by every port of a host (RFC 6265, 8.5): one name for all consoles
+    made each login overwrite the other's cookie. ``COOKIE`` alone when the port is unknown
+    (a server on a Unix socket).
+    """
+    return f"{COOKIE}_{port}" if type(port) is int else COOKIE
+
+
+def _cookie_values(header: str, name: str) -> list[str]:
+    """The values of the cookies named ``name`` in a ``Cookie`` header, read tolerantly.
+
+    :class:`http.cookies.SimpleCookie` stops at the first cookie it cannot parse
+    (``a[b]=1``, ``json={"a":1}``, ``q=\\xe9``): another local app's cookie, which the
+    browser sends here too, then hid the console's.
+    """
+    found = []
+    for part in header.split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep and key.strip() == name:
+            found.append(value.strip())
+    return found
 
 
 _HOST: Final = re.compile(r"(?P<name>\[[0-9a-f:.]+\]|[0-9a-z._-]+)(?::[0-9]{1,5})?")
@@ -108,6 +139,15 @@ class Guard:
         self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
         self.any_host = any_host
         self.max_body = max_body
+        # The cookie holds an HMAC of the token under a key of this process: a cookie that
+        # leaks (every local server on the host receives it) is not the URL token, and
+        # stops working when the console restarts.
+        self._cookie_key = secrets.token_bytes(32)
+
+    @property
+    def cookie_value(self) -> str:
+        """The login cookie's value: derived from the token, valid until the process ends."""
+        return hmac.new(self._cookie_key, self.token.encode(), hashlib.sha256).hexdigest()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -133,6 +173,9 @@ class Guard:
             await _plain(send, 400, "Bad Host header: open the console by the URL it printed.")
             return
         path: str = scope.get("path", "/")
+        # The port the server listens on (not the Host header, which the client writes).
+        server = scope.get("server")
+        name = cookie_name(server[1] if isinstance(server, (tuple, list)) else None)
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         given = [v for k, v in query if k == "token"]
         if given:
@@ -142,9 +185,11 @@ class Guard:
             rest = urlencode([(k, v) for k, v in query if k != "token"])
             # Quoted, and one leading slash: "//evil.example" must not redirect off-site.
             here = "/" + quote(path, safe="/").lstrip("/")
-            await self._login(send, here + (f"?{rest}" if rest else ""))
+            await self._login(send, here + (f"?{rest}" if rest else ""), name)
             return
-        if not path.startswith("/static/") and not self._has_cookie(headers.get("cookie", "")):
+        if not path.startswith("/static/") and not self._has_cookie(
+            headers.get("cookie", ""), name
+        ):
             await _plain(
                 send,
                 401,
@@ -165,19 +210,15 @@ class Guard:
             receive = self._bounded(receive, int(length))
         await self.app(scope, receive, send)
 
-    def _has_cookie(self, header: str) -> bool:
-        cookie: SimpleCookie = SimpleCookie()
-        try:
-            cookie.load(header)
-        except Exception:  # a malformed Cookie header is simply no login
-            return False
-        morsel = cookie.get(COOKIE)
-        return morsel is not None and hmac.compare_digest(
-            morsel.value.encode(), self.token.encode()
+    def _has_cookie(self, header: str, name: str) -> bool:
+        expected = self.cookie_value.encode()
+        # Every cookie of that name is compared: a stale one (another Path) may come first.
+        return any(
+            hmac.compare_digest(value.encode(), expected) for value in _cookie_values(header, name)
         )
 
-    async def _login(self, send: Send, location: str) -> None:
-        cookie = f"{COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
+    async def _login(self, send: Send, location: str, name: str) -> None:
+        cookie = f"{name}={self.cookie_value}; Path=/; HttpOnly; SameSite=Strict"
         await send(
             {
                 "type": "http.response.start",

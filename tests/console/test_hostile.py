@@ -262,10 +262,10 @@ def test_invisible_and_bidi_characters_in_keys_are_shown_escaped(make_console: M
         page = env.client.get("/entry", params={"cache": "main", "key": key})
         assert page.status_code == 200
         pages.append(page.text)
-        # The delete form still names the real key.
-        hidden = re.search(r'<input type="hidden" name="key" value="([^"]*)"', page.text)
+        # The delete form still names the real key (as a JSON string literal).
+        hidden = re.search(r'<input type="hidden" name="key_json" value="([^"]*)"', page.text)
         assert hidden is not None
-        assert html.unescape(hidden.group(1)) == key
+        assert json.loads(html.unescape(hidden.group(1))) == key
     for text in pages:
         shown = re.sub(r'(value|href)="[^"]*"', "", text)  # attributes carry real keys
         for char in ("\u200b", "\u202e", "\x00", "\x1b", "\u00a0"):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import html
+import json
 import re
 import time
 import uuid
 
 import pytest
+
+from cachehub.console.app import MAX_JSON_CHARS
 
 from .conftest import MakeConsole
 
@@ -306,3 +309,51 @@ def test_previews_of_sets_and_dicts_do_not_sort_them(kind: type) -> None:
     first = next(iter(value))
     assert repr(first) in shown.text
     assert shown.text.count("c") <= 60  # about 50 items, not 20,000
+
+
+class _Large:
+    """An attribute value JSON cannot encode (as boto3's Binary): ``default=str`` turns it
+    into 1,000 characters, and counts how often it had to."""
+
+    encoded = 0
+
+    def __str__(self) -> str:
+        _Large.encoded += 1
+        return "x" * 1000
+
+
+def test_dynamodb_command_result_is_encoded_only_up_to_the_cut(
+    make_console: MakeConsole, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page JSON-encoded the whole result before cutting it to 512K characters: a
+    result of 10,000 items of 400 KB held gigabytes. Now encoding stops at the cut."""
+    env = make_console()
+    items = 50_000  # 50 MB of JSON, were it encoded whole
+    calls: list[tuple[str, object]] = []
+
+    def command(action: str, data: object) -> object:
+        calls.append((action, data))
+        return {"Items": [{"k": {"B": _Large()}}] * items, "Count": items}
+
+    monkeypatch.setattr(env.cache, "command", command, raising=False)
+    _Large.encoded = 0
+    response = env.post("/dynamodb/run", cache="main", action="scan", data='{"Limit": 10}')
+    assert response.status_code == 200
+    assert calls == [("scan", {"Limit": 10})]
+    assert "(cut: the result is longer)" in response.text
+    assert _Large.encoded <= MAX_JSON_CHARS // 1000 + 2  # about 520 items, not 50,000
+    assert len(response.text) < 2 * MAX_JSON_CHARS
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, {}, [], "é\u202e<b>", {"a": [1, 2.5, None, True], "b": {"c": "d"}}, list(range(300))],
+)
+def test_bounded_json_is_json_dumps_until_the_cut(value: object) -> None:
+    from cachehub.console.app import _bounded_json
+
+    full = json.dumps(value, indent=2, default=str, ensure_ascii=False)
+    assert _bounded_json(value, len(full)) == (full, False)
+    assert _bounded_json(value, MAX_JSON_CHARS) == (full, False)
+    if len(full) > 1:
+        assert _bounded_json(value, len(full) - 1) == (full[:-1], True)

@@ -11,8 +11,9 @@ import pytest
 from raw_asgi import asgi_exchange
 from starlette.testclient import TestClient
 
+from cachehub.api import MAX_KEY_LENGTH
 from cachehub.console.app import create_app
-from cachehub.console.security import COOKIE, CSP, MAX_BODY_BYTES, Guard
+from cachehub.console.security import COOKIE, CSP, MAX_BODY_BYTES, Guard, cookie_name
 
 from .conftest import BASE_URL, TOKEN, MakeConsole
 
@@ -36,7 +37,8 @@ def test_the_token_is_traded_for_a_strict_httponly_cookie(make_console: MakeCons
     # The token leaves the address bar: the redirect keeps every other parameter.
     assert response.headers["location"] == "/keys?cache=main"
     cookie = response.headers["set-cookie"]
-    assert cookie.startswith(f"{COOKIE}=")
+    assert cookie.startswith(f"{COOKIE}_80=")  # the test client's port
+    assert TOKEN not in cookie
     assert "HttpOnly" in cookie
     assert "SameSite=Strict" in cookie
     assert env.client.get("/keys?cache=main").status_code == 200
@@ -133,9 +135,9 @@ def test_request_bodies_are_bounded(make_console: MakeConsole) -> None:
 
 def test_form_fields_are_bounded(make_console: MakeConsole) -> None:
     env = make_console()
-    response = env.post("/put/run", cache="main", key="k" * 5000, value="1")
+    response = env.post("/put/run", cache="main", key="k" * (MAX_KEY_LENGTH + 1), value="1")
     assert response.status_code == 400
-    assert "at most 4,096" in response.text
+    assert f"at most {MAX_KEY_LENGTH:,}" in response.text
     many = {f"f{i}": "1" for i in range(60)}
     response = env.client.post("/put/run", data={"csrf": env.csrf, **many})
     assert response.status_code == 400
@@ -170,14 +172,16 @@ def _through_guard(method: str, headers: list[tuple[bytes, bytes]]) -> tuple[int
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
+    guard = Guard(app, token=TOKEN)
     scope = {
         "type": "http",
         "method": method,
         "path": "/entry/delete",
         "query_string": b"",
-        "headers": [(b"cookie", f"{COOKIE}={TOKEN}".encode()), *headers],
+        "server": ("127.0.0.1", 8742),
+        "headers": [(b"cookie", f"{COOKIE}_8742={guard.cookie_value}".encode()), *headers],
     }
-    sent = asyncio.run(asyncio.wait_for(asgi_exchange(Guard(app, token=TOKEN), scope), 10))
+    sent = asyncio.run(asyncio.wait_for(asgi_exchange(guard, scope), 10))
     assert sent[0]["type"] == "http.response.start"
     return sent[0]["status"], bool(reached)
 
@@ -274,16 +278,131 @@ def test_the_token_cookie_is_found_in_any_cookie_field() -> None:
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
+    guard = Guard(app, token=TOKEN)
     scope = {
         "type": "http",
         "method": "GET",
         "path": "/",
         "query_string": b"",
+        "server": ("127.0.0.1", 8742),
         "headers": [
             (b"host", b"127.0.0.1:8742"),
-            (b"cookie", f"{COOKIE}={TOKEN}".encode()),
+            (b"cookie", f"{cookie_name(8742)}={guard.cookie_value}".encode()),
             (b"cookie", b"theme=dark"),
         ],
     }
-    asyncio.run(asyncio.wait_for(Guard(app, token=TOKEN)(scope, receive, send), 10))
+    asyncio.run(asyncio.wait_for(guard(scope, receive, send), 10))
     assert (sent[0]["status"], reached) == (200, [True])
+
+
+async def _ok(scope: Any, receive: Any, send: Any) -> None:
+    """An app that answers 200 to everything the guard lets through."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def _guard_status(guard: Guard, cookie: bytes, port: int = 8742) -> int:
+    """The status of a GET through ``guard`` serving on ``port`` with this Cookie header."""
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/",
+        "query_string": b"",
+        "server": ("127.0.0.1", port),
+        "headers": [(b"host", b"127.0.0.1"), (b"cookie", cookie)],
+    }
+    sent = asyncio.run(asyncio.wait_for(asgi_exchange(guard, scope), 10))
+    return int(sent[0]["status"])
+
+
+def test_two_consoles_on_one_host_keep_their_own_logins(tmp_path: Path) -> None:
+    """Browsers send a cookie to every port of its host (RFC 6265, 8.5), as httpx's jar
+    does: with one cookie name, logging into a second console logged the first one out,
+    and any other local server received the URL token itself."""
+    import httpx
+
+    from cachehub.console.serve import serving
+
+    config = tmp_path / "c.json"
+    config.write_text('{"m": {"class": "memory"}}')
+    first = create_app(config, token=TOKEN)
+    second = create_app(config, token="second-console-token-xyz")
+    received: list[bytes] = []
+
+    async def other(scope: Any, receive: Any, send: Any) -> None:  # any local dev server
+        if scope["type"] == "http":
+            received.append(dict(scope["headers"]).get(b"cookie", b""))
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+    with (
+        serving(first) as a,
+        serving(second) as b,
+        serving(other) as o,
+        httpx.Client(follow_redirects=True, timeout=10) as browser,
+    ):
+        assert browser.get(f"{a}/?token={TOKEN}").status_code == 200
+        assert browser.get(f"{b}/?token=second-console-token-xyz").status_code == 200
+        assert browser.get(f"{a}/").status_code == 200
+        assert browser.get(f"{b}/").status_code == 200
+        browser.get(f"{o}/")
+    port_a, port_b = a.rsplit(":", 1)[1], b.rsplit(":", 1)[1]
+    assert {c.name for c in browser.cookies.jar} == {f"{COOKIE}_{port_a}", f"{COOKIE}_{port_b}"}
+    # The other server gets the cookies (browsers send them), but not the URL tokens.
+    assert f"{COOKIE}_{port_a}".encode() in received[0]
+    assert TOKEN.encode() not in received[0]
+    assert b"second-console-token-xyz" not in received[0]
+
+
+def test_the_cookie_is_derived_from_the_token_and_ends_with_the_process(
+    make_console: MakeConsole,
+) -> None:
+    """The cookie is not the token: the token itself as a cookie is no login, and a
+    cookie of the console before a restart (a new key) is refused by the new one."""
+    env = make_console()
+    (value,) = [c.value for c in env.client.cookies.jar if c.name == cookie_name(80)]
+    assert value is not None
+    assert value != TOKEN
+    assert TOKEN not in value
+    restarted = create_app(env.path, token=TOKEN)
+    with TestClient(restarted, base_url=BASE_URL, cookies={cookie_name(80): value}) as client:
+        assert client.get("/").status_code == 401
+    with TestClient(restarted, base_url=BASE_URL, cookies={cookie_name(80): TOKEN}) as client:
+        assert client.get("/").status_code == 401
+    # The name carries the port: the right value under another port's name is no login.
+    with TestClient(env.client.app, base_url=BASE_URL, cookies={cookie_name(81): value}) as c:
+        assert c.get("/").status_code == 401
+    with TestClient(env.client.app, base_url=BASE_URL, cookies={COOKIE: value}) as c:
+        assert c.get("/").status_code == 401
+
+
+FOREIGN_COOKIES = [
+    b"a[b]=1",
+    b'json={"a":1}',
+    b'x="unterminated',
+    "q=\u00e9".encode(),
+    "q=\u00e9".encode("latin-1"),
+    b"foo=bar baz",
+    b"p=a,b",
+    b"noequals",
+    b"=novalue",
+    b";;;",
+    b"\xff\xfe=\x00",
+    b"cachehub_console_8742=stale-value",  # an old cookie of this name (another Path)
+    b"cachehub_console=" + b"0" * 64,
+]
+
+
+@pytest.mark.parametrize("other", FOREIGN_COOKIES)
+def test_another_apps_cookie_does_not_hide_the_login(other: bytes) -> None:
+    """Every local app's cookies reach the console: SimpleCookie stopped at the first one
+    it could not parse, and the operator was locked out (401)."""
+    guard = Guard(_ok, token=TOKEN)
+    mine = f"{cookie_name(8742)}={guard.cookie_value}".encode()
+    assert _guard_status(guard, other + b"; " + mine) == 200
+    assert _guard_status(guard, mine + b"; " + other) == 200
+    assert _guard_status(guard, b" " + mine + b" ;" + other + b";") == 200
+    assert _guard_status(guard, other) == 401
+    flipped = guard.cookie_value[:-1] + ("1" if guard.cookie_value.endswith("0") else "0")
+    wrong = f"{cookie_name(8742)}={flipped}".encode()
+    assert _guard_status(guard, other + b"; " + wrong) == 401
