@@ -20,7 +20,9 @@ handler closes each one after a reply, which made every request a new TCP connec
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
+import inspect
 import io
 import logging
 import socket
@@ -111,17 +113,29 @@ class LocalDynamoDB:
         access_log = logging.getLogger("werkzeug")
         if access_log.level == logging.NOTSET:
             access_log.setLevel(logging.WARNING)
-        factory = _serialized_server_class(self.max_connections) if self.serialize else None
-        server = (factory or ThreadedMotoServer)(
-            ip_address=self.host, port=self.port, verbose=False
-        )
+        # Bind here, where a failure is an exception: inside moto's server thread, werkzeug
+        # prints it and exits that thread, and moto's start() waited for ever.
+        listener = _listen(self.host, self.port)
         try:
-            server.start()
-        except OSError as exc:
-            raise CacheUnavailableError(
-                f"LocalDynamoDB could not listen on {self.host}:{self.port}: {exc}.",
-                hint="choose another port, or port=0 for a free one.",
-            ) from None
+            factory = _serialized_server_class(self.max_connections) if self.serialize else None
+            # Any: start() below reaches into moto's internals (each one checked).
+            server: Any = (factory or ThreadedMotoServer)(
+                ip_address=self.host, port=self.port, verbose=False
+            )
+            if factory is not None and factory.takes_listener:
+                server.listen_fd = listener.fileno()  # serves this very socket: no race
+            else:
+                # moto binds the address itself: free it; losing it to another program
+                # in between is caught below, as a failure of the server thread.
+                listener.close()
+            try:
+                failure = _start_observed(server)
+            except OSError as exc:  # e.g. no thread could be started
+                failure = exc
+        finally:
+            listener.close()  # the server serves a duplicate of it (werkzeug's fromfd)
+        if failure is not None:
+            raise _listen_error(self.host, self.port, failure) from None
         self.port = int(server.get_host_and_port()[1])
         self._server = server
         return self
@@ -141,6 +155,114 @@ class LocalDynamoDB:
     def __repr__(self) -> str:
         state = f"running at {self.endpoint}" if self._server is not None else "stopped"
         return f"<LocalDynamoDB {state}>"
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host``:``port`` (0: a free port), or the typed error.
+
+    The address is resolved as werkzeug does (IPv6 only for a host with a colon), so the
+    socket can be handed to its server; the socket options match socketserver's.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        address = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:  # gaierror: a name that does not resolve
+        raise _listen_error(host, port, exc) from None
+    try:
+        if hasattr(socket, "SO_EXCLUSIVEADDRUSE"):  # Windows: SO_REUSEADDR shares a busy port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+        else:  # a port left in TIME_WAIT by an earlier server is free to listen on again
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address[0][4])
+        sock.listen(128)  # werkzeug's LISTEN_QUEUE
+    except (OSError, OverflowError) as exc:  # OverflowError: a port over 65535
+        sock.close()
+        raise _listen_error(host, port, exc) from None
+    return sock
+
+
+def _listen_error(host: str, port: int, failure: BaseException) -> CacheUnavailableError:
+    """The typed error for a server that cannot listen on ``host``:``port``."""
+    # werkzeug reports a bind error by printing it and sys.exit(1) in the server thread:
+    # the OSError is that SystemExit's context.
+    cause: BaseException | None = failure
+    for _ in range(5):  # a short chain; never a cycle
+        if cause is None or isinstance(cause, OSError):
+            break
+        cause = cause.__context__
+    if isinstance(cause, OSError):
+        reason = cause.strerror or str(cause)
+    else:
+        reason = f"{type(failure).__name__}: {failure}"
+    code = cause.errno if isinstance(cause, OSError) else None
+    if isinstance(cause, socket.gaierror):
+        hint = (
+            f"host {host!r} is not a name this machine resolves; use an IP address, e.g. 127.0.0.1."
+        )
+    elif code == errno.EADDRINUSE:
+        hint = (
+            f"port {port} is in use by another program: stop it, or choose another port "
+            "(0 picks a free one)."
+        )
+    elif code == errno.EADDRNOTAVAIL:
+        hint = (
+            f"{host} is not an address of this machine; use 127.0.0.1 (loopback), "
+            "or 0.0.0.0 for every interface."
+        )
+    elif code == errno.EACCES:
+        hint = "ports below 1024 need privileges: choose a higher port, or 0 for a free one."
+    else:
+        hint = "check host and port (port 0 picks a free one)."
+    return CacheUnavailableError(
+        f"LocalDynamoDB could not listen on {host}:{port}: {reason}.", hint=hint
+    )
+
+
+def _start_observed(server: Any) -> BaseException | None:
+    """``server.start()``, returning the exception that ended its thread before it was ready.
+
+    moto's start() waits for its server thread to say it is ready, which it never does
+    when the bind fails there: the thread ends and start() waits for ever. The thread's
+    entry point is wrapped so that a failure wakes start() too; moto has used an Event
+    (``_server_ready_event``) since 5.0.4 and a polled flag (``_server_ready``) before.
+    """
+    entry = getattr(server, "_server_entry", None)
+    ready = getattr(server, "_server_ready_event", None)
+    if not callable(entry) or not (
+        isinstance(ready, threading.Event) or hasattr(server, "_server_ready")
+    ):
+        server.start()  # moto changed: _listen above has checked the address
+        return None
+    failures: list[BaseException] = []
+
+    def is_ready() -> bool:
+        return ready.is_set() if isinstance(ready, threading.Event) else bool(server._server_ready)
+
+    def observed_entry() -> None:
+        try:
+            entry()
+        except BaseException as exc:
+            if is_ready():
+                raise  # failed while serving: the thread's own report (threading.excepthook)
+            failures.append(exc)
+            if isinstance(ready, threading.Event):
+                ready.set()
+            else:
+                server._server_ready = True
+
+    server._server_entry = observed_entry
+    server.start()
+    if not failures:
+        return None
+    thread = getattr(server, "_thread", None)
+    if isinstance(thread, threading.Thread):
+        thread.join(timeout=10)  # it is returning already: no thread left behind
+    leftover, server._server = getattr(server, "_server", None), None
+    if leftover is not None:  # failed after its socket was made: no socket left behind
+        with contextlib.suppress(Exception):
+            leftover.server_close()
+    return failures[0]
 
 
 def _serialized_server_class(max_connections: int = MAX_CONNECTIONS) -> Any:
@@ -229,6 +351,10 @@ def _serialized_server_class(max_connections: int = MAX_CONNECTIONS) -> Any:
             self.wfile.flush()
 
     class SerializedMotoServer(tms.ThreadedMotoServer):  # type: ignore[misc]  # Any base
+        # werkzeug serves an already listening socket given as fd (LocalDynamoDB's own).
+        takes_listener = "fd" in inspect.signature(tms.make_server).parameters
+        listen_fd: int | None = None
+
         def _server_entry(self) -> None:
             app = tms.DomainDispatcherApplication(tms.create_backend_app)
             lock = threading.Lock()
@@ -245,6 +371,7 @@ def _serialized_server_class(max_connections: int = MAX_CONNECTIONS) -> Any:
                 serialized,
                 True,
                 request_handler=_KeepAliveHandler,
+                **({} if self.listen_fd is None else {"fd": self.listen_fd}),
             )
             server.open_connections = set()
             _cap_connections(server, max_connections)

@@ -10,12 +10,19 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
 import socket
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 from cachehub_dynamodb import DynamoDBCache, LocalDynamoDB
+from cachehub_dynamodb import local as local_module
+
+from cachehub.errors import CacheUnavailableError
 
 from .conftest import CREDENTIALS
 
@@ -184,3 +191,118 @@ def test_max_connections_must_be_a_positive_int(bad: object) -> None:
 
     with pytest.raises(ConfigError, match="max_connections"):
         LocalDynamoDB(max_connections=bad)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------- an address the server cannot listen on
+# The bind failed inside moto's server thread, and moto's start() waited for ever for that
+# thread to say it was ready. These fail promptly now; a hang is caught by the timeout.
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port another socket listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def _open_fds() -> set[str] | None:
+    """This process's open file descriptors, where the system lists them."""
+    try:
+        return set(os.listdir("/proc/self/fd"))
+    except OSError:
+        return None
+
+
+def _assert_fails_and_leaves_nothing(server: LocalDynamoDB, match: str) -> None:
+    threads, fds = set(threading.enumerate()), _open_fds()
+    with pytest.raises(CacheUnavailableError, match=match):
+        server.start()
+    assert set(threading.enumerate()) <= threads  # no server thread left running
+    after = _open_fds()
+    if fds is not None and after is not None:
+        assert after <= fds  # no socket left open
+    assert "stopped" in repr(server)
+    server.stop()  # nothing to stop: a no-op
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("serialize", [True, False])
+def test_a_busy_port_is_an_error_not_a_hang(busy_port: int, serialize: bool) -> None:
+    server = LocalDynamoDB(port=busy_port, serialize=serialize)
+    _assert_fails_and_leaves_nothing(
+        server, rf"could not listen on 127\.0\.0\.1:{busy_port}: .*in use.*choose another port"
+    )
+
+
+@pytest.mark.timeout(60)
+def test_an_address_of_another_machine_is_an_error_not_a_hang() -> None:
+    # 192.0.2.1 (TEST-NET-1, documentation only) is no address of this machine.
+    server = LocalDynamoDB(host="192.0.2.1")
+    _assert_fails_and_leaves_nothing(
+        server, r"could not listen on 192\.0\.2\.1:0: .*not an address of this machine"
+    )
+
+
+@pytest.mark.timeout(60)
+def test_a_host_that_does_not_resolve_is_an_error_not_a_hang() -> None:
+    server = LocalDynamoDB(host="nonexistent.invalid")  # .invalid never resolves (RFC 2606)
+    _assert_fails_and_leaves_nothing(
+        server, r"could not listen on nonexistent\.invalid:0: .*not a name this machine resolves"
+    )
+
+
+@pytest.mark.timeout(60)
+def test_a_port_taken_after_the_check_fails_in_moto_and_is_still_an_error(
+    busy_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # moto's own server (serialize=False) binds the address itself, after LocalDynamoDB has
+    # checked it: another program may take the port in between. Here the check passes on
+    # a port of its own, so the bind fails in moto's thread, where it used to hang start().
+    listen = local_module._listen
+
+    def check_passes(host: str, port: int) -> socket.socket:
+        return listen(host, 0)
+
+    monkeypatch.setattr(local_module, "_listen", check_passes)
+    server = LocalDynamoDB(port=busy_port, serialize=False)
+    _assert_fails_and_leaves_nothing(server, rf"could not listen on 127\.0\.0\.1:{busy_port}: ")
+    with LocalDynamoDB(serialize=False) as running:  # and a free port still serves
+        assert _list_tables(running) == 200
+
+
+@pytest.mark.timeout(60)
+def test_a_server_serves_the_socket_it_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The default server is handed the listening socket itself: no window in which
+    # another program could take the port between the check and the server's bind.
+    listened: list[tuple[socket.socket, int]] = []
+    real_listen = local_module._listen
+
+    def listen(host: str, port: int) -> socket.socket:
+        sock = real_listen(host, port)
+        listened.append((sock, sock.getsockname()[1]))
+        return sock
+
+    monkeypatch.setattr(local_module, "_listen", listen)
+    with LocalDynamoDB() as server:
+        ((sock, port),) = listened
+        assert server.port == port
+        assert sock.fileno() == -1  # closed once started: the server has its own duplicate
+        assert _list_tables(server) == 200
+
+
+@pytest.mark.timeout(120)
+def test_cli_on_a_busy_port_prints_one_error_line_and_exits_1(busy_port: int) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "cachehub", "local-dynamodb", "--port", str(busy_port)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert result.returncode == 1, result
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"Error: LocalDynamoDB could not listen on 127.0.0.1:{busy_port}: ")
+    assert "Fix: " in line
