@@ -1845,7 +1845,19 @@ def _decode_date(data: bytes) -> _dt.date:
 
 
 def _decode_timedelta(data: bytes) -> _dt.timedelta:
-    return _dt.timedelta(*_TIMEDELTA.unpack(data))
+    days, seconds, micros = _TIMEDELTA.unpack(data)
+    # timedelta's normal form, as written: timedelta() would fold 4e9 seconds into days
+    # and read a payload no writer produced
+    if seconds >= 86_400 or micros >= 1_000_000:
+        raise ValueError("the timedelta has out-of-range fields")
+    return _dt.timedelta(days, seconds, micros)
+
+
+def _decode_bigint(data: bytes) -> int:
+    value = int.from_bytes(data, "little", signed=True)
+    if len(data) != (value.bit_length() + 8) // 8:  # _encode_int's minimal length
+        raise ValueError("the big int is not in its minimal length")
+    return value
 
 
 _zones: dict[bytes, _dt.tzinfo] = {}
@@ -1891,7 +1903,7 @@ def _decode_query(data: bytes) -> Query:
 
 
 _DECODERS: Final[dict[int, Callable[[bytes], Any]]] = {
-    _EXT_BIGINT: lambda data: int.from_bytes(data, "little", signed=True),
+    _EXT_BIGINT: _decode_bigint,
     _EXT_TUPLE: lambda data: tuple(_unpack_list(data)),
     _EXT_SET: lambda data: set(_unpack_list(data)),
     _EXT_FROZENSET: lambda data: frozenset(_unpack_list(data)),

@@ -484,6 +484,11 @@ def test_marker_swap_between_compressed_and_plain_is_detected() -> None:
         codec.loads(bytes([FORMAT_SIGNED]) + data[1:])
 
 
+def _ext(code: int, payload: bytes) -> bytes:
+    """A safe-codec body holding one extension value (format byte 0x01)."""
+    return b"\x01" + msgpack.packb(msgpack.ExtType(code, payload))
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
@@ -512,12 +517,31 @@ def test_marker_swap_between_compressed_and_plain_is_detected() -> None:
             "row",
         ),
         (b"\x01" + msgpack.packb({(1,): 2}, use_bin_type=True, strict_types=False), "unhashable"),
+        # Fields outside timedelta's normal form: timedelta() folded them into days and
+        # read a value no writer produced (4e9 seconds).
+        (_ext(10, struct.pack(">iII", 0, 2**32 - 1, 2**32 - 1)), "timedelta has out-of-range"),
+        (_ext(10, struct.pack(">iII", 0, 86_400, 0)), "timedelta has out-of-range"),
+        (_ext(10, struct.pack(">iII", 1, 0, 1_000_000)), "timedelta has out-of-range"),
+        # A big int padded past its minimal length (200,000 bytes of 0xff read as -1).
+        (_ext(1, b"\xff" * 200_000), "not in its minimal length"),
+        (_ext(1, (2**70).to_bytes(9, "little", signed=True) + b"\x00"), "not in its minimal"),
+        (_ext(1, b""), "not in its minimal length"),
     ],
 )
 def test_corrupt_payloads_raise_with_a_clear_reason(data: bytes, message: str) -> None:
     for codec in (make_codec("safe"), make_codec("pickle", signing_key=KEY)):
         with pytest.raises(CorruptEntryError, match=message):
             codec.loads(data)
+
+
+def test_the_edges_of_the_normal_forms_still_read() -> None:
+    codec = make_codec("safe")
+    assert codec.loads(_ext(10, struct.pack(">iII", -1, 86_399, 999_999))) == dt.timedelta(
+        days=-1, seconds=86_399, microseconds=999_999
+    )
+    for value in (2**64, -(2**64) - 1, 2**71 - 1, -(2**71)):
+        size = (value.bit_length() + 8) // 8
+        assert codec.loads(_ext(1, value.to_bytes(size, "little", signed=True))) == value
 
 
 def test_deeply_nested_extension_bytes_are_corrupt_not_a_crash() -> None:
