@@ -10,9 +10,12 @@ token or a configured secret, whatever text it was built from.
 
 from __future__ import annotations
 
+from typing import Final
+
 from .scrub import scrub
 
 __all__ = [
+    "MAX_MESSAGE_CHARS",
     "CacheError",
     "ConfigError",
     "UnknownProviderError",
@@ -37,12 +40,22 @@ __all__ = [
 ]
 
 
+MAX_MESSAGE_CHARS: Final = 8_192
+"""Longest message (and hint) an error keeps; the rest is cut, marked with an ellipsis."""
+
+
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class CacheError(Exception):
     """Base of every cachehub error. ``hint`` says how to fix it, when known."""
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
-        message = scrub(message)
-        hint = None if hint is None else scrub(hint)
+        # Scrubbed first (a cut could split a secret past recognition), then bounded: a
+        # message quoting a 1 MB class name or cache name from a config file was 1 MB.
+        message = _bounded(scrub(message), MAX_MESSAGE_CHARS)
+        hint = None if hint is None else _bounded(scrub(hint), MAX_MESSAGE_CHARS)
         self.message = message
         self.hint = hint
         super().__init__(f"{message} Fix: {hint}" if hint else message)

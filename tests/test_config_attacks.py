@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import re
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cachehub import hookimpl, loader, plugins, resolve
-from cachehub.errors import ConfigError, UnknownProviderError
+from cachehub.errors import MAX_MESSAGE_CHARS, CacheError, ConfigError, UnknownProviderError
 from cachehub.loader import load_file, parse_entries
 from cachehub.registry import Caches
+from cachehub.scrub import register_secret
 
 SECRET = "HuntcSecret-9f3b"
 
@@ -376,3 +378,30 @@ def test_a_large_variable_referenced_a_few_times_is_still_inserted() -> None:
     config = {f"c{i}": {"class": "memory", "custom": {"x": "${BIG}"}} for i in range(7)}
     entries = parse_entries(config, environ={"BIG": value})
     assert all(entry.custom["x"] == value for entry in entries.values())
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        {"c": {"class": "x" * 1_000_000}},
+        {"c": {"class": "pkg." * 250_000 + "Cache"}},
+        {"c" * 1_000_000: {"class": "no.such:Cache"}},
+    ],
+    ids=["class", "dotted-class", "cache-name"],
+)
+def test_a_huge_quoted_config_text_gives_a_bounded_message(entries: dict[str, Any]) -> None:
+    # On main the error quoted the 1 MB text whole: a 1,000,492-character message.
+    with pytest.raises(CacheError) as info:
+        Caches(entries).validate()
+    rendered = str(info.value)
+    assert len(rendered) <= 2 * MAX_MESSAGE_CHARS
+    assert rendered.count("…") >= 1
+
+
+def test_a_long_message_is_cut_after_its_secrets_are_masked() -> None:
+    secret = f"hunter2-{uuid.uuid4().hex}"  # this test's own: masked in this process only
+    register_secret(secret)
+    # Cut first, "hunt" would be left of it, past the scrubber's recognition.
+    error = CacheError("x" * (MAX_MESSAGE_CHARS - 5) + secret, hint="h")
+    assert "hunt" not in str(error)  # masked first, then cut
+    assert len(error.message) <= MAX_MESSAGE_CHARS
