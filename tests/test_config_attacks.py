@@ -273,6 +273,9 @@ _DYNAMO = (
         # a thread (or task) and a page per segment: 10**6 exhausted the threads.
         (_DYNAMO, "scanSegments", 10**6, 64),
         (_DYNAMO, "scanSegments", 10**30, 64),
+        # past a C int: every call failed with the server's bare "value is out of range".
+        (_REDIS, "db", 10**30, 2**31 - 1),
+        (_REDIS, "databaseIndex", 2**31, 2**31 - 1),
     ],
 )
 def test_a_setting_that_bounds_waiting_or_resources_has_a_maximum(

@@ -42,6 +42,9 @@ from .topology import offload_topology
 
 T = TypeVar("T")
 
+MAX_DB: Final = 2**31 - 1
+"""The highest database index a server can have (its ``databases`` setting is a C int):
+a larger ``db`` failed every call with a bare "value is out of range" from the server."""
 MAX_WAIT_S: Final = 86_400.0
 """The longest ``socketTimeout``/``socketConnectTimeout`` (a day): a request record lives
 as long as the client's last re-send may come (:func:`.records.record_ms`), and 1e308 s
@@ -80,7 +83,14 @@ OPTIONS: Final[tuple[Option, ...]] = (
     ),
     Option("host", str, None, "Redis server host name or IP (default localhost)."),
     Option("port", int, None, "Redis server port (default 6379).", minimum=1, maximum=65535),
-    Option("db", int, None, "database index (default 0; must be 0 in cluster mode).", minimum=0),
+    Option(
+        "db",
+        int,
+        None,
+        "database index (default 0; must be 0 in cluster mode).",
+        minimum=0,
+        maximum=MAX_DB,
+    ),
     Option("username", str, None, "ACL user name (Redis 6+); omit for the default user."),
     Option("password", str, None, "password (requirepass or the ACL user's).", secret=True),
     Option("ssl", bool, False, "connect with TLS (or use a rediss:// url)."),
@@ -135,7 +145,9 @@ OPTIONS: Final[tuple[Option, ...]] = (
     ),
     Option("sentinelPassword", str, None, "password of the Sentinel processes.", secret=True),
     # Setting names of Lucee's Redis extension, so an existing .CFConfig.json works as is.
-    Option("databaseIndex", int, None, "Lucee name of 'db' (-1 means the default)."),
+    Option(
+        "databaseIndex", int, None, "Lucee name of 'db' (-1 means the default).", maximum=MAX_DB
+    ),
     Option("maxTotal", int, None, "Lucee name of 'maxConnections'.", minimum=1),
     Option("masterName", str, None, "Lucee name of 'sentinel' (RedisSentinelCache)."),
 )

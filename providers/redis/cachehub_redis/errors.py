@@ -15,6 +15,7 @@ from cachehub.provider import (
     CacheError,
     CachePermissionError,
     CacheUnavailableError,
+    ConfigError,
     ErrorRule,
     causes,
     scrub,
@@ -219,6 +220,14 @@ TABLE: Final = (
         "the server at {endpoint} does not answer in Redis's protocol ({detail}).",
         "check url/host/port: another service listens there (a TLS port needs rediss://).",
         types=(rx.InvalidResponse,),
+    ),
+    ErrorRule(
+        ConfigError,
+        "Redis at {endpoint} has no database of the number the cache selects ({detail}).",
+        "set 'db' (or the /N of the url) below the server's 'databases' setting (16 by "
+        "default: 0 to 15), or raise that setting.",
+        types=(rx.ResponseError,),
+        text=r"\bDB index is out of range\b",
     ),
     _READ_ONLY,
     # Redis 6.2 reports a script's failed command inside a generic "Error running script".

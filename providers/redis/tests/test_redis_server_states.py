@@ -24,7 +24,7 @@ from cachehub_redis.server import RedisServer
 from redis import Redis
 from redis import exceptions as rx
 
-from cachehub.errors import CacheBackendError, CacheUnavailableError
+from cachehub.errors import CacheBackendError, CacheUnavailableError, ConfigError
 
 
 @pytest.fixture
@@ -229,3 +229,21 @@ def test_eviction_risk_reads_any_info_shape_without_raising(
     # A Redis-like server's INFO may not be Redis's: an unreadable maxmemory with an
     # evicting policy still warns (the policy is what evicts); nothing raises.
     assert (eviction_risk(memory) is not None) is warns
+
+
+@pytest.mark.parametrize("setting", ["db", "databaseIndex"])
+def test_a_database_the_server_does_not_have_is_a_config_error_naming_the_fix(
+    redis_server: RedisServer, setting: str
+) -> None:
+    # On main: "CacheBackendError: returned an error (ResponseError: DB index is out of
+    # range)", with no fix; a misconfiguration, so onError: miss must not hide it either.
+    for on_error in ("raise", "miss"):
+        cache = RedisCache(
+            host=redis_server.host, port=redis_server.port, onError=on_error, **{setting: 99}
+        )
+        try:
+            with pytest.raises(ConfigError, match="no database") as info:
+                cache.get("k")
+            assert "databases" in (info.value.hint or "")
+        finally:
+            cache.close()
