@@ -75,7 +75,7 @@ class State:
         if env:
             return Path(env)
         local = Path(DEFAULT_CONFIG)
-        if local.is_file():
+        if local.is_file() or local.exists():  # a folder or a FIFO there: say what it is
             return local
         if not required:
             return None

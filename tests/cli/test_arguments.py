@@ -97,6 +97,19 @@ def test_missing_config_file_is_a_config_error(
     assert "local-dynamodb" in err  # the fix names the way out
 
 
+def test_a_folder_named_like_the_default_config_is_named_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On main ./cachehub.json being a folder was reported as "no cache configuration found".
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CACHEHUB_CONFIG", raising=False)
+    (tmp_path / "cachehub.json").mkdir()
+    code, _, err = run_main(["ls"], capsys)
+    assert code == 1
+    assert "cachehub.json" in err
+    assert "not a folder" in err
+
+
 def test_config_errors_exit_1_with_the_typed_message(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
