@@ -181,8 +181,11 @@ def test_delete_if_equal_never_reads_a_planted_value(cache: RedisCache, admin: R
     assert cache._delete_if_equal(cache._sk("small"), "v", cache._clock()) is True
 
 
-FAR: bytes = b"99999999999999"
-"""A lock deadline (server ms) in the year 5138: the record holds the lock."""
+def _an_hour_ahead(admin: Redis) -> bytes:
+    """A lock deadline (server ms) an hour ahead: with a key expiry, the record holds the
+    lock (one past the longest ttl, or a hash that never expires, holds nothing)."""
+    seconds, _ = admin.time()
+    return str((int(seconds) + 3600) * 1000).encode()
 
 
 def _lock_key(cache: RedisCache) -> bytes:
@@ -194,7 +197,9 @@ def test_a_planted_holder_is_never_copied(
 ) -> None:
     """A 32 MiB holder token with a live deadline: the lock is held by another program,
     whose token is not shown, and no lock script copies it."""
-    plant_fields(private_redis_server, _lock_key(cache), {b"t": b"\xff" * PLANTED, b"d": FAR})
+    fields = {b"t": b"\xff" * PLANTED, b"d": _an_hour_ahead(admin)}
+    plant_fields(private_redis_server, _lock_key(cache), fields)
+    admin.pexpire(_lock_key(cache), 3_600_000)
     lock = cache.lock("job")
     peak = levelled(admin)
     outcomes = (
