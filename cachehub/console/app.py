@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import quote
 
 import jinja2
 from starlette.applications import Starlette
@@ -52,7 +53,17 @@ from .config_edit import ConfigFile, camel
 from .preview import preview
 from .security import LOOPBACK_HOSTS, Guard, csrf_ok, csrf_token
 
-__all__ = ["Console", "create_app", "form_safe", "json_literal", "visible", "MAX_JSON_CHARS"]
+__all__ = [
+    "Console",
+    "create_app",
+    "form_safe",
+    "json_literal",
+    "key_label",
+    "visible",
+    "MAX_JSON_CHARS",
+    "MAX_KEY_LABEL_CHARS",
+    "MAX_KEY_LINK_CHARS",
+]
 
 _log = logging.getLogger("cachehub.console")
 HERE: Final = Path(__file__).parent
@@ -64,6 +75,12 @@ MAX_COMMAND_LIMIT: Final = 10_000
 """Largest ``Limit`` the console runs: every item is held in the process and the page."""
 MAX_FILTER_CHARS: Final = 512
 """Longest key filter accepted."""
+MAX_KEY_LABEL_CHARS: Final = 200
+"""Most characters of a key's escaped form (:func:`visible`) the key list shows."""
+MAX_KEY_LINK_CHARS: Final = 512
+"""Longest percent-encoded key a key list links to by name; longer keys are linked by
+their position in the browse session (a page of 50 keys of 16,384 right-to-left overrides
+embedded by name was 12 MB)."""
 _JSON_ESCAPE_CHARS: Final = 12
 """Most characters one character takes as an ASCII JSON string (an escaped surrogate
 pair: ``\\ud83d\\ude00``)."""
@@ -230,6 +247,47 @@ def visible(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def key_label(key: str, limit: int = MAX_KEY_LABEL_CHARS) -> str:
+    """``key`` as the key list shows it: :func:`visible`, cut after about ``limit``
+    characters (never inside an escape) and followed by an ellipsis and the key's length.
+
+    Only the characters shown are escaped: a key of 16,384 characters costs what its
+    first ``limit`` do.
+    """
+    pieces: list[str] = []
+    size = 0
+    for char in key:
+        piece = char if char.isprintable() else repr(char)[1:-1]
+        if size + len(piece) > limit and pieces:
+            return "".join(pieces) + f"… ({len(key):,} characters)"
+        pieces.append(piece)
+        size += len(piece)
+    return "".join(pieces)
+
+
+def _quoted(key: str) -> str | None:
+    """``key`` percent-encoded as Jinja2's ``urlencode`` writes it (today's links), or
+    None when that is longer than :data:`MAX_KEY_LINK_CHARS` (or not encodable)."""
+    if len(key) > MAX_KEY_LINK_CHARS:  # every character takes at least one
+        return None
+    try:
+        quoted = quote(key, safe="/")
+    except UnicodeEncodeError:  # the core refuses such keys; a position still works
+        return None
+    return quoted if len(quoted) <= MAX_KEY_LINK_CHARS else None
+
+
+class _ListingExpired(CacheKeyError):
+    """A link by position whose browse session, page or position is gone."""
+
+    def __init__(self, cache: str) -> None:
+        super().__init__(
+            "that key listing has expired (or no longer holds this position).",
+            hint="go back to the keys list and open the key from there.",
+        )
+        self.cache = cache
+
+
 def form_safe(text: str) -> bool:
     """Whether a browser submits ``text`` unchanged from a form field it was written into.
 
@@ -309,9 +367,12 @@ def create_app(
         return HTMLResponse(body, status_code=status)
 
     def error_page(request: Request, exc: Exception) -> HTMLResponse:
+        back = None
         if isinstance(exc, CacheError):
             status = 400
-            if isinstance(exc, ReadOnlyCacheError):
+            if isinstance(exc, _ListingExpired):
+                status, back = 410, exc.cache
+            elif isinstance(exc, ReadOnlyCacheError):
                 status = 403
             elif isinstance(exc, (UnknownCacheError, CacheKeyError)):
                 status = 404
@@ -324,7 +385,9 @@ def create_app(
             status = 500
             message = f"unexpected {type(exc).__name__}; the console logged it."
             _log.error("console: %s on %s: %s", type(exc).__name__, request.url.path, exc)
-        return render(request, "error.html", status=status, title="Error", message=message)
+        return render(
+            request, "error.html", status=status, title="Error", message=message, back=back
+        )
 
     def page(fn: Callable[[Request], Response]) -> Handler:
         """A GET page: runs in the thread pool (caches block); errors become pages."""
@@ -365,6 +428,7 @@ def create_app(
                             title="Refused",
                             message="the form's CSRF token is missing or wrong: reload the "
                             "page and submit it again.",
+                            back=None,
                         )
                     return await run_in_threadpool(fn, request, form)
                 except ClientDisconnect:
@@ -376,10 +440,9 @@ def create_app(
 
         return decorate
 
-    def text(form: FormData, name: str, limit: int = 4096, *, required: bool = False) -> str:
-        value = form.get(name, "")
-        if not isinstance(value, str):
-            raise CacheValueError(f"form field '{name}' must be text.", hint="resend the form.")
+    def checked(value: str, name: str, limit: int, required: bool) -> str:
+        """Form field ``name``'s text, refused when longer than ``limit`` or empty while
+        ``required``."""
         if len(value) > limit:
             raise CacheValueError(
                 f"form field '{name}' is {len(value):,} characters long; at most {limit:,}.",
@@ -388,6 +451,12 @@ def create_app(
         if required and not value:
             raise CacheValueError(f"form field '{name}' is empty.", hint=f"fill in '{name}'.")
         return value
+
+    def text(form: FormData, name: str, limit: int = 4096, *, required: bool = False) -> str:
+        value = form.get(name, "")
+        if not isinstance(value, str):
+            raise CacheValueError(f"form field '{name}' must be text.", hint="resend the form.")
+        return checked(value, name, limit, required)
 
     def encoded_text(
         form: FormData, name: str, limit: int = MAX_KEY_LENGTH, *, required: bool = False
@@ -407,14 +476,7 @@ def create_app(
             raise CacheValueError(
                 f"form field '{raw_name}' is not a JSON string.", hint="reload the page and resend."
             )
-        if len(value) > limit:
-            raise CacheValueError(
-                f"form field '{name}' is {len(value):,} characters long; at most {limit:,}.",
-                hint=f"shorten '{name}'.",
-            )
-        if required and not value:
-            raise CacheValueError(f"form field '{name}' is empty.", hint=f"fill in '{name}'.")
-        return value
+        return checked(value, name, limit, required)
 
     def query(request: Request, name: str, limit: int = 4096) -> str:
         value = request.query_params.get(name, "")
@@ -424,6 +486,43 @@ def create_app(
                 hint=f"shorten '{name}'.",
             )
         return value
+
+    def number(request: Request, name: str) -> int:
+        """Query parameter ``name`` as a non-negative whole number (400 otherwise)."""
+        value = query(request, name, 12)
+        if not (value.isascii() and value.isdigit()):
+            raise CacheValueError(
+                f"{name} must be a number, got {value!r:.20}.",
+                hint="go back to the keys list and open the key from there.",
+            )
+        return int(value)
+
+    def requested_key(request: Request, cache: BaseCache) -> tuple[str, dict[str, str] | None]:
+        """The key a page is about: ``key=``, or the position ``session``, ``page`` and
+        ``at`` of a key list's link to a long key (resolved from that listing); and that
+        position, when given, for the page's own links."""
+        params = request.query_params
+        if "key" in params or not ({"session", "page", "at"} & params.keys()):
+            return query(request, "key", MAX_KEY_LENGTH), None
+        sid = query(request, "session", 64)
+        position = {"session": sid, "page": str(number(request, "page"))}
+        position["at"] = str(number(request, "at"))
+        key = console.browse.key_at(sid, cache.name, int(position["page"]), int(position["at"]))
+        if key is None:
+            raise _ListingExpired(cache.name)
+        return key, position
+
+    def key_link(path: str, cache: str, key: str, position: dict[str, str] | None) -> str | None:
+        """The link to page ``path`` (``/entry``, ``/put``) for ``key``: by name when that
+        is short, else by ``position``; None for a long key without a position."""
+        quoted = _quoted(key)
+        if quoted is not None:
+            return f"{path}?cache={quote(cache, safe='/')}&key={quoted}"
+        if position is None:
+            return None
+        return f"{path}?cache={quote(cache, safe='/')}&" + "&".join(
+            f"{name}={quote(value, safe='')}" for name, value in position.items()
+        )
 
     # ------------------------------------------------------------------ caches
 
@@ -509,6 +608,20 @@ def create_app(
             sid = console.browse.open(cache.name, flt, cache.keys(flt))
             result = console.browse.page(sid, cache.name, 0, flt)
             assert result is not None
+        # Bounded whatever the keys: each label is cut, each link to a long key names
+        # its position in this listing instead of the key.
+        links = [
+            {
+                "href": key_link(
+                    "/entry",
+                    cache.name,
+                    key,
+                    {"session": result.session, "page": str(result.number), "at": str(i)},
+                ),
+                "label": key_label(key),
+            }
+            for i, key in enumerate(result.keys)
+        ]
         return render(
             request,
             "keys.html",
@@ -516,6 +629,7 @@ def create_app(
             cache=cache.name,
             filter=flt or "",
             page=result,
+            links=links,
             expired=expired,
             writable=not cache.read_only and not console.read_only,
         )
@@ -525,7 +639,7 @@ def create_app(
     @page
     def entry_page(request: Request) -> Response:
         cache = console.cache(query(request, "cache"))
-        key = query(request, "key", MAX_KEY_LENGTH)
+        key, position = requested_key(request, cache)
         entry = cache.peek(key)
         if entry is None:
             raise CacheKeyError(
@@ -552,6 +666,10 @@ def create_app(
             },
             ttl=None if meta.time_to_live is None else meta.time_to_live.total_seconds(),
             deadline=deadline,
+            # Reached by name, a long key's URL already holds it: linking by name again
+            # costs no more than the page's own address.
+            edit=key_link("/put", cache.name, key, position)
+            or f"/put?cache={quote(cache.name, safe='/')}&key={quote(key, safe='/')}",
             writable=not cache.read_only and not console.read_only,
         )
 
@@ -606,7 +724,7 @@ def create_app(
     @page
     def put_page(request: Request) -> Response:
         cache = console.cache(query(request, "cache"))
-        key = query(request, "key", MAX_KEY_LENGTH)
+        key, position = requested_key(request, cache)
         value_text = ""
         uneditable = False
         if key:
@@ -621,6 +739,7 @@ def create_app(
             title=f"Put into {cache.name}",
             cache=cache.name,
             key=key,
+            position=position or {},
             value_text=value_text,
             uneditable=uneditable,
             ttl="",
@@ -647,6 +766,17 @@ def create_app(
                 ) from None
         cache.put(key, value, time_span=ttl)
         url = request.url_for("entry").include_query_params(cache=cache.name, key=key)
+        if _quoted(key) is None:
+            # A long key edited from a key list: back to it by its position, not by an
+            # address holding the whole key (when the position still names this key).
+            position = {name: text(form, name, 64) for name in ("session", "page", "at")}
+            sid, page_text, at_text = position.values()
+            if all(v.isascii() and v.isdigit() for v in (page_text, at_text)):
+                shown = console.browse.key_at(sid, cache.name, int(page_text), int(at_text))
+                if shown == key:
+                    url = request.url_for("entry").include_query_params(
+                        cache=cache.name, **position
+                    )
         return RedirectResponse(str(url), status_code=303)
 
     # ------------------------------------------------------------------ dynamodb_command
@@ -835,6 +965,7 @@ def create_app(
             status=status,
             title="Not found" if status == 404 else "Refused",
             message=message.get(status, "bad request."),
+            back=None,
         )
 
     @contextlib.asynccontextmanager

@@ -159,6 +159,33 @@ class BrowseSessions:
             more = not session.exhausted or number < last
             return Page(sid, max(number, 0), keys, more, first)
 
+    def key_at(self, sid: str, cache: str, number: int, index: int) -> str | None:
+        """The key at ``index`` of page ``number`` of session ``sid`` (of ``cache``), as
+        that page showed it; None if the session is gone, lists another cache, or no
+        longer keeps that page, or the page has no such position.
+
+        Only pages already shown are looked at: a position never pulls keys. Links to
+        long keys name their position rather than the key (a page of 50 keys of 16,384
+        characters would otherwise weigh megabytes).
+        """
+        if number < 0 or index < 0:
+            return None
+        with self._lock:
+            dropped = self._expire()
+            session = self._sessions.get(sid)
+            if session is not None and session.cache == cache:
+                self._sessions.move_to_end(sid)
+                session.last_used = self._clock()
+            else:
+                session = None
+        for old in dropped:
+            old.shutdown()
+        if session is None:
+            return None
+        with session.lock:
+            keys = session.pages.get(number, ())
+        return keys[index] if index < len(keys) else None
+
     def _pull(self, session: _Session, number: int) -> None:
         keys = tuple(islice(session.keys, self.page_size))
         if len(keys) < self.page_size:
