@@ -49,6 +49,7 @@ from .api import MAX_TIME_SPAN, MISSING, BaseCache, TimeSpan
 from .errors import (
     CacheError,
     CacheValueError,
+    CorruptEntryError,
     InvalidKeyError,
     LockTimeoutError,
     StorageNotEnabledError,
@@ -423,7 +424,14 @@ class SessionStore:
 
     def _read(self, key: str) -> Steps[_Record | None]:
         """The live record under ``key`` (a plain read: it never writes)."""
-        record = _Record.parse((yield _Op("get", key, MISSING)))
+        try:
+            stored = yield _Op("get", key, MISSING)
+        except CorruptEntryError:
+            # An entry the codec cannot read (a sound header over a junk body, written by
+            # anything else) is "no session", as other junk is: else every request with
+            # that cookie failed until the entry expired.
+            return None
+        record = _Record.parse(stored)
         if record is None:
             return None
         if self._lifetime(record.created, self._now()) <= 0:
@@ -474,7 +482,14 @@ class SessionStore:
         key = self.storage_key(sid)
         started = time.monotonic()
         pause = 0.002
+        stale = False
         while True:
+            # The claim below only guards what was read while claims on the next version
+            # are still alive: a read older than half of lock_ttl may be of a version
+            # whose claims have expired (a logout's successor written meanwhile, its
+            # write claim lapsed), so it is read again, never written from. Its age counts
+            # from before the request: a stall on the way back is part of it.
+            read_at = time.monotonic()
             record = yield from self._read(key)
             if record is None:
                 return None
@@ -491,11 +506,19 @@ class SessionStore:
                 change(data)
                 data = self._check_data(data)
             target = record.version + 1
-            ending = not data or move
+            # Emptied by this change (or moved): the session ends. A touch or refresh of a
+            # session created empty (create()'s default) keeps it.
+            ending = move or (change is not None and not data)
             moved: tuple[str, _Record] | None = None
             if data and move:  # the new session exists before the old one is removed
                 moved = yield from self._insert(data, record.created, now)
-            claimed = time.monotonic()
+            if time.monotonic() - read_at >= self.lock_ttl / 2:  # stale: read again
+                if moved is not None:
+                    yield from self._discard(moved[0])
+                if stale:  # a stall is read again at once; a change that is always this
+                    self._check_waited(sid, started)  # slow ends as a busy session
+                stale = True
+                continue
             marker = _GONE if ending else _WRITE
             # A gone marker outlives every late writer; a write claim only the write itself.
             ttl = self._lifetime(record.created, now) if ending else self.lock_ttl
@@ -511,11 +534,20 @@ class SessionStore:
                 if ending:
                     yield from self._remove_ended(key, sid, moved=moved is not None)
                     return _ENDED if moved is None else _Saved(*moved)
-                if time.monotonic() - claimed < self.lock_ttl / 2:
+                if time.monotonic() - read_at < self.lock_ttl / 2:
                     saved = _Record(target, data, record.created, now)
-                    yield from self._put(key, saved)
+                    try:
+                        yield from self._put(key, saved)
+                    except Exception:
+                        # Refused (a value the codec cannot store, too large) or failed:
+                        # the claim is given back, or every save of this session waited
+                        # out lock_ttl behind a write that never comes.
+                        with contextlib.suppress(CacheError):
+                            yield _Op("delete", self._claim_key(key, target))
+                        raise
                     return _Saved(sid, saved)
-                # The claim took so long it may expire mid-write: let it lapse and retry.
+                # The read (or the claim) took so long the claim may expire mid-write, and
+                # the read may be older than a lapsed claim: let it lapse and read again.
             elif moved is not None:
                 yield from self._discard(moved[0])  # lost the race: undo the copy
             if (yield _Op("get", self._claim_key(key, target), MISSING)) == _GONE:
@@ -524,15 +556,20 @@ class SessionStore:
                 with contextlib.suppress(CacheError):
                     yield _Op("delete", key)
                 return None
-            if time.monotonic() - started >= self.lock_timeout:
-                raise SessionBusyError(
-                    f"session {session_ref(sid)} is being saved by another request and "
-                    f"did not become free within {self.lock_timeout}s; nothing was saved.",
-                    hint="retry the request; if it persists, look for requests that write "
-                    "the same session continuously, or a cache whose writes fail.",
-                )
+            self._check_waited(sid, started)
             yield pause
             pause = min(pause * 2, _POLL)
+
+    def _check_waited(self, sid: str, started: float) -> None:
+        """Raise :class:`SessionBusyError` once a save has tried for ``lock_timeout``."""
+        if time.monotonic() - started >= self.lock_timeout:
+            raise SessionBusyError(
+                f"session {session_ref(sid)} is being saved by another request and "
+                f"did not become free within {self.lock_timeout}s; nothing was saved.",
+                hint="retry the request; if it persists, look for requests that write "
+                "the same session continuously, a change that takes longer than half of "
+                "lock_ttl, or a cache whose writes fail.",
+            )
 
     def _remove_ended(self, key: str, sid: str, *, moved: bool) -> Steps[None]:
         """Remove the record of a session whose end is claimed (its gone marker is set).

@@ -613,3 +613,143 @@ def test_cookie_options() -> None:
         SessionCookie(max_age=0)
     with pytest.raises(CacheValueError, match=r"refresh .* must be shorter"):
         SessionStore(MemoryCache(storage=True), idle_time=60, refresh=60)
+
+
+# -- a save stalled between its read and its claim (probe findings of this stop) ----------
+
+
+class _Monotonic:
+    """time.monotonic for the store, moved by the test (the cache has the FakeClock)."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _drive(store: SessionStore, steps: Any, reply: Any) -> Any:
+    """Run a store's remaining steps on the sync cache, from ``reply`` to the end."""
+    while True:
+        try:
+            step = steps.send(reply)
+        except StopIteration as stop:
+            return stop.value
+        reply = None if isinstance(step, float) else step.call(store.cache)
+
+
+@pytest.fixture
+def stalled(
+    storage_cache: MemoryCache, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> tuple[SessionStore, Callable[[float], None]]:
+    """A store whose save can be parked between its read and its claim; the returned
+    function lets seconds pass on both the cache's clock and the store's timer."""
+    mono = _Monotonic()
+    monkeypatch.setattr("cachehub.session.time.monotonic", mono)
+    store = SessionStore(storage_cache, idle_time=timedelta(minutes=10), lock_ttl=2)
+
+    def stall(seconds: float) -> None:
+        clock.advance(seconds)
+        mono.now += seconds
+
+    return store, stall
+
+
+def _parked_commit(store: SessionStore, sid: str, key: str) -> tuple[Any, Any, TrackedSession]:
+    """A request's commit that has read the record and stops before its claim."""
+    session = store.open(sid)
+    assert session is not None
+    session[key] = True
+    steps = store._commit(session)
+    op = next(steps)
+    assert op.name == "get"
+    return steps, op.call(store.cache), session
+
+
+def test_a_save_stalled_past_the_claims_it_read_never_resurrects_a_logout(
+    stalled: tuple[SessionStore, Callable[[float], None]],
+) -> None:
+    # On main: B read version 1, A wrote version 2 (its claim then lapsed), the user
+    # logged out (gone marker at 3); B, resumed after lock_ttl, won the claim on 2 again
+    # and wrote the logged-out session back.
+    store, stall = stalled
+    sid = store.create({"user_id": 42})
+    steps, reply, late = _parked_commit(store, sid, "theme")
+    assert store.update(sid, lambda data: data.__setitem__("cart", [1])) is not None
+    assert store.delete(sid)
+    stall(3)  # longer than lock_ttl: every write claim has expired
+    assert _drive(store, steps, reply) is None
+    assert late.gone
+    assert store.load(sid) is None
+    assert not store.exists(sid)
+
+
+def test_a_save_stalled_past_the_claims_it_read_loses_no_update(
+    stalled: tuple[SessionStore, Callable[[float], None]],
+) -> None:
+    # On main B's stale read was written back over A's update (the cart was lost).
+    store, stall = stalled
+    sid = store.create({"user_id": 42})
+    steps, reply, _ = _parked_commit(store, sid, "theme")
+    store.update(sid, lambda data: data.__setitem__("cart", [1]))
+    stall(3)
+    assert _drive(store, steps, reply) == sid
+    assert store.load(sid) == {"user_id": 42, "cart": [1], "theme": True}
+
+
+def test_a_save_whose_change_outlasts_half_the_claim_is_busy_not_written(
+    stalled: tuple[SessionStore, Callable[[float], None]],
+) -> None:
+    store, stall = stalled
+
+    def slow(data: dict[str, Any]) -> None:
+        stall(1.5)  # each attempt's read is too old to claim from: bounded by lock_timeout
+        data["x"] = 1
+
+    sid = store.create({"user_id": 42})
+    with pytest.raises(SessionBusyError, match="half of lock_ttl"):
+        store.update(sid, slow)
+    assert store.load(sid) == {"user_id": 42}
+
+
+def test_a_refused_value_gives_its_claim_back(store: SessionStore) -> None:
+    # On main the claim stayed: every save of the session waited lock_ttl (2 s) behind a
+    # write that never came.
+    sid = store.create({"user_id": 42})
+    key = store.storage_key(sid)
+    with pytest.raises(CacheError):
+        store.update(sid, lambda data: data.__setitem__("bad", object()))
+    assert not store.cache.exists(store._claim_key(key, 2))
+    assert store.update(sid, lambda data: data.__setitem__("ok", 1)) == {"user_id": 42, "ok": 1}
+
+
+def test_touching_a_session_created_empty_keeps_it(store: SessionStore) -> None:
+    # On main touch() answered True and deleted it (an empty session "ends").
+    sid = store.create()
+    assert store.touch(sid)
+    assert store.exists(sid)
+    assert store.load(sid) == {}
+
+
+def test_an_entry_the_codec_cannot_read_is_no_session(
+    store: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On main a sound header over a junk body raised CorruptEntryError on every request
+    # carrying that cookie (a 500 until the entry expired).
+    from cachehub.errors import CorruptEntryError
+
+    sid = store.create({"user_id": 42})
+    key = store.storage_key(sid)
+    real = store.cache.get
+
+    def corrupt(k: str, default: Any = None, **kwargs: Any) -> Any:
+        if k == key:
+            raise CorruptEntryError("cached entry cannot be decoded: junk body.")
+        return real(k, default, **kwargs)
+
+    monkeypatch.setattr(store.cache, "get", corrupt)
+    assert store.load(sid) is None
+    opened = store.open(sid)
+    assert opened == {}
+    assert opened.sid is None  # a new session, as for any id with no session
+    assert store.update(sid, lambda data: data.__setitem__("x", 1)) is None
