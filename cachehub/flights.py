@@ -12,10 +12,18 @@ async one) never waits for a flight it leads itself (a function needing its own 
 computes it, as it would without a cache), nor for one whose leader waits, directly or
 through others, for this owner (thread A computes ``a`` and needs ``b`` while thread B
 computes ``b`` and needs ``a``). Such a caller computes the value without a flight.
+
+Nor does an owner wait where its own thread would have to run the leader first: a
+thread (the sync shell blocks it) for a task of the event loop it runs, or a task for a
+sync leader on its thread (a creator that runs ``asyncio.run``), directly or through
+others; a task may wait for another task of its loop, which runs while it awaits. And a
+flight led by a task whose event loop was closed with it pending is over: that task never
+finishes it, and the next caller leads instead.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Hashable
 from contextlib import suppress
@@ -29,6 +37,8 @@ class Flight:
     """One key's computation in progress, led by ``owner``."""
 
     owner: Hashable
+    thread: int = 0
+    """The thread the leader runs on (a task's: its event loop's)."""
     done: threading.Event = field(default_factory=threading.Event)
     """Set when the leader finished (stored the value, failed or was cancelled)."""
     wakers: list[Callable[[], None]] = field(default_factory=list)
@@ -44,7 +54,12 @@ class Flights:
         self._waiting: dict[Hashable, Flight] = {}
 
     def start(
-        self, key: str, owner: Hashable, waker: Callable[[], None] | None = None
+        self,
+        key: str,
+        owner: Hashable,
+        waker: Callable[[], None] | None = None,
+        *,
+        thread: int | None = None,
     ) -> tuple[Flight | None, Flight | None]:
         """``(led, awaited)`` for ``owner`` missing ``key``.
 
@@ -52,14 +67,19 @@ class Flights:
         ``awaited``: another owner's flight to wait for (``owner`` is registered as
         waiting, and ``waker`` will be called when it ends); call :meth:`stop_waiting`
         after waiting, then try again. Both None: compute without a flight (waiting
-        would be waiting for oneself).
+        would be waiting for oneself). ``thread``: the thread ``owner`` runs on (default:
+        the calling one, as both shells start flights on the owner's own thread).
         """
+        thread = threading.get_ident() if thread is None else thread
         with self._lock:
             running = self._running.get(key)
+            if running is not None and _abandoned(running.owner):
+                self._end(key, running)
+                running = None
             if running is None:
-                led = self._running[key] = Flight(owner)
+                led = self._running[key] = Flight(owner, thread)
                 return led, None
-            if self._leads_to(running, owner):
+            if self._leads_to(running, owner, thread):
                 return None, None
             self._waiting[owner] = running
             if waker is not None:
@@ -74,28 +94,48 @@ class Flights:
     def finish(self, key: str, flight: Flight) -> None:
         """End ``flight`` (its leader is done, whatever the outcome) and wake its waiters."""
         with self._lock:
-            if self._running.get(key) is flight:
-                del self._running[key]
-            wakers, flight.wakers = flight.wakers, []
-            flight.done.set()
+            wakers = self._end(key, flight)
         for wake in wakers:
             with suppress(RuntimeError):  # a waiter's loop that is already closed
                 wake()
 
-    def _leads_to(self, flight: Flight, owner: Hashable) -> bool:
-        """Whether waiting for ``flight`` would make ``owner`` wait for itself (lock held).
+    def _end(self, key: str, flight: Flight) -> list[Callable[[], None]]:
+        """Take ``flight`` off (lock held); its wakers, to call once the lock is released
+        (an abandoned flight's are called by nobody: their loops were closed with it)."""
+        if self._running.get(key) is flight:
+            del self._running[key]
+        self._waiting.pop(flight.owner, None)
+        wakers, flight.wakers = flight.wakers, []
+        flight.done.set()
+        return wakers
 
-        Follows leader -> the flight it waits for -> its leader...; each owner waits for
-        at most one flight, so the walk visits every waiting owner at most once.
+    def _leads_to(self, flight: Flight, owner: Hashable, thread: int) -> bool:
+        """Whether waiting for ``flight`` could never end for ``owner`` on ``thread``
+        (lock held): the chain leader -> the flight it waits for -> its leader... reaches
+        ``owner``, or a leader that needs ``thread`` while ``owner`` holds it.
+
+        Each owner waits for at most one flight, so the walk visits every waiting owner
+        at most once.
         """
+        is_task = _is_task(owner)
         seen: set[Hashable] = set()
-        current = flight.owner
-        while current not in seen:
-            if current == owner:
+        current: Flight | None = flight
+        while current is not None and current.owner not in seen:
+            if current.owner == owner:
                 return True
-            seen.add(current)
-            awaited = self._waiting.get(current)
-            if awaited is None:
-                return False
-            current = awaited.owner
+            if current.thread == thread and not (is_task and _is_task(current.owner)):
+                return True  # a blocked thread cannot run its loop's task, nor the reverse
+            seen.add(current.owner)
+            current = self._waiting.get(current.owner)
         return False
+
+
+def _is_task(owner: Hashable) -> bool:
+    """An async shell's owner (a task); the sync shell's are thread ids."""
+    return isinstance(owner, asyncio.Task)
+
+
+def _abandoned(owner: Hashable) -> bool:
+    """A leader task that will never finish its flight: its loop was closed with it
+    pending (it is never resumed, so its ``finally`` never runs)."""
+    return isinstance(owner, asyncio.Task) and not owner.done() and owner.get_loop().is_closed()

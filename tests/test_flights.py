@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
+from cachehub_memory import MemoryCache
+
 from cachehub.flights import Flights
 
 
 def test_the_first_owner_leads_and_the_next_waits() -> None:
     flights = Flights()
-    led, awaited = flights.start("k", "A")
+    led, awaited = flights.start("k", "A", thread=ord("A"))
     assert led is not None
     assert awaited is None
     woken: list[str] = []
-    second, theirs = flights.start("k", "B", lambda: woken.append("B"))
+    second, theirs = flights.start("k", "B", lambda: woken.append("B"), thread=ord("B"))
     assert second is None
     assert theirs is led
     assert not led.done.is_set()
@@ -19,7 +24,7 @@ def test_the_first_owner_leads_and_the_next_waits() -> None:
     assert led.done.is_set()
     assert woken == ["B"]
     flights.stop_waiting("B")
-    again, none = flights.start("k", "B")  # the flight ended: B leads a new one
+    again, none = flights.start("k", "B", thread=ord("B"))  # the flight ended: B leads a new one
     assert again is not None
     assert again is not led
     assert none is None
@@ -27,8 +32,10 @@ def test_the_first_owner_leads_and_the_next_waits() -> None:
 
 def test_other_keys_never_wait() -> None:
     flights = Flights()
-    a, _ = flights.start("a", "A")
-    b, waited = flights.start("b", "A")  # the same owner, nested: another key is free
+    a, _ = flights.start("a", "A", thread=ord("A"))
+    b, waited = flights.start(
+        "b", "A", thread=ord("A")
+    )  # the same owner, nested: another key is free
     assert a is not None
     assert b is not None
     assert waited is None
@@ -36,32 +43,121 @@ def test_other_keys_never_wait() -> None:
 
 def test_an_owner_never_waits_for_its_own_flight() -> None:
     flights = Flights()
-    flights.start("k", "A")
-    assert flights.start("k", "A") == (None, None)
+    flights.start("k", "A", thread=ord("A"))
+    assert flights.start("k", "A", thread=ord("A")) == (None, None)
 
 
 def test_a_cycle_through_three_owners_is_not_waited_for() -> None:
     flights = Flights()
     for owner, key in (("A", "a"), ("B", "b"), ("C", "c")):
-        led, _ = flights.start(key, owner)
+        led, _ = flights.start(key, owner, thread=ord(owner))
         assert led is not None
-    assert flights.start("b", "A")[1] is not None  # A waits for B
-    assert flights.start("c", "B")[1] is not None  # B waits for C
-    assert flights.start("a", "C") == (None, None)  # C would wait for A, who waits for C
+    assert flights.start("b", "A", thread=ord("A"))[1] is not None  # A waits for B
+    assert flights.start("c", "B", thread=ord("B"))[1] is not None  # B waits for C
+    assert flights.start("a", "C", thread=ord("C")) == (
+        None,
+        None,
+    )  # C would wait for A, who waits for C
     flights.stop_waiting("A")
-    assert flights.start("a", "C")[1] is not None  # the chain is broken: C may wait
+    assert (
+        flights.start("a", "C", thread=ord("C"))[1] is not None
+    )  # the chain is broken: C may wait
 
 
 def test_a_waker_of_a_closed_loop_does_not_stop_the_others() -> None:
     flights = Flights()
-    led, _ = flights.start("k", "A")
+    led, _ = flights.start("k", "A", thread=ord("A"))
     assert led is not None
     woken: list[str] = []
 
     def closed() -> None:
         raise RuntimeError("Event loop is closed")
 
-    flights.start("k", "B", closed)
-    flights.start("k", "C", lambda: woken.append("C"))
+    flights.start("k", "B", closed, thread=ord("B"))
+    flights.start("k", "C", lambda: woken.append("C"), thread=ord("C"))
     flights.finish("k", led)
     assert woken == ["C"]
+
+
+# -- owners of both shells on one thread (probe findings of this stop) ---------------------
+# A thread blocked in the sync get_or_set cannot run its event loop's tasks, and a task
+# cannot let a sync leader below it on the same thread finish: each of these hung for ever.
+
+
+def test_a_sync_call_inside_an_async_creator_of_its_own_key_computes() -> None:
+    cache = MemoryCache({})
+    calls: list[str] = []
+
+    def inner() -> str:
+        calls.append("inner")
+        return "inner"
+
+    def creator() -> str:  # a sync creator, run by the async shell on the loop's thread
+        return cache.get_or_set("K", inner)
+
+    assert asyncio.run(cache.aio().get_or_set("K", creator)) == "inner"
+    assert calls == ["inner"]
+
+
+def test_an_async_call_inside_a_sync_creator_of_its_own_key_computes() -> None:
+    cache = MemoryCache({})
+
+    def creator() -> str:
+        return asyncio.run(cache.aio().get_or_set("K", lambda: "inner"))
+
+    assert cache.get_or_set("K", creator) == "inner"
+
+
+def test_a_sync_call_on_the_loop_thread_does_not_wait_for_a_task_of_that_loop() -> None:
+    cache = MemoryCache({})
+
+    async def slow() -> str:
+        await asyncio.sleep(0.05)
+        return "async"
+
+    async def other() -> str:
+        await asyncio.sleep(0.01)  # the task above leads "K" by now
+        return cache.get_or_set("K", lambda: "sync")  # on the loop's thread: no waiting
+
+    async def main() -> list[str]:
+        return list(await asyncio.gather(cache.aio().get_or_set("K", slow), other()))
+
+    assert asyncio.run(main()) == ["async", "sync"]
+
+
+def test_tasks_of_one_loop_still_wait_for_each_other() -> None:
+    cache = MemoryCache({})
+    calls: list[int] = []
+
+    async def creator() -> int:
+        calls.append(1)
+        await asyncio.sleep(0.02)
+        return 7
+
+    async def main() -> list[int]:
+        shell = cache.aio()
+        return list(await asyncio.gather(*(shell.get_or_set("K", creator) for _ in range(5))))
+
+    assert asyncio.run(main()) == [7] * 5
+    assert calls == [1]
+
+
+def test_a_flight_whose_leader_task_was_closed_with_its_loop_is_taken_over() -> None:
+    cache = MemoryCache({})
+    started = threading.Event()
+
+    async def never() -> str:
+        started.set()
+        await asyncio.Event().wait()
+        return "never"
+
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(cache.aio().get_or_set("K", never))
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert started.is_set()
+    loop.close()  # the leader stays pending for ever: it never ends its flight
+    assert cache.get_or_set("K", lambda: "fresh") == "fresh"
+    cache.delete("K")
+    assert asyncio.run(cache.aio().get_or_set("K", lambda: "again")) == "again"
+    assert not task.done()
+    task._log_destroy_pending = False  # type: ignore[attr-defined]  # closed on purpose
