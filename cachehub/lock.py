@@ -55,7 +55,10 @@ def lock_id(kind: str, name: str) -> str:
     if not name:
         raise InvalidKeyError("lock name is empty.", hint="name the lock, e.g. cache.lock('job').")
     ident = f"{kind}:{name}"
-    if len(ident) <= MAX_LOCK_ID and ident.isascii():
+    # A name spelled like a hashed id ("sha256:<hex>") is hashed too: else it and the long
+    # name whose hash it spells were one lock.
+    hashed_look = name.startswith(_HASHED)
+    if len(ident) <= MAX_LOCK_ID and ident.isascii() and not hashed_look:
         return ident
     try:
         raw = name.encode("utf-8")
@@ -64,9 +67,25 @@ def lock_id(kind: str, name: str) -> str:
             "lock name contains a lone surrogate and cannot be encoded as UTF-8.",
             hint="pass a valid Unicode string.",
         ) from None
-    if len(ident) <= MAX_LOCK_ID:
+    if len(ident) <= MAX_LOCK_ID and not hashed_look:
         return ident
-    return f"{kind}:sha256:{hashlib.sha256(raw).hexdigest()}"
+    return f"{kind}:{_HASHED}{hashlib.sha256(raw).hexdigest()}"
+
+
+_HASHED: Final = "sha256:"
+
+
+def _lock_ttl(cache: BaseCache, ttl: TimeSpan | None) -> float | None:
+    """A lock ttl in seconds (None stays None: the default), or CacheValueError."""
+    try:
+        return cache._span(ttl, "lock ttl")
+    except CacheValueError as exc:  # its generic hint offers "None for no expiry"
+        raise CacheValueError(
+            exc.message,
+            hint="pass a ttl in seconds (or a timedelta) of at most 1,000 years; a lock "
+            "always expires (ttl=None is the default, 30 s), so a crashed owner cannot "
+            "hold it for ever.",
+        ) from None
 
 
 _Name = tuple[str, str]
@@ -212,7 +231,7 @@ class _LockState:
         self.key = cache._lock_name(lock_id(kind, name))
         """The namespaced internal id of this lock (not a cache key)."""
         self.ttl = ttl
-        self._ttl: float = cache._span(ttl, "lock ttl") or 30.0
+        self._ttl: float = _lock_ttl(cache, ttl) or 30.0
         self.timeout = timeout
         self.poll = float(poll)
         self.token: str | None = None
@@ -249,7 +268,7 @@ class _LockState:
                 f"lock '{self.name}' is not held by this Lock object; nothing to extend.",
                 hint="acquire() the lock first.",
             )
-        seconds = self._ttl if ttl is None else (self.cache._span(ttl, "lock ttl") or self._ttl)
+        seconds = self._ttl if ttl is None else (_lock_ttl(self.cache, ttl) or self._ttl)
         return self.token, seconds
 
     def _keep_alive_interval(self, every: float | None) -> float:
@@ -258,10 +277,22 @@ class _LockState:
                 f"lock '{self.name}' is not held by this Lock object; nothing to keep alive.",
                 hint="acquire() the lock first.",
             )
-        interval = self._ttl / 3 if every is None else every
-        if not interval > 0:
-            raise CacheValueError(f"keep_alive interval must be > 0, got {every!r}.")
-        return interval
+        if every is None:
+            return self._ttl / 3
+        if isinstance(every, bool) or not isinstance(every, (int, float)):
+            raise CacheValueError(
+                f"keep_alive interval must be a number of seconds, got {type(every).__name__}.",
+                hint="pass e.g. every=10, or leave it out (a third of the ttl).",
+            )
+        # Shorter than the ttl, or the lock expires between beats (inf, or 10**9, also
+        # killed the heartbeat thread with an OverflowError: the lock was lost silently).
+        if not 0 < every < self._ttl:
+            raise CacheValueError(
+                f"keep_alive interval must be > 0 and shorter than the lock's ttl of "
+                f"{self._ttl:g}s, got {every!r:.40}.",
+                hint="pass e.g. every=ttl/3, or leave it out (a third of the ttl).",
+            )
+        return float(every)
 
     def _timed_out(self) -> LockTimeoutError:
         return LockTimeoutError(

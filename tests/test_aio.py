@@ -323,7 +323,7 @@ def test_keep_alive_ends_with_its_block_without_waiting_for_a_beat(memory: Memor
     shell = memory.aio()
 
     async def block() -> bool:
-        lock = shell.lock("job", ttl=30)
+        lock = shell.lock("job", ttl=7200)
         assert await lock.acquire(blocking=False)
         async with lock.keep_alive(every=3600):  # the next beat is an hour away
             pass
