@@ -26,7 +26,7 @@ from typing import Any, Final, Generic, ParamSpec, TypeVar, cast, overload
 
 from .api import BaseCache, TimeSpan, make_expiry
 from .codec import MAX_DEPTH, Codec, make_codec
-from .errors import InvalidKeyError, SerializationError
+from .errors import CacheError, InvalidKeyError, SerializationError
 from .registry import get_caches
 
 __all__ = ["cached", "CachedFunction"]
@@ -122,6 +122,14 @@ class CachedFunction(Generic[P, R]):
         key: Callable[..., str] | None,
         prefix: str | None,
     ) -> None:
+        # Over @staticmethod / @classmethod: cache the function they hold, and bind as
+        # they do (nothing, or the class) instead of as a method (the instance).
+        given: Any = func  # typed as a callable; a classmethod object is not one
+        self._binding = "static" if isinstance(given, staticmethod) else "method"
+        if isinstance(given, classmethod):
+            self._binding = "class"
+        if isinstance(given, (staticmethod, classmethod)):
+            func = cast("Callable[P, R]", given.__func__)
         self.__wrapped__ = func
         self._cache = cache
         self._time_span = time_span
@@ -155,8 +163,14 @@ class CachedFunction(Generic[P, R]):
         # Bind so that f(1, b=2) and f(1, 2) (and omitted defaults) share one key.
         bound = self._signature.bind(*args, **kwargs)
         bound.apply_defaults()
+        positional = list(bound.args)
+        if self._binding == "class" and positional and isinstance(positional[0], type):
+            cls = positional[0]  # a class is no value: it stands in the key by its name
+            positional[0] = f"{cls.__module__}.{cls.__qualname__}"
         try:
-            encoded = _arguments_bytes(list(bound.args), sorted(bound.kwargs.items()))
+            encoded = _arguments_bytes(positional, sorted(bound.kwargs.items()))
+        except RecursionError:
+            raise  # the stack is nearly used up (a deep recursion): not the arguments' fault
         except Exception:
             raise self._unencodable(bound) from None
         digest = hashlib.sha256(encoded).hexdigest()
@@ -165,16 +179,19 @@ class CachedFunction(Generic[P, R]):
     def _unencodable(self, bound: inspect.BoundArguments) -> SerializationError:
         """Name the first argument the codec rejects."""
         codec = _key_codec()
-        culprit = "?"
+        culprit, why = "?", ""
         for name, value in bound.arguments.items():
             try:
                 codec.dumps(value)
+            except CacheError as exc:  # the codec's own reason (a type, a size): say it
+                culprit, why = f"{name} ({type(value).__name__})", f": {exc.message}"
+                break
             except Exception:
                 culprit = f"{name} ({type(value).__name__})"
                 break
         return SerializationError(
             f"@cached {self._default_prefix}: argument {culprit} cannot be encoded into "
-            "a cache key.",
+            f"a cache key{why}",
             hint="pass key=lambda ...: '...' to build the key yourself, or use simple "
             "argument types (str, int, float, bool, None, lists, dicts).",
         )
@@ -211,8 +228,11 @@ class CachedFunction(Generic[P, R]):
         return await self.cache.aio().delete(self.cache_key(*args, **kwargs))
 
     def __get__(self, instance: object, owner: type | None = None) -> Any:
-        # Behave like a function when decorating a method: bind ``self``.
-        if instance is None:
+        # Behave like what it decorates: a method binds ``self``, a classmethod the class,
+        # a staticmethod nothing.
+        if self._binding == "class":
+            return MethodType(self, owner if owner is not None else type(instance))
+        if instance is None or self._binding == "static":
             return self
         return MethodType(self, instance)
 
@@ -254,11 +274,15 @@ def cached(
     str) to build it yourself, e.g. for methods. Functions made by one factory share
     their qualified name: give each its own ``prefix=``. ``None`` results
     are cached too. Concurrent calls with the same arguments compute once. The wrapper
-    has ``.invalidate(*args, **kwargs)`` and ``.cache_key(*args, **kwargs)``.
+    has ``.invalidate(*args, **kwargs)`` and ``.cache_key(*args, **kwargs)``. Put on top
+    of ``@staticmethod`` or ``@classmethod``, it binds as they do; a classmethod's class
+    is in the key by its qualified name, so a subclass has results of its own.
     """
     # Fail when decorating, not on the first call, for a bad TTL.
     make_expiry(time_span, idle_time, until, time.time())
-    if callable(cache) and not isinstance(cache, BaseCache):
+    if (callable(cache) or isinstance(cache, (staticmethod, classmethod))) and not isinstance(
+        cache, BaseCache
+    ):
         # Used bare, as @cached: the "cache" argument is the function itself.
         return CachedFunction(
             cache,

@@ -259,3 +259,85 @@ def test_repr() -> None:
         return 1
 
     assert "cache='other'" in repr(f)
+
+
+# -- staticmethod, classmethod and the reasons keys fail (probe findings of this stop) -----
+
+
+def test_cached_over_staticmethod_and_classmethod_binds_as_they_do() -> None:
+    # On main K().sm(1) passed the instance as an argument (TypeError), a bare @cached over
+    # @classmethod replaced the method by the decorator's inner function, and @cached(c)
+    # over @classmethod failed when the class was defined.
+    cache = MemoryCache({})
+    calls: list[tuple[str, Any]] = []
+
+    class Base:
+        @cached(cache)
+        @staticmethod
+        def sm(x: int) -> tuple[str, int]:
+            calls.append(("sm", x))
+            return ("sm", x)
+
+        @cached(cache)
+        @classmethod
+        def cm(cls, x: int) -> tuple[str, int]:
+            calls.append((cls.__name__, x))
+            return (cls.__name__, x)
+
+    class Child(Base):
+        pass
+
+    assert Base.sm(1) == Base().sm(1) == ("sm", 1)
+    assert Base.cm(2) == Base().cm(2) == ("Base", 2)
+    assert Child.cm(2) == ("Child", 2)  # another class: another key, its own result
+    assert calls == [("sm", 1), ("Base", 2), ("Child", 2)]
+
+
+def test_bare_cached_over_classmethod_is_the_cached_method(clock: FakeClock) -> None:
+    configure({"main": {"class": "memory"}})
+    calls: list[int] = []
+
+    class K:
+        @cached
+        @classmethod
+        def cm(cls, x: int) -> int:
+            calls.append(x)
+            return x * 2
+
+    assert isinstance(K.__dict__["cm"], CachedFunction)
+    assert K.cm(3) == K.cm(3) == 6
+    assert calls == [3]
+
+
+def test_an_argument_too_large_for_a_key_says_so() -> None:
+    # On main: "cannot be encoded into a cache key ... use simple argument types", for a
+    # str: the key codec's size limit (16 MiB) was swallowed.
+    cache = MemoryCache({})
+
+    @cached(cache)
+    def size(x: str) -> int:
+        return len(x)
+
+    with pytest.raises(SerializationError, match=r"argument x \(str\).*maxValueSize"):
+        size("y" * (17 * 2**20))
+
+
+def test_a_recursion_that_uses_up_the_stack_is_not_blamed_on_the_arguments(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # On main a RecursionError while encoding the key (a deep @cached recursion, ~150
+    # levels) became "argument ? cannot be encoded into a cache key".
+    import cachehub.decorators as decorators
+
+    cache = MemoryCache({})
+
+    @cached(cache)
+    def f(n: int) -> int:
+        return n
+
+    def exhausted(*_: Any) -> bytes:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(decorators, "_arguments_bytes", exhausted)
+    with pytest.raises(RecursionError):
+        f(1)
