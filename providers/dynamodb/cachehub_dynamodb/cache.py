@@ -86,6 +86,7 @@ from .flow import request
 from .flush import flush_workers, update_all
 from .items import (
     CONSTANTS,
+    CREATED,
     DEADLINE,
     ENTRY,
     EXPIRED,
@@ -100,6 +101,7 @@ from .items import (
     LUCEE_TTL,
     MAX_ITEM_BYTES,
     MAX_KEY_BYTES,
+    MODIFIED,
     ORIGINAL_KEY,
     OWNED,
     PLACEHOLDERS,
@@ -963,7 +965,9 @@ class DynamoDBCache(FlowCache[Any]):
                 "Key": k,
                 "UpdateExpression": update,
                 "ConditionExpression": cond,
-                "ReturnValues": "ALL_NEW",  # UPDATED_NEW may omit an unchanged value (delta 0)
+                # The item as it was: the counter is old + delta (exact: Number arithmetic),
+                # and a refused fraction can be put back whole (_undo_fractional_incr).
+                "ReturnValues": "ALL_OLD",
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 **self._expr(update, cond, values=values),
             }
@@ -977,11 +981,15 @@ class DynamoDBCache(FlowCache[Any]):
                     if not hits:
                         raise
                     continue
+                before: Item | None = None
                 if result is None:  # the reply was lost: the item tells whether it landed
-                    result = {"Attributes": (yield from self._recorded("incr", key, rid))}
+                    after = yield from self._recorded("incr", key, rid)
+                else:
+                    before = result.get("Attributes") or {}
+                    after = _incremented(before, delta)
                 yield from self._flush_due_flow()
-                yield from self._undo_fractional_incr(k, result["Attributes"], delta)
-                return self._counter(key, result["Attributes"])
+                yield from self._undo_fractional_incr(k, after, delta, before, rid)
+                return self._counter(key, after)
             except ConditionFailedError as exc:
                 old = _old_item(exc)
                 if old is None:
@@ -1522,14 +1530,18 @@ class DynamoDBCache(FlowCache[Any]):
 
     # ------------------------------------------------------------------ incr on fractions
 
-    def _undo_fractional_incr(self, k: Item, item: Item, delta: int) -> Flow[None]:
+    def _undo_fractional_incr(
+        self, k: Item, item: Item, delta: int, before: Item | None, rid: str
+    ) -> Flow[None]:
         """Take back an incr that landed on a fractional Number (``1.5`` -> ``2.5``).
 
         DynamoDB's conditions cannot tell an integer Number from a fraction, so an item
         another writer (Lucee, DynamoDBCommand) left as ``N 1.5`` passes incr's check and
-        is added to. The old value is restored, only while the value is still exactly
-        what this incr wrote (a later put is never overwritten); :meth:`_counter` then
-        raises the typed error. Integers, the normal case, cost nothing here.
+        is added to. The item is put back as it was ``before`` - value, stamps and request
+        id - while this incr's request id is still on it (a later write is never
+        overwritten); :meth:`_counter` then raises the typed error. After a lost reply
+        (``before`` unknown) only the value is restored. Integers, the normal case, cost
+        nothing here.
         """
         attr = item.get(VALUE)
         if not isinstance(attr, dict) or "N" not in attr:
@@ -1540,9 +1552,17 @@ class DynamoDBCache(FlowCache[Any]):
             return
         if written == written.to_integral_value():
             return
-        update, cond = "SET #v = :old", "#v = :new"
-        values = {":old": {"N": str(written - delta)}, ":new": {"N": attr["N"]}}
-        yield from self._update_if(k, update, cond, values)
+        values: dict[str, Any] = {":old": {"N": str(written - delta)}, ":rid": {"S": rid}}
+        sets, removed = ["#v = :old"], []
+        if before is not None:
+            for ph, attribute in (("#up", MODIFIED), ("#cr", CREATED), ("#rq", REQUEST)):
+                if attribute in before:
+                    sets.append(f"{ph} = :was{ph[1:]}")
+                    values[f":was{ph[1:]}"] = before[attribute]
+                else:
+                    removed.append(ph)
+        update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removed) if removed else "")
+        yield from self._update_if(k, update, "#rq = :rid", values)
 
     def _update_if(
         self, key: dict[str, Any], update: str, cond: str, values: dict[str, Any]
@@ -1687,6 +1707,15 @@ def num_of(item: Item, name: str) -> float:
 
 def _original(item: Item) -> str:
     return str(item.get(ORIGINAL_KEY, {}).get("S", ""))
+
+
+def _incremented(before: Item, delta: int) -> Item:
+    """The item an incr left, from the item as it was (``ReturnValues: ALL_OLD``): its
+    Number plus ``delta``, or ``delta`` where there was none (``if_not_exists``)."""
+    attr = before.get(VALUE)
+    old = attr.get("N") if isinstance(attr, dict) else None
+    total = Decimal(old if isinstance(old, str) else 0) + delta
+    return {**before, VALUE: {"N": str(total)}}
 
 
 def _number_value(item: Item) -> int | None:

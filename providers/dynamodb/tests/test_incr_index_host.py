@@ -43,6 +43,28 @@ def test_incr_on_a_foreign_fraction_is_typed_and_writes_nothing(
     assert _stored(cache, "k") == {"N": number}
 
 
+@pytest.mark.parametrize("number", ["1.5", "-0.25"])
+def test_a_refused_incr_on_a_fraction_leaves_the_whole_item_as_it_was(
+    make: Callable[..., DynamoDBCache], number: str
+) -> None:
+    # On main the value was put back but this incr's updatedTime, requestId and (on an item
+    # that had none) createdTime stayed: the item's version changed under a refusal.
+    cache = make()
+    cache.connect()
+    item = {cache.key_name: {"S": "k"}, "value": {"N": number}, "createdTime": {"N": "17"}}
+    cache.client.put_item(TableName=cache.table_name, Item=item)
+    with pytest.raises(CacheValueError, match="not an int"):
+        cache.incr("k", 3)
+    stored = cache.client.get_item(TableName=cache.table_name, Key={cache.key_name: {"S": "k"}})
+    assert stored["Item"] == item
+    bare = {cache.key_name: {"S": "b"}, "value": {"N": number}}  # another writer's, no stamps
+    cache.client.put_item(TableName=cache.table_name, Item=bare)
+    with pytest.raises(CacheValueError):
+        cache.decr("b")
+    again = cache.client.get_item(TableName=cache.table_name, Key={cache.key_name: {"S": "b"}})
+    assert again["Item"] == bare
+
+
 def test_incr_on_integers_sends_one_request(
     counted: Callable[..., tuple[DynamoDBCache, RequestCounter]],
 ) -> None:
