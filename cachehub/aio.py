@@ -427,7 +427,7 @@ class AsyncCache:
         holds no lock afterwards.
         """
         cache = self.cache
-        cache._span(lock_timeout, "lock_timeout")  # as the sync get_or_set, on every provider
+        cache._span(lock_timeout, "lock_timeout", None)  # as the sync get_or_set, on every provider
         value = await self.get(key, MISSING)
         if value is not MISSING:
             return value

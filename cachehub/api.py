@@ -115,6 +115,8 @@ DynamoDB Number all hold; ``timedelta.max`` would overflow each of them. For an 
 that never expires, pass no expiry at all.
 """
 _MAX_SECONDS: Final = MAX_TIME_SPAN.total_seconds()
+NEVER_EXPIRES: Final = "an entry that never expires"
+"""What None means for ``time_span`` (the default of :func:`_seconds`'s hints)."""
 LOCK_HORIZON: Final = _MAX_SECONDS + 86_400
 """Seconds from now past which no cachehub writer sets a lock's deadline: the longest lock
 ttl (:data:`MAX_TIME_SPAN`) plus a day of clock skew. A lock record whose deadline lies
@@ -260,9 +262,21 @@ def _key_list(keys: object, op: str) -> list[Any]:
     return list(keys)
 
 
-def _seconds(value: TimeSpan | None, what: str) -> float | None:
+def _seconds(value: TimeSpan | None, what: str, none: str | None = NEVER_EXPIRES) -> float | None:
+    """``value`` in seconds: a positive, finite duration of at most :data:`MAX_TIME_SPAN`.
+
+    ``none`` says what None means for this argument; the hints offer it as the way out
+    (``time_span=None``: an entry that never expires; a lock ttl of None is its default).
+    When ``none`` is None, None is refused too: the argument has no "unset".
+    """
     if value is None:
+        if none is None:
+            raise CacheValueError(
+                f"{what} must be a timedelta or a number of seconds, got None.",
+                hint=f"pass e.g. {what}=timedelta(seconds=30) or {what}=30.",
+            )
         return None
+    way_out = "" if none is None else f", or None for {none}"
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -271,24 +285,24 @@ def _seconds(value: TimeSpan | None, what: str) -> float | None:
             raise CacheValueError(
                 f"{what} must be a positive duration of at most {MAX_TIME_SPAN.days:,} days "
                 f"(1,000 years), got an int of {value.bit_length()} bits.",
-                hint=f"pass a shorter duration, or {what}=None for an entry that never expires.",
+                hint=f"pass a shorter duration{way_out}.",
             )
         seconds = float(value)
     else:
         raise CacheValueError(
             f"{what} must be a timedelta or a number of seconds, got {type(value).__name__}.",
-            hint=f"pass e.g. {what}=timedelta(minutes=5) or {what}=300.",
+            hint=f"pass e.g. {what}=timedelta(minutes=5) or {what}=300{way_out}.",
         )
     if math.isnan(seconds) or math.isinf(seconds) or seconds <= 0:
         raise CacheValueError(
             f"{what} must be a positive, finite duration, got {value!r}.",
-            hint=f"pass a duration > 0, or {what}=None for no expiry.",
+            hint=f"pass a duration > 0{way_out}.",
         )
     if seconds > _MAX_SECONDS:
         raise CacheValueError(
             f"{what} must be at most {MAX_TIME_SPAN.days:,} days (1,000 years), "
             f"got {seconds:.6g} seconds.",
-            hint=f"pass a shorter duration, or {what}=None for an entry that never expires.",
+            hint=f"pass a shorter duration{way_out}.",
         )
     return seconds
 
@@ -332,7 +346,7 @@ def make_expiry(
                 f"until={until.isoformat()} is in the past.",
                 hint="pass a future datetime, or delete the entry instead.",
             )
-    return Expiry(expires_at, _seconds(idle_time, "idle_time"))
+    return Expiry(expires_at, _seconds(idle_time, "idle_time", "no idle expiry"))
 
 
 BASE_OPTIONS: Final[tuple[Option, ...]] = (
@@ -1158,9 +1172,10 @@ class BaseCache(ABC):
         return self._run(op, key, _RAISE, fn, *args)
 
     @staticmethod
-    def _span(value: TimeSpan | None, what: str) -> float | None:
-        """A validated duration in seconds (None stays None); CacheValueError otherwise."""
-        return _seconds(value, what)
+    def _span(value: TimeSpan | None, what: str, none: str | None = NEVER_EXPIRES) -> float | None:
+        """A validated duration in seconds (None stays None, unless ``none`` is None: see
+        :func:`_seconds`); CacheValueError otherwise."""
+        return _seconds(value, what, none)
 
     def _failed(self, op: str, exc: Exception, fallback: Any) -> Any:
         """The error policy, in one place: degrade, re-raise, or translate ``exc``.
@@ -1462,7 +1477,7 @@ class BaseCache(ABC):
         """
         # Checked here, not only where a fill lock is made: a provider without one (memory)
         # must refuse what a distributed one refuses, or a config change breaks the call.
-        _seconds(lock_timeout, "lock_timeout")
+        _seconds(lock_timeout, "lock_timeout", None)
         value = self.get(key, MISSING)
         if value is not MISSING:
             return value  # type: ignore[no-any-return]

@@ -75,19 +75,6 @@ def lock_id(kind: str, name: str) -> str:
 _HASHED: Final = "sha256:"
 
 
-def _lock_ttl(cache: BaseCache, ttl: TimeSpan | None) -> float | None:
-    """A lock ttl in seconds (None stays None: the default), or CacheValueError."""
-    try:
-        return cache._span(ttl, "lock ttl")
-    except CacheValueError as exc:  # its generic hint offers "None for no expiry"
-        raise CacheValueError(
-            exc.message,
-            hint="pass a ttl in seconds (or a timedelta) of at most 1,000 years; a lock "
-            "always expires (ttl=None is the default, 30 s), so a crashed owner cannot "
-            "hold it for ever.",
-        ) from None
-
-
 _Name = tuple[str, str]
 """``(namespace, lock id)``: unambiguous whatever characters either holds."""
 
@@ -184,7 +171,7 @@ class LockTable:
             return len(doomed)
 
 
-def _seconds(value: float, what: str) -> float:
+def _float_seconds(value: float, what: str, way_out: str) -> float:
     """``value`` as a float: an int beyond a float's range (10**400) raised a raw
     OverflowError where a lock computed its deadline or waits."""
     try:
@@ -193,7 +180,7 @@ def _seconds(value: float, what: str) -> float:
         raise CacheValueError(
             f"lock {what} must be a number of seconds, got an int of "
             f"{value.bit_length() if isinstance(value, int) else '?'} bits.",
-            hint="pass a number of seconds such as 5, or timeout=None to wait as long as it takes.",
+            hint=f"pass a number of seconds such as {way_out}.",
         ) from None
 
 
@@ -206,7 +193,7 @@ def _wait_limit(timeout: object) -> float | None:
             f"lock timeout must be a number of seconds or None, got {timeout!r:.60}.",
             hint="pass e.g. timeout=5 (seconds), or None to wait as long as it takes.",
         )
-    return _seconds(timeout, "timeout")
+    return _float_seconds(timeout, "timeout", "5, or timeout=None to wait as long as it takes")
 
 
 class _LockState:
@@ -224,14 +211,16 @@ class _LockState:
     ) -> None:
         if isinstance(poll, bool) or not isinstance(poll, (int, float)) or not poll > 0:
             raise CacheValueError(f"lock poll interval must be > 0, got {poll!r:.60}.")
-        poll = _seconds(poll, "poll interval")
+        poll = _float_seconds(poll, "poll interval", "0.05 (the default)")
         timeout = _wait_limit(timeout)
         self.cache = cache
         self.name = name
         self.key = cache._lock_name(lock_id(kind, name))
         """The namespaced internal id of this lock (not a cache key)."""
         self.ttl = ttl
-        self._ttl: float = _lock_ttl(cache, ttl) or 30.0
+        # A lock always expires, so a crashed holder cannot hold it for ever: None is the
+        # default ttl, never "no expiry".
+        self._ttl: float = cache._span(ttl, "lock ttl", "the default, 30 s") or 30.0
         self.timeout = timeout
         self.poll = float(poll)
         self.token: str | None = None
@@ -268,7 +257,7 @@ class _LockState:
                 f"lock '{self.name}' is not held by this Lock object; nothing to extend.",
                 hint="acquire() the lock first.",
             )
-        seconds = self._ttl if ttl is None else (_lock_ttl(self.cache, ttl) or self._ttl)
+        seconds = self.cache._span(ttl, "lock ttl", "the lock's own ttl") or self._ttl
         return self.token, seconds
 
     def _keep_alive_interval(self, every: float | None) -> float:

@@ -3,6 +3,7 @@ the core's, :mod:`cachehub.lock`; every provider's conformance suite runs the lo
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import Any
 
@@ -64,3 +65,52 @@ def test_a_bad_lock_ttl_never_suggests_none_means_no_expiry(ttl: Any) -> None:
         cache.lock("job", ttl=ttl)
     assert "no expiry" not in str(info.value)
     assert "30 s" in (info.value.hint or "")
+
+
+def _hint(call: Any) -> str:
+    with pytest.raises(CacheValueError) as info:
+        call()
+    return info.value.hint or ""
+
+
+@pytest.mark.parametrize(
+    "bad", [0, -1, float("inf"), 10**400, "5"], ids=["0", "-1", "inf", "huge", "str"]
+)
+def test_each_duration_hint_says_what_none_means_for_that_argument(bad: Any) -> None:
+    # On main every duration's hint offered "None for no expiry" (or "an entry that never
+    # expires"): false for a lock's extend (its own ttl), the lock wait (no limit), idle_time.
+    cache = MemoryCache({})
+    assert "None for an entry that never expires" in _hint(lambda: cache.put("k", 1, time_span=bad))
+    assert "None for no idle expiry" in _hint(lambda: cache.put("k", 1, idle_time=bad))
+    assert "None for the default, 30 s" in _hint(lambda: cache.lock("job", ttl=bad))
+    lock = cache.lock("job", timeout=0)
+    assert lock.acquire(blocking=False)
+    assert "None for the lock's own ttl" in _hint(lambda: lock.extend(bad))
+    lock.release()
+
+
+def test_a_huge_poll_interval_is_not_told_about_timeout() -> None:
+    # On main a poll of 10**400 was told "or timeout=None to wait as long as it takes".
+    cache = MemoryCache({})
+    assert "timeout" not in _hint(lambda: cache.lock("job", poll=10**400))
+    assert "timeout=None" in _hint(lambda: cache.lock("job", timeout=10**400))
+
+
+@pytest.mark.parametrize("bad", [None, 0, float("nan"), "30"])
+def test_get_or_set_has_no_unset_lock_timeout(bad: Any) -> None:
+    # On main lock_timeout=None passed the check and made the fill lock wait without
+    # limit, while the hints offered None as "no expiry".
+    cache = MemoryCache({})
+    hint = _hint(lambda: cache.get_or_set("k", lambda: 1, lock_timeout=bad))
+    assert "None" not in hint
+    assert cache.get("k") is None
+
+
+def test_async_get_or_set_has_no_unset_lock_timeout() -> None:
+    shell = MemoryCache({}).aio()
+
+    async def fill() -> object:
+        return await shell.get_or_set("k", lambda: 1, lock_timeout=None)  # type: ignore[arg-type]
+
+    with pytest.raises(CacheValueError, match="lock_timeout must be"):
+        asyncio.run(asyncio.wait_for(fill(), 30))

@@ -264,12 +264,13 @@ class EdgeTests(ConformanceBase):
             _BAD_SHAPES[call](cache)
         assert cache.get("a") == "old"
 
-    @pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), "5", True, 10**400])
+    @pytest.mark.parametrize("bad", [None, 0, -1, float("nan"), float("inf"), "5", True, 10**400])
     def test_get_or_set_refuses_a_bad_lock_timeout_on_every_provider(
         self, cache: BaseCache, bad: Any
     ) -> None:
         # On main only distributed providers checked it (making their fill lock): code
-        # tried on memory broke when the config moved it to Redis or DynamoDB.
+        # tried on memory broke when the config moved it to Redis or DynamoDB. None has
+        # no meaning here (it made the fill lock wait without limit).
         with pytest.raises(CacheValueError):
             cache.get_or_set("k", lambda: 1, lock_timeout=bad)
         assert cache.exists("k") is False
