@@ -21,6 +21,7 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from operator import itemgetter
 from types import MethodType
 from typing import Any, Final, Generic, ParamSpec, TypeVar, cast, overload
 
@@ -52,27 +53,37 @@ _SCALARS: Final = frozenset({str, int, float, bool, bytes, type(None)})
 def _arguments_bytes(args: list[Any], kwargs: list[tuple[str, Any]]) -> bytes:
     """The encoded arguments a key is the digest of, equal in every process for equal values.
 
-    A set is encoded in its iteration order, and the order of str members changes from
-    one process to the next (hash randomisation), so ``f({"a", "b"})`` had a different
-    key in every worker of a shared cache. Each set is replaced by the sorted encodings
-    of its items, and the payload then lists where sets were, with their type, so the
-    replacement can never equal an argument that held no set there. Arguments without
-    sets keep the plain ``(args, kwargs)`` payload (and so their keys).
+    Two things made equal arguments encode differently. A set is encoded in its
+    iteration order, and the order of str members changes from one process to the next
+    (hash randomisation), so ``f({"a", "b"})`` had a different key in every worker of a
+    shared cache; a dict is encoded in insertion order, so ``f({"a": 1, "b": 2})`` and
+    ``f({"b": 2, "a": 1})`` missed each other's results. :func:`_canonical` puts each in
+    one order. A set, or a dict whose keys are not all str or all int, becomes a sorted
+    list, and the payload then lists where those were, with their type, so the
+    replacement can never equal an argument that held a plain list there. Arguments
+    holding neither keep the plain ``(args, kwargs)`` payload (and so their keys), as do
+    dicts already in sorted order.
     """
     found: list[tuple[tuple[Any, ...], str]] = []
-    canonical_args = _without_sets(args, (0,), found, 0)
-    canonical_kwargs = _without_sets(kwargs, (1,), found, 0)
-    if not found:
-        return _key_codec().dumps((args, kwargs))
+    canonical_args = _canonical(args, (0,), found, 0)
+    canonical_kwargs = _canonical(kwargs, (1,), found, 0)
+    if not found:  # the same structures, dicts in sorted order: the plain payload
+        return _key_codec().dumps((canonical_args, canonical_kwargs))
     return _key_codec().dumps((canonical_args, canonical_kwargs, found))
 
 
-def _without_sets(
+_ORDERED_KEYS: Final = (str, int)
+"""Dict key types whose dicts stay dicts, keys sorted: they order among themselves
+(bool is not one: ``sorted`` would mix True with 1)."""
+
+
+def _canonical(
     value: Any, path: tuple[Any, ...], found: list[tuple[tuple[Any, ...], str]], depth: int
 ) -> Any:
-    """``value`` with every set replaced by its items' sorted encodings; ``found`` gets
-    each set's path and type. Past the codec's depth limit nothing is replaced (the codec
-    then refuses the value, which also stops a list that contains itself)."""
+    """``value`` with every set and dict in one order for equal values; ``found`` gets
+    the path and type of each one replaced by a list. Past the codec's depth limit
+    nothing is replaced (the codec then refuses the value, which also stops a list that
+    contains itself)."""
     kind = type(value)
     if kind in _SCALARS or depth > MAX_DEPTH:
         return value
@@ -80,11 +91,22 @@ def _without_sets(
         found.append((path, kind.__name__))
         return sorted(_arguments_bytes([item], []) for item in value)
     if kind is list or kind is tuple:
-        items = [_without_sets(item, (*path, i), found, depth + 1) for i, item in enumerate(value)]
+        items = [_canonical(item, (*path, i), found, depth + 1) for i, item in enumerate(value)]
         return items if kind is list else tuple(items)
     if kind is dict:
-        # Keys stay as they are: a dict key that is a frozenset is too rare to pay for.
-        return {k: _without_sets(v, (*path, k), found, depth + 1) for k, v in value.items()}
+        first = type(next(iter(value), ""))
+        if first in _ORDERED_KEYS and all(type(k) is first for k in value):
+            # An equal dict in sorted order; the path names a value by its key, which is
+            # a str or an int, so the same in every process.
+            return {k: _canonical(value[k], (*path, k), found, depth + 1) for k in sorted(value)}
+        # Keys of several types, or of types that do not order (a frozenset, a tuple
+        # holding one): sorted by their own canonical encodings, as (key, value) pairs.
+        pairs = sorted(((_arguments_bytes([k], []), k) for k in value), key=itemgetter(0))
+        found.append((path, "dict"))
+        return [
+            (encoded, _canonical(value[k], (*path, i), found, depth + 1))
+            for i, (encoded, k) in enumerate(pairs)
+        ]
     return value
 
 
@@ -269,14 +291,15 @@ def cached(
     """Cache a function's results in ``cache`` (a name, a cache, or None for the default).
 
     The key is ``"<prefix or module.qualname>:<sha256 of the arguments>"``, the
-    arguments encoded with the safe codec (sets by their sorted items, so the key is the
-    same in every process); pass ``key=`` (same arguments as the function, returning a
-    str) to build it yourself, e.g. for methods. Functions made by one factory share
-    their qualified name: give each its own ``prefix=``. ``None`` results
-    are cached too. Concurrent calls with the same arguments compute once. The wrapper
-    has ``.invalidate(*args, **kwargs)`` and ``.cache_key(*args, **kwargs)``. Put on top
-    of ``@staticmethod`` or ``@classmethod``, it binds as they do; a classmethod's class
-    is in the key by its qualified name, so a subclass has results of its own.
+    arguments encoded with the safe codec (sets by their sorted items and dicts in key
+    order, so equal arguments have one key in every process); pass ``key=`` (same
+    arguments as the function, returning a str) to build it yourself, e.g. for methods.
+    Functions made by one factory share their qualified name: give each its own
+    ``prefix=``. ``None`` results are cached too. Concurrent calls with the same
+    arguments compute once. The wrapper has ``.invalidate(*args, **kwargs)`` and
+    ``.cache_key(*args, **kwargs)``. Put on top of ``@staticmethod`` or
+    ``@classmethod``, it binds as they do; a classmethod's class is in the key by its
+    qualified name, so a subclass has results of its own.
     """
     # Fail when decorating, not on the first call, for a bad TTL.
     make_expiry(time_span, idle_time, until, time.time())

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from cachehub_memory import MemoryCache
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cachehub.decorators import _arguments_bytes, cached
 from cachehub.errors import SerializationError
@@ -121,3 +123,129 @@ def test_factory_functions_are_told_apart_by_their_prefix() -> None:
     users, orders = make("users"), make("orders")
     assert users(1) == "users:1"
     assert orders(1) == "orders:1"
+
+
+_DICT_SCRIPT = """
+from cachehub.decorators import cached
+from cachehub_memory import MemoryCache
+
+@cached(MemoryCache(), prefix="p")
+def f(*args, **kwargs):
+    return None
+
+print(f.cache_key({frozenset({"x", "y", "z"}): 1, ("a", frozenset({"p", "q"})): 2}))
+"""
+
+
+def test_a_dict_keyed_by_sets_has_one_key_in_every_process() -> None:
+    # On main a dict's keys were encoded as they were, a frozenset key in its iteration
+    # order, which follows the process's str hashes.
+    keys = set()
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run(
+            [sys.executable, "-c", _DICT_SCRIPT],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        keys.add(done.stdout.strip())
+    assert len(keys) == 1, keys
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ({"a": 1, "b": 2}, {"b": 2, "a": 1}),
+        ({2: "x", 1: "y"}, {1: "y", 2: "x"}),
+        ({"a": 1, 2: "b", 3.5: None}, {3.5: None, 2: "b", "a": 1}),
+        ({"outer": [{"z": 1, "y": {"q", "p"}}]}, {"outer": [{"y": {"p", "q"}, "z": 1}]}),
+        ({(1, "t"): 1, (0, "s"): 2}, {(0, "s"): 2, (1, "t"): 1}),
+    ],
+)
+def test_equal_dicts_share_a_key_whatever_their_order(one: Any, other: Any) -> None:
+    # On main a dict was encoded in insertion order: f({"a": 1, "b": 2}) missed the result
+    # cached by f({"b": 2, "a": 1}), which is the same argument.
+    assert one == other
+    f = _f()
+    assert f.cache_key(one) == f.cache_key(other)
+    assert f.cache_key(x=one) == f.cache_key(x=other)
+
+
+def test_reordering_never_merges_different_arguments() -> None:
+    f = _f()
+    plain = {"a": 1, "b": 2}
+    pairs = sorted(((_arguments_bytes([k], []), v) for k, v in {1: "a", "b": 2}.items()))
+    keys = [
+        f.cache_key(plain),
+        f.cache_key({"a": 2, "b": 1}),
+        f.cache_key({"a": 1}),
+        f.cache_key({True: 1}),
+        f.cache_key({1: 1}),
+        f.cache_key({1.0: 1}),
+        f.cache_key({"1": 1}),
+        f.cache_key({1: "a", "b": 2}),
+        f.cache_key(pairs),  # what a mixed dict becomes, passed as a list
+        f.cache_key([("a", 1), ("b", 2)]),
+        f.cache_key({}),
+        f.cache_key([]),
+        f.cache_key({frozenset({"a"}): 1}),
+        f.cache_key({("a",): 1}),
+    ]
+    assert len(set(keys)) == len(keys)
+
+
+def test_a_sorted_dict_keeps_its_key() -> None:
+    # Results cached before this change, under dicts built in key order, stay reachable.
+    from cachehub.decorators import _key_codec
+
+    args = [{"a": 1, "b": [{"c": None, "d": 2}]}, {1: "x", 2: "y"}]
+    assert _arguments_bytes(args, [("k", {"m": 1})]) == _key_codec().dumps(
+        (args, [("k", {"m": 1})])
+    )
+
+
+def test_a_dict_with_an_unencodable_key_names_the_argument() -> None:
+    f = _f()
+    with pytest.raises(SerializationError, match=r"argument args \(tuple\)"):
+        f.cache_key({object(): 1, "a": 2})
+
+
+_SCALAR = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 5), st.floats(-2, 2), st.text(max_size=3)
+)
+_HASHABLE = st.recursive(
+    _SCALAR, lambda inner: st.tuples(inner, inner) | st.frozensets(inner, max_size=3), max_leaves=6
+)
+_ARGUMENT = st.recursive(
+    _HASHABLE,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(_HASHABLE, inner, max_size=4)
+        | st.sets(_SCALAR, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def _reordered(value: Any) -> Any:
+    """An equal value, every dict and set built in the reverse order."""
+    kind = type(value)
+    if kind is dict:
+        return {_reordered(k): _reordered(value[k]) for k in reversed(list(value))}
+    if kind in (set, frozenset):
+        return kind(_reordered(item) for item in reversed(list(value)))
+    if kind in (list, tuple):
+        return kind(_reordered(item) for item in value)
+    return value
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ARGUMENT, _ARGUMENT)
+def test_keys_follow_equality_not_construction_order(one: Any, other: Any) -> None:
+    f = _f()
+    assert f.cache_key(one) == f.cache_key(_reordered(one))
+    if f.cache_key(one) == f.cache_key(other):
+        assert one == other or one != one  # a float nan is not equal to itself
