@@ -113,8 +113,10 @@ def _django_secret() -> tuple[Any, Any]:
     return secret or None, getattr(settings, "SECRET_KEY_FALLBACKS", None)
 
 
-_DJANGO_SESSION_KEYS = ("django.contrib.sessions.cache", "django.contrib.sessions.cached_db")
-"""Key prefixes of Django's stock cache and cached_db session engines (fixed by Django)."""
+_DJANGO_SESSION_KEYS = ("django.contrib.sessions.cached_db", "django.contrib.sessions.cache")
+"""Key prefixes of Django's stock cached_db and cache session engines (fixed by Django).
+The longer first: ``cache`` is a prefix of ``cached_db``, and matched first it hashed a
+cached_db id as ``d_db<id>`` under the cache engine's prefix."""
 SESSION_ENGINE_PREFIX: Final = "cachehub.contrib.django_session:"
 """Key prefix of :mod:`cachehub.contrib.django_session` (before the hashed session id)."""
 _SESSION_KEYS = (*_DJANGO_SESSION_KEYS, SESSION_ENGINE_PREFIX)

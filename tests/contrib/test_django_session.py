@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable, Iterator
 from importlib import import_module
 from typing import Any
@@ -153,3 +154,24 @@ def test_non_dict_values_outside_session_keys_are_kept() -> None:
     backend.set("sessions", [1, 2])
     assert backend.get("django.contrib.sessionsX") == "a string"
     assert backend.get("sessions") == [1, 2]
+
+
+def test_each_stock_engine_keeps_its_own_prefix() -> None:
+    # On main "django.contrib.sessions.cached_db<id>" matched the cache engine's prefix
+    # first and was stored as "django.contrib.sessions.cache" + sha256("d_db<id>"): a
+    # filter on the cached_db prefix found none of its sessions (an operator clearing
+    # them cleared nothing), and one on the cache prefix found both engines'. (cached_db
+    # reads the database on a miss: its new keys cost one cache miss per session.)
+    backend = caches["sessions"]
+    assert isinstance(backend, CacheHubCache)
+    sid = "a" * 32
+    digest = hashlib.sha256(sid.encode()).hexdigest()
+    cached_db = backend._key("django.contrib.sessions.cached_db" + sid, None)
+    assert cached_db.endswith("django.contrib.sessions.cached_db" + digest)
+    cache = backend._key("django.contrib.sessions.cache" + sid, None)
+    assert cache.endswith("django.contrib.sessions.cache" + digest)
+    store = backend.cachehub
+    store.clear()
+    store.put(cached_db, 1)
+    store.put(cache, 2)
+    assert list(store.keys("*django.contrib.sessions.cached_db*")) == [cached_db]
