@@ -30,6 +30,7 @@ import decimal
 import gc
 import hmac
 import itertools
+import math
 import pickle
 import reprlib
 import secrets
@@ -1710,7 +1711,13 @@ def _slow_unpack(data: bytes | memoryview) -> Any:
     # msgpack reads lists and maps iteratively (its own stack, 1024 deep): no C stack per
     # level, unlike ormsgpack; and it caps every length at the bytes there are.
     # timestamp=3: msgpack's Timestamp extension (-1) decodes to a datetime in timezone.utc
-    return msgpack.unpackb(data, ext_hook=_ext_hook, strict_map_key=False, timestamp=3)
+    return msgpack.unpackb(
+        data,
+        ext_hook=_ext_hook,
+        strict_map_key=False,
+        object_pairs_hook=_map,
+        timestamp=3,
+    )
 
 
 # A payload this short nests at most this deep, whatever it holds (each level takes a
@@ -1740,6 +1747,7 @@ def _unpack_nested(data: bytes) -> Any:
         None,
         ext_hook=_ext_hook,
         strict_map_key=False,
+        object_pairs_hook=_map,
         timestamp=3,
         max_buffer_size=max(1, len(data)),  # also caps every length at the bytes there are
     )
@@ -1774,6 +1782,41 @@ def _timestamp(data: bytes) -> Any:
     # msgpack's Timestamp (-1): ormsgpack (under _UNPACK) and msgpack (timestamp=3) read it
     # themselves, so it never reaches this hook; if it did, msgpack would decide
     raise _Slow
+
+
+# Hash flooding. Building a set, or a dict from a map, compares each item with every
+# earlier one of the same hash: quadratic in their count. str and bytes hashes are
+# seeded per process, but ints hash to themselves modulo 2**61 - 1 (every k * (2**61 - 1)
+# hashes to 0), and floats, Decimals and tuples of them follow: a planted set of 16,000
+# such big ints took 2.2 s to read, and maxValueSize allows ~900,000 (hours). Only
+# ormsgpack reads maps without a hook, and it reads str keys only.
+_FLOOD_FREE: Final = 8
+"""Items that may repeat an earlier item's hash, plus the square root of their count:
+the worst case (all of them in one group) then costs about as many comparisons as items."""
+
+
+def unflooded(items: list[Any]) -> list[Any]:
+    """``items`` if a set or dict of them builds in linear time, else CorruptEntryError.
+
+    For providers whose backend hands back sets of numbers (DynamoDB's ``NS``) as well as
+    for the codec: their hashes are computed once more, a C-level pass.
+    """
+    count = len(items)
+    if count > _FLOOD_FREE:
+        repeated = count - len(set(map(hash, items)))
+        if repeated > _FLOOD_FREE + math.isqrt(count):
+            raise _corrupt(
+                f"it holds a set or map of {count} items of which {repeated} repeat another's "
+                "hash (hash flooding: building it would take time quadratic in its size)."
+            )
+    return items
+
+
+def _map(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    """A map read by msgpack (see _slow_unpack), its keys checked by :func:`unflooded`."""
+    if len(pairs) > _FLOOD_FREE:
+        unflooded([key for key, _ in pairs])
+    return dict(pairs)
 
 
 def _unpack_list(data: bytes) -> list[Any]:
@@ -1905,8 +1948,8 @@ def _decode_query(data: bytes) -> Query:
 _DECODERS: Final[dict[int, Callable[[bytes], Any]]] = {
     _EXT_BIGINT: _decode_bigint,
     _EXT_TUPLE: lambda data: tuple(_unpack_list(data)),
-    _EXT_SET: lambda data: set(_unpack_list(data)),
-    _EXT_FROZENSET: lambda data: frozenset(_unpack_list(data)),
+    _EXT_SET: lambda data: set(unflooded(_unpack_list(data))),
+    _EXT_FROZENSET: lambda data: frozenset(unflooded(_unpack_list(data))),
     _EXT_BYTEARRAY: bytearray,
     _EXT_DECIMAL: _decode_decimal,
     _EXT_DATETIME: _decode_datetime,

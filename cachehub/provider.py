@@ -84,7 +84,7 @@ from .api import (
     Expiry,
     counter_overflow,
 )
-from .codec import FORMAT_PICKLE_ZLIB, FORMAT_SAFE_ZLIB, FORMAT_SIGNED_ZLIB
+from .codec import FORMAT_PICKLE_ZLIB, FORMAT_SAFE_ZLIB, FORMAT_SIGNED_ZLIB, unflooded
 from .config import Option
 from .errors import (
     CacheBackendError,
@@ -164,6 +164,7 @@ __all__ = [
     "request_id",
     "scrub",
     "translate_error",
+    "unflooded",
 ]
 
 C = TypeVar("C")

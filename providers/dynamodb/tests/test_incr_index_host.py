@@ -1,4 +1,5 @@
-"""incr on a fractional Number written by another client, a missing index, Lucee's host."""
+"""incr on a fractional Number written by another client, a missing index, Lucee's host;
+planted number sets."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from cachehub_dynamodb import DynamoDBCache
 from cachehub_dynamodb.client import normalize_host
 
-from cachehub.errors import CacheValueError
+from cachehub.errors import CacheValueError, CorruptEntryError
 
 from .conftest import RequestCounter
 
@@ -117,3 +118,25 @@ def test_scheme_less_host_and_its_url_are_one_backend() -> None:
     one = DynamoDBCache.backend_identity({**base, "host": "localhost:8000"})
     two = DynamoDBCache.backend_identity({**base, "host": "https://LOCALHOST:8000/"})
     assert one == two
+
+
+def test_a_planted_number_set_of_one_hash_is_corrupt_not_slow(
+    make: Callable[..., DynamoDBCache],
+) -> None:
+    # Every k * (2**61 - 1) hashes to 0 as a Decimal: boto3 built the NS in quadratic time
+    # (8,000 numbers, 1.7 s a read; an item holds ~16,000). Now refused before it is built.
+    cache = make()
+    cache.connect()
+    numbers = [str((k + 10**5) * ((1 << 61) - 1)) for k in range(2_000)]
+    for key, item in (
+        ("value", {cache.key_name: {"S": "v"}, "value": {"NS": numbers}}),
+        ("dual", {cache.key_name: {"S": "d"}, "tags": {"M": {"n": {"NS": numbers}}}}),
+    ):
+        cache.client.put_item(TableName=cache.table_name, Item=item)
+        with pytest.raises(CorruptEntryError, match="hash flooding"):
+            cache.get(key[0])
+    cache.client.put_item(
+        TableName=cache.table_name,
+        Item={cache.key_name: {"S": "ok"}, "value": {"NS": ["-1", "-2", "3"]}},
+    )
+    assert cache.get("ok") == {-1, -2, 3}
