@@ -177,7 +177,9 @@ def millis_to_seconds(value: Any) -> float:
 
 
 @functools.lru_cache(maxsize=4096)
-def _fold(name: str) -> str:
+def fold_setting(name: str) -> str:
+    """A setting name as settings are matched: in any case, camelCase or snake_case
+    (``table_name``, ``TableName`` and ``tablename`` are one setting)."""
     # Memoised: every cache's settings are matched against every option's spellings, the
     # same few dozen names for thousands of caches.
     return camel_case(name).lower()
@@ -205,9 +207,9 @@ def canonical_settings(
     by_fold: dict[str, Option] = {}
     for declared in options:
         for spelling in (declared.name, *declared.aliases):
-            by_fold.setdefault(_fold(spelling), declared)
-    foreign = {_fold(o.name): o for o in lucee_options}
-    folded_input = {_fold(k): v for k, v in settings.items() if isinstance(k, str)}
+            by_fold.setdefault(fold_setting(spelling), declared)
+    foreign = {fold_setting(o.name): o for o in lucee_options}
+    folded_input = {fold_setting(k): v for k, v in settings.items() if isinstance(k, str)}
     result: dict[str, Any] = {}
     spelled: dict[str, str] = {}
     ignored: list[str] = []
@@ -215,7 +217,7 @@ def canonical_settings(
     for raw_key, value in settings.items():
         if not isinstance(raw_key, str):
             raise ConfigError(f"{where}: setting names must be strings, got {raw_key!r}.")
-        fold = _fold(raw_key)
+        fold = fold_setting(raw_key)
         option = by_fold.get(fold)
         theirs = foreign.get(fold)
         if theirs is not None and (option is None or lucee):
@@ -223,7 +225,7 @@ def canonical_settings(
                 continue  # an empty field of the Lucee admin form
             if theirs.when is not None:
                 other, wanted = theirs.when
-                actual = folded_input.get(_fold(other))
+                actual = folded_input.get(fold_setting(other))
                 if str(actual).strip().lower() != wanted:
                     continue  # a field of a connection mode that is not in use
             if theirs.target is None:
@@ -333,9 +335,9 @@ def validate_settings(
 def redact(value: Any, options: Iterable[Option] = ()) -> Any:
     """A copy of ``value`` safe to show: secret options, secret-looking names, URL passwords
     and query tokens masked (see :func:`cachehub.scrub.redact`)."""
-    secret = {_fold(n) for o in options if o.secret for n in (o.name, *o.aliases)}
+    secret = {fold_setting(n) for o in options if o.secret for n in (o.name, *o.aliases)}
     names = {o.name for o in options if o.secret}
     if isinstance(value, Mapping):
         # Names are case-insensitive and have aliases: mask every spelling of a secret.
-        names |= {k for k in value if isinstance(k, str) and _fold(k) in secret}
+        names |= {k for k in value if isinstance(k, str) and fold_setting(k) in secret}
     return _scrub_redact(value, names)

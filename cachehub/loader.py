@@ -763,22 +763,24 @@ def default_entry(entries: Mapping[str, CacheEntry]) -> str | None:
 
 
 def check_namespaces(
-    entries: Mapping[str, CacheEntry], identify: Callable[[CacheEntry], Hashable | None]
+    entries: Mapping[str, CacheEntry],
+    place: Callable[[CacheEntry], tuple[Hashable, str] | None],
 ) -> None:
     """Refuse two caches on one backend whose namespaces nest (``app:`` and ``app:x:``).
 
     A namespace is a plain key prefix, so ``clear()`` on ``app:`` would also remove
-    every entry of ``app:x:``. ``identify(entry)`` says which backend an entry writes to
+    every entry of ``app:x:``. ``place(entry)`` says which backend an entry writes to
     (the provider's :meth:`~cachehub.api.BaseCache.backend_identity`; None: a store
-    shared with no other cache); the core never guesses it. A cache without a namespace
-    beside namespaced ones is common (a default cache plus a sessions cache) and only
-    logs a warning.
+    shared with no other cache), the core never guesses it, and the entry's validated
+    namespace (a raw ``custom.get("namespace")`` missed ``Namespace``, ``name_space``
+    and Redis's Lucee ``keyPrefix``). A cache without a namespace beside namespaced ones
+    is common (a default cache plus a sessions cache) and only logs a warning.
     """
     groups: dict[Hashable, list[tuple[str, str]]] = {}
     for entry in entries.values():
-        backend = identify(entry)
-        if backend is not None:
-            namespace = str(entry.custom.get("namespace", ""))
+        found = place(entry)
+        if found is not None:
+            backend, namespace = found
             groups.setdefault(backend, []).append((namespace, entry.name))
     for members in groups.values():
         _check_group(members)

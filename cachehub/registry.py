@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
 from .api import BASE_OPTIONS, BaseCache, settings_identity
-from .config import canonical_settings, redact, suggest, validate_settings
+from .config import canonical_settings, fold_setting, redact, suggest, validate_settings
 from .errors import CacheError, ConfigError, UnknownCacheError
 from .loader import (
     CacheEntry,
@@ -69,8 +69,10 @@ def provider_settings(
     )
 
 
-def backend_identity(entry: CacheEntry) -> Hashable | None:
-    """Which backend ``entry`` writes to, as its provider says; None when unknown.
+def backend_place(entry: CacheEntry) -> tuple[Hashable, str] | None:
+    """Where ``entry`` writes: its backend, as its provider says, and its namespace (the
+    validated ``namespace`` setting, whatever spelling or Lucee key set it); None when
+    the backend is unknown.
 
     Nothing is built or connected. An entry whose provider cannot be resolved is skipped
     (it fails when used), and so is one with an unset ``${VAR}``; one whose settings the
@@ -85,8 +87,12 @@ def backend_identity(entry: CacheEntry) -> Hashable | None:
         return None
     where = f"cache '{entry.name}' ({provider.__name__})"
     try:
+        raw = provider_settings(entry, provider, warn=False)
+    except CacheError:
+        raw = dict(entry.custom)
+    try:
         settings = validate_settings(
-            provider_settings(entry, provider, warn=False),
+            raw,
             (*BASE_OPTIONS, *provider.options),
             where=where,
             lucee_options=provider.lucee_options,
@@ -94,13 +100,21 @@ def backend_identity(entry: CacheEntry) -> Hashable | None:
         )
         identity = provider.backend_identity(settings)
     except CacheError:
-        return settings_identity(provider, entry.custom) if provider.distributed else None
+        if not provider.distributed:
+            return None
+        # The namespace as the raw settings spell it: "Namespace" and "name_space" are
+        # the setting too (names match in any case and in snake_case), and a cache named
+        # by one spelling must not escape the nesting check.
+        named = (v for k, v in raw.items() if isinstance(k, str) and fold_setting(k) == "namespace")
+        return settings_identity(provider, entry.custom), str(next(named, ""))
     except Exception as exc:
         raise ConfigError(
             f"{where}: {provider.__name__}.backend_identity() raised {type(exc).__name__}: "
             f"{redact(str(exc)[:300])}",
             hint="this is a bug in the provider; report it to its maintainers.",
         ) from None
+    if identity is None:
+        return None
     try:
         hash(identity)
     except TypeError:
@@ -109,7 +123,7 @@ def backend_identity(entry: CacheEntry) -> Hashable | None:
             f"{type(identity).__name__}.",
             hint="the provider must return a hashable value such as a tuple, or None.",
         ) from None
-    return identity
+    return identity, str(settings.get("namespace", ""))
 
 
 @dataclass(frozen=True)
@@ -160,7 +174,7 @@ class Caches:
         environ: Mapping[str, str] | None = None,
     ) -> None:
         entries = load_config(config, server_config=server_config, environ=environ)
-        check_namespaces(entries, backend_identity)
+        check_namespaces(entries, backend_place)
         self._config = _Config.of(entries)
         self._clock = clock
         self._environ = environ
@@ -314,7 +328,7 @@ class Caches:
                     "name (cache names are case-insensitive).",
                 )
             entries = {**config.entries, name: parsed}
-            check_namespaces(entries, backend_identity)
+            check_namespaces(entries, backend_place)
             updated = _Config.of(entries, keep=config.default)  # refuses a second default
             cache = self._build(parsed)
             self._caches[name] = cache

@@ -170,3 +170,27 @@ def test_a_broken_identity_hook_is_a_config_error(provider: str, message: str) -
     with pytest.raises(ConfigError, match=message) as info:
         Caches({"a": {"class": f"{__name__}:{provider}"}})
     assert provider in str(info.value)
+
+
+@pytest.mark.parametrize("spelling", ["namespace", "Namespace", "NAMESPACE", "name_space"])
+def test_every_spelling_of_namespace_is_checked_for_nesting(spelling: str) -> None:
+    # On main the check read custom["namespace"] raw: "Namespace" (a spelling the settings
+    # accept) slipped past it, and outer.clear() wiped the inner cache.
+    config = {
+        "outer": {"class": "memory", "custom": {"store": "s1", spelling: "app:"}},
+        "inner": {"class": "memory", "custom": {"store": "s1", spelling: "app:x:"}},
+    }
+    with pytest.raises(ConfigError, match="lies inside cache 'outer'"):
+        Caches(config)
+
+
+def test_a_lucee_key_prefix_is_the_namespace_it_sets() -> None:
+    # Redis's Lucee "keyPrefix" sets the namespace: two caches on one server whose
+    # prefixes nest are refused as two cachehub namespaces would be.
+    lucee = "lucee.extension.io.cache.redis.RedisCache"
+    config = {
+        "outer": {"class": lucee, "custom": {"host": "127.0.0.1", "keyPrefix": "app:"}},
+        "inner": {"class": "redis", "custom": {"host": "127.0.0.1", "namespace": "app:x:"}},
+    }
+    with pytest.raises(ConfigError, match="lies inside cache 'outer'"):
+        Caches(config)

@@ -597,4 +597,6 @@ def test_nested_namespaces_found_among_many() -> None:
     config["equal"] = {"class": "memory", "custom": {"namespace": "n77:"}}  # equal: allowed
     with pytest.raises(ConfigError, match=r"cache 'deeper' \(namespace 'n1234:x:'\) lies inside"):
         # One shared backend for all (memory caches are private by default).
-        loader.check_namespaces(load_config(config), lambda entry: "one-backend")
+        loader.check_namespaces(
+            load_config(config), lambda entry: ("one-backend", entry.custom["namespace"])
+        )

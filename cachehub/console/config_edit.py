@@ -34,7 +34,7 @@ from ..loader import (
     parse_json,
     referenced_variables,
 )
-from ..registry import backend_identity, provider_settings
+from ..registry import backend_place, provider_settings
 from ..resolve import resolve_provider
 from ..scrub import SECRET_MASK, unmask
 
@@ -437,7 +437,7 @@ class ConfigFile:
             if isinstance(value, Mapping)
         }
         default_entry(entries)
-        check_namespaces(entries, backend_identity)
+        check_namespaces(entries, backend_place)
 
     def _write(self, doc: dict[str, Any]) -> None:
         """Replace the file atomically (same directory, fsync, rename), keeping its mode.
