@@ -59,6 +59,24 @@ def _bound(value: float) -> str:
     return str(int(value)) if value == int(value) and abs(value) < 1e15 else f"{value:g}"
 
 
+_DIGITS: Final = re.compile(r"[+-]?[0-9]+")
+
+
+def checked_text(text: str, what: str) -> str:
+    """``text``, or ConfigError when it holds a lone surrogate (JSON's ``"\\ud800"``):
+    no backend can store it and printing it crashed the CLI (UnicodeEncodeError)."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(
+                f"{what} holds a lone surrogate, which is not valid Unicode text.",
+                hint="write it as valid UTF-8; a \\uD800-style escape in JSON must be one "
+                "half of a surrogate pair.",
+            ) from None
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class Option:
     """One provider setting: its name, Python type, default and documentation."""
@@ -100,6 +118,8 @@ class Option:
                     raise TypeError
                 if isinstance(value, float) and value.is_integer():
                     value = int(value)
+                if isinstance(value, str) and not _DIGITS.fullmatch(value.strip()):
+                    raise ValueError  # int() also takes "1_000" and other scripts' digits
                 result = int(value.strip()) if isinstance(value, str) else value
                 if not isinstance(result, int):
                     raise TypeError
@@ -125,6 +145,8 @@ class Option:
                 f"got {type(value).__name__} {shown}.",
                 hint=self.doc or f"set '{self.name}' to a {expected.__name__}.",
             ) from None
+        if isinstance(result, str):  # outside the try: ConfigError is a ValueError
+            checked_text(result, f"{where}: setting '{self.name}'")
         if result is not None and self.choices is not None and result not in self.choices:
             choices = ", ".join(repr(c) for c in self.choices)
             raise ConfigError(

@@ -29,9 +29,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, TypeAlias
 
-from .config import camel_case, redact, suggest
+from .config import camel_case, checked_text, redact, suggest
 from .errors import CacheError, CacheValueError, ConfigError, MissingEnvVarError
-from .scrub import looks_secret, shown_value
+from .scrub import looks_secret, register_secret, shown_value
 
 __all__ = [
     "CacheEntry",
@@ -278,6 +278,10 @@ class _Expander:
                 "password that contains one).",
             )
         found = self.env.get(name.group()) if live else None
+        if found and looks_secret(name.group()):
+            # Wherever it lands: a password put in 'class' or 'package' by mistake was
+            # quoted by the messages naming those (they show values; settings do not).
+            register_secret(found)
         if text[pos] == "}":
             if live and found is None:
                 variable = name.group()
@@ -568,6 +572,7 @@ def parse_entry(
     :attr:`~CacheEntry.problem` set (see the module docstring); every other error does.
     ``budget`` is the configuration's :class:`ExpansionBudget` (default: a fresh one).
     """
+    checked_text(name, f"{source}: a cache name")
     budget = budget or ExpansionBudget()
     if not isinstance(raw, Mapping):
         raise ConfigError(
@@ -624,9 +629,12 @@ def parse_entry(
     class_name = values["class"]
     if not isinstance(class_name, str) or not class_name.strip():
         raise _wrong_type(name, "class", class_name, "a non-empty string")
+    checked_text(class_name, f"cache '{name}': 'class'")
     package = values.get("package")
     if package is not None and (not isinstance(package, str) or not package.strip()):
         raise _wrong_type(name, "package", package, "a pip requirement string")
+    if package is not None:
+        checked_text(package, f"cache '{name}': 'package'")
     custom = values.get("custom")
     if custom is None:
         custom = {}

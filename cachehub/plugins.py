@@ -29,6 +29,7 @@ from . import hookspecs
 from .config import suggest
 from .errors import ConfigError, MissingPackageError
 from .hookspecs import PROJECT, OperationEvent
+from .scrub import scrub
 
 __all__ = [
     "KNOWN_DISTRIBUTIONS",
@@ -119,17 +120,29 @@ def plugin_manager() -> pluggy.PluginManager:
         if _manager is None:
             created = pluggy.PluginManager(PROJECT)
             created.add_hookspecs(hookspecs)
-            try:
-                created.load_setuptools_entrypoints(PROJECT)
-            except Exception as exc:
-                # One broken third-party distribution must say who it is.
-                raise ConfigError(
-                    f"loading the '{PROJECT}' entry-point plugins failed: "
-                    f"{type(exc).__name__}: {exc}",
-                    hint="reinstall or uninstall the provider package named in the error.",
-                ) from exc
+            _load_entry_points(created)
             _manager = created
         return _manager
+
+
+def _load_entry_points(manager: pluggy.PluginManager) -> None:
+    """Load the ``cachehub`` entry points one by one, so that a broken one is named.
+
+    pluggy's loader stops at the first failure with the plugin's own exception, naming
+    neither the distribution nor the entry point. A plugin's import or hooks may also
+    call ``sys.exit()``: that must not end the program using the cache either.
+    """
+    for point in importlib.metadata.entry_points(group=PROJECT):
+        try:
+            manager.load_setuptools_entrypoints(PROJECT, name=point.name)
+        except (Exception, SystemExit) as exc:
+            dist = point.dist.name if point.dist is not None else "an unknown distribution"
+            detail = "sys.exit()" if isinstance(exc, SystemExit) else type(exc).__name__
+            raise ConfigError(
+                f"the '{PROJECT}' entry point '{point.name}' = {point.value!r} of "
+                f"{dist} failed to load: {detail}: {scrub(str(exc))[:300]}",
+                hint=f"reinstall or uninstall {dist} (pip uninstall {dist}).",
+            ) from None
 
 
 def register(plugin: object, name: str | None = None) -> str:
@@ -291,8 +304,18 @@ def check_requirement(requirement: str) -> None:
             f"{str(exc).splitlines()[0]}.",
             hint="write it like 'cachehub-dynamodb>=0.1'.",
         ) from None
-    if req.marker is not None and not req.marker.evaluate():
-        return  # the requirement does not apply to this interpreter/platform
+    if req.marker is not None:
+        try:
+            applies = req.marker.evaluate()
+        except Exception as exc:  # packaging's UndefinedComparison, UndefinedEnvironmentName
+            raise ConfigError(
+                f"package requirement {requirement!r}: its environment marker cannot be "
+                f"evaluated here ({type(exc).__name__}: {str(exc)[:200].rstrip('.')}).",
+                hint="compare markers with values of their kind, e.g. "
+                "\"cachehub-redis>=0.1; python_version >= '3.11'\".",
+            ) from None
+        if not applies:
+            return  # the requirement does not apply to this interpreter/platform
     command = install_command(requirement)
     version = installed_version(req.name)
     if version is None:
@@ -320,7 +343,7 @@ def operation_observer() -> Callable[[OperationEvent], None] | None:
     def observe(event: OperationEvent) -> None:
         try:
             caller(event=event)
-        except Exception:
+        except (Exception, SystemExit):
             # An observer must never break the cache operation it is observing.
             _log.warning("a cachehub_operation plugin raised; event dropped", exc_info=True)
 

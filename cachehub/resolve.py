@@ -39,12 +39,12 @@ def _alias_table() -> dict[str, tuple[type | str, str]]:
             continue
         try:
             provided = impl.function()
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in a hook must not end the program
             raise ConfigError(
                 f"plugin '{impl.plugin_name}' raised {type(exc).__name__} in "
                 f"cachehub_providers(): {scrub(str(exc))[:300]}",
                 hint="fix or unregister that plugin.",
-            ) from exc
+            ) from None
         if not isinstance(provided, Mapping):
             raise ConfigError(
                 f"plugin '{impl.plugin_name}': cachehub_providers() must return a dict "
@@ -74,11 +74,20 @@ def provider_aliases() -> dict[str, str]:
 
 
 def _lookup(name: str, table: Mapping[str, tuple[type | str, str]]) -> str | None:
-    """The alias ``name`` refers to: exact match first, then case-insensitively."""
+    """The alias ``name`` refers to: exact match first, then case-insensitively; two
+    aliases matching it only case-insensitively are a :class:`ConfigError` (not "no
+    such alias", which blamed the installation)."""
     if name in table:
         return name
-    folded = [alias for alias in table if alias.lower() == name.lower()]
-    return folded[0] if len(folded) == 1 else None
+    folded = sorted(alias for alias in table if alias.lower() == name.lower())
+    if len(folded) > 1:
+        shown = " and ".join(f"'{alias}' (plugin '{table[alias][1]}')" for alias in folded[:4])
+        raise ConfigError(
+            f"cache class '{name}' matches the provider aliases {shown}, which differ "
+            "only in case.",
+            hint=f"write the class exactly as one of them, e.g. '{folded[0]}'.",
+        )
+    return folded[0] if folded else None
 
 
 def resolve_provider(class_name: str) -> type[BaseCache]:

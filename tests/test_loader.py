@@ -600,3 +600,65 @@ def test_nested_namespaces_found_among_many() -> None:
         loader.check_namespaces(
             load_config(config), lambda entry: ("one-backend", entry.custom["namespace"])
         )
+
+
+# ---------------------------------------------------------------------- misplaced secrets
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"class": "${REDIS_PASSWORD}"},
+        {"class": "memory", "package": "${REDIS_PASSWORD}"},
+        {"class": "memory", "package": "x>=${REDIS_PASSWORD}"},
+        {"class": "redis", "custom": {"port": "${REDIS_PASSWORD}"}},
+    ],
+)
+def test_a_secret_variable_is_masked_wherever_it_lands(entry: dict[str, Any]) -> None:
+    # On main a password put in 'class' or 'package' by mistake was quoted verbatim:
+    # "unknown cache class 'S3cr3tHunter2xyz'", "Fix: pip install S3cr3tHunter2xyz".
+    secret = "S3cr3tHunter2xyz"
+    with pytest.raises(ConfigError) as info:
+        Caches({"c": entry}, environ={"REDIS_PASSWORD": secret})["c"]
+    assert secret not in str(info.value)
+    assert secret not in repr(info.value)
+
+
+# ---------------------------------------------------------------------- text and numbers
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"\ud800": {"class": "memory"}},
+        {"c": {"class": "mem\ud800ory"}},
+        {"c": {"class": "memory", "package": "cachehub-memory\udfff"}},
+        {"c": {"class": "memory", "custom": {"store": "s\ud800"}}},
+    ],
+)
+def test_a_lone_surrogate_is_refused_where_it_is_written(config: dict[str, Any]) -> None:
+    # On main these loaded, and the CLI crashed printing them (UnicodeEncodeError).
+    with pytest.raises(ConfigError, match="lone surrogate") as info:
+        Caches(config)["c"] if "c" in config else Caches(config)
+    str(info.value).encode("utf-8")  # the message itself is printable
+
+
+def test_the_cli_reports_a_surrogate_cache_name(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from cachehub.cli import cli
+
+    config = tmp_path / "cachehub.json"
+    config.write_text('{"\\ud800": {"class": "memory"}}')
+    result = CliRunner().invoke(cli, ["--config", str(config), "caches"])
+    assert result.exit_code == 1
+    assert "lone surrogate" in result.output
+    assert not isinstance(result.exception, UnicodeError)
+
+
+@pytest.mark.parametrize("text", ["1_000", "\u0661\u0662", "0x10", "1e3", " 12 34"])
+def test_whole_numbers_from_text_are_plain_digits(text: str) -> None:
+    # int() takes "1_000" and Arabic-Indic digits: an ${VAR} of either set a size.
+    with pytest.raises(ConfigError, match="must be int"):
+        Caches({"c": {"class": "memory", "custom": {"maxsize": text}}})["c"]
+    assert Caches({"c": {"class": "memory", "custom": {"maxsize": " +12 "}}})["c"] is not None

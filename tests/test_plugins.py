@@ -496,3 +496,103 @@ def test_installed_distribution_without_its_alias_says_reinstall() -> None:
     finally:
         plugins.register(memory_plugin, name="memory")
     assert resolve.resolve_provider("memory") is MemoryCache
+
+
+# ---------------------------------------------------------------------- hostile plugins
+
+
+_BUILD = """
+import sys
+from cachehub.errors import CacheError
+from cachehub.registry import Caches
+try:
+    Caches({"c": {"class": "memory"}})["c"]
+except CacheError as exc:
+    print(type(exc).__name__, exc)
+print("still alive")
+"""
+
+
+@pytest.mark.parametrize(
+    ("module", "reason"),
+    [
+        ("import sys; sys.exit('plugin refuses')", "sys.exit(): plugin refuses"),
+        ("raise RuntimeError('boom')", "RuntimeError: boom"),
+        (None, "ModuleNotFoundError"),
+    ],
+)
+def test_a_broken_entry_point_is_named_and_cannot_end_the_program(
+    tmp_path: Path, module: str | None, reason: str
+) -> None:
+    # On main pluggy's loader stopped with the plugin's own exception, naming neither its
+    # distribution nor its entry point, and a sys.exit() in it ended the host program.
+    import subprocess
+    import sys
+
+    info = tmp_path / "fake_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[cachehub]\nbroken = fake_plugin_module\n")
+    if module is not None:
+        (tmp_path / "fake_plugin_module.py").write_text(module + "\n")
+    done = subprocess.run(
+        [sys.executable, "-c", _BUILD],
+        env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ConfigError" in done.stdout
+    assert "entry point 'broken'" in done.stdout
+    assert "fake-plugin" in done.stdout
+    assert reason in done.stdout
+    assert done.stdout.rstrip().endswith("still alive")
+
+
+def test_a_hook_calling_sys_exit_is_a_config_error(use_plugin: Any) -> None:
+    # On main SystemExit went through resolve's `except Exception` and ended the program.
+    class Exits:
+        @hookimpl
+        def cachehub_providers(self) -> Any:
+            raise SystemExit(3)
+
+    use_plugin(Exits())
+    with pytest.raises(ConfigError, match="raised SystemExit in cachehub_providers"):
+        resolve.provider_aliases()
+
+
+def test_an_observer_calling_sys_exit_drops_its_event(use_plugin: Any) -> None:
+    class Exits:
+        @hookimpl
+        def cachehub_operation(self, event: OperationEvent) -> None:
+            raise SystemExit(3)
+
+    use_plugin(Exits())
+    cache = Caches({"c": {"class": "memory"}})["c"]
+    cache.put("k", 1)
+    assert cache.get("k") == 1
+
+
+def test_aliases_that_differ_only_in_case_are_named_not_blamed_on_the_install(
+    use_plugin: Any,
+) -> None:
+    # On main 'MEMORY' with aliases 'Memory' and 'memory' said cachehub-memory "registers
+    # no 'memory' provider (its entry point is missing)": reinstall advice for a clash.
+    class Shadow:
+        @hookimpl
+        def cachehub_providers(self) -> dict[str, Any]:
+            return {"Memory": ThirdPartyCache}
+
+    use_plugin(Shadow())
+    with pytest.raises(ConfigError, match=r"'Memory' .* and 'memory' .* differ only in case"):
+        resolve.resolve_provider("MEMORY")
+    assert resolve.resolve_provider("memory") is MemoryCache  # an exact spelling still works
+
+
+def test_an_environment_marker_that_cannot_be_evaluated_is_a_config_error() -> None:
+    # On main packaging's UndefinedComparison escaped (the CLI: "unexpected ... report it").
+    with pytest.raises(ConfigError, match="environment marker cannot be evaluated"):
+        plugins.check_requirement("cachehub-memory>=0.1; python_full_version ~= 'zz'")
+    plugins.check_requirement("cachehub-memory>=0.1; python_version >= '3.11'")
