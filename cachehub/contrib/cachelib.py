@@ -15,7 +15,8 @@ every key, and ``clear()`` removes only the keys under it. Values are pickled, a
 cachelib does, but HMAC-signed with a key derived from the secret and verified before
 anything is unpickled (:mod:`cachehub.contrib.signing`); without a secret the adapter
 refuses to start. ``value_format="cache-codec"`` stores values through the cachehub
-cache's codec instead (no pickle at all; ``secret_key`` is not needed then).
+cache's codec instead (no pickle at all; ``secret_key`` is not needed then). Plain ints
+are stored unsigned (for an atomic ``inc``) unless ``sign_ints=True``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,16 @@ from cachelib.serializers import BaseSerializer, SimpleSerializer
 from ..api import MAX_TIME_SPAN, MISSING
 from ..errors import CacheValueError, ConfigError
 from . import CacheSpec, resolve_cache
-from .signing import AdapterPickleError, AdapterTypeError, Add, SignedValues, incr
+from .signing import (
+    AdapterKeyError,
+    AdapterPickleError,
+    AdapterTypeError,
+    Add,
+    SignedValues,
+    incr,
+    read,
+    read_many,
+)
 
 __all__ = ["CacheHubCachelib"]
 
@@ -71,6 +81,13 @@ class CacheHubCachelib(CachelibBase):
             ``SECRET_KEY``); required unless ``value_format="cache-codec"``.
         secret_key_fallbacks: older secrets whose signatures still verify.
         value_format: ``"signed-pickle"`` (default) or ``"cache-codec"``.
+        sign_ints: sign ``int`` values too, so that one written without the secret is a
+            miss; ``inc``/``dec`` are then a read-modify-write under a lock on the key
+            (see :meth:`SignedValues.count`) instead of the backend's atomic increment.
+
+    Keys are strings (another type raises :class:`~cachehub.contrib.signing.AdapterKeyError`,
+    an ``InvalidKeyError`` and a ``TypeError``); ``key_prefix`` + key must be a valid
+    cachehub key: not empty, at most 16,384 characters.
 
     ``serializer`` (cachelib's attribute, set by Flask-Caching's ``CACHE_SERIALIZER``) is
     honoured with signed pickle: its bytes are signed, and its ``loads`` only ever sees
@@ -93,6 +110,7 @@ class CacheHubCachelib(CachelibBase):
         secret_key: str | bytes | None = None,
         secret_key_fallbacks: Sequence[str | bytes] | None = None,
         value_format: str = "signed-pickle",
+        sign_ints: bool = False,
     ) -> None:
         super().__init__(default_timeout, ignore_delete_many_errors)
         prefix = key_prefix or ""
@@ -112,9 +130,16 @@ class CacheHubCachelib(CachelibBase):
             setting="pass secret_key= (with Flask-Caching use CACHE_TYPE "
             "'cachehub.contrib.flask_cache.CacheHubFlaskCache' and set the app's SECRET_KEY)",
             value_format=value_format,
+            sign_ints=sign_ints,
         )
 
     def _k(self, key: str) -> str:
+        if not isinstance(key, str):
+            # Not a bare TypeError from the concatenation: a cachehub error naming the fix.
+            raise AdapterKeyError(
+                f"cachelib keys must be str, got {type(key).__name__} {key!r:.60}.",
+                hint="convert the key with str() or build a string key such as 'user:42'.",
+            )
         return self.key_prefix + key
 
     def _dumps(self, key: str, value: Any) -> Any:
@@ -191,12 +216,12 @@ class CacheHubCachelib(CachelibBase):
     def get(self, key: str) -> Any:
         """The value, or None when absent."""
         k = self._k(key)
-        return self._loads(k, self.cache.get(k, MISSING))
+        return self._loads(k, read(self.cache, k))
 
     def get_many(self, *keys: str) -> list[Any]:
         """Values in key order, None where absent; one batch."""
         made = [self._k(key) for key in keys]
-        found = self.cache.get_many(made)
+        found = read_many(self.cache, made)
         return [self._loads(k, found.get(k, MISSING)) for k in made]
 
     def set(self, key: str, value: Any, timeout: int | dt.timedelta | None = None) -> bool:
@@ -252,7 +277,7 @@ class CacheHubCachelib(CachelibBase):
         a cached None and would return None from the view (a 500 on every request).
         """
         k = self._k(key)
-        return self._readable(k, self.cache.get(k, MISSING))
+        return self._readable(k, read(self.cache, k))
 
     def clear(self) -> bool:
         """Remove every entry under ``key_prefix`` (all of the cachehub namespace without one)."""
@@ -260,12 +285,18 @@ class CacheHubCachelib(CachelibBase):
         return True
 
     def inc(self, key: str, delta: int = 1) -> int:
-        """Atomically add ``delta``; a missing key starts at 0."""
-        return incr(self.cache, self._k(key), delta)
+        """Atomically add ``delta``; a missing (or damaged) key starts at 0. With
+        ``sign_ints``, a read-modify-write under a lock on the key instead."""
+        k = self._k(key)
+        if self.values.sign_ints:
+            counted = self.values.count(k, delta, create=True)
+            assert counted is not None  # create: never "not found"
+            return counted
+        return incr(self.cache, k, delta)
 
     def dec(self, key: str, delta: int = 1) -> int:
-        """Atomically subtract ``delta``; a missing key starts at 0."""
-        return incr(self.cache, self._k(key), -delta)
+        """Atomically subtract ``delta``; see :meth:`inc`."""
+        return self.inc(key, -delta)
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self.has(key)

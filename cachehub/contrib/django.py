@@ -26,13 +26,15 @@ Values are pickled like Django's own backends do, but signed: HMAC-SHA256 with a
 derived from ``SECRET_KEY`` (``SECRET_KEY_FALLBACKS`` still verify), checked before
 anything is unpickled (:mod:`cachehub.contrib.signing`); without a ``SECRET_KEY`` the
 backend refuses to start. ``OPTIONS["VALUE_FORMAT"] = "cache-codec"`` stores values
-through the cachehub cache's codec instead (no pickle at all). Django's ``MAX_ENTRIES``
+through the cachehub cache's codec instead (no pickle at all). Plain ints are stored
+unsigned (for an atomic ``incr``) unless ``OPTIONS["SIGN_INTS"] = True``. Django's ``MAX_ENTRIES``
 and ``CULL_FREQUENCY`` options are accepted and ignored (with one warning): size
 limits are provider settings. Gaps are listed in docs/integrations.md.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import threading
@@ -48,9 +50,20 @@ from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-u
 
 from ..api import MAX_TIME_SPAN, MISSING, Entry
 from ..api import BaseCache as CacheHubBase
-from ..errors import CacheValueError, ConfigError, StorageNotEnabledError, UnknownSigningKeyError
+from ..errors import CacheValueError, ConfigError, CorruptEntryError, StorageNotEnabledError
 from . import resolve_cache
-from .signing import Add, SignedValues, as_type_error, incr
+from .signing import (
+    Add,
+    SignedValues,
+    apeek,
+    aread,
+    aread_many,
+    as_type_error,
+    incr,
+    peek,
+    read,
+    read_many,
+)
 
 __all__ = ["CacheHubCache"]
 
@@ -59,7 +72,7 @@ _log = logging.getLogger("cachehub.contrib.django")
 IGNORED_OPTIONS: Final = ("MAX_ENTRIES", "CULL_FREQUENCY")
 """Django's documented OPTIONS for its local backends; size limits are provider settings
 here, so they are accepted and ignored (one warning per option per process)."""
-ADAPTER_OPTIONS: Final = ("VALUE_FORMAT",)
+ADAPTER_OPTIONS: Final = ("VALUE_FORMAT", "SIGN_INTS")
 """OPTIONS read by the adapter itself; lower-case keys are the inline cache entry."""
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
@@ -156,6 +169,8 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
             adapter="Django cache backend CacheHubCache",
             setting="set Django's SECRET_KEY setting",
             value_format=adapter.get("VALUE_FORMAT", "signed-pickle"),
+            sign_ints=adapter.get("SIGN_INTS", False),
+            setting_sign_ints='OPTIONS["SIGN_INTS"]',
         )
 
     # ------------------------------------------------------------------ timeouts
@@ -245,22 +260,15 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
         without counting a hit or sliding an idle expiry.
 
         Not ``exists``: an entry this adapter cannot read (signed with a secret since
-        rotated out, another writer's bytes) exists in the cache, but ``get`` answers a
-        miss for it, and so must ``has_key``, ``in``, ``add`` and ``touch``.
+        rotated out, another writer's bytes, bytes the cache cannot decode) exists in the
+        cache, but ``get`` answers a miss for it, and so must ``has_key``, ``in``, ``add``
+        and ``touch``.
         """
-        try:
-            entry = self.cachehub.peek(k)
-        except UnknownSigningKeyError:  # the cache's own codec: get reads it as a miss
-            return False
-        return self._readable_entry(key, k, entry)
+        return self._readable_entry(key, k, peek(self.cachehub, k))
 
     async def _apresent(self, key: Any, k: str) -> bool:
         """:meth:`_present` on the cache's async shell."""
-        try:
-            entry = await self.cachehub.aio().peek(k)
-        except UnknownSigningKeyError:
-            return False
-        return self._readable_entry(key, k, entry)
+        return self._readable_entry(key, k, await apeek(self.cachehub, k))
 
     def _readable_entry(self, key: Any, k: str, entry: Entry | None) -> bool:
         """The judgement both :meth:`_present` forms make of what ``peek`` read."""
@@ -269,7 +277,7 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
     def get(self, key: Any, default: Any = None, version: Any = None) -> Any:
         """The cached value, or ``default``."""
         k = self._key(key, version)
-        value = self._value(key, k, self.cachehub.get(k, MISSING))
+        value = self._value(key, k, read(self.cachehub, k))
         return default if value is MISSING else value
 
     def set(
@@ -305,7 +313,7 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
     def get_many(self, keys: Iterable[Any], version: Any = None) -> dict[Any, Any]:
         """``{key: value}`` for the keys that exist, fetched in one batch."""
         made = {self._key(key, version): key for key in keys}
-        found = self.cachehub.get_many(made)
+        found = read_many(self.cachehub, made)
         out = {}
         for k, stored in found.items():
             value = self._value(made[k], k, stored)
@@ -336,14 +344,21 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
 
         The existence check and the increment are two calls: a key deleted in between
         is recreated holding ``delta`` (Django's own non-memcached backends share this).
+        With ``SIGN_INTS`` the value is signed, so the count is a read-modify-write under
+        a lock on the key instead (:meth:`SignedValues.count`).
         """
         k = self._key(key, version)
+        if self.values.sign_ints:
+            return self._counted(key, self.values.count(k, delta, create=False))
         if not self._present(key, k):
-            raise CacheValueError(
-                f"Key '{key}' not found.",
-                hint="incr()/decr() need an existing key: set(key, 0) or add(key, 0) first.",
-            )
+            raise _not_found(key)
         return incr(self.cachehub, k, delta)
+
+    @staticmethod
+    def _counted(key: Any, counted: int | None) -> int:
+        if counted is None:
+            raise _not_found(key)
+        return counted
 
     def decr(self, key: Any, delta: int = 1, version: Any = None) -> int:
         """Atomically subtract ``delta`` from an existing integer."""
@@ -373,7 +388,7 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
     async def aget(self, key: Any, default: Any = None, version: Any = None) -> Any:
         """:meth:`get`, awaited on the native async path."""
         k = self._key(key, version)
-        value = self._value(key, k, await self.cachehub.aio().get(k, MISSING))
+        value = self._value(key, k, await aread(self.cachehub, k))
         return default if value is MISSING else value
 
     async def aset(
@@ -408,7 +423,7 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
     async def aget_many(self, keys: Iterable[Any], version: Any = None) -> dict[Any, Any]:
         """:meth:`get_many`, awaited on the native async path (one batch)."""
         made = {self._key(key, version): key for key in keys}
-        found = await self.cachehub.aio().get_many(made)
+        found = await aread_many(self.cachehub, made)
         out = {}
         for k, stored in found.items():
             value = self._value(made[k], k, stored)
@@ -437,14 +452,15 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
     async def aincr(self, key: Any, delta: int = 1, version: Any = None) -> int:
         """:meth:`incr`, awaited on the native async path."""
         k = self._key(key, version)
-        shell = self.cachehub.aio()
+        if self.values.sign_ints:  # the locked read-modify-write, in a worker thread
+            counted = await asyncio.to_thread(self.values.count, k, delta, create=False)
+            return self._counted(key, counted)
         if not await self._apresent(key, k):
-            raise CacheValueError(
-                f"Key '{key}' not found.",
-                hint="incr()/decr() need an existing key: set(key, 0) or add(key, 0) first.",
-            )
+            raise _not_found(key)
         try:
-            return await shell.incr(k, delta)
+            return await self.cachehub.aio().incr(k, delta)
+        except CorruptEntryError:  # damaged since the check: as a key deleted meanwhile
+            return await asyncio.to_thread(incr, self.cachehub, k, delta)
         except CacheValueError as exc:
             raise as_type_error(exc) from None
 
@@ -458,3 +474,11 @@ class CacheHubCache(BaseCache):  # type: ignore[misc]
 
     def close(self, **kwargs: Any) -> None:
         """Called by Django after every request: providers keep their pools, so no-op."""
+
+
+def _not_found(key: Any) -> CacheValueError:
+    """Django's error for ``incr``/``decr`` of a key :meth:`CacheHubCache.get` misses."""
+    return CacheValueError(
+        f"Key '{key}' not found.",
+        hint="incr()/decr() need an existing key: set(key, 0) or add(key, 0) first.",
+    )

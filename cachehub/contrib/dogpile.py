@@ -22,7 +22,8 @@ Arguments:
 Other arguments are ignored, as dogpile backends conventionally do. Values go through
 the cachehub cache's codec (no pickle unless the cache is configured for it): without
 a region serializer, dogpile's ``CachedValue`` is stored as ``[payload, metadata]``;
-an entry in any other form (another client's value) is a miss, so dogpile regenerates it.
+an entry in any other form (another client's value), or one the cache cannot decode
+(damaged bytes), is a miss, so dogpile regenerates it.
 The mutex is ``cache.lock``, so on Redis and DynamoDB only one process regenerates a
 key at a time.
 """
@@ -50,6 +51,7 @@ from ..api import MISSING, BaseCache
 from ..errors import CacheValueError, ConfigError
 from ..lock import Lock
 from . import resolve_cache
+from .signing import read, read_many
 
 __all__ = ["CacheHubBackend", "CacheHubMutex"]
 
@@ -160,12 +162,12 @@ class CacheHubBackend(CacheBackend):
 
     def get(self, key: KeyType) -> BackendFormatted:
         """The stored ``CachedValue``, or ``NO_VALUE``."""
-        return self._unpack(self.cache.get(key, MISSING))
+        return self._unpack(read(self.cache, key))
 
     def _stored(self, keys: Iterable[KeyType]) -> list[Any]:
         """The raw entries of ``keys`` in order, MISSING where absent; one batch."""
         keys = list(keys)
-        found = self.cache.get_many(keys)
+        found = read_many(self.cache, keys)
         return [found.get(key, MISSING) for key in keys]
 
     def get_multi(self, keys: Iterable[KeyType]) -> Sequence[BackendFormatted]:
@@ -174,7 +176,7 @@ class CacheHubBackend(CacheBackend):
 
     def get_serialized(self, key: KeyType) -> SerializedReturnType:
         """The stored serialized bytes (region with a serializer), or ``NO_VALUE``."""
-        return self._unpack_serialized(self.cache.get(key, MISSING))
+        return self._unpack_serialized(read(self.cache, key))
 
     def get_serialized_multi(self, keys: Iterable[KeyType]) -> Sequence[SerializedReturnType]:
         """:meth:`get_serialized` for ``keys`` in order; one batch."""
