@@ -128,6 +128,8 @@ def conversion_document(report: ConversionReport, source: str, target: str) -> d
         "unreadable": [
             {"key": e.key, "found": e.found, "error": e.message} for e in report.skipped
         ],
+        "unwritable_count": report.unwritable_count,
+        "unwritable": list(report.unwritable),
     }
 
 
@@ -170,12 +172,19 @@ def from_lucee_command(
         console.print(
             f"{verb} {report.copied} entries from '{src.name}' to '{dst.name}'; "
             f"{report.expired} expired, {report.kept_newer} newer in the target (kept), "
-            f"{report.skipped_count} unreadable."
+            f"{report.skipped_count} unreadable, {report.unwritable_count} refused by the "
+            "target."
         )
         for entry in doc["unreadable"]:
             console.print(f"  unreadable {entry['key']!r}: {entry['error']}", markup=False)
+        for entry in doc["unwritable"]:
+            console.print(f"  refused {entry['key']!r}: {entry['error']}", markup=False)
 
     state.out.emit(doc, render)
+    if report.unwritable_count:
+        # Values read but not stored: a script must see it, as with `cachehub migrate`.
+        # (Unreadable entries - Lucee queries, components - are expected, and listed.)
+        raise click.exceptions.Exit(1)
 
 
 # ---------------------------------------------------------------------- doctor

@@ -26,13 +26,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Final
 
-from cachehub.api import COUNTER_RANGE, MISSING, Entry, Expiry, counter_overflow
+from cachehub.api import COUNTER_RANGE, MAX_TIME_SPAN, MISSING, Entry, Expiry, counter_overflow
 from cachehub.errors import (
     CacheBackendError,
     CacheError,
@@ -40,9 +41,10 @@ from cachehub.errors import (
     ConfigError,
     CorruptEntryError,
     InvalidKeyError,
+    SerializationError,
 )
 from cachehub.filters import KeyFilter, compile_filter
-from cachehub.provider import Call, encoded, heavy, off_loop
+from cachehub.provider import Call, Emit, Stream, encoded, heavy, off_loop, pull
 
 from .batch import get_batches
 from .cache import DynamoDBCache
@@ -50,6 +52,7 @@ from .errors import ConditionFailedError, ForeignEntryError, describe_item
 from .flow import Flow, request
 from .items import MAX_ITEM_BYTES, MAX_KEY_BYTES, item_size
 from .lucee_values import LuceeValueError, decode_attr, encode_attr
+from .scan import scan_pages
 
 if TYPE_CHECKING:
     from cachehub.api import BaseCache
@@ -204,6 +207,9 @@ class ConversionReport:
 
     copied: int = 0
     expired: int = 0
+    """Selected entries not copied because they were dead: past their ``ttl`` when the
+    scan listed them, when they were read, or when the copy was written (or deleted from
+    the table between the scan and the read)."""
     kept_newer: int = 0
     """Entries the target already held in a version newer than Lucee's (its application
     wrote them during the conversion): kept, not overwritten."""
@@ -211,6 +217,11 @@ class ConversionReport:
     skipped: list[ForeignEntryError] = field(default_factory=list)
     """The first :data:`MAX_REPORTED` unreadable entries, each with its key and what the
     item holds (``skipped_count`` counts them all)."""
+    unwritable_count: int = 0
+    unwritable: list[dict[str, str]] = field(default_factory=list)
+    """The first :data:`MAX_REPORTED` entries the target refused (a key it cannot name or
+    a value it cannot store), each as ``{"key", "error"}`` (``unwritable_count`` counts
+    them all): never written, and the run went on."""
     dry_run: bool = False
 
     def skip(self, error: ForeignEntryError) -> None:
@@ -218,6 +229,12 @@ class ConversionReport:
         self.skipped_count += 1
         if len(self.skipped) < MAX_REPORTED:
             self.skipped.append(error)
+
+    def refuse(self, key: str, error: CacheError) -> None:
+        """Record an entry the target cannot hold (kept in full up to the cap)."""
+        self.unwritable_count += 1
+        if len(self.unwritable) < MAX_REPORTED:
+            self.unwritable.append({"key": key, "error": f"{type(error).__name__}: {error}"})
 
 
 def _raw_item(cache: DynamoDBCache, key: str) -> Flow[Any]:
@@ -666,36 +683,73 @@ class LuceeDynamoDBCache(DynamoDBCache):
         ``cachehubInternal`` hides nothing here: a lock item's partition key holds the
         lowercase ``sha256:`` no Lucee key has, so :meth:`_listed` never lists it, and the
         marker on an entry (another writer's) must not keep it from ``clear``."""
-        filt = _LIVE
-        values = _now(now)
+        return self._lucee_scan_params(flt, now, live_only=True)
+
+    def _lucee_scan_params(self, flt: KeyFilter, now: float, *, live_only: bool) -> dict[str, Any]:
+        """The key-and-ttl Scan of :meth:`_list_params`; ``live_only=False`` drops the
+        liveness test (``from-lucee`` counts the expired items it sees)."""
+        tests: list[str] = []
+        values: dict[str, Any] = {}
         if flt.prefix:
-            filt = f"begins_with(#pk, :p) AND {filt}"
+            tests.append("begins_with(#pk, :p)")
             values[":p"] = {"S": flt.prefix}
+        if live_only:
+            tests.append(_LIVE)
+            values.update(_now(now))
         projection = "#pk, #ttl"
-        return {
+        params: dict[str, Any] = {
             "TableName": self.table_name,
-            "FilterExpression": filt,
             "ProjectionExpression": projection,
             "ConsistentRead": self._consistent,
-            "ExpressionAttributeNames": _names(filt, projection, key_name=self.key_name),
-            "ExpressionAttributeValues": values,
             "Limit": _PAGE,
         }
+        if tests:  # DynamoDB refuses an empty FilterExpression or value map
+            params["FilterExpression"] = " AND ".join(tests)
+            params["ExpressionAttributeValues"] = values
+        params["ExpressionAttributeNames"] = _names(
+            params.get("FilterExpression", ""), projection, key_name=self.key_name
+        )
+        return params
 
-    def _listed(self, item: Any, flt: KeyFilter, now: float) -> tuple[dict[str, Any], str] | None:
-        """The storage key of a scanned item when ``flt`` selects it, else None.
+    def _canonical(self, item: Any, flt: KeyFilter) -> str | None:
+        """The partition key of a scanned item when ``flt`` selects it, else None.
 
         A partition key Lucee could not have written (lowercase, surrounding spaces, not
         a string) is no reachable entry - every key is uppercased and trimmed before a
-        lookup - so it is never listed, counted or cleared.
+        lookup - so it is never listed, counted, cleared or converted.
         """
         attr = item.get(self.key_name)
         pk = attr.get("S") if isinstance(attr, dict) else None
         if not isinstance(pk, str) or not pk or lucee_key(pk) != pk:
             return None
-        if not flt.matches(pk) or not is_live(item, now):
+        return pk if flt.matches(pk) else None
+
+    def _listed(self, item: Any, flt: KeyFilter, now: float) -> tuple[dict[str, Any], str] | None:
+        """The storage key of a live scanned item when ``flt`` selects it, else None."""
+        pk = self._canonical(item, flt)
+        if pk is None or not is_live(item, now):
             return None
-        return {self.key_name: attr}, pk
+        return {self.key_name: item[self.key_name]}, pk
+
+    def _convert_scan_flow(self, flt: KeyFilter, now: float) -> Stream[tuple[str, bool]]:
+        """``(storage key, expired)`` of every entry ``flt`` selects, live or not.
+
+        The listing scan without its liveness filter, so that ``from-lucee`` can count
+        the expired entries: a FilterExpression saves no read capacity (a Scan is charged
+        for the items it reads, not for those it returns), and only key and ttl come
+        back. A ttl that is no Number is expired here, as for every other listing.
+        """
+        yield Call("ready")  # the async shell bootstraps the table off the loop
+        flt = self._filter(flt)
+        params = self._lucee_scan_params(flt, now, live_only=False)
+        with closing(scan_pages(params, self._segments)) as pages:
+            while (batch := (yield from pull(pages))) is not None:
+                found = []
+                for item in (item for page in batch for item in page.get("Items", [])):
+                    pk = self._canonical(item, flt)
+                    if pk is not None:
+                        found.append((pk, not is_live(item, now)))
+                yield Emit(found)
 
     def _count_params(self, flt: KeyFilter, now: float) -> dict[str, Any] | None:
         return None  # listed keys are counted: the canonical-key check is client-side
@@ -733,6 +787,11 @@ class LuceeDynamoDBCache(DynamoDBCache):
         return removed
 
 
+_REFUSED: Final = (InvalidKeyError, CacheValueError, SerializationError)
+"""What a target raises for one entry it cannot hold (as ``cachehub.migration`` counts
+them): the entry's fault, never the whole run's."""
+
+
 def convert_from_lucee(
     source: LuceeDynamoDBCache,
     target: BaseCache,
@@ -745,11 +804,12 @@ def convert_from_lucee(
 
     ``source`` reads the table in Lucee's layout (``itemFormat: "lucee"``); entries keep
     their key as Lucee stored it (uppercased) and their remaining lifetime (``ttl``,
-    kept as is). An entry the target already holds in a newer version (by modification
-    time) is kept, and one it cannot read is never overwritten (listed as skipped).
-    Streamed: at most :data:`CONVERT_CHUNK` entries are held at a time. Entries that
-    cannot be read are listed in the report, never copied; with ``dry_run`` nothing is
-    written.
+    kept as is; one beyond cachehub's longest expiry never expires). An entry the target
+    already holds in a newer version (by modification time) is kept, and one it cannot
+    read is never overwritten (listed as skipped). Streamed: at most
+    :data:`CONVERT_CHUNK` keys are held at a time. Entries that cannot be read, and
+    entries the target refuses, are listed in the report, never copied, and the run goes
+    on; with ``dry_run`` nothing is written.
     """
     report = ConversionReport(dry_run=dry_run)
     flt = compile_filter(filter, source.namespace)
@@ -757,11 +817,13 @@ def convert_from_lucee(
     previous = source.on_foreign_entry
     source.on_foreign_entry = report.skip
     try:
-        keys = source._scan(flt, source._clock())
-        while chunk := list(islice(keys, CONVERT_CHUNK)):
-            now = source._clock()
-            for pk in chunk:
-                _convert_one(source, target, pk, now, report, dry_run)
+        listed = source._drive_iter(source._convert_scan_flow(flt, source._clock()))
+        while chunk := list(islice(listed, CONVERT_CHUNK)):
+            for pk, dead in chunk:
+                if dead:
+                    report.expired += 1
+                else:
+                    _convert_one(source, target, pk, report, dry_run)
                 if on_entry is not None:
                     on_entry(pk[strip:])
     finally:
@@ -773,11 +835,13 @@ def _convert_one(
     source: LuceeDynamoDBCache,
     target: BaseCache,
     pk: str,
-    now: float,
     report: ConversionReport,
     dry_run: bool,
 ) -> None:
     item = source._drive(source._fetch(pk))
+    # The time of this entry's read, not of its chunk's: an entry that died since the
+    # scan is expired, not copied with a deadline already past (which the target refuses).
+    now = source._clock()
     try:
         if not item or not source._live(pk, item, now):
             report.expired += 1
@@ -802,15 +866,39 @@ def _convert_one(
             )
         )
         return
+    except _REFUSED as exc:  # a key the target cannot name
+        _refused(source, report, key, exc)
+        return
     if held is not None and held.modified > modified:
         report.kept_newer += 1  # written to the target after Lucee's version
         return
+    # A deadline beyond cachehub's longest expiry (Lucee allows any span; a "forever" of
+    # a million days is common) means never, as ``cachehub migrate`` reads it; any other
+    # is kept: the copy dies when Lucee's entry dies, at its ttl, a whole second.
+    until = None
+    if ttl is not None and ttl - now < MAX_TIME_SPAN.total_seconds():
+        until = datetime.fromtimestamp(ttl, UTC)
     if not dry_run:
-        if ttl is None:
-            target.put(key, value)
-        else:  # dies when Lucee's entry dies: at its ttl, a whole second
-            target.put(key, value, until=datetime.fromtimestamp(ttl, UTC))
+        try:
+            target.put(key, value, until=until)
+        except _REFUSED as exc:
+            if until is not None and until.timestamp() <= target._clock():
+                report.expired += 1  # it died while being copied: the target says so
+                return
+            _refused(source, report, key, exc)
+            return
     report.copied += 1
+
+
+def _refused(
+    source: LuceeDynamoDBCache, report: ConversionReport, key: str, exc: CacheError
+) -> None:
+    """Record an entry the target refused, and warn in the source's log (as
+    :func:`report_foreign` does for unreadable ones)."""
+    report.refuse(key, exc)
+    source.log.warning(
+        "cache '%s': entry %r could not be written to the target: %s", source.name, key, exc
+    )
 
 
 def _whole_number(item: Mapping[str, Any]) -> int | None:

@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from cachehub.errors import CacheValueError, SerializationError
+from cachehub.errors import CacheValueError, CorruptEntryError, SerializationError
 
 from .convert import from_attr, plain_number, utf8_text
 
@@ -49,6 +49,11 @@ MAX_EXPANDED: Final = 1024 * 1024
 """Most bytes a gzip'd value may expand to (a DynamoDB item holds 400 KB at most)."""
 MAX_NUMBER: Final = 10**38
 """DynamoDB Numbers hold 38 significant digits."""
+_MAX_DIGITS: Final = 38
+_MIN_ADJUSTED: Final = -130
+_MAX_ADJUSTED: Final = 125
+"""Decimal exponents (``Decimal.adjusted``) of the smallest and largest magnitudes a
+DynamoDB Number holds: 1E-130 and 9.9999999999999999999999999999999999999E+125."""
 
 GZIP_MAGIC: Final = b"\x1f\x8b"
 JAVA_MAGIC: Final = b"\xac\xed\x00\x05"
@@ -145,13 +150,13 @@ def encode_attr(value: Any, depth: int = 0) -> dict[str, Any]:
             )
         # Lucee's caster prints a whole double without its ".0" (3.0 -> "3").
         whole = value.is_integer() and abs(value) < 1e16
-        return {"N": str(int(value)) if whole else float.__repr__(value)}
+        return {"N": _in_range(str(int(value)) if whole else float.__repr__(value), "float")}
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise CacheValueError(
                 f"DynamoDB numbers cannot be {value}.", hint="store it as a string instead."
             )
-        return {"N": str(value)}
+        return {"N": _in_range(str(value), "Decimal")}
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for key, item in value.items():
@@ -180,6 +185,28 @@ def encode_attr(value: Any, depth: int = 0) -> dict[str, Any]:
         hint="convert it to str, number, bool, None, dict, list, bytes or datetime, "
         "or use the default itemFormat.",
     )
+
+
+def _in_range(number: str, kind: str) -> str:
+    """``number`` if a DynamoDB Number holds it, else :class:`CacheValueError`.
+
+    Checked here because nobody else does: moto stores ``1e+200`` and then fails every
+    Scan of the table with an HTTP 500, and DynamoDB refuses the whole request. The
+    limits are DynamoDB's ("Supported data types", Number): magnitudes 1E-130 to
+    9.99...E+125, 38 significant digits (leading and trailing zeros trimmed).
+    """
+    parsed = Decimal(number)
+    digits = "".join(map(str, parsed.as_tuple().digits)).strip("0")
+    if not digits:  # zero, in any spelling
+        return number
+    if len(digits) > _MAX_DIGITS or not _MIN_ADJUSTED <= parsed.adjusted() <= _MAX_ADJUSTED:
+        shown = number if len(number) <= 40 else f"{number[:20]}...{number[-12:]}"
+        raise CacheValueError(
+            f"the {kind} {shown} does not fit a DynamoDB Number (magnitude 1E-130 to "
+            "9.99E+125, at most 38 significant digits).",
+            hint="store it as a string (str(x)) in the Lucee item format, or round it into range.",
+        )
+    return number
 
 
 def _utf(text: str) -> bytes:
@@ -254,8 +281,8 @@ def decode_attr(attr: Mapping[str, Any], depth: int = 0) -> Any:
         return decode_binary(bytes(raw))
     if kind in ("SS", "NS", "BS") and isinstance(raw, list):
         try:  # sets: no Lucee writer makes them, but other tools may
-            return from_attr(attr)
-        except (TypeError, ValueError, ArithmeticError) as exc:
+            return from_attr(attr)  # CorruptEntryError: a hash-flooding number set
+        except (TypeError, ValueError, ArithmeticError, CorruptEntryError) as exc:
             raise LuceeValueError(f"{kind} attribute cannot be read ({exc})") from None
     raise LuceeValueError(f"attribute of type {kind!r} holding {type(raw).__name__}")
 
@@ -337,6 +364,8 @@ def read_java(data: bytes) -> datetime:
     if reader.byte() != _TC_OBJECT:
         raise LuceeValueError("Java stream does not hold an object")
     chain = _class_chain(reader)  # most derived first
+    if not chain:  # TC_OBJECT then TC_NULL: an object of no class, no Java writer's
+        raise LuceeValueError("Java stream holds an object without a class description")
     names = [name for name, _, _ in chain]
     if _DATE_CLASS not in names:
         raise LuceeValueError(f"a Java object of class {names[0]} (only dates are read)")
