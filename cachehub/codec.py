@@ -655,7 +655,20 @@ def _signing_key(value: Any, setting: str) -> bytes:
         raise ConfigError(
             f"{setting} is shorter than {MIN_SIGNING_KEY_LENGTH} characters.", hint=hint
         )
+    if len({c for c in value if c.isprintable() and not c.isspace()}) < _MIN_KEY_SYMBOLS:
+        # 20 spaces, 16 NULs or "aaaa...": long enough, and guessed at the first try
+        # (an unset ${VAR} padded by a template, a placeholder left in a config file).
+        raise ConfigError(
+            f"{setting} has fewer than {_MIN_KEY_SYMBOLS} different visible characters: "
+            "it is not a random secret.",
+            hint=hint,
+        )
     return value.encode("utf-8", "surrogatepass")
+
+
+_MIN_KEY_SYMBOLS: Final = 5
+"""Different visible characters a signing key needs: a random 16-character hex key has
+fewer than 5 about once in 10**6 draws, and so does a decimal one about once in 10**4."""
 
 
 def _fallback_list(fallbacks: Any) -> list[Any]:

@@ -1254,3 +1254,11 @@ def test_caches_take_max_value_size_and_fallbacks_from_their_settings() -> None:
     shown = repr(signed)
     assert OTHER_KEY not in shown
     assert KEY not in shown
+
+
+@pytest.mark.parametrize("key", [" " * 20, "\x00" * 16, "a" * 32, "abab" * 8, "\t\n" * 10 + "abc"])
+def test_a_signing_key_that_is_no_random_secret_is_refused(key: str) -> None:
+    # On main 20 spaces or 16 NULs were accepted: long enough, guessed at the first try.
+    with pytest.raises(ConfigError, match="not a random secret"):
+        make_codec("pickle", signing_key=key)
+    assert make_codec("pickle", signing_key="3f9c0b7e1d2a4c68")  # a random hex key

@@ -324,7 +324,7 @@ def test_the_fast_paths_follow_a_codec_swapped_after_construction() -> None:
     cache.put("k", {"a": 1})
     with pytest.raises(SerializationError):
         cache.put("ordered", OrderedDict(a=1))  # the safe codec refuses subclasses
-    cache.codec = make_codec("pickle", signing_key="s" * 16)
+    cache.codec = make_codec("pickle", signing_key="s3cr3t-f4st-p4th")
     cache.put("ordered", OrderedDict(a=1))  # the pickle codec stores it
     assert type(cache.get("ordered")) is OrderedDict
     assert cache.get("k") == {"a": 1}  # and still reads what the safe codec wrote
@@ -354,7 +354,7 @@ def test_get_many_decodes_the_batch_in_one_codec_call(monkeypatch: pytest.Monkey
     got["k0"]["tags"].append("c")  # a copy: the cache's entry is untouched
     assert cache.get("k0") == {"n": 0, "tags": ["a", "b"]}
     assert cache._data["k3"][memory_module._HITS] == 1
-    pickled = MemoryCache(codec="pickle", signingKey="k" * 32)
+    pickled = MemoryCache(codec="pickle", signingKey="k3y-0f-th3-f4st-p4th")
     pickled.put("p", {"x": 1})
     assert pickled.get_many(["p"]) == {"p": {"x": 1}}
     assert calls == [3]
