@@ -16,7 +16,7 @@ from ..config import redact
 from ..errors import CacheError, CacheValueError
 from ..loader import CacheEntry, parse_json
 from .app import State, data_command, fail
-from .output import short
+from .output import short, terminal_text
 
 __all__ = ["COMMANDS", "entry_config", "metadata_dict", "probe"]
 
@@ -137,11 +137,11 @@ def ls_command(state: State, filter: str | None, limit: int | None) -> None:
 
     def render(console: Console) -> None:
         for key in shown:
-            console.print(key, markup=False)
+            console.print(terminal_text(key), markup=False)
         if len(shown) < len(keys):
             state.out.note(f"({len(keys) - len(shown)} more keys not shown)")
 
-    state.out.emit(shown, render, raw=True)  # stored keys, shown as they are
+    state.out.emit(shown, render, raw=True)  # stored keys: not scrubbed, but made printable
 
 
 @click.command("get")

@@ -30,6 +30,7 @@ __all__ = [
     "short",
     "stderr_console",
     "stdout_console",
+    "terminal_text",
 ]
 
 
@@ -135,6 +136,19 @@ def fingerprint(value: Any) -> str:
     """A SHA-256 checksum of ``value`` that is equal for equal values of the same types."""
     text = json.dumps(_canonical(value), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def terminal_text(text: str) -> str:
+    """``text`` with every character that is not printable written as its escape.
+
+    Keys and values come from whoever can write to the backend: printed as they are, a
+    key holding ``ESC ] 52`` sets the operator's clipboard, ``ESC [ 2 J`` clears the
+    screen and U+202E reverses what follows. ``--json`` keeps them exact, escaped by
+    JSON.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def short(value: Any, limit: int = 60) -> str:

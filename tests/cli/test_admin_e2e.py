@@ -92,3 +92,21 @@ def test_meta_of_a_planted_hit_count_is_an_error_naming_it(
         assert "REMOVE hitCount" in output
         assert "99999999999999997748809823456034029568" not in output
         assert "Traceback" not in output
+
+
+def test_planted_keys_cannot_drive_the_operators_terminal(run_cli: RunCli, config: Any) -> None:
+    # On main `ls` printed stored keys as they are: a key written by anyone with access
+    # to the backend could clear the screen, retitle the window or set the clipboard
+    # (OSC 52) of whoever listed the cache. --json keeps them exact.
+    cli = ["--config", str(config)]
+    evil = "job\x1b[2J\x1b]52;c;cm0gLXJmIH4=\x07\u202eexe.txt"
+    assert run_cli(*cli, "put", evil, "x").code == 0
+    listed = run_cli(*cli, "ls")
+    assert "\x1b" not in listed.stdout
+    assert "\x07" not in listed.stdout
+    assert "\u202e" not in listed.stdout
+    assert "job\\x1b[2J\\x1b]52;c;cm0gLXJmIH4=\\x07\\u202eexe.txt" in listed.stdout
+    assert run_cli(*cli, "--json", "ls").json() == [evil]
+    for command in (["get", evil], ["meta", evil], ["delete", evil]):
+        shown = run_cli(*cli, *command)
+        assert "\x1b" not in shown.stdout + shown.stderr, command
