@@ -24,7 +24,7 @@ import click
 
 from ..errors import CacheError, ConfigError
 from ..scrub import scrub
-from .output import Output
+from .output import Output, terminal_text
 
 if TYPE_CHECKING:
     from ..api import BaseCache
@@ -337,11 +337,12 @@ def main(argv: list[str] | None = None) -> None:
         )
     except click.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx is not None else "cachehub"
-        message = scrub(exc.format_message())
+        message = terminal_text(scrub(exc.format_message()))
         click.echo(f"Error: {message} (see '{command} --help')", err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        click.echo(f"Error: {scrub(exc.format_message())}", err=True)
+        # One line, printable: a message may quote a key or value another program wrote.
+        click.echo(f"Error: {terminal_text(scrub(exc.format_message()))}", err=True)
         sys.exit(exc.exit_code)
     except click.Abort:
         click.echo("Aborted.", err=True)

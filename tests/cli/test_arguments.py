@@ -248,3 +248,18 @@ def test_bench_delegates_to_the_benchmark_suite(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "encode+decode" in (tmp_path / "benchmarks.md").read_text()
+
+
+def test_an_error_quoting_input_is_one_printable_line(
+    memory_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Messages quote cache names, keys and values; printed as they were, a BEL, a line
+    # break or U+202E in them reached the terminal (click strips only ANSI styles, and
+    # only when stderr is no terminal).
+    args = ["--config", str(memory_config), "--cache", "x\a\u202e\ny", "ls"]
+    code, _, err = run_main(args, capsys)
+    assert code == 1
+    assert "\a" not in err
+    assert "\u202e" not in err
+    assert err.count("\n") == 1
+    assert "x\\x07\\u202e\\ny" in err
