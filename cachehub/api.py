@@ -984,6 +984,16 @@ class BaseCache(ABC):
                 f"key {key!r:.200} in cache '{self.name}': {exc.message}", hint=exc.hint
             ) from None
 
+    def _storable(self, storage_key: str, value: Any, now: float) -> None:
+        """Raise what writing ``value`` at ``storage_key`` would raise for the entry itself
+        (a key or a value this backend refuses), writing nothing.
+
+        ``cachehub migrate --dry-run`` asks, so that it promises no copy the run refuses.
+        A provider with an encoding step of its own (a stored string, an item and its size
+        limit) overrides this with that step; by default nothing more is checked.
+        """
+        return  # the key was checked by _sk; values are taken as they are
+
     def _restore_plan(self, key: str, entry: Entry) -> tuple[str, Expiry, float] | None:
         """``(storage key, expiry, stamp)`` to write for ``restore``; None if ``entry`` is dead."""
         self._writable("restore")

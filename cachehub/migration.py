@@ -12,10 +12,13 @@ not check:
 * The target is read (``peek``) before each batch is written, for keys the checkpoint
   does not list as copied before: an entry it holds in a version *newer* than the
   source's (the application, already switched to the target, wrote it during the
-  migration) is kept, counted in ``MigrationReport.kept_newer``; an entry the target
-  cannot read (another program's item in a shared table) is never overwritten and is
-  reported as unwritable. Only the moments between that read and the batch's write
-  remain unguarded.
+  migration) is kept, counted in ``MigrationReport.kept_newer``; an entry it holds with
+  the source's value and deadline (within :data:`EXPIRY_TOLERANCE`) is a copy an
+  interrupted or concurrent run wrote without recording it (its modification time, the
+  moment it was written, is always the newer): counted unchanged, recorded and verified.
+  An entry the target cannot read (another program's item in a shared table) is never
+  overwritten and is reported as unwritable. Only the moments between that read and the
+  batch's write remain unguarded.
 * A checkpoint (``resume_file``) records each copied key with the source's modification
   time, after every batch. A rerun, interrupted or after completion, copies again every
   entry changed at the source since it was copied, and skips only unchanged ones.
@@ -31,7 +34,13 @@ not check:
   ``user`` and ``USER``) are not copied at all - one would silently replace the other -
   and are reported in ``MigrationReport.colliding``, a dry run included.
 * Verification streams over every copied key (presence in the target, and values of a
-  sample) and keeps the first few differences and the counts, never a list of all.
+  sample) and keeps the first few differences and the counts, never a list of all. A
+  copy the target cannot read back counts as different (with its error), and the run
+  still reports.
+* A dry run takes each entry through the run's own checks, writing nothing: what would
+  expire before it is copied, and what the target would refuse (its key rules and, where
+  the layout has one apart from the write, its value encoding), are counted as the run
+  counts them.
 """
 
 from __future__ import annotations
@@ -65,6 +74,7 @@ __all__ = [
     "migrate",
     "SHOWN_DIFFERENCES",
     "SAMPLE_SIZE",
+    "EXPIRY_TOLERANCE",
 ]
 
 SAMPLE_SIZE: Final = 50
@@ -216,7 +226,9 @@ class MigrationReport:
     dry_run: bool
     total: int = 0
     unchanged: int = 0
-    """Keys copied by an earlier run and not modified at the source since."""
+    """Keys copied by an earlier run and not modified at the source since: listed so in
+    the checkpoint, or held by the target with the source's value and deadline (a copy an
+    interrupted or concurrent run wrote but did not record)."""
     copied: int = 0
     recopied: int = 0
     """Of ``copied``: keys an earlier run copied, copied again because they changed."""
@@ -232,6 +244,9 @@ class MigrationReport:
     sample: int = 0
     first_missing: list[str] = field(default_factory=list)
     first_different: list[str] = field(default_factory=list)
+    first_unreadable_copies: list[dict[str, str]] = field(default_factory=list)
+    """Of ``first_different``: copies the target could not read back, as
+    ``first_unreadable`` (counted in ``different``)."""
     would_copy: list[dict[str, Any]] = field(default_factory=list)
     would_copy_count: int = 0
     unreadable: int = 0
@@ -318,23 +333,61 @@ def _refused(report: MigrationReport, key: str, exc: Exception) -> None:
         report.first_unwritable.append({"key": key, "error": f"{type(exc).__name__}: {exc}"})
 
 
-def _held_back(target: BaseCache, key: str, entry: Entry, report: MigrationReport) -> bool:
-    """Whether the copy of ``entry`` must not be written: the target holds the key in a
-    newer version (counted as kept), or holds an item under it that it cannot read, or
-    cannot name the key at all (both recorded as unwritable).
+_COPY: Final = "copy"
+_HELD: Final = "held"
+_OURS: Final = "ours"
 
-    Asked only for keys the checkpoint does not list: a key this migration copied before
-    and that changed at the source since is copied again (the source is still being
-    written, so it is the authority), whatever the two hosts' clocks say."""
+EXPIRY_TOLERANCE: Final = 2.0
+"""Seconds by which a target entry's deadline may differ from its source entry's and the
+entry still be taken for this migration's copy: a copy's deadline is rounded down to the
+second, Lucee's layout stores whole seconds, and Redis reports a deadline by its clock."""
+
+
+def _as_copied(entry: Entry, now: float) -> float | None:
+    """The deadline a copy of ``entry`` gets: beyond the expiry cap is never (as ``_plan``)."""
+    deadline = entry.deadline()
+    if deadline is None or deadline - now >= MAX_TIME_SPAN.total_seconds():
+        return None
+    return deadline
+
+
+def _is_copy(held: Entry, entry: Entry, now: float) -> bool:
+    """Whether the target's ``held`` is what copying ``entry`` writes: an equal value and,
+    within :data:`EXPIRY_TOLERANCE`, deadline."""
+    if not _same(entry.value, held.value):
+        return False
+    ours, theirs = _as_copied(entry, now), _as_copied(held, now)
+    if ours is None or theirs is None:
+        return ours is None and theirs is None
+    return abs(ours - theirs) <= EXPIRY_TOLERANCE
+
+
+def _found(target: BaseCache, key: str, entry: Entry, report: MigrationReport, now: float) -> str:
+    """What the target holds under ``key``, for a key the checkpoint does not list:
+    :data:`_COPY` (nothing, or an older version: write the copy), :data:`_OURS` (a copy
+    of ``entry`` already, by an interrupted or concurrent run) or :data:`_HELD` (a newer
+    version, counted as kept; or an item it cannot read, or a key it cannot name, both
+    recorded as unwritable: not written).
+
+    A key this migration copied before and that changed at the source since is never
+    asked about: it is copied again (the source is still being written, so it is the
+    authority), whatever the two hosts' clocks say."""
     try:
         held = target.peek(key)
     except (CorruptEntryError, *_REFUSED) as exc:
         _refused(report, key, exc)  # another program's item: not ours to overwrite
-        return True
-    if held is not None and held.modified > entry.modified:
+        return _HELD
+    if held is None:
+        return _COPY
+    # Before the times: a copy's modification time is when it was written, always after
+    # the source's, so a copy of ours would otherwise pass for the application's write
+    # and never be recorded nor verified.
+    if _is_copy(held, entry, now):
+        return _OURS
+    if held.modified > entry.modified:
         report.kept_newer += 1  # written to the target after the source's version
-        return True
-    return False
+        return _HELD
+    return _COPY
 
 
 def _batches(keys: list[str], size: int) -> Iterator[list[str]]:
@@ -358,12 +411,17 @@ def _plan(entries: dict[str, Entry], now: float) -> tuple[_Planned, int]:
     dying = 0
     for key, entry in entries.items():
         if entry.idle is not None:
-            # Counted from the last access rounded down: the copy dies no later.
+            # Counted from the last access rounded down: the copy dies no later. A last
+            # access beyond any date (a foreign stamp such as 1e100) counts from now: a
+            # float that large cannot add the idle time, so the copy was written dead.
+            accessed = entry.accessed
+            if accessed - now > MAX_TIME_SPAN.total_seconds():
+                accessed = now
             floored = Entry(
                 entry.value,
                 entry.created,
                 entry.modified,
-                math.floor(entry.accessed),
+                math.floor(accessed),
                 0,
                 None if entry.expires_at is None else math.floor(entry.expires_at),
                 min(entry.idle, MAX_TIME_SPAN.total_seconds()),
@@ -511,12 +569,16 @@ def migrate(
                 checkpoint.done.pop(key, None)
             elif key in checkpoint.done and checkpoint.done[key] == entry.modified:
                 report.unchanged += 1
-            elif key not in checkpoint.done and _held_back(target, key, entry, report):
-                checkpoint.done.pop(key, None)  # not a copy of ours: never verified as one
-            else:
-                if key in checkpoint.done:
-                    report.recopied += 1
+            elif key in checkpoint.done:
+                report.recopied += 1
                 entries[key] = entry
+            else:
+                found = _found(target, key, entry, report, datetime.now(UTC).timestamp())
+                if found == _OURS:  # copied by a run that could not record it: recorded now
+                    report.unchanged += 1
+                    checkpoint.done[key] = entry.modified
+                elif found == _COPY:
+                    entries[key] = entry
         plan, dying = _plan(entries, datetime.now(UTC).timestamp())
         late, refused = _write(target, plan, report)
         report.skipped_expired += dying + len(late)
@@ -549,7 +611,7 @@ def _dry_run(
     checkpoint: Checkpoint,
     report: MigrationReport,
 ) -> None:
-    now = datetime.now(UTC).timestamp()
+    """Count what a run would do, entry by entry as it does, writing nothing."""
     for key in keys:
         readable, entry = _peek(source, key, report)
         if not readable:
@@ -560,15 +622,52 @@ def _dry_run(
         if checkpoint.done.get(key, -1.0) == entry.modified:
             report.unchanged += 1
             continue
-        if key not in checkpoint.done and _held_back(target, key, entry, report):
+        now = datetime.now(UTC).timestamp()
+        if key not in checkpoint.done:
+            found = _found(target, key, entry, report, now)
+            if found == _OURS:
+                report.unchanged += 1
+            if found != _COPY:
+                continue
+        plan, dying = _plan({key: entry}, now)
+        if dying:
+            report.skipped_expired += 1
+            continue
+        refusal = _refusal(target, key, entry.value, plan.idle.get(key), now)
+        if refusal is not None:
+            _refused(report, key, refusal)
             continue
         report.would_copy_count += 1
-        deadline = entry.deadline()
-        if deadline is not None:
+        if key in plan.idle:
+            report.idle += 1
+            deadline = plan.idle[key].deadline()
+        elif plan.by_deadline:
             report.with_ttl += 1
+            [deadline] = plan.by_deadline
+        else:
+            deadline = None  # no expiry, or one beyond the cap: copied as never expiring
         if len(report.would_copy) < SHOWN_DIFFERENCES:
             ttl = None if deadline is None else round(max(0.0, deadline - now), 3)
-            report.would_copy.append({"key": key, "ttl": ttl, "idle": entry.idle is not None})
+            report.would_copy.append({"key": key, "ttl": ttl, "idle": key in plan.idle})
+
+
+def _refusal(
+    target: BaseCache, key: str, value: Any, idle: Entry | None, now: float
+) -> Exception | None:
+    """What writing ``value`` under ``key`` would raise for the entry itself (its key or
+    value refused, ``restore``'s checks of an idle entry ``idle``), found without writing;
+    None when the target takes it. A dry run must not promise what the run refuses.
+
+    The key and the expiry are checked by the base class's write plans, the value by the
+    provider's own encoding step (:meth:`~cachehub.api.BaseCache._storable`)."""
+    try:
+        storage_key = target._sk(key)
+        if idle is not None and not target.read_only:
+            target._restore_plan(key, idle)
+        target._storable(storage_key, value, now)
+    except _REFUSED as exc:
+        return exc
+    return None
 
 
 def _verify(
@@ -588,21 +687,37 @@ def _verify(
     tick("verify", 0, len(keys))
     for position, key in enumerate(keys, 1):
         report.checked += 1
-        if key in sample:
-            copy = target.peek(key)
-            readable, original = _peek(source, key, report)
-            if readable and original is not None:
-                if copy is None:
-                    _missing(report, key)
-                elif not _same(original.value, copy.value):
-                    report.different += 1
-                    if len(report.first_different) < SHOWN_DIFFERENCES:
-                        report.first_different.append(key)
-        elif not target.exists(key) and source.exists(key):
-            _missing(report, key)
+        try:
+            if key in sample:
+                copy, there = target.peek(key), True
+            else:
+                copy, there = None, target.exists(key)
+        except (CorruptEntryError, *_REFUSED) as exc:
+            # A copy the target cannot read back (bytes its layout takes for its own
+            # encoding) is that key's verdict, not the end of the run and its report.
+            _different(report, key)
+            if len(report.first_unreadable_copies) < SHOWN_DIFFERENCES:
+                error = f"{type(exc).__name__}: {exc}"
+                report.first_unreadable_copies.append({"key": key, "error": error})
+        else:
+            if key in sample:
+                readable, original = _peek(source, key, report)
+                if readable and original is not None:
+                    if copy is None:
+                        _missing(report, key)
+                    elif not _same(original.value, copy.value):
+                        _different(report, key)
+            elif not there and source.exists(key):
+                _missing(report, key)
         if position % 100 == 0 or position == len(keys):
             tick("verify", position, len(keys))
     report.verified = report.missing == 0 and report.different == 0
+
+
+def _different(report: MigrationReport, key: str) -> None:
+    report.different += 1
+    if len(report.first_different) < SHOWN_DIFFERENCES:
+        report.first_different.append(key)
 
 
 def _missing(report: MigrationReport, key: str) -> None:

@@ -2,7 +2,7 @@
 
 A thin command over :func:`cachehub.migration.migrate` (the one implementation, also
 the in-process ``cachehub.migrate`` API): it adds the progress bars, the report, the
-refusal of an in-process (memory) source, and what to do after an interruption.
+refusal of an in-process (memory) source or target, and what to do after an interruption.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from rich.table import Table
 from ..errors import ConfigError
 from ..migration import Checkpoint, MigrationReport, migrate
 from .app import State, data_command
-from .output import stderr_console
+from .output import stderr_console, terminal_text
 
 __all__ = ["COMMANDS", "Checkpoint", "MigrationReport"]
 
@@ -33,8 +33,9 @@ def _render(report: MigrationReport) -> Any:
         if report.dry_run:
             rows += [
                 ("would copy", report.would_copy_count),
-                ("of which with an expiry", report.with_ttl),
-                ("unchanged since copied (resume file)", report.unchanged),
+                ("of which with TTL / idle", f"{report.with_ttl} / {report.idle}"),
+                ("expired or expiring, not copied", report.skipped_expired),
+                ("unchanged since copied", report.unchanged),
                 ("newer in the target, kept", report.kept_newer),
                 ("unreadable at the source", report.unreadable),
                 ("refused by the target", report.unwritable),
@@ -43,7 +44,7 @@ def _render(report: MigrationReport) -> Any:
         else:
             rows += [
                 ("keys in source", report.total),
-                ("unchanged since copied (resume file)", report.unchanged),
+                ("unchanged since copied", report.unchanged),
                 ("copied now", report.copied),
                 ("of which changed since an earlier copy", report.recopied),
                 ("of which with TTL / idle", f"{report.with_ttl} / {report.idle}"),
@@ -68,9 +69,18 @@ def _render(report: MigrationReport) -> Any:
         if report.dry_run:
             for item in report.would_copy:
                 ttl = "no expiry" if item["ttl"] is None else f"ttl {item['ttl']} s"
-                console.print(f"  {item['key']}  ({ttl})", markup=False, highlight=False)
+                key = terminal_text(item["key"])
+                console.print(f"  {key}  ({ttl})", markup=False, highlight=False)
             if report.would_copy_count > len(report.would_copy):
                 console.print(f"  … and {report.would_copy_count - len(report.would_copy)} more")
+            _print_failed(
+                console,
+                "refused",
+                report.first_unwritable,
+                report.unwritable,
+                f"[red]✗ {report.unwritable} entries would be refused by the target[/] (see "
+                "above).",
+            )
             console.print("dry run: nothing was copied.")
             return
         for title, keys, count in (
@@ -79,8 +89,14 @@ def _render(report: MigrationReport) -> Any:
         ):
             if keys:
                 more = f" (and {count - len(keys)} more)" if count > len(keys) else ""
-                shown = ", ".join(keys)
+                shown = ", ".join(map(terminal_text, keys))
                 console.print(f"{title}: {shown}{more}", markup=False, highlight=False)
+        for item in report.first_unreadable_copies:
+            console.print(
+                f"unreadable in target: {item['key']!r:.200} ({item['error']:.300})",
+                markup=False,
+                highlight=False,
+            )
         _print_failed(
             console,
             "unreadable",
@@ -194,6 +210,15 @@ def migrate_command(
             f"cache '{src.name}' ({type(src).__name__}) lives inside each process: this "
             "command would see only its own, empty copy and copy nothing.",
             hint="migrate from inside the application that holds the data: "
+            f"cachehub.migrate(caches['{src.name}'], caches['{dst.name}']).",
+        )
+    if not type(dst).distributed:
+        # The copies would live in this process alone and end with it, after a report
+        # of a verified migration (and a resume file listing them as copied).
+        raise ConfigError(
+            f"cache '{dst.name}' ({type(dst).__name__}) lives inside each process: this "
+            "command would fill only its own copy, gone when it exits.",
+            hint="migrate from inside the application that uses the data: "
             f"cachehub.migrate(caches['{src.name}'], caches['{dst.name}']).",
         )
     progress = Progress(

@@ -88,11 +88,11 @@ def test_an_entry_signed_with_a_retired_key_is_reported_not_fatal() -> None:
         {
             "old": {
                 "class": "memory",
-                "custom": {"store": "s", "codec": "pickle", "signingKey": "k1" * 16},
+                "custom": {"store": "s", "codec": "pickle", "signingKey": "first-signing-key-0001"},
             },
             "src": {
                 "class": "memory",
-                "custom": {"store": "s", "codec": "pickle", "signingKey": "k2" * 16},
+                "custom": {"store": "s", "codec": "pickle", "signingKey": "second-signing-key-002"},
             },
             "dst": {"class": "memory"},
         }
@@ -110,10 +110,15 @@ def test_an_entry_signed_with_a_retired_key_is_reported_not_fatal() -> None:
 def test_cli_reports_planted_garbage_and_exits_non_zero(
     run_cli: RunCli, write_config: Any, redis_url: str, namespace: str
 ) -> None:
+    target_space = namespace.rstrip(":") + "-dst:"  # beside the source's, not inside it
     config = write_config(
         {
             "src": {"class": "redis", "custom": {"url": redis_url, "namespace": namespace}},
-            "dst": {"class": "memory", "custom": {"namespace": namespace}},
+            # A distributed target: the command refuses one that lives in its own process.
+            "dst": {
+                "class": "redis",
+                "custom": {"url": redis_url, "namespace": target_space},
+            },
         }
     )
     src = Caches.from_file(config)["src"]
@@ -130,6 +135,7 @@ def test_cli_reports_planted_garbage_and_exits_non_zero(
         result = run_cli("--config", str(config), "migrate", "src", "dst", "--no-verify")
     finally:
         client.delete(f"{namespace}planted", f"{namespace}<script>", f"{namespace}good")
+        client.delete(f"{target_space}good")
         client.close()
     assert result.code == 1, result.output
     assert "could not be read" in result.output

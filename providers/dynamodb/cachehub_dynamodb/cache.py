@@ -33,6 +33,7 @@ from cachehub.api import COUNTER_RANGE, HIT_COUNT_MAX, LOCK_HORIZON, counter_ove
 from cachehub.provider import (
     HIT_OPTIONS,
     MISSING,
+    NO_EXPIRY,
     YIELD_LOOP,
     CacheBackendError,
     CacheError,
@@ -650,6 +651,9 @@ class DynamoDBCache(FlowCache[Any]):
         item, _, _ = yield from self._get_item(storage_key, consistent=True, verify=False)
         if item is not None and not owns(item, storage_key, self.key_name):
             raise self._collision(storage_key, pk)
+
+    def _storable(self, storage_key: str, value: Any, now: float) -> None:
+        self._item(storage_key, value, NO_EXPIRY, now)  # the encoding and the 400 KB limit
 
     def _item(
         self, storage_key: str, value: Any, expiry: Expiry, now: float, shared: Item | None = None

@@ -396,6 +396,10 @@ class LuceeDynamoDBCache(DynamoDBCache):
         }
         return (yield request("GetItem", read)).get("Item")
 
+    def _storable(self, storage_key: str, value: Any, now: float) -> None:
+        self._lkey(storage_key)  # the extension's key rules (uppercased, trimmed, length)
+        self._encode(storage_key, value)  # Lucee's attribute types
+
     def _encode(self, storage_key: str, value: Any) -> dict[str, Any]:
         try:
             attr = encode_attr(value)

@@ -489,6 +489,9 @@ class MemoryCache(InlineAsync):
 
     # Values are encoded on write and decoded on read, outside the lock where possible.
 
+    def _storable(self, storage_key: str, value: Any, now: float) -> None:
+        self._pack(storage_key, value)  # the codec, when values are copied
+
     def _pack(self, key: str, value: Any) -> Any:
         return self.codec.dumps(value, key) if self._encode else value
 

@@ -39,6 +39,7 @@ from cachehub.provider import (
     HIT_OPTIONS,
     INFLATION,
     MISSING,
+    NO_EXPIRY,
     OFF_LOOP_BYTES,
     ON_LOOP,
     YIELD_LOOP,
@@ -463,12 +464,16 @@ class RedisCache(FlowCache[Client]):
         ``PX`` milliseconds from ``now``: the server applies them by its own clock, so a
         client whose clock is off still gets the span it asked for. ``PXAT`` (absolute)
         only when this cache's own clock decides (see ``_judge``); ``('', '')`` for none.
+        A ``now`` in the past counts from the present: ``restore`` stamps a copy with its
+        original's last access, and the server counts the span from when it receives it,
+        so measured from the old stamp an idle copy got its whole idle time again and
+        outlived its original.
         """
         if deadline is None:
             return _NO_TTL, _NO_TTL
         if self._judge:
             return "PXAT", cast(int, pxat(deadline))
-        return "PX", _relative_ms(deadline, now)
+        return "PX", _relative_ms(deadline, max(now, self._clock()))
 
     def _server_cap(self, expiry: Expiry, now: float) -> int | str:
         """The absolute cap of an idle entry as ms from ``now``, for a script to place on
@@ -476,7 +481,7 @@ class RedisCache(FlowCache[Client]):
         when this cache's own clock decides."""
         if self._judge or expiry.idle is None or expiry.expires_at is None:
             return _NO_TTL
-        return _relative_ms(expiry.expires_at, now)
+        return _relative_ms(expiry.expires_at, max(now, self._clock()))  # as in _ttl
 
     def _now_arg(self, now: float) -> float | str:
         """``now`` for a script that may judge liveness: '' when the server decides."""
@@ -488,6 +493,9 @@ class RedisCache(FlowCache[Client]):
         return not self._judge or head.alive(now)
 
     # ------------------------------------------------------------------ encoding
+
+    def _storable(self, storage_key: str, value: Any, now: float) -> None:
+        self._blob(storage_key, value, NO_EXPIRY, now)  # the codec, and maxValueSize
 
     def _blob(self, key: str, value: Any, expiry: Expiry, now: float) -> bytes:
         """The stored form of a fresh entry: a native int when it fits 64 bits."""
