@@ -29,10 +29,10 @@ print(f.cache_key({"alpha", "beta", "gamma", "delta"}, [{"k": frozenset({"x", "y
 """
 
 
-def _key_in_a_new_process(seed: str) -> str:
+def _key_in_a_new_process(seed: str, script: str = _KEY_SCRIPT) -> str:
     env = {**os.environ, "PYTHONHASHSEED": seed}
     done = subprocess.run(
-        [sys.executable, "-c", _KEY_SCRIPT],
+        [sys.executable, "-c", script],
         env=env,
         capture_output=True,
         text=True,
@@ -140,18 +140,7 @@ print(f.cache_key({frozenset({"x", "y", "z"}): 1, ("a", frozenset({"p", "q"})): 
 def test_a_dict_keyed_by_sets_has_one_key_in_every_process() -> None:
     # On main a dict's keys were encoded as they were, a frozenset key in its iteration
     # order, which follows the process's str hashes.
-    keys = set()
-    for seed in ("1", "2", "3"):
-        env = {**os.environ, "PYTHONHASHSEED": seed}
-        done = subprocess.run(
-            [sys.executable, "-c", _DICT_SCRIPT],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        keys.add(done.stdout.strip())
+    keys = {_key_in_a_new_process(seed, _DICT_SCRIPT) for seed in ("1", "2", "3")}
     assert len(keys) == 1, keys
 
 

@@ -140,3 +140,16 @@ def make_remote(request: pytest.FixtureRequest) -> Iterator[Callable[..., BaseCa
     yield make
     for cache in made:
         cache.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def memory_or_redis(
+    request: pytest.FixtureRequest,
+    make_cache: Callable[..., MemoryCache],
+    make_remote: Callable[..., BaseCache],
+) -> BaseCache:
+    """A memory cache, then a cache on the real redis-server: for the adapter behaviours
+    that depend on what the backend stores (damaged entries, planted ints)."""
+    if request.param == "memory":
+        return make_cache(name="adapter")
+    return make_remote("redis", name="adapter")

@@ -32,15 +32,9 @@ SECRET = "cachehub-tests-not-secret"
 DAMAGES = ["truncated", "short int"]
 
 
-@pytest.fixture(params=["memory", "redis"])
-def cache(
-    request: pytest.FixtureRequest,
-    make_cache: Callable[..., MemoryCache],
-    make_remote: Callable[..., BaseCache],
-) -> BaseCache:
-    if request.param == "memory":
-        return make_cache(name="damaged")
-    return make_remote("redis", name="damaged")
+@pytest.fixture
+def cache(memory_or_redis: BaseCache) -> BaseCache:
+    return memory_or_redis
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from cachehub_memory import MemoryCache
 
 from cachehub.api import BaseCache
 from cachehub.contrib.cachelib import CacheHubCachelib
@@ -28,15 +27,9 @@ SECRET = "cachehub-tests-not-secret"
 PURPOSE = "cachehub.contrib.django cache values"
 
 
-@pytest.fixture(params=["memory", "redis"])
-def cache(
-    request: pytest.FixtureRequest,
-    make_cache: Callable[..., MemoryCache],
-    make_remote: Callable[..., BaseCache],
-) -> BaseCache:
-    if request.param == "memory":
-        return make_cache(name="ints")
-    return make_remote("redis", name="ints")
+@pytest.fixture
+def cache(memory_or_redis: BaseCache) -> BaseCache:
+    return memory_or_redis
 
 
 def _django(cache: BaseCache, *, sign_ints: bool = True) -> CacheHubCache:

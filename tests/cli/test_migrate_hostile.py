@@ -18,10 +18,8 @@ from typing import Any
 
 import pytest
 from cachehub_dynamodb import DynamoDBCache
-from cachehub_dynamodb.local import LocalDynamoDB
 from cachehub_memory import MemoryCache
 from cachehub_redis import RedisCache
-from cachehub_redis.server import INSTALL_HINT, RedisServer, redis_server_available
 from click.testing import CliRunner
 from rich.console import Console
 
@@ -32,7 +30,7 @@ from cachehub.cli.app import State
 from cachehub.cli.migrate import _render
 from cachehub.migration import MigrationReport
 from cachehub.registry import Caches
-from cachehub.testing import FakeClock, unavailable
+from cachehub.testing import FakeClock
 
 CREDENTIALS = {"accessKeyId": "AKIAMIGRATEHOSTILE01", "secretkey": "migrate-hostile-secret"}
 _tables = itertools.count()
@@ -40,28 +38,14 @@ _tables = itertools.count()
 MakeTable = Callable[..., DynamoDBCache]
 
 
-@pytest.fixture(scope="module")
-def dynamodb() -> Iterator[LocalDynamoDB]:
-    with LocalDynamoDB() as local:
-        yield local
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    if not redis_server_available():
-        unavailable(f"no redis-server found: {INSTALL_HINT}.")
-    with RedisServer() as server:
-        yield server
-
-
 @pytest.fixture
-def table(dynamodb: LocalDynamoDB) -> Iterator[MakeTable]:
+def table(dynamodb_endpoint: str) -> Iterator[MakeTable]:
     """A DynamoDB cache on a table of this test's own (``itemFormat="lucee"`` etc. pass on)."""
     made: list[DynamoDBCache] = []
     name = f"migrate_hostile_{next(_tables)}_{uuid.uuid4().hex[:6]}"
 
     def make(**kwargs: Any) -> DynamoDBCache:
-        settings = {"tableName": name, "host": dynamodb.endpoint, **CREDENTIALS}
+        settings = {"tableName": name, "host": dynamodb_endpoint, **CREDENTIALS}
         cache = DynamoDBCache(settings, **kwargs)
         made.append(cache)
         return cache
@@ -72,8 +56,8 @@ def table(dynamodb: LocalDynamoDB) -> Iterator[MakeTable]:
 
 
 @pytest.fixture
-def redis_cache(redis_server: RedisServer) -> Iterator[RedisCache]:
-    cache = RedisCache(url=redis_server.url, namespace=f"t{uuid.uuid4().hex[:10]}:", name="r")
+def redis_cache(redis_url: str) -> Iterator[RedisCache]:
+    cache = RedisCache(url=redis_url, namespace=f"t{uuid.uuid4().hex[:10]}:", name="r")
     yield cache
     cache.close()
 
@@ -89,12 +73,12 @@ def _shown(report: MigrationReport) -> str:
 
 @pytest.mark.parametrize("dry_run", [False, True])
 def test_the_cli_refuses_a_memory_target(
-    dynamodb: LocalDynamoDB, tmp_path: Path, dry_run: bool
+    dynamodb_endpoint: str, tmp_path: Path, dry_run: bool
 ) -> None:
     """The copies would live in the command's process and end with it: on main the run
     said "✓ migration verified" (exit 0), and the resume file listed the lost keys as
     copied, so a rerun into a real target skipped them."""
-    custom = {"tableName": f"migrate_hostile_cli_{dry_run}", "host": dynamodb.endpoint}
+    custom = {"tableName": f"migrate_hostile_cli_{dry_run}", "host": dynamodb_endpoint}
     dyn = {"class": "dynamodb", "custom": {**custom, **CREDENTIALS}}
     caches = Caches({"dyn": dyn, "mem": {"class": "memory"}})
     caches["dyn"].put_many({"a": 1, "b": 2})
