@@ -75,6 +75,7 @@ __all__ = [
     "SHOWN_DIFFERENCES",
     "SAMPLE_SIZE",
     "EXPIRY_TOLERANCE",
+    "is_copy",
 ]
 
 SAMPLE_SIZE: Final = 50
@@ -351,15 +352,21 @@ def _as_copied(entry: Entry, now: float) -> float | None:
     return deadline
 
 
-def _is_copy(held: Entry, entry: Entry, now: float) -> bool:
-    """Whether the target's ``held`` is what copying ``entry`` writes: an equal value and,
-    within :data:`EXPIRY_TOLERANCE`, deadline."""
-    if not _same(entry.value, held.value):
+def is_copy(held: Entry, value: Any, deadline: float | None, now: float) -> bool:
+    """Whether ``held``, a target's entry, is what copying ``value`` with ``deadline``
+    (None: never expires) wrote: an equal value of the same type and, within
+    :data:`EXPIRY_TOLERANCE`, the same deadline.
+
+    A copy's modification time is when it was written, always after its original's, so
+    without this a rerun (or a concurrent run) takes its own copies for the
+    application's newer writes. ``from-lucee`` asks too.
+    """
+    if not _same(value, held.value):
         return False
-    ours, theirs = _as_copied(entry, now), _as_copied(held, now)
-    if ours is None or theirs is None:
-        return ours is None and theirs is None
-    return abs(ours - theirs) <= EXPIRY_TOLERANCE
+    theirs = _as_copied(held, now)
+    if deadline is None or theirs is None:
+        return deadline is None and theirs is None
+    return abs(deadline - theirs) <= EXPIRY_TOLERANCE
 
 
 def _found(target: BaseCache, key: str, entry: Entry, report: MigrationReport, now: float) -> str:
@@ -382,7 +389,7 @@ def _found(target: BaseCache, key: str, entry: Entry, report: MigrationReport, n
     # Before the times: a copy's modification time is when it was written, always after
     # the source's, so a copy of ours would otherwise pass for the application's write
     # and never be recorded nor verified.
-    if _is_copy(held, entry, now):
+    if is_copy(held, entry.value, _as_copied(entry, now), now):
         return _OURS
     if held.modified > entry.modified:
         report.kept_newer += 1  # written to the target after the source's version

@@ -122,6 +122,7 @@ def conversion_document(report: ConversionReport, source: str, target: str) -> d
         "target": target,
         "dry_run": report.dry_run,
         "copied": report.copied,
+        "unchanged": report.unchanged,
         "expired": report.expired,
         "kept_newer": report.kept_newer,
         "skipped": report.skipped_count,
@@ -171,9 +172,9 @@ def from_lucee_command(
         verb = "would copy" if dry_run else "copied"
         console.print(
             f"{verb} {report.copied} entries from '{src.name}' to '{dst.name}'; "
-            f"{report.expired} expired, {report.kept_newer} newer in the target (kept), "
-            f"{report.skipped_count} unreadable, {report.unwritable_count} refused by the "
-            "target."
+            f"{report.unchanged} already copied, {report.expired} expired, "
+            f"{report.kept_newer} newer in the target (kept), {report.skipped_count} "
+            f"unreadable, {report.unwritable_count} refused by the target."
         )
         for entry in doc["unreadable"]:
             console.print(f"  unreadable {entry['key']!r}: {entry['error']}", markup=False)

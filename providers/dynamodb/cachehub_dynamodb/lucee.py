@@ -44,6 +44,7 @@ from cachehub.errors import (
     SerializationError,
 )
 from cachehub.filters import KeyFilter, compile_filter
+from cachehub.migration import is_copy
 from cachehub.provider import Call, Emit, Stream, encoded, heavy, off_loop, pull
 
 from .batch import get_batches
@@ -206,6 +207,9 @@ class ConversionReport:
     """What :func:`convert_from_lucee` did (or, with ``dry_run``, would do)."""
 
     copied: int = 0
+    unchanged: int = 0
+    """Entries the target already holds as copied (an earlier or concurrent conversion):
+    same value and deadline; not written again."""
     expired: int = 0
     """Selected entries not copied because they were dead: past their ``ttl`` when the
     scan listed them, when they were read, or when the copy was written (or deleted from
@@ -873,15 +877,19 @@ def _convert_one(
     except _REFUSED as exc:  # a key the target cannot name
         _refused(source, report, key, exc)
         return
-    if held is not None and held.modified > modified:
-        report.kept_newer += 1  # written to the target after Lucee's version
-        return
     # A deadline beyond cachehub's longest expiry (Lucee allows any span; a "forever" of
     # a million days is common) means never, as ``cachehub migrate`` reads it; any other
     # is kept: the copy dies when Lucee's entry dies, at its ttl, a whole second.
     until = None
     if ttl is not None and ttl - now < MAX_TIME_SPAN.total_seconds():
         until = datetime.fromtimestamp(ttl, UTC)
+    if held is not None:
+        if is_copy(held, value, None if until is None else until.timestamp(), now):
+            report.unchanged += 1  # an earlier conversion's copy (its write time is later)
+            return
+        if held.modified > modified:
+            report.kept_newer += 1  # written to the target after Lucee's version
+            return
     if not dry_run:
         try:
             target.put(key, value, until=until)

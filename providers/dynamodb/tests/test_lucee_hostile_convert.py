@@ -148,6 +148,24 @@ def test_expired_entries_the_scan_sees_are_counted(lucee: LuceeDynamoDBCache) ->
     assert (everything.copied, everything.expired) == (1, 5)
 
 
+def test_a_rerun_finds_its_own_copies_and_keeps_the_applications(
+    lucee: LuceeDynamoDBCache, clock: FakeClock
+) -> None:
+    # On main a second conversion counted every copy of the first as "newer in the
+    # target (kept)": a copy's modification time is when it was written.
+    _plant(lucee, "A", {"S": "a"})
+    _plant(lucee, "B", {"S": "b"}, ttl=str(NOW_S + 3600))
+    _plant(lucee, "C", {"S": "c"})
+    target = MemoryCache(clock=clock)
+    first = convert_from_lucee(lucee, target)
+    assert (first.copied, first.unchanged, first.kept_newer) == (3, 0, 0)
+    clock.advance(5)
+    target.put("C", "the application's")  # written after Lucee's version
+    again = convert_from_lucee(lucee, target)
+    assert (again.copied, again.unchanged, again.kept_newer) == (0, 2, 1)
+    assert target.get("C") == "the application's"
+
+
 def test_the_command_lists_refused_entries_and_exits_1(endpoint: str, table_name: str) -> None:
     # The report counted them, but the command printed nothing of them and exited 0.
     import json
