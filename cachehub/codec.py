@@ -31,6 +31,7 @@ import gc
 import hmac
 import itertools
 import math
+import operator
 import pickle
 import reprlib
 import secrets
@@ -39,7 +40,7 @@ import threading
 import uuid
 import zlib
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final, Protocol, cast
 
 import msgpack
@@ -329,6 +330,7 @@ class SafeCodec:
         _check_depth(value)
         state = _state
         state.checked = True
+        state.keyed_pack = False
         state.limit = self.max_value_size
         try:
             try:
@@ -340,6 +342,7 @@ class SafeCodec:
             return body
         finally:
             state.checked = False
+            state.keyed_pack = False
             state.limit = _NO_LIMIT
 
     def _check_readable(self, value: Any, size: int) -> None:
@@ -1055,6 +1058,8 @@ class _State(threading.local):
     packed_chain = 0  # the largest such sum below the extension being encoded
     checked = False  # whether the value being encoded was checked for depth (see _items)
     limit = _NO_LIMIT  # bytes nested payloads may add up to (see _items, _unpack_list)
+    keyed = False  # the value being decoded has a map key msgpack must hand to _map
+    keyed_pack = False  # the value being encoded has a dict with a non-str key (see _pack)
 
 
 _state: Final = _State()
@@ -1151,6 +1156,9 @@ def _repack(value: Any, refusal: TypeError | None) -> bytes:
 
 def _pack(obj: Any) -> bytes:
     """``obj`` as msgpack, extension types included (a bare body: no format byte)."""
+    state = _state
+    if state.keyed_pack:
+        return _pack_once(_keyed_maps(obj))
     try:
         return _pack_once(obj)
     except TypeError as exc:
@@ -1159,6 +1167,10 @@ def _pack(obj: Any) -> bytes:
         # every extension level would double the work per level.
         if type(exc) is not TypeError or str(exc) != _NON_STR_KEY:
             raise
+        # The failed try packed every extension before the dict again: from now on this
+        # value's extensions go straight to _keyed_maps (tuples nested 20 deep, each with
+        # an int-keyed dict after its inner tuple, were packed 2**20 times).
+        state.keyed_pack = True
         return _pack_once(_keyed_maps(obj))
 
 
@@ -1702,6 +1714,7 @@ def _undecided(body: bytes | memoryview, opening: bytes) -> Any:
 
 def _by_msgpack(body: bytes | memoryview) -> Any:
     """msgpack's verdict on ``body``: the value, or CorruptEntryError (final)."""
+    _state.keyed = False  # a new value (see _keyed_read)
     try:
         return _slow_unpack(body)
     except CorruptEntryError:
@@ -1724,13 +1737,36 @@ def _slow_unpack(data: bytes | memoryview) -> Any:
     # msgpack reads lists and maps iteratively (its own stack, 1024 deep): no C stack per
     # level, unlike ormsgpack; and it caps every length at the bytes there are.
     # timestamp=3: msgpack's Timestamp extension (-1) decodes to a datetime in timezone.utc
-    return msgpack.unpackb(
-        data,
-        ext_hook=_ext_hook,
-        strict_map_key=False,
-        object_pairs_hook=_map,
-        timestamp=3,
+    return _keyed_read(
+        lambda strict: msgpack.unpackb(
+            data,
+            ext_hook=_ext_hook,
+            strict_map_key=strict,
+            object_pairs_hook=None if strict else _map,
+            timestamp=3,
+        )
     )
+
+
+def _keyed_read(read: Callable[[bool], Any]) -> Any:
+    """``read(True)``: maps with str or bytes keys only, built by msgpack in C (their
+    hashes are seeded per process: no flooding); at the first other key, ``read(False)``
+    again, every map then built by :func:`_map`, which checks its keys (a Python call per
+    map: 2 to 4 times slower). Once a payload needed that, the payloads nested in the
+    same value skip the first try (``_state.keyed``), so nesting never multiplies it."""
+    state = _state
+    if not state.keyed:
+        try:
+            return read(True)
+        except ValueError as exc:
+            if _STRICT_KEYS not in str(exc):
+                raise
+            state.keyed = True
+    return read(False)
+
+
+_STRICT_KEYS: Final = "strict_map_key"
+"""In msgpack's error for a key other than str or bytes under ``strict_map_key=True``."""
 
 
 # A payload this short nests at most this deep, whatever it holds (each level takes a
@@ -1740,13 +1776,20 @@ _SHORT: Final = 128
 
 def _unpack_short(data: bytes) -> Any:
     """A short payload read by ormsgpack (fast); msgpack decides when it cannot."""
+    state = _state
+    if state.keyed:  # see below
+        return _unpack_nested(data)
     try:
         framed = _unpackb(b"".join((_OPEN_BARE, data, _END)), ext_hook=_ext_hook, option=_UNPACK)
     except Exception:
         failure = _hook_failure()
         if failure is not None and type(failure) is not _Slow:  # the hook's verdict stands
             raise failure from None
-        return _unpack_nested(data)  # a non-str map key, a Timestamp, invalid bytes...
+        # A non-str map key, mostly (or invalid bytes). The failed try read every nested
+        # extension before it: from now on this value's payloads go to msgpack at once,
+        # or tuples nested 20 deep, each with an int-keyed map, were read 2**20 times.
+        state.keyed = True
+        return _unpack_nested(data)
     if framed[2] != _END_MARK:  # bytes after the body, which took the end mark's place
         raise ValueError("the extension has extra bytes after its items")
     return framed[1]
@@ -1756,19 +1799,23 @@ def _unpack_nested(data: bytes) -> Any:
     """A payload read by a msgpack Unpacker: iterative, and its state (unlike that of
     ``msgpack.unpackb``, whose 1024-entry stack sits on the C stack, ~40 KiB per call)
     lives on the heap, so nested payloads cost little stack each."""
-    unpacker = msgpack.Unpacker(
-        None,
-        ext_hook=_ext_hook,
-        strict_map_key=False,
-        object_pairs_hook=_map,
-        timestamp=3,
-        max_buffer_size=max(1, len(data)),  # also caps every length at the bytes there are
-    )
-    unpacker.feed(data)
-    value = unpacker.unpack()
-    if unpacker.tell() != len(data):
-        raise ValueError("the extension has extra bytes after its items")
-    return value
+
+    def read(strict: bool) -> Any:
+        unpacker = msgpack.Unpacker(
+            None,
+            ext_hook=_ext_hook,
+            strict_map_key=strict,
+            object_pairs_hook=None if strict else _map,
+            timestamp=3,
+            max_buffer_size=max(1, len(data)),  # also caps every length at the bytes there are
+        )
+        unpacker.feed(data)
+        value = unpacker.unpack()
+        if unpacker.tell() != len(data):
+            raise ValueError("the extension has extra bytes after its items")
+        return value
+
+    return _keyed_read(read)
 
 
 def _ext_hook(code: int, data: bytes) -> Any:
@@ -1814,21 +1861,30 @@ def unflooded(items: list[Any]) -> list[Any]:
     For providers whose backend hands back sets of numbers (DynamoDB's ``NS``) as well as
     for the codec: their hashes are computed once more, a C-level pass.
     """
-    count = len(items)
-    if count > _FLOOD_FREE:
-        repeated = count - len(set(map(hash, items)))
-        if repeated > _FLOOD_FREE + math.isqrt(count):
-            raise _corrupt(
-                f"it holds a set or map of {count} items of which {repeated} repeat another's "
-                "hash (hash flooding: building it would take time quadratic in its size)."
-            )
+    if len(items) > _FLOOD_FREE:
+        _check_hashes(len(items), map(hash, items))
     return items
 
 
+def _check_hashes(count: int, hashes: Iterator[int]) -> None:
+    """CorruptEntryError when more of ``count`` hashes repeat than :data:`_FLOOD_FREE`
+    allows. (The hashes are ints below 2**61 in size: a set of them cannot be flooded.)"""
+    repeated = count - len(set(hashes))
+    if repeated > _FLOOD_FREE + math.isqrt(count):
+        raise _corrupt(
+            f"it holds a set or map of {count} items of which {repeated} repeat another's "
+            "hash (hash flooding: building it would take time quadratic in its size)."
+        )
+
+
+_KEY: Final = operator.itemgetter(0)
+
+
 def _map(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
-    """A map read by msgpack (see _slow_unpack), its keys checked by :func:`unflooded`."""
+    """A map read by msgpack with a key other than str or bytes in the value (see
+    :func:`_keyed_read`), its keys checked as :func:`unflooded` checks (C-level passes)."""
     if len(pairs) > _FLOOD_FREE:
-        unflooded([key for key, _ in pairs])
+        _check_hashes(len(pairs), map(hash, map(_KEY, pairs)))
     return dict(pairs)
 
 
@@ -1845,6 +1901,7 @@ def _unpack_list(data: bytes) -> list[Any]:
     depth = state.depth
     if depth == 0:  # the common case: the payload is part of the body, not a copy to count
         state.depth = 1
+        state.keyed = False  # a new value's outermost extension (see _keyed_read)
         try:
             items = _unpack_short(data) if len(data) <= _SHORT else _unpack_nested(data)
         finally:

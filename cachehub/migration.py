@@ -54,6 +54,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
@@ -503,11 +504,25 @@ def _write(target: BaseCache, plan: _Planned, report: MigrationReport) -> tuple[
 
 
 def _same(a: Any, b: Any) -> bool:
-    """Equal values of the same type (1 and 1.0, or True and 1, are different)."""
+    """Equal values of the same type (1 and 1.0, or True and 1, are different), a NaN
+    the same as a NaN: a copied value holding one never compared equal to its original,
+    so verification failed and a rerun took the copy for the application's write."""
     if type(a) is not type(b):
         return False
+    if a is b:
+        return True
+    kind = type(a)
+    if kind is float or kind is Decimal:
+        try:
+            return bool(a == b) or (a != a and b != b)  # only a NaN differs from itself
+        except ArithmeticError:  # a signalling Decimal NaN refuses to be compared
+            return str(a) == str(b)
+    if kind is list or kind is tuple:
+        return len(a) == len(b) and all(map(_same, a, b))
+    if kind is dict:
+        return a.keys() == b.keys() and all(_same(value, b[key]) for key, value in a.items())
     try:
-        return bool(a == b) or a is b
+        return bool(a == b)
     except Exception:  # a value whose == raises is no proof of equality
         return False
 

@@ -128,13 +128,17 @@ def plugin_manager() -> pluggy.PluginManager:
 def _load_entry_points(manager: pluggy.PluginManager) -> None:
     """Load the ``cachehub`` entry points one by one, so that a broken one is named.
 
-    pluggy's loader stops at the first failure with the plugin's own exception, naming
-    neither the distribution nor the entry point. A plugin's import or hooks may also
-    call ``sys.exit()``: that must not end the program using the cache either.
+    What pluggy's ``load_setuptools_entrypoints`` does (the first of a name wins; a
+    blocked name is skipped), one scan of the installed distributions, but each plugin
+    loaded in its own ``try``: pluggy's loader stopped at the first failure with the
+    plugin's own exception, naming neither the distribution nor the entry point. A
+    plugin's import may also call ``sys.exit()``: that must not end the program.
     """
     for point in importlib.metadata.entry_points(group=PROJECT):
+        if manager.has_plugin(point.name) or manager.is_blocked(point.name):
+            continue
         try:
-            manager.load_setuptools_entrypoints(PROJECT, name=point.name)
+            manager.register(point.load(), name=point.name)
         except (Exception, SystemExit) as exc:
             dist = point.dist.name if point.dist is not None else "an unknown distribution"
             detail = "sys.exit()" if isinstance(exc, SystemExit) else type(exc).__name__

@@ -73,3 +73,49 @@ def test_decimal_sets_are_checked_like_ints() -> None:
     body = _set([msgpack.ExtType(6, str((k + 10) * _P).encode()) for k in range(500)])
     with pytest.raises(CorruptEntryError, match="hash flooding"):
         _SAFE.loads(_planted(body))
+
+
+def test_maps_with_str_keys_are_built_unchecked(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Their hashes are seeded per process: the check's Python call per map (2 to 4 times
+    # slower) is paid only by values holding another key type.
+    from cachehub import codec
+
+    calls: list[int] = []
+    real = codec._map
+    monkeypatch.setattr(codec, "_map", lambda pairs: calls.append(len(pairs)) or real(pairs))
+    numbers_first = [1, 2, 3] * 6 + [{"a": i, "b": [{"c": i}]} for i in range(50)]
+    assert _SAFE.loads(_SAFE.dumps(numbers_first)) == numbers_first
+    assert calls == []
+    int_keys = [1, 2, 3] * 6 + [dict.fromkeys(range(20), "x")]
+    assert _SAFE.loads(_SAFE.dumps(int_keys)) == int_keys
+    assert calls == [20]
+
+
+@pytest.mark.parametrize("pad", ["", "pad" * 20], ids=["short payloads", "long payloads"])
+def test_nested_values_with_int_keys_cost_no_more_than_the_square_of_their_depth(
+    monkeypatch: pytest.MonkeyPatch, pad: str
+) -> None:
+    # A read (or a write) first tries the fast path, which fails at a map with an int key
+    # after reading (packing) everything nested before it, then tries again: tuples
+    # nested 20 deep, each holding an int-keyed map after its inner tuple, were read and
+    # written 2**20 times (a planted one, 116 bytes, took hours). Counted, not timed.
+    from cachehub import codec
+
+    calls = {"read": 0, "short": 0, "pack": 0}
+
+    def counting(name: str, real: Any) -> Any:
+        def call(*args: Any) -> Any:
+            calls[name] += 1
+            return real(*args)
+
+        return call
+
+    monkeypatch.setattr(codec, "_keyed_read", counting("read", codec._keyed_read))
+    monkeypatch.setattr(codec, "_unpack_short", counting("short", codec._unpack_short))
+    monkeypatch.setattr(codec, "_pack_once", counting("pack", codec._pack_once))
+    value: Any = ("leaf", {1: "one"})
+    for level in range(30):
+        value = (value, {level: "x", level + 100: "y"}, pad)
+    encoded = _SAFE.dumps(value)
+    assert _SAFE.loads(encoded) == value
+    assert max(calls.values()) <= 2 * 32**2, calls  # about depth squared; was 2**depth

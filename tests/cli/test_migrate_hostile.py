@@ -313,3 +313,16 @@ def test_an_idle_item_last_read_in_the_year_1e100_is_really_copied(
     deadline = copy.deadline()
     assert deadline is not None
     assert now < deadline <= time.time() + 10
+
+
+def test_a_value_holding_nan_is_verified_and_recognised_as_copied() -> None:
+    # On main NaN != NaN made the copy "different" (verification failed), and a rerun
+    # took the copy for the application's newer write (kept_newer, never recorded).
+    source, target = MemoryCache(name="src"), MemoryCache(name="dst")
+    source.put("withnan", {"reading": [1.5, math.nan], "ok": True})
+    source.put("plain", 1)
+    first = cachehub.migrate(source, target)
+    assert (first.copied, first.different, first.verified) == (2, 0, True)
+    again = cachehub.migrate(source, target)
+    assert (again.unchanged, again.kept_newer, again.copied) == (2, 0, 0)
+    assert again.verified
