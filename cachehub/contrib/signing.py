@@ -276,11 +276,11 @@ class SignedValues:
 
         A signed value cannot be incremented by the backend, so this reads, verifies, adds
         and writes back (keeping the entry's expiry) under :func:`key_lock`: concurrent
-        counts through any adapter never lose an update. A plain ``set`` of the key that
-        lands between the read and the write is overwritten (the backend's own ``incr``
-        would have added to it). A key :meth:`loads` reads as a miss (absent, damaged, a
-        planted int) starts at 0 with no expiry when ``create`` (cachelib), else the
-        answer is None (Django: "not found").
+        counts through any adapter never lose an update. A plain ``set`` or ``delete`` of
+        the key that lands between the read and the write is undone (the backend's own
+        ``incr`` would have added to it, or started again from 0). A key :meth:`loads`
+        reads as a miss (absent, damaged, a planted int) starts at 0 with no expiry when
+        ``create`` (cachelib), else the answer is None (Django: "not found").
 
         Raises:
             AdapterTypeError: a non-integer value or delta, or a result beyond 64 bits.

@@ -198,8 +198,9 @@ TABLE: Final = (
     ErrorRule(
         CacheBackendError,
         "table '{table}' was not found during {op} ({text}).",
-        "the cache creates its table on first use: verify the IAM policy includes "
-        "dynamodb:CreateTable, or create the table yourself; check region and host.",
+        "the cache creates its table on its first read or write (or cache.connect()); "
+        "if that ran, verify the IAM policy includes dynamodb:CreateTable, or create the "
+        "table yourself; check region and host.",
         codes=frozenset({"ResourceNotFoundException"}),
     ),
     ErrorRule(
