@@ -70,7 +70,8 @@ def checked_text(text: str, what: str) -> str:
             text.encode("utf-8")
         except UnicodeEncodeError:
             raise ConfigError(
-                f"{what} holds a lone surrogate, which is not valid Unicode text.",
+                f"{what} contains a lone surrogate (not valid Unicode text: bytes that are "
+                "not UTF-8, e.g. from an environment variable).",
                 hint="write it as valid UTF-8; a \\uD800-style escape in JSON must be one "
                 "half of a surrogate pair.",
             ) from None

@@ -686,7 +686,7 @@ class TestErrorsAndConstruction:
             RecordingCache(onError="ignore")
 
     def test_repr_masks_secrets(self) -> None:
-        key = "k" * 40
+        key = "repr-masks-this-signing-key-0123456789"
         cache = RecordingCache(codec="pickle", signingKey=key, name="sec")
         assert key not in repr(cache)
         assert "'sec'" in repr(cache)
