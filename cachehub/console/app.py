@@ -848,13 +848,18 @@ def create_app(
 
     @page
     def config_page(request: Request) -> Response:
+        entries = console.config_file.entries()
+        saved = query(request, "saved", 200)
         return render(
             request,
             "config.html",
             title="Configuration",
             path=console.config_path.name,
-            entries=console.config_file.entries(),
-            saved=query(request, "saved", 200),
+            entries=entries,
+            # Only a configured cache's name: any text in the link was shown as the
+            # console's own "Saved ..." status (a page on another local port can send
+            # the operator there).
+            saved=saved if saved and any(e.name == saved for e in entries) else None,
         )
 
     @page
@@ -871,6 +876,7 @@ def create_app(
             "config_edit.html",
             title=f"Edit {name}" if entry else "Add a cache",
             original=entry.name if entry else "",
+            version=entry.version if entry else "",
             form={
                 "name": entry.name if entry else "",
                 "class": entry.class_name if entry else "memory",
@@ -896,6 +902,7 @@ def create_app(
             "storage": form.get("storage") == "on",
         }
         original = text(form, "original", 200) or None
+        version = text(form, "version", 64) or None
         # The submitted definition is not in the file yet: mask what it references too.
         submitted = console.variable_values(
             [fields["name"], fields["class"], fields["custom"], fields["package"]]
@@ -910,6 +917,7 @@ def create_app(
                 read_only=bool(fields["readOnly"]),
                 default=bool(fields["default"]),
                 storage=bool(fields["storage"]),
+                version=version,
             )
         except ConfigError as exc:
             # Shown with the form as submitted; the submitted text is the user's own.
@@ -919,17 +927,20 @@ def create_app(
                 status=400,
                 title="Fix the cache definition",
                 original=original or "",
+                version=version or "",
                 form=fields,
                 problem=console.hide(str(exc), submitted),
                 warnings=[],
             )
         console.reload()
         if warnings:
+            written = console.config_file.entry(str(fields["name"]).strip())
             return render(
                 request,
                 "config_edit.html",
                 title=f"Saved {fields['name']}",
                 original=str(fields["name"]).strip(),
+                version=written.version if written else "",
                 form=fields,
                 problem=None,
                 warnings=[console.hide(w, submitted) for w in warnings],

@@ -13,10 +13,12 @@ document (other caches, other server settings) kept.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +60,29 @@ class EditableEntry:
     read_only: bool
     default: bool
     storage: bool
+    version: str = ""
+    """A digest of the definition as written: a save of a form showing another version
+    is refused (the file changed since the form was opened)."""
+
+
+def entry_version(raw: Mapping[str, Any]) -> str:
+    """The version of a definition as the file holds it (secrets included, never shown:
+    a digest)."""
+    text = json.dumps(raw, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+_SAVING: Final = threading.Lock()
+"""One save at a time in this process (see :meth:`ConfigFile.save`)."""
+
+
+def _alike(names: list[str]) -> ConfigError:
+    shown = " and ".join(f"'{n}'" for n in names[:2])
+    return ConfigError(
+        f"the configuration names caches {shown}, which differ only in case (cache names "
+        "are case-insensitive: they are one cache).",
+        hint="rename or remove one of them in the file, then reload this page.",
+    )
 
 
 def _options(class_name: str) -> tuple[Option, ...]:
@@ -151,11 +176,12 @@ class ConfigFile:
         return [self._editable(name, raw) for name, raw in self._raw_entries().items()]
 
     def entry(self, name: str) -> EditableEntry | None:
-        """The definition of cache ``name`` (case-insensitive), or None."""
-        for key, raw in self._raw_entries().items():
-            if key.lower() == name.lower():
-                return self._editable(key, raw)
-        return None
+        """The definition of cache ``name`` (case-insensitive), or None; ConfigError when
+        the file spells two caches alike (which one to show, or save, is not known)."""
+        found = [key for key in self._raw_entries() if key.lower() == name.lower()]
+        if len(found) > 1:
+            raise _alike(found)
+        return self._editable(found[0], self._raw_entries()[found[0]]) if found else None
 
     def _raw_entries(self) -> dict[str, Mapping[str, Any]]:
         block = self._block(self._document())
@@ -177,6 +203,7 @@ class ConfigFile:
             read_only=_flag(raw, "readOnly"),
             default=_flag(raw, "default"),
             storage=_flag(raw, "storage"),
+            version=entry_version(raw),
         )
 
     # ------------------------------------------------------------------ writing
@@ -192,13 +219,43 @@ class ConfigFile:
         read_only: bool = False,
         default: bool = False,
         storage: bool = False,
+        version: str | None = None,
     ) -> list[str]:
         """Validate and write the definition of cache ``name``; returns warnings.
 
-        ``original`` is the name being edited (None: a new cache). Raises
+        ``original`` is the name being edited (None: a new cache) and ``version`` its
+        :func:`entry_version` when the form was opened (None: not checked). Raises
         :class:`ConfigError` naming the problem (with "did you mean" for misspelt
-        settings) and changes nothing when the definition is invalid.
+        settings) and changes nothing when the definition is invalid, or when the file
+        changed the definition since the form showed it. Saves of one console run one
+        at a time: read, merge and write, with nothing between (two forms saved at once
+        each lost the other's cache).
         """
+        with _SAVING:
+            return self._save(
+                original,
+                name,
+                class_name,
+                custom_text,
+                package,
+                read_only,
+                default,
+                storage,
+                version,
+            )
+
+    def _save(
+        self,
+        original: str | None,
+        name: str,
+        class_name: str,
+        custom_text: str,
+        package: str,
+        read_only: bool,
+        default: bool,
+        storage: bool,
+        version: str | None,
+    ) -> list[str]:
         name = name.strip()
         if not name:
             raise ConfigError("the cache needs a name.", hint="type a name, e.g. 'sessions'.")
@@ -211,13 +268,25 @@ class ConfigFile:
         doc = self._document()
         block = self._block(doc)
         known = referenced_variables(block)  # before this edit: the file's author's choice
-        folded = {key.lower(): key for key in block}
+        folded: dict[str, str] = {}
+        for key in block:
+            if key.lower() in folded:  # the registry refuses such a file: so does the editor
+                raise _alike([folded[key.lower()], key])
+            folded[key.lower()] = key
         old_key = folded.get(original.lower()) if original else None
         if original and old_key is None:
             raise ConfigError(
                 f"cache '{original}' is no longer in {self.path.name}.",
                 hint="reload the configuration page; the file changed meanwhile.",
             )
+        if old_key is not None and version is not None:
+            current = block[old_key]
+            if not isinstance(current, Mapping) or entry_version(current) != version:
+                raise ConfigError(
+                    f"cache '{old_key}' changed in {self.path.name} since this form was "
+                    "opened; saving would undo that change.",
+                    hint="open the cache again from the configuration page and redo the edit.",
+                )
         clash = folded.get(name.lower())
         if clash is not None and clash != old_key:
             raise ConfigError(

