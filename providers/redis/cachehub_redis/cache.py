@@ -44,6 +44,7 @@ from cachehub.provider import (
     ON_LOOP,
     YIELD_LOOP,
     CacheError,
+    CacheUnavailableError,
     CacheValueError,
     Call,
     CancelWatch,
@@ -1248,11 +1249,15 @@ class RedisCache(FlowCache[Client]):
         if not self._eviction_checked:
             # Once per cache: a lock's hash has a TTL, so any eviction policy may drop it
             # while held (docs/redis.md, "Eviction policies"): say so before it matters.
-            self._eviction_checked = True
+            # An unreachable server is no answer: raised, and asked again next time (taken
+            # as done, the lock's own command then waited through a second timeout).
             try:
                 memory = yield Call("memory")
+            except CacheUnavailableError:
+                raise
             except CacheError:  # a diagnostic: a server or proxy refusing INFO keeps its locks
                 memory = None
+            self._eviction_checked = True
             risk = eviction_risk(memory)
             if risk is not None:
                 self.log.warning("cache '%s' (Redis at %s): %s", self.name, self.endpoint, risk)

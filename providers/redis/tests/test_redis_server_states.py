@@ -247,3 +247,42 @@ def test_a_database_the_server_does_not_have_is_a_config_error_naming_the_fix(
             assert "databases" in (info.value.hint or "")
         finally:
             cache.close()
+
+
+def test_an_unreachable_server_fails_the_first_lock_once_not_twice() -> None:
+    # On main the once-per-cache eviction check swallowed CacheUnavailableError and marked
+    # itself done: the lock's own command then waited through a second round of connects
+    # and timeouts (a stalled server: 6.6 s instead of 3.3 s), and the check never ran.
+    # Counted: connections accepted by a port that hangs up at once.
+    accepted: list[int] = []
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            with suppress(OSError):
+                conn, _ = listener.accept()
+                accepted.append(1)
+                conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    cache = RedisCache(host="127.0.0.1", port=port, retries=0, socketTimeout=2)
+    try:
+        with pytest.raises(CacheUnavailableError):
+            cache.lock("job", timeout=0).acquire(blocking=False)
+        first = len(accepted)
+        assert cache._eviction_checked is False  # asked again once the server answers
+        with pytest.raises(CacheUnavailableError):
+            cache.get("k")
+        per_command = len(accepted) - first
+        assert first == per_command  # one command's connections, not two
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+        cache.close()
