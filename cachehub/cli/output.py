@@ -20,6 +20,7 @@ from typing import Any
 from rich.console import Console
 from rich.pretty import Pretty
 
+from ..display import visible
 from ..scrub import scrub
 
 __all__ = [
@@ -139,16 +140,9 @@ def fingerprint(value: Any) -> str:
 
 
 def terminal_text(text: str) -> str:
-    """``text`` with every character that is not printable written as its escape.
-
-    Keys and values come from whoever can write to the backend: printed as they are, a
-    key holding ``ESC ] 52`` sets the operator's clipboard, ``ESC [ 2 J`` clears the
-    screen and U+202E reverses what follows. ``--json`` keeps them exact, escaped by
-    JSON.
-    """
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    """``text`` as a terminal may show it: :func:`cachehub.display.visible` (keys and
+    values come from whoever can write to the backend; ``--json`` keeps them exact)."""
+    return visible(text)
 
 
 def short(value: Any, limit: int = 60) -> str:

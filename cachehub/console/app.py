@@ -34,6 +34,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..api import MAX_KEY_LENGTH, BaseCache, CacheMetadata
+from ..display import visible, visible_prefix
 from ..errors import (
     CacheError,
     CacheKeyError,
@@ -234,35 +235,12 @@ def _stats_rows(
     return totals, rows
 
 
-def visible(text: str) -> str:
-    """``text`` with every character that does not print written as its Python escape.
-
-    Keys are attacker-controlled: a zero-width space makes two keys look alike, a
-    right-to-left override shows ``report<U+202E>gpj.exe`` as ``reportexe.jpg``, control
-    characters vanish. Displayed text shows them as escapes (``admin\\u200b``); links
-    and form fields keep the real key.
-    """
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def key_label(key: str, limit: int = MAX_KEY_LABEL_CHARS) -> str:
-    """``key`` as the key list shows it: :func:`visible`, cut after about ``limit``
-    characters (never inside an escape) and followed by an ellipsis and the key's length.
-
-    Only the characters shown are escaped: a key of 16,384 characters costs what its
-    first ``limit`` do.
-    """
-    pieces: list[str] = []
-    size = 0
-    for char in key:
-        piece = char if char.isprintable() else repr(char)[1:-1]
-        if size + len(piece) > limit and pieces:
-            return "".join(pieces) + f"… ({len(key):,} characters)"
-        pieces.append(piece)
-        size += len(piece)
-    return "".join(pieces)
+    """``key`` as the key list shows it: :func:`~cachehub.display.visible`, cut after
+    about ``limit`` characters (never inside an escape) and followed by an ellipsis and
+    the key's length."""
+    shown, cut = visible_prefix(key, limit)
+    return f"{shown}… ({len(key):,} characters)" if cut else shown
 
 
 def _quoted(key: str) -> str | None:
@@ -643,7 +621,7 @@ def create_app(
         entry = cache.peek(key)
         if entry is None:
             raise CacheKeyError(
-                f"no live entry for key {key!r:.200} in cache '{cache.name}'.",
+                f"no live entry for key '{key_label(key, 200)}' in cache '{cache.name}'.",
                 hint="it may have expired or been deleted; go back to the key list.",
             )
         meta = CacheMetadata.from_entry(entry, time.time())
@@ -683,7 +661,9 @@ def create_app(
             "done.html",
             title="Deleted" if removed else "Nothing deleted",
             cache=cache.name,
-            message=f"Deleted {key!r:.200}." if removed else f"There was no entry {key!r:.200}.",
+            message=f"Deleted '{key_label(key, 200)}'."
+            if removed
+            else f"There was no entry '{key_label(key, 200)}'.",
         )
 
     @page
@@ -710,9 +690,24 @@ def create_app(
                 "clearing needs the confirmation box ticked.",
                 hint="tick the box that says how many entries will be deleted.",
             )
+        # The box said how many: more matching now (written since the page counted) is
+        # not what was confirmed. Counted again, then cleared: a narrow window remains.
+        expected = text(form, "expected", 20)
+        if not expected.isdigit() or not expected.isascii():
+            raise CacheValueError(
+                "the confirmation does not say how many entries it is for.",
+                hint="count again on the clear page, then confirm.",
+            )
+        now = cache.count(flt)
+        if now > int(expected):
+            raise CacheValueError(
+                f"{now:,} entries match now, not the {int(expected):,} that were confirmed; "
+                "nothing was deleted.",
+                hint="count again on the clear page, then confirm the new number.",
+            )
         removed = cache.clear(flt)
         console.browse.close_all()  # their listings show deleted keys now
-        what = f"matching {flt!r:.200}" if flt else "of the cache"
+        what = f"matching '{key_label(flt, 200)}'" if flt else "of the cache"
         return render(
             request,
             "done.html",

@@ -79,7 +79,13 @@ def test_clear_uses_exactly_the_filter_with_a_line_break(make_console: MakeConso
     page = env.client.get("/clear", params={"cache": "main", "filter": "a\nb*"})
     assert "<strong>2</strong>" in page.text
     posted = browser_submits(hidden(page.text, "filter_json"))
-    done = env.post("/clear/run", cache="main", filter_json=posted, confirm="yes")
+    done = env.post(
+        "/clear/run",
+        cache="main",
+        filter_json=posted,
+        confirm="yes",
+        expected=hidden(page.text, "expected"),
+    )
     assert done.status_code == 200
     assert "Removed 2 entries" in done.text
     assert sorted(env.cache.keys()) == sorted(["a\r\nb1", "a\rb1", "ab1"])
@@ -146,7 +152,7 @@ def test_a_key_json_that_is_not_a_key_is_refused(make_console: MakeConsole, bad:
 def test_a_filter_json_that_is_not_a_filter_is_refused(make_console: MakeConsole, bad: str) -> None:
     env = make_console()
     env.cache.put_many({"k": 1, "a": 3})
-    response = env.post("/clear/run", cache="main", filter_json=bad, confirm="yes")
+    response = env.post("/clear/run", cache="main", filter_json=bad, confirm="yes", expected="9")
     assert response.status_code == 400
     assert sorted(env.cache.keys()) == ["a", "k"]
 

@@ -255,6 +255,11 @@ def test_invisible_and_bidi_characters_in_keys_are_shown_escaped(make_console: M
         "report\u202egpj.exe": 2,  # right-to-left override
         "line\nbreak\x00nul\x1b[31m": 3,  # controls
         "nb\u00a0sp": 4,  # a space that is not " "
+        # Printable to Python, shown as nothing (on main these looked like "admin"):
+        "admin\u034f": 5,  # combining grapheme joiner
+        "admin\ufe0f": 6,  # variation selector
+        "admin ": 7,  # a trailing space
+        "cafe\u0301": 8,  # decomposed: like "café"
     }
     env.cache.put_many({"admin": 0, **tricky})
     pages = [env.client.get("/keys?cache=main").text]
@@ -268,12 +273,14 @@ def test_invisible_and_bidi_characters_in_keys_are_shown_escaped(make_console: M
         assert json.loads(html.unescape(hidden.group(1))) == key
     for text in pages:
         shown = re.sub(r'(value|href)="[^"]*"', "", text)  # attributes carry real keys
-        for char in ("\u200b", "\u202e", "\x00", "\x1b", "\u00a0"):
+        for char in ("\u200b", "\u202e", "\x00", "\x1b", "\u00a0", "\u034f", "\ufe0f"):
             assert char not in shown
     listing = pages[0]
     assert "admin\\u200b" in listing
     assert "report\\u202egpj.exe" in listing
     assert "nb\\xa0sp" in listing
+    for label in ("admin\\u034f", "admin\\ufe0f", "admin\\x20", "cafe\\u0301"):
+        assert label in listing
     removed = env.post("/entry/delete", cache="main", key="admin\u200b")
     assert removed.status_code == 200
     assert env.cache.get("admin") == 0

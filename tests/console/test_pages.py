@@ -75,7 +75,13 @@ def test_clear_by_filter_previews_the_count_and_needs_confirmation(
     refused = env.post("/clear/run", cache="main", filter="tmp:*")
     assert refused.status_code == 400
     assert env.cache.count("tmp:*") == 7
-    done = env.post("/clear/run", cache="main", filter="tmp:*", confirm="yes")
+    env.cache.put("tmp:late", 8)  # written after the page counted 7
+    late = env.post("/clear/run", cache="main", filter="tmp:*", confirm="yes", expected="7")
+    assert late.status_code == 400  # on main: "Removed 8 entries", 7 confirmed
+    assert "8 entries match now" in late.text
+    assert env.cache.count("tmp:*") == 8
+    env.cache.delete("tmp:late")
+    done = env.post("/clear/run", cache="main", filter="tmp:*", confirm="yes", expected="7")
     assert done.status_code == 200
     assert "Removed 7 entries" in done.text
     assert env.cache.count() == 1
