@@ -42,6 +42,7 @@ from .api import (
 )
 from .errors import CacheUnavailableError, UnknownSigningKeyError
 from .filters import KeyFilter, compile_filter
+from .flights import WAIT_SLICE
 from .lock import AsyncLock
 
 __all__ = ["AsyncCache", "InlineAsync"]
@@ -92,8 +93,12 @@ async def _process_flight(cache: BaseCache, key: str) -> AsyncIterator[tuple[boo
         if awaited is None:
             break
         try:
-            if not awaited.done.is_set():
-                await woken
+            # In slices: a leader task whose loop was closed by hand never ends its
+            # flight; the first waiter to see it ends it, and they all try again.
+            while not awaited.done.is_set():
+                await asyncio.wait((woken,), timeout=WAIT_SLICE)
+                if woken.done() or flights.abandoned(key, awaited):
+                    break
         finally:
             flights.stop_waiting(owner)
         value = await cache.aio().get(key, MISSING)

@@ -47,7 +47,7 @@ from .errors import (
     UnknownSigningKeyError,
 )
 from .filters import KeyFilter, compile_filter
-from .flights import Flights
+from .flights import WAIT_SLICE, Flights
 from .hookspecs import OperationEvent
 from .scrub import install_log_filter, register_settings
 
@@ -1497,7 +1497,11 @@ class BaseCache(ABC):
             if awaited is None:
                 break
             try:
-                awaited.done.wait()
+                # In slices: a leader task whose loop was closed by hand never ends its
+                # flight; the first waiter to see it ends it, and they all try again.
+                while not awaited.done.wait(WAIT_SLICE):
+                    if self._flights.abandoned(key, awaited):
+                        break
             finally:
                 self._flights.stop_waiting(owner)
             value = self.get(key, MISSING)

@@ -18,7 +18,10 @@ thread (the sync shell blocks it) for a task of the event loop it runs, or a tas
 sync leader on its thread (a creator that runs ``asyncio.run``), directly or through
 others; a task may wait for another task of its loop, which runs while it awaits. And a
 flight led by a task whose event loop was closed with it pending is over: that task never
-finishes it, and the next caller leads instead.
+finishes it, and the next caller leads instead. Owners already waiting for it find out
+too: they wait in slices of :data:`WAIT_SLICE` seconds and call :meth:`Flights.abandoned`
+between them, which ends such a flight (waking all its waiters); they then try again, and
+one of them leads.
 """
 
 from __future__ import annotations
@@ -28,8 +31,12 @@ import threading
 from collections.abc import Callable, Hashable
 from contextlib import suppress
 from dataclasses import dataclass, field
+from typing import Final
 
-__all__ = ["Flight", "Flights"]
+__all__ = ["WAIT_SLICE", "Flight", "Flights"]
+
+WAIT_SLICE: Final = 0.5
+"""Seconds a waiter waits before checking whether its flight's leader abandoned it."""
 
 
 @dataclass(eq=False)
@@ -71,20 +78,36 @@ class Flights:
         the calling one, as both shells start flights on the owner's own thread).
         """
         thread = threading.get_ident() if thread is None else thread
+        stale: list[Callable[[], None]] = []
+        try:
+            with self._lock:
+                running = self._running.get(key)
+                if running is not None and _abandoned(running.owner):
+                    stale = self._end(key, running)
+                    running = None
+                if running is None:
+                    led = self._running[key] = Flight(owner, thread)
+                    return led, None
+                if self._leads_to(running, owner, thread):
+                    return None, None
+                self._waiting[owner] = running
+                if waker is not None:
+                    running.wakers.append(waker)
+                return None, running
+        finally:
+            _wake(stale)  # the abandoned flight's waiters: they try again (and wait for us)
+
+    def abandoned(self, key: str, flight: Flight) -> bool:
+        """Whether ``flight`` (``key``'s) was abandoned: its leader is a task whose loop was
+        closed with it pending, so it never ends it. Such a flight is ended here, its
+        waiters woken, so that they try again; one of them leads. Checked by waiters
+        between their :data:`WAIT_SLICE` waits (lock-free while the leader lives)."""
+        if not _abandoned(flight.owner):
+            return False
         with self._lock:
-            running = self._running.get(key)
-            if running is not None and _abandoned(running.owner):
-                self._end(key, running)
-                running = None
-            if running is None:
-                led = self._running[key] = Flight(owner, thread)
-                return led, None
-            if self._leads_to(running, owner, thread):
-                return None, None
-            self._waiting[owner] = running
-            if waker is not None:
-                running.wakers.append(waker)
-            return None, running
+            wakers = self._end(key, flight) if not flight.done.is_set() else []
+        _wake(wakers)
+        return True
 
     def stop_waiting(self, owner: Hashable) -> None:
         """``owner`` no longer waits (woken, timed out or cancelled)."""
@@ -95,13 +118,11 @@ class Flights:
         """End ``flight`` (its leader is done, whatever the outcome) and wake its waiters."""
         with self._lock:
             wakers = self._end(key, flight)
-        for wake in wakers:
-            with suppress(RuntimeError):  # a waiter's loop that is already closed
-                wake()
+        _wake(wakers)
 
     def _end(self, key: str, flight: Flight) -> list[Callable[[], None]]:
         """Take ``flight`` off (lock held); its wakers, to call once the lock is released
-        (an abandoned flight's are called by nobody: their loops were closed with it)."""
+        (with :func:`_wake`)."""
         if self._running.get(key) is flight:
             del self._running[key]
         self._waiting.pop(flight.owner, None)
@@ -128,6 +149,13 @@ class Flights:
             seen.add(current.owner)
             current = self._waiting.get(current.owner)
         return False
+
+
+def _wake(wakers: list[Callable[[], None]]) -> None:
+    """Call an ended flight's wakers (the lock released)."""
+    for wake in wakers:
+        with suppress(RuntimeError):  # a waiter's loop that is already closed
+            wake()
 
 
 def _is_task(owner: Hashable) -> bool:
