@@ -8,6 +8,12 @@ TCP). Point a cache at :attr:`FaultProxy.port` instead of the server, then arm f
   *applied* by the server, but once the server starts answering the proxy closes the
   client's connection instead of passing the answer on: the client sees a connection
   error for a write that did happen (the case a blind retry turns into a double write);
+* :meth:`~FaultProxy.reset_reply` - as :meth:`~FaultProxy.drop_reply`, but the client's
+  connection is *reset* (an RST, SO_LINGER 0) instead of closed: "connection reset by
+  peer" after the server applied the request;
+* :meth:`~FaultProxy.cut_reply` - the reply to the next request that matches is passed
+  on only in part (its first N bytes, or everything before a marker), then the client's
+  connection is closed: a reply cut short, the client reads a truncated answer;
 * :meth:`~FaultProxy.drop_request` - the next request that matches is never forwarded:
   the connection is closed before the server sees it (a retry is then harmless);
 * :meth:`~FaultProxy.delay_replies` - answers are held back before they are passed on;
@@ -39,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import selectors
 import socket
+import struct
 import threading
 import time
 from collections import deque
@@ -70,11 +77,13 @@ def _matches(matcher: Matcher, request: bytes) -> bool:
 
 @dataclass
 class _Rule:
-    """An armed fault: ``kind`` ('reply' or 'request') for the next ``left`` matches."""
+    """An armed fault: ``kind`` ('reply', 'reset', 'cut', 'request' or 'hold') for the
+    next ``left`` matches; ``at`` is where a 'cut' ends the reply."""
 
     kind: str
     matcher: Matcher
     left: int
+    at: int | bytes = 0
 
 
 class FaultProxy:
@@ -99,7 +108,8 @@ class FaultProxy:
         self._acceptor: threading.Thread | None = None
         self.port = 0
         self.dropped = 0
-        """Replies lost so far (the server applied the request, the client never heard)."""
+        """Replies lost so far (the server applied the request, the client never heard,
+        or heard only part: :meth:`drop_reply`, :meth:`reset_reply`, :meth:`cut_reply`)."""
         self.refused = 0
         """Requests lost so far (never forwarded)."""
         self.connections = 0
@@ -168,6 +178,31 @@ class FaultProxy:
         """
         self._arm("reply", match, times)
 
+    def reset_reply(self, match: Matcher = b"", times: int = 1) -> None:
+        """Lose the reply to the next ``times`` requests matching ``match``, by a reset.
+
+        As :meth:`drop_reply`, but the client's connection is aborted with an RST
+        (SO_LINGER 0, no FIN) when the server starts answering: the client reads
+        "connection reset by peer" for a request the server has applied.
+        """
+        self._arm("reset", match, times)
+
+    def cut_reply(self, match: Matcher = b"", at: int | bytes = 20, times: int = 1) -> None:
+        """Pass on only the start of the reply to the next ``times`` requests matching
+        ``match``, then close the client's connection (FIN).
+
+        ``at`` is where the reply is cut: an ``int`` passes its first ``at`` bytes,
+        ``bytes`` everything before the first occurrence of that marker in it. The reply
+        is held back until that much of it has come (one shorter than ``at``, or without
+        the marker, is held until either side closes), so the cut falls at the same byte
+        however the server's writes were split. The server has applied the request.
+        """
+        if isinstance(at, int) and at < 0:
+            raise ValueError(f"at must be a byte count of 0 or more, got {at!r}.")
+        if isinstance(at, bytes) and not at:
+            raise ValueError("at must be a non-empty marker or a byte count.")
+        self._arm("cut", match, times, at)
+
     def drop_request(self, match: Matcher = b"", times: int = 1) -> None:
         """Lose the next ``times`` requests matching ``match``: never forwarded.
 
@@ -219,13 +254,13 @@ class FaultProxy:
         with self._lock:
             return sum(rule.left for rule in self._rules)
 
-    def _arm(self, kind: str, match: Matcher, times: int) -> None:
+    def _arm(self, kind: str, match: Matcher, times: int, at: int | bytes = 0) -> None:
         if times < 1:
             raise ValueError(f"times must be at least 1, got {times!r}.")
         with self._lock:
-            self._rules.append(_Rule(kind, match, times))
+            self._rules.append(_Rule(kind, match, times, at))
 
-    def _take(self, request: bytes) -> str | None:
+    def _take(self, request: bytes) -> _Rule | None:
         """The fault for ``request`` (consuming one use of its rule), or None."""
         with self._lock:
             for rule in self._rules:
@@ -233,7 +268,7 @@ class FaultProxy:
                     rule.left -= 1
                     if rule.left == 0:
                         self._rules.remove(rule)
-                    return rule.kind
+                    return rule
         return None
 
     # ------------------------------------------------------------------ counters
@@ -301,7 +336,8 @@ class FaultProxy:
     def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
         """Forward both ways until either side closes; apply the armed faults."""
         request = bytearray()
-        doomed = False  # a reply to lose: close on the server's first answer byte
+        doomed: _Rule | None = None  # a reply to lose, reset or cut (see _answer_doomed)
+        answer = bytearray()  # what came of a doomed reply so far
         with selectors.DefaultSelector() as sel:
             sel.register(client, selectors.EVENT_READ, "client")
             sel.register(upstream, selectors.EVENT_READ, "server")
@@ -314,7 +350,8 @@ class FaultProxy:
                     if key.data == "client":
                         if len(request) < _REQUEST_KEEP:
                             request += data[: _REQUEST_KEEP - len(request)]
-                        fault = None if doomed else self._take(bytes(request))
+                        rule = None if doomed else self._take(bytes(request))
+                        fault = None if rule is None else rule.kind
                         if fault == "hold":
                             self._hold_then_forward(client, upstream, request, data)
                             return
@@ -323,20 +360,53 @@ class FaultProxy:
                                 self.refused += 1
                             self._record(request)
                             return
-                        doomed = doomed or fault == "reply"
+                        if fault in ("reply", "reset", "cut"):
+                            doomed = rule
                         upstream.sendall(data)
                         continue
-                    self._record(request)
-                    request = bytearray()
-                    if doomed:
-                        with self._lock:
-                            self.dropped += 1
-                        return
+                    if request:
+                        self._record(request)
+                        request = bytearray()
+                    if doomed is not None:
+                        answer += data
+                        if self._answer_doomed(doomed, client, sel, answer):
+                            return
+                        continue
                     if self._delay:
                         self._stopping.wait(self._delay)
                     with self._lock:
                         self.replied += len(data)
                     client.sendall(data)
+
+    def _answer_doomed(
+        self,
+        rule: _Rule,
+        client: socket.socket,
+        sel: selectors.BaseSelector,
+        answer: bytearray,
+    ) -> bool:
+        """Apply a reply fault to ``answer`` (the reply so far); True once the client's
+        connection is done with, False to wait for more of the reply."""
+        if rule.kind == "cut":
+            if isinstance(rule.at, bytes):
+                end = answer.find(rule.at)
+                if end < 0:
+                    return False  # the marker is yet to come: hold what came
+            elif len(answer) < rule.at:
+                return False
+            else:
+                end = rule.at
+            with self._lock:
+                self.replied += end
+            client.sendall(answer[:end])
+        elif rule.kind == "reset":
+            # An RST instead of a FIN: no shutdown(), and a zero linger time on close.
+            sel.unregister(client)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()
+        with self._lock:
+            self.dropped += 1
+        return True
 
     def _hold_then_forward(
         self, client: socket.socket, upstream: socket.socket, request: bytearray, data: bytes

@@ -10,9 +10,14 @@ key-only Scan filtered server-side by key prefix. See docs/dynamodb.md for the r
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import math
 import re
+import socket
+import sys
 import threading
+import zlib
 from collections.abc import Callable, Hashable, Mapping
 from contextlib import closing
 from contextvars import ContextVar
@@ -27,7 +32,10 @@ from botocore.exceptions import (
     ConnectTimeoutError,
     EndpointConnectionError,
     HTTPClientError,
+    ProxyConnectionError,
 )
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from urllib3.exceptions import NewConnectionError
 
 from cachehub.api import COUNTER_RANGE, HIT_COUNT_MAX, LOCK_HORIZON, counter_overflow
 from cachehub.provider import (
@@ -193,23 +201,95 @@ class _ReplyLost(Exception):
     """A guarded write's reply was lost after it was sent: it may have been applied."""
 
 
-def _no_blind_resend(caught_exception: Exception | None = None, **_: Any) -> None:
+def _never_left(exc: Exception) -> bool:
+    """Whether ``exc`` proves the request never reached the server: connecting failed.
+
+    Only a connect timeout, a failed connect to or through an HTTP proxy, or an
+    :class:`EndpointConnectionError` wrapping a failed connect (urllib3's
+    ``NewConnectionError``, aiohttp's ``ClientConnectorError``, a DNS failure). botocore
+    raises it only for those; aiobotocore raises it for *every* aiohttp
+    ``ClientConnectionError``, a connection reset after the request was sent included,
+    which may follow an applied write: a lost reply like any other. So does one that
+    wraps nothing (no proof either way).
+    """
+    if isinstance(exc, (ConnectTimeoutError, ProxyConnectionError)):
+        return True
+    if not isinstance(exc, EndpointConnectionError):
+        return False
+    wrapped = exc.kwargs.get("error")
+    if isinstance(wrapped, (NewConnectionError, socket.gaierror)):
+        return True
+    aiohttp = sys.modules.get("aiohttp")  # imported by aiobotocore if the async shell ran
+    connector_error = getattr(aiohttp, "ClientConnectorError", None)
+    return connector_error is not None and isinstance(wrapped, connector_error)
+
+
+def _header(http: Any, name: str) -> str | None:
+    value = http.headers.get(name)
+    return None if value is None else str(value)
+
+
+def _incomplete(http: Any) -> bool:
+    """Whether a 2xx reply to a guarded write was cut short on its way back.
+
+    DynamoDB answers every request with an ``x-amzn-RequestId`` header and a JSON body
+    (``{}`` at least), checksummed by ``x-amz-crc32``. A reply cut in its headers parses
+    as a 200 with no headers and an empty body (http.client reads to the close), which
+    botocore turns into ``{}`` - an answer the write never gave; one cut after its
+    checksum header fails the checksum, which botocore answers by re-sending the write.
+    Either way the write was applied (the status says so) and its answer is lost.
+    """
+    body = getattr(http, "_content", None)  # read by both clients before this hook runs
+    if not isinstance(body, bytes):
+        body = b""
+    if _header(http, "x-amzn-requestid") is None or not body:
+        return True
+    checksum = _header(http, "x-amz-crc32")
+    if checksum is not None:
+        return not checksum.isdigit() or zlib.crc32(body) & 0xFFFFFFFF != int(checksum)
+    length = _header(http, "content-length")
+    if length is not None:
+        return not length.isdigit() or int(length) != len(body)
+    try:  # neither checksum nor length: the body must at least be whole JSON
+        return not isinstance(json.loads(body), dict)
+    except ValueError:
+        return True
+
+
+def _no_blind_resend(
+    caught_exception: Exception | None = None,
+    response: Any = None,
+    attempts: int = 1,
+    max_sends: int = _RESEND_ROUNDS,
+    **_: Any,
+) -> int | None:
     """botocore ``needs-retry`` hook: stop the re-send of a guarded write that may have landed.
 
     botocore re-sends a request after a read timeout or a dropped connection, which for
     ``incr`` or ``add`` applies the write twice when only the reply was lost. For the
     writes sent by :meth:`DynamoDBCache._write_once` this raises :class:`_ReplyLost`
     instead (out of botocore, to the cache), which then reads the item to learn the
-    outcome. Failures that prove the request never left (no connection) and error
-    replies (throttling...) keep botocore's retries.
+    outcome. So does a success reply that arrived incomplete (:func:`_incomplete`):
+    botocore would answer it with ``{}`` or re-send it after its checksum failed. Only
+    failures that prove the request never left (:func:`_never_left`) and whole error
+    replies (throttling...) keep botocore's retries; an incomplete 4xx reply (a refusal
+    - nothing was applied - whose reason was cut off) is re-sent at once, for its
+    reason, up to ``max_sends`` sends in all (the cache's ``maxAttempts``, at most 3).
     """
-    if (
-        caught_exception is not None
-        and _ONCE.get()
-        and isinstance(caught_exception, HTTPClientError)
-        and not isinstance(caught_exception, (EndpointConnectionError, ConnectTimeoutError))
-    ):
-        raise _ReplyLost from caught_exception
+    if not _ONCE.get():
+        return None
+    if caught_exception is not None:
+        if isinstance(caught_exception, (HTTPClientError, BotoConnectionError)) and not _never_left(
+            caught_exception
+        ):
+            raise _ReplyLost from caught_exception
+        return None
+    http = response[0] if isinstance(response, tuple) and response else None
+    if http is None or not 200 <= http.status_code < 500 or not _incomplete(http):
+        return None
+    if http.status_code < 300:
+        raise _ReplyLost
+    return 0 if attempts < max_sends else None
 
 
 def _wants_lucee(settings: Mapping[str, Any]) -> bool:
@@ -392,8 +472,13 @@ class DynamoDBCache(FlowCache[Any]):
 
     def _connect(self) -> Any:
         client = make_client(self.region, self.settings)
-        client.meta.events.register_first("needs-retry.dynamodb", _no_blind_resend)
+        client.meta.events.register_first("needs-retry.dynamodb", self._resend_guard())
         return client
+
+    def _resend_guard(self) -> Callable[..., int | None]:
+        """:func:`_no_blind_resend` for this cache's clients (its ``maxAttempts``)."""
+        sends = min(_RESEND_ROUNDS, int(self.settings["maxAttempts"]))
+        return functools.partial(_no_blind_resend, max_sends=sends)
 
     def _translate(self, exc: Exception) -> CacheError:
         return translate(exc, self._ctx("CreateClient"))
@@ -528,7 +613,7 @@ class DynamoDBCache(FlowCache[Any]):
     async def _aconnect(self) -> Any:
         """A new aiobotocore client for this cache, bound to the running event loop."""
         client = await make_async_client(self.region, self.settings)
-        client.meta.events.register_first("needs-retry.dynamodb", _no_blind_resend)
+        client.meta.events.register_first("needs-retry.dynamodb", self._resend_guard())
         return client
 
     def _abandon(self, client: Any) -> None:
