@@ -423,15 +423,8 @@ def _checked_namespace(namespace: str, name: str, provider: type) -> str:
             f"is {MAX_KEY_LENGTH:,}.",
             hint="use a short prefix such as 'app:sessions:'.",
         )
-    if not namespace.isascii():
-        try:
-            namespace.encode()
-        except UnicodeEncodeError:
-            raise ConfigError(
-                f"{where}: setting 'namespace' contains a lone surrogate (bytes that are not "
-                "UTF-8, e.g. from an environment variable) and cannot be encoded.",
-                hint="set the namespace to valid UTF-8 text.",
-            ) from None
+    # A lone surrogate was refused when the setting was read (config.checked_text, as
+    # for every str setting).
     return namespace
 
 

@@ -13,10 +13,11 @@ from rich.table import Table
 
 from ..api import BASE_OPTIONS, MAX_TIME_SPAN, MISSING, BaseCache, CacheMetadata
 from ..config import redact
+from ..display import visible
 from ..errors import CacheError, CacheValueError
 from ..loader import CacheEntry, parse_json
 from .app import State, data_command, fail
-from .output import short, terminal_text
+from .output import short
 
 __all__ = ["COMMANDS", "entry_config", "metadata_dict", "probe"]
 
@@ -137,7 +138,7 @@ def ls_command(state: State, filter: str | None, limit: int | None) -> None:
 
     def render(console: Console) -> None:
         for key in shown:
-            console.print(terminal_text(key), markup=False)
+            console.print(visible(key), markup=False)
         if len(shown) < len(keys):
             state.out.note(f"({len(keys) - len(shown)} more keys not shown)")
 

@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any, Concatenate, NoReturn, ParamSpec, TypeVar
 
 import click
 
+from ..display import visible
 from ..errors import CacheError, ConfigError
 from ..scrub import scrub
-from .output import Output, terminal_text
+from .output import Output
 
 if TYPE_CHECKING:
     from ..api import BaseCache
@@ -337,12 +338,12 @@ def main(argv: list[str] | None = None) -> None:
         )
     except click.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx is not None else "cachehub"
-        message = terminal_text(scrub(exc.format_message()))
+        message = visible(scrub(exc.format_message()))
         click.echo(f"Error: {message} (see '{command} --help')", err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         # One line, printable: a message may quote a key or value another program wrote.
-        click.echo(f"Error: {terminal_text(scrub(exc.format_message()))}", err=True)
+        click.echo(f"Error: {visible(scrub(exc.format_message()))}", err=True)
         sys.exit(exc.exit_code)
     except click.Abort:
         click.echo("Aborted.", err=True)

@@ -16,10 +16,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..display import visible
 from ..errors import ConfigError
 from ..migration import Checkpoint, MigrationReport, migrate
 from .app import State, data_command
-from .output import stderr_console, terminal_text
+from .output import stderr_console
 
 __all__ = ["COMMANDS", "Checkpoint", "MigrationReport"]
 
@@ -69,7 +70,7 @@ def _render(report: MigrationReport) -> Any:
         if report.dry_run:
             for item in report.would_copy:
                 ttl = "no expiry" if item["ttl"] is None else f"ttl {item['ttl']} s"
-                key = terminal_text(item["key"])
+                key = visible(item["key"])
                 console.print(f"  {key}  ({ttl})", markup=False, highlight=False)
             if report.would_copy_count > len(report.would_copy):
                 console.print(f"  … and {report.would_copy_count - len(report.would_copy)} more")
@@ -89,7 +90,7 @@ def _render(report: MigrationReport) -> Any:
         ):
             if keys:
                 more = f" (and {count - len(keys)} more)" if count > len(keys) else ""
-                shown = ", ".join(map(terminal_text, keys))
+                shown = ", ".join(map(visible, keys))
                 console.print(f"{title}: {shown}{more}", markup=False, highlight=False)
         for item in report.first_unreadable_copies:
             console.print(

@@ -20,7 +20,6 @@ from typing import Any
 from rich.console import Console
 from rich.pretty import Pretty
 
-from ..display import visible
 from ..scrub import scrub
 
 __all__ = [
@@ -31,7 +30,6 @@ __all__ = [
     "short",
     "stderr_console",
     "stdout_console",
-    "terminal_text",
 ]
 
 
@@ -137,12 +135,6 @@ def fingerprint(value: Any) -> str:
     """A SHA-256 checksum of ``value`` that is equal for equal values of the same types."""
     text = json.dumps(_canonical(value), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def terminal_text(text: str) -> str:
-    """``text`` as a terminal may show it: :func:`cachehub.display.visible` (keys and
-    values come from whoever can write to the backend; ``--json`` keeps them exact)."""
-    return visible(text)
 
 
 def short(value: Any, limit: int = 60) -> str:
