@@ -81,6 +81,19 @@ def test_drop_reply_closes_after_the_server_answered(
         assert _ask(sock, b"lost") == b"LOST"
 
 
+def test_replace_reply_sends_the_given_answer_after_the_server_applied(
+    proxy: FaultProxy, echo: socketserver.ThreadingTCPServer
+) -> None:
+    proxy.replace_reply(b"write", reply=b"ERR made up")
+    with _client(proxy) as sock:
+        assert _ask(sock, b"write") == b"ERR made up"
+        assert sock.recv(4096) == b""  # then closed: the server's answer never follows
+    assert b"write" in echo.seen  # type: ignore[attr-defined]
+    assert proxy.dropped == 1
+    with _client(proxy) as sock:
+        assert _ask(sock, b"write") == b"WRITE"
+
+
 def test_drop_request_never_reaches_the_server(
     proxy: FaultProxy, echo: socketserver.ThreadingTCPServer
 ) -> None:
@@ -185,6 +198,8 @@ def test_stop_ends_every_connection(echo: socketserver.ThreadingTCPServer) -> No
     ("call", "problem"),
     [
         (lambda p: p.drop_reply(times=0), "times"),
+        (lambda p: p.replace_reply(reply=b""), "reply"),
+        (lambda p: p.replace_reply(reply=b"x" * 70_000), "reply"),
         (lambda p: p.delay_replies(-1), "delay"),
         (lambda p: p.delay_replies(3600), "delay"),
     ],

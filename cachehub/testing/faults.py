@@ -14,6 +14,9 @@ TCP). Point a cache at :attr:`FaultProxy.port` instead of the server, then arm f
 * :meth:`~FaultProxy.cut_reply` - the reply to the next request that matches is passed
   on only in part (its first N bytes, or everything before a marker), then the client's
   connection is closed: a reply cut short, the client reads a truncated answer;
+* :meth:`~FaultProxy.replace_reply` - the next request that matches is forwarded and
+  applied, but the client is sent a reply of the test's making instead of the server's
+  (an HTTP 500 after an applied write, say), then its connection is closed;
 * :meth:`~FaultProxy.drop_request` - the next request that matches is never forwarded:
   the connection is closed before the server sees it (a retry is then harmless);
 * :meth:`~FaultProxy.delay_replies` - answers are held back before they are passed on;
@@ -77,13 +80,15 @@ def _matches(matcher: Matcher, request: bytes) -> bool:
 
 @dataclass
 class _Rule:
-    """An armed fault: ``kind`` ('reply', 'reset', 'cut', 'request' or 'hold') for the
-    next ``left`` matches; ``at`` is where a 'cut' ends the reply."""
+    """An armed fault: ``kind`` ('reply', 'reset', 'cut', 'replace', 'request' or 'hold')
+    for the next ``left`` matches; ``at`` is where a 'cut' ends the reply, ``reply`` what
+    a 'replace' sends instead of it."""
 
     kind: str
     matcher: Matcher
     left: int
     at: int | bytes = 0
+    reply: bytes = b""
 
 
 class FaultProxy:
@@ -109,7 +114,8 @@ class FaultProxy:
         self.port = 0
         self.dropped = 0
         """Replies lost so far (the server applied the request, the client never heard,
-        or heard only part: :meth:`drop_reply`, :meth:`reset_reply`, :meth:`cut_reply`)."""
+        or heard only part, or another answer: :meth:`drop_reply`, :meth:`reset_reply`,
+        :meth:`cut_reply`, :meth:`replace_reply`)."""
         self.refused = 0
         """Requests lost so far (never forwarded)."""
         self.connections = 0
@@ -203,6 +209,19 @@ class FaultProxy:
             raise ValueError("at must be a non-empty marker or a byte count.")
         self._arm("cut", match, times, at)
 
+    def replace_reply(self, match: Matcher = b"", reply: bytes = b"", times: int = 1) -> None:
+        """Answer the next ``times`` requests matching ``match`` with ``reply`` (whole
+        bytes on the wire, e.g. an HTTP response), then close the client's connection.
+
+        Each such request is forwarded, and the server has applied it by the time its
+        answer starts; that answer is thrown away. Counted in :attr:`dropped`.
+        """
+        if not reply:
+            raise ValueError("reply must be the bytes to send instead of the server's.")
+        if len(reply) > _CHUNK:
+            raise ValueError(f"reply must be at most {_CHUNK} bytes, got {len(reply)}.")
+        self._arm("replace", match, times, reply=reply)
+
     def drop_request(self, match: Matcher = b"", times: int = 1) -> None:
         """Lose the next ``times`` requests matching ``match``: never forwarded.
 
@@ -254,11 +273,13 @@ class FaultProxy:
         with self._lock:
             return sum(rule.left for rule in self._rules)
 
-    def _arm(self, kind: str, match: Matcher, times: int, at: int | bytes = 0) -> None:
+    def _arm(
+        self, kind: str, match: Matcher, times: int, at: int | bytes = 0, reply: bytes = b""
+    ) -> None:
         if times < 1:
             raise ValueError(f"times must be at least 1, got {times!r}.")
         with self._lock:
-            self._rules.append(_Rule(kind, match, times, at))
+            self._rules.append(_Rule(kind, match, times, at, reply))
 
     def _take(self, request: bytes) -> _Rule | None:
         """The fault for ``request`` (consuming one use of its rule), or None."""
@@ -360,7 +381,7 @@ class FaultProxy:
                                 self.refused += 1
                             self._record(request)
                             return
-                        if fault in ("reply", "reset", "cut"):
+                        if fault in ("reply", "reset", "cut", "replace"):
                             doomed = rule
                         upstream.sendall(data)
                         continue
@@ -399,6 +420,10 @@ class FaultProxy:
             with self._lock:
                 self.replied += end
             client.sendall(answer[:end])
+        elif rule.kind == "replace":
+            with self._lock:
+                self.replied += len(rule.reply)
+            client.sendall(rule.reply)
         elif rule.kind == "reset":
             # An RST instead of a FIN: no shutdown(), and a zero linger time on close.
             sel.unregister(client)

@@ -14,8 +14,6 @@ import functools
 import json
 import math
 import re
-import socket
-import sys
 import threading
 import zlib
 from collections.abc import Callable, Hashable, Mapping
@@ -26,16 +24,8 @@ from time import perf_counter
 from typing import Any, ClassVar, Final, TypeGuard, TypeVar, cast
 
 from botocore import xform_name
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    HTTPClientError,
-    ProxyConnectionError,
-)
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
-from urllib3.exceptions import NewConnectionError
 
 from cachehub.api import COUNTER_RANGE, HIT_COUNT_MAX, LOCK_HORIZON, counter_overflow
 from cachehub.provider import (
@@ -87,8 +77,10 @@ from .errors import (
     CallContext,
     ConditionFailedError,
     ForeignEntryError,
+    ReplyCutError,
     backend_error,
     error_code,
+    never_left,
     translate,
 )
 from .flow import request
@@ -201,32 +193,14 @@ class _ReplyLost(Exception):
     """A guarded write's reply was lost after it was sent: it may have been applied."""
 
 
-def _never_left(exc: Exception) -> bool:
-    """Whether ``exc`` proves the request never reached the server: connecting failed.
-
-    Only a connect timeout, a failed connect to or through an HTTP proxy, or an
-    :class:`EndpointConnectionError` wrapping a failed connect (urllib3's
-    ``NewConnectionError``, aiohttp's ``ClientConnectorError``, a DNS failure). botocore
-    raises it only for those; aiobotocore raises it for *every* aiohttp
-    ``ClientConnectionError``, a connection reset after the request was sent included,
-    which may follow an applied write: a lost reply like any other. So does one that
-    wraps nothing (no proof either way).
-    """
-    if isinstance(exc, (ConnectTimeoutError, ProxyConnectionError)):
-        return True
-    if not isinstance(exc, EndpointConnectionError):
-        return False
-    wrapped = exc.kwargs.get("error")
-    if isinstance(wrapped, (NewConnectionError, socket.gaierror)):
-        return True
-    aiohttp = sys.modules.get("aiohttp")  # imported by aiobotocore if the async shell ran
-    connector_error = getattr(aiohttp, "ClientConnectorError", None)
-    return connector_error is not None and isinstance(wrapped, connector_error)
-
-
 def _header(http: Any, name: str) -> str | None:
     value = http.headers.get(name)
     return None if value is None else str(value)
+
+
+def _body(http: Any) -> bytes:
+    body = getattr(http, "_content", None)  # read by both clients before the hook runs
+    return body if isinstance(body, bytes) else b""
 
 
 def _incomplete(http: Any) -> bool:
@@ -239,9 +213,7 @@ def _incomplete(http: Any) -> bool:
     checksum header fails the checksum, which botocore answers by re-sending the write.
     Either way the write was applied (the status says so) and its answer is lost.
     """
-    body = getattr(http, "_content", None)  # read by both clients before this hook runs
-    if not isinstance(body, bytes):
-        body = b""
+    body = _body(http)
     if _header(http, "x-amzn-requestid") is None or not body:
         return True
     checksum = _header(http, "x-amz-crc32")
@@ -260,6 +232,7 @@ def _no_blind_resend(
     caught_exception: Exception | None = None,
     response: Any = None,
     attempts: int = 1,
+    operation: Any = None,
     max_sends: int = _RESEND_ROUNDS,
     **_: Any,
 ) -> int | None:
@@ -271,21 +244,39 @@ def _no_blind_resend(
     instead (out of botocore, to the cache), which then reads the item to learn the
     outcome. So does a success reply that arrived incomplete (:func:`_incomplete`):
     botocore would answer it with ``{}`` or re-send it after its checksum failed. Only
-    failures that prove the request never left (:func:`_never_left`) and whole error
-    replies (throttling...) keep botocore's retries; an incomplete 4xx reply (a refusal
-    - nothing was applied - whose reason was cut off) is re-sent at once, for its
-    reason, up to ``max_sends`` sends in all (the cache's ``maxAttempts``, at most 3).
+    failures that prove the request never left (:func:`.never_left`) and whole 4xx
+    replies (throttling...) keep botocore's retries; a 5xx reply is a lost reply too (an
+    internal error may follow an applied write); an incomplete 4xx reply (a refusal -
+    nothing was applied - whose reason was cut off) is re-sent at once, for its reason,
+    up to ``max_sends`` sends in all (the cache's ``maxAttempts``, at most 3).
+
+    Every other request keeps botocore's retries, and a success reply cut in its
+    headers is sent again (at most ``max_sends`` sends, then :class:`.ReplyCutError`).
     """
+    http = response[0] if isinstance(response, tuple) and response else None
     if not _ONCE.get():
-        return None
+        # Any other request is safe to send again (reads, puts, conditional writes whose
+        # re-send is recognised): only a success reply cut in its headers needs this
+        # hook, since botocore reads its empty body as ``{}`` - for a GetItem, a miss of
+        # a present key. One cut in its body fails the checksum, and botocore re-sends.
+        if http is None or not 200 <= http.status_code < 300 or _body(http):
+            return None
+        if attempts < max_sends:
+            return 0
+        raise ReplyCutError(operation=getattr(operation, "name", "the request"))
     if caught_exception is not None:
-        if isinstance(caught_exception, (HTTPClientError, BotoConnectionError)) and not _never_left(
+        if isinstance(caught_exception, (HTTPClientError, BotoConnectionError)) and not never_left(
             caught_exception
         ):
             raise _ReplyLost from caught_exception
         return None
-    http = response[0] if isinstance(response, tuple) and response else None
-    if http is None or not 200 <= http.status_code < 500 or not _incomplete(http):
+    if http is None:
+        return None
+    if http.status_code >= 500:
+        # InternalServerError and ServiceUnavailable do not say the write was not
+        # applied (DynamoDB's error handling guide: "the request may have succeeded").
+        raise _ReplyLost
+    if http.status_code < 200 or not _incomplete(http):
         return None
     if http.status_code < 300:
         raise _ReplyLost

@@ -6,6 +6,8 @@ a DynamoDB call, and scrubs the configured credentials from any text it reuses.
 
 from __future__ import annotations
 
+import socket
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,8 +22,10 @@ from botocore.exceptions import (
     NoCredentialsError,
     NoRegionError,
     PartialCredentialsError,
+    ProxyConnectionError,
     ReadTimeoutError,
 )
+from urllib3.exceptions import NewConnectionError
 
 from cachehub.errors import CacheThrottledError
 from cachehub.provider import (
@@ -41,8 +45,10 @@ __all__ = [
     "ForeignEntryError",
     "describe_item",
     "ConditionFailedError",
+    "ReplyCutError",
     "CallContext",
     "translate",
+    "never_left",
     "guarded",
     "error_code",
     "backend_error",
@@ -161,6 +167,37 @@ _MISSING_INDEX: Final = (
     r"invalid index|specified index|index\b.{0,80}\b(?:not found|does not exist)"
 )
 
+
+class ReplyCutError(BotoCoreError):  # type: ignore[misc]  # botocore is untyped here
+    """A 2xx reply that arrived without its body, on every send (see
+    :func:`.cache._no_blind_resend`): botocore would have parsed it as ``{}``."""
+
+    fmt = "The reply to {operation} was cut short on every send."
+
+
+def never_left(exc: Exception) -> bool:
+    """Whether ``exc`` proves the request never reached the server: connecting failed.
+
+    Only a connect timeout, a failed connect to or through an HTTP proxy, or an
+    :class:`EndpointConnectionError` wrapping a failed connect (urllib3's
+    ``NewConnectionError``, aiohttp's ``ClientConnectorError``, a DNS failure). botocore
+    raises it only for those; aiobotocore raises it for *every* aiohttp
+    ``ClientConnectionError``, a connection reset after the request was sent included,
+    which may follow an applied write: a lost reply like any other. So does one that
+    wraps nothing (no proof either way).
+    """
+    if isinstance(exc, (ConnectTimeoutError, ProxyConnectionError)):
+        return True
+    if not isinstance(exc, EndpointConnectionError):
+        return False
+    wrapped = exc.kwargs.get("error")
+    if isinstance(wrapped, (NewConnectionError, socket.gaierror)):
+        return True
+    aiohttp = sys.modules.get("aiohttp")  # imported by aiobotocore if the async shell ran
+    connector_error = getattr(aiohttp, "ClientConnectorError", None)
+    return connector_error is not None and isinstance(wrapped, connector_error)
+
+
 TABLE: Final = (
     # AWS error codes of a ClientError ({op}, {table}, {key_name}: the call; {code} and
     # {text}: the error's code and scrubbed message).
@@ -273,9 +310,17 @@ TABLE: Final = (
     # botocore's own exceptions ({endpoint}: where the client sends requests).
     ErrorRule(
         CacheUnavailableError,
+        "DynamoDB at {endpoint} answered {op} with a reply cut short (the connection "
+        "closed before a whole reply), on every send.",
+        "something between this client and DynamoDB (a proxy, a load balancer, a NAT "
+        "gateway) closes connections mid-reply: check it, then retry.",
+        types=(ReplyCutError, ConnectionClosedError),
+    ),
+    ErrorRule(
+        CacheUnavailableError,
         "unable to connect to DynamoDB at {endpoint} during {op}.",
         f"check host and region and that the endpoint is reachable; {LOCAL_HINT}.",
-        types=(EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError),
+        types=(EndpointConnectionError, ConnectTimeoutError),
     ),
     ErrorRule(
         CacheUnavailableError,
@@ -312,6 +357,9 @@ def translate(exc: BaseException, ctx: CallContext) -> CacheError:
     """The cachehub error for a botocore/boto3 failure of ``ctx.operation``."""
     if isinstance(exc, CacheError):
         return exc
+    if isinstance(exc, EndpointConnectionError) and not never_left(exc):
+        # aiobotocore's name for a connection closed or reset mid-reply, too
+        exc = ConnectionClosedError(endpoint_url=exc.kwargs.get("endpoint_url", ""))
     if isinstance(exc, ClientError):
         error: Any = exc.response.get("Error", {})
         text = str(error.get("Message") or error.get("Code") or "no message")

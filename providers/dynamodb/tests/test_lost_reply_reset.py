@@ -30,7 +30,7 @@ from cachehub_dynamodb import DynamoDBCache
 from cachehub_dynamodb.cache import _ONCE, _no_blind_resend, _ReplyLost
 from urllib3.exceptions import NewConnectionError
 
-from cachehub.errors import CacheOutcomeUnknownError
+from cachehub.errors import CacheOutcomeUnknownError, CacheUnavailableError
 from cachehub.testing.faults import FaultProxy
 
 UPDATE = b"DynamoDB_20120810.UpdateItem"
@@ -69,6 +69,8 @@ def cache(make: Callable[..., DynamoDBCache], proxy: FaultProxy) -> DynamoDBCach
 def arm(proxy: FaultProxy, fault: str, match: bytes) -> None:
     if fault == "reset":
         proxy.reset_reply(match)
+    elif fault == "replace":
+        proxy.replace_reply(match, reply=HTTP_500)
     elif fault == "cut-in-status":
         proxy.cut_reply(match, at=20)
     else:
@@ -92,6 +94,7 @@ def run(
         aio = cache.aio()
         try:
             await aio.exists("warm")  # this loop's client and connection, before the fault
+            proxy.reset_counts()  # what the test counts is the call's own requests
             arm(proxy, kind, match)
             try:
                 return await getattr(aio, op)(*args)
@@ -201,3 +204,139 @@ def test_only_a_failed_connect_is_retried_for_a_guarded_write() -> None:
     assert _verdict(EndpointConnectionError(endpoint_url=url)) == "lost"
     assert _verdict(ConnectionClosedError(endpoint_url=url)) == "lost"
     assert _verdict(ReadTimeoutError(endpoint_url=url, error="read")) == "lost"
+
+
+GET = b"DynamoDB_20120810.GetItem"
+BATCH_GET = b"DynamoDB_20120810.BatchGetItem"
+CUTS = ["cut-in-status", "cut-before-length"]
+
+
+@pytest.mark.parametrize("fault", CUTS)
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(
+    ("op", "args", "match", "expected"),
+    [
+        ("get", ("r",), GET, "stored"),
+        ("exists", ("r",), GET, True),
+        ("get_many", (["r", "s"],), BATCH_GET, {"r": "stored", "s": "too"}),
+    ],
+)
+def test_a_read_whose_reply_is_cut_is_sent_again_never_read_as_a_miss(
+    cache: DynamoDBCache,
+    proxy: FaultProxy,
+    shell: str,
+    fault: str,
+    op: str,
+    args: tuple[Any, ...],
+    match: bytes,
+    expected: Any,
+) -> None:
+    """A 200 cut in its headers reads as an empty body, which botocore parsed as ``{}``:
+    a GetItem with no Item, so ``get`` answered the default for a present key. A read is
+    safe to send again: it is, once."""
+    cache.put_many({"r": "stored", "s": "too"})
+    proxy.reset_counts()
+    answer = run(cache, shell, op, *args, fault=(proxy, fault, match))
+    assert proxy.dropped == 1
+    assert answer == expected
+    assert proxy.count(match) == 2
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_read_cut_on_every_send_is_a_typed_error_not_a_miss(
+    cache: DynamoDBCache, proxy: FaultProxy, shell: str
+) -> None:
+    """maxAttempts (3) sends, each reply cut in its status line: the cache says so."""
+    cache.put("r", "stored")
+    proxy.reset_counts()
+    proxy.cut_reply(GET, at=20, times=10)
+    if shell == "sync":
+        with pytest.raises(CacheUnavailableError, match="cut short") as caught:
+            cache.get("r")
+    else:
+
+        async def main() -> None:
+            aio = cache.aio()
+            try:
+                await aio.get("r")
+            finally:
+                await aio.close()
+
+        with pytest.raises(CacheUnavailableError, match="cut short") as caught:
+            _bounded(main)
+    assert "proxy" in (caught.value.hint or "")
+    assert proxy.count(GET) == 3
+    proxy.clear()
+    assert cache.get("r") == "stored"
+
+
+_ERROR_BODY = (
+    b'{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError",'
+    b'"message":"Internal server error"}'
+)
+HTTP_500 = (
+    b"HTTP/1.1 500 Internal Server Error\r\n"
+    b"Content-Type: application/x-amz-json-1.0\r\n"
+    b"x-amzn-RequestId: 0000INTERNAL\r\n"
+    b"Content-Length: %d\r\n"
+    b"Connection: close\r\n\r\n%s" % (len(_ERROR_BODY), _ERROR_BODY)
+)
+"""What DynamoDB answers when it fails inside: the write may or may not have landed."""
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(
+    ("op", "match", "prepare", "args", "expected", "after"),
+    [
+        ("incr", UPDATE, {"n": 10}, ("n", 1), 11, ("n", 11)),
+        ("add", PUT, {}, ("k", "mine"), True, ("k", "mine")),
+        ("delete", DELETE, {"d": "v"}, ("d",), True, ("d", None)),
+    ],
+)
+def test_an_internal_error_after_a_write_landed_never_applies_it_twice(
+    cache: DynamoDBCache,
+    proxy: FaultProxy,
+    shell: str,
+    op: str,
+    match: bytes,
+    prepare: dict[str, Any],
+    args: tuple[Any, ...],
+    expected: Any,
+    after: tuple[str, Any],
+) -> None:
+    """moto applied the write; the client is told 500 InternalServerError, which
+    botocore re-sends: ``incr`` counted twice. A 5xx to a once-only write is a lost
+    reply: the item says what happened, or the outcome is reported unknown."""
+    if prepare:
+        cache.put_many(prepare)
+    proxy.reset_counts()
+    answer = run(cache, shell, op, *args, fault=(proxy, "replace", match))
+    assert proxy.dropped == 1
+    # delete checks a lost reply with a second, conditional DeleteItem (see the test above)
+    assert proxy.count(match) == (2 if op == "delete" else 1) or proxy.count(match) == 1
+    key, value = after
+    assert cache.get(key) == value
+    assert answer == expected or (op == "delete" and answer == UNKNOWN)
+
+
+@pytest.mark.parametrize("fault", [*FAULTS, "replace"])
+def test_a_lock_whose_replies_are_lost_is_taken_and_given_back_once(
+    cache: DynamoDBCache, proxy: FaultProxy, fault: str
+) -> None:
+    """Lock writes are re-sent (botocore's retry, or this provider's after a cut reply),
+    and a re-send is recognised by its token: the holder gets its lock and its fence, not
+    a timeout on its own lock or a second fence; a re-sent release answers True."""
+    first = cache.lock("job", ttl=30, timeout=0)
+    arm(proxy, fault, UPDATE)
+    assert first.acquire(blocking=False)
+    assert proxy.dropped == 1
+    assert isinstance(first.fence, int)
+    assert first.held
+    rival = cache.lock("job", ttl=30, timeout=0)
+    assert not rival.acquire(blocking=False)
+    arm(proxy, fault, UPDATE)
+    assert first.release()
+    assert proxy.dropped == 2
+    assert rival.acquire(blocking=False)
+    assert rival.fence == first.fence + 1
+    rival.release()
