@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import re
 import secrets
 import threading
 import time
@@ -82,6 +83,8 @@ MAX_KEY_LINK_CHARS: Final = 512
 """Longest percent-encoded key a key list links to by name; longer keys are linked by
 their position in the browse session (a page of 50 keys of 16,384 right-to-left overrides
 embedded by name was 12 MB)."""
+_DECIMAL: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?|\.[0-9]+")
+"""A TTL as the put form takes it: ASCII digits and maybe a decimal point, no sign."""
 _JSON_ESCAPE_CHARS: Final = 12
 """Most characters one character takes as an ASCII JSON string (an escaped surrogate
 pair: ``\\ud83d\\ude00``)."""
@@ -752,13 +755,15 @@ def create_app(
         ttl_text = text(form, "ttl", 32).strip()
         ttl: float | None = None
         if ttl_text:
-            try:
-                ttl = float(ttl_text)
-            except ValueError:
+            # Plain decimal seconds: float() also reads Arabic-Indic digits, "1_000" and
+            # exponents, so "1e-320" stored an entry gone before the page came back.
+            if not _DECIMAL.fullmatch(ttl_text) or not float(ttl_text) > 0:
                 raise CacheValueError(
-                    f"TTL must be a number of seconds, got {ttl_text!r}.",
-                    hint="leave it empty for no expiry.",
-                ) from None
+                    f"TTL must be a number of seconds above 0 (digits, maybe a decimal "
+                    f"point), got {visible(ttl_text)!r}.",
+                    hint="e.g. 300 or 1.5; leave it empty for no expiry.",
+                )
+            ttl = float(ttl_text)
         cache.put(key, value, time_span=ttl)
         url = request.url_for("entry").include_query_params(cache=cache.name, key=key)
         if _quoted(key) is None:

@@ -111,9 +111,25 @@ def test_put_and_edit_json_values(make_console: MakeConsole, provider: str) -> N
         response = env.post("/put/run", cache="main", key="cfg", value=bad)
         assert response.status_code == 400
         assert message in response.text
-    for ttl_text in ("soon", "-5", "nan", "1e400"):
+    # Plain decimal seconds only: float() also takes Arabic-Indic digits, underscores and
+    # exponents (1e-320 seconds: an entry that is gone before the page reloads).
+    for ttl_text in (
+        "soon",
+        "-5",
+        "nan",
+        "1e400",
+        "\u0663",
+        "1_000",
+        "1e-320",
+        "0",
+        "0.0",
+        "+5",
+        ".5.",
+    ):
         response = env.post("/put/run", cache="main", key="cfg", value="1", ttl=ttl_text)
         assert response.status_code == 400, ttl_text
+        assert "TTL" in response.text
+    assert env.post("/put/run", cache="main", key="half", value="1", ttl=" 0.5 ").status_code == 303
     assert env.cache.get("cfg") == {"a": [1, 2.5, None]}
 
 
