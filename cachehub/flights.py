@@ -50,6 +50,8 @@ class Flight:
     """Set when the leader finished (stored the value, failed or was cancelled)."""
     wakers: list[Callable[[], None]] = field(default_factory=list)
     """Called once when the flight ends: how async waiters on any loop are woken."""
+    waiters: list[Hashable] = field(default_factory=list)
+    """The owners that started waiting for it."""
 
 
 class Flights:
@@ -91,6 +93,7 @@ class Flights:
                 if self._leads_to(running, owner, thread):
                     return None, None
                 self._waiting[owner] = running
+                running.waiters.append(owner)
                 if waker is not None:
                     running.wakers.append(waker)
                 return None, running
@@ -126,6 +129,13 @@ class Flights:
         if self._running.get(key) is flight:
             del self._running[key]
         self._waiting.pop(flight.owner, None)
+        # Its waiters wait no more (each also says so, with stop_waiting): one whose loop
+        # was closed while it waited never will, and its entry would keep its task alive.
+        waiting = self._waiting
+        for owner in flight.waiters:
+            if waiting.get(owner) is flight:
+                del waiting[owner]
+        flight.waiters = []
         wakers, flight.wakers = flight.wakers, []
         flight.done.set()
         return wakers

@@ -161,3 +161,22 @@ def test_a_flight_whose_leader_task_was_closed_with_its_loop_is_taken_over() -> 
     assert asyncio.run(cache.aio().get_or_set("K", lambda: "again")) == "again"
     assert not task.done()
     task._log_destroy_pending = False  # type: ignore[attr-defined]  # closed on purpose
+
+
+def test_a_waiter_whose_own_loop_was_closed_is_forgotten_when_the_flight_ends() -> None:
+    """A task waiting for another owner's flight, its loop closed under it: its
+    ``finally`` (``stop_waiting``) never runs. The flight's end forgets it, so the task
+    (and its loop and frames) is not kept for the life of the cache."""
+    cache = MemoryCache({})
+    flights = cache._flights
+    led, _ = flights.start("K", "leader-thread", thread=ord("L"))
+    assert led is not None
+    loop = asyncio.new_event_loop()
+    waiter = loop.create_task(cache.aio().get_or_set("K", lambda: "never"))
+    loop.run_until_complete(asyncio.sleep(0.05))  # the task is now waiting for the flight
+    assert waiter in flights._waiting
+    loop.close()  # with the waiter pending: it is never resumed
+    flights.finish("K", led)
+    assert flights._waiting == {}
+    assert flights._running == {}
+    assert led.waiters == []
