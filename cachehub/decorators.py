@@ -59,8 +59,9 @@ def _arguments_bytes(args: list[Any], kwargs: list[tuple[str, Any]]) -> bytes:
     shared cache; a dict is encoded in insertion order, so ``f({"a": 1, "b": 2})`` and
     ``f({"b": 2, "a": 1})`` missed each other's results. :func:`_canonical` puts each in
     one order. A set, or a dict whose keys are not all str or all int, becomes a sorted
-    list, and the payload then lists where those were, with their type, so the
-    replacement can never equal an argument that held a plain list there. Arguments
+    flat list (see :func:`_tagged`), and the payload then lists where those were, with
+    their type, so the replacement can never equal an argument that held a plain list
+    there. Arguments
     holding neither keep the plain ``(args, kwargs)`` payload (and so their keys), as do
     dicts already in sorted order.
     """
@@ -89,7 +90,7 @@ def _canonical(
         return value
     if kind in _SETS:
         found.append((path, kind.__name__))
-        return sorted(_arguments_bytes([item], []) for item in value)
+        return [part for tagged in sorted(map(_tagged, value)) for part in tagged]
     if kind is list or kind is tuple:
         items = [_canonical(item, (*path, i), found, depth + 1) for i, item in enumerate(value)]
         return items if kind is list else tuple(items)
@@ -100,14 +101,29 @@ def _canonical(
             # a str or an int, so the same in every process.
             return {k: _canonical(value[k], (*path, k), found, depth + 1) for k in sorted(value)}
         # Keys of several types, or of types that do not order (a frozenset, a tuple
-        # holding one): sorted by their own canonical encodings, as (key, value) pairs.
-        pairs = sorted(((_arguments_bytes([k], []), k) for k in value), key=itemgetter(0))
+        # holding one): sorted as _tagged orders them, flat (tag, key, value) triples.
+        pairs = sorted(((_tagged(k), k) for k in value), key=itemgetter(0))
         found.append((path, "dict"))
-        return [
-            (encoded, _canonical(value[k], (*path, i), found, depth + 1))
-            for i, (encoded, k) in enumerate(pairs)
-        ]
+        flat: list[Any] = []
+        for i, ((tag, shown), k) in enumerate(pairs):
+            flat += (tag, shown, _canonical(value[k], (*path, i), found, depth + 1))
+        return flat
     return value
+
+
+_TAGS: Final = {type(None): 0, bool: 1, int: 2, float: 3, str: 4, bytes: 5}
+_ENCODED: Final = len(_TAGS)
+
+
+def _tagged(item: Any) -> tuple[int, Any]:
+    """A set member or dict key as ``(tag, what orders it)``, the same in every process:
+    scalars by their type, then by value (no codec call: a set of 1,000 ints cost 1,000
+    encodes); anything else (a tuple, a frozenset, a NaN, which has no order) by its
+    canonical encoding. The tag keeps 1, 1.0 and True, and b"x" and an encoding, apart."""
+    tag = _TAGS.get(type(item), _ENCODED)
+    if tag == _ENCODED or item != item:
+        return _ENCODED, _arguments_bytes([item], [])
+    return tag, item
 
 
 def _default_prefix(func: Callable[..., Any]) -> str:
