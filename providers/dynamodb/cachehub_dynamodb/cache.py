@@ -77,6 +77,7 @@ from .errors import (
     CallContext,
     ConditionFailedError,
     ForeignEntryError,
+    ItemTooLargeError,
     ReplyCutError,
     backend_error,
     error_code,
@@ -94,6 +95,7 @@ from .items import (
     EXPIRY_ATTRIBUTES,
     IDLE,
     INTERNAL,
+    ITEM_GROWTH,
     LIVE,
     LOCK_FENCE,
     LOCK_HOLDER,
@@ -118,6 +120,7 @@ from .items import (
     expiry_attrs,
     expiry_of,
     fresh_attrs,
+    hashed_prefix,
     internal_key,
     is_live,
     item_size,
@@ -283,6 +286,20 @@ def _no_blind_resend(
     return 0 if attempts < max_sends else None
 
 
+_SCHEMA_CHANGED: Final = re.compile(
+    "key element does not match the schema|missing the key|key schema", re.IGNORECASE
+)
+
+
+def _table_changed(exc: ClientError) -> bool:
+    """Whether ``exc`` says the table is gone, or no longer has the key this cache found."""
+    code = error_code(exc)
+    if code == "ResourceNotFoundException":
+        return True
+    message = str(exc.response.get("Error", {}).get("Message", ""))
+    return code == "ValidationException" and _SCHEMA_CHANGED.search(message) is not None
+
+
 def _wants_lucee(settings: Mapping[str, Any]) -> bool:
     """Whether raw settings ask for ``itemFormat: "lucee"`` (names are case-insensitive)."""
     for name, value in settings.items():
@@ -441,6 +458,7 @@ class DynamoDBCache(FlowCache[Any]):
         )
         self._table_id = (self.endpoint, self.region, self.table_name)
         self._consistent: bool = self.settings["consistentRead"]
+        self._hashed = {"S": hashed_prefix(self.namespace)}  # see items.OWNED
         self._secrets = tuple(
             str(v)
             for v in (
@@ -509,12 +527,9 @@ class DynamoDBCache(FlowCache[Any]):
 
     def _request_error(self, operation: str, exc: BotoCoreError | ClientError) -> CacheError:
         """The typed error of a failed request (both clients raise botocore's exceptions)."""
-        if (
-            isinstance(exc, ClientError)
-            and error_code(exc) == "ResourceNotFoundException"
-            and operation != "DescribeTable"
-        ):
-            # The table vanished: bootstrap (and maybe recreate it) on the next call.
+        if isinstance(exc, ClientError) and operation != "DescribeTable" and _table_changed(exc):
+            # The table vanished, or was recreated with another key: bootstrap (and maybe
+            # recreate it, or adopt or refuse its new key) on the next call.
             self._key_name = None
             _KNOWN_TABLES.pop(self._table_id, None)
         return translate(exc, self._ctx(operation))
@@ -742,15 +757,17 @@ class DynamoDBCache(FlowCache[Any]):
         )
         # Exact sizing only near the limit: the key (as partition key and originalKey) and
         # the metadata attributes take at most 8 bytes per key character + 1 KB.
+        limit = MAX_ITEM_BYTES - ITEM_GROWTH
         raw = encoded.get("B")
-        if raw is not None and len(raw) + 8 * len(storage_key) + 1024 <= MAX_ITEM_BYTES:
+        if raw is not None and len(raw) + 8 * len(storage_key) + 1024 <= limit:
             return item
         size = item_size(item)
-        if size > MAX_ITEM_BYTES:
+        if size > limit:
             raise CacheValueError(
                 f"the value for key {self._user_key(storage_key)!r:.80} needs a {size}-byte "
                 f"item; DynamoDB items are limited to {MAX_ITEM_BYTES} bytes (400 KB), "
-                "after compression.",
+                f"after compression, of which {ITEM_GROWTH} stay free for the stamps later "
+                "reads and writes add.",
                 hint="store large values elsewhere (e.g. S3) and cache a reference, or split "
                 "them over several keys.",
             )
@@ -818,7 +835,16 @@ class DynamoDBCache(FlowCache[Any]):
             update += _ADD_HITS
             values[":h"] = {"N": str(1 + self._take_hits(pk, version_of(item)))}
         # If the entry was replaced meanwhile, the new version keeps its own expiry.
-        yield from self._update_if(key, update, cond, values)
+        try:
+            yield from self._update_if(key, update, cond, values)
+        except ItemTooLargeError:
+            # Written at the limit by another program (this cache keeps ITEM_GROWTH free):
+            # the read still answers; the entry keeps its deadline instead of sliding.
+            self._warn_once(
+                f"no-slide:{pk}",
+                f"an idle entry of {self._user_key(pk)!r:.80} is too close to DynamoDB's "
+                "400 KB item limit to have its deadline moved; it expires at its old one.",
+            )
 
     def _write_hits_flow(self, pending: dict[str, PendingHits]) -> Flow[None]:
         """Pending hit counts and last-access times: one conditional UpdateItem per key.
@@ -1130,11 +1156,17 @@ class DynamoDBCache(FlowCache[Any]):
             held = "dict (an item without a value attribute)"
         else:
             try:
-                held = type(decode_value(item, self.codec, key)).__name__
+                value = decode_value(item, self.codec, key)
             except CacheError:
-                held = "undecodable value"
-            if held == "int":
-                held = "int beyond DynamoDB's 38-digit Number range"
+                value = held = "undecodable value"
+            else:
+                held = type(value).__name__
+            if type(value) is int:  # stored as codec bytes, not as a Number a counter is
+                held = (
+                    "int stored as codec bytes"
+                    if value in COUNTER_RANGE
+                    else "int outside the signed 64-bit range of counters"
+                )
         return not_an_int(self._user_key(key), held)
 
     def _touch_flow(self, key: str, expiry: Expiry, now: float) -> Flow[bool]:
@@ -1182,7 +1214,8 @@ class DynamoDBCache(FlowCache[Any]):
             # A 1 MB page of keys is ~25,000 items, ~20 MB once botocore has parsed them:
             # smaller pages keep the client's memory flat whatever the table size.
             params["Limit"] = SCAN_PAGE_ITEMS
-        params.update(self._expr(*exprs, values={":p": {"S": flt.prefix}, ":now": num(now)}))
+        values = {":p": {"S": flt.prefix}, ":now": num(now), ":hashed": self._hashed}
+        params.update(self._expr(*exprs, values=values))
         return params
 
     def _filter(self, flt: KeyFilter) -> KeyFilter:
@@ -1799,14 +1832,24 @@ def _incremented(before: Item, delta: int) -> Item:
 
 
 def _number_value(item: Item) -> int | None:
-    """The integer a Number ``value`` attribute holds, or None (no Number, not an int)."""
+    """The integer a Number ``value`` attribute holds, or None (no Number, not an int).
+
+    Read as DynamoDB writes Numbers, exponents included: another program's ``9.99E+125``
+    is an int (outside any counter's range), not "not an int". One past the counter
+    range stands for an int too long to be worth building.
+    """
     attr = item.get(VALUE)
     if not isinstance(attr, dict) or not isinstance(attr.get("N"), str):
         return None
     try:
-        return int(attr["N"])
-    except ValueError:
+        number = Decimal(attr["N"])
+    except ArithmeticError:
         return None
+    if not number.is_finite() or number != number.to_integral_value():
+        return None
+    if number.adjusted() > 40:  # DynamoDB's own Numbers end at 10**126
+        return COUNTER_RANGE.stop if number > 0 else COUNTER_RANGE.start - 1
+    return int(number)
 
 
 def _old_item(exc: ConditionFailedError) -> Item | None:

@@ -46,6 +46,7 @@ __all__ = [
     "describe_item",
     "ConditionFailedError",
     "ReplyCutError",
+    "ItemTooLargeError",
     "CallContext",
     "translate",
     "never_left",
@@ -168,6 +169,10 @@ _MISSING_INDEX: Final = (
 )
 
 
+class ItemTooLargeError(CacheValueError):
+    """DynamoDB refused a write whose item would pass its 400 KB limit."""
+
+
 class ReplyCutError(BotoCoreError):  # type: ignore[misc]  # botocore is untyped here
     """A 2xx reply that arrived without its body, on every send (see
     :func:`.cache._no_blind_resend`): botocore would have parsed it as ``{}``."""
@@ -253,7 +258,7 @@ TABLE: Final = (
         codes=frozenset({"TransactionCanceledException"}),
     ),
     ErrorRule(
-        CacheValueError,
+        ItemTooLargeError,
         "{op} on table '{table}': the item exceeds DynamoDB's 400 KB limit ({text}).",
         "store large values elsewhere (e.g. S3) and cache a reference.",
         codes=frozenset({"ValidationException"}),

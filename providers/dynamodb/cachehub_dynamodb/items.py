@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from cachehub.api import HIT_COUNT_MAX, Entry, Expiry
+from cachehub.api import HIT_COUNT_MAX, MAX_TIME_SPAN, Entry, Expiry
 from cachehub.codec import Codec
 from cachehub.errors import CacheError, CorruptEntryError
 
@@ -77,6 +77,13 @@ MAX_KEY_BYTES: Final = 2048
 """DynamoDB's limit for a partition key value."""
 MAX_ITEM_BYTES: Final = 400 * 1024
 """DynamoDB's item size limit (names and values together)."""
+GROWS: Final = (ACCESSED, MODIFIED, HITS, HIT_FLUSH, REQUEST, DEADLINE, TTL, EXPIRES, IDLE)
+"""Attributes a later write may add to an entry, or lengthen: a read's slide and hit count,
+``touch``, ``incr``, a write-back."""
+ITEM_GROWTH: Final = sum(len(name) + 40 for name in GROWS)
+"""Bytes a fresh item keeps free for :data:`GROWS` (each value as at most 40 characters: a
+Number of 38 digits with its sign and point, a 32-digit request id). An entry written up
+to the limit itself could be stored, then never read again: its first slide did not fit."""
 HASH_PREFIX: Final = "sha256:"
 MAX_NUMBER: Final = 10**38
 """Ints with fewer than 38 digits fit a DynamoDB Number exactly."""
@@ -119,7 +126,6 @@ CONSTANTS: Final = {
     ":n": {"S": "N"},
     ":lock": {"S": "lock"},
     ":nul": {"S": "\x00"},
-    ":hashed": {"S": HASH_PREFIX},
 }
 """Expression values every request may use (``attribute_type(x, :n)``, :data:`ENTRY`)."""
 LIVE: Final = (
@@ -141,12 +147,14 @@ item. Only the marker *with* the ``originalKey`` only a lock
 has (it holds a NUL, see :func:`internal_key`) hides an item: ``cachehubInternal`` set on an
 ordinary item by another writer does not hide it from ``keys``/``count`` nor keep it from
 ``clear``."""
-OWNED: Final = "(attribute_not_exists(#ok) OR #ok = #pk OR contains(#pk, :hashed))"
-"""Condition (values in :data:`CONSTANTS`): the item may be its key's own entry, as far as
-the server can tell. An item whose ``originalKey`` names another key than its partition
-key is another program's unless it is a hashed item (``sha256:`` in the partition key),
-whose hash only the client can check (:func:`consistent_key`): so a server-side count
-skips the first, as every read does."""
+OWNED: Final = "(attribute_not_exists(#ok) OR #ok = #pk OR begins_with(#pk, :hashed))"
+"""Condition (``:hashed``: :func:`hashed_prefix` of the cache's namespace): the item may be
+its key's own entry, as far as the server can tell. An item whose ``originalKey`` names
+another key than its partition key is another program's unless it is shaped like a hashed
+item (its partition key starts with the namespace and ``sha256:``), whose hash only the
+client can check (:func:`consistent_key`): so a server-side count skips the first, as
+every read does. It used to take any partition key *containing* ``sha256:`` (another
+program's ``report-sha256:2024``), which ``count()`` counted and ``keys()`` did not."""
 EXPIRY_ATTRIBUTES: Final = (DEADLINE, TTL, LUCEE_TTL)
 """The attributes :func:`is_live` reads: what a key-only read must ask for."""
 MS_STAMPS: Final = 1e11
@@ -234,6 +242,13 @@ def partition_value(storage_key: str, namespace: str = "") -> tuple[str, str | N
     fits = len(namespace.encode()) + _HASHED_LENGTH <= MAX_KEY_BYTES
     prefix = namespace if fits and storage_key.startswith(namespace) else ""
     return prefix + HASH_PREFIX + digest, storage_key
+
+
+def hashed_prefix(namespace: str) -> str:
+    """How the partition key of every hashed item of ``namespace`` starts (see
+    :func:`partition_value`)."""
+    fits = len(namespace.encode("utf-8", "surrogatepass")) + _HASHED_LENGTH <= MAX_KEY_BYTES
+    return (namespace if fits else "") + HASH_PREFIX
 
 
 def internal_key(namespace: str, lock_name: str) -> tuple[str, str]:
@@ -544,6 +559,14 @@ def expiry_of(item: Mapping[str, Mapping[str, Any]]) -> Expiry:
     """The entry's expiry policy (a bare ``timeToLive`` counts as an absolute expiry)."""
     idle = number(item, IDLE)
     if idle is not None:
+        # Another program's: a read slides the deadline by it, so a negative one would make
+        # the read delete the entry and a huge one write a Number DynamoDB refuses.
+        if not 0 < idle <= MAX_TIME_SPAN.total_seconds():
+            raise CorruptEntryError(
+                f"DynamoDB item attribute '{IDLE}' is {idle:.6g} seconds; an idle time is "
+                "above 0 and at most 1,000 years.",
+                hint="another program wrote this item; delete it or put() the key again.",
+            )
         return Expiry(number(item, EXPIRES), idle)
     return Expiry(deadline_of(item), None)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cachehub.provider import Emit, Stream, fanout
+from cachehub.provider import CacheBackendError, Emit, Stream, fanout
 
 from .flow import request
 
@@ -21,9 +21,22 @@ __all__ = ["scan_pages", "segment_requests"]
 
 
 def _following(request: dict[str, Any], page: dict[str, Any]) -> dict[str, Any] | None:
-    """The request for the page after ``page``, or None when it was the last one."""
+    """The request for the page after ``page``, or None when it was the last one.
+
+    A page that ends where it started would be asked for again for ever (an endpoint that
+    does not page correctly): a typed error instead of a scan that never ends.
+    """
     last = page.get("LastEvaluatedKey")
-    return {**request, "ExclusiveStartKey": last} if last else None
+    if not last:
+        return None
+    if last == request.get("ExclusiveStartKey"):
+        raise CacheBackendError(
+            f"a Scan of DynamoDB table '{request.get('TableName')}' did not advance: a page "
+            "ended at the key it started from, so the next page would be the same one.",
+            hint="the endpoint does not page Scans correctly; check it (or its version) "
+            "against DynamoDB's API.",
+        )
+    return {**request, "ExclusiveStartKey": last}
 
 
 def segment_requests(params: dict[str, Any], segments: int = 1) -> list[dict[str, Any]]:

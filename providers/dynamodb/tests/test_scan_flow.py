@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import pytest
 from cachehub_dynamodb.scan import scan_pages, segment_requests
 
-from cachehub.errors import CacheError, CacheUnavailableError
+from cachehub.errors import CacheBackendError, CacheError, CacheUnavailableError
 from cachehub.provider import Emit, FlowCache, Stream, pull
 
 
@@ -106,3 +106,32 @@ def test_a_failed_segment_raises_its_typed_error_after_the_round_settles(shell: 
             asyncio.run(collect())
     assert got == ["s0p0", "s1p0", "s2p0"]
     assert len(table.sent) == 6  # the failing round's other requests did settle
+
+
+class StuckTable(Table):
+    """An endpoint whose second page of segment 0 ends where it started."""
+
+    def _request(self, operation: str, params: dict[str, Any], *_: Any) -> dict[str, Any]:
+        reply = super()._request(operation, params)
+        if params.get("ExclusiveStartKey") == 1 and params.get("Segment", 0) == 0:
+            reply["LastEvaluatedKey"] = 1
+        return reply
+
+
+@pytest.mark.parametrize("shell", ["sync", "async"])
+@pytest.mark.parametrize("segments", [[5], [5, 2]])
+def test_a_scan_that_does_not_advance_is_a_typed_error_not_an_endless_loop(
+    shell: str, segments: list[int]
+) -> None:
+    table = StuckTable(segments)
+    with pytest.raises(CacheBackendError, match="did not advance"):
+        if shell == "sync":
+            list(table._scan(None, 0.0))  # type: ignore[arg-type]
+        else:
+
+            async def collect() -> None:
+                async for _ in table._ascan(None, 0.0):  # type: ignore[arg-type]
+                    pass
+
+            asyncio.run(asyncio.wait_for(collect(), 30))
+    assert len(table.sent) <= 2 * len(segments)  # the stuck page is asked for once

@@ -267,6 +267,28 @@ def test_a_foreign_owner_is_a_miss_to_every_listing(make: Make) -> None:
     assert _raw(cache, "k1") is not None  # another program's: never cleared
 
 
+@pytest.mark.parametrize("namespace", ["", "f:"])
+@pytest.mark.parametrize("key", ["report-sha256:2024", "xsha256:" + "0" * 64, "a-sha256:b"])
+def test_a_foreign_key_that_merely_contains_sha256_is_not_counted(
+    make: Make, namespace: str, key: str
+) -> None:
+    """Any partition key containing ``sha256:`` passed the server-side owner filter as a
+    possible hashed item: count() counted another program's ``report-sha256:2024``, which
+    keys() and clear() skip (count() was 1 after clear())."""
+    cache = make(namespace=namespace)
+    cache.put("mine", 1)
+    _plant_foreign(cache, key)
+    assert sorted(cache.keys()) == ["mine"]
+    assert cache.count() == 1
+    assert cache.clear() == 1
+    assert cache.count() == 0
+    long_key = "L" * 2_000  # a real hashed item is still counted, listed and cleared
+    cache.put(long_key, 2)
+    assert cache.count() == 1
+    assert list(cache.keys()) == [long_key]
+    assert cache.clear() == 1
+
+
 def test_touch_and_delete_leave_a_foreign_item_alone(make: Make) -> None:
     # On main touch() answered True and rewrote its deadline, delete() and delete_many()
     # removed it: acting on an item every read calls a miss.

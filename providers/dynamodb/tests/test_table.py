@@ -9,7 +9,7 @@ import boto3
 import pytest
 from cachehub_dynamodb import DynamoDBCache
 
-from cachehub.errors import CachePermissionError, ConfigError
+from cachehub.errors import CachePermissionError, CacheValueError, ConfigError
 
 from .conftest import CREDENTIALS
 
@@ -167,6 +167,34 @@ def test_table_deleted_behind_our_back_is_recreated(
         cache.get("k")
     cache.put("k", 2)  # bootstraps again: the table is created anew
     assert cache.get("k") == 2
+
+
+def test_a_table_recreated_with_another_key_is_checked_again(
+    make: Any, endpoint: str, table_name: str
+) -> None:
+    """Another program drops the table and creates it with another partition key: the key
+    this process found was kept for good, so every later call failed with advice naming
+    the old key, keys() answered [] beside a count() of 1, and new caches inherited it.
+    The call that meets the new schema fails; the next one reads the table again."""
+    cache = make()
+    cache.put("k", 1)
+    client = _client(endpoint)
+    client.delete_table(TableName=table_name)
+    _create(endpoint, table_name, [("id", "S", "HASH")])
+    with pytest.raises(CacheValueError):
+        cache.put("k", 2)
+    cache.put("k", 2)  # the table's key, 'id', adopted
+    assert cache.key_name == "id"
+    assert cache.get("k") == 2
+    assert list(cache.keys()) == ["k"]
+    assert cache.count() == 1
+    assert make().key_name == "id"  # and for a new cache of this process
+    client.delete_table(TableName=table_name)
+    _create(endpoint, table_name, [("n", "N", "HASH")])
+    with pytest.raises(CacheValueError):
+        cache.get("k")
+    with pytest.raises(ConfigError, match="string"):
+        cache.get("k")  # a key the cache cannot use: refused as any such table is
 
 
 def test_empty_table_name_is_refused(endpoint: str) -> None:
