@@ -48,10 +48,10 @@ class Flight:
     """The thread the leader runs on (a task's: its event loop's)."""
     done: threading.Event = field(default_factory=threading.Event)
     """Set when the leader finished (stored the value, failed or was cancelled)."""
-    wakers: list[Callable[[], None]] = field(default_factory=list)
-    """Called once when the flight ends: how async waiters on any loop are woken."""
-    waiters: list[Hashable] = field(default_factory=list)
-    """The owners that started waiting for it."""
+    waiters: dict[Hashable, Callable[[], None] | None] = field(default_factory=dict)
+    """The owners waiting for it, each with its waker (called once when the flight ends:
+    how async waiters on any loop are woken; None for a thread, which waits on ``done``).
+    A waiter that stops waiting (woken, timed out, cancelled) takes itself off."""
 
 
 class Flights:
@@ -93,9 +93,7 @@ class Flights:
                 if self._leads_to(running, owner, thread):
                     return None, None
                 self._waiting[owner] = running
-                running.waiters.append(owner)
-                if waker is not None:
-                    running.wakers.append(waker)
+                running.waiters[owner] = waker
                 return None, running
         finally:
             _wake(stale)  # the abandoned flight's waiters: they try again (and wait for us)
@@ -113,9 +111,13 @@ class Flights:
         return True
 
     def stop_waiting(self, owner: Hashable) -> None:
-        """``owner`` no longer waits (woken, timed out or cancelled)."""
+        """``owner`` no longer waits (woken, timed out or cancelled): it leaves the flight
+        too, so that callers who give up on a slow creator (5,000 timed-out tasks) are
+        not all kept, with their wakers, until it ends."""
         with self._lock:
-            self._waiting.pop(owner, None)
+            flight = self._waiting.pop(owner, None)
+            if flight is not None:
+                flight.waiters.pop(owner, None)
 
     def finish(self, key: str, flight: Flight) -> None:
         """End ``flight`` (its leader is done, whatever the outcome) and wake its waiters."""
@@ -135,8 +137,8 @@ class Flights:
         for owner in flight.waiters:
             if waiting.get(owner) is flight:
                 del waiting[owner]
-        flight.waiters = []
-        wakers, flight.wakers = flight.wakers, []
+        wakers = [wake for wake in flight.waiters.values() if wake is not None]
+        flight.waiters = {}
         flight.done.set()
         return wakers
 

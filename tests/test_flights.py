@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 
 from cachehub_memory import MemoryCache
@@ -179,4 +180,25 @@ def test_a_waiter_whose_own_loop_was_closed_is_forgotten_when_the_flight_ends() 
     flights.finish("K", led)
     assert flights._waiting == {}
     assert flights._running == {}
-    assert led.waiters == []
+    assert led.waiters == {}
+
+
+def test_waiters_that_give_up_leave_the_flight_at_once() -> None:
+    """Callers timing out on a slow creator each left their task and waker in the flight
+    until the creator finished (5,000 timeouts: 6 MB, and a wake call per dead waker)."""
+    cache = MemoryCache({})
+    flights = cache._flights
+    led, _ = flights.start("K", "leader-thread", thread=ord("L"))
+    assert led is not None
+
+    async def main() -> None:
+        async def impatient() -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(cache.aio().get_or_set("K", lambda: "v"), 0.001)
+
+        await asyncio.gather(*(impatient() for _ in range(200)))
+
+    asyncio.run(main())
+    assert led.waiters == {}
+    assert flights._waiting == {}
+    flights.finish("K", led)
