@@ -617,3 +617,362 @@ def test_a_number_wider_than_38_digits_is_a_corrupt_entry_naming_it(
     if action == "getItem":
         with pytest.raises(CorruptEntryError, match="attribute 'count' cannot be read"):
             cache.get("wide")
+
+
+# ------------------------------------------- parameters are checked, never dropped
+
+
+def test_nested_key_form_refuses_every_other_unknown_entry(dynamo: DynamoDBCache) -> None:
+    """With ``{"key": {...}}`` the other top-level entries were never looked at (failed
+    on main): a misspelled ConditionExpression made a guarded delete or update
+    unconditional, and a flat partition key beside the nested one was dropped."""
+    dynamo.command("putItem", {"pk": "acct", "balance": 100})
+    with pytest.raises(
+        CacheValueError,
+        match=r"deleteItem: unknown parameter 'ConditionExpresion'\. "
+        r"Did you mean 'ConditionExpression'",
+    ):
+        dynamo.command(
+            "deleteItem",
+            {
+                "key": {"pk": "acct"},
+                "ConditionExpresion": "balance = :z",
+                "ExpressionAttributeValues": {":z": 0},
+            },
+        )
+    assert dynamo.command("getItem", {"pk": "acct"}) == {"pk": "acct", "balance": 100}
+    with pytest.raises(CacheValueError, match="Did you mean 'ConditionExpression'"):
+        dynamo.command(
+            "updateItem",
+            {
+                "key": {"pk": "ghost"},
+                "UpdateExpression": "SET n = :one",
+                "ExpressionAttributeValues": {":one": 1},
+                "ConditionExpresion": "attribute_exists(pk)",
+            },
+        )
+    assert dynamo.command("getItem", {"pk": "ghost"}) is None
+    dynamo.command("putItem", {"pk": "a", "v": "A"})
+    dynamo.command("putItem", {"pk": "b", "v": "B"})
+    with pytest.raises(CacheValueError, match="partition key 'pk' is given twice"):
+        dynamo.command("deleteItem", {"key": {"pk": "a"}, "pk": "b"})
+    assert dynamo.command("getItem", {"key": {"pk": "a"}}) == {"pk": "a", "v": "A"}
+    # Hostile: a write control on a read, a key spelled twice, a key that is no dict, a
+    # typo inside the nested key, an unrelated top-level entry.
+    with pytest.raises(CacheValueError, match="getItem: unknown parameter 'ReturnValues'"):
+        dynamo.command("getItem", {"key": {"pk": "a"}, "ReturnValues": "ALL_OLD"})
+    with pytest.raises(CacheValueError, match="'key' and 'KEY' both name"):
+        dynamo.command("deleteItem", {"key": {"pk": "a"}, "KEY": {"pk": "b"}})
+    with pytest.raises(CacheValueError, match="'key' must be a struct/dict"):
+        dynamo.command("deleteItem", {"key": "a"})
+    with pytest.raises(CacheValueError, match="Did you mean the parameter 'ConditionExpression'"):
+        dynamo.command("deleteItem", {"key": {"pk": "a", "ConditionExpresion": "v = :x"}})
+    with pytest.raises(CacheValueError, match="unknown parameter 'note'"):
+        dynamo.command(
+            "updateItem", {"Key": {"pk": "a"}, "UpdateExpression": "SET v = :x", "note": 1}
+        )
+    # The flat form names the parameter a stray entry may have meant, too.
+    with pytest.raises(CacheValueError, match="Did you mean the parameter 'ConditionExpression'"):
+        dynamo.command("deleteItem", {"pk": "a", "ConditionExpresion": "v = :x"})
+    assert dynamo.command("getItem", {"pk": "a"}) == {"pk": "a", "v": "A"}
+    assert dynamo.command("getItem", {"pk": "b"}) == {"pk": "b", "v": "B"}
+    # The nested form with known parameters still works, in any case.
+    old = dynamo.command("deleteItem", {"KEY": {"pk": "a"}, "returnvalues": "ALL_OLD"})
+    assert old == {"pk": "a", "v": "A"}
+
+
+def test_transact_write_items_sends_its_token_and_refuses_unknown_entries(
+    dynamo: DynamoDBCache,
+) -> None:
+    """ClientRequestToken (the idempotency token) and any other top-level entry were
+    silently ignored (failed on main); Item/Key were matched case-sensitively."""
+    sent: list[dict[str, Any]] = []
+    dynamo.client.meta.events.register(
+        "before-parameter-build.dynamodb.TransactWriteItems",
+        lambda params, **_: sent.append(dict(params)),
+    )
+    put = {"Put": {"Item": {"pk": "t", "n": 1}}}
+    dynamo.command("transactWriteItems", {"items": [put], "ClientRequestToken": "once-only"})
+    assert sent[-1]["ClientRequestToken"] == "once-only"
+    dynamo.command("transactWriteItems", {"TransactItems": [put], "clientrequesttoken": "again"})
+    assert sent[-1]["ClientRequestToken"] == "again"
+    count = len(sent)
+    other = {"Put": {"Item": {"pk": "u"}}}
+    refused: list[tuple[dict[str, Any], str]] = [
+        ({"items": [other], "ClientRequestTokn": "x"}, "Did you mean 'ClientRequestToken'"),
+        ({"items": [other], "ReturnConsumedCapacity": "TOTAL"}, "unknown parameter"),
+        ({"items": [other], "ClientRequestToken": "x" * 37}, "1 to 36 characters"),
+        ({"items": [other], "ClientRequestToken": 7}, "ClientRequestToken must be"),
+        ({"items": [other], "TransactItems": [other]}, "both 'items' and 'TransactItems'"),
+        ({"items": [other], "ITEMS": [put]}, "'items' and 'ITEMS' both name"),
+    ]
+    for data, match in refused:
+        with pytest.raises(CacheValueError, match=match):
+            dynamo.command("transactWriteItems", data)
+    assert len(sent) == count  # nothing was sent
+    assert dynamo.command("getItem", {"pk": "u"}) is None
+    # Item, Key and TableName in any case, as every other parameter name.
+    dynamo.command(
+        "transactWriteItems",
+        {
+            "items": [
+                {"put": {"item": {"pk": "u", "n": 2}, "tablename": dynamo.table_name}},
+                {"DELETE": {"KEY": {"pk": "t"}}},
+                {
+                    "Update": {
+                        "key": {"pk": "w"},
+                        "updateexpression": "SET n = :one",
+                        "expressionattributevalues": {":one": 1},
+                    }
+                },
+            ]
+        },
+    )
+    assert dynamo.command("getItem", {"pk": "u"}) == {"pk": "u", "n": 2}
+    assert dynamo.command("getItem", {"pk": "t"}) is None
+    assert dynamo.command("getItem", {"pk": "w"}) == {"pk": "w", "n": 1}
+    with pytest.raises(CacheValueError, match="'Item' and 'item' both name"):
+        dynamo.command(
+            "transactWriteItems", {"items": [{"Put": {"Item": {"pk": "x"}, "item": {"pk": "y"}}}]}
+        )
+    with pytest.raises(CacheValueError, match="the items name 1 key"):
+        dynamo.command(
+            "transactWriteItems",
+            {"items": [{"Put": {"Item": {"pk": "x"}}}, {"Delete": {"Key": {"pk": "x"}}}]},
+        )
+    assert dynamo.command("getItem", {"pk": "x"}) is None
+
+
+class _StuckScan:
+    """Answers every Scan with one item and a LastEvaluatedKey from ``keys``, cycling;
+    after ``cap`` requests it answers an error, so a loop without end fails the test."""
+
+    def __init__(self, cache: DynamoDBCache, keys: list[str], cap: int = 50) -> None:
+        self.keys, self.cap, self.calls = keys, cap, 0
+        cache.client.meta.events.register("before-send.dynamodb", self._answer)
+
+    def _answer(self, request: Any, **_: Any) -> Any:
+        import json
+
+        from botocore.awsrequest import AWSResponse
+
+        from .conftest import _Raw
+
+        target = request.headers.get("X-Amz-Target", b"")
+        if not (target.decode() if isinstance(target, bytes) else target).endswith(".Scan"):
+            return None
+        self.calls += 1
+        headers = {"x-amzn-RequestId": "t", "Content-Type": "application/x-amz-json-1.0"}
+        if self.calls > self.cap:
+            body: dict[str, Any] = {
+                "__type": "com.amazonaws.dynamodb.v20120810#LoopedException",
+                "message": "x",
+            }
+            return AWSResponse(request.url, 400, headers, _Raw(json.dumps(body).encode()))
+        last = self.keys[(self.calls - 1) % len(self.keys)]
+        body = {
+            "Items": [{"pk": {"S": f"i{self.calls}"}}],
+            "Count": 1,
+            "ScannedCount": 1,
+            "LastEvaluatedKey": {"pk": {"S": last}},
+        }
+        return AWSResponse(request.url, 200, headers, _Raw(json.dumps(body).encode()))
+
+
+def test_a_scan_whose_server_does_not_advance_is_a_typed_error(dynamo: DynamoDBCache) -> None:
+    """A LastEvaluatedKey that never changed made command('scan') read the same page for
+    ever, collecting it each time (failed on main: here, the 51st request fails)."""
+    from cachehub.errors import CacheBackendError
+
+    stuck = _StuckScan(dynamo, ["same"])
+    with pytest.raises(CacheBackendError, match=r"scan on table '.*': the server did not advance"):
+        dynamo.command("scan", {})
+    assert stuck.calls == 2
+    # Hostile: a cycle of two keys, and a server answering the start key it was given.
+    cycle = _StuckScan(dynamo, ["a", "b"])
+    dynamo.client.meta.events.unregister("before-send.dynamodb", stuck._answer)
+    with pytest.raises(CacheBackendError, match="did not advance"):
+        dynamo.command("scan", {"FilterExpression": "attribute_exists(pk)"})
+    assert cycle.calls == 3
+    dynamo.client.meta.events.unregister("before-send.dynamodb", cycle._answer)
+    echo = _StuckScan(dynamo, ["start"])
+    with pytest.raises(CacheBackendError, match="did not advance"):
+        dynamo.command("scan", {"ExclusiveStartKey": {"pk": "start"}, "Limit": 500})
+    assert echo.calls == 1
+
+
+def test_query_and_scan_collect_a_bounded_amount_and_hand_back_the_cursor(
+    dynamo: DynamoDBCache, monkeypatch: Any
+) -> None:
+    """A scan read the whole table into one list, however large, and a read stopped by
+    Limit gave no way to continue (failed on main: no bound, no last_evaluated_key)."""
+    from cachehub_dynamodb import command
+
+    dynamo.command(
+        "batchWriteItem", {"put": [{"pk": f"p{i:02}", "n": i, "status": "s"} for i in range(30)]}
+    )
+    monkeypatch.setattr(command, "MAX_ITEMS", 10)
+    with pytest.raises(CacheValueError, match=r"would collect more than 10 items") as err:
+        dynamo.command("scan", {})
+    assert "ExclusiveStartKey" in (err.value.hint or "")
+    assert "pass Limit" in (err.value.hint or "")
+    with pytest.raises(CacheValueError, match="more than 10 items"):
+        dynamo.command("scan", {"Limit": 11})
+    by_status = {
+        "IndexName": "status-index",
+        "KeyConditionExpression": "#s = :s",
+        "ExpressionAttributeNames": {"#s": "status"},
+        "ExpressionAttributeValues": {":s": "s"},
+    }
+    with pytest.raises(CacheValueError, match=r"query on table .* more than 10 items"):
+        dynamo.command("query", by_status)
+    assert len(dynamo.command("query", {**by_status, "Limit": 10})) == 10
+    seen: list[str] = []
+    start: Any = None
+    for _ in range(10):
+        page = dynamo.command(
+            "scan", {"Limit": 7, **({"ExclusiveStartKey": start} if start else {})}
+        )
+        assert isinstance(page, command.ItemList)
+        assert len(page) <= 7
+        seen += [item["pk"] for item in page]
+        start = page.last_evaluated_key
+        if start is None:
+            break
+    assert sorted(seen) == [f"p{i:02}" for i in range(30)]  # each item once, all of them
+    done = dynamo.command(
+        "query", {"KeyConditionExpression": "pk = :k", "ExpressionAttributeValues": {":k": "p01"}}
+    )
+    assert done == [{"pk": "p01", "n": 1, "status": "s"}]
+    assert done.last_evaluated_key is None
+    # The bytes bound, with a few large items.
+    monkeypatch.setattr(command, "MAX_ITEMS", 100_000)
+    monkeypatch.setattr(command, "MAX_BYTES", 50_000)
+    dynamo.command(
+        "batchWriteItem", {"put": [{"pk": f"big{i}", "blob": "x" * 20_000} for i in range(4)]}
+    )
+    with pytest.raises(CacheValueError, match="would collect more than 100,000 items or 0 MiB"):
+        dynamo.command("scan", {})
+    assert len(dynamo.command("scan", {"ProjectionExpression": "pk"})) == 34
+
+
+def test_two_spellings_of_one_parameter_are_refused(dynamo: DynamoDBCache) -> None:
+    """Names are case-insensitive; with two spellings one was silently dropped - a whole
+    list of puts, or ReturnValues - (failed on main)."""
+    cases: list[tuple[str, dict[str, Any], str]] = [
+        ("batchWriteItem", {"put": [{"pk": "p1"}], "PUT": [{"pk": "p2"}]}, "'put' and 'PUT'"),
+        ("batchWriteItem", {"delete": [{"pk": "p1"}], "Delete": []}, "'delete' and 'Delete'"),
+        ("batchGetItem", {"keys": [{"pk": "p1"}], "KEYS": [{"pk": "p2"}]}, "'keys' and 'KEYS'"),
+        (
+            "putItem",
+            {"pk": "p1", "ReturnValues": "ALL_OLD", "returnvalues": "NONE"},
+            "'ReturnValues' and 'returnvalues' both name the parameter 'ReturnValues'",
+        ),
+        (
+            "updateItem",
+            {
+                "key": {"pk": "p1"},
+                "UpdateExpression": "SET a = :x",
+                "updateexpression": "SET b = :x",
+                "ExpressionAttributeValues": {":x": 1},
+            },
+            "'UpdateExpression' and 'updateexpression'",
+        ),
+        ("scan", {"FilterExpression": "n = :a", "filterExpression": "n = :b"}, "FilterExpression"),
+        ("batchGetItem", {"keys": [], "ConsistentRead": True, "consistentread": False}, "Consis"),
+    ]
+    for action, data, match in cases:
+        with pytest.raises(CacheValueError, match=match):
+            dynamo.command(action, data)
+    assert dynamo.command("scan", {}) == []  # nothing was written
+    # An item's own attributes stay case-sensitive: two of them are not parameters.
+    dynamo.command("putItem", {"pk": "p3", "Name": 1, "name": 2})
+    assert dynamo.command("getItem", {"pk": "p3"}) == {"pk": "p3", "Name": 1, "name": 2}
+
+
+@pytest.mark.parametrize(
+    ("action", "data", "match"),
+    [
+        ("getItem", {"pk": "a", "ConsistentRead": "false"}, "ConsistentRead must be a boolean"),
+        ("scan", {"ConsistentRead": "no"}, "ConsistentRead must be a boolean"),
+        ("batchGetItem", {"keys": [{"pk": "a"}], "ConsistentRead": "false"}, "must be a boolean"),
+        ("batchGetItem", {"keys": [{"pk": "a"}], "ConsistentRead": 0}, "must be a boolean"),
+        ("scan", {"Segment": "0", "TotalSegments": 2}, "Segment must be an integer >= 0"),
+        ("scan", {"Segment": 0, "TotalSegments": 2.0}, "TotalSegments must be a positive"),
+        ("putItem", {"pk": "a", "ReturnValues": 5}, "ReturnValues must be a non-empty string"),
+        ("updateItem", {"key": {"pk": "a"}, "UpdateExpression": 5}, "UpdateExpression must be"),
+        ("updateItem", {"key": {"pk": "a"}, "UpdateExpression": ""}, "UpdateExpression must be"),
+        (
+            "query",
+            {
+                "KeyConditionExpression": "pk = :k",
+                "ExpressionAttributeValues": {":k": "a"},
+                "ScanIndexForward": "yes",
+            },
+            "ScanIndexForward must be a boolean",
+        ),
+        (
+            "transactWriteItems",
+            {"items": [{"ConditionCheck": {"Key": {"pk": "a"}}}]},
+            "each ConditionCheck needs a ConditionExpression",
+        ),
+        (
+            "transactWriteItems",
+            {"items": [{"Update": {"Key": {"pk": "a"}}}]},
+            "each Update needs an UpdateExpression",
+        ),
+        (
+            "updateItem",
+            {
+                "key": {"pk": "a"},
+                "UpdateExpression": "SET #n = :v",
+                "ExpressionAttributeNames": {"#n": 5},
+                "ExpressionAttributeValues": {":v": 1},
+            },
+            "both must be strings",
+        ),
+        # botocore's own checks of what the command sends: a CacheValueError too.
+        ("scan", {"IndexName": "ab"}, "IndexName"),
+    ],
+)
+def test_wrongly_typed_parameters_are_value_errors_naming_them(
+    dynamo: DynamoDBCache, action: str, data: dict[str, Any], match: str
+) -> None:
+    """They were a CacheBackendError advising "check host, region and credentials", and
+    batchGetItem read ConsistentRead='false' as True (failed on main)."""
+    dynamo.command("putItem", {"pk": "a"})
+    with pytest.raises(CacheValueError, match=match):
+        dynamo.command(action, data)
+    assert dynamo.command("getItem", {"pk": "a"}) == {"pk": "a"}
+
+
+def test_read_only_error_names_the_action(make: Any) -> None:
+    """It read "dynamodb_command('putItem')() is not allowed" (failed on main)."""
+    cache = make(read_only=True, settings={"primaryKey": "pk"})
+    with pytest.raises(ReadOnlyCacheError) as err:
+        cache.command("transactWriteItems", {"items": [{"Put": {"Item": {"pk": "x"}}}]})
+    assert "dynamodb_command('transactWriteItems') writes and is not allowed" in str(err.value)
+    assert "')()" not in str(err.value)
+    assert cache.command("scan", {}) == []
+
+
+@pytest.mark.parametrize(
+    ("action", "data", "match"),
+    [
+        ("getItem", {"cacheKey": "k", "ConsistentRead": "yes"}, "ConsistentRead must be"),
+        ("scan", {"Segment": "first", "TotalSegments": 2}, "Segment must be"),
+        ("batchGetItem", {"keys": [{"cacheKey": "k"}], "ProjectionExpression": 5}, "Projection"),
+        ("scan", {"IndexName": "ab"}, r"Invalid length for parameter IndexName"),
+        ("deleteItem", {"key": {"cacheKey": "k"}, "ConditionExpresion": "x"}, "Did you mean"),
+    ],
+)
+def test_wrong_parameters_are_refused_before_sending(
+    counted: Any, action: str, data: dict[str, Any], match: str
+) -> None:
+    """test_layout's inputs: refused client-side as before, but as the caller's error
+    (CacheValueError), not a CacheBackendError telling to check host and credentials."""
+    cache, counter = counted()
+    counter.reset()
+    with pytest.raises(CacheValueError, match=match):
+        cache.command(action, data)
+    assert counter.calls == []

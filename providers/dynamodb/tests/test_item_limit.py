@@ -105,3 +105,10 @@ def test_an_idle_item_planted_at_the_limit_is_read_without_sliding(
     assert cache.get("idle") == value
     assert cache.get_many(["idle", "small"]) == {"idle": value, "small": "ok"}
     assert "too close to DynamoDB's 400 KB item limit" in caplog.text
+
+
+def test_the_docs_state_the_room_kept() -> None:
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[3] / "docs" / "dynamodb.md"
+    assert f"keeps {ITEM_GROWTH} bytes free" in docs.read_text(encoding="utf-8")

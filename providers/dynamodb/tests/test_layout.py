@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from cachehub_dynamodb.items import read_attributes
 
-from cachehub.errors import CacheBackendError, CacheError
+from cachehub.errors import CacheBackendError, CacheError, CacheValueError
 from cachehub.testing import FakeClock
 
 from .conftest import RequestCounter
@@ -349,19 +349,23 @@ def test_cache_requests_skip_client_side_validation(counted: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    ("action", "data"),
+    ("action", "data", "named"),
     [
-        ("getItem", {"cacheKey": "k", "ConsistentRead": "yes"}),
-        ("scan", {"Segment": "first", "TotalSegments": 2}),
-        ("batchGetItem", {"keys": [{"cacheKey": "k"}], "ProjectionExpression": 5}),
+        ("getItem", {"cacheKey": "k", "ConsistentRead": "yes"}, "ConsistentRead must be"),
+        ("scan", {"Segment": "first", "TotalSegments": 2}, "Segment must be"),
+        (
+            "batchGetItem",
+            {"keys": [{"cacheKey": "k"}], "ProjectionExpression": 5},
+            "ProjectionExpression must be",
+        ),
     ],
 )
 def test_commands_are_still_validated_before_sending(
-    counted: Any, action: str, data: dict[str, Any]
+    counted: Any, action: str, data: dict[str, Any], named: str
 ) -> None:
     cache, counter = counted()
     counter.reset()
-    with pytest.raises(CacheBackendError, match="Parameter validation failed"):
+    with pytest.raises(CacheValueError, match=named):  # the caller's input, named
         cache.command(action, data)
     assert counter.calls == []  # refused client-side, as by a default boto3 client
 
