@@ -20,6 +20,7 @@ not its backend has deleted it yet.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
 import threading
@@ -247,6 +248,24 @@ class CacheMetadata:
                 hint="the entry was written by another program or damaged; delete it "
                 "or put() it again.",
             ) from None
+
+
+def _created(creator: Callable[[], T]) -> T:
+    """``creator()`` for the sync ``get_or_set``, which cannot await: an ``async def``
+    creator's coroutine was stored as the value (``serialize: false``), every later read
+    answering the same, already awaited coroutine."""
+    created = creator()
+    if inspect.isawaitable(created):
+        close = getattr(created, "close", None)
+        if callable(close):
+            close()  # never run: no "was never awaited" warning either
+        raise CacheValueError(
+            "get_or_set's creator returned an awaitable (an async def?); the sync shell "
+            "cannot await it, and would have stored the coroutine object itself.",
+            hint="use `await cache.aio().get_or_set(key, creator)`, or @cached on the async "
+            "def (it caches through the async shell).",
+        )
+    return created
 
 
 def _key_list(keys: object, op: str) -> list[Any]:
@@ -1503,7 +1522,7 @@ class BaseCache(ABC):
         if led is None:
             # This thread already computes `key` (a function needing its own result), or
             # waiting would close a cycle: compute, as without a cache, and store.
-            created = creator()
+            created = _created(creator)
             if not self.read_only:
                 self.put(key, created, time_span, idle_time, until)
             return created
@@ -1528,13 +1547,13 @@ class BaseCache(ABC):
                         if value is not MISSING:
                             return value  # type: ignore[no-any-return]
                         with fill.keep_alive():
-                            created = creator()
+                            created = _created(creator)
                         self.put(key, created, time_span, idle_time, until)
                         return created
                     finally:
                         # A lost fill lock is only logged: the value is stored anyway.
                         fill.release_quietly()
-            created = creator()
+            created = _created(creator)
             if not self.read_only:
                 self.put(key, created, time_span, idle_time, until)
             return created

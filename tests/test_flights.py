@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import threading
+import warnings
 
+import pytest
 from cachehub_memory import MemoryCache
 
+from cachehub.errors import CacheValueError
 from cachehub.flights import Flights
 
 
@@ -202,3 +206,21 @@ def test_waiters_that_give_up_leave_the_flight_at_once() -> None:
     assert led.waiters == {}
     assert flights._waiting == {}
     flights.finish("K", led)
+
+
+@pytest.mark.parametrize("serialize", [True, False])
+def test_the_sync_get_or_set_refuses_an_async_creator(serialize: bool) -> None:
+    """With serialize false the coroutine object itself was cached: every later get
+    answered it, and its second await raised RuntimeError."""
+    cache = MemoryCache({"serialize": serialize})
+
+    async def creator() -> str:
+        return "v"
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "coroutine ... was never awaited" either
+        with pytest.raises(CacheValueError, match=r"aio\(\)\.get_or_set"):
+            cache.get_or_set("k", creator)
+        gc.collect()
+    assert not cache.exists("k")
+    assert asyncio.run(cache.aio().get_or_set("k", creator)) == "v"
