@@ -172,8 +172,10 @@ def _glob_stars(flt: KeyFilter) -> int:
 
     Redis before 6.2.11 / 7.0.9 matches globs by recursion that retries every star at
     every position: ``k`` such stars cost ``O(n**k)`` on an ``n``-byte key, a stall of
-    the whole server. One star is ``O(n * m)`` on every version, and a trailing star is
-    answered at once.
+    the whole server. Even one such star is ``O(n * m)`` on every version (``m``: the
+    pattern after it), over every name the scan passes, and names are another program's
+    to choose: one planted 8 MB name stalled the server 4 s for a 200-character filter.
+    Only a trailing star is answered at once.
     """
     stars = sum(1 for t in flt.tokens if t in WILDCARDS)
     return stars - (flt.tokens[-1] == "*")
@@ -184,11 +186,11 @@ def redis_glob(flt: KeyFilter) -> str:
 
     Redis matches bytes: its ``?`` is one byte, while the filter's ``?`` is one character
     (up to 4 UTF-8 bytes), so ``?`` becomes ``*`` and the filter itself decides. A pattern
-    that would make Redis backtrack (more than one inner star, see :func:`_glob_stars`)
-    is pushed down as its literal prefix only; the client then matches the rest in
-    linear time (:meth:`cachehub.filters.KeyFilter.matches`).
+    with a star followed by more pattern (see :func:`_glob_stars`) is pushed down as its
+    literal prefix only; the client then matches the rest in linear time
+    (:meth:`cachehub.filters.KeyFilter.matches`).
     """
-    if _glob_stars(flt) > 1:
+    if _glob_stars(flt):
         return _escape_glob(flt.prefix) + "*"
     body = "".join("*" if t in WILDCARDS else _escape_glob(t) for t in flt.tokens)
     return _escape_glob(flt.namespace) + body
@@ -201,7 +203,7 @@ def _exact_glob(flt: KeyFilter) -> bool:
     without ``?`` the byte-level glob and the character-level filter agree - when the
     whole pattern was pushed down, not just its prefix.
     """
-    return "?" not in flt.tokens and _glob_stars(flt) <= 1
+    return "?" not in flt.tokens and not _glob_stars(flt)
 
 
 def _wrong_type(exc: rx.ResponseError) -> bool:
@@ -720,6 +722,10 @@ class RedisCache(FlowCache[Client]):
                 accessed = min(now, deadline - head.idle)  # the read that slid it last
                 if expires_at is not None:  # a cap on the server's clock, seen from ours
                     expires_at += now - server_now
+        elif not self._judge and head.idle is None:
+            # No TTL on the server (another program's PERSIST): Redis keeps it for good,
+            # and get() serves it; the header's deadline, long past, is no longer its own.
+            expires_at = None
         if head.kind != KIND_INT and not decodes_inline(raw, HEADER_SIZE):
             value = yield from decoded(self._loads, raw[HEADER_SIZE:], key)
         else:

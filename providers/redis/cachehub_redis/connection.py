@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar, cast
+from urllib.parse import urlsplit
 
 import redis.utils
 from redis import Redis
@@ -304,6 +305,33 @@ def _ssl_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_ENCODE_HINT: Final = (
+    "percent-encode special characters of the password (# as %23, ? as %3F, @ as %40, / as "
+    "%2F, space as %20) and use redis://host:6379/0, rediss://host:6380/0 or "
+    "unix:///path/redis.sock."
+)
+
+
+def _check_url_shape(url: str, where: str) -> None:
+    """Refuse a redis:// url whose host part ended before its credentials did.
+
+    An unencoded '/', '?' or '#' in a password ends the host part early: in
+    ``redis://:Adm1n@Pr0dSecret/2024@host`` the host is ``Pr0dSecret`` - a piece of the
+    password, which was then shown as the endpoint, in errors, logs and the CLI, and
+    looked up in DNS. Only the part redis-py took for the password was masked.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return  # parse_url refuses it, with the encoding advice
+    if parts.scheme in ("redis", "rediss") and "@" in f"{parts.path}{parts.query}{parts.fragment}":
+        raise ConfigError(
+            f"{where}: 'url' has an '@' after its host part: a '/', '?' or '#' in the "
+            "password ends the host early, and the rest would be taken for the host.",
+            hint=_ENCODE_HINT,
+        )
+
+
 def plan_connection(settings: dict[str, Any], where: str) -> ConnectionPlan:
     """Check the connection settings for conflicts and turn them into redis-py arguments."""
     url = settings["url"]
@@ -330,6 +358,7 @@ def plan_connection(settings: dict[str, Any], where: str) -> ConnectionPlan:
                 hint="put everything in the url (redis://user:password@host:port/db), "
                 "or drop the url and use host/port/db/username/password.",
             )
+        _check_url_shape(url, where)
         try:
             parsed: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
         except ValueError as exc:
@@ -341,9 +370,7 @@ def plan_connection(settings: dict[str, Any], where: str) -> ConnectionPlan:
                 f"{where}: 'url' is not a Redis URL ({reason}).",
                 # The encoding advice first: an '@' after a URL in the same text reads as
                 # that URL's credentials, and the secret scrubber masks it all.
-                hint="percent-encode special characters of the password (# as %23, ? as %3F, "
-                "@ as %40, / as %2F, space as %20) and use redis://host:6379/0, "
-                "rediss://host:6380/0 or unix:///path/redis.sock.",
+                hint=_ENCODE_HINT,
             ) from None
         if ssl and not url.startswith("rediss://"):
             raise ConfigError(
@@ -352,6 +379,13 @@ def plan_connection(settings: dict[str, Any], where: str) -> ConnectionPlan:
             )
         if parsed.get("password"):
             secrets += (str(parsed["password"]),)
+        if "path" not in parsed and "db" not in parsed and urlsplit(url).path.strip("/"):
+            # redis-py drops a path that is not a number: /1a wrote to db 0.
+            raise ConfigError(
+                f"{where}: the url's database part is not a number.",
+                hint="end the url with /N, N the database number (e.g. redis://host:6379/2), "
+                "or leave it out for database 0.",
+            )
         ssl = url.startswith("rediss://")
         if "path" in parsed:
             endpoint = f"unix://{parsed['path']}"

@@ -296,12 +296,13 @@ end
 # tests of a name, which no other script needs.
 _NAMES = f"""
 -- Whether a scanned name could be a key cachehub writes: the namespace (nsb bytes, nsc
--- characters) and a key of at most {MAX_KEY_LENGTH} characters, 4 UTF-8 bytes each at most. A
+-- characters) and a key of 1 to {MAX_KEY_LENGTH} characters, 4 UTF-8 bytes each at most. A
 -- longer name was planted by another program: never listed, counted or cleared. Names
 -- that fit by bytes fit by characters; only those between are counted by characters
 -- (the bytes that do not continue a UTF-8 character).
 local function ours(name, nsb, nsc)
   local n = #name - nsb
+  if n < 1 then return false end  -- the namespace itself: no key is empty
   if n <= {MAX_KEY_LENGTH} then return true end
   if n > {4 * MAX_KEY_LENGTH} then return false end
   local _, chars = string.gsub(name, '[^\\128-\\191]', '')

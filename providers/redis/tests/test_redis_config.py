@@ -64,6 +64,33 @@ def test_url_client_uses_the_url_settings() -> None:
     assert SECRET_MASK in repr(cache)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:Adm1n@Pr0dSecret/2024@cache.example:6379/0",  # '/' in the password
+        "redis://user:Cl1:p@ss w#rd?x/y@cache.example:6379",
+        "rediss://:a@b?c@cache.example",
+    ],
+)
+def test_a_password_that_ends_the_host_part_early_is_refused(url: str) -> None:
+    """An unencoded '/', '?' or '#' after an '@' in the password made a piece of it the
+    host: shown as the endpoint, in errors, logs and the CLI, and looked up in DNS."""
+    with pytest.raises(ConfigError, match="after its host part") as caught:
+        RedisCache(url=url)
+    shown = f"{caught.value} {caught.value.hint}"
+    for piece in ("Pr0dSecret", "2024", "ss w", "rd?x", "a@b"):
+        assert piece not in shown
+    assert "%40" in shown  # the fix: percent-encode
+
+
+@pytest.mark.parametrize("path", ["/1a", "/notadb", "/db2", "/0x1"])
+def test_a_url_database_that_is_not_a_number_is_refused(path: str) -> None:
+    """redis-py drops such a path silently: the cache wrote to database 0."""
+    with pytest.raises(ConfigError, match="database part is not a number"):
+        RedisCache(url=f"redis://cache.example:6379{path}")
+    assert RedisCache(url="redis://cache.example:6379/").endpoint == "cache.example:6379"
+
+
 def test_password_setting_is_masked() -> None:
     cache = RedisCache(host="h", password="hunter22", sentinelPassword="other-secret")
     assert "hunter22" not in repr(cache)
