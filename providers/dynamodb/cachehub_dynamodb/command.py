@@ -150,7 +150,7 @@ class _Command:
                 hint="pass each parameter with the type DynamoDB documents for "
                 f"{operation} (see the dynamodb_command table in docs/dynamodb.md).",
             ) from None
-        return self.cache._checked_call(operation, **params)
+        return self.cache._send_request(operation, **params)
 
     def duplicate(self, spellings: Iterable[Any], canonical: str) -> CacheValueError:
         names = [_shown(s) for s in spellings]
