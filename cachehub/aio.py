@@ -513,7 +513,11 @@ class AsyncCache:
         return facts
 
     async def close(self) -> None:
-        """Release what the async path holds (reconnects lazily if used again)."""
+        """Release what the async path holds (reconnects lazily if used again).
+
+        Requests other tasks have in flight end first on the client they hold; requests
+        made meanwhile get a new client.
+        """
         await self.cache._aclose()
 
     async def __aenter__(self) -> AsyncCache:

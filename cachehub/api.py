@@ -1609,7 +1609,11 @@ class BaseCache(ABC):
         return {"count": self._count(compile_filter(None, self.namespace), now)}
 
     def close(self) -> None:
-        """Close connections. The cache reconnects lazily if used again."""
+        """Close connections. The cache reconnects lazily if used again.
+
+        Calls in flight in other threads are not cut: they end on the connections they
+        hold, which are released when the last of them ends.
+        """
         self._close()
 
     def aio(self) -> AsyncCache:

@@ -136,6 +136,7 @@ __all__ = [
     "FlowCache",
     "InvalidKeyError",
     "KeyFilter",
+    "Lease",
     "Option",
     "PendingHits",
     "RemoteCache",
@@ -681,6 +682,48 @@ def not_an_int(user_key: str, held: str, counter: str = "an int") -> CacheValueE
     )
 
 
+class Lease(Generic[C]):
+    """A client and the calls holding it: ``with lease as client:`` around each request.
+
+    ``close()`` retires the cache's lease (later calls get a new client) and the retired
+    client is released once no call holds it: a call in flight in another thread or task
+    is never cut by a close (redis-py read a reply from a socket the closer had torn down
+    and failed with ``AttributeError``, or waited its whole ``socketTimeout``).
+    """
+
+    __slots__ = ("_on_idle", "client", "retired", "users")
+
+    def __init__(self, client: C) -> None:
+        self.client = client
+        # One item per call holding the client: list.append and list.pop are each one
+        # step under the GIL (and locked per list without it), so no lock on the hot path.
+        self.users: list[None] = []
+        self.retired = False
+        self._on_idle: Callable[[], object] | None = None
+
+    def __enter__(self) -> C:
+        self.users.append(None)
+        return self.client
+
+    def __exit__(self, *exc_info: object) -> None:
+        users = self.users
+        users.pop()
+        if self.retired and not users:
+            self._idle()
+
+    def retire(self, on_idle: Callable[[], object]) -> bool:
+        """Take the lease out of use: True if no call holds it, else ``on_idle`` runs when
+        the last one ends (it may also run once more than needed: release idempotently)."""
+        self._on_idle = on_idle
+        self.retired = True
+        return not self.users
+
+    def _idle(self) -> None:
+        on_idle = self._on_idle
+        if on_idle is not None:
+            on_idle()
+
+
 class RemoteCache(BaseCache, Generic[C]):
     """Base of providers whose data lives on a server, reached through a client of type ``C``.
 
@@ -712,14 +755,14 @@ class RemoteCache(BaseCache, Generic[C]):
                 "and flush_hits().",
             )
         self._hits: HitBuffer[str] = HitBuffer(interval)
-        self._conn: C | None = None
+        self._lease: Lease[C] | None = None
         self._conn_lock = threading.Lock()
         # One async client per running event loop (a client's connections belong to the
         # loop that opened them); a loop that is gone drops its client with it.
-        self._aconns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+        self._aconns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Lease[Any]] = (
             weakref.WeakKeyDictionary()
         )
-        # The one client build in flight per loop (see _aconnection), until it ends.
+        # The one client build in flight per loop (see _ause), until it ends.
         self._aconnecting: dict[asyncio.AbstractEventLoop, asyncio.Task[Any]] = {}
         # Per loop, the async generator that closes its client at the loop's shutdown
         # (see _shutdown_guard); kept here because the loop only holds it weakly.
@@ -745,34 +788,61 @@ class RemoteCache(BaseCache, Generic[C]):
         if close is not None:
             close()
 
-    def _connection(self) -> C:
-        """The cache's one client, shared by all threads, created on first use.
+    def _use(self) -> Lease[C]:
+        """The cache's one client, shared by all threads and created on first use, for
+        one call that sends requests: ``with self._use() as client:``.
 
-        Hot paths read ``self._conn or self._connection()``: one attribute load once
-        connected.
+        Held that way, the client outlives a ``close()`` from another thread until the
+        call ends (:class:`Lease`).
         """
-        client = self._conn
-        if client is None:
+        lease = self._lease
+        if lease is None:
             with self._conn_lock:
-                if self._conn is None:
-                    self._conn = self._guarded(self._connect)
-                client = self._conn
-        return client
+                if self._lease is None:
+                    self._lease = Lease(self._guarded(self._connect))
+                lease = self._lease
+        return lease
+
+    def _connection(self) -> C:
+        """The client, not held: for what sends nothing (its type, its key routing)."""
+        return self._use().client
+
+    @property
+    def _conn(self) -> C | None:
+        """The client if one is made (None before the first call and after ``close()``)."""
+        lease = self._lease
+        return None if lease is None else lease.client
 
     def _close(self) -> None:
         """Write pending read statistics back, then release the client (recreated lazily),
         and what loops closed by hand left (:meth:`_forget_closed_loops`): a process that
-        ran its last loop that way has no next loop to release them."""
-        if self._conn is not None:
+        ran its last loop that way has no next loop to release them.
+
+        A client that calls in other threads still hold is released by the last of them
+        (:class:`Lease`), after this returns.
+        """
+        if self._lease is not None:
             try:
                 self.flush_hits()
             except CacheError as exc:
                 self.log.warning("cache '%s': could not flush hit counts: %s", self.name, exc)
         with self._conn_lock:
-            client, self._conn = self._conn, None
+            lease, self._lease = self._lease, None
         self._forget_closed_loops()
-        if client is not None:
+        if lease is not None and lease.retire(lambda: self._release_retired(lease.client)):
+            self._guarded(self._disconnect, lease.client)
+
+    def _release_retired(self, client: C) -> None:
+        """Release a closed cache's client at the end of the last call that held it: that
+        call's outcome stands, so a failure to release is logged, never raised."""
+        try:
             self._guarded(self._disconnect, client)
+        except Exception as exc:
+            self.log.warning(
+                "cache '%s': releasing the client of a closed cache failed: %s",
+                self.name,
+                scrub(str(exc)),
+            )
 
     # ------------------------------------------------------------------ the async client
 
@@ -794,15 +864,21 @@ class RemoteCache(BaseCache, Generic[C]):
                 await result
 
     async def _aconnection(self) -> Any:
-        """The async client of the running event loop, created on its first use there.
+        """The async client of the running event loop, not held: for what sends nothing."""
+        return (await self._ause()).client
+
+    async def _ause(self) -> Lease[Any]:
+        """The async client of the running event loop, created on its first use there,
+        for one call: ``with await self._ause() as client:`` (hot paths try
+        ``self._aconns.get(loop)`` first, which needs no coroutine).
 
         A client is never used on another loop than its own: each loop gets its own,
-        and ``cache.aio().close()`` closes the running loop's.
+        and ``cache.aio().close()`` closes the running loop's once no call holds it.
         """
         loop = asyncio.get_running_loop()
-        client = self._aconns.get(loop)
-        if client is not None:
-            return client
+        lease = self._aconns.get(loop)
+        if lease is not None:
+            return lease
         # One build per loop, whatever number of tasks arrive before it ends: each build
         # is a client made in a worker thread (for aiobotocore 0.1-1 s of CPU), and N
         # tasks starting together (a web worker's first requests) used to make N of them
@@ -840,10 +916,10 @@ class RemoteCache(BaseCache, Generic[C]):
                 continue
             self._aconnecting.pop(loop, None)
             _end_guard(self._aguards.pop(loop, None))
-            client = self._aconns.pop(loop, None)
-            if client is not None:
+            lease = self._aconns.pop(loop, None)
+            if lease is not None:
                 try:
-                    self._abandon(client)
+                    self._abandon(lease.client)
                 except Exception as exc:  # a library's internals moved: the collector's then
                     self.log.debug("cache '%s': abandoning a client: %r", self.name, exc)
 
@@ -856,18 +932,18 @@ class RemoteCache(BaseCache, Generic[C]):
         collector closes what it can).
         """
 
-    async def _abuild_client(self, loop: asyncio.AbstractEventLoop) -> Any:
-        """Make the client of ``loop`` and keep it (:meth:`_aconnection`'s single build)."""
+    async def _abuild_client(self, loop: asyncio.AbstractEventLoop) -> Lease[Any]:
+        """Make the client of ``loop`` and keep it (:meth:`_ause`'s single build)."""
         made = await self._aguarded(self._aconnect)
-        client = self._aconns.setdefault(loop, made)
-        if client is not made:  # kept by a subclass or a test meanwhile: one client per loop
+        lease = self._aconns.setdefault(loop, Lease(made))
+        if lease.client is not made:  # kept by a subclass or a test meanwhile: one per loop
             await self._adisconnect(made)
         else:
             _end_guard(self._aguards.pop(loop, None))
-            guard = self._shutdown_guard(loop, client)
+            guard = self._shutdown_guard(loop, made)
             await anext(guard)  # started on this loop: the loop now finalizes it
             self._aguards[loop] = guard
-        return client
+        return lease
 
     async def _shutdown_guard(
         self, loop: asyncio.AbstractEventLoop, client: Any
@@ -887,7 +963,8 @@ class RemoteCache(BaseCache, Generic[C]):
             yield
         finally:
             self._aguards.pop(loop, None)  # this guard, or one _end_guard is ending
-            if not loop.is_closed() and self._aconns.get(loop) is client:
+            lease = self._aconns.get(loop)
+            if not loop.is_closed() and lease is not None and lease.client is client:
                 del self._aconns[loop]
                 try:
                     await self._adisconnect(client)
@@ -925,7 +1002,8 @@ class RemoteCache(BaseCache, Generic[C]):
         return result
 
     async def _aclose(self) -> None:
-        """Write pending read statistics back, then close the running loop's async client.
+        """Write pending read statistics back, then close the running loop's async client
+        once the calls of other tasks holding it have ended (:class:`Lease`).
 
         Without an async client (a sync-only provider) the sync client is closed, off
         the loop, as :meth:`BaseCache._aclose` does.
@@ -949,13 +1027,22 @@ class RemoteCache(BaseCache, Generic[C]):
                 await self.aflush_hits()
             except CacheError as exc:
                 self.log.warning("cache '%s': could not flush hit counts: %s", self.name, exc)
-        client = self._aconns.pop(loop, None)
+        lease = self._aconns.pop(loop, None)
         _end_guard(self._aguards.pop(loop, None))
-        if client is not None:
+        if lease is None:
+            return
+        idle = asyncio.Event()
+        try:
+            if not lease.retire(idle.set):
+                # Calls of other tasks hold the client (each bounded by the client's own
+                # timeouts): they end on it, and new calls get a new client meanwhile.
+                await idle.wait()
+        finally:
             # Shielded: once forgotten, the client is closed whatever happens to this
             # task; a close cancelled in its disconnect left the client's connections
-            # open, referenced by nothing (ResourceWarning: unclosed Connection).
-            await asyncio.shield(self._aguarded(self._adisconnect, client))
+            # open, referenced by nothing (ResourceWarning: unclosed Connection). A
+            # close cancelled while it waited closes the client now.
+            await asyncio.shield(self._aguarded(self._adisconnect, lease.client))
 
     # ------------------------------------------------------------------ flows
 

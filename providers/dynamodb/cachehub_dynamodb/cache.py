@@ -477,7 +477,7 @@ class DynamoDBCache(FlowCache[Any]):
     @property
     def client(self) -> Any:
         """The cache's boto3 DynamoDB client, created on first use (no table check)."""
-        return self._conn or self._connection()
+        return self._connection()
 
     def _connect(self) -> Any:
         client = make_client(self.region, self.settings)
@@ -540,12 +540,12 @@ class DynamoDBCache(FlowCache[Any]):
         The hot path is one dict lookup and the client method: the error context is
         built only when a call fails.
         """
-        client = self._conn or self._connection()
         method = _METHODS.get(operation) or _METHODS.setdefault(operation, xform_name(operation))
-        try:
-            return getattr(client, method)(**params)  # type: ignore[no-any-return]
-        except (ClientError, BotoCoreError) as exc:
-            raise self._request_error(operation, exc) from None  # see errors.backend_error
+        with self._lease or self._use() as client:
+            try:
+                return getattr(client, method)(**params)  # type: ignore[no-any-return]
+            except (ClientError, BotoCoreError) as exc:
+                raise self._request_error(operation, exc) from None  # see errors.backend_error
 
     def _reply_lost(self, operation: str) -> None:
         self.log.info(
@@ -588,13 +588,14 @@ class DynamoDBCache(FlowCache[Any]):
     async def _arequest(
         self, operation: str, params: dict[str, Any], once: bool = False, checked: bool = False
     ) -> Any:
-        client = self._aconns.get(asyncio.get_running_loop()) or await self._aconnection()
+        lease = self._aconns.get(asyncio.get_running_loop()) or await self._ause()
         method = _METHODS.get(operation) or _METHODS.setdefault(operation, xform_name(operation))
         token = _ONCE.set(once)
         try:
-            if checked:
-                validate(client, operation, params)
-            reply = await getattr(client, method)(**params)
+            with lease as client:
+                if checked:
+                    validate(client, operation, params)
+                reply = await getattr(client, method)(**params)
             if operation in _PAGES:
                 # botocore parsed this page in the callback that read it; what the flow
                 # does with it (and the next request) gets a callback of its own.
@@ -685,7 +686,7 @@ class DynamoDBCache(FlowCache[Any]):
         default boto3 client, before anything is sent.
         """
         try:
-            validate(self._conn or self._connection(), operation, params)
+            validate(self._connection(), operation, params)
         except BotoCoreError as exc:
             raise translate(exc, self._ctx(operation)) from None  # see errors.backend_error
         return self._send_request(operation, **params)

@@ -32,6 +32,7 @@ from cachehub.errors import (
     CacheUnavailableError,
 )
 from cachehub.filters import compile_filter
+from cachehub.provider import Lease
 from cachehub.testing.asyncshell import (
     CPU_PER_CALLBACK,
     LoopThread,
@@ -342,7 +343,7 @@ def test_tasks_starting_together_build_one_client(make: Callable[..., DynamoDBCa
     async def main() -> list[Any]:
         keys = [cache._sk(f"k{i}") for i in range(50)]
         got = await asyncio.gather(*(cache._aget(k, cache._clock()) for k in keys))
-        clients = list(cache._aconns.values())
+        clients = [lease.client for lease in cache._aconns.values()]
         await shut(cache)
         return [got, clients]
 
@@ -818,7 +819,7 @@ def test_two_threads_dropping_one_closed_loops_client_at_once(
         return Client()
 
     cache._aconnect = build  # type: ignore[method-assign]
-    cache._aconns[gone] = Client()
+    cache._aconns[gone] = Lease(Client())
     armed[0] = True
 
     def worker() -> Any:
@@ -840,3 +841,40 @@ def test_the_first_async_operations_import_nothing_on_the_loop(endpoint: str) ->
     settings = {"tableName": f"first_imports_{os.getpid()}", "host": endpoint, **CREDENTIALS}
     setup = f"from cachehub_dynamodb import DynamoDBCache\ncache = DynamoDBCache({settings!r})"
     assert first_imports(setup) == []
+
+
+@pytest.mark.parametrize("on_error", ["raise", "miss"])
+def test_aclose_while_other_tasks_have_requests_in_flight_fails_none_of_them(
+    make: Callable[..., DynamoDBCache], on_error: str
+) -> None:
+    """A close waits for the requests holding the loop's client (cachehub.provider's
+    leases). Before, aiobotocore's session was closed under them: they failed with an
+    untyped "An HTTP Client raised an unhandled exception" CacheBackendError whose hint
+    sent the user to check host, region and credentials, under ``onError: miss`` too."""
+    cache = make(onError=on_error)
+    shell = cache.aio()
+    errors: list[str] = []
+
+    async def main() -> list[Any]:
+        await shell.put("k", "v")
+
+        async def reader() -> list[Any]:
+            got = []
+            for _ in range(4):
+                try:
+                    got.append(await shell.get("k"))
+                except Exception as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+            return got
+
+        async def closer() -> None:
+            for _ in range(4):
+                await asyncio.sleep(0.02)
+                await shell.close()
+
+        results = await asyncio.gather(*(reader() for _ in range(6)), closer())
+        await shell.close()
+        return [v for got in results[:-1] for v in got]
+
+    assert in_loop(main) == ["v"] * 24
+    assert errors == []

@@ -320,30 +320,32 @@ class RedisCache(FlowCache[Client]):
 
     def _command(self, *args: Any) -> Any:
         """One native command; a key of another Redis type answers None (not an entry)."""
-        client = self._conn or self._connection()
-        try:
-            return client.execute_command(*args)  # type: ignore[no-untyped-call]
-        except REDIS_ERRORS as exc:
-            self._unless_wrong_type(exc)
-            return None
+        with self._lease or self._use() as client:
+            try:
+                return client.execute_command(*args)  # type: ignore[no-untyped-call]
+            except REDIS_ERRORS as exc:
+                self._unless_wrong_type(exc)
+                return None
 
     def _memory(self) -> dict[str, Any] | None:
         """INFO memory (of one node), or None when this ACL user may not run INFO."""
-        try:
-            return _one_node((self._conn or self._connection()).info("memory"))
-        except REDIS_ERRORS as exc:
-            _unless_refused(self._translate(exc))
-            return None
+        with self._use() as client:
+            try:
+                return _one_node(client.info("memory"))
+            except REDIS_ERRORS as exc:
+                _unless_refused(self._translate(exc))
+                return None
 
     async def _amemory(self) -> dict[str, Any] | None:
-        client = self._aconns.get(asyncio.get_running_loop()) or await self._aconnection()
+        lease = self._aconns.get(asyncio.get_running_loop()) or await self._ause()
         watch = CancelWatch()
-        try:
-            reply = await client.info("memory")
-        except REDIS_ERRORS as exc:
-            watch.check(exc)
-            _unless_refused(self._translate(exc))
-            return None
+        with lease as client:
+            try:
+                reply = await client.info("memory")
+            except REDIS_ERRORS as exc:
+                watch.check(exc)
+                _unless_refused(self._translate(exc))
+                return None
         watch.check()
         return _one_node(reply)
 
@@ -355,7 +357,8 @@ class RedisCache(FlowCache[Client]):
 
     def _eval(self, script: LuaScript, key: Key, *args: Any) -> Any:
         """Run one script on one key: a single EVALSHA round trip."""
-        return self._guarded(evalsha, self._conn or self._connection(), script, (key,), args)
+        with self._use() as client:
+            return self._guarded(evalsha, client, script, (key,), args)
 
     def _eval_once(self, script: LuaScript, key: str, *args: Any) -> Any:
         """Run a non-idempotent script on one key, applied once even if re-sent.
@@ -363,12 +366,12 @@ class RedisCache(FlowCache[Client]):
         The call gets a request record key (see :mod:`.records`) that a re-send after a
         lost reply shares, and the record's lifetime as its last argument.
         """
-        client = self._conn or self._connection()
-        ms = self._record_ms
-        keys: tuple[Key, ...] = (key,)
-        if ms:
-            keys = (key, record_key(key, request_id(), is_cluster(client)))
-        return self._guarded(evalsha, client, script, keys, (*args, ms))
+        with self._use() as client:
+            ms = self._record_ms
+            keys: tuple[Key, ...] = (key,)
+            if ms:
+                keys = (key, record_key(key, request_id(), is_cluster(client)))
+            return self._guarded(evalsha, client, script, keys, (*args, ms))
 
     def _with_record(self, group: list[Key], cluster: bool) -> list[Key]:
         """A batch call's keys plus its request record (see :mod:`.records`), when the
@@ -382,11 +385,12 @@ class RedisCache(FlowCache[Client]):
     def _send(self, commands: Sequence[Command]) -> list[Any]:
         """Several commands in one round trip (one per node in a cluster); error replies
         come back in place (see :meth:`_batch_flow`)."""
-        return self._guarded(send, self._conn or self._connection(), commands)
+        with self._use() as client:
+            return self._guarded(send, client, commands)
 
     def _groups(self, keys: Sequence[Key], size: int = MAX_KEYS) -> list[list[Key]]:
         """``keys`` in groups one script call may take (same hash slot in a cluster)."""
-        return self._guarded(split, self._conn or self._connection(), keys, size)
+        return self._guarded(split, self._connection(), keys, size)
 
     def _scan_page(
         self, state: ScanState | None, match: str | bytes, kind: str, count: int
@@ -394,10 +398,10 @@ class RedisCache(FlowCache[Client]):
         """One SCAN page (COUNT ``count``), in one round trip: the cursors left to follow
         and the page's names, those longer than any key cachehub writes left out in the
         server (:data:`.scripts.SCAN_NAMES`)."""
-        client = self._conn or self._connection()
-        state, name, node = _scan_at(client, state)
-        args = (state[name], match, count, kind, *self._names_args(kind))
-        reply = self._guarded(lambda: evalsha(client, lua.SCAN_NAMES, (), args, **node))
+        with self._use() as client:
+            state, name, node = _scan_at(client, state)
+            args = (state[name], match, count, kind, *self._names_args(kind))
+            reply = self._guarded(lambda: evalsha(client, lua.SCAN_NAMES, (), args, **node))
         return _scan_next(state, name, reply)
 
     def _names_args(self, kind: str) -> tuple[int, int]:
@@ -408,37 +412,39 @@ class RedisCache(FlowCache[Client]):
 
     def _cluster(self) -> bool:
         """Whether the client talks to a Redis Cluster (no request sent)."""
-        return is_cluster(self._conn or self._connection())
+        return is_cluster(self._connection())
 
     # The async twins: one request each, on the running loop's redis.asyncio client.
 
     async def _acommand(self, *args: Any) -> Any:
         # The running loop's client without a coroutine frame once it exists (hot path).
-        client = self._aconns.get(asyncio.get_running_loop()) or await self._aconnection()
+        lease = self._aconns.get(asyncio.get_running_loop()) or await self._ause()
         watch = CancelWatch()  # a cancel redis-py swallowed is raised
-        try:
-            reply = await client.execute_command(*args)
-        except REDIS_ERRORS as exc:
-            watch.check(exc)
-            self._unless_wrong_type(exc)
-            return None
+        with lease as client:
+            try:
+                reply = await client.execute_command(*args)
+            except REDIS_ERRORS as exc:
+                watch.check(exc)
+                self._unless_wrong_type(exc)
+                return None
         watch.check()
         return reply
 
     async def _aeval(self, script: LuaScript, key: Key, *args: Any) -> Any:
-        client = await self._aconnection()
-        return await self._aguarded(aevalsha, client, script, (key,), args)
+        with await self._ause() as client:
+            return await self._aguarded(aevalsha, client, script, (key,), args)
 
     async def _aeval_once(self, script: LuaScript, key: str, *args: Any) -> Any:
-        client = await self._aconnection()
-        ms = self._record_ms
-        keys: tuple[Key, ...] = (key,)
-        if ms:
-            keys = (key, record_key(key, request_id(), is_cluster(client)))
-        return await self._aguarded(aevalsha, client, script, keys, (*args, ms))
+        with await self._ause() as client:
+            ms = self._record_ms
+            keys: tuple[Key, ...] = (key,)
+            if ms:
+                keys = (key, record_key(key, request_id(), is_cluster(client)))
+            return await self._aguarded(aevalsha, client, script, keys, (*args, ms))
 
     async def _asend(self, commands: Sequence[Command]) -> list[Any]:
-        return await self._aguarded(asend, await self._aconnection(), commands)
+        with await self._ause() as client:
+            return await self._aguarded(asend, client, commands)
 
     async def _agroups(self, keys: Sequence[Key], size: int = MAX_KEYS) -> list[list[Key]]:
         return split(await self._aconnection(), keys, size)
@@ -446,18 +452,18 @@ class RedisCache(FlowCache[Client]):
     async def _ascan_page(
         self, state: ScanState | None, match: str | bytes, kind: str, count: int
     ) -> tuple[ScanState, list[bytes]]:
-        client = await self._aconnection()
-        state, name, node = _scan_at(client, state)
-        args = (state[name], match, count, kind, *self._names_args(kind))
-        reply = await self._aguarded(lambda: aevalsha(client, lua.SCAN_NAMES, (), args, **node))
+        with await self._ause() as client:
+            state, name, node = _scan_at(client, state)
+            args = (state[name], match, count, kind, *self._names_args(kind))
+            reply = await self._aguarded(lambda: aevalsha(client, lua.SCAN_NAMES, (), args, **node))
         return _scan_next(state, name, reply)
 
     async def _acluster(self) -> bool:
         return is_cluster(await self._aconnection())
 
     async def _aeval_keyless(self, script: LuaScript, *args: Any) -> Any:
-        client = await self._aconnection()
-        return await self._aguarded(aevalsha, client, script, (), args)
+        with await self._ause() as client:
+            return await self._aguarded(aevalsha, client, script, (), args)
 
     # ------------------------------------------------------------------ time
 
@@ -662,14 +668,14 @@ class RedisCache(FlowCache[Client]):
     def _get(self, key: str, now: float) -> Any:
         # _command's GETRANGE inlined (one frame fewer on the hottest path), with its
         # arguments given as the bytes redis-py would encode them to (see _read_to).
-        client = self._conn or self._connection()
-        try:
-            raw = client.execute_command(  # type: ignore[no-untyped-call]
-                "GETRANGE", key.encode(), b"0", self._read_to
-            )
-        except REDIS_ERRORS as exc:
-            self._unless_wrong_type(exc)
-            raw = None
+        with self._lease or self._use() as client:
+            try:
+                raw = client.execute_command(  # type: ignore[no-untyped-call]
+                    "GETRANGE", key.encode(), b"0", self._read_to
+                )
+            except REDIS_ERRORS as exc:
+                self._unless_wrong_type(exc)
+                raw = None
         value = self._read_common(key, raw, now)
         if value is _UNCOMMON:
             value = self._drive(self._read_flow(key, raw, now))
@@ -681,14 +687,15 @@ class RedisCache(FlowCache[Client]):
         # _acommand's GETRANGE inlined: one coroutine fewer to create, await and finish on the
         # hottest async path (a coroutine costs more than a plain call, see the async
         # frame counts in tests/test_redis_async.py).
-        client = self._aconns.get(asyncio.get_running_loop()) or await self._aconnection()
+        lease = self._aconns.get(asyncio.get_running_loop()) or await self._ause()
         watch = CancelWatch()  # a cancel redis-py swallowed is raised
-        try:
-            raw = await client.execute_command("GETRANGE", key.encode(), b"0", self._read_to)
-        except REDIS_ERRORS as exc:
-            watch.check(exc)
-            self._unless_wrong_type(exc)
-            raw = None
+        with lease as client:
+            try:
+                raw = await client.execute_command("GETRANGE", key.encode(), b"0", self._read_to)
+            except REDIS_ERRORS as exc:
+                watch.check(exc)
+                self._unless_wrong_type(exc)
+                raw = None
         watch.check()
         value = self._read_common(key, raw, now)
         if value is _UNCOMMON:
@@ -889,9 +896,9 @@ class RedisCache(FlowCache[Client]):
         one :data:`.scripts.READ_MANY` call, sent here directly: the flow only reads its
         replies (no grouping, no ``Call`` round through the driver); a cluster's batch
         takes the whole flow."""
-        client = self._conn or self._connection()
-        if 0 < len(keys) <= MAX_KEYS and not is_cluster(client):
-            raws = self._guarded(evalsha, client, lua.READ_MANY, keys, (self._read_end,))
+        if 0 < len(keys) <= MAX_KEYS and not is_cluster(self._connection()):
+            with self._use() as client:
+                raws = self._guarded(evalsha, client, lua.READ_MANY, keys, (self._read_end,))
             return self._drive(self._get_many_flow(keys, now, raws))
         return self._drive(self._get_many_flow(keys, now))
 
@@ -997,9 +1004,10 @@ class RedisCache(FlowCache[Client]):
         """The sync shell's batch write. Entries that never expire, up to ``MAX_KEYS`` on a
         single server: one ``MSET`` sent here directly, as :meth:`_mset_flow` would send it
         (no grouping, no driver); anything else takes the flow."""
-        client = self._conn or self._connection()
-        if 0 < len(items) <= MAX_KEYS and expiry.deadline(now) is None and not is_cluster(client):
-            self._guarded(client.execute_command, "MSET", *self._blobs(items, expiry, now))
+        if 0 < len(items) <= MAX_KEYS and expiry.deadline(now) is None and not self._cluster():
+            blobs = self._blobs(items, expiry, now)
+            with self._use() as client:
+                self._guarded(client.execute_command, "MSET", *blobs)
             self._hits.forget(*items)
             self._after_write()
             return
@@ -1214,7 +1222,8 @@ class RedisCache(FlowCache[Client]):
                 return total
 
     def _eval_keyless(self, script: LuaScript, *args: Any) -> Any:
-        return self._guarded(evalsha, self._conn or self._connection(), script, (), args)
+        with self._use() as client:
+            return self._guarded(evalsha, client, script, (), args)
 
     def _count_flow(self, flt: KeyFilter, now: float) -> Flow[int]:
         return (yield from self._pages_or_scan_flow(flt, "c", now))
@@ -1308,11 +1317,11 @@ class RedisCache(FlowCache[Client]):
         (``+@all -@dangerous``): then the server's facts are None and ``serverInfo``
         says which rule would show them; the cache's own facts stay.
         """
-        client = self._connection()
         refused: str | None = None
         try:
-            server = _one_node(client.info("server"))
-            memory = _one_node(client.info("memory"))
+            with self._use() as client:
+                server = _one_node(client.info("server"))
+                memory = _one_node(client.info("memory"))
         except REDIS_ERRORS as exc:
             error = self._translate(exc)
             if not isinstance(error, RedisPermissionError):

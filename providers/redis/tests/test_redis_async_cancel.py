@@ -117,7 +117,7 @@ class Swallowing:
 
 
 def _swallowing(shell: AsyncCache, command: str, monkeypatch: pytest.MonkeyPatch) -> Swallowing:
-    client = shell.cache._aconns[asyncio.get_running_loop()]  # type: ignore[attr-defined]
+    client = shell.cache._aconns[asyncio.get_running_loop()].client  # type: ignore[attr-defined]
     fake = Swallowing(client.execute_command, command)
     monkeypatch.setattr(client, "execute_command", fake)
     return fake
@@ -232,7 +232,7 @@ def test_a_close_cancelled_at_any_turn_still_closes_every_connection(
         open_after: list[tuple[int, int]] = []
         for turns in range(1, STEPS):
             await shell.get_many(["a", "b"])  # a client with a connection
-            client = shell.cache._aconns[asyncio.get_running_loop()]  # type: ignore[attr-defined]
+            client = shell.cache._aconns[asyncio.get_running_loop()].client  # type: ignore[attr-defined]
             pool = client.connection_pool
             outcome = await _cancelled_after(turns, shell.close())
             for _ in range(STEPS):  # a shielded disconnect ends within a few turns

@@ -1,0 +1,130 @@
+"""``close()`` while other threads or tasks use the cache, on a real redis-server.
+
+A close releases the client once the calls holding it have ended (cachehub.provider's
+leases). Before, redis-py tore the connections down under the calls in flight: they
+failed with ``CacheBackendError`` "... AttributeError: 'NoneType' object has no
+attribute 'readline' ... this is a bug" (even under ``onError: miss``) or waited a whole
+``socketTimeout`` for a reply on a socket the closer had shut; the async shell's busy
+connections stayed open until a garbage collection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import gc
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from cachehub_redis import RedisCache
+from cachehub_redis.server import RedisServer
+from redis import Redis
+
+
+@pytest.fixture
+def server(private_redis_server: RedisServer) -> RedisServer:
+    return private_redis_server
+
+
+@pytest.fixture
+def admin(server: RedisServer) -> Iterator[Redis]:
+    client = server.client()
+    yield client
+    client.close()
+
+
+def _others(admin: Redis, at_most: int = 0) -> int:
+    """Connections to the module's own server, other than ``admin``'s, once at most
+    ``at_most`` (the server notices a closed socket on its next event-loop turn)."""
+    for _ in range(200):
+        count = len(admin.client_list()) - 1
+        if count <= at_most:
+            break
+        time.sleep(0.01)
+    return count
+
+
+@pytest.mark.parametrize("on_error", ["raise", "miss"])
+def test_closes_in_another_thread_never_fail_or_stall_a_call(
+    server: RedisServer, admin: Redis, on_error: str
+) -> None:
+    cache = RedisCache(
+        {"url": server.url, "onError": on_error, "socketTimeout": 5}, namespace="close:"
+    )
+    errors: collections.Counter[str] = collections.Counter()
+    slow: list[float] = []
+    start = threading.Barrier(5)
+    done = threading.Event()
+
+    def closer() -> None:
+        start.wait(5)
+        for _ in range(2_000):
+            if done.is_set():
+                return
+            cache.close()
+            time.sleep(0.001)
+
+    def worker(n: int) -> None:
+        start.wait(5)
+        for _ in range(150):
+            began = time.monotonic()
+            try:
+                cache.put(f"k{n}", "v" * 1000)
+                assert cache.get(f"k{n}") == "v" * 1000
+            except Exception as exc:
+                errors[f"{type(exc).__name__}: {str(exc)[:120]}"] += 1
+            if time.monotonic() - began > 2:  # a stall of the 5 s socket timeout
+                slow.append(time.monotonic() - began)
+
+    threads = [threading.Thread(target=closer)]
+    threads += [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads[1:]:
+        thread.join(60)
+    done.set()
+    threads[0].join(10)
+    cache.close()
+    assert dict(errors) == {}
+    assert slow == []
+    assert _others(admin) == 0  # every retired client was released, with no collection
+
+
+def test_aclose_while_other_tasks_are_mid_command_leaves_no_connection_open(
+    server: RedisServer, admin: Redis
+) -> None:
+    cache = RedisCache({"url": server.url}, namespace="aclose:")
+    shell = cache.aio()
+    errors: list[str] = []
+
+    async def main() -> None:
+        stop = asyncio.Event()
+
+        async def user(i: int) -> None:
+            while not stop.is_set():
+                try:
+                    await shell.put(f"k{i}", "v")
+                    await shell.get(f"k{i}")
+                except Exception as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+
+        tasks = [asyncio.create_task(user(i)) for i in range(10)]
+        for _ in range(20):
+            await asyncio.sleep(0.005)
+            await shell.close()
+            # A close returns once the calls that held its client ended: what is open
+            # now is at most the new client's, one connection per busy task.
+            assert _others(admin, at_most=10) <= 10
+        stop.set()
+        await asyncio.gather(*tasks)
+        await shell.close()
+
+    gc.disable()  # a collection would close what a close left: none may run meanwhile
+    try:
+        asyncio.run(asyncio.wait_for(main(), 60))
+        assert _others(admin) == 0
+    finally:
+        gc.enable()
+    assert errors == []
