@@ -76,6 +76,7 @@ from uuid import UUID
 
 from .api import (
     COUNTER_RANGE,
+    HIT_COUNT_MAX,
     MISSING,
     NO_EXPIRY,
     BaseCache,
@@ -1238,7 +1239,10 @@ class RemoteCache(BaseCache, Generic[C]):
         """``entry`` with this process's reads not yet written back added in (metadata)."""
         pending = self._hits.peek(key, version)
         if pending is not None:
-            entry.hits += pending.hits
+            if entry.hits <= HIT_COUNT_MAX:
+                # Saturated, as the write-back leaves a count at the limit: a count
+                # another program set to exactly 2^53 was reported corrupt after one read.
+                entry.hits = min(entry.hits + pending.hits, HIT_COUNT_MAX)
             entry.accessed = max(entry.accessed, pending.accessed)
         return entry
 

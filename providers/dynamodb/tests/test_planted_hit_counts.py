@@ -124,6 +124,7 @@ def test_counts_within_the_range_are_exact_and_still_counted(counting: DynamoDBC
     assert _stored(counting, "k") == {"N": str(HIT_COUNT_MAX)}
     assert counting.metadata("k").hit_count == HIT_COUNT_MAX
     counting.get("k")  # one more would pass the limit: left at it
+    assert counting.metadata("k").hit_count == HIT_COUNT_MAX  # before the write-back too
     counting.flush_hits()
     assert _stored(counting, "k") == {"N": str(HIT_COUNT_MAX)}
     _plant(counting, "z", {"N": "0"})
