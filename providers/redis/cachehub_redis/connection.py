@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar, cast
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import redis.utils
 from redis import Redis
@@ -332,6 +332,108 @@ def _check_url_shape(url: str, where: str) -> None:
         )
 
 
+_URL_OPTIONS: Final = ("db", "client_name", "username", "password")
+"""The query options a url may carry; redis-py turns every other one into a client keyword
+argument that overrides the cache's own, and an unknown or ill-typed one failed only at
+first use, as "a bug"."""
+_URL_SETTINGS: Final = {
+    "socket_timeout": "socketTimeout",
+    "socket_connect_timeout": "socketConnectTimeout",
+    "max_connections": "maxConnections",
+    "ssl_cert_reqs": "sslCertReqs",
+    "ssl_ca_certs": "sslCaCerts",
+    "ssl_certfile": "sslCertfile",
+    "ssl_keyfile": "sslKeyfile",
+}
+"""redis-py query options that are cache settings: one place for each, checked when the
+cache is built (the url's value would override the setting)."""
+_URL_WIRE: Final = frozenset(
+    {"decode_responses", "encoding", "encoding_errors", "protocol", "legacy_responses"}
+)
+"""redis-py query options that change the replies: the cache parses raw RESP2 bytes."""
+_DB_PATH: Final = re.compile(r"/(?:[0-9]|[1-9][0-9]{0,9})")
+
+
+def _db_path(path: str) -> bool:
+    """Whether a redis:// url's path is a database part: /N, N from 0 to MAX_DB in ASCII
+    digits, no sign or padding."""
+    return bool(_DB_PATH.fullmatch(path)) and int(path[1:]) <= MAX_DB
+
+
+_CLIENT_NAME: Final = re.compile(r"[\x21-\x7e]{1,128}")
+
+
+def _option_name(name: str) -> str:
+    """A url option's name, safe to show: quoted, and cut (a hostile one may be huge).
+    Its value never is shown: it may be a password."""
+    return repr(name[:40]) + ("..." if len(name) > 40 else "")
+
+
+def _check_url_query(url: str, where: str) -> None:
+    """Refuse the url's query options the cache does not support (see ``_URL_OPTIONS``)."""
+    if not url.lower().startswith(("redis://", "rediss://", "unix://")):
+        return  # parse_url refuses the scheme
+    try:
+        parts = urlsplit(url)
+        options = parse_qsl(parts.query, keep_blank_values=True)
+    except ValueError:
+        return  # parse_url refuses it, with the encoding advice
+    seen: set[str] = set()
+    for name, value in options:
+        shown = _option_name(name)
+        if name in _URL_SETTINGS:
+            setting = _URL_SETTINGS[name]
+            raise ConfigError(
+                f"{where}: 'url' has the option {shown}, which is the cache setting "
+                f"{setting!r} here.",
+                hint=f"remove {shown} from the url and set {setting!r} in the cache's "
+                "settings: one place for each setting, checked when the cache is built.",
+            )
+        if name in _URL_WIRE:
+            raise ConfigError(
+                f"{where}: 'url' has the option {shown}, which cachehub cannot honour.",
+                hint=f"remove {shown} from the url: cachehub reads raw bytes over RESP2 "
+                "and parses the replies itself.",
+            )
+        if name not in _URL_OPTIONS:
+            raise ConfigError(
+                f"{where}: 'url' has the option {shown}, which cachehub does not pass on.",
+                hint="a url may only carry the query options db, client_name, username and "
+                "password; connection behaviour (timeouts, pool size, TLS, retries) is set "
+                "with the cache's settings.",
+            )
+        if name in seen:
+            raise ConfigError(
+                f"{where}: 'url' has the option {shown} more than once.",
+                hint="give each option once (redis-py would use the first and ignore the rest).",
+            )
+        seen.add(name)
+        if name == "client_name" and not _CLIENT_NAME.fullmatch(value):
+            raise ConfigError(
+                f"{where}: 'url' option 'client_name' is not 1 to 128 printable ASCII "
+                "characters without spaces.",
+                hint="Redis refuses a connection name with spaces or newlines (CLIENT "
+                "SETNAME), which would fail every connection; use e.g. client_name=web-1.",
+            )
+        if name == "db":
+            if not re.fullmatch("[0-9]{1,10}", value) or int(value) > MAX_DB:
+                raise ConfigError(
+                    f"{where}: 'url' option 'db' is not a database number.",
+                    hint=f"write db=N, N from 0 to {MAX_DB}, or end the url with /N "
+                    "(e.g. redis://host:6379/2).",
+                )
+            if parts.scheme != "unix" and parts.path.strip("/"):
+                raise ConfigError(
+                    f"{where}: 'url' gives the database twice, in its path and as option 'db'.",
+                    hint="keep one: end the url with /N (e.g. redis://host:6379/2).",
+                )
+        if name in ("username", "password") and value and getattr(parts, name):
+            raise ConfigError(
+                f"{where}: 'url' gives the {name} twice, before its host and as option {shown}.",
+                hint=f"keep the one before the host (redis-py ignores the option {shown}).",
+            )
+
+
 def plan_connection(settings: dict[str, Any], where: str) -> ConnectionPlan:
     """Check the connection settings for conflicts and turn them into redis-py arguments."""
     url = settings["url"]
@@ -359,6 +461,7 @@ def plan_connection(settings: dict[str, Any], where: str) -> ConnectionPlan:
                 "or drop the url and use host/port/db/username/password.",
             )
         _check_url_shape(url, where)
+        _check_url_query(url, where)
         try:
             parsed: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
         except ValueError as exc:
@@ -379,8 +482,11 @@ def plan_connection(settings: dict[str, Any], where: str) -> ConnectionPlan:
             )
         if parsed.get("password"):
             secrets += (str(parsed["password"]),)
-        if "path" not in parsed and "db" not in parsed and urlsplit(url).path.strip("/"):
-            # redis-py drops a path that is not a number: /1a wrote to db 0.
+        path = urlsplit(url).path
+        if "path" not in parsed and path not in ("", "/") and not _db_path(path):
+            # redis-py drops a path that is not a number (/1a wrote to db 0), and reads
+            # what int() takes once the slashes are gone: /1/2 was db 12, /-1 and /+1 and
+            # Arabic-Indic digits were taken too.
             raise ConfigError(
                 f"{where}: the url's database part is not a number.",
                 hint="end the url with /N, N the database number (e.g. redis://host:6379/2), "
