@@ -525,6 +525,12 @@ def plan_connection(settings: dict[str, Any], where: str) -> ConnectionPlan:
                 hint="Sentinel manages a primary with replicas; Cluster shards by itself. "
                 "Pick the one your deployment runs.",
             )
+        if address[0] == "unix":
+            raise ConfigError(
+                f"{where}: 'cluster' is true but the url is a unix socket.",
+                hint="a Redis Cluster is reached over TCP: give a seed node as "
+                "redis://host:port (or rediss://), or drop 'cluster'.",
+            )
         if db not in (None, 0):
             raise ConfigError(
                 f"{where}: Redis Cluster only has database 0, but db is {db}.",

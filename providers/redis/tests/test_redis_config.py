@@ -362,3 +362,10 @@ def test_a_url_database_part_that_is_not_plain_digits_is_refused(path: str) -> N
 def test_a_plain_url_database_part_is_taken(path: str, db: int) -> None:
     cache = RedisCache(url=f"redis://cache.example:6379{path}")
     assert cache._plan.store == ("redis", ("cache.example", 6379), db)
+
+
+def test_a_cluster_over_a_unix_socket_is_refused() -> None:
+    """redis-py's cluster client cannot use a unix socket: the cache was built and its
+    first call failed."""
+    with pytest.raises(ConfigError, match="'cluster' is true but the url is a unix socket"):
+        RedisCache(url="unix:///tmp/redis.sock", cluster=True)
