@@ -117,6 +117,7 @@ __all__ = [
     "OFF_LOOP_BYTES",
     "OFF_LOOP_NODES",
     "YIELD_LOOP",
+    "CLOSE_WAIT",
     "BaseCache",
     "Call",
     "CancelWatch",
@@ -683,16 +684,23 @@ def not_an_int(user_key: str, held: str, counter: str = "an int") -> CacheValueE
     )
 
 
+CLOSE_WAIT: Final = 10.0
+"""Seconds ``await aio().close()`` waits for the requests other tasks have in flight on
+the loop's client before it closes the client under them."""
+
+
 class Lease(Generic[C]):
-    """A client and the calls holding it: ``with lease as client:`` around each request.
+    """A client and the calls holding it.
 
     ``close()`` retires the cache's lease (later calls get a new client) and the retired
-    client is released once no call holds it: a call in flight in another thread or task
-    is never cut by a close (redis-py read a reply from a socket the closer had torn down
-    and failed with ``AttributeError``, or waited its whole ``socketTimeout``).
+    client is released, exactly once, when no call holds it: a call in flight in another
+    thread or task is never cut by a close (redis-py read a reply from a socket the
+    closer had torn down and failed with ``AttributeError``, or waited its whole
+    ``socketTimeout``). A call joins the lease (:meth:`join`, done by
+    :meth:`RemoteCache._use`) and leaves it at the end of ``with lease as client:``.
     """
 
-    __slots__ = ("_on_idle", "client", "retired", "users")
+    __slots__ = ("__weakref__", "_release", "client", "retired", "users")
 
     def __init__(self, client: C) -> None:
         self.client = client
@@ -700,10 +708,24 @@ class Lease(Generic[C]):
         # step under the GIL (and locked per list without it), so no lock on the hot path.
         self.users: list[None] = []
         self.retired = False
-        self._on_idle: Callable[[], object] | None = None
+        # The release, once retired: popped by whoever runs it, so it runs exactly once
+        # (two calls may end together, and a call may leave a lease it found retired).
+        self._release: list[Callable[[C], object]] = []
+
+    def join(self) -> bool:
+        """Count one more call holding the client; False (nothing counted) if retired.
+
+        Counted first, checked second, while :meth:`retire` marks first and checks the
+        count second: a call and a close racing see each other, so no call starts on a
+        client its close released.
+        """
+        self.users.append(None)
+        if self.retired:
+            self.__exit__()
+            return False
+        return True
 
     def __enter__(self) -> C:
-        self.users.append(None)
         return self.client
 
     def __exit__(self, *exc_info: object) -> None:
@@ -712,17 +734,36 @@ class Lease(Generic[C]):
         if self.retired and not users:
             self._idle()
 
-    def retire(self, on_idle: Callable[[], object]) -> bool:
-        """Take the lease out of use: True if no call holds it, else ``on_idle`` runs when
-        the last one ends (it may also run once more than needed: release idempotently)."""
-        self._on_idle = on_idle
+    def retire(self, release: Callable[[C], object]) -> bool:
+        """Take the lease out of use. True: no call holds the client, and the caller
+        releases it now; else ``release(client)`` runs once, when the last call leaves.
+
+        A call interrupted between joining and leaving (a signal handler's exception
+        at an unlucky instruction) would keep the count up for good: the release then
+        runs when the lease is collected.
+        """
+        self._release.append(release)
         self.retired = True
-        return not self.users
+        if not self.users:
+            try:
+                self._release.pop()
+            except IndexError:  # the last call left meanwhile and released it
+                return False
+            return True
+        weakref.finalize(self, _release_left, self._release, self.client).atexit = False
+        return False
 
     def _idle(self) -> None:
-        on_idle = self._on_idle
-        if on_idle is not None:
-            on_idle()
+        _release_left(self._release, self.client)
+
+
+def _release_left(pending: list[Callable[[C], object]], client: C) -> None:
+    """Run a retired lease's release unless it ran (``pending`` is popped once)."""
+    try:
+        release = pending.pop()
+    except IndexError:
+        return
+    release(client)
 
 
 class RemoteCache(BaseCache, Generic[C]):
@@ -790,12 +831,28 @@ class RemoteCache(BaseCache, Generic[C]):
             close()
 
     def _use(self) -> Lease[C]:
-        """The cache's one client, shared by all threads and created on first use, for
-        one call that sends requests: ``with self._use() as client:``.
+        """The cache's one client, shared by all threads and created on first use, joined
+        for one call that sends requests: ``with self._use() as client:``.
 
         Held that way, the client outlives a ``close()`` from another thread until the
         call ends (:class:`Lease`).
         """
+        lease = self._lease
+        if lease is not None:
+            # Lease.join, inlined: the hot path of every request.
+            users = lease.users
+            users.append(None)
+            if not lease.retired:
+                return lease
+            lease.__exit__()
+        while True:
+            joined = self._leased()
+            if joined.join():
+                return joined
+            # retired by a close meanwhile: the next client
+
+    def _leased(self) -> Lease[C]:
+        """The current lease, making the client if there is none."""
         lease = self._lease
         if lease is None:
             with self._conn_lock:
@@ -806,7 +863,7 @@ class RemoteCache(BaseCache, Generic[C]):
 
     def _connection(self) -> C:
         """The client, not held: for what sends nothing (its type, its key routing)."""
-        return self._use().client
+        return self._leased().client
 
     @property
     def _conn(self) -> C | None:
@@ -822,7 +879,9 @@ class RemoteCache(BaseCache, Generic[C]):
         A client that calls in other threads still hold is released by the last of them
         (:class:`Lease`), after this returns.
         """
-        if self._lease is not None:
+        if self._lease is not None or len(self._hits):
+            # Reads counted after an earlier close's flush are pending too: closed, the
+            # cache has no later flush to write them.
             try:
                 self.flush_hits()
             except CacheError as exc:
@@ -830,7 +889,7 @@ class RemoteCache(BaseCache, Generic[C]):
         with self._conn_lock:
             lease, self._lease = self._lease, None
         self._forget_closed_loops()
-        if lease is not None and lease.retire(lambda: self._release_retired(lease.client)):
+        if lease is not None and lease.retire(self._release_retired):
             self._guarded(self._disconnect, lease.client)
 
     def _release_retired(self, client: C) -> None:
@@ -866,20 +925,36 @@ class RemoteCache(BaseCache, Generic[C]):
 
     async def _aconnection(self) -> Any:
         """The async client of the running event loop, not held: for what sends nothing."""
-        return (await self._ause()).client
+        loop = asyncio.get_running_loop()
+        return (self._aconns.get(loop) or await self._aleased(loop)).client
+
+    def _ajoin(self) -> Lease[Any] | None:
+        """The running loop's client, joined for one call, without a coroutine once it
+        exists (hot paths: ``lease = self._ajoin() or await self._ause()``)."""
+        lease = self._aconns.get(asyncio.get_running_loop())
+        # A lease in the map is not retired: a close takes it out first, on this thread.
+        if lease is not None and not lease.retired:
+            lease.users.append(None)
+            return lease
+        return None
 
     async def _ause(self) -> Lease[Any]:
         """The async client of the running event loop, created on its first use there,
-        for one call: ``with await self._ause() as client:`` (hot paths try
-        ``self._aconns.get(loop)`` first, which needs no coroutine).
+        joined for one call: ``with await self._ause() as client:``.
 
         A client is never used on another loop than its own: each loop gets its own,
         and ``cache.aio().close()`` closes the running loop's once no call holds it.
         """
         loop = asyncio.get_running_loop()
-        lease = self._aconns.get(loop)
-        if lease is not None:
-            return lease
+        while True:
+            lease = self._aconns.get(loop) or await self._aleased(loop)
+            # A close of this loop may have taken the built client while this task
+            # waited for it: the call then takes the next one.
+            if self._aconns.get(loop) is lease and lease.join():
+                return lease
+
+    async def _aleased(self, loop: asyncio.AbstractEventLoop) -> Lease[Any]:
+        """The lease of ``loop``'s client, once its one build ends."""
         # One build per loop, whatever number of tasks arrive before it ends: each build
         # is a client made in a worker thread (for aiobotocore 0.1-1 s of CPU), and N
         # tasks starting together (a web worker's first requests) used to make N of them
@@ -1034,10 +1109,20 @@ class RemoteCache(BaseCache, Generic[C]):
             return
         idle = asyncio.Event()
         try:
-            if not lease.retire(idle.set):
-                # Calls of other tasks hold the client (each bounded by the client's own
-                # timeouts): they end on it, and new calls get a new client meanwhile.
-                await idle.wait()
+            if not lease.retire(lambda _: idle.set()):
+                # Calls of other tasks hold the client: they end on it, and new calls get
+                # a new client meanwhile. Each is bounded by the client's timeouts per
+                # attempt, which retries multiply: past CLOSE_WAIT the close goes ahead.
+                try:
+                    await asyncio.wait_for(idle.wait(), CLOSE_WAIT)
+                except TimeoutError:
+                    self.log.warning(
+                        "cache '%s': closing the async client under %d request(s) still "
+                        "in flight after %g s.",
+                        self.name,
+                        len(lease.users),
+                        CLOSE_WAIT,
+                    )
         finally:
             # Shielded: once forgotten, the client is closed whatever happens to this
             # task; a close cancelled in its disconnect left the client's connections

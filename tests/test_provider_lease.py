@@ -10,14 +10,17 @@ and aiobotocore with an untyped HTTP client error.
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, SupportsIndex
 
 import pytest
 from test_provider import Client, FakeRemote
 
+from cachehub import provider
 from cachehub.provider import Lease
 
 
@@ -65,23 +68,87 @@ class TrackedRemote(FakeRemote):
         return client
 
 
+class Hooked(list[None]):
+    """A lease's user list that runs ``before`` (once) just before a call joins, or just
+    after a call's count is dropped: what a thread switch there lets another thread do."""
+
+    def __init__(self, on: str, before: Any) -> None:
+        super().__init__()
+        self.on, self.before = on, [before]
+
+    def append(self, item: None) -> None:
+        if self.on == "append" and self.before:
+            self.before.pop()()
+        super().append(item)
+
+    def pop(self, index: SupportsIndex = -1) -> None:
+        super().pop(index)
+        if self.on == "pop" and self.before:  # just after this call's pop
+            self.before.pop()()
+
+
 def test_a_lease_retired_while_idle_is_released_by_the_closer() -> None:
     lease = Lease(Client())
     ended: list[int] = []
-    assert lease.retire(lambda: ended.append(1)) is True
+    assert lease.retire(lambda _: ended.append(1)) is True
     assert ended == []  # the closer releases it: nothing waits for a last user
+    assert lease.join() is False  # nor can a call join it now
 
 
-def test_a_lease_retired_while_held_is_released_by_its_last_user() -> None:
+def test_a_lease_retired_while_held_is_released_once_by_its_last_user() -> None:
     lease = Lease(Client())
     ended: list[int] = []
+    assert lease.join()
+    assert lease.join()
     with lease, lease as client:
         assert isinstance(client, Client)
-        assert lease.retire(lambda: ended.append(1)) is False
+        assert lease.retire(lambda _: ended.append(1)) is False
     assert ended == [1]  # once, by the second (last) of the two holders
-    with lease:
-        pass
-    assert ended == [1, 1]  # a late holder releases again (releases are idempotent)
+    assert lease.join() is False
+    assert ended == [1]  # a call that found it retired released nothing more
+
+
+def test_a_call_joining_as_a_close_lands_takes_the_next_client() -> None:
+    """The close retires the lease between the call's read of it and its join: the call
+    must not start on the client the close released (a Redis Cluster's shared client
+    was released twice that way, and cut under another cache's calls)."""
+    cache = TrackedRemote()
+    first = cache._connection()
+    cache._lease.users = Hooked("append", cache.close)  # type: ignore[union-attr]
+    with cache._use() as client:
+        assert client is not first
+        assert client.call()  # type: ignore[attr-defined]
+    assert first.closed == 1  # released once, by the close
+    assert cache.made == [first, client]
+
+
+def test_two_calls_leaving_together_release_the_retired_client_once() -> None:
+    cache = TrackedRemote()
+    first = cache._use()
+    second = cache._use()
+    assert first is second
+    client = first.client
+    cache.close()
+    # The other call leaves (drops its count, finds none left, releases) right after
+    # this one dropped its count and before it looks: both find no user left.
+    first.users = Hooked("pop", first.__exit__)
+    first.users.extend([None, None])
+    first.__exit__()
+    assert first.users == []
+    assert client.closed == 1
+
+
+def test_a_count_left_behind_by_an_interrupted_call_is_released_with_the_lease() -> None:
+    """A signal handler's exception between a call's join and its ``with`` leaves the
+    count up: the retired client is then released when the lease is collected."""
+    cache = TrackedRemote()
+    lease = cache._use()  # joined, never left
+    (client,) = cache.made
+    cache.close()
+    assert client.closed == 0  # as far as the count tells, a call still holds it
+    del lease
+    gc.collect()
+    assert client.closed == 1
 
 
 def test_close_during_a_call_in_another_thread_releases_the_client_when_the_call_ends() -> None:
@@ -204,3 +271,69 @@ def test_an_aclose_cancelled_while_it_waits_closes_the_client_at_once() -> None:
         await running
 
     _run(main)
+
+
+class GatedTracked(TrackedRemote):
+    """Its async client build waits for ``gate``: a test acts while it is in flight."""
+
+    gate: asyncio.Event
+    started: asyncio.Event
+
+    async def _aconnect(self) -> Tracked:
+        self.started.set()
+        await self.gate.wait()
+        return await super()._aconnect()
+
+
+def test_a_task_that_joined_the_build_a_close_took_gets_the_next_client() -> None:
+    """A task awaiting the loop's client build got the lease a close had taken (and
+    closed) meanwhile: a DynamoDB request then failed with an untyped HTTP client error
+    and a Redis connection stayed open after the loop ended."""
+    cache = GatedTracked()
+
+    async def main() -> None:
+        cache.gate, cache.started = asyncio.Event(), asyncio.Event()
+        builder = asyncio.create_task(cache._aconnection())  # starts the build
+        await cache.started.wait()
+        closing = asyncio.create_task(cache.aio().close())  # waits for the build
+        joiner = asyncio.create_task(cache._ause())  # awaits the same build
+        await asyncio.sleep(0)
+        cache.gate.set()
+        await builder
+        await closing
+        lease = await joiner
+        with lease as client:
+            assert client.call()  # the call runs on an open client
+        await cache.aio().close()
+
+    _run(main)
+    assert len(cache.made) == 2
+    assert [c.closed for c in cache.made] == [1, 1]
+    assert [c.cut for c in cache.made] == [0, 0]
+
+
+def test_aclose_goes_ahead_after_close_wait_under_a_request_that_never_ends(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(provider, "CLOSE_WAIT", 0.05)
+    cache = TrackedRemote()
+
+    async def main() -> None:
+        inside = asyncio.Event()
+
+        async def stuck() -> None:
+            with await cache._ause():
+                inside.set()
+                await asyncio.Event().wait()  # a reply that never comes
+
+        hanging = asyncio.create_task(stuck())
+        await inside.wait()
+        with caplog.at_level(logging.WARNING, logger="cachehub"):
+            await cache.aio().close()
+        assert cache.made[0].closed == 1
+        hanging.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await hanging
+
+    _run(main)
+    assert "under 1 request(s) still in flight after 0.05 s" in caplog.text

@@ -541,7 +541,7 @@ class DynamoDBCache(FlowCache[Any]):
         built only when a call fails.
         """
         method = _METHODS.get(operation) or _METHODS.setdefault(operation, xform_name(operation))
-        with self._lease or self._use() as client:
+        with self._use() as client:
             try:
                 return getattr(client, method)(**params)  # type: ignore[no-any-return]
             except (ClientError, BotoCoreError) as exc:
@@ -588,10 +588,10 @@ class DynamoDBCache(FlowCache[Any]):
     async def _arequest(
         self, operation: str, params: dict[str, Any], once: bool = False, checked: bool = False
     ) -> Any:
-        lease = self._aconns.get(asyncio.get_running_loop()) or await self._ause()
         method = _METHODS.get(operation) or _METHODS.setdefault(operation, xform_name(operation))
         token = _ONCE.set(once)
         try:
+            lease = self._ajoin() or await self._ause()
             with lease as client:
                 if checked:
                     validate(client, operation, params)

@@ -17,7 +17,6 @@ loop. A primitive of more than one step is written once, as a *flow* (``_*_flow`
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 from collections.abc import Hashable, Iterator, Mapping, Sequence
@@ -320,7 +319,7 @@ class RedisCache(FlowCache[Client]):
 
     def _command(self, *args: Any) -> Any:
         """One native command; a key of another Redis type answers None (not an entry)."""
-        with self._lease or self._use() as client:
+        with self._use() as client:
             try:
                 return client.execute_command(*args)  # type: ignore[no-untyped-call]
             except REDIS_ERRORS as exc:
@@ -337,8 +336,8 @@ class RedisCache(FlowCache[Client]):
                 return None
 
     async def _amemory(self) -> dict[str, Any] | None:
-        lease = self._aconns.get(asyncio.get_running_loop()) or await self._ause()
         watch = CancelWatch()
+        lease = self._ajoin() or await self._ause()
         with lease as client:
             try:
                 reply = await client.info("memory")
@@ -418,8 +417,8 @@ class RedisCache(FlowCache[Client]):
 
     async def _acommand(self, *args: Any) -> Any:
         # The running loop's client without a coroutine frame once it exists (hot path).
-        lease = self._aconns.get(asyncio.get_running_loop()) or await self._ause()
         watch = CancelWatch()  # a cancel redis-py swallowed is raised
+        lease = self._ajoin() or await self._ause()
         with lease as client:
             try:
                 reply = await client.execute_command(*args)
@@ -668,7 +667,7 @@ class RedisCache(FlowCache[Client]):
     def _get(self, key: str, now: float) -> Any:
         # _command's GETRANGE inlined (one frame fewer on the hottest path), with its
         # arguments given as the bytes redis-py would encode them to (see _read_to).
-        with self._lease or self._use() as client:
+        with self._use() as client:
             try:
                 raw = client.execute_command(  # type: ignore[no-untyped-call]
                     "GETRANGE", key.encode(), b"0", self._read_to
@@ -687,8 +686,8 @@ class RedisCache(FlowCache[Client]):
         # _acommand's GETRANGE inlined: one coroutine fewer to create, await and finish on the
         # hottest async path (a coroutine costs more than a plain call, see the async
         # frame counts in tests/test_redis_async.py).
-        lease = self._aconns.get(asyncio.get_running_loop()) or await self._ause()
         watch = CancelWatch()  # a cancel redis-py swallowed is raised
+        lease = self._ajoin() or await self._ause()
         with lease as client:
             try:
                 raw = await client.execute_command("GETRANGE", key.encode(), b"0", self._read_to)

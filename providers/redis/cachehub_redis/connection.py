@@ -870,3 +870,7 @@ def release_client(plan: ConnectionPlan, retries: int, client: Redis | RedisClus
                     client.disconnect_connection_pools()  # type: ignore[no-untyped-call]
                 return
     client.close()
+    # Through Sentinel, the Sentinels' own clients too: each close left a connection to
+    # a Sentinel open for the collector to find (the async close already did this).
+    for sentinel in sentinel_clients(client):
+        sentinel.close()

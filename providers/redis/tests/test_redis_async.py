@@ -320,7 +320,7 @@ def _frames_of(shell: Any, operation: Callable[[Any], Coroutine[Any, Any, Any]])
 # (made, checked) is two plain calls, no coroutine; so is holding the client (a Lease,
 # which a close() in another task waits for).
 WATCH_FRAMES = ["__init__", "check"]
-LEASE_FRAMES = ["__enter__", "__exit__"]
+LEASE_FRAMES = ["_ajoin", "__enter__", "__exit__"]
 PLAIN_GET_FRAMES = ["get", "_sk", "_aget", *WATCH_FRAMES, *LEASE_FRAMES, "_read_common"]
 PLAIN_GET_FRAMES += ["common_head"]
 PLAIN_GET_FRAMES += ["loads", "due"]

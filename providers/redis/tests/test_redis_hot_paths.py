@@ -84,9 +84,9 @@ def test_a_plain_sync_get_runs_one_frame_per_step_and_sends_what_redis_py_would(
     cache.get("plain")  # warm: the connection
     trips.clear()
     hit, codec = _frames(lambda: cache.get("plain"))
-    # __enter__/__exit__: the call holds the client (a close() in another thread
+    # _use/__enter__/__exit__: the call holds the client (a close() in another thread
     # releases it after the call ends).
-    held = ["__enter__", "__exit__"]
+    held = ["_use", "__enter__", "__exit__"]
     assert sorted(hit) == sorted(["get", "_get", *held, "_read_common", "common_head", "due"])
     assert codec == 1
     miss, codec = _frames(lambda: cache.get("absent"))

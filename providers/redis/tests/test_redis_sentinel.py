@@ -206,3 +206,24 @@ def test_a_loop_closed_without_its_shutdown_leaves_nothing_open(
     finally:
         cache.clear()
         cache.close()
+
+
+def test_close_leaves_no_connection_to_a_sentinel_open(
+    sentinel_servers: RedisSentinelServers,
+) -> None:
+    """The sync close released the client but not its Sentinels' clients: each
+    get + close left a connection to a Sentinel open until a garbage collection."""
+    admin = sentinel_servers.sentinels[0].client()
+    try:
+        before = len(admin.client_list())
+        cache = RedisCache(_sentinel_settings(sentinel_servers), namespace="sentinel-close:")
+        for _ in range(5):
+            cache.get("k")
+            cache.close()
+        for _ in range(100):  # a closed socket is noticed on the server's next loop turn
+            if len(admin.client_list()) <= before:
+                break
+            time.sleep(0.02)
+        assert len(admin.client_list()) <= before
+    finally:
+        admin.close()
