@@ -206,6 +206,20 @@ def test_counted_reads_are_merged_and_written_back_once() -> None:
     assert cache.written[1:] == []
 
 
+def test_close_writes_back_reads_counted_after_an_earlier_close() -> None:
+    """A read in another thread counted just after a close's flush, on the client that
+    close retired: the cache held no client then, and the next close wrote nothing
+    (the count was lost)."""
+    cache = FakeRemote(hitCounts=True, hitFlushInterval=60)
+    cache.put("k", 1)
+    cache.close()
+    entry = cache.entries["k"]
+    cache._count_read(cache._sk("k"), entry.created, entry.accessed)  # the late read
+    assert cache._conn is None
+    cache.close()
+    assert [{k: p.hits for k, p in w.items()} for w in cache.written] == [{cache._sk("k"): 1}]
+
+
 def test_a_failing_write_back_is_logged_never_raised(caplog: pytest.LogCaptureFixture) -> None:
     cache = FakeRemote(hitCounts=True, hitFlushInterval=0.000001)
     cache.put("k", 1)
