@@ -23,8 +23,10 @@ import asyncio
 import inspect
 import logging
 import math
+import os
 import threading
 import time
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -527,6 +529,26 @@ class _Operation:
                 self.cache._report(self.observer, self.op, self.key, self.start, self.result, error)
 
 
+_LIVE: weakref.WeakSet[BaseCache] = weakref.WeakSet()
+"""Every cache of the process, for :func:`_after_fork_in_child`."""
+
+
+def _after_fork_in_child() -> None:
+    """The gunicorn ``--preload`` / multiprocessing ``fork`` case: caches built (and used)
+    in the parent keep working in each child, on clients of the child's own. Before,
+    a child read DynamoDB replies meant for its parent on a shared keep-alive
+    connection (misses for present keys), an async client kept on an inherited loop
+    did the same on Redis (another process's values), reads counted before the fork
+    were written back by every process, and a ``get_or_set`` waited forever for a
+    parent thread's flight."""
+    for cache in list(_LIVE):
+        cache._forked()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which never forks
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class BaseCache(ABC):
     """Base class of every cache provider; see the module docstring for the contract.
 
@@ -590,6 +612,17 @@ class BaseCache(ABC):
         self._observer = observer
         self._flights = Flights()  # get_or_set's single flight, shared with the async shell
         self._aio: AsyncCache | None = None
+        _LIVE.add(self)
+
+    def _forked(self) -> None:
+        """Drop what belongs to the parent process, in a child just forked from it.
+
+        A child inherits the parent's objects, not its threads: a flight whose creator
+        runs in a parent thread would be waited for forever, and a lock another parent
+        thread held stays held. Providers add their own per-process state (clients,
+        connections, counted reads), which the child must neither share nor write twice.
+        """
+        self._flights = Flights()
 
     @classmethod
     def backend_identity(cls, settings: Mapping[str, Any]) -> Hashable | None:

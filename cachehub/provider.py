@@ -818,6 +818,21 @@ class RemoteCache(BaseCache, Generic[C]):
         self._warn_lock = threading.Lock()
         self._warned: set[str] = set()
 
+    def _forked(self) -> None:
+        """In a forked child: the parent's clients are left as they are (closing them
+        would close the parent's sockets too), the child makes its own on first use;
+        reads the parent counted are the parent's to write back."""
+        super()._forked()
+        self._lease = None
+        self._conn_lock = threading.Lock()
+        self._aconns = weakref.WeakKeyDictionary()
+        self._aconnecting = {}
+        self._aguards = weakref.WeakKeyDictionary()
+        self._hit_writes = set()
+        self._orphan_writes = set()
+        self._hits = HitBuffer(self._hits.interval, self._hits.max_keys)
+        self._warn_lock = threading.Lock()
+
     # ------------------------------------------------------------------ the client
 
     @abstractmethod

@@ -474,6 +474,10 @@ class DynamoDBCache(FlowCache[Any]):
 
     # ------------------------------------------------------------------ connection
 
+    def _forked(self) -> None:
+        super()._forked()
+        self._boot_lock = threading.Lock()  # a parent thread may have held it
+
     @property
     def client(self) -> Any:
         """The cache's boto3 DynamoDB client, created on first use (no table check)."""
