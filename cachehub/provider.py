@@ -700,10 +700,13 @@ class Lease(Generic[C]):
     :meth:`RemoteCache._use`) and leaves it at the end of ``with lease as client:``.
     """
 
-    __slots__ = ("__weakref__", "_release", "client", "retired", "users")
+    __slots__ = ("__weakref__", "_interrupted", "_release", "client", "retired", "users")
 
-    def __init__(self, client: C) -> None:
+    def __init__(self, client: C, interrupted: Callable[[C], object] | None = None) -> None:
         self.client = client
+        # Run when a call ends by an exception that is not an Exception (KeyboardInterrupt,
+        # SystemExit, a gevent Timeout) raised at any instruction of the request.
+        self._interrupted = interrupted
         # One item per call holding the client: list.append and list.pop are each one
         # step under the GIL (and locked per list without it), so no lock on the hot path.
         self.users: list[None] = []
@@ -728,11 +731,13 @@ class Lease(Generic[C]):
     def __enter__(self) -> C:
         return self.client
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None = None, *exc_info: object) -> None:
         users = self.users
         users.pop()
         if self.retired and not users:
             self._idle()
+        if kind is not None and not issubclass(kind, Exception) and self._interrupted:
+            self._interrupted(self.client)
 
     def retire(self, release: Callable[[C], object]) -> bool:
         """Take the lease out of use. True: no call holds the client, and the caller
@@ -839,6 +844,12 @@ class RemoteCache(BaseCache, Generic[C]):
     def _connect(self) -> C:
         """A new client for this cache's server (no request needs to be sent yet)."""
 
+    def _interrupted(self, client: C) -> None:
+        """A sync call on ``client`` ended by an exception that is not an ``Exception``
+        (a signal handler's KeyboardInterrupt, a gevent Timeout) between sending a request
+        and reading its reply. Default: nothing; a provider whose client library can
+        hand the next caller that connection, its reply unread, drops it here."""
+
     def _disconnect(self, client: C) -> None:
         """Release ``client`` (default: its ``close()``, if it has one)."""
         close: Callable[[], object] | None = getattr(client, "close", None)
@@ -872,7 +883,7 @@ class RemoteCache(BaseCache, Generic[C]):
         if lease is None:
             with self._conn_lock:
                 if self._lease is None:
-                    self._lease = Lease(self._guarded(self._connect))
+                    self._lease = Lease(self._guarded(self._connect), self._interrupted)
                 lease = self._lease
         return lease
 

@@ -77,6 +77,7 @@ from .connection import (
     abandon_async_client,
     acquire_client,
     build_async_client,
+    drop_idle_connections,
     plan_connection,
     release_client,
     sentinel_clients,
@@ -278,6 +279,9 @@ class RedisCache(FlowCache[Client]):
     def _connect(self) -> Client:
         self.log.debug("cache '%s': connecting to Redis at %s", self.name, self.endpoint)
         return acquire_client(self._plan, self.settings["retries"])
+
+    def _interrupted(self, client: Client) -> None:
+        drop_idle_connections(client)
 
     def _disconnect(self, client: Client) -> None:
         release_client(self._plan, self.settings["retries"], client)

@@ -16,11 +16,15 @@ import gc
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from cachehub_redis import RedisCache
 from cachehub_redis.server import RedisServer
 from redis import Redis
+from redis.connection import Connection
+
+from cachehub.testing.faults import FaultProxy
 
 
 @pytest.fixture
@@ -128,3 +132,38 @@ def test_aclose_while_other_tasks_are_mid_command_leaves_no_connection_open(
     finally:
         gc.enable()
     assert errors == []
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+def test_a_call_interrupted_before_its_reply_leaves_no_reply_for_the_next_call(
+    server: RedisServer, interrupt: type[BaseException], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py gives a connection back to the pool when an interrupt (a signal handler's
+    KeyboardInterrupt, a gevent Timeout) lands between sending a command and reading its
+    reply; the next command on it read that reply as its own: ``get("b")`` answered
+    ``a``'s value."""
+    proxy = FaultProxy(server.host, server.port)
+    proxy.start()
+    cache = RedisCache({"host": "127.0.0.1", "port": proxy.port}, namespace="interrupted:")
+    cache.put_many({"a": "value-a", "b": "value-b"})
+    # The reply is still on its way when the next command takes the connection (as on
+    # any network): redis-py's check for unread data at checkout finds nothing yet.
+    proxy.delay_replies(0.2)
+    armed = [True]
+    read = Connection.read_response
+
+    def interrupted(self: Connection, *args: Any, **kwargs: Any) -> Any:
+        if armed[0]:
+            armed[0] = False
+            raise interrupt()
+        return read(self, *args, **kwargs)
+
+    monkeypatch.setattr(Connection, "read_response", interrupted)
+    with pytest.raises(interrupt):
+        cache.get("a")
+    try:
+        assert cache.get("b") == "value-b"
+        assert cache.get_many(["a", "b"]) == {"a": "value-a", "b": "value-b"}
+    finally:
+        cache.close()
+        proxy.stop()
