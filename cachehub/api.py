@@ -50,7 +50,7 @@ from .errors import (
     UnknownSigningKeyError,
 )
 from .filters import KeyFilter, compile_filter
-from .flights import WAIT_SLICE, Flights
+from .flights import WAIT_SLICE, Flight, Flights
 from .hookspecs import OperationEvent
 from .scrub import install_log_filter, register_settings
 
@@ -1537,61 +1537,69 @@ class BaseCache(ABC):
         if value is not MISSING:
             return value  # type: ignore[no-any-return]
         owner = threading.get_ident()
-        while True:
-            led, awaited = self._flights.start(key, owner)
-            if awaited is None:
-                break
-            try:
-                # In slices: a leader task whose loop was closed by hand never ends its
-                # flight; the first waiter to see it ends it, and they all try again.
-                while not awaited.done.wait(WAIT_SLICE):
-                    if self._flights.abandoned(key, awaited):
-                        break
-            finally:
-                self._flights.stop_waiting(owner)
-            value = self.get(key, MISSING)
-            if value is not MISSING:
-                return value  # type: ignore[no-any-return]
-        if led is None:
-            # This thread already computes `key` (a function needing its own result), or
-            # waiting would close a cycle: compute, as without a cache, and store.
-            created = _created(creator)
-            if not self.read_only:
-                self.put(key, created, time_span, idle_time, until)
-            return created
+        led: Flight | None = None
         try:
-            value = self.get(key, MISSING)
-            if value is not MISSING:
-                return value  # type: ignore[no-any-return]
-            if self._fills_across_processes():
-                from .lock import Lock
-
-                fill = Lock(self, key, ttl=lock_timeout, timeout=lock_timeout, kind="fill")
+            while True:
+                led, awaited = self._flights.start(key, owner)
+                if awaited is None:
+                    break
                 try:
-                    acquired = fill.acquire()
-                except CacheUnavailableError as exc:
-                    # Under onError: miss the outage degrades to the in-process flight.
-                    self._failed("get_or_set", exc, None)
-                else:
-                    if not acquired:
-                        raise self._fill_timeout(key, lock_timeout)
+                    # In slices: a leader task whose loop was closed by hand never ends its
+                    # flight; the first waiter to see it ends it, and they all try again.
+                    while not awaited.done.wait(WAIT_SLICE):
+                        if self._flights.abandoned(key, awaited):
+                            break
+                finally:
+                    self._flights.stop_waiting(owner)
+                value = self.get(key, MISSING)
+                if value is not MISSING:
+                    return value  # type: ignore[no-any-return]
+            if led is None:
+                # This thread already computes `key` (a function needing its own result), or
+                # waiting would close a cycle: compute, as without a cache, and store.
+                created = _created(creator)
+                if not self.read_only:
+                    self.put(key, created, time_span, idle_time, until)
+                return created
+            try:
+                value = self.get(key, MISSING)
+                if value is not MISSING:
+                    return value  # type: ignore[no-any-return]
+                if self._fills_across_processes():
+                    from .lock import Lock
+
+                    fill = Lock(self, key, ttl=lock_timeout, timeout=lock_timeout, kind="fill")
                     try:
-                        value = self.get(key, MISSING)
-                        if value is not MISSING:
-                            return value  # type: ignore[no-any-return]
-                        with fill.keep_alive():
-                            created = _created(creator)
-                        self.put(key, created, time_span, idle_time, until)
-                        return created
-                    finally:
-                        # A lost fill lock is only logged: the value is stored anyway.
-                        fill.release_quietly()
-            created = _created(creator)
-            if not self.read_only:
-                self.put(key, created, time_span, idle_time, until)
-            return created
+                        acquired = fill.acquire()
+                    except CacheUnavailableError as exc:
+                        # Under onError: miss the outage degrades to the in-process flight.
+                        self._failed("get_or_set", exc, None)
+                    else:
+                        if not acquired:
+                            raise self._fill_timeout(key, lock_timeout)
+                        try:
+                            value = self.get(key, MISSING)
+                            if value is not MISSING:
+                                return value  # type: ignore[no-any-return]
+                            with fill.keep_alive():
+                                created = _created(creator)
+                            self.put(key, created, time_span, idle_time, until)
+                            return created
+                        finally:
+                            # A lost fill lock is only logged: the value is stored anyway.
+                            fill.release_quietly()
+                created = _created(creator)
+                if not self.read_only:
+                    self.put(key, created, time_span, idle_time, until)
+                return created
+            finally:
+                self._flights.finish(key, led)
         finally:
-            self._flights.finish(key, led)
+            # Also when an exception that is not an Exception (a signal handler's
+            # KeyboardInterrupt) lands between registering the flight and the inner
+            # try: the flight stayed registered and other threads waited for ever.
+            if led is not None:
+                self._flights.finish(key, led)
 
     def lock(
         self,

@@ -96,7 +96,8 @@ class Flights:
                 running.waiters[owner] = waker
                 return None, running
         finally:
-            _wake(stale)  # the abandoned flight's waiters: they try again (and wait for us)
+            if stale:  # no call otherwise: an interrupt cannot land here after registering
+                _wake(stale)  # the abandoned flight's waiters: they try again (and wait for us)
 
     def abandoned(self, key: str, flight: Flight) -> bool:
         """Whether ``flight`` (``key``'s) was abandoned: its leader is a task whose loop was

@@ -7,6 +7,7 @@ import contextlib
 import gc
 import threading
 import warnings
+from typing import Any
 
 import pytest
 from cachehub_memory import MemoryCache
@@ -225,3 +226,29 @@ def test_the_sync_get_or_set_refuses_an_async_creator(serialize: bool) -> None:
     assert not [w for w in caught if "never awaited" in str(w.message)]  # closed unrun
     assert not cache.exists("k")
     assert asyncio.run(cache.aio().get_or_set("k", creator)) == "v"
+
+
+def test_an_interrupt_as_a_flight_starts_leaves_no_flight_for_others_to_wait_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A signal handler's KeyboardInterrupt that lands in the first call made after a
+    leader's flight is registered, before get_or_set's try: the flight stayed, and every
+    other thread's get_or_set of the key waited for ever. Each call after registration
+    is such a landing point: here, any call of the wakers' helper raises."""
+    import cachehub.flights as flights
+
+    cache = MemoryCache()
+
+    def interrupted(wakers: list[Any]) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(flights, "_wake", interrupted)
+        with contextlib.suppress(KeyboardInterrupt):
+            cache.get_or_set("k", lambda: "first")
+    assert not cache._flights._running  # nothing left for others to wait for
+    other: list[Any] = []
+    waiter = threading.Thread(target=lambda: other.append(cache.get_or_set("k", lambda: "v")))
+    waiter.start()
+    waiter.join(10)
+    assert other in (["first"], ["v"])
