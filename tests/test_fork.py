@@ -108,3 +108,34 @@ def test_every_cache_of_the_process_is_reset_in_the_child() -> None:
         cache.put("k", 1)
     assert in_child(lambda: [c._conn is None for c in caches]) == [True, True, True]
     assert all(c._conn is not None for c in caches)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork with threads: Linux only here")
+def test_a_memory_store_locked_by_a_parent_thread_at_fork_works_in_the_child() -> None:
+    """The child inherited the store's lock held by a thread it does not have: its next
+    call hung for good. Two caches share the store: both are rebound."""
+    cache = MemoryCache(store="fork-shared")
+    other = MemoryCache(store="fork-shared", namespace="o:")
+    cache.put("k", 1)
+    held, finish = threading.Event(), threading.Event()
+
+    def inside_a_call() -> None:
+        with cache._lock:
+            held.set()
+            finish.wait(30)
+
+    thread = threading.Thread(target=inside_a_call)
+    thread.start()
+    try:
+        assert held.wait(10)
+
+        def child() -> list[Any]:
+            cache.put("c", 2)
+            other.put("c", 3)
+            return [cache.get("k"), cache.get("c"), other.get("c"), cache._lock is other._lock]
+
+        assert in_child(child) == [1, 2, 3, True]
+    finally:
+        finish.set()
+        thread.join(10)
+    assert cache.get("c") is None  # the child's writes were its own

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import threading
 import weakref
 from collections import OrderedDict
@@ -132,6 +133,8 @@ class _Store:
     serialize: bool = True
     """Whether values are stored encoded: every cache sharing the store must agree."""
     lock: threading.RLock = field(default_factory=threading.RLock)
+    pid: int = field(default_factory=os.getpid)
+    """The process whose threads use :attr:`lock` (a forked child makes its own)."""
     peek: Callable[[str], _Record | None] = field(init=False)
     """The record under a key or ``None``, read without counting as a use (lfu) or
     reordering anything; safe without the lock too (one dict lookup)."""
@@ -375,16 +378,21 @@ class MemoryCache(InlineAsync):
         self._ordered = store.ordered
         self._promote = store.promote
         self._maxsize = store.maxsize
-        self._lock = store.lock
         self._number = store.log.add
-        # The hot paths call acquire/release in try/finally: in CPython 3.11 that costs
-        # about half of a `with` block, whose __exit__ call is the slow part.
-        self._acquire = store.lock.acquire
-        self._release = store.lock.release
         self._encode: bool = self.settings["serialize"]
         self._prefix: str = self.namespace
         # Only the ttl policy must be told when a read slides an idle deadline.
         self._reinsert_slid = isinstance(self._data, cachetools.TLRUCache)
+        self._bind_lock()
+
+    def _bind_lock(self) -> None:
+        """Bind the store's lock, to the hot paths too."""
+        store = self._store
+        self._lock = store.lock
+        # The hot paths call acquire/release in try/finally: in CPython 3.11 that costs
+        # about half of a `with` block, whose __exit__ call is the slow part.
+        self._acquire = store.lock.acquire
+        self._release = store.lock.release
         # The fast paths (see below) inline _get/_set: a subclass that overrides either
         # primitive (a wrapper, a test double) must be called, or that overrides get or
         # put itself, keeps the general path. Instance attributes, which shadow
@@ -395,6 +403,18 @@ class MemoryCache(InlineAsync):
             object.__setattr__(self, "get", _fast_get(self))
         if cls.put is BaseCache.put and cls._set is MemoryCache._set:
             object.__setattr__(self, "put", _fast_put(self))
+
+    def _forked(self) -> None:
+        """In a forked child: a parent thread inside a call held the store's lock, which
+        the child inherited held (its next call hung for good). The store (once for all
+        the caches sharing it) gets a new lock, and the hot paths are bound to it."""
+        super()._forked()
+        global _stores_lock
+        store = self._store
+        if store.pid != os.getpid():
+            store.lock, store.pid = threading.RLock(), os.getpid()
+            _stores_lock = threading.Lock()
+        self._bind_lock()
 
     @classmethod
     def backend_identity(cls, settings: Mapping[str, Any]) -> Hashable | None:
