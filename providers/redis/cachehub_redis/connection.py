@@ -892,8 +892,10 @@ def release_client(plan: ConnectionPlan, retries: int, client: Redis | RedisClus
                 if users == 0:
                     client.disconnect_connection_pools()  # type: ignore[no-untyped-call]
                 return
-    client.close()
     # Through Sentinel, the Sentinels' own clients too: each close left a connection to
     # a Sentinel open for the collector to find (the async close already did this).
-    for sentinel in sentinel_clients(client):
-        sentinel.close()
+    for each in (client, *sentinel_clients(client)):
+        each.close()
+        # redis-py 5.0.0's close() gives back the client's own connection only; later
+        # versions also disconnect the pool the client made, as this does.
+        each.connection_pool.disconnect()
