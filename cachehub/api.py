@@ -48,6 +48,7 @@ from .errors import (
     LockTimeoutError,
     ReadOnlyCacheError,
     UnknownSigningKeyError,
+    raised_by_signal_handler,
 )
 from .filters import KeyFilter, compile_filter
 from .flights import WAIT_SLICE, Flight, Flights
@@ -1239,8 +1240,15 @@ class BaseCache(ABC):
         ``onError`` is ``miss`` and the operation can degrade (see docs/configuration.md,
         "Error policy"); every other :class:`CacheError` is re-raised as it is; anything
         else escaping a provider becomes a :class:`CacheBackendError`, so no untyped
-        exception reaches the caller.
+        exception reaches the caller. An exception a signal handler raised inside the
+        call, however a provider translated it, is raised as it is
+        (:func:`~cachehub.errors.raised_by_signal_handler`).
         """
+        signalled = raised_by_signal_handler(exc)
+        if signalled is not None:
+            if signalled is exc:
+                raise exc
+            raise signalled from None
         if isinstance(exc, CacheUnavailableError):
             if self._fail_open and fallback is not _RAISE:
                 self.log.warning("cache '%s' unavailable during %s(): %s", self.name, op, exc)

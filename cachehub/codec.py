@@ -46,7 +46,13 @@ from typing import Any, Final, Protocol, cast
 import msgpack
 import ormsgpack
 
-from .errors import ConfigError, CorruptEntryError, SerializationError, UnknownSigningKeyError
+from .errors import (
+    ConfigError,
+    CorruptEntryError,
+    SerializationError,
+    UnknownSigningKeyError,
+    raised_by_signal_handler,
+)
 from .query import Query
 
 __all__ = [
@@ -388,8 +394,8 @@ class SafeCodec:
                         framed = _unpackb(
                             b"".join((_OPEN, data, _END)), ext_hook=_ext_hook, option=_UNPACK
                         )
-                    except Exception:
-                        return _undecided(data, _OPEN)
+                    except Exception as exc:
+                        return _undecided(data, _OPEN, exc)
                     if framed[2] == _END_MARK:
                         return framed[1]
                     return _undecided(data, _OPEN)
@@ -440,7 +446,8 @@ class SafeCodec:
             if data[0] == FORMAT_SAFE and data[1] in _FRAMED_HEADS:
                 body = data[1:] if len(data) < _VIEW_FROM else memoryview(data)[1:]
                 return _unpackb(body, ext_hook=_ext_hook, option=_UNPACK)
-        except Exception:  # not bytes, too short, a hook's refusal: loads decides
+        except Exception as exc:  # not bytes, too short, a hook's refusal: loads decides
+            _unless_signalled(exc)
             _state.failure = None
         return self.loads(data, key)
 
@@ -460,7 +467,8 @@ class SafeCodec:
                     body = data[1:] if len(data) < view_from else memoryview(data)[1:]
                     found[key] = unpackb(body, ext_hook=hook, option=option)
                     continue
-            except Exception:  # as in loads_local: loads decides
+            except Exception as exc:  # as in loads_local: loads decides
+                _unless_signalled(exc)
                 _state.failure = None
             found[key] = self.loads(data, key)
         return found
@@ -1065,6 +1073,19 @@ class _State(threading.local):
 _state: Final = _State()
 
 
+def _unless_signalled(exc: Exception) -> None:
+    """Raise the exception of a signal handler in ``exc``'s chain or a hook's failure, if
+    any: one that landed as a C decoder returned (or in a hook it called), inside a
+    ``try`` whose fallback decodes again and would drop it (a Celery soft time limit
+    during a large read was lost that way, or came out as a corrupt entry)."""
+    failure = _state.failure
+    for each in (exc,) if failure is None else (exc, failure):
+        signalled = raised_by_signal_handler(each)
+        if signalled is not None:
+            _state.failure = None
+            raise signalled
+
+
 def _hook_failure() -> BaseException | None:
     """The exception a hook raised during the failed ormsgpack call, if any (cleared).
 
@@ -1564,7 +1585,8 @@ def _numbers_only(level: Any) -> bool:
     """
     try:
         sum(level, 0.0)
-    except Exception:
+    except Exception as exc:
+        _unless_signalled(exc)
         return False
     return True
 
@@ -1695,15 +1717,18 @@ def _decode(body: bytes | memoryview, opening: bytes = _OPEN_BARE) -> Any:
     """Decode a safe body (``opening`` is _OPEN if ``body`` starts with its format byte)."""
     try:
         framed = _unpackb(b"".join((opening, body, _END)), ext_hook=_ext_hook, option=_UNPACK)
-    except Exception:
-        return _undecided(body, opening)
+    except Exception as exc:
+        return _undecided(body, opening, exc)
     if framed[2] != _END_MARK:  # bytes after the body, which took the end mark's place
         return _undecided(body, opening)
     return framed[1]
 
 
-def _undecided(body: bytes | memoryview, opening: bytes) -> Any:
-    """Decode ``body`` after ormsgpack failed: a hook's verdict stands, msgpack decides the rest."""
+def _undecided(body: bytes | memoryview, opening: bytes, exc: Exception | None = None) -> Any:
+    """Decode ``body`` after ormsgpack failed (with ``exc``, if it raised): a hook's verdict
+    stands, msgpack decides the rest."""
+    if exc is not None:
+        _unless_signalled(exc)
     failure = _hook_failure()
     if failure is not None and type(failure) is not _Slow:
         if isinstance(failure, CorruptEntryError) or not isinstance(failure, Exception):
@@ -1781,7 +1806,8 @@ def _unpack_short(data: bytes) -> Any:
         return _unpack_nested(data)
     try:
         framed = _unpackb(b"".join((_OPEN_BARE, data, _END)), ext_hook=_ext_hook, option=_UNPACK)
-    except Exception:
+    except Exception as exc:
+        _unless_signalled(exc)
         failure = _hook_failure()
         if failure is not None and type(failure) is not _Slow:  # the hook's verdict stands
             raise failure from None

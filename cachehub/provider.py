@@ -97,6 +97,8 @@ from .errors import (
     ConfigError,
     CorruptEntryError,
     InvalidKeyError,
+    causes,
+    raised_by_signal_handler,
 )
 from .filters import KeyFilter
 from .hits import ANY_VERSION, HitBuffer, PendingHits
@@ -657,25 +659,6 @@ def translate_error(
     return CacheBackendError(f"the backend failed with {type(exc).__name__}.")
 
 
-def causes(exc: BaseException, limit: int | None = None) -> Iterator[BaseException]:
-    """``exc``, then the exception it was raised from or while handling (``__cause__``,
-    else ``__context__``), and so on, each once: a cycle ends the walk, as does ``limit``.
-
-    Translated errors are raised ``from None`` (see :meth:`RemoteCache._guarded`), which
-    keeps the client library's exception as the typed error's ``__context__``: code that
-    needs its error code (``doctor`` advice) finds it here, and a translation finds the
-    failure a client library wrapped in its own exceptions.
-    """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if limit is not None and len(seen) >= limit:
-            return
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
 def not_an_int(user_key: str, held: str, counter: str = "an int") -> CacheValueError:
     """The error of ``incr`` on an entry holding ``held`` (a type name) instead of a counter."""
     return CacheValueError(
@@ -687,6 +670,13 @@ def not_an_int(user_key: str, held: str, counter: str = "an int") -> CacheValueE
 CLOSE_WAIT: Final = 10.0
 """Seconds ``await aio().close()`` waits for the requests other tasks have in flight on
 the loop's client before it closes the client under them."""
+
+
+def _interrupting(exc: BaseException) -> bool:
+    """Whether ``exc`` came from outside the request it ended, at any instruction: it is
+    not an ``Exception`` (KeyboardInterrupt, SystemExit, a gevent Timeout) or a signal
+    handler raised it (Celery's SoftTimeLimitExceeded)."""
+    return not isinstance(exc, Exception) or raised_by_signal_handler(exc) is not None
 
 
 class Lease(Generic[C]):
@@ -702,10 +692,11 @@ class Lease(Generic[C]):
 
     __slots__ = ("__weakref__", "_interrupted", "_release", "client", "retired", "users")
 
-    def __init__(self, client: C, interrupted: Callable[[C], object] | None = None) -> None:
+    def __init__(self, client: C, interrupted: Callable[[Lease[C]], object] | None = None) -> None:
         self.client = client
-        # Run when a call ends by an exception that is not an Exception (KeyboardInterrupt,
-        # SystemExit, a gevent Timeout) raised at any instruction of the request.
+        # Run when a call ends by an exception raised at any instruction of the request
+        # from outside it: one that is not an Exception (KeyboardInterrupt, SystemExit, a
+        # gevent Timeout) or one a signal handler raised (Celery's SoftTimeLimitExceeded).
         self._interrupted = interrupted
         # One item per call holding the client: list.append and list.pop are each one
         # step under the GIL (and locked per list without it), so no lock on the hot path.
@@ -731,13 +722,15 @@ class Lease(Generic[C]):
     def __enter__(self) -> C:
         return self.client
 
-    def __exit__(self, kind: type[BaseException] | None = None, *exc_info: object) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None = None, exc: BaseException | None = None, *_: object
+    ) -> None:
         users = self.users
         users.pop()
         if self.retired and not users:
             self._idle()
-        if kind is not None and not issubclass(kind, Exception) and self._interrupted:
-            self._interrupted(self.client)
+        if exc is not None and self._interrupted is not None and _interrupting(exc):
+            self._interrupted(self)
 
     def retire(self, release: Callable[[C], object]) -> bool:
         """Take the lease out of use. True: no call holds the client, and the caller
@@ -844,11 +837,27 @@ class RemoteCache(BaseCache, Generic[C]):
     def _connect(self) -> C:
         """A new client for this cache's server (no request needs to be sent yet)."""
 
-    def _interrupted(self, client: C) -> None:
-        """A sync call on ``client`` ended by an exception that is not an ``Exception``
-        (a signal handler's KeyboardInterrupt, a gevent Timeout) between sending a request
-        and reading its reply. Default: nothing; a provider whose client library can
-        hand the next caller that connection, its reply unread, drops it here."""
+    def _interrupted(self, client: C) -> bool:
+        """Whether ``client`` may be unsound after a sync call on it was interrupted: ended
+        by a KeyboardInterrupt, a gevent Timeout or a signal handler's exception, at any
+        instruction of the client library (between sending a request and reading its
+        reply, inside its pool's bookkeeping). True retires the client as ``close()``
+        does (:meth:`_lease_interrupted`). Default: False, for a library that cleans up
+        after any exception itself."""
+        return False
+
+    def _lease_interrupted(self, lease: Lease[C]) -> None:
+        """Retire ``lease`` if the provider says its client may be unsound
+        (:meth:`_interrupted`): later calls get a new client, and the old one is released
+        when the calls still holding it end, as a close releases it."""
+        if not self._interrupted(lease.client):
+            return
+        with self._conn_lock:
+            if self._lease is not lease:  # a close, or another interrupted call, retired it
+                return
+            self._lease = None
+        if lease.retire(self._release_retired):
+            self._release_retired(lease.client)
 
     def _disconnect(self, client: C) -> None:
         """Release ``client`` (default: its ``close()``, if it has one)."""
@@ -883,7 +892,7 @@ class RemoteCache(BaseCache, Generic[C]):
         if lease is None:
             with self._conn_lock:
                 if self._lease is None:
-                    self._lease = Lease(self._guarded(self._connect), self._interrupted)
+                    self._lease = Lease(self._guarded(self._connect), self._lease_interrupted)
                 lease = self._lease
         return lease
 

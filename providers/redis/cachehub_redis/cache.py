@@ -77,7 +77,6 @@ from .connection import (
     abandon_async_client,
     acquire_client,
     build_async_client,
-    drop_idle_connections,
     plan_connection,
     release_client,
     sentinel_clients,
@@ -280,8 +279,13 @@ class RedisCache(FlowCache[Client]):
         self.log.debug("cache '%s': connecting to Redis at %s", self.name, self.endpoint)
         return acquire_client(self._plan, self.settings["retries"])
 
-    def _interrupted(self, client: Client) -> None:
-        drop_idle_connections(client)
+    def _interrupted(self, client: Client) -> bool:
+        # redis-py is not interrupt-safe: an interrupt between sending a command and
+        # reading its reply gives the connection back to the pool with the reply unread
+        # (the next command on it read that reply: a get answered another key's value),
+        # and one inside the pool's own get_connection/release leaves a connection counted
+        # in use, which after some thousand interrupts exhausted the pool for good.
+        return True
 
     def _disconnect(self, client: Client) -> None:
         release_client(self._plan, self.settings["retries"], client)

@@ -791,29 +791,6 @@ def build_async_client(plan: ConnectionPlan, retries: int) -> AsyncRedis | Async
     return client
 
 
-def drop_idle_connections(client: Redis | RedisCluster) -> None:
-    """Disconnect the idle connections of ``client``'s pools (of every node in a cluster).
-
-    redis-py sends a command, then reads its reply; an interrupt between the two (a
-    signal handler's KeyboardInterrupt, a gevent Timeout) still gives the connection
-    back to the pool, its reply unread, and the next command on it read that reply as
-    its own: a get answered another key's value. The interrupted call's connection is
-    idle again when its exception leaves the cache, so it is closed here; connections
-    other threads are using are left alone (redis-py 5's blocking pool cannot tell
-    them apart: it closes all, and their calls retry).
-    """
-    if isinstance(client, RedisCluster):
-        nodes = cast(Any, client).get_nodes()  # typed in redis-py 6+, not in 5
-        pools = [n.redis_connection.connection_pool for n in nodes if n.redis_connection]
-    else:
-        pools = [client.connection_pool]
-    for pool in pools:
-        try:
-            pool.disconnect(inuse_connections=False)
-        except TypeError:  # redis-py 5's BlockingConnectionPool takes no argument
-            pool.disconnect()
-
-
 def sentinel_clients(client: Any) -> list[Any]:
     """The clients of the Sentinels behind a client built through Sentinel (none for
     another client): its own ``close``/``aclose`` leaves their connections open."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import gc
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -172,5 +173,85 @@ def test_a_call_interrupted_before_its_reply_leaves_no_reply_for_the_next_call(
         assert cache.get("b") == "value-b"
         assert cache.get_many(["a", "b"]) == {"a": "value-a", "b": "value-b"}
     finally:
+        cache.close()
+        proxy.stop()
+
+
+def test_interrupts_inside_the_pools_bookkeeping_never_exhaust_it(server: RedisServer) -> None:
+    """An interrupt inside redis-py's own checkout leaves a connection counted as in use
+    for good; after ``maxConnections`` of them every call failed ("too many connections",
+    a silent miss under ``onError: miss``) until ``close()``. An interrupted call now
+    retires the client, pool and all."""
+    cache = RedisCache(
+        {"url": server.url, "maxConnections": 2, "socketTimeout": 1}, namespace="leak:"
+    )
+    cache.put("a", "value-a")
+    retired = []
+    for _ in range(6):
+        pool = cache._connection().connection_pool
+        take = pool.get_connection
+
+        def leaky(*args: Any, _take: Any = take, **kwargs: Any) -> Any:
+            _take(*args, **kwargs)  # checked out, never handed to the command
+            raise KeyboardInterrupt
+
+        pool.get_connection = leaky  # type: ignore[method-assign]
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                cache.get("a")
+        finally:
+            del pool.get_connection
+        retired.append(pool)
+    try:
+        assert cache.get("a") == "value-a"
+        assert cache.get_many(["a", "b"]) == {"a": "value-a"}
+        assert len({id(pool) for pool in retired}) == len(retired)  # a new pool each time
+    finally:
+        cache.close()
+
+
+class SoftTimeLimitExceeded(Exception):
+    """As Celery (billiard) raises it from its SIGUSR1 handler."""
+
+
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(),
+    reason="signal handlers run in the main thread only",
+)
+@pytest.mark.parametrize("on_error", ["raise", "miss"])
+def test_a_signal_handlers_exception_before_the_reply_reaches_the_caller_as_raised(
+    server: RedisServer, on_error: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Celery's soft time limit landing while a get waits for its reply: the task's own
+    ``except SoftTimeLimitExceeded`` must run (it was a CacheBackendError "this is a bug"),
+    and the reply left unread must never answer the next call."""
+    proxy = FaultProxy(server.host, server.port)
+    proxy.start()
+    cache = RedisCache(
+        {"host": "127.0.0.1", "port": proxy.port, "onError": on_error}, namespace="soft:"
+    )
+    cache.put_many({"a": "value-a", "b": "value-b"})
+    proxy.delay_replies(0.2)
+    armed = [True]
+    read = Connection.read_response
+
+    def interrupted(self: Connection, *args: Any, **kwargs: Any) -> Any:
+        if armed[0]:
+            armed[0] = False
+            signal.raise_signal(signal.SIGUSR1)  # the handler runs here, mid-request
+        return read(self, *args, **kwargs)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        raise SoftTimeLimitExceeded("soft time limit")
+
+    monkeypatch.setattr(Connection, "read_response", interrupted)
+    before = signal.signal(signal.SIGUSR1, on_signal)
+    try:
+        with pytest.raises(SoftTimeLimitExceeded, match="soft time limit"):
+            cache.get("a")
+        assert cache.get("b") == "value-b"
+        assert cache.get_many(["a", "b"]) == {"a": "value-a", "b": "value-b"}
+    finally:
+        signal.signal(signal.SIGUSR1, before)
         cache.close()
         proxy.stop()
