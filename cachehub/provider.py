@@ -42,10 +42,12 @@ See docs/provider-guide.md for a complete small provider built on it.
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import gc
 import inspect
 import math
+import os
 import re
 import secrets
 import threading
@@ -156,6 +158,7 @@ __all__ = [
     "decoded",
     "decodes_inline",
     "encoded",
+    "fork_safe_lock",
     "heavy",
     "off_loop",
     "run_off_loop",
@@ -665,6 +668,23 @@ def not_an_int(user_key: str, held: str, counter: str = "an int") -> CacheValueE
         f"cannot incr key {user_key!r:.200}: it holds a {held}, not {counter}.",
         hint="incr/decr only work on entries created by incr or put with an int.",
     )
+
+
+def fork_safe_lock() -> _thread.LockType:
+    """A module-level lock that a forked child gets unheld.
+
+    A lock held across ``os.fork()`` by another thread of the parent (one building a
+    client under it: a cluster's topology, a botocore client, hundreds of ms) stays held
+    in the child, where that thread does not exist: the child's first call that takes it
+    hangs for good. The child re-initialises this one, as CPython does its own module
+    locks (logging, concurrent.futures). The child then sees what the lock guards as the
+    holder left it, between any two of its steps: guard only state that is usable at
+    each (a dict whose entries are each set in one step).
+    """
+    lock = threading.Lock()
+    if hasattr(os, "register_at_fork"):  # not on Windows, which never forks
+        os.register_at_fork(after_in_child=lock._at_fork_reinit)  # type: ignore[attr-defined]
+    return lock
 
 
 CLOSE_WAIT: Final = 10.0

@@ -139,3 +139,59 @@ def test_a_memory_store_locked_by_a_parent_thread_at_fork_works_in_the_child() -
         finish.set()
         thread.join(10)
     assert cache.get("c") is None  # the child's writes were its own
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        ("cachehub_redis.connection", "_shared_lock"),  # held while a cluster client is built
+        ("cachehub_dynamodb.client", "_SESSION_LOCK"),  # held while a botocore client is built
+    ],
+)
+def test_a_module_lock_held_by_a_parent_thread_at_fork_is_free_in_the_child(
+    module: str, name: str
+) -> None:
+    """The child inherited the lock held by a thread it does not have: its first client
+    build (a cluster's, any DynamoDB client) hung for good."""
+    lock = getattr(pytest.importorskip(module), name)
+    held, finish = threading.Event(), threading.Event()
+
+    def building_a_client() -> None:
+        with lock:
+            held.set()
+            finish.wait(30)
+
+    thread = threading.Thread(target=building_a_client)
+    thread.start()
+    try:
+        assert held.wait(10)
+
+        def child() -> bool:
+            taken = lock.acquire(timeout=5)
+            if taken:
+                lock.release()
+            return bool(taken)
+
+        assert in_child(child) is True
+        assert lock.locked()  # the parent's thread still holds its own
+    finally:
+        finish.set()
+        thread.join(10)
+
+
+def test_a_fork_safe_lock_is_free_in_the_child_and_works_there() -> None:
+    from cachehub.provider import fork_safe_lock
+
+    lock = fork_safe_lock()
+    lock.acquire()
+    try:
+
+        def child() -> list[bool]:
+            first = lock.acquire(timeout=5)
+            second = lock.acquire(timeout=0.05)  # still a lock: held now
+            lock.release()
+            return [first, second]
+
+        assert in_child(child) == [True, False]
+    finally:
+        lock.release()

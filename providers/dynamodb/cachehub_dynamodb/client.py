@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -26,7 +25,7 @@ from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
 from botocore.validate import validate_parameters
 
 from cachehub.errors import ConfigError
-from cachehub.provider import abandon_transport
+from cachehub.provider import abandon_transport, fork_safe_lock
 from cachehub.scrub import shown_value
 
 __all__ = [
@@ -43,7 +42,9 @@ DEFAULT_LOCAL_REGION = "us-east-1"
 """Region used when only ``host`` is set: DynamoDB Local and moto accept any region."""
 
 _SESSION: Any = None
-_SESSION_LOCK = threading.Lock()  # botocore sessions are not thread-safe while creating clients
+# botocore sessions are not thread-safe while creating clients (tens of ms: a fork
+# may well land while a thread holds it)
+_SESSION_LOCK = fork_safe_lock()
 
 
 def _session() -> Any:

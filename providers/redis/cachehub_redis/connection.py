@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -36,7 +35,7 @@ from redis.sentinel import Sentinel
 
 from cachehub.config import LuceeOption, Option, millis_to_seconds
 from cachehub.errors import ConfigError
-from cachehub.provider import abandon_transport
+from cachehub.provider import abandon_transport, fork_safe_lock
 
 from .commandtable import offload_command_table
 from .topology import offload_topology
@@ -837,7 +836,7 @@ def abandon_async_client(client: AsyncRedis | AsyncRedisCluster) -> None:
 # client, counted by users. When the last user closes, its sockets are closed but the
 # client (topology, command table) is kept for the next cache with the same settings.
 # Single-node and Sentinel clients are cheap to create and never shared.
-_shared_lock = threading.Lock()
+_shared_lock = fork_safe_lock()
 _shared: dict[tuple[Any, ...], tuple[RedisCluster, int]] = {}
 
 
