@@ -216,6 +216,8 @@ def raised_by_signal_handler(exc: BaseException) -> BaseException | None:
         return None  # Python runs signal handlers in the main thread only
     codes: set[CodeType] | None = None
     for cause in causes(exc, limit=16):
+        if isinstance(cause, CacheError):  # cachehub's own, never a handler's: no look
+            continue
         # The first frame is where it was caught, never the handler's: an exception a C
         # function raised, caught around its call (a decoder's fallback), costs nothing.
         tb = cause.__traceback__
