@@ -27,7 +27,7 @@ from typing import Any, Final, Generic, ParamSpec, TypeVar, cast, overload
 
 from .api import BaseCache, TimeSpan, make_expiry
 from .codec import MAX_DEPTH, Codec, make_codec
-from .errors import CacheError, InvalidKeyError, SerializationError
+from .errors import CacheError, InvalidKeyError, SerializationError, raised_by_signal_handler
 from .registry import get_caches
 
 __all__ = ["cached", "CachedFunction"]
@@ -209,7 +209,12 @@ class CachedFunction(Generic[P, R]):
             encoded = _arguments_bytes(positional, sorted(bound.kwargs.items()))
         except RecursionError:
             raise  # the stack is nearly used up (a deep recursion): not the arguments' fault
-        except Exception:
+        except Exception as exc:
+            # A signal handler's exception (a Celery soft time limit) during the encode
+            # of large arguments is the caller's, not a refusal of its arguments.
+            signalled = raised_by_signal_handler(exc)
+            if signalled is not None:
+                raise signalled from None
             raise self._unencodable(bound) from None
         digest = hashlib.sha256(encoded).hexdigest()
         return f"{self._prefix or self._default_prefix}:{digest}"

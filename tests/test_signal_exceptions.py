@@ -308,3 +308,33 @@ def test_a_signal_handlers_exception_as_the_decoder_returns_is_never_dropped(
             getattr(codec, read)(blob)
     assert not armed[0]
     assert codec.loads(blob) == value  # nothing left behind for the next read
+
+
+def test_a_signal_handlers_exception_while_cached_encodes_its_key_is_the_callers(
+    handler: Callable[[Callable[..., Any]], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It was a SerializationError: "argument ... cannot be encoded into a cache key"."""
+    from cachehub_memory import MemoryCache
+
+    from cachehub import cached, decorators
+
+    cache = MemoryCache()
+
+    @cached(cache=cache)
+    def double(rows: list[int]) -> list[int]:
+        return [2 * r for r in rows]
+
+    handler(_raiser(SoftTimeLimitExceeded("while the key was made")))
+    real = decorators._arguments_bytes
+
+    def encode(*args: Any) -> bytes:
+        try:
+            return real(*args)
+        finally:
+            signal.raise_signal(SIG)
+
+    monkeypatch.setattr(decorators, "_arguments_bytes", encode)
+    with pytest.raises(SoftTimeLimitExceeded, match="while the key was made"):
+        double(list(range(1000)))
+    monkeypatch.undo()
+    assert double([1, 2]) == [2, 4]
