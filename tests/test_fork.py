@@ -10,13 +10,14 @@ waits a bounded time and kills a child that hangs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -56,6 +57,26 @@ def in_child(work: Callable[[], Any], deadline: float = 20.0) -> Any:
         report = json.loads(pipe.read() or b'{"error": "no report"}')
     assert "error" not in report, report["error"]
     return report["ok"]
+
+
+@contextlib.contextmanager
+def held_by_a_parent_thread(lock: Any) -> Iterator[None]:
+    """``lock`` held by another thread of this process for the block."""
+    held, finish = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with lock:
+            held.set()
+            finish.wait(30)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert held.wait(10)
+        yield
+    finally:
+        finish.set()
+        thread.join(10)
 
 
 def test_a_child_makes_its_own_client_and_never_writes_the_parents_counted_reads() -> None:
@@ -117,27 +138,14 @@ def test_a_memory_store_locked_by_a_parent_thread_at_fork_works_in_the_child() -
     cache = MemoryCache(store="fork-shared")
     other = MemoryCache(store="fork-shared", namespace="o:")
     cache.put("k", 1)
-    held, finish = threading.Event(), threading.Event()
 
-    def inside_a_call() -> None:
-        with cache._lock:
-            held.set()
-            finish.wait(30)
+    def child() -> list[Any]:
+        cache.put("c", 2)
+        other.put("c", 3)
+        return [cache.get("k"), cache.get("c"), other.get("c"), cache._lock is other._lock]
 
-    thread = threading.Thread(target=inside_a_call)
-    thread.start()
-    try:
-        assert held.wait(10)
-
-        def child() -> list[Any]:
-            cache.put("c", 2)
-            other.put("c", 3)
-            return [cache.get("k"), cache.get("c"), other.get("c"), cache._lock is other._lock]
-
+    with held_by_a_parent_thread(cache._lock):  # inside a call
         assert in_child(child) == [1, 2, 3, True]
-    finally:
-        finish.set()
-        thread.join(10)
     assert cache.get("c") is None  # the child's writes were its own
 
 
@@ -154,29 +162,16 @@ def test_a_module_lock_held_by_a_parent_thread_at_fork_is_free_in_the_child(
     """The child inherited the lock held by a thread it does not have: its first client
     build (a cluster's, any DynamoDB client) hung for good."""
     lock = getattr(pytest.importorskip(module), name)
-    held, finish = threading.Event(), threading.Event()
 
-    def building_a_client() -> None:
-        with lock:
-            held.set()
-            finish.wait(30)
+    def child() -> bool:
+        taken = lock.acquire(timeout=5)
+        if taken:
+            lock.release()
+        return bool(taken)
 
-    thread = threading.Thread(target=building_a_client)
-    thread.start()
-    try:
-        assert held.wait(10)
-
-        def child() -> bool:
-            taken = lock.acquire(timeout=5)
-            if taken:
-                lock.release()
-            return bool(taken)
-
+    with held_by_a_parent_thread(lock):  # building a client
         assert in_child(child) is True
         assert lock.locked()  # the parent's thread still holds its own
-    finally:
-        finish.set()
-        thread.join(10)
 
 
 def test_a_fork_safe_lock_is_free_in_the_child_and_works_there() -> None:

@@ -16,7 +16,7 @@ import gc
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -142,6 +142,20 @@ def test_aclose_while_other_tasks_are_mid_command_leaves_no_connection_open(
     assert errors == []
 
 
+def _before_the_first_reply(monkeypatch: pytest.MonkeyPatch, act: Callable[[], object]) -> None:
+    """Run ``act`` (an interrupt) as the next command starts reading its reply."""
+    armed = [True]
+    read = Connection.read_response
+
+    def interrupted(self: Connection, *args: Any, **kwargs: Any) -> Any:
+        if armed[0]:
+            armed[0] = False
+            act()
+        return read(self, *args, **kwargs)
+
+    monkeypatch.setattr(Connection, "read_response", interrupted)
+
+
 @pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
 def test_a_call_interrupted_before_its_reply_leaves_no_reply_for_the_next_call(
     server: RedisServer, interrupt: type[BaseException], monkeypatch: pytest.MonkeyPatch
@@ -157,16 +171,11 @@ def test_a_call_interrupted_before_its_reply_leaves_no_reply_for_the_next_call(
     # The reply is still on its way when the next command takes the connection (as on
     # any network): redis-py's check for unread data at checkout finds nothing yet.
     proxy.delay_replies(0.2)
-    armed = [True]
-    read = Connection.read_response
 
-    def interrupted(self: Connection, *args: Any, **kwargs: Any) -> Any:
-        if armed[0]:
-            armed[0] = False
-            raise interrupt()
-        return read(self, *args, **kwargs)
+    def interrupting() -> None:
+        raise interrupt()
 
-    monkeypatch.setattr(Connection, "read_response", interrupted)
+    _before_the_first_reply(monkeypatch, interrupting)
     with pytest.raises(interrupt):
         cache.get("a")
     try:
@@ -232,19 +241,12 @@ def test_a_signal_handlers_exception_before_the_reply_reaches_the_caller_as_rais
     )
     cache.put_many({"a": "value-a", "b": "value-b"})
     proxy.delay_replies(0.2)
-    armed = [True]
-    read = Connection.read_response
-
-    def interrupted(self: Connection, *args: Any, **kwargs: Any) -> Any:
-        if armed[0]:
-            armed[0] = False
-            signal.raise_signal(signal.SIGUSR1)  # the handler runs here, mid-request
-        return read(self, *args, **kwargs)
 
     def on_signal(signum: int, frame: Any) -> None:
         raise SoftTimeLimitExceeded("soft time limit")
 
-    monkeypatch.setattr(Connection, "read_response", interrupted)
+    # The handler runs in the read, mid-request.
+    _before_the_first_reply(monkeypatch, lambda: signal.raise_signal(signal.SIGUSR1))
     before = signal.signal(signal.SIGUSR1, on_signal)
     try:
         with pytest.raises(SoftTimeLimitExceeded, match="soft time limit"):
