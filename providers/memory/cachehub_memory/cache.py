@@ -387,12 +387,21 @@ class MemoryCache(InlineAsync):
 
     def _bind_lock(self) -> None:
         """Bind the store's lock, to the hot paths too."""
-        store = self._store
-        self._lock = store.lock
-        # The hot paths call acquire/release in try/finally: in CPython 3.11 that costs
-        # about half of a `with` block, whose __exit__ call is the slow part.
-        self._acquire = store.lock.acquire
-        self._release = store.lock.release
+        lock = self._store.lock
+        self._lock = lock
+        # CPython runs a signal handler at the end of a call, so the handler's exception
+        # (KeyboardInterrupt, a SIGALRM deadline, Celery's soft time limit) can land right
+        # after acquire() returns: taken as acquire() then `try`, the lock stayed held for
+        # good and every other thread blocked on it. So most paths take it in a `with`
+        # block, and the single-key hot paths (_take, _exists, _set, the fast get and put)
+        # call acquire() first thing inside the `try` whose `finally` releases it: there a
+        # `with` costs ~950 more instructions a call in CPython 3.11 (__enter__ and
+        # __exit__ are looked up, bound and called each time), a fifth of a `serialize:
+        # false` get. A handler that raises while acquire() still waits for another
+        # thread leaves the lock untaken: release() then raises RuntimeError and changes
+        # nothing (only its owner releases an RLock), which the `finally` ignores.
+        self._acquire = lock.acquire
+        self._release = lock.release
         # The fast paths (see below) inline _get/_set: a subclass that overrides either
         # primitive (a wrapper, a test double) must be called, or that overrides get or
         # put itself, keeps the general path. Instance attributes, which shadow
@@ -569,8 +578,8 @@ class MemoryCache(InlineAsync):
 
     def _take(self, key: str, now: float) -> Any:
         """The stored form of ``key``'s live entry (MISSING if none), its read counted."""
-        self._acquire()
         try:
+            self._acquire()  # inside the try (see _bind_lock)
             record = self._data.get(key)
             if record is None:
                 return MISSING
@@ -588,7 +597,10 @@ class MemoryCache(InlineAsync):
                 self._promote(key)
             return record[_VALUE]
         finally:
-            self._release()
+            try:  # noqa: SIM105 - contextlib.suppress() is a `with`: see _bind_lock
+                self._release()
+            except RuntimeError:
+                pass  # a handler raised while acquire() waited: the lock was not taken
 
     def _get_many(self, keys: list[str], now: float) -> dict[str, Any]:
         found = self._take_many(keys, now)
@@ -616,8 +628,7 @@ class MemoryCache(InlineAsync):
         data = self._data
         get = data.get
         promote = self._promote
-        self._acquire()
-        try:
+        with self._lock:
             for key in keys:
                 record = get(key)
                 if record is None:
@@ -634,8 +645,6 @@ class MemoryCache(InlineAsync):
                 if promote is not None:
                     promote(key)
                 found[key] = record[_VALUE]
-        finally:
-            self._release()
         return found
 
     def _get_entry(self, key: str, now: float) -> Entry | None:
@@ -660,8 +669,8 @@ class MemoryCache(InlineAsync):
         return Entry(value, created, modified, accessed, hits, expires_at, idle)
 
     def _exists(self, key: str, now: float) -> bool:
-        self._acquire()
         try:
+            self._acquire()  # inside the try (see _bind_lock)
             record = self._data.get(key)
             if record is None:
                 return False
@@ -672,7 +681,10 @@ class MemoryCache(InlineAsync):
             del self._data[key]
             return False
         finally:
-            self._release()
+            try:  # noqa: SIM105 - contextlib.suppress() is a `with`: see _bind_lock
+                self._release()
+            except RuntimeError:
+                pass  # a handler raised while acquire() waited: the lock was not taken
 
     def _set(self, key: str, value: Any, expiry: Expiry, now: float) -> None:
         if self._encode:
@@ -682,8 +694,8 @@ class MemoryCache(InlineAsync):
         else:
             record = _record(value, expiry, now)
         ordered = self._ordered
-        self._acquire()
         try:
+            self._acquire()  # inside the try (see _bind_lock)
             # _store_record inlined: this is the hot path.
             if ordered is None:
                 self._store.store(key, record)
@@ -699,7 +711,10 @@ class MemoryCache(InlineAsync):
                     ordered[key] = record
                     ordered.move_to_end(key)  # a rewrite counts as recent
         finally:
-            self._release()
+            try:  # noqa: SIM105 - contextlib.suppress() is a `with`: see _bind_lock
+                self._release()
+            except RuntimeError:
+                pass  # a handler raised while acquire() waited: the lock was not taken
 
     def _set_many(self, items: dict[str, Any], expiry: Expiry, now: float) -> None:
         if self._encode:
@@ -770,14 +785,11 @@ class MemoryCache(InlineAsync):
     def _delete_many(self, keys: list[str], now: float) -> int:
         removed = 0
         pop = self._data.pop
-        self._acquire()
-        try:
+        with self._lock:
             for key in keys:
                 record = pop(key, None)
                 if record is not None and now < record[_DEADLINE]:
                     removed += 1
-        finally:
-            self._release()
         return removed
 
     def _delete_if_equal(self, key: str, value: Any, now: float) -> bool:
@@ -960,8 +972,8 @@ def _fast_get(cache: MemoryCache) -> Callable[..., Any]:
         else:
             sk = key
         try:
-            acquire()
             try:
+                acquire()  # inside the try (see _bind_lock)
                 record = lookup(sk)
                 if record is None:
                     stored: Any = MISSING  # a miss needs no clock
@@ -981,7 +993,10 @@ def _fast_get(cache: MemoryCache) -> Callable[..., Any]:
                     if not encode and stored is not MISSING:
                         return stored  # a reference: nothing to do outside the lock
             finally:
-                release()
+                try:  # noqa: SIM105 - contextlib.suppress() is a `with`: see _bind_lock
+                    release()
+                except RuntimeError:
+                    pass  # a handler raised while acquire() waited: the lock was not taken
             if stored is MISSING:
                 if not (prefix or (0 < len(key) <= MAX_KEY_LENGTH and key.isascii())):
                     cache._sk(key)  # raises for a bad key
@@ -1065,8 +1080,8 @@ def _fast_put(cache: MemoryCache) -> Callable[..., None]:
             else:
                 expires_at = now + span
                 record = [value, expires_at, 0, now, now, now, expires_at, None, -1]
-            acquire()
             try:
+                acquire()  # inside the try (see _bind_lock)
                 if ordered is None:
                     if not checked_first:
                         cache._plain(key)
@@ -1085,7 +1100,10 @@ def _fast_put(cache: MemoryCache) -> Callable[..., None]:
                         ordered[sk] = record
                         to_end(sk)  # a rewrite counts as recent
             finally:
-                release()
+                try:  # noqa: SIM105 - contextlib.suppress() is a `with`: see _bind_lock
+                    release()
+                except RuntimeError:
+                    pass  # a handler raised while acquire() waited: the lock was not taken
         except Exception as exc:
             cache._failed("put", exc, None)
 
