@@ -64,6 +64,7 @@ class Log:
     __slots__ = (
         "_next",
         "_size",
+        "cut",
         "generation",
         "keys",
         "limit",
@@ -91,17 +92,25 @@ class Log:
         """Raised by every compaction: positions in ``keys`` from before it are void."""
         self.limit = SLACK
         """The length at which the next insertion compacts the log first."""
+        self.cut = False
+        """Set while a change of several steps is under way: still set at the next call,
+        that change was cut short (a signal handler's exception between two of its steps,
+        the lock then released on the way out) and the log is rebuilt (:meth:`repair`)."""
 
     def add(self, key: str, record: Record) -> None:
         """Number ``record`` and append ``key``: call it when ``key`` is not stored yet."""
         keys = self.keys
+        if self.cut:
+            self.repair()
         if len(keys) >= self.limit:
             self.compact()  # before appending: the store does not hold the new key yet
         seq = self._next
         self._next = seq + 1
         record[self.slot] = seq
+        self.cut = True
         keys.append(key)
         self.seqs.append(seq)
+        self.cut = False
 
     def is_live(self, key: str, seq: int) -> bool:
         """Whether the entry ``(key, seq)`` is the current one for ``key``."""
@@ -111,6 +120,7 @@ class Log:
     def compact(self) -> None:
         """Drop the stale entries, keeping the order and the numbers of the live ones."""
         keys, seqs = self.keys, self.seqs
+        self.cut = True
         if self.ordered is not None:
             keys.clear()  # freed before the copy is made: the log never takes twice its size
             seqs.clear()
@@ -125,18 +135,49 @@ class Log:
             del keys[kept:], seqs[kept:]
         self.generation += 1
         self.limit = 2 * len(keys) + SLACK
+        self.cut = False
+
+    def repair(self) -> None:
+        """Rebuild the log after a change to it was cut short.
+
+        Cut between its steps, the two lists may differ in length (a key appended without
+        its number) or, in a compaction, hold an entry twice. Every key the store holds is
+        still in the log (a new key is logged before it is stored, and a compaction only
+        drops stale entries), so the live entries, once each, in the order of their
+        numbers, are the log: a walk finds its place again by number, as after any
+        compaction. A store that is the log's ordered dict is simply compacted from it.
+        """
+        if self.ordered is not None:
+            self.compact()
+            return
+        peek, slot = self.peek, self.slot
+        live: dict[str, int] = {}
+        for key in self.keys:
+            record = peek(key)
+            if record is not None:
+                live[key] = record[slot]
+        entries = sorted(live.items(), key=itemgetter(1))
+        self.keys[:] = [key for key, _ in entries]
+        self.seqs[:] = [seq for _, seq in entries]
+        self.generation += 1
+        self.limit = 2 * len(self.keys) + SLACK
+        self.cut = False
 
     def tidy(self) -> None:
-        """Compact if more than half the log (beyond the slack) is stale."""
-        if len(self.keys) > 2 * self._size() + SLACK:
+        """Compact if more than half the log (beyond the slack) is stale (repair if cut)."""
+        if self.cut:
+            self.repair()
+        elif len(self.keys) > 2 * self._size() + SLACK:
             self.compact()
 
     def reset(self) -> None:
         """Forget every entry: the store was emptied. Numbers keep rising."""
+        self.cut = True
         self.keys.clear()
         self.seqs.clear()
         self.generation += 1
         self.limit = SLACK
+        self.cut = False
 
 
 class Cursor:
@@ -164,6 +205,8 @@ class Cursor:
         if self.done:
             return []
         log = self._log
+        if log.cut:  # a change to the log was cut short since the last step
+            log.repair()
         seqs = log.seqs
         if self._generation != log.generation:  # compacted: find the place by number
             self._generation = log.generation

@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from types import FrameType
 from typing import Any
 
@@ -493,3 +494,55 @@ def test_a_timer_signals_exception_never_leaves_the_lock_held(settings: dict[str
     assert not result["reader_blocked"], result
     assert result["interrupts"] > 0, result
     assert not result["wrong"], result
+
+
+# ------------------------------------------------------------------ the store's key log
+
+
+def _key_log_points() -> list[int]:
+    """Which event of a put to interrupt: each of the first 80, then a spread through a
+    compaction of the whole log (one event or more per entry)."""
+    return [*range(1, 81), *range(81, 40_000, 331)]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        pytest.param({}, id="lru"),  # the log compacts from the store's ordered dict
+        pytest.param({"policy": "lfu"}, id="lfu"),  # in place, filtered by the store
+        pytest.param({"policy": "rr", "serialize": False}, id="rr-references"),
+        pytest.param({"maxBytes": 10_000_000}, id="max-bytes"),
+    ],
+)
+def test_a_put_cut_short_anywhere_leaves_keys_count_and_clear_exact(
+    settings: dict[str, Any],
+) -> None:
+    """The key log appended a key, then its number: cut between the two (or inside a
+    compaction), the lists differed in length and keys(), count() and clear(filter)
+    failed with CacheBackendError (a ValueError from zip) until the next compaction, and
+    under cachetools policies puts of new keys too, for good. The log is now rebuilt by
+    the next call that finds a change to it cut short."""
+    from cachehub_memory.cursor import SLACK
+
+    with _no_collection():
+        for n in _key_log_points():
+            cache = MemoryCache(**settings)
+            # A log at its compaction limit, half stale: the interrupted put compacts it.
+            cache.put_many({f"old{i}": i for i in range(SLACK)})
+            cache.delete_many([f"old{i}" for i in range(0, SLACK, 2)])
+            lock = cache._store.lock
+            raised_at = _raising_at(lock, n, Interrupted, partial(cache.put, "new", "v"))
+            stored = {f"old{i}" for i in range(1, SLACK, 2)} | (
+                {"new"} if cache.get("new") is not None else set()
+            )
+            context = f"after an interrupt at {raised_at or 'no point (the put ended)'}"
+            assert set(cache.keys()) == stored, context
+            assert len(list(cache.keys())) == len(stored), context
+            assert cache.count() == len(stored), context
+            cache.put("later", 1)
+            assert "later" in set(cache.keys()), context
+            assert cache.clear("old*") == SLACK // 2, context
+            assert set(cache.keys()) == stored - {f"old{i}" for i in range(SLACK)} | {"later"}
+            if not raised_at:
+                return
+    pytest.fail("the put was still being interrupted at the last point tried")
