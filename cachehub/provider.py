@@ -712,11 +712,12 @@ class Lease(Generic[C]):
 
     __slots__ = ("__weakref__", "_interrupted", "_release", "client", "retired", "users")
 
-    def __init__(self, client: C, interrupted: Callable[[Lease[C]], object] | None = None) -> None:
+    def __init__(
+        self, client: C, interrupted: Callable[[Lease[C], BaseException], object] | None = None
+    ) -> None:
         self.client = client
-        # Run when a call ends by an exception raised at any instruction of the request
-        # from outside it: one that is not an Exception (KeyboardInterrupt, SystemExit, a
-        # gevent Timeout) or one a signal handler raised (Celery's SoftTimeLimitExceeded).
+        # Run when a call ends by an exception: it decides whether the exception came from
+        # outside the request, at any instruction of it (see _interrupting).
         self._interrupted = interrupted
         # One item per call holding the client: list.append and list.pop are each one
         # step under the GIL (and locked per list without it), so no lock on the hot path.
@@ -749,8 +750,8 @@ class Lease(Generic[C]):
         users.pop()
         if self.retired and not users:
             self._idle()
-        if exc is not None and self._interrupted is not None and _interrupting(exc):
-            self._interrupted(self)
+        if exc is not None and self._interrupted is not None:
+            self._interrupted(self, exc)
 
     def retire(self, release: Callable[[C], object]) -> bool:
         """Take the lease out of use. True: no call holds the client, and the caller
@@ -866,11 +867,14 @@ class RemoteCache(BaseCache, Generic[C]):
         after any exception itself."""
         return False
 
-    def _lease_interrupted(self, lease: Lease[C]) -> None:
-        """Retire ``lease`` if the provider says its client may be unsound
+    def _lease_interrupted(self, lease: Lease[C], exc: BaseException) -> None:
+        """Retire ``lease`` after a call on it ended by ``exc``, if ``exc`` came from outside
+        the request and the provider says its client may then be unsound
         (:meth:`_interrupted`): later calls get a new client, and the old one is released
-        when the calls still holding it end, as a close releases it."""
-        if not self._interrupted(lease.client):
+        when the calls still holding it end, as a close releases it. The provider is asked
+        first: one that never says so pays nothing per failed request (a refused
+        conditional write) for the look at the signal handlers."""
+        if not self._interrupted(lease.client) or not _interrupting(exc):
             return
         with self._conn_lock:
             if self._lease is not lease:  # a close, or another interrupted call, retired it

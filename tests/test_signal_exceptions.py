@@ -338,3 +338,35 @@ def test_a_signal_handlers_exception_while_cached_encodes_its_key_is_the_callers
         double(list(range(1000)))
     monkeypatch.undo()
     assert double([1, 2]) == [2, 4]
+
+
+def test_a_provider_whose_client_is_always_sound_pays_no_look_at_the_handlers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A failed request (a refused conditional write, an outage) leaves the lease by an
+    exception; the provider is asked first, so one that never retires its client skips
+    the look for a handler's exception there (the error policy still looks once)."""
+    from cachehub import provider
+
+    looks: list[BaseException] = []
+    real = provider.raised_by_signal_handler
+
+    def counted(exc: BaseException) -> BaseException | None:
+        looks.append(exc)
+        return real(exc)
+
+    monkeypatch.setattr(provider, "raised_by_signal_handler", counted)
+
+    def fails() -> None:
+        raise Boom("down")
+
+    sound = Requesting({"onError": "miss"})
+    sound.unsound = False  # type: ignore[misc]
+    sound.during = fails
+    sound.get("k")
+    assert looks == []
+    unsound = Requesting({"onError": "miss"})
+    unsound.during = fails
+    unsound.get("k")
+    assert len(looks) == 1  # looked, found none: the client is kept
+    assert unsound.seen[0].closed == 0
