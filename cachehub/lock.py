@@ -28,7 +28,13 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from .errors import CacheValueError, InvalidKeyError, LockLostError, LockTimeoutError
+from .errors import (
+    CacheValueError,
+    InvalidKeyError,
+    LockLostError,
+    LockTimeoutError,
+    raised_by_signal_handler,
+)
 
 if TYPE_CHECKING:
     from .api import BaseCache, TimeSpan
@@ -550,6 +556,9 @@ class AsyncLock(_LockState):
                 return
             await cache._alock_release(self.key, token, cache._clock())
         except Exception as exc:  # it expires after its ttl anyway
+            signalled = raised_by_signal_handler(exc)
+            if signalled is not None:  # the program's (a soft time limit): never just logged
+                raise signalled from None
             _log.warning("lock '%s': could not release after cancel: %s", self.name, exc)
 
     async def release(self) -> bool:

@@ -370,3 +370,26 @@ def test_a_provider_whose_client_is_always_sound_pays_no_look_at_the_handlers(
     unsound.get("k")
     assert len(looks) == 1  # looked, found none: the client is kept
     assert unsound.seen[0].closed == 0
+
+
+def test_a_signal_handlers_exception_in_an_async_locks_clean_up_is_not_just_logged(
+    handler: Callable[[Callable[..., Any]], None],
+) -> None:
+    """A waiter cancelled while acquiring gives back what its attempt took; a failure
+    there is logged (the lock expires after its ttl anyway), but a handler's exception is
+    the program's: it was logged as "could not release after cancel" and lost."""
+    import asyncio
+
+    from cachehub_memory import MemoryCache
+
+    cache = MemoryCache()
+    lock = cache.aio().lock("job")
+
+    async def release(name: str, token: str, now: float) -> bool:
+        signal.raise_signal(SIG)
+        return True
+
+    cache._alock_release = release  # type: ignore[method-assign]
+    handler(_raiser(SoftTimeLimitExceeded("during the clean-up")))
+    with pytest.raises(SoftTimeLimitExceeded, match="during the clean-up"):
+        asyncio.run(lock._give_back("token", unanswered=False))  # type: ignore[attr-defined]
