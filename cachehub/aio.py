@@ -42,7 +42,7 @@ from .api import (
 )
 from .errors import CacheUnavailableError, UnknownSigningKeyError
 from .filters import KeyFilter, compile_filter
-from .flights import WAIT_SLICE
+from .flights import WAIT_SLICE, Flight
 from .lock import AsyncLock
 
 __all__ = ["AsyncCache", "InlineAsync"]
@@ -83,35 +83,36 @@ async def _process_flight(cache: BaseCache, key: str) -> AsyncIterator[tuple[boo
     loop = asyncio.get_running_loop()
     owner: Hashable = asyncio.current_task() or threading.get_ident()
     flights = cache._flights
-    while True:
-        woken: asyncio.Future[None] = loop.create_future()
-
-        def wake(woken: asyncio.Future[None] = woken) -> None:
-            loop.call_soon_threadsafe(_resolve, woken)
-
-        led, awaited = flights.start(key, owner, wake)
-        if awaited is None:
-            break
-        try:
-            # In slices: a leader task whose loop was closed by hand never ends its
-            # flight; the first waiter to see it ends it, and they all try again.
-            while not awaited.done.is_set():
-                await asyncio.wait((woken,), timeout=WAIT_SLICE)
-                if woken.done() or flights.abandoned(key, awaited):
-                    break
-        finally:
-            flights.stop_waiting(owner)
-        value = await cache.aio().get(key, MISSING)
-        if value is not MISSING:
-            yield False, value
-            return
-    if led is None:
-        yield False, MISSING
-        return
+    # The flight this task leads, from before it is registered: finished however the
+    # task leaves, a signal handler's exception as start() returns included.
+    started: list[Flight] = []
     try:
-        yield True, MISSING
+        while True:
+            woken: asyncio.Future[None] = loop.create_future()
+
+            def wake(woken: asyncio.Future[None] = woken) -> None:
+                loop.call_soon_threadsafe(_resolve, woken)
+
+            led, awaited = flights.start(key, owner, wake, into=started)
+            if awaited is None:
+                break
+            try:
+                # In slices: a leader task whose loop was closed by hand never ends its
+                # flight; the first waiter to see it ends it, and they all try again.
+                while not awaited.done.is_set():
+                    await asyncio.wait((woken,), timeout=WAIT_SLICE)
+                    if woken.done() or flights.abandoned(key, awaited):
+                        break
+            finally:
+                flights.stop_waiting(owner)
+            value = await cache.aio().get(key, MISSING)
+            if value is not MISSING:
+                yield False, value
+                return
+        yield led is not None, MISSING
     finally:
-        flights.finish(key, led)
+        for flight in started:
+            flights.finish(key, flight)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -1546,9 +1546,10 @@ class BaseCache(ABC):
             return value  # type: ignore[no-any-return]
         owner = threading.get_ident()
         led: Flight | None = None
+        started: list[Flight] = []  # the flight this call leads, from before it is registered
         try:
             while True:
-                led, awaited = self._flights.start(key, owner)
+                led, awaited = self._flights.start(key, owner, into=started)
                 if awaited is None:
                     break
                 try:
@@ -1603,11 +1604,11 @@ class BaseCache(ABC):
             finally:
                 self._flights.finish(key, led)
         finally:
-            # Also when an exception that is not an Exception (a signal handler's
-            # KeyboardInterrupt) lands between registering the flight and the inner
-            # try: the flight stayed registered and other threads waited for ever.
-            if led is not None:
-                self._flights.finish(key, led)
+            # Also when a signal handler's exception lands between registering the flight
+            # and the inner try, even as start() returns, before `led` is stored: the
+            # flight stayed registered and other threads waited for ever.
+            for flight in started:
+                self._flights.finish(key, flight)
 
     def lock(
         self,

@@ -27,16 +27,55 @@ one of them leads.
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
 from collections.abc import Callable, Hashable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["WAIT_SLICE", "Flight", "Flights"]
+__all__ = ["WAIT_SLICE", "Flight", "Flights", "Latch"]
 
 WAIT_SLICE: Final = 0.5
 """Seconds a waiter waits before checking whether its flight's leader abandoned it."""
+
+
+class Latch:
+    """A one-shot event that a signal handler's exception cannot wedge.
+
+    ``threading.Event`` takes its Condition's lock in Python code (``Condition.
+    __enter__``): an exception landing there left that lock held, and then every
+    ``wait`` (and a second ``set``: the leader's own clean-up) blocked on it for good.
+    Here ``set`` is a flag and a token in a ``SimpleQueue``, whose ``put`` and ``get``
+    are single C calls; a waiter woken by the token puts it back for the next. An
+    interrupt between the flag and the token, or between a waiter's ``get`` and ``put``,
+    loses only the quick wake-up: waiters wait in slices and see the flag at the end of
+    their slice.
+    """
+
+    __slots__ = ("_flag", "_token")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._token: queue.SimpleQueue[None] = queue.SimpleQueue()
+
+    def set(self) -> None:
+        self._flag = True
+        self._token.put(None)
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def wait(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds; whether it is set."""
+        if self._flag:
+            return True
+        try:
+            self._token.get(timeout=timeout)
+        except queue.Empty:
+            return self._flag
+        self._token.put(None)  # for the next waiter
+        return True
 
 
 @dataclass(eq=False)
@@ -46,7 +85,7 @@ class Flight:
     owner: Hashable
     thread: int = 0
     """The thread the leader runs on (a task's: its event loop's)."""
-    done: threading.Event = field(default_factory=threading.Event)
+    done: Latch = field(default_factory=Latch)
     """Set when the leader finished (stored the value, failed or was cancelled)."""
     waiters: dict[Hashable, Callable[[], None] | None] = field(default_factory=dict)
     """The owners waiting for it, each with its waker (called once when the flight ends:
@@ -69,6 +108,7 @@ class Flights:
         waker: Callable[[], None] | None = None,
         *,
         thread: int | None = None,
+        into: list[Flight] | None = None,
     ) -> tuple[Flight | None, Flight | None]:
         """``(led, awaited)`` for ``owner`` missing ``key``.
 
@@ -78,6 +118,10 @@ class Flights:
         after waiting, then try again. Both None: compute without a flight (waiting
         would be waiting for oneself). ``thread``: the thread ``owner`` runs on (default:
         the calling one, as both shells start flights on the owner's own thread).
+        ``into``: a list the led flight is appended to before it is registered, which the
+        caller finishes in its ``finally``: a signal handler's exception can land as this
+        call returns, before the caller has stored ``led``, and the flight was then left
+        registered, other threads waiting for it for good.
         """
         thread = threading.get_ident() if thread is None else thread
         stale: list[Callable[[], None]] = []
@@ -88,7 +132,10 @@ class Flights:
                     stale = self._end(key, running)
                     running = None
                 if running is None:
-                    led = self._running[key] = Flight(owner, thread)
+                    led = Flight(owner, thread)
+                    if into is not None:
+                        into.append(led)
+                    self._running[key] = led
                     return led, None
                 if self._leads_to(running, owner, thread):
                     return None, None
@@ -140,7 +187,7 @@ class Flights:
                 del waiting[owner]
         wakers = [wake for wake in flight.waiters.values() if wake is not None]
         flight.waiters = {}
-        flight.done.set()
+        flight.done.set()  # a Latch: ending again (a clean-up run twice) is harmless
         return wakers
 
     def _leads_to(self, flight: Flight, owner: Hashable, thread: int) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import sys
 import threading
 import warnings
 from typing import Any
@@ -252,3 +253,121 @@ def test_an_interrupt_as_a_flight_starts_leaves_no_flight_for_others_to_wait_for
     waiter.start()
     waiter.join(10)
     assert other in (["first"], ["v"])
+
+
+# ---------------------------------------------------------------- interrupts at any point
+
+_EVENTS = frozenset({"call", "return", "c_return"})
+"""Profile events at the points where a signal handler's exception may surface."""
+
+
+class Interrupted(BaseException):
+    """What the hook raises, as a signal handler's KeyboardInterrupt would."""
+
+
+def _run_interrupted_at(n: int, call: Any, armed: list[bool]) -> list[bool]:
+    """Run ``call()`` in a new thread, raising Interrupted at its n-th profile event once
+    ``armed[0]`` is true; ``[raised]``, or the test fails if the thread hangs."""
+    raised = [False]
+    seen = 0
+
+    def hook(frame: Any, event: str, arg: Any) -> None:
+        nonlocal seen
+        if armed[0] and event in _EVENTS and not raised[0]:
+            seen += 1
+            if seen == n:
+                raised[0] = True
+                raise Interrupted(f"at event {n}: {event} in {frame.f_code.co_qualname}")
+
+    def run() -> None:
+        sys.setprofile(hook)  # this thread's only
+        try:
+            call()
+        except Interrupted:
+            pass
+        finally:
+            sys.setprofile(None)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), f"the interrupted call itself hung (event {n})"
+    return raised
+
+
+def _leader_alone(n: int) -> bool:
+    cache = MemoryCache()
+    raised = _run_interrupted_at(n, lambda: cache.get_or_set("k", lambda: "v"), [True])
+    assert cache._flights._running == {}, f"a flight was left behind (event {n})"
+    assert cache._flights._waiting == {}
+    out: list[Any] = []
+    other = threading.Thread(target=lambda: out.append(cache.get_or_set("k", lambda: "w")))
+    other.start()
+    other.join(10)
+    assert not other.is_alive(), f"another thread's get_or_set waited for good (event {n})"
+    assert out in (["v"], ["w"])
+    return raised[0]
+
+
+@pytest.mark.timeout(120)
+def test_a_get_or_set_interrupted_anywhere_leaves_no_flight_and_nobody_waiting() -> None:
+    """An interrupt as ``Flights.start`` returned (before ``led`` was stored) left the
+    flight registered: every other thread's get_or_set of the key waited for good. One
+    inside ``threading.Event.set`` (its Condition's lock taken in Python) left that lock
+    held: the call's own clean-up, ending the flight again, then hung on it, as did every
+    waiter. Each point of the call is interrupted in turn, on a fresh cache."""
+    points = 0
+    while _leader_alone(points + 1):
+        points += 1
+        assert points < 400, "the call was still being interrupted at its 400th event"
+    assert points > 20  # the walk reached the flight's start and end
+
+
+def _leader_and_waiter(n: int) -> bool:
+    cache = MemoryCache()
+    armed = [False]
+    waiter_in = threading.Event()
+    raised: list[bool] = []
+    out: list[Any] = []
+
+    def until(condition: Any) -> None:
+        for _ in range(5000):
+            if condition():
+                return
+            threading.Event().wait(0.001)
+
+    def creator() -> str:
+        assert waiter_in.wait(10)
+        until(lambda: cache._flights._waiting)  # the waiter is on the flight
+        armed[0] = True  # from here on each event is a point to interrupt
+        return "v"
+
+    def lead() -> None:
+        raised.extend(_run_interrupted_at(n, lambda: cache.get_or_set("k", creator), armed))
+
+    def wait_for_it() -> None:
+        waiter_in.set()
+        out.append(cache.get_or_set("k", lambda: "w"))
+
+    leader = threading.Thread(target=lead)
+    leader.start()
+    until(lambda: cache._flights._running)  # the leader's flight is registered first
+    waiter = threading.Thread(target=wait_for_it)
+    waiter.start()
+    leader.join(15)
+    waiter.join(10)
+    assert not leader.is_alive(), f"the interrupted leader hung (event {n})"
+    assert not waiter.is_alive(), f"the waiter was stranded (event {n})"
+    assert out in (["v"], ["w"])
+    return raised == [True]
+
+
+@pytest.mark.timeout(180)
+def test_a_waiter_is_never_stranded_by_a_leader_interrupted_as_it_finishes() -> None:
+    """The waiter is registered before the leader's creator returns; the leader is then
+    interrupted at each point of its finish (the store, the flight's end, the wake-up)."""
+    points = 0
+    while _leader_and_waiter(points + 1):
+        points += 1
+        assert points < 400, "the leader was still being interrupted at its 400th event"
+    assert points > 10
